@@ -1,0 +1,192 @@
+//! Client configuration and per-command options.
+
+use std::time::Duration;
+
+/// Configuration of a [`Client`](crate::Client). Build it from [`Default`] and the setters:
+///
+/// ```
+/// use std::time::Duration;
+/// use qmp_proto::ClientConfig;
+///
+/// let config = ClientConfig::default()
+///     .greeting_timeout(Some(Duration::from_secs(5)))
+///     .command_timeout(Some(Duration::from_secs(60)))
+///     .oob(false);
+/// assert_eq!(config.get_max_in_flight(), 8);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub(crate) max_message_size: usize,
+    pub(crate) max_depth: usize,
+    pub(crate) greeting_timeout: Option<Duration>,
+    pub(crate) negotiation_timeout: Option<Duration>,
+    pub(crate) command_timeout: Option<Duration>,
+    pub(crate) oob: bool,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_buffered_events: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            max_message_size: 10 * 1024 * 1024,
+            max_depth: 1024,
+            greeting_timeout: Some(Duration::from_secs(30)),
+            negotiation_timeout: Some(Duration::from_secs(30)),
+            command_timeout: None,
+            oob: true,
+            max_in_flight: 8,
+            max_buffered_events: 10_000,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The largest message accepted from the server, in bytes (default 10 MiB, as libvirt and
+    /// qemu.qmp use). A larger message ends the session with
+    /// [`ProtocolError::MessageTooLarge`](crate::ProtocolError::MessageTooLarge) as soon as
+    /// its size is exceeded, so the receive buffer never holds more than this. Some real
+    /// replies are larger (`query-named-block-nodes` on deep backing chains): raise it for
+    /// those. Values below 2 are treated as 2.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// The deepest nesting accepted in a server message (default 1024, QEMU's own input
+    /// limit). Deeper nesting ends the session with
+    /// [`ProtocolError::TooDeep`](crate::ProtocolError::TooDeep). Values below 1 are treated
+    /// as 1.
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// How long to wait for the greeting after [`connect`](crate::Client::connect) (default
+    /// 30 s; `None` waits forever). A monitor serves one client at a time, so a second client
+    /// is never greeted while the first stays.
+    pub fn greeting_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.greeting_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the answer to `qmp_capabilities` (default 30 s; `None` waits
+    /// forever).
+    pub fn negotiation_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.negotiation_timeout = timeout;
+        self
+    }
+
+    /// The default deadline of each command, counted from the call (default `None`: no
+    /// deadline). [`CommandOptions::timeout`] overrides it per command.
+    pub fn command_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Whether to enable out-of-band execution when the server offers it (default `true`).
+    pub fn oob(mut self, enable: bool) -> Self {
+        self.oob = enable;
+        self
+    }
+
+    /// The most in-band commands sent and not yet answered (default 8, which is how many
+    /// QEMU queues before it stops reading when OOB is enabled; the QMP specification asks
+    /// clients to stay within it so that an OOB command can still be read). Further commands
+    /// wait in a local queue, which OOB commands overtake. Values below 1 are treated as 1.
+    pub fn max_in_flight(mut self, commands: usize) -> Self {
+        self.max_in_flight = commands;
+        self
+    }
+
+    /// The most server-driven outputs (QMP events and diagnostics) held for
+    /// [`poll_event`](crate::Client::poll_event) (default 10,000). Beyond it, further ones are
+    /// dropped and counted in [`Event::EventsLost`](crate::Event::EventsLost), so memory
+    /// stays bounded when the application does not drain. Replies and state changes are never
+    /// dropped.
+    pub fn max_buffered_events(mut self, events: usize) -> Self {
+        self.max_buffered_events = events;
+        self
+    }
+
+    /// See [`max_message_size`](Self::max_message_size).
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// See [`max_depth`](Self::max_depth).
+    pub fn get_max_depth(&self) -> usize {
+        self.max_depth
+    }
+
+    /// See [`greeting_timeout`](Self::greeting_timeout).
+    pub fn get_greeting_timeout(&self) -> Option<Duration> {
+        self.greeting_timeout
+    }
+
+    /// See [`negotiation_timeout`](Self::negotiation_timeout).
+    pub fn get_negotiation_timeout(&self) -> Option<Duration> {
+        self.negotiation_timeout
+    }
+
+    /// See [`command_timeout`](Self::command_timeout).
+    pub fn get_command_timeout(&self) -> Option<Duration> {
+        self.command_timeout
+    }
+
+    /// See [`oob`](Self::oob).
+    pub fn get_oob(&self) -> bool {
+        self.oob
+    }
+
+    /// See [`max_in_flight`](Self::max_in_flight).
+    pub fn get_max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    /// See [`max_buffered_events`](Self::max_buffered_events).
+    pub fn get_max_buffered_events(&self) -> usize {
+        self.max_buffered_events
+    }
+}
+
+/// Options for one command.
+///
+/// ```
+/// use std::time::Duration;
+/// use qmp_proto::CommandOptions;
+///
+/// let opts = CommandOptions::new().timeout(Duration::from_secs(2));
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Default)]
+pub struct CommandOptions {
+    pub(crate) timeout: Option<Duration>,
+    #[cfg(unix)]
+    pub(crate) fds: Vec<std::os::fd::OwnedFd>,
+}
+
+impl CommandOptions {
+    /// No options: the configured default timeout, no file descriptors.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A deadline for this command, counted from the call, instead of the configured
+    /// default. A command that times out resolves with
+    /// [`CommandError::Timeout`](crate::CommandError::Timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Attaches a file descriptor to send with this command (as `SCM_RIGHTS` on a unix
+    /// socket), for `getfd` or `add-fd`. [`Client::poll_transmit`](crate::Client::poll_transmit)
+    /// hands it out with the first byte of the command; the engine closes its copy once that
+    /// byte is written. If the call fails, the descriptor is closed.
+    #[cfg(unix)]
+    pub fn fd(mut self, fd: std::os::fd::OwnedFd) -> Self {
+        self.fds.push(fd);
+        self
+    }
+}

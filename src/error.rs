@@ -1,0 +1,248 @@
+//! Errors: local misuse ([`CallError`]), the outcome of one command ([`CommandError`]),
+//! and why a session ended ([`DisconnectReason`], [`ProtocolError`]).
+//!
+//! Local misuse and remote misbehaviour are different types. A method called at the wrong
+//! time or with bad arguments returns a [`CallError`] and changes nothing. Whatever the peer
+//! sends never produces an error return: it becomes data, either a
+//! [`Diagnostic`](crate::Diagnostic) (the session goes on) or a [`DisconnectReason`] (the
+//! session ends, every pending command is resolved with it).
+//!
+//! All of these are `Clone`, so the same cause can resolve every pending command.
+
+use std::fmt;
+use std::io;
+
+use crate::RunState;
+
+/// How many bytes of offending input an [`Excerpt`] keeps at most.
+pub const EXCERPT_LIMIT: usize = 256;
+
+/// A bounded copy of offending bytes, for error messages.
+///
+/// Keeps at most [`EXCERPT_LIMIT`] bytes and remembers how long the original was. Its
+/// `Display` escapes anything that is not printable ASCII, so it is safe to log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Excerpt {
+    bytes: Vec<u8>,
+    total_len: usize,
+}
+
+impl Excerpt {
+    /// Copies at most [`EXCERPT_LIMIT`] bytes of `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        Self::with_total(bytes, bytes.len())
+    }
+
+    /// Copies at most [`EXCERPT_LIMIT`] bytes of `bytes`, which are the start of something
+    /// `total_len` bytes long.
+    pub fn with_total(bytes: &[u8], total_len: usize) -> Self {
+        let keep = bytes.len().min(EXCERPT_LIMIT);
+        Excerpt {
+            bytes: bytes[..keep].to_vec(),
+            total_len: total_len.max(keep),
+        }
+    }
+
+    /// The bytes kept (at most [`EXCERPT_LIMIT`]).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The length of the original input, of which [`bytes`](Self::bytes) is the start.
+    pub fn total_len(&self) -> usize {
+        self.total_len
+    }
+
+    /// Whether the original was longer than what was kept.
+    pub fn is_truncated(&self) -> bool {
+        self.total_len > self.bytes.len()
+    }
+}
+
+impl fmt::Display for Excerpt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.bytes.escape_ascii())?;
+        if self.is_truncated() {
+            write!(f, "... ({} bytes in all)", self.total_len)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Excerpt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Excerpt(\"{self}\")")
+    }
+}
+
+/// Local misuse: a call that is not allowed now or whose arguments are unusable.
+///
+/// Returned by application calls; the engine's state is unchanged when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The call is not allowed in the current connection runstate.
+    #[error("cannot {operation} while the connection is {state}")]
+    InvalidState {
+        /// What was attempted.
+        operation: &'static str,
+        /// The runstate at the time of the call.
+        state: RunState,
+    },
+    /// `execute_oob` was called but out-of-band execution was not negotiated (the server did
+    /// not offer it, the configuration did not ask for it, or negotiation is not done yet).
+    #[error("out-of-band execution was not negotiated on this connection")]
+    OobNotNegotiated,
+    /// The command arguments did not serialise to a JSON object (or to `null`/`()` for none).
+    #[error("command arguments must serialise to a JSON object, got {0}")]
+    ArgumentsNotObject(String),
+    /// Serialising the command failed.
+    #[error("cannot serialise the command: {0}")]
+    Serialize(String),
+    /// A raw message was not a JSON object.
+    #[error("a raw QMP message must be a JSON object")]
+    RawNotObject,
+    /// A raw message carries an id that a pending command already uses.
+    #[error("the id {0} is already used by a pending command")]
+    DuplicateId(String),
+    /// A raw message meant to be sent without an id carries one.
+    #[error("the message has an \"id\" member; use execute_raw to route by it")]
+    UnexpectedId,
+    /// An id-less raw command is already pending; only one may be, so that the id-less
+    /// reply can be attributed.
+    #[error("an id-less raw command is already pending")]
+    IdlessPending,
+}
+
+/// A QMP error reply: `{"error": {"class": ..., "desc": ...}, "id": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{class}: {desc}")]
+pub struct QmpError {
+    /// The error class, such as `GenericError` or `CommandNotFound`.
+    pub class: String,
+    /// The human-readable description. Do not match on it: QEMU may change it.
+    pub desc: String,
+}
+
+/// Why one command did not produce a return value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The server answered with an error reply.
+    #[error("QMP error {0}")]
+    Qmp(QmpError),
+    /// The command's deadline passed before its reply arrived. A late reply is dropped and
+    /// reported as [`Diagnostic::LateReply`](crate::Diagnostic::LateReply).
+    #[error("the command timed out")]
+    Timeout,
+    /// The session ended before the reply arrived.
+    #[error("the session ended before the reply: {0}")]
+    Interrupted(DisconnectReason),
+    /// A reply with this command's id was not a valid reply (both or neither of `return` and
+    /// `error`, or an `error` that is not `{"class": string, "desc": string}`).
+    #[error("malformed reply: {0}")]
+    MalformedReply(Excerpt),
+}
+
+/// Why a session ended. Carried by [`Event::Disconnected`](crate::Event::Disconnected) and by
+/// [`CommandError::Interrupted`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The application called [`Client::close`](crate::Client::close).
+    #[error("closed locally")]
+    Closed,
+    /// The peer closed the connection. `after_quit` is true when a `quit` command was in
+    /// flight, which that EOF resolved as a success.
+    #[error("{}", if *after_quit { "the server closed the connection after quit" } else { "the server closed the connection" })]
+    Eof {
+        /// Whether a `quit` command was in flight.
+        after_quit: bool,
+    },
+    /// The transport failed (reported through
+    /// [`Client::handle_io_error`](crate::Client::handle_io_error)).
+    #[error("transport error ({kind:?}): {message}")]
+    Transport {
+        /// The kind of the IO error.
+        kind: io::ErrorKind,
+        /// Its message.
+        message: String,
+    },
+    /// No greeting arrived within the greeting timeout. A QMP monitor serves one client at a
+    /// time: a second client is accepted by the socket but greeted only when the first leaves.
+    #[error("no greeting within {0:?} (is another client connected to this monitor?)")]
+    GreetingTimeout(std::time::Duration),
+    /// No answer to `qmp_capabilities` within the negotiation timeout.
+    #[error("no answer to qmp_capabilities within {0:?}")]
+    NegotiationTimeout(std::time::Duration),
+    /// The server refused `qmp_capabilities`.
+    #[error("capabilities negotiation failed: {0}")]
+    NegotiationFailed(QmpError),
+    /// The peer broke the protocol in a way that makes the stream unusable.
+    #[error("protocol error: {0}")]
+    Protocol(ProtocolError),
+}
+
+/// Peer misbehaviour that ends a session. Each carries the offending bytes, cut to
+/// [`EXCERPT_LIMIT`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A message grew past [`ClientConfig::max_message_size`](crate::ClientConfig). It is
+    /// rejected as soon as its size is exceeded, before it is buffered.
+    #[error("message larger than the limit of {limit} bytes (raise max_message_size): {excerpt}")]
+    MessageTooLarge {
+        /// The configured limit.
+        limit: usize,
+        /// The start of the message.
+        excerpt: Excerpt,
+    },
+    /// A message nested deeper than [`ClientConfig::max_depth`](crate::ClientConfig).
+    #[error("message nested deeper than the limit of {limit}: {excerpt}")]
+    TooDeep {
+        /// The configured limit.
+        limit: usize,
+        /// The start of the message.
+        excerpt: Excerpt,
+    },
+    /// Bytes between messages that cannot start a JSON object (garbage, a bare number or
+    /// string, `inf`, ...).
+    #[error("unexpected data between messages: {0}")]
+    UnexpectedData(Excerpt),
+    /// A message was not valid UTF-8.
+    #[error("message is not valid UTF-8: {0}")]
+    InvalidUtf8(Excerpt),
+    /// A message was not valid JSON (for example it holds an `inf` or `nan` token, which QEMU
+    /// emits for numbers it cannot represent), or had a duplicate member.
+    #[error("invalid JSON ({error}): {excerpt}")]
+    InvalidJson {
+        /// serde_json's description of the problem.
+        error: String,
+        /// The message.
+        excerpt: Excerpt,
+    },
+    /// A message was a JSON array, not an object.
+    #[error("message is not a JSON object: {0}")]
+    NotAnObject(Excerpt),
+    /// The first message was not a valid greeting.
+    #[error("invalid greeting ({reason}): {excerpt}")]
+    InvalidGreeting {
+        /// What is wrong with it.
+        reason: String,
+        /// The message.
+        excerpt: Excerpt,
+    },
+    /// The server reported an error without an id: it could not parse something it was sent,
+    /// and no id-less raw command was pending to take the blame.
+    #[error("the server reported an error without an id (it failed to parse its input): {0}")]
+    IdlessError(QmpError),
+    /// The connection ended in the middle of a message.
+    #[error("the connection ended inside a message: {0}")]
+    Truncated(Excerpt),
+}
+
+impl From<ProtocolError> for DisconnectReason {
+    fn from(e: ProtocolError) -> Self {
+        DisconnectReason::Protocol(e)
+    }
+}

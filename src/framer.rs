@@ -1,0 +1,296 @@
+//! Framing by JSON structure.
+//!
+//! QEMU ends each message with `\r\n`, but a monitor created with `pretty=on` spreads one
+//! message over many lines, and the guest agent ends lines with `\n` alone. So messages are
+//! delimited by their JSON structure: a message starts with `{` (or `[`, which is then
+//! rejected as not an object) and ends when its brackets balance, outside strings.
+//!
+//! The scan is resumable: the state (depth, inside a string, after a backslash) survives
+//! between inputs, so each byte is looked at once however the input is split. A frame that
+//! lies wholly inside one input chunk is handed out straight from that chunk; only the
+//! unfinished tail of a chunk is copied into the framer's buffer, which therefore never holds
+//! more than the configured maximum message size.
+
+use std::ops::ControlFlow;
+
+use crate::error::{Excerpt, ProtocolError};
+
+/// The resumable framer.
+#[derive(Debug)]
+pub(crate) struct Framer {
+    /// The unfinished frame, from its first byte. Empty when no frame is open or when the
+    /// open frame began in the chunk being scanned.
+    buf: Vec<u8>,
+    /// Whether a frame is open.
+    in_frame: bool,
+    /// Bracket depth of the open frame.
+    depth: usize,
+    /// Inside a string literal.
+    in_string: bool,
+    /// The previous byte was a backslash inside a string.
+    escape: bool,
+    max_size: usize,
+    max_depth: usize,
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+impl Framer {
+    pub(crate) fn new(max_size: usize, max_depth: usize) -> Self {
+        Framer {
+            buf: Vec::new(),
+            in_frame: false,
+            depth: 0,
+            in_string: false,
+            escape: false,
+            max_size: max_size.max(2),
+            max_depth: max_depth.max(1),
+        }
+    }
+
+    /// Forgets any unfinished frame.
+    pub(crate) fn reset(&mut self) {
+        self.buf.clear();
+        if self.buf.capacity() > 64 * 1024 {
+            self.buf = Vec::new();
+        }
+        self.in_frame = false;
+        self.depth = 0;
+        self.in_string = false;
+        self.escape = false;
+    }
+
+    /// The bytes of an unfinished frame, if one is open (for the truncation report at EOF).
+    pub(crate) fn partial(&self) -> Option<&[u8]> {
+        self.in_frame.then_some(&self.buf[..])
+    }
+
+    /// How many bytes are buffered (for memory accounting).
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Scans `input`, calling `on_frame` with each complete frame in order. Stops early when
+    /// `on_frame` breaks (the rest of the input is then dropped and the framer reset). A
+    /// framing error also resets the framer; the caller ends the session.
+    pub(crate) fn feed(
+        &mut self,
+        input: &[u8],
+        mut on_frame: impl FnMut(&[u8]) -> ControlFlow<()>,
+    ) -> Result<(), ProtocolError> {
+        let mut i = 0;
+        loop {
+            if !self.in_frame {
+                while i < input.len() && is_ws(input[i]) {
+                    i += 1;
+                }
+                if i == input.len() {
+                    return Ok(());
+                }
+                match input[i] {
+                    b'{' | b'[' => {
+                        self.in_frame = true;
+                        self.depth = 0;
+                        self.in_string = false;
+                        self.escape = false;
+                        debug_assert!(self.buf.is_empty());
+                    }
+                    _ => {
+                        let err = ProtocolError::UnexpectedData(Excerpt::new(&input[i..]));
+                        self.reset();
+                        return Err(err);
+                    }
+                }
+            }
+            // A frame is open. `start` is where its bytes in this chunk begin.
+            let start = i;
+            let room = self.max_size - self.buf.len();
+            let end = input.len().min(start.saturating_add(room));
+            match self.scan(&input[start..end]) {
+                Err(()) => {
+                    let err = ProtocolError::TooDeep {
+                        limit: self.max_depth,
+                        excerpt: self.excerpt(&input[start..end]),
+                    };
+                    self.reset();
+                    return Err(err);
+                }
+                Ok(Some(len)) => {
+                    let stop = start + len;
+                    let flow = if self.buf.is_empty() {
+                        on_frame(&input[start..stop])
+                    } else {
+                        self.buf.extend_from_slice(&input[start..stop]);
+                        let flow = on_frame(&self.buf);
+                        self.buf.clear();
+                        flow
+                    };
+                    self.in_frame = false;
+                    if flow.is_break() {
+                        self.reset();
+                        return Ok(());
+                    }
+                    i = stop;
+                }
+                Ok(None) => {
+                    if end < input.len() {
+                        let err = ProtocolError::MessageTooLarge {
+                            limit: self.max_size,
+                            excerpt: self.excerpt(&input[start..end]),
+                        };
+                        self.reset();
+                        return Err(err);
+                    }
+                    self.buf.extend_from_slice(&input[start..end]);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn excerpt(&self, tail: &[u8]) -> Excerpt {
+        if self.buf.is_empty() {
+            Excerpt::new(tail)
+        } else {
+            Excerpt::with_total(&self.buf, self.buf.len() + tail.len())
+        }
+    }
+
+    /// Advances the scan state over `bytes`, which continue the open frame. Returns the
+    /// length up to and including the byte that closes the frame, `None` if it stays open,
+    /// or `Err` when the depth limit is exceeded.
+    fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
+        let mut i = 0;
+        let n = bytes.len();
+        while i < n {
+            if self.in_string {
+                if self.escape {
+                    self.escape = false;
+                    i += 1;
+                    continue;
+                }
+                // Skip ordinary string content quickly.
+                while i < n && bytes[i] != b'"' && bytes[i] != b'\\' {
+                    i += 1;
+                }
+                if i == n {
+                    break;
+                }
+                if bytes[i] == b'\\' {
+                    self.escape = true;
+                } else {
+                    self.in_string = false;
+                }
+                i += 1;
+                continue;
+            }
+            let b = bytes[i];
+            i += 1;
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    if self.depth > self.max_depth {
+                        return Err(());
+                    }
+                }
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        return Ok(Some(i));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(framer: &mut Framer, input: &[u8]) -> Result<Vec<String>, ProtocolError> {
+        let mut out = Vec::new();
+        framer.feed(input, |f| {
+            out.push(String::from_utf8_lossy(f).into_owned());
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn splits_by_structure_not_lines() {
+        let mut f = Framer::new(1 << 20, 64);
+        let input = b"{\"a\": \"}{\\\"\", \"b\": [1,\r\n {}]}\r\n  {\"c\":\n 1}\n{";
+        let out = frames(&mut f, input).unwrap();
+        assert_eq!(
+            out,
+            vec!["{\"a\": \"}{\\\"\", \"b\": [1,\r\n {}]}", "{\"c\":\n 1}"]
+        );
+        assert_eq!(f.partial(), Some(&b"{"[..]));
+    }
+
+    #[test]
+    fn byte_by_byte_equals_whole() {
+        let input = b"{\"x\":\"a\\\\\"}{\"y\":[[\"]\"]]}";
+        let mut whole = Framer::new(1 << 20, 64);
+        let a = frames(&mut whole, input).unwrap();
+        let mut single = Framer::new(1 << 20, 64);
+        let mut b = Vec::new();
+        for byte in input.iter() {
+            b.extend(frames(&mut single, std::slice::from_ref(byte)).unwrap());
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn size_limit_is_enforced_while_scanning() {
+        let mut f = Framer::new(10, 64);
+        assert!(matches!(
+            frames(&mut f, b"{\"a\":\"1234\"}"),
+            Err(ProtocolError::MessageTooLarge { limit: 10, .. })
+        ));
+        let mut f = Framer::new(12, 64);
+        assert_eq!(frames(&mut f, b"{\"a\":\"1234\"}").unwrap().len(), 1);
+        let mut f = Framer::new(11, 64);
+        // Byte by byte: the buffer never holds more than the limit.
+        let input = b"{\"a\":\"1234\"}";
+        let mut err = None;
+        for byte in input.iter() {
+            match frames(&mut f, std::slice::from_ref(byte)) {
+                Ok(_) => assert!(f.buffered() <= 11),
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        assert!(matches!(
+            err,
+            Some(ProtocolError::MessageTooLarge { limit: 11, .. })
+        ));
+    }
+
+    #[test]
+    fn depth_limit() {
+        let mut f = Framer::new(1 << 20, 3);
+        assert_eq!(frames(&mut f, b"[[[]]]").unwrap().len(), 1);
+        assert!(matches!(
+            frames(&mut f, b"[[[["),
+            Err(ProtocolError::TooDeep { limit: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_between_messages() {
+        let mut f = Framer::new(1 << 20, 3);
+        let e = frames(&mut f, b"{}\r\ninf").unwrap_err();
+        assert_eq!(e.to_string(), "unexpected data between messages: inf");
+    }
+}

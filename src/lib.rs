@@ -1,0 +1,127 @@
+//! A sans-IO engine for QMP, the QEMU Machine Protocol.
+//!
+//! [`Client`] is a plain state machine: bytes, EOF and time go in; bytes to write (with any
+//! file descriptors that travel with them), events, command results, runstate transitions and
+//! timer deadlines come out. It performs no IO, reads no clock, spawns nothing and never
+//! blocks, so it runs inside any event loop: a blocking socket loop, an async executor, a
+//! custom `epoll` loop, a simulation with a virtual clock, or a fuzzer.
+//!
+//! # The run loop
+//!
+//! Whatever drives the engine repeats the same steps:
+//!
+//! 1. feed what happened: [`Client::handle_input`] with bytes read,
+//!    [`Client::handle_eof`], [`Client::handle_io_error`], or
+//!    [`Client::handle_timeout`] when the timer fires;
+//! 2. write what [`Client::poll_transmit`] returns, reporting progress with
+//!    [`Client::advance_transmit`], until it returns `None`;
+//! 3. take [`Client::poll_event`] until `None`;
+//! 4. arm the timer for [`Client::poll_timeout`], and wait for input or the timer.
+//!
+//! Keep reading while writing: QEMU stops reading its socket while its command queue is full,
+//! so a loop that only writes can deadlock.
+//!
+//! ```no_run
+//! use std::io::{ErrorKind, Read, Write};
+//! use std::os::unix::net::UnixStream;
+//! use std::time::{Duration, Instant};
+//! use qmp_proto::{Client, ClientConfig, Event};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut sock = UnixStream::connect("/run/vm/qmp.sock")?;
+//! let mut client = Client::new(ClientConfig::default());
+//! client.connect(Instant::now())?;
+//! let status = client.execute(Instant::now(), "query-status", &())?;
+//! let mut buf = vec![0; 64 * 1024];
+//! loop {
+//!     while let Some(t) = client.poll_transmit() {
+//!         let n = sock.write(t.data)?;
+//!         client.advance_transmit(n);
+//!     }
+//!     while let Some(event) = client.poll_event() {
+//!         match event {
+//!             Event::Reply { id, result } if id == status => {
+//!                 println!("{}", result?.get());
+//!                 client.close();
+//!             }
+//!             Event::Disconnected(reason) => return Ok(println!("done: {reason}")),
+//!             _ => {}
+//!         }
+//!     }
+//!     let wait = client.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()));
+//!     sock.set_read_timeout(wait.map(|d| d.max(Duration::from_millis(1))))?;
+//!     match sock.read(&mut buf) {
+//!         Ok(0) => client.handle_eof(Instant::now()),
+//!         Ok(n) => client.handle_input(Instant::now(), &buf[..n]),
+//!         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+//!             client.handle_timeout(Instant::now())
+//!         }
+//!         Err(e) => client.handle_io_error(Instant::now(), &e),
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! # What the engine guarantees
+//!
+//! * **Framing by JSON structure**, not by lines: pretty-printed multi-line messages, `\n` or
+//!   `\r\n`, several messages per read, a message split at any byte. Each byte is scanned once
+//!   however the input is split.
+//! * **Bounded memory**: a message larger than [`ClientConfig::max_message_size`] (10 MiB by
+//!   default) is rejected before it is buffered; nesting is limited by
+//!   [`ClientConfig::max_depth`]; buffered events by
+//!   [`ClientConfig::max_buffered_events`]; in-band commands in flight by
+//!   [`ClientConfig::max_in_flight`].
+//! * **No panics, no hangs**: nothing the peer sends panics. Bad input either becomes a
+//!   [`Diagnostic`] (the session goes on) or ends the session with a [`DisconnectReason`]
+//!   that carries the offending bytes. Every command is resolved exactly once, by its reply,
+//!   its deadline, or the end of the session; [`Event::Disconnected`] is the last output of
+//!   every session.
+//! * **Raw payloads**: results and event data stay raw JSON (`Box<RawValue>`); routing reads
+//!   a borrowed envelope and never builds a `serde_json::Value` tree.
+//!
+//! # Outcomes of bad input
+//!
+//! | The server sends | Outcome |
+//! |---|---|
+//! | a reply for an id that is not in flight | [`Diagnostic::UnknownReply`], dropped |
+//! | the reply of a timed-out command | [`Diagnostic::LateReply`], dropped |
+//! | a reply with both or neither of `return` and `error` | that command fails with [`CommandError::MalformedReply`] |
+//! | an error without an id | resolves a pending [`Client::execute_raw_idless`] command, else ends the session: [`ProtocolError::IdlessError`] |
+//! | an object that is neither reply nor event | [`Diagnostic::UnknownMessage`] |
+//! | an event whose name is not a string | [`Diagnostic::MalformedEvent`] |
+//! | a greeting mid-session | [`Diagnostic::UnexpectedGreeting`] |
+//! | anything but a valid greeting first | [`ProtocolError::InvalidGreeting`] |
+//! | invalid JSON (`inf`, `nan`, a duplicate member, ...) | [`ProtocolError::InvalidJson`] |
+//! | invalid UTF-8 | [`ProtocolError::InvalidUtf8`] |
+//! | an array | [`ProtocolError::NotAnObject`] |
+//! | bytes between messages that cannot start one | [`ProtocolError::UnexpectedData`] |
+//! | a message over the size or depth limit | [`ProtocolError::MessageTooLarge`], [`ProtocolError::TooDeep`] |
+//! | EOF inside a message | [`ProtocolError::Truncated`] |
+//! | nothing, for too long | [`DisconnectReason::GreetingTimeout`], [`DisconnectReason::NegotiationTimeout`], [`CommandError::Timeout`] |
+//!
+//! A [`ProtocolError`] ends the session with
+//! [`DisconnectReason::Protocol`]; every pending command then fails with
+//! [`CommandError::Interrupted`].
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod client;
+mod config;
+mod error;
+mod framer;
+mod message;
+mod state;
+mod transmit;
+
+pub use client::{Client, CommandId, CommandResult, Diagnostic, Event};
+pub use config::{ClientConfig, CommandOptions};
+pub use error::{
+    CallError, CommandError, DisconnectReason, Excerpt, ProtocolError, QmpError, EXCERPT_LIMIT,
+};
+pub use message::{Greeting, QemuVersion, QmpEvent, Timestamp};
+pub use serde_json::value::RawValue;
+pub use state::RunState;
+pub use transmit::Transmit;
