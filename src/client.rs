@@ -155,19 +155,19 @@ pub enum Diagnostic {
 ///     "package": ""}, "capabilities": ["oob"]}}"#;
 /// client.handle_input(now, greeting);
 /// let t = client.poll_transmit().unwrap();
-/// // The held command took id 0; negotiation gets the next one.
-/// assert_eq!(t.data, br#"{"execute":"qmp_capabilities","arguments":{"enable":["oob"]},"id":1}"#);
+/// // The held command took id 1; negotiation gets the next one.
+/// assert_eq!(t.data, br#"{"execute":"qmp_capabilities","arguments":{"enable":["oob"]},"id":2}"#);
 /// let n = t.data.len();
 /// client.advance_transmit(n);
 ///
-/// client.handle_input(now, b"{\"return\": {}, \"id\": 1}\r\n");
+/// client.handle_input(now, b"{\"return\": {}, \"id\": 2}\r\n");
 /// assert_eq!(client.state(), RunState::Running);
 /// let t = client.poll_transmit().unwrap();
-/// assert_eq!(t.data, br#"{"execute":"query-status","id":0}"#);
+/// assert_eq!(t.data, br#"{"execute":"query-status","id":1}"#);
 /// let n = t.data.len();
 /// client.advance_transmit(n);
 ///
-/// client.handle_input(now, b"{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": 0}\r\n");
+/// client.handle_input(now, b"{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": 1}\r\n");
 /// let mut status = None;
 /// while let Some(event) = client.poll_event() {
 ///     if let Event::Reply { id: done, result } = event {
@@ -209,6 +209,8 @@ struct Inner {
     events: VecDeque<Event>,
     /// QMP events and diagnostics in `events`.
     peer_outputs: usize,
+    /// A `quit` was written in this session: EOF or a reset is then expected.
+    quit_issued: bool,
 }
 
 #[derive(Debug)]
@@ -273,7 +275,7 @@ impl Client {
                 phase: Phase::None,
                 greeting: None,
                 oob: false,
-                next_id: 0,
+                next_id: 1,
                 sent: BTreeMap::new(),
                 queue: VecDeque::new(),
                 caller_ids: Vec::new(),
@@ -283,6 +285,7 @@ impl Client {
                 tx: TxBuffer::default(),
                 events: VecDeque::new(),
                 peer_outputs: 0,
+                quit_issued: false,
             },
         }
     }
@@ -461,13 +464,14 @@ impl Client {
 
     /// Reports that the peer closed the connection. Pending commands resolve with
     /// [`CommandError::Interrupted`], except a `quit` in flight, which this EOF resolves as a
-    /// success with an empty object. Ignored when idle.
+    /// success with an empty object (QEMU's reply to `quit` is best effort). Ignored when
+    /// idle.
     pub fn handle_eof(&mut self, _now: Instant) {
         if !self.inner.is_live() {
             return;
         }
-        let reason = match self.framer.partial() {
-            Some(partial) => ProtocolError::Truncated(Excerpt::new(partial)).into(),
+        let reason = match self.framer.at_eof() {
+            Some(error) => error.into(),
             None => DisconnectReason::Eof {
                 after_quit: self.inner.quit_sent(),
             },
@@ -476,9 +480,9 @@ impl Client {
         self.framer.reset();
     }
 
-    /// Reports a transport error. A connection reset while a `quit` is in flight counts as
-    /// EOF: QEMU may exit with the client's last bytes unread, which resets the connection.
-    /// Ignored when idle.
+    /// Reports a transport error. A connection reset after a `quit` was sent (answered or
+    /// not) counts as EOF: QEMU may exit with some of the client's bytes unread, which resets
+    /// the connection. Ignored when idle.
     pub fn handle_io_error(&mut self, now: Instant, error: &std::io::Error) {
         if !self.inner.is_live() {
             return;
@@ -815,6 +819,7 @@ impl Inner {
         if !out.oob {
             self.in_band += 1;
         }
+        self.quit_issued |= out.quit;
         self.sent.insert(
             out.id,
             Sent {
@@ -859,6 +864,7 @@ impl Inner {
             #[cfg(not(unix))]
             let _ = at;
             self.in_band += 1;
+            self.quit_issued |= q.quit;
             self.sent.insert(
                 q.id,
                 Sent {
@@ -874,7 +880,7 @@ impl Inner {
     }
 
     fn quit_sent(&self) -> bool {
-        self.sent.values().any(|s| s.quit)
+        self.quit_issued
     }
 
     fn fatal(&mut self, error: ProtocolError) -> ControlFlow<()> {
@@ -1167,6 +1173,7 @@ impl Inner {
         self.deadlines.clear();
         self.tx.clear();
         self.phase = Phase::None;
+        self.quit_issued = false;
         self.transition(RunState::Idle);
         self.events.push_back(Event::Disconnected(reason));
     }

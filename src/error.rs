@@ -20,7 +20,7 @@ pub const EXCERPT_LIMIT: usize = 256;
 /// A bounded copy of offending bytes, for error messages.
 ///
 /// Keeps at most [`EXCERPT_LIMIT`] bytes and remembers how long the original was. Its
-/// `Display` escapes anything that is not printable ASCII, so it is safe to log.
+/// `Display` escapes anything that is not printable ASCII, so it is safe to log on one line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Excerpt {
     bytes: Vec<u8>,
@@ -60,8 +60,17 @@ impl Excerpt {
 }
 
 impl fmt::Display for Excerpt {
+    /// Printable ASCII as it is; `\r`, `\n` and `\t` escaped; other bytes as `\xNN`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.bytes.escape_ascii())?;
+        for &b in &self.bytes {
+            match b {
+                b'\r' => f.write_str("\\r")?,
+                b'\n' => f.write_str("\\n")?,
+                b'\t' => f.write_str("\\t")?,
+                0x20..=0x7e => fmt::Write::write_char(f, b as char)?,
+                _ => write!(f, "\\x{b:02x}")?,
+            }
+        }
         if self.is_truncated() {
             write!(f, "... ({} bytes in all)", self.total_len)?;
         }
@@ -72,6 +81,22 @@ impl fmt::Display for Excerpt {
 impl fmt::Debug for Excerpt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Excerpt(\"{self}\")")
+    }
+}
+
+/// Displays a string with control characters escaped.
+struct Escaped<'a>(&'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -115,8 +140,11 @@ pub enum CallError {
 }
 
 /// A QMP error reply: `{"error": {"class": ..., "desc": ...}, "id": ...}`.
+///
+/// `Display` shows `class: desc` with control characters escaped (QEMU's parse errors quote
+/// the offending byte, such as `stray '\u0001'`); the fields hold the exact text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{class}: {desc}")]
+#[error("{}: {}", Escaped(class), Escaped(desc))]
 pub struct QmpError {
     /// The error class, such as `GenericError` or `CommandNotFound`.
     pub class: String,
@@ -152,11 +180,12 @@ pub enum DisconnectReason {
     /// The application called [`Client::close`](crate::Client::close).
     #[error("closed locally")]
     Closed,
-    /// The peer closed the connection. `after_quit` is true when a `quit` command was in
-    /// flight, which that EOF resolved as a success.
+    /// The peer closed the connection. `after_quit` is true when a `quit` command was sent
+    /// in this session, so the EOF was expected; a `quit` still in flight is resolved by it as
+    /// a success.
     #[error("{}", if *after_quit { "the server closed the connection after quit" } else { "the server closed the connection" })]
     Eof {
-        /// Whether a `quit` command was in flight.
+        /// Whether a `quit` command was sent in this session.
         after_quit: bool,
     },
     /// The transport failed (reported through
@@ -206,7 +235,9 @@ pub enum ProtocolError {
         excerpt: Excerpt,
     },
     /// Bytes between messages that cannot start a JSON object (garbage, a bare number or
-    /// string, `inf`, ...).
+    /// string, `inf`, the banner of an HMP monitor, ...). Reported once the line they are on
+    /// ends (or [`EXCERPT_LIMIT`] bytes of them arrived, or at EOF), so the excerpt is the
+    /// same however the input was split.
     #[error("unexpected data between messages: {0}")]
     UnexpectedData(Excerpt),
     /// A message was not valid UTF-8.

@@ -13,7 +13,7 @@
 
 use std::ops::ControlFlow;
 
-use crate::error::{Excerpt, ProtocolError};
+use crate::error::{Excerpt, ProtocolError, EXCERPT_LIMIT};
 
 /// The resumable framer.
 #[derive(Debug)]
@@ -23,6 +23,8 @@ pub(crate) struct Framer {
     buf: Vec<u8>,
     /// Whether a frame is open.
     in_frame: bool,
+    /// Collecting bytes that cannot start a frame, for the error report (in `buf`).
+    garbage: bool,
     /// Bracket depth of the open frame.
     depth: usize,
     /// Inside a string literal.
@@ -42,6 +44,7 @@ impl Framer {
         Framer {
             buf: Vec::new(),
             in_frame: false,
+            garbage: false,
             depth: 0,
             in_string: false,
             escape: false,
@@ -57,14 +60,22 @@ impl Framer {
             self.buf = Vec::new();
         }
         self.in_frame = false;
+        self.garbage = false;
         self.depth = 0;
         self.in_string = false;
         self.escape = false;
     }
 
-    /// The bytes of an unfinished frame, if one is open (for the truncation report at EOF).
-    pub(crate) fn partial(&self) -> Option<&[u8]> {
-        self.in_frame.then_some(&self.buf[..])
+    /// What is wrong with the input seen so far if it ends here: an unfinished frame, or
+    /// unexpected bytes not yet reported.
+    pub(crate) fn at_eof(&self) -> Option<ProtocolError> {
+        if self.garbage {
+            Some(ProtocolError::UnexpectedData(Excerpt::new(&self.buf)))
+        } else if self.in_frame {
+            Some(ProtocolError::Truncated(Excerpt::new(&self.buf)))
+        } else {
+            None
+        }
     }
 
     /// How many bytes are buffered (for memory accounting).
@@ -83,6 +94,25 @@ impl Framer {
     ) -> Result<(), ProtocolError> {
         let mut i = 0;
         loop {
+            if self.garbage {
+                // Collect the unexpected bytes up to the end of their line (or the excerpt
+                // limit), so that the report does not depend on how the input was split.
+                let room = EXCERPT_LIMIT - self.buf.len();
+                let rest = &input[i..];
+                let (take, done) = match rest.iter().position(|b| *b == b'\n') {
+                    Some(nl) if nl <= room => (nl, true),
+                    _ if rest.len() >= room => (room, true),
+                    _ => (rest.len(), false),
+                };
+                self.buf.extend_from_slice(&rest[..take]);
+                if !done {
+                    return Ok(());
+                }
+                let line = self.buf.strip_suffix(b"\r").unwrap_or(&self.buf);
+                let err = ProtocolError::UnexpectedData(Excerpt::new(line));
+                self.reset();
+                return Err(err);
+            }
             if !self.in_frame {
                 while i < input.len() && is_ws(input[i]) {
                     i += 1;
@@ -99,9 +129,9 @@ impl Framer {
                         debug_assert!(self.buf.is_empty());
                     }
                     _ => {
-                        let err = ProtocolError::UnexpectedData(Excerpt::new(&input[i..]));
-                        self.reset();
-                        return Err(err);
+                        debug_assert!(self.buf.is_empty());
+                        self.garbage = true;
+                        continue;
                     }
                 }
             }
@@ -110,10 +140,10 @@ impl Framer {
             let room = self.max_size - self.buf.len();
             let end = input.len().min(start.saturating_add(room));
             match self.scan(&input[start..end]) {
-                Err(()) => {
+                Err(at) => {
                     let err = ProtocolError::TooDeep {
                         limit: self.max_depth,
-                        excerpt: self.excerpt(&input[start..end]),
+                        excerpt: self.excerpt(&input[start..start + at]),
                     };
                     self.reset();
                     return Err(err);
@@ -137,9 +167,10 @@ impl Framer {
                 }
                 Ok(None) => {
                     if end < input.len() {
+                        // The byte at `end` is one past the limit.
                         let err = ProtocolError::MessageTooLarge {
                             limit: self.max_size,
-                            excerpt: self.excerpt(&input[start..end]),
+                            excerpt: self.excerpt(&input[start..=end]),
                         };
                         self.reset();
                         return Err(err);
@@ -151,18 +182,23 @@ impl Framer {
         }
     }
 
+    /// An excerpt of the open frame: the buffered bytes followed by `tail`, which runs up to
+    /// and including the offending byte, so the excerpt does not depend on the split.
     fn excerpt(&self, tail: &[u8]) -> Excerpt {
-        if self.buf.is_empty() {
-            Excerpt::new(tail)
+        let total = self.buf.len() + tail.len();
+        if self.buf.len() >= EXCERPT_LIMIT {
+            Excerpt::with_total(&self.buf, total)
         } else {
-            Excerpt::with_total(&self.buf, self.buf.len() + tail.len())
+            let mut head = self.buf.clone();
+            head.extend_from_slice(&tail[..tail.len().min(EXCERPT_LIMIT - head.len())]);
+            Excerpt::with_total(&head, total)
         }
     }
 
     /// Advances the scan state over `bytes`, which continue the open frame. Returns the
     /// length up to and including the byte that closes the frame, `None` if it stays open,
-    /// or `Err` when the depth limit is exceeded.
-    fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
+    /// or `Err` with the length up to and including the bracket that exceeds the depth limit.
+    fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, usize> {
         let mut i = 0;
         let n = bytes.len();
         while i < n {
@@ -194,7 +230,7 @@ impl Framer {
                 b'{' | b'[' => {
                     self.depth += 1;
                     if self.depth > self.max_depth {
-                        return Err(());
+                        return Err(i);
                     }
                 }
                 b'}' | b']' => {
@@ -232,7 +268,7 @@ mod tests {
             out,
             vec!["{\"a\": \"}{\\\"\", \"b\": [1,\r\n {}]}", "{\"c\":\n 1}"]
         );
-        assert_eq!(f.partial(), Some(&b"{"[..]));
+        assert!(matches!(f.at_eof(), Some(ProtocolError::Truncated(_))));
     }
 
     #[test]
@@ -290,7 +326,18 @@ mod tests {
     #[test]
     fn garbage_between_messages() {
         let mut f = Framer::new(1 << 20, 3);
-        let e = frames(&mut f, b"{}\r\ninf").unwrap_err();
+        // Reported at the end of its line, whatever the split.
+        assert!(frames(&mut f, b"{}\r\nin").unwrap().len() == 1);
+        let e = frames(&mut f, b"f\r\n{}").unwrap_err();
         assert_eq!(e.to_string(), "unexpected data between messages: inf");
+        let mut f = Framer::new(1 << 20, 3);
+        assert!(frames(&mut f, b"(qemu) ").unwrap().is_empty());
+        assert_eq!(
+            f.at_eof().unwrap().to_string(),
+            "unexpected data between messages: (qemu) "
+        );
+        let mut f = Framer::new(1 << 20, 3);
+        let e = frames(&mut f, &[b'x'; 1000]).unwrap_err();
+        assert!(matches!(e, ProtocolError::UnexpectedData(x) if x.bytes().len() == EXCERPT_LIMIT));
     }
 }
