@@ -33,6 +33,9 @@ pub(crate) struct Framer {
     escape: bool,
     max_size: usize,
     max_depth: usize,
+    /// Bytes looked at by `scan`, to prove each byte is scanned once.
+    #[cfg(test)]
+    scanned: usize,
 }
 
 fn is_ws(b: u8) -> bool {
@@ -50,6 +53,8 @@ impl Framer {
             escape: false,
             max_size: max_size.max(2),
             max_depth: max_depth.max(1),
+            #[cfg(test)]
+            scanned: 0,
         }
     }
 
@@ -199,6 +204,18 @@ impl Framer {
     /// length up to and including the byte that closes the frame, `None` if it stays open,
     /// or `Err` with the length up to and including the bracket that exceeds the depth limit.
     fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, usize> {
+        let result = self.scan_inner(bytes);
+        #[cfg(test)]
+        {
+            self.scanned += match result {
+                Ok(Some(n)) | Err(n) => n,
+                Ok(None) => bytes.len(),
+            };
+        }
+        result
+    }
+
+    fn scan_inner(&mut self, bytes: &[u8]) -> Result<Option<usize>, usize> {
         let mut i = 0;
         let n = bytes.len();
         while i < n {
@@ -311,6 +328,32 @@ mod tests {
             err,
             Some(ProtocolError::MessageTooLarge { limit: 11, .. })
         ));
+    }
+
+    #[test]
+    fn each_byte_is_scanned_once_however_split() {
+        // A 1 MB message with strings, escapes and nesting, fed whole, byte by byte and in
+        // odd pieces: the scan looks at every byte exactly once (O(N), never O(N^2)).
+        let mut msg = b"{\"return\": [".to_vec();
+        while msg.len() < 1_000_000 {
+            msg.extend_from_slice(b"{\"k\": \"v\\\"}{]\", \"n\": [1, 2, {\"x\": null}]}, ");
+        }
+        msg.extend_from_slice(b"{}], \"id\": 1}\r\n");
+        let body = msg.len() - 2;
+        for piece in [msg.len(), 1, 7, 4096] {
+            let mut f = Framer::new(2_000_000, 64);
+            let mut count = 0;
+            for chunk in msg.chunks(piece) {
+                f.feed(chunk, |frame| {
+                    assert_eq!(frame.len(), body);
+                    count += 1;
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            }
+            assert_eq!(count, 1);
+            assert_eq!(f.scanned, body, "piece size {piece}");
+        }
     }
 
     #[test]

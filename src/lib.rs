@@ -112,6 +112,7 @@ mod client;
 mod config;
 mod error;
 mod framer;
+pub mod manual;
 mod message;
 mod state;
 mod transmit;
@@ -125,3 +126,7 @@ pub use message::{Greeting, QemuVersion, QmpEvent, Timestamp};
 pub use serde_json::value::RawValue;
 pub use state::RunState;
 pub use transmit::Transmit;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,99 @@
+//! Design rationale: why the engine behaves as it does.
+//!
+//! This module has no items; it is documentation.
+//!
+//! # Framing by structure
+//!
+//! QEMU ends messages with `\r\n`, so a line-based reader seems natural, but a monitor with
+//! `pretty=on` spreads one message over many lines and the guest agent ends lines with `\n`.
+//! The framer counts brackets outside strings instead. Its state (depth, inside a string,
+//! after a backslash) survives between inputs, so a message that arrives one byte at a time
+//! costs the same as one that arrives whole; the unit tests count the bytes scanned to prove
+//! it. A frame wholly inside one input is handed on without a copy; only an unfinished tail
+//! is buffered, never more than `max_message_size`.
+//!
+//! Brackets are counted without checking that `]` closes `[`: a mismatched frame is still
+//! delimited deterministically and is then refused as invalid JSON.
+//!
+//! # What ends a session and what does not
+//!
+//! Input the engine cannot interpret safely ends the session: invalid JSON (QEMU writes the
+//! bare token `inf` for a number it cannot represent), invalid UTF-8, a message over the size
+//! or depth limit, bytes between messages that cannot start one. After such input the engine
+//! cannot know what the stream still means, and a command whose reply was in the bad message
+//! would otherwise wait forever.
+//!
+//! Input that is well-formed but unexpected is dropped with a
+//! [`Diagnostic`](crate::Diagnostic): a reply for an id not in flight (the QMP specification
+//! asks clients to drop these), an object that is neither reply nor event (a future QEMU may
+//! add message kinds), a greeting mid-session. A message with a pending command's id that is
+//! not a valid reply resolves that command with
+//! [`CommandError::MalformedReply`](crate::CommandError::MalformedReply), so it does not wait
+//! for a reply that will not come.
+//!
+//! Every error report carries the offending bytes, at most
+//! [`EXCERPT_LIMIT`](crate::EXCERPT_LIMIT) of them, chosen so that the report is the same
+//! however the input was split: garbage is reported at the end of its line, and limit
+//! violations show the message up to the offending byte.
+//!
+//! # Id-less errors
+//!
+//! QEMU answers input it cannot parse with a `GenericError` that has no id, in order with the
+//! other in-band replies; one bad input can produce many. The engine never sends unparseable
+//! input itself, so such an error means either that the caller sent a raw message without an
+//! id ([`Client::execute_raw_idless`](crate::Client::execute_raw_idless), which it then
+//! resolves) or that the stream is not what the engine thinks it is. In the second case the
+//! session ends, as in the reference library. Only one id-less raw command may be pending, so
+//! an id-less reply can always be attributed.
+//!
+//! # Ids
+//!
+//! The engine numbers commands from 1 and uses the number as the wire id, so the ids a
+//! session sends match QEMU's own examples and captures. Numbers keep counting across
+//! reconnections, so a stale reply from an earlier session cannot match a new command.
+//!
+//! A raw message may carry its own id of any JSON type. QEMU echoes ids after re-serialising
+//! them (`1.0` becomes `1`, `1e2` becomes `100`, integers past `u64` become floats, object
+//! members are re-spaced and may be reordered), so caller ids are matched by JSON value with
+//! numbers compared by value, not by bytes. A caller id equal to a pending id is refused, and
+//! engine ids skip numbers that pending caller ids hold.
+//!
+//! # Flow control and timeouts
+//!
+//! With OOB enabled QEMU queues at most 8 in-band commands before it stops reading its
+//! socket; the specification asks clients to stay within that so an OOB command can still be
+//! read. The engine caps in-band commands in flight (8 by default) and keeps the rest in a
+//! local queue, which OOB commands overtake.
+//!
+//! A command that times out is resolved with
+//! [`CommandError::Timeout`](crate::CommandError::Timeout) at once, but it keeps its in-flight
+//! slot until QEMU answers it: QEMU still holds it in its queue. Its late reply is dropped
+//! with [`Diagnostic::LateReply`](crate::Diagnostic::LateReply). A command that times out
+//! while still queued locally is never sent.
+//!
+//! # Bytes on the wire
+//!
+//! Commands are written compactly with no trailing newline. QEMU's streaming lexer needs none
+//! after an object, and a newline after `quit` can be left unread when QEMU exits, which
+//! resets the connection instead of closing it cleanly.
+//!
+//! # The end of a session
+//!
+//! `quit` is answered on a best-effort basis: QEMU may close the connection before or after
+//! its reply, and may reset it if it exits with client bytes unread. So EOF resolves a `quit`
+//! still in flight as a success, and a connection reset after a `quit` was sent counts as
+//! EOF.
+//!
+//! The runstate passes through `Disconnecting` synchronously: the engine resolves every
+//! pending command with the cause, drops unsent bytes (closing unsent file descriptors), and
+//! emits the transition to `Idle` and then [`Event::Disconnected`](crate::Event::Disconnected),
+//! which is the last output of the session. Closing the transport is the caller's job once
+//! it sees that event.
+//!
+//! # Bounded memory
+//!
+//! The receive buffer holds at most one unfinished message (`max_message_size`). Outputs
+//! that the server can cause without limit (QMP events and diagnostics) are bounded by
+//! `max_buffered_events` when the application does not poll them; beyond it they are counted
+//! in [`Event::EventsLost`](crate::Event::EventsLost). Replies and runstate changes are
+//! never dropped: there is one per command or per transition, which the application causes.
