@@ -344,7 +344,10 @@ impl Client {
         inner.oob = false;
         inner.transition(RunState::Connecting);
         inner.phase = Phase::Greeting {
-            deadline: inner.config.greeting_timeout.map(|t| now + t),
+            deadline: inner
+                .config
+                .greeting_timeout
+                .and_then(|t| now.checked_add(t)),
         };
         Ok(())
     }
@@ -972,7 +975,10 @@ impl Inner {
             },
         );
         self.phase = Phase::Negotiating {
-            deadline: self.config.negotiation_timeout.map(|t| now + t),
+            deadline: self
+                .config
+                .negotiation_timeout
+                .and_then(|t| now.checked_add(t)),
         };
     }
 

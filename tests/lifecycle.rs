@@ -194,3 +194,18 @@ fn local_misuse_names_the_state() {
     assert_eq!(e.to_string(), "cannot execute while the connection is idle");
     assert!(c.poll_event().is_none());
 }
+
+#[test]
+fn huge_timeouts_mean_no_deadline_not_a_panic() {
+    let now = t0();
+    let config = ClientConfig::default()
+        .greeting_timeout(Some(Duration::MAX))
+        .negotiation_timeout(Some(Duration::MAX))
+        .command_timeout(Some(Duration::MAX));
+    let mut c = Client::new(config);
+    c.connect(now).unwrap();
+    c.execute(now, "x", &()).unwrap();
+    assert!(c.poll_timeout().is_none());
+    c.handle_input(now, GREETING);
+    assert!(c.poll_timeout().is_none());
+}
