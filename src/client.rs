@@ -75,10 +75,28 @@ pub enum Event {
         /// How many were dropped.
         count: u64,
     },
+    /// A message sent or received, when
+    /// [`ClientConfig::trace_messages`] is on. Received messages are reported before their
+    /// effects; sent ones when they are written to the send buffer.
+    Traffic {
+        /// Which way the message went.
+        direction: Direction,
+        /// The message as it is on the wire (received ones may be invalid JSON).
+        message: String,
+    },
     /// The session ended. Emitted exactly once per session, after every pending command was
     /// resolved and after the transition to [`RunState::Idle`]: it is the last output of the
     /// session.
     Disconnected(DisconnectReason),
+}
+
+/// Which way a traced message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the client to the server.
+    Out,
+    /// From the server to the client.
+    In,
 }
 
 /// Server output that the engine dropped without ending the session.
@@ -529,7 +547,15 @@ impl Client {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.inner.events.pop_front()?;
-        if matches!(event, Event::Qmp(_) | Event::Diagnostic(_)) {
+        if matches!(
+            event,
+            Event::Qmp(_)
+                | Event::Diagnostic(_)
+                | Event::Traffic {
+                    direction: Direction::In,
+                    ..
+                }
+        ) {
             self.inner.peer_outputs -= 1;
         }
         Some(event)
@@ -810,8 +836,20 @@ impl Inner {
         Ok(CommandId(id))
     }
 
+    /// Reports the message appended to the send buffer at `at`, when tracing.
+    fn trace_out(&mut self, at: usize) {
+        if self.config.trace_messages {
+            let message = String::from_utf8_lossy(self.tx.since(at)).into_owned();
+            self.events.push_back(Event::Traffic {
+                direction: Direction::Out,
+                message,
+            });
+        }
+    }
+
     /// Records a command whose bytes were appended to the send buffer at `at`.
     fn mark_sent(&mut self, at: usize, out: Outgoing) {
+        self.trace_out(at);
         #[cfg(unix)]
         self.tx.attach(at, out.fds);
         #[cfg(not(unix))]
@@ -862,6 +900,7 @@ impl Inner {
             };
             let at = self.tx.len();
             self.tx.buf_mut().extend_from_slice(&q.bytes);
+            self.trace_out(at);
             #[cfg(unix)]
             self.tx.attach(at, q.fds);
             #[cfg(not(unix))]
@@ -894,6 +933,12 @@ impl Inner {
     fn on_frame(&mut self, now: Instant, frame: &[u8]) -> ControlFlow<()> {
         if !self.is_live() {
             return ControlFlow::Break(());
+        }
+        if self.config.trace_messages {
+            self.push_peer(Event::Traffic {
+                direction: Direction::In,
+                message: String::from_utf8_lossy(frame).into_owned(),
+            });
         }
         let Ok(text) = std::str::from_utf8(frame) else {
             return self.fatal(ProtocolError::InvalidUtf8(Excerpt::new(frame)));
@@ -956,6 +1001,7 @@ impl Inner {
         self.oob = self.config.oob && greeting.has_capability("oob");
         self.greeting = Some(greeting);
         let id = self.alloc_id();
+        let at = self.tx.len();
         let buf = self.tx.buf_mut();
         buf.extend_from_slice(b"{\"execute\":\"qmp_capabilities\",");
         if self.oob {
@@ -963,6 +1009,7 @@ impl Inner {
         }
         // Writing to a Vec cannot fail.
         let _ = write!(buf, "\"id\":{id}}}");
+        self.trace_out(at);
         self.sent.insert(
             id,
             Sent {

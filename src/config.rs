@@ -24,6 +24,7 @@ pub struct ClientConfig {
     pub(crate) oob: bool,
     pub(crate) max_in_flight: usize,
     pub(crate) max_buffered_events: usize,
+    pub(crate) trace_messages: bool,
 }
 
 impl Default for ClientConfig {
@@ -37,6 +38,7 @@ impl Default for ClientConfig {
             oob: true,
             max_in_flight: 8,
             max_buffered_events: 10_000,
+            trace_messages: false,
         }
     }
 }
@@ -107,6 +109,20 @@ impl ClientConfig {
     pub fn max_buffered_events(mut self, events: usize) -> Self {
         self.max_buffered_events = events;
         self
+    }
+
+    /// Whether to report every message sent and received as
+    /// [`Event::Traffic`](crate::Event::Traffic) (default `false`), for traffic logs. Costs a
+    /// copy of each message, so leave it off unless something will read it. Received
+    /// messages count against [`max_buffered_events`](Self::max_buffered_events).
+    pub fn trace_messages(mut self, enable: bool) -> Self {
+        self.trace_messages = enable;
+        self
+    }
+
+    /// See [`trace_messages`](Self::trace_messages).
+    pub fn get_trace_messages(&self) -> bool {
+        self.trace_messages
     }
 
     /// See [`max_message_size`](Self::max_message_size).

@@ -117,7 +117,7 @@ mod message;
 mod state;
 mod transmit;
 
-pub use client::{Client, CommandId, CommandResult, Diagnostic, Event};
+pub use client::{Client, CommandId, CommandResult, Diagnostic, Direction, Event};
 pub use config::{ClientConfig, CommandOptions};
 pub use error::{
     CallError, CommandError, DisconnectReason, Excerpt, ProtocolError, QmpError, EXCERPT_LIMIT,

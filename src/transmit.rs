@@ -43,6 +43,11 @@ impl TxBuffer {
         self.buf.len()
     }
 
+    /// The bytes appended since offset `at`.
+    pub(crate) fn since(&self, at: usize) -> &[u8] {
+        &self.buf[at..]
+    }
+
     /// Pins `fds` to the byte at `offset` (the first byte of a command just appended).
     #[cfg(unix)]
     pub(crate) fn attach(&mut self, offset: usize, fds: Vec<OwnedFd>) {

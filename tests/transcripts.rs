@@ -7,7 +7,7 @@
 //!
 //! | line | meaning |
 //! |---|---|
-//! | `config key=value ...` | replace the client (before `connect`): `max_message_size`, `max_depth`, `greeting_timeout`, `negotiation_timeout`, `command_timeout` (durations like `30s`, `250ms`, `none`), `oob`, `max_in_flight`, `max_buffered_events` |
+//! | `config key=value ...` | replace the client (before `connect`): `max_message_size`, `max_depth`, `greeting_timeout`, `negotiation_timeout`, `command_timeout` (durations like `30s`, `250ms`, `none`), `oob`, `max_in_flight`, `max_buffered_events`, `trace_messages` |
 //! | `connect` | `Client::connect` |
 //! | `<- TEXT` | the server sends TEXT and `\r\n` |
 //! | `<~ TEXT` | the server sends TEXT with escapes `\r \n \t \\ \xNN` and nothing appended |
@@ -144,6 +144,7 @@ fn config(line: &str) -> ClientConfig {
             "oob" => c.oob(v.parse().unwrap()),
             "max_in_flight" => c.max_in_flight(v.parse().unwrap()),
             "max_buffered_events" => c.max_buffered_events(v.parse().unwrap()),
+            "trace_messages" => c.trace_messages(v.parse().unwrap()),
             _ => panic!("unknown config key {k}"),
         };
     }
@@ -294,6 +295,12 @@ impl<'a> Replay<'a> {
                 }
                 Event::Diagnostic(d) => format!("diag {}", clip(&d.to_string(), 300)),
                 Event::EventsLost { count } => format!("events-lost {count}"),
+                Event::Traffic { direction, message } => {
+                    format!(
+                        "traffic {direction:?} {}",
+                        clip(&show(message.as_bytes()), 200)
+                    )
+                }
                 Event::Disconnected(reason) => {
                     self.session_over = true;
                     self.disconnects += 1;
