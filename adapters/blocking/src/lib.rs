@@ -1,0 +1,130 @@
+//! A blocking QMP (QEMU Machine Protocol) client over std unix and TCP sockets.
+//!
+//! [`Connection`] drives the sans-IO [`qmp_proto::Client`] engine with plain blocking calls:
+//! connect, negotiate, run commands with typed results, wait for events, pass file
+//! descriptors. All protocol decisions (framing, negotiation, id routing, OOB, timeouts, the
+//! end of a session) are the engine's; this crate owns the socket, the clock and the waiting.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use qmp_blocking::{Connection, IgnoredAny};
+//!
+//! # fn main() -> Result<(), qmp_blocking::Error> {
+//! // QEMU started with -qmp unix:/run/vm/qmp.sock,server=on,wait=off
+//! let mut qmp = Connection::connect_unix("/run/vm/qmp.sock")?;
+//! println!("QEMU {}", qmp.greeting().version);
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Status { status: String }
+//! let s: Status = qmp.execute("query-status", &())?;
+//! println!("status: {}", s.status);
+//!
+//! // Events are buffered as they arrive, so one sent before the reply is not missed.
+//! qmp.execute::<IgnoredAny>("stop", &())?;
+//! let stop = qmp.wait_event("STOP", Duration::from_secs(5))?;
+//! println!("stopped at {:?}", stop.timestamp);
+//!
+//! qmp.quit(Duration::from_secs(5))?; // QEMU exits; EOF after quit is a clean end
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! Every blocking call runs the engine's loop on a non-blocking socket: write what
+//! [`Client::poll_transmit`](qmp_proto::Client::poll_transmit) returns, as far as the socket
+//! takes it; take the engine's outputs (replies, events, logs); then `poll` the socket for
+//! input, and for output while bytes are pending, until the earliest of the engine's next
+//! timer and the call's own deadline. Reading never stops while writing, so a large command
+//! cannot deadlock against a QEMU that stops reading until its replies are written.
+//!
+//! Events are always buffered, bounded by [`ClientConfig::max_buffered_events`]
+//! (newest dropped beyond it, counted by [`Connection::events_lost`]). Waiting for an event
+//! looks at the buffer first, so an event QEMU sends before the reply of the command that
+//! caused it (`STOP` before `stop`'s reply, a job's `JOB_STATUS_CHANGE`s before
+//! `blockdev-backup`'s) is still found.
+//!
+//! # Pipelining and out-of-band commands
+//!
+//! [`Connection::send`] issues a command without waiting, [`Connection::wait`] takes its
+//! result. With OOB negotiated, [`Connection::execute_oob`] overtakes in-band commands still
+//! queued:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), qmp_blocking::Error> {
+//! # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
+//! let slow: Vec<_> = (0..4).map(|_| qmp.send("query-qmp-schema", &())).collect::<Result<_, _>>()?;
+//! let yanks: serde_json::Value = qmp.execute_oob("query-yank", &())?; // answered first
+//! for id in slow {
+//!     let schema = qmp.wait(id)?;
+//!     println!("{} bytes of schema", schema.get().len());
+//! }
+//! # let _ = yanks;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # File descriptors
+//!
+//! On a unix socket, [`CallOptions::fd`] attaches a descriptor to a command; it is sent as
+//! `SCM_RIGHTS` with the first byte of that command, in stream order, and closed here once
+//! sent:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
+//! use qmp_blocking::{CallOptions, IgnoredAny};
+//! use serde_json::json;
+//!
+//! let file = std::fs::OpenOptions::new().write(true).open("/tmp/dump")?;
+//! qmp.execute_with::<IgnoredAny>("getfd", &json!({"fdname": "dump"}), CallOptions::new().fd(file))?;
+//! qmp.execute::<IgnoredAny>("closefd", &json!({"fdname": "dump"}))?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Accept mode
+//!
+//! [`Listener`] listens on a socket path for QEMU started with `-qmp unix:PATH` (no
+//! `server=on`) to connect. The socket is owner-only from the start, and removed on drop
+//! only if this listener created it.
+//!
+//! # The end of a session
+//!
+//! EOF, or a connection reset, after `quit` is the normal end ([`Connection::quit`]). Any
+//! other EOF fails every pending call with [`Error::Disconnected`] carrying the engine's
+//! [`DisconnectReason`]. [`Connection::close`] is idempotent, and dropping a connection
+//! closes it without blocking.
+//!
+//! # Logging
+//!
+//! Through the [`log`] facade, target `qmp_blocking`: every message sent and received at
+//! `trace` level (`-> {...}`, `<- {...}`), events and state changes at `debug`, dropped
+//! server output at `warn`. Messages are copied for the log only when `trace` is enabled for
+//! the target at connect time.
+//!
+//! # Examples
+//!
+//! In `examples/`: `query` (connect and run a command), `events` (watch events), `pass_fd`
+//! (pass a file descriptor with `getfd`). Run one with
+//! `cargo run -p qmp-blocking --example query -- /path/to/qmp.sock`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod builder;
+mod connection;
+mod error;
+mod listener;
+mod transport;
+
+pub use builder::Builder;
+pub use connection::{CallOptions, Connection};
+pub use error::Error;
+pub use listener::Listener;
+/// Use as the result type to ignore a command's result: `execute::<IgnoredAny>("stop", &())`.
+pub use serde::de::IgnoredAny;
+pub use qmp_proto::{
+    CallError, ClientConfig, CommandError, CommandId, DisconnectReason, Excerpt, Greeting,
+    QemuVersion, QmpError, QmpEvent, RawValue, Timestamp,
+};

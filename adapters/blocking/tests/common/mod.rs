@@ -1,0 +1,229 @@
+//! Helpers shared by the integration tests: real QEMU peers and an in-process scripted peer.
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use qmp_blocking::{Builder, Connection};
+use serde_json::{json, Value};
+
+/// Set to `1` (as CI does) to make a missing QEMU binary a failure instead of a skip.
+pub const REQUIRE_VAR: &str = "QMP_REQUIRE_QEMU";
+
+/// The path of a QEMU binary, or `None` (with the reason printed) when it is not installed
+/// and not required.
+pub fn find_qemu(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
+            panic!("{name} is not installed, and {REQUIRE_VAR}=1 requires it");
+        }
+        eprintln!("skipping: {name} is not installed (set {REQUIRE_VAR}=1 to require it)");
+    }
+    found
+}
+
+/// A QEMU process in a private temporary directory, killed and reaped on drop.
+pub struct Peer {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    /// Its QMP socket (the one it listens on, or the one it connects to).
+    pub sock: PathBuf,
+}
+
+impl Peer {
+    /// qemu-storage-daemon serving QMP on `dir/qmp.sock`.
+    pub fn storage_daemon() -> Option<Peer> {
+        let bin = find_qemu("qemu-storage-daemon")?;
+        let dir = tempdir();
+        let sock = dir.path().join("qmp.sock");
+        let chardev = format!("socket,id=m0,path={},server=on,wait=off", sock.display());
+        let args = ["--chardev", &chardev, "--monitor", "chardev=m0"];
+        Some(Peer::spawn(&bin, &args, dir, sock))
+    }
+
+    /// qemu-system-x86_64 (TCG, no display, no default devices) serving QMP on
+    /// `dir/qmp.sock`, with `machine` arguments such as `["-machine", "none"]`.
+    pub fn system(machine: &[&str]) -> Option<Peer> {
+        let dir = tempdir();
+        let sock = dir.path().join("qmp.sock");
+        let qmp = format!("unix:{},server=on,wait=off", sock.display());
+        Peer::system_with(machine, &qmp, dir, sock)
+    }
+
+    /// qemu-system-x86_64 with `-qmp QMP`.
+    pub fn system_with(
+        machine: &[&str],
+        qmp: &str,
+        dir: tempfile::TempDir,
+        sock: PathBuf,
+    ) -> Option<Peer> {
+        let bin = find_qemu("qemu-system-x86_64")?;
+        let mut args = machine.to_vec();
+        args.extend(["-nodefaults", "-display", "none", "-qmp", qmp]);
+        Some(Peer::spawn(&bin, &args, dir, sock))
+    }
+
+    fn spawn(bin: &Path, args: &[&str], dir: tempfile::TempDir, sock: PathBuf) -> Peer {
+        let stderr = File::create(dir.path().join("stderr")).expect("stderr file");
+        let child = Command::new(bin)
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        Peer {
+            child: Some(child),
+            dir,
+            sock,
+        }
+    }
+
+    /// What the peer wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// Connects to the peer's socket once it appears (within 10 s), with `builder`.
+    pub fn connect_with(&mut self, builder: &Builder) -> Connection {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.sock.exists() {
+                match builder.connect_unix(&self.sock) {
+                    Ok(c) => return c,
+                    Err(e) if Instant::now() > deadline => {
+                        panic!("cannot connect: {e}; stderr: {}", self.stderr())
+                    }
+                    Err(_) => {}
+                }
+            }
+            if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
+                panic!("QEMU exited early ({status}): {}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no socket after 10 s: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Connects with the default options.
+    pub fn connect(&mut self) -> Connection {
+        self.connect_with(&Builder::new().connect_timeout(Duration::from_secs(10)))
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child")
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "QEMU did not exit in time");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("qmp-blocking-")
+        .tempdir()
+        .expect("temporary directory")
+}
+
+// ----- an in-process scripted peer -----
+
+pub const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "scripted"}, "capabilities": ["oob"]}}"#;
+
+/// The server end of a socket pair, driven by a test script in a thread.
+pub struct Script {
+    pub stream: UnixStream,
+    reader: serde_json::StreamDeserializer<'static, serde_json::de::IoRead<UnixStream>, Value>,
+}
+
+impl Script {
+    /// Reads the next command.
+    pub fn recv(&mut self) -> Value {
+        self.reader
+            .next()
+            .expect("a command, not EOF")
+            .expect("a JSON command")
+    }
+
+    /// Reads the next command and checks its name.
+    pub fn expect(&mut self, name: &str) -> Value {
+        let cmd = self.recv();
+        let got = cmd.get("execute").or_else(|| cmd.get("exec-oob"));
+        assert_eq!(got, Some(&json!(name)), "{cmd}");
+        cmd
+    }
+
+    pub fn send(&mut self, message: &str) {
+        // The client may be gone already; the test checks its side.
+        let _ = self.stream.write_all(message.as_bytes());
+        let _ = self.stream.write_all(b"\r\n");
+    }
+
+    /// Answers `cmd` with `ret`.
+    pub fn reply(&mut self, cmd: &Value, ret: Value) {
+        let msg = json!({"return": ret, "id": cmd["id"]});
+        self.send(&msg.to_string());
+    }
+
+    /// Reads until EOF, returning how many commands came.
+    pub fn until_eof(&mut self) -> usize {
+        self.reader.by_ref().take_while(Result::is_ok).count()
+    }
+}
+
+/// Starts a scripted peer on one end of a socket pair: it greets and accepts
+/// `qmp_capabilities`, then runs `script`. Returns the client end, negotiated with
+/// `builder`, and the script's thread.
+pub fn scripted<T: Send + 'static>(
+    builder: &Builder,
+    script: impl FnOnce(Script) -> T + Send + 'static,
+) -> (Connection, JoinHandle<T>) {
+    let (client, server) = UnixStream::pair().expect("socket pair");
+    let handle = std::thread::spawn(move || {
+        let reader = serde_json::Deserializer::from_reader(server.try_clone().expect("clone"))
+            .into_iter::<Value>();
+        let mut peer = Script {
+            stream: server,
+            reader,
+        };
+        peer.send(GREETING);
+        let cmd = peer.expect("qmp_capabilities");
+        peer.reply(&cmd, json!({}));
+        script(peer)
+    });
+    let conn = builder.unix_stream(client).expect("negotiated");
+    (conn, handle)
+}
