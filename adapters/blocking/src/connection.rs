@@ -155,7 +155,8 @@ impl Connection {
             .map_err(|e| Error::io("cannot make the socket non-blocking", e))?;
         // Copying each message for the log costs, so the engine reports traffic only when it
         // would be logged.
-        let trace = config.get_trace_messages() || log::log_enabled!(target: TARGET, log::Level::Trace);
+        let trace =
+            config.get_trace_messages() || log::log_enabled!(target: TARGET, log::Level::Trace);
         let max_events = config.get_max_buffered_events();
         let mut engine = Client::new(config.trace_messages(trace));
         engine.connect(Instant::now())?;
@@ -542,7 +543,11 @@ impl Connection {
     /// Runs the loop until `done` holds, the session ends, or `deadline` passes (`None`:
     /// no deadline of its own; the engine's timers still fire). A deadline already passed
     /// still reads what has arrived, once, without waiting. Returns whether `done` held.
-    fn run_until(&mut self, deadline: Option<Instant>, mut done: impl FnMut(&Self) -> bool) -> bool {
+    fn run_until(
+        &mut self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> bool {
         loop {
             self.flush();
             self.drain_engine();

@@ -122,9 +122,9 @@ pub use builder::Builder;
 pub use connection::{CallOptions, Connection};
 pub use error::Error;
 pub use listener::Listener;
-/// Use as the result type to ignore a command's result: `execute::<IgnoredAny>("stop", &())`.
-pub use serde::de::IgnoredAny;
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, CommandId, DisconnectReason, Excerpt, Greeting,
     QemuVersion, QmpError, QmpEvent, RawValue, Timestamp,
 };
+/// Use as the result type to ignore a command's result: `execute::<IgnoredAny>("stop", &())`.
+pub use serde::de::IgnoredAny;

@@ -97,7 +97,12 @@ impl Listener {
                 Ok((stream, _)) => return self.builder.unix_stream(stream),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(format!("cannot accept on {}", self.path.display()), e)),
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("cannot accept on {}", self.path.display()),
+                        e,
+                    ))
+                }
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| d <= now) {

@@ -97,7 +97,11 @@ pub(crate) struct Ready {
 
 /// Waits until `fd` is readable (or, with `write`, writable), or `timeout` passes (`None`:
 /// no limit). An interrupted wait returns as if nothing happened.
-pub(crate) fn wait(fd: BorrowedFd<'_>, write: bool, timeout: Option<Duration>) -> io::Result<Ready> {
+pub(crate) fn wait(
+    fd: BorrowedFd<'_>,
+    write: bool,
+    timeout: Option<Duration>,
+) -> io::Result<Ready> {
     let mut flags = PollFlags::IN;
     if write {
         flags |= PollFlags::OUT;

@@ -126,7 +126,11 @@ fn drop_is_fast_with_unsent_bytes_and_a_peer_that_does_not_read() {
     assert!(qmp.engine().poll_transmit().is_some(), "bytes still unsent");
     let start = Instant::now();
     drop(qmp);
-    assert!(start.elapsed() < Duration::from_millis(100), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        start.elapsed()
+    );
     peer.join().unwrap();
 }
 
@@ -229,8 +233,8 @@ fn tcp_connect_and_no_fds_over_tcp() {
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         s.write_all(GREETING.as_bytes()).unwrap();
-        let mut de = serde_json::Deserializer::from_reader(s.try_clone().unwrap())
-            .into_iter::<Value>();
+        let mut de =
+            serde_json::Deserializer::from_reader(s.try_clone().unwrap()).into_iter::<Value>();
         for _ in 0..2 {
             let cmd = de.next().unwrap().unwrap();
             let reply = json!({"return": {"name": cmd["execute"]}, "id": cmd["id"]});

@@ -1,0 +1,138 @@
+//! Against a real qemu-system-x86_64 under TCG. Skipped with a printed reason when it is
+//! not installed, unless QMP_REQUIRE_QEMU=1.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Peer;
+use qmp_blocking::{CallOptions, DisconnectReason, Error, IgnoredAny};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(10);
+const NONE: &[&str] = &["-machine", "none"];
+const PC_PAUSED: &[&str] = &["-M", "pc", "-accel", "tcg", "-S"];
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct Status {
+    status: String,
+    running: bool,
+}
+
+/// Six pipelined `query-qmp-schema` (about 236 KB each) then `exec-oob query-yank`: QEMU
+/// answers the OOB command while in-band ones are still queued.
+#[test]
+fn oob_overtakes_queued_in_band_commands() {
+    let Some(mut peer) = Peer::system(NONE) else {
+        return;
+    };
+    let mut qmp = peer.connect();
+    assert!(qmp.oob_enabled());
+    let schemas: Vec<_> = (0..6)
+        .map(|_| qmp.send("query-qmp-schema", &()).unwrap())
+        .collect();
+    let yanks: Vec<Value> = qmp.execute_oob("query-yank", &()).unwrap();
+    assert!(yanks.iter().all(|y| y.get("type").is_some()), "{yanks:?}");
+    let last = *schemas.last().unwrap();
+    assert!(
+        !qmp.has_reply(last),
+        "the OOB reply should come before the last in-band reply"
+    );
+    for id in schemas {
+        let schema = qmp.wait(id).unwrap();
+        assert!(
+            (200_000..300_000).contains(&schema.get().len()),
+            "{} bytes",
+            schema.get().len()
+        );
+    }
+    let entries: Vec<Value> = serde_json::from_str(
+        qmp.execute_raw_value("query-qmp-schema", &())
+            .unwrap()
+            .get(),
+    )
+    .unwrap();
+    let yank = entries.iter().find(|e| e["name"] == "query-yank").unwrap();
+    assert_eq!(yank["allow-oob"], true);
+}
+
+/// `getfd` takes a real descriptor sent as SCM_RIGHTS with the command; `closefd` closes it.
+#[test]
+fn getfd_with_a_real_fd_then_closefd() {
+    let Some(mut peer) = Peer::system(NONE) else {
+        return;
+    };
+    let mut qmp = peer.connect();
+    let name = json!({"fdname": "fd0"});
+    // Without a descriptor, QEMU refuses.
+    match qmp.execute::<Value>("getfd", &name) {
+        Err(Error::Qmp(e)) => assert!(e.desc.contains("SCM_RIGHTS"), "{}", e.desc),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    qmp.execute_with::<IgnoredAny>("getfd", &name, CallOptions::new().fd(null))
+        .unwrap();
+    qmp.execute::<IgnoredAny>("closefd", &name).unwrap();
+    // It is gone now.
+    match qmp.execute::<Value>("closefd", &name) {
+        Err(Error::Qmp(e)) => assert_eq!(e.class, "GenericError"),
+        other => panic!("expected an error for a closed fd, got {other:?}"),
+    }
+}
+
+#[test]
+fn quit_sends_shutdown_then_eof() {
+    let Some(mut peer) = Peer::system(NONE) else {
+        return;
+    };
+    let mut qmp = peer.connect();
+    qmp.quit(T).unwrap();
+    assert_eq!(
+        qmp.disconnect_reason(),
+        Some(&DisconnectReason::Eof { after_quit: true })
+    );
+    // SHUTDOWN came before the reply and the EOF; it is still there.
+    let shutdown = qmp.wait_event("SHUTDOWN", Duration::ZERO).unwrap();
+    let data: Value = shutdown.data_as().unwrap();
+    assert_eq!(data["reason"], "host-qmp-quit");
+    assert_eq!(data["guest"], false);
+    assert!(peer.wait_exit(T).success());
+}
+
+#[test]
+fn cont_and_stop_with_resume_and_stop_events() {
+    let Some(mut peer) = Peer::system(PC_PAUSED) else {
+        return;
+    };
+    let mut qmp = peer.connect();
+    let s: Status = qmp.execute("query-status", &()).unwrap();
+    assert_eq!(
+        s,
+        Status {
+            status: "prelaunch".into(),
+            running: false
+        }
+    );
+    let (_, resume): (IgnoredAny, _) = qmp
+        .execute_then_wait("cont", &(), T, |e| e.name == "RESUME")
+        .unwrap();
+    assert!(resume.timestamp.is_some());
+    let s: Status = qmp.execute("query-status", &()).unwrap();
+    assert!(s.running, "{s:?}");
+    let (_, _stop): (IgnoredAny, _) = qmp
+        .execute_then_wait("stop", &(), T, |e| e.name == "STOP")
+        .unwrap();
+    let s: Status = qmp.execute("query-status", &()).unwrap();
+    assert_eq!(
+        s,
+        Status {
+            status: "paused".into(),
+            running: false
+        }
+    );
+    qmp.quit(T).unwrap();
+}
