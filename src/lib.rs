@@ -114,6 +114,7 @@ mod error;
 mod framer;
 pub mod manual;
 mod message;
+pub mod server;
 mod state;
 mod transmit;
 

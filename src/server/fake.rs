@@ -1,0 +1,602 @@
+//! A fake QEMU: a [`Handler`] with the commands a VM manager uses every day.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+#[cfg(unix)]
+use std::os::fd::OwnedFd;
+
+use serde_json::{json, Map, Value};
+
+use super::{Call, CallToken, CommandInfo, Context, Handler, Outcome, ServerConfig};
+
+/// A custom command: runs with the context and the arguments.
+pub type CustomCommand = Box<dyn FnMut(&mut Context<'_>, &Map<String, Value>) -> Outcome + Send>;
+
+enum Timer {
+    /// Complete a delayed command with its outcome.
+    Complete(CallToken, Outcome),
+    /// Finish a running job.
+    FinishJob(String),
+}
+
+struct Custom {
+    allow_oob: bool,
+    run: CustomCommand,
+}
+
+/// A fake QEMU for tests: answers like qemu-system-x86_64 10.0.2 for the commands it knows,
+/// with their events, and lets a test add commands and inject faults.
+///
+/// Commands: `query-version`, `query-status`, `stop` and `cont` (STOP/RESUME events, status
+/// tracking), `system_reset` (RESET), `system_powerdown` (POWERDOWN), `quit` (SHUTDOWN, then
+/// the reply, then the connection closes), `query-name`, `query-commands`,
+/// `query-qmp-schema` (generated from the commands, or one set with
+/// [`schema`](Self::schema), such as a schema captured from QEMU), `getfd`, `closefd`,
+/// `add-fd`, `remove-fd`, `query-fdsets`, `blockdev-add` and `blockdev-del` (null-co nodes),
+/// `blockdev-backup` (a job with JOB_STATUS_CHANGE and BLOCK_JOB_COMPLETED events, over
+/// virtual time when [`job_duration`](Self::job_duration) is set), `query-jobs`,
+/// `human-monitor-command` (a few `info` commands), and the OOB-capable `query-yank` and
+/// `migrate-pause`. Everything else is `CommandNotFound`.
+///
+/// Faults: [`delay`](Self::delay) a command's reply; and through the
+/// [`Server`](super::Server): events, raw bytes and dropped connections.
+pub struct FakeQemu {
+    version: (u64, u64, u64),
+    package: String,
+    name: Option<String>,
+    status: &'static str,
+    running: bool,
+    #[cfg(unix)]
+    fds: BTreeMap<String, OwnedFd>,
+    #[cfg(unix)]
+    fdsets: BTreeMap<i64, Vec<(i64, OwnedFd, Option<String>)>>,
+    next_fd: i64,
+    nodes: BTreeMap<String, u64>,
+    jobs: BTreeMap<String, &'static str>,
+    job_duration: Duration,
+    delays: BTreeMap<String, Duration>,
+    timers: Vec<(Instant, Timer)>,
+    custom: BTreeMap<String, Custom>,
+    schema: Option<Value>,
+}
+
+impl fmt::Debug for FakeQemu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeQemu")
+            .field("status", &self.status)
+            .field("nodes", &self.nodes)
+            .field("jobs", &self.jobs)
+            .field("custom", &self.custom.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FakeQemu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const BUILTIN: &[(&str, bool)] = &[
+    ("add-fd", false),
+    ("blockdev-add", false),
+    ("blockdev-backup", false),
+    ("blockdev-del", false),
+    ("closefd", false),
+    ("cont", false),
+    ("getfd", false),
+    ("human-monitor-command", false),
+    ("migrate-pause", true),
+    ("qmp_capabilities", false),
+    ("query-commands", false),
+    ("query-fdsets", false),
+    ("query-jobs", false),
+    ("query-name", false),
+    ("query-qmp-schema", false),
+    ("query-status", false),
+    ("query-version", false),
+    ("query-yank", true),
+    ("quit", false),
+    ("remove-fd", false),
+    ("stop", false),
+    ("system_powerdown", false),
+    ("system_reset", false),
+];
+
+const EVENTS: &[&str] = &[
+    "BLOCK_JOB_COMPLETED",
+    "JOB_STATUS_CHANGE",
+    "POWERDOWN",
+    "RESET",
+    "RESUME",
+    "SHUTDOWN",
+    "STOP",
+];
+
+fn arg_str<'a>(args: &'a Map<String, Value>, name: &str) -> Result<&'a str, Outcome> {
+    match args.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Outcome::generic_error(format!(
+            "Invalid parameter type for '{name}', expected: string"
+        ))),
+        None => Err(Outcome::generic_error(format!(
+            "Parameter '{name}' is missing"
+        ))),
+    }
+}
+
+impl FakeQemu {
+    /// A running VM of version 10.0.2 that knows the built-in commands.
+    pub fn new() -> Self {
+        FakeQemu {
+            version: (10, 0, 2),
+            package: String::new(),
+            name: None,
+            status: "running",
+            running: true,
+            #[cfg(unix)]
+            fds: BTreeMap::new(),
+            #[cfg(unix)]
+            fdsets: BTreeMap::new(),
+            next_fd: 100,
+            nodes: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            job_duration: Duration::ZERO,
+            delays: BTreeMap::new(),
+            timers: Vec::new(),
+            custom: BTreeMap::new(),
+            schema: None,
+        }
+    }
+
+    /// Started with `-S`: status `prelaunch` until `cont`.
+    pub fn prelaunch(mut self) -> Self {
+        self.status = "prelaunch";
+        self.running = false;
+        self
+    }
+
+    /// The VM name returned by `query-name`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The version to report (greeting and `query-version`).
+    pub fn version(mut self, major: u64, minor: u64, micro: u64, package: &str) -> Self {
+        self.version = (major, minor, micro);
+        self.package = package.to_owned();
+        self
+    }
+
+    /// How long a `blockdev-backup` job runs in virtual time (default zero: all its events
+    /// come before its reply, as with null-co nodes on real QEMU).
+    pub fn job_duration(mut self, d: Duration) -> Self {
+        self.job_duration = d;
+        self
+    }
+
+    /// Replies to `command` only after `d` of virtual time (fault injection). An in-band
+    /// command delayed this way holds up the in-band commands after it.
+    pub fn delay(&mut self, command: &str, d: Duration) -> &mut Self {
+        self.delays.insert(command.to_owned(), d);
+        self
+    }
+
+    /// The reply to `query-qmp-schema`, such as a schema captured from real QEMU.
+    pub fn schema(mut self, schema: Value) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Adds (or replaces) a command.
+    pub fn add_command(
+        &mut self,
+        name: &str,
+        allow_oob: bool,
+        run: impl FnMut(&mut Context<'_>, &Map<String, Value>) -> Outcome + Send + 'static,
+    ) -> &mut Self {
+        self.custom.insert(
+            name.to_owned(),
+            Custom {
+                allow_oob,
+                run: Box::new(run),
+            },
+        );
+        self
+    }
+
+    /// A [`ServerConfig`] whose greeting matches this fake's version.
+    pub fn server_config(&self) -> ServerConfig {
+        let (a, b, c) = self.version;
+        ServerConfig::default()
+            .version(a, b, c)
+            .package(self.package.clone())
+    }
+
+    /// The current run status (`running`, `paused`, `prelaunch`, `shutdown`).
+    pub fn status(&self) -> &str {
+        self.status
+    }
+
+    /// The names given to file descriptors with `getfd` and not closed.
+    #[cfg(unix)]
+    pub fn fd_names(&self) -> Vec<String> {
+        self.fds.keys().cloned().collect()
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<'_>, at: Instant, timer: Timer) {
+        self.timers.push((at, timer));
+        ctx.wake_at(at);
+    }
+
+    fn job_event(ctx: &mut Context<'_>, id: &str, status: &str) {
+        let id = Value::String(id.to_owned());
+        ctx.emit_event_json(
+            "JOB_STATUS_CHANGE",
+            &format!(r#"{{"id": {id}, "status": "{status}"}}"#),
+        );
+    }
+
+    fn finish_job(&mut self, ctx: &mut Context<'_>, id: &str) {
+        let len = self.nodes.values().copied().max().unwrap_or(0);
+        Self::job_event(ctx, id, "waiting");
+        Self::job_event(ctx, id, "pending");
+        let device = Value::String(id.to_owned());
+        ctx.emit_event_json(
+            "BLOCK_JOB_COMPLETED",
+            &format!(
+                r#"{{"type": "backup", "device": {device}, "len": {len}, "offset": {len}, "speed": 0}}"#
+            ),
+        );
+        Self::job_event(ctx, id, "concluded");
+        Self::job_event(ctx, id, "null");
+        self.jobs.remove(id);
+    }
+
+    fn schema_value(&self) -> Value {
+        if let Some(s) = &self.schema {
+            return s.clone();
+        }
+        let mut entries = Vec::new();
+        let mut names: Vec<(String, bool)> =
+            BUILTIN.iter().map(|(n, o)| ((*n).to_owned(), *o)).collect();
+        names.extend(self.custom.iter().map(|(n, c)| (n.clone(), c.allow_oob)));
+        for (name, oob) in names {
+            let mut e =
+                json!({"name": name, "meta-type": "command", "arg-type": "0", "ret-type": "0"});
+            if oob {
+                e["allow-oob"] = Value::Bool(true);
+            }
+            entries.push(e);
+        }
+        for ev in EVENTS {
+            entries.push(json!({"name": ev, "meta-type": "event", "arg-type": "0"}));
+        }
+        entries.push(json!({"name": "0", "members": [], "meta-type": "object"}));
+        Value::Array(entries)
+    }
+
+    fn run(&mut self, ctx: &mut Context<'_>, call: Call) -> Outcome {
+        let args = &call.arguments;
+        let (major, minor, micro) = self.version;
+        match call.name.as_str() {
+            "query-version" => Outcome::Json(format!(
+                r#"{{"qemu": {{"major": {major}, "minor": {minor}, "micro": {micro}}}, "package": {}}}"#,
+                Value::String(self.package.clone())
+            )),
+            "query-status" => Outcome::Json(format!(
+                r#"{{"running": {}, "status": "{}"}}"#,
+                self.running, self.status
+            )),
+            "query-name" => Outcome::Return(match &self.name {
+                Some(n) => json!({"name": n}),
+                None => json!({}),
+            }),
+            "stop" => {
+                if self.running {
+                    ctx.emit_event("STOP", None);
+                }
+                self.running = false;
+                self.status = "paused";
+                Outcome::empty()
+            }
+            "cont" => {
+                if !self.running {
+                    ctx.emit_event("RESUME", None);
+                }
+                self.running = true;
+                self.status = "running";
+                Outcome::empty()
+            }
+            "system_reset" => {
+                ctx.emit_event_json(
+                    "RESET",
+                    r#"{"guest": false, "reason": "host-qmp-system-reset"}"#,
+                );
+                Outcome::empty()
+            }
+            "system_powerdown" => {
+                ctx.emit_event("POWERDOWN", None);
+                Outcome::empty()
+            }
+            "quit" => {
+                ctx.emit_event_json("SHUTDOWN", r#"{"guest": false, "reason": "host-qmp-quit"}"#);
+                self.running = false;
+                self.status = "shutdown";
+                ctx.close();
+                Outcome::empty()
+            }
+            "query-commands" => {
+                let mut names: Vec<String> = BUILTIN.iter().map(|(n, _)| (*n).to_owned()).collect();
+                names.extend(self.custom.keys().cloned());
+                names.sort();
+                names.dedup();
+                Outcome::Return(Value::Array(
+                    names.into_iter().map(|n| json!({"name": n})).collect(),
+                ))
+            }
+            "query-qmp-schema" => Outcome::Return(self.schema_value()),
+            "query-yank" => Outcome::Json(r#"[{"type": "chardev", "id": "compat_monitor0"}]"#.into()),
+            "migrate-pause" => Outcome::generic_error(
+                "migrate-pause is currently only supported during postcopy-active or postcopy-recover state",
+            ),
+            "human-monitor-command" => match arg_str(args, "command-line") {
+                Err(e) => e,
+                Ok(line) => Outcome::Return(Value::String(match line.trim() {
+                    "info status" => format!(
+                        "VM status: {}\r\n",
+                        if self.running { "running" } else { "paused" }
+                    ),
+                    "info version" => format!("{major}.{minor}.{micro}{}\r\n", self.package),
+                    "info name" => self.name.clone().map(|n| n + "\r\n").unwrap_or_default(),
+                    "" => String::new(),
+                    other => format!(
+                        "unknown command: '{}'\r\n",
+                        other.split_whitespace().next().unwrap_or_default()
+                    ),
+                })),
+            },
+            "getfd" | "add-fd" | "closefd" | "remove-fd" | "query-fdsets" => {
+                self.fd_command(call)
+            }
+            "blockdev-add" => {
+                let name = match arg_str(args, "node-name") {
+                    Ok(n) => n.to_owned(),
+                    Err(e) => return e,
+                };
+                match args.get("driver").and_then(Value::as_str) {
+                    Some("null-co") => {}
+                    Some(other) => {
+                        return Outcome::generic_error(format!(
+                            "Unknown driver '{other}'"
+                        ))
+                    }
+                    None => return Outcome::generic_error("Parameter 'driver' is missing"),
+                }
+                if self.nodes.contains_key(&name) {
+                    return Outcome::generic_error(format!(
+                        "Duplicate nodes with node-name='{name}'"
+                    ));
+                }
+                let size = args.get("size").and_then(Value::as_u64).unwrap_or(1 << 30);
+                self.nodes.insert(name, size);
+                Outcome::empty()
+            }
+            "blockdev-del" => match arg_str(args, "node-name") {
+                Err(e) => e,
+                Ok(name) => {
+                    if self.nodes.remove(name).is_some() {
+                        Outcome::empty()
+                    } else {
+                        Outcome::generic_error(format!(
+                            "Failed to find node with node-name='{name}'"
+                        ))
+                    }
+                }
+            },
+            "blockdev-backup" => {
+                let (id, device, target) = match (
+                    arg_str(args, "job-id"),
+                    arg_str(args, "device"),
+                    arg_str(args, "target"),
+                ) {
+                    (Ok(i), Ok(d), Ok(t)) => (i.to_owned(), d.to_owned(), t.to_owned()),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+                };
+                for node in [&device, &target] {
+                    if !self.nodes.contains_key(node.as_str()) {
+                        return Outcome::Error {
+                            class: "GenericError".into(),
+                            desc: format!("Cannot find device='{node}' nor node-name='{node}'"),
+                        };
+                    }
+                }
+                if self.jobs.contains_key(&id) {
+                    return Outcome::generic_error(format!("Job ID '{id}' already in use"));
+                }
+                self.jobs.insert(id.clone(), "running");
+                Self::job_event(ctx, &id, "created");
+                Self::job_event(ctx, &id, "running");
+                if self.job_duration.is_zero() {
+                    Self::job_event(ctx, &id, "paused");
+                    Self::job_event(ctx, &id, "running");
+                    self.finish_job(ctx, &id);
+                } else {
+                    let at = ctx.now() + self.job_duration;
+                    self.schedule(ctx, at, Timer::FinishJob(id));
+                }
+                Outcome::empty()
+            }
+            "query-jobs" => Outcome::Return(Value::Array(
+                self.jobs
+                    .iter()
+                    .map(|(id, status)| json!({"id": id, "type": "backup", "status": status, "current-progress": 0, "total-progress": 1}))
+                    .collect(),
+            )),
+            name => match self.custom.get_mut(name) {
+                Some(c) => (c.run)(ctx, args),
+                None => Outcome::Error {
+                    class: "CommandNotFound".into(),
+                    desc: format!("The command {name} has not been found"),
+                },
+            },
+        }
+    }
+
+    #[cfg(unix)]
+    fn fd_command(&mut self, mut call: Call) -> Outcome {
+        let args = &call.arguments;
+        match call.name.as_str() {
+            "getfd" => {
+                let name = match arg_str(args, "fdname") {
+                    Ok(n) => n.to_owned(),
+                    Err(e) => return e,
+                };
+                if name.starts_with(|c: char| c.is_ascii_digit()) {
+                    return Outcome::generic_error(
+                        "Parameter 'fdname' expects a name not starting with a digit",
+                    );
+                }
+                let Some(fd) = call.fds.pop() else {
+                    return Outcome::generic_error("No file descriptor supplied via SCM_RIGHTS");
+                };
+                self.fds.insert(name, fd);
+                Outcome::empty()
+            }
+            "closefd" => match arg_str(args, "fdname") {
+                Err(e) => e,
+                Ok(name) => match self.fds.remove(name) {
+                    Some(_) => Outcome::empty(),
+                    None => {
+                        Outcome::generic_error(format!("File descriptor named '{name}' not found"))
+                    }
+                },
+            },
+            "add-fd" => {
+                let set = args
+                    .get("fdset-id")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_else(|| self.fdsets.keys().max().map_or(0, |m| m + 1));
+                let opaque = args
+                    .get("opaque")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let Some(fd) = call.fds.pop() else {
+                    return Outcome::generic_error("No file descriptor supplied via SCM_RIGHTS");
+                };
+                self.next_fd += 1;
+                let n = self.next_fd;
+                self.fdsets.entry(set).or_default().push((n, fd, opaque));
+                Outcome::Json(format!(r#"{{"fdset-id": {set}, "fd": {n}}}"#))
+            }
+            "remove-fd" => {
+                let Some(set) = args.get("fdset-id").and_then(Value::as_i64) else {
+                    return Outcome::generic_error("Parameter 'fdset-id' is missing");
+                };
+                let fd = args.get("fd").and_then(Value::as_i64);
+                let removed = match (self.fdsets.get_mut(&set), fd) {
+                    (Some(fds), Some(fd)) => {
+                        let before = fds.len();
+                        fds.retain(|(n, _, _)| *n != fd);
+                        fds.len() < before
+                    }
+                    (Some(fds), None) => {
+                        fds.clear();
+                        true
+                    }
+                    (None, _) => false,
+                };
+                self.fdsets.retain(|_, fds| !fds.is_empty());
+                if removed {
+                    Outcome::empty()
+                } else {
+                    let what = match fd {
+                        Some(fd) => format!("fdset-id:{set}, fd:{fd}"),
+                        None => format!("fdset-id:{set}"),
+                    };
+                    Outcome::generic_error(format!("File descriptor named '{what}' not found"))
+                }
+            }
+            _ => Outcome::Return(Value::Array(
+                self.fdsets
+                    .iter()
+                    .map(|(set, fds)| {
+                        let fds: Vec<Value> = fds
+                            .iter()
+                            .map(|(n, _, opaque)| match opaque {
+                                Some(o) => json!({"fd": n, "opaque": o}),
+                                None => json!({"fd": n}),
+                            })
+                            .collect();
+                        json!({"fdset-id": set, "fds": fds})
+                    })
+                    .collect(),
+            )),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn fd_command(&mut self, _call: Call) -> Outcome {
+        Outcome::generic_error("No file descriptor supplied via SCM_RIGHTS")
+    }
+}
+
+impl Handler for FakeQemu {
+    fn command(&self, name: &str) -> Option<CommandInfo> {
+        if let Some(c) = self.custom.get(name) {
+            return Some(CommandInfo {
+                allow_oob: c.allow_oob,
+            });
+        }
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, oob)| CommandInfo { allow_oob: *oob })
+    }
+
+    fn execute(&mut self, ctx: &mut Context<'_>, call: Call) -> Outcome {
+        let delay = self.delays.get(&call.name).copied();
+        let token = call.token;
+        let outcome = self.run(ctx, call);
+        match delay {
+            Some(d) if !matches!(outcome, Outcome::Deferred) => {
+                let at = ctx.now() + d;
+                self.schedule(ctx, at, Timer::Complete(token, outcome));
+                Outcome::Deferred
+            }
+            _ => outcome,
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>) {
+        let now = ctx.now();
+        let mut due = Vec::new();
+        let mut i = 0;
+        while i < self.timers.len() {
+            if self.timers[i].0 <= now {
+                due.push(self.timers.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        due.sort_by_key(|(at, _)| *at);
+        for (_, timer) in due {
+            match timer {
+                Timer::Complete(token, outcome) => ctx.complete(token, outcome),
+                Timer::FinishJob(id) => self.finish_job(ctx, &id),
+            }
+        }
+        if let Some(next) = self.timers.iter().map(|(at, _)| *at).min() {
+            ctx.wake_at(next);
+        }
+    }
+
+    fn command_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = BUILTIN.iter().map(|(n, _)| (*n).to_owned()).collect();
+        names.extend(self.custom.keys().cloned());
+        names
+    }
+}
