@@ -835,6 +835,32 @@ fn newline(out: &mut Vec<u8>, pretty: bool, depth: usize) {
 /// Writes `v` as QEMU's `qobject_to_json_pretty` would, with `\n` line ends (the monitor
 /// turns them into `\r\n`).
 pub(crate) fn write(out: &mut Vec<u8>, v: &QValue, pretty: bool) {
+    write_impl(out, v, pretty, true);
+}
+
+/// Writes `v` compactly with members in insertion order.
+pub(crate) fn write_as_is(out: &mut Vec<u8>, v: &QValue) {
+    write_impl(out, v, false, false);
+}
+
+/// Reverses the members of every object in `v`. A value read back from QEMU's output has
+/// members that share a hash bucket in reverse insertion order; reversing makes inserting
+/// them again reproduce that output.
+pub(crate) fn reverse_members(v: &mut QValue) {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            QValue::Dict(m) => {
+                m.reverse();
+                stack.extend(m.iter_mut().map(|(_, v)| v));
+            }
+            QValue::List(l) => stack.extend(l.iter_mut()),
+            _ => {}
+        }
+    }
+}
+
+fn write_impl(out: &mut Vec<u8>, v: &QValue, pretty: bool, hash_order: bool) {
     // An explicit stack: output depth is the caller's, but keep the writer flat anyway.
     enum Item<'a> {
         Value(&'a QValue, usize),
@@ -874,7 +900,11 @@ pub(crate) fn write(out: &mut Vec<u8>, v: &QValue, pretty: bool) {
                     out.push(b'{');
                     stack.push(Item::Raw(b"}"));
                     stack.push(Item::Newline(depth));
-                    let ordered = qdict_order(members);
+                    let ordered = if hash_order {
+                        qdict_order(members)
+                    } else {
+                        members.iter().collect()
+                    };
                     for (i, (k, v)) in ordered.iter().enumerate().rev() {
                         stack.push(Item::Value(v, depth + 1));
                         stack.push(Item::Key(k));

@@ -31,6 +31,7 @@
 
 mod fake;
 pub(crate) mod json;
+mod script;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
@@ -42,6 +43,7 @@ use serde_json::{Map, Value};
 
 pub use fake::{CustomCommand, FakeQemu};
 use json::{JsonStream, Limits, Parsed, QValue};
+pub use script::{Mismatch, Script, ScriptError};
 
 use crate::QemuVersion;
 
