@@ -546,3 +546,34 @@ fn script_reports_a_clear_diff() {
     assert_eq!(m[0].line, Some(1));
     assert_eq!(p.server.handler().remaining(), 1);
 }
+
+#[test]
+fn pretty_output_equals_a_real_pretty_monitor() {
+    // captures/qsys-pretty.*: qemu-system-x86_64 10.0.2 with -mon pretty=on.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures");
+    let sent = std::fs::read(dir.join("qsys-pretty.sent")).unwrap();
+    let recorded =
+        String::from_utf8(std::fs::read(dir.join("qsys-pretty.bytes")).unwrap()).unwrap();
+    let f = FakeQemu::new().version(10, 0, 2, "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1");
+    let mut server = Server::new(f.server_config().pretty(true), f);
+    let now = t0();
+    server.accept(now);
+    server.handle_input(now, &sent);
+    let ours = String::from_utf8(server.take_output()).unwrap();
+    assert!(server.wants_close());
+    let zero = |s: &str| -> String {
+        s.split("\r\n")
+            .map(|l| {
+                let t = l.trim_start();
+                if t.starts_with("\"seconds\": ") || t.starts_with("\"microseconds\": ") {
+                    let (k, v) = l.split_once(": ").unwrap();
+                    format!("{k}: {}", if v.ends_with(',') { "0," } else { "0" })
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    assert_eq!(zero(&ours), zero(&recorded));
+}
