@@ -575,8 +575,7 @@ impl Client {
         }
     }
 
-    /// Test support: bytes held by the framer.
-    #[cfg(test)]
+    /// Bytes held by the framer (for the fuzz invariants).
     pub(crate) fn buffered_input(&self) -> usize {
         self.framer.buffered()
     }

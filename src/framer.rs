@@ -84,7 +84,6 @@ impl Framer {
     }
 
     /// How many bytes are buffered (for memory accounting).
-    #[cfg(test)]
     pub(crate) fn buffered(&self) -> usize {
         self.buf.len()
     }
@@ -102,7 +101,8 @@ impl Framer {
             if self.garbage {
                 // Collect the unexpected bytes up to the end of their line (or the excerpt
                 // limit), so that the report does not depend on how the input was split.
-                let room = EXCERPT_LIMIT - self.buf.len();
+                // Never more than the message size limit either, so memory stays within it.
+                let room = EXCERPT_LIMIT.min(self.max_size) - self.buf.len();
                 let rest = &input[i..];
                 let (take, done) = match rest.iter().position(|b| *b == b'\n') {
                     Some(nl) if nl <= room => (nl, true),

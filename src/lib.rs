@@ -112,6 +112,8 @@ mod client;
 mod config;
 mod error;
 mod framer;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod manual;
 mod message;
 pub mod server;
