@@ -1,0 +1,243 @@
+//! Options, and the ways to open a negotiated connection.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use qmp_proto::ClientConfig;
+
+use crate::driver::{Driver, Redial};
+use crate::shared::Shared;
+use crate::transport::{Target, Transport};
+use crate::{Error, Listener, Qmp};
+
+/// When and how often to reconnect after the peer goes away: exponential backoff from
+/// `initial`, doubling up to `max`, for at most `max_attempts` attempts in a row (unlimited
+/// by default). The count starts again once a session is negotiated.
+///
+/// ```
+/// use std::time::Duration;
+/// use qmp_async::Reconnect;
+///
+/// let policy = Reconnect::new()
+///     .initial(Duration::from_millis(50))
+///     .max(Duration::from_secs(2))
+///     .max_attempts(20);
+/// assert_eq!(policy.delay(1), Some(Duration::from_millis(50)));
+/// assert_eq!(policy.delay(3), Some(Duration::from_millis(200)));
+/// assert_eq!(policy.delay(10), Some(Duration::from_secs(2)));
+/// assert_eq!(policy.delay(21), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    initial: Duration,
+    max: Duration,
+    max_attempts: Option<u32>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            max_attempts: None,
+        }
+    }
+}
+
+impl Reconnect {
+    /// 100 ms, doubling up to 5 s, without limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The delay before the first attempt.
+    pub fn initial(mut self, delay: Duration) -> Self {
+        self.initial = delay;
+        self
+    }
+
+    /// The longest delay between attempts.
+    pub fn max(mut self, delay: Duration) -> Self {
+        self.max = delay;
+        self
+    }
+
+    /// Gives up after this many failed attempts in a row.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// The delay before attempt `attempt` (from 1), or `None` past the limit.
+    pub fn delay(&self, attempt: u32) -> Option<Duration> {
+        if self.max_attempts.is_some_and(|max| attempt > max) {
+            return None;
+        }
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        Some(self.initial.saturating_mul(factor).min(self.max))
+    }
+}
+
+/// Options for a connection, and the ways to open one. Each returns once the session is
+/// negotiated, with a [`Qmp`] handle and the [`Driver`] to spawn:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use qmp_async::{Builder, Reconnect};
+///
+/// # fn main() -> Result<(), qmp_async::Error> {
+/// smol::block_on(async {
+///     let (qmp, driver) = Builder::new()
+///         .timeout(Duration::from_secs(10))        // default per-command timeout
+///         .connect_timeout(Duration::from_secs(2)) // connect, greeting, negotiation
+///         .reconnect(Reconnect::new())             // come back when QEMU restarts
+///         .connect_unix("/run/vm/qmp.sock")
+///         .await?;
+///     smol::spawn(driver).detach();
+///     let version: serde_json::Value = qmp.execute("query-version", &()).await?;
+///     # let _ = version;
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    config: ClientConfig,
+    connect_timeout: Option<Duration>,
+    reconnect: Option<Reconnect>,
+}
+
+impl Builder {
+    /// The defaults: no command timeout, 30 s for the greeting and for negotiation, OOB
+    /// enabled when offered, no reconnection, and the engine's other defaults
+    /// ([`ClientConfig::default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the engine configuration (message size limit, in-flight cap, event buffer
+    /// bound, timeouts, ...). Later setters of this builder adjust it further.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The default timeout of every command ([`ClientConfig::command_timeout`]);
+    /// [`CallOptions::timeout`](crate::CallOptions::timeout) overrides it per call.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config = self.config.command_timeout(Some(timeout));
+        self
+    }
+
+    /// How long each step of opening a session may take: the socket connect, then the
+    /// greeting, then negotiation. A QMP monitor serves one client at a time and greets a
+    /// second one only when the first leaves, so this is what fails when another client
+    /// holds the monitor.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self.config = self
+            .config
+            .greeting_timeout(Some(timeout))
+            .negotiation_timeout(Some(timeout));
+        self
+    }
+
+    /// Whether to enable out-of-band execution when QEMU offers it (default `true`).
+    pub fn oob(mut self, enable: bool) -> Self {
+        self.config = self.config.oob(enable);
+        self
+    }
+
+    /// Reconnects with this policy when a session of a connection opened by
+    /// [`connect_unix`](Self::connect_unix) or [`connect_tcp`](Self::connect_tcp) ends for
+    /// any reason but [`Qmp::close`](crate::Qmp::close) (or every handle dropped). Calls made
+    /// while disconnected fail at once with [`Error::Disconnected`]; listeners end with each
+    /// session; [`Qmp::status`](crate::Qmp::status) reports what happens.
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// The engine configuration as set so far.
+    pub fn get_config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Connects to a unix socket path (`-qmp unix:PATH,server=on,wait=off`) and negotiates.
+    pub async fn connect_unix(&self, path: impl AsRef<Path>) -> Result<(Qmp, Driver), Error> {
+        let target = Target::Unix(path.as_ref().to_owned());
+        self.connect_target(target).await
+    }
+
+    /// Connects to a TCP address (`-qmp tcp:HOST:PORT,server=on,wait=off`), each resolved
+    /// address in turn, and negotiates. Names are resolved once, here, with the system
+    /// resolver (which blocks); reconnection reuses the addresses.
+    pub async fn connect_tcp(&self, addr: impl ToSocketAddrs) -> Result<(Qmp, Driver), Error> {
+        let addrs = addr
+            .to_socket_addrs()
+            .map_err(|e| Error::io("cannot resolve the QMP address", e))?;
+        self.connect_target(Target::Tcp(addrs.collect())).await
+    }
+
+    async fn connect_target(&self, target: Target) -> Result<(Qmp, Driver), Error> {
+        let transport = target
+            .open(self.connect_timeout)
+            .await
+            .map_err(|e| Error::io(format!("cannot connect to {}", target.describe()), e))?;
+        let redial = self.reconnect.map(|policy| Redial {
+            target,
+            policy,
+            connect_timeout: self.connect_timeout,
+        });
+        self.establish(transport, redial).await
+    }
+
+    /// Negotiates over a connected unix stream (file descriptors can be passed on it).
+    pub async fn unix_stream(&self, stream: UnixStream) -> Result<(Qmp, Driver), Error> {
+        let transport =
+            Transport::unix(stream).map_err(|e| Error::io("cannot use the stream", e))?;
+        self.establish(transport, None).await
+    }
+
+    /// Negotiates over a connected TCP stream.
+    pub async fn tcp_stream(&self, stream: TcpStream) -> Result<(Qmp, Driver), Error> {
+        let transport =
+            Transport::tcp(stream).map_err(|e| Error::io("cannot use the stream", e))?;
+        self.establish(transport, None).await
+    }
+
+    /// Negotiates over any stream implementing the futures-io traits (a TLS stream, an SSH
+    /// channel, an in-memory pipe, ...). File descriptors cannot be passed on it (calls with
+    /// some fail with [`Error::FdsUnsupported`]), and it is not reconnected.
+    pub async fn connect_stream<S>(&self, stream: S) -> Result<(Qmp, Driver), Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        self.establish(Transport::Other(Box::pin(stream)), None)
+            .await
+    }
+
+    /// Listens on a unix socket path for QEMU to connect (`-qmp unix:PATH` without
+    /// `server=on`); connections accepted from it use these options. See [`Listener`].
+    pub fn listen(&self, path: impl AsRef<Path>) -> Result<Listener, Error> {
+        Listener::bind_with(path.as_ref(), self.clone())
+    }
+
+    pub(crate) async fn establish(
+        &self,
+        transport: Transport,
+        redial: Option<Redial>,
+    ) -> Result<(Qmp, Driver), Error> {
+        let (tx, rx) = async_channel::unbounded();
+        let shared = Arc::new(Shared::new());
+        let mut driver = Driver::new(self.config.clone(), Arc::clone(&shared), rx);
+        driver.establish(transport, redial).await?;
+        Ok((Qmp::new(tx, shared), driver))
+    }
+}

@@ -1,0 +1,620 @@
+//! The driver: the future that owns the engine and the socket and runs the engine's loop.
+//!
+//! # Theory of operation
+//!
+//! Each poll repeats one pass until a pass makes no progress (then every source has
+//! registered the task's waker) or the pass budget is spent (then the driver wakes itself
+//! and yields, so one busy connection cannot starve other tasks):
+//!
+//! 1. take requests from the handles and issue them to the engine;
+//! 2. write what [`Client::poll_transmit`] returns, as far as the socket takes it;
+//! 3. read what has arrived and feed it to the engine, taking its outputs after each read;
+//! 4. arm the timer for [`Client::poll_timeout`] and fire it when due;
+//! 5. take the engine's outputs: replies to their callers, events to listeners, runstate
+//!    transitions to watchers, traffic to the log.
+//!
+//! Reading never stops while writing, so the driver cannot deadlock against a QEMU that
+//! stops reading until its replies are consumed. Idle, it sleeps until the socket is
+//! readable (or writable, with bytes pending), a request arrives, or the engine's next
+//! deadline.
+//!
+//! When a session ends, the driver ends every listener's stream and either finishes or,
+//! with [`Reconnect`], waits its backoff, opens the socket again and starts a new session on
+//! the same engine (`connect()` again after `Disconnected`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use async_io::Timer;
+use futures_lite::Stream;
+use qmp_proto::{
+    CallError, Client, ClientConfig, CommandId, CommandOptions, Direction, DisconnectReason, Event,
+    RawValue, RunState,
+};
+
+use crate::shared::Shared;
+use crate::transport::{Target, Transport};
+use crate::watch::{Status, Transition};
+use crate::{Error, Reconnect};
+
+/// The log target of everything this crate logs.
+pub(crate) const TARGET: &str = "qmp_async";
+
+/// Bytes per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Work per poll before the driver yields: bytes read, bytes written, requests taken.
+const READ_BUDGET: usize = 256 * 1024;
+const WRITE_BUDGET: usize = 1024 * 1024;
+const REQUEST_BUDGET: usize = 256;
+
+pub(crate) type ReplyTx = Sender<Result<Box<RawValue>, Error>>;
+
+/// What a handle asks of the driver.
+pub(crate) enum Request {
+    Execute {
+        oob: bool,
+        name: String,
+        args: Box<RawValue>,
+        timeout: Option<Duration>,
+        fds: Vec<OwnedFd>,
+        /// When the call was made: the engine counts its deadline from here.
+        at: Instant,
+        reply: ReplyTx,
+    },
+    Close,
+}
+
+struct Budget {
+    read: usize,
+    write: usize,
+    requests: usize,
+}
+
+impl Budget {
+    fn spent(&self) -> bool {
+        self.read == 0 || self.write == 0 || self.requests == 0
+    }
+}
+
+/// What to open again after a session ends.
+pub(crate) struct Redial {
+    pub(crate) target: Target,
+    pub(crate) policy: Reconnect,
+    pub(crate) connect_timeout: Option<Duration>,
+}
+
+type Opening = Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>>;
+
+enum Phase {
+    /// A session is up (or being negotiated) on `Driver::transport`.
+    Live,
+    /// Waiting for the backoff timer before attempt `attempt`.
+    Backoff {
+        attempt: u32,
+    },
+    /// Opening the socket for attempt `attempt`.
+    Opening {
+        attempt: u32,
+        fut: Opening,
+    },
+    Done,
+}
+
+/// The future that runs a QMP connection: it owns the engine and the socket. Spawn it on any
+/// executor (or `.await` it next to your work); the [`Qmp`](crate::Qmp) handles talk to it.
+///
+/// It finishes when the session ends and no reconnection is wanted: after
+/// [`Qmp::close`](crate::Qmp::close), when every handle is dropped, when the peer goes away
+/// (without [`Reconnect`]), or when reconnecting gives up. Its output is why the last session
+/// ended. Dropping it closes the connection: every pending call fails with
+/// [`Error::Disconnected`]`(`[`DisconnectReason::Closed`]`)` and listeners end.
+///
+/// It uses async-io's reactor and timers, which run on their own thread when no async-io
+/// `block_on` drives them, so it works under smol, `futures_lite::future::block_on`, tokio
+/// and other executors alike.
+#[must_use = "the connection makes no progress unless the driver is spawned or awaited"]
+pub struct Driver {
+    engine: Client,
+    shared: Arc<Shared>,
+    transport: Option<Transport>,
+    /// Pinned: a receiver is not `Unpin` (it holds a listener while waiting).
+    requests: Pin<Box<Receiver<Request>>>,
+    pending: HashMap<CommandId, ReplyTx>,
+    timer: Timer,
+    timer_at: Option<Instant>,
+    buf: Box<[u8]>,
+    phase: Phase,
+    redial: Option<Redial>,
+    /// Failed attempts since the last session that reached `Running`.
+    attempts: u32,
+    closing: bool,
+    /// A write failed; reported to the engine once the input is drained.
+    write_error: Option<io::Error>,
+    result: Option<DisconnectReason>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("state", &self.engine.state())
+            .field("transport", &self.transport)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: ClientConfig,
+        shared: Arc<Shared>,
+        requests: Receiver<Request>,
+    ) -> Self {
+        // Copy messages for the log only when someone will read them.
+        let trace =
+            config.get_trace_messages() || log::log_enabled!(target: TARGET, log::Level::Trace);
+        Driver {
+            engine: Client::new(config.trace_messages(trace)),
+            shared,
+            transport: None,
+            requests: Box::pin(requests),
+            pending: HashMap::new(),
+            timer: Timer::never(),
+            timer_at: None,
+            buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            phase: Phase::Done,
+            redial: None,
+            attempts: 0,
+            closing: false,
+            write_error: None,
+            result: None,
+        }
+    }
+
+    /// Starts a session on `transport`.
+    fn start(&mut self, transport: Transport) {
+        self.shared.lock().passes_fds = transport.passes_fds();
+        self.transport = Some(transport);
+        self.write_error = None;
+        self.phase = Phase::Live;
+        if let Err(e) = self.engine.connect(Instant::now()) {
+            // The engine is idle whenever a session starts; this is a bug if it happens.
+            log::error!(target: TARGET, "cannot start a session: {e}");
+        }
+        self.drain_outputs();
+    }
+
+    /// Runs the first session until it is negotiated (`Ok`) or has ended (`Err`), then
+    /// enables reconnection for later sessions.
+    pub(crate) async fn establish(
+        &mut self,
+        transport: Transport,
+        redial: Option<Redial>,
+    ) -> Result<(), Error> {
+        self.start(transport);
+        futures_lite::future::poll_fn(|cx| {
+            let _ = self.poll_drive(cx);
+            match self.engine.state() {
+                RunState::Running => Poll::Ready(Ok(())),
+                RunState::Connecting => Poll::Pending,
+                _ => Poll::Ready(Err(self.shared.gone_error())),
+            }
+        })
+        .await?;
+        self.redial = redial;
+        Ok(())
+    }
+
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
+        let mut budget = Budget {
+            read: READ_BUDGET,
+            write: WRITE_BUDGET,
+            requests: REQUEST_BUDGET,
+        };
+        loop {
+            let mut progress = self.take_requests(cx, &mut budget);
+            progress |= match self.phase {
+                Phase::Live => self.step_live(cx, &mut budget),
+                Phase::Backoff { attempt } => self.step_backoff(cx, attempt),
+                Phase::Opening { .. } => self.step_opening(cx),
+                Phase::Done => {
+                    let reason = self.result.clone().unwrap_or(DisconnectReason::Closed);
+                    return Poll::Ready(reason);
+                }
+            };
+            if !progress {
+                return Poll::Pending;
+            }
+            if budget.spent() {
+                // Fairness: let other tasks run, and come back at once.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn take_requests(&mut self, cx: &mut Context<'_>, budget: &mut Budget) -> bool {
+        let mut progress = false;
+        while budget.requests > 0 {
+            match self.requests.as_mut().poll_next(cx) {
+                Poll::Ready(Some(request)) => {
+                    budget.requests -= 1;
+                    progress = true;
+                    self.on_request(request);
+                }
+                Poll::Ready(None) => {
+                    // Every handle is gone: nobody can use the connection any more.
+                    if !self.closing {
+                        log::debug!(target: TARGET, "every handle was dropped: closing");
+                        self.close();
+                        progress = true;
+                    }
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    fn on_request(&mut self, request: Request) {
+        let (oob, name, args, timeout, fds, at, reply) = match request {
+            Request::Close => return self.close(),
+            Request::Execute {
+                oob,
+                name,
+                args,
+                timeout,
+                fds,
+                at,
+                reply,
+            } => (oob, name, args, timeout, fds, at, reply),
+        };
+        if reply.is_closed() {
+            // The caller stopped waiting before the command was issued: do not send it.
+            return;
+        }
+        if !fds.is_empty() && !self.transport.as_ref().is_some_and(Transport::passes_fds) {
+            let _ = reply.try_send(Err(Error::FdsUnsupported));
+            return;
+        }
+        let mut opts = CommandOptions::new();
+        if let Some(t) = timeout {
+            opts = opts.timeout(t);
+        }
+        let opts = fds.into_iter().fold(opts, CommandOptions::fd);
+        let issued = if oob {
+            self.engine.execute_oob_with(at, &name, &*args, opts)
+        } else {
+            self.engine.execute_with(at, &name, &*args, opts)
+        };
+        match issued {
+            Ok(id) => {
+                self.pending.insert(id, reply);
+                self.shared.lock().pending = self.pending.len();
+            }
+            Err(CallError::InvalidState { .. }) => {
+                let _ = reply.try_send(Err(self.shared.gone_error()));
+            }
+            Err(e) => {
+                let _ = reply.try_send(Err(Error::Call(e)));
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.closing = true;
+        match self.phase {
+            Phase::Live => {
+                self.engine.close();
+                self.drain_outputs();
+            }
+            Phase::Backoff { .. } | Phase::Opening { .. } => self.finish(),
+            Phase::Done => {}
+        }
+    }
+
+    fn step_live(&mut self, cx: &mut Context<'_>, budget: &mut Budget) -> bool {
+        let mut progress = self.write(cx, budget);
+        progress |= self.read(cx, budget);
+        progress |= self.poll_timer(cx);
+        self.drain_outputs();
+        progress
+    }
+
+    fn write(&mut self, cx: &mut Context<'_>, budget: &mut Budget) -> bool {
+        let Some(transport) = self.transport.as_mut() else {
+            return false;
+        };
+        if self.write_error.is_some() {
+            return false;
+        }
+        let mut progress = false;
+        while budget.write > 0 {
+            let Some(t) = self.engine.poll_transmit() else {
+                // Everything is handed over; a wrapped stream may buffer it.
+                if let Poll::Ready(Err(e)) = transport.poll_flush(cx) {
+                    self.write_error = Some(e);
+                }
+                break;
+            };
+            match transport.poll_send(cx, t.data, t.fds) {
+                Poll::Ready(Ok(0)) => {
+                    self.write_error = Some(io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.engine.advance_transmit(n);
+                    budget.write = budget.write.saturating_sub(n);
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => {
+                    log::debug!(target: TARGET, "write failed: {e}");
+                    self.write_error = Some(e);
+                    progress = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>, budget: &mut Budget) -> bool {
+        let mut progress = false;
+        while budget.read > 0 && self.engine.state() != RunState::Idle {
+            let Some(transport) = self.transport.as_mut() else {
+                break;
+            };
+            match transport.poll_read(cx, &mut self.buf) {
+                Poll::Ready(Ok(0)) => {
+                    self.engine.handle_eof(Instant::now());
+                    progress = true;
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.engine.handle_input(Instant::now(), &self.buf[..n]);
+                    budget.read = budget.read.saturating_sub(n);
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => {
+                    self.engine.handle_io_error(Instant::now(), &e);
+                    progress = true;
+                }
+                Poll::Pending => {
+                    // Input drained: now a failed write ends the session.
+                    if let Some(e) = self.write_error.take() {
+                        self.engine.handle_io_error(Instant::now(), &e);
+                        progress = true;
+                    }
+                    break;
+                }
+            }
+            // Take outputs after each read: replies and events leave as they come.
+            self.drain_outputs();
+        }
+        progress
+    }
+
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.engine.poll_timeout() else {
+            self.timer_at = None;
+            return false;
+        };
+        if self.timer_at != Some(at) {
+            self.timer.set_at(at);
+            self.timer_at = Some(at);
+        }
+        if Pin::new(&mut self.timer).poll(cx).is_pending() {
+            return false;
+        }
+        self.timer_at = None;
+        self.engine.handle_timeout(Instant::now());
+        true
+    }
+
+    fn step_backoff(&mut self, cx: &mut Context<'_>, attempt: u32) -> bool {
+        if Pin::new(&mut self.timer).poll(cx).is_pending() {
+            return false;
+        }
+        let Some(redial) = &self.redial else {
+            self.finish();
+            return true;
+        };
+        log::debug!(target: TARGET, "reconnecting to {} (attempt {attempt})", redial.target.describe());
+        let target = redial.target.clone();
+        let timeout = redial.connect_timeout;
+        self.phase = Phase::Opening {
+            attempt,
+            fut: Box::pin(async move { target.open(timeout).await }),
+        };
+        true
+    }
+
+    fn step_opening(&mut self, cx: &mut Context<'_>) -> bool {
+        let Phase::Opening { attempt, fut } = &mut self.phase else {
+            return false;
+        };
+        let attempt = *attempt;
+        match fut.as_mut().poll(cx) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(transport)) => {
+                self.start(transport);
+                true
+            }
+            Poll::Ready(Err(e)) => {
+                log::debug!(target: TARGET, "reconnect attempt {attempt} failed: {e}");
+                self.push_status(Status::ConnectFailed {
+                    attempt,
+                    error: Arc::new(e),
+                });
+                self.retry_or_finish();
+                true
+            }
+        }
+    }
+
+    /// Schedules the next attempt, or finishes when the policy says to stop.
+    fn retry_or_finish(&mut self) {
+        let Some(redial) = &self.redial else {
+            return self.finish();
+        };
+        if self.closing {
+            return self.finish();
+        }
+        self.attempts += 1;
+        let attempt = self.attempts;
+        match redial.policy.delay(attempt) {
+            Some(delay) => {
+                self.push_status(Status::Reconnecting { attempt, delay });
+                self.timer.set_after(delay);
+                self.timer_at = None;
+                self.phase = Phase::Backoff { attempt };
+            }
+            None => {
+                log::debug!(target: TARGET, "giving up reconnecting after {} attempts", attempt - 1);
+                self.push_status(Status::GaveUp {
+                    attempts: attempt - 1,
+                });
+                self.finish();
+            }
+        }
+    }
+
+    fn push_status(&self, status: Status) {
+        self.shared.lock().status.push(status);
+    }
+
+    /// Takes every output of the engine.
+    fn drain_outputs(&mut self) {
+        while let Some(event) = self.engine.poll_event() {
+            match event {
+                Event::Reply { id, result } => {
+                    if let Some(reply) = self.pending.remove(&id) {
+                        // The caller may have stopped waiting: then the result is dropped.
+                        let _ = reply.try_send(result.map_err(Error::from));
+                        self.shared.lock().pending = self.pending.len();
+                    }
+                }
+                Event::Qmp(e) => {
+                    log::debug!(target: TARGET, "event {}", e.name);
+                    self.shared.dispatch(e);
+                }
+                Event::StateChanged { from, to } => self.on_transition(from, to),
+                Event::Traffic { direction, message } => {
+                    let arrow = match direction {
+                        Direction::Out => "->",
+                        Direction::In => "<-",
+                    };
+                    log::trace!(target: TARGET, "{arrow} {message}");
+                }
+                Event::Diagnostic(d) => log::warn!(target: TARGET, "{d}"),
+                Event::EventsLost { count } => {
+                    log::warn!(target: TARGET, "the engine dropped {count} events");
+                    self.shared.events_lost(count);
+                }
+                Event::Disconnected(reason) => self.on_disconnected(reason),
+                other => log::debug!(target: TARGET, "{other:?}"),
+            }
+        }
+    }
+
+    fn on_transition(&mut self, from: RunState, to: RunState) {
+        log::debug!(target: TARGET, "connection {from} -> {to}");
+        let mut s = self.shared.lock();
+        if to == RunState::Connecting {
+            s.session += 1;
+        }
+        s.runstate = to;
+        let seq = s.transitions.next_seq();
+        let session = s.session;
+        s.transitions.push(Transition {
+            seq,
+            session,
+            from,
+            to,
+        });
+        if to == RunState::Running {
+            let greeting = self.engine.greeting().cloned();
+            s.oob = self.engine.oob_enabled();
+            s.greeting.clone_from(&greeting);
+            if let Some(greeting) = greeting {
+                log::debug!(target: TARGET, "negotiated with QEMU {} (oob: {})", greeting.version, s.oob);
+                s.status.push(Status::Connected { session, greeting });
+            }
+            drop(s);
+            self.attempts = 0;
+        }
+    }
+
+    fn on_disconnected(&mut self, reason: DisconnectReason) {
+        log::debug!(target: TARGET, "session ended: {reason}");
+        if let Some(t) = self.transport.take() {
+            t.shutdown();
+        }
+        self.write_error = None;
+        self.timer_at = None;
+        // The engine resolved every command before this; anything left is stale.
+        self.pending.clear();
+        {
+            let mut s = self.shared.lock();
+            s.pending = 0;
+            s.last_reason = Some(reason.clone());
+            let session = s.session;
+            s.status.push(Status::Disconnected {
+                session,
+                reason: reason.clone(),
+            });
+        }
+        self.shared.close_listeners();
+        self.result = Some(reason);
+        self.retry_or_finish();
+    }
+
+    /// Ends the driver: no more sessions.
+    fn finish(&mut self) {
+        self.phase = Phase::Done;
+        self.requests.close();
+        // Requests still queued fail now rather than when the driver is dropped.
+        while let Ok(request) = self.requests.try_recv() {
+            if let Request::Execute { reply, .. } = request {
+                let _ = reply.try_send(Err(self.shared.gone_error()));
+            }
+        }
+        let mut s = self.shared.lock();
+        s.finished = true;
+        s.transitions.close();
+        s.status.close();
+        drop(s);
+        self.shared.close_listeners();
+    }
+}
+
+impl Future for Driver {
+    type Output = DisconnectReason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
+        self.get_mut().poll_drive(cx)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if matches!(self.phase, Phase::Done) {
+            return;
+        }
+        self.closing = true;
+        self.engine.close();
+        self.drain_outputs();
+        if !matches!(self.phase, Phase::Done) {
+            self.finish();
+        }
+    }
+}

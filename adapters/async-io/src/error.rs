@@ -1,0 +1,105 @@
+//! The one error type of the adapter.
+
+use std::io;
+use std::sync::Arc;
+
+use qmp_proto::{CallError, CommandError, DisconnectReason, Excerpt, QmpError};
+
+/// Why a call failed.
+///
+/// `Clone`, so one cause can fail every pending call. Match on the variants:
+///
+/// ```no_run
+/// # async fn f(qmp: qmp_async::Qmp) {
+/// use qmp_async::Error;
+/// use serde_json::{json, Value};
+///
+/// match qmp.execute::<Value, _>("blockdev-del", &json!({"node-name": "nope"})).await {
+///     Err(Error::Qmp(e)) if e.class == "GenericError" => eprintln!("refused: {}", e.desc),
+///     Err(Error::Disconnected(reason)) => eprintln!("QEMU went away: {reason}"),
+///     other => println!("{other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// QEMU answered the command with an error reply, carrying its class (such as
+    /// `GenericError` or `CommandNotFound`) and description.
+    #[error("QMP error {0}")]
+    Qmp(QmpError),
+    /// A deadline passed: the command's timeout (per call or the default), or the limit given
+    /// to [`timeout`](crate::timeout). A timed-out command's late reply is discarded.
+    #[error("timed out")]
+    Timeout,
+    /// The session ended before the call was answered: the peer closed the connection (or
+    /// was killed), the transport failed, the peer broke the protocol, the greeting or
+    /// negotiation timed out, or [`Qmp::close`](crate::Qmp::close) was called. Every pending
+    /// call fails with it, and so does every call made while no session is up.
+    #[error("the QMP session ended: {0}")]
+    Disconnected(DisconnectReason),
+    /// The [`Driver`](crate::Driver) is not running: it was dropped (its task cancelled, its
+    /// runtime shut down) before any session ended.
+    #[error("the QMP driver is not running (dropped or never spawned)")]
+    DriverGone,
+    /// A reply carrying this command's id was not a valid reply.
+    #[error("malformed reply: {0}")]
+    MalformedReply(Excerpt),
+    /// The result did not decode into the requested type.
+    #[error("cannot decode the result: {0}")]
+    Decode(Arc<serde_json::Error>),
+    /// A socket operation failed outside a session (connect, bind, accept).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, such as `cannot connect to /run/vm/qmp.sock`.
+        context: String,
+        /// The error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// Local misuse reported by the engine: arguments that are not a JSON object,
+    /// `execute_oob` without OOB negotiated, ...
+    #[error("invalid call: {0}")]
+    Call(#[from] CallError),
+    /// File descriptors were attached to a command on a connection that cannot carry them:
+    /// only unix sockets opened by this crate can ([`Builder::connect_unix`],
+    /// [`Builder::unix_stream`], [`Listener`]); TCP and wrapped streams
+    /// ([`Builder::connect_stream`]) cannot. The descriptors were closed and nothing was sent.
+    ///
+    /// [`Builder::connect_unix`]: crate::Builder::connect_unix
+    /// [`Builder::unix_stream`]: crate::Builder::unix_stream
+    /// [`Builder::connect_stream`]: crate::Builder::connect_stream
+    /// [`Listener`]: crate::Listener
+    #[error("file descriptors can only be passed over a unix socket opened by qmp-async (not over TCP or a wrapped stream)")]
+    FdsUnsupported,
+    /// Another command failure reported by the engine.
+    #[error("{0}")]
+    Command(CommandError),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+impl From<CommandError> for Error {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Qmp(e) => Error::Qmp(e),
+            CommandError::Timeout => Error::Timeout,
+            CommandError::Interrupted(reason) => Error::Disconnected(reason),
+            CommandError::MalformedReply(excerpt) => Error::MalformedReply(excerpt),
+            other => Error::Command(other),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Decode(Arc::new(e))
+    }
+}

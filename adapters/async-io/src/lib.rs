@@ -1,0 +1,142 @@
+//! An async QMP (QEMU Machine Protocol) client on [async-io], for smol, tokio and any other
+//! executor.
+//!
+//! A connection is two parts: a [`Driver`], the future that owns the sans-IO
+//! [`qmp_proto::Client`] engine and the socket (spawn it on any executor), and [`Qmp`], a
+//! cloneable `Send + Sync` handle that any number of tasks use at once. All protocol
+//! decisions (framing, negotiation, id routing, OOB, flow control, timeouts, the end of a
+//! session) are the engine's; this crate owns the socket, the clock, the waking, the fan-out
+//! of events, fd passing and reconnection.
+//!
+//! ```no_run
+//! use qmp_async::{Builder, CallOptions, EventFilter, IgnoredAny};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Status { status: String }
+//!
+//! # fn main() -> Result<(), qmp_async::Error> {
+//! smol::block_on(async {
+//!     // QEMU started with -qmp unix:/run/vm/qmp.sock,server=on,wait=off
+//!     let (qmp, driver) = Builder::new().connect_unix("/run/vm/qmp.sock").await?;
+//!     let driver = smol::spawn(driver);
+//!     println!("QEMU {}", qmp.greeting().unwrap().version);
+//!
+//!     let s: Status = qmp.execute("query-status", &()).await?;
+//!     println!("status: {}", s.status);
+//!
+//!     // Subscribed before `stop` is sent, so STOP (sent before the reply) is not missed.
+//!     let (_, stop) = qmp
+//!         .execute_and_wait::<IgnoredAny, _>("stop", &(), CallOptions::new(), EventFilter::name("STOP"))
+//!         .await?;
+//!     println!("stopped at {:?}", stop.timestamp);
+//!
+//!     qmp.quit().await?; // QEMU exits; EOF after quit is a clean end
+//!     println!("session ended: {}", driver.await);
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! # Executors
+//!
+//! The driver waits on async-io's reactor and timers. async-io runs its reactor on its own
+//! thread whenever no `async_io::block_on` drives it, so the same code runs under smol,
+//! under `futures_lite::future::block_on` with `async-executor`, and inside tokio tasks
+//! (this crate's tests run every scenario under all three). Nothing here spawns: you spawn
+//! the driver where you like.
+//!
+//! # Concurrency and cancellation
+//!
+//! Commands are issued in the order of the calls and pipeline on the one connection; the
+//! engine keeps at most 8 in-band commands in flight (QEMU's queue) and queues the rest
+//! locally, and out-of-band commands ([`Qmp::execute_oob`]) overtake that queue. Every call
+//! resolves exactly once: its reply, its timeout ([`CallOptions::timeout`] or
+//! [`Builder::timeout`]), or the end of the session. Dropping a call's future never
+//! desynchronises the stream: replies are routed by id, and the reply of a call nobody
+//! waits for is discarded.
+//!
+//! # Events
+//!
+//! [`Qmp::subscribe`] creates a listener with an [`EventFilter`] (names and/or a predicate)
+//! and a bounded queue: a listener that falls behind loses the newest events and is told
+//! how many with a [`Lagged`] item, so memory stays bounded. Listeners end when the session
+//! ends. [`Qmp::execute_and_wait`] subscribes before it sends, so the event a command causes
+//! is never missed, even when QEMU sends it before the reply.
+//!
+//! # Runstate and reconnection
+//!
+//! [`Qmp::state_watch`] yields every runstate transition in order, however late it is read.
+//! With [`Builder::reconnect`], the driver reconnects with backoff after the peer goes away
+//! and negotiates again; [`Qmp::status`] reports each session and attempt.
+//!
+//! # File descriptors
+//!
+//! On a unix socket, [`CallOptions::fd`] attaches a descriptor to a command; it is sent as
+//! `SCM_RIGHTS` with the first byte of that command, in stream order. Over TCP or a wrapped
+//! stream ([`Builder::connect_stream`]) such calls fail with [`Error::FdsUnsupported`].
+//!
+//! # Logging
+//!
+//! Through the [`log`] facade, target `qmp_async`: every message sent and received at
+//! `trace` level (`-> {...}`, `<- {...}`), events, runstate changes and reconnection at
+//! `debug`, dropped server output at `warn`. Messages are copied for the log only when
+//! `trace` is enabled for the target when the connection is made.
+//!
+//! # Examples
+//!
+//! In `examples/`: `query` (connect and run commands from many tasks), `events` (watch
+//! events and the connection status, reconnecting), `pass_fd` (pass a file descriptor with
+//! `getfd`). Run one with `cargo run -p qmp-async --example query -- /path/to/qmp.sock`.
+//!
+//! [async-io]: https://docs.rs/async-io
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod builder;
+mod driver;
+mod error;
+mod events;
+mod handle;
+mod listener;
+mod shared;
+mod transport;
+mod watch;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use builder::{Builder, Reconnect};
+pub use driver::Driver;
+pub use error::Error;
+pub use events::{EventFilter, EventStream, Lagged, DEFAULT_CAPACITY};
+pub use handle::{CallOptions, Qmp};
+pub use listener::Listener;
+pub use qmp_proto::{
+    CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, QemuVersion,
+    QmpError, QmpEvent, RawValue, RunState, Timestamp,
+};
+/// Use as the result type to ignore a command's result: `execute::<IgnoredAny, _>("stop", &())`.
+pub use serde::de::IgnoredAny;
+pub use watch::{StateWatch, Status, StatusStream, Transition};
+
+/// Runs `fut` for at most `limit`, on async-io's timer: [`Error::Timeout`] past it (and `fut`
+/// is dropped, which for a call means its reply will be discarded).
+///
+/// ```no_run
+/// # async fn f(mut events: qmp_async::EventStream) -> Result<(), qmp_async::Error> {
+/// use std::time::Duration;
+/// use futures_lite::StreamExt;
+///
+/// let next = qmp_async::timeout(Duration::from_secs(5), events.next()).await?;
+/// # let _ = next;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn timeout<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Error> {
+    futures_lite::future::or(async { Ok(fut.await) }, async {
+        async_io::Timer::after(limit).await;
+        Err(Error::Timeout)
+    })
+    .await
+}

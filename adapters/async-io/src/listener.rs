@@ -1,0 +1,124 @@
+//! Accept mode: listen on a socket path and let QEMU connect.
+
+use std::fs::{self, Permissions};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use async_io::Async;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+use crate::driver::TARGET;
+use crate::transport::Transport;
+use crate::{Builder, Driver, Error, Qmp};
+
+/// A unix socket that QEMU connects to, for `-qmp unix:PATH` (without `server=on`): QEMU is
+/// the client of the socket and still the QMP server.
+///
+/// The socket file is owner-only (mode `0600`) before anyone can connect: it is bound,
+/// `chmod`ed, and only then listened on. Dropping the listener removes the file if this
+/// listener created it and it is still the same file; a path that was already there is
+/// never removed (binding fails instead), nor one that was replaced since.
+///
+/// ```no_run
+/// use qmp_async::Listener;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// smol::block_on(async {
+///     let listener = Listener::bind("/run/vm/qmp.sock")?;
+///     let _qemu = std::process::Command::new("qemu-system-x86_64")
+///         .args(["-machine", "none", "-display", "none", "-qmp", "unix:/run/vm/qmp.sock"])
+///         .spawn()?;
+///     let (qmp, driver) = listener.accept().await?;
+///     drop(listener); // removes the socket file; the connection stays up
+///     let driver = smol::spawn(driver);
+///     qmp.quit().await?;
+///     driver.await;
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Listener {
+    listener: Async<UnixListener>,
+    /// Declared after `listener`: the file is removed once the socket is closed.
+    socket: Owned,
+    builder: Builder,
+}
+
+impl Listener {
+    /// Listens on `path` with the default [`Builder`] options. Fails if anything exists at
+    /// `path` (a stale socket included: remove it first if it is yours).
+    pub fn bind(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::bind_with(path.as_ref(), Builder::new())
+    }
+
+    pub(crate) fn bind_with(path: &Path, builder: Builder) -> Result<Self, Error> {
+        let context = || format!("cannot listen on {}", path.display());
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::io(context(), e.into()))?;
+        let addr = SocketAddrUnix::new(path).map_err(|e| Error::io(context(), e.into()))?;
+        rustix::net::bind(&fd, &addr).map_err(|e| Error::io(context(), e.into()))?;
+        // Bound: the file is ours from here, and a failure below must remove it.
+        let socket = Owned {
+            path: path.to_owned(),
+            file: fs::symlink_metadata(path)
+                .map(|m| (m.dev(), m.ino()))
+                .map_err(|e| Error::io(context(), e))?,
+        };
+        // Nobody can connect before `listen`, so the mode is set before anyone can.
+        fs::set_permissions(path, Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(context(), e))?;
+        rustix::net::listen(&fd, 1).map_err(|e| Error::io(context(), e.into()))?;
+        let listener = Async::new(UnixListener::from(fd)).map_err(|e| Error::io(context(), e))?;
+        Ok(Listener {
+            listener,
+            socket,
+            builder,
+        })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.socket.path
+    }
+
+    /// Waits for QEMU to connect, then negotiates (within the builder's connect timeout).
+    /// Can be called again for the next connection (QEMU reconnects with `reconnect-ms=`).
+    /// Wrap it in [`timeout`](crate::timeout) to bound the wait.
+    pub async fn accept(&self) -> Result<(Qmp, Driver), Error> {
+        let (stream, _) = self.listener.accept().await.map_err(|e| {
+            Error::io(
+                format!("cannot accept on {}", self.socket.path.display()),
+                e,
+            )
+        })?;
+        let transport = Transport::Unix(stream);
+        self.builder.establish(transport, None).await
+    }
+}
+
+/// A socket file this crate created: removed on drop if it is still the same file.
+#[derive(Debug)]
+struct Owned {
+    path: PathBuf,
+    /// `(device, inode)` of the file when it was created.
+    file: (u64, u64),
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let ours = fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == self.file && m.file_type().is_socket());
+        if ours {
+            if let Err(e) = fs::remove_file(&self.path) {
+                log::warn!(target: TARGET, "cannot remove {}: {e}", self.path.display());
+            }
+        }
+    }
+}

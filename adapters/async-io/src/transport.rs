@@ -1,0 +1,228 @@
+//! The byte stream under a session: an async-io unix or TCP socket, or any futures-io stream.
+
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use async_io::Async;
+use futures_lite::{AsyncRead, AsyncWrite};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
+/// Any byte stream the caller brings: see [`Builder::connect_stream`](crate::Builder::connect_stream).
+pub(crate) trait Duplex: AsyncRead + AsyncWrite + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Send> Duplex for T {}
+
+/// A connected stream.
+pub(crate) enum Transport {
+    Unix(Async<UnixStream>),
+    Tcp(Async<TcpStream>),
+    Other(Pin<Box<dyn Duplex>>),
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Unix(_) => "Transport::Unix",
+            Transport::Tcp(_) => "Transport::Tcp",
+            Transport::Other(_) => "Transport::Other",
+        })
+    }
+}
+
+impl Transport {
+    pub(crate) fn unix(stream: UnixStream) -> io::Result<Self> {
+        Ok(Transport::Unix(Async::new(stream)?))
+    }
+
+    pub(crate) fn tcp(stream: TcpStream) -> io::Result<Self> {
+        // Commands are small and latency matters more than packet count.
+        stream.set_nodelay(true)?;
+        Ok(Transport::Tcp(Async::new(stream)?))
+    }
+
+    /// Whether file descriptors can travel on this stream.
+    pub(crate) fn passes_fds(&self) -> bool {
+        matches!(self, Transport::Unix(_))
+    }
+
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Transport::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Other(s) => s.as_mut().poll_read(cx, buf),
+        }
+    }
+
+    /// Writes what the stream takes of `data`, with `fds` as `SCM_RIGHTS` on its first byte.
+    /// Sockets are written with `MSG_NOSIGNAL`: a peer that went away is an error, never a
+    /// `SIGPIPE`.
+    pub(crate) fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+        fds: &[OwnedFd],
+    ) -> Poll<io::Result<usize>> {
+        let socket = match self {
+            Transport::Unix(s) => Socket::Unix(s),
+            Transport::Tcp(s) => Socket::Tcp(s),
+            Transport::Other(s) => {
+                if !fds.is_empty() {
+                    return Poll::Ready(Err(fds_unsupported()));
+                }
+                return s.as_mut().poll_write(cx, data);
+            }
+        };
+        loop {
+            match socket.send(data, fds) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => return Poll::Ready(result),
+            }
+            ready!(socket.poll_writable(cx))?;
+        }
+    }
+
+    /// Flushes a wrapped stream (sockets have nothing to flush).
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Transport::Other(s) => s.as_mut().poll_flush(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Shuts a socket down both ways; errors (already closed) are irrelevant. A wrapped
+    /// stream is closed when dropped.
+    pub(crate) fn shutdown(&self) {
+        let _ = match self {
+            Transport::Unix(s) => s.get_ref().shutdown(Shutdown::Both),
+            Transport::Tcp(s) => s.get_ref().shutdown(Shutdown::Both),
+            Transport::Other(_) => Ok(()),
+        };
+    }
+}
+
+fn fds_unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "file descriptors can only be passed over a unix socket",
+    )
+}
+
+enum Socket<'a> {
+    Unix(&'a Async<UnixStream>),
+    Tcp(&'a Async<TcpStream>),
+}
+
+impl Socket<'_> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Unix(s) => s.get_ref().as_fd(),
+            Socket::Tcp(s) => s.get_ref().as_fd(),
+        }
+    }
+
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Socket::Unix(s) => s.poll_writable(cx),
+            Socket::Tcp(s) => s.poll_writable(cx),
+        }
+    }
+
+    /// One non-blocking `send`, or `sendmsg` with `SCM_RIGHTS` when `fds` is not empty.
+    fn send(&self, data: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
+        if fds.is_empty() {
+            return Ok(rustix::net::send(self.fd(), data, SendFlags::NOSIGNAL)?);
+        }
+        if !matches!(self, Socket::Unix(_)) {
+            return Err(fds_unsupported());
+        }
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+        let mut space =
+            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many file descriptors for one message",
+            ));
+        }
+        Ok(rustix::net::sendmsg(
+            self.fd(),
+            &[IoSlice::new(data)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )?)
+    }
+}
+
+/// Where a session's socket is, so that it can be opened again to reconnect.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Unix(PathBuf),
+    Tcp(Vec<SocketAddr>),
+}
+
+impl Target {
+    /// Connects, each address within `timeout` (`None`: no limit of our own).
+    pub(crate) async fn open(&self, timeout: Option<Duration>) -> io::Result<Transport> {
+        match self {
+            Target::Unix(path) => {
+                let s = limit(timeout, Async::<UnixStream>::connect(path)).await?;
+                Ok(Transport::Unix(s))
+            }
+            Target::Tcp(addrs) => {
+                let mut last = None;
+                for addr in addrs {
+                    match limit(timeout, Async::<TcpStream>::connect(*addr)).await {
+                        Ok(s) => {
+                            s.get_ref().set_nodelay(true)?;
+                            return Ok(Transport::Tcp(s));
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
+                }))
+            }
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Target::Unix(path) => path.display().to_string(),
+            Target::Tcp(addrs) => addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// `fut`, failing with `TimedOut` past `timeout`.
+async fn limit<T>(
+    timeout: Option<Duration>,
+    fut: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    let Some(t) = timeout else {
+        return fut.await;
+    };
+    futures_lite::future::or(fut, async move {
+        async_io::Timer::after(t).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+    })
+    .await
+}

@@ -1,0 +1,285 @@
+//! Against the fake QEMU served in-process on a unix socket: bounded listeners under an
+//! event flood, cancellation, timeouts, wrapped streams, an idle driver, and the runstate
+//! watch. Each scenario runs under smol, async-executor and tokio.
+
+// Scenarios are plain async fns run by generated #[test]s, so the test allowances are spelled out.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_io::Async;
+use common::{sleep, within, FakePeer, Spawner};
+use futures_lite::{future, StreamExt};
+use qmp_async::{
+    Builder, CallOptions, DisconnectReason, Error, EventFilter, Lagged, QemuVersion, RunState,
+};
+use qmp_proto::server::{FakeQemu, Outcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const FLOOD: u64 = 100_000;
+const SLOW_CAPACITY: usize = 64;
+
+#[derive(Deserialize)]
+struct Version {
+    qemu: QemuVersion,
+}
+
+/// A fake whose `flood` command emits `count` TICK events, numbered, before its reply.
+fn flooding_fake() -> FakeQemu {
+    let mut fake = FakeQemu::new();
+    fake.add_command("flood", false, |ctx, args| {
+        let count = args.get("count").and_then(Value::as_u64).unwrap_or(0);
+        for n in 0..count {
+            ctx.emit_event_json("TICK", &format!(r#"{{"n": {n}}}"#));
+        }
+        Outcome::empty()
+    });
+    fake
+}
+
+fn tick_number(event: &qmp_async::QmpEvent) -> u64 {
+    event.data_as::<Value>().unwrap()["n"].as_u64().unwrap()
+}
+
+/// A listener that never reads while 100,000 events arrive holds at most its capacity and
+/// learns exactly how many it missed; a listener that keeps up gets every one, in order.
+async fn flood_with_a_listener_that_never_reads(sp: Spawner) {
+    let peer = FakePeer::serve(flooding_fake());
+    let (qmp, driver) = peer.connect(&sp).await;
+    let slow = qmp.subscribe(EventFilter::name("TICK").capacity(SLOW_CAPACITY));
+    let mut fast = qmp.subscribe(EventFilter::name("TICK").capacity(2 * FLOOD as usize));
+    let reader = sp.spawn(async move {
+        let mut next = 0;
+        while next < FLOOD {
+            let event = fast
+                .next()
+                .await
+                .unwrap()
+                .expect("the fast listener never lags");
+            assert_eq!(tick_number(&event), next);
+            next += 1;
+        }
+        next
+    });
+    let started = Instant::now();
+    qmp.execute::<Value, _>("flood", &json!({ "count": FLOOD }))
+        .await
+        .unwrap();
+    assert_eq!(within(reader).await, FLOOD);
+    eprintln!("{FLOOD} events in {:?}", started.elapsed());
+
+    // The flood came before the reply: it is over, and memory stayed bounded.
+    assert_eq!(slow.len(), SLOW_CAPACITY);
+    assert_eq!(slow.missed_total(), FLOOD - SLOW_CAPACITY as u64);
+
+    qmp.close();
+    assert_eq!(within(driver).await, DisconnectReason::Closed);
+    // What it holds, then how many it missed, then the end of the stream.
+    let items: Vec<_> = within(slow.collect::<Vec<_>>()).await;
+    assert_eq!(items.len(), SLOW_CAPACITY + 1);
+    for (n, item) in items[..SLOW_CAPACITY].iter().enumerate() {
+        assert_eq!(tick_number(item.as_ref().unwrap()), n as u64);
+    }
+    assert_eq!(
+        items[SLOW_CAPACITY].as_ref().unwrap_err(),
+        &Lagged {
+            missed: FLOOD - SLOW_CAPACITY as u64
+        }
+    );
+    assert_eq!(peer.finish(), "running");
+}
+
+/// Dropping a call in flight, or letting it time out, never desynchronises the stream:
+/// later calls get their own results, and nothing is kept for the dropped call once QEMU
+/// has answered it.
+async fn cancelled_and_timed_out_calls(sp: Spawner) {
+    let mut fake = FakeQemu::new().name("vm0");
+    fake.delay("query-status", Duration::from_millis(200));
+    let peer = FakePeer::serve(fake);
+    let (qmp, driver) = peer.connect(&sp).await;
+
+    // In flight, then dropped.
+    let mut slow = Box::pin(qmp.execute::<Value, _>("query-status", &()));
+    assert!(future::poll_once(&mut slow).await.is_none());
+    let waited = qmp_async::timeout(Duration::from_millis(30), slow).await;
+    assert!(matches!(waited, Err(Error::Timeout)), "{waited:?}");
+    assert_eq!(qmp.pending(), 1, "still in QEMU's queue");
+
+    // Calls issued after it get their own replies, once the delayed one is out of the way.
+    let (version, name) = future::zip(
+        qmp.execute::<Version, _>("query-version", &()),
+        qmp.execute::<Value, _>("query-name", &()),
+    )
+    .await;
+    assert_eq!(version.unwrap().qemu.major, 10);
+    assert_eq!(name.unwrap(), json!({"name": "vm0"}));
+    assert_eq!(qmp.pending(), 0, "nothing kept for the dropped call");
+
+    // A per-call timeout: the engine resolves the call, the late reply is discarded.
+    let started = Instant::now();
+    let opts = CallOptions::new().timeout(Duration::from_millis(50));
+    let timed_out = qmp
+        .execute_with::<Value, _>("query-status", &(), opts)
+        .await;
+    assert!(matches!(timed_out, Err(Error::Timeout)), "{timed_out:?}");
+    assert!(started.elapsed() < Duration::from_millis(190));
+    let status: Value = qmp.execute("query-status", &()).await.unwrap();
+    assert_eq!(status["status"], "running");
+
+    // Many calls dropped at once, some never issued: the connection stays in step.
+    for _ in 0..100 {
+        drop(qmp.execute::<Value, _>("query-version", &()));
+    }
+    let version: Version = qmp.execute("query-version", &()).await.unwrap();
+    assert_eq!(version.qemu.minor, 0);
+    assert_eq!(qmp.pending(), 0);
+
+    // A result that does not decode is a decode error, and the session goes on.
+    let wrong = qmp.execute::<u32, _>("query-version", &()).await;
+    assert!(matches!(wrong, Err(Error::Decode(_))), "{wrong:?}");
+    let missing = qmp.execute::<Value, _>("nope", &()).await;
+    assert!(
+        matches!(&missing, Err(Error::Qmp(e)) if e.class == "CommandNotFound"),
+        "{missing:?}"
+    );
+    let bad_args = qmp.execute::<Value, _>("query-version", &[1, 2]).await;
+    assert!(matches!(bad_args, Err(Error::Call(_))), "{bad_args:?}");
+
+    qmp.close();
+    assert_eq!(within(driver).await, DisconnectReason::Closed);
+    let after = qmp.execute::<Value, _>("query-version", &()).await;
+    assert!(
+        matches!(after, Err(Error::Disconnected(DisconnectReason::Closed))),
+        "{after:?}"
+    );
+    peer.finish();
+}
+
+/// Counts how often a future is polled.
+struct Counted<F> {
+    inner: Pin<Box<F>>,
+    polls: Arc<AtomicUsize>,
+}
+
+impl<F: Future> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// An idle driver sleeps: it is not polled again until there is IO, a request or a deadline.
+async fn idle_driver_does_not_spin(sp: Spawner) {
+    let peer = FakePeer::serve(FakeQemu::new());
+    let (qmp, driver) = Builder::new().connect_unix(&peer.sock).await.unwrap();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let driver = sp.spawn(Counted {
+        inner: Box::pin(driver),
+        polls: Arc::clone(&polls),
+    });
+    let _: Value = qmp.execute("query-version", &()).await.unwrap();
+    let before = polls.load(Ordering::Relaxed);
+    sleep(Duration::from_millis(300)).await;
+    let idle = polls.load(Ordering::Relaxed) - before;
+    assert!(
+        idle <= 2,
+        "the idle driver was polled {idle} times in 300 ms"
+    );
+    let _: Value = qmp.execute("query-version", &()).await.unwrap();
+    assert!(polls.load(Ordering::Relaxed) > before, "a request wakes it");
+    drop(qmp);
+    // Every handle gone: the driver closes the connection and finishes.
+    assert_eq!(within(driver).await, DisconnectReason::Closed);
+    peer.finish();
+}
+
+/// Any futures-io stream can carry a session; file descriptors cannot travel on it.
+async fn wrapped_stream(sp: Spawner) {
+    let peer = FakePeer::serve(FakeQemu::new());
+    let stream = Async::<std::os::unix::net::UnixStream>::connect(&peer.sock)
+        .await
+        .unwrap();
+    let (qmp, driver) = Builder::new().connect_stream(stream).await.unwrap();
+    let driver = sp.spawn(driver);
+    assert!(qmp.oob_enabled());
+    let yank: Value = qmp.execute_oob("query-yank", &()).await.unwrap();
+    assert_eq!(yank[0]["type"], "chardev");
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let refused = qmp
+        .execute_with::<Value, _>(
+            "getfd",
+            &json!({"fdname": "x"}),
+            CallOptions::new().fd(null),
+        )
+        .await;
+    assert!(matches!(refused, Err(Error::FdsUnsupported)), "{refused:?}");
+    let status: Value = qmp.execute("query-status", &()).await.unwrap();
+    assert_eq!(status["running"], true);
+    qmp.quit().await.unwrap();
+    assert_eq!(
+        within(driver).await,
+        DisconnectReason::Eof { after_quit: true }
+    );
+    assert_eq!(peer.finish(), "shutdown");
+}
+
+/// A watcher read only after the driver has finished still sees every transition, in
+/// order, then the end.
+async fn state_watch_misses_nothing(sp: Spawner) {
+    let peer = FakePeer::serve(FakeQemu::new());
+    let (qmp, driver) = peer.connect(&sp).await;
+    assert_eq!(qmp.state(), RunState::Running);
+    let mut watch = qmp.state_watch();
+    assert_eq!(watch.current(), RunState::Running);
+    let mut events = qmp.subscribe(EventFilter::all());
+    qmp.close();
+    within(driver).await;
+    let seen: Vec<_> = within(async {
+        let mut seen = Vec::new();
+        while let Some(t) = watch.changed().await {
+            seen.push(t);
+        }
+        seen
+    })
+    .await;
+    let moves: Vec<_> = seen.iter().map(|t| (t.from, t.to, t.session)).collect();
+    assert_eq!(
+        moves,
+        [
+            (RunState::Running, RunState::Disconnecting, 1),
+            (RunState::Disconnecting, RunState::Idle, 1)
+        ]
+    );
+    // The first session's transitions were 1 (Idle -> Connecting) and 2 (-> Running).
+    assert_eq!(seen[0].seq, 3);
+    assert_eq!(seen[1].seq, 4);
+    assert_eq!(watch.missed(), 0);
+    assert_eq!(qmp.state(), RunState::Idle);
+    assert!(qmp.is_finished());
+    // Listeners ended with the session; waiting for a state the driver will never reach fails.
+    assert!(within(events.next()).await.is_none());
+    let never = watch.wait_for(RunState::Running).await;
+    assert!(matches!(
+        never,
+        Err(Error::Disconnected(DisconnectReason::Closed))
+    ));
+    peer.finish();
+}
+
+on_every_executor!(
+    flood_with_a_listener_that_never_reads,
+    cancelled_and_timed_out_calls,
+    idle_driver_does_not_spin,
+    wrapped_stream,
+    state_watch_misses_nothing,
+);
