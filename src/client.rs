@@ -154,7 +154,8 @@ pub enum Diagnostic {
 ///   [`poll_timeout`](Self::poll_timeout) to arm the timer.
 /// * **Getters**: [`state`](Self::state), [`greeting`](Self::greeting),
 ///   [`oob_enabled`](Self::oob_enabled), [`in_flight`](Self::in_flight),
-///   [`queued`](Self::queued), [`config`](Self::config).
+///   [`queued`](Self::queued), [`buffered_input`](Self::buffered_input),
+///   [`pending_transmit`](Self::pending_transmit), [`config`](Self::config).
 ///
 /// # Example
 ///
@@ -229,7 +230,13 @@ struct Inner {
     peer_outputs: usize,
     /// A `quit` was written in this session: EOF or a reset is then expected.
     quit_issued: bool,
+    /// When unexpected bytes without a line end are reported anyway.
+    garbage_deadline: Option<Instant>,
 }
+
+/// How long unexpected bytes may wait for the end of their line before they are reported:
+/// long enough to gather what arrived in one burst, so the report shows the whole line.
+const GARBAGE_GRACE: Duration = Duration::from_millis(20);
 
 #[derive(Debug)]
 enum Phase {
@@ -304,6 +311,7 @@ impl Client {
                 events: VecDeque::new(),
                 peer_outputs: 0,
                 quit_issued: false,
+                garbage_deadline: None,
             },
         }
     }
@@ -337,6 +345,13 @@ impl Client {
     /// Commands held locally: waiting for negotiation or for a free in-flight slot.
     pub fn queued(&self) -> usize {
         self.inner.queue.len()
+    }
+
+    /// Bytes waiting to be written (commands in flight not yet written, and their file
+    /// descriptors' carriers). Commands beyond the in-flight cap wait in the local queue,
+    /// not here.
+    pub fn pending_transmit(&self) -> usize {
+        self.inner.tx.pending()
     }
 
     /// The configuration.
@@ -481,6 +496,12 @@ impl Client {
         if !self.inner.is_live() {
             self.framer.reset();
         }
+        // Unexpected bytes wait for their line end, but not for long.
+        self.inner.garbage_deadline = match self.inner.garbage_deadline {
+            _ if !self.framer.in_garbage() => None,
+            Some(d) => Some(d),
+            None => now.checked_add(GARBAGE_GRACE),
+        };
     }
 
     /// Reports that the peer closed the connection. Pending commands resolve with
@@ -521,6 +542,12 @@ impl Client {
     /// Lets time pass: fires the greeting and negotiation timeouts and command deadlines due
     /// at `now`. Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.inner.garbage_deadline.is_some_and(|d| d <= now) {
+            self.inner.garbage_deadline = None;
+            if let Some(error) = self.framer.at_eof() {
+                self.inner.shutdown(error.into());
+            }
+        }
         self.inner.on_timeout(now);
         if !self.inner.is_live() {
             self.framer.reset();
@@ -569,14 +596,15 @@ impl Client {
             Phase::Greeting { deadline } | Phase::Negotiating { deadline } => deadline,
         };
         let command = self.inner.deadlines.first().map(|(d, _)| *d);
-        match (phase, command) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [phase, command, self.inner.garbage_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Bytes held by the framer (for the fuzz invariants).
-    pub(crate) fn buffered_input(&self) -> usize {
+    /// Bytes of an unfinished message held in the receive buffer: never more than
+    /// [`ClientConfig::max_message_size`].
+    pub fn buffered_input(&self) -> usize {
         self.framer.buffered()
     }
 }
@@ -1226,6 +1254,7 @@ impl Inner {
         self.tx.clear();
         self.phase = Phase::None;
         self.quit_issued = false;
+        self.garbage_deadline = None;
         self.transition(RunState::Idle);
         self.events.push_back(Event::Disconnected(reason));
     }

@@ -236,8 +236,9 @@ pub enum ProtocolError {
     },
     /// Bytes between messages that cannot start a JSON object (garbage, a bare number or
     /// string, `inf`, the banner of an HMP monitor, ...). Reported once the line they are on
-    /// ends (or [`EXCERPT_LIMIT`] bytes of them arrived, or at EOF), so the excerpt is the
-    /// same however the input was split.
+    /// ends, [`EXCERPT_LIMIT`] bytes of them arrived, the input ends, or 20 ms after they
+    /// started (through [`poll_timeout`](crate::Client::poll_timeout)), whichever comes
+    /// first: the excerpt shows the whole line however the input was split.
     #[error("unexpected data between messages: {0}")]
     UnexpectedData(Excerpt),
     /// A message was not valid UTF-8.

@@ -71,6 +71,11 @@ impl Framer {
         self.escape = false;
     }
 
+    /// Whether unexpected bytes are being collected for an error report.
+    pub(crate) fn in_garbage(&self) -> bool {
+        self.garbage
+    }
+
     /// What is wrong with the input seen so far if it ends here: an unfinished frame, or
     /// unexpected bytes not yet reported.
     pub(crate) fn at_eof(&self) -> Option<ProtocolError> {
