@@ -163,6 +163,7 @@ impl Connection {
         let mut conn = Connection {
             engine,
             stream,
+            // Replaced by the real greeting once negotiated, before anyone can see it.
             greeting: Greeting {
                 version: qmp_proto::QemuVersion {
                     major: 0,
@@ -637,7 +638,7 @@ impl Connection {
                 Event::Traffic { direction, message } => {
                     let arrow = match direction {
                         Direction::Out => "->",
-                        _ => "<-",
+                        Direction::In => "<-",
                     };
                     log::trace!(target: TARGET, "{arrow} {message}");
                 }

@@ -3,6 +3,7 @@
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{tempdir, Peer};
@@ -11,10 +12,16 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(10);
 
-#[test]
-fn qemu_connects_to_our_owner_only_socket() {
+/// A socket path in a private temporary directory (removed with the directory).
+fn socket_path() -> (tempfile::TempDir, PathBuf) {
     let dir = tempdir();
     let path = dir.path().join("qmp.sock");
+    (dir, path)
+}
+
+#[test]
+fn qemu_connects_to_our_owner_only_socket() {
+    let (dir, path) = socket_path();
     let listener = Builder::new().connect_timeout(T).listen(&path).unwrap();
     assert_eq!(listener.path(), path);
     let meta = std::fs::symlink_metadata(&path).unwrap();
@@ -37,14 +44,12 @@ fn qemu_connects_to_our_owner_only_socket() {
     assert_eq!(qmp.greeting().version.major, 10);
     let v: Value = qmp.execute("query-version", &()).unwrap();
     assert_eq!(v["qemu"]["major"], 10);
-    qmp.quit(T).unwrap();
-    assert!(peer.wait_exit(T).success());
+    peer.quit(&mut qmp);
 }
 
 #[test]
 fn an_existing_file_is_neither_used_nor_removed() {
-    let dir = tempdir();
-    let path = dir.path().join("qmp.sock");
+    let (_dir, path) = socket_path();
     std::fs::write(&path, "not ours").unwrap();
     let e = Listener::bind(&path).unwrap_err();
     match &e {
@@ -60,8 +65,7 @@ fn an_existing_file_is_neither_used_nor_removed() {
 
 #[test]
 fn a_replaced_path_is_not_removed() {
-    let dir = tempdir();
-    let path = dir.path().join("qmp.sock");
+    let (_dir, path) = socket_path();
     let listener = Listener::bind(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     std::fs::write(&path, "someone else's").unwrap();
@@ -71,8 +75,7 @@ fn a_replaced_path_is_not_removed() {
 
 #[test]
 fn accept_times_out_and_the_file_is_removed() {
-    let dir = tempdir();
-    let path = dir.path().join("qmp.sock");
+    let (_dir, path) = socket_path();
     let listener = Listener::bind(&path).unwrap();
     let start = Instant::now();
     assert!(matches!(

@@ -117,8 +117,10 @@ fn close_is_idempotent_and_fails_pending_calls() {
 
 #[test]
 fn drop_is_fast_with_unsent_bytes_and_a_peer_that_does_not_read() {
-    let (mut qmp, peer) = scripted(&Builder::new(), |p| {
-        std::thread::sleep(Duration::from_millis(300));
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let (mut qmp, peer) = scripted(&Builder::new(), move |p| {
+        // Not reading, and still there until the client is dropped.
+        let _ = wait.recv();
         drop(p);
     });
     let big = "x".repeat(8 << 20);
@@ -131,6 +133,7 @@ fn drop_is_fast_with_unsent_bytes_and_a_peer_that_does_not_read() {
         "{:?}",
         start.elapsed()
     );
+    done.send(()).unwrap();
     peer.join().unwrap();
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Peer;
+use common::{qmp_error, Peer};
 use qmp_blocking::{DisconnectReason, Error, IgnoredAny};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -67,22 +67,19 @@ fn error_reply_is_typed_and_the_session_goes_on() {
         return;
     };
     let mut qmp = peer.connect();
-    match qmp.execute::<Value>("blockdev-del", &json!({"node-name": "nope"})) {
-        Err(Error::Qmp(e)) => {
-            assert_eq!(e.class, "GenericError");
-            assert!(e.desc.contains("nope"), "{}", e.desc);
-        }
-        other => panic!("expected a QMP error, got {other:?}"),
-    }
-    match qmp.execute::<Value>("no-such-command", &()) {
-        Err(Error::Qmp(e)) => assert_eq!(e.class, "CommandNotFound"),
-        other => panic!("expected CommandNotFound, got {other:?}"),
-    }
+    let args = json!({"node-name": "nope"});
+    let e = qmp_error(qmp.execute::<Value>("blockdev-del", &args), "GenericError");
+    assert!(e.desc.contains("nope"), "{}", e.desc);
+    qmp_error(
+        qmp.execute::<Value>("no-such-command", &()),
+        "CommandNotFound",
+    );
     // qemu-storage-daemon offers OOB but has no OOB-capable command.
-    match qmp.execute_oob::<Value>("query-version", &()) {
-        Err(Error::Qmp(e)) => assert!(e.desc.contains("does not support OOB"), "{}", e.desc),
-        other => panic!("expected an OOB refusal, got {other:?}"),
-    }
+    let e = qmp_error(
+        qmp.execute_oob::<Value>("query-version", &()),
+        "GenericError",
+    );
+    assert!(e.desc.contains("does not support OOB"), "{}", e.desc);
     let _: Version = qmp.execute("query-version", &()).unwrap();
     assert!(qmp.is_connected());
 }
@@ -135,12 +132,7 @@ fn quit_ends_the_session_cleanly() {
         return;
     };
     let mut qmp = peer.connect();
-    qmp.quit(T).unwrap();
-    assert_eq!(
-        qmp.disconnect_reason(),
-        Some(&DisconnectReason::Eof { after_quit: true })
-    );
-    assert!(peer.wait_exit(T).success());
+    peer.quit(&mut qmp);
     assert!(matches!(
         qmp.execute::<Value>("query-version", &()),
         Err(Error::Disconnected(DisconnectReason::Eof {
@@ -170,9 +162,6 @@ fn large_command_while_replies_stream_back() {
     for id in schemas {
         assert!(qmp.wait(id).unwrap().get().len() > 100_000);
     }
-    match qmp.wait(big_id) {
-        Err(Error::Qmp(e)) => assert_eq!(e.class, "CommandNotFound"),
-        other => panic!("expected CommandNotFound, got {other:?}"),
-    }
+    qmp_error(qmp.wait(big_id), "CommandNotFound");
     let _: Version = qmp.wait_as(after).unwrap();
 }

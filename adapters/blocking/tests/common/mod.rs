@@ -2,14 +2,14 @@
 #![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use qmp_blocking::{Builder, Connection};
+use qmp_blocking::{Builder, Connection, DisconnectReason};
 use serde_json::{json, Value};
 
 /// Set to `1` (as CI does) to make a missing QEMU binary a failure instead of a skip.
@@ -129,6 +129,18 @@ impl Peer {
         self.child.as_mut().expect("child")
     }
 
+    /// Sends `quit` and checks the clean end: EOF after quit, and the process exits with
+    /// success.
+    pub fn quit(&mut self, qmp: &mut Connection) {
+        let t = Duration::from_secs(10);
+        qmp.quit(t).expect("quit");
+        assert_eq!(
+            qmp.disconnect_reason(),
+            Some(&DisconnectReason::Eof { after_quit: true })
+        );
+        assert!(self.wait_exit(t).success(), "{}", self.stderr());
+    }
+
     /// Waits up to `timeout` for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
@@ -152,6 +164,20 @@ impl Drop for Peer {
     }
 }
 
+/// The QMP error of a call that must fail with one, checking its class.
+pub fn qmp_error<T: std::fmt::Debug>(
+    result: Result<T, qmp_blocking::Error>,
+    class: &str,
+) -> qmp_blocking::QmpError {
+    match result {
+        Err(qmp_blocking::Error::Qmp(e)) => {
+            assert_eq!(e.class, class, "{e}");
+            e
+        }
+        other => panic!("expected a QMP error of class {class}, got {other:?}"),
+    }
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("qmp-blocking-")
@@ -166,7 +192,11 @@ pub const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor":
 /// The server end of a socket pair, driven by a test script in a thread.
 pub struct Script {
     pub stream: UnixStream,
-    reader: serde_json::StreamDeserializer<'static, serde_json::de::IoRead<UnixStream>, Value>,
+    reader: serde_json::StreamDeserializer<
+        'static,
+        serde_json::de::IoRead<BufReader<UnixStream>>,
+        Value,
+    >,
 }
 
 impl Script {
@@ -213,8 +243,8 @@ pub fn scripted<T: Send + 'static>(
 ) -> (Connection, JoinHandle<T>) {
     let (client, server) = UnixStream::pair().expect("socket pair");
     let handle = std::thread::spawn(move || {
-        let reader = serde_json::Deserializer::from_reader(server.try_clone().expect("clone"))
-            .into_iter::<Value>();
+        let read_half = BufReader::new(server.try_clone().expect("clone"));
+        let reader = serde_json::Deserializer::from_reader(read_half).into_iter::<Value>();
         let mut peer = Script {
             stream: server,
             reader,
