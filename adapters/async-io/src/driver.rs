@@ -498,9 +498,10 @@ impl Driver {
             match event {
                 Event::Reply { id, result } => {
                     if let Some(reply) = self.pending.remove(&id) {
+                        // Counted before the caller can see its result.
+                        self.shared.lock().pending = self.pending.len();
                         // The caller may have stopped waiting: then the result is dropped.
                         let _ = reply.try_send(result.map_err(Error::from));
-                        self.shared.lock().pending = self.pending.len();
                     }
                 }
                 Event::Qmp(e) => {
