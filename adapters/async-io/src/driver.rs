@@ -510,9 +510,10 @@ impl Driver {
                 }
                 Event::StateChanged { from, to } => self.on_transition(from, to),
                 Event::Traffic { direction, message } => {
-                    let arrow = match direction {
-                        Direction::Out => "->",
-                        Direction::In => "<-",
+                    let arrow = if direction == Direction::Out {
+                        "->"
+                    } else {
+                        "<-"
                     };
                     log::trace!(target: TARGET, "{arrow} {message}");
                 }

@@ -214,15 +214,7 @@ async fn wrapped_stream(sp: Spawner) {
     assert!(qmp.oob_enabled());
     let yank: Value = qmp.execute_oob("query-yank", &()).await.unwrap();
     assert_eq!(yank[0]["type"], "chardev");
-    let null = std::fs::File::open("/dev/null").unwrap();
-    let refused = qmp
-        .execute_with::<Value, _>(
-            "getfd",
-            &json!({"fdname": "x"}),
-            CallOptions::new().fd(null),
-        )
-        .await;
-    assert!(matches!(refused, Err(Error::FdsUnsupported)), "{refused:?}");
+    common::assert_fds_refused(&qmp).await;
     let status: Value = qmp.execute("query-status", &()).await.unwrap();
     assert_eq!(status["running"], true);
     qmp.quit().await.unwrap();

@@ -7,11 +7,13 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 
 use common::{exists, tempdir, within, Peer, Spawner};
 use futures_lite::{future, StreamExt};
 use qmp_async::{
-    Builder, CallOptions, DisconnectReason, Error, EventFilter, IgnoredAny, Listener, RunState,
+    Builder, CallOptions, DisconnectReason, Error, EventFilter, IgnoredAny, Listener, QmpEvent,
+    RunState,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,6 +31,17 @@ async fn status(qmp: &qmp_async::Qmp) -> Status {
     qmp.execute("query-status", &()).await.unwrap()
 }
 
+/// Runs `command` and waits for `event`, subscribed before the command is sent.
+async fn run_and_wait(qmp: &qmp_async::Qmp, command: &str, event: &str) -> Arc<QmpEvent> {
+    let opts = CallOptions::new().timeout(common::T);
+    let (_, got) = qmp
+        .execute_and_wait::<IgnoredAny, _>(command, &(), opts, EventFilter::name(event))
+        .await
+        .unwrap();
+    assert_eq!(got.name, event);
+    got
+}
+
 /// `cont` and `stop` on a paused PC: RESUME and STOP, each waited for without a race (STOP
 /// comes before `stop`'s reply), and seen in order by a name-filtered listener.
 async fn stop_and_resume(sp: Spawner) {
@@ -44,28 +57,10 @@ async fn stop_and_resume(sp: Spawner) {
             running: false
         }
     );
-    let (_, resume) = qmp
-        .execute_and_wait::<IgnoredAny, _>(
-            "cont",
-            &(),
-            CallOptions::new(),
-            EventFilter::name("RESUME"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resume.name, "RESUME");
+    let resume = run_and_wait(&qmp, "cont", "RESUME").await;
     assert!(resume.timestamp.is_some());
     assert!(status(&qmp).await.running);
-    let (_, stop) = qmp
-        .execute_and_wait::<IgnoredAny, _>(
-            "stop",
-            &(),
-            CallOptions::new(),
-            EventFilter::name("STOP"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(stop.name, "STOP");
+    run_and_wait(&qmp, "stop", "STOP").await;
     assert_eq!(
         status(&qmp).await,
         Status {
@@ -220,15 +215,7 @@ async fn tcp_connection(sp: Spawner) {
     assert!(qmp.oob_enabled());
     let status: Value = qmp.execute("query-status", &()).await.unwrap();
     assert_eq!(status["running"], true);
-    let null = std::fs::File::open("/dev/null").unwrap();
-    let refused = qmp
-        .execute_with::<Value, _>(
-            "getfd",
-            &json!({"fdname": "x"}),
-            CallOptions::new().fd(null),
-        )
-        .await;
-    assert!(matches!(refused, Err(Error::FdsUnsupported)), "{refused:?}");
+    common::assert_fds_refused(&qmp).await;
     qmp.quit().await.unwrap();
     within(driver).await;
     assert!(peer.wait_exit().await.success());

@@ -372,6 +372,20 @@ fn serve(stream: UnixStream, server: &mut Server<FakeQemu>) {
     }
 }
 
+/// A call with a file descriptor on a stream that cannot carry one fails before anything
+/// is sent.
+pub async fn assert_fds_refused(qmp: &Qmp) {
+    let null = File::open("/dev/null").expect("/dev/null");
+    let opts = qmp_async::CallOptions::new().fd(null);
+    let refused = qmp
+        .execute_with::<serde_json::Value, _>("getfd", &serde_json::json!({"fdname": "x"}), opts)
+        .await;
+    assert!(
+        matches!(refused, Err(qmp_async::Error::FdsUnsupported)),
+        "{refused:?}"
+    );
+}
+
 /// Whether `path` exists (for socket-file checks).
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
