@@ -48,7 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Some(event) = client.poll_event() {
             match event {
                 Event::Traffic { direction, message } => {
-                    let arrow = if direction == Direction::Out { "->" } else { "<-" };
+                    let arrow = if direction == Direction::Out {
+                        "->"
+                    } else {
+                        "<-"
+                    };
                     println!("{arrow} {}", message.trim_end());
                 }
                 Event::Reply { id, result } => match result {

@@ -522,14 +522,19 @@ impl Client {
         self.framer.reset();
     }
 
-    /// Reports a transport error. A connection reset after a `quit` was sent (answered or
-    /// not) counts as EOF: QEMU may exit with some of the client's bytes unread, which resets
-    /// the connection. Ignored when idle.
+    /// Reports a transport error. A connection reset or a broken pipe after a `quit` was
+    /// sent (answered or not) counts as EOF: QEMU may exit with some of the client's bytes
+    /// unread, which resets the connection, or before the client's next write. Ignored when
+    /// idle.
     pub fn handle_io_error(&mut self, now: Instant, error: &std::io::Error) {
         if !self.inner.is_live() {
             return;
         }
-        if error.kind() == std::io::ErrorKind::ConnectionReset && self.inner.quit_sent() {
+        let closed_by_peer = matches!(
+            error.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        );
+        if closed_by_peer && self.inner.quit_sent() {
             return self.handle_eof(now);
         }
         self.inner.shutdown(DisconnectReason::Transport {

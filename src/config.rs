@@ -196,6 +196,17 @@ impl CommandOptions {
         self
     }
 
+    /// The timeout set with [`timeout`](Self::timeout), if any.
+    pub fn get_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The file descriptors attached with [`fd`](Self::fd).
+    #[cfg(unix)]
+    pub fn get_fds(&self) -> &[std::os::fd::OwnedFd] {
+        &self.fds
+    }
+
     /// Attaches a file descriptor to send with this command (as `SCM_RIGHTS` on a unix
     /// socket), for `getfd` or `add-fd`. [`Client::poll_transmit`](crate::Client::poll_transmit)
     /// hands it out with the first byte of the command; the engine closes its copy once that

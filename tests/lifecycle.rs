@@ -209,3 +209,27 @@ fn huge_timeouts_mean_no_deadline_not_a_panic() {
     c.handle_input(now, GREETING);
     assert!(c.poll_timeout().is_none());
 }
+
+#[test]
+fn broken_pipe_after_quit_is_a_clean_eof_too() {
+    let now = t0();
+    let mut c = running(ClientConfig::default(), now);
+    c.execute(now, "quit", &()).unwrap();
+    flush(&mut c);
+    c.handle_io_error(now, &std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+    let evs = events(&mut c);
+    assert!(matches!(
+        evs.last(),
+        Some(Event::Disconnected(DisconnectReason::Eof {
+            after_quit: true
+        }))
+    ));
+    // Without quit it is a transport error.
+    let mut c = running(ClientConfig::default(), now);
+    c.handle_io_error(now, &std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+    let evs = events(&mut c);
+    assert!(matches!(
+        evs.last(),
+        Some(Event::Disconnected(DisconnectReason::Transport { .. }))
+    ));
+}
