@@ -124,7 +124,7 @@ pub use error::Error;
 pub use listener::Listener;
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, CommandId, DisconnectReason, Excerpt, Greeting,
-    QemuVersion, QmpError, QmpEvent, RawValue, Timestamp,
+    ProtocolError, QemuVersion, QmpError, QmpEvent, RawValue, Timestamp,
 };
 /// Use as the result type to ignore a command's result: `execute::<IgnoredAny>("stop", &())`.
 pub use serde::de::IgnoredAny;

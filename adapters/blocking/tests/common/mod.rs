@@ -35,6 +35,9 @@ pub fn find_qemu(name: &str) -> Option<PathBuf> {
 /// A QEMU process in a private temporary directory, killed and reaped on drop.
 pub struct Peer {
     child: Option<Child>,
+    /// How it was started, to restart it on the same socket.
+    bin: PathBuf,
+    args: Vec<String>,
     pub dir: tempfile::TempDir,
     /// Its QMP socket (the one it listens on, or the one it connects to).
     pub sock: PathBuf,
@@ -85,9 +88,49 @@ impl Peer {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         Peer {
             child: Some(child),
+            bin: bin.to_path_buf(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             dir,
             sock,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child").id()
+    }
+
+    /// Sends a signal (`"-STOP"`, `"-CONT"`, `"-KILL"`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process and starts it again, listening on the same socket path.
+    pub fn restart(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.sock);
+        let stderr = File::create(self.dir.path().join("stderr")).expect("stderr file");
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("restart");
+        self.child = Some(child);
     }
 
     /// What the peer wrote to stderr so far.
