@@ -105,7 +105,7 @@
 //!
 //! # Examples
 //!
-//! In `examples/`: `query` (connect and run a command), `events` (watch events), `pass_fd`
+//! In `examples/`: `query` (connect and run a command), `watch_events` (watch events), `send_fd`
 //! (pass a file descriptor with `getfd`). Run one with
 //! `cargo run -p qmp-blocking --example query -- /path/to/qmp.sock`.
 

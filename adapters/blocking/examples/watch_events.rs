@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! qemu-system-x86_64 -M pc -accel tcg -S -display none -qmp unix:/tmp/qmp.sock,server=on,wait=off &
-//! cargo run -p qmp-blocking --example events -- /tmp/qmp.sock [SECONDS]
+//! cargo run -p qmp-blocking --example watch_events -- /tmp/qmp.sock [SECONDS]
 //! ```
 //!
 //! It sends `cont` and `stop` first, so a paused VM shows `RESUME` and `STOP`.

@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! qemu-system-x86_64 -machine none -display none -qmp unix:/tmp/qmp.sock,server=on,wait=off &
-//! cargo run -p qmp-blocking --example pass_fd -- /tmp/qmp.sock /tmp/some-file
+//! cargo run -p qmp-blocking --example send_fd -- /tmp/qmp.sock /tmp/some-file
 //! ```
 //!
 //! The descriptor travels as `SCM_RIGHTS` with the first byte of the `getfd` command, so it
@@ -14,8 +14,8 @@ use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: pass_fd SOCKET FILE")?;
-    let file = args.next().ok_or("usage: pass_fd SOCKET FILE")?;
+    let path = args.next().ok_or("usage: send_fd SOCKET FILE")?;
+    let file = args.next().ok_or("usage: send_fd SOCKET FILE")?;
 
     let mut qmp = Connection::connect_unix(&path)?;
     let fd = std::fs::OpenOptions::new()
