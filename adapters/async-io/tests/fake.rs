@@ -8,6 +8,7 @@
 mod common;
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_io::Async;
 use common::{sleep, within, FakePeer, Spawner};
-use futures_lite::{future, StreamExt};
+use futures_lite::{future, AsyncRead, AsyncWrite, StreamExt};
 use qmp_async::{
     Builder, CallOptions, DisconnectReason, Error, EventFilter, Lagged, QemuVersion, RunState,
 };
@@ -268,10 +269,121 @@ async fn state_watch_misses_nothing(sp: Spawner) {
     peer.finish();
 }
 
+/// An in-memory QMP server that is always ready: a greeting, the answer to negotiation,
+/// then TICK events as fast as they are read, up to `limit` bytes, then EOF. Writes are
+/// swallowed.
+struct Firehose {
+    pending: Vec<u8>,
+    pos: usize,
+    served: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Firehose {
+    fn new(served: Arc<AtomicUsize>, limit: usize) -> Self {
+        let hello = concat!(
+            r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "#,
+            r#""package": ""}, "capabilities": ["oob"]}}"#,
+            "\r\n",
+            r#"{"return": {}, "id": 1}"#,
+            "\r\n"
+        );
+        Firehose {
+            pending: hello.as_bytes().to_vec(),
+            pos: 0,
+            served,
+            limit,
+        }
+    }
+}
+
+impl AsyncRead for Firehose {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.pos == this.pending.len() {
+            if this.served.load(Ordering::Relaxed) >= this.limit {
+                return Poll::Ready(Ok(0));
+            }
+            let tick = "{\"event\": \"TICK\", \"data\": {}, \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n";
+            this.pending = tick.repeat(1000).into_bytes();
+            this.pos = 0;
+        }
+        let n = buf.len().min(this.pending.len() - this.pos);
+        buf[..n].copy_from_slice(&this.pending[this.pos..this.pos + n]);
+        this.pos += n;
+        this.served.fetch_add(n, Ordering::Relaxed);
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for Firehose {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Fairness: against a peer whose input never runs dry, the driver yields after a bounded
+/// amount of work, so other tasks on the same single-threaded executor run in the middle
+/// of the flood (a driver that read until `Pending` would hold the thread to the end).
+/// The other task is spawned: `Executor::run` polls its own main future only every 200 task
+/// runs.
+async fn driver_yields_under_endless_input(sp: Spawner) {
+    const LIMIT: usize = 20 * 1024 * 1024;
+    let served = Arc::new(AtomicUsize::new(0));
+    let (qmp, driver) = Builder::new()
+        .connect_stream(Firehose::new(Arc::clone(&served), LIMIT))
+        .await
+        .unwrap();
+    let events = qmp.subscribe(EventFilter::name("TICK").capacity(16));
+    let driver = sp.spawn(driver);
+    let ticker = sp.spawn({
+        let qmp = qmp.clone();
+        async move {
+            let mut ran_mid_flood = 0;
+            while !qmp.is_finished() {
+                future::yield_now().await;
+                let s = served.load(Ordering::Relaxed);
+                if s > 0 && s < LIMIT {
+                    ran_mid_flood += 1;
+                }
+            }
+            ran_mid_flood
+        }
+    });
+    let ran_mid_flood = within(ticker).await;
+    assert!(
+        ran_mid_flood >= 10,
+        "other tasks ran {ran_mid_flood} times during the flood"
+    );
+    assert_eq!(
+        within(driver).await,
+        DisconnectReason::Eof { after_quit: false }
+    );
+    assert!(events.missed_total() > 100_000, "{}", events.missed_total());
+    assert_eq!(events.len(), 16);
+}
+
 on_every_executor!(
     flood_with_a_listener_that_never_reads,
     cancelled_and_timed_out_calls,
     idle_driver_does_not_spin,
     wrapped_stream,
     state_watch_misses_nothing,
+    driver_yields_under_endless_input,
 );
