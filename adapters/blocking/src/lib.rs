@@ -29,6 +29,27 @@
 //! # }
 //! ```
 //!
+//! # Quick start
+//!
+//! The example of the project README:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use qmp_blocking::{Connection, IgnoredAny};
+//!
+//! fn main() -> Result<(), qmp_blocking::Error> {
+//!     let mut qmp = Connection::builder()
+//!         .timeout(Duration::from_secs(10))
+//!         .connect_unix("/run/vm/qmp.sock")?;
+//!     println!("QEMU {}", qmp.greeting().version);
+//!     let status: serde_json::Value = qmp.execute("query-status", &())?;
+//!     println!("{status}");
+//!     qmp.execute::<IgnoredAny>("stop", &())?;
+//!     qmp.wait_event("STOP", Duration::from_secs(5))?; // found even if it came first
+//!     qmp.quit(Duration::from_secs(5))
+//! }
+//! ```
+//!
 //! # How it works
 //!
 //! Every blocking call runs the engine's loop on a non-blocking socket: write what
