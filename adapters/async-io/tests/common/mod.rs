@@ -141,17 +141,38 @@ pub struct Peer {
     pub dir: tempfile::TempDir,
     /// Its QMP socket (the one it listens on, or the one it connects to).
     pub sock: PathBuf,
+    /// A pidfile written when the process is ready, and the path it listens on until then.
+    ready: Option<(PathBuf, PathBuf)>,
 }
 
 impl Peer {
     /// qemu-storage-daemon serving QMP on `dir/qmp.sock`.
+    ///
+    /// qemu-storage-daemon 10.0.2 sometimes crashes (SIGSEGV) when a client connects the
+    /// moment its socket appears, before it has finished starting (about 1 start in 60 here;
+    /// never once its pidfile is written). So it listens on a staging path, and the socket is
+    /// renamed to `dir/qmp.sock` only when the pidfile says it is ready: clients, the
+    /// reconnecting driver included, never see it earlier.
     pub fn storage_daemon() -> Option<Peer> {
         let bin = find_qemu("qemu-storage-daemon")?;
         let dir = tempdir();
         let sock = dir.path().join("qmp.sock");
-        let chardev = format!("socket,id=m0,path={},server=on,wait=off", sock.display());
-        let args = ["--chardev", &chardev, "--monitor", "chardev=m0"];
-        Some(Peer::spawn(bin, &args, dir, sock))
+        let staging = dir.path().join("qmp.sock.starting");
+        let pidfile = dir.path().join("qsd.pid");
+        let chardev = format!("socket,id=m0,path={},server=on,wait=off", staging.display());
+        let pid = pidfile.display().to_string();
+        let args = [
+            "--chardev",
+            &chardev,
+            "--monitor",
+            "chardev=m0",
+            "--pidfile",
+            &pid,
+        ];
+        let mut peer = Peer::new(bin, &args, dir, sock);
+        peer.ready = Some((pidfile, staging));
+        peer.start();
+        Some(peer)
     }
 
     /// qemu-system-x86_64 (TCG, no display, no default devices) serving QMP on
@@ -173,22 +194,28 @@ impl Peer {
         let bin = find_qemu("qemu-system-x86_64")?;
         let mut args = machine.to_vec();
         args.extend(["-nodefaults", "-display", "none", "-qmp", qmp]);
-        Some(Peer::spawn(bin, &args, dir, sock))
+        let mut peer = Peer::new(bin, &args, dir, sock);
+        peer.start();
+        Some(peer)
     }
 
-    fn spawn(bin: PathBuf, args: &[&str], dir: tempfile::TempDir, sock: PathBuf) -> Peer {
-        let mut peer = Peer {
+    fn new(bin: PathBuf, args: &[&str], dir: tempfile::TempDir, sock: PathBuf) -> Peer {
+        Peer {
             child: None,
             bin,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             dir,
             sock,
-        };
-        peer.start();
-        peer
+            ready: None,
+        }
     }
 
+    /// Starts the process; with a readiness pidfile, waits for it and then moves the socket
+    /// from its staging path into place.
     fn start(&mut self) {
+        if let Some((pidfile, _)) = &self.ready {
+            let _ = std::fs::remove_file(pidfile);
+        }
         let stderr = File::create(self.dir.path().join("stderr")).expect("stderr file");
         let child = Command::new(&self.bin)
             .args(&self.args)
@@ -199,6 +226,18 @@ impl Peer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
         self.child = Some(child);
+        let Some((pidfile, staging)) = self.ready.clone() else {
+            return;
+        };
+        let deadline = Instant::now() + T;
+        while std::fs::metadata(&pidfile).map_or(true, |m| m.len() == 0) {
+            if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
+                panic!("QEMU exited while starting ({status}): {}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "not ready: {}", self.stderr());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::fs::rename(&staging, &self.sock).expect("move the socket into place");
     }
 
     /// Kills the process (SIGKILL) and reaps it.
