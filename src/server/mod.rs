@@ -366,22 +366,10 @@ impl<H: Handler> Server<H> {
     /// A client connected: the monitor starts afresh and queues the greeting.
     pub fn accept(&mut self, now: Instant) {
         let core = &mut self.core;
+        core.disconnect();
         core.epoch.get_or_insert(now);
         core.session += 1;
         core.connected = true;
-        core.negotiated = false;
-        core.oob = false;
-        core.stream = JsonStream::new(Limits::default());
-        core.input.clear();
-        core.parsed.clear();
-        core.queue.clear();
-        core.busy = None;
-        core.deferred.clear();
-        core.tx.clear();
-        core.tx_pos = 0;
-        core.closing = false;
-        core.dropped = false;
-        core.fds.clear();
         let greeting = core.greeting();
         core.write_message(&greeting);
         let mut ctx = Context { core, now };
@@ -883,10 +871,12 @@ impl Core {
         }
     }
 
+    /// Forgets the connection: the monitor starts afresh for the next client.
     fn disconnect(&mut self) {
         self.connected = false;
         self.negotiated = false;
         self.oob = false;
+        self.stream = JsonStream::new(Limits::default());
         self.input.clear();
         self.parsed.clear();
         self.queue.clear();
