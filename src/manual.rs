@@ -97,3 +97,23 @@
 //! `max_buffered_events` when the application does not poll them; beyond it they are counted
 //! in [`Event::EventsLost`](crate::Event::EventsLost). Replies and runstate changes are
 //! never dropped: there is one per command or per transition, which the application causes.
+//!
+//! # The server reproduces QEMU, byte for byte
+//!
+//! A fake QEMU is only useful for tests if it answers as QEMU does, bad input included.
+//! [`server`](crate::server) therefore reproduces QEMU's JSON reader rather than using
+//! serde_json: the same lexer states (with the recovery state that skips to the next
+//! structural character, control byte or line end after an error), the same streamer (bracket
+//! counting, limits of 64 MiB per token, 2 Mi tokens and nesting 1024) and the parser's own
+//! error messages, so one bad input gives as many id-less errors as QEMU gives (1,026 for
+//! nesting 1,025). Dispatch follows `monitor/qmp.c` and `qapi/qmp-dispatch.c`: a message with
+//! `exec-oob` runs when read, parse errors queue in order with in-band requests, members are
+//! checked in the order QEMU's hash table yields them (which decides which error is
+//! reported), and reading is suspended while QEMU would suspend it (one request without OOB,
+//! eight with). Output follows `json-writer.c` and `qdict.c`, so members come out in QEMU's
+//! hash-table order and numbers as `%.17g`. `tests/server_vs_qemu.rs` holds it to real QEMU.
+//!
+//! Members that share a hash bucket come out in reverse insertion order, so the order in which
+//! a handler inserts them matters; [`Outcome::Json`](crate::server::Outcome::Json) keeps the
+//! order of its text, and [`FakeQemu`](crate::server::FakeQemu) inserts members in QAPI
+//! schema order, as QEMU's generated code does.
