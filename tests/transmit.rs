@@ -3,10 +3,31 @@
 
 mod common;
 
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 
 use common::*;
 use qmp_proto::{ClientConfig, CommandOptions};
+
+/// One end of a socket pair, and a probe that tells whether that end is still open
+/// anywhere: reading the other end gives EOF only once every copy is closed. (Checking that
+/// a closed fd's number is reused would race with other tests opening files.)
+fn watched_fd() -> (OwnedFd, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a.into(), b)
+}
+
+fn is_closed_everywhere(probe: &mut UnixStream) -> bool {
+    let mut buf = [0u8; 1];
+    match probe.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => panic!("unexpected data"),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(e) => panic!("{e}"),
+    }
+}
 
 fn devnull() -> OwnedFd {
     std::fs::File::open("/dev/null").unwrap().into()
@@ -44,7 +65,7 @@ fn partial_writes_resume_where_they_stopped() {
 fn fds_travel_with_the_first_byte_of_their_command() {
     let now = t0();
     let mut c = running(ClientConfig::default(), now);
-    let fd = devnull();
+    let (fd, mut probe) = watched_fd();
     let raw = fd.as_raw_fd();
     c.execute(now, "query-status", &()).unwrap();
     c.execute_with(
@@ -73,6 +94,7 @@ fn fds_travel_with_the_first_byte_of_their_command() {
     // A write that did not take the first byte keeps the fds for the retry.
     c.advance_transmit(0);
     assert_eq!(c.poll_transmit().unwrap().fds.len(), 1);
+    assert!(!is_closed_everywhere(&mut probe));
 
     // Once the first byte is written, the fds were sent: they are not handed out again, and
     // the engine's copy is closed.
@@ -83,9 +105,8 @@ fn fds_travel_with_the_first_byte_of_their_command() {
     let n = t.data.len();
     c.advance_transmit(n);
     assert!(c.poll_transmit().is_none());
-    // The descriptor number is free again (closed by the engine).
-    let again = devnull();
-    assert_eq!(again.as_raw_fd(), raw);
+    // The engine closed its copy: no copy of that end is left open.
+    assert!(is_closed_everywhere(&mut probe));
 }
 
 #[test]
@@ -111,11 +132,11 @@ fn fds_of_a_queued_command_wait_with_it() {
 fn unsent_fds_are_closed_when_the_session_ends() {
     let now = t0();
     let mut c = running(ClientConfig::default(), now);
-    let fd = devnull();
-    let raw = fd.as_raw_fd();
+    let (fd, mut probe) = watched_fd();
     c.execute_with(now, "getfd", &(), CommandOptions::new().fd(fd))
         .unwrap();
+    assert!(!is_closed_everywhere(&mut probe));
     c.close();
     assert!(c.poll_transmit().is_none());
-    assert_eq!(devnull().as_raw_fd(), raw);
+    assert!(is_closed_everywhere(&mut probe));
 }
