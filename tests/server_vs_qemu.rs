@@ -98,13 +98,24 @@ fn storage_daemon() -> Option<Peer> {
     let bin = require("qemu-storage-daemon")?;
     let dir = temp_dir("qsd");
     let sock = dir.0.join("qmp.sock");
+    // qemu-storage-daemon 10.0.2 can crash (about one start in 60) when a client connects
+    // the moment its socket appears; it is ready once it writes its pidfile.
+    let pidfile = dir.0.join("qsd.pid");
     let args = vec![
         "--chardev".into(),
         format!("socket,id=m0,path={},server=on,wait=off", sock.display()),
         "--monitor".into(),
         "chardev=m0".into(),
+        "--pidfile".into(),
+        pidfile.display().to_string(),
     ];
-    Some(spawn(&bin, &args, dir, sock))
+    let peer = spawn(&bin, &args, dir, sock);
+    let start = Instant::now();
+    while !std::fs::read_to_string(&pidfile).is_ok_and(|s| s.trim().parse::<u32>().is_ok()) {
+        assert!(start.elapsed() < Duration::from_secs(10), "no pidfile");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Some(peer)
 }
 
 fn system(extra: &[&str]) -> Option<Peer> {

@@ -38,6 +38,8 @@ pub struct Peer {
     /// How it was started, to restart it on the same socket.
     bin: PathBuf,
     args: Vec<String>,
+    /// A file the peer writes once it is ready for clients, if it has one.
+    ready: Option<PathBuf>,
     pub dir: tempfile::TempDir,
     /// Its QMP socket (the one it listens on, or the one it connects to).
     pub sock: PathBuf,
@@ -50,8 +52,21 @@ impl Peer {
         let dir = tempdir();
         let sock = dir.path().join("qmp.sock");
         let chardev = format!("socket,id=m0,path={},server=on,wait=off", sock.display());
-        let args = ["--chardev", &chardev, "--monitor", "chardev=m0"];
-        Some(Peer::spawn(&bin, &args, dir, sock))
+        // qemu-storage-daemon 10.0.2 can crash (about one start in 60) when a client
+        // connects the moment its socket appears; it is ready once it writes its pidfile.
+        let pidfile = dir.path().join("qsd.pid");
+        let pidfile_arg = pidfile.display().to_string();
+        let args = [
+            "--chardev",
+            &chardev,
+            "--monitor",
+            "chardev=m0",
+            "--pidfile",
+            &pidfile_arg,
+        ];
+        let mut peer = Peer::spawn(&bin, &args, dir, sock);
+        peer.ready = Some(pidfile);
+        Some(peer)
     }
 
     /// qemu-system-x86_64 (TCG, no display, no default devices) serving QMP on
@@ -90,9 +105,19 @@ impl Peer {
             child: Some(child),
             bin: bin.to_path_buf(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ready: None,
             dir,
             sock,
         }
+    }
+
+    /// Whether the peer is ready for clients: its socket exists and, if it writes a pidfile,
+    /// the pidfile is written.
+    fn is_ready(&self) -> bool {
+        self.sock.exists()
+            && self.ready.as_ref().map_or(true, |p| {
+                std::fs::read_to_string(p).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
+            })
     }
 
     /// The process id.
@@ -121,6 +146,9 @@ impl Peer {
     pub fn restart(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.sock);
+        if let Some(p) = &self.ready {
+            let _ = std::fs::remove_file(p);
+        }
         let stderr = File::create(self.dir.path().join("stderr")).expect("stderr file");
         let child = Command::new(&self.bin)
             .args(&self.args)
@@ -142,7 +170,7 @@ impl Peer {
     pub fn connect_with(&mut self, builder: &Builder) -> Connection {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if self.sock.exists() {
+            if self.is_ready() {
                 match builder.connect_unix(&self.sock) {
                     Ok(c) => return c,
                     Err(e) if Instant::now() > deadline => {
