@@ -37,6 +37,31 @@
 //! # }
 //! ```
 //!
+//! # Quick start
+//!
+//! The example of the project README:
+//!
+//! ```no_run
+//! use qmp_async::{Builder, CallOptions, EventFilter, IgnoredAny};
+//!
+//! fn main() -> Result<(), qmp_async::Error> {
+//!     smol::block_on(async {
+//!         let (qmp, driver) = Builder::new().connect_unix("/run/vm/qmp.sock").await?;
+//!         let driver = smol::spawn(driver);
+//!         let status: serde_json::Value = qmp.execute("query-status", &()).await?;
+//!         println!("{status}");
+//!         // Subscribed before `stop` is sent: STOP, sent before the reply, is not missed.
+//!         let (_, stop) = qmp
+//!             .execute_and_wait::<IgnoredAny, _>("stop", &(), CallOptions::new(), EventFilter::name("STOP"))
+//!             .await?;
+//!         println!("stopped at {:?}", stop.timestamp);
+//!         qmp.quit().await?;
+//!         println!("session ended: {}", driver.await);
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
 //! # Executors
 //!
 //! The driver waits on async-io's reactor and timers. async-io runs its reactor on its own
