@@ -893,8 +893,9 @@ fn hostile_matrix() {
 }
 
 /// EOF at every byte offset of the server stream of every transcript fixture; for the few
-/// streams over 16 KiB (the captured schema replies), every offset of their first 4 KiB and
-/// last 1 KiB and 2,000 offsets spread in between. Each session must end with one
+/// streams over 16 KiB (the captured schema replies), every offset within 64 bytes of a
+/// message boundary, of their first 4 KiB and last 1 KiB, and 2,000 offsets spread in
+/// between. Each session must end with one
 /// `Disconnected`, every command resolved with the cause.
 #[test]
 fn eof_at_every_offset_of_every_fixture() {
@@ -920,11 +921,22 @@ fn eof_at_every_offset_of_every_fixture() {
         let picks: Vec<usize> = if n <= 16 * 1024 {
             (0..=n).collect()
         } else {
+            // Every offset near a message boundary, the first 4 KiB and last 1 KiB, and
+            // 2,000 more spread over the rest.
             let step = (n - 5 * 1024) / 2000;
-            (0..=4096)
+            let near_ends = stream
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .flat_map(|(i, _)| i.saturating_sub(64)..=(i + 64).min(n));
+            let mut picks: Vec<usize> = (0..=4096)
                 .chain((4096..n - 1024).step_by(step))
                 .chain(n - 1024..=n)
-                .collect()
+                .chain(near_ends)
+                .collect();
+            picks.sort_unstable();
+            picks.dedup();
+            picks
         };
         for k in picks {
             offsets += 1;
