@@ -1,14 +1,11 @@
 //! Accept mode: listen on a socket path and let QEMU connect.
 
-use std::fs::{self, Permissions};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use async_io::Async;
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use qmp_socket::SocketFile;
 
-use crate::driver::TARGET;
 use crate::transport::Transport;
 use crate::{Builder, Driver, Error, Qmp};
 
@@ -42,7 +39,7 @@ use crate::{Builder, Driver, Error, Qmp};
 pub struct Listener {
     listener: Async<UnixListener>,
     /// Declared after `listener`: the file is removed once the socket is closed.
-    socket: Owned,
+    socket: SocketFile,
     builder: Builder,
 }
 
@@ -55,26 +52,8 @@ impl Listener {
 
     pub(crate) fn bind_with(path: &Path, builder: Builder) -> Result<Self, Error> {
         let context = || format!("cannot listen on {}", path.display());
-        let fd = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| Error::io(context(), e.into()))?;
-        let addr = SocketAddrUnix::new(path).map_err(|e| Error::io(context(), e.into()))?;
-        rustix::net::bind(&fd, &addr).map_err(|e| Error::io(context(), e.into()))?;
-        // Bound: the file is ours from here, and a failure below must remove it.
-        let socket = Owned {
-            path: path.to_owned(),
-            file: fs::symlink_metadata(path)
-                .map(|m| (m.dev(), m.ino()))
-                .map_err(|e| Error::io(context(), e))?,
-        };
-        // Nobody can connect before `listen`, so the mode is set before anyone can.
-        fs::set_permissions(path, Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(context(), e))?;
-        rustix::net::listen(&fd, 1).map_err(|e| Error::io(context(), e.into()))?;
+        let (fd, socket) =
+            qmp_socket::bind_owner_only(path).map_err(|e| Error::io(context(), e))?;
         let listener = Async::new(UnixListener::from(fd)).map_err(|e| Error::io(context(), e))?;
         Ok(Listener {
             listener,
@@ -85,7 +64,7 @@ impl Listener {
 
     /// The socket path.
     pub fn path(&self) -> &Path {
-        &self.socket.path
+        self.socket.path()
     }
 
     /// Waits for QEMU to connect, then negotiates (within the builder's connect timeout).
@@ -94,31 +73,11 @@ impl Listener {
     pub async fn accept(&self) -> Result<(Qmp, Driver), Error> {
         let (stream, _) = self.listener.accept().await.map_err(|e| {
             Error::io(
-                format!("cannot accept on {}", self.socket.path.display()),
+                format!("cannot accept on {}", self.socket.path().display()),
                 e,
             )
         })?;
         let transport = Transport::Unix(stream);
         self.builder.establish(transport, None).await
-    }
-}
-
-/// A socket file this crate created: removed on drop if it is still the same file.
-#[derive(Debug)]
-struct Owned {
-    path: PathBuf,
-    /// `(device, inode)` of the file when it was created.
-    file: (u64, u64),
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let ours = fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| (m.dev(), m.ino()) == self.file && m.file_type().is_socket());
-        if ours {
-            if let Err(e) = fs::remove_file(&self.path) {
-                log::warn!(target: TARGET, "cannot remove {}: {e}", self.path.display());
-            }
-        }
     }
 }

@@ -1,8 +1,7 @@
 //! The byte stream under a session: an async-io unix or TCP socket, or any futures-io stream.
 
 use std::fmt;
-use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -13,7 +12,6 @@ use std::time::Duration;
 
 use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 /// Any byte stream the caller brings: see [`Builder::connect_stream`](crate::Builder::connect_stream).
 pub(crate) trait Duplex: AsyncRead + AsyncWrite + Send {}
@@ -142,28 +140,10 @@ impl Socket<'_> {
 
     /// One non-blocking `send`, or `sendmsg` with `SCM_RIGHTS` when `fds` is not empty.
     fn send(&self, data: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
-        if fds.is_empty() {
-            return Ok(rustix::net::send(self.fd(), data, SendFlags::NOSIGNAL)?);
-        }
-        if !matches!(self, Socket::Unix(_)) {
+        if !fds.is_empty() && !matches!(self, Socket::Unix(_)) {
             return Err(fds_unsupported());
         }
-        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-        let mut space =
-            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "too many file descriptors for one message",
-            ));
-        }
-        Ok(rustix::net::sendmsg(
-            self.fd(),
-            &[IoSlice::new(data)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        )?)
+        qmp_socket::send_with_fds(self.fd(), data, fds)
     }
 }
 

@@ -1,14 +1,12 @@
 //! Accept mode: listen on a socket path and let QEMU connect.
 
-use std::fs::{self, Permissions};
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use qmp_socket::SocketFile;
 
 use crate::transport::wait;
 use crate::{Builder, Connection, Error};
@@ -39,9 +37,8 @@ use crate::{Builder, Connection, Error};
 #[derive(Debug)]
 pub struct Listener {
     listener: UnixListener,
-    path: PathBuf,
-    /// The socket file this listener created: `(device, inode)`.
-    file: (u64, u64),
+    /// Declared after `listener`: the file is removed once the socket is closed.
+    socket: SocketFile,
     builder: Builder,
 }
 
@@ -54,27 +51,13 @@ impl Listener {
 
     pub(crate) fn bind_with(path: &Path, builder: Builder) -> Result<Self, Error> {
         let context = || format!("cannot listen on {}", path.display());
-        let fd = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| Error::io(context(), e.into()))?;
-        let addr = SocketAddrUnix::new(path).map_err(|e| Error::io(context(), e.into()))?;
-        rustix::net::bind(&fd, &addr).map_err(|e| Error::io(context(), e.into()))?;
-        let meta = fs::symlink_metadata(path).map_err(|e| Error::io(context(), e))?;
+        let (fd, socket) =
+            qmp_socket::bind_owner_only(path).map_err(|e| Error::io(context(), e))?;
         let listener = Listener {
             listener: UnixListener::from(fd),
-            path: path.to_owned(),
-            file: (meta.dev(), meta.ino()),
+            socket,
             builder,
         };
-        // From here on, a failure drops `listener`, which removes the file it created.
-        // Nobody can connect before `listen`, so the mode is set before anyone can.
-        fs::set_permissions(path, Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(context(), e))?;
-        rustix::net::listen(&listener.listener, 1).map_err(|e| Error::io(context(), e.into()))?;
         listener
             .listener
             .set_nonblocking(true)
@@ -84,7 +67,7 @@ impl Listener {
 
     /// The socket path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.socket.path()
     }
 
     /// Waits up to `timeout` for QEMU to connect, then negotiates (within the builder's
@@ -99,7 +82,7 @@ impl Listener {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     return Err(Error::io(
-                        format!("cannot accept on {}", self.path.display()),
+                        format!("cannot accept on {}", self.socket.path().display()),
                         e,
                     ))
                 }
@@ -109,20 +92,12 @@ impl Listener {
                 return Err(Error::Timeout);
             }
             let left = deadline.map(|d| d - now);
-            wait(self.listener.as_fd(), false, left)
-                .map_err(|e| Error::io(format!("cannot accept on {}", self.path.display()), e))?;
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let ours = fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| (m.dev(), m.ino()) == self.file && m.file_type().is_socket());
-        if ours {
-            if let Err(e) = fs::remove_file(&self.path) {
-                log::warn!(target: crate::connection::TARGET, "cannot remove {}: {e}", self.path.display());
-            }
+            wait(self.listener.as_fd(), false, left).map_err(|e| {
+                Error::io(
+                    format!("cannot accept on {}", self.socket.path().display()),
+                    e,
+                )
+            })?;
         }
     }
 }

@@ -1,14 +1,12 @@
 //! The socket: non-blocking reads and writes, `poll`, and file descriptors as `SCM_RIGHTS`.
 
-use std::io::{self, IoSlice, Read};
-use std::mem::MaybeUninit;
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 /// A connected stream socket, switched to non-blocking mode.
 #[derive(Debug)]
@@ -52,31 +50,13 @@ impl Stream {
     /// Sends what the socket takes of `data`, with `fds` as `SCM_RIGHTS` ancillary data on
     /// its first byte. `MSG_NOSIGNAL`: a peer that went away is an error, not a `SIGPIPE`.
     pub(crate) fn send(&self, data: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
-        if fds.is_empty() {
-            return Ok(rustix::net::send(self, data, SendFlags::NOSIGNAL)?);
-        }
-        if !self.is_unix() {
+        if !fds.is_empty() && !self.is_unix() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "file descriptors can only be passed over a unix socket",
             ));
         }
-        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-        let mut space =
-            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "too many file descriptors for one message",
-            ));
-        }
-        Ok(rustix::net::sendmsg(
-            self,
-            &[IoSlice::new(data)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        )?)
+        qmp_socket::send_with_fds(self.as_fd(), data, fds)
     }
 
     /// Shuts both directions down; errors (already closed) are irrelevant.

@@ -1,0 +1,152 @@
+//! Unix-socket pieces shared by the `qmp-proto` adapters (`qmp-blocking`, `qmp-async`).
+//!
+//! * [`bind_owner_only`]: a listening unix socket that only its owner can connect to, and a
+//!   [`SocketFile`] guard that removes the socket file on drop, but only if the path still
+//!   names the socket that was created (never a file someone else put there).
+//! * [`send_with_fds`]: a non-blocking send of bytes with file descriptors attached as
+//!   `SCM_RIGHTS` ancillary data on the first byte, without `SIGPIPE`.
+//!
+//! No `unsafe` code: the system calls go through [rustix](https://docs.rs/rustix).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::fs::{self, Permissions};
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rustix::net::{
+    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType,
+};
+
+/// The socket file a listener created. Dropping it removes the file if the path still names
+/// that same socket (same device and inode); a file that replaced it is left alone.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    /// `(device, inode)` of the file when it was created.
+    file: (u64, u64),
+}
+
+impl SocketFile {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let ours = fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == self.file && m.file_type().is_socket());
+        if ours {
+            if let Err(e) = fs::remove_file(&self.path) {
+                log::warn!("cannot remove {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// Creates a unix socket listening on `path` that only the current user can connect to: it is
+/// bound, made mode 0600, and only then listens, so nobody can connect before the mode is
+/// set. Fails if anything exists at `path`. Keep the [`SocketFile`] for as long as the
+/// socket listens (drop it after the socket) to remove the file afterwards.
+pub fn bind_owner_only(path: &Path) -> io::Result<(OwnedFd, SocketFile)> {
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let addr = SocketAddrUnix::new(path)?;
+    rustix::net::bind(&fd, &addr)?;
+    // Bound: the file is ours from here, and a failure below removes it.
+    let meta = fs::symlink_metadata(path)?;
+    let file = SocketFile {
+        path: path.to_owned(),
+        file: (meta.dev(), meta.ino()),
+    };
+    fs::set_permissions(path, Permissions::from_mode(0o600))?;
+    rustix::net::listen(&fd, 1)?;
+    Ok((fd, file))
+}
+
+/// Sends what the socket takes of `data`, with `fds` as `SCM_RIGHTS` ancillary data on its
+/// first byte (`sendmsg`), or a plain `send` when there are none. `MSG_NOSIGNAL`: a peer that
+/// went away is an error (`EPIPE`), not a `SIGPIPE`. Passing fds needs a unix socket.
+pub fn send_with_fds(socket: BorrowedFd<'_>, data: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
+    if fds.is_empty() {
+        return Ok(rustix::net::send(socket, data, SendFlags::NOSIGNAL)?);
+    }
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+    let mut space =
+        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many file descriptors for one message",
+        ));
+    }
+    Ok(rustix::net::sendmsg(
+        socket,
+        &[IoSlice::new(data)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    fn tempdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("qmp-socket-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn owner_only_and_removed_only_if_ours() {
+        let dir = tempdir();
+        let path = dir.join("a.sock");
+        let (fd, file) = bind_owner_only(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let listener = UnixListener::from(fd);
+        let _client = UnixStream::connect(&path).unwrap();
+        assert!(listener.accept().is_ok());
+        // Something existing at the path is refused and left alone.
+        assert!(bind_owner_only(&path).is_err());
+        assert!(path.exists());
+        drop(listener);
+        drop(file);
+        assert!(!path.exists());
+        // A file that replaced ours is not removed.
+        let (fd, file) = bind_owner_only(&path).unwrap();
+        drop(fd);
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"someone else's").unwrap();
+        drop(file);
+        assert_eq!(fs::read(&path).unwrap(), b"someone else's");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sends_bytes_with_and_without_fds() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        assert_eq!(send_with_fds(a.as_fd(), b"plain", &[]).unwrap(), 5);
+        let (x, _y) = UnixStream::pair().unwrap();
+        assert_eq!(send_with_fds(a.as_fd(), b"fd", &[x.into()]).unwrap(), 2);
+        let mut buf = [0u8; 16];
+        let n = b.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"plainfd");
+    }
+}
