@@ -113,10 +113,11 @@ pub enum Diagnostic {
         /// The reply.
         excerpt: Excerpt,
     },
-    /// The reply of a command that had already timed out.
-    #[error("dropped the late reply of timed-out command {id}: {excerpt}")]
+    /// The reply of a command that had already timed out or been cancelled.
+    #[error("dropped the late reply of command {id} (timed out or cancelled): {excerpt}")]
     LateReply {
-        /// The command, already resolved with [`CommandError::Timeout`].
+        /// The command, already resolved with [`CommandError::Timeout`] or
+        /// [`CommandError::Cancelled`].
         id: CommandId,
         /// The reply.
         excerpt: Excerpt,
@@ -146,8 +147,8 @@ pub enum Diagnostic {
 /// * **Application calls** (return [`CallError`] for local misuse and then change nothing):
 ///   [`connect`](Self::connect), [`execute`](Self::execute),
 ///   [`execute_oob`](Self::execute_oob), [`execute_raw`](Self::execute_raw),
-///   [`execute_raw_idless`](Self::execute_raw_idless), [`close`](Self::close) (infallible
-///   and idempotent).
+///   [`execute_raw_idless`](Self::execute_raw_idless), [`cancel`](Self::cancel),
+///   [`close`](Self::close) (infallible and idempotent).
 /// * **Outputs**, to drain after every input or call, in this order:
 ///   [`poll_transmit`](Self::poll_transmit) then [`advance_transmit`](Self::advance_transmit)
 ///   until it returns `None`; [`poll_event`](Self::poll_event) until `None`;
@@ -469,6 +470,15 @@ impl Client {
     ) -> Result<CommandId, CallError> {
         self.inner.check_state("execute_raw_idless")?;
         self.inner.issue_raw(now, message, opts, true)
+    }
+
+    /// Cancels a pending command: it resolves at once with [`CommandError::Cancelled`]. A
+    /// command still in the local queue is never sent; one already sent keeps its in-flight
+    /// slot until QEMU answers, and that reply is dropped as a
+    /// [`Diagnostic::LateReply`]. Returns `false` (and does nothing) if the command is not
+    /// pending: already resolved, or unknown.
+    pub fn cancel(&mut self, id: CommandId) -> bool {
+        self.inner.give_up(id.0, CommandError::Cancelled)
     }
 
     /// Ends the session: every pending command resolves with
@@ -1203,24 +1213,41 @@ impl Inner {
 
     /// Resolves a command whose deadline passed.
     fn expire(&mut self, id: u64) {
+        self.give_up(id, CommandError::Timeout);
+    }
+
+    /// Resolves a pending command with `error` without its reply: a queued command is never
+    /// sent; a sent one keeps its slot and id until QEMU answers (its reply is then dropped).
+    /// Returns whether the command was pending.
+    fn give_up(&mut self, id: u64, error: CommandError) -> bool {
         if let Some(pos) = self.queue.iter().position(|q| q.id == id) {
             let q = self.queue.remove(pos);
+            if let Some(d) = q.as_ref().and_then(|q| q.deadline) {
+                self.deadlines.remove(&(d, id));
+            }
             match q.map(|q| q.route) {
                 Some(Route::Caller) => self.caller_ids.retain(|(_, cid)| *cid != id),
                 Some(Route::Idless) => self.idless = None,
                 _ => {}
             }
-        } else if let Some(sent) = self.sent.get_mut(&id) {
+        } else if let Some(sent) = self
+            .sent
+            .get_mut(&id)
+            .filter(|s| !s.abandoned && !s.negotiation)
+        {
             // Still in QEMU's queue: keep its slot and its id until the reply comes.
             sent.abandoned = true;
-            sent.deadline = None;
+            if let Some(d) = sent.deadline.take() {
+                self.deadlines.remove(&(d, id));
+            }
         } else {
-            return;
+            return false;
         }
         self.events.push_back(Event::Reply {
             id: CommandId(id),
-            result: Err(CommandError::Timeout),
+            result: Err(error),
         });
+        true
     }
 
     /// Ends the session with `reason`: resolves everything, `→ Disconnecting → Idle`, then

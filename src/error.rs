@@ -163,6 +163,9 @@ pub enum CommandError {
     /// reported as [`Diagnostic::LateReply`](crate::Diagnostic::LateReply).
     #[error("the command timed out")]
     Timeout,
+    /// The application cancelled the command ([`Client::cancel`](crate::Client::cancel)).
+    #[error("the command was cancelled")]
+    Cancelled,
     /// The session ended before the reply arrived.
     #[error("the session ended before the reply: {0}")]
     Interrupted(DisconnectReason),

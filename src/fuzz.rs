@@ -279,6 +279,13 @@ fn client_run(base: Instant, data: &[u8], feed: Feed, big_event_bound: bool) -> 
                     chk.sessions += 1;
                 }
             }
+            _ if op & 64 != 0 => {
+                // Cancel an issued command (pending or not).
+                if !chk.issued.is_empty() {
+                    let id = chk.issued[usize::from(b.byte()) % chk.issued.len()];
+                    c.cancel(id);
+                }
+            }
             _ => {
                 // A partial write.
                 let n = usize::from(b.byte());

@@ -85,7 +85,7 @@
 //! | The server sends | Outcome |
 //! |---|---|
 //! | a reply for an id that is not in flight | [`Diagnostic::UnknownReply`], dropped |
-//! | the reply of a timed-out command | [`Diagnostic::LateReply`], dropped |
+//! | the reply of a timed-out or cancelled command | [`Diagnostic::LateReply`], dropped |
 //! | a reply with both or neither of `return` and `error` | that command fails with [`CommandError::MalformedReply`] |
 //! | an error without an id | resolves a pending [`Client::execute_raw_idless`] command, else ends the session: [`ProtocolError::IdlessError`] |
 //! | an object that is neither reply nor event | [`Diagnostic::UnknownMessage`] |

@@ -19,6 +19,7 @@
 //! | `execute-oob LABEL NAME [timeout=D] [ARGS]` | `Client::execute_oob_with` |
 //! | `raw LABEL [timeout=D] JSON` | `Client::execute_raw` |
 //! | `raw-idless LABEL [timeout=D] JSON` | `Client::execute_raw_idless` |
+//! | `cancel LABEL` | `Client::cancel` |
 //! | `close` / `eof` | `Client::close` / `Client::handle_eof` |
 //! | `reset` / `io-error` | `Client::handle_io_error` with `ConnectionReset` / another error |
 //! | `+D` | advance the virtual clock by D and call `Client::handle_timeout` |
@@ -489,6 +490,18 @@ impl<'a> Replay<'a> {
                     self.client.execute_raw_idless(self.now, msg, opts)
                 };
                 self.record_call(label, r);
+            }
+            "cancel" => {
+                let id = *self
+                    .labels
+                    .iter()
+                    .find(|(_, l)| l.as_str() == rest)
+                    .unwrap()
+                    .0;
+                if !self.client.cancel(id) {
+                    self.emit("cancel: not pending".into());
+                }
+                self.drain();
             }
             "hold-events" => self.hold = true,
             "release-events" => {
