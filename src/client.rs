@@ -1093,7 +1093,9 @@ impl Inner {
             Some(id) => self.route(id),
             None => self.idless.filter(|id| self.sent.contains_key(id)),
         };
-        let result = match (env.ret, env.error) {
+        // Decoded only for a reply that is delivered: unknown and late replies are dropped
+        // without copying their payload.
+        let decode = || match (env.ret, env.error) {
             (Some(ret), None) => Ok(ret.to_owned()),
             (None, Some(error)) => match serde_json::from_str::<ErrorBody>(error.get()) {
                 Ok(body) => Err(CommandError::Qmp(QmpError {
@@ -1107,7 +1109,7 @@ impl Inner {
         let Some(target) = target else {
             if env.id.is_none() && env.error.is_some() {
                 // QEMU could not parse something it was sent.
-                let error = match result {
+                let error = match decode() {
                     Err(CommandError::Qmp(e)) => e,
                     _ => QmpError {
                         class: String::new(),
@@ -1138,7 +1140,7 @@ impl Inner {
             self.deadlines.remove(&(d, target));
         }
         if sent.negotiation {
-            self.on_negotiated(result, frame);
+            self.on_negotiated(decode(), frame);
         } else if sent.abandoned {
             self.push_peer(Event::Diagnostic(Diagnostic::LateReply {
                 id: CommandId(target),
@@ -1147,7 +1149,7 @@ impl Inner {
         } else {
             self.events.push_back(Event::Reply {
                 id: CommandId(target),
-                result,
+                result: decode(),
             });
         }
         self.pump();
