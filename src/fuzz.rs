@@ -87,7 +87,6 @@ struct Checker {
     issued: Vec<CommandId>,
     resolved: HashMap<CommandId, usize>,
     log: Vec<String>,
-    transmitted: Vec<u8>,
     max_peer_events: usize,
     max_input: usize,
 }
@@ -101,7 +100,6 @@ impl Checker {
             issued: Vec::new(),
             resolved: HashMap::new(),
             log: Vec::new(),
-            transmitted: Vec::new(),
             max_peer_events: config.max_buffered_events,
             max_input: config.max_message_size.max(2),
         }
@@ -114,7 +112,6 @@ impl Checker {
         );
         while let Some(t) = c.poll_transmit() {
             let n = t.data.len();
-            self.transmitted.extend_from_slice(t.data);
             c.advance_transmit(n);
         }
         if !events {
@@ -291,7 +288,6 @@ fn client_run(base: Instant, data: &[u8], feed: Feed, big_event_bound: bool) -> 
                 let n = usize::from(b.byte());
                 if let Some(t) = c.poll_transmit() {
                     let n = n.min(t.data.len());
-                    chk.transmitted.extend_from_slice(&t.data[..n]);
                     c.advance_transmit(n);
                 }
                 hold = op & 32 != 0;
