@@ -8,10 +8,8 @@
 // Real sockets and processes: this test reads the clock.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use qmp_proto::server::{FakeQemu, Server};
 
@@ -60,46 +58,6 @@ fn python_with_qemu_qmp() -> Option<()> {
     None
 }
 
-/// Serves one connection with the fake QEMU, as a minimal std loop would.
-fn serve(stream: UnixStream, server: &mut Server<FakeQemu>) {
-    let start = Instant::now();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(5)))
-        .unwrap();
-    let mut stream = stream;
-    server.accept(Instant::now());
-    let mut buf = [0u8; 65536];
-    loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "connection too long"
-        );
-        while let Some(out) = server.poll_transmit() {
-            let n = stream.write(out).unwrap();
-            server.advance_transmit(n);
-        }
-        if server.wants_close() {
-            server.closed();
-            return;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                server.handle_eof(Instant::now());
-                return;
-            }
-            Ok(n) => server.handle_input(Instant::now(), &buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                server.handle_timeout(Instant::now())
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
-                server.handle_eof(Instant::now());
-                return;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
 #[test]
 fn qemu_qmp_talks_to_the_fake() {
     if python_with_qemu_qmp().is_none() {
@@ -114,7 +72,7 @@ fn qemu_qmp_talks_to_the_fake() {
     let mut server = Server::new(fake.server_config(), fake);
     let serving = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        serve(stream, &mut server);
+        qmp_blocking::serve_unix(stream, &mut server).unwrap();
         server.handler().status().to_owned()
     });
     let output = Command::new("python3")

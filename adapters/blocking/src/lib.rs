@@ -117,6 +117,13 @@
 //! [`DisconnectReason`]. [`Connection::close`] is idempotent, and dropping a connection
 //! closes it without blocking.
 //!
+//! # Serving QMP
+//!
+//! The other end: [`serve_unix`] (and [`serve_tcp`]) serve one client with a sans-IO
+//! [`Server`](qmp_proto::server::Server), such as the ready
+//! [`FakeQemu`](qmp_proto::server::FakeQemu), for tests and demos that need a QMP peer on a
+//! real socket without QEMU. File descriptors the client passes reach the server.
+//!
 //! # Logging
 //!
 //! Through the [`log`] facade, target `qmp_blocking`: every message sent and received at
@@ -137,6 +144,7 @@ mod builder;
 mod connection;
 mod error;
 mod listener;
+mod serve;
 mod transport;
 
 pub use builder::Builder;
@@ -149,3 +157,4 @@ pub use qmp_proto::{
 };
 /// Use as the result type to ignore a command's result: `execute::<IgnoredAny>("stop", &())`.
 pub use serde::de::IgnoredAny;
+pub use serve::{serve_tcp, serve_unix};

@@ -5,6 +5,8 @@
 //!   names the socket that was created (never a file someone else put there).
 //! * [`send_with_fds`]: a non-blocking send of bytes with file descriptors attached as
 //!   `SCM_RIGHTS` ancillary data on the first byte, without `SIGPIPE`.
+//! * [`recv_with_fds`]: a receive that also takes the file descriptors that came with the
+//!   bytes (the server side of fd passing).
 //!
 //! No `unsafe` code: the system calls go through [rustix](https://docs.rs/rustix).
 
@@ -12,15 +14,15 @@
 #![deny(missing_docs)]
 
 use std::fs::{self, Permissions};
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::net::{
-    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
-    SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
 
 /// The socket file a listener created. Dropping it removes the file if the path still names
@@ -100,6 +102,31 @@ pub fn send_with_fds(socket: BorrowedFd<'_>, data: &[u8], fds: &[OwnedFd]) -> io
     )?)
 }
 
+/// Receives what is waiting on `socket` into `buf` (non-blocking or not, as the socket is),
+/// with any file descriptors that came as `SCM_RIGHTS` on those bytes (at most 16 per read,
+/// as QEMU accepts; a truncated control message drops the extra ones, which the kernel
+/// closes). Returns the byte count (0 at EOF) and the descriptors, close-on-exec.
+pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = rustix::net::recvmsg(
+        socket,
+        &mut [IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// The most file descriptors [`recv_with_fds`] takes with one read.
+pub const MAX_FDS: usize = 16;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +175,21 @@ mod tests {
         let mut buf = [0u8; 16];
         let n = b.read(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"plainfd");
+    }
+
+    #[test]
+    fn receives_bytes_with_their_fds() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(send_with_fds(a.as_fd(), b"x", &[file.into()]).unwrap(), 1);
+        send_with_fds(a.as_fd(), b"yz", &[]).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, fds) = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"x", "a read stops at the bytes that carry fds");
+        assert_eq!(fds.len(), 1);
+        let (n, fds) = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!((&buf[..n], fds.len()), (&b"yz"[..], 0));
+        drop(a);
+        assert_eq!(recv_with_fds(b.as_fd(), &mut buf).unwrap().0, 0);
     }
 }

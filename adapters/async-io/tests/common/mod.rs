@@ -4,8 +4,7 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -333,7 +332,7 @@ impl FakePeer {
         let thread = std::thread::spawn(move || {
             let (stream, _) = listener.accept().expect("accept");
             let mut server = Server::new(fake.server_config(), fake);
-            serve(stream, &mut server);
+            qmp_blocking::serve_unix(stream, &mut server).expect("serve");
             server.handler().status().to_owned()
         });
         FakePeer {
@@ -365,49 +364,6 @@ impl FakePeer {
             .expect("thread")
             .join()
             .expect("server thread")
-    }
-}
-
-fn serve(stream: UnixStream, server: &mut Server<FakeQemu>) {
-    let start = Instant::now();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(2)))
-        .expect("read timeout");
-    let mut stream = stream;
-    server.accept(Instant::now());
-    let mut buf = vec![0u8; 65536];
-    loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "connection too long"
-        );
-        while let Some(out) = server.poll_transmit() {
-            match stream.write(out) {
-                Ok(n) => server.advance_transmit(n),
-                Err(_) => {
-                    server.handle_eof(Instant::now());
-                    return;
-                }
-            }
-        }
-        if server.wants_close() {
-            server.closed();
-            return;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                server.handle_eof(Instant::now());
-                return;
-            }
-            Ok(n) => server.handle_input(Instant::now(), &buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                server.handle_timeout(Instant::now());
-            }
-            Err(_) => {
-                server.handle_eof(Instant::now());
-                return;
-            }
-        }
     }
 }
 
