@@ -2,7 +2,7 @@
 """Writes the seed corpus of each fuzz target from the transcript fixtures.
 
 The client and pair seeds follow the byte encoding of the target bodies in src/fuzz.rs:
-a few configuration bytes, then operations (0: server bytes with a length byte; 5: execute;
+a few configuration bytes (flag 128: guest agent mode), then operations (0: server bytes with a length byte; 5: execute;
 8: clock step; 9: end of stream; 10: connect). Run from the repository root:
 python3 fuzz/seeds.py
 """
@@ -61,7 +61,8 @@ for f in fixtures:
     # framer: max size byte, depth byte, chunk byte, input.
     write('framer', f.stem, bytes([255, 69, 7]) + stream[:8 * 1024])
     # client: flags (oob, in-flight 8), max size, depth, event bound; executes; server bytes.
-    seed = bytearray([8 | 7, 255, 39, 15])
+    agent = 'guest_agent=true' in f.read_text()
+    seed = bytearray([8 | 7 | (128 if agent else 0), 255, 39, 15])
     for _ in range(min(commands, 8)):
         seed += bytes([5, 0])
     for m in msgs:

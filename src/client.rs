@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 
 use crate::config::{ClientConfig, CommandOptions};
 use crate::error::{CallError, CommandError, DisconnectReason, Excerpt, ProtocolError, QmpError};
-use crate::framer::Framer;
+use crate::framer::{Frame, Framer};
 use crate::message::{Envelope, ErrorBody, Greeting, QmpEvent, Timestamp};
 use crate::transmit::{Transmit, TxBuffer};
 use crate::RunState;
@@ -131,6 +131,12 @@ pub enum Diagnostic {
     /// A JSON object that is neither a reply nor an event.
     #[error("dropped a message that is neither a reply nor an event: {0}")]
     UnknownMessage(Excerpt),
+    /// Guest agent mode: something the agent sent while the engine waited for the answer to
+    /// a resynchronisation (output left over from an earlier client or command, bytes that
+    /// are not JSON, half a message cut off by the agent's `0xFF` delimiter), dropped. The
+    /// agent's id-less error for the `0xFF` byte itself is expected and dropped silently.
+    #[error("discarded while resynchronising with the guest agent: {0}")]
+    DiscardedBeforeSync(Excerpt),
 }
 
 /// The sans-IO QMP client engine.
@@ -233,7 +239,25 @@ struct Inner {
     quit_issued: bool,
     /// When unexpected bytes without a line end are reported anyway.
     garbage_deadline: Option<Instant>,
+    /// The state of the generator of guest-sync ids.
+    sync_rng: u64,
+    /// Resynchronising after a message over the limits: input is skipped up to the next
+    /// `0xFF` delimiter.
+    skip_to_delimiter: bool,
 }
+
+/// Guest agent commands that send no reply when they succeed (`'success-response': false`
+/// in the agent's schema): a resynchronisation after them tells success from silence.
+const SILENT_ON_SUCCESS: &[&str] = &[
+    "guest-shutdown",
+    "guest-suspend-disk",
+    "guest-suspend-ram",
+    "guest-suspend-hybrid",
+];
+
+/// The byte a guest agent resynchronisation starts with (and the agent's reply to it): never
+/// part of valid UTF-8, so it resets a JSON parser in any state.
+const SYNC_DELIMITER: u8 = 0xFF;
 
 /// How long unexpected bytes may wait for the end of their line before they are reported:
 /// long enough to gather what arrived in one burst, so the report shows the whole line.
@@ -242,8 +266,18 @@ const GARBAGE_GRACE: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 enum Phase {
     None,
-    Greeting { deadline: Option<Instant> },
-    Negotiating { deadline: Option<Instant> },
+    Greeting {
+        deadline: Option<Instant>,
+    },
+    Negotiating {
+        deadline: Option<Instant>,
+    },
+    /// Guest agent mode: waiting for `{"return": id}` to `guest-sync-delimited`; commands
+    /// are held.
+    Syncing {
+        id: u64,
+        deadline: Option<Instant>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +295,8 @@ struct Sent {
     route: Route,
     oob: bool,
     quit: bool,
+    /// A guest agent command that sends no reply when it succeeds.
+    silent: bool,
     negotiation: bool,
     /// Timed out: already resolved; a late reply is dropped.
     abandoned: bool,
@@ -273,6 +309,7 @@ struct Queued {
     bytes: Vec<u8>,
     route: Route,
     quit: bool,
+    silent: bool,
     deadline: Option<Instant>,
     #[cfg(unix)]
     fds: Vec<OwnedFd>,
@@ -284,6 +321,7 @@ struct Outgoing {
     route: Route,
     oob: bool,
     quit: bool,
+    silent: bool,
     deadline: Option<Instant>,
     #[cfg(unix)]
     fds: Vec<OwnedFd>,
@@ -293,6 +331,7 @@ impl Client {
     /// A client in [`RunState::Idle`]. Call [`connect`](Self::connect) once the transport is
     /// up (or being set up).
     pub fn new(config: ClientConfig) -> Self {
+        let seed = config.sync_seed;
         Client {
             framer: Framer::new(config.max_message_size, config.max_depth),
             inner: Inner {
@@ -313,6 +352,8 @@ impl Client {
                 peer_outputs: 0,
                 quit_issued: false,
                 garbage_deadline: None,
+                sync_rng: seed,
+                skip_to_delimiter: false,
             },
         }
     }
@@ -365,6 +406,10 @@ impl Client {
     /// Starts a session: `Idle → Connecting`, and arms the greeting timeout. Call it when the
     /// transport is connected (or accepted). Per-session state (buffers, greeting, OOB) starts
     /// afresh, so a client can connect again after [`Event::Disconnected`].
+    ///
+    /// In [guest agent mode](ClientConfig::guest_agent) there is no greeting: the runstate
+    /// goes on to `Running` at once and the first resynchronisation is written; commands
+    /// issued meanwhile are held until the agent answers it.
     pub fn connect(&mut self, now: Instant) -> Result<(), CallError> {
         let inner = &mut self.inner;
         if inner.state != RunState::Idle {
@@ -377,6 +422,13 @@ impl Client {
         inner.greeting = None;
         inner.oob = false;
         inner.transition(RunState::Connecting);
+        if inner.config.guest_agent {
+            // No greeting, no negotiation: running at once, commands held until the first
+            // resynchronisation is answered.
+            inner.transition(RunState::Running);
+            inner.start_sync(now);
+            return Ok(());
+        }
         inner.phase = Phase::Greeting {
             deadline: inner
                 .config
@@ -481,6 +533,32 @@ impl Client {
         self.inner.give_up(id.0, CommandError::Cancelled)
     }
 
+    /// Guest agent mode: resynchronises with the agent now (a `0xFF` byte and
+    /// `guest-sync-delimited` with a fresh id); commands issued until it answers are held.
+    /// The engine already does this on connect and after a command times out; call it when
+    /// the agent may have restarted in the guest. A no-op while a resynchronisation is under
+    /// way. Fails with [`CallError::NotGuestAgent`] outside guest agent mode and with
+    /// [`CallError::InvalidState`] unless running.
+    pub fn resync(&mut self, now: Instant) -> Result<(), CallError> {
+        if !self.inner.config.guest_agent {
+            return Err(CallError::NotGuestAgent);
+        }
+        if self.inner.state != RunState::Running {
+            return Err(CallError::InvalidState {
+                operation: "resync",
+                state: self.inner.state,
+            });
+        }
+        self.inner.start_sync(now);
+        Ok(())
+    }
+
+    /// Whether the engine waits for a guest agent to answer a resynchronisation (commands
+    /// are held meanwhile).
+    pub fn is_syncing(&self) -> bool {
+        matches!(self.inner.phase, Phase::Syncing { .. })
+    }
+
     /// Ends the session: every pending command resolves with
     /// [`CommandError::Interrupted`]`(`[`DisconnectReason::Closed`]`)`, unsent bytes are
     /// dropped, and the runstate goes `→ Disconnecting → Idle`, followed by
@@ -498,13 +576,53 @@ impl Client {
         if !self.inner.is_live() {
             return;
         }
-        let inner = &mut self.inner;
-        let result = self.framer.feed(data, |frame| inner.on_frame(now, frame));
-        if let Err(e) = result {
-            self.inner.shutdown(e.into());
-        }
-        if !self.inner.is_live() {
-            self.framer.reset();
+        let mut data = data;
+        loop {
+            // While a guest agent resynchronises, its 0xFF delimiter cuts the input: what
+            // comes before it is discarded unless it is a whole message.
+            let delimiter = if self.inner.syncing() {
+                data.iter().position(|&b| b == SYNC_DELIMITER)
+            } else {
+                None
+            };
+            let chunk = delimiter.map_or(data, |at| &data[..at]);
+            let result = if self.inner.skip_to_delimiter {
+                Ok(())
+            } else {
+                let inner = &mut self.inner;
+                self.framer.feed(chunk, |frame| inner.on_frame(now, frame))
+            };
+            if let Err(e) = result {
+                if self.inner.syncing() {
+                    // A message over the limits: nothing before the next delimiter can be
+                    // framed reliably, so all of it is skipped.
+                    self.inner.discard(match e {
+                        ProtocolError::MessageTooLarge { excerpt, .. }
+                        | ProtocolError::TooDeep { excerpt, .. } => excerpt,
+                        other => Excerpt::new(other.to_string().as_bytes()),
+                    });
+                    self.inner.skip_to_delimiter = true;
+                } else {
+                    self.inner.shutdown(e.into());
+                }
+            }
+            if !self.inner.is_live() {
+                self.framer.reset();
+                break;
+            }
+            let Some(at) = delimiter else { break };
+            if self.inner.syncing() {
+                if !self.framer.partial().is_empty() {
+                    let excerpt = Excerpt::new(self.framer.partial());
+                    self.inner.discard(excerpt);
+                }
+                self.framer.reset();
+                self.inner.skip_to_delimiter = false;
+                data = &data[at + 1..];
+            } else {
+                // Resynchronised before this delimiter: it is no longer expected.
+                data = &data[at..];
+            }
         }
         // Unexpected bytes wait for their line end, but not for long.
         self.inner.garbage_deadline = match self.inner.garbage_deadline {
@@ -559,7 +677,11 @@ impl Client {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.inner.garbage_deadline.is_some_and(|d| d <= now) {
             self.inner.garbage_deadline = None;
-            if let Some(error) = self.framer.at_eof() {
+            if self.inner.syncing() && self.framer.in_garbage() {
+                let excerpt = Excerpt::new(self.framer.partial());
+                self.inner.discard(excerpt);
+                self.framer.reset();
+            } else if let Some(error) = self.framer.at_eof() {
                 self.inner.shutdown(error.into());
             }
         }
@@ -608,7 +730,9 @@ impl Client {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let phase = match self.inner.phase {
             Phase::None => None,
-            Phase::Greeting { deadline } | Phase::Negotiating { deadline } => deadline,
+            Phase::Greeting { deadline }
+            | Phase::Negotiating { deadline }
+            | Phase::Syncing { deadline, .. } => deadline,
         };
         let command = self.inner.deadlines.first().map(|(d, _)| *d);
         [phase, command, self.inner.garbage_deadline]
@@ -715,6 +839,86 @@ impl Inner {
         matches!(self.state, RunState::Connecting | RunState::Running)
     }
 
+    fn syncing(&self) -> bool {
+        matches!(self.phase, Phase::Syncing { .. })
+    }
+
+    /// Reports something dropped while resynchronising with a guest agent.
+    fn discard(&mut self, excerpt: Excerpt) {
+        self.push_peer(Event::Diagnostic(Diagnostic::DiscardedBeforeSync(excerpt)));
+    }
+
+    /// The next guest-sync id: splitmix64 over the seeded state, cut to 1..2^53 so that any
+    /// JSON implementation holds it exactly.
+    fn next_sync_id(&mut self) -> u64 {
+        self.sync_rng = self.sync_rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.sync_rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11).max(1)
+    }
+
+    /// Guest agent mode: writes a `0xFF` byte and `guest-sync-delimited` with a fresh id and
+    /// holds further commands until the agent answers it. A no-op while one is under way:
+    /// that one was written after every command sent so far, so it covers them too.
+    fn start_sync(&mut self, now: Instant) {
+        if self.syncing() || !self.is_live() {
+            return;
+        }
+        let id = self.next_sync_id();
+        let at = self.tx.len();
+        let buf = self.tx.buf_mut();
+        buf.push(SYNC_DELIMITER);
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            buf,
+            "{{\"execute\":\"guest-sync-delimited\",\"arguments\":{{\"id\":{id}}}}}"
+        );
+        self.trace_out(at);
+        self.phase = Phase::Syncing {
+            id,
+            deadline: self.config.sync_timeout.and_then(|t| now.checked_add(t)),
+        };
+    }
+
+    /// The guest agent answered the resynchronisation. Being in order, it answered every
+    /// command sent before it first: those still unanswered never will be. Commands that
+    /// send nothing on success succeeded; the others resolve with
+    /// [`CommandError::NoReply`]; timed-out ones free their slots. Then held commands go.
+    fn synced(&mut self, now: Instant) {
+        self.phase = Phase::None;
+        self.skip_to_delimiter = false;
+        let unanswered = std::mem::take(&mut self.sent);
+        for (id, sent) in unanswered {
+            if sent.abandoned || sent.negotiation {
+                continue;
+            }
+            let result = if sent.silent {
+                Ok(empty_object())
+            } else {
+                Err(CommandError::NoReply)
+            };
+            self.events.push_back(Event::Reply {
+                id: CommandId(id),
+                result,
+            });
+            if let Some(d) = sent.deadline {
+                self.deadlines.remove(&(d, id));
+            }
+        }
+        self.caller_ids
+            .retain(|(_, cid)| self.queue.iter().any(|q| q.id == *cid));
+        if self
+            .idless
+            .is_some_and(|id| !self.queue.iter().any(|q| q.id == id))
+        {
+            self.idless = None;
+        }
+        self.in_band = 0;
+        self.pump(now);
+    }
+
     /// The one place where the runstate changes.
     fn transition(&mut self, to: RunState) {
         let from = self.state;
@@ -772,9 +976,7 @@ impl Inner {
     }
 
     fn slot_free(&self) -> bool {
-        self.state == RunState::Running
-            && self.queue.is_empty()
-            && self.in_band < self.config.max_in_flight.max(1)
+        self.queue.is_empty() && self.slot_free_for_queue()
     }
 
     fn issue<A: Serialize + ?Sized>(
@@ -791,6 +993,7 @@ impl Inner {
             route: Route::Engine,
             oob,
             quit: name == "quit",
+            silent: self.config.guest_agent && SILENT_ON_SUCCESS.contains(&name),
             deadline: self.deadline(now, &opts),
             #[cfg(unix)]
             fds: opts.fds,
@@ -799,7 +1002,7 @@ impl Inner {
             let at = self.tx.len();
             write_command(self.tx.buf_mut(), oob, name, args, id)?;
             self.next_id += 1;
-            self.mark_sent(at, out);
+            self.mark_sent(now, at, out);
         } else {
             let mut bytes = Vec::new();
             write_command(&mut bytes, oob, name, args, id)?;
@@ -819,8 +1022,9 @@ impl Inner {
         let Value::Object(mut map) = message else {
             return Err(CallError::RawNotObject);
         };
-        let is_quit = |key: &str| map.get(key).and_then(Value::as_str) == Some("quit");
-        let quit = is_quit("execute") || is_quit("exec-oob");
+        let name = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or_default();
+        let quit = name("execute") == "quit" || name("exec-oob") == "quit";
+        let silent = self.config.guest_agent && SILENT_ON_SUCCESS.contains(&name("execute"));
         let oob = map.contains_key("exec-oob") && self.oob && self.state == RunState::Running;
         let route = if idless {
             if map.contains_key("id") {
@@ -862,6 +1066,7 @@ impl Inner {
             route,
             oob,
             quit,
+            silent,
             deadline: self.deadline(now, &opts),
             #[cfg(unix)]
             fds: opts.fds,
@@ -871,7 +1076,7 @@ impl Inner {
         if oob || self.slot_free() {
             let at = self.tx.len();
             self.tx.buf_mut().extend_from_slice(&bytes);
-            self.mark_sent(at, out);
+            self.mark_sent(now, at, out);
         } else {
             self.enqueue(bytes, out);
         }
@@ -890,7 +1095,7 @@ impl Inner {
     }
 
     /// Records a command whose bytes were appended to the send buffer at `at`.
-    fn mark_sent(&mut self, at: usize, out: Outgoing) {
+    fn mark_sent(&mut self, now: Instant, at: usize, out: Outgoing) {
         self.trace_out(at);
         #[cfg(unix)]
         self.tx.attach(at, out.fds);
@@ -909,11 +1114,16 @@ impl Inner {
                 route: out.route,
                 oob: out.oob,
                 quit: out.quit,
+                silent: out.silent,
                 negotiation: false,
                 abandoned: false,
                 deadline: out.deadline,
             },
         );
+        if out.silent {
+            // Its success is silence: the answer to a resynchronisation tells.
+            self.start_sync(now);
+        }
     }
 
     fn enqueue(&mut self, bytes: Vec<u8>, out: Outgoing) {
@@ -925,42 +1135,40 @@ impl Inner {
             bytes,
             route: out.route,
             quit: out.quit,
+            silent: out.silent,
             deadline: out.deadline,
             #[cfg(unix)]
             fds: out.fds,
         });
     }
 
-    /// Sends queued commands while slots are free.
-    fn pump(&mut self) {
-        if self.state != RunState::Running {
-            return;
-        }
-        while self.in_band < self.config.max_in_flight.max(1) {
+    /// Sends queued commands while slots are free (and no resynchronisation holds them).
+    fn pump(&mut self, now: Instant) {
+        while self.slot_free_for_queue() {
             let Some(q) = self.queue.pop_front() else {
                 break;
             };
             let at = self.tx.len();
             self.tx.buf_mut().extend_from_slice(&q.bytes);
-            self.trace_out(at);
-            #[cfg(unix)]
-            self.tx.attach(at, q.fds);
-            #[cfg(not(unix))]
-            let _ = at;
-            self.in_band += 1;
-            self.quit_issued |= q.quit;
-            self.sent.insert(
-                q.id,
-                Sent {
-                    route: q.route,
-                    oob: false,
-                    quit: q.quit,
-                    negotiation: false,
-                    abandoned: false,
-                    deadline: q.deadline,
-                },
-            );
+            let out = Outgoing {
+                id: q.id,
+                route: q.route,
+                oob: false,
+                quit: q.quit,
+                silent: q.silent,
+                deadline: q.deadline,
+                #[cfg(unix)]
+                fds: q.fds,
+            };
+            self.mark_sent(now, at, out);
         }
+    }
+
+    /// Whether the head of the queue may be sent.
+    fn slot_free_for_queue(&self) -> bool {
+        self.state == RunState::Running
+            && matches!(self.phase, Phase::None)
+            && self.in_band < self.config.max_in_flight.max(1)
     }
 
     fn quit_sent(&self) -> bool {
@@ -972,32 +1180,49 @@ impl Inner {
         ControlFlow::Break(())
     }
 
-    fn on_frame(&mut self, now: Instant, frame: &[u8]) -> ControlFlow<()> {
+    fn on_frame(&mut self, now: Instant, frame: Frame<'_>) -> ControlFlow<()> {
         if !self.is_live() {
             return ControlFlow::Break(());
         }
+        let frame = match frame {
+            Frame::Message(message) => message,
+            Frame::Garbage(line) if self.syncing() => {
+                self.discard(Excerpt::new(line));
+                return ControlFlow::Continue(());
+            }
+            Frame::Garbage(line) => {
+                return self.fatal(ProtocolError::UnexpectedData(Excerpt::new(line)))
+            }
+        };
         if self.config.trace_messages {
             self.push_peer(Event::Traffic {
                 direction: Direction::In,
                 message: String::from_utf8_lossy(frame).into_owned(),
             });
         }
-        let Ok(text) = std::str::from_utf8(frame) else {
-            return self.fatal(ProtocolError::InvalidUtf8(Excerpt::new(frame)));
-        };
-        if !text.starts_with('{') {
-            return self.fatal(ProtocolError::NotAnObject(Excerpt::new(frame)));
-        }
-        let env: Envelope<'_> = match serde_json::from_str(text) {
-            Ok(env) => env,
-            Err(e) => {
-                return self.fatal(ProtocolError::InvalidJson {
+        let parsed = match std::str::from_utf8(frame) {
+            Err(_) => Err(ProtocolError::InvalidUtf8(Excerpt::new(frame))),
+            Ok(text) if !text.starts_with('{') => {
+                Err(ProtocolError::NotAnObject(Excerpt::new(frame)))
+            }
+            Ok(text) => {
+                serde_json::from_str::<Envelope<'_>>(text).map_err(|e| ProtocolError::InvalidJson {
                     error: e.to_string(),
                     excerpt: Excerpt::new(frame),
                 })
             }
         };
-        if matches!(self.phase, Phase::Greeting { .. }) {
+        let env = match parsed {
+            Ok(env) => env,
+            Err(_) if self.syncing() => {
+                self.discard(Excerpt::new(frame));
+                return ControlFlow::Continue(());
+            }
+            Err(e) => return self.fatal(e),
+        };
+        if let Phase::Syncing { id, .. } = self.phase {
+            self.on_sync_message(now, id, &env, frame);
+        } else if matches!(self.phase, Phase::Greeting { .. }) {
             self.on_greeting(now, &env, frame);
         } else if env.qmp.is_some() {
             self.push_peer(Event::Diagnostic(Diagnostic::UnexpectedGreeting(
@@ -1007,7 +1232,7 @@ impl Inner {
             || env.error.is_some()
             || (env.id.is_some() && env.event.is_none())
         {
-            self.on_reply(&env, frame);
+            self.on_reply(now, &env, frame);
         } else if let Some(name) = env.event {
             self.on_event(name, &env, frame);
         } else {
@@ -1058,6 +1283,7 @@ impl Inner {
                 route: Route::Engine,
                 oob: false,
                 quit: false,
+                silent: false,
                 negotiation: true,
                 abandoned: false,
                 deadline: None,
@@ -1088,7 +1314,24 @@ impl Inner {
             .map(|(_, cid)| *cid)
     }
 
-    fn on_reply(&mut self, env: &Envelope<'_>, frame: &[u8]) {
+    /// Guest agent mode, while resynchronising: the matching `{"return": id}` ends it;
+    /// replies to commands in flight are delivered; the id-less error that answers the
+    /// `0xFF` byte is dropped; anything else is discarded with a diagnostic.
+    fn on_sync_message(&mut self, now: Instant, sync_id: u64, env: &Envelope<'_>, frame: &[u8]) {
+        if let (Some(ret), None) = (env.ret, env.error) {
+            if ret.get().trim().parse::<u64>() == Ok(sync_id) {
+                return self.synced(now);
+            }
+        }
+        let routed = env.id.and_then(|id| self.route(id)).is_some();
+        if routed {
+            self.on_reply(now, env, frame);
+        } else if !(env.id.is_none() && env.error.is_some()) {
+            self.discard(Excerpt::new(frame));
+        }
+    }
+
+    fn on_reply(&mut self, now: Instant, env: &Envelope<'_>, frame: &[u8]) {
         let target = match env.id {
             Some(id) => self.route(id),
             None => self.idless.filter(|id| self.sent.contains_key(id)),
@@ -1152,7 +1395,7 @@ impl Inner {
                 result: decode(),
             });
         }
-        self.pump();
+        self.pump(now);
     }
 
     fn on_negotiated(&mut self, result: CommandResult, frame: &[u8]) {
@@ -1202,6 +1445,12 @@ impl Inner {
                 let t = self.config.negotiation_timeout.unwrap_or(Duration::ZERO);
                 return self.shutdown(DisconnectReason::NegotiationTimeout(t));
             }
+            Phase::Syncing {
+                deadline: Some(d), ..
+            } if now >= d => {
+                let t = self.config.sync_timeout.unwrap_or(Duration::ZERO);
+                return self.shutdown(DisconnectReason::SyncTimeout(t));
+            }
             _ => {}
         }
         while let Some(&(d, id)) = self.deadlines.first() {
@@ -1209,13 +1458,17 @@ impl Inner {
                 break;
             }
             self.deadlines.pop_first();
-            self.expire(id);
+            self.expire(now, id);
         }
     }
 
-    /// Resolves a command whose deadline passed.
-    fn expire(&mut self, id: u64) {
-        self.give_up(id, CommandError::Timeout);
+    /// Resolves a command whose deadline passed. With a guest agent, a command that was sent
+    /// is followed by a resynchronisation, so its late reply cannot be taken for another.
+    fn expire(&mut self, now: Instant, id: u64) {
+        let was_sent = self.sent.contains_key(&id);
+        if self.give_up(id, CommandError::Timeout) && was_sent && self.config.guest_agent {
+            self.start_sync(now);
+        }
     }
 
     /// Resolves a pending command with `error` without its reply: a queued command is never
@@ -1287,6 +1540,7 @@ impl Inner {
         self.deadlines.clear();
         self.tx.clear();
         self.phase = Phase::None;
+        self.skip_to_delimiter = false;
         self.quit_issued = false;
         self.garbage_deadline = None;
         self.transition(RunState::Idle);

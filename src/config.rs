@@ -25,7 +25,14 @@ pub struct ClientConfig {
     pub(crate) max_in_flight: usize,
     pub(crate) max_buffered_events: usize,
     pub(crate) trace_messages: bool,
+    pub(crate) guest_agent: bool,
+    pub(crate) sync_timeout: Option<Duration>,
+    pub(crate) sync_seed: u64,
 }
+
+/// The default command deadline of [`ClientConfig::for_guest_agent`]: an agent that is not
+/// running in the guest answers nothing at all.
+pub const GUEST_AGENT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -39,6 +46,9 @@ impl Default for ClientConfig {
             max_in_flight: 8,
             max_buffered_events: 10_000,
             trace_messages: false,
+            guest_agent: false,
+            sync_timeout: Some(Duration::from_secs(10)),
+            sync_seed: 0x9e37_79b9_7f4a_7c15,
         }
     }
 }
@@ -118,6 +128,77 @@ impl ClientConfig {
     pub fn trace_messages(mut self, enable: bool) -> Self {
         self.trace_messages = enable;
         self
+    }
+
+    /// The configuration for a QEMU guest agent (`qemu-ga`): [`guest_agent`](Self::guest_agent)
+    /// mode with a default command deadline of [`GUEST_AGENT_COMMAND_TIMEOUT`] (30 s),
+    /// since an agent that is not running in the guest answers nothing at all. Set
+    /// [`sync_seed`](Self::sync_seed) from a random source too.
+    ///
+    /// ```
+    /// use qmp_proto::ClientConfig;
+    ///
+    /// let config = ClientConfig::for_guest_agent().sync_seed(0x1234_5678);
+    /// assert!(config.get_guest_agent());
+    /// assert!(config.get_command_timeout().is_some());
+    /// ```
+    pub fn for_guest_agent() -> Self {
+        Self::default()
+            .guest_agent(true)
+            .command_timeout(Some(GUEST_AGENT_COMMAND_TIMEOUT))
+    }
+
+    /// Whether the peer is a QEMU guest agent rather than a QMP monitor (default `false`).
+    ///
+    /// A guest agent sends no greeting and has no capabilities negotiation, so
+    /// [`connect`](crate::Client::connect) moves straight to
+    /// [`Running`](crate::RunState::Running). The channel to an agent outlives clients (a
+    /// virtio-serial port keeps what an earlier client left unread, and the agent may be
+    /// half-way through an earlier client's input), so the engine resynchronises as the
+    /// guest agent protocol describes: it sends a `0xFF` byte and `guest-sync-delimited`
+    /// with a fresh id, discards everything the agent sends until the matching reply (which
+    /// the agent precedes with a `0xFF` byte), and only then sends the commands it holds. It
+    /// does so on connect, after any command that timed out (so a late reply can never be
+    /// taken for the next command's), after a command that gets no reply when it succeeds
+    /// (`guest-shutdown`, `guest-suspend-*`), and on [`resync`](crate::Client::resync).
+    /// No answer within [`sync_timeout`](Self::sync_timeout) ends the session with
+    /// [`DisconnectReason::SyncTimeout`](crate::DisconnectReason::SyncTimeout). Prefer
+    /// [`for_guest_agent`](Self::for_guest_agent), which also sets a command deadline.
+    pub fn guest_agent(mut self, enable: bool) -> Self {
+        self.guest_agent = enable;
+        self
+    }
+
+    /// How long a guest agent may take to answer a resynchronisation (default 10 s; `None`
+    /// waits forever). Guest agent mode only.
+    pub fn sync_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.sync_timeout = timeout;
+        self
+    }
+
+    /// The seed of the ids of `guest-sync-delimited` (guest agent mode). Each
+    /// resynchronisation takes the next number of a generator seeded with it, so the ids look
+    /// random but a test can predict them. Applications should seed it from a random source
+    /// (the adapters do), so that a reply left in the channel by another client, which used
+    /// its own ids, is never taken for this client's.
+    pub fn sync_seed(mut self, seed: u64) -> Self {
+        self.sync_seed = seed;
+        self
+    }
+
+    /// See [`guest_agent`](Self::guest_agent).
+    pub fn get_guest_agent(&self) -> bool {
+        self.guest_agent
+    }
+
+    /// See [`sync_timeout`](Self::sync_timeout).
+    pub fn get_sync_timeout(&self) -> Option<Duration> {
+        self.sync_timeout
+    }
+
+    /// See [`sync_seed`](Self::sync_seed).
+    pub fn get_sync_seed(&self) -> u64 {
+        self.sync_seed
     }
 
     /// See [`trace_messages`](Self::trace_messages).

@@ -137,6 +137,10 @@ pub enum CallError {
     /// reply can be attributed.
     #[error("an id-less raw command is already pending")]
     IdlessPending,
+    /// A guest agent operation ([`Client::resync`](crate::Client::resync)) on a client that
+    /// is not in [guest agent mode](crate::ClientConfig::guest_agent).
+    #[error("only a guest agent session can resynchronise")]
+    NotGuestAgent,
 }
 
 /// A QMP error reply: `{"error": {"class": ..., "desc": ...}, "id": ...}`.
@@ -169,6 +173,10 @@ pub enum CommandError {
     /// The session ended before the reply arrived.
     #[error("the session ended before the reply: {0}")]
     Interrupted(DisconnectReason),
+    /// A guest agent answered a later resynchronisation without answering this command, so
+    /// no answer will come (guest agent mode).
+    #[error("the guest agent answered a later guest-sync-delimited but not this command")]
+    NoReply,
     /// A reply with this command's id was not a valid reply (both or neither of `return` and
     /// `error`, or an `error` that is not `{"class": string, "desc": string}`).
     #[error("malformed reply: {0}")]
@@ -210,6 +218,11 @@ pub enum DisconnectReason {
     /// The server refused `qmp_capabilities`.
     #[error("capabilities negotiation failed: {0}")]
     NegotiationFailed(QmpError),
+    /// A guest agent did not answer a resynchronisation (`guest-sync-delimited`) within
+    /// [`ClientConfig::sync_timeout`](crate::ClientConfig::sync_timeout): the agent is
+    /// probably not running in the guest.
+    #[error("the guest agent did not answer guest-sync-delimited within {0:?} (is it running in the guest?)")]
+    SyncTimeout(std::time::Duration),
     /// The peer broke the protocol in a way that makes the stream unusable.
     #[error("protocol error: {0}")]
     Protocol(ProtocolError),

@@ -15,6 +15,17 @@ use std::ops::ControlFlow;
 
 use crate::error::{Excerpt, ProtocolError, EXCERPT_LIMIT};
 
+/// What the framer hands out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Frame<'a> {
+    /// A complete message: balanced brackets starting with `{` or `[`.
+    Message(&'a [u8]),
+    /// Bytes between messages that cannot start one, up to the end of their line (without
+    /// the line end), or [`EXCERPT_LIMIT`] of them, whichever comes first: the same cut
+    /// however the input is split.
+    Garbage(&'a [u8]),
+}
+
 /// The resumable framer.
 #[derive(Debug)]
 pub(crate) struct Framer {
@@ -88,18 +99,24 @@ impl Framer {
         }
     }
 
+    /// The bytes of an unfinished frame, or of unexpected bytes not yet reported.
+    pub(crate) fn partial(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// How many bytes are buffered (for memory accounting).
     pub(crate) fn buffered(&self) -> usize {
         self.buf.len()
     }
 
-    /// Scans `input`, calling `on_frame` with each complete frame in order. Stops early when
-    /// `on_frame` breaks (the rest of the input is then dropped and the framer reset). A
-    /// framing error also resets the framer; the caller ends the session.
+    /// Scans `input`, calling `on_frame` with each complete frame, and each line of bytes
+    /// that cannot start one, in order. Stops early when `on_frame` breaks (the rest of the
+    /// input is then dropped and the framer reset). A message over the size or depth limit
+    /// is an error, which also resets the framer; the caller ends the session.
     pub(crate) fn feed(
         &mut self,
         input: &[u8],
-        mut on_frame: impl FnMut(&[u8]) -> ControlFlow<()>,
+        mut on_frame: impl FnMut(Frame<'_>) -> ControlFlow<()>,
     ) -> Result<(), ProtocolError> {
         let mut i = 0;
         loop {
@@ -119,9 +136,13 @@ impl Framer {
                     return Ok(());
                 }
                 let line = self.buf.strip_suffix(b"\r").unwrap_or(&self.buf);
-                let err = ProtocolError::UnexpectedData(Excerpt::new(line));
+                let flow = on_frame(Frame::Garbage(line));
                 self.reset();
-                return Err(err);
+                if flow.is_break() {
+                    return Ok(());
+                }
+                i += take;
+                continue;
             }
             if !self.in_frame {
                 while i < input.len() && is_ws(input[i]) {
@@ -161,10 +182,10 @@ impl Framer {
                 Ok(Some(len)) => {
                     let stop = start + len;
                     let flow = if self.buf.is_empty() {
-                        on_frame(&input[start..stop])
+                        on_frame(Frame::Message(&input[start..stop]))
                     } else {
                         self.buf.extend_from_slice(&input[start..stop]);
-                        let flow = on_frame(&self.buf);
+                        let flow = on_frame(Frame::Message(&self.buf));
                         self.buf.clear();
                         flow
                     };
@@ -274,11 +295,18 @@ mod tests {
 
     fn frames(framer: &mut Framer, input: &[u8]) -> Result<Vec<String>, ProtocolError> {
         let mut out = Vec::new();
-        framer.feed(input, |f| {
-            out.push(String::from_utf8_lossy(f).into_owned());
-            ControlFlow::Continue(())
+        let mut garbage = None;
+        framer.feed(input, |f| match f {
+            Frame::Message(f) => {
+                out.push(String::from_utf8_lossy(f).into_owned());
+                ControlFlow::Continue(())
+            }
+            Frame::Garbage(line) => {
+                garbage = Some(ProtocolError::UnexpectedData(Excerpt::new(line)));
+                ControlFlow::Break(())
+            }
         })?;
-        Ok(out)
+        garbage.map_or(Ok(out), Err)
     }
 
     #[test]
@@ -350,6 +378,9 @@ mod tests {
             let mut count = 0;
             for chunk in msg.chunks(piece) {
                 f.feed(chunk, |frame| {
+                    let Frame::Message(frame) = frame else {
+                        panic!("garbage")
+                    };
                     assert_eq!(frame.len(), body);
                     count += 1;
                     ControlFlow::Continue(())

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::framer::Framer;
+use crate::framer::{Frame, Framer};
 use crate::server::{FakeQemu, Server};
 use crate::{Client, ClientConfig, CommandId, CommandOptions, Event};
 
@@ -56,8 +56,12 @@ pub fn framer(data: &[u8]) {
         let mut error = None;
         for part in input.chunks(piece.max(1)) {
             let r = f.feed(part, |frame| {
-                assert!(frame.len() <= max_size);
-                frames.push(frame.to_vec());
+                let (garbage, bytes) = match frame {
+                    Frame::Message(m) => (false, m),
+                    Frame::Garbage(g) => (true, g),
+                };
+                assert!(bytes.len() <= max_size);
+                frames.push((garbage, bytes.to_vec()));
                 ControlFlow::Continue(())
             });
             assert!(f.buffered() <= max_size, "buffer over the limit");
@@ -77,7 +81,15 @@ pub fn framer(data: &[u8]) {
     assert_eq!(whole, run(chunk), "chunks of {chunk} differ");
 }
 
-const NAMES: &[&str] = &["query-status", "quit", "stop", "cont", "x", "query-version"];
+const NAMES: &[&str] = &[
+    "query-status",
+    "quit",
+    "stop",
+    "cont",
+    "x",
+    "query-version",
+    "guest-shutdown",
+];
 
 /// Observes a client's outputs and checks the invariants.
 struct Checker {
@@ -188,6 +200,14 @@ fn client_run(base: Instant, data: &[u8], feed: Feed, big_event_bound: bool) -> 
         .greeting_timeout(Some(Duration::from_secs(30)))
         .negotiation_timeout((flags & 32 != 0).then(|| Duration::from_secs(5)))
         .command_timeout((flags & 64 != 0).then(|| Duration::from_secs(2)));
+    if flags & 128 != 0 {
+        // Guest agent mode; the first sync id of seed 1 is 5103132997656651 (in the
+        // dictionary).
+        config = config
+            .guest_agent(true)
+            .sync_seed(1)
+            .sync_timeout(Some(Duration::from_secs(3)));
+    }
     config = config.max_buffered_events(if big_event_bound {
         1 << 20
     } else {
@@ -275,6 +295,9 @@ fn client_run(base: Instant, data: &[u8], feed: Feed, big_event_bound: bool) -> 
                 if c.connect(now).is_ok() {
                     chk.sessions += 1;
                 }
+            }
+            _ if op & 192 == 192 => {
+                let _ = c.resync(now);
             }
             _ if op & 64 != 0 => {
                 // Cancel an issued command (pending or not).

@@ -121,7 +121,7 @@ mod state;
 mod transmit;
 
 pub use client::{Client, CommandId, CommandResult, Diagnostic, Direction, Event};
-pub use config::{ClientConfig, CommandOptions};
+pub use config::{ClientConfig, CommandOptions, GUEST_AGENT_COMMAND_TIMEOUT};
 pub use error::{
     CallError, CommandError, DisconnectReason, Excerpt, ProtocolError, QmpError, EXCERPT_LIMIT,
 };

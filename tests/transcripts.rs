@@ -7,7 +7,7 @@
 //!
 //! | line | meaning |
 //! |---|---|
-//! | `config key=value ...` | replace the client (before `connect`): `max_message_size`, `max_depth`, `greeting_timeout`, `negotiation_timeout`, `command_timeout` (durations like `30s`, `250ms`, `none`), `oob`, `max_in_flight`, `max_buffered_events`, `trace_messages` |
+//! | `config key=value ...` | replace the client (before `connect`): `max_message_size`, `max_depth`, `greeting_timeout`, `negotiation_timeout`, `command_timeout` (durations like `30s`, `250ms`, `none`), `oob`, `max_in_flight`, `max_buffered_events`, `trace_messages`, `guest_agent`, `sync_timeout`, `sync_seed` |
 //! | `connect` | `Client::connect` |
 //! | `<- TEXT` | the server sends TEXT and `\r\n` |
 //! | `<~ TEXT` | the server sends TEXT with escapes `\r \n \t \\ \xNN` and nothing appended |
@@ -20,6 +20,7 @@
 //! | `raw LABEL [timeout=D] JSON` | `Client::execute_raw` |
 //! | `raw-idless LABEL [timeout=D] JSON` | `Client::execute_raw_idless` |
 //! | `cancel LABEL` | `Client::cancel` |
+//! | `resync` | `Client::resync` (guest agent mode) |
 //! | `close` / `eof` | `Client::close` / `Client::handle_eof` |
 //! | `reset` / `io-error` | `Client::handle_io_error` with `ConnectionReset` / another error |
 //! | `+D` | advance the virtual clock by D and call `Client::handle_timeout` |
@@ -146,6 +147,9 @@ fn config(line: &str) -> ClientConfig {
             "max_in_flight" => c.max_in_flight(v.parse().unwrap()),
             "max_buffered_events" => c.max_buffered_events(v.parse().unwrap()),
             "trace_messages" => c.trace_messages(v.parse().unwrap()),
+            "guest_agent" => c.guest_agent(v.parse().unwrap()),
+            "sync_timeout" => c.sync_timeout(duration(v)),
+            "sync_seed" => c.sync_seed(v.parse().unwrap()),
             _ => panic!("unknown config key {k}"),
         };
     }
@@ -500,6 +504,12 @@ impl<'a> Replay<'a> {
                     .0;
                 if !self.client.cancel(id) {
                     self.emit("cancel: not pending".into());
+                }
+                self.drain();
+            }
+            "resync" => {
+                if let Err(e) = self.client.resync(self.now) {
+                    self.emit(format!("call error: {e}"));
                 }
                 self.drain();
             }
