@@ -42,7 +42,7 @@ pub(crate) struct ErrorBody {
 }
 
 /// QEMU's version, from the greeting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub struct QemuVersion {
     /// Major version.
     pub major: u64,
@@ -64,7 +64,10 @@ impl std::fmt::Display for QemuVersion {
 /// Validated strictly: the version numbers must be non-negative integers, `package` a
 /// string and `capabilities` an array of strings. Unknown capabilities and extra members are
 /// accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The `Default` greeting (version 0.0.0, empty package, no capabilities) stands for a peer
+/// that sends none: the adapters report it for a guest agent session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Greeting {
     /// QEMU's version.
     pub version: QemuVersion,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use qmp_proto::ClientConfig;
+use qmp_proto::{ClientConfig, GUEST_AGENT_COMMAND_TIMEOUT};
 
 use crate::driver::{Driver, Redial};
 use crate::shared::Shared;
@@ -144,7 +144,43 @@ impl Builder {
         self.config = self
             .config
             .greeting_timeout(Some(timeout))
-            .negotiation_timeout(Some(timeout));
+            .negotiation_timeout(Some(timeout))
+            .sync_timeout(Some(timeout));
+        self
+    }
+
+    /// Talks to a QEMU guest agent (`qemu-ga`) instead of a QMP monitor: no greeting, no
+    /// negotiation, and a resynchronisation (`0xFF` + `guest-sync-delimited` with a random
+    /// id) on connect and after a command times out, so a late reply is never taken for
+    /// the next command's ([`ClientConfig::guest_agent`]). Connecting succeeds once the
+    /// agent answered the first resynchronisation ([`connect_timeout`](Self::connect_timeout)
+    /// bounds it, default 10 s); with [`reconnect`](Self::reconnect), every new session
+    /// resynchronises again. Sets the default command timeout to
+    /// [`GUEST_AGENT_COMMAND_TIMEOUT`] (30 s) unless one is set: an agent that is not
+    /// running in the guest answers nothing at all. [`Status::Connected`](crate::Status)
+    /// carries an empty greeting ([`Greeting::default`](qmp_proto::Greeting)).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), qmp_async::Error> {
+    /// smol::block_on(async {
+    ///     let (agent, driver) = qmp_async::Builder::new()
+    ///         .guest_agent()
+    ///         .connect_unix("/run/vm/qga.sock")
+    ///         .await?;
+    ///     smol::spawn(driver).detach();
+    ///     let info: serde_json::Value = agent.execute("guest-info", &()).await?;
+    ///     println!("agent {}", info["version"]);
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn guest_agent(mut self) -> Self {
+        self.config = self.config.guest_agent(true);
+        if self.config.get_command_timeout().is_none() {
+            self.config = self
+                .config
+                .command_timeout(Some(GUEST_AGENT_COMMAND_TIMEOUT));
+        }
         self
     }
 

@@ -36,7 +36,7 @@ use async_io::Timer;
 use futures_lite::Stream;
 use qmp_proto::{
     CallError, Client, ClientConfig, CommandId, CommandOptions, Direction, DisconnectReason, Event,
-    RawValue, RunState,
+    Greeting, RawValue, RunState,
 };
 
 use crate::shared::Shared;
@@ -159,8 +159,13 @@ impl Driver {
         // Copy messages for the log only when someone will read them.
         let trace =
             config.get_trace_messages() || log::log_enabled!(target: TARGET, log::Level::Trace);
+        // Guest agent resynchronisation ids: random, so that a reply another client left in
+        // the channel is never taken for this one's.
+        let config = config
+            .trace_messages(trace)
+            .sync_seed(qmp_socket::random_seed());
         Driver {
-            engine: Client::new(config.trace_messages(trace)),
+            engine: Client::new(config),
             shared,
             transport: None,
             requests: Box::pin(requests),
@@ -191,7 +196,8 @@ impl Driver {
     }
 
     /// Runs the first session until it is negotiated (`Ok`) or has ended (`Err`), then
-    /// enables reconnection for later sessions.
+    /// enables reconnection for later sessions. With a guest agent: until the agent
+    /// answered the first resynchronisation.
     pub(crate) async fn establish(
         &mut self,
         transport: Transport,
@@ -201,6 +207,7 @@ impl Driver {
         futures_lite::future::poll_fn(|cx| {
             let _ = self.poll_drive(cx);
             match self.engine.state() {
+                RunState::Running if self.engine.is_syncing() => Poll::Pending,
                 RunState::Running => Poll::Ready(Ok(())),
                 RunState::Connecting => Poll::Pending,
                 _ => Poll::Ready(Err(self.shared.gone_error())),
@@ -550,6 +557,14 @@ impl Driver {
             if let Some(greeting) = greeting {
                 log::debug!(target: TARGET, "negotiated with QEMU {} (oob: {})", greeting.version, s.oob);
                 s.status.push(Status::Connected { session, greeting });
+            } else if self.engine.config().get_guest_agent() {
+                // A guest agent sends no greeting; commands are held until it is
+                // resynchronised.
+                log::debug!(target: TARGET, "connected to a guest agent");
+                s.status.push(Status::Connected {
+                    session,
+                    greeting: Greeting::default(),
+                });
             }
             drop(s);
             self.attempts = 0;

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use qmp_proto::ClientConfig;
+use qmp_proto::{ClientConfig, GUEST_AGENT_COMMAND_TIMEOUT};
 
 use crate::transport::Stream;
 use crate::{Connection, Error, Listener};
@@ -68,7 +68,41 @@ impl Builder {
         self.config = self
             .config
             .greeting_timeout(Some(timeout))
-            .negotiation_timeout(Some(timeout));
+            .negotiation_timeout(Some(timeout))
+            .sync_timeout(Some(timeout));
+        self
+    }
+
+    /// Talks to a QEMU guest agent (`qemu-ga`) instead of a QMP monitor: no greeting, no
+    /// negotiation, and a resynchronisation (`0xFF` + `guest-sync-delimited` with a random
+    /// id) on connect, after a command times out and on
+    /// [`Connection::resync`](crate::Connection::resync), as
+    /// [`ClientConfig::guest_agent`] describes. Connecting succeeds once the agent answered
+    /// the first resynchronisation ([`connect_timeout`](Self::connect_timeout) bounds it,
+    /// default 10 s). Sets the default command timeout to
+    /// [`GUEST_AGENT_COMMAND_TIMEOUT`] (30 s) unless one is set: an agent that is not
+    /// running in the guest answers nothing at all.
+    ///
+    /// ```no_run
+    /// use qmp_blocking::Builder;
+    ///
+    /// # fn main() -> Result<(), qmp_blocking::Error> {
+    /// // qemu-system-x86_64 ... -chardev socket,path=/run/vm/qga.sock,server=on,wait=off,id=qga0
+    /// //   -device virtio-serial -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0
+    /// let mut agent = Builder::new().guest_agent().connect_unix("/run/vm/qga.sock")?;
+    /// agent.execute::<qmp_blocking::IgnoredAny>("guest-ping", &())?;
+    /// let info: serde_json::Value = agent.execute("guest-info", &())?;
+    /// println!("agent {}", info["version"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn guest_agent(mut self) -> Self {
+        self.config = self.config.guest_agent(true);
+        if self.config.get_command_timeout().is_none() {
+            self.config = self
+                .config
+                .command_timeout(Some(GUEST_AGENT_COMMAND_TIMEOUT));
+        }
         self
     }
 

@@ -136,6 +136,12 @@ impl Connection {
         Builder::new().connect_unix(path)
     }
 
+    /// Connects to a QEMU guest agent's unix socket with the default options and
+    /// resynchronises. See [`Builder::guest_agent`].
+    pub fn connect_guest_agent(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Builder::new().guest_agent().connect_unix(path)
+    }
+
     /// Connects to a QMP TCP socket (`-qmp tcp:HOST:PORT,server=on,wait=off`) with the
     /// default options and negotiates. See [`Builder::connect_tcp`].
     pub fn connect_tcp(addr: impl std::net::ToSocketAddrs) -> Result<Self, Error> {
@@ -158,21 +164,19 @@ impl Connection {
         let trace =
             config.get_trace_messages() || log::log_enabled!(target: TARGET, log::Level::Trace);
         let max_events = config.get_max_buffered_events();
-        let mut engine = Client::new(config.trace_messages(trace));
+        // Guest agent resynchronisation ids: random, so that a reply another client left in
+        // the channel is never taken for this one's.
+        let config = config
+            .trace_messages(trace)
+            .sync_seed(qmp_socket::random_seed());
+        let mut engine = Client::new(config);
         engine.connect(Instant::now())?;
         let mut conn = Connection {
             engine,
             stream,
-            // Replaced by the real greeting once negotiated, before anyone can see it.
-            greeting: Greeting {
-                version: qmp_proto::QemuVersion {
-                    major: 0,
-                    minor: 0,
-                    micro: 0,
-                },
-                package: String::new(),
-                capabilities: Vec::new(),
-            },
+            // Replaced by the real greeting once negotiated, before anyone can see it (a
+            // guest agent sends none: it stays empty).
+            greeting: Greeting::default(),
             oob: false,
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
             pending: HashSet::new(),
@@ -185,8 +189,10 @@ impl Connection {
             ended: None,
             write_failed: false,
         };
-        // The engine's greeting and negotiation timeouts bound this wait.
-        conn.run_until(None, |c| c.engine.state() == RunState::Running);
+        // The engine's greeting, negotiation and sync timeouts bound this wait.
+        conn.run_until(None, |c| {
+            c.engine.state() == RunState::Running && !c.engine.is_syncing()
+        });
         if let Some(reason) = &conn.ended {
             return Err(Error::Disconnected(reason.clone()));
         }
@@ -194,15 +200,45 @@ impl Connection {
             conn.greeting = g.clone();
         }
         conn.oob = conn.engine.oob_enabled();
-        log::debug!(target: TARGET, "negotiated with QEMU {} (oob: {})", conn.greeting.version, conn.oob);
+        if conn.is_guest_agent() {
+            log::debug!(target: TARGET, "synchronised with the guest agent");
+        } else {
+            log::debug!(target: TARGET, "negotiated with QEMU {} (oob: {})", conn.greeting.version, conn.oob);
+        }
         Ok(conn)
     }
 
     // ----- session -----
 
-    /// The server's greeting: QEMU's version and the capabilities it offered.
+    /// The server's greeting: QEMU's version and the capabilities it offered. A guest agent
+    /// sends none: empty ([`Greeting::default`]) on a guest agent connection.
     pub fn greeting(&self) -> &Greeting {
         &self.greeting
+    }
+
+    /// Whether this is a guest agent connection ([`Builder::guest_agent`]).
+    pub fn is_guest_agent(&self) -> bool {
+        self.engine.config().get_guest_agent()
+    }
+
+    /// Guest agent connections: resynchronises with the agent now and waits, up to
+    /// `timeout`, until it answers ([`qmp_proto::Client::resync`]); for when the agent may
+    /// have restarted in the guest. Commands time out and resynchronise on their own.
+    /// Fails with [`Error::Call`] on a QMP connection, [`Error::Timeout`] past `timeout`
+    /// (the resynchronisation goes on), and [`Error::Disconnected`] if the agent did not
+    /// answer within the sync timeout.
+    pub fn resync(&mut self, timeout: Duration) -> Result<(), Error> {
+        if let Some(reason) = &self.ended {
+            return Err(Error::Disconnected(reason.clone()));
+        }
+        self.engine.resync(Instant::now())?;
+        let deadline = deadline_after(timeout);
+        self.run_until(deadline, |c| !c.engine.is_syncing() || c.ended.is_some());
+        match &self.ended {
+            Some(reason) => Err(Error::Disconnected(reason.clone())),
+            None if self.engine.is_syncing() => Err(Error::Timeout),
+            None => Ok(()),
+        }
     }
 
     /// Whether out-of-band execution was negotiated (QEMU offered it and the options asked

@@ -7,6 +7,7 @@
 //!   `SCM_RIGHTS` ancillary data on the first byte, without `SIGPIPE`.
 //! * [`recv_with_fds`]: a receive that also takes the file descriptors that came with the
 //!   bytes (the server side of fd passing).
+//! * [`random_seed`]: a random seed for the guest agent's resynchronisation ids.
 //!
 //! No `unsafe` code: the system calls go through [rustix](https://docs.rs/rustix).
 
@@ -124,6 +125,17 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usiz
     Ok((msg.bytes, fds))
 }
 
+/// A random number from the standard library's per-process random keys (no extra
+/// dependency), for seeds such as
+/// [`ClientConfig::sync_seed`](https://docs.rs/qmp-proto/latest/qmp_proto/struct.ClientConfig.html#method.sync_seed):
+/// two calls, in one process or two, give different numbers.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
 /// The most file descriptors [`recv_with_fds`] takes with one read.
 pub const MAX_FDS: usize = 16;
 
@@ -175,6 +187,12 @@ mod tests {
         let mut buf = [0u8; 16];
         let n = b.read(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"plainfd");
+    }
+
+    #[test]
+    fn random_seeds_differ() {
+        let seeds: std::collections::HashSet<u64> = (0..16).map(|_| random_seed()).collect();
+        assert_eq!(seeds.len(), 16);
     }
 
     #[test]

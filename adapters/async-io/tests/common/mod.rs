@@ -110,8 +110,10 @@ pub const REQUIRE_VAR: &str = "QMP_REQUIRE_QEMU";
 /// The path of a QEMU binary, or `None` (with the reason printed) when it is not installed
 /// and not required.
 pub fn find_qemu(name: &str) -> Option<PathBuf> {
+    // qemu-ga is installed in /usr/sbin, which is not on every PATH.
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     });
@@ -172,6 +174,30 @@ impl Peer {
         peer.ready = Some((pidfile, staging));
         peer.start();
         Some(peer)
+    }
+
+    /// qemu-ga, the QEMU guest agent, run on the host and listening on `dir/qga.sock`
+    /// (`-m unix-listen`), with its state directory in `dir`.
+    pub fn guest_agent() -> Option<Peer> {
+        let bin = find_qemu("qemu-ga")?;
+        let dir = tempdir();
+        let sock = dir.path().join("qga.sock");
+        let sock_arg = sock.display().to_string();
+        let state = dir.path().display().to_string();
+        let args = ["-m", "unix-listen", "-p", &sock_arg, "-t", &state];
+        let mut peer = Peer::new(bin, &args, dir, sock);
+        peer.start();
+        Some(peer)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child").id()
+    }
+
+    /// Sends a signal (`"-STOP"`, `"-CONT"`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        signal_pid(self.pid(), signal);
     }
 
     /// qemu-system-x86_64 (TCG, no display, no default devices) serving QMP on
@@ -315,6 +341,15 @@ impl Drop for Peer {
 }
 
 // ----- the fake QEMU -----
+
+/// Sends a signal (`"-STOP"`, `"-CONT"`, ...) to a process.
+pub fn signal_pid(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} failed");
+}
 
 /// The fake QEMU serving one connection on a unix socket from a thread, as a minimal std
 /// loop would.

@@ -18,8 +18,10 @@ pub const REQUIRE_VAR: &str = "QMP_REQUIRE_QEMU";
 /// The path of a QEMU binary, or `None` (with the reason printed) when it is not installed
 /// and not required.
 pub fn find_qemu(name: &str) -> Option<PathBuf> {
+    // qemu-ga is installed in /usr/sbin, which is not on every PATH.
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     });
@@ -67,6 +69,18 @@ impl Peer {
         let mut peer = Peer::spawn(&bin, &args, dir, sock);
         peer.ready = Some(pidfile);
         Some(peer)
+    }
+
+    /// qemu-ga, the QEMU guest agent, run on the host and listening on `dir/qga.sock`
+    /// (`-m unix-listen`), with its state directory in `dir`.
+    pub fn guest_agent() -> Option<Peer> {
+        let bin = find_qemu("qemu-ga")?;
+        let dir = tempdir();
+        let sock = dir.path().join("qga.sock");
+        let sock_arg = sock.display().to_string();
+        let state = dir.path().display().to_string();
+        let args = ["-m", "unix-listen", "-p", &sock_arg, "-t", &state];
+        Some(Peer::spawn(&bin, &args, dir, sock))
     }
 
     /// qemu-system-x86_64 (TCG, no display, no default devices) serving QMP on
