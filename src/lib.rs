@@ -103,6 +103,32 @@
 //! A [`ProtocolError`] ends the session with
 //! [`DisconnectReason::Protocol`]; every pending command then fails with
 //! [`CommandError::Interrupted`].
+//!
+//! # Guest agent mode
+//!
+//! [`ClientConfig::for_guest_agent`] makes the engine talk to the QEMU guest agent
+//! (`qemu-ga`), which speaks the same JSON commands without a greeting or negotiation, over
+//! a channel that outlives its clients. [`Client::connect`] moves straight to
+//! [`RunState::Running`] and writes a `0xFF` byte and `guest-sync-delimited` with a fresh id
+//! (from [`ClientConfig::sync_seed`]); commands issued meanwhile are held. While it waits for
+//! `{"return": id}` (which the agent precedes with a `0xFF` byte), the engine discards
+//! everything else the agent sends, whatever it is:
+//!
+//! | The agent sends, before the sync reply | Outcome |
+//! |---|---|
+//! | the id-less parse error that answers the `0xFF` byte | dropped silently |
+//! | a reply to a command in flight (by its id) | delivered to that command |
+//! | a reply no command waits for (an earlier client's, an earlier sync's), garbage, invalid JSON | [`Diagnostic::DiscardedBeforeSync`] |
+//! | half a message, then a `0xFF` byte | the half message is [`Diagnostic::DiscardedBeforeSync`] |
+//! | a message over the size or depth limit | [`Diagnostic::DiscardedBeforeSync`]; input skipped up to the next `0xFF` |
+//! | the sync reply without its `0xFF` | accepted: the fresh id identifies it |
+//! | nothing, for too long | [`DisconnectReason::SyncTimeout`] |
+//!
+//! The engine resynchronises again after a command that was sent times out (so its late
+//! reply can never be taken for the next command's), after a command that sends nothing
+//! when it succeeds (`guest-shutdown`, `guest-suspend-*`: the sync reply then resolves it
+//! with `{}`), and on [`Client::resync`]. A command the agent left unanswered when it
+//! answered a later sync resolves with [`CommandError::NoReply`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -98,6 +98,27 @@
 //! in [`Event::EventsLost`](crate::Event::EventsLost). Replies and runstate changes are
 //! never dropped: there is one per command or per transition, which the application causes.
 //!
+//! # The guest agent
+//!
+//! The guest agent's channel (a virtio-serial port) is not reset when a client goes: output
+//! for an earlier client may still be in it, and the agent may be half-way through an
+//! earlier client's input. So the engine resynchronises as the agent's documentation
+//! describes, with a `0xFF` byte (invalid UTF-8 in any position, so it resets the agent's
+//! JSON parser, which answers it with an id-less parse error) and `guest-sync-delimited`
+//! with an id nobody else uses. Everything before the matching reply is discarded as data,
+//! never as a protocol error, since it is expected to be junk. The ids come from a seeded
+//! generator rather than from a clock or the OS, which the core never reads: the adapters
+//! seed it randomly, tests with a constant.
+//!
+//! The agent answers in order, so the sync reply also proves that every command sent before
+//! it was answered or never will be. That is why a timed-out command is followed by a
+//! resynchronisation (its late reply cannot then be mistaken for the next one's, even by a
+//! reader that ignored ids), and why commands that are silent on success are followed by one
+//! too: the sync reply arriving with no error before it is their success. The reply to the
+//! sync is accepted even without its `0xFF`, as plain `guest-sync` would answer, because
+//! the fresh id identifies it; a message over the limits before it cannot be framed
+//! reliably, so input is skipped up to the next `0xFF`.
+//!
 //! # The server reproduces QEMU, byte for byte
 //!
 //! A fake QEMU is only useful for tests if it answers as QEMU does, bad input included.

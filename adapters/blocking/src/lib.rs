@@ -117,6 +117,25 @@
 //! [`DisconnectReason`]. [`Connection::close`] is idempotent, and dropping a connection
 //! closes it without blocking.
 //!
+//! # The guest agent
+//!
+//! [`Builder::guest_agent`] talks to `qemu-ga` instead of a monitor: no greeting or
+//! negotiation, and the resynchronisation of the guest agent protocol on connect and after a
+//! command times out (see [`qmp_proto::ClientConfig::guest_agent`]):
+//!
+//! ```no_run
+//! use qmp_blocking::Builder;
+//!
+//! fn main() -> Result<(), qmp_blocking::Error> {
+//!     // -chardev socket,path=/run/vm/qga.sock,server=on,wait=off,id=qga0
+//!     // -device virtio-serial -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0
+//!     let mut agent = Builder::new().guest_agent().connect_unix("/run/vm/qga.sock")?;
+//!     let info: serde_json::Value = agent.execute("guest-info", &())?;
+//!     println!("agent {}", info["version"]);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Serving QMP
 //!
 //! The other end: [`serve_unix`] (and [`serve_tcp`]) serve one client with a sans-IO
