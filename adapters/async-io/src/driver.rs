@@ -328,11 +328,33 @@ impl Driver {
     }
 
     fn step_live(&mut self, cx: &mut Context<'_>, budget: &mut Budget) -> bool {
+        self.cancel_dropped();
         let mut progress = self.write(cx, budget);
         progress |= self.read(cx, budget);
         progress |= self.poll_timer(cx);
         self.drain_outputs();
         progress
+    }
+
+    /// Cancels the commands whose callers stopped waiting (their futures were dropped): one
+    /// still in the engine's local queue is then never sent, and one in flight keeps its
+    /// slot until QEMU answers, its reply dropped. Runs before any input is read, so a slot
+    /// freed by a reply goes to a command someone still waits for.
+    fn cancel_dropped(&mut self) {
+        let before = self.pending.len();
+        let engine = &mut self.engine;
+        self.pending.retain(|id, reply| {
+            if reply.is_closed() {
+                engine.cancel(*id);
+                false
+            } else {
+                true
+            }
+        });
+        if self.pending.len() != before {
+            self.shared.lock().pending = self.pending.len();
+            self.drain_outputs();
+        }
     }
 
     fn write(&mut self, cx: &mut Context<'_>, budget: &mut Budget) -> bool {

@@ -78,7 +78,8 @@
 //! resolves exactly once: its reply, its timeout ([`CallOptions::timeout`] or
 //! [`Builder::timeout`]), or the end of the session. Dropping a call's future never
 //! desynchronises the stream: replies are routed by id, and the reply of a call nobody
-//! waits for is discarded.
+//! waits for is discarded. A dropped call still waiting in the local queue is cancelled
+//! ([`qmp_proto::Client::cancel`]) before the next input is read, so it is never sent.
 //!
 //! # Events
 //!

@@ -143,6 +143,33 @@ async fn cancelled_and_timed_out_calls(sp: Spawner) {
     assert_eq!(version.qemu.minor, 0);
     assert_eq!(qmp.pending(), 0);
 
+    // A call dropped while it waits in the local queue (behind a slow one, with one command
+    // in flight at most) is never sent: `stop` does not run.
+    let (qmp1, driver1) = {
+        let mut fake = FakeQemu::new();
+        fake.delay("query-status", Duration::from_millis(300));
+        let peer1 = FakePeer::serve(fake);
+        let builder = Builder::new().config(qmp_async::ClientConfig::default().max_in_flight(1));
+        let (q, d) = peer1.connect_with(&builder, &sp).await;
+        let slow = sp.spawn(q.execute::<Value, _>("query-status", &()));
+        // Issued at the call; the driver hands it to the engine, which queues it.
+        let stop = q.execute::<qmp_async::IgnoredAny, _>("stop", &());
+        sleep(Duration::from_millis(50)).await;
+        assert_eq!(q.pending(), 2, "both issued to the engine");
+        drop(stop);
+        assert_eq!(within(slow).await.unwrap()["status"], "running");
+        let status: Value = q.execute("query-status", &()).await.unwrap();
+        assert_eq!(
+            status["status"], "running",
+            "the dropped stop was never sent"
+        );
+        (q, (d, peer1))
+    };
+    qmp1.close();
+    let (d1, peer1) = driver1;
+    assert_eq!(within(d1).await, DisconnectReason::Closed);
+    assert_eq!(peer1.finish(), "running");
+
     // A result that does not decode is a decode error, and the session goes on.
     let wrong = qmp.execute::<u32, _>("query-version", &()).await;
     assert!(matches!(wrong, Err(Error::Decode(_))), "{wrong:?}");
