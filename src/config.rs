@@ -143,9 +143,14 @@ impl ClientConfig {
     /// assert!(config.get_command_timeout().is_some());
     /// ```
     pub fn for_guest_agent() -> Self {
-        Self::default()
-            .guest_agent(true)
-            .command_timeout(Some(GUEST_AGENT_COMMAND_TIMEOUT))
+        Self::default().with_guest_agent_defaults()
+    }
+
+    /// This configuration switched to [`guest_agent`](Self::guest_agent) mode, with a
+    /// command deadline of [`GUEST_AGENT_COMMAND_TIMEOUT`] unless one is set.
+    pub fn with_guest_agent_defaults(self) -> Self {
+        let timeout = self.command_timeout.unwrap_or(GUEST_AGENT_COMMAND_TIMEOUT);
+        self.guest_agent(true).command_timeout(Some(timeout))
     }
 
     /// Whether the peer is a QEMU guest agent rather than a QMP monitor (default `false`).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use qmp_proto::{ClientConfig, GUEST_AGENT_COMMAND_TIMEOUT};
+use qmp_proto::ClientConfig;
 
 use crate::driver::{Driver, Redial};
 use crate::shared::Shared;
@@ -156,7 +156,7 @@ impl Builder {
     /// agent answered the first resynchronisation ([`connect_timeout`](Self::connect_timeout)
     /// bounds it, default 10 s); with [`reconnect`](Self::reconnect), every new session
     /// resynchronises again. Sets the default command timeout to
-    /// [`GUEST_AGENT_COMMAND_TIMEOUT`] (30 s) unless one is set: an agent that is not
+    /// [`GUEST_AGENT_COMMAND_TIMEOUT`](qmp_proto::GUEST_AGENT_COMMAND_TIMEOUT) (30 s) unless one is set: an agent that is not
     /// running in the guest answers nothing at all. [`Status::Connected`](crate::Status)
     /// carries an empty greeting ([`Greeting::default`](qmp_proto::Greeting)).
     ///
@@ -175,12 +175,7 @@ impl Builder {
     /// # }
     /// ```
     pub fn guest_agent(mut self) -> Self {
-        self.config = self.config.guest_agent(true);
-        if self.config.get_command_timeout().is_none() {
-            self.config = self
-                .config
-                .command_timeout(Some(GUEST_AGENT_COMMAND_TIMEOUT));
-        }
+        self.config = self.config.with_guest_agent_defaults();
         self
     }
 

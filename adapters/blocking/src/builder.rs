@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use qmp_proto::{ClientConfig, GUEST_AGENT_COMMAND_TIMEOUT};
+use qmp_proto::ClientConfig;
 
 use crate::transport::Stream;
 use crate::{Connection, Error, Listener};
@@ -80,7 +80,7 @@ impl Builder {
     /// [`ClientConfig::guest_agent`] describes. Connecting succeeds once the agent answered
     /// the first resynchronisation ([`connect_timeout`](Self::connect_timeout) bounds it,
     /// default 10 s). Sets the default command timeout to
-    /// [`GUEST_AGENT_COMMAND_TIMEOUT`] (30 s) unless one is set: an agent that is not
+    /// [`GUEST_AGENT_COMMAND_TIMEOUT`](qmp_proto::GUEST_AGENT_COMMAND_TIMEOUT) (30 s) unless one is set: an agent that is not
     /// running in the guest answers nothing at all.
     ///
     /// ```no_run
@@ -97,12 +97,7 @@ impl Builder {
     /// # }
     /// ```
     pub fn guest_agent(mut self) -> Self {
-        self.config = self.config.guest_agent(true);
-        if self.config.get_command_timeout().is_none() {
-            self.config = self
-                .config
-                .command_timeout(Some(GUEST_AGENT_COMMAND_TIMEOUT));
-        }
+        self.config = self.config.with_guest_agent_defaults();
         self
     }
 
