@@ -1,0 +1,3 @@
+//! The library behind the `qmp` command-line tool.
+
+pub mod syntax;

@@ -1,0 +1,3 @@
+//! `qmp`: the command-line tool.
+
+fn main() {}

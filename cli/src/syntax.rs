@@ -1,0 +1,1 @@
+//! The shell's input syntax (placeholder).
