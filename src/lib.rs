@@ -142,6 +142,7 @@ mod framer;
 pub mod fuzz;
 pub mod manual;
 mod message;
+pub mod schema;
 pub mod server;
 mod state;
 mod transmit;
