@@ -1,3 +1,201 @@
-//! `qmp`: the command-line tool.
+//! `qmp`: a QMP shell, one-shot commands, an event stream, a QEMU wrapper and a fake QEMU.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use qmp_cli::exec::ExecOptions;
+use qmp_cli::shell::{Connect, ShellOptions};
+use qmp_cli::target::Target;
+
+#[derive(Parser)]
+#[command(name = "qmp", version, about = "Talk to QEMU over QMP: a shell, one-shot commands, events, a wrapper and a fake QEMU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The interactive shell (qmp-shell syntax: `command key=value ...`).
+    Shell {
+        /// A unix socket path, or HOST:PORT.
+        #[arg(env = "QMP_SOCKET", required_unless_present = "fake")]
+        target: Option<String>,
+        /// Talk to an embedded fake QEMU instead.
+        #[arg(long, conflicts_with_all = ["target", "agent"])]
+        fake: bool,
+        /// The socket is a QEMU guest agent's (qemu-ga).
+        #[arg(long)]
+        agent: bool,
+        /// Do not reconnect when QEMU goes away.
+        #[arg(long)]
+        no_reconnect: bool,
+        #[command(flatten)]
+        common: ShellArgs,
+    },
+    /// Runs one command and prints its result as JSON.
+    Exec {
+        /// The socket is a QEMU guest agent's (qemu-ga).
+        #[arg(long)]
+        agent: bool,
+        /// Seconds to wait for the reply (0: no limit).
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Pretty-print the result.
+        #[arg(short, long)]
+        pretty: bool,
+        /// A unix socket path, or HOST:PORT.
+        target: String,
+        /// The command name, or a whole JSON request ('{"execute": ...}').
+        command: String,
+        /// Arguments as key=value (the shell's syntax).
+        args: Vec<String>,
+    },
+    /// Prints QMP events as JSON lines until QEMU closes the connection.
+    Events {
+        /// A unix socket path, or HOST:PORT.
+        target: String,
+        /// Only these events (all when none are given).
+        names: Vec<String>,
+    },
+    /// Starts QEMU with a private QMP socket and runs the shell on it.
+    Wrap {
+        #[command(flatten)]
+        common: ShellArgs,
+        /// The QEMU command line, after `--`.
+        #[arg(last = true, required = true)]
+        qemu: Vec<String>,
+    },
+    /// Serves a fake QEMU on a socket, one client at a time, until a client runs `quit`.
+    Fake {
+        /// A unix socket path (created mode 0600), or HOST:PORT.
+        #[arg(long, env = "QMP_SOCKET", default_value = "qmp-fake.sock")]
+        listen: String,
+        /// Start paused, as `qemu -S` does (status `prelaunch`).
+        #[arg(long)]
+        prelaunch: bool,
+        /// Pretty-print output, as a `pretty=on` monitor does.
+        #[arg(long)]
+        pretty: bool,
+    },
+}
+
+#[derive(Args)]
+struct ShellArgs {
+    /// Pretty-print replies and events.
+    #[arg(short, long)]
+    pretty: bool,
+    /// Echo every message sent.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Append a JSON-lines log of every message sent and received to FILE.
+    #[arg(short, long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Start in HMP mode (lines run through human-monitor-command).
+    #[arg(long)]
+    hmp: bool,
+    /// The history file [default: ~/.qmp_history].
+    #[arg(long, env = "QMP_HISTORY", value_name = "FILE")]
+    history: Option<PathBuf>,
+    /// Seconds to wait for each reply (default: no limit; Ctrl-C stops waiting).
+    #[arg(long)]
+    timeout: Option<f64>,
+}
+
+impl ShellArgs {
+    fn options(self, agent: bool) -> Result<ShellOptions, String> {
+        let history = self.history.or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".qmp_history"))
+        });
+        Ok(ShellOptions {
+            pretty: self.pretty,
+            verbose: self.verbose,
+            log: self.log,
+            hmp: self.hmp,
+            history,
+            timeout: self.timeout.map(seconds).transpose()?.flatten(),
+            agent,
+        })
+    }
+}
+
+/// Seconds as a duration; 0 is no limit.
+fn seconds(s: f64) -> Result<Option<Duration>, String> {
+    if s == 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(s)
+        .map(Some)
+        .map_err(|_| format!("invalid timeout: {s}"))
+}
+
+fn usage(message: &str) -> ExitCode {
+    qmp_cli::fail(&format!("qmp: {message}"));
+    ExitCode::from(qmp_cli::EXIT_USAGE)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Shell {
+            target,
+            fake,
+            agent,
+            no_reconnect,
+            common,
+        } => {
+            let opts = match common.options(agent) {
+                Ok(o) => o,
+                Err(e) => return usage(&e),
+            };
+            let connect = match (fake, target) {
+                (true, _) => Connect::Fake,
+                (false, Some(t)) => Connect::Target {
+                    target: Target::parse(&t),
+                    reconnect: !no_reconnect,
+                },
+                (false, None) => return usage("no socket given (or set QMP_SOCKET)"),
+            };
+            qmp_cli::shell::exit(qmp_cli::shell::run(connect, opts))
+        }
+        Cmd::Exec {
+            agent,
+            timeout,
+            pretty,
+            target,
+            command,
+            args,
+        } => {
+            let timeout = match seconds(timeout) {
+                Ok(t) => t,
+                Err(e) => return usage(&e),
+            };
+            qmp_cli::exec::run(&ExecOptions {
+                target: Target::parse(&target),
+                agent,
+                timeout,
+                pretty,
+                command,
+                args,
+            })
+        }
+        Cmd::Events { target, names } => qmp_cli::events::run(&Target::parse(&target), &names),
+        Cmd::Wrap { common, qemu } => match common.options(false) {
+            Ok(opts) => qmp_cli::wrap::run(opts, &qemu),
+            Err(e) => usage(&e),
+        },
+        Cmd::Fake {
+            listen,
+            prelaunch,
+            pretty,
+        } => match qmp_cli::fake::serve(&Target::parse(&listen), prelaunch, pretty) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                qmp_cli::fail(&format!("qmp fake: {e}"));
+                ExitCode::from(qmp_cli::EXIT_FAILURE)
+            }
+        },
+    }
+}

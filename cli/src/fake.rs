@@ -1,0 +1,99 @@
+//! `qmp fake`: the fake QEMU of `qmp_proto::server`, served on a socket, one client at a
+//! time like QEMU's monitor (each client gets a fresh session with the same VM state).
+
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use qmp_proto::server::{FakeQemu, Server, ServerConfig};
+
+use crate::target::Target;
+
+/// How long the fake's block jobs run, so their events come after the reply, as real
+/// QEMU's do.
+pub const JOB_DURATION: Duration = Duration::from_millis(500);
+
+/// The fake QEMU the tool serves: a running VM (paused in prelaunch with `prelaunch`), with
+/// jobs that take [`JOB_DURATION`].
+pub fn fake_qemu(prelaunch: bool) -> FakeQemu {
+    let fake = FakeQemu::new().job_duration(JOB_DURATION);
+    if prelaunch {
+        fake.prelaunch()
+    } else {
+        fake
+    }
+}
+
+/// The server configuration for `fake`: event timestamps from the wall clock.
+pub fn server_config(fake: &FakeQemu, pretty: bool) -> ServerConfig {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    fake.server_config().pretty(pretty).epoch_micros(micros)
+}
+
+/// Serves a fake QEMU on one end of a socket pair in a thread, and returns the other end.
+pub fn spawn_in_process(prelaunch: bool) -> io::Result<UnixStream> {
+    let (client, server_end) = UnixStream::pair()?;
+    std::thread::Builder::new()
+        .name("fake-qemu".into())
+        .spawn(move || {
+            let fake = fake_qemu(prelaunch);
+            let mut server = Server::new(server_config(&fake, false), fake);
+            let _ = qmp_blocking::serve_unix(server_end, &mut server);
+        })?;
+    Ok(client)
+}
+
+/// Serves clients on `listen`, one at a time, until a client runs `quit` (the fake then
+/// exits, as QEMU does) or the process is interrupted. The VM state (run status, block
+/// nodes, jobs, file descriptors) carries over from one client to the next, as in QEMU.
+/// The unix socket is created owner-only (mode 0600) and removed at the end; an existing
+/// file at the path is an error, never replaced.
+pub fn serve(listen: &Target, prelaunch: bool, pretty: bool) -> io::Result<()> {
+    let fake = fake_qemu(prelaunch);
+    let mut server = Server::new(server_config(&fake, pretty), fake);
+    let quit = |server: &Server<FakeQemu>| server.handler().status() == "shutdown";
+    match listen {
+        Target::Unix(path) => {
+            let (fd, socket) = qmp_socket::bind_owner_only(path)?;
+            let listener = UnixListener::from(fd);
+            let shown = path.display().to_string();
+            let _ = ctrlc::set_handler(move || {
+                // Interrupted: remove the socket file (it is ours: bind made it) and leave.
+                let _ = std::fs::remove_file(&shown);
+                std::process::exit(0);
+            });
+            crate::note(&format!(
+                "fake QEMU listening on {} (Ctrl-C stops)",
+                socket.path().display()
+            ));
+            for stream in listener.incoming() {
+                if let Err(e) = qmp_blocking::serve_unix(stream?, &mut server) {
+                    crate::note(&format!("client connection failed: {e}"));
+                }
+                if quit(&server) {
+                    break;
+                }
+            }
+            drop(socket);
+        }
+        Target::Tcp(addr) => {
+            let listener = TcpListener::bind(addr.as_str())?;
+            crate::note(&format!(
+                "fake QEMU listening on {} (Ctrl-C stops)",
+                listener.local_addr()?
+            ));
+            for stream in listener.incoming() {
+                if let Err(e) = qmp_blocking::serve_tcp(stream?, &mut server) {
+                    crate::note(&format!("client connection failed: {e}"));
+                }
+                if quit(&server) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! What the CLI tests share: the `qmp` binary, a terminal to type into (tmux), and the real
+//! QEMU peers of the blocking adapter's tests.
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The real QEMU peers (qemu-storage-daemon, qemu-system-x86_64, qemu-ga), shared with the
+/// blocking adapter's tests.
+#[path = "../../../adapters/blocking/tests/common/mod.rs"]
+pub mod peers;
+
+pub use peers::{find_qemu, Peer, REQUIRE_VAR};
+
+/// How long a test waits for something to show on the screen.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// The `qmp` binary under test.
+pub fn qmp_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_qmp")
+}
+
+/// Runs `qmp ARGS...` to completion, with a timeout.
+pub fn qmp(args: &[&str]) -> Output {
+    let mut child = Command::new(qmp_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qmp");
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("qmp {args:?} did not finish in {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// A terminal: a private tmux server running one command in a 200x50 window.
+pub struct Term {
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Term {
+    /// Starts `command` (run by `sh -c`, with `EXITED <status>` printed when it ends) in a
+    /// terminal, or `None` (with the reason printed) when tmux is not installed and not
+    /// required.
+    pub fn start(command: &str) -> Option<Term> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
+                panic!("tmux is not installed, and {REQUIRE_VAR}=1 requires it");
+            }
+            eprintln!("skipping: tmux is not installed (set {REQUIRE_VAR}=1 to require it)");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("qmp-cli-tmux-")
+            .tempdir()
+            .expect("tempdir");
+        let socket = dir.path().join("tmux.sock");
+        let script = format!("{command}; echo EXITED $?; sleep 600");
+        let status = Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(["-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50"])
+            .arg(&script)
+            .env("HOME", dir.path())
+            .status()
+            .expect("tmux new-session");
+        assert!(status.success(), "tmux new-session failed");
+        Some(Term { socket, _dir: dir })
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
+    /// Types text (no Enter).
+    pub fn type_text(&self, text: &str) {
+        let out = self.tmux(&["send-keys", "-l", text]);
+        assert!(out.status.success(), "send-keys: {out:?}");
+    }
+
+    /// Presses keys by tmux name (`Enter`, `Tab`, `Up`, `C-d`, `C-c`).
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend_from_slice(keys);
+        let out = self.tmux(&args);
+        assert!(out.status.success(), "send-keys: {out:?}");
+    }
+
+    /// Types a line and presses Enter.
+    pub fn line(&self, text: &str) {
+        self.type_text(text);
+        self.keys(&["Enter"]);
+    }
+
+    /// The screen, scrollback included, with wrapped lines joined.
+    pub fn screen(&self) -> String {
+        let out = self.tmux(&["capture-pane", "-p", "-J", "-S", "-2000"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The last line of the screen that is not empty (the prompt line, while one shows).
+    pub fn last_line(&self) -> String {
+        self.screen()
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Waits until `pred` holds for the screen, and returns it.
+    pub fn wait_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the screen contains `needle` at least `count` times.
+    pub fn wait_count(&self, needle: &str, count: usize) -> String {
+        self.wait_until(&format!("{count} x {needle:?}"), |s| {
+            s.matches(needle).count() >= count
+        })
+    }
+
+    /// Waits until the screen contains `needle`.
+    pub fn wait_for(&self, needle: &str) -> String {
+        self.wait_count(needle, 1)
+    }
+
+    /// Waits for the command to end and returns its exit status.
+    pub fn wait_exit(&self) -> i32 {
+        let screen = self.wait_for("EXITED ");
+        let tail = screen.rsplit("EXITED ").next().unwrap_or_default();
+        tail.split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no exit status in:\n{screen}"))
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// A shell-quoted word.
+pub fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// The command line that runs `qmp ARGS...` in a terminal.
+pub fn qmp_command(args: &[&str]) -> String {
+    let mut cmd = quote(qmp_bin());
+    for a in args {
+        cmd.push(' ');
+        cmd.push_str(&quote(a));
+    }
+    cmd
+}
+
+/// A path as a `&str`.
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
