@@ -48,13 +48,13 @@
 //! The Python literals accepted inside `{...}`/`[...]` are a subset of what `qmp-shell`
 //! evaluates: dicts with string keys, lists, strings in single or double quotes with Python's
 //! escapes (`\n`, `\t`, `\xhh`, `\uhhhh`, `\Uhhhhhhhh`, octal, ...; unknown escapes keep their
-//! backslash), integers (decimal, `0x`, `0o`, `0b`; 64-bit), floats, `True`/`False`/`None`
-//! and `true`/`false`/`null`, whitespace, and trailing commas (`[1, 2,]`, `{'a': 1,}`) as
-//! Python allows them. Not accepted: tuples, sets, bytes, string prefixes (`r'...'`,
-//! `u'...'`), `\N{...}` escapes, complex numbers, underscores in numbers, implicit string
-//! concatenation, non-string keys, nesting deeper than 128. Inside
-//! JSON, numbers follow the JSON reading (an integer beyond 64 bits becomes a float, as QEMU
-//! reads it too).
+//! backslash), integers (decimal without leading zeros, `0x`, `0o`, `0b`; 64-bit), floats,
+//! `True`/`False`/`None` and `true`/`false`/`null`, whitespace, and trailing commas
+//! (`[1, 2,]`, `{'a': 1,}`) as Python allows them. Not accepted: tuples, sets, bytes, string
+//! prefixes (`r'...'`, `u'...'`), `\N{...}` escapes, complex numbers, underscores in numbers,
+//! implicit string concatenation, non-string keys, nesting deeper than 128. Inside JSON,
+//! numbers follow the JSON reading (an integer beyond 64 bits becomes a float, as QEMU reads
+//! it too).
 //!
 //! # Keys
 //!
