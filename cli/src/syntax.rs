@@ -48,12 +48,13 @@
 //! The Python literals accepted inside `{...}`/`[...]` are a subset of what `qmp-shell`
 //! evaluates: dicts with string keys, lists, strings in single or double quotes with Python's
 //! escapes (`\n`, `\t`, `\xhh`, `\uhhhh`, `\Uhhhhhhhh`, octal, ...; unknown escapes keep their
-//! backslash), integers (decimal, `0x`, `0o`, `0b`; 64-bit), floats, `True`/`False`/`None`
-//! and `true`/`false`/`null`, whitespace, and trailing commas (`[1, 2,]`, `{'a': 1,}`) as
-//! Python allows them. Not accepted: tuples, sets, bytes, complex numbers, underscores in
-//! numbers, implicit string concatenation, non-string keys, nesting deeper than 128. Inside
-//! JSON, numbers follow the JSON reading (an integer beyond 64 bits becomes a float, as QEMU
-//! reads it too).
+//! backslash), integers (decimal without leading zeros, `0x`, `0o`, `0b`; 64-bit), floats,
+//! `True`/`False`/`None` and `true`/`false`/`null`, whitespace, and trailing commas
+//! (`[1, 2,]`, `{'a': 1,}`) as Python allows them. Not accepted: tuples, sets, bytes, string
+//! prefixes (`r'...'`, `u'...'`), `\N{...}` escapes, complex numbers, underscores in numbers,
+//! implicit string concatenation, non-string keys, nesting deeper than 128. Inside JSON,
+//! numbers follow the JSON reading (an integer beyond 64 bits becomes a float, as QEMU reads
+//! it too).
 //!
 //! # Keys
 //!
@@ -1170,7 +1171,10 @@ fn context(line: &str, cursor: usize, in_transaction: bool) -> Completion {
         actions = true;
         done = &done[1..];
     }
-    if current.contains(['"', '\'']) || (actions && done.iter().any(|word| word.text == ")")) {
+    if current.contains(['"', '\''])
+        || current.starts_with(['{', '['])
+        || (actions && done.iter().any(|word| word.text == ")"))
+    {
         return Completion::None;
     }
     let Some(command) = done.first() else {
