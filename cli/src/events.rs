@@ -25,7 +25,7 @@ pub fn run(target: &Target, names: &[String]) -> ExitCode {
     loop {
         match conn.next_event(Duration::MAX) {
             Ok(Some(event)) => {
-                if names.is_empty() || names.iter().any(|n| *n == event.name) {
+                if names.is_empty() || names.contains(&event.name) {
                     let mut out = std::io::stdout().lock();
                     if writeln!(out, "{}", format::event_json(&event))
                         .and_then(|()| out.flush())

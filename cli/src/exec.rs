@@ -29,7 +29,11 @@ pub struct ExecOptions {
 }
 
 /// Connects with the tool's defaults.
-pub fn connect(target: &Target, agent: bool, timeout: Option<Duration>) -> Result<Connection, Error> {
+pub fn connect(
+    target: &Target,
+    agent: bool,
+    timeout: Option<Duration>,
+) -> Result<Connection, Error> {
     let mut builder = Builder::new().connect_timeout(crate::shell::CONNECT_TIMEOUT);
     if agent {
         builder = builder.guest_agent();
@@ -49,7 +53,10 @@ pub fn request(command: &str, args: &[String]) -> Result<Request, String> {
         if !args.is_empty() {
             return Err("a raw JSON request takes no key=value arguments".into());
         }
-        match Parser::new().parse_line(command).map_err(|e| e.to_string())? {
+        match Parser::new()
+            .parse_line(command)
+            .map_err(|e| e.to_string())?
+        {
             Parsed::Request(object) => object,
             Parsed::Nothing => return Err("empty request".into()),
         }

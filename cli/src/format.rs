@@ -144,7 +144,9 @@ pub fn event_json(event: &QmpEvent) -> String {
 /// assert_eq!(qmp_cli::format::event_line(&event, false), "[2025-12-01 21:30:00.000005] STOP");
 /// ```
 pub fn event_line(event: &QmpEvent, pretty_print: bool) -> String {
-    let time = event.timestamp.map_or_else(|| "no time".to_owned(), timestamp);
+    let time = event
+        .timestamp
+        .map_or_else(|| "no time".to_owned(), timestamp);
     let mut s = format!("[{time}] {}", event.name);
     if let Some(data) = &event.data {
         s.push(' ');
@@ -199,7 +201,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
 }
 
 #[cfg(test)]

@@ -10,7 +10,11 @@ use qmp_cli::shell::{Connect, ShellOptions};
 use qmp_cli::target::Target;
 
 #[derive(Parser)]
-#[command(name = "qmp", version, about = "Talk to QEMU over QMP: a shell, one-shot commands, events, a wrapper and a fake QEMU")]
+#[command(
+    name = "qmp",
+    version,
+    about = "Talk to QEMU over QMP: a shell, one-shot commands, events, a wrapper and a fake QEMU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -18,8 +18,8 @@ use futures_lite::StreamExt;
 use qmp_async::{
     Builder, CallOptions, Driver, Error, EventFilter, EventStream, Lagged, Qmp, Reconnect, Status,
 };
-use qmp_proto::{QmpEvent, RawValue};
 use qmp_proto::schema::Schema;
+use qmp_proto::{DisconnectReason, QmpEvent, RawValue};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -70,7 +70,7 @@ pub enum Connect {
     /// The fake QEMU, served in this process.
     Fake,
     /// A session opened already (`qmp wrap` accepts QEMU's connection).
-    Session(Qmp, Driver),
+    Session(Qmp, Box<Driver>),
 }
 
 impl std::fmt::Debug for Connect {
@@ -133,7 +133,7 @@ pub fn open(connect: Connect, opts: &ShellOptions) -> Result<(Qmp, Driver, bool)
                 smol::block_on(builder.unix_stream(stream)).map_err(|e| e.to_string())?;
             Ok((qmp, driver, false))
         }
-        Connect::Session(qmp, driver) => Ok((qmp, driver, false)),
+        Connect::Session(qmp, driver) => Ok((qmp, *driver, false)),
     }
 }
 
@@ -202,8 +202,8 @@ impl Shell {
             .max_history_size(10_000)
             .map_err(|e| e.to_string())?
             .build();
-        let mut editor: Editor<ShellHelper, FileHistory> =
-            Editor::with_config(config).map_err(|e| format!("cannot start the line editor: {e}"))?;
+        let mut editor: Editor<ShellHelper, FileHistory> = Editor::with_config(config)
+            .map_err(|e| format!("cannot start the line editor: {e}"))?;
         let names = SharedNames::default();
         let parser = Arc::new(Mutex::new(Parser::new()));
         editor.set_helper(Some(ShellHelper {
@@ -275,7 +275,11 @@ impl Shell {
 
     /// Fetches the completion names before the first prompt.
     fn refresh_names_now(&self) {
-        smol::block_on(refresh_names(self.qmp.clone(), self.opts.agent, Arc::clone(&self.names)));
+        smol::block_on(refresh_names(
+            self.qmp.clone(),
+            self.opts.agent,
+            Arc::clone(&self.names),
+        ));
     }
 
     /// Starts the session task (commands and events, printed in the order they came) and
@@ -310,10 +314,16 @@ impl Shell {
                         if agent {
                             printer.line("*** connected to the guest agent again");
                         } else {
-                            printer.line(format!("*** connected to QEMU {} again", greeting.version));
+                            printer
+                                .line(format!("*** connected to QEMU {} again", greeting.version));
                         }
                         smol::spawn(refresh_names(qmp.clone(), agent, Arc::clone(&names))).detach();
                     }
+                    // Closed here: the shell is leaving.
+                    Status::Disconnected {
+                        reason: DisconnectReason::Closed,
+                        ..
+                    } => {}
                     Status::Disconnected { reason, .. } => {
                         printer.line(format!("*** disconnected: {reason}"));
                     }
@@ -321,7 +331,9 @@ impl Shell {
                         printer.line("*** reconnecting (Ctrl-D leaves the shell)");
                     }
                     Status::GaveUp { attempts } => {
-                        printer.line(format!("*** gave up reconnecting after {attempts} attempts"));
+                        printer.line(format!(
+                            "*** gave up reconnecting after {attempts} attempts"
+                        ));
                     }
                     _ => {}
                 }
@@ -419,9 +431,9 @@ impl Shell {
                 ));
             }
             "help" | "" => self.printer.line(HELP),
-            other => self
-                .printer
-                .line(format!("error: unknown shell command '/{other}' (try /help)")),
+            other => self.printer.line(format!(
+                "error: unknown shell command '/{other}' (try /help)"
+            )),
         }
         true
     }
@@ -523,7 +535,15 @@ async fn session(
             }
             Step::Event(None) => events = None,
             Step::Job(Some(job)) => {
-                run_job(&qmp, job, &mut events, &interrupts, &printer, &pretty_events).await;
+                run_job(
+                    &qmp,
+                    job,
+                    &mut events,
+                    &interrupts,
+                    &printer,
+                    &pretty_events,
+                )
+                .await;
             }
             Step::Job(None) => break,
         }
@@ -593,7 +613,10 @@ fn print_outcome(printer: &Printer, job: &Job, result: Result<Box<RawValue>, Err
         }
         Ok(ret) => printer.line(format::json(&format::reply(ret.get()), pretty)),
         Err(Error::Qmp(e)) => {
-            printer.line(format::json(&format::error_reply(&e.class, &e.desc), pretty));
+            printer.line(format::json(
+                &format::error_reply(&e.class, &e.desc),
+                pretty,
+            ));
         }
         Err(e) => printer.line(format!("error: {e}")),
     }
@@ -715,8 +738,15 @@ impl ShellHelper {
                     return (pos, Vec::new());
                 };
                 let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                // What the line says already narrows flat unions: with `driver=qcow2`,
+                // only qcow2's members are offered.
+                let given = given_values(&line[..start]);
+                let given: Vec<(&str, &str)> = given
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 let out = schema
-                    .argument_names(&command, &path)
+                    .argument_names_given(&command, &path, &given)
                     .iter()
                     .filter(|a| a.starts_with(&prefix))
                     .map(|a| pair(a, "="))
@@ -744,6 +774,19 @@ impl ShellHelper {
             Completion::None => (pos, Vec::new()),
         }
     }
+}
+
+/// The `key=value` pairs with plain values typed on a line (quotes removed).
+fn given_values(text: &str) -> Vec<(String, String)> {
+    let Ok(words) = syntax::split_words(text) else {
+        return Vec::new();
+    };
+    words
+        .iter()
+        .filter_map(|w| w.split_once('='))
+        .filter(|(_, v)| !v.starts_with(['{', '[']))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches(['"', '\'']).to_owned()))
+        .collect()
 }
 
 impl Completer for ShellHelper {

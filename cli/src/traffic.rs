@@ -62,7 +62,9 @@ impl Traffic {
                 format::now(),
                 if sent { "sent" } else { "received" }
             );
-            let mut f = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut f = file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let _ = f.write_all(line.as_bytes());
             let _ = f.flush();
         }

@@ -1,10 +1,11 @@
 //! `qmp wrap`: starts QEMU connected to a private QMP socket, and runs the shell on it.
 //!
 //! The socket lives in a fresh directory that only its owner can enter (mode 0700, made by
-//! `tempfile`), and is itself mode 0600; QEMU is started with `-qmp unix:PATH` appended
+//! `tempfile` with that mode, never widened), and is itself mode 0600; QEMU is started with `-qmp unix:PATH` appended
 //! to its arguments and connects to it. When the shell ends, QEMU is asked to `quit`,
 //! killed if it has not exited within [`QUIT_GRACE`], and the directory is removed.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,7 @@ fn wrap(opts: ShellOptions, command: &[String]) -> Result<ExitCode, String> {
     };
     let dir = tempfile::Builder::new()
         .prefix("qmp-wrap-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .map_err(|e| format!("cannot create a private directory: {e}"))?;
     let sock = dir.path().join("qmp.sock");
@@ -84,7 +86,7 @@ fn wrap(opts: ShellOptions, command: &[String]) -> Result<ExitCode, String> {
         }
     };
 
-    let result = shell::run(Connect::Session(qmp, driver), opts);
+    let result = shell::run(Connect::Session(qmp, Box::new(driver)), opts);
     if let Ok(qmp) = &result {
         if !qmp.is_finished() {
             // Ask QEMU to leave; EOF after quit is success.

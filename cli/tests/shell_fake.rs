@@ -14,7 +14,9 @@ fn fake_shell(extra: &[&str]) -> Option<(Term, tempfile::TempDir)> {
     let mut args = vec!["shell", "--fake", "--history", path_str(&history)];
     args.extend_from_slice(extra);
     let term = Term::start(&qmp_command(&args))?;
-    term.wait_until("the prompt", |s| s.contains("(QEMU) ") || s.contains("(HMP) "));
+    term.wait_until("the prompt", |s| {
+        s.contains("(QEMU) ") || s.contains("(HMP) ")
+    });
     Some((term, dir))
 }
 
@@ -24,7 +26,10 @@ fn a_command_and_its_reply() {
         return;
     };
     let screen = term.screen();
-    assert!(screen.contains("Connected to QEMU 10.0.2 (out-of-band enabled)."), "{screen}");
+    assert!(
+        screen.contains("Connected to QEMU 10.0.2 (out-of-band enabled)."),
+        "{screen}"
+    );
     term.line("query-status");
     term.wait_for(r#"{"return": {"status": "running", "running": true}}"#);
     term.line("blockdev-del node-name=nope");
@@ -92,7 +97,10 @@ fn events_show_while_idle_and_while_typing() {
         .lines()
         .find(|l| l.contains("BLOCK_JOB_COMPLETED"))
         .unwrap();
-    assert!(line.starts_with("[20") && line.as_bytes()[27] == b']', "{line}");
+    assert!(
+        line.starts_with("[20") && line.as_bytes()[27] == b']',
+        "{line}"
+    );
     // The line being typed is still there, below the events.
     term.wait_until("the half-typed line", |_| {
         term.last_line().trim_end() == "(QEMU) query-"
@@ -119,7 +127,10 @@ fn history_is_kept_across_runs() {
     assert_eq!(term.wait_exit(), 0);
     drop(term);
     let saved = std::fs::read_to_string(&history).unwrap();
-    assert!(saved.contains("query-name") && saved.contains("query-version"), "{saved}");
+    assert!(
+        saved.contains("query-name") && saved.contains("query-version"),
+        "{saved}"
+    );
 
     let term = Term::start(&qmp_command(&args)).unwrap();
     term.wait_for("(QEMU) ");
@@ -157,7 +168,9 @@ fn transaction_mode() {
     term.wait_count("TRANS> ", 4);
     term.keys(&["C-c"]);
     term.wait_for("*** transaction abandoned (1 actions dropped)");
-    term.wait_until("the QMP prompt", |_| term.last_line().trim_end() == "(QEMU)");
+    term.wait_until("the QMP prompt", |_| {
+        term.last_line().trim_end() == "(QEMU)"
+    });
 }
 
 #[test]
@@ -197,8 +210,54 @@ fn traffic_log() {
         .collect();
     assert_eq!(
         sent,
-        ["qmp_capabilities", "query-commands", "query-qmp-schema", "query-status"]
+        [
+            "qmp_capabilities",
+            "query-commands",
+            "query-qmp-schema",
+            "query-status"
+        ]
     );
     assert!(lines[0]["message"]["QMP"].is_object(), "{text}");
-    assert!(lines.iter().all(|l| l["time"].as_str().unwrap().starts_with("20")));
+    assert!(lines
+        .iter()
+        .all(|l| l["time"].as_str().unwrap().starts_with("20")));
+}
+
+/// With its input not a terminal, the shell reads commands line by line (for scripts), and
+/// ends at the end of its input.
+#[test]
+fn commands_from_a_pipe() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history");
+    let mut child = Command::new(support::qmp_bin())
+        .args(["shell", "--fake", "--history", path_str(&history)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"stop\nquery-status\ntransaction(\nabort\n)\nnope x\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().skip(2).collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[0].ends_with("] STOP"), "{text}");
+    assert_eq!(lines[1], r#"{"return": {}}"#);
+    assert_eq!(
+        lines[2],
+        r#"{"return": {"status": "paused", "running": false}}"#
+    );
+    assert_eq!(
+        lines[3],
+        r#"{"error": {"class": "CommandNotFound", "desc": "The command transaction has not been found"}}"#
+    );
+    assert_eq!(lines[4], "error: Expected a key=value pair, got 'x'");
 }

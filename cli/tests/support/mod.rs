@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 #[path = "../../../adapters/blocking/tests/common/mod.rs"]
 pub mod peers;
 
+#[allow(unused_imports)]
 pub use peers::{find_qemu, Peer, REQUIRE_VAR};
 
 /// How long a test waits for something to show on the screen.
@@ -68,7 +69,16 @@ impl Term {
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&socket)
-            .args(["-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50"])
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "200",
+                "-y",
+                "50",
+            ])
             .arg(&script)
             .env("HOME", dir.path())
             .status()

@@ -50,6 +50,12 @@ pub struct Peer {
 impl Peer {
     /// qemu-storage-daemon serving QMP on `dir/qmp.sock`.
     pub fn storage_daemon() -> Option<Peer> {
+        Peer::storage_daemon_with(|_| Vec::new())
+    }
+
+    /// [`storage_daemon`](Self::storage_daemon) with more arguments, made from its
+    /// directory (a second monitor's socket, ...).
+    pub fn storage_daemon_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Option<Peer> {
         let bin = find_qemu("qemu-storage-daemon")?;
         let dir = tempdir();
         let sock = dir.path().join("qmp.sock");
@@ -58,7 +64,7 @@ impl Peer {
         // connects the moment its socket appears; it is ready once it writes its pidfile.
         let pidfile = dir.path().join("qsd.pid");
         let pidfile_arg = pidfile.display().to_string();
-        let args = [
+        let mut args = vec![
             "--chardev",
             &chardev,
             "--monitor",
@@ -66,6 +72,8 @@ impl Peer {
             "--pidfile",
             &pidfile_arg,
         ];
+        let extra = extra(dir.path());
+        args.extend(extra.iter().map(String::as_str));
         let mut peer = Peer::spawn(&bin, &args, dir, sock);
         peer.ready = Some(pidfile);
         Some(peer)
