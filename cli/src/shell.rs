@@ -699,34 +699,19 @@ impl ShellHelper {
             .unwrap_or_else(PoisonError::into_inner)
             .completion_context(line, pos);
         let names = lock(&self.names);
-        let pair = |word: &str, suffix: &str| Pair {
-            display: word.to_owned(),
-            replacement: format!("{word}{suffix}"),
-        };
-        match context {
+        let schema = names.schema.as_ref();
+        let from_schema = |f: &dyn Fn(&Schema) -> Vec<String>| schema.map(f).unwrap_or_default();
+        // The words that may complete here, and what follows a completed one.
+        let (start, prefix, words, suffix) = match context {
             Completion::Command { start, prefix } => {
-                let mut out: Vec<Pair> = names
-                    .commands
-                    .iter()
-                    .filter(|c| c.starts_with(&prefix))
-                    .map(|c| pair(c, " "))
-                    .collect();
-                if "transaction(".starts_with(&prefix) && !prefix.is_empty() {
-                    out.push(pair("transaction(", ""));
-                }
-                (start, out)
+                let mut words = names.commands.clone();
+                words.push("transaction(".to_owned());
+                (start, prefix, words, " ")
             }
             Completion::ActionType { start, prefix } => {
-                let Some(schema) = &names.schema else {
-                    return (pos, Vec::new());
-                };
-                let out = schema
-                    .argument_values("transaction", &["actions", "type"])
-                    .iter()
-                    .filter(|a| a.starts_with(&prefix))
-                    .map(|a| pair(a, " "))
-                    .collect();
-                (start, out)
+                let words =
+                    from_schema(&|s| s.argument_values("transaction", &["actions", "type"]));
+                (start, prefix, words, " ")
             }
             Completion::Argument {
                 start,
@@ -734,9 +719,6 @@ impl ShellHelper {
                 path,
                 prefix,
             } => {
-                let Some(schema) = &names.schema else {
-                    return (pos, Vec::new());
-                };
                 let path: Vec<&str> = path.iter().map(String::as_str).collect();
                 // What the line says already narrows flat unions: with `driver=qcow2`,
                 // only qcow2's members are offered.
@@ -745,13 +727,8 @@ impl ShellHelper {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
-                let out = schema
-                    .argument_names_given(&command, &path, &given)
-                    .iter()
-                    .filter(|a| a.starts_with(&prefix))
-                    .map(|a| pair(a, "="))
-                    .collect();
-                (start, out)
+                let words = from_schema(&|s| s.argument_names_given(&command, &path, &given));
+                (start, prefix, words, "=")
             }
             Completion::Value {
                 start,
@@ -759,20 +736,25 @@ impl ShellHelper {
                 key,
                 prefix,
             } => {
-                let Some(schema) = &names.schema else {
-                    return (pos, Vec::new());
-                };
                 let key: Vec<&str> = key.iter().map(String::as_str).collect();
-                let out = schema
-                    .argument_values(&command, &key)
-                    .iter()
-                    .filter(|v| v.starts_with(&prefix))
-                    .map(|v| pair(v, " "))
-                    .collect();
-                (start, out)
+                let words = from_schema(&|s| s.argument_values(&command, &key));
+                (start, prefix, words, " ")
             }
-            Completion::None => (pos, Vec::new()),
-        }
+            Completion::None => return (pos, Vec::new()),
+        };
+        let pairs = words
+            .into_iter()
+            .filter(|w| w.starts_with(&prefix))
+            .map(|w| Pair {
+                replacement: if w.ends_with('(') {
+                    w.clone()
+                } else {
+                    format!("{w}{suffix}")
+                },
+                display: w,
+            })
+            .collect();
+        (start, pairs)
     }
 }
 
