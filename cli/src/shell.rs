@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures_lite::StreamExt;
 use qmp_async::{
     Builder, CallOptions, Driver, Error, EventFilter, EventStream, Lagged, Qmp, Reconnect, Status,
+    StatusStream,
 };
 use qmp_proto::schema::Schema;
 use qmp_proto::{DisconnectReason, QmpEvent, RawValue};
@@ -157,6 +158,9 @@ pub fn run(connect: Connect, opts: ShellOptions) -> Result<Qmp, String> {
     .install();
 
     let (qmp, driver, reconnecting) = open(connect, &opts)?;
+    // Listening from the start: no event or status change is missed while the shell sets up.
+    let events = qmp.subscribe(all_events());
+    let status = qmp.status();
     smol::spawn(async move {
         driver.await;
     })
@@ -165,7 +169,7 @@ pub fn run(connect: Connect, opts: ShellOptions) -> Result<Qmp, String> {
     let mut shell = Shell::new(qmp, opts, printer, reconnecting)?;
     shell.banner();
     shell.refresh_names_now();
-    shell.spawn_listeners();
+    shell.spawn_listeners(events, status);
     shell.read_loop();
     Ok(shell.qmp)
 }
@@ -284,7 +288,7 @@ impl Shell {
 
     /// Starts the session task (commands and events, printed in the order they came) and
     /// the connection watcher.
-    fn spawn_listeners(&mut self) {
+    fn spawn_listeners(&mut self, events: EventStream, mut status: StatusStream) {
         let (jobs, rx) = smol::channel::unbounded();
         self.jobs = Some(jobs);
         let (tx, interrupts) = smol::channel::unbounded();
@@ -295,6 +299,7 @@ impl Shell {
         });
         smol::spawn(session(
             self.qmp.clone(),
+            events,
             rx,
             interrupts,
             self.printer.clone(),
@@ -307,7 +312,6 @@ impl Shell {
         let names = Arc::clone(&self.names);
         let agent = self.opts.agent;
         smol::spawn(async move {
-            let mut status = qmp.status();
             while let Some(change) = status.next().await {
                 match change {
                     Status::Connected { greeting, .. } => {
@@ -513,6 +517,7 @@ fn print_event(printer: &Printer, item: Result<Arc<QmpEvent>, Lagged>, pretty: b
 /// belongs to the next one, so nothing is missed across a reconnection.
 async fn session(
     qmp: Qmp,
+    events: EventStream,
     jobs: smol::channel::Receiver<Job>,
     interrupts: smol::channel::Receiver<()>,
     printer: Printer,
@@ -522,7 +527,7 @@ async fn session(
         Event(EventItem),
         Job(Option<Job>),
     }
-    let mut events = Some(qmp.subscribe(all_events()));
+    let mut events = Some(events);
     loop {
         let step = futures_lite::future::or(
             async { Step::Event(next_event(&mut events).await) },
