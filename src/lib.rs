@@ -135,8 +135,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
+pub mod commands;
 mod config;
 mod error;
+pub mod events;
 mod framer;
 #[doc(hidden)]
 pub mod fuzz;
@@ -146,6 +148,7 @@ pub mod schema;
 pub mod server;
 mod state;
 mod transmit;
+mod typed;
 
 pub use client::{Client, CommandId, CommandResult, Diagnostic, Direction, Event};
 pub use config::{ClientConfig, CommandOptions, GUEST_AGENT_COMMAND_TIMEOUT};
@@ -156,6 +159,7 @@ pub use message::{Greeting, QemuVersion, QmpEvent, Timestamp};
 pub use serde_json::value::RawValue;
 pub use state::RunState;
 pub use transmit::Transmit;
+pub use typed::{decode_return, Command, DecodeError, DecodeTarget, Pending};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
