@@ -36,7 +36,9 @@ fn generated_commands_and_events_on_a_paused_pc() {
     qmp.wait_typed_event::<qapi_qmp::STOP>(T).unwrap();
     // Generated and hand-written types on the same connection.
     assert_eq!(
-        qmp.call(qmp_proto::commands::QueryStatus {}).unwrap().status,
+        qmp.call(qmp_proto::commands::QueryStatus {})
+            .unwrap()
+            .status,
         qmp_proto::commands::VmRunState::Paused
     );
     let (_, reset) = qmp
@@ -69,7 +71,9 @@ fn generated_commands_and_events_on_a_paused_pc() {
     .unwrap();
 
     qmp.call(qapi_qmp::quit {}).unwrap();
-    let shutdown = qmp.wait_typed_event::<qapi_qmp::SHUTDOWN>(Duration::ZERO).unwrap();
+    let shutdown = qmp
+        .wait_typed_event::<qapi_qmp::SHUTDOWN>(Duration::ZERO)
+        .unwrap();
     assert!(!shutdown.guest);
     assert!(matches!(
         shutdown.reason,
