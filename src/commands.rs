@@ -66,13 +66,13 @@ no_arguments! {
     /// `query-status`: the VM's run status ([`StatusInfo`]). Not on qemu-storage-daemon.
     QueryStatus = "query-status" -> StatusInfo;
     /// `query-commands`: the names of the commands this QEMU has, as a
-    /// [`Commands`](crate::schema::Commands) set.
+    /// [`Commands`] set.
     QueryCommands = "query-commands" -> Commands;
     /// `query-name`: the VM's name (`-name`), if it has one ([`NameInfo`]). Not on
     /// qemu-storage-daemon.
     QueryName = "query-name" -> NameInfo;
     /// `query-qmp-schema`: the whole QMP schema of this QEMU, parsed into a
-    /// [`Schema`](crate::schema::Schema) (100-250 KB on the wire).
+    /// [`Schema`] (100-250 KB on the wire).
     QueryQmpSchema = "query-qmp-schema" -> Schema;
     /// `stop`: pauses the VM. QEMU sends a `STOP` event (before the reply).
     Stop = "stop" -> Empty;
