@@ -162,7 +162,32 @@ async fn unknown_enum_values_fail_only_their_message(sp: Spawner) {
     assert_eq!(qmp.call(QueryVersion {}).await.unwrap().qemu.minor, 0);
 }
 
+/// The core's `qapi` feature: qapi-qmp's generated types through `Qmp::call`.
+async fn generated_qapi_types(sp: Spawner) {
+    let Some(mut peer) = Peer::system(PC_PAUSED) else {
+        return;
+    };
+    let (qmp, driver) = peer.connect(&sp).await;
+    let status = qmp.call(qapi_qmp::query_status {}).await.unwrap();
+    assert!(matches!(status.status, qapi_qmp::RunState::prelaunch));
+    let (_, _resume): (_, qapi_qmp::RESUME) =
+        qmp.call_and_wait(qapi_qmp::cont {}, opts()).await.unwrap();
+    let (_, _stop): (_, qapi_qmp::STOP) =
+        qmp.call_and_wait(qapi_qmp::stop {}, opts()).await.unwrap();
+    let version = sp.spawn(qmp.call(qapi_qmp::query_version {}));
+    assert_eq!(
+        version.await.unwrap().qemu.major as u64,
+        qmp.greeting().unwrap().version.major
+    );
+    let yanks = qmp.call_oob(qapi_qmp::query_yank {}).await.unwrap();
+    assert!(!yanks.is_empty());
+    qmp.call(qapi_qmp::quit {}).await.unwrap();
+    within(driver).await;
+    assert!(peer.wait_exit().await.success());
+}
+
 on_every_executor!(
+    generated_qapi_types,
     system_typed_calls_and_events,
     storage_daemon_typed_calls,
     unknown_enum_values_fail_only_their_message,
