@@ -18,6 +18,7 @@ use crate::error::{CallError, CommandError, DisconnectReason, Excerpt, ProtocolE
 use crate::framer::{Frame, Framer};
 use crate::message::{Envelope, ErrorBody, Greeting, QmpEvent, Timestamp};
 use crate::transmit::{Transmit, TxBuffer};
+use crate::typed::{Command, Pending};
 use crate::RunState;
 
 /// Identifies one command issued through a [`Client`]. Opaque, `Copy`, unique for the
@@ -152,7 +153,8 @@ pub enum Diagnostic {
 ///   (spurious calls are no-ops).
 /// * **Application calls** (return [`CallError`] for local misuse and then change nothing):
 ///   [`connect`](Self::connect), [`execute`](Self::execute),
-///   [`execute_oob`](Self::execute_oob), [`execute_raw`](Self::execute_raw),
+///   [`call`](Self::call) (its typed form), [`execute_oob`](Self::execute_oob),
+///   [`call_oob`](Self::call_oob), [`execute_raw`](Self::execute_raw),
 ///   [`execute_raw_idless`](Self::execute_raw_idless), [`cancel`](Self::cancel),
 ///   [`close`](Self::close) (infallible and idempotent).
 /// * **Outputs**, to drain after every input or call, in this order:
@@ -490,6 +492,52 @@ impl Client {
             return Err(CallError::OobNotNegotiated);
         }
         self.inner.issue(now, true, name, args, opts)
+    }
+
+    /// Issues a typed command: the typed form of [`execute`](Self::execute).
+    /// `client.call(now, &QueryStatus {})` sends `query-status`, and the [`Pending`] id it
+    /// returns decodes the raw reply into the command's
+    /// [`Returns`](Command::Returns) type ([`Pending::decode_result`]). See
+    /// [`commands`](crate::commands) for ready types, or implement [`Command`].
+    pub fn call<C: Command>(&mut self, now: Instant, command: &C) -> Result<Pending<C>, CallError> {
+        self.call_with(now, command, CommandOptions::default())
+    }
+
+    /// [`call`](Self::call) with per-command options (timeout, file descriptors).
+    pub fn call_with<C: Command>(
+        &mut self,
+        now: Instant,
+        command: &C,
+        opts: CommandOptions,
+    ) -> Result<Pending<C>, CallError> {
+        self.execute_with(now, C::NAME, command, opts)
+            .map(Pending::new)
+    }
+
+    /// Issues a typed command out of band: the typed form of
+    /// [`execute_oob`](Self::execute_oob). Fails with [`CallError::OobNotAllowed`] when the
+    /// command's [`ALLOW_OOB`](Command::ALLOW_OOB) is false (QEMU would refuse it), and with
+    /// [`CallError::OobNotNegotiated`] unless the session is running with OOB enabled.
+    pub fn call_oob<C: Command>(
+        &mut self,
+        now: Instant,
+        command: &C,
+    ) -> Result<Pending<C>, CallError> {
+        self.call_oob_with(now, command, CommandOptions::default())
+    }
+
+    /// [`call_oob`](Self::call_oob) with per-command options.
+    pub fn call_oob_with<C: Command>(
+        &mut self,
+        now: Instant,
+        command: &C,
+        opts: CommandOptions,
+    ) -> Result<Pending<C>, CallError> {
+        if !C::ALLOW_OOB {
+            return Err(CallError::OobNotAllowed(C::NAME));
+        }
+        self.execute_oob_with(now, C::NAME, command, opts)
+            .map(Pending::new)
     }
 
     /// Sends a raw message, which must be a JSON object.

@@ -141,6 +141,10 @@ pub enum CallError {
     /// is not in [guest agent mode](crate::ClientConfig::guest_agent).
     #[error("only a guest agent session can resynchronise")]
     NotGuestAgent,
+    /// A typed out-of-band call ([`Client::call_oob`](crate::Client::call_oob)) of a command
+    /// whose [`ALLOW_OOB`](crate::Command::ALLOW_OOB) is false: QEMU would refuse it.
+    #[error("the command {0} does not allow out-of-band execution")]
+    OobNotAllowed(&'static str),
 }
 
 /// A QMP error reply: `{"error": {"class": ..., "desc": ...}, "id": ...}`.
@@ -181,6 +185,12 @@ pub enum CommandError {
     /// `error`, or an `error` that is not `{"class": string, "desc": string}`).
     #[error("malformed reply: {0}")]
     MalformedReply(Excerpt),
+    /// The reply arrived and was valid, but its `return` value did not decode into the
+    /// command's [`Returns`](crate::Command::Returns) type (from
+    /// [`Pending::decode_result`](crate::Pending::decode_result)). Only this command is
+    /// affected; the error carries the raw value.
+    #[error("{0}")]
+    Decode(crate::DecodeError),
 }
 
 /// Why a session ended. Carried by [`Event::Disconnected`](crate::Event::Disconnected) and by

@@ -138,3 +138,36 @@
 //! a handler inserts them matters; [`Outcome::Json`](crate::server::Outcome::Json) keeps the
 //! order of its text, and [`FakeQemu`](crate::server::FakeQemu) inserts members in QAPI
 //! schema order, as QEMU's generated code does.
+//!
+//! # Typed commands, and what a newer QEMU may send
+//!
+//! The engine keeps payloads raw, so typing is a layer on top: a [`Command`](crate::Command)
+//! names itself and its return type, [`Client::call`](crate::Client::call) issues it like
+//! `execute`, and the [`Pending`](crate::Pending) id it returns decodes the raw reply once,
+//! from the bytes that arrived. Routing never looks at the payload, so a reply that does not
+//! decode cannot desynchronise anything: it is a [`DecodeError`](crate::DecodeError) for that
+//! call, carrying the raw JSON, and the next reply still goes to its own command. Events
+//! are decoded the same way, on demand ([`KnownEvent`](crate::events::KnownEvent)), and an
+//! event name without a type is data (`KnownEvent::Other`), not an error. This is where the
+//! generated `qapi` crates differ: they deserialise whole messages into one enum, so an
+//! unknown enum value or event fails the stream rather than the message.
+//!
+//! The hand-written types keep enums strict on purpose: a value from a newer QEMU is a
+//! visible decode error for that message rather than a silently wrong variant, and the raw
+//! JSON stays at hand for code that wants to carry on untyped. Structs ignore members they
+//! do not know, so new optional members never break them.
+//!
+//! The `qapi` feature is a blanket implementation of [`Command`](crate::Command) for every
+//! `qapi_spec::Command` (and of [`TypedEvent`](crate::events::TypedEvent) for every
+//! `qapi_spec::Event`) rather than a wrapper type, so generated values are passed as they
+//! are: `call(qapi_qmp::query_status {})`. Coherence allows it beside this crate's own
+//! implementations because those are for local types, which the qapi crates cannot
+//! implement their traits for. The cost is that, with the feature on, a type of yours cannot
+//! implement both `qapi_spec::Command` and [`Command`](crate::Command).
+//!
+//! Capabilities are asked of the connected QEMU, not of a version number: builds of the same
+//! version differ (a storage daemon has no `query-status`, a distribution may leave devices
+//! out). [`schema`](crate::schema) answers from `query-qmp-schema`, whose type names are
+//! opaque numbers, by walking types: flat unions contribute every variant unless the tag's
+//! value is known, alternates their object branches, arrays their elements, and each type is
+//! visited once per walk so that a cyclic or hostile schema stays cheap.

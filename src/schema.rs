@@ -477,16 +477,24 @@ impl Schema {
             return Vec::new();
         };
         let mut out: Vec<String> = Vec::new();
+        let mut seen = BTreeSet::new();
         for member in self.members_at(root, parent, &[]) {
             if member.name == *last {
-                self.values_of(&member.type_name, 0, &mut out);
+                self.values_of(&member.type_name, 0, &mut seen, &mut out);
             }
         }
         out
     }
 
-    fn values_of(&self, ty: &str, depth: usize, out: &mut Vec<String>) {
-        if depth > MAX_INDIRECTION {
+    fn values_of<'s>(
+        &'s self,
+        ty: &'s str,
+        depth: usize,
+        seen: &mut BTreeSet<&'s str>,
+        out: &mut Vec<String>,
+    ) {
+        // Each type once: a hostile schema cannot make this walk explode.
+        if depth > MAX_INDIRECTION || !seen.insert(ty) {
             return;
         }
         let mut push = |v: &str| {
@@ -502,7 +510,7 @@ impl Schema {
             }
             Some(SchemaKind::Alternate { types }) => {
                 for t in types {
-                    self.values_of(t, depth + 1, out);
+                    self.values_of(t, depth + 1, seen, out);
                 }
             }
             _ => {}
@@ -510,22 +518,23 @@ impl Schema {
     }
 
     /// The members of the objects reached by following `path` from the type `root`.
-    fn members_at(
-        &self,
+    fn members_at<'s>(
+        &'s self,
         root: Option<&str>,
         path: &[&str],
         given: &[(&str, &str)],
-    ) -> Vec<&MemberInfo> {
-        let Some(root) = root else {
+    ) -> Vec<&'s MemberInfo> {
+        // The schema's own copy of the name, so the walk borrows only the schema.
+        let Some(root) = root.and_then(|r| self.get(r)).map(|e| e.name.as_str()) else {
             return Vec::new();
         };
-        let mut types: Vec<&str> = vec![root];
+        let mut types: Vec<&'s str> = vec![root];
         let mut prefix = String::new();
         for (i, segment) in path.iter().enumerate() {
-            let mut next: Vec<&str> = Vec::new();
+            let mut next: Vec<&'s str> = Vec::new();
             for ty in &types {
                 let mut members = Vec::new();
-                self.members_of(ty, &prefix, given, 0, &mut members);
+                self.members_of(ty, &prefix, given, 0, &mut BTreeSet::new(), &mut members);
                 for m in members {
                     if m.name == *segment && !next.contains(&m.type_name.as_str()) {
                         next.push(&m.type_name);
@@ -542,8 +551,9 @@ impl Schema {
             prefix.push_str(segment);
         }
         let mut members = Vec::new();
+        let mut seen = BTreeSet::new();
         for ty in &types {
-            self.members_of(ty, &prefix, given, 0, &mut members);
+            self.members_of(ty, &prefix, given, 0, &mut seen, &mut members);
         }
         members
     }
@@ -552,13 +562,16 @@ impl Schema {
     /// its variants' (narrowed by `given`), and through alternates and arrays.
     fn members_of<'s>(
         &'s self,
-        ty: &str,
+        ty: &'s str,
         prefix: &str,
         given: &[(&str, &str)],
         depth: usize,
+        seen: &mut BTreeSet<&'s str>,
         out: &mut Vec<&'s MemberInfo>,
     ) {
-        if depth > MAX_INDIRECTION {
+        // Each type once per walk: a hostile schema (unions whose variants are themselves)
+        // cannot make this explode.
+        if depth > MAX_INDIRECTION || !seen.insert(ty) {
             return;
         }
         match self.get(ty).map(|e| &e.kind) {
@@ -572,17 +585,17 @@ impl Schema {
                 for variant in &object.variants {
                     if chosen.map_or(true, |c| c == variant.case) {
                         // A variant's members are at the union's own path.
-                        self.members_of(&variant.type_name, prefix, given, depth + 1, out);
+                        self.members_of(&variant.type_name, prefix, given, depth + 1, seen, out);
                     }
                 }
             }
             Some(SchemaKind::Alternate { types }) => {
                 for t in types {
-                    self.members_of(t, prefix, given, depth + 1, out);
+                    self.members_of(t, prefix, given, depth + 1, seen, out);
                 }
             }
             Some(SchemaKind::Array { element_type }) => {
-                self.members_of(element_type, prefix, given, depth + 1, out);
+                self.members_of(element_type, prefix, given, depth + 1, seen, out);
             }
             _ => {}
         }

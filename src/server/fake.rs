@@ -261,8 +261,11 @@ impl FakeQemu {
             return s.clone();
         }
         let mut entries = Vec::new();
-        let mut names: Vec<(String, bool)> =
-            BUILTIN.iter().map(|(n, o)| ((*n).to_owned(), *o)).collect();
+        let mut names: Vec<(String, bool)> = BUILTIN
+            .iter()
+            .filter(|(n, _)| !self.custom.contains_key(*n))
+            .map(|(n, o)| ((*n).to_owned(), *o))
+            .collect();
         names.extend(self.custom.iter().map(|(n, c)| (n.clone(), c.allow_oob)));
         for (name, oob) in names {
             let mut e =
@@ -281,6 +284,10 @@ impl FakeQemu {
 
     fn run(&mut self, ctx: &mut Context<'_>, call: Call) -> Outcome {
         let args = &call.arguments;
+        // A command added with `add_command` replaces a built-in one of the same name.
+        if let Some(c) = self.custom.get_mut(call.name.as_str()) {
+            return (c.run)(ctx, args);
+        }
         let (major, minor, micro) = self.version;
         match call.name.as_str() {
             "query-version" => Outcome::Json(format!(
@@ -595,7 +602,11 @@ impl Handler for FakeQemu {
     }
 
     fn command_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = BUILTIN.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let mut names: Vec<String> = BUILTIN
+            .iter()
+            .filter(|(n, _)| !self.custom.contains_key(*n))
+            .map(|(n, _)| (*n).to_owned())
+            .collect();
         names.extend(self.custom.keys().cloned());
         names
     }

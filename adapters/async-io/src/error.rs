@@ -3,7 +3,7 @@
 use std::io;
 use std::sync::Arc;
 
-use qmp_proto::{CallError, CommandError, DisconnectReason, Excerpt, QmpError};
+use qmp_proto::{CallError, CommandError, DecodeError, DisconnectReason, Excerpt, QmpError};
 
 /// Why a call failed.
 ///
@@ -48,6 +48,11 @@ pub enum Error {
     /// The result did not decode into the requested type.
     #[error("cannot decode the result: {0}")]
     Decode(Arc<serde_json::Error>),
+    /// The reply of a typed call ([`call`](crate::Qmp::call)), or a typed event, did not
+    /// decode into its Rust type: an enum value newer than the types, say. It carries the raw
+    /// JSON ([`DecodeError::raw`]). Only that call or event failed: the session goes on.
+    #[error("{0}")]
+    TypedDecode(DecodeError),
     /// A socket operation failed outside a session (connect, bind, accept).
     #[error("{context}: {source}")]
     Io {
@@ -93,8 +98,15 @@ impl From<CommandError> for Error {
             CommandError::Timeout => Error::Timeout,
             CommandError::Interrupted(reason) => Error::Disconnected(reason),
             CommandError::MalformedReply(excerpt) => Error::MalformedReply(excerpt),
+            CommandError::Decode(e) => Error::TypedDecode(e),
             other => Error::Command(other),
         }
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        Error::TypedDecode(e)
     }
 }
 

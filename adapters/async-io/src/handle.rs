@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use async_channel::Sender;
 use futures_lite::StreamExt;
-use qmp_proto::{CallError, DisconnectReason, Greeting, QmpEvent, RawValue, RunState};
+use qmp_proto::events::TypedEvent;
+use qmp_proto::schema::{Commands, Schema};
+use qmp_proto::{CallError, Command, DisconnectReason, Greeting, QmpEvent, RawValue, RunState};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -79,7 +81,14 @@ impl CallOptions {
 ///
 /// # Methods
 ///
-/// * **Commands**: [`execute`](Self::execute) (typed result),
+/// * **Typed commands**: [`call`](Self::call) is the typed form of `execute`:
+///   `qmp.call(QueryStatus {}).await` returns a
+///   [`StatusInfo`](qmp_proto::commands::StatusInfo) (types in [`qmp_proto::commands`], or
+///   any [`Command`]); [`call_oob`](Self::call_oob), [`call_with`](Self::call_with),
+///   [`call_and_wait`](Self::call_and_wait) (with a typed event).
+/// * **Capabilities of this QEMU**: [`schema`](Self::schema) (`query-qmp-schema`, fetched
+///   once per session), [`commands`](Self::commands) (`query-commands`).
+/// * **Commands**: [`execute`](Self::execute) (name, arguments, result type),
 ///   [`execute_oob`](Self::execute_oob), [`execute_with`](Self::execute_with) (timeout,
 ///   out-of-band, file descriptors), [`execute_raw`](Self::execute_raw) (raw JSON),
 ///   [`execute_and_wait`](Self::execute_and_wait) (a command and the event it causes),
@@ -152,6 +161,172 @@ impl Qmp {
     {
         let call = self.execute_raw(name, args, opts);
         async move { decode(&call.await?) }
+    }
+
+    /// Runs a typed command: the typed form of [`execute`](Self::execute). The command's
+    /// name comes from its type, its fields are the arguments, and the result decodes into
+    /// its [`Returns`](Command::Returns) type. The command is serialised at the call, so the
+    /// future borrows nothing and can be spawned.
+    ///
+    /// ```no_run
+    /// # async fn f(qmp: qmp_async::Qmp) -> Result<(), qmp_async::Error> {
+    /// use qmp_proto::commands::{Cont, QueryStatus, VmRunState};
+    ///
+    /// if qmp.call(QueryStatus {}).await?.status == VmRunState::Prelaunch {
+    ///     qmp.call(Cont {}).await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A reply that does not decode (such as an enum value newer than these types) fails
+    /// this call with [`Error::TypedDecode`], which carries the raw JSON; the connection
+    /// and the other calls are not affected.
+    pub fn call<C>(
+        &self,
+        command: C,
+    ) -> impl Future<Output = Result<C::Returns, Error>> + Send + 'static
+    where
+        C: Command + 'static,
+    {
+        self.call_with(command, CallOptions::new())
+    }
+
+    /// [`call`](Self::call) out of band. Fails with
+    /// [`Error::Call`]`(`[`CallError::OobNotAllowed`]`)` when the command does not allow
+    /// OOB ([`Command::ALLOW_OOB`]), and with `Error::Call(CallError::OobNotNegotiated)`
+    /// unless OOB was negotiated; nothing is sent then.
+    pub fn call_oob<C>(
+        &self,
+        command: C,
+    ) -> impl Future<Output = Result<C::Returns, Error>> + Send + 'static
+    where
+        C: Command + 'static,
+    {
+        self.call_with(command, CallOptions::new().oob(true))
+    }
+
+    /// [`call`](Self::call) with [`CallOptions`] (timeout, out of band, file descriptors).
+    pub fn call_with<C>(
+        &self,
+        command: C,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<C::Returns, Error>> + Send + 'static
+    where
+        C: Command + 'static,
+    {
+        let call = if opts.oob && !C::ALLOW_OOB {
+            // The descriptors in `opts` are closed here: nothing is sent.
+            Err(Error::Call(CallError::OobNotAllowed(C::NAME)))
+        } else {
+            Ok(self.execute_raw(C::NAME, &command, opts))
+        };
+        async move {
+            let raw = call?.await?;
+            Ok(qmp_proto::decode_return::<C>(&raw)?)
+        }
+    }
+
+    /// Runs a typed command and waits for the first event `E` that comes after the call,
+    /// before or after the reply, decoded. As [`execute_and_wait`](Self::execute_and_wait):
+    /// subscribed before the command is issued, and a timeout in `opts` bounds the whole
+    /// wait.
+    ///
+    /// ```no_run
+    /// # async fn f(qmp: qmp_async::Qmp) -> Result<(), qmp_async::Error> {
+    /// use qmp_async::CallOptions;
+    /// use qmp_proto::{commands, events};
+    ///
+    /// let (_, events::Stop {}) = qmp.call_and_wait(commands::Stop {}, CallOptions::new()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn call_and_wait<C, E>(
+        &self,
+        command: C,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<(C::Returns, E), Error>> + Send + 'static
+    where
+        C: Command + 'static,
+        C::Returns: Send,
+        E: TypedEvent + Send + 'static,
+    {
+        let mut events = self.subscribe(EventFilter::name(E::NAME));
+        let limit = opts.timeout;
+        let call = self.call_with(command, opts);
+        let shared = Arc::clone(&self.shared);
+        let both = async move {
+            let value = call.await?;
+            loop {
+                match events.next().await {
+                    Some(Ok(event)) => match event.decode::<E>() {
+                        Some(decoded) => return Ok((value, decoded?)),
+                        None => continue,
+                    },
+                    Some(Err(lagged)) => {
+                        log::warn!(target: crate::driver::TARGET, "call_and_wait: {lagged}");
+                    }
+                    None => return Err(shared.gone_error()),
+                }
+            }
+        };
+        async move {
+            match limit {
+                Some(limit) => crate::timeout(limit, both).await?,
+                None => both.await,
+            }
+        }
+    }
+
+    /// This QEMU's QMP schema (`query-qmp-schema`), fetched once per session and shared by
+    /// every handle: ask it whether this QEMU has a command, an argument or an event before
+    /// relying on one (QEMU versions and builds differ). After a reconnection it is fetched
+    /// again, since the peer may be another QEMU.
+    ///
+    /// ```no_run
+    /// # async fn f(qmp: qmp_async::Qmp) -> Result<(), qmp_async::Error> {
+    /// let schema = qmp.schema().await?;
+    /// if schema.has_command("migrate-pause") && schema.command("migrate-pause").unwrap().allow_oob {
+    ///     // ...
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn schema(&self) -> impl Future<Output = Result<Arc<Schema>, Error>> + Send + 'static {
+        let (session, cached) = {
+            let s = self.shared.lock();
+            let cached = s
+                .schema
+                .as_ref()
+                .filter(|(session, _)| *session == s.session)
+                .map(|(_, schema)| Arc::clone(schema));
+            (s.session, cached)
+        };
+        // Either the cached schema or the call that fetches it.
+        let fetch = match cached {
+            Some(schema) => Ok(schema),
+            None => Err(self.call(qmp_proto::commands::QueryQmpSchema {})),
+        };
+        let shared = Arc::clone(&self.shared);
+        async move {
+            let call = match fetch {
+                Ok(schema) => return Ok(schema),
+                Err(call) => call,
+            };
+            let schema = Arc::new(call.await?);
+            let mut s = shared.lock();
+            // Kept only if it came from the session it was asked of.
+            if s.session == session {
+                s.schema = Some((session, Arc::clone(&schema)));
+            }
+            Ok(schema)
+        }
+    }
+
+    /// The names of this QEMU's commands (`query-commands`: much smaller than the schema),
+    /// fetched on each call.
+    pub fn commands(&self) -> impl Future<Output = Result<Commands, Error>> + Send + 'static {
+        self.call(qmp_proto::commands::QueryCommands {})
     }
 
     /// Runs a command and returns its result as raw JSON, undecoded.

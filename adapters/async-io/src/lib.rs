@@ -37,6 +37,25 @@
 //! # }
 //! ```
 //!
+//! # Typed commands
+//!
+//! [`Qmp::call`] is the typed form of [`Qmp::execute`]: the command's name, arguments and
+//! result type come from its Rust type ([`qmp_proto::commands`], or any
+//! [`qmp_proto::Command`]). [`Qmp::schema`] tells what this QEMU has.
+//!
+//! ```no_run
+//! # async fn f(qmp: qmp_async::Qmp) -> Result<(), qmp_async::Error> {
+//! use qmp_proto::commands::QueryStatus;
+//!
+//! let status = qmp.call(QueryStatus {}).await?; // a StatusInfo
+//! println!("{:?}, running: {}", status.status, status.running);
+//! if qmp.schema().await?.has_command("query-yank") {
+//!     // ...
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Quick start
 //!
 //! The example of the project README:
@@ -142,6 +161,7 @@ pub use qmp_proto::{
     CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, QemuVersion,
     QmpError, QmpEvent, RawValue, RunState, Timestamp,
 };
+pub use qmp_proto::{Command, DecodeError};
 /// Use as the result type to ignore a command's result: `execute::<IgnoredAny, _>("stop", &())`.
 pub use serde::de::IgnoredAny;
 pub use watch::{StateWatch, Status, StatusStream, Transition};

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use qmp_proto::schema::Schema;
 use qmp_proto::{DisconnectReason, Greeting, QmpEvent, RunState};
 
 use crate::events::Slot;
@@ -33,6 +34,8 @@ pub(crate) struct State {
     pub(crate) last_reason: Option<DisconnectReason>,
     /// The driver has finished or was dropped.
     pub(crate) finished: bool,
+    /// `query-qmp-schema` and the session it came from ([`Qmp::schema`](crate::Qmp::schema)).
+    pub(crate) schema: Option<(u64, Arc<Schema>)>,
     listeners: Vec<Arc<Slot>>,
     pub(crate) transitions: Journal<Transition>,
     pub(crate) status: Journal<Status>,
@@ -62,6 +65,7 @@ impl Shared {
                 pending: 0,
                 last_reason: None,
                 finished: false,
+                schema: None,
                 listeners: Vec::new(),
                 transitions: Journal::new(),
                 status: Journal::new(),

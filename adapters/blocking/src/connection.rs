@@ -7,9 +7,11 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use qmp_proto::events::TypedEvent;
+use qmp_proto::schema::{Commands, Schema};
 use qmp_proto::{
-    Client, ClientConfig, CommandId, CommandOptions, CommandResult, Direction, DisconnectReason,
-    Event, Greeting, QmpEvent, RawValue, RunState,
+    CallError, Client, ClientConfig, Command, CommandId, CommandOptions, CommandResult, Direction,
+    DisconnectReason, Event, Greeting, Pending, QmpEvent, RawValue, RunState,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -85,9 +87,16 @@ impl CallOptions {
 ///
 /// # Methods
 ///
-/// * **Commands**: [`execute`](Self::execute) (typed result),
+/// * **Typed commands**: [`call`](Self::call) is the typed form of `execute`:
+///   `qmp.call(QueryStatus {})` returns a [`StatusInfo`](qmp_proto::commands::StatusInfo)
+///   (types in [`qmp_proto::commands`], or any [`Command`]); [`call_oob`](Self::call_oob),
+///   [`call_with`](Self::call_with), [`call_then_wait`](Self::call_then_wait) (with a typed
+///   event), [`send_call`](Self::send_call) and [`wait_call`](Self::wait_call) to pipeline.
+/// * **Commands**: [`execute`](Self::execute) (name, arguments, result type),
 ///   [`execute_raw_value`](Self::execute_raw_value), [`execute_oob`](Self::execute_oob), and
 ///   `*_with` variants taking [`CallOptions`] (timeout, file descriptors).
+/// * **Capabilities of this QEMU**: [`schema`](Self::schema) (`query-qmp-schema`, fetched
+///   once), [`commands`](Self::commands) (`query-commands`).
 /// * **Pipelining**: [`send`](Self::send) and [`send_oob`](Self::send_oob) issue without
 ///   waiting; [`wait`](Self::wait) and [`wait_as`](Self::wait_as) take the result;
 ///   [`has_reply`](Self::has_reply) tells whether it has arrived.
@@ -122,6 +131,8 @@ pub struct Connection {
     ended: Option<DisconnectReason>,
     /// A write failed; reported to the engine once the input is drained.
     write_failed: bool,
+    /// `query-qmp-schema`, fetched by the first [`schema`](Self::schema) call.
+    schema: Option<Schema>,
 }
 
 impl Connection {
@@ -188,6 +199,7 @@ impl Connection {
             losing: false,
             ended: None,
             write_failed: false,
+            schema: None,
         };
         // The engine's greeting, negotiation and sync timeouts bound this wait.
         conn.run_until(None, |c| {
@@ -320,6 +332,147 @@ impl Connection {
     ) -> Result<T, Error> {
         let id = self.send_with(name, args, opts)?;
         self.wait_as(id)
+    }
+
+    /// Runs a typed command: the typed form of [`execute`](Self::execute). The command's
+    /// name comes from its type, its fields are the arguments, and the result decodes into
+    /// its [`Returns`](Command::Returns) type.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), qmp_blocking::Error> {
+    /// # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
+    /// use qmp_proto::commands::{Cont, QueryStatus, VmRunState};
+    ///
+    /// let status = qmp.call(QueryStatus {})?;
+    /// if status.status == VmRunState::Prelaunch {
+    ///     qmp.call(Cont {})?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A reply that does not decode (such as an enum value newer than these types) fails
+    /// this call with [`Error::TypedDecode`], which carries the raw JSON; the connection
+    /// and the other commands are not affected.
+    pub fn call<C: Command>(&mut self, command: C) -> Result<C::Returns, Error> {
+        self.call_with(command, CallOptions::new())
+    }
+
+    /// [`call`](Self::call) with per-call options: a timeout, file descriptors (for
+    /// [`Getfd`](qmp_proto::commands::Getfd) and [`AddFd`](qmp_proto::commands::AddFd)).
+    pub fn call_with<C: Command>(
+        &mut self,
+        command: C,
+        opts: CallOptions,
+    ) -> Result<C::Returns, Error> {
+        let pending = self.send_call(&command, opts)?;
+        self.wait_call(pending)
+    }
+
+    /// Runs a typed command out of band. Fails with
+    /// [`Error::Call`]`(`[`CallError::OobNotAllowed`]`)` when the command does not allow
+    /// OOB ([`Command::ALLOW_OOB`]), and with `Error::Call(CallError::OobNotNegotiated)`
+    /// unless OOB was negotiated; nothing is sent then.
+    pub fn call_oob<C: Command>(&mut self, command: C) -> Result<C::Returns, Error> {
+        self.call_oob_with(command, CallOptions::new())
+    }
+
+    /// [`call_oob`](Self::call_oob) with per-call options.
+    pub fn call_oob_with<C: Command>(
+        &mut self,
+        command: C,
+        opts: CallOptions,
+    ) -> Result<C::Returns, Error> {
+        if !C::ALLOW_OOB {
+            return Err(Error::Call(CallError::OobNotAllowed(C::NAME)));
+        }
+        let id = self.send_oob_with(C::NAME, &command, opts)?;
+        let raw = self.wait(id)?;
+        Ok(qmp_proto::decode_return::<C>(&raw)?)
+    }
+
+    /// Runs a typed command, then waits for the event `E` that arrived after the command was
+    /// issued (before or after its reply), all within `timeout`, and decodes it.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), qmp_blocking::Error> {
+    /// # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
+    /// use std::time::Duration;
+    /// use qmp_proto::{commands, events};
+    ///
+    /// let (_, _stop) = qmp.call_then_wait::<_, events::Stop>(commands::Stop {}, Duration::from_secs(5))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn call_then_wait<C: Command, E: TypedEvent>(
+        &mut self,
+        command: C,
+        timeout: Duration,
+    ) -> Result<(C::Returns, E), Error> {
+        let deadline = deadline_after(timeout);
+        let mark = self.next_seq;
+        let pending = self.send_call(&command, CallOptions::new().timeout(timeout))?;
+        let result = self.wait_call(pending)?;
+        let event = self.wait_event_since(mark, deadline, |e| e.name == E::NAME)?;
+        Ok((result, decode_event(&event)?))
+    }
+
+    /// Issues a typed command without waiting; take its result with
+    /// [`wait_call`](Self::wait_call). See [`send`](Self::send).
+    pub fn send_call<C: Command>(
+        &mut self,
+        command: &C,
+        opts: CallOptions,
+    ) -> Result<Pending<C>, Error> {
+        self.issue_with(
+            opts,
+            |engine, now, opts| engine.call_with(now, command, opts),
+            Pending::id,
+        )
+    }
+
+    /// Waits for the result of a command issued with [`send_call`](Self::send_call) and
+    /// decodes it.
+    pub fn wait_call<C: Command>(&mut self, pending: Pending<C>) -> Result<C::Returns, Error> {
+        let raw = self.wait(pending.id())?;
+        Ok(pending.decode(&raw)?)
+    }
+
+    /// This QEMU's QMP schema (`query-qmp-schema`), fetched on the first call and kept for
+    /// the connection's life: ask it whether this QEMU has a command, an argument or an
+    /// event before relying on one (QEMU versions and builds differ).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), qmp_blocking::Error> {
+    /// # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
+    /// let schema = qmp.schema()?;
+    /// if schema.has_argument("blockdev-add", &["cache", "direct"]) {
+    ///     // ...
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn schema(&mut self) -> Result<&Schema, Error> {
+        let schema = match self.schema.take() {
+            Some(schema) => schema,
+            None => self.call(qmp_proto::commands::QueryQmpSchema {})?,
+        };
+        Ok(self.schema.insert(schema))
+    }
+
+    /// The names of this QEMU's commands (`query-commands`: much smaller than the schema),
+    /// fetched on each call.
+    pub fn commands(&mut self) -> Result<Commands, Error> {
+        self.call(qmp_proto::commands::QueryCommands {})
+    }
+
+    /// Waits up to `timeout` for the event `E` (looking at buffered events first, as
+    /// [`wait_event`](Self::wait_event) does), takes it out of the buffer and decodes it.
+    /// An event that does not decode is taken and reported as [`Error::TypedDecode`]
+    /// with the raw event.
+    pub fn wait_typed_event<E: TypedEvent>(&mut self, timeout: Duration) -> Result<E, Error> {
+        let event = self.wait_event(E::NAME, timeout)?;
+        decode_event(&event)
     }
 
     /// Runs a command and returns its result as raw JSON, undecoded.
@@ -530,23 +683,37 @@ impl Connection {
         args: &(impl Serialize + ?Sized),
         opts: CallOptions,
     ) -> Result<CommandId, Error> {
+        self.issue_with(
+            opts,
+            |engine, now, opts| {
+                if oob {
+                    engine.execute_oob_with(now, name, args, opts)
+                } else {
+                    engine.execute_with(now, name, args, opts)
+                }
+            },
+            |id| *id,
+        )
+    }
+
+    /// Issues a command through `issue` (an engine call) and tracks its id.
+    fn issue_with<T>(
+        &mut self,
+        opts: CallOptions,
+        issue: impl FnOnce(&mut Client, Instant, CommandOptions) -> Result<T, CallError>,
+        id_of: impl FnOnce(&T) -> CommandId,
+    ) -> Result<T, Error> {
         if let Some(reason) = &self.ended {
             return Err(Error::Disconnected(reason.clone()));
         }
         if !opts.fds.is_empty() && !self.stream.is_unix() {
             return Err(Error::FdsNeedUnixSocket);
         }
-        let now = Instant::now();
-        let opts = opts.into_engine();
-        let id = if oob {
-            self.engine.execute_oob_with(now, name, args, opts)?
-        } else {
-            self.engine.execute_with(now, name, args, opts)?
-        };
-        self.pending.insert(id);
+        let issued = issue(&mut self.engine, Instant::now(), opts.into_engine())?;
+        self.pending.insert(id_of(&issued));
         self.flush();
         self.drain_engine();
-        Ok(id)
+        Ok(issued)
     }
 
     fn wait_event_since(
@@ -731,4 +898,13 @@ fn is_transient(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
+}
+
+/// Decodes a typed event, as the `*typed*` waits do.
+fn decode_event<E: TypedEvent>(event: &QmpEvent) -> Result<E, Error> {
+    match event.decode::<E>() {
+        Some(decoded) => Ok(decoded?),
+        // Only events named `E::NAME` are waited for.
+        None => Err(Error::Timeout),
+    }
 }

@@ -3,7 +3,9 @@
 use std::io;
 use std::sync::Arc;
 
-use qmp_proto::{CallError, CommandError, CommandId, DisconnectReason, Excerpt, QmpError};
+use qmp_proto::{
+    CallError, CommandError, CommandId, DecodeError, DisconnectReason, Excerpt, QmpError,
+};
 
 /// Why a call on a [`Connection`](crate::Connection) failed.
 ///
@@ -44,6 +46,12 @@ pub enum Error {
     /// The result did not decode into the requested type.
     #[error("cannot decode the result: {0}")]
     Decode(Arc<serde_json::Error>),
+    /// The reply of a typed call ([`call`](crate::Connection::call)), or a typed event, did
+    /// not decode into its Rust type: an enum value newer than the types, say. It carries
+    /// the raw JSON ([`DecodeError::raw`]). Only that call or event failed: the session goes
+    /// on.
+    #[error("{0}")]
+    TypedDecode(DecodeError),
     /// A socket operation failed before a session existed (connect, bind, accept).
     #[error("{context}: {source}")]
     Io {
@@ -85,8 +93,15 @@ impl From<CommandError> for Error {
             CommandError::Timeout => Error::Timeout,
             CommandError::Interrupted(reason) => Error::Disconnected(reason),
             CommandError::MalformedReply(excerpt) => Error::MalformedReply(excerpt),
+            CommandError::Decode(e) => Error::TypedDecode(e),
             other => Error::Command(other),
         }
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        Error::TypedDecode(e)
     }
 }
 

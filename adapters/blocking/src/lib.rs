@@ -29,6 +29,26 @@
 //! # }
 //! ```
 //!
+//! # Typed commands
+//!
+//! [`Connection::call`] is the typed form of [`Connection::execute`]: the command's name,
+//! arguments and result type come from its Rust type ([`qmp_proto::commands`], or any
+//! [`qmp_proto::Command`]). [`Connection::schema`] tells what this QEMU has.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), qmp_blocking::Error> {
+//! # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
+//! use qmp_proto::commands::QueryStatus;
+//!
+//! let status = qmp.call(QueryStatus {})?; // a StatusInfo
+//! println!("{:?}, running: {}", status.status, status.running);
+//! if qmp.schema()?.has_command("query-yank") {
+//!     // ...
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Quick start
 //!
 //! The example of the project README:
@@ -174,6 +194,7 @@ pub use qmp_proto::{
     CallError, ClientConfig, CommandError, CommandId, DisconnectReason, Excerpt, Greeting,
     ProtocolError, QemuVersion, QmpError, QmpEvent, RawValue, Timestamp,
 };
+pub use qmp_proto::{Command, DecodeError, Pending};
 /// Use as the result type to ignore a command's result: `execute::<IgnoredAny>("stop", &())`.
 pub use serde::de::IgnoredAny;
 pub use serve::{serve_tcp, serve_unix};

@@ -1,0 +1,394 @@
+//! Typed commands and events (`Client::call`, `qmp_proto::commands`, `qmp_proto::events`)
+//! against the fake QEMU, in memory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Instant;
+
+use common::t0;
+use qmp_proto::commands::{
+    AddFd, Closefd, Cont, Empty, Getfd, QueryCommands, QueryName, QueryQmpSchema, QueryStatus,
+    QueryVersion, RemoveFd, Stop, SystemPowerdown, SystemReset, VmRunState,
+};
+use qmp_proto::events::{
+    self, JobStatus, JobStatusChange, KnownEvent, Shutdown, ShutdownCause, TypedEvent,
+};
+use qmp_proto::server::{FakeQemu, Outcome, Server};
+use qmp_proto::{
+    CallError, Client, ClientConfig, Command, CommandError, CommandOptions, DecodeTarget, Event,
+    Pending, QmpEvent,
+};
+use serde::Serialize;
+use serde_json::json;
+
+/// A client and the fake QEMU connected in memory.
+struct Pair {
+    client: Client,
+    server: Server<FakeQemu>,
+    now: Instant,
+    events: Vec<Event>,
+    wire: Vec<u8>,
+}
+
+impl Pair {
+    fn new(fake: FakeQemu) -> Self {
+        let now = t0();
+        let mut p = Pair {
+            client: Client::new(ClientConfig::default()),
+            server: Server::new(fake.server_config(), fake),
+            now,
+            events: Vec::new(),
+            wire: Vec::new(),
+        };
+        p.server.accept(now);
+        p.client.connect(now).unwrap();
+        p.settle();
+        p.wire.clear();
+        p
+    }
+
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.client.poll_transmit() {
+                let fds: Vec<_> = t.fds.iter().map(|fd| fd.try_clone().unwrap()).collect();
+                let data = t.data.to_vec();
+                self.client.advance_transmit(data.len());
+                if !fds.is_empty() {
+                    self.server.handle_fds(fds);
+                }
+                self.wire.extend_from_slice(&data);
+                self.server.handle_input(self.now, &data);
+                moved = true;
+            }
+            if let Some(out) = self.server.poll_transmit() {
+                let out = out.to_vec();
+                self.server.advance_transmit(out.len());
+                self.client.handle_input(self.now, &out);
+                moved = true;
+            }
+            if self.server.wants_close() {
+                self.server.closed();
+                self.client.handle_eof(self.now);
+                moved = true;
+            }
+            while let Some(e) = self.client.poll_event() {
+                self.events.push(e);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// The typed result of a call, once settled.
+    fn result<C: Command>(&self, pending: Pending<C>) -> Result<C::Returns, CommandError> {
+        let result = self
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::Reply { id, result } if pending == *id => Some(result.clone()),
+                _ => None,
+            })
+            .expect("no reply");
+        pending.decode_result(result)
+    }
+
+    fn call<C: Command>(&mut self, cmd: C) -> Result<C::Returns, CommandError> {
+        let pending = self.client.call(self.now, &cmd).unwrap();
+        self.settle();
+        self.result(pending)
+    }
+
+    fn qmp_events(&mut self) -> Vec<QmpEvent> {
+        let events = std::mem::take(&mut self.events);
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Qmp(q) => Some(q),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn queries_decode_into_their_types() {
+    let mut p = Pair::new(
+        FakeQemu::new()
+            .prelaunch()
+            .name("vm0")
+            .version(10, 0, 2, "pkg"),
+    );
+    let version = p.call(QueryVersion {}).unwrap();
+    assert_eq!(
+        (version.qemu.major, version.qemu.minor, version.qemu.micro),
+        (10, 0, 2)
+    );
+    assert_eq!(version.package, "pkg");
+    let status = p.call(QueryStatus {}).unwrap();
+    assert_eq!(status.status, VmRunState::Prelaunch);
+    assert!(!status.running);
+    assert_eq!(p.call(QueryName {}).unwrap().name.as_deref(), Some("vm0"));
+    let commands = p.call(QueryCommands {}).unwrap();
+    assert!(commands.has("query-status") && commands.has("add-fd"));
+    assert!(!commands.has("nope"));
+    let schema = p.call(QueryQmpSchema {}).unwrap();
+    assert!(schema.has_command("query-status"));
+    assert!(schema.has_event("STOP"));
+}
+
+#[test]
+fn argument_less_commands_send_no_arguments_member() {
+    let mut p = Pair::new(FakeQemu::new());
+    let id = p.client.call(p.now, &QueryStatus {}).unwrap();
+    p.settle();
+    let wire = String::from_utf8(p.wire.clone()).unwrap();
+    assert_eq!(
+        wire,
+        format!(r#"{{"execute":"query-status","id":{}}}"#, id.id().as_u64())
+    );
+    p.wire.clear();
+    p.call(Getfd { fdname: "x".into() }).unwrap_err();
+    let wire = String::from_utf8(p.wire.clone()).unwrap();
+    assert!(
+        wire.starts_with(r#"{"execute":"getfd","arguments":{"fdname":"x"},"id":"#),
+        "{wire}"
+    );
+    // Optional members are left out when `None`.
+    p.wire.clear();
+    p.call(RemoveFd {
+        fdset_id: 7,
+        fd: None,
+    })
+    .unwrap_err();
+    let wire = String::from_utf8(p.wire.clone()).unwrap();
+    assert!(
+        wire.starts_with(r#"{"execute":"remove-fd","arguments":{"fdset-id":7},"id":"#),
+        "{wire}"
+    );
+}
+
+#[test]
+fn run_state_commands_and_their_typed_events() {
+    let mut p = Pair::new(FakeQemu::new().prelaunch());
+    p.qmp_events();
+    let _: Empty = p.call(Cont {}).unwrap();
+    let evs = p.qmp_events();
+    assert!(matches!(
+        KnownEvent::decode(&evs[0]),
+        Ok(KnownEvent::Resume(_))
+    ));
+    assert_eq!(p.call(QueryStatus {}).unwrap().status, VmRunState::Running);
+    p.call(Stop {}).unwrap();
+    let evs = p.qmp_events();
+    assert!(evs[0].decode::<events::Stop>().unwrap().is_ok());
+    assert!(evs[0].decode::<events::Resume>().is_none(), "another event");
+    p.call(SystemReset {}).unwrap();
+    let evs = p.qmp_events();
+    let Ok(KnownEvent::Reset(reset)) = KnownEvent::decode(&evs[0]) else {
+        panic!("{evs:?}")
+    };
+    assert!(!reset.guest);
+    assert_eq!(reset.reason, ShutdownCause::HostQmpSystemReset);
+    p.call(SystemPowerdown {}).unwrap();
+    let evs = p.qmp_events();
+    assert_eq!(KnownEvent::decode(&evs[0]).unwrap().name(), "POWERDOWN");
+    p.call(qmp_proto::commands::Quit {}).unwrap();
+    let evs = p.qmp_events();
+    let shutdown = evs[0].decode::<Shutdown>().unwrap().unwrap();
+    assert_eq!(shutdown.reason, ShutdownCause::HostQmpQuit);
+}
+
+#[test]
+fn an_unknown_enum_value_fails_only_that_call() {
+    let mut fake = FakeQemu::new();
+    fake.add_command("query-status", false, |_, _| {
+        Outcome::Json(r#"{"status": "some-future-state", "running": false}"#.into())
+    });
+    let mut p = Pair::new(fake);
+    // Pipelined: the bad reply and the next one arrive together.
+    let status = p.client.call(p.now, &QueryStatus {}).unwrap();
+    let version = p.client.call(p.now, &QueryVersion {}).unwrap();
+    p.settle();
+    let Err(CommandError::Decode(e)) = p.result(status) else {
+        panic!("{:?}", p.events)
+    };
+    assert_eq!(e.target(), DecodeTarget::Return);
+    assert_eq!(e.name(), "query-status");
+    assert_eq!(
+        e.raw().get(),
+        r#"{"status": "some-future-state", "running": false}"#
+    );
+    assert!(e.json_error().to_string().contains("some-future-state"));
+    assert!(e.to_string().contains("query-status"), "{e}");
+    assert!(
+        e.to_string().contains(r#""status": "some-future-state""#),
+        "{e}"
+    );
+    // The next call got its own reply, and the session goes on.
+    assert_eq!(p.result(version).unwrap().qemu.major, 10);
+    assert!(p.call(QueryName {}).is_ok());
+    // The raw value is still there for an untyped look.
+    let raw: serde_json::Value = serde_json::from_str(e.raw().get()).unwrap();
+    assert_eq!(raw["status"], "some-future-state");
+}
+
+#[test]
+fn an_unknown_enum_value_in_an_event_fails_only_that_event() {
+    let mut p = Pair::new(FakeQemu::new());
+    p.qmp_events();
+    let now = p.now;
+    p.server.emit_event(
+        now,
+        "JOB_STATUS_CHANGE",
+        Some(json!({"id": "j0", "status": "hibernating"})),
+    );
+    p.server.emit_event(
+        now,
+        "JOB_STATUS_CHANGE",
+        Some(json!({"id": "j0", "status": "concluded"})),
+    );
+    p.server
+        .emit_event(now, "SOME_FUTURE_EVENT", Some(json!({"x": 1})));
+    p.server.emit_event(now, "STOP", None);
+    p.settle();
+    let evs = p.qmp_events();
+    assert_eq!(evs.len(), 4);
+    let e = KnownEvent::decode(&evs[0]).unwrap_err();
+    assert_eq!(e.target(), DecodeTarget::Event);
+    assert_eq!(e.name(), "JOB_STATUS_CHANGE");
+    let raw: serde_json::Value = serde_json::from_str(e.raw().get()).unwrap();
+    assert_eq!(raw["event"], "JOB_STATUS_CHANGE");
+    assert_eq!(raw["data"], json!({"id": "j0", "status": "hibernating"}));
+    assert!(raw["timestamp"]["seconds"].is_i64());
+    assert!(evs[0].decode::<JobStatusChange>().unwrap().is_err());
+    assert_eq!(
+        KnownEvent::decode(&evs[1]).unwrap(),
+        KnownEvent::JobStatusChange(JobStatusChange {
+            id: "j0".into(),
+            status: JobStatus::Concluded
+        })
+    );
+    let Ok(KnownEvent::Other(other)) = KnownEvent::decode(&evs[2]) else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(other, evs[2]);
+    assert_eq!(
+        KnownEvent::decode(&evs[2]).unwrap().name(),
+        "SOME_FUTURE_EVENT"
+    );
+    assert_eq!(
+        KnownEvent::decode(&evs[3]).unwrap(),
+        KnownEvent::Stop(events::Stop {})
+    );
+    assert!(KnownEvent::TYPED.contains(&JobStatusChange::NAME));
+}
+
+#[test]
+fn errors_stay_errors() {
+    let mut p = Pair::new(FakeQemu::new());
+    let Err(CommandError::Qmp(e)) = p.call(Closefd {
+        fdname: "nope".into(),
+    }) else {
+        panic!()
+    };
+    assert_eq!(e.class, "GenericError");
+}
+
+#[test]
+fn file_descriptors_travel_with_typed_calls() {
+    let mut p = Pair::new(FakeQemu::new());
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let id = p
+        .client
+        .call_with(
+            p.now,
+            &Getfd {
+                fdname: "fd0".into(),
+            },
+            CommandOptions::new().fd(a.into()),
+        )
+        .unwrap();
+    p.settle();
+    p.result(id).unwrap();
+    assert_eq!(p.server.handler().fd_names(), ["fd0"]);
+    p.call(Closefd {
+        fdname: "fd0".into(),
+    })
+    .unwrap();
+    assert!(p.server.handler().fd_names().is_empty());
+
+    let id = p
+        .client
+        .call_with(
+            p.now,
+            &AddFd {
+                fdset_id: None,
+                opaque: Some("disk".into()),
+            },
+            CommandOptions::new().fd(b.into()),
+        )
+        .unwrap();
+    p.settle();
+    let info = p.result(id).unwrap();
+    p.call(RemoveFd {
+        fdset_id: info.fdset_id,
+        fd: Some(info.fd),
+    })
+    .unwrap();
+}
+
+/// `query-yank`, which QEMU allows out of band.
+#[derive(Serialize)]
+struct QueryYank;
+
+impl Command for QueryYank {
+    const NAME: &'static str = "query-yank";
+    const ALLOW_OOB: bool = true;
+    type Returns = Vec<serde_json::Value>;
+}
+
+#[test]
+fn out_of_band_calls_honour_allow_oob() {
+    let mut p = Pair::new(FakeQemu::new());
+    assert_eq!(
+        p.client.call_oob(p.now, &QueryStatus {}).unwrap_err(),
+        CallError::OobNotAllowed("query-status")
+    );
+    assert!(p.wire.is_empty(), "nothing was sent");
+    let id = p.client.call_oob(p.now, &QueryYank).unwrap();
+    p.settle();
+    assert!(String::from_utf8(p.wire.clone())
+        .unwrap()
+        .starts_with(r#"{"exec-oob":"query-yank","id":"#));
+    assert!(!p.result(id).unwrap().is_empty());
+
+    // Without OOB negotiated, a command that allows it is refused locally too.
+    let fake = FakeQemu::new();
+    let mut client = Client::new(ClientConfig::default().oob(false));
+    let mut server = Server::new(fake.server_config(), fake);
+    let now = t0();
+    server.accept(now);
+    client.connect(now).unwrap();
+    let greeting = server.take_output();
+    client.handle_input(now, &greeting);
+    assert_eq!(
+        client.call_oob(now, &QueryYank).unwrap_err(),
+        CallError::OobNotNegotiated
+    );
+}
+
+#[test]
+fn pending_ids() {
+    let mut p = Pair::new(FakeQemu::new());
+    let a = p.client.call(p.now, &QueryStatus {}).unwrap();
+    let b = a;
+    assert_eq!(a, b);
+    assert_eq!(a.id(), qmp_proto::CommandId::from(b));
+    assert!(format!("{a:?}").contains("QueryStatus"));
+    assert!(p.client.cancel(a.id()));
+    p.settle();
+    assert_eq!(p.result(a).unwrap_err(), CommandError::Cancelled);
+}
