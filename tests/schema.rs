@@ -338,3 +338,40 @@ fn a_hostile_schema_cannot_make_a_walk_explode() {
     assert!(s.has_argument("c", &["m0", "m29", "m7"]));
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// The fake QEMU's generated schema describes its built-in commands' arguments, so that
+/// introspection (and a shell's completion) works against it as against QEMU.
+#[test]
+fn the_fake_qemu_schema_has_the_builtin_arguments() {
+    use qmp_proto::server::{FakeQemu, Server};
+
+    let now = std::time::Instant::now();
+    let fake = FakeQemu::new();
+    let mut server = Server::new(fake.server_config(), fake);
+    server.accept(now);
+    server.handle_input(
+        now,
+        br#"{"execute": "qmp_capabilities"}{"execute": "query-qmp-schema", "id": 1}"#,
+    );
+    let out = String::from_utf8(server.take_output()).unwrap();
+    let reply = out.lines().find(|l| l.contains(r#""id": 1"#)).unwrap();
+    let reply: serde_json::Value = serde_json::from_str(reply).unwrap();
+    let schema: Schema = serde_json::from_value(reply["return"].clone()).unwrap();
+    assert_eq!(
+        schema.argument_names("blockdev-add", &[]),
+        ["driver", "node-name", "size"]
+    );
+    assert_eq!(
+        schema.argument_values("blockdev-add", &["driver"]),
+        ["null-co"]
+    );
+    assert_eq!(
+        schema.argument_values("blockdev-backup", &["sync"]),
+        ["top", "full", "none", "incremental", "bitmap"]
+    );
+    assert_eq!(schema.argument_names("qmp_capabilities", &[]), ["enable"]);
+    assert!(schema.has_argument("human-monitor-command", &["command-line"]));
+    assert!(schema.argument_names("query-status", &[]).is_empty());
+    assert!(schema.has_event("JOB_STATUS_CHANGE"));
+    assert!(schema.command("query-yank").unwrap().allow_oob);
+}

@@ -261,3 +261,28 @@ fn commands_from_a_pipe() {
     );
     assert_eq!(lines[4], "error: Expected a key=value pair, got 'x'");
 }
+
+/// Argument names and enum values complete from the fake's schema too.
+#[test]
+fn tab_completes_arguments_and_values() {
+    let Some((term, _dir)) = fake_shell(&[]) else {
+        return;
+    };
+    term.type_text("blockdev-add d");
+    term.keys(&["Tab"]);
+    term.wait_until("the completed argument", |_| {
+        term.last_line().trim_end() == "(QEMU) blockdev-add driver="
+    });
+    term.keys(&["Tab"]);
+    term.wait_until("the only value", |_| {
+        term.last_line().trim_end() == "(QEMU) blockdev-add driver=null-co"
+    });
+    term.type_text("node-name=n0 s");
+    term.keys(&["Tab"]);
+    term.wait_until("the optional argument", |_| {
+        term.last_line().trim_end() == "(QEMU) blockdev-add driver=null-co node-name=n0 size="
+    });
+    term.type_text("4096");
+    term.keys(&["Enter"]);
+    term.wait_for(r#"{"return": {}}"#);
+}

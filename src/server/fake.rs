@@ -32,7 +32,8 @@ struct Custom {
 /// Commands: `query-version`, `query-status`, `stop` and `cont` (STOP/RESUME events, status
 /// tracking), `system_reset` (RESET), `system_powerdown` (POWERDOWN), `quit` (SHUTDOWN, then
 /// the reply, then the connection closes), `query-name`, `query-commands`,
-/// `query-qmp-schema` (generated from the commands, or one set with
+/// `query-qmp-schema` (generated from the commands, with the arguments of the built-in
+/// ones and their enum values, or one set with
 /// [`schema`](Self::schema), such as a schema captured from QEMU), `getfd`, `closefd`,
 /// `add-fd`, `remove-fd`, `query-fdsets`, `blockdev-add` and `blockdev-del` (null-co nodes),
 /// `blockdev-backup` (a job with JOB_STATUS_CHANGE and BLOCK_JOB_COMPLETED events, over
@@ -114,6 +115,42 @@ const EVENTS: &[&str] = &[
     "SHUTDOWN",
     "STOP",
 ];
+
+/// The enums of the generated schema.
+const SCHEMA_ENUMS: &[(&str, &[&str])] = &[
+    ("BlockdevDriver", &["null-co"]),
+    (
+        "MirrorSyncMode",
+        &["top", "full", "none", "incremental", "bitmap"],
+    ),
+    ("QMPCapability", &["oob"]),
+];
+
+/// The arguments of the built-in commands, for the generated schema (what
+/// `query-qmp-schema` tells a client, such as a shell completing argument names): name,
+/// type, optional.
+fn builtin_arguments(command: &str) -> &'static [(&'static str, &'static str, bool)] {
+    match command {
+        "qmp_capabilities" => &[("enable", "[QMPCapability]", true)],
+        "blockdev-add" => &[
+            ("driver", "BlockdevDriver", false),
+            ("node-name", "str", false),
+            ("size", "int", true),
+        ],
+        "blockdev-del" => &[("node-name", "str", false)],
+        "blockdev-backup" => &[
+            ("job-id", "str", false),
+            ("device", "str", false),
+            ("target", "str", false),
+            ("sync", "MirrorSyncMode", false),
+        ],
+        "getfd" | "closefd" => &[("fdname", "str", false)],
+        "add-fd" => &[("fdset-id", "int", true), ("opaque", "str", true)],
+        "remove-fd" => &[("fdset-id", "int", false), ("fd", "int", true)],
+        "human-monitor-command" => &[("command-line", "str", false), ("cpu-index", "int", true)],
+        _ => &[],
+    }
+}
 
 fn arg_str<'a>(args: &'a Map<String, Value>, name: &str) -> Result<&'a str, Outcome> {
     match args.get(name) {
@@ -268,8 +305,31 @@ impl FakeQemu {
             .collect();
         names.extend(self.custom.iter().map(|(n, c)| (n.clone(), c.allow_oob)));
         for (name, oob) in names {
-            let mut e =
-                json!({"name": name, "meta-type": "command", "arg-type": "0", "ret-type": "0"});
+            let members = if self.custom.contains_key(&name) {
+                &[][..]
+            } else {
+                builtin_arguments(&name)
+            };
+            // Each built-in command with arguments has its own argument object, named
+            // after it; the others share the empty object "0".
+            let arg_type = if members.is_empty() {
+                "0".to_owned()
+            } else {
+                let arg_type = format!("{name}-arg");
+                let members: Vec<Value> = members
+                    .iter()
+                    .map(|(member, ty, optional)| {
+                        let mut m = json!({"name": member, "type": ty});
+                        if *optional {
+                            m["default"] = Value::Null;
+                        }
+                        m
+                    })
+                    .collect();
+                entries.push(json!({"name": arg_type, "members": members, "meta-type": "object"}));
+                arg_type
+            };
+            let mut e = json!({"name": name, "meta-type": "command", "arg-type": arg_type, "ret-type": "0"});
             if oob {
                 e["allow-oob"] = Value::Bool(true);
             }
@@ -279,6 +339,16 @@ impl FakeQemu {
             entries.push(json!({"name": ev, "meta-type": "event", "arg-type": "0"}));
         }
         entries.push(json!({"name": "0", "members": [], "meta-type": "object"}));
+        for (name, values) in SCHEMA_ENUMS {
+            let members: Vec<Value> = values.iter().map(|v| json!({"name": v})).collect();
+            entries.push(
+                json!({"name": name, "meta-type": "enum", "members": members, "values": values}),
+            );
+        }
+        entries.push(json!({"name": "[QMPCapability]", "element-type": "QMPCapability", "meta-type": "array"}));
+        for (name, json_type) in [("str", "string"), ("int", "int"), ("bool", "boolean")] {
+            entries.push(json!({"name": name, "json-type": json_type, "meta-type": "builtin"}));
+        }
         Value::Array(entries)
     }
 
