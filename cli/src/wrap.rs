@@ -4,6 +4,8 @@
 //! `tempfile` with that mode, never widened), and is itself mode 0600; QEMU is started with `-qmp unix:PATH` appended
 //! to its arguments and connects to it. When the shell ends, QEMU is asked to `quit`,
 //! killed if it has not exited within [`QUIT_GRACE`], and the directory is removed.
+//! QEMU's standard input is closed (the terminal is the shell's); what it prints goes to
+//! the terminal, as when it runs alone.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, ExitCode, Stdio};
