@@ -1,0 +1,44 @@
+//! Benchmarks of `qmp-proto` and its adapters, with their baselines measured in the same run.
+//!
+//! - [`engine`]: the engine's cost per message (a small reply, an event, the 236 KB
+//!   `query-qmp-schema` reply of qemu-system-x86_64 10.0.2, a 10 MB reply), fed whole, byte
+//!   by byte and in 4 KiB chunks, against `serde_json`'s `RawValue` validation and `Value`
+//!   parse of the same bytes.
+//!
+//! Every figure is reported as a ratio to a baseline measured in the same run, in interleaved
+//! rounds, so that a loaded machine slows both alike. The `qmp-bench` binary prints the
+//! tables; `cargo bench -p qmp-bench` runs the same measurements (and divan micro benchmarks
+//! of the engine).
+
+pub mod engine;
+pub mod engine_report;
+pub mod stats;
+
+/// One line of a report table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The table it belongs to.
+    pub group: &'static str,
+    /// What is measured (the message, the peer).
+    pub case: String,
+    /// How (the baseline, or the client and its mode).
+    pub measure: String,
+    /// The absolute figure, with its unit.
+    pub absolute: String,
+    /// The ratio to the baseline (time per unit for engine rows, rate for the others).
+    pub ratio: f64,
+    /// The name of the baseline of `ratio`.
+    pub baseline: &'static str,
+}
+
+/// Renders rows as a Markdown table.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::from("| case | measure | absolute | ratio |\n|---|---|---:|---:|\n");
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.2}× {} |\n",
+            r.case, r.measure, r.absolute, r.ratio, r.baseline
+        ));
+    }
+    out
+}
