@@ -12,6 +12,8 @@
 
 pub mod engine;
 pub mod engine_report;
+pub mod rtt;
+pub mod rtt_report;
 pub mod stats;
 
 /// One line of a report table.

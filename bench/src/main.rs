@@ -9,8 +9,12 @@
 use std::process::ExitCode;
 
 use qmp_bench::engine::{self, Engine, Feed, Message};
+use qmp_bench::rtt::{self, Peer};
+use qmp_bench::{rtt_report, Row};
 
 const USAGE: &str = "usage: qmp-bench engine [--quick]
+       qmp-bench rtt [--quick]
+       qmp-bench qsd [--quick]
        qmp-bench instructions MESSAGE MEASURE N
          MESSAGE: small-reply | event | schema | 10mb-reply
          MEASURE: raw-value | value | whole | 4k-chunks | byte-by-byte";
@@ -24,6 +28,16 @@ fn main() -> ExitCode {
             println!("{}", qmp_bench::markdown(&rows));
             ExitCode::SUCCESS
         }
+        Some("rtt") => {
+            let rows = rtt_in_process(quick);
+            println!("{}", qmp_bench::markdown(&rows));
+            ExitCode::SUCCESS
+        }
+        Some("qsd") => {
+            let rows = rtt_storage_daemon(quick);
+            println!("{}", qmp_bench::markdown(&rows));
+            ExitCode::SUCCESS
+        }
         Some("instructions") => match instructions(&args[1..]) {
             Some(()) => ExitCode::SUCCESS,
             None => usage(),
@@ -31,6 +45,43 @@ fn main() -> ExitCode {
         _ => usage(),
     }
 }
+
+/// Round trips against the fake QEMU served in this process.
+fn rtt_in_process(quick: bool) -> Vec<Row> {
+    let rounds = if quick { 3 } else { 11 };
+    rtt_report::run(
+        "rtt",
+        "fake QEMU, in process, socket pair",
+        &Peer::InProcess,
+        &ALL_CLIENTS,
+        2000,
+        rounds,
+    )
+}
+
+/// Round trips against qemu-storage-daemon, if it is installed.
+fn rtt_storage_daemon(quick: bool) -> Vec<Row> {
+    let Some(qsd) = rtt_report::StorageDaemon::start() else {
+        eprintln!("qemu-storage-daemon is not installed: skipped");
+        return Vec::new();
+    };
+    let rounds = if quick { 3 } else { 9 };
+    rtt_report::run(
+        "qsd",
+        "qemu-storage-daemon 10.0.2",
+        &Peer::Path(qsd.sock.clone()),
+        &ALL_CLIENTS,
+        500,
+        rounds,
+    )
+}
+
+const ALL_CLIENTS: [rtt::Client; 4] = [
+    rtt::Client::Floor,
+    rtt::Client::Blocking,
+    rtt::Client::AsyncSequential,
+    rtt::Client::AsyncConcurrent,
+];
 
 fn usage() -> ExitCode {
     eprintln!("{USAGE}");
