@@ -12,6 +12,7 @@
 
 pub mod engine;
 pub mod engine_report;
+pub mod memory;
 pub mod rtt;
 pub mod rtt_report;
 pub mod stats;

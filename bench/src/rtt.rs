@@ -104,6 +104,16 @@ impl Client {
         }
     }
 
+    /// Its name on the command line.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Client::Floor => "floor",
+            Client::Blocking => "blocking",
+            Client::AsyncSequential => "async",
+            Client::AsyncConcurrent => "async-concurrent",
+        }
+    }
+
     /// Connects to `peer`, negotiates, then times `n` round trips.
     pub fn sample(self, peer: &Peer, n: u64) -> (u64, Duration) {
         let stream = peer.connect();
@@ -195,4 +205,63 @@ pub fn asynchronous(stream: UnixStream, n: u64, callers: usize) -> (u64, Duratio
         driver.await;
         (per_caller * callers as u64, took)
     }))
+}
+
+/// The Rust `qapi` crate (0.15, its synchronous `qapi::Qmp` over a std `UnixStream`).
+#[cfg(feature = "qapi")]
+pub fn qapi(stream: UnixStream, n: u64) -> (u64, Duration) {
+    let mut qmp = qapi::Qmp::from_stream(&stream);
+    qmp.handshake().expect("negotiated");
+    let start = Instant::now();
+    for _ in 0..n {
+        qmp.execute(&qapi::qmp::query_version {}).expect("a reply");
+    }
+    (n, start.elapsed())
+}
+
+/// The Python reference client `qemu.qmp`, run by `python` (a virtualenv's interpreter) as
+/// `bench/qemu_qmp_rtt.py SOCK MODE N`, which times `n` round trips after connecting and
+/// prints how many it did and the seconds they took. `mode` is `sequential` or `concurrent`
+/// ([`CALLERS`] tasks).
+pub fn python(
+    python: &std::path::Path,
+    sock: &std::path::Path,
+    mode: &str,
+    n: u64,
+) -> (u64, Duration) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/qemu_qmp_rtt.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(sock)
+        .arg(mode)
+        .arg(n.to_string())
+        .output()
+        .expect("run the Python client");
+    assert!(
+        out.status.success(),
+        "the Python client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    let done: u64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .expect("a count of round trips");
+    let secs: f64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .expect("a duration in seconds");
+    (done, Duration::from_secs_f64(secs))
+}
+
+/// Serves [`fake`] QEMUs on a unix socket path, one thread per connection, forever.
+pub fn serve(path: &std::path::Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    for stream in listener.incoming() {
+        let stream = stream?;
+        std::thread::spawn(move || serve_one(stream));
+    }
+    Ok(())
 }
