@@ -242,51 +242,117 @@ impl Framer {
     }
 
     fn scan_inner(&mut self, bytes: &[u8]) -> Result<Option<usize>, usize> {
-        let mut i = 0;
+        // The state lives in locals while the loop runs (written back when the input runs
+        // out): most of the cost is per structural byte, not per byte.
         let n = bytes.len();
-        while i < n {
-            if self.in_string {
-                if self.escape {
-                    self.escape = false;
-                    i += 1;
-                    continue;
-                }
-                // Skip ordinary string content quickly.
-                while i < n && bytes[i] != b'"' && bytes[i] != b'\\' {
-                    i += 1;
-                }
-                if i == n {
+        let mut i = 0;
+        let mut depth = self.depth;
+        let mut in_string = self.in_string;
+        if in_string && self.escape {
+            if n == 0 {
+                return Ok(None);
+            }
+            self.escape = false;
+            i = 1;
+        }
+        loop {
+            if in_string {
+                // Ordinary string content, then the quote or backslash that ends the run.
+                i += string_run(&bytes[i..]);
+                if i >= n {
                     break;
                 }
-                if bytes[i] == b'\\' {
-                    self.escape = true;
-                } else {
-                    self.in_string = false;
-                }
+                let b = bytes[i];
                 i += 1;
+                if b == b'"' {
+                    in_string = false;
+                } else if i < n {
+                    // The escaped byte.
+                    i += 1;
+                } else {
+                    self.escape = true;
+                    break;
+                }
                 continue;
             }
-            let b = bytes[i];
-            i += 1;
+            // Skip the bytes that cannot change the structure (names, numbers, `:`, `,`,
+            // whitespace) with one table look-up each.
+            let b = loop {
+                if i >= n {
+                    self.depth = depth;
+                    self.in_string = false;
+                    return Ok(None);
+                }
+                let b = bytes[i];
+                i += 1;
+                if STRUCTURAL[usize::from(b)] {
+                    break b;
+                }
+            };
             match b {
-                b'"' => self.in_string = true,
+                b'"' => in_string = true,
                 b'{' | b'[' => {
-                    self.depth += 1;
-                    if self.depth > self.max_depth {
+                    depth += 1;
+                    if depth > self.max_depth {
+                        self.depth = depth;
+                        self.in_string = false;
                         return Err(i);
                     }
                 }
-                b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
+                _ => {
+                    // `}` or `]`.
+                    depth -= 1;
+                    if depth == 0 {
+                        self.depth = 0;
+                        self.in_string = false;
                         return Ok(Some(i));
                     }
                 }
-                _ => {}
             }
         }
+        self.depth = depth;
+        self.in_string = true;
         Ok(None)
     }
+}
+
+/// The bytes that matter to the scan outside strings: quotes and brackets.
+const STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'"' as usize] = true;
+    table[b'{' as usize] = true;
+    table[b'}' as usize] = true;
+    table[b'[' as usize] = true;
+    table[b']' as usize] = true;
+    table
+};
+
+/// How many bytes of `s` come before the first `"` or `\\` (all of them if there is none),
+/// looking at eight bytes at a time.
+fn string_run(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    for chunk in s.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // The high bit of each byte that is zero in `quote` or `backslash`, exact for the
+        // lowest such byte (a borrow can only flag bytes above a real match).
+        let hits = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGH;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < s.len() && s[i] != b'"' && s[i] != b'\\' {
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]
@@ -389,6 +455,31 @@ mod tests {
             }
             assert_eq!(count, 1);
             assert_eq!(f.scanned, body, "piece size {piece}");
+        }
+    }
+
+    #[test]
+    fn string_run_stops_at_the_first_quote_or_backslash() {
+        // Bytes next to the two targets, and bytes with the high bit set, around every
+        // position of a target in runs shorter and longer than a word.
+        let fill = [
+            b'a', b'!', b'#', b'[', b']', 0x00, 0x7f, 0x80, 0xa2, 0xdc, 0xff,
+        ];
+        for len in 0..24 {
+            for &f in &fill {
+                let plain = vec![f; len];
+                assert_eq!(string_run(&plain), len);
+                for at in 0..len {
+                    for target in [b'"', b'\\'] {
+                        let mut s = plain.clone();
+                        s[at] = target;
+                        if at + 1 < len {
+                            s[at + 1] = b'"';
+                        }
+                        assert_eq!(string_run(&s), at, "{s:?}");
+                    }
+                }
+            }
         }
     }
 
