@@ -4,6 +4,14 @@
 //!   `query-qmp-schema` reply of qemu-system-x86_64 10.0.2, a 10 MB reply), fed whole, byte
 //!   by byte and in 4 KiB chunks, against `serde_json`'s `RawValue` validation and `Value`
 //!   parse of the same bytes.
+//! - [`rtt`]: `query-version` round trips over a unix socket with the blocking adapter, the
+//!   async adapter (one caller, 100 concurrent callers) and a hand-written loop with no
+//!   engine (the floor), against the fake QEMU served in this process, against
+//!   qemu-storage-daemon, and side by side with the Python reference `qemu.qmp` and the Rust
+//!   `qapi` crate against a fake QEMU in another process.
+//! - [`memory`]: RSS per idle async connection, and the peak RSS while a slow listener
+//!   receives up to 1,000,000 events.
+//! - [`report`]: all of it, and the targets checked against the same run.
 //!
 //! Every figure is reported as a ratio to a baseline measured in the same run, in interleaved
 //! rounds, so that a loaded machine slows both alike. The `qmp-bench` binary prints the
@@ -13,6 +21,7 @@
 pub mod engine;
 pub mod engine_report;
 pub mod memory;
+pub mod report;
 pub mod rtt;
 pub mod rtt_report;
 pub mod stats;
