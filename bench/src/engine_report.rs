@@ -12,9 +12,9 @@ use crate::Row;
 /// How many messages one sample feeds, and how many rounds to run, for a message.
 fn plan(message: Message, quick: bool) -> (usize, usize) {
     let (batch, rounds) = match message {
-        Message::SmallReply | Message::Event => (512, 31),
-        Message::Schema => (4, 31),
-        Message::Large => (1, 9),
+        Message::SmallReply | Message::Event => (1024, 101),
+        Message::Schema => (2, 101),
+        Message::Large => (1, 15),
     };
     if quick {
         (batch, rounds.min(5))
