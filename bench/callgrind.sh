@@ -35,7 +35,7 @@ for message in small-reply event schema 10mb-reply; do
         per=$((total / n))
         floor=${floor:-$per}
         awk -v m="$message" -v s="$measure" -v p="$per" -v f="$floor" \
-            'BEGIN { printf "| %s | %s | %d | %.2f× |\n", m, s, p, p / f }'
+            'BEGIN { printf "| %s | %s | %.0f | %.2f× |\n", m, s, p, p / f }'
     done
 done
 
@@ -55,5 +55,5 @@ for client in floor blocking async async-concurrent; do
     per=$(((long - short) / 1000))
     floor=${floor:-$per}
     awk -v c="$client" -v p="$per" -v f="$floor" \
-        'BEGIN { printf "| %s | %d | %.2f× |\n", c, p, p / f }'
+        'BEGIN { printf "| %s | %.0f | %.2f× |\n", c, p, p / f }'
 done

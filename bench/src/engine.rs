@@ -293,15 +293,11 @@ pub fn measured_engine(engine: &mut Engine, bytes: &[u8], feed: Feed) -> usize {
     for chunk in bytes.chunks(feed.chunk()) {
         client.handle_input(now, chunk);
     }
-    loop {
-        match client.poll_event() {
-            Some(Event::Reply { result, .. }) => {
-                return black_box(result).map_or(0, |raw| raw.get().len())
-            }
-            Some(Event::Qmp(event)) => return black_box(event).name.len(),
-            Some(other) => panic!("unexpected engine output {other:?}"),
-            None => panic!("the message produced no output"),
-        }
+    match client.poll_event() {
+        Some(Event::Reply { result, .. }) => black_box(result).map_or(0, |raw| raw.get().len()),
+        Some(Event::Qmp(event)) => black_box(event).name.len(),
+        Some(other) => panic!("unexpected engine output {other:?}"),
+        None => panic!("the message produced no output"),
     }
 }
 
