@@ -246,13 +246,15 @@ impl Framer {
         // with bit masks, without a branch per string or bracket; the others (the first
         // block of a frame, its last, blocks with a backslash) are scanned byte by byte.
         let n = bytes.len();
-        if n < BLOCK {
+        if n < 2 * BLOCK {
             return self.scan_bytes(bytes);
         }
         let mut i = 0;
         while i < n {
-            // (At depth 0 the block holds the frame's opening bracket: scanned by bytes.)
-            if n - i >= BLOCK
+            // At depth 0 the block holds the frame's opening bracket, and a block with less
+            // than a block after it is likely to hold the closing one: both are scanned by
+            // bytes (which also spares a small message a block attempt that would fail).
+            if n - i >= 2 * BLOCK
                 && self.depth > 0
                 && !self.escape
                 && self.skip_block(&bytes[i..i + BLOCK])
