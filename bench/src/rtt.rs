@@ -126,7 +126,7 @@ impl Client {
     }
 }
 
-/// Reads until the buffer holds a `\r\n` after `from`; returns where it ends.
+/// Reads until `buf` holds a `\r\n`; returns the length up to and including it.
 fn read_line(stream: &mut UnixStream, buf: &mut Vec<u8>) -> usize {
     let mut scanned = 0;
     loop {
