@@ -13,6 +13,8 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
+    // Like `qmp-bench all`: the round trips run on one CPU.
+    let _ = qmp_bench::pin_to_one_cpu();
     let quick = std::env::var("QMP_BENCH_QUICK").is_ok_and(|v| v == "1");
     let mut rows = report::engine(quick);
     rows.extend(report::end_to_end(

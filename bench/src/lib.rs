@@ -26,6 +26,32 @@ pub mod rtt;
 pub mod rtt_report;
 pub mod stats;
 
+/// Pins this process, the threads it starts and the processes it starts (the fake QEMU
+/// server, the Python client, qemu-storage-daemon) to one CPU, and returns it: the CPU
+/// `QMP_BENCH_CPU` names, else the last one this process may run on. Nothing is pinned when
+/// `QMP_BENCH_CPU` is `none` or the call fails.
+///
+/// A round trip is a ping-pong between two threads: on a virtual machine, whether the two
+/// happen to share a CPU (a cheap wake-up) or not (waking another, possibly idle, virtual
+/// CPU) changed the rate by up to four times from one sample to the next. On one CPU the
+/// figures measure the clients' own costs, and repeat.
+pub fn pin_to_one_cpu() -> Option<usize> {
+    let cpu = match std::env::var("QMP_BENCH_CPU") {
+        Ok(v) if v == "none" => return None,
+        Ok(v) => v.parse().ok()?,
+        Err(_) => {
+            let allowed = rustix::thread::sched_getaffinity(None).ok()?;
+            (0..rustix::thread::CpuSet::MAX_CPU)
+                .rev()
+                .find(|&c| allowed.is_set(c))?
+        }
+    };
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).ok()?;
+    Some(cpu)
+}
+
 /// One line of a report table.
 #[derive(Debug, Clone)]
 pub struct Row {

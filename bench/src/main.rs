@@ -31,6 +31,12 @@ fn main() -> ExitCode {
         .map(String::as_str)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    if !matches!(pos.first(), Some(&"instructions")) {
+        match qmp_bench::pin_to_one_cpu() {
+            Some(cpu) => eprintln!("pinned to CPU {cpu} (QMP_BENCH_CPU=none to leave it free)"),
+            None => eprintln!("not pinned to a CPU"),
+        }
+    }
     let exe = || std::env::current_exe().expect("the path of this binary");
     let tables = |rows: Vec<Row>| {
         println!("{}", markdown(&rows));
