@@ -31,10 +31,15 @@ fn main() -> ExitCode {
         .map(String::as_str)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    // Everything but the instruction counts runs pinned; the helper processes the tables
+    // start (serve, memory-one, client) pin themselves to the same CPU without a word.
     if !matches!(pos.first(), Some(&"instructions")) {
-        match qmp_bench::pin_to_one_cpu() {
-            Some(cpu) => eprintln!("pinned to CPU {cpu} (QMP_BENCH_CPU=none to leave it free)"),
-            None => eprintln!("not pinned to a CPU"),
+        let pinned = qmp_bench::pin_to_one_cpu();
+        if !matches!(pos.first(), Some(&("serve" | "memory-one" | "client"))) {
+            match pinned {
+                Some(cpu) => eprintln!("pinned to CPU {cpu} (QMP_BENCH_CPU=none to leave it free)"),
+                None => eprintln!("not pinned to a CPU"),
+            }
         }
     }
     let exe = || std::env::current_exe().expect("the path of this binary");
