@@ -242,51 +242,225 @@ impl Framer {
     }
 
     fn scan_inner(&mut self, bytes: &[u8]) -> Result<Option<usize>, usize> {
-        let mut i = 0;
+        // Blocks of 64 bytes that cannot end the frame or exceed the depth limit are skipped
+        // with bit masks, without a branch per string or bracket; the others (the first
+        // block of a frame, its last, blocks with a backslash) are scanned byte by byte.
         let n = bytes.len();
+        if n < 2 * BLOCK {
+            return self.scan_bytes(bytes);
+        }
+        let mut i = 0;
         while i < n {
-            if self.in_string {
-                if self.escape {
-                    self.escape = false;
-                    i += 1;
-                    continue;
-                }
-                // Skip ordinary string content quickly.
-                while i < n && bytes[i] != b'"' && bytes[i] != b'\\' {
-                    i += 1;
-                }
-                if i == n {
-                    break;
-                }
-                if bytes[i] == b'\\' {
-                    self.escape = true;
-                } else {
-                    self.in_string = false;
-                }
-                i += 1;
+            // At depth 0 the block holds the frame's opening bracket, and a block with less
+            // than a block after it is likely to hold the closing one: both are scanned by
+            // bytes (which also spares a small message a block attempt that would fail).
+            if n - i >= 2 * BLOCK
+                && self.depth > 0
+                && !self.escape
+                && self.skip_block(&bytes[i..i + BLOCK])
+            {
+                i += BLOCK;
                 continue;
             }
-            let b = bytes[i];
-            i += 1;
-            match b {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => {
-                    self.depth += 1;
-                    if self.depth > self.max_depth {
-                        return Err(i);
-                    }
-                }
-                b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        return Ok(Some(i));
-                    }
-                }
-                _ => {}
+            let end = n.min(i + BLOCK);
+            match self.scan_bytes(&bytes[i..end]) {
+                Ok(None) => i = end,
+                Ok(Some(len)) => return Ok(Some(i + len)),
+                Err(len) => return Err(i + len),
             }
         }
         Ok(None)
     }
+
+    /// Advances the state over `block` ([`BLOCK`] bytes) if it holds no backslash and can
+    /// neither close the frame nor take it over the depth limit; otherwise returns `false`
+    /// and changes nothing.
+    fn skip_block(&mut self, block: &[u8]) -> bool {
+        let masks = BlockMasks::of(block);
+        if masks.backslash != 0 {
+            return false;
+        }
+        // Bit j: byte j is inside a string (an opening quote counts as inside, a closing one
+        // as outside): the parity of the quotes up to j, flipped if a string was open.
+        let mut inside = masks.quote;
+        for shift in [1, 2, 4, 8, 16, 32] {
+            inside ^= inside << shift;
+        }
+        if self.in_string {
+            inside = !inside;
+        }
+        let opens = (masks.open & !inside).count_ones() as usize;
+        let closes = (masks.close & !inside).count_ones() as usize;
+        // The depth never drops below `depth - closes` nor rises above `depth + opens`.
+        if closes >= self.depth || self.depth + opens > self.max_depth {
+            return false;
+        }
+        self.depth = self.depth + opens - closes;
+        self.in_string = inside >> 63 == 1;
+        true
+    }
+
+    #[inline]
+    fn scan_bytes(&mut self, bytes: &[u8]) -> Result<Option<usize>, usize> {
+        // The state lives in locals while the loop runs (written back when the input runs
+        // out): most of the cost is per structural byte, not per byte.
+        let n = bytes.len();
+        let mut i = 0;
+        let mut depth = self.depth;
+        let mut in_string = self.in_string;
+        if in_string && self.escape {
+            if n == 0 {
+                return Ok(None);
+            }
+            self.escape = false;
+            i = 1;
+        }
+        loop {
+            if in_string {
+                // Ordinary string content, then the quote or backslash that ends the run.
+                i += string_run(&bytes[i..]);
+                if i >= n {
+                    break;
+                }
+                let b = bytes[i];
+                i += 1;
+                if b == b'"' {
+                    in_string = false;
+                } else if i < n {
+                    // The escaped byte.
+                    i += 1;
+                } else {
+                    self.escape = true;
+                    break;
+                }
+                continue;
+            }
+            // Skip the bytes that cannot change the structure (names, numbers, `:`, `,`,
+            // whitespace) with one table look-up each.
+            let b = loop {
+                if i >= n {
+                    self.depth = depth;
+                    self.in_string = false;
+                    return Ok(None);
+                }
+                let b = bytes[i];
+                i += 1;
+                if STRUCTURAL[usize::from(b)] {
+                    break b;
+                }
+            };
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > self.max_depth {
+                        self.depth = depth;
+                        self.in_string = false;
+                        return Err(i);
+                    }
+                }
+                _ => {
+                    // `}` or `]`.
+                    depth -= 1;
+                    if depth == 0 {
+                        self.depth = 0;
+                        self.in_string = false;
+                        return Ok(Some(i));
+                    }
+                }
+            }
+        }
+        self.depth = depth;
+        self.in_string = true;
+        Ok(None)
+    }
+}
+
+/// The bytes a block holds.
+const BLOCK: usize = 64;
+
+/// Where the bytes that matter are in a block: bit `j` stands for byte `j`.
+struct BlockMasks {
+    quote: u64,
+    backslash: u64,
+    /// `{` and `[`.
+    open: u64,
+    /// `}` and `]`.
+    close: u64,
+}
+
+impl BlockMasks {
+    fn of(block: &[u8]) -> BlockMasks {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+        /// The high bit of each byte of `v` that is zero (exact: no carry crosses bytes).
+        fn zero_bytes(v: u64) -> u64 {
+            !(((v & LOW7) + LOW7) | v) & !LOW7
+        }
+        /// The high bits of the eight bytes gathered into the low eight bits.
+        fn gather(high: u64) -> u64 {
+            ((high >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+        }
+        let mut m = BlockMasks {
+            quote: 0,
+            backslash: 0,
+            open: 0,
+            close: 0,
+        };
+        for (k, chunk) in block.chunks_exact(8).enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let w = u64::from_le_bytes(word);
+            // `{` is 0x7b and `[` 0x5b, `}` 0x7d and `]` 0x5d: they differ in bit 5 only.
+            let folded = w | (ONES * 0x20);
+            let shift = 8 * k;
+            m.quote |= gather(zero_bytes(w ^ (ONES * u64::from(b'"')))) << shift;
+            m.backslash |= gather(zero_bytes(w ^ (ONES * u64::from(b'\\')))) << shift;
+            m.open |= gather(zero_bytes(folded ^ (ONES * u64::from(b'{')))) << shift;
+            m.close |= gather(zero_bytes(folded ^ (ONES * u64::from(b'}')))) << shift;
+        }
+        m
+    }
+}
+
+/// The bytes that matter to the scan outside strings: quotes and brackets.
+const STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'"' as usize] = true;
+    table[b'{' as usize] = true;
+    table[b'}' as usize] = true;
+    table[b'[' as usize] = true;
+    table[b']' as usize] = true;
+    table
+};
+
+/// How many bytes of `s` come before the first `"` or `\\` (all of them if there is none),
+/// looking at eight bytes at a time.
+#[inline]
+fn string_run(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    for chunk in s.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // The high bit of each byte that is zero in `quote` or `backslash`, exact for the
+        // lowest such byte (a borrow can only flag bytes above a real match).
+        let hits = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGH;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < s.len() && s[i] != b'"' && s[i] != b'\\' {
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]
@@ -389,6 +563,100 @@ mod tests {
             }
             assert_eq!(count, 1);
             assert_eq!(f.scanned, body, "piece size {piece}");
+        }
+    }
+
+    #[test]
+    fn block_masks_mark_exactly_the_bytes_that_matter() {
+        // Every byte value at every position of a block.
+        for value in 0..=255u8 {
+            for at in 0..BLOCK {
+                let mut block = [b'a'; BLOCK];
+                block[at] = value;
+                let m = BlockMasks::of(&block);
+                let bit = 1u64 << at;
+                let expect = |hit: bool| if hit { bit } else { 0 };
+                assert_eq!(m.quote, expect(value == b'"'), "{value} at {at}");
+                assert_eq!(m.backslash, expect(value == b'\\'), "{value} at {at}");
+                assert_eq!(
+                    m.open,
+                    expect(matches!(value, b'{' | b'[')),
+                    "{value} at {at}"
+                );
+                assert_eq!(
+                    m.close,
+                    expect(matches!(value, b'}' | b']')),
+                    "{value} at {at}"
+                );
+            }
+        }
+        let mixed: Vec<u8> = (0..BLOCK as u8)
+            .map(|j| b"\"{}[]\\ax"[usize::from(j) % 8])
+            .collect();
+        let m = BlockMasks::of(&mixed);
+        let every = |phase: u32| (0..8).fold(0u64, |acc, k| acc | 1 << (8 * k + phase));
+        assert_eq!(m.quote, every(0));
+        assert_eq!(m.open, every(1) | every(3));
+        assert_eq!(m.close, every(2) | every(4));
+        assert_eq!(m.backslash, every(5));
+    }
+
+    #[test]
+    fn blocks_and_bytes_agree() {
+        // Frames with strings holding brackets, escapes and long runs, at every offset
+        // relative to the 64-byte blocks, depth near the limit: scanned whole (blocks) and
+        // byte by byte (no block fits), they must frame alike.
+        let inner = r#"{"a": "x{[}]\\\"y", "b": [1, 2, {"c": "0123456789012345678901234567890123456789012345678901234567890123456789"}], "d": {}}"#;
+        for pad in 0..70 {
+            let frame = format!(
+                r#"{{"pad": "{}", "v": [{inner}, {inner}]}}"#,
+                "p".repeat(pad)
+            );
+            let input = format!("{frame}\r\n{frame}");
+            for depth_limit in [3, 4, 1024] {
+                let mut whole = Framer::new(1 << 20, depth_limit);
+                let mut bytes = Framer::new(1 << 20, depth_limit);
+                let a = frames(&mut whole, input.as_bytes());
+                let b = input
+                    .as_bytes()
+                    .iter()
+                    .map(|b| frames(&mut bytes, std::slice::from_ref(b)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|v| v.concat());
+                assert_eq!(
+                    a.as_ref().map_err(ToString::to_string),
+                    b.as_ref().map_err(ToString::to_string),
+                    "pad {pad}, limit {depth_limit}"
+                );
+                if depth_limit == 1024 {
+                    assert_eq!(a.expect("frames"), vec![frame.clone(), frame.clone()]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn string_run_stops_at_the_first_quote_or_backslash() {
+        // Bytes next to the two targets, and bytes with the high bit set, around every
+        // position of a target in runs shorter and longer than a word.
+        let fill = [
+            b'a', b'!', b'#', b'[', b']', 0x00, 0x7f, 0x80, 0xa2, 0xdc, 0xff,
+        ];
+        for len in 0..24 {
+            for &f in &fill {
+                let plain = vec![f; len];
+                assert_eq!(string_run(&plain), len);
+                for at in 0..len {
+                    for target in [b'"', b'\\'] {
+                        let mut s = plain.clone();
+                        s[at] = target;
+                        if at + 1 < len {
+                            s[at + 1] = b'"';
+                        }
+                        assert_eq!(string_run(&s), at, "{s:?}");
+                    }
+                }
+            }
         }
     }
 

@@ -47,8 +47,11 @@ use crate::{Error, Reconnect};
 /// The log target of everything this crate logs.
 pub(crate) const TARGET: &str = "qmp_async";
 
-/// Bytes per read.
+/// Bytes per read, at most.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes of the first read buffer. It doubles (up to [`READ_CHUNK`]) each time a read fills
+/// it, so an idle connection holds 4 KiB while a busy one soon reads 64 KiB at a time.
+const FIRST_READ_CHUNK: usize = 4 * 1024;
 /// Work per poll before the driver yields: bytes read, bytes written, requests taken.
 const READ_BUDGET: usize = 256 * 1024;
 const WRITE_BUDGET: usize = 1024 * 1024;
@@ -172,7 +175,7 @@ impl Driver {
             pending: HashMap::new(),
             timer: Timer::never(),
             timer_at: None,
-            buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            buf: vec![0; FIRST_READ_CHUNK].into_boxed_slice(),
             phase: Phase::Done,
             redial: None,
             attempts: 0,
@@ -410,6 +413,9 @@ impl Driver {
                 Poll::Ready(Ok(n)) => {
                     self.engine.handle_input(Instant::now(), &self.buf[..n]);
                     budget.read = budget.read.saturating_sub(n);
+                    if n == self.buf.len() && n < READ_CHUNK {
+                        self.buf = vec![0; (2 * n).min(READ_CHUNK)].into_boxed_slice();
+                    }
                     progress = true;
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
