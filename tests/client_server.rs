@@ -3,85 +3,17 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::t0;
+use common::{t0, Pair};
 use qmp_proto::server::{FakeQemu, Handler, Script, Server, ServerConfig};
 use qmp_proto::{
-    Client, ClientConfig, CommandError, CommandId, CommandOptions, Diagnostic, DisconnectReason,
-    Event, RunState,
+    ClientConfig, CommandError, CommandId, CommandOptions, Diagnostic, DisconnectReason, Event,
+    RunState,
 };
 use serde_json::json;
 
-/// A client and a server connected by an in-memory pipe.
-struct Pair<H> {
-    client: Client,
-    server: Server<H>,
-    now: Instant,
-    events: Vec<Event>,
-    /// Bytes the client wrote, for inspection.
-    wire: Vec<u8>,
-}
-
 impl<H: Handler> Pair<H> {
-    fn new(config: ServerConfig, handler: H, client: ClientConfig) -> Self {
-        let now = t0();
-        let mut p = Pair {
-            client: Client::new(client),
-            server: Server::new(config, handler),
-            now,
-            events: Vec::new(),
-            wire: Vec::new(),
-        };
-        p.server.accept(now);
-        p.client.connect(now).unwrap();
-        p.settle();
-        p
-    }
-
-    /// Moves bytes both ways until nothing moves.
-    fn settle(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.client.poll_transmit() {
-                let fds: Vec<_> = t.fds.iter().map(|fd| fd.try_clone().unwrap()).collect();
-                let data = t.data.to_vec();
-                let n = data.len();
-                self.client.advance_transmit(n);
-                if !fds.is_empty() {
-                    self.server.handle_fds(fds);
-                }
-                self.wire.extend_from_slice(&data);
-                self.server.handle_input(self.now, &data);
-                moved = true;
-            }
-            if let Some(out) = self.server.poll_transmit() {
-                let out = out.to_vec();
-                self.server.advance_transmit(out.len());
-                self.client.handle_input(self.now, &out);
-                moved = true;
-            }
-            if self.server.wants_close() {
-                self.server.closed();
-                self.client.handle_eof(self.now);
-                moved = true;
-            }
-            while let Some(e) = self.client.poll_event() {
-                self.events.push(e);
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    fn advance(&mut self, d: Duration) {
-        self.now += d;
-        self.client.handle_timeout(self.now);
-        self.server.handle_timeout(self.now);
-        self.settle();
-    }
-
     fn exec(&mut self, name: &str, args: serde_json::Value) -> CommandId {
         let id = self.client.execute(self.now, name, &args).unwrap();
         self.settle();

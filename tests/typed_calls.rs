@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::Instant;
-
-use common::t0;
+use common::{t0, Pair};
 use qmp_proto::commands::{
     AddFd, Closefd, Cont, Empty, Getfd, QueryCommands, QueryName, QueryQmpSchema, QueryStatus,
     QueryVersion, RemoveFd, Stop, SystemPowerdown, SystemReset, VmRunState,
@@ -22,66 +20,14 @@ use qmp_proto::{
 use serde::Serialize;
 use serde_json::json;
 
-/// A client and the fake QEMU connected in memory.
-struct Pair {
-    client: Client,
-    server: Server<FakeQemu>,
-    now: Instant,
-    events: Vec<Event>,
-    wire: Vec<u8>,
+/// A client and the fake QEMU connected in memory, negotiated, with the wire log cleared.
+fn pair(fake: FakeQemu) -> Pair<FakeQemu> {
+    let mut p = Pair::new(fake.server_config(), fake, ClientConfig::default());
+    p.wire.clear();
+    p
 }
 
-impl Pair {
-    fn new(fake: FakeQemu) -> Self {
-        let now = t0();
-        let mut p = Pair {
-            client: Client::new(ClientConfig::default()),
-            server: Server::new(fake.server_config(), fake),
-            now,
-            events: Vec::new(),
-            wire: Vec::new(),
-        };
-        p.server.accept(now);
-        p.client.connect(now).unwrap();
-        p.settle();
-        p.wire.clear();
-        p
-    }
-
-    fn settle(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(t) = self.client.poll_transmit() {
-                let fds: Vec<_> = t.fds.iter().map(|fd| fd.try_clone().unwrap()).collect();
-                let data = t.data.to_vec();
-                self.client.advance_transmit(data.len());
-                if !fds.is_empty() {
-                    self.server.handle_fds(fds);
-                }
-                self.wire.extend_from_slice(&data);
-                self.server.handle_input(self.now, &data);
-                moved = true;
-            }
-            if let Some(out) = self.server.poll_transmit() {
-                let out = out.to_vec();
-                self.server.advance_transmit(out.len());
-                self.client.handle_input(self.now, &out);
-                moved = true;
-            }
-            if self.server.wants_close() {
-                self.server.closed();
-                self.client.handle_eof(self.now);
-                moved = true;
-            }
-            while let Some(e) = self.client.poll_event() {
-                self.events.push(e);
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
+impl Pair<FakeQemu> {
     /// The typed result of a call, once settled.
     fn result<C: Command>(&self, pending: Pending<C>) -> Result<C::Returns, CommandError> {
         let result = self
@@ -115,7 +61,7 @@ impl Pair {
 
 #[test]
 fn queries_decode_into_their_types() {
-    let mut p = Pair::new(
+    let mut p = pair(
         FakeQemu::new()
             .prelaunch()
             .name("vm0")
@@ -141,7 +87,7 @@ fn queries_decode_into_their_types() {
 
 #[test]
 fn argument_less_commands_send_no_arguments_member() {
-    let mut p = Pair::new(FakeQemu::new());
+    let mut p = pair(FakeQemu::new());
     let id = p.client.call(p.now, &QueryStatus {}).unwrap();
     p.settle();
     let wire = String::from_utf8(p.wire.clone()).unwrap();
@@ -172,7 +118,7 @@ fn argument_less_commands_send_no_arguments_member() {
 
 #[test]
 fn run_state_commands_and_their_typed_events() {
-    let mut p = Pair::new(FakeQemu::new().prelaunch());
+    let mut p = pair(FakeQemu::new().prelaunch());
     p.qmp_events();
     let _: Empty = p.call(Cont {}).unwrap();
     let evs = p.qmp_events();
@@ -207,7 +153,7 @@ fn an_unknown_enum_value_fails_only_that_call() {
     fake.add_command("query-status", false, |_, _| {
         Outcome::Json(r#"{"status": "some-future-state", "running": false}"#.into())
     });
-    let mut p = Pair::new(fake);
+    let mut p = pair(fake);
     // Pipelined: the bad reply and the next one arrive together.
     let status = p.client.call(p.now, &QueryStatus {}).unwrap();
     let version = p.client.call(p.now, &QueryVersion {}).unwrap();
@@ -237,7 +183,7 @@ fn an_unknown_enum_value_fails_only_that_call() {
 
 #[test]
 fn an_unknown_enum_value_in_an_event_fails_only_that_event() {
-    let mut p = Pair::new(FakeQemu::new());
+    let mut p = pair(FakeQemu::new());
     p.qmp_events();
     let now = p.now;
     p.server.emit_event(
@@ -288,7 +234,7 @@ fn an_unknown_enum_value_in_an_event_fails_only_that_event() {
 
 #[test]
 fn errors_stay_errors() {
-    let mut p = Pair::new(FakeQemu::new());
+    let mut p = pair(FakeQemu::new());
     let Err(CommandError::Qmp(e)) = p.call(Closefd {
         fdname: "nope".into(),
     }) else {
@@ -299,7 +245,7 @@ fn errors_stay_errors() {
 
 #[test]
 fn file_descriptors_travel_with_typed_calls() {
-    let mut p = Pair::new(FakeQemu::new());
+    let mut p = pair(FakeQemu::new());
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
     let id = p
         .client
@@ -352,7 +298,7 @@ impl Command for QueryYank {
 
 #[test]
 fn out_of_band_calls_honour_allow_oob() {
-    let mut p = Pair::new(FakeQemu::new());
+    let mut p = pair(FakeQemu::new());
     assert_eq!(
         p.client.call_oob(p.now, &QueryStatus {}).unwrap_err(),
         CallError::OobNotAllowed("query-status")
@@ -382,7 +328,7 @@ fn out_of_band_calls_honour_allow_oob() {
 
 #[test]
 fn pending_ids() {
-    let mut p = Pair::new(FakeQemu::new());
+    let mut p = pair(FakeQemu::new());
     let a = p.client.call(p.now, &QueryStatus {}).unwrap();
     let b = a;
     assert_eq!(a, b);
