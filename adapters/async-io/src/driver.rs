@@ -8,7 +8,9 @@
 //!
 //! 1. take requests from the handles and issue them to the engine;
 //! 2. write what [`Client::poll_transmit`] returns, as far as the socket takes it;
-//! 3. read what has arrived and feed it to the engine, taking its outputs after each read;
+//! 3. read what has arrived and feed it to the engine, taking its outputs after each read
+//!    (once a socket was found drained, it is read again after the reactor reports it
+//!    readable or after the next write, not before);
 //! 4. arm the timer for [`Client::poll_timeout`] and fire it when due;
 //! 5. take the engine's outputs: replies to their callers, events to listeners, runstate
 //!    transitions to watchers, traffic to the log.
@@ -31,7 +33,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_channel::{Receiver, Sender};
+use async_channel::Receiver;
 use async_io::Timer;
 use futures_lite::Stream;
 use qmp_proto::{
@@ -39,6 +41,7 @@ use qmp_proto::{
     Greeting, RawValue, RunState,
 };
 
+use crate::reply;
 use crate::shared::Shared;
 use crate::transport::{Target, Transport};
 use crate::watch::{Status, Transition};
@@ -57,7 +60,7 @@ const READ_BUDGET: usize = 256 * 1024;
 const WRITE_BUDGET: usize = 1024 * 1024;
 const REQUEST_BUDGET: usize = 256;
 
-pub(crate) type ReplyTx = Sender<Result<Box<RawValue>, Error>>;
+pub(crate) type ReplyTx = reply::Sender<Result<Box<RawValue>, Error>>;
 
 /// What a handle asks of the driver.
 pub(crate) enum Request {
@@ -133,6 +136,11 @@ pub struct Driver {
     timer: Timer,
     timer_at: Option<Instant>,
     buf: Box<[u8]>,
+    /// The socket was found drained (a read came back empty or short) and nothing was
+    /// written since: it is read again only once the reactor reports it readable, instead
+    /// of making a system call that can only find it empty. A write clears it (a reply may
+    /// already be there when the driver reads next).
+    drained: bool,
     phase: Phase,
     redial: Option<Redial>,
     /// Failed attempts since the last session that reached `Running`.
@@ -176,6 +184,7 @@ impl Driver {
             timer: Timer::never(),
             timer_at: None,
             buf: vec![0; FIRST_READ_CHUNK].into_boxed_slice(),
+            drained: false,
             phase: Phase::Done,
             redial: None,
             attempts: 0,
@@ -190,6 +199,7 @@ impl Driver {
         self.shared.lock().passes_fds = transport.passes_fds();
         self.transport = Some(transport);
         self.write_error = None;
+        self.drained = false;
         self.phase = Phase::Live;
         if let Err(e) = self.engine.connect(Instant::now()) {
             // The engine is idle whenever a session starts; this is a bug if it happens.
@@ -291,7 +301,7 @@ impl Driver {
             return;
         }
         if !fds.is_empty() && !self.transport.as_ref().is_some_and(Transport::passes_fds) {
-            let _ = reply.try_send(Err(Error::FdsUnsupported));
+            reply.send(Err(Error::FdsUnsupported));
             return;
         }
         let mut opts = CommandOptions::new();
@@ -310,10 +320,10 @@ impl Driver {
                 self.shared.lock().pending = self.pending.len();
             }
             Err(CallError::InvalidState { .. }) => {
-                let _ = reply.try_send(Err(self.shared.gone_error()));
+                reply.send(Err(self.shared.gone_error()));
             }
             Err(e) => {
-                let _ = reply.try_send(Err(Error::Call(e)));
+                reply.send(Err(Error::Call(e)));
             }
         }
     }
@@ -383,6 +393,7 @@ impl Driver {
                 }
                 Poll::Ready(Ok(n)) => {
                     self.engine.advance_transmit(n);
+                    self.drained = false;
                     budget.write = budget.write.saturating_sub(n);
                     progress = true;
                 }
@@ -405,6 +416,16 @@ impl Driver {
             let Some(transport) = self.transport.as_mut() else {
                 break;
             };
+            // Drained: wait for the reactor instead of reading. With a failed write pending,
+            // read until a read finds nothing: the end of the stream, if it is there, is the
+            // better reason to report.
+            if self.drained && self.write_error.is_none() {
+                if transport.poll_readable(cx).is_pending() {
+                    break;
+                }
+                // Readable, or an error that the read will report.
+                self.drained = false;
+            }
             match transport.poll_read(cx, &mut self.buf) {
                 Poll::Ready(Ok(0)) => {
                     self.engine.handle_eof(Instant::now());
@@ -413,8 +434,14 @@ impl Driver {
                 Poll::Ready(Ok(n)) => {
                     self.engine.handle_input(Instant::now(), &self.buf[..n]);
                     budget.read = budget.read.saturating_sub(n);
-                    if n == self.buf.len() && n < READ_CHUNK {
-                        self.buf = vec![0; (2 * n).min(READ_CHUNK)].into_boxed_slice();
+                    if n == self.buf.len() {
+                        if n < READ_CHUNK {
+                            self.buf = vec![0; (2 * n).min(READ_CHUNK)].into_boxed_slice();
+                        }
+                    } else if transport.short_read_drains() {
+                        // Everything that had arrived: wait for the reactor before reading
+                        // again (the next turn of this loop registers the waker).
+                        self.drained = true;
                     }
                     progress = true;
                 }
@@ -424,6 +451,7 @@ impl Driver {
                     progress = true;
                 }
                 Poll::Pending => {
+                    self.drained = transport.short_read_drains();
                     // Input drained: now a failed write ends the session.
                     if let Some(e) = self.write_error.take() {
                         self.engine.handle_io_error(Instant::now(), &e);
@@ -536,7 +564,7 @@ impl Driver {
                         // Counted before the caller can see its result.
                         self.shared.lock().pending = self.pending.len();
                         // The caller may have stopped waiting: then the result is dropped.
-                        let _ = reply.try_send(result.map_err(Error::from));
+                        reply.send(result.map_err(Error::from));
                     }
                 }
                 Event::Qmp(e) => {
@@ -630,7 +658,7 @@ impl Driver {
         // Requests still queued fail now rather than when the driver is dropped.
         while let Ok(request) = self.requests.try_recv() {
             if let Request::Execute { reply, .. } = request {
-                let _ = reply.try_send(Err(self.shared.gone_error()));
+                reply.send(Err(self.shared.gone_error()));
             }
         }
         let mut s = self.shared.lock();

@@ -339,7 +339,7 @@ impl Qmp {
     where
         A: Serialize + ?Sized,
     {
-        let (reply, result) = async_channel::bounded(1);
+        let (reply, result) = crate::reply::slot();
         let issued = serde_json::value::to_raw_value(args)
             .map_err(|e| Error::Call(CallError::Serialize(e.to_string())))
             .and_then(|args| {
@@ -359,9 +359,9 @@ impl Qmp {
         let shared = Arc::clone(&self.shared);
         async move {
             issued?;
-            match result.recv().await {
-                Ok(result) => result,
-                Err(_) => Err(shared.gone_error()),
+            match result.await {
+                Some(result) => result,
+                None => Err(shared.gone_error()),
             }
         }
     }

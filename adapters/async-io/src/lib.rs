@@ -144,6 +144,7 @@ mod error;
 mod events;
 mod handle;
 mod listener;
+mod reply;
 mod shared;
 mod transport;
 mod watch;

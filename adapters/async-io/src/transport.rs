@@ -63,6 +63,24 @@ impl Transport {
         }
     }
 
+    /// Whether a socket may have input: `Ready` once the reactor has reported it readable
+    /// since a read last found it empty, `Pending` (the waker registered) until then. A
+    /// wrapped stream is always `Ready`: it is read to find out.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Transport::Unix(s) => s.poll_readable(cx),
+            Transport::Tcp(s) => s.poll_readable(cx),
+            Transport::Other(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Whether a read shorter than its buffer means the stream is drained: true of sockets
+    /// (a read takes everything that has arrived, up to the buffer's size), not of a wrapped
+    /// stream, which may hand its input over in pieces.
+    pub(crate) fn short_read_drains(&self) -> bool {
+        !matches!(self, Transport::Other(_))
+    }
+
     /// Writes what the stream takes of `data`, with `fds` as `SCM_RIGHTS` on its first byte.
     /// Sockets are written with `MSG_NOSIGNAL`: a peer that went away is an error, never a
     /// `SIGPIPE`.
