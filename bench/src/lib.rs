@@ -15,8 +15,8 @@
 //!
 //! Every figure is reported as a ratio to a baseline measured in the same run, in interleaved
 //! rounds, so that a loaded machine slows both alike. The `qmp-bench` binary prints the
-//! tables; `cargo bench -p qmp-bench` runs the same measurements (and divan micro benchmarks
-//! of the engine).
+//! tables; `cargo bench` (at the top of the workspace, or `-p qmp-bench`) runs the same
+//! measurements (and divan micro benchmarks of the engine).
 
 pub mod engine;
 pub mod engine_report;
