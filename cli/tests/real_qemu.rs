@@ -158,11 +158,7 @@ fn shell_against_qemu_system() {
 
 /// QEMU killed and started again on the same socket: the shell says so, reconnects, and
 /// the next command runs on the new QEMU.
-#[test]
-fn shell_reconnects_when_qemu_restarts() {
-    let Some(mut peer) = Peer::storage_daemon() else {
-        return;
-    };
+fn reconnects(mut peer: Peer) {
     ready(&mut peer);
     let sock = peer.sock.clone();
     let Some((term, _dir)) = shell_on(&sock, &[]) else {
@@ -178,6 +174,58 @@ fn shell_reconnects_when_qemu_restarts() {
         r#"{"return": {"qemu": {"micro": 2, "minor": 0, "major": 10}"#,
         2,
     );
+    term.keys(&["C-d"]);
+    assert_eq!(term.wait_exit(), 0);
+}
+
+#[test]
+fn shell_reconnects_when_the_storage_daemon_restarts() {
+    if let Some(peer) = Peer::storage_daemon() {
+        reconnects(peer);
+    }
+}
+
+#[test]
+fn shell_reconnects_when_qemu_system_restarts() {
+    if let Some(peer) = Peer::system(&["-machine", "none"]) {
+        reconnects(peer);
+    }
+}
+
+/// History is kept across runs against real QEMU too, HMP lines included.
+#[test]
+fn history_across_runs_on_qemu_system() {
+    let Some(mut peer) = Peer::system(&["-machine", "none"]) else {
+        return;
+    };
+    ready(&mut peer);
+    let sock = peer.sock.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history");
+    let args = ["shell", "--history", path_str(&history), path_str(&sock)];
+    let Some(term) = Term::start(&qmp_command(&args)) else {
+        return;
+    };
+    term.wait_for("(QEMU) ");
+    term.line("query-name");
+    term.wait_for(r#"{"return": {}}"#);
+    term.line("human-monitor-command command-line=\"info version\"");
+    term.wait_for(r#"{"return": "10.0.2"#);
+    term.keys(&["C-d"]);
+    assert_eq!(term.wait_exit(), 0);
+    drop(term);
+    let term = Term::start(&qmp_command(&args)).unwrap();
+    term.wait_for("(QEMU) ");
+    term.keys(&["Up"]);
+    term.wait_until("the last line recalled", |_| {
+        term.last_line().trim_end() == "(QEMU) human-monitor-command command-line=\"info version\""
+    });
+    term.keys(&["Up"]);
+    term.wait_until("the line before", |_| {
+        term.last_line().trim_end() == "(QEMU) query-name"
+    });
+    term.keys(&["Enter"]);
+    term.wait_for(r#"{"return": {}}"#);
     term.keys(&["C-d"]);
     assert_eq!(term.wait_exit(), 0);
 }
