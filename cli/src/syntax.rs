@@ -893,22 +893,31 @@ impl Literal<'_> {
             self.blank();
             let value = self.value(depth)?;
             map.insert(key, value);
-            self.blank();
-            match self.peek() {
-                Some(',') => {
-                    self.bump();
-                    self.blank();
-                    if self.peek() == Some('}') {
-                        self.bump();
-                        return Ok(Value::Object(map));
-                    }
-                }
-                Some('}') => {
-                    self.bump();
-                    return Ok(Value::Object(map));
-                }
-                _ => return Err(self.error("expected ',' or '}'")),
+            if self.item_end('}')? {
+                return Ok(Value::Object(map));
             }
+        }
+    }
+
+    /// After an item of a dict or list closed by `close`: a `,` (which a trailing `close`
+    /// may follow, as Python allows), or `close`. True once the container is closed.
+    fn item_end(&mut self, close: char) -> Result<bool, (String, usize)> {
+        self.blank();
+        match self.peek() {
+            Some(',') => {
+                self.bump();
+                self.blank();
+                if self.peek() == Some(close) {
+                    self.bump();
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.bump();
+                Ok(true)
+            }
+            _ => Err(self.error(format!("expected ',' or '{close}'"))),
         }
     }
 
@@ -923,21 +932,8 @@ impl Literal<'_> {
         }
         loop {
             items.push(self.value(depth)?);
-            self.blank();
-            match self.peek() {
-                Some(',') => {
-                    self.bump();
-                    self.blank();
-                    if self.peek() == Some(']') {
-                        self.bump();
-                        return Ok(Value::Array(items));
-                    }
-                }
-                Some(']') => {
-                    self.bump();
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(self.error("expected ',' or ']'")),
+            if self.item_end(']')? {
+                return Ok(Value::Array(items));
             }
         }
     }
