@@ -251,20 +251,42 @@ impl Qmp {
         C::Returns: Send,
         E: TypedEvent + Send + 'static,
     {
-        let mut events = self.subscribe(EventFilter::name(E::NAME));
+        let events = self.subscribe(EventFilter::name(E::NAME));
         let limit = opts.timeout;
         let call = self.call_with(command, opts);
+        self.then_event(call, events, limit, "call_and_wait", |event| {
+            event
+                .decode::<E>()
+                .map(|decoded| decoded.map_err(Error::from))
+        })
+    }
+
+    /// `call`'s value, then the first event of `events` that `pick` takes (`None` skips
+    /// one), all within `limit`: the common part of the `*_and_wait` methods.
+    fn then_event<V, R>(
+        &self,
+        call: impl Future<Output = Result<V, Error>> + Send + 'static,
+        mut events: EventStream,
+        limit: Option<Duration>,
+        what: &'static str,
+        mut pick: impl FnMut(Arc<QmpEvent>) -> Option<Result<R, Error>> + Send + 'static,
+    ) -> impl Future<Output = Result<(V, R), Error>> + Send + 'static
+    where
+        V: Send + 'static,
+        R: Send + 'static,
+    {
         let shared = Arc::clone(&self.shared);
         let both = async move {
             let value = call.await?;
             loop {
                 match events.next().await {
-                    Some(Ok(event)) => match event.decode::<E>() {
-                        Some(decoded) => return Ok((value, decoded?)),
-                        None => continue,
-                    },
+                    Some(Ok(event)) => {
+                        if let Some(picked) = pick(event) {
+                            return Ok((value, picked?));
+                        }
+                    }
                     Some(Err(lagged)) => {
-                        log::warn!(target: crate::driver::TARGET, "call_and_wait: {lagged}");
+                        log::warn!(target: crate::driver::TARGET, "{what}: {lagged}");
                     }
                     None => return Err(shared.gone_error()),
                 }
@@ -393,28 +415,12 @@ impl Qmp {
         T: DeserializeOwned + Send + 'static,
         A: Serialize + ?Sized,
     {
-        let mut events = self.subscribe(filter);
+        let events = self.subscribe(filter);
         let limit = opts.timeout;
         let call = self.execute_with::<T, A>(name, args, opts);
-        let shared = Arc::clone(&self.shared);
-        let both = async move {
-            let value = call.await?;
-            loop {
-                match events.next().await {
-                    Some(Ok(event)) => return Ok((value, event)),
-                    Some(Err(lagged)) => {
-                        log::warn!(target: crate::driver::TARGET, "execute_and_wait: {lagged}");
-                    }
-                    None => return Err(shared.gone_error()),
-                }
-            }
-        };
-        async move {
-            match limit {
-                Some(limit) => crate::timeout(limit, both).await?,
-                None => both.await,
-            }
-        }
+        self.then_event(call, events, limit, "execute_and_wait", |event| {
+            Some(Ok(event))
+        })
     }
 
     /// Asks QEMU to exit. EOF (or a connection reset) after `quit` is the normal end, so
