@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use qmp_proto::server::{FakeQemu, Server};
-use qmp_proto::{Client, ClientConfig, Direction, Event};
+use qmp_proto::{CallOptions, Client, ClientConfig, Direction, Event};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fake = FakeQemu::new().prelaunch();
@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("blockdev-del", serde_json::json!({"node-name": "nope"})),
         ("quit", serde_json::json!(null)),
     ] {
-        client.execute(now, name, &args)?;
+        client.execute(now, name, &args, CallOptions::new())?;
     }
     loop {
         // Client -> server.

@@ -90,7 +90,7 @@ impl ClientConfig {
     }
 
     /// The default deadline of each command, counted from the call (default `None`: no
-    /// deadline). [`CommandOptions::timeout`] overrides it per command.
+    /// deadline). [`CallOptions::timeout`] overrides it per command.
     pub fn command_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.command_timeout = timeout;
         self
@@ -252,24 +252,32 @@ impl ClientConfig {
     }
 }
 
-/// Options for one command.
+/// Options for one command, taken by every issuing method of the engine
+/// ([`Client::execute`](crate::Client::execute), [`Client::call`](crate::Client::call),
+/// [`Client::execute_raw`](crate::Client::execute_raw)) and, re-exported, of every adapter.
+///
+/// The default: the configured command timeout, in band, with an engine-assigned id, no file
+/// descriptors.
 ///
 /// ```
 /// use std::time::Duration;
-/// use qmp_proto::CommandOptions;
+/// use qmp_proto::CallOptions;
 ///
-/// let opts = CommandOptions::new().timeout(Duration::from_secs(2));
-/// # let _ = opts;
+/// let opts = CallOptions::new().timeout(Duration::from_secs(2)).oob(true);
+/// assert_eq!(opts.get_timeout(), Some(Duration::from_secs(2)));
+/// assert!(opts.get_oob());
 /// ```
 #[derive(Debug, Default)]
-pub struct CommandOptions {
+pub struct CallOptions {
     pub(crate) timeout: Option<Duration>,
+    pub(crate) oob: bool,
+    pub(crate) without_id: bool,
     #[cfg(unix)]
     pub(crate) fds: Vec<std::os::fd::OwnedFd>,
 }
 
-impl CommandOptions {
-    /// No options: the configured default timeout, no file descriptors.
+impl CallOptions {
+    /// No options: the configured default timeout, in band, no file descriptors.
     pub fn new() -> Self {
         Self::default()
     }
@@ -282,24 +290,58 @@ impl CommandOptions {
         self
     }
 
+    /// Runs the command out of band (`exec-oob`): it is written at once, ahead of queued
+    /// in-band commands, and its reply may overtake theirs. The call fails with
+    /// [`CallError::OobNotNegotiated`](crate::CallError::OobNotNegotiated) unless the session
+    /// is running with OOB enabled, and a typed call with
+    /// [`CallError::OobNotAllowed`](crate::CallError::OobNotAllowed) when the command does not
+    /// allow it. For [`Client::execute_raw`](crate::Client::execute_raw) the request itself
+    /// says `exec-oob`; this option then insists that it really goes out of band.
+    pub fn oob(mut self, enable: bool) -> Self {
+        self.oob = enable;
+        self
+    }
+
+    /// Sends the command without an `"id"` member. Its reply has none either: the next id-less
+    /// reply resolves it, and so does an id-less error, which QEMU sends when it cannot parse
+    /// its input. Only one such command may be pending at a time
+    /// ([`CallError::IdlessPending`](crate::CallError::IdlessPending)); a raw request given
+    /// with this option must not carry an id
+    /// ([`CallError::UnexpectedId`](crate::CallError::UnexpectedId)).
+    pub fn without_id(mut self) -> Self {
+        self.without_id = true;
+        self
+    }
+
+    /// Attaches a file descriptor (a `File`, a socket, an `OwnedFd`, ...) to send with this
+    /// command (as `SCM_RIGHTS` on a unix socket), for `getfd` or `add-fd`.
+    /// [`Client::poll_transmit`](crate::Client::poll_transmit) hands it out with the first
+    /// byte of the command; the engine closes its copy once that byte is written. If the call
+    /// fails, the descriptor is closed.
+    #[cfg(unix)]
+    pub fn fd(mut self, fd: impl Into<std::os::fd::OwnedFd>) -> Self {
+        self.fds.push(fd.into());
+        self
+    }
+
     /// The timeout set with [`timeout`](Self::timeout), if any.
     pub fn get_timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// Whether the command goes out of band ([`oob`](Self::oob)).
+    pub fn get_oob(&self) -> bool {
+        self.oob
+    }
+
+    /// Whether the command is sent without an id ([`without_id`](Self::without_id)).
+    pub fn get_without_id(&self) -> bool {
+        self.without_id
     }
 
     /// The file descriptors attached with [`fd`](Self::fd).
     #[cfg(unix)]
     pub fn get_fds(&self) -> &[std::os::fd::OwnedFd] {
         &self.fds
-    }
-
-    /// Attaches a file descriptor to send with this command (as `SCM_RIGHTS` on a unix
-    /// socket), for `getfd` or `add-fd`. [`Client::poll_transmit`](crate::Client::poll_transmit)
-    /// hands it out with the first byte of the command; the engine closes its copy once that
-    /// byte is written. If the call fails, the descriptor is closed.
-    #[cfg(unix)]
-    pub fn fd(mut self, fd: std::os::fd::OwnedFd) -> Self {
-        self.fds.push(fd);
-        self
     }
 }

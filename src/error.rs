@@ -11,6 +11,9 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
 
 use crate::RunState;
 
@@ -114,8 +117,9 @@ pub enum CallError {
         /// The runstate at the time of the call.
         state: RunState,
     },
-    /// `execute_oob` was called but out-of-band execution was not negotiated (the server did
-    /// not offer it, the configuration did not ask for it, or negotiation is not done yet).
+    /// An out-of-band call ([`CallOptions::oob`](crate::CallOptions::oob)) but out-of-band
+    /// execution was not negotiated (the server did not offer it, the configuration did not
+    /// ask for it, or negotiation is not done yet).
     #[error("out-of-band execution was not negotiated on this connection")]
     OobNotNegotiated,
     /// The command arguments did not serialise to a JSON object (or to `null`/`()` for none).
@@ -130,21 +134,27 @@ pub enum CallError {
     /// A raw message carries an id that a pending command already uses.
     #[error("the id {0} is already used by a pending command")]
     DuplicateId(String),
-    /// A raw message meant to be sent without an id carries one.
+    /// A raw request meant to be sent without an id
+    /// ([`CallOptions::without_id`](crate::CallOptions::without_id)) carries one.
     #[error("the message has an \"id\" member; use execute_raw to route by it")]
     UnexpectedId,
-    /// An id-less raw command is already pending; only one may be, so that the id-less
-    /// reply can be attributed.
+    /// A command without an id ([`CallOptions::without_id`](crate::CallOptions::without_id))
+    /// is already pending; only one may be, so that the id-less reply can be attributed.
     #[error("an id-less raw command is already pending")]
     IdlessPending,
     /// A guest agent operation ([`Client::resync`](crate::Client::resync)) on a client that
     /// is not in [guest agent mode](crate::ClientConfig::guest_agent).
     #[error("only a guest agent session can resynchronise")]
     NotGuestAgent,
-    /// A typed out-of-band call ([`Client::call_oob`](crate::Client::call_oob)) of a command
-    /// whose [`ALLOW_OOB`](crate::Command::ALLOW_OOB) is false: QEMU would refuse it.
+    /// A typed out-of-band call ([`Client::call`](crate::Client::call) with
+    /// [`CallOptions::oob`](crate::CallOptions::oob)) of a command whose
+    /// [`ALLOW_OOB`](crate::Command::ALLOW_OOB) is false: QEMU would refuse it.
     #[error("the command {0} does not allow out-of-band execution")]
     OobNotAllowed(&'static str),
+    /// A raw request sent with [`CallOptions::oob`](crate::CallOptions::oob) that is not an
+    /// `exec-oob` request.
+    #[error("an out-of-band raw request must use \"exec-oob\", not \"execute\"")]
+    RawOobNotExecOob,
 }
 
 /// A QMP error reply: `{"error": {"class": ..., "desc": ...}, "id": ...}`.
@@ -290,6 +300,16 @@ pub enum ProtocolError {
         /// The message.
         excerpt: Excerpt,
     },
+    /// A reply that is not a valid reply (both or neither of `return` and `error`, or an
+    /// `error` that is not `{"class": string, "desc": string}`) answered a command the
+    /// session cannot go on without: `qmp_capabilities`.
+    #[error("invalid reply to {to}: {excerpt}")]
+    InvalidReply {
+        /// The command it answered.
+        to: &'static str,
+        /// The reply.
+        excerpt: Excerpt,
+    },
     /// The server reported an error without an id: it could not parse something it was sent,
     /// and no id-less raw command was pending to take the blame.
     #[error("the server reported an error without an id (it failed to parse its input): {0}")]
@@ -302,5 +322,109 @@ pub enum ProtocolError {
 impl From<ProtocolError> for DisconnectReason {
     fn from(e: ProtocolError) -> Self {
         DisconnectReason::Protocol(e)
+    }
+}
+
+/// What a [`DecodeError`] failed to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DecodeTarget {
+    /// The `return` value of a command.
+    Return,
+    /// An event.
+    Event,
+}
+
+/// A reply or an event that arrived intact but did not decode into its Rust type: a value
+/// this crate's types do not know (an enum value or a member type from a newer QEMU), or a
+/// type that does not match what the peer sends.
+///
+/// It fails only the typed decode of that one message; the session goes on. It keeps the
+/// whole raw JSON ([`raw`](Self::raw)): for a command, its `return` value; for an event, the
+/// event (`{"event": ..., "data": ..., "timestamp": ...}`). `Display` shows the cause and
+/// the start of the JSON (at most [`EXCERPT_LIMIT`](crate::EXCERPT_LIMIT) bytes).
+#[derive(Clone)]
+pub struct DecodeError {
+    target: DecodeTarget,
+    name: String,
+    raw: Box<RawValue>,
+    error: Arc<serde_json::Error>,
+}
+
+impl DecodeError {
+    pub(crate) fn new(
+        target: DecodeTarget,
+        name: &str,
+        raw: &RawValue,
+        error: serde_json::Error,
+    ) -> Self {
+        DecodeError {
+            target,
+            name: name.to_owned(),
+            raw: raw.to_owned(),
+            error: Arc::new(error),
+        }
+    }
+
+    /// Whether it was a command's return value or an event.
+    pub fn target(&self) -> DecodeTarget {
+        self.target
+    }
+
+    /// The command or event name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The raw JSON that did not decode: the command's `return` value, or the whole event.
+    pub fn raw(&self) -> &RawValue {
+        &self.raw
+    }
+
+    /// serde_json's error (with its line and column in [`raw`](Self::raw)).
+    pub fn json_error(&self) -> &serde_json::Error {
+        &self.error
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.target {
+            DecodeTarget::Return => "the return value of",
+            DecodeTarget::Event => "the event",
+        };
+        write!(
+            f,
+            "cannot decode {what} {} ({}): {}",
+            self.name,
+            self.error,
+            Excerpt::new(self.raw.get().as_bytes())
+        )
+    }
+}
+
+impl fmt::Debug for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecodeError")
+            .field("target", &self.target)
+            .field("name", &self.name)
+            .field("error", &self.error)
+            .field("raw", &Excerpt::new(self.raw.get().as_bytes()))
+            .finish()
+    }
+}
+
+impl PartialEq for DecodeError {
+    fn eq(&self, other: &Self) -> bool {
+        self.target == other.target
+            && self.name == other.name
+            && self.raw.get() == other.raw.get()
+            && self.error.to_string() == other.error.to_string()
+    }
+}
+
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.error)
     }
 }

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use crate::typed::DecodeTarget;
+use crate::error::DecodeTarget;
 use crate::{DecodeError, QmpEvent};
 
 /// The `data` of a QMP event as a Rust type.

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::framer::{Frame, Framer};
 use crate::server::{FakeQemu, Server};
-use crate::{Client, ClientConfig, CommandId, CommandOptions, Event};
+use crate::{CallOptions, Client, ClientConfig, CommandId, Event};
 
 /// Reads fuzzer bytes as choices.
 struct Bytes<'a>(&'a [u8]);
@@ -243,14 +243,14 @@ fn client_run(base: Instant, data: &[u8], feed: Feed, big_event_bound: bool) -> 
             5 | 6 => {
                 let name = NAMES[usize::from(b.byte()) % NAMES.len()];
                 let opts = if op & 64 != 0 {
-                    CommandOptions::new().timeout(Duration::from_millis(u64::from(b.byte()) * 50))
+                    CallOptions::new().timeout(Duration::from_millis(u64::from(b.byte()) * 50))
                 } else {
-                    CommandOptions::new()
+                    CallOptions::new()
                 };
                 let r = if op % 12 == 5 {
-                    c.execute_with(now, name, &(), opts)
+                    c.execute(now, name, &(), opts)
                 } else {
-                    c.execute_oob_with(now, name, &json!({}), opts)
+                    c.execute(now, name, &json!({}), opts.oob(true))
                 };
                 if let Ok(id) = r {
                     chk.issued.push(id);
@@ -269,10 +269,10 @@ fn client_run(base: Instant, data: &[u8], feed: Feed, big_event_bound: bool) -> 
                 let r = match id {
                     Some(id) => {
                         msg["id"] = id;
-                        c.execute_raw(now, msg, CommandOptions::new())
+                        c.execute_raw(now, msg, CallOptions::new())
                     }
-                    None if op & 1 == 0 => c.execute_raw(now, msg, CommandOptions::new()),
-                    None => c.execute_raw_idless(now, msg, CommandOptions::new()),
+                    None if op & 1 == 0 => c.execute_raw(now, msg, CallOptions::new()),
+                    None => c.execute_raw(now, msg, CallOptions::new().without_id()),
                 };
                 if let Ok(id) = r {
                     chk.issued.push(id);
@@ -430,12 +430,12 @@ pub fn pair(base: Instant, data: &[u8]) {
                     "nope",
                     "blockdev-backup",
                 ][usize::from(b.byte() % 8)];
-                if let Ok(id) = c.execute(now, name, &()) {
+                if let Ok(id) = c.execute(now, name, &(), CallOptions::new()) {
                     chk.issued.push(id);
                 }
             }
             2 => {
-                if let Ok(id) = c.execute_oob(now, "query-yank", &()) {
+                if let Ok(id) = c.execute(now, "query-yank", &(), CallOptions::new().oob(true)) {
                     chk.issued.push(id);
                 }
             }

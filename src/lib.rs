@@ -14,7 +14,8 @@
 //!    [`Client::handle_eof`], [`Client::handle_io_error`], or
 //!    [`Client::handle_timeout`] when the timer fires;
 //! 2. write what [`Client::poll_transmit`] returns, reporting progress with
-//!    [`Client::advance_transmit`], until it returns `None`;
+//!    [`Client::advance_transmit`] (or a failure with [`Client::handle_write_error`]), until
+//!    it returns `None`;
 //! 3. take [`Client::poll_event`] until `None`;
 //! 4. arm the timer for [`Client::poll_timeout`], and wait for input or the timer.
 //!
@@ -25,18 +26,20 @@
 //! use std::io::{ErrorKind, Read, Write};
 //! use std::os::unix::net::UnixStream;
 //! use std::time::{Duration, Instant};
-//! use qmp_proto::{Client, ClientConfig, Event};
+//! use qmp_proto::{CallOptions, Client, ClientConfig, Event};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut sock = UnixStream::connect("/run/vm/qmp.sock")?;
 //! let mut client = Client::new(ClientConfig::default());
 //! client.connect(Instant::now())?;
-//! let status = client.execute(Instant::now(), "query-status", &())?;
+//! let status = client.execute(Instant::now(), "query-status", &(), CallOptions::new())?;
 //! let mut buf = vec![0; 64 * 1024];
 //! loop {
 //!     while let Some(t) = client.poll_transmit() {
-//!         let n = sock.write(t.data)?;
-//!         client.advance_transmit(n);
+//!         match sock.write(t.data) {
+//!             Ok(n) => client.advance_transmit(n),
+//!             Err(e) => client.handle_write_error(Instant::now(), &e),
+//!         }
 //!     }
 //!     while let Some(event) = client.poll_event() {
 //!         match event {
@@ -65,7 +68,7 @@
 //! # Typed commands and events
 //!
 //! [`Client::call`] is the typed form of [`Client::execute`]: `client.call(now,
-//! &QueryStatus {})` sends `query-status`, and the [`Pending`] id it returns decodes the raw
+//! &QueryStatus {}, CallOptions::new())` sends `query-status`, and the [`Pending`] id it returns decodes the raw
 //! reply into a [`StatusInfo`](commands::StatusInfo). The adapters have the same `call`
 //! (`qmp.call(QueryStatus {})?` returns the `StatusInfo` directly). Ready types:
 //!
@@ -83,14 +86,14 @@
 //! ```
 //! use std::time::Instant;
 //! use qmp_proto::commands::{QueryStatus, VmRunState};
-//! use qmp_proto::{Client, ClientConfig, CommandError, Event};
+//! use qmp_proto::{CallOptions, Client, ClientConfig, CommandError, Event};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let now = Instant::now();
 //! let mut client = Client::new(ClientConfig::default());
 //! client.connect(now)?;
-//! let status = client.call(now, &QueryStatus {})?; // typed form of execute("query-status", &())
-//! let future = client.call(now, &QueryStatus {})?;
+//! let status = client.call(now, &QueryStatus {}, CallOptions::new())?; // typed form of execute("query-status", ...)
+//! let future = client.call(now, &QueryStatus {}, CallOptions::new())?;
 //! client.handle_input(now, br#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10},
 //!     "package": ""}, "capabilities": []}}"#);
 //! client.handle_input(now, br#"{"return": {}, "id": 3}"#);
@@ -147,7 +150,7 @@
 //! | a reply for an id that is not in flight | [`Diagnostic::UnknownReply`], dropped |
 //! | the reply of a timed-out or cancelled command | [`Diagnostic::LateReply`], dropped |
 //! | a reply with both or neither of `return` and `error` | that command fails with [`CommandError::MalformedReply`] |
-//! | an error without an id | resolves a pending [`Client::execute_raw_idless`] command, else ends the session: [`ProtocolError::IdlessError`] |
+//! | an error without an id | resolves a pending command sent without an id ([`CallOptions::without_id`]), else ends the session: [`ProtocolError::IdlessError`] |
 //! | an object that is neither reply nor event | [`Diagnostic::UnknownMessage`] |
 //! | an event whose name is not a string | [`Diagnostic::MalformedEvent`] |
 //! | a greeting mid-session | [`Diagnostic::UnexpectedGreeting`] |
@@ -168,9 +171,11 @@
 //!
 //! [`ClientConfig::for_guest_agent`] makes the engine talk to the QEMU guest agent
 //! (`qemu-ga`), which speaks the same JSON commands without a greeting or negotiation, over
-//! a channel that outlives its clients. [`Client::connect`] moves straight to
-//! [`RunState::Running`] and writes a `0xFF` byte and `guest-sync-delimited` with a fresh id
-//! (from [`ClientConfig::sync_seed`]); commands issued meanwhile are held. While it waits for
+//! a channel that outlives its clients. [`Client::connect`] writes a `0xFF` byte and
+//! `guest-sync-delimited` with a fresh id (from [`ClientConfig::sync_seed`]) and the session
+//! stays [`RunState::Connecting`] until the agent answers it; then it is
+//! [`RunState::Running`], as a QMP session is once negotiated. Commands issued meanwhile are
+//! held. While it waits for
 //! `{"return": id}` (which the agent precedes with a `0xFF` byte), the engine discards
 //! everything else the agent sends, whatever it is:
 //!
@@ -202,6 +207,7 @@ pub mod events;
 mod framer;
 #[doc(hidden)]
 pub mod fuzz;
+mod id;
 pub mod manual;
 mod message;
 pub mod schema;
@@ -209,17 +215,20 @@ pub mod server;
 mod state;
 mod transmit;
 mod typed;
+mod wire;
 
-pub use client::{Client, CommandId, CommandResult, Diagnostic, Direction, Event};
-pub use config::{ClientConfig, CommandOptions, GUEST_AGENT_COMMAND_TIMEOUT};
+pub use client::{Client, Diagnostic, Direction, Event};
+pub use config::{CallOptions, ClientConfig, GUEST_AGENT_COMMAND_TIMEOUT};
 pub use error::{
-    CallError, CommandError, DisconnectReason, Excerpt, ProtocolError, QmpError, EXCERPT_LIMIT,
+    CallError, CommandError, DecodeError, DecodeTarget, DisconnectReason, Excerpt, ProtocolError,
+    QmpError, EXCERPT_LIMIT,
 };
+pub use id::{CommandId, CommandResult};
 pub use message::{Greeting, QemuVersion, QmpEvent, Timestamp};
 pub use serde_json::value::RawValue;
 pub use state::RunState;
 pub use transmit::Transmit;
-pub use typed::{decode_return, Command, DecodeError, DecodeTarget, Pending};
+pub use typed::{decode_return, Command, Pending};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

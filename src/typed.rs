@@ -1,4 +1,4 @@
-//! Typed commands: the [`Command`] trait, [`Pending`] ids and [`DecodeError`].
+//! Typed commands: the [`Command`] trait and [`Pending`] ids.
 //!
 //! [`Client::call`](crate::Client::call) is the typed form of
 //! [`Client::execute`](crate::Client::execute): the command's name and whether it may run
@@ -9,14 +9,13 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::client::{CommandId, CommandResult};
-use crate::error::{CommandError, Excerpt};
+use crate::error::{CommandError, DecodeError, DecodeTarget};
+use crate::id::{CommandId, CommandResult};
 
 /// A QMP command as a Rust type: its fields are the command's arguments.
 ///
@@ -66,13 +65,13 @@ pub trait Command: Serialize {
 /// ```
 /// # use std::time::Instant;
 /// use qmp_proto::commands::{QueryStatus, VmRunState};
-/// use qmp_proto::{Client, ClientConfig, Event};
+/// use qmp_proto::{CallOptions, Client, ClientConfig, Event};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let now = Instant::now();
 /// let mut client = Client::new(ClientConfig::default());
 /// client.connect(now)?;
-/// let status = client.call(now, &QueryStatus {})?;
+/// let status = client.call(now, &QueryStatus {}, CallOptions::new())?;
 /// # client.handle_input(now, br#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}}"#);
 /// # client.handle_input(now, br#"{"return": {}, "id": 2}"#);
 /// # client.handle_input(now, br#"{"return": {"status": "running", "running": true}, "id": 1}"#);
@@ -171,110 +170,6 @@ impl<C> fmt::Debug for Pending<C> {
 pub fn decode_return<C: Command>(raw: &RawValue) -> Result<C::Returns, DecodeError> {
     serde_json::from_str(raw.get())
         .map_err(|e| DecodeError::new(DecodeTarget::Return, C::NAME, raw, e))
-}
-
-/// What a [`DecodeError`] failed to decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DecodeTarget {
-    /// The `return` value of a command.
-    Return,
-    /// An event.
-    Event,
-}
-
-/// A reply or an event that arrived intact but did not decode into its Rust type: a value
-/// this crate's types do not know (an enum value or a member type from a newer QEMU), or a
-/// type that does not match what the peer sends.
-///
-/// It fails only the typed decode of that one message; the session goes on. It keeps the
-/// whole raw JSON ([`raw`](Self::raw)): for a command, its `return` value; for an event, the
-/// event (`{"event": ..., "data": ..., "timestamp": ...}`). `Display` shows the cause and
-/// the start of the JSON (at most [`EXCERPT_LIMIT`](crate::EXCERPT_LIMIT) bytes).
-#[derive(Clone)]
-pub struct DecodeError {
-    target: DecodeTarget,
-    name: String,
-    raw: Box<RawValue>,
-    error: Arc<serde_json::Error>,
-}
-
-impl DecodeError {
-    pub(crate) fn new(
-        target: DecodeTarget,
-        name: &str,
-        raw: &RawValue,
-        error: serde_json::Error,
-    ) -> Self {
-        DecodeError {
-            target,
-            name: name.to_owned(),
-            raw: raw.to_owned(),
-            error: Arc::new(error),
-        }
-    }
-
-    /// Whether it was a command's return value or an event.
-    pub fn target(&self) -> DecodeTarget {
-        self.target
-    }
-
-    /// The command or event name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The raw JSON that did not decode: the command's `return` value, or the whole event.
-    pub fn raw(&self) -> &RawValue {
-        &self.raw
-    }
-
-    /// serde_json's error (with its line and column in [`raw`](Self::raw)).
-    pub fn json_error(&self) -> &serde_json::Error {
-        &self.error
-    }
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.target {
-            DecodeTarget::Return => "the return value of",
-            DecodeTarget::Event => "the event",
-        };
-        write!(
-            f,
-            "cannot decode {what} {} ({}): {}",
-            self.name,
-            self.error,
-            Excerpt::new(self.raw.get().as_bytes())
-        )
-    }
-}
-
-impl fmt::Debug for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DecodeError")
-            .field("target", &self.target)
-            .field("name", &self.name)
-            .field("error", &self.error)
-            .field("raw", &Excerpt::new(self.raw.get().as_bytes()))
-            .finish()
-    }
-}
-
-impl PartialEq for DecodeError {
-    fn eq(&self, other: &Self) -> bool {
-        self.target == other.target
-            && self.name == other.name
-            && self.raw.get() == other.raw.get()
-            && self.error.to_string() == other.error.to_string()
-    }
-}
-
-impl std::error::Error for DecodeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.error)
-    }
 }
 
 /// The `qapi` feature: every command type generated by the `qapi-qmp` crate (any

@@ -8,14 +8,17 @@ use std::time::Duration;
 use common::{t0, Pair};
 use qmp_proto::server::{FakeQemu, Handler, Script, Server, ServerConfig};
 use qmp_proto::{
-    ClientConfig, CommandError, CommandId, CommandOptions, Diagnostic, DisconnectReason, Event,
+    CallOptions, ClientConfig, CommandError, CommandId, Diagnostic, DisconnectReason, Event,
     RunState,
 };
 use serde_json::json;
 
 impl<H: Handler> Pair<H> {
     fn exec(&mut self, name: &str, args: serde_json::Value) -> CommandId {
-        let id = self.client.execute(self.now, name, &args).unwrap();
+        let id = self
+            .client
+            .execute(self.now, name, &args, CallOptions::new())
+            .unwrap();
         self.settle();
         id
     }
@@ -75,7 +78,11 @@ fn negotiation() {
 fn pipelining_keeps_order_and_the_in_flight_cap() {
     let mut p = fake();
     let ids: Vec<_> = (0..20)
-        .map(|_| p.client.execute(p.now, "query-status", &()).unwrap())
+        .map(|_| {
+            p.client
+                .execute(p.now, "query-status", &(), CallOptions::new())
+                .unwrap()
+        })
         .collect();
     assert_eq!(p.client.in_flight(), 8);
     assert_eq!(p.client.queued(), 12);
@@ -100,7 +107,10 @@ fn oob_overtakes_a_busy_in_band_queue() {
         .delay("query-status", Duration::from_secs(5));
     let a = p.exec("query-status", json!(null));
     let b = p.exec("query-version", json!(null));
-    let y = p.client.execute_oob(p.now, "query-yank", &()).unwrap();
+    let y = p
+        .client
+        .execute(p.now, "query-yank", &(), CallOptions::new().oob(true))
+        .unwrap();
     p.settle();
     // The in-band commands wait behind the delayed one; the OOB command does not.
     assert_eq!(p.log(), [format!("reply {y}")]);
@@ -210,11 +220,11 @@ fn timeouts_and_late_replies() {
         .delay("query-version", Duration::from_secs(10));
     let slow = p
         .client
-        .execute_with(
+        .execute(
             p.now,
             "query-version",
             &(),
-            CommandOptions::new().timeout(Duration::from_secs(2)),
+            CallOptions::new().timeout(Duration::from_secs(2)),
         )
         .unwrap();
     p.settle();
@@ -283,11 +293,11 @@ fn fds_reach_the_handler() {
     let file = std::fs::File::open("/dev/null").unwrap();
     let getfd = p
         .client
-        .execute_with(
+        .execute(
             p.now,
             "getfd",
             &json!({"fdname": "disk0"}),
-            CommandOptions::new().fd(file.into()),
+            CallOptions::new().fd(file),
         )
         .unwrap();
     p.settle();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{t0, GREETING};
 use qmp_proto::{
-    CallError, Client, ClientConfig, CommandError, CommandId, CommandOptions, Diagnostic,
+    CallError, CallOptions, Client, ClientConfig, CommandError, CommandId, Diagnostic,
     DisconnectReason, Event, ProtocolError, RunState,
 };
 use serde_json::json;
@@ -90,7 +90,10 @@ impl Run {
     }
 
     fn exec(&mut self, name: &str) -> CommandId {
-        let id = self.client.execute(self.now, name, &()).unwrap();
+        let id = self
+            .client
+            .execute(self.now, name, &(), CallOptions::new())
+            .unwrap();
         self.issued.push(id);
         self.drain();
         id
@@ -99,7 +102,7 @@ impl Run {
     fn exec_with_timeout(&mut self, name: &str, t: Duration) -> CommandId {
         let id = self
             .client
-            .execute_with(self.now, name, &(), CommandOptions::new().timeout(t))
+            .execute(self.now, name, &(), CallOptions::new().timeout(t))
             .unwrap();
         self.issued.push(id);
         self.drain();
@@ -243,7 +246,11 @@ fn cases() -> Vec<(&'static str, CaseFn)> {
                 let mut r = running();
                 let raw = r
                     .client
-                    .execute_raw_idless(r.now, json!({"execute": "x"}), CommandOptions::new())
+                    .execute_raw(
+                        r.now,
+                        json!({"execute": "x"}),
+                        CallOptions::new().without_id(),
+                    )
                     .unwrap();
                 r.issued.push(raw);
                 r.send(&idless_error().repeat(1000));
@@ -832,7 +839,7 @@ fn cases() -> Vec<(&'static str, CaseFn)> {
                 .execute_raw(
                     r.now,
                     json!({"execute": "x", "id": {"b": 1.0, "a": [1e2]}}),
-                    CommandOptions::new(),
+                    CallOptions::new(),
                 )
                 .unwrap();
             r.issued.push(a);
@@ -840,7 +847,7 @@ fn cases() -> Vec<(&'static str, CaseFn)> {
             assert_eq!(r.result(a).as_ref().unwrap().get(), "7");
             assert_eq!(
                 r.client
-                    .execute_raw(r.now, json!(1), CommandOptions::new())
+                    .execute_raw(r.now, json!(1), CallOptions::new())
                     .unwrap_err(),
                 CallError::RawNotObject
             );
@@ -943,7 +950,9 @@ fn eof_at_every_offset_of_every_fixture() {
             let now = t0();
             let mut c = Client::new(ClientConfig::default());
             c.connect(now).unwrap();
-            let a = c.execute(now, "query-status", &()).unwrap();
+            let a = c
+                .execute(now, "query-status", &(), CallOptions::new())
+                .unwrap();
             c.handle_input(now, &stream[..k]);
             while c.poll_transmit().is_some() {
                 let n = c.poll_transmit().unwrap().data.len();

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use qmp_proto::{
-    CallError, Client, ClientConfig, CommandError, CommandOptions, DisconnectReason, Event,
-    RunState,
+    CallError, CallOptions, Client, ClientConfig, CommandError, DisconnectReason, Event, RunState,
 };
 
 #[test]
@@ -95,13 +94,16 @@ fn every_command_resolves_once_and_disconnected_is_last() {
         let mut issued = Vec::new();
         for k in 0..6 {
             let opts = if k % 2 == 0 {
-                CommandOptions::new().timeout(Duration::from_secs(1))
+                CallOptions::new().timeout(Duration::from_secs(1))
             } else {
-                CommandOptions::new()
+                CallOptions::new()
             };
-            issued.push(c.execute_with(now, "x", &(), opts).unwrap());
+            issued.push(c.execute(now, "x", &(), opts).unwrap());
         }
-        issued.push(c.execute_oob(now, "query-yank", &()).unwrap());
+        issued.push(
+            c.execute(now, "query-yank", &(), CallOptions::new().oob(true))
+                .unwrap(),
+        );
         flush(&mut c);
         c.handle_input(now, b"{\"return\": {}, \"id\": 3}");
         now += Duration::from_secs(2);
@@ -148,7 +150,7 @@ fn every_command_resolves_once_and_disconnected_is_last() {
 fn reset_after_quit_is_a_clean_eof() {
     let now = t0();
     let mut c = running(ClientConfig::default(), now);
-    let quit = c.execute(now, "quit", &()).unwrap();
+    let quit = c.execute(now, "quit", &(), CallOptions::new()).unwrap();
     flush(&mut c);
     let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
     c.handle_io_error(now, &reset);
@@ -168,7 +170,7 @@ fn reset_after_quit_is_a_clean_eof() {
 fn errors_are_sticky_clones_with_the_cause() {
     let now = t0();
     let mut c = running(ClientConfig::default(), now);
-    let a = c.execute(now, "a", &()).unwrap();
+    let a = c.execute(now, "a", &(), CallOptions::new()).unwrap();
     c.handle_input(now, b"{\"return\": nan, \"id\": 2}");
     let evs = events(&mut c);
     let cause = match evs.last() {
@@ -183,7 +185,7 @@ fn errors_are_sticky_clones_with_the_cause() {
 fn local_misuse_names_the_state() {
     let now = t0();
     let mut c = Client::new(ClientConfig::default());
-    let e = c.execute(now, "x", &()).unwrap_err();
+    let e = c.execute(now, "x", &(), CallOptions::new()).unwrap_err();
     assert_eq!(
         e,
         CallError::InvalidState {
@@ -204,7 +206,7 @@ fn huge_timeouts_mean_no_deadline_not_a_panic() {
         .command_timeout(Some(Duration::MAX));
     let mut c = Client::new(config);
     c.connect(now).unwrap();
-    c.execute(now, "x", &()).unwrap();
+    c.execute(now, "x", &(), CallOptions::new()).unwrap();
     assert!(c.poll_timeout().is_none());
     c.handle_input(now, GREETING);
     assert!(c.poll_timeout().is_none());
@@ -214,7 +216,7 @@ fn huge_timeouts_mean_no_deadline_not_a_panic() {
 fn broken_pipe_after_quit_is_a_clean_eof_too() {
     let now = t0();
     let mut c = running(ClientConfig::default(), now);
-    c.execute(now, "quit", &()).unwrap();
+    c.execute(now, "quit", &(), CallOptions::new()).unwrap();
     flush(&mut c);
     c.handle_io_error(now, &std::io::Error::from(std::io::ErrorKind::BrokenPipe));
     let evs = events(&mut c);
@@ -232,4 +234,46 @@ fn broken_pipe_after_quit_is_a_clean_eof_too() {
         evs.last(),
         Some(Event::Disconnected(DisconnectReason::Transport { .. }))
     ));
+}
+
+#[test]
+fn disconnect_reason_is_sticky_until_the_next_connect() {
+    let now = t0();
+    let mut c = running(ClientConfig::default(), now);
+    assert_eq!(c.disconnect_reason(), None);
+    c.handle_eof(now);
+    let _ = events(&mut c);
+    let eof = DisconnectReason::Eof { after_quit: false };
+    assert_eq!(c.disconnect_reason(), Some(&eof));
+    // Calls that fail do not clear it.
+    assert!(c.execute(now, "x", &(), CallOptions::new()).is_err());
+    assert_eq!(c.disconnect_reason(), Some(&eof));
+    c.connect(now).unwrap();
+    assert_eq!(c.disconnect_reason(), None);
+    c.close();
+    assert_eq!(c.disconnect_reason(), Some(&DisconnectReason::Closed));
+}
+
+#[test]
+fn out_of_band_and_without_id_are_options() {
+    let now = t0();
+    // The greeting offers OOB; the configuration does not take it.
+    let mut c = running(ClientConfig::default().oob(false), now);
+    assert_eq!(
+        c.execute(now, "query-yank", &(), CallOptions::new().oob(true)),
+        Err(CallError::OobNotNegotiated)
+    );
+    let raw = serde_json::json!({"execute": "query-status"});
+    assert_eq!(
+        c.execute_raw(now, raw.clone(), CallOptions::new().oob(true)),
+        Err(CallError::OobNotNegotiated)
+    );
+    c.execute(now, "stop", &(), CallOptions::new().without_id())
+        .unwrap();
+    assert_eq!(
+        c.execute_raw(now, raw, CallOptions::new().without_id()),
+        Err(CallError::IdlessPending)
+    );
+    let t = c.poll_transmit().unwrap();
+    assert!(t.data.ends_with(br#"{"execute":"stop"}"#));
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use qmp_proto::{ClientConfig, CommandError, DisconnectReason, Event, ProtocolError};
+use qmp_proto::{CallOptions, ClientConfig, CommandError, DisconnectReason, Event, ProtocolError};
 
 fn reply_of_size(size: usize, id: u64) -> Vec<u8> {
     let head = b"{\"return\": \"";
@@ -25,8 +25,8 @@ fn default_limit_is_10_mib() {
     );
     let now = t0();
     let mut c = running(ClientConfig::default(), now);
-    let a = c.execute(now, "big", &()).unwrap();
-    let b = c.execute(now, "bigger", &()).unwrap();
+    let a = c.execute(now, "big", &(), CallOptions::new()).unwrap();
+    let b = c.execute(now, "bigger", &(), CallOptions::new()).unwrap();
 
     let exact = reply_of_size(10 * 1024 * 1024, 2);
     for chunk in exact.chunks(64 * 1024) {

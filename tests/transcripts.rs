@@ -15,14 +15,15 @@
 //! | `<-file PATH` | the server sends the bytes of `tests/PATH` |
 //! | `<-lines PATH FROM TO` | the server sends lines FROM to TO (1-based, inclusive, `\n`-terminated) of `tests/PATH` |
 //! | `-> TEXT` | the client wrote exactly TEXT since the last `->` (`«fds:N»` marks N fds sent with the next byte) |
-//! | `execute LABEL NAME [timeout=D] [fds=N] [ARGS]` | `Client::execute_with` (ARGS is JSON) |
-//! | `execute-oob LABEL NAME [timeout=D] [ARGS]` | `Client::execute_oob_with` |
+//! | `execute LABEL NAME [timeout=D] [fds=N] [ARGS]` | `Client::execute` (ARGS is JSON) |
+//! | `execute-oob LABEL NAME [timeout=D] [ARGS]` | `Client::execute` with `CallOptions::oob` |
 //! | `raw LABEL [timeout=D] JSON` | `Client::execute_raw` |
-//! | `raw-idless LABEL [timeout=D] JSON` | `Client::execute_raw_idless` |
+//! | `raw-idless LABEL [timeout=D] JSON` | `Client::execute_raw` with `CallOptions::without_id` |
 //! | `cancel LABEL` | `Client::cancel` |
 //! | `resync` | `Client::resync` (guest agent mode) |
 //! | `close` / `eof` | `Client::close` / `Client::handle_eof` |
 //! | `reset` / `io-error` | `Client::handle_io_error` with `ConnectionReset` / another error |
+//! | `write-error pipe` / `write-error other` | `Client::handle_write_error` with `BrokenPipe` / `PermissionDenied` |
 //! | `+D` | advance the virtual clock by D and call `Client::handle_timeout` |
 //! | `hold-events` / `release-events` | stop polling events (as an application that does not drain) / poll them again |
 //!
@@ -43,7 +44,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use qmp_proto::{Client, ClientConfig, CommandError, CommandId, CommandOptions, Event};
+use qmp_proto::{CallOptions, Client, ClientConfig, CommandError, CommandId, Event};
 
 /// How the server's bytes are cut before they reach the engine.
 #[derive(Clone, Copy, Debug)]
@@ -373,8 +374,8 @@ impl<'a> Replay<'a> {
         }
     }
 
-    fn options(&self, rest: &mut &str) -> CommandOptions {
-        let mut opts = CommandOptions::new();
+    fn options(&self, rest: &mut &str) -> CallOptions {
+        let mut opts = CallOptions::new();
         loop {
             let word = rest.split_whitespace().next().unwrap_or("");
             if let Some(d) = word.strip_prefix("timeout=") {
@@ -382,7 +383,7 @@ impl<'a> Replay<'a> {
             } else if let Some(n) = word.strip_prefix("fds=") {
                 for _ in 0..n.parse::<usize>().unwrap() {
                     let file = std::fs::File::open("/dev/null").unwrap();
-                    opts = opts.fd(file.into());
+                    opts = opts.fd(file);
                 }
             } else {
                 return opts;
@@ -477,9 +478,9 @@ impl<'a> Replay<'a> {
                     serde_json::from_str(rest).unwrap()
                 };
                 let r = if verb == "execute" {
-                    self.client.execute_with(self.now, name, &args, opts)
+                    self.client.execute(self.now, name, &args, opts)
                 } else {
-                    self.client.execute_oob_with(self.now, name, &args, opts)
+                    self.client.execute(self.now, name, &args, opts.oob(true))
                 };
                 self.record_call(label, r);
             }
@@ -491,7 +492,7 @@ impl<'a> Replay<'a> {
                 let r = if verb == "raw" {
                     self.client.execute_raw(self.now, msg, opts)
                 } else {
-                    self.client.execute_raw_idless(self.now, msg, opts)
+                    self.client.execute_raw(self.now, msg, opts.without_id())
                 };
                 self.record_call(label, r);
             }
@@ -524,6 +525,16 @@ impl<'a> Replay<'a> {
             }
             "eof" => {
                 self.client.handle_eof(self.now);
+                self.drain();
+            }
+            "write-error" => {
+                let kind = match rest {
+                    "pipe" => std::io::ErrorKind::BrokenPipe,
+                    "other" => std::io::ErrorKind::PermissionDenied,
+                    other => panic!("write-error {other}: expected pipe or other"),
+                };
+                let e = std::io::Error::new(kind, "simulated");
+                self.client.handle_write_error(self.now, &e);
                 self.drain();
             }
             "reset" | "io-error" => {

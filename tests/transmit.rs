@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use common::*;
-use qmp_proto::{ClientConfig, CommandOptions};
+use qmp_proto::{CallOptions, ClientConfig};
 
 /// One end of a socket pair, and a probe that tells whether that end is still open
 /// anywhere: reading the other end gives EOF only once every copy is closed. (Checking that
@@ -37,8 +37,10 @@ fn devnull() -> OwnedFd {
 fn partial_writes_resume_where_they_stopped() {
     let now = t0();
     let mut c = running(ClientConfig::default(), now);
-    c.execute(now, "query-status", &()).unwrap();
-    c.execute(now, "query-version", &()).unwrap();
+    c.execute(now, "query-status", &(), CallOptions::new())
+        .unwrap();
+    c.execute(now, "query-version", &(), CallOptions::new())
+        .unwrap();
     let mut written = Vec::new();
     // A transport that takes 3 bytes at a time.
     while let Some(t) = c.poll_transmit() {
@@ -51,7 +53,7 @@ fn partial_writes_resume_where_they_stopped() {
         br#"{"execute":"query-status","id":2}{"execute":"query-version","id":3}"#
     );
     // A zero-byte write changes nothing; too large an advance is clamped.
-    c.execute(now, "x", &()).unwrap();
+    c.execute(now, "x", &(), CallOptions::new()).unwrap();
     c.advance_transmit(0);
     assert_eq!(
         c.poll_transmit().unwrap().data,
@@ -67,15 +69,17 @@ fn fds_travel_with_the_first_byte_of_their_command() {
     let mut c = running(ClientConfig::default(), now);
     let (fd, mut probe) = watched_fd();
     let raw = fd.as_raw_fd();
-    c.execute(now, "query-status", &()).unwrap();
-    c.execute_with(
+    c.execute(now, "query-status", &(), CallOptions::new())
+        .unwrap();
+    c.execute(
         now,
         "getfd",
         &serde_json::json!({"fdname": "f"}),
-        CommandOptions::new().fd(fd),
+        CallOptions::new().fd(fd),
     )
     .unwrap();
-    c.execute(now, "query-version", &()).unwrap();
+    c.execute(now, "query-version", &(), CallOptions::new())
+        .unwrap();
 
     // The first transmit stops before the command that carries fds.
     let t = c.poll_transmit().unwrap();
@@ -113,8 +117,8 @@ fn fds_travel_with_the_first_byte_of_their_command() {
 fn fds_of_a_queued_command_wait_with_it() {
     let now = t0();
     let mut c = running(ClientConfig::default().max_in_flight(1), now);
-    c.execute(now, "a", &()).unwrap();
-    c.execute_with(now, "getfd", &(), CommandOptions::new().fd(devnull()))
+    c.execute(now, "a", &(), CallOptions::new()).unwrap();
+    c.execute(now, "getfd", &(), CallOptions::new().fd(devnull()))
         .unwrap();
     let t = c.poll_transmit().unwrap();
     assert!(t.fds.is_empty());
@@ -133,7 +137,7 @@ fn unsent_fds_are_closed_when_the_session_ends() {
     let now = t0();
     let mut c = running(ClientConfig::default(), now);
     let (fd, mut probe) = watched_fd();
-    c.execute_with(now, "getfd", &(), CommandOptions::new().fd(fd))
+    c.execute(now, "getfd", &(), CallOptions::new().fd(fd))
         .unwrap();
     assert!(!is_closed_everywhere(&mut probe));
     c.close();

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use qmp_proto::{ClientConfig, Event};
+use qmp_proto::{CallOptions, ClientConfig, Event};
 use serde::Deserialize;
 
 #[derive(Deserialize, Debug, PartialEq)]
@@ -23,7 +23,9 @@ struct Shutdown {
 fn results_and_event_data_decode_into_caller_types() {
     let now = t0();
     let mut c = running(ClientConfig::default(), now);
-    let id = c.execute(now, "query-status", &()).unwrap();
+    let id = c
+        .execute(now, "query-status", &(), CallOptions::new())
+        .unwrap();
     c.handle_input(
         now,
         b"{\"timestamp\": {\"seconds\": 1795321861, \"microseconds\": 162705}, \"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}}\r\n\

@@ -14,7 +14,7 @@ use qmp_proto::events::{
 };
 use qmp_proto::server::{FakeQemu, Outcome, Server};
 use qmp_proto::{
-    CallError, Client, ClientConfig, Command, CommandError, CommandOptions, DecodeTarget, Event,
+    CallError, CallOptions, Client, ClientConfig, Command, CommandError, DecodeTarget, Event,
     Pending, QmpEvent,
 };
 use serde::Serialize;
@@ -42,7 +42,10 @@ impl Pair<FakeQemu> {
     }
 
     fn call<C: Command>(&mut self, cmd: C) -> Result<C::Returns, CommandError> {
-        let pending = self.client.call(self.now, &cmd).unwrap();
+        let pending = self
+            .client
+            .call(self.now, &cmd, CallOptions::new())
+            .unwrap();
         self.settle();
         self.result(pending)
     }
@@ -88,7 +91,10 @@ fn queries_decode_into_their_types() {
 #[test]
 fn argument_less_commands_send_no_arguments_member() {
     let mut p = pair(FakeQemu::new());
-    let id = p.client.call(p.now, &QueryStatus {}).unwrap();
+    let id = p
+        .client
+        .call(p.now, &QueryStatus {}, CallOptions::new())
+        .unwrap();
     p.settle();
     let wire = String::from_utf8(p.wire.clone()).unwrap();
     assert_eq!(
@@ -155,8 +161,14 @@ fn an_unknown_enum_value_fails_only_that_call() {
     });
     let mut p = pair(fake);
     // Pipelined: the bad reply and the next one arrive together.
-    let status = p.client.call(p.now, &QueryStatus {}).unwrap();
-    let version = p.client.call(p.now, &QueryVersion {}).unwrap();
+    let status = p
+        .client
+        .call(p.now, &QueryStatus {}, CallOptions::new())
+        .unwrap();
+    let version = p
+        .client
+        .call(p.now, &QueryVersion {}, CallOptions::new())
+        .unwrap();
     p.settle();
     let Err(CommandError::Decode(e)) = p.result(status) else {
         panic!("{:?}", p.events)
@@ -249,12 +261,12 @@ fn file_descriptors_travel_with_typed_calls() {
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
     let id = p
         .client
-        .call_with(
+        .call(
             p.now,
             &Getfd {
                 fdname: "fd0".into(),
             },
-            CommandOptions::new().fd(a.into()),
+            CallOptions::new().fd(a),
         )
         .unwrap();
     p.settle();
@@ -268,13 +280,13 @@ fn file_descriptors_travel_with_typed_calls() {
 
     let id = p
         .client
-        .call_with(
+        .call(
             p.now,
             &AddFd {
                 fdset_id: None,
                 opaque: Some("disk".into()),
             },
-            CommandOptions::new().fd(b.into()),
+            CallOptions::new().fd(b),
         )
         .unwrap();
     p.settle();
@@ -300,11 +312,16 @@ impl Command for QueryYank {
 fn out_of_band_calls_honour_allow_oob() {
     let mut p = pair(FakeQemu::new());
     assert_eq!(
-        p.client.call_oob(p.now, &QueryStatus {}).unwrap_err(),
+        p.client
+            .call(p.now, &QueryStatus {}, CallOptions::new().oob(true))
+            .unwrap_err(),
         CallError::OobNotAllowed("query-status")
     );
     assert!(p.wire.is_empty(), "nothing was sent");
-    let id = p.client.call_oob(p.now, &QueryYank).unwrap();
+    let id = p
+        .client
+        .call(p.now, &QueryYank, CallOptions::new().oob(true))
+        .unwrap();
     p.settle();
     assert!(String::from_utf8(p.wire.clone())
         .unwrap()
@@ -321,7 +338,9 @@ fn out_of_band_calls_honour_allow_oob() {
     let greeting = server.take_output();
     client.handle_input(now, &greeting);
     assert_eq!(
-        client.call_oob(now, &QueryYank).unwrap_err(),
+        client
+            .call(now, &QueryYank, CallOptions::new().oob(true))
+            .unwrap_err(),
         CallError::OobNotNegotiated
     );
 }
@@ -329,7 +348,10 @@ fn out_of_band_calls_honour_allow_oob() {
 #[test]
 fn pending_ids() {
     let mut p = pair(FakeQemu::new());
-    let a = p.client.call(p.now, &QueryStatus {}).unwrap();
+    let a = p
+        .client
+        .call(p.now, &QueryStatus {}, CallOptions::new())
+        .unwrap();
     let b = a;
     assert_eq!(a, b);
     assert_eq!(a.id(), qmp_proto::CommandId::from(b));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use qmp_proto::events::TypedEvent;
 use qmp_proto::schema::{Commands, Schema};
 use qmp_proto::{
-    CallError, Client, ClientConfig, Command, CommandId, CommandOptions, CommandResult, Direction,
+    CallError, Client, ClientConfig, Command, CommandId, CommandResult, Direction,
     DisconnectReason, Event, Greeting, Pending, QmpEvent, RawValue, RunState,
 };
 use serde::de::DeserializeOwned;
@@ -66,12 +66,12 @@ impl CallOptions {
         self
     }
 
-    fn into_engine(self) -> CommandOptions {
-        let mut opts = CommandOptions::new();
+    fn into_engine(self) -> qmp_proto::CallOptions {
+        let mut opts = qmp_proto::CallOptions::new();
         if let Some(t) = self.timeout {
             opts = opts.timeout(t);
         }
-        self.fds.into_iter().fold(opts, CommandOptions::fd)
+        self.fds.into_iter().fold(opts, qmp_proto::CallOptions::fd)
     }
 }
 
@@ -426,7 +426,7 @@ impl Connection {
     ) -> Result<Pending<C>, Error> {
         self.issue_with(
             opts,
-            |engine, now, opts| engine.call_with(now, command, opts),
+            |engine, now, opts| engine.call(now, command, opts),
             Pending::id,
         )
     }
@@ -685,13 +685,7 @@ impl Connection {
     ) -> Result<CommandId, Error> {
         self.issue_with(
             opts,
-            |engine, now, opts| {
-                if oob {
-                    engine.execute_oob_with(now, name, args, opts)
-                } else {
-                    engine.execute_with(now, name, args, opts)
-                }
-            },
+            |engine, now, opts| engine.execute(now, name, args, opts.oob(oob)),
             |id| *id,
         )
     }
@@ -700,7 +694,7 @@ impl Connection {
     fn issue_with<T>(
         &mut self,
         opts: CallOptions,
-        issue: impl FnOnce(&mut Client, Instant, CommandOptions) -> Result<T, CallError>,
+        issue: impl FnOnce(&mut Client, Instant, qmp_proto::CallOptions) -> Result<T, CallError>,
         id_of: impl FnOnce(&T) -> CommandId,
     ) -> Result<T, Error> {
         if let Some(reason) = &self.ended {

@@ -1,0 +1,289 @@
+//! Inbound: what each frame from the peer means (greeting, reply, event or diagnostic), as
+//! the session's [`Stage`] says.
+//!
+//! The framer cuts the input into frames; each is decoded into a borrowed envelope (no
+//! `serde_json::Value` tree) and routed: during `Greeting` it must be the greeting; during a
+//! guest agent sync it goes to [`on_sync_message`](Inner::on_sync_message); otherwise a
+//! member `return` or `error` (or an `id` without `event`) makes a reply, routed by its id
+//! through the command table (the answer to `qmp_capabilities` included); a member `event`
+//! makes an event; anything else is a diagnostic.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use crate::client::output::{Diagnostic, Direction, Event};
+use crate::client::session::Stage;
+use crate::client::timers::Single;
+use crate::client::{Client, Inner};
+use crate::error::{CommandError, DisconnectReason, Excerpt, ProtocolError, QmpError};
+use crate::framer::Frame;
+use crate::id::{CommandId, CommandResult};
+use crate::message::{Envelope, ErrorBody, Greeting, QmpEvent, Timestamp};
+use crate::wire::{self, SYNC_DELIMITER};
+
+/// How long unexpected bytes may wait for the end of their line before they are reported:
+/// long enough to gather what arrived in one burst, so the report shows the whole line.
+const GARBAGE_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Client {
+    /// Frames `data`. While a guest agent sync is awaited, its `0xFF` delimiter cuts the
+    /// input: what comes before it is discarded unless it is a whole message.
+    pub(super) fn feed(&mut self, now: Instant, mut data: &[u8]) {
+        loop {
+            let syncing = self.inner.session.is_syncing();
+            let delimiter = if syncing {
+                data.iter().position(|&b| b == SYNC_DELIMITER)
+            } else {
+                None
+            };
+            let chunk = delimiter.map_or(data, |at| &data[..at]);
+            let result = if self.inner.agent.skipping() {
+                Ok(())
+            } else {
+                let inner = &mut self.inner;
+                self.framer.feed(chunk, |frame| inner.on_frame(now, frame))
+            };
+            if let Err(e) = result {
+                if self.inner.session.is_syncing() {
+                    // A message over the limits: nothing before the next delimiter can be
+                    // framed reliably, so all of it is skipped.
+                    self.inner.discard(match e {
+                        ProtocolError::MessageTooLarge { excerpt, .. }
+                        | ProtocolError::TooDeep { excerpt, .. } => excerpt,
+                        other => Excerpt::new(other.to_string().as_bytes()),
+                    });
+                    self.inner.agent.skip_to_delimiter(true);
+                } else {
+                    self.inner.shutdown(e.into());
+                }
+            }
+            if !self.inner.session.is_live() {
+                self.framer.reset();
+                break;
+            }
+            let Some(at) = delimiter else { break };
+            if self.inner.session.is_syncing() {
+                if !self.framer.partial().is_empty() {
+                    let excerpt = Excerpt::new(self.framer.partial());
+                    self.inner.discard(excerpt);
+                }
+                self.framer.reset();
+                self.inner.agent.skip_to_delimiter(false);
+                data = &data[at + 1..];
+            } else {
+                // Synchronised before this delimiter: it is no longer expected.
+                data = &data[at..];
+            }
+        }
+        // Unexpected bytes wait for their line end, but not for long.
+        let garbage = match self.inner.timers.get(Single::Garbage) {
+            _ if !self.framer.in_garbage() => None,
+            Some(d) => Some(d),
+            None => now.checked_add(GARBAGE_GRACE),
+        };
+        self.inner.timers.set(Single::Garbage, garbage);
+    }
+
+    /// The grace for unexpected bytes ran out: they are reported (discarded while a guest
+    /// agent sync is awaited, else fatal).
+    pub(super) fn garbage_due(&mut self) {
+        if self.inner.session.is_syncing() && self.framer.in_garbage() {
+            let excerpt = Excerpt::new(self.framer.partial());
+            self.inner.discard(excerpt);
+            self.framer.reset();
+        } else if let Some(error) = self.framer.at_eof() {
+            self.inner.shutdown(error.into());
+        }
+    }
+}
+
+impl Inner {
+    fn fatal(&mut self, error: ProtocolError) -> ControlFlow<()> {
+        self.shutdown(error.into());
+        ControlFlow::Break(())
+    }
+
+    pub(super) fn on_frame(&mut self, now: Instant, frame: Frame<'_>) -> ControlFlow<()> {
+        if !self.session.is_live() {
+            return ControlFlow::Break(());
+        }
+        let frame = match frame {
+            Frame::Message(message) => message,
+            Frame::Garbage(line) if self.session.is_syncing() => {
+                self.discard(Excerpt::new(line));
+                return ControlFlow::Continue(());
+            }
+            Frame::Garbage(line) => {
+                return self.fatal(ProtocolError::UnexpectedData(Excerpt::new(line)))
+            }
+        };
+        if self.config.trace_messages {
+            self.out.push_peer(Event::Traffic {
+                direction: Direction::In,
+                message: String::from_utf8_lossy(frame).into_owned(),
+            });
+        }
+        let parsed = match std::str::from_utf8(frame) {
+            Err(_) => Err(ProtocolError::InvalidUtf8(Excerpt::new(frame))),
+            Ok(text) if !text.starts_with('{') => {
+                Err(ProtocolError::NotAnObject(Excerpt::new(frame)))
+            }
+            Ok(text) => {
+                serde_json::from_str::<Envelope<'_>>(text).map_err(|e| ProtocolError::InvalidJson {
+                    error: e.to_string(),
+                    excerpt: Excerpt::new(frame),
+                })
+            }
+        };
+        let env = match parsed {
+            Ok(env) => env,
+            Err(_) if self.session.is_syncing() => {
+                self.discard(Excerpt::new(frame));
+                return ControlFlow::Continue(());
+            }
+            Err(e) => return self.fatal(e),
+        };
+        match self.session.stage() {
+            Stage::Syncing { id } => self.on_sync_message(now, id, &env, frame),
+            Stage::Greeting => self.on_greeting(now, &env, frame),
+            _ if env.qmp.is_some() => {
+                self.out
+                    .diagnostic(Diagnostic::UnexpectedGreeting(Excerpt::new(frame)));
+            }
+            _ if env.ret.is_some()
+                || env.error.is_some()
+                || (env.id.is_some() && env.event.is_none()) =>
+            {
+                self.on_reply(now, &env, frame);
+            }
+            _ => match env.event {
+                Some(name) => self.on_event(name, &env, frame),
+                None => self
+                    .out
+                    .diagnostic(Diagnostic::UnknownMessage(Excerpt::new(frame))),
+            },
+        }
+        if self.session.is_live() {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    }
+
+    fn on_greeting(&mut self, now: Instant, env: &Envelope<'_>, frame: &[u8]) {
+        let parsed = match env.qmp {
+            None => Err("expected the greeting {\"QMP\": ...} first".to_owned()),
+            Some(body) => Greeting::from_body(body),
+        };
+        let greeting = match parsed {
+            Ok(g) => g,
+            Err(reason) => {
+                let excerpt = Excerpt::new(frame);
+                self.shutdown(ProtocolError::InvalidGreeting { reason, excerpt }.into());
+                return;
+            }
+        };
+        let oob = self.config.oob && greeting.has_capability("oob");
+        let id = self.table.alloc_id();
+        let at = self.tx.len();
+        wire::capabilities(self.tx.buf_mut(), oob, id);
+        self.trace_out(at);
+        self.session.greeted(greeting, oob, id);
+        let deadline = self
+            .config
+            .negotiation_timeout
+            .and_then(|t| now.checked_add(t));
+        self.timers.set(Single::Stage, deadline);
+    }
+
+    pub(super) fn on_reply(&mut self, now: Instant, env: &Envelope<'_>, frame: &[u8]) {
+        // Decoded only for a reply that is delivered: unknown and late replies are dropped
+        // without copying their payload.
+        let decode = || -> CommandResult {
+            match (env.ret, env.error) {
+                (Some(ret), None) => Ok(ret.to_owned()),
+                (None, Some(error)) => match serde_json::from_str::<ErrorBody>(error.get()) {
+                    Ok(body) => Err(CommandError::Qmp(QmpError {
+                        class: body.class,
+                        desc: body.desc,
+                    })),
+                    Err(_) => Err(CommandError::MalformedReply(Excerpt::new(frame))),
+                },
+                _ => Err(CommandError::MalformedReply(Excerpt::new(frame))),
+            }
+        };
+        if let (Stage::Negotiating { id }, Some(reply_id)) = (self.session.stage(), env.id) {
+            if reply_id.get().parse::<u64>() == Ok(id) {
+                self.on_negotiated(decode(), frame);
+                self.pump(now);
+                return;
+            }
+        }
+        let target = match env.id {
+            Some(id) => self.table.route(id),
+            None => self.table.idless_target(),
+        };
+        let Some(target) = target else {
+            if env.id.is_none() && env.error.is_some() {
+                // QEMU could not parse something it was sent.
+                let error = match decode() {
+                    Err(CommandError::Qmp(e)) => e,
+                    _ => QmpError {
+                        class: String::new(),
+                        desc: Excerpt::new(frame).to_string(),
+                    },
+                };
+                self.shutdown(ProtocolError::IdlessError(error).into());
+                return;
+            }
+            self.out.diagnostic(Diagnostic::UnknownReply {
+                id: env.id.map(|id| id.get().to_owned()),
+                excerpt: Excerpt::new(frame),
+            });
+            return;
+        };
+        let Some(abandoned) = self.table.resolve(target, &mut self.timers) else {
+            return;
+        };
+        if abandoned {
+            self.out.diagnostic(Diagnostic::LateReply {
+                id: CommandId(target),
+                excerpt: Excerpt::new(frame),
+            });
+        } else {
+            self.out.reply(target, decode());
+        }
+        self.pump(now);
+    }
+
+    fn on_negotiated(&mut self, result: CommandResult, frame: &[u8]) {
+        self.timers.set(Single::Stage, None);
+        match result {
+            Ok(_) => self.session.negotiated(&mut self.out),
+            Err(CommandError::Qmp(e)) => self.shutdown(DisconnectReason::NegotiationFailed(e)),
+            Err(_) => self.shutdown(
+                ProtocolError::InvalidReply {
+                    to: "qmp_capabilities",
+                    excerpt: Excerpt::new(frame),
+                }
+                .into(),
+            ),
+        }
+    }
+
+    fn on_event(&mut self, name: &serde_json::value::RawValue, env: &Envelope<'_>, frame: &[u8]) {
+        let Ok(name) = serde_json::from_str::<String>(name.get()) else {
+            self.out
+                .diagnostic(Diagnostic::MalformedEvent(Excerpt::new(frame)));
+            return;
+        };
+        let event = QmpEvent {
+            name,
+            data: env.data.map(ToOwned::to_owned),
+            timestamp: env
+                .timestamp
+                .and_then(|t| serde_json::from_str::<Timestamp>(t.get()).ok()),
+        };
+        self.out.push_peer(Event::Qmp(event));
+    }
+}
