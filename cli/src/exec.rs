@@ -87,9 +87,9 @@ pub fn run(opts: &ExecOptions) -> ExitCode {
     };
     let args = request.arguments_value();
     let sent = if request.oob {
-        conn.send_oob(&request.name, &args)
+        conn.send(&request.name, &args, CallOptions::new().oob(true))
     } else {
-        conn.send(&request.name, &args)
+        conn.send(&request.name, &args, CallOptions::new())
     };
     let result = sent.and_then(|id| conn.wait(id));
     let code = match result {

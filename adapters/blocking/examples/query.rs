@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("QEMU {} ({})", v.qemu, v.package);
 
     // Any command, its result as raw JSON; a QMP error carries its class and description.
-    match qmp.execute_raw_value(&command, &()) {
+    match qmp.execute::<Box<qmp_proto::RawValue>>(&command, &()) {
         Ok(result) => println!("{command}: {}", result.get()),
         Err(qmp_blocking::Error::Qmp(e)) => println!("{command} failed: {}: {}", e.class, e.desc),
         Err(e) => return Err(e.into()),

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use qmp_blocking::{Connection, Error, IgnoredAny};
+use qmp_blocking::{CallOptions, Connection, Error, EventFilter, IgnoredAny};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -20,10 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut qmp = Connection::connect_unix(&path)?;
 
     // The event a command causes may arrive before its reply; it is buffered, not missed.
+    let opts = CallOptions::new().timeout(Duration::from_secs(5));
     if let Ok((_, e)) =
-        qmp.execute_then_wait::<IgnoredAny, _>("cont", &(), Duration::from_secs(5), |e| {
-            e.name == "RESUME"
-        })
+        qmp.execute_and_wait::<IgnoredAny>("cont", &(), opts, EventFilter::name("RESUME"))
     {
         println!("cont -> {}", e.name);
     }

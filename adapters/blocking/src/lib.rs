@@ -88,14 +88,19 @@
 //! # Pipelining and out-of-band commands
 //!
 //! [`Connection::send`] issues a command without waiting, [`Connection::wait`] takes its
-//! result. With OOB negotiated, [`Connection::execute_oob`] overtakes in-band commands still
-//! queued:
+//! result. With OOB negotiated, a command with [`CallOptions::oob`] overtakes in-band commands
+//! still queued:
 //!
 //! ```no_run
 //! # fn main() -> Result<(), qmp_blocking::Error> {
 //! # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
-//! let slow: Vec<_> = (0..4).map(|_| qmp.send("query-qmp-schema", &())).collect::<Result<_, _>>()?;
-//! let yanks: serde_json::Value = qmp.execute_oob("query-yank", &())?; // answered first
+//! use qmp_blocking::CallOptions;
+//!
+//! let slow: Vec<_> = (0..4)
+//!     .map(|_| qmp.send("query-qmp-schema", &(), CallOptions::new()))
+//!     .collect::<Result<_, _>>()?;
+//! let yanks: serde_json::Value =
+//!     qmp.execute_with("query-yank", &(), CallOptions::new().oob(true))?; // answered first
 //! for id in slow {
 //!     let schema = qmp.wait(id)?;
 //!     println!("{} bytes of schema", schema.get().len());
@@ -167,8 +172,27 @@
 //!
 //! Through the [`log`] facade, target `qmp_blocking`: every message sent and received at
 //! `trace` level (`-> {...}`, `<- {...}`), events and state changes at `debug`, dropped
-//! server output at `warn`. Messages are copied for the log only when `trace` is enabled for
-//! the target at connect time.
+//! server output at `warn`; each record starts with the connection's label
+//! ([`Builder::label`]) when it has one. Messages are copied for the log only when `trace` is
+//! enabled for the target at connect time, or a traffic tap is set.
+//!
+//! # The traffic tap
+//!
+//! [`Builder::tap`] receives every message in and out of the connection as a typed
+//! [`Traffic`] (direction, text, label), in order:
+//!
+//! ```no_run
+//! use qmp_blocking::Builder;
+//!
+//! # fn main() -> Result<(), qmp_blocking::Error> {
+//! let mut qmp = Builder::new()
+//!     .label("vm0")
+//!     .tap(|t| eprintln!("{t}")) // [vm0] -> {"execute":"qmp_capabilities","id":1} ...
+//!     .connect_unix("/run/vm/qmp.sock")?;
+//! qmp.execute::<serde_json::Value>("query-status", &())?;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Examples
 //!
@@ -181,15 +205,14 @@
 
 mod builder;
 mod connection;
-mod error;
 mod listener;
 mod serve;
 mod transport;
 
 pub use builder::Builder;
-pub use connection::{CallOptions, Connection};
-pub use error::Error;
+pub use connection::Connection;
 pub use listener::Listener;
+pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Traffic};
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, CommandId, DisconnectReason, Excerpt, Greeting,
     ProtocolError, QemuVersion, QmpError, QmpEvent, RawValue, Timestamp,

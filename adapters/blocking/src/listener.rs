@@ -6,7 +6,7 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use qmp_socket::SocketFile;
+use qmp_kit::socket::SocketFile;
 
 use crate::transport::wait;
 use crate::{Builder, Connection, Error};
@@ -52,7 +52,7 @@ impl Listener {
     pub(crate) fn bind_with(path: &Path, builder: Builder) -> Result<Self, Error> {
         let context = || format!("cannot listen on {}", path.display());
         let (fd, socket) =
-            qmp_socket::bind_owner_only(path).map_err(|e| Error::io(context(), e))?;
+            qmp_kit::socket::bind_owner_only(path).map_err(|e| Error::io(context(), e))?;
         let listener = Listener {
             listener: UnixListener::from(fd),
             socket,

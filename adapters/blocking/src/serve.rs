@@ -99,7 +99,7 @@ fn serve<H: Handler>(stream: &Stream, server: &mut Server<H>) -> io::Result<()> 
         }
         let got = fds[0].revents();
         if reading && got.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
-            match qmp_socket::recv_with_fds(stream.as_fd(), &mut buf) {
+            match qmp_kit::socket::recv_with_fds(stream.as_fd(), &mut buf) {
                 Ok((0, _)) => break Ok(()),
                 Ok((n, fds)) => {
                     if !fds.is_empty() {

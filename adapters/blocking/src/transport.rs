@@ -56,7 +56,7 @@ impl Stream {
                 "file descriptors can only be passed over a unix socket",
             ));
         }
-        qmp_socket::send_with_fds(self.as_fd(), data, fds)
+        qmp_kit::socket::send_with_fds(self.as_fd(), data, fds)
     }
 
     /// Shuts both directions down; errors (already closed) are irrelevant.

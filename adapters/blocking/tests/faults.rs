@@ -32,7 +32,10 @@ fn sigkill_mid_command_fails_every_pending_call_promptly() {
     // Stopped, QEMU cannot answer: the commands stay in flight.
     peer.signal("-STOP");
     let ids: Vec<_> = (0..5)
-        .map(|_| qmp.send("query-status", &()).expect("send"))
+        .map(|_| {
+            qmp.send("query-status", &(), CallOptions::new())
+                .expect("send")
+        })
         .collect();
     assert!(!qmp.has_reply(ids[0]));
     peer.signal("-KILL");
@@ -59,7 +62,10 @@ fn sigkill_mid_command_fails_every_pending_call_promptly() {
     assert!(causes.windows(2).all(|w| w[0] == w[1]), "one cause for all");
     // Later calls fail the same way, at once.
     assert_eq!(
-        disconnected(&qmp.send("query-status", &()).unwrap_err()),
+        disconnected(
+            &qmp.send("query-status", &(), CallOptions::new())
+                .unwrap_err()
+        ),
         &causes[0]
     );
 }
@@ -72,7 +78,10 @@ fn sigkill_mid_reply_reports_a_truncated_message() {
     let mut qmp = peer.connect();
     // About 1 MB of replies, more than the socket holds: QEMU is still writing when killed.
     let ids: Vec<_> = (0..4)
-        .map(|_| qmp.send("query-qmp-schema", &()).expect("send"))
+        .map(|_| {
+            qmp.send("query-qmp-schema", &(), CallOptions::new())
+                .expect("send")
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     peer.signal("-KILL");
@@ -159,7 +168,9 @@ fn qemu_restarted_under_a_session() {
     };
     let mut qmp = peer.connect();
     peer.signal("-STOP");
-    let pending = qmp.send("query-status", &()).expect("send");
+    let pending = qmp
+        .send("query-status", &(), CallOptions::new())
+        .expect("send");
     peer.restart();
     let e = qmp.wait(pending).expect_err("restarted under the call");
     let reason = disconnected(&e).clone();

@@ -28,7 +28,7 @@ fn generated_commands_and_events_on_a_paused_pc() {
     assert!(commands.iter().any(|c| c.name == "blockdev-add"));
 
     let (_, _resume) = qmp
-        .call_then_wait::<_, qapi_qmp::RESUME>(qapi_qmp::cont {}, T)
+        .call_and_wait::<_, qapi_qmp::RESUME>(qapi_qmp::cont {}, CallOptions::new().timeout(T))
         .unwrap();
     let status = qmp.call(qapi_qmp::query_status {}).unwrap();
     assert!(matches!(status.status, qapi_qmp::RunState::running));
@@ -42,7 +42,10 @@ fn generated_commands_and_events_on_a_paused_pc() {
         qmp_proto::commands::VmRunState::Paused
     );
     let (_, reset) = qmp
-        .call_then_wait::<_, qapi_qmp::RESET>(qapi_qmp::system_reset {}, T)
+        .call_and_wait::<_, qapi_qmp::RESET>(
+            qapi_qmp::system_reset {},
+            CallOptions::new().timeout(T),
+        )
         .unwrap();
     assert!(matches!(
         reset.reason,
@@ -90,10 +93,12 @@ fn generated_allow_oob_is_honoured() {
     let mut qmp = peer.connect();
     assert!(qmp.oob_enabled());
     // query-yank allows OOB in the schema qapi-qmp was generated from.
-    let yanks: Vec<qapi_qmp::YankInstance> = qmp.call_oob(qapi_qmp::query_yank {}).unwrap();
+    let yanks: Vec<qapi_qmp::YankInstance> = qmp
+        .call_with(qapi_qmp::query_yank {}, CallOptions::new().oob(true))
+        .unwrap();
     assert!(!yanks.is_empty());
     assert!(matches!(
-        qmp.call_oob(qapi_qmp::query_status {}),
+        qmp.call_with(qapi_qmp::query_status {}, CallOptions::new().oob(true)),
         Err(Error::Call(CallError::OobNotAllowed("query-status")))
     ));
     peer.quit(&mut qmp);

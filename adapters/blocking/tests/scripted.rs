@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{scripted, GREETING};
 use qmp_blocking::{
-    Builder, CallOptions, ClientConfig, Connection, DisconnectReason, Error, IgnoredAny,
+    Builder, CallOptions, ClientConfig, Connection, DisconnectReason, Error, EventFilter,
+    IgnoredAny,
 };
 use serde_json::{json, Value};
 
@@ -20,8 +21,8 @@ fn unexpected_eof_fails_every_pending_call() {
         p.expect("query-version");
         // Gone without answering.
     });
-    let a = qmp.send("query-status", &()).unwrap();
-    let b = qmp.send("query-version", &()).unwrap();
+    let a = qmp.send("query-status", &(), CallOptions::new()).unwrap();
+    let b = qmp.send("query-version", &(), CallOptions::new()).unwrap();
     peer.join().unwrap();
     for id in [a, b] {
         match qmp.wait(id) {
@@ -30,7 +31,9 @@ fn unexpected_eof_fails_every_pending_call() {
         }
     }
     assert!(!qmp.is_connected());
-    let e = qmp.execute_raw_value("query-status", &()).unwrap_err();
+    let e = qmp
+        .execute::<Box<qmp_proto::RawValue>>("query-status", &())
+        .unwrap_err();
     assert!(matches!(e, Error::Disconnected(_)), "{e:?}");
     assert_eq!(
         e.to_string(),
@@ -96,7 +99,7 @@ fn close_is_idempotent_and_fails_pending_calls() {
         p.expect("query-status");
         p.until_eof()
     });
-    let id = qmp.send("query-status", &()).unwrap();
+    let id = qmp.send("query-status", &(), CallOptions::new()).unwrap();
     qmp.close();
     qmp.close();
     assert_eq!(qmp.disconnect_reason(), Some(&DisconnectReason::Closed));
@@ -124,7 +127,9 @@ fn drop_is_fast_with_unsent_bytes_and_a_peer_that_does_not_read() {
         drop(p);
     });
     let big = "x".repeat(8 << 20);
-    let _ = qmp.send("big", &json!({ "data": big })).unwrap();
+    let _ = qmp
+        .send("big", &json!({ "data": big }), CallOptions::new())
+        .unwrap();
     assert!(qmp.engine().poll_transmit().is_some(), "bytes still unsent");
     let start = Instant::now();
     drop(qmp);
@@ -189,7 +194,12 @@ fn events_before_the_reply_are_found() {
     assert_eq!(qmp.wait_event("STOP", t).unwrap().name, "STOP");
     assert_eq!(qmp.buffered_events(), 1);
     let (_, e): (IgnoredAny, _) = qmp
-        .execute_then_wait("cont", &(), t, |e| e.name == "RESUME")
+        .execute_and_wait(
+            "cont",
+            &(),
+            CallOptions::new().timeout(t),
+            EventFilter::name("RESUME"),
+        )
         .unwrap();
     assert_eq!(e.timestamp.unwrap().seconds, 3);
     // Events arrived after the mark only: OLD is not matched even by a catch-all.
@@ -253,7 +263,7 @@ fn tcp_connect_and_no_fds_over_tcp() {
     let null = std::fs::File::open("/dev/null").unwrap();
     assert!(matches!(
         qmp.execute_with::<Value>("getfd", &(), CallOptions::new().fd(null)),
-        Err(Error::FdsNeedUnixSocket)
+        Err(Error::FdsUnsupported)
     ));
     drop(qmp);
     assert_eq!(server.join().unwrap(), 0);

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{qmp_error, Peer};
-use qmp_blocking::{DisconnectReason, Error, IgnoredAny};
+use qmp_blocking::{CallOptions, DisconnectReason, Error, IgnoredAny};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -51,7 +51,9 @@ fn negotiates_and_answers_queries() {
     // qemu-system commands are not there.
     assert!(!names.contains(&"query-status"));
 
-    let schema = qmp.execute_raw_value("query-qmp-schema", &()).unwrap();
+    let schema = qmp
+        .execute::<Box<qmp_proto::RawValue>>("query-qmp-schema", &())
+        .unwrap();
     assert!(
         (100_000..150_000).contains(&schema.get().len()),
         "{} bytes",
@@ -76,7 +78,7 @@ fn error_reply_is_typed_and_the_session_goes_on() {
     );
     // qemu-storage-daemon offers OOB but has no OOB-capable command.
     let e = qmp_error(
-        qmp.execute_oob::<Value>("query-version", &()),
+        qmp.execute_with::<Value>("query-version", &(), CallOptions::new().oob(true)),
         "GenericError",
     );
     assert!(e.desc.contains("does not support OOB"), "{}", e.desc);
@@ -152,16 +154,26 @@ fn large_command_while_replies_stream_back() {
     };
     let mut qmp = peer.connect();
     let schemas: Vec<_> = (0..4)
-        .map(|_| qmp.send("query-qmp-schema", &()).unwrap())
+        .map(|_| {
+            qmp.send("query-qmp-schema", &(), CallOptions::new())
+                .unwrap()
+        })
         .collect();
     let big = "x".repeat(1 << 20);
     let big_id = qmp
-        .send("no-such-command", &json!({ "data": big }))
+        .send(
+            "no-such-command",
+            &json!({ "data": big }),
+            CallOptions::new(),
+        )
         .unwrap();
-    let after = qmp.send("query-version", &()).unwrap();
+    let after = qmp.send("query-version", &(), CallOptions::new()).unwrap();
     for id in schemas {
         assert!(qmp.wait(id).unwrap().get().len() > 100_000);
     }
     qmp_error(qmp.wait(big_id), "CommandNotFound");
-    let _: Version = qmp.wait_as(after).unwrap();
+    let _: Version = qmp
+        .wait(after)
+        .and_then(|raw| Ok(serde_json::from_str(raw.get())?))
+        .unwrap();
 }

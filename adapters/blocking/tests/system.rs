@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{qmp_error, Peer};
-use qmp_blocking::{CallOptions, IgnoredAny};
+use qmp_blocking::{CallOptions, EventFilter, IgnoredAny};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -30,9 +30,14 @@ fn oob_overtakes_queued_in_band_commands() {
     let mut qmp = peer.connect();
     assert!(qmp.oob_enabled());
     let schemas: Vec<_> = (0..6)
-        .map(|_| qmp.send("query-qmp-schema", &()).unwrap())
+        .map(|_| {
+            qmp.send("query-qmp-schema", &(), CallOptions::new())
+                .unwrap()
+        })
         .collect();
-    let yanks: Vec<Value> = qmp.execute_oob("query-yank", &()).unwrap();
+    let yanks: Vec<Value> = qmp
+        .execute_with("query-yank", &(), CallOptions::new().oob(true))
+        .unwrap();
     assert!(yanks.iter().all(|y| y.get("type").is_some()), "{yanks:?}");
     let last = *schemas.last().unwrap();
     assert!(
@@ -48,7 +53,7 @@ fn oob_overtakes_queued_in_band_commands() {
         );
     }
     let entries: Vec<Value> = serde_json::from_str(
-        qmp.execute_raw_value("query-qmp-schema", &())
+        qmp.execute::<Box<qmp_proto::RawValue>>("query-qmp-schema", &())
             .unwrap()
             .get(),
     )
@@ -108,13 +113,23 @@ fn cont_and_stop_with_resume_and_stop_events() {
         }
     );
     let (_, resume): (IgnoredAny, _) = qmp
-        .execute_then_wait("cont", &(), T, |e| e.name == "RESUME")
+        .execute_and_wait(
+            "cont",
+            &(),
+            CallOptions::new().timeout(T),
+            EventFilter::name("RESUME"),
+        )
         .unwrap();
     assert!(resume.timestamp.is_some());
     let s: Status = qmp.execute("query-status", &()).unwrap();
     assert!(s.running, "{s:?}");
     let (_, _stop): (IgnoredAny, _) = qmp
-        .execute_then_wait("stop", &(), T, |e| e.name == "STOP")
+        .execute_and_wait(
+            "stop",
+            &(),
+            CallOptions::new().timeout(T),
+            EventFilter::name("STOP"),
+        )
         .unwrap();
     let s: Status = qmp.execute("query-status", &()).unwrap();
     assert_eq!(

@@ -60,7 +60,7 @@ fn storage_daemon_typed_calls_and_capabilities() {
 
     // No command of the storage daemon allows OOB: refused before anything is sent.
     assert!(matches!(
-        qmp.call_oob(QueryVersion {}),
+        qmp.call_with(QueryVersion {}, CallOptions::new().oob(true)),
         Err(Error::Call(CallError::OobNotAllowed("query-version")))
     ));
     assert!(qmp.is_connected());
@@ -83,13 +83,17 @@ fn system_typed_calls_and_events() {
         Some("typed-vm")
     );
 
-    let (_, events::Resume {}) = qmp.call_then_wait(Cont {}, T).unwrap();
+    let (_, events::Resume {}) = qmp
+        .call_and_wait(Cont {}, CallOptions::new().timeout(T))
+        .unwrap();
     let status = qmp.call(QueryStatus {}).unwrap();
     assert_eq!((status.status, status.running), (VmRunState::Running, true));
-    let (_, events::Stop {}) = qmp.call_then_wait(Stop {}, T).unwrap();
+    let (_, events::Stop {}) = qmp
+        .call_and_wait(Stop {}, CallOptions::new().timeout(T))
+        .unwrap();
     assert_eq!(qmp.call(QueryStatus {}).unwrap().status, VmRunState::Paused);
     let (_, reset) = qmp
-        .call_then_wait::<_, events::Reset>(SystemReset {}, T)
+        .call_and_wait::<_, events::Reset>(SystemReset {}, CallOptions::new().timeout(T))
         .unwrap();
     assert!(!reset.guest);
     assert_eq!(reset.reason, ShutdownCause::HostQmpSystemReset);

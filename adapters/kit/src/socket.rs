@@ -1,4 +1,4 @@
-//! Unix-socket pieces shared by the `qmp-proto` adapters (`qmp-blocking`, `qmp-async`).
+//! Unix-socket pieces:
 //!
 //! * [`bind_owner_only`]: a listening unix socket that only its owner can connect to, and a
 //!   [`SocketFile`] guard that removes the socket file on drop, but only if the path still
@@ -10,9 +10,6 @@
 //! * [`random_seed`]: a random seed for the guest agent's resynchronisation ids.
 //!
 //! No `unsafe` code: the system calls go through [rustix](https://docs.rs/rustix).
-
-#![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 use std::fs::{self, Permissions};
 use std::io::{self, IoSlice, IoSliceMut};
