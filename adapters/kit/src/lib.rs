@@ -1,0 +1,46 @@
+//! What the `qmp-proto` adapters (`qmp-blocking`, `qmp-async`) share above the socket, so
+//! that each adapter is only its loop, its handle and its fan-out of events:
+//!
+//! * [`Error`], the one error type of every adapter, and [`CallOptions`] (the core's, re-exported),
+//!   the one options value of every call;
+//! * [`Settings`], what every builder configures (with [`settings_methods!`] generating the
+//!   same setters in each), and [`EventFilter`], which events a listener or a wait takes;
+//! * [`Engine`], the sans-IO engine with what every adapter does with its output: logging,
+//!   the traffic tap ([`Traffic`]), command failures as [`Error`]s;
+//! * [`socket`]: an owner-only listening unix socket and `SCM_RIGHTS` sends and receives.
+//!
+//! Applications use it through the adapters, which re-export what they need; an adapter
+//! for another runtime starts here.
+//!
+//! ```
+//! use qmp_kit::{Engine, Output, Settings};
+//! use std::time::Instant;
+//!
+//! let mut engine = Engine::new(&Settings::default().label("vm0"), "my_adapter");
+//! engine.connect(Instant::now()).unwrap(); // Deref to qmp_proto::Client
+//! engine.close();
+//! let mut ended = None;
+//! while let Some(output) = engine.next_output() {
+//!     if let Output::Disconnected(reason) = output {
+//!         ended = Some(reason);
+//!     }
+//! }
+//! assert_eq!(ended, Some(qmp_proto::DisconnectReason::Closed));
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod engine;
+mod error;
+mod filter;
+mod settings;
+pub mod socket;
+mod traffic;
+
+pub use engine::{Engine, Output};
+pub use error::Error;
+pub use filter::{EventFilter, DEFAULT_CAPACITY};
+pub use qmp_proto::CallOptions;
+pub use settings::Settings;
+pub use traffic::{Direction, Tap, Traffic};
