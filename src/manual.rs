@@ -41,7 +41,7 @@
 //! QEMU answers input it cannot parse with a `GenericError` that has no id, in order with the
 //! other in-band replies; one bad input can produce many. The engine never sends unparseable
 //! input itself, so such an error means either that the caller sent a raw message without an
-//! id ([`Client::execute_raw_idless`](crate::Client::execute_raw_idless), which it then
+//! id ([`CallOptions::without_id`](crate::CallOptions::without_id), which it then
 //! resolves) or that the stream is not what the engine thinks it is. In the second case the
 //! session ends, as in the reference library. Only one id-less raw command may be pending, so
 //! an id-less reply can always be attributed.
@@ -88,7 +88,26 @@
 //! pending command with the cause, drops unsent bytes (closing unsent file descriptors), and
 //! emits the transition to `Idle` and then [`Event::Disconnected`](crate::Event::Disconnected),
 //! which is the last output of the session. Closing the transport is the caller's job once
-//! it sees that event.
+//! it sees that event. [`Client::disconnect_reason`](crate::Client::disconnect_reason) keeps
+//! the reason until the next `connect`, so an adapter need not.
+//!
+//! A write that fails is reported with
+//! [`Client::handle_write_error`](crate::Client::handle_write_error), and the engine decides
+//! what follows, not the adapter: when the peer closed the connection (a broken pipe, a
+//! reset), whatever it sent before closing (the reply to `quit`, a `SHUTDOWN` event, the EOF
+//! itself) says more than the write error, so the engine offers nothing more to write and
+//! waits a short grace for the EOF; the session ends with the write error only if the EOF
+//! does not come. Any other write error ends the session at once.
+//!
+//! # One call API
+//!
+//! The engine has three issuing calls, and every adapter has the same verbs:
+//! [`execute`](crate::Client::execute) (a name and arguments), [`call`](crate::Client::call)
+//! (a typed command) and [`execute_raw`](crate::Client::execute_raw) (a whole request, with
+//! its own id of any type or none). Each takes one [`CallOptions`](crate::CallOptions)
+//! (timeout, out of band, without an id, file descriptors), which the adapters re-export, so
+//! a new option is one field in one place. Whether a typed command may run out of band is
+//! checked in `call` alone.
 //!
 //! # Bounded memory
 //!

@@ -13,18 +13,21 @@
 //! ```
 //!
 //! * `Idle`: no session. [`connect`](crate::Client::connect) starts one.
-//! * `Connecting`: waiting for the greeting, then for the answer to `qmp_capabilities`.
-//!   Commands issued now are held and sent once negotiation succeeds. QMP events that arrive
-//!   during negotiation are delivered in order.
-//! * `Running`: commands flow.
+//! * `Connecting`: waiting for the greeting, then for the answer to `qmp_capabilities` (in
+//!   guest agent mode: for the answer to the first `guest-sync-delimited`). Commands issued
+//!   now are held and sent once negotiation succeeds. QMP events that arrive during
+//!   negotiation are delivered in order.
+//! * `Running`: commands flow, in both modes. (A later guest agent resynchronisation holds
+//!   new commands for a moment without leaving `Running`.)
 //! * `Disconnecting`: a cause (EOF, a transport error, a fatal protocol error, a timeout of
 //!   the greeting or negotiation, or [`close`](crate::Client::close)) ended the session. The
 //!   engine resolves every pending command with that cause, drops unsent bytes, and moves on
 //!   to `Idle` at once, emitting [`Event::Disconnected`](crate::Event::Disconnected) last.
 //!
 //! Every transition is emitted once, as [`Event::StateChanged`](crate::Event::StateChanged),
-//! right after the output of its cause. The only code that changes the runstate is
-//! `Client::transition`, which checks each move against [`RunState::can_move_to`].
+//! right after the output of its cause. The runstate, and the stage that gives each frame
+//! its meaning, change only in the client's `session` module, whose one `transition` method
+//! checks each move against [`RunState::can_move_to`].
 
 use std::fmt;
 

@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use qmp_proto::{Client, ClientConfig, Event, RawValue};
+use qmp_proto::{CallOptions, Client, ClientConfig, Event, RawValue};
 
 /// The schema reply captured from qemu-system-x86_64 10.0.2: every byte the server sent in
 /// that session (greeting, negotiation reply, schema reply).
@@ -261,7 +261,7 @@ impl Engine {
     pub fn issue(&mut self) -> u64 {
         let id = self
             .client
-            .execute(self.now, "query-version", &())
+            .execute(self.now, "query-version", &(), CallOptions::new())
             .expect("a running client accepts commands");
         drain(&mut self.client);
         id.as_u64()

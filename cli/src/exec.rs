@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use qmp_blocking::{Builder, Connection, Error};
+use qmp_blocking::{Builder, CallOptions, Connection, Error, RawValue};
 
 use crate::request::Request;
 use crate::syntax::{self, Parsed, Parser};
@@ -85,13 +85,9 @@ pub fn run(opts: &ExecOptions) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let args = request.arguments_value();
-    let sent = if request.oob {
-        conn.send(&request.name, &args, CallOptions::new().oob(true))
-    } else {
-        conn.send(&request.name, &args, CallOptions::new())
-    };
-    let result = sent.and_then(|id| conn.wait(id));
+    let call = CallOptions::new().oob(request.oob);
+    let result =
+        conn.execute_with::<Box<RawValue>>(&request.name, &request.arguments_value(), call);
     let code = match result {
         Ok(ret) => {
             let mut out = std::io::stdout().lock();

@@ -57,7 +57,7 @@ pub fn serve(listen: &Target, prelaunch: bool, pretty: bool) -> io::Result<()> {
     let quit = |server: &Server<FakeQemu>| server.handler().status() == "shutdown";
     match listen {
         Target::Unix(path) => {
-            let (fd, socket) = qmp_socket::bind_owner_only(path)?;
+            let (fd, socket) = qmp_kit::socket::bind_owner_only(path)?;
             let listener = UnixListener::from(fd);
             let shown = path.display().to_string();
             let _ = ctrlc::set_handler(move || {

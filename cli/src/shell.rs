@@ -35,7 +35,7 @@ use crate::out::Printer;
 use crate::request::Request;
 use crate::syntax::{self, Completion, Parsed, Parser};
 use crate::target::Target;
-use crate::traffic::Traffic;
+use crate::traffic::{TrafficLog, Warnings};
 
 /// How long each step of opening a session may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,15 +101,59 @@ fn lock(names: &SharedNames) -> std::sync::MutexGuard<'_, Names> {
     names.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What the shell sets up before it connects: the printer its threads share, and the
+/// traffic log (`-v`, `-l`) whose tap goes on the connection's builder.
+#[derive(Debug)]
+pub struct Prepared {
+    printer: Printer,
+    traffic: Arc<TrafficLog>,
+}
+
+impl Prepared {
+    /// Sets up the printer, the warnings and the traffic log of `opts`.
+    pub fn new(opts: &ShellOptions) -> Result<Prepared, String> {
+        let printer = Printer::new();
+        let file = match &opts.log {
+            Some(path) => Some(
+                TrafficLog::open_log(path)
+                    .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Warnings {
+            printer: Some(printer.clone()),
+        }
+        .install();
+        let traffic = Arc::new(TrafficLog {
+            echo: opts.verbose.then(|| (printer.clone(), opts.pretty)),
+            file,
+        });
+        Ok(Prepared { printer, traffic })
+    }
+
+    /// A builder with the shell's defaults, the options of `opts` and the traffic tap.
+    pub fn builder(&self, opts: &ShellOptions) -> Builder {
+        let mut builder = Builder::new().connect_timeout(CONNECT_TIMEOUT);
+        if opts.agent {
+            builder = builder.guest_agent();
+        }
+        if let Some(t) = opts.timeout {
+            builder = builder.timeout(t);
+        }
+        if self.traffic.is_active() {
+            builder = builder.tap(self.traffic.tap());
+        }
+        builder
+    }
+}
+
 /// Opens the session the shell talks to.
-pub fn open(connect: Connect, opts: &ShellOptions) -> Result<(Qmp, Driver, bool), String> {
-    let mut builder = Builder::new().connect_timeout(CONNECT_TIMEOUT);
-    if opts.agent {
-        builder = builder.guest_agent();
-    }
-    if let Some(t) = opts.timeout {
-        builder = builder.timeout(t);
-    }
+pub fn open(
+    connect: Connect,
+    opts: &ShellOptions,
+    prepared: &Prepared,
+) -> Result<(Qmp, Driver, bool), String> {
+    let mut builder = prepared.builder(opts);
     match connect {
         Connect::Target { target, reconnect } => {
             if reconnect {
@@ -142,22 +186,19 @@ pub fn open(connect: Connect, opts: &ShellOptions) -> Result<(Qmp, Driver, bool)
 /// good. Returns the handle, still open unless the session ended, so that a caller such as
 /// `qmp wrap` can end it its own way.
 pub fn run(connect: Connect, opts: ShellOptions) -> Result<Qmp, String> {
-    let printer = Printer::new();
-    let file = match &opts.log {
-        Some(path) => Some(
-            Traffic::open_log(path)
-                .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?,
-        ),
-        None => None,
-    };
-    Traffic {
-        echo: opts.verbose.then(|| (printer.clone(), opts.pretty)),
-        warnings: Some(printer.clone()),
-        file,
-    }
-    .install();
+    let prepared = Prepared::new(&opts)?;
+    run_prepared(connect, opts, prepared)
+}
 
-    let (qmp, driver, reconnecting) = open(connect, &opts)?;
+/// [`run`] with the set-up done beforehand (`qmp wrap` builds its listener with it, so that
+/// the traffic of the accepted session is logged from its first message).
+pub fn run_prepared(
+    connect: Connect,
+    opts: ShellOptions,
+    prepared: Prepared,
+) -> Result<Qmp, String> {
+    let (qmp, driver, reconnecting) = open(connect, &opts, &prepared)?;
+    let printer = prepared.printer;
     // Listening from the start: no event or status change is missed while the shell sets up.
     let events = qmp.subscribe(all_events());
     let status = qmp.status();
@@ -573,7 +614,11 @@ async fn run_job(
     }
     while interrupts.try_recv().is_ok() {}
     let opts = std::mem::take(&mut job.opts);
-    let call = qmp.execute_raw(&job.request.name, &job.request.arguments_value(), opts);
+    let call = qmp.execute_with::<Box<RawValue>, _>(
+        &job.request.name,
+        &job.request.arguments_value(),
+        opts,
+    );
     let mut call = std::pin::pin!(call);
     let outcome = loop {
         let race = futures_lite::future::or(

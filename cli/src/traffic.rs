@@ -1,28 +1,28 @@
-//! The traffic log: every QMP message sent and received, tapped from the adapters'
-//! trace-level log (`-> {...}`, `<- {...}`), echoed to the terminal (`-v`) and appended to
-//! a JSON-lines file (`-l`). The adapters' warnings (a reply nobody waited for, events
-//! dropped) are shown too.
+//! The traffic log: every QMP message sent and received, from the adapters' typed traffic
+//! tap ([`qmp_kit::Traffic`]), echoed to the terminal (`-v`: sent messages) and appended to
+//! a JSON-lines file (`-l`: both ways). The adapters' warnings (a reply nobody waited for,
+//! events dropped) are shown through [`Warnings`].
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use qmp_kit::{Direction, Traffic};
 
 use crate::format;
 use crate::out::Printer;
 
 /// Where traffic goes.
 #[derive(Debug, Default)]
-pub struct Traffic {
+pub struct TrafficLog {
     /// Echo sent messages here (`-v`), pretty-printed or not.
     pub echo: Option<(Printer, bool)>,
-    /// Warnings go here (else to stderr).
-    pub warnings: Option<Printer>,
     /// Append every message, both ways, to this file (`-l`).
     pub file: Option<Mutex<File>>,
 }
 
-impl Traffic {
+impl TrafficLog {
     /// Opens (creates or appends to) the log file. The path is only ever opened for
     /// appending: nothing else is created, removed or replaced.
     pub fn open_log(path: &Path) -> std::io::Result<Mutex<File>> {
@@ -33,20 +33,21 @@ impl Traffic {
         Ok(Mutex::new(file))
     }
 
-    /// Installs this as the process's logger. Messages are copied for the log only when it
-    /// wants them (`-v` or `-l`).
-    pub fn install(self) {
-        let wants_messages = self.echo.is_some() || self.file.is_some();
-        if log::set_boxed_logger(Box::new(self)).is_ok() {
-            log::set_max_level(if wants_messages {
-                log::LevelFilter::Trace
-            } else {
-                log::LevelFilter::Warn
-            });
-        }
+    /// Whether it records anything at all.
+    pub fn is_active(&self) -> bool {
+        self.echo.is_some() || self.file.is_some()
     }
 
-    fn message(&self, sent: bool, text: &str) {
+    /// The tap to give a connection's builder.
+    pub fn tap(self: &Arc<Self>) -> impl Fn(&Traffic) + Send + Sync + 'static {
+        let log = Arc::clone(self);
+        move |t| log.record(t)
+    }
+
+    /// Records one message.
+    pub fn record(&self, traffic: &Traffic) {
+        let sent = traffic.direction == Direction::Out;
+        let text = traffic.message.as_str();
         if sent {
             if let Some((printer, pretty)) = &self.echo {
                 printer.line(format::json(text, *pretty));
@@ -71,34 +72,37 @@ impl Traffic {
     }
 }
 
-impl log::Log for Traffic {
+/// The adapters' warnings, shown above the prompt (or on stderr).
+#[derive(Debug, Default)]
+pub struct Warnings {
+    /// Where they go (else to stderr).
+    pub printer: Option<Printer>,
+}
+
+impl Warnings {
+    /// Installs this as the process's logger, for warnings and errors.
+    pub fn install(self) {
+        if log::set_boxed_logger(Box::new(self)).is_ok() {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
+    }
+}
+
+impl log::Log for Warnings {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target().starts_with("qmp_")
+        metadata.target().starts_with("qmp_") && metadata.level() <= log::Level::Warn
     }
 
     fn log(&self, record: &log::Record<'_>) {
         if !self.enabled(record.metadata()) {
             return;
         }
-        match record.level() {
-            log::Level::Trace => {
-                let text = record.args().to_string();
-                if let Some(m) = text.strip_prefix("-> ") {
-                    self.message(true, m);
-                } else if let Some(m) = text.strip_prefix("<- ") {
-                    self.message(false, m);
-                }
+        let text = format!("warning: {}", record.args());
+        match &self.printer {
+            Some(p) => p.line(text),
+            None => {
+                let _ = writeln!(std::io::stderr(), "{text}");
             }
-            log::Level::Warn | log::Level::Error => {
-                let text = format!("warning: {}", record.args());
-                match &self.warnings {
-                    Some(p) => p.line(text),
-                    None => {
-                        let _ = writeln!(std::io::stderr(), "{text}");
-                    }
-                }
-            }
-            _ => {}
         }
     }
 

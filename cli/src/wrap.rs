@@ -11,9 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use qmp_async::Builder;
-
-use crate::shell::{self, Connect, ShellOptions, CONNECT_TIMEOUT};
+use crate::shell::{self, Connect, Prepared, ShellOptions};
 use crate::EXIT_FAILURE;
 
 /// How long QEMU has to connect to the socket after it starts.
@@ -44,8 +42,9 @@ fn wrap(opts: ShellOptions, command: &[String]) -> Result<ExitCode, String> {
         .tempdir()
         .map_err(|e| format!("cannot create a private directory: {e}"))?;
     let sock = dir.path().join("qmp.sock");
-    let listener = Builder::new()
-        .connect_timeout(CONNECT_TIMEOUT)
+    let prepared = Prepared::new(&opts)?;
+    let listener = prepared
+        .builder(&opts)
         .listen(&sock)
         .map_err(|e| e.to_string())?;
     let mut child = Command::new(program)
@@ -88,7 +87,7 @@ fn wrap(opts: ShellOptions, command: &[String]) -> Result<ExitCode, String> {
         }
     };
 
-    let result = shell::run(Connect::Session(qmp, Box::new(driver)), opts);
+    let result = shell::run_prepared(Connect::Session(qmp, Box::new(driver)), opts, prepared);
     if let Ok(qmp) = &result {
         if !qmp.is_finished() {
             // Ask QEMU to leave; EOF after quit is success.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use qmp_proto::ClientConfig;
+use qmp_kit::Settings;
 
 use crate::driver::{Driver, Redial};
 use crate::shared::Shared;
@@ -106,84 +106,60 @@ impl Reconnect {
 /// })
 /// # }
 /// ```
+///
+/// The options are the same in every adapter ([`qmp_kit::Settings`]): the engine
+/// configuration, timeouts, guest agent mode, OOB, a label and a traffic tap:
+///
+/// ```no_run
+/// # fn main() -> Result<(), qmp_async::Error> {
+/// smol::block_on(async {
+///     let (qmp, driver) = qmp_async::Builder::new()
+///         .label("vm0")
+///         .tap(|traffic| eprintln!("{traffic}")) // [vm0] -> {"execute": ...}
+///         .connect_unix("/run/vm/qmp.sock")
+///         .await?;
+///     smol::spawn(driver).detach();
+///     # let _ = qmp;
+///     Ok(())
+/// })
+/// # }
+/// ```
+///
+/// A guest agent ([`guest_agent`](Self::guest_agent)): connecting succeeds once the agent
+/// answered the first resynchronisation ([`connect_timeout`](Self::connect_timeout) bounds
+/// it); with [`reconnect`](Self::reconnect), every new session resynchronises again, and
+/// [`Status::Connected`](crate::Status) and [`Qmp::greeting`] carry an empty greeting
+/// ([`Greeting::default`](qmp_proto::Greeting)):
+///
+/// ```no_run
+/// # fn main() -> Result<(), qmp_async::Error> {
+/// smol::block_on(async {
+///     let (agent, driver) = qmp_async::Builder::new()
+///         .guest_agent()
+///         .connect_unix("/run/vm/qga.sock")
+///         .await?;
+///     smol::spawn(driver).detach();
+///     let info: serde_json::Value = agent.execute("guest-info", &()).await?;
+///     println!("agent {}", info["version"]);
+///     Ok(())
+/// })
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
-    config: ClientConfig,
-    connect_timeout: Option<Duration>,
+    settings: Settings,
     reconnect: Option<Reconnect>,
 }
 
 impl Builder {
     /// The defaults: no command timeout, 30 s for the greeting and for negotiation, OOB
     /// enabled when offered, no reconnection, and the engine's other defaults
-    /// ([`ClientConfig::default`]).
+    /// ([`ClientConfig::default`](qmp_proto::ClientConfig::default)).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Replaces the engine configuration (message size limit, in-flight cap, event buffer
-    /// bound, timeouts, ...). Later setters of this builder adjust it further.
-    pub fn config(mut self, config: ClientConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The default timeout of every command ([`ClientConfig::command_timeout`]);
-    /// [`CallOptions::timeout`](crate::CallOptions::timeout) overrides it per call.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.config = self.config.command_timeout(Some(timeout));
-        self
-    }
-
-    /// How long each step of opening a session may take: the socket connect, then the
-    /// greeting, then negotiation. A QMP monitor serves one client at a time and greets a
-    /// second one only when the first leaves, so this is what fails when another client
-    /// holds the monitor.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
-        self.config = self
-            .config
-            .greeting_timeout(Some(timeout))
-            .negotiation_timeout(Some(timeout))
-            .sync_timeout(Some(timeout));
-        self
-    }
-
-    /// Talks to a QEMU guest agent (`qemu-ga`) instead of a QMP monitor: no greeting, no
-    /// negotiation, and a resynchronisation (`0xFF` + `guest-sync-delimited` with a random
-    /// id) on connect and after a command times out, so a late reply is never taken for
-    /// the next command's ([`ClientConfig::guest_agent`]). Connecting succeeds once the
-    /// agent answered the first resynchronisation ([`connect_timeout`](Self::connect_timeout)
-    /// bounds it, default 10 s); with [`reconnect`](Self::reconnect), every new session
-    /// resynchronises again. Sets the default command timeout to
-    /// [`GUEST_AGENT_COMMAND_TIMEOUT`](qmp_proto::GUEST_AGENT_COMMAND_TIMEOUT) (30 s) unless one is set: an agent that is not
-    /// running in the guest answers nothing at all. [`Status::Connected`](crate::Status)
-    /// carries an empty greeting ([`Greeting::default`](qmp_proto::Greeting)).
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), qmp_async::Error> {
-    /// smol::block_on(async {
-    ///     let (agent, driver) = qmp_async::Builder::new()
-    ///         .guest_agent()
-    ///         .connect_unix("/run/vm/qga.sock")
-    ///         .await?;
-    ///     smol::spawn(driver).detach();
-    ///     let info: serde_json::Value = agent.execute("guest-info", &()).await?;
-    ///     println!("agent {}", info["version"]);
-    ///     Ok(())
-    /// })
-    /// # }
-    /// ```
-    pub fn guest_agent(mut self) -> Self {
-        self.config = self.config.with_guest_agent_defaults();
-        self
-    }
-
-    /// Whether to enable out-of-band execution when QEMU offers it (default `true`).
-    pub fn oob(mut self, enable: bool) -> Self {
-        self.config = self.config.oob(enable);
-        self
-    }
+    qmp_kit::settings_methods!();
 
     /// Reconnects with this policy when a session of a connection opened by
     /// [`connect_unix`](Self::connect_unix) or [`connect_tcp`](Self::connect_tcp) ends for
@@ -193,11 +169,6 @@ impl Builder {
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
         self.reconnect = Some(policy);
         self
-    }
-
-    /// The engine configuration as set so far.
-    pub fn get_config(&self) -> &ClientConfig {
-        &self.config
     }
 
     /// Connects to a unix socket path (`-qmp unix:PATH,server=on,wait=off`) and negotiates.
@@ -218,13 +189,13 @@ impl Builder {
 
     async fn connect_target(&self, target: Target) -> Result<(Qmp, Driver), Error> {
         let transport = target
-            .open(self.connect_timeout)
+            .open(self.settings.get_connect_timeout())
             .await
             .map_err(|e| Error::io(format!("cannot connect to {}", target.describe()), e))?;
         let redial = self.reconnect.map(|policy| Redial {
             target,
             policy,
-            connect_timeout: self.connect_timeout,
+            connect_timeout: self.settings.get_connect_timeout(),
         });
         self.establish(transport, redial).await
     }
@@ -267,7 +238,7 @@ impl Builder {
     ) -> Result<(Qmp, Driver), Error> {
         let (tx, rx) = async_channel::unbounded();
         let shared = Arc::new(Shared::new());
-        let mut driver = Driver::new(self.config.clone(), Arc::clone(&shared), rx);
+        let mut driver = Driver::new(&self.settings, Arc::clone(&shared), rx);
         driver.establish(transport, redial).await?;
         Ok((Qmp::new(tx, shared), driver))
     }

@@ -7,13 +7,16 @@
 //! and yields, so one busy connection cannot starve other tasks):
 //!
 //! 1. take requests from the handles and issue them to the engine;
-//! 2. write what [`Client::poll_transmit`] returns, as far as the socket takes it;
+//! 2. write what [`Client::poll_transmit`] returns, as far as the socket takes it (a failed
+//!    write goes to [`Client::handle_write_error`], and reading goes on: the engine stops
+//!    offering bytes and decides, through its own timer, how the session ends);
 //! 3. read what has arrived and feed it to the engine, taking its outputs after each read
 //!    (once a socket was found drained, it is read again after the reactor reports it
 //!    readable or after the next write, not before);
 //! 4. arm the timer for [`Client::poll_timeout`] and fire it when due;
-//! 5. take the engine's outputs: replies to their callers, events to listeners, runstate
-//!    transitions to watchers, traffic to the log.
+//! 5. take the engine's outputs ([`Engine::next_output`], which logs them and feeds the
+//!    traffic tap): replies to their callers, events to listeners, runstate transitions to
+//!    watchers.
 //!
 //! Reading never stops while writing, so the driver cannot deadlock against a QEMU that
 //! stops reading until its replies are consumed. Idle, it sleeps until the socket is
@@ -23,11 +26,14 @@
 //! When a session ends, the driver ends every listener's stream and either finishes or,
 //! with [`Reconnect`], waits its backoff, opens the socket again and starts a new session on
 //! the same engine (`connect()` again after `Disconnected`).
+//!
+//! [`Client::poll_transmit`]: qmp_proto::Client::poll_transmit
+//! [`Client::handle_write_error`]: qmp_proto::Client::handle_write_error
+//! [`Client::poll_timeout`]: qmp_proto::Client::poll_timeout
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,16 +42,16 @@ use std::time::{Duration, Instant};
 use async_channel::Receiver;
 use async_io::Timer;
 use futures_lite::Stream;
-use qmp_proto::{
-    CallError, Client, ClientConfig, CommandId, CommandOptions, Direction, DisconnectReason, Event,
-    Greeting, RawValue, RunState,
-};
+use qmp_kit::{Engine, Output, Settings};
+use qmp_proto::{CallError, CommandId, DisconnectReason, RawValue, RunState};
+use serde_json::Value;
 
+use crate::handle::IssueTyped;
 use crate::reply;
 use crate::shared::Shared;
 use crate::transport::{Target, Transport};
 use crate::watch::{Status, Transition};
-use crate::{Error, Reconnect};
+use crate::{CallOptions, Error, Reconnect};
 
 /// The log target of everything this crate logs.
 pub(crate) const TARGET: &str = "qmp_async";
@@ -64,17 +70,30 @@ pub(crate) type ReplyTx = reply::Sender<Result<Box<RawValue>, Error>>;
 
 /// What a handle asks of the driver.
 pub(crate) enum Request {
-    Execute {
-        oob: bool,
-        name: String,
-        args: Box<RawValue>,
-        timeout: Option<Duration>,
-        fds: Vec<OwnedFd>,
+    /// Issue a command.
+    Call {
+        body: Body,
+        opts: CallOptions,
         /// When the call was made: the engine counts its deadline from here.
         at: Instant,
         reply: ReplyTx,
     },
     Close,
+}
+
+/// The command of a [`Request::Call`], as the engine's three issuing calls take it.
+pub(crate) enum Body {
+    /// [`qmp_proto::Client::execute`]: a name and its arguments, serialised by the caller.
+    Execute { name: String, args: Box<RawValue> },
+    /// [`qmp_proto::Client::call`]: a typed command's arguments, serialised by the caller,
+    /// and the function that issues them as that command (so the engine's rules for its
+    /// type, such as the OOB-allowed check, apply).
+    Call {
+        args: Box<RawValue>,
+        issue: IssueTyped,
+    },
+    /// [`qmp_proto::Client::execute_raw`]: a whole request.
+    Raw(Value),
 }
 
 struct Budget {
@@ -127,7 +146,7 @@ enum Phase {
 /// and other executors alike.
 #[must_use = "the connection makes no progress unless the driver is spawned or awaited"]
 pub struct Driver {
-    engine: Client,
+    engine: Engine,
     shared: Arc<Shared>,
     transport: Option<Transport>,
     /// Pinned: a receiver is not `Unpin` (it holds a listener while waiting).
@@ -141,13 +160,14 @@ pub struct Driver {
     /// of making a system call that can only find it empty. A write clears it (a reply may
     /// already be there when the driver reads next).
     drained: bool,
+    /// Bytes were handed to the stream since it was last flushed (a wrapped stream may
+    /// buffer them; flushing a socket does nothing).
+    unflushed: bool,
     phase: Phase,
     redial: Option<Redial>,
     /// Failed attempts since the last session that reached `Running`.
     attempts: u32,
     closing: bool,
-    /// A write failed; reported to the engine once the input is drained.
-    write_error: Option<io::Error>,
     result: Option<DisconnectReason>,
 }
 
@@ -163,20 +183,12 @@ impl std::fmt::Debug for Driver {
 
 impl Driver {
     pub(crate) fn new(
-        config: ClientConfig,
+        settings: &Settings,
         shared: Arc<Shared>,
         requests: Receiver<Request>,
     ) -> Self {
-        // Copy messages for the log only when someone will read them.
-        let trace =
-            config.get_trace_messages() || log::log_enabled!(target: TARGET, log::Level::Trace);
-        // Guest agent resynchronisation ids: random, so that a reply another client left in
-        // the channel is never taken for this one's.
-        let config = config
-            .trace_messages(trace)
-            .sync_seed(qmp_socket::random_seed());
         Driver {
-            engine: Client::new(config),
+            engine: Engine::new(settings, TARGET),
             shared,
             transport: None,
             requests: Box::pin(requests),
@@ -185,21 +197,20 @@ impl Driver {
             timer_at: None,
             buf: vec![0; FIRST_READ_CHUNK].into_boxed_slice(),
             drained: false,
+            unflushed: false,
             phase: Phase::Done,
             redial: None,
             attempts: 0,
             closing: false,
-            write_error: None,
             result: None,
         }
     }
 
     /// Starts a session on `transport`.
     fn start(&mut self, transport: Transport) {
-        self.shared.lock().passes_fds = transport.passes_fds();
         self.transport = Some(transport);
-        self.write_error = None;
         self.drained = false;
+        self.unflushed = false;
         self.phase = Phase::Live;
         if let Err(e) = self.engine.connect(Instant::now()) {
             // The engine is idle whenever a session starts; this is a bug if it happens.
@@ -208,9 +219,9 @@ impl Driver {
         self.drain_outputs();
     }
 
-    /// Runs the first session until it is negotiated (`Ok`) or has ended (`Err`), then
-    /// enables reconnection for later sessions. With a guest agent: until the agent
-    /// answered the first resynchronisation.
+    /// Runs the first session until it is ready (`Ok`: negotiated, or a guest agent's first
+    /// resynchronisation answered) or has ended (`Err`), then enables reconnection for later
+    /// sessions.
     pub(crate) async fn establish(
         &mut self,
         transport: Transport,
@@ -219,11 +230,12 @@ impl Driver {
         self.start(transport);
         futures_lite::future::poll_fn(|cx| {
             let _ = self.poll_drive(cx);
-            match self.engine.state() {
-                RunState::Running if self.engine.is_syncing() => Poll::Pending,
-                RunState::Running => Poll::Ready(Ok(())),
-                RunState::Connecting => Poll::Pending,
-                _ => Poll::Ready(Err(self.shared.gone_error())),
+            if self.engine.is_ready() {
+                Poll::Ready(Ok(()))
+            } else if self.engine.state() == RunState::Connecting {
+                Poll::Pending
+            } else {
+                Poll::Ready(Err(self.shared.gone_error()))
             }
         })
         .await?;
@@ -284,35 +296,29 @@ impl Driver {
     }
 
     fn on_request(&mut self, request: Request) {
-        let (oob, name, args, timeout, fds, at, reply) = match request {
+        let (body, opts, at, reply) = match request {
             Request::Close => return self.close(),
-            Request::Execute {
-                oob,
-                name,
-                args,
-                timeout,
-                fds,
+            Request::Call {
+                body,
+                opts,
                 at,
                 reply,
-            } => (oob, name, args, timeout, fds, at, reply),
+            } => (body, opts, at, reply),
         };
         if reply.is_closed() {
             // The caller stopped waiting before the command was issued: do not send it.
             return;
         }
-        if !fds.is_empty() && !self.transport.as_ref().is_some_and(Transport::passes_fds) {
+        if !opts.get_fds().is_empty() && !self.transport.as_ref().is_some_and(Transport::passes_fds)
+        {
+            // The descriptors are closed with `opts`: nothing is sent.
             reply.send(Err(Error::FdsUnsupported));
             return;
         }
-        let mut opts = CommandOptions::new();
-        if let Some(t) = timeout {
-            opts = opts.timeout(t);
-        }
-        let opts = fds.into_iter().fold(opts, CommandOptions::fd);
-        let issued = if oob {
-            self.engine.execute_oob_with(at, &name, &*args, opts)
-        } else {
-            self.engine.execute_with(at, &name, &*args, opts)
+        let issued = match body {
+            Body::Execute { name, args } => self.engine.execute(at, &name, &*args, opts),
+            Body::Call { args, issue } => issue(&mut self.engine, at, &args, opts),
+            Body::Raw(request) => self.engine.execute_raw(at, request, opts),
         };
         match issued {
             Ok(id) => {
@@ -374,38 +380,48 @@ impl Driver {
         let Some(transport) = self.transport.as_mut() else {
             return false;
         };
-        if self.write_error.is_some() {
-            return false;
-        }
         let mut progress = false;
+        let mut failed = None;
         while budget.write > 0 {
+            // After a failed write the engine offers nothing more.
             let Some(t) = self.engine.poll_transmit() else {
                 // Everything is handed over; a wrapped stream may buffer it.
-                if let Poll::Ready(Err(e)) = transport.poll_flush(cx) {
-                    self.write_error = Some(e);
+                if self.unflushed {
+                    match transport.poll_flush(cx) {
+                        Poll::Ready(Ok(())) => self.unflushed = false,
+                        Poll::Ready(Err(e)) => failed = Some(e),
+                        Poll::Pending => {}
+                    }
                 }
                 break;
             };
             match transport.poll_send(cx, t.data, t.fds) {
                 Poll::Ready(Ok(0)) => {
-                    self.write_error = Some(io::ErrorKind::WriteZero.into());
+                    failed = Some(io::ErrorKind::WriteZero.into());
                     break;
                 }
                 Poll::Ready(Ok(n)) => {
                     self.engine.advance_transmit(n);
                     self.drained = false;
+                    self.unflushed = true;
                     budget.write = budget.write.saturating_sub(n);
                     progress = true;
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
-                    log::debug!(target: TARGET, "write failed: {e}");
-                    self.write_error = Some(e);
-                    progress = true;
+                    failed = Some(e);
                     break;
                 }
                 Poll::Pending => break,
             }
+        }
+        if let Some(e) = failed {
+            // The engine decides what follows; reading goes on meanwhile (the peer's EOF,
+            // if it comes, says more than the write error).
+            log::debug!(target: TARGET, "write failed: {e}");
+            self.unflushed = false;
+            self.engine.handle_write_error(Instant::now(), &e);
+            progress = true;
         }
         progress
     }
@@ -416,10 +432,8 @@ impl Driver {
             let Some(transport) = self.transport.as_mut() else {
                 break;
             };
-            // Drained: wait for the reactor instead of reading. With a failed write pending,
-            // read until a read finds nothing: the end of the stream, if it is there, is the
-            // better reason to report.
-            if self.drained && self.write_error.is_none() {
+            // Drained: wait for the reactor instead of reading.
+            if self.drained {
                 if transport.poll_readable(cx).is_pending() {
                     break;
                 }
@@ -452,11 +466,6 @@ impl Driver {
                 }
                 Poll::Pending => {
                     self.drained = transport.short_read_drains();
-                    // Input drained: now a failed write ends the session.
-                    if let Some(e) = self.write_error.take() {
-                        self.engine.handle_io_error(Instant::now(), &e);
-                        progress = true;
-                    }
                     break;
                 }
             }
@@ -555,44 +564,28 @@ impl Driver {
         self.shared.lock().status.push(status);
     }
 
-    /// Takes every output of the engine.
+    /// Takes every output of the engine (logged and tapped on the way).
     fn drain_outputs(&mut self) {
-        while let Some(event) = self.engine.poll_event() {
-            match event {
-                Event::Reply { id, result } => {
+        while let Some(output) = self.engine.next_output() {
+            match output {
+                Output::Reply { id, result } => {
                     if let Some(reply) = self.pending.remove(&id) {
                         // Counted before the caller can see its result.
                         self.shared.lock().pending = self.pending.len();
                         // The caller may have stopped waiting: then the result is dropped.
-                        reply.send(result.map_err(Error::from));
+                        reply.send(result);
                     }
                 }
-                Event::Qmp(e) => {
-                    log::debug!(target: TARGET, "event {}", e.name);
-                    self.shared.dispatch(e);
-                }
-                Event::StateChanged { from, to } => self.on_transition(from, to),
-                Event::Traffic { direction, message } => {
-                    let arrow = if direction == Direction::Out {
-                        "->"
-                    } else {
-                        "<-"
-                    };
-                    log::trace!(target: TARGET, "{arrow} {message}");
-                }
-                Event::Diagnostic(d) => log::warn!(target: TARGET, "{d}"),
-                Event::EventsLost { count } => {
-                    log::warn!(target: TARGET, "the engine dropped {count} events");
-                    self.shared.events_lost(count);
-                }
-                Event::Disconnected(reason) => self.on_disconnected(reason),
-                other => log::debug!(target: TARGET, "{other:?}"),
+                Output::Event(e) => self.shared.dispatch(e),
+                Output::EventsLost(count) => self.shared.events_lost(count),
+                Output::Transition { from, to } => self.on_transition(from, to),
+                Output::Disconnected(reason) => self.on_disconnected(reason),
+                _ => {}
             }
         }
     }
 
     fn on_transition(&mut self, from: RunState, to: RunState) {
-        log::debug!(target: TARGET, "connection {from} -> {to}");
         let mut s = self.shared.lock();
         if to == RunState::Connecting {
             s.session += 1;
@@ -606,33 +599,23 @@ impl Driver {
             from,
             to,
         });
-        if to == RunState::Running {
-            let greeting = self.engine.greeting().cloned();
+        // Ready: QEMU's greeting, or an empty one for a guest agent.
+        let ready = (to == RunState::Running)
+            .then(|| self.engine.session_greeting())
+            .flatten();
+        if let Some(greeting) = ready {
             s.oob = self.engine.oob_enabled();
-            s.greeting.clone_from(&greeting);
-            if let Some(greeting) = greeting {
-                log::debug!(target: TARGET, "negotiated with QEMU {} (oob: {})", greeting.version, s.oob);
-                s.status.push(Status::Connected { session, greeting });
-            } else if self.engine.config().get_guest_agent() {
-                // A guest agent sends no greeting; commands are held until it is
-                // resynchronised.
-                log::debug!(target: TARGET, "connected to a guest agent");
-                s.status.push(Status::Connected {
-                    session,
-                    greeting: Greeting::default(),
-                });
-            }
+            s.greeting = Some(greeting.clone());
+            s.status.push(Status::Connected { session, greeting });
             drop(s);
             self.attempts = 0;
         }
     }
 
     fn on_disconnected(&mut self, reason: DisconnectReason) {
-        log::debug!(target: TARGET, "session ended: {reason}");
         if let Some(t) = self.transport.take() {
             t.shutdown();
         }
-        self.write_error = None;
         self.timer_at = None;
         // The engine resolved every command before this; anything left is stale.
         self.pending.clear();
@@ -657,7 +640,7 @@ impl Driver {
         self.requests.close();
         // Requests still queued fail now rather than when the driver is dropped.
         while let Ok(request) = self.requests.try_recv() {
-            if let Request::Execute { reply, .. } = request {
+            if let Request::Call { reply, .. } = request {
                 reply.send(Err(self.shared.gone_error()));
             }
         }

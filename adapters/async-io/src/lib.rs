@@ -6,7 +6,9 @@
 //! cloneable `Send + Sync` handle that any number of tasks use at once. All protocol
 //! decisions (framing, negotiation, id routing, OOB, flow control, timeouts, the end of a
 //! session) are the engine's; this crate owns the socket, the clock, the waking, the fan-out
-//! of events, fd passing and reconnection.
+//! of events, fd passing and reconnection. What every adapter shares (the [`Error`] type,
+//! [`CallOptions`], the builder's options, [`EventFilter`], the [`Traffic`] tap) comes from
+//! [`qmp_kit`] and is re-exported here.
 //!
 //! ```no_run
 //! use qmp_async::{Builder, CallOptions, EventFilter, IgnoredAny};
@@ -37,21 +39,36 @@
 //! # }
 //! ```
 //!
-//! # Typed commands
+//! # Calls
 //!
-//! [`Qmp::call`] is the typed form of [`Qmp::execute`]: the command's name, arguments and
-//! result type come from its Rust type ([`qmp_proto::commands`], or any
-//! [`qmp_proto::Command`]). [`Qmp::schema`] tells what this QEMU has.
+//! The verbs are the core's and the blocking adapter's, each with one [`CallOptions`]
+//! (timeout, out of band, without an id, file descriptors): [`Qmp::execute`] (a name and
+//! arguments, the result decoded into any type), [`Qmp::call`] (a typed command),
+//! [`Qmp::execute_raw`] (a whole request, with any id or none), their `_with` forms taking
+//! options, and [`Qmp::execute_and_wait`] / [`Qmp::call_and_wait`] (a command and the event
+//! it causes). [`Qmp::call`] takes its name, arguments and result type from the command's
+//! Rust type ([`qmp_proto::commands`], or any [`qmp_proto::Command`]); [`Qmp::schema`] tells
+//! what this QEMU has.
 //!
 //! ```no_run
 //! # async fn f(qmp: qmp_async::Qmp) -> Result<(), qmp_async::Error> {
+//! use qmp_async::CallOptions;
 //! use qmp_proto::commands::QueryStatus;
+//! use serde_json::{json, Value};
 //!
 //! let status = qmp.call(QueryStatus {}).await?; // a StatusInfo
 //! println!("{:?}, running: {}", status.status, status.running);
 //! if qmp.schema().await?.has_command("query-yank") {
-//!     // ...
+//!     // Out of band: overtakes the in-band commands queued here and in QEMU.
+//!     let opts = CallOptions::new().oob(true);
+//!     let yanks: Vec<Value> = qmp.execute_with("query-yank", &(), opts).await?;
+//!     println!("{} yank instances", yanks.len());
 //! }
+//! // A whole request, with an id of the caller's choosing.
+//! let raw = qmp
+//!     .execute_raw(json!({"execute": "query-name", "id": ["mine", 1]}), CallOptions::new())
+//!     .await?;
+//! println!("{}", raw.get());
 //! # Ok(())
 //! # }
 //! ```
@@ -93,7 +110,7 @@
 //!
 //! Commands are issued in the order of the calls and pipeline on the one connection; the
 //! engine keeps at most 8 in-band commands in flight (QEMU's queue) and queues the rest
-//! locally, and out-of-band commands ([`Qmp::execute_oob`]) overtake that queue. Every call
+//! locally, and out-of-band commands ([`CallOptions::oob`]) overtake that queue. Every call
 //! resolves exactly once: its reply, its timeout ([`CallOptions::timeout`] or
 //! [`Builder::timeout`]), or the end of the session. Dropping a call's future never
 //! desynchronises the stream: replies are routed by id, and the reply of a call nobody
@@ -120,12 +137,28 @@
 //! `SCM_RIGHTS` with the first byte of that command, in stream order. Over TCP or a wrapped
 //! stream ([`Builder::connect_stream`]) such calls fail with [`Error::FdsUnsupported`].
 //!
-//! # Logging
+//! # Logging and the traffic tap
 //!
 //! Through the [`log`] facade, target `qmp_async`: every message sent and received at
 //! `trace` level (`-> {...}`, `<- {...}`), events, runstate changes and reconnection at
-//! `debug`, dropped server output at `warn`. Messages are copied for the log only when
-//! `trace` is enabled for the target when the connection is made.
+//! `debug`, dropped server output at `warn`; each prefixed with the connection's
+//! [label](Builder::label), if it has one. Messages are copied for the log only when `trace`
+//! is enabled for the target when the connection is made.
+//!
+//! [`Builder::tap`] hands every message sent and received, in order, to a function of yours
+//! as [`Traffic`] (its [`Direction`], the message, the label), on the driver's task:
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), qmp_async::Error> {
+//! let (qmp, driver) = qmp_async::Builder::new()
+//!     .label("vm0")
+//!     .tap(|traffic| eprintln!("{traffic}")) // [vm0] -> {"execute":"query-status","id":2}
+//!     .connect_unix("/run/vm/qmp.sock")
+//!     .await?;
+//! # let _ = (qmp, driver);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Examples
 //!
@@ -140,7 +173,6 @@
 
 mod builder;
 mod driver;
-mod error;
 mod events;
 mod handle;
 mod listener;
@@ -154,10 +186,10 @@ use std::time::Duration;
 
 pub use builder::{Builder, Reconnect};
 pub use driver::Driver;
-pub use error::Error;
-pub use events::{EventFilter, EventStream, Lagged, DEFAULT_CAPACITY};
-pub use handle::{CallOptions, Qmp};
+pub use events::{EventStream, Lagged};
+pub use handle::Qmp;
 pub use listener::Listener;
+pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Traffic, DEFAULT_CAPACITY};
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, QemuVersion,
     QmpError, QmpEvent, RawValue, RunState, Timestamp,

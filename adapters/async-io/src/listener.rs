@@ -4,7 +4,7 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 
 use async_io::Async;
-use qmp_socket::SocketFile;
+use qmp_kit::socket::{bind_owner_only, SocketFile};
 
 use crate::transport::Transport;
 use crate::{Builder, Driver, Error, Qmp};
@@ -52,8 +52,7 @@ impl Listener {
 
     pub(crate) fn bind_with(path: &Path, builder: Builder) -> Result<Self, Error> {
         let context = || format!("cannot listen on {}", path.display());
-        let (fd, socket) =
-            qmp_socket::bind_owner_only(path).map_err(|e| Error::io(context(), e))?;
+        let (fd, socket) = bind_owner_only(path).map_err(|e| Error::io(context(), e))?;
         let listener = Async::new(UnixListener::from(fd)).map_err(|e| Error::io(context(), e))?;
         Ok(Listener {
             listener,

@@ -26,8 +26,6 @@ pub(crate) struct State {
     pub(crate) session: u64,
     pub(crate) greeting: Option<Greeting>,
     pub(crate) oob: bool,
-    /// Whether the current session's stream can carry file descriptors.
-    pub(crate) passes_fds: bool,
     /// Calls issued to the engine and not resolved yet.
     pub(crate) pending: usize,
     /// Why the last session ended.
@@ -61,7 +59,6 @@ impl Shared {
                 session: 0,
                 greeting: None,
                 oob: false,
-                passes_fds: false,
                 pending: 0,
                 last_reason: None,
                 finished: false,

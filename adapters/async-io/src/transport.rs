@@ -161,7 +161,7 @@ impl Socket<'_> {
         if !fds.is_empty() && !matches!(self, Socket::Unix(_)) {
             return Err(fds_unsupported());
         }
-        qmp_socket::send_with_fds(self.fd(), data, fds)
+        qmp_kit::socket::send_with_fds(self.fd(), data, fds)
     }
 }
 

@@ -240,7 +240,10 @@ async fn wrapped_stream(sp: Spawner) {
     let (qmp, driver) = Builder::new().connect_stream(stream).await.unwrap();
     let driver = sp.spawn(driver);
     assert!(qmp.oob_enabled());
-    let yank: Value = qmp.execute_oob("query-yank", &()).await.unwrap();
+    let yank: Value = qmp
+        .execute_with("query-yank", &(), CallOptions::new().oob(true))
+        .await
+        .unwrap();
     assert_eq!(yank[0]["type"], "chardev");
     common::assert_fds_refused(&qmp).await;
     let status: Value = qmp.execute("query-status", &()).await.unwrap();

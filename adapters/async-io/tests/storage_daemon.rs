@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::{within, Peer, Spawner, T};
 use futures_lite::StreamExt;
 use qmp_async::{
-    Builder, CallOptions, DisconnectReason, Error, EventFilter, IgnoredAny, QemuVersion, Reconnect,
-    RunState, Status,
+    Builder, CallOptions, DisconnectReason, Error, EventFilter, IgnoredAny, QemuVersion, RawValue,
+    Reconnect, RunState, Status,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -56,12 +56,15 @@ async fn negotiates_with_oob(sp: Spawner) {
         other => panic!("expected a QMP error, got {other:?}"),
     }
     // qemu-storage-daemon offers OOB but has no OOB-capable command.
-    match qmp.execute_oob::<Value, _>("query-version", &()).await {
+    match qmp
+        .execute_with::<Value, _>("query-version", &(), CallOptions::new().oob(true))
+        .await
+    {
         Err(Error::Qmp(e)) => assert!(e.desc.contains("does not support OOB"), "{}", e.desc),
         other => panic!("expected an OOB refusal, got {other:?}"),
     }
     let schema = qmp
-        .execute_raw("query-qmp-schema", &(), CallOptions::new())
+        .execute_raw(json!({"execute": "query-qmp-schema"}), CallOptions::new())
         .await
         .unwrap();
     assert!((100_000..150_000).contains(&schema.get().len()));
@@ -172,7 +175,7 @@ async fn killed_mid_command(sp: Spawner) {
     let mut events = qmp.subscribe(EventFilter::all());
     let mut watch = qmp.state_watch();
     let calls: Vec<_> = (0..100)
-        .map(|_| sp.spawn(qmp.execute_raw("query-qmp-schema", &(), CallOptions::new())))
+        .map(|_| sp.spawn(qmp.execute::<Box<RawValue>, _>("query-qmp-schema", &())))
         .collect();
     let mut calls = calls.into_iter();
     within(calls.next().unwrap()).await.unwrap();

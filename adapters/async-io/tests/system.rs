@@ -13,7 +13,7 @@ use common::{exists, tempdir, within, Peer, Spawner};
 use futures_lite::{future, StreamExt};
 use qmp_async::{
     Builder, CallOptions, DisconnectReason, Error, EventFilter, IgnoredAny, Listener, QmpEvent,
-    RunState,
+    RawValue, RunState,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -88,9 +88,12 @@ async fn oob_overtakes_queued_commands(sp: Spawner) {
     let (qmp, _driver) = peer.connect(&sp).await;
     assert!(qmp.oob_enabled());
     let mut schemas: Vec<_> = (0..6)
-        .map(|_| Box::pin(qmp.execute_raw("query-qmp-schema", &(), CallOptions::new())))
+        .map(|_| Box::pin(qmp.execute::<Box<RawValue>, _>("query-qmp-schema", &())))
         .collect();
-    let yanks: Vec<Value> = qmp.execute_oob("query-yank", &()).await.unwrap();
+    let yanks: Vec<Value> = qmp
+        .execute_with("query-yank", &(), CallOptions::new().oob(true))
+        .await
+        .unwrap();
     assert!(yanks.iter().all(|y| y.get("type").is_some()), "{yanks:?}");
     let last = schemas.last_mut().unwrap();
     assert!(
@@ -108,9 +111,12 @@ async fn oob_overtakes_queued_commands(sp: Spawner) {
     }
     // Over the cap of 8 in flight, the local queue is overtaken too.
     let many: Vec<_> = (0..20)
-        .map(|_| qmp.execute_raw("query-qmp-schema", &(), CallOptions::new()))
+        .map(|_| qmp.execute::<Box<RawValue>, _>("query-qmp-schema", &()))
         .collect();
-    let _: Value = qmp.execute_oob("query-yank", &()).await.unwrap();
+    let _: Value = qmp
+        .execute_with("query-yank", &(), CallOptions::new().oob(true))
+        .await
+        .unwrap();
     assert!(qmp.pending() >= 8, "{}", qmp.pending());
     for schema in many {
         within(schema).await.unwrap();

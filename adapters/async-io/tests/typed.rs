@@ -66,7 +66,8 @@ async fn system_typed_calls_and_events(sp: Spawner) {
 
     // A command that does not allow OOB is refused before anything is sent.
     assert!(matches!(
-        qmp.call_oob(QueryStatus {}).await,
+        qmp.call_with(QueryStatus {}, CallOptions::new().oob(true))
+            .await,
         Err(Error::Call(CallError::OobNotAllowed("query-status")))
     ));
 
@@ -179,7 +180,10 @@ async fn generated_qapi_types(sp: Spawner) {
         version.await.unwrap().qemu.major as u64,
         qmp.greeting().unwrap().version.major
     );
-    let yanks = qmp.call_oob(qapi_qmp::query_yank {}).await.unwrap();
+    let yanks = qmp
+        .call_with(qapi_qmp::query_yank {}, CallOptions::new().oob(true))
+        .await
+        .unwrap();
     assert!(!yanks.is_empty());
     qmp.call(qapi_qmp::quit {}).await.unwrap();
     within(driver).await;

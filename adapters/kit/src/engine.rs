@@ -44,6 +44,8 @@ pub enum Output {
 #[derive(Debug)]
 pub struct Engine {
     client: Client,
+    /// The greeting of the session that became ready, kept until the next one starts.
+    greeting: Option<Greeting>,
     label: Option<Arc<str>>,
     tap: Option<Tap>,
     target: &'static str,
@@ -65,6 +67,7 @@ impl Engine {
             .sync_seed(crate::socket::random_seed());
         Engine {
             client: Client::new(config),
+            greeting: None,
             label: settings.get_label_arc(),
             tap,
             target,
@@ -87,17 +90,12 @@ impl Engine {
         self.client.state() == RunState::Running
     }
 
-    /// The greeting of the session: QEMU's, or an empty one
-    /// ([`Greeting::default`]) for a guest agent, which sends none. `None` before the
-    /// session is ready.
+    /// The greeting of the last session that became ready: QEMU's, or an empty one
+    /// ([`Greeting::default`]) for a guest agent, which sends none. `None` until a session
+    /// became ready (as seen through [`next_output`](Self::next_output)); kept after it ends,
+    /// until the next one starts.
     pub fn session_greeting(&self) -> Option<Greeting> {
-        if !self.is_ready() {
-            return None;
-        }
-        match self.client.greeting() {
-            Some(g) => Some(g.clone()),
-            None => Some(Greeting::default()),
-        }
+        self.greeting.clone()
     }
 
     /// The next output an adapter acts on. Traffic goes to the tap and the trace log,
@@ -123,15 +121,22 @@ impl Engine {
                 }
                 Event::StateChanged { from, to } => {
                     log::debug!(target: target, "{label}connection {from} -> {to}");
-                    if to == RunState::Running {
-                        match self.client.greeting() {
-                            Some(g) => {
-                                log::debug!(target: target, "{label}negotiated with QEMU {} (oob: {})", g.version, self.client.oob_enabled())
-                            }
-                            None => {
-                                log::debug!(target: target, "{label}synchronised with the guest agent")
-                            }
+                    match to {
+                        RunState::Connecting => self.greeting = None,
+                        RunState::Running => {
+                            let greeting = match self.client.greeting() {
+                                Some(g) => {
+                                    log::debug!(target: target, "{label}negotiated with QEMU {} (oob: {})", g.version, self.client.oob_enabled());
+                                    g.clone()
+                                }
+                                None => {
+                                    log::debug!(target: target, "{label}synchronised with the guest agent");
+                                    Greeting::default()
+                                }
+                            };
+                            self.greeting = Some(greeting);
                         }
+                        _ => {}
                     }
                     Output::Transition { from, to }
                 }

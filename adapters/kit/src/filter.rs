@@ -102,18 +102,16 @@ impl EventFilter {
         self
     }
 
+    /// The capacity set with [`capacity`](Self::capacity).
+    pub fn get_capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Whether `event` passes this filter.
     pub fn matches(&self, event: &QmpEvent) -> bool {
         self.names
             .as_ref()
             .map_or(true, |n| n.contains(&event.name))
             && self.predicate.as_ref().map_or(true, |p| p(event))
-    }
-}
-
-impl EventFilter {
-    /// The capacity set with [`capacity`](Self::capacity).
-    pub fn get_capacity(&self) -> usize {
-        self.capacity
     }
 }
