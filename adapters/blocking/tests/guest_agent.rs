@@ -139,3 +139,32 @@ fn qmp_connections_cannot_resync() {
 fn dir_of(peer: &Peer) -> std::path::PathBuf {
     peer.dir.path().to_path_buf()
 }
+
+#[test]
+fn the_tap_shows_the_sync_without_its_delimiter_byte() {
+    let Some(mut agent) = Peer::guest_agent() else {
+        return;
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tap = std::sync::Arc::clone(&seen);
+    let builder = agent_builder().tap(move |t| tap.lock().unwrap().push(t.clone()));
+    let mut qga = agent.connect_with(&builder);
+    qga.execute::<IgnoredAny>("guest-ping", &()).unwrap();
+    let seen = seen.lock().unwrap();
+    let first = &seen[0];
+    assert_eq!(first.direction, qmp_blocking::Direction::Out);
+    assert!(first.delimited, "{first:?}");
+    assert!(
+        first
+            .message
+            .starts_with(r#"{"execute":"guest-sync-delimited","arguments":{"id":"#),
+        "{first:?}"
+    );
+    assert!(
+        seen.iter().all(|t| !t.message.contains('\u{fffd}')),
+        "{seen:?}"
+    );
+    assert!(seen
+        .iter()
+        .any(|t| t.message == r#"{"execute":"guest-ping","id":1}"#));
+}
