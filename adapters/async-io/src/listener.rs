@@ -4,7 +4,7 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 
 use async_io::Async;
-use qmp_kit::socket::{bind_owner_only, SocketFile};
+use qmp_kit::socket::Listening;
 
 use crate::transport::Transport;
 use crate::{Builder, Driver, Error, Qmp};
@@ -37,9 +37,7 @@ use crate::{Builder, Driver, Error, Qmp};
 /// ```
 #[derive(Debug)]
 pub struct Listener {
-    listener: Async<UnixListener>,
-    /// Declared after `listener`: the file is removed once the socket is closed.
-    socket: SocketFile,
+    listening: Listening<Async<UnixListener>>,
     builder: Builder,
 }
 
@@ -47,35 +45,29 @@ impl Listener {
     /// Listens on `path` with the default [`Builder`] options. Fails if anything exists at
     /// `path` (a stale socket included: remove it first if it is yours).
     pub fn bind(path: impl AsRef<Path>) -> Result<Self, Error> {
-        Self::bind_with(path.as_ref(), Builder::new())
+        Builder::new().listen(path)
     }
 
     pub(crate) fn bind_with(path: &Path, builder: Builder) -> Result<Self, Error> {
-        let context = || format!("cannot listen on {}", path.display());
-        let (fd, socket) = bind_owner_only(path).map_err(|e| Error::io(context(), e))?;
-        let listener = Async::new(UnixListener::from(fd)).map_err(|e| Error::io(context(), e))?;
-        Ok(Listener {
-            listener,
-            socket,
-            builder,
-        })
+        let listening = qmp_kit::socket::listen(path)?.wrap(Async::new)?;
+        Ok(Listener { listening, builder })
     }
 
     /// The socket path.
     pub fn path(&self) -> &Path {
-        self.socket.path()
+        self.listening.path()
     }
 
     /// Waits for QEMU to connect, then negotiates (within the builder's connect timeout).
     /// Can be called again for the next connection (QEMU reconnects with `reconnect-ms=`).
     /// Wrap it in [`timeout`](crate::timeout) to bound the wait.
     pub async fn accept(&self) -> Result<(Qmp, Driver), Error> {
-        let (stream, _) = self.listener.accept().await.map_err(|e| {
-            Error::io(
-                format!("cannot accept on {}", self.socket.path().display()),
-                e,
-            )
-        })?;
+        let (stream, _) = self
+            .listening
+            .listener
+            .accept()
+            .await
+            .map_err(|e| self.listening.accept_error(e))?;
         let transport = Transport::Unix(stream);
         self.builder.establish(transport, None).await
     }

@@ -2,11 +2,10 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use qmp_kit::socket::SocketFile;
+use qmp_kit::socket::Listening;
 
 use crate::transport::wait;
 use crate::{Builder, Connection, Error};
@@ -36,9 +35,7 @@ use crate::{Builder, Connection, Error};
 /// ```
 #[derive(Debug)]
 pub struct Listener {
-    listener: UnixListener,
-    /// Declared after `listener`: the file is removed once the socket is closed.
-    socket: SocketFile,
+    listening: Listening,
     builder: Builder,
 }
 
@@ -46,28 +43,17 @@ impl Listener {
     /// Listens on `path` with the default [`Builder`] options. Fails if anything exists at
     /// `path` (a stale socket included: remove it first if it is yours).
     pub fn bind(path: impl AsRef<Path>) -> Result<Self, Error> {
-        Self::bind_with(path.as_ref(), Builder::new())
+        Builder::new().listen(path)
     }
 
     pub(crate) fn bind_with(path: &Path, builder: Builder) -> Result<Self, Error> {
-        let context = || format!("cannot listen on {}", path.display());
-        let (fd, socket) =
-            qmp_kit::socket::bind_owner_only(path).map_err(|e| Error::io(context(), e))?;
-        let listener = Listener {
-            listener: UnixListener::from(fd),
-            socket,
-            builder,
-        };
-        listener
-            .listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io(context(), e))?;
-        Ok(listener)
+        let listening = qmp_kit::socket::listen(path)?;
+        Ok(Listener { listening, builder })
     }
 
     /// The socket path.
     pub fn path(&self) -> &Path {
-        self.socket.path()
+        self.listening.path()
     }
 
     /// Waits up to `timeout` for QEMU to connect, then negotiates (within the builder's
@@ -76,28 +62,19 @@ impl Listener {
     pub fn accept(&self, timeout: Duration) -> Result<Connection, Error> {
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            match self.listener.accept() {
+            match self.listening.listener.accept() {
                 Ok((stream, _)) => return self.builder.unix_stream(stream),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("cannot accept on {}", self.socket.path().display()),
-                        e,
-                    ))
-                }
+                Err(e) => return Err(self.listening.accept_error(e)),
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| d <= now) {
                 return Err(Error::Timeout);
             }
             let left = deadline.map(|d| d - now);
-            wait(self.listener.as_fd(), false, left).map_err(|e| {
-                Error::io(
-                    format!("cannot accept on {}", self.socket.path().display()),
-                    e,
-                )
-            })?;
+            wait(self.listening.listener.as_fd(), false, left)
+                .map_err(|e| self.listening.accept_error(e))?;
         }
     }
 }

@@ -208,3 +208,58 @@ mod tests {
         assert_eq!(recv_with_fds(b.as_fd(), &mut buf).unwrap().0, 0);
     }
 }
+
+/// A listening unix socket made by [`listen`] (a std `UnixListener`, or what an adapter wraps
+/// it in), and the guard of its file, dropped after the socket: the file is removed once the
+/// socket is closed.
+#[derive(Debug)]
+pub struct Listening<L = std::os::unix::net::UnixListener> {
+    /// The socket, non-blocking, owner-only.
+    pub listener: L,
+    /// Removes the socket file on drop, if it is still the one created.
+    pub socket: SocketFile,
+}
+
+impl Listening {
+    /// Wraps the socket for an adapter's runtime (`Async::new`, say), with errors saying
+    /// `cannot listen on PATH`.
+    pub fn wrap<L>(
+        self,
+        wrap: impl FnOnce(std::os::unix::net::UnixListener) -> io::Result<L>,
+    ) -> Result<Listening<L>, crate::Error> {
+        let listener = wrap(self.listener).map_err(|e| {
+            crate::Error::io(
+                format!("cannot listen on {}", self.socket.path().display()),
+                e,
+            )
+        })?;
+        Ok(Listening {
+            listener,
+            socket: self.socket,
+        })
+    }
+}
+
+impl<L> Listening<L> {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        self.socket.path()
+    }
+
+    /// The error of a failed `accept` on this socket.
+    pub fn accept_error(&self, error: io::Error) -> crate::Error {
+        crate::Error::io(format!("cannot accept on {}", self.path().display()), error)
+    }
+}
+
+/// An adapter's accept mode starts here: [`bind_owner_only`] at `path`, made non-blocking,
+/// with errors saying `cannot listen on PATH`.
+pub fn listen(path: &Path) -> Result<Listening, crate::Error> {
+    let context = || format!("cannot listen on {}", path.display());
+    let (fd, socket) = bind_owner_only(path).map_err(|e| crate::Error::io(context(), e))?;
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| crate::Error::io(context(), e))?;
+    Ok(Listening { listener, socket })
+}
