@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::memory::ServerProcess;
 use crate::rtt::{self, Client, Peer};
-use crate::rtt_report::{self, StorageDaemon};
+use crate::rtt_report;
 use crate::stats::{interleave, Variant};
 use crate::{engine_report, memory, Row};
 
@@ -37,7 +37,7 @@ pub fn rtt_in_process(quick: bool) -> Vec<Row> {
 /// Round trips against qemu-storage-daemon; empty (with a note on stderr) when it is not
 /// installed.
 pub fn rtt_storage_daemon(quick: bool) -> Vec<Row> {
-    let Some(qsd) = StorageDaemon::start() else {
+    let Some(qsd) = qmp_testkit::blocking::Peer::storage_daemon() else {
         engine_report::log("qemu-storage-daemon is not installed: its table is skipped");
         return Vec::new();
     };

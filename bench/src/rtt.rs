@@ -14,8 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use qmp_blocking::IgnoredAny;
-use qmp_proto::server::{FakeQemu, Outcome, Server};
-use serde_json::Value;
+use qmp_proto::server::Server;
 
 /// The command every client sends.
 pub const COMMAND: &str = "query-version";
@@ -58,23 +57,11 @@ impl Peer {
     }
 }
 
-/// The fake QEMU the benchmarks serve: the stock [`FakeQemu`] plus `flood {"count": N}`,
-/// which emits `N` numbered `TICK` events before its reply.
-pub fn fake() -> FakeQemu {
-    let mut fake = FakeQemu::new();
-    fake.add_command("flood", false, |ctx, args| {
-        let count = args.get("count").and_then(Value::as_u64).unwrap_or(0);
-        for n in 0..count {
-            ctx.emit_event_json("TICK", &format!(r#"{{"n": {n}}}"#));
-        }
-        Outcome::empty()
-    });
-    fake
-}
-
-/// Serves one client with a fresh [`fake`] until it leaves.
+/// Serves one client with a fresh fake QEMU until it leaves: the stock
+/// [`FakeQemu`](qmp_proto::server::FakeQemu) plus `flood {"count": N}`, which emits `N`
+/// numbered `TICK` events before its reply ([`qmp_testkit::flooding_fake`]).
 pub fn serve_one(stream: UnixStream) {
-    let fake = fake();
+    let fake = qmp_testkit::flooding_fake();
     let mut server = Server::new(fake.server_config(), fake);
     // A client that goes away mid-session is the end of a benchmark, not a failure.
     let _ = qmp_blocking::serve_unix(stream, &mut server);
@@ -255,7 +242,7 @@ pub fn python(
     (done, Duration::from_secs_f64(secs))
 }
 
-/// Serves [`fake`] QEMUs on a unix socket path, one thread per connection, forever.
+/// Serves fake QEMUs (see [`serve_one`]) on a unix socket path, one thread per connection, forever.
 pub fn serve(path: &std::path::Path) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = std::os::unix::net::UnixListener::bind(path)?;

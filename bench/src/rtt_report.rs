@@ -1,9 +1,7 @@
 //! The round-trip tables: every client against one peer, in interleaved rounds, as rates and
 //! as ratios to the hand-written floor of the same run.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::engine_report::log;
 use crate::rtt::{Client, Peer};
@@ -47,59 +45,4 @@ pub fn rows(group: &'static str, case: &str, variants: &[Variant<'_>]) -> Vec<Ro
             baseline: "floor",
         })
         .collect()
-}
-
-/// A qemu-storage-daemon serving QMP in a private directory, killed on drop.
-#[derive(Debug)]
-pub struct StorageDaemon {
-    child: Child,
-    dir: PathBuf,
-    /// Its QMP socket.
-    pub sock: PathBuf,
-}
-
-impl StorageDaemon {
-    /// Starts one and waits until it is ready (it writes its pidfile), or `None` when
-    /// `qemu-storage-daemon` is not installed.
-    pub fn start() -> Option<StorageDaemon> {
-        let dir = std::env::temp_dir().join(format!("qmp-bench-qsd-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok()?;
-        let sock = dir.join("qmp.sock");
-        let pidfile = dir.join("qsd.pid");
-        let child = Command::new("qemu-storage-daemon")
-            .arg("--chardev")
-            .arg(format!(
-                "socket,id=m0,path={},server=on,wait=off",
-                sock.display()
-            ))
-            .args(["--monitor", "chardev=m0", "--pidfile"])
-            .arg(&pidfile)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let daemon = StorageDaemon { child, dir, sock };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ready(&pidfile) {
-            assert!(
-                Instant::now() < deadline,
-                "qemu-storage-daemon not ready in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Some(daemon)
-    }
-}
-
-fn ready(pidfile: &Path) -> bool {
-    std::fs::read_to_string(pidfile).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
-}
-
-impl Drop for StorageDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }

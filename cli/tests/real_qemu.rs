@@ -41,7 +41,7 @@ fn connect_to(path: &Path) -> Connection {
 /// qemu-system-x86_64 with two monitors: `qmp.sock` for the tool, `m2.sock` for the test,
 /// and a null-co block node `drive0`.
 fn system_two_monitors(machine: &[&str]) -> Option<(Peer, std::path::PathBuf)> {
-    let dir = support::peers::tempdir();
+    let dir = support::tempdir();
     let sock = dir.path().join("qmp.sock");
     let m2 = dir.path().join("m2.sock");
     let m2_arg = format!("unix:{},server=on,wait=off", m2.display());

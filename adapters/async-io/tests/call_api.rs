@@ -16,6 +16,7 @@ use qmp_async::{
 };
 use qmp_proto::commands::{QueryStatus, Stop};
 use qmp_proto::server::FakeQemu;
+use qmp_testkit::on_every_executor;
 use serde_json::{json, Value};
 
 /// A builder whose tap records every message, and the record.
@@ -187,7 +188,7 @@ async fn the_tap_sees_every_message_in_order_with_the_label(sp: Spawner) {
         within(driver).await,
         DisconnectReason::Eof { after_quit: true }
     );
-    assert_eq!(peer.finish(), "shutdown");
+    assert_eq!(peer.finish().handler().status(), "shutdown");
 
     let seen = seen.lock().unwrap();
     let lines: Vec<String> = seen.iter().map(ToString::to_string).collect();

@@ -21,7 +21,8 @@ use futures_lite::{future, AsyncRead, AsyncWrite, StreamExt};
 use qmp_async::{
     Builder, CallOptions, DisconnectReason, Error, EventFilter, Lagged, QemuVersion, RunState,
 };
-use qmp_proto::server::{FakeQemu, Outcome};
+use qmp_proto::server::FakeQemu;
+use qmp_testkit::{flooding_fake, on_every_executor};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -31,19 +32,6 @@ const SLOW_CAPACITY: usize = 64;
 #[derive(Deserialize)]
 struct Version {
     qemu: QemuVersion,
-}
-
-/// A fake whose `flood` command emits `count` TICK events, numbered, before its reply.
-fn flooding_fake() -> FakeQemu {
-    let mut fake = FakeQemu::new();
-    fake.add_command("flood", false, |ctx, args| {
-        let count = args.get("count").and_then(Value::as_u64).unwrap_or(0);
-        for n in 0..count {
-            ctx.emit_event_json("TICK", &format!(r#"{{"n": {n}}}"#));
-        }
-        Outcome::empty()
-    });
-    fake
 }
 
 fn tick_number(event: &qmp_async::QmpEvent) -> u64 {
@@ -95,7 +83,7 @@ async fn flood_with_a_listener_that_never_reads(sp: Spawner) {
             missed: FLOOD - SLOW_CAPACITY as u64
         }
     );
-    assert_eq!(peer.finish(), "running");
+    assert_eq!(peer.finish().handler().status(), "running");
 }
 
 /// Dropping a call in flight, or letting it time out, never desynchronises the stream:
@@ -168,7 +156,7 @@ async fn cancelled_and_timed_out_calls(sp: Spawner) {
     qmp1.close();
     let (d1, peer1) = driver1;
     assert_eq!(within(d1).await, DisconnectReason::Closed);
-    assert_eq!(peer1.finish(), "running");
+    assert_eq!(peer1.finish().handler().status(), "running");
 
     // A result that does not decode is a decode error, and the session goes on.
     let wrong = qmp.execute::<u32, _>("query-version", &()).await;
@@ -253,7 +241,7 @@ async fn wrapped_stream(sp: Spawner) {
         within(driver).await,
         DisconnectReason::Eof { after_quit: true }
     );
-    assert_eq!(peer.finish(), "shutdown");
+    assert_eq!(peer.finish().handler().status(), "shutdown");
 }
 
 /// A watcher read only after the driver has finished still sees every transition, in

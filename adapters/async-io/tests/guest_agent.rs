@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::{signal_pid, sleep, tempdir, within, Peer, Spawner, T};
 use futures_lite::StreamExt;
 use qmp_async::{Builder, CallOptions, DisconnectReason, Error, Reconnect, Status};
+use qmp_testkit::on_every_executor;
 use serde_json::{json, Value};
 
 fn agent_builder() -> Builder {

@@ -14,6 +14,7 @@ use qmp_async::{
     Builder, CallOptions, DisconnectReason, Error, EventFilter, IgnoredAny, QemuVersion, RawValue,
     Reconnect, RunState, Status,
 };
+use qmp_testkit::on_every_executor;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -15,6 +15,7 @@ use qmp_async::{
     Builder, CallOptions, DisconnectReason, Error, EventFilter, IgnoredAny, Listener, QmpEvent,
     RawValue, RunState,
 };
+use qmp_testkit::on_every_executor;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -19,6 +19,7 @@ use qmp_proto::commands::{
 use qmp_proto::events::{self, KnownEvent, ShutdownCause};
 use qmp_proto::server::{FakeQemu, Outcome};
 use qmp_proto::{CallError, DecodeTarget};
+use qmp_testkit::on_every_executor;
 
 const PC_PAUSED: &[&str] = &["-M", "pc", "-accel", "tcg", "-S"];
 

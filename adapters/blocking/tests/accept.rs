@@ -3,21 +3,14 @@
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{tempdir, Peer};
+use common::Peer;
 use qmp_blocking::{Builder, Error, Listener};
+use qmp_testkit::socket_path;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(10);
-
-/// A socket path in a private temporary directory (removed with the directory).
-fn socket_path() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempdir();
-    let path = dir.path().join("qmp.sock");
-    (dir, path)
-}
 
 #[test]
 fn qemu_connects_to_our_owner_only_socket() {

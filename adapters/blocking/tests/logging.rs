@@ -5,9 +5,11 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::scripted;
-use qmp_blocking::Builder;
-use serde_json::{json, Value};
+use common::FakePeer;
+use serde_json::Value;
+
+/// The greeting of the fake QEMU, as it writes it.
+const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}}"#;
 
 static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -32,18 +34,20 @@ static LOGGER: Capture = Capture;
 fn every_message_is_logged_at_trace_level() {
     log::set_logger(&LOGGER).unwrap();
     log::set_max_level(log::LevelFilter::Trace);
-    let (mut qmp, peer) = scripted(&Builder::new(), |mut p| {
-        let cmd = p.expect("query-status");
-        p.send(r#"{"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}"#);
-        p.reply(&cmd, json!({"status": "paused"}));
-        p.until_eof()
-    });
+    let peer = FakePeer::script(
+        r#"
+        -> {"execute": "query-status"}
+        <- {"event": "STOP"}
+        <- {"return": {"status": "paused"}}
+        "#,
+    );
+    let mut qmp = peer.connect();
     let _: Value = qmp.execute("query-status", &()).unwrap();
     drop(qmp);
-    peer.join().unwrap();
+    peer.assert_played();
     let lines = LINES.lock().unwrap().clone();
     let has = |want: &str| lines.iter().any(|l| l == want);
-    assert!(has(&format!("TRACE <- {}", common::GREETING)), "{lines:#?}");
+    assert!(has(&format!("TRACE <- {GREETING}")), "{lines:#?}");
     assert!(has(
         r#"TRACE -> {"execute":"qmp_capabilities","arguments":{"enable":["oob"]},"id":1}"#
     ));
@@ -51,9 +55,14 @@ fn every_message_is_logged_at_trace_level() {
         has(r#"TRACE -> {"execute":"query-status","id":2}"#),
         "{lines:#?}"
     );
-    assert!(has(
-        r#"TRACE <- {"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}"#
-    ));
+    // As QEMU writes it: the timestamp (the fake's clock) first.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(r#"TRACE <- {"timestamp": {"seconds": "#)
+                && l.ends_with(r#"}, "event": "STOP"}"#)),
+        "{lines:#?}"
+    );
     assert!(has("DEBUG event STOP"), "{lines:#?}");
     assert!(lines
         .iter()

@@ -1,29 +1,37 @@
-//! The adapter against an in-process scripted peer, for what real QEMU cannot show on
-//! demand: unexpected EOF, timeouts, close and drop, a peer that does not read.
+//! The adapter against the fake QEMU served in-process (a transcript replayed by `Script`,
+//! or `FakeQemu`), for what real QEMU cannot show on demand: unexpected EOF, timeouts, close
+//! and drop, a peer that does not read.
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{scripted, GREETING};
+use common::FakePeer;
 use qmp_blocking::{
-    Builder, CallOptions, ClientConfig, Connection, DisconnectReason, Error, EventFilter,
-    IgnoredAny,
+    serve_tcp, Builder, CallOptions, ClientConfig, Connection, DisconnectReason, Error,
+    EventFilter, IgnoredAny,
 };
+use qmp_proto::server::{FakeQemu, Outcome, Script, Server, ServerConfig};
+use qmp_testkit::Recorded;
 use serde_json::{json, Value};
 
 #[test]
 fn unexpected_eof_fails_every_pending_call() {
-    let (mut qmp, peer) = scripted(&Builder::new(), |mut p| {
-        p.expect("query-status");
-        p.expect("query-version");
-        // Gone without answering.
-    });
+    // Gone without answering.
+    let peer = FakePeer::script(
+        r#"
+        -> {"execute": "query-status"}
+        -> {"execute": "query-version"}
+        <- EOF
+        "#,
+    );
+    let mut qmp = peer.connect();
     let a = qmp.send("query-status", &(), CallOptions::new()).unwrap();
     let b = qmp.send("query-version", &(), CallOptions::new()).unwrap();
-    peer.join().unwrap();
+    peer.assert_played();
     for id in [a, b] {
         match qmp.wait(id) {
             Err(Error::Disconnected(DisconnectReason::Eof { after_quit: false })) => {}
@@ -43,13 +51,15 @@ fn unexpected_eof_fails_every_pending_call() {
 
 #[test]
 fn command_timeout_then_late_reply_is_dropped() {
-    let (mut qmp, peer) = scripted(&Builder::new(), |mut p| {
-        let slow = p.expect("slow");
-        let next = p.expect("query-version");
-        p.reply(&slow, json!("late"));
-        p.reply(&next, json!({"qemu": {"major": 10}}));
-        p.until_eof()
-    });
+    let mut fake = FakeQemu::new();
+    fake.add_command("slow", false, |_, _| Outcome::Return(json!("late")))
+        .add_command("query-version", false, |_, _| {
+            Outcome::Return(json!({"qemu": {"major": 10}}))
+        })
+        // Answered long after the client gave up, and before the next command.
+        .delay("slow", Duration::from_millis(500));
+    let peer = FakePeer::serve_handler(fake.server_config(), Recorded::new(fake));
+    let mut qmp = peer.connect();
     let start = Instant::now();
     let opts = CallOptions::new().timeout(Duration::from_millis(100));
     let e = qmp.execute_with::<Value>("slow", &(), opts).unwrap_err();
@@ -63,15 +73,14 @@ fn command_timeout_then_late_reply_is_dropped() {
     let v: Value = qmp.execute("query-version", &()).unwrap();
     assert_eq!(v, json!({"qemu": {"major": 10}}));
     qmp.close();
-    assert_eq!(peer.join().unwrap(), 0);
+    // Nothing more was sent.
+    assert_eq!(peer.finish().handler().calls(), ["slow", "query-version"]);
 }
 
 #[test]
 fn default_timeout_from_the_builder() {
-    let (mut qmp, _peer) = scripted(
-        &Builder::new().timeout(Duration::from_millis(50)),
-        |mut p| p.until_eof(),
-    );
+    let peer = FakePeer::script(r#"-> {"execute": "never"}"#);
+    let mut qmp = peer.connect_with(&Builder::new().timeout(Duration::from_millis(50)));
     let start = Instant::now();
     let e = qmp.execute::<Value>("never", &()).unwrap_err();
     assert!(matches!(e, Error::Timeout), "{e:?}");
@@ -95,10 +104,8 @@ fn greeting_timeout() {
 
 #[test]
 fn close_is_idempotent_and_fails_pending_calls() {
-    let (mut qmp, peer) = scripted(&Builder::new(), |mut p| {
-        p.expect("query-status");
-        p.until_eof()
-    });
+    let peer = FakePeer::script(r#"-> {"execute": "query-status"}"#);
+    let mut qmp = peer.connect();
     let id = qmp.send("query-status", &(), CallOptions::new()).unwrap();
     qmp.close();
     qmp.close();
@@ -114,18 +121,18 @@ fn close_is_idempotent_and_fails_pending_calls() {
         Err(Error::Disconnected(DisconnectReason::Closed))
     ));
     qmp.close();
-    // The peer saw EOF.
-    assert_eq!(peer.join().unwrap(), 0);
+    // The peer saw EOF, and nothing else.
+    peer.assert_played();
 }
 
 #[test]
 fn drop_is_fast_with_unsent_bytes_and_a_peer_that_does_not_read() {
-    let (done, wait) = std::sync::mpsc::channel::<()>();
-    let (mut qmp, peer) = scripted(&Builder::new(), move |p| {
-        // Not reading, and still there until the client is dropped.
-        let _ = wait.recv();
-        drop(p);
-    });
+    // Without OOB, QEMU reads nothing more while a command runs: this one runs for a minute.
+    let mut fake = FakeQemu::new();
+    fake.delay("query-status", Duration::from_secs(60));
+    let peer = FakePeer::serve_handler(fake.server_config().capabilities(&[]), fake);
+    let mut qmp = peer.connect();
+    let _ = qmp.send("query-status", &(), CallOptions::new()).unwrap();
     let big = "x".repeat(8 << 20);
     let _ = qmp
         .send("big", &json!({ "data": big }), CallOptions::new())
@@ -138,38 +145,46 @@ fn drop_is_fast_with_unsent_bytes_and_a_peer_that_does_not_read() {
         "{:?}",
         start.elapsed()
     );
-    done.send(()).unwrap();
-    peer.join().unwrap();
+    // The peer saw the client go.
+    peer.finish();
 }
 
-/// The peer writes megabytes of events before it reads anything, while the client writes a
+/// The peer writes megabytes of events and reads nothing until they are all taken (as a
+/// single-threaded server with blocking writes does), while the client writes a
 /// multi-megabyte command: a loop that only writes would block forever on both sides.
 #[test]
 fn reads_while_writing_against_a_peer_that_does_not_read() {
     const EVENTS: usize = 20_000;
-    let config = ClientConfig::default().max_buffered_events(100);
-    let (mut qmp, peer) = scripted(&Builder::new().config(config), |mut p| {
-        let pad = "p".repeat(300);
-        let mut burst = String::new();
-        for i in 0..EVENTS {
-            burst.push_str(&format!(
-                r#"{{"event": "E", "data": {{"i": {i}, "pad": "{pad}"}}, "timestamp": {{"seconds": 1, "microseconds": 2}}}}"#
-            ));
-            burst.push_str("\r\n");
+    let (client, mut stream) = UnixStream::pair().unwrap();
+    let peer = std::thread::spawn(move || {
+        let mut fake = qmp_testkit::flooding_fake();
+        fake.add_command("big", false, |_, args| {
+            Outcome::Return(json!(args["data"].as_str().unwrap().len()))
+        });
+        let mut server = Server::new(fake.server_config(), fake);
+        server.accept(Instant::now());
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            // All of its output written before it reads again.
+            stream.write_all(&server.take_output()).unwrap();
+            match stream.read(&mut buf).unwrap() {
+                0 => break,
+                n => server.handle_input(Instant::now(), &buf[..n]),
+            }
         }
-        p.stream.write_all(burst.as_bytes()).unwrap();
-        let cmd = p.expect("big");
-        let len = cmd["arguments"]["data"].as_str().unwrap().len();
-        p.reply(&cmd, json!(len));
-        p.until_eof()
     });
+    let config = ClientConfig::default().max_buffered_events(100);
+    let mut qmp = Builder::new().config(config).unix_stream(client).unwrap();
+    let _ = qmp
+        .send("flood", &json!({ "count": EVENTS }), CallOptions::new())
+        .unwrap();
     let big = "x".repeat(4 << 20);
     let len: usize = qmp.execute("big", &json!({ "data": big })).unwrap();
     assert_eq!(len, 4 << 20);
     // Bounded: the first 100 events kept, the rest counted as lost.
     let events = qmp.drain_events();
     assert_eq!(events.len(), 100);
-    assert_eq!(events[99].data_as::<Value>().unwrap()["i"], 99);
+    assert_eq!(events[99].data_as::<Value>().unwrap()["n"], 99);
     assert_eq!(qmp.events_lost(), (EVENTS - 100) as u64);
     qmp.close();
     peer.join().unwrap();
@@ -177,17 +192,23 @@ fn reads_while_writing_against_a_peer_that_does_not_read() {
 
 #[test]
 fn events_before_the_reply_are_found() {
-    let (mut qmp, peer) = scripted(&Builder::new(), |mut p| {
-        p.send(r#"{"event": "OLD", "timestamp": {"seconds": 1, "microseconds": 0}}"#);
-        let cmd = p.expect("stop");
-        p.send(r#"{"event": "STOP", "timestamp": {"seconds": 2, "microseconds": 0}}"#);
-        p.reply(&cmd, json!({}));
-        let cmd = p.expect("cont");
-        p.send(r#"{"event": "RESUME", "timestamp": {"seconds": 3, "microseconds": 0}}"#);
-        p.send(r#"{"event": "OTHER", "timestamp": {"seconds": 4, "microseconds": 0}}"#);
-        p.reply(&cmd, json!({}));
-        p.until_eof()
-    });
+    let script = Script::parse(
+        r#"
+        -> {"execute": "stop"}
+        <- {"event": "OLD"}
+        <- {"event": "STOP"}
+        <- {"return": {}}
+        -> {"execute": "cont"}
+        <- {"event": "RESUME"}
+        <- {"event": "OTHER"}
+        <- {"return": {}}
+        "#,
+    )
+    .unwrap();
+    // Event timestamps start 3 s past the epoch.
+    let config = ServerConfig::default().epoch_micros(3_000_000);
+    let peer = FakePeer::serve_handler(config, script);
+    let mut qmp = peer.connect();
     let t = Duration::from_secs(5);
     qmp.execute::<IgnoredAny>("stop", &()).unwrap();
     // STOP came before the reply; OLD stays buffered.
@@ -215,17 +236,13 @@ fn events_before_the_reply_are_found() {
         qmp.next_event(Duration::ZERO),
         Err(Error::Disconnected(DisconnectReason::Closed))
     ));
-    peer.join().unwrap();
+    peer.assert_played();
 }
 
 #[test]
 fn qmp_errors_are_typed() {
-    let (mut qmp, _peer) = scripted(&Builder::new(), |mut p| {
-        let cmd = p.expect("nope");
-        let msg = json!({"id": cmd["id"], "error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}});
-        p.send(&msg.to_string());
-        p.until_eof()
-    });
+    let peer = FakePeer::serve(FakeQemu::new());
+    let mut qmp = peer.connect();
     match qmp.execute::<Value>("nope", &()) {
         Err(Error::Qmp(e)) => {
             assert_eq!(e.class, "CommandNotFound");
@@ -241,19 +258,20 @@ fn qmp_errors_are_typed() {
 
 #[test]
 fn tcp_connect_and_no_fds_over_tcp() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let script = Script::parse(
+        r#"
+        -> {"execute": "query-name"}
+        <- {"return": {"name": "query-name"}}
+        "#,
+    )
+    .unwrap();
     let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.write_all(GREETING.as_bytes()).unwrap();
-        let mut de =
-            serde_json::Deserializer::from_reader(s.try_clone().unwrap()).into_iter::<Value>();
-        for _ in 0..2 {
-            let cmd = de.next().unwrap().unwrap();
-            let reply = json!({"return": {"name": cmd["execute"]}, "id": cmd["id"]});
-            s.write_all(reply.to_string().as_bytes()).unwrap();
-        }
-        de.take_while(Result::is_ok).count()
+        let (stream, _) = listener.accept().unwrap();
+        let mut server = Server::new(ServerConfig::default().package("scripted"), script);
+        serve_tcp(stream, &mut server).unwrap();
+        server
     });
     let mut qmp = Connection::connect_tcp(addr).unwrap();
     assert_eq!(qmp.greeting().package, "scripted");
@@ -266,5 +284,7 @@ fn tcp_connect_and_no_fds_over_tcp() {
         Err(Error::FdsUnsupported)
     ));
     drop(qmp);
-    assert_eq!(server.join().unwrap(), 0);
+    let server = server.join().unwrap();
+    assert!(server.handler().mismatches().is_empty());
+    assert_eq!(server.handler().remaining(), 0);
 }

@@ -6,18 +6,16 @@
 
 mod common;
 
-use std::os::unix::net::UnixListener;
-use std::thread;
 use std::time::Duration;
 
-use common::{qmp_error, Peer};
-use qmp_blocking::{serve_unix, CallOptions, Connection, Error};
+use common::{qmp_error, FakePeer, Peer};
+use qmp_blocking::{CallOptions, Connection, Error};
 use qmp_proto::commands::{
     AddFd, Closefd, Cont, Getfd, QueryCommands, QueryName, QueryStatus, QueryVersion, Quit,
     RemoveFd, Stop, SystemReset, VmRunState,
 };
 use qmp_proto::events::{self, KnownEvent, ShutdownCause};
-use qmp_proto::server::{FakeQemu, Outcome, Server};
+use qmp_proto::server::{FakeQemu, Outcome};
 use qmp_proto::{CallError, DecodeTarget};
 use serde_json::json;
 
@@ -190,24 +188,12 @@ fn system_typed_fd_commands_with_real_fds() {
 }
 
 /// The fake QEMU, customised by `setup`, served on a unix socket in a thread.
-fn serve_fake(
-    setup: impl FnOnce(&mut FakeQemu) + Send + 'static,
-) -> (Connection, tempfile::TempDir) {
-    let dir = common::tempdir();
-    let sock = dir.path().join("fake.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    thread::spawn(move || {
-        let mut fake = FakeQemu::new();
-        setup(&mut fake);
-        let mut server = Server::new(fake.server_config(), fake);
-        let (stream, _) = listener.accept().unwrap();
-        serve_unix(stream, &mut server).unwrap();
-    });
-    let qmp = Connection::builder()
-        .timeout(T)
-        .connect_unix(&sock)
-        .unwrap();
-    (qmp, dir)
+fn serve_fake(setup: impl FnOnce(&mut FakeQemu)) -> (Connection, FakePeer) {
+    let mut fake = FakeQemu::new();
+    setup(&mut fake);
+    let peer = FakePeer::serve(fake);
+    let qmp = peer.connect_with(&Connection::builder().timeout(T));
+    (qmp, peer)
 }
 
 #[test]

@@ -1,18 +1,13 @@
-//! What the CLI tests share: the `qmp` binary, a terminal to type into (tmux), and the real
-//! QEMU peers of the blocking adapter's tests.
-#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+//! What the CLI tests share: the `qmp` binary, a terminal to type into (tmux), and the test
+//! kit's real QEMU peers (blocking flavour).
+#![allow(dead_code, unused_imports, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The real QEMU peers (qemu-storage-daemon, qemu-system-x86_64, qemu-ga), shared with the
-/// blocking adapter's tests.
-#[path = "../../../adapters/blocking/tests/common/mod.rs"]
-pub mod peers;
-
-#[allow(unused_imports)]
-pub use peers::{find_qemu, Peer, REQUIRE_VAR};
+pub use qmp_testkit::blocking::Peer;
+pub use qmp_testkit::{find_qemu, tempdir};
 
 /// How long a test waits for something to show on the screen.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -54,16 +49,10 @@ impl Term {
     /// required.
     pub fn start(command: &str) -> Option<Term> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
-                panic!("tmux is not installed, and {REQUIRE_VAR}=1 requires it");
-            }
-            eprintln!("skipping: tmux is not installed (set {REQUIRE_VAR}=1 to require it)");
+            qmp_testkit::skip_or_fail("tmux");
             return None;
         }
-        let dir = tempfile::Builder::new()
-            .prefix("qmp-cli-tmux-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempdir();
         let socket = dir.path().join("tmux.sock");
         let script = format!("{command}; echo EXITED $?; sleep 600");
         let status = Command::new("tmux")

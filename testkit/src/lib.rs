@@ -1,0 +1,79 @@
+//! What the tests of the workspace share (not published).
+//!
+//! - Real QEMU peers ([`Qemu`]): qemu-storage-daemon, qemu-system-x86_64 (TCG) and qemu-ga,
+//!   each started in a private temporary directory and killed on drop. A test whose QEMU
+//!   binary is missing is skipped with the reason printed ([`find_qemu`]), unless
+//!   `QMP_REQUIRE_QEMU=1` ([`REQUIRE_VAR`]) makes it a failure, as in CI.
+//! - The fake QEMU on a unix socket ([`Fake`]): any [`Handler`] of the server engine, such as
+//!   [`FakeQemu`] or a [`Script`](qmp_proto::server::Script), served to one client by a
+//!   thread; with [`flooding_fake`] for event floods, and [`Recorded`] to see which
+//!   commands a client sent.
+//! - Private directories and socket paths ([`tempdir`], [`socket_path`]).
+//!
+//! The peers come in flavours, which decide how a client connects to them:
+//! [`blocking`] (a [`qmp_blocking::Connection`]) and, with the feature `async`, the module
+//! `asynchronous` (a `qmp_async::Qmp` and its driver, spawned on the executor the scenario
+//! runs under). That feature also brings the executor matrix: the macro
+//! `on_every_executor!` runs each async scenario under smol, async-executor and tokio;
+//! crates without async tests do not build tokio.
+//!
+//! ```
+//! use qmp_testkit::blocking::{FakePeer, Peer};
+//! use qmp_proto::server::FakeQemu;
+//!
+//! // A real QEMU when it is installed (skipped otherwise, unless QMP_REQUIRE_QEMU=1).
+//! if let Some(mut peer) = Peer::storage_daemon() {
+//!     let mut qmp = peer.connect();
+//!     let _: serde_json::Value = qmp.execute("query-version", &()).unwrap();
+//!     peer.quit(&mut qmp);
+//! }
+//!
+//! // The fake QEMU, always there.
+//! let peer = FakePeer::serve(FakeQemu::new());
+//! let mut qmp = peer.connect();
+//! let _: serde_json::Value = qmp.execute("stop", &()).unwrap();
+//! drop(qmp);
+//! assert_eq!(peer.finish().handler().status(), "paused");
+//! ```
+//!
+//! [`Handler`]: qmp_proto::server::Handler
+//! [`FakeQemu`]: qmp_proto::server::FakeQemu
+
+#[cfg(feature = "async")]
+pub mod asynchronous;
+pub mod blocking;
+mod fake;
+mod qemu;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use fake::{flooding_fake, Fake, Recorded};
+pub use qemu::{find_qemu, signal_pid, skip_or_fail, Qemu, REQUIRE_VAR};
+
+/// A generous limit for anything a test waits for: a peer to start, to exit, to answer.
+pub const T: Duration = Duration::from_secs(10);
+
+/// How often a test polls for something it waits for (a socket, a process exit).
+const POLL: Duration = Duration::from_millis(5);
+
+/// A private temporary directory, removed on drop.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("qmp-test-")
+        .tempdir()
+        .expect("temporary directory")
+}
+
+/// A socket path, `qmp.sock`, in a private temporary directory (removed with the
+/// directory).
+pub fn socket_path() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempdir();
+    let path = dir.path().join("qmp.sock");
+    (dir, path)
+}
+
+/// Whether `path` exists, without following a symbolic link (for socket files).
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
