@@ -54,6 +54,22 @@ pub use qemu::{find_qemu, signal_pid, skip_or_fail, Qemu, REQUIRE_VAR};
 /// A generous limit for anything a test waits for: a peer to start, to exit, to answer.
 pub const T: Duration = Duration::from_secs(10);
 
+/// qemu-system-x86_64 arguments for a machine with no devices at all: starts fast.
+pub const MACHINE_NONE: &[&str] = &["-machine", "none"];
+
+/// qemu-system-x86_64 arguments for a PC under TCG, paused before it runs (`-S`): run states
+/// and their events (`cont`, `stop`, `system_reset`) without a guest.
+pub const PC_PAUSED: &[&str] = &["-M", "pc", "-accel", "tcg", "-S"];
+
+/// The reply of `query-status`, as the tests compare it.
+#[derive(serde::Deserialize, Debug, PartialEq, Eq)]
+pub struct VmStatus {
+    /// The run state, such as `prelaunch`, `running`, `paused`.
+    pub status: String,
+    /// Whether the VM runs.
+    pub running: bool,
+}
+
 /// How often a test polls for something it waits for (a socket, a process exit).
 const POLL: Duration = Duration::from_millis(5);
 

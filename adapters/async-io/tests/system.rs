@@ -16,17 +16,10 @@ use qmp_async::{
     RawValue, RunState,
 };
 use qmp_testkit::on_every_executor;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-const NONE: &[&str] = &["-machine", "none"];
-const PC_PAUSED: &[&str] = &["-M", "pc", "-accel", "tcg", "-S"];
-
-#[derive(Deserialize, Debug, PartialEq)]
-struct Status {
-    status: String,
-    running: bool,
-}
+use qmp_testkit::{MACHINE_NONE as NONE, PC_PAUSED};
+type Status = qmp_testkit::VmStatus;
 
 async fn status(qmp: &qmp_async::Qmp) -> Status {
     qmp.execute("query-status", &()).await.unwrap()

@@ -7,18 +7,11 @@ use std::time::Duration;
 
 use common::{qmp_error, Peer};
 use qmp_blocking::{CallOptions, EventFilter, IgnoredAny};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(10);
-const NONE: &[&str] = &["-machine", "none"];
-const PC_PAUSED: &[&str] = &["-M", "pc", "-accel", "tcg", "-S"];
-
-#[derive(Deserialize, Debug, PartialEq)]
-struct Status {
-    status: String,
-    running: bool,
-}
+use qmp_testkit::{MACHINE_NONE as NONE, PC_PAUSED};
+type Status = qmp_testkit::VmStatus;
 
 /// Six pipelined `query-qmp-schema` (about 236 KB each) then `exec-oob query-yank`: QEMU
 /// answers the OOB command while in-band ones are still queued.
