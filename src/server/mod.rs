@@ -29,6 +29,7 @@
 //! assert_eq!(server.take_output(), b"{\"return\": {}}\r\n{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": 2}\r\n");
 //! ```
 
+mod dispatch;
 mod fake;
 pub(crate) mod json;
 mod script;
@@ -41,6 +42,7 @@ use std::os::fd::OwnedFd;
 
 use serde_json::{Map, Value};
 
+use dispatch::{check_enable, check_envelope, check_oob, Checked, Rejection, Request};
 pub use fake::{CustomCommand, FakeQemu};
 use json::{JsonStream, Limits, Parsed, QValue};
 pub use script::{Mismatch, Script, ScriptError};
@@ -273,7 +275,7 @@ impl Context<'_> {
 }
 
 /// One request waiting in the in-band queue.
-enum Request {
+enum Queued {
     Value(QValue, Vec<Fd>),
     ParseError(Vec<u8>),
 }
@@ -293,7 +295,7 @@ struct Core {
     stream: JsonStream,
     input: VecDeque<u8>,
     parsed: VecDeque<Parsed>,
-    queue: VecDeque<Request>,
+    queue: VecDeque<Queued>,
     /// The in-band command running (deferred), if any.
     busy: Option<CallToken>,
     /// Deferred commands and the id to answer them with.
@@ -513,7 +515,7 @@ impl<H: Handler> Server<H> {
 
     fn on_parsed(&mut self, now: Instant, parsed: Parsed) {
         match parsed {
-            Err(msg) => self.core.queue.push_back(Request::ParseError(msg)),
+            Err(msg) => self.core.queue.push_back(Queued::ParseError(msg)),
             Ok(v) => {
                 let fds = std::mem::take(&mut self.core.fds);
                 let is_oob = v.get("exec-oob").is_some() && v.get("execute").is_none();
@@ -521,7 +523,7 @@ impl<H: Handler> Server<H> {
                     // OOB requests are dispatched as soon as they are read.
                     self.dispatch(now, v, fds);
                 } else {
-                    self.core.queue.push_back(Request::Value(v, fds));
+                    self.core.queue.push_back(Queued::Value(v, fds));
                 }
             }
         }
@@ -533,133 +535,51 @@ impl<H: Handler> Server<H> {
                 return;
             };
             match req {
-                Request::ParseError(msg) => {
+                Queued::ParseError(msg) => {
                     let rsp = error_response("GenericError", QValue::Str(msg), None);
                     self.core.write_message(&rsp);
                 }
-                Request::Value(v, fds) => self.dispatch(now, v, fds),
+                Queued::Value(v, fds) => self.dispatch(now, v, fds),
             }
         }
     }
 
-    /// `qmp_dispatch` and `monitor_qmp_dispatch`.
+    /// `qmp_dispatch` and `monitor_qmp_dispatch`: the checks of [`check`](Self::check), then
+    /// the run. A request that fails a check is answered with that check's error.
     fn dispatch(&mut self, now: Instant, req: QValue, fds: Vec<Fd>) {
-        let core = &mut self.core;
-        let QValue::Dict(members) = &req else {
-            let rsp = error_response(
-                "GenericError",
-                QValue::str("QMP input must be a JSON object"),
-                None,
-            );
-            return core.write_message(&rsp);
-        };
         let id = req.get("id").cloned();
-        let fail = |core: &mut Core, class: &str, desc: String| {
-            let desc = if !core.negotiated && class == "CommandNotFound" {
-                "Expecting capabilities negotiation with 'qmp_capabilities'".to_owned()
-            } else {
-                desc
-            };
-            let rsp = error_response(class, QValue::str(desc), id.clone());
-            core.write_message(&rsp);
-        };
-        // qmp_dispatch_check_obj, in QEMU's member order.
-        let mut exec_key: Option<&str> = None;
-        for (key, value) in json::qdict_order(members) {
-            let key = key.as_str();
-            if key == "execute" || (key == "exec-oob" && core.oob) {
-                if !matches!(value, QValue::Str(_)) {
-                    return fail(
-                        core,
-                        "GenericError",
-                        format!("QMP input member '{key}' must be a string"),
-                    );
-                }
-                if let Some(other) = exec_key {
-                    return fail(
-                        core,
-                        "GenericError",
-                        format!("QMP input member '{key}' clashes with '{other}'"),
-                    );
-                }
-                exec_key = Some(key);
-            } else if key == "arguments" {
-                if !matches!(value, QValue::Dict(_)) {
-                    return fail(
-                        core,
-                        "GenericError",
-                        "QMP input member 'arguments' must be an object".into(),
-                    );
-                }
-            } else if key != "id" {
-                return fail(
-                    core,
-                    "GenericError",
-                    format!("QMP input member '{key}' is unexpected"),
-                );
-            }
+        match self.check(&req) {
+            Ok(Checked::Negotiate { enable_oob }) => self.core.negotiate(enable_oob, id),
+            Ok(Checked::Run(request)) => self.run(now, request, id, fds),
+            Err(rejection) => self.core.reject(rejection, id),
         }
-        let Some(exec_key) = exec_key else {
-            return fail(
-                core,
-                "GenericError",
-                "QMP input lacks member 'execute'".into(),
-            );
-        };
-        let oob = exec_key == "exec-oob";
-        let name = req
-            .get(exec_key)
-            .and_then(QValue::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let arguments = match req.get("arguments").map(QValue::to_json) {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        if name == "qmp_capabilities" {
-            if core.negotiated {
-                return fail(
-                    core,
-                    "CommandNotFound",
-                    "Capabilities negotiation is already complete, command ignored".into(),
-                );
-            }
-            if oob {
-                return fail(
-                    core,
-                    "GenericError",
-                    format!("The command {name} does not support OOB"),
-                );
-            }
-            return match negotiate(&core.config.capabilities, &arguments) {
-                Ok(enable_oob) => {
-                    core.negotiated = true;
-                    core.oob = enable_oob;
-                    let rsp = return_response(QValue::Dict(Vec::new()), id);
-                    core.write_message(&rsp);
-                }
-                Err(desc) => fail(core, "GenericError", desc),
-            };
+    }
+
+    /// The checks a request goes through, in QEMU's order; the first that fails decides the
+    /// error.
+    fn check(&self, req: &QValue) -> Result<Checked, Rejection> {
+        let request = check_envelope(req, self.core.oob)?;
+        if request.name == "qmp_capabilities" {
+            return self.core.check_capabilities(&request);
         }
-        let info = if core.negotiated {
-            self.handler.command(&name)
-        } else {
-            None
-        };
-        let Some(info) = info else {
-            return fail(
-                core,
-                "CommandNotFound",
-                format!("The command {name} has not been found"),
-            );
-        };
-        if oob && !info.allow_oob {
-            return fail(
-                core,
-                "GenericError",
-                format!("The command {name} does not support OOB"),
-            );
-        }
+        self.core.check_negotiated()?;
+        let info = self.lookup(&request.name)?;
+        check_oob(&request, info)?;
+        Ok(Checked::Run(request))
+    }
+
+    /// The command, from the handler.
+    fn lookup(&self, name: &str) -> Result<CommandInfo, Rejection> {
+        self.handler.command(name).ok_or_else(|| Rejection {
+            class: "CommandNotFound",
+            desc: format!("The command {name} has not been found"),
+        })
+    }
+
+    /// Runs a command that passed the checks, and answers it unless the handler defers the
+    /// answer or gives none.
+    fn run(&mut self, now: Instant, request: Request, id: Option<QValue>, fds: Vec<Fd>) {
+        let core = &mut self.core;
         core.next_call += 1;
         let token = CallToken {
             session: core.session,
@@ -667,17 +587,17 @@ impl<H: Handler> Server<H> {
         };
         #[cfg(not(unix))]
         let _ = fds;
+        let oob = request.oob;
         let call = Call {
-            name,
-            arguments,
+            name: request.name,
+            arguments: request.arguments,
             oob,
             token,
             #[cfg(unix)]
             fds,
         };
         let mut ctx = Context { core, now };
-        let outcome = self.handler.execute(&mut ctx, call);
-        match outcome {
+        match self.handler.execute(&mut ctx, call) {
             Outcome::Deferred => {
                 core.deferred.push((token, id));
                 if !oob {
@@ -685,43 +605,9 @@ impl<H: Handler> Server<H> {
                 }
             }
             Outcome::NoResponse => {}
-            other => {
-                let rsp = outcome_response(other, id);
-                core.write_message(&rsp);
-            }
+            outcome => core.write_message(&outcome_response(outcome, id)),
         }
     }
-}
-
-/// `qmp_capabilities`: checks the arguments; returns whether OOB is enabled.
-fn negotiate(offered: &[String], args: &Map<String, Value>) -> Result<bool, String> {
-    for key in args.keys() {
-        if key != "enable" {
-            return Err(format!("Parameter '{key}' is unexpected"));
-        }
-    }
-    let mut oob = false;
-    if let Some(enable) = args.get("enable") {
-        let Value::Array(list) = enable else {
-            return Err("Invalid parameter type for 'enable', expected: array".into());
-        };
-        for (i, cap) in list.iter().enumerate() {
-            let Value::String(cap) = cap else {
-                return Err(format!(
-                    "Invalid parameter type for 'enable[{i}]', expected: string"
-                ));
-            };
-            if cap != "oob" {
-                // QEMU's visitor names list elements "null" here.
-                return Err(format!("Parameter 'null' does not accept value '{cap}'"));
-            }
-            if !offered.iter().any(|o| o == cap) {
-                return Err(format!("Capability {cap} not available"));
-            }
-            oob = true;
-        }
-    }
-    Ok(oob)
 }
 
 fn return_response(value: QValue, id: Option<QValue>) -> QValue {
@@ -773,6 +659,45 @@ fn outcome_response(outcome: Outcome, id: Option<QValue>) -> QValue {
 }
 
 impl Core {
+    /// `qmp_capabilities` is refused once negotiated (with `CommandNotFound`, as QEMU
+    /// does) and out of band; then its arguments are checked.
+    fn check_capabilities(&self, request: &Request) -> Result<Checked, Rejection> {
+        if self.negotiated {
+            return Err(Rejection {
+                class: "CommandNotFound",
+                desc: "Capabilities negotiation is already complete, command ignored".into(),
+            });
+        }
+        check_oob(request, CommandInfo { allow_oob: false })?;
+        let enable_oob = check_enable(&self.config.capabilities, &request.arguments)
+            .map_err(Rejection::generic)?;
+        Ok(Checked::Negotiate { enable_oob })
+    }
+
+    /// Before negotiation QEMU knows no command but `qmp_capabilities`, and says so.
+    fn check_negotiated(&self) -> Result<(), Rejection> {
+        if self.negotiated {
+            return Ok(());
+        }
+        Err(Rejection {
+            class: "CommandNotFound",
+            desc: "Expecting capabilities negotiation with 'qmp_capabilities'".into(),
+        })
+    }
+
+    /// Capabilities negotiation succeeded.
+    fn negotiate(&mut self, enable_oob: bool, id: Option<QValue>) {
+        self.negotiated = true;
+        self.oob = enable_oob;
+        self.write_message(&return_response(QValue::Dict(Vec::new()), id));
+    }
+
+    /// Answers a request that failed a check.
+    fn reject(&mut self, rejection: Rejection, id: Option<QValue>) {
+        let rsp = error_response(rejection.class, QValue::str(rejection.desc), id);
+        self.write_message(&rsp);
+    }
+
     fn suspended(&self) -> bool {
         if self.oob {
             self.queue.len() >= QUEUE_LEN_MAX
