@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::framer::{Frame, Framer};
-use crate::server::{FakeQemu, Server};
+use crate::server::{FakeQemu, Server, ServerEvent};
 use crate::{Client, ClientConfig, CommandId, CommandOptions, Event};
 
 /// Reads fuzzer bytes as choices.
@@ -378,8 +378,9 @@ pub fn server(base: Instant, data: &[u8]) {
                 }
             }
             out.extend(s.take_output());
-            if s.wants_close() {
-                s.closed();
+            if s.poll_event() == Some(ServerEvent::Closed) {
+                // Closed is the connection's last output.
+                assert!(s.poll_transmit().is_none() && s.poll_event().is_none());
                 s.accept(now);
                 out.extend(s.take_output());
             }
@@ -489,8 +490,7 @@ pub fn pair(base: Instant, data: &[u8]) {
             c.advance_transmit(n);
         }
         to_client.extend(s.take_output());
-        if s.wants_close() {
-            s.closed();
+        if s.poll_event() == Some(ServerEvent::Closed) {
             to_client.clear();
             c.handle_eof(now);
         }

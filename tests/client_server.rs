@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{t0, Pair};
-use qmp_proto::server::{FakeQemu, Handler, Script, Server, ServerConfig};
+use qmp_proto::server::{
+    FakeQemu, Handler, Script, Server, ServerConfig, ServerEvent, ServerState,
+};
 use qmp_proto::{
     ClientConfig, CommandError, CommandId, CommandOptions, Diagnostic, DisconnectReason, Event,
     RunState,
@@ -492,7 +494,10 @@ fn pretty_output_equals_a_real_pretty_monitor() {
     server.accept(now);
     server.handle_input(now, &sent);
     let ours = String::from_utf8(server.take_output()).unwrap();
-    assert!(server.wants_close());
+    assert_eq!(server.state(), ServerState::Closing { negotiated: true });
+    assert_eq!(server.poll_event(), Some(ServerEvent::Closed));
+    assert_eq!(server.state(), ServerState::Idle);
+    assert_eq!(server.poll_event(), None);
     let zero = |s: &str| -> String {
         s.split("\r\n")
             .map(|l| {
@@ -508,4 +513,46 @@ fn pretty_output_equals_a_real_pretty_monitor() {
             .join("\r\n")
     };
     assert_eq!(zero(&ours), zero(&recorded));
+}
+
+#[test]
+fn the_server_reports_closed_once_after_its_output() {
+    let f = FakeQemu::new();
+    let mut server = Server::new(f.server_config(), f);
+    let now = t0();
+    assert_eq!(server.state(), ServerState::Idle);
+    server.accept(now);
+    assert_eq!(server.state(), ServerState::Negotiating);
+    server.handle_input(
+        now,
+        br#"{"execute": "qmp_capabilities"}{"execute": "quit"}"#,
+    );
+    assert_eq!(server.state(), ServerState::Closing { negotiated: true });
+    assert!(!server.wants_input());
+    // Not before the output is written, to the last byte.
+    assert_eq!(server.poll_event(), None);
+    let t = server.poll_transmit().unwrap();
+    assert!(t.fds.is_empty());
+    let n = t.data.len();
+    server.advance_transmit(n - 1);
+    assert_eq!(server.poll_event(), None);
+    server.advance_transmit(1);
+    assert_eq!(server.poll_event(), Some(ServerEvent::Closed));
+    assert_eq!(server.state(), ServerState::Idle);
+    assert_eq!(server.poll_event(), None);
+    assert!(server.poll_transmit().is_none());
+
+    // A dropped connection: unsent output goes, Closed comes at once.
+    server.accept(now);
+    server.drop_connection();
+    assert_eq!(server.state(), ServerState::Dropped { negotiated: false });
+    assert!(server.poll_transmit().is_none());
+    assert_eq!(server.poll_event(), Some(ServerEvent::Closed));
+    assert_eq!(server.poll_event(), None);
+
+    // The client leaving is no event.
+    server.accept(now);
+    server.handle_eof(now);
+    assert_eq!(server.state(), ServerState::Idle);
+    assert_eq!(server.poll_event(), None);
 }

@@ -7,10 +7,18 @@
 //! A handler may answer later ([`Outcome::Deferred`], then [`Server::complete`]), emit events,
 //! ask to be woken at a deadline, and close the connection. [`FakeQemu`] is a ready handler.
 //!
-//! Like the client, the server performs no IO and reads no clock: feed it bytes
-//! ([`Server::handle_input`]), received file descriptors ([`Server::handle_fds`]), EOF and
-//! time; write what [`Server::poll_transmit`] returns; close the connection when
-//! [`Server::wants_close`] says so.
+//! Like the client, the server performs no IO and reads no clock, and its outputs have the
+//! client's shape. Feed it bytes ([`Server::handle_input`]), received file descriptors
+//! ([`Server::handle_fds`]), EOF and time; then drain, in this order:
+//!
+//! 1. [`Server::poll_transmit`] until `None`: bytes to write (a [`Transmit`](crate::Transmit),
+//!    whose `fds` are always empty), reporting progress with [`Server::advance_transmit`];
+//! 2. [`Server::poll_event`] until `None`: [`ServerEvent::Closed`] when the server ends the
+//!    connection (after `quit`, once its output is written): close the transport;
+//! 3. [`Server::poll_timeout`]: when to call [`Server::handle_timeout`].
+//!
+//! Read from the client only while [`Server::wants_input`] says so (QEMU stops reading while
+//! its request queue is full). The connection's state is a [`ServerState`].
 //!
 //! ```
 //! use std::time::Instant;
@@ -33,6 +41,7 @@ mod dispatch;
 mod fake;
 pub(crate) mod json;
 mod script;
+mod state;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
@@ -46,7 +55,9 @@ use dispatch::{check_enable, check_envelope, check_oob, Checked, Rejection, Requ
 pub use fake::{CustomCommand, FakeQemu};
 use json::{JsonStream, Limits, Parsed, QValue};
 pub use script::{Mismatch, Script, ScriptError};
+pub use state::ServerState;
 
+use crate::transmit::{Transmit, TxBuffer};
 use crate::QemuVersion;
 
 /// How many in-band requests QEMU queues before it stops reading (with OOB enabled).
@@ -198,6 +209,19 @@ impl Outcome {
     }
 }
 
+/// What a [`Server`] reports besides bytes, from [`Server::poll_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// The server ended the connection: the handler closed it (as after `quit`) and all its
+    /// output has been taken from [`Server::poll_transmit`], or
+    /// [`Server::drop_connection`] dropped it. Close the transport. It is the last output
+    /// of the connection, emitted once; the server is then [`ServerState::Idle`] until the
+    /// next [`Server::accept`]. A connection the client ends
+    /// ([`Server::handle_eof`]) has no such event.
+    Closed,
+}
+
 /// Serves commands for a [`Server`].
 pub trait Handler {
     /// Describes the command `name`, or `None` if it does not exist.
@@ -250,7 +274,7 @@ impl Context<'_> {
     /// Closes the connection once the output so far (and the reply of the running command)
     /// is written.
     pub fn close(&mut self) {
-        self.core.closing = true;
+        self.core.state.close();
     }
 
     /// Asks for [`Handler::on_timer`] at `at` (the earliest request wins until it fires).
@@ -265,7 +289,7 @@ impl Context<'_> {
 
     /// Writes raw bytes to the client (for fault injection).
     pub fn inject_bytes(&mut self, bytes: &[u8]) {
-        self.core.tx.extend_from_slice(bytes);
+        self.core.inject_bytes(bytes);
     }
 
     /// The server's configuration.
@@ -289,8 +313,7 @@ type Fd = ();
 struct Core {
     config: ServerConfig,
     session: u64,
-    connected: bool,
-    negotiated: bool,
+    state: ServerState,
     oob: bool,
     stream: JsonStream,
     input: VecDeque<u8>,
@@ -301,10 +324,7 @@ struct Core {
     /// Deferred commands and the id to answer them with.
     deferred: Vec<(CallToken, Option<QValue>)>,
     next_call: u64,
-    tx: Vec<u8>,
-    tx_pos: usize,
-    closing: bool,
-    dropped: bool,
+    tx: TxBuffer,
     wake: Option<Instant>,
     fds: Vec<Fd>,
     epoch: Option<Instant>,
@@ -323,8 +343,7 @@ impl<H: Handler> Server<H> {
             core: Core {
                 config,
                 session: 0,
-                connected: false,
-                negotiated: false,
+                state: ServerState::Idle,
                 oob: false,
                 stream: JsonStream::new(Limits::default()),
                 input: VecDeque::new(),
@@ -333,10 +352,7 @@ impl<H: Handler> Server<H> {
                 busy: None,
                 deferred: Vec::new(),
                 next_call: 0,
-                tx: Vec::new(),
-                tx_pos: 0,
-                closing: false,
-                dropped: false,
+                tx: TxBuffer::default(),
                 wake: None,
                 fds: Vec::new(),
                 epoch: None,
@@ -355,9 +371,14 @@ impl<H: Handler> Server<H> {
         &mut self.handler
     }
 
+    /// The state of the connection.
+    pub fn state(&self) -> ServerState {
+        self.core.state
+    }
+
     /// Whether the client completed capabilities negotiation.
     pub fn negotiated(&self) -> bool {
-        self.core.negotiated
+        self.core.state.is_negotiated()
     }
 
     /// Whether OOB was enabled by the client.
@@ -371,7 +392,7 @@ impl<H: Handler> Server<H> {
         core.disconnect();
         core.epoch.get_or_insert(now);
         core.session += 1;
-        core.connected = true;
+        core.state.accept();
         let greeting = core.greeting();
         core.write_message(&greeting);
         let mut ctx = Context { core, now };
@@ -381,7 +402,7 @@ impl<H: Handler> Server<H> {
     /// Feeds bytes received from the client. Bytes that QEMU would not read yet (its queue
     /// is full) are kept and read once the queue drains.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        if !self.core.connected || self.core.closing {
+        if !self.core.state.reads() {
             return;
         }
         self.core.input.extend(data);
@@ -392,13 +413,14 @@ impl<H: Handler> Server<H> {
     /// gets them.
     #[cfg(unix)]
     pub fn handle_fds(&mut self, fds: Vec<OwnedFd>) {
-        if self.core.connected {
+        if self.core.state.is_connected() {
             self.core.fds.extend(fds);
         }
     }
 
     /// The client went away. Queued requests are dropped without replies, as QEMU does;
     /// deferred commands still complete in the handler, but their replies are discarded.
+    /// The state is [`ServerState::Idle`] again, without an event.
     pub fn handle_eof(&mut self, _now: Instant) {
         self.core.disconnect();
     }
@@ -431,41 +453,55 @@ impl<H: Handler> Server<H> {
 
     /// Writes raw bytes to the client (fault injection: garbage, half messages).
     pub fn inject_bytes(&mut self, bytes: &[u8]) {
-        if self.core.connected {
-            self.core.tx.extend_from_slice(bytes);
-        }
+        self.core.inject_bytes(bytes);
     }
 
-    /// Drops the connection at once, unsent output included (fault injection).
+    /// Drops the connection at once, unsent output included (fault injection):
+    /// [`ServerEvent::Closed`] is the next output.
     pub fn drop_connection(&mut self) {
-        if self.core.connected {
-            self.core.dropped = true;
-            self.core.closing = true;
+        self.core.state.drop_connection();
+        if !self.core.state.writes() {
+            self.core.tx.clear();
         }
     }
 
-    /// The bytes to write next, if any.
+    /// The bytes to write next, if any (the server sends no file descriptors: `fds` is
+    /// empty). Report how many were written with
+    /// [`advance_transmit`](Self::advance_transmit).
     #[must_use]
-    pub fn poll_transmit(&self) -> Option<&[u8]> {
-        let c = &self.core;
-        (c.connected && !c.dropped && c.tx_pos < c.tx.len()).then(|| &c.tx[c.tx_pos..])
+    pub fn poll_transmit(&self) -> Option<Transmit<'_>> {
+        if !self.core.state.writes() {
+            return None;
+        }
+        self.core.tx.poll()
     }
 
     /// Marks `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
     pub fn advance_transmit(&mut self, n: usize) {
-        let c = &mut self.core;
-        c.tx_pos = (c.tx_pos + n).min(c.tx.len());
-        if c.tx_pos == c.tx.len() {
-            c.tx.clear();
-            c.tx_pos = 0;
-        }
+        self.core.tx.advance(n);
     }
 
     /// Takes all pending output at once (convenient in tests).
     pub fn take_output(&mut self) -> Vec<u8> {
-        let out = self.poll_transmit().map(<[u8]>::to_vec).unwrap_or_default();
-        self.advance_transmit(out.len());
+        let mut out = Vec::new();
+        while let Some(t) = self.poll_transmit() {
+            out.extend_from_slice(t.data);
+            let n = t.data.len();
+            self.advance_transmit(n);
+        }
         out
+    }
+
+    /// The next event, if any: [`ServerEvent::Closed`] once the server has ended the
+    /// connection (the handler closed it and its output is written, or it was dropped).
+    /// Take it after [`poll_transmit`](Self::poll_transmit) returns `None`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        if !self.core.state.ends(self.core.tx.is_empty()) {
+            return None;
+        }
+        self.core.disconnect();
+        Some(ServerEvent::Closed)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should be called next.
@@ -474,24 +510,12 @@ impl<H: Handler> Server<H> {
         self.core.wake
     }
 
-    /// Whether the transport should be closed now: the handler closed the connection (and
-    /// its output is written) or it was dropped.
-    #[must_use]
-    pub fn wants_close(&self) -> bool {
-        let c = &self.core;
-        c.connected && c.closing && (c.dropped || c.tx_pos == c.tx.len())
-    }
-
-    /// Whether QEMU would read more input now (its request queue is not full). Bytes given
-    /// while this is false are kept, not lost.
+    /// Whether QEMU would read more input now (the connection is open and its request queue
+    /// is not full). Bytes given while this is false are kept, not lost, unless the server
+    /// is closing the connection.
     #[must_use]
     pub fn wants_input(&self) -> bool {
-        self.core.connected && !self.core.closing && !self.core.suspended()
-    }
-
-    /// Call after closing the transport that [`wants_close`](Self::wants_close) asked for.
-    pub fn closed(&mut self) {
-        self.core.disconnect();
+        self.core.state.reads() && !self.core.suspended()
     }
 
     /// Reads buffered input and runs what it completes, while QEMU would.
@@ -502,7 +526,7 @@ impl<H: Handler> Server<H> {
                 self.on_parsed(now, p);
                 continue;
             }
-            if !self.core.connected || self.core.closing || self.core.suspended() {
+            if !self.core.state.reads() || self.core.suspended() {
                 return;
             }
             let Some(b) = self.core.input.pop_front() else {
@@ -530,7 +554,7 @@ impl<H: Handler> Server<H> {
     }
 
     fn run_queue(&mut self, now: Instant) {
-        while self.core.busy.is_none() && self.core.connected {
+        while self.core.busy.is_none() && self.core.state.is_connected() {
             let Some(req) = self.core.queue.pop_front() else {
                 return;
             };
@@ -662,7 +686,7 @@ impl Core {
     /// `qmp_capabilities` is refused once negotiated (with `CommandNotFound`, as QEMU
     /// does) and out of band; then its arguments are checked.
     fn check_capabilities(&self, request: &Request) -> Result<Checked, Rejection> {
-        if self.negotiated {
+        if self.state.is_negotiated() {
             return Err(Rejection {
                 class: "CommandNotFound",
                 desc: "Capabilities negotiation is already complete, command ignored".into(),
@@ -676,7 +700,7 @@ impl Core {
 
     /// Before negotiation QEMU knows no command but `qmp_capabilities`, and says so.
     fn check_negotiated(&self) -> Result<(), Rejection> {
-        if self.negotiated {
+        if self.state.is_negotiated() {
             return Ok(());
         }
         Err(Rejection {
@@ -687,7 +711,7 @@ impl Core {
 
     /// Capabilities negotiation succeeded.
     fn negotiate(&mut self, enable_oob: bool, id: Option<QValue>) {
-        self.negotiated = true;
+        self.state.negotiate();
         self.oob = enable_oob;
         self.write_message(&return_response(QValue::Dict(Vec::new()), id));
     }
@@ -742,22 +766,30 @@ impl Core {
     /// Writes one message as QEMU's monitor does: `\n` becomes `\r\n`, and a line end
     /// follows.
     fn write_message(&mut self, msg: &QValue) {
-        if !self.connected || self.dropped {
+        if !self.state.writes() {
             return;
         }
         let mut text = Vec::new();
         json::write(&mut text, msg, self.config.pretty);
+        let tx = self.tx.buf_mut();
         for b in text {
             if b == b'\n' {
-                self.tx.push(b'\r');
+                tx.push(b'\r');
             }
-            self.tx.push(b);
+            tx.push(b);
         }
-        self.tx.extend_from_slice(b"\r\n");
+        tx.extend_from_slice(b"\r\n");
+    }
+
+    /// Raw bytes for the client, kept like a message.
+    fn inject_bytes(&mut self, bytes: &[u8]) {
+        if self.state.writes() {
+            self.tx.buf_mut().extend_from_slice(bytes);
+        }
     }
 
     fn emit_event(&mut self, now: Instant, name: &str, data: Option<QValue>) {
-        if !self.connected || !self.negotiated {
+        if !self.state.is_negotiated() {
             return;
         }
         let epoch = *self.epoch.get_or_insert(now);
@@ -798,8 +830,7 @@ impl Core {
 
     /// Forgets the connection: the monitor starts afresh for the next client.
     fn disconnect(&mut self) {
-        self.connected = false;
-        self.negotiated = false;
+        self.state.reset();
         self.oob = false;
         self.stream = JsonStream::new(Limits::default());
         self.input.clear();
@@ -808,9 +839,6 @@ impl Core {
         self.busy = None;
         self.deferred.clear();
         self.tx.clear();
-        self.tx_pos = 0;
-        self.closing = false;
-        self.dropped = false;
         self.fds.clear();
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use qmp_proto::server::{Handler, Server, ServerConfig};
+use qmp_proto::server::{Handler, Server, ServerConfig, ServerEvent};
 use qmp_proto::{Client, ClientConfig, Event};
 
 pub const GREETING: &[u8] = br#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}}"#;
@@ -83,13 +83,12 @@ impl<H: Handler> Pair<H> {
                 moved = true;
             }
             if let Some(out) = self.server.poll_transmit() {
-                let out = out.to_vec();
+                let out = out.data.to_vec();
                 self.server.advance_transmit(out.len());
                 self.client.handle_input(self.now, &out);
                 moved = true;
             }
-            if self.server.wants_close() {
-                self.server.closed();
+            if self.server.poll_event() == Some(ServerEvent::Closed) {
                 self.client.handle_eof(self.now);
                 moved = true;
             }
