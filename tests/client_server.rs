@@ -5,17 +5,26 @@ mod common;
 
 use std::time::Duration;
 
-use common::{t0, Pair};
+use common::t0;
 use qmp_proto::server::{
     FakeQemu, Handler, Script, Server, ServerConfig, ServerEvent, ServerState,
 };
+use qmp_proto::testing::Pair;
 use qmp_proto::{
     ClientConfig, CommandError, CommandId, CommandOptions, Diagnostic, DisconnectReason, Event,
     RunState,
 };
 use serde_json::json;
 
-impl<H: Handler> Pair<H> {
+/// Shorthands over [`Pair`] for these tests.
+trait PairExt {
+    fn exec(&mut self, name: &str, args: serde_json::Value) -> CommandId;
+    fn result(&self, id: CommandId) -> Option<&Result<Box<qmp_proto::RawValue>, CommandError>>;
+    fn ok(&self, id: CommandId) -> serde_json::Value;
+    fn log(&self) -> Vec<String>;
+}
+
+impl<H: Handler> PairExt for Pair<H> {
     fn exec(&mut self, name: &str, args: serde_json::Value) -> CommandId {
         let id = self.client.execute(self.now, name, &args).unwrap();
         self.settle();
@@ -53,7 +62,7 @@ impl<H: Handler> Pair<H> {
 
 fn fake() -> Pair<FakeQemu> {
     let f = FakeQemu::new();
-    Pair::new(f.server_config(), f, ClientConfig::default())
+    Pair::new(t0(), f.server_config(), f, ClientConfig::default())
 }
 
 #[test]
@@ -65,6 +74,7 @@ fn negotiation() {
     assert_eq!(p.client.greeting().unwrap().version.to_string(), "10.0.2");
     let f = FakeQemu::new();
     let p = Pair::new(
+        t0(),
         f.server_config().capabilities(&[]),
         f,
         ClientConfig::default(),
@@ -144,7 +154,7 @@ fn events_arrive_before_the_reply_of_their_command() {
 #[test]
 fn a_job_runs_over_virtual_time() {
     let f = FakeQemu::new().job_duration(Duration::from_secs(3));
-    let mut p = Pair::new(f.server_config(), f, ClientConfig::default());
+    let mut p = Pair::new(t0(), f.server_config(), f, ClientConfig::default());
     for node in ["src", "dst"] {
         p.exec(
             "blockdev-add",
@@ -347,7 +357,12 @@ fn dropped_connection_interrupts_pending_commands() {
 #[test]
 fn pretty_server_works_with_the_client() {
     let f = FakeQemu::new();
-    let mut p = Pair::new(f.server_config().pretty(true), f, ClientConfig::default());
+    let mut p = Pair::new(
+        t0(),
+        f.server_config().pretty(true),
+        f,
+        ClientConfig::default(),
+    );
     let v = p.exec("query-version", json!(null));
     assert_eq!(p.ok(v)["qemu"]["major"], 10);
 }
@@ -366,7 +381,12 @@ fn events_are_not_sent_before_negotiation() {
 #[test]
 fn without_oob_qemu_reads_one_request_at_a_time() {
     let f = FakeQemu::new();
-    let mut p = Pair::new(f.server_config(), f, ClientConfig::default().oob(false));
+    let mut p = Pair::new(
+        t0(),
+        f.server_config(),
+        f,
+        ClientConfig::default().oob(false),
+    );
     p.server
         .handler_mut()
         .delay("query-status", Duration::from_secs(1));
@@ -388,7 +408,7 @@ fn script_replays_a_real_recording() {
     .unwrap();
     let script = Script::parse(&text).unwrap();
     let config = ServerConfig::default().package("Debian 1:10.0.2+ds-2+deb13u1~bpo12+1");
-    let mut p = Pair::new(config, script, ClientConfig::default().oob(false));
+    let mut p = Pair::new(t0(), config, script, ClientConfig::default().oob(false));
     let mut ids = Vec::new();
     for cmd in [
         "query-status",
@@ -464,7 +484,12 @@ fn script_reports_a_clear_diff() {
         "-> {\"execute\": \"stop\"}\n<- {\"return\": {}}\n-> {\"execute\": \"cont\"}\n<- {\"return\": {}}\n",
     )
     .unwrap();
-    let mut p = Pair::new(ServerConfig::default(), script, ClientConfig::default());
+    let mut p = Pair::new(
+        t0(),
+        ServerConfig::default(),
+        script,
+        ClientConfig::default(),
+    );
     let bad = p.exec("system_reset", json!({"x": 1}));
     match p.result(bad) {
         Some(Err(CommandError::Qmp(e))) => assert_eq!(

@@ -11,7 +11,7 @@
 //! client's shape. Feed it bytes ([`Server::handle_input`]), received file descriptors
 //! ([`Server::handle_fds`]), EOF and time; then drain, in this order:
 //!
-//! 1. [`Server::poll_transmit`] until `None`: bytes to write (a [`Transmit`](crate::Transmit),
+//! 1. [`Server::poll_transmit`] until `None`: bytes to write (a [`Transmit`],
 //!    whose `fds` are always empty), reporting progress with [`Server::advance_transmit`];
 //! 2. [`Server::poll_event`] until `None`: [`ServerEvent::Closed`] when the server ends the
 //!    connection (after `quit`, once its output is written): close the transport;

@@ -158,10 +158,11 @@
 //!
 //! # Serving QMP
 //!
-//! The other end: [`serve_unix`] (and [`serve_tcp`]) serve one client with a sans-IO
-//! [`Server`](qmp_proto::server::Server), such as the ready
-//! [`FakeQemu`](qmp_proto::server::FakeQemu), for tests and demos that need a QMP peer on a
-//! real socket without QEMU. File descriptors the client passes reach the server.
+//! The other end, with the `server` feature (off by default; it enables the core's `server`
+//! feature): `serve_unix` (and `serve_tcp`) serve one client with a sans-IO
+//! `qmp_proto::server::Server`, such as the ready `FakeQemu`, for tests and demos that need a
+//! QMP peer on a real socket without QEMU. File descriptors the client passes reach the
+//! server.
 //!
 //! # Logging
 //!
@@ -178,11 +179,13 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod connection;
 mod error;
 mod listener;
+#[cfg(feature = "server")]
 mod serve;
 mod transport;
 
@@ -197,4 +200,6 @@ pub use qmp_proto::{
 pub use qmp_proto::{Command, DecodeError, Pending};
 /// Use as the result type to ignore a command's result: `execute::<IgnoredAny>("stop", &())`.
 pub use serde::de::IgnoredAny;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use serve::{serve_tcp, serve_unix};
