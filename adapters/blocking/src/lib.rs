@@ -49,6 +49,28 @@
 //! # }
 //! ```
 //!
+//! With a typed event and the schema's arguments (the example of the project README):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use qmp_proto::commands::{Cont, QueryStatus, Stop, VmRunState};
+//! use qmp_proto::events;
+//!
+//! fn main() -> Result<(), qmp_blocking::Error> {
+//!     let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
+//!     if qmp.call(QueryStatus {})?.status == VmRunState::Prelaunch {
+//!         qmp.call(Cont {})?;
+//!     }
+//!     let (_, events::Stop {}) = qmp.call_then_wait(Stop {}, Duration::from_secs(5))?;
+//!     // Ask this QEMU what it has before relying on it: versions and builds differ.
+//!     let schema = qmp.schema()?; // query-qmp-schema, fetched once
+//!     if schema.has_argument("blockdev-add", &["cache", "direct"]) {
+//!         println!("drivers: {:?}", schema.argument_values("blockdev-add", &["driver"]));
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Quick start
 //!
 //! The example of the project README:
