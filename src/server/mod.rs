@@ -11,8 +11,8 @@
 //! client's shape. Feed it bytes ([`Server::handle_input`]), received file descriptors
 //! ([`Server::handle_fds`]), EOF and time; then drain, in this order:
 //!
-//! 1. [`Server::poll_transmit`] until `None`: bytes to write (a [`Transmit`],
-//!    whose `fds` are always empty), reporting progress with [`Server::advance_transmit`];
+//! 1. [`Server::poll_transmit`] until `None`: bytes to write (a [`Transmit`], whose `fds`
+//!    are always empty), reporting progress with [`Server::advance_transmit`];
 //! 2. [`Server::poll_event`] until `None`: [`ServerEvent::Closed`] when the server ends the
 //!    connection (after `quit`, once its output is written): close the transport;
 //! 3. [`Server::poll_timeout`]: when to call [`Server::handle_timeout`].
@@ -331,6 +331,21 @@ struct Core {
 }
 
 /// The sans-IO QMP server engine. See the [module documentation](self).
+///
+/// Its methods, by kind:
+///
+/// * getters: [`handler`](Self::handler), [`handler_mut`](Self::handler_mut),
+///   [`state`](Self::state), [`negotiated`](Self::negotiated),
+///   [`oob_enabled`](Self::oob_enabled), [`wants_input`](Self::wants_input),
+///   [`pending_calls`](Self::pending_calls);
+/// * inputs: [`accept`](Self::accept), [`handle_input`](Self::handle_input),
+///   `handle_fds` (unix), [`handle_eof`](Self::handle_eof),
+///   [`handle_timeout`](Self::handle_timeout);
+/// * calls: [`complete`](Self::complete), [`emit_event`](Self::emit_event),
+///   [`inject_bytes`](Self::inject_bytes), [`drop_connection`](Self::drop_connection);
+/// * outputs, drained in this order: [`poll_transmit`](Self::poll_transmit) with
+///   [`advance_transmit`](Self::advance_transmit) (or [`take_output`](Self::take_output)),
+///   [`poll_event`](Self::poll_event), [`poll_timeout`](Self::poll_timeout).
 pub struct Server<H> {
     core: Core,
     handler: H,
