@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use qmp_proto::server::{FakeQemu, Server};
+use qmp_proto::server::{FakeQemu, Server, ServerEvent};
 use qmp_proto::{CallOptions, Client, ClientConfig, Direction, Event};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,8 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if !out.is_empty() {
             client.handle_input(now, &out);
         }
-        if server.wants_close() {
-            server.closed();
+        if server.poll_event() == Some(ServerEvent::Closed) {
             client.handle_eof(now);
         }
         while let Some(event) = client.poll_event() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of each fuzz target from the transcript fixtures.
 
-The client and pair seeds follow the byte encoding of the target bodies in src/fuzz.rs:
+The client and pair seeds follow the byte encoding of the target bodies in src/testing/fuzz.rs:
 a few configuration bytes (flag 128: guest agent mode), then operations (0: server bytes with a length byte; 5: execute;
 8: clock step; 9: end of stream; 10: connect). Run from the repository root:
 python3 fuzz/seeds.py

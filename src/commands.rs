@@ -12,14 +12,31 @@
 //! For the rest of QMP, implement [`Command`] for your own types, or enable the `qapi`
 //! feature to call the `qapi-qmp` crate's generated types.
 //!
-//! ```no_run
-//! # fn main() -> Result<(), qmp_blocking::Error> {
-//! use qmp_proto::commands::{Cont, QueryStatus, VmRunState};
+//! With an adapter, `qmp.call(QueryStatus {})?` returns the [`StatusInfo`] itself; with the
+//! engine, the [`Pending`](crate::Pending) id that `call` returns decodes the reply:
 //!
-//! let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
-//! if qmp.call(QueryStatus {})?.status == VmRunState::Prelaunch {
-//!     qmp.call(Cont {})?;
+//! ```
+//! use std::time::Instant;
+//! use qmp_proto::commands::{Cont, QueryStatus, VmRunState};
+//! use qmp_proto::{CallOptions, Client, ClientConfig, Event};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let now = Instant::now();
+//! let mut client = Client::new(ClientConfig::default());
+//! client.connect(now)?;
+//! let status = client.call(now, &QueryStatus {}, CallOptions::new())?;
+//! # client.handle_input(now, br#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0,
+//! #     "major": 10}, "package": ""}, "capabilities": []}} {"return": {}, "id": 2}"#);
+//! # client.handle_input(now, br#"{"return": {"status": "prelaunch", "running": false}, "id": 1}"#);
+//! let mut cont = None;
+//! while let Some(event) = client.poll_event() {
+//!     if let Event::Reply { id, result } = event {
+//!         if status == id && status.decode_result(result)?.status == VmRunState::Prelaunch {
+//!             cont = Some(client.call(now, &Cont {}, CallOptions::new())?);
+//!         }
+//!     }
 //! }
+//! assert!(cont.is_some());
 //! # Ok(())
 //! # }
 //! ```

@@ -141,7 +141,7 @@
 //! # The server reproduces QEMU, byte for byte
 //!
 //! A fake QEMU is only useful for tests if it answers as QEMU does, bad input included.
-//! [`server`](crate::server) therefore reproduces QEMU's JSON reader rather than using
+//! `qmp_proto::server` (the `server` feature) therefore reproduces QEMU's JSON reader rather than using
 //! serde_json: the same lexer states (with the recovery state that skips to the next
 //! structural character, control byte or line end after an error), the same streamer (bracket
 //! counting, limits of 64 MiB per token, 2 Mi tokens and nesting 1024) and the parser's own
@@ -154,9 +154,8 @@
 //! hash-table order and numbers as `%.17g`. `tests/server_vs_qemu.rs` holds it to real QEMU.
 //!
 //! Members that share a hash bucket come out in reverse insertion order, so the order in which
-//! a handler inserts them matters; [`Outcome::Json`](crate::server::Outcome::Json) keeps the
-//! order of its text, and [`FakeQemu`](crate::server::FakeQemu) inserts members in QAPI
-//! schema order, as QEMU's generated code does.
+//! a handler inserts them matters; `Outcome::Json` keeps the order of its text, and
+//! `FakeQemu` inserts members in QAPI schema order, as QEMU's generated code does.
 //!
 //! # Typed commands, and what a newer QEMU may send
 //!

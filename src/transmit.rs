@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
 /// Bytes to write to the transport, returned by
-/// [`Client::poll_transmit`](crate::Client::poll_transmit).
+/// [`Client::poll_transmit`](crate::Client::poll_transmit) (and by the server engine's
+/// `poll_transmit`, whose `fds` are always empty).
 ///
 /// When `fds` is not empty, they must be sent (as `SCM_RIGHTS` ancillary data) together with
 /// the first byte of `data`. Then report how many bytes were written with

@@ -5,15 +5,26 @@ mod common;
 
 use std::time::Duration;
 
-use common::{t0, Pair};
-use qmp_proto::server::{FakeQemu, Handler, Script, Server, ServerConfig};
+use common::t0;
+use qmp_proto::server::{
+    FakeQemu, Handler, Script, Server, ServerConfig, ServerEvent, ServerState,
+};
+use qmp_proto::testing::Pair;
 use qmp_proto::{
     CallOptions, ClientConfig, CommandError, CommandId, Diagnostic, DisconnectReason, Event,
     RunState,
 };
 use serde_json::json;
 
-impl<H: Handler> Pair<H> {
+/// Shorthands over [`Pair`] for these tests.
+trait PairExt {
+    fn exec(&mut self, name: &str, args: serde_json::Value) -> CommandId;
+    fn result(&self, id: CommandId) -> Option<&Result<Box<qmp_proto::RawValue>, CommandError>>;
+    fn ok(&self, id: CommandId) -> serde_json::Value;
+    fn log(&self) -> Vec<String>;
+}
+
+impl<H: Handler> PairExt for Pair<H> {
     fn exec(&mut self, name: &str, args: serde_json::Value) -> CommandId {
         let id = self
             .client
@@ -54,7 +65,7 @@ impl<H: Handler> Pair<H> {
 
 fn fake() -> Pair<FakeQemu> {
     let f = FakeQemu::new();
-    Pair::new(f.server_config(), f, ClientConfig::default())
+    Pair::new(t0(), f.server_config(), f, ClientConfig::default())
 }
 
 #[test]
@@ -66,6 +77,7 @@ fn negotiation() {
     assert_eq!(p.client.greeting().unwrap().version.to_string(), "10.0.2");
     let f = FakeQemu::new();
     let p = Pair::new(
+        t0(),
         f.server_config().capabilities(&[]),
         f,
         ClientConfig::default(),
@@ -152,7 +164,7 @@ fn events_arrive_before_the_reply_of_their_command() {
 #[test]
 fn a_job_runs_over_virtual_time() {
     let f = FakeQemu::new().job_duration(Duration::from_secs(3));
-    let mut p = Pair::new(f.server_config(), f, ClientConfig::default());
+    let mut p = Pair::new(t0(), f.server_config(), f, ClientConfig::default());
     for node in ["src", "dst"] {
         p.exec(
             "blockdev-add",
@@ -355,7 +367,12 @@ fn dropped_connection_interrupts_pending_commands() {
 #[test]
 fn pretty_server_works_with_the_client() {
     let f = FakeQemu::new();
-    let mut p = Pair::new(f.server_config().pretty(true), f, ClientConfig::default());
+    let mut p = Pair::new(
+        t0(),
+        f.server_config().pretty(true),
+        f,
+        ClientConfig::default(),
+    );
     let v = p.exec("query-version", json!(null));
     assert_eq!(p.ok(v)["qemu"]["major"], 10);
 }
@@ -374,7 +391,12 @@ fn events_are_not_sent_before_negotiation() {
 #[test]
 fn without_oob_qemu_reads_one_request_at_a_time() {
     let f = FakeQemu::new();
-    let mut p = Pair::new(f.server_config(), f, ClientConfig::default().oob(false));
+    let mut p = Pair::new(
+        t0(),
+        f.server_config(),
+        f,
+        ClientConfig::default().oob(false),
+    );
     p.server
         .handler_mut()
         .delay("query-status", Duration::from_secs(1));
@@ -396,7 +418,7 @@ fn script_replays_a_real_recording() {
     .unwrap();
     let script = Script::parse(&text).unwrap();
     let config = ServerConfig::default().package("Debian 1:10.0.2+ds-2+deb13u1~bpo12+1");
-    let mut p = Pair::new(config, script, ClientConfig::default().oob(false));
+    let mut p = Pair::new(t0(), config, script, ClientConfig::default().oob(false));
     let mut ids = Vec::new();
     for cmd in [
         "query-status",
@@ -472,7 +494,12 @@ fn script_reports_a_clear_diff() {
         "-> {\"execute\": \"stop\"}\n<- {\"return\": {}}\n-> {\"execute\": \"cont\"}\n<- {\"return\": {}}\n",
     )
     .unwrap();
-    let mut p = Pair::new(ServerConfig::default(), script, ClientConfig::default());
+    let mut p = Pair::new(
+        t0(),
+        ServerConfig::default(),
+        script,
+        ClientConfig::default(),
+    );
     let bad = p.exec("system_reset", json!({"x": 1}));
     match p.result(bad) {
         Some(Err(CommandError::Qmp(e))) => assert_eq!(
@@ -502,7 +529,10 @@ fn pretty_output_equals_a_real_pretty_monitor() {
     server.accept(now);
     server.handle_input(now, &sent);
     let ours = String::from_utf8(server.take_output()).unwrap();
-    assert!(server.wants_close());
+    assert_eq!(server.state(), ServerState::Closing { negotiated: true });
+    assert_eq!(server.poll_event(), Some(ServerEvent::Closed));
+    assert_eq!(server.state(), ServerState::Idle);
+    assert_eq!(server.poll_event(), None);
     let zero = |s: &str| -> String {
         s.split("\r\n")
             .map(|l| {
@@ -518,4 +548,46 @@ fn pretty_output_equals_a_real_pretty_monitor() {
             .join("\r\n")
     };
     assert_eq!(zero(&ours), zero(&recorded));
+}
+
+#[test]
+fn the_server_reports_closed_once_after_its_output() {
+    let f = FakeQemu::new();
+    let mut server = Server::new(f.server_config(), f);
+    let now = t0();
+    assert_eq!(server.state(), ServerState::Idle);
+    server.accept(now);
+    assert_eq!(server.state(), ServerState::Negotiating);
+    server.handle_input(
+        now,
+        br#"{"execute": "qmp_capabilities"}{"execute": "quit"}"#,
+    );
+    assert_eq!(server.state(), ServerState::Closing { negotiated: true });
+    assert!(!server.wants_input());
+    // Not before the output is written, to the last byte.
+    assert_eq!(server.poll_event(), None);
+    let t = server.poll_transmit().unwrap();
+    assert!(t.fds.is_empty());
+    let n = t.data.len();
+    server.advance_transmit(n - 1);
+    assert_eq!(server.poll_event(), None);
+    server.advance_transmit(1);
+    assert_eq!(server.poll_event(), Some(ServerEvent::Closed));
+    assert_eq!(server.state(), ServerState::Idle);
+    assert_eq!(server.poll_event(), None);
+    assert!(server.poll_transmit().is_none());
+
+    // A dropped connection: unsent output goes, Closed comes at once.
+    server.accept(now);
+    server.drop_connection();
+    assert_eq!(server.state(), ServerState::Dropped { negotiated: false });
+    assert!(server.poll_transmit().is_none());
+    assert_eq!(server.poll_event(), Some(ServerEvent::Closed));
+    assert_eq!(server.poll_event(), None);
+
+    // The client leaving is no event.
+    server.accept(now);
+    server.handle_eof(now);
+    assert_eq!(server.state(), ServerState::Idle);
+    assert_eq!(server.poll_event(), None);
 }

@@ -31,20 +31,20 @@ fn replay(target: &str, run: impl Fn(Instant, &[u8])) {
 
 #[test]
 fn framer_corpus() {
-    replay("framer", |_, d| qmp_proto::fuzz::framer(d));
+    replay("framer", |_, d| qmp_proto::testing::fuzz::framer(d));
 }
 
 #[test]
 fn client_corpus() {
-    replay("client", qmp_proto::fuzz::client);
+    replay("client", qmp_proto::testing::fuzz::client);
 }
 
 #[test]
 fn server_corpus() {
-    replay("server", qmp_proto::fuzz::server);
+    replay("server", qmp_proto::testing::fuzz::server);
 }
 
 #[test]
 fn pair_corpus() {
-    replay("pair", qmp_proto::fuzz::pair);
+    replay("pair", qmp_proto::testing::fuzz::pair);
 }

@@ -19,7 +19,7 @@ fn adapter_examples_in_the_readme_are_compiled_in_their_crates() {
         rest = &body[end..];
         let krate = ["qmp_blocking", "qmp_async"]
             .into_iter()
-            .find(|k| code.contains(&format!("use {k}")))
+            .find(|k| code.contains(&format!("{k}::")))
             .unwrap_or_else(|| {
                 panic!("an ignored README block that is no adapter example:\n{code}")
             });

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{t0, Pair};
+use common::t0;
 use qmp_proto::commands::{
     AddFd, Closefd, Cont, Empty, Getfd, QueryCommands, QueryName, QueryQmpSchema, QueryStatus,
     QueryVersion, RemoveFd, Stop, SystemPowerdown, SystemReset, VmRunState,
@@ -13,6 +13,7 @@ use qmp_proto::events::{
     self, JobStatus, JobStatusChange, KnownEvent, Shutdown, ShutdownCause, TypedEvent,
 };
 use qmp_proto::server::{FakeQemu, Outcome, Server};
+use qmp_proto::testing::Pair;
 use qmp_proto::{
     CallError, CallOptions, Client, ClientConfig, Command, CommandError, DecodeTarget, Event,
     Pending, QmpEvent,
@@ -22,12 +23,19 @@ use serde_json::json;
 
 /// A client and the fake QEMU connected in memory, negotiated, with the wire log cleared.
 fn pair(fake: FakeQemu) -> Pair<FakeQemu> {
-    let mut p = Pair::new(fake.server_config(), fake, ClientConfig::default());
+    let mut p = Pair::new(t0(), fake.server_config(), fake, ClientConfig::default());
     p.wire.clear();
     p
 }
 
-impl Pair<FakeQemu> {
+/// Shorthands over [`Pair`] for these tests.
+trait PairExt {
+    fn result<C: Command>(&self, pending: Pending<C>) -> Result<C::Returns, CommandError>;
+    fn call<C: Command>(&mut self, cmd: C) -> Result<C::Returns, CommandError>;
+    fn qmp_events(&mut self) -> Vec<QmpEvent>;
+}
+
+impl PairExt for Pair<FakeQemu> {
     /// The typed result of a call, once settled.
     fn result<C: Command>(&self, pending: Pending<C>) -> Result<C::Returns, CommandError> {
         let result = self

@@ -6,4 +6,4 @@ use libfuzzer_sys::fuzz_target;
 
 static BASE: OnceLock<Instant> = OnceLock::new();
 
-fuzz_target!(|data: &[u8]| qmp_proto::fuzz::client(*BASE.get_or_init(Instant::now), data));
+fuzz_target!(|data: &[u8]| qmp_proto::testing::fuzz::client(*BASE.get_or_init(Instant::now), data));

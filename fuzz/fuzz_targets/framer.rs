@@ -1,4 +1,4 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| qmp_proto::fuzz::framer(data));
+fuzz_target!(|data: &[u8]| qmp_proto::testing::fuzz::framer(data));

@@ -7,10 +7,18 @@
 //! A handler may answer later ([`Outcome::Deferred`], then [`Server::complete`]), emit events,
 //! ask to be woken at a deadline, and close the connection. [`FakeQemu`] is a ready handler.
 //!
-//! Like the client, the server performs no IO and reads no clock: feed it bytes
-//! ([`Server::handle_input`]), received file descriptors ([`Server::handle_fds`]), EOF and
-//! time; write what [`Server::poll_transmit`] returns; close the connection when
-//! [`Server::wants_close`] says so.
+//! Like the client, the server performs no IO and reads no clock, and its outputs have the
+//! client's shape. Feed it bytes ([`Server::handle_input`]), received file descriptors
+//! ([`Server::handle_fds`]), EOF and time; then drain, in this order:
+//!
+//! 1. [`Server::poll_transmit`] until `None`: bytes to write (a [`Transmit`], whose `fds`
+//!    are always empty), reporting progress with [`Server::advance_transmit`];
+//! 2. [`Server::poll_event`] until `None`: [`ServerEvent::Closed`] when the server ends the
+//!    connection (after `quit`, once its output is written): close the transport;
+//! 3. [`Server::poll_timeout`]: when to call [`Server::handle_timeout`].
+//!
+//! Read from the client only while [`Server::wants_input`] says so (QEMU stops reading while
+//! its request queue is full). The connection's state is a [`ServerState`].
 //!
 //! ```
 //! use std::time::Instant;
@@ -29,9 +37,11 @@
 //! assert_eq!(server.take_output(), b"{\"return\": {}}\r\n{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": 2}\r\n");
 //! ```
 
+mod dispatch;
 mod fake;
 pub(crate) mod json;
 mod script;
+mod state;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
@@ -41,10 +51,13 @@ use std::os::fd::OwnedFd;
 
 use serde_json::{Map, Value};
 
+use dispatch::{check_enable, check_envelope, check_oob, Checked, Rejection, Request};
 pub use fake::{CustomCommand, FakeQemu};
 use json::{JsonStream, Limits, Parsed, QValue};
 pub use script::{Mismatch, Script, ScriptError};
+pub use state::ServerState;
 
+use crate::transmit::{Transmit, TxBuffer};
 use crate::QemuVersion;
 
 /// How many in-band requests QEMU queues before it stops reading (with OOB enabled).
@@ -196,6 +209,19 @@ impl Outcome {
     }
 }
 
+/// What a [`Server`] reports besides bytes, from [`Server::poll_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// The server ended the connection: the handler closed it (as after `quit`) and all its
+    /// output has been taken from [`Server::poll_transmit`], or
+    /// [`Server::drop_connection`] dropped it. Close the transport. It is the last output
+    /// of the connection, emitted once; the server is then [`ServerState::Idle`] until the
+    /// next [`Server::accept`]. A connection the client ends
+    /// ([`Server::handle_eof`]) has no such event.
+    Closed,
+}
+
 /// Serves commands for a [`Server`].
 pub trait Handler {
     /// Describes the command `name`, or `None` if it does not exist.
@@ -248,7 +274,7 @@ impl Context<'_> {
     /// Closes the connection once the output so far (and the reply of the running command)
     /// is written.
     pub fn close(&mut self) {
-        self.core.closing = true;
+        self.core.state.close();
     }
 
     /// Asks for [`Handler::on_timer`] at `at` (the earliest request wins until it fires).
@@ -263,7 +289,7 @@ impl Context<'_> {
 
     /// Writes raw bytes to the client (for fault injection).
     pub fn inject_bytes(&mut self, bytes: &[u8]) {
-        self.core.tx.extend_from_slice(bytes);
+        self.core.inject_bytes(bytes);
     }
 
     /// The server's configuration.
@@ -273,7 +299,7 @@ impl Context<'_> {
 }
 
 /// One request waiting in the in-band queue.
-enum Request {
+enum Queued {
     Value(QValue, Vec<Fd>),
     ParseError(Vec<u8>),
 }
@@ -287,28 +313,39 @@ type Fd = ();
 struct Core {
     config: ServerConfig,
     session: u64,
-    connected: bool,
-    negotiated: bool,
+    state: ServerState,
     oob: bool,
     stream: JsonStream,
     input: VecDeque<u8>,
     parsed: VecDeque<Parsed>,
-    queue: VecDeque<Request>,
+    queue: VecDeque<Queued>,
     /// The in-band command running (deferred), if any.
     busy: Option<CallToken>,
     /// Deferred commands and the id to answer them with.
     deferred: Vec<(CallToken, Option<QValue>)>,
     next_call: u64,
-    tx: Vec<u8>,
-    tx_pos: usize,
-    closing: bool,
-    dropped: bool,
+    tx: TxBuffer,
     wake: Option<Instant>,
     fds: Vec<Fd>,
     epoch: Option<Instant>,
 }
 
 /// The sans-IO QMP server engine. See the [module documentation](self).
+///
+/// Its methods, by kind:
+///
+/// * getters: [`handler`](Self::handler), [`handler_mut`](Self::handler_mut),
+///   [`state`](Self::state), [`negotiated`](Self::negotiated),
+///   [`oob_enabled`](Self::oob_enabled), [`wants_input`](Self::wants_input),
+///   [`pending_calls`](Self::pending_calls);
+/// * inputs: [`accept`](Self::accept), [`handle_input`](Self::handle_input),
+///   `handle_fds` (unix), [`handle_eof`](Self::handle_eof),
+///   [`handle_timeout`](Self::handle_timeout);
+/// * calls: [`complete`](Self::complete), [`emit_event`](Self::emit_event),
+///   [`inject_bytes`](Self::inject_bytes), [`drop_connection`](Self::drop_connection);
+/// * outputs, drained in this order: [`poll_transmit`](Self::poll_transmit) with
+///   [`advance_transmit`](Self::advance_transmit) (or [`take_output`](Self::take_output)),
+///   [`poll_event`](Self::poll_event), [`poll_timeout`](Self::poll_timeout).
 pub struct Server<H> {
     core: Core,
     handler: H,
@@ -321,8 +358,7 @@ impl<H: Handler> Server<H> {
             core: Core {
                 config,
                 session: 0,
-                connected: false,
-                negotiated: false,
+                state: ServerState::Idle,
                 oob: false,
                 stream: JsonStream::new(Limits::default()),
                 input: VecDeque::new(),
@@ -331,10 +367,7 @@ impl<H: Handler> Server<H> {
                 busy: None,
                 deferred: Vec::new(),
                 next_call: 0,
-                tx: Vec::new(),
-                tx_pos: 0,
-                closing: false,
-                dropped: false,
+                tx: TxBuffer::default(),
                 wake: None,
                 fds: Vec::new(),
                 epoch: None,
@@ -353,9 +386,14 @@ impl<H: Handler> Server<H> {
         &mut self.handler
     }
 
+    /// The state of the connection.
+    pub fn state(&self) -> ServerState {
+        self.core.state
+    }
+
     /// Whether the client completed capabilities negotiation.
     pub fn negotiated(&self) -> bool {
-        self.core.negotiated
+        self.core.state.is_negotiated()
     }
 
     /// Whether OOB was enabled by the client.
@@ -369,7 +407,7 @@ impl<H: Handler> Server<H> {
         core.disconnect();
         core.epoch.get_or_insert(now);
         core.session += 1;
-        core.connected = true;
+        core.state.accept();
         let greeting = core.greeting();
         core.write_message(&greeting);
         let mut ctx = Context { core, now };
@@ -379,7 +417,7 @@ impl<H: Handler> Server<H> {
     /// Feeds bytes received from the client. Bytes that QEMU would not read yet (its queue
     /// is full) are kept and read once the queue drains.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        if !self.core.connected || self.core.closing {
+        if !self.core.state.reads() {
             return;
         }
         self.core.input.extend(data);
@@ -390,13 +428,14 @@ impl<H: Handler> Server<H> {
     /// gets them.
     #[cfg(unix)]
     pub fn handle_fds(&mut self, fds: Vec<OwnedFd>) {
-        if self.core.connected {
+        if self.core.state.is_connected() {
             self.core.fds.extend(fds);
         }
     }
 
     /// The client went away. Queued requests are dropped without replies, as QEMU does;
     /// deferred commands still complete in the handler, but their replies are discarded.
+    /// The state is [`ServerState::Idle`] again, without an event.
     pub fn handle_eof(&mut self, _now: Instant) {
         self.core.disconnect();
     }
@@ -429,41 +468,55 @@ impl<H: Handler> Server<H> {
 
     /// Writes raw bytes to the client (fault injection: garbage, half messages).
     pub fn inject_bytes(&mut self, bytes: &[u8]) {
-        if self.core.connected {
-            self.core.tx.extend_from_slice(bytes);
-        }
+        self.core.inject_bytes(bytes);
     }
 
-    /// Drops the connection at once, unsent output included (fault injection).
+    /// Drops the connection at once, unsent output included (fault injection):
+    /// [`ServerEvent::Closed`] is the next output.
     pub fn drop_connection(&mut self) {
-        if self.core.connected {
-            self.core.dropped = true;
-            self.core.closing = true;
+        self.core.state.drop_connection();
+        if !self.core.state.writes() {
+            self.core.tx.clear();
         }
     }
 
-    /// The bytes to write next, if any.
+    /// The bytes to write next, if any (the server sends no file descriptors: `fds` is
+    /// empty). Report how many were written with
+    /// [`advance_transmit`](Self::advance_transmit).
     #[must_use]
-    pub fn poll_transmit(&self) -> Option<&[u8]> {
-        let c = &self.core;
-        (c.connected && !c.dropped && c.tx_pos < c.tx.len()).then(|| &c.tx[c.tx_pos..])
+    pub fn poll_transmit(&self) -> Option<Transmit<'_>> {
+        if !self.core.state.writes() {
+            return None;
+        }
+        self.core.tx.poll()
     }
 
     /// Marks `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
     pub fn advance_transmit(&mut self, n: usize) {
-        let c = &mut self.core;
-        c.tx_pos = (c.tx_pos + n).min(c.tx.len());
-        if c.tx_pos == c.tx.len() {
-            c.tx.clear();
-            c.tx_pos = 0;
-        }
+        self.core.tx.advance(n);
     }
 
     /// Takes all pending output at once (convenient in tests).
     pub fn take_output(&mut self) -> Vec<u8> {
-        let out = self.poll_transmit().map(<[u8]>::to_vec).unwrap_or_default();
-        self.advance_transmit(out.len());
+        let mut out = Vec::new();
+        while let Some(t) = self.poll_transmit() {
+            out.extend_from_slice(t.data);
+            let n = t.data.len();
+            self.advance_transmit(n);
+        }
         out
+    }
+
+    /// The next event, if any: [`ServerEvent::Closed`] once the server has ended the
+    /// connection (the handler closed it and its output is written, or it was dropped).
+    /// Take it after [`poll_transmit`](Self::poll_transmit) returns `None`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        if !self.core.state.ends(self.core.tx.is_empty()) {
+            return None;
+        }
+        self.core.disconnect();
+        Some(ServerEvent::Closed)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should be called next.
@@ -472,24 +525,12 @@ impl<H: Handler> Server<H> {
         self.core.wake
     }
 
-    /// Whether the transport should be closed now: the handler closed the connection (and
-    /// its output is written) or it was dropped.
-    #[must_use]
-    pub fn wants_close(&self) -> bool {
-        let c = &self.core;
-        c.connected && c.closing && (c.dropped || c.tx_pos == c.tx.len())
-    }
-
-    /// Whether QEMU would read more input now (its request queue is not full). Bytes given
-    /// while this is false are kept, not lost.
+    /// Whether QEMU would read more input now (the connection is open and its request queue
+    /// is not full). Bytes given while this is false are kept, not lost, unless the server
+    /// is closing the connection.
     #[must_use]
     pub fn wants_input(&self) -> bool {
-        self.core.connected && !self.core.closing && !self.core.suspended()
-    }
-
-    /// Call after closing the transport that [`wants_close`](Self::wants_close) asked for.
-    pub fn closed(&mut self) {
-        self.core.disconnect();
+        self.core.state.reads() && !self.core.suspended()
     }
 
     /// Reads buffered input and runs what it completes, while QEMU would.
@@ -500,7 +541,7 @@ impl<H: Handler> Server<H> {
                 self.on_parsed(now, p);
                 continue;
             }
-            if !self.core.connected || self.core.closing || self.core.suspended() {
+            if !self.core.state.reads() || self.core.suspended() {
                 return;
             }
             let Some(b) = self.core.input.pop_front() else {
@@ -513,7 +554,7 @@ impl<H: Handler> Server<H> {
 
     fn on_parsed(&mut self, now: Instant, parsed: Parsed) {
         match parsed {
-            Err(msg) => self.core.queue.push_back(Request::ParseError(msg)),
+            Err(msg) => self.core.queue.push_back(Queued::ParseError(msg)),
             Ok(v) => {
                 let fds = std::mem::take(&mut self.core.fds);
                 let is_oob = v.get("exec-oob").is_some() && v.get("execute").is_none();
@@ -521,145 +562,63 @@ impl<H: Handler> Server<H> {
                     // OOB requests are dispatched as soon as they are read.
                     self.dispatch(now, v, fds);
                 } else {
-                    self.core.queue.push_back(Request::Value(v, fds));
+                    self.core.queue.push_back(Queued::Value(v, fds));
                 }
             }
         }
     }
 
     fn run_queue(&mut self, now: Instant) {
-        while self.core.busy.is_none() && self.core.connected {
+        while self.core.busy.is_none() && self.core.state.is_connected() {
             let Some(req) = self.core.queue.pop_front() else {
                 return;
             };
             match req {
-                Request::ParseError(msg) => {
+                Queued::ParseError(msg) => {
                     let rsp = error_response("GenericError", QValue::Str(msg), None);
                     self.core.write_message(&rsp);
                 }
-                Request::Value(v, fds) => self.dispatch(now, v, fds),
+                Queued::Value(v, fds) => self.dispatch(now, v, fds),
             }
         }
     }
 
-    /// `qmp_dispatch` and `monitor_qmp_dispatch`.
+    /// `qmp_dispatch` and `monitor_qmp_dispatch`: the checks of [`check`](Self::check), then
+    /// the run. A request that fails a check is answered with that check's error.
     fn dispatch(&mut self, now: Instant, req: QValue, fds: Vec<Fd>) {
-        let core = &mut self.core;
-        let QValue::Dict(members) = &req else {
-            let rsp = error_response(
-                "GenericError",
-                QValue::str("QMP input must be a JSON object"),
-                None,
-            );
-            return core.write_message(&rsp);
-        };
         let id = req.get("id").cloned();
-        let fail = |core: &mut Core, class: &str, desc: String| {
-            let desc = if !core.negotiated && class == "CommandNotFound" {
-                "Expecting capabilities negotiation with 'qmp_capabilities'".to_owned()
-            } else {
-                desc
-            };
-            let rsp = error_response(class, QValue::str(desc), id.clone());
-            core.write_message(&rsp);
-        };
-        // qmp_dispatch_check_obj, in QEMU's member order.
-        let mut exec_key: Option<&str> = None;
-        for (key, value) in json::qdict_order(members) {
-            let key = key.as_str();
-            if key == "execute" || (key == "exec-oob" && core.oob) {
-                if !matches!(value, QValue::Str(_)) {
-                    return fail(
-                        core,
-                        "GenericError",
-                        format!("QMP input member '{key}' must be a string"),
-                    );
-                }
-                if let Some(other) = exec_key {
-                    return fail(
-                        core,
-                        "GenericError",
-                        format!("QMP input member '{key}' clashes with '{other}'"),
-                    );
-                }
-                exec_key = Some(key);
-            } else if key == "arguments" {
-                if !matches!(value, QValue::Dict(_)) {
-                    return fail(
-                        core,
-                        "GenericError",
-                        "QMP input member 'arguments' must be an object".into(),
-                    );
-                }
-            } else if key != "id" {
-                return fail(
-                    core,
-                    "GenericError",
-                    format!("QMP input member '{key}' is unexpected"),
-                );
-            }
+        match self.check(&req) {
+            Ok(Checked::Negotiate { enable_oob }) => self.core.negotiate(enable_oob, id),
+            Ok(Checked::Run(request)) => self.run(now, request, id, fds),
+            Err(rejection) => self.core.reject(rejection, id),
         }
-        let Some(exec_key) = exec_key else {
-            return fail(
-                core,
-                "GenericError",
-                "QMP input lacks member 'execute'".into(),
-            );
-        };
-        let oob = exec_key == "exec-oob";
-        let name = req
-            .get(exec_key)
-            .and_then(QValue::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let arguments = match req.get("arguments").map(QValue::to_json) {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        if name == "qmp_capabilities" {
-            if core.negotiated {
-                return fail(
-                    core,
-                    "CommandNotFound",
-                    "Capabilities negotiation is already complete, command ignored".into(),
-                );
-            }
-            if oob {
-                return fail(
-                    core,
-                    "GenericError",
-                    format!("The command {name} does not support OOB"),
-                );
-            }
-            return match negotiate(&core.config.capabilities, &arguments) {
-                Ok(enable_oob) => {
-                    core.negotiated = true;
-                    core.oob = enable_oob;
-                    let rsp = return_response(QValue::Dict(Vec::new()), id);
-                    core.write_message(&rsp);
-                }
-                Err(desc) => fail(core, "GenericError", desc),
-            };
+    }
+
+    /// The checks a request goes through, in QEMU's order; the first that fails decides the
+    /// error.
+    fn check(&self, req: &QValue) -> Result<Checked, Rejection> {
+        let request = check_envelope(req, self.core.oob)?;
+        if request.name == "qmp_capabilities" {
+            return self.core.check_capabilities(&request);
         }
-        let info = if core.negotiated {
-            self.handler.command(&name)
-        } else {
-            None
-        };
-        let Some(info) = info else {
-            return fail(
-                core,
-                "CommandNotFound",
-                format!("The command {name} has not been found"),
-            );
-        };
-        if oob && !info.allow_oob {
-            return fail(
-                core,
-                "GenericError",
-                format!("The command {name} does not support OOB"),
-            );
-        }
+        self.core.check_negotiated()?;
+        let info = self.lookup(&request.name)?;
+        check_oob(&request, info)?;
+        Ok(Checked::Run(request))
+    }
+
+    /// The command, from the handler.
+    fn lookup(&self, name: &str) -> Result<CommandInfo, Rejection> {
+        self.handler.command(name).ok_or_else(|| Rejection {
+            class: "CommandNotFound",
+            desc: format!("The command {name} has not been found"),
+        })
+    }
+
+    /// Runs a command that passed the checks, and answers it unless the handler defers the
+    /// answer or gives none.
+    fn run(&mut self, now: Instant, request: Request, id: Option<QValue>, fds: Vec<Fd>) {
+        let core = &mut self.core;
         core.next_call += 1;
         let token = CallToken {
             session: core.session,
@@ -667,17 +626,17 @@ impl<H: Handler> Server<H> {
         };
         #[cfg(not(unix))]
         let _ = fds;
+        let oob = request.oob;
         let call = Call {
-            name,
-            arguments,
+            name: request.name,
+            arguments: request.arguments,
             oob,
             token,
             #[cfg(unix)]
             fds,
         };
         let mut ctx = Context { core, now };
-        let outcome = self.handler.execute(&mut ctx, call);
-        match outcome {
+        match self.handler.execute(&mut ctx, call) {
             Outcome::Deferred => {
                 core.deferred.push((token, id));
                 if !oob {
@@ -685,43 +644,9 @@ impl<H: Handler> Server<H> {
                 }
             }
             Outcome::NoResponse => {}
-            other => {
-                let rsp = outcome_response(other, id);
-                core.write_message(&rsp);
-            }
+            outcome => core.write_message(&outcome_response(outcome, id)),
         }
     }
-}
-
-/// `qmp_capabilities`: checks the arguments; returns whether OOB is enabled.
-fn negotiate(offered: &[String], args: &Map<String, Value>) -> Result<bool, String> {
-    for key in args.keys() {
-        if key != "enable" {
-            return Err(format!("Parameter '{key}' is unexpected"));
-        }
-    }
-    let mut oob = false;
-    if let Some(enable) = args.get("enable") {
-        let Value::Array(list) = enable else {
-            return Err("Invalid parameter type for 'enable', expected: array".into());
-        };
-        for (i, cap) in list.iter().enumerate() {
-            let Value::String(cap) = cap else {
-                return Err(format!(
-                    "Invalid parameter type for 'enable[{i}]', expected: string"
-                ));
-            };
-            if cap != "oob" {
-                // QEMU's visitor names list elements "null" here.
-                return Err(format!("Parameter 'null' does not accept value '{cap}'"));
-            }
-            if !offered.iter().any(|o| o == cap) {
-                return Err(format!("Capability {cap} not available"));
-            }
-            oob = true;
-        }
-    }
-    Ok(oob)
 }
 
 fn return_response(value: QValue, id: Option<QValue>) -> QValue {
@@ -773,6 +698,45 @@ fn outcome_response(outcome: Outcome, id: Option<QValue>) -> QValue {
 }
 
 impl Core {
+    /// `qmp_capabilities` is refused once negotiated (with `CommandNotFound`, as QEMU
+    /// does) and out of band; then its arguments are checked.
+    fn check_capabilities(&self, request: &Request) -> Result<Checked, Rejection> {
+        if self.state.is_negotiated() {
+            return Err(Rejection {
+                class: "CommandNotFound",
+                desc: "Capabilities negotiation is already complete, command ignored".into(),
+            });
+        }
+        check_oob(request, CommandInfo { allow_oob: false })?;
+        let enable_oob = check_enable(&self.config.capabilities, &request.arguments)
+            .map_err(Rejection::generic)?;
+        Ok(Checked::Negotiate { enable_oob })
+    }
+
+    /// Before negotiation QEMU knows no command but `qmp_capabilities`, and says so.
+    fn check_negotiated(&self) -> Result<(), Rejection> {
+        if self.state.is_negotiated() {
+            return Ok(());
+        }
+        Err(Rejection {
+            class: "CommandNotFound",
+            desc: "Expecting capabilities negotiation with 'qmp_capabilities'".into(),
+        })
+    }
+
+    /// Capabilities negotiation succeeded.
+    fn negotiate(&mut self, enable_oob: bool, id: Option<QValue>) {
+        self.state.negotiate();
+        self.oob = enable_oob;
+        self.write_message(&return_response(QValue::Dict(Vec::new()), id));
+    }
+
+    /// Answers a request that failed a check.
+    fn reject(&mut self, rejection: Rejection, id: Option<QValue>) {
+        let rsp = error_response(rejection.class, QValue::str(rejection.desc), id);
+        self.write_message(&rsp);
+    }
+
     fn suspended(&self) -> bool {
         if self.oob {
             self.queue.len() >= QUEUE_LEN_MAX
@@ -817,22 +781,30 @@ impl Core {
     /// Writes one message as QEMU's monitor does: `\n` becomes `\r\n`, and a line end
     /// follows.
     fn write_message(&mut self, msg: &QValue) {
-        if !self.connected || self.dropped {
+        if !self.state.writes() {
             return;
         }
         let mut text = Vec::new();
         json::write(&mut text, msg, self.config.pretty);
+        let tx = self.tx.buf_mut();
         for b in text {
             if b == b'\n' {
-                self.tx.push(b'\r');
+                tx.push(b'\r');
             }
-            self.tx.push(b);
+            tx.push(b);
         }
-        self.tx.extend_from_slice(b"\r\n");
+        tx.extend_from_slice(b"\r\n");
+    }
+
+    /// Raw bytes for the client, kept like a message.
+    fn inject_bytes(&mut self, bytes: &[u8]) {
+        if self.state.writes() {
+            self.tx.buf_mut().extend_from_slice(bytes);
+        }
     }
 
     fn emit_event(&mut self, now: Instant, name: &str, data: Option<QValue>) {
-        if !self.connected || !self.negotiated {
+        if !self.state.is_negotiated() {
             return;
         }
         let epoch = *self.epoch.get_or_insert(now);
@@ -873,8 +845,7 @@ impl Core {
 
     /// Forgets the connection: the monitor starts afresh for the next client.
     fn disconnect(&mut self) {
-        self.connected = false;
-        self.negotiated = false;
+        self.state.reset();
         self.oob = false;
         self.stream = JsonStream::new(Limits::default());
         self.input.clear();
@@ -883,9 +854,6 @@ impl Core {
         self.busy = None;
         self.deferred.clear();
         self.tx.clear();
-        self.tx_pos = 0;
-        self.closing = false;
-        self.dropped = false;
         self.fds.clear();
     }
 }

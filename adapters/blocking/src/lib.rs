@@ -49,6 +49,29 @@
 //! # }
 //! ```
 //!
+//! With a typed event and the schema's arguments (the example of the project README):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use qmp_proto::commands::{Cont, QueryStatus, Stop, VmRunState};
+//! use qmp_proto::events;
+//!
+//! fn main() -> Result<(), qmp_blocking::Error> {
+//!     let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
+//!     if qmp.call(QueryStatus {})?.status == VmRunState::Prelaunch {
+//!         qmp.call(Cont {})?;
+//!     }
+//!     let opts = qmp_blocking::CallOptions::new().timeout(Duration::from_secs(5));
+//!     let (_, events::Stop {}) = qmp.call_and_wait(Stop {}, opts)?;
+//!     // Ask this QEMU what it has before relying on it: versions and builds differ.
+//!     let schema = qmp.schema()?; // query-qmp-schema, fetched once
+//!     if schema.has_argument("blockdev-add", &["cache", "direct"]) {
+//!         println!("drivers: {:?}", schema.argument_values("blockdev-add", &["driver"]));
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Quick start
 //!
 //! The example of the project README:
@@ -163,10 +186,11 @@
 //!
 //! # Serving QMP
 //!
-//! The other end: [`serve_unix`] (and [`serve_tcp`]) serve one client with a sans-IO
-//! [`Server`](qmp_proto::server::Server), such as the ready
-//! [`FakeQemu`](qmp_proto::server::FakeQemu), for tests and demos that need a QMP peer on a
-//! real socket without QEMU. File descriptors the client passes reach the server.
+//! The other end, with the `server` feature (off by default; it enables the core's `server`
+//! feature): `serve_unix` (and `serve_tcp`) serve one client with a sans-IO
+//! `qmp_proto::server::Server`, such as the ready `FakeQemu`, for tests and demos that need a
+//! QMP peer on a real socket without QEMU. File descriptors the client passes reach the
+//! server.
 //!
 //! # Logging
 //!
@@ -202,10 +226,12 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod connection;
 mod listener;
+#[cfg(feature = "server")]
 mod serve;
 mod transport;
 
@@ -220,4 +246,6 @@ pub use qmp_proto::{
 pub use qmp_proto::{Command, DecodeError, Pending};
 /// Use as the result type to ignore a command's result: `execute::<IgnoredAny>("stop", &())`.
 pub use serde::de::IgnoredAny;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use serve::{serve_tcp, serve_unix};

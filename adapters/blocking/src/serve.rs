@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-use qmp_proto::server::{Handler, Server};
+use qmp_proto::server::{Handler, Server, ServerEvent};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::transport::Stream;
@@ -64,7 +64,7 @@ fn serve<H: Handler>(stream: &Stream, server: &mut Server<H>) -> io::Result<()> 
     let result = loop {
         let mut blocked = false;
         while let Some(out) = server.poll_transmit() {
-            match stream.send(out, &[]) {
+            match stream.send(out.data, &[]) {
                 Ok(n) => server.advance_transmit(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     blocked = true;
@@ -75,10 +75,12 @@ fn serve<H: Handler>(stream: &Stream, server: &mut Server<H>) -> io::Result<()> 
                 Err(e) => return finish(server, Err(e)),
             }
         }
-        if server.wants_close() {
-            stream.shutdown();
-            server.closed();
-            return Ok(());
+        while let Some(event) = server.poll_event() {
+            if event == ServerEvent::Closed {
+                // The server ended the connection (after `quit`), its output written.
+                stream.shutdown();
+                return Ok(());
+            }
         }
         let reading = server.wants_input();
         let timeout = server

@@ -1,6 +1,7 @@
 //! Interop with an independent client: the Python reference library `qemu.qmp` connects to
-//! the fake QEMU over a unix socket, negotiates, executes, receives events, gets a typed
-//! error, and disconnects cleanly.
+//! the fake QEMU (the core's server engine, served on a unix socket by this crate's
+//! `serve_unix`), negotiates, executes, receives events, gets a typed error, and disconnects
+//! cleanly.
 //!
 //! Needs `python3` with `qemu.qmp`; without it the test prints why and passes, unless
 //! `QMP_REQUIRE_QEMU=1` (set by CI), which makes it a failure.

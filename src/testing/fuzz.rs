@@ -1,5 +1,6 @@
-//! Fuzz target bodies. Compiled in every build so they cannot rot; driven by `fuzz/` (cargo
-//! fuzz) and replayed over the committed corpus by `tests/fuzz_corpus.rs`.
+//! Fuzz target bodies, driven by `fuzz/` (cargo fuzz) and replayed over the committed corpus
+//! by `tests/fuzz_corpus.rs`. They are compiled whenever the crate's tests are (which enable
+//! the `testing` feature), so they cannot rot.
 //!
 //! Each target checks invariants, not only the absence of panics: memory within the
 //! configured bounds, no output after a session's final `Disconnected`, exactly one
@@ -12,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::Pair;
 use crate::framer::{Frame, Framer};
-use crate::server::{FakeQemu, Server};
+use crate::server::{FakeQemu, Server, ServerEvent};
 use crate::{CallOptions, Client, ClientConfig, CommandId, Event};
 
 /// Reads fuzzer bytes as choices.
@@ -378,8 +380,9 @@ pub fn server(base: Instant, data: &[u8]) {
                 }
             }
             out.extend(s.take_output());
-            if s.wants_close() {
-                s.closed();
+            if s.poll_event() == Some(ServerEvent::Closed) {
+                // Closed is the connection's last output.
+                assert!(s.poll_transmit().is_none() && s.poll_event().is_none());
                 s.accept(now);
                 out.extend(s.take_output());
             }
@@ -393,8 +396,8 @@ pub fn server(base: Instant, data: &[u8]) {
     );
 }
 
-/// A client and the fake QEMU connected in memory; the fuzzer corrupts, drops and delays
-/// bytes in transit. Every command still resolves exactly once.
+/// A client and the fake QEMU connected in memory ([`Pair`]); the fuzzer corrupts, drops
+/// and delays bytes in transit. Every command still resolves exactly once.
 pub fn pair(base: Instant, data: &[u8]) {
     let mut b = Bytes(data);
     let flags = b.byte();
@@ -407,15 +410,9 @@ pub fn pair(base: Instant, data: &[u8]) {
     if flags & 4 != 0 {
         fake.delay("query-status", Duration::from_millis(500));
     }
-    let mut s = Server::new(fake.server_config(), fake);
-    let mut c = Client::new(config.clone());
+    let mut p = Pair::connecting(base, fake.server_config(), fake, config.clone());
     let mut chk = Checker::new(&config);
-    let mut now = base;
-    s.accept(now);
-    c.connect(now).ok();
     chk.sessions = 1;
-    let mut to_server: Vec<u8> = Vec::new();
-    let mut to_client: Vec<u8> = Vec::new();
     while !b.is_empty() {
         let op = b.byte();
         match op % 9 {
@@ -430,71 +427,51 @@ pub fn pair(base: Instant, data: &[u8]) {
                     "nope",
                     "blockdev-backup",
                 ][usize::from(b.byte() % 8)];
-                if let Ok(id) = c.execute(now, name, &(), CallOptions::new()) {
+                if let Ok(id) = p.client.execute(p.now, name, &(), CallOptions::new()) {
                     chk.issued.push(id);
                 }
             }
             2 => {
-                if let Ok(id) = c.execute(now, "query-yank", &(), CallOptions::new().oob(true)) {
+                if let Ok(id) =
+                    p.client
+                        .execute(p.now, "query-yank", &(), CallOptions::new().oob(true))
+                {
                     chk.issued.push(id);
                 }
             }
             3 => {
                 // Deliver some bytes to the server, maybe corrupted.
-                let n = usize::from(b.byte()).min(to_server.len());
-                let mut chunk: Vec<u8> = to_server.drain(..n).collect();
-                if op & 16 != 0 && !chunk.is_empty() {
-                    let at = usize::from(b.byte()) % chunk.len();
-                    chunk[at] ^= b.byte() | 1;
-                }
-                s.handle_input(now, &chunk);
+                let n = usize::from(b.byte());
+                p.deliver_to_server(n, |chunk| {
+                    if op & 16 != 0 && !chunk.is_empty() {
+                        let at = usize::from(b.byte()) % chunk.len();
+                        chunk[at] ^= b.byte() | 1;
+                    }
+                });
             }
             4 => {
-                let n = usize::from(b.byte()).min(to_client.len());
-                let mut chunk: Vec<u8> = to_client.drain(..n).collect();
-                if op & 16 != 0 && !chunk.is_empty() {
-                    let at = usize::from(b.byte()) % chunk.len();
-                    chunk[at] ^= b.byte() | 1;
-                }
-                if op & 32 != 0 && !chunk.is_empty() {
-                    chunk.truncate(chunk.len() - 1);
-                }
-                c.handle_input(now, &chunk);
+                let n = usize::from(b.byte());
+                p.deliver_to_client(n, |chunk| {
+                    if op & 16 != 0 && !chunk.is_empty() {
+                        let at = usize::from(b.byte()) % chunk.len();
+                        chunk[at] ^= b.byte() | 1;
+                    }
+                    if op & 32 != 0 && !chunk.is_empty() {
+                        chunk.truncate(chunk.len() - 1);
+                    }
+                });
             }
-            5 => {
-                now += Duration::from_millis(u64::from(b.byte()) * 20);
-                c.handle_timeout(now);
-                s.handle_timeout(now);
-            }
-            6 => {
-                s.handle_eof(now);
-                c.handle_eof(now);
-                to_server.clear();
-                to_client.clear();
-            }
+            5 => p.tick(Duration::from_millis(u64::from(b.byte()) * 20)),
+            6 => p.disconnect(),
             7 => {
-                if c.connect(now).is_ok() {
+                if p.reconnect() {
                     chk.sessions += 1;
-                    s.handle_eof(now);
-                    s.accept(now);
-                    to_client.clear();
-                    to_server.clear();
                 }
             }
-            _ => c.close(),
+            _ => p.client.close(),
         }
-        while let Some(t) = c.poll_transmit() {
-            to_server.extend_from_slice(t.data);
-            let n = t.data.len();
-            c.advance_transmit(n);
-        }
-        to_client.extend(s.take_output());
-        if s.wants_close() {
-            s.closed();
-            to_client.clear();
-            c.handle_eof(now);
-        }
-        chk.drain(&mut c, true);
+        p.transmit();
+        chk.drain(&mut p.client, true);
     }
-    chk.finish(&mut c);
+    chk.finish(&mut p.client);
 }
