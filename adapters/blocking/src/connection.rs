@@ -78,8 +78,6 @@ pub struct Connection {
     events_lost: u64,
     /// Losses are being reported (logged once per burst).
     losing: bool,
-    /// Set when the session ended; the last output of the engine.
-    ended: Option<DisconnectReason>,
     /// `query-qmp-schema`, fetched by the first [`schema`](Self::schema) call.
     schema: Option<Schema>,
 }
@@ -134,14 +132,11 @@ impl Connection {
             next_seq: 0,
             events_lost: 0,
             losing: false,
-            ended: None,
             schema: None,
         };
         // The engine's greeting, negotiation and sync timeouts bound this wait.
         conn.run_until(None, |c| c.engine.is_ready());
-        if let Some(reason) = &conn.ended {
-            return Err(Error::Disconnected(reason.clone()));
-        }
+        conn.check_connected()?;
         conn.greeting = conn.engine.session_greeting().unwrap_or_default();
         Ok(conn)
     }
@@ -169,7 +164,7 @@ impl Connection {
         self.check_connected()?;
         self.engine.resync(Instant::now())?;
         let deadline = deadline_after(timeout);
-        self.run_until(deadline, |c| !c.engine.is_syncing() || c.ended.is_some());
+        self.run_until(deadline, |c| !c.engine.is_syncing() || c.ended().is_some());
         self.check_connected()?;
         if self.engine.is_syncing() {
             return Err(Error::Timeout);
@@ -185,12 +180,12 @@ impl Connection {
 
     /// Whether the session is still up.
     pub fn is_connected(&self) -> bool {
-        self.ended.is_none()
+        self.ended().is_none()
     }
 
     /// Why the session ended, once it has.
     pub fn disconnect_reason(&self) -> Option<&DisconnectReason> {
-        self.ended.as_ref()
+        self.ended()
     }
 
     /// Sends `quit` and waits, up to `timeout`, for QEMU to answer and close the connection.
@@ -201,8 +196,8 @@ impl Connection {
         let deadline = deadline_after(timeout);
         let id = self.send("quit", &(), CallOptions::new().timeout(timeout))?;
         self.wait(id)?;
-        self.run_until(deadline, |c| c.ended.is_some());
-        match &self.ended {
+        self.run_until(deadline, |c| c.ended().is_some());
+        match self.ended() {
             None => Err(Error::Timeout),
             Some(DisconnectReason::Eof { after_quit: true }) => Ok(()),
             Some(reason) => Err(Error::Disconnected(reason.clone())),
@@ -451,7 +446,7 @@ impl Connection {
         match self.replies.remove(&id) {
             Some(result) => result,
             None => Err(Error::Disconnected(
-                self.ended.clone().unwrap_or(DisconnectReason::Closed),
+                self.ended().cloned().unwrap_or(DisconnectReason::Closed),
             )),
         }
     }
@@ -509,7 +504,7 @@ impl Connection {
         self.run_until(deadline_after(timeout), |c| !c.events.is_empty());
         match self.events.pop_front() {
             Some((_, event)) => Ok(Some(event)),
-            None => match &self.ended {
+            None => match self.ended() {
                 Some(reason) => Err(Error::Disconnected(reason.clone())),
                 None => Ok(None),
             },
@@ -569,8 +564,13 @@ impl Connection {
 
     // ----- the loop -----
 
+    /// Why the session ended, once it has: the engine keeps it.
+    fn ended(&self) -> Option<&DisconnectReason> {
+        self.engine.disconnect_reason()
+    }
+
     fn check_connected(&self) -> Result<(), Error> {
-        match &self.ended {
+        match self.ended() {
             Some(reason) => Err(Error::Disconnected(reason.clone())),
             None => Ok(()),
         }
@@ -634,7 +634,7 @@ impl Connection {
             if done(self) {
                 return true;
             }
-            if self.ended.is_some() {
+            if self.ended().is_some() {
                 return false;
             }
             let now = Instant::now();
@@ -699,10 +699,7 @@ impl Connection {
                 }
                 Output::Event(e) => self.push_event(e),
                 Output::EventsLost(count) => self.lose(count),
-                Output::Disconnected(reason) => {
-                    self.stream.shutdown();
-                    self.ended = Some(reason);
-                }
+                Output::Disconnected(_) => self.stream.shutdown(),
                 _ => {}
             }
         }
