@@ -143,7 +143,7 @@ mod tests {
     use std::os::unix::net::{UnixListener, UnixStream};
 
     fn tempdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("qmp-socket-test-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!("qmp-kit-socket-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
