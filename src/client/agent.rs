@@ -21,10 +21,10 @@ use std::time::Instant;
 
 use crate::client::output::{Diagnostic, Event};
 use crate::client::timers::Single;
-use crate::client::Inner;
-use crate::error::{CommandError, Excerpt};
+use crate::client::{Client, Inner};
+use crate::error::{CommandError, Excerpt, ProtocolError};
 use crate::message::Envelope;
-use crate::wire;
+use crate::wire::{self, SYNC_DELIMITER};
 
 /// Guest agent commands that send no reply when they succeed (`'success-response': false`
 /// in the agent's schema): a resynchronisation after them tells success from silence.
@@ -77,6 +77,50 @@ impl Agent {
     /// Skips input up to the next delimiter (`true`), or stops skipping.
     pub(super) fn skip_to_delimiter(&mut self, skip: bool) {
         self.skip_to_delimiter = skip;
+    }
+}
+
+impl Client {
+    /// Frames input while a sync is awaited: up to the next `0xFF` delimiter, what is not a
+    /// whole message is discarded (and after a message over the limits, everything is
+    /// skipped up to the delimiter). Returns the input left to frame: after the delimiter
+    /// while the sync is still awaited, or from the delimiter on once the sync was answered
+    /// before it (that delimiter is then no longer expected); `None` when all was taken.
+    pub(super) fn feed_syncing<'a>(&mut self, now: Instant, data: &'a [u8]) -> Option<&'a [u8]> {
+        let delimiter = data.iter().position(|&b| b == SYNC_DELIMITER);
+        let chunk = delimiter.map_or(data, |at| &data[..at]);
+        if !self.inner.agent.skipping() {
+            let inner = &mut self.inner;
+            if let Err(e) = self.framer.feed(chunk, |frame| inner.on_frame(now, frame)) {
+                if self.inner.session.is_syncing() {
+                    // A message over the limits: nothing before the next delimiter can be
+                    // framed reliably, so all of it is skipped.
+                    self.inner.discard(match e {
+                        ProtocolError::MessageTooLarge { excerpt, .. }
+                        | ProtocolError::TooDeep { excerpt, .. } => excerpt,
+                        other => Excerpt::new(other.to_string().as_bytes()),
+                    });
+                    self.inner.agent.skip_to_delimiter(true);
+                } else {
+                    self.inner.shutdown(e.into());
+                }
+            }
+        }
+        if !self.inner.session.is_live() {
+            self.framer.reset();
+            return None;
+        }
+        let at = delimiter?;
+        if !self.inner.session.is_syncing() {
+            return Some(&data[at..]);
+        }
+        if !self.framer.partial().is_empty() {
+            let excerpt = Excerpt::new(self.framer.partial());
+            self.inner.discard(excerpt);
+        }
+        self.framer.reset();
+        self.inner.agent.skip_to_delimiter(false);
+        Some(&data[at + 1..])
     }
 }
 

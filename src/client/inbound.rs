@@ -19,60 +19,30 @@ use crate::error::{CommandError, DisconnectReason, Excerpt, ProtocolError, QmpEr
 use crate::framer::Frame;
 use crate::id::{CommandId, CommandResult};
 use crate::message::{Envelope, ErrorBody, Greeting, QmpEvent, Timestamp};
-use crate::wire::{self, SYNC_DELIMITER};
+use crate::wire;
 
 /// How long unexpected bytes may wait for the end of their line before they are reported:
 /// long enough to gather what arrived in one burst, so the report shows the whole line.
 const GARBAGE_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Client {
-    /// Frames `data`. While a guest agent sync is awaited, its `0xFF` delimiter cuts the
-    /// input: what comes before it is discarded unless it is a whole message.
+    /// Frames `data`: as it is, or, while a guest agent sync is awaited, cut by the agent's
+    /// `0xFF` delimiter ([`feed_syncing`](Client::feed_syncing)).
     pub(super) fn feed(&mut self, now: Instant, mut data: &[u8]) {
-        loop {
-            let syncing = self.inner.session.is_syncing();
-            let delimiter = if syncing {
-                data.iter().position(|&b| b == SYNC_DELIMITER)
-            } else {
-                None
-            };
-            let chunk = delimiter.map_or(data, |at| &data[..at]);
-            let result = if self.inner.agent.skipping() {
-                Ok(())
-            } else {
+        while self.inner.session.is_live() {
+            if !self.inner.session.is_syncing() {
                 let inner = &mut self.inner;
-                self.framer.feed(chunk, |frame| inner.on_frame(now, frame))
-            };
-            if let Err(e) = result {
-                if self.inner.session.is_syncing() {
-                    // A message over the limits: nothing before the next delimiter can be
-                    // framed reliably, so all of it is skipped.
-                    self.inner.discard(match e {
-                        ProtocolError::MessageTooLarge { excerpt, .. }
-                        | ProtocolError::TooDeep { excerpt, .. } => excerpt,
-                        other => Excerpt::new(other.to_string().as_bytes()),
-                    });
-                    self.inner.agent.skip_to_delimiter(true);
-                } else {
+                if let Err(e) = self.framer.feed(data, |frame| inner.on_frame(now, frame)) {
                     self.inner.shutdown(e.into());
                 }
-            }
-            if !self.inner.session.is_live() {
-                self.framer.reset();
+                if !self.inner.session.is_live() {
+                    self.framer.reset();
+                }
                 break;
             }
-            let Some(at) = delimiter else { break };
-            if self.inner.session.is_syncing() {
-                if !self.framer.partial().is_empty() {
-                    let excerpt = Excerpt::new(self.framer.partial());
-                    self.inner.discard(excerpt);
-                }
-                self.framer.reset();
-                self.inner.agent.skip_to_delimiter(false);
-                data = &data[at + 1..];
-            } else {
-                // Synchronised before this delimiter: it is no longer expected.
-                data = &data[at..];
+            match self.feed_syncing(now, data) {
+                Some(rest) => data = rest,
+                None => break,
             }
         }
         // Unexpected bytes wait for their line end, but not for long.
