@@ -273,20 +273,18 @@ impl Table {
             .filter(|id| self.entries.get(id).is_some_and(Entry::is_out))
     }
 
-    /// Whether `id` was sent (and not resolved by its reply yet).
-    pub(super) fn is_out(&self, id: u64) -> bool {
-        self.entries.get(&id).is_some_and(Entry::is_out)
-    }
-
     // ----- resolutions -----
 
     /// The reply of sent command `id` arrived: removes it, freeing its slot. Returns whether
     /// it had been abandoned (its reply is then late), or `None` if `id` is not out.
     pub(super) fn resolve(&mut self, id: u64, timers: &mut Timers) -> Option<bool> {
-        if !self.is_out(id) {
+        let entry = self.entries.remove(&id)?;
+        if !entry.is_out() {
+            // Not sent yet: replies never route to it.
+            self.entries.insert(id, entry);
             return None;
         }
-        let entry = self.remove(id, timers)?;
+        self.forget(id, &entry, timers);
         if !entry.command.oob {
             self.in_band -= 1;
         }
@@ -363,13 +361,18 @@ impl Table {
     /// Removes entry `id` and everything that refers to it but the queue and the count.
     fn remove(&mut self, id: u64, timers: &mut Timers) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
+        self.forget(id, &entry, timers);
+        Some(entry)
+    }
+
+    /// Drops what refers to the removed entry `id`: its deadline, its route.
+    fn forget(&mut self, id: u64, entry: &Entry, timers: &mut Timers) {
         timers.disarm_command(entry.command.deadline, id);
         match entry.command.route {
             Route::Engine => {}
             Route::Caller(_) => self.caller_ids.retain(|(_, cid)| *cid != id),
             Route::Idless => self.idless = None,
         }
-        Some(entry)
     }
 }
 

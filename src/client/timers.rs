@@ -70,8 +70,13 @@ impl Timers {
 
     /// The earliest deadline.
     pub(super) fn next(&self) -> Option<Instant> {
-        let command = self.commands.first().map(|(at, _)| *at);
-        self.single.iter().copied().chain([command]).flatten().min()
+        let mut next = self.commands.first().map(|(at, _)| *at);
+        for at in self.single.iter().flatten() {
+            if next.map_or(true, |n| *at < n) {
+                next = Some(*at);
+            }
+        }
+        next
     }
 
     pub(super) fn clear(&mut self) {

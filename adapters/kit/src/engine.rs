@@ -86,6 +86,7 @@ impl Engine {
 
     /// Whether the session is ready for commands: negotiated, or (guest agent) synchronised
     /// for the first time.
+    #[inline]
     pub fn is_ready(&self) -> bool {
         self.client.state() == RunState::Running
     }
@@ -101,6 +102,7 @@ impl Engine {
     /// The next output an adapter acts on. Traffic goes to the tap and the trace log,
     /// diagnostics to the warning log, and runstate changes, events and session ends to the
     /// debug log, on the way.
+    #[inline]
     pub fn next_output(&mut self) -> Option<Output> {
         loop {
             let event = self.client.poll_event()?;
