@@ -135,7 +135,7 @@ impl Inner {
     /// commands until the agent answers it. A no-op while one is under way: that one was
     /// written after every command sent so far, so it covers them too.
     pub(super) fn start_sync(&mut self, now: Instant) {
-        if self.session.is_syncing() || !self.session.is_live() {
+        if self.session.is_syncing() || !self.session.is_live() || self.write_error.is_some() {
             return;
         }
         let id = self.agent.next_sync_id();

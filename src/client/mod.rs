@@ -610,9 +610,12 @@ impl Inner {
             let _ = opts;
         };
         let flowing = self.session.commands_flow();
-        if self
-            .table
-            .can_send(command.oob, flowing, self.config.max_in_flight)
+        // After a failed write nothing more goes out: the command waits in the queue for the
+        // end of the session, which the write error brings within its grace.
+        if self.write_error.is_none()
+            && self
+                .table
+                .can_send(command.oob, flowing, self.config.max_in_flight)
         {
             let at = self.tx.len();
             write(self.tx.buf_mut(), wire_id)?;
@@ -646,7 +649,7 @@ impl Inner {
 
     /// Sends queued commands while they flow and slots are free.
     fn pump(&mut self, now: Instant) {
-        while self.session.commands_flow() {
+        while self.session.commands_flow() && self.write_error.is_none() {
             let Some(next) = self.table.next_to_send(self.config.max_in_flight) else {
                 break;
             };
