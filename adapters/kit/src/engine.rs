@@ -164,7 +164,7 @@ impl Engine {
 
     fn traffic(&self, direction: qmp_proto::Direction, mut message: String) {
         // A guest agent sync request starts with the 0xFF delimiter, which is not text.
-        let delimited = message.starts_with('\u{fffd}');
+        let delimited = direction == qmp_proto::Direction::Out && message.starts_with('\u{fffd}');
         if delimited {
             message.drain(..'\u{fffd}'.len_utf8());
         }
