@@ -140,9 +140,13 @@ fn shell_against_qemu_system() {
 
     // HMP.
     term.line("/hmp");
+    // Typed only once the shell took the switch (keys typed ahead may be lost on a loaded
+    // machine while the line editor leaves and re-enters raw mode).
+    term.wait_for("HMP mode:");
     term.line("info status");
     term.wait_for("VM status: running");
     term.line("/qmp");
+    term.wait_for("QMP mode");
 
     term.keys(&["C-d"]);
     assert_eq!(term.wait_exit(), 0);

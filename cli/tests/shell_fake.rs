@@ -182,6 +182,7 @@ fn hmp_mode() {
     term.line("info status");
     term.wait_for("VM status: running");
     term.line("/qmp");
+    term.wait_for("QMP mode");
     term.line("query-status");
     term.wait_for(r#""status": "running""#);
 }
