@@ -140,8 +140,8 @@ fn shell_against_qemu_system() {
 
     // HMP.
     term.line("/hmp");
-    // Typed only once the shell took the switch (keys typed ahead may be lost on a loaded
-    // machine while the line editor leaves and re-enters raw mode).
+    // Typed only once the shell took the switch: keys typed ahead of it were seen lost on a
+    // loaded machine.
     term.wait_for("HMP mode:");
     term.line("info status");
     term.wait_for("VM status: running");
