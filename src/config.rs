@@ -24,6 +24,7 @@ pub struct ClientConfig {
     pub(crate) oob: bool,
     pub(crate) max_in_flight: usize,
     pub(crate) max_buffered_events: usize,
+    pub(crate) max_events_before_greeting: usize,
     pub(crate) trace_messages: bool,
     pub(crate) guest_agent: bool,
     pub(crate) sync_timeout: Option<Duration>,
@@ -45,6 +46,7 @@ impl Default for ClientConfig {
             oob: true,
             max_in_flight: 8,
             max_buffered_events: 10_000,
+            max_events_before_greeting: 16,
             trace_messages: false,
             guest_agent: false,
             sync_timeout: Some(Duration::from_secs(10)),
@@ -54,6 +56,17 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
+    /// How many QMP events may come before the greeting (default 16). Some QEMU builds and
+    /// set-ups send an event (a `VSERPORT_CHANGE`, say) before the greeting; they are held and
+    /// delivered in order, ahead of everything after the greeting, once the greeting is
+    /// valid. One more ends the session with
+    /// [`ProtocolError::EventsBeforeGreeting`](crate::ProtocolError::EventsBeforeGreeting);
+    /// `0` accepts none (the first message must be the greeting).
+    pub fn max_events_before_greeting(mut self, events: usize) -> Self {
+        self.max_events_before_greeting = events;
+        self
+    }
+
     /// The largest message accepted from the server, in bytes (default 10 MiB, as libvirt and
     /// qemu.qmp use). A larger message ends the session with
     /// [`ProtocolError::MessageTooLarge`](crate::ProtocolError::MessageTooLarge) as soon as
@@ -244,6 +257,11 @@ impl ClientConfig {
     /// See [`max_in_flight`](Self::max_in_flight).
     pub fn get_max_in_flight(&self) -> usize {
         self.max_in_flight
+    }
+
+    /// See [`max_events_before_greeting`](Self::max_events_before_greeting).
+    pub fn get_max_events_before_greeting(&self) -> usize {
+        self.max_events_before_greeting
     }
 
     /// See [`max_buffered_events`](Self::max_buffered_events).

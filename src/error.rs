@@ -300,6 +300,16 @@ pub enum ProtocolError {
         /// The message.
         excerpt: Excerpt,
     },
+    /// More QMP events came before the greeting than
+    /// [`ClientConfig::max_events_before_greeting`](crate::ClientConfig::max_events_before_greeting)
+    /// allows.
+    #[error("more than {limit} events before the greeting: {excerpt}")]
+    EventsBeforeGreeting {
+        /// The configured limit.
+        limit: usize,
+        /// The event past the limit.
+        excerpt: Excerpt,
+    },
     /// A reply that is not a valid reply (both or neither of `return` and `error`, or an
     /// `error` that is not `{"class": string, "desc": string}`) answered a command the
     /// session cannot go on without: `qmp_capabilities`.

@@ -162,7 +162,8 @@
 //! | an object that is neither reply nor event | [`Diagnostic::UnknownMessage`] |
 //! | an event whose name is not a string | [`Diagnostic::MalformedEvent`] |
 //! | a greeting mid-session | [`Diagnostic::UnexpectedGreeting`] |
-//! | anything but a valid greeting first | [`ProtocolError::InvalidGreeting`] |
+//! | QMP events before the greeting | held, delivered in order once the greeting is valid; past [`ClientConfig::max_events_before_greeting`] (16): [`ProtocolError::EventsBeforeGreeting`] |
+//! | anything else but a valid greeting first | [`ProtocolError::InvalidGreeting`] |
 //! | invalid JSON (`inf`, `nan`, a duplicate member, ...) | [`ProtocolError::InvalidJson`] |
 //! | invalid UTF-8 | [`ProtocolError::InvalidUtf8`] |
 //! | an array | [`ProtocolError::NotAnObject`] |

@@ -411,17 +411,34 @@ fn cases() -> Vec<(&'static str, CaseFn)> {
                 .any(|e| matches!(e, Event::Qmp(q) if q.name == "SHUTDOWN")));
             r
         }),
-        ("an event before the greeting", || {
+        ("an event before the greeting, then the greeting", || {
             let mut r = Run::new(ClientConfig::default());
-            let a = r.exec("x");
             r.send(
                 b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 1}}\r\n",
             );
+            assert!(!r.events.iter().any(|e| matches!(e, Event::Qmp(_))));
+            r.negotiate();
+            assert!(r
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Qmp(q) if q.name == "STOP")));
+            assert_eq!(r.client.state(), RunState::Running);
+            r
+        }),
+        ("17 events before the greeting", || {
+            let mut r = Run::new(ClientConfig::default());
+            let a = r.exec("x");
+            for _ in 0..17 {
+                r.send(
+                    b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 1}}\r\n",
+                );
+            }
             assert!(matches!(
                 r.protocol_error(),
-                ProtocolError::InvalidGreeting { .. }
+                ProtocolError::EventsBeforeGreeting { limit: 16, .. }
             ));
             assert!(matches!(r.result(a), Err(CommandError::Interrupted(_))));
+            assert!(!r.events.iter().any(|e| matches!(e, Event::Qmp(_))));
             r
         }),
         ("events during negotiation are delivered", || {

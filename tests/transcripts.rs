@@ -7,7 +7,7 @@
 //!
 //! | line | meaning |
 //! |---|---|
-//! | `config key=value ...` | replace the client (before `connect`): `max_message_size`, `max_depth`, `greeting_timeout`, `negotiation_timeout`, `command_timeout` (durations like `30s`, `250ms`, `none`), `oob`, `max_in_flight`, `max_buffered_events`, `trace_messages`, `guest_agent`, `sync_timeout`, `sync_seed` |
+//! | `config key=value ...` | replace the client (before `connect`): `max_message_size`, `max_depth`, `greeting_timeout`, `negotiation_timeout`, `command_timeout` (durations like `30s`, `250ms`, `none`), `oob`, `max_in_flight`, `max_buffered_events`, `max_events_before_greeting`, `trace_messages`, `guest_agent`, `sync_timeout`, `sync_seed` |
 //! | `connect` | `Client::connect` |
 //! | `<- TEXT` | the server sends TEXT and `\r\n` |
 //! | `<~ TEXT` | the server sends TEXT with escapes `\r \n \t \\ \xNN` and nothing appended |
@@ -147,6 +147,7 @@ fn config(line: &str) -> ClientConfig {
             "oob" => c.oob(v.parse().unwrap()),
             "max_in_flight" => c.max_in_flight(v.parse().unwrap()),
             "max_buffered_events" => c.max_buffered_events(v.parse().unwrap()),
+            "max_events_before_greeting" => c.max_events_before_greeting(v.parse().unwrap()),
             "trace_messages" => c.trace_messages(v.parse().unwrap()),
             "guest_agent" => c.guest_agent(v.parse().unwrap()),
             "sync_timeout" => c.sync_timeout(duration(v)),

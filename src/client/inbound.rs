@@ -126,12 +126,10 @@ impl Inner {
             {
                 self.on_reply(now, &env, frame);
             }
-            _ => match env.event {
-                Some(name) => self.on_event(name, &env, frame),
-                None => self
-                    .out
-                    .diagnostic(Diagnostic::UnknownMessage(Excerpt::new(frame))),
-            },
+            _ if env.event.is_some() => self.on_event(&env, frame),
+            _ => self
+                .out
+                .diagnostic(Diagnostic::UnknownMessage(Excerpt::new(frame))),
         }
         if self.session.is_live() {
             ControlFlow::Continue(())
@@ -141,6 +139,16 @@ impl Inner {
     }
 
     fn on_greeting(&mut self, now: Instant, env: &Envelope<'_>, frame: &[u8]) {
+        let limit = self.config.max_events_before_greeting;
+        let event_only = env.qmp.is_none() && env.ret.is_none() && env.error.is_none();
+        if let (true, Some(event), true) = (event_only, decode_event(env), limit > 0) {
+            // An event before the greeting: held, within the bound.
+            if self.session.hold_early_event(event, limit).is_err() {
+                let excerpt = Excerpt::new(frame);
+                self.shutdown(ProtocolError::EventsBeforeGreeting { limit, excerpt }.into());
+            }
+            return;
+        }
         let parsed = match env.qmp {
             None => Err("expected the greeting {\"QMP\": ...} first".to_owned()),
             Some(body) => Greeting::from_body(body),
@@ -158,7 +166,7 @@ impl Inner {
         let at = self.tx.len();
         wire::capabilities(self.tx.buf_mut(), oob, id);
         self.trace_out(at);
-        self.session.greeted(greeting, oob, id);
+        self.session.greeted(&mut self.out, greeting, oob, id);
         let deadline = self
             .config
             .negotiation_timeout
@@ -241,19 +249,24 @@ impl Inner {
         }
     }
 
-    fn on_event(&mut self, name: &serde_json::value::RawValue, env: &Envelope<'_>, frame: &[u8]) {
-        let Ok(name) = serde_json::from_str::<String>(name.get()) else {
-            self.out
-                .diagnostic(Diagnostic::MalformedEvent(Excerpt::new(frame)));
-            return;
-        };
-        let event = QmpEvent {
-            name,
-            data: env.data.map(ToOwned::to_owned),
-            timestamp: env
-                .timestamp
-                .and_then(|t| serde_json::from_str::<Timestamp>(t.get()).ok()),
-        };
-        self.out.push_peer(Event::Qmp(event));
+    fn on_event(&mut self, env: &Envelope<'_>, frame: &[u8]) {
+        match decode_event(env) {
+            Some(event) => self.out.push_peer(Event::Qmp(event)),
+            None => self
+                .out
+                .diagnostic(Diagnostic::MalformedEvent(Excerpt::new(frame))),
+        }
     }
+}
+
+/// The event an envelope carries: `None` unless its member `event` is a string.
+fn decode_event(env: &Envelope<'_>) -> Option<QmpEvent> {
+    let name = serde_json::from_str::<String>(env.event?.get()).ok()?;
+    Some(QmpEvent {
+        name,
+        data: env.data.map(ToOwned::to_owned),
+        timestamp: env
+            .timestamp
+            .and_then(|t| serde_json::from_str::<Timestamp>(t.get()).ok()),
+    })
 }

@@ -10,6 +10,7 @@
 //!
 //! ```text
 //!  QMP:    Idle ─connect─▶ Greeting ─greeting─▶ Negotiating ─capabilities answered─▶ Ready
+//!                          (events held)
 //!          runstate:       Connecting           Connecting                           Running
 //!
 //!  agent:  Idle ─connect─▶ Syncing ─sync answered─▶ Ready ─resync / timeout / silent cmd─▶ Syncing
@@ -30,7 +31,7 @@
 
 use crate::client::output::{Event, Outputs};
 use crate::error::{CallError, DisconnectReason};
-use crate::message::Greeting;
+use crate::message::{Greeting, QmpEvent};
 use crate::RunState;
 
 /// What the next frame from the peer means.
@@ -59,6 +60,8 @@ pub(super) struct Session {
     quit_sent: bool,
     /// Why the last session ended, until the next one starts.
     reason: Option<DisconnectReason>,
+    /// QMP events that came before the greeting, held until it is accepted.
+    early_events: Vec<QmpEvent>,
 }
 
 impl Session {
@@ -70,6 +73,7 @@ impl Session {
             oob: false,
             quit_sent: false,
             reason: None,
+            early_events: Vec::new(),
         }
     }
 
@@ -149,11 +153,29 @@ impl Session {
         Ok(())
     }
 
-    /// The greeting arrived and `qmp_capabilities` (wire id `id`) was written.
-    pub(super) fn greeted(&mut self, greeting: Greeting, oob: bool, id: u64) {
+    /// Holds an event that came before the greeting, if fewer than `limit` are held;
+    /// returns it otherwise.
+    pub(super) fn hold_early_event(
+        &mut self,
+        event: QmpEvent,
+        limit: usize,
+    ) -> Result<(), QmpEvent> {
+        if self.early_events.len() >= limit {
+            return Err(event);
+        }
+        self.early_events.push(event);
+        Ok(())
+    }
+
+    /// The greeting arrived and `qmp_capabilities` (wire id `id`) was written. The events
+    /// held before it are delivered now, in order, ahead of anything after the greeting.
+    pub(super) fn greeted(&mut self, out: &mut Outputs, greeting: Greeting, oob: bool, id: u64) {
         self.greeting = Some(greeting);
         self.oob = oob;
         self.stage = Stage::Negotiating { id };
+        for event in self.early_events.drain(..) {
+            out.push_peer(Event::Qmp(event));
+        }
     }
 
     /// Capabilities negotiated: `Connecting → Running`.
@@ -189,6 +211,8 @@ impl Session {
     /// The second half: `→ Idle`, then [`Event::Disconnected`], the last output.
     pub(super) fn ended(&mut self, out: &mut Outputs, reason: DisconnectReason) {
         self.stage = Stage::Idle;
+        // Events of a peer that never greeted are not delivered.
+        self.early_events.clear();
         self.quit_sent = false;
         self.transition(out, RunState::Idle);
         self.reason = Some(reason.clone());
