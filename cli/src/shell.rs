@@ -216,6 +216,8 @@ pub fn run_prepared(
 }
 
 struct Shell {
+    /// Whether the input is a terminal (else a script from a pipe, kept out of the history).
+    interactive: bool,
     qmp: Qmp,
     opts: ShellOptions,
     printer: Printer,
@@ -259,13 +261,15 @@ impl Shell {
             // A missing history file is a first run, not an error.
             let _ = editor.load_history(path);
         }
-        if std::io::stdin().is_terminal() {
+        let interactive = std::io::stdin().is_terminal();
+        if interactive {
             if let Ok(p) = editor.create_external_printer() {
                 printer.set_external(Box::new(p));
             }
         }
         let opts_pretty = opts.pretty;
         Ok(Shell {
+            interactive,
             hmp: opts.hmp,
             pretty: opts.pretty,
             qmp,
@@ -398,7 +402,8 @@ impl Shell {
             self.printer.set_reading(false);
             match line {
                 Ok(line) => {
-                    if !line.trim().is_empty() {
+                    // Lines of a script read from a pipe are not the user's history.
+                    if self.interactive && !line.trim().is_empty() {
                         let _ = self.editor.add_history_entry(line.as_str());
                         if let Some(path) = &self.opts.history {
                             // Saved after every line: a shell that is killed keeps it.

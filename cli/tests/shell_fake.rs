@@ -233,6 +233,9 @@ fn commands_from_a_pipe() {
 
     let dir = tempfile::tempdir().unwrap();
     let history = dir.path().join("history");
+    // The user's history from an earlier interactive run: a script leaves it alone.
+    std::fs::write(&history, "query-version\n").unwrap();
+    let before = std::fs::read(&history).unwrap();
     let mut child = Command::new(support::qmp_bin())
         .args(["shell", "--fake", "--history", path_str(&history)])
         .stdin(Stdio::piped())
@@ -261,6 +264,11 @@ fn commands_from_a_pipe() {
         r#"{"error": {"class": "CommandNotFound", "desc": "The command transaction has not been found"}}"#
     );
     assert_eq!(lines[4], "error: Expected a key=value pair, got 'x'");
+    assert_eq!(
+        std::fs::read(&history).unwrap(),
+        before,
+        "a script entered the history"
+    );
 }
 
 /// Argument names and enum values complete from the fake's schema too.
