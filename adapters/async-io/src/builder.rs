@@ -4,7 +4,6 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use qmp_kit::Settings;
@@ -12,77 +11,7 @@ use qmp_kit::Settings;
 use crate::driver::{Driver, Redial};
 use crate::shared::Shared;
 use crate::transport::{Target, Transport};
-use crate::{Error, Listener, Qmp};
-
-/// When and how often to reconnect after the peer goes away: exponential backoff from
-/// `initial`, doubling up to `max`, for at most `max_attempts` attempts in a row (unlimited
-/// by default). The count starts again once a session is negotiated.
-///
-/// ```
-/// use std::time::Duration;
-/// use qmp_async::Reconnect;
-///
-/// let policy = Reconnect::new()
-///     .initial(Duration::from_millis(50))
-///     .max(Duration::from_secs(2))
-///     .max_attempts(20);
-/// assert_eq!(policy.delay(1), Some(Duration::from_millis(50)));
-/// assert_eq!(policy.delay(3), Some(Duration::from_millis(200)));
-/// assert_eq!(policy.delay(10), Some(Duration::from_secs(2)));
-/// assert_eq!(policy.delay(21), None);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reconnect {
-    initial: Duration,
-    max: Duration,
-    max_attempts: Option<u32>,
-}
-
-impl Default for Reconnect {
-    fn default() -> Self {
-        Reconnect {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(5),
-            max_attempts: None,
-        }
-    }
-}
-
-impl Reconnect {
-    /// 100 ms, doubling up to 5 s, without limit.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The delay before the first attempt.
-    pub fn initial(mut self, delay: Duration) -> Self {
-        self.initial = delay;
-        self
-    }
-
-    /// The longest delay between attempts.
-    pub fn max(mut self, delay: Duration) -> Self {
-        self.max = delay;
-        self
-    }
-
-    /// Gives up after this many failed attempts in a row.
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = Some(attempts);
-        self
-    }
-
-    /// The delay before attempt `attempt` (from 1), or `None` past the limit.
-    pub fn delay(&self, attempt: u32) -> Option<Duration> {
-        if self.max_attempts.is_some_and(|max| attempt > max) {
-            return None;
-        }
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        Some(self.initial.saturating_mul(factor).min(self.max))
-    }
-}
+use crate::{Error, Listener, Qmp, Reconnect};
 
 /// Options for a connection, and the ways to open one. Each returns once the session is
 /// negotiated, with a [`Qmp`] handle and the [`Driver`] to spawn:

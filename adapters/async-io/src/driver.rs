@@ -543,7 +543,7 @@ impl Driver {
         }
         self.attempts += 1;
         let attempt = self.attempts;
-        match redial.policy.delay(attempt) {
+        match redial.policy.next_delay(attempt) {
             Some(delay) => {
                 self.push_status(Status::Reconnecting { attempt, delay });
                 self.timer.set_after(delay);

@@ -184,11 +184,12 @@ mod watch;
 use std::future::Future;
 use std::time::Duration;
 
-pub use builder::{Builder, Reconnect};
+pub use builder::Builder;
 pub use driver::Driver;
 pub use events::{EventStream, Lagged};
 pub use handle::Qmp;
 pub use listener::Listener;
+pub use qmp_kit::Reconnect;
 pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Traffic, DEFAULT_CAPACITY};
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, QemuVersion,

@@ -3,17 +3,14 @@
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
 
-use qmp_kit::Settings;
+use qmp_kit::{Reconnect, Settings};
 #[cfg(doc)]
 use qmp_proto::ClientConfig;
 
+use crate::redial::{Redial, Target};
 use crate::transport::Stream;
 use crate::{Connection, Error, Listener};
-
-/// How long a TCP connect may take when no connect timeout is set.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Options for a [`Connection`], and the ways to open one: connect over a unix socket path
 /// or a TCP address, negotiate over a stream you already have, or listen on a path and let
@@ -21,12 +18,13 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use qmp_blocking::Builder;
+/// use qmp_blocking::{Builder, Reconnect};
 ///
 /// # fn main() -> Result<(), qmp_blocking::Error> {
 /// let mut qmp = Builder::new()
 ///     .timeout(Duration::from_secs(10))        // default per-command timeout
 ///     .connect_timeout(Duration::from_secs(2)) // connect, greeting, negotiation
+///     .reconnect(Reconnect::new().calls_wait(true)) // come back when QEMU restarts
 ///     .connect_unix("/run/vm/qmp.sock")?;
 /// let version: serde_json::Value = qmp.execute("query-version", &())?;
 /// # let _ = version;
@@ -36,6 +34,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     settings: Settings,
+    reconnect: Option<Reconnect>,
 }
 
 impl Builder {
@@ -47,37 +46,38 @@ impl Builder {
 
     qmp_kit::settings_methods!();
 
+    /// Reconnects with this policy when a session of a connection opened by
+    /// [`connect_unix`](Self::connect_unix) or [`connect_tcp`](Self::connect_tcp) ends (not
+    /// after [`Connection::close`]): the next call after the policy's (jittered) delay dials
+    /// again and negotiates a new session, or, with
+    /// [`Reconnect::calls_wait`], a call made while disconnected waits for the next session,
+    /// up to its own timeout. [`Connection::session`] counts the sessions.
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
     /// Connects to a unix socket path and negotiates.
     pub fn connect_unix(&self, path: impl AsRef<Path>) -> Result<Connection, Error> {
-        let path = path.as_ref();
-        let stream = UnixStream::connect(path)
-            .map_err(|e| Error::io(format!("cannot connect to {}", path.display()), e))?;
-        self.unix_stream(stream)
+        self.open(Target::Unix(path.as_ref().to_owned()))
     }
 
     /// Connects to a TCP address (each resolved address in turn, each within the connect
     /// timeout) and negotiates.
     pub fn connect_tcp(&self, addr: impl ToSocketAddrs) -> Result<Connection, Error> {
-        let timeout = self
-            .settings
-            .get_connect_timeout()
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let addrs = addr
             .to_socket_addrs()
             .map_err(|e| Error::io("cannot resolve the QMP address", e))?;
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(stream) => return self.tcp_stream(stream),
-                Err(e) => last = Some(Error::io(format!("cannot connect to {addr}"), e)),
-            }
+        self.open(Target::Tcp(addrs.collect()))
+    }
+
+    fn open(&self, target: Target) -> Result<Connection, Error> {
+        let stream = target.dial(self.settings.get_connect_timeout())?;
+        let mut conn = Connection::establish(stream, &self.settings)?;
+        if let Some(policy) = self.reconnect {
+            conn.set_redial(Redial::new(target, self.settings.clone(), policy));
         }
-        Err(last.unwrap_or_else(|| {
-            Error::io(
-                "cannot connect",
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to connect to"),
-            )
-        }))
+        Ok(conn)
     }
 
     /// Negotiates over a connected unix stream (file descriptors can be passed on it).

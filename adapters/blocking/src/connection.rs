@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::redial::Redial;
 use crate::transport::{self, Stream};
 use crate::{Builder, Error};
 
@@ -80,6 +81,10 @@ pub struct Connection {
     losing: bool,
     /// `query-qmp-schema`, fetched by the first [`schema`](Self::schema) call.
     schema: Option<Schema>,
+    /// Where and when to dial again after the session ends ([`Builder::reconnect`]).
+    redial: Option<Redial>,
+    /// The number of the current (or last) session, from 1.
+    session: u64,
 }
 
 impl Connection {
@@ -133,6 +138,8 @@ impl Connection {
             events_lost: 0,
             losing: false,
             schema: None,
+            redial: None,
+            session: 1,
         };
         // The engine's greeting, negotiation and sync timeouts bound this wait.
         conn.run_until(None, |c| c.engine.is_ready());
@@ -176,6 +183,12 @@ impl Connection {
     /// for it, as they do by default).
     pub fn oob_enabled(&self) -> bool {
         self.engine.oob_enabled()
+    }
+
+    /// The number of the current session (or of the last one, when it ended), from 1: it
+    /// grows with every reconnection ([`Builder::reconnect`]).
+    pub fn session(&self) -> u64 {
+        self.session
     }
 
     /// Whether the session is still up.
@@ -501,13 +514,21 @@ impl Connection {
     /// `Ok(None)` when none came in time; [`Error::Disconnected`] once the session ended and
     /// the buffer is empty.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Option<QmpEvent>, Error> {
-        self.run_until(deadline_after(timeout), |c| !c.events.is_empty());
-        match self.events.pop_front() {
-            Some((_, event)) => Ok(Some(event)),
-            None => match self.ended() {
-                Some(reason) => Err(Error::Disconnected(reason.clone())),
-                None => Ok(None),
-            },
+        let deadline = deadline_after(timeout);
+        loop {
+            self.run_until(deadline, |c| !c.events.is_empty());
+            if let Some((_, event)) = self.events.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.ended().is_none() {
+                return Ok(None);
+            }
+            // The session ended: with reconnection, go on waiting in the next one.
+            match self.ensure_session(deadline) {
+                Ok(()) => {}
+                Err(Error::Timeout) => return Ok(None),
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -576,6 +597,88 @@ impl Connection {
         }
     }
 
+    pub(crate) fn set_redial(&mut self, redial: Redial) {
+        self.redial = Some(redial);
+    }
+
+    /// Makes sure a session is up: after the session ended, with reconnection, dials again
+    /// once the policy's delay has passed; with [`Reconnect::calls_wait`](crate::Reconnect),
+    /// waits for that (until `deadline`, if any). Fails with the reason the last session
+    /// ended when there is no session and none is made now, and with [`Error::Timeout`] past
+    /// `deadline`.
+    fn ensure_session(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        loop {
+            let Some(reason) = self.ended().cloned() else {
+                return Ok(());
+            };
+            let Some(mut redial) = self.redial.take() else {
+                return Err(Error::Disconnected(reason));
+            };
+            let wait = redial.policy.get_calls_wait();
+            let now = Instant::now();
+            if let Some(at) = redial.next_at.filter(|at| *at > now) {
+                if !wait {
+                    self.redial = Some(redial);
+                    return Err(Error::Disconnected(reason));
+                }
+                if let Some(d) = deadline.filter(|d| *d < at) {
+                    self.redial = Some(redial);
+                    std::thread::sleep(d.saturating_duration_since(now));
+                    return Err(Error::Timeout);
+                }
+                std::thread::sleep(at - now);
+            }
+            let attempt = redial.attempt;
+            let opened = redial
+                .target
+                .dial(redial.settings.get_connect_timeout())
+                .and_then(|stream| Connection::establish(stream, &redial.settings));
+            match opened {
+                Ok(fresh) => {
+                    self.adopt(fresh);
+                    redial.attempt = 0;
+                    redial.next_at = None;
+                    self.redial = Some(redial);
+                    return Ok(());
+                }
+                Err(e) => {
+                    log::debug!(target: TARGET, "reconnect attempt {attempt} failed: {e}");
+                    if !redial.failed(Instant::now()) {
+                        log::debug!(target: TARGET, "giving up reconnecting after {attempt} attempts");
+                        return Err(Error::Disconnected(reason));
+                    }
+                    self.redial = Some(redial);
+                    if !wait {
+                        return Err(Error::Disconnected(reason));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the session of `fresh`, newly negotiated: its engine, socket, greeting and the
+    /// events that came while it was negotiated. Events of the ended session stay buffered
+    /// before them.
+    fn adopt(&mut self, mut fresh: Connection) {
+        std::mem::swap(&mut self.engine, &mut fresh.engine);
+        std::mem::swap(&mut self.stream, &mut fresh.stream);
+        std::mem::swap(&mut self.greeting, &mut fresh.greeting);
+        self.schema = None;
+        for (_, event) in std::mem::take(&mut fresh.events) {
+            self.push_event(event);
+        }
+        self.session += 1;
+        log::debug!(target: TARGET, "session {} is up", self.session);
+        // `fresh` now holds the ended session, closed already: dropping it changes nothing.
+    }
+
+    /// The deadline of a call made now with `opts`: its timeout, or the default one.
+    fn call_deadline(&self, opts: &CallOptions) -> Option<Instant> {
+        opts.get_timeout()
+            .or(self.engine.config().get_command_timeout())
+            .and_then(deadline_after)
+    }
+
     /// Issues a command through `issue` (an engine call) and tracks its id.
     fn issue<T>(
         &mut self,
@@ -583,7 +686,8 @@ impl Connection {
         issue: impl FnOnce(&mut Client, Instant, CallOptions) -> Result<T, CallError>,
         id_of: impl FnOnce(&T) -> CommandId,
     ) -> Result<T, Error> {
-        self.check_connected()?;
+        let deadline = self.call_deadline(&opts);
+        self.ensure_session(deadline)?;
         if !opts.get_fds().is_empty() && !self.stream.is_unix() {
             return Err(Error::FdsUnsupported);
         }
@@ -602,22 +706,27 @@ impl Connection {
     ) -> Result<QmpEvent, Error> {
         // Nothing leaves the buffer while waiting, so each event is looked at once.
         let mut scanned = 0;
-        let mut found = None;
-        self.run_until(deadline, |c| {
-            for (i, (seq, event)) in c.events.iter().enumerate().skip(scanned) {
-                if *seq >= mark && matches(event) {
-                    found = Some(i);
-                    return true;
+        loop {
+            let mut found = None;
+            self.run_until(deadline, |c| {
+                for (i, (seq, event)) in c.events.iter().enumerate().skip(scanned) {
+                    if *seq >= mark && matches(event) {
+                        found = Some(i);
+                        return true;
+                    }
                 }
+                scanned = c.events.len();
+                false
+            });
+            if let Some((_, event)) = found.and_then(|i| self.events.remove(i)) {
+                return Ok(event);
             }
-            scanned = c.events.len();
-            false
-        });
-        if let Some((_, event)) = found.and_then(|i| self.events.remove(i)) {
-            return Ok(event);
+            if self.ended().is_none() {
+                return Err(Error::Timeout);
+            }
+            // The session ended: with reconnection, go on waiting in the next one.
+            self.ensure_session(deadline)?;
         }
-        self.check_connected()?;
-        Err(Error::Timeout)
     }
 
     /// Runs the loop until `done` holds, the session ends, or `deadline` passes (`None`:
@@ -699,7 +808,15 @@ impl Connection {
                 }
                 Output::Event(e) => self.push_event(e),
                 Output::EventsLost(count) => self.lose(count),
-                Output::Disconnected(_) => self.stream.shutdown(),
+                Output::Disconnected(reason) => {
+                    self.stream.shutdown();
+                    if reason == DisconnectReason::Closed {
+                        // Closed locally: not reconnected.
+                        self.redial = None;
+                    } else if let Some(redial) = &mut self.redial {
+                        redial.session_ended(Instant::now());
+                    }
+                }
                 _ => {}
             }
         }

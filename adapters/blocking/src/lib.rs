@@ -231,6 +231,7 @@
 mod builder;
 mod connection;
 mod listener;
+mod redial;
 #[cfg(feature = "server")]
 mod serve;
 mod transport;
@@ -238,7 +239,7 @@ mod transport;
 pub use builder::Builder;
 pub use connection::Connection;
 pub use listener::Listener;
-pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Traffic};
+pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Reconnect, Traffic};
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, CommandId, DisconnectReason, Excerpt, Greeting,
     ProtocolError, QemuVersion, QmpError, QmpEvent, RawValue, Timestamp,

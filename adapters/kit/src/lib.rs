@@ -4,7 +4,8 @@
 //! * [`Error`], the one error type of every adapter, and [`CallOptions`] (the core's, re-exported),
 //!   the one options value of every call;
 //! * [`Settings`], what every builder configures (with [`settings_methods!`] generating the
-//!   same setters in each), and [`EventFilter`], which events a listener or a wait takes;
+//!   same setters in each), [`Reconnect`], when and how often to reconnect (jittered
+//!   exponential backoff), and [`EventFilter`], which events a listener or a wait takes;
 //! * [`Engine`], the sans-IO engine with what every adapter does with its output: logging,
 //!   the traffic tap ([`Traffic`]), command failures as [`Error`]s;
 //! * [`socket`]: an owner-only listening unix socket and `SCM_RIGHTS` sends and receives.
@@ -34,6 +35,7 @@
 mod engine;
 mod error;
 mod filter;
+mod reconnect;
 mod settings;
 pub mod socket;
 mod traffic;
@@ -42,5 +44,6 @@ pub use engine::{Engine, Output};
 pub use error::Error;
 pub use filter::{EventFilter, DEFAULT_CAPACITY};
 pub use qmp_proto::CallOptions;
+pub use reconnect::Reconnect;
 pub use settings::Settings;
 pub use traffic::{Direction, Tap, Traffic};
