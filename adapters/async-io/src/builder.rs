@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
+use qmp_kit::fanout::Shared;
 use qmp_kit::Settings;
 
 use crate::driver::{Driver, Redial};
-use crate::shared::Shared;
 use crate::transport::{Target, Transport};
 use crate::{Error, Listener, Qmp};
 
