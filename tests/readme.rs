@@ -17,7 +17,7 @@ fn adapter_examples_in_the_readme_are_compiled_in_their_crates() {
         let end = body.find("```").unwrap();
         let code = &body[..end];
         rest = &body[end..];
-        let krate = ["qmp_blocking", "qmp_async"]
+        let krate = ["qmp_blocking", "qmp_async", "qmp_tokio"]
             .into_iter()
             .find(|k| code.contains(&format!("{k}::")))
             .unwrap_or_else(|| {
@@ -25,6 +25,7 @@ fn adapter_examples_in_the_readme_are_compiled_in_their_crates() {
             });
         let dir = match krate {
             "qmp_blocking" => "adapters/blocking",
+            "qmp_tokio" => "adapters/tokio",
             _ => "adapters/async-io",
         };
         let docs = std::fs::read_to_string(root.join(dir).join("src/lib.rs")).unwrap();

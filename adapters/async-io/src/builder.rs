@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures_lite::{AsyncRead, AsyncWrite};
+use qmp_kit::fanout::Shared;
 use qmp_kit::Settings;
 
 use crate::driver::{Driver, Redial};
-use crate::shared::Shared;
 use crate::transport::{Target, Transport};
 use crate::{Error, Listener, Qmp, Reconnect};
 

@@ -31,7 +31,6 @@
 //! [`Client::handle_write_error`]: qmp_proto::Client::handle_write_error
 //! [`Client::poll_timeout`]: qmp_proto::Client::poll_timeout
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -42,16 +41,12 @@ use std::time::{Duration, Instant};
 use async_channel::Receiver;
 use async_io::Timer;
 use futures_lite::Stream;
-use qmp_kit::{Engine, Output, Settings};
-use qmp_proto::{CallError, CommandId, DisconnectReason, RawValue, RunState};
-use serde_json::Value;
+use qmp_kit::fanout::{Hub, Request, Shared, Status};
+use qmp_kit::{Engine, Error, Settings};
+use qmp_proto::{DisconnectReason, RunState};
 
-use crate::handle::IssueTyped;
-use crate::reply;
-use crate::shared::Shared;
 use crate::transport::{Target, Transport};
-use crate::watch::{Status, Transition};
-use crate::{CallOptions, Error, Reconnect};
+use crate::Reconnect;
 
 /// The log target of everything this crate logs.
 pub(crate) const TARGET: &str = "qmp_async";
@@ -65,36 +60,6 @@ const FIRST_READ_CHUNK: usize = 4 * 1024;
 const READ_BUDGET: usize = 256 * 1024;
 const WRITE_BUDGET: usize = 1024 * 1024;
 const REQUEST_BUDGET: usize = 256;
-
-pub(crate) type ReplyTx = reply::Sender<Result<Box<RawValue>, Error>>;
-
-/// What a handle asks of the driver.
-pub(crate) enum Request {
-    /// Issue a command.
-    Call {
-        body: Body,
-        opts: CallOptions,
-        /// When the call was made: the engine counts its deadline from here.
-        at: Instant,
-        reply: ReplyTx,
-    },
-    Close,
-}
-
-/// The command of a [`Request::Call`], as the engine's three issuing calls take it.
-pub(crate) enum Body {
-    /// [`qmp_proto::Client::execute`]: a name and its arguments, serialised by the caller.
-    Execute { name: String, args: Box<RawValue> },
-    /// [`qmp_proto::Client::call`]: a typed command's arguments, serialised by the caller,
-    /// and the function that issues them as that command (so the engine's rules for its
-    /// type, such as the OOB-allowed check, apply).
-    Call {
-        args: Box<RawValue>,
-        issue: IssueTyped,
-    },
-    /// [`qmp_proto::Client::execute_raw`]: a whole request.
-    Raw(Value),
-}
 
 struct Budget {
     read: usize,
@@ -147,11 +112,11 @@ enum Phase {
 #[must_use = "the connection makes no progress unless the driver is spawned or awaited"]
 pub struct Driver {
     engine: Engine,
-    shared: Arc<Shared>,
+    /// The calls pending in the engine, and what the handles share.
+    hub: Hub,
     transport: Option<Transport>,
     /// Pinned: a receiver is not `Unpin` (it holds a listener while waiting).
     requests: Pin<Box<Receiver<Request>>>,
-    pending: HashMap<CommandId, ReplyTx>,
     timer: Timer,
     timer_at: Option<Instant>,
     buf: Box<[u8]>,
@@ -176,7 +141,7 @@ impl std::fmt::Debug for Driver {
         f.debug_struct("Driver")
             .field("state", &self.engine.state())
             .field("transport", &self.transport)
-            .field("pending", &self.pending.len())
+            .field("hub", &self.hub)
             .finish_non_exhaustive()
     }
 }
@@ -189,10 +154,9 @@ impl Driver {
     ) -> Self {
         Driver {
             engine: Engine::new(settings, TARGET),
-            shared,
+            hub: Hub::new(shared),
             transport: None,
             requests: Box::pin(requests),
-            pending: HashMap::new(),
             timer: Timer::never(),
             timer_at: None,
             buf: vec![0; FIRST_READ_CHUNK].into_boxed_slice(),
@@ -235,7 +199,7 @@ impl Driver {
             } else if self.engine.state() == RunState::Connecting {
                 Poll::Pending
             } else {
-                Poll::Ready(Err(self.shared.gone_error()))
+                Poll::Ready(Err(self.hub.shared().gone_error()))
             }
         })
         .await?;
@@ -296,41 +260,9 @@ impl Driver {
     }
 
     fn on_request(&mut self, request: Request) {
-        let (body, opts, at, reply) = match request {
-            Request::Close => return self.close(),
-            Request::Call {
-                body,
-                opts,
-                at,
-                reply,
-            } => (body, opts, at, reply),
-        };
-        if reply.is_closed() {
-            // The caller stopped waiting before the command was issued: do not send it.
-            return;
-        }
-        if !opts.get_fds().is_empty() && !self.transport.as_ref().is_some_and(Transport::passes_fds)
-        {
-            // The descriptors are closed with `opts`: nothing is sent.
-            reply.send(Err(Error::FdsUnsupported));
-            return;
-        }
-        let issued = match body {
-            Body::Execute { name, args } => self.engine.execute(at, &name, &*args, opts),
-            Body::Call { args, issue } => issue(&mut self.engine, at, &args, opts),
-            Body::Raw(request) => self.engine.execute_raw(at, request, opts),
-        };
-        match issued {
-            Ok(id) => {
-                self.pending.insert(id, reply);
-                self.shared.lock().pending = self.pending.len();
-            }
-            Err(CallError::InvalidState { .. }) => {
-                reply.send(Err(self.shared.gone_error()));
-            }
-            Err(e) => {
-                reply.send(Err(Error::Call(e)));
-            }
+        let passes_fds = self.transport.as_ref().is_some_and(Transport::passes_fds);
+        if self.hub.on_request(&mut self.engine, request, passes_fds) {
+            self.close();
         }
     }
 
@@ -355,23 +287,11 @@ impl Driver {
         progress
     }
 
-    /// Cancels the commands whose callers stopped waiting (their futures were dropped): one
-    /// still in the engine's local queue is then never sent, and one in flight keeps its
-    /// slot until QEMU answers, its reply dropped. Runs before any input is read, so a slot
-    /// freed by a reply goes to a command someone still waits for.
+    /// Cancels the commands whose callers stopped waiting (see [`Hub::cancel_dropped`]):
+    /// runs before any input is read, so a slot freed by a reply goes to a command someone
+    /// still waits for.
     fn cancel_dropped(&mut self) {
-        let before = self.pending.len();
-        let engine = &mut self.engine;
-        self.pending.retain(|id, reply| {
-            if reply.is_closed() {
-                engine.cancel(*id);
-                false
-            } else {
-                true
-            }
-        });
-        if self.pending.len() != before {
-            self.shared.lock().pending = self.pending.len();
+        if self.hub.cancel_dropped(&mut self.engine) {
             self.drain_outputs();
         }
     }
@@ -561,54 +481,17 @@ impl Driver {
     }
 
     fn push_status(&self, status: Status) {
-        self.shared.lock().status.push(status);
+        self.hub.shared().push_status(status);
     }
 
-    /// Takes every output of the engine (logged and tapped on the way).
+    /// Takes every output of the engine (logged and tapped on the way): see [`Hub::drain`].
     fn drain_outputs(&mut self) {
-        while let Some(output) = self.engine.next_output() {
-            match output {
-                Output::Reply { id, result } => {
-                    if let Some(reply) = self.pending.remove(&id) {
-                        // Counted before the caller can see its result.
-                        self.shared.lock().pending = self.pending.len();
-                        // The caller may have stopped waiting: then the result is dropped.
-                        reply.send(result);
-                    }
-                }
-                Output::Event(e) => self.shared.dispatch(e),
-                Output::EventsLost(count) => self.shared.events_lost(count),
-                Output::Transition { from, to } => self.on_transition(from, to),
-                Output::Disconnected(reason) => self.on_disconnected(reason),
-                _ => {}
-            }
-        }
-    }
-
-    fn on_transition(&mut self, from: RunState, to: RunState) {
-        let mut s = self.shared.lock();
-        if to == RunState::Connecting {
-            s.session += 1;
-        }
-        s.runstate = to;
-        let seq = s.transitions.next_seq();
-        let session = s.session;
-        s.transitions.push(Transition {
-            seq,
-            session,
-            from,
-            to,
-        });
-        // Ready: QEMU's greeting, or an empty one for a guest agent.
-        let ready = (to == RunState::Running)
-            .then(|| self.engine.session_greeting())
-            .flatten();
-        if let Some(greeting) = ready {
-            s.oob = self.engine.oob_enabled();
-            s.greeting = Some(greeting.clone());
-            s.status.push(Status::Connected { session, greeting });
-            drop(s);
+        let drained = self.hub.drain(&mut self.engine);
+        if drained.ready {
             self.attempts = 0;
+        }
+        if let Some(reason) = drained.ended {
+            self.on_disconnected(reason);
         }
     }
 
@@ -617,19 +500,6 @@ impl Driver {
             t.shutdown();
         }
         self.timer_at = None;
-        // The engine resolved every command before this; anything left is stale.
-        self.pending.clear();
-        {
-            let mut s = self.shared.lock();
-            s.pending = 0;
-            s.last_reason = Some(reason.clone());
-            let session = s.session;
-            s.status.push(Status::Disconnected {
-                session,
-                reason: reason.clone(),
-            });
-        }
-        self.shared.close_listeners();
         self.result = Some(reason);
         self.retry_or_finish();
     }
@@ -640,16 +510,9 @@ impl Driver {
         self.requests.close();
         // Requests still queued fail now rather than when the driver is dropped.
         while let Ok(request) = self.requests.try_recv() {
-            if let Request::Call { reply, .. } = request {
-                reply.send(Err(self.shared.gone_error()));
-            }
+            request.fail(self.hub.shared().gone_error());
         }
-        let mut s = self.shared.lock();
-        s.finished = true;
-        s.transitions.close();
-        s.status.close();
-        drop(s);
-        self.shared.close_listeners();
+        self.hub.shared().finish();
     }
 }
 

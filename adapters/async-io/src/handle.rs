@@ -1,26 +1,22 @@
 //! The handle: commands, listeners and watchers, from any task.
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_channel::Sender;
 use futures_lite::StreamExt;
+use qmp_kit::fanout::{decode, Body, Request, Shared};
 use qmp_proto::events::TypedEvent;
 use qmp_proto::schema::{Commands, Schema};
-use qmp_proto::{
-    CallError, Client, Command, CommandId, DisconnectReason, Greeting, QmpEvent, RawValue, RunState,
-};
+#[cfg(doc)]
+use qmp_proto::{CallError, Client};
+use qmp_proto::{Command, DisconnectReason, Greeting, QmpEvent, RawValue, RunState};
 use serde::de::{DeserializeOwned, IgnoredAny};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::driver::{Body, Request};
-use crate::events::EventStream;
-use crate::shared::Shared;
-use crate::watch::{StateWatch, StatusStream};
-use crate::{CallOptions, Error, EventFilter};
+use crate::{CallOptions, Error, EventFilter, EventStream, StateWatch, StatusStream};
 
 /// A cloneable, `Send + Sync` handle to a QMP connection run by a [`Driver`](crate::Driver).
 ///
@@ -134,11 +130,7 @@ impl Qmp {
         T: DeserializeOwned,
         A: Serialize + ?Sized,
     {
-        let body = serialize(args).map(|args| Body::Execute {
-            name: name.to_owned(),
-            args,
-        });
-        let call = self.issue(body, opts);
+        let call = self.issue(Body::execute(name, args), opts);
         async move { decode(&call.await?) }
     }
 
@@ -198,11 +190,7 @@ impl Qmp {
     where
         C: Command + 'static,
     {
-        let body = serialize(&command).map(|args| Body::Call {
-            args,
-            issue: issue_typed::<C>,
-        });
-        let call = self.issue(body, opts);
+        let call = self.issue(Body::call(&command), opts);
         async move {
             let raw = call.await?;
             Ok(qmp_proto::decode_return::<C>(&raw)?)
@@ -233,7 +221,7 @@ impl Qmp {
         request: Value,
         opts: CallOptions,
     ) -> impl Future<Output = Result<Box<RawValue>, Error>> + Send + 'static {
-        self.issue(Ok(Body::Raw(request)), opts)
+        self.issue(Ok(Body::raw(request)), opts)
     }
 
     /// Hands a request to the driver and waits for its result. `body` is `Err` when it could
@@ -243,22 +231,16 @@ impl Qmp {
         body: Result<Body, Error>,
         opts: CallOptions,
     ) -> impl Future<Output = Result<Box<RawValue>, Error>> + Send + 'static {
-        let (reply, result) = crate::reply::slot();
         let issued = body.and_then(|body| {
-            let request = Request::Call {
-                body,
-                opts,
-                at: Instant::now(),
-                reply,
-            };
+            let (request, result) = Request::call(body, opts, Instant::now());
             self.tx
                 .try_send(request)
+                .map(|()| result)
                 .map_err(|_| self.shared.gone_error())
         });
         let shared = Arc::clone(&self.shared);
         async move {
-            issued?;
-            match result.await {
+            match issued?.await {
                 Some(result) => result,
                 None => Err(shared.gone_error()),
             }
@@ -388,15 +370,7 @@ impl Qmp {
     /// # }
     /// ```
     pub fn schema(&self) -> impl Future<Output = Result<Arc<Schema>, Error>> + Send + 'static {
-        let (session, cached) = {
-            let s = self.shared.lock();
-            let cached = s
-                .schema
-                .as_ref()
-                .filter(|(session, _)| *session == s.session)
-                .map(|(_, schema)| Arc::clone(schema));
-            (s.session, cached)
-        };
+        let (session, cached) = self.shared.cached_schema();
         // Either the cached schema or the call that fetches it.
         let fetch = match cached {
             Some(schema) => Ok(schema),
@@ -409,11 +383,8 @@ impl Qmp {
                 Err(call) => call,
             };
             let schema = Arc::new(call.await?);
-            let mut s = shared.lock();
             // Kept only if it came from the session it was asked of.
-            if s.session == session {
-                s.schema = Some((session, Arc::clone(&schema)));
-            }
+            shared.store_schema(session, &schema);
             Ok(schema)
         }
     }
@@ -451,50 +422,50 @@ impl Qmp {
     /// # }
     /// ```
     pub fn subscribe(&self, filter: EventFilter) -> EventStream {
-        EventStream::new(Arc::clone(&self.shared), filter)
+        self.shared.subscribe(filter)
     }
 
     /// The connection runstate now.
     pub fn state(&self) -> RunState {
-        self.shared.lock().runstate
+        self.shared.runstate()
     }
 
     /// A watcher of every runstate transition from now on. See [`StateWatch`].
     pub fn state_watch(&self) -> StateWatch {
-        StateWatch::new(Arc::clone(&self.shared))
+        self.shared.state_watch()
     }
 
     /// A stream of connection status changes from now on: sessions connected and ended,
     /// reconnection attempts. See [`StatusStream`].
     pub fn status(&self) -> StatusStream {
-        StatusStream::new(Arc::clone(&self.shared))
+        self.shared.status_stream()
     }
 
     /// The greeting of the current (or last) session: QEMU's version and the capabilities it
     /// offered. A guest agent sends none: an empty one ([`Greeting::default`]) stands for it.
     pub fn greeting(&self) -> Option<Greeting> {
-        self.shared.lock().greeting.clone()
+        self.shared.greeting()
     }
 
     /// Whether out-of-band execution was negotiated on the current (or last) session.
     pub fn oob_enabled(&self) -> bool {
-        self.shared.lock().oob
+        self.shared.oob_enabled()
     }
 
     /// Commands issued and not resolved yet (replied, timed out or failed). Calls whose
     /// futures were dropped count until QEMU answers them.
     pub fn pending(&self) -> usize {
-        self.shared.lock().pending
+        self.shared.pending()
     }
 
     /// Why the last session ended, once one has.
     pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
-        self.shared.lock().last_reason.clone()
+        self.shared.disconnect_reason()
     }
 
     /// Whether the driver has finished: no more sessions will be made.
     pub fn is_finished(&self) -> bool {
-        self.shared.lock().finished
+        self.shared.is_finished()
     }
 
     /// Closes the connection and stops reconnecting: pending calls fail with
@@ -503,48 +474,4 @@ impl Qmp {
     pub fn close(&self) {
         let _ = self.tx.try_send(Request::Close);
     }
-}
-
-fn decode<T: DeserializeOwned>(raw: &RawValue) -> Result<T, Error> {
-    Ok(serde_json::from_str(raw.get())?)
-}
-
-/// Arguments serialised on the caller's side, once: the driver copies them into the send
-/// buffer as they are.
-fn serialize<A: Serialize + ?Sized>(args: &A) -> Result<Box<RawValue>, Error> {
-    serde_json::value::to_raw_value(args)
-        .map_err(|e| Error::Call(CallError::Serialize(e.to_string())))
-}
-
-/// How the driver issues a typed command whose arguments were serialised on the caller's
-/// side: through [`Client::call`] for its type (see [`issue_typed`]).
-pub(crate) type IssueTyped =
-    fn(&mut Client, Instant, &RawValue, CallOptions) -> Result<CommandId, CallError>;
-
-/// Issues a `C` whose arguments are `args` through the engine's typed call, so that the
-/// engine's rules for `C` (the OOB-allowed check) apply here as everywhere, with no copy
-/// of them in this crate.
-fn issue_typed<C: Command>(
-    engine: &mut Client,
-    now: Instant,
-    args: &RawValue,
-    opts: CallOptions,
-) -> Result<CommandId, CallError> {
-    let command = Serialized::<C>(args, PhantomData);
-    engine.call(now, &command, opts).map(|pending| pending.id())
-}
-
-/// A `C` as its serialised arguments: the same name, OOB rule and result type.
-struct Serialized<'a, C>(&'a RawValue, PhantomData<fn() -> C>);
-
-impl<C> Serialize for Serialized<'_, C> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
-    }
-}
-
-impl<C: Command> Command for Serialized<'_, C> {
-    const NAME: &'static str = C::NAME;
-    const ALLOW_OOB: bool = C::ALLOW_OOB;
-    type Returns = C::Returns;
 }

@@ -7,7 +7,8 @@
 //! decisions (framing, negotiation, id routing, OOB, flow control, timeouts, the end of a
 //! session) are the engine's; this crate owns the socket, the clock, the waking, the fan-out
 //! of events, fd passing and reconnection. What every adapter shares (the [`Error`] type,
-//! [`CallOptions`], the builder's options, [`EventFilter`], the [`Traffic`] tap) comes from
+//! [`CallOptions`], the builder's options, [`EventFilter`], the [`Traffic`] tap, and the
+//! executor-agnostic fan-out: [`EventStream`], [`StateWatch`], [`StatusStream`]) comes from
 //! [`qmp_kit`] and is re-exported here.
 //!
 //! ```no_run
@@ -173,22 +174,18 @@
 
 mod builder;
 mod driver;
-mod events;
 mod handle;
 mod listener;
-mod reply;
-mod shared;
 mod transport;
-mod watch;
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use builder::Builder;
 pub use driver::Driver;
-pub use events::{EventStream, Lagged};
 pub use handle::Qmp;
 pub use listener::Listener;
+pub use qmp_kit::fanout::{EventStream, Lagged, StateWatch, Status, StatusStream, Transition};
 pub use qmp_kit::Reconnect;
 pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Traffic, DEFAULT_CAPACITY};
 pub use qmp_proto::{
@@ -198,7 +195,6 @@ pub use qmp_proto::{
 pub use qmp_proto::{Command, DecodeError};
 /// Use as the result type to ignore a command's result: `execute::<IgnoredAny, _>("stop", &())`.
 pub use serde::de::IgnoredAny;
-pub use watch::{StateWatch, Status, StatusStream, Transition};
 
 /// Runs `fut` for at most `limit`, on async-io's timer: [`Error::Timeout`] past it (and `fut`
 /// is dropped, which for a call means its reply will be discarded).

@@ -1,4 +1,4 @@
-//! What the `qmp-proto` adapters (`qmp-blocking`, `qmp-async`) share above the socket, so
+//! What the `qmp-proto` adapters (`qmp-blocking`, `qmp-async`, `qmp-tokio`) share above the socket, so
 //! that each adapter is only its loop, its handle and its fan-out of events:
 //!
 //! * [`Error`], the one error type of every adapter, and [`CallOptions`] (the core's, re-exported),
@@ -8,7 +8,10 @@
 //!   exponential backoff), and [`EventFilter`], which events a listener or a wait takes;
 //! * [`Engine`], the sans-IO engine with what every adapter does with its output: logging,
 //!   the traffic tap ([`Traffic`]), command failures as [`Error`]s;
-//! * [`socket`]: an owner-only listening unix socket and `SCM_RIGHTS` sends and receives.
+//! * [`socket`]: an owner-only listening unix socket and `SCM_RIGHTS` sends and receives;
+//! * [`fanout`]: the async adapters' building blocks, executor-agnostic: the shared session
+//!   facts, event listeners with lag counts, the runstate watch and status stream, the
+//!   reply slot, and the driver's routing of calls and outputs.
 //!
 //! Applications use it through the adapters, which re-export what they need; an adapter
 //! for another runtime starts here.
@@ -34,6 +37,7 @@
 
 mod engine;
 mod error;
+pub mod fanout;
 mod filter;
 mod reconnect;
 mod settings;

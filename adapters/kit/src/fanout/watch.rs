@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_lite::{Stream, StreamExt};
+use futures_core::Stream;
 use qmp_proto::{DisconnectReason, Greeting, RunState};
 
-use crate::shared::{Journal, Shared, State};
+use super::shared::{Journal, Shared, State};
 use crate::Error;
 
 /// One change of the connection runstate (`Idle → Connecting → Running → Disconnecting →
@@ -27,8 +27,8 @@ pub struct Transition {
     pub to: RunState,
 }
 
-/// The connection's status, for the caller of a reconnecting connection (see
-/// [`Reconnect`](crate::Reconnect)), from [`Qmp::status`](crate::Qmp::status).
+/// The connection's status, for the caller of a reconnecting connection, from an adapter's
+/// `status` (made by [`Shared::status_stream`]).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Status {
@@ -99,7 +99,8 @@ impl<T: Clone> Reader<T> {
     }
 }
 
-/// Watches the connection runstate, from [`Qmp::state_watch`](crate::Qmp::state_watch).
+/// Watches the connection runstate, from an adapter's `state_watch` (made by
+/// [`Shared::state_watch`]).
 ///
 /// It yields every [`Transition`] made after it was created, in order, however late it is
 /// polled: transitions are kept in a sequence-numbered journal, and each watcher reads at its
@@ -107,12 +108,11 @@ impl<T: Clone> Reader<T> {
 /// by [`missed`](Self::missed).) The stream ends when the driver has finished and every
 /// transition was read.
 ///
-/// ```no_run
-/// # async fn f(qmp: qmp_async::Qmp) -> Result<(), qmp_async::Error> {
-/// use qmp_async::RunState;
+/// ```
+/// # async fn f(shared: std::sync::Arc<qmp_kit::fanout::Shared>) -> Result<(), qmp_kit::Error> {
+/// use qmp_proto::RunState;
 ///
-/// let mut watch = qmp.state_watch();
-/// qmp.close();
+/// let mut watch = shared.state_watch(); // qmp.state_watch() in an adapter
 /// watch.wait_for(RunState::Idle).await?; // Running -> Disconnecting -> Idle
 /// # Ok(())
 /// # }
@@ -124,7 +124,7 @@ pub struct StateWatch {
 }
 
 impl StateWatch {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
         let (reader, last) = Reader::new(shared, |s| &mut s.transitions);
         StateWatch { reader, last }
     }
@@ -142,7 +142,7 @@ impl StateWatch {
 
     /// The next transition, or `None` once the driver has finished and all were read.
     pub async fn changed(&mut self) -> Option<Transition> {
-        self.next().await
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
     /// Waits until the runstate is `state`: returns at once if the last transition read
@@ -150,7 +150,7 @@ impl StateWatch {
     /// first.
     pub async fn wait_for(&mut self, state: RunState) -> Result<(), Error> {
         while self.last != state {
-            if self.next().await.is_none() {
+            if self.changed().await.is_none() {
                 return Err(self.reader.shared.gone_error());
             }
         }
@@ -170,8 +170,8 @@ impl Stream for StateWatch {
     }
 }
 
-/// The connection's [`Status`] changes after it was created, in order, from
-/// [`Qmp::status`](crate::Qmp::status). Ends when the driver has finished and every change
+/// The connection's [`Status`] changes after it was created, in order, from an adapter's
+/// `status` (made by [`Shared::status_stream`]). Ends when the driver has finished and every change
 /// was read. Like [`StateWatch`], it reads a journal at its own position, so a slow reader
 /// misses nothing (unless more than 256 behind: see [`missed`](Self::missed)).
 #[derive(Debug)]
@@ -180,7 +180,7 @@ pub struct StatusStream {
 }
 
 impl StatusStream {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
         StatusStream {
             reader: Reader::new(shared, |s| &mut s.status).0,
         }
@@ -189,6 +189,11 @@ impl StatusStream {
     /// Changes skipped because this reader fell more than 256 behind.
     pub fn missed(&self) -> u64 {
         self.reader.missed
+    }
+
+    /// The next change, or `None` once the driver has finished and all were read.
+    pub async fn recv(&mut self) -> Option<Status> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 }
 

@@ -6,11 +6,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use futures_lite::Stream;
-use qmp_kit::EventFilter;
+use futures_core::Stream;
 use qmp_proto::QmpEvent;
 
-use crate::shared::Shared;
+use super::shared::Shared;
+use crate::EventFilter;
 
 /// A listener fell behind: this many matching events were dropped for it (its queue was
 /// full, or the engine's own buffer overflowed), at this point of its stream.
@@ -85,7 +85,7 @@ impl Queue {
 }
 
 /// One listener as the driver sees it.
-pub(crate) struct Slot {
+pub(super) struct Slot {
     filter: EventFilter,
     queue: Mutex<Queue>,
 }
@@ -95,27 +95,27 @@ impl Slot {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn offer(&self, event: &Arc<QmpEvent>) {
+    pub(super) fn offer(&self, event: &Arc<QmpEvent>) {
         if self.filter.matches(event) {
             self.queue().push(Arc::clone(event));
         }
     }
 
     /// The engine dropped `count` events before anyone saw them: every listener missed them.
-    pub(crate) fn lost(&self, count: u64) {
+    pub(super) fn lost(&self, count: u64) {
         self.queue().lost(count);
     }
 
     /// Ends the stream once the queue is drained.
-    pub(crate) fn close(&self) {
+    pub(super) fn close(&self) {
         let mut q = self.queue();
         q.closed = true;
         q.wake();
     }
 }
 
-/// A stream of the QMP events that match one [`EventFilter`], from
-/// [`Qmp::subscribe`](crate::Qmp::subscribe).
+/// A stream of the QMP events that match one [`EventFilter`], from an adapter's `subscribe`
+/// (made by [`Shared::subscribe`]).
 ///
 /// Items are `Ok(event)`, or `Err(`[`Lagged`]`)` where events were dropped because the queue
 /// was full: memory stays bounded however slowly (or never) the listener reads. The stream
@@ -142,7 +142,7 @@ impl fmt::Debug for EventStream {
 }
 
 impl EventStream {
-    pub(crate) fn new(shared: Arc<Shared>, filter: EventFilter) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, filter: EventFilter) -> Self {
         let slot = Arc::new(Slot {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
@@ -177,6 +177,12 @@ impl EventStream {
     /// Whether the stream has ended or will end once drained.
     pub fn is_closed(&self) -> bool {
         self.slot.queue().closed
+    }
+
+    /// The next item: an event, a [`Lagged`] gap, or `None` once the stream has ended (the
+    /// same as `StreamExt::next`, without a stream extension trait).
+    pub async fn recv(&mut self) -> Option<Result<Arc<QmpEvent>, Lagged>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 }
 

@@ -1,5 +1,6 @@
 //! The one-shot slot a call's result comes back in: one allocation and one uncontended lock
 //! per call, where a bounded channel costs several allocations and its event listeners.
+//! It only uses `std::sync` and `std::task::Waker`, so it works under any executor.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,7 +28,7 @@ impl<T> Slot<T> {
 }
 
 /// A new slot: the driver keeps the sender, the caller awaits the receiver.
-pub(crate) fn slot<T>() -> (Sender<T>, Receiver<T>) {
+pub fn slot<T>() -> (Sender<T>, Receiver<T>) {
     let slot = Arc::new(Slot {
         state: Mutex::new(State {
             value: None,
@@ -39,17 +40,31 @@ pub(crate) fn slot<T>() -> (Sender<T>, Receiver<T>) {
     (Sender(Arc::clone(&slot)), Receiver(slot))
 }
 
-/// The driver's end.
-pub(crate) struct Sender<T>(Arc<Slot<T>>);
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl<T> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Receiver(..)")
+    }
+}
+
+/// The driver's end. Dropping it without [`send`](Self::send) ends the wait with `None`.
+pub struct Sender<T>(Arc<Slot<T>>);
 
 impl<T> Sender<T> {
     /// Whether the caller stopped waiting (its receiver was dropped).
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.0.abandoned.load(Ordering::Acquire)
     }
 
     /// Hands the value over and wakes the caller; the value is dropped when nobody waits.
-    pub(crate) fn send(self, value: T) {
+    pub fn send(self, value: T) {
         let mut s = self.0.lock();
         if self.0.abandoned.load(Ordering::Acquire) {
             drop(s);
@@ -76,7 +91,7 @@ impl<T> Drop for Sender<T> {
 
 /// The caller's end: resolves to the value, or `None` when the sender was dropped without
 /// sending one.
-pub(crate) struct Receiver<T>(Arc<Slot<T>>);
+pub struct Receiver<T>(Arc<Slot<T>>);
 
 impl<T> Future for Receiver<T> {
     type Output = Option<T>;

@@ -1,0 +1,312 @@
+//! Calls from the handles to the driver, and the driver's routing of the engine's output.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Instant;
+
+use qmp_proto::{CallError, Client, Command, CommandId, DisconnectReason, RawValue, RunState};
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use super::reply;
+use super::shared::Shared;
+use crate::{CallOptions, Engine, Error, Output};
+
+/// The driver's end of a call's one-shot reply slot.
+pub type ReplyTx = reply::Sender<Result<Box<RawValue>, Error>>;
+
+/// The caller's end of a call's one-shot reply slot: `None` when the driver dropped it
+/// without an answer.
+pub type ReplyRx = reply::Receiver<Result<Box<RawValue>, Error>>;
+
+/// What a handle asks of the driver.
+#[non_exhaustive]
+pub enum Request {
+    /// Issue a command.
+    Call {
+        /// The command.
+        body: Body,
+        /// Its options.
+        opts: CallOptions,
+        /// When the call was made, on the adapter's clock: the engine counts its deadline
+        /// from here.
+        at: Instant,
+        /// Where its result goes.
+        reply: ReplyTx,
+    },
+    /// Close the connection ([`Hub::on_request`] leaves it to the driver).
+    Close,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Call { body, .. } => f.debug_tuple("Request::Call").field(body).finish(),
+            Request::Close => f.write_str("Request::Close"),
+        }
+    }
+}
+
+impl Request {
+    /// A call of `body` made `at`, and the receiver its result comes back in.
+    pub fn call(body: Body, opts: CallOptions, at: Instant) -> (Self, ReplyRx) {
+        let (reply, result) = reply::slot();
+        let request = Request::Call {
+            body,
+            opts,
+            at,
+            reply,
+        };
+        (request, result)
+    }
+
+    /// Fails the call (a driver that will not issue it any more): `error` is its result.
+    pub fn fail(self, error: Error) {
+        if let Request::Call { reply, .. } = self {
+            reply.send(Err(error));
+        }
+    }
+}
+
+/// How the driver issues a typed command whose arguments were serialised on the caller's
+/// side: through [`Client::call`] for its type.
+type IssueTyped = fn(&mut Client, Instant, &RawValue, CallOptions) -> Result<CommandId, CallError>;
+
+/// The command of a [`Request::Call`], serialised on the caller's side, as the engine's three
+/// issuing calls take it.
+pub struct Body(Kind);
+
+enum Kind {
+    /// [`Client::execute`]: a name and its arguments.
+    Execute { name: String, args: Box<RawValue> },
+    /// [`Client::call`]: a typed command's arguments, and the function that issues them as
+    /// that command (so the engine's rules for its type, such as the OOB-allowed check,
+    /// apply).
+    Call {
+        args: Box<RawValue>,
+        issue: IssueTyped,
+    },
+    /// [`Client::execute_raw`]: a whole request.
+    Raw(Value),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Kind::Execute { name, .. } => write!(f, "Body::Execute({name})"),
+            Kind::Call { .. } => f.write_str("Body::Call"),
+            Kind::Raw(_) => f.write_str("Body::Raw"),
+        }
+    }
+}
+
+impl Body {
+    /// A command by name, its arguments serialised now (an object, or `&()` for none).
+    pub fn execute<A: Serialize + ?Sized>(name: &str, args: &A) -> Result<Self, Error> {
+        Ok(Body(Kind::Execute {
+            name: name.to_owned(),
+            args: serialize(args)?,
+        }))
+    }
+
+    /// A typed command, serialised now; issued through the engine's typed call.
+    pub fn call<C: Command + 'static>(command: &C) -> Result<Self, Error> {
+        Ok(Body(Kind::Call {
+            args: serialize(command)?,
+            issue: issue_typed::<C>,
+        }))
+    }
+
+    /// A whole request, as [`Client::execute_raw`] takes it.
+    pub fn raw(request: Value) -> Self {
+        Body(Kind::Raw(request))
+    }
+
+    /// Issues the command to the engine.
+    pub fn issue(
+        self,
+        engine: &mut Client,
+        at: Instant,
+        opts: CallOptions,
+    ) -> Result<CommandId, CallError> {
+        match self.0 {
+            Kind::Execute { name, args } => engine.execute(at, &name, &*args, opts),
+            Kind::Call { args, issue } => issue(engine, at, &args, opts),
+            Kind::Raw(request) => engine.execute_raw(at, request, opts),
+        }
+    }
+}
+
+/// Decodes a raw result into `T`.
+pub fn decode<T: DeserializeOwned>(raw: &RawValue) -> Result<T, Error> {
+    Ok(serde_json::from_str(raw.get())?)
+}
+
+/// Arguments serialised on the caller's side, once: the driver copies them into the send
+/// buffer as they are.
+fn serialize<A: Serialize + ?Sized>(args: &A) -> Result<Box<RawValue>, Error> {
+    serde_json::value::to_raw_value(args)
+        .map_err(|e| Error::Call(CallError::Serialize(e.to_string())))
+}
+
+/// Issues a `C` whose arguments are `args` through the engine's typed call, so that the
+/// engine's rules for `C` (the OOB-allowed check) apply here as everywhere.
+fn issue_typed<C: Command>(
+    engine: &mut Client,
+    now: Instant,
+    args: &RawValue,
+    opts: CallOptions,
+) -> Result<CommandId, CallError> {
+    let command = Serialized::<C>(args, PhantomData);
+    engine.call(now, &command, opts).map(|pending| pending.id())
+}
+
+/// A `C` as its serialised arguments: the same name, OOB rule and result type.
+struct Serialized<'a, C>(&'a RawValue, PhantomData<fn() -> C>);
+
+impl<C> Serialize for Serialized<'_, C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<C: Command> Command for Serialized<'_, C> {
+    const NAME: &'static str = C::NAME;
+    const ALLOW_OOB: bool = C::ALLOW_OOB;
+    type Returns = C::Returns;
+}
+
+/// What [`Hub::drain`] saw.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Drained {
+    /// A session became ready.
+    pub ready: bool,
+    /// The session ended, for this reason: the driver shuts its socket and finishes (or
+    /// reconnects).
+    pub ended: Option<DisconnectReason>,
+}
+
+/// The driver's side of the fan-out: the calls pending in the engine, each with its reply
+/// slot, and the [`Shared`] facts, listeners and journals that the handles read.
+///
+/// A driver hands it every [`Request`] ([`on_request`](Self::on_request)), lets it cancel
+/// the calls whose callers stopped waiting before reading input
+/// ([`cancel_dropped`](Self::cancel_dropped)), and lets it take the engine's output after
+/// every input ([`drain`](Self::drain)): replies go to their callers, events to listeners,
+/// transitions to watchers. What is left to the driver is its socket, its clock and its
+/// waiting.
+#[derive(Debug)]
+pub struct Hub {
+    shared: Arc<Shared>,
+    pending: HashMap<CommandId, ReplyTx>,
+}
+
+impl Hub {
+    /// The hub of a new connection, sharing `shared` with its handles.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Hub {
+            shared,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// The shared facts.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Issues a call to the engine (`passes_fds`: whether the socket can carry file
+    /// descriptors), or answers it at once when it cannot be issued. Returns `true` for
+    /// [`Request::Close`], which is the driver's to act on.
+    pub fn on_request(&mut self, engine: &mut Engine, request: Request, passes_fds: bool) -> bool {
+        let (body, opts, at, reply) = match request {
+            Request::Close => return true,
+            Request::Call {
+                body,
+                opts,
+                at,
+                reply,
+            } => (body, opts, at, reply),
+        };
+        if reply.is_closed() {
+            // The caller stopped waiting before the command was issued: do not send it.
+            return false;
+        }
+        if !opts.get_fds().is_empty() && !passes_fds {
+            // The descriptors are closed with `opts`: nothing is sent.
+            reply.send(Err(Error::FdsUnsupported));
+            return false;
+        }
+        match body.issue(engine, at, opts) {
+            Ok(id) => {
+                self.pending.insert(id, reply);
+                self.shared.set_pending(self.pending.len());
+            }
+            Err(CallError::InvalidState { .. }) => reply.send(Err(self.shared.gone_error())),
+            Err(e) => reply.send(Err(Error::Call(e))),
+        }
+        false
+    }
+
+    /// Cancels the commands whose callers stopped waiting (their futures were dropped): one
+    /// still in the engine's local queue is then never sent, and one in flight keeps its
+    /// slot until QEMU answers, its reply dropped. Call it before reading input, so that a
+    /// slot freed by a reply goes to a command someone still waits for. Returns whether any
+    /// was cancelled (then [`drain`](Self::drain)).
+    pub fn cancel_dropped(&mut self, engine: &mut Engine) -> bool {
+        let before = self.pending.len();
+        self.pending.retain(|id, reply| {
+            if reply.is_closed() {
+                engine.cancel(*id);
+                false
+            } else {
+                true
+            }
+        });
+        let cancelled = self.pending.len() != before;
+        if cancelled {
+            self.shared.set_pending(self.pending.len());
+        }
+        cancelled
+    }
+
+    /// Takes every output of the engine (logged and tapped on the way): replies to their
+    /// callers, events to listeners, transitions to watchers, and the end of the session
+    /// (every listener ends; nothing is pending any more).
+    pub fn drain(&mut self, engine: &mut Engine) -> Drained {
+        let mut drained = Drained::default();
+        while let Some(output) = engine.next_output() {
+            match output {
+                Output::Reply { id, result } => {
+                    if let Some(reply) = self.pending.remove(&id) {
+                        // Counted before the caller can see its result.
+                        self.shared.set_pending(self.pending.len());
+                        // The caller may have stopped waiting: then the result is dropped.
+                        reply.send(result);
+                    }
+                }
+                Output::Event(e) => self.shared.dispatch(e),
+                Output::EventsLost(count) => self.shared.events_lost(count),
+                Output::Transition { from, to } => {
+                    // Ready: QEMU's greeting, or an empty one for a guest agent.
+                    let ready = (to == RunState::Running)
+                        .then(|| engine.session_greeting())
+                        .flatten()
+                        .map(|greeting| (greeting, engine.oob_enabled()));
+                    drained.ready |= ready.is_some();
+                    self.shared.transition(from, to, ready);
+                }
+                Output::Disconnected(reason) => {
+                    // The engine resolved every command before this; anything left is stale.
+                    self.pending.clear();
+                    self.shared.session_ended(&reason);
+                    drained.ended = Some(reason);
+                }
+            }
+        }
+        drained
+    }
+}

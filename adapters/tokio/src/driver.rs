@@ -1,0 +1,354 @@
+//! The driver: the task that owns the engine and the socket and runs the engine's loop.
+//!
+//! # Theory of operation
+//!
+//! One tokio task per connection, spawned on the caller's runtime. Each turn of its loop:
+//!
+//! 1. cancels the calls whose callers stopped waiting ([`Hub::cancel_dropped`]: one still in
+//!    the engine's local queue is never sent); this is done again right before each read,
+//!    since a reply frees a slot and the engine sends the next queued command at once;
+//! 2. writes what [`Client::poll_transmit`] returns, as far as the socket takes it without
+//!    waiting (fds go as `SCM_RIGHTS` with the first byte of their command); a failed write
+//!    goes to [`Client::handle_write_error`], and reading goes on: the engine decides how
+//!    the session ends;
+//! 3. takes the engine's outputs ([`Hub::drain`]: replies to callers, events to listeners,
+//!    transitions to watchers; the kit logs them and feeds the traffic tap);
+//! 4. waits, with `tokio::select!`, for the first of: a request from a handle, the socket
+//!    readable, the socket writable (only while bytes wait to be written), and the engine's
+//!    next deadline ([`Client::poll_timeout`]) on `tokio::time`; then handles it (a read
+//!    feeds [`Client::handle_input`] or [`Client::handle_eof`], the deadline
+//!    [`Client::handle_timeout`]).
+//!
+//! Reading never stops while writing, so the driver cannot deadlock against a QEMU that
+//! stops reading until its replies are consumed. The engine's clock is
+//! `tokio::time::Instant::now()`, so a runtime with paused time (`tokio::time::pause`)
+//! drives every deadline, the greeting's and the commands' included.
+//!
+//! When the session ends the driver shuts the socket, fails what is still queued, ends
+//! every listener and watcher, and finishes. Dropped (its task aborted, its runtime shut
+//! down), it closes the connection the same way.
+//!
+//! [`Client::poll_transmit`]: qmp_proto::Client::poll_transmit
+//! [`Client::handle_write_error`]: qmp_proto::Client::handle_write_error
+//! [`Client::poll_timeout`]: qmp_proto::Client::poll_timeout
+//! [`Client::handle_input`]: qmp_proto::Client::handle_input
+//! [`Client::handle_eof`]: qmp_proto::Client::handle_eof
+//! [`Client::handle_timeout`]: qmp_proto::Client::handle_timeout
+
+use std::io;
+use std::sync::Arc;
+
+use qmp_kit::fanout::{Hub, Request, Shared};
+use qmp_kit::{Engine, Settings};
+use qmp_proto::{DisconnectReason, RunState};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::transport::{readable, writable, Transport};
+
+/// The log target of everything this crate logs.
+pub(crate) const TARGET: &str = "qmp_tokio";
+
+/// Bytes per read, at most.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes of the first read buffer. It doubles (up to [`READ_CHUNK`]) each time a read fills
+/// it, so an idle connection holds 4 KiB while a busy one soon reads 64 KiB at a time.
+const FIRST_READ_CHUNK: usize = 4 * 1024;
+/// Work per turn of the loop before the driver waits again (and so lets tokio's cooperative
+/// budget make it yield): bytes read, bytes written, requests taken.
+const READ_BUDGET: usize = 256 * 1024;
+const WRITE_BUDGET: usize = 1024 * 1024;
+const REQUEST_BUDGET: usize = 256;
+
+/// The adapter's clock, the engine's only time input: tokio's, so paused time drives it.
+pub(crate) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// What woke the driver.
+enum Wake {
+    Request(Option<Request>),
+    Readable(io::Result<()>),
+    Writable,
+    Deadline,
+}
+
+/// The connection's task state: the engine, the socket, the requests from the handles.
+pub(crate) struct Driver {
+    engine: Engine,
+    /// The calls pending in the engine, and what the handles share.
+    hub: Hub,
+    transport: Option<Transport>,
+    requests: UnboundedReceiver<Request>,
+    /// Every handle was dropped: the channel is closed.
+    requests_closed: bool,
+    buf: Box<[u8]>,
+    /// The last write was cut short by a full socket: wait for writability.
+    blocked: bool,
+    closing: bool,
+    result: Option<DisconnectReason>,
+    done: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        settings: &Settings,
+        shared: Arc<Shared>,
+        requests: UnboundedReceiver<Request>,
+    ) -> Self {
+        Driver {
+            engine: Engine::new(settings, TARGET),
+            hub: Hub::new(shared),
+            transport: None,
+            requests,
+            requests_closed: false,
+            buf: vec![0; FIRST_READ_CHUNK].into_boxed_slice(),
+            blocked: false,
+            closing: false,
+            result: None,
+            done: false,
+        }
+    }
+
+    /// Starts a session on `transport`.
+    pub(crate) fn start(&mut self, transport: Transport) {
+        self.transport = Some(transport);
+        self.blocked = false;
+        if let Err(e) = self.engine.connect(now()) {
+            // The engine is idle whenever a session starts; this is a bug if it happens.
+            log::error!(target: TARGET, "cannot start a session: {e}");
+        }
+        self.drain();
+    }
+
+    /// Runs the connection to its end.
+    pub(crate) async fn run(mut self) {
+        while !self.done {
+            self.step();
+            if self.done {
+                break;
+            }
+            let wake = self.wait().await;
+            self.on_wake(wake);
+        }
+    }
+
+    /// Cancels, writes and drains: everything that needs no waiting.
+    fn step(&mut self) {
+        if self.hub.cancel_dropped(&mut self.engine) {
+            self.drain();
+        }
+        self.write();
+        self.drain();
+    }
+
+    async fn wait(&mut self) -> Wake {
+        let deadline = self
+            .engine
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std);
+        let transport = self.transport.as_ref();
+        let reading = transport.is_some() && self.engine.state() != RunState::Idle;
+        let want_write = self.blocked;
+        let taking = !self.requests_closed;
+        let requests = &mut self.requests;
+        tokio::select! {
+            r = requests.recv(), if taking => Wake::Request(r),
+            r = readable(transport), if reading => Wake::Readable(r),
+            r = writable(transport), if want_write => {
+                // An error shows in the next write.
+                drop(r);
+                Wake::Writable
+            }
+            () = sleep_until(deadline), if deadline.is_some() => Wake::Deadline,
+            // Nothing to wait for: no handle and no socket. The session is over.
+            else => Wake::Request(None),
+        }
+    }
+
+    fn on_wake(&mut self, wake: Wake) {
+        match wake {
+            Wake::Request(Some(request)) => {
+                self.on_request(request);
+                // Take what else is queued, up to a budget, before writing.
+                for _ in 1..REQUEST_BUDGET {
+                    match self.requests.try_recv() {
+                        Ok(request) => self.on_request(request),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Wake::Request(None) => {
+                // Every handle is gone: nobody can use the connection any more.
+                self.requests_closed = true;
+                if !self.closing {
+                    log::debug!(target: TARGET, "every handle was dropped: closing");
+                    self.close();
+                }
+            }
+            Wake::Readable(Ok(())) => self.read(),
+            Wake::Readable(Err(e)) => {
+                self.engine.handle_io_error(now(), &e);
+                self.drain();
+            }
+            Wake::Writable => self.blocked = false,
+            Wake::Deadline => {
+                self.engine.handle_timeout(now());
+                self.drain();
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        let passes_fds = self.transport.as_ref().is_some_and(Transport::passes_fds);
+        if self.hub.on_request(&mut self.engine, request, passes_fds) {
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        self.closing = true;
+        if !self.done {
+            self.engine.close();
+            self.drain();
+        }
+    }
+
+    fn write(&mut self) {
+        let Some(transport) = self.transport.as_ref() else {
+            return;
+        };
+        self.blocked = false;
+        let mut budget = WRITE_BUDGET;
+        let mut failed = None;
+        while budget > 0 {
+            // After a failed write the engine offers nothing more.
+            let Some(t) = self.engine.poll_transmit() else {
+                break;
+            };
+            match transport.try_send(t.data, t.fds) {
+                Ok(0) => {
+                    failed = Some(io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(n) => {
+                    self.engine.advance_transmit(n);
+                    budget = budget.saturating_sub(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if budget == 0 {
+            // More to write: come back through a writability check, which is ready at once.
+            self.blocked = true;
+        }
+        if let Some(e) = failed {
+            // The engine decides what follows; reading goes on meanwhile (the peer's EOF,
+            // if it comes, says more than the write error).
+            log::debug!(target: TARGET, "write failed: {e}");
+            self.engine.handle_write_error(now(), &e);
+        }
+    }
+
+    fn read(&mut self) {
+        // The input may free a slot in QEMU's queue, and the engine then sends the next
+        // queued command at once: first cancel those whose callers stopped waiting (they
+        // may have while the driver waited).
+        if self.hub.cancel_dropped(&mut self.engine) {
+            self.drain();
+        }
+        let mut budget = READ_BUDGET;
+        while budget > 0 && self.engine.state() != RunState::Idle {
+            let Some(transport) = self.transport.as_ref() else {
+                break;
+            };
+            match transport.try_read(&mut self.buf) {
+                Ok(0) => {
+                    self.engine.handle_eof(now());
+                    self.drain();
+                    break;
+                }
+                Ok(n) => {
+                    self.engine.handle_input(now(), &self.buf[..n]);
+                    budget = budget.saturating_sub(n);
+                    let full = n == self.buf.len();
+                    if full && n < READ_CHUNK {
+                        self.buf = vec![0; (2 * n).min(READ_CHUNK)].into_boxed_slice();
+                    }
+                    // Take outputs after each read: replies and events leave as they come.
+                    self.drain();
+                    if !full {
+                        // Everything that had arrived: wait for readiness again.
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.engine.handle_io_error(now(), &e);
+                    self.drain();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Takes every output of the engine (see [`Hub::drain`]).
+    fn drain(&mut self) {
+        let drained = self.hub.drain(&mut self.engine);
+        if let Some(reason) = drained.ended {
+            // Dropping the socket closes it.
+            self.transport = None;
+            self.blocked = false;
+            self.result = Some(reason);
+            self.finish();
+        }
+    }
+
+    /// Ends the driver: no more sessions.
+    fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.requests.close();
+        // Requests still queued fail now rather than when the driver is dropped.
+        while let Ok(request) = self.requests.try_recv() {
+            request.fail(self.hub.shared().gone_error());
+        }
+        self.hub.shared().finish();
+        log::debug!(
+            target: TARGET,
+            "driver finished: {}",
+            self.result.as_ref().unwrap_or(&DisconnectReason::Closed)
+        );
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // The task was aborted or its runtime shut down mid-session.
+        self.closing = true;
+        self.engine.close();
+        self.drain();
+        self.finish();
+    }
+}
+
+/// Sleeps until `deadline` (forever without one) on `tokio::time`.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,144 @@
+//! The byte stream under a session: a tokio unix or TCP socket.
+
+use std::fmt;
+use std::future::pending;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::net::{TcpStream, UnixStream};
+
+/// A connected socket.
+pub(crate) enum Transport {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Unix(_) => "Transport::Unix",
+            Transport::Tcp(_) => "Transport::Tcp",
+        })
+    }
+}
+
+impl Transport {
+    pub(crate) fn tcp(stream: TcpStream) -> io::Result<Self> {
+        // Commands are small and latency matters more than packet count.
+        stream.set_nodelay(true)?;
+        Ok(Transport::Tcp(stream))
+    }
+
+    /// Whether file descriptors can travel on this socket.
+    pub(crate) fn passes_fds(&self) -> bool {
+        matches!(self, Transport::Unix(_))
+    }
+
+    /// Reads what has arrived, without waiting (`WouldBlock` when nothing has).
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Unix(s) => s.try_read(buf),
+            Transport::Tcp(s) => s.try_read(buf),
+        }
+    }
+
+    /// Sends what the socket takes of `data` without waiting, with `fds` as `SCM_RIGHTS`
+    /// on its first byte, with `MSG_NOSIGNAL` (a peer that went away is an error, never a
+    /// `SIGPIPE`); `WouldBlock` when the socket is full (tokio then waits for writability
+    /// again).
+    pub(crate) fn try_send(&self, data: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
+        match self {
+            Transport::Unix(s) => s.try_io(Interest::WRITABLE, || {
+                qmp_kit::socket::send_with_fds(s.as_fd(), data, fds)
+            }),
+            Transport::Tcp(s) => {
+                if !fds.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "file descriptors can only be passed over a unix socket",
+                    ));
+                }
+                s.try_io(Interest::WRITABLE, || {
+                    qmp_kit::socket::send_with_fds(s.as_fd(), data, &[])
+                })
+            }
+        }
+    }
+}
+
+/// Waits until `transport` may be read (forever without one).
+pub(crate) async fn readable(transport: Option<&Transport>) -> io::Result<()> {
+    match transport {
+        Some(Transport::Unix(s)) => s.readable().await,
+        Some(Transport::Tcp(s)) => s.readable().await,
+        None => pending().await,
+    }
+}
+
+/// Waits until `transport` may be written (forever without one).
+pub(crate) async fn writable(transport: Option<&Transport>) -> io::Result<()> {
+    match transport {
+        Some(Transport::Unix(s)) => s.writable().await,
+        Some(Transport::Tcp(s)) => s.writable().await,
+        None => pending().await,
+    }
+}
+
+/// Where a session's socket is (what reconnection will open again).
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Unix(PathBuf),
+    Tcp(Vec<SocketAddr>),
+}
+
+impl Target {
+    /// Connects, each address within `timeout` (`None`: no limit of our own), on
+    /// `tokio::time`.
+    pub(crate) async fn open(&self, timeout: Option<Duration>) -> io::Result<Transport> {
+        match self {
+            Target::Unix(path) => Ok(Transport::Unix(
+                limit(timeout, UnixStream::connect(path)).await?,
+            )),
+            Target::Tcp(addrs) => {
+                let mut last = None;
+                for addr in addrs {
+                    match limit(timeout, TcpStream::connect(*addr)).await {
+                        Ok(s) => return Transport::tcp(s),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
+                }))
+            }
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Target::Unix(path) => path.display().to_string(),
+            Target::Tcp(addrs) => addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// `fut`, failing with `TimedOut` past `timeout`.
+async fn limit<T>(
+    timeout: Option<Duration>,
+    fut: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match timeout {
+        None => fut.await,
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))),
+    }
+}

@@ -1,0 +1,327 @@
+//! Against real peers: qemu-storage-daemon, qemu-system-x86_64 (TCG) and qemu-ga. A test
+//! whose binary is missing is skipped with the reason printed, unless `QMP_REQUIRE_QEMU=1`
+//! makes it a failure. Each scenario runs on a current-thread and a multi-thread runtime.
+
+// Scenarios are plain async fns run by generated #[tokio::test]s, so the test allowances are
+// spelled out.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::{builder, connect, exists, on_both_runtimes, within, Peer, T};
+use qmp_testkit::MACHINE_NONE;
+use qmp_tokio::{
+    Builder, CallOptions, DisconnectReason, Error, EventFilter, IgnoredAny, Listener, RawValue,
+    RunState,
+};
+use serde_json::{json, Value};
+
+/// 100 tasks run commands at once on one connection: each gets its own result.
+async fn hundred_concurrent_callers() {
+    let Some(peer) = Peer::storage_daemon() else {
+        return;
+    };
+    let qmp = connect(&peer, &builder()).await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let qmp = qmp.clone();
+            tokio::spawn(async move {
+                let node = format!("n{i}");
+                let args = json!({"driver": "null-co", "node-name": node, "size": 4096 * (i + 1)});
+                qmp.execute::<IgnoredAny, _>("blockdev-add", &args).await?;
+                let v: Value = qmp.execute("query-version", &()).await?;
+                Ok::<_, Error>((node, v["qemu"]["major"].as_u64()))
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (node, major) = within(task).await.unwrap().unwrap();
+        assert_eq!(node, format!("n{i}"));
+        assert_eq!(major, Some(10));
+    }
+    let nodes: Vec<Value> = qmp.execute("query-named-block-nodes", &()).await.unwrap();
+    assert_eq!(nodes.len(), 100);
+    assert_eq!(qmp.pending(), 0);
+    qmp.quit().await.unwrap();
+    assert_eq!(
+        within(qmp.closed()).await,
+        DisconnectReason::Eof { after_quit: true }
+    );
+}
+
+/// A backup job: its JOB_STATUS_CHANGE events (all sent before the reply) reach a listener
+/// filtered by a predicate, and execute_and_wait gets BLOCK_JOB_COMPLETED.
+async fn job_events() {
+    let Some(peer) = Peer::storage_daemon() else {
+        return;
+    };
+    let qmp = connect(&peer, &builder()).await;
+    for node in ["src", "dst"] {
+        let args = json!({"driver": "null-co", "node-name": node, "size": 1_048_576});
+        qmp.execute::<IgnoredAny, _>("blockdev-add", &args)
+            .await
+            .unwrap();
+    }
+    let mut statuses = qmp.subscribe(
+        EventFilter::name("JOB_STATUS_CHANGE")
+            .predicate(|e| e.data_as::<Value>().is_ok_and(|d| d["id"] == "j0")),
+    );
+    let args = json!({"job-id": "j0", "device": "src", "target": "dst", "sync": "full"});
+    let (_, done) = qmp
+        .execute_and_wait::<IgnoredAny, _>(
+            "blockdev-backup",
+            &args,
+            CallOptions::new().timeout(T),
+            EventFilter::name("BLOCK_JOB_COMPLETED"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.data_as::<Value>().unwrap()["device"], "j0");
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("null") {
+        let e = within(statuses.recv()).await.unwrap().unwrap();
+        seen.push(
+            e.data_as::<Value>().unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen.first().map(String::as_str), Some("created"));
+    assert_eq!(
+        seen[seen.len() - 4..],
+        ["waiting", "pending", "concluded", "null"],
+        "{seen:?}"
+    );
+    assert_eq!(statuses.missed_total(), 0);
+    qmp.close();
+    assert!(within(statuses.recv()).await.is_none());
+}
+
+/// QEMU killed with SIGKILL while commands are in flight and queued: every pending call
+/// fails promptly with the end of the session, listeners end, later calls fail at once.
+async fn killed_mid_command() {
+    let Some(mut peer) = Peer::storage_daemon() else {
+        return;
+    };
+    let qmp = connect(&peer, &builder()).await;
+    let mut events = qmp.subscribe(EventFilter::all());
+    let calls: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(qmp.execute::<Box<RawValue>, _>("query-qmp-schema", &())))
+        .collect();
+    let mut calls = calls.into_iter();
+    within(calls.next().unwrap()).await.unwrap().unwrap();
+    let killed = Instant::now();
+    peer.kill();
+    let mut failed = 0;
+    for call in calls {
+        match within(call).await.unwrap() {
+            Ok(_) => {}
+            Err(Error::Disconnected(
+                DisconnectReason::Eof { after_quit: false } | DisconnectReason::Transport { .. },
+            )) => failed += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert!(failed > 0, "every call finished before the kill");
+    assert!(
+        killed.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        killed.elapsed()
+    );
+    let after = qmp.execute::<Value, _>("query-version", &()).await;
+    assert!(matches!(after, Err(Error::Disconnected(_))), "{after:?}");
+    assert!(within(events.recv()).await.is_none());
+    assert!(matches!(
+        within(qmp.closed()).await,
+        DisconnectReason::Eof { after_quit: false } | DisconnectReason::Transport { .. }
+    ));
+    assert_eq!(qmp.state(), RunState::Idle);
+    assert_eq!(qmp.pending(), 0);
+}
+
+/// Six pipelined `query-qmp-schema` (about 236 KB each), then `exec-oob query-yank`: QEMU
+/// answers the OOB command while in-band ones are still queued.
+async fn oob_overtakes_queued_commands() {
+    let Some(peer) = Peer::system(MACHINE_NONE) else {
+        return;
+    };
+    let qmp = connect(&peer, &builder()).await;
+    assert!(qmp.oob_enabled());
+    let schemas: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(qmp.execute::<Box<RawValue>, _>("query-qmp-schema", &())))
+        .collect();
+    let yanks: Vec<Value> = qmp
+        .execute_with("query-yank", &(), CallOptions::new().oob(true))
+        .await
+        .unwrap();
+    assert!(yanks.iter().all(|y| y.get("type").is_some()), "{yanks:?}");
+    assert!(
+        !schemas.last().unwrap().is_finished(),
+        "the OOB reply should come before the last in-band reply"
+    );
+    for schema in schemas {
+        let schema = within(schema).await.unwrap().unwrap();
+        assert!((200_000..300_000).contains(&schema.get().len()));
+    }
+    qmp.close();
+    within(qmp.closed()).await;
+}
+
+/// `getfd` with a real descriptor passed as SCM_RIGHTS with the command, pipelined behind
+/// another; `closefd`.
+async fn getfd_with_a_real_fd() {
+    let Some(peer) = Peer::system(MACHINE_NONE) else {
+        return;
+    };
+    let qmp = connect(&peer, &builder()).await;
+    let name = json!({"fdname": "fd0"});
+    match qmp.execute::<Value, _>("getfd", &name).await {
+        Err(Error::Qmp(e)) => assert!(e.desc.contains("SCM_RIGHTS"), "{}", e.desc),
+        other => panic!("expected a refusal without a descriptor, got {other:?}"),
+    }
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let before = qmp.execute::<Value, _>("query-version", &());
+    let getfd = qmp.execute_with::<IgnoredAny, _>("getfd", &name, CallOptions::new().fd(null));
+    let (before, getfd) = tokio::join!(before, getfd);
+    before.unwrap();
+    getfd.unwrap();
+    qmp.execute::<IgnoredAny, _>("closefd", &name)
+        .await
+        .unwrap();
+    qmp.close();
+    within(qmp.closed()).await;
+}
+
+/// `quit`: SHUTDOWN reaches the listener, which then ends; the session ends with EOF after
+/// quit; QEMU exits cleanly.
+async fn quit_with_shutdown() {
+    let Some(mut peer) = Peer::system(MACHINE_NONE) else {
+        return;
+    };
+    let qmp = connect(&peer, &builder()).await;
+    let mut events = qmp.subscribe(EventFilter::all());
+    let mut watch = qmp.state_watch();
+    qmp.quit().await.unwrap();
+    let shutdown = within(events.recv()).await.unwrap().unwrap();
+    assert_eq!(shutdown.name, "SHUTDOWN");
+    assert!(within(events.recv()).await.is_none(), "end of stream");
+    assert_eq!(
+        within(qmp.closed()).await,
+        DisconnectReason::Eof { after_quit: true }
+    );
+    within(watch.wait_for(RunState::Idle)).await.unwrap();
+    assert!(peer.wait_exit(T).success(), "{}", peer.stderr());
+}
+
+/// Over TCP: commands work; a file descriptor is refused before anything is sent.
+async fn tcp_connection() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = common::tempdir();
+    let sock = dir.path().join("unused");
+    let qmp_arg = format!("tcp:127.0.0.1:{port},server=on,wait=off");
+    let Some(mut peer) = Peer::system_with(MACHINE_NONE, &qmp_arg, dir, sock) else {
+        return;
+    };
+    let qmp = within(async {
+        loop {
+            match builder().connect_tcp(("127.0.0.1", port)).await {
+                Ok(qmp) => break qmp,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await;
+    let status: Value = qmp.execute("query-status", &()).await.unwrap();
+    assert_eq!(status["running"], true);
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let refused = qmp
+        .execute_with::<Value, _>(
+            "getfd",
+            &json!({"fdname": "x"}),
+            CallOptions::new().fd(null),
+        )
+        .await;
+    assert!(matches!(refused, Err(Error::FdsUnsupported)), "{refused:?}");
+    qmp.quit().await.unwrap();
+    within(qmp.closed()).await;
+    assert!(peer.wait_exit(T).success());
+}
+
+/// Accept mode: an owner-only socket that QEMU connects to, removed on drop because this
+/// listener created it; a path already there is never taken over nor removed.
+async fn accept_mode() {
+    let dir = common::tempdir();
+    let path = dir.path().join("accept.sock");
+    let listener = builder().listen(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let Some(mut peer) = Peer::system_with(
+        MACHINE_NONE,
+        &format!("unix:{}", path.display()),
+        dir,
+        path.clone(),
+    ) else {
+        return;
+    };
+    let qmp = within(listener.accept()).await.unwrap();
+    drop(listener);
+    assert!(!exists(&path), "the listener removes the socket it created");
+    let status: Value = qmp.execute("query-status", &()).await.unwrap();
+    assert_eq!(status["status"], "running");
+    qmp.quit().await.unwrap();
+    within(qmp.closed()).await;
+    assert!(peer.wait_exit(T).success());
+
+    let taken = peer.dir.path().join("taken");
+    std::fs::write(&taken, b"not a socket").unwrap();
+    let refused = Listener::bind(&taken);
+    assert!(matches!(refused, Err(Error::Io { .. })), "{refused:?}");
+    assert_eq!(std::fs::read(&taken).unwrap(), b"not a socket");
+}
+
+/// The guest agent: synchronised on connect, then commands, ten of them at once.
+async fn guest_agent_commands() {
+    let Some(agent) = Peer::guest_agent() else {
+        return;
+    };
+    let qga = connect(&agent, &Builder::new().guest_agent().connect_timeout(T)).await;
+    assert_eq!(qga.greeting(), Some(qmp_tokio::Greeting::default()));
+    assert!(!qga.oob_enabled());
+    let info: Value = qga.execute("guest-info", &()).await.unwrap();
+    assert!(info["version"].is_string(), "{info}");
+    let pings: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(qga.execute::<Value, _>("guest-ping", &())))
+        .collect();
+    for ping in pings {
+        assert_eq!(within(ping).await.unwrap().unwrap(), json!({}));
+    }
+    match qga.execute::<Value, _>("nope", &()).await {
+        Err(Error::Qmp(e)) => assert_eq!(e.class, "CommandNotFound"),
+        other => panic!("{other:?}"),
+    }
+    qga.close();
+    assert_eq!(within(qga.closed()).await, DisconnectReason::Closed);
+}
+
+on_both_runtimes!(
+    hundred_concurrent_callers,
+    job_events,
+    killed_mid_command,
+    oob_overtakes_queued_commands,
+    getfd_with_a_real_fd,
+    quit_with_shutdown,
+    tcp_connection,
+    accept_mode,
+    guest_agent_commands,
+);
