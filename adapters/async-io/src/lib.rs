@@ -183,7 +183,7 @@ use std::time::Duration;
 
 pub use builder::Builder;
 pub use driver::Driver;
-pub use handle::Qmp;
+pub use handle::{AsyncIo, Qmp};
 pub use listener::Listener;
 pub use qmp_kit::fanout::{EventStream, Lagged, StateWatch, Status, StatusStream, Transition};
 pub use qmp_kit::Reconnect;

@@ -121,9 +121,9 @@ mod listener;
 mod transport;
 
 pub use builder::Builder;
-pub use handle::Qmp;
+pub use handle::{Qmp, Tokio};
 pub use listener::Listener;
-pub use qmp_kit::fanout::{EventStream, Lagged, StateWatch, Transition};
+pub use qmp_kit::fanout::{EventStream, Lagged, StateWatch, Status, StatusStream, Transition};
 pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Traffic, DEFAULT_CAPACITY};
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, QemuVersion,

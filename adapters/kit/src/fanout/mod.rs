@@ -9,6 +9,8 @@
 //!   and a bounded queue that counts what it missed;
 //! * [`StateWatch`] and [`Transition`], [`StatusStream`] and [`Status`]: readers of the
 //!   runstate and status journals, each at its own position, so none misses a change;
+//! * [`Handle`]: the handle of every async adapter (its verbs, listeners and watchers), over
+//!   a [`Runtime`] that says how a request reaches the driver, the clock and a timeout;
 //! * [`reply`]: the one-shot slot a call's result comes back in;
 //! * [`Request`], [`Body`]: a call on its way from a handle to the driver, serialised on the
 //!   caller's side; [`Hub`]: the driver's side, which issues calls to the engine, cancels
@@ -41,11 +43,13 @@
 
 mod calls;
 mod events;
+mod handle;
 pub mod reply;
 mod shared;
 mod watch;
 
 pub use calls::{decode, Body, Drained, Hub, ReplyRx, ReplyTx, Request};
 pub use events::{EventStream, Lagged};
+pub use handle::{Handle, Runtime};
 pub use shared::Shared;
 pub use watch::{StateWatch, Status, StatusStream, Transition};
