@@ -185,7 +185,10 @@ pub use builder::Builder;
 pub use driver::Driver;
 pub use handle::{AsyncIo, Qmp};
 pub use listener::Listener;
-pub use qmp_kit::fanout::{EventStream, Lagged, StateWatch, Status, StatusStream, Transition};
+pub use qmp_kit::fanout::{
+    EventStream, Lagged, SessionEventStream, SessionItem, StateWatch, Status, StatusStream,
+    Transition,
+};
 pub use qmp_kit::Reconnect;
 pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Traffic, DEFAULT_CAPACITY};
 pub use qmp_proto::{

@@ -12,7 +12,7 @@ use common::{within, Peer, Spawner, T};
 use futures_lite::StreamExt;
 use qmp_async::{
     Builder, CallOptions, DisconnectReason, Error, EventFilter, IgnoredAny, QemuVersion, RawValue,
-    Reconnect, RunState, Status,
+    Reconnect, RunState, SessionItem, Status,
 };
 use qmp_testkit::on_every_executor;
 use serde::Deserialize;
@@ -224,6 +224,7 @@ async fn reconnects_after_restart(sp: Spawner) {
     let (qmp, driver) = peer.connect_with(&builder, &sp).await;
     let mut status = qmp.status();
     let mut first = qmp.subscribe(EventFilter::all());
+    let mut across = qmp.subscribe_across_sessions(EventFilter::all());
     let mut watch = qmp.state_watch();
 
     peer.restart();
@@ -261,6 +262,12 @@ async fn reconnects_after_restart(sp: Spawner) {
     assert_eq!(v.qemu, greeting.version);
     within(watch.wait_for(RunState::Running)).await.unwrap();
     assert!(qmp.oob_enabled());
+    // A listener across sessions went on, with a marker for the new session.
+    assert!(!across.is_closed());
+    assert_eq!(
+        within(across.next()).await,
+        Some(SessionItem::NewSession { session: 2 })
+    );
 
     // close() stops reconnecting: the driver finishes and the status stream ends.
     qmp.close();
@@ -273,6 +280,8 @@ async fn reconnects_after_restart(sp: Spawner) {
         other => panic!("expected the close, got {other:?}"),
     }
     assert!(within(status.next()).await.is_none());
+    // It ends when the driver finishes.
+    assert_eq!(within(across.next()).await, None);
 }
 
 on_every_executor!(

@@ -123,7 +123,10 @@ mod transport;
 pub use builder::Builder;
 pub use handle::{Qmp, Tokio};
 pub use listener::Listener;
-pub use qmp_kit::fanout::{EventStream, Lagged, StateWatch, Status, StatusStream, Transition};
+pub use qmp_kit::fanout::{
+    EventStream, Lagged, SessionEventStream, SessionItem, StateWatch, Status, StatusStream,
+    Transition,
+};
 pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Traffic, DEFAULT_CAPACITY};
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, QemuVersion,

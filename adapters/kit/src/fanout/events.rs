@@ -24,6 +24,24 @@ pub struct Lagged {
 enum Item {
     Event(Arc<QmpEvent>),
     Missed(u64),
+    /// A listener across sessions: the events after it are of session `n`.
+    Session(u64),
+}
+
+/// An item of a listener across sessions ([`SessionEventStream`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SessionItem {
+    /// A QMP event.
+    Event(Arc<QmpEvent>),
+    /// Events were dropped here: the listener fell behind.
+    Lagged(Lagged),
+    /// A new session started (after a reconnection): the events after this are of session
+    /// `session`; those before it were of the earlier one.
+    NewSession {
+        /// The number of the new session, from 1.
+        session: u64,
+    },
 }
 
 /// A listener's bounded queue. Holds at most `capacity` events; a gap is remembered as a
@@ -57,6 +75,18 @@ impl Queue {
         self.wake();
     }
 
+    fn push_session(&mut self, session: u64) {
+        if self.closed {
+            return;
+        }
+        if self.lag > 0 {
+            self.items
+                .push_back(Item::Missed(std::mem::take(&mut self.lag)));
+        }
+        self.items.push_back(Item::Session(session));
+        self.wake();
+    }
+
     fn lost(&mut self, count: u64) {
         self.lag += count;
         self.missed_total += count;
@@ -69,14 +99,15 @@ impl Queue {
         }
     }
 
-    fn pop(&mut self) -> Option<Result<Arc<QmpEvent>, Lagged>> {
+    fn pop(&mut self) -> Option<SessionItem> {
         match self.items.pop_front() {
             Some(Item::Event(e)) => {
                 self.events -= 1;
-                Some(Ok(e))
+                Some(SessionItem::Event(e))
             }
-            Some(Item::Missed(missed)) => Some(Err(Lagged { missed })),
-            None if self.lag > 0 => Some(Err(Lagged {
+            Some(Item::Missed(missed)) => Some(SessionItem::Lagged(Lagged { missed })),
+            Some(Item::Session(session)) => Some(SessionItem::NewSession { session }),
+            None if self.lag > 0 => Some(SessionItem::Lagged(Lagged {
                 missed: std::mem::take(&mut self.lag),
             })),
             None => None,
@@ -87,6 +118,8 @@ impl Queue {
 /// One listener as the driver sees it.
 pub(super) struct Slot {
     filter: EventFilter,
+    /// Outlives the sessions (until the driver finishes), with a marker at each new one.
+    pub(super) across_sessions: bool,
     queue: Mutex<Queue>,
 }
 
@@ -104,6 +137,11 @@ impl Slot {
     /// The engine dropped `count` events before anyone saw them: every listener missed them.
     pub(super) fn lost(&self, count: u64) {
         self.queue().lost(count);
+    }
+
+    /// A listener across sessions: session `session` starts.
+    pub(super) fn new_session(&self, session: u64) {
+        self.queue().push_session(session);
     }
 
     /// Ends the stream once the queue is drained.
@@ -142,8 +180,9 @@ impl fmt::Debug for EventStream {
 }
 
 impl EventStream {
-    pub(super) fn new(shared: Arc<Shared>, filter: EventFilter) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, filter: EventFilter, across_sessions: bool) -> Self {
         let slot = Arc::new(Slot {
+            across_sessions,
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
                 events: 0,
@@ -190,6 +229,21 @@ impl Stream for EventStream {
     type Item = Result<Arc<QmpEvent>, Lagged>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            return match self.poll_item(cx) {
+                Poll::Ready(Some(SessionItem::Event(e))) => Poll::Ready(Some(Ok(e))),
+                Poll::Ready(Some(SessionItem::Lagged(l))) => Poll::Ready(Some(Err(l))),
+                // Only a listener across sessions has markers.
+                Poll::Ready(Some(SessionItem::NewSession { .. })) => continue,
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+impl EventStream {
+    fn poll_item(&self, cx: &mut Context<'_>) -> Poll<Option<SessionItem>> {
         let mut q = self.slot.queue();
         if let Some(item) = q.pop() {
             return Poll::Ready(Some(item));
@@ -201,6 +255,57 @@ impl Stream for EventStream {
             q.waker = Some(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+/// A listener that outlives sessions, from an adapter's `subscribe_across_sessions` (made by
+/// [`Shared::subscribe_across_sessions`]): like an [`EventStream`], but when the connection
+/// reconnects it goes on, with a [`SessionItem::NewSession`] marker before the events of
+/// each new session, so nothing of the old session is taken for the new one. It ends when
+/// the driver finishes (no more sessions). Dropping it unsubscribes it.
+#[derive(Debug)]
+pub struct SessionEventStream {
+    inner: EventStream,
+}
+
+impl SessionEventStream {
+    pub(super) fn new(shared: Arc<Shared>, filter: EventFilter) -> Self {
+        SessionEventStream {
+            inner: EventStream::new(shared, filter, true),
+        }
+    }
+
+    /// Events queued and not read yet (at most the filter's capacity).
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether no event is queued.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// How many events this listener has missed in all, reported or not yet.
+    pub fn missed_total(&self) -> u64 {
+        self.inner.missed_total()
+    }
+
+    /// Whether the stream has ended (the driver finished) or will end once drained.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// The next item, or `None` once the stream has ended.
+    pub async fn recv(&mut self) -> Option<SessionItem> {
+        std::future::poll_fn(|cx| self.inner.poll_item(cx)).await
+    }
+}
+
+impl Stream for SessionEventStream {
+    type Item = SessionItem;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_item(cx)
     }
 }
 

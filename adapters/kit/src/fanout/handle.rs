@@ -16,7 +16,9 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{decode, Body, EventStream, Request, Shared, StateWatch, StatusStream};
+use super::{
+    decode, Body, EventStream, Request, SessionEventStream, Shared, StateWatch, StatusStream,
+};
 use crate::{CallOptions, Error, EventFilter};
 
 /// What an async adapter's runtime gives its [`Handle`]: how a request reaches the driver
@@ -67,7 +69,8 @@ pub trait Runtime: Send + Sync + 'static {
 ///   id or none; the result undecoded).
 /// * **Capabilities of this QEMU**: [`schema`](Self::schema) (`query-qmp-schema`, fetched
 ///   once per session), [`commands`](Self::commands) (`query-commands`).
-/// * **Events**: [`subscribe`](Self::subscribe).
+/// * **Events**: [`subscribe`](Self::subscribe),
+///   [`subscribe_across_sessions`](Self::subscribe_across_sessions).
 /// * **Connection**: [`state`](Self::state), [`state_watch`](Self::state_watch),
 ///   [`status`](Self::status), [`greeting`](Self::greeting), [`oob_enabled`](Self::oob_enabled),
 ///   [`pending`](Self::pending), [`disconnect_reason`](Self::disconnect_reason),
@@ -472,6 +475,14 @@ impl<R: Runtime> Handle<R> {
     /// ```
     pub fn subscribe(&self, filter: EventFilter) -> EventStream {
         self.shared.subscribe(filter)
+    }
+
+    /// Listens for the events that pass `filter` across sessions: after a reconnection the
+    /// stream goes on, with a [`SessionItem::NewSession`](super::SessionItem::NewSession)
+    /// marker before the events of each new session; it ends when the driver finishes. See
+    /// [`SessionEventStream`].
+    pub fn subscribe_across_sessions(&self, filter: EventFilter) -> SessionEventStream {
+        self.shared.subscribe_across_sessions(filter)
     }
 
     /// The connection runstate now.

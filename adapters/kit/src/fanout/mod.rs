@@ -49,7 +49,7 @@ mod shared;
 mod watch;
 
 pub use calls::{decode, Body, Drained, Hub, ReplyRx, ReplyTx, Request};
-pub use events::{EventStream, Lagged};
+pub use events::{EventStream, Lagged, SessionEventStream, SessionItem};
 pub use handle::{Handle, Runtime};
 pub use shared::Shared;
 pub use watch::{StateWatch, Status, StatusStream, Transition};

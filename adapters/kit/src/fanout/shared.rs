@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 use qmp_proto::schema::Schema;
 use qmp_proto::{DisconnectReason, Greeting, QmpEvent, RunState};
 
-use super::events::{EventStream, Slot};
+use super::events::{EventStream, SessionEventStream, Slot};
 use super::watch::{StateWatch, Status, StatusStream, Transition};
 use crate::{Error, EventFilter};
 
@@ -157,7 +157,13 @@ impl Shared {
 
     /// A listener for the events that pass `filter`, from now on. See [`EventStream`].
     pub fn subscribe(self: &Arc<Self>, filter: EventFilter) -> EventStream {
-        EventStream::new(Arc::clone(self), filter)
+        EventStream::new(Arc::clone(self), filter, false)
+    }
+
+    /// A listener for the events that pass `filter`, from now on, across sessions. See
+    /// [`SessionEventStream`].
+    pub fn subscribe_across_sessions(self: &Arc<Self>, filter: EventFilter) -> SessionEventStream {
+        SessionEventStream::new(Arc::clone(self), filter)
     }
 
     /// A watcher of every runstate transition from now on. See [`StateWatch`].
@@ -184,6 +190,11 @@ impl Shared {
         let mut s = self.lock();
         if to == RunState::Connecting {
             s.session += 1;
+            if s.session > 1 {
+                for l in s.listeners.iter().filter(|l| l.across_sessions) {
+                    l.new_session(s.session);
+                }
+            }
         }
         s.runstate = to;
         let seq = s.transitions.next_seq();
@@ -214,7 +225,7 @@ impl Shared {
                 reason: reason.clone(),
             });
         }
-        self.close_listeners();
+        self.close_listeners(false);
     }
 
     /// Reports a [`Status`] change (reconnection attempts and their outcome).
@@ -230,7 +241,7 @@ impl Shared {
         s.transitions.close();
         s.status.close();
         drop(s);
-        self.close_listeners();
+        self.close_listeners(true);
     }
 
     pub(super) fn register(&self, slot: &Arc<Slot>) {
@@ -266,11 +277,18 @@ impl Shared {
         }
     }
 
-    /// Ends every listener's stream (the session ended). Listeners created from now on
-    /// belong to the next session.
-    fn close_listeners(&self) {
-        let listeners = std::mem::take(&mut self.lock().listeners);
-        for l in &listeners {
+    /// Ends the listeners' streams: those of the session (it ended), or all (the driver
+    /// finished). Listeners created from now on belong to the next session.
+    fn close_listeners(&self, all: bool) {
+        let mut ended = Vec::new();
+        self.lock().listeners.retain(|l| {
+            let ends = all || !l.across_sessions;
+            if ends {
+                ended.push(Arc::clone(l));
+            }
+            !ends
+        });
+        for l in &ended {
             l.close();
         }
     }
