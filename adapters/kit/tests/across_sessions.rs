@@ -21,9 +21,16 @@ fn event(name: &str) -> QmpEvent {
     }
 }
 
+struct Noop;
+
+impl std::task::Wake for Noop {
+    fn wake(self: Arc<Self>) {}
+}
+
 /// What a stream has ready now, without waiting.
 fn ready<S: Stream + Unpin>(stream: &mut S) -> Vec<Option<S::Item>> {
-    let mut cx = Context::from_waker(Waker::noop());
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
     let mut items = Vec::new();
     while let Poll::Ready(item) = Pin::new(&mut *stream).poll_next(&mut cx) {
         let end = item.is_none();
