@@ -119,6 +119,9 @@ pub struct Driver {
     requests: Pin<Box<Receiver<Request>>>,
     timer: Timer,
     timer_at: Option<Instant>,
+    /// The earliest deadline of the calls held while no session is up.
+    held_timer: Timer,
+    held_at: Option<Instant>,
     buf: Box<[u8]>,
     /// The socket was found drained (a read came back empty or short) and nothing was
     /// written since: it is read again only once the reactor reports it readable, instead
@@ -159,6 +162,8 @@ impl Driver {
             requests: Box::pin(requests),
             timer: Timer::never(),
             timer_at: None,
+            held_timer: Timer::never(),
+            held_at: None,
             buf: vec![0; FIRST_READ_CHUNK].into_boxed_slice(),
             drained: false,
             unflushed: false,
@@ -180,6 +185,10 @@ impl Driver {
             // The engine is idle whenever a session starts; this is a bug if it happens.
             log::error!(target: TARGET, "cannot start a session: {e}");
         }
+        // Calls made while no session was up go to this one.
+        let passes_fds = self.transport.as_ref().is_some_and(Transport::passes_fds);
+        self.hub.release_held(&mut self.engine, passes_fds);
+        self.held_at = None;
         self.drain_outputs();
     }
 
@@ -203,6 +212,9 @@ impl Driver {
             }
         })
         .await?;
+        self.hub.hold_calls_between_sessions(
+            redial.as_ref().is_some_and(|r| r.policy.get_calls_wait()),
+        );
         self.redial = redial;
         Ok(())
     }
@@ -217,8 +229,8 @@ impl Driver {
             let mut progress = self.take_requests(cx, &mut budget);
             progress |= match self.phase {
                 Phase::Live => self.step_live(cx, &mut budget),
-                Phase::Backoff { attempt } => self.step_backoff(cx, attempt),
-                Phase::Opening { .. } => self.step_opening(cx),
+                Phase::Backoff { attempt } => self.poll_held(cx) | self.step_backoff(cx, attempt),
+                Phase::Opening { .. } => self.poll_held(cx) | self.step_opening(cx),
                 Phase::Done => {
                     let reason = self.result.clone().unwrap_or(DisconnectReason::Closed);
                     return Poll::Ready(reason);
@@ -412,6 +424,24 @@ impl Driver {
         true
     }
 
+    /// Between sessions: fails the held calls whose deadline passed, and arms a timer for
+    /// the next deadline.
+    fn poll_held(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.hub.expire_held(Instant::now()) else {
+            self.held_at = None;
+            return false;
+        };
+        if self.held_at != Some(at) {
+            self.held_timer.set_at(at);
+            self.held_at = Some(at);
+        }
+        if Pin::new(&mut self.held_timer).poll(cx).is_pending() {
+            return false;
+        }
+        self.held_at = None;
+        true
+    }
+
     fn step_backoff(&mut self, cx: &mut Context<'_>, attempt: u32) -> bool {
         if Pin::new(&mut self.timer).poll(cx).is_pending() {
             return false;
@@ -507,6 +537,7 @@ impl Driver {
     /// Ends the driver: no more sessions.
     fn finish(&mut self) {
         self.phase = Phase::Done;
+        self.hub.fail_held(&self.hub.shared().gone_error());
         self.requests.close();
         // Requests still queued fail now rather than when the driver is dropped.
         while let Ok(request) = self.requests.try_recv() {

@@ -284,7 +284,65 @@ async fn reconnects_after_restart(sp: Spawner) {
     assert_eq!(within(across.next()).await, None);
 }
 
+/// With `Reconnect::calls_wait`, a call made while QEMU is away waits for the next session,
+/// up to its own timeout.
+async fn calls_wait_for_the_next_session(sp: Spawner) {
+    let Some(mut peer) = Peer::storage_daemon() else {
+        return;
+    };
+    let builder = Builder::new().connect_timeout(T).reconnect(
+        Reconnect::new()
+            .initial(Duration::from_millis(10))
+            .max(Duration::from_millis(100))
+            .calls_wait(true),
+    );
+    let (qmp, driver) = peer.connect_with(&builder, &sp).await;
+    let mut status = qmp.status();
+    peer.kill();
+    while !matches!(
+        within(status.next()).await,
+        Some(Status::Disconnected { .. })
+    ) {}
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        peer.restart();
+        peer
+    });
+    let long = CallOptions::new().timeout(Duration::from_secs(20));
+    let v: Value = within(qmp.execute_with("query-version", &(), long))
+        .await
+        .unwrap();
+    assert_eq!(v["qemu"]["major"], 10);
+    let mut peer = restarter.join().unwrap();
+
+    // Nothing comes back: the waiting call fails at its own deadline.
+    peer.kill();
+    let _ = std::fs::remove_file(&peer.sock);
+    while !matches!(
+        within(status.next()).await,
+        Some(Status::Disconnected { .. })
+    ) {}
+    let started = std::time::Instant::now();
+    let short = CallOptions::new().timeout(Duration::from_millis(300));
+    let e = within(qmp.execute_with::<Value, _>("query-version", &(), short))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // Closed between sessions: the driver's output is why the last session ended.
+    qmp.close();
+    assert!(matches!(
+        within(driver).await,
+        DisconnectReason::Eof { .. } | DisconnectReason::Transport { .. }
+    ));
+}
+
 on_every_executor!(
+    calls_wait_for_the_next_session,
     negotiates_with_oob,
     hundred_concurrent_executes,
     backup_job_events,

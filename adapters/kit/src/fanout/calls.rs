@@ -202,6 +202,11 @@ pub struct Drained {
 pub struct Hub {
     shared: Arc<Shared>,
     pending: HashMap<CommandId, ReplyTx>,
+    /// Whether calls made while no session is up wait for the next one
+    /// ([`Reconnect::calls_wait`](crate::Reconnect::calls_wait)).
+    hold: bool,
+    /// Calls made while no session was up, waiting for the next one, with their deadlines.
+    held: Vec<(Body, CallOptions, Instant, ReplyTx, Option<Instant>)>,
 }
 
 impl Hub {
@@ -210,6 +215,55 @@ impl Hub {
         Hub {
             shared,
             pending: HashMap::new(),
+            hold: false,
+            held: Vec::new(),
+        }
+    }
+
+    /// Makes calls made while no session is up wait for the next one (up to their own
+    /// timeouts) instead of failing at once: for a driver that reconnects with
+    /// [`Reconnect::calls_wait`](crate::Reconnect::calls_wait).
+    pub fn hold_calls_between_sessions(&mut self, hold: bool) {
+        self.hold = hold;
+    }
+
+    /// Issues the calls held while no session was up to the engine of the session that just
+    /// started (it holds them until the session is ready). Their deadlines still count from
+    /// when they were called.
+    pub fn release_held(&mut self, engine: &mut Engine, passes_fds: bool) {
+        for (body, opts, at, reply, _) in std::mem::take(&mut self.held) {
+            self.issue(engine, body, opts, at, reply, passes_fds);
+        }
+    }
+
+    /// Fails the held calls whose deadline has passed at `now` with [`Error::Timeout`] (and
+    /// drops those whose callers stopped waiting); returns the earliest deadline left, for
+    /// the driver's timer.
+    pub fn expire_held(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut kept = Vec::with_capacity(self.held.len());
+        for (body, opts, at, reply, deadline) in std::mem::take(&mut self.held) {
+            if reply.is_closed() {
+                continue;
+            }
+            match deadline {
+                Some(d) if d <= now => reply.send(Err(Error::Timeout)),
+                _ => {
+                    if let Some(d) = deadline {
+                        next = Some(next.map_or(d, |n| n.min(d)));
+                    }
+                    kept.push((body, opts, at, reply, deadline));
+                }
+            }
+        }
+        self.held = kept;
+        next
+    }
+
+    /// Fails every held call with `error` (the driver finishes).
+    pub fn fail_held(&mut self, error: &Error) {
+        for (_, _, _, reply, _) in self.held.drain(..) {
+            reply.send(Err(error.clone()));
         }
     }
 
@@ -235,10 +289,32 @@ impl Hub {
             // The caller stopped waiting before the command was issued: do not send it.
             return false;
         }
+        if self.hold && engine.state() == RunState::Idle && !self.shared.is_finished() {
+            // No session now: the call waits for the next one, up to its own timeout.
+            let deadline = opts
+                .get_timeout()
+                .or(engine.config().get_command_timeout())
+                .and_then(|t| at.checked_add(t));
+            self.held.push((body, opts, at, reply, deadline));
+            return false;
+        }
+        self.issue(engine, body, opts, at, reply, passes_fds);
+        false
+    }
+
+    fn issue(
+        &mut self,
+        engine: &mut Engine,
+        body: Body,
+        opts: CallOptions,
+        at: Instant,
+        reply: ReplyTx,
+        passes_fds: bool,
+    ) {
         if !opts.get_fds().is_empty() && !passes_fds {
             // The descriptors are closed with `opts`: nothing is sent.
             reply.send(Err(Error::FdsUnsupported));
-            return false;
+            return;
         }
         match body.issue(engine, at, opts) {
             Ok(id) => {
@@ -248,7 +324,6 @@ impl Hub {
             Err(CallError::InvalidState { .. }) => reply.send(Err(self.shared.gone_error())),
             Err(e) => reply.send(Err(Error::Call(e))),
         }
-        false
     }
 
     /// Cancels the commands whose callers stopped waiting (their futures were dropped): one
