@@ -86,8 +86,7 @@ impl Reconnect {
 
     /// Whether a call made while disconnected waits for the next session, up to its own
     /// timeout (`true`), or fails at once with the reason the last session ended (`false`,
-    /// the default). `qmp-blocking` and `qmp-async` honour it (`qmp-tokio` does not
-    /// reconnect yet).
+    /// the default).
     pub fn calls_wait(mut self, wait: bool) -> Self {
         self.calls_wait = wait;
         self

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use qmp_kit::fanout::Shared;
-use qmp_kit::Settings;
+use qmp_kit::{Reconnect, Settings};
 use qmp_proto::RunState;
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::driver::Driver;
+use crate::driver::{Driver, Redial};
 use crate::transport::{Target, Transport};
 use crate::{Error, Listener, Qmp};
 
@@ -44,6 +44,7 @@ use crate::{Error, Listener, Qmp};
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     settings: Settings,
+    reconnect: Option<Reconnect>,
 }
 
 impl Builder {
@@ -55,6 +56,19 @@ impl Builder {
     }
 
     qmp_kit::settings_methods!();
+
+    /// Reconnects with this policy when a session of a connection opened by
+    /// [`connect_unix`](Self::connect_unix) or [`connect_tcp`](Self::connect_tcp) ends (not
+    /// after [`Qmp::close`](crate::Qmp::close)): the driver waits the policy's jittered
+    /// delay on `tokio::time`, opens the socket again and negotiates a new session; the
+    /// handle goes on working. Meanwhile calls fail at once, or with
+    /// [`Reconnect::calls_wait`] wait for the next session up to their own timeout. The
+    /// status stream ([`Qmp::status`](crate::Qmp::status)) and the runstate watch show each
+    /// attempt and session.
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
 
     /// Connects to a unix socket path (`-qmp unix:PATH,server=on,wait=off`) and negotiates.
     pub async fn connect_unix(&self, path: impl AsRef<Path>) -> Result<Qmp, Error> {
@@ -77,7 +91,12 @@ impl Builder {
             .open(self.settings.get_connect_timeout())
             .await
             .map_err(|e| Error::io(format!("cannot connect to {}", target.describe()), e))?;
-        self.establish(transport).await
+        let redial = self.reconnect.map(|policy| Redial {
+            target,
+            policy,
+            connect_timeout: self.settings.get_connect_timeout(),
+        });
+        self.establish_with(transport, redial).await
     }
 
     /// Negotiates over a connected tokio unix stream (file descriptors can be passed on it).
@@ -102,10 +121,18 @@ impl Builder {
     /// Spawns the driver of a session on `transport`, and waits until the session is ready
     /// (negotiated, or a guest agent's first resynchronisation answered) or has ended.
     pub(crate) async fn establish(&self, transport: Transport) -> Result<Qmp, Error> {
+        self.establish_with(transport, None).await
+    }
+
+    async fn establish_with(
+        &self,
+        transport: Transport,
+        redial: Option<Redial>,
+    ) -> Result<Qmp, Error> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared::new());
         let mut watch = shared.state_watch();
-        let mut driver = Driver::new(&self.settings, Arc::clone(&shared), rx);
+        let mut driver = Driver::new(&self.settings, Arc::clone(&shared), rx, redial);
         driver.start(transport);
         // Holding a handle keeps the driver from closing; dropping this future (and so the
         // handle) before the session is ready closes it.

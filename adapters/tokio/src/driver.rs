@@ -24,9 +24,13 @@
 //! `tokio::time::Instant::now()`, so a runtime with paused time (`tokio::time::pause`)
 //! drives every deadline, the greeting's and the commands' included.
 //!
-//! When the session ends the driver shuts the socket, fails what is still queued, ends
-//! every listener and watcher, and finishes. Dropped (its task aborted, its runtime shut
-//! down), it closes the connection the same way.
+//! When the session ends the driver shuts the socket and ends the session's listeners; then,
+//! with [`Reconnect`], it waits the policy's jittered delay, opens the socket again and starts
+//! a new session on the same engine (calls made meanwhile fail at once, or wait, held by the
+//! [`Hub`], with [`Reconnect::calls_wait`]); without it, or when the policy gives up or the
+//! connection is closed, it fails what is still queued, ends every listener and watcher, and
+//! finishes. Dropped (its task aborted, its runtime shut down), it closes the connection the
+//! same way.
 //!
 //! [`Client::poll_transmit`]: qmp_proto::Client::poll_transmit
 //! [`Client::handle_write_error`]: qmp_proto::Client::handle_write_error
@@ -38,12 +42,12 @@
 use std::io;
 use std::sync::Arc;
 
-use qmp_kit::fanout::{Hub, Request, Shared};
-use qmp_kit::{Engine, Settings};
+use qmp_kit::fanout::{Hub, Request, Shared, Status};
+use qmp_kit::{Engine, Reconnect, Settings};
 use qmp_proto::{DisconnectReason, RunState};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::transport::{readable, writable, Transport};
+use crate::transport::{readable, writable, Target, Transport};
 
 /// The log target of everything this crate logs.
 pub(crate) const TARGET: &str = "qmp_tokio";
@@ -62,6 +66,13 @@ const REQUEST_BUDGET: usize = 256;
 /// The adapter's clock, the engine's only time input: tokio's, so paused time drives it.
 pub(crate) fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// What to open again after a session ends.
+pub(crate) struct Redial {
+    pub(crate) target: Target,
+    pub(crate) policy: Reconnect,
+    pub(crate) connect_timeout: Option<std::time::Duration>,
 }
 
 /// What woke the driver.
@@ -87,6 +98,9 @@ pub(crate) struct Driver {
     closing: bool,
     result: Option<DisconnectReason>,
     done: bool,
+    redial: Option<Redial>,
+    /// The session ended and a new one is to be opened.
+    reconnecting: bool,
 }
 
 impl Driver {
@@ -94,10 +108,15 @@ impl Driver {
         settings: &Settings,
         shared: Arc<Shared>,
         requests: UnboundedReceiver<Request>,
+        redial: Option<Redial>,
     ) -> Self {
+        let mut hub = Hub::new(shared);
+        hub.hold_calls_between_sessions(redial.as_ref().is_some_and(|r| r.policy.get_calls_wait()));
         Driver {
+            redial,
+            reconnecting: false,
             engine: Engine::new(settings, TARGET),
-            hub: Hub::new(shared),
+            hub,
             transport: None,
             requests,
             requests_closed: false,
@@ -117,12 +136,19 @@ impl Driver {
             // The engine is idle whenever a session starts; this is a bug if it happens.
             log::error!(target: TARGET, "cannot start a session: {e}");
         }
+        // Calls made while no session was up go to this one.
+        let passes_fds = self.transport.as_ref().is_some_and(Transport::passes_fds);
+        self.hub.release_held(&mut self.engine, passes_fds);
         self.drain();
     }
 
     /// Runs the connection to its end.
     pub(crate) async fn run(mut self) {
         while !self.done {
+            if self.reconnecting {
+                self.reconnect().await;
+                continue;
+            }
             self.step();
             if self.done {
                 break;
@@ -207,7 +233,7 @@ impl Driver {
 
     fn close(&mut self) {
         self.closing = true;
-        if !self.done {
+        if !self.done && !self.reconnecting {
             self.engine.close();
             self.drain();
         }
@@ -307,8 +333,87 @@ impl Driver {
             // Dropping the socket closes it.
             self.transport = None;
             self.blocked = false;
+            let closed = self.closing || reason == DisconnectReason::Closed;
             self.result = Some(reason);
-            self.finish();
+            if self.redial.is_some() && !closed {
+                self.reconnecting = true;
+            } else {
+                self.finish();
+            }
+        }
+    }
+
+    /// Between sessions: waits the policy's delay before each attempt and opens the socket
+    /// again, taking requests meanwhile (held or failed by the [`Hub`]) and failing held
+    /// calls at their deadlines; starts the new session, or finishes when the policy gives
+    /// up or the connection is closed.
+    async fn reconnect(&mut self) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(redial) = &self.redial else {
+                return self.finish();
+            };
+            let Some(delay) = redial.policy.next_delay(attempt) else {
+                log::debug!(target: TARGET, "giving up reconnecting after {} attempts", attempt - 1);
+                self.hub.shared().push_status(Status::GaveUp {
+                    attempts: attempt - 1,
+                });
+                self.reconnecting = false;
+                return self.finish();
+            };
+            self.hub
+                .shared()
+                .push_status(Status::Reconnecting { attempt, delay });
+            let at = tokio::time::Instant::now() + delay;
+            if !self.wait_between_sessions(at).await {
+                self.reconnecting = false;
+                return self.finish();
+            }
+            let Some(redial) = &self.redial else {
+                return self.finish();
+            };
+            log::debug!(target: TARGET, "reconnecting to {} (attempt {attempt})", redial.target.describe());
+            match redial.target.open(redial.connect_timeout).await {
+                Ok(transport) => {
+                    self.reconnecting = false;
+                    self.start(transport);
+                    return;
+                }
+                Err(e) => {
+                    log::debug!(target: TARGET, "reconnect attempt {attempt} failed: {e}");
+                    self.hub.shared().push_status(Status::ConnectFailed {
+                        attempt,
+                        error: Arc::new(e),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits until `at`, taking requests and failing held calls at their deadlines. Returns
+    /// `false` if the connection was closed (or every handle dropped) meanwhile.
+    async fn wait_between_sessions(&mut self, at: tokio::time::Instant) -> bool {
+        loop {
+            if self.closing {
+                return false;
+            }
+            let held = self
+                .hub
+                .expire_held(now())
+                .map(tokio::time::Instant::from_std);
+            let taking = !self.requests_closed;
+            tokio::select! {
+                r = self.requests.recv(), if taking => match r {
+                    Some(request) => self.on_request(request),
+                    None => {
+                        self.requests_closed = true;
+                        self.closing = true;
+                    }
+                },
+                () = sleep_until(held), if held.is_some() => {}
+                () = tokio::time::sleep_until(at) => return true,
+            }
         }
     }
 
@@ -318,6 +423,7 @@ impl Driver {
             return;
         }
         self.done = true;
+        self.hub.fail_held(&self.hub.shared().gone_error());
         self.requests.close();
         // Requests still queued fail now rather than when the driver is dropped.
         while let Ok(request) = self.requests.try_recv() {

@@ -127,7 +127,9 @@ pub use qmp_kit::fanout::{
     EventStream, Lagged, SessionEventStream, SessionItem, StateWatch, Status, StatusStream,
     Transition,
 };
-pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Traffic, DEFAULT_CAPACITY};
+pub use qmp_kit::{
+    CallOptions, Direction, Error, EventFilter, Reconnect, Traffic, DEFAULT_CAPACITY,
+};
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, QemuVersion,
     QmpError, QmpEvent, RawValue, RunState, Timestamp,

@@ -15,7 +15,7 @@ use common::{builder, connect, exists, on_both_runtimes, within, Peer, T};
 use qmp_testkit::MACHINE_NONE;
 use qmp_tokio::{
     Builder, CallOptions, DisconnectReason, Error, EventFilter, IgnoredAny, Listener, RawValue,
-    RunState,
+    Reconnect, RunState, SessionItem, Status,
 };
 use serde_json::{json, Value};
 
@@ -314,7 +314,69 @@ async fn guest_agent_commands() {
     assert_eq!(within(qga.closed()).await, DisconnectReason::Closed);
 }
 
+/// With a reconnect policy, the driver comes back when QEMU is restarted on the same socket:
+/// a call made meanwhile waits for the new session (`calls_wait`), the status stream shows
+/// the attempts, a listener across sessions sees the marker, and the handle goes on.
+async fn reconnects_after_restart() {
+    let Some(mut peer) = Peer::storage_daemon() else {
+        return;
+    };
+    let policy = Reconnect::new()
+        .initial(Duration::from_millis(10))
+        .max(Duration::from_millis(100))
+        .calls_wait(true);
+    let qmp = connect(&peer, &builder().reconnect(policy)).await;
+    let mut statuses = qmp.status();
+    let mut across = qmp.subscribe_across_sessions(EventFilter::all());
+    peer.kill();
+    loop {
+        match within(statuses.recv()).await {
+            Some(Status::Disconnected { session: 1, .. }) => break,
+            Some(_) => {}
+            None => panic!("the status stream ended"),
+        }
+    }
+    let restarter = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        peer.restart();
+        peer
+    });
+    let long = CallOptions::new().timeout(Duration::from_secs(20));
+    let v: Value = within(qmp.execute_with("query-version", &(), long))
+        .await
+        .unwrap();
+    assert_eq!(v["qemu"]["major"], 10);
+    let mut peer = restarter.await.unwrap();
+    let mut attempts = 0;
+    loop {
+        match within(statuses.recv()).await {
+            Some(Status::Reconnecting { attempt, .. }) => {
+                attempts += 1;
+                assert_eq!(attempt, attempts);
+            }
+            Some(Status::Connected { session, .. }) => {
+                assert_eq!(session, 2);
+                break;
+            }
+            Some(_) => {}
+            None => panic!("the status stream ended"),
+        }
+    }
+    assert!(attempts >= 1);
+    assert_eq!(
+        within(across.recv()).await,
+        Some(SessionItem::NewSession { session: 2 })
+    );
+    assert_eq!(qmp.state(), RunState::Running);
+    // A local close is not reconnected: the driver finishes.
+    qmp.close();
+    assert_eq!(within(qmp.closed()).await, DisconnectReason::Closed);
+    assert_eq!(within(across.recv()).await, None);
+    peer.kill();
+}
+
 on_both_runtimes!(
+    reconnects_after_restart,
     hundred_concurrent_callers,
     job_events,
     killed_mid_command,
