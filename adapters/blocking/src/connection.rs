@@ -4,8 +4,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use qmp_kit::fanout::SessionItem;
 use qmp_kit::{CallOptions, Engine, EventFilter, Output};
 use qmp_proto::events::TypedEvent;
 use qmp_proto::schema::{Commands, Schema};
@@ -53,7 +55,8 @@ const READ_CHUNK: usize = 64 * 1024;
 ///   [`has_reply`](Self::has_reply) tells whether it has arrived.
 /// * **Capabilities of this QEMU**: [`schema`](Self::schema) (`query-qmp-schema`, fetched
 ///   once), [`commands`](Self::commands) (`query-commands`).
-/// * **Events**: [`next_event`](Self::next_event), [`wait_event`](Self::wait_event),
+/// * **Events**: [`next_event`](Self::next_event), [`next_item`](Self::next_item) (with a
+///   marker at each new session), [`wait_event`](Self::wait_event),
 ///   [`wait_event_where`](Self::wait_event_where),
 ///   [`wait_typed_event`](Self::wait_typed_event), [`drain_events`](Self::drain_events),
 ///   [`events_lost`](Self::events_lost).
@@ -73,7 +76,7 @@ pub struct Connection {
     /// Results that arrived for pending commands.
     replies: HashMap<CommandId, Result<Box<RawValue>, Error>>,
     /// QMP events, each with its arrival number.
-    events: VecDeque<(u64, QmpEvent)>,
+    events: VecDeque<Buffered>,
     next_seq: u64,
     max_events: usize,
     events_lost: u64,
@@ -514,11 +517,31 @@ impl Connection {
     /// `Ok(None)` when none came in time; [`Error::Disconnected`] once the session ended and
     /// the buffer is empty.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Option<QmpEvent>, Error> {
+        loop {
+            match self.next_item(timeout)? {
+                Some(SessionItem::Event(event)) => {
+                    return Ok(Some(
+                        Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone()),
+                    ))
+                }
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// [`next_event`](Self::next_event), with the start of each new session (after a
+    /// reconnection, [`Builder::reconnect`]) as a [`SessionItem::NewSession`] marker between
+    /// the events of the ended session, which stay buffered, and those of the new one.
+    pub fn next_item(&mut self, timeout: Duration) -> Result<Option<SessionItem>, Error> {
         let deadline = deadline_after(timeout);
         loop {
             self.run_until(deadline, |c| !c.events.is_empty());
-            if let Some((_, event)) = self.events.pop_front() {
-                return Ok(Some(event));
+            if let Some(b) = self.events.pop_front() {
+                return Ok(Some(match b.event {
+                    Some(event) => SessionItem::Event(Arc::new(event)),
+                    None => SessionItem::NewSession { session: b.session },
+                }));
             }
             if self.ended().is_none() {
                 return Ok(None);
@@ -533,7 +556,9 @@ impl Connection {
     }
 
     /// Waits up to `timeout` for an event named `name`, looking at buffered events first,
-    /// and takes it out of the buffer; other events stay buffered, in order.
+    /// and takes it out of the buffer; other events stay buffered, in order. Only events of
+    /// the current session are looked at: after a reconnection, those of the ended session
+    /// are left to [`next_event`](Self::next_event).
     pub fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<QmpEvent, Error> {
         self.wait_event_where(timeout, |e| e.name == name)
     }
@@ -562,12 +587,12 @@ impl Connection {
     /// Reads what has already arrived, without waiting, and takes every buffered event.
     pub fn drain_events(&mut self) -> Vec<QmpEvent> {
         self.run_until(Some(Instant::now()), |_| false);
-        self.events.drain(..).map(|(_, e)| e).collect()
+        self.events.drain(..).filter_map(|b| b.event).collect()
     }
 
     /// How many events are buffered (as of the last call).
     pub fn buffered_events(&self) -> usize {
-        self.events.len()
+        self.events.iter().filter(|b| b.event.is_some()).count()
     }
 
     /// How many QMP events were dropped because the buffer was full: it holds at most
@@ -664,10 +689,20 @@ impl Connection {
         std::mem::swap(&mut self.stream, &mut fresh.stream);
         std::mem::swap(&mut self.greeting, &mut fresh.greeting);
         self.schema = None;
-        for (_, event) in std::mem::take(&mut fresh.events) {
+        self.session += 1;
+        // The events of the ended session stay buffered, before a marker.
+        self.events.push_back(Buffered {
+            seq: self.next_seq,
+            session: self.session,
+            event: None,
+        });
+        self.next_seq += 1;
+        for event in std::mem::take(&mut fresh.events)
+            .into_iter()
+            .filter_map(|b| b.event)
+        {
             self.push_event(event);
         }
-        self.session += 1;
         log::debug!(target: TARGET, "session {} is up", self.session);
         // `fresh` now holds the ended session, closed already: dropping it changes nothing.
     }
@@ -709,8 +744,11 @@ impl Connection {
         loop {
             let mut found = None;
             self.run_until(deadline, |c| {
-                for (i, (seq, event)) in c.events.iter().enumerate().skip(scanned) {
-                    if *seq >= mark && matches(event) {
+                // Only the current session's events: nothing of an ended one is taken for
+                // the next one's.
+                for (i, b) in c.events.iter().enumerate().skip(scanned) {
+                    let current = b.seq >= mark && b.session == c.session;
+                    if current && b.event.as_ref().is_some_and(&mut matches) {
                         found = Some(i);
                         return true;
                     }
@@ -718,7 +756,7 @@ impl Connection {
                 scanned = c.events.len();
                 false
             });
-            if let Some((_, event)) = found.and_then(|i| self.events.remove(i)) {
+            if let Some(event) = found.and_then(|i| self.events.remove(i)?.event) {
                 return Ok(event);
             }
             if self.ended().is_none() {
@@ -827,7 +865,11 @@ impl Connection {
             return self.lose(1);
         }
         self.losing = false;
-        self.events.push_back((self.next_seq, event));
+        self.events.push_back(Buffered {
+            seq: self.next_seq,
+            session: self.session,
+            event: Some(event),
+        });
         self.next_seq += 1;
     }
 
@@ -848,6 +890,16 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// A buffered event, or (`event: None`) the start of session `session`.
+#[derive(Debug)]
+struct Buffered {
+    /// Its arrival number.
+    seq: u64,
+    /// The session it came in.
+    session: u64,
+    event: Option<QmpEvent>,
 }
 
 /// `now + timeout`, or `None` (no deadline) when that overflows.

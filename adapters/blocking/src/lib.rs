@@ -239,6 +239,7 @@ mod transport;
 pub use builder::Builder;
 pub use connection::Connection;
 pub use listener::Listener;
+pub use qmp_kit::fanout::SessionItem;
 pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Reconnect, Traffic};
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, CommandId, DisconnectReason, Excerpt, Greeting,

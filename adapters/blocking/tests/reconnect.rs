@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Peer;
-use qmp_blocking::{Builder, CallOptions, DisconnectReason, Error, Reconnect};
+use qmp_blocking::{Builder, CallOptions, DisconnectReason, Error, Reconnect, SessionItem};
 use serde_json::Value;
 
 fn builder(policy: Reconnect) -> Builder {
@@ -164,4 +164,45 @@ fn a_waiting_call_times_out_when_nothing_comes_back() {
         took >= Duration::from_millis(700) && took < Duration::from_secs(5),
         "{took:?}"
     );
+}
+
+#[test]
+fn events_of_an_ended_session_stay_before_a_marker_and_are_not_waited_for() {
+    let Some(mut peer) = Peer::system(&["-M", "pc", "-accel", "tcg", "-S"]) else {
+        return;
+    };
+    let mut qmp = peer.connect_with(&builder(Reconnect::new().calls_wait(true)));
+    // RESUME comes before the reply of `cont`: it is buffered, unread.
+    qmp.execute::<Value>("cont", &()).unwrap();
+    assert_eq!(qmp.buffered_events(), 1);
+    peer.restart();
+    // A call racing with the end of the session fails with it; the next one waits for the
+    // new session.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status: Value = loop {
+        let opts = CallOptions::new().timeout(Duration::from_secs(20));
+        match qmp.execute_with("query-status", &(), opts) {
+            Ok(v) => break v,
+            Err(Error::Disconnected(_)) if Instant::now() < deadline => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(status["status"], "prelaunch");
+    assert_eq!(qmp.session(), 2);
+    // The old RESUME is not taken for the new session's.
+    let e = qmp
+        .wait_event("RESUME", Duration::from_millis(200))
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    match qmp.next_item(Duration::ZERO).unwrap() {
+        Some(SessionItem::Event(e)) => assert_eq!(e.name, "RESUME"),
+        other => panic!("expected the old RESUME, got {other:?}"),
+    }
+    assert_eq!(
+        qmp.next_item(Duration::ZERO).unwrap(),
+        Some(SessionItem::NewSession { session: 2 })
+    );
+    qmp.execute::<Value>("cont", &()).unwrap();
+    qmp.wait_event("RESUME", Duration::from_secs(5)).unwrap();
+    peer.quit(&mut qmp);
 }

@@ -1,6 +1,6 @@
 //! Soak: a VM manager's loop against real QEMU that is SIGKILLed and started again every few
-//! seconds. Ten commands pipelined at a time (and `stop`/`cont`, which cause events) on one
-//! reconnecting connection, events taken as they come. No call waits past its timeout (plus
+//! seconds. Ten commands pipelined at a time, every 10 ms (`stop`/`cont` among them, which
+//! cause events), on one reconnecting connection, events taken as they come. No call waits past its timeout (plus
 //! the time to open a session), every call is resolved exactly once, and the process's RSS
 //! stays flat. Counts and RSS samples are printed.
 //!
@@ -26,6 +26,8 @@ use qmp_blocking::{Builder, CallOptions, Error, Reconnect};
 /// session after QEMU is restarted (its start, the greeting, negotiation).
 const TIMEOUT: Duration = Duration::from_secs(2);
 const SLACK: Duration = Duration::from_secs(8);
+/// The pause between rounds: a manager's pace, not a benchmark's.
+const PACE: Duration = Duration::from_millis(10);
 
 fn soak_time() -> Duration {
     let secs = std::env::var("QMP_SOAK_SECS")
@@ -127,6 +129,7 @@ fn soak(peer: Peer, name: &str, commands: &[&str]) {
             assert!(matches!(qmp.wait(id), Err(Error::UnknownCommand(_))));
         }
         counts.events += qmp.drain_events().len() as u64;
+        std::thread::sleep(PACE);
         if Instant::now() >= next_sample {
             samples.push((started.elapsed().as_secs(), rss_kib()));
             next_sample += soak_time() / 8;
