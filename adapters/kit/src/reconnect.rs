@@ -86,7 +86,9 @@ impl Reconnect {
 
     /// Whether a call made while disconnected waits for the next session, up to its own
     /// timeout (`true`), or fails at once with the reason the last session ended (`false`,
-    /// the default).
+    /// the default). A call without a timeout (none given and no default command timeout)
+    /// then waits until a session comes or the policy gives up
+    /// ([`max_attempts`](Self::max_attempts); unlimited by default).
     pub fn calls_wait(mut self, wait: bool) -> Self {
         self.calls_wait = wait;
         self
