@@ -44,6 +44,7 @@ pub mod asynchronous;
 pub mod blocking;
 mod fake;
 mod qemu;
+pub mod soak;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

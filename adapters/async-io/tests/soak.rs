@@ -1,8 +1,8 @@
 //! Soak: a VM manager's loop against real QEMU that is SIGKILLed and started again every few
 //! seconds: ten concurrent callers (each pausing 5 ms between calls) and a listener across
-//! sessions on one reconnecting connection. No call waits past its timeout (plus the time to
-//! open a session), every call is resolved exactly once, and the process's RSS stays flat.
-//! Counts and RSS samples are printed.
+//! sessions on one reconnecting connection, on smol. No call waits past its timeout (plus
+//! the time to open a session), every call is resolved exactly once, and the process's RSS
+//! stays flat. Counts and RSS samples are printed.
 //!
 //! It runs for 8 s per peer by default; `QMP_SOAK_SECS=1800` runs it for 30 minutes:
 //!
@@ -12,85 +12,34 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qmp_async::{Builder, CallOptions, Error, EventFilter, Reconnect, SessionItem};
 use qmp_testkit::blocking::Peer;
+use qmp_testkit::soak::{self, Counts, Outcome, Restarter, Rss, PACE, SLACK, TIMEOUT};
+use qmp_testkit::PC_PAUSED;
 
-const TIMEOUT: Duration = Duration::from_secs(2);
-const SLACK: Duration = Duration::from_secs(8);
-/// Each caller's pause between calls: a manager's pace, not a benchmark's.
-const PACE: Duration = Duration::from_millis(5);
-
-fn soak_time() -> Duration {
-    let secs = std::env::var("QMP_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    Duration::from_secs(secs)
-}
-
-/// The resident set size of this process, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    issued: AtomicU64,
-    ok: AtomicU64,
-    qmp_errors: AtomicU64,
-    disconnected: AtomicU64,
-    timeouts: AtomicU64,
-}
-
-async fn soak(peer: Peer, name: &'static str, commands: &'static [&'static str]) {
-    let policy = Reconnect::new()
-        .initial(Duration::from_millis(20))
-        .max(Duration::from_millis(500))
-        .calls_wait(true);
-    let builder = Builder::new()
-        .connect_timeout(qmp_testkit::T)
-        .reconnect(policy);
+async fn run(peer: Peer, name: &str, commands: &'static [&'static str]) {
+    let builder = Builder::new().connect_timeout(qmp_testkit::T).reconnect(
+        Reconnect::new()
+            .initial(Duration::from_millis(20))
+            .max(Duration::from_millis(500))
+            .calls_wait(true),
+    );
     // The socket appears once QEMU is up.
     let deadline = Instant::now() + qmp_testkit::T;
     let (qmp, driver) = loop {
         match builder.connect_unix(&peer.sock).await {
             Ok(connected) => break connected,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 smol::Timer::after(Duration::from_millis(5)).await;
             }
             Err(e) => panic!("cannot connect: {e}"),
         }
     };
     let driver = smol::spawn(driver);
-    let stop = Arc::new(AtomicBool::new(false));
-    let restarts = Arc::new(AtomicU64::new(0));
-    let restarter = {
-        let (stop, restarts) = (Arc::clone(&stop), Arc::clone(&restarts));
-        let mut peer = peer;
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                std::thread::sleep(Duration::from_millis(1000 + (n * 769) % 2000));
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                peer.restart();
-                restarts.fetch_add(1, Ordering::Relaxed);
-            }
-            peer
-        })
-    };
+    let restarter = Restarter::start(peer);
     let counts = Arc::new(Counts::default());
     // The listener: events and session markers, across sessions.
     let mut across = qmp.subscribe_across_sessions(EventFilter::all().capacity(4096));
@@ -106,8 +55,7 @@ async fn soak(peer: Peer, name: &'static str, commands: &'static [&'static str])
         }
         (events, sessions, lagged)
     });
-    // Ten callers.
-    let end = Instant::now() + soak_time();
+    let end = Instant::now() + soak::soak_time();
     let callers: Vec<_> = (0..10)
         .map(|i| {
             let (qmp, counts) = (qmp.clone(), Arc::clone(&counts));
@@ -116,50 +64,36 @@ async fn soak(peer: Peer, name: &'static str, commands: &'static [&'static str])
                 while Instant::now() < end {
                     n += 1;
                     let command = commands[n % commands.len()];
-                    counts.issued.fetch_add(1, Ordering::Relaxed);
+                    counts.issued();
                     let at = Instant::now();
-                    let result = qmp
-                        .execute_with::<serde_json::Value, _>(
-                            command,
-                            &(),
-                            CallOptions::new().timeout(TIMEOUT),
-                        )
-                        .await;
-                    let waited = at.elapsed();
-                    assert!(waited <= TIMEOUT + SLACK, "{command} waited {waited:?}");
-                    let counter = match result {
-                        Ok(_) => &counts.ok,
-                        Err(Error::Qmp(_)) => &counts.qmp_errors,
-                        Err(Error::Disconnected(_)) => &counts.disconnected,
-                        Err(Error::Timeout) => &counts.timeouts,
+                    let opts = CallOptions::new().timeout(TIMEOUT);
+                    let outcome = match qmp
+                        .execute_with::<serde_json::Value, _>(command, &(), opts)
+                        .await
+                    {
+                        Ok(_) => Outcome::Ok,
+                        Err(Error::Qmp(_)) => Outcome::QmpError,
+                        Err(Error::Disconnected(_)) => Outcome::Disconnected,
+                        Err(Error::Timeout) => Outcome::Timeout,
                         Err(e) => panic!("{command}: {e:?}"),
                     };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    counts.resolved(command, outcome, at.elapsed());
                     smol::Timer::after(PACE).await;
                 }
             })
         })
         .collect();
-    let mut samples = vec![(0u64, rss_kib())];
-    let started = Instant::now();
-    let mut callers_done = false;
-    while !callers_done {
-        smol::Timer::after(soak_time() / 8).await;
-        samples.push((started.elapsed().as_secs(), rss_kib()));
-        callers_done = callers.iter().all(|c| c.is_finished());
+    let mut rss = Rss::new();
+    while !callers.iter().all(|c| c.is_finished()) {
+        smol::Timer::after(Duration::from_millis(100)).await;
+        rss.tick();
     }
     for caller in callers {
         caller.await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut peer = restarter.join().unwrap();
-    // Every call resolved exactly once: as many outcomes as calls.
-    let resolved = counts.ok.load(Ordering::Relaxed)
-        + counts.qmp_errors.load(Ordering::Relaxed)
-        + counts.disconnected.load(Ordering::Relaxed)
-        + counts.timeouts.load(Ordering::Relaxed);
-    assert_eq!(resolved, counts.issued.load(Ordering::Relaxed));
-    let restarts = restarts.load(Ordering::Relaxed);
+    rss.sample();
+    let (mut peer, restarts) = restarter.stop();
+    counts.assert_all_resolved();
     // The last QEMU answers (after a reconnection, if it was just restarted), then leaves.
     let long = CallOptions::new().timeout(TIMEOUT + SLACK);
     qmp.execute_with::<serde_json::Value, _>("query-version", &(), long)
@@ -171,35 +105,20 @@ async fn soak(peer: Peer, name: &'static str, commands: &'static [&'static str])
     driver.await;
     let (events, sessions, lagged) = listener.await;
     println!(
-        "soak {name} (qmp-async): {:?}, {counts:?}, {restarts} restarts, {sessions} new sessions seen, {events} events, {lagged} lagged, RSS (s, KiB): {samples:?}",
-        soak_time()
+        "soak {name} (qmp-async): {:?}, {counts:?}, {restarts} restarts, {sessions} new sessions seen, {events} events, {lagged} lagged, RSS (s, KiB): {:?}",
+        soak::soak_time(),
+        rss.samples
     );
-    assert!(counts.ok.load(Ordering::Relaxed) > 0);
     assert!(restarts >= 1 && sessions >= 1, "never reconnected");
-    let first = samples.get(1).map_or(samples[0].1, |s| s.1);
-    let last = samples.last().map_or(first, |s| s.1);
-    assert!(
-        last < first + 4096,
-        "RSS grew from {first} to {last} KiB: {samples:?}"
-    );
+    rss.assert_flat();
 }
 
 #[test]
 fn soak_qemu_system() {
-    let Some(peer) = Peer::system(&["-M", "pc", "-accel", "tcg", "-S"]) else {
+    let Some(peer) = Peer::system(PC_PAUSED) else {
         return;
     };
-    smol::block_on(soak(
-        peer,
-        "qemu-system-x86_64",
-        &[
-            "query-status",
-            "cont",
-            "stop",
-            "query-version",
-            "query-name",
-        ],
-    ));
+    smol::block_on(run(peer, "qemu-system-x86_64", soak::SYSTEM_COMMANDS));
 }
 
 #[test]
@@ -207,13 +126,9 @@ fn soak_qemu_storage_daemon() {
     let Some(peer) = Peer::storage_daemon() else {
         return;
     };
-    smol::block_on(soak(
+    smol::block_on(run(
         peer,
         "qemu-storage-daemon",
-        &[
-            "query-version",
-            "query-block-jobs",
-            "query-named-block-nodes",
-        ],
+        soak::STORAGE_DAEMON_COMMANDS,
     ));
 }

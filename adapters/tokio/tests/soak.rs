@@ -14,70 +14,21 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{builder, connect, Peer};
+use qmp_testkit::soak::{self, Counts, Outcome, Restarter, Rss, PACE, SLACK, TIMEOUT};
+use qmp_testkit::PC_PAUSED;
 use qmp_tokio::{CallOptions, Error, EventFilter, Reconnect, SessionItem};
 
-const TIMEOUT: Duration = Duration::from_secs(2);
-const SLACK: Duration = Duration::from_secs(8);
-/// Each caller's pause between calls: a manager's pace, not a benchmark's.
-const PACE: Duration = Duration::from_millis(5);
-
-fn soak_time() -> Duration {
-    let secs = std::env::var("QMP_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    Duration::from_secs(secs)
-}
-
-/// The resident set size of this process, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    issued: AtomicU64,
-    ok: AtomicU64,
-    qmp_errors: AtomicU64,
-    disconnected: AtomicU64,
-    timeouts: AtomicU64,
-}
-
-async fn soak(peer: Peer, name: &'static str, commands: &'static [&'static str]) {
+async fn run(peer: Peer, name: &str, commands: &'static [&'static str]) {
     let policy = Reconnect::new()
         .initial(Duration::from_millis(20))
         .max(Duration::from_millis(500))
         .calls_wait(true);
     let qmp = connect(&peer, &builder().reconnect(policy)).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let restarts = Arc::new(AtomicU64::new(0));
-    let restarter = {
-        let (stop, restarts) = (Arc::clone(&stop), Arc::clone(&restarts));
-        let mut peer = peer;
-        tokio::task::spawn_blocking(move || {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                std::thread::sleep(Duration::from_millis(1000 + (n * 769) % 2000));
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                peer.restart();
-                restarts.fetch_add(1, Ordering::Relaxed);
-            }
-            peer
-        })
-    };
+    let restarter = Restarter::start(peer);
     let counts = Arc::new(Counts::default());
     // The listener: events and session markers, across sessions.
     let mut across = qmp.subscribe_across_sessions(EventFilter::all().capacity(4096));
@@ -93,8 +44,7 @@ async fn soak(peer: Peer, name: &'static str, commands: &'static [&'static str])
         }
         (events, sessions, lagged)
     });
-    // Ten callers.
-    let end = Instant::now() + soak_time();
+    let end = Instant::now() + soak::soak_time();
     let callers: Vec<_> = (0..10)
         .map(|i| {
             let (qmp, counts) = (qmp.clone(), Arc::clone(&counts));
@@ -103,50 +53,36 @@ async fn soak(peer: Peer, name: &'static str, commands: &'static [&'static str])
                 while Instant::now() < end {
                     n += 1;
                     let command = commands[n % commands.len()];
-                    counts.issued.fetch_add(1, Ordering::Relaxed);
+                    counts.issued();
                     let at = Instant::now();
-                    let result = qmp
-                        .execute_with::<serde_json::Value, _>(
-                            command,
-                            &(),
-                            CallOptions::new().timeout(TIMEOUT),
-                        )
-                        .await;
-                    let waited = at.elapsed();
-                    assert!(waited <= TIMEOUT + SLACK, "{command} waited {waited:?}");
-                    let counter = match result {
-                        Ok(_) => &counts.ok,
-                        Err(Error::Qmp(_)) => &counts.qmp_errors,
-                        Err(Error::Disconnected(_)) => &counts.disconnected,
-                        Err(Error::Timeout) => &counts.timeouts,
+                    let opts = CallOptions::new().timeout(TIMEOUT);
+                    let outcome = match qmp
+                        .execute_with::<serde_json::Value, _>(command, &(), opts)
+                        .await
+                    {
+                        Ok(_) => Outcome::Ok,
+                        Err(Error::Qmp(_)) => Outcome::QmpError,
+                        Err(Error::Disconnected(_)) => Outcome::Disconnected,
+                        Err(Error::Timeout) => Outcome::Timeout,
                         Err(e) => panic!("{command}: {e:?}"),
                     };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    counts.resolved(command, outcome, at.elapsed());
                     tokio::time::sleep(PACE).await;
                 }
             })
         })
         .collect();
-    let mut samples = vec![(0u64, rss_kib())];
-    let started = Instant::now();
-    let mut callers_done = false;
-    while !callers_done {
-        tokio::time::sleep(soak_time() / 8).await;
-        samples.push((started.elapsed().as_secs(), rss_kib()));
-        callers_done = callers.iter().all(|c| c.is_finished());
+    let mut rss = Rss::new();
+    while !callers.iter().all(|c| c.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rss.tick();
     }
     for caller in callers {
         caller.await.expect("a caller panicked");
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut peer = restarter.await.unwrap();
-    // Every call resolved exactly once: as many outcomes as calls.
-    let resolved = counts.ok.load(Ordering::Relaxed)
-        + counts.qmp_errors.load(Ordering::Relaxed)
-        + counts.disconnected.load(Ordering::Relaxed)
-        + counts.timeouts.load(Ordering::Relaxed);
-    assert_eq!(resolved, counts.issued.load(Ordering::Relaxed));
-    let restarts = restarts.load(Ordering::Relaxed);
+    rss.sample();
+    let (mut peer, restarts) = restarter.stop();
+    counts.assert_all_resolved();
     // The last QEMU answers (after a reconnection, if it was just restarted), then leaves.
     let long = CallOptions::new().timeout(TIMEOUT + SLACK);
     qmp.execute_with::<serde_json::Value, _>("query-version", &(), long)
@@ -157,36 +93,20 @@ async fn soak(peer: Peer, name: &'static str, commands: &'static [&'static str])
     qmp.close();
     let (events, sessions, lagged) = listener.await.unwrap();
     println!(
-        "soak {name} (qmp-tokio): {:?}, {counts:?}, {restarts} restarts, {sessions} new sessions seen, {events} events, {lagged} lagged, RSS (s, KiB): {samples:?}",
-        soak_time()
+        "soak {name} (qmp-tokio): {:?}, {counts:?}, {restarts} restarts, {sessions} new sessions seen, {events} events, {lagged} lagged, RSS (s, KiB): {:?}",
+        soak::soak_time(),
+        rss.samples
     );
-    assert!(counts.ok.load(Ordering::Relaxed) > 0);
     assert!(restarts >= 1 && sessions >= 1, "never reconnected");
-    let first = samples.get(1).map_or(samples[0].1, |s| s.1);
-    let last = samples.last().map_or(first, |s| s.1);
-    assert!(
-        last < first + 4096,
-        "RSS grew from {first} to {last} KiB: {samples:?}"
-    );
+    rss.assert_flat();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_qemu_system() {
-    let Some(peer) = Peer::system(&["-M", "pc", "-accel", "tcg", "-S"]) else {
+    let Some(peer) = Peer::system(PC_PAUSED) else {
         return;
     };
-    soak(
-        peer,
-        "qemu-system-x86_64",
-        &[
-            "query-status",
-            "cont",
-            "stop",
-            "query-version",
-            "query-name",
-        ],
-    )
-    .await;
+    run(peer, "qemu-system-x86_64", soak::SYSTEM_COMMANDS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,14 +114,5 @@ async fn soak_qemu_storage_daemon() {
     let Some(peer) = Peer::storage_daemon() else {
         return;
     };
-    soak(
-        peer,
-        "qemu-storage-daemon",
-        &[
-            "query-version",
-            "query-block-jobs",
-            "query-named-block-nodes",
-        ],
-    )
-    .await;
+    run(peer, "qemu-storage-daemon", soak::STORAGE_DAEMON_COMMANDS).await;
 }
