@@ -117,8 +117,7 @@ impl Builder {
     }
 
     async fn connect_target(&self, target: Target) -> Result<(Qmp, Driver), Error> {
-        let transport = target
-            .open(self.settings.get_connect_timeout())
+        let transport = crate::transport::open(&target, self.settings.get_connect_timeout())
             .await
             .map_err(|e| Error::io(format!("cannot connect to {}", target.describe()), e))?;
         let redial = self.reconnect.map(|policy| Redial {

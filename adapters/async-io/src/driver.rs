@@ -455,7 +455,7 @@ impl Driver {
         let timeout = redial.connect_timeout;
         self.phase = Phase::Opening {
             attempt,
-            fut: Box::pin(async move { target.open(timeout).await }),
+            fut: Box::pin(async move { crate::transport::open(&target, timeout).await }),
         };
         true
     }

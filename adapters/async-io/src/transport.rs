@@ -2,16 +2,16 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
+pub(crate) use qmp_kit::Target;
 
 /// Any byte stream the caller brings: see [`Builder::connect_stream`](crate::Builder::connect_stream).
 pub(crate) trait Duplex: AsyncRead + AsyncWrite + Send {}
@@ -165,49 +165,21 @@ impl Socket<'_> {
     }
 }
 
-/// Where a session's socket is, so that it can be opened again to reconnect.
-#[derive(Debug, Clone)]
-pub(crate) enum Target {
-    Unix(PathBuf),
-    Tcp(Vec<SocketAddr>),
-}
-
-impl Target {
-    /// Connects, each address within `timeout` (`None`: no limit of our own).
-    pub(crate) async fn open(&self, timeout: Option<Duration>) -> io::Result<Transport> {
-        match self {
-            Target::Unix(path) => {
+/// Opens `target` (each address within `timeout`; `None`: no limit of our own).
+pub(crate) async fn open(target: &Target, timeout: Option<Duration>) -> io::Result<Transport> {
+    target
+        .open_async(
+            |path| async move {
                 let s = limit(timeout, Async::<UnixStream>::connect(path)).await?;
                 Ok(Transport::Unix(s))
-            }
-            Target::Tcp(addrs) => {
-                let mut last = None;
-                for addr in addrs {
-                    match limit(timeout, Async::<TcpStream>::connect(*addr)).await {
-                        Ok(s) => {
-                            s.get_ref().set_nodelay(true)?;
-                            return Ok(Transport::Tcp(s));
-                        }
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
-                }))
-            }
-        }
-    }
-
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            Target::Unix(path) => path.display().to_string(),
-            Target::Tcp(addrs) => addrs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
-    }
+            },
+            |addr| async move {
+                let s = limit(timeout, Async::<TcpStream>::connect(addr)).await?;
+                s.get_ref().set_nodelay(true)?;
+                Ok(Transport::Tcp(s))
+            },
+        )
+        .await
 }
 
 /// `fut`, failing with `TimedOut` past `timeout`.

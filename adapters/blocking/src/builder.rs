@@ -72,7 +72,7 @@ impl Builder {
     }
 
     fn open(&self, target: Target) -> Result<Connection, Error> {
-        let stream = target.dial(self.settings.get_connect_timeout())?;
+        let stream = crate::redial::dial(&target, self.settings.get_connect_timeout())?;
         let mut conn = Connection::establish(stream, &self.settings)?;
         if let Some(policy) = self.reconnect {
             conn.set_redial(Redial::new(target, self.settings.clone(), policy));

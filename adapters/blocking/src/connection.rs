@@ -654,9 +654,7 @@ impl Connection {
                 std::thread::sleep(at - now);
             }
             let attempt = redial.attempt;
-            let opened = redial
-                .target
-                .dial(redial.settings.get_connect_timeout())
+            let opened = crate::redial::dial(&redial.target, redial.settings.get_connect_timeout())
                 .and_then(|stream| Connection::establish(stream, &redial.settings));
             match opened {
                 Ok(fresh) => {

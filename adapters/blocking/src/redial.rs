@@ -1,10 +1,10 @@
 //! Reconnection: where to dial again after a session ends, and when.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub(crate) use qmp_kit::Target;
 use qmp_kit::{Reconnect, Settings};
 
 use crate::transport::Stream;
@@ -13,42 +13,15 @@ use crate::Error;
 /// How long a TCP connect may take when no connect timeout is set.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a connection was opened to.
-#[derive(Debug, Clone)]
-pub(crate) enum Target {
-    Unix(PathBuf),
-    /// The addresses the name resolved to when the connection was opened.
-    Tcp(Vec<SocketAddr>),
-}
-
-impl Target {
-    /// Connects (each TCP address in turn, each within `timeout`).
-    pub(crate) fn dial(&self, timeout: Option<Duration>) -> Result<Stream, Error> {
-        match self {
-            Target::Unix(path) => UnixStream::connect(path)
-                .map(Stream::Unix)
-                .map_err(|e| Error::io(format!("cannot connect to {}", path.display()), e)),
-            Target::Tcp(addrs) => {
-                let timeout = timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-                let mut last = None;
-                for addr in addrs {
-                    match TcpStream::connect_timeout(addr, timeout) {
-                        Ok(stream) => return Ok(Stream::Tcp(stream)),
-                        Err(e) => last = Some(Error::io(format!("cannot connect to {addr}"), e)),
-                    }
-                }
-                Err(last.unwrap_or_else(|| {
-                    Error::io(
-                        "cannot connect",
-                        std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            "no address to connect to",
-                        ),
-                    )
-                }))
-            }
-        }
-    }
+/// Connects to `target` (each TCP address in turn, each within `timeout`).
+pub(crate) fn dial(target: &Target, timeout: Option<Duration>) -> Result<Stream, Error> {
+    let timeout = timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    target
+        .open(
+            |path| UnixStream::connect(path).map(Stream::Unix),
+            |addr| TcpStream::connect_timeout(&addr, timeout).map(Stream::Tcp),
+        )
+        .map_err(|e| Error::io(format!("cannot connect to {}", target.describe()), e))
 }
 
 /// A connection's reconnection: its target, options and policy, and the next attempt.

@@ -42,6 +42,7 @@ mod filter;
 mod reconnect;
 mod settings;
 pub mod socket;
+mod target;
 mod traffic;
 
 pub use engine::{Engine, Output};
@@ -50,4 +51,5 @@ pub use filter::{EventFilter, DEFAULT_CAPACITY};
 pub use qmp_proto::CallOptions;
 pub use reconnect::Reconnect;
 pub use settings::Settings;
+pub use target::Target;
 pub use traffic::{Direction, Tap, Traffic};

@@ -374,7 +374,7 @@ impl Driver {
                 return self.finish();
             };
             log::debug!(target: TARGET, "reconnecting to {} (attempt {attempt})", redial.target.describe());
-            match redial.target.open(redial.connect_timeout).await {
+            match crate::transport::open(&redial.target, redial.connect_timeout).await {
                 Ok(transport) => {
                     self.reconnecting = false;
                     self.start(transport);

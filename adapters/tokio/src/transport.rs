@@ -3,11 +3,10 @@
 use std::fmt;
 use std::future::pending;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 use std::time::Duration;
 
+pub(crate) use qmp_kit::Target;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 
@@ -88,46 +87,19 @@ pub(crate) async fn writable(transport: Option<&Transport>) -> io::Result<()> {
     }
 }
 
-/// Where a session's socket is (what reconnection will open again).
-#[derive(Debug, Clone)]
-pub(crate) enum Target {
-    Unix(PathBuf),
-    Tcp(Vec<SocketAddr>),
-}
-
-impl Target {
-    /// Connects, each address within `timeout` (`None`: no limit of our own), on
-    /// `tokio::time`.
-    pub(crate) async fn open(&self, timeout: Option<Duration>) -> io::Result<Transport> {
-        match self {
-            Target::Unix(path) => Ok(Transport::Unix(
-                limit(timeout, UnixStream::connect(path)).await?,
-            )),
-            Target::Tcp(addrs) => {
-                let mut last = None;
-                for addr in addrs {
-                    match limit(timeout, TcpStream::connect(*addr)).await {
-                        Ok(s) => return Transport::tcp(s),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
-                }))
-            }
-        }
-    }
-
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            Target::Unix(path) => path.display().to_string(),
-            Target::Tcp(addrs) => addrs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
-    }
+/// Opens `target`, each address within `timeout` (`None`: no limit of our own), on
+/// `tokio::time`.
+pub(crate) async fn open(target: &Target, timeout: Option<Duration>) -> io::Result<Transport> {
+    target
+        .open_async(
+            |path| async move {
+                Ok(Transport::Unix(
+                    limit(timeout, UnixStream::connect(path)).await?,
+                ))
+            },
+            |addr| async move { Transport::tcp(limit(timeout, TcpStream::connect(addr)).await?) },
+        )
+        .await
 }
 
 /// `fut`, failing with `TimedOut` past `timeout`.
