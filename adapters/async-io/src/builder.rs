@@ -11,7 +11,7 @@ use qmp_kit::Settings;
 
 use crate::driver::{Driver, Redial};
 use crate::transport::{Target, Transport};
-use crate::{Error, Listener, Qmp, Reconnect};
+use crate::{Error, Listener, Qmp};
 
 /// Options for a connection, and the ways to open one. Each returns once the session is
 /// negotiated, with a [`Qmp`] handle and the [`Driver`] to spawn:
@@ -77,7 +77,6 @@ use crate::{Error, Listener, Qmp, Reconnect};
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     settings: Settings,
-    reconnect: Option<Reconnect>,
 }
 
 impl Builder {
@@ -89,16 +88,6 @@ impl Builder {
     }
 
     qmp_kit::settings_methods!();
-
-    /// Reconnects with this policy when a session of a connection opened by
-    /// [`connect_unix`](Self::connect_unix) or [`connect_tcp`](Self::connect_tcp) ends for
-    /// any reason but [`Qmp::close`](crate::Qmp::close) (or every handle dropped). Calls made
-    /// while disconnected fail at once with [`Error::Disconnected`]; listeners end with each
-    /// session; [`Qmp::status`](crate::Qmp::status) reports what happens.
-    pub fn reconnect(mut self, policy: Reconnect) -> Self {
-        self.reconnect = Some(policy);
-        self
-    }
 
     /// Connects to a unix socket path (`-qmp unix:PATH,server=on,wait=off`) and negotiates.
     pub async fn connect_unix(&self, path: impl AsRef<Path>) -> Result<(Qmp, Driver), Error> {
@@ -120,7 +109,7 @@ impl Builder {
         let transport = crate::transport::open(&target, self.settings.get_connect_timeout())
             .await
             .map_err(|e| Error::io(format!("cannot connect to {}", target.describe()), e))?;
-        let redial = self.reconnect.map(|policy| Redial {
+        let redial = self.settings.get_reconnect().map(|policy| Redial {
             target,
             policy,
             connect_timeout: self.settings.get_connect_timeout(),

@@ -4,7 +4,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use qmp_kit::{Reconnect, Settings};
+use qmp_kit::Settings;
 #[cfg(doc)]
 use qmp_proto::ClientConfig;
 
@@ -34,7 +34,6 @@ use crate::{Connection, Error, Listener};
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     settings: Settings,
-    reconnect: Option<Reconnect>,
 }
 
 impl Builder {
@@ -45,17 +44,6 @@ impl Builder {
     }
 
     qmp_kit::settings_methods!();
-
-    /// Reconnects with this policy when a session of a connection opened by
-    /// [`connect_unix`](Self::connect_unix) or [`connect_tcp`](Self::connect_tcp) ends (not
-    /// after [`Connection::close`]): the next call after the policy's (jittered) delay dials
-    /// again and negotiates a new session, or, with
-    /// [`Reconnect::calls_wait`], a call made while disconnected waits for the next session,
-    /// up to its own timeout. [`Connection::session`] counts the sessions.
-    pub fn reconnect(mut self, policy: Reconnect) -> Self {
-        self.reconnect = Some(policy);
-        self
-    }
 
     /// Connects to a unix socket path and negotiates.
     pub fn connect_unix(&self, path: impl AsRef<Path>) -> Result<Connection, Error> {
@@ -74,7 +62,7 @@ impl Builder {
     fn open(&self, target: Target) -> Result<Connection, Error> {
         let stream = crate::redial::dial(&target, self.settings.get_connect_timeout())?;
         let mut conn = Connection::establish(stream, &self.settings)?;
-        if let Some(policy) = self.reconnect {
+        if let Some(policy) = self.settings.get_reconnect() {
             conn.set_redial(Redial::new(target, self.settings.clone(), policy));
         }
         Ok(conn)

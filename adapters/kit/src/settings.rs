@@ -6,6 +6,7 @@ use std::time::Duration;
 use qmp_proto::ClientConfig;
 
 use crate::traffic::{Tap, Traffic};
+use crate::Reconnect;
 
 /// What every adapter's `Builder` configures: the engine's [`ClientConfig`], the connect
 /// timeout, a label for the connection, and a traffic tap. Each adapter's builder has the
@@ -29,6 +30,7 @@ pub struct Settings {
     connect_timeout: Option<Duration>,
     label: Option<Arc<str>>,
     tap: Option<Tap>,
+    reconnect: Option<Reconnect>,
 }
 
 impl Settings {
@@ -91,9 +93,20 @@ impl Settings {
         self
     }
 
+    /// Reconnects with `policy` when a session ends (see [`Reconnect`]).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
     /// The engine configuration as set so far.
     pub fn get_config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// The reconnection policy, if set.
+    pub fn get_reconnect(&self) -> Option<Reconnect> {
+        self.reconnect
     }
 
     /// The connect timeout, if set.
@@ -173,6 +186,19 @@ macro_rules! settings_methods {
         /// keep it quick).
         pub fn tap(mut self, tap: impl Fn(&qmp_kit::Traffic) + Send + Sync + 'static) -> Self {
             self.settings = self.settings.tap(tap);
+            self
+        }
+
+        /// Reconnects with this policy when a session of a connection opened with
+        /// `connect_unix` or `connect_tcp` ends, unless it was closed locally: after the
+        /// policy's jittered delay the socket is opened again and a new session negotiated,
+        /// and the connection goes on. Calls made while disconnected fail at once with
+        /// [`Error::Disconnected`](qmp_kit::Error::Disconnected), or, with
+        /// [`Reconnect::calls_wait`](qmp_kit::Reconnect::calls_wait), wait for the next
+        /// session up to their own timeout. See the adapter's docs for what else goes on
+        /// across sessions (listeners, status, buffered events).
+        pub fn reconnect(mut self, policy: qmp_kit::Reconnect) -> Self {
+            self.settings = self.settings.reconnect(policy);
             self
         }
 

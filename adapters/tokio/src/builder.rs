@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use qmp_kit::fanout::Shared;
-use qmp_kit::{Reconnect, Settings};
+use qmp_kit::Settings;
 use qmp_proto::RunState;
 use tokio::net::{TcpStream, UnixStream};
 
@@ -44,7 +44,6 @@ use crate::{Error, Listener, Qmp};
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     settings: Settings,
-    reconnect: Option<Reconnect>,
 }
 
 impl Builder {
@@ -56,19 +55,6 @@ impl Builder {
     }
 
     qmp_kit::settings_methods!();
-
-    /// Reconnects with this policy when a session of a connection opened by
-    /// [`connect_unix`](Self::connect_unix) or [`connect_tcp`](Self::connect_tcp) ends (not
-    /// after [`Qmp::close`](crate::Qmp::close)): the driver waits the policy's jittered
-    /// delay on `tokio::time`, opens the socket again and negotiates a new session; the
-    /// handle goes on working. Meanwhile calls fail at once, or with
-    /// [`Reconnect::calls_wait`] wait for the next session up to their own timeout. The
-    /// status stream ([`Qmp::status`](crate::Qmp::status)) and the runstate watch show each
-    /// attempt and session.
-    pub fn reconnect(mut self, policy: Reconnect) -> Self {
-        self.reconnect = Some(policy);
-        self
-    }
 
     /// Connects to a unix socket path (`-qmp unix:PATH,server=on,wait=off`) and negotiates.
     pub async fn connect_unix(&self, path: impl AsRef<Path>) -> Result<Qmp, Error> {
@@ -90,7 +76,7 @@ impl Builder {
         let transport = crate::transport::open(&target, self.settings.get_connect_timeout())
             .await
             .map_err(|e| Error::io(format!("cannot connect to {}", target.describe()), e))?;
-        let redial = self.reconnect.map(|policy| Redial {
+        let redial = self.settings.get_reconnect().map(|policy| Redial {
             target,
             policy,
             connect_timeout: self.settings.get_connect_timeout(),
