@@ -1,17 +1,20 @@
-//! What the `qmp-proto` adapters (`qmp-blocking`, `qmp-async`, `qmp-tokio`) share above the socket, so
-//! that each adapter is only its loop, its handle and its fan-out of events:
+//! What the `qmp-proto` adapters (`qmp-blocking`, `qmp-async`, `qmp-tokio`) share above the
+//! socket, so that each adapter is only its loop, its handle and its fan-out of events:
 //!
-//! * [`Error`], the one error type of every adapter, and [`CallOptions`] (the core's, re-exported),
-//!   the one options value of every call;
+//! * [`Error`], the one error type of every adapter, and [`CallOptions`] (the core's,
+//!   re-exported), the one options value of every call;
 //! * [`Settings`], what every builder configures (with [`settings_methods!`] generating the
-//!   same setters in each), [`Reconnect`], when and how often to reconnect (jittered
-//!   exponential backoff), and [`EventFilter`], which events a listener or a wait takes;
+//!   same setters in each), including [`Reconnect`], when and how often to reconnect
+//!   (jittered exponential backoff), and [`EventFilter`], which events a listener or a wait
+//!   takes;
 //! * [`Engine`], the sans-IO engine with what every adapter does with its output: logging,
 //!   the traffic tap ([`Traffic`]), command failures as [`Error`]s;
-//! * [`socket`]: an owner-only listening unix socket and `SCM_RIGHTS` sends and receives;
-//! * [`fanout`]: the async adapters' building blocks, executor-agnostic: the shared session
-//!   facts, event listeners with lag counts, the runstate watch and status stream, the
-//!   reply slot, and the driver's routing of calls and outputs.
+//! * [`Target`], what a connection was opened to (opened again to reconnect), and
+//!   [`socket`]: an owner-only listening unix socket and `SCM_RIGHTS` sends and receives;
+//! * [`fanout`]: the async adapters' building blocks, executor-agnostic: their one handle
+//!   ([`fanout::Handle`], over a [`fanout::Runtime`]), the shared session facts, event
+//!   listeners with lag counts (for one session or across sessions), the runstate watch and
+//!   status stream, the reply slot, and the driver's routing of calls and outputs.
 //!
 //! Applications use it through the adapters, which re-export what they need; an adapter
 //! for another runtime starts here.
