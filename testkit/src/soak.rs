@@ -4,10 +4,14 @@
 //! A soak runs for 8 s per peer by default; `QMP_SOAK_SECS` sets the time (1800 for 30
 //! minutes).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use qmp_kit::fanout::{Handle, Runtime, SessionEventStream, SessionItem};
+use qmp_kit::{CallOptions, Error};
 
 use crate::Qemu;
 
@@ -133,6 +137,61 @@ pub enum Outcome {
     Disconnected,
     /// The deadline passed.
     Timeout,
+}
+
+impl Outcome {
+    /// How a call ended; panics on an outcome a soak does not expect (local misuse, a
+    /// malformed reply, ...).
+    pub fn of<T>(what: &str, result: &Result<T, Error>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Ok,
+            Err(Error::Qmp(_)) => Outcome::QmpError,
+            Err(Error::Disconnected(_)) => Outcome::Disconnected,
+            Err(Error::Timeout) => Outcome::Timeout,
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+}
+
+/// One of an async soak's callers: until `end`, runs `commands` in turn (starting at
+/// `first`), each with [`TIMEOUT`], counting how each ended, and pausing [`PACE`] (with
+/// `pause`, the runtime's sleep) between calls.
+pub async fn caller<R: Runtime, S: Future<Output = ()>>(
+    qmp: Handle<R>,
+    counts: Arc<Counts>,
+    commands: &[&str],
+    first: usize,
+    end: Instant,
+    pause: impl Fn(Duration) -> S,
+) {
+    let mut n = first;
+    while Instant::now() < end {
+        n += 1;
+        let command = commands[n % commands.len()];
+        counts.issued();
+        let at = Instant::now();
+        let opts = CallOptions::new().timeout(TIMEOUT);
+        let result = qmp
+            .execute_with::<serde_json::Value, _>(command, &(), opts)
+            .await;
+        counts.resolved(command, Outcome::of(command, &result), at.elapsed());
+        pause(PACE).await;
+    }
+}
+
+/// An async soak's listener across sessions: counts events, new sessions and events
+/// missed, until the stream ends.
+pub async fn listen(mut across: SessionEventStream) -> (u64, u64, u64) {
+    let (mut events, mut sessions, mut lagged) = (0u64, 0u64, 0u64);
+    while let Some(item) = across.recv().await {
+        match item {
+            SessionItem::Event(_) => events += 1,
+            SessionItem::NewSession { .. } => sessions += 1,
+            SessionItem::Lagged(l) => lagged += l.missed,
+            _ => {}
+        }
+    }
+    (events, sessions, lagged)
 }
 
 impl Counts {

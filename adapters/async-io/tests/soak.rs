@@ -15,9 +15,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use qmp_async::{Builder, CallOptions, Error, EventFilter, Reconnect, SessionItem};
+use qmp_async::{Builder, CallOptions, EventFilter, Reconnect};
 use qmp_testkit::blocking::Peer;
-use qmp_testkit::soak::{self, Counts, Outcome, Restarter, Rss, PACE, SLACK, TIMEOUT};
+use qmp_testkit::soak::{self, Counts, Restarter, Rss, SLACK, TIMEOUT};
 use qmp_testkit::PC_PAUSED;
 
 async fn run(peer: Peer, name: &str, commands: &'static [&'static str]) {
@@ -42,45 +42,22 @@ async fn run(peer: Peer, name: &str, commands: &'static [&'static str]) {
     let restarter = Restarter::start(peer);
     let counts = Arc::new(Counts::default());
     // The listener: events and session markers, across sessions.
-    let mut across = qmp.subscribe_across_sessions(EventFilter::all().capacity(4096));
-    let listener = smol::spawn(async move {
-        let (mut events, mut sessions, mut lagged) = (0u64, 0u64, 0u64);
-        while let Some(item) = across.recv().await {
-            match item {
-                SessionItem::Event(_) => events += 1,
-                SessionItem::NewSession { .. } => sessions += 1,
-                SessionItem::Lagged(l) => lagged += l.missed,
-                _ => {}
-            }
-        }
-        (events, sessions, lagged)
-    });
+    let across = qmp.subscribe_across_sessions(EventFilter::all().capacity(4096));
+    let listener = smol::spawn(soak::listen(across));
     let end = Instant::now() + soak::soak_time();
     let callers: Vec<_> = (0..10)
         .map(|i| {
-            let (qmp, counts) = (qmp.clone(), Arc::clone(&counts));
-            smol::spawn(async move {
-                let mut n = i;
-                while Instant::now() < end {
-                    n += 1;
-                    let command = commands[n % commands.len()];
-                    counts.issued();
-                    let at = Instant::now();
-                    let opts = CallOptions::new().timeout(TIMEOUT);
-                    let outcome = match qmp
-                        .execute_with::<serde_json::Value, _>(command, &(), opts)
-                        .await
-                    {
-                        Ok(_) => Outcome::Ok,
-                        Err(Error::Qmp(_)) => Outcome::QmpError,
-                        Err(Error::Disconnected(_)) => Outcome::Disconnected,
-                        Err(Error::Timeout) => Outcome::Timeout,
-                        Err(e) => panic!("{command}: {e:?}"),
-                    };
-                    counts.resolved(command, outcome, at.elapsed());
-                    smol::Timer::after(PACE).await;
-                }
-            })
+            let counts = Arc::clone(&counts);
+            smol::spawn(soak::caller(
+                qmp.clone(),
+                counts,
+                commands,
+                i,
+                end,
+                |d| async move {
+                    smol::Timer::after(d).await;
+                },
+            ))
         })
         .collect();
     let mut rss = Rss::new();

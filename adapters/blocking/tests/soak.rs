@@ -50,23 +50,13 @@ fn run(mut peer: Peer, name: &str, commands: &[&str]) {
             let at = Instant::now();
             match qmp.send(command, &(), CallOptions::new()) {
                 Ok(id) => issued.push((command, id, at)),
-                Err(Error::Disconnected(_)) => {
-                    counts.resolved(command, Outcome::Disconnected, at.elapsed())
-                }
-                Err(Error::Timeout) => counts.resolved(command, Outcome::Timeout, at.elapsed()),
-                Err(e) => panic!("{command}: {e:?}"),
+                failed => counts.resolved(command, Outcome::of(command, &failed), at.elapsed()),
             }
         }
         let mut seen = HashSet::new();
         for (command, id, at) in issued {
             assert!(seen.insert(id), "{id} issued twice");
-            let outcome = match qmp.wait(id) {
-                Ok(_) => Outcome::Ok,
-                Err(Error::Qmp(_)) => Outcome::QmpError,
-                Err(Error::Disconnected(_)) => Outcome::Disconnected,
-                Err(Error::Timeout) => Outcome::Timeout,
-                Err(e) => panic!("{id}: {e:?}"),
-            };
+            let outcome = Outcome::of(command, &qmp.wait(id));
             counts.resolved(command, outcome, at.elapsed());
             // Resolved exactly once: its result is gone.
             assert!(matches!(qmp.wait(id), Err(Error::UnknownCommand(_))));
