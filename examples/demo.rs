@@ -46,7 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         while let Some(event) = client.poll_event() {
             match event {
-                Event::Traffic { direction, message } => {
+                Event::Traffic {
+                    direction, message, ..
+                } => {
                     let arrow = if direction == Direction::Out {
                         "->"
                     } else {

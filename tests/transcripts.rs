@@ -302,7 +302,9 @@ impl<'a> Replay<'a> {
                 }
                 Event::Diagnostic(d) => format!("diag {}", clip(&d.to_string(), 300)),
                 Event::EventsLost { count } => format!("events-lost {count}"),
-                Event::Traffic { direction, message } => {
+                Event::Traffic {
+                    direction, message, ..
+                } => {
                     format!(
                         "traffic {direction:?} {}",
                         clip(&show(message.as_bytes()), 200)

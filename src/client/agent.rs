@@ -141,7 +141,7 @@ impl Inner {
         let id = self.agent.next_sync_id();
         let at = self.tx.len();
         wire::guest_sync(self.tx.buf_mut(), id);
-        self.trace_out(at);
+        self.trace_sent(at, true);
         self.session.syncing(id);
         let deadline = self.config.sync_timeout.and_then(|t| now.checked_add(t));
         self.timers.set(Single::Stage, deadline);

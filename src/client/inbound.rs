@@ -91,6 +91,7 @@ impl Inner {
             self.out.push_peer(Event::Traffic {
                 direction: Direction::In,
                 message: String::from_utf8_lossy(frame).into_owned(),
+                delimited: false,
             });
         }
         let parsed = match std::str::from_utf8(frame) {

@@ -661,11 +661,18 @@ impl Inner {
 
     /// Reports the message appended to the send buffer at `at`, when tracing.
     fn trace_out(&mut self, at: usize) {
+        self.trace_sent(at, false);
+    }
+
+    /// Reports the message appended at `at`, after a `delimited` message's `0xFF` byte.
+    fn trace_sent(&mut self, at: usize, delimited: bool) {
         if self.config.trace_messages {
-            let message = String::from_utf8_lossy(self.tx.since(at)).into_owned();
+            let sent = &self.tx.since(at)[usize::from(delimited)..];
+            let message = String::from_utf8_lossy(sent).into_owned();
             self.out.push(Event::Traffic {
                 direction: Direction::Out,
                 message,
+                delimited,
             });
         }
     }

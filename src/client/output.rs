@@ -46,8 +46,11 @@ pub enum Event {
     Traffic {
         /// Which way the message went.
         direction: Direction,
-        /// The message as it is on the wire (received ones may be invalid JSON).
+        /// The message as it is on the wire (received ones may be invalid JSON), without
+        /// the guest agent's `0xFF` delimiter.
         message: String,
+        /// A guest agent sync request, which the `0xFF` delimiter precedes on the wire.
+        delimited: bool,
     },
     /// The session ended. Emitted exactly once per session, after every pending command was
     /// resolved and after the transition to [`RunState::Idle`]: it is the last output of the

@@ -146,8 +146,12 @@ impl Engine {
                     log::debug!(target: target, "{label}session ended: {reason}");
                     Output::Disconnected(reason)
                 }
-                Event::Traffic { direction, message } => {
-                    self.traffic(direction, message);
+                Event::Traffic {
+                    direction,
+                    message,
+                    delimited,
+                } => {
+                    self.traffic(direction, message, delimited);
                     continue;
                 }
                 Event::Diagnostic(d) => {
@@ -162,12 +166,7 @@ impl Engine {
         }
     }
 
-    fn traffic(&self, direction: qmp_proto::Direction, mut message: String) {
-        // A guest agent sync request starts with the 0xFF delimiter, which is not text.
-        let delimited = direction == qmp_proto::Direction::Out && message.starts_with('\u{fffd}');
-        if delimited {
-            message.drain(..'\u{fffd}'.len_utf8());
-        }
+    fn traffic(&self, direction: qmp_proto::Direction, message: String, delimited: bool) {
         let traffic = Traffic {
             direction,
             message,
