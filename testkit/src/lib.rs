@@ -9,6 +9,7 @@
 //!   thread; with [`flooding_fake`] for event floods, and [`Recorded`] to see which
 //!   commands a client sent.
 //! - Private directories and socket paths ([`tempdir`], [`socket_path`]).
+//! - [`traces::Capture`], a `tracing` subscriber that keeps every span and event.
 //!
 //! The peers come in flavours, which decide how a client connects to them:
 //! [`blocking`] (a [`qmp_blocking::Connection`]) and, with the feature `async`, the module
@@ -45,6 +46,7 @@ pub mod blocking;
 mod fake;
 mod qemu;
 pub mod soak;
+pub mod traces;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -177,13 +177,17 @@ impl Driver {
 
     /// Starts a session on `transport`.
     fn start(&mut self, transport: Transport) {
+        self.engine.peer(|| transport.describe());
         self.transport = Some(transport);
         self.drained = false;
         self.unflushed = false;
         self.phase = Phase::Live;
         if let Err(e) = self.engine.connect(Instant::now()) {
             // The engine is idle whenever a session starts; this is a bug if it happens.
-            log::error!(target: TARGET, "cannot start a session: {e}");
+            self.engine.note(
+                log::Level::Error,
+                format_args!("cannot start a session: {e}"),
+            );
         }
         // Calls made while no session was up go to this one.
         let passes_fds = self.transport.as_ref().is_some_and(Transport::passes_fds);
@@ -259,7 +263,10 @@ impl Driver {
                 Poll::Ready(None) => {
                     // Every handle is gone: nobody can use the connection any more.
                     if !self.closing {
-                        log::debug!(target: TARGET, "every handle was dropped: closing");
+                        self.engine.note(
+                            log::Level::Debug,
+                            format_args!("every handle was dropped: closing"),
+                        );
                         self.close();
                         progress = true;
                     }
@@ -350,7 +357,8 @@ impl Driver {
         if let Some(e) = failed {
             // The engine decides what follows; reading goes on meanwhile (the peer's EOF,
             // if it comes, says more than the write error).
-            log::debug!(target: TARGET, "write failed: {e}");
+            self.engine
+                .note(log::Level::Debug, format_args!("write failed: {e}"));
             self.unflushed = false;
             self.engine.handle_write_error(Instant::now(), &e);
             progress = true;
@@ -450,7 +458,13 @@ impl Driver {
             self.finish();
             return true;
         };
-        log::debug!(target: TARGET, "reconnecting to {} (attempt {attempt})", redial.target.describe());
+        self.engine.note(
+            log::Level::Debug,
+            format_args!(
+                "reconnecting to {} (attempt {attempt})",
+                redial.target.describe()
+            ),
+        );
         let target = redial.target.clone();
         let timeout = redial.connect_timeout;
         self.phase = Phase::Opening {
@@ -472,7 +486,10 @@ impl Driver {
                 true
             }
             Poll::Ready(Err(e)) => {
-                log::debug!(target: TARGET, "reconnect attempt {attempt} failed: {e}");
+                self.engine.note(
+                    log::Level::Debug,
+                    format_args!("reconnect attempt {attempt} failed: {e}"),
+                );
                 self.push_status(Status::ConnectFailed {
                     attempt,
                     error: Arc::new(e),
@@ -501,7 +518,10 @@ impl Driver {
                 self.phase = Phase::Backoff { attempt };
             }
             None => {
-                log::debug!(target: TARGET, "giving up reconnecting after {} attempts", attempt - 1);
+                self.engine.note(
+                    log::Level::Debug,
+                    format_args!("giving up reconnecting after {} attempts", attempt - 1),
+                );
                 self.push_status(Status::GaveUp {
                     attempts: attempt - 1,
                 });

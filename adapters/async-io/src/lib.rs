@@ -138,13 +138,21 @@
 //! `SCM_RIGHTS` with the first byte of that command, in stream order. Over TCP or a wrapped
 //! stream ([`Builder::connect_stream`]) such calls fail with [`Error::FdsUnsupported`].
 //!
-//! # Logging and the traffic tap
+//! # Tracing, logging and the traffic tap
 //!
-//! Through the [`log`] facade, target `qmp_async`: every message sent and received at
+//! Through [`tracing`](https://docs.rs/tracing), target `qmp`: each connection is a span
+//! `qmp` named after its [label](Builder::label), else its socket path or address, with
+//! QEMU's version once negotiated; each command is a span `command`, within it, with its id
+//! and name, closed when the command is resolved with its `duration` and `outcome`. QMP
+//! events and runstate changes are `debug` events, dropped server output `warn`, every
+//! message sent and received `trace`. See [`qmp_kit::trace`].
+//!
+//! While no tracing subscriber is in effect, the same goes to the [`log`] facade, target
+//! `qmp_async`: every message sent and received at
 //! `trace` level (`-> {...}`, `<- {...}`), events, runstate changes and reconnection at
 //! `debug`, dropped server output at `warn`; each prefixed with the connection's
-//! [label](Builder::label), if it has one. Messages are copied for the log only when `trace`
-//! is enabled for the target when the connection is made.
+//! [label](Builder::label), if it has one. Messages are copied for the trace only when `trace`
+//! is enabled (for a tracing subscriber or the log target) when the connection is made.
 //!
 //! [`Builder::tap`] hands every message sent and received, in order, to a function of yours
 //! as [`Traffic`] (its [`Direction`], the message, the label), on the driver's task:

@@ -51,6 +51,17 @@ impl Transport {
         matches!(self, Transport::Unix(_))
     }
 
+    /// What the socket is to (see [`qmp_kit::socket::describe`]); `None` for a wrapped
+    /// stream.
+    pub(crate) fn describe(&self) -> Option<String> {
+        use std::os::fd::AsFd;
+        match self {
+            Transport::Unix(s) => qmp_kit::socket::describe(s.get_ref().as_fd()),
+            Transport::Tcp(s) => qmp_kit::socket::describe(s.get_ref().as_fd()),
+            Transport::Other(_) => None,
+        }
+    }
+
     pub(crate) fn poll_read(
         &mut self,
         cx: &mut Context<'_>,

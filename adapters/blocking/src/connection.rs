@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -127,6 +128,7 @@ impl Connection {
             .set_nonblocking()
             .map_err(|e| Error::io("cannot make the socket non-blocking", e))?;
         let mut engine = Engine::new(settings, TARGET);
+        engine.peer(|| qmp_kit::socket::describe(stream.as_fd()));
         engine.connect(Instant::now())?;
         let mut conn = Connection {
             max_events: engine.config().get_max_buffered_events(),
@@ -665,9 +667,15 @@ impl Connection {
                     return Ok(());
                 }
                 Err(e) => {
-                    log::debug!(target: TARGET, "reconnect attempt {attempt} failed: {e}");
+                    self.engine.note(
+                        log::Level::Debug,
+                        format_args!("reconnect attempt {attempt} failed: {e}"),
+                    );
                     if !redial.failed(Instant::now()) {
-                        log::debug!(target: TARGET, "giving up reconnecting after {attempt} attempts");
+                        self.engine.note(
+                            log::Level::Debug,
+                            format_args!("giving up reconnecting after {attempt} attempts"),
+                        );
                         return Err(Error::Disconnected(reason));
                     }
                     self.redial = Some(redial);
@@ -701,7 +709,10 @@ impl Connection {
         {
             self.push_event(event);
         }
-        log::debug!(target: TARGET, "session {} is up", self.session);
+        self.engine.note(
+            log::Level::Debug,
+            format_args!("session {} is up", self.session),
+        );
         // `fresh` now holds the ended session, closed already: dropping it changes nothing.
     }
 
@@ -716,7 +727,7 @@ impl Connection {
     fn issue<T>(
         &mut self,
         opts: CallOptions,
-        issue: impl FnOnce(&mut Client, Instant, CallOptions) -> Result<T, CallError>,
+        issue: impl FnOnce(&mut Engine, Instant, CallOptions) -> Result<T, CallError>,
         id_of: impl FnOnce(&T) -> CommandId,
     ) -> Result<T, Error> {
         let deadline = self.call_deadline(&opts);
@@ -828,7 +839,8 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    log::debug!(target: TARGET, "write failed: {e}");
+                    self.engine
+                        .note(log::Level::Debug, format_args!("write failed: {e}"));
                     self.engine.handle_write_error(Instant::now(), &e);
                 }
             }
@@ -873,10 +885,12 @@ impl Connection {
 
     fn lose(&mut self, count: u64) {
         if !self.losing {
-            log::warn!(
-                target: TARGET,
-                "event buffer full ({} events): dropping new events until some are taken",
-                self.max_events
+            self.engine.note(
+                log::Level::Warn,
+                format_args!(
+                    "event buffer full ({} events): dropping new events until some are taken",
+                    self.max_events
+                ),
             );
             self.losing = true;
         }

@@ -192,13 +192,22 @@
 //! QMP peer on a real socket without QEMU. File descriptors the client passes reach the
 //! server.
 //!
-//! # Logging
+//! # Tracing and logging
 //!
-//! Through the [`log`] facade, target `qmp_blocking`: every message sent and received at
+//! Through [`tracing`](https://docs.rs/tracing), target `qmp`: each connection (each session, after a reconnection) is a span
+//! `qmp` named after its [label](Builder::label), else its socket path or address, with
+//! QEMU's version once negotiated; each command is a span `command`, within it, with its id
+//! and name, closed when the command is resolved with its `duration` and `outcome`. QMP
+//! events and runstate changes are `debug` events, dropped server output `warn`, every
+//! message sent and received `trace`. See [`qmp_kit::trace`].
+//!
+//! While no tracing subscriber is in effect, the same goes to the [`log`] facade, target
+//! `qmp_blocking`: every message sent and received at
 //! `trace` level (`-> {...}`, `<- {...}`), events and state changes at `debug`, dropped
 //! server output at `warn`; each record starts with the connection's label
-//! ([`Builder::label`]) when it has one. Messages are copied for the log only when `trace` is
-//! enabled for the target at connect time, or a traffic tap is set.
+//! ([`Builder::label`]) when it has one. Messages are copied for the trace only when `trace` is
+//! enabled (for a tracing subscriber or the log target) at connect time, or a traffic tap is
+//! set.
 //!
 //! # The traffic tap
 //!

@@ -1,15 +1,21 @@
 //! The engine as the adapters drive it: the sans-IO [`Client`], plus what every adapter does
-//! with its output (logging, the traffic tap, turning command failures into [`Error`]s), and
+//! with its output (tracing and logging, the traffic tap, turning command failures into
+//! [`Error`]s), and
 //! the small decisions every adapter needs (when a session is ready, the greeting a guest
 //! agent session shows).
 
+use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::time::Instant;
 
 use qmp_proto::{
-    Client, CommandId, DisconnectReason, Event, Greeting, QmpEvent, RawValue, RunState,
+    CallError, CallOptions, Client, Command, CommandId, DisconnectReason, Event, Greeting, Pending,
+    QmpEvent, RawValue, RunState,
 };
+use serde::Serialize;
+use serde_json::Value;
 
+use crate::trace::Tracer;
 use crate::traffic::{Tap, Traffic};
 use crate::{Error, Settings};
 
@@ -40,43 +46,106 @@ pub enum Output {
     Disconnected(DisconnectReason),
 }
 
-/// The engine of one connection, with its label, its traffic tap and its log target.
+/// The engine of one connection, with its traffic tap, its tracing span and its log target
+/// (see [`trace`](crate::trace)).
+///
+/// It dereferences to the [`Client`]; its own [`execute`](Self::execute),
+/// [`call`](Self::call) and [`execute_raw`](Self::execute_raw) are the client's, plus each
+/// command's tracing span.
 #[derive(Debug)]
 pub struct Engine {
     client: Client,
     /// The greeting of the session that became ready, kept until the next one starts.
     greeting: Option<Greeting>,
-    label: Option<Arc<str>>,
     tap: Option<Tap>,
-    target: &'static str,
+    trace: Tracer,
 }
 
 impl Engine {
-    /// An idle engine configured from `settings`. `target` is the adapter's log target.
-    /// Messages are copied for the trace only when someone reads them (a tap, or the log at
-    /// trace level); guest agent sync ids are random, so that a reply another client left in
-    /// the channel is never taken for this one's.
-    pub fn new(settings: &Settings, target: &'static str) -> Self {
+    /// An idle engine configured from `settings`. `log_target` is the adapter's log target.
+    /// Messages are copied for the trace only when someone reads them
+    /// (a tap, or a tracing subscriber or the log at trace level); guest agent sync ids are
+    /// random, so that a reply another client left in the channel is never taken for this
+    /// one's.
+    pub fn new(settings: &Settings, log_target: &'static str) -> Self {
         let config = settings.get_config().clone();
         let tap = settings.get_tap();
-        let trace = config.get_trace_messages()
-            || tap.is_some()
-            || log::log_enabled!(target: target, log::Level::Trace);
+        let trace = Tracer::new(log_target, settings.get_label_arc());
+        let traced = config.get_trace_messages() || tap.is_some() || trace.wants_traffic();
         let config = config
-            .trace_messages(trace)
+            .trace_messages(traced)
             .sync_seed(crate::socket::random_seed());
         Engine {
             client: Client::new(config),
             greeting: None,
-            label: settings.get_label_arc(),
             tap,
-            target,
+            trace,
         }
     }
 
     /// The connection's label, if it has one.
     pub fn label(&self) -> Option<&str> {
-        self.label.as_deref()
+        self.trace.label().map(|l| &**l)
+    }
+
+    /// Names the connection in its tracing span after what `peer` says it is to (see
+    /// [`socket::describe`](crate::socket::describe)), unless it has a label; a connection
+    /// without either is `stream`. Call it when a session starts on a socket; `peer` is
+    /// called only when a tracing subscriber wants the span.
+    pub fn peer(&self, peer: impl FnOnce() -> Option<String>) {
+        self.trace.peer(peer);
+    }
+
+    /// Logs `message` at `level` about this connection: a tracing event in its span, and a
+    /// log record with its label (see [`trace`](crate::trace)).
+    pub fn note(&self, level: log::Level, message: fmt::Arguments<'_>) {
+        self.trace.note(level, message);
+    }
+
+    /// [`Client::execute`], and the command's tracing span.
+    pub fn execute<A: Serialize + ?Sized>(
+        &mut self,
+        now: Instant,
+        name: &str,
+        args: &A,
+        opts: CallOptions,
+    ) -> Result<CommandId, CallError> {
+        let id = self.client.execute(now, name, args, opts)?;
+        self.trace.command(id, name);
+        Ok(id)
+    }
+
+    /// [`Client::call`], and the command's tracing span.
+    pub fn call<C: Command>(
+        &mut self,
+        now: Instant,
+        command: &C,
+        opts: CallOptions,
+    ) -> Result<Pending<C>, CallError> {
+        let pending = self.client.call(now, command, opts)?;
+        self.trace.command(pending.id(), C::NAME);
+        Ok(pending)
+    }
+
+    /// [`Client::execute_raw`], and the command's tracing span.
+    pub fn execute_raw(
+        &mut self,
+        now: Instant,
+        request: Value,
+        opts: CallOptions,
+    ) -> Result<CommandId, CallError> {
+        let name = self.trace.wants_commands().then(|| {
+            ["execute", "exec-oob"]
+                .iter()
+                .find_map(|k| request.get(k).and_then(Value::as_str))
+                .unwrap_or("")
+                .to_owned()
+        });
+        let id = self.client.execute_raw(now, request, opts)?;
+        if let Some(name) = name {
+            self.trace.command(id, &name);
+        }
+        Ok(id)
     }
 
     /// Whether this is a guest agent connection.
@@ -99,51 +168,44 @@ impl Engine {
         self.greeting.clone()
     }
 
-    /// The next output an adapter acts on. Traffic goes to the tap and the trace log,
-    /// diagnostics to the warning log, and runstate changes, events and session ends to the
-    /// debug log, on the way.
+    /// The next output an adapter acts on. Traffic goes to the tap and the trace, diagnostics
+    /// to the warnings, and runstate changes, events and session ends to the debug output,
+    /// on the way (tracing events in the connection's span, and log records: see
+    /// [`trace`](crate::trace)); a resolved command closes its span.
     #[inline]
     pub fn next_output(&mut self) -> Option<Output> {
         loop {
             let event = self.client.poll_event()?;
-            let label = Prefix(self.label.as_deref());
-            let target = self.target;
             return Some(match event {
-                Event::Reply { id, result } => Output::Reply {
-                    id,
-                    result: result.map_err(Error::from),
-                },
+                Event::Reply { id, result } => {
+                    let result = result.map_err(Error::from);
+                    self.trace
+                        .resolved(id, result.as_ref().err().map(|e| e as &dyn fmt::Display));
+                    Output::Reply { id, result }
+                }
                 Event::Qmp(e) => {
-                    log::debug!(target: target, "{label}event {}", e.name);
+                    self.trace
+                        .event(&e.name, e.data.as_deref().map(RawValue::get));
                     Output::Event(e)
                 }
                 Event::EventsLost { count } => {
-                    log::warn!(target: target, "{label}the engine dropped {count} events (its buffer is full)");
+                    self.note(
+                        log::Level::Warn,
+                        format_args!("the engine dropped {count} events (its buffer is full)"),
+                    );
                     Output::EventsLost(count)
                 }
                 Event::StateChanged { from, to } => {
-                    log::debug!(target: target, "{label}connection {from} -> {to}");
+                    self.note(log::Level::Debug, format_args!("connection {from} -> {to}"));
                     match to {
                         RunState::Connecting => self.greeting = None,
-                        RunState::Running => {
-                            let greeting = match self.client.greeting() {
-                                Some(g) => {
-                                    log::debug!(target: target, "{label}negotiated with QEMU {} (oob: {})", g.version, self.client.oob_enabled());
-                                    g.clone()
-                                }
-                                None => {
-                                    log::debug!(target: target, "{label}synchronised with the guest agent");
-                                    Greeting::default()
-                                }
-                            };
-                            self.greeting = Some(greeting);
-                        }
+                        RunState::Running => self.ready(),
                         _ => {}
                     }
                     Output::Transition { from, to }
                 }
                 Event::Disconnected(reason) => {
-                    log::debug!(target: target, "{label}session ended: {reason}");
+                    self.note(log::Level::Debug, format_args!("session ended: {reason}"));
                     Output::Disconnected(reason)
                 }
                 Event::Traffic {
@@ -155,15 +217,38 @@ impl Engine {
                     continue;
                 }
                 Event::Diagnostic(d) => {
-                    log::warn!(target: target, "{label}{d}");
+                    self.note(log::Level::Warn, format_args!("{d}"));
                     continue;
                 }
                 other => {
-                    log::debug!(target: target, "{label}{other:?}");
+                    self.note(log::Level::Debug, format_args!("{other:?}"));
                     continue;
                 }
             });
         }
+    }
+
+    /// A session became ready: keeps its greeting, and says so.
+    fn ready(&mut self) {
+        let greeting = match self.client.greeting() {
+            Some(g) => {
+                self.trace.negotiated(&g.version);
+                let oob = self.client.oob_enabled();
+                self.note(
+                    log::Level::Debug,
+                    format_args!("negotiated with QEMU {} (oob: {oob})", g.version),
+                );
+                g.clone()
+            }
+            None => {
+                self.note(
+                    log::Level::Debug,
+                    format_args!("synchronised with the guest agent"),
+                );
+                Greeting::default()
+            }
+        };
+        self.greeting = Some(greeting);
     }
 
     fn traffic(&self, direction: qmp_proto::Direction, message: String, delimited: bool) {
@@ -171,9 +256,9 @@ impl Engine {
             direction,
             message,
             delimited,
-            label: self.label.clone(),
+            label: self.trace.label().cloned(),
         };
-        log::trace!(target: self.target, "{traffic}");
+        self.trace.traffic(&traffic);
         if let Some(tap) = &self.tap {
             tap.send(&traffic);
         }
@@ -191,17 +276,5 @@ impl Deref for Engine {
 impl DerefMut for Engine {
     fn deref_mut(&mut self) -> &mut Client {
         &mut self.client
-    }
-}
-
-/// `[label] ` before a log message, when there is a label.
-struct Prefix<'a>(Option<&'a str>);
-
-impl std::fmt::Display for Prefix<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(label) => write!(f, "[{label}] "),
-            None => Ok(()),
-        }
     }
 }

@@ -7,8 +7,9 @@
 //!   same setters in each), including [`Reconnect`], when and how often to reconnect
 //!   (jittered exponential backoff), and [`EventFilter`], which events a listener or a wait
 //!   takes;
-//! * [`Engine`], the sans-IO engine with what every adapter does with its output: logging,
-//!   the traffic tap ([`Traffic`]), command failures as [`Error`]s;
+//! * [`Engine`], the sans-IO engine with what every adapter does with its output: tracing
+//!   spans and events and log records ([`trace`]), the traffic tap ([`Traffic`]), command
+//!   failures as [`Error`]s;
 //! * [`Target`], what a connection was opened to (opened again to reconnect), and
 //!   [`socket`]: an owner-only listening unix socket and `SCM_RIGHTS` sends and receives;
 //! * [`fanout`]: the async adapters' building blocks, executor-agnostic: their one handle
@@ -46,6 +47,7 @@ mod reconnect;
 mod settings;
 pub mod socket;
 mod target;
+pub mod trace;
 mod traffic;
 
 pub use engine::{Engine, Output};

@@ -8,6 +8,8 @@
 //! * [`recv_with_fds`]: a receive that also takes the file descriptors that came with the
 //!   bytes (the server side of fd passing).
 //! * [`random_seed`]: a random seed for the guest agent's resynchronisation ids.
+//! * [`describe`]: what a connected socket is to (its peer's path or address, else its own
+//!   path), to name the connection.
 //!
 //! No `unsafe` code: the system calls go through [rustix](https://docs.rs/rustix).
 
@@ -22,6 +24,30 @@ use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
+
+/// What a connected socket is to, for messages and the connection's tracing span: the
+/// peer's unix socket path or IP address and port; else (a connection accepted from a
+/// listening socket) this end's path; `None` for an unnamed socket pair.
+pub fn describe(socket: BorrowedFd<'_>) -> Option<String> {
+    let name = |addr: rustix::net::SocketAddrAny| -> Option<String> {
+        if let Ok(unix) = SocketAddrUnix::try_from(addr.clone()) {
+            return unix
+                .path()
+                .map(|p| String::from_utf8_lossy(p.to_bytes()).into_owned());
+        }
+        std::net::SocketAddr::try_from(addr)
+            .ok()
+            .map(|a| a.to_string())
+    };
+    if let Some(peer) = rustix::net::getpeername(socket)
+        .ok()
+        .flatten()
+        .and_then(name)
+    {
+        return Some(peer);
+    }
+    rustix::net::getsockname(socket).ok().and_then(name)
+}
 
 /// The socket file a listener created. Dropping it removes the file if the path still names
 /// that same socket (same device and inode); a file that replaced it is left alone.
@@ -45,7 +71,11 @@ impl Drop for SocketFile {
             .is_ok_and(|m| (m.dev(), m.ino()) == self.file && m.file_type().is_socket());
         if ours {
             if let Err(e) = fs::remove_file(&self.path) {
-                log::warn!("cannot remove {}: {e}", self.path.display());
+                crate::trace::note(
+                    module_path!(),
+                    log::Level::Warn,
+                    format_args!("cannot remove {}: {e}", self.path.display()),
+                );
             }
         }
     }

@@ -130,11 +130,15 @@ impl Driver {
 
     /// Starts a session on `transport`.
     pub(crate) fn start(&mut self, transport: Transport) {
+        self.engine.peer(|| transport.describe());
         self.transport = Some(transport);
         self.blocked = false;
         if let Err(e) = self.engine.connect(now()) {
             // The engine is idle whenever a session starts; this is a bug if it happens.
-            log::error!(target: TARGET, "cannot start a session: {e}");
+            self.engine.note(
+                log::Level::Error,
+                format_args!("cannot start a session: {e}"),
+            );
         }
         // Calls made while no session was up go to this one.
         let passes_fds = self.transport.as_ref().is_some_and(Transport::passes_fds);
@@ -207,7 +211,10 @@ impl Driver {
                 // Every handle is gone: nobody can use the connection any more.
                 self.requests_closed = true;
                 if !self.closing {
-                    log::debug!(target: TARGET, "every handle was dropped: closing");
+                    self.engine.note(
+                        log::Level::Debug,
+                        format_args!("every handle was dropped: closing"),
+                    );
                     self.close();
                 }
             }
@@ -278,7 +285,8 @@ impl Driver {
         if let Some(e) = failed {
             // The engine decides what follows; reading goes on meanwhile (the peer's EOF,
             // if it comes, says more than the write error).
-            log::debug!(target: TARGET, "write failed: {e}");
+            self.engine
+                .note(log::Level::Debug, format_args!("write failed: {e}"));
             self.engine.handle_write_error(now(), &e);
         }
     }
@@ -355,7 +363,10 @@ impl Driver {
                 return self.finish();
             };
             let Some(delay) = redial.policy.next_delay(attempt) else {
-                log::debug!(target: TARGET, "giving up reconnecting after {} attempts", attempt - 1);
+                self.engine.note(
+                    log::Level::Debug,
+                    format_args!("giving up reconnecting after {} attempts", attempt - 1),
+                );
                 self.hub.shared().push_status(Status::GaveUp {
                     attempts: attempt - 1,
                 });
@@ -373,7 +384,13 @@ impl Driver {
             let Some(redial) = &self.redial else {
                 return self.finish();
             };
-            log::debug!(target: TARGET, "reconnecting to {} (attempt {attempt})", redial.target.describe());
+            self.engine.note(
+                log::Level::Debug,
+                format_args!(
+                    "reconnecting to {} (attempt {attempt})",
+                    redial.target.describe()
+                ),
+            );
             match crate::transport::open(&redial.target, redial.connect_timeout).await {
                 Ok(transport) => {
                     self.reconnecting = false;
@@ -381,7 +398,10 @@ impl Driver {
                     return;
                 }
                 Err(e) => {
-                    log::debug!(target: TARGET, "reconnect attempt {attempt} failed: {e}");
+                    self.engine.note(
+                        log::Level::Debug,
+                        format_args!("reconnect attempt {attempt} failed: {e}"),
+                    );
                     self.hub.shared().push_status(Status::ConnectFailed {
                         attempt,
                         error: Arc::new(e),
@@ -430,10 +450,12 @@ impl Driver {
             request.fail(self.hub.shared().gone_error());
         }
         self.hub.shared().finish();
-        log::debug!(
-            target: TARGET,
-            "driver finished: {}",
-            self.result.as_ref().unwrap_or(&DisconnectReason::Closed)
+        self.engine.note(
+            log::Level::Debug,
+            format_args!(
+                "driver finished: {}",
+                self.result.as_ref().unwrap_or(&DisconnectReason::Closed)
+            ),
         );
     }
 }

@@ -96,11 +96,19 @@
 //! `SCM_RIGHTS` with the first byte of that command, in stream order. Over TCP such calls
 //! fail with [`Error::FdsUnsupported`].
 //!
-//! # Logging and the traffic tap
+//! # Tracing, logging and the traffic tap
 //!
-//! Through the [`log`] facade, target `qmp_tokio`: every message sent and received at
-//! `trace` level, events and runstate changes at `debug`, dropped server output at `warn`;
-//! each prefixed with the connection's [label](Builder::label). [`Builder::tap`] hands every
+//! Through [`tracing`](https://docs.rs/tracing), target `qmp`: each connection is a span
+//! `qmp` named after its [label](Builder::label), else its socket path or address, with
+//! QEMU's version once negotiated; each command is a span `command`, within it, with its id
+//! and name, closed when the command is resolved with its `duration` and `outcome`. QMP
+//! events and runstate changes are `debug` events, dropped server output `warn`, every
+//! message sent and received `trace`. See [`qmp_kit::trace`].
+//!
+//! While no tracing subscriber is in effect, the same goes to the [`log`] facade, target
+//! `qmp_tokio`: every message sent and received at `trace` level, events and runstate
+//! changes at `debug`, dropped server output at `warn`; each prefixed with the connection's
+//! label. [`Builder::tap`] hands every
 //! message sent and received, in order, to a function of yours as [`Traffic`], on the
 //! driver's task.
 //!

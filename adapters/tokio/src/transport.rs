@@ -37,6 +37,14 @@ impl Transport {
         matches!(self, Transport::Unix(_))
     }
 
+    /// What the socket is to (see [`qmp_kit::socket::describe`]).
+    pub(crate) fn describe(&self) -> Option<String> {
+        qmp_kit::socket::describe(match self {
+            Transport::Unix(s) => s.as_fd(),
+            Transport::Tcp(s) => s.as_fd(),
+        })
+    }
+
     /// Reads what has arrived, without waiting (`WouldBlock` when nothing has).
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

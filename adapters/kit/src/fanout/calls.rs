@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
-use qmp_proto::{CallError, Client, Command, CommandId, DisconnectReason, RawValue, RunState};
+use qmp_proto::{CallError, Command, CommandId, DisconnectReason, RawValue, RunState};
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -72,7 +72,7 @@ impl Request {
 
 /// How the driver issues a typed command whose arguments were serialised on the caller's
 /// side: through [`Client::call`] for its type.
-type IssueTyped = fn(&mut Client, Instant, &RawValue, CallOptions) -> Result<CommandId, CallError>;
+type IssueTyped = fn(&mut Engine, Instant, &RawValue, CallOptions) -> Result<CommandId, CallError>;
 
 /// The command of a [`Request::Call`], serialised on the caller's side, as the engine's three
 /// issuing calls take it.
@@ -119,15 +119,15 @@ impl Body {
         }))
     }
 
-    /// A whole request, as [`Client::execute_raw`] takes it.
+    /// A whole request, as [`Client::execute_raw`](qmp_proto::Client::execute_raw) takes it.
     pub fn raw(request: Value) -> Self {
         Body(Kind::Raw(request))
     }
 
-    /// Issues the command to the engine.
+    /// Issues the command to the engine (opening its tracing span).
     pub fn issue(
         self,
-        engine: &mut Client,
+        engine: &mut Engine,
         at: Instant,
         opts: CallOptions,
     ) -> Result<CommandId, CallError> {
@@ -154,7 +154,7 @@ fn serialize<A: Serialize + ?Sized>(args: &A) -> Result<Box<RawValue>, Error> {
 /// Issues a `C` whose arguments are `args` through the engine's typed call, so that the
 /// engine's rules for `C` (the OOB-allowed check) apply here as everywhere.
 fn issue_typed<C: Command>(
-    engine: &mut Client,
+    engine: &mut Engine,
     now: Instant,
     args: &RawValue,
     opts: CallOptions,

@@ -394,7 +394,11 @@ impl<R: Runtime> Handle<R> {
                         }
                     }
                     Some(Err(lagged)) => {
-                        log::warn!(target: R::TARGET, "{what}: {lagged}");
+                        crate::trace::note(
+                            R::TARGET,
+                            log::Level::Warn,
+                            format_args!("{what}: {lagged}"),
+                        );
                     }
                     None => return Err(shared.gone_error()),
                 }
