@@ -10,6 +10,7 @@
 //!   commands a client sent.
 //! - Private directories and socket paths ([`tempdir`], [`socket_path`]).
 //! - [`traces::Capture`], a `tracing` subscriber that keeps every span and event.
+//! - [`raw::RawPeer`], a hand-driven server for the bytes a well-behaved one never sends.
 //!
 //! The peers come in flavours, which decide how a client connects to them:
 //! [`blocking`] (a [`qmp_blocking::Connection`]) and, with the feature `async`, the module
@@ -45,6 +46,7 @@ pub mod asynchronous;
 pub mod blocking;
 mod fake;
 mod qemu;
+pub mod raw;
 pub mod soak;
 pub mod traces;
 

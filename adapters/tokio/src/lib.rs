@@ -139,8 +139,8 @@ pub use qmp_kit::{
     CallOptions, Direction, Error, EventFilter, Reconnect, Traffic, DEFAULT_CAPACITY,
 };
 pub use qmp_proto::{
-    CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, QemuVersion,
-    QmpError, QmpEvent, RawValue, RunState, Timestamp,
+    CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, ProtocolError,
+    QemuVersion, QmpError, QmpEvent, RawValue, RunState, Timestamp,
 };
 pub use qmp_proto::{Command, DecodeError};
 /// Use as the result type to ignore a command's result: `execute::<IgnoredAny, _>("stop", &())`.
