@@ -315,3 +315,66 @@ impl Capture {
             .unwrap_or_else(|e| panic!("a global subscriber is already set: {e}"));
     }
 }
+
+/// A `log` logger that keeps the records of one target, as `LEVEL message` (install it in a
+/// test binary of its own: a logger is process-wide).
+///
+/// ```
+/// use qmp_testkit::traces::LogRecorder;
+///
+/// static LOG: LogRecorder = LogRecorder::new("my_target");
+/// LOG.install();
+/// log::debug!(target: "my_target", "hello");
+/// log::debug!(target: "other", "not kept");
+/// assert_eq!(LOG.take(), ["DEBUG hello"]);
+/// ```
+#[derive(Debug)]
+pub struct LogRecorder {
+    target: &'static str,
+    lines: Mutex<Vec<String>>,
+}
+
+impl LogRecorder {
+    /// A recorder of `target`'s records.
+    pub const fn new(target: &'static str) -> Self {
+        LogRecorder {
+            target,
+            lines: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Makes it the process's logger, every level enabled. Panics if a logger is set.
+    pub fn install(&'static self) {
+        log::set_logger(self).unwrap_or_else(|e| panic!("a logger is already set: {e}"));
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+
+    /// The records so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lock().clone()
+    }
+
+    /// The records so far, forgetting them.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.lines.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl log::Log for LogRecorder {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        meta.target() == self.target
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let line = format!("{} {}", record.level(), record.args());
+            self.lock().push(line);
+        }
+    }
+
+    fn flush(&self) {}
+}

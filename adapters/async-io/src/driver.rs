@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use async_channel::Receiver;
 use async_io::Timer;
 use futures_lite::Stream;
+use qmp_kit::buffer::{ReadBuf, READ_BUDGET, REQUEST_BUDGET, WRITE_BUDGET};
 use qmp_kit::fanout::{Hub, Request, Shared, Status};
 use qmp_kit::{Engine, Error, Settings};
 use qmp_proto::{DisconnectReason, RunState};
@@ -50,16 +51,6 @@ use crate::Reconnect;
 
 /// The log target of everything this crate logs.
 pub(crate) const TARGET: &str = "qmp_async";
-
-/// Bytes per read, at most.
-const READ_CHUNK: usize = 64 * 1024;
-/// Bytes of the first read buffer. It doubles (up to [`READ_CHUNK`]) each time a read fills
-/// it, so an idle connection holds 4 KiB while a busy one soon reads 64 KiB at a time.
-const FIRST_READ_CHUNK: usize = 4 * 1024;
-/// Work per poll before the driver yields: bytes read, bytes written, requests taken.
-const READ_BUDGET: usize = 256 * 1024;
-const WRITE_BUDGET: usize = 1024 * 1024;
-const REQUEST_BUDGET: usize = 256;
 
 struct Budget {
     read: usize,
@@ -122,7 +113,7 @@ pub struct Driver {
     /// The earliest deadline of the calls held while no session is up.
     held_timer: Timer,
     held_at: Option<Instant>,
-    buf: Box<[u8]>,
+    buf: ReadBuf,
     /// The socket was found drained (a read came back empty or short) and nothing was
     /// written since: it is read again only once the reactor reports it readable, instead
     /// of making a system call that can only find it empty. A write clears it (a reply may
@@ -164,7 +155,7 @@ impl Driver {
             timer_at: None,
             held_timer: Timer::never(),
             held_at: None,
-            buf: vec![0; FIRST_READ_CHUNK].into_boxed_slice(),
+            buf: ReadBuf::new(),
             drained: false,
             unflushed: false,
             phase: Phase::Done,
@@ -380,19 +371,15 @@ impl Driver {
                 // Readable, or an error that the read will report.
                 self.drained = false;
             }
-            match transport.poll_read(cx, &mut self.buf) {
+            match transport.poll_read(cx, self.buf.space()) {
                 Poll::Ready(Ok(0)) => {
                     self.engine.handle_eof(Instant::now());
                     progress = true;
                 }
                 Poll::Ready(Ok(n)) => {
-                    self.engine.handle_input(Instant::now(), &self.buf[..n]);
+                    self.engine.handle_input(Instant::now(), self.buf.data(n));
                     budget.read = budget.read.saturating_sub(n);
-                    if n == self.buf.len() {
-                        if n < READ_CHUNK {
-                            self.buf = vec![0; (2 * n).min(READ_CHUNK)].into_boxed_slice();
-                        }
-                    } else if transport.short_read_drains() {
+                    if !self.buf.filled(n) && transport.short_read_drains() {
                         // Everything that had arrived: wait for the reactor before reading
                         // again (the next turn of this loop registers the waker).
                         self.drained = true;

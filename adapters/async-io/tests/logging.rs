@@ -4,32 +4,12 @@
 
 mod common;
 
-use std::sync::Mutex;
-
 use common::{under_smol, FakePeer, Spawner};
-use log::{Level, LevelFilter, Log, Metadata, Record};
 use qmp_proto::server::FakeQemu;
+use qmp_testkit::traces::LogRecorder;
 use serde_json::Value;
 
-/// Every record of the adapter's target, as `LEVEL message`.
-struct Recorder(Mutex<Vec<String>>);
-
-impl Log for Recorder {
-    fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        meta.target() == "qmp_async" && meta.level() <= Level::Trace
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let mut lines = self.0.lock().unwrap();
-            lines.push(format!("{} {}", record.level(), record.args()));
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-static RECORDER: Recorder = Recorder(Mutex::new(Vec::new()));
+static RECORDER: LogRecorder = LogRecorder::new("qmp_async");
 
 async fn traffic_is_logged(sp: Spawner) {
     let peer = FakePeer::serve(FakeQemu::new());
@@ -40,7 +20,7 @@ async fn traffic_is_logged(sp: Spawner) {
     driver.await;
     peer.finish();
 
-    let lines = RECORDER.0.lock().unwrap().clone();
+    let lines = RECORDER.lines();
     let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
     for expected in [
         "TRACE <- {\"QMP\": {\"version\"",
@@ -62,7 +42,6 @@ async fn traffic_is_logged(sp: Spawner) {
 
 #[test]
 fn every_message_is_logged_at_trace_level() {
-    log::set_logger(&RECORDER).unwrap();
-    log::set_max_level(LevelFilter::Trace);
+    RECORDER.install();
     under_smol(traffic_is_logged);
 }

@@ -3,37 +3,18 @@
 
 mod common;
 
-use std::sync::Mutex;
-
 use common::FakePeer;
+use qmp_testkit::traces::LogRecorder;
 use serde_json::Value;
 
 /// The greeting of the fake QEMU, as it writes it.
 const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}}"#;
 
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
-        meta.target() == "qmp_blocking"
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let line = format!("{} {}", record.level(), record.args());
-            LINES.lock().expect("log lines").push(line);
-        }
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: Capture = Capture;
+static LOGGER: LogRecorder = LogRecorder::new("qmp_blocking");
 
 #[test]
 fn every_message_is_logged_at_trace_level() {
-    log::set_logger(&LOGGER).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    LOGGER.install();
     let peer = FakePeer::script(
         r#"
         -> {"execute": "query-status"}
@@ -45,7 +26,7 @@ fn every_message_is_logged_at_trace_level() {
     let _: Value = qmp.execute("query-status", &()).unwrap();
     drop(qmp);
     peer.assert_played();
-    let lines = LINES.lock().unwrap().clone();
+    let lines = LOGGER.lines();
     let has = |want: &str| lines.iter().any(|l| l == want);
     assert!(has(&format!("TRACE <- {GREETING}")), "{lines:#?}");
     assert!(has(

@@ -12,6 +12,7 @@
 //!   failures as [`Error`]s;
 //! * [`Target`], what a connection was opened to (opened again to reconnect), and
 //!   [`socket`]: an owner-only listening unix socket and `SCM_RIGHTS` sends and receives;
+//! * [`buffer`]: the async drivers' growing read buffer and their budgets per turn;
 //! * [`fanout`]: the async adapters' building blocks, executor-agnostic: their one handle
 //!   ([`fanout::Handle`], over a [`fanout::Runtime`]), the shared session facts, event
 //!   listeners with lag counts (for one session or across sessions), the runstate watch and
@@ -39,6 +40,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod buffer;
 mod engine;
 mod error;
 pub mod fanout;

@@ -42,6 +42,7 @@
 use std::io;
 use std::sync::Arc;
 
+use qmp_kit::buffer::{ReadBuf, READ_BUDGET, REQUEST_BUDGET, WRITE_BUDGET};
 use qmp_kit::fanout::{Hub, Request, Shared, Status};
 use qmp_kit::{Engine, Reconnect, Settings};
 use qmp_proto::{DisconnectReason, RunState};
@@ -51,17 +52,6 @@ use crate::transport::{readable, writable, Target, Transport};
 
 /// The log target of everything this crate logs.
 pub(crate) const TARGET: &str = "qmp_tokio";
-
-/// Bytes per read, at most.
-const READ_CHUNK: usize = 64 * 1024;
-/// Bytes of the first read buffer. It doubles (up to [`READ_CHUNK`]) each time a read fills
-/// it, so an idle connection holds 4 KiB while a busy one soon reads 64 KiB at a time.
-const FIRST_READ_CHUNK: usize = 4 * 1024;
-/// Work per turn of the loop before the driver waits again (and so lets tokio's cooperative
-/// budget make it yield): bytes read, bytes written, requests taken.
-const READ_BUDGET: usize = 256 * 1024;
-const WRITE_BUDGET: usize = 1024 * 1024;
-const REQUEST_BUDGET: usize = 256;
 
 /// The adapter's clock, the engine's only time input: tokio's, so paused time drives it.
 pub(crate) fn now() -> std::time::Instant {
@@ -92,7 +82,7 @@ pub(crate) struct Driver {
     requests: UnboundedReceiver<Request>,
     /// Every handle was dropped: the channel is closed.
     requests_closed: bool,
-    buf: Box<[u8]>,
+    buf: ReadBuf,
     /// The last write was cut short by a full socket: wait for writability.
     blocked: bool,
     closing: bool,
@@ -120,7 +110,7 @@ impl Driver {
             transport: None,
             requests,
             requests_closed: false,
-            buf: vec![0; FIRST_READ_CHUNK].into_boxed_slice(),
+            buf: ReadBuf::new(),
             blocked: false,
             closing: false,
             result: None,
@@ -303,19 +293,16 @@ impl Driver {
             let Some(transport) = self.transport.as_ref() else {
                 break;
             };
-            match transport.try_read(&mut self.buf) {
+            match transport.try_read(self.buf.space()) {
                 Ok(0) => {
                     self.engine.handle_eof(now());
                     self.drain();
                     break;
                 }
                 Ok(n) => {
-                    self.engine.handle_input(now(), &self.buf[..n]);
+                    self.engine.handle_input(now(), self.buf.data(n));
                     budget = budget.saturating_sub(n);
-                    let full = n == self.buf.len();
-                    if full && n < READ_CHUNK {
-                        self.buf = vec![0; (2 * n).min(READ_CHUNK)].into_boxed_slice();
-                    }
+                    let full = self.buf.filled(n);
                     // Take outputs after each read: replies and events leave as they come.
                     self.drain();
                     if !full {

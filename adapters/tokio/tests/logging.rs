@@ -6,34 +6,14 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::FakePeer;
-use log::{Level, LevelFilter, Log, Metadata, Record};
-use qmp_testkit::traces::{traced_fake, Capture, SLOW};
+use qmp_testkit::traces::{traced_fake, Capture, LogRecorder, SLOW};
 use qmp_tokio::{Builder, CallOptions};
 use serde_json::Value;
 
-/// Every record of the adapter's target, as `LEVEL message`.
-struct Recorder(Mutex<Vec<String>>);
-
-impl Log for Recorder {
-    fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        meta.target() == "qmp_tokio" && meta.level() <= Level::Trace
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let mut lines = self.0.lock().unwrap();
-            lines.push(format!("{} {}", record.level(), record.args()));
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-static RECORDER: Recorder = Recorder(Mutex::new(Vec::new()));
+static RECORDER: LogRecorder = LogRecorder::new("qmp_tokio");
 
 /// Connects with the label `vm3`, stops the VM, and lets a command time out so that its
 /// late reply is a diagnostic.
@@ -65,10 +45,9 @@ fn run(session: impl std::future::Future<Output = ()>) {
 
 #[test]
 fn log_users_keep_their_output_and_tracing_users_get_it_once() {
-    log::set_logger(&RECORDER).unwrap();
-    log::set_max_level(LevelFilter::Trace);
+    RECORDER.install();
     run(session());
-    let lines = std::mem::take(&mut *RECORDER.0.lock().unwrap());
+    let lines = RECORDER.take();
     let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
     for expected in [
         "TRACE [vm3] <- {\"QMP\": {\"version\"",
@@ -92,7 +71,7 @@ fn log_users_keep_their_output_and_tracing_users_get_it_once() {
     let guard = capture.set_default();
     run(session());
     drop(guard);
-    let lines = RECORDER.0.lock().unwrap().clone();
+    let lines = RECORDER.lines();
     assert_eq!(lines, Vec::<String>::new());
     let events = capture.events();
     assert!(
