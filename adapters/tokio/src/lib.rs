@@ -114,8 +114,10 @@
 //!
 //! # Examples
 //!
-//! In `examples/`: `query` (connect and run commands from many tasks). Run it with
-//! `cargo run -p qmp-tokio --example query -- /path/to/qmp.sock`.
+//! In `examples/`: `query` (connect and run commands from many tasks; run it with
+//! `cargo run -p qmp-tokio --example query -- /path/to/qmp.sock`) and `fleet` (many VMs
+//! from one process, each connection named in its tracing span:
+//! `cargo run -p qmp-tokio --example fleet -- /tmp/vm0.sock /tmp/vm1.sock`).
 //!
 //! [`log`]: https://docs.rs/log
 
