@@ -137,6 +137,28 @@ impl RawPeer {
         }
     }
 
+    /// Accepts `clients` clients in turn and runs `script` on each connection (then closes
+    /// it), in a thread.
+    pub fn serve_many(clients: usize, script: impl Fn(&mut RawConn) + Send + 'static) -> Self {
+        let (dir, sock) = crate::socket_path();
+        let listener = UnixListener::bind(&sock).expect("bind the raw server's socket");
+        let thread = std::thread::spawn(move || {
+            for _ in 0..clients {
+                let (stream, _) = listener.accept().expect("accept");
+                let mut conn = RawConn {
+                    stream,
+                    buf: Vec::new(),
+                };
+                script(&mut conn);
+            }
+        });
+        RawPeer {
+            _dir: dir,
+            sock,
+            thread,
+        }
+    }
+
     /// Waits for the script to finish; panics if it did.
     pub fn finish(self) {
         if let Err(panic) = self.thread.join() {
