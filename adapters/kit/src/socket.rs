@@ -5,6 +5,7 @@
 //!   names the socket that was created (never a file someone else put there).
 //! * [`send_with_fds`]: a non-blocking send of bytes with file descriptors attached as
 //!   `SCM_RIGHTS` ancillary data on the first byte, without `SIGPIPE`.
+//! * [`recv`]: a plain receive, for adapters that take readiness in their own hands.
 //! * [`recv_with_fds`]: a receive that also takes the file descriptors that came with the
 //!   bytes (the server side of fd passing).
 //! * [`random_seed`]: a random seed for the guest agent's resynchronisation ids.
@@ -128,6 +129,12 @@ pub fn send_with_fds(socket: BorrowedFd<'_>, data: &[u8], fds: &[OwnedFd]) -> io
         &mut control,
         SendFlags::NOSIGNAL,
     )?)
+}
+
+/// Receives what is waiting on `socket` into `buf` (non-blocking or not, as the socket is):
+/// the byte count, 0 at EOF.
+pub fn recv(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::net::recv(socket, buf, RecvFlags::empty())?.0)
 }
 
 /// Receives what is waiting on `socket` into `buf` (non-blocking or not, as the socket is),

@@ -294,18 +294,18 @@ impl Driver {
                 break;
             };
             match transport.try_read(self.buf.space()) {
-                Ok(0) => {
+                Ok((0, _)) => {
                     self.engine.handle_eof(now());
                     self.drain();
                     break;
                 }
-                Ok(n) => {
+                Ok((n, drained)) => {
                     self.engine.handle_input(now(), self.buf.data(n));
                     budget = budget.saturating_sub(n);
-                    let full = self.buf.filled(n);
+                    self.buf.filled(n);
                     // Take outputs after each read: replies and events leave as they come.
                     self.drain();
-                    if !full {
+                    if drained {
                         // Everything that had arrived: wait for readiness again.
                         break;
                     }

@@ -45,11 +45,34 @@ impl Transport {
         })
     }
 
-    /// Reads what has arrived, without waiting (`WouldBlock` when nothing has).
-    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Transport::Unix(s) => s.try_read(buf),
-            Transport::Tcp(s) => s.try_read(buf),
+    /// Reads what has arrived, without waiting (`WouldBlock` when nothing has): the byte
+    /// count (0 at EOF), and whether the read drained the socket.
+    ///
+    /// A read shorter than `buf` took everything that had arrived (a stream socket hands
+    /// over all it holds, up to the buffer's size), so tokio's readiness is cleared with it:
+    /// the driver then waits for the next arrival instead of reading again to find nothing,
+    /// a system call saved per message. Input that arrives meanwhile is a new readiness
+    /// event, which clearing leaves alone.
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+        let len = buf.len();
+        let mut short = None;
+        let mut read = |fd: std::os::fd::BorrowedFd<'_>| {
+            let n = qmp_kit::socket::recv(fd, buf)?;
+            if n > 0 && n < len {
+                short = Some(n);
+                // Clears the readiness this read consumed (see `try_io`).
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        };
+        let result = match self {
+            Transport::Unix(s) => s.try_io(Interest::READABLE, || read(s.as_fd())),
+            Transport::Tcp(s) => s.try_io(Interest::READABLE, || read(s.as_fd())),
+        };
+        match (result, short) {
+            (_, Some(n)) => Ok((n, true)),
+            (Ok(n), None) => Ok((n, false)),
+            (Err(e), None) => Err(e),
         }
     }
 
