@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use qmp_kit::fanout::Shared;
-use qmp_kit::Settings;
+use qmp_kit::{Redial, Settings};
 
-use crate::driver::{Driver, Redial};
+use crate::driver::Driver;
 use crate::transport::{Target, Transport};
 use crate::{Error, Listener, Qmp};
 
@@ -109,11 +109,7 @@ impl Builder {
         let transport = crate::transport::open(&target, self.settings.get_connect_timeout())
             .await
             .map_err(|e| Error::io(format!("cannot connect to {}", target.describe()), e))?;
-        let redial = self.settings.get_reconnect().map(|policy| Redial {
-            target,
-            policy,
-            connect_timeout: self.settings.get_connect_timeout(),
-        });
+        let redial = Redial::from_settings(target, &self.settings);
         self.establish(transport, redial).await
     }
 

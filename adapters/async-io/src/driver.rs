@@ -36,18 +36,17 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_channel::Receiver;
 use async_io::Timer;
 use futures_lite::Stream;
 use qmp_kit::buffer::{ReadBuf, READ_BUDGET, REQUEST_BUDGET, WRITE_BUDGET};
 use qmp_kit::fanout::{Hub, Request, Shared, Status};
-use qmp_kit::{Engine, Error, Settings};
+use qmp_kit::{Engine, Error, Redial, Settings};
 use qmp_proto::{DisconnectReason, RunState};
 
-use crate::transport::{Target, Transport};
-use crate::Reconnect;
+use crate::transport::Transport;
 
 /// The log target of everything this crate logs.
 pub(crate) const TARGET: &str = "qmp_async";
@@ -62,13 +61,6 @@ impl Budget {
     fn spent(&self) -> bool {
         self.read == 0 || self.write == 0 || self.requests == 0
     }
-}
-
-/// What to open again after a session ends.
-pub(crate) struct Redial {
-    pub(crate) target: Target,
-    pub(crate) policy: Reconnect,
-    pub(crate) connect_timeout: Option<Duration>,
 }
 
 type Opening = Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>>;

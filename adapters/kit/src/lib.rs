@@ -58,5 +58,5 @@ pub use filter::{EventFilter, DEFAULT_CAPACITY};
 pub use qmp_proto::CallOptions;
 pub use reconnect::Reconnect;
 pub use settings::Settings;
-pub use target::Target;
+pub use target::{Redial, Target};
 pub use traffic::{Direction, Tap, Traffic};

@@ -76,6 +76,29 @@ impl Target {
     }
 }
 
+/// What an async adapter opens again after a session ends: the target, the policy, and how
+/// long each attempt may take. `None` unless the settings ask for reconnection.
+#[derive(Debug, Clone)]
+pub struct Redial {
+    /// What to open.
+    pub target: Target,
+    /// When and how often.
+    pub policy: crate::Reconnect,
+    /// How long each attempt may take to connect.
+    pub connect_timeout: Option<std::time::Duration>,
+}
+
+impl Redial {
+    /// How to open `target` again, if `settings` ask for reconnection.
+    pub fn from_settings(target: Target, settings: &crate::Settings) -> Option<Self> {
+        settings.get_reconnect().map(|policy| Redial {
+            target,
+            policy,
+            connect_timeout: settings.get_connect_timeout(),
+        })
+    }
+}
+
 fn no_address() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
 }

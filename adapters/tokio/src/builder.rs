@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use qmp_kit::fanout::Shared;
-use qmp_kit::Settings;
+use qmp_kit::{Redial, Settings};
 use qmp_proto::RunState;
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::driver::{Driver, Redial};
+use crate::driver::Driver;
 use crate::transport::{Target, Transport};
 use crate::{Error, Listener, Qmp};
 
@@ -76,11 +76,7 @@ impl Builder {
         let transport = crate::transport::open(&target, self.settings.get_connect_timeout())
             .await
             .map_err(|e| Error::io(format!("cannot connect to {}", target.describe()), e))?;
-        let redial = self.settings.get_reconnect().map(|policy| Redial {
-            target,
-            policy,
-            connect_timeout: self.settings.get_connect_timeout(),
-        });
+        let redial = Redial::from_settings(target, &self.settings);
         self.establish_with(transport, redial).await
     }
 

@@ -44,11 +44,11 @@ use std::sync::Arc;
 
 use qmp_kit::buffer::{ReadBuf, READ_BUDGET, REQUEST_BUDGET, WRITE_BUDGET};
 use qmp_kit::fanout::{Hub, Request, Shared, Status};
-use qmp_kit::{Engine, Reconnect, Settings};
+use qmp_kit::{Engine, Redial, Settings};
 use qmp_proto::{DisconnectReason, RunState};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::transport::{readable, writable, Target, Transport};
+use crate::transport::{readable, writable, Transport};
 
 /// The log target of everything this crate logs.
 pub(crate) const TARGET: &str = "qmp_tokio";
@@ -56,13 +56,6 @@ pub(crate) const TARGET: &str = "qmp_tokio";
 /// The adapter's clock, the engine's only time input: tokio's, so paused time drives it.
 pub(crate) fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
-}
-
-/// What to open again after a session ends.
-pub(crate) struct Redial {
-    pub(crate) target: Target,
-    pub(crate) policy: Reconnect,
-    pub(crate) connect_timeout: Option<std::time::Duration>,
 }
 
 /// What woke the driver.
