@@ -20,11 +20,13 @@
 
 pub mod engine;
 pub mod engine_report;
+pub mod instant;
 pub mod memory;
 pub mod report;
 pub mod rtt;
 pub mod rtt_report;
 pub mod stats;
+pub mod syscalls;
 
 /// Pins this process, the threads it starts and the processes it starts (the fake QEMU
 /// server, the Python client, qemu-storage-daemon) to one CPU, and returns it: the CPU
