@@ -163,6 +163,10 @@ pub enum Client {
     /// `qmp_tokio::Qmp::execute`, one caller (in `block_on`, as in `#[tokio::main]`) on a
     /// multi-thread runtime, whose worker runs the driver.
     TokioMultiThread,
+    /// `qmp_tokio::Qmp::execute`, one caller spawned as a task on a current-thread runtime
+    /// (rather than in `block_on`, whose wake-ups from a task tokio defers to an extra
+    /// non-blocking `epoll_wait`).
+    TokioSpawned,
     /// The `qapi` crate's blocking `qapi::Qmp`.
     #[cfg(feature = "qapi")]
     QapiBlocking,
@@ -193,6 +197,7 @@ impl Client {
         Client::TokioSequential,
         Client::TokioConcurrent,
         Client::TokioMultiThread,
+        Client::TokioSpawned,
         #[cfg(feature = "qapi")]
         Client::QapiBlocking,
         #[cfg(feature = "qapi")]
@@ -215,6 +220,7 @@ impl Client {
             Client::TokioSequential => "qmp-tokio, sequential",
             Client::TokioConcurrent => "qmp-tokio, 100 concurrent callers",
             Client::TokioMultiThread => "qmp-tokio, multi-thread runtime, sequential",
+            Client::TokioSpawned => "qmp-tokio, one caller task (not in block_on)",
             #[cfg(feature = "qapi")]
             Client::QapiBlocking => "qapi 0.15.0 (Rust), blocking, sequential",
             #[cfg(feature = "qapi")]
@@ -238,6 +244,7 @@ impl Client {
             Client::TokioSequential => "tokio",
             Client::TokioConcurrent => "tokio-concurrent",
             Client::TokioMultiThread => "tokio-mt",
+            Client::TokioSpawned => "tokio-spawned",
             #[cfg(feature = "qapi")]
             Client::QapiBlocking => "qapi",
             #[cfg(feature = "qapi")]
@@ -258,33 +265,37 @@ impl Client {
             Client::Blocking => blocking(peer.connect(), n),
             Client::AsyncSequential => asynchronous(peer.connect(), n, 1),
             Client::AsyncConcurrent => asynchronous(peer.connect(), n, CALLERS),
-            Client::TokioSequential => tokio_adapter(peer.connect(), n, 1, false),
-            Client::TokioConcurrent => tokio_adapter(peer.connect(), n, CALLERS, false),
-            Client::TokioMultiThread => tokio_adapter(peer.connect(), n, 1, true),
+            Client::TokioSequential => tokio_adapter(peer.connect(), n, Callers::InBlockOn, false),
+            Client::TokioConcurrent => {
+                tokio_adapter(peer.connect(), n, Callers::Tasks(CALLERS), false)
+            }
+            Client::TokioMultiThread => tokio_adapter(peer.connect(), n, Callers::InBlockOn, true),
+            Client::TokioSpawned => tokio_adapter(peer.connect(), n, Callers::Tasks(1), false),
             #[cfg(feature = "qapi")]
             Client::QapiBlocking => qapi(peer.connect(), n),
             #[cfg(feature = "qapi")]
-            Client::QapiTokioSequential => qapi_tokio(peer.connect(), n, 1),
+            Client::QapiTokioSequential => qapi_tokio(peer.connect(), n, Callers::InBlockOn),
             #[cfg(feature = "qapi")]
-            Client::QapiTokioConcurrent => qapi_tokio(peer.connect(), n, CALLERS),
+            Client::QapiTokioConcurrent => qapi_tokio(peer.connect(), n, Callers::Tasks(CALLERS)),
             #[cfg(feature = "qapi")]
-            Client::QmpCrateSequential => qmp_crate(&peer.dial(), n, 1),
+            Client::QmpCrateSequential => qmp_crate(&peer.dial(), n, Callers::InBlockOn),
             #[cfg(feature = "qapi")]
-            Client::QmpCrateConcurrent => qmp_crate(&peer.dial(), n, CALLERS),
+            Client::QmpCrateConcurrent => qmp_crate(&peer.dial(), n, Callers::Tasks(CALLERS)),
         }
     }
 }
 
-/// Reads until `buf` holds a `\r\n`; returns the length up to and including it.
-fn read_line(stream: &mut UnixStream, buf: &mut Vec<u8>) -> usize {
+/// Reads until `buf` holds a `\r\n`; returns the length up to and including it. Reads go
+/// through `chunk`, a buffer kept across calls (a fresh zeroed one per read cost more than
+/// the rest of the loop).
+fn read_line(stream: &mut UnixStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> usize {
     let mut scanned = 0;
     loop {
         if let Some(at) = buf[scanned..].windows(2).position(|w| w == b"\r\n") {
             return scanned + at + 2;
         }
         scanned = buf.len().saturating_sub(1);
-        let mut chunk = [0u8; 4096];
-        let got = stream.read(&mut chunk).expect("read from the peer");
+        let got = stream.read(chunk).expect("read from the peer");
         assert!(got > 0, "the peer closed the connection");
         buf.extend_from_slice(&chunk[..got]);
     }
@@ -293,18 +304,19 @@ fn read_line(stream: &mut UnixStream, buf: &mut Vec<u8>) -> usize {
 /// The floor: `n` times, write the command bytes and read one reply line.
 pub fn floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
     let mut buf = Vec::with_capacity(4096);
-    let end = read_line(&mut stream, &mut buf);
+    let mut chunk = vec![0u8; 4096];
+    let end = read_line(&mut stream, &mut buf, &mut chunk);
     buf.drain(..end);
     stream
         .write_all(br#"{"execute":"qmp_capabilities"}"#)
         .expect("write");
-    let end = read_line(&mut stream, &mut buf);
+    let end = read_line(&mut stream, &mut buf, &mut chunk);
     buf.drain(..end);
     let command = format!(r#"{{"execute":"{COMMAND}","id":1}}"#);
     let start = Instant::now();
     for _ in 0..n {
         stream.write_all(command.as_bytes()).expect("write");
-        let end = read_line(&mut stream, &mut buf);
+        let end = read_line(&mut stream, &mut buf, &mut chunk);
         buf.drain(..end);
     }
     (n, start.elapsed())
@@ -373,44 +385,56 @@ fn tokio_stream(stream: UnixStream) -> tokio::net::UnixStream {
     tokio::net::UnixStream::from_std(stream).expect("a tokio socket")
 }
 
-/// Runs `callers` tasks of `per_caller` calls each (made by `call`) on the current runtime,
-/// or the calls in this future when there is one caller; returns how many were made and how
-/// long they took.
-async fn callers<F, Fut>(callers: usize, n: u64, call: F) -> (u64, Duration)
+/// Who makes the calls of a tokio client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callers {
+    /// The future in `block_on` (the body of `#[tokio::main]`), one call after the other.
+    InBlockOn,
+    /// That many tasks spawned on the runtime, sharing the calls.
+    Tasks(usize),
+}
+
+/// Makes `n` calls (each made by `call`) as `callers` says, on the current runtime; returns
+/// how many were made and how long they took.
+async fn run_calls<F, Fut>(callers: Callers, n: u64, call: F) -> (u64, Duration)
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let per_caller = n / callers as u64;
     let start = Instant::now();
-    if callers == 1 {
-        for _ in 0..per_caller {
-            call().await;
+    match callers {
+        Callers::InBlockOn => {
+            for _ in 0..n {
+                call().await;
+            }
+            (n, start.elapsed())
         }
-    } else {
-        let tasks: Vec<_> = (0..callers)
-            .map(|_| {
-                let call = call.clone();
-                tokio::spawn(async move {
-                    for _ in 0..per_caller {
-                        call().await;
-                    }
+        Callers::Tasks(count) => {
+            let per_caller = n / count as u64;
+            let tasks: Vec<_> = (0..count)
+                .map(|_| {
+                    let call = call.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..per_caller {
+                            call().await;
+                        }
+                    })
                 })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("a caller task");
+                .collect();
+            for t in tasks {
+                t.await.expect("a caller task");
+            }
+            (per_caller * count as u64, start.elapsed())
         }
     }
-    (per_caller * callers as u64, start.elapsed())
 }
 
-/// The tokio adapter, on a current-thread or multi-thread runtime made for the sample, with
-/// `callers` tasks sharing `n` calls (one: the calls are made in `block_on`).
+/// The tokio adapter, on a current-thread or multi-thread runtime made for the sample, its
+/// `n` calls made by `callers`.
 pub fn tokio_adapter(
     stream: UnixStream,
     n: u64,
-    callers: usize,
+    callers: Callers,
     multi_thread: bool,
 ) -> (u64, Duration) {
     let rt = runtime(multi_thread);
@@ -420,7 +444,7 @@ pub fn tokio_adapter(
             .await
             .expect("negotiated");
         let handle = qmp.clone();
-        let measured = self::callers(callers, n, move || {
+        let measured = run_calls(callers, n, move || {
             let call = handle.execute::<qmp_tokio::IgnoredAny, _>(COMMAND, &());
             async move {
                 call.await.expect("a reply");
@@ -434,10 +458,10 @@ pub fn tokio_adapter(
 }
 
 /// The `qapi` crate's tokio client: `QmpStreamTokio::open` on the stream, negotiated, its
-/// reader spawned with `spawn_tokio`, and `callers` tasks sharing its `QapiService` on a
+/// reader spawned with `spawn_tokio`, its `QapiService` shared by `callers` on a
 /// current-thread runtime.
 #[cfg(feature = "qapi")]
-pub fn qapi_tokio(stream: UnixStream, n: u64, callers: usize) -> (u64, Duration) {
+pub fn qapi_tokio(stream: UnixStream, n: u64, callers: Callers) -> (u64, Duration) {
     let rt = runtime(false);
     rt.block_on(async {
         let negotiation = qapi::futures::QmpStreamTokio::open(tokio_stream(stream))
@@ -447,7 +471,7 @@ pub fn qapi_tokio(stream: UnixStream, n: u64, callers: usize) -> (u64, Duration)
         let (service, reader) = stream.spawn_tokio();
         let service = std::sync::Arc::new(service);
         let shared = std::sync::Arc::clone(&service);
-        let measured = self::callers(callers, n, move || {
+        let measured = run_calls(callers, n, move || {
             let call = shared.execute(qapi::qmp::query_version {});
             async move {
                 call.await.expect("a reply");
@@ -460,17 +484,17 @@ pub fn qapi_tokio(stream: UnixStream, n: u64, callers: usize) -> (u64, Duration)
     })
 }
 
-/// The `qmp` crate's tokio client (`qmp::Client::connect`, by path), with `callers` tasks
-/// sharing it on a current-thread runtime.
+/// The `qmp` crate's tokio client (`qmp::Client::connect`, by path), shared by `callers` on
+/// a current-thread runtime.
 #[cfg(feature = "qapi")]
-pub fn qmp_crate(dial: &Dial, n: u64, callers: usize) -> (u64, Duration) {
+pub fn qmp_crate(dial: &Dial, n: u64, callers: Callers) -> (u64, Duration) {
     let rt = runtime(false);
     rt.block_on(async {
         let client = qmp::Client::connect(qmp::Endpoint::unix(&dial.path))
             .await
             .expect("negotiated");
         let shared = client.clone();
-        self::callers(callers, n, move || {
+        run_calls(callers, n, move || {
             let client = shared.clone();
             async move {
                 client
