@@ -6,15 +6,17 @@
 //!   parse of the same bytes.
 //! - [`rtt`]: `query-version` round trips over a unix socket with the blocking adapter, the
 //!   async adapter and the tokio adapter (one caller, 100 concurrent callers; the tokio
-//!   adapter on a current-thread runtime, and one caller on a multi-thread runtime), and a
-//!   hand-written loop with no engine (the floor); with the `qapi` feature, the other Rust
-//!   clients too: the `qapi` crate's blocking and tokio clients and the `qmp` crate's tokio
-//!   client. They run against the fake QEMU served in this process, against
+//!   adapter on a current-thread runtime, one caller task, and one caller on a multi-thread
+//!   runtime), a hand-written loop with no engine (the floor) and the same loop waiting in
+//!   `epoll_wait` (the reactor floor, the least any event-loop client can do); with the
+//!   `qapi` feature, the other Rust clients too: the `qapi` crate's blocking and tokio
+//!   clients and the `qmp` crate's tokio client. They run against the fake QEMU served in this process, against
 //!   qemu-storage-daemon, against the [`instant`] peer, and side by side with the Python
 //!   reference `qemu.qmp` against a fake QEMU in another process.
 //! - [`instant`]: a QMP server with no engine that answers every command at once, so that a
 //!   client's own cost shows (QEMU reads its monitor one byte per `recvmsg`, which hides every
-//!   client's cost); its own CPU per round trip is the limit of any client on the same CPU.
+//!   client's cost); its own CPU per round trip, on the floor's connections, is the limit of
+//!   any client on the same CPU.
 //! - [`syscalls`]: system calls per round trip of each Rust client against the instant peer,
 //!   counted with `strace -f -c` (stable where times are not), with the most frequent ones.
 //! - [`memory`]: RSS per idle async connection, and the peak RSS while a slow listener

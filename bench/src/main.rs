@@ -24,9 +24,9 @@ const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the t
        qmp-bench serve SOCK         serve fake QEMUs on SOCK until killed
        qmp-bench serve-instant SOCK serve instant peers on SOCK until killed
        qmp-bench client CLIENT SOCK N
-         CLIENT: floor | blocking | async | async-concurrent | tokio | tokio-concurrent |
-                 tokio-mt | tokio-spawned, and with the qapi feature: qapi | qapi-tokio |
-                 qapi-tokio-concurrent | qmp-crate | qmp-crate-concurrent
+         CLIENT: floor | floor-epoll | blocking | async | async-concurrent | tokio |
+                 tokio-concurrent | tokio-mt | tokio-spawned, and with the qapi feature:
+                 qapi | qapi-tokio | qapi-tokio-concurrent | qmp-crate | qmp-crate-concurrent
        qmp-bench memory-one idle|async-flood|blocking-flood N SOCK
        qmp-bench instructions MESSAGE MEASURE N
          MESSAGE: small-reply | event | schema | 10mb-reply

@@ -2,7 +2,8 @@
 //! and the tokio adapter (one caller, and 100 concurrent callers on one connection), the
 //! other Rust clients (with the `qapi` feature: the `qapi` crate's blocking and tokio
 //! clients, the `qmp` crate's tokio client), and the floor, a hand-written loop with no
-//! engine at all that writes the command bytes and reads up to the reply's `\r\n`. All of
+//! engine at all that writes the command bytes and reads up to the reply's `\r\n` (and the
+//! reactor floor, the same loop waiting in `epoll_wait` before each read). All of
 //! them run against the same peer: the fake QEMU served by this process (on one end of a
 //! socket pair, with [`qmp_blocking::serve_unix`]), the [instant peer](crate::instant) served
 //! by this process, or a socket path such as qemu-storage-daemon's or that of the `serve` and
@@ -149,6 +150,8 @@ pub fn serve_one(stream: UnixStream) {
 pub enum Client {
     /// The hand-written loop without an engine.
     Floor,
+    /// The same loop waiting in `epoll_wait` before each read (the reactor floor).
+    FloorEpoll,
     /// `qmp_blocking::Connection::execute`.
     Blocking,
     /// `qmp_async::Qmp::execute`, one caller.
@@ -191,6 +194,7 @@ impl Client {
     /// Every client this build has, the floor first.
     pub const ALL: &'static [Client] = &[
         Client::Floor,
+        Client::FloorEpoll,
         Client::Blocking,
         Client::AsyncSequential,
         Client::AsyncConcurrent,
@@ -214,6 +218,7 @@ impl Client {
     pub fn name(self) -> &'static str {
         match self {
             Client::Floor => "hand-written loop, no engine (floor)",
+            Client::FloorEpoll => "hand-written loop waiting in epoll, no engine (reactor floor)",
             Client::Blocking => "qmp-blocking",
             Client::AsyncSequential => "qmp-async, sequential",
             Client::AsyncConcurrent => "qmp-async, 100 concurrent callers",
@@ -238,6 +243,7 @@ impl Client {
     pub fn short_name(self) -> &'static str {
         match self {
             Client::Floor => "floor",
+            Client::FloorEpoll => "floor-epoll",
             Client::Blocking => "blocking",
             Client::AsyncSequential => "async",
             Client::AsyncConcurrent => "async-concurrent",
@@ -262,6 +268,7 @@ impl Client {
     pub fn sample(self, peer: &Peer, n: u64) -> (u64, Duration) {
         match self {
             Client::Floor => floor(peer.connect(), n),
+            Client::FloorEpoll => floor_epoll(peer.connect(), n),
             Client::Blocking => blocking(peer.connect(), n),
             Client::AsyncSequential => asynchronous(peer.connect(), n, 1),
             Client::AsyncConcurrent => asynchronous(peer.connect(), n, CALLERS),
@@ -305,19 +312,68 @@ fn read_line(stream: &mut UnixStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> us
 pub fn floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 4096];
-    let end = read_line(&mut stream, &mut buf, &mut chunk);
-    buf.drain(..end);
-    stream
-        .write_all(br#"{"execute":"qmp_capabilities"}"#)
-        .expect("write");
-    let end = read_line(&mut stream, &mut buf, &mut chunk);
-    buf.drain(..end);
-    let command = format!(r#"{{"execute":"{COMMAND}","id":1}}"#);
+    let command = negotiate_plain(&mut stream, &mut buf, &mut chunk);
     let start = Instant::now();
     for _ in 0..n {
         stream.write_all(command.as_bytes()).expect("write");
         let end = read_line(&mut stream, &mut buf, &mut chunk);
         buf.drain(..end);
+    }
+    (n, start.elapsed())
+}
+
+/// The floor's greeting and negotiation (blocking reads); returns the command to send.
+fn negotiate_plain(stream: &mut UnixStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> String {
+    let end = read_line(stream, buf, chunk);
+    buf.drain(..end);
+    stream
+        .write_all(br#"{"execute":"qmp_capabilities"}"#)
+        .expect("write");
+    let end = read_line(stream, buf, chunk);
+    buf.drain(..end);
+    format!(r#"{{"execute":"{COMMAND}","id":1}}"#)
+}
+
+/// The reactor floor: the floor's loop on a non-blocking socket that waits in `epoll_wait`
+/// (registered once, level-triggered) before each read, as an event loop does: three system
+/// calls per round trip (send, `epoll_wait`, read), and the peer's write wakes an epoll
+/// waiter rather than a blocked read. No client that waits in a reactor does less.
+pub fn floor_epoll(mut stream: UnixStream, n: u64) -> (u64, Duration) {
+    use rustix::event::epoll;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    let command = negotiate_plain(&mut stream, &mut buf, &mut chunk);
+    stream.set_nonblocking(true).expect("a non-blocking socket");
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll_create");
+    epoll::add(
+        &ep,
+        &stream,
+        epoll::EventData::new_u64(0),
+        epoll::EventFlags::IN,
+    )
+    .expect("epoll_ctl");
+    let mut events = [epoll::Event {
+        flags: epoll::EventFlags::empty(),
+        data: epoll::EventData::new_u64(0),
+    }; 4];
+    let start = Instant::now();
+    for _ in 0..n {
+        stream.write_all(command.as_bytes()).expect("write");
+        let mut scanned = 0;
+        loop {
+            if let Some(at) = buf[scanned..].windows(2).position(|w| w == b"\r\n") {
+                buf.drain(..scanned + at + 2);
+                break;
+            }
+            scanned = buf.len().saturating_sub(1);
+            epoll::wait(&ep, &mut events[..], None).expect("epoll_wait");
+            match stream.read(&mut chunk) {
+                Ok(0) => panic!("the peer closed the connection"),
+                Ok(got) => buf.extend_from_slice(&chunk[..got]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read from the peer: {e}"),
+            }
+        }
     }
     (n, start.elapsed())
 }
