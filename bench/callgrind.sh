@@ -4,12 +4,20 @@
 #    (`qmp-bench instructions MESSAGE MEASURE N`), as a ratio to the RawValue floor;
 #  - client-side instructions per round trip against `qmp-bench serve` (another process),
 #    from the difference between two runs of different lengths (setup cancels out), as a
-#    ratio to the hand-written floor. System calls are not counted.
+#    ratio to the hand-written floor; every adapter's client, and with QMP_BENCH_PEERS=1
+#    (a build with the `qapi` feature) the other Rust clients. System calls are not counted
+#    here: `qmp-bench syscalls` counts them.
 #
 #   bash bench/callgrind.sh          # from the workspace root
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p qmp-bench
+features=
+clients="floor floor-epoll blocking async async-concurrent tokio tokio-concurrent tokio-mt tokio-spawned"
+if [ "${QMP_BENCH_PEERS:-}" = 1 ]; then
+    features=--features=qapi
+    clients="$clients qapi qapi-tokio qapi-tokio-concurrent qmp-crate qmp-crate-concurrent"
+fi
+cargo build -j 1 --release -p qmp-bench $features
 bin=$PWD/target/release/qmp-bench
 out=$(mktemp -d)
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$out"' EXIT
@@ -49,7 +57,7 @@ echo
 echo "| client | instructions/round trip (client process, user space) | ratio to the floor |"
 echo "|---|---:|---:|"
 floor=
-for client in floor blocking async async-concurrent; do
+for client in $clients; do
     short=$(collected "$bin" client "$client" "$out/fake.sock" 200)
     long=$(collected "$bin" client "$client" "$out/fake.sock" 1200)
     per=$(((long - short) / 1000))

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Side by side on one fake QEMU socket: the Rust adapters, the hand-written floor, the Rust
-# `qapi` crate and the Python reference client `qemu.qmp` 0.0.6 (installed here into a
-# virtualenv of its own), in interleaved rounds. Extra arguments go to `qmp-bench compare`
-# (`--quick` for fewer rounds).
+# `qapi` crate (blocking and tokio) and `qmp` crate (tokio), and the Python reference client
+# `qemu.qmp` 0.0.6 (installed here into a virtualenv of its own), in interleaved rounds. Extra
+# arguments go to `qmp-bench compare` (`--quick` for fewer rounds). Once the virtualenv
+# exists, `qmp-bench instant` and `qmp-bench all` take the Python client too.
 #
 #   bash bench/compare.sh            # from the workspace root
 set -euo pipefail
@@ -18,7 +19,7 @@ features=--features=qapi
 if [ "${QMP_BENCH_NO_QAPI:-}" = 1 ]; then
     features=
 fi
-cargo build --release -p qmp-bench $features
+cargo build -j 1 --release -p qmp-bench $features
 bin=target/release/qmp-bench
 
 dir=$(mktemp -d)

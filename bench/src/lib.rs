@@ -5,26 +5,45 @@
 //!   by byte and in 4 KiB chunks, against `serde_json`'s `RawValue` validation and `Value`
 //!   parse of the same bytes.
 //! - [`rtt`]: `query-version` round trips over a unix socket with the blocking adapter, the
-//!   async adapter (one caller, 100 concurrent callers) and a hand-written loop with no
-//!   engine (the floor), against the fake QEMU served in this process, against
-//!   qemu-storage-daemon, and side by side with the Python reference `qemu.qmp` and the Rust
-//!   `qapi` crate against a fake QEMU in another process.
+//!   async adapter and the tokio adapter (one caller, 100 concurrent callers; the tokio
+//!   adapter on a current-thread runtime, one caller task, and one caller on a multi-thread
+//!   runtime), a hand-written loop with no engine (the floor) and the same loop waiting in
+//!   `epoll_wait` (the reactor floor, the least any event-loop client can do); with the
+//!   `qapi` feature, the other Rust clients too: the `qapi` crate's blocking and tokio
+//!   clients and the `qmp` crate's tokio client. They run against the fake QEMU served in this process, against
+//!   qemu-storage-daemon, against the [`instant`] peer, and side by side with the Python
+//!   reference `qemu.qmp` against a fake QEMU in another process.
+//! - [`instant`]: a QMP server with no engine that answers every command at once, so that a
+//!   client's own cost shows (QEMU reads its monitor one byte per `recvmsg`, which hides every
+//!   client's cost); its own CPU per round trip, on the floor's connections, is the limit of
+//!   any client on the same CPU.
+//! - [`syscalls`]: system calls per round trip of each Rust client against the instant peer,
+//!   counted with `strace -f -c` (stable where times are not), with the most frequent ones.
 //! - [`memory`]: RSS per idle async connection, and the peak RSS while a slow listener
 //!   receives up to 1,000,000 events.
 //! - [`report`]: all of it, and the targets checked against the same run.
 //!
 //! Every figure is reported as a ratio to a baseline measured in the same run, in interleaved
-//! rounds, so that a loaded machine slows both alike. The `qmp-bench` binary prints the
-//! tables; `cargo bench` (at the top of the workspace, or `-p qmp-bench`) runs the same
+//! rounds, so that a loaded machine slows both alike: the ratio of the medians, and beside
+//! the rate the best sample's ratio to the floor's best. The `qmp-bench` binary prints the
+//! tables (`qmp-bench instant` for the clients against the instant peer, with their system
+//! calls); `cargo bench` (at the top of the workspace, or `-p qmp-bench`) runs the same
 //! measurements (and divan micro benchmarks of the engine).
+//!
+//! The tokio clients each run on a runtime made for the sample, their sequential calls made
+//! in `block_on` (as in the body of `#[tokio::main]`), their concurrent callers spawned as
+//! tasks. The `qmp` crate connects by path only: against a peer served in this process it
+//! dials a temporary socket ([`rtt::Peer::dial`]).
 
 pub mod engine;
 pub mod engine_report;
+pub mod instant;
 pub mod memory;
 pub mod report;
 pub mod rtt;
 pub mod rtt_report;
 pub mod stats;
+pub mod syscalls;
 
 /// Pins this process, the threads it starts and the processes it starts (the fake QEMU
 /// server, the Python client, qemu-storage-daemon) to one CPU, and returns it: the CPU

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use qmp_bench::engine::{self, Engine, Feed, Message};
 use qmp_bench::report::{self, ALL_CLIENTS};
 use qmp_bench::rtt::{self, Peer};
-use qmp_bench::{markdown, memory, Row};
+use qmp_bench::syscalls;
+use qmp_bench::{instant, markdown, memory, Row};
 
 const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the targets
        qmp-bench engine [--quick]   engine cost per message
@@ -15,9 +16,17 @@ const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the t
        qmp-bench qsd [--quick]      round trips, qemu-storage-daemon
        qmp-bench compare SOCK [PYTHON] [--quick]
                                     every client against the fake QEMU on SOCK
+       qmp-bench instant [--quick]  every client against the instant peer (no engine), its
+                                    own CPU per round trip, the system calls per round trip
+                                    (with strace), then the targets it measures
+       qmp-bench syscalls [--quick] the system calls per round trip only
        qmp-bench memory [--quick]   RSS per idle connection, peak RSS under an event flood
        qmp-bench serve SOCK         serve fake QEMUs on SOCK until killed
-       qmp-bench client floor|blocking|async|async-concurrent SOCK N
+       qmp-bench serve-instant SOCK serve instant peers on SOCK until killed
+       qmp-bench client CLIENT SOCK N
+         CLIENT: floor | floor-epoll | blocking | async | async-concurrent | tokio |
+                 tokio-concurrent | tokio-mt | tokio-spawned, and with the qapi feature:
+                 qapi | qapi-tokio | qapi-tokio-concurrent | qmp-crate | qmp-crate-concurrent
        qmp-bench memory-one idle|async-flood|blocking-flood N SOCK
        qmp-bench instructions MESSAGE MEASURE N
          MESSAGE: small-reply | event | schema | 10mb-reply
@@ -35,7 +44,10 @@ fn main() -> ExitCode {
     // start (serve, memory-one, client) pin themselves to the same CPU without a word.
     if !matches!(pos.first(), Some(&"instructions")) {
         let pinned = qmp_bench::pin_to_one_cpu();
-        if !matches!(pos.first(), Some(&("serve" | "memory-one" | "client"))) {
+        if !matches!(
+            pos.first(),
+            Some(&("serve" | "serve-instant" | "memory-one" | "client"))
+        ) {
             match pinned {
                 Some(cpu) => eprintln!("pinned to CPU {cpu} (QMP_BENCH_CPU=none to leave it free)"),
                 None => eprintln!("not pinned to a CPU"),
@@ -68,14 +80,21 @@ fn main() -> ExitCode {
             Some(Path::new(python)),
             quick,
         )),
+        ["instant"] => {
+            let rows = report::instant(&exe(), report::python().as_deref(), quick);
+            println!("{}", markdown(&rows));
+            // Only the targets this table measures.
+            let measured: Vec<_> = report::verdicts(&rows)
+                .into_iter()
+                .filter(|v| v.met.is_some())
+                .collect();
+            println!("{}", report::verdict_table(&measured));
+            ExitCode::SUCCESS
+        }
+        ["syscalls"] => tables(syscalls::rows(&exe(), quick)),
         ["memory"] => tables(memory::run_all(&exe(), quick)),
-        ["serve", sock] => match rtt::serve(Path::new(sock)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("cannot serve on {sock}: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        ["serve", sock] => served(sock, rtt::serve(Path::new(sock))),
+        ["serve-instant", sock] => served(sock, instant::serve(Path::new(sock))),
         ["client", name, sock, n] => client(name, sock, n).unwrap_or_else(usage),
         ["memory-one", kind, n, sock] => n
             .parse()
@@ -92,6 +111,16 @@ fn main() -> ExitCode {
     }
 }
 
+fn served(sock: &str, result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot serve on {sock}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn usage() -> ExitCode {
     eprintln!("{USAGE}");
     ExitCode::from(2)
@@ -99,7 +128,10 @@ fn usage() -> ExitCode {
 
 /// One sample of one client against SOCK (for profilers: see `bench/callgrind.sh`).
 fn client(name: &str, sock: &str, n: &str) -> Option<ExitCode> {
-    let client = ALL_CLIENTS.into_iter().find(|c| c.short_name() == name)?;
+    let client = ALL_CLIENTS
+        .iter()
+        .copied()
+        .find(|c| c.short_name() == name)?;
     let n: u64 = n.parse().ok()?;
     let (done, took) = client.sample(&Peer::Path(PathBuf::from(sock)), n);
     println!(

@@ -37,7 +37,7 @@ pub fn reset_peak() {
     std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM via /proc/self/clear_refs");
 }
 
-/// `qmp-bench serve` in a child process, killed on drop.
+/// `qmp-bench serve` (or `serve-instant`) in a child process, killed on drop.
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
@@ -49,15 +49,20 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `exe serve SOCK` and waits for its socket.
     pub fn start(exe: &Path) -> ServerProcess {
-        let dir = std::env::temp_dir().join(format!("qmp-bench-serve-{}", std::process::id()));
+        Self::start_mode(exe, "serve")
+    }
+
+    /// Starts `exe MODE SOCK` (`serve`, `serve-instant`) and waits for its socket.
+    pub fn start_mode(exe: &Path, mode: &str) -> ServerProcess {
+        let dir = std::env::temp_dir().join(format!("qmp-bench-{mode}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let sock = dir.join("fake.sock");
+        let sock = dir.join("peer.sock");
         let child = Command::new(exe)
-            .arg("serve")
+            .arg(mode)
             .arg(&sock)
             .stdin(Stdio::null())
             .spawn()
-            .expect("start the fake QEMU server process");
+            .expect("start the server process");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !sock.exists() {
             assert!(Instant::now() < deadline, "no server socket after 10 s");

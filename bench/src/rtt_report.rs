@@ -31,16 +31,23 @@ pub fn run(
     rows(group, case, &variants)
 }
 
-/// Rows for measured variants, the first being the baseline.
+/// Rows for measured variants, the first being the baseline: the ratio of the medians, and in
+/// the absolute figure, the best sample's rate and its ratio to the floor's best.
 pub fn rows(group: &'static str, case: &str, variants: &[Variant<'_>]) -> Vec<Row> {
     let floor = variants[0].rate();
+    let floor_best = variants[0].best_rate();
     variants
         .iter()
         .map(|v| Row {
             group,
             case: case.to_owned(),
             measure: v.name.to_owned(),
-            absolute: format!("{:.0} round trips/s", v.rate()),
+            absolute: format!(
+                "{:.0} round trips/s (best {:.0}, {:.2}×)",
+                v.rate(),
+                v.best_rate(),
+                v.best_rate() / floor_best
+            ),
             ratio: v.rate() / floor,
             baseline: "floor",
         })

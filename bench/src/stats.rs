@@ -31,6 +31,19 @@ impl<'a> Variant<'a> {
     pub fn rate(&self) -> f64 {
         1e9 / self.median_ns()
     }
+
+    /// The least time per unit over all samples (the best sample), in nanoseconds.
+    pub fn min_ns(&self) -> f64 {
+        self.per_unit
+            .iter()
+            .copied()
+            .fold(f64::NAN, |m, x| if m.is_nan() { x } else { m.min(x) })
+    }
+
+    /// Units per second in the best sample.
+    pub fn best_rate(&self) -> f64 {
+        1e9 / self.min_ns()
+    }
 }
 
 /// Runs `rounds` rounds; each round runs one sample of every variant, in order.
