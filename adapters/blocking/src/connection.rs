@@ -1,6 +1,6 @@
 //! The connection: the run loop around the engine, commands, events, the end of a session.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qmp_kit::fanout::SessionItem;
+use qmp_kit::idmap::{IdMap, IdSet};
 use qmp_kit::{CallOptions, Engine, EventFilter, Output};
 use qmp_proto::events::TypedEvent;
 use qmp_proto::schema::{Commands, Schema};
@@ -73,9 +74,9 @@ pub struct Connection {
     greeting: Greeting,
     buf: Box<[u8]>,
     /// Commands issued here whose result was not taken yet.
-    pending: HashSet<CommandId>,
+    pending: IdSet,
     /// Results that arrived for pending commands.
-    replies: HashMap<CommandId, Result<Box<RawValue>, Error>>,
+    replies: IdMap<Result<Box<RawValue>, Error>>,
     /// QMP events, each with its arrival number.
     events: VecDeque<Buffered>,
     next_seq: u64,
@@ -136,8 +137,8 @@ impl Connection {
             stream,
             greeting: Greeting::default(),
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
-            pending: HashSet::new(),
-            replies: HashMap::new(),
+            pending: IdSet::default(),
+            replies: IdMap::default(),
             events: VecDeque::new(),
             next_seq: 0,
             events_lost: 0,

@@ -12,7 +12,8 @@
 //!   failures as [`Error`]s;
 //! * [`Target`], what a connection was opened to (opened again to reconnect), and
 //!   [`socket`]: an owner-only listening unix socket and `SCM_RIGHTS` sends and receives;
-//! * [`buffer`]: the async drivers' growing read buffer and their budgets per turn;
+//! * [`buffer`]: the async drivers' growing read buffer and their budgets per turn, and
+//!   [`idmap`]: maps keyed by command id without SipHash;
 //! * [`fanout`]: the async adapters' building blocks, executor-agnostic: their one handle
 //!   ([`fanout::Handle`], over a [`fanout::Runtime`]), the shared session facts, event
 //!   listeners with lag counts (for one session or across sessions), the runstate watch and
@@ -45,6 +46,7 @@ mod engine;
 mod error;
 pub mod fanout;
 mod filter;
+pub mod idmap;
 mod reconnect;
 mod settings;
 pub mod socket;

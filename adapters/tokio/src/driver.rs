@@ -13,9 +13,8 @@
 //!    the session ends;
 //! 3. takes the engine's outputs ([`Hub::drain`]: replies to callers, events to listeners,
 //!    transitions to watchers; the kit logs them and feeds the traffic tap);
-//! 4. waits, with `tokio::select!`, for the first of: a request from a handle, the socket
-//!    readable, the socket writable (only while bytes wait to be written), and the engine's
-//!    next deadline ([`Client::poll_timeout`]) on `tokio::time`; then handles it (a read
+//! 4. waits for the first of: a request from a handle, the socket readable, the socket
+//!    writable (only while bytes wait to be written), and the engine's next deadline ([`Client::poll_timeout`]) on `tokio::time`; then handles it (a read
 //!    feeds [`Client::handle_input`] or [`Client::handle_eof`], the deadline
 //!    [`Client::handle_timeout`]).
 //!
@@ -39,16 +38,20 @@
 //! [`Client::handle_eof`]: qmp_proto::Client::handle_eof
 //! [`Client::handle_timeout`]: qmp_proto::Client::handle_timeout
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use qmp_kit::buffer::{ReadBuf, READ_BUDGET, REQUEST_BUDGET, WRITE_BUDGET};
 use qmp_kit::fanout::{Hub, Request, Shared, Status};
 use qmp_kit::{Engine, Redial, Settings};
 use qmp_proto::{DisconnectReason, RunState};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Sleep;
 
-use crate::transport::{readable, writable, Transport};
+use crate::transport::Transport;
 
 /// The log target of everything this crate logs.
 pub(crate) const TARGET: &str = "qmp_tokio";
@@ -84,6 +87,10 @@ pub(crate) struct Driver {
     redial: Option<Redial>,
     /// The session ended and a new one is to be opened.
     reconnecting: bool,
+    /// The timer of the engine's deadline, kept from turn to turn.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether the next wait looks at the socket before the requests (they alternate).
+    socket_first: bool,
 }
 
 impl Driver {
@@ -98,6 +105,8 @@ impl Driver {
         Driver {
             redial,
             reconnecting: false,
+            timer: None,
+            socket_first: false,
             engine: Engine::new(settings, TARGET),
             hub,
             transport: None,
@@ -154,28 +163,71 @@ impl Driver {
         self.drain();
     }
 
+    /// Waits for the first of: the socket readable (while a session is up), a request from
+    /// a handle, the socket writable (while bytes wait to be written), the engine's next
+    /// deadline. One hand-written poll rather than `select!`: no future is built per turn
+    /// (the socket's readiness is polled in place, the timer is kept and reset only when
+    /// the deadline moves), and the socket and the requests take turns at being looked at
+    /// first, so that neither an endless input nor an endless stream of calls starves the
+    /// other.
     async fn wait(&mut self) -> Wake {
         let deadline = self
             .engine
             .poll_timeout()
             .map(tokio::time::Instant::from_std);
-        let transport = self.transport.as_ref();
-        let reading = transport.is_some() && self.engine.state() != RunState::Idle;
-        let want_write = self.blocked;
-        let taking = !self.requests_closed;
-        let requests = &mut self.requests;
-        tokio::select! {
-            r = requests.recv(), if taking => Wake::Request(r),
-            r = readable(transport), if reading => Wake::Readable(r),
-            r = writable(transport), if want_write => {
-                // An error shows in the next write.
-                drop(r);
-                Wake::Writable
+        if let Some(at) = deadline {
+            match &mut self.timer {
+                Some(timer) if timer.deadline() == at => {}
+                Some(timer) => timer.as_mut().reset(at),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
             }
-            () = sleep_until(deadline), if deadline.is_some() => Wake::Deadline,
-            // Nothing to wait for: no handle and no socket. The session is over.
-            else => Wake::Request(None),
         }
+        let transport = self.transport.as_ref();
+        let reading = transport.filter(|_| self.engine.state() != RunState::Idle);
+        let writing = transport.filter(|_| self.blocked);
+        let requests = (!self.requests_closed).then_some(&mut self.requests);
+        let timer = self.timer.as_mut().filter(|_| deadline.is_some());
+        if reading.is_none() && writing.is_none() && requests.is_none() && timer.is_none() {
+            // Nothing to wait for: no handle and no socket. The session is over.
+            return Wake::Request(None);
+        }
+        self.socket_first = !self.socket_first;
+        let socket_first = self.socket_first;
+        let (mut requests, mut timer) = (requests, timer);
+        std::future::poll_fn(move |cx| {
+            let read = |cx: &mut Context<'_>| match reading {
+                Some(t) => t.poll_read_ready(cx).map(Wake::Readable),
+                None => Poll::Pending,
+            };
+            if socket_first {
+                if let Poll::Ready(wake) = read(cx) {
+                    return Poll::Ready(wake);
+                }
+            }
+            if let Some(requests) = requests.as_mut() {
+                if let Poll::Ready(r) = requests.poll_recv(cx) {
+                    return Poll::Ready(Wake::Request(r));
+                }
+            }
+            if !socket_first {
+                if let Poll::Ready(wake) = read(cx) {
+                    return Poll::Ready(wake);
+                }
+            }
+            if let Some(t) = writing {
+                // An error shows in the next write.
+                if t.poll_write_ready(cx).is_ready() {
+                    return Poll::Ready(Wake::Writable);
+                }
+            }
+            if let Some(timer) = timer.as_mut() {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Deadline);
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     fn on_wake(&mut self, wake: Wake) {

@@ -1,9 +1,9 @@
 //! The byte stream under a session: a tokio unix or TCP socket.
 
 use std::fmt;
-use std::future::pending;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub(crate) use qmp_kit::Target;
@@ -76,6 +76,23 @@ impl Transport {
         }
     }
 
+    /// Whether the socket may be read: `Ready` once the reactor has reported it readable
+    /// since a read last found it drained. Only the driver's task waits on it.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Transport::Unix(s) => s.poll_read_ready(cx),
+            Transport::Tcp(s) => s.poll_read_ready(cx),
+        }
+    }
+
+    /// Whether the socket may be written (after a write was cut short).
+    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Transport::Unix(s) => s.poll_write_ready(cx),
+            Transport::Tcp(s) => s.poll_write_ready(cx),
+        }
+    }
+
     /// Sends what the socket takes of `data` without waiting, with `fds` as `SCM_RIGHTS`
     /// on its first byte, with `MSG_NOSIGNAL` (a peer that went away is an error, never a
     /// `SIGPIPE`); `WouldBlock` when the socket is full (tokio then waits for writability
@@ -97,24 +114,6 @@ impl Transport {
                 })
             }
         }
-    }
-}
-
-/// Waits until `transport` may be read (forever without one).
-pub(crate) async fn readable(transport: Option<&Transport>) -> io::Result<()> {
-    match transport {
-        Some(Transport::Unix(s)) => s.readable().await,
-        Some(Transport::Tcp(s)) => s.readable().await,
-        None => pending().await,
-    }
-}
-
-/// Waits until `transport` may be written (forever without one).
-pub(crate) async fn writable(transport: Option<&Transport>) -> io::Result<()> {
-    match transport {
-        Some(Transport::Unix(s)) => s.writable().await,
-        Some(Transport::Tcp(s)) => s.writable().await,
-        None => pending().await,
     }
 }
 

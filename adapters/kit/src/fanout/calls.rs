@@ -1,6 +1,5 @@
 //! Calls from the handles to the driver, and the driver's routing of the engine's output.
 
-use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +11,7 @@ use serde_json::Value;
 
 use super::reply;
 use super::shared::Shared;
+use crate::idmap::IdMap;
 use crate::{CallOptions, Engine, Error, Output};
 
 /// The driver's end of a call's one-shot reply slot.
@@ -201,7 +201,7 @@ pub struct Drained {
 #[derive(Debug)]
 pub struct Hub {
     shared: Arc<Shared>,
-    pending: HashMap<CommandId, ReplyTx>,
+    pending: IdMap<ReplyTx>,
     /// Whether calls made while no session is up wait for the next one
     /// ([`Reconnect::calls_wait`](crate::Reconnect::calls_wait)).
     hold: bool,
@@ -214,7 +214,7 @@ impl Hub {
     pub fn new(shared: Arc<Shared>) -> Self {
         Hub {
             shared,
-            pending: HashMap::new(),
+            pending: IdMap::default(),
             hold: false,
             held: Vec::new(),
         }
