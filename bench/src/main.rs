@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use qmp_bench::engine::{self, Engine, Feed, Message};
 use qmp_bench::report::{self, ALL_CLIENTS};
 use qmp_bench::rtt::{self, Peer};
-use qmp_bench::{markdown, memory, Row};
+use qmp_bench::{fleet, fleet_report, fleet_server, markdown, memory, Row};
 
 const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the targets
        qmp-bench engine [--quick]   engine cost per message
@@ -16,7 +17,14 @@ const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the t
        qmp-bench compare SOCK [PYTHON] [--quick]
                                     every client against the fake QEMU on SOCK
        qmp-bench memory [--quick]   RSS per idle connection, peak RSS under an event flood
+       qmp-bench fleet [--sessions N] [--secs S] [--rounds R] [--quick]
+                                    N sessions (1000) in one client process, one runtime:
+                                    RSS per session, CPU per event and per call, latencies,
+                                    events lost; windows of S seconds (10; 5 with --quick),
+                                    R rounds (3; 1 with --quick); not pinned
        qmp-bench serve SOCK         serve fake QEMUs on SOCK until killed
+       qmp-bench fleet-serve SOCK   serve the fleet's fake QEMUs on SOCK until killed
+       qmp-bench fleet-client tokio|tokio-mt|async N SOCK SECS [mixed|events|commands [SERVER_PID]]
        qmp-bench client floor|blocking|async|async-concurrent SOCK N
        qmp-bench memory-one idle|async-flood|blocking-flood N SOCK
        qmp-bench instructions MESSAGE MEASURE N
@@ -26,14 +34,13 @@ const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the t
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let pos: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    // Everything but the instruction counts runs pinned; the helper processes the tables
-    // start (serve, memory-one, client) pin themselves to the same CPU without a word.
-    if !matches!(pos.first(), Some(&"instructions")) {
+    let (pos, options) = split_args(&args);
+    // Everything but the instruction counts and the fleet runs pinned; the processes the
+    // tables start (serve, memory-one, client) pin themselves to the same CPU without a word.
+    // The fleet measures CPU time rather than wall time, and its two processes may need both
+    // CPUs.
+    let unpinned = ["instructions", "fleet", "fleet-serve", "fleet-client"];
+    if !pos.first().is_some_and(|p| unpinned.contains(p)) {
         let pinned = qmp_bench::pin_to_one_cpu();
         if !matches!(pos.first(), Some(&("serve" | "memory-one" | "client"))) {
             match pinned {
@@ -69,6 +76,23 @@ fn main() -> ExitCode {
             quick,
         )),
         ["memory"] => tables(memory::run_all(&exe(), quick)),
+        ["fleet"] => fleet(&exe(), &options, quick).unwrap_or_else(usage),
+        ["fleet-serve", sock] => match fleet_server::serve(Path::new(sock)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cannot serve on {sock}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        ["fleet-client", kind, n, sock, secs] => {
+            fleet_client(kind, n, sock, secs, "mixed", None).unwrap_or_else(usage)
+        }
+        ["fleet-client", kind, n, sock, secs, mode] => {
+            fleet_client(kind, n, sock, secs, mode, None).unwrap_or_else(usage)
+        }
+        ["fleet-client", kind, n, sock, secs, mode, pid] => {
+            fleet_client(kind, n, sock, secs, mode, Some(pid)).unwrap_or_else(usage)
+        }
         ["serve", sock] => match rtt::serve(Path::new(sock)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -90,6 +114,75 @@ fn main() -> ExitCode {
         }
         _ => usage(),
     }
+}
+
+/// The options that take a value (`--sessions N` or `--sessions=N`).
+const VALUE_OPTIONS: [&str; 3] = ["--sessions", "--secs", "--rounds"];
+
+/// The positional arguments, and the options with a value as (name, value).
+fn split_args(args: &[String]) -> (Vec<&str>, Vec<(&str, &str)>) {
+    let mut pos = Vec::new();
+    let mut options = Vec::new();
+    let mut it = args.iter().map(String::as_str);
+    while let Some(a) = it.next() {
+        if let Some((name, value)) = a.split_once('=').filter(|(n, _)| VALUE_OPTIONS.contains(n)) {
+            options.push((name, value));
+        } else if VALUE_OPTIONS.contains(&a) {
+            options.push((a, it.next().unwrap_or("")));
+        } else if !a.starts_with("--") {
+            pos.push(a);
+        }
+    }
+    (pos, options)
+}
+
+/// `qmp-bench fleet`: every run, the fleet table, the runs and the targets.
+fn fleet(exe: &Path, options: &[(&str, &str)], quick: bool) -> Option<ExitCode> {
+    let mut plan = fleet_report::Plan::new(quick);
+    for &(name, value) in options {
+        match name {
+            "--sessions" => plan.sessions = value.parse().ok().filter(|&n| n > 0)?,
+            "--secs" => plan.window = Duration::from_secs(value.parse().ok().filter(|&s| s > 0)?),
+            "--rounds" => plan.rounds = value.parse().ok().filter(|&r| r > 0)?,
+            _ => return None,
+        }
+    }
+    let runs = fleet_report::run(exe, plan);
+    println!("{}", markdown(&fleet_report::rows(&runs, plan)));
+    println!("{}", fleet_report::runs_table(&runs));
+    println!(
+        "{}",
+        report::verdict_table(&fleet_report::verdicts(&runs, plan))
+    );
+    Some(ExitCode::SUCCESS)
+}
+
+/// One fleet client process: prints what it measured as one JSON line.
+fn fleet_client(
+    kind: &str,
+    n: &str,
+    sock: &str,
+    secs: &str,
+    mode: &str,
+    pid: Option<&str>,
+) -> Option<ExitCode> {
+    let run = fleet::Run {
+        kind: fleet::Kind::from_name(kind)?,
+        mode: fleet::Mode::from_name(mode)?,
+        sessions: n.parse().ok()?,
+        sock: PathBuf::from(sock),
+        window: Duration::from_secs(secs.parse().ok()?),
+        server_pid: match pid {
+            Some(p) => Some(p.parse().ok()?),
+            None => None,
+        },
+    };
+    let measured = fleet::run(&run);
+    println!(
+        "{}",
+        serde_json::to_string(&measured).expect("the figures as JSON")
+    );
+    Some(ExitCode::SUCCESS)
 }
 
 fn usage() -> ExitCode {

@@ -49,11 +49,16 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `exe serve SOCK` and waits for its socket.
     pub fn start(exe: &Path) -> ServerProcess {
-        let dir = std::env::temp_dir().join(format!("qmp-bench-serve-{}", std::process::id()));
+        Self::start_command(exe, "serve")
+    }
+
+    /// Starts `exe COMMAND SOCK` (`serve`, `fleet-serve`) and waits for its socket.
+    pub fn start_command(exe: &Path, command: &str) -> ServerProcess {
+        let dir = std::env::temp_dir().join(format!("qmp-bench-{command}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let sock = dir.join("fake.sock");
         let child = Command::new(exe)
-            .arg("serve")
+            .arg(command)
             .arg(&sock)
             .stdin(Stdio::null())
             .spawn()
@@ -64,6 +69,11 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(5));
         }
         ServerProcess { child, dir, sock }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
