@@ -534,27 +534,34 @@ impl Gathered {
             latency_max_us: latencies.last().map_or(0, |&x| u64::from(x)),
             ..Measured::default()
         };
-        for (sent, tally) in self.ends {
-            m.received_total += tally.received;
-            m.lagged_total += tally.lagged;
+        m.account(self.ends);
+        m
+    }
+}
+
+impl Measured {
+    /// Adds up the sessions' ends: what each server said it sent, and what its listener saw.
+    fn account(&mut self, ends: Vec<(Result<u64, String>, Tally)>) {
+        for (sent, tally) in ends {
+            self.received_total += tally.received;
+            self.lagged_total += tally.lagged;
             let Ok(sent) = sent else {
-                m.sessions_off += 1;
+                self.sessions_off += 1;
                 continue;
             };
-            m.sent_total += sent;
+            self.sent_total += sent;
             let accounted = tally.received + tally.lagged;
             // A gap in the numbers that no lag count covers, or fewer events than sent.
             let lost = sent
                 .saturating_sub(accounted)
                 .max(tally.skipped.saturating_sub(tally.lagged));
             let surplus = accounted.saturating_sub(sent) + tally.disordered;
-            m.unexplained += lost;
-            m.surplus += surplus;
+            self.unexplained += lost;
+            self.surplus += surplus;
             if lost > 0 || surplus > 0 {
-                m.sessions_off += 1;
+                self.sessions_off += 1;
             }
         }
-        m
     }
 }
 
@@ -584,7 +591,7 @@ pub fn run(run: &Run) -> Measured {
     }
 }
 
-/// The parts of the window common to both runtimes: warm up, read, wait, read.
+/// The window, the same for every runner: warm up, read, wait, read.
 async fn window<C: Clock>(
     run: &Run,
     counters: &Counters,
@@ -850,7 +857,7 @@ mod floor {
     }
 
     /// The number after `key` in `line`.
-    fn number_after(line: &[u8], key: &[u8]) -> Option<u64> {
+    pub(super) fn number_after(line: &[u8], key: &[u8]) -> Option<u64> {
         let at = find(line, key)? + key.len();
         let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
         std::str::from_utf8(&line[at..at + digits])
@@ -1040,5 +1047,94 @@ mod floor {
             ends,
         }
         .measured(run, &counters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener's tally after `numbers` were received and `lagged` reported.
+    fn tally(numbers: &[u64], lagged: u64) -> Tally {
+        let counters = Counters::new(0);
+        let mut t = Tally {
+            lagged,
+            ..Tally::default()
+        };
+        for &n in numbers {
+            t.event(Some(n), &counters);
+        }
+        t
+    }
+
+    fn account(ends: Vec<(Result<u64, String>, Tally)>) -> Measured {
+        let mut m = Measured::default();
+        m.account(ends);
+        m
+    }
+
+    #[test]
+    fn every_event_received_adds_up() {
+        let m = account(vec![(Ok(5), tally(&[0, 1, 2, 3, 4], 0))]);
+        assert_eq!((m.sent_total, m.received_total), (5, 5));
+        assert_eq!((m.unexplained, m.surplus, m.sessions_off), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_gap_covered_by_a_lag_count_is_no_loss() {
+        let m = account(vec![(Ok(5), tally(&[0, 1, 4], 2))]);
+        assert_eq!((m.lagged_total, m.unexplained, m.sessions_off), (2, 0, 0));
+    }
+
+    #[test]
+    fn a_gap_without_a_lag_count_is_a_loss() {
+        let m = account(vec![(Ok(5), tally(&[0, 1, 3, 4], 0))]);
+        assert_eq!((m.unexplained, m.sessions_off), (1, 1));
+        // Missing at the end, after the last event received.
+        let m = account(vec![(Ok(5), tally(&[0, 1, 2], 0))]);
+        assert_eq!(m.unexplained, 2);
+    }
+
+    #[test]
+    fn a_repeated_event_is_a_surplus() {
+        let m = account(vec![(Ok(3), tally(&[0, 1, 1, 2], 0))]);
+        assert_eq!((m.unexplained, m.surplus, m.sessions_off), (0, 2, 1));
+    }
+
+    #[test]
+    fn a_session_without_a_count_is_off() {
+        let m = account(vec![
+            (Err("the session ended".to_owned()), tally(&[0], 0)),
+            (Ok(1), tally(&[0], 0)),
+        ]);
+        assert_eq!((m.sent_total, m.received_total, m.sessions_off), (1, 2, 1));
+    }
+
+    #[test]
+    fn the_floor_finds_its_numbers() {
+        let reply = br#"{"return": {"sent": 1234}, "id": "stop"}"#;
+        assert_eq!(floor::number_after(reply, br#""sent": "#), Some(1234));
+        let event = br#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "TICK", "data": {"n": 7}}"#;
+        assert_eq!(floor::number_after(event, br#""n": "#), Some(7));
+        assert_eq!(floor::number_after(event, br#""sent": "#), None);
+    }
+
+    #[test]
+    fn spread_stays_in_the_period() {
+        let points: Vec<f64> = (0..1000).map(spread).collect();
+        assert!(points.iter().all(|&x| (0.0..1.0).contains(&x)));
+        // Evenly: every tenth of the period holds about a tenth of the sessions.
+        for tenth in 0..10 {
+            let lo = f64::from(tenth) / 10.0;
+            let n = points.iter().filter(|&&x| x >= lo && x < lo + 0.1).count();
+            assert!((90..=110).contains(&n), "{n} in [{lo}, {})", lo + 0.1);
+        }
+    }
+
+    #[test]
+    fn process_times_are_read() {
+        assert!(proc_times("self").is_some());
+        let (busy, total) = machine_times();
+        assert!(busy <= total && total > 0);
     }
 }
