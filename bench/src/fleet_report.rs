@@ -363,6 +363,19 @@ pub fn runs_table(runs: &[FleetRun]) -> String {
     out
 }
 
+/// How busy the machine was with other work: other processes' CPU time can slow the
+/// client and the server alike (latencies, lag), and inflate CPU times per unit through
+/// shared caches.
+pub fn load_note(runs: &[FleetRun]) -> String {
+    let others: Vec<f64> = runs.iter().filter_map(|r| r.measured.others()).collect();
+    let busy = others.iter().filter(|&&o| o > 0.25).count();
+    let most = others.iter().copied().fold(0.0, f64::max);
+    format!(
+        "Other processes took more than 0.25 CPU in {busy} of {} runs (at most {most:.2} CPU).",
+        runs.len()
+    )
+}
+
 /// The fleet's targets, checked against its runs: qmp-tokio within 16 KiB per session, no
 /// event lost without a lag count, CPU per event and per call measured, every session open.
 pub fn verdicts(runs: &[FleetRun], plan: Plan) -> Vec<Verdict> {

@@ -150,6 +150,7 @@ fn fleet(exe: &Path, options: &[(&str, &str)], quick: bool) -> Option<ExitCode> 
     let runs = fleet_report::run(exe, plan);
     println!("{}", markdown(&fleet_report::rows(&runs, plan)));
     println!("{}", fleet_report::runs_table(&runs));
+    println!("{}\n", fleet_report::load_note(&runs));
     println!(
         "{}",
         report::verdict_table(&fleet_report::verdicts(&runs, plan))
