@@ -22,13 +22,23 @@
 //! - [`memory`]: RSS per idle async connection, and the peak RSS while a slow listener
 //!   receives up to 1,000,000 events.
 //! - [`report`]: all of it, and the targets checked against the same run.
+//! - [`fleet`]: one client process, one runtime, 1,000 sessions or more (`qmp-bench fleet`,
+//!   not part of `all`): each session with a bounded listener and a task calling
+//!   `query-status` once a second, against fake QEMUs that send each session 10 numbered
+//!   events a second ([`fleet_server`], another process, on one small tokio runtime). RSS
+//!   per session, CPU time per event and per call (events-only and calls-only runs tell the
+//!   two apart), call latencies, and every event the servers sent checked against the events
+//!   received and the lag counts reported; for qmp-tokio on a current-thread and a
+//!   multi-thread runtime, qmp-async on one `async-executor`, and a hand-written loop on
+//!   tokio with no engine (the floor). [`fleet_report`] runs them in interleaved rounds and
+//!   checks the fleet's targets.
 //!
 //! Every figure is reported as a ratio to a baseline measured in the same run, in interleaved
 //! rounds, so that a loaded machine slows both alike: the ratio of the medians, and beside
 //! the rate the best sample's ratio to the floor's best. The `qmp-bench` binary prints the
 //! tables (`qmp-bench instant` for the clients against the instant peer, with their system
 //! calls); `cargo bench` (at the top of the workspace, or `-p qmp-bench`) runs the same
-//! measurements (and divan micro benchmarks of the engine).
+//! measurements (and divan micro benchmarks of the engine), the fleet excepted.
 //!
 //! The tokio clients each run on a runtime made for the sample, their sequential calls made
 //! in `block_on` (as in the body of `#[tokio::main]`), their concurrent callers spawned as
@@ -37,6 +47,9 @@
 
 pub mod engine;
 pub mod engine_report;
+pub mod fleet;
+pub mod fleet_report;
+pub mod fleet_server;
 pub mod instant;
 pub mod memory;
 pub mod report;

@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use qmp_bench::engine::{self, Engine, Feed, Message};
 use qmp_bench::report::{self, ALL_CLIENTS};
 use qmp_bench::rtt::{self, Peer};
 use qmp_bench::syscalls;
-use qmp_bench::{instant, markdown, memory, Row};
+use qmp_bench::{fleet, fleet_report, fleet_server, instant, markdown, memory, Row};
 
 const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the targets
        qmp-bench engine [--quick]   engine cost per message
@@ -21,12 +22,19 @@ const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the t
                                     (with strace), then the targets it measures
        qmp-bench syscalls [--quick] the system calls per round trip only
        qmp-bench memory [--quick]   RSS per idle connection, peak RSS under an event flood
+       qmp-bench fleet [--sessions N] [--secs S] [--rounds R] [--quick]
+                                    N sessions (1000) in one client process, one runtime:
+                                    RSS per session, CPU per event and per call, latencies,
+                                    events lost; windows of S seconds (10; 5 with --quick),
+                                    R rounds (3; 1 with --quick); not pinned
        qmp-bench serve SOCK         serve fake QEMUs on SOCK until killed
        qmp-bench serve-instant SOCK serve instant peers on SOCK until killed
        qmp-bench client CLIENT SOCK N
          CLIENT: floor | floor-epoll | blocking | async | async-concurrent | tokio |
                  tokio-concurrent | tokio-mt | tokio-spawned, and with the qapi feature:
                  qapi | qapi-tokio | qapi-tokio-concurrent | qmp-crate | qmp-crate-concurrent
+       qmp-bench fleet-serve SOCK   serve the fleet's fake QEMUs on SOCK until killed
+       qmp-bench fleet-client tokio|tokio-mt|async N SOCK SECS [mixed|events|commands [SERVER_PID]]
        qmp-bench memory-one idle|async-flood|blocking-flood N SOCK
        qmp-bench instructions MESSAGE MEASURE N
          MESSAGE: small-reply | event | schema | 10mb-reply
@@ -35,14 +43,13 @@ const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the t
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let pos: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    // Everything but the instruction counts runs pinned; the helper processes the tables
-    // start (serve, memory-one, client) pin themselves to the same CPU without a word.
-    if !matches!(pos.first(), Some(&"instructions")) {
+    let (pos, options) = split_args(&args);
+    // Everything but the instruction counts and the fleet runs pinned; the processes the
+    // tables start (serve, memory-one, client) pin themselves to the same CPU without a word.
+    // The fleet measures CPU time rather than wall time, and its two processes may need both
+    // CPUs.
+    let unpinned = ["instructions", "fleet", "fleet-serve", "fleet-client"];
+    if !pos.first().is_some_and(|p| unpinned.contains(p)) {
         let pinned = qmp_bench::pin_to_one_cpu();
         if !matches!(
             pos.first(),
@@ -93,6 +100,17 @@ fn main() -> ExitCode {
         }
         ["syscalls"] => tables(syscalls::rows(&exe(), quick)),
         ["memory"] => tables(memory::run_all(&exe(), quick)),
+        ["fleet"] => fleet(&exe(), &options, quick).unwrap_or_else(usage),
+        ["fleet-serve", sock] => served(sock, fleet_server::serve(Path::new(sock))),
+        ["fleet-client", kind, n, sock, secs] => {
+            fleet_client(kind, n, sock, secs, "mixed", None).unwrap_or_else(usage)
+        }
+        ["fleet-client", kind, n, sock, secs, mode] => {
+            fleet_client(kind, n, sock, secs, mode, None).unwrap_or_else(usage)
+        }
+        ["fleet-client", kind, n, sock, secs, mode, pid] => {
+            fleet_client(kind, n, sock, secs, mode, Some(pid)).unwrap_or_else(usage)
+        }
         ["serve", sock] => served(sock, rtt::serve(Path::new(sock))),
         ["serve-instant", sock] => served(sock, instant::serve(Path::new(sock))),
         ["client", name, sock, n] => client(name, sock, n).unwrap_or_else(usage),
@@ -119,6 +137,76 @@ fn served(sock: &str, result: std::io::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The options that take a value (`--sessions N` or `--sessions=N`).
+const VALUE_OPTIONS: [&str; 3] = ["--sessions", "--secs", "--rounds"];
+
+/// The positional arguments, and the options with a value as (name, value).
+fn split_args(args: &[String]) -> (Vec<&str>, Vec<(&str, &str)>) {
+    let mut pos = Vec::new();
+    let mut options = Vec::new();
+    let mut it = args.iter().map(String::as_str);
+    while let Some(a) = it.next() {
+        if let Some((name, value)) = a.split_once('=').filter(|(n, _)| VALUE_OPTIONS.contains(n)) {
+            options.push((name, value));
+        } else if VALUE_OPTIONS.contains(&a) {
+            options.push((a, it.next().unwrap_or("")));
+        } else if !a.starts_with("--") {
+            pos.push(a);
+        }
+    }
+    (pos, options)
+}
+
+/// `qmp-bench fleet`: every run, the fleet table, the runs and the targets.
+fn fleet(exe: &Path, options: &[(&str, &str)], quick: bool) -> Option<ExitCode> {
+    let mut plan = fleet_report::Plan::new(quick);
+    for &(name, value) in options {
+        match name {
+            "--sessions" => plan.sessions = value.parse().ok().filter(|&n| n > 0)?,
+            "--secs" => plan.window = Duration::from_secs(value.parse().ok().filter(|&s| s > 0)?),
+            "--rounds" => plan.rounds = value.parse().ok().filter(|&r| r > 0)?,
+            _ => return None,
+        }
+    }
+    let runs = fleet_report::run(exe, plan);
+    println!("{}", markdown(&fleet_report::rows(&runs, plan)));
+    println!("{}", fleet_report::runs_table(&runs));
+    println!("{}\n", fleet_report::load_note(&runs));
+    println!(
+        "{}",
+        report::verdict_table(&fleet_report::verdicts(&runs, plan))
+    );
+    Some(ExitCode::SUCCESS)
+}
+
+/// One fleet client process: prints what it measured as one JSON line.
+fn fleet_client(
+    kind: &str,
+    n: &str,
+    sock: &str,
+    secs: &str,
+    mode: &str,
+    pid: Option<&str>,
+) -> Option<ExitCode> {
+    let run = fleet::Run {
+        kind: fleet::Kind::from_name(kind)?,
+        mode: fleet::Mode::from_name(mode)?,
+        sessions: n.parse().ok()?,
+        sock: PathBuf::from(sock),
+        window: Duration::from_secs(secs.parse().ok()?),
+        server_pid: match pid {
+            Some(p) => Some(p.parse().ok()?),
+            None => None,
+        },
+    };
+    let measured = fleet::run(&run);
+    println!(
+        "{}",
+        serde_json::to_string(&measured).expect("the figures as JSON")
+    );
+    Some(ExitCode::SUCCESS)
 }
 
 fn usage() -> ExitCode {

@@ -49,16 +49,16 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `exe serve SOCK` and waits for its socket.
     pub fn start(exe: &Path) -> ServerProcess {
-        Self::start_mode(exe, "serve")
+        Self::start_command(exe, "serve")
     }
 
-    /// Starts `exe MODE SOCK` (`serve`, `serve-instant`) and waits for its socket.
-    pub fn start_mode(exe: &Path, mode: &str) -> ServerProcess {
-        let dir = std::env::temp_dir().join(format!("qmp-bench-{mode}-{}", std::process::id()));
+    /// Starts `exe COMMAND SOCK` (`serve`, `serve-instant`, `fleet-serve`) and waits for its socket.
+    pub fn start_command(exe: &Path, command: &str) -> ServerProcess {
+        let dir = std::env::temp_dir().join(format!("qmp-bench-{command}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let sock = dir.join("peer.sock");
         let child = Command::new(exe)
-            .arg(mode)
+            .arg(command)
             .arg(&sock)
             .stdin(Stdio::null())
             .spawn()
@@ -69,6 +69,11 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(5));
         }
         ServerProcess { child, dir, sock }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

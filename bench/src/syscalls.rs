@@ -130,7 +130,7 @@ pub fn rows(exe: &Path, quick: bool) -> Vec<Row> {
         return Vec::new();
     }
     let (n1, n2) = if quick { (200, 1200) } else { (200, 2200) };
-    let server = ServerProcess::start_mode(exe, "serve-instant");
+    let server = ServerProcess::start_command(exe, "serve-instant");
     let mut measured = Vec::new();
     for &client in Client::ALL {
         match per_round_trip(exe, client, &server.sock, n1, n2) {
