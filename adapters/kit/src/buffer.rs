@@ -4,8 +4,9 @@
 /// Bytes per read, at most.
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// Bytes of a connection's first read buffer.
-pub const FIRST_READ_CHUNK: usize = 4 * 1024;
+/// Bytes of a connection's first read buffer: most QMP messages are shorter, and a
+/// connection that never sees a longer one (most of a fleet's) keeps no more per session.
+pub const FIRST_READ_CHUNK: usize = 1024;
 
 /// Bytes a driver reads before it lets other tasks run.
 pub const READ_BUDGET: usize = 256 * 1024;
@@ -17,7 +18,7 @@ pub const WRITE_BUDGET: usize = 1024 * 1024;
 pub const REQUEST_BUDGET: usize = 256;
 
 /// A read buffer of [`FIRST_READ_CHUNK`] bytes that doubles, up to [`READ_CHUNK`], each
-/// time a read fills it: an idle connection holds 4 KiB while a busy one soon reads 64 KiB
+/// time a read fills it: an idle connection holds 1 KiB while a busy one soon reads 64 KiB
 /// at a time.
 ///
 /// ```

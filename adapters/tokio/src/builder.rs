@@ -118,7 +118,9 @@ impl Builder {
         // Holding a handle keeps the driver from closing; dropping this future (and so the
         // handle) before the session is ready closes it.
         let qmp = Qmp::new(tx, shared);
-        tokio::spawn(driver.run());
+        // The task owns the driver, and `run` borrows it: a future made by `driver.run()`
+        // with `run(self)` would hold the driver twice (its argument and its local).
+        tokio::spawn(async move { driver.run().await });
         loop {
             match watch.changed().await {
                 Some(t) if t.to == RunState::Running => return Ok(qmp),

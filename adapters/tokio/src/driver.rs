@@ -139,10 +139,12 @@ impl Driver {
     }
 
     /// Runs the connection to its end.
-    pub(crate) async fn run(mut self) {
+    pub(crate) async fn run(&mut self) {
         while !self.done {
             if self.reconnecting {
-                self.reconnect().await;
+                // Boxed: its state is only allocated between sessions, not held by every
+                // driver's task.
+                Box::pin(self.reconnect()).await;
                 continue;
             }
             self.step();
