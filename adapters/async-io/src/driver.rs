@@ -85,7 +85,7 @@ enum Phase {
 ///
 /// It finishes when the session ends and no reconnection is wanted: after
 /// [`Qmp::close`](crate::Qmp::close), when every handle is dropped, when the peer goes away
-/// (without [`Reconnect`]), or when reconnecting gives up. Its output is why the last session
+/// (without [`Reconnect`](crate::Reconnect)), or when reconnecting gives up. Its output is why the last session
 /// ended. Dropping it closes the connection: every pending call fails with
 /// [`Error::Disconnected`]`(`[`DisconnectReason::Closed`]`)` and listeners end.
 ///
