@@ -149,7 +149,7 @@ impl Builder {
         transport: Transport,
         redial: Option<Redial>,
     ) -> Result<(Qmp, Driver), Error> {
-        let (tx, rx) = async_channel::unbounded();
+        let (tx, rx) = qmp_kit::fanout::queue::queue();
         let shared = Arc::new(Shared::new());
         let mut driver = Driver::new(&self.settings, Arc::clone(&shared), rx);
         driver.establish(transport, redial).await?;

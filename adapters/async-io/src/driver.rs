@@ -38,11 +38,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use async_channel::Receiver;
 use async_io::Timer;
-use futures_lite::Stream;
 use qmp_kit::buffer::{ReadBuf, READ_BUDGET, REQUEST_BUDGET, WRITE_BUDGET};
-use qmp_kit::fanout::{Hub, Request, Shared, Status};
+use qmp_kit::fanout::{queue, Hub, Request, Shared, Status};
 use qmp_kit::{Engine, Error, Redial, Settings};
 use qmp_proto::{DisconnectReason, RunState};
 
@@ -99,7 +97,7 @@ pub struct Driver {
     hub: Hub,
     transport: Option<Transport>,
     /// Pinned: a receiver is not `Unpin` (it holds a listener while waiting).
-    requests: Pin<Box<Receiver<Request>>>,
+    requests: queue::Receiver,
     timer: Timer,
     timer_at: Option<Instant>,
     /// The earliest deadline of the calls held while no session is up.
@@ -133,16 +131,12 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(
-        settings: &Settings,
-        shared: Arc<Shared>,
-        requests: Receiver<Request>,
-    ) -> Self {
+    pub(crate) fn new(settings: &Settings, shared: Arc<Shared>, requests: queue::Receiver) -> Self {
         Driver {
             engine: Engine::new(settings, TARGET),
             hub: Hub::new(shared),
             transport: None,
-            requests: Box::pin(requests),
+            requests,
             timer: Timer::never(),
             timer_at: None,
             held_timer: Timer::never(),
@@ -237,7 +231,7 @@ impl Driver {
     fn take_requests(&mut self, cx: &mut Context<'_>, budget: &mut Budget) -> bool {
         let mut progress = false;
         while budget.requests > 0 {
-            match self.requests.as_mut().poll_next(cx) {
+            match self.requests.poll_recv(cx) {
                 Poll::Ready(Some(request)) => {
                     budget.requests -= 1;
                     progress = true;

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use qmp_kit::fanout::{Handle, Request, Runtime};
+use qmp_kit::fanout::{queue, Handle, Request, Runtime};
 
 use crate::Error;
 
@@ -12,18 +12,17 @@ use crate::Error;
 /// there, on async-io. A command's deadline counts from the call on the system clock.
 pub type Qmp = Handle<AsyncIo>;
 
-/// The async-io runtime of [`Qmp`]: an `async-channel` queue to the driver, the system
+/// The async-io runtime of [`Qmp`]: the kit's [`queue`] to the driver, the system
 /// clock, async-io's timers.
 #[derive(Debug, Clone, Copy)]
 pub struct AsyncIo;
 
 impl Runtime for AsyncIo {
-    type Sender = async_channel::Sender<Request>;
+    type Sender = queue::Sender;
     const TARGET: &'static str = crate::driver::TARGET;
 
     fn send(tx: &Self::Sender, request: Request) -> Result<(), Request> {
-        tx.try_send(request)
-            .map_err(async_channel::TrySendError::into_inner)
+        tx.send(request)
     }
 
     #[allow(clippy::disallowed_methods)]

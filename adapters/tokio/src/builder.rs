@@ -110,7 +110,7 @@ impl Builder {
         transport: Transport,
         redial: Option<Redial>,
     ) -> Result<Qmp, Error> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = qmp_kit::fanout::queue::queue();
         let shared = Arc::new(Shared::new());
         let mut watch = shared.state_watch();
         let mut driver = Driver::new(&self.settings, Arc::clone(&shared), rx, redial);

@@ -45,10 +45,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use qmp_kit::buffer::{ReadBuf, READ_BUDGET, REQUEST_BUDGET, WRITE_BUDGET};
-use qmp_kit::fanout::{Hub, Request, Shared, Status};
+use qmp_kit::fanout::{queue, Hub, Request, Shared, Status};
 use qmp_kit::{Engine, Redial, Settings};
 use qmp_proto::{DisconnectReason, RunState};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Sleep;
 
 use crate::transport::Transport;
@@ -75,7 +74,7 @@ pub(crate) struct Driver {
     /// The calls pending in the engine, and what the handles share.
     hub: Hub,
     transport: Option<Transport>,
-    requests: UnboundedReceiver<Request>,
+    requests: queue::Receiver,
     /// Every handle was dropped: the channel is closed.
     requests_closed: bool,
     buf: ReadBuf,
@@ -97,7 +96,7 @@ impl Driver {
     pub(crate) fn new(
         settings: &Settings,
         shared: Arc<Shared>,
-        requests: UnboundedReceiver<Request>,
+        requests: queue::Receiver,
         redial: Option<Redial>,
     ) -> Self {
         let mut hub = Hub::new(shared);

@@ -3,8 +3,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use qmp_kit::fanout::{Handle, Request, Runtime};
-use tokio::sync::mpsc::UnboundedSender;
+use qmp_kit::fanout::{queue, Handle, Request, Runtime};
 
 use crate::Error;
 
@@ -15,17 +14,17 @@ use crate::Error;
 /// (`tokio::time::pause`), timeouts fire as the runtime's clock advances.
 pub type Qmp = Handle<Tokio>;
 
-/// The tokio runtime of [`Qmp`]: an unbounded `tokio::sync::mpsc` queue to the driver task,
+/// The tokio runtime of [`Qmp`]: the kit's [`queue`] to the driver task,
 /// `tokio::time`'s clock and timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct Tokio;
 
 impl Runtime for Tokio {
-    type Sender = UnboundedSender<Request>;
+    type Sender = queue::Sender;
     const TARGET: &'static str = crate::driver::TARGET;
 
     fn send(tx: &Self::Sender, request: Request) -> Result<(), Request> {
-        tx.send(request).map_err(|e| e.0)
+        tx.send(request)
     }
 
     fn now() -> Instant {

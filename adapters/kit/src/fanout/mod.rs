@@ -44,6 +44,7 @@
 mod calls;
 mod events;
 mod handle;
+pub mod queue;
 pub mod reply;
 mod shared;
 mod watch;
