@@ -83,7 +83,7 @@
 //! # Cost
 //!
 //! A sequential call costs the driver one `sendto`, one `recvfrom` and one `epoll_wait`
-//! (counted by `qmp-bench syscalls`), and a session about 12 KiB of memory (`qmp-bench
+//! (counted by `qmp-bench syscalls`), and a session about 9 KiB of memory (`qmp-bench
 //! fleet`). Calls made from the body of `block_on` (`#[tokio::main]`) pay one more
 //! `epoll_wait` each: tokio's current-thread scheduler polls its reactor before it runs the
 //! `block_on` future again. Calls made from spawned tasks do not. On a multi-thread runtime
