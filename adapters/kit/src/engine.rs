@@ -63,10 +63,9 @@ pub struct Engine {
 
 impl Engine {
     /// An idle engine configured from `settings`. `log_target` is the adapter's log target.
-    /// Messages are copied for the trace only when someone reads them
-    /// (a tap, or a tracing subscriber or the log at trace level); guest agent sync ids are
-    /// random, so that a reply another client left in the channel is never taken for this
-    /// one's.
+    /// Messages are copied for the trace only when someone reads them (a tap, or a tracing
+    /// subscriber or the log at trace level); guest agent sync ids are random, so that a
+    /// reply another client left in the channel is never taken for this one's.
     pub fn new(settings: &Settings, log_target: &'static str) -> Self {
         let config = settings.get_config().clone();
         let tap = settings.get_tap();

@@ -14,8 +14,9 @@
 //! 3. takes the engine's outputs ([`Hub::drain`]: replies to callers, events to listeners,
 //!    transitions to watchers; the kit logs them and feeds the traffic tap);
 //! 4. waits for the first of: a request from a handle, the socket readable, the socket
-//!    writable (only while bytes wait to be written), and the engine's next deadline ([`Client::poll_timeout`]) on `tokio::time`; then handles it (a read
-//!    feeds [`Client::handle_input`] or [`Client::handle_eof`], the deadline
+//!    writable (only while bytes wait to be written), and the engine's next deadline
+//!    ([`Client::poll_timeout`]) on `tokio::time`; then handles it (a read feeds
+//!    [`Client::handle_input`] or [`Client::handle_eof`], the deadline
 //!    [`Client::handle_timeout`]).
 //!
 //! Reading never stops while writing, so the driver cannot deadlock against a QEMU that
