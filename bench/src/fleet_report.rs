@@ -185,6 +185,39 @@ fn cpu_per_call(m: &Measured) -> f64 {
     m.cpu_ns as f64 / m.calls.max(1) as f64
 }
 
+/// The row of `kind`'s CPU per event (from its `Mode::Events` runs, `measured`) or per call
+/// (`Mode::Commands`), as a ratio to the floor's `base`; `None` without such runs.
+fn cpu_row(kind: Kind, mode: Mode, measured: &[&Measured], n: usize, base: f64) -> Option<Row> {
+    let (what, per): (&str, fn(&Measured) -> f64) = match mode {
+        Mode::Events => ("event", cpu_per_event),
+        _ => ("call", cpu_per_call),
+    };
+    if measured.is_empty() {
+        return None;
+    }
+    let ns = median_of(measured, per);
+    let rate = median_of(measured, |m| {
+        let done = if mode == Mode::Events {
+            m.events
+        } else {
+            m.calls
+        };
+        done as f64 / m.window_secs
+    });
+    Some(Row {
+        group: "fleet",
+        case: format!("{n} sessions, {what}s only ({rate:.0} {what}s/s)"),
+        measure: format!("{}: CPU per {what}", kind.name()),
+        absolute: format!(
+            "{} ({:.1}% of a CPU)",
+            fmt_ns(ns),
+            100.0 * median_of(measured, Measured::cpu_share)
+        ),
+        ratio: ns / base,
+        baseline: "of the floor",
+    })
+}
+
 /// The fleet's rows: per adapter, RSS per session, CPU per event and per call, latencies,
 /// and the event counts.
 pub fn rows(runs: &[FleetRun], plan: Plan) -> Vec<Row> {
@@ -195,7 +228,6 @@ pub fn rows(runs: &[FleetRun], plan: Plan) -> Vec<Row> {
     let base_p99 = median_of(&of(runs, Kind::Floor, Mode::Mixed), |m| {
         m.latency_p99_us as f64
     });
-    let floor = "of the floor";
     for kind in Kind::ALL {
         let mixed = of(runs, kind, Mode::Mixed);
         if mixed.is_empty() {
@@ -217,43 +249,9 @@ pub fn rows(runs: &[FleetRun], plan: Plan) -> Vec<Row> {
             baseline: "of the 16 KiB target",
         });
         let events = of(runs, kind, Mode::Events);
-        if !events.is_empty() {
-            let ns = median_of(&events, cpu_per_event);
-            rows.push(Row {
-                group: "fleet",
-                case: format!(
-                    "{n} sessions, events only ({:.0} events/s)",
-                    median_of(&events, |m| m.events as f64 / m.window_secs)
-                ),
-                measure: format!("{}: CPU per event", kind.name()),
-                absolute: format!(
-                    "{} ({:.1}% of a CPU)",
-                    fmt_ns(ns),
-                    100.0 * median_of(&events, Measured::cpu_share)
-                ),
-                ratio: ns / base_event,
-                baseline: floor,
-            });
-        }
         let calls = of(runs, kind, Mode::Commands);
-        if !calls.is_empty() {
-            let ns = median_of(&calls, cpu_per_call);
-            rows.push(Row {
-                group: "fleet",
-                case: format!(
-                    "{n} sessions, calls only ({:.0} calls/s)",
-                    median_of(&calls, |m| m.calls as f64 / m.window_secs)
-                ),
-                measure: format!("{}: CPU per call", kind.name()),
-                absolute: format!(
-                    "{} ({:.1}% of a CPU)",
-                    fmt_ns(ns),
-                    100.0 * median_of(&calls, Measured::cpu_share)
-                ),
-                ratio: ns / base_call,
-                baseline: floor,
-            });
-        }
+        rows.extend(cpu_row(kind, Mode::Events, &events, n, base_event));
+        rows.extend(cpu_row(kind, Mode::Commands, &calls, n, base_call));
         let all = median_of(&mixed, |m| m.cpu_ns as f64 / m.window_secs);
         let parts = median_of(&events, |m| m.cpu_ns as f64 / m.window_secs)
             + median_of(&calls, |m| m.cpu_ns as f64 / m.window_secs);
