@@ -31,17 +31,7 @@ fn live(region: &Region<'_, System>) -> i64 {
 fn heap_stays_flat_across_a_thousand_sessions() {
     // One after the other: the count is the process's.
     for threaded in [false, true] {
-        let rt = if threaded {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-        } else {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        }
-        .unwrap();
+        let rt = common::runtime(threaded);
         sessions(
             rt,
             if threaded {

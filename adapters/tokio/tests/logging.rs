@@ -36,11 +36,7 @@ async fn session() {
 }
 
 fn run(session: impl std::future::Future<Output = ()>) {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(session);
+    common::runtime(false).block_on(session);
 }
 
 #[test]

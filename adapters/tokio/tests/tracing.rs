@@ -44,17 +44,7 @@ fn connections_and_commands_are_spans_under_both_runtimes() {
     let capture = Capture::new();
     capture.set_global_default();
     for (threaded, label) in [(false, None), (true, Some("vm7")), (true, None)] {
-        let rt = if threaded {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-        } else {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        }
-        .unwrap();
+        let rt = common::runtime(threaded);
         let name = rt.block_on(scenario(label));
         drop(rt);
         assert_scenario_traced(&capture, &name);

@@ -61,6 +61,20 @@ pub fn sent(record: &Mutex<Vec<Traffic>>) -> Vec<String> {
         .collect()
 }
 
+/// A runtime of either flavour, with time and IO: a current-thread one, or a multi-thread
+/// one with two workers, for tests that run their own (a process-wide subscriber or counter
+/// rules out running them side by side under `#[tokio::test]`).
+pub fn runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+    let mut builder = if multi_thread {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().expect("a tokio runtime")
+}
+
 /// For each `async fn NAME()` in scope, a module `NAME` with one test per tokio runtime
 /// flavour: `current_thread` and `multi_thread`.
 macro_rules! on_both_runtimes {
