@@ -152,6 +152,12 @@ pub enum Client {
     Floor,
     /// The same loop waiting in `epoll_wait` before each read (the reactor floor).
     FloorEpoll,
+    /// The floor's loop on a tokio `UnixStream`, in `block_on` on a current-thread runtime:
+    /// what tokio itself costs.
+    TokioFloor,
+    /// The least a tokio client that serves events and concurrent callers does: a reader
+    /// task that completes each call's oneshot, the caller writing its command itself.
+    TokioFloorTask,
     /// `qmp_blocking::Connection::execute`.
     Blocking,
     /// `qmp_async::Qmp::execute`, one caller.
@@ -195,6 +201,8 @@ impl Client {
     pub const ALL: &'static [Client] = &[
         Client::Floor,
         Client::FloorEpoll,
+        Client::TokioFloor,
+        Client::TokioFloorTask,
         Client::Blocking,
         Client::AsyncSequential,
         Client::AsyncConcurrent,
@@ -219,6 +227,10 @@ impl Client {
         match self {
             Client::Floor => "hand-written loop, no engine (floor)",
             Client::FloorEpoll => "hand-written loop waiting in epoll, no engine (reactor floor)",
+            Client::TokioFloor => "hand-written loop on tokio, no engine (tokio floor)",
+            Client::TokioFloorTask => {
+                "hand-written tokio client: reader task and oneshot per call, no engine"
+            }
             Client::Blocking => "qmp-blocking",
             Client::AsyncSequential => "qmp-async, sequential",
             Client::AsyncConcurrent => "qmp-async, 100 concurrent callers",
@@ -244,6 +256,8 @@ impl Client {
         match self {
             Client::Floor => "floor",
             Client::FloorEpoll => "floor-epoll",
+            Client::TokioFloor => "tokio-floor",
+            Client::TokioFloorTask => "tokio-floor-task",
             Client::Blocking => "blocking",
             Client::AsyncSequential => "async",
             Client::AsyncConcurrent => "async-concurrent",
@@ -269,6 +283,8 @@ impl Client {
         match self {
             Client::Floor => floor(peer.connect(), n),
             Client::FloorEpoll => floor_epoll(peer.connect(), n),
+            Client::TokioFloor => tokio_floor(peer.connect(), n),
+            Client::TokioFloorTask => tokio_floor_task(peer.connect(), n),
             Client::Blocking => blocking(peer.connect(), n),
             Client::AsyncSequential => asynchronous(peer.connect(), n, 1),
             Client::AsyncConcurrent => asynchronous(peer.connect(), n, CALLERS),
@@ -376,6 +392,83 @@ pub fn floor_epoll(mut stream: UnixStream, n: u64) -> (u64, Duration) {
         }
     }
     (n, start.elapsed())
+}
+
+/// The floor's loop on tokio: `n` times, write the command and read until a reply line,
+/// on a tokio `UnixStream` in `block_on` on a current-thread runtime (negotiated blocking,
+/// as the floor does).
+pub fn tokio_floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    let command = negotiate_plain(&mut stream, &mut buf, &mut chunk);
+    runtime(false).block_on(async move {
+        let mut stream = tokio_stream(stream);
+        let start = Instant::now();
+        for _ in 0..n {
+            stream.write_all(command.as_bytes()).await.expect("write");
+            let mut scanned = 0;
+            loop {
+                if let Some(at) = buf[scanned..].windows(2).position(|w| w == b"\r\n") {
+                    buf.drain(..scanned + at + 2);
+                    break;
+                }
+                scanned = buf.len().saturating_sub(1);
+                let got = stream.read(&mut chunk).await.expect("read");
+                assert!(got > 0, "the peer closed the connection");
+                buf.extend_from_slice(&chunk[..got]);
+            }
+        }
+        (n, start.elapsed())
+    })
+}
+
+/// The least a tokio client that serves events and concurrent callers does: a reader task
+/// owns the read half and completes each call's `oneshot` (taken from a shared queue) when
+/// a reply line arrives; the caller, in `block_on`, writes its command on the write half
+/// and awaits its `oneshot`. No engine, no ids.
+pub fn tokio_floor_task(mut stream: UnixStream, n: u64) -> (u64, Duration) {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::oneshot;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    let command = negotiate_plain(&mut stream, &mut buf, &mut chunk);
+    runtime(false).block_on(async move {
+        let (mut read, mut write) = tokio_stream(stream).into_split();
+        let waiting: Arc<Mutex<std::collections::VecDeque<oneshot::Sender<()>>>> = Arc::default();
+        let queue = waiting.clone();
+        let reader = tokio::spawn(async move {
+            loop {
+                let mut scanned = 0;
+                loop {
+                    if let Some(at) = buf[scanned..].windows(2).position(|w| w == b"\r\n") {
+                        buf.drain(..scanned + at + 2);
+                        break;
+                    }
+                    scanned = buf.len().saturating_sub(1);
+                    match read.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(got) => buf.extend_from_slice(&chunk[..got]),
+                    }
+                }
+                if let Some(tx) = queue.lock().unwrap().pop_front() {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let start = Instant::now();
+        for _ in 0..n {
+            let (tx, rx) = oneshot::channel();
+            waiting.lock().unwrap().push_back(tx);
+            write.write_all(command.as_bytes()).await.expect("write");
+            rx.await.expect("a reply");
+        }
+        let took = start.elapsed();
+        drop(write);
+        reader.abort();
+        (n, took)
+    })
 }
 
 /// The blocking adapter.
