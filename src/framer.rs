@@ -26,6 +26,33 @@ pub(crate) enum Frame<'a> {
     Garbage(&'a [u8]),
 }
 
+/// Where the framer's frames go.
+///
+/// Any `FnMut(Frame) -> ControlFlow<()>` is a sink that only takes frames. A sink may also
+/// take a whole message straight from the input ([`whole`](FrameSink::whole)), parsing it
+/// once rather than after the framer's scan.
+pub(crate) trait FrameSink {
+    /// Takes a frame, as [`Framer::feed`] says.
+    fn frame(&mut self, frame: Frame<'_>) -> ControlFlow<()>;
+
+    /// Offered at the start of each message that begins in the input being fed: `input`
+    /// starts with `{`, is valid UTF-8, and is cut at a length where a complete message
+    /// cannot exceed the size or depth limits. A sink that finds a whole, valid message at its start takes it
+    /// and returns its length with the flow, as [`frame`](FrameSink::frame) would for the
+    /// same bytes; `None` leaves the message to the scan (which then finds the same frame,
+    /// or the error).
+    fn whole(&mut self, input: &str) -> Option<(usize, ControlFlow<()>)> {
+        let _ = input;
+        None
+    }
+}
+
+impl<F: FnMut(Frame<'_>) -> ControlFlow<()>> FrameSink for F {
+    fn frame(&mut self, frame: Frame<'_>) -> ControlFlow<()> {
+        self(frame)
+    }
+}
+
 /// The resumable framer.
 #[derive(Debug)]
 pub(crate) struct Framer {
@@ -47,6 +74,14 @@ pub(crate) struct Framer {
     /// Bytes looked at by `scan`, to prove each byte is scanned once.
     #[cfg(test)]
     scanned: usize,
+}
+
+/// The longest prefix of `input` that is valid UTF-8.
+fn utf8_prefix(input: &[u8]) -> &str {
+    match std::str::from_utf8(input) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&input[..e.valid_up_to()]).unwrap_or_default(),
+    }
 }
 
 fn is_ws(b: u8) -> bool {
@@ -109,15 +144,19 @@ impl Framer {
         self.buf.len()
     }
 
-    /// Scans `input`, calling `on_frame` with each complete frame, and each line of bytes
-    /// that cannot start one, in order. Stops early when `on_frame` breaks (the rest of the
+    /// Scans `input`, giving the sink each complete frame, and each line of bytes that
+    /// cannot start one, in order (a message that the sink takes [whole](FrameSink::whole)
+    /// is not scanned). Stops early when the sink breaks (the rest of the
     /// input is then dropped and the framer reset). A message over the size or depth limit
     /// is an error, which also resets the framer; the caller ends the session.
     pub(crate) fn feed(
         &mut self,
         input: &[u8],
-        mut on_frame: impl FnMut(Frame<'_>) -> ControlFlow<()>,
+        mut sink: impl FrameSink,
     ) -> Result<(), ProtocolError> {
+        // A complete message no longer than this is within both limits: each level of depth
+        // takes two bytes.
+        let mut text = ("", 0);
         let mut i = 0;
         loop {
             if self.garbage {
@@ -136,7 +175,7 @@ impl Framer {
                     return Ok(());
                 }
                 let line = self.buf.strip_suffix(b"\r").unwrap_or(&self.buf);
-                let flow = on_frame(Frame::Garbage(line));
+                let flow = sink.frame(Frame::Garbage(line));
                 self.reset();
                 if flow.is_break() {
                     return Ok(());
@@ -150,6 +189,17 @@ impl Framer {
                 }
                 if i == input.len() {
                     return Ok(());
+                }
+                if input[i] == b'{' {
+                    let whole = self.offer_whole(input, i, &mut text, &mut sink);
+                    if let Some((len @ 1.., flow)) = whole {
+                        if flow.is_break() {
+                            self.reset();
+                            return Ok(());
+                        }
+                        i += len;
+                        continue;
+                    }
                 }
                 match input[i] {
                     b'{' | b'[' => {
@@ -182,10 +232,10 @@ impl Framer {
                 Ok(Some(len)) => {
                     let stop = start + len;
                     let flow = if self.buf.is_empty() {
-                        on_frame(Frame::Message(&input[start..stop]))
+                        sink.frame(Frame::Message(&input[start..stop]))
                     } else {
                         self.buf.extend_from_slice(&input[start..stop]);
-                        let flow = on_frame(Frame::Message(&self.buf));
+                        let flow = sink.frame(Frame::Message(&self.buf));
                         self.buf.clear();
                         flow
                     };
@@ -210,6 +260,36 @@ impl Framer {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Offers the message that starts at `input[at]` to the sink whole, cut where a complete
+    /// message cannot exceed the limits: a message no longer than twice the depth limit is
+    /// within it, as each level takes two bytes. `text` is a UTF-8 window of the input (its
+    /// text and offset), checked afresh, twice as long as a cut, only when a cut leaves it:
+    /// each byte is checked at most twice however many messages the input holds.
+    #[inline(never)]
+    fn offer_whole<'a>(
+        &self,
+        input: &'a [u8],
+        at: usize,
+        text: &mut (&'a str, usize),
+        sink: &mut impl FrameSink,
+    ) -> Option<(usize, ControlFlow<()>)> {
+        let limit = self.max_size.min(self.max_depth.saturating_mul(2));
+        let want = input.len().min(at.saturating_add(limit));
+        if at < text.1 || want > text.1 + text.0.len() {
+            let end = input.len().min(at.saturating_add(limit.saturating_mul(2)));
+            *text = (utf8_prefix(&input[at..end]), at);
+        }
+        let (window, base) = *text;
+        let mut cut = window.len().min(want - base);
+        while !window.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        match window.get(at - base..cut) {
+            Some(message) if !message.is_empty() => sink.whole(message),
+            _ => None,
         }
     }
 
@@ -470,7 +550,7 @@ mod tests {
     fn frames(framer: &mut Framer, input: &[u8]) -> Result<Vec<String>, ProtocolError> {
         let mut out = Vec::new();
         let mut garbage = None;
-        framer.feed(input, |f| match f {
+        framer.feed(input, |f: Frame<'_>| match f {
             Frame::Message(f) => {
                 out.push(String::from_utf8_lossy(f).into_owned());
                 ControlFlow::Continue(())
@@ -551,7 +631,7 @@ mod tests {
             let mut f = Framer::new(2_000_000, 64);
             let mut count = 0;
             for chunk in msg.chunks(piece) {
-                f.feed(chunk, |frame| {
+                f.feed(chunk, |frame: Frame<'_>| {
                     let Frame::Message(frame) = frame else {
                         panic!("garbage")
                     };

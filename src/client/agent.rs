@@ -23,6 +23,7 @@ use crate::client::output::{Diagnostic, Event};
 use crate::client::timers::Single;
 use crate::client::{Client, Inner};
 use crate::error::{CommandError, Excerpt, ProtocolError};
+use crate::framer::Frame;
 use crate::message::Envelope;
 use crate::wire::{self, SYNC_DELIMITER};
 
@@ -91,7 +92,10 @@ impl Client {
         let chunk = delimiter.map_or(data, |at| &data[..at]);
         if !self.inner.agent.skipping() {
             let inner = &mut self.inner;
-            if let Err(e) = self.framer.feed(chunk, |frame| inner.on_frame(now, frame)) {
+            if let Err(e) = self
+                .framer
+                .feed(chunk, |frame: Frame<'_>| inner.on_frame(now, frame))
+            {
                 if self.inner.session.is_syncing() {
                     // A message over the limits: nothing before the next delimiter can be
                     // framed reliably, so all of it is skipped.

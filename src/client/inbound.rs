@@ -16,7 +16,7 @@ use crate::client::session::Stage;
 use crate::client::timers::Single;
 use crate::client::{Client, Inner};
 use crate::error::{CommandError, DisconnectReason, Excerpt, ProtocolError, QmpError};
-use crate::framer::Frame;
+use crate::framer::{Frame, FrameSink};
 use crate::id::{CommandId, CommandResult};
 use crate::message::{Envelope, ErrorBody, Greeting, QmpEvent, Timestamp};
 use crate::wire;
@@ -31,8 +31,11 @@ impl Client {
     pub(super) fn feed(&mut self, now: Instant, mut data: &[u8]) {
         while self.inner.session.is_live() {
             if !self.inner.session.is_syncing() {
-                let inner = &mut self.inner;
-                if let Err(e) = self.framer.feed(data, |frame| inner.on_frame(now, frame)) {
+                let sink = Sink {
+                    inner: &mut self.inner,
+                    now,
+                };
+                if let Err(e) = self.framer.feed(data, sink) {
                     self.inner.shutdown(e.into());
                 }
                 if !self.inner.session.is_live() {
@@ -67,6 +70,23 @@ impl Client {
     }
 }
 
+/// Where the client's frames go: to [`Inner::on_frame`], or, for a whole message at the
+/// start of the input, parsed where it lies ([`Inner::on_whole`]).
+struct Sink<'a> {
+    inner: &'a mut Inner,
+    now: Instant,
+}
+
+impl FrameSink for Sink<'_> {
+    fn frame(&mut self, frame: Frame<'_>) -> ControlFlow<()> {
+        self.inner.on_frame(self.now, frame)
+    }
+
+    fn whole(&mut self, input: &str) -> Option<(usize, ControlFlow<()>)> {
+        self.inner.on_whole(self.now, input)
+    }
+}
+
 impl Inner {
     fn fatal(&mut self, error: ProtocolError) -> ControlFlow<()> {
         self.shutdown(error.into());
@@ -87,13 +107,7 @@ impl Inner {
                 return self.fatal(ProtocolError::UnexpectedData(Excerpt::new(line)))
             }
         };
-        if self.config.trace_messages {
-            self.out.push_peer(Event::Traffic {
-                direction: Direction::In,
-                message: String::from_utf8_lossy(frame).into_owned(),
-                delimited: false,
-            });
-        }
+        self.trace_in(frame);
         let parsed = match std::str::from_utf8(frame) {
             Err(_) => Err(ProtocolError::InvalidUtf8(Excerpt::new(frame))),
             Ok(text) if !text.starts_with('{') => {
@@ -114,9 +128,44 @@ impl Inner {
             }
             Err(e) => return self.fatal(e),
         };
+        self.on_message(now, &env, frame)
+    }
+
+    /// A whole message at the start of `input` (cut within the limits by the framer),
+    /// parsed where it lies rather than scanned first: its length and flow, or `None` if
+    /// it is not a whole, valid message there, which leaves it to the scan and
+    /// [`on_frame`](Self::on_frame) (the same frame, or the same error).
+    fn on_whole(&mut self, now: Instant, input: &str) -> Option<(usize, ControlFlow<()>)> {
+        if !self.session.is_live() {
+            return None;
+        }
+        // A complete object ends with `}`: input without one (the first bytes of a message
+        // fed in pieces) is left to the scan without a parse.
+        let last = input.rfind('}')?;
+        let input = &input[..=last];
+        let mut messages = serde_json::Deserializer::from_str(input).into_iter::<Envelope<'_>>();
+        let env = messages.next()?.ok()?;
+        let frame = input.as_bytes().get(..messages.byte_offset())?;
+        self.trace_in(frame);
+        Some((frame.len(), self.on_message(now, &env, frame)))
+    }
+
+    /// The peer's message as traffic, when traced.
+    fn trace_in(&mut self, frame: &[u8]) {
+        if self.config.trace_messages {
+            self.out.push_peer(Event::Traffic {
+                direction: Direction::In,
+                message: String::from_utf8_lossy(frame).into_owned(),
+                delimited: false,
+            });
+        }
+    }
+
+    /// Routes a parsed message as the session's stage says.
+    fn on_message(&mut self, now: Instant, env: &Envelope<'_>, frame: &[u8]) -> ControlFlow<()> {
         match self.session.stage() {
-            Stage::Syncing { id } => self.on_sync_message(now, id, &env, frame),
-            Stage::Greeting => self.on_greeting(now, &env, frame),
+            Stage::Syncing { id } => self.on_sync_message(now, id, env, frame),
+            Stage::Greeting => self.on_greeting(now, env, frame),
             _ if env.qmp.is_some() => {
                 self.out
                     .diagnostic(Diagnostic::UnexpectedGreeting(Excerpt::new(frame)));
@@ -125,9 +174,9 @@ impl Inner {
                 || env.error.is_some()
                 || (env.id.is_some() && env.event.is_none()) =>
             {
-                self.on_reply(now, &env, frame);
+                self.on_reply(now, env, frame);
             }
-            _ if env.event.is_some() => self.on_event(&env, frame),
+            _ if env.event.is_some() => self.on_event(env, frame),
             _ => self
                 .out
                 .diagnostic(Diagnostic::UnknownMessage(Excerpt::new(frame))),

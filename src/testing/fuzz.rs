@@ -57,7 +57,7 @@ pub fn framer(data: &[u8]) {
         let mut frames = Vec::new();
         let mut error = None;
         for part in input.chunks(piece.max(1)) {
-            let r = f.feed(part, |frame| {
+            let r = f.feed(part, |frame: Frame<'_>| {
                 let (garbage, bytes) = match frame {
                     Frame::Message(m) => (false, m),
                     Frame::Garbage(g) => (true, g),
