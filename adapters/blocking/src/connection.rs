@@ -73,6 +73,8 @@ pub struct Connection {
     stream: Stream,
     greeting: Greeting,
     buf: Box<[u8]>,
+    /// The socket's read timeout as last set (`None`: none).
+    read_timeout: Option<Duration>,
     /// Commands issued here whose result was not taken yet.
     pending: IdSet,
     /// Results that arrived for pending commands.
@@ -126,8 +128,8 @@ impl Connection {
     /// guest agent: until it answered the first resynchronisation).
     pub(crate) fn establish(stream: Stream, settings: &qmp_kit::Settings) -> Result<Self, Error> {
         stream
-            .set_nonblocking()
-            .map_err(|e| Error::io("cannot make the socket non-blocking", e))?;
+            .set_blocking()
+            .map_err(|e| Error::io("cannot set up the socket", e))?;
         let mut engine = Engine::new(settings, TARGET);
         engine.peer(|| qmp_kit::socket::describe(stream.as_fd()));
         engine.connect(Instant::now())?;
@@ -137,6 +139,7 @@ impl Connection {
             stream,
             greeting: Greeting::default(),
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            read_timeout: None,
             pending: IdSet::default(),
             replies: IdMap::default(),
             events: VecDeque::new(),
@@ -694,6 +697,7 @@ impl Connection {
     fn adopt(&mut self, mut fresh: Connection) {
         std::mem::swap(&mut self.engine, &mut fresh.engine);
         std::mem::swap(&mut self.stream, &mut fresh.stream);
+        std::mem::swap(&mut self.read_timeout, &mut fresh.read_timeout);
         std::mem::swap(&mut self.greeting, &mut fresh.greeting);
         self.schema = None;
         self.session += 1;
@@ -807,10 +811,15 @@ impl Connection {
             };
             let write = self.engine.poll_transmit().is_some();
             let timeout = wake.map(|w| w.saturating_duration_since(now));
-            match transport::wait(std::os::fd::AsFd::as_fd(&self.stream), write, timeout) {
-                Ok(ready) if ready.read => self.read_once(),
-                Ok(_) => {}
-                Err(e) => self.engine.handle_io_error(Instant::now(), &e),
+            if !write && timeout.map_or(true, |t| t >= SHORTEST_READ_TIMEOUT) {
+                // Only input can come: wait for it in the read itself.
+                self.read_waiting(timeout);
+            } else {
+                match transport::wait(std::os::fd::AsFd::as_fd(&self.stream), write, timeout) {
+                    Ok(ready) if ready.read => self.read_once(),
+                    Ok(_) => {}
+                    Err(e) => self.engine.handle_io_error(Instant::now(), &e),
+                }
             }
             if last {
                 self.flush();
@@ -822,8 +831,37 @@ impl Connection {
 
     /// One non-blocking read, fed to the engine.
     fn read_once(&mut self) {
+        let got = self.stream.read(&mut self.buf);
+        self.take_read(got);
+    }
+
+    /// One read that waits for input, at most about `timeout` (`None`: without limit), fed
+    /// to the engine. The socket's read timeout is set only when the one in effect does not
+    /// fit: it must not exceed `timeout`, and is not far below it either (else an idle wait
+    /// would wake often). A new one is half of `timeout`, so that the next command's
+    /// timeout, a little later and as long, still fits: a caller using one timeout for
+    /// every command sets it once.
+    fn read_waiting(&mut self, timeout: Option<Duration>) {
+        let fits = match (self.read_timeout, timeout) {
+            (None, None) => true,
+            (Some(set), Some(want)) => set <= want && set >= want / 4,
+            _ => false,
+        };
+        if !fits {
+            let new = timeout.map(|t| t / 2);
+            if let Err(e) = self.stream.set_read_timeout(new) {
+                return self.engine.handle_io_error(Instant::now(), &e);
+            }
+            self.read_timeout = new;
+        }
+        let got = self.stream.read_wait(&mut self.buf);
+        self.take_read(got);
+    }
+
+    /// Feeds a read's outcome to the engine.
+    fn take_read(&mut self, got: io::Result<usize>) {
         let now = Instant::now();
-        match self.stream.read(&mut self.buf) {
+        match got {
             Ok(0) => self.engine.handle_eof(now),
             Ok(n) => self.engine.handle_input(now, &self.buf[..n]),
             Err(e) if is_transient(&e) => {}
@@ -919,6 +957,10 @@ struct Buffered {
 fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
+
+/// Waits shorter than this are left to `poll`, whose timer is precise; a socket's read
+/// timeout is kept in the kernel's clock ticks (up to 4 ms late where a tick is 4 ms).
+const SHORTEST_READ_TIMEOUT: Duration = Duration::from_millis(40);
 
 fn is_transient(e: &io::Error) -> bool {
     matches!(

@@ -1,12 +1,14 @@
-//! The socket: non-blocking reads and writes, `poll`, and file descriptors as `SCM_RIGHTS`.
+//! The socket: reads that wait in the kernel or not at all, non-blocking writes, `poll`, and
+//! file descriptors as `SCM_RIGHTS`.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::net::RecvFlags;
 
 /// A connected stream socket, switched to non-blocking mode.
 #[derive(Debug)]
@@ -29,21 +31,52 @@ impl Stream {
         matches!(self, Stream::Unix(_))
     }
 
+    /// Switches the socket to non-blocking mode (the server loop, which waits in `poll`).
+    #[cfg(feature = "server")]
     pub(crate) fn set_nonblocking(&self) -> io::Result<()> {
+        self.set_nodelay()?;
         match self {
             Stream::Unix(s) => s.set_nonblocking(true),
-            Stream::Tcp(s) => {
-                // Commands are small and latency matters more than packet count.
-                s.set_nodelay(true)?;
-                s.set_nonblocking(true)
-            }
+            Stream::Tcp(s) => s.set_nonblocking(true),
         }
     }
 
-    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Switches the socket to blocking mode, for a connection: a read that waits does so in
+    /// the kernel ([`read_wait`](Self::read_wait), limited by
+    /// [`set_read_timeout`](Self::set_read_timeout)), and no `poll` comes before it; every
+    /// other read and every write is non-blocking by its flags.
+    pub(crate) fn set_blocking(&self) -> io::Result<()> {
+        self.set_nodelay()?;
         match self {
-            Stream::Unix(s) => (&*s).read(buf),
-            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => s.set_nonblocking(false),
+            Stream::Tcp(s) => s.set_nonblocking(false),
+        }
+    }
+
+    fn set_nodelay(&self) -> io::Result<()> {
+        match self {
+            Stream::Unix(_) => Ok(()),
+            // Commands are small and latency matters more than packet count.
+            Stream::Tcp(s) => s.set_nodelay(true),
+        }
+    }
+
+    /// Reads without blocking (`MSG_DONTWAIT`), whatever the socket's mode.
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(rustix::net::recv(self, buf, RecvFlags::DONTWAIT)?.0)
+    }
+
+    /// Reads, waiting for input as the socket's mode and read timeout say (blocking: until
+    /// input, EOF, an error, or the timeout, which is `WouldBlock`).
+    pub(crate) fn read_wait(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(rustix::net::recv(self, buf, RecvFlags::empty())?.0)
+    }
+
+    /// Sets the longest a [`read_wait`](Self::read_wait) waits (`None`: no limit).
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
         }
     }
 

@@ -182,3 +182,46 @@ fn qemu_restarted_under_a_session() {
     assert_eq!(version(&mut again), 10);
     peer.quit(&mut again);
 }
+
+/// The connection waits for replies in the read itself, with the socket's read timeout as
+/// the limit: a shorter timeout after a longer one must still fire on time, and a wait with
+/// no timeout after them must still get its reply.
+#[test]
+fn timeouts_of_every_length_fire_on_time() {
+    let Some(mut peer) = Peer::storage_daemon() else {
+        return;
+    };
+    let mut qmp = peer.connect();
+    peer.signal("-STOP");
+    for (timeout, most) in [
+        (1000, 1600),
+        (100, 600),
+        (45, 400),
+        (1000, 1600),
+        (250, 800),
+    ] {
+        let start = Instant::now();
+        let late = qmp.execute_with::<Value>(
+            "query-version",
+            &(),
+            CallOptions::new().timeout(Duration::from_millis(timeout)),
+        );
+        let took = start.elapsed();
+        assert!(matches!(late, Err(Error::Timeout)), "{late:?}");
+        assert!(
+            took >= Duration::from_millis(timeout) && took < Duration::from_millis(most),
+            "a {timeout} ms timeout fired after {took:?}"
+        );
+    }
+    let waker = std::thread::spawn({
+        let pid = peer.pid();
+        move || {
+            std::thread::sleep(Duration::from_millis(300));
+            qmp_testkit::signal_pid(pid, "-CONT");
+        }
+    });
+    // No timeout of its own: it waits for QEMU to continue.
+    assert_eq!(version(&mut qmp), 10);
+    waker.join().expect("waker");
+    peer.quit(&mut qmp);
+}

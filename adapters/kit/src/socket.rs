@@ -108,10 +108,15 @@ pub fn bind_owner_only(path: &Path) -> io::Result<(OwnedFd, SocketFile)> {
 
 /// Sends what the socket takes of `data`, with `fds` as `SCM_RIGHTS` ancillary data on its
 /// first byte (`sendmsg`), or a plain `send` when there are none. `MSG_NOSIGNAL`: a peer that
-/// went away is an error (`EPIPE`), not a `SIGPIPE`. Passing fds needs a unix socket.
+/// went away is an error (`EPIPE`), not a `SIGPIPE`. `MSG_DONTWAIT`: it never blocks, even on
+/// a socket in blocking mode. Passing fds needs a unix socket.
 pub fn send_with_fds(socket: BorrowedFd<'_>, data: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
     if fds.is_empty() {
-        return Ok(rustix::net::send(socket, data, SendFlags::NOSIGNAL)?);
+        return Ok(rustix::net::send(
+            socket,
+            data,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        )?);
     }
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
     let mut space =
@@ -127,7 +132,7 @@ pub fn send_with_fds(socket: BorrowedFd<'_>, data: &[u8], fds: &[OwnedFd]) -> io
         socket,
         &[IoSlice::new(data)],
         &mut control,
-        SendFlags::NOSIGNAL,
+        SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
     )?)
 }
 
