@@ -177,8 +177,9 @@ pub enum CommandError {
     /// The server answered with an error reply.
     #[error("QMP error {0}")]
     Qmp(QmpError),
-    /// The command's deadline passed before its reply arrived. A late reply is dropped and
-    /// reported as [`Diagnostic::LateReply`](crate::Diagnostic::LateReply).
+    /// The command's deadline passed before its reply arrived. The command keeps its id:
+    /// a late reply is reported as [`Diagnostic::LateReply`](crate::Diagnostic::LateReply),
+    /// then delivered as [`Event::LateReply`](crate::Event::LateReply).
     #[error("the command timed out")]
     Timeout,
     /// The application cancelled the command ([`Client::cancel`](crate::Client::cancel)).

@@ -156,7 +156,7 @@
 //! | The server sends | Outcome |
 //! |---|---|
 //! | a reply for an id that is not in flight | [`Diagnostic::UnknownReply`], dropped |
-//! | the reply of a timed-out or cancelled command | [`Diagnostic::LateReply`], dropped |
+//! | the reply of a timed-out or cancelled command | [`Diagnostic::LateReply`], then its outcome as [`Event::LateReply`] |
 //! | a reply with both or neither of `return` and `error` | that command fails with [`CommandError::MalformedReply`] |
 //! | an error without an id | resolves a pending command sent without an id ([`CallOptions::without_id`]), else ends the session: [`ProtocolError::IdlessError`] |
 //! | an object that is neither reply nor event | [`Diagnostic::UnknownMessage`] |

@@ -67,9 +67,11 @@
 //!
 //! A command that times out is resolved with
 //! [`CommandError::Timeout`](crate::CommandError::Timeout) at once, but it keeps its in-flight
-//! slot until QEMU answers it: QEMU still holds it in its queue. Its late reply is dropped
-//! with [`Diagnostic::LateReply`](crate::Diagnostic::LateReply). A command that times out
-//! while still queued locally is never sent.
+//! slot and its id until QEMU answers it: QEMU still holds it in its queue. Its late reply is
+//! reported with [`Diagnostic::LateReply`](crate::Diagnostic::LateReply), then delivered as
+//! its late outcome, [`Event::LateReply`](crate::Event::LateReply) (so an application can
+//! learn whether the `blockdev-add` that timed out created its node). A command that times
+//! out while still queued locally is never sent.
 //!
 //! # Bytes on the wire
 //!

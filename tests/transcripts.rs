@@ -188,6 +188,8 @@ struct Replay<'a> {
     sent_line: String,
     labels: HashMap<CommandId, String>,
     resolved: HashMap<CommandId, usize>,
+    /// Commands whose late reply came.
+    late: std::collections::HashSet<CommandId>,
     last_deadline: Option<Option<Instant>>,
     greeted: bool,
     /// Whether the current session has ended (Disconnected seen).
@@ -222,6 +224,7 @@ impl<'a> Replay<'a> {
             sent_line: String::new(),
             labels: HashMap::new(),
             resolved: HashMap::new(),
+            late: std::collections::HashSet::new(),
             last_deadline: None,
             greeted: false,
             session_over: true,
@@ -288,6 +291,22 @@ impl<'a> Replay<'a> {
                             format!("reply {label} error {}: {}", e.class, e.desc)
                         }
                         Err(e) => format!("reply {label} {e}"),
+                    }
+                }
+                Event::LateReply { id, result } => {
+                    assert_eq!(
+                        self.resolved.get(&id),
+                        Some(&1),
+                        "a late reply of {id}, which was not resolved"
+                    );
+                    assert!(self.late.insert(id), "two late replies of {id}");
+                    let label = self.label(id);
+                    match result {
+                        Ok(raw) => format!("late {label} ok {}", clip(raw.get(), 200)),
+                        Err(CommandError::Qmp(e)) => {
+                            format!("late {label} error {}: {}", e.class, e.desc)
+                        }
+                        Err(e) => format!("late {label} {e}"),
                     }
                 }
                 Event::Qmp(ev) => {

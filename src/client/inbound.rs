@@ -279,6 +279,7 @@ impl Inner {
                 id: CommandId(target),
                 excerpt: Excerpt::new(frame),
             });
+            self.out.late_reply(target, decode());
         } else {
             self.out.reply(target, decode());
         }

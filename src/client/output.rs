@@ -28,6 +28,18 @@ pub enum Event {
         /// Its result.
         result: CommandResult,
     },
+    /// The reply of a command that was already resolved with
+    /// [`CommandError::Timeout`](crate::CommandError::Timeout) or
+    /// [`CommandError::Cancelled`](crate::CommandError::Cancelled): its late outcome, for an
+    /// application that must know what became of it (did the `blockdev-add` that timed out
+    /// create its node?). It follows the [`Diagnostic::LateReply`] of the same reply. At most
+    /// one per command, so it is bounded by the application's own calls.
+    LateReply {
+        /// The command, as its issuing call returned it.
+        id: CommandId,
+        /// Its result, as [`Reply`](Event::Reply) would have carried it.
+        result: CommandResult,
+    },
     /// An asynchronous QMP event from the server.
     Qmp(QmpEvent),
     /// The server sent something the engine dropped; the session goes on.
@@ -81,8 +93,9 @@ pub enum Diagnostic {
         /// The reply.
         excerpt: Excerpt,
     },
-    /// The reply of a command that had already timed out or been cancelled.
-    #[error("dropped the late reply of command {id} (timed out or cancelled): {excerpt}")]
+    /// The reply of a command that had already timed out or been cancelled. Its outcome
+    /// follows as [`Event::LateReply`].
+    #[error("late reply of command {id}, which timed out or was cancelled: {excerpt}")]
     LateReply {
         /// The command, already resolved with
         /// [`CommandError::Timeout`](crate::CommandError::Timeout) or
@@ -136,6 +149,14 @@ impl Outputs {
     /// Resolves a command.
     pub(super) fn reply(&mut self, id: u64, result: CommandResult) {
         self.push(Event::Reply {
+            id: CommandId(id),
+            result,
+        });
+    }
+
+    /// The late outcome of a command resolved before its reply came.
+    pub(super) fn late_reply(&mut self, id: u64, result: CommandResult) {
+        self.push(Event::LateReply {
             id: CommandId(id),
             result,
         });

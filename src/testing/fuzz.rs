@@ -100,6 +100,7 @@ struct Checker {
     open: bool,
     issued: Vec<CommandId>,
     resolved: HashMap<CommandId, usize>,
+    late: std::collections::HashSet<CommandId>,
     log: Vec<String>,
     max_peer_events: usize,
     max_input: usize,
@@ -113,6 +114,7 @@ impl Checker {
             open: false,
             issued: Vec::new(),
             resolved: HashMap::new(),
+            late: std::collections::HashSet::new(),
             log: Vec::new(),
             max_peer_events: config.max_buffered_events,
             max_input: config.max_message_size.max(2),
@@ -150,6 +152,10 @@ impl Checker {
                     *n += 1;
                     assert_eq!(*n, 1, "{id} resolved twice");
                     assert!(self.issued.contains(id), "{id} never issued");
+                }
+                Event::LateReply { id, .. } => {
+                    assert_eq!(self.resolved.get(id), Some(&1), "late reply of {id} unresolved");
+                    assert!(self.late.insert(*id), "two late replies of {id}");
                 }
                 Event::Disconnected(_) => {
                     self.disconnects += 1;

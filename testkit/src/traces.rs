@@ -274,7 +274,7 @@ pub fn assert_scenario_traced(capture: &Capture, name: &str) {
     assert!(
         events.iter().filter(in_conn).any(|e| e.level == Level::WARN
             && e.field("message")
-                .is_some_and(|m| m.starts_with("dropped the late reply"))),
+                .is_some_and(|m| m.starts_with("late reply of command"))),
         "the late reply's diagnostic: {}",
         dump()
     );

@@ -132,7 +132,7 @@ async fn late_reply() {
     assert!(
         warnings
             .iter()
-            .any(|w| w.starts_with("dropped the late reply")),
+            .any(|w| w.starts_with("late reply of command")),
         "{warnings:#?}"
     );
     qmp.close();

@@ -52,7 +52,7 @@ fn log_users_keep_their_output_and_tracing_users_get_it_once() {
         "DEBUG [vm3] event STOP",
         "DEBUG [vm3] connection connecting -> running",
         "DEBUG [vm3] negotiated with QEMU 10.0.2 (oob: true)",
-        "WARN [vm3] dropped the late reply of command #2 (timed out or cancelled)",
+        "WARN [vm3] late reply of command #2, which timed out or was cancelled",
         "DEBUG [vm3] session ended: closed locally",
     ] {
         assert!(
