@@ -19,7 +19,7 @@
 
 use std::time::Instant;
 
-use crate::client::output::{Diagnostic, Event};
+use crate::client::output::Diagnostic;
 use crate::client::timers::Single;
 use crate::client::{Client, Inner};
 use crate::error::{CommandError, Excerpt, ProtocolError};
@@ -176,20 +176,22 @@ impl Inner {
 
     /// The agent answered the sync. Commands sent before it that are still unanswered
     /// never will be: those that send nothing on success succeeded; the others resolve with
-    /// [`CommandError::NoReply`]; abandoned ones free their slots. Then held commands go.
+    /// [`CommandError::NoReply`]; abandoned ones free their slots, and that is their late
+    /// outcome. Then held commands go.
     fn synced(&mut self, now: Instant) {
         self.timers.set(Single::Stage, None);
         self.agent.skip_to_delimiter(false);
-        for (id, silent) in self.table.synced(&mut self.timers) {
+        for (id, silent, abandoned) in self.table.synced(&mut self.timers) {
             let result = if silent {
                 Ok(crate::client::empty_object())
             } else {
                 Err(CommandError::NoReply)
             };
-            self.out.push(Event::Reply {
-                id: crate::CommandId(id),
-                result,
-            });
+            if abandoned {
+                self.out.late_reply(id, result);
+            } else {
+                self.out.reply(id, result);
+            }
         }
         self.session.synced(&mut self.out);
         self.pump(now);

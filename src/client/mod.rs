@@ -305,10 +305,19 @@ impl Client {
         self.inner.issue_raw(now, request, opts)
     }
 
+    /// Whether command `id` was resolved without its reply (it timed out or was cancelled)
+    /// after it was sent, and its reply has not come yet: it will come as
+    /// [`Event::LateReply`], unless the session ends first. A guest agent's answer to a later
+    /// resynchronisation also ends the wait, with the late outcome
+    /// [`CommandError::NoReply`] (or success, for a command that sends nothing on success).
+    pub fn awaits_late_reply(&self, id: CommandId) -> bool {
+        self.inner.table.awaits_late_reply(id.0)
+    }
+
     /// Cancels a pending command: it resolves at once with [`CommandError::Cancelled`]. A
     /// command still in the local queue is never sent; one already sent keeps its in-flight
-    /// slot until QEMU answers, and that reply is dropped as a
-    /// [`Diagnostic::LateReply`]. Returns `false` (and does nothing) if the command is not
+    /// slot until QEMU answers, and that reply comes as a [`Diagnostic::LateReply`] and
+    /// [`Event::LateReply`]. Returns `false` (and does nothing) if the command is not
     /// pending: already resolved, or unknown.
     pub fn cancel(&mut self, id: CommandId) -> bool {
         let inner = &mut self.inner;

@@ -273,6 +273,14 @@ impl Table {
             .filter(|id| self.entries.get(id).is_some_and(Entry::is_out))
     }
 
+    /// Whether command `id` was resolved without its reply while the peer still has it:
+    /// its reply is still to come, as its late outcome.
+    pub(super) fn awaits_late_reply(&self, id: u64) -> bool {
+        self.entries
+            .get(&id)
+            .is_some_and(|e| matches!(e.status, Status::Abandoned))
+    }
+
     // ----- resolutions -----
 
     /// The reply of sent command `id` arrived: removes it, freeing its slot. Returns whether
@@ -313,9 +321,9 @@ impl Table {
 
     /// Guest agent: the agent answered a sync written after every command sent so far, so
     /// those it left unanswered never will be. Removes every sent and abandoned command
-    /// (freeing the slots) and returns the sent ones, in id order, each with whether it is
-    /// silent on success. Queued commands stay.
-    pub(super) fn synced(&mut self, timers: &mut Timers) -> Vec<(u64, bool)> {
+    /// (freeing the slots) and returns them, in id order, each with whether it is silent on
+    /// success and whether it was abandoned. Queued commands stay.
+    pub(super) fn synced(&mut self, timers: &mut Timers) -> Vec<(u64, bool, bool)> {
         let out: Vec<u64> = self
             .entries
             .iter()
@@ -325,9 +333,8 @@ impl Table {
         let mut unanswered = Vec::new();
         for id in out {
             if let Some(entry) = self.remove(id, timers) {
-                if matches!(entry.status, Status::Sent) {
-                    unanswered.push((id, entry.command.silent));
-                }
+                let abandoned = matches!(entry.status, Status::Abandoned);
+                unanswered.push((id, entry.command.silent, abandoned));
             }
         }
         self.in_band = 0;

@@ -154,7 +154,11 @@ impl Checker {
                     assert!(self.issued.contains(id), "{id} never issued");
                 }
                 Event::LateReply { id, .. } => {
-                    assert_eq!(self.resolved.get(id), Some(&1), "late reply of {id} unresolved");
+                    assert_eq!(
+                        self.resolved.get(id),
+                        Some(&1),
+                        "late reply of {id} unresolved"
+                    );
                     assert!(self.late.insert(*id), "two late replies of {id}");
                 }
                 Event::Disconnected(_) => {
