@@ -452,7 +452,7 @@ pub fn tokio_floor_task(mut stream: UnixStream, n: u64) -> (u64, Duration) {
                         Ok(got) => buf.extend_from_slice(&chunk[..got]),
                     }
                 }
-                if let Some(tx) = queue.lock().unwrap().pop_front() {
+                if let Some(tx) = queue.lock().expect("the queue").pop_front() {
                     let _ = tx.send(());
                 }
             }
@@ -460,7 +460,7 @@ pub fn tokio_floor_task(mut stream: UnixStream, n: u64) -> (u64, Duration) {
         let start = Instant::now();
         for _ in 0..n {
             let (tx, rx) = oneshot::channel();
-            waiting.lock().unwrap().push_back(tx);
+            waiting.lock().expect("the queue").push_back(tx);
             write.write_all(command.as_bytes()).await.expect("write");
             rx.await.expect("a reply");
         }

@@ -147,7 +147,7 @@ impl Outcome {
             Ok(_) => Outcome::Ok,
             Err(Error::Qmp(_)) => Outcome::QmpError,
             Err(Error::Disconnected(_)) => Outcome::Disconnected,
-            Err(Error::Timeout) => Outcome::Timeout,
+            Err(Error::Timeout | Error::CommandTimeout(_)) => Outcome::Timeout,
             Err(e) => panic!("{what}: {e:?}"),
         }
     }

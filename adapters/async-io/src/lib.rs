@@ -198,7 +198,7 @@ pub use qmp_kit::fanout::{
     Transition,
 };
 pub use qmp_kit::Reconnect;
-pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Traffic, DEFAULT_CAPACITY};
+pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Late, Traffic, DEFAULT_CAPACITY};
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, ProtocolError,
     QemuVersion, QmpError, QmpEvent, RawValue, RunState, Timestamp,

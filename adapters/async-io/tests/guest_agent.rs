@@ -58,7 +58,7 @@ async fn timed_out_command_then_resync(sp: Spawner) {
     agent.signal("-STOP");
     let opts = CallOptions::new().timeout(Duration::from_millis(300));
     let r = qga.execute_with::<Value, _>("guest-info", &(), opts).await;
-    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    assert!(matches!(r, Err(Error::CommandTimeout(_))), "{r:?}");
     let next = sp.spawn(qga.execute::<Value, _>("guest-ping", &()));
     sleep(Duration::from_millis(300)).await;
     signal_pid(agent.pid(), "-CONT");

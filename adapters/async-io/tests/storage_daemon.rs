@@ -168,6 +168,49 @@ async fn backup_job_events(sp: Spawner) {
 
 /// QEMU killed with SIGKILL while commands are in flight and queued: every pending call
 /// fails promptly with the end of the session, listeners end, later calls fail at once.
+/// Late outcomes: a `blockdev-add` sent to a stopped qemu-storage-daemon times out, and once
+/// QEMU continues its reply reaches the caller through the handle in the timeout error (the
+/// node was created: a retry is refused as a duplicate). A command that times out and whose
+/// QEMU is then killed gets the end of the session as its late outcome.
+async fn late_outcomes_after_sigstop(sp: Spawner) {
+    let Some(mut peer) = Peer::storage_daemon() else {
+        return;
+    };
+    let (qmp, driver) = peer.connect(&sp).await;
+    peer.signal("-STOP");
+    let args = json!({"driver": "null-co", "node-name": "late0"});
+    let short = || CallOptions::new().timeout(Duration::from_millis(300));
+    let timed_out = qmp
+        .execute_with::<Value, _>("blockdev-add", &args, short())
+        .await;
+    let Err(Error::CommandTimeout(late)) = timed_out else {
+        panic!("expected a command timeout, got {timed_out:?}");
+    };
+    assert!(late.try_outcome().is_none());
+    peer.signal("-CONT");
+    let outcome = within(late.outcome()).await.expect("the node was created");
+    assert_eq!(outcome.get(), "{}");
+    let retry = qmp.execute::<Value, _>("blockdev-add", &args).await;
+    assert!(
+        matches!(&retry, Err(Error::Qmp(e)) if e.desc.contains("Duplicate")),
+        "{retry:?}"
+    );
+    peer.signal("-STOP");
+    let timed_out = qmp
+        .execute_with::<Value, _>("query-version", &(), short())
+        .await;
+    let Err(Error::CommandTimeout(late)) = timed_out else {
+        panic!("expected a command timeout, got {timed_out:?}");
+    };
+    peer.kill();
+    let outcome = within(late.outcome()).await;
+    assert!(
+        matches!(outcome, Err(Error::Disconnected(_))),
+        "{outcome:?}"
+    );
+    within(driver).await;
+}
+
 async fn killed_mid_command(sp: Spawner) {
     let Some(mut peer) = Peer::storage_daemon() else {
         return;
@@ -342,6 +385,7 @@ async fn calls_wait_for_the_next_session(sp: Spawner) {
 }
 
 on_every_executor!(
+    late_outcomes_after_sigstop,
     calls_wait_for_the_next_session,
     negotiates_with_oob,
     hundred_concurrent_executes,

@@ -29,7 +29,10 @@ async fn scenario(sp: Spawner, label: Option<&str>) -> String {
         let result = qmp.execute_with::<Value, _>(command, &(), opts).await;
         assert_eq!(result.is_ok(), ok, "{command}: {result:?}");
         if command == SLOW {
-            assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+            assert!(
+                matches!(result, Err(Error::CommandTimeout(_))),
+                "{result:?}"
+            );
         }
     }
     qmp.close();

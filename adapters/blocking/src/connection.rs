@@ -480,6 +480,43 @@ impl Connection {
         Ok(pending.decode(&raw)?)
     }
 
+    /// Waits up to `timeout` for the late outcome of a command that timed out after it was
+    /// sent ([`Error::CommandTimeout`]): QEMU's reply when it comes (did the `blockdev-add`
+    /// that timed out create its node?), or the end of the session before it. Fails with
+    /// [`Error::Timeout`] past `timeout`; the handle can be waited on again. Meanwhile the
+    /// connection reads as any call does (events are buffered, other replies kept).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use qmp_blocking::{CallOptions, Error};
+    /// # fn main() -> Result<(), Error> {
+    /// # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
+    /// let args = serde_json::json!({"driver": "null-co", "node-name": "disk1"});
+    /// let opts = CallOptions::new().timeout(Duration::from_secs(5));
+    /// match qmp.execute_with::<serde_json::Value>("blockdev-add", &args, opts) {
+    ///     Err(Error::CommandTimeout(late)) => {
+    ///         // Did QEMU create the node after all?
+    ///         let created = qmp.wait_late(&late, Duration::from_secs(60)).is_ok();
+    ///         println!("disk1 exists: {created}");
+    ///     }
+    ///     other => { other?; }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_late(
+        &mut self,
+        late: &qmp_kit::Late,
+        timeout: Duration,
+    ) -> Result<Box<RawValue>, Error> {
+        let deadline = Instant::now().checked_add(timeout);
+        if let Some(outcome) = late.try_outcome() {
+            return outcome;
+        }
+        self.run_until(deadline, |_| late.try_outcome().is_some());
+        late.try_outcome().unwrap_or(Err(Error::Timeout))
+    }
+
     /// Whether the result of a pending command has arrived (no IO: it reflects what the
     /// last call read).
     pub fn has_reply(&self, id: CommandId) -> bool {

@@ -249,7 +249,7 @@ pub use builder::Builder;
 pub use connection::Connection;
 pub use listener::Listener;
 pub use qmp_kit::fanout::SessionItem;
-pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Reconnect, Traffic};
+pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Late, Reconnect, Traffic};
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, CommandId, DisconnectReason, Excerpt, Greeting,
     ProtocolError, QemuVersion, QmpError, QmpEvent, RawValue, Timestamp,

@@ -119,11 +119,18 @@ fn sigstop_beyond_the_timeout_then_sigcont() {
         &(),
         CallOptions::new().timeout(Duration::from_millis(300)),
     );
-    assert!(matches!(late, Err(Error::Timeout)), "{late:?}");
+    assert!(matches!(late, Err(Error::CommandTimeout(_))), "{late:?}");
     assert!(start.elapsed() < Duration::from_secs(3));
     assert_eq!(Error::Timeout.to_string(), "timed out");
     peer.signal("-CONT");
-    // The late reply is dropped; the next command gets its own.
+    // The late reply is the late outcome; the next command gets its own.
+    let Err(Error::CommandTimeout(late)) = late else {
+        unreachable!()
+    };
+    let outcome = qmp
+        .wait_late(&late, Duration::from_secs(5))
+        .expect("late outcome");
+    assert!(outcome.get().contains("\"qemu\""), "{}", outcome.get());
     assert_eq!(version(&mut qmp), 10);
     let status: Value = qmp.execute("query-commands", &()).expect("query-commands");
     assert!(status.as_array().is_some_and(|a| !a.is_empty()));
@@ -193,6 +200,7 @@ fn timeouts_of_every_length_fire_on_time() {
     };
     let mut qmp = peer.connect();
     peer.signal("-STOP");
+    let mut lates = Vec::new();
     for (timeout, most) in [
         (1000, 1600),
         (100, 600),
@@ -207,11 +215,14 @@ fn timeouts_of_every_length_fire_on_time() {
             CallOptions::new().timeout(Duration::from_millis(timeout)),
         );
         let took = start.elapsed();
-        assert!(matches!(late, Err(Error::Timeout)), "{late:?}");
         assert!(
             took >= Duration::from_millis(timeout) && took < Duration::from_millis(most),
             "a {timeout} ms timeout fired after {took:?}"
         );
+        match late {
+            Err(Error::CommandTimeout(late)) => lates.push(late),
+            other => panic!("expected a command timeout, got {other:?}"),
+        }
     }
     let waker = std::thread::spawn({
         let pid = peer.pid();
@@ -223,5 +234,10 @@ fn timeouts_of_every_length_fire_on_time() {
     // No timeout of its own: it waits for QEMU to continue.
     assert_eq!(version(&mut qmp), 10);
     waker.join().expect("waker");
+    // QEMU answered the five in order before the last command: each has its late outcome.
+    for late in &lates {
+        let outcome = late.try_outcome().expect("answered").expect("a version");
+        assert!(outcome.get().contains("\"qemu\""), "{}", outcome.get());
+    }
     peer.quit(&mut qmp);
 }

@@ -58,7 +58,7 @@ fn timed_out_command_then_resync() {
     agent.signal("-STOP");
     let opts = CallOptions::new().timeout(Duration::from_millis(300));
     let r = qga.execute_with::<Value>("guest-info", &(), opts);
-    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    assert!(matches!(r, Err(Error::CommandTimeout(_))), "{r:?}");
     // The next command is held until the resynchronisation that followed the timeout is
     // answered. The agent, once it runs again, first answers guest-info (dropped as late),
     // then the sync, then this command: it gets its own reply, not guest-info's.

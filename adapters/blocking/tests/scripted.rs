@@ -50,7 +50,7 @@ fn unexpected_eof_fails_every_pending_call() {
 }
 
 #[test]
-fn command_timeout_then_late_reply_is_dropped() {
+fn command_timeout_then_late_reply_is_its_late_outcome() {
     let mut fake = FakeQemu::new();
     fake.add_command("slow", false, |_, _| Outcome::Return(json!("late")))
         .add_command("query-version", false, |_, _| {
@@ -63,12 +63,23 @@ fn command_timeout_then_late_reply_is_dropped() {
     let start = Instant::now();
     let opts = CallOptions::new().timeout(Duration::from_millis(100));
     let e = qmp.execute_with::<Value>("slow", &(), opts).unwrap_err();
-    assert!(matches!(e, Error::Timeout), "{e:?}");
+    let Error::CommandTimeout(late) = e else {
+        panic!("expected a command timeout, got {e:?}");
+    };
     let took = start.elapsed();
     assert!(
         took >= Duration::from_millis(100) && took < Duration::from_secs(2),
         "{took:?}"
     );
+    // Not come yet: a short wait for it times out, and the handle can be waited on again.
+    assert!(late.try_outcome().is_none());
+    assert!(matches!(
+        qmp.wait_late(&late, Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
+    // Its reply is its late outcome.
+    let outcome = qmp.wait_late(&late, Duration::from_secs(5)).unwrap();
+    assert_eq!(outcome.get(), r#""late""#);
     // The session goes on; the late reply does not answer the next command.
     let v: Value = qmp.execute("query-version", &()).unwrap();
     assert_eq!(v, json!({"qemu": {"major": 10}}));
@@ -83,7 +94,7 @@ fn default_timeout_from_the_builder() {
     let mut qmp = peer.connect_with(&Builder::new().timeout(Duration::from_millis(50)));
     let start = Instant::now();
     let e = qmp.execute::<Value>("never", &()).unwrap_err();
-    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert!(matches!(e, Error::CommandTimeout(_)), "{e:?}");
     assert!(start.elapsed() < Duration::from_secs(2));
 }
 

@@ -28,7 +28,10 @@ fn scenario(label: Option<&str>) -> String {
         let result = qmp.execute_with::<Value>(command, &(), opts);
         assert_eq!(result.is_ok(), ok, "{command}: {result:?}");
         if command == SLOW {
-            assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+            assert!(
+                matches!(result, Err(Error::CommandTimeout(_))),
+                "{result:?}"
+            );
         }
     }
     drop(qmp);

@@ -9,12 +9,14 @@ use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
 use qmp_proto::{
-    CallError, CallOptions, Client, Command, CommandId, DisconnectReason, Event, Greeting, Pending,
-    QmpEvent, RawValue, RunState,
+    CallError, CallOptions, Client, Command, CommandError, CommandId, DisconnectReason, Event,
+    Greeting, Pending, QmpEvent, RawValue, RunState,
 };
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::idmap::IdMap;
+use crate::late::Late;
 use crate::trace::Tracer;
 use crate::traffic::{Tap, Traffic};
 use crate::{Error, Settings};
@@ -59,6 +61,8 @@ pub struct Engine {
     greeting: Option<Greeting>,
     tap: Option<Tap>,
     trace: Tracer,
+    /// The late outcomes to come: commands that timed out after they were sent.
+    late: IdMap<Late>,
 }
 
 impl Engine {
@@ -79,6 +83,7 @@ impl Engine {
             greeting: None,
             tap,
             trace,
+            late: IdMap::default(),
         }
     }
 
@@ -177,7 +182,14 @@ impl Engine {
             let event = self.client.poll_event()?;
             return Some(match event {
                 Event::Reply { id, result } => {
-                    let result = result.map_err(Error::from);
+                    let result = result.map_err(|e| match e {
+                        CommandError::Timeout if self.client.awaits_late_reply(id) => {
+                            let late = Late::new(id);
+                            self.late.insert(id, late.clone());
+                            Error::CommandTimeout(late)
+                        }
+                        other => Error::from(other),
+                    });
                     self.trace
                         .resolved(id, result.as_ref().err().map(|e| e as &dyn fmt::Display));
                     Output::Reply { id, result }
@@ -203,8 +215,18 @@ impl Engine {
                     }
                     Output::Transition { from, to }
                 }
+                Event::LateReply { id, result } => {
+                    if let Some(late) = self.late.remove(&id) {
+                        late.fill(result.map_err(Error::from));
+                    }
+                    continue;
+                }
                 Event::Disconnected(reason) => {
                     self.note(log::Level::Debug, format_args!("session ended: {reason}"));
+                    // No late reply comes after the end of its session.
+                    for (_, late) in self.late.drain() {
+                        late.fill(Err(Error::Disconnected(reason.clone())));
+                    }
                     Output::Disconnected(reason)
                 }
                 Event::Traffic {

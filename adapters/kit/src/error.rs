@@ -7,6 +7,8 @@ use qmp_proto::{
     CallError, CommandError, CommandId, DecodeError, DisconnectReason, Excerpt, QmpError,
 };
 
+use crate::late::Late;
+
 /// Why a call failed, in every adapter (`qmp-blocking`, `qmp-async`).
 ///
 /// `Clone`, so one cause can fail every pending call and be reported more than once. Match
@@ -32,10 +34,18 @@ pub enum Error {
     /// `GenericError` or `CommandNotFound`) and description.
     #[error("QMP error {0}")]
     Qmp(QmpError),
-    /// A deadline passed: the command's timeout (per call or the default), or the limit of a
-    /// wait for an event or of an accept. A timed-out command's late reply is dropped.
+    /// A deadline passed and nothing is left behind: the limit of a wait for an event or of
+    /// an accept, or the timeout of a command that timed out before it was sent (it never
+    /// will be). A command that timed out after it was sent is
+    /// [`CommandTimeout`](Self::CommandTimeout). [`is_timeout`](Self::is_timeout) matches
+    /// both.
     #[error("timed out")]
     Timeout,
+    /// The command's timeout (per call or the default) passed after it was sent: QEMU still
+    /// runs it, and its reply, when it comes, is its late outcome, which the [`Late`] handle
+    /// gives (did the `blockdev-add` that timed out create its node?).
+    #[error("timed out")]
+    CommandTimeout(Late),
     /// The session ended before the call was answered: the peer closed the connection (or
     /// was killed), the transport failed, the peer broke the protocol, the greeting or
     /// negotiation timed out, or the connection was closed locally. Every pending call fails
@@ -85,6 +95,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a deadline passed: [`Timeout`](Self::Timeout) or
+    /// [`CommandTimeout`](Self::CommandTimeout).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout | Error::CommandTimeout(_))
+    }
+
     /// An [`Error::Io`]: `context` says what was being done.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {

@@ -149,7 +149,7 @@ pub use qmp_kit::fanout::{
     Transition,
 };
 pub use qmp_kit::{
-    CallOptions, Direction, Error, EventFilter, Reconnect, Traffic, DEFAULT_CAPACITY,
+    CallOptions, Direction, Error, EventFilter, Late, Reconnect, Traffic, DEFAULT_CAPACITY,
 };
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, ProtocolError,

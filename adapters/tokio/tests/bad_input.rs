@@ -126,7 +126,10 @@ async fn late_reply() {
     let timed_out = qmp
         .execute_with::<Value, _>("query-status", &(), short)
         .await;
-    assert!(matches!(timed_out, Err(Error::Timeout)), "{timed_out:?}");
+    assert!(
+        matches!(timed_out, Err(Error::CommandTimeout(_))),
+        "{timed_out:?}"
+    );
     assert_eq!(query(&qmp).await.unwrap(), json!({"n": 2}));
     let warnings = said(&label, Level::WARN);
     assert!(

@@ -143,6 +143,51 @@ async fn killed_mid_command() {
     assert_eq!(qmp.pending(), 0);
 }
 
+/// Late outcomes: a `blockdev-add` sent to a stopped qemu-storage-daemon times out, and once
+/// QEMU continues its reply reaches the caller through the handle in the timeout error (the
+/// node was created: a retry is refused as a duplicate). A command that times out and whose
+/// QEMU is then killed gets the end of the session as its late outcome.
+async fn late_outcomes_after_sigstop() {
+    let Some(mut peer) = Peer::storage_daemon() else {
+        return;
+    };
+    let qmp = connect(&peer, &builder()).await;
+    peer.signal("-STOP");
+    let args = json!({"driver": "null-co", "node-name": "late0"});
+    let short = || CallOptions::new().timeout(Duration::from_millis(300));
+    let timed_out = qmp
+        .execute_with::<Value, _>("blockdev-add", &args, short())
+        .await;
+    let Err(Error::CommandTimeout(late)) = timed_out else {
+        panic!("expected a command timeout, got {timed_out:?}");
+    };
+    assert!(late.try_outcome().is_none());
+    peer.signal("-CONT");
+    let outcome = within(late.outcome()).await.expect("the node was created");
+    assert_eq!(outcome.get(), "{}");
+    // The handle keeps its outcome.
+    assert!(matches!(late.try_outcome(), Some(Ok(_))));
+    let retry = qmp.execute::<Value, _>("blockdev-add", &args).await;
+    assert!(
+        matches!(&retry, Err(Error::Qmp(e)) if e.desc.contains("Duplicate")),
+        "{retry:?}"
+    );
+    // Timed out, then QEMU killed: the late outcome is the end of the session.
+    peer.signal("-STOP");
+    let timed_out = qmp
+        .execute_with::<Value, _>("query-version", &(), short())
+        .await;
+    let Err(Error::CommandTimeout(late)) = timed_out else {
+        panic!("expected a command timeout, got {timed_out:?}");
+    };
+    peer.kill();
+    let outcome = within(late.outcome()).await;
+    assert!(
+        matches!(outcome, Err(Error::Disconnected(_))),
+        "{outcome:?}"
+    );
+}
+
 /// Six pipelined `query-qmp-schema` (about 236 KB each), then `exec-oob query-yank`: QEMU
 /// answers the OOB command while in-band ones are still queued.
 async fn oob_overtakes_queued_commands() {
@@ -376,6 +421,7 @@ async fn reconnects_after_restart() {
 }
 
 on_both_runtimes!(
+    late_outcomes_after_sigstop,
     reconnects_after_restart,
     hundred_concurrent_callers,
     job_events,

@@ -29,7 +29,10 @@ async fn scenario(label: Option<&str>) -> String {
         let result = qmp.execute_with::<Value, _>(name, &(), opts).await;
         assert_eq!(result.is_ok(), ok, "{name}: {result:?}");
         if name == SLOW {
-            assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+            assert!(
+                matches!(result, Err(Error::CommandTimeout(_))),
+                "{result:?}"
+            );
         }
     }
     qmp.close();
