@@ -664,6 +664,26 @@ impl<'a> Gen<'a> {
         out.push('\n');
     }
 
+    /// Match arms calling every command that takes no required arguments through its
+    /// typed API, by name (for the live tests).
+    pub(crate) fn call_arms(&self) -> String {
+        let mut out = String::new();
+        for e in self.ns.ents {
+            let Kind::Command { args, .. } = &e.kind else {
+                continue;
+            };
+            let ok = match args {
+                Args::None => true,
+                Args::Inline(m) => m.iter().all(|m| m.optional),
+                Args::Named(_) => false,
+            };
+            if ok {
+                let _ = writeln!(out, "        \"{}\" => c.call({}::new()).map(drop),", e.name, self.rust_name(e));
+            }
+        }
+        out
+    }
+
     /// The modules whose types `module`'s items use.
     pub(crate) fn module_deps(&self, module: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();

@@ -43,6 +43,7 @@ pub fn generated_files(out: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     v.push(out.join("tests/vocabulary.json"));
+    v.push(out.join("tests/common/calls.rs"));
     v.push(out.join("Cargo.toml"));
     v.sort();
     v
@@ -98,6 +99,7 @@ pub fn generate(src: &Path, out: &Path) -> Result<(), String> {
         let _ = writeln!(modrs, "#[cfg(feature = \"{m}\")]\nmod {id};\n#[cfg(feature = \"{m}\")]\npub use {id}::*;");
     }
     write(&out.join("src/qmp/mod.rs"), &modrs)?;
+    let qmp_calls = g.call_arms();
     table.extend(vocabulary(&qmp, "QMP"));
 
     // The guest agent: one module.
@@ -111,6 +113,21 @@ pub fn generate(src: &Path, out: &Path) -> Result<(), String> {
         g.emit_entity(&mut code, e);
     }
     write(&out.join("src/qga.rs"), &code)?;
+    let qga_calls = g.call_arms();
+    std::fs::create_dir_all(out.join("tests/common")).map_err(|e| e.to_string())?;
+    let calls = format!(
+        "{}//! Every command that takes no required arguments, called by name through its typed\n\
+         //! API (`Connection::call`): `None` for a name not in the list.\n\n\
+         use qmp_blocking::{{Connection, Error}};\n\n\
+         /// Calls the QMP command `name`.\n\
+         #[allow(deprecated)]\n\
+         pub fn call_qmp(c: &mut Connection, name: &str) -> Option<Result<(), Error>> {{\n    use qmp_types::qmp::*;\n    Some(match name {{\n{qmp_calls}        _ => return None,\n    }})\n}}\n\n\
+         /// Calls the guest agent command `name`.\n\
+         #[allow(deprecated)]\n\
+         pub fn call_qga(c: &mut Connection, name: &str) -> Option<Result<(), Error>> {{\n    use qmp_types::qga::*;\n    Some(match name {{\n{qga_calls}        _ => return None,\n    }})\n}}\n",
+        header("qapi/qapi-schema.json, qga/qapi-schema.json")
+    );
+    write(&out.join("tests/common/calls.rs"), &calls)?;
     let _ = writeln!(feature_lines, "qga = []");
     let all: Vec<String> = modules.iter().map(|m| format!("\"{m}\"")).chain(["\"qga\"".to_owned()]).collect();
     let _ = writeln!(feature_lines, "full = [{}]", all.join(", "));

@@ -44,4 +44,6 @@ pub mod qmp;
 #[cfg(feature = "qga")]
 pub mod qga;
 
+// Some helpers go unused when only a few modules are enabled.
+#[allow(dead_code, unused_macros, unused_imports)]
 mod support;

@@ -1,0 +1,3 @@
+//! What the live tests share.
+
+pub mod calls;
