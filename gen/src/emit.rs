@@ -336,6 +336,7 @@ impl<'a> Gen<'a> {
             let _ = writeln!(out, "    pub {f}: {},", self.member_ty(container, m));
         }
         out.push_str("}\n");
+        let _ = writeln!(out, "crate::support::debug_struct!({rname} {{ {} }});", fields.join(", "));
         if builder {
             let _ = writeln!(out, "impl {rname} {{");
             let req: Vec<(&Member, &String)> = members.iter().zip(&fields).filter(|(m, _)| !m.optional).collect();
@@ -345,7 +346,7 @@ impl<'a> Gen<'a> {
                 .collect();
             let _ = writeln!(
                 out,
-                "    /// A value with the required members{}.\n    pub fn new({}) -> Self {{\n        Self {{",
+                "    /// A value with the required members{}.\n    #[inline]\n    pub fn new({}) -> Self {{\n        Self {{",
                 if req.is_empty() { " (there are none)" } else { "" },
                 params.join(", ")
             );
@@ -368,7 +369,7 @@ impl<'a> Gen<'a> {
                 }
                 let _ = writeln!(
                     out,
-                    "    /// Sets `{}`.\n    pub fn with_{bare}(mut self, value: {inner}) -> Self {{\n        self.{f} = ::std::option::Option::Some(value);\n        self\n    }}",
+                    "    /// Sets `{}`.\n    #[inline]\n    pub fn with_{bare}(mut self, value: {inner}) -> Self {{\n        self.{f} = ::std::option::Option::Some(value);\n        self\n    }}",
                     m.name
                 );
             }
@@ -380,7 +381,7 @@ impl<'a> Gen<'a> {
         let rname = self.rust_name(e);
         self.item_doc(out, e);
         deprecated_attr(out, &e.features, "");
-        out.push_str("#[derive(Debug, Clone)]\n");
+        out.push_str("#[derive(Clone)]\n");
         let unused = self.unused(&e.name);
         out.push_str(self.ser_derive(&e.name, unused));
         out.push_str(self.de_derive(&e.name, unused));
@@ -429,12 +430,12 @@ impl<'a> Gen<'a> {
         );
         let _ = writeln!(
             out,
-            "impl {rname} {{\n    /// A value from its common members and its case.\n    pub fn new(base: {rname}Common, branch: {rname}Branch) -> Self {{\n        Self {{ base, branch }}\n    }}\n}}"
+            "impl {rname} {{\n    /// A value from its common members and its case.\n    #[inline]\n    pub fn new(base: {rname}Common, branch: {rname}Branch) -> Self {{\n        Self {{ base, branch }}\n    }}\n}}"
         );
         // Common members.
         let common: Vec<Member> = base.iter().filter(|m| m.name != disc).cloned().collect();
         let _ = writeln!(out, "/// The members of [`{rname}`] that every case has, the discriminator `{disc}` aside.");
-        out.push_str("#[derive(Debug, Clone)]\n");
+        out.push_str("#[derive(Clone)]\n");
         out.push_str(self.ser_derive(&e.name, unused));
         out.push_str(self.de_derive(&e.name, unused));
         out.push_str("#[non_exhaustive]\n");
@@ -467,7 +468,7 @@ impl<'a> Gen<'a> {
             out,
             "    /// A discriminator value this version of the crate does not know.\n    Other {{\n        /// The discriminator's value.\n        tag: ::std::string::String,\n        /// The whole object as received.\n        data: ::serde_json::Value,\n    }},\n}}"
         );
-        let _ = writeln!(out, "impl {rname}Branch {{\n    /// The discriminator's value.\n    pub fn tag(&self) -> &str {{\n        match self {{");
+        let _ = writeln!(out, "impl {rname}Branch {{\n    /// The discriminator's value.\n    #[inline]\n    pub fn tag(&self) -> &str {{\n        match self {{");
         for ((c, b), v) in cases.iter().zip(&vars) {
             let pat = if b.is_some() { format!("{v}(_)") } else { v.clone() };
             let _ = writeln!(out, "            Self::{pat} => \"{c}\",");
@@ -497,7 +498,7 @@ impl<'a> Gen<'a> {
         out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused { "#[cfg(feature = \"deserialize-all\")]\n" } else { "" }));
         let _ = writeln!(
             out,
-            "impl {rname} {{\n    fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {{\n        let base = <{rname}Common as ::serde::Deserialize>::deserialize(v)?;\n        let tag = crate::support::tag(v, \"{disc}\")?;\n        let branch = match tag {{"
+            "impl {rname} {{\n    #[inline]\n    fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {{\n        let base = <{rname}Common as ::serde::Deserialize>::deserialize(v)?;\n        let tag = crate::support::tag(v, \"{disc}\")?;\n        let branch = match tag {{"
         );
         for ((c, b), v) in cases.iter().zip(&vars) {
             if b.is_some() {
@@ -566,7 +567,7 @@ impl<'a> Gen<'a> {
         out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused { "#[cfg(feature = \"deserialize-all\")]\n" } else { "" }));
         let _ = writeln!(
             out,
-            "impl {rname} {{\n    fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {{\n        ::std::result::Result::Ok(match &v {{"
+            "impl {rname} {{\n    #[inline]\n    fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {{\n        ::std::result::Result::Ok(match &v {{"
         );
         for ((_, t), var) in branches.iter().zip(&vars) {
             let _ = writeln!(
@@ -587,14 +588,14 @@ impl<'a> Gen<'a> {
                 deprecated_attr(out, &e.features, "");
                 let _ = writeln!(
                     out,
-                    "#[derive(Debug, Clone, Default)]\n#[non_exhaustive]\npub struct {rname} {{}}\nimpl {rname} {{\n    /// The command (it has no arguments).\n    pub fn new() -> Self {{\n        Self {{}}\n    }}\n}}\ncrate::support::no_arguments!({rname});"
+                    "#[derive(Debug, Clone, Default)]\n#[non_exhaustive]\npub struct {rname} {{}}\nimpl {rname} {{\n    /// The command (it has no arguments).\n    #[inline]\n    pub fn new() -> Self {{\n        Self {{}}\n    }}\n}}\ncrate::support::no_arguments!({rname});"
                 );
             }
             Args::Inline(m) => {
                 self.item_doc(out, e);
                 out.push_str("///\n/// Its fields are the command's arguments.\n");
                 deprecated_attr(out, &e.features, "");
-                out.push_str("#[derive(Debug, Clone, ::serde::Serialize)]\n#[non_exhaustive]\n");
+                out.push_str("#[derive(Clone, ::serde::Serialize)]\n#[non_exhaustive]\n");
                 self.struct_body(out, &e.name, &rname, m, true);
             }
             Args::Named(t) => {
@@ -604,7 +605,7 @@ impl<'a> Gen<'a> {
                 deprecated_attr(out, &e.features, "");
                 let _ = writeln!(
                     out,
-                    "#[derive(Debug, Clone)]\n#[non_exhaustive]\npub struct {rname} {{\n    /// The arguments.\n    pub args: {ty},\n}}\nimpl {rname} {{\n    /// The command with these arguments.\n    pub fn new(args: {ty}) -> Self {{\n        Self {{ args }}\n    }}\n}}\nimpl ::std::convert::From<{ty}> for {rname} {{\n    fn from(args: {ty}) -> Self {{\n        Self {{ args }}\n    }}\n}}\ncrate::support::boxed_arguments!({rname});"
+                    "#[derive(Debug, Clone)]\n#[non_exhaustive]\npub struct {rname} {{\n    /// The arguments.\n    pub args: {ty},\n}}\nimpl {rname} {{\n    /// The command with these arguments.\n    #[inline]\n    pub fn new(args: {ty}) -> Self {{\n        Self {{ args }}\n    }}\n}}\nimpl ::std::convert::From<{ty}> for {rname} {{\n    #[inline]\n    fn from(args: {ty}) -> Self {{\n        Self {{ args }}\n    }}\n}}\ncrate::support::boxed_arguments!({rname});"
                 );
             }
         }
@@ -634,7 +635,7 @@ impl<'a> Gen<'a> {
             }
             Args::Inline(m) => {
                 out.push_str("///\n/// Its fields are the event's data.\n");
-                out.push_str("#[derive(Debug, Clone, ::serde::Deserialize)]\n");
+                out.push_str("#[derive(Clone, ::serde::Deserialize)]\n");
                 out.push_str(self.ser_derive("", false));
                 out.push_str("#[non_exhaustive]\n");
                 self.struct_body(out, &e.name, &rname, m, false);

@@ -121,10 +121,10 @@ pub fn generate(src: &Path, out: &Path) -> Result<(), String> {
          use qmp_blocking::{{Connection, Error}};\n\n\
          /// Calls the QMP command `name`.\n\
          #[allow(deprecated)]\n\
-         pub fn call_qmp(c: &mut Connection, name: &str) -> Option<Result<(), Error>> {{\n    use qmp_types::qmp::*;\n    Some(match name {{\n{qmp_calls}        _ => return None,\n    }})\n}}\n\n\
+         pub(crate) fn call_qmp(c: &mut Connection, name: &str) -> Option<Result<(), Error>> {{\n    use qmp_types::qmp::*;\n    Some(match name {{\n{qmp_calls}        _ => return None,\n    }})\n}}\n\n\
          /// Calls the guest agent command `name`.\n\
          #[allow(deprecated)]\n\
-         pub fn call_qga(c: &mut Connection, name: &str) -> Option<Result<(), Error>> {{\n    use qmp_types::qga::*;\n    Some(match name {{\n{qga_calls}        _ => return None,\n    }})\n}}\n",
+         pub(crate) fn call_qga(c: &mut Connection, name: &str) -> Option<Result<(), Error>> {{\n    use qmp_types::qga::*;\n    Some(match name {{\n{qga_calls}        _ => return None,\n    }})\n}}\n",
         header("qapi/qapi-schema.json, qga/qapi-schema.json")
     );
     write(&out.join("tests/common/calls.rs"), &calls)?;

@@ -10,14 +10,16 @@
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-sync-delimited).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestSyncDelimited {
     /// `id`.
     pub id: i64,
 }
+crate::support::debug_struct!(GuestSyncDelimited { id });
 impl GuestSyncDelimited {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: i64) -> Self {
         Self {
             id,
@@ -34,14 +36,16 @@ impl ::qmp_proto::Command for GuestSyncDelimited {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-sync).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestSync {
     /// `id`.
     pub id: i64,
 }
+crate::support::debug_struct!(GuestSync { id });
 impl GuestSync {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: i64) -> Self {
         Self {
             id,
@@ -63,6 +67,7 @@ impl ::qmp_proto::Command for GuestSync {
 pub struct GuestPing {}
 impl GuestPing {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -83,6 +88,7 @@ impl ::qmp_proto::Command for GuestPing {
 pub struct GuestGetTime {}
 impl GuestGetTime {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -98,21 +104,24 @@ impl ::qmp_proto::Command for GuestGetTime {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-set-time).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestSetTime {
     /// `time` (optional).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub time: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(GuestSetTime { time });
 impl GuestSetTime {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             time: ::std::option::Option::None,
         }
     }
     /// Sets `time`.
+    #[inline]
     pub fn with_time(mut self, value: i64) -> Self {
         self.time = ::std::option::Option::Some(value);
         self
@@ -126,7 +135,7 @@ impl ::qmp_proto::Command for GuestSetTime {
 /// `GuestAgentCommandInfo`: the QAPI struct (module `qapi-schema`, since QEMU 1.1.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestAgentCommandInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -139,11 +148,12 @@ pub struct GuestAgentCommandInfo {
     #[serde(rename = "success-response")]
     pub success_response: bool,
 }
+crate::support::debug_struct!(GuestAgentCommandInfo { name, enabled, success_response });
 
 /// `GuestAgentInfo`: the QAPI struct (module `qapi-schema`, since QEMU 0.15.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestAgentInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -153,6 +163,7 @@ pub struct GuestAgentInfo {
     /// `supported_commands`.
     pub supported_commands: ::std::vec::Vec<self::GuestAgentCommandInfo>,
 }
+crate::support::debug_struct!(GuestAgentInfo { version, supported_commands });
 
 /// `guest-info`: the QAPI command (module `qapi-schema`, since QEMU 0.15.0).
 ///
@@ -164,6 +175,7 @@ pub struct GuestAgentInfo {
 pub struct GuestInfo {}
 impl GuestInfo {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -179,21 +191,24 @@ impl ::qmp_proto::Command for GuestInfo {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-shutdown).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestShutdown {
     /// `mode` (optional).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(GuestShutdown { mode });
 impl GuestShutdown {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             mode: ::std::option::Option::None,
         }
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: ::std::string::String) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
@@ -210,7 +225,7 @@ impl ::qmp_proto::Command for GuestShutdown {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-open).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestFileOpen {
     /// `path`.
@@ -219,8 +234,10 @@ pub struct GuestFileOpen {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(GuestFileOpen { path, mode });
 impl GuestFileOpen {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String) -> Self {
         Self {
             path,
@@ -228,6 +245,7 @@ impl GuestFileOpen {
         }
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: ::std::string::String) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
@@ -243,14 +261,16 @@ impl ::qmp_proto::Command for GuestFileOpen {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-close).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestFileClose {
     /// `handle`.
     pub handle: i64,
 }
+crate::support::debug_struct!(GuestFileClose { handle });
 impl GuestFileClose {
     /// A value with the required members.
+    #[inline]
     pub fn new(handle: i64) -> Self {
         Self {
             handle,
@@ -265,7 +285,7 @@ impl ::qmp_proto::Command for GuestFileClose {
 /// `GuestFileRead`: the QAPI struct (module `qapi-schema`, since QEMU 0.15.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFileRead).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -278,13 +298,14 @@ pub struct GuestFileRead {
     /// `eof`.
     pub eof: bool,
 }
+crate::support::debug_struct!(GuestFileRead { count, buf_b64, eof });
 
 /// `guest-file-read`: the QAPI command (module `qapi-schema`, since QEMU 0.15.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-read).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestFileReadCmd {
     /// `handle`.
@@ -293,8 +314,10 @@ pub struct GuestFileReadCmd {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub count: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(GuestFileReadCmd { handle, count });
 impl GuestFileReadCmd {
     /// A value with the required members.
+    #[inline]
     pub fn new(handle: i64) -> Self {
         Self {
             handle,
@@ -302,6 +325,7 @@ impl GuestFileReadCmd {
         }
     }
     /// Sets `count`.
+    #[inline]
     pub fn with_count(mut self, value: i64) -> Self {
         self.count = ::std::option::Option::Some(value);
         self
@@ -315,7 +339,7 @@ impl ::qmp_proto::Command for GuestFileReadCmd {
 /// `GuestFileWrite`: the QAPI struct (module `qapi-schema`, since QEMU 0.15.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFileWrite).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -325,13 +349,14 @@ pub struct GuestFileWrite {
     /// `eof`.
     pub eof: bool,
 }
+crate::support::debug_struct!(GuestFileWrite { count, eof });
 
 /// `guest-file-write`: the QAPI command (module `qapi-schema`, since QEMU 0.15.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-write).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestFileWriteCmd {
     /// `handle`.
@@ -343,8 +368,10 @@ pub struct GuestFileWriteCmd {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub count: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(GuestFileWriteCmd { handle, buf_b64, count });
 impl GuestFileWriteCmd {
     /// A value with the required members.
+    #[inline]
     pub fn new(handle: i64, buf_b64: ::std::string::String) -> Self {
         Self {
             handle,
@@ -353,6 +380,7 @@ impl GuestFileWriteCmd {
         }
     }
     /// Sets `count`.
+    #[inline]
     pub fn with_count(mut self, value: i64) -> Self {
         self.count = ::std::option::Option::Some(value);
         self
@@ -366,7 +394,7 @@ impl ::qmp_proto::Command for GuestFileWriteCmd {
 /// `GuestFileSeek`: the QAPI struct (module `qapi-schema`, since QEMU 0.15.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFileSeek).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -376,6 +404,7 @@ pub struct GuestFileSeek {
     /// `eof`.
     pub eof: bool,
 }
+crate::support::debug_struct!(GuestFileSeek { position, eof });
 
 /// `QGASeek`: the QAPI enum (module `qapi-schema`, since QEMU 2.6).
 ///
@@ -429,6 +458,7 @@ impl<'de> ::serde::Deserialize<'de> for GuestFileWhence {
 }
 #[cfg(feature = "deserialize-all")]
 impl GuestFileWhence {
+    #[inline]
     fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         ::std::result::Result::Ok(match &v {
             ::serde_json::Value::Number(..) => Self::Value(::serde::Deserialize::deserialize(v)?),
@@ -444,7 +474,7 @@ impl GuestFileWhence {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-seek).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestFileSeekCmd {
     /// `handle`.
@@ -454,8 +484,10 @@ pub struct GuestFileSeekCmd {
     /// `whence`.
     pub whence: self::GuestFileWhence,
 }
+crate::support::debug_struct!(GuestFileSeekCmd { handle, offset, whence });
 impl GuestFileSeekCmd {
     /// A value with the required members.
+    #[inline]
     pub fn new(handle: i64, offset: i64, whence: self::GuestFileWhence) -> Self {
         Self {
             handle,
@@ -474,14 +506,16 @@ impl ::qmp_proto::Command for GuestFileSeekCmd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-flush).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestFileFlush {
     /// `handle`.
     pub handle: i64,
 }
+crate::support::debug_struct!(GuestFileFlush { handle });
 impl GuestFileFlush {
     /// A value with the required members.
+    #[inline]
     pub fn new(handle: i64) -> Self {
         Self {
             handle,
@@ -521,6 +555,7 @@ crate::support::qapi_enum!(GuestFsfreezeStatus {
 pub struct GuestFsfreezeStatusCmd {}
 impl GuestFsfreezeStatusCmd {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -541,6 +576,7 @@ impl ::qmp_proto::Command for GuestFsfreezeStatusCmd {
 pub struct GuestFsfreezeFreeze {}
 impl GuestFsfreezeFreeze {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -556,21 +592,24 @@ impl ::qmp_proto::Command for GuestFsfreezeFreeze {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-fsfreeze-freeze-list).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestFsfreezeFreezeList {
     /// `mountpoints` (optional).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mountpoints: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
+crate::support::debug_struct!(GuestFsfreezeFreezeList { mountpoints });
 impl GuestFsfreezeFreezeList {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             mountpoints: ::std::option::Option::None,
         }
     }
     /// Sets `mountpoints`.
+    #[inline]
     pub fn with_mountpoints(mut self, value: ::std::vec::Vec<::std::string::String>) -> Self {
         self.mountpoints = ::std::option::Option::Some(value);
         self
@@ -591,6 +630,7 @@ impl ::qmp_proto::Command for GuestFsfreezeFreezeList {
 pub struct GuestFsfreezeThaw {}
 impl GuestFsfreezeThaw {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -604,7 +644,7 @@ impl ::qmp_proto::Command for GuestFsfreezeThaw {
 /// `GuestFilesystemTrimResult`: the QAPI struct (module `qapi-schema`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFilesystemTrimResult).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -621,11 +661,12 @@ pub struct GuestFilesystemTrimResult {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(GuestFilesystemTrimResult { path, trimmed, minimum, error });
 
 /// `GuestFilesystemTrimResponse`: the QAPI struct (module `qapi-schema`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFilesystemTrimResponse).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -633,27 +674,31 @@ pub struct GuestFilesystemTrimResponse {
     /// `paths`.
     pub paths: ::std::vec::Vec<self::GuestFilesystemTrimResult>,
 }
+crate::support::debug_struct!(GuestFilesystemTrimResponse { paths });
 
 /// `guest-fstrim`: the QAPI command (module `qapi-schema`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-fstrim).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestFstrim {
     /// `minimum` (optional).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub minimum: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(GuestFstrim { minimum });
 impl GuestFstrim {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             minimum: ::std::option::Option::None,
         }
     }
     /// Sets `minimum`.
+    #[inline]
     pub fn with_minimum(mut self, value: i64) -> Self {
         self.minimum = ::std::option::Option::Some(value);
         self
@@ -674,6 +719,7 @@ impl ::qmp_proto::Command for GuestFstrim {
 pub struct GuestSuspendDisk {}
 impl GuestSuspendDisk {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -695,6 +741,7 @@ impl ::qmp_proto::Command for GuestSuspendDisk {
 pub struct GuestSuspendRam {}
 impl GuestSuspendRam {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -716,6 +763,7 @@ impl ::qmp_proto::Command for GuestSuspendRam {
 pub struct GuestSuspendHybrid {}
 impl GuestSuspendHybrid {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -748,7 +796,7 @@ crate::support::qapi_enum!(GuestIpAddressType {
 /// `GuestIpAddress`: the QAPI struct (module `qapi-schema`, since QEMU 1.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestIpAddress).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -762,11 +810,12 @@ pub struct GuestIpAddress {
     /// `prefix`.
     pub prefix: i64,
 }
+crate::support::debug_struct!(GuestIpAddress { ip_address, ip_address_type, prefix });
 
 /// `GuestNetworkInterfaceStat`: the QAPI struct (module `qapi-schema`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestNetworkInterfaceStat).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -796,11 +845,12 @@ pub struct GuestNetworkInterfaceStat {
     #[serde(rename = "tx-dropped")]
     pub tx_dropped: u64,
 }
+crate::support::debug_struct!(GuestNetworkInterfaceStat { rx_bytes, rx_packets, rx_errs, rx_dropped, tx_bytes, tx_packets, tx_errs, tx_dropped });
 
 /// `GuestNetworkInterface`: the QAPI struct (module `qapi-schema`, since QEMU 1.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestNetworkInterface).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -817,6 +867,7 @@ pub struct GuestNetworkInterface {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub statistics: ::std::option::Option<self::GuestNetworkInterfaceStat>,
 }
+crate::support::debug_struct!(GuestNetworkInterface { name, hardware_address, ip_addresses, statistics });
 
 /// `guest-network-get-interfaces`: the QAPI command (module `qapi-schema`, since QEMU 1.1).
 ///
@@ -828,6 +879,7 @@ pub struct GuestNetworkInterface {
 pub struct GuestNetworkGetInterfaces {}
 impl GuestNetworkGetInterfaces {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -841,7 +893,7 @@ impl ::qmp_proto::Command for GuestNetworkGetInterfaces {
 /// `GuestLogicalProcessor`: the QAPI struct (module `qapi-schema`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestLogicalProcessor).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -855,8 +907,10 @@ pub struct GuestLogicalProcessor {
     #[serde(rename = "can-offline", skip_serializing_if = "::std::option::Option::is_none")]
     pub can_offline: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(GuestLogicalProcessor { logical_id, online, can_offline });
 impl GuestLogicalProcessor {
     /// A value with the required members.
+    #[inline]
     pub fn new(logical_id: i64, online: bool) -> Self {
         Self {
             logical_id,
@@ -865,6 +919,7 @@ impl GuestLogicalProcessor {
         }
     }
     /// Sets `can-offline`.
+    #[inline]
     pub fn with_can_offline(mut self, value: bool) -> Self {
         self.can_offline = ::std::option::Option::Some(value);
         self
@@ -881,6 +936,7 @@ impl GuestLogicalProcessor {
 pub struct GuestGetVcpus {}
 impl GuestGetVcpus {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -896,14 +952,16 @@ impl ::qmp_proto::Command for GuestGetVcpus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-set-vcpus).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestSetVcpus {
     /// `vcpus`.
     pub vcpus: ::std::vec::Vec<self::GuestLogicalProcessor>,
 }
+crate::support::debug_struct!(GuestSetVcpus { vcpus });
 impl GuestSetVcpus {
     /// A value with the required members.
+    #[inline]
     pub fn new(vcpus: ::std::vec::Vec<self::GuestLogicalProcessor>) -> Self {
         Self {
             vcpus,
@@ -990,7 +1048,7 @@ crate::support::qapi_enum!(GuestDiskBusType {
 /// `GuestPCIAddress`: the QAPI struct (module `qapi-schema`, since QEMU 2.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestPCIAddress).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1004,11 +1062,12 @@ pub struct GuestPCIAddress {
     /// `function`.
     pub function: i64,
 }
+crate::support::debug_struct!(GuestPCIAddress { domain, bus, slot, function });
 
 /// `GuestCCWAddress`: the QAPI struct (module `qapi-schema`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestCCWAddress).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1022,11 +1081,12 @@ pub struct GuestCCWAddress {
     /// `devno`.
     pub devno: i64,
 }
+crate::support::debug_struct!(GuestCCWAddress { cssid, ssid, subchno, devno });
 
 /// `GuestDiskAddress`: the QAPI struct (module `qapi-schema`, since QEMU 2.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestDiskAddress).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1053,11 +1113,12 @@ pub struct GuestDiskAddress {
     #[serde(rename = "ccw-address", skip_serializing_if = "::std::option::Option::is_none")]
     pub ccw_address: ::std::option::Option<self::GuestCCWAddress>,
 }
+crate::support::debug_struct!(GuestDiskAddress { pci_controller, bus_type, bus, target, unit, serial, dev, ccw_address });
 
 /// `GuestNVMeSmart`: the QAPI struct (module `qapi-schema`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestNVMeSmart).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1137,6 +1198,7 @@ pub struct GuestNVMeSmart {
     #[serde(rename = "number-of-error-log-entries-hi")]
     pub number_of_error_log_entries_hi: u64,
 }
+crate::support::debug_struct!(GuestNVMeSmart { critical_warning, temperature, available_spare, available_spare_threshold, percentage_used, data_units_read_lo, data_units_read_hi, data_units_written_lo, data_units_written_hi, host_read_commands_lo, host_read_commands_hi, host_write_commands_lo, host_write_commands_hi, controller_busy_time_lo, controller_busy_time_hi, power_cycles_lo, power_cycles_hi, power_on_hours_lo, power_on_hours_hi, unsafe_shutdowns_lo, unsafe_shutdowns_hi, media_errors_lo, media_errors_hi, number_of_error_log_entries_lo, number_of_error_log_entries_hi });
 
 /// `GuestDiskSmart`: the QAPI union (module `qapi-schema`, since QEMU 7.1).
 ///
@@ -1153,17 +1215,19 @@ pub struct GuestDiskSmart {
 }
 impl GuestDiskSmart {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: GuestDiskSmartCommon, branch: GuestDiskSmartBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`GuestDiskSmart`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestDiskSmartCommon {
 }
+crate::support::debug_struct!(GuestDiskSmartCommon {  });
 /// The cases of [`GuestDiskSmart`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -1218,6 +1282,7 @@ pub enum GuestDiskSmartBranch {
 }
 impl GuestDiskSmartBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Ide => "ide",
@@ -1263,6 +1328,7 @@ impl<'de> ::serde::Deserialize<'de> for GuestDiskSmart {
     }
 }
 impl GuestDiskSmart {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <GuestDiskSmartCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -1299,7 +1365,7 @@ impl GuestDiskSmart {
 /// `GuestDiskInfo`: the QAPI struct (module `qapi-schema`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestDiskInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1321,6 +1387,7 @@ pub struct GuestDiskInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub smart: ::std::option::Option<self::GuestDiskSmart>,
 }
+crate::support::debug_struct!(GuestDiskInfo { name, partition, dependencies, address, alias, smart });
 
 /// `guest-get-disks`: the QAPI command (module `qapi-schema`, since QEMU 5.2).
 ///
@@ -1332,6 +1399,7 @@ pub struct GuestDiskInfo {
 pub struct GuestGetDisks {}
 impl GuestGetDisks {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1345,7 +1413,7 @@ impl ::qmp_proto::Command for GuestGetDisks {
 /// `GuestFilesystemInfo`: the QAPI struct (module `qapi-schema`, since QEMU 2.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFilesystemInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1368,6 +1436,7 @@ pub struct GuestFilesystemInfo {
     /// `disk`.
     pub disk: ::std::vec::Vec<self::GuestDiskAddress>,
 }
+crate::support::debug_struct!(GuestFilesystemInfo { name, mountpoint, r#type, used_bytes, total_bytes, total_bytes_privileged, disk });
 
 /// `guest-get-fsinfo`: the QAPI command (module `qapi-schema`, since QEMU 2.2).
 ///
@@ -1379,6 +1448,7 @@ pub struct GuestFilesystemInfo {
 pub struct GuestGetFsinfo {}
 impl GuestGetFsinfo {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1394,7 +1464,7 @@ impl ::qmp_proto::Command for GuestGetFsinfo {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-set-user-password).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestSetUserPassword {
     /// `username`.
@@ -1404,8 +1474,10 @@ pub struct GuestSetUserPassword {
     /// `crypted`.
     pub crypted: bool,
 }
+crate::support::debug_struct!(GuestSetUserPassword { username, password, crypted });
 impl GuestSetUserPassword {
     /// A value with the required members.
+    #[inline]
     pub fn new(username: ::std::string::String, password: ::std::string::String, crypted: bool) -> Self {
         Self {
             username,
@@ -1422,7 +1494,7 @@ impl ::qmp_proto::Command for GuestSetUserPassword {
 /// `GuestMemoryBlock`: the QAPI struct (module `qapi-schema`, since QEMU 2.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestMemoryBlock).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1436,8 +1508,10 @@ pub struct GuestMemoryBlock {
     #[serde(rename = "can-offline", skip_serializing_if = "::std::option::Option::is_none")]
     pub can_offline: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(GuestMemoryBlock { phys_index, online, can_offline });
 impl GuestMemoryBlock {
     /// A value with the required members.
+    #[inline]
     pub fn new(phys_index: u64, online: bool) -> Self {
         Self {
             phys_index,
@@ -1446,6 +1520,7 @@ impl GuestMemoryBlock {
         }
     }
     /// Sets `can-offline`.
+    #[inline]
     pub fn with_can_offline(mut self, value: bool) -> Self {
         self.can_offline = ::std::option::Option::Some(value);
         self
@@ -1462,6 +1537,7 @@ impl GuestMemoryBlock {
 pub struct GuestGetMemoryBlocks {}
 impl GuestGetMemoryBlocks {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1499,7 +1575,7 @@ crate::support::qapi_enum!(GuestMemoryBlockResponseType {
 /// `GuestMemoryBlockResponse`: the QAPI struct (module `qapi-schema`, since QEMU 2.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestMemoryBlockResponse).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1513,21 +1589,24 @@ pub struct GuestMemoryBlockResponse {
     #[serde(rename = "error-code", skip_serializing_if = "::std::option::Option::is_none")]
     pub error_code: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(GuestMemoryBlockResponse { phys_index, response, error_code });
 
 /// `guest-set-memory-blocks`: the QAPI command (module `qapi-schema`, since QEMU 2.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-set-memory-blocks).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestSetMemoryBlocks {
     /// `mem-blks`.
     #[serde(rename = "mem-blks")]
     pub mem_blks: ::std::vec::Vec<self::GuestMemoryBlock>,
 }
+crate::support::debug_struct!(GuestSetMemoryBlocks { mem_blks });
 impl GuestSetMemoryBlocks {
     /// A value with the required members.
+    #[inline]
     pub fn new(mem_blks: ::std::vec::Vec<self::GuestMemoryBlock>) -> Self {
         Self {
             mem_blks,
@@ -1542,7 +1621,7 @@ impl ::qmp_proto::Command for GuestSetMemoryBlocks {
 /// `GuestMemoryBlockInfo`: the QAPI struct (module `qapi-schema`, since QEMU 2.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestMemoryBlockInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1550,6 +1629,7 @@ pub struct GuestMemoryBlockInfo {
     /// `size`.
     pub size: u64,
 }
+crate::support::debug_struct!(GuestMemoryBlockInfo { size });
 
 /// `guest-get-memory-block-info`: the QAPI command (module `qapi-schema`, since QEMU 2.3).
 ///
@@ -1561,6 +1641,7 @@ pub struct GuestMemoryBlockInfo {
 pub struct GuestGetMemoryBlockInfo {}
 impl GuestGetMemoryBlockInfo {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1574,7 +1655,7 @@ impl ::qmp_proto::Command for GuestGetMemoryBlockInfo {
 /// `GuestExecStatus`: the QAPI struct (module `qapi-schema`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestExecStatus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1600,20 +1681,23 @@ pub struct GuestExecStatus {
     #[serde(rename = "err-truncated", skip_serializing_if = "::std::option::Option::is_none")]
     pub err_truncated: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(GuestExecStatus { exited, exitcode, signal, out_data, err_data, out_truncated, err_truncated });
 
 /// `guest-exec-status`: the QAPI command (module `qapi-schema`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-exec-status).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestExecStatusCmd {
     /// `pid`.
     pub pid: i64,
 }
+crate::support::debug_struct!(GuestExecStatusCmd { pid });
 impl GuestExecStatusCmd {
     /// A value with the required members.
+    #[inline]
     pub fn new(pid: i64) -> Self {
         Self {
             pid,
@@ -1628,7 +1712,7 @@ impl ::qmp_proto::Command for GuestExecStatusCmd {
 /// `GuestExec`: the QAPI struct (module `qapi-schema`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestExec).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1636,6 +1720,7 @@ pub struct GuestExec {
     /// `pid`.
     pub pid: i64,
 }
+crate::support::debug_struct!(GuestExec { pid });
 
 /// `GuestExecCaptureOutputMode`: the QAPI enum (module `qapi-schema`, since QEMU 8.0).
 ///
@@ -1695,6 +1780,7 @@ impl<'de> ::serde::Deserialize<'de> for GuestExecCaptureOutput {
 }
 #[cfg(feature = "deserialize-all")]
 impl GuestExecCaptureOutput {
+    #[inline]
     fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         ::std::result::Result::Ok(match &v {
             ::serde_json::Value::Bool(..) => Self::Flag(::serde::Deserialize::deserialize(v)?),
@@ -1710,7 +1796,7 @@ impl GuestExecCaptureOutput {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-exec).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestExecCmd {
     /// `path`.
@@ -1728,8 +1814,10 @@ pub struct GuestExecCmd {
     #[serde(rename = "capture-output", skip_serializing_if = "::std::option::Option::is_none")]
     pub capture_output: ::std::option::Option<self::GuestExecCaptureOutput>,
 }
+crate::support::debug_struct!(GuestExecCmd { path, arg, env, input_data, capture_output });
 impl GuestExecCmd {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String) -> Self {
         Self {
             path,
@@ -1740,21 +1828,25 @@ impl GuestExecCmd {
         }
     }
     /// Sets `arg`.
+    #[inline]
     pub fn with_arg(mut self, value: ::std::vec::Vec<::std::string::String>) -> Self {
         self.arg = ::std::option::Option::Some(value);
         self
     }
     /// Sets `env`.
+    #[inline]
     pub fn with_env(mut self, value: ::std::vec::Vec<::std::string::String>) -> Self {
         self.env = ::std::option::Option::Some(value);
         self
     }
     /// Sets `input-data`.
+    #[inline]
     pub fn with_input_data(mut self, value: ::std::string::String) -> Self {
         self.input_data = ::std::option::Option::Some(value);
         self
     }
     /// Sets `capture-output`.
+    #[inline]
     pub fn with_capture_output(mut self, value: self::GuestExecCaptureOutput) -> Self {
         self.capture_output = ::std::option::Option::Some(value);
         self
@@ -1768,7 +1860,7 @@ impl ::qmp_proto::Command for GuestExecCmd {
 /// `GuestHostName`: the QAPI struct (module `qapi-schema`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestHostName).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1777,6 +1869,7 @@ pub struct GuestHostName {
     #[serde(rename = "host-name")]
     pub host_name: ::std::string::String,
 }
+crate::support::debug_struct!(GuestHostName { host_name });
 
 /// `guest-get-host-name`: the QAPI command (module `qapi-schema`, since QEMU 2.10).
 ///
@@ -1788,6 +1881,7 @@ pub struct GuestHostName {
 pub struct GuestGetHostName {}
 impl GuestGetHostName {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1801,7 +1895,7 @@ impl ::qmp_proto::Command for GuestGetHostName {
 /// `GuestUser`: the QAPI struct (module `qapi-schema`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestUser).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1815,6 +1909,7 @@ pub struct GuestUser {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub domain: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(GuestUser { user, login_time, domain });
 
 /// `guest-get-users`: the QAPI command (module `qapi-schema`, since QEMU 2.10).
 ///
@@ -1826,6 +1921,7 @@ pub struct GuestUser {
 pub struct GuestGetUsers {}
 impl GuestGetUsers {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1839,7 +1935,7 @@ impl ::qmp_proto::Command for GuestGetUsers {
 /// `GuestTimezone`: the QAPI struct (module `qapi-schema`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestTimezone).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1850,6 +1946,7 @@ pub struct GuestTimezone {
     /// `offset`.
     pub offset: i64,
 }
+crate::support::debug_struct!(GuestTimezone { zone, offset });
 
 /// `guest-get-timezone`: the QAPI command (module `qapi-schema`, since QEMU 2.10).
 ///
@@ -1861,6 +1958,7 @@ pub struct GuestTimezone {
 pub struct GuestGetTimezone {}
 impl GuestGetTimezone {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1874,7 +1972,7 @@ impl ::qmp_proto::Command for GuestGetTimezone {
 /// `GuestOSInfo`: the QAPI struct (module `qapi-schema`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestOSInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1910,6 +2008,7 @@ pub struct GuestOSInfo {
     #[serde(rename = "variant-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub variant_id: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(GuestOSInfo { kernel_release, kernel_version, machine, id, name, pretty_name, version, version_id, variant, variant_id });
 
 /// `guest-get-osinfo`: the QAPI command (module `qapi-schema`, since QEMU 2.10).
 ///
@@ -1921,6 +2020,7 @@ pub struct GuestOSInfo {
 pub struct GuestGetOsinfo {}
 impl GuestGetOsinfo {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1934,7 +2034,7 @@ impl ::qmp_proto::Command for GuestGetOsinfo {
 /// `GuestAuthorizedKeys`: the QAPI struct (module `qapi-schema`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestAuthorizedKeys).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1942,20 +2042,23 @@ pub struct GuestAuthorizedKeys {
     /// `keys`.
     pub keys: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(GuestAuthorizedKeys { keys });
 
 /// `guest-ssh-get-authorized-keys`: the QAPI command (module `qapi-schema`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-ssh-get-authorized-keys).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestSshGetAuthorizedKeys {
     /// `username`.
     pub username: ::std::string::String,
 }
+crate::support::debug_struct!(GuestSshGetAuthorizedKeys { username });
 impl GuestSshGetAuthorizedKeys {
     /// A value with the required members.
+    #[inline]
     pub fn new(username: ::std::string::String) -> Self {
         Self {
             username,
@@ -1972,7 +2075,7 @@ impl ::qmp_proto::Command for GuestSshGetAuthorizedKeys {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-ssh-add-authorized-keys).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestSshAddAuthorizedKeys {
     /// `username`.
@@ -1983,8 +2086,10 @@ pub struct GuestSshAddAuthorizedKeys {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reset: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(GuestSshAddAuthorizedKeys { username, keys, reset });
 impl GuestSshAddAuthorizedKeys {
     /// A value with the required members.
+    #[inline]
     pub fn new(username: ::std::string::String, keys: ::std::vec::Vec<::std::string::String>) -> Self {
         Self {
             username,
@@ -1993,6 +2098,7 @@ impl GuestSshAddAuthorizedKeys {
         }
     }
     /// Sets `reset`.
+    #[inline]
     pub fn with_reset(mut self, value: bool) -> Self {
         self.reset = ::std::option::Option::Some(value);
         self
@@ -2008,7 +2114,7 @@ impl ::qmp_proto::Command for GuestSshAddAuthorizedKeys {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-ssh-remove-authorized-keys).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct GuestSshRemoveAuthorizedKeys {
     /// `username`.
@@ -2016,8 +2122,10 @@ pub struct GuestSshRemoveAuthorizedKeys {
     /// `keys`.
     pub keys: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(GuestSshRemoveAuthorizedKeys { username, keys });
 impl GuestSshRemoveAuthorizedKeys {
     /// A value with the required members.
+    #[inline]
     pub fn new(username: ::std::string::String, keys: ::std::vec::Vec<::std::string::String>) -> Self {
         Self {
             username,
@@ -2033,7 +2141,7 @@ impl ::qmp_proto::Command for GuestSshRemoveAuthorizedKeys {
 /// `GuestDiskStats`: the QAPI struct (module `qapi-schema`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestDiskStats).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2090,11 +2198,12 @@ pub struct GuestDiskStats {
     #[serde(rename = "weight-ticks", skip_serializing_if = "::std::option::Option::is_none")]
     pub weight_ticks: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(GuestDiskStats { read_sectors, read_ios, read_merges, write_sectors, write_ios, write_merges, discard_sectors, discard_ios, discard_merges, flush_ios, read_ticks, write_ticks, discard_ticks, flush_ticks, ios_pgr, total_ticks, weight_ticks });
 
 /// `GuestDiskStatsInfo`: the QAPI struct (module `qapi-schema`).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestDiskStatsInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2108,6 +2217,7 @@ pub struct GuestDiskStatsInfo {
     /// `stats`.
     pub stats: self::GuestDiskStats,
 }
+crate::support::debug_struct!(GuestDiskStatsInfo { name, major, minor, stats });
 
 /// `guest-get-diskstats`: the QAPI command (module `qapi-schema`, since QEMU 7.1).
 ///
@@ -2119,6 +2229,7 @@ pub struct GuestDiskStatsInfo {
 pub struct GuestGetDiskstats {}
 impl GuestGetDiskstats {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2147,7 +2258,7 @@ crate::support::qapi_enum!(GuestCpuStatsType {
 /// `GuestLinuxCpuStats`: the QAPI struct (module `qapi-schema`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestLinuxCpuStats).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2181,6 +2292,7 @@ pub struct GuestLinuxCpuStats {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub guestnice: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(GuestLinuxCpuStats { cpu, user, nice, system, idle, iowait, irq, softirq, steal, guest, guestnice });
 
 /// `GuestCpuStats`: the QAPI union (module `qapi-schema`, since QEMU 7.1).
 ///
@@ -2197,17 +2309,19 @@ pub struct GuestCpuStats {
 }
 impl GuestCpuStats {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: GuestCpuStatsCommon, branch: GuestCpuStatsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`GuestCpuStats`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestCpuStatsCommon {
 }
+crate::support::debug_struct!(GuestCpuStatsCommon {  });
 /// The cases of [`GuestCpuStats`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -2224,6 +2338,7 @@ pub enum GuestCpuStatsBranch {
 }
 impl GuestCpuStatsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Linux(_) => "linux",
@@ -2250,6 +2365,7 @@ impl<'de> ::serde::Deserialize<'de> for GuestCpuStats {
     }
 }
 impl GuestCpuStats {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <GuestCpuStatsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -2274,6 +2390,7 @@ impl GuestCpuStats {
 pub struct GuestGetCpustats {}
 impl GuestGetCpustats {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2287,7 +2404,7 @@ impl ::qmp_proto::Command for GuestGetCpustats {
 /// `GuestLoadAverage`: the QAPI struct (module `qapi-schema`, since QEMU 10.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestLoadAverage).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2299,6 +2416,7 @@ pub struct GuestLoadAverage {
     /// `load15m`.
     pub load15m: f64,
 }
+crate::support::debug_struct!(GuestLoadAverage { load1m, load5m, load15m });
 
 /// `guest-get-load`: the QAPI command (module `qapi-schema`, since QEMU 10.0).
 ///
@@ -2310,6 +2428,7 @@ pub struct GuestLoadAverage {
 pub struct GuestGetLoad {}
 impl GuestGetLoad {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2323,7 +2442,7 @@ impl ::qmp_proto::Command for GuestGetLoad {
 /// `GuestNetworkRoute`: the QAPI struct (module `qapi-schema`, since QEMU 9.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestNetworkRoute).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2373,6 +2492,7 @@ pub struct GuestNetworkRoute {
     /// `version`.
     pub version: i64,
 }
+crate::support::debug_struct!(GuestNetworkRoute { iface, destination, metric, gateway, mask, irtt, flags, refcnt, r#use, window, mtu, desprefixlen, source, srcprefixlen, nexthop, version });
 
 /// `guest-network-get-route`: the QAPI command (module `qapi-schema`, since QEMU 9.1).
 ///
@@ -2384,6 +2504,7 @@ pub struct GuestNetworkRoute {
 pub struct GuestNetworkGetRoute {}
 impl GuestNetworkGetRoute {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

@@ -10,6 +10,7 @@ macro_rules! qapi_enum {
     ($name:ident { $($var:ident = $s:literal,)* }) => {
         impl $name {
             /// The value as QEMU spells it.
+            #[inline]
             pub fn as_str(&self) -> &str {
                 match self {
                     $(Self::$var => $s,)*
@@ -17,6 +18,7 @@ macro_rules! qapi_enum {
                 }
             }
             /// The value QEMU spells `s` (`Other` when this crate does not know it).
+            #[inline]
             pub fn from_name(s: &str) -> Self {
                 match s {
                     $($s => Self::$var,)*
@@ -36,6 +38,7 @@ macro_rules! qapi_enum {
             }
         }
         impl ::std::fmt::Display for $name {
+            #[inline]
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
@@ -43,6 +46,21 @@ macro_rules! qapi_enum {
     };
 }
 pub(crate) use qapi_enum;
+
+/// Debug for a struct, `#[inline]` so that it is compiled only where it is used.
+macro_rules! debug_struct {
+    ($name:ident { $($f:ident),* }) => {
+        impl ::std::fmt::Debug for $name {
+            #[inline]
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    $(.field(stringify!($f), &self.$f))*
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use debug_struct;
 
 /// Serialize for a command without arguments: unit, so no `arguments` member is sent.
 macro_rules! no_arguments {

@@ -8,7 +8,7 @@
 /// `AcpiTableOptions`: the QAPI struct (module `acpi`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-acpi.AcpiTableOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -41,8 +41,10 @@ pub struct AcpiTableOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(AcpiTableOptions { sig, rev, oem_id, oem_table_id, oem_rev, asl_compiler_id, asl_compiler_rev, file, data });
 impl AcpiTableOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             sig: ::std::option::Option::None,
@@ -57,46 +59,55 @@ impl AcpiTableOptions {
         }
     }
     /// Sets `sig`.
+    #[inline]
     pub fn with_sig(mut self, value: ::std::string::String) -> Self {
         self.sig = ::std::option::Option::Some(value);
         self
     }
     /// Sets `rev`.
+    #[inline]
     pub fn with_rev(mut self, value: u8) -> Self {
         self.rev = ::std::option::Option::Some(value);
         self
     }
     /// Sets `oem_id`.
+    #[inline]
     pub fn with_oem_id(mut self, value: ::std::string::String) -> Self {
         self.oem_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `oem_table_id`.
+    #[inline]
     pub fn with_oem_table_id(mut self, value: ::std::string::String) -> Self {
         self.oem_table_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `oem_rev`.
+    #[inline]
     pub fn with_oem_rev(mut self, value: u32) -> Self {
         self.oem_rev = ::std::option::Option::Some(value);
         self
     }
     /// Sets `asl_compiler_id`.
+    #[inline]
     pub fn with_asl_compiler_id(mut self, value: ::std::string::String) -> Self {
         self.asl_compiler_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `asl_compiler_rev`.
+    #[inline]
     pub fn with_asl_compiler_rev(mut self, value: u32) -> Self {
         self.asl_compiler_rev = ::std::option::Option::Some(value);
         self
     }
     /// Sets `file`.
+    #[inline]
     pub fn with_file(mut self, value: ::std::string::String) -> Self {
         self.file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `data`.
+    #[inline]
     pub fn with_data(mut self, value: ::std::string::String) -> Self {
         self.data = ::std::option::Option::Some(value);
         self
@@ -124,7 +135,7 @@ crate::support::qapi_enum!(ACPISlotType {
 /// `ACPIOSTInfo`: the QAPI struct (module `acpi`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-acpi.ACPIOSTInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -142,6 +153,7 @@ pub struct ACPIOSTInfo {
     /// `status`.
     pub status: i64,
 }
+crate::support::debug_struct!(ACPIOSTInfo { device, slot, slot_type, source, status });
 
 /// `query-acpi-ospm-status`: the QAPI command (module `acpi`, since QEMU 2.1).
 ///
@@ -153,6 +165,7 @@ pub struct ACPIOSTInfo {
 pub struct QueryAcpiOspmStatus {}
 impl QueryAcpiOspmStatus {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -168,13 +181,14 @@ impl ::qmp_proto::Command for QueryAcpiOspmStatus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-acpi.ACPI_DEVICE_OST).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct AcpiDeviceOst {
     /// `info`.
     pub info: super::ACPIOSTInfo,
 }
+crate::support::debug_struct!(AcpiDeviceOst { info });
 impl ::qmp_proto::events::TypedEvent for AcpiDeviceOst {
     const NAME: &'static str = "ACPI_DEVICE_OST";
 }

@@ -8,7 +8,7 @@
 /// `AudiodevPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevPerDirectionOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -35,8 +35,10 @@ pub struct AudiodevPerDirectionOptions {
     #[serde(rename = "buffer-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_length: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length });
 impl AudiodevPerDirectionOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             mixing_engine: ::std::option::Option::None,
@@ -49,36 +51,43 @@ impl AudiodevPerDirectionOptions {
         }
     }
     /// Sets `mixing-engine`.
+    #[inline]
     pub fn with_mixing_engine(mut self, value: bool) -> Self {
         self.mixing_engine = ::std::option::Option::Some(value);
         self
     }
     /// Sets `fixed-settings`.
+    #[inline]
     pub fn with_fixed_settings(mut self, value: bool) -> Self {
         self.fixed_settings = ::std::option::Option::Some(value);
         self
     }
     /// Sets `frequency`.
+    #[inline]
     pub fn with_frequency(mut self, value: u32) -> Self {
         self.frequency = ::std::option::Option::Some(value);
         self
     }
     /// Sets `channels`.
+    #[inline]
     pub fn with_channels(mut self, value: u32) -> Self {
         self.channels = ::std::option::Option::Some(value);
         self
     }
     /// Sets `voices`.
+    #[inline]
     pub fn with_voices(mut self, value: u32) -> Self {
         self.voices = ::std::option::Option::Some(value);
         self
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: super::AudioFormat) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `buffer-length`.
+    #[inline]
     pub fn with_buffer_length(mut self, value: u32) -> Self {
         self.buffer_length = ::std::option::Option::Some(value);
         self
@@ -88,7 +97,7 @@ impl AudiodevPerDirectionOptions {
 /// `AudiodevGenericOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevGenericOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -100,11 +109,12 @@ pub struct AudiodevGenericOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevPerDirectionOptions>,
 }
+crate::support::debug_struct!(AudiodevGenericOptions { r#in, out });
 
 /// `AudiodevDBusOptions`: the QAPI struct (module `audio`, since QEMU 10.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevDBusOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -119,11 +129,12 @@ pub struct AudiodevDBusOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub nsamples: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevDBusOptions { r#in, out, nsamples });
 
 /// `AudiodevAlsaPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevAlsaPerDirectionOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -159,11 +170,12 @@ pub struct AudiodevAlsaPerDirectionOptions {
     #[serde(rename = "try-poll", skip_serializing_if = "::std::option::Option::is_none")]
     pub try_poll: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(AudiodevAlsaPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, dev, period_length, try_poll });
 
 /// `AudiodevAlsaOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevAlsaOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -178,12 +190,13 @@ pub struct AudiodevAlsaOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub threshold: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevAlsaOptions { r#in, out, threshold });
 
 /// `AudiodevSndioOptions`: the QAPI struct (module `audio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevSndioOptions).
-#[derive(Debug, Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
+#[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevSndioOptions {
@@ -200,11 +213,48 @@ pub struct AudiodevSndioOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub latency: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevSndioOptions { r#in, out, dev, latency });
+impl AudiodevSndioOptions {
+    /// A value with the required members (there are none).
+    #[inline]
+    pub fn new() -> Self {
+        Self {
+            r#in: ::std::option::Option::None,
+            out: ::std::option::Option::None,
+            dev: ::std::option::Option::None,
+            latency: ::std::option::Option::None,
+        }
+    }
+    /// Sets `in`.
+    #[inline]
+    pub fn with_in(mut self, value: super::AudiodevPerDirectionOptions) -> Self {
+        self.r#in = ::std::option::Option::Some(value);
+        self
+    }
+    /// Sets `out`.
+    #[inline]
+    pub fn with_out(mut self, value: super::AudiodevPerDirectionOptions) -> Self {
+        self.out = ::std::option::Option::Some(value);
+        self
+    }
+    /// Sets `dev`.
+    #[inline]
+    pub fn with_dev(mut self, value: ::std::string::String) -> Self {
+        self.dev = ::std::option::Option::Some(value);
+        self
+    }
+    /// Sets `latency`.
+    #[inline]
+    pub fn with_latency(mut self, value: u32) -> Self {
+        self.latency = ::std::option::Option::Some(value);
+        self
+    }
+}
 
 /// `AudiodevCoreaudioPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevCoreaudioPerDirectionOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -234,8 +284,10 @@ pub struct AudiodevCoreaudioPerDirectionOptions {
     #[serde(rename = "buffer-count", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_count: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevCoreaudioPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, buffer_count });
 impl AudiodevCoreaudioPerDirectionOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             mixing_engine: ::std::option::Option::None,
@@ -249,41 +301,49 @@ impl AudiodevCoreaudioPerDirectionOptions {
         }
     }
     /// Sets `mixing-engine`.
+    #[inline]
     pub fn with_mixing_engine(mut self, value: bool) -> Self {
         self.mixing_engine = ::std::option::Option::Some(value);
         self
     }
     /// Sets `fixed-settings`.
+    #[inline]
     pub fn with_fixed_settings(mut self, value: bool) -> Self {
         self.fixed_settings = ::std::option::Option::Some(value);
         self
     }
     /// Sets `frequency`.
+    #[inline]
     pub fn with_frequency(mut self, value: u32) -> Self {
         self.frequency = ::std::option::Option::Some(value);
         self
     }
     /// Sets `channels`.
+    #[inline]
     pub fn with_channels(mut self, value: u32) -> Self {
         self.channels = ::std::option::Option::Some(value);
         self
     }
     /// Sets `voices`.
+    #[inline]
     pub fn with_voices(mut self, value: u32) -> Self {
         self.voices = ::std::option::Option::Some(value);
         self
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: super::AudioFormat) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `buffer-length`.
+    #[inline]
     pub fn with_buffer_length(mut self, value: u32) -> Self {
         self.buffer_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `buffer-count`.
+    #[inline]
     pub fn with_buffer_count(mut self, value: u32) -> Self {
         self.buffer_count = ::std::option::Option::Some(value);
         self
@@ -293,7 +353,7 @@ impl AudiodevCoreaudioPerDirectionOptions {
 /// `AudiodevCoreaudioOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevCoreaudioOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -305,8 +365,10 @@ pub struct AudiodevCoreaudioOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevCoreaudioPerDirectionOptions>,
 }
+crate::support::debug_struct!(AudiodevCoreaudioOptions { r#in, out });
 impl AudiodevCoreaudioOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             r#in: ::std::option::Option::None,
@@ -314,11 +376,13 @@ impl AudiodevCoreaudioOptions {
         }
     }
     /// Sets `in`.
+    #[inline]
     pub fn with_in(mut self, value: super::AudiodevCoreaudioPerDirectionOptions) -> Self {
         self.r#in = ::std::option::Option::Some(value);
         self
     }
     /// Sets `out`.
+    #[inline]
     pub fn with_out(mut self, value: super::AudiodevCoreaudioPerDirectionOptions) -> Self {
         self.out = ::std::option::Option::Some(value);
         self
@@ -328,7 +392,7 @@ impl AudiodevCoreaudioOptions {
 /// `AudiodevDsoundOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevDsoundOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -343,8 +407,10 @@ pub struct AudiodevDsoundOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub latency: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevDsoundOptions { r#in, out, latency });
 impl AudiodevDsoundOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             r#in: ::std::option::Option::None,
@@ -353,16 +419,19 @@ impl AudiodevDsoundOptions {
         }
     }
     /// Sets `in`.
+    #[inline]
     pub fn with_in(mut self, value: super::AudiodevPerDirectionOptions) -> Self {
         self.r#in = ::std::option::Option::Some(value);
         self
     }
     /// Sets `out`.
+    #[inline]
     pub fn with_out(mut self, value: super::AudiodevPerDirectionOptions) -> Self {
         self.out = ::std::option::Option::Some(value);
         self
     }
     /// Sets `latency`.
+    #[inline]
     pub fn with_latency(mut self, value: u32) -> Self {
         self.latency = ::std::option::Option::Some(value);
         self
@@ -372,7 +441,7 @@ impl AudiodevDsoundOptions {
 /// `AudiodevJackPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 5.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevJackPerDirectionOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -414,11 +483,12 @@ pub struct AudiodevJackPerDirectionOptions {
     #[serde(rename = "exact-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub exact_name: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(AudiodevJackPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, server_name, client_name, connect_ports, start_server, exact_name });
 
 /// `AudiodevJackOptions`: the QAPI struct (module `audio`, since QEMU 5.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevJackOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -430,11 +500,12 @@ pub struct AudiodevJackOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevJackPerDirectionOptions>,
 }
+crate::support::debug_struct!(AudiodevJackOptions { r#in, out });
 
 /// `AudiodevOssPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevOssPerDirectionOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -470,11 +541,12 @@ pub struct AudiodevOssPerDirectionOptions {
     #[serde(rename = "try-poll", skip_serializing_if = "::std::option::Option::is_none")]
     pub try_poll: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(AudiodevOssPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, dev, buffer_count, try_poll });
 
 /// `AudiodevOssOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevOssOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -495,11 +567,12 @@ pub struct AudiodevOssOptions {
     #[serde(rename = "dsp-policy", skip_serializing_if = "::std::option::Option::is_none")]
     pub dsp_policy: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevOssOptions { r#in, out, try_mmap, exclusive, dsp_policy });
 
 /// `AudiodevPaPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevPaPerDirectionOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -535,11 +608,12 @@ pub struct AudiodevPaPerDirectionOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub latency: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevPaPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, name, stream_name, latency });
 
 /// `AudiodevPaOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevPaOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -554,11 +628,12 @@ pub struct AudiodevPaOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(AudiodevPaOptions { r#in, out, server });
 
 /// `AudiodevPipewirePerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 8.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevPipewirePerDirectionOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -594,11 +669,12 @@ pub struct AudiodevPipewirePerDirectionOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub latency: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevPipewirePerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, name, stream_name, latency });
 
 /// `AudiodevPipewireOptions`: the QAPI struct (module `audio`, since QEMU 8.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevPipewireOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -610,11 +686,12 @@ pub struct AudiodevPipewireOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevPipewirePerDirectionOptions>,
 }
+crate::support::debug_struct!(AudiodevPipewireOptions { r#in, out });
 
 /// `AudiodevSdlPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevSdlPerDirectionOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -644,11 +721,12 @@ pub struct AudiodevSdlPerDirectionOptions {
     #[serde(rename = "buffer-count", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_count: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevSdlPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, buffer_count });
 
 /// `AudiodevSdlOptions`: the QAPI struct (module `audio`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevSdlOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -660,11 +738,12 @@ pub struct AudiodevSdlOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevSdlPerDirectionOptions>,
 }
+crate::support::debug_struct!(AudiodevSdlOptions { r#in, out });
 
 /// `AudiodevWavOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevWavOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -679,6 +758,7 @@ pub struct AudiodevWavOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(AudiodevWavOptions { r#in, out, path });
 
 /// `AudioFormat`: the QAPI enum (module `audio`, since QEMU 4.0).
 ///
@@ -735,8 +815,6 @@ pub enum AudiodevDriver {
     Pipewire,
     /// `sdl`
     Sdl,
-    /// `sndio`
-    Sndio,
     /// `spice`
     Spice,
     /// `wav`
@@ -753,7 +831,6 @@ crate::support::qapi_enum!(AudiodevDriver {
     Pa = "pa",
     Pipewire = "pipewire",
     Sdl = "sdl",
-    Sndio = "sndio",
     Spice = "spice",
     Wav = "wav",
 });
@@ -773,12 +850,13 @@ pub struct Audiodev {
 }
 impl Audiodev {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: AudiodevCommon, branch: AudiodevBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`Audiodev`] that every case has, the discriminator `driver` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -789,6 +867,7 @@ pub struct AudiodevCommon {
     #[serde(rename = "timer-period", skip_serializing_if = "::std::option::Option::is_none")]
     pub timer_period: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(AudiodevCommon { id, timer_period });
 /// The cases of [`Audiodev`], by its discriminator `driver`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -809,8 +888,6 @@ pub enum AudiodevBranch {
     Pipewire(super::AudiodevPipewireOptions),
     /// `driver` is `sdl`.
     Sdl(super::AudiodevSdlOptions),
-    /// `driver` is `sndio`.
-    Sndio(super::AudiodevSndioOptions),
     /// `driver` is `spice`.
     Spice(super::AudiodevGenericOptions),
     /// `driver` is `wav`.
@@ -825,6 +902,7 @@ pub enum AudiodevBranch {
 }
 impl AudiodevBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::None(_) => "none",
@@ -835,7 +913,6 @@ impl AudiodevBranch {
             Self::Pa(_) => "pa",
             Self::Pipewire(_) => "pipewire",
             Self::Sdl(_) => "sdl",
-            Self::Sndio(_) => "sndio",
             Self::Spice(_) => "spice",
             Self::Wav(_) => "wav",
             Self::Other { tag, .. } => tag,
@@ -854,7 +931,6 @@ impl ::serde::Serialize for Audiodev {
             AudiodevBranch::Pa(b) => crate::support::to_value(b),
             AudiodevBranch::Pipewire(b) => crate::support::to_value(b),
             AudiodevBranch::Sdl(b) => crate::support::to_value(b),
-            AudiodevBranch::Sndio(b) => crate::support::to_value(b),
             AudiodevBranch::Spice(b) => crate::support::to_value(b),
             AudiodevBranch::Wav(b) => crate::support::to_value(b),
             AudiodevBranch::Other { data, .. } => ::std::result::Result::Ok(data.clone()),
@@ -871,6 +947,7 @@ impl<'de> ::serde::Deserialize<'de> for Audiodev {
     }
 }
 impl Audiodev {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <AudiodevCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "driver")?;
@@ -883,7 +960,6 @@ impl Audiodev {
             "pa" => AudiodevBranch::Pa(::serde::Deserialize::deserialize(v)?),
             "pipewire" => AudiodevBranch::Pipewire(::serde::Deserialize::deserialize(v)?),
             "sdl" => AudiodevBranch::Sdl(::serde::Deserialize::deserialize(v)?),
-            "sndio" => AudiodevBranch::Sndio(::serde::Deserialize::deserialize(v)?),
             "spice" => AudiodevBranch::Spice(::serde::Deserialize::deserialize(v)?),
             "wav" => AudiodevBranch::Wav(::serde::Deserialize::deserialize(v)?),
             _ => AudiodevBranch::Other {
@@ -905,6 +981,7 @@ impl Audiodev {
 pub struct QueryAudiodevs {}
 impl QueryAudiodevs {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

@@ -44,7 +44,7 @@ crate::support::qapi_enum!(QAuthZListFormat {
 /// `QAuthZListRule`: the QAPI struct (module `authz`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-authz.QAuthZListRule).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -57,8 +57,10 @@ pub struct QAuthZListRule {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::QAuthZListFormat>,
 }
+crate::support::debug_struct!(QAuthZListRule { r#match, policy, format });
 impl QAuthZListRule {
     /// A value with the required members.
+    #[inline]
     pub fn new(r#match: ::std::string::String, policy: super::QAuthZListPolicy) -> Self {
         Self {
             r#match,
@@ -67,6 +69,7 @@ impl QAuthZListRule {
         }
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: super::QAuthZListFormat) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
@@ -76,7 +79,7 @@ impl QAuthZListRule {
 /// `AuthZListProperties`: the QAPI struct (module `authz`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-authz.AuthZListProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -88,8 +91,10 @@ pub struct AuthZListProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rules: ::std::option::Option<::std::vec::Vec<super::QAuthZListRule>>,
 }
+crate::support::debug_struct!(AuthZListProperties { policy, rules });
 impl AuthZListProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             policy: ::std::option::Option::None,
@@ -97,11 +102,13 @@ impl AuthZListProperties {
         }
     }
     /// Sets `policy`.
+    #[inline]
     pub fn with_policy(mut self, value: super::QAuthZListPolicy) -> Self {
         self.policy = ::std::option::Option::Some(value);
         self
     }
     /// Sets `rules`.
+    #[inline]
     pub fn with_rules(mut self, value: ::std::vec::Vec<super::QAuthZListRule>) -> Self {
         self.rules = ::std::option::Option::Some(value);
         self
@@ -111,7 +118,7 @@ impl AuthZListProperties {
 /// `AuthZListFileProperties`: the QAPI struct (module `authz`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-authz.AuthZListFileProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -122,8 +129,10 @@ pub struct AuthZListFileProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub refresh: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(AuthZListFileProperties { filename, refresh });
 impl AuthZListFileProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String) -> Self {
         Self {
             filename,
@@ -131,6 +140,7 @@ impl AuthZListFileProperties {
         }
     }
     /// Sets `refresh`.
+    #[inline]
     pub fn with_refresh(mut self, value: bool) -> Self {
         self.refresh = ::std::option::Option::Some(value);
         self
@@ -140,7 +150,7 @@ impl AuthZListFileProperties {
 /// `AuthZPAMProperties`: the QAPI struct (module `authz`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-authz.AuthZPAMProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -148,8 +158,10 @@ pub struct AuthZPAMProperties {
     /// `service`.
     pub service: ::std::string::String,
 }
+crate::support::debug_struct!(AuthZPAMProperties { service });
 impl AuthZPAMProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(service: ::std::string::String) -> Self {
         Self {
             service,
@@ -160,7 +172,7 @@ impl AuthZPAMProperties {
 /// `AuthZSimpleProperties`: the QAPI struct (module `authz`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-authz.AuthZSimpleProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -168,8 +180,10 @@ pub struct AuthZSimpleProperties {
     /// `identity`.
     pub identity: ::std::string::String,
 }
+crate::support::debug_struct!(AuthZSimpleProperties { identity });
 impl AuthZSimpleProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(identity: ::std::string::String) -> Self {
         Self {
             identity,

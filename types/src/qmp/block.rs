@@ -62,7 +62,7 @@ crate::support::qapi_enum!(FloppyDriveType {
 /// `PRManagerInfo`: the QAPI struct (module `block`, since QEMU 3.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block.PRManagerInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -72,6 +72,7 @@ pub struct PRManagerInfo {
     /// `connected`.
     pub connected: bool,
 }
+crate::support::debug_struct!(PRManagerInfo { id, connected });
 
 /// `query-pr-managers`: the QAPI command (module `block`, since QEMU 3.0).
 ///
@@ -83,6 +84,7 @@ pub struct PRManagerInfo {
 pub struct QueryPrManagers {}
 impl QueryPrManagers {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -98,7 +100,7 @@ impl ::qmp_proto::Command for QueryPrManagers {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.eject).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct Eject {
     /// `device` (optional).
@@ -114,8 +116,10 @@ pub struct Eject {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(Eject { device, id, force });
 impl Eject {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             device: ::std::option::Option::None,
@@ -125,16 +129,19 @@ impl Eject {
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `device`.
+    #[inline]
     pub fn with_device(mut self, value: ::std::string::String) -> Self {
         self.device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `id`.
+    #[inline]
     pub fn with_id(mut self, value: ::std::string::String) -> Self {
         self.id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `force`.
+    #[inline]
     pub fn with_force(mut self, value: bool) -> Self {
         self.force = ::std::option::Option::Some(value);
         self
@@ -150,7 +157,7 @@ impl ::qmp_proto::Command for Eject {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-open-tray).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevOpenTray {
     /// `device` (optional).
@@ -166,8 +173,10 @@ pub struct BlockdevOpenTray {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockdevOpenTray { device, id, force });
 impl BlockdevOpenTray {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             device: ::std::option::Option::None,
@@ -177,16 +186,19 @@ impl BlockdevOpenTray {
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `device`.
+    #[inline]
     pub fn with_device(mut self, value: ::std::string::String) -> Self {
         self.device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `id`.
+    #[inline]
     pub fn with_id(mut self, value: ::std::string::String) -> Self {
         self.id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `force`.
+    #[inline]
     pub fn with_force(mut self, value: bool) -> Self {
         self.force = ::std::option::Option::Some(value);
         self
@@ -202,7 +214,7 @@ impl ::qmp_proto::Command for BlockdevOpenTray {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-close-tray).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevCloseTray {
     /// `device` (optional).
@@ -215,8 +227,10 @@ pub struct BlockdevCloseTray {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockdevCloseTray { device, id });
 impl BlockdevCloseTray {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             device: ::std::option::Option::None,
@@ -225,11 +239,13 @@ impl BlockdevCloseTray {
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `device`.
+    #[inline]
     pub fn with_device(mut self, value: ::std::string::String) -> Self {
         self.device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `id`.
+    #[inline]
     pub fn with_id(mut self, value: ::std::string::String) -> Self {
         self.id = ::std::option::Option::Some(value);
         self
@@ -245,14 +261,16 @@ impl ::qmp_proto::Command for BlockdevCloseTray {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-remove-medium).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevRemoveMedium {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(BlockdevRemoveMedium { id });
 impl BlockdevRemoveMedium {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -269,7 +287,7 @@ impl ::qmp_proto::Command for BlockdevRemoveMedium {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-insert-medium).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevInsertMedium {
     /// `id`.
@@ -278,8 +296,10 @@ pub struct BlockdevInsertMedium {
     #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
 }
+crate::support::debug_struct!(BlockdevInsertMedium { id, node_name });
 impl BlockdevInsertMedium {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String, node_name: ::std::string::String) -> Self {
         Self {
             id,
@@ -318,7 +338,7 @@ crate::support::qapi_enum!(BlockdevChangeReadOnlyMode {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-change-medium).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevChangeMedium {
     /// `device` (optional).
@@ -342,8 +362,10 @@ pub struct BlockdevChangeMedium {
     #[serde(rename = "read-only-mode", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_only_mode: ::std::option::Option<super::BlockdevChangeReadOnlyMode>,
 }
+crate::support::debug_struct!(BlockdevChangeMedium { device, id, filename, format, force, read_only_mode });
 impl BlockdevChangeMedium {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String) -> Self {
         Self {
             device: ::std::option::Option::None,
@@ -356,26 +378,31 @@ impl BlockdevChangeMedium {
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `device`.
+    #[inline]
     pub fn with_device(mut self, value: ::std::string::String) -> Self {
         self.device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `id`.
+    #[inline]
     pub fn with_id(mut self, value: ::std::string::String) -> Self {
         self.id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: ::std::string::String) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `force`.
+    #[inline]
     pub fn with_force(mut self, value: bool) -> Self {
         self.force = ::std::option::Option::Some(value);
         self
     }
     /// Sets `read-only-mode`.
+    #[inline]
     pub fn with_read_only_mode(mut self, value: super::BlockdevChangeReadOnlyMode) -> Self {
         self.read_only_mode = ::std::option::Option::Some(value);
         self
@@ -391,7 +418,7 @@ impl ::qmp_proto::Command for BlockdevChangeMedium {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block.DEVICE_TRAY_MOVED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct DeviceTrayMoved {
@@ -403,6 +430,7 @@ pub struct DeviceTrayMoved {
     #[serde(rename = "tray-open")]
     pub tray_open: bool,
 }
+crate::support::debug_struct!(DeviceTrayMoved { device, id, tray_open });
 impl ::qmp_proto::events::TypedEvent for DeviceTrayMoved {
     const NAME: &'static str = "DEVICE_TRAY_MOVED";
 }
@@ -412,7 +440,7 @@ impl ::qmp_proto::events::TypedEvent for DeviceTrayMoved {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block.PR_MANAGER_STATUS_CHANGED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct PrManagerStatusChanged {
@@ -421,6 +449,7 @@ pub struct PrManagerStatusChanged {
     /// `connected`.
     pub connected: bool,
 }
+crate::support::debug_struct!(PrManagerStatusChanged { id, connected });
 impl ::qmp_proto::events::TypedEvent for PrManagerStatusChanged {
     const NAME: &'static str = "PR_MANAGER_STATUS_CHANGED";
 }
@@ -438,11 +467,13 @@ pub struct BlockSetIoThrottle {
 }
 impl BlockSetIoThrottle {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockIOThrottle) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockIOThrottle> for BlockSetIoThrottle {
+    #[inline]
     fn from(args: super::BlockIOThrottle) -> Self {
         Self { args }
     }
@@ -458,7 +489,7 @@ impl ::qmp_proto::Command for BlockSetIoThrottle {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.block-latency-histogram-set).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockLatencyHistogramSet {
     /// `id`.
@@ -479,8 +510,10 @@ pub struct BlockLatencyHistogramSet {
     #[serde(rename = "boundaries-flush", skip_serializing_if = "::std::option::Option::is_none")]
     pub boundaries_flush: ::std::option::Option<::std::vec::Vec<u64>>,
 }
+crate::support::debug_struct!(BlockLatencyHistogramSet { id, boundaries, boundaries_read, boundaries_write, boundaries_zap, boundaries_flush });
 impl BlockLatencyHistogramSet {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -492,26 +525,31 @@ impl BlockLatencyHistogramSet {
         }
     }
     /// Sets `boundaries`.
+    #[inline]
     pub fn with_boundaries(mut self, value: ::std::vec::Vec<u64>) -> Self {
         self.boundaries = ::std::option::Option::Some(value);
         self
     }
     /// Sets `boundaries-read`.
+    #[inline]
     pub fn with_boundaries_read(mut self, value: ::std::vec::Vec<u64>) -> Self {
         self.boundaries_read = ::std::option::Option::Some(value);
         self
     }
     /// Sets `boundaries-write`.
+    #[inline]
     pub fn with_boundaries_write(mut self, value: ::std::vec::Vec<u64>) -> Self {
         self.boundaries_write = ::std::option::Option::Some(value);
         self
     }
     /// Sets `boundaries-zap`.
+    #[inline]
     pub fn with_boundaries_zap(mut self, value: ::std::vec::Vec<u64>) -> Self {
         self.boundaries_zap = ::std::option::Option::Some(value);
         self
     }
     /// Sets `boundaries-flush`.
+    #[inline]
     pub fn with_boundaries_flush(mut self, value: ::std::vec::Vec<u64>) -> Self {
         self.boundaries_flush = ::std::option::Option::Some(value);
         self

@@ -8,7 +8,7 @@
 /// `SnapshotInfo`: the QAPI struct (module `block-core`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.SnapshotInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -36,8 +36,10 @@ pub struct SnapshotInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub icount: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(SnapshotInfo { id, name, vm_state_size, date_sec, date_nsec, vm_clock_sec, vm_clock_nsec, icount });
 impl SnapshotInfo {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String, name: ::std::string::String, vm_state_size: i64, date_sec: i64, date_nsec: i64, vm_clock_sec: i64, vm_clock_nsec: i64) -> Self {
         Self {
             id,
@@ -51,6 +53,7 @@ impl SnapshotInfo {
         }
     }
     /// Sets `icount`.
+    #[inline]
     pub fn with_icount(mut self, value: i64) -> Self {
         self.icount = ::std::option::Option::Some(value);
         self
@@ -60,7 +63,7 @@ impl SnapshotInfo {
 /// `ImageInfoSpecificQCow2EncryptionBase`: the QAPI struct (module `block-core`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificQCow2EncryptionBase).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -68,8 +71,10 @@ pub struct ImageInfoSpecificQCow2EncryptionBase {
     /// `format`.
     pub format: super::BlockdevQcow2EncryptionFormat,
 }
+crate::support::debug_struct!(ImageInfoSpecificQCow2EncryptionBase { format });
 impl ImageInfoSpecificQCow2EncryptionBase {
     /// A value with the required members.
+    #[inline]
     pub fn new(format: super::BlockdevQcow2EncryptionFormat) -> Self {
         Self {
             format,
@@ -92,19 +97,22 @@ pub struct ImageInfoSpecificQCow2Encryption {
 }
 impl ImageInfoSpecificQCow2Encryption {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: ImageInfoSpecificQCow2EncryptionCommon, branch: ImageInfoSpecificQCow2EncryptionBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`ImageInfoSpecificQCow2Encryption`] that every case has, the discriminator `format` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificQCow2EncryptionCommon {
 }
+crate::support::debug_struct!(ImageInfoSpecificQCow2EncryptionCommon {  });
 impl ImageInfoSpecificQCow2EncryptionCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -128,6 +136,7 @@ pub enum ImageInfoSpecificQCow2EncryptionBranch {
 }
 impl ImageInfoSpecificQCow2EncryptionBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Aes => "aes",
@@ -154,6 +163,7 @@ impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificQCow2Encryption {
     }
 }
 impl ImageInfoSpecificQCow2Encryption {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <ImageInfoSpecificQCow2EncryptionCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "format")?;
@@ -172,7 +182,7 @@ impl ImageInfoSpecificQCow2Encryption {
 /// `ImageInfoSpecificQCow2`: the QAPI struct (module `block-core`, since QEMU 1.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificQCow2).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -207,8 +217,10 @@ pub struct ImageInfoSpecificQCow2 {
     #[serde(rename = "compression-type")]
     pub compression_type: super::Qcow2CompressionType,
 }
+crate::support::debug_struct!(ImageInfoSpecificQCow2 { compat, data_file, data_file_raw, extended_l2, lazy_refcounts, corrupt, refcount_bits, encrypt, bitmaps, compression_type });
 impl ImageInfoSpecificQCow2 {
     /// A value with the required members.
+    #[inline]
     pub fn new(compat: ::std::string::String, refcount_bits: i64, compression_type: super::Qcow2CompressionType) -> Self {
         Self {
             compat,
@@ -224,36 +236,43 @@ impl ImageInfoSpecificQCow2 {
         }
     }
     /// Sets `data-file`.
+    #[inline]
     pub fn with_data_file(mut self, value: ::std::string::String) -> Self {
         self.data_file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `data-file-raw`.
+    #[inline]
     pub fn with_data_file_raw(mut self, value: bool) -> Self {
         self.data_file_raw = ::std::option::Option::Some(value);
         self
     }
     /// Sets `extended-l2`.
+    #[inline]
     pub fn with_extended_l2(mut self, value: bool) -> Self {
         self.extended_l2 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `lazy-refcounts`.
+    #[inline]
     pub fn with_lazy_refcounts(mut self, value: bool) -> Self {
         self.lazy_refcounts = ::std::option::Option::Some(value);
         self
     }
     /// Sets `corrupt`.
+    #[inline]
     pub fn with_corrupt(mut self, value: bool) -> Self {
         self.corrupt = ::std::option::Option::Some(value);
         self
     }
     /// Sets `encrypt`.
+    #[inline]
     pub fn with_encrypt(mut self, value: super::ImageInfoSpecificQCow2Encryption) -> Self {
         self.encrypt = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bitmaps`.
+    #[inline]
     pub fn with_bitmaps(mut self, value: ::std::vec::Vec<super::Qcow2BitmapInfo>) -> Self {
         self.bitmaps = ::std::option::Option::Some(value);
         self
@@ -263,7 +282,7 @@ impl ImageInfoSpecificQCow2 {
 /// `ImageInfoSpecificVmdk`: the QAPI struct (module `block-core`, since QEMU 1.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificVmdk).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -279,8 +298,10 @@ pub struct ImageInfoSpecificVmdk {
     /// `extents`.
     pub extents: ::std::vec::Vec<super::VmdkExtentInfo>,
 }
+crate::support::debug_struct!(ImageInfoSpecificVmdk { create_type, cid, parent_cid, extents });
 impl ImageInfoSpecificVmdk {
     /// A value with the required members.
+    #[inline]
     pub fn new(create_type: ::std::string::String, cid: i64, parent_cid: i64, extents: ::std::vec::Vec<super::VmdkExtentInfo>) -> Self {
         Self {
             create_type,
@@ -294,7 +315,7 @@ impl ImageInfoSpecificVmdk {
 /// `VmdkExtentInfo`: the QAPI struct (module `block-core`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.VmdkExtentInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -313,8 +334,10 @@ pub struct VmdkExtentInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub compressed: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(VmdkExtentInfo { filename, format, virtual_size, cluster_size, compressed });
 impl VmdkExtentInfo {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String, format: ::std::string::String, virtual_size: i64) -> Self {
         Self {
             filename,
@@ -325,11 +348,13 @@ impl VmdkExtentInfo {
         }
     }
     /// Sets `cluster-size`.
+    #[inline]
     pub fn with_cluster_size(mut self, value: i64) -> Self {
         self.cluster_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `compressed`.
+    #[inline]
     pub fn with_compressed(mut self, value: bool) -> Self {
         self.compressed = ::std::option::Option::Some(value);
         self
@@ -339,7 +364,7 @@ impl VmdkExtentInfo {
 /// `ImageInfoSpecificRbd`: the QAPI struct (module `block-core`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificRbd).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -348,14 +373,17 @@ pub struct ImageInfoSpecificRbd {
     #[serde(rename = "encryption-format", skip_serializing_if = "::std::option::Option::is_none")]
     pub encryption_format: ::std::option::Option<super::RbdImageEncryptionFormat>,
 }
+crate::support::debug_struct!(ImageInfoSpecificRbd { encryption_format });
 impl ImageInfoSpecificRbd {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             encryption_format: ::std::option::Option::None,
         }
     }
     /// Sets `encryption-format`.
+    #[inline]
     pub fn with_encryption_format(mut self, value: super::RbdImageEncryptionFormat) -> Self {
         self.encryption_format = ::std::option::Option::Some(value);
         self
@@ -365,7 +393,7 @@ impl ImageInfoSpecificRbd {
 /// `ImageInfoSpecificFile`: the QAPI struct (module `block-core`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificFile).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -374,14 +402,17 @@ pub struct ImageInfoSpecificFile {
     #[serde(rename = "extent-size-hint", skip_serializing_if = "::std::option::Option::is_none")]
     pub extent_size_hint: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(ImageInfoSpecificFile { extent_size_hint });
 impl ImageInfoSpecificFile {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             extent_size_hint: ::std::option::Option::None,
         }
     }
     /// Sets `extent-size-hint`.
+    #[inline]
     pub fn with_extent_size_hint(mut self, value: u64) -> Self {
         self.extent_size_hint = ::std::option::Option::Some(value);
         self
@@ -418,7 +449,7 @@ crate::support::qapi_enum!(ImageInfoSpecificKind {
 /// `ImageInfoSpecificQCow2Wrapper`: the QAPI struct (module `block-core`, since QEMU 1.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificQCow2Wrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -426,8 +457,10 @@ pub struct ImageInfoSpecificQCow2Wrapper {
     /// `data`.
     pub data: super::ImageInfoSpecificQCow2,
 }
+crate::support::debug_struct!(ImageInfoSpecificQCow2Wrapper { data });
 impl ImageInfoSpecificQCow2Wrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ImageInfoSpecificQCow2) -> Self {
         Self {
             data,
@@ -438,7 +471,7 @@ impl ImageInfoSpecificQCow2Wrapper {
 /// `ImageInfoSpecificVmdkWrapper`: the QAPI struct (module `block-core`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificVmdkWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -446,8 +479,10 @@ pub struct ImageInfoSpecificVmdkWrapper {
     /// `data`.
     pub data: super::ImageInfoSpecificVmdk,
 }
+crate::support::debug_struct!(ImageInfoSpecificVmdkWrapper { data });
 impl ImageInfoSpecificVmdkWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ImageInfoSpecificVmdk) -> Self {
         Self {
             data,
@@ -458,7 +493,7 @@ impl ImageInfoSpecificVmdkWrapper {
 /// `ImageInfoSpecificLUKSWrapper`: the QAPI struct (module `block-core`, since QEMU 2.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificLUKSWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -466,8 +501,10 @@ pub struct ImageInfoSpecificLUKSWrapper {
     /// `data`.
     pub data: super::QCryptoBlockInfoLUKS,
 }
+crate::support::debug_struct!(ImageInfoSpecificLUKSWrapper { data });
 impl ImageInfoSpecificLUKSWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::QCryptoBlockInfoLUKS) -> Self {
         Self {
             data,
@@ -478,7 +515,7 @@ impl ImageInfoSpecificLUKSWrapper {
 /// `ImageInfoSpecificRbdWrapper`: the QAPI struct (module `block-core`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificRbdWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -486,8 +523,10 @@ pub struct ImageInfoSpecificRbdWrapper {
     /// `data`.
     pub data: super::ImageInfoSpecificRbd,
 }
+crate::support::debug_struct!(ImageInfoSpecificRbdWrapper { data });
 impl ImageInfoSpecificRbdWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ImageInfoSpecificRbd) -> Self {
         Self {
             data,
@@ -498,7 +537,7 @@ impl ImageInfoSpecificRbdWrapper {
 /// `ImageInfoSpecificFileWrapper`: the QAPI struct (module `block-core`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificFileWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -506,8 +545,10 @@ pub struct ImageInfoSpecificFileWrapper {
     /// `data`.
     pub data: super::ImageInfoSpecificFile,
 }
+crate::support::debug_struct!(ImageInfoSpecificFileWrapper { data });
 impl ImageInfoSpecificFileWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ImageInfoSpecificFile) -> Self {
         Self {
             data,
@@ -530,19 +571,22 @@ pub struct ImageInfoSpecific {
 }
 impl ImageInfoSpecific {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: ImageInfoSpecificCommon, branch: ImageInfoSpecificBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`ImageInfoSpecific`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificCommon {
 }
+crate::support::debug_struct!(ImageInfoSpecificCommon {  });
 impl ImageInfoSpecificCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -572,6 +616,7 @@ pub enum ImageInfoSpecificBranch {
 }
 impl ImageInfoSpecificBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Qcow2(_) => "qcow2",
@@ -605,6 +650,7 @@ impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecific {
     }
 }
 impl ImageInfoSpecific {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <ImageInfoSpecificCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -626,7 +672,7 @@ impl ImageInfoSpecific {
 /// `BlockNodeInfo`: the QAPI struct (module `block-core`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockNodeInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -669,8 +715,10 @@ pub struct BlockNodeInfo {
     #[serde(rename = "format-specific", skip_serializing_if = "::std::option::Option::is_none")]
     pub format_specific: ::std::option::Option<super::ImageInfoSpecific>,
 }
+crate::support::debug_struct!(BlockNodeInfo { filename, format, dirty_flag, actual_size, virtual_size, cluster_size, encrypted, compressed, backing_filename, full_backing_filename, backing_filename_format, snapshots, format_specific });
 impl BlockNodeInfo {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String, format: ::std::string::String, virtual_size: i64) -> Self {
         Self {
             filename,
@@ -689,51 +737,61 @@ impl BlockNodeInfo {
         }
     }
     /// Sets `dirty-flag`.
+    #[inline]
     pub fn with_dirty_flag(mut self, value: bool) -> Self {
         self.dirty_flag = ::std::option::Option::Some(value);
         self
     }
     /// Sets `actual-size`.
+    #[inline]
     pub fn with_actual_size(mut self, value: i64) -> Self {
         self.actual_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cluster-size`.
+    #[inline]
     pub fn with_cluster_size(mut self, value: i64) -> Self {
         self.cluster_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `encrypted`.
+    #[inline]
     pub fn with_encrypted(mut self, value: bool) -> Self {
         self.encrypted = ::std::option::Option::Some(value);
         self
     }
     /// Sets `compressed`.
+    #[inline]
     pub fn with_compressed(mut self, value: bool) -> Self {
         self.compressed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-filename`.
+    #[inline]
     pub fn with_backing_filename(mut self, value: ::std::string::String) -> Self {
         self.backing_filename = ::std::option::Option::Some(value);
         self
     }
     /// Sets `full-backing-filename`.
+    #[inline]
     pub fn with_full_backing_filename(mut self, value: ::std::string::String) -> Self {
         self.full_backing_filename = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-filename-format`.
+    #[inline]
     pub fn with_backing_filename_format(mut self, value: ::std::string::String) -> Self {
         self.backing_filename_format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `snapshots`.
+    #[inline]
     pub fn with_snapshots(mut self, value: ::std::vec::Vec<super::SnapshotInfo>) -> Self {
         self.snapshots = ::std::option::Option::Some(value);
         self
     }
     /// Sets `format-specific`.
+    #[inline]
     pub fn with_format_specific(mut self, value: super::ImageInfoSpecific) -> Self {
         self.format_specific = ::std::option::Option::Some(value);
         self
@@ -743,7 +801,7 @@ impl BlockNodeInfo {
 /// `ImageInfo`: the QAPI struct (module `block-core`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -789,11 +847,12 @@ pub struct ImageInfo {
     #[serde(rename = "backing-image", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_image: ::std::option::Option<::std::boxed::Box<super::ImageInfo>>,
 }
+crate::support::debug_struct!(ImageInfo { filename, format, dirty_flag, actual_size, virtual_size, cluster_size, encrypted, compressed, backing_filename, full_backing_filename, backing_filename_format, snapshots, format_specific, backing_image });
 
 /// `BlockChildInfo`: the QAPI struct (module `block-core`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockChildInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -803,8 +862,10 @@ pub struct BlockChildInfo {
     /// `info`.
     pub info: super::BlockGraphInfo,
 }
+crate::support::debug_struct!(BlockChildInfo { name, info });
 impl BlockChildInfo {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String, info: super::BlockGraphInfo) -> Self {
         Self {
             name,
@@ -816,7 +877,7 @@ impl BlockChildInfo {
 /// `BlockGraphInfo`: the QAPI struct (module `block-core`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockGraphInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -861,8 +922,10 @@ pub struct BlockGraphInfo {
     /// `children`.
     pub children: ::std::vec::Vec<super::BlockChildInfo>,
 }
+crate::support::debug_struct!(BlockGraphInfo { filename, format, dirty_flag, actual_size, virtual_size, cluster_size, encrypted, compressed, backing_filename, full_backing_filename, backing_filename_format, snapshots, format_specific, children });
 impl BlockGraphInfo {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String, format: ::std::string::String, virtual_size: i64, children: ::std::vec::Vec<super::BlockChildInfo>) -> Self {
         Self {
             filename,
@@ -882,51 +945,61 @@ impl BlockGraphInfo {
         }
     }
     /// Sets `dirty-flag`.
+    #[inline]
     pub fn with_dirty_flag(mut self, value: bool) -> Self {
         self.dirty_flag = ::std::option::Option::Some(value);
         self
     }
     /// Sets `actual-size`.
+    #[inline]
     pub fn with_actual_size(mut self, value: i64) -> Self {
         self.actual_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cluster-size`.
+    #[inline]
     pub fn with_cluster_size(mut self, value: i64) -> Self {
         self.cluster_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `encrypted`.
+    #[inline]
     pub fn with_encrypted(mut self, value: bool) -> Self {
         self.encrypted = ::std::option::Option::Some(value);
         self
     }
     /// Sets `compressed`.
+    #[inline]
     pub fn with_compressed(mut self, value: bool) -> Self {
         self.compressed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-filename`.
+    #[inline]
     pub fn with_backing_filename(mut self, value: ::std::string::String) -> Self {
         self.backing_filename = ::std::option::Option::Some(value);
         self
     }
     /// Sets `full-backing-filename`.
+    #[inline]
     pub fn with_full_backing_filename(mut self, value: ::std::string::String) -> Self {
         self.full_backing_filename = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-filename-format`.
+    #[inline]
     pub fn with_backing_filename_format(mut self, value: ::std::string::String) -> Self {
         self.backing_filename_format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `snapshots`.
+    #[inline]
     pub fn with_snapshots(mut self, value: ::std::vec::Vec<super::SnapshotInfo>) -> Self {
         self.snapshots = ::std::option::Option::Some(value);
         self
     }
     /// Sets `format-specific`.
+    #[inline]
     pub fn with_format_specific(mut self, value: super::ImageInfoSpecific) -> Self {
         self.format_specific = ::std::option::Option::Some(value);
         self
@@ -936,7 +1009,7 @@ impl BlockGraphInfo {
 /// `ImageCheck`: the QAPI struct (module `block-core`, since QEMU 1.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageCheck).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -976,8 +1049,10 @@ pub struct ImageCheck {
     #[serde(rename = "compressed-clusters", skip_serializing_if = "::std::option::Option::is_none")]
     pub compressed_clusters: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(ImageCheck { filename, format, check_errors, image_end_offset, corruptions, leaks, corruptions_fixed, leaks_fixed, total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters });
 impl ImageCheck {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String, format: ::std::string::String, check_errors: i64) -> Self {
         Self {
             filename,
@@ -995,46 +1070,55 @@ impl ImageCheck {
         }
     }
     /// Sets `image-end-offset`.
+    #[inline]
     pub fn with_image_end_offset(mut self, value: i64) -> Self {
         self.image_end_offset = ::std::option::Option::Some(value);
         self
     }
     /// Sets `corruptions`.
+    #[inline]
     pub fn with_corruptions(mut self, value: i64) -> Self {
         self.corruptions = ::std::option::Option::Some(value);
         self
     }
     /// Sets `leaks`.
+    #[inline]
     pub fn with_leaks(mut self, value: i64) -> Self {
         self.leaks = ::std::option::Option::Some(value);
         self
     }
     /// Sets `corruptions-fixed`.
+    #[inline]
     pub fn with_corruptions_fixed(mut self, value: i64) -> Self {
         self.corruptions_fixed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `leaks-fixed`.
+    #[inline]
     pub fn with_leaks_fixed(mut self, value: i64) -> Self {
         self.leaks_fixed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `total-clusters`.
+    #[inline]
     pub fn with_total_clusters(mut self, value: i64) -> Self {
         self.total_clusters = ::std::option::Option::Some(value);
         self
     }
     /// Sets `allocated-clusters`.
+    #[inline]
     pub fn with_allocated_clusters(mut self, value: i64) -> Self {
         self.allocated_clusters = ::std::option::Option::Some(value);
         self
     }
     /// Sets `fragmented-clusters`.
+    #[inline]
     pub fn with_fragmented_clusters(mut self, value: i64) -> Self {
         self.fragmented_clusters = ::std::option::Option::Some(value);
         self
     }
     /// Sets `compressed-clusters`.
+    #[inline]
     pub fn with_compressed_clusters(mut self, value: i64) -> Self {
         self.compressed_clusters = ::std::option::Option::Some(value);
         self
@@ -1044,7 +1128,7 @@ impl ImageCheck {
 /// `MapEntry`: the QAPI struct (module `block-core`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.MapEntry).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1070,8 +1154,10 @@ pub struct MapEntry {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub filename: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(MapEntry { start, length, data, zero, compressed, depth, present, offset, filename });
 impl MapEntry {
     /// A value with the required members.
+    #[inline]
     pub fn new(start: i64, length: i64, data: bool, zero: bool, compressed: bool, depth: i64, present: bool) -> Self {
         Self {
             start,
@@ -1086,11 +1172,13 @@ impl MapEntry {
         }
     }
     /// Sets `offset`.
+    #[inline]
     pub fn with_offset(mut self, value: i64) -> Self {
         self.offset = ::std::option::Option::Some(value);
         self
     }
     /// Sets `filename`.
+    #[inline]
     pub fn with_filename(mut self, value: ::std::string::String) -> Self {
         self.filename = ::std::option::Option::Some(value);
         self
@@ -1100,7 +1188,7 @@ impl MapEntry {
 /// `BlockdevCacheInfo`: the QAPI struct (module `block-core`, since QEMU 2.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCacheInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1113,11 +1201,12 @@ pub struct BlockdevCacheInfo {
     #[serde(rename = "no-flush")]
     pub no_flush: bool,
 }
+crate::support::debug_struct!(BlockdevCacheInfo { writeback, direct, no_flush });
 
 /// `BlockDeviceInfo`: the QAPI struct (module `block-core`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDeviceInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1206,6 +1295,7 @@ pub struct BlockDeviceInfo {
     #[serde(rename = "dirty-bitmaps", skip_serializing_if = "::std::option::Option::is_none")]
     pub dirty_bitmaps: ::std::option::Option<::std::vec::Vec<super::BlockDirtyInfo>>,
 }
+crate::support::debug_struct!(BlockDeviceInfo { file, node_name, ro, drv, backing_file, backing_file_depth, active, encrypted, detect_zeroes, bps, bps_rd, bps_wr, iops, iops_rd, iops_wr, image, bps_max, bps_rd_max, bps_wr_max, iops_max, iops_rd_max, iops_wr_max, bps_max_length, bps_rd_max_length, bps_wr_max_length, iops_max_length, iops_rd_max_length, iops_wr_max_length, iops_size, group, cache, write_threshold, dirty_bitmaps });
 
 /// `BlockDeviceIoStatus`: the QAPI enum (module `block-core`, since QEMU 1.0).
 ///
@@ -1231,7 +1321,7 @@ crate::support::qapi_enum!(BlockDeviceIoStatus {
 /// `BlockDirtyInfo`: the QAPI struct (module `block-core`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDirtyInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1253,6 +1343,7 @@ pub struct BlockDirtyInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub inconsistent: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockDirtyInfo { name, count, granularity, recording, busy, persistent, inconsistent });
 
 /// `Qcow2BitmapInfoFlags`: the QAPI enum (module `block-core`, since QEMU 4.0).
 ///
@@ -1275,7 +1366,7 @@ crate::support::qapi_enum!(Qcow2BitmapInfoFlags {
 /// `Qcow2BitmapInfo`: the QAPI struct (module `block-core`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.Qcow2BitmapInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1287,8 +1378,10 @@ pub struct Qcow2BitmapInfo {
     /// `flags`.
     pub flags: ::std::vec::Vec<super::Qcow2BitmapInfoFlags>,
 }
+crate::support::debug_struct!(Qcow2BitmapInfo { name, granularity, flags });
 impl Qcow2BitmapInfo {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String, granularity: u32, flags: ::std::vec::Vec<super::Qcow2BitmapInfoFlags>) -> Self {
         Self {
             name,
@@ -1301,7 +1394,7 @@ impl Qcow2BitmapInfo {
 /// `BlockLatencyHistogramInfo`: the QAPI struct (module `block-core`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockLatencyHistogramInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1311,11 +1404,12 @@ pub struct BlockLatencyHistogramInfo {
     /// `bins`.
     pub bins: ::std::vec::Vec<u64>,
 }
+crate::support::debug_struct!(BlockLatencyHistogramInfo { boundaries, bins });
 
 /// `BlockInfo`: the QAPI struct (module `block-core`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1341,11 +1435,12 @@ pub struct BlockInfo {
     #[serde(rename = "io-status", skip_serializing_if = "::std::option::Option::is_none")]
     pub io_status: ::std::option::Option<super::BlockDeviceIoStatus>,
 }
+crate::support::debug_struct!(BlockInfo { device, qdev, r#type, removable, locked, inserted, tray_open, io_status });
 
 /// `BlockMeasureInfo`: the QAPI struct (module `block-core`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockMeasureInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1359,8 +1454,10 @@ pub struct BlockMeasureInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmaps: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(BlockMeasureInfo { required, fully_allocated, bitmaps });
 impl BlockMeasureInfo {
     /// A value with the required members.
+    #[inline]
     pub fn new(required: i64, fully_allocated: i64) -> Self {
         Self {
             required,
@@ -1369,6 +1466,7 @@ impl BlockMeasureInfo {
         }
     }
     /// Sets `bitmaps`.
+    #[inline]
     pub fn with_bitmaps(mut self, value: i64) -> Self {
         self.bitmaps = ::std::option::Option::Some(value);
         self
@@ -1385,6 +1483,7 @@ impl BlockMeasureInfo {
 pub struct QueryBlock {}
 impl QueryBlock {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1398,7 +1497,7 @@ impl ::qmp_proto::Command for QueryBlock {
 /// `BlockDeviceTimedStats`: the QAPI struct (module `block-core`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDeviceTimedStats).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1436,11 +1535,12 @@ pub struct BlockDeviceTimedStats {
     /// `avg_zone_append_queue_depth` (since QEMU 8.1).
     pub avg_zone_append_queue_depth: f64,
 }
+crate::support::debug_struct!(BlockDeviceTimedStats { interval_length, min_rd_latency_ns, max_rd_latency_ns, avg_rd_latency_ns, min_wr_latency_ns, max_wr_latency_ns, avg_wr_latency_ns, min_zone_append_latency_ns, max_zone_append_latency_ns, avg_zone_append_latency_ns, min_flush_latency_ns, max_flush_latency_ns, avg_flush_latency_ns, avg_rd_queue_depth, avg_wr_queue_depth, avg_zone_append_queue_depth });
 
 /// `BlockDeviceStats`: the QAPI struct (module `block-core`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDeviceStats).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1525,11 +1625,12 @@ pub struct BlockDeviceStats {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub flush_latency_histogram: ::std::option::Option<super::BlockLatencyHistogramInfo>,
 }
+crate::support::debug_struct!(BlockDeviceStats { rd_bytes, wr_bytes, zone_append_bytes, unmap_bytes, rd_operations, wr_operations, zone_append_operations, flush_operations, unmap_operations, rd_total_time_ns, wr_total_time_ns, zone_append_total_time_ns, flush_total_time_ns, unmap_total_time_ns, wr_highest_offset, rd_merged, wr_merged, zone_append_merged, unmap_merged, idle_time_ns, failed_rd_operations, failed_wr_operations, failed_zone_append_operations, failed_flush_operations, failed_unmap_operations, invalid_rd_operations, invalid_wr_operations, invalid_zone_append_operations, invalid_flush_operations, invalid_unmap_operations, account_invalid, account_failed, timed_stats, rd_latency_histogram, wr_latency_histogram, zone_append_latency_histogram, flush_latency_histogram });
 
 /// `BlockStatsSpecificFile`: the QAPI struct (module `block-core`, since QEMU 4.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockStatsSpecificFile).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1544,11 +1645,12 @@ pub struct BlockStatsSpecificFile {
     #[serde(rename = "discard-bytes-ok")]
     pub discard_bytes_ok: u64,
 }
+crate::support::debug_struct!(BlockStatsSpecificFile { discard_nb_ok, discard_nb_failed, discard_bytes_ok });
 
 /// `BlockStatsSpecificNvme`: the QAPI struct (module `block-core`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockStatsSpecificNvme).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1563,6 +1665,7 @@ pub struct BlockStatsSpecificNvme {
     #[serde(rename = "unaligned-accesses")]
     pub unaligned_accesses: u64,
 }
+crate::support::debug_struct!(BlockStatsSpecificNvme { completion_errors, aligned_accesses, unaligned_accesses });
 
 /// `BlockStatsSpecific`: the QAPI union (module `block-core`, since QEMU 4.2).
 ///
@@ -1579,17 +1682,19 @@ pub struct BlockStatsSpecific {
 }
 impl BlockStatsSpecific {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: BlockStatsSpecificCommon, branch: BlockStatsSpecificBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`BlockStatsSpecific`] that every case has, the discriminator `driver` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockStatsSpecificCommon {
 }
+crate::support::debug_struct!(BlockStatsSpecificCommon {  });
 /// The cases of [`BlockStatsSpecific`], by its discriminator `driver`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -1632,8 +1737,6 @@ pub enum BlockStatsSpecificBranch {
     Http,
     /// `driver` is `https` (no more members).
     Https,
-    /// `driver` is `io_uring` (no more members).
-    IoUring,
     /// `driver` is `iscsi` (no more members).
     Iscsi,
     /// `driver` is `luks` (no more members).
@@ -1648,8 +1751,6 @@ pub enum BlockStatsSpecificBranch {
     NullCo,
     /// `driver` is `nvme`.
     Nvme(super::BlockStatsSpecificNvme),
-    /// `driver` is `nvme-io_uring` (no more members).
-    NvmeIoUring,
     /// `driver` is `parallels` (no more members).
     Parallels,
     /// `driver` is `preallocate` (no more members).
@@ -1676,12 +1777,6 @@ pub enum BlockStatsSpecificBranch {
     Vdi,
     /// `driver` is `vhdx` (no more members).
     Vhdx,
-    /// `driver` is `virtio-blk-vfio-pci` (no more members).
-    VirtioBlkVfioPci,
-    /// `driver` is `virtio-blk-vhost-user` (no more members).
-    VirtioBlkVhostUser,
-    /// `driver` is `virtio-blk-vhost-vdpa` (no more members).
-    VirtioBlkVhostVdpa,
     /// `driver` is `vmdk` (no more members).
     Vmdk,
     /// `driver` is `vpc` (no more members).
@@ -1698,6 +1793,7 @@ pub enum BlockStatsSpecificBranch {
 }
 impl BlockStatsSpecificBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Blkdebug => "blkdebug",
@@ -1719,7 +1815,6 @@ impl BlockStatsSpecificBranch {
             Self::HostDevice(_) => "host_device",
             Self::Http => "http",
             Self::Https => "https",
-            Self::IoUring => "io_uring",
             Self::Iscsi => "iscsi",
             Self::Luks => "luks",
             Self::Nbd => "nbd",
@@ -1727,7 +1822,6 @@ impl BlockStatsSpecificBranch {
             Self::NullAio => "null-aio",
             Self::NullCo => "null-co",
             Self::Nvme(_) => "nvme",
-            Self::NvmeIoUring => "nvme-io_uring",
             Self::Parallels => "parallels",
             Self::Preallocate => "preallocate",
             Self::Qcow => "qcow",
@@ -1741,9 +1835,6 @@ impl BlockStatsSpecificBranch {
             Self::Throttle => "throttle",
             Self::Vdi => "vdi",
             Self::Vhdx => "vhdx",
-            Self::VirtioBlkVfioPci => "virtio-blk-vfio-pci",
-            Self::VirtioBlkVhostUser => "virtio-blk-vhost-user",
-            Self::VirtioBlkVhostVdpa => "virtio-blk-vhost-vdpa",
             Self::Vmdk => "vmdk",
             Self::Vpc => "vpc",
             Self::Vvfat => "vvfat",
@@ -1772,6 +1863,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockStatsSpecific {
     }
 }
 impl BlockStatsSpecific {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <BlockStatsSpecificCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "driver")?;
@@ -1795,7 +1887,6 @@ impl BlockStatsSpecific {
             "host_device" => BlockStatsSpecificBranch::HostDevice(::serde::Deserialize::deserialize(v)?),
             "http" => BlockStatsSpecificBranch::Http,
             "https" => BlockStatsSpecificBranch::Https,
-            "io_uring" => BlockStatsSpecificBranch::IoUring,
             "iscsi" => BlockStatsSpecificBranch::Iscsi,
             "luks" => BlockStatsSpecificBranch::Luks,
             "nbd" => BlockStatsSpecificBranch::Nbd,
@@ -1803,7 +1894,6 @@ impl BlockStatsSpecific {
             "null-aio" => BlockStatsSpecificBranch::NullAio,
             "null-co" => BlockStatsSpecificBranch::NullCo,
             "nvme" => BlockStatsSpecificBranch::Nvme(::serde::Deserialize::deserialize(v)?),
-            "nvme-io_uring" => BlockStatsSpecificBranch::NvmeIoUring,
             "parallels" => BlockStatsSpecificBranch::Parallels,
             "preallocate" => BlockStatsSpecificBranch::Preallocate,
             "qcow" => BlockStatsSpecificBranch::Qcow,
@@ -1817,9 +1907,6 @@ impl BlockStatsSpecific {
             "throttle" => BlockStatsSpecificBranch::Throttle,
             "vdi" => BlockStatsSpecificBranch::Vdi,
             "vhdx" => BlockStatsSpecificBranch::Vhdx,
-            "virtio-blk-vfio-pci" => BlockStatsSpecificBranch::VirtioBlkVfioPci,
-            "virtio-blk-vhost-user" => BlockStatsSpecificBranch::VirtioBlkVhostUser,
-            "virtio-blk-vhost-vdpa" => BlockStatsSpecificBranch::VirtioBlkVhostVdpa,
             "vmdk" => BlockStatsSpecificBranch::Vmdk,
             "vpc" => BlockStatsSpecificBranch::Vpc,
             "vvfat" => BlockStatsSpecificBranch::Vvfat,
@@ -1835,7 +1922,7 @@ impl BlockStatsSpecific {
 /// `BlockStats`: the QAPI struct (module `block-core`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockStats).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1861,27 +1948,31 @@ pub struct BlockStats {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub backing: ::std::option::Option<::std::boxed::Box<super::BlockStats>>,
 }
+crate::support::debug_struct!(BlockStats { device, qdev, node_name, stats, driver_specific, parent, backing });
 
 /// `query-blockstats`: the QAPI command (module `block-core`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.query-blockstats).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryBlockstats {
     /// `query-nodes` (optional, since QEMU 2.3).
     #[serde(rename = "query-nodes", skip_serializing_if = "::std::option::Option::is_none")]
     pub query_nodes: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(QueryBlockstats { query_nodes });
 impl QueryBlockstats {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             query_nodes: ::std::option::Option::None,
         }
     }
     /// Sets `query-nodes`.
+    #[inline]
     pub fn with_query_nodes(mut self, value: bool) -> Self {
         self.query_nodes = ::std::option::Option::Some(value);
         self
@@ -1988,7 +2079,7 @@ crate::support::qapi_enum!(MirrorCopyMode {
 /// `BlockJobInfoMirror`: the QAPI struct (module `block-core`, since QEMU 8.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockJobInfoMirror).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1997,6 +2088,7 @@ pub struct BlockJobInfoMirror {
     #[serde(rename = "actively-synced")]
     pub actively_synced: bool,
 }
+crate::support::debug_struct!(BlockJobInfoMirror { actively_synced });
 
 /// `BlockJobInfo`: the QAPI union (module `block-core`, since QEMU 1.1).
 ///
@@ -2013,12 +2105,13 @@ pub struct BlockJobInfo {
 }
 impl BlockJobInfo {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: BlockJobInfoCommon, branch: BlockJobInfoBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`BlockJobInfo`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2052,6 +2145,7 @@ pub struct BlockJobInfoCommon {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockJobInfoCommon { device, len, offset, busy, paused, speed, io_status, ready, status, auto_finalize, auto_dismiss, error });
 /// The cases of [`BlockJobInfo`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -2084,6 +2178,7 @@ pub enum BlockJobInfoBranch {
 }
 impl BlockJobInfoBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Commit => "commit",
@@ -2118,6 +2213,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockJobInfo {
     }
 }
 impl BlockJobInfo {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <BlockJobInfoCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -2150,6 +2246,7 @@ impl BlockJobInfo {
 pub struct QueryBlockJobs {}
 impl QueryBlockJobs {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2165,7 +2262,7 @@ impl ::qmp_proto::Command for QueryBlockJobs {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block_resize).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockResize {
     /// `device` (optional).
@@ -2177,8 +2274,10 @@ pub struct BlockResize {
     /// `size`.
     pub size: i64,
 }
+crate::support::debug_struct!(BlockResize { device, node_name, size });
 impl BlockResize {
     /// A value with the required members.
+    #[inline]
     pub fn new(size: i64) -> Self {
         Self {
             device: ::std::option::Option::None,
@@ -2187,11 +2286,13 @@ impl BlockResize {
         }
     }
     /// Sets `device`.
+    #[inline]
     pub fn with_device(mut self, value: ::std::string::String) -> Self {
         self.device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `node-name`.
+    #[inline]
     pub fn with_node_name(mut self, value: ::std::string::String) -> Self {
         self.node_name = ::std::option::Option::Some(value);
         self
@@ -2223,7 +2324,7 @@ crate::support::qapi_enum!(NewImageMode {
 /// `BlockdevSnapshotSync`: the QAPI struct (module `block-core`).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevSnapshotSync).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -2247,8 +2348,10 @@ pub struct BlockdevSnapshotSync {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::NewImageMode>,
 }
+crate::support::debug_struct!(BlockdevSnapshotSync { device, node_name, snapshot_file, snapshot_node_name, format, mode });
 impl BlockdevSnapshotSync {
     /// A value with the required members.
+    #[inline]
     pub fn new(snapshot_file: ::std::string::String) -> Self {
         Self {
             device: ::std::option::Option::None,
@@ -2260,26 +2363,31 @@ impl BlockdevSnapshotSync {
         }
     }
     /// Sets `device`.
+    #[inline]
     pub fn with_device(mut self, value: ::std::string::String) -> Self {
         self.device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `node-name`.
+    #[inline]
     pub fn with_node_name(mut self, value: ::std::string::String) -> Self {
         self.node_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `snapshot-node-name`.
+    #[inline]
     pub fn with_snapshot_node_name(mut self, value: ::std::string::String) -> Self {
         self.snapshot_node_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: ::std::string::String) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: super::NewImageMode) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
@@ -2289,7 +2397,7 @@ impl BlockdevSnapshotSync {
 /// `BlockdevSnapshot`: the QAPI struct (module `block-core`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevSnapshot).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -2299,8 +2407,10 @@ pub struct BlockdevSnapshot {
     /// `overlay`.
     pub overlay: ::std::string::String,
 }
+crate::support::debug_struct!(BlockdevSnapshot { node, overlay });
 impl BlockdevSnapshot {
     /// A value with the required members.
+    #[inline]
     pub fn new(node: ::std::string::String, overlay: ::std::string::String) -> Self {
         Self {
             node,
@@ -2312,7 +2422,7 @@ impl BlockdevSnapshot {
 /// `BackupPerf`: the QAPI struct (module `block-core`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BackupPerf).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2330,8 +2440,10 @@ pub struct BackupPerf {
     #[serde(rename = "min-cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub min_cluster_size: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(BackupPerf { use_copy_range, max_workers, max_chunk, min_cluster_size });
 impl BackupPerf {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             use_copy_range: ::std::option::Option::None,
@@ -2341,21 +2453,25 @@ impl BackupPerf {
         }
     }
     /// Sets `use-copy-range`.
+    #[inline]
     pub fn with_use_copy_range(mut self, value: bool) -> Self {
         self.use_copy_range = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-workers`.
+    #[inline]
     pub fn with_max_workers(mut self, value: i64) -> Self {
         self.max_workers = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-chunk`.
+    #[inline]
     pub fn with_max_chunk(mut self, value: i64) -> Self {
         self.max_chunk = ::std::option::Option::Some(value);
         self
     }
     /// Sets `min-cluster-size`.
+    #[inline]
     pub fn with_min_cluster_size(mut self, value: u64) -> Self {
         self.min_cluster_size = ::std::option::Option::Some(value);
         self
@@ -2365,7 +2481,7 @@ impl BackupPerf {
 /// `BackupCommon`: the QAPI struct (module `block-core`, since QEMU 4.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BackupCommon).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2413,8 +2529,10 @@ pub struct BackupCommon {
     #[serde(rename = "x-perf", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_perf: ::std::option::Option<super::BackupPerf>,
 }
+crate::support::debug_struct!(BackupCommon { job_id, device, sync, speed, bitmap, bitmap_mode, compress, on_source_error, on_target_error, auto_finalize, auto_dismiss, filter_node_name, discard_source, x_perf });
 impl BackupCommon {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, sync: super::MirrorSyncMode) -> Self {
         Self {
             job_id: ::std::option::Option::None,
@@ -2434,61 +2552,73 @@ impl BackupCommon {
         }
     }
     /// Sets `job-id`.
+    #[inline]
     pub fn with_job_id(mut self, value: ::std::string::String) -> Self {
         self.job_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `speed`.
+    #[inline]
     pub fn with_speed(mut self, value: i64) -> Self {
         self.speed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bitmap`.
+    #[inline]
     pub fn with_bitmap(mut self, value: ::std::string::String) -> Self {
         self.bitmap = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bitmap-mode`.
+    #[inline]
     pub fn with_bitmap_mode(mut self, value: super::BitmapSyncMode) -> Self {
         self.bitmap_mode = ::std::option::Option::Some(value);
         self
     }
     /// Sets `compress`.
+    #[inline]
     pub fn with_compress(mut self, value: bool) -> Self {
         self.compress = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-source-error`.
+    #[inline]
     pub fn with_on_source_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_source_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-target-error`.
+    #[inline]
     pub fn with_on_target_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_target_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-finalize`.
+    #[inline]
     pub fn with_auto_finalize(mut self, value: bool) -> Self {
         self.auto_finalize = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-dismiss`.
+    #[inline]
     pub fn with_auto_dismiss(mut self, value: bool) -> Self {
         self.auto_dismiss = ::std::option::Option::Some(value);
         self
     }
     /// Sets `filter-node-name`.
+    #[inline]
     pub fn with_filter_node_name(mut self, value: ::std::string::String) -> Self {
         self.filter_node_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `discard-source`.
+    #[inline]
     pub fn with_discard_source(mut self, value: bool) -> Self {
         self.discard_source = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-perf`.
+    #[inline]
     pub fn with_x_perf(mut self, value: super::BackupPerf) -> Self {
         self.x_perf = ::std::option::Option::Some(value);
         self
@@ -2498,7 +2628,7 @@ impl BackupCommon {
 /// `DriveBackup`: the QAPI struct (module `block-core`, since QEMU 1.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.DriveBackup).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -2554,8 +2684,10 @@ pub struct DriveBackup {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::NewImageMode>,
 }
+crate::support::debug_struct!(DriveBackup { job_id, device, sync, speed, bitmap, bitmap_mode, compress, on_source_error, on_target_error, auto_finalize, auto_dismiss, filter_node_name, discard_source, x_perf, target, format, mode });
 impl DriveBackup {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, sync: super::MirrorSyncMode, target: ::std::string::String) -> Self {
         Self {
             job_id: ::std::option::Option::None,
@@ -2578,71 +2710,85 @@ impl DriveBackup {
         }
     }
     /// Sets `job-id`.
+    #[inline]
     pub fn with_job_id(mut self, value: ::std::string::String) -> Self {
         self.job_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `speed`.
+    #[inline]
     pub fn with_speed(mut self, value: i64) -> Self {
         self.speed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bitmap`.
+    #[inline]
     pub fn with_bitmap(mut self, value: ::std::string::String) -> Self {
         self.bitmap = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bitmap-mode`.
+    #[inline]
     pub fn with_bitmap_mode(mut self, value: super::BitmapSyncMode) -> Self {
         self.bitmap_mode = ::std::option::Option::Some(value);
         self
     }
     /// Sets `compress`.
+    #[inline]
     pub fn with_compress(mut self, value: bool) -> Self {
         self.compress = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-source-error`.
+    #[inline]
     pub fn with_on_source_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_source_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-target-error`.
+    #[inline]
     pub fn with_on_target_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_target_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-finalize`.
+    #[inline]
     pub fn with_auto_finalize(mut self, value: bool) -> Self {
         self.auto_finalize = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-dismiss`.
+    #[inline]
     pub fn with_auto_dismiss(mut self, value: bool) -> Self {
         self.auto_dismiss = ::std::option::Option::Some(value);
         self
     }
     /// Sets `filter-node-name`.
+    #[inline]
     pub fn with_filter_node_name(mut self, value: ::std::string::String) -> Self {
         self.filter_node_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `discard-source`.
+    #[inline]
     pub fn with_discard_source(mut self, value: bool) -> Self {
         self.discard_source = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-perf`.
+    #[inline]
     pub fn with_x_perf(mut self, value: super::BackupPerf) -> Self {
         self.x_perf = ::std::option::Option::Some(value);
         self
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: ::std::string::String) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: super::NewImageMode) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
@@ -2652,7 +2798,7 @@ impl DriveBackup {
 /// `BlockdevBackup`: the QAPI struct (module `block-core`, since QEMU 2.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevBackup).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -2702,8 +2848,10 @@ pub struct BlockdevBackup {
     /// `target`.
     pub target: ::std::string::String,
 }
+crate::support::debug_struct!(BlockdevBackup { job_id, device, sync, speed, bitmap, bitmap_mode, compress, on_source_error, on_target_error, auto_finalize, auto_dismiss, filter_node_name, discard_source, x_perf, target });
 impl BlockdevBackup {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, sync: super::MirrorSyncMode, target: ::std::string::String) -> Self {
         Self {
             job_id: ::std::option::Option::None,
@@ -2724,61 +2872,73 @@ impl BlockdevBackup {
         }
     }
     /// Sets `job-id`.
+    #[inline]
     pub fn with_job_id(mut self, value: ::std::string::String) -> Self {
         self.job_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `speed`.
+    #[inline]
     pub fn with_speed(mut self, value: i64) -> Self {
         self.speed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bitmap`.
+    #[inline]
     pub fn with_bitmap(mut self, value: ::std::string::String) -> Self {
         self.bitmap = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bitmap-mode`.
+    #[inline]
     pub fn with_bitmap_mode(mut self, value: super::BitmapSyncMode) -> Self {
         self.bitmap_mode = ::std::option::Option::Some(value);
         self
     }
     /// Sets `compress`.
+    #[inline]
     pub fn with_compress(mut self, value: bool) -> Self {
         self.compress = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-source-error`.
+    #[inline]
     pub fn with_on_source_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_source_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-target-error`.
+    #[inline]
     pub fn with_on_target_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_target_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-finalize`.
+    #[inline]
     pub fn with_auto_finalize(mut self, value: bool) -> Self {
         self.auto_finalize = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-dismiss`.
+    #[inline]
     pub fn with_auto_dismiss(mut self, value: bool) -> Self {
         self.auto_dismiss = ::std::option::Option::Some(value);
         self
     }
     /// Sets `filter-node-name`.
+    #[inline]
     pub fn with_filter_node_name(mut self, value: ::std::string::String) -> Self {
         self.filter_node_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `discard-source`.
+    #[inline]
     pub fn with_discard_source(mut self, value: bool) -> Self {
         self.discard_source = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-perf`.
+    #[inline]
     pub fn with_x_perf(mut self, value: super::BackupPerf) -> Self {
         self.x_perf = ::std::option::Option::Some(value);
         self
@@ -2798,11 +2958,13 @@ pub struct BlockdevSnapshotSyncCmd {
 }
 impl BlockdevSnapshotSyncCmd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockdevSnapshotSync) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockdevSnapshotSync> for BlockdevSnapshotSyncCmd {
+    #[inline]
     fn from(args: super::BlockdevSnapshotSync) -> Self {
         Self { args }
     }
@@ -2826,11 +2988,13 @@ pub struct BlockdevSnapshotCmd {
 }
 impl BlockdevSnapshotCmd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockdevSnapshot) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockdevSnapshot> for BlockdevSnapshotCmd {
+    #[inline]
     fn from(args: super::BlockdevSnapshot) -> Self {
         Self { args }
     }
@@ -2846,7 +3010,7 @@ impl ::qmp_proto::Command for BlockdevSnapshotCmd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.change-backing-file).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct ChangeBackingFile {
     /// `device`.
@@ -2858,8 +3022,10 @@ pub struct ChangeBackingFile {
     #[serde(rename = "backing-file")]
     pub backing_file: ::std::string::String,
 }
+crate::support::debug_struct!(ChangeBackingFile { device, image_node_name, backing_file });
 impl ChangeBackingFile {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, image_node_name: ::std::string::String, backing_file: ::std::string::String) -> Self {
         Self {
             device,
@@ -2878,7 +3044,7 @@ impl ::qmp_proto::Command for ChangeBackingFile {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-commit).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockCommit {
     /// `job-id` (optional, since QEMU 2.7).
@@ -2926,8 +3092,10 @@ pub struct BlockCommit {
     #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockCommit { job_id, device, base_node, base, top_node, top, backing_file, backing_mask_protocol, speed, on_error, filter_node_name, auto_finalize, auto_dismiss });
 impl BlockCommit {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String) -> Self {
         Self {
             job_id: ::std::option::Option::None,
@@ -2946,63 +3114,75 @@ impl BlockCommit {
         }
     }
     /// Sets `job-id`.
+    #[inline]
     pub fn with_job_id(mut self, value: ::std::string::String) -> Self {
         self.job_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `base-node`.
+    #[inline]
     pub fn with_base_node(mut self, value: ::std::string::String) -> Self {
         self.base_node = ::std::option::Option::Some(value);
         self
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `base`.
+    #[inline]
     pub fn with_base(mut self, value: ::std::string::String) -> Self {
         self.base = ::std::option::Option::Some(value);
         self
     }
     /// Sets `top-node`.
+    #[inline]
     pub fn with_top_node(mut self, value: ::std::string::String) -> Self {
         self.top_node = ::std::option::Option::Some(value);
         self
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `top`.
+    #[inline]
     pub fn with_top(mut self, value: ::std::string::String) -> Self {
         self.top = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-file`.
+    #[inline]
     pub fn with_backing_file(mut self, value: ::std::string::String) -> Self {
         self.backing_file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-mask-protocol`.
+    #[inline]
     pub fn with_backing_mask_protocol(mut self, value: bool) -> Self {
         self.backing_mask_protocol = ::std::option::Option::Some(value);
         self
     }
     /// Sets `speed`.
+    #[inline]
     pub fn with_speed(mut self, value: i64) -> Self {
         self.speed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-error`.
+    #[inline]
     pub fn with_on_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `filter-node-name`.
+    #[inline]
     pub fn with_filter_node_name(mut self, value: ::std::string::String) -> Self {
         self.filter_node_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-finalize`.
+    #[inline]
     pub fn with_auto_finalize(mut self, value: bool) -> Self {
         self.auto_finalize = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-dismiss`.
+    #[inline]
     pub fn with_auto_dismiss(mut self, value: bool) -> Self {
         self.auto_dismiss = ::std::option::Option::Some(value);
         self
@@ -3029,11 +3209,13 @@ pub struct DriveBackupCmd {
 }
 impl DriveBackupCmd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::DriveBackup) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::DriveBackup> for DriveBackupCmd {
+    #[inline]
     fn from(args: super::DriveBackup) -> Self {
         Self { args }
     }
@@ -3057,11 +3239,13 @@ pub struct BlockdevBackupCmd {
 }
 impl BlockdevBackupCmd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockdevBackup) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockdevBackup> for BlockdevBackupCmd {
+    #[inline]
     fn from(args: super::BlockdevBackup) -> Self {
         Self { args }
     }
@@ -3077,21 +3261,24 @@ impl ::qmp_proto::Command for BlockdevBackupCmd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.query-named-block-nodes).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryNamedBlockNodes {
     /// `flat` (optional, since QEMU 5.0).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub flat: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(QueryNamedBlockNodes { flat });
 impl QueryNamedBlockNodes {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             flat: ::std::option::Option::None,
         }
     }
     /// Sets `flat`.
+    #[inline]
     pub fn with_flat(mut self, value: bool) -> Self {
         self.flat = ::std::option::Option::Some(value);
         self
@@ -3126,7 +3313,7 @@ crate::support::qapi_enum!(XDbgBlockGraphNodeType {
 /// `XDbgBlockGraphNode`: the QAPI struct (module `block-core`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.XDbgBlockGraphNode).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -3138,6 +3325,7 @@ pub struct XDbgBlockGraphNode {
     /// `name`.
     pub name: ::std::string::String,
 }
+crate::support::debug_struct!(XDbgBlockGraphNode { id, r#type, name });
 
 /// `BlockPermission`: the QAPI enum (module `block-core`, since QEMU 4.0).
 ///
@@ -3166,7 +3354,7 @@ crate::support::qapi_enum!(BlockPermission {
 /// `XDbgBlockGraphEdge`: the QAPI struct (module `block-core`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.XDbgBlockGraphEdge).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -3183,11 +3371,12 @@ pub struct XDbgBlockGraphEdge {
     #[serde(rename = "shared-perm")]
     pub shared_perm: ::std::vec::Vec<super::BlockPermission>,
 }
+crate::support::debug_struct!(XDbgBlockGraphEdge { parent, child, name, perm, shared_perm });
 
 /// `XDbgBlockGraph`: the QAPI struct (module `block-core`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.XDbgBlockGraph).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -3197,6 +3386,7 @@ pub struct XDbgBlockGraph {
     /// `edges`.
     pub edges: ::std::vec::Vec<super::XDbgBlockGraphEdge>,
 }
+crate::support::debug_struct!(XDbgBlockGraph { nodes, edges });
 
 /// `x-debug-query-block-graph`: the QAPI command (module `block-core`, since QEMU 4.0).
 ///
@@ -3210,6 +3400,7 @@ pub struct XDbgBlockGraph {
 pub struct XDebugQueryBlockGraph {}
 impl XDebugQueryBlockGraph {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -3233,11 +3424,13 @@ pub struct DriveMirrorCmd {
 }
 impl DriveMirrorCmd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::DriveMirror) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::DriveMirror> for DriveMirrorCmd {
+    #[inline]
     fn from(args: super::DriveMirror) -> Self {
         Self { args }
     }
@@ -3251,7 +3444,7 @@ impl ::qmp_proto::Command for DriveMirrorCmd {
 /// `DriveMirror`: the QAPI struct (module `block-core`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.DriveMirror).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -3305,8 +3498,10 @@ pub struct DriveMirror {
     #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(DriveMirror { job_id, device, target, format, node_name, replaces, sync, mode, speed, granularity, buf_size, on_source_error, on_target_error, unmap, copy_mode, auto_finalize, auto_dismiss });
 impl DriveMirror {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, target: ::std::string::String, sync: super::MirrorSyncMode) -> Self {
         Self {
             job_id: ::std::option::Option::None,
@@ -3329,71 +3524,85 @@ impl DriveMirror {
         }
     }
     /// Sets `job-id`.
+    #[inline]
     pub fn with_job_id(mut self, value: ::std::string::String) -> Self {
         self.job_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: ::std::string::String) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `node-name`.
+    #[inline]
     pub fn with_node_name(mut self, value: ::std::string::String) -> Self {
         self.node_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `replaces`.
+    #[inline]
     pub fn with_replaces(mut self, value: ::std::string::String) -> Self {
         self.replaces = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: super::NewImageMode) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
     }
     /// Sets `speed`.
+    #[inline]
     pub fn with_speed(mut self, value: i64) -> Self {
         self.speed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `granularity`.
+    #[inline]
     pub fn with_granularity(mut self, value: u32) -> Self {
         self.granularity = ::std::option::Option::Some(value);
         self
     }
     /// Sets `buf-size`.
+    #[inline]
     pub fn with_buf_size(mut self, value: i64) -> Self {
         self.buf_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-source-error`.
+    #[inline]
     pub fn with_on_source_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_source_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-target-error`.
+    #[inline]
     pub fn with_on_target_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_target_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `unmap`.
+    #[inline]
     pub fn with_unmap(mut self, value: bool) -> Self {
         self.unmap = ::std::option::Option::Some(value);
         self
     }
     /// Sets `copy-mode`.
+    #[inline]
     pub fn with_copy_mode(mut self, value: super::MirrorCopyMode) -> Self {
         self.copy_mode = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-finalize`.
+    #[inline]
     pub fn with_auto_finalize(mut self, value: bool) -> Self {
         self.auto_finalize = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-dismiss`.
+    #[inline]
     pub fn with_auto_dismiss(mut self, value: bool) -> Self {
         self.auto_dismiss = ::std::option::Option::Some(value);
         self
@@ -3403,7 +3612,7 @@ impl DriveMirror {
 /// `BlockDirtyBitmap`: the QAPI struct (module `block-core`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDirtyBitmap).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -3413,8 +3622,10 @@ pub struct BlockDirtyBitmap {
     /// `name`.
     pub name: ::std::string::String,
 }
+crate::support::debug_struct!(BlockDirtyBitmap { node, name });
 impl BlockDirtyBitmap {
     /// A value with the required members.
+    #[inline]
     pub fn new(node: ::std::string::String, name: ::std::string::String) -> Self {
         Self {
             node,
@@ -3426,7 +3637,7 @@ impl BlockDirtyBitmap {
 /// `BlockDirtyBitmapAdd`: the QAPI struct (module `block-core`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDirtyBitmapAdd).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -3445,8 +3656,10 @@ pub struct BlockDirtyBitmapAdd {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub disabled: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockDirtyBitmapAdd { node, name, granularity, persistent, disabled });
 impl BlockDirtyBitmapAdd {
     /// A value with the required members.
+    #[inline]
     pub fn new(node: ::std::string::String, name: ::std::string::String) -> Self {
         Self {
             node,
@@ -3457,16 +3670,19 @@ impl BlockDirtyBitmapAdd {
         }
     }
     /// Sets `granularity`.
+    #[inline]
     pub fn with_granularity(mut self, value: u32) -> Self {
         self.granularity = ::std::option::Option::Some(value);
         self
     }
     /// Sets `persistent`.
+    #[inline]
     pub fn with_persistent(mut self, value: bool) -> Self {
         self.persistent = ::std::option::Option::Some(value);
         self
     }
     /// Sets `disabled`.
+    #[inline]
     pub fn with_disabled(mut self, value: bool) -> Self {
         self.disabled = ::std::option::Option::Some(value);
         self
@@ -3504,6 +3720,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockDirtyBitmapOrStr {
 }
 #[cfg(feature = "deserialize-all")]
 impl BlockDirtyBitmapOrStr {
+    #[inline]
     fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         ::std::result::Result::Ok(match &v {
             ::serde_json::Value::String(..) => Self::Local(::serde::Deserialize::deserialize(v)?),
@@ -3517,7 +3734,7 @@ impl BlockDirtyBitmapOrStr {
 /// `BlockDirtyBitmapMerge`: the QAPI struct (module `block-core`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDirtyBitmapMerge).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -3529,8 +3746,10 @@ pub struct BlockDirtyBitmapMerge {
     /// `bitmaps`.
     pub bitmaps: ::std::vec::Vec<super::BlockDirtyBitmapOrStr>,
 }
+crate::support::debug_struct!(BlockDirtyBitmapMerge { node, target, bitmaps });
 impl BlockDirtyBitmapMerge {
     /// A value with the required members.
+    #[inline]
     pub fn new(node: ::std::string::String, target: ::std::string::String, bitmaps: ::std::vec::Vec<super::BlockDirtyBitmapOrStr>) -> Self {
         Self {
             node,
@@ -3553,11 +3772,13 @@ pub struct BlockDirtyBitmapAddCmd {
 }
 impl BlockDirtyBitmapAddCmd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockDirtyBitmapAdd) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockDirtyBitmapAdd> for BlockDirtyBitmapAddCmd {
+    #[inline]
     fn from(args: super::BlockDirtyBitmapAdd) -> Self {
         Self { args }
     }
@@ -3581,11 +3802,13 @@ pub struct BlockDirtyBitmapRemove {
 }
 impl BlockDirtyBitmapRemove {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockDirtyBitmap) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockDirtyBitmap> for BlockDirtyBitmapRemove {
+    #[inline]
     fn from(args: super::BlockDirtyBitmap) -> Self {
         Self { args }
     }
@@ -3609,11 +3832,13 @@ pub struct BlockDirtyBitmapClear {
 }
 impl BlockDirtyBitmapClear {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockDirtyBitmap) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockDirtyBitmap> for BlockDirtyBitmapClear {
+    #[inline]
     fn from(args: super::BlockDirtyBitmap) -> Self {
         Self { args }
     }
@@ -3637,11 +3862,13 @@ pub struct BlockDirtyBitmapEnable {
 }
 impl BlockDirtyBitmapEnable {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockDirtyBitmap) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockDirtyBitmap> for BlockDirtyBitmapEnable {
+    #[inline]
     fn from(args: super::BlockDirtyBitmap) -> Self {
         Self { args }
     }
@@ -3665,11 +3892,13 @@ pub struct BlockDirtyBitmapDisable {
 }
 impl BlockDirtyBitmapDisable {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockDirtyBitmap) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockDirtyBitmap> for BlockDirtyBitmapDisable {
+    #[inline]
     fn from(args: super::BlockDirtyBitmap) -> Self {
         Self { args }
     }
@@ -3693,11 +3922,13 @@ pub struct BlockDirtyBitmapMergeCmd {
 }
 impl BlockDirtyBitmapMergeCmd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockDirtyBitmapMerge) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockDirtyBitmapMerge> for BlockDirtyBitmapMergeCmd {
+    #[inline]
     fn from(args: super::BlockDirtyBitmapMerge) -> Self {
         Self { args }
     }
@@ -3711,7 +3942,7 @@ impl ::qmp_proto::Command for BlockDirtyBitmapMergeCmd {
 /// `BlockDirtyBitmapSha256`: the QAPI struct (module `block-core`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDirtyBitmapSha256).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -3719,6 +3950,7 @@ pub struct BlockDirtyBitmapSha256 {
     /// `sha256`.
     pub sha256: ::std::string::String,
 }
+crate::support::debug_struct!(BlockDirtyBitmapSha256 { sha256 });
 
 /// `x-debug-block-dirty-bitmap-sha256`: the QAPI command (module `block-core`, since QEMU 2.10).
 ///
@@ -3735,11 +3967,13 @@ pub struct XDebugBlockDirtyBitmapSha256 {
 }
 impl XDebugBlockDirtyBitmapSha256 {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockDirtyBitmap) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockDirtyBitmap> for XDebugBlockDirtyBitmapSha256 {
+    #[inline]
     fn from(args: super::BlockDirtyBitmap) -> Self {
         Self { args }
     }
@@ -3755,7 +3989,7 @@ impl ::qmp_proto::Command for XDebugBlockDirtyBitmapSha256 {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-mirror).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevMirror {
     /// `job-id` (optional, since QEMU 2.7).
@@ -3798,8 +4032,10 @@ pub struct BlockdevMirror {
     #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockdevMirror { job_id, device, target, replaces, sync, speed, granularity, buf_size, on_source_error, on_target_error, filter_node_name, copy_mode, auto_finalize, auto_dismiss });
 impl BlockdevMirror {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, target: ::std::string::String, sync: super::MirrorSyncMode) -> Self {
         Self {
             job_id: ::std::option::Option::None,
@@ -3819,56 +4055,67 @@ impl BlockdevMirror {
         }
     }
     /// Sets `job-id`.
+    #[inline]
     pub fn with_job_id(mut self, value: ::std::string::String) -> Self {
         self.job_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `replaces`.
+    #[inline]
     pub fn with_replaces(mut self, value: ::std::string::String) -> Self {
         self.replaces = ::std::option::Option::Some(value);
         self
     }
     /// Sets `speed`.
+    #[inline]
     pub fn with_speed(mut self, value: i64) -> Self {
         self.speed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `granularity`.
+    #[inline]
     pub fn with_granularity(mut self, value: u32) -> Self {
         self.granularity = ::std::option::Option::Some(value);
         self
     }
     /// Sets `buf-size`.
+    #[inline]
     pub fn with_buf_size(mut self, value: i64) -> Self {
         self.buf_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-source-error`.
+    #[inline]
     pub fn with_on_source_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_source_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-target-error`.
+    #[inline]
     pub fn with_on_target_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_target_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `filter-node-name`.
+    #[inline]
     pub fn with_filter_node_name(mut self, value: ::std::string::String) -> Self {
         self.filter_node_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `copy-mode`.
+    #[inline]
     pub fn with_copy_mode(mut self, value: super::MirrorCopyMode) -> Self {
         self.copy_mode = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-finalize`.
+    #[inline]
     pub fn with_auto_finalize(mut self, value: bool) -> Self {
         self.auto_finalize = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-dismiss`.
+    #[inline]
     pub fn with_auto_dismiss(mut self, value: bool) -> Self {
         self.auto_dismiss = ::std::option::Option::Some(value);
         self
@@ -3882,7 +4129,7 @@ impl ::qmp_proto::Command for BlockdevMirror {
 /// `BlockIOThrottle`: the QAPI struct (module `block-core`, since QEMU 1.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockIOThrottle).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -3951,8 +4198,10 @@ pub struct BlockIOThrottle {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockIOThrottle { device, id, bps, bps_rd, bps_wr, iops, iops_rd, iops_wr, bps_max, bps_rd_max, bps_wr_max, iops_max, iops_rd_max, iops_wr_max, bps_max_length, bps_rd_max_length, bps_wr_max_length, iops_max_length, iops_rd_max_length, iops_wr_max_length, iops_size, group });
 impl BlockIOThrottle {
     /// A value with the required members.
+    #[inline]
     pub fn new(bps: i64, bps_rd: i64, bps_wr: i64, iops: i64, iops_rd: i64, iops_wr: i64) -> Self {
         Self {
             device: ::std::option::Option::None,
@@ -3981,81 +4230,97 @@ impl BlockIOThrottle {
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `device`.
+    #[inline]
     pub fn with_device(mut self, value: ::std::string::String) -> Self {
         self.device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `id`.
+    #[inline]
     pub fn with_id(mut self, value: ::std::string::String) -> Self {
         self.id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps_max`.
+    #[inline]
     pub fn with_bps_max(mut self, value: i64) -> Self {
         self.bps_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps_rd_max`.
+    #[inline]
     pub fn with_bps_rd_max(mut self, value: i64) -> Self {
         self.bps_rd_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps_wr_max`.
+    #[inline]
     pub fn with_bps_wr_max(mut self, value: i64) -> Self {
         self.bps_wr_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops_max`.
+    #[inline]
     pub fn with_iops_max(mut self, value: i64) -> Self {
         self.iops_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops_rd_max`.
+    #[inline]
     pub fn with_iops_rd_max(mut self, value: i64) -> Self {
         self.iops_rd_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops_wr_max`.
+    #[inline]
     pub fn with_iops_wr_max(mut self, value: i64) -> Self {
         self.iops_wr_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps_max_length`.
+    #[inline]
     pub fn with_bps_max_length(mut self, value: i64) -> Self {
         self.bps_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps_rd_max_length`.
+    #[inline]
     pub fn with_bps_rd_max_length(mut self, value: i64) -> Self {
         self.bps_rd_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps_wr_max_length`.
+    #[inline]
     pub fn with_bps_wr_max_length(mut self, value: i64) -> Self {
         self.bps_wr_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops_max_length`.
+    #[inline]
     pub fn with_iops_max_length(mut self, value: i64) -> Self {
         self.iops_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops_rd_max_length`.
+    #[inline]
     pub fn with_iops_rd_max_length(mut self, value: i64) -> Self {
         self.iops_rd_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops_wr_max_length`.
+    #[inline]
     pub fn with_iops_wr_max_length(mut self, value: i64) -> Self {
         self.iops_wr_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops_size`.
+    #[inline]
     pub fn with_iops_size(mut self, value: i64) -> Self {
         self.iops_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `group`.
+    #[inline]
     pub fn with_group(mut self, value: ::std::string::String) -> Self {
         self.group = ::std::option::Option::Some(value);
         self
@@ -4065,7 +4330,7 @@ impl BlockIOThrottle {
 /// `ThrottleLimits`: the QAPI struct (module `block-core`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ThrottleLimits).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -4128,8 +4393,10 @@ pub struct ThrottleLimits {
     #[serde(rename = "iops-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_size: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(ThrottleLimits { iops_total, iops_total_max, iops_total_max_length, iops_read, iops_read_max, iops_read_max_length, iops_write, iops_write_max, iops_write_max_length, bps_total, bps_total_max, bps_total_max_length, bps_read, bps_read_max, bps_read_max_length, bps_write, bps_write_max, bps_write_max_length, iops_size });
 impl ThrottleLimits {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             iops_total: ::std::option::Option::None,
@@ -4154,96 +4421,115 @@ impl ThrottleLimits {
         }
     }
     /// Sets `iops-total`.
+    #[inline]
     pub fn with_iops_total(mut self, value: i64) -> Self {
         self.iops_total = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops-total-max`.
+    #[inline]
     pub fn with_iops_total_max(mut self, value: i64) -> Self {
         self.iops_total_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops-total-max-length`.
+    #[inline]
     pub fn with_iops_total_max_length(mut self, value: i64) -> Self {
         self.iops_total_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops-read`.
+    #[inline]
     pub fn with_iops_read(mut self, value: i64) -> Self {
         self.iops_read = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops-read-max`.
+    #[inline]
     pub fn with_iops_read_max(mut self, value: i64) -> Self {
         self.iops_read_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops-read-max-length`.
+    #[inline]
     pub fn with_iops_read_max_length(mut self, value: i64) -> Self {
         self.iops_read_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops-write`.
+    #[inline]
     pub fn with_iops_write(mut self, value: i64) -> Self {
         self.iops_write = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops-write-max`.
+    #[inline]
     pub fn with_iops_write_max(mut self, value: i64) -> Self {
         self.iops_write_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops-write-max-length`.
+    #[inline]
     pub fn with_iops_write_max_length(mut self, value: i64) -> Self {
         self.iops_write_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps-total`.
+    #[inline]
     pub fn with_bps_total(mut self, value: i64) -> Self {
         self.bps_total = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps-total-max`.
+    #[inline]
     pub fn with_bps_total_max(mut self, value: i64) -> Self {
         self.bps_total_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps-total-max-length`.
+    #[inline]
     pub fn with_bps_total_max_length(mut self, value: i64) -> Self {
         self.bps_total_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps-read`.
+    #[inline]
     pub fn with_bps_read(mut self, value: i64) -> Self {
         self.bps_read = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps-read-max`.
+    #[inline]
     pub fn with_bps_read_max(mut self, value: i64) -> Self {
         self.bps_read_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps-read-max-length`.
+    #[inline]
     pub fn with_bps_read_max_length(mut self, value: i64) -> Self {
         self.bps_read_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps-write`.
+    #[inline]
     pub fn with_bps_write(mut self, value: i64) -> Self {
         self.bps_write = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps-write-max`.
+    #[inline]
     pub fn with_bps_write_max(mut self, value: i64) -> Self {
         self.bps_write_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bps-write-max-length`.
+    #[inline]
     pub fn with_bps_write_max_length(mut self, value: i64) -> Self {
         self.bps_write_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iops-size`.
+    #[inline]
     pub fn with_iops_size(mut self, value: i64) -> Self {
         self.iops_size = ::std::option::Option::Some(value);
         self
@@ -4253,7 +4539,7 @@ impl ThrottleLimits {
 /// `ThrottleGroupProperties`: the QAPI struct (module `block-core`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ThrottleGroupProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -4357,8 +4643,10 @@ pub struct ThrottleGroupProperties {
     #[serde(rename = "x-iops-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_size: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(ThrottleGroupProperties { limits, x_iops_total, x_iops_total_max, x_iops_total_max_length, x_iops_read, x_iops_read_max, x_iops_read_max_length, x_iops_write, x_iops_write_max, x_iops_write_max_length, x_bps_total, x_bps_total_max, x_bps_total_max_length, x_bps_read, x_bps_read_max, x_bps_read_max_length, x_bps_write, x_bps_write_max, x_bps_write_max_length, x_iops_size });
 impl ThrottleGroupProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             limits: ::std::option::Option::None,
@@ -4384,101 +4672,121 @@ impl ThrottleGroupProperties {
         }
     }
     /// Sets `limits`.
+    #[inline]
     pub fn with_limits(mut self, value: super::ThrottleLimits) -> Self {
         self.limits = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-iops-total`.
+    #[inline]
     pub fn with_x_iops_total(mut self, value: i64) -> Self {
         self.x_iops_total = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-iops-total-max`.
+    #[inline]
     pub fn with_x_iops_total_max(mut self, value: i64) -> Self {
         self.x_iops_total_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-iops-total-max-length`.
+    #[inline]
     pub fn with_x_iops_total_max_length(mut self, value: i64) -> Self {
         self.x_iops_total_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-iops-read`.
+    #[inline]
     pub fn with_x_iops_read(mut self, value: i64) -> Self {
         self.x_iops_read = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-iops-read-max`.
+    #[inline]
     pub fn with_x_iops_read_max(mut self, value: i64) -> Self {
         self.x_iops_read_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-iops-read-max-length`.
+    #[inline]
     pub fn with_x_iops_read_max_length(mut self, value: i64) -> Self {
         self.x_iops_read_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-iops-write`.
+    #[inline]
     pub fn with_x_iops_write(mut self, value: i64) -> Self {
         self.x_iops_write = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-iops-write-max`.
+    #[inline]
     pub fn with_x_iops_write_max(mut self, value: i64) -> Self {
         self.x_iops_write_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-iops-write-max-length`.
+    #[inline]
     pub fn with_x_iops_write_max_length(mut self, value: i64) -> Self {
         self.x_iops_write_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-bps-total`.
+    #[inline]
     pub fn with_x_bps_total(mut self, value: i64) -> Self {
         self.x_bps_total = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-bps-total-max`.
+    #[inline]
     pub fn with_x_bps_total_max(mut self, value: i64) -> Self {
         self.x_bps_total_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-bps-total-max-length`.
+    #[inline]
     pub fn with_x_bps_total_max_length(mut self, value: i64) -> Self {
         self.x_bps_total_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-bps-read`.
+    #[inline]
     pub fn with_x_bps_read(mut self, value: i64) -> Self {
         self.x_bps_read = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-bps-read-max`.
+    #[inline]
     pub fn with_x_bps_read_max(mut self, value: i64) -> Self {
         self.x_bps_read_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-bps-read-max-length`.
+    #[inline]
     pub fn with_x_bps_read_max_length(mut self, value: i64) -> Self {
         self.x_bps_read_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-bps-write`.
+    #[inline]
     pub fn with_x_bps_write(mut self, value: i64) -> Self {
         self.x_bps_write = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-bps-write-max`.
+    #[inline]
     pub fn with_x_bps_write_max(mut self, value: i64) -> Self {
         self.x_bps_write_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-bps-write-max-length`.
+    #[inline]
     pub fn with_x_bps_write_max_length(mut self, value: i64) -> Self {
         self.x_bps_write_max_length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-iops-size`.
+    #[inline]
     pub fn with_x_iops_size(mut self, value: i64) -> Self {
         self.x_iops_size = ::std::option::Option::Some(value);
         self
@@ -4490,7 +4798,7 @@ impl ThrottleGroupProperties {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-stream).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockStream {
     /// `job-id` (optional, since QEMU 2.7).
@@ -4529,8 +4837,10 @@ pub struct BlockStream {
     #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockStream { job_id, device, base, base_node, backing_file, backing_mask_protocol, bottom, speed, on_error, filter_node_name, auto_finalize, auto_dismiss });
 impl BlockStream {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String) -> Self {
         Self {
             job_id: ::std::option::Option::None,
@@ -4548,56 +4858,67 @@ impl BlockStream {
         }
     }
     /// Sets `job-id`.
+    #[inline]
     pub fn with_job_id(mut self, value: ::std::string::String) -> Self {
         self.job_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `base`.
+    #[inline]
     pub fn with_base(mut self, value: ::std::string::String) -> Self {
         self.base = ::std::option::Option::Some(value);
         self
     }
     /// Sets `base-node`.
+    #[inline]
     pub fn with_base_node(mut self, value: ::std::string::String) -> Self {
         self.base_node = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-file`.
+    #[inline]
     pub fn with_backing_file(mut self, value: ::std::string::String) -> Self {
         self.backing_file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-mask-protocol`.
+    #[inline]
     pub fn with_backing_mask_protocol(mut self, value: bool) -> Self {
         self.backing_mask_protocol = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bottom`.
+    #[inline]
     pub fn with_bottom(mut self, value: ::std::string::String) -> Self {
         self.bottom = ::std::option::Option::Some(value);
         self
     }
     /// Sets `speed`.
+    #[inline]
     pub fn with_speed(mut self, value: i64) -> Self {
         self.speed = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-error`.
+    #[inline]
     pub fn with_on_error(mut self, value: super::BlockdevOnError) -> Self {
         self.on_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `filter-node-name`.
+    #[inline]
     pub fn with_filter_node_name(mut self, value: ::std::string::String) -> Self {
         self.filter_node_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-finalize`.
+    #[inline]
     pub fn with_auto_finalize(mut self, value: bool) -> Self {
         self.auto_finalize = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-dismiss`.
+    #[inline]
     pub fn with_auto_dismiss(mut self, value: bool) -> Self {
         self.auto_dismiss = ::std::option::Option::Some(value);
         self
@@ -4613,7 +4934,7 @@ impl ::qmp_proto::Command for BlockStream {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-set-speed).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockJobSetSpeed {
     /// `device`.
@@ -4621,8 +4942,10 @@ pub struct BlockJobSetSpeed {
     /// `speed`.
     pub speed: i64,
 }
+crate::support::debug_struct!(BlockJobSetSpeed { device, speed });
 impl BlockJobSetSpeed {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, speed: i64) -> Self {
         Self {
             device,
@@ -4640,7 +4963,7 @@ impl ::qmp_proto::Command for BlockJobSetSpeed {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-cancel).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockJobCancel {
     /// `device`.
@@ -4649,8 +4972,10 @@ pub struct BlockJobCancel {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockJobCancel { device, force });
 impl BlockJobCancel {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String) -> Self {
         Self {
             device,
@@ -4658,6 +4983,7 @@ impl BlockJobCancel {
         }
     }
     /// Sets `force`.
+    #[inline]
     pub fn with_force(mut self, value: bool) -> Self {
         self.force = ::std::option::Option::Some(value);
         self
@@ -4673,14 +4999,16 @@ impl ::qmp_proto::Command for BlockJobCancel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-pause).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockJobPause {
     /// `device`.
     pub device: ::std::string::String,
 }
+crate::support::debug_struct!(BlockJobPause { device });
 impl BlockJobPause {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String) -> Self {
         Self {
             device,
@@ -4697,14 +5025,16 @@ impl ::qmp_proto::Command for BlockJobPause {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-resume).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockJobResume {
     /// `device`.
     pub device: ::std::string::String,
 }
+crate::support::debug_struct!(BlockJobResume { device });
 impl BlockJobResume {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String) -> Self {
         Self {
             device,
@@ -4721,14 +5051,16 @@ impl ::qmp_proto::Command for BlockJobResume {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-complete).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockJobComplete {
     /// `device`.
     pub device: ::std::string::String,
 }
+crate::support::debug_struct!(BlockJobComplete { device });
 impl BlockJobComplete {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String) -> Self {
         Self {
             device,
@@ -4745,14 +5077,16 @@ impl ::qmp_proto::Command for BlockJobComplete {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-dismiss).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockJobDismiss {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(BlockJobDismiss { id });
 impl BlockJobDismiss {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -4769,14 +5103,16 @@ impl ::qmp_proto::Command for BlockJobDismiss {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-finalize).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockJobFinalize {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(BlockJobFinalize { id });
 impl BlockJobFinalize {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -4791,7 +5127,7 @@ impl ::qmp_proto::Command for BlockJobFinalize {
 /// `BlockJobChangeOptionsMirror`: the QAPI struct (module `block-core`, since QEMU 8.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockJobChangeOptionsMirror).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -4800,8 +5136,10 @@ pub struct BlockJobChangeOptionsMirror {
     #[serde(rename = "copy-mode")]
     pub copy_mode: super::MirrorCopyMode,
 }
+crate::support::debug_struct!(BlockJobChangeOptionsMirror { copy_mode });
 impl BlockJobChangeOptionsMirror {
     /// A value with the required members.
+    #[inline]
     pub fn new(copy_mode: super::MirrorCopyMode) -> Self {
         Self {
             copy_mode,
@@ -4824,12 +5162,13 @@ pub struct BlockJobChangeOptions {
 }
 impl BlockJobChangeOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: BlockJobChangeOptionsCommon, branch: BlockJobChangeOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`BlockJobChangeOptions`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -4837,8 +5176,10 @@ pub struct BlockJobChangeOptionsCommon {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(BlockJobChangeOptionsCommon { id });
 impl BlockJobChangeOptionsCommon {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -4877,6 +5218,7 @@ pub enum BlockJobChangeOptionsBranch {
 }
 impl BlockJobChangeOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Commit => "commit",
@@ -4912,6 +5254,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockJobChangeOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl BlockJobChangeOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <BlockJobChangeOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -4947,11 +5290,13 @@ pub struct BlockJobChange {
 }
 impl BlockJobChange {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockJobChangeOptions) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockJobChangeOptions> for BlockJobChange {
+    #[inline]
     fn from(args: super::BlockJobChangeOptions) -> Self {
         Self { args }
     }
@@ -5011,18 +5356,21 @@ pub enum BlockdevAioOptions {
     Threads,
     /// `native`
     Native,
+    /// `io_uring`
+    IoUring,
     /// A value this version of the crate does not know, as received.
     Other(::std::string::String),
 }
 crate::support::qapi_enum!(BlockdevAioOptions {
     Threads = "threads",
     Native = "native",
+    IoUring = "io_uring",
 });
 
 /// `BlockdevCacheOptions`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCacheOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5034,8 +5382,10 @@ pub struct BlockdevCacheOptions {
     #[serde(rename = "no-flush", skip_serializing_if = "::std::option::Option::is_none")]
     pub no_flush: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockdevCacheOptions { direct, no_flush });
 impl BlockdevCacheOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             direct: ::std::option::Option::None,
@@ -5043,11 +5393,13 @@ impl BlockdevCacheOptions {
         }
     }
     /// Sets `direct`.
+    #[inline]
     pub fn with_direct(mut self, value: bool) -> Self {
         self.direct = ::std::option::Option::Some(value);
         self
     }
     /// Sets `no-flush`.
+    #[inline]
     pub fn with_no_flush(mut self, value: bool) -> Self {
         self.no_flush = ::std::option::Option::Some(value);
         self
@@ -5101,8 +5453,6 @@ pub enum BlockdevDriver {
     Http,
     /// `https`
     Https,
-    /// `io_uring`
-    IoUring,
     /// `iscsi`
     Iscsi,
     /// `luks`
@@ -5117,8 +5467,6 @@ pub enum BlockdevDriver {
     NullCo,
     /// `nvme`
     Nvme,
-    /// `nvme-io_uring`
-    NvmeIoUring,
     /// `parallels`
     Parallels,
     /// `preallocate`
@@ -5145,12 +5493,6 @@ pub enum BlockdevDriver {
     Vdi,
     /// `vhdx`
     Vhdx,
-    /// `virtio-blk-vfio-pci`
-    VirtioBlkVfioPci,
-    /// `virtio-blk-vhost-user`
-    VirtioBlkVhostUser,
-    /// `virtio-blk-vhost-vdpa`
-    VirtioBlkVhostVdpa,
     /// `vmdk`
     Vmdk,
     /// `vpc`
@@ -5180,7 +5522,6 @@ crate::support::qapi_enum!(BlockdevDriver {
     HostDevice = "host_device",
     Http = "http",
     Https = "https",
-    IoUring = "io_uring",
     Iscsi = "iscsi",
     Luks = "luks",
     Nbd = "nbd",
@@ -5188,7 +5529,6 @@ crate::support::qapi_enum!(BlockdevDriver {
     NullAio = "null-aio",
     NullCo = "null-co",
     Nvme = "nvme",
-    NvmeIoUring = "nvme-io_uring",
     Parallels = "parallels",
     Preallocate = "preallocate",
     Qcow = "qcow",
@@ -5202,9 +5542,6 @@ crate::support::qapi_enum!(BlockdevDriver {
     Throttle = "throttle",
     Vdi = "vdi",
     Vhdx = "vhdx",
-    VirtioBlkVfioPci = "virtio-blk-vfio-pci",
-    VirtioBlkVhostUser = "virtio-blk-vhost-user",
-    VirtioBlkVhostVdpa = "virtio-blk-vhost-vdpa",
     Vmdk = "vmdk",
     Vpc = "vpc",
     Vvfat = "vvfat",
@@ -5213,7 +5550,7 @@ crate::support::qapi_enum!(BlockdevDriver {
 /// `BlockdevOptionsFile`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsFile).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5241,8 +5578,10 @@ pub struct BlockdevOptionsFile {
     #[serde(rename = "x-check-cache-dropped", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_check_cache_dropped: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockdevOptionsFile { filename, pr_manager, locking, aio, aio_max_batch, drop_cache, x_check_cache_dropped });
 impl BlockdevOptionsFile {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String) -> Self {
         Self {
             filename,
@@ -5255,31 +5594,37 @@ impl BlockdevOptionsFile {
         }
     }
     /// Sets `pr-manager`.
+    #[inline]
     pub fn with_pr_manager(mut self, value: ::std::string::String) -> Self {
         self.pr_manager = ::std::option::Option::Some(value);
         self
     }
     /// Sets `locking`.
+    #[inline]
     pub fn with_locking(mut self, value: super::OnOffAuto) -> Self {
         self.locking = ::std::option::Option::Some(value);
         self
     }
     /// Sets `aio`.
+    #[inline]
     pub fn with_aio(mut self, value: super::BlockdevAioOptions) -> Self {
         self.aio = ::std::option::Option::Some(value);
         self
     }
     /// Sets `aio-max-batch`.
+    #[inline]
     pub fn with_aio_max_batch(mut self, value: i64) -> Self {
         self.aio_max_batch = ::std::option::Option::Some(value);
         self
     }
     /// Sets `drop-cache`.
+    #[inline]
     pub fn with_drop_cache(mut self, value: bool) -> Self {
         self.drop_cache = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-check-cache-dropped`.
+    #[inline]
     pub fn with_x_check_cache_dropped(mut self, value: bool) -> Self {
         self.x_check_cache_dropped = ::std::option::Option::Some(value);
         self
@@ -5289,7 +5634,7 @@ impl BlockdevOptionsFile {
 /// `BlockdevOptionsNull`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsNull).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5304,8 +5649,10 @@ pub struct BlockdevOptionsNull {
     #[serde(rename = "read-zeroes", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_zeroes: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockdevOptionsNull { size, latency_ns, read_zeroes });
 impl BlockdevOptionsNull {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             size: ::std::option::Option::None,
@@ -5314,16 +5661,19 @@ impl BlockdevOptionsNull {
         }
     }
     /// Sets `size`.
+    #[inline]
     pub fn with_size(mut self, value: i64) -> Self {
         self.size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `latency-ns`.
+    #[inline]
     pub fn with_latency_ns(mut self, value: u64) -> Self {
         self.latency_ns = ::std::option::Option::Some(value);
         self
     }
     /// Sets `read-zeroes`.
+    #[inline]
     pub fn with_read_zeroes(mut self, value: bool) -> Self {
         self.read_zeroes = ::std::option::Option::Some(value);
         self
@@ -5333,7 +5683,7 @@ impl BlockdevOptionsNull {
 /// `BlockdevOptionsNVMe`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsNVMe).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5343,8 +5693,10 @@ pub struct BlockdevOptionsNVMe {
     /// `namespace`.
     pub namespace: i64,
 }
+crate::support::debug_struct!(BlockdevOptionsNVMe { device, namespace });
 impl BlockdevOptionsNVMe {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, namespace: i64) -> Self {
         Self {
             device,
@@ -5356,7 +5708,7 @@ impl BlockdevOptionsNVMe {
 /// `BlockdevOptionsVVFAT`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsVVFAT).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5376,8 +5728,10 @@ pub struct BlockdevOptionsVVFAT {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rw: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockdevOptionsVVFAT { dir, fat_type, floppy, label, rw });
 impl BlockdevOptionsVVFAT {
     /// A value with the required members.
+    #[inline]
     pub fn new(dir: ::std::string::String) -> Self {
         Self {
             dir,
@@ -5388,21 +5742,25 @@ impl BlockdevOptionsVVFAT {
         }
     }
     /// Sets `fat-type`.
+    #[inline]
     pub fn with_fat_type(mut self, value: i64) -> Self {
         self.fat_type = ::std::option::Option::Some(value);
         self
     }
     /// Sets `floppy`.
+    #[inline]
     pub fn with_floppy(mut self, value: bool) -> Self {
         self.floppy = ::std::option::Option::Some(value);
         self
     }
     /// Sets `label`.
+    #[inline]
     pub fn with_label(mut self, value: ::std::string::String) -> Self {
         self.label = ::std::option::Option::Some(value);
         self
     }
     /// Sets `rw`.
+    #[inline]
     pub fn with_rw(mut self, value: bool) -> Self {
         self.rw = ::std::option::Option::Some(value);
         self
@@ -5412,7 +5770,7 @@ impl BlockdevOptionsVVFAT {
 /// `BlockdevOptionsGenericFormat`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsGenericFormat).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5420,8 +5778,10 @@ pub struct BlockdevOptionsGenericFormat {
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
 }
+crate::support::debug_struct!(BlockdevOptionsGenericFormat { file });
 impl BlockdevOptionsGenericFormat {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             file,
@@ -5432,7 +5792,7 @@ impl BlockdevOptionsGenericFormat {
 /// `BlockdevOptionsLUKS`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsLUKS).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5446,8 +5806,10 @@ pub struct BlockdevOptionsLUKS {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<::std::boxed::Box<super::BlockdevRef>>,
 }
+crate::support::debug_struct!(BlockdevOptionsLUKS { file, key_secret, header });
 impl BlockdevOptionsLUKS {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             file,
@@ -5456,11 +5818,13 @@ impl BlockdevOptionsLUKS {
         }
     }
     /// Sets `key-secret`.
+    #[inline]
     pub fn with_key_secret(mut self, value: ::std::string::String) -> Self {
         self.key_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `header`.
+    #[inline]
     pub fn with_header(mut self, value: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         self.header = ::std::option::Option::Some(value);
         self
@@ -5470,7 +5834,7 @@ impl BlockdevOptionsLUKS {
 /// `BlockdevOptionsGenericCOWFormat`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsGenericCOWFormat).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5481,8 +5845,10 @@ pub struct BlockdevOptionsGenericCOWFormat {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub backing: ::std::option::Option<::std::boxed::Box<super::BlockdevRefOrNull>>,
 }
+crate::support::debug_struct!(BlockdevOptionsGenericCOWFormat { file, backing });
 impl BlockdevOptionsGenericCOWFormat {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             file,
@@ -5490,6 +5856,7 @@ impl BlockdevOptionsGenericCOWFormat {
         }
     }
     /// Sets `backing`.
+    #[inline]
     pub fn with_backing(mut self, value: ::std::boxed::Box<super::BlockdevRefOrNull>) -> Self {
         self.backing = ::std::option::Option::Some(value);
         self
@@ -5523,7 +5890,7 @@ crate::support::qapi_enum!(Qcow2OverlapCheckMode {
 /// `Qcow2OverlapCheckFlags`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.Qcow2OverlapCheckFlags).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5559,8 +5926,10 @@ pub struct Qcow2OverlapCheckFlags {
     #[serde(rename = "bitmap-directory", skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap_directory: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(Qcow2OverlapCheckFlags { template, main_header, active_l1, active_l2, refcount_table, refcount_block, snapshot_table, inactive_l1, inactive_l2, bitmap_directory });
 impl Qcow2OverlapCheckFlags {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             template: ::std::option::Option::None,
@@ -5576,51 +5945,61 @@ impl Qcow2OverlapCheckFlags {
         }
     }
     /// Sets `template`.
+    #[inline]
     pub fn with_template(mut self, value: super::Qcow2OverlapCheckMode) -> Self {
         self.template = ::std::option::Option::Some(value);
         self
     }
     /// Sets `main-header`.
+    #[inline]
     pub fn with_main_header(mut self, value: bool) -> Self {
         self.main_header = ::std::option::Option::Some(value);
         self
     }
     /// Sets `active-l1`.
+    #[inline]
     pub fn with_active_l1(mut self, value: bool) -> Self {
         self.active_l1 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `active-l2`.
+    #[inline]
     pub fn with_active_l2(mut self, value: bool) -> Self {
         self.active_l2 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `refcount-table`.
+    #[inline]
     pub fn with_refcount_table(mut self, value: bool) -> Self {
         self.refcount_table = ::std::option::Option::Some(value);
         self
     }
     /// Sets `refcount-block`.
+    #[inline]
     pub fn with_refcount_block(mut self, value: bool) -> Self {
         self.refcount_block = ::std::option::Option::Some(value);
         self
     }
     /// Sets `snapshot-table`.
+    #[inline]
     pub fn with_snapshot_table(mut self, value: bool) -> Self {
         self.snapshot_table = ::std::option::Option::Some(value);
         self
     }
     /// Sets `inactive-l1`.
+    #[inline]
     pub fn with_inactive_l1(mut self, value: bool) -> Self {
         self.inactive_l1 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `inactive-l2`.
+    #[inline]
     pub fn with_inactive_l2(mut self, value: bool) -> Self {
         self.inactive_l2 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bitmap-directory`.
+    #[inline]
     pub fn with_bitmap_directory(mut self, value: bool) -> Self {
         self.bitmap_directory = ::std::option::Option::Some(value);
         self
@@ -5658,6 +6037,7 @@ impl<'de> ::serde::Deserialize<'de> for Qcow2OverlapChecks {
 }
 #[cfg(feature = "deserialize-all")]
 impl Qcow2OverlapChecks {
+    #[inline]
     fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         ::std::result::Result::Ok(match &v {
             ::serde_json::Value::Object(..) => Self::Flags(::serde::Deserialize::deserialize(v)?),
@@ -5698,19 +6078,22 @@ pub struct BlockdevQcowEncryption {
 }
 impl BlockdevQcowEncryption {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: BlockdevQcowEncryptionCommon, branch: BlockdevQcowEncryptionBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`BlockdevQcowEncryption`] that every case has, the discriminator `format` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevQcowEncryptionCommon {
 }
+crate::support::debug_struct!(BlockdevQcowEncryptionCommon {  });
 impl BlockdevQcowEncryptionCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -5732,6 +6115,7 @@ pub enum BlockdevQcowEncryptionBranch {
 }
 impl BlockdevQcowEncryptionBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Aes(_) => "aes",
@@ -5759,6 +6143,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockdevQcowEncryption {
 }
 #[cfg(feature = "deserialize-all")]
 impl BlockdevQcowEncryption {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <BlockdevQcowEncryptionCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "format")?;
@@ -5776,7 +6161,7 @@ impl BlockdevQcowEncryption {
 /// `BlockdevOptionsQcow`: the QAPI struct (module `block-core`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsQcow).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5790,8 +6175,10 @@ pub struct BlockdevOptionsQcow {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::BlockdevQcowEncryption>,
 }
+crate::support::debug_struct!(BlockdevOptionsQcow { file, backing, encrypt });
 impl BlockdevOptionsQcow {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             file,
@@ -5800,11 +6187,13 @@ impl BlockdevOptionsQcow {
         }
     }
     /// Sets `backing`.
+    #[inline]
     pub fn with_backing(mut self, value: ::std::boxed::Box<super::BlockdevRefOrNull>) -> Self {
         self.backing = ::std::option::Option::Some(value);
         self
     }
     /// Sets `encrypt`.
+    #[inline]
     pub fn with_encrypt(mut self, value: super::BlockdevQcowEncryption) -> Self {
         self.encrypt = ::std::option::Option::Some(value);
         self
@@ -5844,19 +6233,22 @@ pub struct BlockdevQcow2Encryption {
 }
 impl BlockdevQcow2Encryption {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: BlockdevQcow2EncryptionCommon, branch: BlockdevQcow2EncryptionBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`BlockdevQcow2Encryption`] that every case has, the discriminator `format` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevQcow2EncryptionCommon {
 }
+crate::support::debug_struct!(BlockdevQcow2EncryptionCommon {  });
 impl BlockdevQcow2EncryptionCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -5880,6 +6272,7 @@ pub enum BlockdevQcow2EncryptionBranch {
 }
 impl BlockdevQcow2EncryptionBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Aes(_) => "aes",
@@ -5909,6 +6302,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockdevQcow2Encryption {
 }
 #[cfg(feature = "deserialize-all")]
 impl BlockdevQcow2Encryption {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <BlockdevQcow2EncryptionCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "format")?;
@@ -5927,7 +6321,7 @@ impl BlockdevQcow2Encryption {
 /// `BlockdevOptionsPreallocate`: the QAPI struct (module `block-core`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsPreallocate).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -5941,8 +6335,10 @@ pub struct BlockdevOptionsPreallocate {
     #[serde(rename = "prealloc-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_size: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(BlockdevOptionsPreallocate { file, prealloc_align, prealloc_size });
 impl BlockdevOptionsPreallocate {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             file,
@@ -5951,11 +6347,13 @@ impl BlockdevOptionsPreallocate {
         }
     }
     /// Sets `prealloc-align`.
+    #[inline]
     pub fn with_prealloc_align(mut self, value: i64) -> Self {
         self.prealloc_align = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-size`.
+    #[inline]
     pub fn with_prealloc_size(mut self, value: i64) -> Self {
         self.prealloc_size = ::std::option::Option::Some(value);
         self
@@ -5965,7 +6363,7 @@ impl BlockdevOptionsPreallocate {
 /// `BlockdevOptionsQcow2`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsQcow2).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6015,8 +6413,10 @@ pub struct BlockdevOptionsQcow2 {
     #[serde(rename = "data-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub data_file: ::std::option::Option<::std::boxed::Box<super::BlockdevRef>>,
 }
+crate::support::debug_struct!(BlockdevOptionsQcow2 { file, backing, lazy_refcounts, pass_discard_request, pass_discard_snapshot, pass_discard_other, discard_no_unref, overlap_check, cache_size, l2_cache_size, l2_cache_entry_size, refcount_cache_size, cache_clean_interval, encrypt, data_file });
 impl BlockdevOptionsQcow2 {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             file,
@@ -6037,71 +6437,85 @@ impl BlockdevOptionsQcow2 {
         }
     }
     /// Sets `backing`.
+    #[inline]
     pub fn with_backing(mut self, value: ::std::boxed::Box<super::BlockdevRefOrNull>) -> Self {
         self.backing = ::std::option::Option::Some(value);
         self
     }
     /// Sets `lazy-refcounts`.
+    #[inline]
     pub fn with_lazy_refcounts(mut self, value: bool) -> Self {
         self.lazy_refcounts = ::std::option::Option::Some(value);
         self
     }
     /// Sets `pass-discard-request`.
+    #[inline]
     pub fn with_pass_discard_request(mut self, value: bool) -> Self {
         self.pass_discard_request = ::std::option::Option::Some(value);
         self
     }
     /// Sets `pass-discard-snapshot`.
+    #[inline]
     pub fn with_pass_discard_snapshot(mut self, value: bool) -> Self {
         self.pass_discard_snapshot = ::std::option::Option::Some(value);
         self
     }
     /// Sets `pass-discard-other`.
+    #[inline]
     pub fn with_pass_discard_other(mut self, value: bool) -> Self {
         self.pass_discard_other = ::std::option::Option::Some(value);
         self
     }
     /// Sets `discard-no-unref`.
+    #[inline]
     pub fn with_discard_no_unref(mut self, value: bool) -> Self {
         self.discard_no_unref = ::std::option::Option::Some(value);
         self
     }
     /// Sets `overlap-check`.
+    #[inline]
     pub fn with_overlap_check(mut self, value: super::Qcow2OverlapChecks) -> Self {
         self.overlap_check = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cache-size`.
+    #[inline]
     pub fn with_cache_size(mut self, value: i64) -> Self {
         self.cache_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `l2-cache-size`.
+    #[inline]
     pub fn with_l2_cache_size(mut self, value: i64) -> Self {
         self.l2_cache_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `l2-cache-entry-size`.
+    #[inline]
     pub fn with_l2_cache_entry_size(mut self, value: i64) -> Self {
         self.l2_cache_entry_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `refcount-cache-size`.
+    #[inline]
     pub fn with_refcount_cache_size(mut self, value: i64) -> Self {
         self.refcount_cache_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cache-clean-interval`.
+    #[inline]
     pub fn with_cache_clean_interval(mut self, value: i64) -> Self {
         self.cache_clean_interval = ::std::option::Option::Some(value);
         self
     }
     /// Sets `encrypt`.
+    #[inline]
     pub fn with_encrypt(mut self, value: super::BlockdevQcow2Encryption) -> Self {
         self.encrypt = ::std::option::Option::Some(value);
         self
     }
     /// Sets `data-file`.
+    #[inline]
     pub fn with_data_file(mut self, value: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         self.data_file = ::std::option::Option::Some(value);
         self
@@ -6153,7 +6567,7 @@ crate::support::qapi_enum!(SshHostKeyCheckHashType {
 /// `SshHostKeyHash`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.SshHostKeyHash).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6163,8 +6577,10 @@ pub struct SshHostKeyHash {
     /// `hash`.
     pub hash: ::std::string::String,
 }
+crate::support::debug_struct!(SshHostKeyHash { r#type, hash });
 impl SshHostKeyHash {
     /// A value with the required members.
+    #[inline]
     pub fn new(r#type: super::SshHostKeyCheckHashType, hash: ::std::string::String) -> Self {
         Self {
             r#type,
@@ -6188,19 +6604,22 @@ pub struct SshHostKeyCheck {
 }
 impl SshHostKeyCheck {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: SshHostKeyCheckCommon, branch: SshHostKeyCheckBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`SshHostKeyCheck`] that every case has, the discriminator `mode` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SshHostKeyCheckCommon {
 }
+crate::support::debug_struct!(SshHostKeyCheckCommon {  });
 impl SshHostKeyCheckCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -6226,6 +6645,7 @@ pub enum SshHostKeyCheckBranch {
 }
 impl SshHostKeyCheckBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::None => "none",
@@ -6255,6 +6675,7 @@ impl<'de> ::serde::Deserialize<'de> for SshHostKeyCheck {
 }
 #[cfg(feature = "deserialize-all")]
 impl SshHostKeyCheck {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <SshHostKeyCheckCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "mode")?;
@@ -6274,7 +6695,7 @@ impl SshHostKeyCheck {
 /// `BlockdevOptionsSsh`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsSsh).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6290,8 +6711,10 @@ pub struct BlockdevOptionsSsh {
     #[serde(rename = "host-key-check", skip_serializing_if = "::std::option::Option::is_none")]
     pub host_key_check: ::std::option::Option<super::SshHostKeyCheck>,
 }
+crate::support::debug_struct!(BlockdevOptionsSsh { server, path, user, host_key_check });
 impl BlockdevOptionsSsh {
     /// A value with the required members.
+    #[inline]
     pub fn new(server: super::InetSocketAddress, path: ::std::string::String) -> Self {
         Self {
             server,
@@ -6301,11 +6724,13 @@ impl BlockdevOptionsSsh {
         }
     }
     /// Sets `user`.
+    #[inline]
     pub fn with_user(mut self, value: ::std::string::String) -> Self {
         self.user = ::std::option::Option::Some(value);
         self
     }
     /// Sets `host-key-check`.
+    #[inline]
     pub fn with_host_key_check(mut self, value: super::SshHostKeyCheck) -> Self {
         self.host_key_check = ::std::option::Option::Some(value);
         self
@@ -6501,7 +6926,7 @@ crate::support::qapi_enum!(BlkdebugIOType {
 /// `BlkdebugInjectErrorOptions`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlkdebugInjectErrorOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6527,8 +6952,10 @@ pub struct BlkdebugInjectErrorOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub immediately: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlkdebugInjectErrorOptions { event, state, iotype, errno, sector, once, immediately });
 impl BlkdebugInjectErrorOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(event: super::BlkdebugEvent) -> Self {
         Self {
             event,
@@ -6541,31 +6968,37 @@ impl BlkdebugInjectErrorOptions {
         }
     }
     /// Sets `state`.
+    #[inline]
     pub fn with_state(mut self, value: i64) -> Self {
         self.state = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iotype`.
+    #[inline]
     pub fn with_iotype(mut self, value: super::BlkdebugIOType) -> Self {
         self.iotype = ::std::option::Option::Some(value);
         self
     }
     /// Sets `errno`.
+    #[inline]
     pub fn with_errno(mut self, value: i64) -> Self {
         self.errno = ::std::option::Option::Some(value);
         self
     }
     /// Sets `sector`.
+    #[inline]
     pub fn with_sector(mut self, value: i64) -> Self {
         self.sector = ::std::option::Option::Some(value);
         self
     }
     /// Sets `once`.
+    #[inline]
     pub fn with_once(mut self, value: bool) -> Self {
         self.once = ::std::option::Option::Some(value);
         self
     }
     /// Sets `immediately`.
+    #[inline]
     pub fn with_immediately(mut self, value: bool) -> Self {
         self.immediately = ::std::option::Option::Some(value);
         self
@@ -6575,7 +7008,7 @@ impl BlkdebugInjectErrorOptions {
 /// `BlkdebugSetStateOptions`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlkdebugSetStateOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6588,8 +7021,10 @@ pub struct BlkdebugSetStateOptions {
     /// `new_state`.
     pub new_state: i64,
 }
+crate::support::debug_struct!(BlkdebugSetStateOptions { event, state, new_state });
 impl BlkdebugSetStateOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(event: super::BlkdebugEvent, new_state: i64) -> Self {
         Self {
             event,
@@ -6598,6 +7033,7 @@ impl BlkdebugSetStateOptions {
         }
     }
     /// Sets `state`.
+    #[inline]
     pub fn with_state(mut self, value: i64) -> Self {
         self.state = ::std::option::Option::Some(value);
         self
@@ -6607,7 +7043,7 @@ impl BlkdebugSetStateOptions {
 /// `BlockdevOptionsBlkdebug`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsBlkdebug).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6648,8 +7084,10 @@ pub struct BlockdevOptionsBlkdebug {
     #[serde(rename = "unshare-child-perms", skip_serializing_if = "::std::option::Option::is_none")]
     pub unshare_child_perms: ::std::option::Option<::std::vec::Vec<super::BlockPermission>>,
 }
+crate::support::debug_struct!(BlockdevOptionsBlkdebug { image, config, align, max_transfer, opt_write_zero, max_write_zero, opt_discard, max_discard, inject_error, set_state, take_child_perms, unshare_child_perms });
 impl BlockdevOptionsBlkdebug {
     /// A value with the required members.
+    #[inline]
     pub fn new(image: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             image,
@@ -6667,56 +7105,67 @@ impl BlockdevOptionsBlkdebug {
         }
     }
     /// Sets `config`.
+    #[inline]
     pub fn with_config(mut self, value: ::std::string::String) -> Self {
         self.config = ::std::option::Option::Some(value);
         self
     }
     /// Sets `align`.
+    #[inline]
     pub fn with_align(mut self, value: i64) -> Self {
         self.align = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-transfer`.
+    #[inline]
     pub fn with_max_transfer(mut self, value: i32) -> Self {
         self.max_transfer = ::std::option::Option::Some(value);
         self
     }
     /// Sets `opt-write-zero`.
+    #[inline]
     pub fn with_opt_write_zero(mut self, value: i32) -> Self {
         self.opt_write_zero = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-write-zero`.
+    #[inline]
     pub fn with_max_write_zero(mut self, value: i32) -> Self {
         self.max_write_zero = ::std::option::Option::Some(value);
         self
     }
     /// Sets `opt-discard`.
+    #[inline]
     pub fn with_opt_discard(mut self, value: i32) -> Self {
         self.opt_discard = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-discard`.
+    #[inline]
     pub fn with_max_discard(mut self, value: i32) -> Self {
         self.max_discard = ::std::option::Option::Some(value);
         self
     }
     /// Sets `inject-error`.
+    #[inline]
     pub fn with_inject_error(mut self, value: ::std::vec::Vec<super::BlkdebugInjectErrorOptions>) -> Self {
         self.inject_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `set-state`.
+    #[inline]
     pub fn with_set_state(mut self, value: ::std::vec::Vec<super::BlkdebugSetStateOptions>) -> Self {
         self.set_state = ::std::option::Option::Some(value);
         self
     }
     /// Sets `take-child-perms`.
+    #[inline]
     pub fn with_take_child_perms(mut self, value: ::std::vec::Vec<super::BlockPermission>) -> Self {
         self.take_child_perms = ::std::option::Option::Some(value);
         self
     }
     /// Sets `unshare-child-perms`.
+    #[inline]
     pub fn with_unshare_child_perms(mut self, value: ::std::vec::Vec<super::BlockPermission>) -> Self {
         self.unshare_child_perms = ::std::option::Option::Some(value);
         self
@@ -6726,7 +7175,7 @@ impl BlockdevOptionsBlkdebug {
 /// `BlockdevOptionsBlklogwrites`: the QAPI struct (module `block-core`, since QEMU 3.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsBlklogwrites).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6745,8 +7194,10 @@ pub struct BlockdevOptionsBlklogwrites {
     #[serde(rename = "log-super-update-interval", skip_serializing_if = "::std::option::Option::is_none")]
     pub log_super_update_interval: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(BlockdevOptionsBlklogwrites { file, log, log_sector_size, log_append, log_super_update_interval });
 impl BlockdevOptionsBlklogwrites {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>, log: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             file,
@@ -6757,16 +7208,19 @@ impl BlockdevOptionsBlklogwrites {
         }
     }
     /// Sets `log-sector-size`.
+    #[inline]
     pub fn with_log_sector_size(mut self, value: u32) -> Self {
         self.log_sector_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `log-append`.
+    #[inline]
     pub fn with_log_append(mut self, value: bool) -> Self {
         self.log_append = ::std::option::Option::Some(value);
         self
     }
     /// Sets `log-super-update-interval`.
+    #[inline]
     pub fn with_log_super_update_interval(mut self, value: u64) -> Self {
         self.log_super_update_interval = ::std::option::Option::Some(value);
         self
@@ -6776,7 +7230,7 @@ impl BlockdevOptionsBlklogwrites {
 /// `BlockdevOptionsBlkverify`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsBlkverify).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6786,8 +7240,10 @@ pub struct BlockdevOptionsBlkverify {
     /// `raw`.
     pub raw: ::std::boxed::Box<super::BlockdevRef>,
 }
+crate::support::debug_struct!(BlockdevOptionsBlkverify { test, raw });
 impl BlockdevOptionsBlkverify {
     /// A value with the required members.
+    #[inline]
     pub fn new(test: ::std::boxed::Box<super::BlockdevRef>, raw: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             test,
@@ -6799,7 +7255,7 @@ impl BlockdevOptionsBlkverify {
 /// `BlockdevOptionsBlkreplay`: the QAPI struct (module `block-core`, since QEMU 4.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsBlkreplay).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6807,8 +7263,10 @@ pub struct BlockdevOptionsBlkreplay {
     /// `image`.
     pub image: ::std::boxed::Box<super::BlockdevRef>,
 }
+crate::support::debug_struct!(BlockdevOptionsBlkreplay { image });
 impl BlockdevOptionsBlkreplay {
     /// A value with the required members.
+    #[inline]
     pub fn new(image: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             image,
@@ -6837,7 +7295,7 @@ crate::support::qapi_enum!(QuorumReadPattern {
 /// `BlockdevOptionsQuorum`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsQuorum).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6857,8 +7315,10 @@ pub struct BlockdevOptionsQuorum {
     #[serde(rename = "read-pattern", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_pattern: ::std::option::Option<super::QuorumReadPattern>,
 }
+crate::support::debug_struct!(BlockdevOptionsQuorum { blkverify, children, vote_threshold, rewrite_corrupted, read_pattern });
 impl BlockdevOptionsQuorum {
     /// A value with the required members.
+    #[inline]
     pub fn new(children: ::std::vec::Vec<super::BlockdevRef>, vote_threshold: i64) -> Self {
         Self {
             blkverify: ::std::option::Option::None,
@@ -6869,16 +7329,19 @@ impl BlockdevOptionsQuorum {
         }
     }
     /// Sets `blkverify`.
+    #[inline]
     pub fn with_blkverify(mut self, value: bool) -> Self {
         self.blkverify = ::std::option::Option::Some(value);
         self
     }
     /// Sets `rewrite-corrupted`.
+    #[inline]
     pub fn with_rewrite_corrupted(mut self, value: bool) -> Self {
         self.rewrite_corrupted = ::std::option::Option::Some(value);
         self
     }
     /// Sets `read-pattern`.
+    #[inline]
     pub fn with_read_pattern(mut self, value: super::QuorumReadPattern) -> Self {
         self.read_pattern = ::std::option::Option::Some(value);
         self
@@ -6888,7 +7351,7 @@ impl BlockdevOptionsQuorum {
 /// `BlockdevOptionsGluster`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsGluster).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -6906,8 +7369,10 @@ pub struct BlockdevOptionsGluster {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockdevOptionsGluster { volume, path, server, debug, logfile });
 impl BlockdevOptionsGluster {
     /// A value with the required members.
+    #[inline]
     pub fn new(volume: ::std::string::String, path: ::std::string::String, server: ::std::vec::Vec<super::SocketAddress>) -> Self {
         Self {
             volume,
@@ -6918,114 +7383,16 @@ impl BlockdevOptionsGluster {
         }
     }
     /// Sets `debug`.
+    #[inline]
     pub fn with_debug(mut self, value: i64) -> Self {
         self.debug = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
-    }
-}
-
-/// `BlockdevOptionsIoUring`: the QAPI struct (module `block-core`, since QEMU 7.2).
-///
-/// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsIoUring).
-#[derive(Debug, Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
-#[non_exhaustive]
-pub struct BlockdevOptionsIoUring {
-    /// `filename`.
-    pub filename: ::std::string::String,
-}
-impl BlockdevOptionsIoUring {
-    /// A value with the required members.
-    pub fn new(filename: ::std::string::String) -> Self {
-        Self {
-            filename,
-        }
-    }
-}
-
-/// `BlockdevOptionsNvmeIoUring`: the QAPI struct (module `block-core`, since QEMU 7.2).
-///
-/// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsNvmeIoUring).
-#[derive(Debug, Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
-#[non_exhaustive]
-pub struct BlockdevOptionsNvmeIoUring {
-    /// `path`.
-    pub path: ::std::string::String,
-}
-impl BlockdevOptionsNvmeIoUring {
-    /// A value with the required members.
-    pub fn new(path: ::std::string::String) -> Self {
-        Self {
-            path,
-        }
-    }
-}
-
-/// `BlockdevOptionsVirtioBlkVfioPci`: the QAPI struct (module `block-core`, since QEMU 7.2).
-///
-/// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsVirtioBlkVfioPci).
-#[derive(Debug, Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
-#[non_exhaustive]
-pub struct BlockdevOptionsVirtioBlkVfioPci {
-    /// `path`.
-    pub path: ::std::string::String,
-}
-impl BlockdevOptionsVirtioBlkVfioPci {
-    /// A value with the required members.
-    pub fn new(path: ::std::string::String) -> Self {
-        Self {
-            path,
-        }
-    }
-}
-
-/// `BlockdevOptionsVirtioBlkVhostUser`: the QAPI struct (module `block-core`, since QEMU 7.2).
-///
-/// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsVirtioBlkVhostUser).
-#[derive(Debug, Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
-#[non_exhaustive]
-pub struct BlockdevOptionsVirtioBlkVhostUser {
-    /// `path`.
-    pub path: ::std::string::String,
-}
-impl BlockdevOptionsVirtioBlkVhostUser {
-    /// A value with the required members.
-    pub fn new(path: ::std::string::String) -> Self {
-        Self {
-            path,
-        }
-    }
-}
-
-/// `BlockdevOptionsVirtioBlkVhostVdpa`: the QAPI struct (module `block-core`, since QEMU 7.2).
-///
-/// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsVirtioBlkVhostVdpa).
-#[derive(Debug, Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
-#[non_exhaustive]
-pub struct BlockdevOptionsVirtioBlkVhostVdpa {
-    /// `path`.
-    pub path: ::std::string::String,
-}
-impl BlockdevOptionsVirtioBlkVhostVdpa {
-    /// A value with the required members.
-    pub fn new(path: ::std::string::String) -> Self {
-        Self {
-            path,
-        }
     }
 }
 
@@ -7074,7 +7441,7 @@ crate::support::qapi_enum!(IscsiHeaderDigest {
 /// `BlockdevOptionsIscsi`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsIscsi).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7104,8 +7471,10 @@ pub struct BlockdevOptionsIscsi {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(BlockdevOptionsIscsi { transport, portal, target, lun, user, password_secret, initiator_name, header_digest, timeout });
 impl BlockdevOptionsIscsi {
     /// A value with the required members.
+    #[inline]
     pub fn new(transport: super::IscsiTransport, portal: ::std::string::String, target: ::std::string::String) -> Self {
         Self {
             transport,
@@ -7120,31 +7489,37 @@ impl BlockdevOptionsIscsi {
         }
     }
     /// Sets `lun`.
+    #[inline]
     pub fn with_lun(mut self, value: i64) -> Self {
         self.lun = ::std::option::Option::Some(value);
         self
     }
     /// Sets `user`.
+    #[inline]
     pub fn with_user(mut self, value: ::std::string::String) -> Self {
         self.user = ::std::option::Option::Some(value);
         self
     }
     /// Sets `password-secret`.
+    #[inline]
     pub fn with_password_secret(mut self, value: ::std::string::String) -> Self {
         self.password_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `initiator-name`.
+    #[inline]
     pub fn with_initiator_name(mut self, value: ::std::string::String) -> Self {
         self.initiator_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `header-digest`.
+    #[inline]
     pub fn with_header_digest(mut self, value: super::IscsiHeaderDigest) -> Self {
         self.header_digest = ::std::option::Option::Some(value);
         self
     }
     /// Sets `timeout`.
+    #[inline]
     pub fn with_timeout(mut self, value: i64) -> Self {
         self.timeout = ::std::option::Option::Some(value);
         self
@@ -7193,7 +7568,7 @@ crate::support::qapi_enum!(RbdImageEncryptionFormat {
 /// `RbdEncryptionOptionsLUKSBase`: the QAPI struct (module `block-core`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionOptionsLUKSBase).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -7202,8 +7577,10 @@ pub struct RbdEncryptionOptionsLUKSBase {
     #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
 }
+crate::support::debug_struct!(RbdEncryptionOptionsLUKSBase { key_secret });
 impl RbdEncryptionOptionsLUKSBase {
     /// A value with the required members.
+    #[inline]
     pub fn new(key_secret: ::std::string::String) -> Self {
         Self {
             key_secret,
@@ -7214,7 +7591,7 @@ impl RbdEncryptionOptionsLUKSBase {
 /// `RbdEncryptionCreateOptionsLUKSBase`: the QAPI struct (module `block-core`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionCreateOptionsLUKSBase).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -7226,8 +7603,10 @@ pub struct RbdEncryptionCreateOptionsLUKSBase {
     #[serde(rename = "cipher-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub cipher_alg: ::std::option::Option<super::QCryptoCipherAlgo>,
 }
+crate::support::debug_struct!(RbdEncryptionCreateOptionsLUKSBase { key_secret, cipher_alg });
 impl RbdEncryptionCreateOptionsLUKSBase {
     /// A value with the required members.
+    #[inline]
     pub fn new(key_secret: ::std::string::String) -> Self {
         Self {
             key_secret,
@@ -7235,6 +7614,7 @@ impl RbdEncryptionCreateOptionsLUKSBase {
         }
     }
     /// Sets `cipher-alg`.
+    #[inline]
     pub fn with_cipher_alg(mut self, value: super::QCryptoCipherAlgo) -> Self {
         self.cipher_alg = ::std::option::Option::Some(value);
         self
@@ -7244,7 +7624,7 @@ impl RbdEncryptionCreateOptionsLUKSBase {
 /// `RbdEncryptionOptionsLUKS`: the QAPI struct (module `block-core`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionOptionsLUKS).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7253,8 +7633,10 @@ pub struct RbdEncryptionOptionsLUKS {
     #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
 }
+crate::support::debug_struct!(RbdEncryptionOptionsLUKS { key_secret });
 impl RbdEncryptionOptionsLUKS {
     /// A value with the required members.
+    #[inline]
     pub fn new(key_secret: ::std::string::String) -> Self {
         Self {
             key_secret,
@@ -7265,7 +7647,7 @@ impl RbdEncryptionOptionsLUKS {
 /// `RbdEncryptionOptionsLUKS2`: the QAPI struct (module `block-core`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionOptionsLUKS2).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7274,8 +7656,10 @@ pub struct RbdEncryptionOptionsLUKS2 {
     #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
 }
+crate::support::debug_struct!(RbdEncryptionOptionsLUKS2 { key_secret });
 impl RbdEncryptionOptionsLUKS2 {
     /// A value with the required members.
+    #[inline]
     pub fn new(key_secret: ::std::string::String) -> Self {
         Self {
             key_secret,
@@ -7286,7 +7670,7 @@ impl RbdEncryptionOptionsLUKS2 {
 /// `RbdEncryptionOptionsLUKSAny`: the QAPI struct (module `block-core`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionOptionsLUKSAny).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7295,8 +7679,10 @@ pub struct RbdEncryptionOptionsLUKSAny {
     #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
 }
+crate::support::debug_struct!(RbdEncryptionOptionsLUKSAny { key_secret });
 impl RbdEncryptionOptionsLUKSAny {
     /// A value with the required members.
+    #[inline]
     pub fn new(key_secret: ::std::string::String) -> Self {
         Self {
             key_secret,
@@ -7307,7 +7693,7 @@ impl RbdEncryptionOptionsLUKSAny {
 /// `RbdEncryptionCreateOptionsLUKS`: the QAPI struct (module `block-core`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionCreateOptionsLUKS).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7319,8 +7705,10 @@ pub struct RbdEncryptionCreateOptionsLUKS {
     #[serde(rename = "cipher-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub cipher_alg: ::std::option::Option<super::QCryptoCipherAlgo>,
 }
+crate::support::debug_struct!(RbdEncryptionCreateOptionsLUKS { key_secret, cipher_alg });
 impl RbdEncryptionCreateOptionsLUKS {
     /// A value with the required members.
+    #[inline]
     pub fn new(key_secret: ::std::string::String) -> Self {
         Self {
             key_secret,
@@ -7328,6 +7716,7 @@ impl RbdEncryptionCreateOptionsLUKS {
         }
     }
     /// Sets `cipher-alg`.
+    #[inline]
     pub fn with_cipher_alg(mut self, value: super::QCryptoCipherAlgo) -> Self {
         self.cipher_alg = ::std::option::Option::Some(value);
         self
@@ -7337,7 +7726,7 @@ impl RbdEncryptionCreateOptionsLUKS {
 /// `RbdEncryptionCreateOptionsLUKS2`: the QAPI struct (module `block-core`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionCreateOptionsLUKS2).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7349,8 +7738,10 @@ pub struct RbdEncryptionCreateOptionsLUKS2 {
     #[serde(rename = "cipher-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub cipher_alg: ::std::option::Option<super::QCryptoCipherAlgo>,
 }
+crate::support::debug_struct!(RbdEncryptionCreateOptionsLUKS2 { key_secret, cipher_alg });
 impl RbdEncryptionCreateOptionsLUKS2 {
     /// A value with the required members.
+    #[inline]
     pub fn new(key_secret: ::std::string::String) -> Self {
         Self {
             key_secret,
@@ -7358,6 +7749,7 @@ impl RbdEncryptionCreateOptionsLUKS2 {
         }
     }
     /// Sets `cipher-alg`.
+    #[inline]
     pub fn with_cipher_alg(mut self, value: super::QCryptoCipherAlgo) -> Self {
         self.cipher_alg = ::std::option::Option::Some(value);
         self
@@ -7379,12 +7771,13 @@ pub struct RbdEncryptionOptions {
 }
 impl RbdEncryptionOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: RbdEncryptionOptionsCommon, branch: RbdEncryptionOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`RbdEncryptionOptions`] that every case has, the discriminator `format` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7393,14 +7786,17 @@ pub struct RbdEncryptionOptionsCommon {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::boxed::Box<super::RbdEncryptionOptions>>,
 }
+crate::support::debug_struct!(RbdEncryptionOptionsCommon { parent });
 impl RbdEncryptionOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             parent: ::std::option::Option::None,
         }
     }
     /// Sets `parent`.
+    #[inline]
     pub fn with_parent(mut self, value: ::std::boxed::Box<super::RbdEncryptionOptions>) -> Self {
         self.parent = ::std::option::Option::Some(value);
         self
@@ -7426,6 +7822,7 @@ pub enum RbdEncryptionOptionsBranch {
 }
 impl RbdEncryptionOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Luks(_) => "luks",
@@ -7457,6 +7854,7 @@ impl<'de> ::serde::Deserialize<'de> for RbdEncryptionOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl RbdEncryptionOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <RbdEncryptionOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "format")?;
@@ -7488,19 +7886,22 @@ pub struct RbdEncryptionCreateOptions {
 }
 impl RbdEncryptionCreateOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: RbdEncryptionCreateOptionsCommon, branch: RbdEncryptionCreateOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`RbdEncryptionCreateOptions`] that every case has, the discriminator `format` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RbdEncryptionCreateOptionsCommon {
 }
+crate::support::debug_struct!(RbdEncryptionCreateOptionsCommon {  });
 impl RbdEncryptionCreateOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -7526,6 +7927,7 @@ pub enum RbdEncryptionCreateOptionsBranch {
 }
 impl RbdEncryptionCreateOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Luks(_) => "luks",
@@ -7556,6 +7958,7 @@ impl<'de> ::serde::Deserialize<'de> for RbdEncryptionCreateOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl RbdEncryptionCreateOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <RbdEncryptionCreateOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "format")?;
@@ -7575,7 +7978,7 @@ impl RbdEncryptionCreateOptions {
 /// `BlockdevOptionsRbd`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsRbd).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7609,8 +8012,10 @@ pub struct BlockdevOptionsRbd {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::vec::Vec<super::InetSocketAddressBase>>,
 }
+crate::support::debug_struct!(BlockdevOptionsRbd { pool, namespace, image, conf, snapshot, encrypt, user, auth_client_required, key_secret, server });
 impl BlockdevOptionsRbd {
     /// A value with the required members.
+    #[inline]
     pub fn new(pool: ::std::string::String, image: ::std::string::String) -> Self {
         Self {
             pool,
@@ -7626,41 +8031,49 @@ impl BlockdevOptionsRbd {
         }
     }
     /// Sets `namespace`.
+    #[inline]
     pub fn with_namespace(mut self, value: ::std::string::String) -> Self {
         self.namespace = ::std::option::Option::Some(value);
         self
     }
     /// Sets `conf`.
+    #[inline]
     pub fn with_conf(mut self, value: ::std::string::String) -> Self {
         self.conf = ::std::option::Option::Some(value);
         self
     }
     /// Sets `snapshot`.
+    #[inline]
     pub fn with_snapshot(mut self, value: ::std::string::String) -> Self {
         self.snapshot = ::std::option::Option::Some(value);
         self
     }
     /// Sets `encrypt`.
+    #[inline]
     pub fn with_encrypt(mut self, value: super::RbdEncryptionOptions) -> Self {
         self.encrypt = ::std::option::Option::Some(value);
         self
     }
     /// Sets `user`.
+    #[inline]
     pub fn with_user(mut self, value: ::std::string::String) -> Self {
         self.user = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auth-client-required`.
+    #[inline]
     pub fn with_auth_client_required(mut self, value: ::std::vec::Vec<super::RbdAuthMode>) -> Self {
         self.auth_client_required = ::std::option::Option::Some(value);
         self
     }
     /// Sets `key-secret`.
+    #[inline]
     pub fn with_key_secret(mut self, value: ::std::string::String) -> Self {
         self.key_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `server`.
+    #[inline]
     pub fn with_server(mut self, value: ::std::vec::Vec<super::InetSocketAddressBase>) -> Self {
         self.server = ::std::option::Option::Some(value);
         self
@@ -7688,7 +8101,7 @@ crate::support::qapi_enum!(ReplicationMode {
 /// `BlockdevOptionsReplication`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsReplication).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7701,8 +8114,10 @@ pub struct BlockdevOptionsReplication {
     #[serde(rename = "top-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub top_id: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockdevOptionsReplication { file, mode, top_id });
 impl BlockdevOptionsReplication {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>, mode: super::ReplicationMode) -> Self {
         Self {
             file,
@@ -7711,6 +8126,7 @@ impl BlockdevOptionsReplication {
         }
     }
     /// Sets `top-id`.
+    #[inline]
     pub fn with_top_id(mut self, value: ::std::string::String) -> Self {
         self.top_id = ::std::option::Option::Some(value);
         self
@@ -7735,7 +8151,7 @@ crate::support::qapi_enum!(NFSTransport {
 /// `NFSServer`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.NFSServer).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7745,8 +8161,10 @@ pub struct NFSServer {
     /// `host`.
     pub host: ::std::string::String,
 }
+crate::support::debug_struct!(NFSServer { r#type, host });
 impl NFSServer {
     /// A value with the required members.
+    #[inline]
     pub fn new(r#type: super::NFSTransport, host: ::std::string::String) -> Self {
         Self {
             r#type,
@@ -7758,7 +8176,7 @@ impl NFSServer {
 /// `BlockdevOptionsNfs`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsNfs).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7786,8 +8204,10 @@ pub struct BlockdevOptionsNfs {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(BlockdevOptionsNfs { server, path, user, group, tcp_syn_count, readahead_size, page_cache_size, debug });
 impl BlockdevOptionsNfs {
     /// A value with the required members.
+    #[inline]
     pub fn new(server: super::NFSServer, path: ::std::string::String) -> Self {
         Self {
             server,
@@ -7801,31 +8221,37 @@ impl BlockdevOptionsNfs {
         }
     }
     /// Sets `user`.
+    #[inline]
     pub fn with_user(mut self, value: i64) -> Self {
         self.user = ::std::option::Option::Some(value);
         self
     }
     /// Sets `group`.
+    #[inline]
     pub fn with_group(mut self, value: i64) -> Self {
         self.group = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tcp-syn-count`.
+    #[inline]
     pub fn with_tcp_syn_count(mut self, value: i64) -> Self {
         self.tcp_syn_count = ::std::option::Option::Some(value);
         self
     }
     /// Sets `readahead-size`.
+    #[inline]
     pub fn with_readahead_size(mut self, value: i64) -> Self {
         self.readahead_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `page-cache-size`.
+    #[inline]
     pub fn with_page_cache_size(mut self, value: i64) -> Self {
         self.page_cache_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `debug`.
+    #[inline]
     pub fn with_debug(mut self, value: i64) -> Self {
         self.debug = ::std::option::Option::Some(value);
         self
@@ -7835,7 +8261,7 @@ impl BlockdevOptionsNfs {
 /// `BlockdevOptionsCurlBase`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCurlBase).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -7861,8 +8287,10 @@ pub struct BlockdevOptionsCurlBase {
     #[serde(rename = "proxy-password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_password_secret: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockdevOptionsCurlBase { url, readahead, timeout, username, password_secret, proxy_username, proxy_password_secret });
 impl BlockdevOptionsCurlBase {
     /// A value with the required members.
+    #[inline]
     pub fn new(url: ::std::string::String) -> Self {
         Self {
             url,
@@ -7875,31 +8303,37 @@ impl BlockdevOptionsCurlBase {
         }
     }
     /// Sets `readahead`.
+    #[inline]
     pub fn with_readahead(mut self, value: i64) -> Self {
         self.readahead = ::std::option::Option::Some(value);
         self
     }
     /// Sets `timeout`.
+    #[inline]
     pub fn with_timeout(mut self, value: i64) -> Self {
         self.timeout = ::std::option::Option::Some(value);
         self
     }
     /// Sets `username`.
+    #[inline]
     pub fn with_username(mut self, value: ::std::string::String) -> Self {
         self.username = ::std::option::Option::Some(value);
         self
     }
     /// Sets `password-secret`.
+    #[inline]
     pub fn with_password_secret(mut self, value: ::std::string::String) -> Self {
         self.password_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `proxy-username`.
+    #[inline]
     pub fn with_proxy_username(mut self, value: ::std::string::String) -> Self {
         self.proxy_username = ::std::option::Option::Some(value);
         self
     }
     /// Sets `proxy-password-secret`.
+    #[inline]
     pub fn with_proxy_password_secret(mut self, value: ::std::string::String) -> Self {
         self.proxy_password_secret = ::std::option::Option::Some(value);
         self
@@ -7909,7 +8343,7 @@ impl BlockdevOptionsCurlBase {
 /// `BlockdevOptionsCurlHttp`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCurlHttp).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -7941,8 +8375,10 @@ pub struct BlockdevOptionsCurlHttp {
     #[serde(rename = "cookie-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub cookie_secret: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockdevOptionsCurlHttp { url, readahead, timeout, username, password_secret, proxy_username, proxy_password_secret, cookie, cookie_secret });
 impl BlockdevOptionsCurlHttp {
     /// A value with the required members.
+    #[inline]
     pub fn new(url: ::std::string::String) -> Self {
         Self {
             url,
@@ -7957,41 +8393,49 @@ impl BlockdevOptionsCurlHttp {
         }
     }
     /// Sets `readahead`.
+    #[inline]
     pub fn with_readahead(mut self, value: i64) -> Self {
         self.readahead = ::std::option::Option::Some(value);
         self
     }
     /// Sets `timeout`.
+    #[inline]
     pub fn with_timeout(mut self, value: i64) -> Self {
         self.timeout = ::std::option::Option::Some(value);
         self
     }
     /// Sets `username`.
+    #[inline]
     pub fn with_username(mut self, value: ::std::string::String) -> Self {
         self.username = ::std::option::Option::Some(value);
         self
     }
     /// Sets `password-secret`.
+    #[inline]
     pub fn with_password_secret(mut self, value: ::std::string::String) -> Self {
         self.password_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `proxy-username`.
+    #[inline]
     pub fn with_proxy_username(mut self, value: ::std::string::String) -> Self {
         self.proxy_username = ::std::option::Option::Some(value);
         self
     }
     /// Sets `proxy-password-secret`.
+    #[inline]
     pub fn with_proxy_password_secret(mut self, value: ::std::string::String) -> Self {
         self.proxy_password_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cookie`.
+    #[inline]
     pub fn with_cookie(mut self, value: ::std::string::String) -> Self {
         self.cookie = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cookie-secret`.
+    #[inline]
     pub fn with_cookie_secret(mut self, value: ::std::string::String) -> Self {
         self.cookie_secret = ::std::option::Option::Some(value);
         self
@@ -8001,7 +8445,7 @@ impl BlockdevOptionsCurlHttp {
 /// `BlockdevOptionsCurlHttps`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCurlHttps).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -8036,8 +8480,10 @@ pub struct BlockdevOptionsCurlHttps {
     #[serde(rename = "cookie-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub cookie_secret: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockdevOptionsCurlHttps { url, readahead, timeout, username, password_secret, proxy_username, proxy_password_secret, cookie, sslverify, cookie_secret });
 impl BlockdevOptionsCurlHttps {
     /// A value with the required members.
+    #[inline]
     pub fn new(url: ::std::string::String) -> Self {
         Self {
             url,
@@ -8053,46 +8499,55 @@ impl BlockdevOptionsCurlHttps {
         }
     }
     /// Sets `readahead`.
+    #[inline]
     pub fn with_readahead(mut self, value: i64) -> Self {
         self.readahead = ::std::option::Option::Some(value);
         self
     }
     /// Sets `timeout`.
+    #[inline]
     pub fn with_timeout(mut self, value: i64) -> Self {
         self.timeout = ::std::option::Option::Some(value);
         self
     }
     /// Sets `username`.
+    #[inline]
     pub fn with_username(mut self, value: ::std::string::String) -> Self {
         self.username = ::std::option::Option::Some(value);
         self
     }
     /// Sets `password-secret`.
+    #[inline]
     pub fn with_password_secret(mut self, value: ::std::string::String) -> Self {
         self.password_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `proxy-username`.
+    #[inline]
     pub fn with_proxy_username(mut self, value: ::std::string::String) -> Self {
         self.proxy_username = ::std::option::Option::Some(value);
         self
     }
     /// Sets `proxy-password-secret`.
+    #[inline]
     pub fn with_proxy_password_secret(mut self, value: ::std::string::String) -> Self {
         self.proxy_password_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cookie`.
+    #[inline]
     pub fn with_cookie(mut self, value: ::std::string::String) -> Self {
         self.cookie = ::std::option::Option::Some(value);
         self
     }
     /// Sets `sslverify`.
+    #[inline]
     pub fn with_sslverify(mut self, value: bool) -> Self {
         self.sslverify = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cookie-secret`.
+    #[inline]
     pub fn with_cookie_secret(mut self, value: ::std::string::String) -> Self {
         self.cookie_secret = ::std::option::Option::Some(value);
         self
@@ -8102,7 +8557,7 @@ impl BlockdevOptionsCurlHttps {
 /// `BlockdevOptionsCurlFtp`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCurlFtp).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -8128,8 +8583,10 @@ pub struct BlockdevOptionsCurlFtp {
     #[serde(rename = "proxy-password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_password_secret: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockdevOptionsCurlFtp { url, readahead, timeout, username, password_secret, proxy_username, proxy_password_secret });
 impl BlockdevOptionsCurlFtp {
     /// A value with the required members.
+    #[inline]
     pub fn new(url: ::std::string::String) -> Self {
         Self {
             url,
@@ -8142,31 +8599,37 @@ impl BlockdevOptionsCurlFtp {
         }
     }
     /// Sets `readahead`.
+    #[inline]
     pub fn with_readahead(mut self, value: i64) -> Self {
         self.readahead = ::std::option::Option::Some(value);
         self
     }
     /// Sets `timeout`.
+    #[inline]
     pub fn with_timeout(mut self, value: i64) -> Self {
         self.timeout = ::std::option::Option::Some(value);
         self
     }
     /// Sets `username`.
+    #[inline]
     pub fn with_username(mut self, value: ::std::string::String) -> Self {
         self.username = ::std::option::Option::Some(value);
         self
     }
     /// Sets `password-secret`.
+    #[inline]
     pub fn with_password_secret(mut self, value: ::std::string::String) -> Self {
         self.password_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `proxy-username`.
+    #[inline]
     pub fn with_proxy_username(mut self, value: ::std::string::String) -> Self {
         self.proxy_username = ::std::option::Option::Some(value);
         self
     }
     /// Sets `proxy-password-secret`.
+    #[inline]
     pub fn with_proxy_password_secret(mut self, value: ::std::string::String) -> Self {
         self.proxy_password_secret = ::std::option::Option::Some(value);
         self
@@ -8176,7 +8639,7 @@ impl BlockdevOptionsCurlFtp {
 /// `BlockdevOptionsCurlFtps`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCurlFtps).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -8205,8 +8668,10 @@ pub struct BlockdevOptionsCurlFtps {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sslverify: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockdevOptionsCurlFtps { url, readahead, timeout, username, password_secret, proxy_username, proxy_password_secret, sslverify });
 impl BlockdevOptionsCurlFtps {
     /// A value with the required members.
+    #[inline]
     pub fn new(url: ::std::string::String) -> Self {
         Self {
             url,
@@ -8220,36 +8685,43 @@ impl BlockdevOptionsCurlFtps {
         }
     }
     /// Sets `readahead`.
+    #[inline]
     pub fn with_readahead(mut self, value: i64) -> Self {
         self.readahead = ::std::option::Option::Some(value);
         self
     }
     /// Sets `timeout`.
+    #[inline]
     pub fn with_timeout(mut self, value: i64) -> Self {
         self.timeout = ::std::option::Option::Some(value);
         self
     }
     /// Sets `username`.
+    #[inline]
     pub fn with_username(mut self, value: ::std::string::String) -> Self {
         self.username = ::std::option::Option::Some(value);
         self
     }
     /// Sets `password-secret`.
+    #[inline]
     pub fn with_password_secret(mut self, value: ::std::string::String) -> Self {
         self.password_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `proxy-username`.
+    #[inline]
     pub fn with_proxy_username(mut self, value: ::std::string::String) -> Self {
         self.proxy_username = ::std::option::Option::Some(value);
         self
     }
     /// Sets `proxy-password-secret`.
+    #[inline]
     pub fn with_proxy_password_secret(mut self, value: ::std::string::String) -> Self {
         self.proxy_password_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `sslverify`.
+    #[inline]
     pub fn with_sslverify(mut self, value: bool) -> Self {
         self.sslverify = ::std::option::Option::Some(value);
         self
@@ -8259,7 +8731,7 @@ impl BlockdevOptionsCurlFtps {
 /// `BlockdevOptionsNbd`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsNbd).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -8287,8 +8759,10 @@ pub struct BlockdevOptionsNbd {
     #[serde(rename = "open-timeout", skip_serializing_if = "::std::option::Option::is_none")]
     pub open_timeout: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(BlockdevOptionsNbd { server, export, tls_creds, tls_hostname, x_dirty_bitmap, reconnect_delay, open_timeout });
 impl BlockdevOptionsNbd {
     /// A value with the required members.
+    #[inline]
     pub fn new(server: super::SocketAddress) -> Self {
         Self {
             server,
@@ -8301,31 +8775,37 @@ impl BlockdevOptionsNbd {
         }
     }
     /// Sets `export`.
+    #[inline]
     pub fn with_export(mut self, value: ::std::string::String) -> Self {
         self.export = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-creds`.
+    #[inline]
     pub fn with_tls_creds(mut self, value: ::std::string::String) -> Self {
         self.tls_creds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-hostname`.
+    #[inline]
     pub fn with_tls_hostname(mut self, value: ::std::string::String) -> Self {
         self.tls_hostname = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-dirty-bitmap`.
+    #[inline]
     pub fn with_x_dirty_bitmap(mut self, value: ::std::string::String) -> Self {
         self.x_dirty_bitmap = ::std::option::Option::Some(value);
         self
     }
     /// Sets `reconnect-delay`.
+    #[inline]
     pub fn with_reconnect_delay(mut self, value: u32) -> Self {
         self.reconnect_delay = ::std::option::Option::Some(value);
         self
     }
     /// Sets `open-timeout`.
+    #[inline]
     pub fn with_open_timeout(mut self, value: u32) -> Self {
         self.open_timeout = ::std::option::Option::Some(value);
         self
@@ -8335,7 +8815,7 @@ impl BlockdevOptionsNbd {
 /// `BlockdevOptionsRaw`: the QAPI struct (module `block-core`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsRaw).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -8349,8 +8829,10 @@ pub struct BlockdevOptionsRaw {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(BlockdevOptionsRaw { file, offset, size });
 impl BlockdevOptionsRaw {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             file,
@@ -8359,11 +8841,13 @@ impl BlockdevOptionsRaw {
         }
     }
     /// Sets `offset`.
+    #[inline]
     pub fn with_offset(mut self, value: i64) -> Self {
         self.offset = ::std::option::Option::Some(value);
         self
     }
     /// Sets `size`.
+    #[inline]
     pub fn with_size(mut self, value: i64) -> Self {
         self.size = ::std::option::Option::Some(value);
         self
@@ -8373,7 +8857,7 @@ impl BlockdevOptionsRaw {
 /// `BlockdevOptionsThrottle`: the QAPI struct (module `block-core`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsThrottle).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -8384,8 +8868,10 @@ pub struct BlockdevOptionsThrottle {
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
 }
+crate::support::debug_struct!(BlockdevOptionsThrottle { throttle_group, file });
 impl BlockdevOptionsThrottle {
     /// A value with the required members.
+    #[inline]
     pub fn new(throttle_group: ::std::string::String, file: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             throttle_group,
@@ -8397,7 +8883,7 @@ impl BlockdevOptionsThrottle {
 /// `BlockdevOptionsCor`: the QAPI struct (module `block-core`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCor).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -8408,8 +8894,10 @@ pub struct BlockdevOptionsCor {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bottom: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockdevOptionsCor { file, bottom });
 impl BlockdevOptionsCor {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             file,
@@ -8417,6 +8905,7 @@ impl BlockdevOptionsCor {
         }
     }
     /// Sets `bottom`.
+    #[inline]
     pub fn with_bottom(mut self, value: ::std::string::String) -> Self {
         self.bottom = ::std::option::Option::Some(value);
         self
@@ -8444,7 +8933,7 @@ crate::support::qapi_enum!(OnCbwError {
 /// `BlockdevOptionsCbw`: the QAPI struct (module `block-core`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCbw).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -8466,8 +8955,10 @@ pub struct BlockdevOptionsCbw {
     #[serde(rename = "min-cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub min_cluster_size: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(BlockdevOptionsCbw { file, target, bitmap, on_cbw_error, cbw_timeout, min_cluster_size });
 impl BlockdevOptionsCbw {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: ::std::boxed::Box<super::BlockdevRef>, target: ::std::boxed::Box<super::BlockdevRef>) -> Self {
         Self {
             file,
@@ -8479,21 +8970,25 @@ impl BlockdevOptionsCbw {
         }
     }
     /// Sets `bitmap`.
+    #[inline]
     pub fn with_bitmap(mut self, value: super::BlockDirtyBitmap) -> Self {
         self.bitmap = ::std::option::Option::Some(value);
         self
     }
     /// Sets `on-cbw-error`.
+    #[inline]
     pub fn with_on_cbw_error(mut self, value: super::OnCbwError) -> Self {
         self.on_cbw_error = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cbw-timeout`.
+    #[inline]
     pub fn with_cbw_timeout(mut self, value: u32) -> Self {
         self.cbw_timeout = ::std::option::Option::Some(value);
         self
     }
     /// Sets `min-cluster-size`.
+    #[inline]
     pub fn with_min_cluster_size(mut self, value: u64) -> Self {
         self.min_cluster_size = ::std::option::Option::Some(value);
         self
@@ -8515,12 +9010,13 @@ pub struct BlockdevOptions {
 }
 impl BlockdevOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: BlockdevOptionsCommon, branch: BlockdevOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`BlockdevOptions`] that every case has, the discriminator `driver` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -8550,8 +9046,10 @@ pub struct BlockdevOptionsCommon {
     #[serde(rename = "detect-zeroes", skip_serializing_if = "::std::option::Option::is_none")]
     pub detect_zeroes: ::std::option::Option<super::BlockdevDetectZeroesOptions>,
 }
+crate::support::debug_struct!(BlockdevOptionsCommon { node_name, discard, cache, active, read_only, auto_read_only, force_share, detect_zeroes });
 impl BlockdevOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             node_name: ::std::option::Option::None,
@@ -8565,41 +9063,49 @@ impl BlockdevOptionsCommon {
         }
     }
     /// Sets `node-name`.
+    #[inline]
     pub fn with_node_name(mut self, value: ::std::string::String) -> Self {
         self.node_name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `discard`.
+    #[inline]
     pub fn with_discard(mut self, value: super::BlockdevDiscardOptions) -> Self {
         self.discard = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cache`.
+    #[inline]
     pub fn with_cache(mut self, value: super::BlockdevCacheOptions) -> Self {
         self.cache = ::std::option::Option::Some(value);
         self
     }
     /// Sets `active`.
+    #[inline]
     pub fn with_active(mut self, value: bool) -> Self {
         self.active = ::std::option::Option::Some(value);
         self
     }
     /// Sets `read-only`.
+    #[inline]
     pub fn with_read_only(mut self, value: bool) -> Self {
         self.read_only = ::std::option::Option::Some(value);
         self
     }
     /// Sets `auto-read-only`.
+    #[inline]
     pub fn with_auto_read_only(mut self, value: bool) -> Self {
         self.auto_read_only = ::std::option::Option::Some(value);
         self
     }
     /// Sets `force-share`.
+    #[inline]
     pub fn with_force_share(mut self, value: bool) -> Self {
         self.force_share = ::std::option::Option::Some(value);
         self
     }
     /// Sets `detect-zeroes`.
+    #[inline]
     pub fn with_detect_zeroes(mut self, value: super::BlockdevDetectZeroesOptions) -> Self {
         self.detect_zeroes = ::std::option::Option::Some(value);
         self
@@ -8647,8 +9153,6 @@ pub enum BlockdevOptionsBranch {
     Http(super::BlockdevOptionsCurlHttp),
     /// `driver` is `https`.
     Https(super::BlockdevOptionsCurlHttps),
-    /// `driver` is `io_uring`.
-    IoUring(super::BlockdevOptionsIoUring),
     /// `driver` is `iscsi`.
     Iscsi(super::BlockdevOptionsIscsi),
     /// `driver` is `luks`.
@@ -8663,8 +9167,6 @@ pub enum BlockdevOptionsBranch {
     NullCo(super::BlockdevOptionsNull),
     /// `driver` is `nvme`.
     Nvme(super::BlockdevOptionsNVMe),
-    /// `driver` is `nvme-io_uring`.
-    NvmeIoUring(super::BlockdevOptionsNvmeIoUring),
     /// `driver` is `parallels`.
     Parallels(::std::boxed::Box<super::BlockdevOptionsGenericFormat>),
     /// `driver` is `preallocate`.
@@ -8691,12 +9193,6 @@ pub enum BlockdevOptionsBranch {
     Vdi(::std::boxed::Box<super::BlockdevOptionsGenericFormat>),
     /// `driver` is `vhdx`.
     Vhdx(::std::boxed::Box<super::BlockdevOptionsGenericFormat>),
-    /// `driver` is `virtio-blk-vfio-pci`.
-    VirtioBlkVfioPci(super::BlockdevOptionsVirtioBlkVfioPci),
-    /// `driver` is `virtio-blk-vhost-user`.
-    VirtioBlkVhostUser(super::BlockdevOptionsVirtioBlkVhostUser),
-    /// `driver` is `virtio-blk-vhost-vdpa`.
-    VirtioBlkVhostVdpa(super::BlockdevOptionsVirtioBlkVhostVdpa),
     /// `driver` is `vmdk`.
     Vmdk(::std::boxed::Box<super::BlockdevOptionsGenericCOWFormat>),
     /// `driver` is `vpc`.
@@ -8713,6 +9209,7 @@ pub enum BlockdevOptionsBranch {
 }
 impl BlockdevOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Blkdebug(_) => "blkdebug",
@@ -8734,7 +9231,6 @@ impl BlockdevOptionsBranch {
             Self::HostDevice(_) => "host_device",
             Self::Http(_) => "http",
             Self::Https(_) => "https",
-            Self::IoUring(_) => "io_uring",
             Self::Iscsi(_) => "iscsi",
             Self::Luks(_) => "luks",
             Self::Nbd(_) => "nbd",
@@ -8742,7 +9238,6 @@ impl BlockdevOptionsBranch {
             Self::NullAio(_) => "null-aio",
             Self::NullCo(_) => "null-co",
             Self::Nvme(_) => "nvme",
-            Self::NvmeIoUring(_) => "nvme-io_uring",
             Self::Parallels(_) => "parallels",
             Self::Preallocate(_) => "preallocate",
             Self::Qcow(_) => "qcow",
@@ -8756,9 +9251,6 @@ impl BlockdevOptionsBranch {
             Self::Throttle(_) => "throttle",
             Self::Vdi(_) => "vdi",
             Self::Vhdx(_) => "vhdx",
-            Self::VirtioBlkVfioPci(_) => "virtio-blk-vfio-pci",
-            Self::VirtioBlkVhostUser(_) => "virtio-blk-vhost-user",
-            Self::VirtioBlkVhostVdpa(_) => "virtio-blk-vhost-vdpa",
             Self::Vmdk(_) => "vmdk",
             Self::Vpc(_) => "vpc",
             Self::Vvfat(_) => "vvfat",
@@ -8788,7 +9280,6 @@ impl ::serde::Serialize for BlockdevOptions {
             BlockdevOptionsBranch::HostDevice(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Http(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Https(b) => crate::support::to_value(b),
-            BlockdevOptionsBranch::IoUring(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Iscsi(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Luks(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Nbd(b) => crate::support::to_value(b),
@@ -8796,7 +9287,6 @@ impl ::serde::Serialize for BlockdevOptions {
             BlockdevOptionsBranch::NullAio(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::NullCo(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Nvme(b) => crate::support::to_value(b),
-            BlockdevOptionsBranch::NvmeIoUring(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Parallels(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Preallocate(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Qcow(b) => crate::support::to_value(b),
@@ -8810,9 +9300,6 @@ impl ::serde::Serialize for BlockdevOptions {
             BlockdevOptionsBranch::Throttle(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Vdi(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Vhdx(b) => crate::support::to_value(b),
-            BlockdevOptionsBranch::VirtioBlkVfioPci(b) => crate::support::to_value(b),
-            BlockdevOptionsBranch::VirtioBlkVhostUser(b) => crate::support::to_value(b),
-            BlockdevOptionsBranch::VirtioBlkVhostVdpa(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Vmdk(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Vpc(b) => crate::support::to_value(b),
             BlockdevOptionsBranch::Vvfat(b) => crate::support::to_value(b),
@@ -8832,6 +9319,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockdevOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl BlockdevOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <BlockdevOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "driver")?;
@@ -8855,7 +9343,6 @@ impl BlockdevOptions {
             "host_device" => BlockdevOptionsBranch::HostDevice(::serde::Deserialize::deserialize(v)?),
             "http" => BlockdevOptionsBranch::Http(::serde::Deserialize::deserialize(v)?),
             "https" => BlockdevOptionsBranch::Https(::serde::Deserialize::deserialize(v)?),
-            "io_uring" => BlockdevOptionsBranch::IoUring(::serde::Deserialize::deserialize(v)?),
             "iscsi" => BlockdevOptionsBranch::Iscsi(::serde::Deserialize::deserialize(v)?),
             "luks" => BlockdevOptionsBranch::Luks(::serde::Deserialize::deserialize(v)?),
             "nbd" => BlockdevOptionsBranch::Nbd(::serde::Deserialize::deserialize(v)?),
@@ -8863,7 +9350,6 @@ impl BlockdevOptions {
             "null-aio" => BlockdevOptionsBranch::NullAio(::serde::Deserialize::deserialize(v)?),
             "null-co" => BlockdevOptionsBranch::NullCo(::serde::Deserialize::deserialize(v)?),
             "nvme" => BlockdevOptionsBranch::Nvme(::serde::Deserialize::deserialize(v)?),
-            "nvme-io_uring" => BlockdevOptionsBranch::NvmeIoUring(::serde::Deserialize::deserialize(v)?),
             "parallels" => BlockdevOptionsBranch::Parallels(::serde::Deserialize::deserialize(v)?),
             "preallocate" => BlockdevOptionsBranch::Preallocate(::serde::Deserialize::deserialize(v)?),
             "qcow" => BlockdevOptionsBranch::Qcow(::serde::Deserialize::deserialize(v)?),
@@ -8877,9 +9363,6 @@ impl BlockdevOptions {
             "throttle" => BlockdevOptionsBranch::Throttle(::serde::Deserialize::deserialize(v)?),
             "vdi" => BlockdevOptionsBranch::Vdi(::serde::Deserialize::deserialize(v)?),
             "vhdx" => BlockdevOptionsBranch::Vhdx(::serde::Deserialize::deserialize(v)?),
-            "virtio-blk-vfio-pci" => BlockdevOptionsBranch::VirtioBlkVfioPci(::serde::Deserialize::deserialize(v)?),
-            "virtio-blk-vhost-user" => BlockdevOptionsBranch::VirtioBlkVhostUser(::serde::Deserialize::deserialize(v)?),
-            "virtio-blk-vhost-vdpa" => BlockdevOptionsBranch::VirtioBlkVhostVdpa(::serde::Deserialize::deserialize(v)?),
             "vmdk" => BlockdevOptionsBranch::Vmdk(::serde::Deserialize::deserialize(v)?),
             "vpc" => BlockdevOptionsBranch::Vpc(::serde::Deserialize::deserialize(v)?),
             "vvfat" => BlockdevOptionsBranch::Vvfat(::serde::Deserialize::deserialize(v)?),
@@ -8923,6 +9406,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockdevRef {
 }
 #[cfg(feature = "deserialize-all")]
 impl BlockdevRef {
+    #[inline]
     fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         ::std::result::Result::Ok(match &v {
             ::serde_json::Value::Object(..) => Self::Definition(::serde::Deserialize::deserialize(v)?),
@@ -8967,6 +9451,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockdevRefOrNull {
 }
 #[cfg(feature = "deserialize-all")]
 impl BlockdevRefOrNull {
+    #[inline]
     fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         ::std::result::Result::Ok(match &v {
             ::serde_json::Value::Object(..) => Self::Definition(::serde::Deserialize::deserialize(v)?),
@@ -8991,11 +9476,13 @@ pub struct BlockdevAdd {
 }
 impl BlockdevAdd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockdevOptions) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockdevOptions> for BlockdevAdd {
+    #[inline]
     fn from(args: super::BlockdevOptions) -> Self {
         Self { args }
     }
@@ -9011,14 +9498,16 @@ impl ::qmp_proto::Command for BlockdevAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-reopen).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevReopen {
     /// `options`.
     pub options: ::std::vec::Vec<super::BlockdevOptions>,
 }
+crate::support::debug_struct!(BlockdevReopen { options });
 impl BlockdevReopen {
     /// A value with the required members.
+    #[inline]
     pub fn new(options: ::std::vec::Vec<super::BlockdevOptions>) -> Self {
         Self {
             options,
@@ -9035,15 +9524,17 @@ impl ::qmp_proto::Command for BlockdevReopen {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-del).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevDel {
     /// `node-name`.
     #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
 }
+crate::support::debug_struct!(BlockdevDel { node_name });
 impl BlockdevDel {
     /// A value with the required members.
+    #[inline]
     pub fn new(node_name: ::std::string::String) -> Self {
         Self {
             node_name,
@@ -9060,7 +9551,7 @@ impl ::qmp_proto::Command for BlockdevDel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-set-active).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevSetActive {
     /// `node-name` (optional).
@@ -9069,8 +9560,10 @@ pub struct BlockdevSetActive {
     /// `active`.
     pub active: bool,
 }
+crate::support::debug_struct!(BlockdevSetActive { node_name, active });
 impl BlockdevSetActive {
     /// A value with the required members.
+    #[inline]
     pub fn new(active: bool) -> Self {
         Self {
             node_name: ::std::option::Option::None,
@@ -9078,6 +9571,7 @@ impl BlockdevSetActive {
         }
     }
     /// Sets `node-name`.
+    #[inline]
     pub fn with_node_name(mut self, value: ::std::string::String) -> Self {
         self.node_name = ::std::option::Option::Some(value);
         self
@@ -9091,7 +9585,7 @@ impl ::qmp_proto::Command for BlockdevSetActive {
 /// `BlockdevCreateOptionsFile`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsFile).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9110,8 +9604,10 @@ pub struct BlockdevCreateOptionsFile {
     #[serde(rename = "extent-size-hint", skip_serializing_if = "::std::option::Option::is_none")]
     pub extent_size_hint: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsFile { filename, size, preallocation, nocow, extent_size_hint });
 impl BlockdevCreateOptionsFile {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String, size: u64) -> Self {
         Self {
             filename,
@@ -9122,16 +9618,19 @@ impl BlockdevCreateOptionsFile {
         }
     }
     /// Sets `preallocation`.
+    #[inline]
     pub fn with_preallocation(mut self, value: super::PreallocMode) -> Self {
         self.preallocation = ::std::option::Option::Some(value);
         self
     }
     /// Sets `nocow`.
+    #[inline]
     pub fn with_nocow(mut self, value: bool) -> Self {
         self.nocow = ::std::option::Option::Some(value);
         self
     }
     /// Sets `extent-size-hint`.
+    #[inline]
     pub fn with_extent_size_hint(mut self, value: u64) -> Self {
         self.extent_size_hint = ::std::option::Option::Some(value);
         self
@@ -9141,7 +9640,7 @@ impl BlockdevCreateOptionsFile {
 /// `BlockdevCreateOptionsGluster`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsGluster).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9154,8 +9653,10 @@ pub struct BlockdevCreateOptionsGluster {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<super::PreallocMode>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsGluster { location, size, preallocation });
 impl BlockdevCreateOptionsGluster {
     /// A value with the required members.
+    #[inline]
     pub fn new(location: super::BlockdevOptionsGluster, size: u64) -> Self {
         Self {
             location,
@@ -9164,6 +9665,7 @@ impl BlockdevCreateOptionsGluster {
         }
     }
     /// Sets `preallocation`.
+    #[inline]
     pub fn with_preallocation(mut self, value: super::PreallocMode) -> Self {
         self.preallocation = ::std::option::Option::Some(value);
         self
@@ -9173,7 +9675,7 @@ impl BlockdevCreateOptionsGluster {
 /// `BlockdevCreateOptionsLUKS`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsLUKS).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9211,8 +9713,10 @@ pub struct BlockdevCreateOptionsLUKS {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<super::PreallocMode>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsLUKS { key_secret, cipher_alg, cipher_mode, ivgen_alg, ivgen_hash_alg, hash_alg, iter_time, file, header, size, preallocation });
 impl BlockdevCreateOptionsLUKS {
     /// A value with the required members.
+    #[inline]
     pub fn new(size: u64) -> Self {
         Self {
             key_secret: ::std::option::Option::None,
@@ -9229,51 +9733,61 @@ impl BlockdevCreateOptionsLUKS {
         }
     }
     /// Sets `key-secret`.
+    #[inline]
     pub fn with_key_secret(mut self, value: ::std::string::String) -> Self {
         self.key_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cipher-alg`.
+    #[inline]
     pub fn with_cipher_alg(mut self, value: super::QCryptoCipherAlgo) -> Self {
         self.cipher_alg = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cipher-mode`.
+    #[inline]
     pub fn with_cipher_mode(mut self, value: super::QCryptoCipherMode) -> Self {
         self.cipher_mode = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ivgen-alg`.
+    #[inline]
     pub fn with_ivgen_alg(mut self, value: super::QCryptoIVGenAlgo) -> Self {
         self.ivgen_alg = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ivgen-hash-alg`.
+    #[inline]
     pub fn with_ivgen_hash_alg(mut self, value: super::QCryptoHashAlgo) -> Self {
         self.ivgen_hash_alg = ::std::option::Option::Some(value);
         self
     }
     /// Sets `hash-alg`.
+    #[inline]
     pub fn with_hash_alg(mut self, value: super::QCryptoHashAlgo) -> Self {
         self.hash_alg = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iter-time`.
+    #[inline]
     pub fn with_iter_time(mut self, value: i64) -> Self {
         self.iter_time = ::std::option::Option::Some(value);
         self
     }
     /// Sets `file`.
+    #[inline]
     pub fn with_file(mut self, value: super::BlockdevRef) -> Self {
         self.file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `header`.
+    #[inline]
     pub fn with_header(mut self, value: super::BlockdevRef) -> Self {
         self.header = ::std::option::Option::Some(value);
         self
     }
     /// Sets `preallocation`.
+    #[inline]
     pub fn with_preallocation(mut self, value: super::PreallocMode) -> Self {
         self.preallocation = ::std::option::Option::Some(value);
         self
@@ -9283,7 +9797,7 @@ impl BlockdevCreateOptionsLUKS {
 /// `BlockdevCreateOptionsNfs`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsNfs).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9293,8 +9807,10 @@ pub struct BlockdevCreateOptionsNfs {
     /// `size`.
     pub size: u64,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsNfs { location, size });
 impl BlockdevCreateOptionsNfs {
     /// A value with the required members.
+    #[inline]
     pub fn new(location: super::BlockdevOptionsNfs, size: u64) -> Self {
         Self {
             location,
@@ -9306,7 +9822,7 @@ impl BlockdevCreateOptionsNfs {
 /// `BlockdevCreateOptionsParallels`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsParallels).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9319,8 +9835,10 @@ pub struct BlockdevCreateOptionsParallels {
     #[serde(rename = "cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_size: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsParallels { file, size, cluster_size });
 impl BlockdevCreateOptionsParallels {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: super::BlockdevRef, size: u64) -> Self {
         Self {
             file,
@@ -9329,6 +9847,7 @@ impl BlockdevCreateOptionsParallels {
         }
     }
     /// Sets `cluster-size`.
+    #[inline]
     pub fn with_cluster_size(mut self, value: u64) -> Self {
         self.cluster_size = ::std::option::Option::Some(value);
         self
@@ -9338,7 +9857,7 @@ impl BlockdevCreateOptionsParallels {
 /// `BlockdevCreateOptionsQcow`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsQcow).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9354,8 +9873,10 @@ pub struct BlockdevCreateOptionsQcow {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::QCryptoBlockCreateOptions>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsQcow { file, size, backing_file, encrypt });
 impl BlockdevCreateOptionsQcow {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: super::BlockdevRef, size: u64) -> Self {
         Self {
             file,
@@ -9365,11 +9886,13 @@ impl BlockdevCreateOptionsQcow {
         }
     }
     /// Sets `backing-file`.
+    #[inline]
     pub fn with_backing_file(mut self, value: ::std::string::String) -> Self {
         self.backing_file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `encrypt`.
+    #[inline]
     pub fn with_encrypt(mut self, value: super::QCryptoBlockCreateOptions) -> Self {
         self.encrypt = ::std::option::Option::Some(value);
         self
@@ -9415,7 +9938,7 @@ crate::support::qapi_enum!(Qcow2CompressionType {
 /// `BlockdevCreateOptionsQcow2`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsQcow2).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9461,8 +9984,10 @@ pub struct BlockdevCreateOptionsQcow2 {
     #[serde(rename = "compression-type", skip_serializing_if = "::std::option::Option::is_none")]
     pub compression_type: ::std::option::Option<super::Qcow2CompressionType>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsQcow2 { file, data_file, data_file_raw, extended_l2, size, version, backing_file, backing_fmt, encrypt, cluster_size, preallocation, lazy_refcounts, refcount_bits, compression_type });
 impl BlockdevCreateOptionsQcow2 {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: super::BlockdevRef, size: u64) -> Self {
         Self {
             file,
@@ -9482,61 +10007,73 @@ impl BlockdevCreateOptionsQcow2 {
         }
     }
     /// Sets `data-file`.
+    #[inline]
     pub fn with_data_file(mut self, value: super::BlockdevRef) -> Self {
         self.data_file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `data-file-raw`.
+    #[inline]
     pub fn with_data_file_raw(mut self, value: bool) -> Self {
         self.data_file_raw = ::std::option::Option::Some(value);
         self
     }
     /// Sets `extended-l2`.
+    #[inline]
     pub fn with_extended_l2(mut self, value: bool) -> Self {
         self.extended_l2 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `version`.
+    #[inline]
     pub fn with_version(mut self, value: super::BlockdevQcow2Version) -> Self {
         self.version = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-file`.
+    #[inline]
     pub fn with_backing_file(mut self, value: ::std::string::String) -> Self {
         self.backing_file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-fmt`.
+    #[inline]
     pub fn with_backing_fmt(mut self, value: super::BlockdevDriver) -> Self {
         self.backing_fmt = ::std::option::Option::Some(value);
         self
     }
     /// Sets `encrypt`.
+    #[inline]
     pub fn with_encrypt(mut self, value: super::QCryptoBlockCreateOptions) -> Self {
         self.encrypt = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cluster-size`.
+    #[inline]
     pub fn with_cluster_size(mut self, value: u64) -> Self {
         self.cluster_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `preallocation`.
+    #[inline]
     pub fn with_preallocation(mut self, value: super::PreallocMode) -> Self {
         self.preallocation = ::std::option::Option::Some(value);
         self
     }
     /// Sets `lazy-refcounts`.
+    #[inline]
     pub fn with_lazy_refcounts(mut self, value: bool) -> Self {
         self.lazy_refcounts = ::std::option::Option::Some(value);
         self
     }
     /// Sets `refcount-bits`.
+    #[inline]
     pub fn with_refcount_bits(mut self, value: i64) -> Self {
         self.refcount_bits = ::std::option::Option::Some(value);
         self
     }
     /// Sets `compression-type`.
+    #[inline]
     pub fn with_compression_type(mut self, value: super::Qcow2CompressionType) -> Self {
         self.compression_type = ::std::option::Option::Some(value);
         self
@@ -9546,7 +10083,7 @@ impl BlockdevCreateOptionsQcow2 {
 /// `BlockdevCreateOptionsQed`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsQed).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9568,8 +10105,10 @@ pub struct BlockdevCreateOptionsQed {
     #[serde(rename = "table-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub table_size: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsQed { file, size, backing_file, backing_fmt, cluster_size, table_size });
 impl BlockdevCreateOptionsQed {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: super::BlockdevRef, size: u64) -> Self {
         Self {
             file,
@@ -9581,21 +10120,25 @@ impl BlockdevCreateOptionsQed {
         }
     }
     /// Sets `backing-file`.
+    #[inline]
     pub fn with_backing_file(mut self, value: ::std::string::String) -> Self {
         self.backing_file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-fmt`.
+    #[inline]
     pub fn with_backing_fmt(mut self, value: super::BlockdevDriver) -> Self {
         self.backing_fmt = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cluster-size`.
+    #[inline]
     pub fn with_cluster_size(mut self, value: u64) -> Self {
         self.cluster_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `table-size`.
+    #[inline]
     pub fn with_table_size(mut self, value: i64) -> Self {
         self.table_size = ::std::option::Option::Some(value);
         self
@@ -9605,7 +10148,7 @@ impl BlockdevCreateOptionsQed {
 /// `BlockdevCreateOptionsRbd`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsRbd).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9621,8 +10164,10 @@ pub struct BlockdevCreateOptionsRbd {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::RbdEncryptionCreateOptions>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsRbd { location, size, cluster_size, encrypt });
 impl BlockdevCreateOptionsRbd {
     /// A value with the required members.
+    #[inline]
     pub fn new(location: super::BlockdevOptionsRbd, size: u64) -> Self {
         Self {
             location,
@@ -9632,11 +10177,13 @@ impl BlockdevCreateOptionsRbd {
         }
     }
     /// Sets `cluster-size`.
+    #[inline]
     pub fn with_cluster_size(mut self, value: u64) -> Self {
         self.cluster_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `encrypt`.
+    #[inline]
     pub fn with_encrypt(mut self, value: super::RbdEncryptionCreateOptions) -> Self {
         self.encrypt = ::std::option::Option::Some(value);
         self
@@ -9697,7 +10244,7 @@ crate::support::qapi_enum!(BlockdevVmdkAdapterType {
 /// `BlockdevCreateOptionsVmdk`: the QAPI struct (module `block-core`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsVmdk).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9728,8 +10275,10 @@ pub struct BlockdevCreateOptionsVmdk {
     #[serde(rename = "zeroed-grain", skip_serializing_if = "::std::option::Option::is_none")]
     pub zeroed_grain: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsVmdk { file, size, extents, subformat, backing_file, adapter_type, hwversion, toolsversion, zeroed_grain });
 impl BlockdevCreateOptionsVmdk {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: super::BlockdevRef, size: u64) -> Self {
         Self {
             file,
@@ -9744,36 +10293,43 @@ impl BlockdevCreateOptionsVmdk {
         }
     }
     /// Sets `extents`.
+    #[inline]
     pub fn with_extents(mut self, value: ::std::vec::Vec<super::BlockdevRef>) -> Self {
         self.extents = ::std::option::Option::Some(value);
         self
     }
     /// Sets `subformat`.
+    #[inline]
     pub fn with_subformat(mut self, value: super::BlockdevVmdkSubformat) -> Self {
         self.subformat = ::std::option::Option::Some(value);
         self
     }
     /// Sets `backing-file`.
+    #[inline]
     pub fn with_backing_file(mut self, value: ::std::string::String) -> Self {
         self.backing_file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `adapter-type`.
+    #[inline]
     pub fn with_adapter_type(mut self, value: super::BlockdevVmdkAdapterType) -> Self {
         self.adapter_type = ::std::option::Option::Some(value);
         self
     }
     /// Sets `hwversion`.
+    #[inline]
     pub fn with_hwversion(mut self, value: ::std::string::String) -> Self {
         self.hwversion = ::std::option::Option::Some(value);
         self
     }
     /// Sets `toolsversion`.
+    #[inline]
     pub fn with_toolsversion(mut self, value: ::std::string::String) -> Self {
         self.toolsversion = ::std::option::Option::Some(value);
         self
     }
     /// Sets `zeroed-grain`.
+    #[inline]
     pub fn with_zeroed_grain(mut self, value: bool) -> Self {
         self.zeroed_grain = ::std::option::Option::Some(value);
         self
@@ -9783,7 +10339,7 @@ impl BlockdevCreateOptionsVmdk {
 /// `BlockdevCreateOptionsSsh`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsSsh).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9793,8 +10349,10 @@ pub struct BlockdevCreateOptionsSsh {
     /// `size`.
     pub size: u64,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsSsh { location, size });
 impl BlockdevCreateOptionsSsh {
     /// A value with the required members.
+    #[inline]
     pub fn new(location: super::BlockdevOptionsSsh, size: u64) -> Self {
         Self {
             location,
@@ -9806,7 +10364,7 @@ impl BlockdevCreateOptionsSsh {
 /// `BlockdevCreateOptionsVdi`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsVdi).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9819,8 +10377,10 @@ pub struct BlockdevCreateOptionsVdi {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<super::PreallocMode>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsVdi { file, size, preallocation });
 impl BlockdevCreateOptionsVdi {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: super::BlockdevRef, size: u64) -> Self {
         Self {
             file,
@@ -9829,6 +10389,7 @@ impl BlockdevCreateOptionsVdi {
         }
     }
     /// Sets `preallocation`.
+    #[inline]
     pub fn with_preallocation(mut self, value: super::PreallocMode) -> Self {
         self.preallocation = ::std::option::Option::Some(value);
         self
@@ -9856,7 +10417,7 @@ crate::support::qapi_enum!(BlockdevVhdxSubformat {
 /// `BlockdevCreateOptionsVhdx`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsVhdx).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9878,8 +10439,10 @@ pub struct BlockdevCreateOptionsVhdx {
     #[serde(rename = "block-state-zero", skip_serializing_if = "::std::option::Option::is_none")]
     pub block_state_zero: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsVhdx { file, size, log_size, block_size, subformat, block_state_zero });
 impl BlockdevCreateOptionsVhdx {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: super::BlockdevRef, size: u64) -> Self {
         Self {
             file,
@@ -9891,21 +10454,25 @@ impl BlockdevCreateOptionsVhdx {
         }
     }
     /// Sets `log-size`.
+    #[inline]
     pub fn with_log_size(mut self, value: u64) -> Self {
         self.log_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `block-size`.
+    #[inline]
     pub fn with_block_size(mut self, value: u64) -> Self {
         self.block_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `subformat`.
+    #[inline]
     pub fn with_subformat(mut self, value: super::BlockdevVhdxSubformat) -> Self {
         self.subformat = ::std::option::Option::Some(value);
         self
     }
     /// Sets `block-state-zero`.
+    #[inline]
     pub fn with_block_state_zero(mut self, value: bool) -> Self {
         self.block_state_zero = ::std::option::Option::Some(value);
         self
@@ -9933,7 +10500,7 @@ crate::support::qapi_enum!(BlockdevVpcSubformat {
 /// `BlockdevCreateOptionsVpc`: the QAPI struct (module `block-core`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsVpc).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -9949,8 +10516,10 @@ pub struct BlockdevCreateOptionsVpc {
     #[serde(rename = "force-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub force_size: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockdevCreateOptionsVpc { file, size, subformat, force_size });
 impl BlockdevCreateOptionsVpc {
     /// A value with the required members.
+    #[inline]
     pub fn new(file: super::BlockdevRef, size: u64) -> Self {
         Self {
             file,
@@ -9960,11 +10529,13 @@ impl BlockdevCreateOptionsVpc {
         }
     }
     /// Sets `subformat`.
+    #[inline]
     pub fn with_subformat(mut self, value: super::BlockdevVpcSubformat) -> Self {
         self.subformat = ::std::option::Option::Some(value);
         self
     }
     /// Sets `force-size`.
+    #[inline]
     pub fn with_force_size(mut self, value: bool) -> Self {
         self.force_size = ::std::option::Option::Some(value);
         self
@@ -9986,19 +10557,22 @@ pub struct BlockdevCreateOptions {
 }
 impl BlockdevCreateOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: BlockdevCreateOptionsCommon, branch: BlockdevCreateOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`BlockdevCreateOptions`] that every case has, the discriminator `driver` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsCommon {
 }
+crate::support::debug_struct!(BlockdevCreateOptionsCommon {  });
 impl BlockdevCreateOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -10046,8 +10620,6 @@ pub enum BlockdevCreateOptionsBranch {
     Http,
     /// `driver` is `https` (no more members).
     Https,
-    /// `driver` is `io_uring` (no more members).
-    IoUring,
     /// `driver` is `iscsi` (no more members).
     Iscsi,
     /// `driver` is `luks`.
@@ -10062,8 +10634,6 @@ pub enum BlockdevCreateOptionsBranch {
     NullCo,
     /// `driver` is `nvme` (no more members).
     Nvme,
-    /// `driver` is `nvme-io_uring` (no more members).
-    NvmeIoUring,
     /// `driver` is `parallels`.
     Parallels(super::BlockdevCreateOptionsParallels),
     /// `driver` is `preallocate` (no more members).
@@ -10090,12 +10660,6 @@ pub enum BlockdevCreateOptionsBranch {
     Vdi(super::BlockdevCreateOptionsVdi),
     /// `driver` is `vhdx`.
     Vhdx(super::BlockdevCreateOptionsVhdx),
-    /// `driver` is `virtio-blk-vfio-pci` (no more members).
-    VirtioBlkVfioPci,
-    /// `driver` is `virtio-blk-vhost-user` (no more members).
-    VirtioBlkVhostUser,
-    /// `driver` is `virtio-blk-vhost-vdpa` (no more members).
-    VirtioBlkVhostVdpa,
     /// `driver` is `vmdk`.
     Vmdk(super::BlockdevCreateOptionsVmdk),
     /// `driver` is `vpc`.
@@ -10112,6 +10676,7 @@ pub enum BlockdevCreateOptionsBranch {
 }
 impl BlockdevCreateOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Blkdebug => "blkdebug",
@@ -10133,7 +10698,6 @@ impl BlockdevCreateOptionsBranch {
             Self::HostDevice => "host_device",
             Self::Http => "http",
             Self::Https => "https",
-            Self::IoUring => "io_uring",
             Self::Iscsi => "iscsi",
             Self::Luks(_) => "luks",
             Self::Nbd => "nbd",
@@ -10141,7 +10705,6 @@ impl BlockdevCreateOptionsBranch {
             Self::NullAio => "null-aio",
             Self::NullCo => "null-co",
             Self::Nvme => "nvme",
-            Self::NvmeIoUring => "nvme-io_uring",
             Self::Parallels(_) => "parallels",
             Self::Preallocate => "preallocate",
             Self::Qcow(_) => "qcow",
@@ -10155,9 +10718,6 @@ impl BlockdevCreateOptionsBranch {
             Self::Throttle => "throttle",
             Self::Vdi(_) => "vdi",
             Self::Vhdx(_) => "vhdx",
-            Self::VirtioBlkVfioPci => "virtio-blk-vfio-pci",
-            Self::VirtioBlkVhostUser => "virtio-blk-vhost-user",
-            Self::VirtioBlkVhostVdpa => "virtio-blk-vhost-vdpa",
             Self::Vmdk(_) => "vmdk",
             Self::Vpc(_) => "vpc",
             Self::Vvfat => "vvfat",
@@ -10198,6 +10758,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl BlockdevCreateOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <BlockdevCreateOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "driver")?;
@@ -10221,7 +10782,6 @@ impl BlockdevCreateOptions {
             "host_device" => BlockdevCreateOptionsBranch::HostDevice,
             "http" => BlockdevCreateOptionsBranch::Http,
             "https" => BlockdevCreateOptionsBranch::Https,
-            "io_uring" => BlockdevCreateOptionsBranch::IoUring,
             "iscsi" => BlockdevCreateOptionsBranch::Iscsi,
             "luks" => BlockdevCreateOptionsBranch::Luks(::serde::Deserialize::deserialize(v)?),
             "nbd" => BlockdevCreateOptionsBranch::Nbd,
@@ -10229,7 +10789,6 @@ impl BlockdevCreateOptions {
             "null-aio" => BlockdevCreateOptionsBranch::NullAio,
             "null-co" => BlockdevCreateOptionsBranch::NullCo,
             "nvme" => BlockdevCreateOptionsBranch::Nvme,
-            "nvme-io_uring" => BlockdevCreateOptionsBranch::NvmeIoUring,
             "parallels" => BlockdevCreateOptionsBranch::Parallels(::serde::Deserialize::deserialize(v)?),
             "preallocate" => BlockdevCreateOptionsBranch::Preallocate,
             "qcow" => BlockdevCreateOptionsBranch::Qcow(::serde::Deserialize::deserialize(v)?),
@@ -10243,9 +10802,6 @@ impl BlockdevCreateOptions {
             "throttle" => BlockdevCreateOptionsBranch::Throttle,
             "vdi" => BlockdevCreateOptionsBranch::Vdi(::serde::Deserialize::deserialize(v)?),
             "vhdx" => BlockdevCreateOptionsBranch::Vhdx(::serde::Deserialize::deserialize(v)?),
-            "virtio-blk-vfio-pci" => BlockdevCreateOptionsBranch::VirtioBlkVfioPci,
-            "virtio-blk-vhost-user" => BlockdevCreateOptionsBranch::VirtioBlkVhostUser,
-            "virtio-blk-vhost-vdpa" => BlockdevCreateOptionsBranch::VirtioBlkVhostVdpa,
             "vmdk" => BlockdevCreateOptionsBranch::Vmdk(::serde::Deserialize::deserialize(v)?),
             "vpc" => BlockdevCreateOptionsBranch::Vpc(::serde::Deserialize::deserialize(v)?),
             "vvfat" => BlockdevCreateOptionsBranch::Vvfat,
@@ -10263,7 +10819,7 @@ impl BlockdevCreateOptions {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-create).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevCreate {
     /// `job-id`.
@@ -10272,8 +10828,10 @@ pub struct BlockdevCreate {
     /// `options`.
     pub options: super::BlockdevCreateOptions,
 }
+crate::support::debug_struct!(BlockdevCreate { job_id, options });
 impl BlockdevCreate {
     /// A value with the required members.
+    #[inline]
     pub fn new(job_id: ::std::string::String, options: super::BlockdevCreateOptions) -> Self {
         Self {
             job_id,
@@ -10289,7 +10847,7 @@ impl ::qmp_proto::Command for BlockdevCreate {
 /// `BlockdevAmendOptionsLUKS`: the QAPI struct (module `block-core`, since QEMU 5.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevAmendOptionsLUKS).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -10312,8 +10870,10 @@ pub struct BlockdevAmendOptionsLUKS {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub secret: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockdevAmendOptionsLUKS { state, new_secret, old_secret, keyslot, iter_time, secret });
 impl BlockdevAmendOptionsLUKS {
     /// A value with the required members.
+    #[inline]
     pub fn new(state: super::QCryptoBlockLUKSKeyslotState) -> Self {
         Self {
             state,
@@ -10325,26 +10885,31 @@ impl BlockdevAmendOptionsLUKS {
         }
     }
     /// Sets `new-secret`.
+    #[inline]
     pub fn with_new_secret(mut self, value: ::std::string::String) -> Self {
         self.new_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `old-secret`.
+    #[inline]
     pub fn with_old_secret(mut self, value: ::std::string::String) -> Self {
         self.old_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `keyslot`.
+    #[inline]
     pub fn with_keyslot(mut self, value: i64) -> Self {
         self.keyslot = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iter-time`.
+    #[inline]
     pub fn with_iter_time(mut self, value: i64) -> Self {
         self.iter_time = ::std::option::Option::Some(value);
         self
     }
     /// Sets `secret`.
+    #[inline]
     pub fn with_secret(mut self, value: ::std::string::String) -> Self {
         self.secret = ::std::option::Option::Some(value);
         self
@@ -10354,7 +10919,7 @@ impl BlockdevAmendOptionsLUKS {
 /// `BlockdevAmendOptionsQcow2`: the QAPI struct (module `block-core`, since QEMU 5.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevAmendOptionsQcow2).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -10363,14 +10928,17 @@ pub struct BlockdevAmendOptionsQcow2 {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::QCryptoBlockAmendOptions>,
 }
+crate::support::debug_struct!(BlockdevAmendOptionsQcow2 { encrypt });
 impl BlockdevAmendOptionsQcow2 {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             encrypt: ::std::option::Option::None,
         }
     }
     /// Sets `encrypt`.
+    #[inline]
     pub fn with_encrypt(mut self, value: super::QCryptoBlockAmendOptions) -> Self {
         self.encrypt = ::std::option::Option::Some(value);
         self
@@ -10392,19 +10960,22 @@ pub struct BlockdevAmendOptions {
 }
 impl BlockdevAmendOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: BlockdevAmendOptionsCommon, branch: BlockdevAmendOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`BlockdevAmendOptions`] that every case has, the discriminator `driver` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevAmendOptionsCommon {
 }
+crate::support::debug_struct!(BlockdevAmendOptionsCommon {  });
 impl BlockdevAmendOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -10452,8 +11023,6 @@ pub enum BlockdevAmendOptionsBranch {
     Http,
     /// `driver` is `https` (no more members).
     Https,
-    /// `driver` is `io_uring` (no more members).
-    IoUring,
     /// `driver` is `iscsi` (no more members).
     Iscsi,
     /// `driver` is `luks`.
@@ -10468,8 +11037,6 @@ pub enum BlockdevAmendOptionsBranch {
     NullCo,
     /// `driver` is `nvme` (no more members).
     Nvme,
-    /// `driver` is `nvme-io_uring` (no more members).
-    NvmeIoUring,
     /// `driver` is `parallels` (no more members).
     Parallels,
     /// `driver` is `preallocate` (no more members).
@@ -10496,12 +11063,6 @@ pub enum BlockdevAmendOptionsBranch {
     Vdi,
     /// `driver` is `vhdx` (no more members).
     Vhdx,
-    /// `driver` is `virtio-blk-vfio-pci` (no more members).
-    VirtioBlkVfioPci,
-    /// `driver` is `virtio-blk-vhost-user` (no more members).
-    VirtioBlkVhostUser,
-    /// `driver` is `virtio-blk-vhost-vdpa` (no more members).
-    VirtioBlkVhostVdpa,
     /// `driver` is `vmdk` (no more members).
     Vmdk,
     /// `driver` is `vpc` (no more members).
@@ -10518,6 +11079,7 @@ pub enum BlockdevAmendOptionsBranch {
 }
 impl BlockdevAmendOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Blkdebug => "blkdebug",
@@ -10539,7 +11101,6 @@ impl BlockdevAmendOptionsBranch {
             Self::HostDevice => "host_device",
             Self::Http => "http",
             Self::Https => "https",
-            Self::IoUring => "io_uring",
             Self::Iscsi => "iscsi",
             Self::Luks(_) => "luks",
             Self::Nbd => "nbd",
@@ -10547,7 +11108,6 @@ impl BlockdevAmendOptionsBranch {
             Self::NullAio => "null-aio",
             Self::NullCo => "null-co",
             Self::Nvme => "nvme",
-            Self::NvmeIoUring => "nvme-io_uring",
             Self::Parallels => "parallels",
             Self::Preallocate => "preallocate",
             Self::Qcow => "qcow",
@@ -10561,9 +11121,6 @@ impl BlockdevAmendOptionsBranch {
             Self::Throttle => "throttle",
             Self::Vdi => "vdi",
             Self::Vhdx => "vhdx",
-            Self::VirtioBlkVfioPci => "virtio-blk-vfio-pci",
-            Self::VirtioBlkVhostUser => "virtio-blk-vhost-user",
-            Self::VirtioBlkVhostVdpa => "virtio-blk-vhost-vdpa",
             Self::Vmdk => "vmdk",
             Self::Vpc => "vpc",
             Self::Vvfat => "vvfat",
@@ -10592,6 +11149,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockdevAmendOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl BlockdevAmendOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <BlockdevAmendOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "driver")?;
@@ -10615,7 +11173,6 @@ impl BlockdevAmendOptions {
             "host_device" => BlockdevAmendOptionsBranch::HostDevice,
             "http" => BlockdevAmendOptionsBranch::Http,
             "https" => BlockdevAmendOptionsBranch::Https,
-            "io_uring" => BlockdevAmendOptionsBranch::IoUring,
             "iscsi" => BlockdevAmendOptionsBranch::Iscsi,
             "luks" => BlockdevAmendOptionsBranch::Luks(::serde::Deserialize::deserialize(v)?),
             "nbd" => BlockdevAmendOptionsBranch::Nbd,
@@ -10623,7 +11180,6 @@ impl BlockdevAmendOptions {
             "null-aio" => BlockdevAmendOptionsBranch::NullAio,
             "null-co" => BlockdevAmendOptionsBranch::NullCo,
             "nvme" => BlockdevAmendOptionsBranch::Nvme,
-            "nvme-io_uring" => BlockdevAmendOptionsBranch::NvmeIoUring,
             "parallels" => BlockdevAmendOptionsBranch::Parallels,
             "preallocate" => BlockdevAmendOptionsBranch::Preallocate,
             "qcow" => BlockdevAmendOptionsBranch::Qcow,
@@ -10637,9 +11193,6 @@ impl BlockdevAmendOptions {
             "throttle" => BlockdevAmendOptionsBranch::Throttle,
             "vdi" => BlockdevAmendOptionsBranch::Vdi,
             "vhdx" => BlockdevAmendOptionsBranch::Vhdx,
-            "virtio-blk-vfio-pci" => BlockdevAmendOptionsBranch::VirtioBlkVfioPci,
-            "virtio-blk-vhost-user" => BlockdevAmendOptionsBranch::VirtioBlkVhostUser,
-            "virtio-blk-vhost-vdpa" => BlockdevAmendOptionsBranch::VirtioBlkVhostVdpa,
             "vmdk" => BlockdevAmendOptionsBranch::Vmdk,
             "vpc" => BlockdevAmendOptionsBranch::Vpc,
             "vvfat" => BlockdevAmendOptionsBranch::Vvfat,
@@ -10659,7 +11212,7 @@ impl BlockdevAmendOptions {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XBlockdevAmend {
     /// `job-id`.
@@ -10674,8 +11227,10 @@ pub struct XBlockdevAmend {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(XBlockdevAmend { job_id, node_name, options, force });
 impl XBlockdevAmend {
     /// A value with the required members.
+    #[inline]
     pub fn new(job_id: ::std::string::String, node_name: ::std::string::String, options: super::BlockdevAmendOptions) -> Self {
         Self {
             job_id,
@@ -10685,6 +11240,7 @@ impl XBlockdevAmend {
         }
     }
     /// Sets `force`.
+    #[inline]
     pub fn with_force(mut self, value: bool) -> Self {
         self.force = ::std::option::Option::Some(value);
         self
@@ -10721,7 +11277,7 @@ crate::support::qapi_enum!(BlockErrorAction {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_IMAGE_CORRUPTED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct BlockImageCorrupted {
@@ -10741,6 +11297,7 @@ pub struct BlockImageCorrupted {
     /// `fatal` (since QEMU 2.2).
     pub fatal: bool,
 }
+crate::support::debug_struct!(BlockImageCorrupted { device, node_name, msg, offset, size, fatal });
 impl ::qmp_proto::events::TypedEvent for BlockImageCorrupted {
     const NAME: &'static str = "BLOCK_IMAGE_CORRUPTED";
 }
@@ -10750,7 +11307,7 @@ impl ::qmp_proto::events::TypedEvent for BlockImageCorrupted {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_IO_ERROR).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct BlockIoError {
@@ -10772,6 +11329,7 @@ pub struct BlockIoError {
     /// `reason`.
     pub reason: ::std::string::String,
 }
+crate::support::debug_struct!(BlockIoError { qom_path, device, node_name, operation, action, nospace, reason });
 impl ::qmp_proto::events::TypedEvent for BlockIoError {
     const NAME: &'static str = "BLOCK_IO_ERROR";
 }
@@ -10781,7 +11339,7 @@ impl ::qmp_proto::events::TypedEvent for BlockIoError {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_COMPLETED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct BlockJobCompleted {
@@ -10799,6 +11357,7 @@ pub struct BlockJobCompleted {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockJobCompleted { r#type, device, len, offset, speed, error });
 impl ::qmp_proto::events::TypedEvent for BlockJobCompleted {
     const NAME: &'static str = "BLOCK_JOB_COMPLETED";
 }
@@ -10808,7 +11367,7 @@ impl ::qmp_proto::events::TypedEvent for BlockJobCompleted {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_CANCELLED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct BlockJobCancelled {
@@ -10823,6 +11382,7 @@ pub struct BlockJobCancelled {
     /// `speed`.
     pub speed: i64,
 }
+crate::support::debug_struct!(BlockJobCancelled { r#type, device, len, offset, speed });
 impl ::qmp_proto::events::TypedEvent for BlockJobCancelled {
     const NAME: &'static str = "BLOCK_JOB_CANCELLED";
 }
@@ -10832,7 +11392,7 @@ impl ::qmp_proto::events::TypedEvent for BlockJobCancelled {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_ERROR).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct BlockJobError {
@@ -10843,6 +11403,7 @@ pub struct BlockJobError {
     /// `action`.
     pub action: super::BlockErrorAction,
 }
+crate::support::debug_struct!(BlockJobError { device, operation, action });
 impl ::qmp_proto::events::TypedEvent for BlockJobError {
     const NAME: &'static str = "BLOCK_JOB_ERROR";
 }
@@ -10852,7 +11413,7 @@ impl ::qmp_proto::events::TypedEvent for BlockJobError {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_READY).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct BlockJobReady {
@@ -10867,6 +11428,7 @@ pub struct BlockJobReady {
     /// `speed`.
     pub speed: i64,
 }
+crate::support::debug_struct!(BlockJobReady { r#type, device, len, offset, speed });
 impl ::qmp_proto::events::TypedEvent for BlockJobReady {
     const NAME: &'static str = "BLOCK_JOB_READY";
 }
@@ -10876,7 +11438,7 @@ impl ::qmp_proto::events::TypedEvent for BlockJobReady {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_PENDING).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct BlockJobPending {
@@ -10885,6 +11447,7 @@ pub struct BlockJobPending {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(BlockJobPending { r#type, id });
 impl ::qmp_proto::events::TypedEvent for BlockJobPending {
     const NAME: &'static str = "BLOCK_JOB_PENDING";
 }
@@ -10918,7 +11481,7 @@ crate::support::qapi_enum!(PreallocMode {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_WRITE_THRESHOLD).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct BlockWriteThreshold {
@@ -10932,6 +11495,7 @@ pub struct BlockWriteThreshold {
     #[serde(rename = "write-threshold")]
     pub write_threshold: u64,
 }
+crate::support::debug_struct!(BlockWriteThreshold { node_name, amount_exceeded, write_threshold });
 impl ::qmp_proto::events::TypedEvent for BlockWriteThreshold {
     const NAME: &'static str = "BLOCK_WRITE_THRESHOLD";
 }
@@ -10941,7 +11505,7 @@ impl ::qmp_proto::events::TypedEvent for BlockWriteThreshold {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-set-write-threshold).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockSetWriteThreshold {
     /// `node-name`.
@@ -10951,8 +11515,10 @@ pub struct BlockSetWriteThreshold {
     #[serde(rename = "write-threshold")]
     pub write_threshold: u64,
 }
+crate::support::debug_struct!(BlockSetWriteThreshold { node_name, write_threshold });
 impl BlockSetWriteThreshold {
     /// A value with the required members.
+    #[inline]
     pub fn new(node_name: ::std::string::String, write_threshold: u64) -> Self {
         Self {
             node_name,
@@ -10972,7 +11538,7 @@ impl ::qmp_proto::Command for BlockSetWriteThreshold {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XBlockdevChange {
     /// `parent`.
@@ -10984,8 +11550,10 @@ pub struct XBlockdevChange {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(XBlockdevChange { parent, child, node });
 impl XBlockdevChange {
     /// A value with the required members.
+    #[inline]
     pub fn new(parent: ::std::string::String) -> Self {
         Self {
             parent,
@@ -10994,11 +11562,13 @@ impl XBlockdevChange {
         }
     }
     /// Sets `child`.
+    #[inline]
     pub fn with_child(mut self, value: ::std::string::String) -> Self {
         self.child = ::std::option::Option::Some(value);
         self
     }
     /// Sets `node`.
+    #[inline]
     pub fn with_node(mut self, value: ::std::string::String) -> Self {
         self.node = ::std::option::Option::Some(value);
         self
@@ -11016,7 +11586,7 @@ impl ::qmp_proto::Command for XBlockdevChange {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XBlockdevSetIothread {
     /// `node-name`.
@@ -11028,8 +11598,10 @@ pub struct XBlockdevSetIothread {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(XBlockdevSetIothread { node_name, iothread, force });
 impl XBlockdevSetIothread {
     /// A value with the required members.
+    #[inline]
     pub fn new(node_name: ::std::string::String, iothread: super::StrOrNull) -> Self {
         Self {
             node_name,
@@ -11038,6 +11610,7 @@ impl XBlockdevSetIothread {
         }
     }
     /// Sets `force`.
+    #[inline]
     pub fn with_force(mut self, value: bool) -> Self {
         self.force = ::std::option::Option::Some(value);
         self
@@ -11074,7 +11647,7 @@ crate::support::qapi_enum!(QuorumOpType {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.QUORUM_FAILURE).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct QuorumFailure {
@@ -11087,6 +11660,7 @@ pub struct QuorumFailure {
     #[serde(rename = "sectors-count")]
     pub sectors_count: i64,
 }
+crate::support::debug_struct!(QuorumFailure { reference, sector_num, sectors_count });
 impl ::qmp_proto::events::TypedEvent for QuorumFailure {
     const NAME: &'static str = "QUORUM_FAILURE";
 }
@@ -11096,7 +11670,7 @@ impl ::qmp_proto::events::TypedEvent for QuorumFailure {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.QUORUM_REPORT_BAD).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct QuorumReportBad {
@@ -11115,6 +11689,7 @@ pub struct QuorumReportBad {
     #[serde(rename = "sectors-count")]
     pub sectors_count: i64,
 }
+crate::support::debug_struct!(QuorumReportBad { r#type, error, node_name, sector_num, sectors_count });
 impl ::qmp_proto::events::TypedEvent for QuorumReportBad {
     const NAME: &'static str = "QUORUM_REPORT_BAD";
 }
@@ -11122,7 +11697,7 @@ impl ::qmp_proto::events::TypedEvent for QuorumReportBad {
 /// `BlockdevSnapshotInternal`: the QAPI struct (module `block-core`, since QEMU 1.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevSnapshotInternal).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -11132,8 +11707,10 @@ pub struct BlockdevSnapshotInternal {
     /// `name`.
     pub name: ::std::string::String,
 }
+crate::support::debug_struct!(BlockdevSnapshotInternal { device, name });
 impl BlockdevSnapshotInternal {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, name: ::std::string::String) -> Self {
         Self {
             device,
@@ -11155,11 +11732,13 @@ pub struct BlockdevSnapshotInternalSync {
 }
 impl BlockdevSnapshotInternalSync {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockdevSnapshotInternal) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockdevSnapshotInternal> for BlockdevSnapshotInternalSync {
+    #[inline]
     fn from(args: super::BlockdevSnapshotInternal) -> Self {
         Self { args }
     }
@@ -11175,7 +11754,7 @@ impl ::qmp_proto::Command for BlockdevSnapshotInternalSync {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-snapshot-delete-internal-sync).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockdevSnapshotDeleteInternalSync {
     /// `device`.
@@ -11187,8 +11766,10 @@ pub struct BlockdevSnapshotDeleteInternalSync {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockdevSnapshotDeleteInternalSync { device, id, name });
 impl BlockdevSnapshotDeleteInternalSync {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String) -> Self {
         Self {
             device,
@@ -11197,11 +11778,13 @@ impl BlockdevSnapshotDeleteInternalSync {
         }
     }
     /// Sets `id`.
+    #[inline]
     pub fn with_id(mut self, value: ::std::string::String) -> Self {
         self.id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `name`.
+    #[inline]
     pub fn with_name(mut self, value: ::std::string::String) -> Self {
         self.name = ::std::option::Option::Some(value);
         self
@@ -11215,7 +11798,7 @@ impl ::qmp_proto::Command for BlockdevSnapshotDeleteInternalSync {
 /// `DummyBlockCoreForceArrays`: the QAPI struct (module `block-core`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.DummyBlockCoreForceArrays).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -11224,8 +11807,10 @@ pub struct DummyBlockCoreForceArrays {
     #[serde(rename = "unused-block-graph-info")]
     pub unused_block_graph_info: ::std::vec::Vec<super::BlockGraphInfo>,
 }
+crate::support::debug_struct!(DummyBlockCoreForceArrays { unused_block_graph_info });
 impl DummyBlockCoreForceArrays {
     /// A value with the required members.
+    #[inline]
     pub fn new(unused_block_graph_info: ::std::vec::Vec<super::BlockGraphInfo>) -> Self {
         Self {
             unused_block_graph_info,

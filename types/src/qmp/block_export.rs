@@ -8,7 +8,7 @@
 /// `NbdServerOptionsBase`: the QAPI struct (module `block-export`).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.NbdServerOptionsBase).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -26,8 +26,10 @@ pub struct NbdServerOptionsBase {
     #[serde(rename = "max-connections", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_connections: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(NbdServerOptionsBase { handshake_max_seconds, tls_creds, tls_authz, max_connections });
 impl NbdServerOptionsBase {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             handshake_max_seconds: ::std::option::Option::None,
@@ -37,21 +39,25 @@ impl NbdServerOptionsBase {
         }
     }
     /// Sets `handshake-max-seconds`.
+    #[inline]
     pub fn with_handshake_max_seconds(mut self, value: u32) -> Self {
         self.handshake_max_seconds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-creds`.
+    #[inline]
     pub fn with_tls_creds(mut self, value: ::std::string::String) -> Self {
         self.tls_creds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-authz`.
+    #[inline]
     pub fn with_tls_authz(mut self, value: ::std::string::String) -> Self {
         self.tls_authz = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-connections`.
+    #[inline]
     pub fn with_max_connections(mut self, value: u32) -> Self {
         self.max_connections = ::std::option::Option::Some(value);
         self
@@ -61,7 +67,7 @@ impl NbdServerOptionsBase {
 /// `NbdServerOptions`: the QAPI struct (module `block-export`).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.NbdServerOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -81,8 +87,10 @@ pub struct NbdServerOptions {
     /// `addr` (since QEMU 4.2).
     pub addr: super::SocketAddress,
 }
+crate::support::debug_struct!(NbdServerOptions { handshake_max_seconds, tls_creds, tls_authz, max_connections, addr });
 impl NbdServerOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(addr: super::SocketAddress) -> Self {
         Self {
             handshake_max_seconds: ::std::option::Option::None,
@@ -93,21 +101,25 @@ impl NbdServerOptions {
         }
     }
     /// Sets `handshake-max-seconds`.
+    #[inline]
     pub fn with_handshake_max_seconds(mut self, value: u32) -> Self {
         self.handshake_max_seconds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-creds`.
+    #[inline]
     pub fn with_tls_creds(mut self, value: ::std::string::String) -> Self {
         self.tls_creds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-authz`.
+    #[inline]
     pub fn with_tls_authz(mut self, value: ::std::string::String) -> Self {
         self.tls_authz = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-connections`.
+    #[inline]
     pub fn with_max_connections(mut self, value: u32) -> Self {
         self.max_connections = ::std::option::Option::Some(value);
         self
@@ -117,7 +129,7 @@ impl NbdServerOptions {
 /// `NbdServerOptionsLegacy`: the QAPI struct (module `block-export`).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.NbdServerOptionsLegacy).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -137,8 +149,10 @@ pub struct NbdServerOptionsLegacy {
     /// `addr` (since QEMU 1.3).
     pub addr: super::SocketAddressLegacy,
 }
+crate::support::debug_struct!(NbdServerOptionsLegacy { handshake_max_seconds, tls_creds, tls_authz, max_connections, addr });
 impl NbdServerOptionsLegacy {
     /// A value with the required members.
+    #[inline]
     pub fn new(addr: super::SocketAddressLegacy) -> Self {
         Self {
             handshake_max_seconds: ::std::option::Option::None,
@@ -149,21 +163,25 @@ impl NbdServerOptionsLegacy {
         }
     }
     /// Sets `handshake-max-seconds`.
+    #[inline]
     pub fn with_handshake_max_seconds(mut self, value: u32) -> Self {
         self.handshake_max_seconds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-creds`.
+    #[inline]
     pub fn with_tls_creds(mut self, value: ::std::string::String) -> Self {
         self.tls_creds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-authz`.
+    #[inline]
     pub fn with_tls_authz(mut self, value: ::std::string::String) -> Self {
         self.tls_authz = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-connections`.
+    #[inline]
     pub fn with_max_connections(mut self, value: u32) -> Self {
         self.max_connections = ::std::option::Option::Some(value);
         self
@@ -183,11 +201,13 @@ pub struct NbdServerStart {
 }
 impl NbdServerStart {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::NbdServerOptionsLegacy) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::NbdServerOptionsLegacy> for NbdServerStart {
+    #[inline]
     fn from(args: super::NbdServerOptionsLegacy) -> Self {
         Self { args }
     }
@@ -201,7 +221,7 @@ impl ::qmp_proto::Command for NbdServerStart {
 /// `BlockExportOptionsNbdBase`: the QAPI struct (module `block-export`, since QEMU 5.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportOptionsNbdBase).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -213,8 +233,10 @@ pub struct BlockExportOptionsNbdBase {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockExportOptionsNbdBase { name, description });
 impl BlockExportOptionsNbdBase {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             name: ::std::option::Option::None,
@@ -222,11 +244,13 @@ impl BlockExportOptionsNbdBase {
         }
     }
     /// Sets `name`.
+    #[inline]
     pub fn with_name(mut self, value: ::std::string::String) -> Self {
         self.name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `description`.
+    #[inline]
     pub fn with_description(mut self, value: ::std::string::String) -> Self {
         self.description = ::std::option::Option::Some(value);
         self
@@ -236,7 +260,7 @@ impl BlockExportOptionsNbdBase {
 /// `BlockExportOptionsNbd`: the QAPI struct (module `block-export`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportOptionsNbd).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -254,8 +278,10 @@ pub struct BlockExportOptionsNbd {
     #[serde(rename = "allocation-depth", skip_serializing_if = "::std::option::Option::is_none")]
     pub allocation_depth: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockExportOptionsNbd { name, description, bitmaps, allocation_depth });
 impl BlockExportOptionsNbd {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             name: ::std::option::Option::None,
@@ -265,21 +291,25 @@ impl BlockExportOptionsNbd {
         }
     }
     /// Sets `name`.
+    #[inline]
     pub fn with_name(mut self, value: ::std::string::String) -> Self {
         self.name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `description`.
+    #[inline]
     pub fn with_description(mut self, value: ::std::string::String) -> Self {
         self.description = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bitmaps`.
+    #[inline]
     pub fn with_bitmaps(mut self, value: ::std::vec::Vec<super::BlockDirtyBitmapOrStr>) -> Self {
         self.bitmaps = ::std::option::Option::Some(value);
         self
     }
     /// Sets `allocation-depth`.
+    #[inline]
     pub fn with_allocation_depth(mut self, value: bool) -> Self {
         self.allocation_depth = ::std::option::Option::Some(value);
         self
@@ -289,7 +319,7 @@ impl BlockExportOptionsNbd {
 /// `BlockExportOptionsVhostUserBlk`: the QAPI struct (module `block-export`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportOptionsVhostUserBlk).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -303,8 +333,10 @@ pub struct BlockExportOptionsVhostUserBlk {
     #[serde(rename = "num-queues", skip_serializing_if = "::std::option::Option::is_none")]
     pub num_queues: ::std::option::Option<u16>,
 }
+crate::support::debug_struct!(BlockExportOptionsVhostUserBlk { addr, logical_block_size, num_queues });
 impl BlockExportOptionsVhostUserBlk {
     /// A value with the required members.
+    #[inline]
     pub fn new(addr: super::SocketAddress) -> Self {
         Self {
             addr,
@@ -313,11 +345,13 @@ impl BlockExportOptionsVhostUserBlk {
         }
     }
     /// Sets `logical-block-size`.
+    #[inline]
     pub fn with_logical_block_size(mut self, value: u64) -> Self {
         self.logical_block_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `num-queues`.
+    #[inline]
     pub fn with_num_queues(mut self, value: u16) -> Self {
         self.num_queues = ::std::option::Option::Some(value);
         self
@@ -348,7 +382,7 @@ crate::support::qapi_enum!(FuseExportAllowOther {
 /// `BlockExportOptionsFuse`: the QAPI struct (module `block-export`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportOptionsFuse).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -362,8 +396,10 @@ pub struct BlockExportOptionsFuse {
     #[serde(rename = "allow-other", skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_other: ::std::option::Option<super::FuseExportAllowOther>,
 }
+crate::support::debug_struct!(BlockExportOptionsFuse { mountpoint, growable, allow_other });
 impl BlockExportOptionsFuse {
     /// A value with the required members.
+    #[inline]
     pub fn new(mountpoint: ::std::string::String) -> Self {
         Self {
             mountpoint,
@@ -372,11 +408,13 @@ impl BlockExportOptionsFuse {
         }
     }
     /// Sets `growable`.
+    #[inline]
     pub fn with_growable(mut self, value: bool) -> Self {
         self.growable = ::std::option::Option::Some(value);
         self
     }
     /// Sets `allow-other`.
+    #[inline]
     pub fn with_allow_other(mut self, value: super::FuseExportAllowOther) -> Self {
         self.allow_other = ::std::option::Option::Some(value);
         self
@@ -386,7 +424,7 @@ impl BlockExportOptionsFuse {
 /// `BlockExportOptionsVduseBlk`: the QAPI struct (module `block-export`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportOptionsVduseBlk).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -406,8 +444,10 @@ pub struct BlockExportOptionsVduseBlk {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(BlockExportOptionsVduseBlk { name, num_queues, queue_size, logical_block_size, serial });
 impl BlockExportOptionsVduseBlk {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String) -> Self {
         Self {
             name,
@@ -418,21 +458,25 @@ impl BlockExportOptionsVduseBlk {
         }
     }
     /// Sets `num-queues`.
+    #[inline]
     pub fn with_num_queues(mut self, value: u16) -> Self {
         self.num_queues = ::std::option::Option::Some(value);
         self
     }
     /// Sets `queue-size`.
+    #[inline]
     pub fn with_queue_size(mut self, value: u16) -> Self {
         self.queue_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logical-block-size`.
+    #[inline]
     pub fn with_logical_block_size(mut self, value: u64) -> Self {
         self.logical_block_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `serial`.
+    #[inline]
     pub fn with_serial(mut self, value: ::std::string::String) -> Self {
         self.serial = ::std::option::Option::Some(value);
         self
@@ -442,7 +486,7 @@ impl BlockExportOptionsVduseBlk {
 /// `NbdServerAddOptions`: the QAPI struct (module `block-export`, since QEMU 5.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.NbdServerAddOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -462,8 +506,10 @@ pub struct NbdServerAddOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(NbdServerAddOptions { name, description, device, writable, bitmap });
 impl NbdServerAddOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String) -> Self {
         Self {
             name: ::std::option::Option::None,
@@ -474,21 +520,25 @@ impl NbdServerAddOptions {
         }
     }
     /// Sets `name`.
+    #[inline]
     pub fn with_name(mut self, value: ::std::string::String) -> Self {
         self.name = ::std::option::Option::Some(value);
         self
     }
     /// Sets `description`.
+    #[inline]
     pub fn with_description(mut self, value: ::std::string::String) -> Self {
         self.description = ::std::option::Option::Some(value);
         self
     }
     /// Sets `writable`.
+    #[inline]
     pub fn with_writable(mut self, value: bool) -> Self {
         self.writable = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bitmap`.
+    #[inline]
     pub fn with_bitmap(mut self, value: ::std::string::String) -> Self {
         self.bitmap = ::std::option::Option::Some(value);
         self
@@ -511,11 +561,13 @@ pub struct NbdServerAdd {
 }
 impl NbdServerAdd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::NbdServerAddOptions) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::NbdServerAddOptions> for NbdServerAdd {
+    #[inline]
     fn from(args: super::NbdServerAddOptions) -> Self {
         Self { args }
     }
@@ -552,7 +604,7 @@ crate::support::qapi_enum!(BlockExportRemoveMode {
 ///
 /// Its fields are the command's arguments.
 #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct NbdServerRemove {
     /// `name`.
@@ -561,8 +613,10 @@ pub struct NbdServerRemove {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::BlockExportRemoveMode>,
 }
+crate::support::debug_struct!(NbdServerRemove { name, mode });
 impl NbdServerRemove {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String) -> Self {
         Self {
             name,
@@ -570,6 +624,7 @@ impl NbdServerRemove {
         }
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: super::BlockExportRemoveMode) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
@@ -590,6 +645,7 @@ impl ::qmp_proto::Command for NbdServerRemove {
 pub struct NbdServerStop {}
 impl NbdServerStop {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -639,12 +695,13 @@ pub struct BlockExportOptions {
 }
 impl BlockExportOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: BlockExportOptionsCommon, branch: BlockExportOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`BlockExportOptions`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -670,8 +727,10 @@ pub struct BlockExportOptionsCommon {
     #[serde(rename = "allow-inactive", skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_inactive: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BlockExportOptionsCommon { id, fixed_iothread, iothread, node_name, writable, writethrough, allow_inactive });
 impl BlockExportOptionsCommon {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String, node_name: ::std::string::String) -> Self {
         Self {
             id,
@@ -684,26 +743,31 @@ impl BlockExportOptionsCommon {
         }
     }
     /// Sets `fixed-iothread`.
+    #[inline]
     pub fn with_fixed_iothread(mut self, value: bool) -> Self {
         self.fixed_iothread = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iothread`.
+    #[inline]
     pub fn with_iothread(mut self, value: ::std::string::String) -> Self {
         self.iothread = ::std::option::Option::Some(value);
         self
     }
     /// Sets `writable`.
+    #[inline]
     pub fn with_writable(mut self, value: bool) -> Self {
         self.writable = ::std::option::Option::Some(value);
         self
     }
     /// Sets `writethrough`.
+    #[inline]
     pub fn with_writethrough(mut self, value: bool) -> Self {
         self.writethrough = ::std::option::Option::Some(value);
         self
     }
     /// Sets `allow-inactive`.
+    #[inline]
     pub fn with_allow_inactive(mut self, value: bool) -> Self {
         self.allow_inactive = ::std::option::Option::Some(value);
         self
@@ -731,6 +795,7 @@ pub enum BlockExportOptionsBranch {
 }
 impl BlockExportOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Nbd(_) => "nbd",
@@ -764,6 +829,7 @@ impl<'de> ::serde::Deserialize<'de> for BlockExportOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl BlockExportOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <BlockExportOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -794,11 +860,13 @@ pub struct BlockExportAdd {
 }
 impl BlockExportAdd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::BlockExportOptions) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::BlockExportOptions> for BlockExportAdd {
+    #[inline]
     fn from(args: super::BlockExportOptions) -> Self {
         Self { args }
     }
@@ -814,7 +882,7 @@ impl ::qmp_proto::Command for BlockExportAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.block-export-del).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct BlockExportDel {
     /// `id`.
@@ -823,8 +891,10 @@ pub struct BlockExportDel {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::BlockExportRemoveMode>,
 }
+crate::support::debug_struct!(BlockExportDel { id, mode });
 impl BlockExportDel {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -832,6 +902,7 @@ impl BlockExportDel {
         }
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: super::BlockExportRemoveMode) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
@@ -847,13 +918,14 @@ impl ::qmp_proto::Command for BlockExportDel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-export.BLOCK_EXPORT_DELETED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct BlockExportDeleted {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(BlockExportDeleted { id });
 impl ::qmp_proto::events::TypedEvent for BlockExportDeleted {
     const NAME: &'static str = "BLOCK_EXPORT_DELETED";
 }
@@ -861,7 +933,7 @@ impl ::qmp_proto::events::TypedEvent for BlockExportDeleted {
 /// `BlockExportInfo`: the QAPI struct (module `block-export`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -877,6 +949,7 @@ pub struct BlockExportInfo {
     #[serde(rename = "shutting-down")]
     pub shutting_down: bool,
 }
+crate::support::debug_struct!(BlockExportInfo { id, r#type, node_name, shutting_down });
 
 /// `query-block-exports`: the QAPI command (module `block-export`, since QEMU 5.2).
 ///
@@ -888,6 +961,7 @@ pub struct BlockExportInfo {
 pub struct QueryBlockExports {}
 impl QueryBlockExports {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

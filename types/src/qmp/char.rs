@@ -8,7 +8,7 @@
 /// `ChardevInfo`: the QAPI struct (module `char`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -21,6 +21,7 @@ pub struct ChardevInfo {
     #[serde(rename = "frontend-open")]
     pub frontend_open: bool,
 }
+crate::support::debug_struct!(ChardevInfo { label, filename, frontend_open });
 
 /// `query-chardev`: the QAPI command (module `char`, since QEMU 0.14).
 ///
@@ -32,6 +33,7 @@ pub struct ChardevInfo {
 pub struct QueryChardev {}
 impl QueryChardev {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -45,7 +47,7 @@ impl ::qmp_proto::Command for QueryChardev {
 /// `ChardevBackendInfo`: the QAPI struct (module `char`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevBackendInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -53,6 +55,7 @@ pub struct ChardevBackendInfo {
     /// `name`.
     pub name: ::std::string::String,
 }
+crate::support::debug_struct!(ChardevBackendInfo { name });
 
 /// `query-chardev-backends`: the QAPI command (module `char`, since QEMU 2.0).
 ///
@@ -64,6 +67,7 @@ pub struct ChardevBackendInfo {
 pub struct QueryChardevBackends {}
 impl QueryChardevBackends {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -97,7 +101,7 @@ crate::support::qapi_enum!(DataFormat {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.ringbuf-write).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct RingbufWrite {
     /// `device`.
@@ -108,8 +112,10 @@ pub struct RingbufWrite {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::DataFormat>,
 }
+crate::support::debug_struct!(RingbufWrite { device, data, format });
 impl RingbufWrite {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, data: ::std::string::String) -> Self {
         Self {
             device,
@@ -118,6 +124,7 @@ impl RingbufWrite {
         }
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: super::DataFormat) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
@@ -133,7 +140,7 @@ impl ::qmp_proto::Command for RingbufWrite {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.ringbuf-read).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct RingbufRead {
     /// `device`.
@@ -144,8 +151,10 @@ pub struct RingbufRead {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::DataFormat>,
 }
+crate::support::debug_struct!(RingbufRead { device, size, format });
 impl RingbufRead {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String, size: i64) -> Self {
         Self {
             device,
@@ -154,6 +163,7 @@ impl RingbufRead {
         }
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: super::DataFormat) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
@@ -167,7 +177,7 @@ impl ::qmp_proto::Command for RingbufRead {
 /// `ChardevCommon`: the QAPI struct (module `char`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevCommon).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -179,8 +189,10 @@ pub struct ChardevCommon {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(ChardevCommon { logfile, logappend });
 impl ChardevCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -188,11 +200,13 @@ impl ChardevCommon {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
@@ -202,7 +216,7 @@ impl ChardevCommon {
 /// `ChardevFile`: the QAPI struct (module `char`, since QEMU 1.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevFile).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -222,8 +236,10 @@ pub struct ChardevFile {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub append: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(ChardevFile { logfile, logappend, r#in, out, append });
 impl ChardevFile {
     /// A value with the required members.
+    #[inline]
     pub fn new(out: ::std::string::String) -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -234,21 +250,25 @@ impl ChardevFile {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
     }
     /// Sets `in`.
+    #[inline]
     pub fn with_in(mut self, value: ::std::string::String) -> Self {
         self.r#in = ::std::option::Option::Some(value);
         self
     }
     /// Sets `append`.
+    #[inline]
     pub fn with_append(mut self, value: bool) -> Self {
         self.append = ::std::option::Option::Some(value);
         self
@@ -258,7 +278,7 @@ impl ChardevFile {
 /// `ChardevHostdev`: the QAPI struct (module `char`, since QEMU 1.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevHostdev).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -272,8 +292,10 @@ pub struct ChardevHostdev {
     /// `device`.
     pub device: ::std::string::String,
 }
+crate::support::debug_struct!(ChardevHostdev { logfile, logappend, device });
 impl ChardevHostdev {
     /// A value with the required members.
+    #[inline]
     pub fn new(device: ::std::string::String) -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -282,11 +304,13 @@ impl ChardevHostdev {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
@@ -296,7 +320,7 @@ impl ChardevHostdev {
 /// `ChardevSocket`: the QAPI struct (module `char`, since QEMU 1.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSocket).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -343,8 +367,10 @@ pub struct ChardevSocket {
     #[serde(rename = "reconnect-ms", skip_serializing_if = "::std::option::Option::is_none")]
     pub reconnect_ms: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(ChardevSocket { logfile, logappend, addr, tls_creds, tls_authz, server, wait, nodelay, telnet, tn3270, websocket, reconnect, reconnect_ms });
 impl ChardevSocket {
     /// A value with the required members.
+    #[inline]
     pub fn new(addr: super::SocketAddressLegacy) -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -363,62 +389,74 @@ impl ChardevSocket {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-creds`.
+    #[inline]
     pub fn with_tls_creds(mut self, value: ::std::string::String) -> Self {
         self.tls_creds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-authz`.
+    #[inline]
     pub fn with_tls_authz(mut self, value: ::std::string::String) -> Self {
         self.tls_authz = ::std::option::Option::Some(value);
         self
     }
     /// Sets `server`.
+    #[inline]
     pub fn with_server(mut self, value: bool) -> Self {
         self.server = ::std::option::Option::Some(value);
         self
     }
     /// Sets `wait`.
+    #[inline]
     pub fn with_wait(mut self, value: bool) -> Self {
         self.wait = ::std::option::Option::Some(value);
         self
     }
     /// Sets `nodelay`.
+    #[inline]
     pub fn with_nodelay(mut self, value: bool) -> Self {
         self.nodelay = ::std::option::Option::Some(value);
         self
     }
     /// Sets `telnet`.
+    #[inline]
     pub fn with_telnet(mut self, value: bool) -> Self {
         self.telnet = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tn3270`.
+    #[inline]
     pub fn with_tn3270(mut self, value: bool) -> Self {
         self.tn3270 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `websocket`.
+    #[inline]
     pub fn with_websocket(mut self, value: bool) -> Self {
         self.websocket = ::std::option::Option::Some(value);
         self
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `reconnect`.
+    #[inline]
     pub fn with_reconnect(mut self, value: i64) -> Self {
         self.reconnect = ::std::option::Option::Some(value);
         self
     }
     /// Sets `reconnect-ms`.
+    #[inline]
     pub fn with_reconnect_ms(mut self, value: i64) -> Self {
         self.reconnect_ms = ::std::option::Option::Some(value);
         self
@@ -428,7 +466,7 @@ impl ChardevSocket {
 /// `ChardevUdp`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevUdp).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -445,8 +483,10 @@ pub struct ChardevUdp {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub local: ::std::option::Option<super::SocketAddressLegacy>,
 }
+crate::support::debug_struct!(ChardevUdp { logfile, logappend, remote, local });
 impl ChardevUdp {
     /// A value with the required members.
+    #[inline]
     pub fn new(remote: super::SocketAddressLegacy) -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -456,16 +496,19 @@ impl ChardevUdp {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
     }
     /// Sets `local`.
+    #[inline]
     pub fn with_local(mut self, value: super::SocketAddressLegacy) -> Self {
         self.local = ::std::option::Option::Some(value);
         self
@@ -475,7 +518,7 @@ impl ChardevUdp {
 /// `ChardevMux`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevMux).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -489,8 +532,10 @@ pub struct ChardevMux {
     /// `chardev`.
     pub chardev: ::std::string::String,
 }
+crate::support::debug_struct!(ChardevMux { logfile, logappend, chardev });
 impl ChardevMux {
     /// A value with the required members.
+    #[inline]
     pub fn new(chardev: ::std::string::String) -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -499,11 +544,13 @@ impl ChardevMux {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
@@ -513,7 +560,7 @@ impl ChardevMux {
 /// `ChardevHub`: the QAPI struct (module `char`, since QEMU 10.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevHub).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -527,8 +574,10 @@ pub struct ChardevHub {
     /// `chardevs`.
     pub chardevs: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(ChardevHub { logfile, logappend, chardevs });
 impl ChardevHub {
     /// A value with the required members.
+    #[inline]
     pub fn new(chardevs: ::std::vec::Vec<::std::string::String>) -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -537,11 +586,13 @@ impl ChardevHub {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
@@ -551,7 +602,7 @@ impl ChardevHub {
 /// `ChardevStdio`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevStdio).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -566,8 +617,10 @@ pub struct ChardevStdio {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub signal: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(ChardevStdio { logfile, logappend, signal });
 impl ChardevStdio {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -576,16 +629,19 @@ impl ChardevStdio {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
     }
     /// Sets `signal`.
+    #[inline]
     pub fn with_signal(mut self, value: bool) -> Self {
         self.signal = ::std::option::Option::Some(value);
         self
@@ -595,7 +651,7 @@ impl ChardevStdio {
 /// `ChardevSpiceChannel`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSpiceChannel).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -609,8 +665,10 @@ pub struct ChardevSpiceChannel {
     /// `type`.
     pub r#type: ::std::string::String,
 }
+crate::support::debug_struct!(ChardevSpiceChannel { logfile, logappend, r#type });
 impl ChardevSpiceChannel {
     /// A value with the required members.
+    #[inline]
     pub fn new(r#type: ::std::string::String) -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -619,11 +677,13 @@ impl ChardevSpiceChannel {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
@@ -633,7 +693,7 @@ impl ChardevSpiceChannel {
 /// `ChardevSpicePort`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSpicePort).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -647,8 +707,10 @@ pub struct ChardevSpicePort {
     /// `fqdn`.
     pub fqdn: ::std::string::String,
 }
+crate::support::debug_struct!(ChardevSpicePort { logfile, logappend, fqdn });
 impl ChardevSpicePort {
     /// A value with the required members.
+    #[inline]
     pub fn new(fqdn: ::std::string::String) -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -657,11 +719,13 @@ impl ChardevSpicePort {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
@@ -671,7 +735,7 @@ impl ChardevSpicePort {
 /// `ChardevDBus`: the QAPI struct (module `char`, since QEMU 7.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevDBus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -685,8 +749,10 @@ pub struct ChardevDBus {
     /// `name`.
     pub name: ::std::string::String,
 }
+crate::support::debug_struct!(ChardevDBus { logfile, logappend, name });
 impl ChardevDBus {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String) -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -695,11 +761,13 @@ impl ChardevDBus {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
@@ -709,7 +777,7 @@ impl ChardevDBus {
 /// `ChardevVC`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevVC).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -733,8 +801,10 @@ pub struct ChardevVC {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rows: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(ChardevVC { logfile, logappend, width, height, cols, rows });
 impl ChardevVC {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -746,31 +816,37 @@ impl ChardevVC {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
     }
     /// Sets `width`.
+    #[inline]
     pub fn with_width(mut self, value: i64) -> Self {
         self.width = ::std::option::Option::Some(value);
         self
     }
     /// Sets `height`.
+    #[inline]
     pub fn with_height(mut self, value: i64) -> Self {
         self.height = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cols`.
+    #[inline]
     pub fn with_cols(mut self, value: i64) -> Self {
         self.cols = ::std::option::Option::Some(value);
         self
     }
     /// Sets `rows`.
+    #[inline]
     pub fn with_rows(mut self, value: i64) -> Self {
         self.rows = ::std::option::Option::Some(value);
         self
@@ -780,7 +856,7 @@ impl ChardevVC {
 /// `ChardevRingbuf`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevRingbuf).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -795,8 +871,10 @@ pub struct ChardevRingbuf {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(ChardevRingbuf { logfile, logappend, size });
 impl ChardevRingbuf {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -805,16 +883,19 @@ impl ChardevRingbuf {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
     }
     /// Sets `size`.
+    #[inline]
     pub fn with_size(mut self, value: i64) -> Self {
         self.size = ::std::option::Option::Some(value);
         self
@@ -824,7 +905,7 @@ impl ChardevRingbuf {
 /// `ChardevQemuVDAgent`: the QAPI struct (module `char`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevQemuVDAgent).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -842,8 +923,10 @@ pub struct ChardevQemuVDAgent {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub clipboard: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(ChardevQemuVDAgent { logfile, logappend, mouse, clipboard });
 impl ChardevQemuVDAgent {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -853,21 +936,25 @@ impl ChardevQemuVDAgent {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mouse`.
+    #[inline]
     pub fn with_mouse(mut self, value: bool) -> Self {
         self.mouse = ::std::option::Option::Some(value);
         self
     }
     /// Sets `clipboard`.
+    #[inline]
     pub fn with_clipboard(mut self, value: bool) -> Self {
         self.clipboard = ::std::option::Option::Some(value);
         self
@@ -877,7 +964,7 @@ impl ChardevQemuVDAgent {
 /// `ChardevPty`: the QAPI struct (module `char`, since QEMU 9.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevPty).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -892,8 +979,10 @@ pub struct ChardevPty {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(ChardevPty { logfile, logappend, path });
 impl ChardevPty {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             logfile: ::std::option::Option::None,
@@ -902,16 +991,19 @@ impl ChardevPty {
         }
     }
     /// Sets `logfile`.
+    #[inline]
     pub fn with_logfile(mut self, value: ::std::string::String) -> Self {
         self.logfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `logappend`.
+    #[inline]
     pub fn with_logappend(mut self, value: bool) -> Self {
         self.logappend = ::std::option::Option::Some(value);
         self
     }
     /// Sets `path`.
+    #[inline]
     pub fn with_path(mut self, value: ::std::string::String) -> Self {
         self.path = ::std::option::Option::Some(value);
         self
@@ -1002,7 +1094,7 @@ crate::support::qapi_enum!(ChardevBackendKind {
 /// `ChardevFileWrapper`: the QAPI struct (module `char`, since QEMU 1.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevFileWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1010,8 +1102,10 @@ pub struct ChardevFileWrapper {
     /// `data`.
     pub data: super::ChardevFile,
 }
+crate::support::debug_struct!(ChardevFileWrapper { data });
 impl ChardevFileWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevFile) -> Self {
         Self {
             data,
@@ -1022,7 +1116,7 @@ impl ChardevFileWrapper {
 /// `ChardevHostdevWrapper`: the QAPI struct (module `char`, since QEMU 1.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevHostdevWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1030,8 +1124,10 @@ pub struct ChardevHostdevWrapper {
     /// `data`.
     pub data: super::ChardevHostdev,
 }
+crate::support::debug_struct!(ChardevHostdevWrapper { data });
 impl ChardevHostdevWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevHostdev) -> Self {
         Self {
             data,
@@ -1042,7 +1138,7 @@ impl ChardevHostdevWrapper {
 /// `ChardevSocketWrapper`: the QAPI struct (module `char`, since QEMU 1.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSocketWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1050,8 +1146,10 @@ pub struct ChardevSocketWrapper {
     /// `data`.
     pub data: super::ChardevSocket,
 }
+crate::support::debug_struct!(ChardevSocketWrapper { data });
 impl ChardevSocketWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevSocket) -> Self {
         Self {
             data,
@@ -1062,7 +1160,7 @@ impl ChardevSocketWrapper {
 /// `ChardevUdpWrapper`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevUdpWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1070,8 +1168,10 @@ pub struct ChardevUdpWrapper {
     /// `data`.
     pub data: super::ChardevUdp,
 }
+crate::support::debug_struct!(ChardevUdpWrapper { data });
 impl ChardevUdpWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevUdp) -> Self {
         Self {
             data,
@@ -1082,7 +1182,7 @@ impl ChardevUdpWrapper {
 /// `ChardevCommonWrapper`: the QAPI struct (module `char`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevCommonWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1090,8 +1190,10 @@ pub struct ChardevCommonWrapper {
     /// `data`.
     pub data: super::ChardevCommon,
 }
+crate::support::debug_struct!(ChardevCommonWrapper { data });
 impl ChardevCommonWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevCommon) -> Self {
         Self {
             data,
@@ -1102,7 +1204,7 @@ impl ChardevCommonWrapper {
 /// `ChardevMuxWrapper`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevMuxWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1110,8 +1212,10 @@ pub struct ChardevMuxWrapper {
     /// `data`.
     pub data: super::ChardevMux,
 }
+crate::support::debug_struct!(ChardevMuxWrapper { data });
 impl ChardevMuxWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevMux) -> Self {
         Self {
             data,
@@ -1122,7 +1226,7 @@ impl ChardevMuxWrapper {
 /// `ChardevHubWrapper`: the QAPI struct (module `char`, since QEMU 10.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevHubWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1130,8 +1234,10 @@ pub struct ChardevHubWrapper {
     /// `data`.
     pub data: super::ChardevHub,
 }
+crate::support::debug_struct!(ChardevHubWrapper { data });
 impl ChardevHubWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevHub) -> Self {
         Self {
             data,
@@ -1142,7 +1248,7 @@ impl ChardevHubWrapper {
 /// `ChardevStdioWrapper`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevStdioWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1150,8 +1256,10 @@ pub struct ChardevStdioWrapper {
     /// `data`.
     pub data: super::ChardevStdio,
 }
+crate::support::debug_struct!(ChardevStdioWrapper { data });
 impl ChardevStdioWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevStdio) -> Self {
         Self {
             data,
@@ -1162,7 +1270,7 @@ impl ChardevStdioWrapper {
 /// `ChardevSpiceChannelWrapper`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSpiceChannelWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1170,8 +1278,10 @@ pub struct ChardevSpiceChannelWrapper {
     /// `data`.
     pub data: super::ChardevSpiceChannel,
 }
+crate::support::debug_struct!(ChardevSpiceChannelWrapper { data });
 impl ChardevSpiceChannelWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevSpiceChannel) -> Self {
         Self {
             data,
@@ -1182,7 +1292,7 @@ impl ChardevSpiceChannelWrapper {
 /// `ChardevSpicePortWrapper`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSpicePortWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1190,8 +1300,10 @@ pub struct ChardevSpicePortWrapper {
     /// `data`.
     pub data: super::ChardevSpicePort,
 }
+crate::support::debug_struct!(ChardevSpicePortWrapper { data });
 impl ChardevSpicePortWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevSpicePort) -> Self {
         Self {
             data,
@@ -1202,7 +1314,7 @@ impl ChardevSpicePortWrapper {
 /// `ChardevQemuVDAgentWrapper`: the QAPI struct (module `char`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevQemuVDAgentWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1210,8 +1322,10 @@ pub struct ChardevQemuVDAgentWrapper {
     /// `data`.
     pub data: super::ChardevQemuVDAgent,
 }
+crate::support::debug_struct!(ChardevQemuVDAgentWrapper { data });
 impl ChardevQemuVDAgentWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevQemuVDAgent) -> Self {
         Self {
             data,
@@ -1222,7 +1336,7 @@ impl ChardevQemuVDAgentWrapper {
 /// `ChardevDBusWrapper`: the QAPI struct (module `char`, since QEMU 7.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevDBusWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1230,8 +1344,10 @@ pub struct ChardevDBusWrapper {
     /// `data`.
     pub data: super::ChardevDBus,
 }
+crate::support::debug_struct!(ChardevDBusWrapper { data });
 impl ChardevDBusWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevDBus) -> Self {
         Self {
             data,
@@ -1242,7 +1358,7 @@ impl ChardevDBusWrapper {
 /// `ChardevVCWrapper`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevVCWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1250,8 +1366,10 @@ pub struct ChardevVCWrapper {
     /// `data`.
     pub data: super::ChardevVC,
 }
+crate::support::debug_struct!(ChardevVCWrapper { data });
 impl ChardevVCWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevVC) -> Self {
         Self {
             data,
@@ -1262,7 +1380,7 @@ impl ChardevVCWrapper {
 /// `ChardevRingbufWrapper`: the QAPI struct (module `char`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevRingbufWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1270,8 +1388,10 @@ pub struct ChardevRingbufWrapper {
     /// `data`.
     pub data: super::ChardevRingbuf,
 }
+crate::support::debug_struct!(ChardevRingbufWrapper { data });
 impl ChardevRingbufWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevRingbuf) -> Self {
         Self {
             data,
@@ -1282,7 +1402,7 @@ impl ChardevRingbufWrapper {
 /// `ChardevPtyWrapper`: the QAPI struct (module `char`, since QEMU 9.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevPtyWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1290,8 +1410,10 @@ pub struct ChardevPtyWrapper {
     /// `data`.
     pub data: super::ChardevPty,
 }
+crate::support::debug_struct!(ChardevPtyWrapper { data });
 impl ChardevPtyWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::ChardevPty) -> Self {
         Self {
             data,
@@ -1314,19 +1436,22 @@ pub struct ChardevBackend {
 }
 impl ChardevBackend {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: ChardevBackendCommon, branch: ChardevBackendBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`ChardevBackend`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevBackendCommon {
 }
+crate::support::debug_struct!(ChardevBackendCommon {  });
 impl ChardevBackendCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -1390,6 +1515,7 @@ pub enum ChardevBackendBranch {
 }
 impl ChardevBackendBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::File(_) => "file",
@@ -1459,6 +1585,7 @@ impl<'de> ::serde::Deserialize<'de> for ChardevBackend {
 }
 #[cfg(feature = "deserialize-all")]
 impl ChardevBackend {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <ChardevBackendCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -1497,7 +1624,7 @@ impl ChardevBackend {
 /// `ChardevReturn`: the QAPI struct (module `char`, since QEMU 1.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevReturn).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1506,13 +1633,14 @@ pub struct ChardevReturn {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub pty: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(ChardevReturn { pty });
 
 /// `chardev-add`: the QAPI command (module `char`, since QEMU 1.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-add).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct ChardevAdd {
     /// `id`.
@@ -1520,8 +1648,10 @@ pub struct ChardevAdd {
     /// `backend`.
     pub backend: super::ChardevBackend,
 }
+crate::support::debug_struct!(ChardevAdd { id, backend });
 impl ChardevAdd {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String, backend: super::ChardevBackend) -> Self {
         Self {
             id,
@@ -1539,7 +1669,7 @@ impl ::qmp_proto::Command for ChardevAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-change).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct ChardevChange {
     /// `id`.
@@ -1547,8 +1677,10 @@ pub struct ChardevChange {
     /// `backend`.
     pub backend: super::ChardevBackend,
 }
+crate::support::debug_struct!(ChardevChange { id, backend });
 impl ChardevChange {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String, backend: super::ChardevBackend) -> Self {
         Self {
             id,
@@ -1566,14 +1698,16 @@ impl ::qmp_proto::Command for ChardevChange {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-remove).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct ChardevRemove {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(ChardevRemove { id });
 impl ChardevRemove {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -1590,14 +1724,16 @@ impl ::qmp_proto::Command for ChardevRemove {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-send-break).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct ChardevSendBreak {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(ChardevSendBreak { id });
 impl ChardevSendBreak {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -1614,7 +1750,7 @@ impl ::qmp_proto::Command for ChardevSendBreak {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-char.VSERPORT_CHANGE).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct VserportChange {
@@ -1623,6 +1759,7 @@ pub struct VserportChange {
     /// `open`.
     pub open: bool,
 }
+crate::support::debug_struct!(VserportChange { id, open });
 impl ::qmp_proto::events::TypedEvent for VserportChange {
     const NAME: &'static str = "VSERPORT_CHANGE";
 }

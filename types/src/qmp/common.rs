@@ -96,6 +96,7 @@ impl<'de> ::serde::Deserialize<'de> for StrOrNull {
 }
 #[cfg(feature = "deserialize-all")]
 impl StrOrNull {
+    #[inline]
     fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         ::std::result::Result::Ok(match &v {
             ::serde_json::Value::String(..) => Self::S(::serde::Deserialize::deserialize(v)?),
@@ -283,7 +284,7 @@ crate::support::qapi_enum!(GrabToggleKeys {
 /// `HumanReadableText`: the QAPI struct (module `common`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-common.HumanReadableText).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -292,6 +293,7 @@ pub struct HumanReadableText {
     #[serde(rename = "human-readable-text")]
     pub human_readable_text: ::std::string::String,
 }
+crate::support::debug_struct!(HumanReadableText { human_readable_text });
 
 /// `EndianMode`: the QAPI enum (module `common`, since QEMU 10.0).
 ///

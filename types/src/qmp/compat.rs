@@ -47,7 +47,7 @@ crate::support::qapi_enum!(CompatPolicyOutput {
 /// `CompatPolicy`: the QAPI struct (module `compat`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-compat.CompatPolicy).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -65,8 +65,10 @@ pub struct CompatPolicy {
     #[serde(rename = "unstable-output", skip_serializing_if = "::std::option::Option::is_none")]
     pub unstable_output: ::std::option::Option<super::CompatPolicyOutput>,
 }
+crate::support::debug_struct!(CompatPolicy { deprecated_input, deprecated_output, unstable_input, unstable_output });
 impl CompatPolicy {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             deprecated_input: ::std::option::Option::None,
@@ -76,21 +78,25 @@ impl CompatPolicy {
         }
     }
     /// Sets `deprecated-input`.
+    #[inline]
     pub fn with_deprecated_input(mut self, value: super::CompatPolicyInput) -> Self {
         self.deprecated_input = ::std::option::Option::Some(value);
         self
     }
     /// Sets `deprecated-output`.
+    #[inline]
     pub fn with_deprecated_output(mut self, value: super::CompatPolicyOutput) -> Self {
         self.deprecated_output = ::std::option::Option::Some(value);
         self
     }
     /// Sets `unstable-input`.
+    #[inline]
     pub fn with_unstable_input(mut self, value: super::CompatPolicyInput) -> Self {
         self.unstable_input = ::std::option::Option::Some(value);
         self
     }
     /// Sets `unstable-output`.
+    #[inline]
     pub fn with_unstable_output(mut self, value: super::CompatPolicyOutput) -> Self {
         self.unstable_output = ::std::option::Option::Some(value);
         self

@@ -10,21 +10,24 @@
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-control.qmp_capabilities).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QmpCapabilities {
     /// `enable` (optional, since QEMU 2.12).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<::std::vec::Vec<super::QMPCapability>>,
 }
+crate::support::debug_struct!(QmpCapabilities { enable });
 impl QmpCapabilities {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             enable: ::std::option::Option::None,
         }
     }
     /// Sets `enable`.
+    #[inline]
     pub fn with_enable(mut self, value: ::std::vec::Vec<super::QMPCapability>) -> Self {
         self.enable = ::std::option::Option::Some(value);
         self
@@ -53,7 +56,7 @@ crate::support::qapi_enum!(QMPCapability {
 /// `VersionTriple`: the QAPI struct (module `control`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-control.VersionTriple).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -65,11 +68,12 @@ pub struct VersionTriple {
     /// `micro`.
     pub micro: i64,
 }
+crate::support::debug_struct!(VersionTriple { major, minor, micro });
 
 /// `VersionInfo`: the QAPI struct (module `control`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-control.VersionInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -79,6 +83,7 @@ pub struct VersionInfo {
     /// `package`.
     pub package: ::std::string::String,
 }
+crate::support::debug_struct!(VersionInfo { qemu, package });
 
 /// `query-version`: the QAPI command (module `control`, since QEMU 0.14).
 ///
@@ -90,6 +95,7 @@ pub struct VersionInfo {
 pub struct QueryVersion {}
 impl QueryVersion {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -103,7 +109,7 @@ impl ::qmp_proto::Command for QueryVersion {
 /// `CommandInfo`: the QAPI struct (module `control`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-control.CommandInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -111,6 +117,7 @@ pub struct CommandInfo {
     /// `name`.
     pub name: ::std::string::String,
 }
+crate::support::debug_struct!(CommandInfo { name });
 
 /// `query-commands`: the QAPI command (module `control`, since QEMU 0.14).
 ///
@@ -122,6 +129,7 @@ pub struct CommandInfo {
 pub struct QueryCommands {}
 impl QueryCommands {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -142,6 +150,7 @@ impl ::qmp_proto::Command for QueryCommands {
 pub struct Quit {}
 impl Quit {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -173,7 +182,7 @@ crate::support::qapi_enum!(MonitorMode {
 /// `MonitorOptions`: the QAPI struct (module `control`, since QEMU 5.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-control.MonitorOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -190,8 +199,10 @@ pub struct MonitorOptions {
     /// `chardev`.
     pub chardev: ::std::string::String,
 }
+crate::support::debug_struct!(MonitorOptions { id, mode, pretty, chardev });
 impl MonitorOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(chardev: ::std::string::String) -> Self {
         Self {
             id: ::std::option::Option::None,
@@ -201,16 +212,19 @@ impl MonitorOptions {
         }
     }
     /// Sets `id`.
+    #[inline]
     pub fn with_id(mut self, value: ::std::string::String) -> Self {
         self.id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: super::MonitorMode) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
     }
     /// Sets `pretty`.
+    #[inline]
     pub fn with_pretty(mut self, value: bool) -> Self {
         self.pretty = ::std::option::Option::Some(value);
         self

@@ -194,7 +194,7 @@ crate::support::qapi_enum!(QCryptoBlockFormat {
 /// `QCryptoBlockOptionsBase`: the QAPI struct (module `crypto`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockOptionsBase).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -202,8 +202,10 @@ pub struct QCryptoBlockOptionsBase {
     /// `format`.
     pub format: super::QCryptoBlockFormat,
 }
+crate::support::debug_struct!(QCryptoBlockOptionsBase { format });
 impl QCryptoBlockOptionsBase {
     /// A value with the required members.
+    #[inline]
     pub fn new(format: super::QCryptoBlockFormat) -> Self {
         Self {
             format,
@@ -214,7 +216,7 @@ impl QCryptoBlockOptionsBase {
 /// `QCryptoBlockOptionsQCow`: the QAPI struct (module `crypto`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockOptionsQCow).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -223,14 +225,17 @@ pub struct QCryptoBlockOptionsQCow {
     #[serde(rename = "key-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub key_secret: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(QCryptoBlockOptionsQCow { key_secret });
 impl QCryptoBlockOptionsQCow {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             key_secret: ::std::option::Option::None,
         }
     }
     /// Sets `key-secret`.
+    #[inline]
     pub fn with_key_secret(mut self, value: ::std::string::String) -> Self {
         self.key_secret = ::std::option::Option::Some(value);
         self
@@ -240,7 +245,7 @@ impl QCryptoBlockOptionsQCow {
 /// `QCryptoBlockOptionsLUKS`: the QAPI struct (module `crypto`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockOptionsLUKS).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -249,14 +254,17 @@ pub struct QCryptoBlockOptionsLUKS {
     #[serde(rename = "key-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub key_secret: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(QCryptoBlockOptionsLUKS { key_secret });
 impl QCryptoBlockOptionsLUKS {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             key_secret: ::std::option::Option::None,
         }
     }
     /// Sets `key-secret`.
+    #[inline]
     pub fn with_key_secret(mut self, value: ::std::string::String) -> Self {
         self.key_secret = ::std::option::Option::Some(value);
         self
@@ -266,7 +274,7 @@ impl QCryptoBlockOptionsLUKS {
 /// `QCryptoBlockCreateOptionsLUKS`: the QAPI struct (module `crypto`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockCreateOptionsLUKS).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -293,8 +301,10 @@ pub struct QCryptoBlockCreateOptionsLUKS {
     #[serde(rename = "iter-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub iter_time: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(QCryptoBlockCreateOptionsLUKS { key_secret, cipher_alg, cipher_mode, ivgen_alg, ivgen_hash_alg, hash_alg, iter_time });
 impl QCryptoBlockCreateOptionsLUKS {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             key_secret: ::std::option::Option::None,
@@ -307,36 +317,43 @@ impl QCryptoBlockCreateOptionsLUKS {
         }
     }
     /// Sets `key-secret`.
+    #[inline]
     pub fn with_key_secret(mut self, value: ::std::string::String) -> Self {
         self.key_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cipher-alg`.
+    #[inline]
     pub fn with_cipher_alg(mut self, value: super::QCryptoCipherAlgo) -> Self {
         self.cipher_alg = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cipher-mode`.
+    #[inline]
     pub fn with_cipher_mode(mut self, value: super::QCryptoCipherMode) -> Self {
         self.cipher_mode = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ivgen-alg`.
+    #[inline]
     pub fn with_ivgen_alg(mut self, value: super::QCryptoIVGenAlgo) -> Self {
         self.ivgen_alg = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ivgen-hash-alg`.
+    #[inline]
     pub fn with_ivgen_hash_alg(mut self, value: super::QCryptoHashAlgo) -> Self {
         self.ivgen_hash_alg = ::std::option::Option::Some(value);
         self
     }
     /// Sets `hash-alg`.
+    #[inline]
     pub fn with_hash_alg(mut self, value: super::QCryptoHashAlgo) -> Self {
         self.hash_alg = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iter-time`.
+    #[inline]
     pub fn with_iter_time(mut self, value: i64) -> Self {
         self.iter_time = ::std::option::Option::Some(value);
         self
@@ -358,19 +375,22 @@ pub struct QCryptoBlockOpenOptions {
 }
 impl QCryptoBlockOpenOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: QCryptoBlockOpenOptionsCommon, branch: QCryptoBlockOpenOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`QCryptoBlockOpenOptions`] that every case has, the discriminator `format` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoBlockOpenOptionsCommon {
 }
+crate::support::debug_struct!(QCryptoBlockOpenOptionsCommon {  });
 impl QCryptoBlockOpenOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -394,6 +414,7 @@ pub enum QCryptoBlockOpenOptionsBranch {
 }
 impl QCryptoBlockOpenOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Qcow(_) => "qcow",
@@ -421,6 +442,7 @@ impl<'de> ::serde::Deserialize<'de> for QCryptoBlockOpenOptions {
     }
 }
 impl QCryptoBlockOpenOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <QCryptoBlockOpenOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "format")?;
@@ -451,19 +473,22 @@ pub struct QCryptoBlockCreateOptions {
 }
 impl QCryptoBlockCreateOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: QCryptoBlockCreateOptionsCommon, branch: QCryptoBlockCreateOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`QCryptoBlockCreateOptions`] that every case has, the discriminator `format` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct QCryptoBlockCreateOptionsCommon {
 }
+crate::support::debug_struct!(QCryptoBlockCreateOptionsCommon {  });
 impl QCryptoBlockCreateOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -487,6 +512,7 @@ pub enum QCryptoBlockCreateOptionsBranch {
 }
 impl QCryptoBlockCreateOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Qcow(_) => "qcow",
@@ -516,6 +542,7 @@ impl<'de> ::serde::Deserialize<'de> for QCryptoBlockCreateOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl QCryptoBlockCreateOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <QCryptoBlockCreateOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "format")?;
@@ -534,7 +561,7 @@ impl QCryptoBlockCreateOptions {
 /// `QCryptoBlockInfoBase`: the QAPI struct (module `crypto`, since QEMU 2.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockInfoBase).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -542,8 +569,10 @@ pub struct QCryptoBlockInfoBase {
     /// `format`.
     pub format: super::QCryptoBlockFormat,
 }
+crate::support::debug_struct!(QCryptoBlockInfoBase { format });
 impl QCryptoBlockInfoBase {
     /// A value with the required members.
+    #[inline]
     pub fn new(format: super::QCryptoBlockFormat) -> Self {
         Self {
             format,
@@ -554,7 +583,7 @@ impl QCryptoBlockInfoBase {
 /// `QCryptoBlockInfoLUKSSlot`: the QAPI struct (module `crypto`, since QEMU 2.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockInfoLUKSSlot).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -571,8 +600,10 @@ pub struct QCryptoBlockInfoLUKSSlot {
     #[serde(rename = "key-offset")]
     pub key_offset: i64,
 }
+crate::support::debug_struct!(QCryptoBlockInfoLUKSSlot { active, iters, stripes, key_offset });
 impl QCryptoBlockInfoLUKSSlot {
     /// A value with the required members.
+    #[inline]
     pub fn new(active: bool, key_offset: i64) -> Self {
         Self {
             active,
@@ -582,11 +613,13 @@ impl QCryptoBlockInfoLUKSSlot {
         }
     }
     /// Sets `iters`.
+    #[inline]
     pub fn with_iters(mut self, value: i64) -> Self {
         self.iters = ::std::option::Option::Some(value);
         self
     }
     /// Sets `stripes`.
+    #[inline]
     pub fn with_stripes(mut self, value: i64) -> Self {
         self.stripes = ::std::option::Option::Some(value);
         self
@@ -596,7 +629,7 @@ impl QCryptoBlockInfoLUKSSlot {
 /// `QCryptoBlockInfoLUKS`: the QAPI struct (module `crypto`, since QEMU 2.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockInfoLUKS).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -630,8 +663,10 @@ pub struct QCryptoBlockInfoLUKS {
     /// `slots`.
     pub slots: ::std::vec::Vec<super::QCryptoBlockInfoLUKSSlot>,
 }
+crate::support::debug_struct!(QCryptoBlockInfoLUKS { cipher_alg, cipher_mode, ivgen_alg, ivgen_hash_alg, hash_alg, detached_header, payload_offset, master_key_iters, uuid, slots });
 impl QCryptoBlockInfoLUKS {
     /// A value with the required members.
+    #[inline]
     pub fn new(cipher_alg: super::QCryptoCipherAlgo, cipher_mode: super::QCryptoCipherMode, ivgen_alg: super::QCryptoIVGenAlgo, hash_alg: super::QCryptoHashAlgo, detached_header: bool, payload_offset: i64, master_key_iters: i64, uuid: ::std::string::String, slots: ::std::vec::Vec<super::QCryptoBlockInfoLUKSSlot>) -> Self {
         Self {
             cipher_alg,
@@ -647,6 +682,7 @@ impl QCryptoBlockInfoLUKS {
         }
     }
     /// Sets `ivgen-hash-alg`.
+    #[inline]
     pub fn with_ivgen_hash_alg(mut self, value: super::QCryptoHashAlgo) -> Self {
         self.ivgen_hash_alg = ::std::option::Option::Some(value);
         self
@@ -668,19 +704,22 @@ pub struct QCryptoBlockInfo {
 }
 impl QCryptoBlockInfo {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: QCryptoBlockInfoCommon, branch: QCryptoBlockInfoBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`QCryptoBlockInfo`] that every case has, the discriminator `format` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoBlockInfoCommon {
 }
+crate::support::debug_struct!(QCryptoBlockInfoCommon {  });
 impl QCryptoBlockInfoCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -704,6 +743,7 @@ pub enum QCryptoBlockInfoBranch {
 }
 impl QCryptoBlockInfoBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Qcow => "qcow",
@@ -730,6 +770,7 @@ impl<'de> ::serde::Deserialize<'de> for QCryptoBlockInfo {
     }
 }
 impl QCryptoBlockInfo {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <QCryptoBlockInfoCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "format")?;
@@ -766,7 +807,7 @@ crate::support::qapi_enum!(QCryptoBlockLUKSKeyslotState {
 /// `QCryptoBlockAmendOptionsLUKS`: the QAPI struct (module `crypto`, since QEMU 5.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockAmendOptionsLUKS).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -789,8 +830,10 @@ pub struct QCryptoBlockAmendOptionsLUKS {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub secret: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(QCryptoBlockAmendOptionsLUKS { state, new_secret, old_secret, keyslot, iter_time, secret });
 impl QCryptoBlockAmendOptionsLUKS {
     /// A value with the required members.
+    #[inline]
     pub fn new(state: super::QCryptoBlockLUKSKeyslotState) -> Self {
         Self {
             state,
@@ -802,26 +845,31 @@ impl QCryptoBlockAmendOptionsLUKS {
         }
     }
     /// Sets `new-secret`.
+    #[inline]
     pub fn with_new_secret(mut self, value: ::std::string::String) -> Self {
         self.new_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `old-secret`.
+    #[inline]
     pub fn with_old_secret(mut self, value: ::std::string::String) -> Self {
         self.old_secret = ::std::option::Option::Some(value);
         self
     }
     /// Sets `keyslot`.
+    #[inline]
     pub fn with_keyslot(mut self, value: i64) -> Self {
         self.keyslot = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iter-time`.
+    #[inline]
     pub fn with_iter_time(mut self, value: i64) -> Self {
         self.iter_time = ::std::option::Option::Some(value);
         self
     }
     /// Sets `secret`.
+    #[inline]
     pub fn with_secret(mut self, value: ::std::string::String) -> Self {
         self.secret = ::std::option::Option::Some(value);
         self
@@ -843,19 +891,22 @@ pub struct QCryptoBlockAmendOptions {
 }
 impl QCryptoBlockAmendOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: QCryptoBlockAmendOptionsCommon, branch: QCryptoBlockAmendOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`QCryptoBlockAmendOptions`] that every case has, the discriminator `format` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct QCryptoBlockAmendOptionsCommon {
 }
+crate::support::debug_struct!(QCryptoBlockAmendOptionsCommon {  });
 impl QCryptoBlockAmendOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -879,6 +930,7 @@ pub enum QCryptoBlockAmendOptionsBranch {
 }
 impl QCryptoBlockAmendOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Qcow => "qcow",
@@ -907,6 +959,7 @@ impl<'de> ::serde::Deserialize<'de> for QCryptoBlockAmendOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl QCryptoBlockAmendOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <QCryptoBlockAmendOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "format")?;
@@ -925,7 +978,7 @@ impl QCryptoBlockAmendOptions {
 /// `SecretCommonProperties`: the QAPI struct (module `crypto`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.SecretCommonProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -940,8 +993,10 @@ pub struct SecretCommonProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iv: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(SecretCommonProperties { format, keyid, iv });
 impl SecretCommonProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             format: ::std::option::Option::None,
@@ -950,16 +1005,19 @@ impl SecretCommonProperties {
         }
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: super::QCryptoSecretFormat) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `keyid`.
+    #[inline]
     pub fn with_keyid(mut self, value: ::std::string::String) -> Self {
         self.keyid = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iv`.
+    #[inline]
     pub fn with_iv(mut self, value: ::std::string::String) -> Self {
         self.iv = ::std::option::Option::Some(value);
         self
@@ -969,7 +1027,7 @@ impl SecretCommonProperties {
 /// `SecretProperties`: the QAPI struct (module `crypto`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.SecretProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -990,8 +1048,10 @@ pub struct SecretProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub file: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(SecretProperties { format, keyid, iv, data, file });
 impl SecretProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             format: ::std::option::Option::None,
@@ -1002,26 +1062,31 @@ impl SecretProperties {
         }
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: super::QCryptoSecretFormat) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `keyid`.
+    #[inline]
     pub fn with_keyid(mut self, value: ::std::string::String) -> Self {
         self.keyid = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iv`.
+    #[inline]
     pub fn with_iv(mut self, value: ::std::string::String) -> Self {
         self.iv = ::std::option::Option::Some(value);
         self
     }
     /// Sets `data`.
+    #[inline]
     pub fn with_data(mut self, value: ::std::string::String) -> Self {
         self.data = ::std::option::Option::Some(value);
         self
     }
     /// Sets `file`.
+    #[inline]
     pub fn with_file(mut self, value: ::std::string::String) -> Self {
         self.file = ::std::option::Option::Some(value);
         self
@@ -1031,7 +1096,7 @@ impl SecretProperties {
 /// `SecretKeyringProperties`: the QAPI struct (module `crypto`, since QEMU 5.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.SecretKeyringProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1048,8 +1113,10 @@ pub struct SecretKeyringProperties {
     /// `serial`.
     pub serial: i32,
 }
+crate::support::debug_struct!(SecretKeyringProperties { format, keyid, iv, serial });
 impl SecretKeyringProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(serial: i32) -> Self {
         Self {
             format: ::std::option::Option::None,
@@ -1059,16 +1126,19 @@ impl SecretKeyringProperties {
         }
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: super::QCryptoSecretFormat) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
     }
     /// Sets `keyid`.
+    #[inline]
     pub fn with_keyid(mut self, value: ::std::string::String) -> Self {
         self.keyid = ::std::option::Option::Some(value);
         self
     }
     /// Sets `iv`.
+    #[inline]
     pub fn with_iv(mut self, value: ::std::string::String) -> Self {
         self.iv = ::std::option::Option::Some(value);
         self
@@ -1078,7 +1148,7 @@ impl SecretKeyringProperties {
 /// `TlsCredsProperties`: the QAPI struct (module `crypto`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.TlsCredsProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1096,8 +1166,10 @@ pub struct TlsCredsProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub priority: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(TlsCredsProperties { verify_peer, dir, endpoint, priority });
 impl TlsCredsProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             verify_peer: ::std::option::Option::None,
@@ -1107,21 +1179,25 @@ impl TlsCredsProperties {
         }
     }
     /// Sets `verify-peer`.
+    #[inline]
     pub fn with_verify_peer(mut self, value: bool) -> Self {
         self.verify_peer = ::std::option::Option::Some(value);
         self
     }
     /// Sets `dir`.
+    #[inline]
     pub fn with_dir(mut self, value: ::std::string::String) -> Self {
         self.dir = ::std::option::Option::Some(value);
         self
     }
     /// Sets `endpoint`.
+    #[inline]
     pub fn with_endpoint(mut self, value: super::QCryptoTLSCredsEndpoint) -> Self {
         self.endpoint = ::std::option::Option::Some(value);
         self
     }
     /// Sets `priority`.
+    #[inline]
     pub fn with_priority(mut self, value: ::std::string::String) -> Self {
         self.priority = ::std::option::Option::Some(value);
         self
@@ -1131,7 +1207,7 @@ impl TlsCredsProperties {
 /// `TlsCredsAnonProperties`: the QAPI struct (module `crypto`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.TlsCredsAnonProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1149,8 +1225,10 @@ pub struct TlsCredsAnonProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub priority: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(TlsCredsAnonProperties { verify_peer, dir, endpoint, priority });
 impl TlsCredsAnonProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             verify_peer: ::std::option::Option::None,
@@ -1160,21 +1238,25 @@ impl TlsCredsAnonProperties {
         }
     }
     /// Sets `verify-peer`.
+    #[inline]
     pub fn with_verify_peer(mut self, value: bool) -> Self {
         self.verify_peer = ::std::option::Option::Some(value);
         self
     }
     /// Sets `dir`.
+    #[inline]
     pub fn with_dir(mut self, value: ::std::string::String) -> Self {
         self.dir = ::std::option::Option::Some(value);
         self
     }
     /// Sets `endpoint`.
+    #[inline]
     pub fn with_endpoint(mut self, value: super::QCryptoTLSCredsEndpoint) -> Self {
         self.endpoint = ::std::option::Option::Some(value);
         self
     }
     /// Sets `priority`.
+    #[inline]
     pub fn with_priority(mut self, value: ::std::string::String) -> Self {
         self.priority = ::std::option::Option::Some(value);
         self
@@ -1184,7 +1266,7 @@ impl TlsCredsAnonProperties {
 /// `TlsCredsPskProperties`: the QAPI struct (module `crypto`, since QEMU 3.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.TlsCredsPskProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1205,8 +1287,10 @@ pub struct TlsCredsPskProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(TlsCredsPskProperties { verify_peer, dir, endpoint, priority, username });
 impl TlsCredsPskProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             verify_peer: ::std::option::Option::None,
@@ -1217,26 +1301,31 @@ impl TlsCredsPskProperties {
         }
     }
     /// Sets `verify-peer`.
+    #[inline]
     pub fn with_verify_peer(mut self, value: bool) -> Self {
         self.verify_peer = ::std::option::Option::Some(value);
         self
     }
     /// Sets `dir`.
+    #[inline]
     pub fn with_dir(mut self, value: ::std::string::String) -> Self {
         self.dir = ::std::option::Option::Some(value);
         self
     }
     /// Sets `endpoint`.
+    #[inline]
     pub fn with_endpoint(mut self, value: super::QCryptoTLSCredsEndpoint) -> Self {
         self.endpoint = ::std::option::Option::Some(value);
         self
     }
     /// Sets `priority`.
+    #[inline]
     pub fn with_priority(mut self, value: ::std::string::String) -> Self {
         self.priority = ::std::option::Option::Some(value);
         self
     }
     /// Sets `username`.
+    #[inline]
     pub fn with_username(mut self, value: ::std::string::String) -> Self {
         self.username = ::std::option::Option::Some(value);
         self
@@ -1246,7 +1335,7 @@ impl TlsCredsPskProperties {
 /// `TlsCredsX509Properties`: the QAPI struct (module `crypto`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.TlsCredsX509Properties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1270,8 +1359,10 @@ pub struct TlsCredsX509Properties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub passwordid: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(TlsCredsX509Properties { verify_peer, dir, endpoint, priority, sanity_check, passwordid });
 impl TlsCredsX509Properties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             verify_peer: ::std::option::Option::None,
@@ -1283,31 +1374,37 @@ impl TlsCredsX509Properties {
         }
     }
     /// Sets `verify-peer`.
+    #[inline]
     pub fn with_verify_peer(mut self, value: bool) -> Self {
         self.verify_peer = ::std::option::Option::Some(value);
         self
     }
     /// Sets `dir`.
+    #[inline]
     pub fn with_dir(mut self, value: ::std::string::String) -> Self {
         self.dir = ::std::option::Option::Some(value);
         self
     }
     /// Sets `endpoint`.
+    #[inline]
     pub fn with_endpoint(mut self, value: super::QCryptoTLSCredsEndpoint) -> Self {
         self.endpoint = ::std::option::Option::Some(value);
         self
     }
     /// Sets `priority`.
+    #[inline]
     pub fn with_priority(mut self, value: ::std::string::String) -> Self {
         self.priority = ::std::option::Option::Some(value);
         self
     }
     /// Sets `sanity-check`.
+    #[inline]
     pub fn with_sanity_check(mut self, value: bool) -> Self {
         self.sanity_check = ::std::option::Option::Some(value);
         self
     }
     /// Sets `passwordid`.
+    #[inline]
     pub fn with_passwordid(mut self, value: ::std::string::String) -> Self {
         self.passwordid = ::std::option::Option::Some(value);
         self
@@ -1368,7 +1465,7 @@ crate::support::qapi_enum!(QCryptoRSAPaddingAlgo {
 /// `QCryptoAkCipherOptionsRSA`: the QAPI struct (module `crypto`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoAkCipherOptionsRSA).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1380,8 +1477,10 @@ pub struct QCryptoAkCipherOptionsRSA {
     #[serde(rename = "padding-alg")]
     pub padding_alg: super::QCryptoRSAPaddingAlgo,
 }
+crate::support::debug_struct!(QCryptoAkCipherOptionsRSA { hash_alg, padding_alg });
 impl QCryptoAkCipherOptionsRSA {
     /// A value with the required members.
+    #[inline]
     pub fn new(hash_alg: super::QCryptoHashAlgo, padding_alg: super::QCryptoRSAPaddingAlgo) -> Self {
         Self {
             hash_alg,
@@ -1405,19 +1504,22 @@ pub struct QCryptoAkCipherOptions {
 }
 impl QCryptoAkCipherOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: QCryptoAkCipherOptionsCommon, branch: QCryptoAkCipherOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`QCryptoAkCipherOptions`] that every case has, the discriminator `alg` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoAkCipherOptionsCommon {
 }
+crate::support::debug_struct!(QCryptoAkCipherOptionsCommon {  });
 impl QCryptoAkCipherOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -1439,6 +1541,7 @@ pub enum QCryptoAkCipherOptionsBranch {
 }
 impl QCryptoAkCipherOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Rsa(_) => "rsa",
@@ -1464,6 +1567,7 @@ impl<'de> ::serde::Deserialize<'de> for QCryptoAkCipherOptions {
     }
 }
 impl QCryptoAkCipherOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <QCryptoAkCipherOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "alg")?;

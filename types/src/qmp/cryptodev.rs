@@ -74,7 +74,7 @@ crate::support::qapi_enum!(QCryptodevBackendType {
 /// `QCryptodevBackendClient`: the QAPI struct (module `cryptodev`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-cryptodev.QCryptodevBackendClient).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -84,11 +84,12 @@ pub struct QCryptodevBackendClient {
     /// `type`.
     pub r#type: super::QCryptodevBackendType,
 }
+crate::support::debug_struct!(QCryptodevBackendClient { queue, r#type });
 
 /// `QCryptodevInfo`: the QAPI struct (module `cryptodev`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-cryptodev.QCryptodevInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -100,6 +101,7 @@ pub struct QCryptodevInfo {
     /// `client`.
     pub client: ::std::vec::Vec<super::QCryptodevBackendClient>,
 }
+crate::support::debug_struct!(QCryptodevInfo { id, service, client });
 
 /// `query-cryptodev`: the QAPI command (module `cryptodev`, since QEMU 8.0).
 ///
@@ -111,6 +113,7 @@ pub struct QCryptodevInfo {
 pub struct QueryCryptodev {}
 impl QueryCryptodev {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

@@ -34,7 +34,7 @@ crate::support::qapi_enum!(CxlEventLog {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-general-media-event).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct CxlInjectGeneralMediaEvent {
     /// `path`.
@@ -65,8 +65,10 @@ pub struct CxlInjectGeneralMediaEvent {
     #[serde(rename = "component-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub component_id: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(CxlInjectGeneralMediaEvent { path, log, flags, dpa, descriptor, r#type, transaction_type, channel, rank, device, component_id });
 impl CxlInjectGeneralMediaEvent {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, log: super::CxlEventLog, flags: u8, dpa: u64, descriptor: u8, r#type: u8, transaction_type: u8) -> Self {
         Self {
             path,
@@ -83,21 +85,25 @@ impl CxlInjectGeneralMediaEvent {
         }
     }
     /// Sets `channel`.
+    #[inline]
     pub fn with_channel(mut self, value: u8) -> Self {
         self.channel = ::std::option::Option::Some(value);
         self
     }
     /// Sets `rank`.
+    #[inline]
     pub fn with_rank(mut self, value: u8) -> Self {
         self.rank = ::std::option::Option::Some(value);
         self
     }
     /// Sets `device`.
+    #[inline]
     pub fn with_device(mut self, value: u32) -> Self {
         self.device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `component-id`.
+    #[inline]
     pub fn with_component_id(mut self, value: ::std::string::String) -> Self {
         self.component_id = ::std::option::Option::Some(value);
         self
@@ -113,7 +119,7 @@ impl ::qmp_proto::Command for CxlInjectGeneralMediaEvent {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-dram-event).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct CxlInjectDramEvent {
     /// `path`.
@@ -156,8 +162,10 @@ pub struct CxlInjectDramEvent {
     #[serde(rename = "correction-mask", skip_serializing_if = "::std::option::Option::is_none")]
     pub correction_mask: ::std::option::Option<::std::vec::Vec<u64>>,
 }
+crate::support::debug_struct!(CxlInjectDramEvent { path, log, flags, dpa, descriptor, r#type, transaction_type, channel, rank, nibble_mask, bank_group, bank, row, column, correction_mask });
 impl CxlInjectDramEvent {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, log: super::CxlEventLog, flags: u8, dpa: u64, descriptor: u8, r#type: u8, transaction_type: u8) -> Self {
         Self {
             path,
@@ -178,41 +186,49 @@ impl CxlInjectDramEvent {
         }
     }
     /// Sets `channel`.
+    #[inline]
     pub fn with_channel(mut self, value: u8) -> Self {
         self.channel = ::std::option::Option::Some(value);
         self
     }
     /// Sets `rank`.
+    #[inline]
     pub fn with_rank(mut self, value: u8) -> Self {
         self.rank = ::std::option::Option::Some(value);
         self
     }
     /// Sets `nibble-mask`.
+    #[inline]
     pub fn with_nibble_mask(mut self, value: u32) -> Self {
         self.nibble_mask = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bank-group`.
+    #[inline]
     pub fn with_bank_group(mut self, value: u8) -> Self {
         self.bank_group = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bank`.
+    #[inline]
     pub fn with_bank(mut self, value: u8) -> Self {
         self.bank = ::std::option::Option::Some(value);
         self
     }
     /// Sets `row`.
+    #[inline]
     pub fn with_row(mut self, value: u32) -> Self {
         self.row = ::std::option::Option::Some(value);
         self
     }
     /// Sets `column`.
+    #[inline]
     pub fn with_column(mut self, value: u16) -> Self {
         self.column = ::std::option::Option::Some(value);
         self
     }
     /// Sets `correction-mask`.
+    #[inline]
     pub fn with_correction_mask(mut self, value: ::std::vec::Vec<u64>) -> Self {
         self.correction_mask = ::std::option::Option::Some(value);
         self
@@ -228,7 +244,7 @@ impl ::qmp_proto::Command for CxlInjectDramEvent {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-memory-module-event).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct CxlInjectMemoryModuleEvent {
     /// `path`.
@@ -263,8 +279,10 @@ pub struct CxlInjectMemoryModuleEvent {
     #[serde(rename = "corrected-persistent-error-count")]
     pub corrected_persistent_error_count: u32,
 }
+crate::support::debug_struct!(CxlInjectMemoryModuleEvent { path, log, flags, r#type, health_status, media_status, additional_status, life_used, temperature, dirty_shutdown_count, corrected_volatile_error_count, corrected_persistent_error_count });
 impl CxlInjectMemoryModuleEvent {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, log: super::CxlEventLog, flags: u8, r#type: u8, health_status: u8, media_status: u8, additional_status: u8, life_used: u8, temperature: i16, dirty_shutdown_count: u32, corrected_volatile_error_count: u32, corrected_persistent_error_count: u32) -> Self {
         Self {
             path,
@@ -292,7 +310,7 @@ impl ::qmp_proto::Command for CxlInjectMemoryModuleEvent {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-poison).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct CxlInjectPoison {
     /// `path`.
@@ -302,8 +320,10 @@ pub struct CxlInjectPoison {
     /// `length`.
     pub length: u64,
 }
+crate::support::debug_struct!(CxlInjectPoison { path, start, length });
 impl CxlInjectPoison {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, start: u64, length: u64) -> Self {
         Self {
             path,
@@ -377,7 +397,7 @@ crate::support::qapi_enum!(CxlUncorErrorType {
 /// `CXLUncorErrorRecord`: the QAPI struct (module `cxl`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-cxl.CXLUncorErrorRecord).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -387,8 +407,10 @@ pub struct CXLUncorErrorRecord {
     /// `header`.
     pub header: ::std::vec::Vec<u32>,
 }
+crate::support::debug_struct!(CXLUncorErrorRecord { r#type, header });
 impl CXLUncorErrorRecord {
     /// A value with the required members.
+    #[inline]
     pub fn new(r#type: super::CxlUncorErrorType, header: ::std::vec::Vec<u32>) -> Self {
         Self {
             r#type,
@@ -402,7 +424,7 @@ impl CXLUncorErrorRecord {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-uncorrectable-errors).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct CxlInjectUncorrectableErrors {
     /// `path`.
@@ -410,8 +432,10 @@ pub struct CxlInjectUncorrectableErrors {
     /// `errors`.
     pub errors: ::std::vec::Vec<super::CXLUncorErrorRecord>,
 }
+crate::support::debug_struct!(CxlInjectUncorrectableErrors { path, errors });
 impl CxlInjectUncorrectableErrors {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, errors: ::std::vec::Vec<super::CXLUncorErrorRecord>) -> Self {
         Self {
             path,
@@ -462,7 +486,7 @@ crate::support::qapi_enum!(CxlCorErrorType {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-correctable-error).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct CxlInjectCorrectableError {
     /// `path`.
@@ -470,8 +494,10 @@ pub struct CxlInjectCorrectableError {
     /// `type`.
     pub r#type: super::CxlCorErrorType,
 }
+crate::support::debug_struct!(CxlInjectCorrectableError { path, r#type });
 impl CxlInjectCorrectableError {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, r#type: super::CxlCorErrorType) -> Self {
         Self {
             path,
@@ -487,7 +513,7 @@ impl ::qmp_proto::Command for CxlInjectCorrectableError {
 /// `CxlDynamicCapacityExtent`: the QAPI struct (module `cxl`, since QEMU 9.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-cxl.CxlDynamicCapacityExtent).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -497,8 +523,10 @@ pub struct CxlDynamicCapacityExtent {
     /// `len`.
     pub len: u64,
 }
+crate::support::debug_struct!(CxlDynamicCapacityExtent { offset, len });
 impl CxlDynamicCapacityExtent {
     /// A value with the required members.
+    #[inline]
     pub fn new(offset: u64, len: u64) -> Self {
         Self {
             offset,
@@ -538,7 +566,7 @@ crate::support::qapi_enum!(CxlExtentSelectionPolicy {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct CxlAddDynamicCapacity {
     /// `path`.
@@ -557,8 +585,10 @@ pub struct CxlAddDynamicCapacity {
     /// `extents`.
     pub extents: ::std::vec::Vec<super::CxlDynamicCapacityExtent>,
 }
+crate::support::debug_struct!(CxlAddDynamicCapacity { path, host_id, selection_policy, region, tag, extents });
 impl CxlAddDynamicCapacity {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, host_id: u16, selection_policy: super::CxlExtentSelectionPolicy, region: u8, extents: ::std::vec::Vec<super::CxlDynamicCapacityExtent>) -> Self {
         Self {
             path,
@@ -570,6 +600,7 @@ impl CxlAddDynamicCapacity {
         }
     }
     /// Sets `tag`.
+    #[inline]
     pub fn with_tag(mut self, value: ::std::string::String) -> Self {
         self.tag = ::std::option::Option::Some(value);
         self
@@ -605,7 +636,7 @@ crate::support::qapi_enum!(CxlExtentRemovalPolicy {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct CxlReleaseDynamicCapacity {
     /// `path`.
@@ -630,8 +661,10 @@ pub struct CxlReleaseDynamicCapacity {
     /// `extents`.
     pub extents: ::std::vec::Vec<super::CxlDynamicCapacityExtent>,
 }
+crate::support::debug_struct!(CxlReleaseDynamicCapacity { path, host_id, removal_policy, forced_removal, sanitize_on_release, region, tag, extents });
 impl CxlReleaseDynamicCapacity {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, host_id: u16, removal_policy: super::CxlExtentRemovalPolicy, region: u8, extents: ::std::vec::Vec<super::CxlDynamicCapacityExtent>) -> Self {
         Self {
             path,
@@ -645,16 +678,19 @@ impl CxlReleaseDynamicCapacity {
         }
     }
     /// Sets `forced-removal`.
+    #[inline]
     pub fn with_forced_removal(mut self, value: bool) -> Self {
         self.forced_removal = ::std::option::Option::Some(value);
         self
     }
     /// Sets `sanitize-on-release`.
+    #[inline]
     pub fn with_sanitize_on_release(mut self, value: bool) -> Self {
         self.sanitize_on_release = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tag`.
+    #[inline]
     pub fn with_tag(mut self, value: ::std::string::String) -> Self {
         self.tag = ::std::option::Option::Some(value);
         self

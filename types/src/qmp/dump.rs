@@ -46,7 +46,7 @@ crate::support::qapi_enum!(DumpGuestMemoryFormat {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-dump.dump-guest-memory).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct DumpGuestMemory {
     /// `paging`.
@@ -66,8 +66,10 @@ pub struct DumpGuestMemory {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::DumpGuestMemoryFormat>,
 }
+crate::support::debug_struct!(DumpGuestMemory { paging, protocol, detach, begin, length, format });
 impl DumpGuestMemory {
     /// A value with the required members.
+    #[inline]
     pub fn new(paging: bool, protocol: ::std::string::String) -> Self {
         Self {
             paging,
@@ -79,21 +81,25 @@ impl DumpGuestMemory {
         }
     }
     /// Sets `detach`.
+    #[inline]
     pub fn with_detach(mut self, value: bool) -> Self {
         self.detach = ::std::option::Option::Some(value);
         self
     }
     /// Sets `begin`.
+    #[inline]
     pub fn with_begin(mut self, value: i64) -> Self {
         self.begin = ::std::option::Option::Some(value);
         self
     }
     /// Sets `length`.
+    #[inline]
     pub fn with_length(mut self, value: i64) -> Self {
         self.length = ::std::option::Option::Some(value);
         self
     }
     /// Sets `format`.
+    #[inline]
     pub fn with_format(mut self, value: super::DumpGuestMemoryFormat) -> Self {
         self.format = ::std::option::Option::Some(value);
         self
@@ -131,7 +137,7 @@ crate::support::qapi_enum!(DumpStatus {
 /// `DumpQueryResult`: the QAPI struct (module `dump`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-dump.DumpQueryResult).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -143,6 +149,7 @@ pub struct DumpQueryResult {
     /// `total`.
     pub total: i64,
 }
+crate::support::debug_struct!(DumpQueryResult { status, completed, total });
 
 /// `query-dump`: the QAPI command (module `dump`, since QEMU 2.6).
 ///
@@ -154,6 +161,7 @@ pub struct DumpQueryResult {
 pub struct QueryDump {}
 impl QueryDump {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -169,7 +177,7 @@ impl ::qmp_proto::Command for QueryDump {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-dump.DUMP_COMPLETED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct DumpCompleted {
@@ -179,6 +187,7 @@ pub struct DumpCompleted {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(DumpCompleted { result, error });
 impl ::qmp_proto::events::TypedEvent for DumpCompleted {
     const NAME: &'static str = "DUMP_COMPLETED";
 }
@@ -186,7 +195,7 @@ impl ::qmp_proto::events::TypedEvent for DumpCompleted {
 /// `DumpGuestMemoryCapability`: the QAPI struct (module `dump`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-dump.DumpGuestMemoryCapability).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -194,6 +203,7 @@ pub struct DumpGuestMemoryCapability {
     /// `formats`.
     pub formats: ::std::vec::Vec<super::DumpGuestMemoryFormat>,
 }
+crate::support::debug_struct!(DumpGuestMemoryCapability { formats });
 
 /// `query-dump-guest-memory-capability`: the QAPI command (module `dump`, since QEMU 2.0).
 ///
@@ -205,6 +215,7 @@ pub struct DumpGuestMemoryCapability {
 pub struct QueryDumpGuestMemoryCapability {}
 impl QueryDumpGuestMemoryCapability {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

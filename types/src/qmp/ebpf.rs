@@ -8,7 +8,7 @@
 /// `EbpfObject`: the QAPI struct (module `ebpf`, since QEMU 9.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ebpf.EbpfObject).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -16,6 +16,7 @@ pub struct EbpfObject {
     /// `object`.
     pub object: ::std::string::String,
 }
+crate::support::debug_struct!(EbpfObject { object });
 
 /// `EbpfProgramID`: the QAPI enum (module `ebpf`, since QEMU 9.0).
 ///
@@ -37,14 +38,16 @@ crate::support::qapi_enum!(EbpfProgramID {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ebpf.request-ebpf).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct RequestEbpf {
     /// `id`.
     pub id: super::EbpfProgramID,
 }
+crate::support::debug_struct!(RequestEbpf { id });
 impl RequestEbpf {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: super::EbpfProgramID) -> Self {
         Self {
             id,

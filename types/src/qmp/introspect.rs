@@ -15,6 +15,7 @@
 pub struct QueryQmpSchema {}
 impl QueryQmpSchema {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -73,12 +74,13 @@ pub struct SchemaInfo {
 }
 impl SchemaInfo {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: SchemaInfoCommon, branch: SchemaInfoBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`SchemaInfo`] that every case has, the discriminator `meta-type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -89,6 +91,7 @@ pub struct SchemaInfoCommon {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
+crate::support::debug_struct!(SchemaInfoCommon { name, features });
 /// The cases of [`SchemaInfo`], by its discriminator `meta-type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -117,6 +120,7 @@ pub enum SchemaInfoBranch {
 }
 impl SchemaInfoBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Builtin(_) => "builtin",
@@ -155,6 +159,7 @@ impl<'de> ::serde::Deserialize<'de> for SchemaInfo {
     }
 }
 impl SchemaInfo {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <SchemaInfoCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "meta-type")?;
@@ -178,7 +183,7 @@ impl SchemaInfo {
 /// `SchemaInfoBuiltin`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoBuiltin).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -187,6 +192,7 @@ pub struct SchemaInfoBuiltin {
     #[serde(rename = "json-type")]
     pub json_type: super::JSONType,
 }
+crate::support::debug_struct!(SchemaInfoBuiltin { json_type });
 
 /// `JSONType`: the QAPI enum (module `introspect`, since QEMU 2.5).
 ///
@@ -227,7 +233,7 @@ crate::support::qapi_enum!(JSONType {
 /// `SchemaInfoEnum`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoEnum).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -240,11 +246,12 @@ pub struct SchemaInfoEnum {
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     pub values: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(SchemaInfoEnum { members, values });
 
 /// `SchemaInfoEnumMember`: the QAPI struct (module `introspect`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoEnumMember).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -255,11 +262,12 @@ pub struct SchemaInfoEnumMember {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
+crate::support::debug_struct!(SchemaInfoEnumMember { name, features });
 
 /// `SchemaInfoArray`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoArray).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -268,11 +276,12 @@ pub struct SchemaInfoArray {
     #[serde(rename = "element-type")]
     pub element_type: ::std::string::String,
 }
+crate::support::debug_struct!(SchemaInfoArray { element_type });
 
 /// `SchemaInfoObject`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoObject).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -286,11 +295,12 @@ pub struct SchemaInfoObject {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub variants: ::std::option::Option<::std::vec::Vec<super::SchemaInfoObjectVariant>>,
 }
+crate::support::debug_struct!(SchemaInfoObject { members, tag, variants });
 
 /// `SchemaInfoObjectMember`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoObjectMember).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -306,11 +316,12 @@ pub struct SchemaInfoObjectMember {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
+crate::support::debug_struct!(SchemaInfoObjectMember { name, r#type, default, features });
 
 /// `SchemaInfoObjectVariant`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoObjectVariant).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -320,11 +331,12 @@ pub struct SchemaInfoObjectVariant {
     /// `type`.
     pub r#type: ::std::string::String,
 }
+crate::support::debug_struct!(SchemaInfoObjectVariant { case, r#type });
 
 /// `SchemaInfoAlternate`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoAlternate).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -332,11 +344,12 @@ pub struct SchemaInfoAlternate {
     /// `members`.
     pub members: ::std::vec::Vec<super::SchemaInfoAlternateMember>,
 }
+crate::support::debug_struct!(SchemaInfoAlternate { members });
 
 /// `SchemaInfoAlternateMember`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoAlternateMember).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -344,11 +357,12 @@ pub struct SchemaInfoAlternateMember {
     /// `type`.
     pub r#type: ::std::string::String,
 }
+crate::support::debug_struct!(SchemaInfoAlternateMember { r#type });
 
 /// `SchemaInfoCommand`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoCommand).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -363,11 +377,12 @@ pub struct SchemaInfoCommand {
     #[serde(rename = "allow-oob", skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_oob: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(SchemaInfoCommand { arg_type, ret_type, allow_oob });
 
 /// `SchemaInfoEvent`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoEvent).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -376,4 +391,5 @@ pub struct SchemaInfoEvent {
     #[serde(rename = "arg-type")]
     pub arg_type: ::std::string::String,
 }
+crate::support::debug_struct!(SchemaInfoEvent { arg_type });
 

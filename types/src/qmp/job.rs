@@ -130,7 +130,7 @@ crate::support::qapi_enum!(JobVerb {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-job.JOB_STATUS_CHANGE).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct JobStatusChange {
@@ -139,6 +139,7 @@ pub struct JobStatusChange {
     /// `status`.
     pub status: super::JobStatus,
 }
+crate::support::debug_struct!(JobStatusChange { id, status });
 impl ::qmp_proto::events::TypedEvent for JobStatusChange {
     const NAME: &'static str = "JOB_STATUS_CHANGE";
 }
@@ -148,14 +149,16 @@ impl ::qmp_proto::events::TypedEvent for JobStatusChange {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-pause).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct JobPause {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(JobPause { id });
 impl JobPause {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -172,14 +175,16 @@ impl ::qmp_proto::Command for JobPause {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-resume).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct JobResume {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(JobResume { id });
 impl JobResume {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -196,14 +201,16 @@ impl ::qmp_proto::Command for JobResume {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-cancel).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct JobCancel {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(JobCancel { id });
 impl JobCancel {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -220,14 +227,16 @@ impl ::qmp_proto::Command for JobCancel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-complete).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct JobComplete {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(JobComplete { id });
 impl JobComplete {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -244,14 +253,16 @@ impl ::qmp_proto::Command for JobComplete {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-dismiss).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct JobDismiss {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(JobDismiss { id });
 impl JobDismiss {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -268,14 +279,16 @@ impl ::qmp_proto::Command for JobDismiss {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-finalize).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct JobFinalize {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(JobFinalize { id });
 impl JobFinalize {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -290,7 +303,7 @@ impl ::qmp_proto::Command for JobFinalize {
 /// `JobInfo`: the QAPI struct (module `job`, since QEMU 3.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-job.JobInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -311,6 +324,7 @@ pub struct JobInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(JobInfo { id, r#type, status, current_progress, total_progress, error });
 
 /// `query-jobs`: the QAPI command (module `job`, since QEMU 3.0).
 ///
@@ -322,6 +336,7 @@ pub struct JobInfo {
 pub struct QueryJobs {}
 impl QueryJobs {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

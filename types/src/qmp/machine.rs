@@ -134,7 +134,7 @@ crate::support::qapi_enum!(S390CpuState {
 /// `CpuInfoS390`: the QAPI struct (module `machine`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CpuInfoS390).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -149,6 +149,7 @@ pub struct CpuInfoS390 {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub entitlement: ::std::option::Option<super::S390CpuEntitlement>,
 }
+crate::support::debug_struct!(CpuInfoS390 { cpu_state, dedicated, entitlement });
 
 /// `CpuInfoFast`: the QAPI union (module `machine`, since QEMU 2.12).
 ///
@@ -165,12 +166,13 @@ pub struct CpuInfoFast {
 }
 impl CpuInfoFast {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: CpuInfoFastCommon, branch: CpuInfoFastBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`CpuInfoFast`] that every case has, the discriminator `target` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -188,6 +190,7 @@ pub struct CpuInfoFastCommon {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub props: ::std::option::Option<super::CpuInstanceProperties>,
 }
+crate::support::debug_struct!(CpuInfoFastCommon { cpu_index, qom_path, thread_id, props });
 /// The cases of [`CpuInfoFast`], by its discriminator `target`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -260,6 +263,7 @@ pub enum CpuInfoFastBranch {
 }
 impl CpuInfoFastBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Aarch64 => "aarch64",
@@ -314,6 +318,7 @@ impl<'de> ::serde::Deserialize<'de> for CpuInfoFast {
     }
 }
 impl CpuInfoFast {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <CpuInfoFastCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "target")?;
@@ -366,6 +371,7 @@ impl CpuInfoFast {
 pub struct QueryCpusFast {}
 impl QueryCpusFast {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -379,7 +385,7 @@ impl ::qmp_proto::Command for QueryCpusFast {
 /// `CompatProperty`: the QAPI struct (module `machine`, since QEMU 9.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CompatProperty).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -392,11 +398,12 @@ pub struct CompatProperty {
     /// `value`.
     pub value: ::std::string::String,
 }
+crate::support::debug_struct!(CompatProperty { qom_type, property, value });
 
 /// `MachineInfo`: the QAPI struct (module `machine`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.MachineInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -434,13 +441,14 @@ pub struct MachineInfo {
     #[serde(rename = "compat-props", skip_serializing_if = "::std::option::Option::is_none")]
     pub compat_props: ::std::option::Option<::std::vec::Vec<super::CompatProperty>>,
 }
+crate::support::debug_struct!(MachineInfo { name, alias, is_default, cpu_max, hotpluggable_cpus, numa_mem_supported, deprecated, default_cpu_type, default_ram_id, acpi, compat_props });
 
 /// `query-machines`: the QAPI command (module `machine`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-machines).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryMachines {
     /// `compat-props` (optional, since QEMU 9.1).
@@ -449,14 +457,17 @@ pub struct QueryMachines {
     #[serde(rename = "compat-props", skip_serializing_if = "::std::option::Option::is_none")]
     pub compat_props: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(QueryMachines { compat_props });
 impl QueryMachines {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             compat_props: ::std::option::Option::None,
         }
     }
     /// Sets `compat-props`.
+    #[inline]
     pub fn with_compat_props(mut self, value: bool) -> Self {
         self.compat_props = ::std::option::Option::Some(value);
         self
@@ -470,7 +481,7 @@ impl ::qmp_proto::Command for QueryMachines {
 /// `CurrentMachineParams`: the QAPI struct (module `machine`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CurrentMachineParams).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -479,6 +490,7 @@ pub struct CurrentMachineParams {
     #[serde(rename = "wakeup-suspend-support")]
     pub wakeup_suspend_support: bool,
 }
+crate::support::debug_struct!(CurrentMachineParams { wakeup_suspend_support });
 
 /// `query-current-machine`: the QAPI command (module `machine`, since QEMU 4.0).
 ///
@@ -490,6 +502,7 @@ pub struct CurrentMachineParams {
 pub struct QueryCurrentMachine {}
 impl QueryCurrentMachine {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -503,7 +516,7 @@ impl ::qmp_proto::Command for QueryCurrentMachine {
 /// `TargetInfo`: the QAPI struct (module `machine`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.TargetInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -511,6 +524,7 @@ pub struct TargetInfo {
     /// `arch`.
     pub arch: super::SysEmuTarget,
 }
+crate::support::debug_struct!(TargetInfo { arch });
 
 /// `query-target`: the QAPI command (module `machine`, since QEMU 1.2).
 ///
@@ -522,6 +536,7 @@ pub struct TargetInfo {
 pub struct QueryTarget {}
 impl QueryTarget {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -535,7 +550,7 @@ impl ::qmp_proto::Command for QueryTarget {
 /// `UuidInfo`: the QAPI struct (module `machine`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.UuidInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -544,6 +559,7 @@ pub struct UuidInfo {
     #[serde(rename = "UUID")]
     pub uuid: ::std::string::String,
 }
+crate::support::debug_struct!(UuidInfo { uuid });
 
 /// `query-uuid`: the QAPI command (module `machine`, since QEMU 0.14).
 ///
@@ -555,6 +571,7 @@ pub struct UuidInfo {
 pub struct QueryUuid {}
 impl QueryUuid {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -568,7 +585,7 @@ impl ::qmp_proto::Command for QueryUuid {
 /// `GuidInfo`: the QAPI struct (module `machine`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.GuidInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -576,6 +593,7 @@ pub struct GuidInfo {
     /// `guid`.
     pub guid: ::std::string::String,
 }
+crate::support::debug_struct!(GuidInfo { guid });
 
 /// `query-vm-generation-id`: the QAPI command (module `machine`, since QEMU 2.9).
 ///
@@ -587,6 +605,7 @@ pub struct GuidInfo {
 pub struct QueryVmGenerationId {}
 impl QueryVmGenerationId {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -607,6 +626,7 @@ impl ::qmp_proto::Command for QueryVmGenerationId {
 pub struct SystemReset {}
 impl SystemReset {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -627,6 +647,7 @@ impl ::qmp_proto::Command for SystemReset {
 pub struct SystemPowerdown {}
 impl SystemPowerdown {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -647,6 +668,7 @@ impl ::qmp_proto::Command for SystemPowerdown {
 pub struct SystemWakeup {}
 impl SystemWakeup {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -688,6 +710,7 @@ crate::support::qapi_enum!(LostTickPolicy {
 pub struct InjectNmi {}
 impl InjectNmi {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -701,7 +724,7 @@ impl ::qmp_proto::Command for InjectNmi {
 /// `KvmInfo`: the QAPI struct (module `machine`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.KvmInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -711,6 +734,7 @@ pub struct KvmInfo {
     /// `present`.
     pub present: bool,
 }
+crate::support::debug_struct!(KvmInfo { enabled, present });
 
 /// `query-kvm`: the QAPI command (module `machine`, since QEMU 0.14).
 ///
@@ -722,6 +746,7 @@ pub struct KvmInfo {
 pub struct QueryKvm {}
 impl QueryKvm {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -774,19 +799,22 @@ pub struct NumaOptions {
 }
 impl NumaOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: NumaOptionsCommon, branch: NumaOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`NumaOptions`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NumaOptionsCommon {
 }
+crate::support::debug_struct!(NumaOptionsCommon {  });
 impl NumaOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -816,6 +844,7 @@ pub enum NumaOptionsBranch {
 }
 impl NumaOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Node(_) => "node",
@@ -851,6 +880,7 @@ impl<'de> ::serde::Deserialize<'de> for NumaOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl NumaOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <NumaOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -872,7 +902,7 @@ impl NumaOptions {
 /// `NumaNodeOptions`: the QAPI struct (module `machine`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.NumaNodeOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -893,8 +923,10 @@ pub struct NumaNodeOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub initiator: ::std::option::Option<u16>,
 }
+crate::support::debug_struct!(NumaNodeOptions { nodeid, cpus, mem, memdev, initiator });
 impl NumaNodeOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             nodeid: ::std::option::Option::None,
@@ -905,26 +937,31 @@ impl NumaNodeOptions {
         }
     }
     /// Sets `nodeid`.
+    #[inline]
     pub fn with_nodeid(mut self, value: u16) -> Self {
         self.nodeid = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cpus`.
+    #[inline]
     pub fn with_cpus(mut self, value: ::std::vec::Vec<u16>) -> Self {
         self.cpus = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mem`.
+    #[inline]
     pub fn with_mem(mut self, value: u64) -> Self {
         self.mem = ::std::option::Option::Some(value);
         self
     }
     /// Sets `memdev`.
+    #[inline]
     pub fn with_memdev(mut self, value: ::std::string::String) -> Self {
         self.memdev = ::std::option::Option::Some(value);
         self
     }
     /// Sets `initiator`.
+    #[inline]
     pub fn with_initiator(mut self, value: u16) -> Self {
         self.initiator = ::std::option::Option::Some(value);
         self
@@ -934,7 +971,7 @@ impl NumaNodeOptions {
 /// `NumaDistOptions`: the QAPI struct (module `machine`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.NumaDistOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -946,8 +983,10 @@ pub struct NumaDistOptions {
     /// `val`.
     pub val: u8,
 }
+crate::support::debug_struct!(NumaDistOptions { src, dst, val });
 impl NumaDistOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(src: u16, dst: u16, val: u8) -> Self {
         Self {
             src,
@@ -960,7 +999,7 @@ impl NumaDistOptions {
 /// `CXLFixedMemoryWindowOptions`: the QAPI struct (module `machine`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CXLFixedMemoryWindowOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -973,8 +1012,10 @@ pub struct CXLFixedMemoryWindowOptions {
     /// `targets`.
     pub targets: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(CXLFixedMemoryWindowOptions { size, interleave_granularity, targets });
 impl CXLFixedMemoryWindowOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(size: u64, targets: ::std::vec::Vec<::std::string::String>) -> Self {
         Self {
             size,
@@ -983,6 +1024,7 @@ impl CXLFixedMemoryWindowOptions {
         }
     }
     /// Sets `interleave-granularity`.
+    #[inline]
     pub fn with_interleave_granularity(mut self, value: u64) -> Self {
         self.interleave_granularity = ::std::option::Option::Some(value);
         self
@@ -992,7 +1034,7 @@ impl CXLFixedMemoryWindowOptions {
 /// `CXLFMWProperties`: the QAPI struct (module `machine`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CXLFMWProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1001,8 +1043,10 @@ pub struct CXLFMWProperties {
     #[serde(rename = "cxl-fmw")]
     pub cxl_fmw: ::std::vec::Vec<super::CXLFixedMemoryWindowOptions>,
 }
+crate::support::debug_struct!(CXLFMWProperties { cxl_fmw });
 impl CXLFMWProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(cxl_fmw: ::std::vec::Vec<super::CXLFixedMemoryWindowOptions>) -> Self {
         Self {
             cxl_fmw,
@@ -1049,7 +1093,7 @@ crate::support::qapi_enum!(X86CPURegister32 {
 /// `X86CPUFeatureWordInfo`: the QAPI struct (module `machine`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.X86CPUFeatureWordInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1066,8 +1110,10 @@ pub struct X86CPUFeatureWordInfo {
     /// `features`.
     pub features: i64,
 }
+crate::support::debug_struct!(X86CPUFeatureWordInfo { cpuid_input_eax, cpuid_input_ecx, cpuid_register, features });
 impl X86CPUFeatureWordInfo {
     /// A value with the required members.
+    #[inline]
     pub fn new(cpuid_input_eax: i64, cpuid_register: super::X86CPURegister32, features: i64) -> Self {
         Self {
             cpuid_input_eax,
@@ -1077,6 +1123,7 @@ impl X86CPUFeatureWordInfo {
         }
     }
     /// Sets `cpuid-input-ecx`.
+    #[inline]
     pub fn with_cpuid_input_ecx(mut self, value: i64) -> Self {
         self.cpuid_input_ecx = ::std::option::Option::Some(value);
         self
@@ -1086,7 +1133,7 @@ impl X86CPUFeatureWordInfo {
 /// `DummyForceArrays`: the QAPI struct (module `machine`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.DummyForceArrays).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1094,8 +1141,10 @@ pub struct DummyForceArrays {
     /// `unused`.
     pub unused: ::std::vec::Vec<super::X86CPUFeatureWordInfo>,
 }
+crate::support::debug_struct!(DummyForceArrays { unused });
 impl DummyForceArrays {
     /// A value with the required members.
+    #[inline]
     pub fn new(unused: ::std::vec::Vec<super::X86CPUFeatureWordInfo>) -> Self {
         Self {
             unused,
@@ -1106,7 +1155,7 @@ impl DummyForceArrays {
 /// `NumaCpuOptions`: the QAPI struct (module `machine`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.NumaCpuOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1139,8 +1188,10 @@ pub struct NumaCpuOptions {
     #[serde(rename = "thread-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_id: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(NumaCpuOptions { node_id, drawer_id, book_id, socket_id, die_id, cluster_id, module_id, core_id, thread_id });
 impl NumaCpuOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             node_id: ::std::option::Option::None,
@@ -1155,46 +1206,55 @@ impl NumaCpuOptions {
         }
     }
     /// Sets `node-id`.
+    #[inline]
     pub fn with_node_id(mut self, value: i64) -> Self {
         self.node_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `drawer-id`.
+    #[inline]
     pub fn with_drawer_id(mut self, value: i64) -> Self {
         self.drawer_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `book-id`.
+    #[inline]
     pub fn with_book_id(mut self, value: i64) -> Self {
         self.book_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `socket-id`.
+    #[inline]
     pub fn with_socket_id(mut self, value: i64) -> Self {
         self.socket_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `die-id`.
+    #[inline]
     pub fn with_die_id(mut self, value: i64) -> Self {
         self.die_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cluster-id`.
+    #[inline]
     pub fn with_cluster_id(mut self, value: i64) -> Self {
         self.cluster_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `module-id`.
+    #[inline]
     pub fn with_module_id(mut self, value: i64) -> Self {
         self.module_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `core-id`.
+    #[inline]
     pub fn with_core_id(mut self, value: i64) -> Self {
         self.core_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `thread-id`.
+    #[inline]
     pub fn with_thread_id(mut self, value: i64) -> Self {
         self.thread_id = ::std::option::Option::Some(value);
         self
@@ -1258,7 +1318,7 @@ crate::support::qapi_enum!(HmatLBDataType {
 /// `NumaHmatLBOptions`: the QAPI struct (module `machine`, since QEMU 5.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.NumaHmatLBOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1279,8 +1339,10 @@ pub struct NumaHmatLBOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bandwidth: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(NumaHmatLBOptions { initiator, target, hierarchy, data_type, latency, bandwidth });
 impl NumaHmatLBOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(initiator: u16, target: u16, hierarchy: super::HmatLBMemoryHierarchy, data_type: super::HmatLBDataType) -> Self {
         Self {
             initiator,
@@ -1292,11 +1354,13 @@ impl NumaHmatLBOptions {
         }
     }
     /// Sets `latency`.
+    #[inline]
     pub fn with_latency(mut self, value: u64) -> Self {
         self.latency = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bandwidth`.
+    #[inline]
     pub fn with_bandwidth(mut self, value: u64) -> Self {
         self.bandwidth = ::std::option::Option::Some(value);
         self
@@ -1348,7 +1412,7 @@ crate::support::qapi_enum!(HmatCacheWritePolicy {
 /// `NumaHmatCacheOptions`: the QAPI struct (module `machine`, since QEMU 5.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.NumaHmatCacheOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1367,8 +1431,10 @@ pub struct NumaHmatCacheOptions {
     /// `line`.
     pub line: u16,
 }
+crate::support::debug_struct!(NumaHmatCacheOptions { node_id, size, level, associativity, policy, line });
 impl NumaHmatCacheOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(node_id: u32, size: u64, level: u8, associativity: super::HmatCacheAssociativity, policy: super::HmatCacheWritePolicy, line: u16) -> Self {
         Self {
             node_id,
@@ -1386,7 +1452,7 @@ impl NumaHmatCacheOptions {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.memsave).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct Memsave {
     /// `val`.
@@ -1399,8 +1465,10 @@ pub struct Memsave {
     #[serde(rename = "cpu-index", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_index: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(Memsave { val, size, filename, cpu_index });
 impl Memsave {
     /// A value with the required members.
+    #[inline]
     pub fn new(val: u64, size: u64, filename: ::std::string::String) -> Self {
         Self {
             val,
@@ -1410,6 +1478,7 @@ impl Memsave {
         }
     }
     /// Sets `cpu-index`.
+    #[inline]
     pub fn with_cpu_index(mut self, value: i64) -> Self {
         self.cpu_index = ::std::option::Option::Some(value);
         self
@@ -1425,7 +1494,7 @@ impl ::qmp_proto::Command for Memsave {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.pmemsave).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct Pmemsave {
     /// `val`.
@@ -1435,8 +1504,10 @@ pub struct Pmemsave {
     /// `filename`.
     pub filename: ::std::string::String,
 }
+crate::support::debug_struct!(Pmemsave { val, size, filename });
 impl Pmemsave {
     /// A value with the required members.
+    #[inline]
     pub fn new(val: u64, size: u64, filename: ::std::string::String) -> Self {
         Self {
             val,
@@ -1453,7 +1524,7 @@ impl ::qmp_proto::Command for Pmemsave {
 /// `Memdev`: the QAPI struct (module `machine`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.Memdev).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1480,6 +1551,7 @@ pub struct Memdev {
     /// `policy`.
     pub policy: super::HostMemPolicy,
 }
+crate::support::debug_struct!(Memdev { id, size, merge, dump, prealloc, share, reserve, host_nodes, policy });
 
 /// `query-memdev`: the QAPI command (module `machine`, since QEMU 2.1).
 ///
@@ -1491,6 +1563,7 @@ pub struct Memdev {
 pub struct QueryMemdev {}
 impl QueryMemdev {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1504,7 +1577,7 @@ impl ::qmp_proto::Command for QueryMemdev {
 /// `CpuInstanceProperties`: the QAPI struct (module `machine`, since QEMU 2.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CpuInstanceProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1537,11 +1610,12 @@ pub struct CpuInstanceProperties {
     #[serde(rename = "thread-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_id: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(CpuInstanceProperties { node_id, drawer_id, book_id, socket_id, die_id, cluster_id, module_id, core_id, thread_id });
 
 /// `HotpluggableCPU`: the QAPI struct (module `machine`, since QEMU 2.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.HotpluggableCPU).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1557,6 +1631,7 @@ pub struct HotpluggableCPU {
     #[serde(rename = "qom-path", skip_serializing_if = "::std::option::Option::is_none")]
     pub qom_path: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(HotpluggableCPU { r#type, vcpus_count, props, qom_path });
 
 /// `query-hotpluggable-cpus`: the QAPI command (module `machine`, since QEMU 2.7).
 ///
@@ -1568,6 +1643,7 @@ pub struct HotpluggableCPU {
 pub struct QueryHotpluggableCpus {}
 impl QueryHotpluggableCpus {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1591,11 +1667,13 @@ pub struct SetNumaNode {
 }
 impl SetNumaNode {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::NumaOptions) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::NumaOptions> for SetNumaNode {
+    #[inline]
     fn from(args: super::NumaOptions) -> Self {
         Self { args }
     }
@@ -1611,14 +1689,16 @@ impl ::qmp_proto::Command for SetNumaNode {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.balloon).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct Balloon {
     /// `value`.
     pub value: i64,
 }
+crate::support::debug_struct!(Balloon { value });
 impl Balloon {
     /// A value with the required members.
+    #[inline]
     pub fn new(value: i64) -> Self {
         Self {
             value,
@@ -1633,7 +1713,7 @@ impl ::qmp_proto::Command for Balloon {
 /// `BalloonInfo`: the QAPI struct (module `machine`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.BalloonInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1641,6 +1721,7 @@ pub struct BalloonInfo {
     /// `actual`.
     pub actual: i64,
 }
+crate::support::debug_struct!(BalloonInfo { actual });
 
 /// `query-balloon`: the QAPI command (module `machine`, since QEMU 0.14).
 ///
@@ -1652,6 +1733,7 @@ pub struct BalloonInfo {
 pub struct QueryBalloon {}
 impl QueryBalloon {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1667,13 +1749,14 @@ impl ::qmp_proto::Command for QueryBalloon {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-machine.BALLOON_CHANGE).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct BalloonChange {
     /// `actual`.
     pub actual: i64,
 }
+crate::support::debug_struct!(BalloonChange { actual });
 impl ::qmp_proto::events::TypedEvent for BalloonChange {
     const NAME: &'static str = "BALLOON_CHANGE";
 }
@@ -1681,7 +1764,7 @@ impl ::qmp_proto::events::TypedEvent for BalloonChange {
 /// `HvBalloonInfo`: the QAPI struct (module `machine`, since QEMU 8.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.HvBalloonInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1691,6 +1774,7 @@ pub struct HvBalloonInfo {
     /// `available`.
     pub available: u64,
 }
+crate::support::debug_struct!(HvBalloonInfo { committed, available });
 
 /// `query-hv-balloon-status-report`: the QAPI command (module `machine`, since QEMU 8.2).
 ///
@@ -1702,6 +1786,7 @@ pub struct HvBalloonInfo {
 pub struct QueryHvBalloonStatusReport {}
 impl QueryHvBalloonStatusReport {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1729,7 +1814,7 @@ impl ::qmp_proto::events::TypedEvent for HvBalloonStatusReport {
 /// `MemoryInfo`: the QAPI struct (module `machine`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.MemoryInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1741,6 +1826,7 @@ pub struct MemoryInfo {
     #[serde(rename = "plugged-memory", skip_serializing_if = "::std::option::Option::is_none")]
     pub plugged_memory: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(MemoryInfo { base_memory, plugged_memory });
 
 /// `query-memory-size-summary`: the QAPI command (module `machine`, since QEMU 2.11).
 ///
@@ -1752,6 +1838,7 @@ pub struct MemoryInfo {
 pub struct QueryMemorySizeSummary {}
 impl QueryMemorySizeSummary {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1765,7 +1852,7 @@ impl ::qmp_proto::Command for QueryMemorySizeSummary {
 /// `PCDIMMDeviceInfo`: the QAPI struct (module `machine`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.PCDIMMDeviceInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1788,11 +1875,12 @@ pub struct PCDIMMDeviceInfo {
     /// `hotpluggable`.
     pub hotpluggable: bool,
 }
+crate::support::debug_struct!(PCDIMMDeviceInfo { id, addr, size, slot, node, memdev, hotplugged, hotpluggable });
 
 /// `VirtioPMEMDeviceInfo`: the QAPI struct (module `machine`, since QEMU 4.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.VirtioPMEMDeviceInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1807,11 +1895,12 @@ pub struct VirtioPMEMDeviceInfo {
     /// `memdev`.
     pub memdev: ::std::string::String,
 }
+crate::support::debug_struct!(VirtioPMEMDeviceInfo { id, memaddr, size, memdev });
 
 /// `VirtioMEMDeviceInfo`: the QAPI struct (module `machine`, since QEMU 5.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.VirtioMEMDeviceInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1837,11 +1926,12 @@ pub struct VirtioMEMDeviceInfo {
     /// `memdev`.
     pub memdev: ::std::string::String,
 }
+crate::support::debug_struct!(VirtioMEMDeviceInfo { id, memaddr, requested_size, size, max_size, block_size, node, memdev });
 
 /// `SgxEPCDeviceInfo`: the QAPI struct (module `machine`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.SgxEPCDeviceInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1858,11 +1948,12 @@ pub struct SgxEPCDeviceInfo {
     /// `memdev`.
     pub memdev: ::std::string::String,
 }
+crate::support::debug_struct!(SgxEPCDeviceInfo { id, memaddr, size, node, memdev });
 
 /// `HvBalloonDeviceInfo`: the QAPI struct (module `machine`, since QEMU 8.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.HvBalloonDeviceInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1880,6 +1971,7 @@ pub struct HvBalloonDeviceInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub memdev: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(HvBalloonDeviceInfo { id, memaddr, max_size, memdev });
 
 /// `MemoryDeviceInfoKind`: the QAPI enum (module `machine`, since QEMU 2.1).
 ///
@@ -1914,7 +2006,7 @@ crate::support::qapi_enum!(MemoryDeviceInfoKind {
 /// `PCDIMMDeviceInfoWrapper`: the QAPI struct (module `machine`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.PCDIMMDeviceInfoWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1922,11 +2014,12 @@ pub struct PCDIMMDeviceInfoWrapper {
     /// `data`.
     pub data: super::PCDIMMDeviceInfo,
 }
+crate::support::debug_struct!(PCDIMMDeviceInfoWrapper { data });
 
 /// `VirtioPMEMDeviceInfoWrapper`: the QAPI struct (module `machine`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.VirtioPMEMDeviceInfoWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1934,11 +2027,12 @@ pub struct VirtioPMEMDeviceInfoWrapper {
     /// `data`.
     pub data: super::VirtioPMEMDeviceInfo,
 }
+crate::support::debug_struct!(VirtioPMEMDeviceInfoWrapper { data });
 
 /// `VirtioMEMDeviceInfoWrapper`: the QAPI struct (module `machine`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.VirtioMEMDeviceInfoWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1946,11 +2040,12 @@ pub struct VirtioMEMDeviceInfoWrapper {
     /// `data`.
     pub data: super::VirtioMEMDeviceInfo,
 }
+crate::support::debug_struct!(VirtioMEMDeviceInfoWrapper { data });
 
 /// `SgxEPCDeviceInfoWrapper`: the QAPI struct (module `machine`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.SgxEPCDeviceInfoWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1958,11 +2053,12 @@ pub struct SgxEPCDeviceInfoWrapper {
     /// `data`.
     pub data: super::SgxEPCDeviceInfo,
 }
+crate::support::debug_struct!(SgxEPCDeviceInfoWrapper { data });
 
 /// `HvBalloonDeviceInfoWrapper`: the QAPI struct (module `machine`, since QEMU 8.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.HvBalloonDeviceInfoWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1970,6 +2066,7 @@ pub struct HvBalloonDeviceInfoWrapper {
     /// `data`.
     pub data: super::HvBalloonDeviceInfo,
 }
+crate::support::debug_struct!(HvBalloonDeviceInfoWrapper { data });
 
 /// `MemoryDeviceInfo`: the QAPI union (module `machine`, since QEMU 2.1).
 ///
@@ -1986,17 +2083,19 @@ pub struct MemoryDeviceInfo {
 }
 impl MemoryDeviceInfo {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: MemoryDeviceInfoCommon, branch: MemoryDeviceInfoBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`MemoryDeviceInfo`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MemoryDeviceInfoCommon {
 }
+crate::support::debug_struct!(MemoryDeviceInfoCommon {  });
 /// The cases of [`MemoryDeviceInfo`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -2023,6 +2122,7 @@ pub enum MemoryDeviceInfoBranch {
 }
 impl MemoryDeviceInfoBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Dimm(_) => "dimm",
@@ -2059,6 +2159,7 @@ impl<'de> ::serde::Deserialize<'de> for MemoryDeviceInfo {
     }
 }
 impl MemoryDeviceInfo {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <MemoryDeviceInfoCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -2081,7 +2182,7 @@ impl MemoryDeviceInfo {
 /// `SgxEPC`: the QAPI struct (module `machine`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.SgxEPC).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2091,8 +2192,10 @@ pub struct SgxEPC {
     /// `node`.
     pub node: i64,
 }
+crate::support::debug_struct!(SgxEPC { memdev, node });
 impl SgxEPC {
     /// A value with the required members.
+    #[inline]
     pub fn new(memdev: ::std::string::String, node: i64) -> Self {
         Self {
             memdev,
@@ -2104,7 +2207,7 @@ impl SgxEPC {
 /// `SgxEPCProperties`: the QAPI struct (module `machine`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.SgxEPCProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2113,8 +2216,10 @@ pub struct SgxEPCProperties {
     #[serde(rename = "sgx-epc")]
     pub sgx_epc: ::std::vec::Vec<super::SgxEPC>,
 }
+crate::support::debug_struct!(SgxEPCProperties { sgx_epc });
 impl SgxEPCProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(sgx_epc: ::std::vec::Vec<super::SgxEPC>) -> Self {
         Self {
             sgx_epc,
@@ -2132,6 +2237,7 @@ impl SgxEPCProperties {
 pub struct QueryMemoryDevices {}
 impl QueryMemoryDevices {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2147,7 +2253,7 @@ impl ::qmp_proto::Command for QueryMemoryDevices {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-machine.MEMORY_DEVICE_SIZE_CHANGE).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct MemoryDeviceSizeChange {
@@ -2160,6 +2266,7 @@ pub struct MemoryDeviceSizeChange {
     #[serde(rename = "qom-path")]
     pub qom_path: ::std::string::String,
 }
+crate::support::debug_struct!(MemoryDeviceSizeChange { id, size, qom_path });
 impl ::qmp_proto::events::TypedEvent for MemoryDeviceSizeChange {
     const NAME: &'static str = "MEMORY_DEVICE_SIZE_CHANGE";
 }
@@ -2167,7 +2274,7 @@ impl ::qmp_proto::events::TypedEvent for MemoryDeviceSizeChange {
 /// `BootConfiguration`: the QAPI struct (module `machine`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.BootConfiguration).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2194,8 +2301,10 @@ pub struct BootConfiguration {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub strict: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BootConfiguration { order, once, menu, splash, splash_time, reboot_timeout, strict });
 impl BootConfiguration {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             order: ::std::option::Option::None,
@@ -2208,36 +2317,43 @@ impl BootConfiguration {
         }
     }
     /// Sets `order`.
+    #[inline]
     pub fn with_order(mut self, value: ::std::string::String) -> Self {
         self.order = ::std::option::Option::Some(value);
         self
     }
     /// Sets `once`.
+    #[inline]
     pub fn with_once(mut self, value: ::std::string::String) -> Self {
         self.once = ::std::option::Option::Some(value);
         self
     }
     /// Sets `menu`.
+    #[inline]
     pub fn with_menu(mut self, value: bool) -> Self {
         self.menu = ::std::option::Option::Some(value);
         self
     }
     /// Sets `splash`.
+    #[inline]
     pub fn with_splash(mut self, value: ::std::string::String) -> Self {
         self.splash = ::std::option::Option::Some(value);
         self
     }
     /// Sets `splash-time`.
+    #[inline]
     pub fn with_splash_time(mut self, value: i64) -> Self {
         self.splash_time = ::std::option::Option::Some(value);
         self
     }
     /// Sets `reboot-timeout`.
+    #[inline]
     pub fn with_reboot_timeout(mut self, value: i64) -> Self {
         self.reboot_timeout = ::std::option::Option::Some(value);
         self
     }
     /// Sets `strict`.
+    #[inline]
     pub fn with_strict(mut self, value: bool) -> Self {
         self.strict = ::std::option::Option::Some(value);
         self
@@ -2247,7 +2363,7 @@ impl BootConfiguration {
 /// `SMPConfiguration`: the QAPI struct (module `machine`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.SMPConfiguration).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2283,8 +2399,10 @@ pub struct SMPConfiguration {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub maxcpus: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(SMPConfiguration { cpus, drawers, books, sockets, dies, clusters, modules, cores, threads, maxcpus });
 impl SMPConfiguration {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             cpus: ::std::option::Option::None,
@@ -2300,51 +2418,61 @@ impl SMPConfiguration {
         }
     }
     /// Sets `cpus`.
+    #[inline]
     pub fn with_cpus(mut self, value: i64) -> Self {
         self.cpus = ::std::option::Option::Some(value);
         self
     }
     /// Sets `drawers`.
+    #[inline]
     pub fn with_drawers(mut self, value: i64) -> Self {
         self.drawers = ::std::option::Option::Some(value);
         self
     }
     /// Sets `books`.
+    #[inline]
     pub fn with_books(mut self, value: i64) -> Self {
         self.books = ::std::option::Option::Some(value);
         self
     }
     /// Sets `sockets`.
+    #[inline]
     pub fn with_sockets(mut self, value: i64) -> Self {
         self.sockets = ::std::option::Option::Some(value);
         self
     }
     /// Sets `dies`.
+    #[inline]
     pub fn with_dies(mut self, value: i64) -> Self {
         self.dies = ::std::option::Option::Some(value);
         self
     }
     /// Sets `clusters`.
+    #[inline]
     pub fn with_clusters(mut self, value: i64) -> Self {
         self.clusters = ::std::option::Option::Some(value);
         self
     }
     /// Sets `modules`.
+    #[inline]
     pub fn with_modules(mut self, value: i64) -> Self {
         self.modules = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cores`.
+    #[inline]
     pub fn with_cores(mut self, value: i64) -> Self {
         self.cores = ::std::option::Option::Some(value);
         self
     }
     /// Sets `threads`.
+    #[inline]
     pub fn with_threads(mut self, value: i64) -> Self {
         self.threads = ::std::option::Option::Some(value);
         self
     }
     /// Sets `maxcpus`.
+    #[inline]
     pub fn with_maxcpus(mut self, value: i64) -> Self {
         self.maxcpus = ::std::option::Option::Some(value);
         self
@@ -2363,6 +2491,7 @@ impl SMPConfiguration {
 pub struct XQueryIrq {}
 impl XQueryIrq {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2385,6 +2514,7 @@ impl ::qmp_proto::Command for XQueryIrq {
 pub struct XQueryJit {}
 impl XQueryJit {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2407,6 +2537,7 @@ impl ::qmp_proto::Command for XQueryJit {
 pub struct XQueryNuma {}
 impl XQueryNuma {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2429,6 +2560,7 @@ impl ::qmp_proto::Command for XQueryNuma {
 pub struct XQueryOpcount {}
 impl XQueryOpcount {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2451,6 +2583,7 @@ impl ::qmp_proto::Command for XQueryOpcount {
 pub struct XQueryRamblock {}
 impl XQueryRamblock {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2473,6 +2606,7 @@ impl ::qmp_proto::Command for XQueryRamblock {
 pub struct XQueryRoms {}
 impl XQueryRoms {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2495,6 +2629,7 @@ impl ::qmp_proto::Command for XQueryRoms {
 pub struct XQueryUsb {}
 impl XQueryUsb {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2529,7 +2664,7 @@ crate::support::qapi_enum!(SmbiosEntryPointType {
 /// `MemorySizeConfiguration`: the QAPI struct (module `machine`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.MemorySizeConfiguration).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2544,8 +2679,10 @@ pub struct MemorySizeConfiguration {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub slots: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(MemorySizeConfiguration { size, max_size, slots });
 impl MemorySizeConfiguration {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             size: ::std::option::Option::None,
@@ -2554,20 +2691,49 @@ impl MemorySizeConfiguration {
         }
     }
     /// Sets `size`.
+    #[inline]
     pub fn with_size(mut self, value: u64) -> Self {
         self.size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-size`.
+    #[inline]
     pub fn with_max_size(mut self, value: u64) -> Self {
         self.max_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `slots`.
+    #[inline]
     pub fn with_slots(mut self, value: u64) -> Self {
         self.slots = ::std::option::Option::Some(value);
         self
     }
+}
+
+/// `dumpdtb`: the QAPI command (module `machine`, since QEMU 7.2).
+///
+/// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.dumpdtb).
+///
+/// Its fields are the command's arguments.
+#[derive(Clone, ::serde::Serialize)]
+#[non_exhaustive]
+pub struct Dumpdtb {
+    /// `filename`.
+    pub filename: ::std::string::String,
+}
+crate::support::debug_struct!(Dumpdtb { filename });
+impl Dumpdtb {
+    /// A value with the required members.
+    #[inline]
+    pub fn new(filename: ::std::string::String) -> Self {
+        Self {
+            filename,
+        }
+    }
+}
+impl ::qmp_proto::Command for Dumpdtb {
+    const NAME: &'static str = "dumpdtb";
+    type Returns = ::qmp_proto::commands::Empty;
 }
 
 /// `x-query-interrupt-controllers`: the QAPI command (module `machine`, since QEMU 9.1).
@@ -2582,6 +2748,7 @@ impl MemorySizeConfiguration {
 pub struct XQueryInterruptControllers {}
 impl XQueryInterruptControllers {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

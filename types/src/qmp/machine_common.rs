@@ -95,7 +95,7 @@ crate::support::qapi_enum!(CacheLevelAndType {
 /// `SmpCacheProperties`: the QAPI struct (module `machine-common`, since QEMU 9.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine-common.SmpCacheProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -105,8 +105,10 @@ pub struct SmpCacheProperties {
     /// `topology`.
     pub topology: super::CpuTopologyLevel,
 }
+crate::support::debug_struct!(SmpCacheProperties { cache, topology });
 impl SmpCacheProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(cache: super::CacheLevelAndType, topology: super::CpuTopologyLevel) -> Self {
         Self {
             cache,
@@ -118,7 +120,7 @@ impl SmpCacheProperties {
 /// `SmpCachePropertiesWrapper`: the QAPI struct (module `machine-common`).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine-common.SmpCachePropertiesWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -126,8 +128,10 @@ pub struct SmpCachePropertiesWrapper {
     /// `caches`.
     pub caches: ::std::vec::Vec<super::SmpCacheProperties>,
 }
+crate::support::debug_struct!(SmpCachePropertiesWrapper { caches });
 impl SmpCachePropertiesWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(caches: ::std::vec::Vec<super::SmpCacheProperties>) -> Self {
         Self {
             caches,

@@ -8,7 +8,7 @@
 /// `CpuModelInfo`: the QAPI struct (module `machine-target`, since QEMU 2.8).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine-target.CpuModelInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -19,8 +19,10 @@ pub struct CpuModelInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub props: ::std::option::Option<::serde_json::Value>,
 }
+crate::support::debug_struct!(CpuModelInfo { name, props });
 impl CpuModelInfo {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String) -> Self {
         Self {
             name,
@@ -28,6 +30,7 @@ impl CpuModelInfo {
         }
     }
     /// Sets `props`.
+    #[inline]
     pub fn with_props(mut self, value: ::serde_json::Value) -> Self {
         self.props = ::std::option::Option::Some(value);
         self
@@ -79,7 +82,7 @@ crate::support::qapi_enum!(CpuModelCompareResult {
 /// `CpuModelExpansionInfo`: the QAPI struct (module `machine-target`, since QEMU 2.8).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine-target.CpuModelExpansionInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -87,13 +90,14 @@ pub struct CpuModelExpansionInfo {
     /// `model`.
     pub model: super::CpuModelInfo,
 }
+crate::support::debug_struct!(CpuModelExpansionInfo { model });
 
 /// `query-cpu-model-expansion`: the QAPI command (module `machine-target`, since QEMU 2.8).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine-target.query-cpu-model-expansion).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryCpuModelExpansion {
     /// `type`.
@@ -101,8 +105,10 @@ pub struct QueryCpuModelExpansion {
     /// `model`.
     pub model: super::CpuModelInfo,
 }
+crate::support::debug_struct!(QueryCpuModelExpansion { r#type, model });
 impl QueryCpuModelExpansion {
     /// A value with the required members.
+    #[inline]
     pub fn new(r#type: super::CpuModelExpansionType, model: super::CpuModelInfo) -> Self {
         Self {
             r#type,
@@ -118,7 +124,7 @@ impl ::qmp_proto::Command for QueryCpuModelExpansion {
 /// `CpuDefinitionInfo`: the QAPI struct (module `machine-target`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine-target.CpuDefinitionInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -141,6 +147,7 @@ pub struct CpuDefinitionInfo {
     /// `deprecated` (since QEMU 5.2).
     pub deprecated: bool,
 }
+crate::support::debug_struct!(CpuDefinitionInfo { name, migration_safe, r#static, unavailable_features, typename, alias_of, deprecated });
 
 /// `query-cpu-definitions`: the QAPI command (module `machine-target`, since QEMU 1.2).
 ///
@@ -152,6 +159,7 @@ pub struct CpuDefinitionInfo {
 pub struct QueryCpuDefinitions {}
 impl QueryCpuDefinitions {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

@@ -8,7 +8,7 @@
 /// `MigrationStats`: the QAPI struct (module `migration`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationStats).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -59,11 +59,12 @@ pub struct MigrationStats {
     #[serde(rename = "dirty-sync-missed-zero-copy")]
     pub dirty_sync_missed_zero_copy: u64,
 }
+crate::support::debug_struct!(MigrationStats { transferred, remaining, total, duplicate, normal, normal_bytes, dirty_pages_rate, mbps, dirty_sync_count, postcopy_requests, page_size, multifd_bytes, pages_per_second, precopy_bytes, downtime_bytes, postcopy_bytes, dirty_sync_missed_zero_copy });
 
 /// `XBZRLECacheStats`: the QAPI struct (module `migration`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.XBZRLECacheStats).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -87,11 +88,12 @@ pub struct XBZRLECacheStats {
     /// `overflow`.
     pub overflow: i64,
 }
+crate::support::debug_struct!(XBZRLECacheStats { cache_size, bytes, pages, cache_miss, cache_miss_rate, encoding_rate, overflow });
 
 /// `CompressionStats`: the QAPI struct (module `migration`, since QEMU 3.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.CompressionStats).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -110,8 +112,10 @@ pub struct CompressionStats {
     #[serde(rename = "compression-rate")]
     pub compression_rate: f64,
 }
+crate::support::debug_struct!(CompressionStats { pages, busy, busy_rate, compressed_size, compression_rate });
 impl CompressionStats {
     /// A value with the required members.
+    #[inline]
     pub fn new(pages: i64, busy: i64, busy_rate: f64, compressed_size: i64, compression_rate: f64) -> Self {
         Self {
             pages,
@@ -183,7 +187,7 @@ crate::support::qapi_enum!(MigrationStatus {
 /// `VfioStats`: the QAPI struct (module `migration`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.VfioStats).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -191,11 +195,12 @@ pub struct VfioStats {
     /// `transferred`.
     pub transferred: i64,
 }
+crate::support::debug_struct!(VfioStats { transferred });
 
 /// `MigrationInfo`: the QAPI struct (module `migration`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -249,6 +254,7 @@ pub struct MigrationInfo {
     #[serde(rename = "dirty-limit-ring-full-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub dirty_limit_ring_full_time: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(MigrationInfo { status, ram, vfio, xbzrle_cache, total_time, expected_downtime, downtime, setup_time, cpu_throttle_percentage, error_desc, blocked_reasons, postcopy_blocktime, postcopy_vcpu_blocktime, socket_address, dirty_limit_throttle_time_per_round, dirty_limit_ring_full_time });
 
 /// `query-migrate`: the QAPI command (module `migration`, since QEMU 0.14).
 ///
@@ -260,6 +266,7 @@ pub struct MigrationInfo {
 pub struct QueryMigrate {}
 impl QueryMigrate {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -358,7 +365,7 @@ crate::support::qapi_enum!(MigrationCapability {
 /// `MigrationCapabilityStatus`: the QAPI struct (module `migration`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationCapabilityStatus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -368,8 +375,10 @@ pub struct MigrationCapabilityStatus {
     /// `state`.
     pub state: bool,
 }
+crate::support::debug_struct!(MigrationCapabilityStatus { capability, state });
 impl MigrationCapabilityStatus {
     /// A value with the required members.
+    #[inline]
     pub fn new(capability: super::MigrationCapability, state: bool) -> Self {
         Self {
             capability,
@@ -383,14 +392,16 @@ impl MigrationCapabilityStatus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-set-capabilities).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct MigrateSetCapabilities {
     /// `capabilities`.
     pub capabilities: ::std::vec::Vec<super::MigrationCapabilityStatus>,
 }
+crate::support::debug_struct!(MigrateSetCapabilities { capabilities });
 impl MigrateSetCapabilities {
     /// A value with the required members.
+    #[inline]
     pub fn new(capabilities: ::std::vec::Vec<super::MigrationCapabilityStatus>) -> Self {
         Self {
             capabilities,
@@ -412,6 +423,7 @@ impl ::qmp_proto::Command for MigrateSetCapabilities {
 pub struct QueryMigrateCapabilities {}
 impl QueryMigrateCapabilities {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -488,7 +500,7 @@ crate::support::qapi_enum!(ZeroPageDetection {
 /// `BitmapMigrationBitmapAliasTransform`: the QAPI struct (module `migration`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.BitmapMigrationBitmapAliasTransform).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -497,14 +509,17 @@ pub struct BitmapMigrationBitmapAliasTransform {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub persistent: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(BitmapMigrationBitmapAliasTransform { persistent });
 impl BitmapMigrationBitmapAliasTransform {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             persistent: ::std::option::Option::None,
         }
     }
     /// Sets `persistent`.
+    #[inline]
     pub fn with_persistent(mut self, value: bool) -> Self {
         self.persistent = ::std::option::Option::Some(value);
         self
@@ -514,7 +529,7 @@ impl BitmapMigrationBitmapAliasTransform {
 /// `BitmapMigrationBitmapAlias`: the QAPI struct (module `migration`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.BitmapMigrationBitmapAlias).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -527,8 +542,10 @@ pub struct BitmapMigrationBitmapAlias {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub transform: ::std::option::Option<super::BitmapMigrationBitmapAliasTransform>,
 }
+crate::support::debug_struct!(BitmapMigrationBitmapAlias { name, alias, transform });
 impl BitmapMigrationBitmapAlias {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String, alias: ::std::string::String) -> Self {
         Self {
             name,
@@ -537,6 +554,7 @@ impl BitmapMigrationBitmapAlias {
         }
     }
     /// Sets `transform`.
+    #[inline]
     pub fn with_transform(mut self, value: super::BitmapMigrationBitmapAliasTransform) -> Self {
         self.transform = ::std::option::Option::Some(value);
         self
@@ -546,7 +564,7 @@ impl BitmapMigrationBitmapAlias {
 /// `BitmapMigrationNodeAlias`: the QAPI struct (module `migration`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.BitmapMigrationNodeAlias).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -559,8 +577,10 @@ pub struct BitmapMigrationNodeAlias {
     /// `bitmaps`.
     pub bitmaps: ::std::vec::Vec<super::BitmapMigrationBitmapAlias>,
 }
+crate::support::debug_struct!(BitmapMigrationNodeAlias { node_name, alias, bitmaps });
 impl BitmapMigrationNodeAlias {
     /// A value with the required members.
+    #[inline]
     pub fn new(node_name: ::std::string::String, alias: ::std::string::String, bitmaps: ::std::vec::Vec<super::BitmapMigrationBitmapAlias>) -> Self {
         Self {
             node_name,
@@ -676,7 +696,7 @@ crate::support::qapi_enum!(MigrationParameter {
 /// `MigrateSetParameters`: the QAPI struct (module `migration`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrateSetParameters).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -773,8 +793,10 @@ pub struct MigrateSetParameters {
     #[serde(rename = "direct-io", skip_serializing_if = "::std::option::Option::is_none")]
     pub direct_io: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(MigrateSetParameters { announce_initial, announce_max, announce_rounds, announce_step, throttle_trigger_threshold, cpu_throttle_initial, cpu_throttle_increment, cpu_throttle_tailslow, tls_creds, tls_hostname, tls_authz, max_bandwidth, avail_switchover_bandwidth, downtime_limit, x_checkpoint_delay, multifd_channels, xbzrle_cache_size, max_postcopy_bandwidth, max_cpu_throttle, multifd_compression, multifd_zlib_level, multifd_qatzip_level, multifd_zstd_level, block_bitmap_mapping, x_vcpu_dirty_limit_period, vcpu_dirty_limit, mode, zero_page_detection, direct_io });
 impl MigrateSetParameters {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             announce_initial: ::std::option::Option::None,
@@ -809,146 +831,175 @@ impl MigrateSetParameters {
         }
     }
     /// Sets `announce-initial`.
+    #[inline]
     pub fn with_announce_initial(mut self, value: u64) -> Self {
         self.announce_initial = ::std::option::Option::Some(value);
         self
     }
     /// Sets `announce-max`.
+    #[inline]
     pub fn with_announce_max(mut self, value: u64) -> Self {
         self.announce_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `announce-rounds`.
+    #[inline]
     pub fn with_announce_rounds(mut self, value: u64) -> Self {
         self.announce_rounds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `announce-step`.
+    #[inline]
     pub fn with_announce_step(mut self, value: u64) -> Self {
         self.announce_step = ::std::option::Option::Some(value);
         self
     }
     /// Sets `throttle-trigger-threshold`.
+    #[inline]
     pub fn with_throttle_trigger_threshold(mut self, value: u8) -> Self {
         self.throttle_trigger_threshold = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cpu-throttle-initial`.
+    #[inline]
     pub fn with_cpu_throttle_initial(mut self, value: u8) -> Self {
         self.cpu_throttle_initial = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cpu-throttle-increment`.
+    #[inline]
     pub fn with_cpu_throttle_increment(mut self, value: u8) -> Self {
         self.cpu_throttle_increment = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cpu-throttle-tailslow`.
+    #[inline]
     pub fn with_cpu_throttle_tailslow(mut self, value: bool) -> Self {
         self.cpu_throttle_tailslow = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-creds`.
+    #[inline]
     pub fn with_tls_creds(mut self, value: super::StrOrNull) -> Self {
         self.tls_creds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-hostname`.
+    #[inline]
     pub fn with_tls_hostname(mut self, value: super::StrOrNull) -> Self {
         self.tls_hostname = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-authz`.
+    #[inline]
     pub fn with_tls_authz(mut self, value: super::StrOrNull) -> Self {
         self.tls_authz = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-bandwidth`.
+    #[inline]
     pub fn with_max_bandwidth(mut self, value: u64) -> Self {
         self.max_bandwidth = ::std::option::Option::Some(value);
         self
     }
     /// Sets `avail-switchover-bandwidth`.
+    #[inline]
     pub fn with_avail_switchover_bandwidth(mut self, value: u64) -> Self {
         self.avail_switchover_bandwidth = ::std::option::Option::Some(value);
         self
     }
     /// Sets `downtime-limit`.
+    #[inline]
     pub fn with_downtime_limit(mut self, value: u64) -> Self {
         self.downtime_limit = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-checkpoint-delay`.
+    #[inline]
     pub fn with_x_checkpoint_delay(mut self, value: u32) -> Self {
         self.x_checkpoint_delay = ::std::option::Option::Some(value);
         self
     }
     /// Sets `multifd-channels`.
+    #[inline]
     pub fn with_multifd_channels(mut self, value: u8) -> Self {
         self.multifd_channels = ::std::option::Option::Some(value);
         self
     }
     /// Sets `xbzrle-cache-size`.
+    #[inline]
     pub fn with_xbzrle_cache_size(mut self, value: u64) -> Self {
         self.xbzrle_cache_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-postcopy-bandwidth`.
+    #[inline]
     pub fn with_max_postcopy_bandwidth(mut self, value: u64) -> Self {
         self.max_postcopy_bandwidth = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max-cpu-throttle`.
+    #[inline]
     pub fn with_max_cpu_throttle(mut self, value: u8) -> Self {
         self.max_cpu_throttle = ::std::option::Option::Some(value);
         self
     }
     /// Sets `multifd-compression`.
+    #[inline]
     pub fn with_multifd_compression(mut self, value: super::MultiFDCompression) -> Self {
         self.multifd_compression = ::std::option::Option::Some(value);
         self
     }
     /// Sets `multifd-zlib-level`.
+    #[inline]
     pub fn with_multifd_zlib_level(mut self, value: u8) -> Self {
         self.multifd_zlib_level = ::std::option::Option::Some(value);
         self
     }
     /// Sets `multifd-qatzip-level`.
+    #[inline]
     pub fn with_multifd_qatzip_level(mut self, value: u8) -> Self {
         self.multifd_qatzip_level = ::std::option::Option::Some(value);
         self
     }
     /// Sets `multifd-zstd-level`.
+    #[inline]
     pub fn with_multifd_zstd_level(mut self, value: u8) -> Self {
         self.multifd_zstd_level = ::std::option::Option::Some(value);
         self
     }
     /// Sets `block-bitmap-mapping`.
+    #[inline]
     pub fn with_block_bitmap_mapping(mut self, value: ::std::vec::Vec<super::BitmapMigrationNodeAlias>) -> Self {
         self.block_bitmap_mapping = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-vcpu-dirty-limit-period`.
+    #[inline]
     pub fn with_x_vcpu_dirty_limit_period(mut self, value: u64) -> Self {
         self.x_vcpu_dirty_limit_period = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vcpu-dirty-limit`.
+    #[inline]
     pub fn with_vcpu_dirty_limit(mut self, value: u64) -> Self {
         self.vcpu_dirty_limit = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: super::MigMode) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
     }
     /// Sets `zero-page-detection`.
+    #[inline]
     pub fn with_zero_page_detection(mut self, value: super::ZeroPageDetection) -> Self {
         self.zero_page_detection = ::std::option::Option::Some(value);
         self
     }
     /// Sets `direct-io`.
+    #[inline]
     pub fn with_direct_io(mut self, value: bool) -> Self {
         self.direct_io = ::std::option::Option::Some(value);
         self
@@ -968,11 +1019,13 @@ pub struct MigrateSetParametersCmd {
 }
 impl MigrateSetParametersCmd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::MigrateSetParameters) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::MigrateSetParameters> for MigrateSetParametersCmd {
+    #[inline]
     fn from(args: super::MigrateSetParameters) -> Self {
         Self { args }
     }
@@ -986,7 +1039,7 @@ impl ::qmp_proto::Command for MigrateSetParametersCmd {
 /// `MigrationParameters`: the QAPI struct (module `migration`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationParameters).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1083,6 +1136,7 @@ pub struct MigrationParameters {
     #[serde(rename = "direct-io", skip_serializing_if = "::std::option::Option::is_none")]
     pub direct_io: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(MigrationParameters { announce_initial, announce_max, announce_rounds, announce_step, throttle_trigger_threshold, cpu_throttle_initial, cpu_throttle_increment, cpu_throttle_tailslow, tls_creds, tls_hostname, tls_authz, max_bandwidth, avail_switchover_bandwidth, downtime_limit, x_checkpoint_delay, multifd_channels, xbzrle_cache_size, max_postcopy_bandwidth, max_cpu_throttle, multifd_compression, multifd_zlib_level, multifd_qatzip_level, multifd_zstd_level, block_bitmap_mapping, x_vcpu_dirty_limit_period, vcpu_dirty_limit, mode, zero_page_detection, direct_io });
 
 /// `query-migrate-parameters`: the QAPI command (module `migration`, since QEMU 2.4).
 ///
@@ -1094,6 +1148,7 @@ pub struct MigrationParameters {
 pub struct QueryMigrateParameters {}
 impl QueryMigrateParameters {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1114,6 +1169,7 @@ impl ::qmp_proto::Command for QueryMigrateParameters {
 pub struct MigrateStartPostcopy {}
 impl MigrateStartPostcopy {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1129,13 +1185,14 @@ impl ::qmp_proto::Command for MigrateStartPostcopy {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.MIGRATION).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct Migration {
     /// `status`.
     pub status: super::MigrationStatus,
 }
+crate::support::debug_struct!(Migration { status });
 impl ::qmp_proto::events::TypedEvent for Migration {
     const NAME: &'static str = "MIGRATION";
 }
@@ -1145,13 +1202,14 @@ impl ::qmp_proto::events::TypedEvent for Migration {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.MIGRATION_PASS).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct MigrationPass {
     /// `pass`.
     pub pass: i64,
 }
+crate::support::debug_struct!(MigrationPass { pass });
 impl ::qmp_proto::events::TypedEvent for MigrationPass {
     const NAME: &'static str = "MIGRATION_PASS";
 }
@@ -1242,7 +1300,7 @@ crate::support::qapi_enum!(FailoverStatus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.COLO_EXIT).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct ColoExit {
@@ -1251,6 +1309,7 @@ pub struct ColoExit {
     /// `reason`.
     pub reason: super::COLOExitReason,
 }
+crate::support::debug_struct!(ColoExit { mode, reason });
 impl ::qmp_proto::events::TypedEvent for ColoExit {
     const NAME: &'static str = "COLO_EXIT";
 }
@@ -1291,6 +1350,7 @@ crate::support::qapi_enum!(COLOExitReason {
 pub struct XColoLostHeartbeat {}
 impl XColoLostHeartbeat {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1311,6 +1371,7 @@ impl ::qmp_proto::Command for XColoLostHeartbeat {
 pub struct MigrateCancel {}
 impl MigrateCancel {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1326,14 +1387,16 @@ impl ::qmp_proto::Command for MigrateCancel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-continue).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct MigrateContinue {
     /// `state`.
     pub state: super::MigrationStatus,
 }
+crate::support::debug_struct!(MigrateContinue { state });
 impl MigrateContinue {
     /// A value with the required members.
+    #[inline]
     pub fn new(state: super::MigrationStatus) -> Self {
         Self {
             state,
@@ -1372,7 +1435,7 @@ crate::support::qapi_enum!(MigrationAddressType {
 /// `FileMigrationArgs`: the QAPI struct (module `migration`, since QEMU 8.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.FileMigrationArgs).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1382,8 +1445,10 @@ pub struct FileMigrationArgs {
     /// `offset`.
     pub offset: u64,
 }
+crate::support::debug_struct!(FileMigrationArgs { filename, offset });
 impl FileMigrationArgs {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String, offset: u64) -> Self {
         Self {
             filename,
@@ -1395,7 +1460,7 @@ impl FileMigrationArgs {
 /// `MigrationExecCommand`: the QAPI struct (module `migration`, since QEMU 8.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationExecCommand).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1403,8 +1468,10 @@ pub struct MigrationExecCommand {
     /// `args`.
     pub args: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(MigrationExecCommand { args });
 impl MigrationExecCommand {
     /// A value with the required members.
+    #[inline]
     pub fn new(args: ::std::vec::Vec<::std::string::String>) -> Self {
         Self {
             args,
@@ -1427,19 +1494,22 @@ pub struct MigrationAddress {
 }
 impl MigrationAddress {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: MigrationAddressCommon, branch: MigrationAddressBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`MigrationAddress`] that every case has, the discriminator `transport` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MigrationAddressCommon {
 }
+crate::support::debug_struct!(MigrationAddressCommon {  });
 impl MigrationAddressCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -1467,6 +1537,7 @@ pub enum MigrationAddressBranch {
 }
 impl MigrationAddressBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Socket(_) => "socket",
@@ -1500,6 +1571,7 @@ impl<'de> ::serde::Deserialize<'de> for MigrationAddress {
 }
 #[cfg(feature = "deserialize-all")]
 impl MigrationAddress {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <MigrationAddressCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "transport")?;
@@ -1538,7 +1610,7 @@ crate::support::qapi_enum!(MigrationChannelType {
 /// `MigrationChannel`: the QAPI struct (module `migration`, since QEMU 8.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationChannel).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1549,8 +1621,10 @@ pub struct MigrationChannel {
     /// `addr`.
     pub addr: super::MigrationAddress,
 }
+crate::support::debug_struct!(MigrationChannel { channel_type, addr });
 impl MigrationChannel {
     /// A value with the required members.
+    #[inline]
     pub fn new(channel_type: super::MigrationChannelType, addr: super::MigrationAddress) -> Self {
         Self {
             channel_type,
@@ -1564,7 +1638,7 @@ impl MigrationChannel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct Migrate {
     /// `uri` (optional).
@@ -1580,8 +1654,10 @@ pub struct Migrate {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub resume: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(Migrate { uri, channels, detach, resume });
 impl Migrate {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             uri: ::std::option::Option::None,
@@ -1591,21 +1667,25 @@ impl Migrate {
         }
     }
     /// Sets `uri`.
+    #[inline]
     pub fn with_uri(mut self, value: ::std::string::String) -> Self {
         self.uri = ::std::option::Option::Some(value);
         self
     }
     /// Sets `channels`.
+    #[inline]
     pub fn with_channels(mut self, value: ::std::vec::Vec<super::MigrationChannel>) -> Self {
         self.channels = ::std::option::Option::Some(value);
         self
     }
     /// Sets `detach`.
+    #[inline]
     pub fn with_detach(mut self, value: bool) -> Self {
         self.detach = ::std::option::Option::Some(value);
         self
     }
     /// Sets `resume`.
+    #[inline]
     pub fn with_resume(mut self, value: bool) -> Self {
         self.resume = ::std::option::Option::Some(value);
         self
@@ -1621,7 +1701,7 @@ impl ::qmp_proto::Command for Migrate {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-incoming).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct MigrateIncoming {
     /// `uri` (optional).
@@ -1634,8 +1714,10 @@ pub struct MigrateIncoming {
     #[serde(rename = "exit-on-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub exit_on_error: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(MigrateIncoming { uri, channels, exit_on_error });
 impl MigrateIncoming {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             uri: ::std::option::Option::None,
@@ -1644,16 +1726,19 @@ impl MigrateIncoming {
         }
     }
     /// Sets `uri`.
+    #[inline]
     pub fn with_uri(mut self, value: ::std::string::String) -> Self {
         self.uri = ::std::option::Option::Some(value);
         self
     }
     /// Sets `channels`.
+    #[inline]
     pub fn with_channels(mut self, value: ::std::vec::Vec<super::MigrationChannel>) -> Self {
         self.channels = ::std::option::Option::Some(value);
         self
     }
     /// Sets `exit-on-error`.
+    #[inline]
     pub fn with_exit_on_error(mut self, value: bool) -> Self {
         self.exit_on_error = ::std::option::Option::Some(value);
         self
@@ -1669,7 +1754,7 @@ impl ::qmp_proto::Command for MigrateIncoming {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-save-devices-state).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XenSaveDevicesState {
     /// `filename`.
@@ -1678,8 +1763,10 @@ pub struct XenSaveDevicesState {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub live: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(XenSaveDevicesState { filename, live });
 impl XenSaveDevicesState {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String) -> Self {
         Self {
             filename,
@@ -1687,6 +1774,7 @@ impl XenSaveDevicesState {
         }
     }
     /// Sets `live`.
+    #[inline]
     pub fn with_live(mut self, value: bool) -> Self {
         self.live = ::std::option::Option::Some(value);
         self
@@ -1702,14 +1790,16 @@ impl ::qmp_proto::Command for XenSaveDevicesState {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-set-global-dirty-log).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XenSetGlobalDirtyLog {
     /// `enable`.
     pub enable: bool,
 }
+crate::support::debug_struct!(XenSetGlobalDirtyLog { enable });
 impl XenSetGlobalDirtyLog {
     /// A value with the required members.
+    #[inline]
     pub fn new(enable: bool) -> Self {
         Self {
             enable,
@@ -1726,14 +1816,16 @@ impl ::qmp_proto::Command for XenSetGlobalDirtyLog {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-load-devices-state).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XenLoadDevicesState {
     /// `filename`.
     pub filename: ::std::string::String,
 }
+crate::support::debug_struct!(XenLoadDevicesState { filename });
 impl XenLoadDevicesState {
     /// A value with the required members.
+    #[inline]
     pub fn new(filename: ::std::string::String) -> Self {
         Self {
             filename,
@@ -1750,7 +1842,7 @@ impl ::qmp_proto::Command for XenLoadDevicesState {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-set-replication).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XenSetReplication {
     /// `enable`.
@@ -1761,8 +1853,10 @@ pub struct XenSetReplication {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub failover: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(XenSetReplication { enable, primary, failover });
 impl XenSetReplication {
     /// A value with the required members.
+    #[inline]
     pub fn new(enable: bool, primary: bool) -> Self {
         Self {
             enable,
@@ -1771,6 +1865,7 @@ impl XenSetReplication {
         }
     }
     /// Sets `failover`.
+    #[inline]
     pub fn with_failover(mut self, value: bool) -> Self {
         self.failover = ::std::option::Option::Some(value);
         self
@@ -1784,7 +1879,7 @@ impl ::qmp_proto::Command for XenSetReplication {
 /// `ReplicationStatus`: the QAPI struct (module `migration`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.ReplicationStatus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1795,6 +1890,7 @@ pub struct ReplicationStatus {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub desc: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(ReplicationStatus { error, desc });
 
 /// `query-xen-replication-status`: the QAPI command (module `migration`, since QEMU 2.9).
 ///
@@ -1806,6 +1902,7 @@ pub struct ReplicationStatus {
 pub struct QueryXenReplicationStatus {}
 impl QueryXenReplicationStatus {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1826,6 +1923,7 @@ impl ::qmp_proto::Command for QueryXenReplicationStatus {
 pub struct XenColoDoCheckpoint {}
 impl XenColoDoCheckpoint {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1839,7 +1937,7 @@ impl ::qmp_proto::Command for XenColoDoCheckpoint {
 /// `COLOStatus`: the QAPI struct (module `migration`, since QEMU 3.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.COLOStatus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1852,6 +1950,7 @@ pub struct COLOStatus {
     /// `reason`.
     pub reason: super::COLOExitReason,
 }
+crate::support::debug_struct!(COLOStatus { mode, last_mode, reason });
 
 /// `query-colo-status`: the QAPI command (module `migration`, since QEMU 3.1).
 ///
@@ -1863,6 +1962,7 @@ pub struct COLOStatus {
 pub struct QueryColoStatus {}
 impl QueryColoStatus {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1878,14 +1978,16 @@ impl ::qmp_proto::Command for QueryColoStatus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-recover).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct MigrateRecover {
     /// `uri`.
     pub uri: ::std::string::String,
 }
+crate::support::debug_struct!(MigrateRecover { uri });
 impl MigrateRecover {
     /// A value with the required members.
+    #[inline]
     pub fn new(uri: ::std::string::String) -> Self {
         Self {
             uri,
@@ -1908,6 +2010,7 @@ impl ::qmp_proto::Command for MigrateRecover {
 pub struct MigratePause {}
 impl MigratePause {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1924,7 +2027,7 @@ impl ::qmp_proto::Command for MigratePause {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.UNPLUG_PRIMARY).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct UnplugPrimary {
@@ -1932,6 +2035,7 @@ pub struct UnplugPrimary {
     #[serde(rename = "device-id")]
     pub device_id: ::std::string::String,
 }
+crate::support::debug_struct!(UnplugPrimary { device_id });
 impl ::qmp_proto::events::TypedEvent for UnplugPrimary {
     const NAME: &'static str = "UNPLUG_PRIMARY";
 }
@@ -1939,7 +2043,7 @@ impl ::qmp_proto::events::TypedEvent for UnplugPrimary {
 /// `DirtyRateVcpu`: the QAPI struct (module `migration`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.DirtyRateVcpu).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1950,6 +2054,7 @@ pub struct DirtyRateVcpu {
     #[serde(rename = "dirty-rate")]
     pub dirty_rate: i64,
 }
+crate::support::debug_struct!(DirtyRateVcpu { id, dirty_rate });
 
 /// `DirtyRateStatus`: the QAPI enum (module `migration`, since QEMU 5.2).
 ///
@@ -2014,7 +2119,7 @@ crate::support::qapi_enum!(TimeUnit {
 /// `DirtyRateInfo`: the QAPI struct (module `migration`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.DirtyRateInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2042,13 +2147,14 @@ pub struct DirtyRateInfo {
     #[serde(rename = "vcpu-dirty-rate", skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpu_dirty_rate: ::std::option::Option<::std::vec::Vec<super::DirtyRateVcpu>>,
 }
+crate::support::debug_struct!(DirtyRateInfo { dirty_rate, status, start_time, calc_time, calc_time_unit, sample_pages, mode, vcpu_dirty_rate });
 
 /// `calc-dirty-rate`: the QAPI command (module `migration`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.calc-dirty-rate).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct CalcDirtyRate {
     /// `calc-time`.
@@ -2064,8 +2170,10 @@ pub struct CalcDirtyRate {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::DirtyRateMeasureMode>,
 }
+crate::support::debug_struct!(CalcDirtyRate { calc_time, calc_time_unit, sample_pages, mode });
 impl CalcDirtyRate {
     /// A value with the required members.
+    #[inline]
     pub fn new(calc_time: i64) -> Self {
         Self {
             calc_time,
@@ -2075,16 +2183,19 @@ impl CalcDirtyRate {
         }
     }
     /// Sets `calc-time-unit`.
+    #[inline]
     pub fn with_calc_time_unit(mut self, value: super::TimeUnit) -> Self {
         self.calc_time_unit = ::std::option::Option::Some(value);
         self
     }
     /// Sets `sample-pages`.
+    #[inline]
     pub fn with_sample_pages(mut self, value: i64) -> Self {
         self.sample_pages = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: super::DirtyRateMeasureMode) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
@@ -2100,21 +2211,24 @@ impl ::qmp_proto::Command for CalcDirtyRate {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.query-dirty-rate).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryDirtyRate {
     /// `calc-time-unit` (optional, since QEMU 8.2).
     #[serde(rename = "calc-time-unit", skip_serializing_if = "::std::option::Option::is_none")]
     pub calc_time_unit: ::std::option::Option<super::TimeUnit>,
 }
+crate::support::debug_struct!(QueryDirtyRate { calc_time_unit });
 impl QueryDirtyRate {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             calc_time_unit: ::std::option::Option::None,
         }
     }
     /// Sets `calc-time-unit`.
+    #[inline]
     pub fn with_calc_time_unit(mut self, value: super::TimeUnit) -> Self {
         self.calc_time_unit = ::std::option::Option::Some(value);
         self
@@ -2128,7 +2242,7 @@ impl ::qmp_proto::Command for QueryDirtyRate {
 /// `DirtyLimitInfo`: the QAPI struct (module `migration`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.DirtyLimitInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2143,13 +2257,14 @@ pub struct DirtyLimitInfo {
     #[serde(rename = "current-rate")]
     pub current_rate: u64,
 }
+crate::support::debug_struct!(DirtyLimitInfo { cpu_index, limit_rate, current_rate });
 
 /// `set-vcpu-dirty-limit`: the QAPI command (module `migration`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.set-vcpu-dirty-limit).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct SetVcpuDirtyLimit {
     /// `cpu-index` (optional).
@@ -2159,8 +2274,10 @@ pub struct SetVcpuDirtyLimit {
     #[serde(rename = "dirty-rate")]
     pub dirty_rate: u64,
 }
+crate::support::debug_struct!(SetVcpuDirtyLimit { cpu_index, dirty_rate });
 impl SetVcpuDirtyLimit {
     /// A value with the required members.
+    #[inline]
     pub fn new(dirty_rate: u64) -> Self {
         Self {
             cpu_index: ::std::option::Option::None,
@@ -2168,6 +2285,7 @@ impl SetVcpuDirtyLimit {
         }
     }
     /// Sets `cpu-index`.
+    #[inline]
     pub fn with_cpu_index(mut self, value: i64) -> Self {
         self.cpu_index = ::std::option::Option::Some(value);
         self
@@ -2183,21 +2301,24 @@ impl ::qmp_proto::Command for SetVcpuDirtyLimit {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.cancel-vcpu-dirty-limit).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct CancelVcpuDirtyLimit {
     /// `cpu-index` (optional).
     #[serde(rename = "cpu-index", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_index: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(CancelVcpuDirtyLimit { cpu_index });
 impl CancelVcpuDirtyLimit {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             cpu_index: ::std::option::Option::None,
         }
     }
     /// Sets `cpu-index`.
+    #[inline]
     pub fn with_cpu_index(mut self, value: i64) -> Self {
         self.cpu_index = ::std::option::Option::Some(value);
         self
@@ -2218,6 +2339,7 @@ impl ::qmp_proto::Command for CancelVcpuDirtyLimit {
 pub struct QueryVcpuDirtyLimit {}
 impl QueryVcpuDirtyLimit {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2231,7 +2353,7 @@ impl ::qmp_proto::Command for QueryVcpuDirtyLimit {
 /// `MigrationThreadInfo`: the QAPI struct (module `migration`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationThreadInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2242,6 +2364,7 @@ pub struct MigrationThreadInfo {
     #[serde(rename = "thread-id")]
     pub thread_id: i64,
 }
+crate::support::debug_struct!(MigrationThreadInfo { name, thread_id });
 
 /// `query-migrationthreads`: the QAPI command (module `migration`, since QEMU 7.2).
 ///
@@ -2256,6 +2379,7 @@ pub struct MigrationThreadInfo {
 pub struct QueryMigrationthreads {}
 impl QueryMigrationthreads {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2271,7 +2395,7 @@ impl ::qmp_proto::Command for QueryMigrationthreads {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.snapshot-save).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct SnapshotSave {
     /// `job-id`.
@@ -2284,8 +2408,10 @@ pub struct SnapshotSave {
     /// `devices`.
     pub devices: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(SnapshotSave { job_id, tag, vmstate, devices });
 impl SnapshotSave {
     /// A value with the required members.
+    #[inline]
     pub fn new(job_id: ::std::string::String, tag: ::std::string::String, vmstate: ::std::string::String, devices: ::std::vec::Vec<::std::string::String>) -> Self {
         Self {
             job_id,
@@ -2305,7 +2431,7 @@ impl ::qmp_proto::Command for SnapshotSave {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.snapshot-load).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct SnapshotLoad {
     /// `job-id`.
@@ -2318,8 +2444,10 @@ pub struct SnapshotLoad {
     /// `devices`.
     pub devices: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(SnapshotLoad { job_id, tag, vmstate, devices });
 impl SnapshotLoad {
     /// A value with the required members.
+    #[inline]
     pub fn new(job_id: ::std::string::String, tag: ::std::string::String, vmstate: ::std::string::String, devices: ::std::vec::Vec<::std::string::String>) -> Self {
         Self {
             job_id,
@@ -2339,7 +2467,7 @@ impl ::qmp_proto::Command for SnapshotLoad {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.snapshot-delete).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct SnapshotDelete {
     /// `job-id`.
@@ -2350,8 +2478,10 @@ pub struct SnapshotDelete {
     /// `devices`.
     pub devices: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(SnapshotDelete { job_id, tag, devices });
 impl SnapshotDelete {
     /// A value with the required members.
+    #[inline]
     pub fn new(job_id: ::std::string::String, tag: ::std::string::String, devices: ::std::vec::Vec<::std::string::String>) -> Self {
         Self {
             job_id,

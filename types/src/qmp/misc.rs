@@ -10,7 +10,7 @@
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.add_client).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct AddClient {
     /// `protocol`.
@@ -24,8 +24,10 @@ pub struct AddClient {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tls: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(AddClient { protocol, fdname, skipauth, tls });
 impl AddClient {
     /// A value with the required members.
+    #[inline]
     pub fn new(protocol: ::std::string::String, fdname: ::std::string::String) -> Self {
         Self {
             protocol,
@@ -35,11 +37,13 @@ impl AddClient {
         }
     }
     /// Sets `skipauth`.
+    #[inline]
     pub fn with_skipauth(mut self, value: bool) -> Self {
         self.skipauth = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls`.
+    #[inline]
     pub fn with_tls(mut self, value: bool) -> Self {
         self.tls = ::std::option::Option::Some(value);
         self
@@ -53,7 +57,7 @@ impl ::qmp_proto::Command for AddClient {
 /// `NameInfo`: the QAPI struct (module `misc`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.NameInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -62,6 +66,7 @@ pub struct NameInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(NameInfo { name });
 
 /// `query-name`: the QAPI command (module `misc`, since QEMU 0.14).
 ///
@@ -73,6 +78,7 @@ pub struct NameInfo {
 pub struct QueryName {}
 impl QueryName {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -86,7 +92,7 @@ impl ::qmp_proto::Command for QueryName {
 /// `IOThreadInfo`: the QAPI struct (module `misc`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.IOThreadInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -109,6 +115,7 @@ pub struct IOThreadInfo {
     #[serde(rename = "aio-max-batch")]
     pub aio_max_batch: i64,
 }
+crate::support::debug_struct!(IOThreadInfo { id, thread_id, poll_max_ns, poll_grow, poll_shrink, aio_max_batch });
 
 /// `query-iothreads`: the QAPI command (module `misc`, since QEMU 2.0).
 ///
@@ -120,6 +127,7 @@ pub struct IOThreadInfo {
 pub struct QueryIothreads {}
 impl QueryIothreads {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -140,6 +148,7 @@ impl ::qmp_proto::Command for QueryIothreads {
 pub struct Stop {}
 impl Stop {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -160,6 +169,7 @@ impl ::qmp_proto::Command for Stop {
 pub struct Cont {}
 impl Cont {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -182,6 +192,7 @@ impl ::qmp_proto::Command for Cont {
 pub struct XExitPreconfig {}
 impl XExitPreconfig {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -197,7 +208,7 @@ impl ::qmp_proto::Command for XExitPreconfig {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.human-monitor-command).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct HumanMonitorCommand {
     /// `command-line`.
@@ -207,8 +218,10 @@ pub struct HumanMonitorCommand {
     #[serde(rename = "cpu-index", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_index: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(HumanMonitorCommand { command_line, cpu_index });
 impl HumanMonitorCommand {
     /// A value with the required members.
+    #[inline]
     pub fn new(command_line: ::std::string::String) -> Self {
         Self {
             command_line,
@@ -216,6 +229,7 @@ impl HumanMonitorCommand {
         }
     }
     /// Sets `cpu-index`.
+    #[inline]
     pub fn with_cpu_index(mut self, value: i64) -> Self {
         self.cpu_index = ::std::option::Option::Some(value);
         self
@@ -231,14 +245,16 @@ impl ::qmp_proto::Command for HumanMonitorCommand {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.getfd).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct Getfd {
     /// `fdname`.
     pub fdname: ::std::string::String,
 }
+crate::support::debug_struct!(Getfd { fdname });
 impl Getfd {
     /// A value with the required members.
+    #[inline]
     pub fn new(fdname: ::std::string::String) -> Self {
         Self {
             fdname,
@@ -255,14 +271,16 @@ impl ::qmp_proto::Command for Getfd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.closefd).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct Closefd {
     /// `fdname`.
     pub fdname: ::std::string::String,
 }
+crate::support::debug_struct!(Closefd { fdname });
 impl Closefd {
     /// A value with the required members.
+    #[inline]
     pub fn new(fdname: ::std::string::String) -> Self {
         Self {
             fdname,
@@ -277,7 +295,7 @@ impl ::qmp_proto::Command for Closefd {
 /// `AddfdInfo`: the QAPI struct (module `misc`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.AddfdInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -288,13 +306,14 @@ pub struct AddfdInfo {
     /// `fd`.
     pub fd: i64,
 }
+crate::support::debug_struct!(AddfdInfo { fdset_id, fd });
 
 /// `add-fd`: the QAPI command (module `misc`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.add-fd).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct AddFd {
     /// `fdset-id` (optional).
@@ -304,8 +323,10 @@ pub struct AddFd {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub opaque: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(AddFd { fdset_id, opaque });
 impl AddFd {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             fdset_id: ::std::option::Option::None,
@@ -313,11 +334,13 @@ impl AddFd {
         }
     }
     /// Sets `fdset-id`.
+    #[inline]
     pub fn with_fdset_id(mut self, value: i64) -> Self {
         self.fdset_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `opaque`.
+    #[inline]
     pub fn with_opaque(mut self, value: ::std::string::String) -> Self {
         self.opaque = ::std::option::Option::Some(value);
         self
@@ -333,7 +356,7 @@ impl ::qmp_proto::Command for AddFd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.remove-fd).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct RemoveFd {
     /// `fdset-id`.
@@ -343,8 +366,10 @@ pub struct RemoveFd {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub fd: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(RemoveFd { fdset_id, fd });
 impl RemoveFd {
     /// A value with the required members.
+    #[inline]
     pub fn new(fdset_id: i64) -> Self {
         Self {
             fdset_id,
@@ -352,6 +377,7 @@ impl RemoveFd {
         }
     }
     /// Sets `fd`.
+    #[inline]
     pub fn with_fd(mut self, value: i64) -> Self {
         self.fd = ::std::option::Option::Some(value);
         self
@@ -365,7 +391,7 @@ impl ::qmp_proto::Command for RemoveFd {
 /// `FdsetFdInfo`: the QAPI struct (module `misc`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.FdsetFdInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -376,11 +402,12 @@ pub struct FdsetFdInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub opaque: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(FdsetFdInfo { fd, opaque });
 
 /// `FdsetInfo`: the QAPI struct (module `misc`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.FdsetInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -391,6 +418,7 @@ pub struct FdsetInfo {
     /// `fds`.
     pub fds: ::std::vec::Vec<super::FdsetFdInfo>,
 }
+crate::support::debug_struct!(FdsetInfo { fdset_id, fds });
 
 /// `query-fdsets`: the QAPI command (module `misc`, since QEMU 1.2).
 ///
@@ -402,6 +430,7 @@ pub struct FdsetInfo {
 pub struct QueryFdsets {}
 impl QueryFdsets {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -439,7 +468,7 @@ crate::support::qapi_enum!(CommandLineParameterType {
 /// `CommandLineParameterInfo`: the QAPI struct (module `misc`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.CommandLineParameterInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -455,11 +484,12 @@ pub struct CommandLineParameterInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub default: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(CommandLineParameterInfo { name, r#type, help, default });
 
 /// `CommandLineOptionInfo`: the QAPI struct (module `misc`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.CommandLineOptionInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -469,27 +499,31 @@ pub struct CommandLineOptionInfo {
     /// `parameters`.
     pub parameters: ::std::vec::Vec<super::CommandLineParameterInfo>,
 }
+crate::support::debug_struct!(CommandLineOptionInfo { option, parameters });
 
 /// `query-command-line-options`: the QAPI command (module `misc`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.query-command-line-options).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryCommandLineOptions {
     /// `option` (optional).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub option: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(QueryCommandLineOptions { option });
 impl QueryCommandLineOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             option: ::std::option::Option::None,
         }
     }
     /// Sets `option`.
+    #[inline]
     pub fn with_option(mut self, value: ::std::string::String) -> Self {
         self.option = ::std::option::Option::Some(value);
         self
@@ -505,7 +539,7 @@ impl ::qmp_proto::Command for QueryCommandLineOptions {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-misc.RTC_CHANGE).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct RtcChange {
@@ -515,6 +549,7 @@ pub struct RtcChange {
     #[serde(rename = "qom-path")]
     pub qom_path: ::std::string::String,
 }
+crate::support::debug_struct!(RtcChange { offset, qom_path });
 impl ::qmp_proto::events::TypedEvent for RtcChange {
     const NAME: &'static str = "RTC_CHANGE";
 }
@@ -524,7 +559,7 @@ impl ::qmp_proto::events::TypedEvent for RtcChange {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-misc.VFU_CLIENT_HANGUP).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct VfuClientHangup {
@@ -541,6 +576,7 @@ pub struct VfuClientHangup {
     #[serde(rename = "dev-qom-path")]
     pub dev_qom_path: ::std::string::String,
 }
+crate::support::debug_struct!(VfuClientHangup { vfu_id, vfu_qom_path, dev_id, dev_qom_path });
 impl ::qmp_proto::events::TypedEvent for VfuClientHangup {
     const NAME: &'static str = "VFU_CLIENT_HANGUP";
 }

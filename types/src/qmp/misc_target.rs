@@ -15,6 +15,7 @@
 pub struct RtcResetReinjection {}
 impl RtcResetReinjection {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -76,7 +77,7 @@ crate::support::qapi_enum!(SevGuestType {
 /// `SevGuestInfo`: the QAPI struct (module `misc-target`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SevGuestInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -86,11 +87,12 @@ pub struct SevGuestInfo {
     /// `handle`.
     pub handle: u32,
 }
+crate::support::debug_struct!(SevGuestInfo { policy, handle });
 
 /// `SevSnpGuestInfo`: the QAPI struct (module `misc-target`, since QEMU 9.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SevSnpGuestInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -99,6 +101,7 @@ pub struct SevSnpGuestInfo {
     #[serde(rename = "snp-policy")]
     pub snp_policy: u64,
 }
+crate::support::debug_struct!(SevSnpGuestInfo { snp_policy });
 
 /// `SevInfo`: the QAPI union (module `misc-target`, since QEMU 2.12).
 ///
@@ -115,12 +118,13 @@ pub struct SevInfo {
 }
 impl SevInfo {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: SevInfoCommon, branch: SevInfoBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`SevInfo`] that every case has, the discriminator `sev-type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -139,6 +143,7 @@ pub struct SevInfoCommon {
     /// `state`.
     pub state: super::SevState,
 }
+crate::support::debug_struct!(SevInfoCommon { enabled, api_major, api_minor, build_id, state });
 /// The cases of [`SevInfo`], by its discriminator `sev-type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -157,6 +162,7 @@ pub enum SevInfoBranch {
 }
 impl SevInfoBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Sev(_) => "sev",
@@ -185,6 +191,7 @@ impl<'de> ::serde::Deserialize<'de> for SevInfo {
     }
 }
 impl SevInfo {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <SevInfoCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "sev-type")?;
@@ -210,6 +217,7 @@ impl SevInfo {
 pub struct QuerySev {}
 impl QuerySev {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -223,7 +231,7 @@ impl ::qmp_proto::Command for QuerySev {
 /// `SevLaunchMeasureInfo`: the QAPI struct (module `misc-target`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SevLaunchMeasureInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -231,6 +239,7 @@ pub struct SevLaunchMeasureInfo {
     /// `data`.
     pub data: ::std::string::String,
 }
+crate::support::debug_struct!(SevLaunchMeasureInfo { data });
 
 /// `query-sev-launch-measure`: the QAPI command (module `misc-target`, since QEMU 2.12).
 ///
@@ -242,6 +251,7 @@ pub struct SevLaunchMeasureInfo {
 pub struct QuerySevLaunchMeasure {}
 impl QuerySevLaunchMeasure {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -255,7 +265,7 @@ impl ::qmp_proto::Command for QuerySevLaunchMeasure {
 /// `SevCapability`: the QAPI struct (module `misc-target`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SevCapability).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -274,6 +284,7 @@ pub struct SevCapability {
     #[serde(rename = "reduced-phys-bits")]
     pub reduced_phys_bits: i64,
 }
+crate::support::debug_struct!(SevCapability { pdh, cert_chain, cpu0_id, cbitpos, reduced_phys_bits });
 
 /// `query-sev-capabilities`: the QAPI command (module `misc-target`, since QEMU 2.12).
 ///
@@ -285,6 +296,7 @@ pub struct SevCapability {
 pub struct QuerySevCapabilities {}
 impl QuerySevCapabilities {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -300,7 +312,7 @@ impl ::qmp_proto::Command for QuerySevCapabilities {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.sev-inject-launch-secret).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct SevInjectLaunchSecret {
     /// `packet-header`.
@@ -312,8 +324,10 @@ pub struct SevInjectLaunchSecret {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub gpa: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(SevInjectLaunchSecret { packet_header, secret, gpa });
 impl SevInjectLaunchSecret {
     /// A value with the required members.
+    #[inline]
     pub fn new(packet_header: ::std::string::String, secret: ::std::string::String) -> Self {
         Self {
             packet_header,
@@ -322,6 +336,7 @@ impl SevInjectLaunchSecret {
         }
     }
     /// Sets `gpa`.
+    #[inline]
     pub fn with_gpa(mut self, value: u64) -> Self {
         self.gpa = ::std::option::Option::Some(value);
         self
@@ -335,7 +350,7 @@ impl ::qmp_proto::Command for SevInjectLaunchSecret {
 /// `SevAttestationReport`: the QAPI struct (module `misc-target`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SevAttestationReport).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -343,20 +358,23 @@ pub struct SevAttestationReport {
     /// `data`.
     pub data: ::std::string::String,
 }
+crate::support::debug_struct!(SevAttestationReport { data });
 
 /// `query-sev-attestation-report`: the QAPI command (module `misc-target`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.query-sev-attestation-report).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QuerySevAttestationReport {
     /// `mnonce`.
     pub mnonce: ::std::string::String,
 }
+crate::support::debug_struct!(QuerySevAttestationReport { mnonce });
 impl QuerySevAttestationReport {
     /// A value with the required members.
+    #[inline]
     pub fn new(mnonce: ::std::string::String) -> Self {
         Self {
             mnonce,
@@ -371,7 +389,7 @@ impl ::qmp_proto::Command for QuerySevAttestationReport {
 /// `SGXEPCSection`: the QAPI struct (module `misc-target`, since QEMU 7.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SGXEPCSection).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -381,11 +399,12 @@ pub struct SGXEPCSection {
     /// `size`.
     pub size: u64,
 }
+crate::support::debug_struct!(SGXEPCSection { node, size });
 
 /// `SGXInfo`: the QAPI struct (module `misc-target`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SGXInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -401,6 +420,7 @@ pub struct SGXInfo {
     /// `sections`.
     pub sections: ::std::vec::Vec<super::SGXEPCSection>,
 }
+crate::support::debug_struct!(SGXInfo { sgx, sgx1, sgx2, flc, sections });
 
 /// `query-sgx`: the QAPI command (module `misc-target`, since QEMU 6.2).
 ///
@@ -412,6 +432,7 @@ pub struct SGXInfo {
 pub struct QuerySgx {}
 impl QuerySgx {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -432,6 +453,7 @@ impl ::qmp_proto::Command for QuerySgx {
 pub struct QuerySgxCapabilities {}
 impl QuerySgxCapabilities {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -475,7 +497,7 @@ crate::support::qapi_enum!(EvtchnPortType {
 /// `EvtchnInfo`: the QAPI struct (module `misc-target`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.EvtchnInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -496,6 +518,7 @@ pub struct EvtchnInfo {
     /// `masked`.
     pub masked: bool,
 }
+crate::support::debug_struct!(EvtchnInfo { port, vcpu, r#type, remote_domain, target, pending, masked });
 
 /// `xen-event-list`: the QAPI command (module `misc-target`, since QEMU 8.0).
 ///
@@ -507,6 +530,7 @@ pub struct EvtchnInfo {
 pub struct XenEventList {}
 impl XenEventList {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -522,14 +546,16 @@ impl ::qmp_proto::Command for XenEventList {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.xen-event-inject).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XenEventInject {
     /// `port`.
     pub port: u32,
 }
+crate::support::debug_struct!(XenEventInject { port });
 impl XenEventInject {
     /// A value with the required members.
+    #[inline]
     pub fn new(port: u32) -> Self {
         Self {
             port,

@@ -10,7 +10,7 @@
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.set_link).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct SetLink {
     /// `name`.
@@ -18,8 +18,10 @@ pub struct SetLink {
     /// `up`.
     pub up: bool,
 }
+crate::support::debug_struct!(SetLink { name, up });
 impl SetLink {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String, up: bool) -> Self {
         Self {
             name,
@@ -45,11 +47,13 @@ pub struct NetdevAdd {
 }
 impl NetdevAdd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::Netdev) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::Netdev> for NetdevAdd {
+    #[inline]
     fn from(args: super::Netdev) -> Self {
         Self { args }
     }
@@ -65,14 +69,16 @@ impl ::qmp_proto::Command for NetdevAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.netdev_del).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct NetdevDel {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(NetdevDel { id });
 impl NetdevDel {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -87,7 +93,7 @@ impl ::qmp_proto::Command for NetdevDel {
 /// `NetLegacyNicOptions`: the QAPI struct (module `net`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetLegacyNicOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -108,8 +114,10 @@ pub struct NetLegacyNicOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vectors: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(NetLegacyNicOptions { netdev, macaddr, model, addr, vectors });
 impl NetLegacyNicOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             netdev: ::std::option::Option::None,
@@ -120,26 +128,31 @@ impl NetLegacyNicOptions {
         }
     }
     /// Sets `netdev`.
+    #[inline]
     pub fn with_netdev(mut self, value: ::std::string::String) -> Self {
         self.netdev = ::std::option::Option::Some(value);
         self
     }
     /// Sets `macaddr`.
+    #[inline]
     pub fn with_macaddr(mut self, value: ::std::string::String) -> Self {
         self.macaddr = ::std::option::Option::Some(value);
         self
     }
     /// Sets `model`.
+    #[inline]
     pub fn with_model(mut self, value: ::std::string::String) -> Self {
         self.model = ::std::option::Option::Some(value);
         self
     }
     /// Sets `addr`.
+    #[inline]
     pub fn with_addr(mut self, value: ::std::string::String) -> Self {
         self.addr = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vectors`.
+    #[inline]
     pub fn with_vectors(mut self, value: u32) -> Self {
         self.vectors = ::std::option::Option::Some(value);
         self
@@ -149,7 +162,7 @@ impl NetLegacyNicOptions {
 /// `String`: the QAPI struct (module `net`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.String).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -157,8 +170,10 @@ pub struct String {
     /// `str`.
     pub str: ::std::string::String,
 }
+crate::support::debug_struct!(String { str });
 impl String {
     /// A value with the required members.
+    #[inline]
     pub fn new(str: ::std::string::String) -> Self {
         Self {
             str,
@@ -169,7 +184,7 @@ impl String {
 /// `NetdevUserOptions`: the QAPI struct (module `net`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevUserOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -241,8 +256,10 @@ pub struct NetdevUserOptions {
     #[serde(rename = "tftp-server-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub tftp_server_name: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(NetdevUserOptions { hostname, restrict, ipv4, ipv6, ip, net, host, tftp, bootfile, dhcpstart, dns, dnssearch, domainname, ipv6_prefix, ipv6_prefixlen, ipv6_host, ipv6_dns, smb, smbserver, hostfwd, guestfwd, tftp_server_name });
 impl NetdevUserOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             hostname: ::std::option::Option::None,
@@ -270,111 +287,133 @@ impl NetdevUserOptions {
         }
     }
     /// Sets `hostname`.
+    #[inline]
     pub fn with_hostname(mut self, value: ::std::string::String) -> Self {
         self.hostname = ::std::option::Option::Some(value);
         self
     }
     /// Sets `restrict`.
+    #[inline]
     pub fn with_restrict(mut self, value: bool) -> Self {
         self.restrict = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ipv4`.
+    #[inline]
     pub fn with_ipv4(mut self, value: bool) -> Self {
         self.ipv4 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ipv6`.
+    #[inline]
     pub fn with_ipv6(mut self, value: bool) -> Self {
         self.ipv6 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ip`.
+    #[inline]
     pub fn with_ip(mut self, value: ::std::string::String) -> Self {
         self.ip = ::std::option::Option::Some(value);
         self
     }
     /// Sets `net`.
+    #[inline]
     pub fn with_net(mut self, value: ::std::string::String) -> Self {
         self.net = ::std::option::Option::Some(value);
         self
     }
     /// Sets `host`.
+    #[inline]
     pub fn with_host(mut self, value: ::std::string::String) -> Self {
         self.host = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tftp`.
+    #[inline]
     pub fn with_tftp(mut self, value: ::std::string::String) -> Self {
         self.tftp = ::std::option::Option::Some(value);
         self
     }
     /// Sets `bootfile`.
+    #[inline]
     pub fn with_bootfile(mut self, value: ::std::string::String) -> Self {
         self.bootfile = ::std::option::Option::Some(value);
         self
     }
     /// Sets `dhcpstart`.
+    #[inline]
     pub fn with_dhcpstart(mut self, value: ::std::string::String) -> Self {
         self.dhcpstart = ::std::option::Option::Some(value);
         self
     }
     /// Sets `dns`.
+    #[inline]
     pub fn with_dns(mut self, value: ::std::string::String) -> Self {
         self.dns = ::std::option::Option::Some(value);
         self
     }
     /// Sets `dnssearch`.
+    #[inline]
     pub fn with_dnssearch(mut self, value: ::std::vec::Vec<super::String>) -> Self {
         self.dnssearch = ::std::option::Option::Some(value);
         self
     }
     /// Sets `domainname`.
+    #[inline]
     pub fn with_domainname(mut self, value: ::std::string::String) -> Self {
         self.domainname = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ipv6-prefix`.
+    #[inline]
     pub fn with_ipv6_prefix(mut self, value: ::std::string::String) -> Self {
         self.ipv6_prefix = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ipv6-prefixlen`.
+    #[inline]
     pub fn with_ipv6_prefixlen(mut self, value: i64) -> Self {
         self.ipv6_prefixlen = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ipv6-host`.
+    #[inline]
     pub fn with_ipv6_host(mut self, value: ::std::string::String) -> Self {
         self.ipv6_host = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ipv6-dns`.
+    #[inline]
     pub fn with_ipv6_dns(mut self, value: ::std::string::String) -> Self {
         self.ipv6_dns = ::std::option::Option::Some(value);
         self
     }
     /// Sets `smb`.
+    #[inline]
     pub fn with_smb(mut self, value: ::std::string::String) -> Self {
         self.smb = ::std::option::Option::Some(value);
         self
     }
     /// Sets `smbserver`.
+    #[inline]
     pub fn with_smbserver(mut self, value: ::std::string::String) -> Self {
         self.smbserver = ::std::option::Option::Some(value);
         self
     }
     /// Sets `hostfwd`.
+    #[inline]
     pub fn with_hostfwd(mut self, value: ::std::vec::Vec<super::String>) -> Self {
         self.hostfwd = ::std::option::Option::Some(value);
         self
     }
     /// Sets `guestfwd`.
+    #[inline]
     pub fn with_guestfwd(mut self, value: ::std::vec::Vec<super::String>) -> Self {
         self.guestfwd = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tftp-server-name`.
+    #[inline]
     pub fn with_tftp_server_name(mut self, value: ::std::string::String) -> Self {
         self.tftp_server_name = ::std::option::Option::Some(value);
         self
@@ -384,7 +423,7 @@ impl NetdevUserOptions {
 /// `NetdevTapOptions`: the QAPI struct (module `net`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevTapOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -435,8 +474,10 @@ pub struct NetdevTapOptions {
     #[serde(rename = "poll-us", skip_serializing_if = "::std::option::Option::is_none")]
     pub poll_us: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(NetdevTapOptions { ifname, fd, fds, script, downscript, br, helper, sndbuf, vnet_hdr, vhost, vhostfd, vhostfds, vhostforce, queues, poll_us });
 impl NetdevTapOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             ifname: ::std::option::Option::None,
@@ -457,76 +498,91 @@ impl NetdevTapOptions {
         }
     }
     /// Sets `ifname`.
+    #[inline]
     pub fn with_ifname(mut self, value: ::std::string::String) -> Self {
         self.ifname = ::std::option::Option::Some(value);
         self
     }
     /// Sets `fd`.
+    #[inline]
     pub fn with_fd(mut self, value: ::std::string::String) -> Self {
         self.fd = ::std::option::Option::Some(value);
         self
     }
     /// Sets `fds`.
+    #[inline]
     pub fn with_fds(mut self, value: ::std::string::String) -> Self {
         self.fds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `script`.
+    #[inline]
     pub fn with_script(mut self, value: ::std::string::String) -> Self {
         self.script = ::std::option::Option::Some(value);
         self
     }
     /// Sets `downscript`.
+    #[inline]
     pub fn with_downscript(mut self, value: ::std::string::String) -> Self {
         self.downscript = ::std::option::Option::Some(value);
         self
     }
     /// Sets `br`.
+    #[inline]
     pub fn with_br(mut self, value: ::std::string::String) -> Self {
         self.br = ::std::option::Option::Some(value);
         self
     }
     /// Sets `helper`.
+    #[inline]
     pub fn with_helper(mut self, value: ::std::string::String) -> Self {
         self.helper = ::std::option::Option::Some(value);
         self
     }
     /// Sets `sndbuf`.
+    #[inline]
     pub fn with_sndbuf(mut self, value: u64) -> Self {
         self.sndbuf = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vnet_hdr`.
+    #[inline]
     pub fn with_vnet_hdr(mut self, value: bool) -> Self {
         self.vnet_hdr = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vhost`.
+    #[inline]
     pub fn with_vhost(mut self, value: bool) -> Self {
         self.vhost = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vhostfd`.
+    #[inline]
     pub fn with_vhostfd(mut self, value: ::std::string::String) -> Self {
         self.vhostfd = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vhostfds`.
+    #[inline]
     pub fn with_vhostfds(mut self, value: ::std::string::String) -> Self {
         self.vhostfds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vhostforce`.
+    #[inline]
     pub fn with_vhostforce(mut self, value: bool) -> Self {
         self.vhostforce = ::std::option::Option::Some(value);
         self
     }
     /// Sets `queues`.
+    #[inline]
     pub fn with_queues(mut self, value: u32) -> Self {
         self.queues = ::std::option::Option::Some(value);
         self
     }
     /// Sets `poll-us`.
+    #[inline]
     pub fn with_poll_us(mut self, value: u32) -> Self {
         self.poll_us = ::std::option::Option::Some(value);
         self
@@ -536,7 +592,7 @@ impl NetdevTapOptions {
 /// `NetdevSocketOptions`: the QAPI struct (module `net`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevSocketOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -560,8 +616,10 @@ pub struct NetdevSocketOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub udp: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(NetdevSocketOptions { fd, listen, connect, mcast, localaddr, udp });
 impl NetdevSocketOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             fd: ::std::option::Option::None,
@@ -573,31 +631,37 @@ impl NetdevSocketOptions {
         }
     }
     /// Sets `fd`.
+    #[inline]
     pub fn with_fd(mut self, value: ::std::string::String) -> Self {
         self.fd = ::std::option::Option::Some(value);
         self
     }
     /// Sets `listen`.
+    #[inline]
     pub fn with_listen(mut self, value: ::std::string::String) -> Self {
         self.listen = ::std::option::Option::Some(value);
         self
     }
     /// Sets `connect`.
+    #[inline]
     pub fn with_connect(mut self, value: ::std::string::String) -> Self {
         self.connect = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mcast`.
+    #[inline]
     pub fn with_mcast(mut self, value: ::std::string::String) -> Self {
         self.mcast = ::std::option::Option::Some(value);
         self
     }
     /// Sets `localaddr`.
+    #[inline]
     pub fn with_localaddr(mut self, value: ::std::string::String) -> Self {
         self.localaddr = ::std::option::Option::Some(value);
         self
     }
     /// Sets `udp`.
+    #[inline]
     pub fn with_udp(mut self, value: ::std::string::String) -> Self {
         self.udp = ::std::option::Option::Some(value);
         self
@@ -607,7 +671,7 @@ impl NetdevSocketOptions {
 /// `NetdevL2TPv3Options`: the QAPI struct (module `net`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevL2TPv3Options).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -652,8 +716,10 @@ pub struct NetdevL2TPv3Options {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub offset: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(NetdevL2TPv3Options { src, dst, srcport, dstport, ipv6, udp, cookie64, counter, pincounter, txcookie, rxcookie, txsession, rxsession, offset });
 impl NetdevL2TPv3Options {
     /// A value with the required members.
+    #[inline]
     pub fn new(src: ::std::string::String, dst: ::std::string::String, txsession: u32) -> Self {
         Self {
             src,
@@ -673,56 +739,67 @@ impl NetdevL2TPv3Options {
         }
     }
     /// Sets `srcport`.
+    #[inline]
     pub fn with_srcport(mut self, value: ::std::string::String) -> Self {
         self.srcport = ::std::option::Option::Some(value);
         self
     }
     /// Sets `dstport`.
+    #[inline]
     pub fn with_dstport(mut self, value: ::std::string::String) -> Self {
         self.dstport = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ipv6`.
+    #[inline]
     pub fn with_ipv6(mut self, value: bool) -> Self {
         self.ipv6 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `udp`.
+    #[inline]
     pub fn with_udp(mut self, value: bool) -> Self {
         self.udp = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cookie64`.
+    #[inline]
     pub fn with_cookie64(mut self, value: bool) -> Self {
         self.cookie64 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `counter`.
+    #[inline]
     pub fn with_counter(mut self, value: bool) -> Self {
         self.counter = ::std::option::Option::Some(value);
         self
     }
     /// Sets `pincounter`.
+    #[inline]
     pub fn with_pincounter(mut self, value: bool) -> Self {
         self.pincounter = ::std::option::Option::Some(value);
         self
     }
     /// Sets `txcookie`.
+    #[inline]
     pub fn with_txcookie(mut self, value: u64) -> Self {
         self.txcookie = ::std::option::Option::Some(value);
         self
     }
     /// Sets `rxcookie`.
+    #[inline]
     pub fn with_rxcookie(mut self, value: u64) -> Self {
         self.rxcookie = ::std::option::Option::Some(value);
         self
     }
     /// Sets `rxsession`.
+    #[inline]
     pub fn with_rxsession(mut self, value: u32) -> Self {
         self.rxsession = ::std::option::Option::Some(value);
         self
     }
     /// Sets `offset`.
+    #[inline]
     pub fn with_offset(mut self, value: u32) -> Self {
         self.offset = ::std::option::Option::Some(value);
         self
@@ -732,7 +809,7 @@ impl NetdevL2TPv3Options {
 /// `NetdevVdeOptions`: the QAPI struct (module `net`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevVdeOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -750,8 +827,10 @@ pub struct NetdevVdeOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<u16>,
 }
+crate::support::debug_struct!(NetdevVdeOptions { sock, port, group, mode });
 impl NetdevVdeOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             sock: ::std::option::Option::None,
@@ -761,21 +840,25 @@ impl NetdevVdeOptions {
         }
     }
     /// Sets `sock`.
+    #[inline]
     pub fn with_sock(mut self, value: ::std::string::String) -> Self {
         self.sock = ::std::option::Option::Some(value);
         self
     }
     /// Sets `port`.
+    #[inline]
     pub fn with_port(mut self, value: u16) -> Self {
         self.port = ::std::option::Option::Some(value);
         self
     }
     /// Sets `group`.
+    #[inline]
     pub fn with_group(mut self, value: ::std::string::String) -> Self {
         self.group = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mode`.
+    #[inline]
     pub fn with_mode(mut self, value: u16) -> Self {
         self.mode = ::std::option::Option::Some(value);
         self
@@ -785,7 +868,7 @@ impl NetdevVdeOptions {
 /// `NetdevBridgeOptions`: the QAPI struct (module `net`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevBridgeOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -797,8 +880,10 @@ pub struct NetdevBridgeOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub helper: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(NetdevBridgeOptions { br, helper });
 impl NetdevBridgeOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             br: ::std::option::Option::None,
@@ -806,11 +891,13 @@ impl NetdevBridgeOptions {
         }
     }
     /// Sets `br`.
+    #[inline]
     pub fn with_br(mut self, value: ::std::string::String) -> Self {
         self.br = ::std::option::Option::Some(value);
         self
     }
     /// Sets `helper`.
+    #[inline]
     pub fn with_helper(mut self, value: ::std::string::String) -> Self {
         self.helper = ::std::option::Option::Some(value);
         self
@@ -820,7 +907,7 @@ impl NetdevBridgeOptions {
 /// `NetdevHubPortOptions`: the QAPI struct (module `net`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevHubPortOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -831,8 +918,10 @@ pub struct NetdevHubPortOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub netdev: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(NetdevHubPortOptions { hubid, netdev });
 impl NetdevHubPortOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(hubid: i32) -> Self {
         Self {
             hubid,
@@ -840,6 +929,7 @@ impl NetdevHubPortOptions {
         }
     }
     /// Sets `netdev`.
+    #[inline]
     pub fn with_netdev(mut self, value: ::std::string::String) -> Self {
         self.netdev = ::std::option::Option::Some(value);
         self
@@ -849,7 +939,7 @@ impl NetdevHubPortOptions {
 /// `NetdevNetmapOptions`: the QAPI struct (module `net`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevNetmapOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -860,8 +950,10 @@ pub struct NetdevNetmapOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub devname: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(NetdevNetmapOptions { ifname, devname });
 impl NetdevNetmapOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(ifname: ::std::string::String) -> Self {
         Self {
             ifname,
@@ -869,100 +961,9 @@ impl NetdevNetmapOptions {
         }
     }
     /// Sets `devname`.
+    #[inline]
     pub fn with_devname(mut self, value: ::std::string::String) -> Self {
         self.devname = ::std::option::Option::Some(value);
-        self
-    }
-}
-
-/// `AFXDPMode`: the QAPI enum (module `net`, since QEMU 8.2).
-///
-/// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#enum-QMP-net.AFXDPMode).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AFXDPMode {
-    /// `native`
-    Native,
-    /// `skb`
-    Skb,
-    /// A value this version of the crate does not know, as received.
-    Other(::std::string::String),
-}
-crate::support::qapi_enum!(AFXDPMode {
-    Native = "native",
-    Skb = "skb",
-});
-
-/// `NetdevAFXDPOptions`: the QAPI struct (module `net`, since QEMU 8.2).
-///
-/// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevAFXDPOptions).
-#[derive(Debug, Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
-#[non_exhaustive]
-pub struct NetdevAFXDPOptions {
-    /// `ifname`.
-    pub ifname: ::std::string::String,
-    /// `mode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub mode: ::std::option::Option<super::AFXDPMode>,
-    /// `force-copy` (optional).
-    #[serde(rename = "force-copy", skip_serializing_if = "::std::option::Option::is_none")]
-    pub force_copy: ::std::option::Option<bool>,
-    /// `queues` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub queues: ::std::option::Option<i64>,
-    /// `start-queue` (optional).
-    #[serde(rename = "start-queue", skip_serializing_if = "::std::option::Option::is_none")]
-    pub start_queue: ::std::option::Option<i64>,
-    /// `inhibit` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub inhibit: ::std::option::Option<bool>,
-    /// `sock-fds` (optional).
-    #[serde(rename = "sock-fds", skip_serializing_if = "::std::option::Option::is_none")]
-    pub sock_fds: ::std::option::Option<::std::string::String>,
-}
-impl NetdevAFXDPOptions {
-    /// A value with the required members.
-    pub fn new(ifname: ::std::string::String) -> Self {
-        Self {
-            ifname,
-            mode: ::std::option::Option::None,
-            force_copy: ::std::option::Option::None,
-            queues: ::std::option::Option::None,
-            start_queue: ::std::option::Option::None,
-            inhibit: ::std::option::Option::None,
-            sock_fds: ::std::option::Option::None,
-        }
-    }
-    /// Sets `mode`.
-    pub fn with_mode(mut self, value: super::AFXDPMode) -> Self {
-        self.mode = ::std::option::Option::Some(value);
-        self
-    }
-    /// Sets `force-copy`.
-    pub fn with_force_copy(mut self, value: bool) -> Self {
-        self.force_copy = ::std::option::Option::Some(value);
-        self
-    }
-    /// Sets `queues`.
-    pub fn with_queues(mut self, value: i64) -> Self {
-        self.queues = ::std::option::Option::Some(value);
-        self
-    }
-    /// Sets `start-queue`.
-    pub fn with_start_queue(mut self, value: i64) -> Self {
-        self.start_queue = ::std::option::Option::Some(value);
-        self
-    }
-    /// Sets `inhibit`.
-    pub fn with_inhibit(mut self, value: bool) -> Self {
-        self.inhibit = ::std::option::Option::Some(value);
-        self
-    }
-    /// Sets `sock-fds`.
-    pub fn with_sock_fds(mut self, value: ::std::string::String) -> Self {
-        self.sock_fds = ::std::option::Option::Some(value);
         self
     }
 }
@@ -970,7 +971,7 @@ impl NetdevAFXDPOptions {
 /// `NetdevVhostUserOptions`: the QAPI struct (module `net`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevVhostUserOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -984,8 +985,10 @@ pub struct NetdevVhostUserOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queues: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(NetdevVhostUserOptions { chardev, vhostforce, queues });
 impl NetdevVhostUserOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(chardev: ::std::string::String) -> Self {
         Self {
             chardev,
@@ -994,11 +997,13 @@ impl NetdevVhostUserOptions {
         }
     }
     /// Sets `vhostforce`.
+    #[inline]
     pub fn with_vhostforce(mut self, value: bool) -> Self {
         self.vhostforce = ::std::option::Option::Some(value);
         self
     }
     /// Sets `queues`.
+    #[inline]
     pub fn with_queues(mut self, value: i64) -> Self {
         self.queues = ::std::option::Option::Some(value);
         self
@@ -1008,7 +1013,7 @@ impl NetdevVhostUserOptions {
 /// `NetdevVhostVDPAOptions`: the QAPI struct (module `net`, since QEMU 5.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevVhostVDPAOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1028,8 +1033,10 @@ pub struct NetdevVhostVDPAOptions {
     #[serde(rename = "x-svq", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_svq: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(NetdevVhostVDPAOptions { vhostdev, vhostfd, queues, x_svq });
 impl NetdevVhostVDPAOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             vhostdev: ::std::option::Option::None,
@@ -1039,21 +1046,25 @@ impl NetdevVhostVDPAOptions {
         }
     }
     /// Sets `vhostdev`.
+    #[inline]
     pub fn with_vhostdev(mut self, value: ::std::string::String) -> Self {
         self.vhostdev = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vhostfd`.
+    #[inline]
     pub fn with_vhostfd(mut self, value: ::std::string::String) -> Self {
         self.vhostfd = ::std::option::Option::Some(value);
         self
     }
     /// Sets `queues`.
+    #[inline]
     pub fn with_queues(mut self, value: i64) -> Self {
         self.queues = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-svq`.
+    #[inline]
     pub fn with_x_svq(mut self, value: bool) -> Self {
         self.x_svq = ::std::option::Option::Some(value);
         self
@@ -1063,7 +1074,7 @@ impl NetdevVhostVDPAOptions {
 /// `NetdevStreamOptions`: the QAPI struct (module `net`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevStreamOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1083,8 +1094,10 @@ pub struct NetdevStreamOptions {
     #[serde(rename = "reconnect-ms", skip_serializing_if = "::std::option::Option::is_none")]
     pub reconnect_ms: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(NetdevStreamOptions { addr, server, reconnect, reconnect_ms });
 impl NetdevStreamOptions {
     /// A value with the required members.
+    #[inline]
     pub fn new(addr: super::SocketAddress) -> Self {
         Self {
             addr,
@@ -1094,17 +1107,20 @@ impl NetdevStreamOptions {
         }
     }
     /// Sets `server`.
+    #[inline]
     pub fn with_server(mut self, value: bool) -> Self {
         self.server = ::std::option::Option::Some(value);
         self
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `reconnect`.
+    #[inline]
     pub fn with_reconnect(mut self, value: i64) -> Self {
         self.reconnect = ::std::option::Option::Some(value);
         self
     }
     /// Sets `reconnect-ms`.
+    #[inline]
     pub fn with_reconnect_ms(mut self, value: i64) -> Self {
         self.reconnect_ms = ::std::option::Option::Some(value);
         self
@@ -1114,7 +1130,7 @@ impl NetdevStreamOptions {
 /// `NetdevDgramOptions`: the QAPI struct (module `net`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevDgramOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1126,8 +1142,10 @@ pub struct NetdevDgramOptions {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub remote: ::std::option::Option<super::SocketAddress>,
 }
+crate::support::debug_struct!(NetdevDgramOptions { local, remote });
 impl NetdevDgramOptions {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             local: ::std::option::Option::None,
@@ -1135,11 +1153,13 @@ impl NetdevDgramOptions {
         }
     }
     /// Sets `local`.
+    #[inline]
     pub fn with_local(mut self, value: super::SocketAddress) -> Self {
         self.local = ::std::option::Option::Some(value);
         self
     }
     /// Sets `remote`.
+    #[inline]
     pub fn with_remote(mut self, value: super::SocketAddress) -> Self {
         self.remote = ::std::option::Option::Some(value);
         self
@@ -1180,8 +1200,6 @@ pub enum NetClientDriver {
     VhostUser,
     /// `vhost-vdpa`
     VhostVdpa,
-    /// `af-xdp`
-    AfXdp,
     /// A value this version of the crate does not know, as received.
     Other(::std::string::String),
 }
@@ -1200,7 +1218,6 @@ crate::support::qapi_enum!(NetClientDriver {
     Netmap = "netmap",
     VhostUser = "vhost-user",
     VhostVdpa = "vhost-vdpa",
-    AfXdp = "af-xdp",
 });
 
 /// `Netdev`: the QAPI union (module `net`, since QEMU 1.2).
@@ -1218,12 +1235,13 @@ pub struct Netdev {
 }
 impl Netdev {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: NetdevCommon, branch: NetdevBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`Netdev`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1231,8 +1249,10 @@ pub struct NetdevCommon {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(NetdevCommon { id });
 impl NetdevCommon {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -1271,8 +1291,6 @@ pub enum NetdevBranch {
     VhostUser(super::NetdevVhostUserOptions),
     /// `type` is `vhost-vdpa`.
     VhostVdpa(super::NetdevVhostVDPAOptions),
-    /// `type` is `af-xdp`.
-    AfXdp(super::NetdevAFXDPOptions),
     /// A discriminator value this version of the crate does not know.
     Other {
         /// The discriminator's value.
@@ -1283,6 +1301,7 @@ pub enum NetdevBranch {
 }
 impl NetdevBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::None => "none",
@@ -1299,7 +1318,6 @@ impl NetdevBranch {
             Self::Netmap(_) => "netmap",
             Self::VhostUser(_) => "vhost-user",
             Self::VhostVdpa(_) => "vhost-vdpa",
-            Self::AfXdp(_) => "af-xdp",
             Self::Other { tag, .. } => tag,
         }
     }
@@ -1320,7 +1338,6 @@ impl ::serde::Serialize for Netdev {
             NetdevBranch::Netmap(b) => crate::support::to_value(b),
             NetdevBranch::VhostUser(b) => crate::support::to_value(b),
             NetdevBranch::VhostVdpa(b) => crate::support::to_value(b),
-            NetdevBranch::AfXdp(b) => crate::support::to_value(b),
             NetdevBranch::Other { data, .. } => ::std::result::Result::Ok(data.clone()),
             #[allow(unreachable_patterns)]
             _ => ::std::result::Result::Ok(::serde_json::Value::Null),
@@ -1337,6 +1354,7 @@ impl<'de> ::serde::Deserialize<'de> for Netdev {
 }
 #[cfg(feature = "deserialize-all")]
 impl Netdev {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <NetdevCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -1355,7 +1373,6 @@ impl Netdev {
             "netmap" => NetdevBranch::Netmap(::serde::Deserialize::deserialize(v)?),
             "vhost-user" => NetdevBranch::VhostUser(::serde::Deserialize::deserialize(v)?),
             "vhost-vdpa" => NetdevBranch::VhostVdpa(::serde::Deserialize::deserialize(v)?),
-            "af-xdp" => NetdevBranch::AfXdp(::serde::Deserialize::deserialize(v)?),
             _ => NetdevBranch::Other {
                 tag: tag.to_owned(),
                 data: v.clone(),
@@ -1389,7 +1406,7 @@ crate::support::qapi_enum!(RxState {
 /// `RxFilterInfo`: the QAPI struct (module `net`, since QEMU 1.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.RxFilterInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -1426,27 +1443,31 @@ pub struct RxFilterInfo {
     #[serde(rename = "multicast-table")]
     pub multicast_table: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(RxFilterInfo { name, promiscuous, multicast, unicast, vlan, broadcast_allowed, multicast_overflow, unicast_overflow, main_mac, vlan_table, unicast_table, multicast_table });
 
 /// `query-rx-filter`: the QAPI command (module `net`, since QEMU 1.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.query-rx-filter).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryRxFilter {
     /// `name` (optional).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(QueryRxFilter { name });
 impl QueryRxFilter {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             name: ::std::option::Option::None,
         }
     }
     /// Sets `name`.
+    #[inline]
     pub fn with_name(mut self, value: ::std::string::String) -> Self {
         self.name = ::std::option::Option::Some(value);
         self
@@ -1462,7 +1483,7 @@ impl ::qmp_proto::Command for QueryRxFilter {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NIC_RX_FILTER_CHANGED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct NicRxFilterChanged {
@@ -1472,6 +1493,7 @@ pub struct NicRxFilterChanged {
     /// `path`.
     pub path: ::std::string::String,
 }
+crate::support::debug_struct!(NicRxFilterChanged { name, path });
 impl ::qmp_proto::events::TypedEvent for NicRxFilterChanged {
     const NAME: &'static str = "NIC_RX_FILTER_CHANGED";
 }
@@ -1479,7 +1501,7 @@ impl ::qmp_proto::events::TypedEvent for NicRxFilterChanged {
 /// `AnnounceParameters`: the QAPI struct (module `net`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.AnnounceParameters).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1499,8 +1521,10 @@ pub struct AnnounceParameters {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(AnnounceParameters { initial, max, rounds, step, interfaces, id });
 impl AnnounceParameters {
     /// A value with the required members.
+    #[inline]
     pub fn new(initial: i64, max: i64, rounds: i64, step: i64) -> Self {
         Self {
             initial,
@@ -1512,11 +1536,13 @@ impl AnnounceParameters {
         }
     }
     /// Sets `interfaces`.
+    #[inline]
     pub fn with_interfaces(mut self, value: ::std::vec::Vec<::std::string::String>) -> Self {
         self.interfaces = ::std::option::Option::Some(value);
         self
     }
     /// Sets `id`.
+    #[inline]
     pub fn with_id(mut self, value: ::std::string::String) -> Self {
         self.id = ::std::option::Option::Some(value);
         self
@@ -1536,11 +1562,13 @@ pub struct AnnounceSelf {
 }
 impl AnnounceSelf {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::AnnounceParameters) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::AnnounceParameters> for AnnounceSelf {
+    #[inline]
     fn from(args: super::AnnounceParameters) -> Self {
         Self { args }
     }
@@ -1556,7 +1584,7 @@ impl ::qmp_proto::Command for AnnounceSelf {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.FAILOVER_NEGOTIATED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct FailoverNegotiated {
@@ -1564,6 +1592,7 @@ pub struct FailoverNegotiated {
     #[serde(rename = "device-id")]
     pub device_id: ::std::string::String,
 }
+crate::support::debug_struct!(FailoverNegotiated { device_id });
 impl ::qmp_proto::events::TypedEvent for FailoverNegotiated {
     const NAME: &'static str = "FAILOVER_NEGOTIATED";
 }
@@ -1573,7 +1602,7 @@ impl ::qmp_proto::events::TypedEvent for FailoverNegotiated {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_STREAM_CONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct NetdevStreamConnected {
@@ -1583,6 +1612,7 @@ pub struct NetdevStreamConnected {
     /// `addr`.
     pub addr: super::SocketAddress,
 }
+crate::support::debug_struct!(NetdevStreamConnected { netdev_id, addr });
 impl ::qmp_proto::events::TypedEvent for NetdevStreamConnected {
     const NAME: &'static str = "NETDEV_STREAM_CONNECTED";
 }
@@ -1592,7 +1622,7 @@ impl ::qmp_proto::events::TypedEvent for NetdevStreamConnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_STREAM_DISCONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct NetdevStreamDisconnected {
@@ -1600,6 +1630,7 @@ pub struct NetdevStreamDisconnected {
     #[serde(rename = "netdev-id")]
     pub netdev_id: ::std::string::String,
 }
+crate::support::debug_struct!(NetdevStreamDisconnected { netdev_id });
 impl ::qmp_proto::events::TypedEvent for NetdevStreamDisconnected {
     const NAME: &'static str = "NETDEV_STREAM_DISCONNECTED";
 }
@@ -1609,7 +1640,7 @@ impl ::qmp_proto::events::TypedEvent for NetdevStreamDisconnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_VHOST_USER_CONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct NetdevVhostUserConnected {
@@ -1620,6 +1651,7 @@ pub struct NetdevVhostUserConnected {
     #[serde(rename = "chardev-id")]
     pub chardev_id: ::std::string::String,
 }
+crate::support::debug_struct!(NetdevVhostUserConnected { netdev_id, chardev_id });
 impl ::qmp_proto::events::TypedEvent for NetdevVhostUserConnected {
     const NAME: &'static str = "NETDEV_VHOST_USER_CONNECTED";
 }
@@ -1629,7 +1661,7 @@ impl ::qmp_proto::events::TypedEvent for NetdevVhostUserConnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_VHOST_USER_DISCONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct NetdevVhostUserDisconnected {
@@ -1637,6 +1669,7 @@ pub struct NetdevVhostUserDisconnected {
     #[serde(rename = "netdev-id")]
     pub netdev_id: ::std::string::String,
 }
+crate::support::debug_struct!(NetdevVhostUserDisconnected { netdev_id });
 impl ::qmp_proto::events::TypedEvent for NetdevVhostUserDisconnected {
     const NAME: &'static str = "NETDEV_VHOST_USER_DISCONNECTED";
 }

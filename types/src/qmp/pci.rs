@@ -8,7 +8,7 @@
 /// `PciMemoryRange`: the QAPI struct (module `pci`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciMemoryRange).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -18,11 +18,12 @@ pub struct PciMemoryRange {
     /// `limit`.
     pub limit: i64,
 }
+crate::support::debug_struct!(PciMemoryRange { base, limit });
 
 /// `PciMemoryRegion`: the QAPI struct (module `pci`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciMemoryRegion).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -42,11 +43,12 @@ pub struct PciMemoryRegion {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mem_type_64: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(PciMemoryRegion { bar, r#type, address, size, prefetch, mem_type_64 });
 
 /// `PciBusInfo`: the QAPI struct (module `pci`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciBusInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -64,11 +66,12 @@ pub struct PciBusInfo {
     /// `prefetchable_range`.
     pub prefetchable_range: super::PciMemoryRange,
 }
+crate::support::debug_struct!(PciBusInfo { number, secondary, subordinate, io_range, memory_range, prefetchable_range });
 
 /// `PciBridgeInfo`: the QAPI struct (module `pci`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciBridgeInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -79,11 +82,12 @@ pub struct PciBridgeInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub devices: ::std::option::Option<::std::vec::Vec<super::PciDeviceInfo>>,
 }
+crate::support::debug_struct!(PciBridgeInfo { bus, devices });
 
 /// `PciDeviceClass`: the QAPI struct (module `pci`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciDeviceClass).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -94,11 +98,12 @@ pub struct PciDeviceClass {
     /// `class`.
     pub class: i64,
 }
+crate::support::debug_struct!(PciDeviceClass { desc, class });
 
 /// `PciDeviceId`: the QAPI struct (module `pci`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciDeviceId).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -114,11 +119,12 @@ pub struct PciDeviceId {
     #[serde(rename = "subsystem-vendor", skip_serializing_if = "::std::option::Option::is_none")]
     pub subsystem_vendor: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(PciDeviceId { device, vendor, subsystem, subsystem_vendor });
 
 /// `PciDeviceInfo`: the QAPI struct (module `pci`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciDeviceInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -146,11 +152,12 @@ pub struct PciDeviceInfo {
     /// `regions`.
     pub regions: ::std::vec::Vec<super::PciMemoryRegion>,
 }
+crate::support::debug_struct!(PciDeviceInfo { bus, slot, function, class_info, id, irq, irq_pin, qdev_id, pci_bridge, regions });
 
 /// `PciInfo`: the QAPI struct (module `pci`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -160,6 +167,7 @@ pub struct PciInfo {
     /// `devices`.
     pub devices: ::std::vec::Vec<super::PciDeviceInfo>,
 }
+crate::support::debug_struct!(PciInfo { bus, devices });
 
 /// `query-pci`: the QAPI command (module `pci`, since QEMU 0.14).
 ///
@@ -171,6 +179,7 @@ pub struct PciInfo {
 pub struct QueryPci {}
 impl QueryPci {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

@@ -10,14 +10,16 @@
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qdev.device-list-properties).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct DeviceListProperties {
     /// `typename`.
     pub typename: ::std::string::String,
 }
+crate::support::debug_struct!(DeviceListProperties { typename });
 impl DeviceListProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(typename: ::std::string::String) -> Self {
         Self {
             typename,
@@ -34,7 +36,7 @@ impl ::qmp_proto::Command for DeviceListProperties {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qdev.device_add).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct DeviceAdd {
     /// `driver`.
@@ -46,8 +48,10 @@ pub struct DeviceAdd {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(DeviceAdd { driver, bus, id });
 impl DeviceAdd {
     /// A value with the required members.
+    #[inline]
     pub fn new(driver: ::std::string::String) -> Self {
         Self {
             driver,
@@ -56,11 +60,13 @@ impl DeviceAdd {
         }
     }
     /// Sets `bus`.
+    #[inline]
     pub fn with_bus(mut self, value: ::std::string::String) -> Self {
         self.bus = ::std::option::Option::Some(value);
         self
     }
     /// Sets `id`.
+    #[inline]
     pub fn with_id(mut self, value: ::std::string::String) -> Self {
         self.id = ::std::option::Option::Some(value);
         self
@@ -76,14 +82,16 @@ impl ::qmp_proto::Command for DeviceAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qdev.device_del).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct DeviceDel {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(DeviceDel { id });
 impl DeviceDel {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -100,7 +108,7 @@ impl ::qmp_proto::Command for DeviceDel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-qdev.DEVICE_DELETED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct DeviceDeleted {
@@ -110,6 +118,7 @@ pub struct DeviceDeleted {
     /// `path`.
     pub path: ::std::string::String,
 }
+crate::support::debug_struct!(DeviceDeleted { device, path });
 impl ::qmp_proto::events::TypedEvent for DeviceDeleted {
     const NAME: &'static str = "DEVICE_DELETED";
 }
@@ -119,7 +128,7 @@ impl ::qmp_proto::events::TypedEvent for DeviceDeleted {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-qdev.DEVICE_UNPLUG_GUEST_ERROR).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct DeviceUnplugGuestError {
@@ -129,6 +138,7 @@ pub struct DeviceUnplugGuestError {
     /// `path`.
     pub path: ::std::string::String,
 }
+crate::support::debug_struct!(DeviceUnplugGuestError { device, path });
 impl ::qmp_proto::events::TypedEvent for DeviceUnplugGuestError {
     const NAME: &'static str = "DEVICE_UNPLUG_GUEST_ERROR";
 }
@@ -140,14 +150,16 @@ impl ::qmp_proto::events::TypedEvent for DeviceUnplugGuestError {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct DeviceSyncConfig {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(DeviceSyncConfig { id });
 impl DeviceSyncConfig {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,

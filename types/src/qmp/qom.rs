@@ -8,7 +8,7 @@
 /// `ObjectPropertyInfo`: the QAPI struct (module `qom`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.ObjectPropertyInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -24,20 +24,23 @@ pub struct ObjectPropertyInfo {
     #[serde(rename = "default-value", skip_serializing_if = "::std::option::Option::is_none")]
     pub default_value: ::std::option::Option<::serde_json::Value>,
 }
+crate::support::debug_struct!(ObjectPropertyInfo { name, r#type, description, default_value });
 
 /// `qom-list`: the QAPI command (module `qom`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-list).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QomList {
     /// `path`.
     pub path: ::std::string::String,
 }
+crate::support::debug_struct!(QomList { path });
 impl QomList {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String) -> Self {
         Self {
             path,
@@ -54,7 +57,7 @@ impl ::qmp_proto::Command for QomList {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-get).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QomGet {
     /// `path`.
@@ -62,8 +65,10 @@ pub struct QomGet {
     /// `property`.
     pub property: ::std::string::String,
 }
+crate::support::debug_struct!(QomGet { path, property });
 impl QomGet {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, property: ::std::string::String) -> Self {
         Self {
             path,
@@ -81,7 +86,7 @@ impl ::qmp_proto::Command for QomGet {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-set).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QomSet {
     /// `path`.
@@ -91,8 +96,10 @@ pub struct QomSet {
     /// `value`.
     pub value: ::serde_json::Value,
 }
+crate::support::debug_struct!(QomSet { path, property, value });
 impl QomSet {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, property: ::std::string::String, value: ::serde_json::Value) -> Self {
         Self {
             path,
@@ -109,7 +116,7 @@ impl ::qmp_proto::Command for QomSet {
 /// `ObjectTypeInfo`: the QAPI struct (module `qom`, since QEMU 1.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.ObjectTypeInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -123,13 +130,14 @@ pub struct ObjectTypeInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(ObjectTypeInfo { name, r#abstract, parent });
 
 /// `qom-list-types`: the QAPI command (module `qom`, since QEMU 1.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-list-types).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QomListTypes {
     /// `implements` (optional).
@@ -139,8 +147,10 @@ pub struct QomListTypes {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#abstract: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(QomListTypes { implements, r#abstract });
 impl QomListTypes {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             implements: ::std::option::Option::None,
@@ -148,11 +158,13 @@ impl QomListTypes {
         }
     }
     /// Sets `implements`.
+    #[inline]
     pub fn with_implements(mut self, value: ::std::string::String) -> Self {
         self.implements = ::std::option::Option::Some(value);
         self
     }
     /// Sets `abstract`.
+    #[inline]
     pub fn with_abstract(mut self, value: bool) -> Self {
         self.r#abstract = ::std::option::Option::Some(value);
         self
@@ -168,14 +180,16 @@ impl ::qmp_proto::Command for QomListTypes {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-list-properties).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QomListProperties {
     /// `typename`.
     pub typename: ::std::string::String,
 }
+crate::support::debug_struct!(QomListProperties { typename });
 impl QomListProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(typename: ::std::string::String) -> Self {
         Self {
             typename,
@@ -190,7 +204,7 @@ impl ::qmp_proto::Command for QomListProperties {
 /// `CanHostSocketcanProperties`: the QAPI struct (module `qom`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.CanHostSocketcanProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -200,8 +214,10 @@ pub struct CanHostSocketcanProperties {
     /// `canbus`.
     pub canbus: ::std::string::String,
 }
+crate::support::debug_struct!(CanHostSocketcanProperties { r#if, canbus });
 impl CanHostSocketcanProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(r#if: ::std::string::String, canbus: ::std::string::String) -> Self {
         Self {
             r#if,
@@ -213,7 +229,7 @@ impl CanHostSocketcanProperties {
 /// `ColoCompareProperties`: the QAPI struct (module `qom`, since QEMU 2.8).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.ColoCompareProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -242,8 +258,10 @@ pub struct ColoCompareProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vnet_hdr_support: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(ColoCompareProperties { primary_in, secondary_in, outdev, iothread, notify_dev, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support });
 impl ColoCompareProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(primary_in: ::std::string::String, secondary_in: ::std::string::String, outdev: ::std::string::String, iothread: ::std::string::String) -> Self {
         Self {
             primary_in,
@@ -258,26 +276,31 @@ impl ColoCompareProperties {
         }
     }
     /// Sets `notify_dev`.
+    #[inline]
     pub fn with_notify_dev(mut self, value: ::std::string::String) -> Self {
         self.notify_dev = ::std::option::Option::Some(value);
         self
     }
     /// Sets `compare_timeout`.
+    #[inline]
     pub fn with_compare_timeout(mut self, value: u64) -> Self {
         self.compare_timeout = ::std::option::Option::Some(value);
         self
     }
     /// Sets `expired_scan_cycle`.
+    #[inline]
     pub fn with_expired_scan_cycle(mut self, value: u32) -> Self {
         self.expired_scan_cycle = ::std::option::Option::Some(value);
         self
     }
     /// Sets `max_queue_size`.
+    #[inline]
     pub fn with_max_queue_size(mut self, value: u32) -> Self {
         self.max_queue_size = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vnet_hdr_support`.
+    #[inline]
     pub fn with_vnet_hdr_support(mut self, value: bool) -> Self {
         self.vnet_hdr_support = ::std::option::Option::Some(value);
         self
@@ -287,7 +310,7 @@ impl ColoCompareProperties {
 /// `CryptodevBackendProperties`: the QAPI struct (module `qom`, since QEMU 2.8).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.CryptodevBackendProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -302,8 +325,10 @@ pub struct CryptodevBackendProperties {
     #[serde(rename = "throttle-ops", skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle_ops: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(CryptodevBackendProperties { queues, throttle_bps, throttle_ops });
 impl CryptodevBackendProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             queues: ::std::option::Option::None,
@@ -312,16 +337,19 @@ impl CryptodevBackendProperties {
         }
     }
     /// Sets `queues`.
+    #[inline]
     pub fn with_queues(mut self, value: u32) -> Self {
         self.queues = ::std::option::Option::Some(value);
         self
     }
     /// Sets `throttle-bps`.
+    #[inline]
     pub fn with_throttle_bps(mut self, value: u64) -> Self {
         self.throttle_bps = ::std::option::Option::Some(value);
         self
     }
     /// Sets `throttle-ops`.
+    #[inline]
     pub fn with_throttle_ops(mut self, value: u64) -> Self {
         self.throttle_ops = ::std::option::Option::Some(value);
         self
@@ -331,7 +359,7 @@ impl CryptodevBackendProperties {
 /// `CryptodevVhostUserProperties`: the QAPI struct (module `qom`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.CryptodevVhostUserProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -348,8 +376,10 @@ pub struct CryptodevVhostUserProperties {
     /// `chardev`.
     pub chardev: ::std::string::String,
 }
+crate::support::debug_struct!(CryptodevVhostUserProperties { queues, throttle_bps, throttle_ops, chardev });
 impl CryptodevVhostUserProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(chardev: ::std::string::String) -> Self {
         Self {
             queues: ::std::option::Option::None,
@@ -359,16 +389,19 @@ impl CryptodevVhostUserProperties {
         }
     }
     /// Sets `queues`.
+    #[inline]
     pub fn with_queues(mut self, value: u32) -> Self {
         self.queues = ::std::option::Option::Some(value);
         self
     }
     /// Sets `throttle-bps`.
+    #[inline]
     pub fn with_throttle_bps(mut self, value: u64) -> Self {
         self.throttle_bps = ::std::option::Option::Some(value);
         self
     }
     /// Sets `throttle-ops`.
+    #[inline]
     pub fn with_throttle_ops(mut self, value: u64) -> Self {
         self.throttle_ops = ::std::option::Option::Some(value);
         self
@@ -378,7 +411,7 @@ impl CryptodevVhostUserProperties {
 /// `DBusVMStateProperties`: the QAPI struct (module `qom`, since QEMU 5.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.DBusVMStateProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -389,8 +422,10 @@ pub struct DBusVMStateProperties {
     #[serde(rename = "id-list", skip_serializing_if = "::std::option::Option::is_none")]
     pub id_list: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(DBusVMStateProperties { addr, id_list });
 impl DBusVMStateProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(addr: ::std::string::String) -> Self {
         Self {
             addr,
@@ -398,6 +433,7 @@ impl DBusVMStateProperties {
         }
     }
     /// Sets `id-list`.
+    #[inline]
     pub fn with_id_list(mut self, value: ::std::string::String) -> Self {
         self.id_list = ::std::option::Option::Some(value);
         self
@@ -425,7 +461,7 @@ crate::support::qapi_enum!(NetfilterInsert {
 /// `NetfilterProperties`: the QAPI struct (module `qom`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.NetfilterProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -445,8 +481,10 @@ pub struct NetfilterProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub insert: ::std::option::Option<super::NetfilterInsert>,
 }
+crate::support::debug_struct!(NetfilterProperties { netdev, queue, status, position, insert });
 impl NetfilterProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(netdev: ::std::string::String) -> Self {
         Self {
             netdev,
@@ -457,21 +495,25 @@ impl NetfilterProperties {
         }
     }
     /// Sets `queue`.
+    #[inline]
     pub fn with_queue(mut self, value: super::NetFilterDirection) -> Self {
         self.queue = ::std::option::Option::Some(value);
         self
     }
     /// Sets `status`.
+    #[inline]
     pub fn with_status(mut self, value: ::std::string::String) -> Self {
         self.status = ::std::option::Option::Some(value);
         self
     }
     /// Sets `position`.
+    #[inline]
     pub fn with_position(mut self, value: ::std::string::String) -> Self {
         self.position = ::std::option::Option::Some(value);
         self
     }
     /// Sets `insert`.
+    #[inline]
     pub fn with_insert(mut self, value: super::NetfilterInsert) -> Self {
         self.insert = ::std::option::Option::Some(value);
         self
@@ -481,7 +523,7 @@ impl NetfilterProperties {
 /// `FilterBufferProperties`: the QAPI struct (module `qom`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.FilterBufferProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -503,8 +545,10 @@ pub struct FilterBufferProperties {
     /// `interval`.
     pub interval: u32,
 }
+crate::support::debug_struct!(FilterBufferProperties { netdev, queue, status, position, insert, interval });
 impl FilterBufferProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(netdev: ::std::string::String, interval: u32) -> Self {
         Self {
             netdev,
@@ -516,21 +560,25 @@ impl FilterBufferProperties {
         }
     }
     /// Sets `queue`.
+    #[inline]
     pub fn with_queue(mut self, value: super::NetFilterDirection) -> Self {
         self.queue = ::std::option::Option::Some(value);
         self
     }
     /// Sets `status`.
+    #[inline]
     pub fn with_status(mut self, value: ::std::string::String) -> Self {
         self.status = ::std::option::Option::Some(value);
         self
     }
     /// Sets `position`.
+    #[inline]
     pub fn with_position(mut self, value: ::std::string::String) -> Self {
         self.position = ::std::option::Option::Some(value);
         self
     }
     /// Sets `insert`.
+    #[inline]
     pub fn with_insert(mut self, value: super::NetfilterInsert) -> Self {
         self.insert = ::std::option::Option::Some(value);
         self
@@ -540,7 +588,7 @@ impl FilterBufferProperties {
 /// `FilterDumpProperties`: the QAPI struct (module `qom`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.FilterDumpProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -565,8 +613,10 @@ pub struct FilterDumpProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub maxlen: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(FilterDumpProperties { netdev, queue, status, position, insert, file, maxlen });
 impl FilterDumpProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(netdev: ::std::string::String, file: ::std::string::String) -> Self {
         Self {
             netdev,
@@ -579,26 +629,31 @@ impl FilterDumpProperties {
         }
     }
     /// Sets `queue`.
+    #[inline]
     pub fn with_queue(mut self, value: super::NetFilterDirection) -> Self {
         self.queue = ::std::option::Option::Some(value);
         self
     }
     /// Sets `status`.
+    #[inline]
     pub fn with_status(mut self, value: ::std::string::String) -> Self {
         self.status = ::std::option::Option::Some(value);
         self
     }
     /// Sets `position`.
+    #[inline]
     pub fn with_position(mut self, value: ::std::string::String) -> Self {
         self.position = ::std::option::Option::Some(value);
         self
     }
     /// Sets `insert`.
+    #[inline]
     pub fn with_insert(mut self, value: super::NetfilterInsert) -> Self {
         self.insert = ::std::option::Option::Some(value);
         self
     }
     /// Sets `maxlen`.
+    #[inline]
     pub fn with_maxlen(mut self, value: u32) -> Self {
         self.maxlen = ::std::option::Option::Some(value);
         self
@@ -608,7 +663,7 @@ impl FilterDumpProperties {
 /// `FilterMirrorProperties`: the QAPI struct (module `qom`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.FilterMirrorProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -633,8 +688,10 @@ pub struct FilterMirrorProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vnet_hdr_support: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(FilterMirrorProperties { netdev, queue, status, position, insert, outdev, vnet_hdr_support });
 impl FilterMirrorProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(netdev: ::std::string::String, outdev: ::std::string::String) -> Self {
         Self {
             netdev,
@@ -647,26 +704,31 @@ impl FilterMirrorProperties {
         }
     }
     /// Sets `queue`.
+    #[inline]
     pub fn with_queue(mut self, value: super::NetFilterDirection) -> Self {
         self.queue = ::std::option::Option::Some(value);
         self
     }
     /// Sets `status`.
+    #[inline]
     pub fn with_status(mut self, value: ::std::string::String) -> Self {
         self.status = ::std::option::Option::Some(value);
         self
     }
     /// Sets `position`.
+    #[inline]
     pub fn with_position(mut self, value: ::std::string::String) -> Self {
         self.position = ::std::option::Option::Some(value);
         self
     }
     /// Sets `insert`.
+    #[inline]
     pub fn with_insert(mut self, value: super::NetfilterInsert) -> Self {
         self.insert = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vnet_hdr_support`.
+    #[inline]
     pub fn with_vnet_hdr_support(mut self, value: bool) -> Self {
         self.vnet_hdr_support = ::std::option::Option::Some(value);
         self
@@ -676,7 +738,7 @@ impl FilterMirrorProperties {
 /// `FilterRedirectorProperties`: the QAPI struct (module `qom`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.FilterRedirectorProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -705,8 +767,10 @@ pub struct FilterRedirectorProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vnet_hdr_support: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(FilterRedirectorProperties { netdev, queue, status, position, insert, indev, outdev, vnet_hdr_support });
 impl FilterRedirectorProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(netdev: ::std::string::String) -> Self {
         Self {
             netdev,
@@ -720,36 +784,43 @@ impl FilterRedirectorProperties {
         }
     }
     /// Sets `queue`.
+    #[inline]
     pub fn with_queue(mut self, value: super::NetFilterDirection) -> Self {
         self.queue = ::std::option::Option::Some(value);
         self
     }
     /// Sets `status`.
+    #[inline]
     pub fn with_status(mut self, value: ::std::string::String) -> Self {
         self.status = ::std::option::Option::Some(value);
         self
     }
     /// Sets `position`.
+    #[inline]
     pub fn with_position(mut self, value: ::std::string::String) -> Self {
         self.position = ::std::option::Option::Some(value);
         self
     }
     /// Sets `insert`.
+    #[inline]
     pub fn with_insert(mut self, value: super::NetfilterInsert) -> Self {
         self.insert = ::std::option::Option::Some(value);
         self
     }
     /// Sets `indev`.
+    #[inline]
     pub fn with_indev(mut self, value: ::std::string::String) -> Self {
         self.indev = ::std::option::Option::Some(value);
         self
     }
     /// Sets `outdev`.
+    #[inline]
     pub fn with_outdev(mut self, value: ::std::string::String) -> Self {
         self.outdev = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vnet_hdr_support`.
+    #[inline]
     pub fn with_vnet_hdr_support(mut self, value: bool) -> Self {
         self.vnet_hdr_support = ::std::option::Option::Some(value);
         self
@@ -759,7 +830,7 @@ impl FilterRedirectorProperties {
 /// `FilterRewriterProperties`: the QAPI struct (module `qom`, since QEMU 2.8).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.FilterRewriterProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -782,8 +853,10 @@ pub struct FilterRewriterProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vnet_hdr_support: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(FilterRewriterProperties { netdev, queue, status, position, insert, vnet_hdr_support });
 impl FilterRewriterProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(netdev: ::std::string::String) -> Self {
         Self {
             netdev,
@@ -795,26 +868,31 @@ impl FilterRewriterProperties {
         }
     }
     /// Sets `queue`.
+    #[inline]
     pub fn with_queue(mut self, value: super::NetFilterDirection) -> Self {
         self.queue = ::std::option::Option::Some(value);
         self
     }
     /// Sets `status`.
+    #[inline]
     pub fn with_status(mut self, value: ::std::string::String) -> Self {
         self.status = ::std::option::Option::Some(value);
         self
     }
     /// Sets `position`.
+    #[inline]
     pub fn with_position(mut self, value: ::std::string::String) -> Self {
         self.position = ::std::option::Option::Some(value);
         self
     }
     /// Sets `insert`.
+    #[inline]
     pub fn with_insert(mut self, value: super::NetfilterInsert) -> Self {
         self.insert = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vnet_hdr_support`.
+    #[inline]
     pub fn with_vnet_hdr_support(mut self, value: bool) -> Self {
         self.vnet_hdr_support = ::std::option::Option::Some(value);
         self
@@ -824,7 +902,7 @@ impl FilterRewriterProperties {
 /// `InputBarrierProperties`: the QAPI struct (module `qom`, since QEMU 4.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.InputBarrierProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -850,8 +928,10 @@ pub struct InputBarrierProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub height: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(InputBarrierProperties { name, server, port, x_origin, y_origin, width, height });
 impl InputBarrierProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String) -> Self {
         Self {
             name,
@@ -864,31 +944,37 @@ impl InputBarrierProperties {
         }
     }
     /// Sets `server`.
+    #[inline]
     pub fn with_server(mut self, value: ::std::string::String) -> Self {
         self.server = ::std::option::Option::Some(value);
         self
     }
     /// Sets `port`.
+    #[inline]
     pub fn with_port(mut self, value: ::std::string::String) -> Self {
         self.port = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-origin`.
+    #[inline]
     pub fn with_x_origin(mut self, value: ::std::string::String) -> Self {
         self.x_origin = ::std::option::Option::Some(value);
         self
     }
     /// Sets `y-origin`.
+    #[inline]
     pub fn with_y_origin(mut self, value: ::std::string::String) -> Self {
         self.y_origin = ::std::option::Option::Some(value);
         self
     }
     /// Sets `width`.
+    #[inline]
     pub fn with_width(mut self, value: ::std::string::String) -> Self {
         self.width = ::std::option::Option::Some(value);
         self
     }
     /// Sets `height`.
+    #[inline]
     pub fn with_height(mut self, value: ::std::string::String) -> Self {
         self.height = ::std::option::Option::Some(value);
         self
@@ -898,7 +984,7 @@ impl InputBarrierProperties {
 /// `InputLinuxProperties`: the QAPI struct (module `qom`, since QEMU 2.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.InputLinuxProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -915,8 +1001,10 @@ pub struct InputLinuxProperties {
     #[serde(rename = "grab-toggle", skip_serializing_if = "::std::option::Option::is_none")]
     pub grab_toggle: ::std::option::Option<super::GrabToggleKeys>,
 }
+crate::support::debug_struct!(InputLinuxProperties { evdev, grab_all, repeat, grab_toggle });
 impl InputLinuxProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(evdev: ::std::string::String) -> Self {
         Self {
             evdev,
@@ -926,16 +1014,19 @@ impl InputLinuxProperties {
         }
     }
     /// Sets `grab_all`.
+    #[inline]
     pub fn with_grab_all(mut self, value: bool) -> Self {
         self.grab_all = ::std::option::Option::Some(value);
         self
     }
     /// Sets `repeat`.
+    #[inline]
     pub fn with_repeat(mut self, value: bool) -> Self {
         self.repeat = ::std::option::Option::Some(value);
         self
     }
     /// Sets `grab-toggle`.
+    #[inline]
     pub fn with_grab_toggle(mut self, value: super::GrabToggleKeys) -> Self {
         self.grab_toggle = ::std::option::Option::Some(value);
         self
@@ -945,7 +1036,7 @@ impl InputLinuxProperties {
 /// `EventLoopBaseProperties`: the QAPI struct (module `qom`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.EventLoopBaseProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -960,8 +1051,10 @@ pub struct EventLoopBaseProperties {
     #[serde(rename = "thread-pool-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_pool_max: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(EventLoopBaseProperties { aio_max_batch, thread_pool_min, thread_pool_max });
 impl EventLoopBaseProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             aio_max_batch: ::std::option::Option::None,
@@ -970,16 +1063,19 @@ impl EventLoopBaseProperties {
         }
     }
     /// Sets `aio-max-batch`.
+    #[inline]
     pub fn with_aio_max_batch(mut self, value: i64) -> Self {
         self.aio_max_batch = ::std::option::Option::Some(value);
         self
     }
     /// Sets `thread-pool-min`.
+    #[inline]
     pub fn with_thread_pool_min(mut self, value: i64) -> Self {
         self.thread_pool_min = ::std::option::Option::Some(value);
         self
     }
     /// Sets `thread-pool-max`.
+    #[inline]
     pub fn with_thread_pool_max(mut self, value: i64) -> Self {
         self.thread_pool_max = ::std::option::Option::Some(value);
         self
@@ -989,7 +1085,7 @@ impl EventLoopBaseProperties {
 /// `IothreadProperties`: the QAPI struct (module `qom`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.IothreadProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1013,8 +1109,10 @@ pub struct IothreadProperties {
     #[serde(rename = "poll-shrink", skip_serializing_if = "::std::option::Option::is_none")]
     pub poll_shrink: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(IothreadProperties { aio_max_batch, thread_pool_min, thread_pool_max, poll_max_ns, poll_grow, poll_shrink });
 impl IothreadProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             aio_max_batch: ::std::option::Option::None,
@@ -1026,31 +1124,37 @@ impl IothreadProperties {
         }
     }
     /// Sets `aio-max-batch`.
+    #[inline]
     pub fn with_aio_max_batch(mut self, value: i64) -> Self {
         self.aio_max_batch = ::std::option::Option::Some(value);
         self
     }
     /// Sets `thread-pool-min`.
+    #[inline]
     pub fn with_thread_pool_min(mut self, value: i64) -> Self {
         self.thread_pool_min = ::std::option::Option::Some(value);
         self
     }
     /// Sets `thread-pool-max`.
+    #[inline]
     pub fn with_thread_pool_max(mut self, value: i64) -> Self {
         self.thread_pool_max = ::std::option::Option::Some(value);
         self
     }
     /// Sets `poll-max-ns`.
+    #[inline]
     pub fn with_poll_max_ns(mut self, value: i64) -> Self {
         self.poll_max_ns = ::std::option::Option::Some(value);
         self
     }
     /// Sets `poll-grow`.
+    #[inline]
     pub fn with_poll_grow(mut self, value: i64) -> Self {
         self.poll_grow = ::std::option::Option::Some(value);
         self
     }
     /// Sets `poll-shrink`.
+    #[inline]
     pub fn with_poll_shrink(mut self, value: i64) -> Self {
         self.poll_shrink = ::std::option::Option::Some(value);
         self
@@ -1060,7 +1164,7 @@ impl IothreadProperties {
 /// `MainLoopProperties`: the QAPI struct (module `qom`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MainLoopProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1075,8 +1179,10 @@ pub struct MainLoopProperties {
     #[serde(rename = "thread-pool-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_pool_max: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(MainLoopProperties { aio_max_batch, thread_pool_min, thread_pool_max });
 impl MainLoopProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             aio_max_batch: ::std::option::Option::None,
@@ -1085,16 +1191,19 @@ impl MainLoopProperties {
         }
     }
     /// Sets `aio-max-batch`.
+    #[inline]
     pub fn with_aio_max_batch(mut self, value: i64) -> Self {
         self.aio_max_batch = ::std::option::Option::Some(value);
         self
     }
     /// Sets `thread-pool-min`.
+    #[inline]
     pub fn with_thread_pool_min(mut self, value: i64) -> Self {
         self.thread_pool_min = ::std::option::Option::Some(value);
         self
     }
     /// Sets `thread-pool-max`.
+    #[inline]
     pub fn with_thread_pool_max(mut self, value: i64) -> Self {
         self.thread_pool_max = ::std::option::Option::Some(value);
         self
@@ -1104,7 +1213,7 @@ impl MainLoopProperties {
 /// `MemoryBackendProperties`: the QAPI struct (module `qom`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MemoryBackendProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1142,8 +1251,10 @@ pub struct MemoryBackendProperties {
     #[serde(rename = "x-use-canonical-path-for-ramblock-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_use_canonical_path_for_ramblock_id: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(MemoryBackendProperties { dump, host_nodes, merge, policy, prealloc, prealloc_threads, prealloc_context, share, reserve, size, x_use_canonical_path_for_ramblock_id });
 impl MemoryBackendProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(size: u64) -> Self {
         Self {
             dump: ::std::option::Option::None,
@@ -1160,51 +1271,61 @@ impl MemoryBackendProperties {
         }
     }
     /// Sets `dump`.
+    #[inline]
     pub fn with_dump(mut self, value: bool) -> Self {
         self.dump = ::std::option::Option::Some(value);
         self
     }
     /// Sets `host-nodes`.
+    #[inline]
     pub fn with_host_nodes(mut self, value: ::std::vec::Vec<u16>) -> Self {
         self.host_nodes = ::std::option::Option::Some(value);
         self
     }
     /// Sets `merge`.
+    #[inline]
     pub fn with_merge(mut self, value: bool) -> Self {
         self.merge = ::std::option::Option::Some(value);
         self
     }
     /// Sets `policy`.
+    #[inline]
     pub fn with_policy(mut self, value: super::HostMemPolicy) -> Self {
         self.policy = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc`.
+    #[inline]
     pub fn with_prealloc(mut self, value: bool) -> Self {
         self.prealloc = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-threads`.
+    #[inline]
     pub fn with_prealloc_threads(mut self, value: u32) -> Self {
         self.prealloc_threads = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-context`.
+    #[inline]
     pub fn with_prealloc_context(mut self, value: ::std::string::String) -> Self {
         self.prealloc_context = ::std::option::Option::Some(value);
         self
     }
     /// Sets `share`.
+    #[inline]
     pub fn with_share(mut self, value: bool) -> Self {
         self.share = ::std::option::Option::Some(value);
         self
     }
     /// Sets `reserve`.
+    #[inline]
     pub fn with_reserve(mut self, value: bool) -> Self {
         self.reserve = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-use-canonical-path-for-ramblock-id`.
+    #[inline]
     pub fn with_x_use_canonical_path_for_ramblock_id(mut self, value: bool) -> Self {
         self.x_use_canonical_path_for_ramblock_id = ::std::option::Option::Some(value);
         self
@@ -1214,7 +1335,7 @@ impl MemoryBackendProperties {
 /// `MemoryBackendFileProperties`: the QAPI struct (module `qom`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MemoryBackendFileProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1263,6 +1384,9 @@ pub struct MemoryBackendFileProperties {
     /// `mem-path`.
     #[serde(rename = "mem-path")]
     pub mem_path: ::std::string::String,
+    /// `pmem` (optional).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub pmem: ::std::option::Option<bool>,
     /// `readonly` (optional).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub readonly: ::std::option::Option<bool>,
@@ -1270,8 +1394,10 @@ pub struct MemoryBackendFileProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rom: ::std::option::Option<super::OnOffAuto>,
 }
+crate::support::debug_struct!(MemoryBackendFileProperties { dump, host_nodes, merge, policy, prealloc, prealloc_threads, prealloc_context, share, reserve, size, x_use_canonical_path_for_ramblock_id, align, offset, discard_data, mem_path, pmem, readonly, rom });
 impl MemoryBackendFileProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(size: u64, mem_path: ::std::string::String) -> Self {
         Self {
             dump: ::std::option::Option::None,
@@ -1289,81 +1415,103 @@ impl MemoryBackendFileProperties {
             offset: ::std::option::Option::None,
             discard_data: ::std::option::Option::None,
             mem_path,
+            pmem: ::std::option::Option::None,
             readonly: ::std::option::Option::None,
             rom: ::std::option::Option::None,
         }
     }
     /// Sets `dump`.
+    #[inline]
     pub fn with_dump(mut self, value: bool) -> Self {
         self.dump = ::std::option::Option::Some(value);
         self
     }
     /// Sets `host-nodes`.
+    #[inline]
     pub fn with_host_nodes(mut self, value: ::std::vec::Vec<u16>) -> Self {
         self.host_nodes = ::std::option::Option::Some(value);
         self
     }
     /// Sets `merge`.
+    #[inline]
     pub fn with_merge(mut self, value: bool) -> Self {
         self.merge = ::std::option::Option::Some(value);
         self
     }
     /// Sets `policy`.
+    #[inline]
     pub fn with_policy(mut self, value: super::HostMemPolicy) -> Self {
         self.policy = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc`.
+    #[inline]
     pub fn with_prealloc(mut self, value: bool) -> Self {
         self.prealloc = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-threads`.
+    #[inline]
     pub fn with_prealloc_threads(mut self, value: u32) -> Self {
         self.prealloc_threads = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-context`.
+    #[inline]
     pub fn with_prealloc_context(mut self, value: ::std::string::String) -> Self {
         self.prealloc_context = ::std::option::Option::Some(value);
         self
     }
     /// Sets `share`.
+    #[inline]
     pub fn with_share(mut self, value: bool) -> Self {
         self.share = ::std::option::Option::Some(value);
         self
     }
     /// Sets `reserve`.
+    #[inline]
     pub fn with_reserve(mut self, value: bool) -> Self {
         self.reserve = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-use-canonical-path-for-ramblock-id`.
+    #[inline]
     pub fn with_x_use_canonical_path_for_ramblock_id(mut self, value: bool) -> Self {
         self.x_use_canonical_path_for_ramblock_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `align`.
+    #[inline]
     pub fn with_align(mut self, value: u64) -> Self {
         self.align = ::std::option::Option::Some(value);
         self
     }
     /// Sets `offset`.
+    #[inline]
     pub fn with_offset(mut self, value: u64) -> Self {
         self.offset = ::std::option::Option::Some(value);
         self
     }
     /// Sets `discard-data`.
+    #[inline]
     pub fn with_discard_data(mut self, value: bool) -> Self {
         self.discard_data = ::std::option::Option::Some(value);
         self
     }
+    /// Sets `pmem`.
+    #[inline]
+    pub fn with_pmem(mut self, value: bool) -> Self {
+        self.pmem = ::std::option::Option::Some(value);
+        self
+    }
     /// Sets `readonly`.
+    #[inline]
     pub fn with_readonly(mut self, value: bool) -> Self {
         self.readonly = ::std::option::Option::Some(value);
         self
     }
     /// Sets `rom`.
+    #[inline]
     pub fn with_rom(mut self, value: super::OnOffAuto) -> Self {
         self.rom = ::std::option::Option::Some(value);
         self
@@ -1373,7 +1521,7 @@ impl MemoryBackendFileProperties {
 /// `MemoryBackendMemfdProperties`: the QAPI struct (module `qom`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MemoryBackendMemfdProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1420,8 +1568,10 @@ pub struct MemoryBackendMemfdProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub seal: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(MemoryBackendMemfdProperties { dump, host_nodes, merge, policy, prealloc, prealloc_threads, prealloc_context, share, reserve, size, x_use_canonical_path_for_ramblock_id, hugetlb, hugetlbsize, seal });
 impl MemoryBackendMemfdProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(size: u64) -> Self {
         Self {
             dump: ::std::option::Option::None,
@@ -1441,66 +1591,79 @@ impl MemoryBackendMemfdProperties {
         }
     }
     /// Sets `dump`.
+    #[inline]
     pub fn with_dump(mut self, value: bool) -> Self {
         self.dump = ::std::option::Option::Some(value);
         self
     }
     /// Sets `host-nodes`.
+    #[inline]
     pub fn with_host_nodes(mut self, value: ::std::vec::Vec<u16>) -> Self {
         self.host_nodes = ::std::option::Option::Some(value);
         self
     }
     /// Sets `merge`.
+    #[inline]
     pub fn with_merge(mut self, value: bool) -> Self {
         self.merge = ::std::option::Option::Some(value);
         self
     }
     /// Sets `policy`.
+    #[inline]
     pub fn with_policy(mut self, value: super::HostMemPolicy) -> Self {
         self.policy = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc`.
+    #[inline]
     pub fn with_prealloc(mut self, value: bool) -> Self {
         self.prealloc = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-threads`.
+    #[inline]
     pub fn with_prealloc_threads(mut self, value: u32) -> Self {
         self.prealloc_threads = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-context`.
+    #[inline]
     pub fn with_prealloc_context(mut self, value: ::std::string::String) -> Self {
         self.prealloc_context = ::std::option::Option::Some(value);
         self
     }
     /// Sets `share`.
+    #[inline]
     pub fn with_share(mut self, value: bool) -> Self {
         self.share = ::std::option::Option::Some(value);
         self
     }
     /// Sets `reserve`.
+    #[inline]
     pub fn with_reserve(mut self, value: bool) -> Self {
         self.reserve = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-use-canonical-path-for-ramblock-id`.
+    #[inline]
     pub fn with_x_use_canonical_path_for_ramblock_id(mut self, value: bool) -> Self {
         self.x_use_canonical_path_for_ramblock_id = ::std::option::Option::Some(value);
         self
     }
     /// Sets `hugetlb`.
+    #[inline]
     pub fn with_hugetlb(mut self, value: bool) -> Self {
         self.hugetlb = ::std::option::Option::Some(value);
         self
     }
     /// Sets `hugetlbsize`.
+    #[inline]
     pub fn with_hugetlbsize(mut self, value: u64) -> Self {
         self.hugetlbsize = ::std::option::Option::Some(value);
         self
     }
     /// Sets `seal`.
+    #[inline]
     pub fn with_seal(mut self, value: bool) -> Self {
         self.seal = ::std::option::Option::Some(value);
         self
@@ -1510,7 +1673,7 @@ impl MemoryBackendMemfdProperties {
 /// `MemoryBackendShmProperties`: the QAPI struct (module `qom`, since QEMU 9.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MemoryBackendShmProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1548,8 +1711,10 @@ pub struct MemoryBackendShmProperties {
     #[serde(rename = "x-use-canonical-path-for-ramblock-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_use_canonical_path_for_ramblock_id: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(MemoryBackendShmProperties { dump, host_nodes, merge, policy, prealloc, prealloc_threads, prealloc_context, share, reserve, size, x_use_canonical_path_for_ramblock_id });
 impl MemoryBackendShmProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(size: u64) -> Self {
         Self {
             dump: ::std::option::Option::None,
@@ -1566,51 +1731,61 @@ impl MemoryBackendShmProperties {
         }
     }
     /// Sets `dump`.
+    #[inline]
     pub fn with_dump(mut self, value: bool) -> Self {
         self.dump = ::std::option::Option::Some(value);
         self
     }
     /// Sets `host-nodes`.
+    #[inline]
     pub fn with_host_nodes(mut self, value: ::std::vec::Vec<u16>) -> Self {
         self.host_nodes = ::std::option::Option::Some(value);
         self
     }
     /// Sets `merge`.
+    #[inline]
     pub fn with_merge(mut self, value: bool) -> Self {
         self.merge = ::std::option::Option::Some(value);
         self
     }
     /// Sets `policy`.
+    #[inline]
     pub fn with_policy(mut self, value: super::HostMemPolicy) -> Self {
         self.policy = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc`.
+    #[inline]
     pub fn with_prealloc(mut self, value: bool) -> Self {
         self.prealloc = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-threads`.
+    #[inline]
     pub fn with_prealloc_threads(mut self, value: u32) -> Self {
         self.prealloc_threads = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-context`.
+    #[inline]
     pub fn with_prealloc_context(mut self, value: ::std::string::String) -> Self {
         self.prealloc_context = ::std::option::Option::Some(value);
         self
     }
     /// Sets `share`.
+    #[inline]
     pub fn with_share(mut self, value: bool) -> Self {
         self.share = ::std::option::Option::Some(value);
         self
     }
     /// Sets `reserve`.
+    #[inline]
     pub fn with_reserve(mut self, value: bool) -> Self {
         self.reserve = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-use-canonical-path-for-ramblock-id`.
+    #[inline]
     pub fn with_x_use_canonical_path_for_ramblock_id(mut self, value: bool) -> Self {
         self.x_use_canonical_path_for_ramblock_id = ::std::option::Option::Some(value);
         self
@@ -1620,7 +1795,7 @@ impl MemoryBackendShmProperties {
 /// `MemoryBackendEpcProperties`: the QAPI struct (module `qom`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MemoryBackendEpcProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1658,8 +1833,10 @@ pub struct MemoryBackendEpcProperties {
     #[serde(rename = "x-use-canonical-path-for-ramblock-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_use_canonical_path_for_ramblock_id: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(MemoryBackendEpcProperties { dump, host_nodes, merge, policy, prealloc, prealloc_threads, prealloc_context, share, reserve, size, x_use_canonical_path_for_ramblock_id });
 impl MemoryBackendEpcProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(size: u64) -> Self {
         Self {
             dump: ::std::option::Option::None,
@@ -1676,51 +1853,61 @@ impl MemoryBackendEpcProperties {
         }
     }
     /// Sets `dump`.
+    #[inline]
     pub fn with_dump(mut self, value: bool) -> Self {
         self.dump = ::std::option::Option::Some(value);
         self
     }
     /// Sets `host-nodes`.
+    #[inline]
     pub fn with_host_nodes(mut self, value: ::std::vec::Vec<u16>) -> Self {
         self.host_nodes = ::std::option::Option::Some(value);
         self
     }
     /// Sets `merge`.
+    #[inline]
     pub fn with_merge(mut self, value: bool) -> Self {
         self.merge = ::std::option::Option::Some(value);
         self
     }
     /// Sets `policy`.
+    #[inline]
     pub fn with_policy(mut self, value: super::HostMemPolicy) -> Self {
         self.policy = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc`.
+    #[inline]
     pub fn with_prealloc(mut self, value: bool) -> Self {
         self.prealloc = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-threads`.
+    #[inline]
     pub fn with_prealloc_threads(mut self, value: u32) -> Self {
         self.prealloc_threads = ::std::option::Option::Some(value);
         self
     }
     /// Sets `prealloc-context`.
+    #[inline]
     pub fn with_prealloc_context(mut self, value: ::std::string::String) -> Self {
         self.prealloc_context = ::std::option::Option::Some(value);
         self
     }
     /// Sets `share`.
+    #[inline]
     pub fn with_share(mut self, value: bool) -> Self {
         self.share = ::std::option::Option::Some(value);
         self
     }
     /// Sets `reserve`.
+    #[inline]
     pub fn with_reserve(mut self, value: bool) -> Self {
         self.reserve = ::std::option::Option::Some(value);
         self
     }
     /// Sets `x-use-canonical-path-for-ramblock-id`.
+    #[inline]
     pub fn with_x_use_canonical_path_for_ramblock_id(mut self, value: bool) -> Self {
         self.x_use_canonical_path_for_ramblock_id = ::std::option::Option::Some(value);
         self
@@ -1730,7 +1917,7 @@ impl MemoryBackendEpcProperties {
 /// `PrManagerHelperProperties`: the QAPI struct (module `qom`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.PrManagerHelperProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1738,8 +1925,10 @@ pub struct PrManagerHelperProperties {
     /// `path`.
     pub path: ::std::string::String,
 }
+crate::support::debug_struct!(PrManagerHelperProperties { path });
 impl PrManagerHelperProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String) -> Self {
         Self {
             path,
@@ -1750,7 +1939,7 @@ impl PrManagerHelperProperties {
 /// `QtestProperties`: the QAPI struct (module `qom`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.QtestProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1761,8 +1950,10 @@ pub struct QtestProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub log: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(QtestProperties { chardev, log });
 impl QtestProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(chardev: ::std::string::String) -> Self {
         Self {
             chardev,
@@ -1770,6 +1961,7 @@ impl QtestProperties {
         }
     }
     /// Sets `log`.
+    #[inline]
     pub fn with_log(mut self, value: ::std::string::String) -> Self {
         self.log = ::std::option::Option::Some(value);
         self
@@ -1779,7 +1971,7 @@ impl QtestProperties {
 /// `RemoteObjectProperties`: the QAPI struct (module `qom`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.RemoteObjectProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1789,8 +1981,10 @@ pub struct RemoteObjectProperties {
     /// `devid`.
     pub devid: ::std::string::String,
 }
+crate::support::debug_struct!(RemoteObjectProperties { fd, devid });
 impl RemoteObjectProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(fd: ::std::string::String, devid: ::std::string::String) -> Self {
         Self {
             fd,
@@ -1802,7 +1996,7 @@ impl RemoteObjectProperties {
 /// `VfioUserServerProperties`: the QAPI struct (module `qom`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.VfioUserServerProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1812,8 +2006,10 @@ pub struct VfioUserServerProperties {
     /// `device`.
     pub device: ::std::string::String,
 }
+crate::support::debug_struct!(VfioUserServerProperties { socket, device });
 impl VfioUserServerProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(socket: super::SocketAddress, device: ::std::string::String) -> Self {
         Self {
             socket,
@@ -1825,7 +2021,7 @@ impl VfioUserServerProperties {
 /// `IOMMUFDProperties`: the QAPI struct (module `qom`, since QEMU 9.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.IOMMUFDProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1834,14 +2030,17 @@ pub struct IOMMUFDProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub fd: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(IOMMUFDProperties { fd });
 impl IOMMUFDProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             fd: ::std::option::Option::None,
         }
     }
     /// Sets `fd`.
+    #[inline]
     pub fn with_fd(mut self, value: ::std::string::String) -> Self {
         self.fd = ::std::option::Option::Some(value);
         self
@@ -1851,7 +2050,7 @@ impl IOMMUFDProperties {
 /// `AcpiGenericInitiatorProperties`: the QAPI struct (module `qom`, since QEMU 9.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.AcpiGenericInitiatorProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1862,8 +2061,10 @@ pub struct AcpiGenericInitiatorProperties {
     /// `node`.
     pub node: u32,
 }
+crate::support::debug_struct!(AcpiGenericInitiatorProperties { pci_dev, node });
 impl AcpiGenericInitiatorProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(pci_dev: ::std::string::String, node: u32) -> Self {
         Self {
             pci_dev,
@@ -1875,7 +2076,7 @@ impl AcpiGenericInitiatorProperties {
 /// `AcpiGenericPortProperties`: the QAPI struct (module `qom`, since QEMU 9.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.AcpiGenericPortProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1886,8 +2087,10 @@ pub struct AcpiGenericPortProperties {
     /// `node`.
     pub node: u32,
 }
+crate::support::debug_struct!(AcpiGenericPortProperties { pci_bus, node });
 impl AcpiGenericPortProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(pci_bus: ::std::string::String, node: u32) -> Self {
         Self {
             pci_bus,
@@ -1899,7 +2102,7 @@ impl AcpiGenericPortProperties {
 /// `RngProperties`: the QAPI struct (module `qom`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.RngProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1911,8 +2114,10 @@ pub struct RngProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub opened: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(RngProperties { opened });
 impl RngProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             opened: ::std::option::Option::None,
@@ -1920,6 +2125,7 @@ impl RngProperties {
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `opened`.
+    #[inline]
     pub fn with_opened(mut self, value: bool) -> Self {
         self.opened = ::std::option::Option::Some(value);
         self
@@ -1929,7 +2135,7 @@ impl RngProperties {
 /// `RngEgdProperties`: the QAPI struct (module `qom`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.RngEgdProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1943,8 +2149,10 @@ pub struct RngEgdProperties {
     /// `chardev`.
     pub chardev: ::std::string::String,
 }
+crate::support::debug_struct!(RngEgdProperties { opened, chardev });
 impl RngEgdProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(chardev: ::std::string::String) -> Self {
         Self {
             opened: ::std::option::Option::None,
@@ -1953,6 +2161,7 @@ impl RngEgdProperties {
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `opened`.
+    #[inline]
     pub fn with_opened(mut self, value: bool) -> Self {
         self.opened = ::std::option::Option::Some(value);
         self
@@ -1962,7 +2171,7 @@ impl RngEgdProperties {
 /// `RngRandomProperties`: the QAPI struct (module `qom`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.RngRandomProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1977,8 +2186,10 @@ pub struct RngRandomProperties {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub filename: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(RngRandomProperties { opened, filename });
 impl RngRandomProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             opened: ::std::option::Option::None,
@@ -1987,11 +2198,13 @@ impl RngRandomProperties {
     }
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     /// Sets `opened`.
+    #[inline]
     pub fn with_opened(mut self, value: bool) -> Self {
         self.opened = ::std::option::Option::Some(value);
         self
     }
     /// Sets `filename`.
+    #[inline]
     pub fn with_filename(mut self, value: ::std::string::String) -> Self {
         self.filename = ::std::option::Option::Some(value);
         self
@@ -2001,7 +2214,7 @@ impl RngRandomProperties {
 /// `SevCommonProperties`: the QAPI struct (module `qom`, since QEMU 9.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.SevCommonProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2019,8 +2232,10 @@ pub struct SevCommonProperties {
     #[serde(rename = "kernel-hashes", skip_serializing_if = "::std::option::Option::is_none")]
     pub kernel_hashes: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(SevCommonProperties { sev_device, cbitpos, reduced_phys_bits, kernel_hashes });
 impl SevCommonProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(reduced_phys_bits: u32) -> Self {
         Self {
             sev_device: ::std::option::Option::None,
@@ -2030,16 +2245,19 @@ impl SevCommonProperties {
         }
     }
     /// Sets `sev-device`.
+    #[inline]
     pub fn with_sev_device(mut self, value: ::std::string::String) -> Self {
         self.sev_device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cbitpos`.
+    #[inline]
     pub fn with_cbitpos(mut self, value: u32) -> Self {
         self.cbitpos = ::std::option::Option::Some(value);
         self
     }
     /// Sets `kernel-hashes`.
+    #[inline]
     pub fn with_kernel_hashes(mut self, value: bool) -> Self {
         self.kernel_hashes = ::std::option::Option::Some(value);
         self
@@ -2049,7 +2267,7 @@ impl SevCommonProperties {
 /// `SevGuestProperties`: the QAPI struct (module `qom`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.SevGuestProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -2082,8 +2300,10 @@ pub struct SevGuestProperties {
     #[serde(rename = "legacy-vm-type", skip_serializing_if = "::std::option::Option::is_none")]
     pub legacy_vm_type: ::std::option::Option<super::OnOffAuto>,
 }
+crate::support::debug_struct!(SevGuestProperties { sev_device, cbitpos, reduced_phys_bits, kernel_hashes, dh_cert_file, session_file, policy, handle, legacy_vm_type });
 impl SevGuestProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(reduced_phys_bits: u32) -> Self {
         Self {
             sev_device: ::std::option::Option::None,
@@ -2098,41 +2318,49 @@ impl SevGuestProperties {
         }
     }
     /// Sets `sev-device`.
+    #[inline]
     pub fn with_sev_device(mut self, value: ::std::string::String) -> Self {
         self.sev_device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cbitpos`.
+    #[inline]
     pub fn with_cbitpos(mut self, value: u32) -> Self {
         self.cbitpos = ::std::option::Option::Some(value);
         self
     }
     /// Sets `kernel-hashes`.
+    #[inline]
     pub fn with_kernel_hashes(mut self, value: bool) -> Self {
         self.kernel_hashes = ::std::option::Option::Some(value);
         self
     }
     /// Sets `dh-cert-file`.
+    #[inline]
     pub fn with_dh_cert_file(mut self, value: ::std::string::String) -> Self {
         self.dh_cert_file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `session-file`.
+    #[inline]
     pub fn with_session_file(mut self, value: ::std::string::String) -> Self {
         self.session_file = ::std::option::Option::Some(value);
         self
     }
     /// Sets `policy`.
+    #[inline]
     pub fn with_policy(mut self, value: u32) -> Self {
         self.policy = ::std::option::Option::Some(value);
         self
     }
     /// Sets `handle`.
+    #[inline]
     pub fn with_handle(mut self, value: u32) -> Self {
         self.handle = ::std::option::Option::Some(value);
         self
     }
     /// Sets `legacy-vm-type`.
+    #[inline]
     pub fn with_legacy_vm_type(mut self, value: super::OnOffAuto) -> Self {
         self.legacy_vm_type = ::std::option::Option::Some(value);
         self
@@ -2142,7 +2370,7 @@ impl SevGuestProperties {
 /// `SevSnpGuestProperties`: the QAPI struct (module `qom`, since QEMU 9.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.SevSnpGuestProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -2181,8 +2409,10 @@ pub struct SevSnpGuestProperties {
     #[serde(rename = "vcek-disabled", skip_serializing_if = "::std::option::Option::is_none")]
     pub vcek_disabled: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(SevSnpGuestProperties { sev_device, cbitpos, reduced_phys_bits, kernel_hashes, policy, guest_visible_workarounds, id_block, id_auth, author_key_enabled, host_data, vcek_disabled });
 impl SevSnpGuestProperties {
     /// A value with the required members.
+    #[inline]
     pub fn new(reduced_phys_bits: u32) -> Self {
         Self {
             sev_device: ::std::option::Option::None,
@@ -2199,51 +2429,61 @@ impl SevSnpGuestProperties {
         }
     }
     /// Sets `sev-device`.
+    #[inline]
     pub fn with_sev_device(mut self, value: ::std::string::String) -> Self {
         self.sev_device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cbitpos`.
+    #[inline]
     pub fn with_cbitpos(mut self, value: u32) -> Self {
         self.cbitpos = ::std::option::Option::Some(value);
         self
     }
     /// Sets `kernel-hashes`.
+    #[inline]
     pub fn with_kernel_hashes(mut self, value: bool) -> Self {
         self.kernel_hashes = ::std::option::Option::Some(value);
         self
     }
     /// Sets `policy`.
+    #[inline]
     pub fn with_policy(mut self, value: u64) -> Self {
         self.policy = ::std::option::Option::Some(value);
         self
     }
     /// Sets `guest-visible-workarounds`.
+    #[inline]
     pub fn with_guest_visible_workarounds(mut self, value: ::std::string::String) -> Self {
         self.guest_visible_workarounds = ::std::option::Option::Some(value);
         self
     }
     /// Sets `id-block`.
+    #[inline]
     pub fn with_id_block(mut self, value: ::std::string::String) -> Self {
         self.id_block = ::std::option::Option::Some(value);
         self
     }
     /// Sets `id-auth`.
+    #[inline]
     pub fn with_id_auth(mut self, value: ::std::string::String) -> Self {
         self.id_auth = ::std::option::Option::Some(value);
         self
     }
     /// Sets `author-key-enabled`.
+    #[inline]
     pub fn with_author_key_enabled(mut self, value: bool) -> Self {
         self.author_key_enabled = ::std::option::Option::Some(value);
         self
     }
     /// Sets `host-data`.
+    #[inline]
     pub fn with_host_data(mut self, value: ::std::string::String) -> Self {
         self.host_data = ::std::option::Option::Some(value);
         self
     }
     /// Sets `vcek-disabled`.
+    #[inline]
     pub fn with_vcek_disabled(mut self, value: bool) -> Self {
         self.vcek_disabled = ::std::option::Option::Some(value);
         self
@@ -2253,7 +2493,7 @@ impl SevSnpGuestProperties {
 /// `ThreadContextProperties`: the QAPI struct (module `qom`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.ThreadContextProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -2265,8 +2505,10 @@ pub struct ThreadContextProperties {
     #[serde(rename = "node-affinity", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_affinity: ::std::option::Option<::std::vec::Vec<u16>>,
 }
+crate::support::debug_struct!(ThreadContextProperties { cpu_affinity, node_affinity });
 impl ThreadContextProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             cpu_affinity: ::std::option::Option::None,
@@ -2274,11 +2516,13 @@ impl ThreadContextProperties {
         }
     }
     /// Sets `cpu-affinity`.
+    #[inline]
     pub fn with_cpu_affinity(mut self, value: ::std::vec::Vec<u16>) -> Self {
         self.cpu_affinity = ::std::option::Option::Some(value);
         self
     }
     /// Sets `node-affinity`.
+    #[inline]
     pub fn with_node_affinity(mut self, value: ::std::vec::Vec<u16>) -> Self {
         self.node_affinity = ::std::option::Option::Some(value);
         self
@@ -2463,12 +2707,13 @@ pub struct ObjectOptions {
 }
 impl ObjectOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: ObjectOptionsCommon, branch: ObjectOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`ObjectOptions`] that every case has, the discriminator `qom-type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -2476,8 +2721,10 @@ pub struct ObjectOptionsCommon {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(ObjectOptionsCommon { id });
 impl ObjectOptionsCommon {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -2596,6 +2843,7 @@ pub enum ObjectOptionsBranch {
 }
 impl ObjectOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::AcpiGenericInitiator(_) => "acpi-generic-initiator",
@@ -2716,6 +2964,7 @@ impl<'de> ::serde::Deserialize<'de> for ObjectOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl ObjectOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <ObjectOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "qom-type")?;
@@ -2791,11 +3040,13 @@ pub struct ObjectAdd {
 }
 impl ObjectAdd {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::ObjectOptions) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::ObjectOptions> for ObjectAdd {
+    #[inline]
     fn from(args: super::ObjectOptions) -> Self {
         Self { args }
     }
@@ -2811,14 +3062,16 @@ impl ::qmp_proto::Command for ObjectAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.object-del).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct ObjectDel {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(ObjectDel { id });
 impl ObjectDel {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,

@@ -29,7 +29,7 @@ crate::support::qapi_enum!(ReplayMode {
 /// `ReplayInfo`: the QAPI struct (module `replay`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-replay.ReplayInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -42,6 +42,7 @@ pub struct ReplayInfo {
     /// `icount`.
     pub icount: i64,
 }
+crate::support::debug_struct!(ReplayInfo { mode, filename, icount });
 
 /// `query-replay`: the QAPI command (module `replay`, since QEMU 5.2).
 ///
@@ -53,6 +54,7 @@ pub struct ReplayInfo {
 pub struct QueryReplay {}
 impl QueryReplay {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -68,14 +70,16 @@ impl ::qmp_proto::Command for QueryReplay {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-replay.replay-break).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct ReplayBreak {
     /// `icount`.
     pub icount: i64,
 }
+crate::support::debug_struct!(ReplayBreak { icount });
 impl ReplayBreak {
     /// A value with the required members.
+    #[inline]
     pub fn new(icount: i64) -> Self {
         Self {
             icount,
@@ -97,6 +101,7 @@ impl ::qmp_proto::Command for ReplayBreak {
 pub struct ReplayDeleteBreak {}
 impl ReplayDeleteBreak {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -112,14 +117,16 @@ impl ::qmp_proto::Command for ReplayDeleteBreak {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-replay.replay-seek).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct ReplaySeek {
     /// `icount`.
     pub icount: i64,
 }
+crate::support::debug_struct!(ReplaySeek { icount });
 impl ReplaySeek {
     /// A value with the required members.
+    #[inline]
     pub fn new(icount: i64) -> Self {
         Self {
             icount,

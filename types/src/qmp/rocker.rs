@@ -8,7 +8,7 @@
 /// `RockerSwitch`: the QAPI struct (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerSwitch).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -20,20 +20,23 @@ pub struct RockerSwitch {
     /// `ports`.
     pub ports: u32,
 }
+crate::support::debug_struct!(RockerSwitch { name, id, ports });
 
 /// `query-rocker`: the QAPI command (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryRocker {
     /// `name`.
     pub name: ::std::string::String,
 }
+crate::support::debug_struct!(QueryRocker { name });
 impl QueryRocker {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String) -> Self {
         Self {
             name,
@@ -84,7 +87,7 @@ crate::support::qapi_enum!(RockerPortAutoneg {
 /// `RockerPort`: the QAPI struct (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerPort).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -103,20 +106,23 @@ pub struct RockerPort {
     /// `autoneg`.
     pub autoneg: super::RockerPortAutoneg,
 }
+crate::support::debug_struct!(RockerPort { name, enabled, link_up, speed, duplex, autoneg });
 
 /// `query-rocker-ports`: the QAPI command (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker-ports).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryRockerPorts {
     /// `name`.
     pub name: ::std::string::String,
 }
+crate::support::debug_struct!(QueryRockerPorts { name });
 impl QueryRockerPorts {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String) -> Self {
         Self {
             name,
@@ -131,7 +137,7 @@ impl ::qmp_proto::Command for QueryRockerPorts {
 /// `RockerOfDpaFlowKey`: the QAPI struct (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerOfDpaFlowKey).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -169,11 +175,12 @@ pub struct RockerOfDpaFlowKey {
     #[serde(rename = "ip-dst", skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_dst: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(RockerOfDpaFlowKey { priority, tbl_id, in_pport, tunnel_id, vlan_id, eth_type, eth_src, eth_dst, ip_proto, ip_tos, ip_dst });
 
 /// `RockerOfDpaFlowMask`: the QAPI struct (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerOfDpaFlowMask).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -200,11 +207,12 @@ pub struct RockerOfDpaFlowMask {
     #[serde(rename = "ip-tos", skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_tos: ::std::option::Option<u8>,
 }
+crate::support::debug_struct!(RockerOfDpaFlowMask { in_pport, tunnel_id, vlan_id, eth_src, eth_dst, ip_proto, ip_tos });
 
 /// `RockerOfDpaFlowAction`: the QAPI struct (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerOfDpaFlowAction).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -228,11 +236,12 @@ pub struct RockerOfDpaFlowAction {
     #[serde(rename = "out-pport", skip_serializing_if = "::std::option::Option::is_none")]
     pub out_pport: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(RockerOfDpaFlowAction { goto_tbl, group_id, tunnel_lport, vlan_id, new_vlan_id, out_pport });
 
 /// `RockerOfDpaFlow`: the QAPI struct (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerOfDpaFlow).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -248,13 +257,14 @@ pub struct RockerOfDpaFlow {
     /// `action`.
     pub action: super::RockerOfDpaFlowAction,
 }
+crate::support::debug_struct!(RockerOfDpaFlow { cookie, hits, key, mask, action });
 
 /// `query-rocker-of-dpa-flows`: the QAPI command (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker-of-dpa-flows).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryRockerOfDpaFlows {
     /// `name`.
@@ -263,8 +273,10 @@ pub struct QueryRockerOfDpaFlows {
     #[serde(rename = "tbl-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub tbl_id: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(QueryRockerOfDpaFlows { name, tbl_id });
 impl QueryRockerOfDpaFlows {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String) -> Self {
         Self {
             name,
@@ -272,6 +284,7 @@ impl QueryRockerOfDpaFlows {
         }
     }
     /// Sets `tbl-id`.
+    #[inline]
     pub fn with_tbl_id(mut self, value: u32) -> Self {
         self.tbl_id = ::std::option::Option::Some(value);
         self
@@ -285,7 +298,7 @@ impl ::qmp_proto::Command for QueryRockerOfDpaFlows {
 /// `RockerOfDpaGroup`: the QAPI struct (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerOfDpaGroup).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -328,13 +341,14 @@ pub struct RockerOfDpaGroup {
     #[serde(rename = "ttl-check", skip_serializing_if = "::std::option::Option::is_none")]
     pub ttl_check: ::std::option::Option<u8>,
 }
+crate::support::debug_struct!(RockerOfDpaGroup { id, r#type, vlan_id, pport, index, out_pport, group_id, set_vlan_id, pop_vlan, group_ids, set_eth_src, set_eth_dst, ttl_check });
 
 /// `query-rocker-of-dpa-groups`: the QAPI command (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker-of-dpa-groups).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryRockerOfDpaGroups {
     /// `name`.
@@ -343,8 +357,10 @@ pub struct QueryRockerOfDpaGroups {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<u8>,
 }
+crate::support::debug_struct!(QueryRockerOfDpaGroups { name, r#type });
 impl QueryRockerOfDpaGroups {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String) -> Self {
         Self {
             name,
@@ -352,6 +368,7 @@ impl QueryRockerOfDpaGroups {
         }
     }
     /// Sets `type`.
+    #[inline]
     pub fn with_type(mut self, value: u8) -> Self {
         self.r#type = ::std::option::Option::Some(value);
         self

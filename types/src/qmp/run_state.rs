@@ -113,7 +113,7 @@ crate::support::qapi_enum!(ShutdownCause {
 /// `StatusInfo`: the QAPI struct (module `run-state`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-run-state.StatusInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -123,6 +123,7 @@ pub struct StatusInfo {
     /// `status`.
     pub status: super::RunState,
 }
+crate::support::debug_struct!(StatusInfo { running, status });
 
 /// `query-status`: the QAPI command (module `run-state`, since QEMU 0.14).
 ///
@@ -134,6 +135,7 @@ pub struct StatusInfo {
 pub struct QueryStatus {}
 impl QueryStatus {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -149,7 +151,7 @@ impl ::qmp_proto::Command for QueryStatus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.SHUTDOWN).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct Shutdown {
@@ -158,6 +160,7 @@ pub struct Shutdown {
     /// `reason` (since QEMU 4.0).
     pub reason: super::ShutdownCause,
 }
+crate::support::debug_struct!(Shutdown { guest, reason });
 impl ::qmp_proto::events::TypedEvent for Shutdown {
     const NAME: &'static str = "SHUTDOWN";
 }
@@ -179,7 +182,7 @@ impl ::qmp_proto::events::TypedEvent for Powerdown {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.RESET).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct Reset {
@@ -188,6 +191,7 @@ pub struct Reset {
     /// `reason` (since QEMU 4.0).
     pub reason: super::ShutdownCause,
 }
+crate::support::debug_struct!(Reset { guest, reason });
 impl ::qmp_proto::events::TypedEvent for Reset {
     const NAME: &'static str = "RESET";
 }
@@ -257,13 +261,14 @@ impl ::qmp_proto::events::TypedEvent for Wakeup {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.WATCHDOG).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct Watchdog {
     /// `action`.
     pub action: super::WatchdogAction,
 }
+crate::support::debug_struct!(Watchdog { action });
 impl ::qmp_proto::events::TypedEvent for Watchdog {
     const NAME: &'static str = "WATCHDOG";
 }
@@ -366,14 +371,16 @@ crate::support::qapi_enum!(PanicAction {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-run-state.watchdog-set-action).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct WatchdogSetAction {
     /// `action`.
     pub action: super::WatchdogAction,
 }
+crate::support::debug_struct!(WatchdogSetAction { action });
 impl WatchdogSetAction {
     /// A value with the required members.
+    #[inline]
     pub fn new(action: super::WatchdogAction) -> Self {
         Self {
             action,
@@ -390,7 +397,7 @@ impl ::qmp_proto::Command for WatchdogSetAction {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-run-state.set-action).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct SetAction {
     /// `reboot` (optional).
@@ -406,8 +413,10 @@ pub struct SetAction {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<super::WatchdogAction>,
 }
+crate::support::debug_struct!(SetAction { reboot, shutdown, panic, watchdog });
 impl SetAction {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             reboot: ::std::option::Option::None,
@@ -417,21 +426,25 @@ impl SetAction {
         }
     }
     /// Sets `reboot`.
+    #[inline]
     pub fn with_reboot(mut self, value: super::RebootAction) -> Self {
         self.reboot = ::std::option::Option::Some(value);
         self
     }
     /// Sets `shutdown`.
+    #[inline]
     pub fn with_shutdown(mut self, value: super::ShutdownAction) -> Self {
         self.shutdown = ::std::option::Option::Some(value);
         self
     }
     /// Sets `panic`.
+    #[inline]
     pub fn with_panic(mut self, value: super::PanicAction) -> Self {
         self.panic = ::std::option::Option::Some(value);
         self
     }
     /// Sets `watchdog`.
+    #[inline]
     pub fn with_watchdog(mut self, value: super::WatchdogAction) -> Self {
         self.watchdog = ::std::option::Option::Some(value);
         self
@@ -447,7 +460,7 @@ impl ::qmp_proto::Command for SetAction {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.GUEST_PANICKED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct GuestPanicked {
@@ -457,6 +470,7 @@ pub struct GuestPanicked {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub info: ::std::option::Option<super::GuestPanicInformation>,
 }
+crate::support::debug_struct!(GuestPanicked { action, info });
 impl ::qmp_proto::events::TypedEvent for GuestPanicked {
     const NAME: &'static str = "GUEST_PANICKED";
 }
@@ -466,7 +480,7 @@ impl ::qmp_proto::events::TypedEvent for GuestPanicked {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.GUEST_CRASHLOADED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct GuestCrashloaded {
@@ -476,6 +490,7 @@ pub struct GuestCrashloaded {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub info: ::std::option::Option<super::GuestPanicInformation>,
 }
+crate::support::debug_struct!(GuestCrashloaded { action, info });
 impl ::qmp_proto::events::TypedEvent for GuestCrashloaded {
     const NAME: &'static str = "GUEST_CRASHLOADED";
 }
@@ -546,17 +561,19 @@ pub struct GuestPanicInformation {
 }
 impl GuestPanicInformation {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: GuestPanicInformationCommon, branch: GuestPanicInformationBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`GuestPanicInformation`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestPanicInformationCommon {
 }
+crate::support::debug_struct!(GuestPanicInformationCommon {  });
 /// The cases of [`GuestPanicInformation`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -575,6 +592,7 @@ pub enum GuestPanicInformationBranch {
 }
 impl GuestPanicInformationBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::HyperV(_) => "hyper-v",
@@ -603,6 +621,7 @@ impl<'de> ::serde::Deserialize<'de> for GuestPanicInformation {
     }
 }
 impl GuestPanicInformation {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <GuestPanicInformationCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -621,7 +640,7 @@ impl GuestPanicInformation {
 /// `GuestPanicInformationHyperV`: the QAPI struct (module `run-state`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-run-state.GuestPanicInformationHyperV).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -637,6 +656,7 @@ pub struct GuestPanicInformationHyperV {
     /// `arg5`.
     pub arg5: u64,
 }
+crate::support::debug_struct!(GuestPanicInformationHyperV { arg1, arg2, arg3, arg4, arg5 });
 
 /// `S390CrashReason`: the QAPI enum (module `run-state`, since QEMU 2.12).
 ///
@@ -668,7 +688,7 @@ crate::support::qapi_enum!(S390CrashReason {
 /// `GuestPanicInformationS390`: the QAPI struct (module `run-state`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-run-state.GuestPanicInformationS390).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -684,13 +704,14 @@ pub struct GuestPanicInformationS390 {
     /// `reason`.
     pub reason: super::S390CrashReason,
 }
+crate::support::debug_struct!(GuestPanicInformationS390 { core, psw_mask, psw_addr, reason });
 
 /// `MEMORY_FAILURE`: the QAPI event (module `run-state`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.MEMORY_FAILURE).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct MemoryFailure {
@@ -701,6 +722,7 @@ pub struct MemoryFailure {
     /// `flags`.
     pub flags: super::MemoryFailureFlags,
 }
+crate::support::debug_struct!(MemoryFailure { recipient, action, flags });
 impl ::qmp_proto::events::TypedEvent for MemoryFailure {
     const NAME: &'static str = "MEMORY_FAILURE";
 }
@@ -750,7 +772,7 @@ crate::support::qapi_enum!(MemoryFailureAction {
 /// `MemoryFailureFlags`: the QAPI struct (module `run-state`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-run-state.MemoryFailureFlags).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -761,6 +783,7 @@ pub struct MemoryFailureFlags {
     /// `recursive`.
     pub recursive: bool,
 }
+crate::support::debug_struct!(MemoryFailureFlags { action_required, recursive });
 
 /// `NotifyVmexitOption`: the QAPI enum (module `run-state`, since QEMU 7.2).
 ///

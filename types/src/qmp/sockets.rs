@@ -35,7 +35,7 @@ crate::support::qapi_enum!(NetworkAddressFamily {
 /// `InetSocketAddressBase`: the QAPI struct (module `sockets`).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.InetSocketAddressBase).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -45,8 +45,10 @@ pub struct InetSocketAddressBase {
     /// `port`.
     pub port: ::std::string::String,
 }
+crate::support::debug_struct!(InetSocketAddressBase { host, port });
 impl InetSocketAddressBase {
     /// A value with the required members.
+    #[inline]
     pub fn new(host: ::std::string::String, port: ::std::string::String) -> Self {
         Self {
             host,
@@ -58,7 +60,7 @@ impl InetSocketAddressBase {
 /// `InetSocketAddress`: the QAPI struct (module `sockets`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.InetSocketAddress).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -86,8 +88,10 @@ pub struct InetSocketAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mptcp: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(InetSocketAddress { host, port, numeric, to, ipv4, ipv6, keep_alive, mptcp });
 impl InetSocketAddress {
     /// A value with the required members.
+    #[inline]
     pub fn new(host: ::std::string::String, port: ::std::string::String) -> Self {
         Self {
             host,
@@ -101,31 +105,37 @@ impl InetSocketAddress {
         }
     }
     /// Sets `numeric`.
+    #[inline]
     pub fn with_numeric(mut self, value: bool) -> Self {
         self.numeric = ::std::option::Option::Some(value);
         self
     }
     /// Sets `to`.
+    #[inline]
     pub fn with_to(mut self, value: u16) -> Self {
         self.to = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ipv4`.
+    #[inline]
     pub fn with_ipv4(mut self, value: bool) -> Self {
         self.ipv4 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `ipv6`.
+    #[inline]
     pub fn with_ipv6(mut self, value: bool) -> Self {
         self.ipv6 = ::std::option::Option::Some(value);
         self
     }
     /// Sets `keep-alive`.
+    #[inline]
     pub fn with_keep_alive(mut self, value: bool) -> Self {
         self.keep_alive = ::std::option::Option::Some(value);
         self
     }
     /// Sets `mptcp`.
+    #[inline]
     pub fn with_mptcp(mut self, value: bool) -> Self {
         self.mptcp = ::std::option::Option::Some(value);
         self
@@ -135,7 +145,7 @@ impl InetSocketAddress {
 /// `UnixSocketAddress`: the QAPI struct (module `sockets`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.UnixSocketAddress).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -149,8 +159,10 @@ pub struct UnixSocketAddress {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tight: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(UnixSocketAddress { path, r#abstract, tight });
 impl UnixSocketAddress {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String) -> Self {
         Self {
             path,
@@ -159,11 +171,13 @@ impl UnixSocketAddress {
         }
     }
     /// Sets `abstract`.
+    #[inline]
     pub fn with_abstract(mut self, value: bool) -> Self {
         self.r#abstract = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tight`.
+    #[inline]
     pub fn with_tight(mut self, value: bool) -> Self {
         self.tight = ::std::option::Option::Some(value);
         self
@@ -173,7 +187,7 @@ impl UnixSocketAddress {
 /// `VsockSocketAddress`: the QAPI struct (module `sockets`, since QEMU 2.8).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.VsockSocketAddress).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -183,8 +197,10 @@ pub struct VsockSocketAddress {
     /// `port`.
     pub port: ::std::string::String,
 }
+crate::support::debug_struct!(VsockSocketAddress { cid, port });
 impl VsockSocketAddress {
     /// A value with the required members.
+    #[inline]
     pub fn new(cid: ::std::string::String, port: ::std::string::String) -> Self {
         Self {
             cid,
@@ -196,7 +212,7 @@ impl VsockSocketAddress {
 /// `FdSocketAddress`: the QAPI struct (module `sockets`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.FdSocketAddress).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -204,8 +220,10 @@ pub struct FdSocketAddress {
     /// `str`.
     pub str: ::std::string::String,
 }
+crate::support::debug_struct!(FdSocketAddress { str });
 impl FdSocketAddress {
     /// A value with the required members.
+    #[inline]
     pub fn new(str: ::std::string::String) -> Self {
         Self {
             str,
@@ -216,7 +234,7 @@ impl FdSocketAddress {
 /// `InetSocketAddressWrapper`: the QAPI struct (module `sockets`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.InetSocketAddressWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -224,8 +242,10 @@ pub struct InetSocketAddressWrapper {
     /// `data`.
     pub data: super::InetSocketAddress,
 }
+crate::support::debug_struct!(InetSocketAddressWrapper { data });
 impl InetSocketAddressWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::InetSocketAddress) -> Self {
         Self {
             data,
@@ -236,7 +256,7 @@ impl InetSocketAddressWrapper {
 /// `UnixSocketAddressWrapper`: the QAPI struct (module `sockets`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.UnixSocketAddressWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -244,8 +264,10 @@ pub struct UnixSocketAddressWrapper {
     /// `data`.
     pub data: super::UnixSocketAddress,
 }
+crate::support::debug_struct!(UnixSocketAddressWrapper { data });
 impl UnixSocketAddressWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::UnixSocketAddress) -> Self {
         Self {
             data,
@@ -256,7 +278,7 @@ impl UnixSocketAddressWrapper {
 /// `VsockSocketAddressWrapper`: the QAPI struct (module `sockets`, since QEMU 2.8).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.VsockSocketAddressWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -264,8 +286,10 @@ pub struct VsockSocketAddressWrapper {
     /// `data`.
     pub data: super::VsockSocketAddress,
 }
+crate::support::debug_struct!(VsockSocketAddressWrapper { data });
 impl VsockSocketAddressWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::VsockSocketAddress) -> Self {
         Self {
             data,
@@ -276,7 +300,7 @@ impl VsockSocketAddressWrapper {
 /// `FdSocketAddressWrapper`: the QAPI struct (module `sockets`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.FdSocketAddressWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -284,8 +308,10 @@ pub struct FdSocketAddressWrapper {
     /// `data`.
     pub data: super::FdSocketAddress,
 }
+crate::support::debug_struct!(FdSocketAddressWrapper { data });
 impl FdSocketAddressWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::FdSocketAddress) -> Self {
         Self {
             data,
@@ -308,19 +334,22 @@ pub struct SocketAddressLegacy {
 }
 impl SocketAddressLegacy {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: SocketAddressLegacyCommon, branch: SocketAddressLegacyBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`SocketAddressLegacy`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SocketAddressLegacyCommon {
 }
+crate::support::debug_struct!(SocketAddressLegacyCommon {  });
 impl SocketAddressLegacyCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -348,6 +377,7 @@ pub enum SocketAddressLegacyBranch {
 }
 impl SocketAddressLegacyBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Inet(_) => "inet",
@@ -381,6 +411,7 @@ impl<'de> ::serde::Deserialize<'de> for SocketAddressLegacy {
 }
 #[cfg(feature = "deserialize-all")]
 impl SocketAddressLegacy {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <SocketAddressLegacyCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -437,19 +468,22 @@ pub struct SocketAddress {
 }
 impl SocketAddress {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: SocketAddressCommon, branch: SocketAddressBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`SocketAddress`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SocketAddressCommon {
 }
+crate::support::debug_struct!(SocketAddressCommon {  });
 impl SocketAddressCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -477,6 +511,7 @@ pub enum SocketAddressBranch {
 }
 impl SocketAddressBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Inet(_) => "inet",
@@ -508,6 +543,7 @@ impl<'de> ::serde::Deserialize<'de> for SocketAddress {
     }
 }
 impl SocketAddress {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <SocketAddressCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;

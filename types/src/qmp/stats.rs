@@ -98,7 +98,7 @@ crate::support::qapi_enum!(StatsTarget {
 /// `StatsRequest`: the QAPI struct (module `stats`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.StatsRequest).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -109,8 +109,10 @@ pub struct StatsRequest {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub names: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
+crate::support::debug_struct!(StatsRequest { provider, names });
 impl StatsRequest {
     /// A value with the required members.
+    #[inline]
     pub fn new(provider: super::StatsProvider) -> Self {
         Self {
             provider,
@@ -118,6 +120,7 @@ impl StatsRequest {
         }
     }
     /// Sets `names`.
+    #[inline]
     pub fn with_names(mut self, value: ::std::vec::Vec<::std::string::String>) -> Self {
         self.names = ::std::option::Option::Some(value);
         self
@@ -127,7 +130,7 @@ impl StatsRequest {
 /// `StatsVCPUFilter`: the QAPI struct (module `stats`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.StatsVCPUFilter).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -136,14 +139,17 @@ pub struct StatsVCPUFilter {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpus: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
+crate::support::debug_struct!(StatsVCPUFilter { vcpus });
 impl StatsVCPUFilter {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             vcpus: ::std::option::Option::None,
         }
     }
     /// Sets `vcpus`.
+    #[inline]
     pub fn with_vcpus(mut self, value: ::std::vec::Vec<::std::string::String>) -> Self {
         self.vcpus = ::std::option::Option::Some(value);
         self
@@ -165,12 +171,13 @@ pub struct StatsFilter {
 }
 impl StatsFilter {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: StatsFilterCommon, branch: StatsFilterBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`StatsFilter`] that every case has, the discriminator `target` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -179,14 +186,17 @@ pub struct StatsFilterCommon {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub providers: ::std::option::Option<::std::vec::Vec<super::StatsRequest>>,
 }
+crate::support::debug_struct!(StatsFilterCommon { providers });
 impl StatsFilterCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             providers: ::std::option::Option::None,
         }
     }
     /// Sets `providers`.
+    #[inline]
     pub fn with_providers(mut self, value: ::std::vec::Vec<super::StatsRequest>) -> Self {
         self.providers = ::std::option::Option::Some(value);
         self
@@ -212,6 +222,7 @@ pub enum StatsFilterBranch {
 }
 impl StatsFilterBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Vm => "vm",
@@ -241,6 +252,7 @@ impl<'de> ::serde::Deserialize<'de> for StatsFilter {
 }
 #[cfg(feature = "deserialize-all")]
 impl StatsFilter {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <StatsFilterCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "target")?;
@@ -290,6 +302,7 @@ impl<'de> ::serde::Deserialize<'de> for StatsValue {
     }
 }
 impl StatsValue {
+    #[inline]
     fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         ::std::result::Result::Ok(match &v {
             ::serde_json::Value::Number(..) => Self::Scalar(::serde::Deserialize::deserialize(v)?),
@@ -304,7 +317,7 @@ impl StatsValue {
 /// `Stats`: the QAPI struct (module `stats`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.Stats).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -314,11 +327,12 @@ pub struct Stats {
     /// `value`.
     pub value: super::StatsValue,
 }
+crate::support::debug_struct!(Stats { name, value });
 
 /// `StatsResult`: the QAPI struct (module `stats`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.StatsResult).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -331,6 +345,7 @@ pub struct StatsResult {
     /// `stats`.
     pub stats: ::std::vec::Vec<super::Stats>,
 }
+crate::support::debug_struct!(StatsResult { provider, qom_path, stats });
 
 /// `query-stats`: the QAPI command (module `stats`, since QEMU 7.1).
 ///
@@ -345,11 +360,13 @@ pub struct QueryStats {
 }
 impl QueryStats {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::StatsFilter) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::StatsFilter> for QueryStats {
+    #[inline]
     fn from(args: super::StatsFilter) -> Self {
         Self { args }
     }
@@ -363,7 +380,7 @@ impl ::qmp_proto::Command for QueryStats {
 /// `StatsSchemaValue`: the QAPI struct (module `stats`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.StatsSchemaValue).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -384,11 +401,12 @@ pub struct StatsSchemaValue {
     #[serde(rename = "bucket-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub bucket_size: ::std::option::Option<u32>,
 }
+crate::support::debug_struct!(StatsSchemaValue { name, r#type, unit, base, exponent, bucket_size });
 
 /// `StatsSchema`: the QAPI struct (module `stats`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.StatsSchema).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -400,27 +418,31 @@ pub struct StatsSchema {
     /// `stats`.
     pub stats: ::std::vec::Vec<super::StatsSchemaValue>,
 }
+crate::support::debug_struct!(StatsSchema { provider, target, stats });
 
 /// `query-stats-schemas`: the QAPI command (module `stats`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-stats.query-stats-schemas).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct QueryStatsSchemas {
     /// `provider` (optional).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub provider: ::std::option::Option<super::StatsProvider>,
 }
+crate::support::debug_struct!(QueryStatsSchemas { provider });
 impl QueryStatsSchemas {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             provider: ::std::option::Option::None,
         }
     }
     /// Sets `provider`.
+    #[inline]
     pub fn with_provider(mut self, value: super::StatsProvider) -> Self {
         self.provider = ::std::option::Option::Some(value);
         self

@@ -36,6 +36,7 @@ crate::support::qapi_enum!(TpmModel {
 pub struct QueryTpmModels {}
 impl QueryTpmModels {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -74,6 +75,7 @@ crate::support::qapi_enum!(TpmType {
 pub struct QueryTpmTypes {}
 impl QueryTpmTypes {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -87,7 +89,7 @@ impl ::qmp_proto::Command for QueryTpmTypes {
 /// `TPMPassthroughOptions`: the QAPI struct (module `tpm`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-tpm.TPMPassthroughOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -99,11 +101,12 @@ pub struct TPMPassthroughOptions {
     #[serde(rename = "cancel-path", skip_serializing_if = "::std::option::Option::is_none")]
     pub cancel_path: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(TPMPassthroughOptions { path, cancel_path });
 
 /// `TPMEmulatorOptions`: the QAPI struct (module `tpm`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-tpm.TPMEmulatorOptions).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -111,11 +114,12 @@ pub struct TPMEmulatorOptions {
     /// `chardev`.
     pub chardev: ::std::string::String,
 }
+crate::support::debug_struct!(TPMEmulatorOptions { chardev });
 
 /// `TPMPassthroughOptionsWrapper`: the QAPI struct (module `tpm`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-tpm.TPMPassthroughOptionsWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -123,11 +127,12 @@ pub struct TPMPassthroughOptionsWrapper {
     /// `data`.
     pub data: super::TPMPassthroughOptions,
 }
+crate::support::debug_struct!(TPMPassthroughOptionsWrapper { data });
 
 /// `TPMEmulatorOptionsWrapper`: the QAPI struct (module `tpm`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-tpm.TPMEmulatorOptionsWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -135,6 +140,7 @@ pub struct TPMEmulatorOptionsWrapper {
     /// `data`.
     pub data: super::TPMEmulatorOptions,
 }
+crate::support::debug_struct!(TPMEmulatorOptionsWrapper { data });
 
 /// `TpmTypeOptions`: the QAPI union (module `tpm`, since QEMU 1.5).
 ///
@@ -151,17 +157,19 @@ pub struct TpmTypeOptions {
 }
 impl TpmTypeOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: TpmTypeOptionsCommon, branch: TpmTypeOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`TpmTypeOptions`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct TpmTypeOptionsCommon {
 }
+crate::support::debug_struct!(TpmTypeOptionsCommon {  });
 /// The cases of [`TpmTypeOptions`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -180,6 +188,7 @@ pub enum TpmTypeOptionsBranch {
 }
 impl TpmTypeOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Passthrough(_) => "passthrough",
@@ -208,6 +217,7 @@ impl<'de> ::serde::Deserialize<'de> for TpmTypeOptions {
     }
 }
 impl TpmTypeOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <TpmTypeOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -226,7 +236,7 @@ impl TpmTypeOptions {
 /// `TPMInfo`: the QAPI struct (module `tpm`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-tpm.TPMInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -238,6 +248,7 @@ pub struct TPMInfo {
     /// `options`.
     pub options: super::TpmTypeOptions,
 }
+crate::support::debug_struct!(TPMInfo { id, model, options });
 
 /// `query-tpm`: the QAPI command (module `tpm`, since QEMU 1.5).
 ///
@@ -249,6 +260,7 @@ pub struct TPMInfo {
 pub struct QueryTpm {}
 impl QueryTpm {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

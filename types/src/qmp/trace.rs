@@ -29,7 +29,7 @@ crate::support::qapi_enum!(TraceEventState {
 /// `TraceEventInfo`: the QAPI struct (module `trace`, since QEMU 2.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-trace.TraceEventInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -39,20 +39,23 @@ pub struct TraceEventInfo {
     /// `state`.
     pub state: super::TraceEventState,
 }
+crate::support::debug_struct!(TraceEventInfo { name, state });
 
 /// `trace-event-get-state`: the QAPI command (module `trace`, since QEMU 2.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-trace.trace-event-get-state).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct TraceEventGetState {
     /// `name`.
     pub name: ::std::string::String,
 }
+crate::support::debug_struct!(TraceEventGetState { name });
 impl TraceEventGetState {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String) -> Self {
         Self {
             name,
@@ -69,7 +72,7 @@ impl ::qmp_proto::Command for TraceEventGetState {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-trace.trace-event-set-state).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct TraceEventSetState {
     /// `name`.
@@ -80,8 +83,10 @@ pub struct TraceEventSetState {
     #[serde(rename = "ignore-unavailable", skip_serializing_if = "::std::option::Option::is_none")]
     pub ignore_unavailable: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(TraceEventSetState { name, enable, ignore_unavailable });
 impl TraceEventSetState {
     /// A value with the required members.
+    #[inline]
     pub fn new(name: ::std::string::String, enable: bool) -> Self {
         Self {
             name,
@@ -90,6 +95,7 @@ impl TraceEventSetState {
         }
     }
     /// Sets `ignore-unavailable`.
+    #[inline]
     pub fn with_ignore_unavailable(mut self, value: bool) -> Self {
         self.ignore_unavailable = ::std::option::Option::Some(value);
         self

@@ -8,14 +8,16 @@
 /// `Abort`: the QAPI struct (module `transaction`, since QEMU 1.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.Abort).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct Abort {
 }
+crate::support::debug_struct!(Abort {  });
 impl Abort {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -94,7 +96,7 @@ crate::support::qapi_enum!(TransactionActionKind {
 /// `AbortWrapper`: the QAPI struct (module `transaction`, since QEMU 1.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.AbortWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -102,8 +104,10 @@ pub struct AbortWrapper {
     /// `data`.
     pub data: super::Abort,
 }
+crate::support::debug_struct!(AbortWrapper { data });
 impl AbortWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::Abort) -> Self {
         Self {
             data,
@@ -114,7 +118,7 @@ impl AbortWrapper {
 /// `BlockDirtyBitmapAddWrapper`: the QAPI struct (module `transaction`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.BlockDirtyBitmapAddWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -122,8 +126,10 @@ pub struct BlockDirtyBitmapAddWrapper {
     /// `data`.
     pub data: super::BlockDirtyBitmapAdd,
 }
+crate::support::debug_struct!(BlockDirtyBitmapAddWrapper { data });
 impl BlockDirtyBitmapAddWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::BlockDirtyBitmapAdd) -> Self {
         Self {
             data,
@@ -134,7 +140,7 @@ impl BlockDirtyBitmapAddWrapper {
 /// `BlockDirtyBitmapWrapper`: the QAPI struct (module `transaction`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.BlockDirtyBitmapWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -142,8 +148,10 @@ pub struct BlockDirtyBitmapWrapper {
     /// `data`.
     pub data: super::BlockDirtyBitmap,
 }
+crate::support::debug_struct!(BlockDirtyBitmapWrapper { data });
 impl BlockDirtyBitmapWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::BlockDirtyBitmap) -> Self {
         Self {
             data,
@@ -154,7 +162,7 @@ impl BlockDirtyBitmapWrapper {
 /// `BlockDirtyBitmapMergeWrapper`: the QAPI struct (module `transaction`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.BlockDirtyBitmapMergeWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -162,8 +170,10 @@ pub struct BlockDirtyBitmapMergeWrapper {
     /// `data`.
     pub data: super::BlockDirtyBitmapMerge,
 }
+crate::support::debug_struct!(BlockDirtyBitmapMergeWrapper { data });
 impl BlockDirtyBitmapMergeWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::BlockDirtyBitmapMerge) -> Self {
         Self {
             data,
@@ -174,7 +184,7 @@ impl BlockDirtyBitmapMergeWrapper {
 /// `BlockdevBackupWrapper`: the QAPI struct (module `transaction`, since QEMU 2.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.BlockdevBackupWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -182,8 +192,10 @@ pub struct BlockdevBackupWrapper {
     /// `data`.
     pub data: super::BlockdevBackup,
 }
+crate::support::debug_struct!(BlockdevBackupWrapper { data });
 impl BlockdevBackupWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::BlockdevBackup) -> Self {
         Self {
             data,
@@ -194,7 +206,7 @@ impl BlockdevBackupWrapper {
 /// `BlockdevSnapshotWrapper`: the QAPI struct (module `transaction`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.BlockdevSnapshotWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -202,8 +214,10 @@ pub struct BlockdevSnapshotWrapper {
     /// `data`.
     pub data: super::BlockdevSnapshot,
 }
+crate::support::debug_struct!(BlockdevSnapshotWrapper { data });
 impl BlockdevSnapshotWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::BlockdevSnapshot) -> Self {
         Self {
             data,
@@ -214,7 +228,7 @@ impl BlockdevSnapshotWrapper {
 /// `BlockdevSnapshotInternalWrapper`: the QAPI struct (module `transaction`, since QEMU 1.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.BlockdevSnapshotInternalWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -222,8 +236,10 @@ pub struct BlockdevSnapshotInternalWrapper {
     /// `data`.
     pub data: super::BlockdevSnapshotInternal,
 }
+crate::support::debug_struct!(BlockdevSnapshotInternalWrapper { data });
 impl BlockdevSnapshotInternalWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::BlockdevSnapshotInternal) -> Self {
         Self {
             data,
@@ -234,7 +250,7 @@ impl BlockdevSnapshotInternalWrapper {
 /// `BlockdevSnapshotSyncWrapper`: the QAPI struct (module `transaction`, since QEMU 1.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.BlockdevSnapshotSyncWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -242,8 +258,10 @@ pub struct BlockdevSnapshotSyncWrapper {
     /// `data`.
     pub data: super::BlockdevSnapshotSync,
 }
+crate::support::debug_struct!(BlockdevSnapshotSyncWrapper { data });
 impl BlockdevSnapshotSyncWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::BlockdevSnapshotSync) -> Self {
         Self {
             data,
@@ -254,7 +272,7 @@ impl BlockdevSnapshotSyncWrapper {
 /// `DriveBackupWrapper`: the QAPI struct (module `transaction`, since QEMU 1.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.DriveBackupWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -262,8 +280,10 @@ pub struct DriveBackupWrapper {
     /// `data`.
     pub data: super::DriveBackup,
 }
+crate::support::debug_struct!(DriveBackupWrapper { data });
 impl DriveBackupWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::DriveBackup) -> Self {
         Self {
             data,
@@ -286,19 +306,22 @@ pub struct TransactionAction {
 }
 impl TransactionAction {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: TransactionActionCommon, branch: TransactionActionBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`TransactionAction`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct TransactionActionCommon {
 }
+crate::support::debug_struct!(TransactionActionCommon {  });
 impl TransactionActionCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -342,6 +365,7 @@ pub enum TransactionActionBranch {
 }
 impl TransactionActionBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Abort(_) => "abort",
@@ -391,6 +415,7 @@ impl<'de> ::serde::Deserialize<'de> for TransactionAction {
 }
 #[cfg(feature = "deserialize-all")]
 impl TransactionAction {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <TransactionActionCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -419,7 +444,7 @@ impl TransactionAction {
 /// `TransactionProperties`: the QAPI struct (module `transaction`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-transaction.TransactionProperties).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -428,14 +453,17 @@ pub struct TransactionProperties {
     #[serde(rename = "completion-mode", skip_serializing_if = "::std::option::Option::is_none")]
     pub completion_mode: ::std::option::Option<super::ActionCompletionMode>,
 }
+crate::support::debug_struct!(TransactionProperties { completion_mode });
 impl TransactionProperties {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             completion_mode: ::std::option::Option::None,
         }
     }
     /// Sets `completion-mode`.
+    #[inline]
     pub fn with_completion_mode(mut self, value: super::ActionCompletionMode) -> Self {
         self.completion_mode = ::std::option::Option::Some(value);
         self
@@ -447,7 +475,7 @@ impl TransactionProperties {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-transaction.transaction).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct Transaction {
     /// `actions`.
@@ -456,8 +484,10 @@ pub struct Transaction {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub properties: ::std::option::Option<super::TransactionProperties>,
 }
+crate::support::debug_struct!(Transaction { actions, properties });
 impl Transaction {
     /// A value with the required members.
+    #[inline]
     pub fn new(actions: ::std::vec::Vec<super::TransactionAction>) -> Self {
         Self {
             actions,
@@ -465,6 +495,7 @@ impl Transaction {
         }
     }
     /// Sets `properties`.
+    #[inline]
     pub fn with_properties(mut self, value: super::TransactionProperties) -> Self {
         self.properties = ::std::option::Option::Some(value);
         self

@@ -8,7 +8,7 @@
 /// `UefiVariable`: the QAPI struct (module `uefi`, since QEMU 10.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-uefi.UefiVariable).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -28,8 +28,10 @@ pub struct UefiVariable {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(UefiVariable { guid, name, attr, data, time, digest });
 impl UefiVariable {
     /// A value with the required members.
+    #[inline]
     pub fn new(guid: ::std::string::String, name: ::std::string::String, attr: i64, data: ::std::string::String) -> Self {
         Self {
             guid,
@@ -41,11 +43,13 @@ impl UefiVariable {
         }
     }
     /// Sets `time`.
+    #[inline]
     pub fn with_time(mut self, value: ::std::string::String) -> Self {
         self.time = ::std::option::Option::Some(value);
         self
     }
     /// Sets `digest`.
+    #[inline]
     pub fn with_digest(mut self, value: ::std::string::String) -> Self {
         self.digest = ::std::option::Option::Some(value);
         self
@@ -55,7 +59,7 @@ impl UefiVariable {
 /// `UefiVarStore`: the QAPI struct (module `uefi`, since QEMU 10.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-uefi.UefiVarStore).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -65,8 +69,10 @@ pub struct UefiVarStore {
     /// `variables`.
     pub variables: ::std::vec::Vec<super::UefiVariable>,
 }
+crate::support::debug_struct!(UefiVarStore { version, variables });
 impl UefiVarStore {
     /// A value with the required members.
+    #[inline]
     pub fn new(version: i64, variables: ::std::vec::Vec<super::UefiVariable>) -> Self {
         Self {
             version,

@@ -59,12 +59,13 @@ pub struct SetPasswordOptions {
 }
 impl SetPasswordOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: SetPasswordOptionsCommon, branch: SetPasswordOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`SetPasswordOptions`] that every case has, the discriminator `protocol` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -75,8 +76,10 @@ pub struct SetPasswordOptionsCommon {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub connected: ::std::option::Option<super::SetPasswordAction>,
 }
+crate::support::debug_struct!(SetPasswordOptionsCommon { password, connected });
 impl SetPasswordOptionsCommon {
     /// A value with the required members.
+    #[inline]
     pub fn new(password: ::std::string::String) -> Self {
         Self {
             password,
@@ -84,6 +87,7 @@ impl SetPasswordOptionsCommon {
         }
     }
     /// Sets `connected`.
+    #[inline]
     pub fn with_connected(mut self, value: super::SetPasswordAction) -> Self {
         self.connected = ::std::option::Option::Some(value);
         self
@@ -107,6 +111,7 @@ pub enum SetPasswordOptionsBranch {
 }
 impl SetPasswordOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Vnc(_) => "vnc",
@@ -135,6 +140,7 @@ impl<'de> ::serde::Deserialize<'de> for SetPasswordOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl SetPasswordOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <SetPasswordOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "protocol")?;
@@ -153,7 +159,7 @@ impl SetPasswordOptions {
 /// `SetPasswordOptionsVnc`: the QAPI struct (module `ui`, since QEMU 7.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.SetPasswordOptionsVnc).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -162,14 +168,17 @@ pub struct SetPasswordOptionsVnc {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub display: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(SetPasswordOptionsVnc { display });
 impl SetPasswordOptionsVnc {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             display: ::std::option::Option::None,
         }
     }
     /// Sets `display`.
+    #[inline]
     pub fn with_display(mut self, value: ::std::string::String) -> Self {
         self.display = ::std::option::Option::Some(value);
         self
@@ -189,11 +198,13 @@ pub struct SetPassword {
 }
 impl SetPassword {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::SetPasswordOptions) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::SetPasswordOptions> for SetPassword {
+    #[inline]
     fn from(args: super::SetPasswordOptions) -> Self {
         Self { args }
     }
@@ -219,12 +230,13 @@ pub struct ExpirePasswordOptions {
 }
 impl ExpirePasswordOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: ExpirePasswordOptionsCommon, branch: ExpirePasswordOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`ExpirePasswordOptions`] that every case has, the discriminator `protocol` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -232,8 +244,10 @@ pub struct ExpirePasswordOptionsCommon {
     /// `time`.
     pub time: ::std::string::String,
 }
+crate::support::debug_struct!(ExpirePasswordOptionsCommon { time });
 impl ExpirePasswordOptionsCommon {
     /// A value with the required members.
+    #[inline]
     pub fn new(time: ::std::string::String) -> Self {
         Self {
             time,
@@ -258,6 +272,7 @@ pub enum ExpirePasswordOptionsBranch {
 }
 impl ExpirePasswordOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Vnc(_) => "vnc",
@@ -286,6 +301,7 @@ impl<'de> ::serde::Deserialize<'de> for ExpirePasswordOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl ExpirePasswordOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <ExpirePasswordOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "protocol")?;
@@ -304,7 +320,7 @@ impl ExpirePasswordOptions {
 /// `ExpirePasswordOptionsVnc`: the QAPI struct (module `ui`, since QEMU 7.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.ExpirePasswordOptionsVnc).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -313,14 +329,17 @@ pub struct ExpirePasswordOptionsVnc {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub display: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(ExpirePasswordOptionsVnc { display });
 impl ExpirePasswordOptionsVnc {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             display: ::std::option::Option::None,
         }
     }
     /// Sets `display`.
+    #[inline]
     pub fn with_display(mut self, value: ::std::string::String) -> Self {
         self.display = ::std::option::Option::Some(value);
         self
@@ -340,11 +359,13 @@ pub struct ExpirePassword {
 }
 impl ExpirePassword {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::ExpirePasswordOptions) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::ExpirePasswordOptions> for ExpirePassword {
+    #[inline]
     fn from(args: super::ExpirePasswordOptions) -> Self {
         Self { args }
     }
@@ -373,10 +394,66 @@ crate::support::qapi_enum!(ImageFormat {
     Png = "png",
 });
 
+/// `screendump`: the QAPI command (module `ui`, since QEMU 0.14).
+///
+/// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.screendump).
+///
+/// Its fields are the command's arguments.
+#[derive(Clone, ::serde::Serialize)]
+#[non_exhaustive]
+pub struct Screendump {
+    /// `filename`.
+    pub filename: ::std::string::String,
+    /// `device` (optional).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub device: ::std::option::Option<::std::string::String>,
+    /// `head` (optional, since QEMU 2.12).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub head: ::std::option::Option<i64>,
+    /// `format` (optional, since QEMU 7.1).
+    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    pub format: ::std::option::Option<super::ImageFormat>,
+}
+crate::support::debug_struct!(Screendump { filename, device, head, format });
+impl Screendump {
+    /// A value with the required members.
+    #[inline]
+    pub fn new(filename: ::std::string::String) -> Self {
+        Self {
+            filename,
+            device: ::std::option::Option::None,
+            head: ::std::option::Option::None,
+            format: ::std::option::Option::None,
+        }
+    }
+    /// Sets `device`.
+    #[inline]
+    pub fn with_device(mut self, value: ::std::string::String) -> Self {
+        self.device = ::std::option::Option::Some(value);
+        self
+    }
+    /// Sets `head`.
+    #[inline]
+    pub fn with_head(mut self, value: i64) -> Self {
+        self.head = ::std::option::Option::Some(value);
+        self
+    }
+    /// Sets `format`.
+    #[inline]
+    pub fn with_format(mut self, value: super::ImageFormat) -> Self {
+        self.format = ::std::option::Option::Some(value);
+        self
+    }
+}
+impl ::qmp_proto::Command for Screendump {
+    const NAME: &'static str = "screendump";
+    type Returns = ::qmp_proto::commands::Empty;
+}
+
 /// `SpiceBasicInfo`: the QAPI struct (module `ui`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.SpiceBasicInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -388,11 +465,12 @@ pub struct SpiceBasicInfo {
     /// `family`.
     pub family: super::NetworkAddressFamily,
 }
+crate::support::debug_struct!(SpiceBasicInfo { host, port, family });
 
 /// `SpiceServerInfo`: the QAPI struct (module `ui`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.SpiceServerInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -407,11 +485,12 @@ pub struct SpiceServerInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub auth: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(SpiceServerInfo { host, port, family, auth });
 
 /// `SpiceChannel`: the QAPI struct (module `ui`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.SpiceChannel).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -434,6 +513,7 @@ pub struct SpiceChannel {
     /// `tls`.
     pub tls: bool,
 }
+crate::support::debug_struct!(SpiceChannel { host, port, family, connection_id, channel_type, channel_id, tls });
 
 /// `SpiceQueryMouseMode`: the QAPI enum (module `ui`, since QEMU 1.1).
 ///
@@ -459,7 +539,7 @@ crate::support::qapi_enum!(SpiceQueryMouseMode {
 /// `SpiceInfo`: the QAPI struct (module `ui`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.SpiceInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -490,6 +570,7 @@ pub struct SpiceInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<::std::vec::Vec<super::SpiceChannel>>,
 }
+crate::support::debug_struct!(SpiceInfo { enabled, migrated, host, port, tls_port, auth, compiled_version, mouse_mode, channels });
 
 /// `query-spice`: the QAPI command (module `ui`, since QEMU 0.14).
 ///
@@ -501,6 +582,7 @@ pub struct SpiceInfo {
 pub struct QuerySpice {}
 impl QuerySpice {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -516,7 +598,7 @@ impl ::qmp_proto::Command for QuerySpice {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_CONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct SpiceConnected {
@@ -525,6 +607,7 @@ pub struct SpiceConnected {
     /// `client`.
     pub client: super::SpiceBasicInfo,
 }
+crate::support::debug_struct!(SpiceConnected { server, client });
 impl ::qmp_proto::events::TypedEvent for SpiceConnected {
     const NAME: &'static str = "SPICE_CONNECTED";
 }
@@ -534,7 +617,7 @@ impl ::qmp_proto::events::TypedEvent for SpiceConnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_INITIALIZED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct SpiceInitialized {
@@ -543,6 +626,7 @@ pub struct SpiceInitialized {
     /// `client`.
     pub client: super::SpiceChannel,
 }
+crate::support::debug_struct!(SpiceInitialized { server, client });
 impl ::qmp_proto::events::TypedEvent for SpiceInitialized {
     const NAME: &'static str = "SPICE_INITIALIZED";
 }
@@ -552,7 +636,7 @@ impl ::qmp_proto::events::TypedEvent for SpiceInitialized {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_DISCONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct SpiceDisconnected {
@@ -561,6 +645,7 @@ pub struct SpiceDisconnected {
     /// `client`.
     pub client: super::SpiceBasicInfo,
 }
+crate::support::debug_struct!(SpiceDisconnected { server, client });
 impl ::qmp_proto::events::TypedEvent for SpiceDisconnected {
     const NAME: &'static str = "SPICE_DISCONNECTED";
 }
@@ -580,7 +665,7 @@ impl ::qmp_proto::events::TypedEvent for SpiceMigrateCompleted {
 /// `VncBasicInfo`: the QAPI struct (module `ui`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncBasicInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -594,11 +679,12 @@ pub struct VncBasicInfo {
     /// `websocket` (since QEMU 2.3).
     pub websocket: bool,
 }
+crate::support::debug_struct!(VncBasicInfo { host, service, family, websocket });
 
 /// `VncServerInfo`: the QAPI struct (module `ui`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncServerInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -615,11 +701,12 @@ pub struct VncServerInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub auth: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(VncServerInfo { host, service, family, websocket, auth });
 
 /// `VncClientInfo`: the QAPI struct (module `ui`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncClientInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -639,11 +726,12 @@ pub struct VncClientInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sasl_username: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(VncClientInfo { host, service, family, websocket, x509_dname, sasl_username });
 
 /// `VncInfo`: the QAPI struct (module `ui`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -666,6 +754,7 @@ pub struct VncInfo {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub clients: ::std::option::Option<::std::vec::Vec<super::VncClientInfo>>,
 }
+crate::support::debug_struct!(VncInfo { enabled, host, family, service, auth, clients });
 
 /// `VncPrimaryAuth`: the QAPI enum (module `ui`, since QEMU 2.3).
 ///
@@ -748,7 +837,7 @@ crate::support::qapi_enum!(VncVencryptSubAuth {
 /// `VncServerInfo2`: the QAPI struct (module `ui`, since QEMU 2.9).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncServerInfo2).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -767,11 +856,12 @@ pub struct VncServerInfo2 {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vencrypt: ::std::option::Option<super::VncVencryptSubAuth>,
 }
+crate::support::debug_struct!(VncServerInfo2 { host, service, family, websocket, auth, vencrypt });
 
 /// `VncInfo2`: the QAPI struct (module `ui`, since QEMU 2.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncInfo2).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -791,6 +881,7 @@ pub struct VncInfo2 {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub display: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(VncInfo2 { id, server, clients, auth, vencrypt, display });
 
 /// `query-vnc`: the QAPI command (module `ui`, since QEMU 0.14).
 ///
@@ -802,6 +893,7 @@ pub struct VncInfo2 {
 pub struct QueryVnc {}
 impl QueryVnc {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -822,6 +914,7 @@ impl ::qmp_proto::Command for QueryVnc {
 pub struct QueryVncServers {}
 impl QueryVncServers {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -837,14 +930,16 @@ impl ::qmp_proto::Command for QueryVncServers {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.change-vnc-password).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct ChangeVncPassword {
     /// `password`.
     pub password: ::std::string::String,
 }
+crate::support::debug_struct!(ChangeVncPassword { password });
 impl ChangeVncPassword {
     /// A value with the required members.
+    #[inline]
     pub fn new(password: ::std::string::String) -> Self {
         Self {
             password,
@@ -861,7 +956,7 @@ impl ::qmp_proto::Command for ChangeVncPassword {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.VNC_CONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct VncConnected {
@@ -870,6 +965,7 @@ pub struct VncConnected {
     /// `client`.
     pub client: super::VncBasicInfo,
 }
+crate::support::debug_struct!(VncConnected { server, client });
 impl ::qmp_proto::events::TypedEvent for VncConnected {
     const NAME: &'static str = "VNC_CONNECTED";
 }
@@ -879,7 +975,7 @@ impl ::qmp_proto::events::TypedEvent for VncConnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.VNC_INITIALIZED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct VncInitialized {
@@ -888,6 +984,7 @@ pub struct VncInitialized {
     /// `client`.
     pub client: super::VncClientInfo,
 }
+crate::support::debug_struct!(VncInitialized { server, client });
 impl ::qmp_proto::events::TypedEvent for VncInitialized {
     const NAME: &'static str = "VNC_INITIALIZED";
 }
@@ -897,7 +994,7 @@ impl ::qmp_proto::events::TypedEvent for VncInitialized {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.VNC_DISCONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct VncDisconnected {
@@ -906,6 +1003,7 @@ pub struct VncDisconnected {
     /// `client`.
     pub client: super::VncClientInfo,
 }
+crate::support::debug_struct!(VncDisconnected { server, client });
 impl ::qmp_proto::events::TypedEvent for VncDisconnected {
     const NAME: &'static str = "VNC_DISCONNECTED";
 }
@@ -913,7 +1011,7 @@ impl ::qmp_proto::events::TypedEvent for VncDisconnected {
 /// `MouseInfo`: the QAPI struct (module `ui`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.MouseInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -927,6 +1025,7 @@ pub struct MouseInfo {
     /// `absolute`.
     pub absolute: bool,
 }
+crate::support::debug_struct!(MouseInfo { name, index, current, absolute });
 
 /// `query-mice`: the QAPI command (module `ui`, since QEMU 0.14).
 ///
@@ -938,6 +1037,7 @@ pub struct MouseInfo {
 pub struct QueryMice {}
 impl QueryMice {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -1467,7 +1567,7 @@ crate::support::qapi_enum!(KeyValueKind {
 /// `IntWrapper`: the QAPI struct (module `ui`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.IntWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1475,8 +1575,10 @@ pub struct IntWrapper {
     /// `data`.
     pub data: i64,
 }
+crate::support::debug_struct!(IntWrapper { data });
 impl IntWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: i64) -> Self {
         Self {
             data,
@@ -1487,7 +1589,7 @@ impl IntWrapper {
 /// `QKeyCodeWrapper`: the QAPI struct (module `ui`, since QEMU 1.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.QKeyCodeWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1495,8 +1597,10 @@ pub struct QKeyCodeWrapper {
     /// `data`.
     pub data: super::QKeyCode,
 }
+crate::support::debug_struct!(QKeyCodeWrapper { data });
 impl QKeyCodeWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::QKeyCode) -> Self {
         Self {
             data,
@@ -1519,19 +1623,22 @@ pub struct KeyValue {
 }
 impl KeyValue {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: KeyValueCommon, branch: KeyValueBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`KeyValue`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct KeyValueCommon {
 }
+crate::support::debug_struct!(KeyValueCommon {  });
 impl KeyValueCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -1555,6 +1662,7 @@ pub enum KeyValueBranch {
 }
 impl KeyValueBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Number(_) => "number",
@@ -1584,6 +1692,7 @@ impl<'de> ::serde::Deserialize<'de> for KeyValue {
 }
 #[cfg(feature = "deserialize-all")]
 impl KeyValue {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <KeyValueCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -1604,7 +1713,7 @@ impl KeyValue {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.send-key).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct SendKey {
     /// `keys`.
@@ -1613,8 +1722,10 @@ pub struct SendKey {
     #[serde(rename = "hold-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub hold_time: ::std::option::Option<i64>,
 }
+crate::support::debug_struct!(SendKey { keys, hold_time });
 impl SendKey {
     /// A value with the required members.
+    #[inline]
     pub fn new(keys: ::std::vec::Vec<super::KeyValue>) -> Self {
         Self {
             keys,
@@ -1622,6 +1733,7 @@ impl SendKey {
         }
     }
     /// Sets `hold-time`.
+    #[inline]
     pub fn with_hold_time(mut self, value: i64) -> Self {
         self.hold_time = ::std::option::Option::Some(value);
         self
@@ -1722,7 +1834,7 @@ crate::support::qapi_enum!(InputMultiTouchType {
 /// `InputKeyEvent`: the QAPI struct (module `ui`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputKeyEvent).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1732,8 +1844,10 @@ pub struct InputKeyEvent {
     /// `down`.
     pub down: bool,
 }
+crate::support::debug_struct!(InputKeyEvent { key, down });
 impl InputKeyEvent {
     /// A value with the required members.
+    #[inline]
     pub fn new(key: super::KeyValue, down: bool) -> Self {
         Self {
             key,
@@ -1745,7 +1859,7 @@ impl InputKeyEvent {
 /// `InputBtnEvent`: the QAPI struct (module `ui`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputBtnEvent).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1755,8 +1869,10 @@ pub struct InputBtnEvent {
     /// `down`.
     pub down: bool,
 }
+crate::support::debug_struct!(InputBtnEvent { button, down });
 impl InputBtnEvent {
     /// A value with the required members.
+    #[inline]
     pub fn new(button: super::InputButton, down: bool) -> Self {
         Self {
             button,
@@ -1768,7 +1884,7 @@ impl InputBtnEvent {
 /// `InputMoveEvent`: the QAPI struct (module `ui`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputMoveEvent).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1778,8 +1894,10 @@ pub struct InputMoveEvent {
     /// `value`.
     pub value: i64,
 }
+crate::support::debug_struct!(InputMoveEvent { axis, value });
 impl InputMoveEvent {
     /// A value with the required members.
+    #[inline]
     pub fn new(axis: super::InputAxis, value: i64) -> Self {
         Self {
             axis,
@@ -1791,7 +1909,7 @@ impl InputMoveEvent {
 /// `InputMultiTouchEvent`: the QAPI struct (module `ui`, since QEMU 8.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputMultiTouchEvent).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1808,8 +1926,10 @@ pub struct InputMultiTouchEvent {
     /// `value`.
     pub value: i64,
 }
+crate::support::debug_struct!(InputMultiTouchEvent { r#type, slot, tracking_id, axis, value });
 impl InputMultiTouchEvent {
     /// A value with the required members.
+    #[inline]
     pub fn new(r#type: super::InputMultiTouchType, slot: i64, tracking_id: i64, axis: super::InputAxis, value: i64) -> Self {
         Self {
             r#type,
@@ -1851,7 +1971,7 @@ crate::support::qapi_enum!(InputEventKind {
 /// `InputKeyEventWrapper`: the QAPI struct (module `ui`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputKeyEventWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1859,8 +1979,10 @@ pub struct InputKeyEventWrapper {
     /// `data`.
     pub data: super::InputKeyEvent,
 }
+crate::support::debug_struct!(InputKeyEventWrapper { data });
 impl InputKeyEventWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::InputKeyEvent) -> Self {
         Self {
             data,
@@ -1871,7 +1993,7 @@ impl InputKeyEventWrapper {
 /// `InputBtnEventWrapper`: the QAPI struct (module `ui`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputBtnEventWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1879,8 +2001,10 @@ pub struct InputBtnEventWrapper {
     /// `data`.
     pub data: super::InputBtnEvent,
 }
+crate::support::debug_struct!(InputBtnEventWrapper { data });
 impl InputBtnEventWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::InputBtnEvent) -> Self {
         Self {
             data,
@@ -1891,7 +2015,7 @@ impl InputBtnEventWrapper {
 /// `InputMoveEventWrapper`: the QAPI struct (module `ui`, since QEMU 2.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputMoveEventWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1899,8 +2023,10 @@ pub struct InputMoveEventWrapper {
     /// `data`.
     pub data: super::InputMoveEvent,
 }
+crate::support::debug_struct!(InputMoveEventWrapper { data });
 impl InputMoveEventWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::InputMoveEvent) -> Self {
         Self {
             data,
@@ -1911,7 +2037,7 @@ impl InputMoveEventWrapper {
 /// `InputMultiTouchEventWrapper`: the QAPI struct (module `ui`, since QEMU 8.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputMultiTouchEventWrapper).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -1919,8 +2045,10 @@ pub struct InputMultiTouchEventWrapper {
     /// `data`.
     pub data: super::InputMultiTouchEvent,
 }
+crate::support::debug_struct!(InputMultiTouchEventWrapper { data });
 impl InputMultiTouchEventWrapper {
     /// A value with the required members.
+    #[inline]
     pub fn new(data: super::InputMultiTouchEvent) -> Self {
         Self {
             data,
@@ -1943,19 +2071,22 @@ pub struct InputEvent {
 }
 impl InputEvent {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: InputEventCommon, branch: InputEventBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`InputEvent`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputEventCommon {
 }
+crate::support::debug_struct!(InputEventCommon {  });
 impl InputEventCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -1985,6 +2116,7 @@ pub enum InputEventBranch {
 }
 impl InputEventBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Key(_) => "key",
@@ -2020,6 +2152,7 @@ impl<'de> ::serde::Deserialize<'de> for InputEvent {
 }
 #[cfg(feature = "deserialize-all")]
 impl InputEvent {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <InputEventCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -2043,7 +2176,7 @@ impl InputEvent {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.input-send-event).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct InputSendEvent {
     /// `device` (optional).
@@ -2055,8 +2188,10 @@ pub struct InputSendEvent {
     /// `events`.
     pub events: ::std::vec::Vec<super::InputEvent>,
 }
+crate::support::debug_struct!(InputSendEvent { device, head, events });
 impl InputSendEvent {
     /// A value with the required members.
+    #[inline]
     pub fn new(events: ::std::vec::Vec<super::InputEvent>) -> Self {
         Self {
             device: ::std::option::Option::None,
@@ -2065,11 +2200,13 @@ impl InputSendEvent {
         }
     }
     /// Sets `device`.
+    #[inline]
     pub fn with_device(mut self, value: ::std::string::String) -> Self {
         self.device = ::std::option::Option::Some(value);
         self
     }
     /// Sets `head`.
+    #[inline]
     pub fn with_head(mut self, value: i64) -> Self {
         self.head = ::std::option::Option::Some(value);
         self
@@ -2083,7 +2220,7 @@ impl ::qmp_proto::Command for InputSendEvent {
 /// `DisplayGTK`: the QAPI struct (module `ui`, since QEMU 2.12).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayGTK).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2101,11 +2238,12 @@ pub struct DisplayGTK {
     #[serde(rename = "show-menubar", skip_serializing_if = "::std::option::Option::is_none")]
     pub show_menubar: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(DisplayGTK { grab_on_hover, zoom_to_fit, show_tabs, show_menubar });
 
 /// `DisplayEGLHeadless`: the QAPI struct (module `ui`, since QEMU 3.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayEGLHeadless).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2114,11 +2252,12 @@ pub struct DisplayEGLHeadless {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rendernode: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(DisplayEGLHeadless { rendernode });
 
 /// `DisplayDBus`: the QAPI struct (module `ui`, since QEMU 7.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayDBus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2136,6 +2275,7 @@ pub struct DisplayDBus {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub audiodev: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(DisplayDBus { rendernode, addr, p2p, audiodev });
 
 /// `DisplayGLMode`: the QAPI enum (module `ui`, since QEMU 3.0).
 ///
@@ -2164,7 +2304,7 @@ crate::support::qapi_enum!(DisplayGLMode {
 /// `DisplayCurses`: the QAPI struct (module `ui`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayCurses).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2173,11 +2313,12 @@ pub struct DisplayCurses {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub charset: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(DisplayCurses { charset });
 
 /// `DisplayCocoa`: the QAPI struct (module `ui`, since QEMU 7.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayCocoa).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2198,8 +2339,10 @@ pub struct DisplayCocoa {
     #[serde(rename = "zoom-interpolation", skip_serializing_if = "::std::option::Option::is_none")]
     pub zoom_interpolation: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(DisplayCocoa { left_command_key, full_grab, swap_opt_cmd, zoom_to_fit, zoom_interpolation });
 impl DisplayCocoa {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             left_command_key: ::std::option::Option::None,
@@ -2210,26 +2353,31 @@ impl DisplayCocoa {
         }
     }
     /// Sets `left-command-key`.
+    #[inline]
     pub fn with_left_command_key(mut self, value: bool) -> Self {
         self.left_command_key = ::std::option::Option::Some(value);
         self
     }
     /// Sets `full-grab`.
+    #[inline]
     pub fn with_full_grab(mut self, value: bool) -> Self {
         self.full_grab = ::std::option::Option::Some(value);
         self
     }
     /// Sets `swap-opt-cmd`.
+    #[inline]
     pub fn with_swap_opt_cmd(mut self, value: bool) -> Self {
         self.swap_opt_cmd = ::std::option::Option::Some(value);
         self
     }
     /// Sets `zoom-to-fit`.
+    #[inline]
     pub fn with_zoom_to_fit(mut self, value: bool) -> Self {
         self.zoom_to_fit = ::std::option::Option::Some(value);
         self
     }
     /// Sets `zoom-interpolation`.
+    #[inline]
     pub fn with_zoom_interpolation(mut self, value: bool) -> Self {
         self.zoom_interpolation = ::std::option::Option::Some(value);
         self
@@ -2260,7 +2408,7 @@ crate::support::qapi_enum!(HotKeyMod {
 /// `DisplaySDL`: the QAPI struct (module `ui`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplaySDL).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2269,6 +2417,7 @@ pub struct DisplaySDL {
     #[serde(rename = "grab-mod", skip_serializing_if = "::std::option::Option::is_none")]
     pub grab_mod: ::std::option::Option<super::HotKeyMod>,
 }
+crate::support::debug_struct!(DisplaySDL { grab_mod });
 
 /// `DisplayType`: the QAPI enum (module `ui`, since QEMU 2.12).
 ///
@@ -2321,12 +2470,13 @@ pub struct DisplayOptions {
 }
 impl DisplayOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: DisplayOptionsCommon, branch: DisplayOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`DisplayOptions`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -2344,6 +2494,7 @@ pub struct DisplayOptionsCommon {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub gl: ::std::option::Option<super::DisplayGLMode>,
 }
+crate::support::debug_struct!(DisplayOptionsCommon { full_screen, window_close, show_cursor, gl });
 /// The cases of [`DisplayOptions`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -2374,6 +2525,7 @@ pub enum DisplayOptionsBranch {
 }
 impl DisplayOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Default => "default",
@@ -2411,6 +2563,7 @@ impl<'de> ::serde::Deserialize<'de> for DisplayOptions {
     }
 }
 impl DisplayOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <DisplayOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -2442,6 +2595,7 @@ impl DisplayOptions {
 pub struct QueryDisplayOptions {}
 impl QueryDisplayOptions {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -2470,7 +2624,7 @@ crate::support::qapi_enum!(DisplayReloadType {
 /// `DisplayReloadOptionsVNC`: the QAPI struct (module `ui`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayReloadOptionsVNC).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -2479,14 +2633,17 @@ pub struct DisplayReloadOptionsVNC {
     #[serde(rename = "tls-certs", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_certs: ::std::option::Option<bool>,
 }
+crate::support::debug_struct!(DisplayReloadOptionsVNC { tls_certs });
 impl DisplayReloadOptionsVNC {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             tls_certs: ::std::option::Option::None,
         }
     }
     /// Sets `tls-certs`.
+    #[inline]
     pub fn with_tls_certs(mut self, value: bool) -> Self {
         self.tls_certs = ::std::option::Option::Some(value);
         self
@@ -2508,19 +2665,22 @@ pub struct DisplayReloadOptions {
 }
 impl DisplayReloadOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: DisplayReloadOptionsCommon, branch: DisplayReloadOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`DisplayReloadOptions`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct DisplayReloadOptionsCommon {
 }
+crate::support::debug_struct!(DisplayReloadOptionsCommon {  });
 impl DisplayReloadOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -2542,6 +2702,7 @@ pub enum DisplayReloadOptionsBranch {
 }
 impl DisplayReloadOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Vnc(_) => "vnc",
@@ -2569,6 +2730,7 @@ impl<'de> ::serde::Deserialize<'de> for DisplayReloadOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl DisplayReloadOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <DisplayReloadOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -2596,11 +2758,13 @@ pub struct DisplayReload {
 }
 impl DisplayReload {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::DisplayReloadOptions) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::DisplayReloadOptions> for DisplayReload {
+    #[inline]
     fn from(args: super::DisplayReloadOptions) -> Self {
         Self { args }
     }
@@ -2629,7 +2793,7 @@ crate::support::qapi_enum!(DisplayUpdateType {
 /// `DisplayUpdateOptionsVNC`: the QAPI struct (module `ui`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayUpdateOptionsVNC).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
@@ -2638,14 +2802,17 @@ pub struct DisplayUpdateOptionsVNC {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub addresses: ::std::option::Option<::std::vec::Vec<super::SocketAddress>>,
 }
+crate::support::debug_struct!(DisplayUpdateOptionsVNC { addresses });
 impl DisplayUpdateOptionsVNC {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
             addresses: ::std::option::Option::None,
         }
     }
     /// Sets `addresses`.
+    #[inline]
     pub fn with_addresses(mut self, value: ::std::vec::Vec<super::SocketAddress>) -> Self {
         self.addresses = ::std::option::Option::Some(value);
         self
@@ -2667,19 +2834,22 @@ pub struct DisplayUpdateOptions {
 }
 impl DisplayUpdateOptions {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: DisplayUpdateOptionsCommon, branch: DisplayUpdateOptionsBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`DisplayUpdateOptions`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct DisplayUpdateOptionsCommon {
 }
+crate::support::debug_struct!(DisplayUpdateOptionsCommon {  });
 impl DisplayUpdateOptionsCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -2701,6 +2871,7 @@ pub enum DisplayUpdateOptionsBranch {
 }
 impl DisplayUpdateOptionsBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::Vnc(_) => "vnc",
@@ -2728,6 +2899,7 @@ impl<'de> ::serde::Deserialize<'de> for DisplayUpdateOptions {
 }
 #[cfg(feature = "deserialize-all")]
 impl DisplayUpdateOptions {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <DisplayUpdateOptionsCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -2755,11 +2927,13 @@ pub struct DisplayUpdate {
 }
 impl DisplayUpdate {
     /// The command with these arguments.
+    #[inline]
     pub fn new(args: super::DisplayUpdateOptions) -> Self {
         Self { args }
     }
 }
 impl ::std::convert::From<super::DisplayUpdateOptions> for DisplayUpdate {
+    #[inline]
     fn from(args: super::DisplayUpdateOptions) -> Self {
         Self { args }
     }
@@ -2775,7 +2949,7 @@ impl ::qmp_proto::Command for DisplayUpdate {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.client_migrate_info).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct ClientMigrateInfo {
     /// `protocol`.
@@ -2792,8 +2966,10 @@ pub struct ClientMigrateInfo {
     #[serde(rename = "cert-subject", skip_serializing_if = "::std::option::Option::is_none")]
     pub cert_subject: ::std::option::Option<::std::string::String>,
 }
+crate::support::debug_struct!(ClientMigrateInfo { protocol, hostname, port, tls_port, cert_subject });
 impl ClientMigrateInfo {
     /// A value with the required members.
+    #[inline]
     pub fn new(protocol: ::std::string::String, hostname: ::std::string::String) -> Self {
         Self {
             protocol,
@@ -2804,16 +2980,19 @@ impl ClientMigrateInfo {
         }
     }
     /// Sets `port`.
+    #[inline]
     pub fn with_port(mut self, value: i64) -> Self {
         self.port = ::std::option::Option::Some(value);
         self
     }
     /// Sets `tls-port`.
+    #[inline]
     pub fn with_tls_port(mut self, value: i64) -> Self {
         self.tls_port = ::std::option::Option::Some(value);
         self
     }
     /// Sets `cert-subject`.
+    #[inline]
     pub fn with_cert_subject(mut self, value: ::std::string::String) -> Self {
         self.cert_subject = ::std::option::Option::Some(value);
         self

@@ -43,7 +43,7 @@ crate::support::qapi_enum!(QapiVfioMigrationState {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-vfio.VFIO_MIGRATION).
 ///
 /// Its fields are the event's data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Clone, ::serde::Deserialize)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[non_exhaustive]
 pub struct VfioMigration {
@@ -57,6 +57,7 @@ pub struct VfioMigration {
     #[serde(rename = "device-state")]
     pub device_state: super::QapiVfioMigrationState,
 }
+crate::support::debug_struct!(VfioMigration { device_id, qom_path, device_state });
 impl ::qmp_proto::events::TypedEvent for VfioMigration {
     const NAME: &'static str = "VFIO_MIGRATION";
 }

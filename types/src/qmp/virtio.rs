@@ -8,7 +8,7 @@
 /// `VirtioInfo`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioInfo).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -18,6 +18,7 @@ pub struct VirtioInfo {
     /// `name`.
     pub name: ::std::string::String,
 }
+crate::support::debug_struct!(VirtioInfo { path, name });
 
 /// `x-query-virtio`: the QAPI command (module `virtio`, since QEMU 7.2).
 ///
@@ -31,6 +32,7 @@ pub struct VirtioInfo {
 pub struct XQueryVirtio {}
 impl XQueryVirtio {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }
@@ -44,7 +46,7 @@ impl ::qmp_proto::Command for XQueryVirtio {
 /// `VhostStatus`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VhostStatus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -84,11 +86,12 @@ pub struct VhostStatus {
     #[serde(rename = "log-size")]
     pub log_size: u64,
 }
+crate::support::debug_struct!(VhostStatus { n_mem_sections, n_tmp_sections, nvqs, vq_index, features, acked_features, backend_features, protocol_features, max_queues, backend_cap, log_enabled, log_size });
 
 /// `VirtioStatus`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioStatus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -151,6 +154,7 @@ pub struct VirtioStatus {
     #[serde(rename = "vhost-dev", skip_serializing_if = "::std::option::Option::is_none")]
     pub vhost_dev: ::std::option::Option<super::VhostStatus>,
 }
+crate::support::debug_struct!(VirtioStatus { name, device_id, vhost_started, device_endian, guest_features, host_features, backend_features, num_vqs, status, isr, queue_sel, vm_running, broken, disabled, use_started, started, start_on_kick, disable_legacy_check, bus_name, use_guest_notifier_mask, vhost_dev });
 
 /// `x-query-virtio-status`: the QAPI command (module `virtio`, since QEMU 7.2).
 ///
@@ -159,14 +163,16 @@ pub struct VirtioStatus {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XQueryVirtioStatus {
     /// `path`.
     pub path: ::std::string::String,
 }
+crate::support::debug_struct!(XQueryVirtioStatus { path });
 impl XQueryVirtioStatus {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String) -> Self {
         Self {
             path,
@@ -181,7 +187,7 @@ impl ::qmp_proto::Command for XQueryVirtioStatus {
 /// `VirtioDeviceStatus`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioDeviceStatus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -192,11 +198,12 @@ pub struct VirtioDeviceStatus {
     #[serde(rename = "unknown-statuses", skip_serializing_if = "::std::option::Option::is_none")]
     pub unknown_statuses: ::std::option::Option<u8>,
 }
+crate::support::debug_struct!(VirtioDeviceStatus { statuses, unknown_statuses });
 
 /// `VhostDeviceProtocols`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VhostDeviceProtocols).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -207,11 +214,12 @@ pub struct VhostDeviceProtocols {
     #[serde(rename = "unknown-protocols", skip_serializing_if = "::std::option::Option::is_none")]
     pub unknown_protocols: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(VhostDeviceProtocols { protocols, unknown_protocols });
 
 /// `VirtioDeviceFeatures`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioDeviceFeatures).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -225,11 +233,12 @@ pub struct VirtioDeviceFeatures {
     #[serde(rename = "unknown-dev-features", skip_serializing_if = "::std::option::Option::is_none")]
     pub unknown_dev_features: ::std::option::Option<u64>,
 }
+crate::support::debug_struct!(VirtioDeviceFeatures { transports, dev_features, unknown_dev_features });
 
 /// `VirtQueueStatus`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtQueueStatus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -275,6 +284,7 @@ pub struct VirtQueueStatus {
     #[serde(rename = "signalled-used-valid")]
     pub signalled_used_valid: bool,
 }
+crate::support::debug_struct!(VirtQueueStatus { name, queue_index, inuse, vring_num, vring_num_default, vring_align, vring_desc, vring_avail, vring_used, last_avail_idx, shadow_avail_idx, used_idx, signalled_used, signalled_used_valid });
 
 /// `x-query-virtio-queue-status`: the QAPI command (module `virtio`, since QEMU 7.2).
 ///
@@ -283,7 +293,7 @@ pub struct VirtQueueStatus {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XQueryVirtioQueueStatus {
     /// `path`.
@@ -291,8 +301,10 @@ pub struct XQueryVirtioQueueStatus {
     /// `queue`.
     pub queue: u16,
 }
+crate::support::debug_struct!(XQueryVirtioQueueStatus { path, queue });
 impl XQueryVirtioQueueStatus {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, queue: u16) -> Self {
         Self {
             path,
@@ -308,7 +320,7 @@ impl ::qmp_proto::Command for XQueryVirtioQueueStatus {
 /// `VirtVhostQueueStatus`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtVhostQueueStatus).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -346,6 +358,7 @@ pub struct VirtVhostQueueStatus {
     #[serde(rename = "used-size")]
     pub used_size: u32,
 }
+crate::support::debug_struct!(VirtVhostQueueStatus { name, kick, call, desc, avail, used, num, desc_phys, desc_size, avail_phys, avail_size, used_phys, used_size });
 
 /// `x-query-virtio-vhost-queue-status`: the QAPI command (module `virtio`, since QEMU 7.2).
 ///
@@ -354,7 +367,7 @@ pub struct VirtVhostQueueStatus {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XQueryVirtioVhostQueueStatus {
     /// `path`.
@@ -362,8 +375,10 @@ pub struct XQueryVirtioVhostQueueStatus {
     /// `queue`.
     pub queue: u16,
 }
+crate::support::debug_struct!(XQueryVirtioVhostQueueStatus { path, queue });
 impl XQueryVirtioVhostQueueStatus {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, queue: u16) -> Self {
         Self {
             path,
@@ -379,7 +394,7 @@ impl ::qmp_proto::Command for XQueryVirtioVhostQueueStatus {
 /// `VirtioRingDesc`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioRingDesc).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -391,11 +406,12 @@ pub struct VirtioRingDesc {
     /// `flags`.
     pub flags: ::std::vec::Vec<::std::string::String>,
 }
+crate::support::debug_struct!(VirtioRingDesc { addr, len, flags });
 
 /// `VirtioRingAvail`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioRingAvail).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -407,11 +423,12 @@ pub struct VirtioRingAvail {
     /// `ring`.
     pub ring: u16,
 }
+crate::support::debug_struct!(VirtioRingAvail { flags, idx, ring });
 
 /// `VirtioRingUsed`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioRingUsed).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -421,11 +438,12 @@ pub struct VirtioRingUsed {
     /// `idx`.
     pub idx: u16,
 }
+crate::support::debug_struct!(VirtioRingUsed { flags, idx });
 
 /// `VirtioQueueElement`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioQueueElement).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -441,6 +459,7 @@ pub struct VirtioQueueElement {
     /// `used`.
     pub used: super::VirtioRingUsed,
 }
+crate::support::debug_struct!(VirtioQueueElement { name, index, descs, avail, used });
 
 /// `x-query-virtio-queue-element`: the QAPI command (module `virtio`, since QEMU 7.2).
 ///
@@ -449,7 +468,7 @@ pub struct VirtioQueueElement {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct XQueryVirtioQueueElement {
     /// `path`.
@@ -460,8 +479,10 @@ pub struct XQueryVirtioQueueElement {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub index: ::std::option::Option<u16>,
 }
+crate::support::debug_struct!(XQueryVirtioQueueElement { path, queue, index });
 impl XQueryVirtioQueueElement {
     /// A value with the required members.
+    #[inline]
     pub fn new(path: ::std::string::String, queue: u16) -> Self {
         Self {
             path,
@@ -470,6 +491,7 @@ impl XQueryVirtioQueueElement {
         }
     }
     /// Sets `index`.
+    #[inline]
     pub fn with_index(mut self, value: u16) -> Self {
         self.index = ::std::option::Option::Some(value);
         self
@@ -483,7 +505,7 @@ impl ::qmp_proto::Command for XQueryVirtioQueueElement {
 /// `IOThreadVirtQueueMapping`: the QAPI struct (module `virtio`, since QEMU 9.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.IOThreadVirtQueueMapping).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -494,8 +516,10 @@ pub struct IOThreadVirtQueueMapping {
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vqs: ::std::option::Option<::std::vec::Vec<u16>>,
 }
+crate::support::debug_struct!(IOThreadVirtQueueMapping { iothread, vqs });
 impl IOThreadVirtQueueMapping {
     /// A value with the required members.
+    #[inline]
     pub fn new(iothread: ::std::string::String) -> Self {
         Self {
             iothread,
@@ -503,6 +527,7 @@ impl IOThreadVirtQueueMapping {
         }
     }
     /// Sets `vqs`.
+    #[inline]
     pub fn with_vqs(mut self, value: ::std::vec::Vec<u16>) -> Self {
         self.vqs = ::std::option::Option::Some(value);
         self
@@ -512,7 +537,7 @@ impl IOThreadVirtQueueMapping {
 /// `DummyVirtioForceArrays`: the QAPI struct (module `virtio`, since QEMU 9.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.DummyVirtioForceArrays).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -521,8 +546,10 @@ pub struct DummyVirtioForceArrays {
     #[serde(rename = "unused-iothread-vq-mapping")]
     pub unused_iothread_vq_mapping: ::std::vec::Vec<super::IOThreadVirtQueueMapping>,
 }
+crate::support::debug_struct!(DummyVirtioForceArrays { unused_iothread_vq_mapping });
 impl DummyVirtioForceArrays {
     /// A value with the required members.
+    #[inline]
     pub fn new(unused_iothread_vq_mapping: ::std::vec::Vec<super::IOThreadVirtQueueMapping>) -> Self {
         Self {
             unused_iothread_vq_mapping,

@@ -29,7 +29,7 @@ crate::support::qapi_enum!(YankInstanceType {
 /// `YankInstanceBlockNode`: the QAPI struct (module `yank`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-yank.YankInstanceBlockNode).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -38,8 +38,10 @@ pub struct YankInstanceBlockNode {
     #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
 }
+crate::support::debug_struct!(YankInstanceBlockNode { node_name });
 impl YankInstanceBlockNode {
     /// A value with the required members.
+    #[inline]
     pub fn new(node_name: ::std::string::String) -> Self {
         Self {
             node_name,
@@ -50,7 +52,7 @@ impl YankInstanceBlockNode {
 /// `YankInstanceChardev`: the QAPI struct (module `yank`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-yank.YankInstanceChardev).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
@@ -58,8 +60,10 @@ pub struct YankInstanceChardev {
     /// `id`.
     pub id: ::std::string::String,
 }
+crate::support::debug_struct!(YankInstanceChardev { id });
 impl YankInstanceChardev {
     /// A value with the required members.
+    #[inline]
     pub fn new(id: ::std::string::String) -> Self {
         Self {
             id,
@@ -82,19 +86,22 @@ pub struct YankInstance {
 }
 impl YankInstance {
     /// A value from its common members and its case.
+    #[inline]
     pub fn new(base: YankInstanceCommon, branch: YankInstanceBranch) -> Self {
         Self { base, branch }
     }
 }
 /// The members of [`YankInstance`] that every case has, the discriminator `type` aside.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[derive(::serde::Serialize)]
 #[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct YankInstanceCommon {
 }
+crate::support::debug_struct!(YankInstanceCommon {  });
 impl YankInstanceCommon {
     /// A value with the required members (there are none).
+    #[inline]
     pub fn new() -> Self {
         Self {
         }
@@ -120,6 +127,7 @@ pub enum YankInstanceBranch {
 }
 impl YankInstanceBranch {
     /// The discriminator's value.
+    #[inline]
     pub fn tag(&self) -> &str {
         match self {
             Self::BlockNode(_) => "block-node",
@@ -148,6 +156,7 @@ impl<'de> ::serde::Deserialize<'de> for YankInstance {
     }
 }
 impl YankInstance {
+    #[inline]
     fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         let base = <YankInstanceCommon as ::serde::Deserialize>::deserialize(v)?;
         let tag = crate::support::tag(v, "type")?;
@@ -169,14 +178,16 @@ impl YankInstance {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-yank.yank).
 ///
 /// Its fields are the command's arguments.
-#[derive(Debug, Clone, ::serde::Serialize)]
+#[derive(Clone, ::serde::Serialize)]
 #[non_exhaustive]
 pub struct Yank {
     /// `instances`.
     pub instances: ::std::vec::Vec<super::YankInstance>,
 }
+crate::support::debug_struct!(Yank { instances });
 impl Yank {
     /// A value with the required members.
+    #[inline]
     pub fn new(instances: ::std::vec::Vec<super::YankInstance>) -> Self {
         Self {
             instances,
@@ -199,6 +210,7 @@ impl ::qmp_proto::Command for Yank {
 pub struct QueryYank {}
 impl QueryYank {
     /// The command (it has no arguments).
+    #[inline]
     pub fn new() -> Self {
         Self {}
     }

@@ -1,3 +1,3 @@
 //! What the live tests share.
 
-pub mod calls;
+pub(crate) mod calls;
