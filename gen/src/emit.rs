@@ -26,7 +26,13 @@ const KEYWORDS: &[&str] = &[
 pub(crate) fn snake(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.starts_with(|c: char| c.is_ascii_digit()) {
         s.insert(0, '_');
@@ -42,8 +48,13 @@ pub(crate) fn snake(name: &str) -> String {
 /// A command, event or enum value as a Rust type or variant name.
 pub(crate) fn camel(name: &str) -> String {
     let mut out = String::new();
-    for part in name.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
-        if out.ends_with(|c: char| c.is_ascii_digit()) && part.starts_with(|c: char| c.is_ascii_digit()) {
+    for part in name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+    {
+        if out.ends_with(|c: char| c.is_ascii_digit())
+            && part.starts_with(|c: char| c.is_ascii_digit())
+        {
             out.push('_');
         }
         let all_upper = !part.chars().any(|c| c.is_ascii_lowercase());
@@ -67,7 +78,13 @@ fn type_name(name: &str) -> String {
 
 /// The module name as a Rust module: `block-core` -> `block_core`.
 pub(crate) fn module_ident(m: &str) -> String {
-    m.replace('-', "_")
+    let id = m.replace('-', "_");
+    // `char` and the like would clash with the primitive types.
+    if ["char", "str", "bool", "u8", "i8", "f64"].contains(&id.as_str()) {
+        id + "_"
+    } else {
+        id
+    }
 }
 
 fn uniq(names: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -214,7 +231,15 @@ impl<'a> Gen<'a> {
             .filter(|(n, r)| r.contains(*n))
             .map(|(n, _)| n.clone())
             .collect();
-        Gen { ns, rust, types, ser, de, recursive, reach }
+        Gen {
+            ns,
+            rust,
+            types,
+            ser,
+            de,
+            recursive,
+            reach,
+        }
     }
 
     fn needs_box(&self, container: &str, t: &TypeRef) -> bool {
@@ -269,16 +294,37 @@ impl<'a> Gen<'a> {
     }
 
     fn link(&self, e: &Entity, shown: &str) -> String {
-        let page = if self.ns.ns == "QMP" { "qemu-qmp-ref" } else { "qemu-ga-ref" };
-        let id: String = format!("{}-{}-{}.{}", objtype(&e.kind), self.ns.ns, e.module, e.name)
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' })
-            .collect();
+        let page = if self.ns.ns == "QMP" {
+            "qemu-qmp-ref"
+        } else {
+            "qemu-ga-ref"
+        };
+        let id: String = format!(
+            "{}-{}-{}.{}",
+            objtype(&e.kind),
+            self.ns.ns,
+            e.module,
+            e.name
+        )
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
         format!("[{shown}](https://www.qemu.org/docs/master/interop/{page}.html#{id})")
     }
 
     fn item_doc(&self, out: &mut String, e: &Entity) {
-        let since = e.doc.since.as_deref().map(|s| format!(", since QEMU {s}")).unwrap_or_default();
+        let since = e
+            .doc
+            .since
+            .as_deref()
+            .map(|s| format!(", since QEMU {s}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "/// `{}`: the QAPI {} (module `{}`{since}).\n///\n/// See {}.",
@@ -305,10 +351,18 @@ impl<'a> Gen<'a> {
         }
     }
     fn ser_cfg(&self, name: &str) -> &'static str {
-        if self.ser.contains(name) { "" } else { "#[cfg(feature = \"serialize-all\")]\n" }
+        if self.ser.contains(name) {
+            ""
+        } else {
+            "#[cfg(feature = \"serialize-all\")]\n"
+        }
     }
     fn de_cfg(&self, name: &str) -> &'static str {
-        if self.de.contains(name) { "" } else { "#[cfg(feature = \"deserialize-all\")]\n" }
+        if self.de.contains(name) {
+            ""
+        } else {
+            "#[cfg(feature = \"deserialize-all\")]\n"
+        }
     }
     /// Unused types get both directions.
     fn unused(&self, name: &str) -> bool {
@@ -318,7 +372,14 @@ impl<'a> Gen<'a> {
     /// A struct's fields, with serde attributes; with a constructor and setters when the
     /// type is sent (`builder`).
     #[allow(clippy::too_many_arguments)]
-    fn struct_body(&self, out: &mut String, container: &str, rname: &str, members: &[Member], builder: bool) {
+    fn struct_body(
+        &self,
+        out: &mut String,
+        container: &str,
+        rname: &str,
+        members: &[Member],
+        builder: bool,
+    ) {
         let fields = uniq_fields(members);
         let _ = writeln!(out, "pub struct {rname} {{");
         for (m, f) in members.iter().zip(&fields) {
@@ -336,10 +397,18 @@ impl<'a> Gen<'a> {
             let _ = writeln!(out, "    pub {f}: {},", self.member_ty(container, m));
         }
         out.push_str("}\n");
-        let _ = writeln!(out, "crate::support::debug_struct!({rname} {{ {} }});", fields.join(", "));
+        let _ = writeln!(
+            out,
+            "crate::support::debug_struct!({rname} {{ {} }});",
+            fields.join(", ")
+        );
         if builder {
             let _ = writeln!(out, "impl {rname} {{");
-            let req: Vec<(&Member, &String)> = members.iter().zip(&fields).filter(|(m, _)| !m.optional).collect();
+            let req: Vec<(&Member, &String)> = members
+                .iter()
+                .zip(&fields)
+                .filter(|(m, _)| !m.optional)
+                .collect();
             let params: Vec<String> = req
                 .iter()
                 .map(|(m, f)| format!("{f}: {}", self.member_ty(container, m)))
@@ -365,7 +434,9 @@ impl<'a> Gen<'a> {
                 }
                 let bare = f.trim_start_matches("r#");
                 if m.features.iter().any(|x| x == "deprecated") {
-                    out.push_str("    #[deprecated(note = \"deprecated in QEMU's QAPI schema\")]\n");
+                    out.push_str(
+                        "    #[deprecated(note = \"deprecated in QEMU's QAPI schema\")]\n",
+                    );
                 }
                 let _ = writeln!(
                     out,
@@ -398,7 +469,11 @@ impl<'a> Gen<'a> {
         let _ = writeln!(out, "pub enum {rname} {{");
         let vars = uniq(values.iter().map(|v| {
             let c = camel(&v.name);
-            if c == "Other" { "OtherValue".to_owned() } else { c }
+            if c == "Other" {
+                "OtherValue".to_owned()
+            } else {
+                c
+            }
         }));
         for (v, var) in values.iter().zip(&vars) {
             let _ = writeln!(out, "    /// `{}`", v.name);
@@ -414,7 +489,14 @@ impl<'a> Gen<'a> {
         out.push_str("});\n");
     }
 
-    fn emit_union(&self, out: &mut String, e: &Entity, base: &[Member], disc: &str, cases: &[(String, Option<String>)]) {
+    fn emit_union(
+        &self,
+        out: &mut String,
+        e: &Entity,
+        base: &[Member],
+        disc: &str,
+        cases: &[(String, Option<String>)],
+    ) {
         let rname = self.rust_name(e);
         let unused = self.unused(&e.name);
         self.item_doc(out, e);
@@ -434,7 +516,10 @@ impl<'a> Gen<'a> {
         );
         // Common members.
         let common: Vec<Member> = base.iter().filter(|m| m.name != disc).cloned().collect();
-        let _ = writeln!(out, "/// The members of [`{rname}`] that every case has, the discriminator `{disc}` aside.");
+        let _ = writeln!(
+            out,
+            "/// The members of [`{rname}`] that every case has, the discriminator `{disc}` aside."
+        );
         out.push_str("#[derive(Clone)]\n");
         out.push_str(self.ser_derive(&e.name, unused));
         out.push_str(self.de_derive(&e.name, unused));
@@ -444,13 +529,28 @@ impl<'a> Gen<'a> {
         // Branch enum.
         let vars = uniq(cases.iter().map(|(c, _)| {
             let v = camel(c);
-            if v == "Other" { "OtherValue".to_owned() } else { v }
+            if v == "Other" {
+                "OtherValue".to_owned()
+            } else {
+                v
+            }
         }));
-        let _ = writeln!(out, "/// The cases of [`{rname}`], by its discriminator `{disc}`.");
+        let _ = writeln!(
+            out,
+            "/// The cases of [`{rname}`], by its discriminator `{disc}`."
+        );
         out.push_str("#[derive(Debug, Clone)]\n#[non_exhaustive]\n");
         let _ = writeln!(out, "pub enum {rname}Branch {{");
         for ((c, b), v) in cases.iter().zip(&vars) {
-            let _ = writeln!(out, "    /// `{disc}` is `{c}`{}.", if b.is_some() { "" } else { " (no more members)" });
+            let _ = writeln!(
+                out,
+                "    /// `{disc}` is `{c}`{}.",
+                if b.is_some() {
+                    ""
+                } else {
+                    " (no more members)"
+                }
+            );
             match b {
                 Some(t) => {
                     let mut ty = self.named(t);
@@ -470,19 +570,30 @@ impl<'a> Gen<'a> {
         );
         let _ = writeln!(out, "impl {rname}Branch {{\n    /// The discriminator's value.\n    #[inline]\n    pub fn tag(&self) -> &str {{\n        match self {{");
         for ((c, b), v) in cases.iter().zip(&vars) {
-            let pat = if b.is_some() { format!("{v}(_)") } else { v.clone() };
+            let pat = if b.is_some() {
+                format!("{v}(_)")
+            } else {
+                v.clone()
+            };
             let _ = writeln!(out, "            Self::{pat} => \"{c}\",");
         }
         out.push_str("            Self::Other { tag, .. } => tag,\n        }\n    }\n}\n");
         // Serialize.
-        out.push_str(self.ser_cfg(&e.name).trim_start_matches(if unused { "#[cfg(feature = \"serialize-all\")]\n" } else { "" }));
+        out.push_str(self.ser_cfg(&e.name).trim_start_matches(if unused {
+            "#[cfg(feature = \"serialize-all\")]\n"
+        } else {
+            ""
+        }));
         let _ = writeln!(
             out,
             "impl ::serde::Serialize for {rname} {{\n    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {{\n        let branch = match &self.branch {{"
         );
         for ((_, b), v) in cases.iter().zip(&vars) {
             if b.is_some() {
-                let _ = writeln!(out, "            {rname}Branch::{v}(b) => crate::support::to_value(b),");
+                let _ = writeln!(
+                    out,
+                    "            {rname}Branch::{v}(b) => crate::support::to_value(b),"
+                );
             }
         }
         let _ = writeln!(
@@ -490,12 +601,20 @@ impl<'a> Gen<'a> {
             "            {rname}Branch::Other {{ data, .. }} => ::std::result::Result::Ok(data.clone()),\n            #[allow(unreachable_patterns)]\n            _ => ::std::result::Result::Ok(::serde_json::Value::Null),\n        }};\n        crate::support::ser_union(s, crate::support::to_value(&self.base), \"{disc}\", self.branch.tag(), branch)\n    }}\n}}"
         );
         // Deserialize.
-        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused { "#[cfg(feature = \"deserialize-all\")]\n" } else { "" }));
+        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused {
+            "#[cfg(feature = \"deserialize-all\")]\n"
+        } else {
+            ""
+        }));
         let _ = writeln!(
             out,
             "impl<'de> ::serde::Deserialize<'de> for {rname} {{\n    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {{\n        let v = <::serde_json::Value as ::serde::Deserialize>::deserialize(d)?;\n        Self::from_json(&v).map_err(<D::Error as ::serde::de::Error>::custom)\n    }}\n}}"
         );
-        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused { "#[cfg(feature = \"deserialize-all\")]\n" } else { "" }));
+        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused {
+            "#[cfg(feature = \"deserialize-all\")]\n"
+        } else {
+            ""
+        }));
         let _ = writeln!(
             out,
             "impl {rname} {{\n    #[inline]\n    fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {{\n        let base = <{rname}Common as ::serde::Deserialize>::deserialize(v)?;\n        let tag = crate::support::tag(v, \"{disc}\")?;\n        let branch = match tag {{"
@@ -518,7 +637,8 @@ impl<'a> Gen<'a> {
             TypeRef::Array(_) => "Array",
             TypeRef::Named(n) => match n.as_str() {
                 "str" => "String",
-                "number" | "int" | "int8" | "int16" | "int32" | "int64" | "uint8" | "uint16" | "uint32" | "uint64" | "size" => "Number",
+                "number" | "int" | "int8" | "int16" | "int32" | "int64" | "uint8" | "uint16"
+                | "uint32" | "uint64" | "size" => "Number",
                 "bool" => "Bool",
                 "null" => "Null",
                 "any" => panic!("any in an alternate"),
@@ -540,7 +660,11 @@ impl<'a> Gen<'a> {
         let _ = writeln!(out, "pub enum {rname} {{");
         let vars = uniq(branches.iter().map(|(n, _)| {
             let v = camel(n);
-            if v == "Other" { "OtherValue".to_owned() } else { v }
+            if v == "Other" {
+                "OtherValue".to_owned()
+            } else {
+                v
+            }
         }));
         for ((n, t), v) in branches.iter().zip(&vars) {
             let mut ty = self.ty(t);
@@ -550,21 +674,36 @@ impl<'a> Gen<'a> {
             let _ = writeln!(out, "    /// The `{n}` branch.\n    {v}({ty}),");
         }
         out.push_str("    /// A JSON value of a type no branch has, as received.\n    Other(::serde_json::Value),\n}\n");
-        out.push_str(self.ser_cfg(&e.name).trim_start_matches(if unused { "#[cfg(feature = \"serialize-all\")]\n" } else { "" }));
+        out.push_str(self.ser_cfg(&e.name).trim_start_matches(if unused {
+            "#[cfg(feature = \"serialize-all\")]\n"
+        } else {
+            ""
+        }));
         let _ = writeln!(
             out,
             "impl ::serde::Serialize for {rname} {{\n    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {{\n        match self {{"
         );
         for v in &vars {
-            let _ = writeln!(out, "            Self::{v}(x) => ::serde::Serialize::serialize(x, s),");
+            let _ = writeln!(
+                out,
+                "            Self::{v}(x) => ::serde::Serialize::serialize(x, s),"
+            );
         }
         out.push_str("            Self::Other(x) => ::serde::Serialize::serialize(x, s),\n        }\n    }\n}\n");
-        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused { "#[cfg(feature = \"deserialize-all\")]\n" } else { "" }));
+        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused {
+            "#[cfg(feature = \"deserialize-all\")]\n"
+        } else {
+            ""
+        }));
         let _ = writeln!(
             out,
             "impl<'de> ::serde::Deserialize<'de> for {rname} {{\n    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {{\n        let v = <::serde_json::Value as ::serde::Deserialize>::deserialize(d)?;\n        Self::from_json(v).map_err(<D::Error as ::serde::de::Error>::custom)\n    }}\n}}"
         );
-        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused { "#[cfg(feature = \"deserialize-all\")]\n" } else { "" }));
+        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused {
+            "#[cfg(feature = \"deserialize-all\")]\n"
+        } else {
+            ""
+        }));
         let _ = writeln!(
             out,
             "impl {rname} {{\n    #[inline]\n    fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {{\n        ::std::result::Result::Ok(match &v {{"
@@ -579,7 +718,15 @@ impl<'a> Gen<'a> {
         out.push_str("            #[allow(unreachable_patterns)]\n            _ => Self::Other(v),\n        })\n    }\n}\n");
     }
 
-    fn emit_command(&self, out: &mut String, e: &Entity, args: &Args, returns: Option<&TypeRef>, allow_oob: bool, success: bool) {
+    fn emit_command(
+        &self,
+        out: &mut String,
+        e: &Entity,
+        args: &Args,
+        returns: Option<&TypeRef>,
+        allow_oob: bool,
+        success: bool,
+    ) {
         let rname = self.rust_name(e).to_owned();
         match args {
             Args::None => {
@@ -601,7 +748,11 @@ impl<'a> Gen<'a> {
             Args::Named(t) => {
                 self.item_doc(out, e);
                 let ty = self.named(t);
-                let _ = writeln!(out, "///\n/// Its arguments are a [`{}`].", ty.trim_start_matches(self.ns.prefix));
+                let _ = writeln!(
+                    out,
+                    "///\n/// Its arguments are a [`{}`]({ty}).",
+                    ty.trim_start_matches(self.ns.prefix)
+                );
                 deprecated_attr(out, &e.features, "");
                 let _ = writeln!(
                     out,
@@ -616,7 +767,11 @@ impl<'a> Gen<'a> {
         if !success {
             let _ = writeln!(out, "// `{}` sends no reply when it succeeds.", e.name);
         }
-        let oob = if allow_oob { "\n    const ALLOW_OOB: bool = true;" } else { "" };
+        let oob = if allow_oob {
+            "\n    const ALLOW_OOB: bool = true;"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "impl ::qmp_proto::Command for {rname} {{\n    const NAME: &'static str = \"{}\";{oob}\n    type Returns = {ret};\n}}",
@@ -655,11 +810,25 @@ impl<'a> Gen<'a> {
         match &e.kind {
             Kind::Enum(v) => self.emit_enum(out, e, v),
             Kind::Struct { members } => self.emit_struct(out, e, members),
-            Kind::Union { base, discriminator, cases } => self.emit_union(out, e, base, discriminator, cases),
+            Kind::Union {
+                base,
+                discriminator,
+                cases,
+            } => self.emit_union(out, e, base, discriminator, cases),
             Kind::Alternate(b) => self.emit_alternate(out, e, b),
-            Kind::Command { args, returns, allow_oob, success_response } => {
-                self.emit_command(out, e, args, returns.as_ref(), *allow_oob, *success_response)
-            }
+            Kind::Command {
+                args,
+                returns,
+                allow_oob,
+                success_response,
+            } => self.emit_command(
+                out,
+                e,
+                args,
+                returns.as_ref(),
+                *allow_oob,
+                *success_response,
+            ),
             Kind::Event(a) => self.emit_event(out, e, a),
         }
         out.push('\n');
@@ -679,7 +848,12 @@ impl<'a> Gen<'a> {
                 Args::Named(_) => false,
             };
             if ok {
-                let _ = writeln!(out, "        \"{}\" => c.call({}::new()).map(drop),", e.name, self.rust_name(e));
+                let _ = writeln!(
+                    out,
+                    "        \"{}\" => c.call({}::new()).map(drop),",
+                    e.name,
+                    self.rust_name(e)
+                );
             }
         }
         out
@@ -709,7 +883,11 @@ fn member_doc(out: &mut String, m: &Member, indent: &str) {
     if let Some(s) = &m.since {
         notes.push(format!("since QEMU {s}"));
     }
-    let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+    let notes = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join(", "))
+    };
     let _ = writeln!(out, "{indent}/// `{}`{notes}.", m.name);
     features_doc(out, &m.features, indent);
     deprecated_attr(out, &m.features, indent);
@@ -726,6 +904,9 @@ fn features_doc(out: &mut String, features: &[String], indent: &str) {
 
 fn deprecated_attr(out: &mut String, features: &[String], indent: &str) {
     if features.iter().any(|f| f == "deprecated") {
-        let _ = writeln!(out, "{indent}#[deprecated(note = \"deprecated in QEMU's QAPI schema\")]");
+        let _ = writeln!(
+            out,
+            "{indent}#[deprecated(note = \"deprecated in QEMU's QAPI schema\")]"
+        );
     }
 }

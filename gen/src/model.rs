@@ -148,8 +148,8 @@ pub(crate) struct Entity {
 }
 
 pub(crate) const BUILTINS: &[&str] = &[
-    "str", "int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "size", "number", "bool", "null", "any",
+    "str", "int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "size",
+    "number", "bool", "null", "any",
 ];
 
 pub(crate) fn is_builtin(n: &str) -> bool {
@@ -196,7 +196,10 @@ fn members(j: &J, doc: &Doc, t: &BTreeSet<String>) -> Vec<Member> {
                     if !cond(v.get("if"), t) {
                         return None;
                     }
-                    (TypeRef::parse(v.get("type").expect("type")), features(v.get("features"), t))
+                    (
+                        TypeRef::parse(v.get("type").expect("type")),
+                        features(v.get("features"), t),
+                    )
                 }
                 _ => (TypeRef::parse(v), Vec::new()),
             };
@@ -261,14 +264,25 @@ pub(crate) fn build(exprs: &[Expr], t: &BTreeSet<String>) -> Vec<Entity> {
                 .collect();
             (n, Kind::Enum(vals))
         } else if let Some(n) = v.get_str("struct") {
-            (n, Kind::Struct { members: struct_members(e, t, &live) })
+            (
+                n,
+                Kind::Struct {
+                    members: struct_members(e, t, &live),
+                },
+            )
         } else if let Some(n) = v.get_str("union") {
             let base = match v.get("base").expect("union base") {
                 J::Str(b) => struct_members(find(&live, b), t, &live),
                 inline => members(inline, &e.doc, t),
             };
-            let discriminator = v.get_str("discriminator").expect("discriminator").to_owned();
-            let dm = base.iter().find(|m| m.name == discriminator).expect("discriminator member");
+            let discriminator = v
+                .get_str("discriminator")
+                .expect("discriminator")
+                .to_owned();
+            let dm = base
+                .iter()
+                .find(|m| m.name == discriminator)
+                .expect("discriminator member");
             let Kind::Enum(values) = build_enum_values(find(&live, dm.ty.name()), t) else {
                 unreachable!()
             };
@@ -276,11 +290,15 @@ pub(crate) fn build(exprs: &[Expr], t: &BTreeSet<String>) -> Vec<Entity> {
                 panic!("union data")
             };
             let branch = |case: &str| -> Option<String> {
-                branches.iter().find(|(k, _)| k == case).and_then(|(_, b)| match b {
-                    J::Str(s) => Some(s.clone()),
-                    J::Dict(_) => cond(b.get("if"), t).then(|| b.get_str("type").expect("type").to_owned()),
-                    _ => None,
-                })
+                branches
+                    .iter()
+                    .find(|(k, _)| k == case)
+                    .and_then(|(_, b)| match b {
+                        J::Str(s) => Some(s.clone()),
+                        J::Dict(_) => cond(b.get("if"), t)
+                            .then(|| b.get_str("type").expect("type").to_owned()),
+                        _ => None,
+                    })
             };
             let cases = values.into_iter().map(|ev| {
                 let b = branch(&ev.name);
@@ -301,7 +319,8 @@ pub(crate) fn build(exprs: &[Expr], t: &BTreeSet<String>) -> Vec<Entity> {
             let branches = d
                 .iter()
                 .filter_map(|(k, b)| match b {
-                    J::Dict(_) => cond(b.get("if"), t).then(|| (k.clone(), TypeRef::parse(b.get("type").expect("type")))),
+                    J::Dict(_) => cond(b.get("if"), t)
+                        .then(|| (k.clone(), TypeRef::parse(b.get("type").expect("type")))),
                     _ => Some((k.clone(), TypeRef::parse(b))),
                 })
                 .collect();
@@ -370,7 +389,10 @@ pub(crate) fn refs(e: &Entity) -> Vec<String> {
         Kind::Struct { members } => members.iter().for_each(|m| add(m.ty.name())),
         Kind::Union { base, cases, .. } => {
             base.iter().for_each(|m| add(m.ty.name()));
-            cases.iter().filter_map(|c| c.1.as_deref()).for_each(&mut add);
+            cases
+                .iter()
+                .filter_map(|c| c.1.as_deref())
+                .for_each(&mut add);
         }
         Kind::Alternate(b) => b.iter().for_each(|(_, t)| add(t.name())),
         Kind::Command { args, returns, .. } => {

@@ -39,9 +39,12 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+// The generated modules are not rustfmt's to format: the generator writes them.
+#[rustfmt::skip]
 pub mod qmp;
 
 #[cfg(feature = "qga")]
+#[rustfmt::skip]
 pub mod qga;
 
 // Some helpers go unused when only a few modules are enabled.

@@ -66,7 +66,10 @@ pub(crate) use debug_struct;
 macro_rules! no_arguments {
     ($name:ident) => {
         impl ::serde::Serialize for $name {
-            fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: ::serde::Serializer>(
+                &self,
+                s: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
                 s.serialize_unit()
             }
         }
@@ -78,7 +81,10 @@ pub(crate) use no_arguments;
 macro_rules! boxed_arguments {
     ($name:ident) => {
         impl ::serde::Serialize for $name {
-            fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: ::serde::Serializer>(
+                &self,
+                s: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
                 ::serde::Serialize::serialize(&self.args, s)
             }
         }
@@ -90,7 +96,9 @@ pub(crate) use boxed_arguments;
 macro_rules! boxed_data {
     ($name:ident) => {
         impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
                 ::serde::Deserialize::deserialize(d).map(|data| Self { data })
             }
         }

@@ -12,6 +12,8 @@
 //!
 //! A missing QEMU binary skips a test with the reason printed, unless `QMP_REQUIRE_QEMU=1`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -65,7 +67,10 @@ impl Compare<'_> {
     /// Compares a generated type (QAPI name, `[T]`, or none for "no arguments/returns")
     /// with a live one (introspection name).
     fn ty(&mut self, at: &str, mine: Option<&str>, live: &str) {
-        if !self.seen.insert((mine.unwrap_or("").to_owned(), live.to_owned())) {
+        if !self
+            .seen
+            .insert((mine.unwrap_or("").to_owned(), live.to_owned()))
+        {
             return;
         }
         let l = self.live.get(live).cloned().unwrap_or(Value::Null);
@@ -104,14 +109,20 @@ impl Compare<'_> {
         match meta {
             "enum" => {
                 if m["values"] != l["values"] {
-                    self.diff(&at, format!("values {} here, live {}", m["values"], l["values"]));
+                    self.diff(
+                        &at,
+                        format!("values {} here, live {}", m["values"], l["values"]),
+                    );
                 }
             }
             "alternate" => {
                 let mm = m["members"].as_array().unwrap();
                 let lm = l["members"].as_array().unwrap();
                 if mm.len() != lm.len() {
-                    self.diff(&at, format!("{} branches here, live {}", mm.len(), lm.len()));
+                    self.diff(
+                        &at,
+                        format!("{} branches here, live {}", mm.len(), lm.len()),
+                    );
                     return;
                 }
                 for (i, (a, b)) in mm.iter().zip(lm).enumerate() {
@@ -145,7 +156,13 @@ impl Compare<'_> {
             };
             let live_optional = y.get("default").is_some();
             if x["optional"] != live_optional {
-                self.diff(at, format!("member {name}: optional {} here, live {live_optional}", x["optional"]));
+                self.diff(
+                    at,
+                    format!(
+                        "member {name}: optional {} here, live {live_optional}",
+                        x["optional"]
+                    ),
+                );
             }
             todo.push((
                 format!("{at}.{name}"),
@@ -157,14 +174,22 @@ impl Compare<'_> {
             self.diff(at, format!("member {name} only live"));
         }
         if m.get("tag") != l.get("tag") {
-            self.diff(at, format!("tag {:?} here, live {:?}", m.get("tag"), l.get("tag")));
+            self.diff(
+                at,
+                format!("tag {:?} here, live {:?}", m.get("tag"), l.get("tag")),
+            );
         }
         let cases = |v: &Value| -> BTreeMap<String, String> {
             v["variants"]
                 .as_array()
                 .map(|a| {
                     a.iter()
-                        .map(|x| (x["case"].as_str().unwrap().to_owned(), x["type"].as_str().unwrap().to_owned()))
+                        .map(|x| {
+                            (
+                                x["case"].as_str().unwrap().to_owned(),
+                                x["type"].as_str().unwrap().to_owned(),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default()
@@ -175,7 +200,9 @@ impl Compare<'_> {
                 Some(mt) => todo.push((format!("{at}<{case}>"), mt.clone(), lt.clone())),
                 None => {
                     // A case without members here: live must be empty too.
-                    let empty = self.live[lt]["members"].as_array().is_some_and(Vec::is_empty);
+                    let empty = self.live[lt]["members"]
+                        .as_array()
+                        .is_some_and(Vec::is_empty);
                     if !empty {
                         self.diff(at, format!("case {case} has no members here, live {lt}"));
                     }
@@ -200,7 +227,12 @@ fn compare(qmp: &mut Connection, both_ways: bool) -> (usize, usize, Vec<String>)
         .into_iter()
         .map(|e| (e["name"].as_str().unwrap().to_owned(), e))
         .collect();
-    let mut c = Compare { mine: &mine, live, seen: BTreeSet::new(), diffs: Vec::new() };
+    let mut c = Compare {
+        mine: &mine,
+        live,
+        seen: BTreeSet::new(),
+        diffs: Vec::new(),
+    };
     let (mut commands, mut events) = (0, 0);
     let entries: Vec<Value> = c.live.values().cloned().collect();
     for l in &entries {
@@ -214,13 +246,24 @@ fn compare(qmp: &mut Connection, both_ways: bool) -> (usize, usize, Vec<String>)
             continue;
         };
         let at = format!("{meta} {name}");
-        c.ty(&format!("{at} arguments"), m["arg-type"].as_str(), l["arg-type"].as_str().unwrap());
+        c.ty(
+            &format!("{at} arguments"),
+            m["arg-type"].as_str(),
+            l["arg-type"].as_str().unwrap(),
+        );
         if meta == "command" {
             commands += 1;
-            c.ty(&format!("{at} returns"), m["ret-type"].as_str(), l["ret-type"].as_str().unwrap());
+            c.ty(
+                &format!("{at} returns"),
+                m["ret-type"].as_str(),
+                l["ret-type"].as_str().unwrap(),
+            );
             let live_oob = l.get("allow-oob") == Some(&Value::Bool(true));
             if m["allow-oob"] != live_oob {
-                c.diff(&at, format!("allow-oob {} here, live {live_oob}", m["allow-oob"]));
+                c.diff(
+                    &at,
+                    format!("allow-oob {} here, live {live_oob}", m["allow-oob"]),
+                );
             }
         } else {
             events += 1;
@@ -230,7 +273,8 @@ fn compare(qmp: &mut Connection, both_ways: bool) -> (usize, usize, Vec<String>)
         for (name, m) in &mine {
             let meta = m["meta-type"].as_str().unwrap();
             if (meta == "command" || meta == "event") && !c.live.contains_key(name) {
-                c.diffs.push(format!("{meta} {name}: generated but not live"));
+                c.diffs
+                    .push(format!("{meta} {name}: generated but not live"));
             }
         }
     }
@@ -245,9 +289,20 @@ fn vocabulary_matches_live_qemu_system() {
     };
     let mut qmp = vm.connect();
     let (commands, events, diffs) = compare(&mut qmp, true);
-    eprintln!("qemu-system-x86_64: {commands} commands, {events} events compared, {} differences", diffs.len());
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
-    assert!(commands > 200 && events > 50, "{commands} commands, {events} events");
+    eprintln!(
+        "qemu-system-x86_64: {commands} commands, {events} events compared, {} differences",
+        diffs.len()
+    );
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    assert!(
+        commands > 200 && events > 50,
+        "{commands} commands, {events} events"
+    );
     vm.quit(&mut qmp);
 }
 
@@ -259,13 +314,25 @@ fn vocabulary_matches_live_storage_daemon() {
     };
     let mut qmp = qsd.connect();
     let (commands, events, diffs) = compare(&mut qmp, false);
-    eprintln!("qemu-storage-daemon: {commands} commands, {events} events compared, {} differences", diffs.len());
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+    eprintln!(
+        "qemu-storage-daemon: {commands} commands, {events} events compared, {} differences",
+        diffs.len()
+    );
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
     assert!(commands > 50, "{commands} commands");
 }
 
 fn agent(peer: &mut Peer) -> Connection {
-    peer.connect_with(&Builder::new().guest_agent().connect_timeout(Duration::from_secs(10)))
+    peer.connect_with(
+        &Builder::new()
+            .guest_agent()
+            .connect_timeout(Duration::from_secs(10)),
+    )
 }
 
 #[test]
@@ -357,12 +424,20 @@ fn report(what: &str, o: &Outcome) {
     for r in &o.refused {
         eprintln!("  refused: {r}");
     }
-    assert!(o.failed.is_empty(), "{what}: {} failures:\n{}", o.failed.len(), o.failed.join("\n"));
+    assert!(
+        o.failed.is_empty(),
+        "{what}: {} failures:\n{}",
+        o.failed.len(),
+        o.failed.join("\n")
+    );
 }
 
 fn commands_of(c: &mut Connection) -> Vec<String> {
     let list: Vec<Value> = c.execute("query-commands", &()).unwrap();
-    let mut names: Vec<String> = list.iter().map(|x| x["name"].as_str().unwrap().to_owned()).collect();
+    let mut names: Vec<String> = list
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_owned())
+        .collect();
     names.sort();
     names
 }
@@ -372,7 +447,10 @@ fn system_calls(machine: &str) {
         return;
     };
     let mut qmp = vm.connect();
-    let names: Vec<String> = commands_of(&mut qmp).into_iter().filter(|n| safe_qmp(n)).collect();
+    let names: Vec<String> = commands_of(&mut qmp)
+        .into_iter()
+        .filter(|n| safe_qmp(n))
+        .collect();
     let mut o = run_all(&mut qmp, "QMP", &names, common::calls::call_qmp);
     // qom-list takes a path: the root.
     match qmp.call(qmp_types::qmp::QomList::new("/".into())) {
@@ -408,7 +486,10 @@ fn every_query_decodes_on_storage_daemon() {
         return;
     };
     let mut qmp = qsd.connect();
-    let names: Vec<String> = commands_of(&mut qmp).into_iter().filter(|n| safe_qmp(n)).collect();
+    let names: Vec<String> = commands_of(&mut qmp)
+        .into_iter()
+        .filter(|n| safe_qmp(n))
+        .collect();
     let o = run_all(&mut qmp, "QMP", &names, common::calls::call_qmp);
     report("qemu-storage-daemon", &o);
     assert!(o.decoded.len() > 10, "{:?}", o.decoded);

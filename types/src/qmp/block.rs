@@ -458,7 +458,7 @@ impl ::qmp_proto::events::TypedEvent for PrManagerStatusChanged {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.block_set_io_throttle).
 ///
-/// Its arguments are a [`BlockIOThrottle`].
+/// Its arguments are a [`BlockIOThrottle`](super::BlockIOThrottle).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockSetIoThrottle {

@@ -2949,7 +2949,7 @@ impl BlockdevBackup {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-snapshot-sync).
 ///
-/// Its arguments are a [`BlockdevSnapshotSync`].
+/// Its arguments are a [`BlockdevSnapshotSync`](super::BlockdevSnapshotSync).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockdevSnapshotSyncCmd {
@@ -2979,7 +2979,7 @@ impl ::qmp_proto::Command for BlockdevSnapshotSyncCmd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-snapshot).
 ///
-/// Its arguments are a [`BlockdevSnapshot`].
+/// Its arguments are a [`BlockdevSnapshot`](super::BlockdevSnapshot).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockdevSnapshotCmd {
@@ -3199,7 +3199,7 @@ impl ::qmp_proto::Command for BlockCommit {
 ///
 /// Deprecated in QEMU's schema.
 ///
-/// Its arguments are a [`DriveBackup`].
+/// Its arguments are a [`DriveBackup`](super::DriveBackup).
 #[deprecated(note = "deprecated in QEMU's QAPI schema")]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -3230,7 +3230,7 @@ impl ::qmp_proto::Command for DriveBackupCmd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-backup).
 ///
-/// Its arguments are a [`BlockdevBackup`].
+/// Its arguments are a [`BlockdevBackup`](super::BlockdevBackup).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockdevBackupCmd {
@@ -3415,7 +3415,7 @@ impl ::qmp_proto::Command for XDebugQueryBlockGraph {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.drive-mirror).
 ///
-/// Its arguments are a [`DriveMirror`].
+/// Its arguments are a [`DriveMirror`](super::DriveMirror).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DriveMirrorCmd {
@@ -3763,7 +3763,7 @@ impl BlockDirtyBitmapMerge {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-add).
 ///
-/// Its arguments are a [`BlockDirtyBitmapAdd`].
+/// Its arguments are a [`BlockDirtyBitmapAdd`](super::BlockDirtyBitmapAdd).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockDirtyBitmapAddCmd {
@@ -3793,7 +3793,7 @@ impl ::qmp_proto::Command for BlockDirtyBitmapAddCmd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-remove).
 ///
-/// Its arguments are a [`BlockDirtyBitmap`].
+/// Its arguments are a [`BlockDirtyBitmap`](super::BlockDirtyBitmap).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockDirtyBitmapRemove {
@@ -3823,7 +3823,7 @@ impl ::qmp_proto::Command for BlockDirtyBitmapRemove {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-clear).
 ///
-/// Its arguments are a [`BlockDirtyBitmap`].
+/// Its arguments are a [`BlockDirtyBitmap`](super::BlockDirtyBitmap).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockDirtyBitmapClear {
@@ -3853,7 +3853,7 @@ impl ::qmp_proto::Command for BlockDirtyBitmapClear {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-enable).
 ///
-/// Its arguments are a [`BlockDirtyBitmap`].
+/// Its arguments are a [`BlockDirtyBitmap`](super::BlockDirtyBitmap).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockDirtyBitmapEnable {
@@ -3883,7 +3883,7 @@ impl ::qmp_proto::Command for BlockDirtyBitmapEnable {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-disable).
 ///
-/// Its arguments are a [`BlockDirtyBitmap`].
+/// Its arguments are a [`BlockDirtyBitmap`](super::BlockDirtyBitmap).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockDirtyBitmapDisable {
@@ -3913,7 +3913,7 @@ impl ::qmp_proto::Command for BlockDirtyBitmapDisable {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-dirty-bitmap-merge).
 ///
-/// Its arguments are a [`BlockDirtyBitmapMerge`].
+/// Its arguments are a [`BlockDirtyBitmapMerge`](super::BlockDirtyBitmapMerge).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockDirtyBitmapMergeCmd {
@@ -3958,7 +3958,7 @@ crate::support::debug_struct!(BlockDirtyBitmapSha256 { sha256 });
 ///
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
-/// Its arguments are a [`BlockDirtyBitmap`].
+/// Its arguments are a [`BlockDirtyBitmap`](super::BlockDirtyBitmap).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct XDebugBlockDirtyBitmapSha256 {
@@ -5281,7 +5281,7 @@ impl BlockJobChangeOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-change).
 ///
-/// Its arguments are a [`BlockJobChangeOptions`].
+/// Its arguments are a [`BlockJobChangeOptions`](super::BlockJobChangeOptions).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockJobChange {
@@ -9467,7 +9467,7 @@ impl BlockdevRefOrNull {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-add).
 ///
-/// Its arguments are a [`BlockdevOptions`].
+/// Its arguments are a [`BlockdevOptions`](super::BlockdevOptions).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockdevAdd {
@@ -11723,7 +11723,7 @@ impl BlockdevSnapshotInternal {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-snapshot-internal-sync).
 ///
-/// Its arguments are a [`BlockdevSnapshotInternal`].
+/// Its arguments are a [`BlockdevSnapshotInternal`](super::BlockdevSnapshotInternal).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockdevSnapshotInternalSync {

@@ -192,7 +192,7 @@ impl NbdServerOptionsLegacy {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.nbd-server-start).
 ///
-/// Its arguments are a [`NbdServerOptionsLegacy`].
+/// Its arguments are a [`NbdServerOptionsLegacy`](super::NbdServerOptionsLegacy).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct NbdServerStart {
@@ -551,7 +551,7 @@ impl NbdServerAddOptions {
 ///
 /// Deprecated in QEMU's schema.
 ///
-/// Its arguments are a [`NbdServerAddOptions`].
+/// Its arguments are a [`NbdServerAddOptions`](super::NbdServerAddOptions).
 #[deprecated(note = "deprecated in QEMU's QAPI schema")]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -851,7 +851,7 @@ impl BlockExportOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.block-export-add).
 ///
-/// Its arguments are a [`BlockExportOptions`].
+/// Its arguments are a [`BlockExportOptions`](super::BlockExportOptions).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BlockExportAdd {

@@ -1658,7 +1658,7 @@ impl ::qmp_proto::Command for QueryHotpluggableCpus {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.set-numa-node).
 ///
-/// Its arguments are a [`NumaOptions`].
+/// Its arguments are a [`NumaOptions`](super::NumaOptions).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SetNumaNode {

@@ -1010,7 +1010,7 @@ impl MigrateSetParameters {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-set-parameters).
 ///
-/// Its arguments are a [`MigrateSetParameters`].
+/// Its arguments are a [`MigrateSetParameters`](super::MigrateSetParameters).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct MigrateSetParametersCmd {

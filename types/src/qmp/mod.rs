@@ -5,166 +5,207 @@
 //! module, each behind the cargo feature of the same name, all re-exported here.
 
 #[cfg(feature = "error")]
+#[rustfmt::skip]
 mod error;
 #[cfg(feature = "error")]
 pub use error::*;
 #[cfg(feature = "common")]
+#[rustfmt::skip]
 mod common;
 #[cfg(feature = "common")]
 pub use common::*;
 #[cfg(feature = "sockets")]
+#[rustfmt::skip]
 mod sockets;
 #[cfg(feature = "sockets")]
 pub use sockets::*;
 #[cfg(feature = "run-state")]
+#[rustfmt::skip]
 mod run_state;
 #[cfg(feature = "run-state")]
 pub use run_state::*;
 #[cfg(feature = "crypto")]
+#[rustfmt::skip]
 mod crypto;
 #[cfg(feature = "crypto")]
 pub use crypto::*;
 #[cfg(feature = "job")]
+#[rustfmt::skip]
 mod job;
 #[cfg(feature = "job")]
 pub use job::*;
 #[cfg(feature = "block-core")]
+#[rustfmt::skip]
 mod block_core;
 #[cfg(feature = "block-core")]
 pub use block_core::*;
 #[cfg(feature = "block")]
+#[rustfmt::skip]
 mod block;
 #[cfg(feature = "block")]
 pub use block::*;
 #[cfg(feature = "block-export")]
+#[rustfmt::skip]
 mod block_export;
 #[cfg(feature = "block-export")]
 pub use block_export::*;
 #[cfg(feature = "char")]
-mod char;
+#[rustfmt::skip]
+mod char_;
 #[cfg(feature = "char")]
-pub use char::*;
+pub use char_::*;
 #[cfg(feature = "dump")]
+#[rustfmt::skip]
 mod dump;
 #[cfg(feature = "dump")]
 pub use dump::*;
 #[cfg(feature = "net")]
+#[rustfmt::skip]
 mod net;
 #[cfg(feature = "net")]
 pub use net::*;
 #[cfg(feature = "ebpf")]
+#[rustfmt::skip]
 mod ebpf;
 #[cfg(feature = "ebpf")]
 pub use ebpf::*;
 #[cfg(feature = "rocker")]
+#[rustfmt::skip]
 mod rocker;
 #[cfg(feature = "rocker")]
 pub use rocker::*;
 #[cfg(feature = "tpm")]
+#[rustfmt::skip]
 mod tpm;
 #[cfg(feature = "tpm")]
 pub use tpm::*;
 #[cfg(feature = "ui")]
+#[rustfmt::skip]
 mod ui;
 #[cfg(feature = "ui")]
 pub use ui::*;
 #[cfg(feature = "authz")]
+#[rustfmt::skip]
 mod authz;
 #[cfg(feature = "authz")]
 pub use authz::*;
 #[cfg(feature = "migration")]
+#[rustfmt::skip]
 mod migration;
 #[cfg(feature = "migration")]
 pub use migration::*;
 #[cfg(feature = "transaction")]
+#[rustfmt::skip]
 mod transaction;
 #[cfg(feature = "transaction")]
 pub use transaction::*;
 #[cfg(feature = "trace")]
+#[rustfmt::skip]
 mod trace;
 #[cfg(feature = "trace")]
 pub use trace::*;
 #[cfg(feature = "compat")]
+#[rustfmt::skip]
 mod compat;
 #[cfg(feature = "compat")]
 pub use compat::*;
 #[cfg(feature = "control")]
+#[rustfmt::skip]
 mod control;
 #[cfg(feature = "control")]
 pub use control::*;
 #[cfg(feature = "introspect")]
+#[rustfmt::skip]
 mod introspect;
 #[cfg(feature = "introspect")]
 pub use introspect::*;
 #[cfg(feature = "qom")]
+#[rustfmt::skip]
 mod qom;
 #[cfg(feature = "qom")]
 pub use qom::*;
 #[cfg(feature = "qdev")]
+#[rustfmt::skip]
 mod qdev;
 #[cfg(feature = "qdev")]
 pub use qdev::*;
 #[cfg(feature = "machine-common")]
+#[rustfmt::skip]
 mod machine_common;
 #[cfg(feature = "machine-common")]
 pub use machine_common::*;
 #[cfg(feature = "machine")]
+#[rustfmt::skip]
 mod machine;
 #[cfg(feature = "machine")]
 pub use machine::*;
 #[cfg(feature = "machine-target")]
+#[rustfmt::skip]
 mod machine_target;
 #[cfg(feature = "machine-target")]
 pub use machine_target::*;
 #[cfg(feature = "replay")]
+#[rustfmt::skip]
 mod replay;
 #[cfg(feature = "replay")]
 pub use replay::*;
 #[cfg(feature = "yank")]
+#[rustfmt::skip]
 mod yank;
 #[cfg(feature = "yank")]
 pub use yank::*;
 #[cfg(feature = "misc")]
+#[rustfmt::skip]
 mod misc;
 #[cfg(feature = "misc")]
 pub use misc::*;
 #[cfg(feature = "misc-target")]
+#[rustfmt::skip]
 mod misc_target;
 #[cfg(feature = "misc-target")]
 pub use misc_target::*;
 #[cfg(feature = "audio")]
+#[rustfmt::skip]
 mod audio;
 #[cfg(feature = "audio")]
 pub use audio::*;
 #[cfg(feature = "acpi")]
+#[rustfmt::skip]
 mod acpi;
 #[cfg(feature = "acpi")]
 pub use acpi::*;
 #[cfg(feature = "pci")]
+#[rustfmt::skip]
 mod pci;
 #[cfg(feature = "pci")]
 pub use pci::*;
 #[cfg(feature = "stats")]
+#[rustfmt::skip]
 mod stats;
 #[cfg(feature = "stats")]
 pub use stats::*;
 #[cfg(feature = "virtio")]
+#[rustfmt::skip]
 mod virtio;
 #[cfg(feature = "virtio")]
 pub use virtio::*;
 #[cfg(feature = "vfio")]
+#[rustfmt::skip]
 mod vfio;
 #[cfg(feature = "vfio")]
 pub use vfio::*;
 #[cfg(feature = "cryptodev")]
+#[rustfmt::skip]
 mod cryptodev;
 #[cfg(feature = "cryptodev")]
 pub use cryptodev::*;
 #[cfg(feature = "cxl")]
+#[rustfmt::skip]
 mod cxl;
 #[cfg(feature = "cxl")]
 pub use cxl::*;
 #[cfg(feature = "uefi")]
+#[rustfmt::skip]
 mod uefi;
 #[cfg(feature = "uefi")]
 pub use uefi::*;

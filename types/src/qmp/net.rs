@@ -38,7 +38,7 @@ impl ::qmp_proto::Command for SetLink {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.netdev_add).
 ///
-/// Its arguments are a [`Netdev`].
+/// Its arguments are a [`Netdev`](super::Netdev).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct NetdevAdd {
@@ -1553,7 +1553,7 @@ impl AnnounceParameters {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.announce-self).
 ///
-/// Its arguments are a [`AnnounceParameters`].
+/// Its arguments are a [`AnnounceParameters`](super::AnnounceParameters).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct AnnounceSelf {

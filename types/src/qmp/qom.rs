@@ -3031,7 +3031,7 @@ impl ObjectOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.object-add).
 ///
-/// Its arguments are a [`ObjectOptions`].
+/// Its arguments are a [`ObjectOptions`](super::ObjectOptions).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ObjectAdd {

@@ -351,7 +351,7 @@ crate::support::debug_struct!(StatsResult { provider, qom_path, stats });
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-stats.query-stats).
 ///
-/// Its arguments are a [`StatsFilter`].
+/// Its arguments are a [`StatsFilter`](super::StatsFilter).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct QueryStats {

@@ -189,7 +189,7 @@ impl SetPasswordOptionsVnc {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.set_password).
 ///
-/// Its arguments are a [`SetPasswordOptions`].
+/// Its arguments are a [`SetPasswordOptions`](super::SetPasswordOptions).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SetPassword {
@@ -350,7 +350,7 @@ impl ExpirePasswordOptionsVnc {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.expire_password).
 ///
-/// Its arguments are a [`ExpirePasswordOptions`].
+/// Its arguments are a [`ExpirePasswordOptions`](super::ExpirePasswordOptions).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ExpirePassword {
@@ -2749,7 +2749,7 @@ impl DisplayReloadOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.display-reload).
 ///
-/// Its arguments are a [`DisplayReloadOptions`].
+/// Its arguments are a [`DisplayReloadOptions`](super::DisplayReloadOptions).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DisplayReload {
@@ -2918,7 +2918,7 @@ impl DisplayUpdateOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.display-update).
 ///
-/// Its arguments are a [`DisplayUpdateOptions`].
+/// Its arguments are a [`DisplayUpdateOptions`](super::DisplayUpdateOptions).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DisplayUpdate {
