@@ -1,0 +1,52 @@
+//! The whole QMP and QEMU guest agent vocabulary as Rust types, generated from the QAPI
+//! schema of QEMU 10.0.2 by `qapi-gen` (the workspace's `gen/`).
+//!
+//! - [`qmp`]: every command, event, struct, union, alternate and enum of
+//!   qemu-system-x86_64's schema (qemu-storage-daemon's is a subset), one cargo feature per
+//!   QAPI module (`block-core`, `machine`, `migration`, ...; `full` for all).
+//! - [`qga`] (feature `qga`): the guest agent's.
+//!
+//! Commands implement [`qmp_proto::Command`], so every adapter's typed `call` takes them;
+//! events implement [`qmp_proto::events::TypedEvent`].
+//!
+//! # Compatibility
+//! - Enums keep values they do not know (`Other(String)`); structs ignore members they do
+//!   not know; a union whose discriminator this crate does not know decodes to its
+//!   `Other { tag, data }` case with the raw JSON; an alternate's unexpected JSON type to
+//!   `Other(Value)`.
+//! - Every struct is `#[non_exhaustive]`. Argument types are built with `new(required...)`
+//!   and `with_*` setters for the optional members, so a member QEMU adds later is not a
+//!   breaking change.
+//! - Items deprecated in QEMU's schema are `#[deprecated]`; unstable ones say so.
+//!
+//! Types that commands send implement `Serialize`, types that replies and events carry
+//! implement `Deserialize`; the features `serialize-all` and `deserialize-all` give every
+//! type both (for a fake QEMU, say).
+//!
+//! Conditions in the schema (`'if'`) are evaluated for x86_64 Linux system emulation with
+//! Debian's build options (see the crate's README); items only built on other targets or
+//! hosts (Windows, macOS, s390x, ...) are left out.
+//!
+//! ```
+//! # #[cfg(feature = "run-state")] {
+//! use qmp_types::qmp::{QueryStatus, RunState};
+//! let reply = r#"{"status": "running", "running": true, "singlestep": false}"#;
+//! let status: <QueryStatus as qmp_proto::Command>::Returns = serde_json::from_str(reply).unwrap();
+//! assert_eq!(status.status, RunState::Running);
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+// The generated modules are not rustfmt's to format: the generator writes them.
+#[rustfmt::skip]
+pub mod qmp;
+
+#[cfg(feature = "qga")]
+#[rustfmt::skip]
+pub mod qga;
+
+// Some helpers go unused when only a few modules are enabled.
+#[allow(dead_code, unused_macros, unused_imports)]
+mod support;

@@ -1,0 +1,4 @@
+//! What the live tests share.
+
+#[rustfmt::skip]
+pub(crate) mod calls;

@@ -1,0 +1,154 @@
+//! Forward and backward compatibility by construction: a member from a future QEMU is
+//! ignored, an enum value or union case this crate does not know is kept as received, an
+//! event it does not know is simply not one of its types; and each fails nothing but what
+//! it must.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use qmp_proto::{Command, QmpEvent};
+use qmp_types::qmp::*;
+use serde_json::{json, Value};
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("decodes")
+}
+
+#[test]
+fn a_future_member_is_ignored() {
+    let s: <QueryStatus as Command>::Returns = decode(json!({
+        "status": "running", "running": true, "future-member": {"deep": [1, 2, 3]}
+    }));
+    assert_eq!(s.status, RunState::Running);
+    assert!(s.running);
+    // A missing required member is still an error: only what must fail fails.
+    let e = serde_json::from_value::<StatusInfo>(json!({"status": "running"})).unwrap_err();
+    assert!(e.to_string().contains("running"), "{e}");
+}
+
+#[test]
+fn an_unknown_enum_value_is_kept() {
+    let s: StatusInfo = decode(json!({"status": "hibernating-on-mars", "running": false}));
+    assert_eq!(s.status, RunState::Other("hibernating-on-mars".into()));
+    assert_eq!(s.status.as_str(), "hibernating-on-mars");
+    // And sent back as it came.
+    assert_eq!(
+        serde_json::to_value(&s.status).unwrap(),
+        json!("hibernating-on-mars")
+    );
+    assert_eq!(RunState::from_name("paused"), RunState::Paused);
+    assert_eq!(RunState::Prelaunch.to_string(), "prelaunch");
+    // A value of the wrong JSON type is an error.
+    assert!(serde_json::from_value::<RunState>(json!(3)).is_err());
+}
+
+#[test]
+fn an_unknown_union_case_is_kept_raw() {
+    let raw = json!({"type": "carrier-pigeon", "loft": "north", "birds": 3});
+    let a: SocketAddress = decode(raw.clone());
+    match &a.branch {
+        SocketAddressBranch::Other { tag, data } => {
+            assert_eq!(tag, "carrier-pigeon");
+            assert_eq!(data, &raw);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.branch.tag(), "carrier-pigeon");
+    // Sent back as it came.
+    assert_eq!(serde_json::to_value(&a).unwrap(), raw);
+
+    // A known case, with a member from the future.
+    let a: SocketAddress = decode(json!({"type": "unix", "path": "/run/x.sock", "new": 1}));
+    match &a.branch {
+        SocketAddressBranch::Unix(u) => assert_eq!(u.path, "/run/x.sock"),
+        other => panic!("{other:?}"),
+    }
+    // A known case missing its required member fails; so does a missing discriminator.
+    assert!(serde_json::from_value::<SocketAddress>(json!({"type": "unix"})).is_err());
+    assert!(serde_json::from_value::<SocketAddress>(json!({"path": "/x"})).is_err());
+}
+
+#[test]
+fn an_unexpected_alternate_type_is_kept_raw() {
+    // StatsValue: a number, a boolean or an array; a string is a type no branch has.
+    let v: StatsValue = decode(json!(42));
+    assert!(matches!(v, StatsValue::Scalar(42)), "{v:?}");
+    let v: StatsValue = decode(json!([1, 2]));
+    assert!(
+        matches!(v, StatsValue::List(ref l) if l == &[1, 2]),
+        "{v:?}"
+    );
+    let v: StatsValue = decode(json!("many"));
+    assert!(
+        matches!(v, StatsValue::Other(ref x) if x == &json!("many")),
+        "{v:?}"
+    );
+    // A type that commands send: StrOrNull (a string or null) sends an Other as it came.
+    let o = StrOrNull::Other(json!(42));
+    assert_eq!(serde_json::to_value(&o).unwrap(), json!(42));
+}
+
+fn event(name: &str, data: Value) -> QmpEvent {
+    QmpEvent {
+        name: name.to_owned(),
+        data: Some(serde_json::value::to_raw_value(&data).unwrap()),
+        timestamp: None,
+    }
+}
+
+#[test]
+fn an_unknown_event_is_not_one_of_the_types() {
+    let e = event("QUANTUM_ENTANGLEMENT", json!({"spin": "up"}));
+    assert!(e.decode::<DeviceDeleted>().is_none());
+    assert!(e.decode::<StopEvent>().is_none());
+    // Still readable as raw JSON.
+    assert_eq!(e.data_as::<Value>().unwrap()["spin"], "up");
+
+    // A known event with a future member decodes.
+    let e = event(
+        "DEVICE_DELETED",
+        json!({"device": "disk1", "path": "/machine/peripheral/disk1", "why": "asked"}),
+    );
+    let d = e.decode::<DeviceDeleted>().unwrap().unwrap();
+    assert_eq!(d.device.as_deref(), Some("disk1"));
+    assert_eq!(d.path, "/machine/peripheral/disk1");
+    // A known event without data, and one with a member of the wrong type.
+    let stop = QmpEvent {
+        name: "STOP".into(),
+        data: None,
+        timestamp: None,
+    };
+    assert!(stop.decode::<StopEvent>().unwrap().is_ok());
+    assert!(event("DEVICE_DELETED", json!({"path": 1}))
+        .decode::<DeviceDeleted>()
+        .unwrap()
+        .is_err());
+}
+
+#[test]
+fn arguments_serialise_as_qemu_expects() {
+    // No arguments: unit, so no `arguments` member.
+    assert_eq!(
+        serde_json::to_value(QueryStatus::new()).unwrap(),
+        Value::Null
+    );
+    // Required members in `new`, optional ones by setter, left out when unset.
+    let cmd = DeviceDel::new("disk1".into());
+    assert_eq!(serde_json::to_value(&cmd).unwrap(), json!({"id": "disk1"}));
+    let add = BlockdevAdd::new(BlockdevOptions::new(
+        BlockdevOptionsCommon::new()
+            .with_node_name("null0".into())
+            .with_read_only(true),
+        BlockdevOptionsBranch::NullCo(BlockdevOptionsNull::new().with_size(1 << 20)),
+    ));
+    assert_eq!(
+        serde_json::to_value(&add).unwrap(),
+        json!({"driver": "null-co", "node-name": "null0", "read-only": true, "size": 1048576})
+    );
+    assert_eq!(<BlockdevAdd as Command>::NAME, "blockdev-add");
+    let oob = [
+        <BlockdevAdd as Command>::ALLOW_OOB,
+        <MigratePause as Command>::ALLOW_OOB,
+        <QueryYank as Command>::ALLOW_OOB,
+    ];
+    assert_eq!(oob, [false, true, true]);
+}
