@@ -1,31 +1,41 @@
-//! Typed forms of the common QMP events.
+//! Typed events: the [`TypedEvent`] trait, and the [`EventSet`]s that typed waits take.
 //!
-//! Each type is the `data` of one event, with QEMU's member names; [`TypedEvent`] ties it
-//! to the event name. Decode one event with [`QmpEvent::decode`], or any of them with
-//! [`KnownEvent::decode`]:
+//! The event types themselves are generated from QEMU's QAPI schema in the `qmp-types`
+//! crate (every event of QEMU 10.0.2, forward-compatible); any type of your own that
+//! implements [`TypedEvent`] works the same. Decode one event with [`QmpEvent::decode`]:
 //!
 //! ```
-//! use qmp_proto::events::{KnownEvent, ShutdownCause};
+//! use qmp_proto::events::TypedEvent;
 //! # use qmp_proto::QmpEvent;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct DeviceDeleted {
+//!     device: Option<String>,
+//!     path: String,
+//! }
+//!
+//! impl TypedEvent for DeviceDeleted {
+//!     const NAME: &'static str = "DEVICE_DELETED";
+//! }
+//!
 //! # fn handle(event: &QmpEvent) {
-//! match KnownEvent::decode(event) {
-//!     Ok(KnownEvent::Shutdown(s)) if s.reason == ShutdownCause::GuestShutdown => println!("guest shut down"),
-//!     Ok(KnownEvent::Stop(_)) => println!("paused"),
-//!     Ok(KnownEvent::Other(other)) => println!("{} (not typed here)", other.name),
-//!     Ok(_) => {}
-//!     // A known event whose data this crate cannot decode (a newer QEMU's enum value):
-//!     // only this event is affected, the raw JSON is in the error.
-//!     Err(e) => println!("{e}: {}", e.raw()),
+//! match event.decode::<DeviceDeleted>() {
+//!     Some(Ok(deleted)) => println!("{} gone", deleted.path),
+//!     // Another event's data, or one this type cannot decode: only this event is affected,
+//!     // the raw JSON is in the error.
+//!     Some(Err(e)) => println!("{e}: {}", e.raw()),
+//!     None => {}
 //! }
 //! # }
 //! ```
 //!
-//! Forward compatibility: an event this crate does not type is not an error, it is
-//! [`KnownEvent::Other`]. Enums are strict: an enum value this crate does not know fails the
-//! decode of that event alone, with a [`DecodeError`] carrying the whole event.
+//! A typed wait takes an [`EventSet`]: one [`TypedEvent`], or one of several
+//! ([`OneOf`]), such as a block job's end, `OneOf<BlockJobCompleted, BlockJobError>`.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+#[cfg(test)]
+use serde::Deserialize;
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::error::DecodeTarget;
@@ -81,325 +91,103 @@ impl QmpEvent {
     }
 }
 
-/// Declares an event type without data members.
-macro_rules! no_data {
-    ($($(#[$doc:meta])* $ty:ident = $name:literal;)*) => {$(
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-        pub struct $ty {}
+/// The events a typed wait accepts, decoded: one [`TypedEvent`] (every one is an
+/// `EventSet` of itself), or one of several with [`OneOf`] (nest it for more:
+/// `OneOf<A, OneOf<B, C>>`).
+pub trait EventSet: Sized {
+    /// Whether an event of this name belongs to the set.
+    fn has(name: &str) -> bool;
+    /// Decodes `event`: `None` when it does not belong to the set, else the value or the
+    /// [`DecodeError`] (which carries the whole event).
+    fn decode_event(event: &QmpEvent) -> Option<Result<Self, DecodeError>>;
+}
 
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                serde::de::IgnoredAny::deserialize(d).map(|_| $ty {})
-            }
+impl<E: TypedEvent> EventSet for E {
+    fn has(name: &str) -> bool {
+        name == E::NAME
+    }
+
+    fn decode_event(event: &QmpEvent) -> Option<Result<Self, DecodeError>> {
+        event.decode::<E>()
+    }
+}
+
+/// One of two kinds of event, for a wait that ends on either: a block job's
+/// `OneOf<BlockJobCompleted, BlockJobError>`, say. Nest it for more kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OneOf<A, B> {
+    /// The first kind.
+    First(A),
+    /// The second kind.
+    Second(B),
+}
+
+impl<A: EventSet, B: EventSet> EventSet for OneOf<A, B> {
+    fn has(name: &str) -> bool {
+        A::has(name) || B::has(name)
+    }
+
+    fn decode_event(event: &QmpEvent) -> Option<Result<Self, DecodeError>> {
+        if let Some(a) = A::decode_event(event) {
+            return Some(a.map(OneOf::First));
         }
+        B::decode_event(event).map(|b| b.map(OneOf::Second))
+    }
+}
 
-        impl TypedEvent for $ty {
-            const NAME: &'static str = $name;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Completed {
+        device: String,
+    }
+    impl TypedEvent for Completed {
+        const NAME: &'static str = "BLOCK_JOB_COMPLETED";
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Failed {
+        action: String,
+    }
+    impl TypedEvent for Failed {
+        const NAME: &'static str = "BLOCK_JOB_ERROR";
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Stop {}
+    impl TypedEvent for Stop {
+        const NAME: &'static str = "STOP";
+    }
+
+    fn event(name: &str, data: &str) -> QmpEvent {
+        QmpEvent {
+            name: name.to_owned(),
+            data: Some(RawValue::from_string(data.to_owned()).expect("json")),
+            timestamp: None,
         }
-    )*};
-}
+    }
 
-no_data! {
-    /// `STOP`: the VM paused (`stop`, an error, a debugger). QEMU sends no `data`.
-    Stop = "STOP";
-    /// `RESUME`: the VM runs again (`cont`, the end of a migration). QEMU sends no `data`.
-    Resume = "RESUME";
-    /// `POWERDOWN`: `system_powerdown` asked the guest to power down.
-    Powerdown = "POWERDOWN";
-    /// `SUSPEND`: the guest entered ACPI S3.
-    Suspend = "SUSPEND";
-    /// `WAKEUP`: the guest woke from suspension.
-    Wakeup = "WAKEUP";
-}
-
-/// `SHUTDOWN`: the VM shut down (it exits, unless QEMU runs with `-no-shutdown`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Shutdown {
-    /// Whether the guest caused it (`false` for a host request such as `quit`).
-    pub guest: bool,
-    /// Why.
-    pub reason: ShutdownCause,
-}
-
-impl TypedEvent for Shutdown {
-    const NAME: &'static str = "SHUTDOWN";
-}
-
-/// `RESET`: the VM was reset.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Reset {
-    /// Whether the guest caused it.
-    pub guest: bool,
-    /// Why.
-    pub reason: ShutdownCause,
-}
-
-impl TypedEvent for Reset {
-    const NAME: &'static str = "RESET";
-}
-
-/// Why a VM shut down or reset (QEMU's `ShutdownCause`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum ShutdownCause {
-    /// No shutdown or reset requested.
-    None,
-    /// An error prevents further use of the guest.
-    HostError,
-    /// `quit`.
-    HostQmpQuit,
-    /// `system_reset`.
-    HostQmpSystemReset,
-    /// A signal such as SIGINT.
-    HostSignal,
-    /// The user interface (closing the window, ...).
-    HostUi,
-    /// The guest shut down.
-    GuestShutdown,
-    /// The guest reset.
-    GuestReset,
-    /// The guest panicked and the panic action shut it down.
-    GuestPanic,
-    /// A partial guest reset that does not trigger QMP events or the `-no-reboot` action.
-    SubsystemReset,
-    /// A snapshot is being loaded.
-    SnapshotLoad,
-}
-
-/// `GUEST_PANICKED`: the guest reported a panic.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct GuestPanicked {
-    /// What QEMU does about it.
-    pub action: GuestPanicAction,
-    /// Details from the panic device, if any, undecoded.
-    #[serde(default)]
-    pub info: Option<serde_json::Value>,
-}
-
-impl TypedEvent for GuestPanicked {
-    const NAME: &'static str = "GUEST_PANICKED";
-}
-
-/// What QEMU does when the guest panics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum GuestPanicAction {
-    /// The VM is paused.
-    Pause,
-    /// The VM is powered off.
-    Poweroff,
-    /// The VM keeps running.
-    Run,
-}
-
-/// `JOB_STATUS_CHANGE`: a background job (backup, mirror, stream, ...) changed status.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct JobStatusChange {
-    /// The job id.
-    pub id: String,
-    /// Its new status.
-    pub status: JobStatus,
-}
-
-impl TypedEvent for JobStatusChange {
-    const NAME: &'static str = "JOB_STATUS_CHANGE";
-}
-
-/// A job's status (QEMU's `JobStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum JobStatus {
-    /// Erroneous, never visible.
-    Undefined,
-    /// Created, not started.
-    Created,
-    /// Running.
-    Running,
-    /// Paused.
-    Paused,
-    /// Ready to be completed (mirror).
-    Ready,
-    /// Ready and paused.
-    Standby,
-    /// Done, waiting for the other jobs of its transaction.
-    Waiting,
-    /// Done, waiting to be finalized.
-    Pending,
-    /// Cancelled or failed, cleaning up.
-    Aborting,
-    /// Finished; waiting to be dismissed.
-    Concluded,
-    /// Dismissed: the job is gone.
-    Null,
-}
-
-/// The kind of a job (QEMU's `JobType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum JobType {
-    /// `block-commit`.
-    Commit,
-    /// `block-stream`.
-    Stream,
-    /// `drive-mirror`, `blockdev-mirror`.
-    Mirror,
-    /// `drive-backup`, `blockdev-backup`.
-    Backup,
-    /// `blockdev-create`.
-    Create,
-    /// `x-blockdev-amend`.
-    Amend,
-    /// `snapshot-load`.
-    SnapshotLoad,
-    /// `snapshot-save`.
-    SnapshotSave,
-    /// `snapshot-delete`.
-    SnapshotDelete,
-}
-
-/// The members of the `BLOCK_JOB_COMPLETED`, `BLOCK_JOB_CANCELLED` and `BLOCK_JOB_READY`
-/// events.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct BlockJobInfo {
-    /// The kind of job.
-    #[serde(rename = "type")]
-    pub job_type: JobType,
-    /// The job id (named `device` for compatibility).
-    pub device: String,
-    /// The amount of work to do, in arbitrary units.
-    pub len: i64,
-    /// How much of it was done.
-    pub offset: i64,
-    /// The speed limit, in bytes per second (0: none).
-    pub speed: i64,
-    /// Why it failed (`BLOCK_JOB_COMPLETED` only).
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-/// `BLOCK_JOB_COMPLETED`: a block job finished (successfully or not: see `error`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct BlockJobCompleted(pub BlockJobInfo);
-
-impl TypedEvent for BlockJobCompleted {
-    const NAME: &'static str = "BLOCK_JOB_COMPLETED";
-}
-
-/// `BLOCK_JOB_CANCELLED`: a block job was cancelled.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct BlockJobCancelled(pub BlockJobInfo);
-
-impl TypedEvent for BlockJobCancelled {
-    const NAME: &'static str = "BLOCK_JOB_CANCELLED";
-}
-
-/// `BLOCK_JOB_READY`: a block job (mirror) can be completed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct BlockJobReady(pub BlockJobInfo);
-
-impl TypedEvent for BlockJobReady {
-    const NAME: &'static str = "BLOCK_JOB_READY";
-}
-
-/// `BLOCK_JOB_PENDING`: a block job waits to be finalized.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct BlockJobPending {
-    /// The kind of job.
-    #[serde(rename = "type")]
-    pub job_type: JobType,
-    /// The job id.
-    pub id: String,
-}
-
-impl TypedEvent for BlockJobPending {
-    const NAME: &'static str = "BLOCK_JOB_PENDING";
-}
-
-/// `DEVICE_DELETED`: a device was removed (after `device_del`, once the guest let it go).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct DeviceDeleted {
-    /// The device id, if it had one.
-    #[serde(default)]
-    pub device: Option<String>,
-    /// Its QOM path.
-    pub path: String,
-}
-
-impl TypedEvent for DeviceDeleted {
-    const NAME: &'static str = "DEVICE_DELETED";
-}
-
-/// Declares [`KnownEvent`] and its decoder from the list of typed events.
-macro_rules! known_events {
-    ($($variant:ident($ty:ty),)*) => {
-        /// A QMP event decoded into its type, or [`Other`](Self::Other) for the events this
-        /// crate does not type.
-        #[derive(Debug, Clone, PartialEq)]
-        #[non_exhaustive]
-        pub enum KnownEvent {
-            $(
-                #[doc = concat!("[`", stringify!($ty), "`]")]
-                $variant($ty),
-            )*
-            /// An event this crate has no type for, as it arrived. Not an error: QEMU has
-            /// many more events, and newer versions add some.
-            Other(QmpEvent),
-        }
-
-        impl KnownEvent {
-            /// Decodes an event. An event whose name this crate does not type is
-            /// [`Other`](Self::Other); a typed one whose data does not decode (an unknown
-            /// enum value, a missing member) is a [`DecodeError`] carrying the whole event.
-            pub fn decode(event: &QmpEvent) -> Result<KnownEvent, DecodeError> {
-                match event.name.as_str() {
-                    $(<$ty as TypedEvent>::NAME => event.decode_data().map(KnownEvent::$variant),)*
-                    _ => Ok(KnownEvent::Other(event.clone())),
-                }
-            }
-
-            /// The event name.
-            pub fn name(&self) -> &str {
-                match self {
-                    $(KnownEvent::$variant(_) => <$ty as TypedEvent>::NAME,)*
-                    KnownEvent::Other(event) => &event.name,
-                }
-            }
-
-            /// The names of the events this crate types.
-            pub const TYPED: &'static [&'static str] = &[$(<$ty as TypedEvent>::NAME,)*];
-        }
-    };
-}
-
-known_events! {
-    Stop(Stop),
-    Resume(Resume),
-    Shutdown(Shutdown),
-    Reset(Reset),
-    Powerdown(Powerdown),
-    Suspend(Suspend),
-    Wakeup(Wakeup),
-    GuestPanicked(GuestPanicked),
-    JobStatusChange(JobStatusChange),
-    BlockJobCompleted(BlockJobCompleted),
-    BlockJobCancelled(BlockJobCancelled),
-    BlockJobReady(BlockJobReady),
-    BlockJobPending(BlockJobPending),
-    DeviceDeleted(DeviceDeleted),
-}
-
-impl TryFrom<&QmpEvent> for KnownEvent {
-    type Error = DecodeError;
-
-    fn try_from(event: &QmpEvent) -> Result<Self, Self::Error> {
-        KnownEvent::decode(event)
+    #[test]
+    fn one_of_several_kinds() {
+        type End = OneOf<Completed, OneOf<Failed, Stop>>;
+        assert!(End::has("BLOCK_JOB_ERROR") && End::has("STOP") && !End::has("RESUME"));
+        let done = End::decode_event(&event("BLOCK_JOB_COMPLETED", r#"{"device": "j"}"#));
+        assert_eq!(
+            done.map(Result::ok),
+            Some(Some(OneOf::First(Completed { device: "j".into() })))
+        );
+        let failed = End::decode_event(&event("BLOCK_JOB_ERROR", r#"{"action": "stop"}"#));
+        assert_eq!(
+            failed.map(Result::ok),
+            Some(Some(OneOf::Second(OneOf::First(Failed {
+                action: "stop".into()
+            }))))
+        );
+        assert!(End::decode_event(&event("RESUME", "{}")).is_none());
+        // A member of the set whose data does not decode is an error for that event.
+        let bad = End::decode_event(&event("BLOCK_JOB_ERROR", r#"{"action": 5}"#));
+        assert!(matches!(bad, Some(Err(e)) if e.raw().get().contains("BLOCK_JOB_ERROR")));
     }
 }

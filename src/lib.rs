@@ -67,26 +67,42 @@
 //!
 //! # Typed commands and events
 //!
-//! [`Client::call`] is the typed form of [`Client::execute`]: `client.call(now,
-//! &QueryStatus {}, CallOptions::new())` sends `query-status`, and the [`Pending`] id it returns decodes the raw
-//! reply into a [`StatusInfo`](commands::StatusInfo). The adapters have the same `call`
-//! (`qmp.call(QueryStatus {})?` returns the `StatusInfo` directly). Ready types:
+//! [`Client::call`] is the typed form of [`Client::execute`]: a type that implements
+//! [`Command`] names its command and its return type, its fields are the arguments, and the
+//! [`Pending`] id `call` returns decodes the raw reply into that type. The adapters have the
+//! same `call` (`qmp.call(QueryStatus {})` returns the status itself). Ready types:
 //!
-//! * [`commands`]: the commands a VM manager uses every day; implement [`Command`] for any
-//!   other (or enable the `qapi` feature to use every command type of the `qapi-qmp` crate);
-//! * [`events`]: the common events, [`KnownEvent`](events::KnownEvent) for any event, with an
-//!   `Other` variant for those without a type;
+//! * the `qmp-types` crate: every command and event of QEMU 10.0.2's QMP and guest agent
+//!   schemas, generated from the QAPI schema, forward-compatible (an enum keeps values it
+//!   does not know), one cargo feature per QAPI module;
+//! * [`commands::Empty`], the return value of commands that return nothing; the
+//!   [`events`] module's [`TypedEvent`](events::TypedEvent) and the
+//!   [`EventSet`](events::EventSet)s that typed waits take;
 //! * [`schema`]: what the connected QEMU has (commands, arguments, enum values, events),
 //!   from `query-qmp-schema` and `query-commands`.
 //!
-//! A newer QEMU never breaks a session: a reply or event that does not decode (an enum
-//! value these types do not know) is a [`DecodeError`] for that message alone, with the raw
-//! JSON; other commands and events are not affected.
+//! A reply or event that does not decode never breaks a session: it is a [`DecodeError`]
+//! for that message alone, with the raw JSON; other commands and events are not affected.
 //!
 //! ```
 //! use std::time::Instant;
-//! use qmp_proto::commands::{QueryStatus, VmRunState};
-//! use qmp_proto::{CallOptions, Client, ClientConfig, CommandError, Event};
+//! use qmp_proto::{CallOptions, Client, ClientConfig, Command, CommandError, Event};
+//!
+//! /// `query-status`, with a strict enum (the `qmp-types` one keeps unknown values).
+//! #[derive(serde::Serialize)]
+//! struct QueryStatus {}
+//!
+//! #[derive(Debug, PartialEq, serde::Deserialize)]
+//! #[serde(rename_all = "lowercase")]
+//! enum RunState { Running, Paused, Prelaunch }
+//!
+//! #[derive(serde::Deserialize)]
+//! struct StatusInfo { status: RunState, running: bool }
+//!
+//! impl Command for QueryStatus {
+//!     const NAME: &'static str = "query-status";
+//!     type Returns = StatusInfo;
+//! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let now = Instant::now();
@@ -102,7 +118,7 @@
 //! while let Some(event) = client.poll_event() {
 //!     match event {
 //!         Event::Reply { id, result } if status == id => {
-//!             assert_eq!(status.decode_result(result)?.status, VmRunState::Paused);
+//!             assert_eq!(status.decode_result(result)?.status, RunState::Paused);
 //!         }
 //!         Event::Reply { id, result } if future == id => {
 //!             // Only this call fails, and the raw JSON is at hand.

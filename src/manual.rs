@@ -167,15 +167,14 @@
 //! from the bytes that arrived. Routing never looks at the payload, so a reply that does not
 //! decode cannot desynchronise anything: it is a [`DecodeError`](crate::DecodeError) for that
 //! call, carrying the raw JSON, and the next reply still goes to its own command. Events
-//! are decoded the same way, on demand ([`KnownEvent`](crate::events::KnownEvent)), and an
-//! event name without a type is data (`KnownEvent::Other`), not an error. This is where the
-//! generated `qapi` crates differ: they deserialise whole messages into one enum, so an
-//! unknown enum value or event fails the stream rather than the message.
+//! are decoded the same way, on demand ([`QmpEvent::decode`](crate::QmpEvent::decode)), and
+//! an event without a type is data, not an error. This is where the `qapi` crates differ:
+//! they deserialise whole messages into one enum, so an unknown enum value or event fails the
+//! stream rather than the message.
 //!
-//! The hand-written types keep enums strict on purpose: a value from a newer QEMU is a
-//! visible decode error for that message rather than a silently wrong variant, and the raw
-//! JSON stays at hand for code that wants to carry on untyped. Structs ignore members they
-//! do not know, so new optional members never break them.
+//! The types of the `qmp-types` crate, generated from QEMU's schema, are forward-compatible
+//! by construction: an enum keeps a value it does not know (`Other`), a union an unknown
+//! case's raw JSON, and structs ignore members they do not know, so a newer QEMU decodes.
 //!
 //! The `qapi` feature is a blanket implementation of [`Command`](crate::Command) for every
 //! `qapi_spec::Command` (and of [`TypedEvent`](crate::events::TypedEvent) for every

@@ -678,3 +678,35 @@ impl Commands {
         self.names.is_empty()
     }
 }
+
+/// `query-qmp-schema`, whose reply decodes into a [`Schema`] (100-250 KB on the wire): the
+/// command the adapters' `schema()` sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct QueryQmpSchema {}
+
+/// `query-commands`, whose reply decodes into a [`Commands`] set: the command the
+/// adapters' `commands()` sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct QueryCommands {}
+
+impl serde::Serialize for QueryQmpSchema {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl serde::Serialize for QueryCommands {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl crate::Command for QueryQmpSchema {
+    const NAME: &'static str = "query-qmp-schema";
+    type Returns = Schema;
+}
+
+impl crate::Command for QueryCommands {
+    const NAME: &'static str = "query-commands";
+    type Returns = Commands;
+}

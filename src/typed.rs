@@ -64,8 +64,18 @@ pub trait Command: Serialize {
 ///
 /// ```
 /// # use std::time::Instant;
-/// use qmp_proto::commands::{QueryStatus, VmRunState};
-/// use qmp_proto::{CallOptions, Client, ClientConfig, Event};
+/// use qmp_proto::{CallOptions, Client, ClientConfig, Command, Event};
+///
+/// #[derive(serde::Serialize)]
+/// struct QueryStatus {}
+///
+/// #[derive(serde::Deserialize)]
+/// struct StatusInfo { status: String }
+///
+/// impl Command for QueryStatus {
+///     const NAME: &'static str = "query-status";
+///     type Returns = StatusInfo;
+/// }
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let now = Instant::now();
@@ -79,7 +89,7 @@ pub trait Command: Serialize {
 ///     if let Event::Reply { id, result } = event {
 ///         if status == id {
 ///             let info = status.decode_result(result)?;
-///             assert_eq!(info.status, VmRunState::Running);
+///             assert_eq!(info.status, "running");
 ///         }
 ///     }
 /// }

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use qmp_kit::fanout::{EventStream, Handle, Runtime};
 use qmp_kit::{Error, EventFilter};
-use qmp_proto::commands::QueryStatus;
+use qmp_types::qmp::QueryStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet_server::{raise_fd_limit, spread};
@@ -377,7 +377,7 @@ async fn caller<R: Runtime, C: Clock>(qmp: Handle<R>, first: Instant, counters: 
             return;
         }
         let start = Instant::now();
-        let ok = qmp.call(QueryStatus {}).await.is_ok();
+        let ok = qmp.call(QueryStatus::new()).await.is_ok();
         counters.called(ok, start.elapsed());
         // On time, or from now if the call (or the runtime) was late by a whole period.
         at = (at + CALL_PERIOD).max(Instant::now());

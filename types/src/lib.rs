@@ -4,7 +4,7 @@
 //! - [`qmp`]: every command, event, struct, union, alternate and enum of
 //!   qemu-system-x86_64's schema (qemu-storage-daemon's is a subset), one cargo feature per
 //!   QAPI module (`block-core`, `machine`, `migration`, ...; `full` for all).
-//! - [`qga`] (feature `qga`): the guest agent's.
+//! - `qga` (feature `qga`): the guest agent's.
 //!
 //! Commands implement [`qmp_proto::Command`], so every adapter's typed `call` takes them;
 //! events implement [`qmp_proto::events::TypedEvent`].

@@ -48,16 +48,16 @@
 //! [`Qmp::execute_raw`] (a whole request, with any id or none), their `_with` forms taking
 //! options, and [`Qmp::execute_and_wait`] / [`Qmp::call_and_wait`] (a command and the event
 //! it causes). [`Qmp::call`] takes its name, arguments and result type from the command's
-//! Rust type ([`qmp_proto::commands`], or any [`qmp_proto::Command`]); [`Qmp::schema`] tells
-//! what this QEMU has.
+//! Rust type (the `qmp-types` crate has every command and event of QEMU, generated from its
+//! schema; or any [`qmp_proto::Command`]); [`Qmp::schema`] tells what this QEMU has.
 //!
 //! ```no_run
 //! # async fn f(qmp: qmp_async::Qmp) -> Result<(), qmp_async::Error> {
 //! use qmp_async::CallOptions;
-//! use qmp_proto::commands::QueryStatus;
+//! use qmp_types::qmp::QueryStatus;
 //! use serde_json::{json, Value};
 //!
-//! let status = qmp.call(QueryStatus {}).await?; // a StatusInfo
+//! let status = qmp.call(QueryStatus::new()).await?; // a StatusInfo
 //! println!("{:?}, running: {}", status.status, status.running);
 //! if qmp.schema().await?.has_command("query-yank") {
 //!     // Out of band: overtakes the in-band commands queued here and in QEMU.

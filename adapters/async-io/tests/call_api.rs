@@ -14,9 +14,9 @@ use common::{within, FakePeer, Spawner};
 use qmp_async::{
     Builder, CallError, CallOptions, Direction, DisconnectReason, Error, IgnoredAny, Traffic,
 };
-use qmp_proto::commands::{QueryStatus, Stop};
 use qmp_proto::server::FakeQemu;
 use qmp_testkit::on_every_executor;
+use qmp_types::qmp::{QueryStatus, Stop};
 use serde_json::{json, Value};
 
 /// A builder whose tap records every message, and the record.
@@ -124,14 +124,16 @@ async fn typed_oob_is_checked_by_the_engine(sp: Spawner) {
     let (qmp, driver) = peer.connect_with(&builder, &sp).await;
     assert!(qmp.oob_enabled());
 
-    let refused = qmp.call_with(Stop {}, CallOptions::new().oob(true)).await;
+    let refused = qmp
+        .call_with(Stop::new(), CallOptions::new().oob(true))
+        .await;
     assert!(
         matches!(refused, Err(Error::Call(CallError::OobNotAllowed("stop")))),
         "{refused:?}"
     );
     assert_eq!(qmp.pending(), 0);
     // The next command is the next thing sent; the VM was never stopped.
-    let status = qmp.call(QueryStatus {}).await.unwrap();
+    let status = qmp.call(QueryStatus::new()).await.unwrap();
     assert!(status.running);
     let sent = sent(&seen);
     assert_eq!(sent.len(), 2, "{sent:#?}");

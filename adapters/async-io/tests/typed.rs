@@ -1,5 +1,5 @@
-//! Typed calls (`Qmp::call`, `qmp_proto::commands`, `qmp_proto::events`) and live capability
-//! checks against real qemu-system-x86_64 and qemu-storage-daemon (skipped with a printed
+//! Typed calls (`Qmp::call` with the generated `qmp-types` commands and events, predicate and
+//! one-of-several typed waits) and live capability checks against real qemu-system-x86_64 and qemu-storage-daemon (skipped with a printed
 //! reason when missing, unless QMP_REQUIRE_QEMU=1), and forward compatibility against the
 //! fake QEMU. Each scenario runs under smol, async-executor and tokio.
 
@@ -13,13 +13,15 @@ use std::sync::Arc;
 use common::{within, FakePeer, Peer, Spawner};
 use futures_lite::StreamExt;
 use qmp_async::{CallOptions, Error, EventFilter};
-use qmp_proto::commands::{
-    Cont, QueryCommands, QueryName, QueryStatus, QueryVersion, Quit, Stop, SystemReset, VmRunState,
-};
-use qmp_proto::events::{self, KnownEvent, ShutdownCause};
+use qmp_proto::events::{OneOf, TypedEvent};
+use qmp_proto::schema::QueryCommands;
 use qmp_proto::server::{FakeQemu, Outcome};
 use qmp_proto::{CallError, DecodeTarget};
 use qmp_testkit::on_every_executor;
+use qmp_types::qmp::{
+    Cont, QueryName, QueryStatus, QueryVersion, Quit, Reset, Resume, RunState, Shutdown,
+    ShutdownCause, Stop, StopEvent, SystemReset,
+};
 
 const PC_PAUSED: &[&str] = &["-M", "pc", "-accel", "tcg", "-S"];
 
@@ -32,26 +34,37 @@ async fn system_typed_calls_and_events(sp: Spawner) {
         return;
     };
     let (qmp, driver) = peer.connect(&sp).await;
-    let status = qmp.call(QueryStatus {}).await.unwrap();
+    let status = qmp.call(QueryStatus::new()).await.unwrap();
     assert_eq!(
         (status.status, status.running),
-        (VmRunState::Prelaunch, false)
+        (RunState::Prelaunch, false)
     );
-    assert_eq!(qmp.call(QueryName {}).await.unwrap().name, None);
+    assert_eq!(qmp.call(QueryName::new()).await.unwrap().name, None);
 
-    let (_, events::Resume {}) = qmp.call_and_wait(Cont {}, opts()).await.unwrap();
+    let any = |_: &Resume| true;
+    let (_, Resume { .. }) = qmp.call_and_wait(Cont::new(), opts(), any).await.unwrap();
     assert_eq!(
-        qmp.call(QueryStatus {}).await.unwrap().status,
-        VmRunState::Running
+        qmp.call(QueryStatus::new()).await.unwrap().status,
+        RunState::Running
     );
-    let (_, events::Stop {}) = qmp.call_and_wait(Stop {}, opts()).await.unwrap();
-    let (_, reset): (_, events::Reset) = qmp.call_and_wait(SystemReset {}, opts()).await.unwrap();
+    let any = |_: &StopEvent| true;
+    let (_, StopEvent { .. }) = qmp.call_and_wait(Stop::new(), opts(), any).await.unwrap();
+    // One of several kinds, with a predicate on the decoded event.
+    let host_reset = |e: &OneOf<StopEvent, Reset>| matches!(e, OneOf::Second(r) if !r.guest);
+    let (_, ended) = qmp
+        .call_and_wait(SystemReset::new(), opts(), host_reset)
+        .await
+        .unwrap();
+    let OneOf::Second(reset) = ended else {
+        panic!("{ended:?}")
+    };
     assert_eq!(reset.reason, ShutdownCause::HostQmpSystemReset);
 
     // Concurrent typed calls pipeline on the one connection.
-    let version = sp.spawn(qmp.call(QueryVersion {}));
+    let version = sp.spawn(qmp.call(QueryVersion::new()));
     let commands = sp.spawn(qmp.call(QueryCommands {}));
-    assert_eq!(version.await.unwrap().qemu, qmp.greeting().unwrap().version);
+    let greeting = qmp.greeting().unwrap().version;
+    assert_eq!(version.await.unwrap().qemu.major, greeting.major as i64);
     let commands = commands.await.unwrap();
     assert!(commands.has("query-status") && commands.has("add-fd"));
     assert_eq!(qmp.commands().await.unwrap(), commands);
@@ -67,17 +80,15 @@ async fn system_typed_calls_and_events(sp: Spawner) {
 
     // A command that does not allow OOB is refused before anything is sent.
     assert!(matches!(
-        qmp.call_with(QueryStatus {}, CallOptions::new().oob(true))
+        qmp.call_with(QueryStatus::new(), CallOptions::new().oob(true))
             .await,
         Err(Error::Call(CallError::OobNotAllowed("query-status")))
     ));
 
-    let mut shutdowns = qmp.subscribe(EventFilter::name(
-        <events::Shutdown as events::TypedEvent>::NAME,
-    ));
-    qmp.call(Quit {}).await.unwrap();
+    let mut shutdowns = qmp.subscribe(EventFilter::name(Shutdown::NAME));
+    qmp.call(Quit::new()).await.unwrap();
     let shutdown = within(shutdowns.next()).await.unwrap().unwrap();
-    let Ok(KnownEvent::Shutdown(shutdown)) = KnownEvent::decode(&shutdown) else {
+    let Some(Ok(shutdown)) = shutdown.decode::<Shutdown>() else {
         panic!("{shutdown:?}")
     };
     assert_eq!(shutdown.reason, ShutdownCause::HostQmpQuit);
@@ -90,18 +101,18 @@ async fn storage_daemon_typed_calls(sp: Spawner) {
         return;
     };
     let (qmp, driver) = peer.connect(&sp).await;
-    assert!(qmp.call(QueryVersion {}).await.unwrap().qemu.major >= 6);
+    assert!(qmp.call(QueryVersion::new()).await.unwrap().qemu.major >= 6);
     let schema = qmp.schema().await.unwrap();
     assert!(!schema.has_command("query-status"));
     assert!(schema.has_event("JOB_STATUS_CHANGE"));
     assert!(schema
         .argument_values("blockdev-add", &["driver"])
         .contains(&"qcow2".to_owned()));
-    let Err(Error::Qmp(e)) = qmp.call(QueryStatus {}).await else {
+    let Err(Error::Qmp(e)) = qmp.call(QueryStatus::new()).await else {
         panic!()
     };
     assert_eq!(e.class, "CommandNotFound");
-    qmp.call(Quit {}).await.unwrap();
+    qmp.call(Quit::new()).await.unwrap();
     within(driver).await;
     assert!(peer.wait_exit().await.success());
 }
@@ -111,57 +122,76 @@ fn fake_with_future_values() -> FakeQemu {
     fake.add_command("query-status", false, |_, _| {
         Outcome::Json(r#"{"status": "some-future-state", "running": false}"#.into())
     });
+    fake.add_command("query-name", false, |_, _| {
+        Outcome::Json(r#"{"name": 5}"#.into())
+    });
     fake.add_command("x-emit", false, |ctx, _| {
-        ctx.emit_event_json("RESET", r#"{"guest": false, "reason": "cosmic-ray"}"#);
+        ctx.emit_event_json("RESET", r#"{"guest": "no", "reason": "cosmic-ray"}"#);
         ctx.emit_event_json("FUTURE_EVENT", r#"{}"#);
+        ctx.emit_event_json("RESET", r#"{"guest": false, "reason": "cosmic-ray"}"#);
+        ctx.emit_event_json("RESET", r#"{"guest": true, "reason": "guest-reset"}"#);
+        Outcome::empty()
+    });
+    fake.add_command("x-emit-decodable", false, |ctx, _| {
+        ctx.emit_event_json("RESET", r#"{"guest": false, "reason": "cosmic-ray"}"#);
         ctx.emit_event_json("RESET", r#"{"guest": true, "reason": "guest-reset"}"#);
         Outcome::empty()
     });
     fake
 }
 
-async fn unknown_enum_values_fail_only_their_message(sp: Spawner) {
+/// Values QEMU may add later decode (as `Other`); a message that does not decode at all
+/// fails that message only, with its raw JSON.
+async fn bad_messages_fail_only_themselves(sp: Spawner) {
     let peer = FakePeer::serve(fake_with_future_values());
     let (qmp, _driver) = peer.connect(&sp).await;
+    let status = qmp.call(QueryStatus::new()).await.unwrap();
+    assert_eq!(status.status, RunState::Other("some-future-state".into()));
     // Issued together: the bad reply and the next arrive back to back.
-    let status = qmp.call(QueryStatus {});
-    let version = qmp.call(QueryVersion {});
-    let Err(Error::TypedDecode(e)) = status.await else {
+    let name = qmp.call(QueryName::new());
+    let version = qmp.call(QueryVersion::new());
+    let Err(Error::TypedDecode(e)) = name.await else {
         panic!()
     };
     assert_eq!(e.target(), DecodeTarget::Return);
-    assert_eq!(
-        e.raw().get(),
-        r#"{"status": "some-future-state", "running": false}"#
-    );
+    assert_eq!(e.raw().get(), r#"{"name": 5}"#);
     assert_eq!(version.await.unwrap().qemu.major, 10);
 
     let mut stream = qmp.subscribe(EventFilter::all());
     qmp.execute::<qmp_async::IgnoredAny, _>("x-emit", &())
         .await
         .unwrap();
-    let mut decoded = Vec::new();
-    for _ in 0..3 {
-        let event = within(stream.next()).await.unwrap().unwrap();
-        decoded.push(KnownEvent::decode(&event));
+    let mut events = Vec::new();
+    for _ in 0..4 {
+        events.push(within(stream.next()).await.unwrap().unwrap());
     }
-    let Err(e) = &decoded[0] else { panic!() };
-    assert_eq!(e.target(), DecodeTarget::Event);
-    assert!(e.raw().get().contains("cosmic-ray"), "{e}");
-    assert!(matches!(&decoded[1], Ok(KnownEvent::Other(o)) if o.name == "FUTURE_EVENT"));
-    let Ok(KnownEvent::Reset(reset)) = &decoded[2] else {
+    let Some(Err(e)) = events[0].decode::<Reset>() else {
         panic!()
     };
-    assert_eq!(reset.reason, ShutdownCause::GuestReset);
-    // A typed wait for an event that does not decode fails with the raw event.
-    let wait = qmp.call_and_wait::<_, events::Reset>(QueryVersion {}, opts());
+    assert_eq!(e.target(), DecodeTarget::Event);
+    assert!(e.raw().get().contains("cosmic-ray"), "{e}");
+    assert_eq!(events[1].name, "FUTURE_EVENT");
+    assert!(events[1].decode::<Reset>().is_none());
+    let Some(Ok(reset)) = events[2].decode::<Reset>() else {
+        panic!()
+    };
+    assert_eq!(reset.reason, ShutdownCause::Other("cosmic-ray".into()));
+    // A typed wait whose predicate skips the unknown reason gets the guest's reset.
+    let guest = |r: &Reset| r.reason == ShutdownCause::GuestReset;
+    let wait = qmp.call_and_wait(QueryVersion::new(), opts(), guest);
+    let emit = qmp.execute::<qmp_async::IgnoredAny, _>("x-emit-decodable", &());
+    let (_, reset) = wait.await.unwrap();
+    assert!(reset.guest);
+    emit.await.unwrap();
+    // A typed wait that meets an event of its kind that does not decode fails with it.
+    let wait = qmp.call_and_wait(QueryVersion::new(), opts(), |_: &Reset| true);
     let emit = qmp.execute::<qmp_async::IgnoredAny, _>("x-emit", &());
     let Err(Error::TypedDecode(e)) = wait.await else {
         panic!()
     };
-    assert!(e.raw().get().contains("cosmic-ray"));
+    assert!(e.raw().get().contains("\"no\""));
     emit.await.unwrap();
-    assert_eq!(qmp.call(QueryVersion {}).await.unwrap().qemu.minor, 0);
+    assert_eq!(qmp.call(QueryVersion::new()).await.unwrap().qemu.minor, 0);
 }
 
 /// The core's `qapi` feature: qapi-qmp's generated types through `Qmp::call`.
@@ -172,10 +202,14 @@ async fn generated_qapi_types(sp: Spawner) {
     let (qmp, driver) = peer.connect(&sp).await;
     let status = qmp.call(qapi_qmp::query_status {}).await.unwrap();
     assert!(matches!(status.status, qapi_qmp::RunState::prelaunch));
-    let (_, _resume): (_, qapi_qmp::RESUME) =
-        qmp.call_and_wait(qapi_qmp::cont {}, opts()).await.unwrap();
-    let (_, _stop): (_, qapi_qmp::STOP) =
-        qmp.call_and_wait(qapi_qmp::stop {}, opts()).await.unwrap();
+    let (_, _resume) = qmp
+        .call_and_wait(qapi_qmp::cont {}, opts(), |_: &qapi_qmp::RESUME| true)
+        .await
+        .unwrap();
+    let (_, _stop) = qmp
+        .call_and_wait(qapi_qmp::stop {}, opts(), |_: &qapi_qmp::STOP| true)
+        .await
+        .unwrap();
     let version = sp.spawn(qmp.call(qapi_qmp::query_version {}));
     assert_eq!(
         version.await.unwrap().qemu.major as u64,
@@ -195,5 +229,5 @@ on_every_executor!(
     generated_qapi_types,
     system_typed_calls_and_events,
     storage_daemon_typed_calls,
-    unknown_enum_values_fail_only_their_message,
+    bad_messages_fail_only_themselves,
 );

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use qmp_kit::fanout::SessionItem;
 use qmp_kit::idmap::{IdMap, IdSet};
 use qmp_kit::{CallOptions, Engine, EventFilter, Output};
-use qmp_proto::events::TypedEvent;
+use qmp_proto::events::EventSet;
 use qmp_proto::schema::{Commands, Schema};
 use qmp_proto::{
     CallError, Client, Command, CommandId, DisconnectReason, Greeting, Pending, QmpEvent, RawValue,
@@ -47,9 +47,8 @@ const READ_CHUNK: usize = 64 * 1024;
 ///
 /// * **Commands**: [`execute`](Self::execute) / [`execute_with`](Self::execute_with) (a name,
 ///   arguments and the result type), [`call`](Self::call) / [`call_with`](Self::call_with)
-///   (a typed command: `qmp.call(QueryStatus {})` returns a
-///   [`StatusInfo`](qmp_proto::commands::StatusInfo); types in [`qmp_proto::commands`], or
-///   any [`Command`]), [`execute_raw`](Self::execute_raw) (a whole request, raw result).
+///   (a typed command: `qmp.call(QueryStatus::new())` returns a `StatusInfo`; the types of
+///   the `qmp-types` crate, or any [`Command`]), [`execute_raw`](Self::execute_raw) (a whole request, raw result).
 /// * **A command and its event**: [`execute_and_wait`](Self::execute_and_wait),
 ///   [`call_and_wait`](Self::call_and_wait).
 /// * **Pipelining**: [`send`](Self::send) and [`send_call`](Self::send_call) issue without
@@ -299,18 +298,17 @@ impl Connection {
     /// ```no_run
     /// # fn main() -> Result<(), qmp_blocking::Error> {
     /// # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
-    /// use qmp_proto::commands::{Cont, QueryStatus, VmRunState};
+    /// use qmp_types::qmp::{Cont, QueryStatus, RunState};
     ///
-    /// let status = qmp.call(QueryStatus {})?;
-    /// if status.status == VmRunState::Prelaunch {
-    ///     qmp.call(Cont {})?;
+    /// let status = qmp.call(QueryStatus::new())?;
+    /// if status.status == RunState::Prelaunch {
+    ///     qmp.call(Cont::new())?;
     /// }
     /// # Ok(())
     /// # }
     /// ```
     ///
-    /// A reply that does not decode (such as an enum value newer than these types) fails
-    /// this call with [`Error::TypedDecode`], which carries the raw JSON; the connection
+    /// A reply that does not decode (a member of an unexpected type) fails this call with [`Error::TypedDecode`], which carries the raw JSON; the connection
     /// and the other commands are not affected.
     pub fn call<C: Command>(&mut self, command: C) -> Result<C::Returns, Error> {
         self.call_with(command, CallOptions::new())
@@ -318,8 +316,7 @@ impl Connection {
 
     /// [`call`](Self::call) with options: a timeout, out of band (failing with
     /// [`Error::Call`]`(`[`CallError::OobNotAllowed`]`)` when the command does not allow it,
-    /// nothing sent), file descriptors (for [`Getfd`](qmp_proto::commands::Getfd) and
-    /// [`AddFd`](qmp_proto::commands::AddFd)).
+    /// nothing sent), file descriptors (for `getfd` and `add-fd`).
     pub fn call_with<C: Command>(
         &mut self,
         command: C,
@@ -392,33 +389,78 @@ impl Connection {
         Ok((result, event))
     }
 
-    /// Runs a typed command, then waits for the event `E` that arrived after the command was
-    /// issued (before or after its reply), and decodes it; a timeout in `opts` bounds the
-    /// whole wait, as for [`execute_and_wait`](Self::execute_and_wait).
+    /// Runs a typed command, then waits for the first event of the set `S` that arrived
+    /// after the command was issued (before or after its reply) and that `matches` accepts,
+    /// decoded. `S` is one typed event, or one of several
+    /// ([`OneOf`](qmp_proto::events::OneOf)); a timeout in `opts` bounds the whole wait, as
+    /// for [`execute_and_wait`](Self::execute_and_wait). An event of the set that does not
+    /// decode ends the wait with [`Error::TypedDecode`] (it may have been the one).
+    ///
+    /// The predicate is what tells this `DEVICE_DELETED` from the one of a device's backend
+    /// child, or of another device unplugged at the same time:
     ///
     /// ```no_run
     /// # fn main() -> Result<(), qmp_blocking::Error> {
     /// # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
+    /// # use qmp_proto::{commands::Empty, events::TypedEvent, Command};
+    /// # #[derive(serde::Serialize)] struct DeviceDel { id: String }
+    /// # impl Command for DeviceDel { const NAME: &'static str = "device_del"; type Returns = Empty; }
+    /// # #[derive(serde::Deserialize)] struct DeviceDeleted { device: Option<String> }
+    /// # impl TypedEvent for DeviceDeleted { const NAME: &'static str = "DEVICE_DELETED"; }
     /// use std::time::Duration;
     /// use qmp_blocking::CallOptions;
-    /// use qmp_proto::{commands, events};
     ///
+    /// // DeviceDel and DeviceDeleted: the qmp-types crate's, or types of your own.
     /// let opts = CallOptions::new().timeout(Duration::from_secs(5));
-    /// let (_, _stop) = qmp.call_and_wait::<_, events::Stop>(commands::Stop {}, opts)?;
+    /// let del = DeviceDel { id: "disk1".into() };
+    /// let (_, _deleted) = qmp.call_and_wait(del, opts, |e: &DeviceDeleted| {
+    ///     e.device.as_deref() == Some("disk1")
+    /// })?;
     /// # Ok(())
     /// # }
     /// ```
-    pub fn call_and_wait<C: Command, E: TypedEvent>(
+    pub fn call_and_wait<C: Command, S: EventSet>(
         &mut self,
         command: C,
         opts: CallOptions,
-    ) -> Result<(C::Returns, E), Error> {
+        matches: impl FnMut(&S) -> bool,
+    ) -> Result<(C::Returns, S), Error> {
         let deadline = opts.get_timeout().and_then(deadline_after);
         let mark = self.next_seq;
         let pending = self.send_call(&command, opts)?;
         let result = self.wait_call(pending)?;
-        let event = self.wait_event_since(mark, deadline, |e| e.name == E::NAME)?;
-        Ok((result, decode_event(&event)?))
+        let event = self.wait_typed_since(mark, deadline, matches)?;
+        Ok((result, event))
+    }
+
+    /// Waits from event number `mark` until `deadline` for the first event of the set `S`
+    /// that `matches` accepts (or that does not decode: then the error), taken out of the
+    /// buffer.
+    fn wait_typed_since<S: EventSet>(
+        &mut self,
+        mark: u64,
+        deadline: Option<Instant>,
+        mut matches: impl FnMut(&S) -> bool,
+    ) -> Result<S, Error> {
+        let mut outcome = None;
+        self.wait_event_since(mark, deadline, |e| {
+            if !S::has(&e.name) {
+                return false;
+            }
+            match S::decode_event(e) {
+                Some(Ok(decoded)) if matches(&decoded) => {
+                    outcome = Some(Ok(decoded));
+                    true
+                }
+                Some(Ok(_)) | None => false,
+                Some(Err(error)) => {
+                    outcome = Some(Err(Error::from(error)));
+                    true
+                }
+            }
+        })?;
+        // The event that ended the wait set the outcome.
+        outcome.unwrap_or(Err(Error::Timeout))
     }
 
     // ----- pipelining -----
@@ -542,7 +584,7 @@ impl Connection {
     pub fn schema(&mut self) -> Result<&Schema, Error> {
         let schema = match self.schema.take() {
             Some(schema) => schema,
-            None => self.call(qmp_proto::commands::QueryQmpSchema {})?,
+            None => self.call(qmp_proto::schema::QueryQmpSchema {})?,
         };
         Ok(self.schema.insert(schema))
     }
@@ -550,7 +592,7 @@ impl Connection {
     /// The names of this QEMU's commands (`query-commands`: much smaller than the schema),
     /// fetched on each call.
     pub fn commands(&mut self) -> Result<Commands, Error> {
-        self.call(qmp_proto::commands::QueryCommands {})
+        self.call(qmp_proto::schema::QueryCommands {})
     }
 
     // ----- events -----
@@ -618,13 +660,25 @@ impl Connection {
         self.wait_event_since(0, deadline_after(timeout), matches)
     }
 
-    /// Waits up to `timeout` for the event `E` (looking at buffered events first, as
-    /// [`wait_event`](Self::wait_event) does), takes it out of the buffer and decodes it.
-    /// An event that does not decode is taken and reported as [`Error::TypedDecode`]
-    /// with the raw event.
-    pub fn wait_typed_event<E: TypedEvent>(&mut self, timeout: Duration) -> Result<E, Error> {
-        let event = self.wait_event(E::NAME, timeout)?;
-        decode_event(&event)
+    /// Waits up to `timeout` for an event of the set `S` (one typed event, or one of several
+    /// with [`OneOf`](qmp_proto::events::OneOf)), looking at buffered events first as
+    /// [`wait_event`](Self::wait_event) does, takes it out of the buffer and decodes it. An
+    /// event that does not decode is taken and reported as [`Error::TypedDecode`] with the
+    /// raw event.
+    pub fn wait_typed_event<S: EventSet>(&mut self, timeout: Duration) -> Result<S, Error> {
+        self.wait_typed_event_where(timeout, |_| true)
+    }
+
+    /// Waits up to `timeout` for the first event of the set `S` that `matches` accepts
+    /// (looking at buffered events first), takes it out of the buffer and returns it
+    /// decoded. An event of the set that does not decode is taken and reported as
+    /// [`Error::TypedDecode`] with the raw event.
+    pub fn wait_typed_event_where<S: EventSet>(
+        &mut self,
+        timeout: Duration,
+        matches: impl FnMut(&S) -> bool,
+    ) -> Result<S, Error> {
+        self.wait_typed_since(0, deadline_after(timeout), matches)
     }
 
     /// Reads what has already arrived, without waiting, and takes every buffered event.
@@ -1004,13 +1058,4 @@ fn is_transient(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
-}
-
-/// Decodes a typed event, as the typed waits do.
-fn decode_event<E: TypedEvent>(event: &QmpEvent) -> Result<E, Error> {
-    match event.decode::<E>() {
-        Some(decoded) => Ok(decoded?),
-        // Only events named `E::NAME` are waited for.
-        None => Err(Error::Timeout),
-    }
 }

@@ -32,15 +32,16 @@
 //! # Typed commands
 //!
 //! [`Connection::call`] is the typed form of [`Connection::execute`]: the command's name,
-//! arguments and result type come from its Rust type ([`qmp_proto::commands`], or any
-//! [`qmp_proto::Command`]). [`Connection::schema`] tells what this QEMU has.
+//! arguments and result type come from its Rust type (the `qmp-types` crate has every command
+//! and event of QEMU, generated from its schema; or any [`qmp_proto::Command`]).
+//! [`Connection::schema`] tells what this QEMU has.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), qmp_blocking::Error> {
 //! # let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
-//! use qmp_proto::commands::QueryStatus;
+//! use qmp_types::qmp::QueryStatus;
 //!
-//! let status = qmp.call(QueryStatus {})?; // a StatusInfo
+//! let status = qmp.call(QueryStatus::new())?; // a StatusInfo
 //! println!("{:?}, running: {}", status.status, status.running);
 //! if qmp.schema()?.has_command("query-yank") {
 //!     // ...
@@ -53,16 +54,15 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use qmp_proto::commands::{Cont, QueryStatus, Stop, VmRunState};
-//! use qmp_proto::events;
+//! use qmp_types::qmp::{Cont, QueryStatus, RunState, Stop, StopEvent};
 //!
 //! fn main() -> Result<(), qmp_blocking::Error> {
 //!     let mut qmp = qmp_blocking::Connection::connect_unix("/run/vm/qmp.sock")?;
-//!     if qmp.call(QueryStatus {})?.status == VmRunState::Prelaunch {
-//!         qmp.call(Cont {})?;
+//!     if qmp.call(QueryStatus::new())?.status == RunState::Prelaunch {
+//!         qmp.call(Cont::new())?;
 //!     }
 //!     let opts = qmp_blocking::CallOptions::new().timeout(Duration::from_secs(5));
-//!     let (_, events::Stop {}) = qmp.call_and_wait(Stop {}, opts)?;
+//!     let (_, _stopped) = qmp.call_and_wait(Stop::new(), opts, |_: &StopEvent| true)?;
 //!     // Ask this QEMU what it has before relying on it: versions and builds differ.
 //!     let schema = qmp.schema()?; // query-qmp-schema, fetched once
 //!     if schema.has_argument("blockdev-add", &["cache", "direct"]) {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use qmp_blocking::{
     serve_unix, Builder, CallError, CallOptions, Connection, Direction, Error, Traffic,
 };
-use qmp_proto::commands::{QueryStatus, Stop};
 use qmp_proto::server::{FakeQemu, Server};
+use qmp_types::qmp::{QueryStatus, Stop};
 use serde_json::json;
 
 /// A connection to a fake QEMU served on the other end of a socket pair.
@@ -71,14 +71,14 @@ fn out_of_band_is_checked_once_for_typed_calls() {
     // `stop` does not allow OOB: refused here, nothing sent.
     let sent_before = qmp.engine().in_flight() + qmp.engine().queued();
     assert!(matches!(
-        qmp.call_with(Stop {}, CallOptions::new().oob(true)),
+        qmp.call_with(Stop::new(), CallOptions::new().oob(true)),
         Err(Error::Call(CallError::OobNotAllowed("stop")))
     ));
     assert_eq!(
         qmp.engine().in_flight() + qmp.engine().queued(),
         sent_before
     );
-    assert!(qmp.call(QueryStatus {}).unwrap().running);
+    assert!(qmp.call(QueryStatus::new()).unwrap().running);
     // An untyped command goes out of band as asked (QEMU judges it).
     let yanks: serde_json::Value = qmp
         .execute_with("query-yank", &(), CallOptions::new().oob(true))

@@ -28,23 +28,26 @@ fn generated_commands_and_events_on_a_paused_pc() {
     assert!(commands.iter().any(|c| c.name == "blockdev-add"));
 
     let (_, _resume) = qmp
-        .call_and_wait::<_, qapi_qmp::RESUME>(qapi_qmp::cont {}, CallOptions::new().timeout(T))
+        .call_and_wait(
+            qapi_qmp::cont {},
+            CallOptions::new().timeout(T),
+            |_: &qapi_qmp::RESUME| true,
+        )
         .unwrap();
     let status = qmp.call(qapi_qmp::query_status {}).unwrap();
     assert!(matches!(status.status, qapi_qmp::RunState::running));
     qmp.call(qapi_qmp::stop {}).unwrap();
     qmp.wait_typed_event::<qapi_qmp::STOP>(T).unwrap();
-    // Generated and hand-written types on the same connection.
+    // The qapi crate's and qmp-types' types on the same connection.
     assert_eq!(
-        qmp.call(qmp_proto::commands::QueryStatus {})
-            .unwrap()
-            .status,
-        qmp_proto::commands::VmRunState::Paused
+        qmp.call(qmp_types::qmp::QueryStatus::new()).unwrap().status,
+        qmp_types::qmp::RunState::Paused
     );
     let (_, reset) = qmp
-        .call_and_wait::<_, qapi_qmp::RESET>(
+        .call_and_wait(
             qapi_qmp::system_reset {},
             CallOptions::new().timeout(T),
+            |_: &qapi_qmp::RESET| true,
         )
         .unwrap();
     assert!(matches!(

@@ -46,10 +46,10 @@
 //! ```no_run
 //! # async fn f(qmp: qmp_tokio::Qmp) -> Result<(), qmp_tokio::Error> {
 //! use qmp_tokio::CallOptions;
-//! use qmp_proto::commands::QueryStatus;
+//! use qmp_types::qmp::QueryStatus;
 //! use serde_json::Value;
 //!
-//! let status = qmp.call(QueryStatus {}).await?; // a StatusInfo
+//! let status = qmp.call(QueryStatus::new()).await?; // a StatusInfo
 //! println!("{:?}, running: {}", status.status, status.running);
 //! if qmp.schema().await?.has_command("query-yank") {
 //!     // Out of band: overtakes the in-band commands queued here and in QEMU.

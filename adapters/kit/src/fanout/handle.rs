@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use qmp_proto::events::TypedEvent;
+use qmp_proto::events::EventSet;
 use qmp_proto::schema::{Commands, Schema};
 #[cfg(doc)]
 use qmp_proto::{CallError, Client};
@@ -61,9 +61,8 @@ pub trait Runtime: Send + Sync + 'static {
 ///   [`execute_and_wait`](Self::execute_and_wait) (a command and the event it causes);
 ///   [`quit`](Self::quit).
 /// * **Typed commands**: [`call`](Self::call) is the typed form of `execute`:
-///   `qmp.call(QueryStatus {}).await` returns a
-///   [`StatusInfo`](qmp_proto::commands::StatusInfo) (types in [`qmp_proto::commands`], or
-///   any [`Command`]); [`call_with`](Self::call_with),
+///   `qmp.call(QueryStatus::new()).await` returns a `StatusInfo` (the types of the
+///   `qmp-types` crate, or any [`Command`]); [`call_with`](Self::call_with),
 ///   [`call_and_wait`](Self::call_and_wait) (with a typed event).
 /// * **Raw requests**: [`execute_raw`](Self::execute_raw) (a whole request as JSON, with any
 ///   id or none; the result undecoded).
@@ -194,17 +193,21 @@ impl<R: Runtime> Handle<R> {
     ///
     /// ```no_run
     /// # async fn f<R: qmp_kit::fanout::Runtime>(qmp: qmp_kit::fanout::Handle<R>) -> Result<(), qmp_kit::Error> {
-    /// use qmp_proto::commands::{Cont, QueryStatus, VmRunState};
-    ///
-    /// if qmp.call(QueryStatus {}).await?.status == VmRunState::Prelaunch {
+    /// # use qmp_proto::{commands::Empty, Command};
+    /// # #[derive(serde::Serialize)] struct QueryStatus {}
+    /// # #[derive(serde::Deserialize)] struct StatusInfo { status: String }
+    /// # impl Command for QueryStatus { const NAME: &'static str = "query-status"; type Returns = StatusInfo; }
+    /// # #[derive(serde::Serialize)] struct Cont {}
+    /// # impl Command for Cont { const NAME: &'static str = "cont"; type Returns = Empty; }
+    /// // QueryStatus and Cont: the qmp-types crate's, or types of your own.
+    /// if qmp.call(QueryStatus {}).await?.status == "prelaunch" {
     ///     qmp.call(Cont {}).await?;
     /// }
     /// # Ok(())
     /// # }
     /// ```
     ///
-    /// A reply that does not decode (such as an enum value newer than these types) fails
-    /// this call with [`Error::TypedDecode`], which carries the raw JSON; the connection
+    /// A reply that does not decode (a member of an unexpected type) fails this call with [`Error::TypedDecode`], which carries the raw JSON; the connection
     /// and the other calls are not affected.
     pub fn call<C>(
         &self,
@@ -227,7 +230,9 @@ impl<R: Runtime> Handle<R> {
     /// # async fn f<R: qmp_kit::fanout::Runtime>(qmp: qmp_kit::fanout::Handle<R>) -> Result<(), qmp_kit::Error> {
     /// use std::time::Duration;
     /// use qmp_kit::CallOptions;
-    /// use qmp_proto::commands::QueryStatus;
+    /// # use qmp_proto::Command;
+    /// # #[derive(serde::Serialize)] struct QueryStatus {}
+    /// # impl Command for QueryStatus { const NAME: &'static str = "query-status"; type Returns = serde_json::Value; }
     ///
     /// let opts = CallOptions::new().timeout(Duration::from_secs(1));
     /// let status = qmp.call_with(QueryStatus {}, opts).await?;
@@ -335,38 +340,61 @@ impl<R: Runtime> Handle<R> {
         })
     }
 
-    /// Runs a typed command and waits for the first event `E` that comes after the call,
-    /// before or after the reply, decoded. As [`execute_and_wait`](Self::execute_and_wait):
-    /// subscribed before the command is issued, and a timeout in `opts` bounds the whole
-    /// wait.
+    /// Runs a typed command and waits for the first event of the set `S` that comes after
+    /// the call (before or after the reply) and that `matches` accepts, decoded. `S` is one
+    /// typed event, or one of several ([`OneOf`](qmp_proto::events::OneOf)). As
+    /// [`execute_and_wait`](Self::execute_and_wait): subscribed before the command is issued,
+    /// and a timeout in `opts` bounds the whole wait. An event of the set that does not
+    /// decode ends the wait with [`Error::TypedDecode`] (it may have been the one).
+    ///
+    /// The predicate is what tells this `DEVICE_DELETED` from the one of a device's backend
+    /// child, or of another device unplugged at the same time:
     ///
     /// ```no_run
     /// # async fn f<R: qmp_kit::fanout::Runtime>(qmp: qmp_kit::fanout::Handle<R>) -> Result<(), qmp_kit::Error> {
+    /// # use qmp_proto::{commands::Empty, events::TypedEvent, Command};
+    /// # #[derive(serde::Serialize)] struct DeviceDel { id: String }
+    /// # impl Command for DeviceDel { const NAME: &'static str = "device_del"; type Returns = Empty; }
+    /// # #[derive(serde::Deserialize)] struct DeviceDeleted { device: Option<String> }
+    /// # impl TypedEvent for DeviceDeleted { const NAME: &'static str = "DEVICE_DELETED"; }
     /// use qmp_kit::CallOptions;
-    /// use qmp_proto::{commands, events};
     ///
-    /// let (_, events::Stop {}) = qmp.call_and_wait(commands::Stop {}, CallOptions::new()).await?;
+    /// // DeviceDel and DeviceDeleted: the qmp-types crate's, or types of your own.
+    /// let del = DeviceDel { id: "disk1".into() };
+    /// let (_, _deleted) = qmp
+    ///     .call_and_wait(del, CallOptions::new(), |e: &DeviceDeleted| {
+    ///         e.device.as_deref() == Some("disk1")
+    ///     })
+    ///     .await?;
     /// # Ok(())
     /// # }
     /// ```
-    pub fn call_and_wait<C, E>(
+    pub fn call_and_wait<C, S, F>(
         &self,
         command: C,
         opts: CallOptions,
-    ) -> impl Future<Output = Result<(C::Returns, E), Error>> + Send + 'static
+        mut matches: F,
+    ) -> impl Future<Output = Result<(C::Returns, S), Error>> + Send + 'static
     where
         C: Command + 'static,
         C::Returns: Send,
-        E: TypedEvent + Send + 'static,
+        S: EventSet + Send + 'static,
+        F: FnMut(&S) -> bool + Send + 'static,
     {
-        let events = self.subscribe(EventFilter::name(E::NAME));
+        let events = self.subscribe(EventFilter::all().predicate(|e| S::has(&e.name)));
         let limit = opts.get_timeout();
         let call = self.call_with(command, opts);
-        self.then_event(call, events, limit, "call_and_wait", |event| {
-            event
-                .decode::<E>()
-                .map(|decoded| decoded.map_err(Error::from))
-        })
+        self.then_event(
+            call,
+            events,
+            limit,
+            "call_and_wait",
+            move |event| match S::decode_event(&event)? {
+                Ok(decoded) if matches(&decoded) => Some(Ok(decoded)),
+                Ok(_) => None,
+                Err(e) => Some(Err(Error::from(e))),
+            },
+        )
     }
 
     /// `call`'s value, then the first event of `events` that `pick` takes (`None` skips
@@ -431,7 +459,7 @@ impl<R: Runtime> Handle<R> {
         // Either the cached schema or the call that fetches it.
         let fetch = match cached {
             Some(schema) => Ok(schema),
-            None => Err(self.call(qmp_proto::commands::QueryQmpSchema {})),
+            None => Err(self.call(qmp_proto::schema::QueryQmpSchema {})),
         };
         let shared = Arc::clone(&self.shared);
         async move {
@@ -449,7 +477,7 @@ impl<R: Runtime> Handle<R> {
     /// The names of this QEMU's commands (`query-commands`: much smaller than the schema),
     /// fetched on each call.
     pub fn commands(&self) -> impl Future<Output = Result<Commands, Error>> + Send + 'static {
-        self.call(qmp_proto::commands::QueryCommands {})
+        self.call(qmp_proto::schema::QueryCommands {})
     }
 
     /// Asks QEMU to exit. EOF (or a connection reset) after `quit` is the normal end, so
