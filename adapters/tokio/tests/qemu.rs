@@ -188,6 +188,40 @@ async fn late_outcomes_after_sigstop() {
     );
 }
 
+/// A typed wait with a predicate: two USB devices unplugged back to back (USB unplug needs no
+/// guest), and the wait for the second's `DEVICE_DELETED` is not ended by the first's.
+async fn device_deleted_with_a_predicate() {
+    use qmp_types::qmp::{DeviceAdd, DeviceDel, DeviceDeleted};
+    let Some(peer) = Peer::system(&["-M", "pc", "-accel", "tcg", "-S", "-usb"]) else {
+        return;
+    };
+    let qmp = connect(&peer, &builder()).await;
+    for (driver, id) in [("usb-kbd", "kbd1"), ("usb-mouse", "mouse1")] {
+        qmp.call(DeviceAdd::new(driver.into()).with_id(id.into()))
+            .await
+            .unwrap();
+    }
+    let mut deleted = qmp.subscribe(EventFilter::name("DEVICE_DELETED"));
+    // Issued first: its event comes first, after the wait below has subscribed.
+    let kbd = qmp.call(DeviceDel::new("kbd1".into()));
+    let mouse = qmp.call_and_wait(
+        DeviceDel::new("mouse1".into()),
+        CallOptions::new().timeout(T),
+        |e: &DeviceDeleted| e.device.as_deref() == Some("mouse1"),
+    );
+    within(kbd).await.unwrap();
+    let (_, event) = within(mouse).await.unwrap();
+    assert_eq!(event.device.as_deref(), Some("mouse1"));
+    assert!(event.path.ends_with("mouse1"), "{}", event.path);
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let e = within(deleted.recv()).await.unwrap().unwrap();
+        seen.push(e.decode::<DeviceDeleted>().unwrap().unwrap().device);
+    }
+    assert_eq!(seen, [Some("kbd1".to_owned()), Some("mouse1".to_owned())]);
+    qmp.quit().await.unwrap();
+}
+
 /// Six pipelined `query-qmp-schema` (about 236 KB each), then `exec-oob query-yank`: QEMU
 /// answers the OOB command while in-band ones are still queued.
 async fn oob_overtakes_queued_commands() {
@@ -421,6 +455,7 @@ async fn reconnects_after_restart() {
 }
 
 on_both_runtimes!(
+    device_deleted_with_a_predicate,
     late_outcomes_after_sigstop,
     reconnects_after_restart,
     hundred_concurrent_callers,
