@@ -42,7 +42,7 @@ pub(crate) fn command<A: Serialize + ?Sized>(
         } else {
             b"{\"execute\":"
         });
-        serde_json::to_writer(&mut *out, name).map_err(serialize_error)?;
+        string(out, name);
         let mark = out.len();
         out.extend_from_slice(b",\"arguments\":");
         let at = out.len();
@@ -52,18 +52,49 @@ pub(crate) fn command<A: Serialize + ?Sized>(
         } else if out.get(at) != Some(&b'{') {
             return Err(CallError::ArgumentsNotObject(json_kind(&out[at..]).into()));
         }
-        match id {
-            Some(id) => write!(out, ",\"id\":{id}}}").map_err(serialize_error),
-            None => {
-                out.push(b'}');
-                Ok(())
-            }
+        if let Some(id) = id {
+            out.extend_from_slice(b",\"id\":");
+            decimal(out, id);
         }
+        out.push(b'}');
+        Ok(())
     })();
     if result.is_err() {
         out.truncate(start);
     }
     result
+}
+
+/// `text` as a JSON string. A command name is plain ASCII without quotes, backslashes or
+/// control characters, and is copied as it is; anything else goes through serde_json's
+/// escaping.
+fn string(out: &mut Vec<u8>, text: &str) {
+    if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Serialising a string to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+}
+
+/// `n` in decimal, without the formatting machinery.
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// A raw request, as the application gave it (an engine id already inserted if it has one).
@@ -105,6 +136,29 @@ mod tests {
         assert_eq!(out, b"xyz");
         command(&mut out, false, "a\"b", &(), Some(3)).unwrap();
         assert_eq!(out, b"xyz{\"execute\":\"a\\\"b\",\"id\":3}");
+    }
+
+    /// The direct writes give what serde_json gives: names with and without characters to
+    /// escape, and ids of every length.
+    #[test]
+    fn names_and_ids_as_serde_writes_them() {
+        for name in [
+            "query-status",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "é",
+            "\u{7f}",
+            "",
+        ] {
+            for id in [0, 7, 10, 99, 12345, u64::MAX] {
+                let mut out = Vec::new();
+                command(&mut out, false, name, &(), Some(id)).unwrap();
+                let expected =
+                    serde_json::to_vec(&serde_json::json!({"execute": name, "id": id})).unwrap();
+                assert_eq!(out, expected, "{name} {id}");
+            }
+        }
     }
 
     #[test]
