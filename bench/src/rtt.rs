@@ -158,6 +158,9 @@ pub enum Client {
     /// The least a tokio client that serves events and concurrent callers does: a reader
     /// task that completes each call's oneshot, the caller writing its command itself.
     TokioFloorTask,
+    /// The floor's loop on async-io's `Async<UnixStream>` in `async_io::block_on`: what
+    /// async-io itself costs.
+    AsyncIoFloor,
     /// `qmp_blocking::Connection::execute`.
     Blocking,
     /// `qmp_async::Qmp::execute`, one caller.
@@ -203,6 +206,7 @@ impl Client {
         Client::FloorEpoll,
         Client::TokioFloor,
         Client::TokioFloorTask,
+        Client::AsyncIoFloor,
         Client::Blocking,
         Client::AsyncSequential,
         Client::AsyncConcurrent,
@@ -231,6 +235,7 @@ impl Client {
             Client::TokioFloorTask => {
                 "hand-written tokio client: reader task and oneshot per call, no engine"
             }
+            Client::AsyncIoFloor => "hand-written loop on async-io, no engine (async-io floor)",
             Client::Blocking => "qmp-blocking",
             Client::AsyncSequential => "qmp-async, sequential",
             Client::AsyncConcurrent => "qmp-async, 100 concurrent callers",
@@ -258,6 +263,7 @@ impl Client {
             Client::FloorEpoll => "floor-epoll",
             Client::TokioFloor => "tokio-floor",
             Client::TokioFloorTask => "tokio-floor-task",
+            Client::AsyncIoFloor => "async-io-floor",
             Client::Blocking => "blocking",
             Client::AsyncSequential => "async",
             Client::AsyncConcurrent => "async-concurrent",
@@ -285,6 +291,7 @@ impl Client {
             Client::FloorEpoll => floor_epoll(peer.connect(), n),
             Client::TokioFloor => tokio_floor(peer.connect(), n),
             Client::TokioFloorTask => tokio_floor_task(peer.connect(), n),
+            Client::AsyncIoFloor => async_io_floor(peer.connect(), n),
             Client::Blocking => blocking(peer.connect(), n),
             Client::AsyncSequential => asynchronous(peer.connect(), n, 1),
             Client::AsyncConcurrent => asynchronous(peer.connect(), n, CALLERS),
@@ -468,6 +475,35 @@ pub fn tokio_floor_task(mut stream: UnixStream, n: u64) -> (u64, Duration) {
         drop(write);
         reader.abort();
         (n, took)
+    })
+}
+
+/// The floor's loop on async-io: `n` times, write the command and read until a reply line,
+/// on an `Async<UnixStream>` in `async_io::block_on` (negotiated blocking, as the floor
+/// does).
+pub fn async_io_floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    let command = negotiate_plain(&mut stream, &mut buf, &mut chunk);
+    async_io::block_on(async move {
+        let mut stream = async_io::Async::new(stream).expect("an async socket");
+        let start = Instant::now();
+        for _ in 0..n {
+            stream.write_all(command.as_bytes()).await.expect("write");
+            let mut scanned = 0;
+            loop {
+                if let Some(at) = buf[scanned..].windows(2).position(|w| w == b"\r\n") {
+                    buf.drain(..scanned + at + 2);
+                    break;
+                }
+                scanned = buf.len().saturating_sub(1);
+                let got = stream.read(&mut chunk).await.expect("read");
+                assert!(got > 0, "the peer closed the connection");
+                buf.extend_from_slice(&chunk[..got]);
+            }
+        }
+        (n, start.elapsed())
     })
 }
 
