@@ -54,7 +54,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use fake::{flooding_fake, Fake, Recorded};
-pub use qemu::{find_qemu, signal_pid, skip_or_fail, Qemu, REQUIRE_VAR};
+pub use qemu::{
+    find_qemu, signal_pid, skip_or_fail, Qemu, QemuVersion, QEMU72_VAR, REQUIRE_VAR, VERSION_VAR,
+};
 
 /// A generous limit for anything a test waits for: a peer to start, to exit, to answer.
 pub const T: Duration = Duration::from_secs(10);
@@ -65,6 +67,18 @@ pub const MACHINE_NONE: &[&str] = &["-machine", "none"];
 /// qemu-system-x86_64 arguments for a PC under TCG, paused before it runs (`-S`): run states
 /// and their events (`cont`, `stop`, `system_reset`) without a guest.
 pub const PC_PAUSED: &[&str] = &["-M", "pc", "-accel", "tcg", "-S"];
+
+/// The major version of the QEMU that [`Qemu`]'s plain constructors start (7 or 10: see
+/// [`QemuVersion::selected`]), for the tests that check the version a peer announces.
+pub fn qemu_major() -> u64 {
+    QemuVersion::selected().major()
+}
+
+/// Whether a version string such as qemu-ga's `10.0.2` is of the QEMU that [`Qemu`]'s
+/// plain constructors start.
+pub fn is_qemu_version(version: &str) -> bool {
+    QemuVersion::selected().matches(version)
+}
 
 /// The reply of `query-status`, as the tests compare it.
 #[derive(serde::Deserialize, Debug, PartialEq, Eq)]
