@@ -3,7 +3,10 @@
 //! - Real QEMU peers ([`Qemu`]): qemu-storage-daemon, qemu-system-x86_64 (TCG) and qemu-ga,
 //!   each started in a private temporary directory and killed on drop. A test whose QEMU
 //!   binary is missing is skipped with the reason printed ([`find_qemu`]), unless
-//!   `QMP_REQUIRE_QEMU=1` ([`REQUIRE_VAR`]) makes it a failure, as in CI.
+//!   `QMP_REQUIRE_QEMU=1` ([`REQUIRE_VAR`]) makes it a failure, as in CI. Of the installed
+//!   QEMU (10.0) or of QEMU 7.2 unpacked beside it ([`QemuVersion`], [`QEMU72_VAR`]): the
+//!   `_of` constructors take the version, the plain ones start the one `QMP_QEMU_VERSION`
+//!   ([`VERSION_VAR`]) names, so that a test file runs against 7.2 unchanged.
 //! - The fake QEMU on a unix socket ([`Fake`]): any [`Handler`] of the server engine, such as
 //!   [`FakeQemu`] or a [`Script`](qmp_proto::server::Script), served to one client by a
 //!   thread; with [`flooding_fake`] for event floods, and [`Recorded`] to see which
