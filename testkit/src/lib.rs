@@ -3,7 +3,10 @@
 //! - Real QEMU peers ([`Qemu`]): qemu-storage-daemon, qemu-system-x86_64 (TCG) and qemu-ga,
 //!   each started in a private temporary directory and killed on drop. A test whose QEMU
 //!   binary is missing is skipped with the reason printed ([`find_qemu`]), unless
-//!   `QMP_REQUIRE_QEMU=1` ([`REQUIRE_VAR`]) makes it a failure, as in CI.
+//!   `QMP_REQUIRE_QEMU=1` ([`REQUIRE_VAR`]) makes it a failure, as in CI. Of the installed
+//!   QEMU (10.0) or of QEMU 7.2 unpacked beside it ([`QemuVersion`], [`QEMU72_VAR`]): the
+//!   `_of` constructors take the version, the plain ones start the one `QMP_QEMU_VERSION`
+//!   ([`VERSION_VAR`]) names, so that a test file runs against 7.2 unchanged.
 //! - The fake QEMU on a unix socket ([`Fake`]): any [`Handler`] of the server engine, such as
 //!   [`FakeQemu`] or a [`Script`](qmp_proto::server::Script), served to one client by a
 //!   thread; with [`flooding_fake`] for event floods, and [`Recorded`] to see which
@@ -54,7 +57,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use fake::{flooding_fake, Fake, Recorded};
-pub use qemu::{find_qemu, signal_pid, skip_or_fail, Qemu, REQUIRE_VAR};
+pub use qemu::{
+    find_qemu, signal_pid, skip_or_fail, Qemu, QemuVersion, QEMU72_VAR, REQUIRE_VAR, VERSION_VAR,
+};
 
 /// A generous limit for anything a test waits for: a peer to start, to exit, to answer.
 pub const T: Duration = Duration::from_secs(10);
@@ -65,6 +70,18 @@ pub const MACHINE_NONE: &[&str] = &["-machine", "none"];
 /// qemu-system-x86_64 arguments for a PC under TCG, paused before it runs (`-S`): run states
 /// and their events (`cont`, `stop`, `system_reset`) without a guest.
 pub const PC_PAUSED: &[&str] = &["-M", "pc", "-accel", "tcg", "-S"];
+
+/// The major version of the QEMU that [`Qemu`]'s plain constructors start (7 or 10: see
+/// [`QemuVersion::selected`]), for the tests that check the version a peer announces.
+pub fn qemu_major() -> u64 {
+    QemuVersion::selected().major()
+}
+
+/// Whether a version string such as qemu-ga's `10.0.2` is of the QEMU that [`Qemu`]'s
+/// plain constructors start.
+pub fn is_qemu_version(version: &str) -> bool {
+    QemuVersion::selected().matches(version)
+}
 
 /// The reply of `query-status`, as the tests compare it.
 #[derive(serde::Deserialize, Debug, PartialEq, Eq)]

@@ -31,7 +31,10 @@ async fn sync_and_commands(sp: Spawner) {
     assert_eq!(qga.greeting(), Some(qmp_async::Greeting::default()));
     assert!(!qga.oob_enabled());
     let info: Value = qga.execute("guest-info", &()).await.unwrap();
-    assert_eq!(info["version"], "10.0.2", "{info}");
+    assert!(
+        qmp_testkit::is_qemu_version(info["version"].as_str().unwrap_or("")),
+        "{info}"
+    );
     let os: Value = qga.execute("guest-get-osinfo", &()).await.unwrap();
     assert!(os["kernel-release"].is_string(), "{os}");
     let pings: Vec<_> = (0..10)
@@ -64,7 +67,10 @@ async fn timed_out_command_then_resync(sp: Spawner) {
     signal_pid(agent.pid(), "-CONT");
     assert_eq!(within(next).await.unwrap(), json!({}));
     let info: Value = qga.execute("guest-info", &()).await.unwrap();
-    assert_eq!(info["version"], "10.0.2");
+    assert!(
+        qmp_testkit::is_qemu_version(info["version"].as_str().unwrap_or("")),
+        "{info}"
+    );
 }
 
 /// Killed and restarted on the same socket: the driver reconnects and resynchronises.

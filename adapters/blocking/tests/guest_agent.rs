@@ -31,7 +31,10 @@ fn sync_ping_info_osinfo() {
     let pong: Value = qga.execute("guest-ping", &()).unwrap();
     assert_eq!(pong, serde_json::json!({}));
     let info: Value = qga.execute("guest-info", &()).unwrap();
-    assert_eq!(info["version"], "10.0.2", "{info}");
+    assert!(
+        qmp_testkit::is_qemu_version(info["version"].as_str().unwrap_or("")),
+        "{info}"
+    );
     let commands = info["supported_commands"].as_array().unwrap();
     assert!(commands
         .iter()
@@ -78,7 +81,10 @@ fn timed_out_command_then_resync() {
     resume.join().unwrap();
     assert_eq!(pong, serde_json::json!({}));
     let info: Value = qga.execute("guest-info", &()).unwrap();
-    assert_eq!(info["version"], "10.0.2");
+    assert!(
+        qmp_testkit::is_qemu_version(info["version"].as_str().unwrap_or("")),
+        "{info}"
+    );
 }
 
 #[test]
