@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Compile time of qmp-types (all modules, one module, the guest agent) against qapi-qmp's,
 # measured in the same run: each a clean build of that crate alone (`cargo clean -p`), its
-# dependencies already built, on one core (`taskset -c 0`, `-j 1`). Prints a Markdown table.
+# dependencies already built, on one core (`taskset -c 0`, `-j 1`). Prints a Markdown table:
+# the wall-clock time and the CPU time (user + system) of each build, medians over the rounds.
+# Each round builds every configuration in turn, so that a change in the machine's load
+# during the run weighs on all of them alike; on a shared core the wall-clock time also
+# counts the other processes' turns, the CPU time does not.
 #
 #   gen/compile-time.sh [ROUNDS]      (default 3 rounds; the median is reported)
 #
@@ -52,25 +56,36 @@ for c in "${configs[@]}"; do
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-declare -A result
-for c in "${configs[@]}"; do
-    name=${c%%|*} args=${c##*|} times=""
-    pkg=${c#*|}
-    pkg=${pkg%%|*}
-    for _ in $(seq "$rounds"); do
+declare -A wall cpu
+TIMEFORMAT='%R %U %S'
+for _ in $(seq "$rounds"); do
+    for c in "${configs[@]}"; do
+        name=${c%%|*} args=${c##*|}
+        pkg=${c#*|}
+        pkg=${pkg%%|*}
         cargo clean --quiet -p "$pkg"
-        start=$(date +%s.%N)
         # shellcheck disable=SC2086
-        cargo_ build $args
-        end=$(date +%s.%N)
-        times+="$(echo "$end - $start" | bc)"$'\n'
+        { time cargo_ build $args 2>"$scratch/build.log"; } 2>"$scratch/time.txt" || {
+            cat "$scratch/build.log" >&2
+            exit 1
+        }
+        read -r real user sys <"$scratch/time.txt"
+        wall[$name]+="$real"$'\n'
+        cpu[$name]+="$(echo "$user + $sys" | bc)"$'\n'
     done
-    result[$name]=$(printf '%s' "$times" | median)
 done
-base=${result["qapi-qmp 0.15 (crates.io)"]}
-echo "| build (clean, that crate only, 1 core) | seconds (median of $rounds) | vs qapi-qmp |"
-echo "|---|---:|---:|"
+declare -A wall_median cpu_median
 for c in "${configs[@]}"; do
     name=${c%%|*}
-    printf '| `%s` | %.1f | %.2fx |\n' "$name" "${result[$name]}" "$(echo "${result[$name]} / $base" | bc -l)"
+    wall_median[$name]=$(printf '%s' "${wall[$name]}" | median)
+    cpu_median[$name]=$(printf '%s' "${cpu[$name]}" | median)
+done
+base="qapi-qmp 0.15 (crates.io)"
+echo "| build (clean, that crate only, 1 core) | seconds (median of $rounds) | vs qapi-qmp | CPU seconds (median) | vs qapi-qmp |"
+echo "|---|---:|---:|---:|---:|"
+for c in "${configs[@]}"; do
+    name=${c%%|*}
+    printf '| `%s` | %.1f | %.2fx | %.1f | %.2fx |\n' "$name" \
+        "${wall_median[$name]}" "$(echo "${wall_median[$name]} / ${wall_median[$base]}" | bc -l)" \
+        "${cpu_median[$name]}" "$(echo "${cpu_median[$name]} / ${cpu_median[$base]}" | bc -l)"
 done

@@ -336,19 +336,21 @@ impl<'a> Gen<'a> {
         features_doc(out, &e.features, "");
     }
 
-    fn ser_derive(&self, name: &str, always: bool) -> &'static str {
-        if always || self.ser.contains(name) {
-            "#[derive(::serde::Serialize)]\n"
+    /// Whether a struct of `name` always has Serialize (`Some("")`), only with the feature
+    /// `serialize-all` (`Some(cfg)`).
+    fn ser_when(&self, name: &str, always: bool) -> Option<&'static str> {
+        Some(if always || self.ser.contains(name) {
+            ""
         } else {
-            "#[cfg_attr(feature = \"serialize-all\", derive(::serde::Serialize))]\n"
-        }
+            "#[cfg(feature = \"serialize-all\")]\n"
+        })
     }
-    fn de_derive(&self, name: &str, always: bool) -> &'static str {
-        if always || self.de.contains(name) {
-            "#[derive(::serde::Deserialize)]\n"
+    fn de_when(&self, name: &str, always: bool) -> Option<&'static str> {
+        Some(if always || self.de.contains(name) {
+            ""
         } else {
-            "#[cfg_attr(feature = \"deserialize-all\", derive(::serde::Deserialize))]\n"
-        }
+            "#[cfg(feature = \"deserialize-all\")]\n"
+        })
     }
     fn ser_cfg(&self, name: &str) -> &'static str {
         if self.ser.contains(name) {
@@ -369,8 +371,9 @@ impl<'a> Gen<'a> {
         !self.ser.contains(name) && !self.de.contains(name)
     }
 
-    /// A struct's fields, with serde attributes; with a constructor and setters when the
-    /// type is sent (`builder`).
+    /// A struct's fields, its Serialize (`ser`) and Deserialize (`de`) when it has them
+    /// (each `Some(the cfg attribute or "")`), with a constructor and setters when the type
+    /// is sent (`builder`).
     #[allow(clippy::too_many_arguments)]
     fn struct_body(
         &self,
@@ -379,21 +382,13 @@ impl<'a> Gen<'a> {
         rname: &str,
         members: &[Member],
         builder: bool,
+        ser: Option<&str>,
+        de: Option<&str>,
     ) {
         let fields = uniq_fields(members);
         let _ = writeln!(out, "pub struct {rname} {{");
         for (m, f) in members.iter().zip(&fields) {
             member_doc(out, m, "    ");
-            let mut attrs = Vec::new();
-            if f.trim_start_matches("r#") != m.name {
-                attrs.push(format!("rename = \"{}\"", m.name));
-            }
-            if m.optional {
-                attrs.push("skip_serializing_if = \"::std::option::Option::is_none\"".into());
-            }
-            if !attrs.is_empty() {
-                let _ = writeln!(out, "    #[serde({})]", attrs.join(", "));
-            }
             let _ = writeln!(out, "    pub {f}: {},", self.member_ty(container, m));
         }
         out.push_str("}\n");
@@ -402,11 +397,109 @@ impl<'a> Gen<'a> {
             "crate::support::debug_struct!({rname} {{ {} }});",
             fields.join(", ")
         );
+        let mut_ = if members.is_empty() { "" } else { "mut " };
+        if let Some(cfg) = ser {
+            let _ = writeln!(
+                out,
+                "{cfg}impl ::serde::Serialize for {rname} {{\n    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {{\n        let {mut_}m = crate::support::ser_map(s)?;"
+            );
+            for (m, f) in members.iter().zip(&fields) {
+                let call = if m.optional { "opt_entry" } else { "entry" };
+                let _ = writeln!(
+                    out,
+                    "        crate::support::{call}(&mut m, \"{}\", &self.{f})?;",
+                    m.name
+                );
+            }
+            out.push_str("        crate::support::end(m)\n    }\n}\n");
+        }
+        if let Some(cfg) = de {
+            let _ = writeln!(
+                out,
+                "{cfg}impl<'de> ::serde::Deserialize<'de> for {rname} {{\n    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {{\n        crate::support::de_struct(d)\n    }}\n}}"
+            );
+            let _ = writeln!(
+                out,
+                "{cfg}impl<'de> crate::support::FromMap<'de> for {rname} {{\n    const NAME: &'static str = \"{rname}\";\n    fn from_map<A: ::serde::de::MapAccess<'de>>({mut_}map: A) -> ::std::result::Result<Self, A::Error> {{"
+            );
+            if members.is_empty() {
+                out.push_str("        crate::support::skip_all(map)?;\n        ::std::result::Result::Ok(Self {})\n    }\n}\n");
+                return self.builder(out, container, rname, members, &fields, builder);
+            }
+            for i in 0..members.len() {
+                let _ = writeln!(out, "        let mut v{i} = ::std::option::Option::None;");
+            }
+            let _ = writeln!(
+                out,
+                "        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {{\n            match k.as_str() {{"
+            );
+            for (i, m) in members.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "                \"{0}\" => crate::support::set(&mut map, &mut v{i}, \"{0}\"),",
+                    m.name
+                );
+            }
+            out.push_str("                _ => crate::support::skip(&mut map),\n            }?;\n        }\n");
+            let req: Vec<usize> = (0..members.len())
+                .filter(|&i| !members[i].optional)
+                .collect();
+            let vs = |p: &str| -> String {
+                let v: Vec<String> = req
+                    .iter()
+                    .map(|i| format!("{p}v{i}{}", if p.is_empty() { "" } else { ")" }))
+                    .collect();
+                if v.len() == 1 {
+                    format!("({},)", v[0])
+                } else {
+                    format!("({})", v.join(", "))
+                }
+            };
+            let mut value = String::from("Self {\n");
+            for (i, (m, f)) in members.iter().zip(&fields).enumerate() {
+                if m.optional {
+                    let _ = writeln!(value, "                {f}: v{i}.flatten(),");
+                } else {
+                    let _ = writeln!(value, "                {f}: v{i},");
+                }
+            }
+            value.push_str("            }");
+            if req.is_empty() {
+                let _ = writeln!(out, "        ::std::result::Result::Ok({value})");
+            } else {
+                let missing: Vec<String> = req
+                    .iter()
+                    .map(|&i| format!("(v{i}.is_none(), \"{}\")", members[i].name))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "        match {} {{\n            {} => ::std::result::Result::Ok({value}),\n            {} => ::std::result::Result::Err(crate::support::missing(&[{}])),\n        }}",
+                    vs(""),
+                    vs("::std::option::Option::Some("),
+                    vs(""),
+                    missing.join(", ")
+                );
+            }
+            out.push_str("    }\n}\n");
+        }
+        self.builder(out, container, rname, members, &fields, builder);
+    }
+
+    /// The constructor and setters of a struct that commands send.
+    fn builder(
+        &self,
+        out: &mut String,
+        container: &str,
+        rname: &str,
+        members: &[Member],
+        fields: &[String],
+        builder: bool,
+    ) {
         if builder {
             let _ = writeln!(out, "impl {rname} {{");
             let req: Vec<(&Member, &String)> = members
                 .iter()
-                .zip(&fields)
+                .zip(fields)
                 .filter(|(m, _)| !m.optional)
                 .collect();
             let params: Vec<String> = req
@@ -419,7 +512,7 @@ impl<'a> Gen<'a> {
                 if req.is_empty() { " (there are none)" } else { "" },
                 params.join(", ")
             );
-            for (m, f) in members.iter().zip(&fields) {
+            for (m, f) in members.iter().zip(fields) {
                 if m.optional {
                     let _ = writeln!(out, "            {f}: ::std::option::Option::None,");
                 } else {
@@ -427,7 +520,7 @@ impl<'a> Gen<'a> {
                 }
             }
             out.push_str("        }\n    }\n");
-            for (m, f) in members.iter().zip(&fields).filter(|(m, _)| m.optional) {
+            for (m, f) in members.iter().zip(fields).filter(|(m, _)| m.optional) {
                 let mut inner = self.ty(&m.ty);
                 if self.needs_box(container, &m.ty) {
                     inner = format!("::std::boxed::Box<{inner}>");
@@ -454,11 +547,13 @@ impl<'a> Gen<'a> {
         deprecated_attr(out, &e.features, "");
         out.push_str("#[derive(Clone)]\n");
         let unused = self.unused(&e.name);
-        out.push_str(self.ser_derive(&e.name, unused));
-        out.push_str(self.de_derive(&e.name, unused));
         out.push_str("#[non_exhaustive]\n");
         let builder = unused || self.ser.contains(&e.name);
-        self.struct_body(out, &e.name, rname, members, builder);
+        let (ser, de) = (
+            self.ser_when(&e.name, unused),
+            self.de_when(&e.name, unused),
+        );
+        self.struct_body(out, &e.name, rname, members, builder, ser, de);
     }
 
     fn emit_enum(&self, out: &mut String, e: &Entity, values: &[crate::model::EnumValue]) {
@@ -520,12 +615,14 @@ impl<'a> Gen<'a> {
             out,
             "/// The members of [`{rname}`] that every case has, the discriminator `{disc}` aside."
         );
-        out.push_str("#[derive(Clone)]\n");
-        out.push_str(self.ser_derive(&e.name, unused));
-        out.push_str(self.de_derive(&e.name, unused));
-        out.push_str("#[non_exhaustive]\n");
+        out.push_str("#[derive(Clone)]\n#[non_exhaustive]\n");
         let builder = unused || self.ser.contains(&e.name);
-        self.struct_body(out, &e.name, &format!("{rname}Common"), &common, builder);
+        let (ser, de) = (
+            self.ser_when(&e.name, unused),
+            self.de_when(&e.name, unused),
+        );
+        let common_name = format!("{rname}Common");
+        self.struct_body(out, &e.name, &common_name, &common, builder, ser, de);
         // Branch enum.
         let vars = uniq(cases.iter().map(|(c, _)| {
             let v = camel(c);
@@ -709,10 +806,12 @@ impl<'a> Gen<'a> {
             "impl {rname} {{\n    #[inline]\n    fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {{\n        ::std::result::Result::Ok(match &v {{"
         );
         for ((_, t), var) in branches.iter().zip(&vars) {
+            let kind = self.json_kind(t);
+            // `Value::Null` is a unit variant, the others hold the value.
+            let fields = if kind == "Null" { "" } else { "(..)" };
             let _ = writeln!(
                 out,
-                "            ::serde_json::Value::{}(..) => Self::{var}(::serde::Deserialize::deserialize(v)?),",
-                self.json_kind(t)
+                "            ::serde_json::Value::{kind}{fields} => Self::{var}(::serde::Deserialize::deserialize(v)?),"
             );
         }
         out.push_str("            #[allow(unreachable_patterns)]\n            _ => Self::Other(v),\n        })\n    }\n}\n");
@@ -742,8 +841,8 @@ impl<'a> Gen<'a> {
                 self.item_doc(out, e);
                 out.push_str("///\n/// Its fields are the command's arguments.\n");
                 deprecated_attr(out, &e.features, "");
-                out.push_str("#[derive(Clone, ::serde::Serialize)]\n#[non_exhaustive]\n");
-                self.struct_body(out, &e.name, &rname, m, true);
+                out.push_str("#[derive(Clone)]\n#[non_exhaustive]\n");
+                self.struct_body(out, &e.name, &rname, m, true, Some(""), None);
             }
             Args::Named(t) => {
                 self.item_doc(out, e);
@@ -786,14 +885,13 @@ impl<'a> Gen<'a> {
         match args {
             Args::None => {
                 out.push_str("///\n/// It has no data.\n");
-                let _ = writeln!(out, "#[derive(Debug, Clone, ::serde::Deserialize)]\n#[non_exhaustive]\npub struct {rname} {{}}");
+                let _ = writeln!(out, "#[derive(Debug, Clone)]\n#[non_exhaustive]\npub struct {rname} {{}}\ncrate::support::no_data!({rname});");
             }
             Args::Inline(m) => {
                 out.push_str("///\n/// Its fields are the event's data.\n");
-                out.push_str("#[derive(Clone, ::serde::Deserialize)]\n");
-                out.push_str(self.ser_derive("", false));
-                out.push_str("#[non_exhaustive]\n");
-                self.struct_body(out, &e.name, &rname, m, false);
+                out.push_str("#[derive(Clone)]\n#[non_exhaustive]\n");
+                let ser = self.ser_when("", false);
+                self.struct_body(out, &e.name, &rname, m, false, ser, Some(""));
             }
             Args::Named(t) => {
                 let ty = self.named(t);

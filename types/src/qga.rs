@@ -10,13 +10,20 @@
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-sync-delimited).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestSyncDelimited {
     /// `id`.
     pub id: i64,
 }
 crate::support::debug_struct!(GuestSyncDelimited { id });
+impl ::serde::Serialize for GuestSyncDelimited {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl GuestSyncDelimited {
     /// A value with the required members.
     #[inline]
@@ -36,13 +43,20 @@ impl ::qmp_proto::Command for GuestSyncDelimited {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-sync).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestSync {
     /// `id`.
     pub id: i64,
 }
 crate::support::debug_struct!(GuestSync { id });
+impl ::serde::Serialize for GuestSync {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl GuestSync {
     /// A value with the required members.
     #[inline]
@@ -104,14 +118,20 @@ impl ::qmp_proto::Command for GuestGetTime {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-set-time).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestSetTime {
     /// `time` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub time: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(GuestSetTime { time });
+impl ::serde::Serialize for GuestSetTime {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "time", &self.time)?;
+        crate::support::end(m)
+    }
+}
 impl GuestSetTime {
     /// A value with the required members (there are none).
     #[inline]
@@ -136,8 +156,6 @@ impl ::qmp_proto::Command for GuestSetTime {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestAgentCommandInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestAgentCommandInfo {
     /// `name`.
@@ -145,17 +163,53 @@ pub struct GuestAgentCommandInfo {
     /// `enabled`.
     pub enabled: bool,
     /// `success-response` (since QEMU 1.7).
-    #[serde(rename = "success-response")]
     pub success_response: bool,
 }
 crate::support::debug_struct!(GuestAgentCommandInfo { name, enabled, success_response });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestAgentCommandInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "enabled", &self.enabled)?;
+        crate::support::entry(&mut m, "success-response", &self.success_response)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestAgentCommandInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestAgentCommandInfo {
+    const NAME: &'static str = "GuestAgentCommandInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "enabled" => crate::support::set(&mut map, &mut v1, "enabled"),
+                "success-response" => crate::support::set(&mut map, &mut v2, "success-response"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                enabled: v1,
+                success_response: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "enabled"), (v2.is_none(), "success-response")])),
+        }
+    }
+}
 
 /// `GuestAgentInfo`: the QAPI struct (module `qapi-schema`, since QEMU 0.15.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestAgentInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestAgentInfo {
     /// `version`.
@@ -164,6 +218,41 @@ pub struct GuestAgentInfo {
     pub supported_commands: ::std::vec::Vec<self::GuestAgentCommandInfo>,
 }
 crate::support::debug_struct!(GuestAgentInfo { version, supported_commands });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestAgentInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "version", &self.version)?;
+        crate::support::entry(&mut m, "supported_commands", &self.supported_commands)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestAgentInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestAgentInfo {
+    const NAME: &'static str = "GuestAgentInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "version" => crate::support::set(&mut map, &mut v0, "version"),
+                "supported_commands" => crate::support::set(&mut map, &mut v1, "supported_commands"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                version: v0,
+                supported_commands: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "version"), (v1.is_none(), "supported_commands")])),
+        }
+    }
+}
 
 /// `guest-info`: the QAPI command (module `qapi-schema`, since QEMU 0.15.0).
 ///
@@ -191,14 +280,20 @@ impl ::qmp_proto::Command for GuestInfo {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-shutdown).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestShutdown {
     /// `mode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(GuestShutdown { mode });
+impl ::serde::Serialize for GuestShutdown {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::end(m)
+    }
+}
 impl GuestShutdown {
     /// A value with the required members (there are none).
     #[inline]
@@ -225,16 +320,23 @@ impl ::qmp_proto::Command for GuestShutdown {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-open).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestFileOpen {
     /// `path`.
     pub path: ::std::string::String,
     /// `mode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(GuestFileOpen { path, mode });
+impl ::serde::Serialize for GuestFileOpen {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::end(m)
+    }
+}
 impl GuestFileOpen {
     /// A value with the required members.
     #[inline]
@@ -261,13 +363,20 @@ impl ::qmp_proto::Command for GuestFileOpen {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-close).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestFileClose {
     /// `handle`.
     pub handle: i64,
 }
 crate::support::debug_struct!(GuestFileClose { handle });
+impl ::serde::Serialize for GuestFileClose {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "handle", &self.handle)?;
+        crate::support::end(m)
+    }
+}
 impl GuestFileClose {
     /// A value with the required members.
     #[inline]
@@ -286,35 +395,78 @@ impl ::qmp_proto::Command for GuestFileClose {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFileRead).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestFileRead {
     /// `count`.
     pub count: i64,
     /// `buf-b64`.
-    #[serde(rename = "buf-b64")]
     pub buf_b64: ::std::string::String,
     /// `eof`.
     pub eof: bool,
 }
 crate::support::debug_struct!(GuestFileRead { count, buf_b64, eof });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestFileRead {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "count", &self.count)?;
+        crate::support::entry(&mut m, "buf-b64", &self.buf_b64)?;
+        crate::support::entry(&mut m, "eof", &self.eof)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestFileRead {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestFileRead {
+    const NAME: &'static str = "GuestFileRead";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "count" => crate::support::set(&mut map, &mut v0, "count"),
+                "buf-b64" => crate::support::set(&mut map, &mut v1, "buf-b64"),
+                "eof" => crate::support::set(&mut map, &mut v2, "eof"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                count: v0,
+                buf_b64: v1,
+                eof: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "count"), (v1.is_none(), "buf-b64"), (v2.is_none(), "eof")])),
+        }
+    }
+}
 
 /// `guest-file-read`: the QAPI command (module `qapi-schema`, since QEMU 0.15.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-read).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestFileReadCmd {
     /// `handle`.
     pub handle: i64,
     /// `count` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub count: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(GuestFileReadCmd { handle, count });
+impl ::serde::Serialize for GuestFileReadCmd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "handle", &self.handle)?;
+        crate::support::opt_entry(&mut m, "count", &self.count)?;
+        crate::support::end(m)
+    }
+}
 impl GuestFileReadCmd {
     /// A value with the required members.
     #[inline]
@@ -340,8 +492,6 @@ impl ::qmp_proto::Command for GuestFileReadCmd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFileWrite).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestFileWrite {
     /// `count`.
@@ -350,25 +500,67 @@ pub struct GuestFileWrite {
     pub eof: bool,
 }
 crate::support::debug_struct!(GuestFileWrite { count, eof });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestFileWrite {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "count", &self.count)?;
+        crate::support::entry(&mut m, "eof", &self.eof)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestFileWrite {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestFileWrite {
+    const NAME: &'static str = "GuestFileWrite";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "count" => crate::support::set(&mut map, &mut v0, "count"),
+                "eof" => crate::support::set(&mut map, &mut v1, "eof"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                count: v0,
+                eof: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "count"), (v1.is_none(), "eof")])),
+        }
+    }
+}
 
 /// `guest-file-write`: the QAPI command (module `qapi-schema`, since QEMU 0.15.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-write).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestFileWriteCmd {
     /// `handle`.
     pub handle: i64,
     /// `buf-b64`.
-    #[serde(rename = "buf-b64")]
     pub buf_b64: ::std::string::String,
     /// `count` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub count: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(GuestFileWriteCmd { handle, buf_b64, count });
+impl ::serde::Serialize for GuestFileWriteCmd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "handle", &self.handle)?;
+        crate::support::entry(&mut m, "buf-b64", &self.buf_b64)?;
+        crate::support::opt_entry(&mut m, "count", &self.count)?;
+        crate::support::end(m)
+    }
+}
 impl GuestFileWriteCmd {
     /// A value with the required members.
     #[inline]
@@ -395,8 +587,6 @@ impl ::qmp_proto::Command for GuestFileWriteCmd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFileSeek).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestFileSeek {
     /// `position`.
@@ -405,6 +595,41 @@ pub struct GuestFileSeek {
     pub eof: bool,
 }
 crate::support::debug_struct!(GuestFileSeek { position, eof });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestFileSeek {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "position", &self.position)?;
+        crate::support::entry(&mut m, "eof", &self.eof)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestFileSeek {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestFileSeek {
+    const NAME: &'static str = "GuestFileSeek";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "position" => crate::support::set(&mut map, &mut v0, "position"),
+                "eof" => crate::support::set(&mut map, &mut v1, "eof"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                position: v0,
+                eof: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "position"), (v1.is_none(), "eof")])),
+        }
+    }
+}
 
 /// `QGASeek`: the QAPI enum (module `qapi-schema`, since QEMU 2.6).
 ///
@@ -474,7 +699,7 @@ impl GuestFileWhence {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-seek).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestFileSeekCmd {
     /// `handle`.
@@ -485,6 +710,15 @@ pub struct GuestFileSeekCmd {
     pub whence: self::GuestFileWhence,
 }
 crate::support::debug_struct!(GuestFileSeekCmd { handle, offset, whence });
+impl ::serde::Serialize for GuestFileSeekCmd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "handle", &self.handle)?;
+        crate::support::entry(&mut m, "offset", &self.offset)?;
+        crate::support::entry(&mut m, "whence", &self.whence)?;
+        crate::support::end(m)
+    }
+}
 impl GuestFileSeekCmd {
     /// A value with the required members.
     #[inline]
@@ -506,13 +740,20 @@ impl ::qmp_proto::Command for GuestFileSeekCmd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-file-flush).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestFileFlush {
     /// `handle`.
     pub handle: i64,
 }
 crate::support::debug_struct!(GuestFileFlush { handle });
+impl ::serde::Serialize for GuestFileFlush {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "handle", &self.handle)?;
+        crate::support::end(m)
+    }
+}
 impl GuestFileFlush {
     /// A value with the required members.
     #[inline]
@@ -592,14 +833,20 @@ impl ::qmp_proto::Command for GuestFsfreezeFreeze {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-fsfreeze-freeze-list).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestFsfreezeFreezeList {
     /// `mountpoints` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mountpoints: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 crate::support::debug_struct!(GuestFsfreezeFreezeList { mountpoints });
+impl ::serde::Serialize for GuestFsfreezeFreezeList {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "mountpoints", &self.mountpoints)?;
+        crate::support::end(m)
+    }
+}
 impl GuestFsfreezeFreezeList {
     /// A value with the required members (there are none).
     #[inline]
@@ -645,50 +892,123 @@ impl ::qmp_proto::Command for GuestFsfreezeThaw {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFilesystemTrimResult).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestFilesystemTrimResult {
     /// `path`.
     pub path: ::std::string::String,
     /// `trimmed` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub trimmed: ::std::option::Option<i64>,
     /// `minimum` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub minimum: ::std::option::Option<i64>,
     /// `error` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(GuestFilesystemTrimResult { path, trimmed, minimum, error });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestFilesystemTrimResult {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::opt_entry(&mut m, "trimmed", &self.trimmed)?;
+        crate::support::opt_entry(&mut m, "minimum", &self.minimum)?;
+        crate::support::opt_entry(&mut m, "error", &self.error)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestFilesystemTrimResult {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestFilesystemTrimResult {
+    const NAME: &'static str = "GuestFilesystemTrimResult";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "path" => crate::support::set(&mut map, &mut v0, "path"),
+                "trimmed" => crate::support::set(&mut map, &mut v1, "trimmed"),
+                "minimum" => crate::support::set(&mut map, &mut v2, "minimum"),
+                "error" => crate::support::set(&mut map, &mut v3, "error"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                path: v0,
+                trimmed: v1.flatten(),
+                minimum: v2.flatten(),
+                error: v3.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "path")])),
+        }
+    }
+}
 
 /// `GuestFilesystemTrimResponse`: the QAPI struct (module `qapi-schema`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFilesystemTrimResponse).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestFilesystemTrimResponse {
     /// `paths`.
     pub paths: ::std::vec::Vec<self::GuestFilesystemTrimResult>,
 }
 crate::support::debug_struct!(GuestFilesystemTrimResponse { paths });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestFilesystemTrimResponse {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "paths", &self.paths)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestFilesystemTrimResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestFilesystemTrimResponse {
+    const NAME: &'static str = "GuestFilesystemTrimResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "paths" => crate::support::set(&mut map, &mut v0, "paths"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                paths: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "paths")])),
+        }
+    }
+}
 
 /// `guest-fstrim`: the QAPI command (module `qapi-schema`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-fstrim).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestFstrim {
     /// `minimum` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub minimum: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(GuestFstrim { minimum });
+impl ::serde::Serialize for GuestFstrim {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "minimum", &self.minimum)?;
+        crate::support::end(m)
+    }
+}
 impl GuestFstrim {
     /// A value with the required members (there are none).
     #[inline]
@@ -797,77 +1117,199 @@ crate::support::qapi_enum!(GuestIpAddressType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestIpAddress).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestIpAddress {
     /// `ip-address`.
-    #[serde(rename = "ip-address")]
     pub ip_address: ::std::string::String,
     /// `ip-address-type`.
-    #[serde(rename = "ip-address-type")]
     pub ip_address_type: self::GuestIpAddressType,
     /// `prefix`.
     pub prefix: i64,
 }
 crate::support::debug_struct!(GuestIpAddress { ip_address, ip_address_type, prefix });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestIpAddress {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "ip-address", &self.ip_address)?;
+        crate::support::entry(&mut m, "ip-address-type", &self.ip_address_type)?;
+        crate::support::entry(&mut m, "prefix", &self.prefix)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestIpAddress {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestIpAddress {
+    const NAME: &'static str = "GuestIpAddress";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "ip-address" => crate::support::set(&mut map, &mut v0, "ip-address"),
+                "ip-address-type" => crate::support::set(&mut map, &mut v1, "ip-address-type"),
+                "prefix" => crate::support::set(&mut map, &mut v2, "prefix"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                ip_address: v0,
+                ip_address_type: v1,
+                prefix: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "ip-address"), (v1.is_none(), "ip-address-type"), (v2.is_none(), "prefix")])),
+        }
+    }
+}
 
 /// `GuestNetworkInterfaceStat`: the QAPI struct (module `qapi-schema`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestNetworkInterfaceStat).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestNetworkInterfaceStat {
     /// `rx-bytes`.
-    #[serde(rename = "rx-bytes")]
     pub rx_bytes: u64,
     /// `rx-packets`.
-    #[serde(rename = "rx-packets")]
     pub rx_packets: u64,
     /// `rx-errs`.
-    #[serde(rename = "rx-errs")]
     pub rx_errs: u64,
     /// `rx-dropped`.
-    #[serde(rename = "rx-dropped")]
     pub rx_dropped: u64,
     /// `tx-bytes`.
-    #[serde(rename = "tx-bytes")]
     pub tx_bytes: u64,
     /// `tx-packets`.
-    #[serde(rename = "tx-packets")]
     pub tx_packets: u64,
     /// `tx-errs`.
-    #[serde(rename = "tx-errs")]
     pub tx_errs: u64,
     /// `tx-dropped`.
-    #[serde(rename = "tx-dropped")]
     pub tx_dropped: u64,
 }
 crate::support::debug_struct!(GuestNetworkInterfaceStat { rx_bytes, rx_packets, rx_errs, rx_dropped, tx_bytes, tx_packets, tx_errs, tx_dropped });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestNetworkInterfaceStat {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "rx-bytes", &self.rx_bytes)?;
+        crate::support::entry(&mut m, "rx-packets", &self.rx_packets)?;
+        crate::support::entry(&mut m, "rx-errs", &self.rx_errs)?;
+        crate::support::entry(&mut m, "rx-dropped", &self.rx_dropped)?;
+        crate::support::entry(&mut m, "tx-bytes", &self.tx_bytes)?;
+        crate::support::entry(&mut m, "tx-packets", &self.tx_packets)?;
+        crate::support::entry(&mut m, "tx-errs", &self.tx_errs)?;
+        crate::support::entry(&mut m, "tx-dropped", &self.tx_dropped)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestNetworkInterfaceStat {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestNetworkInterfaceStat {
+    const NAME: &'static str = "GuestNetworkInterfaceStat";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "rx-bytes" => crate::support::set(&mut map, &mut v0, "rx-bytes"),
+                "rx-packets" => crate::support::set(&mut map, &mut v1, "rx-packets"),
+                "rx-errs" => crate::support::set(&mut map, &mut v2, "rx-errs"),
+                "rx-dropped" => crate::support::set(&mut map, &mut v3, "rx-dropped"),
+                "tx-bytes" => crate::support::set(&mut map, &mut v4, "tx-bytes"),
+                "tx-packets" => crate::support::set(&mut map, &mut v5, "tx-packets"),
+                "tx-errs" => crate::support::set(&mut map, &mut v6, "tx-errs"),
+                "tx-dropped" => crate::support::set(&mut map, &mut v7, "tx-dropped"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7)) => ::std::result::Result::Ok(Self {
+                rx_bytes: v0,
+                rx_packets: v1,
+                rx_errs: v2,
+                rx_dropped: v3,
+                tx_bytes: v4,
+                tx_packets: v5,
+                tx_errs: v6,
+                tx_dropped: v7,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "rx-bytes"), (v1.is_none(), "rx-packets"), (v2.is_none(), "rx-errs"), (v3.is_none(), "rx-dropped"), (v4.is_none(), "tx-bytes"), (v5.is_none(), "tx-packets"), (v6.is_none(), "tx-errs"), (v7.is_none(), "tx-dropped")])),
+        }
+    }
+}
 
 /// `GuestNetworkInterface`: the QAPI struct (module `qapi-schema`, since QEMU 1.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestNetworkInterface).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestNetworkInterface {
     /// `name`.
     pub name: ::std::string::String,
     /// `hardware-address` (optional).
-    #[serde(rename = "hardware-address", skip_serializing_if = "::std::option::Option::is_none")]
     pub hardware_address: ::std::option::Option<::std::string::String>,
     /// `ip-addresses` (optional).
-    #[serde(rename = "ip-addresses", skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_addresses: ::std::option::Option<::std::vec::Vec<self::GuestIpAddress>>,
     /// `statistics` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub statistics: ::std::option::Option<self::GuestNetworkInterfaceStat>,
 }
 crate::support::debug_struct!(GuestNetworkInterface { name, hardware_address, ip_addresses, statistics });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestNetworkInterface {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "hardware-address", &self.hardware_address)?;
+        crate::support::opt_entry(&mut m, "ip-addresses", &self.ip_addresses)?;
+        crate::support::opt_entry(&mut m, "statistics", &self.statistics)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestNetworkInterface {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestNetworkInterface {
+    const NAME: &'static str = "GuestNetworkInterface";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "hardware-address" => crate::support::set(&mut map, &mut v1, "hardware-address"),
+                "ip-addresses" => crate::support::set(&mut map, &mut v2, "ip-addresses"),
+                "statistics" => crate::support::set(&mut map, &mut v3, "statistics"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                name: v0,
+                hardware_address: v1.flatten(),
+                ip_addresses: v2.flatten(),
+                statistics: v3.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name")])),
+        }
+    }
+}
 
 /// `guest-network-get-interfaces`: the QAPI command (module `qapi-schema`, since QEMU 1.1).
 ///
@@ -894,20 +1336,54 @@ impl ::qmp_proto::Command for GuestNetworkGetInterfaces {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestLogicalProcessor).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestLogicalProcessor {
     /// `logical-id`.
-    #[serde(rename = "logical-id")]
     pub logical_id: i64,
     /// `online`.
     pub online: bool,
     /// `can-offline` (optional).
-    #[serde(rename = "can-offline", skip_serializing_if = "::std::option::Option::is_none")]
     pub can_offline: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(GuestLogicalProcessor { logical_id, online, can_offline });
+impl ::serde::Serialize for GuestLogicalProcessor {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "logical-id", &self.logical_id)?;
+        crate::support::entry(&mut m, "online", &self.online)?;
+        crate::support::opt_entry(&mut m, "can-offline", &self.can_offline)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestLogicalProcessor {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestLogicalProcessor {
+    const NAME: &'static str = "GuestLogicalProcessor";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logical-id" => crate::support::set(&mut map, &mut v0, "logical-id"),
+                "online" => crate::support::set(&mut map, &mut v1, "online"),
+                "can-offline" => crate::support::set(&mut map, &mut v2, "can-offline"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                logical_id: v0,
+                online: v1,
+                can_offline: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "logical-id"), (v1.is_none(), "online")])),
+        }
+    }
+}
 impl GuestLogicalProcessor {
     /// A value with the required members.
     #[inline]
@@ -952,13 +1428,20 @@ impl ::qmp_proto::Command for GuestGetVcpus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-set-vcpus).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestSetVcpus {
     /// `vcpus`.
     pub vcpus: ::std::vec::Vec<self::GuestLogicalProcessor>,
 }
 crate::support::debug_struct!(GuestSetVcpus { vcpus });
+impl ::serde::Serialize for GuestSetVcpus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "vcpus", &self.vcpus)?;
+        crate::support::end(m)
+    }
+}
 impl GuestSetVcpus {
     /// A value with the required members.
     #[inline]
@@ -1049,8 +1532,6 @@ crate::support::qapi_enum!(GuestDiskBusType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestPCIAddress).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestPCIAddress {
     /// `domain`.
@@ -1063,13 +1544,54 @@ pub struct GuestPCIAddress {
     pub function: i64,
 }
 crate::support::debug_struct!(GuestPCIAddress { domain, bus, slot, function });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestPCIAddress {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "domain", &self.domain)?;
+        crate::support::entry(&mut m, "bus", &self.bus)?;
+        crate::support::entry(&mut m, "slot", &self.slot)?;
+        crate::support::entry(&mut m, "function", &self.function)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestPCIAddress {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestPCIAddress {
+    const NAME: &'static str = "GuestPCIAddress";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "domain" => crate::support::set(&mut map, &mut v0, "domain"),
+                "bus" => crate::support::set(&mut map, &mut v1, "bus"),
+                "slot" => crate::support::set(&mut map, &mut v2, "slot"),
+                "function" => crate::support::set(&mut map, &mut v3, "function"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                domain: v0,
+                bus: v1,
+                slot: v2,
+                function: v3,
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "domain"), (v1.is_none(), "bus"), (v2.is_none(), "slot"), (v3.is_none(), "function")])),
+        }
+    }
+}
 
 /// `GuestCCWAddress`: the QAPI struct (module `qapi-schema`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestCCWAddress).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestCCWAddress {
     /// `cssid`.
@@ -1082,20 +1604,59 @@ pub struct GuestCCWAddress {
     pub devno: i64,
 }
 crate::support::debug_struct!(GuestCCWAddress { cssid, ssid, subchno, devno });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestCCWAddress {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cssid", &self.cssid)?;
+        crate::support::entry(&mut m, "ssid", &self.ssid)?;
+        crate::support::entry(&mut m, "subchno", &self.subchno)?;
+        crate::support::entry(&mut m, "devno", &self.devno)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestCCWAddress {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestCCWAddress {
+    const NAME: &'static str = "GuestCCWAddress";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cssid" => crate::support::set(&mut map, &mut v0, "cssid"),
+                "ssid" => crate::support::set(&mut map, &mut v1, "ssid"),
+                "subchno" => crate::support::set(&mut map, &mut v2, "subchno"),
+                "devno" => crate::support::set(&mut map, &mut v3, "devno"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                cssid: v0,
+                ssid: v1,
+                subchno: v2,
+                devno: v3,
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cssid"), (v1.is_none(), "ssid"), (v2.is_none(), "subchno"), (v3.is_none(), "devno")])),
+        }
+    }
+}
 
 /// `GuestDiskAddress`: the QAPI struct (module `qapi-schema`, since QEMU 2.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestDiskAddress).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestDiskAddress {
     /// `pci-controller`.
-    #[serde(rename = "pci-controller")]
     pub pci_controller: self::GuestPCIAddress,
     /// `bus-type`.
-    #[serde(rename = "bus-type")]
     pub bus_type: self::GuestDiskBusType,
     /// `bus`.
     pub bus: i64,
@@ -1104,101 +1665,258 @@ pub struct GuestDiskAddress {
     /// `unit`.
     pub unit: i64,
     /// `serial` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<::std::string::String>,
     /// `dev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dev: ::std::option::Option<::std::string::String>,
     /// `ccw-address` (optional).
-    #[serde(rename = "ccw-address", skip_serializing_if = "::std::option::Option::is_none")]
     pub ccw_address: ::std::option::Option<self::GuestCCWAddress>,
 }
 crate::support::debug_struct!(GuestDiskAddress { pci_controller, bus_type, bus, target, unit, serial, dev, ccw_address });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestDiskAddress {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "pci-controller", &self.pci_controller)?;
+        crate::support::entry(&mut m, "bus-type", &self.bus_type)?;
+        crate::support::entry(&mut m, "bus", &self.bus)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::entry(&mut m, "unit", &self.unit)?;
+        crate::support::opt_entry(&mut m, "serial", &self.serial)?;
+        crate::support::opt_entry(&mut m, "dev", &self.dev)?;
+        crate::support::opt_entry(&mut m, "ccw-address", &self.ccw_address)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestDiskAddress {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestDiskAddress {
+    const NAME: &'static str = "GuestDiskAddress";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "pci-controller" => crate::support::set(&mut map, &mut v0, "pci-controller"),
+                "bus-type" => crate::support::set(&mut map, &mut v1, "bus-type"),
+                "bus" => crate::support::set(&mut map, &mut v2, "bus"),
+                "target" => crate::support::set(&mut map, &mut v3, "target"),
+                "unit" => crate::support::set(&mut map, &mut v4, "unit"),
+                "serial" => crate::support::set(&mut map, &mut v5, "serial"),
+                "dev" => crate::support::set(&mut map, &mut v6, "dev"),
+                "ccw-address" => crate::support::set(&mut map, &mut v7, "ccw-address"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                pci_controller: v0,
+                bus_type: v1,
+                bus: v2,
+                target: v3,
+                unit: v4,
+                serial: v5.flatten(),
+                dev: v6.flatten(),
+                ccw_address: v7.flatten(),
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "pci-controller"), (v1.is_none(), "bus-type"), (v2.is_none(), "bus"), (v3.is_none(), "target"), (v4.is_none(), "unit")])),
+        }
+    }
+}
 
 /// `GuestNVMeSmart`: the QAPI struct (module `qapi-schema`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestNVMeSmart).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestNVMeSmart {
     /// `critical-warning`.
-    #[serde(rename = "critical-warning")]
     pub critical_warning: i64,
     /// `temperature`.
     pub temperature: i64,
     /// `available-spare`.
-    #[serde(rename = "available-spare")]
     pub available_spare: i64,
     /// `available-spare-threshold`.
-    #[serde(rename = "available-spare-threshold")]
     pub available_spare_threshold: i64,
     /// `percentage-used`.
-    #[serde(rename = "percentage-used")]
     pub percentage_used: i64,
     /// `data-units-read-lo`.
-    #[serde(rename = "data-units-read-lo")]
     pub data_units_read_lo: u64,
     /// `data-units-read-hi`.
-    #[serde(rename = "data-units-read-hi")]
     pub data_units_read_hi: u64,
     /// `data-units-written-lo`.
-    #[serde(rename = "data-units-written-lo")]
     pub data_units_written_lo: u64,
     /// `data-units-written-hi`.
-    #[serde(rename = "data-units-written-hi")]
     pub data_units_written_hi: u64,
     /// `host-read-commands-lo`.
-    #[serde(rename = "host-read-commands-lo")]
     pub host_read_commands_lo: u64,
     /// `host-read-commands-hi`.
-    #[serde(rename = "host-read-commands-hi")]
     pub host_read_commands_hi: u64,
     /// `host-write-commands-lo`.
-    #[serde(rename = "host-write-commands-lo")]
     pub host_write_commands_lo: u64,
     /// `host-write-commands-hi`.
-    #[serde(rename = "host-write-commands-hi")]
     pub host_write_commands_hi: u64,
     /// `controller-busy-time-lo`.
-    #[serde(rename = "controller-busy-time-lo")]
     pub controller_busy_time_lo: u64,
     /// `controller-busy-time-hi`.
-    #[serde(rename = "controller-busy-time-hi")]
     pub controller_busy_time_hi: u64,
     /// `power-cycles-lo`.
-    #[serde(rename = "power-cycles-lo")]
     pub power_cycles_lo: u64,
     /// `power-cycles-hi`.
-    #[serde(rename = "power-cycles-hi")]
     pub power_cycles_hi: u64,
     /// `power-on-hours-lo`.
-    #[serde(rename = "power-on-hours-lo")]
     pub power_on_hours_lo: u64,
     /// `power-on-hours-hi`.
-    #[serde(rename = "power-on-hours-hi")]
     pub power_on_hours_hi: u64,
     /// `unsafe-shutdowns-lo`.
-    #[serde(rename = "unsafe-shutdowns-lo")]
     pub unsafe_shutdowns_lo: u64,
     /// `unsafe-shutdowns-hi`.
-    #[serde(rename = "unsafe-shutdowns-hi")]
     pub unsafe_shutdowns_hi: u64,
     /// `media-errors-lo`.
-    #[serde(rename = "media-errors-lo")]
     pub media_errors_lo: u64,
     /// `media-errors-hi`.
-    #[serde(rename = "media-errors-hi")]
     pub media_errors_hi: u64,
     /// `number-of-error-log-entries-lo`.
-    #[serde(rename = "number-of-error-log-entries-lo")]
     pub number_of_error_log_entries_lo: u64,
     /// `number-of-error-log-entries-hi`.
-    #[serde(rename = "number-of-error-log-entries-hi")]
     pub number_of_error_log_entries_hi: u64,
 }
 crate::support::debug_struct!(GuestNVMeSmart { critical_warning, temperature, available_spare, available_spare_threshold, percentage_used, data_units_read_lo, data_units_read_hi, data_units_written_lo, data_units_written_hi, host_read_commands_lo, host_read_commands_hi, host_write_commands_lo, host_write_commands_hi, controller_busy_time_lo, controller_busy_time_hi, power_cycles_lo, power_cycles_hi, power_on_hours_lo, power_on_hours_hi, unsafe_shutdowns_lo, unsafe_shutdowns_hi, media_errors_lo, media_errors_hi, number_of_error_log_entries_lo, number_of_error_log_entries_hi });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestNVMeSmart {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "critical-warning", &self.critical_warning)?;
+        crate::support::entry(&mut m, "temperature", &self.temperature)?;
+        crate::support::entry(&mut m, "available-spare", &self.available_spare)?;
+        crate::support::entry(&mut m, "available-spare-threshold", &self.available_spare_threshold)?;
+        crate::support::entry(&mut m, "percentage-used", &self.percentage_used)?;
+        crate::support::entry(&mut m, "data-units-read-lo", &self.data_units_read_lo)?;
+        crate::support::entry(&mut m, "data-units-read-hi", &self.data_units_read_hi)?;
+        crate::support::entry(&mut m, "data-units-written-lo", &self.data_units_written_lo)?;
+        crate::support::entry(&mut m, "data-units-written-hi", &self.data_units_written_hi)?;
+        crate::support::entry(&mut m, "host-read-commands-lo", &self.host_read_commands_lo)?;
+        crate::support::entry(&mut m, "host-read-commands-hi", &self.host_read_commands_hi)?;
+        crate::support::entry(&mut m, "host-write-commands-lo", &self.host_write_commands_lo)?;
+        crate::support::entry(&mut m, "host-write-commands-hi", &self.host_write_commands_hi)?;
+        crate::support::entry(&mut m, "controller-busy-time-lo", &self.controller_busy_time_lo)?;
+        crate::support::entry(&mut m, "controller-busy-time-hi", &self.controller_busy_time_hi)?;
+        crate::support::entry(&mut m, "power-cycles-lo", &self.power_cycles_lo)?;
+        crate::support::entry(&mut m, "power-cycles-hi", &self.power_cycles_hi)?;
+        crate::support::entry(&mut m, "power-on-hours-lo", &self.power_on_hours_lo)?;
+        crate::support::entry(&mut m, "power-on-hours-hi", &self.power_on_hours_hi)?;
+        crate::support::entry(&mut m, "unsafe-shutdowns-lo", &self.unsafe_shutdowns_lo)?;
+        crate::support::entry(&mut m, "unsafe-shutdowns-hi", &self.unsafe_shutdowns_hi)?;
+        crate::support::entry(&mut m, "media-errors-lo", &self.media_errors_lo)?;
+        crate::support::entry(&mut m, "media-errors-hi", &self.media_errors_hi)?;
+        crate::support::entry(&mut m, "number-of-error-log-entries-lo", &self.number_of_error_log_entries_lo)?;
+        crate::support::entry(&mut m, "number-of-error-log-entries-hi", &self.number_of_error_log_entries_hi)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestNVMeSmart {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestNVMeSmart {
+    const NAME: &'static str = "GuestNVMeSmart";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        let mut v18 = ::std::option::Option::None;
+        let mut v19 = ::std::option::Option::None;
+        let mut v20 = ::std::option::Option::None;
+        let mut v21 = ::std::option::Option::None;
+        let mut v22 = ::std::option::Option::None;
+        let mut v23 = ::std::option::Option::None;
+        let mut v24 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "critical-warning" => crate::support::set(&mut map, &mut v0, "critical-warning"),
+                "temperature" => crate::support::set(&mut map, &mut v1, "temperature"),
+                "available-spare" => crate::support::set(&mut map, &mut v2, "available-spare"),
+                "available-spare-threshold" => crate::support::set(&mut map, &mut v3, "available-spare-threshold"),
+                "percentage-used" => crate::support::set(&mut map, &mut v4, "percentage-used"),
+                "data-units-read-lo" => crate::support::set(&mut map, &mut v5, "data-units-read-lo"),
+                "data-units-read-hi" => crate::support::set(&mut map, &mut v6, "data-units-read-hi"),
+                "data-units-written-lo" => crate::support::set(&mut map, &mut v7, "data-units-written-lo"),
+                "data-units-written-hi" => crate::support::set(&mut map, &mut v8, "data-units-written-hi"),
+                "host-read-commands-lo" => crate::support::set(&mut map, &mut v9, "host-read-commands-lo"),
+                "host-read-commands-hi" => crate::support::set(&mut map, &mut v10, "host-read-commands-hi"),
+                "host-write-commands-lo" => crate::support::set(&mut map, &mut v11, "host-write-commands-lo"),
+                "host-write-commands-hi" => crate::support::set(&mut map, &mut v12, "host-write-commands-hi"),
+                "controller-busy-time-lo" => crate::support::set(&mut map, &mut v13, "controller-busy-time-lo"),
+                "controller-busy-time-hi" => crate::support::set(&mut map, &mut v14, "controller-busy-time-hi"),
+                "power-cycles-lo" => crate::support::set(&mut map, &mut v15, "power-cycles-lo"),
+                "power-cycles-hi" => crate::support::set(&mut map, &mut v16, "power-cycles-hi"),
+                "power-on-hours-lo" => crate::support::set(&mut map, &mut v17, "power-on-hours-lo"),
+                "power-on-hours-hi" => crate::support::set(&mut map, &mut v18, "power-on-hours-hi"),
+                "unsafe-shutdowns-lo" => crate::support::set(&mut map, &mut v19, "unsafe-shutdowns-lo"),
+                "unsafe-shutdowns-hi" => crate::support::set(&mut map, &mut v20, "unsafe-shutdowns-hi"),
+                "media-errors-lo" => crate::support::set(&mut map, &mut v21, "media-errors-lo"),
+                "media-errors-hi" => crate::support::set(&mut map, &mut v22, "media-errors-hi"),
+                "number-of-error-log-entries-lo" => crate::support::set(&mut map, &mut v23, "number-of-error-log-entries-lo"),
+                "number-of-error-log-entries-hi" => crate::support::set(&mut map, &mut v24, "number-of-error-log-entries-hi"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15), ::std::option::Option::Some(v16), ::std::option::Option::Some(v17), ::std::option::Option::Some(v18), ::std::option::Option::Some(v19), ::std::option::Option::Some(v20), ::std::option::Option::Some(v21), ::std::option::Option::Some(v22), ::std::option::Option::Some(v23), ::std::option::Option::Some(v24)) => ::std::result::Result::Ok(Self {
+                critical_warning: v0,
+                temperature: v1,
+                available_spare: v2,
+                available_spare_threshold: v3,
+                percentage_used: v4,
+                data_units_read_lo: v5,
+                data_units_read_hi: v6,
+                data_units_written_lo: v7,
+                data_units_written_hi: v8,
+                host_read_commands_lo: v9,
+                host_read_commands_hi: v10,
+                host_write_commands_lo: v11,
+                host_write_commands_hi: v12,
+                controller_busy_time_lo: v13,
+                controller_busy_time_hi: v14,
+                power_cycles_lo: v15,
+                power_cycles_hi: v16,
+                power_on_hours_lo: v17,
+                power_on_hours_hi: v18,
+                unsafe_shutdowns_lo: v19,
+                unsafe_shutdowns_hi: v20,
+                media_errors_lo: v21,
+                media_errors_hi: v22,
+                number_of_error_log_entries_lo: v23,
+                number_of_error_log_entries_hi: v24,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "critical-warning"), (v1.is_none(), "temperature"), (v2.is_none(), "available-spare"), (v3.is_none(), "available-spare-threshold"), (v4.is_none(), "percentage-used"), (v5.is_none(), "data-units-read-lo"), (v6.is_none(), "data-units-read-hi"), (v7.is_none(), "data-units-written-lo"), (v8.is_none(), "data-units-written-hi"), (v9.is_none(), "host-read-commands-lo"), (v10.is_none(), "host-read-commands-hi"), (v11.is_none(), "host-write-commands-lo"), (v12.is_none(), "host-write-commands-hi"), (v13.is_none(), "controller-busy-time-lo"), (v14.is_none(), "controller-busy-time-hi"), (v15.is_none(), "power-cycles-lo"), (v16.is_none(), "power-cycles-hi"), (v17.is_none(), "power-on-hours-lo"), (v18.is_none(), "power-on-hours-hi"), (v19.is_none(), "unsafe-shutdowns-lo"), (v20.is_none(), "unsafe-shutdowns-hi"), (v21.is_none(), "media-errors-lo"), (v22.is_none(), "media-errors-hi"), (v23.is_none(), "number-of-error-log-entries-lo"), (v24.is_none(), "number-of-error-log-entries-hi")])),
+        }
+    }
+}
 
 /// `GuestDiskSmart`: the QAPI union (module `qapi-schema`, since QEMU 7.1).
 ///
@@ -1222,12 +1940,29 @@ impl GuestDiskSmart {
 }
 /// The members of [`GuestDiskSmart`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestDiskSmartCommon {
 }
 crate::support::debug_struct!(GuestDiskSmartCommon {  });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestDiskSmartCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestDiskSmartCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestDiskSmartCommon {
+    const NAME: &'static str = "GuestDiskSmartCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 /// The cases of [`GuestDiskSmart`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -1366,8 +2101,6 @@ impl GuestDiskSmart {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestDiskInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestDiskInfo {
     /// `name`.
@@ -1375,19 +2108,66 @@ pub struct GuestDiskInfo {
     /// `partition`.
     pub partition: bool,
     /// `dependencies` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dependencies: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// `address` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub address: ::std::option::Option<self::GuestDiskAddress>,
     /// `alias` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub alias: ::std::option::Option<::std::string::String>,
     /// `smart` (optional, since QEMU 7.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub smart: ::std::option::Option<self::GuestDiskSmart>,
 }
 crate::support::debug_struct!(GuestDiskInfo { name, partition, dependencies, address, alias, smart });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestDiskInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "partition", &self.partition)?;
+        crate::support::opt_entry(&mut m, "dependencies", &self.dependencies)?;
+        crate::support::opt_entry(&mut m, "address", &self.address)?;
+        crate::support::opt_entry(&mut m, "alias", &self.alias)?;
+        crate::support::opt_entry(&mut m, "smart", &self.smart)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestDiskInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestDiskInfo {
+    const NAME: &'static str = "GuestDiskInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "partition" => crate::support::set(&mut map, &mut v1, "partition"),
+                "dependencies" => crate::support::set(&mut map, &mut v2, "dependencies"),
+                "address" => crate::support::set(&mut map, &mut v3, "address"),
+                "alias" => crate::support::set(&mut map, &mut v4, "alias"),
+                "smart" => crate::support::set(&mut map, &mut v5, "smart"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                partition: v1,
+                dependencies: v2.flatten(),
+                address: v3.flatten(),
+                alias: v4.flatten(),
+                smart: v5.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "partition")])),
+        }
+    }
+}
 
 /// `guest-get-disks`: the QAPI command (module `qapi-schema`, since QEMU 5.2).
 ///
@@ -1414,8 +2194,6 @@ impl ::qmp_proto::Command for GuestGetDisks {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestFilesystemInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestFilesystemInfo {
     /// `name`.
@@ -1425,18 +2203,70 @@ pub struct GuestFilesystemInfo {
     /// `type`.
     pub r#type: ::std::string::String,
     /// `used-bytes` (optional, since QEMU 3.0).
-    #[serde(rename = "used-bytes", skip_serializing_if = "::std::option::Option::is_none")]
     pub used_bytes: ::std::option::Option<u64>,
     /// `total-bytes` (optional, since QEMU 3.0).
-    #[serde(rename = "total-bytes", skip_serializing_if = "::std::option::Option::is_none")]
     pub total_bytes: ::std::option::Option<u64>,
     /// `total-bytes-privileged` (optional, since QEMU 9.1).
-    #[serde(rename = "total-bytes-privileged", skip_serializing_if = "::std::option::Option::is_none")]
     pub total_bytes_privileged: ::std::option::Option<u64>,
     /// `disk`.
     pub disk: ::std::vec::Vec<self::GuestDiskAddress>,
 }
 crate::support::debug_struct!(GuestFilesystemInfo { name, mountpoint, r#type, used_bytes, total_bytes, total_bytes_privileged, disk });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestFilesystemInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "mountpoint", &self.mountpoint)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::opt_entry(&mut m, "used-bytes", &self.used_bytes)?;
+        crate::support::opt_entry(&mut m, "total-bytes", &self.total_bytes)?;
+        crate::support::opt_entry(&mut m, "total-bytes-privileged", &self.total_bytes_privileged)?;
+        crate::support::entry(&mut m, "disk", &self.disk)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestFilesystemInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestFilesystemInfo {
+    const NAME: &'static str = "GuestFilesystemInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "mountpoint" => crate::support::set(&mut map, &mut v1, "mountpoint"),
+                "type" => crate::support::set(&mut map, &mut v2, "type"),
+                "used-bytes" => crate::support::set(&mut map, &mut v3, "used-bytes"),
+                "total-bytes" => crate::support::set(&mut map, &mut v4, "total-bytes"),
+                "total-bytes-privileged" => crate::support::set(&mut map, &mut v5, "total-bytes-privileged"),
+                "disk" => crate::support::set(&mut map, &mut v6, "disk"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v6) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                mountpoint: v1,
+                r#type: v2,
+                used_bytes: v3.flatten(),
+                total_bytes: v4.flatten(),
+                total_bytes_privileged: v5.flatten(),
+                disk: v6,
+            }),
+            (v0, v1, v2, v6) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "mountpoint"), (v2.is_none(), "type"), (v6.is_none(), "disk")])),
+        }
+    }
+}
 
 /// `guest-get-fsinfo`: the QAPI command (module `qapi-schema`, since QEMU 2.2).
 ///
@@ -1464,7 +2294,7 @@ impl ::qmp_proto::Command for GuestGetFsinfo {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-set-user-password).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestSetUserPassword {
     /// `username`.
@@ -1475,6 +2305,15 @@ pub struct GuestSetUserPassword {
     pub crypted: bool,
 }
 crate::support::debug_struct!(GuestSetUserPassword { username, password, crypted });
+impl ::serde::Serialize for GuestSetUserPassword {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "username", &self.username)?;
+        crate::support::entry(&mut m, "password", &self.password)?;
+        crate::support::entry(&mut m, "crypted", &self.crypted)?;
+        crate::support::end(m)
+    }
+}
 impl GuestSetUserPassword {
     /// A value with the required members.
     #[inline]
@@ -1495,20 +2334,54 @@ impl ::qmp_proto::Command for GuestSetUserPassword {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestMemoryBlock).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestMemoryBlock {
     /// `phys-index`.
-    #[serde(rename = "phys-index")]
     pub phys_index: u64,
     /// `online`.
     pub online: bool,
     /// `can-offline` (optional).
-    #[serde(rename = "can-offline", skip_serializing_if = "::std::option::Option::is_none")]
     pub can_offline: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(GuestMemoryBlock { phys_index, online, can_offline });
+impl ::serde::Serialize for GuestMemoryBlock {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "phys-index", &self.phys_index)?;
+        crate::support::entry(&mut m, "online", &self.online)?;
+        crate::support::opt_entry(&mut m, "can-offline", &self.can_offline)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestMemoryBlock {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestMemoryBlock {
+    const NAME: &'static str = "GuestMemoryBlock";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "phys-index" => crate::support::set(&mut map, &mut v0, "phys-index"),
+                "online" => crate::support::set(&mut map, &mut v1, "online"),
+                "can-offline" => crate::support::set(&mut map, &mut v2, "can-offline"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                phys_index: v0,
+                online: v1,
+                can_offline: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "phys-index"), (v1.is_none(), "online")])),
+        }
+    }
+}
 impl GuestMemoryBlock {
     /// A value with the required members.
     #[inline]
@@ -1576,34 +2449,75 @@ crate::support::qapi_enum!(GuestMemoryBlockResponseType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestMemoryBlockResponse).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestMemoryBlockResponse {
     /// `phys-index`.
-    #[serde(rename = "phys-index")]
     pub phys_index: u64,
     /// `response`.
     pub response: self::GuestMemoryBlockResponseType,
     /// `error-code` (optional).
-    #[serde(rename = "error-code", skip_serializing_if = "::std::option::Option::is_none")]
     pub error_code: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(GuestMemoryBlockResponse { phys_index, response, error_code });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestMemoryBlockResponse {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "phys-index", &self.phys_index)?;
+        crate::support::entry(&mut m, "response", &self.response)?;
+        crate::support::opt_entry(&mut m, "error-code", &self.error_code)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestMemoryBlockResponse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestMemoryBlockResponse {
+    const NAME: &'static str = "GuestMemoryBlockResponse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "phys-index" => crate::support::set(&mut map, &mut v0, "phys-index"),
+                "response" => crate::support::set(&mut map, &mut v1, "response"),
+                "error-code" => crate::support::set(&mut map, &mut v2, "error-code"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                phys_index: v0,
+                response: v1,
+                error_code: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "phys-index"), (v1.is_none(), "response")])),
+        }
+    }
+}
 
 /// `guest-set-memory-blocks`: the QAPI command (module `qapi-schema`, since QEMU 2.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-set-memory-blocks).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestSetMemoryBlocks {
     /// `mem-blks`.
-    #[serde(rename = "mem-blks")]
     pub mem_blks: ::std::vec::Vec<self::GuestMemoryBlock>,
 }
 crate::support::debug_struct!(GuestSetMemoryBlocks { mem_blks });
+impl ::serde::Serialize for GuestSetMemoryBlocks {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "mem-blks", &self.mem_blks)?;
+        crate::support::end(m)
+    }
+}
 impl GuestSetMemoryBlocks {
     /// A value with the required members.
     #[inline]
@@ -1622,14 +2536,43 @@ impl ::qmp_proto::Command for GuestSetMemoryBlocks {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestMemoryBlockInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestMemoryBlockInfo {
     /// `size`.
     pub size: u64,
 }
 crate::support::debug_struct!(GuestMemoryBlockInfo { size });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestMemoryBlockInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestMemoryBlockInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestMemoryBlockInfo {
+    const NAME: &'static str = "GuestMemoryBlockInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "size" => crate::support::set(&mut map, &mut v0, "size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                size: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "size")])),
+        }
+    }
+}
 
 /// `guest-get-memory-block-info`: the QAPI command (module `qapi-schema`, since QEMU 2.3).
 ///
@@ -1656,45 +2599,99 @@ impl ::qmp_proto::Command for GuestGetMemoryBlockInfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestExecStatus).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestExecStatus {
     /// `exited`.
     pub exited: bool,
     /// `exitcode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exitcode: ::std::option::Option<i64>,
     /// `signal` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub signal: ::std::option::Option<i64>,
     /// `out-data` (optional).
-    #[serde(rename = "out-data", skip_serializing_if = "::std::option::Option::is_none")]
     pub out_data: ::std::option::Option<::std::string::String>,
     /// `err-data` (optional).
-    #[serde(rename = "err-data", skip_serializing_if = "::std::option::Option::is_none")]
     pub err_data: ::std::option::Option<::std::string::String>,
     /// `out-truncated` (optional).
-    #[serde(rename = "out-truncated", skip_serializing_if = "::std::option::Option::is_none")]
     pub out_truncated: ::std::option::Option<bool>,
     /// `err-truncated` (optional).
-    #[serde(rename = "err-truncated", skip_serializing_if = "::std::option::Option::is_none")]
     pub err_truncated: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(GuestExecStatus { exited, exitcode, signal, out_data, err_data, out_truncated, err_truncated });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestExecStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "exited", &self.exited)?;
+        crate::support::opt_entry(&mut m, "exitcode", &self.exitcode)?;
+        crate::support::opt_entry(&mut m, "signal", &self.signal)?;
+        crate::support::opt_entry(&mut m, "out-data", &self.out_data)?;
+        crate::support::opt_entry(&mut m, "err-data", &self.err_data)?;
+        crate::support::opt_entry(&mut m, "out-truncated", &self.out_truncated)?;
+        crate::support::opt_entry(&mut m, "err-truncated", &self.err_truncated)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestExecStatus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestExecStatus {
+    const NAME: &'static str = "GuestExecStatus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "exited" => crate::support::set(&mut map, &mut v0, "exited"),
+                "exitcode" => crate::support::set(&mut map, &mut v1, "exitcode"),
+                "signal" => crate::support::set(&mut map, &mut v2, "signal"),
+                "out-data" => crate::support::set(&mut map, &mut v3, "out-data"),
+                "err-data" => crate::support::set(&mut map, &mut v4, "err-data"),
+                "out-truncated" => crate::support::set(&mut map, &mut v5, "out-truncated"),
+                "err-truncated" => crate::support::set(&mut map, &mut v6, "err-truncated"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                exited: v0,
+                exitcode: v1.flatten(),
+                signal: v2.flatten(),
+                out_data: v3.flatten(),
+                err_data: v4.flatten(),
+                out_truncated: v5.flatten(),
+                err_truncated: v6.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "exited")])),
+        }
+    }
+}
 
 /// `guest-exec-status`: the QAPI command (module `qapi-schema`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-exec-status).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestExecStatusCmd {
     /// `pid`.
     pub pid: i64,
 }
 crate::support::debug_struct!(GuestExecStatusCmd { pid });
+impl ::serde::Serialize for GuestExecStatusCmd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "pid", &self.pid)?;
+        crate::support::end(m)
+    }
+}
 impl GuestExecStatusCmd {
     /// A value with the required members.
     #[inline]
@@ -1713,14 +2710,43 @@ impl ::qmp_proto::Command for GuestExecStatusCmd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestExec).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestExec {
     /// `pid`.
     pub pid: i64,
 }
 crate::support::debug_struct!(GuestExec { pid });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestExec {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "pid", &self.pid)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestExec {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestExec {
+    const NAME: &'static str = "GuestExec";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "pid" => crate::support::set(&mut map, &mut v0, "pid"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                pid: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "pid")])),
+        }
+    }
+}
 
 /// `GuestExecCaptureOutputMode`: the QAPI enum (module `qapi-schema`, since QEMU 8.0).
 ///
@@ -1796,25 +2822,32 @@ impl GuestExecCaptureOutput {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-exec).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestExecCmd {
     /// `path`.
     pub path: ::std::string::String,
     /// `arg` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub arg: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// `env` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub env: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// `input-data` (optional).
-    #[serde(rename = "input-data", skip_serializing_if = "::std::option::Option::is_none")]
     pub input_data: ::std::option::Option<::std::string::String>,
     /// `capture-output` (optional).
-    #[serde(rename = "capture-output", skip_serializing_if = "::std::option::Option::is_none")]
     pub capture_output: ::std::option::Option<self::GuestExecCaptureOutput>,
 }
 crate::support::debug_struct!(GuestExecCmd { path, arg, env, input_data, capture_output });
+impl ::serde::Serialize for GuestExecCmd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::opt_entry(&mut m, "arg", &self.arg)?;
+        crate::support::opt_entry(&mut m, "env", &self.env)?;
+        crate::support::opt_entry(&mut m, "input-data", &self.input_data)?;
+        crate::support::opt_entry(&mut m, "capture-output", &self.capture_output)?;
+        crate::support::end(m)
+    }
+}
 impl GuestExecCmd {
     /// A value with the required members.
     #[inline]
@@ -1861,15 +2894,43 @@ impl ::qmp_proto::Command for GuestExecCmd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestHostName).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestHostName {
     /// `host-name`.
-    #[serde(rename = "host-name")]
     pub host_name: ::std::string::String,
 }
 crate::support::debug_struct!(GuestHostName { host_name });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestHostName {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "host-name", &self.host_name)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestHostName {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestHostName {
+    const NAME: &'static str = "GuestHostName";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "host-name" => crate::support::set(&mut map, &mut v0, "host-name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                host_name: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "host-name")])),
+        }
+    }
+}
 
 /// `guest-get-host-name`: the QAPI command (module `qapi-schema`, since QEMU 2.10).
 ///
@@ -1896,20 +2957,55 @@ impl ::qmp_proto::Command for GuestGetHostName {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestUser).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestUser {
     /// `user`.
     pub user: ::std::string::String,
     /// `login-time`.
-    #[serde(rename = "login-time")]
     pub login_time: f64,
     /// `domain` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub domain: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(GuestUser { user, login_time, domain });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestUser {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "user", &self.user)?;
+        crate::support::entry(&mut m, "login-time", &self.login_time)?;
+        crate::support::opt_entry(&mut m, "domain", &self.domain)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestUser {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestUser {
+    const NAME: &'static str = "GuestUser";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "user" => crate::support::set(&mut map, &mut v0, "user"),
+                "login-time" => crate::support::set(&mut map, &mut v1, "login-time"),
+                "domain" => crate::support::set(&mut map, &mut v2, "domain"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                user: v0,
+                login_time: v1,
+                domain: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "user"), (v1.is_none(), "login-time")])),
+        }
+    }
+}
 
 /// `guest-get-users`: the QAPI command (module `qapi-schema`, since QEMU 2.10).
 ///
@@ -1936,17 +3032,49 @@ impl ::qmp_proto::Command for GuestGetUsers {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestTimezone).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestTimezone {
     /// `zone` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub zone: ::std::option::Option<::std::string::String>,
     /// `offset`.
     pub offset: i64,
 }
 crate::support::debug_struct!(GuestTimezone { zone, offset });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestTimezone {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "zone", &self.zone)?;
+        crate::support::entry(&mut m, "offset", &self.offset)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestTimezone {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestTimezone {
+    const NAME: &'static str = "GuestTimezone";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "zone" => crate::support::set(&mut map, &mut v0, "zone"),
+                "offset" => crate::support::set(&mut map, &mut v1, "offset"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1,) {
+            (::std::option::Option::Some(v1),) => ::std::result::Result::Ok(Self {
+                zone: v0.flatten(),
+                offset: v1,
+            }),
+            (v1,) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "offset")])),
+        }
+    }
+}
 
 /// `guest-get-timezone`: the QAPI command (module `qapi-schema`, since QEMU 2.10).
 ///
@@ -1973,42 +3101,94 @@ impl ::qmp_proto::Command for GuestGetTimezone {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestOSInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestOSInfo {
     /// `kernel-release` (optional).
-    #[serde(rename = "kernel-release", skip_serializing_if = "::std::option::Option::is_none")]
     pub kernel_release: ::std::option::Option<::std::string::String>,
     /// `kernel-version` (optional).
-    #[serde(rename = "kernel-version", skip_serializing_if = "::std::option::Option::is_none")]
     pub kernel_version: ::std::option::Option<::std::string::String>,
     /// `machine` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub machine: ::std::option::Option<::std::string::String>,
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `name` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// `pretty-name` (optional).
-    #[serde(rename = "pretty-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub pretty_name: ::std::option::Option<::std::string::String>,
     /// `version` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub version: ::std::option::Option<::std::string::String>,
     /// `version-id` (optional).
-    #[serde(rename = "version-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub version_id: ::std::option::Option<::std::string::String>,
     /// `variant` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub variant: ::std::option::Option<::std::string::String>,
     /// `variant-id` (optional).
-    #[serde(rename = "variant-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub variant_id: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(GuestOSInfo { kernel_release, kernel_version, machine, id, name, pretty_name, version, version_id, variant, variant_id });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestOSInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "kernel-release", &self.kernel_release)?;
+        crate::support::opt_entry(&mut m, "kernel-version", &self.kernel_version)?;
+        crate::support::opt_entry(&mut m, "machine", &self.machine)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "pretty-name", &self.pretty_name)?;
+        crate::support::opt_entry(&mut m, "version", &self.version)?;
+        crate::support::opt_entry(&mut m, "version-id", &self.version_id)?;
+        crate::support::opt_entry(&mut m, "variant", &self.variant)?;
+        crate::support::opt_entry(&mut m, "variant-id", &self.variant_id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestOSInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestOSInfo {
+    const NAME: &'static str = "GuestOSInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "kernel-release" => crate::support::set(&mut map, &mut v0, "kernel-release"),
+                "kernel-version" => crate::support::set(&mut map, &mut v1, "kernel-version"),
+                "machine" => crate::support::set(&mut map, &mut v2, "machine"),
+                "id" => crate::support::set(&mut map, &mut v3, "id"),
+                "name" => crate::support::set(&mut map, &mut v4, "name"),
+                "pretty-name" => crate::support::set(&mut map, &mut v5, "pretty-name"),
+                "version" => crate::support::set(&mut map, &mut v6, "version"),
+                "version-id" => crate::support::set(&mut map, &mut v7, "version-id"),
+                "variant" => crate::support::set(&mut map, &mut v8, "variant"),
+                "variant-id" => crate::support::set(&mut map, &mut v9, "variant-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                kernel_release: v0.flatten(),
+                kernel_version: v1.flatten(),
+                machine: v2.flatten(),
+                id: v3.flatten(),
+                name: v4.flatten(),
+                pretty_name: v5.flatten(),
+                version: v6.flatten(),
+                version_id: v7.flatten(),
+                variant: v8.flatten(),
+                variant_id: v9.flatten(),
+            })
+    }
+}
 
 /// `guest-get-osinfo`: the QAPI command (module `qapi-schema`, since QEMU 2.10).
 ///
@@ -2035,27 +3215,63 @@ impl ::qmp_proto::Command for GuestGetOsinfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestAuthorizedKeys).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestAuthorizedKeys {
     /// `keys`.
     pub keys: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(GuestAuthorizedKeys { keys });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestAuthorizedKeys {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "keys", &self.keys)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestAuthorizedKeys {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestAuthorizedKeys {
+    const NAME: &'static str = "GuestAuthorizedKeys";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "keys" => crate::support::set(&mut map, &mut v0, "keys"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                keys: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "keys")])),
+        }
+    }
+}
 
 /// `guest-ssh-get-authorized-keys`: the QAPI command (module `qapi-schema`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-ssh-get-authorized-keys).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestSshGetAuthorizedKeys {
     /// `username`.
     pub username: ::std::string::String,
 }
 crate::support::debug_struct!(GuestSshGetAuthorizedKeys { username });
+impl ::serde::Serialize for GuestSshGetAuthorizedKeys {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "username", &self.username)?;
+        crate::support::end(m)
+    }
+}
 impl GuestSshGetAuthorizedKeys {
     /// A value with the required members.
     #[inline]
@@ -2075,7 +3291,7 @@ impl ::qmp_proto::Command for GuestSshGetAuthorizedKeys {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-ssh-add-authorized-keys).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestSshAddAuthorizedKeys {
     /// `username`.
@@ -2083,10 +3299,18 @@ pub struct GuestSshAddAuthorizedKeys {
     /// `keys`.
     pub keys: ::std::vec::Vec<::std::string::String>,
     /// `reset` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reset: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(GuestSshAddAuthorizedKeys { username, keys, reset });
+impl ::serde::Serialize for GuestSshAddAuthorizedKeys {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "username", &self.username)?;
+        crate::support::entry(&mut m, "keys", &self.keys)?;
+        crate::support::opt_entry(&mut m, "reset", &self.reset)?;
+        crate::support::end(m)
+    }
+}
 impl GuestSshAddAuthorizedKeys {
     /// A value with the required members.
     #[inline]
@@ -2114,7 +3338,7 @@ impl ::qmp_proto::Command for GuestSshAddAuthorizedKeys {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#command-QGA-qapi-schema.guest-ssh-remove-authorized-keys).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestSshRemoveAuthorizedKeys {
     /// `username`.
@@ -2123,6 +3347,14 @@ pub struct GuestSshRemoveAuthorizedKeys {
     pub keys: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(GuestSshRemoveAuthorizedKeys { username, keys });
+impl ::serde::Serialize for GuestSshRemoveAuthorizedKeys {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "username", &self.username)?;
+        crate::support::entry(&mut m, "keys", &self.keys)?;
+        crate::support::end(m)
+    }
+}
 impl GuestSshRemoveAuthorizedKeys {
     /// A value with the required members.
     #[inline]
@@ -2142,70 +3374,141 @@ impl ::qmp_proto::Command for GuestSshRemoveAuthorizedKeys {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestDiskStats).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestDiskStats {
     /// `read-sectors` (optional).
-    #[serde(rename = "read-sectors", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_sectors: ::std::option::Option<u64>,
     /// `read-ios` (optional).
-    #[serde(rename = "read-ios", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_ios: ::std::option::Option<u64>,
     /// `read-merges` (optional).
-    #[serde(rename = "read-merges", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_merges: ::std::option::Option<u64>,
     /// `write-sectors` (optional).
-    #[serde(rename = "write-sectors", skip_serializing_if = "::std::option::Option::is_none")]
     pub write_sectors: ::std::option::Option<u64>,
     /// `write-ios` (optional).
-    #[serde(rename = "write-ios", skip_serializing_if = "::std::option::Option::is_none")]
     pub write_ios: ::std::option::Option<u64>,
     /// `write-merges` (optional).
-    #[serde(rename = "write-merges", skip_serializing_if = "::std::option::Option::is_none")]
     pub write_merges: ::std::option::Option<u64>,
     /// `discard-sectors` (optional).
-    #[serde(rename = "discard-sectors", skip_serializing_if = "::std::option::Option::is_none")]
     pub discard_sectors: ::std::option::Option<u64>,
     /// `discard-ios` (optional).
-    #[serde(rename = "discard-ios", skip_serializing_if = "::std::option::Option::is_none")]
     pub discard_ios: ::std::option::Option<u64>,
     /// `discard-merges` (optional).
-    #[serde(rename = "discard-merges", skip_serializing_if = "::std::option::Option::is_none")]
     pub discard_merges: ::std::option::Option<u64>,
     /// `flush-ios` (optional).
-    #[serde(rename = "flush-ios", skip_serializing_if = "::std::option::Option::is_none")]
     pub flush_ios: ::std::option::Option<u64>,
     /// `read-ticks` (optional).
-    #[serde(rename = "read-ticks", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_ticks: ::std::option::Option<u64>,
     /// `write-ticks` (optional).
-    #[serde(rename = "write-ticks", skip_serializing_if = "::std::option::Option::is_none")]
     pub write_ticks: ::std::option::Option<u64>,
     /// `discard-ticks` (optional).
-    #[serde(rename = "discard-ticks", skip_serializing_if = "::std::option::Option::is_none")]
     pub discard_ticks: ::std::option::Option<u64>,
     /// `flush-ticks` (optional).
-    #[serde(rename = "flush-ticks", skip_serializing_if = "::std::option::Option::is_none")]
     pub flush_ticks: ::std::option::Option<u64>,
     /// `ios-pgr` (optional).
-    #[serde(rename = "ios-pgr", skip_serializing_if = "::std::option::Option::is_none")]
     pub ios_pgr: ::std::option::Option<u64>,
     /// `total-ticks` (optional).
-    #[serde(rename = "total-ticks", skip_serializing_if = "::std::option::Option::is_none")]
     pub total_ticks: ::std::option::Option<u64>,
     /// `weight-ticks` (optional).
-    #[serde(rename = "weight-ticks", skip_serializing_if = "::std::option::Option::is_none")]
     pub weight_ticks: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(GuestDiskStats { read_sectors, read_ios, read_merges, write_sectors, write_ios, write_merges, discard_sectors, discard_ios, discard_merges, flush_ios, read_ticks, write_ticks, discard_ticks, flush_ticks, ios_pgr, total_ticks, weight_ticks });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestDiskStats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "read-sectors", &self.read_sectors)?;
+        crate::support::opt_entry(&mut m, "read-ios", &self.read_ios)?;
+        crate::support::opt_entry(&mut m, "read-merges", &self.read_merges)?;
+        crate::support::opt_entry(&mut m, "write-sectors", &self.write_sectors)?;
+        crate::support::opt_entry(&mut m, "write-ios", &self.write_ios)?;
+        crate::support::opt_entry(&mut m, "write-merges", &self.write_merges)?;
+        crate::support::opt_entry(&mut m, "discard-sectors", &self.discard_sectors)?;
+        crate::support::opt_entry(&mut m, "discard-ios", &self.discard_ios)?;
+        crate::support::opt_entry(&mut m, "discard-merges", &self.discard_merges)?;
+        crate::support::opt_entry(&mut m, "flush-ios", &self.flush_ios)?;
+        crate::support::opt_entry(&mut m, "read-ticks", &self.read_ticks)?;
+        crate::support::opt_entry(&mut m, "write-ticks", &self.write_ticks)?;
+        crate::support::opt_entry(&mut m, "discard-ticks", &self.discard_ticks)?;
+        crate::support::opt_entry(&mut m, "flush-ticks", &self.flush_ticks)?;
+        crate::support::opt_entry(&mut m, "ios-pgr", &self.ios_pgr)?;
+        crate::support::opt_entry(&mut m, "total-ticks", &self.total_ticks)?;
+        crate::support::opt_entry(&mut m, "weight-ticks", &self.weight_ticks)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestDiskStats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestDiskStats {
+    const NAME: &'static str = "GuestDiskStats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "read-sectors" => crate::support::set(&mut map, &mut v0, "read-sectors"),
+                "read-ios" => crate::support::set(&mut map, &mut v1, "read-ios"),
+                "read-merges" => crate::support::set(&mut map, &mut v2, "read-merges"),
+                "write-sectors" => crate::support::set(&mut map, &mut v3, "write-sectors"),
+                "write-ios" => crate::support::set(&mut map, &mut v4, "write-ios"),
+                "write-merges" => crate::support::set(&mut map, &mut v5, "write-merges"),
+                "discard-sectors" => crate::support::set(&mut map, &mut v6, "discard-sectors"),
+                "discard-ios" => crate::support::set(&mut map, &mut v7, "discard-ios"),
+                "discard-merges" => crate::support::set(&mut map, &mut v8, "discard-merges"),
+                "flush-ios" => crate::support::set(&mut map, &mut v9, "flush-ios"),
+                "read-ticks" => crate::support::set(&mut map, &mut v10, "read-ticks"),
+                "write-ticks" => crate::support::set(&mut map, &mut v11, "write-ticks"),
+                "discard-ticks" => crate::support::set(&mut map, &mut v12, "discard-ticks"),
+                "flush-ticks" => crate::support::set(&mut map, &mut v13, "flush-ticks"),
+                "ios-pgr" => crate::support::set(&mut map, &mut v14, "ios-pgr"),
+                "total-ticks" => crate::support::set(&mut map, &mut v15, "total-ticks"),
+                "weight-ticks" => crate::support::set(&mut map, &mut v16, "weight-ticks"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                read_sectors: v0.flatten(),
+                read_ios: v1.flatten(),
+                read_merges: v2.flatten(),
+                write_sectors: v3.flatten(),
+                write_ios: v4.flatten(),
+                write_merges: v5.flatten(),
+                discard_sectors: v6.flatten(),
+                discard_ios: v7.flatten(),
+                discard_merges: v8.flatten(),
+                flush_ios: v9.flatten(),
+                read_ticks: v10.flatten(),
+                write_ticks: v11.flatten(),
+                discard_ticks: v12.flatten(),
+                flush_ticks: v13.flatten(),
+                ios_pgr: v14.flatten(),
+                total_ticks: v15.flatten(),
+                weight_ticks: v16.flatten(),
+            })
+    }
+}
 
 /// `GuestDiskStatsInfo`: the QAPI struct (module `qapi-schema`).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestDiskStatsInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestDiskStatsInfo {
     /// `name`.
@@ -2218,6 +3521,49 @@ pub struct GuestDiskStatsInfo {
     pub stats: self::GuestDiskStats,
 }
 crate::support::debug_struct!(GuestDiskStatsInfo { name, major, minor, stats });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestDiskStatsInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "major", &self.major)?;
+        crate::support::entry(&mut m, "minor", &self.minor)?;
+        crate::support::entry(&mut m, "stats", &self.stats)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestDiskStatsInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestDiskStatsInfo {
+    const NAME: &'static str = "GuestDiskStatsInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "major" => crate::support::set(&mut map, &mut v1, "major"),
+                "minor" => crate::support::set(&mut map, &mut v2, "minor"),
+                "stats" => crate::support::set(&mut map, &mut v3, "stats"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                major: v1,
+                minor: v2,
+                stats: v3,
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "major"), (v2.is_none(), "minor"), (v3.is_none(), "stats")])),
+        }
+    }
+}
 
 /// `guest-get-diskstats`: the QAPI command (module `qapi-schema`, since QEMU 7.1).
 ///
@@ -2259,8 +3605,6 @@ crate::support::qapi_enum!(GuestCpuStatsType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestLinuxCpuStats).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestLinuxCpuStats {
     /// `cpu`.
@@ -2274,25 +3618,90 @@ pub struct GuestLinuxCpuStats {
     /// `idle`.
     pub idle: u64,
     /// `iowait` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iowait: ::std::option::Option<u64>,
     /// `irq` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub irq: ::std::option::Option<u64>,
     /// `softirq` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub softirq: ::std::option::Option<u64>,
     /// `steal` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub steal: ::std::option::Option<u64>,
     /// `guest` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub guest: ::std::option::Option<u64>,
     /// `guestnice` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub guestnice: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(GuestLinuxCpuStats { cpu, user, nice, system, idle, iowait, irq, softirq, steal, guest, guestnice });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestLinuxCpuStats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cpu", &self.cpu)?;
+        crate::support::entry(&mut m, "user", &self.user)?;
+        crate::support::entry(&mut m, "nice", &self.nice)?;
+        crate::support::entry(&mut m, "system", &self.system)?;
+        crate::support::entry(&mut m, "idle", &self.idle)?;
+        crate::support::opt_entry(&mut m, "iowait", &self.iowait)?;
+        crate::support::opt_entry(&mut m, "irq", &self.irq)?;
+        crate::support::opt_entry(&mut m, "softirq", &self.softirq)?;
+        crate::support::opt_entry(&mut m, "steal", &self.steal)?;
+        crate::support::opt_entry(&mut m, "guest", &self.guest)?;
+        crate::support::opt_entry(&mut m, "guestnice", &self.guestnice)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestLinuxCpuStats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestLinuxCpuStats {
+    const NAME: &'static str = "GuestLinuxCpuStats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cpu" => crate::support::set(&mut map, &mut v0, "cpu"),
+                "user" => crate::support::set(&mut map, &mut v1, "user"),
+                "nice" => crate::support::set(&mut map, &mut v2, "nice"),
+                "system" => crate::support::set(&mut map, &mut v3, "system"),
+                "idle" => crate::support::set(&mut map, &mut v4, "idle"),
+                "iowait" => crate::support::set(&mut map, &mut v5, "iowait"),
+                "irq" => crate::support::set(&mut map, &mut v6, "irq"),
+                "softirq" => crate::support::set(&mut map, &mut v7, "softirq"),
+                "steal" => crate::support::set(&mut map, &mut v8, "steal"),
+                "guest" => crate::support::set(&mut map, &mut v9, "guest"),
+                "guestnice" => crate::support::set(&mut map, &mut v10, "guestnice"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                cpu: v0,
+                user: v1,
+                nice: v2,
+                system: v3,
+                idle: v4,
+                iowait: v5.flatten(),
+                irq: v6.flatten(),
+                softirq: v7.flatten(),
+                steal: v8.flatten(),
+                guest: v9.flatten(),
+                guestnice: v10.flatten(),
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cpu"), (v1.is_none(), "user"), (v2.is_none(), "nice"), (v3.is_none(), "system"), (v4.is_none(), "idle")])),
+        }
+    }
+}
 
 /// `GuestCpuStats`: the QAPI union (module `qapi-schema`, since QEMU 7.1).
 ///
@@ -2316,12 +3725,29 @@ impl GuestCpuStats {
 }
 /// The members of [`GuestCpuStats`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestCpuStatsCommon {
 }
 crate::support::debug_struct!(GuestCpuStatsCommon {  });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestCpuStatsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestCpuStatsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestCpuStatsCommon {
+    const NAME: &'static str = "GuestCpuStatsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 /// The cases of [`GuestCpuStats`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -2405,8 +3831,6 @@ impl ::qmp_proto::Command for GuestGetCpustats {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestLoadAverage).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestLoadAverage {
     /// `load1m`.
@@ -2417,6 +3841,45 @@ pub struct GuestLoadAverage {
     pub load15m: f64,
 }
 crate::support::debug_struct!(GuestLoadAverage { load1m, load5m, load15m });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestLoadAverage {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "load1m", &self.load1m)?;
+        crate::support::entry(&mut m, "load5m", &self.load5m)?;
+        crate::support::entry(&mut m, "load15m", &self.load15m)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestLoadAverage {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestLoadAverage {
+    const NAME: &'static str = "GuestLoadAverage";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "load1m" => crate::support::set(&mut map, &mut v0, "load1m"),
+                "load5m" => crate::support::set(&mut map, &mut v1, "load5m"),
+                "load15m" => crate::support::set(&mut map, &mut v2, "load15m"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                load1m: v0,
+                load5m: v1,
+                load15m: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "load1m"), (v1.is_none(), "load5m"), (v2.is_none(), "load15m")])),
+        }
+    }
+}
 
 /// `guest-get-load`: the QAPI command (module `qapi-schema`, since QEMU 10.0).
 ///
@@ -2443,8 +3906,6 @@ impl ::qmp_proto::Command for GuestGetLoad {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-ga-ref.html#object-QGA-qapi-schema.GuestNetworkRoute).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestNetworkRoute {
     /// `iface`.
@@ -2454,45 +3915,124 @@ pub struct GuestNetworkRoute {
     /// `metric`.
     pub metric: i64,
     /// `gateway` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub gateway: ::std::option::Option<::std::string::String>,
     /// `mask` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mask: ::std::option::Option<::std::string::String>,
     /// `irtt` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub irtt: ::std::option::Option<i64>,
     /// `flags` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub flags: ::std::option::Option<u64>,
     /// `refcnt` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub refcnt: ::std::option::Option<i64>,
     /// `use` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#use: ::std::option::Option<i64>,
     /// `window` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub window: ::std::option::Option<i64>,
     /// `mtu` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mtu: ::std::option::Option<i64>,
     /// `desprefixlen` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub desprefixlen: ::std::option::Option<::std::string::String>,
     /// `source` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub source: ::std::option::Option<::std::string::String>,
     /// `srcprefixlen` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub srcprefixlen: ::std::option::Option<::std::string::String>,
     /// `nexthop` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub nexthop: ::std::option::Option<::std::string::String>,
     /// `version`.
     pub version: i64,
 }
 crate::support::debug_struct!(GuestNetworkRoute { iface, destination, metric, gateway, mask, irtt, flags, refcnt, r#use, window, mtu, desprefixlen, source, srcprefixlen, nexthop, version });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestNetworkRoute {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "iface", &self.iface)?;
+        crate::support::entry(&mut m, "destination", &self.destination)?;
+        crate::support::entry(&mut m, "metric", &self.metric)?;
+        crate::support::opt_entry(&mut m, "gateway", &self.gateway)?;
+        crate::support::opt_entry(&mut m, "mask", &self.mask)?;
+        crate::support::opt_entry(&mut m, "irtt", &self.irtt)?;
+        crate::support::opt_entry(&mut m, "flags", &self.flags)?;
+        crate::support::opt_entry(&mut m, "refcnt", &self.refcnt)?;
+        crate::support::opt_entry(&mut m, "use", &self.r#use)?;
+        crate::support::opt_entry(&mut m, "window", &self.window)?;
+        crate::support::opt_entry(&mut m, "mtu", &self.mtu)?;
+        crate::support::opt_entry(&mut m, "desprefixlen", &self.desprefixlen)?;
+        crate::support::opt_entry(&mut m, "source", &self.source)?;
+        crate::support::opt_entry(&mut m, "srcprefixlen", &self.srcprefixlen)?;
+        crate::support::opt_entry(&mut m, "nexthop", &self.nexthop)?;
+        crate::support::entry(&mut m, "version", &self.version)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestNetworkRoute {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestNetworkRoute {
+    const NAME: &'static str = "GuestNetworkRoute";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "iface" => crate::support::set(&mut map, &mut v0, "iface"),
+                "destination" => crate::support::set(&mut map, &mut v1, "destination"),
+                "metric" => crate::support::set(&mut map, &mut v2, "metric"),
+                "gateway" => crate::support::set(&mut map, &mut v3, "gateway"),
+                "mask" => crate::support::set(&mut map, &mut v4, "mask"),
+                "irtt" => crate::support::set(&mut map, &mut v5, "irtt"),
+                "flags" => crate::support::set(&mut map, &mut v6, "flags"),
+                "refcnt" => crate::support::set(&mut map, &mut v7, "refcnt"),
+                "use" => crate::support::set(&mut map, &mut v8, "use"),
+                "window" => crate::support::set(&mut map, &mut v9, "window"),
+                "mtu" => crate::support::set(&mut map, &mut v10, "mtu"),
+                "desprefixlen" => crate::support::set(&mut map, &mut v11, "desprefixlen"),
+                "source" => crate::support::set(&mut map, &mut v12, "source"),
+                "srcprefixlen" => crate::support::set(&mut map, &mut v13, "srcprefixlen"),
+                "nexthop" => crate::support::set(&mut map, &mut v14, "nexthop"),
+                "version" => crate::support::set(&mut map, &mut v15, "version"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v15) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v15)) => ::std::result::Result::Ok(Self {
+                iface: v0,
+                destination: v1,
+                metric: v2,
+                gateway: v3.flatten(),
+                mask: v4.flatten(),
+                irtt: v5.flatten(),
+                flags: v6.flatten(),
+                refcnt: v7.flatten(),
+                r#use: v8.flatten(),
+                window: v9.flatten(),
+                mtu: v10.flatten(),
+                desprefixlen: v11.flatten(),
+                source: v12.flatten(),
+                srcprefixlen: v13.flatten(),
+                nexthop: v14.flatten(),
+                version: v15,
+            }),
+            (v0, v1, v2, v15) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "iface"), (v1.is_none(), "destination"), (v2.is_none(), "metric"), (v15.is_none(), "version")])),
+        }
+    }
+}
 
 /// `guest-network-get-route`: the QAPI command (module `qapi-schema`, since QEMU 9.1).
 ///

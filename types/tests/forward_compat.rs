@@ -26,6 +26,35 @@ fn a_future_member_is_ignored() {
 }
 
 #[test]
+fn members_decode_by_their_qapi_names() {
+    // Renamed members (`type`, `default-value`), from a string (names borrowed), with an
+    // escaped name (owned), from a reader (nothing borrowed) and from a `Value`.
+    let text = r#"{"name": "x", "typ\u0065": "int", "default-value": 3, "later": [1]}"#;
+    let from_str: ObjectPropertyInfo = serde_json::from_str(text).unwrap();
+    let from_reader: ObjectPropertyInfo = serde_json::from_reader(text.as_bytes()).unwrap();
+    let from_value: ObjectPropertyInfo = decode(serde_json::from_str(text).unwrap());
+    for p in [from_str, from_reader, from_value] {
+        assert_eq!((p.name.as_str(), p.r#type.as_str()), ("x", "int"));
+        assert_eq!(p.default_value, Some(json!(3)));
+        assert_eq!(p.description, None);
+    }
+    // An optional member given as null is unset.
+    let p: ObjectPropertyInfo = decode(json!({"name": "x", "type": "int", "description": null}));
+    assert_eq!(p.description, None);
+    // A member given twice, a required one missing or a value of the wrong type fails; so
+    // does an object that is not one.
+    let twice = r#"{"name": "x", "name": "y", "type": "int"}"#;
+    let e = serde_json::from_str::<ObjectPropertyInfo>(twice).unwrap_err();
+    assert!(e.to_string().contains("duplicate field `name`"), "{e}");
+    let e = serde_json::from_value::<ObjectPropertyInfo>(json!({"name": "x"})).unwrap_err();
+    assert!(e.to_string().contains("missing field `type`"), "{e}");
+    let e = serde_json::from_value::<ObjectPropertyInfo>(json!({"name": 1, "type": "int"}));
+    assert!(e.is_err());
+    let e = serde_json::from_value::<ObjectPropertyInfo>(json!(["x", "int"])).unwrap_err();
+    assert!(e.to_string().contains("struct ObjectPropertyInfo"), "{e}");
+}
+
+#[test]
 fn an_unknown_enum_value_is_kept() {
     let s: StatusInfo = decode(json!({"status": "hibernating-on-mars", "running": false}));
     assert_eq!(s.status, RunState::Other("hibernating-on-mars".into()));

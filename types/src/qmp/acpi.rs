@@ -9,39 +9,87 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-acpi.AcpiTableOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AcpiTableOptions {
     /// `sig` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sig: ::std::option::Option<::std::string::String>,
     /// `rev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rev: ::std::option::Option<u8>,
     /// `oem_id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub oem_id: ::std::option::Option<::std::string::String>,
     /// `oem_table_id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub oem_table_id: ::std::option::Option<::std::string::String>,
     /// `oem_rev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub oem_rev: ::std::option::Option<u32>,
     /// `asl_compiler_id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub asl_compiler_id: ::std::option::Option<::std::string::String>,
     /// `asl_compiler_rev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub asl_compiler_rev: ::std::option::Option<u32>,
     /// `file` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub file: ::std::option::Option<::std::string::String>,
     /// `data` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(AcpiTableOptions { sig, rev, oem_id, oem_table_id, oem_rev, asl_compiler_id, asl_compiler_rev, file, data });
+impl ::serde::Serialize for AcpiTableOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "sig", &self.sig)?;
+        crate::support::opt_entry(&mut m, "rev", &self.rev)?;
+        crate::support::opt_entry(&mut m, "oem_id", &self.oem_id)?;
+        crate::support::opt_entry(&mut m, "oem_table_id", &self.oem_table_id)?;
+        crate::support::opt_entry(&mut m, "oem_rev", &self.oem_rev)?;
+        crate::support::opt_entry(&mut m, "asl_compiler_id", &self.asl_compiler_id)?;
+        crate::support::opt_entry(&mut m, "asl_compiler_rev", &self.asl_compiler_rev)?;
+        crate::support::opt_entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AcpiTableOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AcpiTableOptions {
+    const NAME: &'static str = "AcpiTableOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "sig" => crate::support::set(&mut map, &mut v0, "sig"),
+                "rev" => crate::support::set(&mut map, &mut v1, "rev"),
+                "oem_id" => crate::support::set(&mut map, &mut v2, "oem_id"),
+                "oem_table_id" => crate::support::set(&mut map, &mut v3, "oem_table_id"),
+                "oem_rev" => crate::support::set(&mut map, &mut v4, "oem_rev"),
+                "asl_compiler_id" => crate::support::set(&mut map, &mut v5, "asl_compiler_id"),
+                "asl_compiler_rev" => crate::support::set(&mut map, &mut v6, "asl_compiler_rev"),
+                "file" => crate::support::set(&mut map, &mut v7, "file"),
+                "data" => crate::support::set(&mut map, &mut v8, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                sig: v0.flatten(),
+                rev: v1.flatten(),
+                oem_id: v2.flatten(),
+                oem_table_id: v3.flatten(),
+                oem_rev: v4.flatten(),
+                asl_compiler_id: v5.flatten(),
+                asl_compiler_rev: v6.flatten(),
+                file: v7.flatten(),
+                data: v8.flatten(),
+            })
+    }
+}
 impl AcpiTableOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -136,17 +184,13 @@ crate::support::qapi_enum!(ACPISlotType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-acpi.ACPIOSTInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ACPIOSTInfo {
     /// `device` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `slot`.
     pub slot: ::std::string::String,
     /// `slot-type`.
-    #[serde(rename = "slot-type")]
     pub slot_type: super::ACPISlotType,
     /// `source`.
     pub source: i64,
@@ -154,6 +198,53 @@ pub struct ACPIOSTInfo {
     pub status: i64,
 }
 crate::support::debug_struct!(ACPIOSTInfo { device, slot, slot_type, source, status });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for ACPIOSTInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "slot", &self.slot)?;
+        crate::support::entry(&mut m, "slot-type", &self.slot_type)?;
+        crate::support::entry(&mut m, "source", &self.source)?;
+        crate::support::entry(&mut m, "status", &self.status)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ACPIOSTInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ACPIOSTInfo {
+    const NAME: &'static str = "ACPIOSTInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "slot" => crate::support::set(&mut map, &mut v1, "slot"),
+                "slot-type" => crate::support::set(&mut map, &mut v2, "slot-type"),
+                "source" => crate::support::set(&mut map, &mut v3, "source"),
+                "status" => crate::support::set(&mut map, &mut v4, "status"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v3, v4) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                device: v0.flatten(),
+                slot: v1,
+                slot_type: v2,
+                source: v3,
+                status: v4,
+            }),
+            (v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "slot"), (v2.is_none(), "slot-type"), (v3.is_none(), "source"), (v4.is_none(), "status")])),
+        }
+    }
+}
 
 /// `query-acpi-ospm-status`: the QAPI command (module `acpi`, since QEMU 2.1).
 ///
@@ -181,14 +272,44 @@ impl ::qmp_proto::Command for QueryAcpiOspmStatus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-acpi.ACPI_DEVICE_OST).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct AcpiDeviceOst {
     /// `info`.
     pub info: super::ACPIOSTInfo,
 }
 crate::support::debug_struct!(AcpiDeviceOst { info });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AcpiDeviceOst {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "info", &self.info)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AcpiDeviceOst {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AcpiDeviceOst {
+    const NAME: &'static str = "AcpiDeviceOst";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "info" => crate::support::set(&mut map, &mut v0, "info"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                info: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "info")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for AcpiDeviceOst {
     const NAME: &'static str = "ACPI_DEVICE_OST";
 }

@@ -9,33 +9,75 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevPerDirectionOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevPerDirectionOptions {
     /// `mixing-engine` (optional).
-    #[serde(rename = "mixing-engine", skip_serializing_if = "::std::option::Option::is_none")]
     pub mixing_engine: ::std::option::Option<bool>,
     /// `fixed-settings` (optional).
-    #[serde(rename = "fixed-settings", skip_serializing_if = "::std::option::Option::is_none")]
     pub fixed_settings: ::std::option::Option<bool>,
     /// `frequency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub frequency: ::std::option::Option<u32>,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<u32>,
     /// `voices` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub voices: ::std::option::Option<u32>,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::AudioFormat>,
     /// `buffer-length` (optional).
-    #[serde(rename = "buffer-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_length: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length });
+impl ::serde::Serialize for AudiodevPerDirectionOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "mixing-engine", &self.mixing_engine)?;
+        crate::support::opt_entry(&mut m, "fixed-settings", &self.fixed_settings)?;
+        crate::support::opt_entry(&mut m, "frequency", &self.frequency)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::opt_entry(&mut m, "voices", &self.voices)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "buffer-length", &self.buffer_length)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevPerDirectionOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevPerDirectionOptions {
+    const NAME: &'static str = "AudiodevPerDirectionOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mixing-engine" => crate::support::set(&mut map, &mut v0, "mixing-engine"),
+                "fixed-settings" => crate::support::set(&mut map, &mut v1, "fixed-settings"),
+                "frequency" => crate::support::set(&mut map, &mut v2, "frequency"),
+                "channels" => crate::support::set(&mut map, &mut v3, "channels"),
+                "voices" => crate::support::set(&mut map, &mut v4, "voices"),
+                "format" => crate::support::set(&mut map, &mut v5, "format"),
+                "buffer-length" => crate::support::set(&mut map, &mut v6, "buffer-length"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                mixing_engine: v0.flatten(),
+                fixed_settings: v1.flatten(),
+                frequency: v2.flatten(),
+                channels: v3.flatten(),
+                voices: v4.flatten(),
+                format: v5.flatten(),
+                buffer_length: v6.flatten(),
+            })
+    }
+}
 impl AudiodevPerDirectionOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -98,122 +140,297 @@ impl AudiodevPerDirectionOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevGenericOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevGenericOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevPerDirectionOptions>,
 }
 crate::support::debug_struct!(AudiodevGenericOptions { r#in, out });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevGenericOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevGenericOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevGenericOptions {
+    const NAME: &'static str = "AudiodevGenericOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+            })
+    }
+}
 
 /// `AudiodevDBusOptions`: the QAPI struct (module `audio`, since QEMU 10.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevDBusOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevDBusOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevPerDirectionOptions>,
     /// `nsamples` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub nsamples: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevDBusOptions { r#in, out, nsamples });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevDBusOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::opt_entry(&mut m, "nsamples", &self.nsamples)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevDBusOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevDBusOptions {
+    const NAME: &'static str = "AudiodevDBusOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                "nsamples" => crate::support::set(&mut map, &mut v2, "nsamples"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+                nsamples: v2.flatten(),
+            })
+    }
+}
 
 /// `AudiodevAlsaPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevAlsaPerDirectionOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevAlsaPerDirectionOptions {
     /// `mixing-engine` (optional).
-    #[serde(rename = "mixing-engine", skip_serializing_if = "::std::option::Option::is_none")]
     pub mixing_engine: ::std::option::Option<bool>,
     /// `fixed-settings` (optional).
-    #[serde(rename = "fixed-settings", skip_serializing_if = "::std::option::Option::is_none")]
     pub fixed_settings: ::std::option::Option<bool>,
     /// `frequency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub frequency: ::std::option::Option<u32>,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<u32>,
     /// `voices` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub voices: ::std::option::Option<u32>,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::AudioFormat>,
     /// `buffer-length` (optional).
-    #[serde(rename = "buffer-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_length: ::std::option::Option<u32>,
     /// `dev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dev: ::std::option::Option<::std::string::String>,
     /// `period-length` (optional).
-    #[serde(rename = "period-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub period_length: ::std::option::Option<u32>,
     /// `try-poll` (optional).
-    #[serde(rename = "try-poll", skip_serializing_if = "::std::option::Option::is_none")]
     pub try_poll: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(AudiodevAlsaPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, dev, period_length, try_poll });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevAlsaPerDirectionOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "mixing-engine", &self.mixing_engine)?;
+        crate::support::opt_entry(&mut m, "fixed-settings", &self.fixed_settings)?;
+        crate::support::opt_entry(&mut m, "frequency", &self.frequency)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::opt_entry(&mut m, "voices", &self.voices)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "buffer-length", &self.buffer_length)?;
+        crate::support::opt_entry(&mut m, "dev", &self.dev)?;
+        crate::support::opt_entry(&mut m, "period-length", &self.period_length)?;
+        crate::support::opt_entry(&mut m, "try-poll", &self.try_poll)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevAlsaPerDirectionOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevAlsaPerDirectionOptions {
+    const NAME: &'static str = "AudiodevAlsaPerDirectionOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mixing-engine" => crate::support::set(&mut map, &mut v0, "mixing-engine"),
+                "fixed-settings" => crate::support::set(&mut map, &mut v1, "fixed-settings"),
+                "frequency" => crate::support::set(&mut map, &mut v2, "frequency"),
+                "channels" => crate::support::set(&mut map, &mut v3, "channels"),
+                "voices" => crate::support::set(&mut map, &mut v4, "voices"),
+                "format" => crate::support::set(&mut map, &mut v5, "format"),
+                "buffer-length" => crate::support::set(&mut map, &mut v6, "buffer-length"),
+                "dev" => crate::support::set(&mut map, &mut v7, "dev"),
+                "period-length" => crate::support::set(&mut map, &mut v8, "period-length"),
+                "try-poll" => crate::support::set(&mut map, &mut v9, "try-poll"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                mixing_engine: v0.flatten(),
+                fixed_settings: v1.flatten(),
+                frequency: v2.flatten(),
+                channels: v3.flatten(),
+                voices: v4.flatten(),
+                format: v5.flatten(),
+                buffer_length: v6.flatten(),
+                dev: v7.flatten(),
+                period_length: v8.flatten(),
+                try_poll: v9.flatten(),
+            })
+    }
+}
 
 /// `AudiodevAlsaOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevAlsaOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevAlsaOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevAlsaPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevAlsaPerDirectionOptions>,
     /// `threshold` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub threshold: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevAlsaOptions { r#in, out, threshold });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevAlsaOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::opt_entry(&mut m, "threshold", &self.threshold)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevAlsaOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevAlsaOptions {
+    const NAME: &'static str = "AudiodevAlsaOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                "threshold" => crate::support::set(&mut map, &mut v2, "threshold"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+                threshold: v2.flatten(),
+            })
+    }
+}
 
 /// `AudiodevSndioOptions`: the QAPI struct (module `audio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevSndioOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevSndioOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevPerDirectionOptions>,
     /// `dev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dev: ::std::option::Option<::std::string::String>,
     /// `latency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub latency: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevSndioOptions { r#in, out, dev, latency });
+impl ::serde::Serialize for AudiodevSndioOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::opt_entry(&mut m, "dev", &self.dev)?;
+        crate::support::opt_entry(&mut m, "latency", &self.latency)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevSndioOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevSndioOptions {
+    const NAME: &'static str = "AudiodevSndioOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                "dev" => crate::support::set(&mut map, &mut v2, "dev"),
+                "latency" => crate::support::set(&mut map, &mut v3, "latency"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+                dev: v2.flatten(),
+                latency: v3.flatten(),
+            })
+    }
+}
 impl AudiodevSndioOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -255,36 +472,81 @@ impl AudiodevSndioOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevCoreaudioPerDirectionOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevCoreaudioPerDirectionOptions {
     /// `mixing-engine` (optional).
-    #[serde(rename = "mixing-engine", skip_serializing_if = "::std::option::Option::is_none")]
     pub mixing_engine: ::std::option::Option<bool>,
     /// `fixed-settings` (optional).
-    #[serde(rename = "fixed-settings", skip_serializing_if = "::std::option::Option::is_none")]
     pub fixed_settings: ::std::option::Option<bool>,
     /// `frequency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub frequency: ::std::option::Option<u32>,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<u32>,
     /// `voices` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub voices: ::std::option::Option<u32>,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::AudioFormat>,
     /// `buffer-length` (optional).
-    #[serde(rename = "buffer-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_length: ::std::option::Option<u32>,
     /// `buffer-count` (optional).
-    #[serde(rename = "buffer-count", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_count: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevCoreaudioPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, buffer_count });
+impl ::serde::Serialize for AudiodevCoreaudioPerDirectionOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "mixing-engine", &self.mixing_engine)?;
+        crate::support::opt_entry(&mut m, "fixed-settings", &self.fixed_settings)?;
+        crate::support::opt_entry(&mut m, "frequency", &self.frequency)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::opt_entry(&mut m, "voices", &self.voices)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "buffer-length", &self.buffer_length)?;
+        crate::support::opt_entry(&mut m, "buffer-count", &self.buffer_count)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevCoreaudioPerDirectionOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevCoreaudioPerDirectionOptions {
+    const NAME: &'static str = "AudiodevCoreaudioPerDirectionOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mixing-engine" => crate::support::set(&mut map, &mut v0, "mixing-engine"),
+                "fixed-settings" => crate::support::set(&mut map, &mut v1, "fixed-settings"),
+                "frequency" => crate::support::set(&mut map, &mut v2, "frequency"),
+                "channels" => crate::support::set(&mut map, &mut v3, "channels"),
+                "voices" => crate::support::set(&mut map, &mut v4, "voices"),
+                "format" => crate::support::set(&mut map, &mut v5, "format"),
+                "buffer-length" => crate::support::set(&mut map, &mut v6, "buffer-length"),
+                "buffer-count" => crate::support::set(&mut map, &mut v7, "buffer-count"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                mixing_engine: v0.flatten(),
+                fixed_settings: v1.flatten(),
+                frequency: v2.flatten(),
+                channels: v3.flatten(),
+                voices: v4.flatten(),
+                format: v5.flatten(),
+                buffer_length: v6.flatten(),
+                buffer_count: v7.flatten(),
+            })
+    }
+}
 impl AudiodevCoreaudioPerDirectionOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -354,18 +616,45 @@ impl AudiodevCoreaudioPerDirectionOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevCoreaudioOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevCoreaudioOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevCoreaudioPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevCoreaudioPerDirectionOptions>,
 }
 crate::support::debug_struct!(AudiodevCoreaudioOptions { r#in, out });
+impl ::serde::Serialize for AudiodevCoreaudioOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevCoreaudioOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevCoreaudioOptions {
+    const NAME: &'static str = "AudiodevCoreaudioOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+            })
+    }
+}
 impl AudiodevCoreaudioOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -393,21 +682,51 @@ impl AudiodevCoreaudioOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevDsoundOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevDsoundOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevPerDirectionOptions>,
     /// `latency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub latency: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevDsoundOptions { r#in, out, latency });
+impl ::serde::Serialize for AudiodevDsoundOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::opt_entry(&mut m, "latency", &self.latency)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevDsoundOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevDsoundOptions {
+    const NAME: &'static str = "AudiodevDsoundOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                "latency" => crate::support::set(&mut map, &mut v2, "latency"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+                latency: v2.flatten(),
+            })
+    }
+}
 impl AudiodevDsoundOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -442,323 +761,766 @@ impl AudiodevDsoundOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevJackPerDirectionOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevJackPerDirectionOptions {
     /// `mixing-engine` (optional).
-    #[serde(rename = "mixing-engine", skip_serializing_if = "::std::option::Option::is_none")]
     pub mixing_engine: ::std::option::Option<bool>,
     /// `fixed-settings` (optional).
-    #[serde(rename = "fixed-settings", skip_serializing_if = "::std::option::Option::is_none")]
     pub fixed_settings: ::std::option::Option<bool>,
     /// `frequency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub frequency: ::std::option::Option<u32>,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<u32>,
     /// `voices` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub voices: ::std::option::Option<u32>,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::AudioFormat>,
     /// `buffer-length` (optional).
-    #[serde(rename = "buffer-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_length: ::std::option::Option<u32>,
     /// `server-name` (optional).
-    #[serde(rename = "server-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub server_name: ::std::option::Option<::std::string::String>,
     /// `client-name` (optional).
-    #[serde(rename = "client-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub client_name: ::std::option::Option<::std::string::String>,
     /// `connect-ports` (optional).
-    #[serde(rename = "connect-ports", skip_serializing_if = "::std::option::Option::is_none")]
     pub connect_ports: ::std::option::Option<::std::string::String>,
     /// `start-server` (optional).
-    #[serde(rename = "start-server", skip_serializing_if = "::std::option::Option::is_none")]
     pub start_server: ::std::option::Option<bool>,
     /// `exact-name` (optional).
-    #[serde(rename = "exact-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub exact_name: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(AudiodevJackPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, server_name, client_name, connect_ports, start_server, exact_name });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevJackPerDirectionOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "mixing-engine", &self.mixing_engine)?;
+        crate::support::opt_entry(&mut m, "fixed-settings", &self.fixed_settings)?;
+        crate::support::opt_entry(&mut m, "frequency", &self.frequency)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::opt_entry(&mut m, "voices", &self.voices)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "buffer-length", &self.buffer_length)?;
+        crate::support::opt_entry(&mut m, "server-name", &self.server_name)?;
+        crate::support::opt_entry(&mut m, "client-name", &self.client_name)?;
+        crate::support::opt_entry(&mut m, "connect-ports", &self.connect_ports)?;
+        crate::support::opt_entry(&mut m, "start-server", &self.start_server)?;
+        crate::support::opt_entry(&mut m, "exact-name", &self.exact_name)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevJackPerDirectionOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevJackPerDirectionOptions {
+    const NAME: &'static str = "AudiodevJackPerDirectionOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mixing-engine" => crate::support::set(&mut map, &mut v0, "mixing-engine"),
+                "fixed-settings" => crate::support::set(&mut map, &mut v1, "fixed-settings"),
+                "frequency" => crate::support::set(&mut map, &mut v2, "frequency"),
+                "channels" => crate::support::set(&mut map, &mut v3, "channels"),
+                "voices" => crate::support::set(&mut map, &mut v4, "voices"),
+                "format" => crate::support::set(&mut map, &mut v5, "format"),
+                "buffer-length" => crate::support::set(&mut map, &mut v6, "buffer-length"),
+                "server-name" => crate::support::set(&mut map, &mut v7, "server-name"),
+                "client-name" => crate::support::set(&mut map, &mut v8, "client-name"),
+                "connect-ports" => crate::support::set(&mut map, &mut v9, "connect-ports"),
+                "start-server" => crate::support::set(&mut map, &mut v10, "start-server"),
+                "exact-name" => crate::support::set(&mut map, &mut v11, "exact-name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                mixing_engine: v0.flatten(),
+                fixed_settings: v1.flatten(),
+                frequency: v2.flatten(),
+                channels: v3.flatten(),
+                voices: v4.flatten(),
+                format: v5.flatten(),
+                buffer_length: v6.flatten(),
+                server_name: v7.flatten(),
+                client_name: v8.flatten(),
+                connect_ports: v9.flatten(),
+                start_server: v10.flatten(),
+                exact_name: v11.flatten(),
+            })
+    }
+}
 
 /// `AudiodevJackOptions`: the QAPI struct (module `audio`, since QEMU 5.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevJackOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevJackOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevJackPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevJackPerDirectionOptions>,
 }
 crate::support::debug_struct!(AudiodevJackOptions { r#in, out });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevJackOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevJackOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevJackOptions {
+    const NAME: &'static str = "AudiodevJackOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+            })
+    }
+}
 
 /// `AudiodevOssPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevOssPerDirectionOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevOssPerDirectionOptions {
     /// `mixing-engine` (optional).
-    #[serde(rename = "mixing-engine", skip_serializing_if = "::std::option::Option::is_none")]
     pub mixing_engine: ::std::option::Option<bool>,
     /// `fixed-settings` (optional).
-    #[serde(rename = "fixed-settings", skip_serializing_if = "::std::option::Option::is_none")]
     pub fixed_settings: ::std::option::Option<bool>,
     /// `frequency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub frequency: ::std::option::Option<u32>,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<u32>,
     /// `voices` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub voices: ::std::option::Option<u32>,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::AudioFormat>,
     /// `buffer-length` (optional).
-    #[serde(rename = "buffer-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_length: ::std::option::Option<u32>,
     /// `dev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dev: ::std::option::Option<::std::string::String>,
     /// `buffer-count` (optional).
-    #[serde(rename = "buffer-count", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_count: ::std::option::Option<u32>,
     /// `try-poll` (optional).
-    #[serde(rename = "try-poll", skip_serializing_if = "::std::option::Option::is_none")]
     pub try_poll: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(AudiodevOssPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, dev, buffer_count, try_poll });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevOssPerDirectionOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "mixing-engine", &self.mixing_engine)?;
+        crate::support::opt_entry(&mut m, "fixed-settings", &self.fixed_settings)?;
+        crate::support::opt_entry(&mut m, "frequency", &self.frequency)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::opt_entry(&mut m, "voices", &self.voices)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "buffer-length", &self.buffer_length)?;
+        crate::support::opt_entry(&mut m, "dev", &self.dev)?;
+        crate::support::opt_entry(&mut m, "buffer-count", &self.buffer_count)?;
+        crate::support::opt_entry(&mut m, "try-poll", &self.try_poll)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevOssPerDirectionOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevOssPerDirectionOptions {
+    const NAME: &'static str = "AudiodevOssPerDirectionOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mixing-engine" => crate::support::set(&mut map, &mut v0, "mixing-engine"),
+                "fixed-settings" => crate::support::set(&mut map, &mut v1, "fixed-settings"),
+                "frequency" => crate::support::set(&mut map, &mut v2, "frequency"),
+                "channels" => crate::support::set(&mut map, &mut v3, "channels"),
+                "voices" => crate::support::set(&mut map, &mut v4, "voices"),
+                "format" => crate::support::set(&mut map, &mut v5, "format"),
+                "buffer-length" => crate::support::set(&mut map, &mut v6, "buffer-length"),
+                "dev" => crate::support::set(&mut map, &mut v7, "dev"),
+                "buffer-count" => crate::support::set(&mut map, &mut v8, "buffer-count"),
+                "try-poll" => crate::support::set(&mut map, &mut v9, "try-poll"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                mixing_engine: v0.flatten(),
+                fixed_settings: v1.flatten(),
+                frequency: v2.flatten(),
+                channels: v3.flatten(),
+                voices: v4.flatten(),
+                format: v5.flatten(),
+                buffer_length: v6.flatten(),
+                dev: v7.flatten(),
+                buffer_count: v8.flatten(),
+                try_poll: v9.flatten(),
+            })
+    }
+}
 
 /// `AudiodevOssOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevOssOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevOssOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevOssPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevOssPerDirectionOptions>,
     /// `try-mmap` (optional).
-    #[serde(rename = "try-mmap", skip_serializing_if = "::std::option::Option::is_none")]
     pub try_mmap: ::std::option::Option<bool>,
     /// `exclusive` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub exclusive: ::std::option::Option<bool>,
     /// `dsp-policy` (optional).
-    #[serde(rename = "dsp-policy", skip_serializing_if = "::std::option::Option::is_none")]
     pub dsp_policy: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevOssOptions { r#in, out, try_mmap, exclusive, dsp_policy });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevOssOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::opt_entry(&mut m, "try-mmap", &self.try_mmap)?;
+        crate::support::opt_entry(&mut m, "exclusive", &self.exclusive)?;
+        crate::support::opt_entry(&mut m, "dsp-policy", &self.dsp_policy)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevOssOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevOssOptions {
+    const NAME: &'static str = "AudiodevOssOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                "try-mmap" => crate::support::set(&mut map, &mut v2, "try-mmap"),
+                "exclusive" => crate::support::set(&mut map, &mut v3, "exclusive"),
+                "dsp-policy" => crate::support::set(&mut map, &mut v4, "dsp-policy"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+                try_mmap: v2.flatten(),
+                exclusive: v3.flatten(),
+                dsp_policy: v4.flatten(),
+            })
+    }
+}
 
 /// `AudiodevPaPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevPaPerDirectionOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevPaPerDirectionOptions {
     /// `mixing-engine` (optional).
-    #[serde(rename = "mixing-engine", skip_serializing_if = "::std::option::Option::is_none")]
     pub mixing_engine: ::std::option::Option<bool>,
     /// `fixed-settings` (optional).
-    #[serde(rename = "fixed-settings", skip_serializing_if = "::std::option::Option::is_none")]
     pub fixed_settings: ::std::option::Option<bool>,
     /// `frequency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub frequency: ::std::option::Option<u32>,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<u32>,
     /// `voices` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub voices: ::std::option::Option<u32>,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::AudioFormat>,
     /// `buffer-length` (optional).
-    #[serde(rename = "buffer-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_length: ::std::option::Option<u32>,
     /// `name` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// `stream-name` (optional).
-    #[serde(rename = "stream-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub stream_name: ::std::option::Option<::std::string::String>,
     /// `latency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub latency: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevPaPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, name, stream_name, latency });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevPaPerDirectionOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "mixing-engine", &self.mixing_engine)?;
+        crate::support::opt_entry(&mut m, "fixed-settings", &self.fixed_settings)?;
+        crate::support::opt_entry(&mut m, "frequency", &self.frequency)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::opt_entry(&mut m, "voices", &self.voices)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "buffer-length", &self.buffer_length)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "stream-name", &self.stream_name)?;
+        crate::support::opt_entry(&mut m, "latency", &self.latency)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevPaPerDirectionOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevPaPerDirectionOptions {
+    const NAME: &'static str = "AudiodevPaPerDirectionOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mixing-engine" => crate::support::set(&mut map, &mut v0, "mixing-engine"),
+                "fixed-settings" => crate::support::set(&mut map, &mut v1, "fixed-settings"),
+                "frequency" => crate::support::set(&mut map, &mut v2, "frequency"),
+                "channels" => crate::support::set(&mut map, &mut v3, "channels"),
+                "voices" => crate::support::set(&mut map, &mut v4, "voices"),
+                "format" => crate::support::set(&mut map, &mut v5, "format"),
+                "buffer-length" => crate::support::set(&mut map, &mut v6, "buffer-length"),
+                "name" => crate::support::set(&mut map, &mut v7, "name"),
+                "stream-name" => crate::support::set(&mut map, &mut v8, "stream-name"),
+                "latency" => crate::support::set(&mut map, &mut v9, "latency"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                mixing_engine: v0.flatten(),
+                fixed_settings: v1.flatten(),
+                frequency: v2.flatten(),
+                channels: v3.flatten(),
+                voices: v4.flatten(),
+                format: v5.flatten(),
+                buffer_length: v6.flatten(),
+                name: v7.flatten(),
+                stream_name: v8.flatten(),
+                latency: v9.flatten(),
+            })
+    }
+}
 
 /// `AudiodevPaOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevPaOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevPaOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevPaPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevPaPerDirectionOptions>,
     /// `server` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(AudiodevPaOptions { r#in, out, server });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevPaOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::opt_entry(&mut m, "server", &self.server)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevPaOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevPaOptions {
+    const NAME: &'static str = "AudiodevPaOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                "server" => crate::support::set(&mut map, &mut v2, "server"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+                server: v2.flatten(),
+            })
+    }
+}
 
 /// `AudiodevPipewirePerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 8.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevPipewirePerDirectionOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevPipewirePerDirectionOptions {
     /// `mixing-engine` (optional).
-    #[serde(rename = "mixing-engine", skip_serializing_if = "::std::option::Option::is_none")]
     pub mixing_engine: ::std::option::Option<bool>,
     /// `fixed-settings` (optional).
-    #[serde(rename = "fixed-settings", skip_serializing_if = "::std::option::Option::is_none")]
     pub fixed_settings: ::std::option::Option<bool>,
     /// `frequency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub frequency: ::std::option::Option<u32>,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<u32>,
     /// `voices` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub voices: ::std::option::Option<u32>,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::AudioFormat>,
     /// `buffer-length` (optional).
-    #[serde(rename = "buffer-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_length: ::std::option::Option<u32>,
     /// `name` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// `stream-name` (optional).
-    #[serde(rename = "stream-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub stream_name: ::std::option::Option<::std::string::String>,
     /// `latency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub latency: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevPipewirePerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, name, stream_name, latency });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevPipewirePerDirectionOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "mixing-engine", &self.mixing_engine)?;
+        crate::support::opt_entry(&mut m, "fixed-settings", &self.fixed_settings)?;
+        crate::support::opt_entry(&mut m, "frequency", &self.frequency)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::opt_entry(&mut m, "voices", &self.voices)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "buffer-length", &self.buffer_length)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "stream-name", &self.stream_name)?;
+        crate::support::opt_entry(&mut m, "latency", &self.latency)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevPipewirePerDirectionOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevPipewirePerDirectionOptions {
+    const NAME: &'static str = "AudiodevPipewirePerDirectionOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mixing-engine" => crate::support::set(&mut map, &mut v0, "mixing-engine"),
+                "fixed-settings" => crate::support::set(&mut map, &mut v1, "fixed-settings"),
+                "frequency" => crate::support::set(&mut map, &mut v2, "frequency"),
+                "channels" => crate::support::set(&mut map, &mut v3, "channels"),
+                "voices" => crate::support::set(&mut map, &mut v4, "voices"),
+                "format" => crate::support::set(&mut map, &mut v5, "format"),
+                "buffer-length" => crate::support::set(&mut map, &mut v6, "buffer-length"),
+                "name" => crate::support::set(&mut map, &mut v7, "name"),
+                "stream-name" => crate::support::set(&mut map, &mut v8, "stream-name"),
+                "latency" => crate::support::set(&mut map, &mut v9, "latency"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                mixing_engine: v0.flatten(),
+                fixed_settings: v1.flatten(),
+                frequency: v2.flatten(),
+                channels: v3.flatten(),
+                voices: v4.flatten(),
+                format: v5.flatten(),
+                buffer_length: v6.flatten(),
+                name: v7.flatten(),
+                stream_name: v8.flatten(),
+                latency: v9.flatten(),
+            })
+    }
+}
 
 /// `AudiodevPipewireOptions`: the QAPI struct (module `audio`, since QEMU 8.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevPipewireOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevPipewireOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevPipewirePerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevPipewirePerDirectionOptions>,
 }
 crate::support::debug_struct!(AudiodevPipewireOptions { r#in, out });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevPipewireOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevPipewireOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevPipewireOptions {
+    const NAME: &'static str = "AudiodevPipewireOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+            })
+    }
+}
 
 /// `AudiodevSdlPerDirectionOptions`: the QAPI struct (module `audio`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevSdlPerDirectionOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevSdlPerDirectionOptions {
     /// `mixing-engine` (optional).
-    #[serde(rename = "mixing-engine", skip_serializing_if = "::std::option::Option::is_none")]
     pub mixing_engine: ::std::option::Option<bool>,
     /// `fixed-settings` (optional).
-    #[serde(rename = "fixed-settings", skip_serializing_if = "::std::option::Option::is_none")]
     pub fixed_settings: ::std::option::Option<bool>,
     /// `frequency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub frequency: ::std::option::Option<u32>,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<u32>,
     /// `voices` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub voices: ::std::option::Option<u32>,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::AudioFormat>,
     /// `buffer-length` (optional).
-    #[serde(rename = "buffer-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_length: ::std::option::Option<u32>,
     /// `buffer-count` (optional).
-    #[serde(rename = "buffer-count", skip_serializing_if = "::std::option::Option::is_none")]
     pub buffer_count: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevSdlPerDirectionOptions { mixing_engine, fixed_settings, frequency, channels, voices, format, buffer_length, buffer_count });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevSdlPerDirectionOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "mixing-engine", &self.mixing_engine)?;
+        crate::support::opt_entry(&mut m, "fixed-settings", &self.fixed_settings)?;
+        crate::support::opt_entry(&mut m, "frequency", &self.frequency)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::opt_entry(&mut m, "voices", &self.voices)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "buffer-length", &self.buffer_length)?;
+        crate::support::opt_entry(&mut m, "buffer-count", &self.buffer_count)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevSdlPerDirectionOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevSdlPerDirectionOptions {
+    const NAME: &'static str = "AudiodevSdlPerDirectionOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mixing-engine" => crate::support::set(&mut map, &mut v0, "mixing-engine"),
+                "fixed-settings" => crate::support::set(&mut map, &mut v1, "fixed-settings"),
+                "frequency" => crate::support::set(&mut map, &mut v2, "frequency"),
+                "channels" => crate::support::set(&mut map, &mut v3, "channels"),
+                "voices" => crate::support::set(&mut map, &mut v4, "voices"),
+                "format" => crate::support::set(&mut map, &mut v5, "format"),
+                "buffer-length" => crate::support::set(&mut map, &mut v6, "buffer-length"),
+                "buffer-count" => crate::support::set(&mut map, &mut v7, "buffer-count"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                mixing_engine: v0.flatten(),
+                fixed_settings: v1.flatten(),
+                frequency: v2.flatten(),
+                channels: v3.flatten(),
+                voices: v4.flatten(),
+                format: v5.flatten(),
+                buffer_length: v6.flatten(),
+                buffer_count: v7.flatten(),
+            })
+    }
+}
 
 /// `AudiodevSdlOptions`: the QAPI struct (module `audio`, since QEMU 6.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevSdlOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevSdlOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevSdlPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevSdlPerDirectionOptions>,
 }
 crate::support::debug_struct!(AudiodevSdlOptions { r#in, out });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevSdlOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevSdlOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevSdlOptions {
+    const NAME: &'static str = "AudiodevSdlOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+            })
+    }
+}
 
 /// `AudiodevWavOptions`: the QAPI struct (module `audio`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-audio.AudiodevWavOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevWavOptions {
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<super::AudiodevPerDirectionOptions>,
     /// `out` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub out: ::std::option::Option<super::AudiodevPerDirectionOptions>,
     /// `path` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(AudiodevWavOptions { r#in, out, path });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevWavOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::opt_entry(&mut m, "out", &self.out)?;
+        crate::support::opt_entry(&mut m, "path", &self.path)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevWavOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevWavOptions {
+    const NAME: &'static str = "AudiodevWavOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in" => crate::support::set(&mut map, &mut v0, "in"),
+                "out" => crate::support::set(&mut map, &mut v1, "out"),
+                "path" => crate::support::set(&mut map, &mut v2, "path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                r#in: v0.flatten(),
+                out: v1.flatten(),
+                path: v2.flatten(),
+            })
+    }
+}
 
 /// `AudioFormat`: the QAPI enum (module `audio`, since QEMU 4.0).
 ///
@@ -857,17 +1619,49 @@ impl Audiodev {
 }
 /// The members of [`Audiodev`] that every case has, the discriminator `driver` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AudiodevCommon {
     /// `id`.
     pub id: ::std::string::String,
     /// `timer-period` (optional).
-    #[serde(rename = "timer-period", skip_serializing_if = "::std::option::Option::is_none")]
     pub timer_period: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(AudiodevCommon { id, timer_period });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AudiodevCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "timer-period", &self.timer_period)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AudiodevCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AudiodevCommon {
+    const NAME: &'static str = "AudiodevCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "timer-period" => crate::support::set(&mut map, &mut v1, "timer-period"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                id: v0,
+                timer_period: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id")])),
+        }
+    }
+}
 /// The cases of [`Audiodev`], by its discriminator `driver`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -45,8 +45,6 @@ crate::support::qapi_enum!(QAuthZListFormat {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-authz.QAuthZListRule).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct QAuthZListRule {
     /// `match`.
@@ -54,10 +52,49 @@ pub struct QAuthZListRule {
     /// `policy`.
     pub policy: super::QAuthZListPolicy,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::QAuthZListFormat>,
 }
 crate::support::debug_struct!(QAuthZListRule { r#match, policy, format });
+impl ::serde::Serialize for QAuthZListRule {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "match", &self.r#match)?;
+        crate::support::entry(&mut m, "policy", &self.policy)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for QAuthZListRule {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for QAuthZListRule {
+    const NAME: &'static str = "QAuthZListRule";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "match" => crate::support::set(&mut map, &mut v0, "match"),
+                "policy" => crate::support::set(&mut map, &mut v1, "policy"),
+                "format" => crate::support::set(&mut map, &mut v2, "format"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                r#match: v0,
+                policy: v1,
+                format: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "match"), (v1.is_none(), "policy")])),
+        }
+    }
+}
 impl QAuthZListRule {
     /// A value with the required members.
     #[inline]
@@ -80,18 +117,47 @@ impl QAuthZListRule {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-authz.AuthZListProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct AuthZListProperties {
     /// `policy` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub policy: ::std::option::Option<super::QAuthZListPolicy>,
     /// `rules` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rules: ::std::option::Option<::std::vec::Vec<super::QAuthZListRule>>,
 }
 crate::support::debug_struct!(AuthZListProperties { policy, rules });
+impl ::serde::Serialize for AuthZListProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "policy", &self.policy)?;
+        crate::support::opt_entry(&mut m, "rules", &self.rules)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for AuthZListProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for AuthZListProperties {
+    const NAME: &'static str = "AuthZListProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "policy" => crate::support::set(&mut map, &mut v0, "policy"),
+                "rules" => crate::support::set(&mut map, &mut v1, "rules"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                policy: v0.flatten(),
+                rules: v1.flatten(),
+            })
+    }
+}
 impl AuthZListProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -119,17 +185,50 @@ impl AuthZListProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-authz.AuthZListFileProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct AuthZListFileProperties {
     /// `filename`.
     pub filename: ::std::string::String,
     /// `refresh` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub refresh: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(AuthZListFileProperties { filename, refresh });
+impl ::serde::Serialize for AuthZListFileProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::opt_entry(&mut m, "refresh", &self.refresh)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for AuthZListFileProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for AuthZListFileProperties {
+    const NAME: &'static str = "AuthZListFileProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "filename" => crate::support::set(&mut map, &mut v0, "filename"),
+                "refresh" => crate::support::set(&mut map, &mut v1, "refresh"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                filename: v0,
+                refresh: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "filename")])),
+        }
+    }
+}
 impl AuthZListFileProperties {
     /// A value with the required members.
     #[inline]
@@ -151,14 +250,44 @@ impl AuthZListFileProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-authz.AuthZPAMProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct AuthZPAMProperties {
     /// `service`.
     pub service: ::std::string::String,
 }
 crate::support::debug_struct!(AuthZPAMProperties { service });
+impl ::serde::Serialize for AuthZPAMProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "service", &self.service)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for AuthZPAMProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for AuthZPAMProperties {
+    const NAME: &'static str = "AuthZPAMProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "service" => crate::support::set(&mut map, &mut v0, "service"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                service: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "service")])),
+        }
+    }
+}
 impl AuthZPAMProperties {
     /// A value with the required members.
     #[inline]
@@ -173,14 +302,44 @@ impl AuthZPAMProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-authz.AuthZSimpleProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct AuthZSimpleProperties {
     /// `identity`.
     pub identity: ::std::string::String,
 }
 crate::support::debug_struct!(AuthZSimpleProperties { identity });
+impl ::serde::Serialize for AuthZSimpleProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "identity", &self.identity)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for AuthZSimpleProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for AuthZSimpleProperties {
+    const NAME: &'static str = "AuthZSimpleProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "identity" => crate::support::set(&mut map, &mut v0, "identity"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                identity: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "identity")])),
+        }
+    }
+}
 impl AuthZSimpleProperties {
     /// A value with the required members.
     #[inline]

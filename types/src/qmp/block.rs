@@ -63,8 +63,6 @@ crate::support::qapi_enum!(FloppyDriveType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block.PRManagerInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PRManagerInfo {
     /// `id`.
@@ -73,6 +71,41 @@ pub struct PRManagerInfo {
     pub connected: bool,
 }
 crate::support::debug_struct!(PRManagerInfo { id, connected });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PRManagerInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "connected", &self.connected)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PRManagerInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PRManagerInfo {
+    const NAME: &'static str = "PRManagerInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "connected" => crate::support::set(&mut map, &mut v1, "connected"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                connected: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "connected")])),
+        }
+    }
+}
 
 /// `query-pr-managers`: the QAPI command (module `block`, since QEMU 3.0).
 ///
@@ -100,23 +133,29 @@ impl ::qmp_proto::Command for QueryPrManagers {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.eject).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Eject {
     /// `device` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `force` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(Eject { device, id, force });
+impl ::serde::Serialize for Eject {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "force", &self.force)?;
+        crate::support::end(m)
+    }
+}
 impl Eject {
     /// A value with the required members (there are none).
     #[inline]
@@ -157,23 +196,29 @@ impl ::qmp_proto::Command for Eject {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-open-tray).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevOpenTray {
     /// `device` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `force` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockdevOpenTray { device, id, force });
+impl ::serde::Serialize for BlockdevOpenTray {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "force", &self.force)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevOpenTray {
     /// A value with the required members (there are none).
     #[inline]
@@ -214,20 +259,26 @@ impl ::qmp_proto::Command for BlockdevOpenTray {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-close-tray).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevCloseTray {
     /// `device` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevCloseTray { device, id });
+impl ::serde::Serialize for BlockdevCloseTray {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevCloseTray {
     /// A value with the required members (there are none).
     #[inline]
@@ -261,13 +312,20 @@ impl ::qmp_proto::Command for BlockdevCloseTray {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-remove-medium).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevRemoveMedium {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(BlockdevRemoveMedium { id });
+impl ::serde::Serialize for BlockdevRemoveMedium {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevRemoveMedium {
     /// A value with the required members.
     #[inline]
@@ -287,16 +345,23 @@ impl ::qmp_proto::Command for BlockdevRemoveMedium {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-insert-medium).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevInsertMedium {
     /// `id`.
     pub id: ::std::string::String,
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
 }
 crate::support::debug_struct!(BlockdevInsertMedium { id, node_name });
+impl ::serde::Serialize for BlockdevInsertMedium {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevInsertMedium {
     /// A value with the required members.
     #[inline]
@@ -338,31 +403,38 @@ crate::support::qapi_enum!(BlockdevChangeReadOnlyMode {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.blockdev-change-medium).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevChangeMedium {
     /// `device` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `filename`.
     pub filename: ::std::string::String,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<::std::string::String>,
     /// `force` (optional, since QEMU 7.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
     /// `read-only-mode` (optional).
-    #[serde(rename = "read-only-mode", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_only_mode: ::std::option::Option<super::BlockdevChangeReadOnlyMode>,
 }
 crate::support::debug_struct!(BlockdevChangeMedium { device, id, filename, format, force, read_only_mode });
+impl ::serde::Serialize for BlockdevChangeMedium {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "force", &self.force)?;
+        crate::support::opt_entry(&mut m, "read-only-mode", &self.read_only_mode)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevChangeMedium {
     /// A value with the required members.
     #[inline]
@@ -418,8 +490,7 @@ impl ::qmp_proto::Command for BlockdevChangeMedium {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block.DEVICE_TRAY_MOVED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct DeviceTrayMoved {
     /// `device`.
@@ -427,10 +498,48 @@ pub struct DeviceTrayMoved {
     /// `id` (since QEMU 2.8).
     pub id: ::std::string::String,
     /// `tray-open`.
-    #[serde(rename = "tray-open")]
     pub tray_open: bool,
 }
 crate::support::debug_struct!(DeviceTrayMoved { device, id, tray_open });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DeviceTrayMoved {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "tray-open", &self.tray_open)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DeviceTrayMoved {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DeviceTrayMoved {
+    const NAME: &'static str = "DeviceTrayMoved";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "id" => crate::support::set(&mut map, &mut v1, "id"),
+                "tray-open" => crate::support::set(&mut map, &mut v2, "tray-open"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                device: v0,
+                id: v1,
+                tray_open: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device"), (v1.is_none(), "id"), (v2.is_none(), "tray-open")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for DeviceTrayMoved {
     const NAME: &'static str = "DEVICE_TRAY_MOVED";
 }
@@ -440,8 +549,7 @@ impl ::qmp_proto::events::TypedEvent for DeviceTrayMoved {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block.PR_MANAGER_STATUS_CHANGED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct PrManagerStatusChanged {
     /// `id`.
@@ -450,6 +558,41 @@ pub struct PrManagerStatusChanged {
     pub connected: bool,
 }
 crate::support::debug_struct!(PrManagerStatusChanged { id, connected });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PrManagerStatusChanged {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "connected", &self.connected)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PrManagerStatusChanged {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PrManagerStatusChanged {
+    const NAME: &'static str = "PrManagerStatusChanged";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "connected" => crate::support::set(&mut map, &mut v1, "connected"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                connected: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "connected")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for PrManagerStatusChanged {
     const NAME: &'static str = "PR_MANAGER_STATUS_CHANGED";
 }
@@ -489,28 +632,35 @@ impl ::qmp_proto::Command for BlockSetIoThrottle {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block.block-latency-histogram-set).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockLatencyHistogramSet {
     /// `id`.
     pub id: ::std::string::String,
     /// `boundaries` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub boundaries: ::std::option::Option<::std::vec::Vec<u64>>,
     /// `boundaries-read` (optional).
-    #[serde(rename = "boundaries-read", skip_serializing_if = "::std::option::Option::is_none")]
     pub boundaries_read: ::std::option::Option<::std::vec::Vec<u64>>,
     /// `boundaries-write` (optional).
-    #[serde(rename = "boundaries-write", skip_serializing_if = "::std::option::Option::is_none")]
     pub boundaries_write: ::std::option::Option<::std::vec::Vec<u64>>,
     /// `boundaries-zap` (optional).
-    #[serde(rename = "boundaries-zap", skip_serializing_if = "::std::option::Option::is_none")]
     pub boundaries_zap: ::std::option::Option<::std::vec::Vec<u64>>,
     /// `boundaries-flush` (optional).
-    #[serde(rename = "boundaries-flush", skip_serializing_if = "::std::option::Option::is_none")]
     pub boundaries_flush: ::std::option::Option<::std::vec::Vec<u64>>,
 }
 crate::support::debug_struct!(BlockLatencyHistogramSet { id, boundaries, boundaries_read, boundaries_write, boundaries_zap, boundaries_flush });
+impl ::serde::Serialize for BlockLatencyHistogramSet {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "boundaries", &self.boundaries)?;
+        crate::support::opt_entry(&mut m, "boundaries-read", &self.boundaries_read)?;
+        crate::support::opt_entry(&mut m, "boundaries-write", &self.boundaries_write)?;
+        crate::support::opt_entry(&mut m, "boundaries-zap", &self.boundaries_zap)?;
+        crate::support::opt_entry(&mut m, "boundaries-flush", &self.boundaries_flush)?;
+        crate::support::end(m)
+    }
+}
 impl BlockLatencyHistogramSet {
     /// A value with the required members.
     #[inline]

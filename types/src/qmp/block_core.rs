@@ -9,8 +9,6 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.SnapshotInfo).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SnapshotInfo {
     /// `id`.
@@ -18,25 +16,77 @@ pub struct SnapshotInfo {
     /// `name`.
     pub name: ::std::string::String,
     /// `vm-state-size`.
-    #[serde(rename = "vm-state-size")]
     pub vm_state_size: i64,
     /// `date-sec`.
-    #[serde(rename = "date-sec")]
     pub date_sec: i64,
     /// `date-nsec`.
-    #[serde(rename = "date-nsec")]
     pub date_nsec: i64,
     /// `vm-clock-sec`.
-    #[serde(rename = "vm-clock-sec")]
     pub vm_clock_sec: i64,
     /// `vm-clock-nsec`.
-    #[serde(rename = "vm-clock-nsec")]
     pub vm_clock_nsec: i64,
     /// `icount` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub icount: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(SnapshotInfo { id, name, vm_state_size, date_sec, date_nsec, vm_clock_sec, vm_clock_nsec, icount });
+impl ::serde::Serialize for SnapshotInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "vm-state-size", &self.vm_state_size)?;
+        crate::support::entry(&mut m, "date-sec", &self.date_sec)?;
+        crate::support::entry(&mut m, "date-nsec", &self.date_nsec)?;
+        crate::support::entry(&mut m, "vm-clock-sec", &self.vm_clock_sec)?;
+        crate::support::entry(&mut m, "vm-clock-nsec", &self.vm_clock_nsec)?;
+        crate::support::opt_entry(&mut m, "icount", &self.icount)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SnapshotInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SnapshotInfo {
+    const NAME: &'static str = "SnapshotInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "name" => crate::support::set(&mut map, &mut v1, "name"),
+                "vm-state-size" => crate::support::set(&mut map, &mut v2, "vm-state-size"),
+                "date-sec" => crate::support::set(&mut map, &mut v3, "date-sec"),
+                "date-nsec" => crate::support::set(&mut map, &mut v4, "date-nsec"),
+                "vm-clock-sec" => crate::support::set(&mut map, &mut v5, "vm-clock-sec"),
+                "vm-clock-nsec" => crate::support::set(&mut map, &mut v6, "vm-clock-nsec"),
+                "icount" => crate::support::set(&mut map, &mut v7, "icount"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                name: v1,
+                vm_state_size: v2,
+                date_sec: v3,
+                date_nsec: v4,
+                vm_clock_sec: v5,
+                vm_clock_nsec: v6,
+                icount: v7.flatten(),
+            }),
+            (v0, v1, v2, v3, v4, v5, v6) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "name"), (v2.is_none(), "vm-state-size"), (v3.is_none(), "date-sec"), (v4.is_none(), "date-nsec"), (v5.is_none(), "vm-clock-sec"), (v6.is_none(), "vm-clock-nsec")])),
+        }
+    }
+}
 impl SnapshotInfo {
     /// A value with the required members.
     #[inline]
@@ -64,14 +114,42 @@ impl SnapshotInfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificQCow2EncryptionBase).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificQCow2EncryptionBase {
     /// `format`.
     pub format: super::BlockdevQcow2EncryptionFormat,
 }
 crate::support::debug_struct!(ImageInfoSpecificQCow2EncryptionBase { format });
+impl ::serde::Serialize for ImageInfoSpecificQCow2EncryptionBase {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "format", &self.format)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificQCow2EncryptionBase {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificQCow2EncryptionBase {
+    const NAME: &'static str = "ImageInfoSpecificQCow2EncryptionBase";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "format" => crate::support::set(&mut map, &mut v0, "format"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                format: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "format")])),
+        }
+    }
+}
 impl ImageInfoSpecificQCow2EncryptionBase {
     /// A value with the required members.
     #[inline]
@@ -104,12 +182,28 @@ impl ImageInfoSpecificQCow2Encryption {
 }
 /// The members of [`ImageInfoSpecificQCow2Encryption`] that every case has, the discriminator `format` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificQCow2EncryptionCommon {
 }
 crate::support::debug_struct!(ImageInfoSpecificQCow2EncryptionCommon {  });
+impl ::serde::Serialize for ImageInfoSpecificQCow2EncryptionCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificQCow2EncryptionCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificQCow2EncryptionCommon {
+    const NAME: &'static str = "ImageInfoSpecificQCow2EncryptionCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl ImageInfoSpecificQCow2EncryptionCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -183,41 +277,96 @@ impl ImageInfoSpecificQCow2Encryption {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificQCow2).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificQCow2 {
     /// `compat`.
     pub compat: ::std::string::String,
     /// `data-file` (optional).
-    #[serde(rename = "data-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub data_file: ::std::option::Option<::std::string::String>,
     /// `data-file-raw` (optional).
-    #[serde(rename = "data-file-raw", skip_serializing_if = "::std::option::Option::is_none")]
     pub data_file_raw: ::std::option::Option<bool>,
     /// `extended-l2` (optional, since QEMU 5.2).
-    #[serde(rename = "extended-l2", skip_serializing_if = "::std::option::Option::is_none")]
     pub extended_l2: ::std::option::Option<bool>,
     /// `lazy-refcounts` (optional).
-    #[serde(rename = "lazy-refcounts", skip_serializing_if = "::std::option::Option::is_none")]
     pub lazy_refcounts: ::std::option::Option<bool>,
     /// `corrupt` (optional, since QEMU 2.2).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub corrupt: ::std::option::Option<bool>,
     /// `refcount-bits` (since QEMU 2.3).
-    #[serde(rename = "refcount-bits")]
     pub refcount_bits: i64,
     /// `encrypt` (optional, since QEMU 2.10).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::ImageInfoSpecificQCow2Encryption>,
     /// `bitmaps` (optional, since QEMU 4.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmaps: ::std::option::Option<::std::vec::Vec<super::Qcow2BitmapInfo>>,
     /// `compression-type` (since QEMU 5.1).
-    #[serde(rename = "compression-type")]
     pub compression_type: super::Qcow2CompressionType,
 }
 crate::support::debug_struct!(ImageInfoSpecificQCow2 { compat, data_file, data_file_raw, extended_l2, lazy_refcounts, corrupt, refcount_bits, encrypt, bitmaps, compression_type });
+impl ::serde::Serialize for ImageInfoSpecificQCow2 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "compat", &self.compat)?;
+        crate::support::opt_entry(&mut m, "data-file", &self.data_file)?;
+        crate::support::opt_entry(&mut m, "data-file-raw", &self.data_file_raw)?;
+        crate::support::opt_entry(&mut m, "extended-l2", &self.extended_l2)?;
+        crate::support::opt_entry(&mut m, "lazy-refcounts", &self.lazy_refcounts)?;
+        crate::support::opt_entry(&mut m, "corrupt", &self.corrupt)?;
+        crate::support::entry(&mut m, "refcount-bits", &self.refcount_bits)?;
+        crate::support::opt_entry(&mut m, "encrypt", &self.encrypt)?;
+        crate::support::opt_entry(&mut m, "bitmaps", &self.bitmaps)?;
+        crate::support::entry(&mut m, "compression-type", &self.compression_type)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificQCow2 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificQCow2 {
+    const NAME: &'static str = "ImageInfoSpecificQCow2";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "compat" => crate::support::set(&mut map, &mut v0, "compat"),
+                "data-file" => crate::support::set(&mut map, &mut v1, "data-file"),
+                "data-file-raw" => crate::support::set(&mut map, &mut v2, "data-file-raw"),
+                "extended-l2" => crate::support::set(&mut map, &mut v3, "extended-l2"),
+                "lazy-refcounts" => crate::support::set(&mut map, &mut v4, "lazy-refcounts"),
+                "corrupt" => crate::support::set(&mut map, &mut v5, "corrupt"),
+                "refcount-bits" => crate::support::set(&mut map, &mut v6, "refcount-bits"),
+                "encrypt" => crate::support::set(&mut map, &mut v7, "encrypt"),
+                "bitmaps" => crate::support::set(&mut map, &mut v8, "bitmaps"),
+                "compression-type" => crate::support::set(&mut map, &mut v9, "compression-type"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v6, v9) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v6), ::std::option::Option::Some(v9)) => ::std::result::Result::Ok(Self {
+                compat: v0,
+                data_file: v1.flatten(),
+                data_file_raw: v2.flatten(),
+                extended_l2: v3.flatten(),
+                lazy_refcounts: v4.flatten(),
+                corrupt: v5.flatten(),
+                refcount_bits: v6,
+                encrypt: v7.flatten(),
+                bitmaps: v8.flatten(),
+                compression_type: v9,
+            }),
+            (v0, v6, v9) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "compat"), (v6.is_none(), "refcount-bits"), (v9.is_none(), "compression-type")])),
+        }
+    }
+}
 impl ImageInfoSpecificQCow2 {
     /// A value with the required members.
     #[inline]
@@ -283,22 +432,60 @@ impl ImageInfoSpecificQCow2 {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificVmdk).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificVmdk {
     /// `create-type`.
-    #[serde(rename = "create-type")]
     pub create_type: ::std::string::String,
     /// `cid`.
     pub cid: i64,
     /// `parent-cid`.
-    #[serde(rename = "parent-cid")]
     pub parent_cid: i64,
     /// `extents`.
     pub extents: ::std::vec::Vec<super::VmdkExtentInfo>,
 }
 crate::support::debug_struct!(ImageInfoSpecificVmdk { create_type, cid, parent_cid, extents });
+impl ::serde::Serialize for ImageInfoSpecificVmdk {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "create-type", &self.create_type)?;
+        crate::support::entry(&mut m, "cid", &self.cid)?;
+        crate::support::entry(&mut m, "parent-cid", &self.parent_cid)?;
+        crate::support::entry(&mut m, "extents", &self.extents)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificVmdk {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificVmdk {
+    const NAME: &'static str = "ImageInfoSpecificVmdk";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "create-type" => crate::support::set(&mut map, &mut v0, "create-type"),
+                "cid" => crate::support::set(&mut map, &mut v1, "cid"),
+                "parent-cid" => crate::support::set(&mut map, &mut v2, "parent-cid"),
+                "extents" => crate::support::set(&mut map, &mut v3, "extents"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                create_type: v0,
+                cid: v1,
+                parent_cid: v2,
+                extents: v3,
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "create-type"), (v1.is_none(), "cid"), (v2.is_none(), "parent-cid"), (v3.is_none(), "extents")])),
+        }
+    }
+}
 impl ImageInfoSpecificVmdk {
     /// A value with the required members.
     #[inline]
@@ -316,8 +503,6 @@ impl ImageInfoSpecificVmdk {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.VmdkExtentInfo).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VmdkExtentInfo {
     /// `filename`.
@@ -325,16 +510,59 @@ pub struct VmdkExtentInfo {
     /// `format`.
     pub format: ::std::string::String,
     /// `virtual-size`.
-    #[serde(rename = "virtual-size")]
     pub virtual_size: i64,
     /// `cluster-size` (optional).
-    #[serde(rename = "cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_size: ::std::option::Option<i64>,
     /// `compressed` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub compressed: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(VmdkExtentInfo { filename, format, virtual_size, cluster_size, compressed });
+impl ::serde::Serialize for VmdkExtentInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::entry(&mut m, "format", &self.format)?;
+        crate::support::entry(&mut m, "virtual-size", &self.virtual_size)?;
+        crate::support::opt_entry(&mut m, "cluster-size", &self.cluster_size)?;
+        crate::support::opt_entry(&mut m, "compressed", &self.compressed)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VmdkExtentInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VmdkExtentInfo {
+    const NAME: &'static str = "VmdkExtentInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "filename" => crate::support::set(&mut map, &mut v0, "filename"),
+                "format" => crate::support::set(&mut map, &mut v1, "format"),
+                "virtual-size" => crate::support::set(&mut map, &mut v2, "virtual-size"),
+                "cluster-size" => crate::support::set(&mut map, &mut v3, "cluster-size"),
+                "compressed" => crate::support::set(&mut map, &mut v4, "compressed"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                filename: v0,
+                format: v1,
+                virtual_size: v2,
+                cluster_size: v3.flatten(),
+                compressed: v4.flatten(),
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "filename"), (v1.is_none(), "format"), (v2.is_none(), "virtual-size")])),
+        }
+    }
+}
 impl VmdkExtentInfo {
     /// A value with the required members.
     #[inline]
@@ -365,15 +593,39 @@ impl VmdkExtentInfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificRbd).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificRbd {
     /// `encryption-format` (optional).
-    #[serde(rename = "encryption-format", skip_serializing_if = "::std::option::Option::is_none")]
     pub encryption_format: ::std::option::Option<super::RbdImageEncryptionFormat>,
 }
 crate::support::debug_struct!(ImageInfoSpecificRbd { encryption_format });
+impl ::serde::Serialize for ImageInfoSpecificRbd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "encryption-format", &self.encryption_format)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificRbd {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificRbd {
+    const NAME: &'static str = "ImageInfoSpecificRbd";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "encryption-format" => crate::support::set(&mut map, &mut v0, "encryption-format"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                encryption_format: v0.flatten(),
+            })
+    }
+}
 impl ImageInfoSpecificRbd {
     /// A value with the required members (there are none).
     #[inline]
@@ -394,15 +646,39 @@ impl ImageInfoSpecificRbd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificFile).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificFile {
     /// `extent-size-hint` (optional).
-    #[serde(rename = "extent-size-hint", skip_serializing_if = "::std::option::Option::is_none")]
     pub extent_size_hint: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(ImageInfoSpecificFile { extent_size_hint });
+impl ::serde::Serialize for ImageInfoSpecificFile {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "extent-size-hint", &self.extent_size_hint)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificFile {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificFile {
+    const NAME: &'static str = "ImageInfoSpecificFile";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "extent-size-hint" => crate::support::set(&mut map, &mut v0, "extent-size-hint"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                extent_size_hint: v0.flatten(),
+            })
+    }
+}
 impl ImageInfoSpecificFile {
     /// A value with the required members (there are none).
     #[inline]
@@ -450,14 +726,42 @@ crate::support::qapi_enum!(ImageInfoSpecificKind {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificQCow2Wrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificQCow2Wrapper {
     /// `data`.
     pub data: super::ImageInfoSpecificQCow2,
 }
 crate::support::debug_struct!(ImageInfoSpecificQCow2Wrapper { data });
+impl ::serde::Serialize for ImageInfoSpecificQCow2Wrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificQCow2Wrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificQCow2Wrapper {
+    const NAME: &'static str = "ImageInfoSpecificQCow2Wrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ImageInfoSpecificQCow2Wrapper {
     /// A value with the required members.
     #[inline]
@@ -472,14 +776,42 @@ impl ImageInfoSpecificQCow2Wrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificVmdkWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificVmdkWrapper {
     /// `data`.
     pub data: super::ImageInfoSpecificVmdk,
 }
 crate::support::debug_struct!(ImageInfoSpecificVmdkWrapper { data });
+impl ::serde::Serialize for ImageInfoSpecificVmdkWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificVmdkWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificVmdkWrapper {
+    const NAME: &'static str = "ImageInfoSpecificVmdkWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ImageInfoSpecificVmdkWrapper {
     /// A value with the required members.
     #[inline]
@@ -494,14 +826,42 @@ impl ImageInfoSpecificVmdkWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificLUKSWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificLUKSWrapper {
     /// `data`.
     pub data: super::QCryptoBlockInfoLUKS,
 }
 crate::support::debug_struct!(ImageInfoSpecificLUKSWrapper { data });
+impl ::serde::Serialize for ImageInfoSpecificLUKSWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificLUKSWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificLUKSWrapper {
+    const NAME: &'static str = "ImageInfoSpecificLUKSWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ImageInfoSpecificLUKSWrapper {
     /// A value with the required members.
     #[inline]
@@ -516,14 +876,42 @@ impl ImageInfoSpecificLUKSWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificRbdWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificRbdWrapper {
     /// `data`.
     pub data: super::ImageInfoSpecificRbd,
 }
 crate::support::debug_struct!(ImageInfoSpecificRbdWrapper { data });
+impl ::serde::Serialize for ImageInfoSpecificRbdWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificRbdWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificRbdWrapper {
+    const NAME: &'static str = "ImageInfoSpecificRbdWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ImageInfoSpecificRbdWrapper {
     /// A value with the required members.
     #[inline]
@@ -538,14 +926,42 @@ impl ImageInfoSpecificRbdWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfoSpecificFileWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificFileWrapper {
     /// `data`.
     pub data: super::ImageInfoSpecificFile,
 }
 crate::support::debug_struct!(ImageInfoSpecificFileWrapper { data });
+impl ::serde::Serialize for ImageInfoSpecificFileWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificFileWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificFileWrapper {
+    const NAME: &'static str = "ImageInfoSpecificFileWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ImageInfoSpecificFileWrapper {
     /// A value with the required members.
     #[inline]
@@ -578,12 +994,28 @@ impl ImageInfoSpecific {
 }
 /// The members of [`ImageInfoSpecific`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfoSpecificCommon {
 }
 crate::support::debug_struct!(ImageInfoSpecificCommon {  });
+impl ::serde::Serialize for ImageInfoSpecificCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfoSpecificCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfoSpecificCommon {
+    const NAME: &'static str = "ImageInfoSpecificCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl ImageInfoSpecificCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -673,8 +1105,6 @@ impl ImageInfoSpecific {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockNodeInfo).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockNodeInfo {
     /// `filename`.
@@ -682,40 +1112,107 @@ pub struct BlockNodeInfo {
     /// `format`.
     pub format: ::std::string::String,
     /// `dirty-flag` (optional).
-    #[serde(rename = "dirty-flag", skip_serializing_if = "::std::option::Option::is_none")]
     pub dirty_flag: ::std::option::Option<bool>,
     /// `actual-size` (optional).
-    #[serde(rename = "actual-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub actual_size: ::std::option::Option<i64>,
     /// `virtual-size`.
-    #[serde(rename = "virtual-size")]
     pub virtual_size: i64,
     /// `cluster-size` (optional).
-    #[serde(rename = "cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_size: ::std::option::Option<i64>,
     /// `encrypted` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypted: ::std::option::Option<bool>,
     /// `compressed` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub compressed: ::std::option::Option<bool>,
     /// `backing-filename` (optional).
-    #[serde(rename = "backing-filename", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_filename: ::std::option::Option<::std::string::String>,
     /// `full-backing-filename` (optional).
-    #[serde(rename = "full-backing-filename", skip_serializing_if = "::std::option::Option::is_none")]
     pub full_backing_filename: ::std::option::Option<::std::string::String>,
     /// `backing-filename-format` (optional).
-    #[serde(rename = "backing-filename-format", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_filename_format: ::std::option::Option<::std::string::String>,
     /// `snapshots` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshots: ::std::option::Option<::std::vec::Vec<super::SnapshotInfo>>,
     /// `format-specific` (optional, since QEMU 1.7).
-    #[serde(rename = "format-specific", skip_serializing_if = "::std::option::Option::is_none")]
     pub format_specific: ::std::option::Option<super::ImageInfoSpecific>,
 }
 crate::support::debug_struct!(BlockNodeInfo { filename, format, dirty_flag, actual_size, virtual_size, cluster_size, encrypted, compressed, backing_filename, full_backing_filename, backing_filename_format, snapshots, format_specific });
+impl ::serde::Serialize for BlockNodeInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "dirty-flag", &self.dirty_flag)?;
+        crate::support::opt_entry(&mut m, "actual-size", &self.actual_size)?;
+        crate::support::entry(&mut m, "virtual-size", &self.virtual_size)?;
+        crate::support::opt_entry(&mut m, "cluster-size", &self.cluster_size)?;
+        crate::support::opt_entry(&mut m, "encrypted", &self.encrypted)?;
+        crate::support::opt_entry(&mut m, "compressed", &self.compressed)?;
+        crate::support::opt_entry(&mut m, "backing-filename", &self.backing_filename)?;
+        crate::support::opt_entry(&mut m, "full-backing-filename", &self.full_backing_filename)?;
+        crate::support::opt_entry(&mut m, "backing-filename-format", &self.backing_filename_format)?;
+        crate::support::opt_entry(&mut m, "snapshots", &self.snapshots)?;
+        crate::support::opt_entry(&mut m, "format-specific", &self.format_specific)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockNodeInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockNodeInfo {
+    const NAME: &'static str = "BlockNodeInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "filename" => crate::support::set(&mut map, &mut v0, "filename"),
+                "format" => crate::support::set(&mut map, &mut v1, "format"),
+                "dirty-flag" => crate::support::set(&mut map, &mut v2, "dirty-flag"),
+                "actual-size" => crate::support::set(&mut map, &mut v3, "actual-size"),
+                "virtual-size" => crate::support::set(&mut map, &mut v4, "virtual-size"),
+                "cluster-size" => crate::support::set(&mut map, &mut v5, "cluster-size"),
+                "encrypted" => crate::support::set(&mut map, &mut v6, "encrypted"),
+                "compressed" => crate::support::set(&mut map, &mut v7, "compressed"),
+                "backing-filename" => crate::support::set(&mut map, &mut v8, "backing-filename"),
+                "full-backing-filename" => crate::support::set(&mut map, &mut v9, "full-backing-filename"),
+                "backing-filename-format" => crate::support::set(&mut map, &mut v10, "backing-filename-format"),
+                "snapshots" => crate::support::set(&mut map, &mut v11, "snapshots"),
+                "format-specific" => crate::support::set(&mut map, &mut v12, "format-specific"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                filename: v0,
+                format: v1,
+                dirty_flag: v2.flatten(),
+                actual_size: v3.flatten(),
+                virtual_size: v4,
+                cluster_size: v5.flatten(),
+                encrypted: v6.flatten(),
+                compressed: v7.flatten(),
+                backing_filename: v8.flatten(),
+                full_backing_filename: v9.flatten(),
+                backing_filename_format: v10.flatten(),
+                snapshots: v11.flatten(),
+                format_specific: v12.flatten(),
+            }),
+            (v0, v1, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "filename"), (v1.is_none(), "format"), (v4.is_none(), "virtual-size")])),
+        }
+    }
+}
 impl BlockNodeInfo {
     /// A value with the required members.
     #[inline]
@@ -802,8 +1299,6 @@ impl BlockNodeInfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageInfo {
     /// `filename`.
@@ -811,50 +1306,119 @@ pub struct ImageInfo {
     /// `format`.
     pub format: ::std::string::String,
     /// `dirty-flag` (optional).
-    #[serde(rename = "dirty-flag", skip_serializing_if = "::std::option::Option::is_none")]
     pub dirty_flag: ::std::option::Option<bool>,
     /// `actual-size` (optional).
-    #[serde(rename = "actual-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub actual_size: ::std::option::Option<i64>,
     /// `virtual-size`.
-    #[serde(rename = "virtual-size")]
     pub virtual_size: i64,
     /// `cluster-size` (optional).
-    #[serde(rename = "cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_size: ::std::option::Option<i64>,
     /// `encrypted` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypted: ::std::option::Option<bool>,
     /// `compressed` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub compressed: ::std::option::Option<bool>,
     /// `backing-filename` (optional).
-    #[serde(rename = "backing-filename", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_filename: ::std::option::Option<::std::string::String>,
     /// `full-backing-filename` (optional).
-    #[serde(rename = "full-backing-filename", skip_serializing_if = "::std::option::Option::is_none")]
     pub full_backing_filename: ::std::option::Option<::std::string::String>,
     /// `backing-filename-format` (optional).
-    #[serde(rename = "backing-filename-format", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_filename_format: ::std::option::Option<::std::string::String>,
     /// `snapshots` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshots: ::std::option::Option<::std::vec::Vec<super::SnapshotInfo>>,
     /// `format-specific` (optional, since QEMU 1.7).
-    #[serde(rename = "format-specific", skip_serializing_if = "::std::option::Option::is_none")]
     pub format_specific: ::std::option::Option<super::ImageInfoSpecific>,
     /// `backing-image` (optional).
-    #[serde(rename = "backing-image", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_image: ::std::option::Option<::std::boxed::Box<super::ImageInfo>>,
 }
 crate::support::debug_struct!(ImageInfo { filename, format, dirty_flag, actual_size, virtual_size, cluster_size, encrypted, compressed, backing_filename, full_backing_filename, backing_filename_format, snapshots, format_specific, backing_image });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for ImageInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "dirty-flag", &self.dirty_flag)?;
+        crate::support::opt_entry(&mut m, "actual-size", &self.actual_size)?;
+        crate::support::entry(&mut m, "virtual-size", &self.virtual_size)?;
+        crate::support::opt_entry(&mut m, "cluster-size", &self.cluster_size)?;
+        crate::support::opt_entry(&mut m, "encrypted", &self.encrypted)?;
+        crate::support::opt_entry(&mut m, "compressed", &self.compressed)?;
+        crate::support::opt_entry(&mut m, "backing-filename", &self.backing_filename)?;
+        crate::support::opt_entry(&mut m, "full-backing-filename", &self.full_backing_filename)?;
+        crate::support::opt_entry(&mut m, "backing-filename-format", &self.backing_filename_format)?;
+        crate::support::opt_entry(&mut m, "snapshots", &self.snapshots)?;
+        crate::support::opt_entry(&mut m, "format-specific", &self.format_specific)?;
+        crate::support::opt_entry(&mut m, "backing-image", &self.backing_image)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageInfo {
+    const NAME: &'static str = "ImageInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "filename" => crate::support::set(&mut map, &mut v0, "filename"),
+                "format" => crate::support::set(&mut map, &mut v1, "format"),
+                "dirty-flag" => crate::support::set(&mut map, &mut v2, "dirty-flag"),
+                "actual-size" => crate::support::set(&mut map, &mut v3, "actual-size"),
+                "virtual-size" => crate::support::set(&mut map, &mut v4, "virtual-size"),
+                "cluster-size" => crate::support::set(&mut map, &mut v5, "cluster-size"),
+                "encrypted" => crate::support::set(&mut map, &mut v6, "encrypted"),
+                "compressed" => crate::support::set(&mut map, &mut v7, "compressed"),
+                "backing-filename" => crate::support::set(&mut map, &mut v8, "backing-filename"),
+                "full-backing-filename" => crate::support::set(&mut map, &mut v9, "full-backing-filename"),
+                "backing-filename-format" => crate::support::set(&mut map, &mut v10, "backing-filename-format"),
+                "snapshots" => crate::support::set(&mut map, &mut v11, "snapshots"),
+                "format-specific" => crate::support::set(&mut map, &mut v12, "format-specific"),
+                "backing-image" => crate::support::set(&mut map, &mut v13, "backing-image"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                filename: v0,
+                format: v1,
+                dirty_flag: v2.flatten(),
+                actual_size: v3.flatten(),
+                virtual_size: v4,
+                cluster_size: v5.flatten(),
+                encrypted: v6.flatten(),
+                compressed: v7.flatten(),
+                backing_filename: v8.flatten(),
+                full_backing_filename: v9.flatten(),
+                backing_filename_format: v10.flatten(),
+                snapshots: v11.flatten(),
+                format_specific: v12.flatten(),
+                backing_image: v13.flatten(),
+            }),
+            (v0, v1, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "filename"), (v1.is_none(), "format"), (v4.is_none(), "virtual-size")])),
+        }
+    }
+}
 
 /// `BlockChildInfo`: the QAPI struct (module `block-core`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockChildInfo).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockChildInfo {
     /// `name`.
@@ -863,6 +1427,40 @@ pub struct BlockChildInfo {
     pub info: super::BlockGraphInfo,
 }
 crate::support::debug_struct!(BlockChildInfo { name, info });
+impl ::serde::Serialize for BlockChildInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "info", &self.info)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockChildInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockChildInfo {
+    const NAME: &'static str = "BlockChildInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "info" => crate::support::set(&mut map, &mut v1, "info"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                info: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "info")])),
+        }
+    }
+}
 impl BlockChildInfo {
     /// A value with the required members.
     #[inline]
@@ -878,8 +1476,6 @@ impl BlockChildInfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockGraphInfo).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockGraphInfo {
     /// `filename`.
@@ -887,42 +1483,113 @@ pub struct BlockGraphInfo {
     /// `format`.
     pub format: ::std::string::String,
     /// `dirty-flag` (optional).
-    #[serde(rename = "dirty-flag", skip_serializing_if = "::std::option::Option::is_none")]
     pub dirty_flag: ::std::option::Option<bool>,
     /// `actual-size` (optional).
-    #[serde(rename = "actual-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub actual_size: ::std::option::Option<i64>,
     /// `virtual-size`.
-    #[serde(rename = "virtual-size")]
     pub virtual_size: i64,
     /// `cluster-size` (optional).
-    #[serde(rename = "cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_size: ::std::option::Option<i64>,
     /// `encrypted` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypted: ::std::option::Option<bool>,
     /// `compressed` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub compressed: ::std::option::Option<bool>,
     /// `backing-filename` (optional).
-    #[serde(rename = "backing-filename", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_filename: ::std::option::Option<::std::string::String>,
     /// `full-backing-filename` (optional).
-    #[serde(rename = "full-backing-filename", skip_serializing_if = "::std::option::Option::is_none")]
     pub full_backing_filename: ::std::option::Option<::std::string::String>,
     /// `backing-filename-format` (optional).
-    #[serde(rename = "backing-filename-format", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_filename_format: ::std::option::Option<::std::string::String>,
     /// `snapshots` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshots: ::std::option::Option<::std::vec::Vec<super::SnapshotInfo>>,
     /// `format-specific` (optional, since QEMU 1.7).
-    #[serde(rename = "format-specific", skip_serializing_if = "::std::option::Option::is_none")]
     pub format_specific: ::std::option::Option<super::ImageInfoSpecific>,
     /// `children`.
     pub children: ::std::vec::Vec<super::BlockChildInfo>,
 }
 crate::support::debug_struct!(BlockGraphInfo { filename, format, dirty_flag, actual_size, virtual_size, cluster_size, encrypted, compressed, backing_filename, full_backing_filename, backing_filename_format, snapshots, format_specific, children });
+impl ::serde::Serialize for BlockGraphInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "dirty-flag", &self.dirty_flag)?;
+        crate::support::opt_entry(&mut m, "actual-size", &self.actual_size)?;
+        crate::support::entry(&mut m, "virtual-size", &self.virtual_size)?;
+        crate::support::opt_entry(&mut m, "cluster-size", &self.cluster_size)?;
+        crate::support::opt_entry(&mut m, "encrypted", &self.encrypted)?;
+        crate::support::opt_entry(&mut m, "compressed", &self.compressed)?;
+        crate::support::opt_entry(&mut m, "backing-filename", &self.backing_filename)?;
+        crate::support::opt_entry(&mut m, "full-backing-filename", &self.full_backing_filename)?;
+        crate::support::opt_entry(&mut m, "backing-filename-format", &self.backing_filename_format)?;
+        crate::support::opt_entry(&mut m, "snapshots", &self.snapshots)?;
+        crate::support::opt_entry(&mut m, "format-specific", &self.format_specific)?;
+        crate::support::entry(&mut m, "children", &self.children)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockGraphInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockGraphInfo {
+    const NAME: &'static str = "BlockGraphInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "filename" => crate::support::set(&mut map, &mut v0, "filename"),
+                "format" => crate::support::set(&mut map, &mut v1, "format"),
+                "dirty-flag" => crate::support::set(&mut map, &mut v2, "dirty-flag"),
+                "actual-size" => crate::support::set(&mut map, &mut v3, "actual-size"),
+                "virtual-size" => crate::support::set(&mut map, &mut v4, "virtual-size"),
+                "cluster-size" => crate::support::set(&mut map, &mut v5, "cluster-size"),
+                "encrypted" => crate::support::set(&mut map, &mut v6, "encrypted"),
+                "compressed" => crate::support::set(&mut map, &mut v7, "compressed"),
+                "backing-filename" => crate::support::set(&mut map, &mut v8, "backing-filename"),
+                "full-backing-filename" => crate::support::set(&mut map, &mut v9, "full-backing-filename"),
+                "backing-filename-format" => crate::support::set(&mut map, &mut v10, "backing-filename-format"),
+                "snapshots" => crate::support::set(&mut map, &mut v11, "snapshots"),
+                "format-specific" => crate::support::set(&mut map, &mut v12, "format-specific"),
+                "children" => crate::support::set(&mut map, &mut v13, "children"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v4, v13) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v4), ::std::option::Option::Some(v13)) => ::std::result::Result::Ok(Self {
+                filename: v0,
+                format: v1,
+                dirty_flag: v2.flatten(),
+                actual_size: v3.flatten(),
+                virtual_size: v4,
+                cluster_size: v5.flatten(),
+                encrypted: v6.flatten(),
+                compressed: v7.flatten(),
+                backing_filename: v8.flatten(),
+                full_backing_filename: v9.flatten(),
+                backing_filename_format: v10.flatten(),
+                snapshots: v11.flatten(),
+                format_specific: v12.flatten(),
+                children: v13,
+            }),
+            (v0, v1, v4, v13) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "filename"), (v1.is_none(), "format"), (v4.is_none(), "virtual-size"), (v13.is_none(), "children")])),
+        }
+    }
+}
 impl BlockGraphInfo {
     /// A value with the required members.
     #[inline]
@@ -1010,8 +1677,6 @@ impl BlockGraphInfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ImageCheck).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageCheck {
     /// `filename`.
@@ -1019,37 +1684,101 @@ pub struct ImageCheck {
     /// `format`.
     pub format: ::std::string::String,
     /// `check-errors`.
-    #[serde(rename = "check-errors")]
     pub check_errors: i64,
     /// `image-end-offset` (optional).
-    #[serde(rename = "image-end-offset", skip_serializing_if = "::std::option::Option::is_none")]
     pub image_end_offset: ::std::option::Option<i64>,
     /// `corruptions` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub corruptions: ::std::option::Option<i64>,
     /// `leaks` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub leaks: ::std::option::Option<i64>,
     /// `corruptions-fixed` (optional).
-    #[serde(rename = "corruptions-fixed", skip_serializing_if = "::std::option::Option::is_none")]
     pub corruptions_fixed: ::std::option::Option<i64>,
     /// `leaks-fixed` (optional).
-    #[serde(rename = "leaks-fixed", skip_serializing_if = "::std::option::Option::is_none")]
     pub leaks_fixed: ::std::option::Option<i64>,
     /// `total-clusters` (optional).
-    #[serde(rename = "total-clusters", skip_serializing_if = "::std::option::Option::is_none")]
     pub total_clusters: ::std::option::Option<i64>,
     /// `allocated-clusters` (optional).
-    #[serde(rename = "allocated-clusters", skip_serializing_if = "::std::option::Option::is_none")]
     pub allocated_clusters: ::std::option::Option<i64>,
     /// `fragmented-clusters` (optional).
-    #[serde(rename = "fragmented-clusters", skip_serializing_if = "::std::option::Option::is_none")]
     pub fragmented_clusters: ::std::option::Option<i64>,
     /// `compressed-clusters` (optional).
-    #[serde(rename = "compressed-clusters", skip_serializing_if = "::std::option::Option::is_none")]
     pub compressed_clusters: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(ImageCheck { filename, format, check_errors, image_end_offset, corruptions, leaks, corruptions_fixed, leaks_fixed, total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters });
+impl ::serde::Serialize for ImageCheck {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::entry(&mut m, "format", &self.format)?;
+        crate::support::entry(&mut m, "check-errors", &self.check_errors)?;
+        crate::support::opt_entry(&mut m, "image-end-offset", &self.image_end_offset)?;
+        crate::support::opt_entry(&mut m, "corruptions", &self.corruptions)?;
+        crate::support::opt_entry(&mut m, "leaks", &self.leaks)?;
+        crate::support::opt_entry(&mut m, "corruptions-fixed", &self.corruptions_fixed)?;
+        crate::support::opt_entry(&mut m, "leaks-fixed", &self.leaks_fixed)?;
+        crate::support::opt_entry(&mut m, "total-clusters", &self.total_clusters)?;
+        crate::support::opt_entry(&mut m, "allocated-clusters", &self.allocated_clusters)?;
+        crate::support::opt_entry(&mut m, "fragmented-clusters", &self.fragmented_clusters)?;
+        crate::support::opt_entry(&mut m, "compressed-clusters", &self.compressed_clusters)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ImageCheck {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ImageCheck {
+    const NAME: &'static str = "ImageCheck";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "filename" => crate::support::set(&mut map, &mut v0, "filename"),
+                "format" => crate::support::set(&mut map, &mut v1, "format"),
+                "check-errors" => crate::support::set(&mut map, &mut v2, "check-errors"),
+                "image-end-offset" => crate::support::set(&mut map, &mut v3, "image-end-offset"),
+                "corruptions" => crate::support::set(&mut map, &mut v4, "corruptions"),
+                "leaks" => crate::support::set(&mut map, &mut v5, "leaks"),
+                "corruptions-fixed" => crate::support::set(&mut map, &mut v6, "corruptions-fixed"),
+                "leaks-fixed" => crate::support::set(&mut map, &mut v7, "leaks-fixed"),
+                "total-clusters" => crate::support::set(&mut map, &mut v8, "total-clusters"),
+                "allocated-clusters" => crate::support::set(&mut map, &mut v9, "allocated-clusters"),
+                "fragmented-clusters" => crate::support::set(&mut map, &mut v10, "fragmented-clusters"),
+                "compressed-clusters" => crate::support::set(&mut map, &mut v11, "compressed-clusters"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                filename: v0,
+                format: v1,
+                check_errors: v2,
+                image_end_offset: v3.flatten(),
+                corruptions: v4.flatten(),
+                leaks: v5.flatten(),
+                corruptions_fixed: v6.flatten(),
+                leaks_fixed: v7.flatten(),
+                total_clusters: v8.flatten(),
+                allocated_clusters: v9.flatten(),
+                fragmented_clusters: v10.flatten(),
+                compressed_clusters: v11.flatten(),
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "filename"), (v1.is_none(), "format"), (v2.is_none(), "check-errors")])),
+        }
+    }
+}
 impl ImageCheck {
     /// A value with the required members.
     #[inline]
@@ -1129,8 +1858,6 @@ impl ImageCheck {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.MapEntry).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MapEntry {
     /// `start`.
@@ -1148,13 +1875,73 @@ pub struct MapEntry {
     /// `present` (since QEMU 6.1).
     pub present: bool,
     /// `offset` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub offset: ::std::option::Option<i64>,
     /// `filename` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub filename: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(MapEntry { start, length, data, zero, compressed, depth, present, offset, filename });
+impl ::serde::Serialize for MapEntry {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "start", &self.start)?;
+        crate::support::entry(&mut m, "length", &self.length)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::entry(&mut m, "zero", &self.zero)?;
+        crate::support::entry(&mut m, "compressed", &self.compressed)?;
+        crate::support::entry(&mut m, "depth", &self.depth)?;
+        crate::support::entry(&mut m, "present", &self.present)?;
+        crate::support::opt_entry(&mut m, "offset", &self.offset)?;
+        crate::support::opt_entry(&mut m, "filename", &self.filename)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MapEntry {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MapEntry {
+    const NAME: &'static str = "MapEntry";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "start" => crate::support::set(&mut map, &mut v0, "start"),
+                "length" => crate::support::set(&mut map, &mut v1, "length"),
+                "data" => crate::support::set(&mut map, &mut v2, "data"),
+                "zero" => crate::support::set(&mut map, &mut v3, "zero"),
+                "compressed" => crate::support::set(&mut map, &mut v4, "compressed"),
+                "depth" => crate::support::set(&mut map, &mut v5, "depth"),
+                "present" => crate::support::set(&mut map, &mut v6, "present"),
+                "offset" => crate::support::set(&mut map, &mut v7, "offset"),
+                "filename" => crate::support::set(&mut map, &mut v8, "filename"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                start: v0,
+                length: v1,
+                data: v2,
+                zero: v3,
+                compressed: v4,
+                depth: v5,
+                present: v6,
+                offset: v7.flatten(),
+                filename: v8.flatten(),
+            }),
+            (v0, v1, v2, v3, v4, v5, v6) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "start"), (v1.is_none(), "length"), (v2.is_none(), "data"), (v3.is_none(), "zero"), (v4.is_none(), "compressed"), (v5.is_none(), "depth"), (v6.is_none(), "present")])),
+        }
+    }
+}
 impl MapEntry {
     /// A value with the required members.
     #[inline]
@@ -1189,8 +1976,6 @@ impl MapEntry {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCacheInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockdevCacheInfo {
     /// `writeback`.
@@ -1198,30 +1983,64 @@ pub struct BlockdevCacheInfo {
     /// `direct`.
     pub direct: bool,
     /// `no-flush`.
-    #[serde(rename = "no-flush")]
     pub no_flush: bool,
 }
 crate::support::debug_struct!(BlockdevCacheInfo { writeback, direct, no_flush });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockdevCacheInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "writeback", &self.writeback)?;
+        crate::support::entry(&mut m, "direct", &self.direct)?;
+        crate::support::entry(&mut m, "no-flush", &self.no_flush)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockdevCacheInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockdevCacheInfo {
+    const NAME: &'static str = "BlockdevCacheInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "writeback" => crate::support::set(&mut map, &mut v0, "writeback"),
+                "direct" => crate::support::set(&mut map, &mut v1, "direct"),
+                "no-flush" => crate::support::set(&mut map, &mut v2, "no-flush"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                writeback: v0,
+                direct: v1,
+                no_flush: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "writeback"), (v1.is_none(), "direct"), (v2.is_none(), "no-flush")])),
+        }
+    }
+}
 
 /// `BlockDeviceInfo`: the QAPI struct (module `block-core`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDeviceInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockDeviceInfo {
     /// `file`.
     pub file: ::std::string::String,
     /// `node-name` (optional, since QEMU 2.0).
-    #[serde(rename = "node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `ro`.
     pub ro: bool,
     /// `drv`.
     pub drv: ::std::string::String,
     /// `backing_file` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_file: ::std::option::Option<::std::string::String>,
     /// `backing_file_depth`.
     pub backing_file_depth: i64,
@@ -1246,56 +2065,200 @@ pub struct BlockDeviceInfo {
     /// `image`.
     pub image: super::ImageInfo,
     /// `bps_max` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_max: ::std::option::Option<i64>,
     /// `bps_rd_max` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_rd_max: ::std::option::Option<i64>,
     /// `bps_wr_max` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_wr_max: ::std::option::Option<i64>,
     /// `iops_max` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_max: ::std::option::Option<i64>,
     /// `iops_rd_max` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_rd_max: ::std::option::Option<i64>,
     /// `iops_wr_max` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_wr_max: ::std::option::Option<i64>,
     /// `bps_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_max_length: ::std::option::Option<i64>,
     /// `bps_rd_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_rd_max_length: ::std::option::Option<i64>,
     /// `bps_wr_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_wr_max_length: ::std::option::Option<i64>,
     /// `iops_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_max_length: ::std::option::Option<i64>,
     /// `iops_rd_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_rd_max_length: ::std::option::Option<i64>,
     /// `iops_wr_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_wr_max_length: ::std::option::Option<i64>,
     /// `iops_size` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_size: ::std::option::Option<i64>,
     /// `group` (optional, since QEMU 2.4).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<::std::string::String>,
     /// `cache`.
     pub cache: super::BlockdevCacheInfo,
     /// `write_threshold` (since QEMU 2.3).
     pub write_threshold: i64,
     /// `dirty-bitmaps` (optional, since QEMU 4.2).
-    #[serde(rename = "dirty-bitmaps", skip_serializing_if = "::std::option::Option::is_none")]
     pub dirty_bitmaps: ::std::option::Option<::std::vec::Vec<super::BlockDirtyInfo>>,
 }
 crate::support::debug_struct!(BlockDeviceInfo { file, node_name, ro, drv, backing_file, backing_file_depth, active, encrypted, detect_zeroes, bps, bps_rd, bps_wr, iops, iops_rd, iops_wr, image, bps_max, bps_rd_max, bps_wr_max, iops_max, iops_rd_max, iops_wr_max, bps_max_length, bps_rd_max_length, bps_wr_max_length, iops_max_length, iops_rd_max_length, iops_wr_max_length, iops_size, group, cache, write_threshold, dirty_bitmaps });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockDeviceInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "ro", &self.ro)?;
+        crate::support::entry(&mut m, "drv", &self.drv)?;
+        crate::support::opt_entry(&mut m, "backing_file", &self.backing_file)?;
+        crate::support::entry(&mut m, "backing_file_depth", &self.backing_file_depth)?;
+        crate::support::entry(&mut m, "active", &self.active)?;
+        crate::support::entry(&mut m, "encrypted", &self.encrypted)?;
+        crate::support::entry(&mut m, "detect_zeroes", &self.detect_zeroes)?;
+        crate::support::entry(&mut m, "bps", &self.bps)?;
+        crate::support::entry(&mut m, "bps_rd", &self.bps_rd)?;
+        crate::support::entry(&mut m, "bps_wr", &self.bps_wr)?;
+        crate::support::entry(&mut m, "iops", &self.iops)?;
+        crate::support::entry(&mut m, "iops_rd", &self.iops_rd)?;
+        crate::support::entry(&mut m, "iops_wr", &self.iops_wr)?;
+        crate::support::entry(&mut m, "image", &self.image)?;
+        crate::support::opt_entry(&mut m, "bps_max", &self.bps_max)?;
+        crate::support::opt_entry(&mut m, "bps_rd_max", &self.bps_rd_max)?;
+        crate::support::opt_entry(&mut m, "bps_wr_max", &self.bps_wr_max)?;
+        crate::support::opt_entry(&mut m, "iops_max", &self.iops_max)?;
+        crate::support::opt_entry(&mut m, "iops_rd_max", &self.iops_rd_max)?;
+        crate::support::opt_entry(&mut m, "iops_wr_max", &self.iops_wr_max)?;
+        crate::support::opt_entry(&mut m, "bps_max_length", &self.bps_max_length)?;
+        crate::support::opt_entry(&mut m, "bps_rd_max_length", &self.bps_rd_max_length)?;
+        crate::support::opt_entry(&mut m, "bps_wr_max_length", &self.bps_wr_max_length)?;
+        crate::support::opt_entry(&mut m, "iops_max_length", &self.iops_max_length)?;
+        crate::support::opt_entry(&mut m, "iops_rd_max_length", &self.iops_rd_max_length)?;
+        crate::support::opt_entry(&mut m, "iops_wr_max_length", &self.iops_wr_max_length)?;
+        crate::support::opt_entry(&mut m, "iops_size", &self.iops_size)?;
+        crate::support::opt_entry(&mut m, "group", &self.group)?;
+        crate::support::entry(&mut m, "cache", &self.cache)?;
+        crate::support::entry(&mut m, "write_threshold", &self.write_threshold)?;
+        crate::support::opt_entry(&mut m, "dirty-bitmaps", &self.dirty_bitmaps)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockDeviceInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockDeviceInfo {
+    const NAME: &'static str = "BlockDeviceInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        let mut v18 = ::std::option::Option::None;
+        let mut v19 = ::std::option::Option::None;
+        let mut v20 = ::std::option::Option::None;
+        let mut v21 = ::std::option::Option::None;
+        let mut v22 = ::std::option::Option::None;
+        let mut v23 = ::std::option::Option::None;
+        let mut v24 = ::std::option::Option::None;
+        let mut v25 = ::std::option::Option::None;
+        let mut v26 = ::std::option::Option::None;
+        let mut v27 = ::std::option::Option::None;
+        let mut v28 = ::std::option::Option::None;
+        let mut v29 = ::std::option::Option::None;
+        let mut v30 = ::std::option::Option::None;
+        let mut v31 = ::std::option::Option::None;
+        let mut v32 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "node-name" => crate::support::set(&mut map, &mut v1, "node-name"),
+                "ro" => crate::support::set(&mut map, &mut v2, "ro"),
+                "drv" => crate::support::set(&mut map, &mut v3, "drv"),
+                "backing_file" => crate::support::set(&mut map, &mut v4, "backing_file"),
+                "backing_file_depth" => crate::support::set(&mut map, &mut v5, "backing_file_depth"),
+                "active" => crate::support::set(&mut map, &mut v6, "active"),
+                "encrypted" => crate::support::set(&mut map, &mut v7, "encrypted"),
+                "detect_zeroes" => crate::support::set(&mut map, &mut v8, "detect_zeroes"),
+                "bps" => crate::support::set(&mut map, &mut v9, "bps"),
+                "bps_rd" => crate::support::set(&mut map, &mut v10, "bps_rd"),
+                "bps_wr" => crate::support::set(&mut map, &mut v11, "bps_wr"),
+                "iops" => crate::support::set(&mut map, &mut v12, "iops"),
+                "iops_rd" => crate::support::set(&mut map, &mut v13, "iops_rd"),
+                "iops_wr" => crate::support::set(&mut map, &mut v14, "iops_wr"),
+                "image" => crate::support::set(&mut map, &mut v15, "image"),
+                "bps_max" => crate::support::set(&mut map, &mut v16, "bps_max"),
+                "bps_rd_max" => crate::support::set(&mut map, &mut v17, "bps_rd_max"),
+                "bps_wr_max" => crate::support::set(&mut map, &mut v18, "bps_wr_max"),
+                "iops_max" => crate::support::set(&mut map, &mut v19, "iops_max"),
+                "iops_rd_max" => crate::support::set(&mut map, &mut v20, "iops_rd_max"),
+                "iops_wr_max" => crate::support::set(&mut map, &mut v21, "iops_wr_max"),
+                "bps_max_length" => crate::support::set(&mut map, &mut v22, "bps_max_length"),
+                "bps_rd_max_length" => crate::support::set(&mut map, &mut v23, "bps_rd_max_length"),
+                "bps_wr_max_length" => crate::support::set(&mut map, &mut v24, "bps_wr_max_length"),
+                "iops_max_length" => crate::support::set(&mut map, &mut v25, "iops_max_length"),
+                "iops_rd_max_length" => crate::support::set(&mut map, &mut v26, "iops_rd_max_length"),
+                "iops_wr_max_length" => crate::support::set(&mut map, &mut v27, "iops_wr_max_length"),
+                "iops_size" => crate::support::set(&mut map, &mut v28, "iops_size"),
+                "group" => crate::support::set(&mut map, &mut v29, "group"),
+                "cache" => crate::support::set(&mut map, &mut v30, "cache"),
+                "write_threshold" => crate::support::set(&mut map, &mut v31, "write_threshold"),
+                "dirty-bitmaps" => crate::support::set(&mut map, &mut v32, "dirty-bitmaps"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2, v3, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v30, v31) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15), ::std::option::Option::Some(v30), ::std::option::Option::Some(v31)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                node_name: v1.flatten(),
+                ro: v2,
+                drv: v3,
+                backing_file: v4.flatten(),
+                backing_file_depth: v5,
+                active: v6,
+                encrypted: v7,
+                detect_zeroes: v8,
+                bps: v9,
+                bps_rd: v10,
+                bps_wr: v11,
+                iops: v12,
+                iops_rd: v13,
+                iops_wr: v14,
+                image: v15,
+                bps_max: v16.flatten(),
+                bps_rd_max: v17.flatten(),
+                bps_wr_max: v18.flatten(),
+                iops_max: v19.flatten(),
+                iops_rd_max: v20.flatten(),
+                iops_wr_max: v21.flatten(),
+                bps_max_length: v22.flatten(),
+                bps_rd_max_length: v23.flatten(),
+                bps_wr_max_length: v24.flatten(),
+                iops_max_length: v25.flatten(),
+                iops_rd_max_length: v26.flatten(),
+                iops_wr_max_length: v27.flatten(),
+                iops_size: v28.flatten(),
+                group: v29.flatten(),
+                cache: v30,
+                write_threshold: v31,
+                dirty_bitmaps: v32.flatten(),
+            }),
+            (v0, v2, v3, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v30, v31) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v2.is_none(), "ro"), (v3.is_none(), "drv"), (v5.is_none(), "backing_file_depth"), (v6.is_none(), "active"), (v7.is_none(), "encrypted"), (v8.is_none(), "detect_zeroes"), (v9.is_none(), "bps"), (v10.is_none(), "bps_rd"), (v11.is_none(), "bps_wr"), (v12.is_none(), "iops"), (v13.is_none(), "iops_rd"), (v14.is_none(), "iops_wr"), (v15.is_none(), "image"), (v30.is_none(), "cache"), (v31.is_none(), "write_threshold")])),
+        }
+    }
+}
 
 /// `BlockDeviceIoStatus`: the QAPI enum (module `block-core`, since QEMU 1.0).
 ///
@@ -1322,12 +2285,9 @@ crate::support::qapi_enum!(BlockDeviceIoStatus {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDirtyInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockDirtyInfo {
     /// `name` (optional, since QEMU 2.4).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// `count`.
     pub count: i64,
@@ -1340,10 +2300,64 @@ pub struct BlockDirtyInfo {
     /// `persistent` (since QEMU 4.0).
     pub persistent: bool,
     /// `inconsistent` (optional, since QEMU 4.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub inconsistent: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockDirtyInfo { name, count, granularity, recording, busy, persistent, inconsistent });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockDirtyInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "count", &self.count)?;
+        crate::support::entry(&mut m, "granularity", &self.granularity)?;
+        crate::support::entry(&mut m, "recording", &self.recording)?;
+        crate::support::entry(&mut m, "busy", &self.busy)?;
+        crate::support::entry(&mut m, "persistent", &self.persistent)?;
+        crate::support::opt_entry(&mut m, "inconsistent", &self.inconsistent)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockDirtyInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockDirtyInfo {
+    const NAME: &'static str = "BlockDirtyInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "count" => crate::support::set(&mut map, &mut v1, "count"),
+                "granularity" => crate::support::set(&mut map, &mut v2, "granularity"),
+                "recording" => crate::support::set(&mut map, &mut v3, "recording"),
+                "busy" => crate::support::set(&mut map, &mut v4, "busy"),
+                "persistent" => crate::support::set(&mut map, &mut v5, "persistent"),
+                "inconsistent" => crate::support::set(&mut map, &mut v6, "inconsistent"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v3, v4, v5) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5)) => ::std::result::Result::Ok(Self {
+                name: v0.flatten(),
+                count: v1,
+                granularity: v2,
+                recording: v3,
+                busy: v4,
+                persistent: v5,
+                inconsistent: v6.flatten(),
+            }),
+            (v1, v2, v3, v4, v5) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "count"), (v2.is_none(), "granularity"), (v3.is_none(), "recording"), (v4.is_none(), "busy"), (v5.is_none(), "persistent")])),
+        }
+    }
+}
 
 /// `Qcow2BitmapInfoFlags`: the QAPI enum (module `block-core`, since QEMU 4.0).
 ///
@@ -1367,8 +2381,6 @@ crate::support::qapi_enum!(Qcow2BitmapInfoFlags {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.Qcow2BitmapInfo).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct Qcow2BitmapInfo {
     /// `name`.
@@ -1379,6 +2391,44 @@ pub struct Qcow2BitmapInfo {
     pub flags: ::std::vec::Vec<super::Qcow2BitmapInfoFlags>,
 }
 crate::support::debug_struct!(Qcow2BitmapInfo { name, granularity, flags });
+impl ::serde::Serialize for Qcow2BitmapInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "granularity", &self.granularity)?;
+        crate::support::entry(&mut m, "flags", &self.flags)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Qcow2BitmapInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for Qcow2BitmapInfo {
+    const NAME: &'static str = "Qcow2BitmapInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "granularity" => crate::support::set(&mut map, &mut v1, "granularity"),
+                "flags" => crate::support::set(&mut map, &mut v2, "flags"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                granularity: v1,
+                flags: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "granularity"), (v2.is_none(), "flags")])),
+        }
+    }
+}
 impl Qcow2BitmapInfo {
     /// A value with the required members.
     #[inline]
@@ -1395,8 +2445,6 @@ impl Qcow2BitmapInfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockLatencyHistogramInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockLatencyHistogramInfo {
     /// `boundaries`.
@@ -1405,19 +2453,51 @@ pub struct BlockLatencyHistogramInfo {
     pub bins: ::std::vec::Vec<u64>,
 }
 crate::support::debug_struct!(BlockLatencyHistogramInfo { boundaries, bins });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockLatencyHistogramInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "boundaries", &self.boundaries)?;
+        crate::support::entry(&mut m, "bins", &self.bins)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockLatencyHistogramInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockLatencyHistogramInfo {
+    const NAME: &'static str = "BlockLatencyHistogramInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "boundaries" => crate::support::set(&mut map, &mut v0, "boundaries"),
+                "bins" => crate::support::set(&mut map, &mut v1, "bins"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                boundaries: v0,
+                bins: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "boundaries"), (v1.is_none(), "bins")])),
+        }
+    }
+}
 
 /// `BlockInfo`: the QAPI struct (module `block-core`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockInfo {
     /// `device`.
     pub device: ::std::string::String,
     /// `qdev` (optional, since QEMU 2.10).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub qdev: ::std::option::Option<::std::string::String>,
     /// `type`.
     pub r#type: ::std::string::String,
@@ -1426,35 +2506,125 @@ pub struct BlockInfo {
     /// `locked`.
     pub locked: bool,
     /// `inserted` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub inserted: ::std::option::Option<super::BlockDeviceInfo>,
     /// `tray_open` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tray_open: ::std::option::Option<bool>,
     /// `io-status` (optional).
-    #[serde(rename = "io-status", skip_serializing_if = "::std::option::Option::is_none")]
     pub io_status: ::std::option::Option<super::BlockDeviceIoStatus>,
 }
 crate::support::debug_struct!(BlockInfo { device, qdev, r#type, removable, locked, inserted, tray_open, io_status });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "qdev", &self.qdev)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "removable", &self.removable)?;
+        crate::support::entry(&mut m, "locked", &self.locked)?;
+        crate::support::opt_entry(&mut m, "inserted", &self.inserted)?;
+        crate::support::opt_entry(&mut m, "tray_open", &self.tray_open)?;
+        crate::support::opt_entry(&mut m, "io-status", &self.io_status)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockInfo {
+    const NAME: &'static str = "BlockInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "qdev" => crate::support::set(&mut map, &mut v1, "qdev"),
+                "type" => crate::support::set(&mut map, &mut v2, "type"),
+                "removable" => crate::support::set(&mut map, &mut v3, "removable"),
+                "locked" => crate::support::set(&mut map, &mut v4, "locked"),
+                "inserted" => crate::support::set(&mut map, &mut v5, "inserted"),
+                "tray_open" => crate::support::set(&mut map, &mut v6, "tray_open"),
+                "io-status" => crate::support::set(&mut map, &mut v7, "io-status"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                device: v0,
+                qdev: v1.flatten(),
+                r#type: v2,
+                removable: v3,
+                locked: v4,
+                inserted: v5.flatten(),
+                tray_open: v6.flatten(),
+                io_status: v7.flatten(),
+            }),
+            (v0, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device"), (v2.is_none(), "type"), (v3.is_none(), "removable"), (v4.is_none(), "locked")])),
+        }
+    }
+}
 
 /// `BlockMeasureInfo`: the QAPI struct (module `block-core`, since QEMU 2.10).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockMeasureInfo).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockMeasureInfo {
     /// `required`.
     pub required: i64,
     /// `fully-allocated`.
-    #[serde(rename = "fully-allocated")]
     pub fully_allocated: i64,
     /// `bitmaps` (optional, since QEMU 5.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmaps: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(BlockMeasureInfo { required, fully_allocated, bitmaps });
+impl ::serde::Serialize for BlockMeasureInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "required", &self.required)?;
+        crate::support::entry(&mut m, "fully-allocated", &self.fully_allocated)?;
+        crate::support::opt_entry(&mut m, "bitmaps", &self.bitmaps)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockMeasureInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockMeasureInfo {
+    const NAME: &'static str = "BlockMeasureInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "required" => crate::support::set(&mut map, &mut v0, "required"),
+                "fully-allocated" => crate::support::set(&mut map, &mut v1, "fully-allocated"),
+                "bitmaps" => crate::support::set(&mut map, &mut v2, "bitmaps"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                required: v0,
+                fully_allocated: v1,
+                bitmaps: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "required"), (v1.is_none(), "fully-allocated")])),
+        }
+    }
+}
 impl BlockMeasureInfo {
     /// A value with the required members.
     #[inline]
@@ -1498,8 +2668,6 @@ impl ::qmp_proto::Command for QueryBlock {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDeviceTimedStats).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockDeviceTimedStats {
     /// `interval_length`.
@@ -1536,13 +2704,102 @@ pub struct BlockDeviceTimedStats {
     pub avg_zone_append_queue_depth: f64,
 }
 crate::support::debug_struct!(BlockDeviceTimedStats { interval_length, min_rd_latency_ns, max_rd_latency_ns, avg_rd_latency_ns, min_wr_latency_ns, max_wr_latency_ns, avg_wr_latency_ns, min_zone_append_latency_ns, max_zone_append_latency_ns, avg_zone_append_latency_ns, min_flush_latency_ns, max_flush_latency_ns, avg_flush_latency_ns, avg_rd_queue_depth, avg_wr_queue_depth, avg_zone_append_queue_depth });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockDeviceTimedStats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "interval_length", &self.interval_length)?;
+        crate::support::entry(&mut m, "min_rd_latency_ns", &self.min_rd_latency_ns)?;
+        crate::support::entry(&mut m, "max_rd_latency_ns", &self.max_rd_latency_ns)?;
+        crate::support::entry(&mut m, "avg_rd_latency_ns", &self.avg_rd_latency_ns)?;
+        crate::support::entry(&mut m, "min_wr_latency_ns", &self.min_wr_latency_ns)?;
+        crate::support::entry(&mut m, "max_wr_latency_ns", &self.max_wr_latency_ns)?;
+        crate::support::entry(&mut m, "avg_wr_latency_ns", &self.avg_wr_latency_ns)?;
+        crate::support::entry(&mut m, "min_zone_append_latency_ns", &self.min_zone_append_latency_ns)?;
+        crate::support::entry(&mut m, "max_zone_append_latency_ns", &self.max_zone_append_latency_ns)?;
+        crate::support::entry(&mut m, "avg_zone_append_latency_ns", &self.avg_zone_append_latency_ns)?;
+        crate::support::entry(&mut m, "min_flush_latency_ns", &self.min_flush_latency_ns)?;
+        crate::support::entry(&mut m, "max_flush_latency_ns", &self.max_flush_latency_ns)?;
+        crate::support::entry(&mut m, "avg_flush_latency_ns", &self.avg_flush_latency_ns)?;
+        crate::support::entry(&mut m, "avg_rd_queue_depth", &self.avg_rd_queue_depth)?;
+        crate::support::entry(&mut m, "avg_wr_queue_depth", &self.avg_wr_queue_depth)?;
+        crate::support::entry(&mut m, "avg_zone_append_queue_depth", &self.avg_zone_append_queue_depth)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockDeviceTimedStats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockDeviceTimedStats {
+    const NAME: &'static str = "BlockDeviceTimedStats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "interval_length" => crate::support::set(&mut map, &mut v0, "interval_length"),
+                "min_rd_latency_ns" => crate::support::set(&mut map, &mut v1, "min_rd_latency_ns"),
+                "max_rd_latency_ns" => crate::support::set(&mut map, &mut v2, "max_rd_latency_ns"),
+                "avg_rd_latency_ns" => crate::support::set(&mut map, &mut v3, "avg_rd_latency_ns"),
+                "min_wr_latency_ns" => crate::support::set(&mut map, &mut v4, "min_wr_latency_ns"),
+                "max_wr_latency_ns" => crate::support::set(&mut map, &mut v5, "max_wr_latency_ns"),
+                "avg_wr_latency_ns" => crate::support::set(&mut map, &mut v6, "avg_wr_latency_ns"),
+                "min_zone_append_latency_ns" => crate::support::set(&mut map, &mut v7, "min_zone_append_latency_ns"),
+                "max_zone_append_latency_ns" => crate::support::set(&mut map, &mut v8, "max_zone_append_latency_ns"),
+                "avg_zone_append_latency_ns" => crate::support::set(&mut map, &mut v9, "avg_zone_append_latency_ns"),
+                "min_flush_latency_ns" => crate::support::set(&mut map, &mut v10, "min_flush_latency_ns"),
+                "max_flush_latency_ns" => crate::support::set(&mut map, &mut v11, "max_flush_latency_ns"),
+                "avg_flush_latency_ns" => crate::support::set(&mut map, &mut v12, "avg_flush_latency_ns"),
+                "avg_rd_queue_depth" => crate::support::set(&mut map, &mut v13, "avg_rd_queue_depth"),
+                "avg_wr_queue_depth" => crate::support::set(&mut map, &mut v14, "avg_wr_queue_depth"),
+                "avg_zone_append_queue_depth" => crate::support::set(&mut map, &mut v15, "avg_zone_append_queue_depth"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15)) => ::std::result::Result::Ok(Self {
+                interval_length: v0,
+                min_rd_latency_ns: v1,
+                max_rd_latency_ns: v2,
+                avg_rd_latency_ns: v3,
+                min_wr_latency_ns: v4,
+                max_wr_latency_ns: v5,
+                avg_wr_latency_ns: v6,
+                min_zone_append_latency_ns: v7,
+                max_zone_append_latency_ns: v8,
+                avg_zone_append_latency_ns: v9,
+                min_flush_latency_ns: v10,
+                max_flush_latency_ns: v11,
+                avg_flush_latency_ns: v12,
+                avg_rd_queue_depth: v13,
+                avg_wr_queue_depth: v14,
+                avg_zone_append_queue_depth: v15,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "interval_length"), (v1.is_none(), "min_rd_latency_ns"), (v2.is_none(), "max_rd_latency_ns"), (v3.is_none(), "avg_rd_latency_ns"), (v4.is_none(), "min_wr_latency_ns"), (v5.is_none(), "max_wr_latency_ns"), (v6.is_none(), "avg_wr_latency_ns"), (v7.is_none(), "min_zone_append_latency_ns"), (v8.is_none(), "max_zone_append_latency_ns"), (v9.is_none(), "avg_zone_append_latency_ns"), (v10.is_none(), "min_flush_latency_ns"), (v11.is_none(), "max_flush_latency_ns"), (v12.is_none(), "avg_flush_latency_ns"), (v13.is_none(), "avg_rd_queue_depth"), (v14.is_none(), "avg_wr_queue_depth"), (v15.is_none(), "avg_zone_append_queue_depth")])),
+        }
+    }
+}
 
 /// `BlockDeviceStats`: the QAPI struct (module `block-core`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDeviceStats).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockDeviceStats {
     /// `rd_bytes`.
@@ -1584,7 +2841,6 @@ pub struct BlockDeviceStats {
     /// `unmap_merged` (since QEMU 4.2).
     pub unmap_merged: i64,
     /// `idle_time_ns` (optional, since QEMU 2.5).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub idle_time_ns: ::std::option::Option<i64>,
     /// `failed_rd_operations` (since QEMU 2.5).
     pub failed_rd_operations: i64,
@@ -1613,59 +2869,298 @@ pub struct BlockDeviceStats {
     /// `timed_stats` (since QEMU 2.5).
     pub timed_stats: ::std::vec::Vec<super::BlockDeviceTimedStats>,
     /// `rd_latency_histogram` (optional, since QEMU 4.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rd_latency_histogram: ::std::option::Option<super::BlockLatencyHistogramInfo>,
     /// `wr_latency_histogram` (optional, since QEMU 4.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub wr_latency_histogram: ::std::option::Option<super::BlockLatencyHistogramInfo>,
     /// `zone_append_latency_histogram` (optional, since QEMU 8.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub zone_append_latency_histogram: ::std::option::Option<super::BlockLatencyHistogramInfo>,
     /// `flush_latency_histogram` (optional, since QEMU 4.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub flush_latency_histogram: ::std::option::Option<super::BlockLatencyHistogramInfo>,
 }
 crate::support::debug_struct!(BlockDeviceStats { rd_bytes, wr_bytes, zone_append_bytes, unmap_bytes, rd_operations, wr_operations, zone_append_operations, flush_operations, unmap_operations, rd_total_time_ns, wr_total_time_ns, zone_append_total_time_ns, flush_total_time_ns, unmap_total_time_ns, wr_highest_offset, rd_merged, wr_merged, zone_append_merged, unmap_merged, idle_time_ns, failed_rd_operations, failed_wr_operations, failed_zone_append_operations, failed_flush_operations, failed_unmap_operations, invalid_rd_operations, invalid_wr_operations, invalid_zone_append_operations, invalid_flush_operations, invalid_unmap_operations, account_invalid, account_failed, timed_stats, rd_latency_histogram, wr_latency_histogram, zone_append_latency_histogram, flush_latency_histogram });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockDeviceStats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "rd_bytes", &self.rd_bytes)?;
+        crate::support::entry(&mut m, "wr_bytes", &self.wr_bytes)?;
+        crate::support::entry(&mut m, "zone_append_bytes", &self.zone_append_bytes)?;
+        crate::support::entry(&mut m, "unmap_bytes", &self.unmap_bytes)?;
+        crate::support::entry(&mut m, "rd_operations", &self.rd_operations)?;
+        crate::support::entry(&mut m, "wr_operations", &self.wr_operations)?;
+        crate::support::entry(&mut m, "zone_append_operations", &self.zone_append_operations)?;
+        crate::support::entry(&mut m, "flush_operations", &self.flush_operations)?;
+        crate::support::entry(&mut m, "unmap_operations", &self.unmap_operations)?;
+        crate::support::entry(&mut m, "rd_total_time_ns", &self.rd_total_time_ns)?;
+        crate::support::entry(&mut m, "wr_total_time_ns", &self.wr_total_time_ns)?;
+        crate::support::entry(&mut m, "zone_append_total_time_ns", &self.zone_append_total_time_ns)?;
+        crate::support::entry(&mut m, "flush_total_time_ns", &self.flush_total_time_ns)?;
+        crate::support::entry(&mut m, "unmap_total_time_ns", &self.unmap_total_time_ns)?;
+        crate::support::entry(&mut m, "wr_highest_offset", &self.wr_highest_offset)?;
+        crate::support::entry(&mut m, "rd_merged", &self.rd_merged)?;
+        crate::support::entry(&mut m, "wr_merged", &self.wr_merged)?;
+        crate::support::entry(&mut m, "zone_append_merged", &self.zone_append_merged)?;
+        crate::support::entry(&mut m, "unmap_merged", &self.unmap_merged)?;
+        crate::support::opt_entry(&mut m, "idle_time_ns", &self.idle_time_ns)?;
+        crate::support::entry(&mut m, "failed_rd_operations", &self.failed_rd_operations)?;
+        crate::support::entry(&mut m, "failed_wr_operations", &self.failed_wr_operations)?;
+        crate::support::entry(&mut m, "failed_zone_append_operations", &self.failed_zone_append_operations)?;
+        crate::support::entry(&mut m, "failed_flush_operations", &self.failed_flush_operations)?;
+        crate::support::entry(&mut m, "failed_unmap_operations", &self.failed_unmap_operations)?;
+        crate::support::entry(&mut m, "invalid_rd_operations", &self.invalid_rd_operations)?;
+        crate::support::entry(&mut m, "invalid_wr_operations", &self.invalid_wr_operations)?;
+        crate::support::entry(&mut m, "invalid_zone_append_operations", &self.invalid_zone_append_operations)?;
+        crate::support::entry(&mut m, "invalid_flush_operations", &self.invalid_flush_operations)?;
+        crate::support::entry(&mut m, "invalid_unmap_operations", &self.invalid_unmap_operations)?;
+        crate::support::entry(&mut m, "account_invalid", &self.account_invalid)?;
+        crate::support::entry(&mut m, "account_failed", &self.account_failed)?;
+        crate::support::entry(&mut m, "timed_stats", &self.timed_stats)?;
+        crate::support::opt_entry(&mut m, "rd_latency_histogram", &self.rd_latency_histogram)?;
+        crate::support::opt_entry(&mut m, "wr_latency_histogram", &self.wr_latency_histogram)?;
+        crate::support::opt_entry(&mut m, "zone_append_latency_histogram", &self.zone_append_latency_histogram)?;
+        crate::support::opt_entry(&mut m, "flush_latency_histogram", &self.flush_latency_histogram)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockDeviceStats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockDeviceStats {
+    const NAME: &'static str = "BlockDeviceStats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        let mut v18 = ::std::option::Option::None;
+        let mut v19 = ::std::option::Option::None;
+        let mut v20 = ::std::option::Option::None;
+        let mut v21 = ::std::option::Option::None;
+        let mut v22 = ::std::option::Option::None;
+        let mut v23 = ::std::option::Option::None;
+        let mut v24 = ::std::option::Option::None;
+        let mut v25 = ::std::option::Option::None;
+        let mut v26 = ::std::option::Option::None;
+        let mut v27 = ::std::option::Option::None;
+        let mut v28 = ::std::option::Option::None;
+        let mut v29 = ::std::option::Option::None;
+        let mut v30 = ::std::option::Option::None;
+        let mut v31 = ::std::option::Option::None;
+        let mut v32 = ::std::option::Option::None;
+        let mut v33 = ::std::option::Option::None;
+        let mut v34 = ::std::option::Option::None;
+        let mut v35 = ::std::option::Option::None;
+        let mut v36 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "rd_bytes" => crate::support::set(&mut map, &mut v0, "rd_bytes"),
+                "wr_bytes" => crate::support::set(&mut map, &mut v1, "wr_bytes"),
+                "zone_append_bytes" => crate::support::set(&mut map, &mut v2, "zone_append_bytes"),
+                "unmap_bytes" => crate::support::set(&mut map, &mut v3, "unmap_bytes"),
+                "rd_operations" => crate::support::set(&mut map, &mut v4, "rd_operations"),
+                "wr_operations" => crate::support::set(&mut map, &mut v5, "wr_operations"),
+                "zone_append_operations" => crate::support::set(&mut map, &mut v6, "zone_append_operations"),
+                "flush_operations" => crate::support::set(&mut map, &mut v7, "flush_operations"),
+                "unmap_operations" => crate::support::set(&mut map, &mut v8, "unmap_operations"),
+                "rd_total_time_ns" => crate::support::set(&mut map, &mut v9, "rd_total_time_ns"),
+                "wr_total_time_ns" => crate::support::set(&mut map, &mut v10, "wr_total_time_ns"),
+                "zone_append_total_time_ns" => crate::support::set(&mut map, &mut v11, "zone_append_total_time_ns"),
+                "flush_total_time_ns" => crate::support::set(&mut map, &mut v12, "flush_total_time_ns"),
+                "unmap_total_time_ns" => crate::support::set(&mut map, &mut v13, "unmap_total_time_ns"),
+                "wr_highest_offset" => crate::support::set(&mut map, &mut v14, "wr_highest_offset"),
+                "rd_merged" => crate::support::set(&mut map, &mut v15, "rd_merged"),
+                "wr_merged" => crate::support::set(&mut map, &mut v16, "wr_merged"),
+                "zone_append_merged" => crate::support::set(&mut map, &mut v17, "zone_append_merged"),
+                "unmap_merged" => crate::support::set(&mut map, &mut v18, "unmap_merged"),
+                "idle_time_ns" => crate::support::set(&mut map, &mut v19, "idle_time_ns"),
+                "failed_rd_operations" => crate::support::set(&mut map, &mut v20, "failed_rd_operations"),
+                "failed_wr_operations" => crate::support::set(&mut map, &mut v21, "failed_wr_operations"),
+                "failed_zone_append_operations" => crate::support::set(&mut map, &mut v22, "failed_zone_append_operations"),
+                "failed_flush_operations" => crate::support::set(&mut map, &mut v23, "failed_flush_operations"),
+                "failed_unmap_operations" => crate::support::set(&mut map, &mut v24, "failed_unmap_operations"),
+                "invalid_rd_operations" => crate::support::set(&mut map, &mut v25, "invalid_rd_operations"),
+                "invalid_wr_operations" => crate::support::set(&mut map, &mut v26, "invalid_wr_operations"),
+                "invalid_zone_append_operations" => crate::support::set(&mut map, &mut v27, "invalid_zone_append_operations"),
+                "invalid_flush_operations" => crate::support::set(&mut map, &mut v28, "invalid_flush_operations"),
+                "invalid_unmap_operations" => crate::support::set(&mut map, &mut v29, "invalid_unmap_operations"),
+                "account_invalid" => crate::support::set(&mut map, &mut v30, "account_invalid"),
+                "account_failed" => crate::support::set(&mut map, &mut v31, "account_failed"),
+                "timed_stats" => crate::support::set(&mut map, &mut v32, "timed_stats"),
+                "rd_latency_histogram" => crate::support::set(&mut map, &mut v33, "rd_latency_histogram"),
+                "wr_latency_histogram" => crate::support::set(&mut map, &mut v34, "wr_latency_histogram"),
+                "zone_append_latency_histogram" => crate::support::set(&mut map, &mut v35, "zone_append_latency_histogram"),
+                "flush_latency_histogram" => crate::support::set(&mut map, &mut v36, "flush_latency_histogram"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, v32) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15), ::std::option::Option::Some(v16), ::std::option::Option::Some(v17), ::std::option::Option::Some(v18), ::std::option::Option::Some(v20), ::std::option::Option::Some(v21), ::std::option::Option::Some(v22), ::std::option::Option::Some(v23), ::std::option::Option::Some(v24), ::std::option::Option::Some(v25), ::std::option::Option::Some(v26), ::std::option::Option::Some(v27), ::std::option::Option::Some(v28), ::std::option::Option::Some(v29), ::std::option::Option::Some(v30), ::std::option::Option::Some(v31), ::std::option::Option::Some(v32)) => ::std::result::Result::Ok(Self {
+                rd_bytes: v0,
+                wr_bytes: v1,
+                zone_append_bytes: v2,
+                unmap_bytes: v3,
+                rd_operations: v4,
+                wr_operations: v5,
+                zone_append_operations: v6,
+                flush_operations: v7,
+                unmap_operations: v8,
+                rd_total_time_ns: v9,
+                wr_total_time_ns: v10,
+                zone_append_total_time_ns: v11,
+                flush_total_time_ns: v12,
+                unmap_total_time_ns: v13,
+                wr_highest_offset: v14,
+                rd_merged: v15,
+                wr_merged: v16,
+                zone_append_merged: v17,
+                unmap_merged: v18,
+                idle_time_ns: v19.flatten(),
+                failed_rd_operations: v20,
+                failed_wr_operations: v21,
+                failed_zone_append_operations: v22,
+                failed_flush_operations: v23,
+                failed_unmap_operations: v24,
+                invalid_rd_operations: v25,
+                invalid_wr_operations: v26,
+                invalid_zone_append_operations: v27,
+                invalid_flush_operations: v28,
+                invalid_unmap_operations: v29,
+                account_invalid: v30,
+                account_failed: v31,
+                timed_stats: v32,
+                rd_latency_histogram: v33.flatten(),
+                wr_latency_histogram: v34.flatten(),
+                zone_append_latency_histogram: v35.flatten(),
+                flush_latency_histogram: v36.flatten(),
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, v32) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "rd_bytes"), (v1.is_none(), "wr_bytes"), (v2.is_none(), "zone_append_bytes"), (v3.is_none(), "unmap_bytes"), (v4.is_none(), "rd_operations"), (v5.is_none(), "wr_operations"), (v6.is_none(), "zone_append_operations"), (v7.is_none(), "flush_operations"), (v8.is_none(), "unmap_operations"), (v9.is_none(), "rd_total_time_ns"), (v10.is_none(), "wr_total_time_ns"), (v11.is_none(), "zone_append_total_time_ns"), (v12.is_none(), "flush_total_time_ns"), (v13.is_none(), "unmap_total_time_ns"), (v14.is_none(), "wr_highest_offset"), (v15.is_none(), "rd_merged"), (v16.is_none(), "wr_merged"), (v17.is_none(), "zone_append_merged"), (v18.is_none(), "unmap_merged"), (v20.is_none(), "failed_rd_operations"), (v21.is_none(), "failed_wr_operations"), (v22.is_none(), "failed_zone_append_operations"), (v23.is_none(), "failed_flush_operations"), (v24.is_none(), "failed_unmap_operations"), (v25.is_none(), "invalid_rd_operations"), (v26.is_none(), "invalid_wr_operations"), (v27.is_none(), "invalid_zone_append_operations"), (v28.is_none(), "invalid_flush_operations"), (v29.is_none(), "invalid_unmap_operations"), (v30.is_none(), "account_invalid"), (v31.is_none(), "account_failed"), (v32.is_none(), "timed_stats")])),
+        }
+    }
+}
 
 /// `BlockStatsSpecificFile`: the QAPI struct (module `block-core`, since QEMU 4.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockStatsSpecificFile).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockStatsSpecificFile {
     /// `discard-nb-ok`.
-    #[serde(rename = "discard-nb-ok")]
     pub discard_nb_ok: u64,
     /// `discard-nb-failed`.
-    #[serde(rename = "discard-nb-failed")]
     pub discard_nb_failed: u64,
     /// `discard-bytes-ok`.
-    #[serde(rename = "discard-bytes-ok")]
     pub discard_bytes_ok: u64,
 }
 crate::support::debug_struct!(BlockStatsSpecificFile { discard_nb_ok, discard_nb_failed, discard_bytes_ok });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockStatsSpecificFile {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "discard-nb-ok", &self.discard_nb_ok)?;
+        crate::support::entry(&mut m, "discard-nb-failed", &self.discard_nb_failed)?;
+        crate::support::entry(&mut m, "discard-bytes-ok", &self.discard_bytes_ok)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockStatsSpecificFile {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockStatsSpecificFile {
+    const NAME: &'static str = "BlockStatsSpecificFile";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "discard-nb-ok" => crate::support::set(&mut map, &mut v0, "discard-nb-ok"),
+                "discard-nb-failed" => crate::support::set(&mut map, &mut v1, "discard-nb-failed"),
+                "discard-bytes-ok" => crate::support::set(&mut map, &mut v2, "discard-bytes-ok"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                discard_nb_ok: v0,
+                discard_nb_failed: v1,
+                discard_bytes_ok: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "discard-nb-ok"), (v1.is_none(), "discard-nb-failed"), (v2.is_none(), "discard-bytes-ok")])),
+        }
+    }
+}
 
 /// `BlockStatsSpecificNvme`: the QAPI struct (module `block-core`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockStatsSpecificNvme).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockStatsSpecificNvme {
     /// `completion-errors`.
-    #[serde(rename = "completion-errors")]
     pub completion_errors: u64,
     /// `aligned-accesses`.
-    #[serde(rename = "aligned-accesses")]
     pub aligned_accesses: u64,
     /// `unaligned-accesses`.
-    #[serde(rename = "unaligned-accesses")]
     pub unaligned_accesses: u64,
 }
 crate::support::debug_struct!(BlockStatsSpecificNvme { completion_errors, aligned_accesses, unaligned_accesses });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockStatsSpecificNvme {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "completion-errors", &self.completion_errors)?;
+        crate::support::entry(&mut m, "aligned-accesses", &self.aligned_accesses)?;
+        crate::support::entry(&mut m, "unaligned-accesses", &self.unaligned_accesses)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockStatsSpecificNvme {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockStatsSpecificNvme {
+    const NAME: &'static str = "BlockStatsSpecificNvme";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "completion-errors" => crate::support::set(&mut map, &mut v0, "completion-errors"),
+                "aligned-accesses" => crate::support::set(&mut map, &mut v1, "aligned-accesses"),
+                "unaligned-accesses" => crate::support::set(&mut map, &mut v2, "unaligned-accesses"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                completion_errors: v0,
+                aligned_accesses: v1,
+                unaligned_accesses: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "completion-errors"), (v1.is_none(), "aligned-accesses"), (v2.is_none(), "unaligned-accesses")])),
+        }
+    }
+}
 
 /// `BlockStatsSpecific`: the QAPI union (module `block-core`, since QEMU 4.2).
 ///
@@ -1689,12 +3184,29 @@ impl BlockStatsSpecific {
 }
 /// The members of [`BlockStatsSpecific`] that every case has, the discriminator `driver` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockStatsSpecificCommon {
 }
 crate::support::debug_struct!(BlockStatsSpecificCommon {  });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockStatsSpecificCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockStatsSpecificCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockStatsSpecificCommon {
+    const NAME: &'static str = "BlockStatsSpecificCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 /// The cases of [`BlockStatsSpecific`], by its discriminator `driver`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -1923,46 +3435,99 @@ impl BlockStatsSpecific {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockStats).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockStats {
     /// `device` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `qdev` (optional, since QEMU 3.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub qdev: ::std::option::Option<::std::string::String>,
     /// `node-name` (optional, since QEMU 2.3).
-    #[serde(rename = "node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `stats`.
     pub stats: super::BlockDeviceStats,
     /// `driver-specific` (optional, since QEMU 4.2).
-    #[serde(rename = "driver-specific", skip_serializing_if = "::std::option::Option::is_none")]
     pub driver_specific: ::std::option::Option<super::BlockStatsSpecific>,
     /// `parent` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::boxed::Box<super::BlockStats>>,
     /// `backing` (optional, since QEMU 2.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub backing: ::std::option::Option<::std::boxed::Box<super::BlockStats>>,
 }
 crate::support::debug_struct!(BlockStats { device, qdev, node_name, stats, driver_specific, parent, backing });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockStats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "qdev", &self.qdev)?;
+        crate::support::opt_entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "stats", &self.stats)?;
+        crate::support::opt_entry(&mut m, "driver-specific", &self.driver_specific)?;
+        crate::support::opt_entry(&mut m, "parent", &self.parent)?;
+        crate::support::opt_entry(&mut m, "backing", &self.backing)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockStats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockStats {
+    const NAME: &'static str = "BlockStats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "qdev" => crate::support::set(&mut map, &mut v1, "qdev"),
+                "node-name" => crate::support::set(&mut map, &mut v2, "node-name"),
+                "stats" => crate::support::set(&mut map, &mut v3, "stats"),
+                "driver-specific" => crate::support::set(&mut map, &mut v4, "driver-specific"),
+                "parent" => crate::support::set(&mut map, &mut v5, "parent"),
+                "backing" => crate::support::set(&mut map, &mut v6, "backing"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v3,) {
+            (::std::option::Option::Some(v3),) => ::std::result::Result::Ok(Self {
+                device: v0.flatten(),
+                qdev: v1.flatten(),
+                node_name: v2.flatten(),
+                stats: v3,
+                driver_specific: v4.flatten(),
+                parent: v5.flatten(),
+                backing: v6.flatten(),
+            }),
+            (v3,) => ::std::result::Result::Err(crate::support::missing(&[(v3.is_none(), "stats")])),
+        }
+    }
+}
 
 /// `query-blockstats`: the QAPI command (module `block-core`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.query-blockstats).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryBlockstats {
     /// `query-nodes` (optional, since QEMU 2.3).
-    #[serde(rename = "query-nodes", skip_serializing_if = "::std::option::Option::is_none")]
     pub query_nodes: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(QueryBlockstats { query_nodes });
+impl ::serde::Serialize for QueryBlockstats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "query-nodes", &self.query_nodes)?;
+        crate::support::end(m)
+    }
+}
 impl QueryBlockstats {
     /// A value with the required members (there are none).
     #[inline]
@@ -2080,15 +3645,43 @@ crate::support::qapi_enum!(MirrorCopyMode {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockJobInfoMirror).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockJobInfoMirror {
     /// `actively-synced`.
-    #[serde(rename = "actively-synced")]
     pub actively_synced: bool,
 }
 crate::support::debug_struct!(BlockJobInfoMirror { actively_synced });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockJobInfoMirror {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "actively-synced", &self.actively_synced)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockJobInfoMirror {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockJobInfoMirror {
+    const NAME: &'static str = "BlockJobInfoMirror";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "actively-synced" => crate::support::set(&mut map, &mut v0, "actively-synced"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                actively_synced: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "actively-synced")])),
+        }
+    }
+}
 
 /// `BlockJobInfo`: the QAPI union (module `block-core`, since QEMU 1.1).
 ///
@@ -2112,8 +3705,6 @@ impl BlockJobInfo {
 }
 /// The members of [`BlockJobInfo`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockJobInfoCommon {
     /// `device`.
@@ -2129,23 +3720,94 @@ pub struct BlockJobInfoCommon {
     /// `speed`.
     pub speed: i64,
     /// `io-status` (since QEMU 1.3).
-    #[serde(rename = "io-status")]
     pub io_status: super::BlockDeviceIoStatus,
     /// `ready` (since QEMU 2.2).
     pub ready: bool,
     /// `status` (since QEMU 2.12).
     pub status: super::JobStatus,
     /// `auto-finalize` (since QEMU 2.12).
-    #[serde(rename = "auto-finalize")]
     pub auto_finalize: bool,
     /// `auto-dismiss` (since QEMU 2.12).
-    #[serde(rename = "auto-dismiss")]
     pub auto_dismiss: bool,
     /// `error` (optional, since QEMU 2.12.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockJobInfoCommon { device, len, offset, busy, paused, speed, io_status, ready, status, auto_finalize, auto_dismiss, error });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockJobInfoCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "len", &self.len)?;
+        crate::support::entry(&mut m, "offset", &self.offset)?;
+        crate::support::entry(&mut m, "busy", &self.busy)?;
+        crate::support::entry(&mut m, "paused", &self.paused)?;
+        crate::support::entry(&mut m, "speed", &self.speed)?;
+        crate::support::entry(&mut m, "io-status", &self.io_status)?;
+        crate::support::entry(&mut m, "ready", &self.ready)?;
+        crate::support::entry(&mut m, "status", &self.status)?;
+        crate::support::entry(&mut m, "auto-finalize", &self.auto_finalize)?;
+        crate::support::entry(&mut m, "auto-dismiss", &self.auto_dismiss)?;
+        crate::support::opt_entry(&mut m, "error", &self.error)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockJobInfoCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockJobInfoCommon {
+    const NAME: &'static str = "BlockJobInfoCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "len" => crate::support::set(&mut map, &mut v1, "len"),
+                "offset" => crate::support::set(&mut map, &mut v2, "offset"),
+                "busy" => crate::support::set(&mut map, &mut v3, "busy"),
+                "paused" => crate::support::set(&mut map, &mut v4, "paused"),
+                "speed" => crate::support::set(&mut map, &mut v5, "speed"),
+                "io-status" => crate::support::set(&mut map, &mut v6, "io-status"),
+                "ready" => crate::support::set(&mut map, &mut v7, "ready"),
+                "status" => crate::support::set(&mut map, &mut v8, "status"),
+                "auto-finalize" => crate::support::set(&mut map, &mut v9, "auto-finalize"),
+                "auto-dismiss" => crate::support::set(&mut map, &mut v10, "auto-dismiss"),
+                "error" => crate::support::set(&mut map, &mut v11, "error"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10)) => ::std::result::Result::Ok(Self {
+                device: v0,
+                len: v1,
+                offset: v2,
+                busy: v3,
+                paused: v4,
+                speed: v5,
+                io_status: v6,
+                ready: v7,
+                status: v8,
+                auto_finalize: v9,
+                auto_dismiss: v10,
+                error: v11.flatten(),
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device"), (v1.is_none(), "len"), (v2.is_none(), "offset"), (v3.is_none(), "busy"), (v4.is_none(), "paused"), (v5.is_none(), "speed"), (v6.is_none(), "io-status"), (v7.is_none(), "ready"), (v8.is_none(), "status"), (v9.is_none(), "auto-finalize"), (v10.is_none(), "auto-dismiss")])),
+        }
+    }
+}
 /// The cases of [`BlockJobInfo`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -2262,19 +3924,26 @@ impl ::qmp_proto::Command for QueryBlockJobs {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block_resize).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockResize {
     /// `device` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `node-name` (optional, since QEMU 2.0).
-    #[serde(rename = "node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `size`.
     pub size: i64,
 }
 crate::support::debug_struct!(BlockResize { device, node_name, size });
+impl ::serde::Serialize for BlockResize {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::end(m)
+    }
+}
 impl BlockResize {
     /// A value with the required members.
     #[inline]
@@ -2325,30 +3994,74 @@ crate::support::qapi_enum!(NewImageMode {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevSnapshotSync).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevSnapshotSync {
     /// `device` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `node-name` (optional).
-    #[serde(rename = "node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `snapshot-file`.
-    #[serde(rename = "snapshot-file")]
     pub snapshot_file: ::std::string::String,
     /// `snapshot-node-name` (optional).
-    #[serde(rename = "snapshot-node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshot_node_name: ::std::option::Option<::std::string::String>,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<::std::string::String>,
     /// `mode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::NewImageMode>,
 }
 crate::support::debug_struct!(BlockdevSnapshotSync { device, node_name, snapshot_file, snapshot_node_name, format, mode });
+impl ::serde::Serialize for BlockdevSnapshotSync {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "snapshot-file", &self.snapshot_file)?;
+        crate::support::opt_entry(&mut m, "snapshot-node-name", &self.snapshot_node_name)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevSnapshotSync {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevSnapshotSync {
+    const NAME: &'static str = "BlockdevSnapshotSync";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "node-name" => crate::support::set(&mut map, &mut v1, "node-name"),
+                "snapshot-file" => crate::support::set(&mut map, &mut v2, "snapshot-file"),
+                "snapshot-node-name" => crate::support::set(&mut map, &mut v3, "snapshot-node-name"),
+                "format" => crate::support::set(&mut map, &mut v4, "format"),
+                "mode" => crate::support::set(&mut map, &mut v5, "mode"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                device: v0.flatten(),
+                node_name: v1.flatten(),
+                snapshot_file: v2,
+                snapshot_node_name: v3.flatten(),
+                format: v4.flatten(),
+                mode: v5.flatten(),
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "snapshot-file")])),
+        }
+    }
+}
 impl BlockdevSnapshotSync {
     /// A value with the required members.
     #[inline]
@@ -2398,8 +4111,6 @@ impl BlockdevSnapshotSync {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevSnapshot).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevSnapshot {
     /// `node`.
@@ -2408,6 +4119,42 @@ pub struct BlockdevSnapshot {
     pub overlay: ::std::string::String,
 }
 crate::support::debug_struct!(BlockdevSnapshot { node, overlay });
+impl ::serde::Serialize for BlockdevSnapshot {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::entry(&mut m, "overlay", &self.overlay)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevSnapshot {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevSnapshot {
+    const NAME: &'static str = "BlockdevSnapshot";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node" => crate::support::set(&mut map, &mut v0, "node"),
+                "overlay" => crate::support::set(&mut map, &mut v1, "overlay"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                node: v0,
+                overlay: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "node"), (v1.is_none(), "overlay")])),
+        }
+    }
+}
 impl BlockdevSnapshot {
     /// A value with the required members.
     #[inline]
@@ -2423,24 +4170,57 @@ impl BlockdevSnapshot {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BackupPerf).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BackupPerf {
     /// `use-copy-range` (optional).
-    #[serde(rename = "use-copy-range", skip_serializing_if = "::std::option::Option::is_none")]
     pub use_copy_range: ::std::option::Option<bool>,
     /// `max-workers` (optional).
-    #[serde(rename = "max-workers", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_workers: ::std::option::Option<i64>,
     /// `max-chunk` (optional).
-    #[serde(rename = "max-chunk", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_chunk: ::std::option::Option<i64>,
     /// `min-cluster-size` (optional, since QEMU 9.2).
-    #[serde(rename = "min-cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub min_cluster_size: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(BackupPerf { use_copy_range, max_workers, max_chunk, min_cluster_size });
+impl ::serde::Serialize for BackupPerf {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "use-copy-range", &self.use_copy_range)?;
+        crate::support::opt_entry(&mut m, "max-workers", &self.max_workers)?;
+        crate::support::opt_entry(&mut m, "max-chunk", &self.max_chunk)?;
+        crate::support::opt_entry(&mut m, "min-cluster-size", &self.min_cluster_size)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BackupPerf {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BackupPerf {
+    const NAME: &'static str = "BackupPerf";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "use-copy-range" => crate::support::set(&mut map, &mut v0, "use-copy-range"),
+                "max-workers" => crate::support::set(&mut map, &mut v1, "max-workers"),
+                "max-chunk" => crate::support::set(&mut map, &mut v2, "max-chunk"),
+                "min-cluster-size" => crate::support::set(&mut map, &mut v3, "min-cluster-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                use_copy_range: v0.flatten(),
+                max_workers: v1.flatten(),
+                max_chunk: v2.flatten(),
+                min_cluster_size: v3.flatten(),
+            })
+    }
+}
 impl BackupPerf {
     /// A value with the required members (there are none).
     #[inline]
@@ -2482,54 +4262,122 @@ impl BackupPerf {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BackupCommon).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BackupCommon {
     /// `job-id` (optional, since QEMU 2.7).
-    #[serde(rename = "job-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub job_id: ::std::option::Option<::std::string::String>,
     /// `device`.
     pub device: ::std::string::String,
     /// `sync`.
     pub sync: super::MirrorSyncMode,
     /// `speed` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub speed: ::std::option::Option<i64>,
     /// `bitmap` (optional, since QEMU 2.4).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap: ::std::option::Option<::std::string::String>,
     /// `bitmap-mode` (optional, since QEMU 4.2).
-    #[serde(rename = "bitmap-mode", skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap_mode: ::std::option::Option<super::BitmapSyncMode>,
     /// `compress` (optional, since QEMU 2.8).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<bool>,
     /// `on-source-error` (optional).
-    #[serde(rename = "on-source-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_source_error: ::std::option::Option<super::BlockdevOnError>,
     /// `on-target-error` (optional).
-    #[serde(rename = "on-target-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_target_error: ::std::option::Option<super::BlockdevOnError>,
     /// `auto-finalize` (optional, since QEMU 2.12).
-    #[serde(rename = "auto-finalize", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_finalize: ::std::option::Option<bool>,
     /// `auto-dismiss` (optional, since QEMU 2.12).
-    #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
     /// `filter-node-name` (optional).
-    #[serde(rename = "filter-node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `discard-source` (optional, since QEMU 9.1).
-    #[serde(rename = "discard-source", skip_serializing_if = "::std::option::Option::is_none")]
     pub discard_source: ::std::option::Option<bool>,
     /// `x-perf` (optional, since QEMU 6.0).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-perf", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_perf: ::std::option::Option<super::BackupPerf>,
 }
 crate::support::debug_struct!(BackupCommon { job_id, device, sync, speed, bitmap, bitmap_mode, compress, on_source_error, on_target_error, auto_finalize, auto_dismiss, filter_node_name, discard_source, x_perf });
+impl ::serde::Serialize for BackupCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "sync", &self.sync)?;
+        crate::support::opt_entry(&mut m, "speed", &self.speed)?;
+        crate::support::opt_entry(&mut m, "bitmap", &self.bitmap)?;
+        crate::support::opt_entry(&mut m, "bitmap-mode", &self.bitmap_mode)?;
+        crate::support::opt_entry(&mut m, "compress", &self.compress)?;
+        crate::support::opt_entry(&mut m, "on-source-error", &self.on_source_error)?;
+        crate::support::opt_entry(&mut m, "on-target-error", &self.on_target_error)?;
+        crate::support::opt_entry(&mut m, "auto-finalize", &self.auto_finalize)?;
+        crate::support::opt_entry(&mut m, "auto-dismiss", &self.auto_dismiss)?;
+        crate::support::opt_entry(&mut m, "filter-node-name", &self.filter_node_name)?;
+        crate::support::opt_entry(&mut m, "discard-source", &self.discard_source)?;
+        crate::support::opt_entry(&mut m, "x-perf", &self.x_perf)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BackupCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BackupCommon {
+    const NAME: &'static str = "BackupCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "job-id" => crate::support::set(&mut map, &mut v0, "job-id"),
+                "device" => crate::support::set(&mut map, &mut v1, "device"),
+                "sync" => crate::support::set(&mut map, &mut v2, "sync"),
+                "speed" => crate::support::set(&mut map, &mut v3, "speed"),
+                "bitmap" => crate::support::set(&mut map, &mut v4, "bitmap"),
+                "bitmap-mode" => crate::support::set(&mut map, &mut v5, "bitmap-mode"),
+                "compress" => crate::support::set(&mut map, &mut v6, "compress"),
+                "on-source-error" => crate::support::set(&mut map, &mut v7, "on-source-error"),
+                "on-target-error" => crate::support::set(&mut map, &mut v8, "on-target-error"),
+                "auto-finalize" => crate::support::set(&mut map, &mut v9, "auto-finalize"),
+                "auto-dismiss" => crate::support::set(&mut map, &mut v10, "auto-dismiss"),
+                "filter-node-name" => crate::support::set(&mut map, &mut v11, "filter-node-name"),
+                "discard-source" => crate::support::set(&mut map, &mut v12, "discard-source"),
+                "x-perf" => crate::support::set(&mut map, &mut v13, "x-perf"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                job_id: v0.flatten(),
+                device: v1,
+                sync: v2,
+                speed: v3.flatten(),
+                bitmap: v4.flatten(),
+                bitmap_mode: v5.flatten(),
+                compress: v6.flatten(),
+                on_source_error: v7.flatten(),
+                on_target_error: v8.flatten(),
+                auto_finalize: v9.flatten(),
+                auto_dismiss: v10.flatten(),
+                filter_node_name: v11.flatten(),
+                discard_source: v12.flatten(),
+                x_perf: v13.flatten(),
+            }),
+            (v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "device"), (v2.is_none(), "sync")])),
+        }
+    }
+}
 impl BackupCommon {
     /// A value with the required members.
     #[inline]
@@ -2629,62 +4477,142 @@ impl BackupCommon {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.DriveBackup).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct DriveBackup {
     /// `job-id` (optional, since QEMU 2.7).
-    #[serde(rename = "job-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub job_id: ::std::option::Option<::std::string::String>,
     /// `device`.
     pub device: ::std::string::String,
     /// `sync`.
     pub sync: super::MirrorSyncMode,
     /// `speed` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub speed: ::std::option::Option<i64>,
     /// `bitmap` (optional, since QEMU 2.4).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap: ::std::option::Option<::std::string::String>,
     /// `bitmap-mode` (optional, since QEMU 4.2).
-    #[serde(rename = "bitmap-mode", skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap_mode: ::std::option::Option<super::BitmapSyncMode>,
     /// `compress` (optional, since QEMU 2.8).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<bool>,
     /// `on-source-error` (optional).
-    #[serde(rename = "on-source-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_source_error: ::std::option::Option<super::BlockdevOnError>,
     /// `on-target-error` (optional).
-    #[serde(rename = "on-target-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_target_error: ::std::option::Option<super::BlockdevOnError>,
     /// `auto-finalize` (optional, since QEMU 2.12).
-    #[serde(rename = "auto-finalize", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_finalize: ::std::option::Option<bool>,
     /// `auto-dismiss` (optional, since QEMU 2.12).
-    #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
     /// `filter-node-name` (optional).
-    #[serde(rename = "filter-node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `discard-source` (optional, since QEMU 9.1).
-    #[serde(rename = "discard-source", skip_serializing_if = "::std::option::Option::is_none")]
     pub discard_source: ::std::option::Option<bool>,
     /// `x-perf` (optional, since QEMU 6.0).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-perf", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_perf: ::std::option::Option<super::BackupPerf>,
     /// `target`.
     pub target: ::std::string::String,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<::std::string::String>,
     /// `mode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::NewImageMode>,
 }
 crate::support::debug_struct!(DriveBackup { job_id, device, sync, speed, bitmap, bitmap_mode, compress, on_source_error, on_target_error, auto_finalize, auto_dismiss, filter_node_name, discard_source, x_perf, target, format, mode });
+impl ::serde::Serialize for DriveBackup {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "sync", &self.sync)?;
+        crate::support::opt_entry(&mut m, "speed", &self.speed)?;
+        crate::support::opt_entry(&mut m, "bitmap", &self.bitmap)?;
+        crate::support::opt_entry(&mut m, "bitmap-mode", &self.bitmap_mode)?;
+        crate::support::opt_entry(&mut m, "compress", &self.compress)?;
+        crate::support::opt_entry(&mut m, "on-source-error", &self.on_source_error)?;
+        crate::support::opt_entry(&mut m, "on-target-error", &self.on_target_error)?;
+        crate::support::opt_entry(&mut m, "auto-finalize", &self.auto_finalize)?;
+        crate::support::opt_entry(&mut m, "auto-dismiss", &self.auto_dismiss)?;
+        crate::support::opt_entry(&mut m, "filter-node-name", &self.filter_node_name)?;
+        crate::support::opt_entry(&mut m, "discard-source", &self.discard_source)?;
+        crate::support::opt_entry(&mut m, "x-perf", &self.x_perf)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for DriveBackup {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for DriveBackup {
+    const NAME: &'static str = "DriveBackup";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "job-id" => crate::support::set(&mut map, &mut v0, "job-id"),
+                "device" => crate::support::set(&mut map, &mut v1, "device"),
+                "sync" => crate::support::set(&mut map, &mut v2, "sync"),
+                "speed" => crate::support::set(&mut map, &mut v3, "speed"),
+                "bitmap" => crate::support::set(&mut map, &mut v4, "bitmap"),
+                "bitmap-mode" => crate::support::set(&mut map, &mut v5, "bitmap-mode"),
+                "compress" => crate::support::set(&mut map, &mut v6, "compress"),
+                "on-source-error" => crate::support::set(&mut map, &mut v7, "on-source-error"),
+                "on-target-error" => crate::support::set(&mut map, &mut v8, "on-target-error"),
+                "auto-finalize" => crate::support::set(&mut map, &mut v9, "auto-finalize"),
+                "auto-dismiss" => crate::support::set(&mut map, &mut v10, "auto-dismiss"),
+                "filter-node-name" => crate::support::set(&mut map, &mut v11, "filter-node-name"),
+                "discard-source" => crate::support::set(&mut map, &mut v12, "discard-source"),
+                "x-perf" => crate::support::set(&mut map, &mut v13, "x-perf"),
+                "target" => crate::support::set(&mut map, &mut v14, "target"),
+                "format" => crate::support::set(&mut map, &mut v15, "format"),
+                "mode" => crate::support::set(&mut map, &mut v16, "mode"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v14) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v14)) => ::std::result::Result::Ok(Self {
+                job_id: v0.flatten(),
+                device: v1,
+                sync: v2,
+                speed: v3.flatten(),
+                bitmap: v4.flatten(),
+                bitmap_mode: v5.flatten(),
+                compress: v6.flatten(),
+                on_source_error: v7.flatten(),
+                on_target_error: v8.flatten(),
+                auto_finalize: v9.flatten(),
+                auto_dismiss: v10.flatten(),
+                filter_node_name: v11.flatten(),
+                discard_source: v12.flatten(),
+                x_perf: v13.flatten(),
+                target: v14,
+                format: v15.flatten(),
+                mode: v16.flatten(),
+            }),
+            (v1, v2, v14) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "device"), (v2.is_none(), "sync"), (v14.is_none(), "target")])),
+        }
+    }
+}
 impl DriveBackup {
     /// A value with the required members.
     #[inline]
@@ -2799,56 +4727,130 @@ impl DriveBackup {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevBackup).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevBackup {
     /// `job-id` (optional, since QEMU 2.7).
-    #[serde(rename = "job-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub job_id: ::std::option::Option<::std::string::String>,
     /// `device`.
     pub device: ::std::string::String,
     /// `sync`.
     pub sync: super::MirrorSyncMode,
     /// `speed` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub speed: ::std::option::Option<i64>,
     /// `bitmap` (optional, since QEMU 2.4).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap: ::std::option::Option<::std::string::String>,
     /// `bitmap-mode` (optional, since QEMU 4.2).
-    #[serde(rename = "bitmap-mode", skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap_mode: ::std::option::Option<super::BitmapSyncMode>,
     /// `compress` (optional, since QEMU 2.8).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub compress: ::std::option::Option<bool>,
     /// `on-source-error` (optional).
-    #[serde(rename = "on-source-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_source_error: ::std::option::Option<super::BlockdevOnError>,
     /// `on-target-error` (optional).
-    #[serde(rename = "on-target-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_target_error: ::std::option::Option<super::BlockdevOnError>,
     /// `auto-finalize` (optional, since QEMU 2.12).
-    #[serde(rename = "auto-finalize", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_finalize: ::std::option::Option<bool>,
     /// `auto-dismiss` (optional, since QEMU 2.12).
-    #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
     /// `filter-node-name` (optional).
-    #[serde(rename = "filter-node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `discard-source` (optional, since QEMU 9.1).
-    #[serde(rename = "discard-source", skip_serializing_if = "::std::option::Option::is_none")]
     pub discard_source: ::std::option::Option<bool>,
     /// `x-perf` (optional, since QEMU 6.0).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-perf", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_perf: ::std::option::Option<super::BackupPerf>,
     /// `target`.
     pub target: ::std::string::String,
 }
 crate::support::debug_struct!(BlockdevBackup { job_id, device, sync, speed, bitmap, bitmap_mode, compress, on_source_error, on_target_error, auto_finalize, auto_dismiss, filter_node_name, discard_source, x_perf, target });
+impl ::serde::Serialize for BlockdevBackup {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "sync", &self.sync)?;
+        crate::support::opt_entry(&mut m, "speed", &self.speed)?;
+        crate::support::opt_entry(&mut m, "bitmap", &self.bitmap)?;
+        crate::support::opt_entry(&mut m, "bitmap-mode", &self.bitmap_mode)?;
+        crate::support::opt_entry(&mut m, "compress", &self.compress)?;
+        crate::support::opt_entry(&mut m, "on-source-error", &self.on_source_error)?;
+        crate::support::opt_entry(&mut m, "on-target-error", &self.on_target_error)?;
+        crate::support::opt_entry(&mut m, "auto-finalize", &self.auto_finalize)?;
+        crate::support::opt_entry(&mut m, "auto-dismiss", &self.auto_dismiss)?;
+        crate::support::opt_entry(&mut m, "filter-node-name", &self.filter_node_name)?;
+        crate::support::opt_entry(&mut m, "discard-source", &self.discard_source)?;
+        crate::support::opt_entry(&mut m, "x-perf", &self.x_perf)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevBackup {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevBackup {
+    const NAME: &'static str = "BlockdevBackup";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "job-id" => crate::support::set(&mut map, &mut v0, "job-id"),
+                "device" => crate::support::set(&mut map, &mut v1, "device"),
+                "sync" => crate::support::set(&mut map, &mut v2, "sync"),
+                "speed" => crate::support::set(&mut map, &mut v3, "speed"),
+                "bitmap" => crate::support::set(&mut map, &mut v4, "bitmap"),
+                "bitmap-mode" => crate::support::set(&mut map, &mut v5, "bitmap-mode"),
+                "compress" => crate::support::set(&mut map, &mut v6, "compress"),
+                "on-source-error" => crate::support::set(&mut map, &mut v7, "on-source-error"),
+                "on-target-error" => crate::support::set(&mut map, &mut v8, "on-target-error"),
+                "auto-finalize" => crate::support::set(&mut map, &mut v9, "auto-finalize"),
+                "auto-dismiss" => crate::support::set(&mut map, &mut v10, "auto-dismiss"),
+                "filter-node-name" => crate::support::set(&mut map, &mut v11, "filter-node-name"),
+                "discard-source" => crate::support::set(&mut map, &mut v12, "discard-source"),
+                "x-perf" => crate::support::set(&mut map, &mut v13, "x-perf"),
+                "target" => crate::support::set(&mut map, &mut v14, "target"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v14) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v14)) => ::std::result::Result::Ok(Self {
+                job_id: v0.flatten(),
+                device: v1,
+                sync: v2,
+                speed: v3.flatten(),
+                bitmap: v4.flatten(),
+                bitmap_mode: v5.flatten(),
+                compress: v6.flatten(),
+                on_source_error: v7.flatten(),
+                on_target_error: v8.flatten(),
+                auto_finalize: v9.flatten(),
+                auto_dismiss: v10.flatten(),
+                filter_node_name: v11.flatten(),
+                discard_source: v12.flatten(),
+                x_perf: v13.flatten(),
+                target: v14,
+            }),
+            (v1, v2, v14) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "device"), (v2.is_none(), "sync"), (v14.is_none(), "target")])),
+        }
+    }
+}
 impl BlockdevBackup {
     /// A value with the required members.
     #[inline]
@@ -3010,19 +5012,26 @@ impl ::qmp_proto::Command for BlockdevSnapshotCmd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.change-backing-file).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ChangeBackingFile {
     /// `device`.
     pub device: ::std::string::String,
     /// `image-node-name`.
-    #[serde(rename = "image-node-name")]
     pub image_node_name: ::std::string::String,
     /// `backing-file`.
-    #[serde(rename = "backing-file")]
     pub backing_file: ::std::string::String,
 }
 crate::support::debug_struct!(ChangeBackingFile { device, image_node_name, backing_file });
+impl ::serde::Serialize for ChangeBackingFile {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "image-node-name", &self.image_node_name)?;
+        crate::support::entry(&mut m, "backing-file", &self.backing_file)?;
+        crate::support::end(m)
+    }
+}
 impl ChangeBackingFile {
     /// A value with the required members.
     #[inline]
@@ -3044,55 +5053,62 @@ impl ::qmp_proto::Command for ChangeBackingFile {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-commit).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockCommit {
     /// `job-id` (optional, since QEMU 2.7).
-    #[serde(rename = "job-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub job_id: ::std::option::Option<::std::string::String>,
     /// `device`.
     pub device: ::std::string::String,
     /// `base-node` (optional).
-    #[serde(rename = "base-node", skip_serializing_if = "::std::option::Option::is_none")]
     pub base_node: ::std::option::Option<::std::string::String>,
     /// `base` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub base: ::std::option::Option<::std::string::String>,
     /// `top-node` (optional).
-    #[serde(rename = "top-node", skip_serializing_if = "::std::option::Option::is_none")]
     pub top_node: ::std::option::Option<::std::string::String>,
     /// `top` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub top: ::std::option::Option<::std::string::String>,
     /// `backing-file` (optional).
-    #[serde(rename = "backing-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_file: ::std::option::Option<::std::string::String>,
     /// `backing-mask-protocol` (optional).
-    #[serde(rename = "backing-mask-protocol", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_mask_protocol: ::std::option::Option<bool>,
     /// `speed` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub speed: ::std::option::Option<i64>,
     /// `on-error` (optional).
-    #[serde(rename = "on-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_error: ::std::option::Option<super::BlockdevOnError>,
     /// `filter-node-name` (optional).
-    #[serde(rename = "filter-node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `auto-finalize` (optional, since QEMU 3.1).
-    #[serde(rename = "auto-finalize", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_finalize: ::std::option::Option<bool>,
     /// `auto-dismiss` (optional, since QEMU 3.1).
-    #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockCommit { job_id, device, base_node, base, top_node, top, backing_file, backing_mask_protocol, speed, on_error, filter_node_name, auto_finalize, auto_dismiss });
+impl ::serde::Serialize for BlockCommit {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "base-node", &self.base_node)?;
+        crate::support::opt_entry(&mut m, "base", &self.base)?;
+        crate::support::opt_entry(&mut m, "top-node", &self.top_node)?;
+        crate::support::opt_entry(&mut m, "top", &self.top)?;
+        crate::support::opt_entry(&mut m, "backing-file", &self.backing_file)?;
+        crate::support::opt_entry(&mut m, "backing-mask-protocol", &self.backing_mask_protocol)?;
+        crate::support::opt_entry(&mut m, "speed", &self.speed)?;
+        crate::support::opt_entry(&mut m, "on-error", &self.on_error)?;
+        crate::support::opt_entry(&mut m, "filter-node-name", &self.filter_node_name)?;
+        crate::support::opt_entry(&mut m, "auto-finalize", &self.auto_finalize)?;
+        crate::support::opt_entry(&mut m, "auto-dismiss", &self.auto_dismiss)?;
+        crate::support::end(m)
+    }
+}
 impl BlockCommit {
     /// A value with the required members.
     #[inline]
@@ -3261,14 +5277,20 @@ impl ::qmp_proto::Command for BlockdevBackupCmd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.query-named-block-nodes).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryNamedBlockNodes {
     /// `flat` (optional, since QEMU 5.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub flat: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(QueryNamedBlockNodes { flat });
+impl ::serde::Serialize for QueryNamedBlockNodes {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "flat", &self.flat)?;
+        crate::support::end(m)
+    }
+}
 impl QueryNamedBlockNodes {
     /// A value with the required members (there are none).
     #[inline]
@@ -3314,8 +5336,6 @@ crate::support::qapi_enum!(XDbgBlockGraphNodeType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.XDbgBlockGraphNode).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct XDbgBlockGraphNode {
     /// `id`.
@@ -3326,6 +5346,45 @@ pub struct XDbgBlockGraphNode {
     pub name: ::std::string::String,
 }
 crate::support::debug_struct!(XDbgBlockGraphNode { id, r#type, name });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for XDbgBlockGraphNode {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for XDbgBlockGraphNode {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for XDbgBlockGraphNode {
+    const NAME: &'static str = "XDbgBlockGraphNode";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                "name" => crate::support::set(&mut map, &mut v2, "name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                r#type: v1,
+                name: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "type"), (v2.is_none(), "name")])),
+        }
+    }
+}
 
 /// `BlockPermission`: the QAPI enum (module `block-core`, since QEMU 4.0).
 ///
@@ -3355,8 +5414,6 @@ crate::support::qapi_enum!(BlockPermission {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.XDbgBlockGraphEdge).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct XDbgBlockGraphEdge {
     /// `parent`.
@@ -3368,17 +5425,61 @@ pub struct XDbgBlockGraphEdge {
     /// `perm`.
     pub perm: ::std::vec::Vec<super::BlockPermission>,
     /// `shared-perm`.
-    #[serde(rename = "shared-perm")]
     pub shared_perm: ::std::vec::Vec<super::BlockPermission>,
 }
 crate::support::debug_struct!(XDbgBlockGraphEdge { parent, child, name, perm, shared_perm });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for XDbgBlockGraphEdge {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "parent", &self.parent)?;
+        crate::support::entry(&mut m, "child", &self.child)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "perm", &self.perm)?;
+        crate::support::entry(&mut m, "shared-perm", &self.shared_perm)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for XDbgBlockGraphEdge {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for XDbgBlockGraphEdge {
+    const NAME: &'static str = "XDbgBlockGraphEdge";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "parent" => crate::support::set(&mut map, &mut v0, "parent"),
+                "child" => crate::support::set(&mut map, &mut v1, "child"),
+                "name" => crate::support::set(&mut map, &mut v2, "name"),
+                "perm" => crate::support::set(&mut map, &mut v3, "perm"),
+                "shared-perm" => crate::support::set(&mut map, &mut v4, "shared-perm"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                parent: v0,
+                child: v1,
+                name: v2,
+                perm: v3,
+                shared_perm: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "parent"), (v1.is_none(), "child"), (v2.is_none(), "name"), (v3.is_none(), "perm"), (v4.is_none(), "shared-perm")])),
+        }
+    }
+}
 
 /// `XDbgBlockGraph`: the QAPI struct (module `block-core`, since QEMU 4.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.XDbgBlockGraph).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct XDbgBlockGraph {
     /// `nodes`.
@@ -3387,6 +5488,41 @@ pub struct XDbgBlockGraph {
     pub edges: ::std::vec::Vec<super::XDbgBlockGraphEdge>,
 }
 crate::support::debug_struct!(XDbgBlockGraph { nodes, edges });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for XDbgBlockGraph {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "nodes", &self.nodes)?;
+        crate::support::entry(&mut m, "edges", &self.edges)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for XDbgBlockGraph {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for XDbgBlockGraph {
+    const NAME: &'static str = "XDbgBlockGraph";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "nodes" => crate::support::set(&mut map, &mut v0, "nodes"),
+                "edges" => crate::support::set(&mut map, &mut v1, "edges"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                nodes: v0,
+                edges: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "nodes"), (v1.is_none(), "edges")])),
+        }
+    }
+}
 
 /// `x-debug-query-block-graph`: the QAPI command (module `block-core`, since QEMU 4.0).
 ///
@@ -3445,60 +5581,140 @@ impl ::qmp_proto::Command for DriveMirrorCmd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.DriveMirror).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct DriveMirror {
     /// `job-id` (optional, since QEMU 2.7).
-    #[serde(rename = "job-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub job_id: ::std::option::Option<::std::string::String>,
     /// `device`.
     pub device: ::std::string::String,
     /// `target`.
     pub target: ::std::string::String,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<::std::string::String>,
     /// `node-name` (optional).
-    #[serde(rename = "node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `replaces` (optional, since QEMU 2.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub replaces: ::std::option::Option<::std::string::String>,
     /// `sync`.
     pub sync: super::MirrorSyncMode,
     /// `mode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::NewImageMode>,
     /// `speed` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub speed: ::std::option::Option<i64>,
     /// `granularity` (optional, since QEMU 1.4).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub granularity: ::std::option::Option<u32>,
     /// `buf-size` (optional, since QEMU 1.4).
-    #[serde(rename = "buf-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub buf_size: ::std::option::Option<i64>,
     /// `on-source-error` (optional).
-    #[serde(rename = "on-source-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_source_error: ::std::option::Option<super::BlockdevOnError>,
     /// `on-target-error` (optional).
-    #[serde(rename = "on-target-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_target_error: ::std::option::Option<super::BlockdevOnError>,
     /// `unmap` (optional, since QEMU 2.4).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub unmap: ::std::option::Option<bool>,
     /// `copy-mode` (optional).
-    #[serde(rename = "copy-mode", skip_serializing_if = "::std::option::Option::is_none")]
     pub copy_mode: ::std::option::Option<super::MirrorCopyMode>,
     /// `auto-finalize` (optional, since QEMU 3.1).
-    #[serde(rename = "auto-finalize", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_finalize: ::std::option::Option<bool>,
     /// `auto-dismiss` (optional, since QEMU 3.1).
-    #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(DriveMirror { job_id, device, target, format, node_name, replaces, sync, mode, speed, granularity, buf_size, on_source_error, on_target_error, unmap, copy_mode, auto_finalize, auto_dismiss });
+impl ::serde::Serialize for DriveMirror {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::opt_entry(&mut m, "replaces", &self.replaces)?;
+        crate::support::entry(&mut m, "sync", &self.sync)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::opt_entry(&mut m, "speed", &self.speed)?;
+        crate::support::opt_entry(&mut m, "granularity", &self.granularity)?;
+        crate::support::opt_entry(&mut m, "buf-size", &self.buf_size)?;
+        crate::support::opt_entry(&mut m, "on-source-error", &self.on_source_error)?;
+        crate::support::opt_entry(&mut m, "on-target-error", &self.on_target_error)?;
+        crate::support::opt_entry(&mut m, "unmap", &self.unmap)?;
+        crate::support::opt_entry(&mut m, "copy-mode", &self.copy_mode)?;
+        crate::support::opt_entry(&mut m, "auto-finalize", &self.auto_finalize)?;
+        crate::support::opt_entry(&mut m, "auto-dismiss", &self.auto_dismiss)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for DriveMirror {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for DriveMirror {
+    const NAME: &'static str = "DriveMirror";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "job-id" => crate::support::set(&mut map, &mut v0, "job-id"),
+                "device" => crate::support::set(&mut map, &mut v1, "device"),
+                "target" => crate::support::set(&mut map, &mut v2, "target"),
+                "format" => crate::support::set(&mut map, &mut v3, "format"),
+                "node-name" => crate::support::set(&mut map, &mut v4, "node-name"),
+                "replaces" => crate::support::set(&mut map, &mut v5, "replaces"),
+                "sync" => crate::support::set(&mut map, &mut v6, "sync"),
+                "mode" => crate::support::set(&mut map, &mut v7, "mode"),
+                "speed" => crate::support::set(&mut map, &mut v8, "speed"),
+                "granularity" => crate::support::set(&mut map, &mut v9, "granularity"),
+                "buf-size" => crate::support::set(&mut map, &mut v10, "buf-size"),
+                "on-source-error" => crate::support::set(&mut map, &mut v11, "on-source-error"),
+                "on-target-error" => crate::support::set(&mut map, &mut v12, "on-target-error"),
+                "unmap" => crate::support::set(&mut map, &mut v13, "unmap"),
+                "copy-mode" => crate::support::set(&mut map, &mut v14, "copy-mode"),
+                "auto-finalize" => crate::support::set(&mut map, &mut v15, "auto-finalize"),
+                "auto-dismiss" => crate::support::set(&mut map, &mut v16, "auto-dismiss"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v6) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                job_id: v0.flatten(),
+                device: v1,
+                target: v2,
+                format: v3.flatten(),
+                node_name: v4.flatten(),
+                replaces: v5.flatten(),
+                sync: v6,
+                mode: v7.flatten(),
+                speed: v8.flatten(),
+                granularity: v9.flatten(),
+                buf_size: v10.flatten(),
+                on_source_error: v11.flatten(),
+                on_target_error: v12.flatten(),
+                unmap: v13.flatten(),
+                copy_mode: v14.flatten(),
+                auto_finalize: v15.flatten(),
+                auto_dismiss: v16.flatten(),
+            }),
+            (v1, v2, v6) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "device"), (v2.is_none(), "target"), (v6.is_none(), "sync")])),
+        }
+    }
+}
 impl DriveMirror {
     /// A value with the required members.
     #[inline]
@@ -3613,8 +5829,6 @@ impl DriveMirror {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDirtyBitmap).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockDirtyBitmap {
     /// `node`.
@@ -3623,6 +5837,42 @@ pub struct BlockDirtyBitmap {
     pub name: ::std::string::String,
 }
 crate::support::debug_struct!(BlockDirtyBitmap { node, name });
+impl ::serde::Serialize for BlockDirtyBitmap {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockDirtyBitmap {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockDirtyBitmap {
+    const NAME: &'static str = "BlockDirtyBitmap";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node" => crate::support::set(&mut map, &mut v0, "node"),
+                "name" => crate::support::set(&mut map, &mut v1, "name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                node: v0,
+                name: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "node"), (v1.is_none(), "name")])),
+        }
+    }
+}
 impl BlockDirtyBitmap {
     /// A value with the required members.
     #[inline]
@@ -3638,8 +5888,6 @@ impl BlockDirtyBitmap {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDirtyBitmapAdd).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockDirtyBitmapAdd {
     /// `node`.
@@ -3647,16 +5895,61 @@ pub struct BlockDirtyBitmapAdd {
     /// `name`.
     pub name: ::std::string::String,
     /// `granularity` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub granularity: ::std::option::Option<u32>,
     /// `persistent` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub persistent: ::std::option::Option<bool>,
     /// `disabled` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub disabled: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockDirtyBitmapAdd { node, name, granularity, persistent, disabled });
+impl ::serde::Serialize for BlockDirtyBitmapAdd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "granularity", &self.granularity)?;
+        crate::support::opt_entry(&mut m, "persistent", &self.persistent)?;
+        crate::support::opt_entry(&mut m, "disabled", &self.disabled)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockDirtyBitmapAdd {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockDirtyBitmapAdd {
+    const NAME: &'static str = "BlockDirtyBitmapAdd";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node" => crate::support::set(&mut map, &mut v0, "node"),
+                "name" => crate::support::set(&mut map, &mut v1, "name"),
+                "granularity" => crate::support::set(&mut map, &mut v2, "granularity"),
+                "persistent" => crate::support::set(&mut map, &mut v3, "persistent"),
+                "disabled" => crate::support::set(&mut map, &mut v4, "disabled"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                node: v0,
+                name: v1,
+                granularity: v2.flatten(),
+                persistent: v3.flatten(),
+                disabled: v4.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "node"), (v1.is_none(), "name")])),
+        }
+    }
+}
 impl BlockDirtyBitmapAdd {
     /// A value with the required members.
     #[inline]
@@ -3735,8 +6028,6 @@ impl BlockDirtyBitmapOrStr {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDirtyBitmapMerge).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockDirtyBitmapMerge {
     /// `node`.
@@ -3747,6 +6038,46 @@ pub struct BlockDirtyBitmapMerge {
     pub bitmaps: ::std::vec::Vec<super::BlockDirtyBitmapOrStr>,
 }
 crate::support::debug_struct!(BlockDirtyBitmapMerge { node, target, bitmaps });
+impl ::serde::Serialize for BlockDirtyBitmapMerge {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::entry(&mut m, "bitmaps", &self.bitmaps)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockDirtyBitmapMerge {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockDirtyBitmapMerge {
+    const NAME: &'static str = "BlockDirtyBitmapMerge";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node" => crate::support::set(&mut map, &mut v0, "node"),
+                "target" => crate::support::set(&mut map, &mut v1, "target"),
+                "bitmaps" => crate::support::set(&mut map, &mut v2, "bitmaps"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                node: v0,
+                target: v1,
+                bitmaps: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "node"), (v1.is_none(), "target"), (v2.is_none(), "bitmaps")])),
+        }
+    }
+}
 impl BlockDirtyBitmapMerge {
     /// A value with the required members.
     #[inline]
@@ -3943,14 +6274,43 @@ impl ::qmp_proto::Command for BlockDirtyBitmapMergeCmd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockDirtyBitmapSha256).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockDirtyBitmapSha256 {
     /// `sha256`.
     pub sha256: ::std::string::String,
 }
 crate::support::debug_struct!(BlockDirtyBitmapSha256 { sha256 });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockDirtyBitmapSha256 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "sha256", &self.sha256)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockDirtyBitmapSha256 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockDirtyBitmapSha256 {
+    const NAME: &'static str = "BlockDirtyBitmapSha256";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "sha256" => crate::support::set(&mut map, &mut v0, "sha256"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                sha256: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "sha256")])),
+        }
+    }
+}
 
 /// `x-debug-block-dirty-bitmap-sha256`: the QAPI command (module `block-core`, since QEMU 2.10).
 ///
@@ -3989,50 +6349,59 @@ impl ::qmp_proto::Command for XDebugBlockDirtyBitmapSha256 {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-mirror).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevMirror {
     /// `job-id` (optional, since QEMU 2.7).
-    #[serde(rename = "job-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub job_id: ::std::option::Option<::std::string::String>,
     /// `device`.
     pub device: ::std::string::String,
     /// `target`.
     pub target: ::std::string::String,
     /// `replaces` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub replaces: ::std::option::Option<::std::string::String>,
     /// `sync`.
     pub sync: super::MirrorSyncMode,
     /// `speed` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub speed: ::std::option::Option<i64>,
     /// `granularity` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub granularity: ::std::option::Option<u32>,
     /// `buf-size` (optional).
-    #[serde(rename = "buf-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub buf_size: ::std::option::Option<i64>,
     /// `on-source-error` (optional).
-    #[serde(rename = "on-source-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_source_error: ::std::option::Option<super::BlockdevOnError>,
     /// `on-target-error` (optional).
-    #[serde(rename = "on-target-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_target_error: ::std::option::Option<super::BlockdevOnError>,
     /// `filter-node-name` (optional).
-    #[serde(rename = "filter-node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `copy-mode` (optional).
-    #[serde(rename = "copy-mode", skip_serializing_if = "::std::option::Option::is_none")]
     pub copy_mode: ::std::option::Option<super::MirrorCopyMode>,
     /// `auto-finalize` (optional, since QEMU 3.1).
-    #[serde(rename = "auto-finalize", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_finalize: ::std::option::Option<bool>,
     /// `auto-dismiss` (optional, since QEMU 3.1).
-    #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockdevMirror { job_id, device, target, replaces, sync, speed, granularity, buf_size, on_source_error, on_target_error, filter_node_name, copy_mode, auto_finalize, auto_dismiss });
+impl ::serde::Serialize for BlockdevMirror {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::opt_entry(&mut m, "replaces", &self.replaces)?;
+        crate::support::entry(&mut m, "sync", &self.sync)?;
+        crate::support::opt_entry(&mut m, "speed", &self.speed)?;
+        crate::support::opt_entry(&mut m, "granularity", &self.granularity)?;
+        crate::support::opt_entry(&mut m, "buf-size", &self.buf_size)?;
+        crate::support::opt_entry(&mut m, "on-source-error", &self.on_source_error)?;
+        crate::support::opt_entry(&mut m, "on-target-error", &self.on_target_error)?;
+        crate::support::opt_entry(&mut m, "filter-node-name", &self.filter_node_name)?;
+        crate::support::opt_entry(&mut m, "copy-mode", &self.copy_mode)?;
+        crate::support::opt_entry(&mut m, "auto-finalize", &self.auto_finalize)?;
+        crate::support::opt_entry(&mut m, "auto-dismiss", &self.auto_dismiss)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevMirror {
     /// A value with the required members.
     #[inline]
@@ -4130,18 +6499,14 @@ impl ::qmp_proto::Command for BlockdevMirror {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockIOThrottle).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockIOThrottle {
     /// `device` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `bps`.
     pub bps: i64,
@@ -4156,49 +6521,151 @@ pub struct BlockIOThrottle {
     /// `iops_wr`.
     pub iops_wr: i64,
     /// `bps_max` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_max: ::std::option::Option<i64>,
     /// `bps_rd_max` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_rd_max: ::std::option::Option<i64>,
     /// `bps_wr_max` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_wr_max: ::std::option::Option<i64>,
     /// `iops_max` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_max: ::std::option::Option<i64>,
     /// `iops_rd_max` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_rd_max: ::std::option::Option<i64>,
     /// `iops_wr_max` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_wr_max: ::std::option::Option<i64>,
     /// `bps_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_max_length: ::std::option::Option<i64>,
     /// `bps_rd_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_rd_max_length: ::std::option::Option<i64>,
     /// `bps_wr_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_wr_max_length: ::std::option::Option<i64>,
     /// `iops_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_max_length: ::std::option::Option<i64>,
     /// `iops_rd_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_rd_max_length: ::std::option::Option<i64>,
     /// `iops_wr_max_length` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_wr_max_length: ::std::option::Option<i64>,
     /// `iops_size` (optional, since QEMU 1.7).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_size: ::std::option::Option<i64>,
     /// `group` (optional, since QEMU 2.4).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockIOThrottle { device, id, bps, bps_rd, bps_wr, iops, iops_rd, iops_wr, bps_max, bps_rd_max, bps_wr_max, iops_max, iops_rd_max, iops_wr_max, bps_max_length, bps_rd_max_length, bps_wr_max_length, iops_max_length, iops_rd_max_length, iops_wr_max_length, iops_size, group });
+impl ::serde::Serialize for BlockIOThrottle {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "bps", &self.bps)?;
+        crate::support::entry(&mut m, "bps_rd", &self.bps_rd)?;
+        crate::support::entry(&mut m, "bps_wr", &self.bps_wr)?;
+        crate::support::entry(&mut m, "iops", &self.iops)?;
+        crate::support::entry(&mut m, "iops_rd", &self.iops_rd)?;
+        crate::support::entry(&mut m, "iops_wr", &self.iops_wr)?;
+        crate::support::opt_entry(&mut m, "bps_max", &self.bps_max)?;
+        crate::support::opt_entry(&mut m, "bps_rd_max", &self.bps_rd_max)?;
+        crate::support::opt_entry(&mut m, "bps_wr_max", &self.bps_wr_max)?;
+        crate::support::opt_entry(&mut m, "iops_max", &self.iops_max)?;
+        crate::support::opt_entry(&mut m, "iops_rd_max", &self.iops_rd_max)?;
+        crate::support::opt_entry(&mut m, "iops_wr_max", &self.iops_wr_max)?;
+        crate::support::opt_entry(&mut m, "bps_max_length", &self.bps_max_length)?;
+        crate::support::opt_entry(&mut m, "bps_rd_max_length", &self.bps_rd_max_length)?;
+        crate::support::opt_entry(&mut m, "bps_wr_max_length", &self.bps_wr_max_length)?;
+        crate::support::opt_entry(&mut m, "iops_max_length", &self.iops_max_length)?;
+        crate::support::opt_entry(&mut m, "iops_rd_max_length", &self.iops_rd_max_length)?;
+        crate::support::opt_entry(&mut m, "iops_wr_max_length", &self.iops_wr_max_length)?;
+        crate::support::opt_entry(&mut m, "iops_size", &self.iops_size)?;
+        crate::support::opt_entry(&mut m, "group", &self.group)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockIOThrottle {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockIOThrottle {
+    const NAME: &'static str = "BlockIOThrottle";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        let mut v18 = ::std::option::Option::None;
+        let mut v19 = ::std::option::Option::None;
+        let mut v20 = ::std::option::Option::None;
+        let mut v21 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "id" => crate::support::set(&mut map, &mut v1, "id"),
+                "bps" => crate::support::set(&mut map, &mut v2, "bps"),
+                "bps_rd" => crate::support::set(&mut map, &mut v3, "bps_rd"),
+                "bps_wr" => crate::support::set(&mut map, &mut v4, "bps_wr"),
+                "iops" => crate::support::set(&mut map, &mut v5, "iops"),
+                "iops_rd" => crate::support::set(&mut map, &mut v6, "iops_rd"),
+                "iops_wr" => crate::support::set(&mut map, &mut v7, "iops_wr"),
+                "bps_max" => crate::support::set(&mut map, &mut v8, "bps_max"),
+                "bps_rd_max" => crate::support::set(&mut map, &mut v9, "bps_rd_max"),
+                "bps_wr_max" => crate::support::set(&mut map, &mut v10, "bps_wr_max"),
+                "iops_max" => crate::support::set(&mut map, &mut v11, "iops_max"),
+                "iops_rd_max" => crate::support::set(&mut map, &mut v12, "iops_rd_max"),
+                "iops_wr_max" => crate::support::set(&mut map, &mut v13, "iops_wr_max"),
+                "bps_max_length" => crate::support::set(&mut map, &mut v14, "bps_max_length"),
+                "bps_rd_max_length" => crate::support::set(&mut map, &mut v15, "bps_rd_max_length"),
+                "bps_wr_max_length" => crate::support::set(&mut map, &mut v16, "bps_wr_max_length"),
+                "iops_max_length" => crate::support::set(&mut map, &mut v17, "iops_max_length"),
+                "iops_rd_max_length" => crate::support::set(&mut map, &mut v18, "iops_rd_max_length"),
+                "iops_wr_max_length" => crate::support::set(&mut map, &mut v19, "iops_wr_max_length"),
+                "iops_size" => crate::support::set(&mut map, &mut v20, "iops_size"),
+                "group" => crate::support::set(&mut map, &mut v21, "group"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2, v3, v4, v5, v6, v7) {
+            (::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7)) => ::std::result::Result::Ok(Self {
+                device: v0.flatten(),
+                id: v1.flatten(),
+                bps: v2,
+                bps_rd: v3,
+                bps_wr: v4,
+                iops: v5,
+                iops_rd: v6,
+                iops_wr: v7,
+                bps_max: v8.flatten(),
+                bps_rd_max: v9.flatten(),
+                bps_wr_max: v10.flatten(),
+                iops_max: v11.flatten(),
+                iops_rd_max: v12.flatten(),
+                iops_wr_max: v13.flatten(),
+                bps_max_length: v14.flatten(),
+                bps_rd_max_length: v15.flatten(),
+                bps_wr_max_length: v16.flatten(),
+                iops_max_length: v17.flatten(),
+                iops_rd_max_length: v18.flatten(),
+                iops_wr_max_length: v19.flatten(),
+                iops_size: v20.flatten(),
+                group: v21.flatten(),
+            }),
+            (v2, v3, v4, v5, v6, v7) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "bps"), (v3.is_none(), "bps_rd"), (v4.is_none(), "bps_wr"), (v5.is_none(), "iops"), (v6.is_none(), "iops_rd"), (v7.is_none(), "iops_wr")])),
+        }
+    }
+}
 impl BlockIOThrottle {
     /// A value with the required members.
     #[inline]
@@ -4331,69 +6798,149 @@ impl BlockIOThrottle {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ThrottleLimits).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ThrottleLimits {
     /// `iops-total` (optional).
-    #[serde(rename = "iops-total", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_total: ::std::option::Option<i64>,
     /// `iops-total-max` (optional).
-    #[serde(rename = "iops-total-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_total_max: ::std::option::Option<i64>,
     /// `iops-total-max-length` (optional).
-    #[serde(rename = "iops-total-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_total_max_length: ::std::option::Option<i64>,
     /// `iops-read` (optional).
-    #[serde(rename = "iops-read", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_read: ::std::option::Option<i64>,
     /// `iops-read-max` (optional).
-    #[serde(rename = "iops-read-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_read_max: ::std::option::Option<i64>,
     /// `iops-read-max-length` (optional).
-    #[serde(rename = "iops-read-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_read_max_length: ::std::option::Option<i64>,
     /// `iops-write` (optional).
-    #[serde(rename = "iops-write", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_write: ::std::option::Option<i64>,
     /// `iops-write-max` (optional).
-    #[serde(rename = "iops-write-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_write_max: ::std::option::Option<i64>,
     /// `iops-write-max-length` (optional).
-    #[serde(rename = "iops-write-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_write_max_length: ::std::option::Option<i64>,
     /// `bps-total` (optional).
-    #[serde(rename = "bps-total", skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_total: ::std::option::Option<i64>,
     /// `bps-total-max` (optional).
-    #[serde(rename = "bps-total-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_total_max: ::std::option::Option<i64>,
     /// `bps-total-max-length` (optional).
-    #[serde(rename = "bps-total-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_total_max_length: ::std::option::Option<i64>,
     /// `bps-read` (optional).
-    #[serde(rename = "bps-read", skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_read: ::std::option::Option<i64>,
     /// `bps-read-max` (optional).
-    #[serde(rename = "bps-read-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_read_max: ::std::option::Option<i64>,
     /// `bps-read-max-length` (optional).
-    #[serde(rename = "bps-read-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_read_max_length: ::std::option::Option<i64>,
     /// `bps-write` (optional).
-    #[serde(rename = "bps-write", skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_write: ::std::option::Option<i64>,
     /// `bps-write-max` (optional).
-    #[serde(rename = "bps-write-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_write_max: ::std::option::Option<i64>,
     /// `bps-write-max-length` (optional).
-    #[serde(rename = "bps-write-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub bps_write_max_length: ::std::option::Option<i64>,
     /// `iops-size` (optional).
-    #[serde(rename = "iops-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub iops_size: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(ThrottleLimits { iops_total, iops_total_max, iops_total_max_length, iops_read, iops_read_max, iops_read_max_length, iops_write, iops_write_max, iops_write_max_length, bps_total, bps_total_max, bps_total_max_length, bps_read, bps_read_max, bps_read_max_length, bps_write, bps_write_max, bps_write_max_length, iops_size });
+impl ::serde::Serialize for ThrottleLimits {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "iops-total", &self.iops_total)?;
+        crate::support::opt_entry(&mut m, "iops-total-max", &self.iops_total_max)?;
+        crate::support::opt_entry(&mut m, "iops-total-max-length", &self.iops_total_max_length)?;
+        crate::support::opt_entry(&mut m, "iops-read", &self.iops_read)?;
+        crate::support::opt_entry(&mut m, "iops-read-max", &self.iops_read_max)?;
+        crate::support::opt_entry(&mut m, "iops-read-max-length", &self.iops_read_max_length)?;
+        crate::support::opt_entry(&mut m, "iops-write", &self.iops_write)?;
+        crate::support::opt_entry(&mut m, "iops-write-max", &self.iops_write_max)?;
+        crate::support::opt_entry(&mut m, "iops-write-max-length", &self.iops_write_max_length)?;
+        crate::support::opt_entry(&mut m, "bps-total", &self.bps_total)?;
+        crate::support::opt_entry(&mut m, "bps-total-max", &self.bps_total_max)?;
+        crate::support::opt_entry(&mut m, "bps-total-max-length", &self.bps_total_max_length)?;
+        crate::support::opt_entry(&mut m, "bps-read", &self.bps_read)?;
+        crate::support::opt_entry(&mut m, "bps-read-max", &self.bps_read_max)?;
+        crate::support::opt_entry(&mut m, "bps-read-max-length", &self.bps_read_max_length)?;
+        crate::support::opt_entry(&mut m, "bps-write", &self.bps_write)?;
+        crate::support::opt_entry(&mut m, "bps-write-max", &self.bps_write_max)?;
+        crate::support::opt_entry(&mut m, "bps-write-max-length", &self.bps_write_max_length)?;
+        crate::support::opt_entry(&mut m, "iops-size", &self.iops_size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ThrottleLimits {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ThrottleLimits {
+    const NAME: &'static str = "ThrottleLimits";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        let mut v18 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "iops-total" => crate::support::set(&mut map, &mut v0, "iops-total"),
+                "iops-total-max" => crate::support::set(&mut map, &mut v1, "iops-total-max"),
+                "iops-total-max-length" => crate::support::set(&mut map, &mut v2, "iops-total-max-length"),
+                "iops-read" => crate::support::set(&mut map, &mut v3, "iops-read"),
+                "iops-read-max" => crate::support::set(&mut map, &mut v4, "iops-read-max"),
+                "iops-read-max-length" => crate::support::set(&mut map, &mut v5, "iops-read-max-length"),
+                "iops-write" => crate::support::set(&mut map, &mut v6, "iops-write"),
+                "iops-write-max" => crate::support::set(&mut map, &mut v7, "iops-write-max"),
+                "iops-write-max-length" => crate::support::set(&mut map, &mut v8, "iops-write-max-length"),
+                "bps-total" => crate::support::set(&mut map, &mut v9, "bps-total"),
+                "bps-total-max" => crate::support::set(&mut map, &mut v10, "bps-total-max"),
+                "bps-total-max-length" => crate::support::set(&mut map, &mut v11, "bps-total-max-length"),
+                "bps-read" => crate::support::set(&mut map, &mut v12, "bps-read"),
+                "bps-read-max" => crate::support::set(&mut map, &mut v13, "bps-read-max"),
+                "bps-read-max-length" => crate::support::set(&mut map, &mut v14, "bps-read-max-length"),
+                "bps-write" => crate::support::set(&mut map, &mut v15, "bps-write"),
+                "bps-write-max" => crate::support::set(&mut map, &mut v16, "bps-write-max"),
+                "bps-write-max-length" => crate::support::set(&mut map, &mut v17, "bps-write-max-length"),
+                "iops-size" => crate::support::set(&mut map, &mut v18, "iops-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                iops_total: v0.flatten(),
+                iops_total_max: v1.flatten(),
+                iops_total_max_length: v2.flatten(),
+                iops_read: v3.flatten(),
+                iops_read_max: v4.flatten(),
+                iops_read_max_length: v5.flatten(),
+                iops_write: v6.flatten(),
+                iops_write_max: v7.flatten(),
+                iops_write_max_length: v8.flatten(),
+                bps_total: v9.flatten(),
+                bps_total_max: v10.flatten(),
+                bps_total_max_length: v11.flatten(),
+                bps_read: v12.flatten(),
+                bps_read_max: v13.flatten(),
+                bps_read_max_length: v14.flatten(),
+                bps_write: v15.flatten(),
+                bps_write_max: v16.flatten(),
+                bps_write_max_length: v17.flatten(),
+                iops_size: v18.flatten(),
+            })
+    }
+}
 impl ThrottleLimits {
     /// A value with the required members (there are none).
     #[inline]
@@ -4540,110 +7087,193 @@ impl ThrottleLimits {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.ThrottleGroupProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ThrottleGroupProperties {
     /// `limits` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub limits: ::std::option::Option<super::ThrottleLimits>,
     /// `x-iops-total` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-iops-total", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_total: ::std::option::Option<i64>,
     /// `x-iops-total-max` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-iops-total-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_total_max: ::std::option::Option<i64>,
     /// `x-iops-total-max-length` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-iops-total-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_total_max_length: ::std::option::Option<i64>,
     /// `x-iops-read` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-iops-read", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_read: ::std::option::Option<i64>,
     /// `x-iops-read-max` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-iops-read-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_read_max: ::std::option::Option<i64>,
     /// `x-iops-read-max-length` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-iops-read-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_read_max_length: ::std::option::Option<i64>,
     /// `x-iops-write` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-iops-write", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_write: ::std::option::Option<i64>,
     /// `x-iops-write-max` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-iops-write-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_write_max: ::std::option::Option<i64>,
     /// `x-iops-write-max-length` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-iops-write-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_write_max_length: ::std::option::Option<i64>,
     /// `x-bps-total` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-bps-total", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_bps_total: ::std::option::Option<i64>,
     /// `x-bps-total-max` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-bps-total-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_bps_total_max: ::std::option::Option<i64>,
     /// `x-bps-total-max-length` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-bps-total-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_bps_total_max_length: ::std::option::Option<i64>,
     /// `x-bps-read` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-bps-read", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_bps_read: ::std::option::Option<i64>,
     /// `x-bps-read-max` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-bps-read-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_bps_read_max: ::std::option::Option<i64>,
     /// `x-bps-read-max-length` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-bps-read-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_bps_read_max_length: ::std::option::Option<i64>,
     /// `x-bps-write` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-bps-write", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_bps_write: ::std::option::Option<i64>,
     /// `x-bps-write-max` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-bps-write-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_bps_write_max: ::std::option::Option<i64>,
     /// `x-bps-write-max-length` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-bps-write-max-length", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_bps_write_max_length: ::std::option::Option<i64>,
     /// `x-iops-size` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-iops-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_iops_size: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(ThrottleGroupProperties { limits, x_iops_total, x_iops_total_max, x_iops_total_max_length, x_iops_read, x_iops_read_max, x_iops_read_max_length, x_iops_write, x_iops_write_max, x_iops_write_max_length, x_bps_total, x_bps_total_max, x_bps_total_max_length, x_bps_read, x_bps_read_max, x_bps_read_max_length, x_bps_write, x_bps_write_max, x_bps_write_max_length, x_iops_size });
+impl ::serde::Serialize for ThrottleGroupProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "limits", &self.limits)?;
+        crate::support::opt_entry(&mut m, "x-iops-total", &self.x_iops_total)?;
+        crate::support::opt_entry(&mut m, "x-iops-total-max", &self.x_iops_total_max)?;
+        crate::support::opt_entry(&mut m, "x-iops-total-max-length", &self.x_iops_total_max_length)?;
+        crate::support::opt_entry(&mut m, "x-iops-read", &self.x_iops_read)?;
+        crate::support::opt_entry(&mut m, "x-iops-read-max", &self.x_iops_read_max)?;
+        crate::support::opt_entry(&mut m, "x-iops-read-max-length", &self.x_iops_read_max_length)?;
+        crate::support::opt_entry(&mut m, "x-iops-write", &self.x_iops_write)?;
+        crate::support::opt_entry(&mut m, "x-iops-write-max", &self.x_iops_write_max)?;
+        crate::support::opt_entry(&mut m, "x-iops-write-max-length", &self.x_iops_write_max_length)?;
+        crate::support::opt_entry(&mut m, "x-bps-total", &self.x_bps_total)?;
+        crate::support::opt_entry(&mut m, "x-bps-total-max", &self.x_bps_total_max)?;
+        crate::support::opt_entry(&mut m, "x-bps-total-max-length", &self.x_bps_total_max_length)?;
+        crate::support::opt_entry(&mut m, "x-bps-read", &self.x_bps_read)?;
+        crate::support::opt_entry(&mut m, "x-bps-read-max", &self.x_bps_read_max)?;
+        crate::support::opt_entry(&mut m, "x-bps-read-max-length", &self.x_bps_read_max_length)?;
+        crate::support::opt_entry(&mut m, "x-bps-write", &self.x_bps_write)?;
+        crate::support::opt_entry(&mut m, "x-bps-write-max", &self.x_bps_write_max)?;
+        crate::support::opt_entry(&mut m, "x-bps-write-max-length", &self.x_bps_write_max_length)?;
+        crate::support::opt_entry(&mut m, "x-iops-size", &self.x_iops_size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ThrottleGroupProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ThrottleGroupProperties {
+    const NAME: &'static str = "ThrottleGroupProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        let mut v18 = ::std::option::Option::None;
+        let mut v19 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "limits" => crate::support::set(&mut map, &mut v0, "limits"),
+                "x-iops-total" => crate::support::set(&mut map, &mut v1, "x-iops-total"),
+                "x-iops-total-max" => crate::support::set(&mut map, &mut v2, "x-iops-total-max"),
+                "x-iops-total-max-length" => crate::support::set(&mut map, &mut v3, "x-iops-total-max-length"),
+                "x-iops-read" => crate::support::set(&mut map, &mut v4, "x-iops-read"),
+                "x-iops-read-max" => crate::support::set(&mut map, &mut v5, "x-iops-read-max"),
+                "x-iops-read-max-length" => crate::support::set(&mut map, &mut v6, "x-iops-read-max-length"),
+                "x-iops-write" => crate::support::set(&mut map, &mut v7, "x-iops-write"),
+                "x-iops-write-max" => crate::support::set(&mut map, &mut v8, "x-iops-write-max"),
+                "x-iops-write-max-length" => crate::support::set(&mut map, &mut v9, "x-iops-write-max-length"),
+                "x-bps-total" => crate::support::set(&mut map, &mut v10, "x-bps-total"),
+                "x-bps-total-max" => crate::support::set(&mut map, &mut v11, "x-bps-total-max"),
+                "x-bps-total-max-length" => crate::support::set(&mut map, &mut v12, "x-bps-total-max-length"),
+                "x-bps-read" => crate::support::set(&mut map, &mut v13, "x-bps-read"),
+                "x-bps-read-max" => crate::support::set(&mut map, &mut v14, "x-bps-read-max"),
+                "x-bps-read-max-length" => crate::support::set(&mut map, &mut v15, "x-bps-read-max-length"),
+                "x-bps-write" => crate::support::set(&mut map, &mut v16, "x-bps-write"),
+                "x-bps-write-max" => crate::support::set(&mut map, &mut v17, "x-bps-write-max"),
+                "x-bps-write-max-length" => crate::support::set(&mut map, &mut v18, "x-bps-write-max-length"),
+                "x-iops-size" => crate::support::set(&mut map, &mut v19, "x-iops-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                limits: v0.flatten(),
+                x_iops_total: v1.flatten(),
+                x_iops_total_max: v2.flatten(),
+                x_iops_total_max_length: v3.flatten(),
+                x_iops_read: v4.flatten(),
+                x_iops_read_max: v5.flatten(),
+                x_iops_read_max_length: v6.flatten(),
+                x_iops_write: v7.flatten(),
+                x_iops_write_max: v8.flatten(),
+                x_iops_write_max_length: v9.flatten(),
+                x_bps_total: v10.flatten(),
+                x_bps_total_max: v11.flatten(),
+                x_bps_total_max_length: v12.flatten(),
+                x_bps_read: v13.flatten(),
+                x_bps_read_max: v14.flatten(),
+                x_bps_read_max_length: v15.flatten(),
+                x_bps_write: v16.flatten(),
+                x_bps_write_max: v17.flatten(),
+                x_bps_write_max_length: v18.flatten(),
+                x_iops_size: v19.flatten(),
+            })
+    }
+}
 impl ThrottleGroupProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -4798,46 +7428,53 @@ impl ThrottleGroupProperties {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-stream).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockStream {
     /// `job-id` (optional, since QEMU 2.7).
-    #[serde(rename = "job-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub job_id: ::std::option::Option<::std::string::String>,
     /// `device`.
     pub device: ::std::string::String,
     /// `base` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub base: ::std::option::Option<::std::string::String>,
     /// `base-node` (optional, since QEMU 2.8).
-    #[serde(rename = "base-node", skip_serializing_if = "::std::option::Option::is_none")]
     pub base_node: ::std::option::Option<::std::string::String>,
     /// `backing-file` (optional).
-    #[serde(rename = "backing-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_file: ::std::option::Option<::std::string::String>,
     /// `backing-mask-protocol` (optional).
-    #[serde(rename = "backing-mask-protocol", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_mask_protocol: ::std::option::Option<bool>,
     /// `bottom` (optional, since QEMU 6.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bottom: ::std::option::Option<::std::string::String>,
     /// `speed` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub speed: ::std::option::Option<i64>,
     /// `on-error` (optional, since QEMU 1.3).
-    #[serde(rename = "on-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_error: ::std::option::Option<super::BlockdevOnError>,
     /// `filter-node-name` (optional).
-    #[serde(rename = "filter-node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `auto-finalize` (optional, since QEMU 3.1).
-    #[serde(rename = "auto-finalize", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_finalize: ::std::option::Option<bool>,
     /// `auto-dismiss` (optional, since QEMU 3.1).
-    #[serde(rename = "auto-dismiss", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_dismiss: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockStream { job_id, device, base, base_node, backing_file, backing_mask_protocol, bottom, speed, on_error, filter_node_name, auto_finalize, auto_dismiss });
+impl ::serde::Serialize for BlockStream {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "base", &self.base)?;
+        crate::support::opt_entry(&mut m, "base-node", &self.base_node)?;
+        crate::support::opt_entry(&mut m, "backing-file", &self.backing_file)?;
+        crate::support::opt_entry(&mut m, "backing-mask-protocol", &self.backing_mask_protocol)?;
+        crate::support::opt_entry(&mut m, "bottom", &self.bottom)?;
+        crate::support::opt_entry(&mut m, "speed", &self.speed)?;
+        crate::support::opt_entry(&mut m, "on-error", &self.on_error)?;
+        crate::support::opt_entry(&mut m, "filter-node-name", &self.filter_node_name)?;
+        crate::support::opt_entry(&mut m, "auto-finalize", &self.auto_finalize)?;
+        crate::support::opt_entry(&mut m, "auto-dismiss", &self.auto_dismiss)?;
+        crate::support::end(m)
+    }
+}
 impl BlockStream {
     /// A value with the required members.
     #[inline]
@@ -4934,7 +7571,7 @@ impl ::qmp_proto::Command for BlockStream {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-set-speed).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobSetSpeed {
     /// `device`.
@@ -4943,6 +7580,14 @@ pub struct BlockJobSetSpeed {
     pub speed: i64,
 }
 crate::support::debug_struct!(BlockJobSetSpeed { device, speed });
+impl ::serde::Serialize for BlockJobSetSpeed {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "speed", &self.speed)?;
+        crate::support::end(m)
+    }
+}
 impl BlockJobSetSpeed {
     /// A value with the required members.
     #[inline]
@@ -4963,16 +7608,23 @@ impl ::qmp_proto::Command for BlockJobSetSpeed {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-cancel).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobCancel {
     /// `device`.
     pub device: ::std::string::String,
     /// `force` (optional, since QEMU 1.3).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockJobCancel { device, force });
+impl ::serde::Serialize for BlockJobCancel {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "force", &self.force)?;
+        crate::support::end(m)
+    }
+}
 impl BlockJobCancel {
     /// A value with the required members.
     #[inline]
@@ -4999,13 +7651,20 @@ impl ::qmp_proto::Command for BlockJobCancel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-pause).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobPause {
     /// `device`.
     pub device: ::std::string::String,
 }
 crate::support::debug_struct!(BlockJobPause { device });
+impl ::serde::Serialize for BlockJobPause {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::end(m)
+    }
+}
 impl BlockJobPause {
     /// A value with the required members.
     #[inline]
@@ -5025,13 +7684,20 @@ impl ::qmp_proto::Command for BlockJobPause {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-resume).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobResume {
     /// `device`.
     pub device: ::std::string::String,
 }
 crate::support::debug_struct!(BlockJobResume { device });
+impl ::serde::Serialize for BlockJobResume {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::end(m)
+    }
+}
 impl BlockJobResume {
     /// A value with the required members.
     #[inline]
@@ -5051,13 +7717,20 @@ impl ::qmp_proto::Command for BlockJobResume {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-complete).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobComplete {
     /// `device`.
     pub device: ::std::string::String,
 }
 crate::support::debug_struct!(BlockJobComplete { device });
+impl ::serde::Serialize for BlockJobComplete {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::end(m)
+    }
+}
 impl BlockJobComplete {
     /// A value with the required members.
     #[inline]
@@ -5077,13 +7750,20 @@ impl ::qmp_proto::Command for BlockJobComplete {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-dismiss).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobDismiss {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(BlockJobDismiss { id });
+impl ::serde::Serialize for BlockJobDismiss {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl BlockJobDismiss {
     /// A value with the required members.
     #[inline]
@@ -5103,13 +7783,20 @@ impl ::qmp_proto::Command for BlockJobDismiss {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-job-finalize).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobFinalize {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(BlockJobFinalize { id });
+impl ::serde::Serialize for BlockJobFinalize {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl BlockJobFinalize {
     /// A value with the required members.
     #[inline]
@@ -5128,15 +7815,44 @@ impl ::qmp_proto::Command for BlockJobFinalize {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockJobChangeOptionsMirror).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockJobChangeOptionsMirror {
     /// `copy-mode`.
-    #[serde(rename = "copy-mode")]
     pub copy_mode: super::MirrorCopyMode,
 }
 crate::support::debug_struct!(BlockJobChangeOptionsMirror { copy_mode });
+impl ::serde::Serialize for BlockJobChangeOptionsMirror {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "copy-mode", &self.copy_mode)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockJobChangeOptionsMirror {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockJobChangeOptionsMirror {
+    const NAME: &'static str = "BlockJobChangeOptionsMirror";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "copy-mode" => crate::support::set(&mut map, &mut v0, "copy-mode"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                copy_mode: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "copy-mode")])),
+        }
+    }
+}
 impl BlockJobChangeOptionsMirror {
     /// A value with the required members.
     #[inline]
@@ -5169,14 +7885,44 @@ impl BlockJobChangeOptions {
 }
 /// The members of [`BlockJobChangeOptions`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockJobChangeOptionsCommon {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(BlockJobChangeOptionsCommon { id });
+impl ::serde::Serialize for BlockJobChangeOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockJobChangeOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockJobChangeOptionsCommon {
+    const NAME: &'static str = "BlockJobChangeOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                id: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id")])),
+        }
+    }
+}
 impl BlockJobChangeOptionsCommon {
     /// A value with the required members.
     #[inline]
@@ -5371,18 +8117,47 @@ crate::support::qapi_enum!(BlockdevAioOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCacheOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCacheOptions {
     /// `direct` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub direct: ::std::option::Option<bool>,
     /// `no-flush` (optional).
-    #[serde(rename = "no-flush", skip_serializing_if = "::std::option::Option::is_none")]
     pub no_flush: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockdevCacheOptions { direct, no_flush });
+impl ::serde::Serialize for BlockdevCacheOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "direct", &self.direct)?;
+        crate::support::opt_entry(&mut m, "no-flush", &self.no_flush)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCacheOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCacheOptions {
+    const NAME: &'static str = "BlockdevCacheOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "direct" => crate::support::set(&mut map, &mut v0, "direct"),
+                "no-flush" => crate::support::set(&mut map, &mut v1, "no-flush"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                direct: v0.flatten(),
+                no_flush: v1.flatten(),
+            })
+    }
+}
 impl BlockdevCacheOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -5551,34 +8326,82 @@ crate::support::qapi_enum!(BlockdevDriver {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsFile).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsFile {
     /// `filename`.
     pub filename: ::std::string::String,
     /// `pr-manager` (optional).
-    #[serde(rename = "pr-manager", skip_serializing_if = "::std::option::Option::is_none")]
     pub pr_manager: ::std::option::Option<::std::string::String>,
     /// `locking` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub locking: ::std::option::Option<super::OnOffAuto>,
     /// `aio` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub aio: ::std::option::Option<super::BlockdevAioOptions>,
     /// `aio-max-batch` (optional).
-    #[serde(rename = "aio-max-batch", skip_serializing_if = "::std::option::Option::is_none")]
     pub aio_max_batch: ::std::option::Option<i64>,
     /// `drop-cache` (optional).
-    #[serde(rename = "drop-cache", skip_serializing_if = "::std::option::Option::is_none")]
     pub drop_cache: ::std::option::Option<bool>,
     /// `x-check-cache-dropped` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-check-cache-dropped", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_check_cache_dropped: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockdevOptionsFile { filename, pr_manager, locking, aio, aio_max_batch, drop_cache, x_check_cache_dropped });
+impl ::serde::Serialize for BlockdevOptionsFile {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::opt_entry(&mut m, "pr-manager", &self.pr_manager)?;
+        crate::support::opt_entry(&mut m, "locking", &self.locking)?;
+        crate::support::opt_entry(&mut m, "aio", &self.aio)?;
+        crate::support::opt_entry(&mut m, "aio-max-batch", &self.aio_max_batch)?;
+        crate::support::opt_entry(&mut m, "drop-cache", &self.drop_cache)?;
+        crate::support::opt_entry(&mut m, "x-check-cache-dropped", &self.x_check_cache_dropped)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsFile {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsFile {
+    const NAME: &'static str = "BlockdevOptionsFile";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "filename" => crate::support::set(&mut map, &mut v0, "filename"),
+                "pr-manager" => crate::support::set(&mut map, &mut v1, "pr-manager"),
+                "locking" => crate::support::set(&mut map, &mut v2, "locking"),
+                "aio" => crate::support::set(&mut map, &mut v3, "aio"),
+                "aio-max-batch" => crate::support::set(&mut map, &mut v4, "aio-max-batch"),
+                "drop-cache" => crate::support::set(&mut map, &mut v5, "drop-cache"),
+                "x-check-cache-dropped" => crate::support::set(&mut map, &mut v6, "x-check-cache-dropped"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                filename: v0,
+                pr_manager: v1.flatten(),
+                locking: v2.flatten(),
+                aio: v3.flatten(),
+                aio_max_batch: v4.flatten(),
+                drop_cache: v5.flatten(),
+                x_check_cache_dropped: v6.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "filename")])),
+        }
+    }
+}
 impl BlockdevOptionsFile {
     /// A value with the required members.
     #[inline]
@@ -5635,21 +8458,53 @@ impl BlockdevOptionsFile {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsNull).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsNull {
     /// `size` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
     /// `latency-ns` (optional, since QEMU 2.4).
-    #[serde(rename = "latency-ns", skip_serializing_if = "::std::option::Option::is_none")]
     pub latency_ns: ::std::option::Option<u64>,
     /// `read-zeroes` (optional).
-    #[serde(rename = "read-zeroes", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_zeroes: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockdevOptionsNull { size, latency_ns, read_zeroes });
+impl ::serde::Serialize for BlockdevOptionsNull {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "latency-ns", &self.latency_ns)?;
+        crate::support::opt_entry(&mut m, "read-zeroes", &self.read_zeroes)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsNull {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsNull {
+    const NAME: &'static str = "BlockdevOptionsNull";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "size" => crate::support::set(&mut map, &mut v0, "size"),
+                "latency-ns" => crate::support::set(&mut map, &mut v1, "latency-ns"),
+                "read-zeroes" => crate::support::set(&mut map, &mut v2, "read-zeroes"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                size: v0.flatten(),
+                latency_ns: v1.flatten(),
+                read_zeroes: v2.flatten(),
+            })
+    }
+}
 impl BlockdevOptionsNull {
     /// A value with the required members (there are none).
     #[inline]
@@ -5684,8 +8539,6 @@ impl BlockdevOptionsNull {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsNVMe).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsNVMe {
     /// `device`.
@@ -5694,6 +8547,42 @@ pub struct BlockdevOptionsNVMe {
     pub namespace: i64,
 }
 crate::support::debug_struct!(BlockdevOptionsNVMe { device, namespace });
+impl ::serde::Serialize for BlockdevOptionsNVMe {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "namespace", &self.namespace)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsNVMe {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsNVMe {
+    const NAME: &'static str = "BlockdevOptionsNVMe";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "namespace" => crate::support::set(&mut map, &mut v1, "namespace"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                device: v0,
+                namespace: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device"), (v1.is_none(), "namespace")])),
+        }
+    }
+}
 impl BlockdevOptionsNVMe {
     /// A value with the required members.
     #[inline]
@@ -5709,26 +8598,68 @@ impl BlockdevOptionsNVMe {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsVVFAT).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsVVFAT {
     /// `dir`.
     pub dir: ::std::string::String,
     /// `fat-type` (optional).
-    #[serde(rename = "fat-type", skip_serializing_if = "::std::option::Option::is_none")]
     pub fat_type: ::std::option::Option<i64>,
     /// `floppy` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub floppy: ::std::option::Option<bool>,
     /// `label` (optional, since QEMU 2.4).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub label: ::std::option::Option<::std::string::String>,
     /// `rw` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rw: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockdevOptionsVVFAT { dir, fat_type, floppy, label, rw });
+impl ::serde::Serialize for BlockdevOptionsVVFAT {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "dir", &self.dir)?;
+        crate::support::opt_entry(&mut m, "fat-type", &self.fat_type)?;
+        crate::support::opt_entry(&mut m, "floppy", &self.floppy)?;
+        crate::support::opt_entry(&mut m, "label", &self.label)?;
+        crate::support::opt_entry(&mut m, "rw", &self.rw)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsVVFAT {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsVVFAT {
+    const NAME: &'static str = "BlockdevOptionsVVFAT";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "dir" => crate::support::set(&mut map, &mut v0, "dir"),
+                "fat-type" => crate::support::set(&mut map, &mut v1, "fat-type"),
+                "floppy" => crate::support::set(&mut map, &mut v2, "floppy"),
+                "label" => crate::support::set(&mut map, &mut v3, "label"),
+                "rw" => crate::support::set(&mut map, &mut v4, "rw"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                dir: v0,
+                fat_type: v1.flatten(),
+                floppy: v2.flatten(),
+                label: v3.flatten(),
+                rw: v4.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "dir")])),
+        }
+    }
+}
 impl BlockdevOptionsVVFAT {
     /// A value with the required members.
     #[inline]
@@ -5771,14 +8702,44 @@ impl BlockdevOptionsVVFAT {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsGenericFormat).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsGenericFormat {
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
 }
 crate::support::debug_struct!(BlockdevOptionsGenericFormat { file });
+impl ::serde::Serialize for BlockdevOptionsGenericFormat {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsGenericFormat {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsGenericFormat {
+    const NAME: &'static str = "BlockdevOptionsGenericFormat";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                file: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file")])),
+        }
+    }
+}
 impl BlockdevOptionsGenericFormat {
     /// A value with the required members.
     #[inline]
@@ -5793,20 +8754,56 @@ impl BlockdevOptionsGenericFormat {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsLUKS).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsLUKS {
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
     /// `key-secret` (optional, since QEMU 2.6).
-    #[serde(rename = "key-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub key_secret: ::std::option::Option<::std::string::String>,
     /// `header` (optional, since QEMU 9.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<::std::boxed::Box<super::BlockdevRef>>,
 }
 crate::support::debug_struct!(BlockdevOptionsLUKS { file, key_secret, header });
+impl ::serde::Serialize for BlockdevOptionsLUKS {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::opt_entry(&mut m, "header", &self.header)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsLUKS {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsLUKS {
+    const NAME: &'static str = "BlockdevOptionsLUKS";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "key-secret" => crate::support::set(&mut map, &mut v1, "key-secret"),
+                "header" => crate::support::set(&mut map, &mut v2, "header"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                file: v0,
+                key_secret: v1.flatten(),
+                header: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file")])),
+        }
+    }
+}
 impl BlockdevOptionsLUKS {
     /// A value with the required members.
     #[inline]
@@ -5835,17 +8832,50 @@ impl BlockdevOptionsLUKS {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsGenericCOWFormat).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsGenericCOWFormat {
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
     /// `backing` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub backing: ::std::option::Option<::std::boxed::Box<super::BlockdevRefOrNull>>,
 }
 crate::support::debug_struct!(BlockdevOptionsGenericCOWFormat { file, backing });
+impl ::serde::Serialize for BlockdevOptionsGenericCOWFormat {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "backing", &self.backing)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsGenericCOWFormat {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsGenericCOWFormat {
+    const NAME: &'static str = "BlockdevOptionsGenericCOWFormat";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "backing" => crate::support::set(&mut map, &mut v1, "backing"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                file: v0,
+                backing: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file")])),
+        }
+    }
+}
 impl BlockdevOptionsGenericCOWFormat {
     /// A value with the required members.
     #[inline]
@@ -5891,42 +8921,95 @@ crate::support::qapi_enum!(Qcow2OverlapCheckMode {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.Qcow2OverlapCheckFlags).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct Qcow2OverlapCheckFlags {
     /// `template` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub template: ::std::option::Option<super::Qcow2OverlapCheckMode>,
     /// `main-header` (optional).
-    #[serde(rename = "main-header", skip_serializing_if = "::std::option::Option::is_none")]
     pub main_header: ::std::option::Option<bool>,
     /// `active-l1` (optional).
-    #[serde(rename = "active-l1", skip_serializing_if = "::std::option::Option::is_none")]
     pub active_l1: ::std::option::Option<bool>,
     /// `active-l2` (optional).
-    #[serde(rename = "active-l2", skip_serializing_if = "::std::option::Option::is_none")]
     pub active_l2: ::std::option::Option<bool>,
     /// `refcount-table` (optional).
-    #[serde(rename = "refcount-table", skip_serializing_if = "::std::option::Option::is_none")]
     pub refcount_table: ::std::option::Option<bool>,
     /// `refcount-block` (optional).
-    #[serde(rename = "refcount-block", skip_serializing_if = "::std::option::Option::is_none")]
     pub refcount_block: ::std::option::Option<bool>,
     /// `snapshot-table` (optional).
-    #[serde(rename = "snapshot-table", skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshot_table: ::std::option::Option<bool>,
     /// `inactive-l1` (optional).
-    #[serde(rename = "inactive-l1", skip_serializing_if = "::std::option::Option::is_none")]
     pub inactive_l1: ::std::option::Option<bool>,
     /// `inactive-l2` (optional).
-    #[serde(rename = "inactive-l2", skip_serializing_if = "::std::option::Option::is_none")]
     pub inactive_l2: ::std::option::Option<bool>,
     /// `bitmap-directory` (optional, since QEMU 3.0).
-    #[serde(rename = "bitmap-directory", skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap_directory: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(Qcow2OverlapCheckFlags { template, main_header, active_l1, active_l2, refcount_table, refcount_block, snapshot_table, inactive_l1, inactive_l2, bitmap_directory });
+impl ::serde::Serialize for Qcow2OverlapCheckFlags {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "template", &self.template)?;
+        crate::support::opt_entry(&mut m, "main-header", &self.main_header)?;
+        crate::support::opt_entry(&mut m, "active-l1", &self.active_l1)?;
+        crate::support::opt_entry(&mut m, "active-l2", &self.active_l2)?;
+        crate::support::opt_entry(&mut m, "refcount-table", &self.refcount_table)?;
+        crate::support::opt_entry(&mut m, "refcount-block", &self.refcount_block)?;
+        crate::support::opt_entry(&mut m, "snapshot-table", &self.snapshot_table)?;
+        crate::support::opt_entry(&mut m, "inactive-l1", &self.inactive_l1)?;
+        crate::support::opt_entry(&mut m, "inactive-l2", &self.inactive_l2)?;
+        crate::support::opt_entry(&mut m, "bitmap-directory", &self.bitmap_directory)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for Qcow2OverlapCheckFlags {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for Qcow2OverlapCheckFlags {
+    const NAME: &'static str = "Qcow2OverlapCheckFlags";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "template" => crate::support::set(&mut map, &mut v0, "template"),
+                "main-header" => crate::support::set(&mut map, &mut v1, "main-header"),
+                "active-l1" => crate::support::set(&mut map, &mut v2, "active-l1"),
+                "active-l2" => crate::support::set(&mut map, &mut v3, "active-l2"),
+                "refcount-table" => crate::support::set(&mut map, &mut v4, "refcount-table"),
+                "refcount-block" => crate::support::set(&mut map, &mut v5, "refcount-block"),
+                "snapshot-table" => crate::support::set(&mut map, &mut v6, "snapshot-table"),
+                "inactive-l1" => crate::support::set(&mut map, &mut v7, "inactive-l1"),
+                "inactive-l2" => crate::support::set(&mut map, &mut v8, "inactive-l2"),
+                "bitmap-directory" => crate::support::set(&mut map, &mut v9, "bitmap-directory"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                template: v0.flatten(),
+                main_header: v1.flatten(),
+                active_l1: v2.flatten(),
+                active_l2: v3.flatten(),
+                refcount_table: v4.flatten(),
+                refcount_block: v5.flatten(),
+                snapshot_table: v6.flatten(),
+                inactive_l1: v7.flatten(),
+                inactive_l2: v8.flatten(),
+                bitmap_directory: v9.flatten(),
+            })
+    }
+}
 impl Qcow2OverlapCheckFlags {
     /// A value with the required members (there are none).
     #[inline]
@@ -6085,12 +9168,30 @@ impl BlockdevQcowEncryption {
 }
 /// The members of [`BlockdevQcowEncryption`] that every case has, the discriminator `format` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevQcowEncryptionCommon {
 }
 crate::support::debug_struct!(BlockdevQcowEncryptionCommon {  });
+impl ::serde::Serialize for BlockdevQcowEncryptionCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevQcowEncryptionCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevQcowEncryptionCommon {
+    const NAME: &'static str = "BlockdevQcowEncryptionCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl BlockdevQcowEncryptionCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -6162,20 +9263,56 @@ impl BlockdevQcowEncryption {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsQcow).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsQcow {
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
     /// `backing` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub backing: ::std::option::Option<::std::boxed::Box<super::BlockdevRefOrNull>>,
     /// `encrypt` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::BlockdevQcowEncryption>,
 }
 crate::support::debug_struct!(BlockdevOptionsQcow { file, backing, encrypt });
+impl ::serde::Serialize for BlockdevOptionsQcow {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "backing", &self.backing)?;
+        crate::support::opt_entry(&mut m, "encrypt", &self.encrypt)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsQcow {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsQcow {
+    const NAME: &'static str = "BlockdevOptionsQcow";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "backing" => crate::support::set(&mut map, &mut v1, "backing"),
+                "encrypt" => crate::support::set(&mut map, &mut v2, "encrypt"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                file: v0,
+                backing: v1.flatten(),
+                encrypt: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file")])),
+        }
+    }
+}
 impl BlockdevOptionsQcow {
     /// A value with the required members.
     #[inline]
@@ -6240,12 +9377,30 @@ impl BlockdevQcow2Encryption {
 }
 /// The members of [`BlockdevQcow2Encryption`] that every case has, the discriminator `format` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevQcow2EncryptionCommon {
 }
 crate::support::debug_struct!(BlockdevQcow2EncryptionCommon {  });
+impl ::serde::Serialize for BlockdevQcow2EncryptionCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevQcow2EncryptionCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevQcow2EncryptionCommon {
+    const NAME: &'static str = "BlockdevQcow2EncryptionCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl BlockdevQcow2EncryptionCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -6322,20 +9477,56 @@ impl BlockdevQcow2Encryption {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsPreallocate).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsPreallocate {
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
     /// `prealloc-align` (optional).
-    #[serde(rename = "prealloc-align", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_align: ::std::option::Option<i64>,
     /// `prealloc-size` (optional).
-    #[serde(rename = "prealloc-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_size: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(BlockdevOptionsPreallocate { file, prealloc_align, prealloc_size });
+impl ::serde::Serialize for BlockdevOptionsPreallocate {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "prealloc-align", &self.prealloc_align)?;
+        crate::support::opt_entry(&mut m, "prealloc-size", &self.prealloc_size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsPreallocate {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsPreallocate {
+    const NAME: &'static str = "BlockdevOptionsPreallocate";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "prealloc-align" => crate::support::set(&mut map, &mut v1, "prealloc-align"),
+                "prealloc-size" => crate::support::set(&mut map, &mut v2, "prealloc-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                file: v0,
+                prealloc_align: v1.flatten(),
+                prealloc_size: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file")])),
+        }
+    }
+}
 impl BlockdevOptionsPreallocate {
     /// A value with the required members.
     #[inline]
@@ -6364,56 +9555,128 @@ impl BlockdevOptionsPreallocate {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsQcow2).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsQcow2 {
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
     /// `backing` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub backing: ::std::option::Option<::std::boxed::Box<super::BlockdevRefOrNull>>,
     /// `lazy-refcounts` (optional).
-    #[serde(rename = "lazy-refcounts", skip_serializing_if = "::std::option::Option::is_none")]
     pub lazy_refcounts: ::std::option::Option<bool>,
     /// `pass-discard-request` (optional).
-    #[serde(rename = "pass-discard-request", skip_serializing_if = "::std::option::Option::is_none")]
     pub pass_discard_request: ::std::option::Option<bool>,
     /// `pass-discard-snapshot` (optional).
-    #[serde(rename = "pass-discard-snapshot", skip_serializing_if = "::std::option::Option::is_none")]
     pub pass_discard_snapshot: ::std::option::Option<bool>,
     /// `pass-discard-other` (optional).
-    #[serde(rename = "pass-discard-other", skip_serializing_if = "::std::option::Option::is_none")]
     pub pass_discard_other: ::std::option::Option<bool>,
     /// `discard-no-unref` (optional, since QEMU 8.1).
-    #[serde(rename = "discard-no-unref", skip_serializing_if = "::std::option::Option::is_none")]
     pub discard_no_unref: ::std::option::Option<bool>,
     /// `overlap-check` (optional, since QEMU 2.2).
-    #[serde(rename = "overlap-check", skip_serializing_if = "::std::option::Option::is_none")]
     pub overlap_check: ::std::option::Option<super::Qcow2OverlapChecks>,
     /// `cache-size` (optional, since QEMU 2.2).
-    #[serde(rename = "cache-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub cache_size: ::std::option::Option<i64>,
     /// `l2-cache-size` (optional, since QEMU 2.2).
-    #[serde(rename = "l2-cache-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub l2_cache_size: ::std::option::Option<i64>,
     /// `l2-cache-entry-size` (optional, since QEMU 2.12).
-    #[serde(rename = "l2-cache-entry-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub l2_cache_entry_size: ::std::option::Option<i64>,
     /// `refcount-cache-size` (optional, since QEMU 2.2).
-    #[serde(rename = "refcount-cache-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub refcount_cache_size: ::std::option::Option<i64>,
     /// `cache-clean-interval` (optional, since QEMU 2.5).
-    #[serde(rename = "cache-clean-interval", skip_serializing_if = "::std::option::Option::is_none")]
     pub cache_clean_interval: ::std::option::Option<i64>,
     /// `encrypt` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::BlockdevQcow2Encryption>,
     /// `data-file` (optional, since QEMU 4.0).
-    #[serde(rename = "data-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub data_file: ::std::option::Option<::std::boxed::Box<super::BlockdevRef>>,
 }
 crate::support::debug_struct!(BlockdevOptionsQcow2 { file, backing, lazy_refcounts, pass_discard_request, pass_discard_snapshot, pass_discard_other, discard_no_unref, overlap_check, cache_size, l2_cache_size, l2_cache_entry_size, refcount_cache_size, cache_clean_interval, encrypt, data_file });
+impl ::serde::Serialize for BlockdevOptionsQcow2 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "backing", &self.backing)?;
+        crate::support::opt_entry(&mut m, "lazy-refcounts", &self.lazy_refcounts)?;
+        crate::support::opt_entry(&mut m, "pass-discard-request", &self.pass_discard_request)?;
+        crate::support::opt_entry(&mut m, "pass-discard-snapshot", &self.pass_discard_snapshot)?;
+        crate::support::opt_entry(&mut m, "pass-discard-other", &self.pass_discard_other)?;
+        crate::support::opt_entry(&mut m, "discard-no-unref", &self.discard_no_unref)?;
+        crate::support::opt_entry(&mut m, "overlap-check", &self.overlap_check)?;
+        crate::support::opt_entry(&mut m, "cache-size", &self.cache_size)?;
+        crate::support::opt_entry(&mut m, "l2-cache-size", &self.l2_cache_size)?;
+        crate::support::opt_entry(&mut m, "l2-cache-entry-size", &self.l2_cache_entry_size)?;
+        crate::support::opt_entry(&mut m, "refcount-cache-size", &self.refcount_cache_size)?;
+        crate::support::opt_entry(&mut m, "cache-clean-interval", &self.cache_clean_interval)?;
+        crate::support::opt_entry(&mut m, "encrypt", &self.encrypt)?;
+        crate::support::opt_entry(&mut m, "data-file", &self.data_file)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsQcow2 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsQcow2 {
+    const NAME: &'static str = "BlockdevOptionsQcow2";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "backing" => crate::support::set(&mut map, &mut v1, "backing"),
+                "lazy-refcounts" => crate::support::set(&mut map, &mut v2, "lazy-refcounts"),
+                "pass-discard-request" => crate::support::set(&mut map, &mut v3, "pass-discard-request"),
+                "pass-discard-snapshot" => crate::support::set(&mut map, &mut v4, "pass-discard-snapshot"),
+                "pass-discard-other" => crate::support::set(&mut map, &mut v5, "pass-discard-other"),
+                "discard-no-unref" => crate::support::set(&mut map, &mut v6, "discard-no-unref"),
+                "overlap-check" => crate::support::set(&mut map, &mut v7, "overlap-check"),
+                "cache-size" => crate::support::set(&mut map, &mut v8, "cache-size"),
+                "l2-cache-size" => crate::support::set(&mut map, &mut v9, "l2-cache-size"),
+                "l2-cache-entry-size" => crate::support::set(&mut map, &mut v10, "l2-cache-entry-size"),
+                "refcount-cache-size" => crate::support::set(&mut map, &mut v11, "refcount-cache-size"),
+                "cache-clean-interval" => crate::support::set(&mut map, &mut v12, "cache-clean-interval"),
+                "encrypt" => crate::support::set(&mut map, &mut v13, "encrypt"),
+                "data-file" => crate::support::set(&mut map, &mut v14, "data-file"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                file: v0,
+                backing: v1.flatten(),
+                lazy_refcounts: v2.flatten(),
+                pass_discard_request: v3.flatten(),
+                pass_discard_snapshot: v4.flatten(),
+                pass_discard_other: v5.flatten(),
+                discard_no_unref: v6.flatten(),
+                overlap_check: v7.flatten(),
+                cache_size: v8.flatten(),
+                l2_cache_size: v9.flatten(),
+                l2_cache_entry_size: v10.flatten(),
+                refcount_cache_size: v11.flatten(),
+                cache_clean_interval: v12.flatten(),
+                encrypt: v13.flatten(),
+                data_file: v14.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file")])),
+        }
+    }
+}
 impl BlockdevOptionsQcow2 {
     /// A value with the required members.
     #[inline]
@@ -6568,8 +9831,6 @@ crate::support::qapi_enum!(SshHostKeyCheckHashType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.SshHostKeyHash).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SshHostKeyHash {
     /// `type`.
@@ -6578,6 +9839,42 @@ pub struct SshHostKeyHash {
     pub hash: ::std::string::String,
 }
 crate::support::debug_struct!(SshHostKeyHash { r#type, hash });
+impl ::serde::Serialize for SshHostKeyHash {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "hash", &self.hash)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for SshHostKeyHash {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for SshHostKeyHash {
+    const NAME: &'static str = "SshHostKeyHash";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                "hash" => crate::support::set(&mut map, &mut v1, "hash"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+                hash: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type"), (v1.is_none(), "hash")])),
+        }
+    }
+}
 impl SshHostKeyHash {
     /// A value with the required members.
     #[inline]
@@ -6611,12 +9908,30 @@ impl SshHostKeyCheck {
 }
 /// The members of [`SshHostKeyCheck`] that every case has, the discriminator `mode` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SshHostKeyCheckCommon {
 }
 crate::support::debug_struct!(SshHostKeyCheckCommon {  });
+impl ::serde::Serialize for SshHostKeyCheckCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for SshHostKeyCheckCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for SshHostKeyCheckCommon {
+    const NAME: &'static str = "SshHostKeyCheckCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl SshHostKeyCheckCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -6696,8 +10011,6 @@ impl SshHostKeyCheck {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsSsh).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsSsh {
     /// `server`.
@@ -6705,13 +10018,55 @@ pub struct BlockdevOptionsSsh {
     /// `path`.
     pub path: ::std::string::String,
     /// `user` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub user: ::std::option::Option<::std::string::String>,
     /// `host-key-check` (optional).
-    #[serde(rename = "host-key-check", skip_serializing_if = "::std::option::Option::is_none")]
     pub host_key_check: ::std::option::Option<super::SshHostKeyCheck>,
 }
 crate::support::debug_struct!(BlockdevOptionsSsh { server, path, user, host_key_check });
+impl ::serde::Serialize for BlockdevOptionsSsh {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::opt_entry(&mut m, "user", &self.user)?;
+        crate::support::opt_entry(&mut m, "host-key-check", &self.host_key_check)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsSsh {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsSsh {
+    const NAME: &'static str = "BlockdevOptionsSsh";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "server" => crate::support::set(&mut map, &mut v0, "server"),
+                "path" => crate::support::set(&mut map, &mut v1, "path"),
+                "user" => crate::support::set(&mut map, &mut v2, "user"),
+                "host-key-check" => crate::support::set(&mut map, &mut v3, "host-key-check"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                server: v0,
+                path: v1,
+                user: v2.flatten(),
+                host_key_check: v3.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "server"), (v1.is_none(), "path")])),
+        }
+    }
+}
 impl BlockdevOptionsSsh {
     /// A value with the required members.
     #[inline]
@@ -6927,32 +10282,80 @@ crate::support::qapi_enum!(BlkdebugIOType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlkdebugInjectErrorOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlkdebugInjectErrorOptions {
     /// `event`.
     pub event: super::BlkdebugEvent,
     /// `state` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<i64>,
     /// `iotype` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iotype: ::std::option::Option<super::BlkdebugIOType>,
     /// `errno` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub errno: ::std::option::Option<i64>,
     /// `sector` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sector: ::std::option::Option<i64>,
     /// `once` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub once: ::std::option::Option<bool>,
     /// `immediately` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub immediately: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlkdebugInjectErrorOptions { event, state, iotype, errno, sector, once, immediately });
+impl ::serde::Serialize for BlkdebugInjectErrorOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "event", &self.event)?;
+        crate::support::opt_entry(&mut m, "state", &self.state)?;
+        crate::support::opt_entry(&mut m, "iotype", &self.iotype)?;
+        crate::support::opt_entry(&mut m, "errno", &self.errno)?;
+        crate::support::opt_entry(&mut m, "sector", &self.sector)?;
+        crate::support::opt_entry(&mut m, "once", &self.once)?;
+        crate::support::opt_entry(&mut m, "immediately", &self.immediately)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlkdebugInjectErrorOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlkdebugInjectErrorOptions {
+    const NAME: &'static str = "BlkdebugInjectErrorOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "event" => crate::support::set(&mut map, &mut v0, "event"),
+                "state" => crate::support::set(&mut map, &mut v1, "state"),
+                "iotype" => crate::support::set(&mut map, &mut v2, "iotype"),
+                "errno" => crate::support::set(&mut map, &mut v3, "errno"),
+                "sector" => crate::support::set(&mut map, &mut v4, "sector"),
+                "once" => crate::support::set(&mut map, &mut v5, "once"),
+                "immediately" => crate::support::set(&mut map, &mut v6, "immediately"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                event: v0,
+                state: v1.flatten(),
+                iotype: v2.flatten(),
+                errno: v3.flatten(),
+                sector: v4.flatten(),
+                once: v5.flatten(),
+                immediately: v6.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "event")])),
+        }
+    }
+}
 impl BlkdebugInjectErrorOptions {
     /// A value with the required members.
     #[inline]
@@ -7009,19 +10412,56 @@ impl BlkdebugInjectErrorOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlkdebugSetStateOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlkdebugSetStateOptions {
     /// `event`.
     pub event: super::BlkdebugEvent,
     /// `state` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub state: ::std::option::Option<i64>,
     /// `new_state`.
     pub new_state: i64,
 }
 crate::support::debug_struct!(BlkdebugSetStateOptions { event, state, new_state });
+impl ::serde::Serialize for BlkdebugSetStateOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "event", &self.event)?;
+        crate::support::opt_entry(&mut m, "state", &self.state)?;
+        crate::support::entry(&mut m, "new_state", &self.new_state)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlkdebugSetStateOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlkdebugSetStateOptions {
+    const NAME: &'static str = "BlkdebugSetStateOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "event" => crate::support::set(&mut map, &mut v0, "event"),
+                "state" => crate::support::set(&mut map, &mut v1, "state"),
+                "new_state" => crate::support::set(&mut map, &mut v2, "new_state"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                event: v0,
+                state: v1.flatten(),
+                new_state: v2,
+            }),
+            (v0, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "event"), (v2.is_none(), "new_state")])),
+        }
+    }
+}
 impl BlkdebugSetStateOptions {
     /// A value with the required members.
     #[inline]
@@ -7044,47 +10484,110 @@ impl BlkdebugSetStateOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsBlkdebug).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsBlkdebug {
     /// `image`.
     pub image: ::std::boxed::Box<super::BlockdevRef>,
     /// `config` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub config: ::std::option::Option<::std::string::String>,
     /// `align` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub align: ::std::option::Option<i64>,
     /// `max-transfer` (optional, since QEMU 2.10).
-    #[serde(rename = "max-transfer", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_transfer: ::std::option::Option<i32>,
     /// `opt-write-zero` (optional, since QEMU 2.10).
-    #[serde(rename = "opt-write-zero", skip_serializing_if = "::std::option::Option::is_none")]
     pub opt_write_zero: ::std::option::Option<i32>,
     /// `max-write-zero` (optional, since QEMU 2.10).
-    #[serde(rename = "max-write-zero", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_write_zero: ::std::option::Option<i32>,
     /// `opt-discard` (optional, since QEMU 2.10).
-    #[serde(rename = "opt-discard", skip_serializing_if = "::std::option::Option::is_none")]
     pub opt_discard: ::std::option::Option<i32>,
     /// `max-discard` (optional, since QEMU 2.10).
-    #[serde(rename = "max-discard", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_discard: ::std::option::Option<i32>,
     /// `inject-error` (optional).
-    #[serde(rename = "inject-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub inject_error: ::std::option::Option<::std::vec::Vec<super::BlkdebugInjectErrorOptions>>,
     /// `set-state` (optional).
-    #[serde(rename = "set-state", skip_serializing_if = "::std::option::Option::is_none")]
     pub set_state: ::std::option::Option<::std::vec::Vec<super::BlkdebugSetStateOptions>>,
     /// `take-child-perms` (optional, since QEMU 5.0).
-    #[serde(rename = "take-child-perms", skip_serializing_if = "::std::option::Option::is_none")]
     pub take_child_perms: ::std::option::Option<::std::vec::Vec<super::BlockPermission>>,
     /// `unshare-child-perms` (optional, since QEMU 5.0).
-    #[serde(rename = "unshare-child-perms", skip_serializing_if = "::std::option::Option::is_none")]
     pub unshare_child_perms: ::std::option::Option<::std::vec::Vec<super::BlockPermission>>,
 }
 crate::support::debug_struct!(BlockdevOptionsBlkdebug { image, config, align, max_transfer, opt_write_zero, max_write_zero, opt_discard, max_discard, inject_error, set_state, take_child_perms, unshare_child_perms });
+impl ::serde::Serialize for BlockdevOptionsBlkdebug {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "image", &self.image)?;
+        crate::support::opt_entry(&mut m, "config", &self.config)?;
+        crate::support::opt_entry(&mut m, "align", &self.align)?;
+        crate::support::opt_entry(&mut m, "max-transfer", &self.max_transfer)?;
+        crate::support::opt_entry(&mut m, "opt-write-zero", &self.opt_write_zero)?;
+        crate::support::opt_entry(&mut m, "max-write-zero", &self.max_write_zero)?;
+        crate::support::opt_entry(&mut m, "opt-discard", &self.opt_discard)?;
+        crate::support::opt_entry(&mut m, "max-discard", &self.max_discard)?;
+        crate::support::opt_entry(&mut m, "inject-error", &self.inject_error)?;
+        crate::support::opt_entry(&mut m, "set-state", &self.set_state)?;
+        crate::support::opt_entry(&mut m, "take-child-perms", &self.take_child_perms)?;
+        crate::support::opt_entry(&mut m, "unshare-child-perms", &self.unshare_child_perms)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsBlkdebug {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsBlkdebug {
+    const NAME: &'static str = "BlockdevOptionsBlkdebug";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "image" => crate::support::set(&mut map, &mut v0, "image"),
+                "config" => crate::support::set(&mut map, &mut v1, "config"),
+                "align" => crate::support::set(&mut map, &mut v2, "align"),
+                "max-transfer" => crate::support::set(&mut map, &mut v3, "max-transfer"),
+                "opt-write-zero" => crate::support::set(&mut map, &mut v4, "opt-write-zero"),
+                "max-write-zero" => crate::support::set(&mut map, &mut v5, "max-write-zero"),
+                "opt-discard" => crate::support::set(&mut map, &mut v6, "opt-discard"),
+                "max-discard" => crate::support::set(&mut map, &mut v7, "max-discard"),
+                "inject-error" => crate::support::set(&mut map, &mut v8, "inject-error"),
+                "set-state" => crate::support::set(&mut map, &mut v9, "set-state"),
+                "take-child-perms" => crate::support::set(&mut map, &mut v10, "take-child-perms"),
+                "unshare-child-perms" => crate::support::set(&mut map, &mut v11, "unshare-child-perms"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                image: v0,
+                config: v1.flatten(),
+                align: v2.flatten(),
+                max_transfer: v3.flatten(),
+                opt_write_zero: v4.flatten(),
+                max_write_zero: v5.flatten(),
+                opt_discard: v6.flatten(),
+                max_discard: v7.flatten(),
+                inject_error: v8.flatten(),
+                set_state: v9.flatten(),
+                take_child_perms: v10.flatten(),
+                unshare_child_perms: v11.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "image")])),
+        }
+    }
+}
 impl BlockdevOptionsBlkdebug {
     /// A value with the required members.
     #[inline]
@@ -7176,8 +10679,6 @@ impl BlockdevOptionsBlkdebug {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsBlklogwrites).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsBlklogwrites {
     /// `file`.
@@ -7185,16 +10686,61 @@ pub struct BlockdevOptionsBlklogwrites {
     /// `log`.
     pub log: ::std::boxed::Box<super::BlockdevRef>,
     /// `log-sector-size` (optional).
-    #[serde(rename = "log-sector-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub log_sector_size: ::std::option::Option<u32>,
     /// `log-append` (optional).
-    #[serde(rename = "log-append", skip_serializing_if = "::std::option::Option::is_none")]
     pub log_append: ::std::option::Option<bool>,
     /// `log-super-update-interval` (optional).
-    #[serde(rename = "log-super-update-interval", skip_serializing_if = "::std::option::Option::is_none")]
     pub log_super_update_interval: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(BlockdevOptionsBlklogwrites { file, log, log_sector_size, log_append, log_super_update_interval });
+impl ::serde::Serialize for BlockdevOptionsBlklogwrites {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::entry(&mut m, "log", &self.log)?;
+        crate::support::opt_entry(&mut m, "log-sector-size", &self.log_sector_size)?;
+        crate::support::opt_entry(&mut m, "log-append", &self.log_append)?;
+        crate::support::opt_entry(&mut m, "log-super-update-interval", &self.log_super_update_interval)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsBlklogwrites {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsBlklogwrites {
+    const NAME: &'static str = "BlockdevOptionsBlklogwrites";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "log" => crate::support::set(&mut map, &mut v1, "log"),
+                "log-sector-size" => crate::support::set(&mut map, &mut v2, "log-sector-size"),
+                "log-append" => crate::support::set(&mut map, &mut v3, "log-append"),
+                "log-super-update-interval" => crate::support::set(&mut map, &mut v4, "log-super-update-interval"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                log: v1,
+                log_sector_size: v2.flatten(),
+                log_append: v3.flatten(),
+                log_super_update_interval: v4.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v1.is_none(), "log")])),
+        }
+    }
+}
 impl BlockdevOptionsBlklogwrites {
     /// A value with the required members.
     #[inline]
@@ -7231,8 +10777,6 @@ impl BlockdevOptionsBlklogwrites {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsBlkverify).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsBlkverify {
     /// `test`.
@@ -7241,6 +10785,42 @@ pub struct BlockdevOptionsBlkverify {
     pub raw: ::std::boxed::Box<super::BlockdevRef>,
 }
 crate::support::debug_struct!(BlockdevOptionsBlkverify { test, raw });
+impl ::serde::Serialize for BlockdevOptionsBlkverify {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "test", &self.test)?;
+        crate::support::entry(&mut m, "raw", &self.raw)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsBlkverify {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsBlkverify {
+    const NAME: &'static str = "BlockdevOptionsBlkverify";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "test" => crate::support::set(&mut map, &mut v0, "test"),
+                "raw" => crate::support::set(&mut map, &mut v1, "raw"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                test: v0,
+                raw: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "test"), (v1.is_none(), "raw")])),
+        }
+    }
+}
 impl BlockdevOptionsBlkverify {
     /// A value with the required members.
     #[inline]
@@ -7256,14 +10836,44 @@ impl BlockdevOptionsBlkverify {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsBlkreplay).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsBlkreplay {
     /// `image`.
     pub image: ::std::boxed::Box<super::BlockdevRef>,
 }
 crate::support::debug_struct!(BlockdevOptionsBlkreplay { image });
+impl ::serde::Serialize for BlockdevOptionsBlkreplay {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "image", &self.image)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsBlkreplay {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsBlkreplay {
+    const NAME: &'static str = "BlockdevOptionsBlkreplay";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "image" => crate::support::set(&mut map, &mut v0, "image"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                image: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "image")])),
+        }
+    }
+}
 impl BlockdevOptionsBlkreplay {
     /// A value with the required members.
     #[inline]
@@ -7296,26 +10906,68 @@ crate::support::qapi_enum!(QuorumReadPattern {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsQuorum).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsQuorum {
     /// `blkverify` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub blkverify: ::std::option::Option<bool>,
     /// `children`.
     pub children: ::std::vec::Vec<super::BlockdevRef>,
     /// `vote-threshold`.
-    #[serde(rename = "vote-threshold")]
     pub vote_threshold: i64,
     /// `rewrite-corrupted` (optional, since QEMU 2.1).
-    #[serde(rename = "rewrite-corrupted", skip_serializing_if = "::std::option::Option::is_none")]
     pub rewrite_corrupted: ::std::option::Option<bool>,
     /// `read-pattern` (optional, since QEMU 2.2).
-    #[serde(rename = "read-pattern", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_pattern: ::std::option::Option<super::QuorumReadPattern>,
 }
 crate::support::debug_struct!(BlockdevOptionsQuorum { blkverify, children, vote_threshold, rewrite_corrupted, read_pattern });
+impl ::serde::Serialize for BlockdevOptionsQuorum {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "blkverify", &self.blkverify)?;
+        crate::support::entry(&mut m, "children", &self.children)?;
+        crate::support::entry(&mut m, "vote-threshold", &self.vote_threshold)?;
+        crate::support::opt_entry(&mut m, "rewrite-corrupted", &self.rewrite_corrupted)?;
+        crate::support::opt_entry(&mut m, "read-pattern", &self.read_pattern)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsQuorum {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsQuorum {
+    const NAME: &'static str = "BlockdevOptionsQuorum";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "blkverify" => crate::support::set(&mut map, &mut v0, "blkverify"),
+                "children" => crate::support::set(&mut map, &mut v1, "children"),
+                "vote-threshold" => crate::support::set(&mut map, &mut v2, "vote-threshold"),
+                "rewrite-corrupted" => crate::support::set(&mut map, &mut v3, "rewrite-corrupted"),
+                "read-pattern" => crate::support::set(&mut map, &mut v4, "read-pattern"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                blkverify: v0.flatten(),
+                children: v1,
+                vote_threshold: v2,
+                rewrite_corrupted: v3.flatten(),
+                read_pattern: v4.flatten(),
+            }),
+            (v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "children"), (v2.is_none(), "vote-threshold")])),
+        }
+    }
+}
 impl BlockdevOptionsQuorum {
     /// A value with the required members.
     #[inline]
@@ -7352,8 +11004,6 @@ impl BlockdevOptionsQuorum {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsGluster).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsGluster {
     /// `volume`.
@@ -7363,13 +11013,59 @@ pub struct BlockdevOptionsGluster {
     /// `server`.
     pub server: ::std::vec::Vec<super::SocketAddress>,
     /// `debug` (optional, since QEMU 2.8).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<i64>,
     /// `logfile` (optional, since QEMU 2.8).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevOptionsGluster { volume, path, server, debug, logfile });
+impl ::serde::Serialize for BlockdevOptionsGluster {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "volume", &self.volume)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::opt_entry(&mut m, "debug", &self.debug)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsGluster {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsGluster {
+    const NAME: &'static str = "BlockdevOptionsGluster";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "volume" => crate::support::set(&mut map, &mut v0, "volume"),
+                "path" => crate::support::set(&mut map, &mut v1, "path"),
+                "server" => crate::support::set(&mut map, &mut v2, "server"),
+                "debug" => crate::support::set(&mut map, &mut v3, "debug"),
+                "logfile" => crate::support::set(&mut map, &mut v4, "logfile"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                volume: v0,
+                path: v1,
+                server: v2,
+                debug: v3.flatten(),
+                logfile: v4.flatten(),
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "volume"), (v1.is_none(), "path"), (v2.is_none(), "server")])),
+        }
+    }
+}
 impl BlockdevOptionsGluster {
     /// A value with the required members.
     #[inline]
@@ -7442,8 +11138,6 @@ crate::support::qapi_enum!(IscsiHeaderDigest {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsIscsi).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsIscsi {
     /// `transport`.
@@ -7453,25 +11147,83 @@ pub struct BlockdevOptionsIscsi {
     /// `target`.
     pub target: ::std::string::String,
     /// `lun` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub lun: ::std::option::Option<i64>,
     /// `user` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub user: ::std::option::Option<::std::string::String>,
     /// `password-secret` (optional).
-    #[serde(rename = "password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub password_secret: ::std::option::Option<::std::string::String>,
     /// `initiator-name` (optional).
-    #[serde(rename = "initiator-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub initiator_name: ::std::option::Option<::std::string::String>,
     /// `header-digest` (optional).
-    #[serde(rename = "header-digest", skip_serializing_if = "::std::option::Option::is_none")]
     pub header_digest: ::std::option::Option<super::IscsiHeaderDigest>,
     /// `timeout` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(BlockdevOptionsIscsi { transport, portal, target, lun, user, password_secret, initiator_name, header_digest, timeout });
+impl ::serde::Serialize for BlockdevOptionsIscsi {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "transport", &self.transport)?;
+        crate::support::entry(&mut m, "portal", &self.portal)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::opt_entry(&mut m, "lun", &self.lun)?;
+        crate::support::opt_entry(&mut m, "user", &self.user)?;
+        crate::support::opt_entry(&mut m, "password-secret", &self.password_secret)?;
+        crate::support::opt_entry(&mut m, "initiator-name", &self.initiator_name)?;
+        crate::support::opt_entry(&mut m, "header-digest", &self.header_digest)?;
+        crate::support::opt_entry(&mut m, "timeout", &self.timeout)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsIscsi {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsIscsi {
+    const NAME: &'static str = "BlockdevOptionsIscsi";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "transport" => crate::support::set(&mut map, &mut v0, "transport"),
+                "portal" => crate::support::set(&mut map, &mut v1, "portal"),
+                "target" => crate::support::set(&mut map, &mut v2, "target"),
+                "lun" => crate::support::set(&mut map, &mut v3, "lun"),
+                "user" => crate::support::set(&mut map, &mut v4, "user"),
+                "password-secret" => crate::support::set(&mut map, &mut v5, "password-secret"),
+                "initiator-name" => crate::support::set(&mut map, &mut v6, "initiator-name"),
+                "header-digest" => crate::support::set(&mut map, &mut v7, "header-digest"),
+                "timeout" => crate::support::set(&mut map, &mut v8, "timeout"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                transport: v0,
+                portal: v1,
+                target: v2,
+                lun: v3.flatten(),
+                user: v4.flatten(),
+                password_secret: v5.flatten(),
+                initiator_name: v6.flatten(),
+                header_digest: v7.flatten(),
+                timeout: v8.flatten(),
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "transport"), (v1.is_none(), "portal"), (v2.is_none(), "target")])),
+        }
+    }
+}
 impl BlockdevOptionsIscsi {
     /// A value with the required members.
     #[inline]
@@ -7569,15 +11321,42 @@ crate::support::qapi_enum!(RbdImageEncryptionFormat {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionOptionsLUKSBase).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct RbdEncryptionOptionsLUKSBase {
     /// `key-secret`.
-    #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
 }
 crate::support::debug_struct!(RbdEncryptionOptionsLUKSBase { key_secret });
+impl ::serde::Serialize for RbdEncryptionOptionsLUKSBase {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RbdEncryptionOptionsLUKSBase {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RbdEncryptionOptionsLUKSBase {
+    const NAME: &'static str = "RbdEncryptionOptionsLUKSBase";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                key_secret: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "key-secret")])),
+        }
+    }
+}
 impl RbdEncryptionOptionsLUKSBase {
     /// A value with the required members.
     #[inline]
@@ -7592,18 +11371,48 @@ impl RbdEncryptionOptionsLUKSBase {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionCreateOptionsLUKSBase).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct RbdEncryptionCreateOptionsLUKSBase {
     /// `key-secret`.
-    #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
     /// `cipher-alg` (optional).
-    #[serde(rename = "cipher-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub cipher_alg: ::std::option::Option<super::QCryptoCipherAlgo>,
 }
 crate::support::debug_struct!(RbdEncryptionCreateOptionsLUKSBase { key_secret, cipher_alg });
+impl ::serde::Serialize for RbdEncryptionCreateOptionsLUKSBase {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::opt_entry(&mut m, "cipher-alg", &self.cipher_alg)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RbdEncryptionCreateOptionsLUKSBase {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RbdEncryptionCreateOptionsLUKSBase {
+    const NAME: &'static str = "RbdEncryptionCreateOptionsLUKSBase";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                "cipher-alg" => crate::support::set(&mut map, &mut v1, "cipher-alg"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                key_secret: v0,
+                cipher_alg: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "key-secret")])),
+        }
+    }
+}
 impl RbdEncryptionCreateOptionsLUKSBase {
     /// A value with the required members.
     #[inline]
@@ -7625,15 +11434,44 @@ impl RbdEncryptionCreateOptionsLUKSBase {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionOptionsLUKS).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RbdEncryptionOptionsLUKS {
     /// `key-secret`.
-    #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
 }
 crate::support::debug_struct!(RbdEncryptionOptionsLUKS { key_secret });
+impl ::serde::Serialize for RbdEncryptionOptionsLUKS {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RbdEncryptionOptionsLUKS {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RbdEncryptionOptionsLUKS {
+    const NAME: &'static str = "RbdEncryptionOptionsLUKS";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                key_secret: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "key-secret")])),
+        }
+    }
+}
 impl RbdEncryptionOptionsLUKS {
     /// A value with the required members.
     #[inline]
@@ -7648,15 +11486,44 @@ impl RbdEncryptionOptionsLUKS {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionOptionsLUKS2).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RbdEncryptionOptionsLUKS2 {
     /// `key-secret`.
-    #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
 }
 crate::support::debug_struct!(RbdEncryptionOptionsLUKS2 { key_secret });
+impl ::serde::Serialize for RbdEncryptionOptionsLUKS2 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RbdEncryptionOptionsLUKS2 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RbdEncryptionOptionsLUKS2 {
+    const NAME: &'static str = "RbdEncryptionOptionsLUKS2";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                key_secret: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "key-secret")])),
+        }
+    }
+}
 impl RbdEncryptionOptionsLUKS2 {
     /// A value with the required members.
     #[inline]
@@ -7671,15 +11538,44 @@ impl RbdEncryptionOptionsLUKS2 {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionOptionsLUKSAny).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RbdEncryptionOptionsLUKSAny {
     /// `key-secret`.
-    #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
 }
 crate::support::debug_struct!(RbdEncryptionOptionsLUKSAny { key_secret });
+impl ::serde::Serialize for RbdEncryptionOptionsLUKSAny {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RbdEncryptionOptionsLUKSAny {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RbdEncryptionOptionsLUKSAny {
+    const NAME: &'static str = "RbdEncryptionOptionsLUKSAny";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                key_secret: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "key-secret")])),
+        }
+    }
+}
 impl RbdEncryptionOptionsLUKSAny {
     /// A value with the required members.
     #[inline]
@@ -7694,18 +11590,50 @@ impl RbdEncryptionOptionsLUKSAny {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionCreateOptionsLUKS).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RbdEncryptionCreateOptionsLUKS {
     /// `key-secret`.
-    #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
     /// `cipher-alg` (optional).
-    #[serde(rename = "cipher-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub cipher_alg: ::std::option::Option<super::QCryptoCipherAlgo>,
 }
 crate::support::debug_struct!(RbdEncryptionCreateOptionsLUKS { key_secret, cipher_alg });
+impl ::serde::Serialize for RbdEncryptionCreateOptionsLUKS {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::opt_entry(&mut m, "cipher-alg", &self.cipher_alg)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RbdEncryptionCreateOptionsLUKS {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RbdEncryptionCreateOptionsLUKS {
+    const NAME: &'static str = "RbdEncryptionCreateOptionsLUKS";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                "cipher-alg" => crate::support::set(&mut map, &mut v1, "cipher-alg"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                key_secret: v0,
+                cipher_alg: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "key-secret")])),
+        }
+    }
+}
 impl RbdEncryptionCreateOptionsLUKS {
     /// A value with the required members.
     #[inline]
@@ -7727,18 +11655,50 @@ impl RbdEncryptionCreateOptionsLUKS {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.RbdEncryptionCreateOptionsLUKS2).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RbdEncryptionCreateOptionsLUKS2 {
     /// `key-secret`.
-    #[serde(rename = "key-secret")]
     pub key_secret: ::std::string::String,
     /// `cipher-alg` (optional).
-    #[serde(rename = "cipher-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub cipher_alg: ::std::option::Option<super::QCryptoCipherAlgo>,
 }
 crate::support::debug_struct!(RbdEncryptionCreateOptionsLUKS2 { key_secret, cipher_alg });
+impl ::serde::Serialize for RbdEncryptionCreateOptionsLUKS2 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::opt_entry(&mut m, "cipher-alg", &self.cipher_alg)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RbdEncryptionCreateOptionsLUKS2 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RbdEncryptionCreateOptionsLUKS2 {
+    const NAME: &'static str = "RbdEncryptionCreateOptionsLUKS2";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                "cipher-alg" => crate::support::set(&mut map, &mut v1, "cipher-alg"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                key_secret: v0,
+                cipher_alg: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "key-secret")])),
+        }
+    }
+}
 impl RbdEncryptionCreateOptionsLUKS2 {
     /// A value with the required members.
     #[inline]
@@ -7778,15 +11738,41 @@ impl RbdEncryptionOptions {
 }
 /// The members of [`RbdEncryptionOptions`] that every case has, the discriminator `format` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RbdEncryptionOptionsCommon {
     /// `parent` (optional, since QEMU 8.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::boxed::Box<super::RbdEncryptionOptions>>,
 }
 crate::support::debug_struct!(RbdEncryptionOptionsCommon { parent });
+impl ::serde::Serialize for RbdEncryptionOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "parent", &self.parent)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RbdEncryptionOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RbdEncryptionOptionsCommon {
+    const NAME: &'static str = "RbdEncryptionOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "parent" => crate::support::set(&mut map, &mut v0, "parent"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                parent: v0.flatten(),
+            })
+    }
+}
 impl RbdEncryptionOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -7893,12 +11879,30 @@ impl RbdEncryptionCreateOptions {
 }
 /// The members of [`RbdEncryptionCreateOptions`] that every case has, the discriminator `format` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RbdEncryptionCreateOptionsCommon {
 }
 crate::support::debug_struct!(RbdEncryptionCreateOptionsCommon {  });
+impl ::serde::Serialize for RbdEncryptionCreateOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RbdEncryptionCreateOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RbdEncryptionCreateOptionsCommon {
+    const NAME: &'static str = "RbdEncryptionCreateOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl RbdEncryptionCreateOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -7979,40 +11983,98 @@ impl RbdEncryptionCreateOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsRbd).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsRbd {
     /// `pool`.
     pub pool: ::std::string::String,
     /// `namespace` (optional, since QEMU 5.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub namespace: ::std::option::Option<::std::string::String>,
     /// `image`.
     pub image: ::std::string::String,
     /// `conf` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub conf: ::std::option::Option<::std::string::String>,
     /// `snapshot` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub snapshot: ::std::option::Option<::std::string::String>,
     /// `encrypt` (optional, since QEMU 6.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::RbdEncryptionOptions>,
     /// `user` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub user: ::std::option::Option<::std::string::String>,
     /// `auth-client-required` (optional).
-    #[serde(rename = "auth-client-required", skip_serializing_if = "::std::option::Option::is_none")]
     pub auth_client_required: ::std::option::Option<::std::vec::Vec<super::RbdAuthMode>>,
     /// `key-secret` (optional, since QEMU 3.0).
-    #[serde(rename = "key-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub key_secret: ::std::option::Option<::std::string::String>,
     /// `server` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::vec::Vec<super::InetSocketAddressBase>>,
 }
 crate::support::debug_struct!(BlockdevOptionsRbd { pool, namespace, image, conf, snapshot, encrypt, user, auth_client_required, key_secret, server });
+impl ::serde::Serialize for BlockdevOptionsRbd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "pool", &self.pool)?;
+        crate::support::opt_entry(&mut m, "namespace", &self.namespace)?;
+        crate::support::entry(&mut m, "image", &self.image)?;
+        crate::support::opt_entry(&mut m, "conf", &self.conf)?;
+        crate::support::opt_entry(&mut m, "snapshot", &self.snapshot)?;
+        crate::support::opt_entry(&mut m, "encrypt", &self.encrypt)?;
+        crate::support::opt_entry(&mut m, "user", &self.user)?;
+        crate::support::opt_entry(&mut m, "auth-client-required", &self.auth_client_required)?;
+        crate::support::opt_entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::opt_entry(&mut m, "server", &self.server)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsRbd {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsRbd {
+    const NAME: &'static str = "BlockdevOptionsRbd";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "pool" => crate::support::set(&mut map, &mut v0, "pool"),
+                "namespace" => crate::support::set(&mut map, &mut v1, "namespace"),
+                "image" => crate::support::set(&mut map, &mut v2, "image"),
+                "conf" => crate::support::set(&mut map, &mut v3, "conf"),
+                "snapshot" => crate::support::set(&mut map, &mut v4, "snapshot"),
+                "encrypt" => crate::support::set(&mut map, &mut v5, "encrypt"),
+                "user" => crate::support::set(&mut map, &mut v6, "user"),
+                "auth-client-required" => crate::support::set(&mut map, &mut v7, "auth-client-required"),
+                "key-secret" => crate::support::set(&mut map, &mut v8, "key-secret"),
+                "server" => crate::support::set(&mut map, &mut v9, "server"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                pool: v0,
+                namespace: v1.flatten(),
+                image: v2,
+                conf: v3.flatten(),
+                snapshot: v4.flatten(),
+                encrypt: v5.flatten(),
+                user: v6.flatten(),
+                auth_client_required: v7.flatten(),
+                key_secret: v8.flatten(),
+                server: v9.flatten(),
+            }),
+            (v0, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "pool"), (v2.is_none(), "image")])),
+        }
+    }
+}
 impl BlockdevOptionsRbd {
     /// A value with the required members.
     #[inline]
@@ -8102,8 +12164,6 @@ crate::support::qapi_enum!(ReplicationMode {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsReplication).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsReplication {
     /// `file`.
@@ -8111,10 +12171,49 @@ pub struct BlockdevOptionsReplication {
     /// `mode`.
     pub mode: super::ReplicationMode,
     /// `top-id` (optional).
-    #[serde(rename = "top-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub top_id: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevOptionsReplication { file, mode, top_id });
+impl ::serde::Serialize for BlockdevOptionsReplication {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::entry(&mut m, "mode", &self.mode)?;
+        crate::support::opt_entry(&mut m, "top-id", &self.top_id)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsReplication {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsReplication {
+    const NAME: &'static str = "BlockdevOptionsReplication";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "mode" => crate::support::set(&mut map, &mut v1, "mode"),
+                "top-id" => crate::support::set(&mut map, &mut v2, "top-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                mode: v1,
+                top_id: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v1.is_none(), "mode")])),
+        }
+    }
+}
 impl BlockdevOptionsReplication {
     /// A value with the required members.
     #[inline]
@@ -8152,8 +12251,6 @@ crate::support::qapi_enum!(NFSTransport {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.NFSServer).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NFSServer {
     /// `type`.
@@ -8162,6 +12259,42 @@ pub struct NFSServer {
     pub host: ::std::string::String,
 }
 crate::support::debug_struct!(NFSServer { r#type, host });
+impl ::serde::Serialize for NFSServer {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "host", &self.host)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NFSServer {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NFSServer {
+    const NAME: &'static str = "NFSServer";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                "host" => crate::support::set(&mut map, &mut v1, "host"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+                host: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type"), (v1.is_none(), "host")])),
+        }
+    }
+}
 impl NFSServer {
     /// A value with the required members.
     #[inline]
@@ -8177,8 +12310,6 @@ impl NFSServer {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsNfs).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsNfs {
     /// `server`.
@@ -8186,25 +12317,79 @@ pub struct BlockdevOptionsNfs {
     /// `path`.
     pub path: ::std::string::String,
     /// `user` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub user: ::std::option::Option<i64>,
     /// `group` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<i64>,
     /// `tcp-syn-count` (optional).
-    #[serde(rename = "tcp-syn-count", skip_serializing_if = "::std::option::Option::is_none")]
     pub tcp_syn_count: ::std::option::Option<i64>,
     /// `readahead-size` (optional).
-    #[serde(rename = "readahead-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub readahead_size: ::std::option::Option<i64>,
     /// `page-cache-size` (optional).
-    #[serde(rename = "page-cache-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub page_cache_size: ::std::option::Option<i64>,
     /// `debug` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub debug: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(BlockdevOptionsNfs { server, path, user, group, tcp_syn_count, readahead_size, page_cache_size, debug });
+impl ::serde::Serialize for BlockdevOptionsNfs {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::opt_entry(&mut m, "user", &self.user)?;
+        crate::support::opt_entry(&mut m, "group", &self.group)?;
+        crate::support::opt_entry(&mut m, "tcp-syn-count", &self.tcp_syn_count)?;
+        crate::support::opt_entry(&mut m, "readahead-size", &self.readahead_size)?;
+        crate::support::opt_entry(&mut m, "page-cache-size", &self.page_cache_size)?;
+        crate::support::opt_entry(&mut m, "debug", &self.debug)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsNfs {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsNfs {
+    const NAME: &'static str = "BlockdevOptionsNfs";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "server" => crate::support::set(&mut map, &mut v0, "server"),
+                "path" => crate::support::set(&mut map, &mut v1, "path"),
+                "user" => crate::support::set(&mut map, &mut v2, "user"),
+                "group" => crate::support::set(&mut map, &mut v3, "group"),
+                "tcp-syn-count" => crate::support::set(&mut map, &mut v4, "tcp-syn-count"),
+                "readahead-size" => crate::support::set(&mut map, &mut v5, "readahead-size"),
+                "page-cache-size" => crate::support::set(&mut map, &mut v6, "page-cache-size"),
+                "debug" => crate::support::set(&mut map, &mut v7, "debug"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                server: v0,
+                path: v1,
+                user: v2.flatten(),
+                group: v3.flatten(),
+                tcp_syn_count: v4.flatten(),
+                readahead_size: v5.flatten(),
+                page_cache_size: v6.flatten(),
+                debug: v7.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "server"), (v1.is_none(), "path")])),
+        }
+    }
+}
 impl BlockdevOptionsNfs {
     /// A value with the required members.
     #[inline]
@@ -8262,32 +12447,78 @@ impl BlockdevOptionsNfs {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCurlBase).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockdevOptionsCurlBase {
     /// `url`.
     pub url: ::std::string::String,
     /// `readahead` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub readahead: ::std::option::Option<i64>,
     /// `timeout` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// `username` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
     /// `password-secret` (optional).
-    #[serde(rename = "password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub password_secret: ::std::option::Option<::std::string::String>,
     /// `proxy-username` (optional).
-    #[serde(rename = "proxy-username", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_username: ::std::option::Option<::std::string::String>,
     /// `proxy-password-secret` (optional).
-    #[serde(rename = "proxy-password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_password_secret: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevOptionsCurlBase { url, readahead, timeout, username, password_secret, proxy_username, proxy_password_secret });
+impl ::serde::Serialize for BlockdevOptionsCurlBase {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "url", &self.url)?;
+        crate::support::opt_entry(&mut m, "readahead", &self.readahead)?;
+        crate::support::opt_entry(&mut m, "timeout", &self.timeout)?;
+        crate::support::opt_entry(&mut m, "username", &self.username)?;
+        crate::support::opt_entry(&mut m, "password-secret", &self.password_secret)?;
+        crate::support::opt_entry(&mut m, "proxy-username", &self.proxy_username)?;
+        crate::support::opt_entry(&mut m, "proxy-password-secret", &self.proxy_password_secret)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsCurlBase {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsCurlBase {
+    const NAME: &'static str = "BlockdevOptionsCurlBase";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "url" => crate::support::set(&mut map, &mut v0, "url"),
+                "readahead" => crate::support::set(&mut map, &mut v1, "readahead"),
+                "timeout" => crate::support::set(&mut map, &mut v2, "timeout"),
+                "username" => crate::support::set(&mut map, &mut v3, "username"),
+                "password-secret" => crate::support::set(&mut map, &mut v4, "password-secret"),
+                "proxy-username" => crate::support::set(&mut map, &mut v5, "proxy-username"),
+                "proxy-password-secret" => crate::support::set(&mut map, &mut v6, "proxy-password-secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                url: v0,
+                readahead: v1.flatten(),
+                timeout: v2.flatten(),
+                username: v3.flatten(),
+                password_secret: v4.flatten(),
+                proxy_username: v5.flatten(),
+                proxy_password_secret: v6.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "url")])),
+        }
+    }
+}
 impl BlockdevOptionsCurlBase {
     /// A value with the required members.
     #[inline]
@@ -8344,38 +12575,92 @@ impl BlockdevOptionsCurlBase {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCurlHttp).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsCurlHttp {
     /// `url`.
     pub url: ::std::string::String,
     /// `readahead` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub readahead: ::std::option::Option<i64>,
     /// `timeout` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// `username` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
     /// `password-secret` (optional).
-    #[serde(rename = "password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub password_secret: ::std::option::Option<::std::string::String>,
     /// `proxy-username` (optional).
-    #[serde(rename = "proxy-username", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_username: ::std::option::Option<::std::string::String>,
     /// `proxy-password-secret` (optional).
-    #[serde(rename = "proxy-password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_password_secret: ::std::option::Option<::std::string::String>,
     /// `cookie` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cookie: ::std::option::Option<::std::string::String>,
     /// `cookie-secret` (optional, since QEMU 2.10).
-    #[serde(rename = "cookie-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub cookie_secret: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevOptionsCurlHttp { url, readahead, timeout, username, password_secret, proxy_username, proxy_password_secret, cookie, cookie_secret });
+impl ::serde::Serialize for BlockdevOptionsCurlHttp {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "url", &self.url)?;
+        crate::support::opt_entry(&mut m, "readahead", &self.readahead)?;
+        crate::support::opt_entry(&mut m, "timeout", &self.timeout)?;
+        crate::support::opt_entry(&mut m, "username", &self.username)?;
+        crate::support::opt_entry(&mut m, "password-secret", &self.password_secret)?;
+        crate::support::opt_entry(&mut m, "proxy-username", &self.proxy_username)?;
+        crate::support::opt_entry(&mut m, "proxy-password-secret", &self.proxy_password_secret)?;
+        crate::support::opt_entry(&mut m, "cookie", &self.cookie)?;
+        crate::support::opt_entry(&mut m, "cookie-secret", &self.cookie_secret)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsCurlHttp {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsCurlHttp {
+    const NAME: &'static str = "BlockdevOptionsCurlHttp";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "url" => crate::support::set(&mut map, &mut v0, "url"),
+                "readahead" => crate::support::set(&mut map, &mut v1, "readahead"),
+                "timeout" => crate::support::set(&mut map, &mut v2, "timeout"),
+                "username" => crate::support::set(&mut map, &mut v3, "username"),
+                "password-secret" => crate::support::set(&mut map, &mut v4, "password-secret"),
+                "proxy-username" => crate::support::set(&mut map, &mut v5, "proxy-username"),
+                "proxy-password-secret" => crate::support::set(&mut map, &mut v6, "proxy-password-secret"),
+                "cookie" => crate::support::set(&mut map, &mut v7, "cookie"),
+                "cookie-secret" => crate::support::set(&mut map, &mut v8, "cookie-secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                url: v0,
+                readahead: v1.flatten(),
+                timeout: v2.flatten(),
+                username: v3.flatten(),
+                password_secret: v4.flatten(),
+                proxy_username: v5.flatten(),
+                proxy_password_secret: v6.flatten(),
+                cookie: v7.flatten(),
+                cookie_secret: v8.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "url")])),
+        }
+    }
+}
 impl BlockdevOptionsCurlHttp {
     /// A value with the required members.
     #[inline]
@@ -8446,41 +12731,98 @@ impl BlockdevOptionsCurlHttp {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCurlHttps).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsCurlHttps {
     /// `url`.
     pub url: ::std::string::String,
     /// `readahead` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub readahead: ::std::option::Option<i64>,
     /// `timeout` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// `username` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
     /// `password-secret` (optional).
-    #[serde(rename = "password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub password_secret: ::std::option::Option<::std::string::String>,
     /// `proxy-username` (optional).
-    #[serde(rename = "proxy-username", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_username: ::std::option::Option<::std::string::String>,
     /// `proxy-password-secret` (optional).
-    #[serde(rename = "proxy-password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_password_secret: ::std::option::Option<::std::string::String>,
     /// `cookie` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cookie: ::std::option::Option<::std::string::String>,
     /// `sslverify` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sslverify: ::std::option::Option<bool>,
     /// `cookie-secret` (optional, since QEMU 2.10).
-    #[serde(rename = "cookie-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub cookie_secret: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevOptionsCurlHttps { url, readahead, timeout, username, password_secret, proxy_username, proxy_password_secret, cookie, sslverify, cookie_secret });
+impl ::serde::Serialize for BlockdevOptionsCurlHttps {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "url", &self.url)?;
+        crate::support::opt_entry(&mut m, "readahead", &self.readahead)?;
+        crate::support::opt_entry(&mut m, "timeout", &self.timeout)?;
+        crate::support::opt_entry(&mut m, "username", &self.username)?;
+        crate::support::opt_entry(&mut m, "password-secret", &self.password_secret)?;
+        crate::support::opt_entry(&mut m, "proxy-username", &self.proxy_username)?;
+        crate::support::opt_entry(&mut m, "proxy-password-secret", &self.proxy_password_secret)?;
+        crate::support::opt_entry(&mut m, "cookie", &self.cookie)?;
+        crate::support::opt_entry(&mut m, "sslverify", &self.sslverify)?;
+        crate::support::opt_entry(&mut m, "cookie-secret", &self.cookie_secret)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsCurlHttps {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsCurlHttps {
+    const NAME: &'static str = "BlockdevOptionsCurlHttps";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "url" => crate::support::set(&mut map, &mut v0, "url"),
+                "readahead" => crate::support::set(&mut map, &mut v1, "readahead"),
+                "timeout" => crate::support::set(&mut map, &mut v2, "timeout"),
+                "username" => crate::support::set(&mut map, &mut v3, "username"),
+                "password-secret" => crate::support::set(&mut map, &mut v4, "password-secret"),
+                "proxy-username" => crate::support::set(&mut map, &mut v5, "proxy-username"),
+                "proxy-password-secret" => crate::support::set(&mut map, &mut v6, "proxy-password-secret"),
+                "cookie" => crate::support::set(&mut map, &mut v7, "cookie"),
+                "sslverify" => crate::support::set(&mut map, &mut v8, "sslverify"),
+                "cookie-secret" => crate::support::set(&mut map, &mut v9, "cookie-secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                url: v0,
+                readahead: v1.flatten(),
+                timeout: v2.flatten(),
+                username: v3.flatten(),
+                password_secret: v4.flatten(),
+                proxy_username: v5.flatten(),
+                proxy_password_secret: v6.flatten(),
+                cookie: v7.flatten(),
+                sslverify: v8.flatten(),
+                cookie_secret: v9.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "url")])),
+        }
+    }
+}
 impl BlockdevOptionsCurlHttps {
     /// A value with the required members.
     #[inline]
@@ -8558,32 +12900,80 @@ impl BlockdevOptionsCurlHttps {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCurlFtp).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsCurlFtp {
     /// `url`.
     pub url: ::std::string::String,
     /// `readahead` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub readahead: ::std::option::Option<i64>,
     /// `timeout` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// `username` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
     /// `password-secret` (optional).
-    #[serde(rename = "password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub password_secret: ::std::option::Option<::std::string::String>,
     /// `proxy-username` (optional).
-    #[serde(rename = "proxy-username", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_username: ::std::option::Option<::std::string::String>,
     /// `proxy-password-secret` (optional).
-    #[serde(rename = "proxy-password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_password_secret: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevOptionsCurlFtp { url, readahead, timeout, username, password_secret, proxy_username, proxy_password_secret });
+impl ::serde::Serialize for BlockdevOptionsCurlFtp {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "url", &self.url)?;
+        crate::support::opt_entry(&mut m, "readahead", &self.readahead)?;
+        crate::support::opt_entry(&mut m, "timeout", &self.timeout)?;
+        crate::support::opt_entry(&mut m, "username", &self.username)?;
+        crate::support::opt_entry(&mut m, "password-secret", &self.password_secret)?;
+        crate::support::opt_entry(&mut m, "proxy-username", &self.proxy_username)?;
+        crate::support::opt_entry(&mut m, "proxy-password-secret", &self.proxy_password_secret)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsCurlFtp {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsCurlFtp {
+    const NAME: &'static str = "BlockdevOptionsCurlFtp";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "url" => crate::support::set(&mut map, &mut v0, "url"),
+                "readahead" => crate::support::set(&mut map, &mut v1, "readahead"),
+                "timeout" => crate::support::set(&mut map, &mut v2, "timeout"),
+                "username" => crate::support::set(&mut map, &mut v3, "username"),
+                "password-secret" => crate::support::set(&mut map, &mut v4, "password-secret"),
+                "proxy-username" => crate::support::set(&mut map, &mut v5, "proxy-username"),
+                "proxy-password-secret" => crate::support::set(&mut map, &mut v6, "proxy-password-secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                url: v0,
+                readahead: v1.flatten(),
+                timeout: v2.flatten(),
+                username: v3.flatten(),
+                password_secret: v4.flatten(),
+                proxy_username: v5.flatten(),
+                proxy_password_secret: v6.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "url")])),
+        }
+    }
+}
 impl BlockdevOptionsCurlFtp {
     /// A value with the required members.
     #[inline]
@@ -8640,35 +13030,86 @@ impl BlockdevOptionsCurlFtp {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCurlFtps).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsCurlFtps {
     /// `url`.
     pub url: ::std::string::String,
     /// `readahead` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub readahead: ::std::option::Option<i64>,
     /// `timeout` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub timeout: ::std::option::Option<i64>,
     /// `username` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
     /// `password-secret` (optional).
-    #[serde(rename = "password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub password_secret: ::std::option::Option<::std::string::String>,
     /// `proxy-username` (optional).
-    #[serde(rename = "proxy-username", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_username: ::std::option::Option<::std::string::String>,
     /// `proxy-password-secret` (optional).
-    #[serde(rename = "proxy-password-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub proxy_password_secret: ::std::option::Option<::std::string::String>,
     /// `sslverify` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sslverify: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockdevOptionsCurlFtps { url, readahead, timeout, username, password_secret, proxy_username, proxy_password_secret, sslverify });
+impl ::serde::Serialize for BlockdevOptionsCurlFtps {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "url", &self.url)?;
+        crate::support::opt_entry(&mut m, "readahead", &self.readahead)?;
+        crate::support::opt_entry(&mut m, "timeout", &self.timeout)?;
+        crate::support::opt_entry(&mut m, "username", &self.username)?;
+        crate::support::opt_entry(&mut m, "password-secret", &self.password_secret)?;
+        crate::support::opt_entry(&mut m, "proxy-username", &self.proxy_username)?;
+        crate::support::opt_entry(&mut m, "proxy-password-secret", &self.proxy_password_secret)?;
+        crate::support::opt_entry(&mut m, "sslverify", &self.sslverify)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsCurlFtps {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsCurlFtps {
+    const NAME: &'static str = "BlockdevOptionsCurlFtps";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "url" => crate::support::set(&mut map, &mut v0, "url"),
+                "readahead" => crate::support::set(&mut map, &mut v1, "readahead"),
+                "timeout" => crate::support::set(&mut map, &mut v2, "timeout"),
+                "username" => crate::support::set(&mut map, &mut v3, "username"),
+                "password-secret" => crate::support::set(&mut map, &mut v4, "password-secret"),
+                "proxy-username" => crate::support::set(&mut map, &mut v5, "proxy-username"),
+                "proxy-password-secret" => crate::support::set(&mut map, &mut v6, "proxy-password-secret"),
+                "sslverify" => crate::support::set(&mut map, &mut v7, "sslverify"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                url: v0,
+                readahead: v1.flatten(),
+                timeout: v2.flatten(),
+                username: v3.flatten(),
+                password_secret: v4.flatten(),
+                proxy_username: v5.flatten(),
+                proxy_password_secret: v6.flatten(),
+                sslverify: v7.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "url")])),
+        }
+    }
+}
 impl BlockdevOptionsCurlFtps {
     /// A value with the required members.
     #[inline]
@@ -8732,34 +13173,82 @@ impl BlockdevOptionsCurlFtps {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsNbd).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsNbd {
     /// `server`.
     pub server: super::SocketAddress,
     /// `export` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub export: ::std::option::Option<::std::string::String>,
     /// `tls-creds` (optional).
-    #[serde(rename = "tls-creds", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_creds: ::std::option::Option<::std::string::String>,
     /// `tls-hostname` (optional, since QEMU 7.0).
-    #[serde(rename = "tls-hostname", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_hostname: ::std::option::Option<::std::string::String>,
     /// `x-dirty-bitmap` (optional, since QEMU 3.0).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-dirty-bitmap", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_dirty_bitmap: ::std::option::Option<::std::string::String>,
     /// `reconnect-delay` (optional).
-    #[serde(rename = "reconnect-delay", skip_serializing_if = "::std::option::Option::is_none")]
     pub reconnect_delay: ::std::option::Option<u32>,
     /// `open-timeout` (optional, since QEMU 7.0).
-    #[serde(rename = "open-timeout", skip_serializing_if = "::std::option::Option::is_none")]
     pub open_timeout: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(BlockdevOptionsNbd { server, export, tls_creds, tls_hostname, x_dirty_bitmap, reconnect_delay, open_timeout });
+impl ::serde::Serialize for BlockdevOptionsNbd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::opt_entry(&mut m, "export", &self.export)?;
+        crate::support::opt_entry(&mut m, "tls-creds", &self.tls_creds)?;
+        crate::support::opt_entry(&mut m, "tls-hostname", &self.tls_hostname)?;
+        crate::support::opt_entry(&mut m, "x-dirty-bitmap", &self.x_dirty_bitmap)?;
+        crate::support::opt_entry(&mut m, "reconnect-delay", &self.reconnect_delay)?;
+        crate::support::opt_entry(&mut m, "open-timeout", &self.open_timeout)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsNbd {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsNbd {
+    const NAME: &'static str = "BlockdevOptionsNbd";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "server" => crate::support::set(&mut map, &mut v0, "server"),
+                "export" => crate::support::set(&mut map, &mut v1, "export"),
+                "tls-creds" => crate::support::set(&mut map, &mut v2, "tls-creds"),
+                "tls-hostname" => crate::support::set(&mut map, &mut v3, "tls-hostname"),
+                "x-dirty-bitmap" => crate::support::set(&mut map, &mut v4, "x-dirty-bitmap"),
+                "reconnect-delay" => crate::support::set(&mut map, &mut v5, "reconnect-delay"),
+                "open-timeout" => crate::support::set(&mut map, &mut v6, "open-timeout"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                server: v0,
+                export: v1.flatten(),
+                tls_creds: v2.flatten(),
+                tls_hostname: v3.flatten(),
+                x_dirty_bitmap: v4.flatten(),
+                reconnect_delay: v5.flatten(),
+                open_timeout: v6.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "server")])),
+        }
+    }
+}
 impl BlockdevOptionsNbd {
     /// A value with the required members.
     #[inline]
@@ -8816,20 +13305,56 @@ impl BlockdevOptionsNbd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsRaw).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsRaw {
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
     /// `offset` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub offset: ::std::option::Option<i64>,
     /// `size` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(BlockdevOptionsRaw { file, offset, size });
+impl ::serde::Serialize for BlockdevOptionsRaw {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "offset", &self.offset)?;
+        crate::support::opt_entry(&mut m, "size", &self.size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsRaw {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsRaw {
+    const NAME: &'static str = "BlockdevOptionsRaw";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "offset" => crate::support::set(&mut map, &mut v1, "offset"),
+                "size" => crate::support::set(&mut map, &mut v2, "size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                file: v0,
+                offset: v1.flatten(),
+                size: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file")])),
+        }
+    }
+}
 impl BlockdevOptionsRaw {
     /// A value with the required members.
     #[inline]
@@ -8858,17 +13383,50 @@ impl BlockdevOptionsRaw {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsThrottle).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsThrottle {
     /// `throttle-group`.
-    #[serde(rename = "throttle-group")]
     pub throttle_group: ::std::string::String,
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
 }
 crate::support::debug_struct!(BlockdevOptionsThrottle { throttle_group, file });
+impl ::serde::Serialize for BlockdevOptionsThrottle {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "throttle-group", &self.throttle_group)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsThrottle {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsThrottle {
+    const NAME: &'static str = "BlockdevOptionsThrottle";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "throttle-group" => crate::support::set(&mut map, &mut v0, "throttle-group"),
+                "file" => crate::support::set(&mut map, &mut v1, "file"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                throttle_group: v0,
+                file: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "throttle-group"), (v1.is_none(), "file")])),
+        }
+    }
+}
 impl BlockdevOptionsThrottle {
     /// A value with the required members.
     #[inline]
@@ -8884,17 +13442,50 @@ impl BlockdevOptionsThrottle {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCor).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsCor {
     /// `file`.
     pub file: ::std::boxed::Box<super::BlockdevRef>,
     /// `bottom` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bottom: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevOptionsCor { file, bottom });
+impl ::serde::Serialize for BlockdevOptionsCor {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "bottom", &self.bottom)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsCor {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsCor {
+    const NAME: &'static str = "BlockdevOptionsCor";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "bottom" => crate::support::set(&mut map, &mut v1, "bottom"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                file: v0,
+                bottom: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file")])),
+        }
+    }
+}
 impl BlockdevOptionsCor {
     /// A value with the required members.
     #[inline]
@@ -8934,8 +13525,6 @@ crate::support::qapi_enum!(OnCbwError {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevOptionsCbw).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsCbw {
     /// `file`.
@@ -8943,19 +13532,67 @@ pub struct BlockdevOptionsCbw {
     /// `target`.
     pub target: ::std::boxed::Box<super::BlockdevRef>,
     /// `bitmap` (optional, since QEMU 7.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap: ::std::option::Option<super::BlockDirtyBitmap>,
     /// `on-cbw-error` (optional, since QEMU 7.1).
-    #[serde(rename = "on-cbw-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub on_cbw_error: ::std::option::Option<super::OnCbwError>,
     /// `cbw-timeout` (optional, since QEMU 7.1).
-    #[serde(rename = "cbw-timeout", skip_serializing_if = "::std::option::Option::is_none")]
     pub cbw_timeout: ::std::option::Option<u32>,
     /// `min-cluster-size` (optional, since QEMU 9.2).
-    #[serde(rename = "min-cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub min_cluster_size: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(BlockdevOptionsCbw { file, target, bitmap, on_cbw_error, cbw_timeout, min_cluster_size });
+impl ::serde::Serialize for BlockdevOptionsCbw {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::opt_entry(&mut m, "bitmap", &self.bitmap)?;
+        crate::support::opt_entry(&mut m, "on-cbw-error", &self.on_cbw_error)?;
+        crate::support::opt_entry(&mut m, "cbw-timeout", &self.cbw_timeout)?;
+        crate::support::opt_entry(&mut m, "min-cluster-size", &self.min_cluster_size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsCbw {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsCbw {
+    const NAME: &'static str = "BlockdevOptionsCbw";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "target" => crate::support::set(&mut map, &mut v1, "target"),
+                "bitmap" => crate::support::set(&mut map, &mut v2, "bitmap"),
+                "on-cbw-error" => crate::support::set(&mut map, &mut v3, "on-cbw-error"),
+                "cbw-timeout" => crate::support::set(&mut map, &mut v4, "cbw-timeout"),
+                "min-cluster-size" => crate::support::set(&mut map, &mut v5, "min-cluster-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                target: v1,
+                bitmap: v2.flatten(),
+                on_cbw_error: v3.flatten(),
+                cbw_timeout: v4.flatten(),
+                min_cluster_size: v5.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v1.is_none(), "target")])),
+        }
+    }
+}
 impl BlockdevOptionsCbw {
     /// A value with the required members.
     #[inline]
@@ -9017,36 +13654,83 @@ impl BlockdevOptions {
 }
 /// The members of [`BlockdevOptions`] that every case has, the discriminator `driver` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevOptionsCommon {
     /// `node-name` (optional, since QEMU 2.0).
-    #[serde(rename = "node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `discard` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub discard: ::std::option::Option<super::BlockdevDiscardOptions>,
     /// `cache` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cache: ::std::option::Option<super::BlockdevCacheOptions>,
     /// `active` (optional, since QEMU 10.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub active: ::std::option::Option<bool>,
     /// `read-only` (optional).
-    #[serde(rename = "read-only", skip_serializing_if = "::std::option::Option::is_none")]
     pub read_only: ::std::option::Option<bool>,
     /// `auto-read-only` (optional).
-    #[serde(rename = "auto-read-only", skip_serializing_if = "::std::option::Option::is_none")]
     pub auto_read_only: ::std::option::Option<bool>,
     /// `force-share` (optional, since QEMU 2.10).
-    #[serde(rename = "force-share", skip_serializing_if = "::std::option::Option::is_none")]
     pub force_share: ::std::option::Option<bool>,
     /// `detect-zeroes` (optional, since QEMU 2.1).
-    #[serde(rename = "detect-zeroes", skip_serializing_if = "::std::option::Option::is_none")]
     pub detect_zeroes: ::std::option::Option<super::BlockdevDetectZeroesOptions>,
 }
 crate::support::debug_struct!(BlockdevOptionsCommon { node_name, discard, cache, active, read_only, auto_read_only, force_share, detect_zeroes });
+impl ::serde::Serialize for BlockdevOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::opt_entry(&mut m, "discard", &self.discard)?;
+        crate::support::opt_entry(&mut m, "cache", &self.cache)?;
+        crate::support::opt_entry(&mut m, "active", &self.active)?;
+        crate::support::opt_entry(&mut m, "read-only", &self.read_only)?;
+        crate::support::opt_entry(&mut m, "auto-read-only", &self.auto_read_only)?;
+        crate::support::opt_entry(&mut m, "force-share", &self.force_share)?;
+        crate::support::opt_entry(&mut m, "detect-zeroes", &self.detect_zeroes)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevOptionsCommon {
+    const NAME: &'static str = "BlockdevOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node-name" => crate::support::set(&mut map, &mut v0, "node-name"),
+                "discard" => crate::support::set(&mut map, &mut v1, "discard"),
+                "cache" => crate::support::set(&mut map, &mut v2, "cache"),
+                "active" => crate::support::set(&mut map, &mut v3, "active"),
+                "read-only" => crate::support::set(&mut map, &mut v4, "read-only"),
+                "auto-read-only" => crate::support::set(&mut map, &mut v5, "auto-read-only"),
+                "force-share" => crate::support::set(&mut map, &mut v6, "force-share"),
+                "detect-zeroes" => crate::support::set(&mut map, &mut v7, "detect-zeroes"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                node_name: v0.flatten(),
+                discard: v1.flatten(),
+                cache: v2.flatten(),
+                active: v3.flatten(),
+                read_only: v4.flatten(),
+                auto_read_only: v5.flatten(),
+                force_share: v6.flatten(),
+                detect_zeroes: v7.flatten(),
+            })
+    }
+}
 impl BlockdevOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -9456,7 +14140,7 @@ impl BlockdevRefOrNull {
         ::std::result::Result::Ok(match &v {
             ::serde_json::Value::Object(..) => Self::Definition(::serde::Deserialize::deserialize(v)?),
             ::serde_json::Value::String(..) => Self::Reference(::serde::Deserialize::deserialize(v)?),
-            ::serde_json::Value::Null(..) => Self::Null(::serde::Deserialize::deserialize(v)?),
+            ::serde_json::Value::Null => Self::Null(::serde::Deserialize::deserialize(v)?),
             #[allow(unreachable_patterns)]
             _ => Self::Other(v),
         })
@@ -9498,13 +14182,20 @@ impl ::qmp_proto::Command for BlockdevAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-reopen).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevReopen {
     /// `options`.
     pub options: ::std::vec::Vec<super::BlockdevOptions>,
 }
 crate::support::debug_struct!(BlockdevReopen { options });
+impl ::serde::Serialize for BlockdevReopen {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "options", &self.options)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevReopen {
     /// A value with the required members.
     #[inline]
@@ -9524,14 +14215,20 @@ impl ::qmp_proto::Command for BlockdevReopen {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-del).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevDel {
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
 }
 crate::support::debug_struct!(BlockdevDel { node_name });
+impl ::serde::Serialize for BlockdevDel {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevDel {
     /// A value with the required members.
     #[inline]
@@ -9551,16 +14248,23 @@ impl ::qmp_proto::Command for BlockdevDel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-set-active).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevSetActive {
     /// `node-name` (optional).
-    #[serde(rename = "node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `active`.
     pub active: bool,
 }
 crate::support::debug_struct!(BlockdevSetActive { node_name, active });
+impl ::serde::Serialize for BlockdevSetActive {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "active", &self.active)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevSetActive {
     /// A value with the required members.
     #[inline]
@@ -9586,8 +14290,6 @@ impl ::qmp_proto::Command for BlockdevSetActive {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsFile).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsFile {
     /// `filename`.
@@ -9595,16 +14297,61 @@ pub struct BlockdevCreateOptionsFile {
     /// `size`.
     pub size: u64,
     /// `preallocation` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<super::PreallocMode>,
     /// `nocow` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub nocow: ::std::option::Option<bool>,
     /// `extent-size-hint` (optional).
-    #[serde(rename = "extent-size-hint", skip_serializing_if = "::std::option::Option::is_none")]
     pub extent_size_hint: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsFile { filename, size, preallocation, nocow, extent_size_hint });
+impl ::serde::Serialize for BlockdevCreateOptionsFile {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "preallocation", &self.preallocation)?;
+        crate::support::opt_entry(&mut m, "nocow", &self.nocow)?;
+        crate::support::opt_entry(&mut m, "extent-size-hint", &self.extent_size_hint)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsFile {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsFile {
+    const NAME: &'static str = "BlockdevCreateOptionsFile";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "filename" => crate::support::set(&mut map, &mut v0, "filename"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "preallocation" => crate::support::set(&mut map, &mut v2, "preallocation"),
+                "nocow" => crate::support::set(&mut map, &mut v3, "nocow"),
+                "extent-size-hint" => crate::support::set(&mut map, &mut v4, "extent-size-hint"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                filename: v0,
+                size: v1,
+                preallocation: v2.flatten(),
+                nocow: v3.flatten(),
+                extent_size_hint: v4.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "filename"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsFile {
     /// A value with the required members.
     #[inline]
@@ -9641,8 +14388,6 @@ impl BlockdevCreateOptionsFile {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsGluster).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsGluster {
     /// `location`.
@@ -9650,10 +14395,49 @@ pub struct BlockdevCreateOptionsGluster {
     /// `size`.
     pub size: u64,
     /// `preallocation` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<super::PreallocMode>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsGluster { location, size, preallocation });
+impl ::serde::Serialize for BlockdevCreateOptionsGluster {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "location", &self.location)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "preallocation", &self.preallocation)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsGluster {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsGluster {
+    const NAME: &'static str = "BlockdevCreateOptionsGluster";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "location" => crate::support::set(&mut map, &mut v0, "location"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "preallocation" => crate::support::set(&mut map, &mut v2, "preallocation"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                location: v0,
+                size: v1,
+                preallocation: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "location"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsGluster {
     /// A value with the required members.
     #[inline]
@@ -9676,44 +14460,104 @@ impl BlockdevCreateOptionsGluster {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsLUKS).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsLUKS {
     /// `key-secret` (optional).
-    #[serde(rename = "key-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub key_secret: ::std::option::Option<::std::string::String>,
     /// `cipher-alg` (optional).
-    #[serde(rename = "cipher-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub cipher_alg: ::std::option::Option<super::QCryptoCipherAlgo>,
     /// `cipher-mode` (optional).
-    #[serde(rename = "cipher-mode", skip_serializing_if = "::std::option::Option::is_none")]
     pub cipher_mode: ::std::option::Option<super::QCryptoCipherMode>,
     /// `ivgen-alg` (optional).
-    #[serde(rename = "ivgen-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub ivgen_alg: ::std::option::Option<super::QCryptoIVGenAlgo>,
     /// `ivgen-hash-alg` (optional).
-    #[serde(rename = "ivgen-hash-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub ivgen_hash_alg: ::std::option::Option<super::QCryptoHashAlgo>,
     /// `hash-alg` (optional).
-    #[serde(rename = "hash-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub hash_alg: ::std::option::Option<super::QCryptoHashAlgo>,
     /// `iter-time` (optional, since QEMU 2.8).
-    #[serde(rename = "iter-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub iter_time: ::std::option::Option<i64>,
     /// `file` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub file: ::std::option::Option<super::BlockdevRef>,
     /// `header` (optional, since QEMU 9.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub header: ::std::option::Option<super::BlockdevRef>,
     /// `size`.
     pub size: u64,
     /// `preallocation` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<super::PreallocMode>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsLUKS { key_secret, cipher_alg, cipher_mode, ivgen_alg, ivgen_hash_alg, hash_alg, iter_time, file, header, size, preallocation });
+impl ::serde::Serialize for BlockdevCreateOptionsLUKS {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::opt_entry(&mut m, "cipher-alg", &self.cipher_alg)?;
+        crate::support::opt_entry(&mut m, "cipher-mode", &self.cipher_mode)?;
+        crate::support::opt_entry(&mut m, "ivgen-alg", &self.ivgen_alg)?;
+        crate::support::opt_entry(&mut m, "ivgen-hash-alg", &self.ivgen_hash_alg)?;
+        crate::support::opt_entry(&mut m, "hash-alg", &self.hash_alg)?;
+        crate::support::opt_entry(&mut m, "iter-time", &self.iter_time)?;
+        crate::support::opt_entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "header", &self.header)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "preallocation", &self.preallocation)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsLUKS {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsLUKS {
+    const NAME: &'static str = "BlockdevCreateOptionsLUKS";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                "cipher-alg" => crate::support::set(&mut map, &mut v1, "cipher-alg"),
+                "cipher-mode" => crate::support::set(&mut map, &mut v2, "cipher-mode"),
+                "ivgen-alg" => crate::support::set(&mut map, &mut v3, "ivgen-alg"),
+                "ivgen-hash-alg" => crate::support::set(&mut map, &mut v4, "ivgen-hash-alg"),
+                "hash-alg" => crate::support::set(&mut map, &mut v5, "hash-alg"),
+                "iter-time" => crate::support::set(&mut map, &mut v6, "iter-time"),
+                "file" => crate::support::set(&mut map, &mut v7, "file"),
+                "header" => crate::support::set(&mut map, &mut v8, "header"),
+                "size" => crate::support::set(&mut map, &mut v9, "size"),
+                "preallocation" => crate::support::set(&mut map, &mut v10, "preallocation"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v9,) {
+            (::std::option::Option::Some(v9),) => ::std::result::Result::Ok(Self {
+                key_secret: v0.flatten(),
+                cipher_alg: v1.flatten(),
+                cipher_mode: v2.flatten(),
+                ivgen_alg: v3.flatten(),
+                ivgen_hash_alg: v4.flatten(),
+                hash_alg: v5.flatten(),
+                iter_time: v6.flatten(),
+                file: v7.flatten(),
+                header: v8.flatten(),
+                size: v9,
+                preallocation: v10.flatten(),
+            }),
+            (v9,) => ::std::result::Result::Err(crate::support::missing(&[(v9.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsLUKS {
     /// A value with the required members.
     #[inline]
@@ -9798,8 +14642,6 @@ impl BlockdevCreateOptionsLUKS {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsNfs).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsNfs {
     /// `location`.
@@ -9808,6 +14650,42 @@ pub struct BlockdevCreateOptionsNfs {
     pub size: u64,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsNfs { location, size });
+impl ::serde::Serialize for BlockdevCreateOptionsNfs {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "location", &self.location)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsNfs {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsNfs {
+    const NAME: &'static str = "BlockdevCreateOptionsNfs";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "location" => crate::support::set(&mut map, &mut v0, "location"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                location: v0,
+                size: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "location"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsNfs {
     /// A value with the required members.
     #[inline]
@@ -9823,8 +14701,6 @@ impl BlockdevCreateOptionsNfs {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsParallels).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsParallels {
     /// `file`.
@@ -9832,10 +14708,49 @@ pub struct BlockdevCreateOptionsParallels {
     /// `size`.
     pub size: u64,
     /// `cluster-size` (optional).
-    #[serde(rename = "cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_size: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsParallels { file, size, cluster_size });
+impl ::serde::Serialize for BlockdevCreateOptionsParallels {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "cluster-size", &self.cluster_size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsParallels {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsParallels {
+    const NAME: &'static str = "BlockdevCreateOptionsParallels";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "cluster-size" => crate::support::set(&mut map, &mut v2, "cluster-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                size: v1,
+                cluster_size: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsParallels {
     /// A value with the required members.
     #[inline]
@@ -9858,8 +14773,6 @@ impl BlockdevCreateOptionsParallels {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsQcow).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsQcow {
     /// `file`.
@@ -9867,13 +14780,55 @@ pub struct BlockdevCreateOptionsQcow {
     /// `size`.
     pub size: u64,
     /// `backing-file` (optional).
-    #[serde(rename = "backing-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_file: ::std::option::Option<::std::string::String>,
     /// `encrypt` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::QCryptoBlockCreateOptions>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsQcow { file, size, backing_file, encrypt });
+impl ::serde::Serialize for BlockdevCreateOptionsQcow {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "backing-file", &self.backing_file)?;
+        crate::support::opt_entry(&mut m, "encrypt", &self.encrypt)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsQcow {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsQcow {
+    const NAME: &'static str = "BlockdevCreateOptionsQcow";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "backing-file" => crate::support::set(&mut map, &mut v2, "backing-file"),
+                "encrypt" => crate::support::set(&mut map, &mut v3, "encrypt"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                size: v1,
+                backing_file: v2.flatten(),
+                encrypt: v3.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsQcow {
     /// A value with the required members.
     #[inline]
@@ -9939,52 +14894,122 @@ crate::support::qapi_enum!(Qcow2CompressionType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsQcow2).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsQcow2 {
     /// `file`.
     pub file: super::BlockdevRef,
     /// `data-file` (optional).
-    #[serde(rename = "data-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub data_file: ::std::option::Option<super::BlockdevRef>,
     /// `data-file-raw` (optional).
-    #[serde(rename = "data-file-raw", skip_serializing_if = "::std::option::Option::is_none")]
     pub data_file_raw: ::std::option::Option<bool>,
     /// `extended-l2` (optional).
-    #[serde(rename = "extended-l2", skip_serializing_if = "::std::option::Option::is_none")]
     pub extended_l2: ::std::option::Option<bool>,
     /// `size`.
     pub size: u64,
     /// `version` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub version: ::std::option::Option<super::BlockdevQcow2Version>,
     /// `backing-file` (optional).
-    #[serde(rename = "backing-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_file: ::std::option::Option<::std::string::String>,
     /// `backing-fmt` (optional).
-    #[serde(rename = "backing-fmt", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_fmt: ::std::option::Option<super::BlockdevDriver>,
     /// `encrypt` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::QCryptoBlockCreateOptions>,
     /// `cluster-size` (optional).
-    #[serde(rename = "cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_size: ::std::option::Option<u64>,
     /// `preallocation` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<super::PreallocMode>,
     /// `lazy-refcounts` (optional).
-    #[serde(rename = "lazy-refcounts", skip_serializing_if = "::std::option::Option::is_none")]
     pub lazy_refcounts: ::std::option::Option<bool>,
     /// `refcount-bits` (optional).
-    #[serde(rename = "refcount-bits", skip_serializing_if = "::std::option::Option::is_none")]
     pub refcount_bits: ::std::option::Option<i64>,
     /// `compression-type` (optional).
-    #[serde(rename = "compression-type", skip_serializing_if = "::std::option::Option::is_none")]
     pub compression_type: ::std::option::Option<super::Qcow2CompressionType>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsQcow2 { file, data_file, data_file_raw, extended_l2, size, version, backing_file, backing_fmt, encrypt, cluster_size, preallocation, lazy_refcounts, refcount_bits, compression_type });
+impl ::serde::Serialize for BlockdevCreateOptionsQcow2 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "data-file", &self.data_file)?;
+        crate::support::opt_entry(&mut m, "data-file-raw", &self.data_file_raw)?;
+        crate::support::opt_entry(&mut m, "extended-l2", &self.extended_l2)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "version", &self.version)?;
+        crate::support::opt_entry(&mut m, "backing-file", &self.backing_file)?;
+        crate::support::opt_entry(&mut m, "backing-fmt", &self.backing_fmt)?;
+        crate::support::opt_entry(&mut m, "encrypt", &self.encrypt)?;
+        crate::support::opt_entry(&mut m, "cluster-size", &self.cluster_size)?;
+        crate::support::opt_entry(&mut m, "preallocation", &self.preallocation)?;
+        crate::support::opt_entry(&mut m, "lazy-refcounts", &self.lazy_refcounts)?;
+        crate::support::opt_entry(&mut m, "refcount-bits", &self.refcount_bits)?;
+        crate::support::opt_entry(&mut m, "compression-type", &self.compression_type)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsQcow2 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsQcow2 {
+    const NAME: &'static str = "BlockdevCreateOptionsQcow2";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "data-file" => crate::support::set(&mut map, &mut v1, "data-file"),
+                "data-file-raw" => crate::support::set(&mut map, &mut v2, "data-file-raw"),
+                "extended-l2" => crate::support::set(&mut map, &mut v3, "extended-l2"),
+                "size" => crate::support::set(&mut map, &mut v4, "size"),
+                "version" => crate::support::set(&mut map, &mut v5, "version"),
+                "backing-file" => crate::support::set(&mut map, &mut v6, "backing-file"),
+                "backing-fmt" => crate::support::set(&mut map, &mut v7, "backing-fmt"),
+                "encrypt" => crate::support::set(&mut map, &mut v8, "encrypt"),
+                "cluster-size" => crate::support::set(&mut map, &mut v9, "cluster-size"),
+                "preallocation" => crate::support::set(&mut map, &mut v10, "preallocation"),
+                "lazy-refcounts" => crate::support::set(&mut map, &mut v11, "lazy-refcounts"),
+                "refcount-bits" => crate::support::set(&mut map, &mut v12, "refcount-bits"),
+                "compression-type" => crate::support::set(&mut map, &mut v13, "compression-type"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                data_file: v1.flatten(),
+                data_file_raw: v2.flatten(),
+                extended_l2: v3.flatten(),
+                size: v4,
+                version: v5.flatten(),
+                backing_file: v6.flatten(),
+                backing_fmt: v7.flatten(),
+                encrypt: v8.flatten(),
+                cluster_size: v9.flatten(),
+                preallocation: v10.flatten(),
+                lazy_refcounts: v11.flatten(),
+                refcount_bits: v12.flatten(),
+                compression_type: v13.flatten(),
+            }),
+            (v0, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v4.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsQcow2 {
     /// A value with the required members.
     #[inline]
@@ -10084,8 +15109,6 @@ impl BlockdevCreateOptionsQcow2 {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsQed).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsQed {
     /// `file`.
@@ -10093,19 +15116,67 @@ pub struct BlockdevCreateOptionsQed {
     /// `size`.
     pub size: u64,
     /// `backing-file` (optional).
-    #[serde(rename = "backing-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_file: ::std::option::Option<::std::string::String>,
     /// `backing-fmt` (optional).
-    #[serde(rename = "backing-fmt", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_fmt: ::std::option::Option<super::BlockdevDriver>,
     /// `cluster-size` (optional).
-    #[serde(rename = "cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_size: ::std::option::Option<u64>,
     /// `table-size` (optional).
-    #[serde(rename = "table-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub table_size: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsQed { file, size, backing_file, backing_fmt, cluster_size, table_size });
+impl ::serde::Serialize for BlockdevCreateOptionsQed {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "backing-file", &self.backing_file)?;
+        crate::support::opt_entry(&mut m, "backing-fmt", &self.backing_fmt)?;
+        crate::support::opt_entry(&mut m, "cluster-size", &self.cluster_size)?;
+        crate::support::opt_entry(&mut m, "table-size", &self.table_size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsQed {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsQed {
+    const NAME: &'static str = "BlockdevCreateOptionsQed";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "backing-file" => crate::support::set(&mut map, &mut v2, "backing-file"),
+                "backing-fmt" => crate::support::set(&mut map, &mut v3, "backing-fmt"),
+                "cluster-size" => crate::support::set(&mut map, &mut v4, "cluster-size"),
+                "table-size" => crate::support::set(&mut map, &mut v5, "table-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                size: v1,
+                backing_file: v2.flatten(),
+                backing_fmt: v3.flatten(),
+                cluster_size: v4.flatten(),
+                table_size: v5.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsQed {
     /// A value with the required members.
     #[inline]
@@ -10149,8 +15220,6 @@ impl BlockdevCreateOptionsQed {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsRbd).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsRbd {
     /// `location`.
@@ -10158,13 +15227,55 @@ pub struct BlockdevCreateOptionsRbd {
     /// `size`.
     pub size: u64,
     /// `cluster-size` (optional).
-    #[serde(rename = "cluster-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_size: ::std::option::Option<u64>,
     /// `encrypt` (optional, since QEMU 6.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::RbdEncryptionCreateOptions>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsRbd { location, size, cluster_size, encrypt });
+impl ::serde::Serialize for BlockdevCreateOptionsRbd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "location", &self.location)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "cluster-size", &self.cluster_size)?;
+        crate::support::opt_entry(&mut m, "encrypt", &self.encrypt)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsRbd {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsRbd {
+    const NAME: &'static str = "BlockdevCreateOptionsRbd";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "location" => crate::support::set(&mut map, &mut v0, "location"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "cluster-size" => crate::support::set(&mut map, &mut v2, "cluster-size"),
+                "encrypt" => crate::support::set(&mut map, &mut v3, "encrypt"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                location: v0,
+                size: v1,
+                cluster_size: v2.flatten(),
+                encrypt: v3.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "location"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsRbd {
     /// A value with the required members.
     #[inline]
@@ -10245,8 +15356,6 @@ crate::support::qapi_enum!(BlockdevVmdkAdapterType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsVmdk).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsVmdk {
     /// `file`.
@@ -10254,28 +15363,85 @@ pub struct BlockdevCreateOptionsVmdk {
     /// `size`.
     pub size: u64,
     /// `extents` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub extents: ::std::option::Option<::std::vec::Vec<super::BlockdevRef>>,
     /// `subformat` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub subformat: ::std::option::Option<super::BlockdevVmdkSubformat>,
     /// `backing-file` (optional).
-    #[serde(rename = "backing-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub backing_file: ::std::option::Option<::std::string::String>,
     /// `adapter-type` (optional).
-    #[serde(rename = "adapter-type", skip_serializing_if = "::std::option::Option::is_none")]
     pub adapter_type: ::std::option::Option<super::BlockdevVmdkAdapterType>,
     /// `hwversion` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub hwversion: ::std::option::Option<::std::string::String>,
     /// `toolsversion` (optional, since QEMU 6.2).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub toolsversion: ::std::option::Option<::std::string::String>,
     /// `zeroed-grain` (optional).
-    #[serde(rename = "zeroed-grain", skip_serializing_if = "::std::option::Option::is_none")]
     pub zeroed_grain: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsVmdk { file, size, extents, subformat, backing_file, adapter_type, hwversion, toolsversion, zeroed_grain });
+impl ::serde::Serialize for BlockdevCreateOptionsVmdk {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "extents", &self.extents)?;
+        crate::support::opt_entry(&mut m, "subformat", &self.subformat)?;
+        crate::support::opt_entry(&mut m, "backing-file", &self.backing_file)?;
+        crate::support::opt_entry(&mut m, "adapter-type", &self.adapter_type)?;
+        crate::support::opt_entry(&mut m, "hwversion", &self.hwversion)?;
+        crate::support::opt_entry(&mut m, "toolsversion", &self.toolsversion)?;
+        crate::support::opt_entry(&mut m, "zeroed-grain", &self.zeroed_grain)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsVmdk {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsVmdk {
+    const NAME: &'static str = "BlockdevCreateOptionsVmdk";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "extents" => crate::support::set(&mut map, &mut v2, "extents"),
+                "subformat" => crate::support::set(&mut map, &mut v3, "subformat"),
+                "backing-file" => crate::support::set(&mut map, &mut v4, "backing-file"),
+                "adapter-type" => crate::support::set(&mut map, &mut v5, "adapter-type"),
+                "hwversion" => crate::support::set(&mut map, &mut v6, "hwversion"),
+                "toolsversion" => crate::support::set(&mut map, &mut v7, "toolsversion"),
+                "zeroed-grain" => crate::support::set(&mut map, &mut v8, "zeroed-grain"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                size: v1,
+                extents: v2.flatten(),
+                subformat: v3.flatten(),
+                backing_file: v4.flatten(),
+                adapter_type: v5.flatten(),
+                hwversion: v6.flatten(),
+                toolsversion: v7.flatten(),
+                zeroed_grain: v8.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsVmdk {
     /// A value with the required members.
     #[inline]
@@ -10340,8 +15506,6 @@ impl BlockdevCreateOptionsVmdk {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsSsh).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsSsh {
     /// `location`.
@@ -10350,6 +15514,42 @@ pub struct BlockdevCreateOptionsSsh {
     pub size: u64,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsSsh { location, size });
+impl ::serde::Serialize for BlockdevCreateOptionsSsh {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "location", &self.location)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsSsh {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsSsh {
+    const NAME: &'static str = "BlockdevCreateOptionsSsh";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "location" => crate::support::set(&mut map, &mut v0, "location"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                location: v0,
+                size: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "location"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsSsh {
     /// A value with the required members.
     #[inline]
@@ -10365,8 +15565,6 @@ impl BlockdevCreateOptionsSsh {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsVdi).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsVdi {
     /// `file`.
@@ -10374,10 +15572,49 @@ pub struct BlockdevCreateOptionsVdi {
     /// `size`.
     pub size: u64,
     /// `preallocation` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub preallocation: ::std::option::Option<super::PreallocMode>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsVdi { file, size, preallocation });
+impl ::serde::Serialize for BlockdevCreateOptionsVdi {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "preallocation", &self.preallocation)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsVdi {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsVdi {
+    const NAME: &'static str = "BlockdevCreateOptionsVdi";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "preallocation" => crate::support::set(&mut map, &mut v2, "preallocation"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                size: v1,
+                preallocation: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsVdi {
     /// A value with the required members.
     #[inline]
@@ -10418,8 +15655,6 @@ crate::support::qapi_enum!(BlockdevVhdxSubformat {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsVhdx).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsVhdx {
     /// `file`.
@@ -10427,19 +15662,67 @@ pub struct BlockdevCreateOptionsVhdx {
     /// `size`.
     pub size: u64,
     /// `log-size` (optional).
-    #[serde(rename = "log-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub log_size: ::std::option::Option<u64>,
     /// `block-size` (optional).
-    #[serde(rename = "block-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub block_size: ::std::option::Option<u64>,
     /// `subformat` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub subformat: ::std::option::Option<super::BlockdevVhdxSubformat>,
     /// `block-state-zero` (optional).
-    #[serde(rename = "block-state-zero", skip_serializing_if = "::std::option::Option::is_none")]
     pub block_state_zero: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsVhdx { file, size, log_size, block_size, subformat, block_state_zero });
+impl ::serde::Serialize for BlockdevCreateOptionsVhdx {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "log-size", &self.log_size)?;
+        crate::support::opt_entry(&mut m, "block-size", &self.block_size)?;
+        crate::support::opt_entry(&mut m, "subformat", &self.subformat)?;
+        crate::support::opt_entry(&mut m, "block-state-zero", &self.block_state_zero)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsVhdx {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsVhdx {
+    const NAME: &'static str = "BlockdevCreateOptionsVhdx";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "log-size" => crate::support::set(&mut map, &mut v2, "log-size"),
+                "block-size" => crate::support::set(&mut map, &mut v3, "block-size"),
+                "subformat" => crate::support::set(&mut map, &mut v4, "subformat"),
+                "block-state-zero" => crate::support::set(&mut map, &mut v5, "block-state-zero"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                size: v1,
+                log_size: v2.flatten(),
+                block_size: v3.flatten(),
+                subformat: v4.flatten(),
+                block_state_zero: v5.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsVhdx {
     /// A value with the required members.
     #[inline]
@@ -10501,8 +15784,6 @@ crate::support::qapi_enum!(BlockdevVpcSubformat {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevCreateOptionsVpc).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsVpc {
     /// `file`.
@@ -10510,13 +15791,55 @@ pub struct BlockdevCreateOptionsVpc {
     /// `size`.
     pub size: u64,
     /// `subformat` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub subformat: ::std::option::Option<super::BlockdevVpcSubformat>,
     /// `force-size` (optional).
-    #[serde(rename = "force-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub force_size: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsVpc { file, size, subformat, force_size });
+impl ::serde::Serialize for BlockdevCreateOptionsVpc {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "subformat", &self.subformat)?;
+        crate::support::opt_entry(&mut m, "force-size", &self.force_size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsVpc {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsVpc {
+    const NAME: &'static str = "BlockdevCreateOptionsVpc";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "file" => crate::support::set(&mut map, &mut v0, "file"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "subformat" => crate::support::set(&mut map, &mut v2, "subformat"),
+                "force-size" => crate::support::set(&mut map, &mut v3, "force-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                file: v0,
+                size: v1,
+                subformat: v2.flatten(),
+                force_size: v3.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v1.is_none(), "size")])),
+        }
+    }
+}
 impl BlockdevCreateOptionsVpc {
     /// A value with the required members.
     #[inline]
@@ -10564,12 +15887,30 @@ impl BlockdevCreateOptions {
 }
 /// The members of [`BlockdevCreateOptions`] that every case has, the discriminator `driver` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevCreateOptionsCommon {
 }
 crate::support::debug_struct!(BlockdevCreateOptionsCommon {  });
+impl ::serde::Serialize for BlockdevCreateOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevCreateOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevCreateOptionsCommon {
+    const NAME: &'static str = "BlockdevCreateOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl BlockdevCreateOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -10819,16 +16160,23 @@ impl BlockdevCreateOptions {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-create).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevCreate {
     /// `job-id`.
-    #[serde(rename = "job-id")]
     pub job_id: ::std::string::String,
     /// `options`.
     pub options: super::BlockdevCreateOptions,
 }
 crate::support::debug_struct!(BlockdevCreate { job_id, options });
+impl ::serde::Serialize for BlockdevCreate {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "options", &self.options)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevCreate {
     /// A value with the required members.
     #[inline]
@@ -10848,29 +16196,74 @@ impl ::qmp_proto::Command for BlockdevCreate {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevAmendOptionsLUKS).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevAmendOptionsLUKS {
     /// `state`.
     pub state: super::QCryptoBlockLUKSKeyslotState,
     /// `new-secret` (optional).
-    #[serde(rename = "new-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub new_secret: ::std::option::Option<::std::string::String>,
     /// `old-secret` (optional).
-    #[serde(rename = "old-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub old_secret: ::std::option::Option<::std::string::String>,
     /// `keyslot` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub keyslot: ::std::option::Option<i64>,
     /// `iter-time` (optional).
-    #[serde(rename = "iter-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub iter_time: ::std::option::Option<i64>,
     /// `secret` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub secret: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevAmendOptionsLUKS { state, new_secret, old_secret, keyslot, iter_time, secret });
+impl ::serde::Serialize for BlockdevAmendOptionsLUKS {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "state", &self.state)?;
+        crate::support::opt_entry(&mut m, "new-secret", &self.new_secret)?;
+        crate::support::opt_entry(&mut m, "old-secret", &self.old_secret)?;
+        crate::support::opt_entry(&mut m, "keyslot", &self.keyslot)?;
+        crate::support::opt_entry(&mut m, "iter-time", &self.iter_time)?;
+        crate::support::opt_entry(&mut m, "secret", &self.secret)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevAmendOptionsLUKS {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevAmendOptionsLUKS {
+    const NAME: &'static str = "BlockdevAmendOptionsLUKS";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "state" => crate::support::set(&mut map, &mut v0, "state"),
+                "new-secret" => crate::support::set(&mut map, &mut v1, "new-secret"),
+                "old-secret" => crate::support::set(&mut map, &mut v2, "old-secret"),
+                "keyslot" => crate::support::set(&mut map, &mut v3, "keyslot"),
+                "iter-time" => crate::support::set(&mut map, &mut v4, "iter-time"),
+                "secret" => crate::support::set(&mut map, &mut v5, "secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                state: v0,
+                new_secret: v1.flatten(),
+                old_secret: v2.flatten(),
+                keyslot: v3.flatten(),
+                iter_time: v4.flatten(),
+                secret: v5.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "state")])),
+        }
+    }
+}
 impl BlockdevAmendOptionsLUKS {
     /// A value with the required members.
     #[inline]
@@ -10920,15 +16313,41 @@ impl BlockdevAmendOptionsLUKS {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevAmendOptionsQcow2).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevAmendOptionsQcow2 {
     /// `encrypt` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub encrypt: ::std::option::Option<super::QCryptoBlockAmendOptions>,
 }
 crate::support::debug_struct!(BlockdevAmendOptionsQcow2 { encrypt });
+impl ::serde::Serialize for BlockdevAmendOptionsQcow2 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "encrypt", &self.encrypt)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevAmendOptionsQcow2 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevAmendOptionsQcow2 {
+    const NAME: &'static str = "BlockdevAmendOptionsQcow2";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "encrypt" => crate::support::set(&mut map, &mut v0, "encrypt"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                encrypt: v0.flatten(),
+            })
+    }
+}
 impl BlockdevAmendOptionsQcow2 {
     /// A value with the required members (there are none).
     #[inline]
@@ -10967,12 +16386,30 @@ impl BlockdevAmendOptions {
 }
 /// The members of [`BlockdevAmendOptions`] that every case has, the discriminator `driver` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevAmendOptionsCommon {
 }
 crate::support::debug_struct!(BlockdevAmendOptionsCommon {  });
+impl ::serde::Serialize for BlockdevAmendOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevAmendOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevAmendOptionsCommon {
+    const NAME: &'static str = "BlockdevAmendOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl BlockdevAmendOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -11212,22 +16649,29 @@ impl BlockdevAmendOptions {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XBlockdevAmend {
     /// `job-id`.
-    #[serde(rename = "job-id")]
     pub job_id: ::std::string::String,
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
     /// `options`.
     pub options: super::BlockdevAmendOptions,
     /// `force` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(XBlockdevAmend { job_id, node_name, options, force });
+impl ::serde::Serialize for XBlockdevAmend {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "options", &self.options)?;
+        crate::support::opt_entry(&mut m, "force", &self.force)?;
+        crate::support::end(m)
+    }
+}
 impl XBlockdevAmend {
     /// A value with the required members.
     #[inline]
@@ -11277,27 +16721,74 @@ crate::support::qapi_enum!(BlockErrorAction {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_IMAGE_CORRUPTED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockImageCorrupted {
     /// `device`.
     pub device: ::std::string::String,
     /// `node-name` (optional).
-    #[serde(rename = "node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `msg`.
     pub msg: ::std::string::String,
     /// `offset` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub offset: ::std::option::Option<i64>,
     /// `size` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
     /// `fatal` (since QEMU 2.2).
     pub fatal: bool,
 }
 crate::support::debug_struct!(BlockImageCorrupted { device, node_name, msg, offset, size, fatal });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockImageCorrupted {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "msg", &self.msg)?;
+        crate::support::opt_entry(&mut m, "offset", &self.offset)?;
+        crate::support::opt_entry(&mut m, "size", &self.size)?;
+        crate::support::entry(&mut m, "fatal", &self.fatal)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockImageCorrupted {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockImageCorrupted {
+    const NAME: &'static str = "BlockImageCorrupted";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "node-name" => crate::support::set(&mut map, &mut v1, "node-name"),
+                "msg" => crate::support::set(&mut map, &mut v2, "msg"),
+                "offset" => crate::support::set(&mut map, &mut v3, "offset"),
+                "size" => crate::support::set(&mut map, &mut v4, "size"),
+                "fatal" => crate::support::set(&mut map, &mut v5, "fatal"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2, v5) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2), ::std::option::Option::Some(v5)) => ::std::result::Result::Ok(Self {
+                device: v0,
+                node_name: v1.flatten(),
+                msg: v2,
+                offset: v3.flatten(),
+                size: v4.flatten(),
+                fatal: v5,
+            }),
+            (v0, v2, v5) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device"), (v2.is_none(), "msg"), (v5.is_none(), "fatal")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for BlockImageCorrupted {
     const NAME: &'static str = "BLOCK_IMAGE_CORRUPTED";
 }
@@ -11307,29 +16798,80 @@ impl ::qmp_proto::events::TypedEvent for BlockImageCorrupted {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_IO_ERROR).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockIoError {
     /// `qom-path` (since QEMU 9.2).
-    #[serde(rename = "qom-path")]
     pub qom_path: ::std::string::String,
     /// `device`.
     pub device: ::std::string::String,
     /// `node-name` (optional).
-    #[serde(rename = "node-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `operation`.
     pub operation: super::IoOperationType,
     /// `action`.
     pub action: super::BlockErrorAction,
     /// `nospace` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub nospace: ::std::option::Option<bool>,
     /// `reason`.
     pub reason: ::std::string::String,
 }
 crate::support::debug_struct!(BlockIoError { qom_path, device, node_name, operation, action, nospace, reason });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockIoError {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "qom-path", &self.qom_path)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "operation", &self.operation)?;
+        crate::support::entry(&mut m, "action", &self.action)?;
+        crate::support::opt_entry(&mut m, "nospace", &self.nospace)?;
+        crate::support::entry(&mut m, "reason", &self.reason)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockIoError {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockIoError {
+    const NAME: &'static str = "BlockIoError";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "qom-path" => crate::support::set(&mut map, &mut v0, "qom-path"),
+                "device" => crate::support::set(&mut map, &mut v1, "device"),
+                "node-name" => crate::support::set(&mut map, &mut v2, "node-name"),
+                "operation" => crate::support::set(&mut map, &mut v3, "operation"),
+                "action" => crate::support::set(&mut map, &mut v4, "action"),
+                "nospace" => crate::support::set(&mut map, &mut v5, "nospace"),
+                "reason" => crate::support::set(&mut map, &mut v6, "reason"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v3, v4, v6) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                qom_path: v0,
+                device: v1,
+                node_name: v2.flatten(),
+                operation: v3,
+                action: v4,
+                nospace: v5.flatten(),
+                reason: v6,
+            }),
+            (v0, v1, v3, v4, v6) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "qom-path"), (v1.is_none(), "device"), (v3.is_none(), "operation"), (v4.is_none(), "action"), (v6.is_none(), "reason")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for BlockIoError {
     const NAME: &'static str = "BLOCK_IO_ERROR";
 }
@@ -11339,8 +16881,7 @@ impl ::qmp_proto::events::TypedEvent for BlockIoError {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_COMPLETED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobCompleted {
     /// `type`.
@@ -11354,10 +16895,60 @@ pub struct BlockJobCompleted {
     /// `speed`.
     pub speed: i64,
     /// `error` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockJobCompleted { r#type, device, len, offset, speed, error });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockJobCompleted {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "len", &self.len)?;
+        crate::support::entry(&mut m, "offset", &self.offset)?;
+        crate::support::entry(&mut m, "speed", &self.speed)?;
+        crate::support::opt_entry(&mut m, "error", &self.error)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockJobCompleted {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockJobCompleted {
+    const NAME: &'static str = "BlockJobCompleted";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                "device" => crate::support::set(&mut map, &mut v1, "device"),
+                "len" => crate::support::set(&mut map, &mut v2, "len"),
+                "offset" => crate::support::set(&mut map, &mut v3, "offset"),
+                "speed" => crate::support::set(&mut map, &mut v4, "speed"),
+                "error" => crate::support::set(&mut map, &mut v5, "error"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+                device: v1,
+                len: v2,
+                offset: v3,
+                speed: v4,
+                error: v5.flatten(),
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type"), (v1.is_none(), "device"), (v2.is_none(), "len"), (v3.is_none(), "offset"), (v4.is_none(), "speed")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for BlockJobCompleted {
     const NAME: &'static str = "BLOCK_JOB_COMPLETED";
 }
@@ -11367,8 +16958,7 @@ impl ::qmp_proto::events::TypedEvent for BlockJobCompleted {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_CANCELLED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobCancelled {
     /// `type`.
@@ -11383,6 +16973,53 @@ pub struct BlockJobCancelled {
     pub speed: i64,
 }
 crate::support::debug_struct!(BlockJobCancelled { r#type, device, len, offset, speed });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockJobCancelled {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "len", &self.len)?;
+        crate::support::entry(&mut m, "offset", &self.offset)?;
+        crate::support::entry(&mut m, "speed", &self.speed)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockJobCancelled {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockJobCancelled {
+    const NAME: &'static str = "BlockJobCancelled";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                "device" => crate::support::set(&mut map, &mut v1, "device"),
+                "len" => crate::support::set(&mut map, &mut v2, "len"),
+                "offset" => crate::support::set(&mut map, &mut v3, "offset"),
+                "speed" => crate::support::set(&mut map, &mut v4, "speed"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+                device: v1,
+                len: v2,
+                offset: v3,
+                speed: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type"), (v1.is_none(), "device"), (v2.is_none(), "len"), (v3.is_none(), "offset"), (v4.is_none(), "speed")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for BlockJobCancelled {
     const NAME: &'static str = "BLOCK_JOB_CANCELLED";
 }
@@ -11392,8 +17029,7 @@ impl ::qmp_proto::events::TypedEvent for BlockJobCancelled {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_ERROR).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobError {
     /// `device`.
@@ -11404,6 +17040,45 @@ pub struct BlockJobError {
     pub action: super::BlockErrorAction,
 }
 crate::support::debug_struct!(BlockJobError { device, operation, action });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockJobError {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "operation", &self.operation)?;
+        crate::support::entry(&mut m, "action", &self.action)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockJobError {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockJobError {
+    const NAME: &'static str = "BlockJobError";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "operation" => crate::support::set(&mut map, &mut v1, "operation"),
+                "action" => crate::support::set(&mut map, &mut v2, "action"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                device: v0,
+                operation: v1,
+                action: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device"), (v1.is_none(), "operation"), (v2.is_none(), "action")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for BlockJobError {
     const NAME: &'static str = "BLOCK_JOB_ERROR";
 }
@@ -11413,8 +17088,7 @@ impl ::qmp_proto::events::TypedEvent for BlockJobError {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_READY).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobReady {
     /// `type`.
@@ -11429,6 +17103,53 @@ pub struct BlockJobReady {
     pub speed: i64,
 }
 crate::support::debug_struct!(BlockJobReady { r#type, device, len, offset, speed });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockJobReady {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "len", &self.len)?;
+        crate::support::entry(&mut m, "offset", &self.offset)?;
+        crate::support::entry(&mut m, "speed", &self.speed)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockJobReady {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockJobReady {
+    const NAME: &'static str = "BlockJobReady";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                "device" => crate::support::set(&mut map, &mut v1, "device"),
+                "len" => crate::support::set(&mut map, &mut v2, "len"),
+                "offset" => crate::support::set(&mut map, &mut v3, "offset"),
+                "speed" => crate::support::set(&mut map, &mut v4, "speed"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+                device: v1,
+                len: v2,
+                offset: v3,
+                speed: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type"), (v1.is_none(), "device"), (v2.is_none(), "len"), (v3.is_none(), "offset"), (v4.is_none(), "speed")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for BlockJobReady {
     const NAME: &'static str = "BLOCK_JOB_READY";
 }
@@ -11438,8 +17159,7 @@ impl ::qmp_proto::events::TypedEvent for BlockJobReady {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_JOB_PENDING).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockJobPending {
     /// `type`.
@@ -11448,6 +17168,41 @@ pub struct BlockJobPending {
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(BlockJobPending { r#type, id });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockJobPending {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockJobPending {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockJobPending {
+    const NAME: &'static str = "BlockJobPending";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                "id" => crate::support::set(&mut map, &mut v1, "id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+                id: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type"), (v1.is_none(), "id")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for BlockJobPending {
     const NAME: &'static str = "BLOCK_JOB_PENDING";
 }
@@ -11481,21 +17236,56 @@ crate::support::qapi_enum!(PreallocMode {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.BLOCK_WRITE_THRESHOLD).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockWriteThreshold {
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
     /// `amount-exceeded`.
-    #[serde(rename = "amount-exceeded")]
     pub amount_exceeded: u64,
     /// `write-threshold`.
-    #[serde(rename = "write-threshold")]
     pub write_threshold: u64,
 }
 crate::support::debug_struct!(BlockWriteThreshold { node_name, amount_exceeded, write_threshold });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockWriteThreshold {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "amount-exceeded", &self.amount_exceeded)?;
+        crate::support::entry(&mut m, "write-threshold", &self.write_threshold)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockWriteThreshold {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockWriteThreshold {
+    const NAME: &'static str = "BlockWriteThreshold";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node-name" => crate::support::set(&mut map, &mut v0, "node-name"),
+                "amount-exceeded" => crate::support::set(&mut map, &mut v1, "amount-exceeded"),
+                "write-threshold" => crate::support::set(&mut map, &mut v2, "write-threshold"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                node_name: v0,
+                amount_exceeded: v1,
+                write_threshold: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "node-name"), (v1.is_none(), "amount-exceeded"), (v2.is_none(), "write-threshold")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for BlockWriteThreshold {
     const NAME: &'static str = "BLOCK_WRITE_THRESHOLD";
 }
@@ -11505,17 +17295,23 @@ impl ::qmp_proto::events::TypedEvent for BlockWriteThreshold {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.block-set-write-threshold).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockSetWriteThreshold {
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
     /// `write-threshold`.
-    #[serde(rename = "write-threshold")]
     pub write_threshold: u64,
 }
 crate::support::debug_struct!(BlockSetWriteThreshold { node_name, write_threshold });
+impl ::serde::Serialize for BlockSetWriteThreshold {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "write-threshold", &self.write_threshold)?;
+        crate::support::end(m)
+    }
+}
 impl BlockSetWriteThreshold {
     /// A value with the required members.
     #[inline]
@@ -11538,19 +17334,26 @@ impl ::qmp_proto::Command for BlockSetWriteThreshold {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XBlockdevChange {
     /// `parent`.
     pub parent: ::std::string::String,
     /// `child` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub child: ::std::option::Option<::std::string::String>,
     /// `node` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub node: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(XBlockdevChange { parent, child, node });
+impl ::serde::Serialize for XBlockdevChange {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "parent", &self.parent)?;
+        crate::support::opt_entry(&mut m, "child", &self.child)?;
+        crate::support::opt_entry(&mut m, "node", &self.node)?;
+        crate::support::end(m)
+    }
+}
 impl XBlockdevChange {
     /// A value with the required members.
     #[inline]
@@ -11586,19 +17389,26 @@ impl ::qmp_proto::Command for XBlockdevChange {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XBlockdevSetIothread {
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
     /// `iothread`.
     pub iothread: super::StrOrNull,
     /// `force` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub force: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(XBlockdevSetIothread { node_name, iothread, force });
+impl ::serde::Serialize for XBlockdevSetIothread {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "iothread", &self.iothread)?;
+        crate::support::opt_entry(&mut m, "force", &self.force)?;
+        crate::support::end(m)
+    }
+}
 impl XBlockdevSetIothread {
     /// A value with the required members.
     #[inline]
@@ -11647,20 +17457,56 @@ crate::support::qapi_enum!(QuorumOpType {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.QUORUM_FAILURE).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QuorumFailure {
     /// `reference`.
     pub reference: ::std::string::String,
     /// `sector-num`.
-    #[serde(rename = "sector-num")]
     pub sector_num: i64,
     /// `sectors-count`.
-    #[serde(rename = "sectors-count")]
     pub sectors_count: i64,
 }
 crate::support::debug_struct!(QuorumFailure { reference, sector_num, sectors_count });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for QuorumFailure {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "reference", &self.reference)?;
+        crate::support::entry(&mut m, "sector-num", &self.sector_num)?;
+        crate::support::entry(&mut m, "sectors-count", &self.sectors_count)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QuorumFailure {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QuorumFailure {
+    const NAME: &'static str = "QuorumFailure";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "reference" => crate::support::set(&mut map, &mut v0, "reference"),
+                "sector-num" => crate::support::set(&mut map, &mut v1, "sector-num"),
+                "sectors-count" => crate::support::set(&mut map, &mut v2, "sectors-count"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                reference: v0,
+                sector_num: v1,
+                sectors_count: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "reference"), (v1.is_none(), "sector-num"), (v2.is_none(), "sectors-count")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for QuorumFailure {
     const NAME: &'static str = "QUORUM_FAILURE";
 }
@@ -11670,26 +17516,68 @@ impl ::qmp_proto::events::TypedEvent for QuorumFailure {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-core.QUORUM_REPORT_BAD).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QuorumReportBad {
     /// `type` (since QEMU 2.6).
     pub r#type: super::QuorumOpType,
     /// `error` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
     /// `sector-num`.
-    #[serde(rename = "sector-num")]
     pub sector_num: i64,
     /// `sectors-count`.
-    #[serde(rename = "sectors-count")]
     pub sectors_count: i64,
 }
 crate::support::debug_struct!(QuorumReportBad { r#type, error, node_name, sector_num, sectors_count });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for QuorumReportBad {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::opt_entry(&mut m, "error", &self.error)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "sector-num", &self.sector_num)?;
+        crate::support::entry(&mut m, "sectors-count", &self.sectors_count)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QuorumReportBad {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QuorumReportBad {
+    const NAME: &'static str = "QuorumReportBad";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                "error" => crate::support::set(&mut map, &mut v1, "error"),
+                "node-name" => crate::support::set(&mut map, &mut v2, "node-name"),
+                "sector-num" => crate::support::set(&mut map, &mut v3, "sector-num"),
+                "sectors-count" => crate::support::set(&mut map, &mut v4, "sectors-count"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+                error: v1.flatten(),
+                node_name: v2,
+                sector_num: v3,
+                sectors_count: v4,
+            }),
+            (v0, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type"), (v2.is_none(), "node-name"), (v3.is_none(), "sector-num"), (v4.is_none(), "sectors-count")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for QuorumReportBad {
     const NAME: &'static str = "QUORUM_REPORT_BAD";
 }
@@ -11698,8 +17586,6 @@ impl ::qmp_proto::events::TypedEvent for QuorumReportBad {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.BlockdevSnapshotInternal).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockdevSnapshotInternal {
     /// `device`.
@@ -11708,6 +17594,42 @@ pub struct BlockdevSnapshotInternal {
     pub name: ::std::string::String,
 }
 crate::support::debug_struct!(BlockdevSnapshotInternal { device, name });
+impl ::serde::Serialize for BlockdevSnapshotInternal {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockdevSnapshotInternal {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockdevSnapshotInternal {
+    const NAME: &'static str = "BlockdevSnapshotInternal";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "name" => crate::support::set(&mut map, &mut v1, "name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                device: v0,
+                name: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device"), (v1.is_none(), "name")])),
+        }
+    }
+}
 impl BlockdevSnapshotInternal {
     /// A value with the required members.
     #[inline]
@@ -11754,19 +17676,26 @@ impl ::qmp_proto::Command for BlockdevSnapshotInternalSync {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-core.blockdev-snapshot-delete-internal-sync).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockdevSnapshotDeleteInternalSync {
     /// `device`.
     pub device: ::std::string::String,
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `name` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevSnapshotDeleteInternalSync { device, id, name });
+impl ::serde::Serialize for BlockdevSnapshotDeleteInternalSync {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
 impl BlockdevSnapshotDeleteInternalSync {
     /// A value with the required members.
     #[inline]
@@ -11799,15 +17728,42 @@ impl ::qmp_proto::Command for BlockdevSnapshotDeleteInternalSync {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-core.DummyBlockCoreForceArrays).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DummyBlockCoreForceArrays {
     /// `unused-block-graph-info`.
-    #[serde(rename = "unused-block-graph-info")]
     pub unused_block_graph_info: ::std::vec::Vec<super::BlockGraphInfo>,
 }
 crate::support::debug_struct!(DummyBlockCoreForceArrays { unused_block_graph_info });
+impl ::serde::Serialize for DummyBlockCoreForceArrays {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "unused-block-graph-info", &self.unused_block_graph_info)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DummyBlockCoreForceArrays {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DummyBlockCoreForceArrays {
+    const NAME: &'static str = "DummyBlockCoreForceArrays";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "unused-block-graph-info" => crate::support::set(&mut map, &mut v0, "unused-block-graph-info"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                unused_block_graph_info: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "unused-block-graph-info")])),
+        }
+    }
+}
 impl DummyBlockCoreForceArrays {
     /// A value with the required members.
     #[inline]

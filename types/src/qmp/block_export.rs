@@ -9,24 +9,57 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.NbdServerOptionsBase).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct NbdServerOptionsBase {
     /// `handshake-max-seconds` (optional, since QEMU 10.0).
-    #[serde(rename = "handshake-max-seconds", skip_serializing_if = "::std::option::Option::is_none")]
     pub handshake_max_seconds: ::std::option::Option<u32>,
     /// `tls-creds` (optional, since QEMU 2.6).
-    #[serde(rename = "tls-creds", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_creds: ::std::option::Option<::std::string::String>,
     /// `tls-authz` (optional, since QEMU 4.0).
-    #[serde(rename = "tls-authz", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_authz: ::std::option::Option<::std::string::String>,
     /// `max-connections` (optional, since QEMU 5.2).
-    #[serde(rename = "max-connections", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_connections: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(NbdServerOptionsBase { handshake_max_seconds, tls_creds, tls_authz, max_connections });
+impl ::serde::Serialize for NbdServerOptionsBase {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "handshake-max-seconds", &self.handshake_max_seconds)?;
+        crate::support::opt_entry(&mut m, "tls-creds", &self.tls_creds)?;
+        crate::support::opt_entry(&mut m, "tls-authz", &self.tls_authz)?;
+        crate::support::opt_entry(&mut m, "max-connections", &self.max_connections)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NbdServerOptionsBase {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for NbdServerOptionsBase {
+    const NAME: &'static str = "NbdServerOptionsBase";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "handshake-max-seconds" => crate::support::set(&mut map, &mut v0, "handshake-max-seconds"),
+                "tls-creds" => crate::support::set(&mut map, &mut v1, "tls-creds"),
+                "tls-authz" => crate::support::set(&mut map, &mut v2, "tls-authz"),
+                "max-connections" => crate::support::set(&mut map, &mut v3, "max-connections"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                handshake_max_seconds: v0.flatten(),
+                tls_creds: v1.flatten(),
+                tls_authz: v2.flatten(),
+                max_connections: v3.flatten(),
+            })
+    }
+}
 impl NbdServerOptionsBase {
     /// A value with the required members (there are none).
     #[inline]
@@ -68,26 +101,66 @@ impl NbdServerOptionsBase {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.NbdServerOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct NbdServerOptions {
     /// `handshake-max-seconds` (optional, since QEMU 10.0).
-    #[serde(rename = "handshake-max-seconds", skip_serializing_if = "::std::option::Option::is_none")]
     pub handshake_max_seconds: ::std::option::Option<u32>,
     /// `tls-creds` (optional, since QEMU 2.6).
-    #[serde(rename = "tls-creds", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_creds: ::std::option::Option<::std::string::String>,
     /// `tls-authz` (optional, since QEMU 4.0).
-    #[serde(rename = "tls-authz", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_authz: ::std::option::Option<::std::string::String>,
     /// `max-connections` (optional, since QEMU 5.2).
-    #[serde(rename = "max-connections", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_connections: ::std::option::Option<u32>,
     /// `addr` (since QEMU 4.2).
     pub addr: super::SocketAddress,
 }
 crate::support::debug_struct!(NbdServerOptions { handshake_max_seconds, tls_creds, tls_authz, max_connections, addr });
+impl ::serde::Serialize for NbdServerOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "handshake-max-seconds", &self.handshake_max_seconds)?;
+        crate::support::opt_entry(&mut m, "tls-creds", &self.tls_creds)?;
+        crate::support::opt_entry(&mut m, "tls-authz", &self.tls_authz)?;
+        crate::support::opt_entry(&mut m, "max-connections", &self.max_connections)?;
+        crate::support::entry(&mut m, "addr", &self.addr)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NbdServerOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for NbdServerOptions {
+    const NAME: &'static str = "NbdServerOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "handshake-max-seconds" => crate::support::set(&mut map, &mut v0, "handshake-max-seconds"),
+                "tls-creds" => crate::support::set(&mut map, &mut v1, "tls-creds"),
+                "tls-authz" => crate::support::set(&mut map, &mut v2, "tls-authz"),
+                "max-connections" => crate::support::set(&mut map, &mut v3, "max-connections"),
+                "addr" => crate::support::set(&mut map, &mut v4, "addr"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v4,) {
+            (::std::option::Option::Some(v4),) => ::std::result::Result::Ok(Self {
+                handshake_max_seconds: v0.flatten(),
+                tls_creds: v1.flatten(),
+                tls_authz: v2.flatten(),
+                max_connections: v3.flatten(),
+                addr: v4,
+            }),
+            (v4,) => ::std::result::Result::Err(crate::support::missing(&[(v4.is_none(), "addr")])),
+        }
+    }
+}
 impl NbdServerOptions {
     /// A value with the required members.
     #[inline]
@@ -130,26 +203,68 @@ impl NbdServerOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.NbdServerOptionsLegacy).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NbdServerOptionsLegacy {
     /// `handshake-max-seconds` (optional, since QEMU 10.0).
-    #[serde(rename = "handshake-max-seconds", skip_serializing_if = "::std::option::Option::is_none")]
     pub handshake_max_seconds: ::std::option::Option<u32>,
     /// `tls-creds` (optional, since QEMU 2.6).
-    #[serde(rename = "tls-creds", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_creds: ::std::option::Option<::std::string::String>,
     /// `tls-authz` (optional, since QEMU 4.0).
-    #[serde(rename = "tls-authz", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_authz: ::std::option::Option<::std::string::String>,
     /// `max-connections` (optional, since QEMU 5.2).
-    #[serde(rename = "max-connections", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_connections: ::std::option::Option<u32>,
     /// `addr` (since QEMU 1.3).
     pub addr: super::SocketAddressLegacy,
 }
 crate::support::debug_struct!(NbdServerOptionsLegacy { handshake_max_seconds, tls_creds, tls_authz, max_connections, addr });
+impl ::serde::Serialize for NbdServerOptionsLegacy {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "handshake-max-seconds", &self.handshake_max_seconds)?;
+        crate::support::opt_entry(&mut m, "tls-creds", &self.tls_creds)?;
+        crate::support::opt_entry(&mut m, "tls-authz", &self.tls_authz)?;
+        crate::support::opt_entry(&mut m, "max-connections", &self.max_connections)?;
+        crate::support::entry(&mut m, "addr", &self.addr)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NbdServerOptionsLegacy {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NbdServerOptionsLegacy {
+    const NAME: &'static str = "NbdServerOptionsLegacy";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "handshake-max-seconds" => crate::support::set(&mut map, &mut v0, "handshake-max-seconds"),
+                "tls-creds" => crate::support::set(&mut map, &mut v1, "tls-creds"),
+                "tls-authz" => crate::support::set(&mut map, &mut v2, "tls-authz"),
+                "max-connections" => crate::support::set(&mut map, &mut v3, "max-connections"),
+                "addr" => crate::support::set(&mut map, &mut v4, "addr"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v4,) {
+            (::std::option::Option::Some(v4),) => ::std::result::Result::Ok(Self {
+                handshake_max_seconds: v0.flatten(),
+                tls_creds: v1.flatten(),
+                tls_authz: v2.flatten(),
+                max_connections: v3.flatten(),
+                addr: v4,
+            }),
+            (v4,) => ::std::result::Result::Err(crate::support::missing(&[(v4.is_none(), "addr")])),
+        }
+    }
+}
 impl NbdServerOptionsLegacy {
     /// A value with the required members.
     #[inline]
@@ -222,18 +337,45 @@ impl ::qmp_proto::Command for NbdServerStart {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportOptionsNbdBase).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockExportOptionsNbdBase {
     /// `name` (optional, since QEMU 2.12).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// `description` (optional, since QEMU 5.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockExportOptionsNbdBase { name, description });
+impl ::serde::Serialize for BlockExportOptionsNbdBase {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "description", &self.description)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockExportOptionsNbdBase {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockExportOptionsNbdBase {
+    const NAME: &'static str = "BlockExportOptionsNbdBase";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "description" => crate::support::set(&mut map, &mut v1, "description"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                name: v0.flatten(),
+                description: v1.flatten(),
+            })
+    }
+}
 impl BlockExportOptionsNbdBase {
     /// A value with the required members (there are none).
     #[inline]
@@ -261,24 +403,59 @@ impl BlockExportOptionsNbdBase {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportOptionsNbd).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockExportOptionsNbd {
     /// `name` (optional, since QEMU 2.12).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// `description` (optional, since QEMU 5.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// `bitmaps` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmaps: ::std::option::Option<::std::vec::Vec<super::BlockDirtyBitmapOrStr>>,
     /// `allocation-depth` (optional, since QEMU 5.2).
-    #[serde(rename = "allocation-depth", skip_serializing_if = "::std::option::Option::is_none")]
     pub allocation_depth: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockExportOptionsNbd { name, description, bitmaps, allocation_depth });
+impl ::serde::Serialize for BlockExportOptionsNbd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "description", &self.description)?;
+        crate::support::opt_entry(&mut m, "bitmaps", &self.bitmaps)?;
+        crate::support::opt_entry(&mut m, "allocation-depth", &self.allocation_depth)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockExportOptionsNbd {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockExportOptionsNbd {
+    const NAME: &'static str = "BlockExportOptionsNbd";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "description" => crate::support::set(&mut map, &mut v1, "description"),
+                "bitmaps" => crate::support::set(&mut map, &mut v2, "bitmaps"),
+                "allocation-depth" => crate::support::set(&mut map, &mut v3, "allocation-depth"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                name: v0.flatten(),
+                description: v1.flatten(),
+                bitmaps: v2.flatten(),
+                allocation_depth: v3.flatten(),
+            })
+    }
+}
 impl BlockExportOptionsNbd {
     /// A value with the required members (there are none).
     #[inline]
@@ -320,20 +497,56 @@ impl BlockExportOptionsNbd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportOptionsVhostUserBlk).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockExportOptionsVhostUserBlk {
     /// `addr`.
     pub addr: super::SocketAddress,
     /// `logical-block-size` (optional).
-    #[serde(rename = "logical-block-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub logical_block_size: ::std::option::Option<u64>,
     /// `num-queues` (optional).
-    #[serde(rename = "num-queues", skip_serializing_if = "::std::option::Option::is_none")]
     pub num_queues: ::std::option::Option<u16>,
 }
 crate::support::debug_struct!(BlockExportOptionsVhostUserBlk { addr, logical_block_size, num_queues });
+impl ::serde::Serialize for BlockExportOptionsVhostUserBlk {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "addr", &self.addr)?;
+        crate::support::opt_entry(&mut m, "logical-block-size", &self.logical_block_size)?;
+        crate::support::opt_entry(&mut m, "num-queues", &self.num_queues)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockExportOptionsVhostUserBlk {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockExportOptionsVhostUserBlk {
+    const NAME: &'static str = "BlockExportOptionsVhostUserBlk";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "addr" => crate::support::set(&mut map, &mut v0, "addr"),
+                "logical-block-size" => crate::support::set(&mut map, &mut v1, "logical-block-size"),
+                "num-queues" => crate::support::set(&mut map, &mut v2, "num-queues"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                addr: v0,
+                logical_block_size: v1.flatten(),
+                num_queues: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "addr")])),
+        }
+    }
+}
 impl BlockExportOptionsVhostUserBlk {
     /// A value with the required members.
     #[inline]
@@ -383,20 +596,56 @@ crate::support::qapi_enum!(FuseExportAllowOther {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportOptionsFuse).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockExportOptionsFuse {
     /// `mountpoint`.
     pub mountpoint: ::std::string::String,
     /// `growable` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub growable: ::std::option::Option<bool>,
     /// `allow-other` (optional, since QEMU 6.1).
-    #[serde(rename = "allow-other", skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_other: ::std::option::Option<super::FuseExportAllowOther>,
 }
 crate::support::debug_struct!(BlockExportOptionsFuse { mountpoint, growable, allow_other });
+impl ::serde::Serialize for BlockExportOptionsFuse {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "mountpoint", &self.mountpoint)?;
+        crate::support::opt_entry(&mut m, "growable", &self.growable)?;
+        crate::support::opt_entry(&mut m, "allow-other", &self.allow_other)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockExportOptionsFuse {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockExportOptionsFuse {
+    const NAME: &'static str = "BlockExportOptionsFuse";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mountpoint" => crate::support::set(&mut map, &mut v0, "mountpoint"),
+                "growable" => crate::support::set(&mut map, &mut v1, "growable"),
+                "allow-other" => crate::support::set(&mut map, &mut v2, "allow-other"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                mountpoint: v0,
+                growable: v1.flatten(),
+                allow_other: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "mountpoint")])),
+        }
+    }
+}
 impl BlockExportOptionsFuse {
     /// A value with the required members.
     #[inline]
@@ -425,26 +674,68 @@ impl BlockExportOptionsFuse {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportOptionsVduseBlk).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockExportOptionsVduseBlk {
     /// `name`.
     pub name: ::std::string::String,
     /// `num-queues` (optional).
-    #[serde(rename = "num-queues", skip_serializing_if = "::std::option::Option::is_none")]
     pub num_queues: ::std::option::Option<u16>,
     /// `queue-size` (optional).
-    #[serde(rename = "queue-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub queue_size: ::std::option::Option<u16>,
     /// `logical-block-size` (optional).
-    #[serde(rename = "logical-block-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub logical_block_size: ::std::option::Option<u64>,
     /// `serial` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub serial: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockExportOptionsVduseBlk { name, num_queues, queue_size, logical_block_size, serial });
+impl ::serde::Serialize for BlockExportOptionsVduseBlk {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "num-queues", &self.num_queues)?;
+        crate::support::opt_entry(&mut m, "queue-size", &self.queue_size)?;
+        crate::support::opt_entry(&mut m, "logical-block-size", &self.logical_block_size)?;
+        crate::support::opt_entry(&mut m, "serial", &self.serial)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockExportOptionsVduseBlk {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockExportOptionsVduseBlk {
+    const NAME: &'static str = "BlockExportOptionsVduseBlk";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "num-queues" => crate::support::set(&mut map, &mut v1, "num-queues"),
+                "queue-size" => crate::support::set(&mut map, &mut v2, "queue-size"),
+                "logical-block-size" => crate::support::set(&mut map, &mut v3, "logical-block-size"),
+                "serial" => crate::support::set(&mut map, &mut v4, "serial"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                name: v0,
+                num_queues: v1.flatten(),
+                queue_size: v2.flatten(),
+                logical_block_size: v3.flatten(),
+                serial: v4.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name")])),
+        }
+    }
+}
 impl BlockExportOptionsVduseBlk {
     /// A value with the required members.
     #[inline]
@@ -487,26 +778,68 @@ impl BlockExportOptionsVduseBlk {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.NbdServerAddOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NbdServerAddOptions {
     /// `name` (optional, since QEMU 2.12).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// `description` (optional, since QEMU 5.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// `device`.
     pub device: ::std::string::String,
     /// `writable` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub writable: ::std::option::Option<bool>,
     /// `bitmap` (optional, since QEMU 4.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bitmap: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(NbdServerAddOptions { name, description, device, writable, bitmap });
+impl ::serde::Serialize for NbdServerAddOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "description", &self.description)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "writable", &self.writable)?;
+        crate::support::opt_entry(&mut m, "bitmap", &self.bitmap)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NbdServerAddOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NbdServerAddOptions {
+    const NAME: &'static str = "NbdServerAddOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "description" => crate::support::set(&mut map, &mut v1, "description"),
+                "device" => crate::support::set(&mut map, &mut v2, "device"),
+                "writable" => crate::support::set(&mut map, &mut v3, "writable"),
+                "bitmap" => crate::support::set(&mut map, &mut v4, "bitmap"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                name: v0.flatten(),
+                description: v1.flatten(),
+                device: v2,
+                writable: v3.flatten(),
+                bitmap: v4.flatten(),
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "device")])),
+        }
+    }
+}
 impl NbdServerAddOptions {
     /// A value with the required members.
     #[inline]
@@ -604,16 +937,23 @@ crate::support::qapi_enum!(BlockExportRemoveMode {
 ///
 /// Its fields are the command's arguments.
 #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct NbdServerRemove {
     /// `name`.
     pub name: ::std::string::String,
     /// `mode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::BlockExportRemoveMode>,
 }
 crate::support::debug_struct!(NbdServerRemove { name, mode });
+impl ::serde::Serialize for NbdServerRemove {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::end(m)
+    }
+}
 impl NbdServerRemove {
     /// A value with the required members.
     #[inline]
@@ -702,32 +1042,80 @@ impl BlockExportOptions {
 }
 /// The members of [`BlockExportOptions`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct BlockExportOptionsCommon {
     /// `id`.
     pub id: ::std::string::String,
     /// `fixed-iothread` (optional).
-    #[serde(rename = "fixed-iothread", skip_serializing_if = "::std::option::Option::is_none")]
     pub fixed_iothread: ::std::option::Option<bool>,
     /// `iothread` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iothread: ::std::option::Option<::std::string::String>,
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
     /// `writable` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub writable: ::std::option::Option<bool>,
     /// `writethrough` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub writethrough: ::std::option::Option<bool>,
     /// `allow-inactive` (optional).
-    #[serde(rename = "allow-inactive", skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_inactive: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockExportOptionsCommon { id, fixed_iothread, iothread, node_name, writable, writethrough, allow_inactive });
+impl ::serde::Serialize for BlockExportOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "fixed-iothread", &self.fixed_iothread)?;
+        crate::support::opt_entry(&mut m, "iothread", &self.iothread)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::opt_entry(&mut m, "writable", &self.writable)?;
+        crate::support::opt_entry(&mut m, "writethrough", &self.writethrough)?;
+        crate::support::opt_entry(&mut m, "allow-inactive", &self.allow_inactive)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for BlockExportOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for BlockExportOptionsCommon {
+    const NAME: &'static str = "BlockExportOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "fixed-iothread" => crate::support::set(&mut map, &mut v1, "fixed-iothread"),
+                "iothread" => crate::support::set(&mut map, &mut v2, "iothread"),
+                "node-name" => crate::support::set(&mut map, &mut v3, "node-name"),
+                "writable" => crate::support::set(&mut map, &mut v4, "writable"),
+                "writethrough" => crate::support::set(&mut map, &mut v5, "writethrough"),
+                "allow-inactive" => crate::support::set(&mut map, &mut v6, "allow-inactive"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                fixed_iothread: v1.flatten(),
+                iothread: v2.flatten(),
+                node_name: v3,
+                writable: v4.flatten(),
+                writethrough: v5.flatten(),
+                allow_inactive: v6.flatten(),
+            }),
+            (v0, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v3.is_none(), "node-name")])),
+        }
+    }
+}
 impl BlockExportOptionsCommon {
     /// A value with the required members.
     #[inline]
@@ -882,16 +1270,23 @@ impl ::qmp_proto::Command for BlockExportAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-block-export.block-export-del).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockExportDel {
     /// `id`.
     pub id: ::std::string::String,
     /// `mode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::BlockExportRemoveMode>,
 }
 crate::support::debug_struct!(BlockExportDel { id, mode });
+impl ::serde::Serialize for BlockExportDel {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::end(m)
+    }
+}
 impl BlockExportDel {
     /// A value with the required members.
     #[inline]
@@ -918,14 +1313,44 @@ impl ::qmp_proto::Command for BlockExportDel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-block-export.BLOCK_EXPORT_DELETED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockExportDeleted {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(BlockExportDeleted { id });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockExportDeleted {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockExportDeleted {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockExportDeleted {
+    const NAME: &'static str = "BlockExportDeleted";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                id: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for BlockExportDeleted {
     const NAME: &'static str = "BLOCK_EXPORT_DELETED";
 }
@@ -934,8 +1359,6 @@ impl ::qmp_proto::events::TypedEvent for BlockExportDeleted {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-block-export.BlockExportInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BlockExportInfo {
     /// `id`.
@@ -943,13 +1366,54 @@ pub struct BlockExportInfo {
     /// `type`.
     pub r#type: super::BlockExportType,
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
     /// `shutting-down`.
-    #[serde(rename = "shutting-down")]
     pub shutting_down: bool,
 }
 crate::support::debug_struct!(BlockExportInfo { id, r#type, node_name, shutting_down });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BlockExportInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "shutting-down", &self.shutting_down)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BlockExportInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BlockExportInfo {
+    const NAME: &'static str = "BlockExportInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                "node-name" => crate::support::set(&mut map, &mut v2, "node-name"),
+                "shutting-down" => crate::support::set(&mut map, &mut v3, "shutting-down"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                r#type: v1,
+                node_name: v2,
+                shutting_down: v3,
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "type"), (v2.is_none(), "node-name"), (v3.is_none(), "shutting-down")])),
+        }
+    }
+}
 
 /// `query-block-exports`: the QAPI command (module `block-export`, since QEMU 5.2).
 ///

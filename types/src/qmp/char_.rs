@@ -9,8 +9,6 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ChardevInfo {
     /// `label`.
@@ -18,10 +16,48 @@ pub struct ChardevInfo {
     /// `filename`.
     pub filename: ::std::string::String,
     /// `frontend-open` (since QEMU 2.1).
-    #[serde(rename = "frontend-open")]
     pub frontend_open: bool,
 }
 crate::support::debug_struct!(ChardevInfo { label, filename, frontend_open });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for ChardevInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "label", &self.label)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::entry(&mut m, "frontend-open", &self.frontend_open)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ChardevInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ChardevInfo {
+    const NAME: &'static str = "ChardevInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "label" => crate::support::set(&mut map, &mut v0, "label"),
+                "filename" => crate::support::set(&mut map, &mut v1, "filename"),
+                "frontend-open" => crate::support::set(&mut map, &mut v2, "frontend-open"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                label: v0,
+                filename: v1,
+                frontend_open: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "label"), (v1.is_none(), "filename"), (v2.is_none(), "frontend-open")])),
+        }
+    }
+}
 
 /// `query-chardev`: the QAPI command (module `char`, since QEMU 0.14).
 ///
@@ -48,14 +84,43 @@ impl ::qmp_proto::Command for QueryChardev {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevBackendInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ChardevBackendInfo {
     /// `name`.
     pub name: ::std::string::String,
 }
 crate::support::debug_struct!(ChardevBackendInfo { name });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for ChardevBackendInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ChardevBackendInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ChardevBackendInfo {
+    const NAME: &'static str = "ChardevBackendInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                name: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name")])),
+        }
+    }
+}
 
 /// `query-chardev-backends`: the QAPI command (module `char`, since QEMU 2.0).
 ///
@@ -101,7 +166,7 @@ crate::support::qapi_enum!(DataFormat {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.ringbuf-write).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RingbufWrite {
     /// `device`.
@@ -109,10 +174,18 @@ pub struct RingbufWrite {
     /// `data`.
     pub data: ::std::string::String,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::DataFormat>,
 }
 crate::support::debug_struct!(RingbufWrite { device, data, format });
+impl ::serde::Serialize for RingbufWrite {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::end(m)
+    }
+}
 impl RingbufWrite {
     /// A value with the required members.
     #[inline]
@@ -140,7 +213,7 @@ impl ::qmp_proto::Command for RingbufWrite {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.ringbuf-read).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RingbufRead {
     /// `device`.
@@ -148,10 +221,18 @@ pub struct RingbufRead {
     /// `size`.
     pub size: i64,
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::DataFormat>,
 }
 crate::support::debug_struct!(RingbufRead { device, size, format });
+impl ::serde::Serialize for RingbufRead {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::end(m)
+    }
+}
 impl RingbufRead {
     /// A value with the required members.
     #[inline]
@@ -178,18 +259,47 @@ impl ::qmp_proto::Command for RingbufRead {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevCommon).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevCommon {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(ChardevCommon { logfile, logappend });
+impl ::serde::Serialize for ChardevCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevCommon {
+    const NAME: &'static str = "ChardevCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+            })
+    }
+}
 impl ChardevCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -217,26 +327,68 @@ impl ChardevCommon {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevFile).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevFile {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `in` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#in: ::std::option::Option<::std::string::String>,
     /// `out`.
     pub out: ::std::string::String,
     /// `append` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub append: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(ChardevFile { logfile, logappend, r#in, out, append });
+impl ::serde::Serialize for ChardevFile {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::opt_entry(&mut m, "in", &self.r#in)?;
+        crate::support::entry(&mut m, "out", &self.out)?;
+        crate::support::opt_entry(&mut m, "append", &self.append)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevFile {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevFile {
+    const NAME: &'static str = "ChardevFile";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "in" => crate::support::set(&mut map, &mut v2, "in"),
+                "out" => crate::support::set(&mut map, &mut v3, "out"),
+                "append" => crate::support::set(&mut map, &mut v4, "append"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v3,) {
+            (::std::option::Option::Some(v3),) => ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                r#in: v2.flatten(),
+                out: v3,
+                append: v4.flatten(),
+            }),
+            (v3,) => ::std::result::Result::Err(crate::support::missing(&[(v3.is_none(), "out")])),
+        }
+    }
+}
 impl ChardevFile {
     /// A value with the required members.
     #[inline]
@@ -279,20 +431,56 @@ impl ChardevFile {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevHostdev).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevHostdev {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `device`.
     pub device: ::std::string::String,
 }
 crate::support::debug_struct!(ChardevHostdev { logfile, logappend, device });
+impl ::serde::Serialize for ChardevHostdev {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevHostdev {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevHostdev {
+    const NAME: &'static str = "ChardevHostdev";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "device" => crate::support::set(&mut map, &mut v2, "device"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                device: v2,
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "device")])),
+        }
+    }
+}
 impl ChardevHostdev {
     /// A value with the required members.
     #[inline]
@@ -321,53 +509,119 @@ impl ChardevHostdev {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSocket).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevSocket {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `addr`.
     pub addr: super::SocketAddressLegacy,
     /// `tls-creds` (optional, since QEMU 2.6).
-    #[serde(rename = "tls-creds", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_creds: ::std::option::Option<::std::string::String>,
     /// `tls-authz` (optional, since QEMU 4.0).
-    #[serde(rename = "tls-authz", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_authz: ::std::option::Option<::std::string::String>,
     /// `server` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<bool>,
     /// `wait` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub wait: ::std::option::Option<bool>,
     /// `nodelay` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub nodelay: ::std::option::Option<bool>,
     /// `telnet` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub telnet: ::std::option::Option<bool>,
     /// `tn3270` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tn3270: ::std::option::Option<bool>,
     /// `websocket` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub websocket: ::std::option::Option<bool>,
     /// `reconnect` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reconnect: ::std::option::Option<i64>,
     /// `reconnect-ms` (optional).
-    #[serde(rename = "reconnect-ms", skip_serializing_if = "::std::option::Option::is_none")]
     pub reconnect_ms: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(ChardevSocket { logfile, logappend, addr, tls_creds, tls_authz, server, wait, nodelay, telnet, tn3270, websocket, reconnect, reconnect_ms });
+impl ::serde::Serialize for ChardevSocket {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::entry(&mut m, "addr", &self.addr)?;
+        crate::support::opt_entry(&mut m, "tls-creds", &self.tls_creds)?;
+        crate::support::opt_entry(&mut m, "tls-authz", &self.tls_authz)?;
+        crate::support::opt_entry(&mut m, "server", &self.server)?;
+        crate::support::opt_entry(&mut m, "wait", &self.wait)?;
+        crate::support::opt_entry(&mut m, "nodelay", &self.nodelay)?;
+        crate::support::opt_entry(&mut m, "telnet", &self.telnet)?;
+        crate::support::opt_entry(&mut m, "tn3270", &self.tn3270)?;
+        crate::support::opt_entry(&mut m, "websocket", &self.websocket)?;
+        crate::support::opt_entry(&mut m, "reconnect", &self.reconnect)?;
+        crate::support::opt_entry(&mut m, "reconnect-ms", &self.reconnect_ms)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevSocket {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevSocket {
+    const NAME: &'static str = "ChardevSocket";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "addr" => crate::support::set(&mut map, &mut v2, "addr"),
+                "tls-creds" => crate::support::set(&mut map, &mut v3, "tls-creds"),
+                "tls-authz" => crate::support::set(&mut map, &mut v4, "tls-authz"),
+                "server" => crate::support::set(&mut map, &mut v5, "server"),
+                "wait" => crate::support::set(&mut map, &mut v6, "wait"),
+                "nodelay" => crate::support::set(&mut map, &mut v7, "nodelay"),
+                "telnet" => crate::support::set(&mut map, &mut v8, "telnet"),
+                "tn3270" => crate::support::set(&mut map, &mut v9, "tn3270"),
+                "websocket" => crate::support::set(&mut map, &mut v10, "websocket"),
+                "reconnect" => crate::support::set(&mut map, &mut v11, "reconnect"),
+                "reconnect-ms" => crate::support::set(&mut map, &mut v12, "reconnect-ms"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                addr: v2,
+                tls_creds: v3.flatten(),
+                tls_authz: v4.flatten(),
+                server: v5.flatten(),
+                wait: v6.flatten(),
+                nodelay: v7.flatten(),
+                telnet: v8.flatten(),
+                tn3270: v9.flatten(),
+                websocket: v10.flatten(),
+                reconnect: v11.flatten(),
+                reconnect_ms: v12.flatten(),
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "addr")])),
+        }
+    }
+}
 impl ChardevSocket {
     /// A value with the required members.
     #[inline]
@@ -467,23 +721,62 @@ impl ChardevSocket {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevUdp).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevUdp {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `remote`.
     pub remote: super::SocketAddressLegacy,
     /// `local` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub local: ::std::option::Option<super::SocketAddressLegacy>,
 }
 crate::support::debug_struct!(ChardevUdp { logfile, logappend, remote, local });
+impl ::serde::Serialize for ChardevUdp {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::entry(&mut m, "remote", &self.remote)?;
+        crate::support::opt_entry(&mut m, "local", &self.local)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevUdp {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevUdp {
+    const NAME: &'static str = "ChardevUdp";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "remote" => crate::support::set(&mut map, &mut v2, "remote"),
+                "local" => crate::support::set(&mut map, &mut v3, "local"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                remote: v2,
+                local: v3.flatten(),
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "remote")])),
+        }
+    }
+}
 impl ChardevUdp {
     /// A value with the required members.
     #[inline]
@@ -519,20 +812,56 @@ impl ChardevUdp {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevMux).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevMux {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `chardev`.
     pub chardev: ::std::string::String,
 }
 crate::support::debug_struct!(ChardevMux { logfile, logappend, chardev });
+impl ::serde::Serialize for ChardevMux {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::entry(&mut m, "chardev", &self.chardev)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevMux {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevMux {
+    const NAME: &'static str = "ChardevMux";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "chardev" => crate::support::set(&mut map, &mut v2, "chardev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                chardev: v2,
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "chardev")])),
+        }
+    }
+}
 impl ChardevMux {
     /// A value with the required members.
     #[inline]
@@ -561,20 +890,56 @@ impl ChardevMux {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevHub).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevHub {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `chardevs`.
     pub chardevs: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(ChardevHub { logfile, logappend, chardevs });
+impl ::serde::Serialize for ChardevHub {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::entry(&mut m, "chardevs", &self.chardevs)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevHub {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevHub {
+    const NAME: &'static str = "ChardevHub";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "chardevs" => crate::support::set(&mut map, &mut v2, "chardevs"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                chardevs: v2,
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "chardevs")])),
+        }
+    }
+}
 impl ChardevHub {
     /// A value with the required members.
     #[inline]
@@ -603,21 +968,53 @@ impl ChardevHub {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevStdio).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevStdio {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `signal` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub signal: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(ChardevStdio { logfile, logappend, signal });
+impl ::serde::Serialize for ChardevStdio {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::opt_entry(&mut m, "signal", &self.signal)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevStdio {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevStdio {
+    const NAME: &'static str = "ChardevStdio";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "signal" => crate::support::set(&mut map, &mut v2, "signal"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                signal: v2.flatten(),
+            })
+    }
+}
 impl ChardevStdio {
     /// A value with the required members (there are none).
     #[inline]
@@ -652,20 +1049,56 @@ impl ChardevStdio {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSpiceChannel).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevSpiceChannel {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `type`.
     pub r#type: ::std::string::String,
 }
 crate::support::debug_struct!(ChardevSpiceChannel { logfile, logappend, r#type });
+impl ::serde::Serialize for ChardevSpiceChannel {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevSpiceChannel {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevSpiceChannel {
+    const NAME: &'static str = "ChardevSpiceChannel";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "type" => crate::support::set(&mut map, &mut v2, "type"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                r#type: v2,
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "type")])),
+        }
+    }
+}
 impl ChardevSpiceChannel {
     /// A value with the required members.
     #[inline]
@@ -694,20 +1127,56 @@ impl ChardevSpiceChannel {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSpicePort).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevSpicePort {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `fqdn`.
     pub fqdn: ::std::string::String,
 }
 crate::support::debug_struct!(ChardevSpicePort { logfile, logappend, fqdn });
+impl ::serde::Serialize for ChardevSpicePort {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::entry(&mut m, "fqdn", &self.fqdn)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevSpicePort {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevSpicePort {
+    const NAME: &'static str = "ChardevSpicePort";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "fqdn" => crate::support::set(&mut map, &mut v2, "fqdn"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                fqdn: v2,
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "fqdn")])),
+        }
+    }
+}
 impl ChardevSpicePort {
     /// A value with the required members.
     #[inline]
@@ -736,20 +1205,56 @@ impl ChardevSpicePort {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevDBus).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevDBus {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `name`.
     pub name: ::std::string::String,
 }
 crate::support::debug_struct!(ChardevDBus { logfile, logappend, name });
+impl ::serde::Serialize for ChardevDBus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevDBus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevDBus {
+    const NAME: &'static str = "ChardevDBus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "name" => crate::support::set(&mut map, &mut v2, "name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                name: v2,
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "name")])),
+        }
+    }
+}
 impl ChardevDBus {
     /// A value with the required members.
     #[inline]
@@ -778,30 +1283,71 @@ impl ChardevDBus {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevVC).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevVC {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `width` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub width: ::std::option::Option<i64>,
     /// `height` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub height: ::std::option::Option<i64>,
     /// `cols` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cols: ::std::option::Option<i64>,
     /// `rows` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rows: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(ChardevVC { logfile, logappend, width, height, cols, rows });
+impl ::serde::Serialize for ChardevVC {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::opt_entry(&mut m, "width", &self.width)?;
+        crate::support::opt_entry(&mut m, "height", &self.height)?;
+        crate::support::opt_entry(&mut m, "cols", &self.cols)?;
+        crate::support::opt_entry(&mut m, "rows", &self.rows)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevVC {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevVC {
+    const NAME: &'static str = "ChardevVC";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "width" => crate::support::set(&mut map, &mut v2, "width"),
+                "height" => crate::support::set(&mut map, &mut v3, "height"),
+                "cols" => crate::support::set(&mut map, &mut v4, "cols"),
+                "rows" => crate::support::set(&mut map, &mut v5, "rows"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                width: v2.flatten(),
+                height: v3.flatten(),
+                cols: v4.flatten(),
+                rows: v5.flatten(),
+            })
+    }
+}
 impl ChardevVC {
     /// A value with the required members (there are none).
     #[inline]
@@ -857,21 +1403,53 @@ impl ChardevVC {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevRingbuf).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevRingbuf {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `size` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(ChardevRingbuf { logfile, logappend, size });
+impl ::serde::Serialize for ChardevRingbuf {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::opt_entry(&mut m, "size", &self.size)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevRingbuf {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevRingbuf {
+    const NAME: &'static str = "ChardevRingbuf";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "size" => crate::support::set(&mut map, &mut v2, "size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                size: v2.flatten(),
+            })
+    }
+}
 impl ChardevRingbuf {
     /// A value with the required members (there are none).
     #[inline]
@@ -906,24 +1484,59 @@ impl ChardevRingbuf {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevQemuVDAgent).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevQemuVDAgent {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `mouse` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mouse: ::std::option::Option<bool>,
     /// `clipboard` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub clipboard: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(ChardevQemuVDAgent { logfile, logappend, mouse, clipboard });
+impl ::serde::Serialize for ChardevQemuVDAgent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::opt_entry(&mut m, "mouse", &self.mouse)?;
+        crate::support::opt_entry(&mut m, "clipboard", &self.clipboard)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevQemuVDAgent {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevQemuVDAgent {
+    const NAME: &'static str = "ChardevQemuVDAgent";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "mouse" => crate::support::set(&mut map, &mut v2, "mouse"),
+                "clipboard" => crate::support::set(&mut map, &mut v3, "clipboard"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                mouse: v2.flatten(),
+                clipboard: v3.flatten(),
+            })
+    }
+}
 impl ChardevQemuVDAgent {
     /// A value with the required members (there are none).
     #[inline]
@@ -965,21 +1578,53 @@ impl ChardevQemuVDAgent {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevPty).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevPty {
     /// `logfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logfile: ::std::option::Option<::std::string::String>,
     /// `logappend` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub logappend: ::std::option::Option<bool>,
     /// `path` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(ChardevPty { logfile, logappend, path });
+impl ::serde::Serialize for ChardevPty {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "logfile", &self.logfile)?;
+        crate::support::opt_entry(&mut m, "logappend", &self.logappend)?;
+        crate::support::opt_entry(&mut m, "path", &self.path)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevPty {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevPty {
+    const NAME: &'static str = "ChardevPty";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "logfile" => crate::support::set(&mut map, &mut v0, "logfile"),
+                "logappend" => crate::support::set(&mut map, &mut v1, "logappend"),
+                "path" => crate::support::set(&mut map, &mut v2, "path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                logfile: v0.flatten(),
+                logappend: v1.flatten(),
+                path: v2.flatten(),
+            })
+    }
+}
 impl ChardevPty {
     /// A value with the required members (there are none).
     #[inline]
@@ -1095,14 +1740,44 @@ crate::support::qapi_enum!(ChardevBackendKind {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevFileWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevFileWrapper {
     /// `data`.
     pub data: super::ChardevFile,
 }
 crate::support::debug_struct!(ChardevFileWrapper { data });
+impl ::serde::Serialize for ChardevFileWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevFileWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevFileWrapper {
+    const NAME: &'static str = "ChardevFileWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevFileWrapper {
     /// A value with the required members.
     #[inline]
@@ -1117,14 +1792,44 @@ impl ChardevFileWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevHostdevWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevHostdevWrapper {
     /// `data`.
     pub data: super::ChardevHostdev,
 }
 crate::support::debug_struct!(ChardevHostdevWrapper { data });
+impl ::serde::Serialize for ChardevHostdevWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevHostdevWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevHostdevWrapper {
+    const NAME: &'static str = "ChardevHostdevWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevHostdevWrapper {
     /// A value with the required members.
     #[inline]
@@ -1139,14 +1844,44 @@ impl ChardevHostdevWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSocketWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevSocketWrapper {
     /// `data`.
     pub data: super::ChardevSocket,
 }
 crate::support::debug_struct!(ChardevSocketWrapper { data });
+impl ::serde::Serialize for ChardevSocketWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevSocketWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevSocketWrapper {
+    const NAME: &'static str = "ChardevSocketWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevSocketWrapper {
     /// A value with the required members.
     #[inline]
@@ -1161,14 +1896,44 @@ impl ChardevSocketWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevUdpWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevUdpWrapper {
     /// `data`.
     pub data: super::ChardevUdp,
 }
 crate::support::debug_struct!(ChardevUdpWrapper { data });
+impl ::serde::Serialize for ChardevUdpWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevUdpWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevUdpWrapper {
+    const NAME: &'static str = "ChardevUdpWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevUdpWrapper {
     /// A value with the required members.
     #[inline]
@@ -1183,14 +1948,44 @@ impl ChardevUdpWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevCommonWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevCommonWrapper {
     /// `data`.
     pub data: super::ChardevCommon,
 }
 crate::support::debug_struct!(ChardevCommonWrapper { data });
+impl ::serde::Serialize for ChardevCommonWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevCommonWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevCommonWrapper {
+    const NAME: &'static str = "ChardevCommonWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevCommonWrapper {
     /// A value with the required members.
     #[inline]
@@ -1205,14 +2000,44 @@ impl ChardevCommonWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevMuxWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevMuxWrapper {
     /// `data`.
     pub data: super::ChardevMux,
 }
 crate::support::debug_struct!(ChardevMuxWrapper { data });
+impl ::serde::Serialize for ChardevMuxWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevMuxWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevMuxWrapper {
+    const NAME: &'static str = "ChardevMuxWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevMuxWrapper {
     /// A value with the required members.
     #[inline]
@@ -1227,14 +2052,44 @@ impl ChardevMuxWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevHubWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevHubWrapper {
     /// `data`.
     pub data: super::ChardevHub,
 }
 crate::support::debug_struct!(ChardevHubWrapper { data });
+impl ::serde::Serialize for ChardevHubWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevHubWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevHubWrapper {
+    const NAME: &'static str = "ChardevHubWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevHubWrapper {
     /// A value with the required members.
     #[inline]
@@ -1249,14 +2104,44 @@ impl ChardevHubWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevStdioWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevStdioWrapper {
     /// `data`.
     pub data: super::ChardevStdio,
 }
 crate::support::debug_struct!(ChardevStdioWrapper { data });
+impl ::serde::Serialize for ChardevStdioWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevStdioWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevStdioWrapper {
+    const NAME: &'static str = "ChardevStdioWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevStdioWrapper {
     /// A value with the required members.
     #[inline]
@@ -1271,14 +2156,44 @@ impl ChardevStdioWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSpiceChannelWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevSpiceChannelWrapper {
     /// `data`.
     pub data: super::ChardevSpiceChannel,
 }
 crate::support::debug_struct!(ChardevSpiceChannelWrapper { data });
+impl ::serde::Serialize for ChardevSpiceChannelWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevSpiceChannelWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevSpiceChannelWrapper {
+    const NAME: &'static str = "ChardevSpiceChannelWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevSpiceChannelWrapper {
     /// A value with the required members.
     #[inline]
@@ -1293,14 +2208,44 @@ impl ChardevSpiceChannelWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevSpicePortWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevSpicePortWrapper {
     /// `data`.
     pub data: super::ChardevSpicePort,
 }
 crate::support::debug_struct!(ChardevSpicePortWrapper { data });
+impl ::serde::Serialize for ChardevSpicePortWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevSpicePortWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevSpicePortWrapper {
+    const NAME: &'static str = "ChardevSpicePortWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevSpicePortWrapper {
     /// A value with the required members.
     #[inline]
@@ -1315,14 +2260,44 @@ impl ChardevSpicePortWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevQemuVDAgentWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevQemuVDAgentWrapper {
     /// `data`.
     pub data: super::ChardevQemuVDAgent,
 }
 crate::support::debug_struct!(ChardevQemuVDAgentWrapper { data });
+impl ::serde::Serialize for ChardevQemuVDAgentWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevQemuVDAgentWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevQemuVDAgentWrapper {
+    const NAME: &'static str = "ChardevQemuVDAgentWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevQemuVDAgentWrapper {
     /// A value with the required members.
     #[inline]
@@ -1337,14 +2312,44 @@ impl ChardevQemuVDAgentWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevDBusWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevDBusWrapper {
     /// `data`.
     pub data: super::ChardevDBus,
 }
 crate::support::debug_struct!(ChardevDBusWrapper { data });
+impl ::serde::Serialize for ChardevDBusWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevDBusWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevDBusWrapper {
+    const NAME: &'static str = "ChardevDBusWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevDBusWrapper {
     /// A value with the required members.
     #[inline]
@@ -1359,14 +2364,44 @@ impl ChardevDBusWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevVCWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevVCWrapper {
     /// `data`.
     pub data: super::ChardevVC,
 }
 crate::support::debug_struct!(ChardevVCWrapper { data });
+impl ::serde::Serialize for ChardevVCWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevVCWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevVCWrapper {
+    const NAME: &'static str = "ChardevVCWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevVCWrapper {
     /// A value with the required members.
     #[inline]
@@ -1381,14 +2416,44 @@ impl ChardevVCWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevRingbufWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevRingbufWrapper {
     /// `data`.
     pub data: super::ChardevRingbuf,
 }
 crate::support::debug_struct!(ChardevRingbufWrapper { data });
+impl ::serde::Serialize for ChardevRingbufWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevRingbufWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevRingbufWrapper {
+    const NAME: &'static str = "ChardevRingbufWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevRingbufWrapper {
     /// A value with the required members.
     #[inline]
@@ -1403,14 +2468,44 @@ impl ChardevRingbufWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevPtyWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevPtyWrapper {
     /// `data`.
     pub data: super::ChardevPty,
 }
 crate::support::debug_struct!(ChardevPtyWrapper { data });
+impl ::serde::Serialize for ChardevPtyWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevPtyWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevPtyWrapper {
+    const NAME: &'static str = "ChardevPtyWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl ChardevPtyWrapper {
     /// A value with the required members.
     #[inline]
@@ -1443,12 +2538,30 @@ impl ChardevBackend {
 }
 /// The members of [`ChardevBackend`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ChardevBackendCommon {
 }
 crate::support::debug_struct!(ChardevBackendCommon {  });
+impl ::serde::Serialize for ChardevBackendCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ChardevBackendCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ChardevBackendCommon {
+    const NAME: &'static str = "ChardevBackendCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl ChardevBackendCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -1625,22 +2738,47 @@ impl ChardevBackend {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-char.ChardevReturn).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ChardevReturn {
     /// `pty` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub pty: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(ChardevReturn { pty });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for ChardevReturn {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "pty", &self.pty)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ChardevReturn {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ChardevReturn {
+    const NAME: &'static str = "ChardevReturn";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "pty" => crate::support::set(&mut map, &mut v0, "pty"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                pty: v0.flatten(),
+            })
+    }
+}
 
 /// `chardev-add`: the QAPI command (module `char`, since QEMU 1.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-add).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ChardevAdd {
     /// `id`.
@@ -1649,6 +2787,14 @@ pub struct ChardevAdd {
     pub backend: super::ChardevBackend,
 }
 crate::support::debug_struct!(ChardevAdd { id, backend });
+impl ::serde::Serialize for ChardevAdd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "backend", &self.backend)?;
+        crate::support::end(m)
+    }
+}
 impl ChardevAdd {
     /// A value with the required members.
     #[inline]
@@ -1669,7 +2815,7 @@ impl ::qmp_proto::Command for ChardevAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-change).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ChardevChange {
     /// `id`.
@@ -1678,6 +2824,14 @@ pub struct ChardevChange {
     pub backend: super::ChardevBackend,
 }
 crate::support::debug_struct!(ChardevChange { id, backend });
+impl ::serde::Serialize for ChardevChange {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "backend", &self.backend)?;
+        crate::support::end(m)
+    }
+}
 impl ChardevChange {
     /// A value with the required members.
     #[inline]
@@ -1698,13 +2852,20 @@ impl ::qmp_proto::Command for ChardevChange {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-remove).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ChardevRemove {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(ChardevRemove { id });
+impl ::serde::Serialize for ChardevRemove {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl ChardevRemove {
     /// A value with the required members.
     #[inline]
@@ -1724,13 +2885,20 @@ impl ::qmp_proto::Command for ChardevRemove {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-char.chardev-send-break).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ChardevSendBreak {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(ChardevSendBreak { id });
+impl ::serde::Serialize for ChardevSendBreak {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl ChardevSendBreak {
     /// A value with the required members.
     #[inline]
@@ -1750,8 +2918,7 @@ impl ::qmp_proto::Command for ChardevSendBreak {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-char.VSERPORT_CHANGE).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct VserportChange {
     /// `id`.
@@ -1760,6 +2927,41 @@ pub struct VserportChange {
     pub open: bool,
 }
 crate::support::debug_struct!(VserportChange { id, open });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VserportChange {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "open", &self.open)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VserportChange {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VserportChange {
+    const NAME: &'static str = "VserportChange";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "open" => crate::support::set(&mut map, &mut v1, "open"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                open: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "open")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for VserportChange {
     const NAME: &'static str = "VSERPORT_CHANGE";
 }

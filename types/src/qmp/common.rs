@@ -100,7 +100,7 @@ impl StrOrNull {
     fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {
         ::std::result::Result::Ok(match &v {
             ::serde_json::Value::String(..) => Self::S(::serde::Deserialize::deserialize(v)?),
-            ::serde_json::Value::Null(..) => Self::N(::serde::Deserialize::deserialize(v)?),
+            ::serde_json::Value::Null => Self::N(::serde::Deserialize::deserialize(v)?),
             #[allow(unreachable_patterns)]
             _ => Self::Other(v),
         })
@@ -285,15 +285,43 @@ crate::support::qapi_enum!(GrabToggleKeys {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-common.HumanReadableText).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct HumanReadableText {
     /// `human-readable-text`.
-    #[serde(rename = "human-readable-text")]
     pub human_readable_text: ::std::string::String,
 }
 crate::support::debug_struct!(HumanReadableText { human_readable_text });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for HumanReadableText {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "human-readable-text", &self.human_readable_text)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for HumanReadableText {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for HumanReadableText {
+    const NAME: &'static str = "HumanReadableText";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "human-readable-text" => crate::support::set(&mut map, &mut v0, "human-readable-text"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                human_readable_text: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "human-readable-text")])),
+        }
+    }
+}
 
 /// `EndianMode`: the QAPI enum (module `common`, since QEMU 10.0).
 ///

@@ -48,24 +48,57 @@ crate::support::qapi_enum!(CompatPolicyOutput {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-compat.CompatPolicy).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CompatPolicy {
     /// `deprecated-input` (optional).
-    #[serde(rename = "deprecated-input", skip_serializing_if = "::std::option::Option::is_none")]
     pub deprecated_input: ::std::option::Option<super::CompatPolicyInput>,
     /// `deprecated-output` (optional).
-    #[serde(rename = "deprecated-output", skip_serializing_if = "::std::option::Option::is_none")]
     pub deprecated_output: ::std::option::Option<super::CompatPolicyOutput>,
     /// `unstable-input` (optional, since QEMU 6.2).
-    #[serde(rename = "unstable-input", skip_serializing_if = "::std::option::Option::is_none")]
     pub unstable_input: ::std::option::Option<super::CompatPolicyInput>,
     /// `unstable-output` (optional, since QEMU 6.2).
-    #[serde(rename = "unstable-output", skip_serializing_if = "::std::option::Option::is_none")]
     pub unstable_output: ::std::option::Option<super::CompatPolicyOutput>,
 }
 crate::support::debug_struct!(CompatPolicy { deprecated_input, deprecated_output, unstable_input, unstable_output });
+impl ::serde::Serialize for CompatPolicy {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "deprecated-input", &self.deprecated_input)?;
+        crate::support::opt_entry(&mut m, "deprecated-output", &self.deprecated_output)?;
+        crate::support::opt_entry(&mut m, "unstable-input", &self.unstable_input)?;
+        crate::support::opt_entry(&mut m, "unstable-output", &self.unstable_output)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CompatPolicy {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CompatPolicy {
+    const NAME: &'static str = "CompatPolicy";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "deprecated-input" => crate::support::set(&mut map, &mut v0, "deprecated-input"),
+                "deprecated-output" => crate::support::set(&mut map, &mut v1, "deprecated-output"),
+                "unstable-input" => crate::support::set(&mut map, &mut v2, "unstable-input"),
+                "unstable-output" => crate::support::set(&mut map, &mut v3, "unstable-output"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                deprecated_input: v0.flatten(),
+                deprecated_output: v1.flatten(),
+                unstable_input: v2.flatten(),
+                unstable_output: v3.flatten(),
+            })
+    }
+}
 impl CompatPolicy {
     /// A value with the required members (there are none).
     #[inline]

@@ -10,14 +10,20 @@
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-control.qmp_capabilities).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QmpCapabilities {
     /// `enable` (optional, since QEMU 2.12).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub enable: ::std::option::Option<::std::vec::Vec<super::QMPCapability>>,
 }
 crate::support::debug_struct!(QmpCapabilities { enable });
+impl ::serde::Serialize for QmpCapabilities {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "enable", &self.enable)?;
+        crate::support::end(m)
+    }
+}
 impl QmpCapabilities {
     /// A value with the required members (there are none).
     #[inline]
@@ -57,8 +63,6 @@ crate::support::qapi_enum!(QMPCapability {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-control.VersionTriple).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VersionTriple {
     /// `major`.
@@ -69,13 +73,50 @@ pub struct VersionTriple {
     pub micro: i64,
 }
 crate::support::debug_struct!(VersionTriple { major, minor, micro });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VersionTriple {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "major", &self.major)?;
+        crate::support::entry(&mut m, "minor", &self.minor)?;
+        crate::support::entry(&mut m, "micro", &self.micro)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VersionTriple {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VersionTriple {
+    const NAME: &'static str = "VersionTriple";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "major" => crate::support::set(&mut map, &mut v0, "major"),
+                "minor" => crate::support::set(&mut map, &mut v1, "minor"),
+                "micro" => crate::support::set(&mut map, &mut v2, "micro"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                major: v0,
+                minor: v1,
+                micro: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "major"), (v1.is_none(), "minor"), (v2.is_none(), "micro")])),
+        }
+    }
+}
 
 /// `VersionInfo`: the QAPI struct (module `control`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-control.VersionInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VersionInfo {
     /// `qemu`.
@@ -84,6 +125,41 @@ pub struct VersionInfo {
     pub package: ::std::string::String,
 }
 crate::support::debug_struct!(VersionInfo { qemu, package });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VersionInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "qemu", &self.qemu)?;
+        crate::support::entry(&mut m, "package", &self.package)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VersionInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VersionInfo {
+    const NAME: &'static str = "VersionInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "qemu" => crate::support::set(&mut map, &mut v0, "qemu"),
+                "package" => crate::support::set(&mut map, &mut v1, "package"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                qemu: v0,
+                package: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "qemu"), (v1.is_none(), "package")])),
+        }
+    }
+}
 
 /// `query-version`: the QAPI command (module `control`, since QEMU 0.14).
 ///
@@ -110,14 +186,43 @@ impl ::qmp_proto::Command for QueryVersion {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-control.CommandInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CommandInfo {
     /// `name`.
     pub name: ::std::string::String,
 }
 crate::support::debug_struct!(CommandInfo { name });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for CommandInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CommandInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CommandInfo {
+    const NAME: &'static str = "CommandInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                name: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name")])),
+        }
+    }
+}
 
 /// `query-commands`: the QAPI command (module `control`, since QEMU 0.14).
 ///
@@ -183,23 +288,60 @@ crate::support::qapi_enum!(MonitorMode {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-control.MonitorOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MonitorOptions {
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `mode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::MonitorMode>,
     /// `pretty` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub pretty: ::std::option::Option<bool>,
     /// `chardev`.
     pub chardev: ::std::string::String,
 }
 crate::support::debug_struct!(MonitorOptions { id, mode, pretty, chardev });
+impl ::serde::Serialize for MonitorOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::opt_entry(&mut m, "pretty", &self.pretty)?;
+        crate::support::entry(&mut m, "chardev", &self.chardev)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MonitorOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MonitorOptions {
+    const NAME: &'static str = "MonitorOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "mode" => crate::support::set(&mut map, &mut v1, "mode"),
+                "pretty" => crate::support::set(&mut map, &mut v2, "pretty"),
+                "chardev" => crate::support::set(&mut map, &mut v3, "chardev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v3,) {
+            (::std::option::Option::Some(v3),) => ::std::result::Result::Ok(Self {
+                id: v0.flatten(),
+                mode: v1.flatten(),
+                pretty: v2.flatten(),
+                chardev: v3,
+            }),
+            (v3,) => ::std::result::Result::Err(crate::support::missing(&[(v3.is_none(), "chardev")])),
+        }
+    }
+}
 impl MonitorOptions {
     /// A value with the required members.
     #[inline]

@@ -195,14 +195,42 @@ crate::support::qapi_enum!(QCryptoBlockFormat {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockOptionsBase).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoBlockOptionsBase {
     /// `format`.
     pub format: super::QCryptoBlockFormat,
 }
 crate::support::debug_struct!(QCryptoBlockOptionsBase { format });
+impl ::serde::Serialize for QCryptoBlockOptionsBase {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "format", &self.format)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockOptionsBase {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockOptionsBase {
+    const NAME: &'static str = "QCryptoBlockOptionsBase";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "format" => crate::support::set(&mut map, &mut v0, "format"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                format: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "format")])),
+        }
+    }
+}
 impl QCryptoBlockOptionsBase {
     /// A value with the required members.
     #[inline]
@@ -217,15 +245,39 @@ impl QCryptoBlockOptionsBase {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockOptionsQCow).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoBlockOptionsQCow {
     /// `key-secret` (optional).
-    #[serde(rename = "key-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub key_secret: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(QCryptoBlockOptionsQCow { key_secret });
+impl ::serde::Serialize for QCryptoBlockOptionsQCow {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockOptionsQCow {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockOptionsQCow {
+    const NAME: &'static str = "QCryptoBlockOptionsQCow";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                key_secret: v0.flatten(),
+            })
+    }
+}
 impl QCryptoBlockOptionsQCow {
     /// A value with the required members (there are none).
     #[inline]
@@ -246,15 +298,39 @@ impl QCryptoBlockOptionsQCow {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockOptionsLUKS).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoBlockOptionsLUKS {
     /// `key-secret` (optional).
-    #[serde(rename = "key-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub key_secret: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(QCryptoBlockOptionsLUKS { key_secret });
+impl ::serde::Serialize for QCryptoBlockOptionsLUKS {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockOptionsLUKS {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockOptionsLUKS {
+    const NAME: &'static str = "QCryptoBlockOptionsLUKS";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                key_secret: v0.flatten(),
+            })
+    }
+}
 impl QCryptoBlockOptionsLUKS {
     /// A value with the required members (there are none).
     #[inline]
@@ -275,33 +351,77 @@ impl QCryptoBlockOptionsLUKS {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockCreateOptionsLUKS).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct QCryptoBlockCreateOptionsLUKS {
     /// `key-secret` (optional).
-    #[serde(rename = "key-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub key_secret: ::std::option::Option<::std::string::String>,
     /// `cipher-alg` (optional).
-    #[serde(rename = "cipher-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub cipher_alg: ::std::option::Option<super::QCryptoCipherAlgo>,
     /// `cipher-mode` (optional).
-    #[serde(rename = "cipher-mode", skip_serializing_if = "::std::option::Option::is_none")]
     pub cipher_mode: ::std::option::Option<super::QCryptoCipherMode>,
     /// `ivgen-alg` (optional).
-    #[serde(rename = "ivgen-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub ivgen_alg: ::std::option::Option<super::QCryptoIVGenAlgo>,
     /// `ivgen-hash-alg` (optional).
-    #[serde(rename = "ivgen-hash-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub ivgen_hash_alg: ::std::option::Option<super::QCryptoHashAlgo>,
     /// `hash-alg` (optional).
-    #[serde(rename = "hash-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub hash_alg: ::std::option::Option<super::QCryptoHashAlgo>,
     /// `iter-time` (optional, since QEMU 2.8).
-    #[serde(rename = "iter-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub iter_time: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(QCryptoBlockCreateOptionsLUKS { key_secret, cipher_alg, cipher_mode, ivgen_alg, ivgen_hash_alg, hash_alg, iter_time });
+impl ::serde::Serialize for QCryptoBlockCreateOptionsLUKS {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "key-secret", &self.key_secret)?;
+        crate::support::opt_entry(&mut m, "cipher-alg", &self.cipher_alg)?;
+        crate::support::opt_entry(&mut m, "cipher-mode", &self.cipher_mode)?;
+        crate::support::opt_entry(&mut m, "ivgen-alg", &self.ivgen_alg)?;
+        crate::support::opt_entry(&mut m, "ivgen-hash-alg", &self.ivgen_hash_alg)?;
+        crate::support::opt_entry(&mut m, "hash-alg", &self.hash_alg)?;
+        crate::support::opt_entry(&mut m, "iter-time", &self.iter_time)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockCreateOptionsLUKS {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockCreateOptionsLUKS {
+    const NAME: &'static str = "QCryptoBlockCreateOptionsLUKS";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key-secret" => crate::support::set(&mut map, &mut v0, "key-secret"),
+                "cipher-alg" => crate::support::set(&mut map, &mut v1, "cipher-alg"),
+                "cipher-mode" => crate::support::set(&mut map, &mut v2, "cipher-mode"),
+                "ivgen-alg" => crate::support::set(&mut map, &mut v3, "ivgen-alg"),
+                "ivgen-hash-alg" => crate::support::set(&mut map, &mut v4, "ivgen-hash-alg"),
+                "hash-alg" => crate::support::set(&mut map, &mut v5, "hash-alg"),
+                "iter-time" => crate::support::set(&mut map, &mut v6, "iter-time"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                key_secret: v0.flatten(),
+                cipher_alg: v1.flatten(),
+                cipher_mode: v2.flatten(),
+                ivgen_alg: v3.flatten(),
+                ivgen_hash_alg: v4.flatten(),
+                hash_alg: v5.flatten(),
+                iter_time: v6.flatten(),
+            })
+    }
+}
 impl QCryptoBlockCreateOptionsLUKS {
     /// A value with the required members (there are none).
     #[inline]
@@ -382,12 +502,28 @@ impl QCryptoBlockOpenOptions {
 }
 /// The members of [`QCryptoBlockOpenOptions`] that every case has, the discriminator `format` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoBlockOpenOptionsCommon {
 }
 crate::support::debug_struct!(QCryptoBlockOpenOptionsCommon {  });
+impl ::serde::Serialize for QCryptoBlockOpenOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockOpenOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockOpenOptionsCommon {
+    const NAME: &'static str = "QCryptoBlockOpenOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl QCryptoBlockOpenOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -480,12 +616,30 @@ impl QCryptoBlockCreateOptions {
 }
 /// The members of [`QCryptoBlockCreateOptions`] that every case has, the discriminator `format` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct QCryptoBlockCreateOptionsCommon {
 }
 crate::support::debug_struct!(QCryptoBlockCreateOptionsCommon {  });
+impl ::serde::Serialize for QCryptoBlockCreateOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockCreateOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockCreateOptionsCommon {
+    const NAME: &'static str = "QCryptoBlockCreateOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl QCryptoBlockCreateOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -562,14 +716,42 @@ impl QCryptoBlockCreateOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockInfoBase).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoBlockInfoBase {
     /// `format`.
     pub format: super::QCryptoBlockFormat,
 }
 crate::support::debug_struct!(QCryptoBlockInfoBase { format });
+impl ::serde::Serialize for QCryptoBlockInfoBase {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "format", &self.format)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockInfoBase {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockInfoBase {
+    const NAME: &'static str = "QCryptoBlockInfoBase";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "format" => crate::support::set(&mut map, &mut v0, "format"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                format: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "format")])),
+        }
+    }
+}
 impl QCryptoBlockInfoBase {
     /// A value with the required members.
     #[inline]
@@ -584,23 +766,60 @@ impl QCryptoBlockInfoBase {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockInfoLUKSSlot).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoBlockInfoLUKSSlot {
     /// `active`.
     pub active: bool,
     /// `iters` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iters: ::std::option::Option<i64>,
     /// `stripes` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub stripes: ::std::option::Option<i64>,
     /// `key-offset`.
-    #[serde(rename = "key-offset")]
     pub key_offset: i64,
 }
 crate::support::debug_struct!(QCryptoBlockInfoLUKSSlot { active, iters, stripes, key_offset });
+impl ::serde::Serialize for QCryptoBlockInfoLUKSSlot {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "active", &self.active)?;
+        crate::support::opt_entry(&mut m, "iters", &self.iters)?;
+        crate::support::opt_entry(&mut m, "stripes", &self.stripes)?;
+        crate::support::entry(&mut m, "key-offset", &self.key_offset)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockInfoLUKSSlot {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockInfoLUKSSlot {
+    const NAME: &'static str = "QCryptoBlockInfoLUKSSlot";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "active" => crate::support::set(&mut map, &mut v0, "active"),
+                "iters" => crate::support::set(&mut map, &mut v1, "iters"),
+                "stripes" => crate::support::set(&mut map, &mut v2, "stripes"),
+                "key-offset" => crate::support::set(&mut map, &mut v3, "key-offset"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                active: v0,
+                iters: v1.flatten(),
+                stripes: v2.flatten(),
+                key_offset: v3,
+            }),
+            (v0, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "active"), (v3.is_none(), "key-offset")])),
+        }
+    }
+}
 impl QCryptoBlockInfoLUKSSlot {
     /// A value with the required members.
     #[inline]
@@ -630,33 +849,23 @@ impl QCryptoBlockInfoLUKSSlot {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockInfoLUKS).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoBlockInfoLUKS {
     /// `cipher-alg`.
-    #[serde(rename = "cipher-alg")]
     pub cipher_alg: super::QCryptoCipherAlgo,
     /// `cipher-mode`.
-    #[serde(rename = "cipher-mode")]
     pub cipher_mode: super::QCryptoCipherMode,
     /// `ivgen-alg`.
-    #[serde(rename = "ivgen-alg")]
     pub ivgen_alg: super::QCryptoIVGenAlgo,
     /// `ivgen-hash-alg` (optional).
-    #[serde(rename = "ivgen-hash-alg", skip_serializing_if = "::std::option::Option::is_none")]
     pub ivgen_hash_alg: ::std::option::Option<super::QCryptoHashAlgo>,
     /// `hash-alg`.
-    #[serde(rename = "hash-alg")]
     pub hash_alg: super::QCryptoHashAlgo,
     /// `detached-header` (since QEMU 9.0).
-    #[serde(rename = "detached-header")]
     pub detached_header: bool,
     /// `payload-offset`.
-    #[serde(rename = "payload-offset")]
     pub payload_offset: i64,
     /// `master-key-iters`.
-    #[serde(rename = "master-key-iters")]
     pub master_key_iters: i64,
     /// `uuid`.
     pub uuid: ::std::string::String,
@@ -664,6 +873,72 @@ pub struct QCryptoBlockInfoLUKS {
     pub slots: ::std::vec::Vec<super::QCryptoBlockInfoLUKSSlot>,
 }
 crate::support::debug_struct!(QCryptoBlockInfoLUKS { cipher_alg, cipher_mode, ivgen_alg, ivgen_hash_alg, hash_alg, detached_header, payload_offset, master_key_iters, uuid, slots });
+impl ::serde::Serialize for QCryptoBlockInfoLUKS {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cipher-alg", &self.cipher_alg)?;
+        crate::support::entry(&mut m, "cipher-mode", &self.cipher_mode)?;
+        crate::support::entry(&mut m, "ivgen-alg", &self.ivgen_alg)?;
+        crate::support::opt_entry(&mut m, "ivgen-hash-alg", &self.ivgen_hash_alg)?;
+        crate::support::entry(&mut m, "hash-alg", &self.hash_alg)?;
+        crate::support::entry(&mut m, "detached-header", &self.detached_header)?;
+        crate::support::entry(&mut m, "payload-offset", &self.payload_offset)?;
+        crate::support::entry(&mut m, "master-key-iters", &self.master_key_iters)?;
+        crate::support::entry(&mut m, "uuid", &self.uuid)?;
+        crate::support::entry(&mut m, "slots", &self.slots)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockInfoLUKS {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockInfoLUKS {
+    const NAME: &'static str = "QCryptoBlockInfoLUKS";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cipher-alg" => crate::support::set(&mut map, &mut v0, "cipher-alg"),
+                "cipher-mode" => crate::support::set(&mut map, &mut v1, "cipher-mode"),
+                "ivgen-alg" => crate::support::set(&mut map, &mut v2, "ivgen-alg"),
+                "ivgen-hash-alg" => crate::support::set(&mut map, &mut v3, "ivgen-hash-alg"),
+                "hash-alg" => crate::support::set(&mut map, &mut v4, "hash-alg"),
+                "detached-header" => crate::support::set(&mut map, &mut v5, "detached-header"),
+                "payload-offset" => crate::support::set(&mut map, &mut v6, "payload-offset"),
+                "master-key-iters" => crate::support::set(&mut map, &mut v7, "master-key-iters"),
+                "uuid" => crate::support::set(&mut map, &mut v8, "uuid"),
+                "slots" => crate::support::set(&mut map, &mut v9, "slots"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v4, v5, v6, v7, v8, v9) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9)) => ::std::result::Result::Ok(Self {
+                cipher_alg: v0,
+                cipher_mode: v1,
+                ivgen_alg: v2,
+                ivgen_hash_alg: v3.flatten(),
+                hash_alg: v4,
+                detached_header: v5,
+                payload_offset: v6,
+                master_key_iters: v7,
+                uuid: v8,
+                slots: v9,
+            }),
+            (v0, v1, v2, v4, v5, v6, v7, v8, v9) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cipher-alg"), (v1.is_none(), "cipher-mode"), (v2.is_none(), "ivgen-alg"), (v4.is_none(), "hash-alg"), (v5.is_none(), "detached-header"), (v6.is_none(), "payload-offset"), (v7.is_none(), "master-key-iters"), (v8.is_none(), "uuid"), (v9.is_none(), "slots")])),
+        }
+    }
+}
 impl QCryptoBlockInfoLUKS {
     /// A value with the required members.
     #[inline]
@@ -711,12 +986,28 @@ impl QCryptoBlockInfo {
 }
 /// The members of [`QCryptoBlockInfo`] that every case has, the discriminator `format` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoBlockInfoCommon {
 }
 crate::support::debug_struct!(QCryptoBlockInfoCommon {  });
+impl ::serde::Serialize for QCryptoBlockInfoCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockInfoCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockInfoCommon {
+    const NAME: &'static str = "QCryptoBlockInfoCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl QCryptoBlockInfoCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -808,29 +1099,74 @@ crate::support::qapi_enum!(QCryptoBlockLUKSKeyslotState {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoBlockAmendOptionsLUKS).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct QCryptoBlockAmendOptionsLUKS {
     /// `state`.
     pub state: super::QCryptoBlockLUKSKeyslotState,
     /// `new-secret` (optional).
-    #[serde(rename = "new-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub new_secret: ::std::option::Option<::std::string::String>,
     /// `old-secret` (optional).
-    #[serde(rename = "old-secret", skip_serializing_if = "::std::option::Option::is_none")]
     pub old_secret: ::std::option::Option<::std::string::String>,
     /// `keyslot` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub keyslot: ::std::option::Option<i64>,
     /// `iter-time` (optional).
-    #[serde(rename = "iter-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub iter_time: ::std::option::Option<i64>,
     /// `secret` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub secret: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(QCryptoBlockAmendOptionsLUKS { state, new_secret, old_secret, keyslot, iter_time, secret });
+impl ::serde::Serialize for QCryptoBlockAmendOptionsLUKS {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "state", &self.state)?;
+        crate::support::opt_entry(&mut m, "new-secret", &self.new_secret)?;
+        crate::support::opt_entry(&mut m, "old-secret", &self.old_secret)?;
+        crate::support::opt_entry(&mut m, "keyslot", &self.keyslot)?;
+        crate::support::opt_entry(&mut m, "iter-time", &self.iter_time)?;
+        crate::support::opt_entry(&mut m, "secret", &self.secret)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockAmendOptionsLUKS {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockAmendOptionsLUKS {
+    const NAME: &'static str = "QCryptoBlockAmendOptionsLUKS";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "state" => crate::support::set(&mut map, &mut v0, "state"),
+                "new-secret" => crate::support::set(&mut map, &mut v1, "new-secret"),
+                "old-secret" => crate::support::set(&mut map, &mut v2, "old-secret"),
+                "keyslot" => crate::support::set(&mut map, &mut v3, "keyslot"),
+                "iter-time" => crate::support::set(&mut map, &mut v4, "iter-time"),
+                "secret" => crate::support::set(&mut map, &mut v5, "secret"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                state: v0,
+                new_secret: v1.flatten(),
+                old_secret: v2.flatten(),
+                keyslot: v3.flatten(),
+                iter_time: v4.flatten(),
+                secret: v5.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "state")])),
+        }
+    }
+}
 impl QCryptoBlockAmendOptionsLUKS {
     /// A value with the required members.
     #[inline]
@@ -898,12 +1234,30 @@ impl QCryptoBlockAmendOptions {
 }
 /// The members of [`QCryptoBlockAmendOptions`] that every case has, the discriminator `format` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct QCryptoBlockAmendOptionsCommon {
 }
 crate::support::debug_struct!(QCryptoBlockAmendOptionsCommon {  });
+impl ::serde::Serialize for QCryptoBlockAmendOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for QCryptoBlockAmendOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for QCryptoBlockAmendOptionsCommon {
+    const NAME: &'static str = "QCryptoBlockAmendOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl QCryptoBlockAmendOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -979,21 +1333,51 @@ impl QCryptoBlockAmendOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.SecretCommonProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SecretCommonProperties {
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::QCryptoSecretFormat>,
     /// `keyid` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub keyid: ::std::option::Option<::std::string::String>,
     /// `iv` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iv: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(SecretCommonProperties { format, keyid, iv });
+impl ::serde::Serialize for SecretCommonProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "keyid", &self.keyid)?;
+        crate::support::opt_entry(&mut m, "iv", &self.iv)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SecretCommonProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SecretCommonProperties {
+    const NAME: &'static str = "SecretCommonProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "format" => crate::support::set(&mut map, &mut v0, "format"),
+                "keyid" => crate::support::set(&mut map, &mut v1, "keyid"),
+                "iv" => crate::support::set(&mut map, &mut v2, "iv"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                format: v0.flatten(),
+                keyid: v1.flatten(),
+                iv: v2.flatten(),
+            })
+    }
+}
 impl SecretCommonProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -1028,27 +1412,65 @@ impl SecretCommonProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.SecretProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SecretProperties {
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::QCryptoSecretFormat>,
     /// `keyid` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub keyid: ::std::option::Option<::std::string::String>,
     /// `iv` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iv: ::std::option::Option<::std::string::String>,
     /// `data` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub data: ::std::option::Option<::std::string::String>,
     /// `file` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub file: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(SecretProperties { format, keyid, iv, data, file });
+impl ::serde::Serialize for SecretProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "keyid", &self.keyid)?;
+        crate::support::opt_entry(&mut m, "iv", &self.iv)?;
+        crate::support::opt_entry(&mut m, "data", &self.data)?;
+        crate::support::opt_entry(&mut m, "file", &self.file)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for SecretProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for SecretProperties {
+    const NAME: &'static str = "SecretProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "format" => crate::support::set(&mut map, &mut v0, "format"),
+                "keyid" => crate::support::set(&mut map, &mut v1, "keyid"),
+                "iv" => crate::support::set(&mut map, &mut v2, "iv"),
+                "data" => crate::support::set(&mut map, &mut v3, "data"),
+                "file" => crate::support::set(&mut map, &mut v4, "file"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                format: v0.flatten(),
+                keyid: v1.flatten(),
+                iv: v2.flatten(),
+                data: v3.flatten(),
+                file: v4.flatten(),
+            })
+    }
+}
 impl SecretProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -1097,23 +1519,62 @@ impl SecretProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.SecretKeyringProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SecretKeyringProperties {
     /// `format` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::QCryptoSecretFormat>,
     /// `keyid` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub keyid: ::std::option::Option<::std::string::String>,
     /// `iv` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub iv: ::std::option::Option<::std::string::String>,
     /// `serial`.
     pub serial: i32,
 }
 crate::support::debug_struct!(SecretKeyringProperties { format, keyid, iv, serial });
+impl ::serde::Serialize for SecretKeyringProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::opt_entry(&mut m, "keyid", &self.keyid)?;
+        crate::support::opt_entry(&mut m, "iv", &self.iv)?;
+        crate::support::entry(&mut m, "serial", &self.serial)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for SecretKeyringProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for SecretKeyringProperties {
+    const NAME: &'static str = "SecretKeyringProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "format" => crate::support::set(&mut map, &mut v0, "format"),
+                "keyid" => crate::support::set(&mut map, &mut v1, "keyid"),
+                "iv" => crate::support::set(&mut map, &mut v2, "iv"),
+                "serial" => crate::support::set(&mut map, &mut v3, "serial"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v3,) {
+            (::std::option::Option::Some(v3),) => ::std::result::Result::Ok(Self {
+                format: v0.flatten(),
+                keyid: v1.flatten(),
+                iv: v2.flatten(),
+                serial: v3,
+            }),
+            (v3,) => ::std::result::Result::Err(crate::support::missing(&[(v3.is_none(), "serial")])),
+        }
+    }
+}
 impl SecretKeyringProperties {
     /// A value with the required members.
     #[inline]
@@ -1149,24 +1610,59 @@ impl SecretKeyringProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.TlsCredsProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct TlsCredsProperties {
     /// `verify-peer` (optional).
-    #[serde(rename = "verify-peer", skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_peer: ::std::option::Option<bool>,
     /// `dir` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dir: ::std::option::Option<::std::string::String>,
     /// `endpoint` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub endpoint: ::std::option::Option<super::QCryptoTLSCredsEndpoint>,
     /// `priority` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub priority: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(TlsCredsProperties { verify_peer, dir, endpoint, priority });
+impl ::serde::Serialize for TlsCredsProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "verify-peer", &self.verify_peer)?;
+        crate::support::opt_entry(&mut m, "dir", &self.dir)?;
+        crate::support::opt_entry(&mut m, "endpoint", &self.endpoint)?;
+        crate::support::opt_entry(&mut m, "priority", &self.priority)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for TlsCredsProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for TlsCredsProperties {
+    const NAME: &'static str = "TlsCredsProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "verify-peer" => crate::support::set(&mut map, &mut v0, "verify-peer"),
+                "dir" => crate::support::set(&mut map, &mut v1, "dir"),
+                "endpoint" => crate::support::set(&mut map, &mut v2, "endpoint"),
+                "priority" => crate::support::set(&mut map, &mut v3, "priority"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                verify_peer: v0.flatten(),
+                dir: v1.flatten(),
+                endpoint: v2.flatten(),
+                priority: v3.flatten(),
+            })
+    }
+}
 impl TlsCredsProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -1208,24 +1704,59 @@ impl TlsCredsProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.TlsCredsAnonProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct TlsCredsAnonProperties {
     /// `verify-peer` (optional).
-    #[serde(rename = "verify-peer", skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_peer: ::std::option::Option<bool>,
     /// `dir` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dir: ::std::option::Option<::std::string::String>,
     /// `endpoint` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub endpoint: ::std::option::Option<super::QCryptoTLSCredsEndpoint>,
     /// `priority` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub priority: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(TlsCredsAnonProperties { verify_peer, dir, endpoint, priority });
+impl ::serde::Serialize for TlsCredsAnonProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "verify-peer", &self.verify_peer)?;
+        crate::support::opt_entry(&mut m, "dir", &self.dir)?;
+        crate::support::opt_entry(&mut m, "endpoint", &self.endpoint)?;
+        crate::support::opt_entry(&mut m, "priority", &self.priority)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for TlsCredsAnonProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for TlsCredsAnonProperties {
+    const NAME: &'static str = "TlsCredsAnonProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "verify-peer" => crate::support::set(&mut map, &mut v0, "verify-peer"),
+                "dir" => crate::support::set(&mut map, &mut v1, "dir"),
+                "endpoint" => crate::support::set(&mut map, &mut v2, "endpoint"),
+                "priority" => crate::support::set(&mut map, &mut v3, "priority"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                verify_peer: v0.flatten(),
+                dir: v1.flatten(),
+                endpoint: v2.flatten(),
+                priority: v3.flatten(),
+            })
+    }
+}
 impl TlsCredsAnonProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -1267,27 +1798,65 @@ impl TlsCredsAnonProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.TlsCredsPskProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct TlsCredsPskProperties {
     /// `verify-peer` (optional).
-    #[serde(rename = "verify-peer", skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_peer: ::std::option::Option<bool>,
     /// `dir` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dir: ::std::option::Option<::std::string::String>,
     /// `endpoint` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub endpoint: ::std::option::Option<super::QCryptoTLSCredsEndpoint>,
     /// `priority` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub priority: ::std::option::Option<::std::string::String>,
     /// `username` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub username: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(TlsCredsPskProperties { verify_peer, dir, endpoint, priority, username });
+impl ::serde::Serialize for TlsCredsPskProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "verify-peer", &self.verify_peer)?;
+        crate::support::opt_entry(&mut m, "dir", &self.dir)?;
+        crate::support::opt_entry(&mut m, "endpoint", &self.endpoint)?;
+        crate::support::opt_entry(&mut m, "priority", &self.priority)?;
+        crate::support::opt_entry(&mut m, "username", &self.username)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for TlsCredsPskProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for TlsCredsPskProperties {
+    const NAME: &'static str = "TlsCredsPskProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "verify-peer" => crate::support::set(&mut map, &mut v0, "verify-peer"),
+                "dir" => crate::support::set(&mut map, &mut v1, "dir"),
+                "endpoint" => crate::support::set(&mut map, &mut v2, "endpoint"),
+                "priority" => crate::support::set(&mut map, &mut v3, "priority"),
+                "username" => crate::support::set(&mut map, &mut v4, "username"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                verify_peer: v0.flatten(),
+                dir: v1.flatten(),
+                endpoint: v2.flatten(),
+                priority: v3.flatten(),
+                username: v4.flatten(),
+            })
+    }
+}
 impl TlsCredsPskProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -1336,30 +1905,71 @@ impl TlsCredsPskProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.TlsCredsX509Properties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct TlsCredsX509Properties {
     /// `verify-peer` (optional).
-    #[serde(rename = "verify-peer", skip_serializing_if = "::std::option::Option::is_none")]
     pub verify_peer: ::std::option::Option<bool>,
     /// `dir` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dir: ::std::option::Option<::std::string::String>,
     /// `endpoint` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub endpoint: ::std::option::Option<super::QCryptoTLSCredsEndpoint>,
     /// `priority` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub priority: ::std::option::Option<::std::string::String>,
     /// `sanity-check` (optional).
-    #[serde(rename = "sanity-check", skip_serializing_if = "::std::option::Option::is_none")]
     pub sanity_check: ::std::option::Option<bool>,
     /// `passwordid` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub passwordid: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(TlsCredsX509Properties { verify_peer, dir, endpoint, priority, sanity_check, passwordid });
+impl ::serde::Serialize for TlsCredsX509Properties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "verify-peer", &self.verify_peer)?;
+        crate::support::opt_entry(&mut m, "dir", &self.dir)?;
+        crate::support::opt_entry(&mut m, "endpoint", &self.endpoint)?;
+        crate::support::opt_entry(&mut m, "priority", &self.priority)?;
+        crate::support::opt_entry(&mut m, "sanity-check", &self.sanity_check)?;
+        crate::support::opt_entry(&mut m, "passwordid", &self.passwordid)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for TlsCredsX509Properties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for TlsCredsX509Properties {
+    const NAME: &'static str = "TlsCredsX509Properties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "verify-peer" => crate::support::set(&mut map, &mut v0, "verify-peer"),
+                "dir" => crate::support::set(&mut map, &mut v1, "dir"),
+                "endpoint" => crate::support::set(&mut map, &mut v2, "endpoint"),
+                "priority" => crate::support::set(&mut map, &mut v3, "priority"),
+                "sanity-check" => crate::support::set(&mut map, &mut v4, "sanity-check"),
+                "passwordid" => crate::support::set(&mut map, &mut v5, "passwordid"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                verify_peer: v0.flatten(),
+                dir: v1.flatten(),
+                endpoint: v2.flatten(),
+                priority: v3.flatten(),
+                sanity_check: v4.flatten(),
+                passwordid: v5.flatten(),
+            })
+    }
+}
 impl TlsCredsX509Properties {
     /// A value with the required members (there are none).
     #[inline]
@@ -1466,18 +2076,48 @@ crate::support::qapi_enum!(QCryptoRSAPaddingAlgo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-crypto.QCryptoAkCipherOptionsRSA).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoAkCipherOptionsRSA {
     /// `hash-alg`.
-    #[serde(rename = "hash-alg")]
     pub hash_alg: super::QCryptoHashAlgo,
     /// `padding-alg`.
-    #[serde(rename = "padding-alg")]
     pub padding_alg: super::QCryptoRSAPaddingAlgo,
 }
 crate::support::debug_struct!(QCryptoAkCipherOptionsRSA { hash_alg, padding_alg });
+impl ::serde::Serialize for QCryptoAkCipherOptionsRSA {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "hash-alg", &self.hash_alg)?;
+        crate::support::entry(&mut m, "padding-alg", &self.padding_alg)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptoAkCipherOptionsRSA {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptoAkCipherOptionsRSA {
+    const NAME: &'static str = "QCryptoAkCipherOptionsRSA";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "hash-alg" => crate::support::set(&mut map, &mut v0, "hash-alg"),
+                "padding-alg" => crate::support::set(&mut map, &mut v1, "padding-alg"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                hash_alg: v0,
+                padding_alg: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "hash-alg"), (v1.is_none(), "padding-alg")])),
+        }
+    }
+}
 impl QCryptoAkCipherOptionsRSA {
     /// A value with the required members.
     #[inline]
@@ -1511,12 +2151,28 @@ impl QCryptoAkCipherOptions {
 }
 /// The members of [`QCryptoAkCipherOptions`] that every case has, the discriminator `alg` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptoAkCipherOptionsCommon {
 }
 crate::support::debug_struct!(QCryptoAkCipherOptionsCommon {  });
+impl ::serde::Serialize for QCryptoAkCipherOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptoAkCipherOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptoAkCipherOptionsCommon {
+    const NAME: &'static str = "QCryptoAkCipherOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl QCryptoAkCipherOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]

@@ -75,8 +75,6 @@ crate::support::qapi_enum!(QCryptodevBackendType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-cryptodev.QCryptodevBackendClient).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptodevBackendClient {
     /// `queue`.
@@ -85,13 +83,46 @@ pub struct QCryptodevBackendClient {
     pub r#type: super::QCryptodevBackendType,
 }
 crate::support::debug_struct!(QCryptodevBackendClient { queue, r#type });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for QCryptodevBackendClient {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "queue", &self.queue)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptodevBackendClient {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptodevBackendClient {
+    const NAME: &'static str = "QCryptodevBackendClient";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "queue" => crate::support::set(&mut map, &mut v0, "queue"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                queue: v0,
+                r#type: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "queue"), (v1.is_none(), "type")])),
+        }
+    }
+}
 
 /// `QCryptodevInfo`: the QAPI struct (module `cryptodev`, since QEMU 8.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-cryptodev.QCryptodevInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct QCryptodevInfo {
     /// `id`.
@@ -102,6 +133,45 @@ pub struct QCryptodevInfo {
     pub client: ::std::vec::Vec<super::QCryptodevBackendClient>,
 }
 crate::support::debug_struct!(QCryptodevInfo { id, service, client });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for QCryptodevInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "service", &self.service)?;
+        crate::support::entry(&mut m, "client", &self.client)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for QCryptodevInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for QCryptodevInfo {
+    const NAME: &'static str = "QCryptodevInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "service" => crate::support::set(&mut map, &mut v1, "service"),
+                "client" => crate::support::set(&mut map, &mut v2, "client"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                service: v1,
+                client: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "service"), (v2.is_none(), "client")])),
+        }
+    }
+}
 
 /// `query-cryptodev`: the QAPI command (module `cryptodev`, since QEMU 8.0).
 ///

@@ -34,7 +34,7 @@ crate::support::qapi_enum!(CxlEventLog {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-general-media-event).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CxlInjectGeneralMediaEvent {
     /// `path`.
@@ -50,22 +50,34 @@ pub struct CxlInjectGeneralMediaEvent {
     /// `type`.
     pub r#type: u8,
     /// `transaction-type`.
-    #[serde(rename = "transaction-type")]
     pub transaction_type: u8,
     /// `channel` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channel: ::std::option::Option<u8>,
     /// `rank` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rank: ::std::option::Option<u8>,
     /// `device` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<u32>,
     /// `component-id` (optional).
-    #[serde(rename = "component-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub component_id: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(CxlInjectGeneralMediaEvent { path, log, flags, dpa, descriptor, r#type, transaction_type, channel, rank, device, component_id });
+impl ::serde::Serialize for CxlInjectGeneralMediaEvent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "log", &self.log)?;
+        crate::support::entry(&mut m, "flags", &self.flags)?;
+        crate::support::entry(&mut m, "dpa", &self.dpa)?;
+        crate::support::entry(&mut m, "descriptor", &self.descriptor)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "transaction-type", &self.transaction_type)?;
+        crate::support::opt_entry(&mut m, "channel", &self.channel)?;
+        crate::support::opt_entry(&mut m, "rank", &self.rank)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "component-id", &self.component_id)?;
+        crate::support::end(m)
+    }
+}
 impl CxlInjectGeneralMediaEvent {
     /// A value with the required members.
     #[inline]
@@ -119,7 +131,7 @@ impl ::qmp_proto::Command for CxlInjectGeneralMediaEvent {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-dram-event).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CxlInjectDramEvent {
     /// `path`.
@@ -135,34 +147,46 @@ pub struct CxlInjectDramEvent {
     /// `type`.
     pub r#type: u8,
     /// `transaction-type`.
-    #[serde(rename = "transaction-type")]
     pub transaction_type: u8,
     /// `channel` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channel: ::std::option::Option<u8>,
     /// `rank` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rank: ::std::option::Option<u8>,
     /// `nibble-mask` (optional).
-    #[serde(rename = "nibble-mask", skip_serializing_if = "::std::option::Option::is_none")]
     pub nibble_mask: ::std::option::Option<u32>,
     /// `bank-group` (optional).
-    #[serde(rename = "bank-group", skip_serializing_if = "::std::option::Option::is_none")]
     pub bank_group: ::std::option::Option<u8>,
     /// `bank` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bank: ::std::option::Option<u8>,
     /// `row` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub row: ::std::option::Option<u32>,
     /// `column` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub column: ::std::option::Option<u16>,
     /// `correction-mask` (optional).
-    #[serde(rename = "correction-mask", skip_serializing_if = "::std::option::Option::is_none")]
     pub correction_mask: ::std::option::Option<::std::vec::Vec<u64>>,
 }
 crate::support::debug_struct!(CxlInjectDramEvent { path, log, flags, dpa, descriptor, r#type, transaction_type, channel, rank, nibble_mask, bank_group, bank, row, column, correction_mask });
+impl ::serde::Serialize for CxlInjectDramEvent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "log", &self.log)?;
+        crate::support::entry(&mut m, "flags", &self.flags)?;
+        crate::support::entry(&mut m, "dpa", &self.dpa)?;
+        crate::support::entry(&mut m, "descriptor", &self.descriptor)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "transaction-type", &self.transaction_type)?;
+        crate::support::opt_entry(&mut m, "channel", &self.channel)?;
+        crate::support::opt_entry(&mut m, "rank", &self.rank)?;
+        crate::support::opt_entry(&mut m, "nibble-mask", &self.nibble_mask)?;
+        crate::support::opt_entry(&mut m, "bank-group", &self.bank_group)?;
+        crate::support::opt_entry(&mut m, "bank", &self.bank)?;
+        crate::support::opt_entry(&mut m, "row", &self.row)?;
+        crate::support::opt_entry(&mut m, "column", &self.column)?;
+        crate::support::opt_entry(&mut m, "correction-mask", &self.correction_mask)?;
+        crate::support::end(m)
+    }
+}
 impl CxlInjectDramEvent {
     /// A value with the required members.
     #[inline]
@@ -244,7 +268,7 @@ impl ::qmp_proto::Command for CxlInjectDramEvent {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-memory-module-event).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CxlInjectMemoryModuleEvent {
     /// `path`.
@@ -256,30 +280,41 @@ pub struct CxlInjectMemoryModuleEvent {
     /// `type`.
     pub r#type: u8,
     /// `health-status`.
-    #[serde(rename = "health-status")]
     pub health_status: u8,
     /// `media-status`.
-    #[serde(rename = "media-status")]
     pub media_status: u8,
     /// `additional-status`.
-    #[serde(rename = "additional-status")]
     pub additional_status: u8,
     /// `life-used`.
-    #[serde(rename = "life-used")]
     pub life_used: u8,
     /// `temperature`.
     pub temperature: i16,
     /// `dirty-shutdown-count`.
-    #[serde(rename = "dirty-shutdown-count")]
     pub dirty_shutdown_count: u32,
     /// `corrected-volatile-error-count`.
-    #[serde(rename = "corrected-volatile-error-count")]
     pub corrected_volatile_error_count: u32,
     /// `corrected-persistent-error-count`.
-    #[serde(rename = "corrected-persistent-error-count")]
     pub corrected_persistent_error_count: u32,
 }
 crate::support::debug_struct!(CxlInjectMemoryModuleEvent { path, log, flags, r#type, health_status, media_status, additional_status, life_used, temperature, dirty_shutdown_count, corrected_volatile_error_count, corrected_persistent_error_count });
+impl ::serde::Serialize for CxlInjectMemoryModuleEvent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "log", &self.log)?;
+        crate::support::entry(&mut m, "flags", &self.flags)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "health-status", &self.health_status)?;
+        crate::support::entry(&mut m, "media-status", &self.media_status)?;
+        crate::support::entry(&mut m, "additional-status", &self.additional_status)?;
+        crate::support::entry(&mut m, "life-used", &self.life_used)?;
+        crate::support::entry(&mut m, "temperature", &self.temperature)?;
+        crate::support::entry(&mut m, "dirty-shutdown-count", &self.dirty_shutdown_count)?;
+        crate::support::entry(&mut m, "corrected-volatile-error-count", &self.corrected_volatile_error_count)?;
+        crate::support::entry(&mut m, "corrected-persistent-error-count", &self.corrected_persistent_error_count)?;
+        crate::support::end(m)
+    }
+}
 impl CxlInjectMemoryModuleEvent {
     /// A value with the required members.
     #[inline]
@@ -310,7 +345,7 @@ impl ::qmp_proto::Command for CxlInjectMemoryModuleEvent {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-poison).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CxlInjectPoison {
     /// `path`.
@@ -321,6 +356,15 @@ pub struct CxlInjectPoison {
     pub length: u64,
 }
 crate::support::debug_struct!(CxlInjectPoison { path, start, length });
+impl ::serde::Serialize for CxlInjectPoison {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "start", &self.start)?;
+        crate::support::entry(&mut m, "length", &self.length)?;
+        crate::support::end(m)
+    }
+}
 impl CxlInjectPoison {
     /// A value with the required members.
     #[inline]
@@ -398,8 +442,6 @@ crate::support::qapi_enum!(CxlUncorErrorType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-cxl.CXLUncorErrorRecord).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct CXLUncorErrorRecord {
     /// `type`.
@@ -408,6 +450,42 @@ pub struct CXLUncorErrorRecord {
     pub header: ::std::vec::Vec<u32>,
 }
 crate::support::debug_struct!(CXLUncorErrorRecord { r#type, header });
+impl ::serde::Serialize for CXLUncorErrorRecord {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "header", &self.header)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for CXLUncorErrorRecord {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for CXLUncorErrorRecord {
+    const NAME: &'static str = "CXLUncorErrorRecord";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                "header" => crate::support::set(&mut map, &mut v1, "header"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+                header: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type"), (v1.is_none(), "header")])),
+        }
+    }
+}
 impl CXLUncorErrorRecord {
     /// A value with the required members.
     #[inline]
@@ -424,7 +502,7 @@ impl CXLUncorErrorRecord {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-uncorrectable-errors).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CxlInjectUncorrectableErrors {
     /// `path`.
@@ -433,6 +511,14 @@ pub struct CxlInjectUncorrectableErrors {
     pub errors: ::std::vec::Vec<super::CXLUncorErrorRecord>,
 }
 crate::support::debug_struct!(CxlInjectUncorrectableErrors { path, errors });
+impl ::serde::Serialize for CxlInjectUncorrectableErrors {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "errors", &self.errors)?;
+        crate::support::end(m)
+    }
+}
 impl CxlInjectUncorrectableErrors {
     /// A value with the required members.
     #[inline]
@@ -486,7 +572,7 @@ crate::support::qapi_enum!(CxlCorErrorType {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-cxl.cxl-inject-correctable-error).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CxlInjectCorrectableError {
     /// `path`.
@@ -495,6 +581,14 @@ pub struct CxlInjectCorrectableError {
     pub r#type: super::CxlCorErrorType,
 }
 crate::support::debug_struct!(CxlInjectCorrectableError { path, r#type });
+impl ::serde::Serialize for CxlInjectCorrectableError {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::end(m)
+    }
+}
 impl CxlInjectCorrectableError {
     /// A value with the required members.
     #[inline]
@@ -514,8 +608,6 @@ impl ::qmp_proto::Command for CxlInjectCorrectableError {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-cxl.CxlDynamicCapacityExtent).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct CxlDynamicCapacityExtent {
     /// `offset`.
@@ -524,6 +616,42 @@ pub struct CxlDynamicCapacityExtent {
     pub len: u64,
 }
 crate::support::debug_struct!(CxlDynamicCapacityExtent { offset, len });
+impl ::serde::Serialize for CxlDynamicCapacityExtent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "offset", &self.offset)?;
+        crate::support::entry(&mut m, "len", &self.len)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for CxlDynamicCapacityExtent {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for CxlDynamicCapacityExtent {
+    const NAME: &'static str = "CxlDynamicCapacityExtent";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "offset" => crate::support::set(&mut map, &mut v0, "offset"),
+                "len" => crate::support::set(&mut map, &mut v1, "len"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                offset: v0,
+                len: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "offset"), (v1.is_none(), "len")])),
+        }
+    }
+}
 impl CxlDynamicCapacityExtent {
     /// A value with the required members.
     #[inline]
@@ -566,26 +694,35 @@ crate::support::qapi_enum!(CxlExtentSelectionPolicy {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CxlAddDynamicCapacity {
     /// `path`.
     pub path: ::std::string::String,
     /// `host-id`.
-    #[serde(rename = "host-id")]
     pub host_id: u16,
     /// `selection-policy`.
-    #[serde(rename = "selection-policy")]
     pub selection_policy: super::CxlExtentSelectionPolicy,
     /// `region`.
     pub region: u8,
     /// `tag` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<::std::string::String>,
     /// `extents`.
     pub extents: ::std::vec::Vec<super::CxlDynamicCapacityExtent>,
 }
 crate::support::debug_struct!(CxlAddDynamicCapacity { path, host_id, selection_policy, region, tag, extents });
+impl ::serde::Serialize for CxlAddDynamicCapacity {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "host-id", &self.host_id)?;
+        crate::support::entry(&mut m, "selection-policy", &self.selection_policy)?;
+        crate::support::entry(&mut m, "region", &self.region)?;
+        crate::support::opt_entry(&mut m, "tag", &self.tag)?;
+        crate::support::entry(&mut m, "extents", &self.extents)?;
+        crate::support::end(m)
+    }
+}
 impl CxlAddDynamicCapacity {
     /// A value with the required members.
     #[inline]
@@ -636,32 +773,41 @@ crate::support::qapi_enum!(CxlExtentRemovalPolicy {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CxlReleaseDynamicCapacity {
     /// `path`.
     pub path: ::std::string::String,
     /// `host-id`.
-    #[serde(rename = "host-id")]
     pub host_id: u16,
     /// `removal-policy`.
-    #[serde(rename = "removal-policy")]
     pub removal_policy: super::CxlExtentRemovalPolicy,
     /// `forced-removal` (optional).
-    #[serde(rename = "forced-removal", skip_serializing_if = "::std::option::Option::is_none")]
     pub forced_removal: ::std::option::Option<bool>,
     /// `sanitize-on-release` (optional).
-    #[serde(rename = "sanitize-on-release", skip_serializing_if = "::std::option::Option::is_none")]
     pub sanitize_on_release: ::std::option::Option<bool>,
     /// `region`.
     pub region: u8,
     /// `tag` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<::std::string::String>,
     /// `extents`.
     pub extents: ::std::vec::Vec<super::CxlDynamicCapacityExtent>,
 }
 crate::support::debug_struct!(CxlReleaseDynamicCapacity { path, host_id, removal_policy, forced_removal, sanitize_on_release, region, tag, extents });
+impl ::serde::Serialize for CxlReleaseDynamicCapacity {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "host-id", &self.host_id)?;
+        crate::support::entry(&mut m, "removal-policy", &self.removal_policy)?;
+        crate::support::opt_entry(&mut m, "forced-removal", &self.forced_removal)?;
+        crate::support::opt_entry(&mut m, "sanitize-on-release", &self.sanitize_on_release)?;
+        crate::support::entry(&mut m, "region", &self.region)?;
+        crate::support::opt_entry(&mut m, "tag", &self.tag)?;
+        crate::support::entry(&mut m, "extents", &self.extents)?;
+        crate::support::end(m)
+    }
+}
 impl CxlReleaseDynamicCapacity {
     /// A value with the required members.
     #[inline]

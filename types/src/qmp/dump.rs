@@ -46,7 +46,7 @@ crate::support::qapi_enum!(DumpGuestMemoryFormat {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-dump.dump-guest-memory).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct DumpGuestMemory {
     /// `paging`.
@@ -54,19 +54,27 @@ pub struct DumpGuestMemory {
     /// `protocol`.
     pub protocol: ::std::string::String,
     /// `detach` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub detach: ::std::option::Option<bool>,
     /// `begin` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub begin: ::std::option::Option<i64>,
     /// `length` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub length: ::std::option::Option<i64>,
     /// `format` (optional, since QEMU 2.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::DumpGuestMemoryFormat>,
 }
 crate::support::debug_struct!(DumpGuestMemory { paging, protocol, detach, begin, length, format });
+impl ::serde::Serialize for DumpGuestMemory {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "paging", &self.paging)?;
+        crate::support::entry(&mut m, "protocol", &self.protocol)?;
+        crate::support::opt_entry(&mut m, "detach", &self.detach)?;
+        crate::support::opt_entry(&mut m, "begin", &self.begin)?;
+        crate::support::opt_entry(&mut m, "length", &self.length)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::end(m)
+    }
+}
 impl DumpGuestMemory {
     /// A value with the required members.
     #[inline]
@@ -138,8 +146,6 @@ crate::support::qapi_enum!(DumpStatus {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-dump.DumpQueryResult).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DumpQueryResult {
     /// `status`.
@@ -150,6 +156,45 @@ pub struct DumpQueryResult {
     pub total: i64,
 }
 crate::support::debug_struct!(DumpQueryResult { status, completed, total });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DumpQueryResult {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "status", &self.status)?;
+        crate::support::entry(&mut m, "completed", &self.completed)?;
+        crate::support::entry(&mut m, "total", &self.total)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DumpQueryResult {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DumpQueryResult {
+    const NAME: &'static str = "DumpQueryResult";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "status" => crate::support::set(&mut map, &mut v0, "status"),
+                "completed" => crate::support::set(&mut map, &mut v1, "completed"),
+                "total" => crate::support::set(&mut map, &mut v2, "total"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                status: v0,
+                completed: v1,
+                total: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "status"), (v1.is_none(), "completed"), (v2.is_none(), "total")])),
+        }
+    }
+}
 
 /// `query-dump`: the QAPI command (module `dump`, since QEMU 2.6).
 ///
@@ -177,17 +222,50 @@ impl ::qmp_proto::Command for QueryDump {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-dump.DUMP_COMPLETED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct DumpCompleted {
     /// `result`.
     pub result: super::DumpQueryResult,
     /// `error` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(DumpCompleted { result, error });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DumpCompleted {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "result", &self.result)?;
+        crate::support::opt_entry(&mut m, "error", &self.error)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DumpCompleted {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DumpCompleted {
+    const NAME: &'static str = "DumpCompleted";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "result" => crate::support::set(&mut map, &mut v0, "result"),
+                "error" => crate::support::set(&mut map, &mut v1, "error"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                result: v0,
+                error: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "result")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for DumpCompleted {
     const NAME: &'static str = "DUMP_COMPLETED";
 }
@@ -196,14 +274,43 @@ impl ::qmp_proto::events::TypedEvent for DumpCompleted {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-dump.DumpGuestMemoryCapability).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DumpGuestMemoryCapability {
     /// `formats`.
     pub formats: ::std::vec::Vec<super::DumpGuestMemoryFormat>,
 }
 crate::support::debug_struct!(DumpGuestMemoryCapability { formats });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DumpGuestMemoryCapability {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "formats", &self.formats)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DumpGuestMemoryCapability {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DumpGuestMemoryCapability {
+    const NAME: &'static str = "DumpGuestMemoryCapability";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "formats" => crate::support::set(&mut map, &mut v0, "formats"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                formats: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "formats")])),
+        }
+    }
+}
 
 /// `query-dump-guest-memory-capability`: the QAPI command (module `dump`, since QEMU 2.0).
 ///

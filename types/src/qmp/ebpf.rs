@@ -9,14 +9,43 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ebpf.EbpfObject).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct EbpfObject {
     /// `object`.
     pub object: ::std::string::String,
 }
 crate::support::debug_struct!(EbpfObject { object });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for EbpfObject {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "object", &self.object)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for EbpfObject {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for EbpfObject {
+    const NAME: &'static str = "EbpfObject";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "object" => crate::support::set(&mut map, &mut v0, "object"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                object: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "object")])),
+        }
+    }
+}
 
 /// `EbpfProgramID`: the QAPI enum (module `ebpf`, since QEMU 9.0).
 ///
@@ -38,13 +67,20 @@ crate::support::qapi_enum!(EbpfProgramID {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ebpf.request-ebpf).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RequestEbpf {
     /// `id`.
     pub id: super::EbpfProgramID,
 }
 crate::support::debug_struct!(RequestEbpf { id });
+impl ::serde::Serialize for RequestEbpf {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl RequestEbpf {
     /// A value with the required members.
     #[inline]

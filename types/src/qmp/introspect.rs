@@ -81,17 +81,49 @@ impl SchemaInfo {
 }
 /// The members of [`SchemaInfo`] that every case has, the discriminator `meta-type` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoCommon {
     /// `name`.
     pub name: ::std::string::String,
     /// `features` (optional, since QEMU 4.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 crate::support::debug_struct!(SchemaInfoCommon { name, features });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "features", &self.features)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoCommon {
+    const NAME: &'static str = "SchemaInfoCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "features" => crate::support::set(&mut map, &mut v1, "features"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                name: v0,
+                features: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name")])),
+        }
+    }
+}
 /// The cases of [`SchemaInfo`], by its discriminator `meta-type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -184,15 +216,43 @@ impl SchemaInfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoBuiltin).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoBuiltin {
     /// `json-type`.
-    #[serde(rename = "json-type")]
     pub json_type: super::JSONType,
 }
 crate::support::debug_struct!(SchemaInfoBuiltin { json_type });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoBuiltin {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "json-type", &self.json_type)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoBuiltin {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoBuiltin {
+    const NAME: &'static str = "SchemaInfoBuiltin";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "json-type" => crate::support::set(&mut map, &mut v0, "json-type"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                json_type: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "json-type")])),
+        }
+    }
+}
 
 /// `JSONType`: the QAPI enum (module `introspect`, since QEMU 2.5).
 ///
@@ -234,8 +294,6 @@ crate::support::qapi_enum!(JSONType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoEnum).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoEnum {
     /// `members`.
@@ -247,62 +305,190 @@ pub struct SchemaInfoEnum {
     pub values: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(SchemaInfoEnum { members, values });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoEnum {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "members", &self.members)?;
+        crate::support::entry(&mut m, "values", &self.values)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoEnum {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoEnum {
+    const NAME: &'static str = "SchemaInfoEnum";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "members" => crate::support::set(&mut map, &mut v0, "members"),
+                "values" => crate::support::set(&mut map, &mut v1, "values"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                members: v0,
+                values: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "members"), (v1.is_none(), "values")])),
+        }
+    }
+}
 
 /// `SchemaInfoEnumMember`: the QAPI struct (module `introspect`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoEnumMember).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoEnumMember {
     /// `name`.
     pub name: ::std::string::String,
     /// `features` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 crate::support::debug_struct!(SchemaInfoEnumMember { name, features });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoEnumMember {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "features", &self.features)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoEnumMember {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoEnumMember {
+    const NAME: &'static str = "SchemaInfoEnumMember";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "features" => crate::support::set(&mut map, &mut v1, "features"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                name: v0,
+                features: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name")])),
+        }
+    }
+}
 
 /// `SchemaInfoArray`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoArray).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoArray {
     /// `element-type`.
-    #[serde(rename = "element-type")]
     pub element_type: ::std::string::String,
 }
 crate::support::debug_struct!(SchemaInfoArray { element_type });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoArray {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "element-type", &self.element_type)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoArray {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoArray {
+    const NAME: &'static str = "SchemaInfoArray";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "element-type" => crate::support::set(&mut map, &mut v0, "element-type"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                element_type: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "element-type")])),
+        }
+    }
+}
 
 /// `SchemaInfoObject`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoObject).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoObject {
     /// `members`.
     pub members: ::std::vec::Vec<super::SchemaInfoObjectMember>,
     /// `tag` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tag: ::std::option::Option<::std::string::String>,
     /// `variants` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub variants: ::std::option::Option<::std::vec::Vec<super::SchemaInfoObjectVariant>>,
 }
 crate::support::debug_struct!(SchemaInfoObject { members, tag, variants });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoObject {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "members", &self.members)?;
+        crate::support::opt_entry(&mut m, "tag", &self.tag)?;
+        crate::support::opt_entry(&mut m, "variants", &self.variants)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoObject {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoObject {
+    const NAME: &'static str = "SchemaInfoObject";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "members" => crate::support::set(&mut map, &mut v0, "members"),
+                "tag" => crate::support::set(&mut map, &mut v1, "tag"),
+                "variants" => crate::support::set(&mut map, &mut v2, "variants"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                members: v0,
+                tag: v1.flatten(),
+                variants: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "members")])),
+        }
+    }
+}
 
 /// `SchemaInfoObjectMember`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoObjectMember).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoObjectMember {
     /// `name`.
@@ -310,20 +496,59 @@ pub struct SchemaInfoObjectMember {
     /// `type`.
     pub r#type: ::std::string::String,
     /// `default` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub default: ::std::option::Option<::serde_json::Value>,
     /// `features` (optional, since QEMU 5.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub features: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 crate::support::debug_struct!(SchemaInfoObjectMember { name, r#type, default, features });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoObjectMember {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::opt_entry(&mut m, "default", &self.default)?;
+        crate::support::opt_entry(&mut m, "features", &self.features)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoObjectMember {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoObjectMember {
+    const NAME: &'static str = "SchemaInfoObjectMember";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                "default" => crate::support::set(&mut map, &mut v2, "default"),
+                "features" => crate::support::set(&mut map, &mut v3, "features"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                r#type: v1,
+                default: v2.flatten(),
+                features: v3.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "type")])),
+        }
+    }
+}
 
 /// `SchemaInfoObjectVariant`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoObjectVariant).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoObjectVariant {
     /// `case`.
@@ -332,64 +557,219 @@ pub struct SchemaInfoObjectVariant {
     pub r#type: ::std::string::String,
 }
 crate::support::debug_struct!(SchemaInfoObjectVariant { case, r#type });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoObjectVariant {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "case", &self.case)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoObjectVariant {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoObjectVariant {
+    const NAME: &'static str = "SchemaInfoObjectVariant";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "case" => crate::support::set(&mut map, &mut v0, "case"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                case: v0,
+                r#type: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "case"), (v1.is_none(), "type")])),
+        }
+    }
+}
 
 /// `SchemaInfoAlternate`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoAlternate).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoAlternate {
     /// `members`.
     pub members: ::std::vec::Vec<super::SchemaInfoAlternateMember>,
 }
 crate::support::debug_struct!(SchemaInfoAlternate { members });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoAlternate {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "members", &self.members)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoAlternate {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoAlternate {
+    const NAME: &'static str = "SchemaInfoAlternate";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "members" => crate::support::set(&mut map, &mut v0, "members"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                members: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "members")])),
+        }
+    }
+}
 
 /// `SchemaInfoAlternateMember`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoAlternateMember).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoAlternateMember {
     /// `type`.
     pub r#type: ::std::string::String,
 }
 crate::support::debug_struct!(SchemaInfoAlternateMember { r#type });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoAlternateMember {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoAlternateMember {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoAlternateMember {
+    const NAME: &'static str = "SchemaInfoAlternateMember";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type")])),
+        }
+    }
+}
 
 /// `SchemaInfoCommand`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoCommand).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoCommand {
     /// `arg-type`.
-    #[serde(rename = "arg-type")]
     pub arg_type: ::std::string::String,
     /// `ret-type`.
-    #[serde(rename = "ret-type")]
     pub ret_type: ::std::string::String,
     /// `allow-oob` (optional).
-    #[serde(rename = "allow-oob", skip_serializing_if = "::std::option::Option::is_none")]
     pub allow_oob: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(SchemaInfoCommand { arg_type, ret_type, allow_oob });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoCommand {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "arg-type", &self.arg_type)?;
+        crate::support::entry(&mut m, "ret-type", &self.ret_type)?;
+        crate::support::opt_entry(&mut m, "allow-oob", &self.allow_oob)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoCommand {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoCommand {
+    const NAME: &'static str = "SchemaInfoCommand";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "arg-type" => crate::support::set(&mut map, &mut v0, "arg-type"),
+                "ret-type" => crate::support::set(&mut map, &mut v1, "ret-type"),
+                "allow-oob" => crate::support::set(&mut map, &mut v2, "allow-oob"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                arg_type: v0,
+                ret_type: v1,
+                allow_oob: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "arg-type"), (v1.is_none(), "ret-type")])),
+        }
+    }
+}
 
 /// `SchemaInfoEvent`: the QAPI struct (module `introspect`, since QEMU 2.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-introspect.SchemaInfoEvent).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SchemaInfoEvent {
     /// `arg-type`.
-    #[serde(rename = "arg-type")]
     pub arg_type: ::std::string::String,
 }
 crate::support::debug_struct!(SchemaInfoEvent { arg_type });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SchemaInfoEvent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "arg-type", &self.arg_type)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SchemaInfoEvent {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SchemaInfoEvent {
+    const NAME: &'static str = "SchemaInfoEvent";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "arg-type" => crate::support::set(&mut map, &mut v0, "arg-type"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                arg_type: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "arg-type")])),
+        }
+    }
+}
 

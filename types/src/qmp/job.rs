@@ -130,8 +130,7 @@ crate::support::qapi_enum!(JobVerb {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-job.JOB_STATUS_CHANGE).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct JobStatusChange {
     /// `id`.
@@ -140,6 +139,41 @@ pub struct JobStatusChange {
     pub status: super::JobStatus,
 }
 crate::support::debug_struct!(JobStatusChange { id, status });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for JobStatusChange {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "status", &self.status)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for JobStatusChange {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for JobStatusChange {
+    const NAME: &'static str = "JobStatusChange";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "status" => crate::support::set(&mut map, &mut v1, "status"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                status: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "status")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for JobStatusChange {
     const NAME: &'static str = "JOB_STATUS_CHANGE";
 }
@@ -149,13 +183,20 @@ impl ::qmp_proto::events::TypedEvent for JobStatusChange {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-pause).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct JobPause {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(JobPause { id });
+impl ::serde::Serialize for JobPause {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl JobPause {
     /// A value with the required members.
     #[inline]
@@ -175,13 +216,20 @@ impl ::qmp_proto::Command for JobPause {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-resume).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct JobResume {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(JobResume { id });
+impl ::serde::Serialize for JobResume {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl JobResume {
     /// A value with the required members.
     #[inline]
@@ -201,13 +249,20 @@ impl ::qmp_proto::Command for JobResume {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-cancel).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct JobCancel {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(JobCancel { id });
+impl ::serde::Serialize for JobCancel {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl JobCancel {
     /// A value with the required members.
     #[inline]
@@ -227,13 +282,20 @@ impl ::qmp_proto::Command for JobCancel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-complete).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct JobComplete {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(JobComplete { id });
+impl ::serde::Serialize for JobComplete {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl JobComplete {
     /// A value with the required members.
     #[inline]
@@ -253,13 +315,20 @@ impl ::qmp_proto::Command for JobComplete {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-dismiss).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct JobDismiss {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(JobDismiss { id });
+impl ::serde::Serialize for JobDismiss {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl JobDismiss {
     /// A value with the required members.
     #[inline]
@@ -279,13 +348,20 @@ impl ::qmp_proto::Command for JobDismiss {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-job.job-finalize).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct JobFinalize {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(JobFinalize { id });
+impl ::serde::Serialize for JobFinalize {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl JobFinalize {
     /// A value with the required members.
     #[inline]
@@ -304,8 +380,6 @@ impl ::qmp_proto::Command for JobFinalize {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-job.JobInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct JobInfo {
     /// `id`.
@@ -315,16 +389,64 @@ pub struct JobInfo {
     /// `status`.
     pub status: super::JobStatus,
     /// `current-progress`.
-    #[serde(rename = "current-progress")]
     pub current_progress: i64,
     /// `total-progress`.
-    #[serde(rename = "total-progress")]
     pub total_progress: i64,
     /// `error` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub error: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(JobInfo { id, r#type, status, current_progress, total_progress, error });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for JobInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "status", &self.status)?;
+        crate::support::entry(&mut m, "current-progress", &self.current_progress)?;
+        crate::support::entry(&mut m, "total-progress", &self.total_progress)?;
+        crate::support::opt_entry(&mut m, "error", &self.error)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for JobInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for JobInfo {
+    const NAME: &'static str = "JobInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                "status" => crate::support::set(&mut map, &mut v2, "status"),
+                "current-progress" => crate::support::set(&mut map, &mut v3, "current-progress"),
+                "total-progress" => crate::support::set(&mut map, &mut v4, "total-progress"),
+                "error" => crate::support::set(&mut map, &mut v5, "error"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                r#type: v1,
+                status: v2,
+                current_progress: v3,
+                total_progress: v4,
+                error: v5.flatten(),
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "type"), (v2.is_none(), "status"), (v3.is_none(), "current-progress"), (v4.is_none(), "total-progress")])),
+        }
+    }
+}
 
 /// `query-jobs`: the QAPI command (module `job`, since QEMU 3.0).
 ///

@@ -135,21 +135,55 @@ crate::support::qapi_enum!(S390CpuState {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CpuInfoS390).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CpuInfoS390 {
     /// `cpu-state`.
-    #[serde(rename = "cpu-state")]
     pub cpu_state: super::S390CpuState,
     /// `dedicated` (optional, since QEMU 8.2).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dedicated: ::std::option::Option<bool>,
     /// `entitlement` (optional, since QEMU 8.2).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub entitlement: ::std::option::Option<super::S390CpuEntitlement>,
 }
 crate::support::debug_struct!(CpuInfoS390 { cpu_state, dedicated, entitlement });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for CpuInfoS390 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cpu-state", &self.cpu_state)?;
+        crate::support::opt_entry(&mut m, "dedicated", &self.dedicated)?;
+        crate::support::opt_entry(&mut m, "entitlement", &self.entitlement)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CpuInfoS390 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CpuInfoS390 {
+    const NAME: &'static str = "CpuInfoS390";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cpu-state" => crate::support::set(&mut map, &mut v0, "cpu-state"),
+                "dedicated" => crate::support::set(&mut map, &mut v1, "dedicated"),
+                "entitlement" => crate::support::set(&mut map, &mut v2, "entitlement"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                cpu_state: v0,
+                dedicated: v1.flatten(),
+                entitlement: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cpu-state")])),
+        }
+    }
+}
 
 /// `CpuInfoFast`: the QAPI union (module `machine`, since QEMU 2.12).
 ///
@@ -173,24 +207,61 @@ impl CpuInfoFast {
 }
 /// The members of [`CpuInfoFast`] that every case has, the discriminator `target` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CpuInfoFastCommon {
     /// `cpu-index`.
-    #[serde(rename = "cpu-index")]
     pub cpu_index: i64,
     /// `qom-path`.
-    #[serde(rename = "qom-path")]
     pub qom_path: ::std::string::String,
     /// `thread-id`.
-    #[serde(rename = "thread-id")]
     pub thread_id: i64,
     /// `props` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub props: ::std::option::Option<super::CpuInstanceProperties>,
 }
 crate::support::debug_struct!(CpuInfoFastCommon { cpu_index, qom_path, thread_id, props });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for CpuInfoFastCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cpu-index", &self.cpu_index)?;
+        crate::support::entry(&mut m, "qom-path", &self.qom_path)?;
+        crate::support::entry(&mut m, "thread-id", &self.thread_id)?;
+        crate::support::opt_entry(&mut m, "props", &self.props)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CpuInfoFastCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CpuInfoFastCommon {
+    const NAME: &'static str = "CpuInfoFastCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cpu-index" => crate::support::set(&mut map, &mut v0, "cpu-index"),
+                "qom-path" => crate::support::set(&mut map, &mut v1, "qom-path"),
+                "thread-id" => crate::support::set(&mut map, &mut v2, "thread-id"),
+                "props" => crate::support::set(&mut map, &mut v3, "props"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                cpu_index: v0,
+                qom_path: v1,
+                thread_id: v2,
+                props: v3.flatten(),
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cpu-index"), (v1.is_none(), "qom-path"), (v2.is_none(), "thread-id")])),
+        }
+    }
+}
 /// The cases of [`CpuInfoFast`], by its discriminator `target`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -386,12 +457,9 @@ impl ::qmp_proto::Command for QueryCpusFast {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CompatProperty).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CompatProperty {
     /// `qom-type`.
-    #[serde(rename = "qom-type")]
     pub qom_type: ::std::string::String,
     /// `property`.
     pub property: ::std::string::String,
@@ -399,65 +467,171 @@ pub struct CompatProperty {
     pub value: ::std::string::String,
 }
 crate::support::debug_struct!(CompatProperty { qom_type, property, value });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for CompatProperty {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "qom-type", &self.qom_type)?;
+        crate::support::entry(&mut m, "property", &self.property)?;
+        crate::support::entry(&mut m, "value", &self.value)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CompatProperty {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CompatProperty {
+    const NAME: &'static str = "CompatProperty";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "qom-type" => crate::support::set(&mut map, &mut v0, "qom-type"),
+                "property" => crate::support::set(&mut map, &mut v1, "property"),
+                "value" => crate::support::set(&mut map, &mut v2, "value"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                qom_type: v0,
+                property: v1,
+                value: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "qom-type"), (v1.is_none(), "property"), (v2.is_none(), "value")])),
+        }
+    }
+}
 
 /// `MachineInfo`: the QAPI struct (module `machine`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.MachineInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MachineInfo {
     /// `name`.
     pub name: ::std::string::String,
     /// `alias` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub alias: ::std::option::Option<::std::string::String>,
     /// `is-default` (optional).
-    #[serde(rename = "is-default", skip_serializing_if = "::std::option::Option::is_none")]
     pub is_default: ::std::option::Option<bool>,
     /// `cpu-max` (since QEMU 1.5).
-    #[serde(rename = "cpu-max")]
     pub cpu_max: i64,
     /// `hotpluggable-cpus` (since QEMU 2.7).
-    #[serde(rename = "hotpluggable-cpus")]
     pub hotpluggable_cpus: bool,
     /// `numa-mem-supported` (since QEMU 4.1).
-    #[serde(rename = "numa-mem-supported")]
     pub numa_mem_supported: bool,
     /// `deprecated` (since QEMU 4.1).
     pub deprecated: bool,
     /// `default-cpu-type` (optional, since QEMU 4.2).
-    #[serde(rename = "default-cpu-type", skip_serializing_if = "::std::option::Option::is_none")]
     pub default_cpu_type: ::std::option::Option<::std::string::String>,
     /// `default-ram-id` (optional).
-    #[serde(rename = "default-ram-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub default_ram_id: ::std::option::Option<::std::string::String>,
     /// `acpi` (since QEMU 8.0).
     pub acpi: bool,
     /// `compat-props` (optional, since QEMU 9.1).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "compat-props", skip_serializing_if = "::std::option::Option::is_none")]
     pub compat_props: ::std::option::Option<::std::vec::Vec<super::CompatProperty>>,
 }
 crate::support::debug_struct!(MachineInfo { name, alias, is_default, cpu_max, hotpluggable_cpus, numa_mem_supported, deprecated, default_cpu_type, default_ram_id, acpi, compat_props });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MachineInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "alias", &self.alias)?;
+        crate::support::opt_entry(&mut m, "is-default", &self.is_default)?;
+        crate::support::entry(&mut m, "cpu-max", &self.cpu_max)?;
+        crate::support::entry(&mut m, "hotpluggable-cpus", &self.hotpluggable_cpus)?;
+        crate::support::entry(&mut m, "numa-mem-supported", &self.numa_mem_supported)?;
+        crate::support::entry(&mut m, "deprecated", &self.deprecated)?;
+        crate::support::opt_entry(&mut m, "default-cpu-type", &self.default_cpu_type)?;
+        crate::support::opt_entry(&mut m, "default-ram-id", &self.default_ram_id)?;
+        crate::support::entry(&mut m, "acpi", &self.acpi)?;
+        crate::support::opt_entry(&mut m, "compat-props", &self.compat_props)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MachineInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MachineInfo {
+    const NAME: &'static str = "MachineInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "alias" => crate::support::set(&mut map, &mut v1, "alias"),
+                "is-default" => crate::support::set(&mut map, &mut v2, "is-default"),
+                "cpu-max" => crate::support::set(&mut map, &mut v3, "cpu-max"),
+                "hotpluggable-cpus" => crate::support::set(&mut map, &mut v4, "hotpluggable-cpus"),
+                "numa-mem-supported" => crate::support::set(&mut map, &mut v5, "numa-mem-supported"),
+                "deprecated" => crate::support::set(&mut map, &mut v6, "deprecated"),
+                "default-cpu-type" => crate::support::set(&mut map, &mut v7, "default-cpu-type"),
+                "default-ram-id" => crate::support::set(&mut map, &mut v8, "default-ram-id"),
+                "acpi" => crate::support::set(&mut map, &mut v9, "acpi"),
+                "compat-props" => crate::support::set(&mut map, &mut v10, "compat-props"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v3, v4, v5, v6, v9) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v9)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                alias: v1.flatten(),
+                is_default: v2.flatten(),
+                cpu_max: v3,
+                hotpluggable_cpus: v4,
+                numa_mem_supported: v5,
+                deprecated: v6,
+                default_cpu_type: v7.flatten(),
+                default_ram_id: v8.flatten(),
+                acpi: v9,
+                compat_props: v10.flatten(),
+            }),
+            (v0, v3, v4, v5, v6, v9) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v3.is_none(), "cpu-max"), (v4.is_none(), "hotpluggable-cpus"), (v5.is_none(), "numa-mem-supported"), (v6.is_none(), "deprecated"), (v9.is_none(), "acpi")])),
+        }
+    }
+}
 
 /// `query-machines`: the QAPI command (module `machine`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.query-machines).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryMachines {
     /// `compat-props` (optional, since QEMU 9.1).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "compat-props", skip_serializing_if = "::std::option::Option::is_none")]
     pub compat_props: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(QueryMachines { compat_props });
+impl ::serde::Serialize for QueryMachines {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "compat-props", &self.compat_props)?;
+        crate::support::end(m)
+    }
+}
 impl QueryMachines {
     /// A value with the required members (there are none).
     #[inline]
@@ -482,15 +656,43 @@ impl ::qmp_proto::Command for QueryMachines {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CurrentMachineParams).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CurrentMachineParams {
     /// `wakeup-suspend-support`.
-    #[serde(rename = "wakeup-suspend-support")]
     pub wakeup_suspend_support: bool,
 }
 crate::support::debug_struct!(CurrentMachineParams { wakeup_suspend_support });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for CurrentMachineParams {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "wakeup-suspend-support", &self.wakeup_suspend_support)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CurrentMachineParams {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CurrentMachineParams {
+    const NAME: &'static str = "CurrentMachineParams";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "wakeup-suspend-support" => crate::support::set(&mut map, &mut v0, "wakeup-suspend-support"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                wakeup_suspend_support: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "wakeup-suspend-support")])),
+        }
+    }
+}
 
 /// `query-current-machine`: the QAPI command (module `machine`, since QEMU 4.0).
 ///
@@ -517,14 +719,43 @@ impl ::qmp_proto::Command for QueryCurrentMachine {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.TargetInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct TargetInfo {
     /// `arch`.
     pub arch: super::SysEmuTarget,
 }
 crate::support::debug_struct!(TargetInfo { arch });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for TargetInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "arch", &self.arch)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TargetInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for TargetInfo {
+    const NAME: &'static str = "TargetInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "arch" => crate::support::set(&mut map, &mut v0, "arch"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                arch: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "arch")])),
+        }
+    }
+}
 
 /// `query-target`: the QAPI command (module `machine`, since QEMU 1.2).
 ///
@@ -551,15 +782,43 @@ impl ::qmp_proto::Command for QueryTarget {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.UuidInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct UuidInfo {
     /// `UUID`.
-    #[serde(rename = "UUID")]
     pub uuid: ::std::string::String,
 }
 crate::support::debug_struct!(UuidInfo { uuid });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for UuidInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "UUID", &self.uuid)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for UuidInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for UuidInfo {
+    const NAME: &'static str = "UuidInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "UUID" => crate::support::set(&mut map, &mut v0, "UUID"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                uuid: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "UUID")])),
+        }
+    }
+}
 
 /// `query-uuid`: the QAPI command (module `machine`, since QEMU 0.14).
 ///
@@ -586,14 +845,43 @@ impl ::qmp_proto::Command for QueryUuid {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.GuidInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuidInfo {
     /// `guid`.
     pub guid: ::std::string::String,
 }
 crate::support::debug_struct!(GuidInfo { guid });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuidInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "guid", &self.guid)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuidInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuidInfo {
+    const NAME: &'static str = "GuidInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "guid" => crate::support::set(&mut map, &mut v0, "guid"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                guid: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "guid")])),
+        }
+    }
+}
 
 /// `query-vm-generation-id`: the QAPI command (module `machine`, since QEMU 2.9).
 ///
@@ -725,8 +1013,6 @@ impl ::qmp_proto::Command for InjectNmi {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.KvmInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct KvmInfo {
     /// `enabled`.
@@ -735,6 +1021,41 @@ pub struct KvmInfo {
     pub present: bool,
 }
 crate::support::debug_struct!(KvmInfo { enabled, present });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for KvmInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "enabled", &self.enabled)?;
+        crate::support::entry(&mut m, "present", &self.present)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for KvmInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for KvmInfo {
+    const NAME: &'static str = "KvmInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "enabled" => crate::support::set(&mut map, &mut v0, "enabled"),
+                "present" => crate::support::set(&mut map, &mut v1, "present"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                enabled: v0,
+                present: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "enabled"), (v1.is_none(), "present")])),
+        }
+    }
+}
 
 /// `query-kvm`: the QAPI command (module `machine`, since QEMU 0.14).
 ///
@@ -806,12 +1127,30 @@ impl NumaOptions {
 }
 /// The members of [`NumaOptions`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NumaOptionsCommon {
 }
 crate::support::debug_struct!(NumaOptionsCommon {  });
+impl ::serde::Serialize for NumaOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NumaOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NumaOptionsCommon {
+    const NAME: &'static str = "NumaOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl NumaOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -903,27 +1242,65 @@ impl NumaOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.NumaNodeOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NumaNodeOptions {
     /// `nodeid` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub nodeid: ::std::option::Option<u16>,
     /// `cpus` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cpus: ::std::option::Option<::std::vec::Vec<u16>>,
     /// `mem` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mem: ::std::option::Option<u64>,
     /// `memdev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub memdev: ::std::option::Option<::std::string::String>,
     /// `initiator` (optional, since QEMU 5.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub initiator: ::std::option::Option<u16>,
 }
 crate::support::debug_struct!(NumaNodeOptions { nodeid, cpus, mem, memdev, initiator });
+impl ::serde::Serialize for NumaNodeOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "nodeid", &self.nodeid)?;
+        crate::support::opt_entry(&mut m, "cpus", &self.cpus)?;
+        crate::support::opt_entry(&mut m, "mem", &self.mem)?;
+        crate::support::opt_entry(&mut m, "memdev", &self.memdev)?;
+        crate::support::opt_entry(&mut m, "initiator", &self.initiator)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NumaNodeOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NumaNodeOptions {
+    const NAME: &'static str = "NumaNodeOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "nodeid" => crate::support::set(&mut map, &mut v0, "nodeid"),
+                "cpus" => crate::support::set(&mut map, &mut v1, "cpus"),
+                "mem" => crate::support::set(&mut map, &mut v2, "mem"),
+                "memdev" => crate::support::set(&mut map, &mut v3, "memdev"),
+                "initiator" => crate::support::set(&mut map, &mut v4, "initiator"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                nodeid: v0.flatten(),
+                cpus: v1.flatten(),
+                mem: v2.flatten(),
+                memdev: v3.flatten(),
+                initiator: v4.flatten(),
+            })
+    }
+}
 impl NumaNodeOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -972,8 +1349,6 @@ impl NumaNodeOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.NumaDistOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NumaDistOptions {
     /// `src`.
@@ -984,6 +1359,46 @@ pub struct NumaDistOptions {
     pub val: u8,
 }
 crate::support::debug_struct!(NumaDistOptions { src, dst, val });
+impl ::serde::Serialize for NumaDistOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "src", &self.src)?;
+        crate::support::entry(&mut m, "dst", &self.dst)?;
+        crate::support::entry(&mut m, "val", &self.val)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NumaDistOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NumaDistOptions {
+    const NAME: &'static str = "NumaDistOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "src" => crate::support::set(&mut map, &mut v0, "src"),
+                "dst" => crate::support::set(&mut map, &mut v1, "dst"),
+                "val" => crate::support::set(&mut map, &mut v2, "val"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                src: v0,
+                dst: v1,
+                val: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "src"), (v1.is_none(), "dst"), (v2.is_none(), "val")])),
+        }
+    }
+}
 impl NumaDistOptions {
     /// A value with the required members.
     #[inline]
@@ -1000,19 +1415,54 @@ impl NumaDistOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CXLFixedMemoryWindowOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CXLFixedMemoryWindowOptions {
     /// `size`.
     pub size: u64,
     /// `interleave-granularity` (optional).
-    #[serde(rename = "interleave-granularity", skip_serializing_if = "::std::option::Option::is_none")]
     pub interleave_granularity: ::std::option::Option<u64>,
     /// `targets`.
     pub targets: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(CXLFixedMemoryWindowOptions { size, interleave_granularity, targets });
+impl ::serde::Serialize for CXLFixedMemoryWindowOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "interleave-granularity", &self.interleave_granularity)?;
+        crate::support::entry(&mut m, "targets", &self.targets)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CXLFixedMemoryWindowOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CXLFixedMemoryWindowOptions {
+    const NAME: &'static str = "CXLFixedMemoryWindowOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "size" => crate::support::set(&mut map, &mut v0, "size"),
+                "interleave-granularity" => crate::support::set(&mut map, &mut v1, "interleave-granularity"),
+                "targets" => crate::support::set(&mut map, &mut v2, "targets"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                size: v0,
+                interleave_granularity: v1.flatten(),
+                targets: v2,
+            }),
+            (v0, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "size"), (v2.is_none(), "targets")])),
+        }
+    }
+}
 impl CXLFixedMemoryWindowOptions {
     /// A value with the required members.
     #[inline]
@@ -1035,15 +1485,42 @@ impl CXLFixedMemoryWindowOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CXLFMWProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CXLFMWProperties {
     /// `cxl-fmw`.
-    #[serde(rename = "cxl-fmw")]
     pub cxl_fmw: ::std::vec::Vec<super::CXLFixedMemoryWindowOptions>,
 }
 crate::support::debug_struct!(CXLFMWProperties { cxl_fmw });
+impl ::serde::Serialize for CXLFMWProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cxl-fmw", &self.cxl_fmw)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CXLFMWProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CXLFMWProperties {
+    const NAME: &'static str = "CXLFMWProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cxl-fmw" => crate::support::set(&mut map, &mut v0, "cxl-fmw"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                cxl_fmw: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cxl-fmw")])),
+        }
+    }
+}
 impl CXLFMWProperties {
     /// A value with the required members.
     #[inline]
@@ -1094,23 +1571,60 @@ crate::support::qapi_enum!(X86CPURegister32 {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.X86CPUFeatureWordInfo).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct X86CPUFeatureWordInfo {
     /// `cpuid-input-eax`.
-    #[serde(rename = "cpuid-input-eax")]
     pub cpuid_input_eax: i64,
     /// `cpuid-input-ecx` (optional).
-    #[serde(rename = "cpuid-input-ecx", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpuid_input_ecx: ::std::option::Option<i64>,
     /// `cpuid-register`.
-    #[serde(rename = "cpuid-register")]
     pub cpuid_register: super::X86CPURegister32,
     /// `features`.
     pub features: i64,
 }
 crate::support::debug_struct!(X86CPUFeatureWordInfo { cpuid_input_eax, cpuid_input_ecx, cpuid_register, features });
+impl ::serde::Serialize for X86CPUFeatureWordInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cpuid-input-eax", &self.cpuid_input_eax)?;
+        crate::support::opt_entry(&mut m, "cpuid-input-ecx", &self.cpuid_input_ecx)?;
+        crate::support::entry(&mut m, "cpuid-register", &self.cpuid_register)?;
+        crate::support::entry(&mut m, "features", &self.features)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for X86CPUFeatureWordInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for X86CPUFeatureWordInfo {
+    const NAME: &'static str = "X86CPUFeatureWordInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cpuid-input-eax" => crate::support::set(&mut map, &mut v0, "cpuid-input-eax"),
+                "cpuid-input-ecx" => crate::support::set(&mut map, &mut v1, "cpuid-input-ecx"),
+                "cpuid-register" => crate::support::set(&mut map, &mut v2, "cpuid-register"),
+                "features" => crate::support::set(&mut map, &mut v3, "features"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                cpuid_input_eax: v0,
+                cpuid_input_ecx: v1.flatten(),
+                cpuid_register: v2,
+                features: v3,
+            }),
+            (v0, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cpuid-input-eax"), (v2.is_none(), "cpuid-register"), (v3.is_none(), "features")])),
+        }
+    }
+}
 impl X86CPUFeatureWordInfo {
     /// A value with the required members.
     #[inline]
@@ -1134,14 +1648,42 @@ impl X86CPUFeatureWordInfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.DummyForceArrays).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DummyForceArrays {
     /// `unused`.
     pub unused: ::std::vec::Vec<super::X86CPUFeatureWordInfo>,
 }
 crate::support::debug_struct!(DummyForceArrays { unused });
+impl ::serde::Serialize for DummyForceArrays {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "unused", &self.unused)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DummyForceArrays {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DummyForceArrays {
+    const NAME: &'static str = "DummyForceArrays";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "unused" => crate::support::set(&mut map, &mut v0, "unused"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                unused: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "unused")])),
+        }
+    }
+}
 impl DummyForceArrays {
     /// A value with the required members.
     #[inline]
@@ -1156,39 +1698,89 @@ impl DummyForceArrays {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.NumaCpuOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NumaCpuOptions {
     /// `node-id` (optional).
-    #[serde(rename = "node-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_id: ::std::option::Option<i64>,
     /// `drawer-id` (optional, since QEMU 8.2).
-    #[serde(rename = "drawer-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub drawer_id: ::std::option::Option<i64>,
     /// `book-id` (optional, since QEMU 8.2).
-    #[serde(rename = "book-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub book_id: ::std::option::Option<i64>,
     /// `socket-id` (optional).
-    #[serde(rename = "socket-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub socket_id: ::std::option::Option<i64>,
     /// `die-id` (optional, since QEMU 4.1).
-    #[serde(rename = "die-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub die_id: ::std::option::Option<i64>,
     /// `cluster-id` (optional, since QEMU 7.1).
-    #[serde(rename = "cluster-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_id: ::std::option::Option<i64>,
     /// `module-id` (optional, since QEMU 9.1).
-    #[serde(rename = "module-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub module_id: ::std::option::Option<i64>,
     /// `core-id` (optional).
-    #[serde(rename = "core-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub core_id: ::std::option::Option<i64>,
     /// `thread-id` (optional).
-    #[serde(rename = "thread-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_id: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(NumaCpuOptions { node_id, drawer_id, book_id, socket_id, die_id, cluster_id, module_id, core_id, thread_id });
+impl ::serde::Serialize for NumaCpuOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "node-id", &self.node_id)?;
+        crate::support::opt_entry(&mut m, "drawer-id", &self.drawer_id)?;
+        crate::support::opt_entry(&mut m, "book-id", &self.book_id)?;
+        crate::support::opt_entry(&mut m, "socket-id", &self.socket_id)?;
+        crate::support::opt_entry(&mut m, "die-id", &self.die_id)?;
+        crate::support::opt_entry(&mut m, "cluster-id", &self.cluster_id)?;
+        crate::support::opt_entry(&mut m, "module-id", &self.module_id)?;
+        crate::support::opt_entry(&mut m, "core-id", &self.core_id)?;
+        crate::support::opt_entry(&mut m, "thread-id", &self.thread_id)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NumaCpuOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NumaCpuOptions {
+    const NAME: &'static str = "NumaCpuOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node-id" => crate::support::set(&mut map, &mut v0, "node-id"),
+                "drawer-id" => crate::support::set(&mut map, &mut v1, "drawer-id"),
+                "book-id" => crate::support::set(&mut map, &mut v2, "book-id"),
+                "socket-id" => crate::support::set(&mut map, &mut v3, "socket-id"),
+                "die-id" => crate::support::set(&mut map, &mut v4, "die-id"),
+                "cluster-id" => crate::support::set(&mut map, &mut v5, "cluster-id"),
+                "module-id" => crate::support::set(&mut map, &mut v6, "module-id"),
+                "core-id" => crate::support::set(&mut map, &mut v7, "core-id"),
+                "thread-id" => crate::support::set(&mut map, &mut v8, "thread-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                node_id: v0.flatten(),
+                drawer_id: v1.flatten(),
+                book_id: v2.flatten(),
+                socket_id: v3.flatten(),
+                die_id: v4.flatten(),
+                cluster_id: v5.flatten(),
+                module_id: v6.flatten(),
+                core_id: v7.flatten(),
+                thread_id: v8.flatten(),
+            })
+    }
+}
 impl NumaCpuOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -1319,8 +1911,6 @@ crate::support::qapi_enum!(HmatLBDataType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.NumaHmatLBOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NumaHmatLBOptions {
     /// `initiator`.
@@ -1330,16 +1920,65 @@ pub struct NumaHmatLBOptions {
     /// `hierarchy`.
     pub hierarchy: super::HmatLBMemoryHierarchy,
     /// `data-type`.
-    #[serde(rename = "data-type")]
     pub data_type: super::HmatLBDataType,
     /// `latency` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub latency: ::std::option::Option<u64>,
     /// `bandwidth` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bandwidth: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(NumaHmatLBOptions { initiator, target, hierarchy, data_type, latency, bandwidth });
+impl ::serde::Serialize for NumaHmatLBOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "initiator", &self.initiator)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::entry(&mut m, "hierarchy", &self.hierarchy)?;
+        crate::support::entry(&mut m, "data-type", &self.data_type)?;
+        crate::support::opt_entry(&mut m, "latency", &self.latency)?;
+        crate::support::opt_entry(&mut m, "bandwidth", &self.bandwidth)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NumaHmatLBOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NumaHmatLBOptions {
+    const NAME: &'static str = "NumaHmatLBOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "initiator" => crate::support::set(&mut map, &mut v0, "initiator"),
+                "target" => crate::support::set(&mut map, &mut v1, "target"),
+                "hierarchy" => crate::support::set(&mut map, &mut v2, "hierarchy"),
+                "data-type" => crate::support::set(&mut map, &mut v3, "data-type"),
+                "latency" => crate::support::set(&mut map, &mut v4, "latency"),
+                "bandwidth" => crate::support::set(&mut map, &mut v5, "bandwidth"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                initiator: v0,
+                target: v1,
+                hierarchy: v2,
+                data_type: v3,
+                latency: v4.flatten(),
+                bandwidth: v5.flatten(),
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "initiator"), (v1.is_none(), "target"), (v2.is_none(), "hierarchy"), (v3.is_none(), "data-type")])),
+        }
+    }
+}
 impl NumaHmatLBOptions {
     /// A value with the required members.
     #[inline]
@@ -1413,12 +2052,9 @@ crate::support::qapi_enum!(HmatCacheWritePolicy {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.NumaHmatCacheOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NumaHmatCacheOptions {
     /// `node-id`.
-    #[serde(rename = "node-id")]
     pub node_id: u32,
     /// `size`.
     pub size: u64,
@@ -1432,6 +2068,58 @@ pub struct NumaHmatCacheOptions {
     pub line: u16,
 }
 crate::support::debug_struct!(NumaHmatCacheOptions { node_id, size, level, associativity, policy, line });
+impl ::serde::Serialize for NumaHmatCacheOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node-id", &self.node_id)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::entry(&mut m, "level", &self.level)?;
+        crate::support::entry(&mut m, "associativity", &self.associativity)?;
+        crate::support::entry(&mut m, "policy", &self.policy)?;
+        crate::support::entry(&mut m, "line", &self.line)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NumaHmatCacheOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NumaHmatCacheOptions {
+    const NAME: &'static str = "NumaHmatCacheOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node-id" => crate::support::set(&mut map, &mut v0, "node-id"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "level" => crate::support::set(&mut map, &mut v2, "level"),
+                "associativity" => crate::support::set(&mut map, &mut v3, "associativity"),
+                "policy" => crate::support::set(&mut map, &mut v4, "policy"),
+                "line" => crate::support::set(&mut map, &mut v5, "line"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5)) => ::std::result::Result::Ok(Self {
+                node_id: v0,
+                size: v1,
+                level: v2,
+                associativity: v3,
+                policy: v4,
+                line: v5,
+            }),
+            (v0, v1, v2, v3, v4, v5) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "node-id"), (v1.is_none(), "size"), (v2.is_none(), "level"), (v3.is_none(), "associativity"), (v4.is_none(), "policy"), (v5.is_none(), "line")])),
+        }
+    }
+}
 impl NumaHmatCacheOptions {
     /// A value with the required members.
     #[inline]
@@ -1452,7 +2140,7 @@ impl NumaHmatCacheOptions {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.memsave).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Memsave {
     /// `val`.
@@ -1462,10 +2150,19 @@ pub struct Memsave {
     /// `filename`.
     pub filename: ::std::string::String,
     /// `cpu-index` (optional).
-    #[serde(rename = "cpu-index", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_index: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(Memsave { val, size, filename, cpu_index });
+impl ::serde::Serialize for Memsave {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "val", &self.val)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::opt_entry(&mut m, "cpu-index", &self.cpu_index)?;
+        crate::support::end(m)
+    }
+}
 impl Memsave {
     /// A value with the required members.
     #[inline]
@@ -1494,7 +2191,7 @@ impl ::qmp_proto::Command for Memsave {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.pmemsave).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Pmemsave {
     /// `val`.
@@ -1505,6 +2202,15 @@ pub struct Pmemsave {
     pub filename: ::std::string::String,
 }
 crate::support::debug_struct!(Pmemsave { val, size, filename });
+impl ::serde::Serialize for Pmemsave {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "val", &self.val)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::end(m)
+    }
+}
 impl Pmemsave {
     /// A value with the required members.
     #[inline]
@@ -1525,12 +2231,9 @@ impl ::qmp_proto::Command for Pmemsave {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.Memdev).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct Memdev {
     /// `id` (optional, since QEMU 2.9).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `size`.
     pub size: u64,
@@ -1543,15 +2246,76 @@ pub struct Memdev {
     /// `share` (since QEMU 6.1).
     pub share: bool,
     /// `reserve` (optional, since QEMU 6.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reserve: ::std::option::Option<bool>,
     /// `host-nodes`.
-    #[serde(rename = "host-nodes")]
     pub host_nodes: ::std::vec::Vec<u16>,
     /// `policy`.
     pub policy: super::HostMemPolicy,
 }
 crate::support::debug_struct!(Memdev { id, size, merge, dump, prealloc, share, reserve, host_nodes, policy });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for Memdev {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::entry(&mut m, "merge", &self.merge)?;
+        crate::support::entry(&mut m, "dump", &self.dump)?;
+        crate::support::entry(&mut m, "prealloc", &self.prealloc)?;
+        crate::support::entry(&mut m, "share", &self.share)?;
+        crate::support::opt_entry(&mut m, "reserve", &self.reserve)?;
+        crate::support::entry(&mut m, "host-nodes", &self.host_nodes)?;
+        crate::support::entry(&mut m, "policy", &self.policy)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Memdev {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for Memdev {
+    const NAME: &'static str = "Memdev";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "merge" => crate::support::set(&mut map, &mut v2, "merge"),
+                "dump" => crate::support::set(&mut map, &mut v3, "dump"),
+                "prealloc" => crate::support::set(&mut map, &mut v4, "prealloc"),
+                "share" => crate::support::set(&mut map, &mut v5, "share"),
+                "reserve" => crate::support::set(&mut map, &mut v6, "reserve"),
+                "host-nodes" => crate::support::set(&mut map, &mut v7, "host-nodes"),
+                "policy" => crate::support::set(&mut map, &mut v8, "policy"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v3, v4, v5, v7, v8) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8)) => ::std::result::Result::Ok(Self {
+                id: v0.flatten(),
+                size: v1,
+                merge: v2,
+                dump: v3,
+                prealloc: v4,
+                share: v5,
+                reserve: v6.flatten(),
+                host_nodes: v7,
+                policy: v8,
+            }),
+            (v1, v2, v3, v4, v5, v7, v8) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "size"), (v2.is_none(), "merge"), (v3.is_none(), "dump"), (v4.is_none(), "prealloc"), (v5.is_none(), "share"), (v7.is_none(), "host-nodes"), (v8.is_none(), "policy")])),
+        }
+    }
+}
 
 /// `query-memdev`: the QAPI command (module `machine`, since QEMU 2.1).
 ///
@@ -1578,60 +2342,148 @@ impl ::qmp_proto::Command for QueryMemdev {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.CpuInstanceProperties).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CpuInstanceProperties {
     /// `node-id` (optional).
-    #[serde(rename = "node-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_id: ::std::option::Option<i64>,
     /// `drawer-id` (optional, since QEMU 8.2).
-    #[serde(rename = "drawer-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub drawer_id: ::std::option::Option<i64>,
     /// `book-id` (optional, since QEMU 8.2).
-    #[serde(rename = "book-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub book_id: ::std::option::Option<i64>,
     /// `socket-id` (optional).
-    #[serde(rename = "socket-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub socket_id: ::std::option::Option<i64>,
     /// `die-id` (optional, since QEMU 4.1).
-    #[serde(rename = "die-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub die_id: ::std::option::Option<i64>,
     /// `cluster-id` (optional, since QEMU 7.1).
-    #[serde(rename = "cluster-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub cluster_id: ::std::option::Option<i64>,
     /// `module-id` (optional, since QEMU 9.1).
-    #[serde(rename = "module-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub module_id: ::std::option::Option<i64>,
     /// `core-id` (optional).
-    #[serde(rename = "core-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub core_id: ::std::option::Option<i64>,
     /// `thread-id` (optional).
-    #[serde(rename = "thread-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_id: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(CpuInstanceProperties { node_id, drawer_id, book_id, socket_id, die_id, cluster_id, module_id, core_id, thread_id });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for CpuInstanceProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "node-id", &self.node_id)?;
+        crate::support::opt_entry(&mut m, "drawer-id", &self.drawer_id)?;
+        crate::support::opt_entry(&mut m, "book-id", &self.book_id)?;
+        crate::support::opt_entry(&mut m, "socket-id", &self.socket_id)?;
+        crate::support::opt_entry(&mut m, "die-id", &self.die_id)?;
+        crate::support::opt_entry(&mut m, "cluster-id", &self.cluster_id)?;
+        crate::support::opt_entry(&mut m, "module-id", &self.module_id)?;
+        crate::support::opt_entry(&mut m, "core-id", &self.core_id)?;
+        crate::support::opt_entry(&mut m, "thread-id", &self.thread_id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CpuInstanceProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CpuInstanceProperties {
+    const NAME: &'static str = "CpuInstanceProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node-id" => crate::support::set(&mut map, &mut v0, "node-id"),
+                "drawer-id" => crate::support::set(&mut map, &mut v1, "drawer-id"),
+                "book-id" => crate::support::set(&mut map, &mut v2, "book-id"),
+                "socket-id" => crate::support::set(&mut map, &mut v3, "socket-id"),
+                "die-id" => crate::support::set(&mut map, &mut v4, "die-id"),
+                "cluster-id" => crate::support::set(&mut map, &mut v5, "cluster-id"),
+                "module-id" => crate::support::set(&mut map, &mut v6, "module-id"),
+                "core-id" => crate::support::set(&mut map, &mut v7, "core-id"),
+                "thread-id" => crate::support::set(&mut map, &mut v8, "thread-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                node_id: v0.flatten(),
+                drawer_id: v1.flatten(),
+                book_id: v2.flatten(),
+                socket_id: v3.flatten(),
+                die_id: v4.flatten(),
+                cluster_id: v5.flatten(),
+                module_id: v6.flatten(),
+                core_id: v7.flatten(),
+                thread_id: v8.flatten(),
+            })
+    }
+}
 
 /// `HotpluggableCPU`: the QAPI struct (module `machine`, since QEMU 2.7).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.HotpluggableCPU).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct HotpluggableCPU {
     /// `type`.
     pub r#type: ::std::string::String,
     /// `vcpus-count`.
-    #[serde(rename = "vcpus-count")]
     pub vcpus_count: i64,
     /// `props`.
     pub props: super::CpuInstanceProperties,
     /// `qom-path` (optional).
-    #[serde(rename = "qom-path", skip_serializing_if = "::std::option::Option::is_none")]
     pub qom_path: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(HotpluggableCPU { r#type, vcpus_count, props, qom_path });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for HotpluggableCPU {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "vcpus-count", &self.vcpus_count)?;
+        crate::support::entry(&mut m, "props", &self.props)?;
+        crate::support::opt_entry(&mut m, "qom-path", &self.qom_path)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for HotpluggableCPU {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for HotpluggableCPU {
+    const NAME: &'static str = "HotpluggableCPU";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                "vcpus-count" => crate::support::set(&mut map, &mut v1, "vcpus-count"),
+                "props" => crate::support::set(&mut map, &mut v2, "props"),
+                "qom-path" => crate::support::set(&mut map, &mut v3, "qom-path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+                vcpus_count: v1,
+                props: v2,
+                qom_path: v3.flatten(),
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type"), (v1.is_none(), "vcpus-count"), (v2.is_none(), "props")])),
+        }
+    }
+}
 
 /// `query-hotpluggable-cpus`: the QAPI command (module `machine`, since QEMU 2.7).
 ///
@@ -1689,13 +2541,20 @@ impl ::qmp_proto::Command for SetNumaNode {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.balloon).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Balloon {
     /// `value`.
     pub value: i64,
 }
 crate::support::debug_struct!(Balloon { value });
+impl ::serde::Serialize for Balloon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "value", &self.value)?;
+        crate::support::end(m)
+    }
+}
 impl Balloon {
     /// A value with the required members.
     #[inline]
@@ -1714,14 +2573,43 @@ impl ::qmp_proto::Command for Balloon {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.BalloonInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BalloonInfo {
     /// `actual`.
     pub actual: i64,
 }
 crate::support::debug_struct!(BalloonInfo { actual });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BalloonInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "actual", &self.actual)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BalloonInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BalloonInfo {
+    const NAME: &'static str = "BalloonInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "actual" => crate::support::set(&mut map, &mut v0, "actual"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                actual: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "actual")])),
+        }
+    }
+}
 
 /// `query-balloon`: the QAPI command (module `machine`, since QEMU 0.14).
 ///
@@ -1749,14 +2637,44 @@ impl ::qmp_proto::Command for QueryBalloon {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-machine.BALLOON_CHANGE).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BalloonChange {
     /// `actual`.
     pub actual: i64,
 }
 crate::support::debug_struct!(BalloonChange { actual });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for BalloonChange {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "actual", &self.actual)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BalloonChange {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BalloonChange {
+    const NAME: &'static str = "BalloonChange";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "actual" => crate::support::set(&mut map, &mut v0, "actual"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                actual: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "actual")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for BalloonChange {
     const NAME: &'static str = "BALLOON_CHANGE";
 }
@@ -1765,8 +2683,6 @@ impl ::qmp_proto::events::TypedEvent for BalloonChange {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.HvBalloonInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct HvBalloonInfo {
     /// `committed`.
@@ -1775,6 +2691,41 @@ pub struct HvBalloonInfo {
     pub available: u64,
 }
 crate::support::debug_struct!(HvBalloonInfo { committed, available });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for HvBalloonInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "committed", &self.committed)?;
+        crate::support::entry(&mut m, "available", &self.available)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for HvBalloonInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for HvBalloonInfo {
+    const NAME: &'static str = "HvBalloonInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "committed" => crate::support::set(&mut map, &mut v0, "committed"),
+                "available" => crate::support::set(&mut map, &mut v1, "available"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                committed: v0,
+                available: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "committed"), (v1.is_none(), "available")])),
+        }
+    }
+}
 
 /// `query-hv-balloon-status-report`: the QAPI command (module `machine`, since QEMU 8.2).
 ///
@@ -1815,18 +2766,49 @@ impl ::qmp_proto::events::TypedEvent for HvBalloonStatusReport {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.MemoryInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MemoryInfo {
     /// `base-memory`.
-    #[serde(rename = "base-memory")]
     pub base_memory: u64,
     /// `plugged-memory` (optional).
-    #[serde(rename = "plugged-memory", skip_serializing_if = "::std::option::Option::is_none")]
     pub plugged_memory: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(MemoryInfo { base_memory, plugged_memory });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MemoryInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "base-memory", &self.base_memory)?;
+        crate::support::opt_entry(&mut m, "plugged-memory", &self.plugged_memory)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MemoryInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MemoryInfo {
+    const NAME: &'static str = "MemoryInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "base-memory" => crate::support::set(&mut map, &mut v0, "base-memory"),
+                "plugged-memory" => crate::support::set(&mut map, &mut v1, "plugged-memory"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                base_memory: v0,
+                plugged_memory: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "base-memory")])),
+        }
+    }
+}
 
 /// `query-memory-size-summary`: the QAPI command (module `machine`, since QEMU 2.11).
 ///
@@ -1853,12 +2835,9 @@ impl ::qmp_proto::Command for QueryMemorySizeSummary {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.PCDIMMDeviceInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PCDIMMDeviceInfo {
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `addr`.
     pub addr: i64,
@@ -1876,17 +2855,73 @@ pub struct PCDIMMDeviceInfo {
     pub hotpluggable: bool,
 }
 crate::support::debug_struct!(PCDIMMDeviceInfo { id, addr, size, slot, node, memdev, hotplugged, hotpluggable });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PCDIMMDeviceInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "addr", &self.addr)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::entry(&mut m, "slot", &self.slot)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::entry(&mut m, "memdev", &self.memdev)?;
+        crate::support::entry(&mut m, "hotplugged", &self.hotplugged)?;
+        crate::support::entry(&mut m, "hotpluggable", &self.hotpluggable)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PCDIMMDeviceInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PCDIMMDeviceInfo {
+    const NAME: &'static str = "PCDIMMDeviceInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "addr" => crate::support::set(&mut map, &mut v1, "addr"),
+                "size" => crate::support::set(&mut map, &mut v2, "size"),
+                "slot" => crate::support::set(&mut map, &mut v3, "slot"),
+                "node" => crate::support::set(&mut map, &mut v4, "node"),
+                "memdev" => crate::support::set(&mut map, &mut v5, "memdev"),
+                "hotplugged" => crate::support::set(&mut map, &mut v6, "hotplugged"),
+                "hotpluggable" => crate::support::set(&mut map, &mut v7, "hotpluggable"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v3, v4, v5, v6, v7) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7)) => ::std::result::Result::Ok(Self {
+                id: v0.flatten(),
+                addr: v1,
+                size: v2,
+                slot: v3,
+                node: v4,
+                memdev: v5,
+                hotplugged: v6,
+                hotpluggable: v7,
+            }),
+            (v1, v2, v3, v4, v5, v6, v7) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "addr"), (v2.is_none(), "size"), (v3.is_none(), "slot"), (v4.is_none(), "node"), (v5.is_none(), "memdev"), (v6.is_none(), "hotplugged"), (v7.is_none(), "hotpluggable")])),
+        }
+    }
+}
 
 /// `VirtioPMEMDeviceInfo`: the QAPI struct (module `machine`, since QEMU 4.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.VirtioPMEMDeviceInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioPMEMDeviceInfo {
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `memaddr`.
     pub memaddr: u64,
@@ -1896,30 +2931,67 @@ pub struct VirtioPMEMDeviceInfo {
     pub memdev: ::std::string::String,
 }
 crate::support::debug_struct!(VirtioPMEMDeviceInfo { id, memaddr, size, memdev });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioPMEMDeviceInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "memaddr", &self.memaddr)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::entry(&mut m, "memdev", &self.memdev)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioPMEMDeviceInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioPMEMDeviceInfo {
+    const NAME: &'static str = "VirtioPMEMDeviceInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "memaddr" => crate::support::set(&mut map, &mut v1, "memaddr"),
+                "size" => crate::support::set(&mut map, &mut v2, "size"),
+                "memdev" => crate::support::set(&mut map, &mut v3, "memdev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v3) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                id: v0.flatten(),
+                memaddr: v1,
+                size: v2,
+                memdev: v3,
+            }),
+            (v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "memaddr"), (v2.is_none(), "size"), (v3.is_none(), "memdev")])),
+        }
+    }
+}
 
 /// `VirtioMEMDeviceInfo`: the QAPI struct (module `machine`, since QEMU 5.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.VirtioMEMDeviceInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioMEMDeviceInfo {
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `memaddr`.
     pub memaddr: u64,
     /// `requested-size`.
-    #[serde(rename = "requested-size")]
     pub requested_size: u64,
     /// `size`.
     pub size: u64,
     /// `max-size`.
-    #[serde(rename = "max-size")]
     pub max_size: u64,
     /// `block-size`.
-    #[serde(rename = "block-size")]
     pub block_size: u64,
     /// `node`.
     pub node: i64,
@@ -1927,17 +2999,73 @@ pub struct VirtioMEMDeviceInfo {
     pub memdev: ::std::string::String,
 }
 crate::support::debug_struct!(VirtioMEMDeviceInfo { id, memaddr, requested_size, size, max_size, block_size, node, memdev });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioMEMDeviceInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "memaddr", &self.memaddr)?;
+        crate::support::entry(&mut m, "requested-size", &self.requested_size)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::entry(&mut m, "max-size", &self.max_size)?;
+        crate::support::entry(&mut m, "block-size", &self.block_size)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::entry(&mut m, "memdev", &self.memdev)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioMEMDeviceInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioMEMDeviceInfo {
+    const NAME: &'static str = "VirtioMEMDeviceInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "memaddr" => crate::support::set(&mut map, &mut v1, "memaddr"),
+                "requested-size" => crate::support::set(&mut map, &mut v2, "requested-size"),
+                "size" => crate::support::set(&mut map, &mut v3, "size"),
+                "max-size" => crate::support::set(&mut map, &mut v4, "max-size"),
+                "block-size" => crate::support::set(&mut map, &mut v5, "block-size"),
+                "node" => crate::support::set(&mut map, &mut v6, "node"),
+                "memdev" => crate::support::set(&mut map, &mut v7, "memdev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v3, v4, v5, v6, v7) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7)) => ::std::result::Result::Ok(Self {
+                id: v0.flatten(),
+                memaddr: v1,
+                requested_size: v2,
+                size: v3,
+                max_size: v4,
+                block_size: v5,
+                node: v6,
+                memdev: v7,
+            }),
+            (v1, v2, v3, v4, v5, v6, v7) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "memaddr"), (v2.is_none(), "requested-size"), (v3.is_none(), "size"), (v4.is_none(), "max-size"), (v5.is_none(), "block-size"), (v6.is_none(), "node"), (v7.is_none(), "memdev")])),
+        }
+    }
+}
 
 /// `SgxEPCDeviceInfo`: the QAPI struct (module `machine`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.SgxEPCDeviceInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SgxEPCDeviceInfo {
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `memaddr`.
     pub memaddr: u64,
@@ -1949,29 +3077,113 @@ pub struct SgxEPCDeviceInfo {
     pub memdev: ::std::string::String,
 }
 crate::support::debug_struct!(SgxEPCDeviceInfo { id, memaddr, size, node, memdev });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SgxEPCDeviceInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "memaddr", &self.memaddr)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::entry(&mut m, "memdev", &self.memdev)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SgxEPCDeviceInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SgxEPCDeviceInfo {
+    const NAME: &'static str = "SgxEPCDeviceInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "memaddr" => crate::support::set(&mut map, &mut v1, "memaddr"),
+                "size" => crate::support::set(&mut map, &mut v2, "size"),
+                "node" => crate::support::set(&mut map, &mut v3, "node"),
+                "memdev" => crate::support::set(&mut map, &mut v4, "memdev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v3, v4) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                id: v0.flatten(),
+                memaddr: v1,
+                size: v2,
+                node: v3,
+                memdev: v4,
+            }),
+            (v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "memaddr"), (v2.is_none(), "size"), (v3.is_none(), "node"), (v4.is_none(), "memdev")])),
+        }
+    }
+}
 
 /// `HvBalloonDeviceInfo`: the QAPI struct (module `machine`, since QEMU 8.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.HvBalloonDeviceInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct HvBalloonDeviceInfo {
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `memaddr` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub memaddr: ::std::option::Option<u64>,
     /// `max-size`.
-    #[serde(rename = "max-size")]
     pub max_size: u64,
     /// `memdev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub memdev: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(HvBalloonDeviceInfo { id, memaddr, max_size, memdev });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for HvBalloonDeviceInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "memaddr", &self.memaddr)?;
+        crate::support::entry(&mut m, "max-size", &self.max_size)?;
+        crate::support::opt_entry(&mut m, "memdev", &self.memdev)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for HvBalloonDeviceInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for HvBalloonDeviceInfo {
+    const NAME: &'static str = "HvBalloonDeviceInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "memaddr" => crate::support::set(&mut map, &mut v1, "memaddr"),
+                "max-size" => crate::support::set(&mut map, &mut v2, "max-size"),
+                "memdev" => crate::support::set(&mut map, &mut v3, "memdev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                id: v0.flatten(),
+                memaddr: v1.flatten(),
+                max_size: v2,
+                memdev: v3.flatten(),
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "max-size")])),
+        }
+    }
+}
 
 /// `MemoryDeviceInfoKind`: the QAPI enum (module `machine`, since QEMU 2.1).
 ///
@@ -2007,66 +3219,211 @@ crate::support::qapi_enum!(MemoryDeviceInfoKind {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.PCDIMMDeviceInfoWrapper).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PCDIMMDeviceInfoWrapper {
     /// `data`.
     pub data: super::PCDIMMDeviceInfo,
 }
 crate::support::debug_struct!(PCDIMMDeviceInfoWrapper { data });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PCDIMMDeviceInfoWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PCDIMMDeviceInfoWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PCDIMMDeviceInfoWrapper {
+    const NAME: &'static str = "PCDIMMDeviceInfoWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 
 /// `VirtioPMEMDeviceInfoWrapper`: the QAPI struct (module `machine`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.VirtioPMEMDeviceInfoWrapper).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioPMEMDeviceInfoWrapper {
     /// `data`.
     pub data: super::VirtioPMEMDeviceInfo,
 }
 crate::support::debug_struct!(VirtioPMEMDeviceInfoWrapper { data });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioPMEMDeviceInfoWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioPMEMDeviceInfoWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioPMEMDeviceInfoWrapper {
+    const NAME: &'static str = "VirtioPMEMDeviceInfoWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 
 /// `VirtioMEMDeviceInfoWrapper`: the QAPI struct (module `machine`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.VirtioMEMDeviceInfoWrapper).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioMEMDeviceInfoWrapper {
     /// `data`.
     pub data: super::VirtioMEMDeviceInfo,
 }
 crate::support::debug_struct!(VirtioMEMDeviceInfoWrapper { data });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioMEMDeviceInfoWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioMEMDeviceInfoWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioMEMDeviceInfoWrapper {
+    const NAME: &'static str = "VirtioMEMDeviceInfoWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 
 /// `SgxEPCDeviceInfoWrapper`: the QAPI struct (module `machine`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.SgxEPCDeviceInfoWrapper).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SgxEPCDeviceInfoWrapper {
     /// `data`.
     pub data: super::SgxEPCDeviceInfo,
 }
 crate::support::debug_struct!(SgxEPCDeviceInfoWrapper { data });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SgxEPCDeviceInfoWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SgxEPCDeviceInfoWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SgxEPCDeviceInfoWrapper {
+    const NAME: &'static str = "SgxEPCDeviceInfoWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 
 /// `HvBalloonDeviceInfoWrapper`: the QAPI struct (module `machine`, since QEMU 8.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.HvBalloonDeviceInfoWrapper).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct HvBalloonDeviceInfoWrapper {
     /// `data`.
     pub data: super::HvBalloonDeviceInfo,
 }
 crate::support::debug_struct!(HvBalloonDeviceInfoWrapper { data });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for HvBalloonDeviceInfoWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for HvBalloonDeviceInfoWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for HvBalloonDeviceInfoWrapper {
+    const NAME: &'static str = "HvBalloonDeviceInfoWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 
 /// `MemoryDeviceInfo`: the QAPI union (module `machine`, since QEMU 2.1).
 ///
@@ -2090,12 +3447,29 @@ impl MemoryDeviceInfo {
 }
 /// The members of [`MemoryDeviceInfo`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MemoryDeviceInfoCommon {
 }
 crate::support::debug_struct!(MemoryDeviceInfoCommon {  });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MemoryDeviceInfoCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MemoryDeviceInfoCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MemoryDeviceInfoCommon {
+    const NAME: &'static str = "MemoryDeviceInfoCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 /// The cases of [`MemoryDeviceInfo`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -2183,8 +3557,6 @@ impl MemoryDeviceInfo {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.SgxEPC).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SgxEPC {
     /// `memdev`.
@@ -2193,6 +3565,40 @@ pub struct SgxEPC {
     pub node: i64,
 }
 crate::support::debug_struct!(SgxEPC { memdev, node });
+impl ::serde::Serialize for SgxEPC {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "memdev", &self.memdev)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SgxEPC {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SgxEPC {
+    const NAME: &'static str = "SgxEPC";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "memdev" => crate::support::set(&mut map, &mut v0, "memdev"),
+                "node" => crate::support::set(&mut map, &mut v1, "node"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                memdev: v0,
+                node: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "memdev"), (v1.is_none(), "node")])),
+        }
+    }
+}
 impl SgxEPC {
     /// A value with the required members.
     #[inline]
@@ -2208,15 +3614,42 @@ impl SgxEPC {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.SgxEPCProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SgxEPCProperties {
     /// `sgx-epc`.
-    #[serde(rename = "sgx-epc")]
     pub sgx_epc: ::std::vec::Vec<super::SgxEPC>,
 }
 crate::support::debug_struct!(SgxEPCProperties { sgx_epc });
+impl ::serde::Serialize for SgxEPCProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "sgx-epc", &self.sgx_epc)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SgxEPCProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SgxEPCProperties {
+    const NAME: &'static str = "SgxEPCProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "sgx-epc" => crate::support::set(&mut map, &mut v0, "sgx-epc"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                sgx_epc: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "sgx-epc")])),
+        }
+    }
+}
 impl SgxEPCProperties {
     /// A value with the required members.
     #[inline]
@@ -2253,20 +3686,56 @@ impl ::qmp_proto::Command for QueryMemoryDevices {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-machine.MEMORY_DEVICE_SIZE_CHANGE).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MemoryDeviceSizeChange {
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
     /// `size`.
     pub size: u64,
     /// `qom-path` (since QEMU 6.2).
-    #[serde(rename = "qom-path")]
     pub qom_path: ::std::string::String,
 }
 crate::support::debug_struct!(MemoryDeviceSizeChange { id, size, qom_path });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MemoryDeviceSizeChange {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::entry(&mut m, "qom-path", &self.qom_path)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MemoryDeviceSizeChange {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MemoryDeviceSizeChange {
+    const NAME: &'static str = "MemoryDeviceSizeChange";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                "qom-path" => crate::support::set(&mut map, &mut v2, "qom-path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                id: v0.flatten(),
+                size: v1,
+                qom_path: v2,
+            }),
+            (v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "size"), (v2.is_none(), "qom-path")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for MemoryDeviceSizeChange {
     const NAME: &'static str = "MEMORY_DEVICE_SIZE_CHANGE";
 }
@@ -2275,33 +3744,75 @@ impl ::qmp_proto::events::TypedEvent for MemoryDeviceSizeChange {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.BootConfiguration).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BootConfiguration {
     /// `order` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub order: ::std::option::Option<::std::string::String>,
     /// `once` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub once: ::std::option::Option<::std::string::String>,
     /// `menu` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub menu: ::std::option::Option<bool>,
     /// `splash` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub splash: ::std::option::Option<::std::string::String>,
     /// `splash-time` (optional).
-    #[serde(rename = "splash-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub splash_time: ::std::option::Option<i64>,
     /// `reboot-timeout` (optional).
-    #[serde(rename = "reboot-timeout", skip_serializing_if = "::std::option::Option::is_none")]
     pub reboot_timeout: ::std::option::Option<i64>,
     /// `strict` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub strict: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BootConfiguration { order, once, menu, splash, splash_time, reboot_timeout, strict });
+impl ::serde::Serialize for BootConfiguration {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "order", &self.order)?;
+        crate::support::opt_entry(&mut m, "once", &self.once)?;
+        crate::support::opt_entry(&mut m, "menu", &self.menu)?;
+        crate::support::opt_entry(&mut m, "splash", &self.splash)?;
+        crate::support::opt_entry(&mut m, "splash-time", &self.splash_time)?;
+        crate::support::opt_entry(&mut m, "reboot-timeout", &self.reboot_timeout)?;
+        crate::support::opt_entry(&mut m, "strict", &self.strict)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BootConfiguration {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BootConfiguration {
+    const NAME: &'static str = "BootConfiguration";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "order" => crate::support::set(&mut map, &mut v0, "order"),
+                "once" => crate::support::set(&mut map, &mut v1, "once"),
+                "menu" => crate::support::set(&mut map, &mut v2, "menu"),
+                "splash" => crate::support::set(&mut map, &mut v3, "splash"),
+                "splash-time" => crate::support::set(&mut map, &mut v4, "splash-time"),
+                "reboot-timeout" => crate::support::set(&mut map, &mut v5, "reboot-timeout"),
+                "strict" => crate::support::set(&mut map, &mut v6, "strict"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                order: v0.flatten(),
+                once: v1.flatten(),
+                menu: v2.flatten(),
+                splash: v3.flatten(),
+                splash_time: v4.flatten(),
+                reboot_timeout: v5.flatten(),
+                strict: v6.flatten(),
+            })
+    }
+}
 impl BootConfiguration {
     /// A value with the required members (there are none).
     #[inline]
@@ -2364,42 +3875,93 @@ impl BootConfiguration {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.SMPConfiguration).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SMPConfiguration {
     /// `cpus` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cpus: ::std::option::Option<i64>,
     /// `drawers` (optional, since QEMU 8.2).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub drawers: ::std::option::Option<i64>,
     /// `books` (optional, since QEMU 8.2).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub books: ::std::option::Option<i64>,
     /// `sockets` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sockets: ::std::option::Option<i64>,
     /// `dies` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dies: ::std::option::Option<i64>,
     /// `clusters` (optional, since QEMU 7.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub clusters: ::std::option::Option<i64>,
     /// `modules` (optional, since QEMU 9.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub modules: ::std::option::Option<i64>,
     /// `cores` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cores: ::std::option::Option<i64>,
     /// `threads` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub threads: ::std::option::Option<i64>,
     /// `maxcpus` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub maxcpus: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(SMPConfiguration { cpus, drawers, books, sockets, dies, clusters, modules, cores, threads, maxcpus });
+impl ::serde::Serialize for SMPConfiguration {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "cpus", &self.cpus)?;
+        crate::support::opt_entry(&mut m, "drawers", &self.drawers)?;
+        crate::support::opt_entry(&mut m, "books", &self.books)?;
+        crate::support::opt_entry(&mut m, "sockets", &self.sockets)?;
+        crate::support::opt_entry(&mut m, "dies", &self.dies)?;
+        crate::support::opt_entry(&mut m, "clusters", &self.clusters)?;
+        crate::support::opt_entry(&mut m, "modules", &self.modules)?;
+        crate::support::opt_entry(&mut m, "cores", &self.cores)?;
+        crate::support::opt_entry(&mut m, "threads", &self.threads)?;
+        crate::support::opt_entry(&mut m, "maxcpus", &self.maxcpus)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SMPConfiguration {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SMPConfiguration {
+    const NAME: &'static str = "SMPConfiguration";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cpus" => crate::support::set(&mut map, &mut v0, "cpus"),
+                "drawers" => crate::support::set(&mut map, &mut v1, "drawers"),
+                "books" => crate::support::set(&mut map, &mut v2, "books"),
+                "sockets" => crate::support::set(&mut map, &mut v3, "sockets"),
+                "dies" => crate::support::set(&mut map, &mut v4, "dies"),
+                "clusters" => crate::support::set(&mut map, &mut v5, "clusters"),
+                "modules" => crate::support::set(&mut map, &mut v6, "modules"),
+                "cores" => crate::support::set(&mut map, &mut v7, "cores"),
+                "threads" => crate::support::set(&mut map, &mut v8, "threads"),
+                "maxcpus" => crate::support::set(&mut map, &mut v9, "maxcpus"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                cpus: v0.flatten(),
+                drawers: v1.flatten(),
+                books: v2.flatten(),
+                sockets: v3.flatten(),
+                dies: v4.flatten(),
+                clusters: v5.flatten(),
+                modules: v6.flatten(),
+                cores: v7.flatten(),
+                threads: v8.flatten(),
+                maxcpus: v9.flatten(),
+            })
+    }
+}
 impl SMPConfiguration {
     /// A value with the required members (there are none).
     #[inline]
@@ -2665,21 +4227,51 @@ crate::support::qapi_enum!(SmbiosEntryPointType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine.MemorySizeConfiguration).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MemorySizeConfiguration {
     /// `size` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub size: ::std::option::Option<u64>,
     /// `max-size` (optional).
-    #[serde(rename = "max-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_size: ::std::option::Option<u64>,
     /// `slots` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub slots: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(MemorySizeConfiguration { size, max_size, slots });
+impl ::serde::Serialize for MemorySizeConfiguration {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "max-size", &self.max_size)?;
+        crate::support::opt_entry(&mut m, "slots", &self.slots)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MemorySizeConfiguration {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MemorySizeConfiguration {
+    const NAME: &'static str = "MemorySizeConfiguration";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "size" => crate::support::set(&mut map, &mut v0, "size"),
+                "max-size" => crate::support::set(&mut map, &mut v1, "max-size"),
+                "slots" => crate::support::set(&mut map, &mut v2, "slots"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                size: v0.flatten(),
+                max_size: v1.flatten(),
+                slots: v2.flatten(),
+            })
+    }
+}
 impl MemorySizeConfiguration {
     /// A value with the required members (there are none).
     #[inline]
@@ -2715,13 +4307,20 @@ impl MemorySizeConfiguration {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine.dumpdtb).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Dumpdtb {
     /// `filename`.
     pub filename: ::std::string::String,
 }
 crate::support::debug_struct!(Dumpdtb { filename });
+impl ::serde::Serialize for Dumpdtb {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::end(m)
+    }
+}
 impl Dumpdtb {
     /// A value with the required members.
     #[inline]

@@ -96,8 +96,6 @@ crate::support::qapi_enum!(CacheLevelAndType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine-common.SmpCacheProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SmpCacheProperties {
     /// `cache`.
@@ -106,6 +104,40 @@ pub struct SmpCacheProperties {
     pub topology: super::CpuTopologyLevel,
 }
 crate::support::debug_struct!(SmpCacheProperties { cache, topology });
+impl ::serde::Serialize for SmpCacheProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cache", &self.cache)?;
+        crate::support::entry(&mut m, "topology", &self.topology)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SmpCacheProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SmpCacheProperties {
+    const NAME: &'static str = "SmpCacheProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cache" => crate::support::set(&mut map, &mut v0, "cache"),
+                "topology" => crate::support::set(&mut map, &mut v1, "topology"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                cache: v0,
+                topology: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cache"), (v1.is_none(), "topology")])),
+        }
+    }
+}
 impl SmpCacheProperties {
     /// A value with the required members.
     #[inline]
@@ -121,14 +153,42 @@ impl SmpCacheProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine-common.SmpCachePropertiesWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SmpCachePropertiesWrapper {
     /// `caches`.
     pub caches: ::std::vec::Vec<super::SmpCacheProperties>,
 }
 crate::support::debug_struct!(SmpCachePropertiesWrapper { caches });
+impl ::serde::Serialize for SmpCachePropertiesWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "caches", &self.caches)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SmpCachePropertiesWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SmpCachePropertiesWrapper {
+    const NAME: &'static str = "SmpCachePropertiesWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "caches" => crate::support::set(&mut map, &mut v0, "caches"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                caches: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "caches")])),
+        }
+    }
+}
 impl SmpCachePropertiesWrapper {
     /// A value with the required members.
     #[inline]

@@ -9,17 +9,48 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine-target.CpuModelInfo).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CpuModelInfo {
     /// `name`.
     pub name: ::std::string::String,
     /// `props` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub props: ::std::option::Option<::serde_json::Value>,
 }
 crate::support::debug_struct!(CpuModelInfo { name, props });
+impl ::serde::Serialize for CpuModelInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "props", &self.props)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CpuModelInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CpuModelInfo {
+    const NAME: &'static str = "CpuModelInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "props" => crate::support::set(&mut map, &mut v1, "props"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                name: v0,
+                props: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name")])),
+        }
+    }
+}
 impl CpuModelInfo {
     /// A value with the required members.
     #[inline]
@@ -83,21 +114,50 @@ crate::support::qapi_enum!(CpuModelCompareResult {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine-target.CpuModelExpansionInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CpuModelExpansionInfo {
     /// `model`.
     pub model: super::CpuModelInfo,
 }
 crate::support::debug_struct!(CpuModelExpansionInfo { model });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for CpuModelExpansionInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "model", &self.model)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CpuModelExpansionInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CpuModelExpansionInfo {
+    const NAME: &'static str = "CpuModelExpansionInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "model" => crate::support::set(&mut map, &mut v0, "model"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                model: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "model")])),
+        }
+    }
+}
 
 /// `query-cpu-model-expansion`: the QAPI command (module `machine-target`, since QEMU 2.8).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-machine-target.query-cpu-model-expansion).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryCpuModelExpansion {
     /// `type`.
@@ -106,6 +166,14 @@ pub struct QueryCpuModelExpansion {
     pub model: super::CpuModelInfo,
 }
 crate::support::debug_struct!(QueryCpuModelExpansion { r#type, model });
+impl ::serde::Serialize for QueryCpuModelExpansion {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "model", &self.model)?;
+        crate::support::end(m)
+    }
+}
 impl QueryCpuModelExpansion {
     /// A value with the required members.
     #[inline]
@@ -125,29 +193,79 @@ impl ::qmp_proto::Command for QueryCpuModelExpansion {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-machine-target.CpuDefinitionInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CpuDefinitionInfo {
     /// `name`.
     pub name: ::std::string::String,
     /// `migration-safe` (optional, since QEMU 2.8).
-    #[serde(rename = "migration-safe", skip_serializing_if = "::std::option::Option::is_none")]
     pub migration_safe: ::std::option::Option<bool>,
     /// `static` (since QEMU 2.8).
     pub r#static: bool,
     /// `unavailable-features` (optional, since QEMU 2.8).
-    #[serde(rename = "unavailable-features", skip_serializing_if = "::std::option::Option::is_none")]
     pub unavailable_features: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// `typename` (since QEMU 2.9).
     pub typename: ::std::string::String,
     /// `alias-of` (optional, since QEMU 4.1).
-    #[serde(rename = "alias-of", skip_serializing_if = "::std::option::Option::is_none")]
     pub alias_of: ::std::option::Option<::std::string::String>,
     /// `deprecated` (since QEMU 5.2).
     pub deprecated: bool,
 }
 crate::support::debug_struct!(CpuDefinitionInfo { name, migration_safe, r#static, unavailable_features, typename, alias_of, deprecated });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for CpuDefinitionInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "migration-safe", &self.migration_safe)?;
+        crate::support::entry(&mut m, "static", &self.r#static)?;
+        crate::support::opt_entry(&mut m, "unavailable-features", &self.unavailable_features)?;
+        crate::support::entry(&mut m, "typename", &self.typename)?;
+        crate::support::opt_entry(&mut m, "alias-of", &self.alias_of)?;
+        crate::support::entry(&mut m, "deprecated", &self.deprecated)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CpuDefinitionInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CpuDefinitionInfo {
+    const NAME: &'static str = "CpuDefinitionInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "migration-safe" => crate::support::set(&mut map, &mut v1, "migration-safe"),
+                "static" => crate::support::set(&mut map, &mut v2, "static"),
+                "unavailable-features" => crate::support::set(&mut map, &mut v3, "unavailable-features"),
+                "typename" => crate::support::set(&mut map, &mut v4, "typename"),
+                "alias-of" => crate::support::set(&mut map, &mut v5, "alias-of"),
+                "deprecated" => crate::support::set(&mut map, &mut v6, "deprecated"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2, v4, v6) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2), ::std::option::Option::Some(v4), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                migration_safe: v1.flatten(),
+                r#static: v2,
+                unavailable_features: v3.flatten(),
+                typename: v4,
+                alias_of: v5.flatten(),
+                deprecated: v6,
+            }),
+            (v0, v2, v4, v6) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v2.is_none(), "static"), (v4.is_none(), "typename"), (v6.is_none(), "deprecated")])),
+        }
+    }
+}
 
 /// `query-cpu-definitions`: the QAPI command (module `machine-target`, since QEMU 1.2).
 ///

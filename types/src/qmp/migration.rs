@@ -9,8 +9,6 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationStats).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MigrationStats {
     /// `transferred`.
@@ -24,78 +22,209 @@ pub struct MigrationStats {
     /// `normal` (since QEMU 1.2).
     pub normal: i64,
     /// `normal-bytes` (since QEMU 1.2).
-    #[serde(rename = "normal-bytes")]
     pub normal_bytes: i64,
     /// `dirty-pages-rate` (since QEMU 1.3).
-    #[serde(rename = "dirty-pages-rate")]
     pub dirty_pages_rate: i64,
     /// `mbps` (since QEMU 1.6).
     pub mbps: f64,
     /// `dirty-sync-count` (since QEMU 2.1).
-    #[serde(rename = "dirty-sync-count")]
     pub dirty_sync_count: i64,
     /// `postcopy-requests` (since QEMU 2.7).
-    #[serde(rename = "postcopy-requests")]
     pub postcopy_requests: i64,
     /// `page-size` (since QEMU 2.10).
-    #[serde(rename = "page-size")]
     pub page_size: i64,
     /// `multifd-bytes` (since QEMU 3.0).
-    #[serde(rename = "multifd-bytes")]
     pub multifd_bytes: u64,
     /// `pages-per-second` (since QEMU 4.0).
-    #[serde(rename = "pages-per-second")]
     pub pages_per_second: u64,
     /// `precopy-bytes` (since QEMU 7.0).
-    #[serde(rename = "precopy-bytes")]
     pub precopy_bytes: u64,
     /// `downtime-bytes` (since QEMU 7.0).
-    #[serde(rename = "downtime-bytes")]
     pub downtime_bytes: u64,
     /// `postcopy-bytes` (since QEMU 7.0).
-    #[serde(rename = "postcopy-bytes")]
     pub postcopy_bytes: u64,
     /// `dirty-sync-missed-zero-copy`.
-    #[serde(rename = "dirty-sync-missed-zero-copy")]
     pub dirty_sync_missed_zero_copy: u64,
 }
 crate::support::debug_struct!(MigrationStats { transferred, remaining, total, duplicate, normal, normal_bytes, dirty_pages_rate, mbps, dirty_sync_count, postcopy_requests, page_size, multifd_bytes, pages_per_second, precopy_bytes, downtime_bytes, postcopy_bytes, dirty_sync_missed_zero_copy });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MigrationStats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "transferred", &self.transferred)?;
+        crate::support::entry(&mut m, "remaining", &self.remaining)?;
+        crate::support::entry(&mut m, "total", &self.total)?;
+        crate::support::entry(&mut m, "duplicate", &self.duplicate)?;
+        crate::support::entry(&mut m, "normal", &self.normal)?;
+        crate::support::entry(&mut m, "normal-bytes", &self.normal_bytes)?;
+        crate::support::entry(&mut m, "dirty-pages-rate", &self.dirty_pages_rate)?;
+        crate::support::entry(&mut m, "mbps", &self.mbps)?;
+        crate::support::entry(&mut m, "dirty-sync-count", &self.dirty_sync_count)?;
+        crate::support::entry(&mut m, "postcopy-requests", &self.postcopy_requests)?;
+        crate::support::entry(&mut m, "page-size", &self.page_size)?;
+        crate::support::entry(&mut m, "multifd-bytes", &self.multifd_bytes)?;
+        crate::support::entry(&mut m, "pages-per-second", &self.pages_per_second)?;
+        crate::support::entry(&mut m, "precopy-bytes", &self.precopy_bytes)?;
+        crate::support::entry(&mut m, "downtime-bytes", &self.downtime_bytes)?;
+        crate::support::entry(&mut m, "postcopy-bytes", &self.postcopy_bytes)?;
+        crate::support::entry(&mut m, "dirty-sync-missed-zero-copy", &self.dirty_sync_missed_zero_copy)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MigrationStats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MigrationStats {
+    const NAME: &'static str = "MigrationStats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "transferred" => crate::support::set(&mut map, &mut v0, "transferred"),
+                "remaining" => crate::support::set(&mut map, &mut v1, "remaining"),
+                "total" => crate::support::set(&mut map, &mut v2, "total"),
+                "duplicate" => crate::support::set(&mut map, &mut v3, "duplicate"),
+                "normal" => crate::support::set(&mut map, &mut v4, "normal"),
+                "normal-bytes" => crate::support::set(&mut map, &mut v5, "normal-bytes"),
+                "dirty-pages-rate" => crate::support::set(&mut map, &mut v6, "dirty-pages-rate"),
+                "mbps" => crate::support::set(&mut map, &mut v7, "mbps"),
+                "dirty-sync-count" => crate::support::set(&mut map, &mut v8, "dirty-sync-count"),
+                "postcopy-requests" => crate::support::set(&mut map, &mut v9, "postcopy-requests"),
+                "page-size" => crate::support::set(&mut map, &mut v10, "page-size"),
+                "multifd-bytes" => crate::support::set(&mut map, &mut v11, "multifd-bytes"),
+                "pages-per-second" => crate::support::set(&mut map, &mut v12, "pages-per-second"),
+                "precopy-bytes" => crate::support::set(&mut map, &mut v13, "precopy-bytes"),
+                "downtime-bytes" => crate::support::set(&mut map, &mut v14, "downtime-bytes"),
+                "postcopy-bytes" => crate::support::set(&mut map, &mut v15, "postcopy-bytes"),
+                "dirty-sync-missed-zero-copy" => crate::support::set(&mut map, &mut v16, "dirty-sync-missed-zero-copy"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15), ::std::option::Option::Some(v16)) => ::std::result::Result::Ok(Self {
+                transferred: v0,
+                remaining: v1,
+                total: v2,
+                duplicate: v3,
+                normal: v4,
+                normal_bytes: v5,
+                dirty_pages_rate: v6,
+                mbps: v7,
+                dirty_sync_count: v8,
+                postcopy_requests: v9,
+                page_size: v10,
+                multifd_bytes: v11,
+                pages_per_second: v12,
+                precopy_bytes: v13,
+                downtime_bytes: v14,
+                postcopy_bytes: v15,
+                dirty_sync_missed_zero_copy: v16,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "transferred"), (v1.is_none(), "remaining"), (v2.is_none(), "total"), (v3.is_none(), "duplicate"), (v4.is_none(), "normal"), (v5.is_none(), "normal-bytes"), (v6.is_none(), "dirty-pages-rate"), (v7.is_none(), "mbps"), (v8.is_none(), "dirty-sync-count"), (v9.is_none(), "postcopy-requests"), (v10.is_none(), "page-size"), (v11.is_none(), "multifd-bytes"), (v12.is_none(), "pages-per-second"), (v13.is_none(), "precopy-bytes"), (v14.is_none(), "downtime-bytes"), (v15.is_none(), "postcopy-bytes"), (v16.is_none(), "dirty-sync-missed-zero-copy")])),
+        }
+    }
+}
 
 /// `XBZRLECacheStats`: the QAPI struct (module `migration`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.XBZRLECacheStats).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct XBZRLECacheStats {
     /// `cache-size`.
-    #[serde(rename = "cache-size")]
     pub cache_size: u64,
     /// `bytes`.
     pub bytes: i64,
     /// `pages`.
     pub pages: i64,
     /// `cache-miss`.
-    #[serde(rename = "cache-miss")]
     pub cache_miss: i64,
     /// `cache-miss-rate` (since QEMU 2.1).
-    #[serde(rename = "cache-miss-rate")]
     pub cache_miss_rate: f64,
     /// `encoding-rate` (since QEMU 5.1).
-    #[serde(rename = "encoding-rate")]
     pub encoding_rate: f64,
     /// `overflow`.
     pub overflow: i64,
 }
 crate::support::debug_struct!(XBZRLECacheStats { cache_size, bytes, pages, cache_miss, cache_miss_rate, encoding_rate, overflow });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for XBZRLECacheStats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cache-size", &self.cache_size)?;
+        crate::support::entry(&mut m, "bytes", &self.bytes)?;
+        crate::support::entry(&mut m, "pages", &self.pages)?;
+        crate::support::entry(&mut m, "cache-miss", &self.cache_miss)?;
+        crate::support::entry(&mut m, "cache-miss-rate", &self.cache_miss_rate)?;
+        crate::support::entry(&mut m, "encoding-rate", &self.encoding_rate)?;
+        crate::support::entry(&mut m, "overflow", &self.overflow)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for XBZRLECacheStats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for XBZRLECacheStats {
+    const NAME: &'static str = "XBZRLECacheStats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cache-size" => crate::support::set(&mut map, &mut v0, "cache-size"),
+                "bytes" => crate::support::set(&mut map, &mut v1, "bytes"),
+                "pages" => crate::support::set(&mut map, &mut v2, "pages"),
+                "cache-miss" => crate::support::set(&mut map, &mut v3, "cache-miss"),
+                "cache-miss-rate" => crate::support::set(&mut map, &mut v4, "cache-miss-rate"),
+                "encoding-rate" => crate::support::set(&mut map, &mut v5, "encoding-rate"),
+                "overflow" => crate::support::set(&mut map, &mut v6, "overflow"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                cache_size: v0,
+                bytes: v1,
+                pages: v2,
+                cache_miss: v3,
+                cache_miss_rate: v4,
+                encoding_rate: v5,
+                overflow: v6,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cache-size"), (v1.is_none(), "bytes"), (v2.is_none(), "pages"), (v3.is_none(), "cache-miss"), (v4.is_none(), "cache-miss-rate"), (v5.is_none(), "encoding-rate"), (v6.is_none(), "overflow")])),
+        }
+    }
+}
 
 /// `CompressionStats`: the QAPI struct (module `migration`, since QEMU 3.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.CompressionStats).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CompressionStats {
     /// `pages`.
@@ -103,16 +232,59 @@ pub struct CompressionStats {
     /// `busy`.
     pub busy: i64,
     /// `busy-rate`.
-    #[serde(rename = "busy-rate")]
     pub busy_rate: f64,
     /// `compressed-size`.
-    #[serde(rename = "compressed-size")]
     pub compressed_size: i64,
     /// `compression-rate`.
-    #[serde(rename = "compression-rate")]
     pub compression_rate: f64,
 }
 crate::support::debug_struct!(CompressionStats { pages, busy, busy_rate, compressed_size, compression_rate });
+impl ::serde::Serialize for CompressionStats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "pages", &self.pages)?;
+        crate::support::entry(&mut m, "busy", &self.busy)?;
+        crate::support::entry(&mut m, "busy-rate", &self.busy_rate)?;
+        crate::support::entry(&mut m, "compressed-size", &self.compressed_size)?;
+        crate::support::entry(&mut m, "compression-rate", &self.compression_rate)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CompressionStats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CompressionStats {
+    const NAME: &'static str = "CompressionStats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "pages" => crate::support::set(&mut map, &mut v0, "pages"),
+                "busy" => crate::support::set(&mut map, &mut v1, "busy"),
+                "busy-rate" => crate::support::set(&mut map, &mut v2, "busy-rate"),
+                "compressed-size" => crate::support::set(&mut map, &mut v3, "compressed-size"),
+                "compression-rate" => crate::support::set(&mut map, &mut v4, "compression-rate"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                pages: v0,
+                busy: v1,
+                busy_rate: v2,
+                compressed_size: v3,
+                compression_rate: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "pages"), (v1.is_none(), "busy"), (v2.is_none(), "busy-rate"), (v3.is_none(), "compressed-size"), (v4.is_none(), "compression-rate")])),
+        }
+    }
+}
 impl CompressionStats {
     /// A value with the required members.
     #[inline]
@@ -188,73 +360,172 @@ crate::support::qapi_enum!(MigrationStatus {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.VfioStats).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VfioStats {
     /// `transferred`.
     pub transferred: i64,
 }
 crate::support::debug_struct!(VfioStats { transferred });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VfioStats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "transferred", &self.transferred)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VfioStats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VfioStats {
+    const NAME: &'static str = "VfioStats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "transferred" => crate::support::set(&mut map, &mut v0, "transferred"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                transferred: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "transferred")])),
+        }
+    }
+}
 
 /// `MigrationInfo`: the QAPI struct (module `migration`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MigrationInfo {
     /// `status` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<super::MigrationStatus>,
     /// `ram` (optional, since QEMU 1.2).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ram: ::std::option::Option<super::MigrationStats>,
     /// `vfio` (optional, since QEMU 5.2).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vfio: ::std::option::Option<super::VfioStats>,
     /// `xbzrle-cache` (optional, since QEMU 1.2).
-    #[serde(rename = "xbzrle-cache", skip_serializing_if = "::std::option::Option::is_none")]
     pub xbzrle_cache: ::std::option::Option<super::XBZRLECacheStats>,
     /// `total-time` (optional, since QEMU 1.2).
-    #[serde(rename = "total-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub total_time: ::std::option::Option<i64>,
     /// `expected-downtime` (optional, since QEMU 1.3).
-    #[serde(rename = "expected-downtime", skip_serializing_if = "::std::option::Option::is_none")]
     pub expected_downtime: ::std::option::Option<i64>,
     /// `downtime` (optional, since QEMU 1.3).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub downtime: ::std::option::Option<i64>,
     /// `setup-time` (optional, since QEMU 1.6).
-    #[serde(rename = "setup-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub setup_time: ::std::option::Option<i64>,
     /// `cpu-throttle-percentage` (optional, since QEMU 2.7).
-    #[serde(rename = "cpu-throttle-percentage", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_throttle_percentage: ::std::option::Option<i64>,
     /// `error-desc` (optional, since QEMU 2.7).
-    #[serde(rename = "error-desc", skip_serializing_if = "::std::option::Option::is_none")]
     pub error_desc: ::std::option::Option<::std::string::String>,
     /// `blocked-reasons` (optional, since QEMU 6.0).
-    #[serde(rename = "blocked-reasons", skip_serializing_if = "::std::option::Option::is_none")]
     pub blocked_reasons: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// `postcopy-blocktime` (optional, since QEMU 3.0).
-    #[serde(rename = "postcopy-blocktime", skip_serializing_if = "::std::option::Option::is_none")]
     pub postcopy_blocktime: ::std::option::Option<u32>,
     /// `postcopy-vcpu-blocktime` (optional, since QEMU 3.0).
-    #[serde(rename = "postcopy-vcpu-blocktime", skip_serializing_if = "::std::option::Option::is_none")]
     pub postcopy_vcpu_blocktime: ::std::option::Option<::std::vec::Vec<u32>>,
     /// `socket-address` (optional, since QEMU 4.0).
-    #[serde(rename = "socket-address", skip_serializing_if = "::std::option::Option::is_none")]
     pub socket_address: ::std::option::Option<::std::vec::Vec<super::SocketAddress>>,
     /// `dirty-limit-throttle-time-per-round` (optional, since QEMU 8.1).
-    #[serde(rename = "dirty-limit-throttle-time-per-round", skip_serializing_if = "::std::option::Option::is_none")]
     pub dirty_limit_throttle_time_per_round: ::std::option::Option<u64>,
     /// `dirty-limit-ring-full-time` (optional, since QEMU 8.1).
-    #[serde(rename = "dirty-limit-ring-full-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub dirty_limit_ring_full_time: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(MigrationInfo { status, ram, vfio, xbzrle_cache, total_time, expected_downtime, downtime, setup_time, cpu_throttle_percentage, error_desc, blocked_reasons, postcopy_blocktime, postcopy_vcpu_blocktime, socket_address, dirty_limit_throttle_time_per_round, dirty_limit_ring_full_time });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MigrationInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "status", &self.status)?;
+        crate::support::opt_entry(&mut m, "ram", &self.ram)?;
+        crate::support::opt_entry(&mut m, "vfio", &self.vfio)?;
+        crate::support::opt_entry(&mut m, "xbzrle-cache", &self.xbzrle_cache)?;
+        crate::support::opt_entry(&mut m, "total-time", &self.total_time)?;
+        crate::support::opt_entry(&mut m, "expected-downtime", &self.expected_downtime)?;
+        crate::support::opt_entry(&mut m, "downtime", &self.downtime)?;
+        crate::support::opt_entry(&mut m, "setup-time", &self.setup_time)?;
+        crate::support::opt_entry(&mut m, "cpu-throttle-percentage", &self.cpu_throttle_percentage)?;
+        crate::support::opt_entry(&mut m, "error-desc", &self.error_desc)?;
+        crate::support::opt_entry(&mut m, "blocked-reasons", &self.blocked_reasons)?;
+        crate::support::opt_entry(&mut m, "postcopy-blocktime", &self.postcopy_blocktime)?;
+        crate::support::opt_entry(&mut m, "postcopy-vcpu-blocktime", &self.postcopy_vcpu_blocktime)?;
+        crate::support::opt_entry(&mut m, "socket-address", &self.socket_address)?;
+        crate::support::opt_entry(&mut m, "dirty-limit-throttle-time-per-round", &self.dirty_limit_throttle_time_per_round)?;
+        crate::support::opt_entry(&mut m, "dirty-limit-ring-full-time", &self.dirty_limit_ring_full_time)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MigrationInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MigrationInfo {
+    const NAME: &'static str = "MigrationInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "status" => crate::support::set(&mut map, &mut v0, "status"),
+                "ram" => crate::support::set(&mut map, &mut v1, "ram"),
+                "vfio" => crate::support::set(&mut map, &mut v2, "vfio"),
+                "xbzrle-cache" => crate::support::set(&mut map, &mut v3, "xbzrle-cache"),
+                "total-time" => crate::support::set(&mut map, &mut v4, "total-time"),
+                "expected-downtime" => crate::support::set(&mut map, &mut v5, "expected-downtime"),
+                "downtime" => crate::support::set(&mut map, &mut v6, "downtime"),
+                "setup-time" => crate::support::set(&mut map, &mut v7, "setup-time"),
+                "cpu-throttle-percentage" => crate::support::set(&mut map, &mut v8, "cpu-throttle-percentage"),
+                "error-desc" => crate::support::set(&mut map, &mut v9, "error-desc"),
+                "blocked-reasons" => crate::support::set(&mut map, &mut v10, "blocked-reasons"),
+                "postcopy-blocktime" => crate::support::set(&mut map, &mut v11, "postcopy-blocktime"),
+                "postcopy-vcpu-blocktime" => crate::support::set(&mut map, &mut v12, "postcopy-vcpu-blocktime"),
+                "socket-address" => crate::support::set(&mut map, &mut v13, "socket-address"),
+                "dirty-limit-throttle-time-per-round" => crate::support::set(&mut map, &mut v14, "dirty-limit-throttle-time-per-round"),
+                "dirty-limit-ring-full-time" => crate::support::set(&mut map, &mut v15, "dirty-limit-ring-full-time"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                status: v0.flatten(),
+                ram: v1.flatten(),
+                vfio: v2.flatten(),
+                xbzrle_cache: v3.flatten(),
+                total_time: v4.flatten(),
+                expected_downtime: v5.flatten(),
+                downtime: v6.flatten(),
+                setup_time: v7.flatten(),
+                cpu_throttle_percentage: v8.flatten(),
+                error_desc: v9.flatten(),
+                blocked_reasons: v10.flatten(),
+                postcopy_blocktime: v11.flatten(),
+                postcopy_vcpu_blocktime: v12.flatten(),
+                socket_address: v13.flatten(),
+                dirty_limit_throttle_time_per_round: v14.flatten(),
+                dirty_limit_ring_full_time: v15.flatten(),
+            })
+    }
+}
 
 /// `query-migrate`: the QAPI command (module `migration`, since QEMU 0.14).
 ///
@@ -366,8 +637,6 @@ crate::support::qapi_enum!(MigrationCapability {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationCapabilityStatus).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MigrationCapabilityStatus {
     /// `capability`.
@@ -376,6 +645,40 @@ pub struct MigrationCapabilityStatus {
     pub state: bool,
 }
 crate::support::debug_struct!(MigrationCapabilityStatus { capability, state });
+impl ::serde::Serialize for MigrationCapabilityStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "capability", &self.capability)?;
+        crate::support::entry(&mut m, "state", &self.state)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MigrationCapabilityStatus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MigrationCapabilityStatus {
+    const NAME: &'static str = "MigrationCapabilityStatus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "capability" => crate::support::set(&mut map, &mut v0, "capability"),
+                "state" => crate::support::set(&mut map, &mut v1, "state"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                capability: v0,
+                state: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "capability"), (v1.is_none(), "state")])),
+        }
+    }
+}
 impl MigrationCapabilityStatus {
     /// A value with the required members.
     #[inline]
@@ -392,13 +695,20 @@ impl MigrationCapabilityStatus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-set-capabilities).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MigrateSetCapabilities {
     /// `capabilities`.
     pub capabilities: ::std::vec::Vec<super::MigrationCapabilityStatus>,
 }
 crate::support::debug_struct!(MigrateSetCapabilities { capabilities });
+impl ::serde::Serialize for MigrateSetCapabilities {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "capabilities", &self.capabilities)?;
+        crate::support::end(m)
+    }
+}
 impl MigrateSetCapabilities {
     /// A value with the required members.
     #[inline]
@@ -501,15 +811,39 @@ crate::support::qapi_enum!(ZeroPageDetection {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.BitmapMigrationBitmapAliasTransform).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BitmapMigrationBitmapAliasTransform {
     /// `persistent` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub persistent: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BitmapMigrationBitmapAliasTransform { persistent });
+impl ::serde::Serialize for BitmapMigrationBitmapAliasTransform {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "persistent", &self.persistent)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BitmapMigrationBitmapAliasTransform {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BitmapMigrationBitmapAliasTransform {
+    const NAME: &'static str = "BitmapMigrationBitmapAliasTransform";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "persistent" => crate::support::set(&mut map, &mut v0, "persistent"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                persistent: v0.flatten(),
+            })
+    }
+}
 impl BitmapMigrationBitmapAliasTransform {
     /// A value with the required members (there are none).
     #[inline]
@@ -530,8 +864,6 @@ impl BitmapMigrationBitmapAliasTransform {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.BitmapMigrationBitmapAlias).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BitmapMigrationBitmapAlias {
     /// `name`.
@@ -539,10 +871,47 @@ pub struct BitmapMigrationBitmapAlias {
     /// `alias`.
     pub alias: ::std::string::String,
     /// `transform` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub transform: ::std::option::Option<super::BitmapMigrationBitmapAliasTransform>,
 }
 crate::support::debug_struct!(BitmapMigrationBitmapAlias { name, alias, transform });
+impl ::serde::Serialize for BitmapMigrationBitmapAlias {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "alias", &self.alias)?;
+        crate::support::opt_entry(&mut m, "transform", &self.transform)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BitmapMigrationBitmapAlias {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BitmapMigrationBitmapAlias {
+    const NAME: &'static str = "BitmapMigrationBitmapAlias";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "alias" => crate::support::set(&mut map, &mut v1, "alias"),
+                "transform" => crate::support::set(&mut map, &mut v2, "transform"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                alias: v1,
+                transform: v2.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "alias")])),
+        }
+    }
+}
 impl BitmapMigrationBitmapAlias {
     /// A value with the required members.
     #[inline]
@@ -565,12 +934,9 @@ impl BitmapMigrationBitmapAlias {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.BitmapMigrationNodeAlias).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct BitmapMigrationNodeAlias {
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
     /// `alias`.
     pub alias: ::std::string::String,
@@ -578,6 +944,44 @@ pub struct BitmapMigrationNodeAlias {
     pub bitmaps: ::std::vec::Vec<super::BitmapMigrationBitmapAlias>,
 }
 crate::support::debug_struct!(BitmapMigrationNodeAlias { node_name, alias, bitmaps });
+impl ::serde::Serialize for BitmapMigrationNodeAlias {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::entry(&mut m, "alias", &self.alias)?;
+        crate::support::entry(&mut m, "bitmaps", &self.bitmaps)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for BitmapMigrationNodeAlias {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for BitmapMigrationNodeAlias {
+    const NAME: &'static str = "BitmapMigrationNodeAlias";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node-name" => crate::support::set(&mut map, &mut v0, "node-name"),
+                "alias" => crate::support::set(&mut map, &mut v1, "alias"),
+                "bitmaps" => crate::support::set(&mut map, &mut v2, "bitmaps"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                node_name: v0,
+                alias: v1,
+                bitmaps: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "node-name"), (v1.is_none(), "alias"), (v2.is_none(), "bitmaps")])),
+        }
+    }
+}
 impl BitmapMigrationNodeAlias {
     /// A value with the required members.
     #[inline]
@@ -697,103 +1101,213 @@ crate::support::qapi_enum!(MigrationParameter {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrateSetParameters).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MigrateSetParameters {
     /// `announce-initial` (optional, since QEMU 4.0).
-    #[serde(rename = "announce-initial", skip_serializing_if = "::std::option::Option::is_none")]
     pub announce_initial: ::std::option::Option<u64>,
     /// `announce-max` (optional, since QEMU 4.0).
-    #[serde(rename = "announce-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub announce_max: ::std::option::Option<u64>,
     /// `announce-rounds` (optional, since QEMU 4.0).
-    #[serde(rename = "announce-rounds", skip_serializing_if = "::std::option::Option::is_none")]
     pub announce_rounds: ::std::option::Option<u64>,
     /// `announce-step` (optional, since QEMU 4.0).
-    #[serde(rename = "announce-step", skip_serializing_if = "::std::option::Option::is_none")]
     pub announce_step: ::std::option::Option<u64>,
     /// `throttle-trigger-threshold` (optional, since QEMU 5.0).
-    #[serde(rename = "throttle-trigger-threshold", skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle_trigger_threshold: ::std::option::Option<u8>,
     /// `cpu-throttle-initial` (optional, since QEMU 2.7).
-    #[serde(rename = "cpu-throttle-initial", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_throttle_initial: ::std::option::Option<u8>,
     /// `cpu-throttle-increment` (optional, since QEMU 2.7).
-    #[serde(rename = "cpu-throttle-increment", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_throttle_increment: ::std::option::Option<u8>,
     /// `cpu-throttle-tailslow` (optional).
-    #[serde(rename = "cpu-throttle-tailslow", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_throttle_tailslow: ::std::option::Option<bool>,
     /// `tls-creds` (optional, since QEMU 2.7).
-    #[serde(rename = "tls-creds", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_creds: ::std::option::Option<super::StrOrNull>,
     /// `tls-hostname` (optional, since QEMU 2.7).
-    #[serde(rename = "tls-hostname", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_hostname: ::std::option::Option<super::StrOrNull>,
     /// `tls-authz` (optional, since QEMU 4.0).
-    #[serde(rename = "tls-authz", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_authz: ::std::option::Option<super::StrOrNull>,
     /// `max-bandwidth` (optional, since QEMU 2.8).
-    #[serde(rename = "max-bandwidth", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_bandwidth: ::std::option::Option<u64>,
     /// `avail-switchover-bandwidth` (optional, since QEMU 8.2).
-    #[serde(rename = "avail-switchover-bandwidth", skip_serializing_if = "::std::option::Option::is_none")]
     pub avail_switchover_bandwidth: ::std::option::Option<u64>,
     /// `downtime-limit` (optional, since QEMU 2.8).
-    #[serde(rename = "downtime-limit", skip_serializing_if = "::std::option::Option::is_none")]
     pub downtime_limit: ::std::option::Option<u64>,
     /// `x-checkpoint-delay` (optional, since QEMU 2.8).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-checkpoint-delay", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_checkpoint_delay: ::std::option::Option<u32>,
     /// `multifd-channels` (optional, since QEMU 4.0).
-    #[serde(rename = "multifd-channels", skip_serializing_if = "::std::option::Option::is_none")]
     pub multifd_channels: ::std::option::Option<u8>,
     /// `xbzrle-cache-size` (optional, since QEMU 2.11).
-    #[serde(rename = "xbzrle-cache-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub xbzrle_cache_size: ::std::option::Option<u64>,
     /// `max-postcopy-bandwidth` (optional, since QEMU 3.0).
-    #[serde(rename = "max-postcopy-bandwidth", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_postcopy_bandwidth: ::std::option::Option<u64>,
     /// `max-cpu-throttle` (optional, since QEMU 3.1).
-    #[serde(rename = "max-cpu-throttle", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_cpu_throttle: ::std::option::Option<u8>,
     /// `multifd-compression` (optional, since QEMU 5.0).
-    #[serde(rename = "multifd-compression", skip_serializing_if = "::std::option::Option::is_none")]
     pub multifd_compression: ::std::option::Option<super::MultiFDCompression>,
     /// `multifd-zlib-level` (optional, since QEMU 5.0).
-    #[serde(rename = "multifd-zlib-level", skip_serializing_if = "::std::option::Option::is_none")]
     pub multifd_zlib_level: ::std::option::Option<u8>,
     /// `multifd-qatzip-level` (optional, since QEMU 9.2).
-    #[serde(rename = "multifd-qatzip-level", skip_serializing_if = "::std::option::Option::is_none")]
     pub multifd_qatzip_level: ::std::option::Option<u8>,
     /// `multifd-zstd-level` (optional, since QEMU 5.0).
-    #[serde(rename = "multifd-zstd-level", skip_serializing_if = "::std::option::Option::is_none")]
     pub multifd_zstd_level: ::std::option::Option<u8>,
     /// `block-bitmap-mapping` (optional, since QEMU 5.2).
-    #[serde(rename = "block-bitmap-mapping", skip_serializing_if = "::std::option::Option::is_none")]
     pub block_bitmap_mapping: ::std::option::Option<::std::vec::Vec<super::BitmapMigrationNodeAlias>>,
     /// `x-vcpu-dirty-limit-period` (optional, since QEMU 8.1).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-vcpu-dirty-limit-period", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_vcpu_dirty_limit_period: ::std::option::Option<u64>,
     /// `vcpu-dirty-limit` (optional, since QEMU 8.1).
-    #[serde(rename = "vcpu-dirty-limit", skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpu_dirty_limit: ::std::option::Option<u64>,
     /// `mode` (optional, since QEMU 8.2).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::MigMode>,
     /// `zero-page-detection` (optional, since QEMU 9.0).
-    #[serde(rename = "zero-page-detection", skip_serializing_if = "::std::option::Option::is_none")]
     pub zero_page_detection: ::std::option::Option<super::ZeroPageDetection>,
     /// `direct-io` (optional, since QEMU 9.1).
-    #[serde(rename = "direct-io", skip_serializing_if = "::std::option::Option::is_none")]
     pub direct_io: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(MigrateSetParameters { announce_initial, announce_max, announce_rounds, announce_step, throttle_trigger_threshold, cpu_throttle_initial, cpu_throttle_increment, cpu_throttle_tailslow, tls_creds, tls_hostname, tls_authz, max_bandwidth, avail_switchover_bandwidth, downtime_limit, x_checkpoint_delay, multifd_channels, xbzrle_cache_size, max_postcopy_bandwidth, max_cpu_throttle, multifd_compression, multifd_zlib_level, multifd_qatzip_level, multifd_zstd_level, block_bitmap_mapping, x_vcpu_dirty_limit_period, vcpu_dirty_limit, mode, zero_page_detection, direct_io });
+impl ::serde::Serialize for MigrateSetParameters {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "announce-initial", &self.announce_initial)?;
+        crate::support::opt_entry(&mut m, "announce-max", &self.announce_max)?;
+        crate::support::opt_entry(&mut m, "announce-rounds", &self.announce_rounds)?;
+        crate::support::opt_entry(&mut m, "announce-step", &self.announce_step)?;
+        crate::support::opt_entry(&mut m, "throttle-trigger-threshold", &self.throttle_trigger_threshold)?;
+        crate::support::opt_entry(&mut m, "cpu-throttle-initial", &self.cpu_throttle_initial)?;
+        crate::support::opt_entry(&mut m, "cpu-throttle-increment", &self.cpu_throttle_increment)?;
+        crate::support::opt_entry(&mut m, "cpu-throttle-tailslow", &self.cpu_throttle_tailslow)?;
+        crate::support::opt_entry(&mut m, "tls-creds", &self.tls_creds)?;
+        crate::support::opt_entry(&mut m, "tls-hostname", &self.tls_hostname)?;
+        crate::support::opt_entry(&mut m, "tls-authz", &self.tls_authz)?;
+        crate::support::opt_entry(&mut m, "max-bandwidth", &self.max_bandwidth)?;
+        crate::support::opt_entry(&mut m, "avail-switchover-bandwidth", &self.avail_switchover_bandwidth)?;
+        crate::support::opt_entry(&mut m, "downtime-limit", &self.downtime_limit)?;
+        crate::support::opt_entry(&mut m, "x-checkpoint-delay", &self.x_checkpoint_delay)?;
+        crate::support::opt_entry(&mut m, "multifd-channels", &self.multifd_channels)?;
+        crate::support::opt_entry(&mut m, "xbzrle-cache-size", &self.xbzrle_cache_size)?;
+        crate::support::opt_entry(&mut m, "max-postcopy-bandwidth", &self.max_postcopy_bandwidth)?;
+        crate::support::opt_entry(&mut m, "max-cpu-throttle", &self.max_cpu_throttle)?;
+        crate::support::opt_entry(&mut m, "multifd-compression", &self.multifd_compression)?;
+        crate::support::opt_entry(&mut m, "multifd-zlib-level", &self.multifd_zlib_level)?;
+        crate::support::opt_entry(&mut m, "multifd-qatzip-level", &self.multifd_qatzip_level)?;
+        crate::support::opt_entry(&mut m, "multifd-zstd-level", &self.multifd_zstd_level)?;
+        crate::support::opt_entry(&mut m, "block-bitmap-mapping", &self.block_bitmap_mapping)?;
+        crate::support::opt_entry(&mut m, "x-vcpu-dirty-limit-period", &self.x_vcpu_dirty_limit_period)?;
+        crate::support::opt_entry(&mut m, "vcpu-dirty-limit", &self.vcpu_dirty_limit)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::opt_entry(&mut m, "zero-page-detection", &self.zero_page_detection)?;
+        crate::support::opt_entry(&mut m, "direct-io", &self.direct_io)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for MigrateSetParameters {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for MigrateSetParameters {
+    const NAME: &'static str = "MigrateSetParameters";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        let mut v18 = ::std::option::Option::None;
+        let mut v19 = ::std::option::Option::None;
+        let mut v20 = ::std::option::Option::None;
+        let mut v21 = ::std::option::Option::None;
+        let mut v22 = ::std::option::Option::None;
+        let mut v23 = ::std::option::Option::None;
+        let mut v24 = ::std::option::Option::None;
+        let mut v25 = ::std::option::Option::None;
+        let mut v26 = ::std::option::Option::None;
+        let mut v27 = ::std::option::Option::None;
+        let mut v28 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "announce-initial" => crate::support::set(&mut map, &mut v0, "announce-initial"),
+                "announce-max" => crate::support::set(&mut map, &mut v1, "announce-max"),
+                "announce-rounds" => crate::support::set(&mut map, &mut v2, "announce-rounds"),
+                "announce-step" => crate::support::set(&mut map, &mut v3, "announce-step"),
+                "throttle-trigger-threshold" => crate::support::set(&mut map, &mut v4, "throttle-trigger-threshold"),
+                "cpu-throttle-initial" => crate::support::set(&mut map, &mut v5, "cpu-throttle-initial"),
+                "cpu-throttle-increment" => crate::support::set(&mut map, &mut v6, "cpu-throttle-increment"),
+                "cpu-throttle-tailslow" => crate::support::set(&mut map, &mut v7, "cpu-throttle-tailslow"),
+                "tls-creds" => crate::support::set(&mut map, &mut v8, "tls-creds"),
+                "tls-hostname" => crate::support::set(&mut map, &mut v9, "tls-hostname"),
+                "tls-authz" => crate::support::set(&mut map, &mut v10, "tls-authz"),
+                "max-bandwidth" => crate::support::set(&mut map, &mut v11, "max-bandwidth"),
+                "avail-switchover-bandwidth" => crate::support::set(&mut map, &mut v12, "avail-switchover-bandwidth"),
+                "downtime-limit" => crate::support::set(&mut map, &mut v13, "downtime-limit"),
+                "x-checkpoint-delay" => crate::support::set(&mut map, &mut v14, "x-checkpoint-delay"),
+                "multifd-channels" => crate::support::set(&mut map, &mut v15, "multifd-channels"),
+                "xbzrle-cache-size" => crate::support::set(&mut map, &mut v16, "xbzrle-cache-size"),
+                "max-postcopy-bandwidth" => crate::support::set(&mut map, &mut v17, "max-postcopy-bandwidth"),
+                "max-cpu-throttle" => crate::support::set(&mut map, &mut v18, "max-cpu-throttle"),
+                "multifd-compression" => crate::support::set(&mut map, &mut v19, "multifd-compression"),
+                "multifd-zlib-level" => crate::support::set(&mut map, &mut v20, "multifd-zlib-level"),
+                "multifd-qatzip-level" => crate::support::set(&mut map, &mut v21, "multifd-qatzip-level"),
+                "multifd-zstd-level" => crate::support::set(&mut map, &mut v22, "multifd-zstd-level"),
+                "block-bitmap-mapping" => crate::support::set(&mut map, &mut v23, "block-bitmap-mapping"),
+                "x-vcpu-dirty-limit-period" => crate::support::set(&mut map, &mut v24, "x-vcpu-dirty-limit-period"),
+                "vcpu-dirty-limit" => crate::support::set(&mut map, &mut v25, "vcpu-dirty-limit"),
+                "mode" => crate::support::set(&mut map, &mut v26, "mode"),
+                "zero-page-detection" => crate::support::set(&mut map, &mut v27, "zero-page-detection"),
+                "direct-io" => crate::support::set(&mut map, &mut v28, "direct-io"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                announce_initial: v0.flatten(),
+                announce_max: v1.flatten(),
+                announce_rounds: v2.flatten(),
+                announce_step: v3.flatten(),
+                throttle_trigger_threshold: v4.flatten(),
+                cpu_throttle_initial: v5.flatten(),
+                cpu_throttle_increment: v6.flatten(),
+                cpu_throttle_tailslow: v7.flatten(),
+                tls_creds: v8.flatten(),
+                tls_hostname: v9.flatten(),
+                tls_authz: v10.flatten(),
+                max_bandwidth: v11.flatten(),
+                avail_switchover_bandwidth: v12.flatten(),
+                downtime_limit: v13.flatten(),
+                x_checkpoint_delay: v14.flatten(),
+                multifd_channels: v15.flatten(),
+                xbzrle_cache_size: v16.flatten(),
+                max_postcopy_bandwidth: v17.flatten(),
+                max_cpu_throttle: v18.flatten(),
+                multifd_compression: v19.flatten(),
+                multifd_zlib_level: v20.flatten(),
+                multifd_qatzip_level: v21.flatten(),
+                multifd_zstd_level: v22.flatten(),
+                block_bitmap_mapping: v23.flatten(),
+                x_vcpu_dirty_limit_period: v24.flatten(),
+                vcpu_dirty_limit: v25.flatten(),
+                mode: v26.flatten(),
+                zero_page_detection: v27.flatten(),
+                direct_io: v28.flatten(),
+            })
+    }
+}
 impl MigrateSetParameters {
     /// A value with the required members (there are none).
     #[inline]
@@ -1040,103 +1554,212 @@ impl ::qmp_proto::Command for MigrateSetParametersCmd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationParameters).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MigrationParameters {
     /// `announce-initial` (optional, since QEMU 4.0).
-    #[serde(rename = "announce-initial", skip_serializing_if = "::std::option::Option::is_none")]
     pub announce_initial: ::std::option::Option<u64>,
     /// `announce-max` (optional, since QEMU 4.0).
-    #[serde(rename = "announce-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub announce_max: ::std::option::Option<u64>,
     /// `announce-rounds` (optional, since QEMU 4.0).
-    #[serde(rename = "announce-rounds", skip_serializing_if = "::std::option::Option::is_none")]
     pub announce_rounds: ::std::option::Option<u64>,
     /// `announce-step` (optional, since QEMU 4.0).
-    #[serde(rename = "announce-step", skip_serializing_if = "::std::option::Option::is_none")]
     pub announce_step: ::std::option::Option<u64>,
     /// `throttle-trigger-threshold` (optional, since QEMU 5.0).
-    #[serde(rename = "throttle-trigger-threshold", skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle_trigger_threshold: ::std::option::Option<u8>,
     /// `cpu-throttle-initial` (optional).
-    #[serde(rename = "cpu-throttle-initial", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_throttle_initial: ::std::option::Option<u8>,
     /// `cpu-throttle-increment` (optional, since QEMU 2.7).
-    #[serde(rename = "cpu-throttle-increment", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_throttle_increment: ::std::option::Option<u8>,
     /// `cpu-throttle-tailslow` (optional).
-    #[serde(rename = "cpu-throttle-tailslow", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_throttle_tailslow: ::std::option::Option<bool>,
     /// `tls-creds` (optional, since QEMU 2.7).
-    #[serde(rename = "tls-creds", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_creds: ::std::option::Option<::std::string::String>,
     /// `tls-hostname` (optional, since QEMU 2.7).
-    #[serde(rename = "tls-hostname", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_hostname: ::std::option::Option<::std::string::String>,
     /// `tls-authz` (optional, since QEMU 4.0).
-    #[serde(rename = "tls-authz", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_authz: ::std::option::Option<::std::string::String>,
     /// `max-bandwidth` (optional, since QEMU 2.8).
-    #[serde(rename = "max-bandwidth", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_bandwidth: ::std::option::Option<u64>,
     /// `avail-switchover-bandwidth` (optional, since QEMU 8.2).
-    #[serde(rename = "avail-switchover-bandwidth", skip_serializing_if = "::std::option::Option::is_none")]
     pub avail_switchover_bandwidth: ::std::option::Option<u64>,
     /// `downtime-limit` (optional, since QEMU 2.8).
-    #[serde(rename = "downtime-limit", skip_serializing_if = "::std::option::Option::is_none")]
     pub downtime_limit: ::std::option::Option<u64>,
     /// `x-checkpoint-delay` (optional, since QEMU 2.8).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-checkpoint-delay", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_checkpoint_delay: ::std::option::Option<u32>,
     /// `multifd-channels` (optional, since QEMU 4.0).
-    #[serde(rename = "multifd-channels", skip_serializing_if = "::std::option::Option::is_none")]
     pub multifd_channels: ::std::option::Option<u8>,
     /// `xbzrle-cache-size` (optional, since QEMU 2.11).
-    #[serde(rename = "xbzrle-cache-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub xbzrle_cache_size: ::std::option::Option<u64>,
     /// `max-postcopy-bandwidth` (optional, since QEMU 3.0).
-    #[serde(rename = "max-postcopy-bandwidth", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_postcopy_bandwidth: ::std::option::Option<u64>,
     /// `max-cpu-throttle` (optional, since QEMU 3.1).
-    #[serde(rename = "max-cpu-throttle", skip_serializing_if = "::std::option::Option::is_none")]
     pub max_cpu_throttle: ::std::option::Option<u8>,
     /// `multifd-compression` (optional, since QEMU 5.0).
-    #[serde(rename = "multifd-compression", skip_serializing_if = "::std::option::Option::is_none")]
     pub multifd_compression: ::std::option::Option<super::MultiFDCompression>,
     /// `multifd-zlib-level` (optional, since QEMU 5.0).
-    #[serde(rename = "multifd-zlib-level", skip_serializing_if = "::std::option::Option::is_none")]
     pub multifd_zlib_level: ::std::option::Option<u8>,
     /// `multifd-qatzip-level` (optional, since QEMU 9.2).
-    #[serde(rename = "multifd-qatzip-level", skip_serializing_if = "::std::option::Option::is_none")]
     pub multifd_qatzip_level: ::std::option::Option<u8>,
     /// `multifd-zstd-level` (optional, since QEMU 5.0).
-    #[serde(rename = "multifd-zstd-level", skip_serializing_if = "::std::option::Option::is_none")]
     pub multifd_zstd_level: ::std::option::Option<u8>,
     /// `block-bitmap-mapping` (optional, since QEMU 5.2).
-    #[serde(rename = "block-bitmap-mapping", skip_serializing_if = "::std::option::Option::is_none")]
     pub block_bitmap_mapping: ::std::option::Option<::std::vec::Vec<super::BitmapMigrationNodeAlias>>,
     /// `x-vcpu-dirty-limit-period` (optional, since QEMU 8.1).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-vcpu-dirty-limit-period", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_vcpu_dirty_limit_period: ::std::option::Option<u64>,
     /// `vcpu-dirty-limit` (optional, since QEMU 8.1).
-    #[serde(rename = "vcpu-dirty-limit", skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpu_dirty_limit: ::std::option::Option<u64>,
     /// `mode` (optional, since QEMU 8.2).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::MigMode>,
     /// `zero-page-detection` (optional, since QEMU 9.0).
-    #[serde(rename = "zero-page-detection", skip_serializing_if = "::std::option::Option::is_none")]
     pub zero_page_detection: ::std::option::Option<super::ZeroPageDetection>,
     /// `direct-io` (optional, since QEMU 9.1).
-    #[serde(rename = "direct-io", skip_serializing_if = "::std::option::Option::is_none")]
     pub direct_io: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(MigrationParameters { announce_initial, announce_max, announce_rounds, announce_step, throttle_trigger_threshold, cpu_throttle_initial, cpu_throttle_increment, cpu_throttle_tailslow, tls_creds, tls_hostname, tls_authz, max_bandwidth, avail_switchover_bandwidth, downtime_limit, x_checkpoint_delay, multifd_channels, xbzrle_cache_size, max_postcopy_bandwidth, max_cpu_throttle, multifd_compression, multifd_zlib_level, multifd_qatzip_level, multifd_zstd_level, block_bitmap_mapping, x_vcpu_dirty_limit_period, vcpu_dirty_limit, mode, zero_page_detection, direct_io });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MigrationParameters {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "announce-initial", &self.announce_initial)?;
+        crate::support::opt_entry(&mut m, "announce-max", &self.announce_max)?;
+        crate::support::opt_entry(&mut m, "announce-rounds", &self.announce_rounds)?;
+        crate::support::opt_entry(&mut m, "announce-step", &self.announce_step)?;
+        crate::support::opt_entry(&mut m, "throttle-trigger-threshold", &self.throttle_trigger_threshold)?;
+        crate::support::opt_entry(&mut m, "cpu-throttle-initial", &self.cpu_throttle_initial)?;
+        crate::support::opt_entry(&mut m, "cpu-throttle-increment", &self.cpu_throttle_increment)?;
+        crate::support::opt_entry(&mut m, "cpu-throttle-tailslow", &self.cpu_throttle_tailslow)?;
+        crate::support::opt_entry(&mut m, "tls-creds", &self.tls_creds)?;
+        crate::support::opt_entry(&mut m, "tls-hostname", &self.tls_hostname)?;
+        crate::support::opt_entry(&mut m, "tls-authz", &self.tls_authz)?;
+        crate::support::opt_entry(&mut m, "max-bandwidth", &self.max_bandwidth)?;
+        crate::support::opt_entry(&mut m, "avail-switchover-bandwidth", &self.avail_switchover_bandwidth)?;
+        crate::support::opt_entry(&mut m, "downtime-limit", &self.downtime_limit)?;
+        crate::support::opt_entry(&mut m, "x-checkpoint-delay", &self.x_checkpoint_delay)?;
+        crate::support::opt_entry(&mut m, "multifd-channels", &self.multifd_channels)?;
+        crate::support::opt_entry(&mut m, "xbzrle-cache-size", &self.xbzrle_cache_size)?;
+        crate::support::opt_entry(&mut m, "max-postcopy-bandwidth", &self.max_postcopy_bandwidth)?;
+        crate::support::opt_entry(&mut m, "max-cpu-throttle", &self.max_cpu_throttle)?;
+        crate::support::opt_entry(&mut m, "multifd-compression", &self.multifd_compression)?;
+        crate::support::opt_entry(&mut m, "multifd-zlib-level", &self.multifd_zlib_level)?;
+        crate::support::opt_entry(&mut m, "multifd-qatzip-level", &self.multifd_qatzip_level)?;
+        crate::support::opt_entry(&mut m, "multifd-zstd-level", &self.multifd_zstd_level)?;
+        crate::support::opt_entry(&mut m, "block-bitmap-mapping", &self.block_bitmap_mapping)?;
+        crate::support::opt_entry(&mut m, "x-vcpu-dirty-limit-period", &self.x_vcpu_dirty_limit_period)?;
+        crate::support::opt_entry(&mut m, "vcpu-dirty-limit", &self.vcpu_dirty_limit)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::opt_entry(&mut m, "zero-page-detection", &self.zero_page_detection)?;
+        crate::support::opt_entry(&mut m, "direct-io", &self.direct_io)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MigrationParameters {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MigrationParameters {
+    const NAME: &'static str = "MigrationParameters";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        let mut v18 = ::std::option::Option::None;
+        let mut v19 = ::std::option::Option::None;
+        let mut v20 = ::std::option::Option::None;
+        let mut v21 = ::std::option::Option::None;
+        let mut v22 = ::std::option::Option::None;
+        let mut v23 = ::std::option::Option::None;
+        let mut v24 = ::std::option::Option::None;
+        let mut v25 = ::std::option::Option::None;
+        let mut v26 = ::std::option::Option::None;
+        let mut v27 = ::std::option::Option::None;
+        let mut v28 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "announce-initial" => crate::support::set(&mut map, &mut v0, "announce-initial"),
+                "announce-max" => crate::support::set(&mut map, &mut v1, "announce-max"),
+                "announce-rounds" => crate::support::set(&mut map, &mut v2, "announce-rounds"),
+                "announce-step" => crate::support::set(&mut map, &mut v3, "announce-step"),
+                "throttle-trigger-threshold" => crate::support::set(&mut map, &mut v4, "throttle-trigger-threshold"),
+                "cpu-throttle-initial" => crate::support::set(&mut map, &mut v5, "cpu-throttle-initial"),
+                "cpu-throttle-increment" => crate::support::set(&mut map, &mut v6, "cpu-throttle-increment"),
+                "cpu-throttle-tailslow" => crate::support::set(&mut map, &mut v7, "cpu-throttle-tailslow"),
+                "tls-creds" => crate::support::set(&mut map, &mut v8, "tls-creds"),
+                "tls-hostname" => crate::support::set(&mut map, &mut v9, "tls-hostname"),
+                "tls-authz" => crate::support::set(&mut map, &mut v10, "tls-authz"),
+                "max-bandwidth" => crate::support::set(&mut map, &mut v11, "max-bandwidth"),
+                "avail-switchover-bandwidth" => crate::support::set(&mut map, &mut v12, "avail-switchover-bandwidth"),
+                "downtime-limit" => crate::support::set(&mut map, &mut v13, "downtime-limit"),
+                "x-checkpoint-delay" => crate::support::set(&mut map, &mut v14, "x-checkpoint-delay"),
+                "multifd-channels" => crate::support::set(&mut map, &mut v15, "multifd-channels"),
+                "xbzrle-cache-size" => crate::support::set(&mut map, &mut v16, "xbzrle-cache-size"),
+                "max-postcopy-bandwidth" => crate::support::set(&mut map, &mut v17, "max-postcopy-bandwidth"),
+                "max-cpu-throttle" => crate::support::set(&mut map, &mut v18, "max-cpu-throttle"),
+                "multifd-compression" => crate::support::set(&mut map, &mut v19, "multifd-compression"),
+                "multifd-zlib-level" => crate::support::set(&mut map, &mut v20, "multifd-zlib-level"),
+                "multifd-qatzip-level" => crate::support::set(&mut map, &mut v21, "multifd-qatzip-level"),
+                "multifd-zstd-level" => crate::support::set(&mut map, &mut v22, "multifd-zstd-level"),
+                "block-bitmap-mapping" => crate::support::set(&mut map, &mut v23, "block-bitmap-mapping"),
+                "x-vcpu-dirty-limit-period" => crate::support::set(&mut map, &mut v24, "x-vcpu-dirty-limit-period"),
+                "vcpu-dirty-limit" => crate::support::set(&mut map, &mut v25, "vcpu-dirty-limit"),
+                "mode" => crate::support::set(&mut map, &mut v26, "mode"),
+                "zero-page-detection" => crate::support::set(&mut map, &mut v27, "zero-page-detection"),
+                "direct-io" => crate::support::set(&mut map, &mut v28, "direct-io"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                announce_initial: v0.flatten(),
+                announce_max: v1.flatten(),
+                announce_rounds: v2.flatten(),
+                announce_step: v3.flatten(),
+                throttle_trigger_threshold: v4.flatten(),
+                cpu_throttle_initial: v5.flatten(),
+                cpu_throttle_increment: v6.flatten(),
+                cpu_throttle_tailslow: v7.flatten(),
+                tls_creds: v8.flatten(),
+                tls_hostname: v9.flatten(),
+                tls_authz: v10.flatten(),
+                max_bandwidth: v11.flatten(),
+                avail_switchover_bandwidth: v12.flatten(),
+                downtime_limit: v13.flatten(),
+                x_checkpoint_delay: v14.flatten(),
+                multifd_channels: v15.flatten(),
+                xbzrle_cache_size: v16.flatten(),
+                max_postcopy_bandwidth: v17.flatten(),
+                max_cpu_throttle: v18.flatten(),
+                multifd_compression: v19.flatten(),
+                multifd_zlib_level: v20.flatten(),
+                multifd_qatzip_level: v21.flatten(),
+                multifd_zstd_level: v22.flatten(),
+                block_bitmap_mapping: v23.flatten(),
+                x_vcpu_dirty_limit_period: v24.flatten(),
+                vcpu_dirty_limit: v25.flatten(),
+                mode: v26.flatten(),
+                zero_page_detection: v27.flatten(),
+                direct_io: v28.flatten(),
+            })
+    }
+}
 
 /// `query-migrate-parameters`: the QAPI command (module `migration`, since QEMU 2.4).
 ///
@@ -1185,14 +1808,44 @@ impl ::qmp_proto::Command for MigrateStartPostcopy {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.MIGRATION).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Migration {
     /// `status`.
     pub status: super::MigrationStatus,
 }
 crate::support::debug_struct!(Migration { status });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for Migration {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "status", &self.status)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Migration {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for Migration {
+    const NAME: &'static str = "Migration";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "status" => crate::support::set(&mut map, &mut v0, "status"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                status: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "status")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for Migration {
     const NAME: &'static str = "MIGRATION";
 }
@@ -1202,14 +1855,44 @@ impl ::qmp_proto::events::TypedEvent for Migration {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.MIGRATION_PASS).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MigrationPass {
     /// `pass`.
     pub pass: i64,
 }
 crate::support::debug_struct!(MigrationPass { pass });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MigrationPass {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "pass", &self.pass)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MigrationPass {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MigrationPass {
+    const NAME: &'static str = "MigrationPass";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "pass" => crate::support::set(&mut map, &mut v0, "pass"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                pass: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "pass")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for MigrationPass {
     const NAME: &'static str = "MIGRATION_PASS";
 }
@@ -1300,8 +1983,7 @@ crate::support::qapi_enum!(FailoverStatus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.COLO_EXIT).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ColoExit {
     /// `mode`.
@@ -1310,6 +1992,41 @@ pub struct ColoExit {
     pub reason: super::COLOExitReason,
 }
 crate::support::debug_struct!(ColoExit { mode, reason });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for ColoExit {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "mode", &self.mode)?;
+        crate::support::entry(&mut m, "reason", &self.reason)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ColoExit {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ColoExit {
+    const NAME: &'static str = "ColoExit";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mode" => crate::support::set(&mut map, &mut v0, "mode"),
+                "reason" => crate::support::set(&mut map, &mut v1, "reason"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                mode: v0,
+                reason: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "mode"), (v1.is_none(), "reason")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for ColoExit {
     const NAME: &'static str = "COLO_EXIT";
 }
@@ -1387,13 +2104,20 @@ impl ::qmp_proto::Command for MigrateCancel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-continue).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MigrateContinue {
     /// `state`.
     pub state: super::MigrationStatus,
 }
 crate::support::debug_struct!(MigrateContinue { state });
+impl ::serde::Serialize for MigrateContinue {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "state", &self.state)?;
+        crate::support::end(m)
+    }
+}
 impl MigrateContinue {
     /// A value with the required members.
     #[inline]
@@ -1436,8 +2160,6 @@ crate::support::qapi_enum!(MigrationAddressType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.FileMigrationArgs).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct FileMigrationArgs {
     /// `filename`.
@@ -1446,6 +2168,42 @@ pub struct FileMigrationArgs {
     pub offset: u64,
 }
 crate::support::debug_struct!(FileMigrationArgs { filename, offset });
+impl ::serde::Serialize for FileMigrationArgs {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::entry(&mut m, "offset", &self.offset)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for FileMigrationArgs {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for FileMigrationArgs {
+    const NAME: &'static str = "FileMigrationArgs";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "filename" => crate::support::set(&mut map, &mut v0, "filename"),
+                "offset" => crate::support::set(&mut map, &mut v1, "offset"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                filename: v0,
+                offset: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "filename"), (v1.is_none(), "offset")])),
+        }
+    }
+}
 impl FileMigrationArgs {
     /// A value with the required members.
     #[inline]
@@ -1461,14 +2219,44 @@ impl FileMigrationArgs {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationExecCommand).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MigrationExecCommand {
     /// `args`.
     pub args: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(MigrationExecCommand { args });
+impl ::serde::Serialize for MigrationExecCommand {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "args", &self.args)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for MigrationExecCommand {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for MigrationExecCommand {
+    const NAME: &'static str = "MigrationExecCommand";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "args" => crate::support::set(&mut map, &mut v0, "args"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                args: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "args")])),
+        }
+    }
+}
 impl MigrationExecCommand {
     /// A value with the required members.
     #[inline]
@@ -1501,12 +2289,30 @@ impl MigrationAddress {
 }
 /// The members of [`MigrationAddress`] that every case has, the discriminator `transport` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MigrationAddressCommon {
 }
 crate::support::debug_struct!(MigrationAddressCommon {  });
+impl ::serde::Serialize for MigrationAddressCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for MigrationAddressCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for MigrationAddressCommon {
+    const NAME: &'static str = "MigrationAddressCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl MigrationAddressCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -1611,17 +2417,50 @@ crate::support::qapi_enum!(MigrationChannelType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationChannel).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MigrationChannel {
     /// `channel-type`.
-    #[serde(rename = "channel-type")]
     pub channel_type: super::MigrationChannelType,
     /// `addr`.
     pub addr: super::MigrationAddress,
 }
 crate::support::debug_struct!(MigrationChannel { channel_type, addr });
+impl ::serde::Serialize for MigrationChannel {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "channel-type", &self.channel_type)?;
+        crate::support::entry(&mut m, "addr", &self.addr)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for MigrationChannel {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for MigrationChannel {
+    const NAME: &'static str = "MigrationChannel";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "channel-type" => crate::support::set(&mut map, &mut v0, "channel-type"),
+                "addr" => crate::support::set(&mut map, &mut v1, "addr"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                channel_type: v0,
+                addr: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "channel-type"), (v1.is_none(), "addr")])),
+        }
+    }
+}
 impl MigrationChannel {
     /// A value with the required members.
     #[inline]
@@ -1638,23 +2477,29 @@ impl MigrationChannel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Migrate {
     /// `uri` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub uri: ::std::option::Option<::std::string::String>,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<::std::vec::Vec<super::MigrationChannel>>,
     /// `detach` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub detach: ::std::option::Option<bool>,
     /// `resume` (optional, since QEMU 3.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub resume: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(Migrate { uri, channels, detach, resume });
+impl ::serde::Serialize for Migrate {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "uri", &self.uri)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::opt_entry(&mut m, "detach", &self.detach)?;
+        crate::support::opt_entry(&mut m, "resume", &self.resume)?;
+        crate::support::end(m)
+    }
+}
 impl Migrate {
     /// A value with the required members (there are none).
     #[inline]
@@ -1701,20 +2546,26 @@ impl ::qmp_proto::Command for Migrate {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-incoming).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MigrateIncoming {
     /// `uri` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub uri: ::std::option::Option<::std::string::String>,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<::std::vec::Vec<super::MigrationChannel>>,
     /// `exit-on-error` (optional, since QEMU 9.1).
-    #[serde(rename = "exit-on-error", skip_serializing_if = "::std::option::Option::is_none")]
     pub exit_on_error: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(MigrateIncoming { uri, channels, exit_on_error });
+impl ::serde::Serialize for MigrateIncoming {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "uri", &self.uri)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::opt_entry(&mut m, "exit-on-error", &self.exit_on_error)?;
+        crate::support::end(m)
+    }
+}
 impl MigrateIncoming {
     /// A value with the required members (there are none).
     #[inline]
@@ -1754,16 +2605,23 @@ impl ::qmp_proto::Command for MigrateIncoming {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-save-devices-state).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XenSaveDevicesState {
     /// `filename`.
     pub filename: ::std::string::String,
     /// `live` (optional, since QEMU 2.11).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub live: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(XenSaveDevicesState { filename, live });
+impl ::serde::Serialize for XenSaveDevicesState {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::opt_entry(&mut m, "live", &self.live)?;
+        crate::support::end(m)
+    }
+}
 impl XenSaveDevicesState {
     /// A value with the required members.
     #[inline]
@@ -1790,13 +2648,20 @@ impl ::qmp_proto::Command for XenSaveDevicesState {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-set-global-dirty-log).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XenSetGlobalDirtyLog {
     /// `enable`.
     pub enable: bool,
 }
 crate::support::debug_struct!(XenSetGlobalDirtyLog { enable });
+impl ::serde::Serialize for XenSetGlobalDirtyLog {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "enable", &self.enable)?;
+        crate::support::end(m)
+    }
+}
 impl XenSetGlobalDirtyLog {
     /// A value with the required members.
     #[inline]
@@ -1816,13 +2681,20 @@ impl ::qmp_proto::Command for XenSetGlobalDirtyLog {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-load-devices-state).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XenLoadDevicesState {
     /// `filename`.
     pub filename: ::std::string::String,
 }
 crate::support::debug_struct!(XenLoadDevicesState { filename });
+impl ::serde::Serialize for XenLoadDevicesState {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::end(m)
+    }
+}
 impl XenLoadDevicesState {
     /// A value with the required members.
     #[inline]
@@ -1842,7 +2714,7 @@ impl ::qmp_proto::Command for XenLoadDevicesState {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.xen-set-replication).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XenSetReplication {
     /// `enable`.
@@ -1850,10 +2722,18 @@ pub struct XenSetReplication {
     /// `primary`.
     pub primary: bool,
     /// `failover` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub failover: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(XenSetReplication { enable, primary, failover });
+impl ::serde::Serialize for XenSetReplication {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "enable", &self.enable)?;
+        crate::support::entry(&mut m, "primary", &self.primary)?;
+        crate::support::opt_entry(&mut m, "failover", &self.failover)?;
+        crate::support::end(m)
+    }
+}
 impl XenSetReplication {
     /// A value with the required members.
     #[inline]
@@ -1880,17 +2760,49 @@ impl ::qmp_proto::Command for XenSetReplication {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.ReplicationStatus).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ReplicationStatus {
     /// `error`.
     pub error: bool,
     /// `desc` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub desc: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(ReplicationStatus { error, desc });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for ReplicationStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "error", &self.error)?;
+        crate::support::opt_entry(&mut m, "desc", &self.desc)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ReplicationStatus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ReplicationStatus {
+    const NAME: &'static str = "ReplicationStatus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "error" => crate::support::set(&mut map, &mut v0, "error"),
+                "desc" => crate::support::set(&mut map, &mut v1, "desc"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                error: v0,
+                desc: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "error")])),
+        }
+    }
+}
 
 /// `query-xen-replication-status`: the QAPI command (module `migration`, since QEMU 2.9).
 ///
@@ -1938,19 +2850,55 @@ impl ::qmp_proto::Command for XenColoDoCheckpoint {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.COLOStatus).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct COLOStatus {
     /// `mode`.
     pub mode: super::COLOMode,
     /// `last-mode` (since QEMU 4.0).
-    #[serde(rename = "last-mode")]
     pub last_mode: super::COLOMode,
     /// `reason`.
     pub reason: super::COLOExitReason,
 }
 crate::support::debug_struct!(COLOStatus { mode, last_mode, reason });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for COLOStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "mode", &self.mode)?;
+        crate::support::entry(&mut m, "last-mode", &self.last_mode)?;
+        crate::support::entry(&mut m, "reason", &self.reason)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for COLOStatus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for COLOStatus {
+    const NAME: &'static str = "COLOStatus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mode" => crate::support::set(&mut map, &mut v0, "mode"),
+                "last-mode" => crate::support::set(&mut map, &mut v1, "last-mode"),
+                "reason" => crate::support::set(&mut map, &mut v2, "reason"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                mode: v0,
+                last_mode: v1,
+                reason: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "mode"), (v1.is_none(), "last-mode"), (v2.is_none(), "reason")])),
+        }
+    }
+}
 
 /// `query-colo-status`: the QAPI command (module `migration`, since QEMU 3.1).
 ///
@@ -1978,13 +2926,20 @@ impl ::qmp_proto::Command for QueryColoStatus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.migrate-recover).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MigrateRecover {
     /// `uri`.
     pub uri: ::std::string::String,
 }
 crate::support::debug_struct!(MigrateRecover { uri });
+impl ::serde::Serialize for MigrateRecover {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "uri", &self.uri)?;
+        crate::support::end(m)
+    }
+}
 impl MigrateRecover {
     /// A value with the required members.
     #[inline]
@@ -2027,15 +2982,44 @@ impl ::qmp_proto::Command for MigratePause {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-migration.UNPLUG_PRIMARY).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct UnplugPrimary {
     /// `device-id`.
-    #[serde(rename = "device-id")]
     pub device_id: ::std::string::String,
 }
 crate::support::debug_struct!(UnplugPrimary { device_id });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for UnplugPrimary {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device-id", &self.device_id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for UnplugPrimary {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for UnplugPrimary {
+    const NAME: &'static str = "UnplugPrimary";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device-id" => crate::support::set(&mut map, &mut v0, "device-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                device_id: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device-id")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for UnplugPrimary {
     const NAME: &'static str = "UNPLUG_PRIMARY";
 }
@@ -2044,17 +3028,49 @@ impl ::qmp_proto::events::TypedEvent for UnplugPrimary {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.DirtyRateVcpu).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DirtyRateVcpu {
     /// `id`.
     pub id: i64,
     /// `dirty-rate`.
-    #[serde(rename = "dirty-rate")]
     pub dirty_rate: i64,
 }
 crate::support::debug_struct!(DirtyRateVcpu { id, dirty_rate });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DirtyRateVcpu {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "dirty-rate", &self.dirty_rate)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DirtyRateVcpu {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DirtyRateVcpu {
+    const NAME: &'static str = "DirtyRateVcpu";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "dirty-rate" => crate::support::set(&mut map, &mut v1, "dirty-rate"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                dirty_rate: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "dirty-rate")])),
+        }
+    }
+}
 
 /// `DirtyRateStatus`: the QAPI enum (module `migration`, since QEMU 5.2).
 ///
@@ -2120,57 +3136,114 @@ crate::support::qapi_enum!(TimeUnit {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.DirtyRateInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DirtyRateInfo {
     /// `dirty-rate` (optional).
-    #[serde(rename = "dirty-rate", skip_serializing_if = "::std::option::Option::is_none")]
     pub dirty_rate: ::std::option::Option<i64>,
     /// `status`.
     pub status: super::DirtyRateStatus,
     /// `start-time`.
-    #[serde(rename = "start-time")]
     pub start_time: i64,
     /// `calc-time`.
-    #[serde(rename = "calc-time")]
     pub calc_time: i64,
     /// `calc-time-unit` (since QEMU 8.2).
-    #[serde(rename = "calc-time-unit")]
     pub calc_time_unit: super::TimeUnit,
     /// `sample-pages` (since QEMU 6.1).
-    #[serde(rename = "sample-pages")]
     pub sample_pages: u64,
     /// `mode` (since QEMU 6.2).
     pub mode: super::DirtyRateMeasureMode,
     /// `vcpu-dirty-rate` (optional, since QEMU 6.2).
-    #[serde(rename = "vcpu-dirty-rate", skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpu_dirty_rate: ::std::option::Option<::std::vec::Vec<super::DirtyRateVcpu>>,
 }
 crate::support::debug_struct!(DirtyRateInfo { dirty_rate, status, start_time, calc_time, calc_time_unit, sample_pages, mode, vcpu_dirty_rate });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DirtyRateInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "dirty-rate", &self.dirty_rate)?;
+        crate::support::entry(&mut m, "status", &self.status)?;
+        crate::support::entry(&mut m, "start-time", &self.start_time)?;
+        crate::support::entry(&mut m, "calc-time", &self.calc_time)?;
+        crate::support::entry(&mut m, "calc-time-unit", &self.calc_time_unit)?;
+        crate::support::entry(&mut m, "sample-pages", &self.sample_pages)?;
+        crate::support::entry(&mut m, "mode", &self.mode)?;
+        crate::support::opt_entry(&mut m, "vcpu-dirty-rate", &self.vcpu_dirty_rate)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DirtyRateInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DirtyRateInfo {
+    const NAME: &'static str = "DirtyRateInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "dirty-rate" => crate::support::set(&mut map, &mut v0, "dirty-rate"),
+                "status" => crate::support::set(&mut map, &mut v1, "status"),
+                "start-time" => crate::support::set(&mut map, &mut v2, "start-time"),
+                "calc-time" => crate::support::set(&mut map, &mut v3, "calc-time"),
+                "calc-time-unit" => crate::support::set(&mut map, &mut v4, "calc-time-unit"),
+                "sample-pages" => crate::support::set(&mut map, &mut v5, "sample-pages"),
+                "mode" => crate::support::set(&mut map, &mut v6, "mode"),
+                "vcpu-dirty-rate" => crate::support::set(&mut map, &mut v7, "vcpu-dirty-rate"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1, v2, v3, v4, v5, v6) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                dirty_rate: v0.flatten(),
+                status: v1,
+                start_time: v2,
+                calc_time: v3,
+                calc_time_unit: v4,
+                sample_pages: v5,
+                mode: v6,
+                vcpu_dirty_rate: v7.flatten(),
+            }),
+            (v1, v2, v3, v4, v5, v6) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "status"), (v2.is_none(), "start-time"), (v3.is_none(), "calc-time"), (v4.is_none(), "calc-time-unit"), (v5.is_none(), "sample-pages"), (v6.is_none(), "mode")])),
+        }
+    }
+}
 
 /// `calc-dirty-rate`: the QAPI command (module `migration`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.calc-dirty-rate).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CalcDirtyRate {
     /// `calc-time`.
-    #[serde(rename = "calc-time")]
     pub calc_time: i64,
     /// `calc-time-unit` (optional, since QEMU 8.2).
-    #[serde(rename = "calc-time-unit", skip_serializing_if = "::std::option::Option::is_none")]
     pub calc_time_unit: ::std::option::Option<super::TimeUnit>,
     /// `sample-pages` (optional, since QEMU 6.1).
-    #[serde(rename = "sample-pages", skip_serializing_if = "::std::option::Option::is_none")]
     pub sample_pages: ::std::option::Option<i64>,
     /// `mode` (optional, since QEMU 6.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<super::DirtyRateMeasureMode>,
 }
 crate::support::debug_struct!(CalcDirtyRate { calc_time, calc_time_unit, sample_pages, mode });
+impl ::serde::Serialize for CalcDirtyRate {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "calc-time", &self.calc_time)?;
+        crate::support::opt_entry(&mut m, "calc-time-unit", &self.calc_time_unit)?;
+        crate::support::opt_entry(&mut m, "sample-pages", &self.sample_pages)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::end(m)
+    }
+}
 impl CalcDirtyRate {
     /// A value with the required members.
     #[inline]
@@ -2211,14 +3284,20 @@ impl ::qmp_proto::Command for CalcDirtyRate {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.query-dirty-rate).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryDirtyRate {
     /// `calc-time-unit` (optional, since QEMU 8.2).
-    #[serde(rename = "calc-time-unit", skip_serializing_if = "::std::option::Option::is_none")]
     pub calc_time_unit: ::std::option::Option<super::TimeUnit>,
 }
 crate::support::debug_struct!(QueryDirtyRate { calc_time_unit });
+impl ::serde::Serialize for QueryDirtyRate {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "calc-time-unit", &self.calc_time_unit)?;
+        crate::support::end(m)
+    }
+}
 impl QueryDirtyRate {
     /// A value with the required members (there are none).
     #[inline]
@@ -2243,38 +3322,78 @@ impl ::qmp_proto::Command for QueryDirtyRate {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.DirtyLimitInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DirtyLimitInfo {
     /// `cpu-index`.
-    #[serde(rename = "cpu-index")]
     pub cpu_index: i64,
     /// `limit-rate`.
-    #[serde(rename = "limit-rate")]
     pub limit_rate: u64,
     /// `current-rate`.
-    #[serde(rename = "current-rate")]
     pub current_rate: u64,
 }
 crate::support::debug_struct!(DirtyLimitInfo { cpu_index, limit_rate, current_rate });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DirtyLimitInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cpu-index", &self.cpu_index)?;
+        crate::support::entry(&mut m, "limit-rate", &self.limit_rate)?;
+        crate::support::entry(&mut m, "current-rate", &self.current_rate)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DirtyLimitInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DirtyLimitInfo {
+    const NAME: &'static str = "DirtyLimitInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cpu-index" => crate::support::set(&mut map, &mut v0, "cpu-index"),
+                "limit-rate" => crate::support::set(&mut map, &mut v1, "limit-rate"),
+                "current-rate" => crate::support::set(&mut map, &mut v2, "current-rate"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                cpu_index: v0,
+                limit_rate: v1,
+                current_rate: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cpu-index"), (v1.is_none(), "limit-rate"), (v2.is_none(), "current-rate")])),
+        }
+    }
+}
 
 /// `set-vcpu-dirty-limit`: the QAPI command (module `migration`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.set-vcpu-dirty-limit).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SetVcpuDirtyLimit {
     /// `cpu-index` (optional).
-    #[serde(rename = "cpu-index", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_index: ::std::option::Option<i64>,
     /// `dirty-rate`.
-    #[serde(rename = "dirty-rate")]
     pub dirty_rate: u64,
 }
 crate::support::debug_struct!(SetVcpuDirtyLimit { cpu_index, dirty_rate });
+impl ::serde::Serialize for SetVcpuDirtyLimit {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "cpu-index", &self.cpu_index)?;
+        crate::support::entry(&mut m, "dirty-rate", &self.dirty_rate)?;
+        crate::support::end(m)
+    }
+}
 impl SetVcpuDirtyLimit {
     /// A value with the required members.
     #[inline]
@@ -2301,14 +3420,20 @@ impl ::qmp_proto::Command for SetVcpuDirtyLimit {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.cancel-vcpu-dirty-limit).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CancelVcpuDirtyLimit {
     /// `cpu-index` (optional).
-    #[serde(rename = "cpu-index", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_index: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(CancelVcpuDirtyLimit { cpu_index });
+impl ::serde::Serialize for CancelVcpuDirtyLimit {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "cpu-index", &self.cpu_index)?;
+        crate::support::end(m)
+    }
+}
 impl CancelVcpuDirtyLimit {
     /// A value with the required members (there are none).
     #[inline]
@@ -2354,17 +3479,49 @@ impl ::qmp_proto::Command for QueryVcpuDirtyLimit {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-migration.MigrationThreadInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MigrationThreadInfo {
     /// `name`.
     pub name: ::std::string::String,
     /// `thread-id`.
-    #[serde(rename = "thread-id")]
     pub thread_id: i64,
 }
 crate::support::debug_struct!(MigrationThreadInfo { name, thread_id });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MigrationThreadInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "thread-id", &self.thread_id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MigrationThreadInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MigrationThreadInfo {
+    const NAME: &'static str = "MigrationThreadInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "thread-id" => crate::support::set(&mut map, &mut v1, "thread-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                thread_id: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "thread-id")])),
+        }
+    }
+}
 
 /// `query-migrationthreads`: the QAPI command (module `migration`, since QEMU 7.2).
 ///
@@ -2395,11 +3552,10 @@ impl ::qmp_proto::Command for QueryMigrationthreads {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.snapshot-save).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SnapshotSave {
     /// `job-id`.
-    #[serde(rename = "job-id")]
     pub job_id: ::std::string::String,
     /// `tag`.
     pub tag: ::std::string::String,
@@ -2409,6 +3565,16 @@ pub struct SnapshotSave {
     pub devices: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(SnapshotSave { job_id, tag, vmstate, devices });
+impl ::serde::Serialize for SnapshotSave {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "tag", &self.tag)?;
+        crate::support::entry(&mut m, "vmstate", &self.vmstate)?;
+        crate::support::entry(&mut m, "devices", &self.devices)?;
+        crate::support::end(m)
+    }
+}
 impl SnapshotSave {
     /// A value with the required members.
     #[inline]
@@ -2431,11 +3597,10 @@ impl ::qmp_proto::Command for SnapshotSave {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.snapshot-load).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SnapshotLoad {
     /// `job-id`.
-    #[serde(rename = "job-id")]
     pub job_id: ::std::string::String,
     /// `tag`.
     pub tag: ::std::string::String,
@@ -2445,6 +3610,16 @@ pub struct SnapshotLoad {
     pub devices: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(SnapshotLoad { job_id, tag, vmstate, devices });
+impl ::serde::Serialize for SnapshotLoad {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "tag", &self.tag)?;
+        crate::support::entry(&mut m, "vmstate", &self.vmstate)?;
+        crate::support::entry(&mut m, "devices", &self.devices)?;
+        crate::support::end(m)
+    }
+}
 impl SnapshotLoad {
     /// A value with the required members.
     #[inline]
@@ -2467,11 +3642,10 @@ impl ::qmp_proto::Command for SnapshotLoad {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-migration.snapshot-delete).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SnapshotDelete {
     /// `job-id`.
-    #[serde(rename = "job-id")]
     pub job_id: ::std::string::String,
     /// `tag`.
     pub tag: ::std::string::String,
@@ -2479,6 +3653,15 @@ pub struct SnapshotDelete {
     pub devices: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(SnapshotDelete { job_id, tag, devices });
+impl ::serde::Serialize for SnapshotDelete {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "job-id", &self.job_id)?;
+        crate::support::entry(&mut m, "tag", &self.tag)?;
+        crate::support::entry(&mut m, "devices", &self.devices)?;
+        crate::support::end(m)
+    }
+}
 impl SnapshotDelete {
     /// A value with the required members.
     #[inline]

@@ -10,7 +10,7 @@
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.add_client).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct AddClient {
     /// `protocol`.
@@ -18,13 +18,21 @@ pub struct AddClient {
     /// `fdname`.
     pub fdname: ::std::string::String,
     /// `skipauth` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub skipauth: ::std::option::Option<bool>,
     /// `tls` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tls: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(AddClient { protocol, fdname, skipauth, tls });
+impl ::serde::Serialize for AddClient {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "protocol", &self.protocol)?;
+        crate::support::entry(&mut m, "fdname", &self.fdname)?;
+        crate::support::opt_entry(&mut m, "skipauth", &self.skipauth)?;
+        crate::support::opt_entry(&mut m, "tls", &self.tls)?;
+        crate::support::end(m)
+    }
+}
 impl AddClient {
     /// A value with the required members.
     #[inline]
@@ -58,15 +66,40 @@ impl ::qmp_proto::Command for AddClient {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.NameInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct NameInfo {
     /// `name` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(NameInfo { name });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for NameInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NameInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for NameInfo {
+    const NAME: &'static str = "NameInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                name: v0.flatten(),
+            })
+    }
+}
 
 /// `query-name`: the QAPI command (module `misc`, since QEMU 0.14).
 ///
@@ -93,29 +126,73 @@ impl ::qmp_proto::Command for QueryName {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.IOThreadInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct IOThreadInfo {
     /// `id`.
     pub id: ::std::string::String,
     /// `thread-id`.
-    #[serde(rename = "thread-id")]
     pub thread_id: i64,
     /// `poll-max-ns` (since QEMU 2.9).
-    #[serde(rename = "poll-max-ns")]
     pub poll_max_ns: i64,
     /// `poll-grow` (since QEMU 2.9).
-    #[serde(rename = "poll-grow")]
     pub poll_grow: i64,
     /// `poll-shrink` (since QEMU 2.9).
-    #[serde(rename = "poll-shrink")]
     pub poll_shrink: i64,
     /// `aio-max-batch` (since QEMU 6.1).
-    #[serde(rename = "aio-max-batch")]
     pub aio_max_batch: i64,
 }
 crate::support::debug_struct!(IOThreadInfo { id, thread_id, poll_max_ns, poll_grow, poll_shrink, aio_max_batch });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for IOThreadInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "thread-id", &self.thread_id)?;
+        crate::support::entry(&mut m, "poll-max-ns", &self.poll_max_ns)?;
+        crate::support::entry(&mut m, "poll-grow", &self.poll_grow)?;
+        crate::support::entry(&mut m, "poll-shrink", &self.poll_shrink)?;
+        crate::support::entry(&mut m, "aio-max-batch", &self.aio_max_batch)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IOThreadInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for IOThreadInfo {
+    const NAME: &'static str = "IOThreadInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "thread-id" => crate::support::set(&mut map, &mut v1, "thread-id"),
+                "poll-max-ns" => crate::support::set(&mut map, &mut v2, "poll-max-ns"),
+                "poll-grow" => crate::support::set(&mut map, &mut v3, "poll-grow"),
+                "poll-shrink" => crate::support::set(&mut map, &mut v4, "poll-shrink"),
+                "aio-max-batch" => crate::support::set(&mut map, &mut v5, "aio-max-batch"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                thread_id: v1,
+                poll_max_ns: v2,
+                poll_grow: v3,
+                poll_shrink: v4,
+                aio_max_batch: v5,
+            }),
+            (v0, v1, v2, v3, v4, v5) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "thread-id"), (v2.is_none(), "poll-max-ns"), (v3.is_none(), "poll-grow"), (v4.is_none(), "poll-shrink"), (v5.is_none(), "aio-max-batch")])),
+        }
+    }
+}
 
 /// `query-iothreads`: the QAPI command (module `misc`, since QEMU 2.0).
 ///
@@ -208,17 +285,23 @@ impl ::qmp_proto::Command for XExitPreconfig {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.human-monitor-command).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct HumanMonitorCommand {
     /// `command-line`.
-    #[serde(rename = "command-line")]
     pub command_line: ::std::string::String,
     /// `cpu-index` (optional).
-    #[serde(rename = "cpu-index", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_index: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(HumanMonitorCommand { command_line, cpu_index });
+impl ::serde::Serialize for HumanMonitorCommand {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "command-line", &self.command_line)?;
+        crate::support::opt_entry(&mut m, "cpu-index", &self.cpu_index)?;
+        crate::support::end(m)
+    }
+}
 impl HumanMonitorCommand {
     /// A value with the required members.
     #[inline]
@@ -245,13 +328,20 @@ impl ::qmp_proto::Command for HumanMonitorCommand {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.getfd).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Getfd {
     /// `fdname`.
     pub fdname: ::std::string::String,
 }
 crate::support::debug_struct!(Getfd { fdname });
+impl ::serde::Serialize for Getfd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "fdname", &self.fdname)?;
+        crate::support::end(m)
+    }
+}
 impl Getfd {
     /// A value with the required members.
     #[inline]
@@ -271,13 +361,20 @@ impl ::qmp_proto::Command for Getfd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.closefd).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Closefd {
     /// `fdname`.
     pub fdname: ::std::string::String,
 }
 crate::support::debug_struct!(Closefd { fdname });
+impl ::serde::Serialize for Closefd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "fdname", &self.fdname)?;
+        crate::support::end(m)
+    }
+}
 impl Closefd {
     /// A value with the required members.
     #[inline]
@@ -296,34 +393,72 @@ impl ::qmp_proto::Command for Closefd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.AddfdInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct AddfdInfo {
     /// `fdset-id`.
-    #[serde(rename = "fdset-id")]
     pub fdset_id: i64,
     /// `fd`.
     pub fd: i64,
 }
 crate::support::debug_struct!(AddfdInfo { fdset_id, fd });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for AddfdInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "fdset-id", &self.fdset_id)?;
+        crate::support::entry(&mut m, "fd", &self.fd)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for AddfdInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for AddfdInfo {
+    const NAME: &'static str = "AddfdInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "fdset-id" => crate::support::set(&mut map, &mut v0, "fdset-id"),
+                "fd" => crate::support::set(&mut map, &mut v1, "fd"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                fdset_id: v0,
+                fd: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "fdset-id"), (v1.is_none(), "fd")])),
+        }
+    }
+}
 
 /// `add-fd`: the QAPI command (module `misc`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.add-fd).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct AddFd {
     /// `fdset-id` (optional).
-    #[serde(rename = "fdset-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub fdset_id: ::std::option::Option<i64>,
     /// `opaque` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub opaque: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(AddFd { fdset_id, opaque });
+impl ::serde::Serialize for AddFd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "fdset-id", &self.fdset_id)?;
+        crate::support::opt_entry(&mut m, "opaque", &self.opaque)?;
+        crate::support::end(m)
+    }
+}
 impl AddFd {
     /// A value with the required members (there are none).
     #[inline]
@@ -356,17 +491,23 @@ impl ::qmp_proto::Command for AddFd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.remove-fd).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RemoveFd {
     /// `fdset-id`.
-    #[serde(rename = "fdset-id")]
     pub fdset_id: i64,
     /// `fd` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub fd: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(RemoveFd { fdset_id, fd });
+impl ::serde::Serialize for RemoveFd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "fdset-id", &self.fdset_id)?;
+        crate::support::opt_entry(&mut m, "fd", &self.fd)?;
+        crate::support::end(m)
+    }
+}
 impl RemoveFd {
     /// A value with the required members.
     #[inline]
@@ -392,33 +533,97 @@ impl ::qmp_proto::Command for RemoveFd {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.FdsetFdInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct FdsetFdInfo {
     /// `fd`.
     pub fd: i64,
     /// `opaque` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub opaque: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(FdsetFdInfo { fd, opaque });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for FdsetFdInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "fd", &self.fd)?;
+        crate::support::opt_entry(&mut m, "opaque", &self.opaque)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for FdsetFdInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for FdsetFdInfo {
+    const NAME: &'static str = "FdsetFdInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "fd" => crate::support::set(&mut map, &mut v0, "fd"),
+                "opaque" => crate::support::set(&mut map, &mut v1, "opaque"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                fd: v0,
+                opaque: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "fd")])),
+        }
+    }
+}
 
 /// `FdsetInfo`: the QAPI struct (module `misc`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.FdsetInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct FdsetInfo {
     /// `fdset-id`.
-    #[serde(rename = "fdset-id")]
     pub fdset_id: i64,
     /// `fds`.
     pub fds: ::std::vec::Vec<super::FdsetFdInfo>,
 }
 crate::support::debug_struct!(FdsetInfo { fdset_id, fds });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for FdsetInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "fdset-id", &self.fdset_id)?;
+        crate::support::entry(&mut m, "fds", &self.fds)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for FdsetInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for FdsetInfo {
+    const NAME: &'static str = "FdsetInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "fdset-id" => crate::support::set(&mut map, &mut v0, "fdset-id"),
+                "fds" => crate::support::set(&mut map, &mut v1, "fds"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                fdset_id: v0,
+                fds: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "fdset-id"), (v1.is_none(), "fds")])),
+        }
+    }
+}
 
 /// `query-fdsets`: the QAPI command (module `misc`, since QEMU 1.2).
 ///
@@ -469,8 +674,6 @@ crate::support::qapi_enum!(CommandLineParameterType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.CommandLineParameterInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CommandLineParameterInfo {
     /// `name`.
@@ -478,20 +681,59 @@ pub struct CommandLineParameterInfo {
     /// `type`.
     pub r#type: super::CommandLineParameterType,
     /// `help` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub help: ::std::option::Option<::std::string::String>,
     /// `default` (optional, since QEMU 2.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub default: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(CommandLineParameterInfo { name, r#type, help, default });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for CommandLineParameterInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::opt_entry(&mut m, "help", &self.help)?;
+        crate::support::opt_entry(&mut m, "default", &self.default)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CommandLineParameterInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CommandLineParameterInfo {
+    const NAME: &'static str = "CommandLineParameterInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                "help" => crate::support::set(&mut map, &mut v2, "help"),
+                "default" => crate::support::set(&mut map, &mut v3, "default"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                r#type: v1,
+                help: v2.flatten(),
+                default: v3.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "type")])),
+        }
+    }
+}
 
 /// `CommandLineOptionInfo`: the QAPI struct (module `misc`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc.CommandLineOptionInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct CommandLineOptionInfo {
     /// `option`.
@@ -500,20 +742,61 @@ pub struct CommandLineOptionInfo {
     pub parameters: ::std::vec::Vec<super::CommandLineParameterInfo>,
 }
 crate::support::debug_struct!(CommandLineOptionInfo { option, parameters });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for CommandLineOptionInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "option", &self.option)?;
+        crate::support::entry(&mut m, "parameters", &self.parameters)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CommandLineOptionInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for CommandLineOptionInfo {
+    const NAME: &'static str = "CommandLineOptionInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "option" => crate::support::set(&mut map, &mut v0, "option"),
+                "parameters" => crate::support::set(&mut map, &mut v1, "parameters"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                option: v0,
+                parameters: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "option"), (v1.is_none(), "parameters")])),
+        }
+    }
+}
 
 /// `query-command-line-options`: the QAPI command (module `misc`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc.query-command-line-options).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryCommandLineOptions {
     /// `option` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub option: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(QueryCommandLineOptions { option });
+impl ::serde::Serialize for QueryCommandLineOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "option", &self.option)?;
+        crate::support::end(m)
+    }
+}
 impl QueryCommandLineOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -539,17 +822,50 @@ impl ::qmp_proto::Command for QueryCommandLineOptions {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-misc.RTC_CHANGE).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RtcChange {
     /// `offset`.
     pub offset: i64,
     /// `qom-path`.
-    #[serde(rename = "qom-path")]
     pub qom_path: ::std::string::String,
 }
 crate::support::debug_struct!(RtcChange { offset, qom_path });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for RtcChange {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "offset", &self.offset)?;
+        crate::support::entry(&mut m, "qom-path", &self.qom_path)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RtcChange {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RtcChange {
+    const NAME: &'static str = "RtcChange";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "offset" => crate::support::set(&mut map, &mut v0, "offset"),
+                "qom-path" => crate::support::set(&mut map, &mut v1, "qom-path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                offset: v0,
+                qom_path: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "offset"), (v1.is_none(), "qom-path")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for RtcChange {
     const NAME: &'static str = "RTC_CHANGE";
 }
@@ -559,24 +875,62 @@ impl ::qmp_proto::events::TypedEvent for RtcChange {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-misc.VFU_CLIENT_HANGUP).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct VfuClientHangup {
     /// `vfu-id`.
-    #[serde(rename = "vfu-id")]
     pub vfu_id: ::std::string::String,
     /// `vfu-qom-path`.
-    #[serde(rename = "vfu-qom-path")]
     pub vfu_qom_path: ::std::string::String,
     /// `dev-id`.
-    #[serde(rename = "dev-id")]
     pub dev_id: ::std::string::String,
     /// `dev-qom-path`.
-    #[serde(rename = "dev-qom-path")]
     pub dev_qom_path: ::std::string::String,
 }
 crate::support::debug_struct!(VfuClientHangup { vfu_id, vfu_qom_path, dev_id, dev_qom_path });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VfuClientHangup {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "vfu-id", &self.vfu_id)?;
+        crate::support::entry(&mut m, "vfu-qom-path", &self.vfu_qom_path)?;
+        crate::support::entry(&mut m, "dev-id", &self.dev_id)?;
+        crate::support::entry(&mut m, "dev-qom-path", &self.dev_qom_path)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VfuClientHangup {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VfuClientHangup {
+    const NAME: &'static str = "VfuClientHangup";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "vfu-id" => crate::support::set(&mut map, &mut v0, "vfu-id"),
+                "vfu-qom-path" => crate::support::set(&mut map, &mut v1, "vfu-qom-path"),
+                "dev-id" => crate::support::set(&mut map, &mut v2, "dev-id"),
+                "dev-qom-path" => crate::support::set(&mut map, &mut v3, "dev-qom-path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                vfu_id: v0,
+                vfu_qom_path: v1,
+                dev_id: v2,
+                dev_qom_path: v3,
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "vfu-id"), (v1.is_none(), "vfu-qom-path"), (v2.is_none(), "dev-id"), (v3.is_none(), "dev-qom-path")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for VfuClientHangup {
     const NAME: &'static str = "VFU_CLIENT_HANGUP";
 }

@@ -78,8 +78,6 @@ crate::support::qapi_enum!(SevGuestType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SevGuestInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SevGuestInfo {
     /// `policy`.
@@ -88,20 +86,83 @@ pub struct SevGuestInfo {
     pub handle: u32,
 }
 crate::support::debug_struct!(SevGuestInfo { policy, handle });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SevGuestInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "policy", &self.policy)?;
+        crate::support::entry(&mut m, "handle", &self.handle)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SevGuestInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SevGuestInfo {
+    const NAME: &'static str = "SevGuestInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "policy" => crate::support::set(&mut map, &mut v0, "policy"),
+                "handle" => crate::support::set(&mut map, &mut v1, "handle"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                policy: v0,
+                handle: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "policy"), (v1.is_none(), "handle")])),
+        }
+    }
+}
 
 /// `SevSnpGuestInfo`: the QAPI struct (module `misc-target`, since QEMU 9.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SevSnpGuestInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SevSnpGuestInfo {
     /// `snp-policy`.
-    #[serde(rename = "snp-policy")]
     pub snp_policy: u64,
 }
 crate::support::debug_struct!(SevSnpGuestInfo { snp_policy });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SevSnpGuestInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "snp-policy", &self.snp_policy)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SevSnpGuestInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SevSnpGuestInfo {
+    const NAME: &'static str = "SevSnpGuestInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "snp-policy" => crate::support::set(&mut map, &mut v0, "snp-policy"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                snp_policy: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "snp-policy")])),
+        }
+    }
+}
 
 /// `SevInfo`: the QAPI union (module `misc-target`, since QEMU 2.12).
 ///
@@ -125,25 +186,67 @@ impl SevInfo {
 }
 /// The members of [`SevInfo`] that every case has, the discriminator `sev-type` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SevInfoCommon {
     /// `enabled`.
     pub enabled: bool,
     /// `api-major`.
-    #[serde(rename = "api-major")]
     pub api_major: u8,
     /// `api-minor`.
-    #[serde(rename = "api-minor")]
     pub api_minor: u8,
     /// `build-id`.
-    #[serde(rename = "build-id")]
     pub build_id: u8,
     /// `state`.
     pub state: super::SevState,
 }
 crate::support::debug_struct!(SevInfoCommon { enabled, api_major, api_minor, build_id, state });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SevInfoCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "enabled", &self.enabled)?;
+        crate::support::entry(&mut m, "api-major", &self.api_major)?;
+        crate::support::entry(&mut m, "api-minor", &self.api_minor)?;
+        crate::support::entry(&mut m, "build-id", &self.build_id)?;
+        crate::support::entry(&mut m, "state", &self.state)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SevInfoCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SevInfoCommon {
+    const NAME: &'static str = "SevInfoCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "enabled" => crate::support::set(&mut map, &mut v0, "enabled"),
+                "api-major" => crate::support::set(&mut map, &mut v1, "api-major"),
+                "api-minor" => crate::support::set(&mut map, &mut v2, "api-minor"),
+                "build-id" => crate::support::set(&mut map, &mut v3, "build-id"),
+                "state" => crate::support::set(&mut map, &mut v4, "state"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                enabled: v0,
+                api_major: v1,
+                api_minor: v2,
+                build_id: v3,
+                state: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "enabled"), (v1.is_none(), "api-major"), (v2.is_none(), "api-minor"), (v3.is_none(), "build-id"), (v4.is_none(), "state")])),
+        }
+    }
+}
 /// The cases of [`SevInfo`], by its discriminator `sev-type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -232,14 +335,43 @@ impl ::qmp_proto::Command for QuerySev {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SevLaunchMeasureInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SevLaunchMeasureInfo {
     /// `data`.
     pub data: ::std::string::String,
 }
 crate::support::debug_struct!(SevLaunchMeasureInfo { data });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SevLaunchMeasureInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SevLaunchMeasureInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SevLaunchMeasureInfo {
+    const NAME: &'static str = "SevLaunchMeasureInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 
 /// `query-sev-launch-measure`: the QAPI command (module `misc-target`, since QEMU 2.12).
 ///
@@ -266,25 +398,67 @@ impl ::qmp_proto::Command for QuerySevLaunchMeasure {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SevCapability).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SevCapability {
     /// `pdh`.
     pub pdh: ::std::string::String,
     /// `cert-chain`.
-    #[serde(rename = "cert-chain")]
     pub cert_chain: ::std::string::String,
     /// `cpu0-id` (since QEMU 7.1).
-    #[serde(rename = "cpu0-id")]
     pub cpu0_id: ::std::string::String,
     /// `cbitpos`.
     pub cbitpos: i64,
     /// `reduced-phys-bits`.
-    #[serde(rename = "reduced-phys-bits")]
     pub reduced_phys_bits: i64,
 }
 crate::support::debug_struct!(SevCapability { pdh, cert_chain, cpu0_id, cbitpos, reduced_phys_bits });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SevCapability {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "pdh", &self.pdh)?;
+        crate::support::entry(&mut m, "cert-chain", &self.cert_chain)?;
+        crate::support::entry(&mut m, "cpu0-id", &self.cpu0_id)?;
+        crate::support::entry(&mut m, "cbitpos", &self.cbitpos)?;
+        crate::support::entry(&mut m, "reduced-phys-bits", &self.reduced_phys_bits)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SevCapability {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SevCapability {
+    const NAME: &'static str = "SevCapability";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "pdh" => crate::support::set(&mut map, &mut v0, "pdh"),
+                "cert-chain" => crate::support::set(&mut map, &mut v1, "cert-chain"),
+                "cpu0-id" => crate::support::set(&mut map, &mut v2, "cpu0-id"),
+                "cbitpos" => crate::support::set(&mut map, &mut v3, "cbitpos"),
+                "reduced-phys-bits" => crate::support::set(&mut map, &mut v4, "reduced-phys-bits"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                pdh: v0,
+                cert_chain: v1,
+                cpu0_id: v2,
+                cbitpos: v3,
+                reduced_phys_bits: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "pdh"), (v1.is_none(), "cert-chain"), (v2.is_none(), "cpu0-id"), (v3.is_none(), "cbitpos"), (v4.is_none(), "reduced-phys-bits")])),
+        }
+    }
+}
 
 /// `query-sev-capabilities`: the QAPI command (module `misc-target`, since QEMU 2.12).
 ///
@@ -312,19 +486,26 @@ impl ::qmp_proto::Command for QuerySevCapabilities {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.sev-inject-launch-secret).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SevInjectLaunchSecret {
     /// `packet-header`.
-    #[serde(rename = "packet-header")]
     pub packet_header: ::std::string::String,
     /// `secret`.
     pub secret: ::std::string::String,
     /// `gpa` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub gpa: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(SevInjectLaunchSecret { packet_header, secret, gpa });
+impl ::serde::Serialize for SevInjectLaunchSecret {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "packet-header", &self.packet_header)?;
+        crate::support::entry(&mut m, "secret", &self.secret)?;
+        crate::support::opt_entry(&mut m, "gpa", &self.gpa)?;
+        crate::support::end(m)
+    }
+}
 impl SevInjectLaunchSecret {
     /// A value with the required members.
     #[inline]
@@ -351,27 +532,63 @@ impl ::qmp_proto::Command for SevInjectLaunchSecret {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SevAttestationReport).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SevAttestationReport {
     /// `data`.
     pub data: ::std::string::String,
 }
 crate::support::debug_struct!(SevAttestationReport { data });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SevAttestationReport {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SevAttestationReport {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SevAttestationReport {
+    const NAME: &'static str = "SevAttestationReport";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 
 /// `query-sev-attestation-report`: the QAPI command (module `misc-target`, since QEMU 6.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.query-sev-attestation-report).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QuerySevAttestationReport {
     /// `mnonce`.
     pub mnonce: ::std::string::String,
 }
 crate::support::debug_struct!(QuerySevAttestationReport { mnonce });
+impl ::serde::Serialize for QuerySevAttestationReport {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "mnonce", &self.mnonce)?;
+        crate::support::end(m)
+    }
+}
 impl QuerySevAttestationReport {
     /// A value with the required members.
     #[inline]
@@ -390,8 +607,6 @@ impl ::qmp_proto::Command for QuerySevAttestationReport {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SGXEPCSection).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SGXEPCSection {
     /// `node`.
@@ -400,13 +615,46 @@ pub struct SGXEPCSection {
     pub size: u64,
 }
 crate::support::debug_struct!(SGXEPCSection { node, size });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SGXEPCSection {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SGXEPCSection {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SGXEPCSection {
+    const NAME: &'static str = "SGXEPCSection";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node" => crate::support::set(&mut map, &mut v0, "node"),
+                "size" => crate::support::set(&mut map, &mut v1, "size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                node: v0,
+                size: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "node"), (v1.is_none(), "size")])),
+        }
+    }
+}
 
 /// `SGXInfo`: the QAPI struct (module `misc-target`, since QEMU 6.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.SGXInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SGXInfo {
     /// `sgx`.
@@ -421,6 +669,53 @@ pub struct SGXInfo {
     pub sections: ::std::vec::Vec<super::SGXEPCSection>,
 }
 crate::support::debug_struct!(SGXInfo { sgx, sgx1, sgx2, flc, sections });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SGXInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "sgx", &self.sgx)?;
+        crate::support::entry(&mut m, "sgx1", &self.sgx1)?;
+        crate::support::entry(&mut m, "sgx2", &self.sgx2)?;
+        crate::support::entry(&mut m, "flc", &self.flc)?;
+        crate::support::entry(&mut m, "sections", &self.sections)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SGXInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SGXInfo {
+    const NAME: &'static str = "SGXInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "sgx" => crate::support::set(&mut map, &mut v0, "sgx"),
+                "sgx1" => crate::support::set(&mut map, &mut v1, "sgx1"),
+                "sgx2" => crate::support::set(&mut map, &mut v2, "sgx2"),
+                "flc" => crate::support::set(&mut map, &mut v3, "flc"),
+                "sections" => crate::support::set(&mut map, &mut v4, "sections"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                sgx: v0,
+                sgx1: v1,
+                sgx2: v2,
+                flc: v3,
+                sections: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "sgx"), (v1.is_none(), "sgx1"), (v2.is_none(), "sgx2"), (v3.is_none(), "flc"), (v4.is_none(), "sections")])),
+        }
+    }
+}
 
 /// `query-sgx`: the QAPI command (module `misc-target`, since QEMU 6.2).
 ///
@@ -498,8 +793,6 @@ crate::support::qapi_enum!(EvtchnPortType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-misc-target.EvtchnInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct EvtchnInfo {
     /// `port`.
@@ -509,7 +802,6 @@ pub struct EvtchnInfo {
     /// `type`.
     pub r#type: super::EvtchnPortType,
     /// `remote-domain`.
-    #[serde(rename = "remote-domain")]
     pub remote_domain: ::std::string::String,
     /// `target`.
     pub target: u16,
@@ -519,6 +811,61 @@ pub struct EvtchnInfo {
     pub masked: bool,
 }
 crate::support::debug_struct!(EvtchnInfo { port, vcpu, r#type, remote_domain, target, pending, masked });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for EvtchnInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "port", &self.port)?;
+        crate::support::entry(&mut m, "vcpu", &self.vcpu)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "remote-domain", &self.remote_domain)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::entry(&mut m, "pending", &self.pending)?;
+        crate::support::entry(&mut m, "masked", &self.masked)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for EvtchnInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for EvtchnInfo {
+    const NAME: &'static str = "EvtchnInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "port" => crate::support::set(&mut map, &mut v0, "port"),
+                "vcpu" => crate::support::set(&mut map, &mut v1, "vcpu"),
+                "type" => crate::support::set(&mut map, &mut v2, "type"),
+                "remote-domain" => crate::support::set(&mut map, &mut v3, "remote-domain"),
+                "target" => crate::support::set(&mut map, &mut v4, "target"),
+                "pending" => crate::support::set(&mut map, &mut v5, "pending"),
+                "masked" => crate::support::set(&mut map, &mut v6, "masked"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                port: v0,
+                vcpu: v1,
+                r#type: v2,
+                remote_domain: v3,
+                target: v4,
+                pending: v5,
+                masked: v6,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "port"), (v1.is_none(), "vcpu"), (v2.is_none(), "type"), (v3.is_none(), "remote-domain"), (v4.is_none(), "target"), (v5.is_none(), "pending"), (v6.is_none(), "masked")])),
+        }
+    }
+}
 
 /// `xen-event-list`: the QAPI command (module `misc-target`, since QEMU 8.0).
 ///
@@ -546,13 +893,20 @@ impl ::qmp_proto::Command for XenEventList {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-misc-target.xen-event-inject).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XenEventInject {
     /// `port`.
     pub port: u32,
 }
 crate::support::debug_struct!(XenEventInject { port });
+impl ::serde::Serialize for XenEventInject {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "port", &self.port)?;
+        crate::support::end(m)
+    }
+}
 impl XenEventInject {
     /// A value with the required members.
     #[inline]

@@ -10,7 +10,7 @@
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.set_link).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SetLink {
     /// `name`.
@@ -19,6 +19,14 @@ pub struct SetLink {
     pub up: bool,
 }
 crate::support::debug_struct!(SetLink { name, up });
+impl ::serde::Serialize for SetLink {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "up", &self.up)?;
+        crate::support::end(m)
+    }
+}
 impl SetLink {
     /// A value with the required members.
     #[inline]
@@ -69,13 +77,20 @@ impl ::qmp_proto::Command for NetdevAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.netdev_del).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct NetdevDel {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(NetdevDel { id });
+impl ::serde::Serialize for NetdevDel {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl NetdevDel {
     /// A value with the required members.
     #[inline]
@@ -94,27 +109,65 @@ impl ::qmp_proto::Command for NetdevDel {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetLegacyNicOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetLegacyNicOptions {
     /// `netdev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub netdev: ::std::option::Option<::std::string::String>,
     /// `macaddr` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub macaddr: ::std::option::Option<::std::string::String>,
     /// `model` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub model: ::std::option::Option<::std::string::String>,
     /// `addr` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub addr: ::std::option::Option<::std::string::String>,
     /// `vectors` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vectors: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(NetLegacyNicOptions { netdev, macaddr, model, addr, vectors });
+impl ::serde::Serialize for NetLegacyNicOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "netdev", &self.netdev)?;
+        crate::support::opt_entry(&mut m, "macaddr", &self.macaddr)?;
+        crate::support::opt_entry(&mut m, "model", &self.model)?;
+        crate::support::opt_entry(&mut m, "addr", &self.addr)?;
+        crate::support::opt_entry(&mut m, "vectors", &self.vectors)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetLegacyNicOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetLegacyNicOptions {
+    const NAME: &'static str = "NetLegacyNicOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev" => crate::support::set(&mut map, &mut v0, "netdev"),
+                "macaddr" => crate::support::set(&mut map, &mut v1, "macaddr"),
+                "model" => crate::support::set(&mut map, &mut v2, "model"),
+                "addr" => crate::support::set(&mut map, &mut v3, "addr"),
+                "vectors" => crate::support::set(&mut map, &mut v4, "vectors"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                netdev: v0.flatten(),
+                macaddr: v1.flatten(),
+                model: v2.flatten(),
+                addr: v3.flatten(),
+                vectors: v4.flatten(),
+            })
+    }
+}
 impl NetLegacyNicOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -163,14 +216,44 @@ impl NetLegacyNicOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.String).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct String {
     /// `str`.
     pub str: ::std::string::String,
 }
 crate::support::debug_struct!(String { str });
+impl ::serde::Serialize for String {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "str", &self.str)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for String {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for String {
+    const NAME: &'static str = "String";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "str" => crate::support::set(&mut map, &mut v0, "str"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                str: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "str")])),
+        }
+    }
+}
 impl String {
     /// A value with the required members.
     #[inline]
@@ -185,78 +268,167 @@ impl String {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevUserOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevUserOptions {
     /// `hostname` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub hostname: ::std::option::Option<::std::string::String>,
     /// `restrict` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub restrict: ::std::option::Option<bool>,
     /// `ipv4` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ipv4: ::std::option::Option<bool>,
     /// `ipv6` (optional, since QEMU 2.6).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ipv6: ::std::option::Option<bool>,
     /// `ip` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ip: ::std::option::Option<::std::string::String>,
     /// `net` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub net: ::std::option::Option<::std::string::String>,
     /// `host` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub host: ::std::option::Option<::std::string::String>,
     /// `tftp` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tftp: ::std::option::Option<::std::string::String>,
     /// `bootfile` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bootfile: ::std::option::Option<::std::string::String>,
     /// `dhcpstart` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dhcpstart: ::std::option::Option<::std::string::String>,
     /// `dns` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dns: ::std::option::Option<::std::string::String>,
     /// `dnssearch` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dnssearch: ::std::option::Option<::std::vec::Vec<super::String>>,
     /// `domainname` (optional, since QEMU 3.0).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub domainname: ::std::option::Option<::std::string::String>,
     /// `ipv6-prefix` (optional, since QEMU 2.6).
-    #[serde(rename = "ipv6-prefix", skip_serializing_if = "::std::option::Option::is_none")]
     pub ipv6_prefix: ::std::option::Option<::std::string::String>,
     /// `ipv6-prefixlen` (optional).
-    #[serde(rename = "ipv6-prefixlen", skip_serializing_if = "::std::option::Option::is_none")]
     pub ipv6_prefixlen: ::std::option::Option<i64>,
     /// `ipv6-host` (optional, since QEMU 2.6).
-    #[serde(rename = "ipv6-host", skip_serializing_if = "::std::option::Option::is_none")]
     pub ipv6_host: ::std::option::Option<::std::string::String>,
     /// `ipv6-dns` (optional, since QEMU 2.6).
-    #[serde(rename = "ipv6-dns", skip_serializing_if = "::std::option::Option::is_none")]
     pub ipv6_dns: ::std::option::Option<::std::string::String>,
     /// `smb` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub smb: ::std::option::Option<::std::string::String>,
     /// `smbserver` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub smbserver: ::std::option::Option<::std::string::String>,
     /// `hostfwd` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub hostfwd: ::std::option::Option<::std::vec::Vec<super::String>>,
     /// `guestfwd` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub guestfwd: ::std::option::Option<::std::vec::Vec<super::String>>,
     /// `tftp-server-name` (optional, since QEMU 3.1).
-    #[serde(rename = "tftp-server-name", skip_serializing_if = "::std::option::Option::is_none")]
     pub tftp_server_name: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(NetdevUserOptions { hostname, restrict, ipv4, ipv6, ip, net, host, tftp, bootfile, dhcpstart, dns, dnssearch, domainname, ipv6_prefix, ipv6_prefixlen, ipv6_host, ipv6_dns, smb, smbserver, hostfwd, guestfwd, tftp_server_name });
+impl ::serde::Serialize for NetdevUserOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "hostname", &self.hostname)?;
+        crate::support::opt_entry(&mut m, "restrict", &self.restrict)?;
+        crate::support::opt_entry(&mut m, "ipv4", &self.ipv4)?;
+        crate::support::opt_entry(&mut m, "ipv6", &self.ipv6)?;
+        crate::support::opt_entry(&mut m, "ip", &self.ip)?;
+        crate::support::opt_entry(&mut m, "net", &self.net)?;
+        crate::support::opt_entry(&mut m, "host", &self.host)?;
+        crate::support::opt_entry(&mut m, "tftp", &self.tftp)?;
+        crate::support::opt_entry(&mut m, "bootfile", &self.bootfile)?;
+        crate::support::opt_entry(&mut m, "dhcpstart", &self.dhcpstart)?;
+        crate::support::opt_entry(&mut m, "dns", &self.dns)?;
+        crate::support::opt_entry(&mut m, "dnssearch", &self.dnssearch)?;
+        crate::support::opt_entry(&mut m, "domainname", &self.domainname)?;
+        crate::support::opt_entry(&mut m, "ipv6-prefix", &self.ipv6_prefix)?;
+        crate::support::opt_entry(&mut m, "ipv6-prefixlen", &self.ipv6_prefixlen)?;
+        crate::support::opt_entry(&mut m, "ipv6-host", &self.ipv6_host)?;
+        crate::support::opt_entry(&mut m, "ipv6-dns", &self.ipv6_dns)?;
+        crate::support::opt_entry(&mut m, "smb", &self.smb)?;
+        crate::support::opt_entry(&mut m, "smbserver", &self.smbserver)?;
+        crate::support::opt_entry(&mut m, "hostfwd", &self.hostfwd)?;
+        crate::support::opt_entry(&mut m, "guestfwd", &self.guestfwd)?;
+        crate::support::opt_entry(&mut m, "tftp-server-name", &self.tftp_server_name)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevUserOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevUserOptions {
+    const NAME: &'static str = "NetdevUserOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        let mut v18 = ::std::option::Option::None;
+        let mut v19 = ::std::option::Option::None;
+        let mut v20 = ::std::option::Option::None;
+        let mut v21 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "hostname" => crate::support::set(&mut map, &mut v0, "hostname"),
+                "restrict" => crate::support::set(&mut map, &mut v1, "restrict"),
+                "ipv4" => crate::support::set(&mut map, &mut v2, "ipv4"),
+                "ipv6" => crate::support::set(&mut map, &mut v3, "ipv6"),
+                "ip" => crate::support::set(&mut map, &mut v4, "ip"),
+                "net" => crate::support::set(&mut map, &mut v5, "net"),
+                "host" => crate::support::set(&mut map, &mut v6, "host"),
+                "tftp" => crate::support::set(&mut map, &mut v7, "tftp"),
+                "bootfile" => crate::support::set(&mut map, &mut v8, "bootfile"),
+                "dhcpstart" => crate::support::set(&mut map, &mut v9, "dhcpstart"),
+                "dns" => crate::support::set(&mut map, &mut v10, "dns"),
+                "dnssearch" => crate::support::set(&mut map, &mut v11, "dnssearch"),
+                "domainname" => crate::support::set(&mut map, &mut v12, "domainname"),
+                "ipv6-prefix" => crate::support::set(&mut map, &mut v13, "ipv6-prefix"),
+                "ipv6-prefixlen" => crate::support::set(&mut map, &mut v14, "ipv6-prefixlen"),
+                "ipv6-host" => crate::support::set(&mut map, &mut v15, "ipv6-host"),
+                "ipv6-dns" => crate::support::set(&mut map, &mut v16, "ipv6-dns"),
+                "smb" => crate::support::set(&mut map, &mut v17, "smb"),
+                "smbserver" => crate::support::set(&mut map, &mut v18, "smbserver"),
+                "hostfwd" => crate::support::set(&mut map, &mut v19, "hostfwd"),
+                "guestfwd" => crate::support::set(&mut map, &mut v20, "guestfwd"),
+                "tftp-server-name" => crate::support::set(&mut map, &mut v21, "tftp-server-name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                hostname: v0.flatten(),
+                restrict: v1.flatten(),
+                ipv4: v2.flatten(),
+                ipv6: v3.flatten(),
+                ip: v4.flatten(),
+                net: v5.flatten(),
+                host: v6.flatten(),
+                tftp: v7.flatten(),
+                bootfile: v8.flatten(),
+                dhcpstart: v9.flatten(),
+                dns: v10.flatten(),
+                dnssearch: v11.flatten(),
+                domainname: v12.flatten(),
+                ipv6_prefix: v13.flatten(),
+                ipv6_prefixlen: v14.flatten(),
+                ipv6_host: v15.flatten(),
+                ipv6_dns: v16.flatten(),
+                smb: v17.flatten(),
+                smbserver: v18.flatten(),
+                hostfwd: v19.flatten(),
+                guestfwd: v20.flatten(),
+                tftp_server_name: v21.flatten(),
+            })
+    }
+}
 impl NetdevUserOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -424,57 +596,125 @@ impl NetdevUserOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevTapOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevTapOptions {
     /// `ifname` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ifname: ::std::option::Option<::std::string::String>,
     /// `fd` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub fd: ::std::option::Option<::std::string::String>,
     /// `fds` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub fds: ::std::option::Option<::std::string::String>,
     /// `script` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub script: ::std::option::Option<::std::string::String>,
     /// `downscript` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub downscript: ::std::option::Option<::std::string::String>,
     /// `br` (optional, since QEMU 2.8).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub br: ::std::option::Option<::std::string::String>,
     /// `helper` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub helper: ::std::option::Option<::std::string::String>,
     /// `sndbuf` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sndbuf: ::std::option::Option<u64>,
     /// `vnet_hdr` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vnet_hdr: ::std::option::Option<bool>,
     /// `vhost` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vhost: ::std::option::Option<bool>,
     /// `vhostfd` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vhostfd: ::std::option::Option<::std::string::String>,
     /// `vhostfds` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vhostfds: ::std::option::Option<::std::string::String>,
     /// `vhostforce` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vhostforce: ::std::option::Option<bool>,
     /// `queues` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queues: ::std::option::Option<u32>,
     /// `poll-us` (optional, since QEMU 2.7).
-    #[serde(rename = "poll-us", skip_serializing_if = "::std::option::Option::is_none")]
     pub poll_us: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(NetdevTapOptions { ifname, fd, fds, script, downscript, br, helper, sndbuf, vnet_hdr, vhost, vhostfd, vhostfds, vhostforce, queues, poll_us });
+impl ::serde::Serialize for NetdevTapOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "ifname", &self.ifname)?;
+        crate::support::opt_entry(&mut m, "fd", &self.fd)?;
+        crate::support::opt_entry(&mut m, "fds", &self.fds)?;
+        crate::support::opt_entry(&mut m, "script", &self.script)?;
+        crate::support::opt_entry(&mut m, "downscript", &self.downscript)?;
+        crate::support::opt_entry(&mut m, "br", &self.br)?;
+        crate::support::opt_entry(&mut m, "helper", &self.helper)?;
+        crate::support::opt_entry(&mut m, "sndbuf", &self.sndbuf)?;
+        crate::support::opt_entry(&mut m, "vnet_hdr", &self.vnet_hdr)?;
+        crate::support::opt_entry(&mut m, "vhost", &self.vhost)?;
+        crate::support::opt_entry(&mut m, "vhostfd", &self.vhostfd)?;
+        crate::support::opt_entry(&mut m, "vhostfds", &self.vhostfds)?;
+        crate::support::opt_entry(&mut m, "vhostforce", &self.vhostforce)?;
+        crate::support::opt_entry(&mut m, "queues", &self.queues)?;
+        crate::support::opt_entry(&mut m, "poll-us", &self.poll_us)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevTapOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevTapOptions {
+    const NAME: &'static str = "NetdevTapOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "ifname" => crate::support::set(&mut map, &mut v0, "ifname"),
+                "fd" => crate::support::set(&mut map, &mut v1, "fd"),
+                "fds" => crate::support::set(&mut map, &mut v2, "fds"),
+                "script" => crate::support::set(&mut map, &mut v3, "script"),
+                "downscript" => crate::support::set(&mut map, &mut v4, "downscript"),
+                "br" => crate::support::set(&mut map, &mut v5, "br"),
+                "helper" => crate::support::set(&mut map, &mut v6, "helper"),
+                "sndbuf" => crate::support::set(&mut map, &mut v7, "sndbuf"),
+                "vnet_hdr" => crate::support::set(&mut map, &mut v8, "vnet_hdr"),
+                "vhost" => crate::support::set(&mut map, &mut v9, "vhost"),
+                "vhostfd" => crate::support::set(&mut map, &mut v10, "vhostfd"),
+                "vhostfds" => crate::support::set(&mut map, &mut v11, "vhostfds"),
+                "vhostforce" => crate::support::set(&mut map, &mut v12, "vhostforce"),
+                "queues" => crate::support::set(&mut map, &mut v13, "queues"),
+                "poll-us" => crate::support::set(&mut map, &mut v14, "poll-us"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                ifname: v0.flatten(),
+                fd: v1.flatten(),
+                fds: v2.flatten(),
+                script: v3.flatten(),
+                downscript: v4.flatten(),
+                br: v5.flatten(),
+                helper: v6.flatten(),
+                sndbuf: v7.flatten(),
+                vnet_hdr: v8.flatten(),
+                vhost: v9.flatten(),
+                vhostfd: v10.flatten(),
+                vhostfds: v11.flatten(),
+                vhostforce: v12.flatten(),
+                queues: v13.flatten(),
+                poll_us: v14.flatten(),
+            })
+    }
+}
 impl NetdevTapOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -593,30 +833,71 @@ impl NetdevTapOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevSocketOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevSocketOptions {
     /// `fd` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub fd: ::std::option::Option<::std::string::String>,
     /// `listen` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub listen: ::std::option::Option<::std::string::String>,
     /// `connect` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub connect: ::std::option::Option<::std::string::String>,
     /// `mcast` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mcast: ::std::option::Option<::std::string::String>,
     /// `localaddr` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub localaddr: ::std::option::Option<::std::string::String>,
     /// `udp` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub udp: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(NetdevSocketOptions { fd, listen, connect, mcast, localaddr, udp });
+impl ::serde::Serialize for NetdevSocketOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "fd", &self.fd)?;
+        crate::support::opt_entry(&mut m, "listen", &self.listen)?;
+        crate::support::opt_entry(&mut m, "connect", &self.connect)?;
+        crate::support::opt_entry(&mut m, "mcast", &self.mcast)?;
+        crate::support::opt_entry(&mut m, "localaddr", &self.localaddr)?;
+        crate::support::opt_entry(&mut m, "udp", &self.udp)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevSocketOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevSocketOptions {
+    const NAME: &'static str = "NetdevSocketOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "fd" => crate::support::set(&mut map, &mut v0, "fd"),
+                "listen" => crate::support::set(&mut map, &mut v1, "listen"),
+                "connect" => crate::support::set(&mut map, &mut v2, "connect"),
+                "mcast" => crate::support::set(&mut map, &mut v3, "mcast"),
+                "localaddr" => crate::support::set(&mut map, &mut v4, "localaddr"),
+                "udp" => crate::support::set(&mut map, &mut v5, "udp"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                fd: v0.flatten(),
+                listen: v1.flatten(),
+                connect: v2.flatten(),
+                mcast: v3.flatten(),
+                localaddr: v4.flatten(),
+                udp: v5.flatten(),
+            })
+    }
+}
 impl NetdevSocketOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -672,8 +953,6 @@ impl NetdevSocketOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevL2TPv3Options).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevL2TPv3Options {
     /// `src`.
@@ -681,42 +960,115 @@ pub struct NetdevL2TPv3Options {
     /// `dst`.
     pub dst: ::std::string::String,
     /// `srcport` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub srcport: ::std::option::Option<::std::string::String>,
     /// `dstport` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dstport: ::std::option::Option<::std::string::String>,
     /// `ipv6` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ipv6: ::std::option::Option<bool>,
     /// `udp` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub udp: ::std::option::Option<bool>,
     /// `cookie64` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cookie64: ::std::option::Option<bool>,
     /// `counter` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub counter: ::std::option::Option<bool>,
     /// `pincounter` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub pincounter: ::std::option::Option<bool>,
     /// `txcookie` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub txcookie: ::std::option::Option<u64>,
     /// `rxcookie` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rxcookie: ::std::option::Option<u64>,
     /// `txsession`.
     pub txsession: u32,
     /// `rxsession` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rxsession: ::std::option::Option<u32>,
     /// `offset` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub offset: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(NetdevL2TPv3Options { src, dst, srcport, dstport, ipv6, udp, cookie64, counter, pincounter, txcookie, rxcookie, txsession, rxsession, offset });
+impl ::serde::Serialize for NetdevL2TPv3Options {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "src", &self.src)?;
+        crate::support::entry(&mut m, "dst", &self.dst)?;
+        crate::support::opt_entry(&mut m, "srcport", &self.srcport)?;
+        crate::support::opt_entry(&mut m, "dstport", &self.dstport)?;
+        crate::support::opt_entry(&mut m, "ipv6", &self.ipv6)?;
+        crate::support::opt_entry(&mut m, "udp", &self.udp)?;
+        crate::support::opt_entry(&mut m, "cookie64", &self.cookie64)?;
+        crate::support::opt_entry(&mut m, "counter", &self.counter)?;
+        crate::support::opt_entry(&mut m, "pincounter", &self.pincounter)?;
+        crate::support::opt_entry(&mut m, "txcookie", &self.txcookie)?;
+        crate::support::opt_entry(&mut m, "rxcookie", &self.rxcookie)?;
+        crate::support::entry(&mut m, "txsession", &self.txsession)?;
+        crate::support::opt_entry(&mut m, "rxsession", &self.rxsession)?;
+        crate::support::opt_entry(&mut m, "offset", &self.offset)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevL2TPv3Options {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevL2TPv3Options {
+    const NAME: &'static str = "NetdevL2TPv3Options";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "src" => crate::support::set(&mut map, &mut v0, "src"),
+                "dst" => crate::support::set(&mut map, &mut v1, "dst"),
+                "srcport" => crate::support::set(&mut map, &mut v2, "srcport"),
+                "dstport" => crate::support::set(&mut map, &mut v3, "dstport"),
+                "ipv6" => crate::support::set(&mut map, &mut v4, "ipv6"),
+                "udp" => crate::support::set(&mut map, &mut v5, "udp"),
+                "cookie64" => crate::support::set(&mut map, &mut v6, "cookie64"),
+                "counter" => crate::support::set(&mut map, &mut v7, "counter"),
+                "pincounter" => crate::support::set(&mut map, &mut v8, "pincounter"),
+                "txcookie" => crate::support::set(&mut map, &mut v9, "txcookie"),
+                "rxcookie" => crate::support::set(&mut map, &mut v10, "rxcookie"),
+                "txsession" => crate::support::set(&mut map, &mut v11, "txsession"),
+                "rxsession" => crate::support::set(&mut map, &mut v12, "rxsession"),
+                "offset" => crate::support::set(&mut map, &mut v13, "offset"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v11) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v11)) => ::std::result::Result::Ok(Self {
+                src: v0,
+                dst: v1,
+                srcport: v2.flatten(),
+                dstport: v3.flatten(),
+                ipv6: v4.flatten(),
+                udp: v5.flatten(),
+                cookie64: v6.flatten(),
+                counter: v7.flatten(),
+                pincounter: v8.flatten(),
+                txcookie: v9.flatten(),
+                rxcookie: v10.flatten(),
+                txsession: v11,
+                rxsession: v12.flatten(),
+                offset: v13.flatten(),
+            }),
+            (v0, v1, v11) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "src"), (v1.is_none(), "dst"), (v11.is_none(), "txsession")])),
+        }
+    }
+}
 impl NetdevL2TPv3Options {
     /// A value with the required members.
     #[inline]
@@ -810,24 +1162,59 @@ impl NetdevL2TPv3Options {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevVdeOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevVdeOptions {
     /// `sock` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sock: ::std::option::Option<::std::string::String>,
     /// `port` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<u16>,
     /// `group` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub group: ::std::option::Option<::std::string::String>,
     /// `mode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mode: ::std::option::Option<u16>,
 }
 crate::support::debug_struct!(NetdevVdeOptions { sock, port, group, mode });
+impl ::serde::Serialize for NetdevVdeOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "sock", &self.sock)?;
+        crate::support::opt_entry(&mut m, "port", &self.port)?;
+        crate::support::opt_entry(&mut m, "group", &self.group)?;
+        crate::support::opt_entry(&mut m, "mode", &self.mode)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevVdeOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevVdeOptions {
+    const NAME: &'static str = "NetdevVdeOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "sock" => crate::support::set(&mut map, &mut v0, "sock"),
+                "port" => crate::support::set(&mut map, &mut v1, "port"),
+                "group" => crate::support::set(&mut map, &mut v2, "group"),
+                "mode" => crate::support::set(&mut map, &mut v3, "mode"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                sock: v0.flatten(),
+                port: v1.flatten(),
+                group: v2.flatten(),
+                mode: v3.flatten(),
+            })
+    }
+}
 impl NetdevVdeOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -869,18 +1256,47 @@ impl NetdevVdeOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevBridgeOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevBridgeOptions {
     /// `br` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub br: ::std::option::Option<::std::string::String>,
     /// `helper` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub helper: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(NetdevBridgeOptions { br, helper });
+impl ::serde::Serialize for NetdevBridgeOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "br", &self.br)?;
+        crate::support::opt_entry(&mut m, "helper", &self.helper)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevBridgeOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevBridgeOptions {
+    const NAME: &'static str = "NetdevBridgeOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "br" => crate::support::set(&mut map, &mut v0, "br"),
+                "helper" => crate::support::set(&mut map, &mut v1, "helper"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                br: v0.flatten(),
+                helper: v1.flatten(),
+            })
+    }
+}
 impl NetdevBridgeOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -908,17 +1324,50 @@ impl NetdevBridgeOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevHubPortOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevHubPortOptions {
     /// `hubid`.
     pub hubid: i32,
     /// `netdev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub netdev: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(NetdevHubPortOptions { hubid, netdev });
+impl ::serde::Serialize for NetdevHubPortOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "hubid", &self.hubid)?;
+        crate::support::opt_entry(&mut m, "netdev", &self.netdev)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevHubPortOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevHubPortOptions {
+    const NAME: &'static str = "NetdevHubPortOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "hubid" => crate::support::set(&mut map, &mut v0, "hubid"),
+                "netdev" => crate::support::set(&mut map, &mut v1, "netdev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                hubid: v0,
+                netdev: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "hubid")])),
+        }
+    }
+}
 impl NetdevHubPortOptions {
     /// A value with the required members.
     #[inline]
@@ -940,17 +1389,50 @@ impl NetdevHubPortOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevNetmapOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevNetmapOptions {
     /// `ifname`.
     pub ifname: ::std::string::String,
     /// `devname` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub devname: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(NetdevNetmapOptions { ifname, devname });
+impl ::serde::Serialize for NetdevNetmapOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "ifname", &self.ifname)?;
+        crate::support::opt_entry(&mut m, "devname", &self.devname)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevNetmapOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevNetmapOptions {
+    const NAME: &'static str = "NetdevNetmapOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "ifname" => crate::support::set(&mut map, &mut v0, "ifname"),
+                "devname" => crate::support::set(&mut map, &mut v1, "devname"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                ifname: v0,
+                devname: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "ifname")])),
+        }
+    }
+}
 impl NetdevNetmapOptions {
     /// A value with the required members.
     #[inline]
@@ -972,20 +1454,56 @@ impl NetdevNetmapOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevVhostUserOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevVhostUserOptions {
     /// `chardev`.
     pub chardev: ::std::string::String,
     /// `vhostforce` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vhostforce: ::std::option::Option<bool>,
     /// `queues` (optional, since QEMU 2.5).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queues: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(NetdevVhostUserOptions { chardev, vhostforce, queues });
+impl ::serde::Serialize for NetdevVhostUserOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "chardev", &self.chardev)?;
+        crate::support::opt_entry(&mut m, "vhostforce", &self.vhostforce)?;
+        crate::support::opt_entry(&mut m, "queues", &self.queues)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevVhostUserOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevVhostUserOptions {
+    const NAME: &'static str = "NetdevVhostUserOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "chardev" => crate::support::set(&mut map, &mut v0, "chardev"),
+                "vhostforce" => crate::support::set(&mut map, &mut v1, "vhostforce"),
+                "queues" => crate::support::set(&mut map, &mut v2, "queues"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                chardev: v0,
+                vhostforce: v1.flatten(),
+                queues: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "chardev")])),
+        }
+    }
+}
 impl NetdevVhostUserOptions {
     /// A value with the required members.
     #[inline]
@@ -1014,26 +1532,61 @@ impl NetdevVhostUserOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevVhostVDPAOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevVhostVDPAOptions {
     /// `vhostdev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vhostdev: ::std::option::Option<::std::string::String>,
     /// `vhostfd` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vhostfd: ::std::option::Option<::std::string::String>,
     /// `queues` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queues: ::std::option::Option<i64>,
     /// `x-svq` (optional).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
-    #[serde(rename = "x-svq", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_svq: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(NetdevVhostVDPAOptions { vhostdev, vhostfd, queues, x_svq });
+impl ::serde::Serialize for NetdevVhostVDPAOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "vhostdev", &self.vhostdev)?;
+        crate::support::opt_entry(&mut m, "vhostfd", &self.vhostfd)?;
+        crate::support::opt_entry(&mut m, "queues", &self.queues)?;
+        crate::support::opt_entry(&mut m, "x-svq", &self.x_svq)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevVhostVDPAOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevVhostVDPAOptions {
+    const NAME: &'static str = "NetdevVhostVDPAOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "vhostdev" => crate::support::set(&mut map, &mut v0, "vhostdev"),
+                "vhostfd" => crate::support::set(&mut map, &mut v1, "vhostfd"),
+                "queues" => crate::support::set(&mut map, &mut v2, "queues"),
+                "x-svq" => crate::support::set(&mut map, &mut v3, "x-svq"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                vhostdev: v0.flatten(),
+                vhostfd: v1.flatten(),
+                queues: v2.flatten(),
+                x_svq: v3.flatten(),
+            })
+    }
+}
 impl NetdevVhostVDPAOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -1075,26 +1628,65 @@ impl NetdevVhostVDPAOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevStreamOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevStreamOptions {
     /// `addr`.
     pub addr: super::SocketAddress,
     /// `server` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<bool>,
     /// `reconnect` (optional, since QEMU 8.0).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reconnect: ::std::option::Option<i64>,
     /// `reconnect-ms` (optional).
-    #[serde(rename = "reconnect-ms", skip_serializing_if = "::std::option::Option::is_none")]
     pub reconnect_ms: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(NetdevStreamOptions { addr, server, reconnect, reconnect_ms });
+impl ::serde::Serialize for NetdevStreamOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "addr", &self.addr)?;
+        crate::support::opt_entry(&mut m, "server", &self.server)?;
+        crate::support::opt_entry(&mut m, "reconnect", &self.reconnect)?;
+        crate::support::opt_entry(&mut m, "reconnect-ms", &self.reconnect_ms)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevStreamOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevStreamOptions {
+    const NAME: &'static str = "NetdevStreamOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "addr" => crate::support::set(&mut map, &mut v0, "addr"),
+                "server" => crate::support::set(&mut map, &mut v1, "server"),
+                "reconnect" => crate::support::set(&mut map, &mut v2, "reconnect"),
+                "reconnect-ms" => crate::support::set(&mut map, &mut v3, "reconnect-ms"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                addr: v0,
+                server: v1.flatten(),
+                reconnect: v2.flatten(),
+                reconnect_ms: v3.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "addr")])),
+        }
+    }
+}
 impl NetdevStreamOptions {
     /// A value with the required members.
     #[inline]
@@ -1131,18 +1723,47 @@ impl NetdevStreamOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.NetdevDgramOptions).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevDgramOptions {
     /// `local` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub local: ::std::option::Option<super::SocketAddress>,
     /// `remote` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub remote: ::std::option::Option<super::SocketAddress>,
 }
 crate::support::debug_struct!(NetdevDgramOptions { local, remote });
+impl ::serde::Serialize for NetdevDgramOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "local", &self.local)?;
+        crate::support::opt_entry(&mut m, "remote", &self.remote)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevDgramOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevDgramOptions {
+    const NAME: &'static str = "NetdevDgramOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "local" => crate::support::set(&mut map, &mut v0, "local"),
+                "remote" => crate::support::set(&mut map, &mut v1, "remote"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                local: v0.flatten(),
+                remote: v1.flatten(),
+            })
+    }
+}
 impl NetdevDgramOptions {
     /// A value with the required members (there are none).
     #[inline]
@@ -1242,14 +1863,44 @@ impl Netdev {
 }
 /// The members of [`Netdev`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetdevCommon {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(NetdevCommon { id });
+impl ::serde::Serialize for NetdevCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetdevCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetdevCommon {
+    const NAME: &'static str = "NetdevCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                id: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id")])),
+        }
+    }
+}
 impl NetdevCommon {
     /// A value with the required members.
     #[inline]
@@ -1407,8 +2058,6 @@ crate::support::qapi_enum!(RxState {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.RxFilterInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct RxFilterInfo {
     /// `name`.
@@ -1422,42 +2071,116 @@ pub struct RxFilterInfo {
     /// `vlan` (since QEMU 2.0).
     pub vlan: super::RxState,
     /// `broadcast-allowed`.
-    #[serde(rename = "broadcast-allowed")]
     pub broadcast_allowed: bool,
     /// `multicast-overflow`.
-    #[serde(rename = "multicast-overflow")]
     pub multicast_overflow: bool,
     /// `unicast-overflow`.
-    #[serde(rename = "unicast-overflow")]
     pub unicast_overflow: bool,
     /// `main-mac`.
-    #[serde(rename = "main-mac")]
     pub main_mac: ::std::string::String,
     /// `vlan-table`.
-    #[serde(rename = "vlan-table")]
     pub vlan_table: ::std::vec::Vec<i64>,
     /// `unicast-table`.
-    #[serde(rename = "unicast-table")]
     pub unicast_table: ::std::vec::Vec<::std::string::String>,
     /// `multicast-table`.
-    #[serde(rename = "multicast-table")]
     pub multicast_table: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(RxFilterInfo { name, promiscuous, multicast, unicast, vlan, broadcast_allowed, multicast_overflow, unicast_overflow, main_mac, vlan_table, unicast_table, multicast_table });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for RxFilterInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "promiscuous", &self.promiscuous)?;
+        crate::support::entry(&mut m, "multicast", &self.multicast)?;
+        crate::support::entry(&mut m, "unicast", &self.unicast)?;
+        crate::support::entry(&mut m, "vlan", &self.vlan)?;
+        crate::support::entry(&mut m, "broadcast-allowed", &self.broadcast_allowed)?;
+        crate::support::entry(&mut m, "multicast-overflow", &self.multicast_overflow)?;
+        crate::support::entry(&mut m, "unicast-overflow", &self.unicast_overflow)?;
+        crate::support::entry(&mut m, "main-mac", &self.main_mac)?;
+        crate::support::entry(&mut m, "vlan-table", &self.vlan_table)?;
+        crate::support::entry(&mut m, "unicast-table", &self.unicast_table)?;
+        crate::support::entry(&mut m, "multicast-table", &self.multicast_table)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RxFilterInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RxFilterInfo {
+    const NAME: &'static str = "RxFilterInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "promiscuous" => crate::support::set(&mut map, &mut v1, "promiscuous"),
+                "multicast" => crate::support::set(&mut map, &mut v2, "multicast"),
+                "unicast" => crate::support::set(&mut map, &mut v3, "unicast"),
+                "vlan" => crate::support::set(&mut map, &mut v4, "vlan"),
+                "broadcast-allowed" => crate::support::set(&mut map, &mut v5, "broadcast-allowed"),
+                "multicast-overflow" => crate::support::set(&mut map, &mut v6, "multicast-overflow"),
+                "unicast-overflow" => crate::support::set(&mut map, &mut v7, "unicast-overflow"),
+                "main-mac" => crate::support::set(&mut map, &mut v8, "main-mac"),
+                "vlan-table" => crate::support::set(&mut map, &mut v9, "vlan-table"),
+                "unicast-table" => crate::support::set(&mut map, &mut v10, "unicast-table"),
+                "multicast-table" => crate::support::set(&mut map, &mut v11, "multicast-table"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                promiscuous: v1,
+                multicast: v2,
+                unicast: v3,
+                vlan: v4,
+                broadcast_allowed: v5,
+                multicast_overflow: v6,
+                unicast_overflow: v7,
+                main_mac: v8,
+                vlan_table: v9,
+                unicast_table: v10,
+                multicast_table: v11,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "promiscuous"), (v2.is_none(), "multicast"), (v3.is_none(), "unicast"), (v4.is_none(), "vlan"), (v5.is_none(), "broadcast-allowed"), (v6.is_none(), "multicast-overflow"), (v7.is_none(), "unicast-overflow"), (v8.is_none(), "main-mac"), (v9.is_none(), "vlan-table"), (v10.is_none(), "unicast-table"), (v11.is_none(), "multicast-table")])),
+        }
+    }
+}
 
 /// `query-rx-filter`: the QAPI command (module `net`, since QEMU 1.6).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-net.query-rx-filter).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryRxFilter {
     /// `name` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(QueryRxFilter { name });
+impl ::serde::Serialize for QueryRxFilter {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
 impl QueryRxFilter {
     /// A value with the required members (there are none).
     #[inline]
@@ -1483,17 +2206,50 @@ impl ::qmp_proto::Command for QueryRxFilter {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NIC_RX_FILTER_CHANGED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct NicRxFilterChanged {
     /// `name` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub name: ::std::option::Option<::std::string::String>,
     /// `path`.
     pub path: ::std::string::String,
 }
 crate::support::debug_struct!(NicRxFilterChanged { name, path });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for NicRxFilterChanged {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NicRxFilterChanged {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for NicRxFilterChanged {
+    const NAME: &'static str = "NicRxFilterChanged";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "path" => crate::support::set(&mut map, &mut v1, "path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1,) {
+            (::std::option::Option::Some(v1),) => ::std::result::Result::Ok(Self {
+                name: v0.flatten(),
+                path: v1,
+            }),
+            (v1,) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "path")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for NicRxFilterChanged {
     const NAME: &'static str = "NIC_RX_FILTER_CHANGED";
 }
@@ -1502,8 +2258,6 @@ impl ::qmp_proto::events::TypedEvent for NicRxFilterChanged {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-net.AnnounceParameters).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct AnnounceParameters {
     /// `initial`.
@@ -1515,13 +2269,63 @@ pub struct AnnounceParameters {
     /// `step`.
     pub step: i64,
     /// `interfaces` (optional, since QEMU 4.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub interfaces: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// `id` (optional, since QEMU 4.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(AnnounceParameters { initial, max, rounds, step, interfaces, id });
+impl ::serde::Serialize for AnnounceParameters {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "initial", &self.initial)?;
+        crate::support::entry(&mut m, "max", &self.max)?;
+        crate::support::entry(&mut m, "rounds", &self.rounds)?;
+        crate::support::entry(&mut m, "step", &self.step)?;
+        crate::support::opt_entry(&mut m, "interfaces", &self.interfaces)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for AnnounceParameters {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for AnnounceParameters {
+    const NAME: &'static str = "AnnounceParameters";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "initial" => crate::support::set(&mut map, &mut v0, "initial"),
+                "max" => crate::support::set(&mut map, &mut v1, "max"),
+                "rounds" => crate::support::set(&mut map, &mut v2, "rounds"),
+                "step" => crate::support::set(&mut map, &mut v3, "step"),
+                "interfaces" => crate::support::set(&mut map, &mut v4, "interfaces"),
+                "id" => crate::support::set(&mut map, &mut v5, "id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                initial: v0,
+                max: v1,
+                rounds: v2,
+                step: v3,
+                interfaces: v4.flatten(),
+                id: v5.flatten(),
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "initial"), (v1.is_none(), "max"), (v2.is_none(), "rounds"), (v3.is_none(), "step")])),
+        }
+    }
+}
 impl AnnounceParameters {
     /// A value with the required members.
     #[inline]
@@ -1584,15 +2388,44 @@ impl ::qmp_proto::Command for AnnounceSelf {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.FAILOVER_NEGOTIATED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct FailoverNegotiated {
     /// `device-id`.
-    #[serde(rename = "device-id")]
     pub device_id: ::std::string::String,
 }
 crate::support::debug_struct!(FailoverNegotiated { device_id });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for FailoverNegotiated {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device-id", &self.device_id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for FailoverNegotiated {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for FailoverNegotiated {
+    const NAME: &'static str = "FailoverNegotiated";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device-id" => crate::support::set(&mut map, &mut v0, "device-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                device_id: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device-id")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for FailoverNegotiated {
     const NAME: &'static str = "FAILOVER_NEGOTIATED";
 }
@@ -1602,17 +2435,50 @@ impl ::qmp_proto::events::TypedEvent for FailoverNegotiated {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_STREAM_CONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct NetdevStreamConnected {
     /// `netdev-id`.
-    #[serde(rename = "netdev-id")]
     pub netdev_id: ::std::string::String,
     /// `addr`.
     pub addr: super::SocketAddress,
 }
 crate::support::debug_struct!(NetdevStreamConnected { netdev_id, addr });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for NetdevStreamConnected {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "netdev-id", &self.netdev_id)?;
+        crate::support::entry(&mut m, "addr", &self.addr)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NetdevStreamConnected {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for NetdevStreamConnected {
+    const NAME: &'static str = "NetdevStreamConnected";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev-id" => crate::support::set(&mut map, &mut v0, "netdev-id"),
+                "addr" => crate::support::set(&mut map, &mut v1, "addr"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                netdev_id: v0,
+                addr: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "netdev-id"), (v1.is_none(), "addr")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for NetdevStreamConnected {
     const NAME: &'static str = "NETDEV_STREAM_CONNECTED";
 }
@@ -1622,15 +2488,44 @@ impl ::qmp_proto::events::TypedEvent for NetdevStreamConnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_STREAM_DISCONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct NetdevStreamDisconnected {
     /// `netdev-id`.
-    #[serde(rename = "netdev-id")]
     pub netdev_id: ::std::string::String,
 }
 crate::support::debug_struct!(NetdevStreamDisconnected { netdev_id });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for NetdevStreamDisconnected {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "netdev-id", &self.netdev_id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NetdevStreamDisconnected {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for NetdevStreamDisconnected {
+    const NAME: &'static str = "NetdevStreamDisconnected";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev-id" => crate::support::set(&mut map, &mut v0, "netdev-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                netdev_id: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "netdev-id")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for NetdevStreamDisconnected {
     const NAME: &'static str = "NETDEV_STREAM_DISCONNECTED";
 }
@@ -1640,18 +2535,50 @@ impl ::qmp_proto::events::TypedEvent for NetdevStreamDisconnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_VHOST_USER_CONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct NetdevVhostUserConnected {
     /// `netdev-id`.
-    #[serde(rename = "netdev-id")]
     pub netdev_id: ::std::string::String,
     /// `chardev-id`.
-    #[serde(rename = "chardev-id")]
     pub chardev_id: ::std::string::String,
 }
 crate::support::debug_struct!(NetdevVhostUserConnected { netdev_id, chardev_id });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for NetdevVhostUserConnected {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "netdev-id", &self.netdev_id)?;
+        crate::support::entry(&mut m, "chardev-id", &self.chardev_id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NetdevVhostUserConnected {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for NetdevVhostUserConnected {
+    const NAME: &'static str = "NetdevVhostUserConnected";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev-id" => crate::support::set(&mut map, &mut v0, "netdev-id"),
+                "chardev-id" => crate::support::set(&mut map, &mut v1, "chardev-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                netdev_id: v0,
+                chardev_id: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "netdev-id"), (v1.is_none(), "chardev-id")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for NetdevVhostUserConnected {
     const NAME: &'static str = "NETDEV_VHOST_USER_CONNECTED";
 }
@@ -1661,15 +2588,44 @@ impl ::qmp_proto::events::TypedEvent for NetdevVhostUserConnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-net.NETDEV_VHOST_USER_DISCONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct NetdevVhostUserDisconnected {
     /// `netdev-id`.
-    #[serde(rename = "netdev-id")]
     pub netdev_id: ::std::string::String,
 }
 crate::support::debug_struct!(NetdevVhostUserDisconnected { netdev_id });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for NetdevVhostUserDisconnected {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "netdev-id", &self.netdev_id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for NetdevVhostUserDisconnected {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for NetdevVhostUserDisconnected {
+    const NAME: &'static str = "NetdevVhostUserDisconnected";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev-id" => crate::support::set(&mut map, &mut v0, "netdev-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                netdev_id: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "netdev-id")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for NetdevVhostUserDisconnected {
     const NAME: &'static str = "NETDEV_VHOST_USER_DISCONNECTED";
 }

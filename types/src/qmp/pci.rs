@@ -9,8 +9,6 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciMemoryRange).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PciMemoryRange {
     /// `base`.
@@ -19,13 +17,46 @@ pub struct PciMemoryRange {
     pub limit: i64,
 }
 crate::support::debug_struct!(PciMemoryRange { base, limit });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PciMemoryRange {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "base", &self.base)?;
+        crate::support::entry(&mut m, "limit", &self.limit)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PciMemoryRange {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PciMemoryRange {
+    const NAME: &'static str = "PciMemoryRange";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "base" => crate::support::set(&mut map, &mut v0, "base"),
+                "limit" => crate::support::set(&mut map, &mut v1, "limit"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                base: v0,
+                limit: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "base"), (v1.is_none(), "limit")])),
+        }
+    }
+}
 
 /// `PciMemoryRegion`: the QAPI struct (module `pci`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciMemoryRegion).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PciMemoryRegion {
     /// `bar`.
@@ -37,20 +68,67 @@ pub struct PciMemoryRegion {
     /// `size`.
     pub size: i64,
     /// `prefetch` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub prefetch: ::std::option::Option<bool>,
     /// `mem_type_64` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mem_type_64: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(PciMemoryRegion { bar, r#type, address, size, prefetch, mem_type_64 });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PciMemoryRegion {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "bar", &self.bar)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "address", &self.address)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "prefetch", &self.prefetch)?;
+        crate::support::opt_entry(&mut m, "mem_type_64", &self.mem_type_64)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PciMemoryRegion {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PciMemoryRegion {
+    const NAME: &'static str = "PciMemoryRegion";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "bar" => crate::support::set(&mut map, &mut v0, "bar"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                "address" => crate::support::set(&mut map, &mut v2, "address"),
+                "size" => crate::support::set(&mut map, &mut v3, "size"),
+                "prefetch" => crate::support::set(&mut map, &mut v4, "prefetch"),
+                "mem_type_64" => crate::support::set(&mut map, &mut v5, "mem_type_64"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                bar: v0,
+                r#type: v1,
+                address: v2,
+                size: v3,
+                prefetch: v4.flatten(),
+                mem_type_64: v5.flatten(),
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "bar"), (v1.is_none(), "type"), (v2.is_none(), "address"), (v3.is_none(), "size")])),
+        }
+    }
+}
 
 /// `PciBusInfo`: the QAPI struct (module `pci`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciBusInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PciBusInfo {
     /// `number`.
@@ -67,45 +145,158 @@ pub struct PciBusInfo {
     pub prefetchable_range: super::PciMemoryRange,
 }
 crate::support::debug_struct!(PciBusInfo { number, secondary, subordinate, io_range, memory_range, prefetchable_range });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PciBusInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "number", &self.number)?;
+        crate::support::entry(&mut m, "secondary", &self.secondary)?;
+        crate::support::entry(&mut m, "subordinate", &self.subordinate)?;
+        crate::support::entry(&mut m, "io_range", &self.io_range)?;
+        crate::support::entry(&mut m, "memory_range", &self.memory_range)?;
+        crate::support::entry(&mut m, "prefetchable_range", &self.prefetchable_range)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PciBusInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PciBusInfo {
+    const NAME: &'static str = "PciBusInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "number" => crate::support::set(&mut map, &mut v0, "number"),
+                "secondary" => crate::support::set(&mut map, &mut v1, "secondary"),
+                "subordinate" => crate::support::set(&mut map, &mut v2, "subordinate"),
+                "io_range" => crate::support::set(&mut map, &mut v3, "io_range"),
+                "memory_range" => crate::support::set(&mut map, &mut v4, "memory_range"),
+                "prefetchable_range" => crate::support::set(&mut map, &mut v5, "prefetchable_range"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5)) => ::std::result::Result::Ok(Self {
+                number: v0,
+                secondary: v1,
+                subordinate: v2,
+                io_range: v3,
+                memory_range: v4,
+                prefetchable_range: v5,
+            }),
+            (v0, v1, v2, v3, v4, v5) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "number"), (v1.is_none(), "secondary"), (v2.is_none(), "subordinate"), (v3.is_none(), "io_range"), (v4.is_none(), "memory_range"), (v5.is_none(), "prefetchable_range")])),
+        }
+    }
+}
 
 /// `PciBridgeInfo`: the QAPI struct (module `pci`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciBridgeInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PciBridgeInfo {
     /// `bus`.
     pub bus: super::PciBusInfo,
     /// `devices` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub devices: ::std::option::Option<::std::vec::Vec<super::PciDeviceInfo>>,
 }
 crate::support::debug_struct!(PciBridgeInfo { bus, devices });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PciBridgeInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "bus", &self.bus)?;
+        crate::support::opt_entry(&mut m, "devices", &self.devices)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PciBridgeInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PciBridgeInfo {
+    const NAME: &'static str = "PciBridgeInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "bus" => crate::support::set(&mut map, &mut v0, "bus"),
+                "devices" => crate::support::set(&mut map, &mut v1, "devices"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                bus: v0,
+                devices: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "bus")])),
+        }
+    }
+}
 
 /// `PciDeviceClass`: the QAPI struct (module `pci`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciDeviceClass).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PciDeviceClass {
     /// `desc` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub desc: ::std::option::Option<::std::string::String>,
     /// `class`.
     pub class: i64,
 }
 crate::support::debug_struct!(PciDeviceClass { desc, class });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PciDeviceClass {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "desc", &self.desc)?;
+        crate::support::entry(&mut m, "class", &self.class)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PciDeviceClass {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PciDeviceClass {
+    const NAME: &'static str = "PciDeviceClass";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "desc" => crate::support::set(&mut map, &mut v0, "desc"),
+                "class" => crate::support::set(&mut map, &mut v1, "class"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1,) {
+            (::std::option::Option::Some(v1),) => ::std::result::Result::Ok(Self {
+                desc: v0.flatten(),
+                class: v1,
+            }),
+            (v1,) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "class")])),
+        }
+    }
+}
 
 /// `PciDeviceId`: the QAPI struct (module `pci`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciDeviceId).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PciDeviceId {
     /// `device`.
@@ -113,20 +304,59 @@ pub struct PciDeviceId {
     /// `vendor`.
     pub vendor: i64,
     /// `subsystem` (optional, since QEMU 3.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub subsystem: ::std::option::Option<i64>,
     /// `subsystem-vendor` (optional, since QEMU 3.1).
-    #[serde(rename = "subsystem-vendor", skip_serializing_if = "::std::option::Option::is_none")]
     pub subsystem_vendor: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(PciDeviceId { device, vendor, subsystem, subsystem_vendor });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PciDeviceId {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "vendor", &self.vendor)?;
+        crate::support::opt_entry(&mut m, "subsystem", &self.subsystem)?;
+        crate::support::opt_entry(&mut m, "subsystem-vendor", &self.subsystem_vendor)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PciDeviceId {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PciDeviceId {
+    const NAME: &'static str = "PciDeviceId";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "vendor" => crate::support::set(&mut map, &mut v1, "vendor"),
+                "subsystem" => crate::support::set(&mut map, &mut v2, "subsystem"),
+                "subsystem-vendor" => crate::support::set(&mut map, &mut v3, "subsystem-vendor"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                device: v0,
+                vendor: v1,
+                subsystem: v2.flatten(),
+                subsystem_vendor: v3.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device"), (v1.is_none(), "vendor")])),
+        }
+    }
+}
 
 /// `PciDeviceInfo`: the QAPI struct (module `pci`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciDeviceInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PciDeviceInfo {
     /// `bus`.
@@ -140,26 +370,89 @@ pub struct PciDeviceInfo {
     /// `id`.
     pub id: super::PciDeviceId,
     /// `irq` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub irq: ::std::option::Option<i64>,
     /// `irq_pin` (since QEMU 5.1).
     pub irq_pin: i64,
     /// `qdev_id`.
     pub qdev_id: ::std::string::String,
     /// `pci_bridge` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub pci_bridge: ::std::option::Option<super::PciBridgeInfo>,
     /// `regions`.
     pub regions: ::std::vec::Vec<super::PciMemoryRegion>,
 }
 crate::support::debug_struct!(PciDeviceInfo { bus, slot, function, class_info, id, irq, irq_pin, qdev_id, pci_bridge, regions });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PciDeviceInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "bus", &self.bus)?;
+        crate::support::entry(&mut m, "slot", &self.slot)?;
+        crate::support::entry(&mut m, "function", &self.function)?;
+        crate::support::entry(&mut m, "class_info", &self.class_info)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::opt_entry(&mut m, "irq", &self.irq)?;
+        crate::support::entry(&mut m, "irq_pin", &self.irq_pin)?;
+        crate::support::entry(&mut m, "qdev_id", &self.qdev_id)?;
+        crate::support::opt_entry(&mut m, "pci_bridge", &self.pci_bridge)?;
+        crate::support::entry(&mut m, "regions", &self.regions)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PciDeviceInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PciDeviceInfo {
+    const NAME: &'static str = "PciDeviceInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "bus" => crate::support::set(&mut map, &mut v0, "bus"),
+                "slot" => crate::support::set(&mut map, &mut v1, "slot"),
+                "function" => crate::support::set(&mut map, &mut v2, "function"),
+                "class_info" => crate::support::set(&mut map, &mut v3, "class_info"),
+                "id" => crate::support::set(&mut map, &mut v4, "id"),
+                "irq" => crate::support::set(&mut map, &mut v5, "irq"),
+                "irq_pin" => crate::support::set(&mut map, &mut v6, "irq_pin"),
+                "qdev_id" => crate::support::set(&mut map, &mut v7, "qdev_id"),
+                "pci_bridge" => crate::support::set(&mut map, &mut v8, "pci_bridge"),
+                "regions" => crate::support::set(&mut map, &mut v9, "regions"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v6, v7, v9) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v9)) => ::std::result::Result::Ok(Self {
+                bus: v0,
+                slot: v1,
+                function: v2,
+                class_info: v3,
+                id: v4,
+                irq: v5.flatten(),
+                irq_pin: v6,
+                qdev_id: v7,
+                pci_bridge: v8.flatten(),
+                regions: v9,
+            }),
+            (v0, v1, v2, v3, v4, v6, v7, v9) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "bus"), (v1.is_none(), "slot"), (v2.is_none(), "function"), (v3.is_none(), "class_info"), (v4.is_none(), "id"), (v6.is_none(), "irq_pin"), (v7.is_none(), "qdev_id"), (v9.is_none(), "regions")])),
+        }
+    }
+}
 
 /// `PciInfo`: the QAPI struct (module `pci`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-pci.PciInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct PciInfo {
     /// `bus`.
@@ -168,6 +461,41 @@ pub struct PciInfo {
     pub devices: ::std::vec::Vec<super::PciDeviceInfo>,
 }
 crate::support::debug_struct!(PciInfo { bus, devices });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for PciInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "bus", &self.bus)?;
+        crate::support::entry(&mut m, "devices", &self.devices)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for PciInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for PciInfo {
+    const NAME: &'static str = "PciInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "bus" => crate::support::set(&mut map, &mut v0, "bus"),
+                "devices" => crate::support::set(&mut map, &mut v1, "devices"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                bus: v0,
+                devices: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "bus"), (v1.is_none(), "devices")])),
+        }
+    }
+}
 
 /// `query-pci`: the QAPI command (module `pci`, since QEMU 0.14).
 ///

@@ -10,13 +10,20 @@
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qdev.device-list-properties).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct DeviceListProperties {
     /// `typename`.
     pub typename: ::std::string::String,
 }
 crate::support::debug_struct!(DeviceListProperties { typename });
+impl ::serde::Serialize for DeviceListProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "typename", &self.typename)?;
+        crate::support::end(m)
+    }
+}
 impl DeviceListProperties {
     /// A value with the required members.
     #[inline]
@@ -36,19 +43,26 @@ impl ::qmp_proto::Command for DeviceListProperties {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qdev.device_add).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct DeviceAdd {
     /// `driver`.
     pub driver: ::std::string::String,
     /// `bus` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub bus: ::std::option::Option<::std::string::String>,
     /// `id` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub id: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(DeviceAdd { driver, bus, id });
+impl ::serde::Serialize for DeviceAdd {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "driver", &self.driver)?;
+        crate::support::opt_entry(&mut m, "bus", &self.bus)?;
+        crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl DeviceAdd {
     /// A value with the required members.
     #[inline]
@@ -82,13 +96,20 @@ impl ::qmp_proto::Command for DeviceAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qdev.device_del).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct DeviceDel {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(DeviceDel { id });
+impl ::serde::Serialize for DeviceDel {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl DeviceDel {
     /// A value with the required members.
     #[inline]
@@ -108,17 +129,50 @@ impl ::qmp_proto::Command for DeviceDel {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-qdev.DEVICE_DELETED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct DeviceDeleted {
     /// `device` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `path`.
     pub path: ::std::string::String,
 }
 crate::support::debug_struct!(DeviceDeleted { device, path });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DeviceDeleted {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DeviceDeleted {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DeviceDeleted {
+    const NAME: &'static str = "DeviceDeleted";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "path" => crate::support::set(&mut map, &mut v1, "path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1,) {
+            (::std::option::Option::Some(v1),) => ::std::result::Result::Ok(Self {
+                device: v0.flatten(),
+                path: v1,
+            }),
+            (v1,) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "path")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for DeviceDeleted {
     const NAME: &'static str = "DEVICE_DELETED";
 }
@@ -128,17 +182,50 @@ impl ::qmp_proto::events::TypedEvent for DeviceDeleted {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-qdev.DEVICE_UNPLUG_GUEST_ERROR).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct DeviceUnplugGuestError {
     /// `device` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `path`.
     pub path: ::std::string::String,
 }
 crate::support::debug_struct!(DeviceUnplugGuestError { device, path });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DeviceUnplugGuestError {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DeviceUnplugGuestError {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DeviceUnplugGuestError {
+    const NAME: &'static str = "DeviceUnplugGuestError";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device" => crate::support::set(&mut map, &mut v0, "device"),
+                "path" => crate::support::set(&mut map, &mut v1, "path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1,) {
+            (::std::option::Option::Some(v1),) => ::std::result::Result::Ok(Self {
+                device: v0.flatten(),
+                path: v1,
+            }),
+            (v1,) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "path")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for DeviceUnplugGuestError {
     const NAME: &'static str = "DEVICE_UNPLUG_GUEST_ERROR";
 }
@@ -150,13 +237,20 @@ impl ::qmp_proto::events::TypedEvent for DeviceUnplugGuestError {
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct DeviceSyncConfig {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(DeviceSyncConfig { id });
+impl ::serde::Serialize for DeviceSyncConfig {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl DeviceSyncConfig {
     /// A value with the required members.
     #[inline]

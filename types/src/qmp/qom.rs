@@ -9,8 +9,6 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.ObjectPropertyInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ObjectPropertyInfo {
     /// `name`.
@@ -18,26 +16,74 @@ pub struct ObjectPropertyInfo {
     /// `type`.
     pub r#type: ::std::string::String,
     /// `description` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub description: ::std::option::Option<::std::string::String>,
     /// `default-value` (optional, since QEMU 5.0).
-    #[serde(rename = "default-value", skip_serializing_if = "::std::option::Option::is_none")]
     pub default_value: ::std::option::Option<::serde_json::Value>,
 }
 crate::support::debug_struct!(ObjectPropertyInfo { name, r#type, description, default_value });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for ObjectPropertyInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::opt_entry(&mut m, "description", &self.description)?;
+        crate::support::opt_entry(&mut m, "default-value", &self.default_value)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ObjectPropertyInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ObjectPropertyInfo {
+    const NAME: &'static str = "ObjectPropertyInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                "description" => crate::support::set(&mut map, &mut v2, "description"),
+                "default-value" => crate::support::set(&mut map, &mut v3, "default-value"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                r#type: v1,
+                description: v2.flatten(),
+                default_value: v3.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "type")])),
+        }
+    }
+}
 
 /// `qom-list`: the QAPI command (module `qom`, since QEMU 1.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-list).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QomList {
     /// `path`.
     pub path: ::std::string::String,
 }
 crate::support::debug_struct!(QomList { path });
+impl ::serde::Serialize for QomList {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::end(m)
+    }
+}
 impl QomList {
     /// A value with the required members.
     #[inline]
@@ -57,7 +103,7 @@ impl ::qmp_proto::Command for QomList {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-get).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QomGet {
     /// `path`.
@@ -66,6 +112,14 @@ pub struct QomGet {
     pub property: ::std::string::String,
 }
 crate::support::debug_struct!(QomGet { path, property });
+impl ::serde::Serialize for QomGet {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "property", &self.property)?;
+        crate::support::end(m)
+    }
+}
 impl QomGet {
     /// A value with the required members.
     #[inline]
@@ -86,7 +140,7 @@ impl ::qmp_proto::Command for QomGet {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-set).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QomSet {
     /// `path`.
@@ -97,6 +151,15 @@ pub struct QomSet {
     pub value: ::serde_json::Value,
 }
 crate::support::debug_struct!(QomSet { path, property, value });
+impl ::serde::Serialize for QomSet {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "property", &self.property)?;
+        crate::support::entry(&mut m, "value", &self.value)?;
+        crate::support::end(m)
+    }
+}
 impl QomSet {
     /// A value with the required members.
     #[inline]
@@ -117,37 +180,78 @@ impl ::qmp_proto::Command for QomSet {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.ObjectTypeInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ObjectTypeInfo {
     /// `name`.
     pub name: ::std::string::String,
     /// `abstract` (optional, since QEMU 2.10).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#abstract: ::std::option::Option<bool>,
     /// `parent` (optional, since QEMU 2.10).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub parent: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(ObjectTypeInfo { name, r#abstract, parent });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for ObjectTypeInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "abstract", &self.r#abstract)?;
+        crate::support::opt_entry(&mut m, "parent", &self.parent)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ObjectTypeInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ObjectTypeInfo {
+    const NAME: &'static str = "ObjectTypeInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "abstract" => crate::support::set(&mut map, &mut v1, "abstract"),
+                "parent" => crate::support::set(&mut map, &mut v2, "parent"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                name: v0,
+                r#abstract: v1.flatten(),
+                parent: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name")])),
+        }
+    }
+}
 
 /// `qom-list-types`: the QAPI command (module `qom`, since QEMU 1.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-list-types).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QomListTypes {
     /// `implements` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub implements: ::std::option::Option<::std::string::String>,
     /// `abstract` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#abstract: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(QomListTypes { implements, r#abstract });
+impl ::serde::Serialize for QomListTypes {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "implements", &self.implements)?;
+        crate::support::opt_entry(&mut m, "abstract", &self.r#abstract)?;
+        crate::support::end(m)
+    }
+}
 impl QomListTypes {
     /// A value with the required members (there are none).
     #[inline]
@@ -180,13 +284,20 @@ impl ::qmp_proto::Command for QomListTypes {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.qom-list-properties).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QomListProperties {
     /// `typename`.
     pub typename: ::std::string::String,
 }
 crate::support::debug_struct!(QomListProperties { typename });
+impl ::serde::Serialize for QomListProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "typename", &self.typename)?;
+        crate::support::end(m)
+    }
+}
 impl QomListProperties {
     /// A value with the required members.
     #[inline]
@@ -205,8 +316,6 @@ impl ::qmp_proto::Command for QomListProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.CanHostSocketcanProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct CanHostSocketcanProperties {
     /// `if`.
@@ -215,6 +324,42 @@ pub struct CanHostSocketcanProperties {
     pub canbus: ::std::string::String,
 }
 crate::support::debug_struct!(CanHostSocketcanProperties { r#if, canbus });
+impl ::serde::Serialize for CanHostSocketcanProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "if", &self.r#if)?;
+        crate::support::entry(&mut m, "canbus", &self.canbus)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for CanHostSocketcanProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for CanHostSocketcanProperties {
+    const NAME: &'static str = "CanHostSocketcanProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "if" => crate::support::set(&mut map, &mut v0, "if"),
+                "canbus" => crate::support::set(&mut map, &mut v1, "canbus"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                r#if: v0,
+                canbus: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "if"), (v1.is_none(), "canbus")])),
+        }
+    }
+}
 impl CanHostSocketcanProperties {
     /// A value with the required members.
     #[inline]
@@ -230,8 +375,6 @@ impl CanHostSocketcanProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.ColoCompareProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ColoCompareProperties {
     /// `primary_in`.
@@ -243,22 +386,81 @@ pub struct ColoCompareProperties {
     /// `iothread`.
     pub iothread: ::std::string::String,
     /// `notify_dev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub notify_dev: ::std::option::Option<::std::string::String>,
     /// `compare_timeout` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub compare_timeout: ::std::option::Option<u64>,
     /// `expired_scan_cycle` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub expired_scan_cycle: ::std::option::Option<u32>,
     /// `max_queue_size` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub max_queue_size: ::std::option::Option<u32>,
     /// `vnet_hdr_support` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vnet_hdr_support: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(ColoCompareProperties { primary_in, secondary_in, outdev, iothread, notify_dev, compare_timeout, expired_scan_cycle, max_queue_size, vnet_hdr_support });
+impl ::serde::Serialize for ColoCompareProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "primary_in", &self.primary_in)?;
+        crate::support::entry(&mut m, "secondary_in", &self.secondary_in)?;
+        crate::support::entry(&mut m, "outdev", &self.outdev)?;
+        crate::support::entry(&mut m, "iothread", &self.iothread)?;
+        crate::support::opt_entry(&mut m, "notify_dev", &self.notify_dev)?;
+        crate::support::opt_entry(&mut m, "compare_timeout", &self.compare_timeout)?;
+        crate::support::opt_entry(&mut m, "expired_scan_cycle", &self.expired_scan_cycle)?;
+        crate::support::opt_entry(&mut m, "max_queue_size", &self.max_queue_size)?;
+        crate::support::opt_entry(&mut m, "vnet_hdr_support", &self.vnet_hdr_support)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ColoCompareProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ColoCompareProperties {
+    const NAME: &'static str = "ColoCompareProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "primary_in" => crate::support::set(&mut map, &mut v0, "primary_in"),
+                "secondary_in" => crate::support::set(&mut map, &mut v1, "secondary_in"),
+                "outdev" => crate::support::set(&mut map, &mut v2, "outdev"),
+                "iothread" => crate::support::set(&mut map, &mut v3, "iothread"),
+                "notify_dev" => crate::support::set(&mut map, &mut v4, "notify_dev"),
+                "compare_timeout" => crate::support::set(&mut map, &mut v5, "compare_timeout"),
+                "expired_scan_cycle" => crate::support::set(&mut map, &mut v6, "expired_scan_cycle"),
+                "max_queue_size" => crate::support::set(&mut map, &mut v7, "max_queue_size"),
+                "vnet_hdr_support" => crate::support::set(&mut map, &mut v8, "vnet_hdr_support"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                primary_in: v0,
+                secondary_in: v1,
+                outdev: v2,
+                iothread: v3,
+                notify_dev: v4.flatten(),
+                compare_timeout: v5.flatten(),
+                expired_scan_cycle: v6.flatten(),
+                max_queue_size: v7.flatten(),
+                vnet_hdr_support: v8.flatten(),
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "primary_in"), (v1.is_none(), "secondary_in"), (v2.is_none(), "outdev"), (v3.is_none(), "iothread")])),
+        }
+    }
+}
 impl ColoCompareProperties {
     /// A value with the required members.
     #[inline]
@@ -311,21 +513,53 @@ impl ColoCompareProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.CryptodevBackendProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct CryptodevBackendProperties {
     /// `queues` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queues: ::std::option::Option<u32>,
     /// `throttle-bps` (optional, since QEMU 8.0).
-    #[serde(rename = "throttle-bps", skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle_bps: ::std::option::Option<u64>,
     /// `throttle-ops` (optional, since QEMU 8.0).
-    #[serde(rename = "throttle-ops", skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle_ops: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(CryptodevBackendProperties { queues, throttle_bps, throttle_ops });
+impl ::serde::Serialize for CryptodevBackendProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "queues", &self.queues)?;
+        crate::support::opt_entry(&mut m, "throttle-bps", &self.throttle_bps)?;
+        crate::support::opt_entry(&mut m, "throttle-ops", &self.throttle_ops)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for CryptodevBackendProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for CryptodevBackendProperties {
+    const NAME: &'static str = "CryptodevBackendProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "queues" => crate::support::set(&mut map, &mut v0, "queues"),
+                "throttle-bps" => crate::support::set(&mut map, &mut v1, "throttle-bps"),
+                "throttle-ops" => crate::support::set(&mut map, &mut v2, "throttle-ops"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                queues: v0.flatten(),
+                throttle_bps: v1.flatten(),
+                throttle_ops: v2.flatten(),
+            })
+    }
+}
 impl CryptodevBackendProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -360,23 +594,62 @@ impl CryptodevBackendProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.CryptodevVhostUserProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct CryptodevVhostUserProperties {
     /// `queues` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queues: ::std::option::Option<u32>,
     /// `throttle-bps` (optional, since QEMU 8.0).
-    #[serde(rename = "throttle-bps", skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle_bps: ::std::option::Option<u64>,
     /// `throttle-ops` (optional, since QEMU 8.0).
-    #[serde(rename = "throttle-ops", skip_serializing_if = "::std::option::Option::is_none")]
     pub throttle_ops: ::std::option::Option<u64>,
     /// `chardev`.
     pub chardev: ::std::string::String,
 }
 crate::support::debug_struct!(CryptodevVhostUserProperties { queues, throttle_bps, throttle_ops, chardev });
+impl ::serde::Serialize for CryptodevVhostUserProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "queues", &self.queues)?;
+        crate::support::opt_entry(&mut m, "throttle-bps", &self.throttle_bps)?;
+        crate::support::opt_entry(&mut m, "throttle-ops", &self.throttle_ops)?;
+        crate::support::entry(&mut m, "chardev", &self.chardev)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for CryptodevVhostUserProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for CryptodevVhostUserProperties {
+    const NAME: &'static str = "CryptodevVhostUserProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "queues" => crate::support::set(&mut map, &mut v0, "queues"),
+                "throttle-bps" => crate::support::set(&mut map, &mut v1, "throttle-bps"),
+                "throttle-ops" => crate::support::set(&mut map, &mut v2, "throttle-ops"),
+                "chardev" => crate::support::set(&mut map, &mut v3, "chardev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v3,) {
+            (::std::option::Option::Some(v3),) => ::std::result::Result::Ok(Self {
+                queues: v0.flatten(),
+                throttle_bps: v1.flatten(),
+                throttle_ops: v2.flatten(),
+                chardev: v3,
+            }),
+            (v3,) => ::std::result::Result::Err(crate::support::missing(&[(v3.is_none(), "chardev")])),
+        }
+    }
+}
 impl CryptodevVhostUserProperties {
     /// A value with the required members.
     #[inline]
@@ -412,17 +685,50 @@ impl CryptodevVhostUserProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.DBusVMStateProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct DBusVMStateProperties {
     /// `addr`.
     pub addr: ::std::string::String,
     /// `id-list` (optional).
-    #[serde(rename = "id-list", skip_serializing_if = "::std::option::Option::is_none")]
     pub id_list: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(DBusVMStateProperties { addr, id_list });
+impl ::serde::Serialize for DBusVMStateProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "addr", &self.addr)?;
+        crate::support::opt_entry(&mut m, "id-list", &self.id_list)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for DBusVMStateProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for DBusVMStateProperties {
+    const NAME: &'static str = "DBusVMStateProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "addr" => crate::support::set(&mut map, &mut v0, "addr"),
+                "id-list" => crate::support::set(&mut map, &mut v1, "id-list"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                addr: v0,
+                id_list: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "addr")])),
+        }
+    }
+}
 impl DBusVMStateProperties {
     /// A value with the required members.
     #[inline]
@@ -462,26 +768,68 @@ crate::support::qapi_enum!(NetfilterInsert {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.NetfilterProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct NetfilterProperties {
     /// `netdev`.
     pub netdev: ::std::string::String,
     /// `queue` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queue: ::std::option::Option<super::NetFilterDirection>,
     /// `status` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
     /// `position` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub position: ::std::option::Option<::std::string::String>,
     /// `insert` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub insert: ::std::option::Option<super::NetfilterInsert>,
 }
 crate::support::debug_struct!(NetfilterProperties { netdev, queue, status, position, insert });
+impl ::serde::Serialize for NetfilterProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "netdev", &self.netdev)?;
+        crate::support::opt_entry(&mut m, "queue", &self.queue)?;
+        crate::support::opt_entry(&mut m, "status", &self.status)?;
+        crate::support::opt_entry(&mut m, "position", &self.position)?;
+        crate::support::opt_entry(&mut m, "insert", &self.insert)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for NetfilterProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for NetfilterProperties {
+    const NAME: &'static str = "NetfilterProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev" => crate::support::set(&mut map, &mut v0, "netdev"),
+                "queue" => crate::support::set(&mut map, &mut v1, "queue"),
+                "status" => crate::support::set(&mut map, &mut v2, "status"),
+                "position" => crate::support::set(&mut map, &mut v3, "position"),
+                "insert" => crate::support::set(&mut map, &mut v4, "insert"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                netdev: v0,
+                queue: v1.flatten(),
+                status: v2.flatten(),
+                position: v3.flatten(),
+                insert: v4.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "netdev")])),
+        }
+    }
+}
 impl NetfilterProperties {
     /// A value with the required members.
     #[inline]
@@ -524,28 +872,74 @@ impl NetfilterProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.FilterBufferProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct FilterBufferProperties {
     /// `netdev`.
     pub netdev: ::std::string::String,
     /// `queue` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queue: ::std::option::Option<super::NetFilterDirection>,
     /// `status` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
     /// `position` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub position: ::std::option::Option<::std::string::String>,
     /// `insert` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub insert: ::std::option::Option<super::NetfilterInsert>,
     /// `interval`.
     pub interval: u32,
 }
 crate::support::debug_struct!(FilterBufferProperties { netdev, queue, status, position, insert, interval });
+impl ::serde::Serialize for FilterBufferProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "netdev", &self.netdev)?;
+        crate::support::opt_entry(&mut m, "queue", &self.queue)?;
+        crate::support::opt_entry(&mut m, "status", &self.status)?;
+        crate::support::opt_entry(&mut m, "position", &self.position)?;
+        crate::support::opt_entry(&mut m, "insert", &self.insert)?;
+        crate::support::entry(&mut m, "interval", &self.interval)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for FilterBufferProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for FilterBufferProperties {
+    const NAME: &'static str = "FilterBufferProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev" => crate::support::set(&mut map, &mut v0, "netdev"),
+                "queue" => crate::support::set(&mut map, &mut v1, "queue"),
+                "status" => crate::support::set(&mut map, &mut v2, "status"),
+                "position" => crate::support::set(&mut map, &mut v3, "position"),
+                "insert" => crate::support::set(&mut map, &mut v4, "insert"),
+                "interval" => crate::support::set(&mut map, &mut v5, "interval"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v5) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v5)) => ::std::result::Result::Ok(Self {
+                netdev: v0,
+                queue: v1.flatten(),
+                status: v2.flatten(),
+                position: v3.flatten(),
+                insert: v4.flatten(),
+                interval: v5,
+            }),
+            (v0, v5) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "netdev"), (v5.is_none(), "interval")])),
+        }
+    }
+}
 impl FilterBufferProperties {
     /// A value with the required members.
     #[inline]
@@ -589,31 +983,80 @@ impl FilterBufferProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.FilterDumpProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct FilterDumpProperties {
     /// `netdev`.
     pub netdev: ::std::string::String,
     /// `queue` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queue: ::std::option::Option<super::NetFilterDirection>,
     /// `status` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
     /// `position` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub position: ::std::option::Option<::std::string::String>,
     /// `insert` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub insert: ::std::option::Option<super::NetfilterInsert>,
     /// `file`.
     pub file: ::std::string::String,
     /// `maxlen` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub maxlen: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(FilterDumpProperties { netdev, queue, status, position, insert, file, maxlen });
+impl ::serde::Serialize for FilterDumpProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "netdev", &self.netdev)?;
+        crate::support::opt_entry(&mut m, "queue", &self.queue)?;
+        crate::support::opt_entry(&mut m, "status", &self.status)?;
+        crate::support::opt_entry(&mut m, "position", &self.position)?;
+        crate::support::opt_entry(&mut m, "insert", &self.insert)?;
+        crate::support::entry(&mut m, "file", &self.file)?;
+        crate::support::opt_entry(&mut m, "maxlen", &self.maxlen)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for FilterDumpProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for FilterDumpProperties {
+    const NAME: &'static str = "FilterDumpProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev" => crate::support::set(&mut map, &mut v0, "netdev"),
+                "queue" => crate::support::set(&mut map, &mut v1, "queue"),
+                "status" => crate::support::set(&mut map, &mut v2, "status"),
+                "position" => crate::support::set(&mut map, &mut v3, "position"),
+                "insert" => crate::support::set(&mut map, &mut v4, "insert"),
+                "file" => crate::support::set(&mut map, &mut v5, "file"),
+                "maxlen" => crate::support::set(&mut map, &mut v6, "maxlen"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v5) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v5)) => ::std::result::Result::Ok(Self {
+                netdev: v0,
+                queue: v1.flatten(),
+                status: v2.flatten(),
+                position: v3.flatten(),
+                insert: v4.flatten(),
+                file: v5,
+                maxlen: v6.flatten(),
+            }),
+            (v0, v5) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "netdev"), (v5.is_none(), "file")])),
+        }
+    }
+}
 impl FilterDumpProperties {
     /// A value with the required members.
     #[inline]
@@ -664,31 +1107,80 @@ impl FilterDumpProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.FilterMirrorProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct FilterMirrorProperties {
     /// `netdev`.
     pub netdev: ::std::string::String,
     /// `queue` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queue: ::std::option::Option<super::NetFilterDirection>,
     /// `status` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
     /// `position` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub position: ::std::option::Option<::std::string::String>,
     /// `insert` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub insert: ::std::option::Option<super::NetfilterInsert>,
     /// `outdev`.
     pub outdev: ::std::string::String,
     /// `vnet_hdr_support` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vnet_hdr_support: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(FilterMirrorProperties { netdev, queue, status, position, insert, outdev, vnet_hdr_support });
+impl ::serde::Serialize for FilterMirrorProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "netdev", &self.netdev)?;
+        crate::support::opt_entry(&mut m, "queue", &self.queue)?;
+        crate::support::opt_entry(&mut m, "status", &self.status)?;
+        crate::support::opt_entry(&mut m, "position", &self.position)?;
+        crate::support::opt_entry(&mut m, "insert", &self.insert)?;
+        crate::support::entry(&mut m, "outdev", &self.outdev)?;
+        crate::support::opt_entry(&mut m, "vnet_hdr_support", &self.vnet_hdr_support)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for FilterMirrorProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for FilterMirrorProperties {
+    const NAME: &'static str = "FilterMirrorProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev" => crate::support::set(&mut map, &mut v0, "netdev"),
+                "queue" => crate::support::set(&mut map, &mut v1, "queue"),
+                "status" => crate::support::set(&mut map, &mut v2, "status"),
+                "position" => crate::support::set(&mut map, &mut v3, "position"),
+                "insert" => crate::support::set(&mut map, &mut v4, "insert"),
+                "outdev" => crate::support::set(&mut map, &mut v5, "outdev"),
+                "vnet_hdr_support" => crate::support::set(&mut map, &mut v6, "vnet_hdr_support"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v5) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v5)) => ::std::result::Result::Ok(Self {
+                netdev: v0,
+                queue: v1.flatten(),
+                status: v2.flatten(),
+                position: v3.flatten(),
+                insert: v4.flatten(),
+                outdev: v5,
+                vnet_hdr_support: v6.flatten(),
+            }),
+            (v0, v5) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "netdev"), (v5.is_none(), "outdev")])),
+        }
+    }
+}
 impl FilterMirrorProperties {
     /// A value with the required members.
     #[inline]
@@ -739,35 +1231,86 @@ impl FilterMirrorProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.FilterRedirectorProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct FilterRedirectorProperties {
     /// `netdev`.
     pub netdev: ::std::string::String,
     /// `queue` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queue: ::std::option::Option<super::NetFilterDirection>,
     /// `status` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
     /// `position` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub position: ::std::option::Option<::std::string::String>,
     /// `insert` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub insert: ::std::option::Option<super::NetfilterInsert>,
     /// `indev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub indev: ::std::option::Option<::std::string::String>,
     /// `outdev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub outdev: ::std::option::Option<::std::string::String>,
     /// `vnet_hdr_support` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vnet_hdr_support: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(FilterRedirectorProperties { netdev, queue, status, position, insert, indev, outdev, vnet_hdr_support });
+impl ::serde::Serialize for FilterRedirectorProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "netdev", &self.netdev)?;
+        crate::support::opt_entry(&mut m, "queue", &self.queue)?;
+        crate::support::opt_entry(&mut m, "status", &self.status)?;
+        crate::support::opt_entry(&mut m, "position", &self.position)?;
+        crate::support::opt_entry(&mut m, "insert", &self.insert)?;
+        crate::support::opt_entry(&mut m, "indev", &self.indev)?;
+        crate::support::opt_entry(&mut m, "outdev", &self.outdev)?;
+        crate::support::opt_entry(&mut m, "vnet_hdr_support", &self.vnet_hdr_support)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for FilterRedirectorProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for FilterRedirectorProperties {
+    const NAME: &'static str = "FilterRedirectorProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev" => crate::support::set(&mut map, &mut v0, "netdev"),
+                "queue" => crate::support::set(&mut map, &mut v1, "queue"),
+                "status" => crate::support::set(&mut map, &mut v2, "status"),
+                "position" => crate::support::set(&mut map, &mut v3, "position"),
+                "insert" => crate::support::set(&mut map, &mut v4, "insert"),
+                "indev" => crate::support::set(&mut map, &mut v5, "indev"),
+                "outdev" => crate::support::set(&mut map, &mut v6, "outdev"),
+                "vnet_hdr_support" => crate::support::set(&mut map, &mut v7, "vnet_hdr_support"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                netdev: v0,
+                queue: v1.flatten(),
+                status: v2.flatten(),
+                position: v3.flatten(),
+                insert: v4.flatten(),
+                indev: v5.flatten(),
+                outdev: v6.flatten(),
+                vnet_hdr_support: v7.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "netdev")])),
+        }
+    }
+}
 impl FilterRedirectorProperties {
     /// A value with the required members.
     #[inline]
@@ -831,29 +1374,74 @@ impl FilterRedirectorProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.FilterRewriterProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct FilterRewriterProperties {
     /// `netdev`.
     pub netdev: ::std::string::String,
     /// `queue` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub queue: ::std::option::Option<super::NetFilterDirection>,
     /// `status` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub status: ::std::option::Option<::std::string::String>,
     /// `position` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub position: ::std::option::Option<::std::string::String>,
     /// `insert` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub insert: ::std::option::Option<super::NetfilterInsert>,
     /// `vnet_hdr_support` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vnet_hdr_support: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(FilterRewriterProperties { netdev, queue, status, position, insert, vnet_hdr_support });
+impl ::serde::Serialize for FilterRewriterProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "netdev", &self.netdev)?;
+        crate::support::opt_entry(&mut m, "queue", &self.queue)?;
+        crate::support::opt_entry(&mut m, "status", &self.status)?;
+        crate::support::opt_entry(&mut m, "position", &self.position)?;
+        crate::support::opt_entry(&mut m, "insert", &self.insert)?;
+        crate::support::opt_entry(&mut m, "vnet_hdr_support", &self.vnet_hdr_support)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for FilterRewriterProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for FilterRewriterProperties {
+    const NAME: &'static str = "FilterRewriterProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "netdev" => crate::support::set(&mut map, &mut v0, "netdev"),
+                "queue" => crate::support::set(&mut map, &mut v1, "queue"),
+                "status" => crate::support::set(&mut map, &mut v2, "status"),
+                "position" => crate::support::set(&mut map, &mut v3, "position"),
+                "insert" => crate::support::set(&mut map, &mut v4, "insert"),
+                "vnet_hdr_support" => crate::support::set(&mut map, &mut v5, "vnet_hdr_support"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                netdev: v0,
+                queue: v1.flatten(),
+                status: v2.flatten(),
+                position: v3.flatten(),
+                insert: v4.flatten(),
+                vnet_hdr_support: v5.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "netdev")])),
+        }
+    }
+}
 impl FilterRewriterProperties {
     /// A value with the required members.
     #[inline]
@@ -903,32 +1491,80 @@ impl FilterRewriterProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.InputBarrierProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputBarrierProperties {
     /// `name`.
     pub name: ::std::string::String,
     /// `server` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub server: ::std::option::Option<::std::string::String>,
     /// `port` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<::std::string::String>,
     /// `x-origin` (optional).
-    #[serde(rename = "x-origin", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_origin: ::std::option::Option<::std::string::String>,
     /// `y-origin` (optional).
-    #[serde(rename = "y-origin", skip_serializing_if = "::std::option::Option::is_none")]
     pub y_origin: ::std::option::Option<::std::string::String>,
     /// `width` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub width: ::std::option::Option<::std::string::String>,
     /// `height` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub height: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(InputBarrierProperties { name, server, port, x_origin, y_origin, width, height });
+impl ::serde::Serialize for InputBarrierProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "server", &self.server)?;
+        crate::support::opt_entry(&mut m, "port", &self.port)?;
+        crate::support::opt_entry(&mut m, "x-origin", &self.x_origin)?;
+        crate::support::opt_entry(&mut m, "y-origin", &self.y_origin)?;
+        crate::support::opt_entry(&mut m, "width", &self.width)?;
+        crate::support::opt_entry(&mut m, "height", &self.height)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputBarrierProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputBarrierProperties {
+    const NAME: &'static str = "InputBarrierProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "server" => crate::support::set(&mut map, &mut v1, "server"),
+                "port" => crate::support::set(&mut map, &mut v2, "port"),
+                "x-origin" => crate::support::set(&mut map, &mut v3, "x-origin"),
+                "y-origin" => crate::support::set(&mut map, &mut v4, "y-origin"),
+                "width" => crate::support::set(&mut map, &mut v5, "width"),
+                "height" => crate::support::set(&mut map, &mut v6, "height"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                name: v0,
+                server: v1.flatten(),
+                port: v2.flatten(),
+                x_origin: v3.flatten(),
+                y_origin: v4.flatten(),
+                width: v5.flatten(),
+                height: v6.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name")])),
+        }
+    }
+}
 impl InputBarrierProperties {
     /// A value with the required members.
     #[inline]
@@ -985,23 +1621,62 @@ impl InputBarrierProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.InputLinuxProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputLinuxProperties {
     /// `evdev`.
     pub evdev: ::std::string::String,
     /// `grab_all` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub grab_all: ::std::option::Option<bool>,
     /// `repeat` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub repeat: ::std::option::Option<bool>,
     /// `grab-toggle` (optional).
-    #[serde(rename = "grab-toggle", skip_serializing_if = "::std::option::Option::is_none")]
     pub grab_toggle: ::std::option::Option<super::GrabToggleKeys>,
 }
 crate::support::debug_struct!(InputLinuxProperties { evdev, grab_all, repeat, grab_toggle });
+impl ::serde::Serialize for InputLinuxProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "evdev", &self.evdev)?;
+        crate::support::opt_entry(&mut m, "grab_all", &self.grab_all)?;
+        crate::support::opt_entry(&mut m, "repeat", &self.repeat)?;
+        crate::support::opt_entry(&mut m, "grab-toggle", &self.grab_toggle)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputLinuxProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputLinuxProperties {
+    const NAME: &'static str = "InputLinuxProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "evdev" => crate::support::set(&mut map, &mut v0, "evdev"),
+                "grab_all" => crate::support::set(&mut map, &mut v1, "grab_all"),
+                "repeat" => crate::support::set(&mut map, &mut v2, "repeat"),
+                "grab-toggle" => crate::support::set(&mut map, &mut v3, "grab-toggle"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                evdev: v0,
+                grab_all: v1.flatten(),
+                repeat: v2.flatten(),
+                grab_toggle: v3.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "evdev")])),
+        }
+    }
+}
 impl InputLinuxProperties {
     /// A value with the required members.
     #[inline]
@@ -1037,21 +1712,51 @@ impl InputLinuxProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.EventLoopBaseProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct EventLoopBaseProperties {
     /// `aio-max-batch` (optional).
-    #[serde(rename = "aio-max-batch", skip_serializing_if = "::std::option::Option::is_none")]
     pub aio_max_batch: ::std::option::Option<i64>,
     /// `thread-pool-min` (optional).
-    #[serde(rename = "thread-pool-min", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_pool_min: ::std::option::Option<i64>,
     /// `thread-pool-max` (optional).
-    #[serde(rename = "thread-pool-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_pool_max: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(EventLoopBaseProperties { aio_max_batch, thread_pool_min, thread_pool_max });
+impl ::serde::Serialize for EventLoopBaseProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "aio-max-batch", &self.aio_max_batch)?;
+        crate::support::opt_entry(&mut m, "thread-pool-min", &self.thread_pool_min)?;
+        crate::support::opt_entry(&mut m, "thread-pool-max", &self.thread_pool_max)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for EventLoopBaseProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for EventLoopBaseProperties {
+    const NAME: &'static str = "EventLoopBaseProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "aio-max-batch" => crate::support::set(&mut map, &mut v0, "aio-max-batch"),
+                "thread-pool-min" => crate::support::set(&mut map, &mut v1, "thread-pool-min"),
+                "thread-pool-max" => crate::support::set(&mut map, &mut v2, "thread-pool-max"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                aio_max_batch: v0.flatten(),
+                thread_pool_min: v1.flatten(),
+                thread_pool_max: v2.flatten(),
+            })
+    }
+}
 impl EventLoopBaseProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -1086,30 +1791,71 @@ impl EventLoopBaseProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.IothreadProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct IothreadProperties {
     /// `aio-max-batch` (optional).
-    #[serde(rename = "aio-max-batch", skip_serializing_if = "::std::option::Option::is_none")]
     pub aio_max_batch: ::std::option::Option<i64>,
     /// `thread-pool-min` (optional).
-    #[serde(rename = "thread-pool-min", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_pool_min: ::std::option::Option<i64>,
     /// `thread-pool-max` (optional).
-    #[serde(rename = "thread-pool-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_pool_max: ::std::option::Option<i64>,
     /// `poll-max-ns` (optional).
-    #[serde(rename = "poll-max-ns", skip_serializing_if = "::std::option::Option::is_none")]
     pub poll_max_ns: ::std::option::Option<i64>,
     /// `poll-grow` (optional).
-    #[serde(rename = "poll-grow", skip_serializing_if = "::std::option::Option::is_none")]
     pub poll_grow: ::std::option::Option<i64>,
     /// `poll-shrink` (optional).
-    #[serde(rename = "poll-shrink", skip_serializing_if = "::std::option::Option::is_none")]
     pub poll_shrink: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(IothreadProperties { aio_max_batch, thread_pool_min, thread_pool_max, poll_max_ns, poll_grow, poll_shrink });
+impl ::serde::Serialize for IothreadProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "aio-max-batch", &self.aio_max_batch)?;
+        crate::support::opt_entry(&mut m, "thread-pool-min", &self.thread_pool_min)?;
+        crate::support::opt_entry(&mut m, "thread-pool-max", &self.thread_pool_max)?;
+        crate::support::opt_entry(&mut m, "poll-max-ns", &self.poll_max_ns)?;
+        crate::support::opt_entry(&mut m, "poll-grow", &self.poll_grow)?;
+        crate::support::opt_entry(&mut m, "poll-shrink", &self.poll_shrink)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for IothreadProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for IothreadProperties {
+    const NAME: &'static str = "IothreadProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "aio-max-batch" => crate::support::set(&mut map, &mut v0, "aio-max-batch"),
+                "thread-pool-min" => crate::support::set(&mut map, &mut v1, "thread-pool-min"),
+                "thread-pool-max" => crate::support::set(&mut map, &mut v2, "thread-pool-max"),
+                "poll-max-ns" => crate::support::set(&mut map, &mut v3, "poll-max-ns"),
+                "poll-grow" => crate::support::set(&mut map, &mut v4, "poll-grow"),
+                "poll-shrink" => crate::support::set(&mut map, &mut v5, "poll-shrink"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                aio_max_batch: v0.flatten(),
+                thread_pool_min: v1.flatten(),
+                thread_pool_max: v2.flatten(),
+                poll_max_ns: v3.flatten(),
+                poll_grow: v4.flatten(),
+                poll_shrink: v5.flatten(),
+            })
+    }
+}
 impl IothreadProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -1165,21 +1911,53 @@ impl IothreadProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MainLoopProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MainLoopProperties {
     /// `aio-max-batch` (optional).
-    #[serde(rename = "aio-max-batch", skip_serializing_if = "::std::option::Option::is_none")]
     pub aio_max_batch: ::std::option::Option<i64>,
     /// `thread-pool-min` (optional).
-    #[serde(rename = "thread-pool-min", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_pool_min: ::std::option::Option<i64>,
     /// `thread-pool-max` (optional).
-    #[serde(rename = "thread-pool-max", skip_serializing_if = "::std::option::Option::is_none")]
     pub thread_pool_max: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(MainLoopProperties { aio_max_batch, thread_pool_min, thread_pool_max });
+impl ::serde::Serialize for MainLoopProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "aio-max-batch", &self.aio_max_batch)?;
+        crate::support::opt_entry(&mut m, "thread-pool-min", &self.thread_pool_min)?;
+        crate::support::opt_entry(&mut m, "thread-pool-max", &self.thread_pool_max)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for MainLoopProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for MainLoopProperties {
+    const NAME: &'static str = "MainLoopProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "aio-max-batch" => crate::support::set(&mut map, &mut v0, "aio-max-batch"),
+                "thread-pool-min" => crate::support::set(&mut map, &mut v1, "thread-pool-min"),
+                "thread-pool-max" => crate::support::set(&mut map, &mut v2, "thread-pool-max"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                aio_max_batch: v0.flatten(),
+                thread_pool_min: v1.flatten(),
+                thread_pool_max: v2.flatten(),
+            })
+    }
+}
 impl MainLoopProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -1214,44 +1992,104 @@ impl MainLoopProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MemoryBackendProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MemoryBackendProperties {
     /// `dump` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dump: ::std::option::Option<bool>,
     /// `host-nodes` (optional).
-    #[serde(rename = "host-nodes", skip_serializing_if = "::std::option::Option::is_none")]
     pub host_nodes: ::std::option::Option<::std::vec::Vec<u16>>,
     /// `merge` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub merge: ::std::option::Option<bool>,
     /// `policy` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub policy: ::std::option::Option<super::HostMemPolicy>,
     /// `prealloc` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc: ::std::option::Option<bool>,
     /// `prealloc-threads` (optional).
-    #[serde(rename = "prealloc-threads", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_threads: ::std::option::Option<u32>,
     /// `prealloc-context` (optional, since QEMU 7.2).
-    #[serde(rename = "prealloc-context", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_context: ::std::option::Option<::std::string::String>,
     /// `share` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub share: ::std::option::Option<bool>,
     /// `reserve` (optional, since QEMU 6.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reserve: ::std::option::Option<bool>,
     /// `size`.
     pub size: u64,
     /// `x-use-canonical-path-for-ramblock-id` (optional).
-    #[serde(rename = "x-use-canonical-path-for-ramblock-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_use_canonical_path_for_ramblock_id: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(MemoryBackendProperties { dump, host_nodes, merge, policy, prealloc, prealloc_threads, prealloc_context, share, reserve, size, x_use_canonical_path_for_ramblock_id });
+impl ::serde::Serialize for MemoryBackendProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "dump", &self.dump)?;
+        crate::support::opt_entry(&mut m, "host-nodes", &self.host_nodes)?;
+        crate::support::opt_entry(&mut m, "merge", &self.merge)?;
+        crate::support::opt_entry(&mut m, "policy", &self.policy)?;
+        crate::support::opt_entry(&mut m, "prealloc", &self.prealloc)?;
+        crate::support::opt_entry(&mut m, "prealloc-threads", &self.prealloc_threads)?;
+        crate::support::opt_entry(&mut m, "prealloc-context", &self.prealloc_context)?;
+        crate::support::opt_entry(&mut m, "share", &self.share)?;
+        crate::support::opt_entry(&mut m, "reserve", &self.reserve)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "x-use-canonical-path-for-ramblock-id", &self.x_use_canonical_path_for_ramblock_id)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for MemoryBackendProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for MemoryBackendProperties {
+    const NAME: &'static str = "MemoryBackendProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "dump" => crate::support::set(&mut map, &mut v0, "dump"),
+                "host-nodes" => crate::support::set(&mut map, &mut v1, "host-nodes"),
+                "merge" => crate::support::set(&mut map, &mut v2, "merge"),
+                "policy" => crate::support::set(&mut map, &mut v3, "policy"),
+                "prealloc" => crate::support::set(&mut map, &mut v4, "prealloc"),
+                "prealloc-threads" => crate::support::set(&mut map, &mut v5, "prealloc-threads"),
+                "prealloc-context" => crate::support::set(&mut map, &mut v6, "prealloc-context"),
+                "share" => crate::support::set(&mut map, &mut v7, "share"),
+                "reserve" => crate::support::set(&mut map, &mut v8, "reserve"),
+                "size" => crate::support::set(&mut map, &mut v9, "size"),
+                "x-use-canonical-path-for-ramblock-id" => crate::support::set(&mut map, &mut v10, "x-use-canonical-path-for-ramblock-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v9,) {
+            (::std::option::Option::Some(v9),) => ::std::result::Result::Ok(Self {
+                dump: v0.flatten(),
+                host_nodes: v1.flatten(),
+                merge: v2.flatten(),
+                policy: v3.flatten(),
+                prealloc: v4.flatten(),
+                prealloc_threads: v5.flatten(),
+                prealloc_context: v6.flatten(),
+                share: v7.flatten(),
+                reserve: v8.flatten(),
+                size: v9,
+                x_use_canonical_path_for_ramblock_id: v10.flatten(),
+            }),
+            (v9,) => ::std::result::Result::Err(crate::support::missing(&[(v9.is_none(), "size")])),
+        }
+    }
+}
 impl MemoryBackendProperties {
     /// A value with the required members.
     #[inline]
@@ -1336,65 +2174,146 @@ impl MemoryBackendProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MemoryBackendFileProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MemoryBackendFileProperties {
     /// `dump` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dump: ::std::option::Option<bool>,
     /// `host-nodes` (optional).
-    #[serde(rename = "host-nodes", skip_serializing_if = "::std::option::Option::is_none")]
     pub host_nodes: ::std::option::Option<::std::vec::Vec<u16>>,
     /// `merge` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub merge: ::std::option::Option<bool>,
     /// `policy` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub policy: ::std::option::Option<super::HostMemPolicy>,
     /// `prealloc` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc: ::std::option::Option<bool>,
     /// `prealloc-threads` (optional).
-    #[serde(rename = "prealloc-threads", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_threads: ::std::option::Option<u32>,
     /// `prealloc-context` (optional, since QEMU 7.2).
-    #[serde(rename = "prealloc-context", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_context: ::std::option::Option<::std::string::String>,
     /// `share` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub share: ::std::option::Option<bool>,
     /// `reserve` (optional, since QEMU 6.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reserve: ::std::option::Option<bool>,
     /// `size`.
     pub size: u64,
     /// `x-use-canonical-path-for-ramblock-id` (optional).
-    #[serde(rename = "x-use-canonical-path-for-ramblock-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_use_canonical_path_for_ramblock_id: ::std::option::Option<bool>,
     /// `align` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub align: ::std::option::Option<u64>,
     /// `offset` (optional, since QEMU 8.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub offset: ::std::option::Option<u64>,
     /// `discard-data` (optional).
-    #[serde(rename = "discard-data", skip_serializing_if = "::std::option::Option::is_none")]
     pub discard_data: ::std::option::Option<bool>,
     /// `mem-path`.
-    #[serde(rename = "mem-path")]
     pub mem_path: ::std::string::String,
     /// `pmem` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub pmem: ::std::option::Option<bool>,
     /// `readonly` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub readonly: ::std::option::Option<bool>,
     /// `rom` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rom: ::std::option::Option<super::OnOffAuto>,
 }
 crate::support::debug_struct!(MemoryBackendFileProperties { dump, host_nodes, merge, policy, prealloc, prealloc_threads, prealloc_context, share, reserve, size, x_use_canonical_path_for_ramblock_id, align, offset, discard_data, mem_path, pmem, readonly, rom });
+impl ::serde::Serialize for MemoryBackendFileProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "dump", &self.dump)?;
+        crate::support::opt_entry(&mut m, "host-nodes", &self.host_nodes)?;
+        crate::support::opt_entry(&mut m, "merge", &self.merge)?;
+        crate::support::opt_entry(&mut m, "policy", &self.policy)?;
+        crate::support::opt_entry(&mut m, "prealloc", &self.prealloc)?;
+        crate::support::opt_entry(&mut m, "prealloc-threads", &self.prealloc_threads)?;
+        crate::support::opt_entry(&mut m, "prealloc-context", &self.prealloc_context)?;
+        crate::support::opt_entry(&mut m, "share", &self.share)?;
+        crate::support::opt_entry(&mut m, "reserve", &self.reserve)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "x-use-canonical-path-for-ramblock-id", &self.x_use_canonical_path_for_ramblock_id)?;
+        crate::support::opt_entry(&mut m, "align", &self.align)?;
+        crate::support::opt_entry(&mut m, "offset", &self.offset)?;
+        crate::support::opt_entry(&mut m, "discard-data", &self.discard_data)?;
+        crate::support::entry(&mut m, "mem-path", &self.mem_path)?;
+        crate::support::opt_entry(&mut m, "pmem", &self.pmem)?;
+        crate::support::opt_entry(&mut m, "readonly", &self.readonly)?;
+        crate::support::opt_entry(&mut m, "rom", &self.rom)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for MemoryBackendFileProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for MemoryBackendFileProperties {
+    const NAME: &'static str = "MemoryBackendFileProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "dump" => crate::support::set(&mut map, &mut v0, "dump"),
+                "host-nodes" => crate::support::set(&mut map, &mut v1, "host-nodes"),
+                "merge" => crate::support::set(&mut map, &mut v2, "merge"),
+                "policy" => crate::support::set(&mut map, &mut v3, "policy"),
+                "prealloc" => crate::support::set(&mut map, &mut v4, "prealloc"),
+                "prealloc-threads" => crate::support::set(&mut map, &mut v5, "prealloc-threads"),
+                "prealloc-context" => crate::support::set(&mut map, &mut v6, "prealloc-context"),
+                "share" => crate::support::set(&mut map, &mut v7, "share"),
+                "reserve" => crate::support::set(&mut map, &mut v8, "reserve"),
+                "size" => crate::support::set(&mut map, &mut v9, "size"),
+                "x-use-canonical-path-for-ramblock-id" => crate::support::set(&mut map, &mut v10, "x-use-canonical-path-for-ramblock-id"),
+                "align" => crate::support::set(&mut map, &mut v11, "align"),
+                "offset" => crate::support::set(&mut map, &mut v12, "offset"),
+                "discard-data" => crate::support::set(&mut map, &mut v13, "discard-data"),
+                "mem-path" => crate::support::set(&mut map, &mut v14, "mem-path"),
+                "pmem" => crate::support::set(&mut map, &mut v15, "pmem"),
+                "readonly" => crate::support::set(&mut map, &mut v16, "readonly"),
+                "rom" => crate::support::set(&mut map, &mut v17, "rom"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v9, v14) {
+            (::std::option::Option::Some(v9), ::std::option::Option::Some(v14)) => ::std::result::Result::Ok(Self {
+                dump: v0.flatten(),
+                host_nodes: v1.flatten(),
+                merge: v2.flatten(),
+                policy: v3.flatten(),
+                prealloc: v4.flatten(),
+                prealloc_threads: v5.flatten(),
+                prealloc_context: v6.flatten(),
+                share: v7.flatten(),
+                reserve: v8.flatten(),
+                size: v9,
+                x_use_canonical_path_for_ramblock_id: v10.flatten(),
+                align: v11.flatten(),
+                offset: v12.flatten(),
+                discard_data: v13.flatten(),
+                mem_path: v14,
+                pmem: v15.flatten(),
+                readonly: v16.flatten(),
+                rom: v17.flatten(),
+            }),
+            (v9, v14) => ::std::result::Result::Err(crate::support::missing(&[(v9.is_none(), "size"), (v14.is_none(), "mem-path")])),
+        }
+    }
+}
 impl MemoryBackendFileProperties {
     /// A value with the required members.
     #[inline]
@@ -1522,53 +2441,122 @@ impl MemoryBackendFileProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MemoryBackendMemfdProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MemoryBackendMemfdProperties {
     /// `dump` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dump: ::std::option::Option<bool>,
     /// `host-nodes` (optional).
-    #[serde(rename = "host-nodes", skip_serializing_if = "::std::option::Option::is_none")]
     pub host_nodes: ::std::option::Option<::std::vec::Vec<u16>>,
     /// `merge` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub merge: ::std::option::Option<bool>,
     /// `policy` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub policy: ::std::option::Option<super::HostMemPolicy>,
     /// `prealloc` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc: ::std::option::Option<bool>,
     /// `prealloc-threads` (optional).
-    #[serde(rename = "prealloc-threads", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_threads: ::std::option::Option<u32>,
     /// `prealloc-context` (optional, since QEMU 7.2).
-    #[serde(rename = "prealloc-context", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_context: ::std::option::Option<::std::string::String>,
     /// `share` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub share: ::std::option::Option<bool>,
     /// `reserve` (optional, since QEMU 6.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reserve: ::std::option::Option<bool>,
     /// `size`.
     pub size: u64,
     /// `x-use-canonical-path-for-ramblock-id` (optional).
-    #[serde(rename = "x-use-canonical-path-for-ramblock-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_use_canonical_path_for_ramblock_id: ::std::option::Option<bool>,
     /// `hugetlb` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub hugetlb: ::std::option::Option<bool>,
     /// `hugetlbsize` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub hugetlbsize: ::std::option::Option<u64>,
     /// `seal` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub seal: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(MemoryBackendMemfdProperties { dump, host_nodes, merge, policy, prealloc, prealloc_threads, prealloc_context, share, reserve, size, x_use_canonical_path_for_ramblock_id, hugetlb, hugetlbsize, seal });
+impl ::serde::Serialize for MemoryBackendMemfdProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "dump", &self.dump)?;
+        crate::support::opt_entry(&mut m, "host-nodes", &self.host_nodes)?;
+        crate::support::opt_entry(&mut m, "merge", &self.merge)?;
+        crate::support::opt_entry(&mut m, "policy", &self.policy)?;
+        crate::support::opt_entry(&mut m, "prealloc", &self.prealloc)?;
+        crate::support::opt_entry(&mut m, "prealloc-threads", &self.prealloc_threads)?;
+        crate::support::opt_entry(&mut m, "prealloc-context", &self.prealloc_context)?;
+        crate::support::opt_entry(&mut m, "share", &self.share)?;
+        crate::support::opt_entry(&mut m, "reserve", &self.reserve)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "x-use-canonical-path-for-ramblock-id", &self.x_use_canonical_path_for_ramblock_id)?;
+        crate::support::opt_entry(&mut m, "hugetlb", &self.hugetlb)?;
+        crate::support::opt_entry(&mut m, "hugetlbsize", &self.hugetlbsize)?;
+        crate::support::opt_entry(&mut m, "seal", &self.seal)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for MemoryBackendMemfdProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for MemoryBackendMemfdProperties {
+    const NAME: &'static str = "MemoryBackendMemfdProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "dump" => crate::support::set(&mut map, &mut v0, "dump"),
+                "host-nodes" => crate::support::set(&mut map, &mut v1, "host-nodes"),
+                "merge" => crate::support::set(&mut map, &mut v2, "merge"),
+                "policy" => crate::support::set(&mut map, &mut v3, "policy"),
+                "prealloc" => crate::support::set(&mut map, &mut v4, "prealloc"),
+                "prealloc-threads" => crate::support::set(&mut map, &mut v5, "prealloc-threads"),
+                "prealloc-context" => crate::support::set(&mut map, &mut v6, "prealloc-context"),
+                "share" => crate::support::set(&mut map, &mut v7, "share"),
+                "reserve" => crate::support::set(&mut map, &mut v8, "reserve"),
+                "size" => crate::support::set(&mut map, &mut v9, "size"),
+                "x-use-canonical-path-for-ramblock-id" => crate::support::set(&mut map, &mut v10, "x-use-canonical-path-for-ramblock-id"),
+                "hugetlb" => crate::support::set(&mut map, &mut v11, "hugetlb"),
+                "hugetlbsize" => crate::support::set(&mut map, &mut v12, "hugetlbsize"),
+                "seal" => crate::support::set(&mut map, &mut v13, "seal"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v9,) {
+            (::std::option::Option::Some(v9),) => ::std::result::Result::Ok(Self {
+                dump: v0.flatten(),
+                host_nodes: v1.flatten(),
+                merge: v2.flatten(),
+                policy: v3.flatten(),
+                prealloc: v4.flatten(),
+                prealloc_threads: v5.flatten(),
+                prealloc_context: v6.flatten(),
+                share: v7.flatten(),
+                reserve: v8.flatten(),
+                size: v9,
+                x_use_canonical_path_for_ramblock_id: v10.flatten(),
+                hugetlb: v11.flatten(),
+                hugetlbsize: v12.flatten(),
+                seal: v13.flatten(),
+            }),
+            (v9,) => ::std::result::Result::Err(crate::support::missing(&[(v9.is_none(), "size")])),
+        }
+    }
+}
 impl MemoryBackendMemfdProperties {
     /// A value with the required members.
     #[inline]
@@ -1674,44 +2662,104 @@ impl MemoryBackendMemfdProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MemoryBackendShmProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MemoryBackendShmProperties {
     /// `dump` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dump: ::std::option::Option<bool>,
     /// `host-nodes` (optional).
-    #[serde(rename = "host-nodes", skip_serializing_if = "::std::option::Option::is_none")]
     pub host_nodes: ::std::option::Option<::std::vec::Vec<u16>>,
     /// `merge` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub merge: ::std::option::Option<bool>,
     /// `policy` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub policy: ::std::option::Option<super::HostMemPolicy>,
     /// `prealloc` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc: ::std::option::Option<bool>,
     /// `prealloc-threads` (optional).
-    #[serde(rename = "prealloc-threads", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_threads: ::std::option::Option<u32>,
     /// `prealloc-context` (optional, since QEMU 7.2).
-    #[serde(rename = "prealloc-context", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_context: ::std::option::Option<::std::string::String>,
     /// `share` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub share: ::std::option::Option<bool>,
     /// `reserve` (optional, since QEMU 6.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reserve: ::std::option::Option<bool>,
     /// `size`.
     pub size: u64,
     /// `x-use-canonical-path-for-ramblock-id` (optional).
-    #[serde(rename = "x-use-canonical-path-for-ramblock-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_use_canonical_path_for_ramblock_id: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(MemoryBackendShmProperties { dump, host_nodes, merge, policy, prealloc, prealloc_threads, prealloc_context, share, reserve, size, x_use_canonical_path_for_ramblock_id });
+impl ::serde::Serialize for MemoryBackendShmProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "dump", &self.dump)?;
+        crate::support::opt_entry(&mut m, "host-nodes", &self.host_nodes)?;
+        crate::support::opt_entry(&mut m, "merge", &self.merge)?;
+        crate::support::opt_entry(&mut m, "policy", &self.policy)?;
+        crate::support::opt_entry(&mut m, "prealloc", &self.prealloc)?;
+        crate::support::opt_entry(&mut m, "prealloc-threads", &self.prealloc_threads)?;
+        crate::support::opt_entry(&mut m, "prealloc-context", &self.prealloc_context)?;
+        crate::support::opt_entry(&mut m, "share", &self.share)?;
+        crate::support::opt_entry(&mut m, "reserve", &self.reserve)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "x-use-canonical-path-for-ramblock-id", &self.x_use_canonical_path_for_ramblock_id)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for MemoryBackendShmProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for MemoryBackendShmProperties {
+    const NAME: &'static str = "MemoryBackendShmProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "dump" => crate::support::set(&mut map, &mut v0, "dump"),
+                "host-nodes" => crate::support::set(&mut map, &mut v1, "host-nodes"),
+                "merge" => crate::support::set(&mut map, &mut v2, "merge"),
+                "policy" => crate::support::set(&mut map, &mut v3, "policy"),
+                "prealloc" => crate::support::set(&mut map, &mut v4, "prealloc"),
+                "prealloc-threads" => crate::support::set(&mut map, &mut v5, "prealloc-threads"),
+                "prealloc-context" => crate::support::set(&mut map, &mut v6, "prealloc-context"),
+                "share" => crate::support::set(&mut map, &mut v7, "share"),
+                "reserve" => crate::support::set(&mut map, &mut v8, "reserve"),
+                "size" => crate::support::set(&mut map, &mut v9, "size"),
+                "x-use-canonical-path-for-ramblock-id" => crate::support::set(&mut map, &mut v10, "x-use-canonical-path-for-ramblock-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v9,) {
+            (::std::option::Option::Some(v9),) => ::std::result::Result::Ok(Self {
+                dump: v0.flatten(),
+                host_nodes: v1.flatten(),
+                merge: v2.flatten(),
+                policy: v3.flatten(),
+                prealloc: v4.flatten(),
+                prealloc_threads: v5.flatten(),
+                prealloc_context: v6.flatten(),
+                share: v7.flatten(),
+                reserve: v8.flatten(),
+                size: v9,
+                x_use_canonical_path_for_ramblock_id: v10.flatten(),
+            }),
+            (v9,) => ::std::result::Result::Err(crate::support::missing(&[(v9.is_none(), "size")])),
+        }
+    }
+}
 impl MemoryBackendShmProperties {
     /// A value with the required members.
     #[inline]
@@ -1796,44 +2844,104 @@ impl MemoryBackendShmProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.MemoryBackendEpcProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct MemoryBackendEpcProperties {
     /// `dump` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub dump: ::std::option::Option<bool>,
     /// `host-nodes` (optional).
-    #[serde(rename = "host-nodes", skip_serializing_if = "::std::option::Option::is_none")]
     pub host_nodes: ::std::option::Option<::std::vec::Vec<u16>>,
     /// `merge` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub merge: ::std::option::Option<bool>,
     /// `policy` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub policy: ::std::option::Option<super::HostMemPolicy>,
     /// `prealloc` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc: ::std::option::Option<bool>,
     /// `prealloc-threads` (optional).
-    #[serde(rename = "prealloc-threads", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_threads: ::std::option::Option<u32>,
     /// `prealloc-context` (optional, since QEMU 7.2).
-    #[serde(rename = "prealloc-context", skip_serializing_if = "::std::option::Option::is_none")]
     pub prealloc_context: ::std::option::Option<::std::string::String>,
     /// `share` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub share: ::std::option::Option<bool>,
     /// `reserve` (optional, since QEMU 6.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reserve: ::std::option::Option<bool>,
     /// `size`.
     pub size: u64,
     /// `x-use-canonical-path-for-ramblock-id` (optional).
-    #[serde(rename = "x-use-canonical-path-for-ramblock-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub x_use_canonical_path_for_ramblock_id: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(MemoryBackendEpcProperties { dump, host_nodes, merge, policy, prealloc, prealloc_threads, prealloc_context, share, reserve, size, x_use_canonical_path_for_ramblock_id });
+impl ::serde::Serialize for MemoryBackendEpcProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "dump", &self.dump)?;
+        crate::support::opt_entry(&mut m, "host-nodes", &self.host_nodes)?;
+        crate::support::opt_entry(&mut m, "merge", &self.merge)?;
+        crate::support::opt_entry(&mut m, "policy", &self.policy)?;
+        crate::support::opt_entry(&mut m, "prealloc", &self.prealloc)?;
+        crate::support::opt_entry(&mut m, "prealloc-threads", &self.prealloc_threads)?;
+        crate::support::opt_entry(&mut m, "prealloc-context", &self.prealloc_context)?;
+        crate::support::opt_entry(&mut m, "share", &self.share)?;
+        crate::support::opt_entry(&mut m, "reserve", &self.reserve)?;
+        crate::support::entry(&mut m, "size", &self.size)?;
+        crate::support::opt_entry(&mut m, "x-use-canonical-path-for-ramblock-id", &self.x_use_canonical_path_for_ramblock_id)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for MemoryBackendEpcProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for MemoryBackendEpcProperties {
+    const NAME: &'static str = "MemoryBackendEpcProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "dump" => crate::support::set(&mut map, &mut v0, "dump"),
+                "host-nodes" => crate::support::set(&mut map, &mut v1, "host-nodes"),
+                "merge" => crate::support::set(&mut map, &mut v2, "merge"),
+                "policy" => crate::support::set(&mut map, &mut v3, "policy"),
+                "prealloc" => crate::support::set(&mut map, &mut v4, "prealloc"),
+                "prealloc-threads" => crate::support::set(&mut map, &mut v5, "prealloc-threads"),
+                "prealloc-context" => crate::support::set(&mut map, &mut v6, "prealloc-context"),
+                "share" => crate::support::set(&mut map, &mut v7, "share"),
+                "reserve" => crate::support::set(&mut map, &mut v8, "reserve"),
+                "size" => crate::support::set(&mut map, &mut v9, "size"),
+                "x-use-canonical-path-for-ramblock-id" => crate::support::set(&mut map, &mut v10, "x-use-canonical-path-for-ramblock-id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v9,) {
+            (::std::option::Option::Some(v9),) => ::std::result::Result::Ok(Self {
+                dump: v0.flatten(),
+                host_nodes: v1.flatten(),
+                merge: v2.flatten(),
+                policy: v3.flatten(),
+                prealloc: v4.flatten(),
+                prealloc_threads: v5.flatten(),
+                prealloc_context: v6.flatten(),
+                share: v7.flatten(),
+                reserve: v8.flatten(),
+                size: v9,
+                x_use_canonical_path_for_ramblock_id: v10.flatten(),
+            }),
+            (v9,) => ::std::result::Result::Err(crate::support::missing(&[(v9.is_none(), "size")])),
+        }
+    }
+}
 impl MemoryBackendEpcProperties {
     /// A value with the required members.
     #[inline]
@@ -1918,14 +3026,44 @@ impl MemoryBackendEpcProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.PrManagerHelperProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct PrManagerHelperProperties {
     /// `path`.
     pub path: ::std::string::String,
 }
 crate::support::debug_struct!(PrManagerHelperProperties { path });
+impl ::serde::Serialize for PrManagerHelperProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for PrManagerHelperProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for PrManagerHelperProperties {
+    const NAME: &'static str = "PrManagerHelperProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "path" => crate::support::set(&mut map, &mut v0, "path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                path: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "path")])),
+        }
+    }
+}
 impl PrManagerHelperProperties {
     /// A value with the required members.
     #[inline]
@@ -1940,17 +3078,50 @@ impl PrManagerHelperProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.QtestProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct QtestProperties {
     /// `chardev`.
     pub chardev: ::std::string::String,
     /// `log` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub log: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(QtestProperties { chardev, log });
+impl ::serde::Serialize for QtestProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "chardev", &self.chardev)?;
+        crate::support::opt_entry(&mut m, "log", &self.log)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for QtestProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for QtestProperties {
+    const NAME: &'static str = "QtestProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "chardev" => crate::support::set(&mut map, &mut v0, "chardev"),
+                "log" => crate::support::set(&mut map, &mut v1, "log"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                chardev: v0,
+                log: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "chardev")])),
+        }
+    }
+}
 impl QtestProperties {
     /// A value with the required members.
     #[inline]
@@ -1972,8 +3143,6 @@ impl QtestProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.RemoteObjectProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RemoteObjectProperties {
     /// `fd`.
@@ -1982,6 +3151,42 @@ pub struct RemoteObjectProperties {
     pub devid: ::std::string::String,
 }
 crate::support::debug_struct!(RemoteObjectProperties { fd, devid });
+impl ::serde::Serialize for RemoteObjectProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "fd", &self.fd)?;
+        crate::support::entry(&mut m, "devid", &self.devid)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RemoteObjectProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RemoteObjectProperties {
+    const NAME: &'static str = "RemoteObjectProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "fd" => crate::support::set(&mut map, &mut v0, "fd"),
+                "devid" => crate::support::set(&mut map, &mut v1, "devid"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                fd: v0,
+                devid: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "fd"), (v1.is_none(), "devid")])),
+        }
+    }
+}
 impl RemoteObjectProperties {
     /// A value with the required members.
     #[inline]
@@ -1997,8 +3202,6 @@ impl RemoteObjectProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.VfioUserServerProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct VfioUserServerProperties {
     /// `socket`.
@@ -2007,6 +3210,42 @@ pub struct VfioUserServerProperties {
     pub device: ::std::string::String,
 }
 crate::support::debug_struct!(VfioUserServerProperties { socket, device });
+impl ::serde::Serialize for VfioUserServerProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "socket", &self.socket)?;
+        crate::support::entry(&mut m, "device", &self.device)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for VfioUserServerProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for VfioUserServerProperties {
+    const NAME: &'static str = "VfioUserServerProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "socket" => crate::support::set(&mut map, &mut v0, "socket"),
+                "device" => crate::support::set(&mut map, &mut v1, "device"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                socket: v0,
+                device: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "socket"), (v1.is_none(), "device")])),
+        }
+    }
+}
 impl VfioUserServerProperties {
     /// A value with the required members.
     #[inline]
@@ -2022,15 +3261,41 @@ impl VfioUserServerProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.IOMMUFDProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct IOMMUFDProperties {
     /// `fd` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub fd: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(IOMMUFDProperties { fd });
+impl ::serde::Serialize for IOMMUFDProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "fd", &self.fd)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for IOMMUFDProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for IOMMUFDProperties {
+    const NAME: &'static str = "IOMMUFDProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "fd" => crate::support::set(&mut map, &mut v0, "fd"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                fd: v0.flatten(),
+            })
+    }
+}
 impl IOMMUFDProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -2051,17 +3316,50 @@ impl IOMMUFDProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.AcpiGenericInitiatorProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct AcpiGenericInitiatorProperties {
     /// `pci-dev`.
-    #[serde(rename = "pci-dev")]
     pub pci_dev: ::std::string::String,
     /// `node`.
     pub node: u32,
 }
 crate::support::debug_struct!(AcpiGenericInitiatorProperties { pci_dev, node });
+impl ::serde::Serialize for AcpiGenericInitiatorProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "pci-dev", &self.pci_dev)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for AcpiGenericInitiatorProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for AcpiGenericInitiatorProperties {
+    const NAME: &'static str = "AcpiGenericInitiatorProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "pci-dev" => crate::support::set(&mut map, &mut v0, "pci-dev"),
+                "node" => crate::support::set(&mut map, &mut v1, "node"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                pci_dev: v0,
+                node: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "pci-dev"), (v1.is_none(), "node")])),
+        }
+    }
+}
 impl AcpiGenericInitiatorProperties {
     /// A value with the required members.
     #[inline]
@@ -2077,17 +3375,50 @@ impl AcpiGenericInitiatorProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.AcpiGenericPortProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct AcpiGenericPortProperties {
     /// `pci-bus`.
-    #[serde(rename = "pci-bus")]
     pub pci_bus: ::std::string::String,
     /// `node`.
     pub node: u32,
 }
 crate::support::debug_struct!(AcpiGenericPortProperties { pci_bus, node });
+impl ::serde::Serialize for AcpiGenericPortProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "pci-bus", &self.pci_bus)?;
+        crate::support::entry(&mut m, "node", &self.node)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for AcpiGenericPortProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for AcpiGenericPortProperties {
+    const NAME: &'static str = "AcpiGenericPortProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "pci-bus" => crate::support::set(&mut map, &mut v0, "pci-bus"),
+                "node" => crate::support::set(&mut map, &mut v1, "node"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                pci_bus: v0,
+                node: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "pci-bus"), (v1.is_none(), "node")])),
+        }
+    }
+}
 impl AcpiGenericPortProperties {
     /// A value with the required members.
     #[inline]
@@ -2103,18 +3434,44 @@ impl AcpiGenericPortProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.RngProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RngProperties {
     /// `opened` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub opened: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(RngProperties { opened });
+impl ::serde::Serialize for RngProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "opened", &self.opened)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RngProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RngProperties {
+    const NAME: &'static str = "RngProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "opened" => crate::support::set(&mut map, &mut v0, "opened"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                opened: v0.flatten(),
+            })
+    }
+}
 impl RngProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -2136,20 +3493,53 @@ impl RngProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.RngEgdProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RngEgdProperties {
     /// `opened` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub opened: ::std::option::Option<bool>,
     /// `chardev`.
     pub chardev: ::std::string::String,
 }
 crate::support::debug_struct!(RngEgdProperties { opened, chardev });
+impl ::serde::Serialize for RngEgdProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "opened", &self.opened)?;
+        crate::support::entry(&mut m, "chardev", &self.chardev)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RngEgdProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RngEgdProperties {
+    const NAME: &'static str = "RngEgdProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "opened" => crate::support::set(&mut map, &mut v0, "opened"),
+                "chardev" => crate::support::set(&mut map, &mut v1, "chardev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v1,) {
+            (::std::option::Option::Some(v1),) => ::std::result::Result::Ok(Self {
+                opened: v0.flatten(),
+                chardev: v1,
+            }),
+            (v1,) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "chardev")])),
+        }
+    }
+}
 impl RngEgdProperties {
     /// A value with the required members.
     #[inline]
@@ -2172,21 +3562,50 @@ impl RngEgdProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.RngRandomProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct RngRandomProperties {
     /// `opened` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub opened: ::std::option::Option<bool>,
     /// `filename` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub filename: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(RngRandomProperties { opened, filename });
+impl ::serde::Serialize for RngRandomProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "opened", &self.opened)?;
+        crate::support::opt_entry(&mut m, "filename", &self.filename)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for RngRandomProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for RngRandomProperties {
+    const NAME: &'static str = "RngRandomProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "opened" => crate::support::set(&mut map, &mut v0, "opened"),
+                "filename" => crate::support::set(&mut map, &mut v1, "filename"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                opened: v0.flatten(),
+                filename: v1.flatten(),
+            })
+    }
+}
 impl RngRandomProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -2215,24 +3634,60 @@ impl RngRandomProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.SevCommonProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SevCommonProperties {
     /// `sev-device` (optional).
-    #[serde(rename = "sev-device", skip_serializing_if = "::std::option::Option::is_none")]
     pub sev_device: ::std::option::Option<::std::string::String>,
     /// `cbitpos` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cbitpos: ::std::option::Option<u32>,
     /// `reduced-phys-bits`.
-    #[serde(rename = "reduced-phys-bits")]
     pub reduced_phys_bits: u32,
     /// `kernel-hashes` (optional, since QEMU 6.2).
-    #[serde(rename = "kernel-hashes", skip_serializing_if = "::std::option::Option::is_none")]
     pub kernel_hashes: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(SevCommonProperties { sev_device, cbitpos, reduced_phys_bits, kernel_hashes });
+impl ::serde::Serialize for SevCommonProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "sev-device", &self.sev_device)?;
+        crate::support::opt_entry(&mut m, "cbitpos", &self.cbitpos)?;
+        crate::support::entry(&mut m, "reduced-phys-bits", &self.reduced_phys_bits)?;
+        crate::support::opt_entry(&mut m, "kernel-hashes", &self.kernel_hashes)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SevCommonProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SevCommonProperties {
+    const NAME: &'static str = "SevCommonProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "sev-device" => crate::support::set(&mut map, &mut v0, "sev-device"),
+                "cbitpos" => crate::support::set(&mut map, &mut v1, "cbitpos"),
+                "reduced-phys-bits" => crate::support::set(&mut map, &mut v2, "reduced-phys-bits"),
+                "kernel-hashes" => crate::support::set(&mut map, &mut v3, "kernel-hashes"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                sev_device: v0.flatten(),
+                cbitpos: v1.flatten(),
+                reduced_phys_bits: v2,
+                kernel_hashes: v3.flatten(),
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "reduced-phys-bits")])),
+        }
+    }
+}
 impl SevCommonProperties {
     /// A value with the required members.
     #[inline]
@@ -2268,39 +3723,92 @@ impl SevCommonProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.SevGuestProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SevGuestProperties {
     /// `sev-device` (optional).
-    #[serde(rename = "sev-device", skip_serializing_if = "::std::option::Option::is_none")]
     pub sev_device: ::std::option::Option<::std::string::String>,
     /// `cbitpos` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cbitpos: ::std::option::Option<u32>,
     /// `reduced-phys-bits`.
-    #[serde(rename = "reduced-phys-bits")]
     pub reduced_phys_bits: u32,
     /// `kernel-hashes` (optional, since QEMU 6.2).
-    #[serde(rename = "kernel-hashes", skip_serializing_if = "::std::option::Option::is_none")]
     pub kernel_hashes: ::std::option::Option<bool>,
     /// `dh-cert-file` (optional).
-    #[serde(rename = "dh-cert-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub dh_cert_file: ::std::option::Option<::std::string::String>,
     /// `session-file` (optional).
-    #[serde(rename = "session-file", skip_serializing_if = "::std::option::Option::is_none")]
     pub session_file: ::std::option::Option<::std::string::String>,
     /// `policy` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub policy: ::std::option::Option<u32>,
     /// `handle` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub handle: ::std::option::Option<u32>,
     /// `legacy-vm-type` (optional, since QEMU 9.1).
-    #[serde(rename = "legacy-vm-type", skip_serializing_if = "::std::option::Option::is_none")]
     pub legacy_vm_type: ::std::option::Option<super::OnOffAuto>,
 }
 crate::support::debug_struct!(SevGuestProperties { sev_device, cbitpos, reduced_phys_bits, kernel_hashes, dh_cert_file, session_file, policy, handle, legacy_vm_type });
+impl ::serde::Serialize for SevGuestProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "sev-device", &self.sev_device)?;
+        crate::support::opt_entry(&mut m, "cbitpos", &self.cbitpos)?;
+        crate::support::entry(&mut m, "reduced-phys-bits", &self.reduced_phys_bits)?;
+        crate::support::opt_entry(&mut m, "kernel-hashes", &self.kernel_hashes)?;
+        crate::support::opt_entry(&mut m, "dh-cert-file", &self.dh_cert_file)?;
+        crate::support::opt_entry(&mut m, "session-file", &self.session_file)?;
+        crate::support::opt_entry(&mut m, "policy", &self.policy)?;
+        crate::support::opt_entry(&mut m, "handle", &self.handle)?;
+        crate::support::opt_entry(&mut m, "legacy-vm-type", &self.legacy_vm_type)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for SevGuestProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for SevGuestProperties {
+    const NAME: &'static str = "SevGuestProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "sev-device" => crate::support::set(&mut map, &mut v0, "sev-device"),
+                "cbitpos" => crate::support::set(&mut map, &mut v1, "cbitpos"),
+                "reduced-phys-bits" => crate::support::set(&mut map, &mut v2, "reduced-phys-bits"),
+                "kernel-hashes" => crate::support::set(&mut map, &mut v3, "kernel-hashes"),
+                "dh-cert-file" => crate::support::set(&mut map, &mut v4, "dh-cert-file"),
+                "session-file" => crate::support::set(&mut map, &mut v5, "session-file"),
+                "policy" => crate::support::set(&mut map, &mut v6, "policy"),
+                "handle" => crate::support::set(&mut map, &mut v7, "handle"),
+                "legacy-vm-type" => crate::support::set(&mut map, &mut v8, "legacy-vm-type"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                sev_device: v0.flatten(),
+                cbitpos: v1.flatten(),
+                reduced_phys_bits: v2,
+                kernel_hashes: v3.flatten(),
+                dh_cert_file: v4.flatten(),
+                session_file: v5.flatten(),
+                policy: v6.flatten(),
+                handle: v7.flatten(),
+                legacy_vm_type: v8.flatten(),
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "reduced-phys-bits")])),
+        }
+    }
+}
 impl SevGuestProperties {
     /// A value with the required members.
     #[inline]
@@ -2371,45 +3879,104 @@ impl SevGuestProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.SevSnpGuestProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SevSnpGuestProperties {
     /// `sev-device` (optional).
-    #[serde(rename = "sev-device", skip_serializing_if = "::std::option::Option::is_none")]
     pub sev_device: ::std::option::Option<::std::string::String>,
     /// `cbitpos` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub cbitpos: ::std::option::Option<u32>,
     /// `reduced-phys-bits`.
-    #[serde(rename = "reduced-phys-bits")]
     pub reduced_phys_bits: u32,
     /// `kernel-hashes` (optional, since QEMU 6.2).
-    #[serde(rename = "kernel-hashes", skip_serializing_if = "::std::option::Option::is_none")]
     pub kernel_hashes: ::std::option::Option<bool>,
     /// `policy` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub policy: ::std::option::Option<u64>,
     /// `guest-visible-workarounds` (optional).
-    #[serde(rename = "guest-visible-workarounds", skip_serializing_if = "::std::option::Option::is_none")]
     pub guest_visible_workarounds: ::std::option::Option<::std::string::String>,
     /// `id-block` (optional).
-    #[serde(rename = "id-block", skip_serializing_if = "::std::option::Option::is_none")]
     pub id_block: ::std::option::Option<::std::string::String>,
     /// `id-auth` (optional).
-    #[serde(rename = "id-auth", skip_serializing_if = "::std::option::Option::is_none")]
     pub id_auth: ::std::option::Option<::std::string::String>,
     /// `author-key-enabled` (optional).
-    #[serde(rename = "author-key-enabled", skip_serializing_if = "::std::option::Option::is_none")]
     pub author_key_enabled: ::std::option::Option<bool>,
     /// `host-data` (optional).
-    #[serde(rename = "host-data", skip_serializing_if = "::std::option::Option::is_none")]
     pub host_data: ::std::option::Option<::std::string::String>,
     /// `vcek-disabled` (optional).
-    #[serde(rename = "vcek-disabled", skip_serializing_if = "::std::option::Option::is_none")]
     pub vcek_disabled: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(SevSnpGuestProperties { sev_device, cbitpos, reduced_phys_bits, kernel_hashes, policy, guest_visible_workarounds, id_block, id_auth, author_key_enabled, host_data, vcek_disabled });
+impl ::serde::Serialize for SevSnpGuestProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "sev-device", &self.sev_device)?;
+        crate::support::opt_entry(&mut m, "cbitpos", &self.cbitpos)?;
+        crate::support::entry(&mut m, "reduced-phys-bits", &self.reduced_phys_bits)?;
+        crate::support::opt_entry(&mut m, "kernel-hashes", &self.kernel_hashes)?;
+        crate::support::opt_entry(&mut m, "policy", &self.policy)?;
+        crate::support::opt_entry(&mut m, "guest-visible-workarounds", &self.guest_visible_workarounds)?;
+        crate::support::opt_entry(&mut m, "id-block", &self.id_block)?;
+        crate::support::opt_entry(&mut m, "id-auth", &self.id_auth)?;
+        crate::support::opt_entry(&mut m, "author-key-enabled", &self.author_key_enabled)?;
+        crate::support::opt_entry(&mut m, "host-data", &self.host_data)?;
+        crate::support::opt_entry(&mut m, "vcek-disabled", &self.vcek_disabled)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for SevSnpGuestProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for SevSnpGuestProperties {
+    const NAME: &'static str = "SevSnpGuestProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "sev-device" => crate::support::set(&mut map, &mut v0, "sev-device"),
+                "cbitpos" => crate::support::set(&mut map, &mut v1, "cbitpos"),
+                "reduced-phys-bits" => crate::support::set(&mut map, &mut v2, "reduced-phys-bits"),
+                "kernel-hashes" => crate::support::set(&mut map, &mut v3, "kernel-hashes"),
+                "policy" => crate::support::set(&mut map, &mut v4, "policy"),
+                "guest-visible-workarounds" => crate::support::set(&mut map, &mut v5, "guest-visible-workarounds"),
+                "id-block" => crate::support::set(&mut map, &mut v6, "id-block"),
+                "id-auth" => crate::support::set(&mut map, &mut v7, "id-auth"),
+                "author-key-enabled" => crate::support::set(&mut map, &mut v8, "author-key-enabled"),
+                "host-data" => crate::support::set(&mut map, &mut v9, "host-data"),
+                "vcek-disabled" => crate::support::set(&mut map, &mut v10, "vcek-disabled"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v2,) {
+            (::std::option::Option::Some(v2),) => ::std::result::Result::Ok(Self {
+                sev_device: v0.flatten(),
+                cbitpos: v1.flatten(),
+                reduced_phys_bits: v2,
+                kernel_hashes: v3.flatten(),
+                policy: v4.flatten(),
+                guest_visible_workarounds: v5.flatten(),
+                id_block: v6.flatten(),
+                id_auth: v7.flatten(),
+                author_key_enabled: v8.flatten(),
+                host_data: v9.flatten(),
+                vcek_disabled: v10.flatten(),
+            }),
+            (v2,) => ::std::result::Result::Err(crate::support::missing(&[(v2.is_none(), "reduced-phys-bits")])),
+        }
+    }
+}
 impl SevSnpGuestProperties {
     /// A value with the required members.
     #[inline]
@@ -2494,18 +4061,47 @@ impl SevSnpGuestProperties {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-qom.ThreadContextProperties).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ThreadContextProperties {
     /// `cpu-affinity` (optional).
-    #[serde(rename = "cpu-affinity", skip_serializing_if = "::std::option::Option::is_none")]
     pub cpu_affinity: ::std::option::Option<::std::vec::Vec<u16>>,
     /// `node-affinity` (optional).
-    #[serde(rename = "node-affinity", skip_serializing_if = "::std::option::Option::is_none")]
     pub node_affinity: ::std::option::Option<::std::vec::Vec<u16>>,
 }
 crate::support::debug_struct!(ThreadContextProperties { cpu_affinity, node_affinity });
+impl ::serde::Serialize for ThreadContextProperties {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "cpu-affinity", &self.cpu_affinity)?;
+        crate::support::opt_entry(&mut m, "node-affinity", &self.node_affinity)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ThreadContextProperties {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ThreadContextProperties {
+    const NAME: &'static str = "ThreadContextProperties";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cpu-affinity" => crate::support::set(&mut map, &mut v0, "cpu-affinity"),
+                "node-affinity" => crate::support::set(&mut map, &mut v1, "node-affinity"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                cpu_affinity: v0.flatten(),
+                node_affinity: v1.flatten(),
+            })
+    }
+}
 impl ThreadContextProperties {
     /// A value with the required members (there are none).
     #[inline]
@@ -2714,14 +4310,44 @@ impl ObjectOptions {
 }
 /// The members of [`ObjectOptions`] that every case has, the discriminator `qom-type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ObjectOptionsCommon {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(ObjectOptionsCommon { id });
+impl ::serde::Serialize for ObjectOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ObjectOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ObjectOptionsCommon {
+    const NAME: &'static str = "ObjectOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                id: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id")])),
+        }
+    }
+}
 impl ObjectOptionsCommon {
     /// A value with the required members.
     #[inline]
@@ -3062,13 +4688,20 @@ impl ::qmp_proto::Command for ObjectAdd {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-qom.object-del).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ObjectDel {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(ObjectDel { id });
+impl ::serde::Serialize for ObjectDel {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
 impl ObjectDel {
     /// A value with the required members.
     #[inline]

@@ -30,19 +30,55 @@ crate::support::qapi_enum!(ReplayMode {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-replay.ReplayInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct ReplayInfo {
     /// `mode`.
     pub mode: super::ReplayMode,
     /// `filename` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub filename: ::std::option::Option<::std::string::String>,
     /// `icount`.
     pub icount: i64,
 }
 crate::support::debug_struct!(ReplayInfo { mode, filename, icount });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for ReplayInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "mode", &self.mode)?;
+        crate::support::opt_entry(&mut m, "filename", &self.filename)?;
+        crate::support::entry(&mut m, "icount", &self.icount)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ReplayInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for ReplayInfo {
+    const NAME: &'static str = "ReplayInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "mode" => crate::support::set(&mut map, &mut v0, "mode"),
+                "filename" => crate::support::set(&mut map, &mut v1, "filename"),
+                "icount" => crate::support::set(&mut map, &mut v2, "icount"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                mode: v0,
+                filename: v1.flatten(),
+                icount: v2,
+            }),
+            (v0, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "mode"), (v2.is_none(), "icount")])),
+        }
+    }
+}
 
 /// `query-replay`: the QAPI command (module `replay`, since QEMU 5.2).
 ///
@@ -70,13 +106,20 @@ impl ::qmp_proto::Command for QueryReplay {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-replay.replay-break).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ReplayBreak {
     /// `icount`.
     pub icount: i64,
 }
 crate::support::debug_struct!(ReplayBreak { icount });
+impl ::serde::Serialize for ReplayBreak {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "icount", &self.icount)?;
+        crate::support::end(m)
+    }
+}
 impl ReplayBreak {
     /// A value with the required members.
     #[inline]
@@ -117,13 +160,20 @@ impl ::qmp_proto::Command for ReplayDeleteBreak {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-replay.replay-seek).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ReplaySeek {
     /// `icount`.
     pub icount: i64,
 }
 crate::support::debug_struct!(ReplaySeek { icount });
+impl ::serde::Serialize for ReplaySeek {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "icount", &self.icount)?;
+        crate::support::end(m)
+    }
+}
 impl ReplaySeek {
     /// A value with the required members.
     #[inline]

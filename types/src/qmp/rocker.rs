@@ -9,8 +9,6 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerSwitch).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct RockerSwitch {
     /// `name`.
@@ -21,19 +19,65 @@ pub struct RockerSwitch {
     pub ports: u32,
 }
 crate::support::debug_struct!(RockerSwitch { name, id, ports });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for RockerSwitch {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "ports", &self.ports)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RockerSwitch {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RockerSwitch {
+    const NAME: &'static str = "RockerSwitch";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "id" => crate::support::set(&mut map, &mut v1, "id"),
+                "ports" => crate::support::set(&mut map, &mut v2, "ports"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                id: v1,
+                ports: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "id"), (v2.is_none(), "ports")])),
+        }
+    }
+}
 
 /// `query-rocker`: the QAPI command (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryRocker {
     /// `name`.
     pub name: ::std::string::String,
 }
 crate::support::debug_struct!(QueryRocker { name });
+impl ::serde::Serialize for QueryRocker {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
 impl QueryRocker {
     /// A value with the required members.
     #[inline]
@@ -88,8 +132,6 @@ crate::support::qapi_enum!(RockerPortAutoneg {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerPort).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct RockerPort {
     /// `name`.
@@ -97,7 +139,6 @@ pub struct RockerPort {
     /// `enabled`.
     pub enabled: bool,
     /// `link-up`.
-    #[serde(rename = "link-up")]
     pub link_up: bool,
     /// `speed`.
     pub speed: u32,
@@ -107,19 +148,77 @@ pub struct RockerPort {
     pub autoneg: super::RockerPortAutoneg,
 }
 crate::support::debug_struct!(RockerPort { name, enabled, link_up, speed, duplex, autoneg });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for RockerPort {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "enabled", &self.enabled)?;
+        crate::support::entry(&mut m, "link-up", &self.link_up)?;
+        crate::support::entry(&mut m, "speed", &self.speed)?;
+        crate::support::entry(&mut m, "duplex", &self.duplex)?;
+        crate::support::entry(&mut m, "autoneg", &self.autoneg)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RockerPort {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RockerPort {
+    const NAME: &'static str = "RockerPort";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "enabled" => crate::support::set(&mut map, &mut v1, "enabled"),
+                "link-up" => crate::support::set(&mut map, &mut v2, "link-up"),
+                "speed" => crate::support::set(&mut map, &mut v3, "speed"),
+                "duplex" => crate::support::set(&mut map, &mut v4, "duplex"),
+                "autoneg" => crate::support::set(&mut map, &mut v5, "autoneg"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                enabled: v1,
+                link_up: v2,
+                speed: v3,
+                duplex: v4,
+                autoneg: v5,
+            }),
+            (v0, v1, v2, v3, v4, v5) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "enabled"), (v2.is_none(), "link-up"), (v3.is_none(), "speed"), (v4.is_none(), "duplex"), (v5.is_none(), "autoneg")])),
+        }
+    }
+}
 
 /// `query-rocker-ports`: the QAPI command (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker-ports).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryRockerPorts {
     /// `name`.
     pub name: ::std::string::String,
 }
 crate::support::debug_struct!(QueryRockerPorts { name });
+impl ::serde::Serialize for QueryRockerPorts {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
 impl QueryRockerPorts {
     /// A value with the required members.
     #[inline]
@@ -138,112 +237,252 @@ impl ::qmp_proto::Command for QueryRockerPorts {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerOfDpaFlowKey).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct RockerOfDpaFlowKey {
     /// `priority`.
     pub priority: u32,
     /// `tbl-id`.
-    #[serde(rename = "tbl-id")]
     pub tbl_id: u32,
     /// `in-pport` (optional).
-    #[serde(rename = "in-pport", skip_serializing_if = "::std::option::Option::is_none")]
     pub in_pport: ::std::option::Option<u32>,
     /// `tunnel-id` (optional).
-    #[serde(rename = "tunnel-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub tunnel_id: ::std::option::Option<u32>,
     /// `vlan-id` (optional).
-    #[serde(rename = "vlan-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_id: ::std::option::Option<u16>,
     /// `eth-type` (optional).
-    #[serde(rename = "eth-type", skip_serializing_if = "::std::option::Option::is_none")]
     pub eth_type: ::std::option::Option<u16>,
     /// `eth-src` (optional).
-    #[serde(rename = "eth-src", skip_serializing_if = "::std::option::Option::is_none")]
     pub eth_src: ::std::option::Option<::std::string::String>,
     /// `eth-dst` (optional).
-    #[serde(rename = "eth-dst", skip_serializing_if = "::std::option::Option::is_none")]
     pub eth_dst: ::std::option::Option<::std::string::String>,
     /// `ip-proto` (optional).
-    #[serde(rename = "ip-proto", skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_proto: ::std::option::Option<u8>,
     /// `ip-tos` (optional).
-    #[serde(rename = "ip-tos", skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_tos: ::std::option::Option<u8>,
     /// `ip-dst` (optional).
-    #[serde(rename = "ip-dst", skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_dst: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(RockerOfDpaFlowKey { priority, tbl_id, in_pport, tunnel_id, vlan_id, eth_type, eth_src, eth_dst, ip_proto, ip_tos, ip_dst });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for RockerOfDpaFlowKey {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "priority", &self.priority)?;
+        crate::support::entry(&mut m, "tbl-id", &self.tbl_id)?;
+        crate::support::opt_entry(&mut m, "in-pport", &self.in_pport)?;
+        crate::support::opt_entry(&mut m, "tunnel-id", &self.tunnel_id)?;
+        crate::support::opt_entry(&mut m, "vlan-id", &self.vlan_id)?;
+        crate::support::opt_entry(&mut m, "eth-type", &self.eth_type)?;
+        crate::support::opt_entry(&mut m, "eth-src", &self.eth_src)?;
+        crate::support::opt_entry(&mut m, "eth-dst", &self.eth_dst)?;
+        crate::support::opt_entry(&mut m, "ip-proto", &self.ip_proto)?;
+        crate::support::opt_entry(&mut m, "ip-tos", &self.ip_tos)?;
+        crate::support::opt_entry(&mut m, "ip-dst", &self.ip_dst)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RockerOfDpaFlowKey {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RockerOfDpaFlowKey {
+    const NAME: &'static str = "RockerOfDpaFlowKey";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "priority" => crate::support::set(&mut map, &mut v0, "priority"),
+                "tbl-id" => crate::support::set(&mut map, &mut v1, "tbl-id"),
+                "in-pport" => crate::support::set(&mut map, &mut v2, "in-pport"),
+                "tunnel-id" => crate::support::set(&mut map, &mut v3, "tunnel-id"),
+                "vlan-id" => crate::support::set(&mut map, &mut v4, "vlan-id"),
+                "eth-type" => crate::support::set(&mut map, &mut v5, "eth-type"),
+                "eth-src" => crate::support::set(&mut map, &mut v6, "eth-src"),
+                "eth-dst" => crate::support::set(&mut map, &mut v7, "eth-dst"),
+                "ip-proto" => crate::support::set(&mut map, &mut v8, "ip-proto"),
+                "ip-tos" => crate::support::set(&mut map, &mut v9, "ip-tos"),
+                "ip-dst" => crate::support::set(&mut map, &mut v10, "ip-dst"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                priority: v0,
+                tbl_id: v1,
+                in_pport: v2.flatten(),
+                tunnel_id: v3.flatten(),
+                vlan_id: v4.flatten(),
+                eth_type: v5.flatten(),
+                eth_src: v6.flatten(),
+                eth_dst: v7.flatten(),
+                ip_proto: v8.flatten(),
+                ip_tos: v9.flatten(),
+                ip_dst: v10.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "priority"), (v1.is_none(), "tbl-id")])),
+        }
+    }
+}
 
 /// `RockerOfDpaFlowMask`: the QAPI struct (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerOfDpaFlowMask).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct RockerOfDpaFlowMask {
     /// `in-pport` (optional).
-    #[serde(rename = "in-pport", skip_serializing_if = "::std::option::Option::is_none")]
     pub in_pport: ::std::option::Option<u32>,
     /// `tunnel-id` (optional).
-    #[serde(rename = "tunnel-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub tunnel_id: ::std::option::Option<u32>,
     /// `vlan-id` (optional).
-    #[serde(rename = "vlan-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_id: ::std::option::Option<u16>,
     /// `eth-src` (optional).
-    #[serde(rename = "eth-src", skip_serializing_if = "::std::option::Option::is_none")]
     pub eth_src: ::std::option::Option<::std::string::String>,
     /// `eth-dst` (optional).
-    #[serde(rename = "eth-dst", skip_serializing_if = "::std::option::Option::is_none")]
     pub eth_dst: ::std::option::Option<::std::string::String>,
     /// `ip-proto` (optional).
-    #[serde(rename = "ip-proto", skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_proto: ::std::option::Option<u8>,
     /// `ip-tos` (optional).
-    #[serde(rename = "ip-tos", skip_serializing_if = "::std::option::Option::is_none")]
     pub ip_tos: ::std::option::Option<u8>,
 }
 crate::support::debug_struct!(RockerOfDpaFlowMask { in_pport, tunnel_id, vlan_id, eth_src, eth_dst, ip_proto, ip_tos });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for RockerOfDpaFlowMask {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "in-pport", &self.in_pport)?;
+        crate::support::opt_entry(&mut m, "tunnel-id", &self.tunnel_id)?;
+        crate::support::opt_entry(&mut m, "vlan-id", &self.vlan_id)?;
+        crate::support::opt_entry(&mut m, "eth-src", &self.eth_src)?;
+        crate::support::opt_entry(&mut m, "eth-dst", &self.eth_dst)?;
+        crate::support::opt_entry(&mut m, "ip-proto", &self.ip_proto)?;
+        crate::support::opt_entry(&mut m, "ip-tos", &self.ip_tos)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RockerOfDpaFlowMask {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RockerOfDpaFlowMask {
+    const NAME: &'static str = "RockerOfDpaFlowMask";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "in-pport" => crate::support::set(&mut map, &mut v0, "in-pport"),
+                "tunnel-id" => crate::support::set(&mut map, &mut v1, "tunnel-id"),
+                "vlan-id" => crate::support::set(&mut map, &mut v2, "vlan-id"),
+                "eth-src" => crate::support::set(&mut map, &mut v3, "eth-src"),
+                "eth-dst" => crate::support::set(&mut map, &mut v4, "eth-dst"),
+                "ip-proto" => crate::support::set(&mut map, &mut v5, "ip-proto"),
+                "ip-tos" => crate::support::set(&mut map, &mut v6, "ip-tos"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                in_pport: v0.flatten(),
+                tunnel_id: v1.flatten(),
+                vlan_id: v2.flatten(),
+                eth_src: v3.flatten(),
+                eth_dst: v4.flatten(),
+                ip_proto: v5.flatten(),
+                ip_tos: v6.flatten(),
+            })
+    }
+}
 
 /// `RockerOfDpaFlowAction`: the QAPI struct (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerOfDpaFlowAction).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct RockerOfDpaFlowAction {
     /// `goto-tbl` (optional).
-    #[serde(rename = "goto-tbl", skip_serializing_if = "::std::option::Option::is_none")]
     pub goto_tbl: ::std::option::Option<u32>,
     /// `group-id` (optional).
-    #[serde(rename = "group-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub group_id: ::std::option::Option<u32>,
     /// `tunnel-lport` (optional).
-    #[serde(rename = "tunnel-lport", skip_serializing_if = "::std::option::Option::is_none")]
     pub tunnel_lport: ::std::option::Option<u32>,
     /// `vlan-id` (optional).
-    #[serde(rename = "vlan-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_id: ::std::option::Option<u16>,
     /// `new-vlan-id` (optional).
-    #[serde(rename = "new-vlan-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub new_vlan_id: ::std::option::Option<u16>,
     /// `out-pport` (optional).
-    #[serde(rename = "out-pport", skip_serializing_if = "::std::option::Option::is_none")]
     pub out_pport: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(RockerOfDpaFlowAction { goto_tbl, group_id, tunnel_lport, vlan_id, new_vlan_id, out_pport });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for RockerOfDpaFlowAction {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "goto-tbl", &self.goto_tbl)?;
+        crate::support::opt_entry(&mut m, "group-id", &self.group_id)?;
+        crate::support::opt_entry(&mut m, "tunnel-lport", &self.tunnel_lport)?;
+        crate::support::opt_entry(&mut m, "vlan-id", &self.vlan_id)?;
+        crate::support::opt_entry(&mut m, "new-vlan-id", &self.new_vlan_id)?;
+        crate::support::opt_entry(&mut m, "out-pport", &self.out_pport)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RockerOfDpaFlowAction {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RockerOfDpaFlowAction {
+    const NAME: &'static str = "RockerOfDpaFlowAction";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "goto-tbl" => crate::support::set(&mut map, &mut v0, "goto-tbl"),
+                "group-id" => crate::support::set(&mut map, &mut v1, "group-id"),
+                "tunnel-lport" => crate::support::set(&mut map, &mut v2, "tunnel-lport"),
+                "vlan-id" => crate::support::set(&mut map, &mut v3, "vlan-id"),
+                "new-vlan-id" => crate::support::set(&mut map, &mut v4, "new-vlan-id"),
+                "out-pport" => crate::support::set(&mut map, &mut v5, "out-pport"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                goto_tbl: v0.flatten(),
+                group_id: v1.flatten(),
+                tunnel_lport: v2.flatten(),
+                vlan_id: v3.flatten(),
+                new_vlan_id: v4.flatten(),
+                out_pport: v5.flatten(),
+            })
+    }
+}
 
 /// `RockerOfDpaFlow`: the QAPI struct (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerOfDpaFlow).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct RockerOfDpaFlow {
     /// `cookie`.
@@ -258,22 +497,76 @@ pub struct RockerOfDpaFlow {
     pub action: super::RockerOfDpaFlowAction,
 }
 crate::support::debug_struct!(RockerOfDpaFlow { cookie, hits, key, mask, action });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for RockerOfDpaFlow {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cookie", &self.cookie)?;
+        crate::support::entry(&mut m, "hits", &self.hits)?;
+        crate::support::entry(&mut m, "key", &self.key)?;
+        crate::support::entry(&mut m, "mask", &self.mask)?;
+        crate::support::entry(&mut m, "action", &self.action)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RockerOfDpaFlow {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RockerOfDpaFlow {
+    const NAME: &'static str = "RockerOfDpaFlow";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cookie" => crate::support::set(&mut map, &mut v0, "cookie"),
+                "hits" => crate::support::set(&mut map, &mut v1, "hits"),
+                "key" => crate::support::set(&mut map, &mut v2, "key"),
+                "mask" => crate::support::set(&mut map, &mut v3, "mask"),
+                "action" => crate::support::set(&mut map, &mut v4, "action"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                cookie: v0,
+                hits: v1,
+                key: v2,
+                mask: v3,
+                action: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cookie"), (v1.is_none(), "hits"), (v2.is_none(), "key"), (v3.is_none(), "mask"), (v4.is_none(), "action")])),
+        }
+    }
+}
 
 /// `query-rocker-of-dpa-flows`: the QAPI command (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker-of-dpa-flows).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryRockerOfDpaFlows {
     /// `name`.
     pub name: ::std::string::String,
     /// `tbl-id` (optional).
-    #[serde(rename = "tbl-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub tbl_id: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(QueryRockerOfDpaFlows { name, tbl_id });
+impl ::serde::Serialize for QueryRockerOfDpaFlows {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "tbl-id", &self.tbl_id)?;
+        crate::support::end(m)
+    }
+}
 impl QueryRockerOfDpaFlows {
     /// A value with the required members.
     #[inline]
@@ -299,8 +592,6 @@ impl ::qmp_proto::Command for QueryRockerOfDpaFlows {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-rocker.RockerOfDpaGroup).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct RockerOfDpaGroup {
     /// `id`.
@@ -308,56 +599,131 @@ pub struct RockerOfDpaGroup {
     /// `type`.
     pub r#type: u8,
     /// `vlan-id` (optional).
-    #[serde(rename = "vlan-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub vlan_id: ::std::option::Option<u16>,
     /// `pport` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub pport: ::std::option::Option<u32>,
     /// `index` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub index: ::std::option::Option<u32>,
     /// `out-pport` (optional).
-    #[serde(rename = "out-pport", skip_serializing_if = "::std::option::Option::is_none")]
     pub out_pport: ::std::option::Option<u32>,
     /// `group-id` (optional).
-    #[serde(rename = "group-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub group_id: ::std::option::Option<u32>,
     /// `set-vlan-id` (optional).
-    #[serde(rename = "set-vlan-id", skip_serializing_if = "::std::option::Option::is_none")]
     pub set_vlan_id: ::std::option::Option<u16>,
     /// `pop-vlan` (optional).
-    #[serde(rename = "pop-vlan", skip_serializing_if = "::std::option::Option::is_none")]
     pub pop_vlan: ::std::option::Option<u8>,
     /// `group-ids` (optional).
-    #[serde(rename = "group-ids", skip_serializing_if = "::std::option::Option::is_none")]
     pub group_ids: ::std::option::Option<::std::vec::Vec<u32>>,
     /// `set-eth-src` (optional).
-    #[serde(rename = "set-eth-src", skip_serializing_if = "::std::option::Option::is_none")]
     pub set_eth_src: ::std::option::Option<::std::string::String>,
     /// `set-eth-dst` (optional).
-    #[serde(rename = "set-eth-dst", skip_serializing_if = "::std::option::Option::is_none")]
     pub set_eth_dst: ::std::option::Option<::std::string::String>,
     /// `ttl-check` (optional).
-    #[serde(rename = "ttl-check", skip_serializing_if = "::std::option::Option::is_none")]
     pub ttl_check: ::std::option::Option<u8>,
 }
 crate::support::debug_struct!(RockerOfDpaGroup { id, r#type, vlan_id, pport, index, out_pport, group_id, set_vlan_id, pop_vlan, group_ids, set_eth_src, set_eth_dst, ttl_check });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for RockerOfDpaGroup {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::opt_entry(&mut m, "vlan-id", &self.vlan_id)?;
+        crate::support::opt_entry(&mut m, "pport", &self.pport)?;
+        crate::support::opt_entry(&mut m, "index", &self.index)?;
+        crate::support::opt_entry(&mut m, "out-pport", &self.out_pport)?;
+        crate::support::opt_entry(&mut m, "group-id", &self.group_id)?;
+        crate::support::opt_entry(&mut m, "set-vlan-id", &self.set_vlan_id)?;
+        crate::support::opt_entry(&mut m, "pop-vlan", &self.pop_vlan)?;
+        crate::support::opt_entry(&mut m, "group-ids", &self.group_ids)?;
+        crate::support::opt_entry(&mut m, "set-eth-src", &self.set_eth_src)?;
+        crate::support::opt_entry(&mut m, "set-eth-dst", &self.set_eth_dst)?;
+        crate::support::opt_entry(&mut m, "ttl-check", &self.ttl_check)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for RockerOfDpaGroup {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for RockerOfDpaGroup {
+    const NAME: &'static str = "RockerOfDpaGroup";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                "vlan-id" => crate::support::set(&mut map, &mut v2, "vlan-id"),
+                "pport" => crate::support::set(&mut map, &mut v3, "pport"),
+                "index" => crate::support::set(&mut map, &mut v4, "index"),
+                "out-pport" => crate::support::set(&mut map, &mut v5, "out-pport"),
+                "group-id" => crate::support::set(&mut map, &mut v6, "group-id"),
+                "set-vlan-id" => crate::support::set(&mut map, &mut v7, "set-vlan-id"),
+                "pop-vlan" => crate::support::set(&mut map, &mut v8, "pop-vlan"),
+                "group-ids" => crate::support::set(&mut map, &mut v9, "group-ids"),
+                "set-eth-src" => crate::support::set(&mut map, &mut v10, "set-eth-src"),
+                "set-eth-dst" => crate::support::set(&mut map, &mut v11, "set-eth-dst"),
+                "ttl-check" => crate::support::set(&mut map, &mut v12, "ttl-check"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                r#type: v1,
+                vlan_id: v2.flatten(),
+                pport: v3.flatten(),
+                index: v4.flatten(),
+                out_pport: v5.flatten(),
+                group_id: v6.flatten(),
+                set_vlan_id: v7.flatten(),
+                pop_vlan: v8.flatten(),
+                group_ids: v9.flatten(),
+                set_eth_src: v10.flatten(),
+                set_eth_dst: v11.flatten(),
+                ttl_check: v12.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "type")])),
+        }
+    }
+}
 
 /// `query-rocker-of-dpa-groups`: the QAPI command (module `rocker`, since QEMU 2.4).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-rocker.query-rocker-of-dpa-groups).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryRockerOfDpaGroups {
     /// `name`.
     pub name: ::std::string::String,
     /// `type` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#type: ::std::option::Option<u8>,
 }
 crate::support::debug_struct!(QueryRockerOfDpaGroups { name, r#type });
+impl ::serde::Serialize for QueryRockerOfDpaGroups {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::opt_entry(&mut m, "type", &self.r#type)?;
+        crate::support::end(m)
+    }
+}
 impl QueryRockerOfDpaGroups {
     /// A value with the required members.
     #[inline]

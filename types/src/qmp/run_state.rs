@@ -114,8 +114,6 @@ crate::support::qapi_enum!(ShutdownCause {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-run-state.StatusInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct StatusInfo {
     /// `running`.
@@ -124,6 +122,41 @@ pub struct StatusInfo {
     pub status: super::RunState,
 }
 crate::support::debug_struct!(StatusInfo { running, status });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for StatusInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "running", &self.running)?;
+        crate::support::entry(&mut m, "status", &self.status)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for StatusInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for StatusInfo {
+    const NAME: &'static str = "StatusInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "running" => crate::support::set(&mut map, &mut v0, "running"),
+                "status" => crate::support::set(&mut map, &mut v1, "status"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                running: v0,
+                status: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "running"), (v1.is_none(), "status")])),
+        }
+    }
+}
 
 /// `query-status`: the QAPI command (module `run-state`, since QEMU 0.14).
 ///
@@ -151,8 +184,7 @@ impl ::qmp_proto::Command for QueryStatus {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.SHUTDOWN).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Shutdown {
     /// `guest` (since QEMU 2.10).
@@ -161,6 +193,41 @@ pub struct Shutdown {
     pub reason: super::ShutdownCause,
 }
 crate::support::debug_struct!(Shutdown { guest, reason });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for Shutdown {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "guest", &self.guest)?;
+        crate::support::entry(&mut m, "reason", &self.reason)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Shutdown {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for Shutdown {
+    const NAME: &'static str = "Shutdown";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "guest" => crate::support::set(&mut map, &mut v0, "guest"),
+                "reason" => crate::support::set(&mut map, &mut v1, "reason"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                guest: v0,
+                reason: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "guest"), (v1.is_none(), "reason")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for Shutdown {
     const NAME: &'static str = "SHUTDOWN";
 }
@@ -170,9 +237,10 @@ impl ::qmp_proto::events::TypedEvent for Shutdown {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.POWERDOWN).
 ///
 /// It has no data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Powerdown {}
+crate::support::no_data!(Powerdown);
 impl ::qmp_proto::events::TypedEvent for Powerdown {
     const NAME: &'static str = "POWERDOWN";
 }
@@ -182,8 +250,7 @@ impl ::qmp_proto::events::TypedEvent for Powerdown {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.RESET).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Reset {
     /// `guest` (since QEMU 2.10).
@@ -192,6 +259,41 @@ pub struct Reset {
     pub reason: super::ShutdownCause,
 }
 crate::support::debug_struct!(Reset { guest, reason });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for Reset {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "guest", &self.guest)?;
+        crate::support::entry(&mut m, "reason", &self.reason)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Reset {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for Reset {
+    const NAME: &'static str = "Reset";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "guest" => crate::support::set(&mut map, &mut v0, "guest"),
+                "reason" => crate::support::set(&mut map, &mut v1, "reason"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                guest: v0,
+                reason: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "guest"), (v1.is_none(), "reason")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for Reset {
     const NAME: &'static str = "RESET";
 }
@@ -201,9 +303,10 @@ impl ::qmp_proto::events::TypedEvent for Reset {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.STOP).
 ///
 /// It has no data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StopEvent {}
+crate::support::no_data!(StopEvent);
 impl ::qmp_proto::events::TypedEvent for StopEvent {
     const NAME: &'static str = "STOP";
 }
@@ -213,9 +316,10 @@ impl ::qmp_proto::events::TypedEvent for StopEvent {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.RESUME).
 ///
 /// It has no data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Resume {}
+crate::support::no_data!(Resume);
 impl ::qmp_proto::events::TypedEvent for Resume {
     const NAME: &'static str = "RESUME";
 }
@@ -225,9 +329,10 @@ impl ::qmp_proto::events::TypedEvent for Resume {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.SUSPEND).
 ///
 /// It has no data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Suspend {}
+crate::support::no_data!(Suspend);
 impl ::qmp_proto::events::TypedEvent for Suspend {
     const NAME: &'static str = "SUSPEND";
 }
@@ -237,9 +342,10 @@ impl ::qmp_proto::events::TypedEvent for Suspend {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.SUSPEND_DISK).
 ///
 /// It has no data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SuspendDisk {}
+crate::support::no_data!(SuspendDisk);
 impl ::qmp_proto::events::TypedEvent for SuspendDisk {
     const NAME: &'static str = "SUSPEND_DISK";
 }
@@ -249,9 +355,10 @@ impl ::qmp_proto::events::TypedEvent for SuspendDisk {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.WAKEUP).
 ///
 /// It has no data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Wakeup {}
+crate::support::no_data!(Wakeup);
 impl ::qmp_proto::events::TypedEvent for Wakeup {
     const NAME: &'static str = "WAKEUP";
 }
@@ -261,14 +368,44 @@ impl ::qmp_proto::events::TypedEvent for Wakeup {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.WATCHDOG).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Watchdog {
     /// `action`.
     pub action: super::WatchdogAction,
 }
 crate::support::debug_struct!(Watchdog { action });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for Watchdog {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "action", &self.action)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Watchdog {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for Watchdog {
+    const NAME: &'static str = "Watchdog";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "action" => crate::support::set(&mut map, &mut v0, "action"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                action: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "action")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for Watchdog {
     const NAME: &'static str = "WATCHDOG";
 }
@@ -371,13 +508,20 @@ crate::support::qapi_enum!(PanicAction {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-run-state.watchdog-set-action).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct WatchdogSetAction {
     /// `action`.
     pub action: super::WatchdogAction,
 }
 crate::support::debug_struct!(WatchdogSetAction { action });
+impl ::serde::Serialize for WatchdogSetAction {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "action", &self.action)?;
+        crate::support::end(m)
+    }
+}
 impl WatchdogSetAction {
     /// A value with the required members.
     #[inline]
@@ -397,23 +541,29 @@ impl ::qmp_proto::Command for WatchdogSetAction {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-run-state.set-action).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SetAction {
     /// `reboot` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub reboot: ::std::option::Option<super::RebootAction>,
     /// `shutdown` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub shutdown: ::std::option::Option<super::ShutdownAction>,
     /// `panic` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub panic: ::std::option::Option<super::PanicAction>,
     /// `watchdog` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub watchdog: ::std::option::Option<super::WatchdogAction>,
 }
 crate::support::debug_struct!(SetAction { reboot, shutdown, panic, watchdog });
+impl ::serde::Serialize for SetAction {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "reboot", &self.reboot)?;
+        crate::support::opt_entry(&mut m, "shutdown", &self.shutdown)?;
+        crate::support::opt_entry(&mut m, "panic", &self.panic)?;
+        crate::support::opt_entry(&mut m, "watchdog", &self.watchdog)?;
+        crate::support::end(m)
+    }
+}
 impl SetAction {
     /// A value with the required members (there are none).
     #[inline]
@@ -460,17 +610,50 @@ impl ::qmp_proto::Command for SetAction {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.GUEST_PANICKED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestPanicked {
     /// `action`.
     pub action: super::GuestPanicAction,
     /// `info` (optional, since QEMU 2.9).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub info: ::std::option::Option<super::GuestPanicInformation>,
 }
 crate::support::debug_struct!(GuestPanicked { action, info });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestPanicked {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "action", &self.action)?;
+        crate::support::opt_entry(&mut m, "info", &self.info)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestPanicked {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestPanicked {
+    const NAME: &'static str = "GuestPanicked";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "action" => crate::support::set(&mut map, &mut v0, "action"),
+                "info" => crate::support::set(&mut map, &mut v1, "info"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                action: v0,
+                info: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "action")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for GuestPanicked {
     const NAME: &'static str = "GUEST_PANICKED";
 }
@@ -480,17 +663,50 @@ impl ::qmp_proto::events::TypedEvent for GuestPanicked {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.GUEST_CRASHLOADED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct GuestCrashloaded {
     /// `action`.
     pub action: super::GuestPanicAction,
     /// `info` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub info: ::std::option::Option<super::GuestPanicInformation>,
 }
 crate::support::debug_struct!(GuestCrashloaded { action, info });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestCrashloaded {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "action", &self.action)?;
+        crate::support::opt_entry(&mut m, "info", &self.info)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestCrashloaded {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestCrashloaded {
+    const NAME: &'static str = "GuestCrashloaded";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "action" => crate::support::set(&mut map, &mut v0, "action"),
+                "info" => crate::support::set(&mut map, &mut v1, "info"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                action: v0,
+                info: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "action")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for GuestCrashloaded {
     const NAME: &'static str = "GUEST_CRASHLOADED";
 }
@@ -500,9 +716,10 @@ impl ::qmp_proto::events::TypedEvent for GuestCrashloaded {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.GUEST_PVSHUTDOWN).
 ///
 /// It has no data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GuestPvshutdown {}
+crate::support::no_data!(GuestPvshutdown);
 impl ::qmp_proto::events::TypedEvent for GuestPvshutdown {
     const NAME: &'static str = "GUEST_PVSHUTDOWN";
 }
@@ -568,12 +785,29 @@ impl GuestPanicInformation {
 }
 /// The members of [`GuestPanicInformation`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestPanicInformationCommon {
 }
 crate::support::debug_struct!(GuestPanicInformationCommon {  });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestPanicInformationCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestPanicInformationCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestPanicInformationCommon {
+    const NAME: &'static str = "GuestPanicInformationCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 /// The cases of [`GuestPanicInformation`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -641,8 +875,6 @@ impl GuestPanicInformation {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-run-state.GuestPanicInformationHyperV).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestPanicInformationHyperV {
     /// `arg1`.
@@ -657,6 +889,53 @@ pub struct GuestPanicInformationHyperV {
     pub arg5: u64,
 }
 crate::support::debug_struct!(GuestPanicInformationHyperV { arg1, arg2, arg3, arg4, arg5 });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestPanicInformationHyperV {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "arg1", &self.arg1)?;
+        crate::support::entry(&mut m, "arg2", &self.arg2)?;
+        crate::support::entry(&mut m, "arg3", &self.arg3)?;
+        crate::support::entry(&mut m, "arg4", &self.arg4)?;
+        crate::support::entry(&mut m, "arg5", &self.arg5)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestPanicInformationHyperV {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestPanicInformationHyperV {
+    const NAME: &'static str = "GuestPanicInformationHyperV";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "arg1" => crate::support::set(&mut map, &mut v0, "arg1"),
+                "arg2" => crate::support::set(&mut map, &mut v1, "arg2"),
+                "arg3" => crate::support::set(&mut map, &mut v2, "arg3"),
+                "arg4" => crate::support::set(&mut map, &mut v3, "arg4"),
+                "arg5" => crate::support::set(&mut map, &mut v4, "arg5"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                arg1: v0,
+                arg2: v1,
+                arg3: v2,
+                arg4: v3,
+                arg5: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "arg1"), (v1.is_none(), "arg2"), (v2.is_none(), "arg3"), (v3.is_none(), "arg4"), (v4.is_none(), "arg5")])),
+        }
+    }
+}
 
 /// `S390CrashReason`: the QAPI enum (module `run-state`, since QEMU 2.12).
 ///
@@ -689,30 +968,68 @@ crate::support::qapi_enum!(S390CrashReason {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-run-state.GuestPanicInformationS390).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestPanicInformationS390 {
     /// `core`.
     pub core: u32,
     /// `psw-mask`.
-    #[serde(rename = "psw-mask")]
     pub psw_mask: u64,
     /// `psw-addr`.
-    #[serde(rename = "psw-addr")]
     pub psw_addr: u64,
     /// `reason`.
     pub reason: super::S390CrashReason,
 }
 crate::support::debug_struct!(GuestPanicInformationS390 { core, psw_mask, psw_addr, reason });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for GuestPanicInformationS390 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "core", &self.core)?;
+        crate::support::entry(&mut m, "psw-mask", &self.psw_mask)?;
+        crate::support::entry(&mut m, "psw-addr", &self.psw_addr)?;
+        crate::support::entry(&mut m, "reason", &self.reason)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for GuestPanicInformationS390 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for GuestPanicInformationS390 {
+    const NAME: &'static str = "GuestPanicInformationS390";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "core" => crate::support::set(&mut map, &mut v0, "core"),
+                "psw-mask" => crate::support::set(&mut map, &mut v1, "psw-mask"),
+                "psw-addr" => crate::support::set(&mut map, &mut v2, "psw-addr"),
+                "reason" => crate::support::set(&mut map, &mut v3, "reason"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                core: v0,
+                psw_mask: v1,
+                psw_addr: v2,
+                reason: v3,
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "core"), (v1.is_none(), "psw-mask"), (v2.is_none(), "psw-addr"), (v3.is_none(), "reason")])),
+        }
+    }
+}
 
 /// `MEMORY_FAILURE`: the QAPI event (module `run-state`, since QEMU 5.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-run-state.MEMORY_FAILURE).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MemoryFailure {
     /// `recipient`.
@@ -723,6 +1040,45 @@ pub struct MemoryFailure {
     pub flags: super::MemoryFailureFlags,
 }
 crate::support::debug_struct!(MemoryFailure { recipient, action, flags });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MemoryFailure {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "recipient", &self.recipient)?;
+        crate::support::entry(&mut m, "action", &self.action)?;
+        crate::support::entry(&mut m, "flags", &self.flags)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MemoryFailure {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MemoryFailure {
+    const NAME: &'static str = "MemoryFailure";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "recipient" => crate::support::set(&mut map, &mut v0, "recipient"),
+                "action" => crate::support::set(&mut map, &mut v1, "action"),
+                "flags" => crate::support::set(&mut map, &mut v2, "flags"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                recipient: v0,
+                action: v1,
+                flags: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "recipient"), (v1.is_none(), "action"), (v2.is_none(), "flags")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for MemoryFailure {
     const NAME: &'static str = "MEMORY_FAILURE";
 }
@@ -773,17 +1129,49 @@ crate::support::qapi_enum!(MemoryFailureAction {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-run-state.MemoryFailureFlags).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MemoryFailureFlags {
     /// `action-required`.
-    #[serde(rename = "action-required")]
     pub action_required: bool,
     /// `recursive`.
     pub recursive: bool,
 }
 crate::support::debug_struct!(MemoryFailureFlags { action_required, recursive });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MemoryFailureFlags {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "action-required", &self.action_required)?;
+        crate::support::entry(&mut m, "recursive", &self.recursive)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MemoryFailureFlags {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MemoryFailureFlags {
+    const NAME: &'static str = "MemoryFailureFlags";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "action-required" => crate::support::set(&mut map, &mut v0, "action-required"),
+                "recursive" => crate::support::set(&mut map, &mut v1, "recursive"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                action_required: v0,
+                recursive: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "action-required"), (v1.is_none(), "recursive")])),
+        }
+    }
+}
 
 /// `NotifyVmexitOption`: the QAPI enum (module `run-state`, since QEMU 7.2).
 ///

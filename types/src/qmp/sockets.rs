@@ -36,8 +36,6 @@ crate::support::qapi_enum!(NetworkAddressFamily {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.InetSocketAddressBase).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InetSocketAddressBase {
     /// `host`.
@@ -46,6 +44,42 @@ pub struct InetSocketAddressBase {
     pub port: ::std::string::String,
 }
 crate::support::debug_struct!(InetSocketAddressBase { host, port });
+impl ::serde::Serialize for InetSocketAddressBase {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "host", &self.host)?;
+        crate::support::entry(&mut m, "port", &self.port)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InetSocketAddressBase {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InetSocketAddressBase {
+    const NAME: &'static str = "InetSocketAddressBase";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "host" => crate::support::set(&mut map, &mut v0, "host"),
+                "port" => crate::support::set(&mut map, &mut v1, "port"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                host: v0,
+                port: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "host"), (v1.is_none(), "port")])),
+        }
+    }
+}
 impl InetSocketAddressBase {
     /// A value with the required members.
     #[inline]
@@ -61,8 +95,6 @@ impl InetSocketAddressBase {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.InetSocketAddress).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct InetSocketAddress {
     /// `host`.
@@ -70,25 +102,77 @@ pub struct InetSocketAddress {
     /// `port`.
     pub port: ::std::string::String,
     /// `numeric` (optional, since QEMU 2.9).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub numeric: ::std::option::Option<bool>,
     /// `to` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub to: ::std::option::Option<u16>,
     /// `ipv4` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ipv4: ::std::option::Option<bool>,
     /// `ipv6` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub ipv6: ::std::option::Option<bool>,
     /// `keep-alive` (optional, since QEMU 4.2).
-    #[serde(rename = "keep-alive", skip_serializing_if = "::std::option::Option::is_none")]
     pub keep_alive: ::std::option::Option<bool>,
     /// `mptcp` (optional, since QEMU 6.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub mptcp: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(InetSocketAddress { host, port, numeric, to, ipv4, ipv6, keep_alive, mptcp });
+impl ::serde::Serialize for InetSocketAddress {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "host", &self.host)?;
+        crate::support::entry(&mut m, "port", &self.port)?;
+        crate::support::opt_entry(&mut m, "numeric", &self.numeric)?;
+        crate::support::opt_entry(&mut m, "to", &self.to)?;
+        crate::support::opt_entry(&mut m, "ipv4", &self.ipv4)?;
+        crate::support::opt_entry(&mut m, "ipv6", &self.ipv6)?;
+        crate::support::opt_entry(&mut m, "keep-alive", &self.keep_alive)?;
+        crate::support::opt_entry(&mut m, "mptcp", &self.mptcp)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for InetSocketAddress {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for InetSocketAddress {
+    const NAME: &'static str = "InetSocketAddress";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "host" => crate::support::set(&mut map, &mut v0, "host"),
+                "port" => crate::support::set(&mut map, &mut v1, "port"),
+                "numeric" => crate::support::set(&mut map, &mut v2, "numeric"),
+                "to" => crate::support::set(&mut map, &mut v3, "to"),
+                "ipv4" => crate::support::set(&mut map, &mut v4, "ipv4"),
+                "ipv6" => crate::support::set(&mut map, &mut v5, "ipv6"),
+                "keep-alive" => crate::support::set(&mut map, &mut v6, "keep-alive"),
+                "mptcp" => crate::support::set(&mut map, &mut v7, "mptcp"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                host: v0,
+                port: v1,
+                numeric: v2.flatten(),
+                to: v3.flatten(),
+                ipv4: v4.flatten(),
+                ipv6: v5.flatten(),
+                keep_alive: v6.flatten(),
+                mptcp: v7.flatten(),
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "host"), (v1.is_none(), "port")])),
+        }
+    }
+}
 impl InetSocketAddress {
     /// A value with the required members.
     #[inline]
@@ -146,20 +230,54 @@ impl InetSocketAddress {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.UnixSocketAddress).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct UnixSocketAddress {
     /// `path`.
     pub path: ::std::string::String,
     /// `abstract` (optional, since QEMU 5.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub r#abstract: ::std::option::Option<bool>,
     /// `tight` (optional, since QEMU 5.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub tight: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(UnixSocketAddress { path, r#abstract, tight });
+impl ::serde::Serialize for UnixSocketAddress {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::opt_entry(&mut m, "abstract", &self.r#abstract)?;
+        crate::support::opt_entry(&mut m, "tight", &self.tight)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for UnixSocketAddress {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for UnixSocketAddress {
+    const NAME: &'static str = "UnixSocketAddress";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "path" => crate::support::set(&mut map, &mut v0, "path"),
+                "abstract" => crate::support::set(&mut map, &mut v1, "abstract"),
+                "tight" => crate::support::set(&mut map, &mut v2, "tight"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                path: v0,
+                r#abstract: v1.flatten(),
+                tight: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "path")])),
+        }
+    }
+}
 impl UnixSocketAddress {
     /// A value with the required members.
     #[inline]
@@ -188,8 +306,6 @@ impl UnixSocketAddress {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.VsockSocketAddress).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VsockSocketAddress {
     /// `cid`.
@@ -198,6 +314,40 @@ pub struct VsockSocketAddress {
     pub port: ::std::string::String,
 }
 crate::support::debug_struct!(VsockSocketAddress { cid, port });
+impl ::serde::Serialize for VsockSocketAddress {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "cid", &self.cid)?;
+        crate::support::entry(&mut m, "port", &self.port)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VsockSocketAddress {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VsockSocketAddress {
+    const NAME: &'static str = "VsockSocketAddress";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "cid" => crate::support::set(&mut map, &mut v0, "cid"),
+                "port" => crate::support::set(&mut map, &mut v1, "port"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                cid: v0,
+                port: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "cid"), (v1.is_none(), "port")])),
+        }
+    }
+}
 impl VsockSocketAddress {
     /// A value with the required members.
     #[inline]
@@ -213,14 +363,42 @@ impl VsockSocketAddress {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.FdSocketAddress).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct FdSocketAddress {
     /// `str`.
     pub str: ::std::string::String,
 }
 crate::support::debug_struct!(FdSocketAddress { str });
+impl ::serde::Serialize for FdSocketAddress {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "str", &self.str)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for FdSocketAddress {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for FdSocketAddress {
+    const NAME: &'static str = "FdSocketAddress";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "str" => crate::support::set(&mut map, &mut v0, "str"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                str: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "str")])),
+        }
+    }
+}
 impl FdSocketAddress {
     /// A value with the required members.
     #[inline]
@@ -235,14 +413,44 @@ impl FdSocketAddress {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.InetSocketAddressWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InetSocketAddressWrapper {
     /// `data`.
     pub data: super::InetSocketAddress,
 }
 crate::support::debug_struct!(InetSocketAddressWrapper { data });
+impl ::serde::Serialize for InetSocketAddressWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InetSocketAddressWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InetSocketAddressWrapper {
+    const NAME: &'static str = "InetSocketAddressWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl InetSocketAddressWrapper {
     /// A value with the required members.
     #[inline]
@@ -257,14 +465,44 @@ impl InetSocketAddressWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.UnixSocketAddressWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct UnixSocketAddressWrapper {
     /// `data`.
     pub data: super::UnixSocketAddress,
 }
 crate::support::debug_struct!(UnixSocketAddressWrapper { data });
+impl ::serde::Serialize for UnixSocketAddressWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for UnixSocketAddressWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for UnixSocketAddressWrapper {
+    const NAME: &'static str = "UnixSocketAddressWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl UnixSocketAddressWrapper {
     /// A value with the required members.
     #[inline]
@@ -279,14 +517,44 @@ impl UnixSocketAddressWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.VsockSocketAddressWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct VsockSocketAddressWrapper {
     /// `data`.
     pub data: super::VsockSocketAddress,
 }
 crate::support::debug_struct!(VsockSocketAddressWrapper { data });
+impl ::serde::Serialize for VsockSocketAddressWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for VsockSocketAddressWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for VsockSocketAddressWrapper {
+    const NAME: &'static str = "VsockSocketAddressWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl VsockSocketAddressWrapper {
     /// A value with the required members.
     #[inline]
@@ -301,14 +569,44 @@ impl VsockSocketAddressWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-sockets.FdSocketAddressWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct FdSocketAddressWrapper {
     /// `data`.
     pub data: super::FdSocketAddress,
 }
 crate::support::debug_struct!(FdSocketAddressWrapper { data });
+impl ::serde::Serialize for FdSocketAddressWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for FdSocketAddressWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for FdSocketAddressWrapper {
+    const NAME: &'static str = "FdSocketAddressWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl FdSocketAddressWrapper {
     /// A value with the required members.
     #[inline]
@@ -341,12 +639,30 @@ impl SocketAddressLegacy {
 }
 /// The members of [`SocketAddressLegacy`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SocketAddressLegacyCommon {
 }
 crate::support::debug_struct!(SocketAddressLegacyCommon {  });
+impl ::serde::Serialize for SocketAddressLegacyCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for SocketAddressLegacyCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for SocketAddressLegacyCommon {
+    const NAME: &'static str = "SocketAddressLegacyCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl SocketAddressLegacyCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -475,12 +791,28 @@ impl SocketAddress {
 }
 /// The members of [`SocketAddress`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SocketAddressCommon {
 }
 crate::support::debug_struct!(SocketAddressCommon {  });
+impl ::serde::Serialize for SocketAddressCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SocketAddressCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SocketAddressCommon {
+    const NAME: &'static str = "SocketAddressCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl SocketAddressCommon {
     /// A value with the required members (there are none).
     #[inline]

@@ -99,17 +99,50 @@ crate::support::qapi_enum!(StatsTarget {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.StatsRequest).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct StatsRequest {
     /// `provider`.
     pub provider: super::StatsProvider,
     /// `names` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub names: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 crate::support::debug_struct!(StatsRequest { provider, names });
+impl ::serde::Serialize for StatsRequest {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "provider", &self.provider)?;
+        crate::support::opt_entry(&mut m, "names", &self.names)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for StatsRequest {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for StatsRequest {
+    const NAME: &'static str = "StatsRequest";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "provider" => crate::support::set(&mut map, &mut v0, "provider"),
+                "names" => crate::support::set(&mut map, &mut v1, "names"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                provider: v0,
+                names: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "provider")])),
+        }
+    }
+}
 impl StatsRequest {
     /// A value with the required members.
     #[inline]
@@ -131,15 +164,41 @@ impl StatsRequest {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.StatsVCPUFilter).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct StatsVCPUFilter {
     /// `vcpus` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vcpus: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
 }
 crate::support::debug_struct!(StatsVCPUFilter { vcpus });
+impl ::serde::Serialize for StatsVCPUFilter {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "vcpus", &self.vcpus)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for StatsVCPUFilter {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for StatsVCPUFilter {
+    const NAME: &'static str = "StatsVCPUFilter";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "vcpus" => crate::support::set(&mut map, &mut v0, "vcpus"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                vcpus: v0.flatten(),
+            })
+    }
+}
 impl StatsVCPUFilter {
     /// A value with the required members (there are none).
     #[inline]
@@ -178,15 +237,41 @@ impl StatsFilter {
 }
 /// The members of [`StatsFilter`] that every case has, the discriminator `target` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct StatsFilterCommon {
     /// `providers` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub providers: ::std::option::Option<::std::vec::Vec<super::StatsRequest>>,
 }
 crate::support::debug_struct!(StatsFilterCommon { providers });
+impl ::serde::Serialize for StatsFilterCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "providers", &self.providers)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for StatsFilterCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for StatsFilterCommon {
+    const NAME: &'static str = "StatsFilterCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "providers" => crate::support::set(&mut map, &mut v0, "providers"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                providers: v0.flatten(),
+            })
+    }
+}
 impl StatsFilterCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -318,8 +403,6 @@ impl StatsValue {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.Stats).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// `name`.
@@ -328,24 +411,95 @@ pub struct Stats {
     pub value: super::StatsValue,
 }
 crate::support::debug_struct!(Stats { name, value });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for Stats {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "value", &self.value)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for Stats {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for Stats {
+    const NAME: &'static str = "Stats";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "value" => crate::support::set(&mut map, &mut v1, "value"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                value: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "value")])),
+        }
+    }
+}
 
 /// `StatsResult`: the QAPI struct (module `stats`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.StatsResult).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct StatsResult {
     /// `provider`.
     pub provider: super::StatsProvider,
     /// `qom-path` (optional).
-    #[serde(rename = "qom-path", skip_serializing_if = "::std::option::Option::is_none")]
     pub qom_path: ::std::option::Option<::std::string::String>,
     /// `stats`.
     pub stats: ::std::vec::Vec<super::Stats>,
 }
 crate::support::debug_struct!(StatsResult { provider, qom_path, stats });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for StatsResult {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "provider", &self.provider)?;
+        crate::support::opt_entry(&mut m, "qom-path", &self.qom_path)?;
+        crate::support::entry(&mut m, "stats", &self.stats)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for StatsResult {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for StatsResult {
+    const NAME: &'static str = "StatsResult";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "provider" => crate::support::set(&mut map, &mut v0, "provider"),
+                "qom-path" => crate::support::set(&mut map, &mut v1, "qom-path"),
+                "stats" => crate::support::set(&mut map, &mut v2, "stats"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                provider: v0,
+                qom_path: v1.flatten(),
+                stats: v2,
+            }),
+            (v0, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "provider"), (v2.is_none(), "stats")])),
+        }
+    }
+}
 
 /// `query-stats`: the QAPI command (module `stats`, since QEMU 7.1).
 ///
@@ -381,8 +535,6 @@ impl ::qmp_proto::Command for QueryStats {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.StatsSchemaValue).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct StatsSchemaValue {
     /// `name`.
@@ -390,25 +542,71 @@ pub struct StatsSchemaValue {
     /// `type`.
     pub r#type: super::StatsType,
     /// `unit` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub unit: ::std::option::Option<super::StatsUnit>,
     /// `base` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub base: ::std::option::Option<i8>,
     /// `exponent`.
     pub exponent: i16,
     /// `bucket-size` (optional).
-    #[serde(rename = "bucket-size", skip_serializing_if = "::std::option::Option::is_none")]
     pub bucket_size: ::std::option::Option<u32>,
 }
 crate::support::debug_struct!(StatsSchemaValue { name, r#type, unit, base, exponent, bucket_size });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for StatsSchemaValue {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::opt_entry(&mut m, "unit", &self.unit)?;
+        crate::support::opt_entry(&mut m, "base", &self.base)?;
+        crate::support::entry(&mut m, "exponent", &self.exponent)?;
+        crate::support::opt_entry(&mut m, "bucket-size", &self.bucket_size)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for StatsSchemaValue {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for StatsSchemaValue {
+    const NAME: &'static str = "StatsSchemaValue";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "type" => crate::support::set(&mut map, &mut v1, "type"),
+                "unit" => crate::support::set(&mut map, &mut v2, "unit"),
+                "base" => crate::support::set(&mut map, &mut v3, "base"),
+                "exponent" => crate::support::set(&mut map, &mut v4, "exponent"),
+                "bucket-size" => crate::support::set(&mut map, &mut v5, "bucket-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                r#type: v1,
+                unit: v2.flatten(),
+                base: v3.flatten(),
+                exponent: v4,
+                bucket_size: v5.flatten(),
+            }),
+            (v0, v1, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "type"), (v4.is_none(), "exponent")])),
+        }
+    }
+}
 
 /// `StatsSchema`: the QAPI struct (module `stats`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-stats.StatsSchema).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct StatsSchema {
     /// `provider`.
@@ -419,20 +617,65 @@ pub struct StatsSchema {
     pub stats: ::std::vec::Vec<super::StatsSchemaValue>,
 }
 crate::support::debug_struct!(StatsSchema { provider, target, stats });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for StatsSchema {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "provider", &self.provider)?;
+        crate::support::entry(&mut m, "target", &self.target)?;
+        crate::support::entry(&mut m, "stats", &self.stats)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for StatsSchema {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for StatsSchema {
+    const NAME: &'static str = "StatsSchema";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "provider" => crate::support::set(&mut map, &mut v0, "provider"),
+                "target" => crate::support::set(&mut map, &mut v1, "target"),
+                "stats" => crate::support::set(&mut map, &mut v2, "stats"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                provider: v0,
+                target: v1,
+                stats: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "provider"), (v1.is_none(), "target"), (v2.is_none(), "stats")])),
+        }
+    }
+}
 
 /// `query-stats-schemas`: the QAPI command (module `stats`, since QEMU 7.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-stats.query-stats-schemas).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct QueryStatsSchemas {
     /// `provider` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub provider: ::std::option::Option<super::StatsProvider>,
 }
 crate::support::debug_struct!(QueryStatsSchemas { provider });
+impl ::serde::Serialize for QueryStatsSchemas {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "provider", &self.provider)?;
+        crate::support::end(m)
+    }
+}
 impl QueryStatsSchemas {
     /// A value with the required members (there are none).
     #[inline]

@@ -90,57 +90,172 @@ impl ::qmp_proto::Command for QueryTpmTypes {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-tpm.TPMPassthroughOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct TPMPassthroughOptions {
     /// `path` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub path: ::std::option::Option<::std::string::String>,
     /// `cancel-path` (optional).
-    #[serde(rename = "cancel-path", skip_serializing_if = "::std::option::Option::is_none")]
     pub cancel_path: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(TPMPassthroughOptions { path, cancel_path });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for TPMPassthroughOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "path", &self.path)?;
+        crate::support::opt_entry(&mut m, "cancel-path", &self.cancel_path)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TPMPassthroughOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for TPMPassthroughOptions {
+    const NAME: &'static str = "TPMPassthroughOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "path" => crate::support::set(&mut map, &mut v0, "path"),
+                "cancel-path" => crate::support::set(&mut map, &mut v1, "cancel-path"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                path: v0.flatten(),
+                cancel_path: v1.flatten(),
+            })
+    }
+}
 
 /// `TPMEmulatorOptions`: the QAPI struct (module `tpm`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-tpm.TPMEmulatorOptions).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct TPMEmulatorOptions {
     /// `chardev`.
     pub chardev: ::std::string::String,
 }
 crate::support::debug_struct!(TPMEmulatorOptions { chardev });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for TPMEmulatorOptions {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "chardev", &self.chardev)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TPMEmulatorOptions {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for TPMEmulatorOptions {
+    const NAME: &'static str = "TPMEmulatorOptions";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "chardev" => crate::support::set(&mut map, &mut v0, "chardev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                chardev: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "chardev")])),
+        }
+    }
+}
 
 /// `TPMPassthroughOptionsWrapper`: the QAPI struct (module `tpm`, since QEMU 1.5).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-tpm.TPMPassthroughOptionsWrapper).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct TPMPassthroughOptionsWrapper {
     /// `data`.
     pub data: super::TPMPassthroughOptions,
 }
 crate::support::debug_struct!(TPMPassthroughOptionsWrapper { data });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for TPMPassthroughOptionsWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TPMPassthroughOptionsWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for TPMPassthroughOptionsWrapper {
+    const NAME: &'static str = "TPMPassthroughOptionsWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 
 /// `TPMEmulatorOptionsWrapper`: the QAPI struct (module `tpm`, since QEMU 2.11).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-tpm.TPMEmulatorOptionsWrapper).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct TPMEmulatorOptionsWrapper {
     /// `data`.
     pub data: super::TPMEmulatorOptions,
 }
 crate::support::debug_struct!(TPMEmulatorOptionsWrapper { data });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for TPMEmulatorOptionsWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TPMEmulatorOptionsWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for TPMEmulatorOptionsWrapper {
+    const NAME: &'static str = "TPMEmulatorOptionsWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 
 /// `TpmTypeOptions`: the QAPI union (module `tpm`, since QEMU 1.5).
 ///
@@ -164,12 +279,29 @@ impl TpmTypeOptions {
 }
 /// The members of [`TpmTypeOptions`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct TpmTypeOptionsCommon {
 }
 crate::support::debug_struct!(TpmTypeOptionsCommon {  });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for TpmTypeOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TpmTypeOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for TpmTypeOptionsCommon {
+    const NAME: &'static str = "TpmTypeOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 /// The cases of [`TpmTypeOptions`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -237,8 +369,6 @@ impl TpmTypeOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-tpm.TPMInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct TPMInfo {
     /// `id`.
@@ -249,6 +379,45 @@ pub struct TPMInfo {
     pub options: super::TpmTypeOptions,
 }
 crate::support::debug_struct!(TPMInfo { id, model, options });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for TPMInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "model", &self.model)?;
+        crate::support::entry(&mut m, "options", &self.options)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TPMInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for TPMInfo {
+    const NAME: &'static str = "TPMInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "model" => crate::support::set(&mut map, &mut v1, "model"),
+                "options" => crate::support::set(&mut map, &mut v2, "options"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                model: v1,
+                options: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "model"), (v2.is_none(), "options")])),
+        }
+    }
+}
 
 /// `query-tpm`: the QAPI command (module `tpm`, since QEMU 1.5).
 ///

@@ -30,8 +30,6 @@ crate::support::qapi_enum!(TraceEventState {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-trace.TraceEventInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct TraceEventInfo {
     /// `name`.
@@ -40,19 +38,61 @@ pub struct TraceEventInfo {
     pub state: super::TraceEventState,
 }
 crate::support::debug_struct!(TraceEventInfo { name, state });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for TraceEventInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "state", &self.state)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for TraceEventInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for TraceEventInfo {
+    const NAME: &'static str = "TraceEventInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "state" => crate::support::set(&mut map, &mut v1, "state"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                state: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "state")])),
+        }
+    }
+}
 
 /// `trace-event-get-state`: the QAPI command (module `trace`, since QEMU 2.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-trace.trace-event-get-state).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct TraceEventGetState {
     /// `name`.
     pub name: ::std::string::String,
 }
 crate::support::debug_struct!(TraceEventGetState { name });
+impl ::serde::Serialize for TraceEventGetState {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
 impl TraceEventGetState {
     /// A value with the required members.
     #[inline]
@@ -72,7 +112,7 @@ impl ::qmp_proto::Command for TraceEventGetState {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-trace.trace-event-set-state).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct TraceEventSetState {
     /// `name`.
@@ -80,10 +120,18 @@ pub struct TraceEventSetState {
     /// `enable`.
     pub enable: bool,
     /// `ignore-unavailable` (optional).
-    #[serde(rename = "ignore-unavailable", skip_serializing_if = "::std::option::Option::is_none")]
     pub ignore_unavailable: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(TraceEventSetState { name, enable, ignore_unavailable });
+impl ::serde::Serialize for TraceEventSetState {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "enable", &self.enable)?;
+        crate::support::opt_entry(&mut m, "ignore-unavailable", &self.ignore_unavailable)?;
+        crate::support::end(m)
+    }
+}
 impl TraceEventSetState {
     /// A value with the required members.
     #[inline]

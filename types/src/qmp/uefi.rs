@@ -9,8 +9,6 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-uefi.UefiVariable).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct UefiVariable {
     /// `guid`.
@@ -22,13 +20,61 @@ pub struct UefiVariable {
     /// `data`.
     pub data: ::std::string::String,
     /// `time` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub time: ::std::option::Option<::std::string::String>,
     /// `digest` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub digest: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(UefiVariable { guid, name, attr, data, time, digest });
+impl ::serde::Serialize for UefiVariable {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "guid", &self.guid)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "attr", &self.attr)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::opt_entry(&mut m, "time", &self.time)?;
+        crate::support::opt_entry(&mut m, "digest", &self.digest)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for UefiVariable {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for UefiVariable {
+    const NAME: &'static str = "UefiVariable";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "guid" => crate::support::set(&mut map, &mut v0, "guid"),
+                "name" => crate::support::set(&mut map, &mut v1, "name"),
+                "attr" => crate::support::set(&mut map, &mut v2, "attr"),
+                "data" => crate::support::set(&mut map, &mut v3, "data"),
+                "time" => crate::support::set(&mut map, &mut v4, "time"),
+                "digest" => crate::support::set(&mut map, &mut v5, "digest"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                guid: v0,
+                name: v1,
+                attr: v2,
+                data: v3,
+                time: v4.flatten(),
+                digest: v5.flatten(),
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "guid"), (v1.is_none(), "name"), (v2.is_none(), "attr"), (v3.is_none(), "data")])),
+        }
+    }
+}
 impl UefiVariable {
     /// A value with the required members.
     #[inline]
@@ -60,8 +106,6 @@ impl UefiVariable {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-uefi.UefiVarStore).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct UefiVarStore {
     /// `version`.
@@ -70,6 +114,40 @@ pub struct UefiVarStore {
     pub variables: ::std::vec::Vec<super::UefiVariable>,
 }
 crate::support::debug_struct!(UefiVarStore { version, variables });
+impl ::serde::Serialize for UefiVarStore {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "version", &self.version)?;
+        crate::support::entry(&mut m, "variables", &self.variables)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for UefiVarStore {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for UefiVarStore {
+    const NAME: &'static str = "UefiVarStore";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "version" => crate::support::set(&mut map, &mut v0, "version"),
+                "variables" => crate::support::set(&mut map, &mut v1, "variables"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                version: v0,
+                variables: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "version"), (v1.is_none(), "variables")])),
+        }
+    }
+}
 impl UefiVarStore {
     /// A value with the required members.
     #[inline]

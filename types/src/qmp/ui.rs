@@ -66,17 +66,50 @@ impl SetPasswordOptions {
 }
 /// The members of [`SetPasswordOptions`] that every case has, the discriminator `protocol` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SetPasswordOptionsCommon {
     /// `password`.
     pub password: ::std::string::String,
     /// `connected` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub connected: ::std::option::Option<super::SetPasswordAction>,
 }
 crate::support::debug_struct!(SetPasswordOptionsCommon { password, connected });
+impl ::serde::Serialize for SetPasswordOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "password", &self.password)?;
+        crate::support::opt_entry(&mut m, "connected", &self.connected)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for SetPasswordOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for SetPasswordOptionsCommon {
+    const NAME: &'static str = "SetPasswordOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "password" => crate::support::set(&mut map, &mut v0, "password"),
+                "connected" => crate::support::set(&mut map, &mut v1, "connected"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                password: v0,
+                connected: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "password")])),
+        }
+    }
+}
 impl SetPasswordOptionsCommon {
     /// A value with the required members.
     #[inline]
@@ -160,15 +193,41 @@ impl SetPasswordOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.SetPasswordOptionsVnc).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct SetPasswordOptionsVnc {
     /// `display` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub display: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(SetPasswordOptionsVnc { display });
+impl ::serde::Serialize for SetPasswordOptionsVnc {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "display", &self.display)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for SetPasswordOptionsVnc {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for SetPasswordOptionsVnc {
+    const NAME: &'static str = "SetPasswordOptionsVnc";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "display" => crate::support::set(&mut map, &mut v0, "display"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                display: v0.flatten(),
+            })
+    }
+}
 impl SetPasswordOptionsVnc {
     /// A value with the required members (there are none).
     #[inline]
@@ -237,14 +296,44 @@ impl ExpirePasswordOptions {
 }
 /// The members of [`ExpirePasswordOptions`] that every case has, the discriminator `protocol` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ExpirePasswordOptionsCommon {
     /// `time`.
     pub time: ::std::string::String,
 }
 crate::support::debug_struct!(ExpirePasswordOptionsCommon { time });
+impl ::serde::Serialize for ExpirePasswordOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "time", &self.time)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ExpirePasswordOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ExpirePasswordOptionsCommon {
+    const NAME: &'static str = "ExpirePasswordOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "time" => crate::support::set(&mut map, &mut v0, "time"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                time: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "time")])),
+        }
+    }
+}
 impl ExpirePasswordOptionsCommon {
     /// A value with the required members.
     #[inline]
@@ -321,15 +410,41 @@ impl ExpirePasswordOptions {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.ExpirePasswordOptionsVnc).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct ExpirePasswordOptionsVnc {
     /// `display` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub display: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(ExpirePasswordOptionsVnc { display });
+impl ::serde::Serialize for ExpirePasswordOptionsVnc {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "display", &self.display)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for ExpirePasswordOptionsVnc {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for ExpirePasswordOptionsVnc {
+    const NAME: &'static str = "ExpirePasswordOptionsVnc";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "display" => crate::support::set(&mut map, &mut v0, "display"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                display: v0.flatten(),
+            })
+    }
+}
 impl ExpirePasswordOptionsVnc {
     /// A value with the required members (there are none).
     #[inline]
@@ -399,22 +514,29 @@ crate::support::qapi_enum!(ImageFormat {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.screendump).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Screendump {
     /// `filename`.
     pub filename: ::std::string::String,
     /// `device` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `head` (optional, since QEMU 2.12).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub head: ::std::option::Option<i64>,
     /// `format` (optional, since QEMU 7.1).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub format: ::std::option::Option<super::ImageFormat>,
 }
 crate::support::debug_struct!(Screendump { filename, device, head, format });
+impl ::serde::Serialize for Screendump {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "filename", &self.filename)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "head", &self.head)?;
+        crate::support::opt_entry(&mut m, "format", &self.format)?;
+        crate::support::end(m)
+    }
+}
 impl Screendump {
     /// A value with the required members.
     #[inline]
@@ -454,8 +576,6 @@ impl ::qmp_proto::Command for Screendump {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.SpiceBasicInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SpiceBasicInfo {
     /// `host`.
@@ -466,13 +586,50 @@ pub struct SpiceBasicInfo {
     pub family: super::NetworkAddressFamily,
 }
 crate::support::debug_struct!(SpiceBasicInfo { host, port, family });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SpiceBasicInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "host", &self.host)?;
+        crate::support::entry(&mut m, "port", &self.port)?;
+        crate::support::entry(&mut m, "family", &self.family)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SpiceBasicInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SpiceBasicInfo {
+    const NAME: &'static str = "SpiceBasicInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "host" => crate::support::set(&mut map, &mut v0, "host"),
+                "port" => crate::support::set(&mut map, &mut v1, "port"),
+                "family" => crate::support::set(&mut map, &mut v2, "family"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                host: v0,
+                port: v1,
+                family: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "host"), (v1.is_none(), "port"), (v2.is_none(), "family")])),
+        }
+    }
+}
 
 /// `SpiceServerInfo`: the QAPI struct (module `ui`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.SpiceServerInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SpiceServerInfo {
     /// `host`.
@@ -482,17 +639,57 @@ pub struct SpiceServerInfo {
     /// `family`.
     pub family: super::NetworkAddressFamily,
     /// `auth` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub auth: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(SpiceServerInfo { host, port, family, auth });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SpiceServerInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "host", &self.host)?;
+        crate::support::entry(&mut m, "port", &self.port)?;
+        crate::support::entry(&mut m, "family", &self.family)?;
+        crate::support::opt_entry(&mut m, "auth", &self.auth)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SpiceServerInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SpiceServerInfo {
+    const NAME: &'static str = "SpiceServerInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "host" => crate::support::set(&mut map, &mut v0, "host"),
+                "port" => crate::support::set(&mut map, &mut v1, "port"),
+                "family" => crate::support::set(&mut map, &mut v2, "family"),
+                "auth" => crate::support::set(&mut map, &mut v3, "auth"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                host: v0,
+                port: v1,
+                family: v2,
+                auth: v3.flatten(),
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "host"), (v1.is_none(), "port"), (v2.is_none(), "family")])),
+        }
+    }
+}
 
 /// `SpiceChannel`: the QAPI struct (module `ui`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.SpiceChannel).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SpiceChannel {
     /// `host`.
@@ -502,18 +699,70 @@ pub struct SpiceChannel {
     /// `family`.
     pub family: super::NetworkAddressFamily,
     /// `connection-id`.
-    #[serde(rename = "connection-id")]
     pub connection_id: i64,
     /// `channel-type`.
-    #[serde(rename = "channel-type")]
     pub channel_type: i64,
     /// `channel-id`.
-    #[serde(rename = "channel-id")]
     pub channel_id: i64,
     /// `tls`.
     pub tls: bool,
 }
 crate::support::debug_struct!(SpiceChannel { host, port, family, connection_id, channel_type, channel_id, tls });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SpiceChannel {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "host", &self.host)?;
+        crate::support::entry(&mut m, "port", &self.port)?;
+        crate::support::entry(&mut m, "family", &self.family)?;
+        crate::support::entry(&mut m, "connection-id", &self.connection_id)?;
+        crate::support::entry(&mut m, "channel-type", &self.channel_type)?;
+        crate::support::entry(&mut m, "channel-id", &self.channel_id)?;
+        crate::support::entry(&mut m, "tls", &self.tls)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SpiceChannel {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SpiceChannel {
+    const NAME: &'static str = "SpiceChannel";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "host" => crate::support::set(&mut map, &mut v0, "host"),
+                "port" => crate::support::set(&mut map, &mut v1, "port"),
+                "family" => crate::support::set(&mut map, &mut v2, "family"),
+                "connection-id" => crate::support::set(&mut map, &mut v3, "connection-id"),
+                "channel-type" => crate::support::set(&mut map, &mut v4, "channel-type"),
+                "channel-id" => crate::support::set(&mut map, &mut v5, "channel-id"),
+                "tls" => crate::support::set(&mut map, &mut v6, "tls"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                host: v0,
+                port: v1,
+                family: v2,
+                connection_id: v3,
+                channel_type: v4,
+                channel_id: v5,
+                tls: v6,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "host"), (v1.is_none(), "port"), (v2.is_none(), "family"), (v3.is_none(), "connection-id"), (v4.is_none(), "channel-type"), (v5.is_none(), "channel-id"), (v6.is_none(), "tls")])),
+        }
+    }
+}
 
 /// `SpiceQueryMouseMode`: the QAPI enum (module `ui`, since QEMU 1.1).
 ///
@@ -540,8 +789,6 @@ crate::support::qapi_enum!(SpiceQueryMouseMode {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.SpiceInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct SpiceInfo {
     /// `enabled`.
@@ -549,28 +796,84 @@ pub struct SpiceInfo {
     /// `migrated` (since QEMU 1.4).
     pub migrated: bool,
     /// `host` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub host: ::std::option::Option<::std::string::String>,
     /// `port` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// `tls-port` (optional).
-    #[serde(rename = "tls-port", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_port: ::std::option::Option<i64>,
     /// `auth` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub auth: ::std::option::Option<::std::string::String>,
     /// `compiled-version` (optional).
-    #[serde(rename = "compiled-version", skip_serializing_if = "::std::option::Option::is_none")]
     pub compiled_version: ::std::option::Option<::std::string::String>,
     /// `mouse-mode`.
-    #[serde(rename = "mouse-mode")]
     pub mouse_mode: super::SpiceQueryMouseMode,
     /// `channels` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub channels: ::std::option::Option<::std::vec::Vec<super::SpiceChannel>>,
 }
 crate::support::debug_struct!(SpiceInfo { enabled, migrated, host, port, tls_port, auth, compiled_version, mouse_mode, channels });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SpiceInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "enabled", &self.enabled)?;
+        crate::support::entry(&mut m, "migrated", &self.migrated)?;
+        crate::support::opt_entry(&mut m, "host", &self.host)?;
+        crate::support::opt_entry(&mut m, "port", &self.port)?;
+        crate::support::opt_entry(&mut m, "tls-port", &self.tls_port)?;
+        crate::support::opt_entry(&mut m, "auth", &self.auth)?;
+        crate::support::opt_entry(&mut m, "compiled-version", &self.compiled_version)?;
+        crate::support::entry(&mut m, "mouse-mode", &self.mouse_mode)?;
+        crate::support::opt_entry(&mut m, "channels", &self.channels)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SpiceInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SpiceInfo {
+    const NAME: &'static str = "SpiceInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "enabled" => crate::support::set(&mut map, &mut v0, "enabled"),
+                "migrated" => crate::support::set(&mut map, &mut v1, "migrated"),
+                "host" => crate::support::set(&mut map, &mut v2, "host"),
+                "port" => crate::support::set(&mut map, &mut v3, "port"),
+                "tls-port" => crate::support::set(&mut map, &mut v4, "tls-port"),
+                "auth" => crate::support::set(&mut map, &mut v5, "auth"),
+                "compiled-version" => crate::support::set(&mut map, &mut v6, "compiled-version"),
+                "mouse-mode" => crate::support::set(&mut map, &mut v7, "mouse-mode"),
+                "channels" => crate::support::set(&mut map, &mut v8, "channels"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v7) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v7)) => ::std::result::Result::Ok(Self {
+                enabled: v0,
+                migrated: v1,
+                host: v2.flatten(),
+                port: v3.flatten(),
+                tls_port: v4.flatten(),
+                auth: v5.flatten(),
+                compiled_version: v6.flatten(),
+                mouse_mode: v7,
+                channels: v8.flatten(),
+            }),
+            (v0, v1, v7) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "enabled"), (v1.is_none(), "migrated"), (v7.is_none(), "mouse-mode")])),
+        }
+    }
+}
 
 /// `query-spice`: the QAPI command (module `ui`, since QEMU 0.14).
 ///
@@ -598,8 +901,7 @@ impl ::qmp_proto::Command for QuerySpice {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_CONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SpiceConnected {
     /// `server`.
@@ -608,6 +910,41 @@ pub struct SpiceConnected {
     pub client: super::SpiceBasicInfo,
 }
 crate::support::debug_struct!(SpiceConnected { server, client });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SpiceConnected {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::entry(&mut m, "client", &self.client)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SpiceConnected {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SpiceConnected {
+    const NAME: &'static str = "SpiceConnected";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "server" => crate::support::set(&mut map, &mut v0, "server"),
+                "client" => crate::support::set(&mut map, &mut v1, "client"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                server: v0,
+                client: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "server"), (v1.is_none(), "client")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for SpiceConnected {
     const NAME: &'static str = "SPICE_CONNECTED";
 }
@@ -617,8 +954,7 @@ impl ::qmp_proto::events::TypedEvent for SpiceConnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_INITIALIZED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SpiceInitialized {
     /// `server`.
@@ -627,6 +963,41 @@ pub struct SpiceInitialized {
     pub client: super::SpiceChannel,
 }
 crate::support::debug_struct!(SpiceInitialized { server, client });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SpiceInitialized {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::entry(&mut m, "client", &self.client)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SpiceInitialized {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SpiceInitialized {
+    const NAME: &'static str = "SpiceInitialized";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "server" => crate::support::set(&mut map, &mut v0, "server"),
+                "client" => crate::support::set(&mut map, &mut v1, "client"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                server: v0,
+                client: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "server"), (v1.is_none(), "client")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for SpiceInitialized {
     const NAME: &'static str = "SPICE_INITIALIZED";
 }
@@ -636,8 +1007,7 @@ impl ::qmp_proto::events::TypedEvent for SpiceInitialized {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_DISCONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SpiceDisconnected {
     /// `server`.
@@ -646,6 +1016,41 @@ pub struct SpiceDisconnected {
     pub client: super::SpiceBasicInfo,
 }
 crate::support::debug_struct!(SpiceDisconnected { server, client });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for SpiceDisconnected {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::entry(&mut m, "client", &self.client)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for SpiceDisconnected {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for SpiceDisconnected {
+    const NAME: &'static str = "SpiceDisconnected";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "server" => crate::support::set(&mut map, &mut v0, "server"),
+                "client" => crate::support::set(&mut map, &mut v1, "client"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                server: v0,
+                client: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "server"), (v1.is_none(), "client")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for SpiceDisconnected {
     const NAME: &'static str = "SPICE_DISCONNECTED";
 }
@@ -655,9 +1060,10 @@ impl ::qmp_proto::events::TypedEvent for SpiceDisconnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.SPICE_MIGRATE_COMPLETED).
 ///
 /// It has no data.
-#[derive(Debug, Clone, ::serde::Deserialize)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SpiceMigrateCompleted {}
+crate::support::no_data!(SpiceMigrateCompleted);
 impl ::qmp_proto::events::TypedEvent for SpiceMigrateCompleted {
     const NAME: &'static str = "SPICE_MIGRATE_COMPLETED";
 }
@@ -666,8 +1072,6 @@ impl ::qmp_proto::events::TypedEvent for SpiceMigrateCompleted {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncBasicInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VncBasicInfo {
     /// `host`.
@@ -680,13 +1084,54 @@ pub struct VncBasicInfo {
     pub websocket: bool,
 }
 crate::support::debug_struct!(VncBasicInfo { host, service, family, websocket });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VncBasicInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "host", &self.host)?;
+        crate::support::entry(&mut m, "service", &self.service)?;
+        crate::support::entry(&mut m, "family", &self.family)?;
+        crate::support::entry(&mut m, "websocket", &self.websocket)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VncBasicInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VncBasicInfo {
+    const NAME: &'static str = "VncBasicInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "host" => crate::support::set(&mut map, &mut v0, "host"),
+                "service" => crate::support::set(&mut map, &mut v1, "service"),
+                "family" => crate::support::set(&mut map, &mut v2, "family"),
+                "websocket" => crate::support::set(&mut map, &mut v3, "websocket"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                host: v0,
+                service: v1,
+                family: v2,
+                websocket: v3,
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "host"), (v1.is_none(), "service"), (v2.is_none(), "family"), (v3.is_none(), "websocket")])),
+        }
+    }
+}
 
 /// `VncServerInfo`: the QAPI struct (module `ui`, since QEMU 2.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncServerInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VncServerInfo {
     /// `host`.
@@ -698,17 +1143,61 @@ pub struct VncServerInfo {
     /// `websocket` (since QEMU 2.3).
     pub websocket: bool,
     /// `auth` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub auth: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(VncServerInfo { host, service, family, websocket, auth });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VncServerInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "host", &self.host)?;
+        crate::support::entry(&mut m, "service", &self.service)?;
+        crate::support::entry(&mut m, "family", &self.family)?;
+        crate::support::entry(&mut m, "websocket", &self.websocket)?;
+        crate::support::opt_entry(&mut m, "auth", &self.auth)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VncServerInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VncServerInfo {
+    const NAME: &'static str = "VncServerInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "host" => crate::support::set(&mut map, &mut v0, "host"),
+                "service" => crate::support::set(&mut map, &mut v1, "service"),
+                "family" => crate::support::set(&mut map, &mut v2, "family"),
+                "websocket" => crate::support::set(&mut map, &mut v3, "websocket"),
+                "auth" => crate::support::set(&mut map, &mut v4, "auth"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                host: v0,
+                service: v1,
+                family: v2,
+                websocket: v3,
+                auth: v4.flatten(),
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "host"), (v1.is_none(), "service"), (v2.is_none(), "family"), (v3.is_none(), "websocket")])),
+        }
+    }
+}
 
 /// `VncClientInfo`: the QAPI struct (module `ui`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncClientInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VncClientInfo {
     /// `host`.
@@ -720,41 +1209,134 @@ pub struct VncClientInfo {
     /// `websocket` (since QEMU 2.3).
     pub websocket: bool,
     /// `x509_dname` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub x509_dname: ::std::option::Option<::std::string::String>,
     /// `sasl_username` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub sasl_username: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(VncClientInfo { host, service, family, websocket, x509_dname, sasl_username });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VncClientInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "host", &self.host)?;
+        crate::support::entry(&mut m, "service", &self.service)?;
+        crate::support::entry(&mut m, "family", &self.family)?;
+        crate::support::entry(&mut m, "websocket", &self.websocket)?;
+        crate::support::opt_entry(&mut m, "x509_dname", &self.x509_dname)?;
+        crate::support::opt_entry(&mut m, "sasl_username", &self.sasl_username)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VncClientInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VncClientInfo {
+    const NAME: &'static str = "VncClientInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "host" => crate::support::set(&mut map, &mut v0, "host"),
+                "service" => crate::support::set(&mut map, &mut v1, "service"),
+                "family" => crate::support::set(&mut map, &mut v2, "family"),
+                "websocket" => crate::support::set(&mut map, &mut v3, "websocket"),
+                "x509_dname" => crate::support::set(&mut map, &mut v4, "x509_dname"),
+                "sasl_username" => crate::support::set(&mut map, &mut v5, "sasl_username"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                host: v0,
+                service: v1,
+                family: v2,
+                websocket: v3,
+                x509_dname: v4.flatten(),
+                sasl_username: v5.flatten(),
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "host"), (v1.is_none(), "service"), (v2.is_none(), "family"), (v3.is_none(), "websocket")])),
+        }
+    }
+}
 
 /// `VncInfo`: the QAPI struct (module `ui`, since QEMU 0.14).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VncInfo {
     /// `enabled`.
     pub enabled: bool,
     /// `host` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub host: ::std::option::Option<::std::string::String>,
     /// `family` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub family: ::std::option::Option<super::NetworkAddressFamily>,
     /// `service` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub service: ::std::option::Option<::std::string::String>,
     /// `auth` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub auth: ::std::option::Option<::std::string::String>,
     /// `clients` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub clients: ::std::option::Option<::std::vec::Vec<super::VncClientInfo>>,
 }
 crate::support::debug_struct!(VncInfo { enabled, host, family, service, auth, clients });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VncInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "enabled", &self.enabled)?;
+        crate::support::opt_entry(&mut m, "host", &self.host)?;
+        crate::support::opt_entry(&mut m, "family", &self.family)?;
+        crate::support::opt_entry(&mut m, "service", &self.service)?;
+        crate::support::opt_entry(&mut m, "auth", &self.auth)?;
+        crate::support::opt_entry(&mut m, "clients", &self.clients)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VncInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VncInfo {
+    const NAME: &'static str = "VncInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "enabled" => crate::support::set(&mut map, &mut v0, "enabled"),
+                "host" => crate::support::set(&mut map, &mut v1, "host"),
+                "family" => crate::support::set(&mut map, &mut v2, "family"),
+                "service" => crate::support::set(&mut map, &mut v3, "service"),
+                "auth" => crate::support::set(&mut map, &mut v4, "auth"),
+                "clients" => crate::support::set(&mut map, &mut v5, "clients"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                enabled: v0,
+                host: v1.flatten(),
+                family: v2.flatten(),
+                service: v3.flatten(),
+                auth: v4.flatten(),
+                clients: v5.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "enabled")])),
+        }
+    }
+}
 
 /// `VncPrimaryAuth`: the QAPI enum (module `ui`, since QEMU 2.3).
 ///
@@ -838,8 +1420,6 @@ crate::support::qapi_enum!(VncVencryptSubAuth {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncServerInfo2).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VncServerInfo2 {
     /// `host`.
@@ -853,17 +1433,65 @@ pub struct VncServerInfo2 {
     /// `auth`.
     pub auth: super::VncPrimaryAuth,
     /// `vencrypt` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vencrypt: ::std::option::Option<super::VncVencryptSubAuth>,
 }
 crate::support::debug_struct!(VncServerInfo2 { host, service, family, websocket, auth, vencrypt });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VncServerInfo2 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "host", &self.host)?;
+        crate::support::entry(&mut m, "service", &self.service)?;
+        crate::support::entry(&mut m, "family", &self.family)?;
+        crate::support::entry(&mut m, "websocket", &self.websocket)?;
+        crate::support::entry(&mut m, "auth", &self.auth)?;
+        crate::support::opt_entry(&mut m, "vencrypt", &self.vencrypt)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VncServerInfo2 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VncServerInfo2 {
+    const NAME: &'static str = "VncServerInfo2";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "host" => crate::support::set(&mut map, &mut v0, "host"),
+                "service" => crate::support::set(&mut map, &mut v1, "service"),
+                "family" => crate::support::set(&mut map, &mut v2, "family"),
+                "websocket" => crate::support::set(&mut map, &mut v3, "websocket"),
+                "auth" => crate::support::set(&mut map, &mut v4, "auth"),
+                "vencrypt" => crate::support::set(&mut map, &mut v5, "vencrypt"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                host: v0,
+                service: v1,
+                family: v2,
+                websocket: v3,
+                auth: v4,
+                vencrypt: v5.flatten(),
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "host"), (v1.is_none(), "service"), (v2.is_none(), "family"), (v3.is_none(), "websocket"), (v4.is_none(), "auth")])),
+        }
+    }
+}
 
 /// `VncInfo2`: the QAPI struct (module `ui`, since QEMU 2.3).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.VncInfo2).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VncInfo2 {
     /// `id`.
@@ -875,13 +1503,62 @@ pub struct VncInfo2 {
     /// `auth`.
     pub auth: super::VncPrimaryAuth,
     /// `vencrypt` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vencrypt: ::std::option::Option<super::VncVencryptSubAuth>,
     /// `display` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub display: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(VncInfo2 { id, server, clients, auth, vencrypt, display });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VncInfo2 {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::entry(&mut m, "clients", &self.clients)?;
+        crate::support::entry(&mut m, "auth", &self.auth)?;
+        crate::support::opt_entry(&mut m, "vencrypt", &self.vencrypt)?;
+        crate::support::opt_entry(&mut m, "display", &self.display)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VncInfo2 {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VncInfo2 {
+    const NAME: &'static str = "VncInfo2";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                "server" => crate::support::set(&mut map, &mut v1, "server"),
+                "clients" => crate::support::set(&mut map, &mut v2, "clients"),
+                "auth" => crate::support::set(&mut map, &mut v3, "auth"),
+                "vencrypt" => crate::support::set(&mut map, &mut v4, "vencrypt"),
+                "display" => crate::support::set(&mut map, &mut v5, "display"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                id: v0,
+                server: v1,
+                clients: v2,
+                auth: v3,
+                vencrypt: v4.flatten(),
+                display: v5.flatten(),
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id"), (v1.is_none(), "server"), (v2.is_none(), "clients"), (v3.is_none(), "auth")])),
+        }
+    }
+}
 
 /// `query-vnc`: the QAPI command (module `ui`, since QEMU 0.14).
 ///
@@ -930,13 +1607,20 @@ impl ::qmp_proto::Command for QueryVncServers {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.change-vnc-password).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ChangeVncPassword {
     /// `password`.
     pub password: ::std::string::String,
 }
 crate::support::debug_struct!(ChangeVncPassword { password });
+impl ::serde::Serialize for ChangeVncPassword {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "password", &self.password)?;
+        crate::support::end(m)
+    }
+}
 impl ChangeVncPassword {
     /// A value with the required members.
     #[inline]
@@ -956,8 +1640,7 @@ impl ::qmp_proto::Command for ChangeVncPassword {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.VNC_CONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct VncConnected {
     /// `server`.
@@ -966,6 +1649,41 @@ pub struct VncConnected {
     pub client: super::VncBasicInfo,
 }
 crate::support::debug_struct!(VncConnected { server, client });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VncConnected {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::entry(&mut m, "client", &self.client)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VncConnected {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VncConnected {
+    const NAME: &'static str = "VncConnected";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "server" => crate::support::set(&mut map, &mut v0, "server"),
+                "client" => crate::support::set(&mut map, &mut v1, "client"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                server: v0,
+                client: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "server"), (v1.is_none(), "client")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for VncConnected {
     const NAME: &'static str = "VNC_CONNECTED";
 }
@@ -975,8 +1693,7 @@ impl ::qmp_proto::events::TypedEvent for VncConnected {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.VNC_INITIALIZED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct VncInitialized {
     /// `server`.
@@ -985,6 +1702,41 @@ pub struct VncInitialized {
     pub client: super::VncClientInfo,
 }
 crate::support::debug_struct!(VncInitialized { server, client });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VncInitialized {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::entry(&mut m, "client", &self.client)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VncInitialized {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VncInitialized {
+    const NAME: &'static str = "VncInitialized";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "server" => crate::support::set(&mut map, &mut v0, "server"),
+                "client" => crate::support::set(&mut map, &mut v1, "client"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                server: v0,
+                client: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "server"), (v1.is_none(), "client")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for VncInitialized {
     const NAME: &'static str = "VNC_INITIALIZED";
 }
@@ -994,8 +1746,7 @@ impl ::qmp_proto::events::TypedEvent for VncInitialized {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-ui.VNC_DISCONNECTED).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct VncDisconnected {
     /// `server`.
@@ -1004,6 +1755,41 @@ pub struct VncDisconnected {
     pub client: super::VncClientInfo,
 }
 crate::support::debug_struct!(VncDisconnected { server, client });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VncDisconnected {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "server", &self.server)?;
+        crate::support::entry(&mut m, "client", &self.client)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VncDisconnected {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VncDisconnected {
+    const NAME: &'static str = "VncDisconnected";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "server" => crate::support::set(&mut map, &mut v0, "server"),
+                "client" => crate::support::set(&mut map, &mut v1, "client"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                server: v0,
+                client: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "server"), (v1.is_none(), "client")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for VncDisconnected {
     const NAME: &'static str = "VNC_DISCONNECTED";
 }
@@ -1012,8 +1798,6 @@ impl ::qmp_proto::events::TypedEvent for VncDisconnected {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.MouseInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct MouseInfo {
     /// `name`.
@@ -1026,6 +1810,49 @@ pub struct MouseInfo {
     pub absolute: bool,
 }
 crate::support::debug_struct!(MouseInfo { name, index, current, absolute });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for MouseInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "index", &self.index)?;
+        crate::support::entry(&mut m, "current", &self.current)?;
+        crate::support::entry(&mut m, "absolute", &self.absolute)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for MouseInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for MouseInfo {
+    const NAME: &'static str = "MouseInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "index" => crate::support::set(&mut map, &mut v1, "index"),
+                "current" => crate::support::set(&mut map, &mut v2, "current"),
+                "absolute" => crate::support::set(&mut map, &mut v3, "absolute"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                index: v1,
+                current: v2,
+                absolute: v3,
+            }),
+            (v0, v1, v2, v3) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "index"), (v2.is_none(), "current"), (v3.is_none(), "absolute")])),
+        }
+    }
+}
 
 /// `query-mice`: the QAPI command (module `ui`, since QEMU 0.14).
 ///
@@ -1568,14 +2395,44 @@ crate::support::qapi_enum!(KeyValueKind {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.IntWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct IntWrapper {
     /// `data`.
     pub data: i64,
 }
 crate::support::debug_struct!(IntWrapper { data });
+impl ::serde::Serialize for IntWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for IntWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for IntWrapper {
+    const NAME: &'static str = "IntWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl IntWrapper {
     /// A value with the required members.
     #[inline]
@@ -1590,14 +2447,44 @@ impl IntWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.QKeyCodeWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct QKeyCodeWrapper {
     /// `data`.
     pub data: super::QKeyCode,
 }
 crate::support::debug_struct!(QKeyCodeWrapper { data });
+impl ::serde::Serialize for QKeyCodeWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for QKeyCodeWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for QKeyCodeWrapper {
+    const NAME: &'static str = "QKeyCodeWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl QKeyCodeWrapper {
     /// A value with the required members.
     #[inline]
@@ -1630,12 +2517,30 @@ impl KeyValue {
 }
 /// The members of [`KeyValue`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct KeyValueCommon {
 }
 crate::support::debug_struct!(KeyValueCommon {  });
+impl ::serde::Serialize for KeyValueCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for KeyValueCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for KeyValueCommon {
+    const NAME: &'static str = "KeyValueCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl KeyValueCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -1713,16 +2618,23 @@ impl KeyValue {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.send-key).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SendKey {
     /// `keys`.
     pub keys: ::std::vec::Vec<super::KeyValue>,
     /// `hold-time` (optional).
-    #[serde(rename = "hold-time", skip_serializing_if = "::std::option::Option::is_none")]
     pub hold_time: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(SendKey { keys, hold_time });
+impl ::serde::Serialize for SendKey {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "keys", &self.keys)?;
+        crate::support::opt_entry(&mut m, "hold-time", &self.hold_time)?;
+        crate::support::end(m)
+    }
+}
 impl SendKey {
     /// A value with the required members.
     #[inline]
@@ -1835,8 +2747,6 @@ crate::support::qapi_enum!(InputMultiTouchType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputKeyEvent).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputKeyEvent {
     /// `key`.
@@ -1845,6 +2755,42 @@ pub struct InputKeyEvent {
     pub down: bool,
 }
 crate::support::debug_struct!(InputKeyEvent { key, down });
+impl ::serde::Serialize for InputKeyEvent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "key", &self.key)?;
+        crate::support::entry(&mut m, "down", &self.down)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputKeyEvent {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputKeyEvent {
+    const NAME: &'static str = "InputKeyEvent";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "key" => crate::support::set(&mut map, &mut v0, "key"),
+                "down" => crate::support::set(&mut map, &mut v1, "down"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                key: v0,
+                down: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "key"), (v1.is_none(), "down")])),
+        }
+    }
+}
 impl InputKeyEvent {
     /// A value with the required members.
     #[inline]
@@ -1860,8 +2806,6 @@ impl InputKeyEvent {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputBtnEvent).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputBtnEvent {
     /// `button`.
@@ -1870,6 +2814,42 @@ pub struct InputBtnEvent {
     pub down: bool,
 }
 crate::support::debug_struct!(InputBtnEvent { button, down });
+impl ::serde::Serialize for InputBtnEvent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "button", &self.button)?;
+        crate::support::entry(&mut m, "down", &self.down)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputBtnEvent {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputBtnEvent {
+    const NAME: &'static str = "InputBtnEvent";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "button" => crate::support::set(&mut map, &mut v0, "button"),
+                "down" => crate::support::set(&mut map, &mut v1, "down"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                button: v0,
+                down: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "button"), (v1.is_none(), "down")])),
+        }
+    }
+}
 impl InputBtnEvent {
     /// A value with the required members.
     #[inline]
@@ -1885,8 +2865,6 @@ impl InputBtnEvent {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputMoveEvent).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputMoveEvent {
     /// `axis`.
@@ -1895,6 +2873,42 @@ pub struct InputMoveEvent {
     pub value: i64,
 }
 crate::support::debug_struct!(InputMoveEvent { axis, value });
+impl ::serde::Serialize for InputMoveEvent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "axis", &self.axis)?;
+        crate::support::entry(&mut m, "value", &self.value)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputMoveEvent {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputMoveEvent {
+    const NAME: &'static str = "InputMoveEvent";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "axis" => crate::support::set(&mut map, &mut v0, "axis"),
+                "value" => crate::support::set(&mut map, &mut v1, "value"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                axis: v0,
+                value: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "axis"), (v1.is_none(), "value")])),
+        }
+    }
+}
 impl InputMoveEvent {
     /// A value with the required members.
     #[inline]
@@ -1910,8 +2924,6 @@ impl InputMoveEvent {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputMultiTouchEvent).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputMultiTouchEvent {
     /// `type`.
@@ -1919,7 +2931,6 @@ pub struct InputMultiTouchEvent {
     /// `slot`.
     pub slot: i64,
     /// `tracking-id`.
-    #[serde(rename = "tracking-id")]
     pub tracking_id: i64,
     /// `axis`.
     pub axis: super::InputAxis,
@@ -1927,6 +2938,54 @@ pub struct InputMultiTouchEvent {
     pub value: i64,
 }
 crate::support::debug_struct!(InputMultiTouchEvent { r#type, slot, tracking_id, axis, value });
+impl ::serde::Serialize for InputMultiTouchEvent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "type", &self.r#type)?;
+        crate::support::entry(&mut m, "slot", &self.slot)?;
+        crate::support::entry(&mut m, "tracking-id", &self.tracking_id)?;
+        crate::support::entry(&mut m, "axis", &self.axis)?;
+        crate::support::entry(&mut m, "value", &self.value)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputMultiTouchEvent {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputMultiTouchEvent {
+    const NAME: &'static str = "InputMultiTouchEvent";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "type" => crate::support::set(&mut map, &mut v0, "type"),
+                "slot" => crate::support::set(&mut map, &mut v1, "slot"),
+                "tracking-id" => crate::support::set(&mut map, &mut v2, "tracking-id"),
+                "axis" => crate::support::set(&mut map, &mut v3, "axis"),
+                "value" => crate::support::set(&mut map, &mut v4, "value"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                r#type: v0,
+                slot: v1,
+                tracking_id: v2,
+                axis: v3,
+                value: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "type"), (v1.is_none(), "slot"), (v2.is_none(), "tracking-id"), (v3.is_none(), "axis"), (v4.is_none(), "value")])),
+        }
+    }
+}
 impl InputMultiTouchEvent {
     /// A value with the required members.
     #[inline]
@@ -1972,14 +3031,44 @@ crate::support::qapi_enum!(InputEventKind {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputKeyEventWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputKeyEventWrapper {
     /// `data`.
     pub data: super::InputKeyEvent,
 }
 crate::support::debug_struct!(InputKeyEventWrapper { data });
+impl ::serde::Serialize for InputKeyEventWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputKeyEventWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputKeyEventWrapper {
+    const NAME: &'static str = "InputKeyEventWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl InputKeyEventWrapper {
     /// A value with the required members.
     #[inline]
@@ -1994,14 +3083,44 @@ impl InputKeyEventWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputBtnEventWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputBtnEventWrapper {
     /// `data`.
     pub data: super::InputBtnEvent,
 }
 crate::support::debug_struct!(InputBtnEventWrapper { data });
+impl ::serde::Serialize for InputBtnEventWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputBtnEventWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputBtnEventWrapper {
+    const NAME: &'static str = "InputBtnEventWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl InputBtnEventWrapper {
     /// A value with the required members.
     #[inline]
@@ -2016,14 +3135,44 @@ impl InputBtnEventWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputMoveEventWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputMoveEventWrapper {
     /// `data`.
     pub data: super::InputMoveEvent,
 }
 crate::support::debug_struct!(InputMoveEventWrapper { data });
+impl ::serde::Serialize for InputMoveEventWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputMoveEventWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputMoveEventWrapper {
+    const NAME: &'static str = "InputMoveEventWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl InputMoveEventWrapper {
     /// A value with the required members.
     #[inline]
@@ -2038,14 +3187,44 @@ impl InputMoveEventWrapper {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.InputMultiTouchEventWrapper).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputMultiTouchEventWrapper {
     /// `data`.
     pub data: super::InputMultiTouchEvent,
 }
 crate::support::debug_struct!(InputMultiTouchEventWrapper { data });
+impl ::serde::Serialize for InputMultiTouchEventWrapper {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "data", &self.data)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputMultiTouchEventWrapper {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputMultiTouchEventWrapper {
+    const NAME: &'static str = "InputMultiTouchEventWrapper";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "data" => crate::support::set(&mut map, &mut v0, "data"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                data: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "data")])),
+        }
+    }
+}
 impl InputMultiTouchEventWrapper {
     /// A value with the required members.
     #[inline]
@@ -2078,12 +3257,30 @@ impl InputEvent {
 }
 /// The members of [`InputEvent`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct InputEventCommon {
 }
 crate::support::debug_struct!(InputEventCommon {  });
+impl ::serde::Serialize for InputEventCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for InputEventCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for InputEventCommon {
+    const NAME: &'static str = "InputEventCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl InputEventCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -2176,19 +3373,26 @@ impl InputEvent {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.input-send-event).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct InputSendEvent {
     /// `device` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub device: ::std::option::Option<::std::string::String>,
     /// `head` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub head: ::std::option::Option<i64>,
     /// `events`.
     pub events: ::std::vec::Vec<super::InputEvent>,
 }
 crate::support::debug_struct!(InputSendEvent { device, head, events });
+impl ::serde::Serialize for InputSendEvent {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "device", &self.device)?;
+        crate::support::opt_entry(&mut m, "head", &self.head)?;
+        crate::support::entry(&mut m, "events", &self.events)?;
+        crate::support::end(m)
+    }
+}
 impl InputSendEvent {
     /// A value with the required members.
     #[inline]
@@ -2221,61 +3425,154 @@ impl ::qmp_proto::Command for InputSendEvent {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayGTK).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DisplayGTK {
     /// `grab-on-hover` (optional).
-    #[serde(rename = "grab-on-hover", skip_serializing_if = "::std::option::Option::is_none")]
     pub grab_on_hover: ::std::option::Option<bool>,
     /// `zoom-to-fit` (optional, since QEMU 3.1).
-    #[serde(rename = "zoom-to-fit", skip_serializing_if = "::std::option::Option::is_none")]
     pub zoom_to_fit: ::std::option::Option<bool>,
     /// `show-tabs` (optional, since QEMU 7.1).
-    #[serde(rename = "show-tabs", skip_serializing_if = "::std::option::Option::is_none")]
     pub show_tabs: ::std::option::Option<bool>,
     /// `show-menubar` (optional, since QEMU 8.0).
-    #[serde(rename = "show-menubar", skip_serializing_if = "::std::option::Option::is_none")]
     pub show_menubar: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(DisplayGTK { grab_on_hover, zoom_to_fit, show_tabs, show_menubar });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DisplayGTK {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "grab-on-hover", &self.grab_on_hover)?;
+        crate::support::opt_entry(&mut m, "zoom-to-fit", &self.zoom_to_fit)?;
+        crate::support::opt_entry(&mut m, "show-tabs", &self.show_tabs)?;
+        crate::support::opt_entry(&mut m, "show-menubar", &self.show_menubar)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DisplayGTK {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DisplayGTK {
+    const NAME: &'static str = "DisplayGTK";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "grab-on-hover" => crate::support::set(&mut map, &mut v0, "grab-on-hover"),
+                "zoom-to-fit" => crate::support::set(&mut map, &mut v1, "zoom-to-fit"),
+                "show-tabs" => crate::support::set(&mut map, &mut v2, "show-tabs"),
+                "show-menubar" => crate::support::set(&mut map, &mut v3, "show-menubar"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                grab_on_hover: v0.flatten(),
+                zoom_to_fit: v1.flatten(),
+                show_tabs: v2.flatten(),
+                show_menubar: v3.flatten(),
+            })
+    }
+}
 
 /// `DisplayEGLHeadless`: the QAPI struct (module `ui`, since QEMU 3.1).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayEGLHeadless).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DisplayEGLHeadless {
     /// `rendernode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rendernode: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(DisplayEGLHeadless { rendernode });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DisplayEGLHeadless {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "rendernode", &self.rendernode)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DisplayEGLHeadless {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DisplayEGLHeadless {
+    const NAME: &'static str = "DisplayEGLHeadless";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "rendernode" => crate::support::set(&mut map, &mut v0, "rendernode"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                rendernode: v0.flatten(),
+            })
+    }
+}
 
 /// `DisplayDBus`: the QAPI struct (module `ui`, since QEMU 7.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayDBus).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DisplayDBus {
     /// `rendernode` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub rendernode: ::std::option::Option<::std::string::String>,
     /// `addr` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub addr: ::std::option::Option<::std::string::String>,
     /// `p2p` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub p2p: ::std::option::Option<bool>,
     /// `audiodev` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub audiodev: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(DisplayDBus { rendernode, addr, p2p, audiodev });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DisplayDBus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "rendernode", &self.rendernode)?;
+        crate::support::opt_entry(&mut m, "addr", &self.addr)?;
+        crate::support::opt_entry(&mut m, "p2p", &self.p2p)?;
+        crate::support::opt_entry(&mut m, "audiodev", &self.audiodev)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DisplayDBus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DisplayDBus {
+    const NAME: &'static str = "DisplayDBus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "rendernode" => crate::support::set(&mut map, &mut v0, "rendernode"),
+                "addr" => crate::support::set(&mut map, &mut v1, "addr"),
+                "p2p" => crate::support::set(&mut map, &mut v2, "p2p"),
+                "audiodev" => crate::support::set(&mut map, &mut v3, "audiodev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                rendernode: v0.flatten(),
+                addr: v1.flatten(),
+                p2p: v2.flatten(),
+                audiodev: v3.flatten(),
+            })
+    }
+}
 
 /// `DisplayGLMode`: the QAPI enum (module `ui`, since QEMU 3.0).
 ///
@@ -2305,41 +3602,102 @@ crate::support::qapi_enum!(DisplayGLMode {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayCurses).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DisplayCurses {
     /// `charset` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub charset: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(DisplayCurses { charset });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DisplayCurses {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "charset", &self.charset)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DisplayCurses {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DisplayCurses {
+    const NAME: &'static str = "DisplayCurses";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "charset" => crate::support::set(&mut map, &mut v0, "charset"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                charset: v0.flatten(),
+            })
+    }
+}
 
 /// `DisplayCocoa`: the QAPI struct (module `ui`, since QEMU 7.0).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayCocoa).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DisplayCocoa {
     /// `left-command-key` (optional).
-    #[serde(rename = "left-command-key", skip_serializing_if = "::std::option::Option::is_none")]
     pub left_command_key: ::std::option::Option<bool>,
     /// `full-grab` (optional).
-    #[serde(rename = "full-grab", skip_serializing_if = "::std::option::Option::is_none")]
     pub full_grab: ::std::option::Option<bool>,
     /// `swap-opt-cmd` (optional).
-    #[serde(rename = "swap-opt-cmd", skip_serializing_if = "::std::option::Option::is_none")]
     pub swap_opt_cmd: ::std::option::Option<bool>,
     /// `zoom-to-fit` (optional, since QEMU 8.2).
-    #[serde(rename = "zoom-to-fit", skip_serializing_if = "::std::option::Option::is_none")]
     pub zoom_to_fit: ::std::option::Option<bool>,
     /// `zoom-interpolation` (optional, since QEMU 9.0).
-    #[serde(rename = "zoom-interpolation", skip_serializing_if = "::std::option::Option::is_none")]
     pub zoom_interpolation: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(DisplayCocoa { left_command_key, full_grab, swap_opt_cmd, zoom_to_fit, zoom_interpolation });
+impl ::serde::Serialize for DisplayCocoa {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "left-command-key", &self.left_command_key)?;
+        crate::support::opt_entry(&mut m, "full-grab", &self.full_grab)?;
+        crate::support::opt_entry(&mut m, "swap-opt-cmd", &self.swap_opt_cmd)?;
+        crate::support::opt_entry(&mut m, "zoom-to-fit", &self.zoom_to_fit)?;
+        crate::support::opt_entry(&mut m, "zoom-interpolation", &self.zoom_interpolation)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DisplayCocoa {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DisplayCocoa {
+    const NAME: &'static str = "DisplayCocoa";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "left-command-key" => crate::support::set(&mut map, &mut v0, "left-command-key"),
+                "full-grab" => crate::support::set(&mut map, &mut v1, "full-grab"),
+                "swap-opt-cmd" => crate::support::set(&mut map, &mut v2, "swap-opt-cmd"),
+                "zoom-to-fit" => crate::support::set(&mut map, &mut v3, "zoom-to-fit"),
+                "zoom-interpolation" => crate::support::set(&mut map, &mut v4, "zoom-interpolation"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                left_command_key: v0.flatten(),
+                full_grab: v1.flatten(),
+                swap_opt_cmd: v2.flatten(),
+                zoom_to_fit: v3.flatten(),
+                zoom_interpolation: v4.flatten(),
+            })
+    }
+}
 impl DisplayCocoa {
     /// A value with the required members (there are none).
     #[inline]
@@ -2409,15 +3767,40 @@ crate::support::qapi_enum!(HotKeyMod {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplaySDL).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DisplaySDL {
     /// `grab-mod` (optional).
-    #[serde(rename = "grab-mod", skip_serializing_if = "::std::option::Option::is_none")]
     pub grab_mod: ::std::option::Option<super::HotKeyMod>,
 }
 crate::support::debug_struct!(DisplaySDL { grab_mod });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DisplaySDL {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "grab-mod", &self.grab_mod)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DisplaySDL {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DisplaySDL {
+    const NAME: &'static str = "DisplaySDL";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "grab-mod" => crate::support::set(&mut map, &mut v0, "grab-mod"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                grab_mod: v0.flatten(),
+            })
+    }
+}
 
 /// `DisplayType`: the QAPI enum (module `ui`, since QEMU 2.12).
 ///
@@ -2477,24 +3860,58 @@ impl DisplayOptions {
 }
 /// The members of [`DisplayOptions`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DisplayOptionsCommon {
     /// `full-screen` (optional).
-    #[serde(rename = "full-screen", skip_serializing_if = "::std::option::Option::is_none")]
     pub full_screen: ::std::option::Option<bool>,
     /// `window-close` (optional).
-    #[serde(rename = "window-close", skip_serializing_if = "::std::option::Option::is_none")]
     pub window_close: ::std::option::Option<bool>,
     /// `show-cursor` (optional).
-    #[serde(rename = "show-cursor", skip_serializing_if = "::std::option::Option::is_none")]
     pub show_cursor: ::std::option::Option<bool>,
     /// `gl` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub gl: ::std::option::Option<super::DisplayGLMode>,
 }
 crate::support::debug_struct!(DisplayOptionsCommon { full_screen, window_close, show_cursor, gl });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for DisplayOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "full-screen", &self.full_screen)?;
+        crate::support::opt_entry(&mut m, "window-close", &self.window_close)?;
+        crate::support::opt_entry(&mut m, "show-cursor", &self.show_cursor)?;
+        crate::support::opt_entry(&mut m, "gl", &self.gl)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DisplayOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DisplayOptionsCommon {
+    const NAME: &'static str = "DisplayOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "full-screen" => crate::support::set(&mut map, &mut v0, "full-screen"),
+                "window-close" => crate::support::set(&mut map, &mut v1, "window-close"),
+                "show-cursor" => crate::support::set(&mut map, &mut v2, "show-cursor"),
+                "gl" => crate::support::set(&mut map, &mut v3, "gl"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                full_screen: v0.flatten(),
+                window_close: v1.flatten(),
+                show_cursor: v2.flatten(),
+                gl: v3.flatten(),
+            })
+    }
+}
 /// The cases of [`DisplayOptions`], by its discriminator `type`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -2625,15 +4042,41 @@ crate::support::qapi_enum!(DisplayReloadType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayReloadOptionsVNC).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct DisplayReloadOptionsVNC {
     /// `tls-certs` (optional).
-    #[serde(rename = "tls-certs", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_certs: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(DisplayReloadOptionsVNC { tls_certs });
+impl ::serde::Serialize for DisplayReloadOptionsVNC {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "tls-certs", &self.tls_certs)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for DisplayReloadOptionsVNC {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for DisplayReloadOptionsVNC {
+    const NAME: &'static str = "DisplayReloadOptionsVNC";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "tls-certs" => crate::support::set(&mut map, &mut v0, "tls-certs"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                tls_certs: v0.flatten(),
+            })
+    }
+}
 impl DisplayReloadOptionsVNC {
     /// A value with the required members (there are none).
     #[inline]
@@ -2672,12 +4115,30 @@ impl DisplayReloadOptions {
 }
 /// The members of [`DisplayReloadOptions`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct DisplayReloadOptionsCommon {
 }
 crate::support::debug_struct!(DisplayReloadOptionsCommon {  });
+impl ::serde::Serialize for DisplayReloadOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for DisplayReloadOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for DisplayReloadOptionsCommon {
+    const NAME: &'static str = "DisplayReloadOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl DisplayReloadOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -2794,15 +4255,41 @@ crate::support::qapi_enum!(DisplayUpdateType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-ui.DisplayUpdateOptionsVNC).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct DisplayUpdateOptionsVNC {
     /// `addresses` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub addresses: ::std::option::Option<::std::vec::Vec<super::SocketAddress>>,
 }
 crate::support::debug_struct!(DisplayUpdateOptionsVNC { addresses });
+impl ::serde::Serialize for DisplayUpdateOptionsVNC {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::opt_entry(&mut m, "addresses", &self.addresses)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for DisplayUpdateOptionsVNC {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for DisplayUpdateOptionsVNC {
+    const NAME: &'static str = "DisplayUpdateOptionsVNC";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "addresses" => crate::support::set(&mut map, &mut v0, "addresses"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        ::std::result::Result::Ok(Self {
+                addresses: v0.flatten(),
+            })
+    }
+}
 impl DisplayUpdateOptionsVNC {
     /// A value with the required members (there are none).
     #[inline]
@@ -2841,12 +4328,30 @@ impl DisplayUpdateOptions {
 }
 /// The members of [`DisplayUpdateOptions`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[cfg_attr(feature = "deserialize-all", derive(::serde::Deserialize))]
 #[non_exhaustive]
 pub struct DisplayUpdateOptionsCommon {
 }
 crate::support::debug_struct!(DisplayUpdateOptionsCommon {  });
+impl ::serde::Serialize for DisplayUpdateOptionsCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> ::serde::Deserialize<'de> for DisplayUpdateOptionsCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+#[cfg(feature = "deserialize-all")]
+impl<'de> crate::support::FromMap<'de> for DisplayUpdateOptionsCommon {
+    const NAME: &'static str = "DisplayUpdateOptionsCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl DisplayUpdateOptionsCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -2949,7 +4454,7 @@ impl ::qmp_proto::Command for DisplayUpdate {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-ui.client_migrate_info).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ClientMigrateInfo {
     /// `protocol`.
@@ -2957,16 +4462,24 @@ pub struct ClientMigrateInfo {
     /// `hostname`.
     pub hostname: ::std::string::String,
     /// `port` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub port: ::std::option::Option<i64>,
     /// `tls-port` (optional).
-    #[serde(rename = "tls-port", skip_serializing_if = "::std::option::Option::is_none")]
     pub tls_port: ::std::option::Option<i64>,
     /// `cert-subject` (optional).
-    #[serde(rename = "cert-subject", skip_serializing_if = "::std::option::Option::is_none")]
     pub cert_subject: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(ClientMigrateInfo { protocol, hostname, port, tls_port, cert_subject });
+impl ::serde::Serialize for ClientMigrateInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "protocol", &self.protocol)?;
+        crate::support::entry(&mut m, "hostname", &self.hostname)?;
+        crate::support::opt_entry(&mut m, "port", &self.port)?;
+        crate::support::opt_entry(&mut m, "tls-port", &self.tls_port)?;
+        crate::support::opt_entry(&mut m, "cert-subject", &self.cert_subject)?;
+        crate::support::end(m)
+    }
+}
 impl ClientMigrateInfo {
     /// A value with the required members.
     #[inline]

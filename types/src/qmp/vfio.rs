@@ -43,21 +43,56 @@ crate::support::qapi_enum!(QapiVfioMigrationState {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#event-QMP-vfio.VFIO_MIGRATION).
 ///
 /// Its fields are the event's data.
-#[derive(Clone, ::serde::Deserialize)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct VfioMigration {
     /// `device-id`.
-    #[serde(rename = "device-id")]
     pub device_id: ::std::string::String,
     /// `qom-path`.
-    #[serde(rename = "qom-path")]
     pub qom_path: ::std::string::String,
     /// `device-state`.
-    #[serde(rename = "device-state")]
     pub device_state: super::QapiVfioMigrationState,
 }
 crate::support::debug_struct!(VfioMigration { device_id, qom_path, device_state });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VfioMigration {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "device-id", &self.device_id)?;
+        crate::support::entry(&mut m, "qom-path", &self.qom_path)?;
+        crate::support::entry(&mut m, "device-state", &self.device_state)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VfioMigration {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VfioMigration {
+    const NAME: &'static str = "VfioMigration";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "device-id" => crate::support::set(&mut map, &mut v0, "device-id"),
+                "qom-path" => crate::support::set(&mut map, &mut v1, "qom-path"),
+                "device-state" => crate::support::set(&mut map, &mut v2, "device-state"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                device_id: v0,
+                qom_path: v1,
+                device_state: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "device-id"), (v1.is_none(), "qom-path"), (v2.is_none(), "device-state")])),
+        }
+    }
+}
 impl ::qmp_proto::events::TypedEvent for VfioMigration {
     const NAME: &'static str = "VFIO_MIGRATION";
 }

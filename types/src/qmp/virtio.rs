@@ -9,8 +9,6 @@
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioInfo).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioInfo {
     /// `path`.
@@ -19,6 +17,41 @@ pub struct VirtioInfo {
     pub name: ::std::string::String,
 }
 crate::support::debug_struct!(VirtioInfo { path, name });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioInfo {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioInfo {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioInfo {
+    const NAME: &'static str = "VirtioInfo";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "path" => crate::support::set(&mut map, &mut v0, "path"),
+                "name" => crate::support::set(&mut map, &mut v1, "name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                path: v0,
+                name: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "path"), (v1.is_none(), "name")])),
+        }
+    }
+}
 
 /// `x-query-virtio`: the QAPI command (module `virtio`, since QEMU 7.2).
 ///
@@ -47,114 +80,271 @@ impl ::qmp_proto::Command for XQueryVirtio {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VhostStatus).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VhostStatus {
     /// `n-mem-sections`.
-    #[serde(rename = "n-mem-sections")]
     pub n_mem_sections: i64,
     /// `n-tmp-sections`.
-    #[serde(rename = "n-tmp-sections")]
     pub n_tmp_sections: i64,
     /// `nvqs`.
     pub nvqs: u32,
     /// `vq-index`.
-    #[serde(rename = "vq-index")]
     pub vq_index: i64,
     /// `features`.
     pub features: super::VirtioDeviceFeatures,
     /// `acked-features`.
-    #[serde(rename = "acked-features")]
     pub acked_features: super::VirtioDeviceFeatures,
     /// `backend-features`.
-    #[serde(rename = "backend-features")]
     pub backend_features: super::VirtioDeviceFeatures,
     /// `protocol-features`.
-    #[serde(rename = "protocol-features")]
     pub protocol_features: super::VhostDeviceProtocols,
     /// `max-queues`.
-    #[serde(rename = "max-queues")]
     pub max_queues: u64,
     /// `backend-cap`.
-    #[serde(rename = "backend-cap")]
     pub backend_cap: u64,
     /// `log-enabled`.
-    #[serde(rename = "log-enabled")]
     pub log_enabled: bool,
     /// `log-size`.
-    #[serde(rename = "log-size")]
     pub log_size: u64,
 }
 crate::support::debug_struct!(VhostStatus { n_mem_sections, n_tmp_sections, nvqs, vq_index, features, acked_features, backend_features, protocol_features, max_queues, backend_cap, log_enabled, log_size });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VhostStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "n-mem-sections", &self.n_mem_sections)?;
+        crate::support::entry(&mut m, "n-tmp-sections", &self.n_tmp_sections)?;
+        crate::support::entry(&mut m, "nvqs", &self.nvqs)?;
+        crate::support::entry(&mut m, "vq-index", &self.vq_index)?;
+        crate::support::entry(&mut m, "features", &self.features)?;
+        crate::support::entry(&mut m, "acked-features", &self.acked_features)?;
+        crate::support::entry(&mut m, "backend-features", &self.backend_features)?;
+        crate::support::entry(&mut m, "protocol-features", &self.protocol_features)?;
+        crate::support::entry(&mut m, "max-queues", &self.max_queues)?;
+        crate::support::entry(&mut m, "backend-cap", &self.backend_cap)?;
+        crate::support::entry(&mut m, "log-enabled", &self.log_enabled)?;
+        crate::support::entry(&mut m, "log-size", &self.log_size)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VhostStatus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VhostStatus {
+    const NAME: &'static str = "VhostStatus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "n-mem-sections" => crate::support::set(&mut map, &mut v0, "n-mem-sections"),
+                "n-tmp-sections" => crate::support::set(&mut map, &mut v1, "n-tmp-sections"),
+                "nvqs" => crate::support::set(&mut map, &mut v2, "nvqs"),
+                "vq-index" => crate::support::set(&mut map, &mut v3, "vq-index"),
+                "features" => crate::support::set(&mut map, &mut v4, "features"),
+                "acked-features" => crate::support::set(&mut map, &mut v5, "acked-features"),
+                "backend-features" => crate::support::set(&mut map, &mut v6, "backend-features"),
+                "protocol-features" => crate::support::set(&mut map, &mut v7, "protocol-features"),
+                "max-queues" => crate::support::set(&mut map, &mut v8, "max-queues"),
+                "backend-cap" => crate::support::set(&mut map, &mut v9, "backend-cap"),
+                "log-enabled" => crate::support::set(&mut map, &mut v10, "log-enabled"),
+                "log-size" => crate::support::set(&mut map, &mut v11, "log-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11)) => ::std::result::Result::Ok(Self {
+                n_mem_sections: v0,
+                n_tmp_sections: v1,
+                nvqs: v2,
+                vq_index: v3,
+                features: v4,
+                acked_features: v5,
+                backend_features: v6,
+                protocol_features: v7,
+                max_queues: v8,
+                backend_cap: v9,
+                log_enabled: v10,
+                log_size: v11,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "n-mem-sections"), (v1.is_none(), "n-tmp-sections"), (v2.is_none(), "nvqs"), (v3.is_none(), "vq-index"), (v4.is_none(), "features"), (v5.is_none(), "acked-features"), (v6.is_none(), "backend-features"), (v7.is_none(), "protocol-features"), (v8.is_none(), "max-queues"), (v9.is_none(), "backend-cap"), (v10.is_none(), "log-enabled"), (v11.is_none(), "log-size")])),
+        }
+    }
+}
 
 /// `VirtioStatus`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioStatus).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioStatus {
     /// `name`.
     pub name: ::std::string::String,
     /// `device-id`.
-    #[serde(rename = "device-id")]
     pub device_id: u16,
     /// `vhost-started`.
-    #[serde(rename = "vhost-started")]
     pub vhost_started: bool,
     /// `device-endian`.
-    #[serde(rename = "device-endian")]
     pub device_endian: ::std::string::String,
     /// `guest-features`.
-    #[serde(rename = "guest-features")]
     pub guest_features: super::VirtioDeviceFeatures,
     /// `host-features`.
-    #[serde(rename = "host-features")]
     pub host_features: super::VirtioDeviceFeatures,
     /// `backend-features`.
-    #[serde(rename = "backend-features")]
     pub backend_features: super::VirtioDeviceFeatures,
     /// `num-vqs`.
-    #[serde(rename = "num-vqs")]
     pub num_vqs: i64,
     /// `status`.
     pub status: super::VirtioDeviceStatus,
     /// `isr`.
     pub isr: u8,
     /// `queue-sel`.
-    #[serde(rename = "queue-sel")]
     pub queue_sel: u16,
     /// `vm-running`.
-    #[serde(rename = "vm-running")]
     pub vm_running: bool,
     /// `broken`.
     pub broken: bool,
     /// `disabled`.
     pub disabled: bool,
     /// `use-started`.
-    #[serde(rename = "use-started")]
     pub use_started: bool,
     /// `started`.
     pub started: bool,
     /// `start-on-kick`.
-    #[serde(rename = "start-on-kick")]
     pub start_on_kick: bool,
     /// `disable-legacy-check`.
-    #[serde(rename = "disable-legacy-check")]
     pub disable_legacy_check: bool,
     /// `bus-name`.
-    #[serde(rename = "bus-name")]
     pub bus_name: ::std::string::String,
     /// `use-guest-notifier-mask`.
-    #[serde(rename = "use-guest-notifier-mask")]
     pub use_guest_notifier_mask: bool,
     /// `vhost-dev` (optional).
-    #[serde(rename = "vhost-dev", skip_serializing_if = "::std::option::Option::is_none")]
     pub vhost_dev: ::std::option::Option<super::VhostStatus>,
 }
 crate::support::debug_struct!(VirtioStatus { name, device_id, vhost_started, device_endian, guest_features, host_features, backend_features, num_vqs, status, isr, queue_sel, vm_running, broken, disabled, use_started, started, start_on_kick, disable_legacy_check, bus_name, use_guest_notifier_mask, vhost_dev });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "device-id", &self.device_id)?;
+        crate::support::entry(&mut m, "vhost-started", &self.vhost_started)?;
+        crate::support::entry(&mut m, "device-endian", &self.device_endian)?;
+        crate::support::entry(&mut m, "guest-features", &self.guest_features)?;
+        crate::support::entry(&mut m, "host-features", &self.host_features)?;
+        crate::support::entry(&mut m, "backend-features", &self.backend_features)?;
+        crate::support::entry(&mut m, "num-vqs", &self.num_vqs)?;
+        crate::support::entry(&mut m, "status", &self.status)?;
+        crate::support::entry(&mut m, "isr", &self.isr)?;
+        crate::support::entry(&mut m, "queue-sel", &self.queue_sel)?;
+        crate::support::entry(&mut m, "vm-running", &self.vm_running)?;
+        crate::support::entry(&mut m, "broken", &self.broken)?;
+        crate::support::entry(&mut m, "disabled", &self.disabled)?;
+        crate::support::entry(&mut m, "use-started", &self.use_started)?;
+        crate::support::entry(&mut m, "started", &self.started)?;
+        crate::support::entry(&mut m, "start-on-kick", &self.start_on_kick)?;
+        crate::support::entry(&mut m, "disable-legacy-check", &self.disable_legacy_check)?;
+        crate::support::entry(&mut m, "bus-name", &self.bus_name)?;
+        crate::support::entry(&mut m, "use-guest-notifier-mask", &self.use_guest_notifier_mask)?;
+        crate::support::opt_entry(&mut m, "vhost-dev", &self.vhost_dev)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioStatus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioStatus {
+    const NAME: &'static str = "VirtioStatus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        let mut v14 = ::std::option::Option::None;
+        let mut v15 = ::std::option::Option::None;
+        let mut v16 = ::std::option::Option::None;
+        let mut v17 = ::std::option::Option::None;
+        let mut v18 = ::std::option::Option::None;
+        let mut v19 = ::std::option::Option::None;
+        let mut v20 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "device-id" => crate::support::set(&mut map, &mut v1, "device-id"),
+                "vhost-started" => crate::support::set(&mut map, &mut v2, "vhost-started"),
+                "device-endian" => crate::support::set(&mut map, &mut v3, "device-endian"),
+                "guest-features" => crate::support::set(&mut map, &mut v4, "guest-features"),
+                "host-features" => crate::support::set(&mut map, &mut v5, "host-features"),
+                "backend-features" => crate::support::set(&mut map, &mut v6, "backend-features"),
+                "num-vqs" => crate::support::set(&mut map, &mut v7, "num-vqs"),
+                "status" => crate::support::set(&mut map, &mut v8, "status"),
+                "isr" => crate::support::set(&mut map, &mut v9, "isr"),
+                "queue-sel" => crate::support::set(&mut map, &mut v10, "queue-sel"),
+                "vm-running" => crate::support::set(&mut map, &mut v11, "vm-running"),
+                "broken" => crate::support::set(&mut map, &mut v12, "broken"),
+                "disabled" => crate::support::set(&mut map, &mut v13, "disabled"),
+                "use-started" => crate::support::set(&mut map, &mut v14, "use-started"),
+                "started" => crate::support::set(&mut map, &mut v15, "started"),
+                "start-on-kick" => crate::support::set(&mut map, &mut v16, "start-on-kick"),
+                "disable-legacy-check" => crate::support::set(&mut map, &mut v17, "disable-legacy-check"),
+                "bus-name" => crate::support::set(&mut map, &mut v18, "bus-name"),
+                "use-guest-notifier-mask" => crate::support::set(&mut map, &mut v19, "use-guest-notifier-mask"),
+                "vhost-dev" => crate::support::set(&mut map, &mut v20, "vhost-dev"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15), ::std::option::Option::Some(v16), ::std::option::Option::Some(v17), ::std::option::Option::Some(v18), ::std::option::Option::Some(v19)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                device_id: v1,
+                vhost_started: v2,
+                device_endian: v3,
+                guest_features: v4,
+                host_features: v5,
+                backend_features: v6,
+                num_vqs: v7,
+                status: v8,
+                isr: v9,
+                queue_sel: v10,
+                vm_running: v11,
+                broken: v12,
+                disabled: v13,
+                use_started: v14,
+                started: v15,
+                start_on_kick: v16,
+                disable_legacy_check: v17,
+                bus_name: v18,
+                use_guest_notifier_mask: v19,
+                vhost_dev: v20.flatten(),
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "device-id"), (v2.is_none(), "vhost-started"), (v3.is_none(), "device-endian"), (v4.is_none(), "guest-features"), (v5.is_none(), "host-features"), (v6.is_none(), "backend-features"), (v7.is_none(), "num-vqs"), (v8.is_none(), "status"), (v9.is_none(), "isr"), (v10.is_none(), "queue-sel"), (v11.is_none(), "vm-running"), (v12.is_none(), "broken"), (v13.is_none(), "disabled"), (v14.is_none(), "use-started"), (v15.is_none(), "started"), (v16.is_none(), "start-on-kick"), (v17.is_none(), "disable-legacy-check"), (v18.is_none(), "bus-name"), (v19.is_none(), "use-guest-notifier-mask")])),
+        }
+    }
+}
 
 /// `x-query-virtio-status`: the QAPI command (module `virtio`, since QEMU 7.2).
 ///
@@ -163,13 +353,20 @@ crate::support::debug_struct!(VirtioStatus { name, device_id, vhost_started, dev
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XQueryVirtioStatus {
     /// `path`.
     pub path: ::std::string::String,
 }
 crate::support::debug_struct!(XQueryVirtioStatus { path });
+impl ::serde::Serialize for XQueryVirtioStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::end(m)
+    }
+}
 impl XQueryVirtioStatus {
     /// A value with the required members.
     #[inline]
@@ -188,103 +385,271 @@ impl ::qmp_proto::Command for XQueryVirtioStatus {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioDeviceStatus).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioDeviceStatus {
     /// `statuses`.
     pub statuses: ::std::vec::Vec<::std::string::String>,
     /// `unknown-statuses` (optional).
-    #[serde(rename = "unknown-statuses", skip_serializing_if = "::std::option::Option::is_none")]
     pub unknown_statuses: ::std::option::Option<u8>,
 }
 crate::support::debug_struct!(VirtioDeviceStatus { statuses, unknown_statuses });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioDeviceStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "statuses", &self.statuses)?;
+        crate::support::opt_entry(&mut m, "unknown-statuses", &self.unknown_statuses)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioDeviceStatus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioDeviceStatus {
+    const NAME: &'static str = "VirtioDeviceStatus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "statuses" => crate::support::set(&mut map, &mut v0, "statuses"),
+                "unknown-statuses" => crate::support::set(&mut map, &mut v1, "unknown-statuses"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                statuses: v0,
+                unknown_statuses: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "statuses")])),
+        }
+    }
+}
 
 /// `VhostDeviceProtocols`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VhostDeviceProtocols).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VhostDeviceProtocols {
     /// `protocols`.
     pub protocols: ::std::vec::Vec<::std::string::String>,
     /// `unknown-protocols` (optional).
-    #[serde(rename = "unknown-protocols", skip_serializing_if = "::std::option::Option::is_none")]
     pub unknown_protocols: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(VhostDeviceProtocols { protocols, unknown_protocols });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VhostDeviceProtocols {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "protocols", &self.protocols)?;
+        crate::support::opt_entry(&mut m, "unknown-protocols", &self.unknown_protocols)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VhostDeviceProtocols {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VhostDeviceProtocols {
+    const NAME: &'static str = "VhostDeviceProtocols";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "protocols" => crate::support::set(&mut map, &mut v0, "protocols"),
+                "unknown-protocols" => crate::support::set(&mut map, &mut v1, "unknown-protocols"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                protocols: v0,
+                unknown_protocols: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "protocols")])),
+        }
+    }
+}
 
 /// `VirtioDeviceFeatures`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioDeviceFeatures).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioDeviceFeatures {
     /// `transports`.
     pub transports: ::std::vec::Vec<::std::string::String>,
     /// `dev-features` (optional).
-    #[serde(rename = "dev-features", skip_serializing_if = "::std::option::Option::is_none")]
     pub dev_features: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     /// `unknown-dev-features` (optional).
-    #[serde(rename = "unknown-dev-features", skip_serializing_if = "::std::option::Option::is_none")]
     pub unknown_dev_features: ::std::option::Option<u64>,
 }
 crate::support::debug_struct!(VirtioDeviceFeatures { transports, dev_features, unknown_dev_features });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioDeviceFeatures {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "transports", &self.transports)?;
+        crate::support::opt_entry(&mut m, "dev-features", &self.dev_features)?;
+        crate::support::opt_entry(&mut m, "unknown-dev-features", &self.unknown_dev_features)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioDeviceFeatures {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioDeviceFeatures {
+    const NAME: &'static str = "VirtioDeviceFeatures";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "transports" => crate::support::set(&mut map, &mut v0, "transports"),
+                "dev-features" => crate::support::set(&mut map, &mut v1, "dev-features"),
+                "unknown-dev-features" => crate::support::set(&mut map, &mut v2, "unknown-dev-features"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                transports: v0,
+                dev_features: v1.flatten(),
+                unknown_dev_features: v2.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "transports")])),
+        }
+    }
+}
 
 /// `VirtQueueStatus`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtQueueStatus).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtQueueStatus {
     /// `name`.
     pub name: ::std::string::String,
     /// `queue-index`.
-    #[serde(rename = "queue-index")]
     pub queue_index: u16,
     /// `inuse`.
     pub inuse: u32,
     /// `vring-num`.
-    #[serde(rename = "vring-num")]
     pub vring_num: u32,
     /// `vring-num-default`.
-    #[serde(rename = "vring-num-default")]
     pub vring_num_default: u32,
     /// `vring-align`.
-    #[serde(rename = "vring-align")]
     pub vring_align: u32,
     /// `vring-desc`.
-    #[serde(rename = "vring-desc")]
     pub vring_desc: u64,
     /// `vring-avail`.
-    #[serde(rename = "vring-avail")]
     pub vring_avail: u64,
     /// `vring-used`.
-    #[serde(rename = "vring-used")]
     pub vring_used: u64,
     /// `last-avail-idx` (optional).
-    #[serde(rename = "last-avail-idx", skip_serializing_if = "::std::option::Option::is_none")]
     pub last_avail_idx: ::std::option::Option<u16>,
     /// `shadow-avail-idx` (optional).
-    #[serde(rename = "shadow-avail-idx", skip_serializing_if = "::std::option::Option::is_none")]
     pub shadow_avail_idx: ::std::option::Option<u16>,
     /// `used-idx`.
-    #[serde(rename = "used-idx")]
     pub used_idx: u16,
     /// `signalled-used`.
-    #[serde(rename = "signalled-used")]
     pub signalled_used: u16,
     /// `signalled-used-valid`.
-    #[serde(rename = "signalled-used-valid")]
     pub signalled_used_valid: bool,
 }
 crate::support::debug_struct!(VirtQueueStatus { name, queue_index, inuse, vring_num, vring_num_default, vring_align, vring_desc, vring_avail, vring_used, last_avail_idx, shadow_avail_idx, used_idx, signalled_used, signalled_used_valid });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtQueueStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "queue-index", &self.queue_index)?;
+        crate::support::entry(&mut m, "inuse", &self.inuse)?;
+        crate::support::entry(&mut m, "vring-num", &self.vring_num)?;
+        crate::support::entry(&mut m, "vring-num-default", &self.vring_num_default)?;
+        crate::support::entry(&mut m, "vring-align", &self.vring_align)?;
+        crate::support::entry(&mut m, "vring-desc", &self.vring_desc)?;
+        crate::support::entry(&mut m, "vring-avail", &self.vring_avail)?;
+        crate::support::entry(&mut m, "vring-used", &self.vring_used)?;
+        crate::support::opt_entry(&mut m, "last-avail-idx", &self.last_avail_idx)?;
+        crate::support::opt_entry(&mut m, "shadow-avail-idx", &self.shadow_avail_idx)?;
+        crate::support::entry(&mut m, "used-idx", &self.used_idx)?;
+        crate::support::entry(&mut m, "signalled-used", &self.signalled_used)?;
+        crate::support::entry(&mut m, "signalled-used-valid", &self.signalled_used_valid)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtQueueStatus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtQueueStatus {
+    const NAME: &'static str = "VirtQueueStatus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        let mut v13 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "queue-index" => crate::support::set(&mut map, &mut v1, "queue-index"),
+                "inuse" => crate::support::set(&mut map, &mut v2, "inuse"),
+                "vring-num" => crate::support::set(&mut map, &mut v3, "vring-num"),
+                "vring-num-default" => crate::support::set(&mut map, &mut v4, "vring-num-default"),
+                "vring-align" => crate::support::set(&mut map, &mut v5, "vring-align"),
+                "vring-desc" => crate::support::set(&mut map, &mut v6, "vring-desc"),
+                "vring-avail" => crate::support::set(&mut map, &mut v7, "vring-avail"),
+                "vring-used" => crate::support::set(&mut map, &mut v8, "vring-used"),
+                "last-avail-idx" => crate::support::set(&mut map, &mut v9, "last-avail-idx"),
+                "shadow-avail-idx" => crate::support::set(&mut map, &mut v10, "shadow-avail-idx"),
+                "used-idx" => crate::support::set(&mut map, &mut v11, "used-idx"),
+                "signalled-used" => crate::support::set(&mut map, &mut v12, "signalled-used"),
+                "signalled-used-valid" => crate::support::set(&mut map, &mut v13, "signalled-used-valid"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v11, v12, v13) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                queue_index: v1,
+                inuse: v2,
+                vring_num: v3,
+                vring_num_default: v4,
+                vring_align: v5,
+                vring_desc: v6,
+                vring_avail: v7,
+                vring_used: v8,
+                last_avail_idx: v9.flatten(),
+                shadow_avail_idx: v10.flatten(),
+                used_idx: v11,
+                signalled_used: v12,
+                signalled_used_valid: v13,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v11, v12, v13) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "queue-index"), (v2.is_none(), "inuse"), (v3.is_none(), "vring-num"), (v4.is_none(), "vring-num-default"), (v5.is_none(), "vring-align"), (v6.is_none(), "vring-desc"), (v7.is_none(), "vring-avail"), (v8.is_none(), "vring-used"), (v11.is_none(), "used-idx"), (v12.is_none(), "signalled-used"), (v13.is_none(), "signalled-used-valid")])),
+        }
+    }
+}
 
 /// `x-query-virtio-queue-status`: the QAPI command (module `virtio`, since QEMU 7.2).
 ///
@@ -293,7 +658,7 @@ crate::support::debug_struct!(VirtQueueStatus { name, queue_index, inuse, vring_
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XQueryVirtioQueueStatus {
     /// `path`.
@@ -302,6 +667,14 @@ pub struct XQueryVirtioQueueStatus {
     pub queue: u16,
 }
 crate::support::debug_struct!(XQueryVirtioQueueStatus { path, queue });
+impl ::serde::Serialize for XQueryVirtioQueueStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "queue", &self.queue)?;
+        crate::support::end(m)
+    }
+}
 impl XQueryVirtioQueueStatus {
     /// A value with the required members.
     #[inline]
@@ -321,8 +694,6 @@ impl ::qmp_proto::Command for XQueryVirtioQueueStatus {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtVhostQueueStatus).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtVhostQueueStatus {
     /// `name`.
@@ -340,25 +711,98 @@ pub struct VirtVhostQueueStatus {
     /// `num`.
     pub num: i64,
     /// `desc-phys`.
-    #[serde(rename = "desc-phys")]
     pub desc_phys: u64,
     /// `desc-size`.
-    #[serde(rename = "desc-size")]
     pub desc_size: u32,
     /// `avail-phys`.
-    #[serde(rename = "avail-phys")]
     pub avail_phys: u64,
     /// `avail-size`.
-    #[serde(rename = "avail-size")]
     pub avail_size: u32,
     /// `used-phys`.
-    #[serde(rename = "used-phys")]
     pub used_phys: u64,
     /// `used-size`.
-    #[serde(rename = "used-size")]
     pub used_size: u32,
 }
 crate::support::debug_struct!(VirtVhostQueueStatus { name, kick, call, desc, avail, used, num, desc_phys, desc_size, avail_phys, avail_size, used_phys, used_size });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtVhostQueueStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "kick", &self.kick)?;
+        crate::support::entry(&mut m, "call", &self.call)?;
+        crate::support::entry(&mut m, "desc", &self.desc)?;
+        crate::support::entry(&mut m, "avail", &self.avail)?;
+        crate::support::entry(&mut m, "used", &self.used)?;
+        crate::support::entry(&mut m, "num", &self.num)?;
+        crate::support::entry(&mut m, "desc-phys", &self.desc_phys)?;
+        crate::support::entry(&mut m, "desc-size", &self.desc_size)?;
+        crate::support::entry(&mut m, "avail-phys", &self.avail_phys)?;
+        crate::support::entry(&mut m, "avail-size", &self.avail_size)?;
+        crate::support::entry(&mut m, "used-phys", &self.used_phys)?;
+        crate::support::entry(&mut m, "used-size", &self.used_size)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtVhostQueueStatus {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtVhostQueueStatus {
+    const NAME: &'static str = "VirtVhostQueueStatus";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        let mut v5 = ::std::option::Option::None;
+        let mut v6 = ::std::option::Option::None;
+        let mut v7 = ::std::option::Option::None;
+        let mut v8 = ::std::option::Option::None;
+        let mut v9 = ::std::option::Option::None;
+        let mut v10 = ::std::option::Option::None;
+        let mut v11 = ::std::option::Option::None;
+        let mut v12 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "kick" => crate::support::set(&mut map, &mut v1, "kick"),
+                "call" => crate::support::set(&mut map, &mut v2, "call"),
+                "desc" => crate::support::set(&mut map, &mut v3, "desc"),
+                "avail" => crate::support::set(&mut map, &mut v4, "avail"),
+                "used" => crate::support::set(&mut map, &mut v5, "used"),
+                "num" => crate::support::set(&mut map, &mut v6, "num"),
+                "desc-phys" => crate::support::set(&mut map, &mut v7, "desc-phys"),
+                "desc-size" => crate::support::set(&mut map, &mut v8, "desc-size"),
+                "avail-phys" => crate::support::set(&mut map, &mut v9, "avail-phys"),
+                "avail-size" => crate::support::set(&mut map, &mut v10, "avail-size"),
+                "used-phys" => crate::support::set(&mut map, &mut v11, "used-phys"),
+                "used-size" => crate::support::set(&mut map, &mut v12, "used-size"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                kick: v1,
+                call: v2,
+                desc: v3,
+                avail: v4,
+                used: v5,
+                num: v6,
+                desc_phys: v7,
+                desc_size: v8,
+                avail_phys: v9,
+                avail_size: v10,
+                used_phys: v11,
+                used_size: v12,
+            }),
+            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "kick"), (v2.is_none(), "call"), (v3.is_none(), "desc"), (v4.is_none(), "avail"), (v5.is_none(), "used"), (v6.is_none(), "num"), (v7.is_none(), "desc-phys"), (v8.is_none(), "desc-size"), (v9.is_none(), "avail-phys"), (v10.is_none(), "avail-size"), (v11.is_none(), "used-phys"), (v12.is_none(), "used-size")])),
+        }
+    }
+}
 
 /// `x-query-virtio-vhost-queue-status`: the QAPI command (module `virtio`, since QEMU 7.2).
 ///
@@ -367,7 +811,7 @@ crate::support::debug_struct!(VirtVhostQueueStatus { name, kick, call, desc, ava
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XQueryVirtioVhostQueueStatus {
     /// `path`.
@@ -376,6 +820,14 @@ pub struct XQueryVirtioVhostQueueStatus {
     pub queue: u16,
 }
 crate::support::debug_struct!(XQueryVirtioVhostQueueStatus { path, queue });
+impl ::serde::Serialize for XQueryVirtioVhostQueueStatus {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "queue", &self.queue)?;
+        crate::support::end(m)
+    }
+}
 impl XQueryVirtioVhostQueueStatus {
     /// A value with the required members.
     #[inline]
@@ -395,8 +847,6 @@ impl ::qmp_proto::Command for XQueryVirtioVhostQueueStatus {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioRingDesc).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioRingDesc {
     /// `addr`.
@@ -407,13 +857,50 @@ pub struct VirtioRingDesc {
     pub flags: ::std::vec::Vec<::std::string::String>,
 }
 crate::support::debug_struct!(VirtioRingDesc { addr, len, flags });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioRingDesc {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "addr", &self.addr)?;
+        crate::support::entry(&mut m, "len", &self.len)?;
+        crate::support::entry(&mut m, "flags", &self.flags)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioRingDesc {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioRingDesc {
+    const NAME: &'static str = "VirtioRingDesc";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "addr" => crate::support::set(&mut map, &mut v0, "addr"),
+                "len" => crate::support::set(&mut map, &mut v1, "len"),
+                "flags" => crate::support::set(&mut map, &mut v2, "flags"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                addr: v0,
+                len: v1,
+                flags: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "addr"), (v1.is_none(), "len"), (v2.is_none(), "flags")])),
+        }
+    }
+}
 
 /// `VirtioRingAvail`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioRingAvail).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioRingAvail {
     /// `flags`.
@@ -424,13 +911,50 @@ pub struct VirtioRingAvail {
     pub ring: u16,
 }
 crate::support::debug_struct!(VirtioRingAvail { flags, idx, ring });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioRingAvail {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "flags", &self.flags)?;
+        crate::support::entry(&mut m, "idx", &self.idx)?;
+        crate::support::entry(&mut m, "ring", &self.ring)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioRingAvail {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioRingAvail {
+    const NAME: &'static str = "VirtioRingAvail";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "flags" => crate::support::set(&mut map, &mut v0, "flags"),
+                "idx" => crate::support::set(&mut map, &mut v1, "idx"),
+                "ring" => crate::support::set(&mut map, &mut v2, "ring"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2)) => ::std::result::Result::Ok(Self {
+                flags: v0,
+                idx: v1,
+                ring: v2,
+            }),
+            (v0, v1, v2) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "flags"), (v1.is_none(), "idx"), (v2.is_none(), "ring")])),
+        }
+    }
+}
 
 /// `VirtioRingUsed`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioRingUsed).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioRingUsed {
     /// `flags`.
@@ -439,13 +963,46 @@ pub struct VirtioRingUsed {
     pub idx: u16,
 }
 crate::support::debug_struct!(VirtioRingUsed { flags, idx });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioRingUsed {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "flags", &self.flags)?;
+        crate::support::entry(&mut m, "idx", &self.idx)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioRingUsed {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioRingUsed {
+    const NAME: &'static str = "VirtioRingUsed";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "flags" => crate::support::set(&mut map, &mut v0, "flags"),
+                "idx" => crate::support::set(&mut map, &mut v1, "idx"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1)) => ::std::result::Result::Ok(Self {
+                flags: v0,
+                idx: v1,
+            }),
+            (v0, v1) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "flags"), (v1.is_none(), "idx")])),
+        }
+    }
+}
 
 /// `VirtioQueueElement`: the QAPI struct (module `virtio`, since QEMU 7.2).
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.VirtioQueueElement).
 #[derive(Clone)]
-#[cfg_attr(feature = "serialize-all", derive(::serde::Serialize))]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct VirtioQueueElement {
     /// `name`.
@@ -460,6 +1017,53 @@ pub struct VirtioQueueElement {
     pub used: super::VirtioRingUsed,
 }
 crate::support::debug_struct!(VirtioQueueElement { name, index, descs, avail, used });
+#[cfg(feature = "serialize-all")]
+impl ::serde::Serialize for VirtioQueueElement {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "name", &self.name)?;
+        crate::support::entry(&mut m, "index", &self.index)?;
+        crate::support::entry(&mut m, "descs", &self.descs)?;
+        crate::support::entry(&mut m, "avail", &self.avail)?;
+        crate::support::entry(&mut m, "used", &self.used)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for VirtioQueueElement {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for VirtioQueueElement {
+    const NAME: &'static str = "VirtioQueueElement";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        let mut v2 = ::std::option::Option::None;
+        let mut v3 = ::std::option::Option::None;
+        let mut v4 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "name" => crate::support::set(&mut map, &mut v0, "name"),
+                "index" => crate::support::set(&mut map, &mut v1, "index"),
+                "descs" => crate::support::set(&mut map, &mut v2, "descs"),
+                "avail" => crate::support::set(&mut map, &mut v3, "avail"),
+                "used" => crate::support::set(&mut map, &mut v4, "used"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0, v1, v2, v3, v4) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4)) => ::std::result::Result::Ok(Self {
+                name: v0,
+                index: v1,
+                descs: v2,
+                avail: v3,
+                used: v4,
+            }),
+            (v0, v1, v2, v3, v4) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v1.is_none(), "index"), (v2.is_none(), "descs"), (v3.is_none(), "avail"), (v4.is_none(), "used")])),
+        }
+    }
+}
 
 /// `x-query-virtio-queue-element`: the QAPI command (module `virtio`, since QEMU 7.2).
 ///
@@ -468,7 +1072,7 @@ crate::support::debug_struct!(VirtioQueueElement { name, index, descs, avail, us
 /// Unstable in QEMU's schema: it may change or go away without notice.
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct XQueryVirtioQueueElement {
     /// `path`.
@@ -476,10 +1080,18 @@ pub struct XQueryVirtioQueueElement {
     /// `queue`.
     pub queue: u16,
     /// `index` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub index: ::std::option::Option<u16>,
 }
 crate::support::debug_struct!(XQueryVirtioQueueElement { path, queue, index });
+impl ::serde::Serialize for XQueryVirtioQueueElement {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "path", &self.path)?;
+        crate::support::entry(&mut m, "queue", &self.queue)?;
+        crate::support::opt_entry(&mut m, "index", &self.index)?;
+        crate::support::end(m)
+    }
+}
 impl XQueryVirtioQueueElement {
     /// A value with the required members.
     #[inline]
@@ -506,17 +1118,48 @@ impl ::qmp_proto::Command for XQueryVirtioQueueElement {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.IOThreadVirtQueueMapping).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct IOThreadVirtQueueMapping {
     /// `iothread`.
     pub iothread: ::std::string::String,
     /// `vqs` (optional).
-    #[serde(skip_serializing_if = "::std::option::Option::is_none")]
     pub vqs: ::std::option::Option<::std::vec::Vec<u16>>,
 }
 crate::support::debug_struct!(IOThreadVirtQueueMapping { iothread, vqs });
+impl ::serde::Serialize for IOThreadVirtQueueMapping {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "iothread", &self.iothread)?;
+        crate::support::opt_entry(&mut m, "vqs", &self.vqs)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for IOThreadVirtQueueMapping {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for IOThreadVirtQueueMapping {
+    const NAME: &'static str = "IOThreadVirtQueueMapping";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        let mut v1 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "iothread" => crate::support::set(&mut map, &mut v0, "iothread"),
+                "vqs" => crate::support::set(&mut map, &mut v1, "vqs"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                iothread: v0,
+                vqs: v1.flatten(),
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "iothread")])),
+        }
+    }
+}
 impl IOThreadVirtQueueMapping {
     /// A value with the required members.
     #[inline]
@@ -538,15 +1181,42 @@ impl IOThreadVirtQueueMapping {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-virtio.DummyVirtioForceArrays).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct DummyVirtioForceArrays {
     /// `unused-iothread-vq-mapping`.
-    #[serde(rename = "unused-iothread-vq-mapping")]
     pub unused_iothread_vq_mapping: ::std::vec::Vec<super::IOThreadVirtQueueMapping>,
 }
 crate::support::debug_struct!(DummyVirtioForceArrays { unused_iothread_vq_mapping });
+impl ::serde::Serialize for DummyVirtioForceArrays {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "unused-iothread-vq-mapping", &self.unused_iothread_vq_mapping)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for DummyVirtioForceArrays {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for DummyVirtioForceArrays {
+    const NAME: &'static str = "DummyVirtioForceArrays";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "unused-iothread-vq-mapping" => crate::support::set(&mut map, &mut v0, "unused-iothread-vq-mapping"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                unused_iothread_vq_mapping: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "unused-iothread-vq-mapping")])),
+        }
+    }
+}
 impl DummyVirtioForceArrays {
     /// A value with the required members.
     #[inline]

@@ -30,15 +30,42 @@ crate::support::qapi_enum!(YankInstanceType {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-yank.YankInstanceBlockNode).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct YankInstanceBlockNode {
     /// `node-name`.
-    #[serde(rename = "node-name")]
     pub node_name: ::std::string::String,
 }
 crate::support::debug_struct!(YankInstanceBlockNode { node_name });
+impl ::serde::Serialize for YankInstanceBlockNode {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "node-name", &self.node_name)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for YankInstanceBlockNode {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for YankInstanceBlockNode {
+    const NAME: &'static str = "YankInstanceBlockNode";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "node-name" => crate::support::set(&mut map, &mut v0, "node-name"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                node_name: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "node-name")])),
+        }
+    }
+}
 impl YankInstanceBlockNode {
     /// A value with the required members.
     #[inline]
@@ -53,14 +80,42 @@ impl YankInstanceBlockNode {
 ///
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-yank.YankInstanceChardev).
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct YankInstanceChardev {
     /// `id`.
     pub id: ::std::string::String,
 }
 crate::support::debug_struct!(YankInstanceChardev { id });
+impl ::serde::Serialize for YankInstanceChardev {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "id", &self.id)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for YankInstanceChardev {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for YankInstanceChardev {
+    const NAME: &'static str = "YankInstanceChardev";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(mut map: A) -> ::std::result::Result<Self, A::Error> {
+        let mut v0 = ::std::option::Option::None;
+        while let ::std::option::Option::Some(k) = crate::support::key(&mut map)? {
+            match k.as_str() {
+                "id" => crate::support::set(&mut map, &mut v0, "id"),
+                _ => crate::support::skip(&mut map),
+            }?;
+        }
+        match (v0,) {
+            (::std::option::Option::Some(v0),) => ::std::result::Result::Ok(Self {
+                id: v0,
+            }),
+            (v0,) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "id")])),
+        }
+    }
+}
 impl YankInstanceChardev {
     /// A value with the required members.
     #[inline]
@@ -93,12 +148,28 @@ impl YankInstance {
 }
 /// The members of [`YankInstance`] that every case has, the discriminator `type` aside.
 #[derive(Clone)]
-#[derive(::serde::Serialize)]
-#[derive(::serde::Deserialize)]
 #[non_exhaustive]
 pub struct YankInstanceCommon {
 }
 crate::support::debug_struct!(YankInstanceCommon {  });
+impl ::serde::Serialize for YankInstanceCommon {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let m = crate::support::ser_map(s)?;
+        crate::support::end(m)
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for YankInstanceCommon {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+        crate::support::de_struct(d)
+    }
+}
+impl<'de> crate::support::FromMap<'de> for YankInstanceCommon {
+    const NAME: &'static str = "YankInstanceCommon";
+    fn from_map<A: ::serde::de::MapAccess<'de>>(map: A) -> ::std::result::Result<Self, A::Error> {
+        crate::support::skip_all(map)?;
+        ::std::result::Result::Ok(Self {})
+    }
+}
 impl YankInstanceCommon {
     /// A value with the required members (there are none).
     #[inline]
@@ -178,13 +249,20 @@ impl YankInstance {
 /// See [its entry in QEMU's reference](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-yank.yank).
 ///
 /// Its fields are the command's arguments.
-#[derive(Clone, ::serde::Serialize)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Yank {
     /// `instances`.
     pub instances: ::std::vec::Vec<super::YankInstance>,
 }
 crate::support::debug_struct!(Yank { instances });
+impl ::serde::Serialize for Yank {
+    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+        let mut m = crate::support::ser_map(s)?;
+        crate::support::entry(&mut m, "instances", &self.instances)?;
+        crate::support::end(m)
+    }
+}
 impl Yank {
     /// A value with the required members.
     #[inline]
