@@ -385,6 +385,22 @@ impl<'a> Gen<'a> {
         ser: Option<&str>,
         de: Option<&str>,
     ) {
+        // Backward compatibility: a type that is only received takes a member added after
+        // the type itself as optional, since an older QEMU does not send it.
+        let relaxed: Vec<Member>;
+        let members = if builder {
+            members
+        } else {
+            relaxed = members
+                .iter()
+                .cloned()
+                .map(|mut m| {
+                    m.optional |= m.later;
+                    m
+                })
+                .collect();
+            &relaxed
+        };
         let fields = uniq_fields(members);
         let _ = writeln!(out, "pub struct {rname} {{");
         for (m, f) in members.iter().zip(&fields) {
@@ -663,7 +679,7 @@ impl<'a> Gen<'a> {
         }
         let _ = writeln!(
             out,
-            "    /// A discriminator value this version of the crate does not know.\n    Other {{\n        /// The discriminator's value.\n        tag: ::std::string::String,\n        /// The whole object as received.\n        data: ::serde_json::Value,\n    }},\n}}"
+            "    /// A discriminator value this version of the crate does not know, or none (an older\n    /// QEMU, whose type was not a union yet).\n    Other {{\n        /// The discriminator's value (empty when there was none).\n        tag: ::std::string::String,\n        /// The whole object as received.\n        data: ::serde_json::Value,\n    }},\n}}"
         );
         let _ = writeln!(out, "impl {rname}Branch {{\n    /// The discriminator's value.\n    #[inline]\n    pub fn tag(&self) -> &str {{\n        match self {{");
         for ((c, b), v) in cases.iter().zip(&vars) {
@@ -823,8 +839,7 @@ impl<'a> Gen<'a> {
         e: &Entity,
         args: &Args,
         returns: Option<&TypeRef>,
-        allow_oob: bool,
-        success: bool,
+        (allow_oob, success, free_form): (bool, bool, bool),
     ) {
         let rname = self.rust_name(e).to_owned();
         match args {
@@ -842,7 +857,11 @@ impl<'a> Gen<'a> {
                 out.push_str("///\n/// Its fields are the command's arguments.\n");
                 deprecated_attr(out, &e.features, "");
                 out.push_str("#[derive(Clone)]\n#[non_exhaustive]\n");
-                self.struct_body(out, &e.name, &rname, m, true, Some(""), None);
+                if free_form {
+                    self.free_form_body(out, &e.name, &rname, m);
+                } else {
+                    self.struct_body(out, &e.name, &rname, m, true, Some(""), None);
+                }
             }
             Args::Named(t) => {
                 self.item_doc(out, e);
@@ -876,6 +895,74 @@ impl<'a> Gen<'a> {
             "impl ::qmp_proto::Command for {rname} {{\n    const NAME: &'static str = \"{}\";{oob}\n    type Returns = {ret};\n}}",
             e.name
         );
+    }
+
+    /// The arguments of a command QEMU takes more members for than its schema has
+    /// (`'gen': false`: `device_add`'s device properties): the schema's members, then the
+    /// others in `properties`, with a constructor and setters.
+    fn free_form_body(&self, out: &mut String, container: &str, rname: &str, members: &[Member]) {
+        let fields = uniq_fields(members);
+        let _ = writeln!(out, "pub struct {rname} {{");
+        for (m, f) in members.iter().zip(&fields) {
+            member_doc(out, m, "    ");
+            let _ = writeln!(out, "    pub {f}: {},", self.member_ty(container, m));
+        }
+        out.push_str(
+            "    /// The members QEMU takes beyond the schema's (a device's properties, say).
+    pub properties: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+}
+",
+        );
+        let _ = writeln!(
+            out,
+            "crate::support::debug_struct!({rname} {{ {}, properties }});",
+            fields.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "impl ::serde::Serialize for {rname} {{\n    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {{\n        let mut m = crate::support::ser_map(s)?;"
+        );
+        for (m, f) in members.iter().zip(&fields) {
+            let call = if m.optional { "opt_entry" } else { "entry" };
+            let _ = writeln!(
+                out,
+                "        crate::support::{call}(&mut m, \"{}\", &self.{f})?;",
+                m.name
+            );
+        }
+        out.push_str("        crate::support::extra_entries(&mut m, &self.properties)?;\n        crate::support::end(m)\n    }\n}\n");
+        let req: Vec<(&Member, &String)> = members
+            .iter()
+            .zip(&fields)
+            .filter(|(m, _)| !m.optional)
+            .collect();
+        let params: Vec<String> = req
+            .iter()
+            .map(|(m, f)| format!("{f}: {}", self.member_ty(container, m)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "impl {rname} {{\n    /// A value with the required members and no other property.\n    #[inline]\n    pub fn new({}) -> Self {{\n        Self {{",
+            params.join(", ")
+        );
+        for (m, f) in members.iter().zip(&fields) {
+            if m.optional {
+                let _ = writeln!(out, "            {f}: ::std::option::Option::None,");
+            } else {
+                let _ = writeln!(out, "            {f},");
+            }
+        }
+        out.push_str("            properties: ::serde_json::Map::new(),\n        }\n    }\n");
+        for (m, f) in members.iter().zip(&fields).filter(|(m, _)| m.optional) {
+            let bare = f.trim_start_matches("r#");
+            let _ = writeln!(
+                out,
+                "    /// Sets `{}`.\n    #[inline]\n    pub fn with_{bare}(mut self, value: {}) -> Self {{\n        self.{f} = ::std::option::Option::Some(value);\n        self\n    }}",
+                m.name,
+                self.ty(&m.ty)
+            );
+        }
+        out.push_str("    /// Sets another member (a device property such as `drive` or `serial`).\n    #[inline]\n    pub fn with_property(mut self, name: impl ::std::convert::Into<::std::string::String>, value: impl ::std::convert::Into<::serde_json::Value>) -> Self {\n        self.properties.insert(name.into(), value.into());\n        self\n    }\n}\n");
     }
 
     fn emit_event(&self, out: &mut String, e: &Entity, args: &Args) {
@@ -919,13 +1006,13 @@ impl<'a> Gen<'a> {
                 returns,
                 allow_oob,
                 success_response,
+                free_form,
             } => self.emit_command(
                 out,
                 e,
                 args,
                 returns.as_ref(),
-                *allow_oob,
-                *success_response,
+                (*allow_oob, *success_response, *free_form),
             ),
             Kind::Event(a) => self.emit_event(out, e, a),
         }
@@ -975,11 +1062,21 @@ impl<'a> Gen<'a> {
 
 fn member_doc(out: &mut String, m: &Member, indent: &str) {
     let mut notes = Vec::new();
-    if m.optional {
-        notes.push("optional".to_owned());
-    }
-    if let Some(s) = &m.since {
-        notes.push(format!("since QEMU {s}"));
+    match (&m.since, m.optional && m.later) {
+        (Some(s), true) => notes.push(format!(
+            "since QEMU {s}; always sent since, `None` from an older QEMU"
+        )),
+        (Some(s), false) => {
+            if m.optional {
+                notes.push("optional".to_owned());
+            }
+            notes.push(format!("since QEMU {s}"));
+        }
+        (None, _) => {
+            if m.optional {
+                notes.push("optional".to_owned());
+            }
+        }
     }
     let notes = if notes.is_empty() {
         String::new()

@@ -99,6 +99,8 @@ pub(crate) struct Member {
     pub(crate) ty: TypeRef,
     pub(crate) features: Vec<String>,
     pub(crate) since: Option<String>,
+    /// A required member added after the type itself: older QEMUs do not send it.
+    pub(crate) later: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +136,9 @@ pub(crate) enum Kind {
         returns: Option<TypeRef>,
         allow_oob: bool,
         success_response: bool,
+        /// `'gen': false`: QEMU takes members beyond the schema's (`device_add`'s device
+        /// properties).
+        free_form: bool,
     },
     Event(Args),
 }
@@ -181,6 +186,21 @@ fn features(j: Option<&J>, t: &BTreeSet<String>) -> Vec<String> {
         .collect()
 }
 
+/// The oldest QEMU whose replies and events the generated types decode: a required member
+/// added to a received type after the type itself, and after this version, is optional.
+pub(crate) const OLDEST_QEMU: &str = "7.2";
+
+/// Whether version `a` (such as `10.0`) is later than `b`; `false` when either is unknown.
+pub(crate) fn newer(a: Option<&str>, b: Option<&str>) -> bool {
+    fn parts(v: &str) -> Option<Vec<u32>> {
+        v.trim().split('.').map(|p| p.parse().ok()).collect()
+    }
+    match (a.and_then(parts), b.and_then(parts)) {
+        (Some(a), Some(b)) => a > b,
+        _ => false,
+    }
+}
+
 fn members(j: &J, doc: &Doc, t: &BTreeSet<String>) -> Vec<Member> {
     let J::Dict(d) = j else {
         panic!("members must be a dict: {j:?}")
@@ -203,8 +223,12 @@ fn members(j: &J, doc: &Doc, t: &BTreeSet<String>) -> Vec<Member> {
                 }
                 _ => (TypeRef::parse(v), Vec::new()),
             };
+            let since = doc.member_since.get(&name).cloned();
             Some(Member {
-                since: doc.member_since.get(&name).cloned(),
+                later: !optional
+                    && newer(since.as_deref(), doc.since.as_deref())
+                    && newer(since.as_deref(), Some(OLDEST_QEMU)),
+                since,
                 name,
                 optional,
                 ty,
@@ -333,6 +357,7 @@ pub(crate) fn build(exprs: &[Expr], t: &BTreeSet<String>) -> Vec<Entity> {
                     returns: v.get("returns").map(TypeRef::parse),
                     allow_oob: v.get_bool("allow-oob"),
                     success_response: !matches!(v.get("success-response"), Some(J::Bool(false))),
+                    free_form: matches!(v.get("gen"), Some(J::Bool(false))),
                 },
             )
         } else if let Some(n) = v.get_str("event") {

@@ -207,8 +207,14 @@ fn parse_doc(lines: &[String]) -> Doc {
         }
         if let Some(m) = &member {
             let lower = t.to_ascii_lowercase();
-            if let Some(pos) = lower.find("(since ") {
-                let v: String = t[pos + 7..]
+            // `(since 8.1)`, and also `(since: 10.0)`.
+            let found = lower
+                .find("(since ")
+                .map(|p| p + 7)
+                .or_else(|| lower.find("(since:").map(|p| p + 7));
+            if let Some(pos) = found {
+                let v: String = t[pos..]
+                    .trim_start()
                     .chars()
                     .take_while(|c| c.is_ascii_digit() || *c == '.')
                     .collect();

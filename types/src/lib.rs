@@ -17,6 +17,11 @@
 //! - Every struct is `#[non_exhaustive]`. Argument types are built with `new(required...)`
 //!   and `with_*` setters for the optional members, so a member QEMU adds later is not a
 //!   breaking change.
+//! - Backward compatible with QEMU 7.2 and later: a member QEMU added to a received type after
+//!   the type itself (and after 7.2) is an `Option`, `None` from an older QEMU; a union
+//!   whose discriminator is missing decodes to its `Other` case with an empty tag.
+//! - `device_add` takes a device's properties beyond its schema's members
+//!   (`with_property`).
 //! - Items deprecated in QEMU's schema are `#[deprecated]`; unstable ones say so.
 //!
 //! Types that commands send implement `Serialize`, types that replies and events carry

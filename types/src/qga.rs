@@ -1664,11 +1664,11 @@ pub struct GuestDiskAddress {
     pub target: i64,
     /// `unit`.
     pub unit: i64,
-    /// `serial` (optional).
+    /// `serial` (optional, since QEMU 3.1).
     pub serial: ::std::option::Option<::std::string::String>,
-    /// `dev` (optional).
+    /// `dev` (optional, since QEMU 3.1).
     pub dev: ::std::option::Option<::std::string::String>,
-    /// `ccw-address` (optional).
+    /// `ccw-address` (optional, since QEMU 6.0).
     pub ccw_address: ::std::option::Option<self::GuestCCWAddress>,
 }
 crate::support::debug_struct!(GuestDiskAddress { pci_controller, bus_type, bus, target, unit, serial, dev, ccw_address });
@@ -2007,9 +2007,10 @@ pub enum GuestDiskSmartBranch {
     FileBackedVirtual,
     /// `type` is `nvme`.
     Nvme(self::GuestNVMeSmart),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -3754,9 +3755,10 @@ impl<'de> crate::support::FromMap<'de> for GuestCpuStatsCommon {
 pub enum GuestCpuStatsBranch {
     /// `type` is `linux`.
     Linux(self::GuestLinuxCpuStats),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,

@@ -131,13 +131,18 @@ pub(crate) fn to_value<T: Serialize>(t: &T) -> Result<Value, serde_json::Error> 
     serde_json::to_value(t)
 }
 
-/// The discriminator's value in a union's object.
+/// The discriminator's value in a union's object: empty when it is missing (an older QEMU,
+/// whose type was not a union yet, sends none: the union's `Other` case then holds the
+/// object); an error when it is not a string.
 pub(crate) fn tag<'v>(v: &'v Value, name: &str) -> Result<&'v str, serde_json::Error> {
-    v.get(name).and_then(Value::as_str).ok_or_else(|| {
-        <serde_json::Error as serde::de::Error>::custom(format_args!(
-            "missing or non-string discriminator `{name}`"
-        ))
-    })
+    match v.get(name) {
+        None => Ok(""),
+        Some(tag) => tag.as_str().ok_or_else(|| {
+            <serde_json::Error as serde::de::Error>::custom(format_args!(
+                "non-string discriminator `{name}`"
+            ))
+        }),
+    }
 }
 
 /// Serialises a union: its common members, the discriminator, the case's members.
@@ -301,7 +306,19 @@ pub(crate) fn opt_entry<M: SerializeMap, T: Serialize>(
     }
 }
 
-/// The end of a struct's map.
+/// The members of a free-form command's arguments beyond its schema's.
+#[inline]
+pub(crate) fn extra_entries<M: SerializeMap>(
+    m: &mut M,
+    properties: &serde_json::Map<String, Value>,
+) -> Result<(), M::Error> {
+    for (name, value) in properties {
+        m.serialize_entry(name, value)?;
+    }
+    Ok(())
+}
+
+/// Ends a serialised map.
 #[inline]
 pub(crate) fn end<M: SerializeMap>(m: M) -> Result<M::Ok, M::Error> {
     m.end()

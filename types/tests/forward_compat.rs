@@ -91,9 +91,42 @@ fn an_unknown_union_case_is_kept_raw() {
         SocketAddressBranch::Unix(u) => assert_eq!(u.path, "/run/x.sock"),
         other => panic!("{other:?}"),
     }
-    // A known case missing its required member fails; so does a missing discriminator.
+    // A known case missing its required member fails; a discriminator that is not a string
+    // too.
     assert!(serde_json::from_value::<SocketAddress>(json!({"type": "unix"})).is_err());
-    assert!(serde_json::from_value::<SocketAddress>(json!({"path": "/x"})).is_err());
+    assert!(serde_json::from_value::<SocketAddress>(json!({"type": 5, "path": "/x"})).is_err());
+    // A missing discriminator (an older QEMU, whose type was not a union yet) is the other
+    // case, with an empty tag and the object as it came.
+    let old = json!({"path": "/x"});
+    let a: SocketAddress = decode(old.clone());
+    match &a.branch {
+        SocketAddressBranch::Other { tag, data } => {
+            assert_eq!(tag, "");
+            assert_eq!(data, &old);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Backward compatibility: a member QEMU added to a received type after the type itself
+/// (`BlockDeviceInfo.active`, since 10.0) is optional, so an older QEMU's reply decodes;
+/// one the type always had stays required.
+#[test]
+fn a_member_added_later_is_optional_in_received_types() {
+    let mut info = json!({
+        "file": "null-co://", "ro": false, "drv": "null-co", "backing_file_depth": 0,
+        "encrypted": false, "detect_zeroes": "off", "bps": 0, "bps_rd": 0, "bps_wr": 0,
+        "iops": 0, "iops_rd": 0, "iops_wr": 0, "write_threshold": 0,
+        "image": {"filename": "null-co://", "format": "null-co", "virtual-size": 0},
+        "cache": {"writeback": true, "direct": false, "no-flush": false}
+    });
+    let old: BlockDeviceInfo = decode(info.clone());
+    assert_eq!(old.active, None);
+    info["active"] = json!(true);
+    let new: BlockDeviceInfo = decode(info.clone());
+    assert_eq!(new.active, Some(true));
+    info.as_object_mut().unwrap().remove("drv");
+    assert!(serde_json::from_value::<BlockDeviceInfo>(info).is_err());
 }
 
 #[test]

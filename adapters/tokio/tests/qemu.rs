@@ -196,10 +196,19 @@ async fn device_deleted_with_a_predicate() {
         return;
     };
     let qmp = connect(&peer, &builder()).await;
+    // Device properties beyond the schema's members go in `properties`: a bad one is
+    // refused by QEMU, which shows they are sent.
+    let bad = DeviceAdd::new("usb-kbd".into()).with_property("no-such-property", 1);
+    let refused = qmp.call(bad).await;
+    assert!(
+        matches!(&refused, Err(Error::Qmp(e)) if e.desc.contains("no-such-property")),
+        "{refused:?}"
+    );
     for (driver, id) in [("usb-kbd", "kbd1"), ("usb-mouse", "mouse1")] {
-        qmp.call(DeviceAdd::new(driver.into()).with_id(id.into()))
-            .await
-            .unwrap();
+        let add = DeviceAdd::new(driver.into())
+            .with_id(id.into())
+            .with_property("serial", format!("{id}-serial"));
+        qmp.call(add).await.unwrap();
     }
     let mut deleted = qmp.subscribe(EventFilter::name("DEVICE_DELETED"));
     // Issued first: its event comes first, after the wait below has subscribed.

@@ -1686,9 +1686,10 @@ pub enum AudiodevBranch {
     Spice(super::AudiodevGenericOptions),
     /// `driver` is `wav`.
     Wav(super::AudiodevWavOptions),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,

@@ -141,7 +141,7 @@ pub struct Eject {
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     pub device: ::std::option::Option<::std::string::String>,
-    /// `id` (optional).
+    /// `id` (optional, since QEMU 2.8).
     pub id: ::std::option::Option<::std::string::String>,
     /// `force` (optional).
     pub force: ::std::option::Option<bool>,
@@ -204,7 +204,7 @@ pub struct BlockdevOpenTray {
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     pub device: ::std::option::Option<::std::string::String>,
-    /// `id` (optional).
+    /// `id` (optional, since QEMU 2.8).
     pub id: ::std::option::Option<::std::string::String>,
     /// `force` (optional).
     pub force: ::std::option::Option<bool>,
@@ -267,7 +267,7 @@ pub struct BlockdevCloseTray {
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     pub device: ::std::option::Option<::std::string::String>,
-    /// `id` (optional).
+    /// `id` (optional, since QEMU 2.8).
     pub id: ::std::option::Option<::std::string::String>,
 }
 crate::support::debug_struct!(BlockdevCloseTray { device, id });
@@ -411,7 +411,7 @@ pub struct BlockdevChangeMedium {
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     pub device: ::std::option::Option<::std::string::String>,
-    /// `id` (optional).
+    /// `id` (optional, since QEMU 2.8).
     pub id: ::std::option::Option<::std::string::String>,
     /// `filename`.
     pub filename: ::std::string::String,

@@ -220,9 +220,10 @@ pub enum ImageInfoSpecificQCow2EncryptionBranch {
     Aes,
     /// `format` is `luks`.
     Luks(super::QCryptoBlockInfoLUKS),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -281,9 +282,9 @@ impl ImageInfoSpecificQCow2Encryption {
 pub struct ImageInfoSpecificQCow2 {
     /// `compat`.
     pub compat: ::std::string::String,
-    /// `data-file` (optional).
+    /// `data-file` (optional, since QEMU 4.0).
     pub data_file: ::std::option::Option<::std::string::String>,
-    /// `data-file-raw` (optional).
+    /// `data-file-raw` (optional, since QEMU 4.0).
     pub data_file_raw: ::std::option::Option<bool>,
     /// `extended-l2` (optional, since QEMU 5.2).
     pub extended_l2: ::std::option::Option<bool>,
@@ -1038,9 +1039,10 @@ pub enum ImageInfoSpecificBranch {
     Rbd(super::ImageInfoSpecificRbdWrapper),
     /// `type` is `file`.
     File(super::ImageInfoSpecificFileWrapper),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -2042,10 +2044,10 @@ pub struct BlockDeviceInfo {
     pub drv: ::std::string::String,
     /// `backing_file` (optional).
     pub backing_file: ::std::option::Option<::std::string::String>,
-    /// `backing_file_depth`.
+    /// `backing_file_depth` (since QEMU 1.2).
     pub backing_file_depth: i64,
-    /// `active`.
-    pub active: bool,
+    /// `active` (since QEMU 10.0; always sent since, `None` from an older QEMU).
+    pub active: ::std::option::Option<bool>,
     /// `encrypted`.
     pub encrypted: bool,
     /// `detect_zeroes` (since QEMU 2.1).
@@ -2062,7 +2064,7 @@ pub struct BlockDeviceInfo {
     pub iops_rd: i64,
     /// `iops_wr`.
     pub iops_wr: i64,
-    /// `image`.
+    /// `image` (since QEMU 1.6).
     pub image: super::ImageInfo,
     /// `bps_max` (optional, since QEMU 1.7).
     pub bps_max: ::std::option::Option<i64>,
@@ -2092,7 +2094,7 @@ pub struct BlockDeviceInfo {
     pub iops_size: ::std::option::Option<i64>,
     /// `group` (optional, since QEMU 2.4).
     pub group: ::std::option::Option<::std::string::String>,
-    /// `cache`.
+    /// `cache` (since QEMU 2.3).
     pub cache: super::BlockdevCacheInfo,
     /// `write_threshold` (since QEMU 2.3).
     pub write_threshold: i64,
@@ -2110,7 +2112,7 @@ impl ::serde::Serialize for BlockDeviceInfo {
         crate::support::entry(&mut m, "drv", &self.drv)?;
         crate::support::opt_entry(&mut m, "backing_file", &self.backing_file)?;
         crate::support::entry(&mut m, "backing_file_depth", &self.backing_file_depth)?;
-        crate::support::entry(&mut m, "active", &self.active)?;
+        crate::support::opt_entry(&mut m, "active", &self.active)?;
         crate::support::entry(&mut m, "encrypted", &self.encrypted)?;
         crate::support::entry(&mut m, "detect_zeroes", &self.detect_zeroes)?;
         crate::support::entry(&mut m, "bps", &self.bps)?;
@@ -2219,15 +2221,15 @@ impl<'de> crate::support::FromMap<'de> for BlockDeviceInfo {
                 _ => crate::support::skip(&mut map),
             }?;
         }
-        match (v0, v2, v3, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v30, v31) {
-            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15), ::std::option::Option::Some(v30), ::std::option::Option::Some(v31)) => ::std::result::Result::Ok(Self {
+        match (v0, v2, v3, v5, v7, v8, v9, v10, v11, v12, v13, v14, v15, v30, v31) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v5), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15), ::std::option::Option::Some(v30), ::std::option::Option::Some(v31)) => ::std::result::Result::Ok(Self {
                 file: v0,
                 node_name: v1.flatten(),
                 ro: v2,
                 drv: v3,
                 backing_file: v4.flatten(),
                 backing_file_depth: v5,
-                active: v6,
+                active: v6.flatten(),
                 encrypted: v7,
                 detect_zeroes: v8,
                 bps: v9,
@@ -2255,7 +2257,7 @@ impl<'de> crate::support::FromMap<'de> for BlockDeviceInfo {
                 write_threshold: v31,
                 dirty_bitmaps: v32.flatten(),
             }),
-            (v0, v2, v3, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v30, v31) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v2.is_none(), "ro"), (v3.is_none(), "drv"), (v5.is_none(), "backing_file_depth"), (v6.is_none(), "active"), (v7.is_none(), "encrypted"), (v8.is_none(), "detect_zeroes"), (v9.is_none(), "bps"), (v10.is_none(), "bps_rd"), (v11.is_none(), "bps_wr"), (v12.is_none(), "iops"), (v13.is_none(), "iops_rd"), (v14.is_none(), "iops_wr"), (v15.is_none(), "image"), (v30.is_none(), "cache"), (v31.is_none(), "write_threshold")])),
+            (v0, v2, v3, v5, v7, v8, v9, v10, v11, v12, v13, v14, v15, v30, v31) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "file"), (v2.is_none(), "ro"), (v3.is_none(), "drv"), (v5.is_none(), "backing_file_depth"), (v7.is_none(), "encrypted"), (v8.is_none(), "detect_zeroes"), (v9.is_none(), "bps"), (v10.is_none(), "bps_rd"), (v11.is_none(), "bps_wr"), (v12.is_none(), "iops"), (v13.is_none(), "iops_rd"), (v14.is_none(), "iops_wr"), (v15.is_none(), "image"), (v30.is_none(), "cache"), (v31.is_none(), "write_threshold")])),
         }
     }
 }
@@ -2684,12 +2686,12 @@ pub struct BlockDeviceTimedStats {
     pub max_wr_latency_ns: i64,
     /// `avg_wr_latency_ns`.
     pub avg_wr_latency_ns: i64,
-    /// `min_zone_append_latency_ns` (since QEMU 8.1).
-    pub min_zone_append_latency_ns: i64,
-    /// `max_zone_append_latency_ns` (since QEMU 8.1).
-    pub max_zone_append_latency_ns: i64,
-    /// `avg_zone_append_latency_ns` (since QEMU 8.1).
-    pub avg_zone_append_latency_ns: i64,
+    /// `min_zone_append_latency_ns` (since QEMU 8.1; always sent since, `None` from an older QEMU).
+    pub min_zone_append_latency_ns: ::std::option::Option<i64>,
+    /// `max_zone_append_latency_ns` (since QEMU 8.1; always sent since, `None` from an older QEMU).
+    pub max_zone_append_latency_ns: ::std::option::Option<i64>,
+    /// `avg_zone_append_latency_ns` (since QEMU 8.1; always sent since, `None` from an older QEMU).
+    pub avg_zone_append_latency_ns: ::std::option::Option<i64>,
     /// `min_flush_latency_ns`.
     pub min_flush_latency_ns: i64,
     /// `max_flush_latency_ns`.
@@ -2700,8 +2702,8 @@ pub struct BlockDeviceTimedStats {
     pub avg_rd_queue_depth: f64,
     /// `avg_wr_queue_depth`.
     pub avg_wr_queue_depth: f64,
-    /// `avg_zone_append_queue_depth` (since QEMU 8.1).
-    pub avg_zone_append_queue_depth: f64,
+    /// `avg_zone_append_queue_depth` (since QEMU 8.1; always sent since, `None` from an older QEMU).
+    pub avg_zone_append_queue_depth: ::std::option::Option<f64>,
 }
 crate::support::debug_struct!(BlockDeviceTimedStats { interval_length, min_rd_latency_ns, max_rd_latency_ns, avg_rd_latency_ns, min_wr_latency_ns, max_wr_latency_ns, avg_wr_latency_ns, min_zone_append_latency_ns, max_zone_append_latency_ns, avg_zone_append_latency_ns, min_flush_latency_ns, max_flush_latency_ns, avg_flush_latency_ns, avg_rd_queue_depth, avg_wr_queue_depth, avg_zone_append_queue_depth });
 #[cfg(feature = "serialize-all")]
@@ -2715,15 +2717,15 @@ impl ::serde::Serialize for BlockDeviceTimedStats {
         crate::support::entry(&mut m, "min_wr_latency_ns", &self.min_wr_latency_ns)?;
         crate::support::entry(&mut m, "max_wr_latency_ns", &self.max_wr_latency_ns)?;
         crate::support::entry(&mut m, "avg_wr_latency_ns", &self.avg_wr_latency_ns)?;
-        crate::support::entry(&mut m, "min_zone_append_latency_ns", &self.min_zone_append_latency_ns)?;
-        crate::support::entry(&mut m, "max_zone_append_latency_ns", &self.max_zone_append_latency_ns)?;
-        crate::support::entry(&mut m, "avg_zone_append_latency_ns", &self.avg_zone_append_latency_ns)?;
+        crate::support::opt_entry(&mut m, "min_zone_append_latency_ns", &self.min_zone_append_latency_ns)?;
+        crate::support::opt_entry(&mut m, "max_zone_append_latency_ns", &self.max_zone_append_latency_ns)?;
+        crate::support::opt_entry(&mut m, "avg_zone_append_latency_ns", &self.avg_zone_append_latency_ns)?;
         crate::support::entry(&mut m, "min_flush_latency_ns", &self.min_flush_latency_ns)?;
         crate::support::entry(&mut m, "max_flush_latency_ns", &self.max_flush_latency_ns)?;
         crate::support::entry(&mut m, "avg_flush_latency_ns", &self.avg_flush_latency_ns)?;
         crate::support::entry(&mut m, "avg_rd_queue_depth", &self.avg_rd_queue_depth)?;
         crate::support::entry(&mut m, "avg_wr_queue_depth", &self.avg_wr_queue_depth)?;
-        crate::support::entry(&mut m, "avg_zone_append_queue_depth", &self.avg_zone_append_queue_depth)?;
+        crate::support::opt_entry(&mut m, "avg_zone_append_queue_depth", &self.avg_zone_append_queue_depth)?;
         crate::support::end(m)
     }
 }
@@ -2772,8 +2774,8 @@ impl<'de> crate::support::FromMap<'de> for BlockDeviceTimedStats {
                 _ => crate::support::skip(&mut map),
             }?;
         }
-        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15) {
-            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15)) => ::std::result::Result::Ok(Self {
+        match (v0, v1, v2, v3, v4, v5, v6, v10, v11, v12, v13, v14) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14)) => ::std::result::Result::Ok(Self {
                 interval_length: v0,
                 min_rd_latency_ns: v1,
                 max_rd_latency_ns: v2,
@@ -2781,17 +2783,17 @@ impl<'de> crate::support::FromMap<'de> for BlockDeviceTimedStats {
                 min_wr_latency_ns: v4,
                 max_wr_latency_ns: v5,
                 avg_wr_latency_ns: v6,
-                min_zone_append_latency_ns: v7,
-                max_zone_append_latency_ns: v8,
-                avg_zone_append_latency_ns: v9,
+                min_zone_append_latency_ns: v7.flatten(),
+                max_zone_append_latency_ns: v8.flatten(),
+                avg_zone_append_latency_ns: v9.flatten(),
                 min_flush_latency_ns: v10,
                 max_flush_latency_ns: v11,
                 avg_flush_latency_ns: v12,
                 avg_rd_queue_depth: v13,
                 avg_wr_queue_depth: v14,
-                avg_zone_append_queue_depth: v15,
+                avg_zone_append_queue_depth: v15.flatten(),
             }),
-            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "interval_length"), (v1.is_none(), "min_rd_latency_ns"), (v2.is_none(), "max_rd_latency_ns"), (v3.is_none(), "avg_rd_latency_ns"), (v4.is_none(), "min_wr_latency_ns"), (v5.is_none(), "max_wr_latency_ns"), (v6.is_none(), "avg_wr_latency_ns"), (v7.is_none(), "min_zone_append_latency_ns"), (v8.is_none(), "max_zone_append_latency_ns"), (v9.is_none(), "avg_zone_append_latency_ns"), (v10.is_none(), "min_flush_latency_ns"), (v11.is_none(), "max_flush_latency_ns"), (v12.is_none(), "avg_flush_latency_ns"), (v13.is_none(), "avg_rd_queue_depth"), (v14.is_none(), "avg_wr_queue_depth"), (v15.is_none(), "avg_zone_append_queue_depth")])),
+            (v0, v1, v2, v3, v4, v5, v6, v10, v11, v12, v13, v14) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "interval_length"), (v1.is_none(), "min_rd_latency_ns"), (v2.is_none(), "max_rd_latency_ns"), (v3.is_none(), "avg_rd_latency_ns"), (v4.is_none(), "min_wr_latency_ns"), (v5.is_none(), "max_wr_latency_ns"), (v6.is_none(), "avg_wr_latency_ns"), (v10.is_none(), "min_flush_latency_ns"), (v11.is_none(), "max_flush_latency_ns"), (v12.is_none(), "avg_flush_latency_ns"), (v13.is_none(), "avg_rd_queue_depth"), (v14.is_none(), "avg_wr_queue_depth")])),
         }
     }
 }
@@ -2806,16 +2808,16 @@ pub struct BlockDeviceStats {
     pub rd_bytes: i64,
     /// `wr_bytes`.
     pub wr_bytes: i64,
-    /// `zone_append_bytes` (since QEMU 8.1).
-    pub zone_append_bytes: i64,
+    /// `zone_append_bytes` (since QEMU 8.1; always sent since, `None` from an older QEMU).
+    pub zone_append_bytes: ::std::option::Option<i64>,
     /// `unmap_bytes` (since QEMU 4.2).
     pub unmap_bytes: i64,
     /// `rd_operations`.
     pub rd_operations: i64,
     /// `wr_operations`.
     pub wr_operations: i64,
-    /// `zone_append_operations` (since QEMU 8.1).
-    pub zone_append_operations: i64,
+    /// `zone_append_operations` (since QEMU 8.1; always sent since, `None` from an older QEMU).
+    pub zone_append_operations: ::std::option::Option<i64>,
     /// `flush_operations` (since QEMU 0.15).
     pub flush_operations: i64,
     /// `unmap_operations` (since QEMU 4.2).
@@ -2824,8 +2826,8 @@ pub struct BlockDeviceStats {
     pub rd_total_time_ns: i64,
     /// `wr_total_time_ns`.
     pub wr_total_time_ns: i64,
-    /// `zone_append_total_time_ns` (since QEMU 8.1).
-    pub zone_append_total_time_ns: i64,
+    /// `zone_append_total_time_ns` (since QEMU 8.1; always sent since, `None` from an older QEMU).
+    pub zone_append_total_time_ns: ::std::option::Option<i64>,
     /// `flush_total_time_ns` (since QEMU 0.15).
     pub flush_total_time_ns: i64,
     /// `unmap_total_time_ns` (since QEMU 4.2).
@@ -2836,8 +2838,8 @@ pub struct BlockDeviceStats {
     pub rd_merged: i64,
     /// `wr_merged` (since QEMU 2.3).
     pub wr_merged: i64,
-    /// `zone_append_merged` (since QEMU 8.1).
-    pub zone_append_merged: i64,
+    /// `zone_append_merged` (since QEMU 8.1; always sent since, `None` from an older QEMU).
+    pub zone_append_merged: ::std::option::Option<i64>,
     /// `unmap_merged` (since QEMU 4.2).
     pub unmap_merged: i64,
     /// `idle_time_ns` (optional, since QEMU 2.5).
@@ -2846,8 +2848,8 @@ pub struct BlockDeviceStats {
     pub failed_rd_operations: i64,
     /// `failed_wr_operations` (since QEMU 2.5).
     pub failed_wr_operations: i64,
-    /// `failed_zone_append_operations` (since QEMU 8.1).
-    pub failed_zone_append_operations: i64,
+    /// `failed_zone_append_operations` (since QEMU 8.1; always sent since, `None` from an older QEMU).
+    pub failed_zone_append_operations: ::std::option::Option<i64>,
     /// `failed_flush_operations` (since QEMU 2.5).
     pub failed_flush_operations: i64,
     /// `failed_unmap_operations` (since QEMU 4.2).
@@ -2856,8 +2858,8 @@ pub struct BlockDeviceStats {
     pub invalid_rd_operations: i64,
     /// `invalid_wr_operations` (since QEMU 2.5).
     pub invalid_wr_operations: i64,
-    /// `invalid_zone_append_operations` (since QEMU 8.1).
-    pub invalid_zone_append_operations: i64,
+    /// `invalid_zone_append_operations` (since QEMU 8.1; always sent since, `None` from an older QEMU).
+    pub invalid_zone_append_operations: ::std::option::Option<i64>,
     /// `invalid_flush_operations` (since QEMU 2.5).
     pub invalid_flush_operations: i64,
     /// `invalid_unmap_operations` (since QEMU 4.2).
@@ -2884,32 +2886,32 @@ impl ::serde::Serialize for BlockDeviceStats {
         let mut m = crate::support::ser_map(s)?;
         crate::support::entry(&mut m, "rd_bytes", &self.rd_bytes)?;
         crate::support::entry(&mut m, "wr_bytes", &self.wr_bytes)?;
-        crate::support::entry(&mut m, "zone_append_bytes", &self.zone_append_bytes)?;
+        crate::support::opt_entry(&mut m, "zone_append_bytes", &self.zone_append_bytes)?;
         crate::support::entry(&mut m, "unmap_bytes", &self.unmap_bytes)?;
         crate::support::entry(&mut m, "rd_operations", &self.rd_operations)?;
         crate::support::entry(&mut m, "wr_operations", &self.wr_operations)?;
-        crate::support::entry(&mut m, "zone_append_operations", &self.zone_append_operations)?;
+        crate::support::opt_entry(&mut m, "zone_append_operations", &self.zone_append_operations)?;
         crate::support::entry(&mut m, "flush_operations", &self.flush_operations)?;
         crate::support::entry(&mut m, "unmap_operations", &self.unmap_operations)?;
         crate::support::entry(&mut m, "rd_total_time_ns", &self.rd_total_time_ns)?;
         crate::support::entry(&mut m, "wr_total_time_ns", &self.wr_total_time_ns)?;
-        crate::support::entry(&mut m, "zone_append_total_time_ns", &self.zone_append_total_time_ns)?;
+        crate::support::opt_entry(&mut m, "zone_append_total_time_ns", &self.zone_append_total_time_ns)?;
         crate::support::entry(&mut m, "flush_total_time_ns", &self.flush_total_time_ns)?;
         crate::support::entry(&mut m, "unmap_total_time_ns", &self.unmap_total_time_ns)?;
         crate::support::entry(&mut m, "wr_highest_offset", &self.wr_highest_offset)?;
         crate::support::entry(&mut m, "rd_merged", &self.rd_merged)?;
         crate::support::entry(&mut m, "wr_merged", &self.wr_merged)?;
-        crate::support::entry(&mut m, "zone_append_merged", &self.zone_append_merged)?;
+        crate::support::opt_entry(&mut m, "zone_append_merged", &self.zone_append_merged)?;
         crate::support::entry(&mut m, "unmap_merged", &self.unmap_merged)?;
         crate::support::opt_entry(&mut m, "idle_time_ns", &self.idle_time_ns)?;
         crate::support::entry(&mut m, "failed_rd_operations", &self.failed_rd_operations)?;
         crate::support::entry(&mut m, "failed_wr_operations", &self.failed_wr_operations)?;
-        crate::support::entry(&mut m, "failed_zone_append_operations", &self.failed_zone_append_operations)?;
+        crate::support::opt_entry(&mut m, "failed_zone_append_operations", &self.failed_zone_append_operations)?;
         crate::support::entry(&mut m, "failed_flush_operations", &self.failed_flush_operations)?;
         crate::support::entry(&mut m, "failed_unmap_operations", &self.failed_unmap_operations)?;
         crate::support::entry(&mut m, "invalid_rd_operations", &self.invalid_rd_operations)?;
         crate::support::entry(&mut m, "invalid_wr_operations", &self.invalid_wr_operations)?;
-        crate::support::entry(&mut m, "invalid_zone_append_operations", &self.invalid_zone_append_operations)?;
+        crate::support::opt_entry(&mut m, "invalid_zone_append_operations", &self.invalid_zone_append_operations)?;
         crate::support::entry(&mut m, "invalid_flush_operations", &self.invalid_flush_operations)?;
         crate::support::entry(&mut m, "invalid_unmap_operations", &self.invalid_unmap_operations)?;
         crate::support::entry(&mut m, "account_invalid", &self.account_invalid)?;
@@ -3009,36 +3011,36 @@ impl<'de> crate::support::FromMap<'de> for BlockDeviceStats {
                 _ => crate::support::skip(&mut map),
             }?;
         }
-        match (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, v32) {
-            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v11), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15), ::std::option::Option::Some(v16), ::std::option::Option::Some(v17), ::std::option::Option::Some(v18), ::std::option::Option::Some(v20), ::std::option::Option::Some(v21), ::std::option::Option::Some(v22), ::std::option::Option::Some(v23), ::std::option::Option::Some(v24), ::std::option::Option::Some(v25), ::std::option::Option::Some(v26), ::std::option::Option::Some(v27), ::std::option::Option::Some(v28), ::std::option::Option::Some(v29), ::std::option::Option::Some(v30), ::std::option::Option::Some(v31), ::std::option::Option::Some(v32)) => ::std::result::Result::Ok(Self {
+        match (v0, v1, v3, v4, v5, v7, v8, v9, v10, v12, v13, v14, v15, v16, v18, v20, v21, v23, v24, v25, v26, v28, v29, v30, v31, v32) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v7), ::std::option::Option::Some(v8), ::std::option::Option::Some(v9), ::std::option::Option::Some(v10), ::std::option::Option::Some(v12), ::std::option::Option::Some(v13), ::std::option::Option::Some(v14), ::std::option::Option::Some(v15), ::std::option::Option::Some(v16), ::std::option::Option::Some(v18), ::std::option::Option::Some(v20), ::std::option::Option::Some(v21), ::std::option::Option::Some(v23), ::std::option::Option::Some(v24), ::std::option::Option::Some(v25), ::std::option::Option::Some(v26), ::std::option::Option::Some(v28), ::std::option::Option::Some(v29), ::std::option::Option::Some(v30), ::std::option::Option::Some(v31), ::std::option::Option::Some(v32)) => ::std::result::Result::Ok(Self {
                 rd_bytes: v0,
                 wr_bytes: v1,
-                zone_append_bytes: v2,
+                zone_append_bytes: v2.flatten(),
                 unmap_bytes: v3,
                 rd_operations: v4,
                 wr_operations: v5,
-                zone_append_operations: v6,
+                zone_append_operations: v6.flatten(),
                 flush_operations: v7,
                 unmap_operations: v8,
                 rd_total_time_ns: v9,
                 wr_total_time_ns: v10,
-                zone_append_total_time_ns: v11,
+                zone_append_total_time_ns: v11.flatten(),
                 flush_total_time_ns: v12,
                 unmap_total_time_ns: v13,
                 wr_highest_offset: v14,
                 rd_merged: v15,
                 wr_merged: v16,
-                zone_append_merged: v17,
+                zone_append_merged: v17.flatten(),
                 unmap_merged: v18,
                 idle_time_ns: v19.flatten(),
                 failed_rd_operations: v20,
                 failed_wr_operations: v21,
-                failed_zone_append_operations: v22,
+                failed_zone_append_operations: v22.flatten(),
                 failed_flush_operations: v23,
                 failed_unmap_operations: v24,
                 invalid_rd_operations: v25,
                 invalid_wr_operations: v26,
-                invalid_zone_append_operations: v27,
+                invalid_zone_append_operations: v27.flatten(),
                 invalid_flush_operations: v28,
                 invalid_unmap_operations: v29,
                 account_invalid: v30,
@@ -3049,7 +3051,7 @@ impl<'de> crate::support::FromMap<'de> for BlockDeviceStats {
                 zone_append_latency_histogram: v35.flatten(),
                 flush_latency_histogram: v36.flatten(),
             }),
-            (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31, v32) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "rd_bytes"), (v1.is_none(), "wr_bytes"), (v2.is_none(), "zone_append_bytes"), (v3.is_none(), "unmap_bytes"), (v4.is_none(), "rd_operations"), (v5.is_none(), "wr_operations"), (v6.is_none(), "zone_append_operations"), (v7.is_none(), "flush_operations"), (v8.is_none(), "unmap_operations"), (v9.is_none(), "rd_total_time_ns"), (v10.is_none(), "wr_total_time_ns"), (v11.is_none(), "zone_append_total_time_ns"), (v12.is_none(), "flush_total_time_ns"), (v13.is_none(), "unmap_total_time_ns"), (v14.is_none(), "wr_highest_offset"), (v15.is_none(), "rd_merged"), (v16.is_none(), "wr_merged"), (v17.is_none(), "zone_append_merged"), (v18.is_none(), "unmap_merged"), (v20.is_none(), "failed_rd_operations"), (v21.is_none(), "failed_wr_operations"), (v22.is_none(), "failed_zone_append_operations"), (v23.is_none(), "failed_flush_operations"), (v24.is_none(), "failed_unmap_operations"), (v25.is_none(), "invalid_rd_operations"), (v26.is_none(), "invalid_wr_operations"), (v27.is_none(), "invalid_zone_append_operations"), (v28.is_none(), "invalid_flush_operations"), (v29.is_none(), "invalid_unmap_operations"), (v30.is_none(), "account_invalid"), (v31.is_none(), "account_failed"), (v32.is_none(), "timed_stats")])),
+            (v0, v1, v3, v4, v5, v7, v8, v9, v10, v12, v13, v14, v15, v16, v18, v20, v21, v23, v24, v25, v26, v28, v29, v30, v31, v32) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "rd_bytes"), (v1.is_none(), "wr_bytes"), (v3.is_none(), "unmap_bytes"), (v4.is_none(), "rd_operations"), (v5.is_none(), "wr_operations"), (v7.is_none(), "flush_operations"), (v8.is_none(), "unmap_operations"), (v9.is_none(), "rd_total_time_ns"), (v10.is_none(), "wr_total_time_ns"), (v12.is_none(), "flush_total_time_ns"), (v13.is_none(), "unmap_total_time_ns"), (v14.is_none(), "wr_highest_offset"), (v15.is_none(), "rd_merged"), (v16.is_none(), "wr_merged"), (v18.is_none(), "unmap_merged"), (v20.is_none(), "failed_rd_operations"), (v21.is_none(), "failed_wr_operations"), (v23.is_none(), "failed_flush_operations"), (v24.is_none(), "failed_unmap_operations"), (v25.is_none(), "invalid_rd_operations"), (v26.is_none(), "invalid_wr_operations"), (v28.is_none(), "invalid_flush_operations"), (v29.is_none(), "invalid_unmap_operations"), (v30.is_none(), "account_invalid"), (v31.is_none(), "account_failed"), (v32.is_none(), "timed_stats")])),
         }
     }
 }
@@ -3295,9 +3297,10 @@ pub enum BlockStatsSpecificBranch {
     Vpc,
     /// `driver` is `vvfat` (no more members).
     Vvfat,
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -3830,9 +3833,10 @@ pub enum BlockJobInfoBranch {
     SnapshotSave,
     /// `type` is `snapshot-delete` (no more members).
     SnapshotDelete,
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -4286,7 +4290,7 @@ pub struct BackupCommon {
     pub auto_finalize: ::std::option::Option<bool>,
     /// `auto-dismiss` (optional, since QEMU 2.12).
     pub auto_dismiss: ::std::option::Option<bool>,
-    /// `filter-node-name` (optional).
+    /// `filter-node-name` (optional, since QEMU 4.2).
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `discard-source` (optional, since QEMU 9.1).
     pub discard_source: ::std::option::Option<bool>,
@@ -4501,7 +4505,7 @@ pub struct DriveBackup {
     pub auto_finalize: ::std::option::Option<bool>,
     /// `auto-dismiss` (optional, since QEMU 2.12).
     pub auto_dismiss: ::std::option::Option<bool>,
-    /// `filter-node-name` (optional).
+    /// `filter-node-name` (optional, since QEMU 4.2).
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `discard-source` (optional, since QEMU 9.1).
     pub discard_source: ::std::option::Option<bool>,
@@ -4751,7 +4755,7 @@ pub struct BlockdevBackup {
     pub auto_finalize: ::std::option::Option<bool>,
     /// `auto-dismiss` (optional, since QEMU 2.12).
     pub auto_dismiss: ::std::option::Option<bool>,
-    /// `filter-node-name` (optional).
+    /// `filter-node-name` (optional, since QEMU 4.2).
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `discard-source` (optional, since QEMU 9.1).
     pub discard_source: ::std::option::Option<bool>,
@@ -5060,14 +5064,14 @@ pub struct BlockCommit {
     pub job_id: ::std::option::Option<::std::string::String>,
     /// `device`.
     pub device: ::std::string::String,
-    /// `base-node` (optional).
+    /// `base-node` (optional, since QEMU 3.1).
     pub base_node: ::std::option::Option<::std::string::String>,
     /// `base` (optional).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     pub base: ::std::option::Option<::std::string::String>,
-    /// `top-node` (optional).
+    /// `top-node` (optional, since QEMU 3.1).
     pub top_node: ::std::option::Option<::std::string::String>,
     /// `top` (optional).
     ///
@@ -5082,7 +5086,7 @@ pub struct BlockCommit {
     pub speed: ::std::option::Option<i64>,
     /// `on-error` (optional).
     pub on_error: ::std::option::Option<super::BlockdevOnError>,
-    /// `filter-node-name` (optional).
+    /// `filter-node-name` (optional, since QEMU 2.9).
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `auto-finalize` (optional, since QEMU 3.1).
     pub auto_finalize: ::std::option::Option<bool>,
@@ -5611,7 +5615,7 @@ pub struct DriveMirror {
     pub on_target_error: ::std::option::Option<super::BlockdevOnError>,
     /// `unmap` (optional, since QEMU 2.4).
     pub unmap: ::std::option::Option<bool>,
-    /// `copy-mode` (optional).
+    /// `copy-mode` (optional, since QEMU 3.0).
     pub copy_mode: ::std::option::Option<super::MirrorCopyMode>,
     /// `auto-finalize` (optional, since QEMU 3.1).
     pub auto_finalize: ::std::option::Option<bool>,
@@ -5896,9 +5900,9 @@ pub struct BlockDirtyBitmapAdd {
     pub name: ::std::string::String,
     /// `granularity` (optional).
     pub granularity: ::std::option::Option<u32>,
-    /// `persistent` (optional).
+    /// `persistent` (optional, since QEMU 2.10).
     pub persistent: ::std::option::Option<bool>,
-    /// `disabled` (optional).
+    /// `disabled` (optional, since QEMU 4.0).
     pub disabled: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockDirtyBitmapAdd { node, name, granularity, persistent, disabled });
@@ -6372,9 +6376,9 @@ pub struct BlockdevMirror {
     pub on_source_error: ::std::option::Option<super::BlockdevOnError>,
     /// `on-target-error` (optional).
     pub on_target_error: ::std::option::Option<super::BlockdevOnError>,
-    /// `filter-node-name` (optional).
+    /// `filter-node-name` (optional, since QEMU 2.9).
     pub filter_node_name: ::std::option::Option<::std::string::String>,
-    /// `copy-mode` (optional).
+    /// `copy-mode` (optional, since QEMU 3.0).
     pub copy_mode: ::std::option::Option<super::MirrorCopyMode>,
     /// `auto-finalize` (optional, since QEMU 3.1).
     pub auto_finalize: ::std::option::Option<bool>,
@@ -6506,7 +6510,7 @@ pub struct BlockIOThrottle {
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     pub device: ::std::option::Option<::std::string::String>,
-    /// `id` (optional).
+    /// `id` (optional, since QEMU 2.8).
     pub id: ::std::option::Option<::std::string::String>,
     /// `bps`.
     pub bps: i64,
@@ -7449,7 +7453,7 @@ pub struct BlockStream {
     pub speed: ::std::option::Option<i64>,
     /// `on-error` (optional, since QEMU 1.3).
     pub on_error: ::std::option::Option<super::BlockdevOnError>,
-    /// `filter-node-name` (optional).
+    /// `filter-node-name` (optional, since QEMU 6.0).
     pub filter_node_name: ::std::option::Option<::std::string::String>,
     /// `auto-finalize` (optional, since QEMU 3.1).
     pub auto_finalize: ::std::option::Option<bool>,
@@ -7954,9 +7958,10 @@ pub enum BlockJobChangeOptionsBranch {
     SnapshotSave,
     /// `type` is `snapshot-delete` (no more members).
     SnapshotDelete,
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -8334,13 +8339,13 @@ pub struct BlockdevOptionsFile {
     pub pr_manager: ::std::option::Option<::std::string::String>,
     /// `locking` (optional).
     pub locking: ::std::option::Option<super::OnOffAuto>,
-    /// `aio` (optional).
+    /// `aio` (optional, since QEMU 2.8).
     pub aio: ::std::option::Option<super::BlockdevAioOptions>,
     /// `aio-max-batch` (optional).
     pub aio_max_batch: ::std::option::Option<i64>,
     /// `drop-cache` (optional).
     pub drop_cache: ::std::option::Option<bool>,
-    /// `x-check-cache-dropped` (optional).
+    /// `x-check-cache-dropped` (optional, since QEMU 3.0).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
     pub x_check_cache_dropped: ::std::option::Option<bool>,
@@ -9206,9 +9211,10 @@ impl BlockdevQcowEncryptionCommon {
 pub enum BlockdevQcowEncryptionBranch {
     /// `format` is `aes`.
     Aes(super::QCryptoBlockOptionsQCow),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -9417,9 +9423,10 @@ pub enum BlockdevQcow2EncryptionBranch {
     Aes(super::QCryptoBlockOptionsQCow),
     /// `format` is `luks`.
     Luks(super::QCryptoBlockOptionsLUKS),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -9950,9 +9957,10 @@ pub enum SshHostKeyCheckBranch {
     Hash(super::SshHostKeyHash),
     /// `mode` is `known_hosts` (no more members).
     KnownHosts,
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -10288,7 +10296,7 @@ pub struct BlkdebugInjectErrorOptions {
     pub event: super::BlkdebugEvent,
     /// `state` (optional).
     pub state: ::std::option::Option<i64>,
-    /// `iotype` (optional).
+    /// `iotype` (optional, since QEMU 4.1).
     pub iotype: ::std::option::Option<super::BlkdebugIOType>,
     /// `errno` (optional).
     pub errno: ::std::option::Option<i64>,
@@ -11798,9 +11806,10 @@ pub enum RbdEncryptionOptionsBranch {
     Luks2(super::RbdEncryptionOptionsLUKS2),
     /// `format` is `luks-any`.
     LuksAny(super::RbdEncryptionOptionsLUKSAny),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -11921,9 +11930,10 @@ pub enum RbdEncryptionCreateOptionsBranch {
     Luks2(super::RbdEncryptionCreateOptionsLUKS2),
     /// `format` is `luks-any` (no more members).
     LuksAny,
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -13883,9 +13893,10 @@ pub enum BlockdevOptionsBranch {
     Vpc(::std::boxed::Box<super::BlockdevOptionsGenericFormat>),
     /// `driver` is `vvfat`.
     Vvfat(super::BlockdevOptionsVVFAT),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -14482,7 +14493,7 @@ pub struct BlockdevCreateOptionsLUKS {
     pub header: ::std::option::Option<super::BlockdevRef>,
     /// `size`.
     pub size: u64,
-    /// `preallocation` (optional).
+    /// `preallocation` (optional, since QEMU 4.2).
     pub preallocation: ::std::option::Option<super::PreallocMode>,
 }
 crate::support::debug_struct!(BlockdevCreateOptionsLUKS { key_secret, cipher_alg, cipher_mode, ivgen_alg, ivgen_hash_alg, hash_alg, iter_time, file, header, size, preallocation });
@@ -14898,7 +14909,7 @@ crate::support::qapi_enum!(Qcow2CompressionType {
 pub struct BlockdevCreateOptionsQcow2 {
     /// `file`.
     pub file: super::BlockdevRef,
-    /// `data-file` (optional).
+    /// `data-file` (optional, since QEMU 4.0).
     pub data_file: ::std::option::Option<super::BlockdevRef>,
     /// `data-file-raw` (optional).
     pub data_file_raw: ::std::option::Option<bool>,
@@ -16007,9 +16018,10 @@ pub enum BlockdevCreateOptionsBranch {
     Vpc(super::BlockdevCreateOptionsVpc),
     /// `driver` is `vvfat` (no more members).
     Vvfat,
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -16506,9 +16518,10 @@ pub enum BlockdevAmendOptionsBranch {
     Vpc,
     /// `driver` is `vvfat` (no more members).
     Vvfat,
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -16726,7 +16739,7 @@ crate::support::qapi_enum!(BlockErrorAction {
 pub struct BlockImageCorrupted {
     /// `device`.
     pub device: ::std::string::String,
-    /// `node-name` (optional).
+    /// `node-name` (optional, since QEMU 2.4).
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `msg`.
     pub msg: ::std::string::String,
@@ -16801,19 +16814,19 @@ impl ::qmp_proto::events::TypedEvent for BlockImageCorrupted {
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct BlockIoError {
-    /// `qom-path` (since QEMU 9.2).
-    pub qom_path: ::std::string::String,
+    /// `qom-path` (since QEMU 9.2; always sent since, `None` from an older QEMU).
+    pub qom_path: ::std::option::Option<::std::string::String>,
     /// `device`.
     pub device: ::std::string::String,
-    /// `node-name` (optional).
+    /// `node-name` (optional, since QEMU 2.8).
     pub node_name: ::std::option::Option<::std::string::String>,
     /// `operation`.
     pub operation: super::IoOperationType,
     /// `action`.
     pub action: super::BlockErrorAction,
-    /// `nospace` (optional).
+    /// `nospace` (optional, since QEMU 2.2).
     pub nospace: ::std::option::Option<bool>,
-    /// `reason`.
+    /// `reason` (since QEMU 2.2).
     pub reason: ::std::string::String,
 }
 crate::support::debug_struct!(BlockIoError { qom_path, device, node_name, operation, action, nospace, reason });
@@ -16821,7 +16834,7 @@ crate::support::debug_struct!(BlockIoError { qom_path, device, node_name, operat
 impl ::serde::Serialize for BlockIoError {
     fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
         let mut m = crate::support::ser_map(s)?;
-        crate::support::entry(&mut m, "qom-path", &self.qom_path)?;
+        crate::support::opt_entry(&mut m, "qom-path", &self.qom_path)?;
         crate::support::entry(&mut m, "device", &self.device)?;
         crate::support::opt_entry(&mut m, "node-name", &self.node_name)?;
         crate::support::entry(&mut m, "operation", &self.operation)?;
@@ -16858,9 +16871,9 @@ impl<'de> crate::support::FromMap<'de> for BlockIoError {
                 _ => crate::support::skip(&mut map),
             }?;
         }
-        match (v0, v1, v3, v4, v6) {
-            (::std::option::Option::Some(v0), ::std::option::Option::Some(v1), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
-                qom_path: v0,
+        match (v1, v3, v4, v6) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+                qom_path: v0.flatten(),
                 device: v1,
                 node_name: v2.flatten(),
                 operation: v3,
@@ -16868,7 +16881,7 @@ impl<'de> crate::support::FromMap<'de> for BlockIoError {
                 nospace: v5.flatten(),
                 reason: v6,
             }),
-            (v0, v1, v3, v4, v6) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "qom-path"), (v1.is_none(), "device"), (v3.is_none(), "operation"), (v4.is_none(), "action"), (v6.is_none(), "reason")])),
+            (v1, v3, v4, v6) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "device"), (v3.is_none(), "operation"), (v4.is_none(), "action"), (v6.is_none(), "reason")])),
         }
     }
 }

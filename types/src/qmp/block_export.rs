@@ -1046,17 +1046,17 @@ impl BlockExportOptions {
 pub struct BlockExportOptionsCommon {
     /// `id`.
     pub id: ::std::string::String,
-    /// `fixed-iothread` (optional).
+    /// `fixed-iothread` (optional, since QEMU 5.2).
     pub fixed_iothread: ::std::option::Option<bool>,
-    /// `iothread` (optional).
+    /// `iothread` (optional, since QEMU 5.2).
     pub iothread: ::std::option::Option<::std::string::String>,
-    /// `node-name`.
+    /// `node-name` (since QEMU 5.2).
     pub node_name: ::std::string::String,
     /// `writable` (optional).
     pub writable: ::std::option::Option<bool>,
-    /// `writethrough` (optional).
+    /// `writethrough` (optional, since QEMU 5.2).
     pub writethrough: ::std::option::Option<bool>,
-    /// `allow-inactive` (optional).
+    /// `allow-inactive` (optional, since QEMU 10.0).
     pub allow_inactive: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(BlockExportOptionsCommon { id, fixed_iothread, iothread, node_name, writable, writethrough, allow_inactive });
@@ -1173,9 +1173,10 @@ pub enum BlockExportOptionsBranch {
     Fuse(super::BlockExportOptionsFuse),
     /// `type` is `vduse-blk`.
     VduseBlk(super::BlockExportOptionsVduseBlk),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,

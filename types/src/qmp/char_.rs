@@ -529,16 +529,16 @@ pub struct ChardevSocket {
     pub nodelay: ::std::option::Option<bool>,
     /// `telnet` (optional).
     pub telnet: ::std::option::Option<bool>,
-    /// `tn3270` (optional).
+    /// `tn3270` (optional, since QEMU 2.10).
     pub tn3270: ::std::option::Option<bool>,
-    /// `websocket` (optional).
+    /// `websocket` (optional, since QEMU 3.1).
     pub websocket: ::std::option::Option<bool>,
-    /// `reconnect` (optional).
+    /// `reconnect` (optional, since QEMU 2.2).
     ///
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     pub reconnect: ::std::option::Option<i64>,
-    /// `reconnect-ms` (optional).
+    /// `reconnect-ms` (optional, since QEMU 9.2).
     pub reconnect_ms: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(ChardevSocket { logfile, logappend, addr, tls_creds, tls_authz, server, wait, nodelay, telnet, tn3270, websocket, reconnect, reconnect_ms });
@@ -2618,9 +2618,10 @@ pub enum ChardevBackendBranch {
     Ringbuf(super::ChardevRingbufWrapper),
     /// `type` is `memory`.
     Memory(super::ChardevRingbufWrapper),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,

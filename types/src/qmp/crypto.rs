@@ -540,9 +540,10 @@ pub enum QCryptoBlockOpenOptionsBranch {
     Qcow(super::QCryptoBlockOptionsQCow),
     /// `format` is `luks`.
     Luks(super::QCryptoBlockOptionsLUKS),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -656,9 +657,10 @@ pub enum QCryptoBlockCreateOptionsBranch {
     Qcow(super::QCryptoBlockOptionsQCow),
     /// `format` is `luks`.
     Luks(super::QCryptoBlockCreateOptionsLUKS),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -1024,9 +1026,10 @@ pub enum QCryptoBlockInfoBranch {
     Qcow,
     /// `format` is `luks`.
     Luks(super::QCryptoBlockInfoLUKS),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -1274,9 +1277,10 @@ pub enum QCryptoBlockAmendOptionsBranch {
     Qcow,
     /// `format` is `luks`.
     Luks(super::QCryptoBlockAmendOptionsLUKS),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -2187,9 +2191,10 @@ impl QCryptoAkCipherOptionsCommon {
 pub enum QCryptoAkCipherOptionsBranch {
     /// `alg` is `rsa`.
     Rsa(super::QCryptoAkCipherOptionsRSA),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,

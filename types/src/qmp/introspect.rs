@@ -142,9 +142,10 @@ pub enum SchemaInfoBranch {
     Command(super::SchemaInfoCommand),
     /// `meta-type` is `event`.
     Event(super::SchemaInfoEvent),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -687,7 +688,7 @@ pub struct SchemaInfoCommand {
     pub arg_type: ::std::string::String,
     /// `ret-type`.
     pub ret_type: ::std::string::String,
-    /// `allow-oob` (optional).
+    /// `allow-oob` (optional, since QEMU 2.12).
     pub allow_oob: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(SchemaInfoCommand { arg_type, ret_type, allow_oob });

@@ -324,9 +324,10 @@ pub enum CpuInfoFastBranch {
     Xtensa,
     /// `target` is `xtensaeb` (no more members).
     Xtensaeb,
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -531,8 +532,8 @@ pub struct MachineInfo {
     pub default_cpu_type: ::std::option::Option<::std::string::String>,
     /// `default-ram-id` (optional).
     pub default_ram_id: ::std::option::Option<::std::string::String>,
-    /// `acpi` (since QEMU 8.0).
-    pub acpi: bool,
+    /// `acpi` (since QEMU 8.0; always sent since, `None` from an older QEMU).
+    pub acpi: ::std::option::Option<bool>,
     /// `compat-props` (optional, since QEMU 9.1).
     ///
     /// Unstable in QEMU's schema: it may change or go away without notice.
@@ -552,7 +553,7 @@ impl ::serde::Serialize for MachineInfo {
         crate::support::entry(&mut m, "deprecated", &self.deprecated)?;
         crate::support::opt_entry(&mut m, "default-cpu-type", &self.default_cpu_type)?;
         crate::support::opt_entry(&mut m, "default-ram-id", &self.default_ram_id)?;
-        crate::support::entry(&mut m, "acpi", &self.acpi)?;
+        crate::support::opt_entry(&mut m, "acpi", &self.acpi)?;
         crate::support::opt_entry(&mut m, "compat-props", &self.compat_props)?;
         crate::support::end(m)
     }
@@ -592,8 +593,8 @@ impl<'de> crate::support::FromMap<'de> for MachineInfo {
                 _ => crate::support::skip(&mut map),
             }?;
         }
-        match (v0, v3, v4, v5, v6, v9) {
-            (::std::option::Option::Some(v0), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6), ::std::option::Option::Some(v9)) => ::std::result::Result::Ok(Self {
+        match (v0, v3, v4, v5, v6) {
+            (::std::option::Option::Some(v0), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
                 name: v0,
                 alias: v1.flatten(),
                 is_default: v2.flatten(),
@@ -603,10 +604,10 @@ impl<'de> crate::support::FromMap<'de> for MachineInfo {
                 deprecated: v6,
                 default_cpu_type: v7.flatten(),
                 default_ram_id: v8.flatten(),
-                acpi: v9,
+                acpi: v9.flatten(),
                 compat_props: v10.flatten(),
             }),
-            (v0, v3, v4, v5, v6, v9) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v3.is_none(), "cpu-max"), (v4.is_none(), "hotpluggable-cpus"), (v5.is_none(), "numa-mem-supported"), (v6.is_none(), "deprecated"), (v9.is_none(), "acpi")])),
+            (v0, v3, v4, v5, v6) => ::std::result::Result::Err(crate::support::missing(&[(v0.is_none(), "name"), (v3.is_none(), "cpu-max"), (v4.is_none(), "hotpluggable-cpus"), (v5.is_none(), "numa-mem-supported"), (v6.is_none(), "deprecated")])),
         }
     }
 }
@@ -1173,9 +1174,10 @@ pub enum NumaOptionsBranch {
     HmatLb(super::NumaHmatLBOptions),
     /// `type` is `hmat-cache`.
     HmatCache(super::NumaHmatCacheOptions),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -3071,7 +3073,7 @@ pub struct SgxEPCDeviceInfo {
     pub memaddr: u64,
     /// `size`.
     pub size: u64,
-    /// `node`.
+    /// `node` (since QEMU 7.0).
     pub node: i64,
     /// `memdev`.
     pub memdev: ::std::string::String,
@@ -3486,9 +3488,10 @@ pub enum MemoryDeviceInfoBranch {
     SgxEpc(super::SgxEPCDeviceInfoWrapper),
     /// `type` is `hv-balloon`.
     HvBalloon(super::HvBalloonDeviceInfoWrapper),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -3561,7 +3564,7 @@ impl MemoryDeviceInfo {
 pub struct SgxEPC {
     /// `memdev`.
     pub memdev: ::std::string::String,
-    /// `node`.
+    /// `node` (since QEMU 7.0).
     pub node: i64,
 }
 crate::support::debug_struct!(SgxEPC { memdev, node });

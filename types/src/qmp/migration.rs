@@ -2333,9 +2333,10 @@ pub enum MigrationAddressBranch {
     Rdma(super::InetSocketAddress),
     /// `transport` is `file`.
     File(super::FileMigrationArgs),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -3146,8 +3147,8 @@ pub struct DirtyRateInfo {
     pub start_time: i64,
     /// `calc-time`.
     pub calc_time: i64,
-    /// `calc-time-unit` (since QEMU 8.2).
-    pub calc_time_unit: super::TimeUnit,
+    /// `calc-time-unit` (since QEMU 8.2; always sent since, `None` from an older QEMU).
+    pub calc_time_unit: ::std::option::Option<super::TimeUnit>,
     /// `sample-pages` (since QEMU 6.1).
     pub sample_pages: u64,
     /// `mode` (since QEMU 6.2).
@@ -3164,7 +3165,7 @@ impl ::serde::Serialize for DirtyRateInfo {
         crate::support::entry(&mut m, "status", &self.status)?;
         crate::support::entry(&mut m, "start-time", &self.start_time)?;
         crate::support::entry(&mut m, "calc-time", &self.calc_time)?;
-        crate::support::entry(&mut m, "calc-time-unit", &self.calc_time_unit)?;
+        crate::support::opt_entry(&mut m, "calc-time-unit", &self.calc_time_unit)?;
         crate::support::entry(&mut m, "sample-pages", &self.sample_pages)?;
         crate::support::entry(&mut m, "mode", &self.mode)?;
         crate::support::opt_entry(&mut m, "vcpu-dirty-rate", &self.vcpu_dirty_rate)?;
@@ -3200,18 +3201,18 @@ impl<'de> crate::support::FromMap<'de> for DirtyRateInfo {
                 _ => crate::support::skip(&mut map),
             }?;
         }
-        match (v1, v2, v3, v4, v5, v6) {
-            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v4), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
+        match (v1, v2, v3, v5, v6) {
+            (::std::option::Option::Some(v1), ::std::option::Option::Some(v2), ::std::option::Option::Some(v3), ::std::option::Option::Some(v5), ::std::option::Option::Some(v6)) => ::std::result::Result::Ok(Self {
                 dirty_rate: v0.flatten(),
                 status: v1,
                 start_time: v2,
                 calc_time: v3,
-                calc_time_unit: v4,
+                calc_time_unit: v4.flatten(),
                 sample_pages: v5,
                 mode: v6,
                 vcpu_dirty_rate: v7.flatten(),
             }),
-            (v1, v2, v3, v4, v5, v6) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "status"), (v2.is_none(), "start-time"), (v3.is_none(), "calc-time"), (v4.is_none(), "calc-time-unit"), (v5.is_none(), "sample-pages"), (v6.is_none(), "mode")])),
+            (v1, v2, v3, v5, v6) => ::std::result::Result::Err(crate::support::missing(&[(v1.is_none(), "status"), (v2.is_none(), "start-time"), (v3.is_none(), "calc-time"), (v5.is_none(), "sample-pages"), (v6.is_none(), "mode")])),
         }
     }
 }

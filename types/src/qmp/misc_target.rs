@@ -255,9 +255,10 @@ pub enum SevInfoBranch {
     Sev(super::SevGuestInfo),
     /// `sev-type` is `sev-snp`.
     SevSnp(super::SevSnpGuestInfo),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -665,7 +666,7 @@ pub struct SGXInfo {
     pub sgx2: bool,
     /// `flc`.
     pub flc: bool,
-    /// `sections`.
+    /// `sections` (since QEMU 7.0).
     pub sections: ::std::vec::Vec<super::SGXEPCSection>,
 }
 crate::support::debug_struct!(SGXInfo { sgx, sgx1, sgx2, flc, sections });

@@ -1639,7 +1639,7 @@ pub struct NetdevStreamOptions {
     /// Deprecated in QEMU's schema.
     #[deprecated(note = "deprecated in QEMU's QAPI schema")]
     pub reconnect: ::std::option::Option<i64>,
-    /// `reconnect-ms` (optional).
+    /// `reconnect-ms` (optional, since QEMU 9.2).
     pub reconnect_ms: ::std::option::Option<i64>,
 }
 crate::support::debug_struct!(NetdevStreamOptions { addr, server, reconnect, reconnect_ms });
@@ -1942,9 +1942,10 @@ pub enum NetdevBranch {
     VhostUser(super::NetdevVhostUserOptions),
     /// `type` is `vhost-vdpa`.
     VhostVdpa(super::NetdevVhostVDPAOptions),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,

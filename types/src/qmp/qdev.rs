@@ -52,25 +52,29 @@ pub struct DeviceAdd {
     pub bus: ::std::option::Option<::std::string::String>,
     /// `id` (optional).
     pub id: ::std::option::Option<::std::string::String>,
+    /// The members QEMU takes beyond the schema's (a device's properties, say).
+    pub properties: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
 }
-crate::support::debug_struct!(DeviceAdd { driver, bus, id });
+crate::support::debug_struct!(DeviceAdd { driver, bus, id, properties });
 impl ::serde::Serialize for DeviceAdd {
     fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
         let mut m = crate::support::ser_map(s)?;
         crate::support::entry(&mut m, "driver", &self.driver)?;
         crate::support::opt_entry(&mut m, "bus", &self.bus)?;
         crate::support::opt_entry(&mut m, "id", &self.id)?;
+        crate::support::extra_entries(&mut m, &self.properties)?;
         crate::support::end(m)
     }
 }
 impl DeviceAdd {
-    /// A value with the required members.
+    /// A value with the required members and no other property.
     #[inline]
     pub fn new(driver: ::std::string::String) -> Self {
         Self {
             driver,
             bus: ::std::option::Option::None,
             id: ::std::option::Option::None,
+            properties: ::serde_json::Map::new(),
         }
     }
     /// Sets `bus`.
@@ -83,6 +87,12 @@ impl DeviceAdd {
     #[inline]
     pub fn with_id(mut self, value: ::std::string::String) -> Self {
         self.id = ::std::option::Option::Some(value);
+        self
+    }
+    /// Sets another member (a device property such as `drive` or `serial`).
+    #[inline]
+    pub fn with_property(mut self, name: impl ::std::convert::Into<::std::string::String>, value: impl ::std::convert::Into<::serde_json::Value>) -> Self {
+        self.properties.insert(name.into(), value.into());
         self
     }
 }

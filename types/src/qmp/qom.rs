@@ -3901,7 +3901,7 @@ pub struct SevSnpGuestProperties {
     pub author_key_enabled: ::std::option::Option<bool>,
     /// `host-data` (optional).
     pub host_data: ::std::option::Option<::std::string::String>,
-    /// `vcek-disabled` (optional).
+    /// `vcek-disabled` (optional, since QEMU 9.1).
     pub vcek_disabled: ::std::option::Option<bool>,
 }
 crate::support::debug_struct!(SevSnpGuestProperties { sev_device, cbitpos, reduced_phys_bits, kernel_hashes, policy, guest_visible_workarounds, id_block, id_auth, author_key_enabled, host_data, vcek_disabled });
@@ -4459,9 +4459,10 @@ pub enum ObjectOptionsBranch {
     XRemoteObject(super::RemoteObjectProperties),
     /// `qom-type` is `x-vfio-user-server`.
     XVfioUserServer(super::VfioUserServerProperties),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,

@@ -816,9 +816,10 @@ pub enum GuestPanicInformationBranch {
     HyperV(super::GuestPanicInformationHyperV),
     /// `type` is `s390`.
     S390(super::GuestPanicInformationS390),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,

@@ -683,9 +683,10 @@ pub enum SocketAddressLegacyBranch {
     Vsock(super::VsockSocketAddressWrapper),
     /// `type` is `fd`.
     Fd(super::FdSocketAddressWrapper),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -833,9 +834,10 @@ pub enum SocketAddressBranch {
     Vsock(super::VsockSocketAddress),
     /// `type` is `fd`.
     Fd(super::FdSocketAddress),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,

@@ -310,9 +310,10 @@ pub enum TpmTypeOptionsBranch {
     Passthrough(super::TPMPassthroughOptionsWrapper),
     /// `type` is `emulator`.
     Emulator(super::TPMEmulatorOptionsWrapper),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,

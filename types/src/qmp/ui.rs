@@ -134,9 +134,10 @@ pub enum SetPasswordOptionsBranch {
     Vnc(super::SetPasswordOptionsVnc),
     /// `protocol` is `spice` (no more members).
     Spice,
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -351,9 +352,10 @@ pub enum ExpirePasswordOptionsBranch {
     Vnc(super::ExpirePasswordOptionsVnc),
     /// `protocol` is `spice` (no more members).
     Spice,
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -805,7 +807,7 @@ pub struct SpiceInfo {
     pub auth: ::std::option::Option<::std::string::String>,
     /// `compiled-version` (optional).
     pub compiled_version: ::std::option::Option<::std::string::String>,
-    /// `mouse-mode`.
+    /// `mouse-mode` (since QEMU 1.1).
     pub mouse_mode: super::SpiceQueryMouseMode,
     /// `channels` (optional).
     pub channels: ::std::option::Option<::std::vec::Vec<super::SpiceChannel>>,
@@ -2557,9 +2559,10 @@ pub enum KeyValueBranch {
     Number(super::IntWrapper),
     /// `type` is `qcode`.
     Qcode(super::QKeyCodeWrapper),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -3303,9 +3306,10 @@ pub enum InputEventBranch {
     Abs(super::InputMoveEventWrapper),
     /// `type` is `mtt`.
     Mtt(super::InputMultiTouchEventWrapper),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -3866,7 +3870,7 @@ pub struct DisplayOptionsCommon {
     pub full_screen: ::std::option::Option<bool>,
     /// `window-close` (optional).
     pub window_close: ::std::option::Option<bool>,
-    /// `show-cursor` (optional).
+    /// `show-cursor` (optional, since QEMU 5.0).
     pub show_cursor: ::std::option::Option<bool>,
     /// `gl` (optional).
     pub gl: ::std::option::Option<super::DisplayGLMode>,
@@ -3932,9 +3936,10 @@ pub enum DisplayOptionsBranch {
     SpiceApp,
     /// `type` is `dbus`.
     Dbus(super::DisplayDBus),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -4153,9 +4158,10 @@ impl DisplayReloadOptionsCommon {
 pub enum DisplayReloadOptionsBranch {
     /// `type` is `vnc`.
     Vnc(super::DisplayReloadOptionsVNC),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
@@ -4366,9 +4372,10 @@ impl DisplayUpdateOptionsCommon {
 pub enum DisplayUpdateOptionsBranch {
     /// `type` is `vnc`.
     Vnc(super::DisplayUpdateOptionsVNC),
-    /// A discriminator value this version of the crate does not know.
+    /// A discriminator value this version of the crate does not know, or none (an older
+    /// QEMU, whose type was not a union yet).
     Other {
-        /// The discriminator's value.
+        /// The discriminator's value (empty when there was none).
         tag: ::std::string::String,
         /// The whole object as received.
         data: ::serde_json::Value,
