@@ -593,6 +593,7 @@ fn report(what: &str, version: QemuVersion, o: &Outcome) {
         o.absent.len(),
         o.failed.len()
     );
+    eprintln!("  decoded: {}", o.decoded.join(", "));
     for r in &o.refused {
         eprintln!("  refused: {r}");
     }
