@@ -37,10 +37,10 @@ pub(crate) trait FrameSink {
 
     /// Offered at the start of each message that begins in the input being fed: `input`
     /// starts with `{`, is valid UTF-8, and is cut at a length where a complete message
-    /// cannot exceed the size or depth limits. A sink that finds a whole, valid message at its start takes it
-    /// and returns its length with the flow, as [`frame`](FrameSink::frame) would for the
-    /// same bytes; `None` leaves the message to the scan (which then finds the same frame,
-    /// or the error).
+    /// cannot exceed the size or depth limits. A sink that finds a whole, valid message at
+    /// its start takes it and returns its length with the flow, as
+    /// [`frame`](FrameSink::frame) would for the same bytes; `None` leaves the message to the
+    /// scan (which then finds the same frame, or the error).
     fn whole(&mut self, input: &str) -> Option<(usize, ControlFlow<()>)> {
         let _ = input;
         None
@@ -154,8 +154,7 @@ impl Framer {
         input: &[u8],
         mut sink: impl FrameSink,
     ) -> Result<(), ProtocolError> {
-        // A complete message no longer than this is within both limits: each level of depth
-        // takes two bytes.
+        // The input's UTF-8 window for the messages offered whole (see `offer_whole`).
         let mut text = ("", 0);
         let mut i = 0;
         loop {
