@@ -95,12 +95,15 @@
 //!
 //! # How it works
 //!
-//! Every blocking call runs the engine's loop on a non-blocking socket: write what
+//! Every blocking call runs the engine's loop: write what
 //! [`Client::poll_transmit`](qmp_proto::Client::poll_transmit) returns, as far as the socket
-//! takes it; take the engine's outputs (replies, events, logs); then `poll` the socket for
-//! input, and for output while bytes are pending, until the earliest of the engine's next
-//! timer and the call's own deadline. Reading never stops while writing, so a large command
-//! cannot deadlock against a QEMU that stops reading until its replies are written.
+//! takes it without blocking; take the engine's outputs (replies, events, logs); then wait,
+//! until the earliest of the engine's next timer and the call's own deadline. When only
+//! input can come, the wait is the read itself (the socket's read timeout bounds it, so a
+//! round trip costs a write and a read, as a hand-written loop's); while bytes are pending,
+//! or for a wait under 40 ms, it is a `poll` for input and output. Reading never stops while
+//! writing, so a large command cannot deadlock against a QEMU that stops reading until its
+//! replies are written.
 //!
 //! Events are always buffered, bounded by [`ClientConfig::max_buffered_events`]
 //! (newest dropped beyond it, counted by [`Connection::events_lost`]). Waiting for an event

@@ -10,7 +10,8 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::net::RecvFlags;
 
-/// A connected stream socket, switched to non-blocking mode.
+/// A connected stream socket: in blocking mode for a connection (its reads and writes that
+/// must not block say so by their flags), in non-blocking mode for the server loop.
 #[derive(Debug)]
 pub(crate) enum Stream {
     Unix(UnixStream),
