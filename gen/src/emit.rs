@@ -385,6 +385,24 @@ impl<'a> Gen<'a> {
         ser: Option<&str>,
         de: Option<&str>,
     ) {
+        self.struct_body_with(out, container, rname, members, builder, ser, de, false);
+    }
+
+    /// [`struct_body`](Self::struct_body), with `properties` for the members beyond the
+    /// schema's when `free_form` (a command's arguments that QEMU takes more members for:
+    /// `'gen': false`, `device_add`'s device properties).
+    #[allow(clippy::too_many_arguments)]
+    fn struct_body_with(
+        &self,
+        out: &mut String,
+        container: &str,
+        rname: &str,
+        members: &[Member],
+        builder: bool,
+        ser: Option<&str>,
+        de: Option<&str>,
+        free_form: bool,
+    ) {
         // Backward compatibility: a type that is only received takes a member added after
         // the type itself as optional, since an older QEMU does not send it.
         let relaxed: Vec<Member>;
@@ -407,13 +425,22 @@ impl<'a> Gen<'a> {
             member_doc(out, m, "    ");
             let _ = writeln!(out, "    pub {f}: {},", self.member_ty(container, m));
         }
+        let mut shown = fields.clone();
+        if free_form {
+            out.push_str("    /// The members QEMU takes beyond the schema's (a device's properties, say).\n    pub properties: ::serde_json::Map<::std::string::String, ::serde_json::Value>,\n");
+            shown.push("properties".to_owned());
+        }
         out.push_str("}\n");
         let _ = writeln!(
             out,
             "crate::support::debug_struct!({rname} {{ {} }});",
-            fields.join(", ")
+            shown.join(", ")
         );
-        let mut_ = if members.is_empty() { "" } else { "mut " };
+        let mut_ = if members.is_empty() && !free_form {
+            ""
+        } else {
+            "mut "
+        };
         if let Some(cfg) = ser {
             let _ = writeln!(
                 out,
@@ -426,6 +453,9 @@ impl<'a> Gen<'a> {
                     "        crate::support::{call}(&mut m, \"{}\", &self.{f})?;",
                     m.name
                 );
+            }
+            if free_form {
+                out.push_str("        crate::support::extra_entries(&mut m, &self.properties)?;\n");
             }
             out.push_str("        crate::support::end(m)\n    }\n}\n");
         }
@@ -440,7 +470,7 @@ impl<'a> Gen<'a> {
             );
             if members.is_empty() {
                 out.push_str("        crate::support::skip_all(map)?;\n        ::std::result::Result::Ok(Self {})\n    }\n}\n");
-                return self.builder(out, container, rname, members, &fields, builder);
+                return self.builder(out, container, rname, members, &fields, builder, free_form);
             }
             for i in 0..members.len() {
                 let _ = writeln!(out, "        let mut v{i} = ::std::option::Option::None;");
@@ -498,10 +528,12 @@ impl<'a> Gen<'a> {
             }
             out.push_str("    }\n}\n");
         }
-        self.builder(out, container, rname, members, &fields, builder);
+        self.builder(out, container, rname, members, &fields, builder, free_form);
     }
 
-    /// The constructor and setters of a struct that commands send.
+    /// The constructor and setters of a struct that commands send (and `with_property` for
+    /// a free-form one).
+    #[allow(clippy::too_many_arguments)]
     fn builder(
         &self,
         out: &mut String,
@@ -510,6 +542,7 @@ impl<'a> Gen<'a> {
         members: &[Member],
         fields: &[String],
         builder: bool,
+        free_form: bool,
     ) {
         if builder {
             let _ = writeln!(out, "impl {rname} {{");
@@ -535,6 +568,9 @@ impl<'a> Gen<'a> {
                     let _ = writeln!(out, "            {f},");
                 }
             }
+            if free_form {
+                out.push_str("            properties: ::serde_json::Map::new(),\n");
+            }
             out.push_str("        }\n    }\n");
             for (m, f) in members.iter().zip(fields).filter(|(m, _)| m.optional) {
                 let mut inner = self.ty(&m.ty);
@@ -552,6 +588,9 @@ impl<'a> Gen<'a> {
                     "    /// Sets `{}`.\n    #[inline]\n    pub fn with_{bare}(mut self, value: {inner}) -> Self {{\n        self.{f} = ::std::option::Option::Some(value);\n        self\n    }}",
                     m.name
                 );
+            }
+            if free_form {
+                out.push_str("    /// Sets another member (a device property such as `drive` or `serial`).\n    #[inline]\n    pub fn with_property(mut self, name: impl ::std::convert::Into<::std::string::String>, value: impl ::std::convert::Into<::serde_json::Value>) -> Self {\n        self.properties.insert(name.into(), value.into());\n        self\n    }\n");
             }
             out.push_str("}\n");
         }
@@ -857,11 +896,7 @@ impl<'a> Gen<'a> {
                 out.push_str("///\n/// Its fields are the command's arguments.\n");
                 deprecated_attr(out, &e.features, "");
                 out.push_str("#[derive(Clone)]\n#[non_exhaustive]\n");
-                if free_form {
-                    self.free_form_body(out, &e.name, &rname, m);
-                } else {
-                    self.struct_body(out, &e.name, &rname, m, true, Some(""), None);
-                }
+                self.struct_body_with(out, &e.name, &rname, m, true, Some(""), None, free_form);
             }
             Args::Named(t) => {
                 self.item_doc(out, e);
@@ -895,74 +930,6 @@ impl<'a> Gen<'a> {
             "impl ::qmp_proto::Command for {rname} {{\n    const NAME: &'static str = \"{}\";{oob}\n    type Returns = {ret};\n}}",
             e.name
         );
-    }
-
-    /// The arguments of a command QEMU takes more members for than its schema has
-    /// (`'gen': false`: `device_add`'s device properties): the schema's members, then the
-    /// others in `properties`, with a constructor and setters.
-    fn free_form_body(&self, out: &mut String, container: &str, rname: &str, members: &[Member]) {
-        let fields = uniq_fields(members);
-        let _ = writeln!(out, "pub struct {rname} {{");
-        for (m, f) in members.iter().zip(&fields) {
-            member_doc(out, m, "    ");
-            let _ = writeln!(out, "    pub {f}: {},", self.member_ty(container, m));
-        }
-        out.push_str(
-            "    /// The members QEMU takes beyond the schema's (a device's properties, say).
-    pub properties: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-}
-",
-        );
-        let _ = writeln!(
-            out,
-            "crate::support::debug_struct!({rname} {{ {}, properties }});",
-            fields.join(", ")
-        );
-        let _ = writeln!(
-            out,
-            "impl ::serde::Serialize for {rname} {{\n    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {{\n        let mut m = crate::support::ser_map(s)?;"
-        );
-        for (m, f) in members.iter().zip(&fields) {
-            let call = if m.optional { "opt_entry" } else { "entry" };
-            let _ = writeln!(
-                out,
-                "        crate::support::{call}(&mut m, \"{}\", &self.{f})?;",
-                m.name
-            );
-        }
-        out.push_str("        crate::support::extra_entries(&mut m, &self.properties)?;\n        crate::support::end(m)\n    }\n}\n");
-        let req: Vec<(&Member, &String)> = members
-            .iter()
-            .zip(&fields)
-            .filter(|(m, _)| !m.optional)
-            .collect();
-        let params: Vec<String> = req
-            .iter()
-            .map(|(m, f)| format!("{f}: {}", self.member_ty(container, m)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "impl {rname} {{\n    /// A value with the required members and no other property.\n    #[inline]\n    pub fn new({}) -> Self {{\n        Self {{",
-            params.join(", ")
-        );
-        for (m, f) in members.iter().zip(&fields) {
-            if m.optional {
-                let _ = writeln!(out, "            {f}: ::std::option::Option::None,");
-            } else {
-                let _ = writeln!(out, "            {f},");
-            }
-        }
-        out.push_str("            properties: ::serde_json::Map::new(),\n        }\n    }\n");
-        for (m, f) in members.iter().zip(&fields).filter(|(m, _)| m.optional) {
-            let bare = f.trim_start_matches("r#");
-            let _ = writeln!(
-                out,
-                "    /// Sets `{}`.\n    #[inline]\n    pub fn with_{bare}(mut self, value: {}) -> Self {{\n        self.{f} = ::std::option::Option::Some(value);\n        self\n    }}",
-                m.name,
-                self.ty(&m.ty)
-            );
-        }
-        out.push_str("    /// Sets another member (a device property such as `drive` or `serial`).\n    #[inline]\n    pub fn with_property(mut self, name: impl ::std::convert::Into<::std::string::String>, value: impl ::std::convert::Into<::serde_json::Value>) -> Self {\n        self.properties.insert(name.into(), value.into());\n        self\n    }\n}\n");
     }
 
     fn emit_event(&self, out: &mut String, e: &Entity, args: &Args) {

@@ -67,7 +67,7 @@ impl ::serde::Serialize for DeviceAdd {
     }
 }
 impl DeviceAdd {
-    /// A value with the required members and no other property.
+    /// A value with the required members.
     #[inline]
     pub fn new(driver: ::std::string::String) -> Self {
         Self {
