@@ -331,6 +331,19 @@ fn read_line(stream: &mut UnixStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> us
     }
 }
 
+/// Takes one `\r\n`-terminated line off the front of `buf` if it holds one. `scanned` is
+/// how far the calls since the last line have looked (it starts at 0 and is reset to 0).
+#[inline]
+fn take_line(buf: &mut Vec<u8>, scanned: &mut usize) -> bool {
+    if let Some(at) = buf[*scanned..].windows(2).position(|w| w == b"\r\n") {
+        buf.drain(..*scanned + at + 2);
+        *scanned = 0;
+        return true;
+    }
+    *scanned = buf.len().saturating_sub(1);
+    false
+}
+
 /// The floor: `n` times, write the command bytes and read one reply line.
 pub fn floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
     let mut buf = Vec::with_capacity(4096);
@@ -383,12 +396,7 @@ pub fn floor_epoll(mut stream: UnixStream, n: u64) -> (u64, Duration) {
     for _ in 0..n {
         stream.write_all(command.as_bytes()).expect("write");
         let mut scanned = 0;
-        loop {
-            if let Some(at) = buf[scanned..].windows(2).position(|w| w == b"\r\n") {
-                buf.drain(..scanned + at + 2);
-                break;
-            }
-            scanned = buf.len().saturating_sub(1);
+        while !take_line(&mut buf, &mut scanned) {
             epoll::wait(&ep, &mut events[..], None).expect("epoll_wait");
             match stream.read(&mut chunk) {
                 Ok(0) => panic!("the peer closed the connection"),
@@ -415,12 +423,7 @@ pub fn tokio_floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
         for _ in 0..n {
             stream.write_all(command.as_bytes()).await.expect("write");
             let mut scanned = 0;
-            loop {
-                if let Some(at) = buf[scanned..].windows(2).position(|w| w == b"\r\n") {
-                    buf.drain(..scanned + at + 2);
-                    break;
-                }
-                scanned = buf.len().saturating_sub(1);
+            while !take_line(&mut buf, &mut scanned) {
                 let got = stream.read(&mut chunk).await.expect("read");
                 assert!(got > 0, "the peer closed the connection");
                 buf.extend_from_slice(&chunk[..got]);
@@ -448,12 +451,7 @@ pub fn tokio_floor_task(mut stream: UnixStream, n: u64) -> (u64, Duration) {
         let reader = tokio::spawn(async move {
             loop {
                 let mut scanned = 0;
-                loop {
-                    if let Some(at) = buf[scanned..].windows(2).position(|w| w == b"\r\n") {
-                        buf.drain(..scanned + at + 2);
-                        break;
-                    }
-                    scanned = buf.len().saturating_sub(1);
+                while !take_line(&mut buf, &mut scanned) {
                     match read.read(&mut chunk).await {
                         Ok(0) | Err(_) => return,
                         Ok(got) => buf.extend_from_slice(&chunk[..got]),
@@ -492,12 +490,7 @@ pub fn async_io_floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
         for _ in 0..n {
             stream.write_all(command.as_bytes()).await.expect("write");
             let mut scanned = 0;
-            loop {
-                if let Some(at) = buf[scanned..].windows(2).position(|w| w == b"\r\n") {
-                    buf.drain(..scanned + at + 2);
-                    break;
-                }
-                scanned = buf.len().saturating_sub(1);
+            while !take_line(&mut buf, &mut scanned) {
                 let got = stream.read(&mut chunk).await.expect("read");
                 assert!(got > 0, "the peer closed the connection");
                 buf.extend_from_slice(&chunk[..got]);
