@@ -117,6 +117,9 @@
 //! desynchronises the stream: replies are routed by id, and the reply of a call nobody
 //! waits for is discarded. A dropped call still waiting in the local queue is cancelled
 //! ([`qmp_proto::Client::cancel`]) before the next input is read, so it is never sent.
+//! A call whose timeout passes after its command was sent fails with
+//! [`Error::CommandTimeout`], whose [`Late`] handle gives QEMU's reply when it comes (did the
+//! `blockdev-add` that timed out create its node?): `late.outcome().await`.
 //!
 //! # Events
 //!
