@@ -8,6 +8,8 @@ and takes the highest `rust-version` that the crate and its dependencies declare
 line per crate: name, declared rust-version, the highest rust-version in its tree, and the
 dependency that sets it.
 
+With `--names`, prints only the names of the published crates, one a line (what CI packages).
+
 With `--check`, fails when a crate's declared `rust-version` is lower than its tree's (the
 claim would be false) or higher (the claim would be needlessly high).
 """
@@ -35,6 +37,11 @@ def main():
     nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
     members = [packages[i] for i in meta["workspace_members"]]
     published = [p for p in members if p.get("publish") is None or p.get("publish") != []]
+
+    if "--names" in sys.argv[1:]:
+        for pkg in sorted(published, key=lambda p: p["name"]):
+            print(pkg["name"])
+        return 0
 
     failed = False
     print(f"{'crate':<14} {'declared':>9} {'tree':>9}  set by")
