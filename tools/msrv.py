@@ -10,8 +10,9 @@ dependency that sets it.
 
 With `--names`, prints only the names of the published crates, one a line (what CI packages).
 
-With `--check`, fails when a crate's declared `rust-version` is lower than its tree's (the
-claim would be false) or higher (the claim would be needlessly high).
+With `--check`, fails when a crate declares no `rust-version` or one lower than its tree's
+(the claim would be false). A higher one is reported: the crate's own code may need it
+(clippy's `incompatible_msrv` checks that code against the declared version).
 """
 import json
 import subprocess
