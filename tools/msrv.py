@@ -37,6 +37,7 @@ def main():
     packages = {p["id"]: p for p in meta["packages"]}
     nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
     members = [packages[i] for i in meta["workspace_members"]]
+    member_ids = set(meta["workspace_members"])
     published = [p for p in members if p.get("publish") is None or p.get("publish") != []]
 
     if "--names" in sys.argv[1:]:
@@ -47,7 +48,7 @@ def main():
     failed = False
     print(f"{'crate':<14} {'declared':>9} {'tree':>9}  set by")
     for pkg in sorted(published, key=lambda p: p["name"]):
-        best, by = "1.0", "-"
+        best, by, by_member = "1.0", "-", False
         seen, stack = set(), [pkg["id"]]
         while stack:
             pid = stack.pop()
@@ -57,8 +58,14 @@ def main():
             dep = packages[pid]
             if pid != pkg["id"]:
                 rv = dep.get("rust_version")
-                if rv and version_key(rv) > version_key(best):
+                # On a tie, name a registry dependency rather than a workspace crate (which
+                # only passes on what its own dependencies need).
+                if rv and (
+                    version_key(rv) > version_key(best)
+                    or (version_key(rv) == version_key(best) and by_member and pid not in member_ids)
+                ):
                     best, by = rv, f"{dep['name']} {dep['version']}"
+                    by_member = pid in member_ids
             for edge in nodes[pid]["deps"]:
                 kinds = {k["kind"] for k in edge["dep_kinds"]}
                 if kinds & {None, "build"}:
