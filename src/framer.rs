@@ -146,14 +146,15 @@ impl Framer {
 
     /// Scans `input`, giving the sink each complete frame, and each line of bytes that
     /// cannot start one, in order (a message that the sink takes [whole](FrameSink::whole)
-    /// is not scanned). Stops early when the sink breaks (the rest of the
-    /// input is then dropped and the framer reset). A message over the size or depth limit
-    /// is an error, which also resets the framer; the caller ends the session.
+    /// is not scanned). Stops early when the sink breaks, right after the frame it broke on
+    /// (the framer is then reset). Returns how many bytes of `input` it took: all of them,
+    /// unless the sink broke. A message over the size or depth limit is an error, which
+    /// also resets the framer; the caller ends the session.
     pub(crate) fn feed(
         &mut self,
         input: &[u8],
         mut sink: impl FrameSink,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<usize, ProtocolError> {
         // The input's UTF-8 window for the messages offered whole (see `offer_whole`).
         let mut text = ("", 0);
         let mut i = 0;
@@ -171,15 +172,15 @@ impl Framer {
                 };
                 self.buf.extend_from_slice(&rest[..take]);
                 if !done {
-                    return Ok(());
+                    return Ok(input.len());
                 }
                 let line = self.buf.strip_suffix(b"\r").unwrap_or(&self.buf);
                 let flow = sink.frame(Frame::Garbage(line));
                 self.reset();
-                if flow.is_break() {
-                    return Ok(());
-                }
                 i += take;
+                if flow.is_break() {
+                    return Ok(i);
+                }
                 continue;
             }
             if !self.in_frame {
@@ -187,16 +188,16 @@ impl Framer {
                     i += 1;
                 }
                 if i == input.len() {
-                    return Ok(());
+                    return Ok(i);
                 }
                 if input[i] == b'{' {
                     let whole = self.offer_whole(input, i, &mut text, &mut sink);
                     if let Some((len @ 1.., flow)) = whole {
+                        i += len;
                         if flow.is_break() {
                             self.reset();
-                            return Ok(());
+                            return Ok(i);
                         }
-                        i += len;
                         continue;
                     }
                 }
@@ -239,11 +240,11 @@ impl Framer {
                         flow
                     };
                     self.in_frame = false;
+                    i = stop;
                     if flow.is_break() {
                         self.reset();
-                        return Ok(());
+                        return Ok(i);
                     }
-                    i = stop;
                 }
                 Ok(None) => {
                     if end < input.len() {
@@ -256,7 +257,7 @@ impl Framer {
                         return Err(err);
                     }
                     self.buf.extend_from_slice(&input[start..end]);
-                    return Ok(());
+                    return Ok(input.len());
                 }
             }
         }

@@ -36,8 +36,16 @@ impl Client {
                     inner: &mut self.inner,
                     now,
                 };
-                if let Err(e) = self.framer.feed(data, sink) {
-                    self.inner.shutdown(e.into());
+                match self.framer.feed(data, sink) {
+                    // A message began a guest agent sync (a command it freed a slot for
+                    // went out, and a sync follows it): the rest of the input is framed as
+                    // while a sync is awaited, as if it had come in another read.
+                    Ok(used) if used < data.len() && self.inner.session.is_syncing() => {
+                        data = &data[used..];
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.inner.shutdown(e.into()),
                 }
                 if !self.inner.session.is_live() {
                     self.framer.reset();
@@ -80,15 +88,27 @@ struct Sink<'a> {
 
 impl FrameSink for Sink<'_> {
     fn frame(&mut self, frame: Frame<'_>) -> ControlFlow<()> {
-        self.inner.on_frame(self.now, frame)
+        let flow = self.inner.on_frame(self.now, frame);
+        self.inner.stop_if_syncing(flow)
     }
 
     fn whole(&mut self, input: &str) -> Option<(usize, ControlFlow<()>)> {
-        self.inner.on_whole(self.now, input)
+        let (len, flow) = self.inner.on_whole(self.now, input)?;
+        Some((len, self.inner.stop_if_syncing(flow)))
     }
 }
 
 impl Inner {
+    /// Stops framing without the sync framing once a guest agent sync began: what follows
+    /// is cut by the agent's delimiter ([`Client::feed`] goes on with it).
+    fn stop_if_syncing(&self, flow: ControlFlow<()>) -> ControlFlow<()> {
+        if self.session.is_syncing() {
+            ControlFlow::Break(())
+        } else {
+            flow
+        }
+    }
+
     fn fatal(&mut self, error: ProtocolError) -> ControlFlow<()> {
         self.shutdown(error.into());
         ControlFlow::Break(())
