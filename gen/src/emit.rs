@@ -352,19 +352,14 @@ impl<'a> Gen<'a> {
             "#[cfg(feature = \"deserialize-all\")]\n"
         })
     }
-    fn ser_cfg(&self, name: &str) -> &'static str {
-        if self.ser.contains(name) {
-            ""
-        } else {
-            "#[cfg(feature = \"serialize-all\")]\n"
-        }
+    /// The cfg attribute of a union's or alternate's Serialize: none when the type is sent,
+    /// or unused (it then gets both directions).
+    fn ser_attr(&self, name: &str) -> &'static str {
+        self.ser_when(name, self.unused(name)).unwrap_or_default()
     }
-    fn de_cfg(&self, name: &str) -> &'static str {
-        if self.de.contains(name) {
-            ""
-        } else {
-            "#[cfg(feature = \"deserialize-all\")]\n"
-        }
+    /// The same for Deserialize.
+    fn de_attr(&self, name: &str) -> &'static str {
+        self.de_when(name, self.unused(name)).unwrap_or_default()
     }
     /// Unused types get both directions.
     fn unused(&self, name: &str) -> bool {
@@ -731,11 +726,7 @@ impl<'a> Gen<'a> {
         }
         out.push_str("            Self::Other { tag, .. } => tag,\n        }\n    }\n}\n");
         // Serialize.
-        out.push_str(self.ser_cfg(&e.name).trim_start_matches(if unused {
-            "#[cfg(feature = \"serialize-all\")]\n"
-        } else {
-            ""
-        }));
+        out.push_str(self.ser_attr(&e.name));
         let _ = writeln!(
             out,
             "impl ::serde::Serialize for {rname} {{\n    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {{\n        let branch = match &self.branch {{"
@@ -753,20 +744,12 @@ impl<'a> Gen<'a> {
             "            {rname}Branch::Other {{ data, .. }} => ::std::result::Result::Ok(data.clone()),\n            #[allow(unreachable_patterns)]\n            _ => ::std::result::Result::Ok(::serde_json::Value::Null),\n        }};\n        crate::support::ser_union(s, crate::support::to_value(&self.base), \"{disc}\", self.branch.tag(), branch)\n    }}\n}}"
         );
         // Deserialize.
-        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused {
-            "#[cfg(feature = \"deserialize-all\")]\n"
-        } else {
-            ""
-        }));
+        out.push_str(self.de_attr(&e.name));
         let _ = writeln!(
             out,
             "impl<'de> ::serde::Deserialize<'de> for {rname} {{\n    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {{\n        let v = <::serde_json::Value as ::serde::Deserialize>::deserialize(d)?;\n        Self::from_json(&v).map_err(<D::Error as ::serde::de::Error>::custom)\n    }}\n}}"
         );
-        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused {
-            "#[cfg(feature = \"deserialize-all\")]\n"
-        } else {
-            ""
-        }));
+        out.push_str(self.de_attr(&e.name));
         let _ = writeln!(
             out,
             "impl {rname} {{\n    #[inline]\n    fn from_json(v: &::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {{\n        let base = <{rname}Common as ::serde::Deserialize>::deserialize(v)?;\n        let tag = crate::support::tag(v, \"{disc}\")?;\n        let branch = match tag {{"
@@ -805,7 +788,6 @@ impl<'a> Gen<'a> {
 
     fn emit_alternate(&self, out: &mut String, e: &Entity, branches: &[(String, TypeRef)]) {
         let rname = self.rust_name(e);
-        let unused = self.unused(&e.name);
         self.item_doc(out, e);
         deprecated_attr(out, &e.features, "");
         out.push_str("#[derive(Debug, Clone)]\n#[non_exhaustive]\n");
@@ -826,11 +808,7 @@ impl<'a> Gen<'a> {
             let _ = writeln!(out, "    /// The `{n}` branch.\n    {v}({ty}),");
         }
         out.push_str("    /// A JSON value of a type no branch has, as received.\n    Other(::serde_json::Value),\n}\n");
-        out.push_str(self.ser_cfg(&e.name).trim_start_matches(if unused {
-            "#[cfg(feature = \"serialize-all\")]\n"
-        } else {
-            ""
-        }));
+        out.push_str(self.ser_attr(&e.name));
         let _ = writeln!(
             out,
             "impl ::serde::Serialize for {rname} {{\n    fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {{\n        match self {{"
@@ -842,20 +820,12 @@ impl<'a> Gen<'a> {
             );
         }
         out.push_str("            Self::Other(x) => ::serde::Serialize::serialize(x, s),\n        }\n    }\n}\n");
-        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused {
-            "#[cfg(feature = \"deserialize-all\")]\n"
-        } else {
-            ""
-        }));
+        out.push_str(self.de_attr(&e.name));
         let _ = writeln!(
             out,
             "impl<'de> ::serde::Deserialize<'de> for {rname} {{\n    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {{\n        let v = <::serde_json::Value as ::serde::Deserialize>::deserialize(d)?;\n        Self::from_json(v).map_err(<D::Error as ::serde::de::Error>::custom)\n    }}\n}}"
         );
-        out.push_str(self.de_cfg(&e.name).trim_start_matches(if unused {
-            "#[cfg(feature = \"deserialize-all\")]\n"
-        } else {
-            ""
-        }));
+        out.push_str(self.de_attr(&e.name));
         let _ = writeln!(
             out,
             "impl {rname} {{\n    #[inline]\n    fn from_json(v: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Error> {{\n        ::std::result::Result::Ok(match &v {{"
