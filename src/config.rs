@@ -29,6 +29,9 @@ pub struct ClientConfig {
     pub(crate) guest_agent: bool,
     pub(crate) sync_timeout: Option<Duration>,
     pub(crate) sync_seed: u64,
+    pub(crate) track_vm_status: bool,
+    pub(crate) track_jobs: bool,
+    pub(crate) max_tracked_jobs: usize,
 }
 
 /// The default command deadline of [`ClientConfig::for_guest_agent`]: an agent that is not
@@ -51,6 +54,9 @@ impl Default for ClientConfig {
             guest_agent: false,
             sync_timeout: Some(Duration::from_secs(10)),
             sync_seed: 0x9e37_79b9_7f4a_7c15,
+            track_vm_status: false,
+            track_jobs: false,
+            max_tracked_jobs: 256,
         }
     }
 }
@@ -252,6 +258,62 @@ impl ClientConfig {
     /// See [`oob`](Self::oob).
     pub fn get_oob(&self) -> bool {
         self.oob
+    }
+
+    /// Whether to track the VM's run status (default `false`): the client asks
+    /// `query-status` when each session starts and after the run-state events that do not
+    /// say the new status, reads `RESUME`, and reports each change as
+    /// [`Event::VmStatusChanged`](crate::Event::VmStatusChanged). Its own `query-status`
+    /// commands take command ids and in-flight slots; the application never sees them. See
+    /// [`status`](crate::status) for the rules. No effect in guest agent mode.
+    ///
+    /// ```
+    /// use qmp_proto::ClientConfig;
+    ///
+    /// let config = ClientConfig::default().track_vm_status(true).track_jobs(true);
+    /// assert!(config.get_track_vm_status() && config.get_track_jobs());
+    /// ```
+    pub fn track_vm_status(mut self, enable: bool) -> Self {
+        self.track_vm_status = enable;
+        self
+    }
+
+    /// Whether to track jobs (default `false`): a table fed by `JOB_STATUS_CHANGE` and the
+    /// `BLOCK_JOB_*` events and brought up to date by `query-jobs` when each session starts
+    /// and when a job appears or ends, each change reported as
+    /// [`Event::JobChanged`](crate::Event::JobChanged). See [`status`](crate::status). No
+    /// effect in guest agent mode.
+    pub fn track_jobs(mut self, enable: bool) -> Self {
+        self.track_jobs = enable;
+        self
+    }
+
+    /// Both [`track_vm_status`](Self::track_vm_status) and [`track_jobs`](Self::track_jobs).
+    pub fn track_status(self, enable: bool) -> Self {
+        self.track_vm_status(enable).track_jobs(enable)
+    }
+
+    /// The most jobs tracked at once (default 256), so that a peer cannot grow the table
+    /// without bound. A job beyond it is left out and reported once as
+    /// [`Diagnostic::JobNotTracked`](crate::Diagnostic::JobNotTracked).
+    pub fn max_tracked_jobs(mut self, jobs: usize) -> Self {
+        self.max_tracked_jobs = jobs;
+        self
+    }
+
+    /// See [`track_vm_status`](Self::track_vm_status).
+    pub fn get_track_vm_status(&self) -> bool {
+        self.track_vm_status
+    }
+
+    /// See [`track_jobs`](Self::track_jobs).
+    pub fn get_track_jobs(&self) -> bool {
+        self.track_jobs
+    }
+
+    /// See [`max_tracked_jobs`](Self::max_tracked_jobs).
+    pub fn get_max_tracked_jobs(&self) -> usize {
+        self.max_tracked_jobs
     }
 
     /// See [`max_in_flight`](Self::max_in_flight).

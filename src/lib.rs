@@ -238,6 +238,7 @@ pub mod schema;
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 mod state;
+pub mod status;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

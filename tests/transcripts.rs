@@ -152,6 +152,9 @@ fn config(line: &str) -> ClientConfig {
             "guest_agent" => c.guest_agent(v.parse().unwrap()),
             "sync_timeout" => c.sync_timeout(duration(v)),
             "sync_seed" => c.sync_seed(v.parse().unwrap()),
+            "track_vm_status" => c.track_vm_status(v.parse().unwrap()),
+            "track_jobs" => c.track_jobs(v.parse().unwrap()),
+            "max_tracked_jobs" => c.max_tracked_jobs(v.parse().unwrap()),
             _ => panic!("unknown config key {k}"),
         };
     }
@@ -191,6 +194,8 @@ struct Replay<'a> {
     /// Commands whose late reply came.
     late: std::collections::HashSet<CommandId>,
     last_deadline: Option<Option<Instant>>,
+    /// The trackers' state as last written.
+    last_tracked: Option<String>,
     greeted: bool,
     /// Whether the current session has ended (Disconnected seen).
     session_over: bool,
@@ -226,6 +231,7 @@ impl<'a> Replay<'a> {
             resolved: HashMap::new(),
             late: std::collections::HashSet::new(),
             last_deadline: None,
+            last_tracked: None,
             greeted: false,
             session_over: true,
             sessions: 0,
@@ -320,6 +326,18 @@ impl<'a> Replay<'a> {
                     format!("event {} data={data} ts={ts}", ev.name)
                 }
                 Event::Diagnostic(d) => format!("diag {}", clip(&d.to_string(), 300)),
+                Event::VmStatusChanged { from, to } => {
+                    let show = |s: Option<qmp_proto::status::VmStatus>| {
+                        s.map_or("unknown".to_owned(), |s| s.to_string())
+                    };
+                    format!("vm-status {} -> {}", show(from), show(to))
+                }
+                Event::JobChanged { id, from, to } => {
+                    let show = |j: Option<qmp_proto::status::Job>| {
+                        j.map_or("none".to_owned(), |j| j.to_string())
+                    };
+                    format!("job {id}: {} -> {}", show(from), show(to))
+                }
                 Event::EventsLost { count } => format!("events-lost {count}"),
                 Event::Traffic {
                     direction, message, ..
@@ -342,6 +360,19 @@ impl<'a> Replay<'a> {
 
     /// Writes the per-line record of sends and the deadline.
     fn end_line(&mut self) {
+        let config = self.client.config();
+        if config.get_track_vm_status() || config.get_track_jobs() {
+            let vm = self
+                .client
+                .vm_status()
+                .map_or("unknown".to_owned(), ToString::to_string);
+            let jobs: Vec<String> = self.client.jobs().iter().map(ToString::to_string).collect();
+            let tracked = format!("tracked vm={vm} jobs=[{}]", jobs.join(", "));
+            if self.last_tracked.as_deref() != Some(&tracked) {
+                writeln!(self.out, "    {tracked}").unwrap();
+                self.last_tracked = Some(tracked);
+            }
+        }
         if !self.sent_line.is_empty() {
             let sent = std::mem::take(&mut self.sent_line);
             writeln!(self.out, "    send {}", clip(&sent, 400)).unwrap();
@@ -532,6 +563,12 @@ impl<'a> Replay<'a> {
             }
             "resync" => {
                 if let Err(e) = self.client.resync(self.now) {
+                    self.emit(format!("call error: {e}"));
+                }
+                self.drain();
+            }
+            "refresh-status" => {
+                if let Err(e) = self.client.refresh_status(self.now) {
                     self.emit(format!("call error: {e}"));
                 }
                 self.drain();

@@ -197,7 +197,7 @@ impl Inner {
             {
                 self.on_reply(now, env, frame);
             }
-            _ if env.event.is_some() => self.on_event(env, frame),
+            _ if env.event.is_some() => self.on_event(now, env, frame),
             _ => self
                 .out
                 .diagnostic(Diagnostic::UnknownMessage(Excerpt::new(frame))),
@@ -263,7 +263,7 @@ impl Inner {
         };
         if let (Stage::Negotiating { id }, Some(reply_id)) = (self.session.stage(), env.id) {
             if reply_id.get().parse::<u64>() == Ok(id) {
-                self.on_negotiated(decode(), frame);
+                self.on_negotiated(now, decode(), frame);
                 self.pump(now);
                 return;
             }
@@ -291,10 +291,13 @@ impl Inner {
             });
             return;
         };
-        let Some(abandoned) = self.table.resolve(target, &mut self.timers) else {
+        let Some(resolved) = self.table.resolve(target, &mut self.timers) else {
             return;
         };
-        if abandoned {
+        if let Some(query) = resolved.query {
+            let asks = self.trackers.on_reply(query, decode(), &mut self.out);
+            self.ask(now, asks);
+        } else if resolved.abandoned {
             self.out.diagnostic(Diagnostic::LateReply {
                 id: CommandId(target),
                 excerpt: Excerpt::new(frame),
@@ -306,10 +309,16 @@ impl Inner {
         self.pump(now);
     }
 
-    fn on_negotiated(&mut self, result: CommandResult, frame: &[u8]) {
+    fn on_negotiated(&mut self, now: Instant, result: CommandResult, frame: &[u8]) {
         self.timers.set(Single::Stage, None);
         match result {
-            Ok(_) => self.session.negotiated(&mut self.out),
+            Ok(_) => {
+                self.session.negotiated(&mut self.out);
+                if !self.config.guest_agent {
+                    let asks = self.trackers.session_started();
+                    self.ask(now, asks);
+                }
+            }
             Err(CommandError::Qmp(e)) => self.shutdown(DisconnectReason::NegotiationFailed(e)),
             Err(_) => self.shutdown(
                 ProtocolError::InvalidReply {
@@ -321,8 +330,14 @@ impl Inner {
         }
     }
 
-    fn on_event(&mut self, env: &Envelope<'_>, frame: &[u8]) {
+    fn on_event(&mut self, now: Instant, env: &Envelope<'_>, frame: &[u8]) {
         match decode_event(env) {
+            Some(event) if self.trackers.concerns(&event.name) => {
+                // The event goes first; the changes it makes follow it.
+                self.out.push_peer(Event::Qmp(event.clone()));
+                let asks = self.trackers.on_event(&event, &mut self.out);
+                self.ask(now, asks);
+            }
             Some(event) => self.out.push_peer(Event::Qmp(event)),
             None => self
                 .out

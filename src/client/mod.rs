@@ -18,6 +18,7 @@ mod output;
 mod session;
 mod table;
 mod timers;
+mod tracker;
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ use crate::error::{CallError, CommandError, DisconnectReason};
 use crate::framer::Framer;
 use crate::id::CommandId;
 use crate::message::Greeting;
+use crate::status::{Job, VmStatus};
 use crate::transmit::{Transmit, TxBuffer};
 use crate::typed::{Command, Pending};
 use crate::wire;
@@ -40,6 +42,7 @@ use output::Outputs;
 use session::{Session, Stage};
 use table::{Route, Table};
 use timers::{Single, Timers};
+use tracker::{Asks, Query, Trackers};
 
 pub use output::{Diagnostic, Direction, Event};
 
@@ -132,6 +135,7 @@ struct Inner {
     tx: TxBuffer,
     out: Outputs,
     agent: Agent,
+    trackers: Trackers,
     /// A write failed because the peer closed: the reason the session ends with unless the
     /// peer's EOF comes first.
     write_error: Option<DisconnectReason>,
@@ -150,6 +154,11 @@ impl Client {
                 tx: TxBuffer::default(),
                 out: Outputs::new(config.max_buffered_events),
                 agent: Agent::new(config.sync_seed),
+                trackers: Trackers::new(
+                    config.track_vm_status && !config.guest_agent,
+                    config.track_jobs && !config.guest_agent,
+                    config.max_tracked_jobs,
+                ),
                 write_error: None,
                 config,
             },
@@ -212,6 +221,32 @@ impl Client {
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// The VM's run status, when [tracked](ClientConfig::track_vm_status) and known: `None`
+    /// until the first `query-status` is answered (or `RESUME` comes), and for a peer
+    /// without `query-status`. Kept after the session ends, as last known. See
+    /// [`status`](crate::status).
+    pub fn vm_status(&self) -> Option<&VmStatus> {
+        self.inner.trackers.vm()
+    }
+
+    /// The jobs, when [tracked](ClientConfig::track_jobs), in the order they appeared. Kept
+    /// after the session ends, as last known. See [`status`](crate::status).
+    pub fn jobs(&self) -> &[Job] {
+        self.inner.trackers.jobs()
+    }
+
+    /// Whether a tracker's query (`query-status`, `query-jobs`) is in flight or due: once
+    /// it is false again after [`refresh_status`](Self::refresh_status), what the trackers
+    /// hold is as of the moment QEMU answered.
+    pub fn is_refreshing_status(&self) -> bool {
+        self.inner.trackers.refreshing()
+    }
+
+    /// The tracked job with this id.
+    pub fn job(&self, id: &str) -> Option<&Job> {
+        self.jobs().iter().find(|j| j.id == id)
     }
 
     // ----- application calls -----
@@ -312,6 +347,23 @@ impl Client {
     /// [`CommandError::NoReply`] (or success, for a command that sends nothing on success).
     pub fn awaits_late_reply(&self, id: CommandId) -> bool {
         self.inner.table.awaits_late_reply(id.0)
+    }
+
+    /// Asks QEMU again for everything the trackers hold (`query-status`, `query-jobs`), to
+    /// learn what changes without events, such as a job's progress. A query already in
+    /// flight is followed by one more. Changes come as [`Event::VmStatusChanged`] and
+    /// [`Event::JobChanged`]. A no-op for what is not tracked; fails with
+    /// [`CallError::InvalidState`] unless running.
+    pub fn refresh_status(&mut self, now: Instant) -> Result<(), CallError> {
+        if self.state() != RunState::Running {
+            return Err(CallError::InvalidState {
+                operation: "refresh_status",
+                state: self.state(),
+            });
+        }
+        let asks = self.inner.trackers.refresh();
+        self.inner.ask(now, asks);
+        Ok(())
     }
 
     /// Cancels a pending command: it resolves at once with [`CommandError::Cancelled`]. A
@@ -544,8 +596,33 @@ impl Inner {
             quit: name == "quit",
             silent: self.config.guest_agent && Agent::is_silent(name),
             deadline: self.deadline(now, &opts),
+            query: None,
         };
         self.place(now, command, opts, |buf, id| write(buf, oob, id))
+    }
+
+    /// Issues the queries the trackers ask for.
+    fn ask(&mut self, now: Instant, asks: Asks) {
+        for (wanted, query) in [(asks.status, Query::Status), (asks.jobs, Query::Jobs)] {
+            if !wanted || !self.session.is_live() {
+                continue;
+            }
+            let command = table::Command {
+                route: Route::Engine,
+                oob: false,
+                quit: false,
+                silent: false,
+                deadline: None,
+                query: Some(query),
+            };
+            let name = query.command();
+            let placed = self.place(now, command, CallOptions::new(), |buf, id| {
+                wire::command(buf, false, name, &(), id)
+            });
+            if placed.is_ok() {
+                self.trackers.sent(query);
+            }
+        }
     }
 
     fn issue_raw(
@@ -591,6 +668,7 @@ impl Inner {
             quit,
             silent,
             deadline: self.deadline(now, &opts),
+            query: None,
         };
         self.place(now, command, opts, |buf, id| {
             if let Some(id) = id {
@@ -731,7 +809,11 @@ impl Inner {
         }
         self.session.ending(&mut self.out);
         let eof = matches!(reason, DisconnectReason::Eof { .. });
+        self.trackers.session_ended();
         for pending in self.table.drain() {
+            if pending.query.is_some() {
+                continue;
+            }
             let result = if eof && pending.sent_quit {
                 Ok(empty_object())
             } else {

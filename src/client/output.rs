@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use crate::error::{DisconnectReason, Excerpt};
 use crate::id::{CommandId, CommandResult};
 use crate::message::QmpEvent;
+use crate::status::{Job, VmStatus};
 use crate::RunState;
 
 /// Something the engine reports, pulled with [`Client::poll_event`](crate::Client::poll_event).
@@ -42,6 +43,29 @@ pub enum Event {
     },
     /// An asynchronous QMP event from the server.
     Qmp(QmpEvent),
+    /// The tracked VM status changed
+    /// ([`ClientConfig::track_vm_status`](crate::ClientConfig::track_vm_status)): right
+    /// after the event that says so (`RESUME`), or after the reply to the client's own
+    /// `query-status`. `None` before the first status is known, and for a peer without
+    /// `query-status`. See [`status`](crate::status).
+    VmStatusChanged {
+        /// The status before.
+        from: Option<VmStatus>,
+        /// The status now.
+        to: Option<VmStatus>,
+    },
+    /// A tracked job appeared, changed or went away
+    /// ([`ClientConfig::track_jobs`](crate::ClientConfig::track_jobs)): right after the
+    /// event that says so, or after the reply to the client's own `query-jobs`. See
+    /// [`status`](crate::status).
+    JobChanged {
+        /// The job's id.
+        id: String,
+        /// The job before (`None`: it is new to the table).
+        from: Option<Job>,
+        /// The job now (`None`: it was dismissed, or ended unseen).
+        to: Option<Job>,
+    },
     /// The server sent something the engine dropped; the session goes on.
     Diagnostic(Diagnostic),
     /// This many QMP events or diagnostics were dropped here because more than
@@ -119,6 +143,23 @@ pub enum Diagnostic {
     /// agent's id-less error for the `0xFF` byte itself is expected and dropped silently.
     #[error("discarded while resynchronising with the guest agent: {0}")]
     DiscardedBeforeSync(Excerpt),
+    /// A job was not added to the tracked table, which holds
+    /// [`ClientConfig::max_tracked_jobs`](crate::ClientConfig::max_tracked_jobs) already.
+    /// Reported once per job and session.
+    #[error("job {id} not tracked: the table is full")]
+    JobNotTracked {
+        /// The job's id.
+        id: String,
+    },
+    /// A query the client sent for its trackers (`query-status`, `query-jobs`) failed, or
+    /// its reply did not decode; what the tracker holds is unchanged.
+    #[error("{command}, asked by the status tracker, failed: {error}")]
+    StatusQueryFailed {
+        /// The command.
+        command: &'static str,
+        /// Why.
+        error: String,
+    },
 }
 
 /// The queue of events not yet polled. What the peer causes (QMP events, diagnostics,
@@ -187,6 +228,8 @@ impl Outputs {
             event,
             Event::Qmp(_)
                 | Event::Diagnostic(_)
+                | Event::VmStatusChanged { .. }
+                | Event::JobChanged { .. }
                 | Event::Traffic {
                     direction: Direction::In,
                     ..

@@ -31,6 +31,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::client::timers::Timers;
+use crate::client::tracker::Query;
 use crate::error::CallError;
 
 /// How a command's reply finds it.
@@ -53,6 +54,8 @@ pub(super) struct Command {
     /// A guest agent command that sends no reply when it succeeds.
     pub(super) silent: bool,
     pub(super) deadline: Option<Instant>,
+    /// A tracker's query: its reply goes to the tracker, not to the application.
+    pub(super) query: Option<Query>,
 }
 
 /// File descriptors to pass with a command's first byte.
@@ -88,6 +91,16 @@ pub(super) struct Drained {
     pub(super) id: u64,
     /// A `quit` that was sent: EOF answers it.
     pub(super) sent_quit: bool,
+    /// A tracker's query: nobody waits for its resolution.
+    pub(super) query: Option<Query>,
+}
+
+/// A sent command whose reply came.
+pub(super) struct Resolved {
+    /// It had been given up: the reply is late.
+    pub(super) abandoned: bool,
+    /// A tracker's query.
+    pub(super) query: Option<Query>,
 }
 
 #[derive(Debug)]
@@ -284,8 +297,9 @@ impl Table {
     // ----- resolutions -----
 
     /// The reply of sent command `id` arrived: removes it, freeing its slot. Returns whether
-    /// it had been abandoned (its reply is then late), or `None` if `id` is not out.
-    pub(super) fn resolve(&mut self, id: u64, timers: &mut Timers) -> Option<bool> {
+    /// it had been abandoned (its reply is then late) and whose query it is, or `None` if
+    /// `id` is not out.
+    pub(super) fn resolve(&mut self, id: u64, timers: &mut Timers) -> Option<Resolved> {
         let entry = self.entries.remove(&id)?;
         if !entry.is_out() {
             // Not sent yet: replies never route to it.
@@ -296,7 +310,10 @@ impl Table {
         if !entry.command.oob {
             self.in_band -= 1;
         }
-        Some(matches!(entry.status, Status::Abandoned))
+        Some(Resolved {
+            abandoned: matches!(entry.status, Status::Abandoned),
+            query: entry.command.query,
+        })
     }
 
     /// Resolves command `id` without its reply: a queued command is removed (never sent); a
@@ -351,10 +368,12 @@ impl Table {
                 Status::Sent => Some(Drained {
                     id,
                     sent_quit: e.command.quit,
+                    query: e.command.query,
                 }),
                 Status::Queued { .. } => Some(Drained {
                     id,
                     sent_quit: false,
+                    query: e.command.query,
                 }),
             })
             .collect();

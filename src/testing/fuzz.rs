@@ -203,9 +203,14 @@ enum Feed {
 fn client_run(base: Instant, data: &[u8], feed: Feed, big_event_bound: bool) -> Checker {
     let mut b = Bytes(data);
     let flags = b.byte();
+    let size = b.byte();
+    let depth = b.byte();
     let mut config = ClientConfig::default()
-        .max_message_size(16 + usize::from(b.byte()) * 16)
-        .max_depth(1 + usize::from(b.byte() % 40))
+        .max_message_size(16 + usize::from(size) * 16)
+        .max_depth(1 + usize::from(depth % 40))
+        // The trackers, with a small job table.
+        .track_status(depth >= 128)
+        .max_tracked_jobs(1 + usize::from(size % 4))
         .max_in_flight(1 + usize::from(flags % 8))
         .oob(flags & 8 != 0)
         .trace_messages(flags & 16 != 0)
@@ -415,7 +420,8 @@ pub fn pair(base: Instant, data: &[u8]) {
         .max_message_size(64 + usize::from(b.byte()) * 64)
         .oob(flags & 1 != 0)
         .command_timeout((flags & 2 != 0).then(|| Duration::from_secs(1)))
-        .max_in_flight(1 + usize::from(flags >> 5));
+        .max_in_flight(1 + usize::from(flags >> 5))
+        .track_status(flags & 8 != 0);
     let mut fake = FakeQemu::new().job_duration(Duration::from_millis(200));
     if flags & 4 != 0 {
         fake.delay("query-status", Duration::from_millis(500));

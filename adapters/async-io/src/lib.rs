@@ -197,11 +197,14 @@ pub use driver::Driver;
 pub use handle::{AsyncIo, Qmp};
 pub use listener::Listener;
 pub use qmp_kit::fanout::{
-    EventStream, Lagged, SessionEventStream, SessionItem, StateWatch, Status, StatusStream,
-    Transition,
+    EventStream, JobWatch, Lagged, SessionEventStream, SessionItem, StateWatch, Status,
+    StatusStream, Transition, VmStatusWatch,
 };
 pub use qmp_kit::Reconnect;
 pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Late, Traffic, DEFAULT_CAPACITY};
+pub use qmp_kit::{JobChange, VmStatusChange};
+/// The tracked VM status and jobs' types.
+pub use qmp_proto::status;
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, DisconnectReason, Excerpt, Greeting, ProtocolError,
     QemuVersion, QmpError, QmpEvent, RawValue, RunState, Timestamp,

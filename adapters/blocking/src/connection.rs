@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use qmp_kit::fanout::SessionItem;
 use qmp_kit::idmap::{IdMap, IdSet};
-use qmp_kit::{CallOptions, Engine, EventFilter, Output};
+use qmp_kit::{CallOptions, Change, Engine, EventFilter, Output, TrackedState};
 use qmp_proto::events::EventSet;
 use qmp_proto::schema::{Commands, Schema};
+use qmp_proto::status::{Job, VmStatus};
 use qmp_proto::{
     CallError, Client, Command, CommandId, DisconnectReason, Greeting, Pending, QmpEvent, RawValue,
 };
@@ -91,6 +92,10 @@ pub struct Connection {
     redial: Option<Redial>,
     /// The number of the current (or last) session, from 1.
     session: u64,
+    /// The tracked VM status and jobs, as reported, and their changes not taken yet.
+    tracked: TrackedState,
+    changes: VecDeque<Change>,
+    changes_lost: u64,
 }
 
 impl Connection {
@@ -126,12 +131,20 @@ impl Connection {
     /// Waits for the greeting and negotiates capabilities on a connected stream (with a
     /// guest agent: until it answered the first resynchronisation).
     pub(crate) fn establish(stream: Stream, settings: &qmp_kit::Settings) -> Result<Self, Error> {
-        stream
-            .set_blocking()
-            .map_err(|e| Error::io("cannot set up the socket", e))?;
-        let mut engine = Engine::new(settings, TARGET);
+        Self::establish_with(stream, Engine::new(settings, TARGET)).map_err(|(e, _)| e)
+    }
+
+    /// [`establish`](Self::establish) with `engine`, idle (a reconnection reuses the
+    /// connection's engine, so that what it tracks carries over); on failure, the error and
+    /// the engine.
+    fn establish_with(stream: Stream, mut engine: Engine) -> Result<Self, (Error, Engine)> {
+        if let Err(e) = stream.set_blocking() {
+            return Err((Error::io("cannot set up the socket", e), engine));
+        }
         engine.peer(|| qmp_kit::socket::describe(stream.as_fd()));
-        engine.connect(Instant::now())?;
+        if let Err(e) = engine.connect(Instant::now()) {
+            return Err((e.into(), engine));
+        }
         let mut conn = Connection {
             max_events: engine.config().get_max_buffered_events(),
             engine,
@@ -148,10 +161,16 @@ impl Connection {
             schema: None,
             redial: None,
             session: 1,
+            tracked: TrackedState::default(),
+            changes: VecDeque::new(),
+            changes_lost: 0,
         };
         // The engine's greeting, negotiation and sync timeouts bound this wait.
         conn.run_until(None, |c| c.engine.is_ready());
-        conn.check_connected()?;
+        if let Err(e) = conn.check_connected() {
+            let placeholder = Engine::new(&qmp_kit::Settings::default(), TARGET);
+            return Err((e, std::mem::replace(&mut conn.engine, placeholder)));
+        }
         conn.greeting = conn.engine.session_greeting().unwrap_or_default();
         Ok(conn)
     }
@@ -700,6 +719,162 @@ impl Connection {
         self.events_lost
     }
 
+    // ----- tracked VM status and jobs -----
+
+    /// The VM's run status, when tracked ([`Builder::track_status`]) and known: `None` until
+    /// the first `query-status` is answered, and for a peer without it
+    /// (qemu-storage-daemon). As of the last call; see [`qmp_proto::status`] for the rules.
+    pub fn vm_status(&self) -> Option<&VmStatus> {
+        self.tracked.vm_status()
+    }
+
+    /// The tracked jobs, in the order they appeared, as of the last call.
+    pub fn jobs(&self) -> &[Job] {
+        self.tracked.jobs()
+    }
+
+    /// The tracked job with this id, as of the last call.
+    pub fn job(&self, id: &str) -> Option<&Job> {
+        self.tracked.job(id)
+    }
+
+    /// The oldest change of the tracked VM status or jobs not taken yet, waiting up to
+    /// `timeout` for one. Every change is kept until taken, across reconnections, up to
+    /// [`ClientConfig::max_buffered_events`](qmp_proto::ClientConfig::max_buffered_events)
+    /// (then the newest are dropped and counted in [`changes_lost`](Self::changes_lost)).
+    /// `Ok(None)` when none came in time; [`Error::Disconnected`] once the session ended and
+    /// none is left.
+    pub fn next_change(&mut self, timeout: Duration) -> Result<Option<Change>, Error> {
+        let deadline = deadline_after(timeout);
+        loop {
+            self.run_until(deadline, |c| !c.changes.is_empty());
+            if let Some(change) = self.changes.pop_front() {
+                return Ok(Some(change));
+            }
+            if self.ended().is_none() {
+                return Ok(None);
+            }
+            match self.ensure_session(deadline) {
+                Ok(()) => {}
+                Err(Error::Timeout) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads what has already arrived, without waiting, and takes every change not taken
+    /// yet.
+    pub fn drain_changes(&mut self) -> Vec<Change> {
+        self.run_until(Some(Instant::now()), |_| false);
+        self.changes.drain(..).collect()
+    }
+
+    /// Changes of the tracked state dropped because too many were waiting to be taken.
+    pub fn changes_lost(&self) -> u64 {
+        self.changes_lost
+    }
+
+    /// Asks QEMU again for the tracked VM status and jobs (`query-status`, `query-jobs`),
+    /// to learn what changes without events (a job's progress), and waits up to `timeout`
+    /// for the answers.
+    pub fn refresh_status(&mut self, timeout: Duration) -> Result<(), Error> {
+        let deadline = deadline_after(timeout);
+        self.ensure_session(deadline)?;
+        self.engine.refresh_status(Instant::now())?;
+        if self.run_until(deadline, |c| !c.engine.is_refreshing_status()) {
+            return Ok(());
+        }
+        self.check_connected()?;
+        Err(Error::Timeout)
+    }
+
+    /// Waits up to `timeout` until `pred` holds for the tracked VM status (at once if it
+    /// holds now), and returns the status then. Fails with [`Error::Timeout`], or
+    /// [`Error::Disconnected`] when the session ends first (with reconnection, the wait goes
+    /// on in the next session).
+    ///
+    /// ```no_run
+    /// # fn f(qmp: &mut qmp_blocking::Connection) -> Result<(), qmp_blocking::Error> {
+    /// use std::time::Duration;
+    /// use qmp_blocking::status::VmStatus;
+    ///
+    /// qmp.execute::<qmp_blocking::IgnoredAny>("stop", &())?;
+    /// qmp.wait_vm_status(|s| s == Some(&VmStatus::Paused), Duration::from_secs(5))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_vm_status(
+        &mut self,
+        mut pred: impl FnMut(Option<&VmStatus>) -> bool,
+        timeout: Duration,
+    ) -> Result<Option<VmStatus>, Error> {
+        let deadline = deadline_after(timeout);
+        loop {
+            if self.run_until(deadline, |c| pred(c.tracked.vm_status())) {
+                return Ok(self.tracked.vm_status().cloned());
+            }
+            if self.ended().is_none() {
+                return Err(Error::Timeout);
+            }
+            self.ensure_session(deadline)?;
+        }
+    }
+
+    /// Waits up to `timeout` until `pred` holds for job `id` (`None`: not in the table, or
+    /// gone from it), at once if it holds now, looking at every change as it comes (so a job
+    /// that concluded and was dismissed at once is seen concluded). Returns the job then, or,
+    /// when the change removed it, the job as it was last. Fails as
+    /// [`wait_vm_status`](Self::wait_vm_status) does.
+    ///
+    /// ```no_run
+    /// # fn f(qmp: &mut qmp_blocking::Connection) -> Result<(), qmp_blocking::Error> {
+    /// use std::time::Duration;
+    ///
+    /// // ... start a job "backup0" ...
+    /// let ended = |j: Option<&qmp_blocking::status::Job>| j.map_or(true, |j| j.status.is_ended());
+    /// let last = qmp.wait_job("backup0", ended, Duration::from_secs(60))?;
+    /// if let Some(error) = last.and_then(|j| j.error) {
+    ///     eprintln!("backup failed: {error}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_job(
+        &mut self,
+        id: &str,
+        mut pred: impl FnMut(Option<&Job>) -> bool,
+        timeout: Duration,
+    ) -> Result<Option<Job>, Error> {
+        if pred(self.tracked.job(id)) {
+            return Ok(self.tracked.job(id).cloned());
+        }
+        let deadline = deadline_after(timeout);
+        // Nothing leaves the queue while waiting: each new change is looked at once.
+        let mut scanned = self.changes.len();
+        loop {
+            let mut found = None;
+            self.run_until(deadline, |c| {
+                for change in c.changes.iter().skip(scanned) {
+                    if let Change::Job(j) = change {
+                        if j.id == id && pred(j.to.as_ref()) {
+                            found = Some(j.to.clone().or_else(|| j.from.clone()));
+                            return true;
+                        }
+                    }
+                }
+                scanned = c.changes.len();
+                false
+            });
+            if let Some(job) = found {
+                return Ok(job);
+            }
+            if self.ended().is_none() {
+                return Err(Error::Timeout);
+            }
+            self.ensure_session(deadline)?;
+        }
+    }
+
     /// The engine, for what this type does not wrap (its state, queue lengths, config).
     pub fn engine(&self) -> &Client {
         &self.engine
@@ -751,8 +926,19 @@ impl Connection {
                 std::thread::sleep(at - now);
             }
             let attempt = redial.attempt;
-            let opened = crate::redial::dial(&redial.target, redial.settings.get_connect_timeout())
-                .and_then(|stream| Connection::establish(stream, &redial.settings));
+            let opened =
+                match crate::redial::dial(&redial.target, redial.settings.get_connect_timeout()) {
+                    Ok(stream) => {
+                        // The same engine, idle now: what it tracks carries over.
+                        let placeholder = Engine::new(&redial.settings, TARGET);
+                        let engine = std::mem::replace(&mut self.engine, placeholder);
+                        Connection::establish_with(stream, engine).map_err(|(e, engine)| {
+                            self.engine = engine;
+                            e
+                        })
+                    }
+                    Err(e) => Err(e),
+                };
             match opened {
                 Ok(fresh) => {
                     self.adopt(fresh);
@@ -804,6 +990,13 @@ impl Connection {
             .filter_map(|b| b.event)
         {
             self.push_event(event);
+        }
+        for change in std::mem::take(&mut fresh.changes) {
+            match change {
+                Change::Vm(c) => self.vm_changed(c.from, c.to),
+                Change::Job(c) => self.job_changed(c.id, c.from, c.to),
+                other => self.push_change(other),
+            }
         }
         self.engine.note(
             log::Level::Debug,
@@ -986,6 +1179,8 @@ impl Connection {
                 }
                 Output::Event(e) => self.push_event(e),
                 Output::EventsLost(count) => self.lose(count),
+                Output::VmStatus { from, to } => self.vm_changed(from, to),
+                Output::Job { id, from, to } => self.job_changed(id, from, to),
                 Output::Disconnected(reason) => {
                     self.stream.shutdown();
                     if reason == DisconnectReason::Closed {
@@ -998,6 +1193,24 @@ impl Connection {
                 _ => {}
             }
         }
+    }
+
+    fn vm_changed(&mut self, from: Option<VmStatus>, to: Option<VmStatus>) {
+        let change = self.tracked.vm_changed(self.session, from, to);
+        self.push_change(Change::Vm(change));
+    }
+
+    fn job_changed(&mut self, id: String, from: Option<Job>, to: Option<Job>) {
+        let change = self.tracked.job_changed(self.session, id, from, to);
+        self.push_change(Change::Job(change));
+    }
+
+    fn push_change(&mut self, change: Change) {
+        if self.changes.len() >= self.max_events {
+            self.changes_lost += 1;
+            return;
+        }
+        self.changes.push_back(change);
     }
 
     fn push_event(&mut self, event: QmpEvent) {

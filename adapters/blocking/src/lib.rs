@@ -252,7 +252,12 @@ pub use builder::Builder;
 pub use connection::Connection;
 pub use listener::Listener;
 pub use qmp_kit::fanout::SessionItem;
-pub use qmp_kit::{CallOptions, Direction, Error, EventFilter, Late, Reconnect, Traffic};
+pub use qmp_kit::{
+    CallOptions, Change, Direction, Error, EventFilter, JobChange, Late, Reconnect, Traffic,
+    VmStatusChange,
+};
+/// The tracked VM status and jobs' types.
+pub use qmp_proto::status;
 pub use qmp_proto::{
     CallError, ClientConfig, CommandError, CommandId, DisconnectReason, Excerpt, Greeting,
     ProtocolError, QemuVersion, QmpError, QmpEvent, RawValue, Timestamp,

@@ -8,6 +8,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
+use qmp_proto::status::{Job, VmStatus};
 use qmp_proto::{
     CallError, CallOptions, Client, Command, CommandError, CommandId, DisconnectReason, Event,
     Greeting, Pending, QmpEvent, RawValue, RunState,
@@ -43,6 +44,22 @@ pub enum Output {
         from: RunState,
         /// The new state.
         to: RunState,
+    },
+    /// The tracked VM status changed ([`Event::VmStatusChanged`]).
+    VmStatus {
+        /// The status before.
+        from: Option<VmStatus>,
+        /// The status now.
+        to: Option<VmStatus>,
+    },
+    /// A tracked job changed ([`Event::JobChanged`]).
+    Job {
+        /// The job's id.
+        id: String,
+        /// The job before.
+        from: Option<Job>,
+        /// The job now.
+        to: Option<Job>,
     },
     /// The session ended: the last output of the session.
     Disconnected(DisconnectReason),
@@ -241,6 +258,20 @@ impl Engine {
                     self.note(log::Level::Warn, format_args!("{d}"));
                     continue;
                 }
+                Event::VmStatusChanged { from, to } => {
+                    self.note(
+                        log::Level::Debug,
+                        format_args!("VM status {} -> {}", show(&from), show(&to)),
+                    );
+                    Output::VmStatus { from, to }
+                }
+                Event::JobChanged { id, from, to } => {
+                    self.note(
+                        log::Level::Debug,
+                        format_args!("job {id}: {} -> {}", show(&from), show(&to)),
+                    );
+                    Output::Job { id, from, to }
+                }
                 other => {
                     self.note(log::Level::Debug, format_args!("{other:?}"));
                     continue;
@@ -284,6 +315,13 @@ impl Engine {
             tap.send(&traffic);
         }
     }
+}
+
+/// A tracked value for the log, `-` when there is none.
+fn show<T: fmt::Display>(value: &Option<T>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 
 impl Deref for Engine {

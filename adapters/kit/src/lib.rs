@@ -12,6 +12,8 @@
 //!   failures as [`Error`]s;
 //! * [`Target`], what a connection was opened to (opened again to reconnect), and
 //!   [`socket`]: an owner-only listening unix socket and `SCM_RIGHTS` sends and receives;
+//! * [`TrackedState`], [`VmStatusChange`], [`JobChange`], [`Change`]: the tracked VM status
+//!   and jobs ([`Settings::track_status`]) as an adapter keeps and reports them;
 //! * [`buffer`]: the async drivers' growing read buffer and their budgets per turn, and
 //!   [`idmap`]: maps keyed by command id without SipHash;
 //! * [`fanout`]: the async adapters' building blocks, executor-agnostic: their one handle
@@ -53,6 +55,7 @@ mod settings;
 pub mod socket;
 mod target;
 pub mod trace;
+mod tracked;
 mod traffic;
 
 pub use engine::{Engine, Output};
@@ -63,4 +66,5 @@ pub use qmp_proto::CallOptions;
 pub use reconnect::Reconnect;
 pub use settings::Settings;
 pub use target::{Redial, Target};
+pub use tracked::{Change, JobChange, TrackedState, VmStatusChange};
 pub use traffic::{Direction, Tap, Traffic};

@@ -79,6 +79,13 @@ impl Settings {
         self
     }
 
+    /// Whether to track the VM's run status and the jobs
+    /// ([`ClientConfig::track_status`]).
+    pub fn track_status(mut self, enable: bool) -> Self {
+        self.config = self.config.track_status(enable);
+        self
+    }
+
     /// A name for the connection (a VM's name, the socket path, ...), carried by its log
     /// records and its [`Traffic`].
     pub fn label(mut self, label: impl Into<String>) -> Self {
@@ -171,6 +178,16 @@ macro_rules! settings_methods {
         /// Whether to enable out-of-band execution when QEMU offers it (default `true`).
         pub fn oob(mut self, enable: bool) -> Self {
             self.settings = self.settings.oob(enable);
+            self
+        }
+
+        /// Whether to track the VM's run status and the jobs (default `false`;
+        /// [`ClientConfig::track_status`](qmp_proto::ClientConfig::track_status)): the
+        /// connection then keeps them up to date from events and its own `query-status` and
+        /// `query-jobs`, across reconnections, and reports every change. See
+        /// [`qmp_proto::status`] for the rules.
+        pub fn track_status(mut self, enable: bool) -> Self {
+            self.settings = self.settings.track_status(enable);
             self
         }
 

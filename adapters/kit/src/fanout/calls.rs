@@ -38,6 +38,15 @@ pub enum Request {
     },
     /// Close the connection ([`Hub::on_request`] leaves it to the driver).
     Close,
+    /// Ask QEMU again for what the connection tracks
+    /// ([`Client::refresh_status`](qmp_proto::Client::refresh_status)); `reply` gets `Ok`
+    /// once the answers are in.
+    RefreshStatus {
+        /// When it was asked.
+        at: Instant,
+        /// Where the outcome goes.
+        reply: reply::Sender<Result<(), Error>>,
+    },
 }
 
 impl std::fmt::Debug for Request {
@@ -45,6 +54,7 @@ impl std::fmt::Debug for Request {
         match self {
             Request::Call { body, .. } => f.debug_tuple("Request::Call").field(body).finish(),
             Request::Close => f.write_str("Request::Close"),
+            Request::RefreshStatus { .. } => f.write_str("Request::RefreshStatus"),
         }
     }
 }
@@ -64,8 +74,10 @@ impl Request {
 
     /// Fails the call (a driver that will not issue it any more): `error` is its result.
     pub fn fail(self, error: Error) {
-        if let Request::Call { reply, .. } = self {
-            reply.send(Err(error));
+        match self {
+            Request::Call { reply, .. } => reply.send(Err(error)),
+            Request::RefreshStatus { reply, .. } => reply.send(Err(error)),
+            Request::Close => {}
         }
     }
 }
@@ -207,6 +219,8 @@ pub struct Hub {
     hold: bool,
     /// Calls made while no session was up, waiting for the next one, with their deadlines.
     held: Vec<(Body, CallOptions, Instant, ReplyTx, Option<Instant>)>,
+    /// Callers of a status refresh, answered when the trackers' queries are in.
+    refreshing: Vec<reply::Sender<Result<(), Error>>>,
 }
 
 impl Hub {
@@ -217,6 +231,7 @@ impl Hub {
             pending: IdMap::default(),
             hold: false,
             held: Vec::new(),
+            refreshing: Vec::new(),
         }
     }
 
@@ -278,6 +293,13 @@ impl Hub {
     pub fn on_request(&mut self, engine: &mut Engine, request: Request, passes_fds: bool) -> bool {
         let (body, opts, at, reply) = match request {
             Request::Close => return true,
+            Request::RefreshStatus { at, reply } => {
+                match engine.refresh_status(at) {
+                    Ok(()) => self.refreshing.push(reply),
+                    Err(_) => reply.send(Err(self.shared.gone_error())),
+                }
+                return false;
+            }
             Request::Call {
                 body,
                 opts,
@@ -374,12 +396,22 @@ impl Hub {
                     drained.ready |= ready.is_some();
                     self.shared.transition(from, to, ready);
                 }
+                Output::VmStatus { from, to } => self.shared.vm_status_changed(from, to),
+                Output::Job { id, from, to } => self.shared.job_changed(id, from, to),
                 Output::Disconnected(reason) => {
                     // The engine resolved every command before this; anything left is stale.
                     self.pending.clear();
+                    for waiter in self.refreshing.drain(..) {
+                        waiter.send(Err(Error::Disconnected(reason.clone())));
+                    }
                     self.shared.session_ended(&reason);
                     drained.ended = Some(reason);
                 }
+            }
+        }
+        if !self.refreshing.is_empty() && !engine.is_refreshing_status() {
+            for waiter in self.refreshing.drain(..) {
+                waiter.send(Ok(()));
             }
         }
         drained

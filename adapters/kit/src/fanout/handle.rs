@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use qmp_proto::events::EventSet;
 use qmp_proto::schema::{Commands, Schema};
+use qmp_proto::status::{Job, VmStatus};
 #[cfg(doc)]
 use qmp_proto::{CallError, Client};
 use qmp_proto::{Command, DisconnectReason, Greeting, QmpEvent, RawValue, RunState};
@@ -17,7 +18,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    decode, Body, EventStream, Request, SessionEventStream, Shared, StateWatch, StatusStream,
+    decode, Body, EventStream, JobWatch, Request, SessionEventStream, Shared, StateWatch,
+    StatusStream, VmStatusWatch,
 };
 use crate::{CallOptions, Error, EventFilter};
 
@@ -70,6 +72,11 @@ pub trait Runtime: Send + Sync + 'static {
 ///   once per session), [`commands`](Self::commands) (`query-commands`).
 /// * **Events**: [`subscribe`](Self::subscribe),
 ///   [`subscribe_across_sessions`](Self::subscribe_across_sessions).
+/// * **Tracked VM status and jobs** (with the builder's `track_status`):
+///   [`vm_status`](Self::vm_status), [`jobs`](Self::jobs),
+///   [`vm_status_watch`](Self::vm_status_watch), [`job_watch`](Self::job_watch),
+///   [`wait_vm_status`](Self::wait_vm_status), [`wait_job`](Self::wait_job),
+///   [`refresh_status`](Self::refresh_status).
 /// * **Connection**: [`state`](Self::state), [`state_watch`](Self::state_watch),
 ///   [`status`](Self::status), [`greeting`](Self::greeting), [`oob_enabled`](Self::oob_enabled),
 ///   [`pending`](Self::pending), [`disconnect_reason`](Self::disconnect_reason),
@@ -580,6 +587,106 @@ impl<R: Runtime> Handle<R> {
             shared
                 .disconnect_reason()
                 .unwrap_or(DisconnectReason::Closed)
+        }
+    }
+
+    /// The VM's run status, when tracked (the builder's `track_status`) and known: `None`
+    /// until the first `query-status` is answered, and for a peer without it
+    /// (qemu-storage-daemon). See [`qmp_proto::status`].
+    pub fn vm_status(&self) -> Option<VmStatus> {
+        self.shared.vm_status()
+    }
+
+    /// The tracked jobs, in the order they appeared.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.shared.jobs()
+    }
+
+    /// A watcher of the tracked VM status: its value now, and every change from now on
+    /// (across reconnections). See [`VmStatusWatch`].
+    pub fn vm_status_watch(&self) -> VmStatusWatch {
+        self.shared.vm_status_watch()
+    }
+
+    /// A watcher of the tracked jobs: the table now, and every change from now on (across
+    /// reconnections). See [`JobWatch`].
+    pub fn job_watch(&self) -> JobWatch {
+        self.shared.job_watch()
+    }
+
+    /// Waits until `pred` holds for the tracked VM status (at once if it holds now), and
+    /// returns the status then; fails with [`Error::Timeout`] after `timeout`, or when the
+    /// driver finishes first.
+    ///
+    /// ```no_run
+    /// # async fn f<R: qmp_kit::fanout::Runtime>(qmp: qmp_kit::fanout::Handle<R>) -> Result<(), qmp_kit::Error> {
+    /// use std::time::Duration;
+    /// use qmp_proto::status::VmStatus;
+    ///
+    /// qmp.execute::<serde::de::IgnoredAny, _>("stop", &()).await?;
+    /// qmp.wait_vm_status(|s| s == Some(&VmStatus::Paused), Duration::from_secs(5)).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_vm_status<F>(
+        &self,
+        pred: F,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<VmStatus>, Error>> + Send + 'static
+    where
+        F: FnMut(Option<&VmStatus>) -> bool + Send + 'static,
+    {
+        let mut watch = self.shared.vm_status_watch();
+        async move { R::timeout(timeout, async move { watch.wait_for(pred).await }).await? }
+    }
+
+    /// Waits until `pred` holds for job `id` (`None`: not in the table, or gone from it), at
+    /// once if it holds now, and returns the job then (or as it was last, when the change
+    /// removed it); fails with [`Error::Timeout`] after `timeout`, or when the driver
+    /// finishes first. See [`JobWatch::wait_job`].
+    ///
+    /// ```no_run
+    /// # async fn f<R: qmp_kit::fanout::Runtime>(qmp: qmp_kit::fanout::Handle<R>) -> Result<(), qmp_kit::Error> {
+    /// use std::time::Duration;
+    /// use qmp_proto::status::JobStatus;
+    ///
+    /// let ready = |j: Option<&qmp_proto::status::Job>| j.is_some_and(|j| j.status == JobStatus::Ready);
+    /// qmp.wait_job("mirror0", ready, Duration::from_secs(60)).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_job<F>(
+        &self,
+        id: &str,
+        pred: F,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<Job>, Error>> + Send + 'static
+    where
+        F: FnMut(Option<&Job>) -> bool + Send + 'static,
+    {
+        let mut watch = self.shared.job_watch();
+        let id = id.to_owned();
+        async move { R::timeout(timeout, async move { watch.wait_job(&id, pred).await }).await? }
+    }
+
+    /// Asks QEMU again for the tracked VM status and jobs (`query-status`, `query-jobs`),
+    /// to learn what changes without events (a job's progress); resolves once the answers
+    /// are in and every change they made is reported. Fails when no session is up.
+    pub fn refresh_status(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let (reply, done) = super::reply::slot();
+        let sent = R::send(
+            &self.tx,
+            Request::RefreshStatus {
+                at: R::now(),
+                reply,
+            },
+        );
+        let shared = Arc::clone(&self.shared);
+        async move {
+            if sent.is_err() {
+                return Err(shared.gone_error());
+            }
+            done.await.unwrap_or_else(|| Err(shared.gone_error()))
         }
     }
 

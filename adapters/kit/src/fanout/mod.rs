@@ -9,6 +9,7 @@
 //!   and a bounded queue that counts what it missed;
 //! * [`StateWatch`] and [`Transition`], [`StatusStream`] and [`Status`]: readers of the
 //!   runstate and status journals, each at its own position, so none misses a change;
+//!   [`VmStatusWatch`] and [`JobWatch`], the same for the tracked VM status and jobs;
 //! * [`Handle`]: the handle of every async adapter (its verbs, listeners and watchers), over
 //!   a [`Runtime`] that says how a request reaches the driver, the clock and a timeout;
 //! * [`reply`]: the one-shot slot a call's result comes back in;
@@ -53,4 +54,4 @@ pub use calls::{decode, Body, Drained, Hub, ReplyRx, ReplyTx, Request};
 pub use events::{EventStream, Lagged, SessionEventStream, SessionItem};
 pub use handle::{Handle, Runtime};
 pub use shared::Shared;
-pub use watch::{StateWatch, Status, StatusStream, Transition};
+pub use watch::{JobWatch, StateWatch, Status, StatusStream, Transition, VmStatusWatch};

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use qmp_proto::schema::Schema;
+use qmp_proto::status::{Job, VmStatus};
 use qmp_proto::{DisconnectReason, Greeting, QmpEvent, RunState};
 
 use super::events::{EventStream, SessionEventStream, Slot};
-use super::watch::{StateWatch, Status, StatusStream, Transition};
-use crate::{Error, EventFilter};
+use super::watch::{JobWatch, StateWatch, Status, StatusStream, Transition, VmStatusWatch};
+use crate::{Error, EventFilter, JobChange, TrackedState, VmStatusChange};
 
 /// How many entries a journal keeps for readers that fall behind.
 pub(super) const JOURNAL_LEN: usize = 256;
@@ -43,6 +44,10 @@ pub(super) struct State {
     listeners: Vec<Arc<Slot>>,
     pub(super) transitions: Journal<Transition>,
     pub(super) status: Journal<Status>,
+    /// The tracked VM status and jobs, and their changes.
+    pub(super) tracked: TrackedState,
+    pub(super) vm_changes: Journal<VmStatusChange>,
+    pub(super) job_changes: Journal<JobChange>,
 }
 
 impl std::fmt::Debug for State {
@@ -79,6 +84,9 @@ impl Shared {
                 listeners: Vec::new(),
                 transitions: Journal::new(),
                 status: Journal::new(),
+                tracked: TrackedState::default(),
+                vm_changes: Journal::new(),
+                job_changes: Journal::new(),
             }),
         }
     }
@@ -166,6 +174,28 @@ impl Shared {
         SessionEventStream::new(Arc::clone(self), filter)
     }
 
+    /// The tracked VM status, as last reported (see [`Settings::track_status`](crate::Settings::track_status)).
+    pub fn vm_status(&self) -> Option<VmStatus> {
+        self.lock().tracked.vm_status().cloned()
+    }
+
+    /// The tracked jobs, as last reported.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.lock().tracked.jobs().to_vec()
+    }
+
+    /// A watcher of the VM status: its value now and every change from now on. See
+    /// [`VmStatusWatch`].
+    pub fn vm_status_watch(self: &Arc<Self>) -> VmStatusWatch {
+        VmStatusWatch::new(Arc::clone(self))
+    }
+
+    /// A watcher of the jobs: the table now and every change from now on. See
+    /// [`JobWatch`].
+    pub fn job_watch(self: &Arc<Self>) -> JobWatch {
+        JobWatch::new(Arc::clone(self))
+    }
+
     /// A watcher of every runstate transition from now on. See [`StateWatch`].
     pub fn state_watch(self: &Arc<Self>) -> StateWatch {
         StateWatch::new(Arc::clone(self))
@@ -228,6 +258,22 @@ impl Shared {
         self.close_listeners(false);
     }
 
+    /// Records a change of the tracked VM status.
+    pub fn vm_status_changed(&self, from: Option<VmStatus>, to: Option<VmStatus>) {
+        let mut s = self.lock();
+        let session = s.session;
+        let change = s.tracked.vm_changed(session, from, to);
+        s.vm_changes.push(change);
+    }
+
+    /// Records a change of a tracked job.
+    pub fn job_changed(&self, id: String, from: Option<Job>, to: Option<Job>) {
+        let mut s = self.lock();
+        let session = s.session;
+        let change = s.tracked.job_changed(session, id, from, to);
+        s.job_changes.push(change);
+    }
+
     /// Reports a [`Status`] change (reconnection attempts and their outcome).
     pub fn push_status(&self, status: Status) {
         self.lock().status.push(status);
@@ -240,6 +286,8 @@ impl Shared {
         s.finished = true;
         s.transitions.close();
         s.status.close();
+        s.vm_changes.close();
+        s.job_changes.close();
         drop(s);
         self.close_listeners(true);
     }

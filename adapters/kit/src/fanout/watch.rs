@@ -7,10 +7,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
+use qmp_proto::status::{Job, VmStatus};
 use qmp_proto::{DisconnectReason, Greeting, RunState};
 
 use super::shared::{Journal, Shared, State};
-use crate::Error;
+use crate::{Error, JobChange, VmStatusChange};
 
 /// One change of the connection runstate (`Idle → Connecting → Running → Disconnecting →
 /// Idle`), as the engine emitted it.
@@ -80,9 +81,19 @@ struct Reader<T> {
 impl<T: Clone> Reader<T> {
     /// A reader of the entries from now on.
     fn new(shared: Arc<Shared>, pick: fn(&mut State) -> &mut Journal<T>) -> (Self, RunState) {
+        Self::with(shared, pick, |s| s.runstate)
+    }
+
+    /// A reader of the entries from now on, and what `now` reads of the state at that
+    /// moment (under the same lock, so no entry falls between them).
+    fn with<S>(
+        shared: Arc<Shared>,
+        pick: fn(&mut State) -> &mut Journal<T>,
+        now: impl FnOnce(&State) -> S,
+    ) -> (Self, S) {
         let (cursor, runstate) = {
             let mut s = shared.lock();
-            (pick(&mut s).next_seq(), s.runstate)
+            (pick(&mut s).next_seq(), now(&s))
         };
         let reader = Reader {
             shared,
@@ -202,5 +213,172 @@ impl Stream for StatusStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Status>> {
         self.reader.poll_next(cx)
+    }
+}
+
+/// Watches the tracked VM status (with [`Settings::track_status`](crate::Settings::track_status)),
+/// from an adapter's `vm_status_watch` (made by [`Shared::vm_status_watch`]): the status when
+/// it was made, and every change after, in order, however late it is polled (unless more
+/// than 256 behind: see [`missed`](Self::missed)). Ends when the driver has finished and
+/// every change was read.
+///
+/// ```
+/// # async fn f(shared: std::sync::Arc<qmp_kit::fanout::Shared>) -> Result<(), qmp_kit::Error> {
+/// use qmp_proto::status::VmStatus;
+///
+/// let mut watch = shared.vm_status_watch(); // qmp.vm_status_watch() in an adapter
+/// watch.wait_for(|s| s == Some(&VmStatus::Paused)).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct VmStatusWatch {
+    reader: Reader<VmStatusChange>,
+    current: Option<VmStatus>,
+}
+
+impl VmStatusWatch {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        let (reader, current) = Reader::with(
+            shared,
+            |s| &mut s.vm_changes,
+            |s| s.tracked.vm_status().cloned(),
+        );
+        VmStatusWatch { reader, current }
+    }
+
+    /// The status after the last change this watcher has read (at creation: the status
+    /// then). `None` while unknown, or when the peer has no `query-status`.
+    pub fn current(&self) -> Option<&VmStatus> {
+        self.current.as_ref()
+    }
+
+    /// Changes skipped because this watcher fell more than 256 behind.
+    pub fn missed(&self) -> u64 {
+        self.reader.missed
+    }
+
+    /// The next change, or `None` once the driver has finished and all were read.
+    pub async fn changed(&mut self) -> Option<VmStatusChange> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// Waits until `pred` holds for the status: at once if it holds for
+    /// [`current`](Self::current), else reading changes until one makes it hold. Returns the
+    /// status then. Fails when the driver finishes first. (Bound the wait with the
+    /// adapter's timeout, or use its `wait_vm_status`.)
+    pub async fn wait_for(
+        &mut self,
+        mut pred: impl FnMut(Option<&VmStatus>) -> bool,
+    ) -> Result<Option<VmStatus>, Error> {
+        while !pred(self.current.as_ref()) {
+            if self.changed().await.is_none() {
+                return Err(self.reader.shared.gone_error());
+            }
+        }
+        Ok(self.current.clone())
+    }
+}
+
+impl Stream for VmStatusWatch {
+    type Item = VmStatusChange;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<VmStatusChange>> {
+        let c = std::task::ready!(self.reader.poll_next(cx));
+        if let Some(c) = &c {
+            self.current = c.to.clone();
+        }
+        Poll::Ready(c)
+    }
+}
+
+/// Watches the tracked jobs (with [`Settings::track_status`](crate::Settings::track_status)),
+/// from an adapter's `job_watch` (made by [`Shared::job_watch`]): the job table when it was
+/// made, kept up to date by every change it reads, in order, however late it is polled
+/// (unless more than 256 behind: see [`missed`](Self::missed)). Ends when the driver has
+/// finished and every change was read.
+///
+/// ```
+/// # async fn f(shared: std::sync::Arc<qmp_kit::fanout::Shared>) -> Result<(), qmp_kit::Error> {
+/// let mut jobs = shared.job_watch(); // qmp.job_watch() in an adapter
+/// // ... start a job "backup0" ...
+/// let last = jobs.wait_job("backup0", |j| j.map_or(true, |j| j.status.is_ended())).await?;
+/// if let Some(error) = last.and_then(|j| j.error) {
+///     eprintln!("backup failed: {error}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct JobWatch {
+    reader: Reader<JobChange>,
+    jobs: Vec<Job>,
+}
+
+impl JobWatch {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        let (reader, jobs) = Reader::with(
+            shared,
+            |s| &mut s.job_changes,
+            |s| s.tracked.jobs().to_vec(),
+        );
+        JobWatch { reader, jobs }
+    }
+
+    /// The jobs after the last change this watcher has read (at creation: the table then),
+    /// in the order they appeared.
+    pub fn jobs(&self) -> &[Job] {
+        &self.jobs
+    }
+
+    /// The job with this id, as of the last change read.
+    pub fn job(&self, id: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.id == id)
+    }
+
+    /// Changes skipped because this watcher fell more than 256 behind (its table may then
+    /// be stale: make a new watcher).
+    pub fn missed(&self) -> u64 {
+        self.reader.missed
+    }
+
+    /// The next change, or `None` once the driver has finished and all were read.
+    pub async fn changed(&mut self) -> Option<JobChange> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// Waits until `pred` holds for job `id` (`None`: not in the table, or gone from it): at
+    /// once if it holds now, else reading changes until one makes it hold. Returns the job
+    /// then, or, when the change removed it, the job as it was last (so that
+    /// `|j| j.map_or(true, |j| j.status.is_ended())` returns how a job ended, dismissed at
+    /// once or not). Fails when the driver finishes first.
+    pub async fn wait_job(
+        &mut self,
+        id: &str,
+        mut pred: impl FnMut(Option<&Job>) -> bool,
+    ) -> Result<Option<Job>, Error> {
+        if pred(self.job(id)) {
+            return Ok(self.job(id).cloned());
+        }
+        loop {
+            let Some(change) = self.changed().await else {
+                return Err(self.reader.shared.gone_error());
+            };
+            if change.id == id && pred(change.to.as_ref()) {
+                return Ok(change.to.or(change.from));
+            }
+        }
+    }
+}
+
+impl Stream for JobWatch {
+    type Item = JobChange;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<JobChange>> {
+        let c = std::task::ready!(self.reader.poll_next(cx));
+        if let Some(c) = &c {
+            crate::tracked::apply_job(&mut self.jobs, &c.id, c.to.as_ref());
+        }
+        Poll::Ready(c)
     }
 }
