@@ -333,7 +333,7 @@ impl<'a> Replay<'a> {
                     format!("vm-status {} -> {}", show(from), show(to))
                 }
                 Event::JobChanged { id, from, to } => {
-                    let show = |j: Option<qmp_proto::status::Job>| {
+                    let show = |j: Option<Box<qmp_proto::status::Job>>| {
                         j.map_or("none".to_owned(), |j| j.to_string())
                     };
                     format!("job {id}: {} -> {}", show(from), show(to))

@@ -62,9 +62,9 @@ pub enum Event {
         /// The job's id.
         id: String,
         /// The job before (`None`: it is new to the table).
-        from: Option<Job>,
+        from: Option<Box<Job>>,
         /// The job now (`None`: it was dismissed, or ended unseen).
-        to: Option<Job>,
+        to: Option<Box<Job>>,
     },
     /// The server sent something the engine dropped; the session goes on.
     Diagnostic(Diagnostic),

@@ -342,7 +342,7 @@ impl Trackers {
                 let old = self.jobs.remove(i);
                 out.push_peer(Event::JobChanged {
                     id,
-                    from: Some(old),
+                    from: Some(Box::new(old)),
                     to: None,
                 });
                 Asks::default()
@@ -374,7 +374,7 @@ impl Trackers {
                 out.push_peer(Event::JobChanged {
                     id,
                     from: None,
-                    to: Some(job),
+                    to: Some(Box::new(job)),
                 });
                 // Its type and progress.
                 if self.jobs_asking.want() {
@@ -415,8 +415,8 @@ impl Trackers {
             let old = std::mem::replace(&mut self.jobs[i], job.clone());
             out.push_peer(Event::JobChanged {
                 id: job.id.clone(),
-                from: Some(old),
-                to: Some(job),
+                from: Some(Box::new(old)),
+                to: Some(Box::new(job)),
             });
         }
     }
@@ -537,7 +537,7 @@ impl Trackers {
             if !next.iter().any(|j| j.id == job.id) {
                 out.push_peer(Event::JobChanged {
                     id: job.id.clone(),
-                    from: Some(job.clone()),
+                    from: Some(Box::new(job.clone())),
                     to: None,
                 });
             }
@@ -547,8 +547,8 @@ impl Trackers {
             if before != Some(job) {
                 out.push_peer(Event::JobChanged {
                     id: job.id.clone(),
-                    from: before.cloned(),
-                    to: Some(job.clone()),
+                    from: before.cloned().map(Box::new),
+                    to: Some(Box::new(job.clone())),
                 });
             }
         }

@@ -131,23 +131,23 @@ impl Connection {
     /// Waits for the greeting and negotiates capabilities on a connected stream (with a
     /// guest agent: until it answered the first resynchronisation).
     pub(crate) fn establish(stream: Stream, settings: &qmp_kit::Settings) -> Result<Self, Error> {
-        Self::establish_with(stream, Engine::new(settings, TARGET)).map_err(|(e, _)| e)
+        Self::establish_with(stream, Box::new(Engine::new(settings, TARGET))).map_err(|f| f.0)
     }
 
     /// [`establish`](Self::establish) with `engine`, idle (a reconnection reuses the
     /// connection's engine, so that what it tracks carries over); on failure, the error and
     /// the engine.
-    fn establish_with(stream: Stream, mut engine: Engine) -> Result<Self, (Error, Engine)> {
+    fn establish_with(stream: Stream, mut engine: Box<Engine>) -> Result<Self, Failed> {
         if let Err(e) = stream.set_blocking() {
-            return Err((Error::io("cannot set up the socket", e), engine));
+            return Err(Failed(Error::io("cannot set up the socket", e), engine));
         }
         engine.peer(|| qmp_kit::socket::describe(stream.as_fd()));
         if let Err(e) = engine.connect(Instant::now()) {
-            return Err((e.into(), engine));
+            return Err(Failed(e.into(), engine));
         }
         let mut conn = Connection {
             max_events: engine.config().get_max_buffered_events(),
-            engine,
+            engine: *engine,
             stream,
             greeting: Greeting::default(),
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -169,7 +169,8 @@ impl Connection {
         conn.run_until(None, |c| c.engine.is_ready());
         if let Err(e) = conn.check_connected() {
             let placeholder = Engine::new(&qmp_kit::Settings::default(), TARGET);
-            return Err((e, std::mem::replace(&mut conn.engine, placeholder)));
+            let engine = std::mem::replace(&mut conn.engine, placeholder);
+            return Err(Failed(e, Box::new(engine)));
         }
         conn.greeting = conn.engine.session_greeting().unwrap_or_default();
         Ok(conn)
@@ -932,9 +933,9 @@ impl Connection {
                         // The same engine, idle now: what it tracks carries over.
                         let placeholder = Engine::new(&redial.settings, TARGET);
                         let engine = std::mem::replace(&mut self.engine, placeholder);
-                        Connection::establish_with(stream, engine).map_err(|(e, engine)| {
-                            self.engine = engine;
-                            e
+                        Connection::establish_with(stream, Box::new(engine)).map_err(|f| {
+                            self.engine = *f.1;
+                            f.0
                         })
                     }
                     Err(e) => Err(e),
@@ -1246,6 +1247,9 @@ impl Drop for Connection {
         self.close();
     }
 }
+
+/// A session that could not be established: why, and the engine it was given.
+struct Failed(Error, Box<Engine>);
 
 /// A buffered event, or (`event: None`) the start of session `session`.
 #[derive(Debug)]

@@ -270,7 +270,11 @@ impl Engine {
                         log::Level::Debug,
                         format_args!("job {id}: {} -> {}", show(&from), show(&to)),
                     );
-                    Output::Job { id, from, to }
+                    Output::Job {
+                        id,
+                        from: from.map(|j| *j),
+                        to: to.map(|j| *j),
+                    }
                 }
                 other => {
                     self.note(log::Level::Debug, format_args!("{other:?}"));

@@ -43,6 +43,8 @@ impl JobChange {
 }
 
 /// A change of either, in the order they happened.
+// Changes are few (one per status change), so a job change is not boxed for the enum's size.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Change {

@@ -463,7 +463,131 @@ async fn reconnects_after_restart() {
     peer.kill();
 }
 
+/// The tracked VM status through a watch: its value at creation, every change in order,
+/// and the waits; each step equal to query-status asked on the same connection.
+async fn vm_status_watch() {
+    use qmp_tokio::status::VmStatus;
+    let Some(peer) = Peer::system(&[MACHINE_NONE[0], MACHINE_NONE[1], "-S"]) else {
+        return;
+    };
+    let qmp = connect(&peer, &builder().track_status(true)).await;
+    let mut watch = qmp.vm_status_watch();
+    let seen = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(change) = watch.changed().await {
+            seen.push(change.to.clone());
+            assert_eq!(watch.current(), change.to.as_ref());
+        }
+        seen
+    });
+    for (command, expected) in [
+        ("query-status", VmStatus::Prelaunch),
+        ("cont", VmStatus::Running),
+        ("stop", VmStatus::Paused),
+        ("system_reset", VmStatus::Prelaunch),
+    ] {
+        qmp.execute::<IgnoredAny, _>(command, &()).await.unwrap();
+        let status: Value = qmp.execute("query-status", &()).await.unwrap();
+        assert_eq!(status["status"], expected.as_str());
+        assert_eq!(qmp.vm_status(), Some(expected));
+    }
+    let now = qmp
+        .wait_vm_status(|s| s == Some(&VmStatus::Prelaunch), T)
+        .await
+        .unwrap();
+    assert_eq!(now, Some(VmStatus::Prelaunch));
+    let late = qmp.wait_vm_status(
+        |s| s == Some(&VmStatus::Running),
+        Duration::from_millis(100),
+    );
+    assert!(matches!(late.await, Err(Error::Timeout)));
+    qmp.quit().await.unwrap();
+    within(qmp.closed()).await;
+    let seen = within(seen).await.unwrap();
+    use VmStatus::*;
+    assert_eq!(
+        seen,
+        [
+            Some(Prelaunch),
+            Some(Running),
+            Some(Paused),
+            Some(Prelaunch)
+        ]
+    );
+}
+
+/// The tracked jobs through a watch on qemu-storage-daemon: a mirror to ready (waited for),
+/// its progress refreshed, then cancelled; the watch's table follows.
+async fn job_watch() {
+    use qmp_tokio::status::{JobStatus, JobType};
+    let Some(peer) = Peer::storage_daemon() else {
+        return;
+    };
+    let qmp = connect(&peer, &builder().track_status(true)).await;
+    let mut watch = qmp.job_watch();
+    for name in ["src", "dst"] {
+        let node = json!({"driver": "null-co", "node-name": name, "size": 1048576});
+        qmp.execute::<IgnoredAny, _>("blockdev-add", &node)
+            .await
+            .unwrap();
+    }
+    let mirror = json!({"job-id": "m0", "device": "src", "target": "dst", "sync": "full"});
+    qmp.execute::<IgnoredAny, _>("blockdev-mirror", &mirror)
+        .await
+        .unwrap();
+    let ready = qmp
+        .wait_job("m0", |j| j.is_some_and(|j| j.status == JobStatus::Ready), T)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready.id, "m0");
+    qmp.refresh_status().await.unwrap();
+    let jobs: Value = qmp.execute("query-jobs", &()).await.unwrap();
+    let tracked = qmp.jobs();
+    assert_eq!(tracked.len(), 1);
+    assert_eq!(tracked[0].kind, Some(JobType::Mirror));
+    assert_eq!(jobs[0]["status"], tracked[0].status.as_str());
+    assert_eq!(
+        jobs[0]["current-progress"].as_i64(),
+        tracked[0].current_progress
+    );
+    assert_eq!(
+        jobs[0]["total-progress"].as_i64(),
+        tracked[0].total_progress
+    );
+    qmp.execute::<IgnoredAny, _>("job-cancel", &json!({"id": "m0"}))
+        .await
+        .unwrap();
+    qmp.wait_job("m0", |j| j.is_none(), T).await.unwrap();
+    assert!(qmp.jobs().is_empty());
+    // The watch read every change: its table is the connection's, and the statuses came in
+    // order.
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&None) {
+        let change = within(watch.changed()).await.unwrap();
+        if change.status_changed() {
+            statuses.push(change.to.map(|j| j.status));
+        }
+    }
+    assert!(watch.jobs().is_empty());
+    assert_eq!(
+        statuses,
+        [
+            Some(JobStatus::Created),
+            Some(JobStatus::Running),
+            Some(JobStatus::Ready),
+            Some(JobStatus::Aborting),
+            Some(JobStatus::Concluded),
+            None
+        ]
+    );
+    assert_eq!(qmp.vm_status(), None);
+    qmp.quit().await.unwrap();
+}
+
 on_both_runtimes!(
+    vm_status_watch,
+    job_watch,
     device_deleted_with_a_predicate,
     late_outcomes_after_sigstop,
     reconnects_after_restart,
