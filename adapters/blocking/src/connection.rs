@@ -62,6 +62,11 @@ const READ_CHUNK: usize = 64 * 1024;
 ///   [`wait_event_where`](Self::wait_event_where),
 ///   [`wait_typed_event`](Self::wait_typed_event), [`drain_events`](Self::drain_events),
 ///   [`events_lost`](Self::events_lost).
+/// * **Tracked VM status and jobs** (with [`Builder::track_status`]):
+///   [`vm_status`](Self::vm_status), [`jobs`](Self::jobs), [`job`](Self::job),
+///   [`next_change`](Self::next_change), [`drain_changes`](Self::drain_changes),
+///   [`wait_vm_status`](Self::wait_vm_status), [`wait_job`](Self::wait_job),
+///   [`refresh_status`](Self::refresh_status).
 /// * **Session**: [`greeting`](Self::greeting), [`oob_enabled`](Self::oob_enabled),
 ///   [`is_connected`](Self::is_connected), [`disconnect_reason`](Self::disconnect_reason),
 ///   [`resync`](Self::resync) (guest agent), [`quit`](Self::quit), [`close`](Self::close).

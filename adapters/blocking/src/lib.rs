@@ -93,6 +93,35 @@
 //! }
 //! ```
 //!
+//! # VM status and jobs
+//!
+//! With [`Builder::track_status`], the connection keeps the VM's run status and the jobs up
+//! to date ([`qmp_proto::status`] has the rules): [`Connection::vm_status`],
+//! [`Connection::jobs`], the changes ([`Connection::next_change`]) and the waits.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use qmp_blocking::status::{Job, JobStatus, VmStatus};
+//! use qmp_blocking::{Change, Connection, IgnoredAny};
+//!
+//! fn main() -> Result<(), qmp_blocking::Error> {
+//!     let mut qmp = Connection::builder()
+//!         .track_status(true)
+//!         .connect_unix("/run/vm/qmp.sock")?;
+//!     qmp.execute::<IgnoredAny>("stop", &())?;
+//!     qmp.wait_vm_status(|s| s == Some(&VmStatus::Paused), Duration::from_secs(5))?;
+//!     // ... start a mirror "m0" ...
+//!     let ready = |j: Option<&Job>| j.is_some_and(|j| j.status == JobStatus::Ready);
+//!     qmp.wait_job("m0", ready, Duration::from_secs(60))?;
+//!     for change in qmp.drain_changes() {
+//!         if let Change::Job(j) = change {
+//!             println!("job {}: {:?} -> {:?}", j.id, j.from.map(|j| j.status), j.to.map(|j| j.status));
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # How it works
 //!
 //! Every blocking call runs the engine's loop: write what
