@@ -601,10 +601,11 @@ impl Inner {
         self.place(now, command, opts, |buf, id| write(buf, oob, id))
     }
 
-    /// Issues the queries the trackers ask for.
+    /// Issues the queries the trackers ask for. Not before commands flow: an event during
+    /// negotiation asks nothing, since the session's first queries follow it.
     fn ask(&mut self, now: Instant, asks: Asks) {
         for (wanted, query) in [(asks.status, Query::Status), (asks.jobs, Query::Jobs)] {
-            if !wanted || !self.session.is_live() {
+            if !wanted || !self.session.commands_flow() {
                 continue;
             }
             let command = table::Command {
