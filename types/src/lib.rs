@@ -24,6 +24,10 @@
 //!   (`with_property`).
 //! - Items deprecated in QEMU's schema are `#[deprecated]`; unstable ones say so.
 //!
+//! The run state and job types convert to and from the core's tracked ones
+//! ([`qmp_proto::status`]: `VmStatus`, `JobStatus`, `JobType`, and `Job` from a `JobInfo`), by
+//! wire name.
+//!
 //! Types that commands send implement `Serialize`, types that replies and events carry
 //! implement `Deserialize`; the features `serialize-all` and `deserialize-all` give every
 //! type both (for a fake QEMU, say).
@@ -55,3 +59,67 @@ pub mod qga;
 // Some helpers go unused when only a few modules are enabled.
 #[allow(dead_code, unused_macros, unused_imports)]
 mod support;
+
+/// Conversions between the generated types and the core's tracked ones
+/// ([`qmp_proto::status`]): by wire name, so a value either side does not know is kept.
+mod status {
+    #[cfg(feature = "run-state")]
+    mod run_state {
+        use crate::qmp::RunState;
+        use qmp_proto::status::VmStatus;
+
+        impl From<&RunState> for VmStatus {
+            fn from(s: &RunState) -> Self {
+                VmStatus::from_name(s.as_str())
+            }
+        }
+
+        impl From<&VmStatus> for RunState {
+            fn from(s: &VmStatus) -> Self {
+                RunState::from_name(s.as_str())
+            }
+        }
+    }
+
+    #[cfg(feature = "job")]
+    mod job {
+        use crate::qmp::{JobInfo, JobStatus, JobType};
+        use qmp_proto::status;
+
+        impl From<&JobStatus> for status::JobStatus {
+            fn from(s: &JobStatus) -> Self {
+                status::JobStatus::from_name(s.as_str())
+            }
+        }
+
+        impl From<&status::JobStatus> for JobStatus {
+            fn from(s: &status::JobStatus) -> Self {
+                JobStatus::from_name(s.as_str())
+            }
+        }
+
+        impl From<&JobType> for status::JobType {
+            fn from(t: &JobType) -> Self {
+                status::JobType::from_name(t.as_str())
+            }
+        }
+
+        impl From<&status::JobType> for JobType {
+            fn from(t: &status::JobType) -> Self {
+                JobType::from_name(t.as_str())
+            }
+        }
+
+        /// An entry of `query-jobs` as the tracker holds it, every member known.
+        impl From<&JobInfo> for status::Job {
+            fn from(info: &JobInfo) -> Self {
+                let mut job = status::Job::new(info.id.clone(), (&info.status).into());
+                job.kind = Some((&info.r#type).into());
+                job.current_progress = Some(info.current_progress);
+                job.total_progress = Some(info.total_progress);
+                job.error = info.error.clone();
+                job
+            }
+        }
+    }
+}

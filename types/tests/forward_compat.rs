@@ -214,3 +214,32 @@ fn arguments_serialise_as_qemu_expects() {
     ];
     assert_eq!(oob, [false, true, true]);
 }
+
+/// The run state and job types convert to the core's tracked ones by wire name, unknown
+/// values included.
+#[cfg(all(feature = "run-state", feature = "job"))]
+#[test]
+fn conversions_to_the_tracked_types() {
+    use qmp_proto::status;
+    use qmp_types::qmp::{JobInfo, JobStatus, RunState};
+
+    assert_eq!(
+        status::VmStatus::from(&RunState::GuestPanicked),
+        status::VmStatus::GuestPanicked
+    );
+    let future = RunState::from_name("hibernating");
+    let tracked = status::VmStatus::from(&future);
+    assert_eq!(tracked, status::VmStatus::Other("hibernating".into()));
+    assert_eq!(RunState::from(&tracked), future);
+    assert_eq!(
+        status::JobStatus::from(&JobStatus::Concluded),
+        status::JobStatus::Concluded
+    );
+    let info: JobInfo = serde_json::from_str(
+        r#"{"id": "m0", "type": "mirror", "status": "ready", "current-progress": 5,
+            "total-progress": 10, "error": "x"}"#,
+    )
+    .unwrap();
+    let job = status::Job::from(&info);
+    assert_eq!(job.to_string(), "m0 (mirror) ready 5/10: x");
+}
