@@ -35,7 +35,8 @@
 //! | event | effect |
 //! |---|---|
 //! | `RESUME` | `running` (QEMU sends it as it enters that state) |
-//! | `STOP`, `RESET`, `SHUTDOWN`, `SUSPEND`, `WAKEUP`, `GUEST_PANICKED`, `GUEST_CRASHLOADED`, `WATCHDOG`, `MIGRATION` | asks `query-status` (`STOP` says the VM stopped, not why: `paused`, `io-error`, `shutdown`, `guest-panicked`, `finish-migrate`...; `RESET` leaves a VM that is not running in `prelaunch`) |
+//! | `STOP`, `RESET`, `SUSPEND`, `WAKEUP`, `MIGRATION` | asks `query-status` (`STOP` says the VM stopped, not why: `paused`, `io-error`, `shutdown`, `guest-panicked`, `watchdog`, `finish-migrate`...; `RESET` leaves a VM that is not running in `prelaunch`) |
+//! | `SHUTDOWN`, `GUEST_PANICKED`, `WATCHDOG`, ... | nothing: QEMU either exits (and a query would go unread) or stops the VM, and then sends `STOP` |
 //!
 //! A peer that answers `query-status` with `CommandNotFound` (qemu-storage-daemon) has no VM
 //! status: [`Client::vm_status`](crate::Client::vm_status) is then `None` for that session.

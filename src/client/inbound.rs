@@ -331,7 +331,11 @@ impl Inner {
     }
 
     fn on_event(&mut self, now: Instant, env: &Envelope<'_>, frame: &[u8]) {
-        match decode_event(env) {
+        let event = decode_event(env);
+        if event.as_ref().is_some_and(|e| e.name == "SHUTDOWN") {
+            self.session.shutdown_announced();
+        }
+        match event {
             Some(event) if self.trackers.concerns(&event.name) => {
                 // The event goes first; the changes it makes follow it.
                 self.out.push_peer(Event::Qmp(event.clone()));

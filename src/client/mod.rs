@@ -438,13 +438,14 @@ impl Client {
     }
 
     /// Reports a transport error on reading. A connection reset or a broken pipe after a
-    /// `quit` was sent (answered or not) counts as EOF: QEMU may exit with some of the
-    /// client's bytes unread, which resets the connection. Ignored when idle.
+    /// `quit` was sent (answered or not), or after QEMU announced its exit with a `SHUTDOWN`
+    /// event, counts as EOF: QEMU may exit with some of the client's bytes unread, which
+    /// resets the connection. Ignored when idle.
     pub fn handle_io_error(&mut self, now: Instant, error: &std::io::Error) {
         if !self.inner.session.is_live() {
             return;
         }
-        if closed_by_peer(error) && self.inner.session.quit_sent() {
+        if closed_by_peer(error) && self.inner.session.close_expected() {
             return self.handle_eof(now);
         }
         self.inner.shutdown(DisconnectReason::Transport {
@@ -491,7 +492,7 @@ impl Client {
         }
         if self.inner.timers.take_due(Single::WriteError, now) {
             if let Some(reason) = self.inner.write_error.take() {
-                if self.inner.session.quit_sent() {
+                if self.inner.session.close_expected() {
                     self.handle_eof(now);
                 } else {
                     self.inner.shutdown(reason);

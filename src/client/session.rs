@@ -58,6 +58,9 @@ pub(super) struct Session {
     oob: bool,
     /// A `quit` was written in this session: EOF or a reset is then expected.
     quit_sent: bool,
+    /// QEMU said `SHUTDOWN` in this session: it is about to exit (unless told to pause),
+    /// so a reset is its exit too.
+    shutdown_seen: bool,
     /// Why the last session ended, until the next one starts.
     reason: Option<DisconnectReason>,
     /// QMP events that came before the greeting, held until it is accepted.
@@ -72,6 +75,7 @@ impl Session {
             greeting: None,
             oob: false,
             quit_sent: false,
+            shutdown_seen: false,
             reason: None,
             early_events: Vec::new(),
         }
@@ -97,6 +101,11 @@ impl Session {
 
     pub(super) fn quit_sent(&self) -> bool {
         self.quit_sent
+    }
+
+    /// Whether the peer is expected to close: a `quit` was sent, or QEMU said `SHUTDOWN`.
+    pub(super) fn close_expected(&self) -> bool {
+        self.quit_sent || self.shutdown_seen
     }
 
     pub(super) fn reason(&self) -> Option<&DisconnectReason> {
@@ -202,6 +211,11 @@ impl Session {
         self.quit_sent = true;
     }
 
+    /// QEMU sent a `SHUTDOWN` event.
+    pub(super) fn shutdown_announced(&mut self) {
+        self.shutdown_seen = true;
+    }
+
     /// The first half of the end of a session: `→ Disconnecting`. The caller resolves every
     /// pending command, then calls [`ended`](Self::ended).
     pub(super) fn ending(&mut self, out: &mut Outputs) {
@@ -214,6 +228,7 @@ impl Session {
         // Events of a peer that never greeted are not delivered.
         self.early_events.clear();
         self.quit_sent = false;
+        self.shutdown_seen = false;
         self.transition(out, RunState::Idle);
         self.reason = Some(reason.clone());
         out.push(Event::Disconnected(reason));

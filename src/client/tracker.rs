@@ -230,16 +230,7 @@ impl Trackers {
         (self.track_vm
             && matches!(
                 name,
-                "RESUME"
-                    | "STOP"
-                    | "RESET"
-                    | "SHUTDOWN"
-                    | "SUSPEND"
-                    | "WAKEUP"
-                    | "GUEST_PANICKED"
-                    | "GUEST_CRASHLOADED"
-                    | "WATCHDOG"
-                    | "MIGRATION"
+                "RESUME" | "STOP" | "RESET" | "SUSPEND" | "WAKEUP" | "MIGRATION"
             ))
             || (self.track_jobs
                 && matches!(
@@ -270,8 +261,7 @@ impl Trackers {
                 self.set_vm(Some(VmStatus::Running), out);
                 Asks::default()
             }
-            "STOP" | "RESET" | "SHUTDOWN" | "SUSPEND" | "WAKEUP" | "GUEST_PANICKED"
-            | "GUEST_CRASHLOADED" | "WATCHDOG" | "MIGRATION" => {
+            "STOP" | "RESET" | "SUSPEND" | "WAKEUP" | "MIGRATION" => {
                 if self.vm_asking.want() {
                     Asks::status()
                 } else {
