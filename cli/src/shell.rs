@@ -581,7 +581,11 @@ impl Shell {
         }
         // A STOP (say) makes the tracker ask query-status, whose answer comes after the
         // command's reply: the next prompt waits for it.
-        if self.track && self.status_cause.load(Ordering::Relaxed) && !self.qmp.is_finished() {
+        if self.track
+            && !quit
+            && self.status_cause.load(Ordering::Relaxed)
+            && !self.qmp.is_finished()
+        {
             self.settle_status();
         }
         if quit && !self.reconnecting {
@@ -747,7 +751,9 @@ async fn run_job(
     };
     match outcome {
         Some(result) => print_outcome(&out.printer, &job, result),
-        None => out.printer.line("*** interrupted: no longer waiting (the reply will be discarded)"),
+        None => out
+            .printer
+            .line("*** interrupted: no longer waiting (the reply will be discarded)"),
     }
     let _ = job.done.try_send(());
 }

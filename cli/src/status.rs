@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use qmp_async::status::{Job, VmStatus};
-use qmp_async::{Builder, JobChange, Qmp, VmStatusChange};
+use qmp_async::{Builder, EventFilter, JobChange, Qmp, VmStatusChange};
 use qmp_proto::DisconnectReason;
 
 use crate::target::Target;
@@ -118,8 +118,8 @@ fn print(line: &str) -> bool {
 }
 
 /// Runs `qmp status`: the VM status and one line per job, after asking QEMU for them
-/// afresh; with `watch`, then one line per change until QEMU closes the connection
-/// (exit status 0) or the session fails (3, the reason on stderr).
+/// afresh; with `watch`, then one line per change until QEMU closes the connection or
+/// exits (exit status 0) or the session fails (3, the reason on stderr).
 pub fn run(target: &Target, watch: bool) -> ExitCode {
     smol::block_on(async {
         let qmp = match connect(target).await {
@@ -136,6 +136,10 @@ pub fn run(target: &Target, watch: bool) -> ExitCode {
 }
 
 async fn report(qmp: &Qmp, watch: bool) -> ExitCode {
+    // QEMU says SHUTDOWN before it exits (quit, or the guest powering off); the tracker's
+    // query-status that the event causes may then be left unread, and the end of the
+    // connection be a reset instead of an EOF.
+    let mut shutdown = qmp.subscribe(EventFilter::name("SHUTDOWN"));
     match within(crate::shell::CONNECT_TIMEOUT, qmp.refresh_status()).await {
         Some(Ok(())) => {}
         Some(Err(e)) => {
@@ -199,8 +203,11 @@ async fn report(qmp: &Qmp, watch: bool) -> ExitCode {
             }
         }
     }
-    match qmp.closed().await {
+    let reason = qmp.closed().await;
+    let exited = matches!(shutdown.next().await, Some(Ok(_)));
+    match reason {
         DisconnectReason::Eof { .. } => ExitCode::SUCCESS,
+        DisconnectReason::Transport { .. } if exited => ExitCode::SUCCESS,
         reason => {
             crate::fail(&format!("qmp status: {reason}"));
             ExitCode::from(EXIT_FAILURE)
@@ -242,10 +249,7 @@ mod tests {
         );
         // Progress while running: no line; the final figures of an ended job: a line.
         let later = job(JobStatus::Running, Some((512, 1024)));
-        assert_eq!(
-            change(Some(running.clone()), Some(later)),
-            None
-        );
+        assert_eq!(change(Some(running.clone()), Some(later)), None);
         let early_end = job(JobStatus::Concluded, Some((0, 1024)));
         assert_eq!(
             change(Some(early_end), Some(done.clone())).unwrap(),
@@ -277,6 +281,9 @@ mod tests {
             "VM status: prelaunch"
         );
         assert_eq!(c(None, None), None);
-        assert_eq!(vm_status_line(None), "VM status: none (the peer has no query-status)");
+        assert_eq!(
+            vm_status_line(None),
+            "VM status: none (the peer has no query-status)"
+        );
     }
 }

@@ -225,7 +225,8 @@ fn history_across_runs_on_qemu_system() {
     term.wait_for("(QEMU running) ");
     term.keys(&["Up"]);
     term.wait_until("the last line recalled", |_| {
-        term.last_line().trim_end() == "(QEMU running) human-monitor-command command-line=\"info version\""
+        term.last_line().trim_end()
+            == "(QEMU running) human-monitor-command command-line=\"info version\""
     });
     term.keys(&["Up"]);
     term.wait_until("the line before", |_| {
@@ -583,7 +584,7 @@ fn shell_prompt_shows_the_vm_status_of_qemu_system() {
     };
     ready(&mut peer);
     let sock = peer.sock.clone();
-    let Some((term, _dir)) = shell_on(&sock, &[]) else {
+    let Some((term, _dir)) = shell_on(&sock, &["--no-reconnect"]) else {
         return;
     };
     term.wait_for("(QEMU prelaunch) ");
@@ -616,7 +617,7 @@ fn shell_prompt_without_a_vm_status_on_the_storage_daemon() {
     };
     ready(&mut peer);
     let sock = peer.sock.clone();
-    let Some((term, _dir)) = shell_on(&sock, &[]) else {
+    let Some((term, _dir)) = shell_on(&sock, &["--no-reconnect"]) else {
         return;
     };
     term.line("query-version");
@@ -691,16 +692,15 @@ fn text_lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<S
 }
 
 fn next_text_line(rx: &std::sync::mpsc::Receiver<String>) -> String {
-    rx.recv_timeout(WAIT).expect("a line from qmp status --watch")
+    rx.recv_timeout(WAIT)
+        .expect("a line from qmp status --watch")
 }
 
 /// `qmp status --watch` on qemu-system-x86_64 -S: the snapshot, then a line per change
 /// another client makes (the VM status, a backup job), until QEMU quits (status 0).
 #[test]
 fn status_watch_on_qemu_system() {
-    let Some((mut peer, m2)) =
-        system_two_monitors(&["-M", "pc", "-accel", "tcg", "-S"])
-    else {
+    let Some((mut peer, m2)) = system_two_monitors(&["-M", "pc", "-accel", "tcg", "-S"]) else {
         return;
     };
     let mut child = Command::new(support::qmp_bin())
@@ -731,13 +731,18 @@ fn status_watch_on_qemu_system() {
         .unwrap();
     // The job appears, changes status, and goes away (dismissed at once).
     let mut lines = Vec::new();
-    while !lines.last().is_some_and(|l: &String| l.ends_with("-> gone")) {
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.ends_with("-> gone"))
+    {
         lines.push(next_text_line(&rx));
     }
     assert!(lines[0].starts_with("job j0"), "{lines:?}");
     assert!(lines[0].contains(": new, "), "{lines:?}");
     assert!(
-        lines.iter().any(|l| l.starts_with("job j0 (backup): ") && l.contains("-> concluded")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("job j0 (backup): ") && l.contains("-> concluded")),
         "{lines:?}"
     );
     assert_eq!(

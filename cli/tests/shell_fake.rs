@@ -64,7 +64,8 @@ fn tab_completes_command_names() {
     term.type_text("query-st");
     term.keys(&["Tab"]);
     term.wait_until("the completed command", |s| {
-        s.lines().any(|l| l.trim_end() == "(QEMU running) query-status")
+        s.lines()
+            .any(|l| l.trim_end() == "(QEMU running) query-status")
     });
     term.keys(&["Enter"]);
     term.wait_for(r#""status": "running""#);
@@ -296,7 +297,8 @@ fn tab_completes_arguments_and_values() {
     term.type_text("node-name=n0 s");
     term.keys(&["Tab"]);
     term.wait_until("the optional argument", |_| {
-        term.last_line().trim_end() == "(QEMU running) blockdev-add driver=null-co node-name=n0 size="
+        term.last_line().trim_end()
+            == "(QEMU running) blockdev-add driver=null-co node-name=n0 size="
     });
     term.type_text("4096");
     term.keys(&["Enter"]);
@@ -392,10 +394,7 @@ fn job_changes_print_lines() {
     term.wait_count(r#"{"return": {}}"#, 2);
     term.line("blockdev-backup job-id=j0 device=src target=dst sync=full");
     let screen = term.wait_for("job j0 (backup): concluded -> gone");
-    let lines: Vec<&str> = screen
-        .lines()
-        .filter(|l| l.starts_with("job j0"))
-        .collect();
+    let lines: Vec<&str> = screen.lines().filter(|l| l.starts_with("job j0")).collect();
     assert_eq!(lines.first(), Some(&"job j0: new, created"), "{screen}");
     assert!(
         lines.iter().any(|l| l.ends_with("created -> running")),
