@@ -162,23 +162,24 @@ async fn report(qmp: &Qmp, watch: bool) -> ExitCode {
     if !watch || !open {
         return ExitCode::SUCCESS;
     }
+    // Each change as its line (`None`: it makes none); `None` when the watch has ended.
     enum Step {
-        Vm(Option<VmStatusChange>),
-        Job(Option<JobChange>),
+        Vm(Option<Option<String>>),
+        Job(Option<Option<String>>),
     }
     let (mut vm_open, mut jobs_open) = (true, true);
     while vm_open || jobs_open {
         let step = futures_lite::future::or(
             async {
                 if vm_open {
-                    Step::Vm(vm.next().await)
+                    Step::Vm(vm.next().await.map(|c| vm_change_line(&c)))
                 } else {
                     futures_lite::future::pending().await
                 }
             },
             async {
                 if jobs_open {
-                    Step::Job(jobs.next().await)
+                    Step::Job(jobs.next().await.map(|c| job_change_line(&c)))
                 } else {
                     futures_lite::future::pending().await
                 }
@@ -186,8 +187,7 @@ async fn report(qmp: &Qmp, watch: bool) -> ExitCode {
         )
         .await;
         let line = match step {
-            Step::Vm(Some(change)) => vm_change_line(&change),
-            Step::Job(Some(change)) => job_change_line(&change),
+            Step::Vm(Some(line)) | Step::Job(Some(line)) => line,
             Step::Vm(None) => {
                 vm_open = false;
                 None
