@@ -23,6 +23,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// The interactive shell (qmp-shell syntax: `command key=value ...`).
+    ///
+    /// Events print above the prompt as they come. On a QMP monitor (not a guest agent)
+    /// the prompt shows the VM status when QEMU has one (`(QEMU paused) `), and changes of
+    /// the VM status and of jobs print as lines (`VM status: running -> paused`,
+    /// `job j0 (backup): running -> concluded 1048576/1048576`).
     Shell {
         /// A unix socket path, or HOST:PORT.
         #[arg(env = "QMP_SOCKET", required_unless_present = "fake")]

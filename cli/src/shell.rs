@@ -5,6 +5,11 @@
 //! adapter's driver, an event listener and a connection watcher run as tasks on smol's
 //! executor, and print through the [`Printer`], which puts their lines above the prompt
 //! while a line is being typed: events show as they arrive, without waiting for Enter.
+//!
+//! On a QMP monitor, in a terminal, the connection tracks the VM status and the jobs: the
+//! prompt shows the status as of when it is drawn (after a command whose events may change
+//! it, once the tracker has asked QEMU), and two more tasks print every change of the
+//! status and every new status of a job above the prompt.
 
 use std::borrow::Cow;
 use std::io::IsTerminal;
@@ -845,6 +850,8 @@ Shell:      /hmp   run lines as HMP commands (human-monitor-command)
             /qmp   back to QMP commands
             /pretty  toggle pretty printing
             /quit  leave (or Ctrl-D)
+The prompt shows the VM status, as of when it is drawn: (QEMU paused). Changes of
+the VM status and of jobs print as lines (VM status: ..., job ID (TYPE): ...).
 Tab completes command names, argument names and enum values. Ctrl-C abandons a
 transaction being typed, or stops waiting for a reply.";
 
