@@ -76,8 +76,8 @@ enum Cmd {
     /// `job ID (TYPE): STATUS CURRENT/TOTAL: ERROR`. With --watch, one line per change
     /// follows as it happens (`VM status: running -> paused`,
     /// `job ID (TYPE): running -> concluded CURRENT/TOTAL`, `job ID: new, created`,
-    /// `job ID (TYPE): concluded -> gone`), until QEMU closes the connection (exit status
-    /// 0) or the session fails (3); Ctrl-C stops it.
+    /// `job ID (TYPE): concluded -> gone`), until QEMU closes the connection or exits
+    /// (exit status 0) or the session fails (3); Ctrl-C stops it.
     Status {
         /// A unix socket path, or HOST:PORT.
         target: String,

@@ -397,7 +397,7 @@ fn job_changes_print_lines() {
     let lines: Vec<&str> = screen.lines().filter(|l| l.starts_with("job j0")).collect();
     assert_eq!(lines.first(), Some(&"job j0: new, created"), "{screen}");
     assert!(
-        lines.iter().any(|l| l.ends_with("created -> running")),
+        lines.iter().any(|l| l.contains(": created -> running")),
         "{screen}"
     );
     assert!(
