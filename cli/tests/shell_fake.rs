@@ -305,6 +305,16 @@ fn tab_completes_arguments_and_values() {
     term.wait_for(r#"{"return": {}}"#);
 }
 
+/// A child process killed when the test ends, passed or not.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The prompt shows the VM status: `qmp fake --prelaunch` starts in `prelaunch`; `cont`
 /// makes it `running` and `stop` `paused`, each change printed as a line too.
 #[test]
@@ -314,11 +324,15 @@ fn prompt_shows_the_vm_status() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("fake.sock");
     let history = dir.path().join("history");
-    let mut fake = Command::new(support::qmp_bin())
-        .args(["fake", "--prelaunch", "--listen", path_str(&sock)])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut fake = Child(
+        Command::new(support::qmp_bin())
+            .args(["fake", "--prelaunch", "--listen", path_str(&sock)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = std::time::Instant::now() + support::WAIT;
     while !sock.exists() {
         assert!(std::time::Instant::now() < deadline, "no fake socket");
@@ -332,8 +346,6 @@ fn prompt_shows_the_vm_status() {
         path_str(&sock),
     ];
     let Some(term) = Term::start(&qmp_command(&args)) else {
-        let _ = fake.kill();
-        let _ = fake.wait();
         return;
     };
     term.wait_for("(QEMU prelaunch) ");
@@ -355,7 +367,7 @@ fn prompt_shows_the_vm_status() {
     });
     term.line("quit");
     assert_eq!(term.wait_exit(), 0);
-    assert!(fake.wait().unwrap().success());
+    assert!(fake.0.wait().unwrap().success());
 }
 
 /// `stop` and `cont` on `--fake` (which starts running) print the status changes, and the
