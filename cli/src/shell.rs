@@ -230,7 +230,7 @@ pub fn run_prepared(
     shell.refresh_names_now();
     if track {
         // The first prompt shows the status, and the watchers report changes from it.
-        shell.settle_status();
+        shell.settle_status(CONNECT_TIMEOUT);
         shell.spawn_status_listeners();
     }
     shell.spawn_listeners(events, status);
@@ -360,12 +360,9 @@ impl Shell {
 
     /// Waits (a little) until the tracked status has taken in what QEMU said so far: its
     /// queries are answered and their changes reported.
-    fn settle_status(&self) {
+    fn settle_status(&self, limit: Duration) {
         self.status_cause.store(false, Ordering::Relaxed);
-        let _ = smol::block_on(crate::status::within(
-            STATUS_WAIT,
-            self.qmp.refresh_status(),
-        ));
+        let _ = smol::block_on(crate::status::within(limit, self.qmp.refresh_status()));
     }
 
     /// Prints the changes of the VM status and of the jobs, above the prompt.
@@ -591,7 +588,7 @@ impl Shell {
             && self.status_cause.load(Ordering::Relaxed)
             && !self.qmp.is_finished()
         {
-            self.settle_status();
+            self.settle_status(STATUS_WAIT);
         }
         if quit && !self.reconnecting {
             // QEMU closes the connection after quit: leave once the driver has seen it.
