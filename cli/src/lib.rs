@@ -1,7 +1,7 @@
 //! The library behind `qmp`, the command-line tool of the qmp-proto project: an
 //! interactive QMP shell, one-shot commands, an event stream, a QEMU wrapper and a fake
 //! QEMU. The binary is a thin argument parser over the modules `shell`, `exec`, `events`,
-//! `wrap` and `fake`; `syntax` is the shell's input syntax.
+//! `status`, `wrap` and `fake`; `syntax` is the shell's input syntax.
 //!
 //! **Not a stable API.** This library exists only for the `qmp` binary and its tests: its
 //! items are hidden from the documentation and may change in any release, patch releases
@@ -28,6 +28,8 @@ pub mod out;
 pub mod request;
 #[doc(hidden)]
 pub mod shell;
+#[doc(hidden)]
+pub mod status;
 #[doc(hidden)]
 pub mod syntax;
 #[doc(hidden)]

@@ -13,7 +13,7 @@ use qmp_cli::target::Target;
 #[command(
     name = "qmp",
     version,
-    about = "Talk to QEMU over QMP: a shell, one-shot commands, events, a wrapper and a fake QEMU"
+    about = "Talk to QEMU over QMP: a shell, one-shot commands, events, the VM and job status, a wrapper and a fake QEMU"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,6 +23,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// The interactive shell (qmp-shell syntax: `command key=value ...`).
+    ///
+    /// Events print above the prompt as they come. On a QMP monitor (not a guest agent)
+    /// the prompt shows the VM status when QEMU has one (`(QEMU paused) `), and changes of
+    /// the VM status and of jobs print as lines (`VM status: running -> paused`,
+    /// `job j0 (backup): running -> concluded 1048576/1048576`).
     Shell {
         /// A unix socket path, or HOST:PORT.
         #[arg(env = "QMP_SOCKET", required_unless_present = "fake")]
@@ -63,6 +68,22 @@ enum Cmd {
         target: String,
         /// Only these events (all when none are given).
         names: Vec<String>,
+    },
+    /// Prints the VM's run status and the jobs; with --watch, then every change.
+    ///
+    /// One line `VM status: STATUS` (or `VM status: none ...` for a peer without
+    /// query-status, such as qemu-storage-daemon), then one line per job:
+    /// `job ID (TYPE): STATUS CURRENT/TOTAL: ERROR`. With --watch, one line per change
+    /// follows as it happens (`VM status: running -> paused`,
+    /// `job ID (TYPE): running -> concluded CURRENT/TOTAL`, `job ID: new, created`,
+    /// `job ID (TYPE): concluded -> gone`), until QEMU closes the connection or exits
+    /// (exit status 0) or the session fails (3); Ctrl-C stops it.
+    Status {
+        /// A unix socket path, or HOST:PORT.
+        target: String,
+        /// Keep printing changes until the connection ends.
+        #[arg(long)]
+        watch: bool,
     },
     /// Starts QEMU with a private QMP socket and runs the shell on it.
     Wrap {
@@ -186,6 +207,7 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Events { target, names } => qmp_cli::events::run(&Target::parse(&target), &names),
+        Cmd::Status { target, watch } => qmp_cli::status::run(&Target::parse(&target), watch),
         Cmd::Wrap { common, qemu } => match common.options(false) {
             Ok(opts) => qmp_cli::wrap::run(opts, &qemu),
             Err(e) => usage(&e),

@@ -5,6 +5,11 @@
 //! adapter's driver, an event listener and a connection watcher run as tasks on smol's
 //! executor, and print through the [`Printer`], which puts their lines above the prompt
 //! while a line is being typed: events show as they arrive, without waiting for Enter.
+//!
+//! On a QMP monitor, in a terminal, the connection tracks the VM status and the jobs: the
+//! prompt shows the status as of when it is drawn (after a command whose events may change
+//! it, once the tracker has asked QEMU), and two more tasks print every change of the
+//! status and every new status of a job above the prompt.
 
 use std::borrow::Cow;
 use std::io::IsTerminal;
@@ -107,6 +112,9 @@ fn lock(names: &SharedNames) -> std::sync::MutexGuard<'_, Names> {
 pub struct Prepared {
     printer: Printer,
     traffic: Arc<TrafficLog>,
+    /// Whether the VM status and the jobs are tracked: for a QMP monitor, in a terminal
+    /// (a script's output stays as it was, and a guest agent has neither).
+    track: bool,
 }
 
 impl Prepared {
@@ -128,7 +136,12 @@ impl Prepared {
             echo: opts.verbose.then(|| (printer.clone(), opts.pretty)),
             file,
         });
-        Ok(Prepared { printer, traffic })
+        let track = !opts.agent && std::io::stdin().is_terminal();
+        Ok(Prepared {
+            printer,
+            traffic,
+            track,
+        })
     }
 
     /// A builder with the shell's defaults, the options of `opts` and the traffic tap.
@@ -142,6 +155,9 @@ impl Prepared {
         }
         if self.traffic.is_active() {
             builder = builder.tap(self.traffic.tap());
+        }
+        if self.track {
+            builder = builder.track_status(true);
         }
         builder
     }
@@ -199,6 +215,7 @@ pub fn run_prepared(
 ) -> Result<Qmp, String> {
     let (qmp, driver, reconnecting) = open(connect, &opts, &prepared)?;
     let printer = prepared.printer;
+    let track = prepared.track;
     // Listening from the start: no event or status change is missed while the shell sets up.
     let events = qmp.subscribe(all_events());
     let status = qmp.status();
@@ -208,8 +225,14 @@ pub fn run_prepared(
     .detach();
 
     let mut shell = Shell::new(qmp, opts, printer, reconnecting)?;
+    shell.track = track;
     shell.banner();
     shell.refresh_names_now();
+    if track {
+        // The first prompt shows the status, and the watchers report changes from it.
+        shell.settle_status(CONNECT_TIMEOUT);
+        shell.spawn_status_listeners();
+    }
     shell.spawn_listeners(events, status);
     shell.read_loop();
     Ok(shell.qmp)
@@ -231,6 +254,10 @@ struct Shell {
     jobs: Option<smol::channel::Sender<Job>>,
     /// Whether the session task pretty-prints events (`/pretty` toggles it).
     pretty_events: Arc<AtomicBool>,
+    /// Whether the VM status and the jobs are tracked (shown in the prompt and reported).
+    track: bool,
+    /// Set by the session task when an event that may change the VM status comes.
+    status_cause: Arc<AtomicBool>,
 }
 
 impl Shell {
@@ -281,6 +308,8 @@ impl Shell {
             reconnecting,
             jobs: None,
             pretty_events: Arc::new(AtomicBool::new(opts_pretty)),
+            track: false,
+            status_cause: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -310,16 +339,54 @@ impl Shell {
         self.parser.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn prompt(&self) -> &'static str {
+    /// The prompt: the mode, and the VM status when it is known (as of when the prompt is
+    /// drawn: changes while a line is typed are printed above it).
+    fn prompt(&self) -> String {
         if self.parser().in_transaction() {
-            "TRANS> "
-        } else if self.hmp {
-            "(HMP) "
-        } else if self.opts.agent {
-            "(QGA) "
-        } else {
-            "(QEMU) "
+            return "TRANS> ".to_owned();
         }
+        let mode = if self.hmp {
+            "HMP"
+        } else if self.opts.agent {
+            "QGA"
+        } else {
+            "QEMU"
+        };
+        match self.qmp.vm_status().filter(|_| self.track) {
+            Some(status) => format!("({mode} {status}) "),
+            None => format!("({mode}) "),
+        }
+    }
+
+    /// Waits (a little) until the tracked status has taken in what QEMU said so far: its
+    /// queries are answered and their changes reported.
+    fn settle_status(&self, limit: Duration) {
+        self.status_cause.store(false, Ordering::Relaxed);
+        let _ = smol::block_on(crate::status::within(limit, self.qmp.refresh_status()));
+    }
+
+    /// Prints the changes of the VM status and of the jobs, above the prompt.
+    fn spawn_status_listeners(&self) {
+        let mut vm = self.qmp.vm_status_watch();
+        let printer = self.printer.clone();
+        smol::spawn(async move {
+            while let Some(change) = vm.next().await {
+                if let Some(line) = crate::status::vm_change_line(&change) {
+                    printer.line(line);
+                }
+            }
+        })
+        .detach();
+        let mut jobs = self.qmp.job_watch();
+        let printer = self.printer.clone();
+        smol::spawn(async move {
+            while let Some(change) = jobs.next().await {
+                if let Some(line) = crate::status::job_change_line(&change) {
+                    printer.line(line);
+                }
+            }
+        })
+        .detach();
     }
 
     /// Fetches the completion names before the first prompt.
@@ -347,8 +414,11 @@ impl Shell {
             events,
             rx,
             interrupts,
-            self.printer.clone(),
-            Arc::clone(&self.pretty_events),
+            Output {
+                printer: self.printer.clone(),
+                pretty_events: Arc::clone(&self.pretty_events),
+                status_cause: Arc::clone(&self.status_cause),
+            },
         ))
         .detach();
 
@@ -398,7 +468,8 @@ impl Shell {
                 break;
             }
             self.printer.set_reading(true);
-            let line = self.editor.readline(self.prompt());
+            let prompt = self.prompt();
+            let line = self.editor.readline(&prompt);
             self.printer.set_reading(false);
             match line {
                 Ok(line) => {
@@ -503,11 +574,21 @@ impl Shell {
             pretty: self.pretty,
             done,
         };
+        self.status_cause.store(false, Ordering::Relaxed);
         match &self.jobs {
             Some(jobs) if jobs.try_send(job).is_ok() => {
                 let _ = smol::block_on(finished.recv());
             }
             _ => self.printer.line("error: the session is gone"),
+        }
+        // A STOP (say) makes the tracker ask query-status, whose answer comes after the
+        // command's reply: the next prompt waits for it.
+        if self.track
+            && !quit
+            && self.status_cause.load(Ordering::Relaxed)
+            && !self.qmp.is_finished()
+        {
+            self.settle_status(STATUS_WAIT);
         }
         if quit && !self.reconnecting {
             // QEMU closes the connection after quit: leave once the driver has seen it.
@@ -550,10 +631,47 @@ async fn interrupted(interrupts: &smol::channel::Receiver<()>) {
     }
 }
 
-fn print_event(printer: &Printer, item: Result<Arc<QmpEvent>, Lagged>, pretty: bool) {
-    match item {
-        Ok(event) => printer.line(format::event_line(&event, pretty)),
-        Err(lagged) => printer.line(format!("*** {} events were missed", lagged.missed)),
+/// The events that make the status tracker ask `query-status` (see `qmp_proto::status`).
+const STATUS_EVENTS: &[&str] = &[
+    "STOP",
+    "RESET",
+    "SHUTDOWN",
+    "SUSPEND",
+    "WAKEUP",
+    "GUEST_PANICKED",
+    "GUEST_CRASHLOADED",
+    "WATCHDOG",
+    "MIGRATION",
+];
+
+/// How long the prompt waits for the tracked status to settle.
+const STATUS_WAIT: Duration = Duration::from_secs(2);
+
+/// Where the session task prints, and what it tells the shell.
+struct Output {
+    printer: Printer,
+    /// Whether events are pretty-printed (`/pretty` toggles it).
+    pretty_events: Arc<AtomicBool>,
+    /// Set when an event of [`STATUS_EVENTS`] comes.
+    status_cause: Arc<AtomicBool>,
+}
+
+impl Output {
+    fn event(&self, item: Result<Arc<QmpEvent>, Lagged>) {
+        let pretty = self.pretty_events.load(Ordering::Relaxed);
+        match item {
+            Ok(event) => {
+                if STATUS_EVENTS.contains(&event.name.as_str()) {
+                    self.status_cause.store(true, Ordering::Relaxed);
+                }
+                self.printer.line(format::event_line(&event, pretty));
+            }
+            Err(lagged) => {
+                self.status_cause.store(true, Ordering::Relaxed);
+                self.printer
+                    .line(format!("*** {} events were missed", lagged.missed));
+            }
+        }
     }
 }
 
@@ -566,8 +684,7 @@ async fn session(
     events: EventStream,
     jobs: smol::channel::Receiver<Job>,
     interrupts: smol::channel::Receiver<()>,
-    printer: Printer,
-    pretty_events: Arc<AtomicBool>,
+    out: Output,
 ) {
     enum Step {
         Event(EventItem),
@@ -582,19 +699,11 @@ async fn session(
         .await;
         match step {
             Step::Event(Some(item)) => {
-                print_event(&printer, item, pretty_events.load(Ordering::Relaxed));
+                out.event(item);
             }
             Step::Event(None) => events = None,
             Step::Job(Some(job)) => {
-                run_job(
-                    &qmp,
-                    job,
-                    &mut events,
-                    &interrupts,
-                    &printer,
-                    &pretty_events,
-                )
-                .await;
+                run_job(&qmp, job, &mut events, &interrupts, &out).await;
             }
             Step::Job(None) => break,
         }
@@ -609,8 +718,7 @@ async fn run_job(
     mut job: Job,
     events: &mut Option<EventStream>,
     interrupts: &smol::channel::Receiver<()>,
-    printer: &Printer,
-    pretty_events: &AtomicBool,
+    out: &Output,
 ) {
     enum Race {
         Event(EventItem),
@@ -636,7 +744,7 @@ async fn run_job(
         .await;
         match race {
             Race::Event(Some(item)) => {
-                print_event(printer, item, pretty_events.load(Ordering::Relaxed));
+                out.event(item);
             }
             Race::Event(None) => *events = None,
             Race::Done(result) => break Some(result),
@@ -644,8 +752,10 @@ async fn run_job(
         }
     };
     match outcome {
-        Some(result) => print_outcome(printer, &job, result),
-        None => printer.line("*** interrupted: no longer waiting (the reply will be discarded)"),
+        Some(result) => print_outcome(&out.printer, &job, result),
+        None => out
+            .printer
+            .line("*** interrupted: no longer waiting (the reply will be discarded)"),
     }
     let _ = job.done.try_send(());
 }
@@ -737,6 +847,8 @@ Shell:      /hmp   run lines as HMP commands (human-monitor-command)
             /qmp   back to QMP commands
             /pretty  toggle pretty printing
             /quit  leave (or Ctrl-D)
+The prompt shows the VM status, as of when it is drawn: (QEMU paused). Changes of
+the VM status and of jobs print as lines (VM status: ..., job ID (TYPE): ...).
 Tab completes command names, argument names and enum values. Ctrl-C abandons a
 transaction being typed, or stops waiting for a reply.";
 

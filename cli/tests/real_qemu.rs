@@ -61,7 +61,7 @@ fn shell_on(sock: &Path, extra: &[&str]) -> Option<(Term, tempfile::TempDir)> {
     args.push(path_str(sock));
     let term = Term::start(&qmp_command(&args))?;
     term.wait_until("the prompt", |s| {
-        s.contains("(QEMU) ") || s.contains("(HMP) ") || s.contains("(QGA) ")
+        s.contains("(QEMU") || s.contains("(HMP") || s.contains("(QGA) ")
     });
     Some((term, dir))
 }
@@ -88,22 +88,25 @@ fn shell_against_qemu_system() {
     other.execute::<IgnoredAny>("stop", &()).unwrap();
     let screen = term.wait_for("] STOP");
     assert!(screen.lines().last().is_some());
+    // The status change shows too; the prompt, drawn before it, is redrawn as it was.
+    term.wait_for("VM status: running -> paused");
     term.wait_until("the prompt below the event", |_| {
-        term.last_line().trim_end() == "(QEMU)"
+        term.last_line().trim_end() == "(QEMU running)"
     });
     other.execute::<IgnoredAny>("cont", &()).unwrap();
     term.wait_for("] RESUME");
+    term.wait_for("VM status: paused -> running");
 
     // Completion from query-qmp-schema.
     term.type_text("blockdev-add dri");
     term.keys(&["Tab"]);
     term.wait_until("the completed argument", |_| {
-        term.last_line().trim_end() == "(QEMU) blockdev-add driver="
+        term.last_line().trim_end() == "(QEMU running) blockdev-add driver="
     });
     term.type_text("vvf");
     term.keys(&["Tab"]);
     term.wait_until("the completed value", |_| {
-        term.last_line().trim_end() == "(QEMU) blockdev-add driver=vvfat"
+        term.last_line().trim_end() == "(QEMU running) blockdev-add driver=vvfat"
     });
     // Knowing driver=vvfat, only vvfat's members are offered.
     term.type_text("f");
@@ -119,7 +122,7 @@ fn shell_against_qemu_system() {
     term.type_text("query-statu");
     term.keys(&["Tab"]);
     term.wait_until("the completed command", |_| {
-        term.last_line().trim_end() == "(QEMU) query-status"
+        term.last_line().trim_end() == "(QEMU running) query-status"
     });
     term.keys(&["Enter"]);
     term.wait_for(r#"{"return": {"status": "running", "running": true}}"#);
@@ -210,7 +213,7 @@ fn history_across_runs_on_qemu_system() {
     let Some(term) = Term::start(&qmp_command(&args)) else {
         return;
     };
-    term.wait_for("(QEMU) ");
+    term.wait_for("(QEMU running) ");
     term.line("query-name");
     term.wait_for(r#"{"return": {}}"#);
     term.line("human-monitor-command command-line=\"info version\"");
@@ -219,14 +222,15 @@ fn history_across_runs_on_qemu_system() {
     assert_eq!(term.wait_exit(), 0);
     drop(term);
     let term = Term::start(&qmp_command(&args)).unwrap();
-    term.wait_for("(QEMU) ");
+    term.wait_for("(QEMU running) ");
     term.keys(&["Up"]);
     term.wait_until("the last line recalled", |_| {
-        term.last_line().trim_end() == "(QEMU) human-monitor-command command-line=\"info version\""
+        term.last_line().trim_end()
+            == "(QEMU running) human-monitor-command command-line=\"info version\""
     });
     term.keys(&["Up"]);
     term.wait_until("the line before", |_| {
-        term.last_line().trim_end() == "(QEMU) query-name"
+        term.last_line().trim_end() == "(QEMU running) query-name"
     });
     term.keys(&["Enter"]);
     term.wait_for(r#"{"return": {}}"#);
@@ -501,7 +505,7 @@ fn wrap_qemu_system() {
     let Some(term) = Term::start(&cmd) else {
         return;
     };
-    term.wait_for("(QEMU) ");
+    term.wait_for("(QEMU running) ");
     // The private directory: owner-only, holding nothing once QEMU connected.
     let dirs: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -569,4 +573,183 @@ fn fake_serves_clients_until_quit() {
     let out = qmp(&["fake", "--listen", path_str(&sock)]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(std::fs::read(&sock).unwrap(), b"mine");
+}
+
+/// The shell's prompt shows the VM status of qemu-system-x86_64 -S: `prelaunch`, then
+/// `running` after `cont` and `paused` after `stop`, each change also printed.
+#[test]
+fn shell_prompt_shows_the_vm_status_of_qemu_system() {
+    let Some(mut peer) = Peer::system(&["-M", "pc", "-accel", "tcg", "-S"]) else {
+        return;
+    };
+    ready(&mut peer);
+    let sock = peer.sock.clone();
+    let Some((term, _dir)) = shell_on(&sock, &["--no-reconnect"]) else {
+        return;
+    };
+    term.wait_for("(QEMU prelaunch) ");
+    term.line("cont");
+    term.wait_for("VM status: prelaunch -> running");
+    term.wait_until("the running prompt", |_| {
+        term.last_line().trim_end() == "(QEMU running)"
+    });
+    term.line("stop");
+    term.wait_for("VM status: running -> paused");
+    term.wait_until("the paused prompt", |_| {
+        term.last_line().trim_end() == "(QEMU paused)"
+    });
+    // HMP mode shows it too.
+    term.line("/hmp");
+    term.wait_until("the HMP prompt", |_| {
+        term.last_line().trim_end() == "(HMP paused)"
+    });
+    term.line("/qmp");
+    term.line("quit");
+    assert_eq!(term.wait_exit(), 0);
+    assert!(peer.wait_exit(WAIT).success());
+}
+
+/// qemu-storage-daemon has no VM status: the shell's prompt stays `(QEMU) `.
+#[test]
+fn shell_prompt_without_a_vm_status_on_the_storage_daemon() {
+    let Some(mut peer) = Peer::storage_daemon() else {
+        return;
+    };
+    ready(&mut peer);
+    let sock = peer.sock.clone();
+    let Some((term, _dir)) = shell_on(&sock, &["--no-reconnect"]) else {
+        return;
+    };
+    term.line("query-version");
+    term.wait_for(r#"{"return": {"qemu": {"micro": 2"#);
+    term.wait_until("the plain prompt", |_| {
+        term.last_line().trim_end() == "(QEMU)"
+    });
+    term.line("quit");
+    assert_eq!(term.wait_exit(), 0);
+}
+
+/// `qmp status` on qemu-storage-daemon with a backup job kept after it ended
+/// (`auto-dismiss: false`): no VM status, and the job's line with its final progress.
+#[test]
+fn status_of_the_storage_daemon_with_a_job() {
+    let Some(mut peer) = Peer::storage_daemon() else {
+        return;
+    };
+    let mut c = peer.connect();
+    for node in ["src", "dst"] {
+        c.execute::<IgnoredAny>(
+            "blockdev-add",
+            &json!({"driver": "null-co", "node-name": node, "size": 1_048_576}),
+        )
+        .unwrap();
+    }
+    c.execute::<IgnoredAny>(
+        "blockdev-backup",
+        &json!({"job-id": "j0", "device": "src", "target": "dst", "sync": "full",
+                "auto-dismiss": false}),
+    )
+    .unwrap();
+    // Wait for the job to conclude.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let jobs: Value = c.execute("query-jobs", &()).unwrap();
+        if jobs[0]["status"] == "concluded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{jobs}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.close();
+    let sock = path_str(&peer.sock).to_owned();
+    let out = qmp(&["status", &sock]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "VM status: none (the peer has no query-status)\n\
+         job j0 (backup): concluded 1048576/1048576\n"
+    );
+    // Unreachable: status 3.
+    let missing = peer.dir.path().join("nothing.sock");
+    let out = qmp(&["status", path_str(&missing)]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let mut c = peer.connect();
+    peer.quit(&mut c);
+}
+
+/// Reads text lines from a child's stdout in a thread, forwarding them.
+fn text_lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn next_text_line(rx: &std::sync::mpsc::Receiver<String>) -> String {
+    rx.recv_timeout(WAIT)
+        .expect("a line from qmp status --watch")
+}
+
+/// `qmp status --watch` on qemu-system-x86_64 -S: the snapshot, then a line per change
+/// another client makes (the VM status, a backup job), until QEMU quits (status 0).
+#[test]
+fn status_watch_on_qemu_system() {
+    let Some((mut peer, m2)) = system_two_monitors(&["-M", "pc", "-accel", "tcg", "-S"]) else {
+        return;
+    };
+    let mut child = Command::new(support::qmp_bin())
+        .args(["status", "--watch", path_str(&peer.sock)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = text_lines_of(&mut child);
+    assert_eq!(next_text_line(&rx), "VM status: prelaunch");
+    let mut other = connect_to(&m2);
+    other.execute::<IgnoredAny>("cont", &()).unwrap();
+    assert_eq!(next_text_line(&rx), "VM status: prelaunch -> running");
+    other.execute::<IgnoredAny>("stop", &()).unwrap();
+    assert_eq!(next_text_line(&rx), "VM status: running -> paused");
+    for node in ["src", "dst"] {
+        other
+            .execute::<IgnoredAny>(
+                "blockdev-add",
+                &json!({"driver": "null-co", "node-name": node, "size": 1_048_576}),
+            )
+            .unwrap();
+    }
+    other
+        .execute::<IgnoredAny>(
+            "blockdev-backup",
+            &json!({"job-id": "j0", "device": "src", "target": "dst", "sync": "full"}),
+        )
+        .unwrap();
+    // The job appears, changes status, and goes away (dismissed at once).
+    let mut lines = Vec::new();
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.ends_with("-> gone"))
+    {
+        lines.push(next_text_line(&rx));
+    }
+    assert!(lines[0].starts_with("job j0"), "{lines:?}");
+    assert!(lines[0].contains(": new, "), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("job j0 (backup): ") && l.contains("-> concluded")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        "job j0 (backup): concluded -> gone",
+        "{lines:?}"
+    );
+    peer.quit(&mut other);
+    assert!(wait_child(&mut child).success());
 }

@@ -15,7 +15,7 @@ fn fake_shell(extra: &[&str]) -> Option<(Term, tempfile::TempDir)> {
     args.extend_from_slice(extra);
     let term = Term::start(&qmp_command(&args))?;
     term.wait_until("the prompt", |s| {
-        s.contains("(QEMU) ") || s.contains("(HMP) ")
+        s.contains("(QEMU running) ") || s.contains("(HMP running) ")
     });
     Some((term, dir))
 }
@@ -64,7 +64,8 @@ fn tab_completes_command_names() {
     term.type_text("query-st");
     term.keys(&["Tab"]);
     term.wait_until("the completed command", |s| {
-        s.lines().any(|l| l.trim_end() == "(QEMU) query-status")
+        s.lines()
+            .any(|l| l.trim_end() == "(QEMU running) query-status")
     });
     term.keys(&["Enter"]);
     term.wait_for(r#""status": "running""#);
@@ -103,7 +104,7 @@ fn events_show_while_idle_and_while_typing() {
     );
     // The line being typed is still there, below the events.
     term.wait_until("the half-typed line", |_| {
-        term.last_line().trim_end() == "(QEMU) query-"
+        term.last_line().trim_end() == "(QEMU running) query-"
     });
     term.type_text("jobs");
     term.keys(&["Enter"]);
@@ -118,7 +119,7 @@ fn history_is_kept_across_runs() {
     let Some(term) = Term::start(&qmp_command(&args)) else {
         return;
     };
-    term.wait_for("(QEMU) ");
+    term.wait_for("(QEMU running) ");
     term.line("query-name");
     term.wait_for(r#"{"return": {}}"#);
     term.line("query-version");
@@ -133,10 +134,10 @@ fn history_is_kept_across_runs() {
     );
 
     let term = Term::start(&qmp_command(&args)).unwrap();
-    term.wait_for("(QEMU) ");
+    term.wait_for("(QEMU running) ");
     term.keys(&["Up", "Up"]);
     term.wait_until("the recalled line", |_| {
-        term.last_line().trim_end() == "(QEMU) query-name"
+        term.last_line().trim_end() == "(QEMU running) query-name"
     });
     term.keys(&["Enter"]);
     term.wait_for(r#"{"return": {}}"#);
@@ -169,7 +170,7 @@ fn transaction_mode() {
     term.keys(&["C-c"]);
     term.wait_for("*** transaction abandoned (1 actions dropped)");
     term.wait_until("the QMP prompt", |_| {
-        term.last_line().trim_end() == "(QEMU)"
+        term.last_line().trim_end() == "(QEMU running)"
     });
 }
 
@@ -178,7 +179,7 @@ fn hmp_mode() {
     let Some((term, _dir)) = fake_shell(&["--hmp"]) else {
         return;
     };
-    term.wait_for("(HMP) ");
+    term.wait_for("(HMP running) ");
     term.line("info status");
     term.wait_for("VM status: running");
     term.line("/qmp");
@@ -213,8 +214,15 @@ fn traffic_log() {
         sent,
         [
             "qmp_capabilities",
+            // The status tracker's first queries, as the session starts.
+            "query-status",
+            "query-jobs",
             "query-commands",
             "query-qmp-schema",
+            // Asked again before the first prompt, which shows the status.
+            "query-status",
+            "query-jobs",
+            // The user's.
             "query-status"
         ]
     );
@@ -280,18 +288,141 @@ fn tab_completes_arguments_and_values() {
     term.type_text("blockdev-add d");
     term.keys(&["Tab"]);
     term.wait_until("the completed argument", |_| {
-        term.last_line().trim_end() == "(QEMU) blockdev-add driver="
+        term.last_line().trim_end() == "(QEMU running) blockdev-add driver="
     });
     term.keys(&["Tab"]);
     term.wait_until("the only value", |_| {
-        term.last_line().trim_end() == "(QEMU) blockdev-add driver=null-co"
+        term.last_line().trim_end() == "(QEMU running) blockdev-add driver=null-co"
     });
     term.type_text("node-name=n0 s");
     term.keys(&["Tab"]);
     term.wait_until("the optional argument", |_| {
-        term.last_line().trim_end() == "(QEMU) blockdev-add driver=null-co node-name=n0 size="
+        term.last_line().trim_end()
+            == "(QEMU running) blockdev-add driver=null-co node-name=n0 size="
     });
     term.type_text("4096");
     term.keys(&["Enter"]);
     term.wait_for(r#"{"return": {}}"#);
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The prompt shows the VM status: `qmp fake --prelaunch` starts in `prelaunch`; `cont`
+/// makes it `running` and `stop` `paused`, each change printed as a line too.
+#[test]
+fn prompt_shows_the_vm_status() {
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("fake.sock");
+    let history = dir.path().join("history");
+    let mut fake = Child(
+        Command::new(support::qmp_bin())
+            .args(["fake", "--prelaunch", "--listen", path_str(&sock)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < deadline, "no fake socket");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let args = [
+        "shell",
+        "--no-reconnect",
+        "--history",
+        path_str(&history),
+        path_str(&sock),
+    ];
+    let Some(term) = Term::start(&qmp_command(&args)) else {
+        return;
+    };
+    term.wait_for("(QEMU prelaunch) ");
+    term.line("cont");
+    term.wait_for("VM status: prelaunch -> running");
+    term.wait_until("the running prompt", |_| {
+        term.last_line().trim_end() == "(QEMU running)"
+    });
+    term.line("stop");
+    let screen = term.wait_for("VM status: running -> paused");
+    assert!(screen.contains("] STOP"), "{screen}");
+    term.wait_until("the paused prompt", |_| {
+        term.last_line().trim_end() == "(QEMU paused)"
+    });
+    term.line("cont");
+    term.wait_for("VM status: paused -> running");
+    term.wait_until("the running prompt again", |_| {
+        term.last_line().trim_end() == "(QEMU running)"
+    });
+    term.line("quit");
+    assert_eq!(term.wait_exit(), 0);
+    assert!(fake.0.wait().unwrap().success());
+}
+
+/// `stop` and `cont` on `--fake` (which starts running) print the status changes, and the
+/// prompts follow.
+#[test]
+fn stop_and_cont_print_the_status_changes() {
+    let Some((term, _dir)) = fake_shell(&[]) else {
+        return;
+    };
+    term.line("stop");
+    term.wait_for("VM status: running -> paused");
+    term.wait_until("the paused prompt", |_| {
+        term.last_line().trim_end() == "(QEMU paused)"
+    });
+    term.line("cont");
+    term.wait_for("VM status: paused -> running");
+    term.wait_until("the running prompt", |_| {
+        term.last_line().trim_end() == "(QEMU running)"
+    });
+    // A transaction's prompt has no status; the status is back after it.
+    term.line("transaction(");
+    term.wait_until("the transaction prompt", |_| {
+        term.last_line().trim_end() == "TRANS>"
+    });
+}
+
+/// A backup job's changes print as lines: it appears, changes status, and goes away.
+#[test]
+fn job_changes_print_lines() {
+    let Some((term, _dir)) = fake_shell(&[]) else {
+        return;
+    };
+    term.line("blockdev-add driver=null-co node-name=src");
+    term.wait_count(r#"{"return": {}}"#, 1);
+    term.line("blockdev-add driver=null-co node-name=dst");
+    term.wait_count(r#"{"return": {}}"#, 2);
+    term.line("blockdev-backup job-id=j0 device=src target=dst sync=full");
+    let screen = term.wait_for("job j0 (backup): concluded -> gone");
+    let lines: Vec<&str> = screen.lines().filter(|l| l.starts_with("job j0")).collect();
+    assert_eq!(lines.first(), Some(&"job j0: new, created"), "{screen}");
+    assert!(
+        lines.iter().any(|l| l.contains(": created -> running")),
+        "{screen}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("job j0 (backup): pending -> concluded")),
+        "{screen}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"job j0 (backup): concluded -> gone"),
+        "{screen}"
+    );
+    // The VM status did not change: no line for it.
+    assert!(!screen.contains("VM status:"), "{screen}");
 }
