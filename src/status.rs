@@ -67,6 +67,20 @@
 
 use std::fmt;
 
+/// Whether the VM status tracker answers an event of this name with `query-status` (the
+/// events that say the VM's status changed without saying what it is now; see the table
+/// above). An application that waits for the tracked status to settle after such an event
+/// can wait for [`Client::is_refreshing_status`](crate::Client::is_refreshing_status) to be
+/// false.
+///
+/// ```
+/// assert!(qmp_proto::status::asks_vm_status("STOP"));
+/// assert!(!qmp_proto::status::asks_vm_status("RESUME")); // it says: running
+/// ```
+pub fn asks_vm_status(event: &str) -> bool {
+    matches!(event, "STOP" | "RESET" | "SUSPEND" | "WAKEUP" | "MIGRATION")
+}
+
 /// Declares a QAPI enum of names: the variants, their names on the wire, an `Other` variant
 /// for names this crate does not know, and the conversions.
 macro_rules! qapi_names {

@@ -362,7 +362,7 @@ impl Shell {
     /// queries are answered and their changes reported.
     fn settle_status(&self, limit: Duration) {
         self.status_cause.store(false, Ordering::Relaxed);
-        let _ = smol::block_on(crate::status::within(limit, self.qmp.refresh_status()));
+        let _ = smol::block_on(crate::status::within(limit, self.qmp.status_settled()));
     }
 
     /// Prints the changes of the VM status and of the jobs, above the prompt.
@@ -631,19 +631,6 @@ async fn interrupted(interrupts: &smol::channel::Receiver<()>) {
     }
 }
 
-/// The events that make the status tracker ask `query-status` (see `qmp_proto::status`).
-const STATUS_EVENTS: &[&str] = &[
-    "STOP",
-    "RESET",
-    "SHUTDOWN",
-    "SUSPEND",
-    "WAKEUP",
-    "GUEST_PANICKED",
-    "GUEST_CRASHLOADED",
-    "WATCHDOG",
-    "MIGRATION",
-];
-
 /// How long the prompt waits for the tracked status to settle.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
 
@@ -652,7 +639,8 @@ struct Output {
     printer: Printer,
     /// Whether events are pretty-printed (`/pretty` toggles it).
     pretty_events: Arc<AtomicBool>,
-    /// Set when an event of [`STATUS_EVENTS`] comes.
+    /// Set when an event that makes the tracker ask `query-status` comes
+    /// ([`qmp_proto::status::asks_vm_status`]).
     status_cause: Arc<AtomicBool>,
 }
 
@@ -661,7 +649,7 @@ impl Output {
         let pretty = self.pretty_events.load(Ordering::Relaxed);
         match item {
             Ok(event) => {
-                if STATUS_EVENTS.contains(&event.name.as_str()) {
+                if qmp_proto::status::asks_vm_status(&event.name) {
                     self.status_cause.store(true, Ordering::Relaxed);
                 }
                 self.printer.line(format::event_line(&event, pretty));

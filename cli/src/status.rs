@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use qmp_async::status::{Job, VmStatus};
-use qmp_async::{Builder, EventFilter, JobChange, Qmp, VmStatusChange};
+use qmp_async::{Builder, JobChange, Qmp, VmStatusChange};
 use qmp_proto::DisconnectReason;
 
 use crate::target::Target;
@@ -136,10 +136,6 @@ pub fn run(target: &Target, watch: bool) -> ExitCode {
 }
 
 async fn report(qmp: &Qmp, watch: bool) -> ExitCode {
-    // QEMU says SHUTDOWN before it exits (quit, or the guest powering off); the tracker's
-    // query-status that the event causes may then be left unread, and the end of the
-    // connection be a reset instead of an EOF.
-    let mut shutdown = qmp.subscribe(EventFilter::name("SHUTDOWN"));
     match within(crate::shell::CONNECT_TIMEOUT, qmp.refresh_status()).await {
         Some(Ok(())) => {}
         Some(Err(e)) => {
@@ -203,11 +199,10 @@ async fn report(qmp: &Qmp, watch: bool) -> ExitCode {
             }
         }
     }
-    let reason = qmp.closed().await;
-    let exited = matches!(shutdown.next().await, Some(Ok(_)));
-    match reason {
+    // QEMU exiting (quit, or the guest powering off) ends the session with EOF, a reset
+    // after its SHUTDOWN included.
+    match qmp.closed().await {
         DisconnectReason::Eof { .. } => ExitCode::SUCCESS,
-        DisconnectReason::Transport { .. } if exited => ExitCode::SUCCESS,
         reason => {
             crate::fail(&format!("qmp status: {reason}"));
             ExitCode::from(EXIT_FAILURE)

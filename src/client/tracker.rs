@@ -227,11 +227,7 @@ impl Trackers {
 
     /// Whether an event of this name may change what the trackers hold.
     pub(super) fn concerns(&self, name: &str) -> bool {
-        (self.track_vm
-            && matches!(
-                name,
-                "RESUME" | "STOP" | "RESET" | "SUSPEND" | "WAKEUP" | "MIGRATION"
-            ))
+        (self.track_vm && (name == "RESUME" || crate::status::asks_vm_status(name)))
             || (self.track_jobs
                 && matches!(
                     name,
@@ -261,7 +257,7 @@ impl Trackers {
                 self.set_vm(Some(VmStatus::Running), out);
                 Asks::default()
             }
-            "STOP" | "RESET" | "SUSPEND" | "WAKEUP" | "MIGRATION" => {
+            name if crate::status::asks_vm_status(name) => {
                 if self.vm_asking.want() {
                     Asks::status()
                 } else {

@@ -48,7 +48,8 @@ impl Qemu<Blocking> {
             qmp.disconnect_reason(),
             Some(&DisconnectReason::Eof { after_quit: true })
         );
-        assert!(self.wait_exit(T).success(), "{}", self.stderr());
+        let status = self.wait_exit(T);
+        assert!(status.success(), "{status:?}: {}", self.stderr());
     }
 
     /// Waits up to `timeout` for the process to exit by itself.

@@ -39,13 +39,16 @@ pub enum Request {
     /// Close the connection ([`Hub::on_request`] leaves it to the driver).
     Close,
     /// Ask QEMU again for what the connection tracks
-    /// ([`Client::refresh_status`](qmp_proto::Client::refresh_status)); `reply` gets `Ok`
-    /// once the answers are in.
+    /// ([`Client::refresh_status`](qmp_proto::Client::refresh_status)), or (`ask: false`)
+    /// only wait for the tracker's queries in flight; `reply` gets `Ok` once the answers
+    /// are in.
     RefreshStatus {
         /// When it was asked.
         at: Instant,
         /// Where the outcome goes.
         reply: reply::Sender<Result<(), Error>>,
+        /// Whether to ask again; if not, only wait for the queries in flight.
+        ask: bool,
     },
 }
 
@@ -293,8 +296,18 @@ impl Hub {
     pub fn on_request(&mut self, engine: &mut Engine, request: Request, passes_fds: bool) -> bool {
         let (body, opts, at, reply) = match request {
             Request::Close => return true,
-            Request::RefreshStatus { at, reply } => {
-                match engine.refresh_status(at) {
+            Request::RefreshStatus { at, reply, ask } => {
+                let asked = if ask {
+                    engine.refresh_status(at)
+                } else if engine.state() == RunState::Running {
+                    Ok(())
+                } else {
+                    Err(CallError::InvalidState {
+                        operation: "status_settled",
+                        state: engine.state(),
+                    })
+                };
+                match asked {
                     Ok(()) => self.refreshing.push(reply),
                     Err(_) => reply.send(Err(self.shared.gone_error())),
                 }

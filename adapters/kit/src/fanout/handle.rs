@@ -76,7 +76,7 @@ pub trait Runtime: Send + Sync + 'static {
 ///   [`vm_status`](Self::vm_status), [`jobs`](Self::jobs),
 ///   [`vm_status_watch`](Self::vm_status_watch), [`job_watch`](Self::job_watch),
 ///   [`wait_vm_status`](Self::wait_vm_status), [`wait_job`](Self::wait_job),
-///   [`refresh_status`](Self::refresh_status).
+///   [`refresh_status`](Self::refresh_status), [`status_settled`](Self::status_settled).
 /// * **Connection**: [`state`](Self::state), [`state_watch`](Self::state_watch),
 ///   [`status`](Self::status), [`greeting`](Self::greeting), [`oob_enabled`](Self::oob_enabled),
 ///   [`pending`](Self::pending), [`disconnect_reason`](Self::disconnect_reason),
@@ -673,14 +673,27 @@ impl<R: Runtime> Handle<R> {
     /// to learn what changes without events (a job's progress); resolves once the answers
     /// are in and every change they made is reported. Fails when no session is up.
     pub fn refresh_status(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        self.status_request(true)
+    }
+
+    /// Resolves once the queries the trackers have in flight (after a `STOP`, say: see
+    /// [`qmp_proto::status::asks_vm_status`]) are answered and their changes reported,
+    /// without asking anything new: at once when none is. Fails when no session is up.
+    pub fn status_settled(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        self.status_request(false)
+    }
+
+    fn status_request(
+        &self,
+        ask: bool,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         let (reply, done) = super::reply::slot();
-        let sent = R::send(
-            &self.tx,
-            Request::RefreshStatus {
-                at: R::now(),
-                reply,
-            },
-        );
+        let request = Request::RefreshStatus {
+            at: R::now(),
+            reply,
+            ask,
+        };
+        let sent = R::send(&self.tx, request);
         let shared = Arc::clone(&self.shared);
         async move {
             if sent.is_err() {
