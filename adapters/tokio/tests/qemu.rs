@@ -496,6 +496,10 @@ async fn vm_status_watch() {
         .await
         .unwrap();
     assert_eq!(now, Some(VmStatus::Prelaunch));
+    // Nothing in flight: settled at once; a refresh asks and comes back.
+    within(qmp.status_settled()).await.unwrap();
+    within(qmp.refresh_status()).await.unwrap();
+    assert_eq!(qmp.vm_status(), Some(VmStatus::Prelaunch));
     let late = qmp.wait_vm_status(
         |s| s == Some(&VmStatus::Running),
         Duration::from_millis(100),
