@@ -427,10 +427,10 @@ impl Trackers {
             Err(CommandError::Qmp(e)) if e.class == "CommandNotFound" => {
                 asking.unsupported = true;
                 asking.answered();
-                if q == Query::Status {
-                    self.set_vm(None, out);
+                match q {
+                    Query::Status => self.set_vm(None, out),
+                    Query::Jobs => self.clear_window(),
                 }
-                self.clear_window();
                 return Asks::default();
             }
             Err(e) => {
@@ -439,7 +439,9 @@ impl Trackers {
                     command: q.command(),
                     error: e.to_string(),
                 });
-                self.clear_window();
+                if q == Query::Jobs {
+                    self.clear_window();
+                }
                 return self.again(q, again);
             }
         };
