@@ -64,7 +64,10 @@ impl Drop for Peer {
 }
 
 fn temp_dir(tag: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("qmp-proto-{tag}-{}", std::process::id()));
+    // Tests run in parallel and may start several peers of a kind: each gets its own.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("qmp-proto-{tag}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     TempDir(dir)
@@ -256,6 +259,14 @@ fn cases() -> Vec<(&'static str, bool, Vec<u8>)> {
         ("unterminated string", true, b"{\"execute\": \"query-vers".to_vec()),
         ("bad numbers", true, b"[01] [-] [1.] [1e] [-0, 1.5e3, 1E+2] ".to_vec()),
         ("bracket quirk", true, b"[ } ]".to_vec()),
+        // QEMU names the bad token as a C string: its text stops at a NUL byte.
+        ("NUL byte alone", true, b"\x00".to_vec()),
+        ("NUL byte in keywords", true, b"a\x00b tr\x00ue ".to_vec()),
+        ("NUL byte in a string", true, b"{\"execute\": \"a\x00b\"}".to_vec()),
+        ("NUL byte after stray bytes", true, b"\xff\x00\xfe \xc3\x00 ".to_vec()),
+        ("NUL byte in escapes", true, b"\"\\u00\x00\" \"\\uD800\x00\" ".to_vec()),
+        ("NUL byte in numbers", true, b"1\x002 -\x00 [1, -\x00] ".to_vec()),
+        ("escaped NUL in an id", true, br#"{"execute": "query-version", "id": "\u0000"}"#.to_vec()),
     ];
     let mut deep = b"[".repeat(1025);
     deep.extend(b"]".repeat(1025));
@@ -325,6 +336,7 @@ fn fake_runs_a_vm_like_qemu_system() {
     let package = package_of(&greeting);
     let script: &[u8] = br#"{"execute": "query-status", "id": 1}{"execute": "cont", "id": 2}{"execute": "query-status", "id": 3}{"execute": "cont", "id": 4}{"execute": "stop", "id": 5}{"execute": "query-status", "id": 6}{"execute": "system_reset", "id": 7}{"execute": "query-yank", "id": 8}{"execute": "getfd", "arguments": {"fdname": "x"}, "id": 10}{"execute": "closefd", "arguments": {"fdname": "x"}, "id": 11}{"execute": "blockdev-del", "arguments": {"node-name": "nope"}, "id": 12}"#;
     let (_, real) = run_qemu(&peer, true, script);
+    let real = without_guest_events(&real);
     let (_, ours) = run_fake(
         FakeQemu::new().prelaunch().version(10, 0, 2, &package),
         true,
@@ -332,4 +344,144 @@ fn fake_runs_a_vm_like_qemu_system() {
     );
     let (real, ours) = (zero_timestamps(&real), zero_timestamps(&ours));
     assert_eq!(show(&real), show(&ours));
+}
+
+/// Drops the events a guest caused (`"guest": true`: the firmware of a `-M pc` VM resets
+/// it soon after it starts), which a fake without a guest never sends, at any time.
+fn without_guest_events(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in b.split_inclusive(|&c| c == b'\n') {
+        if !(find_bytes(line, b"\"event\"").is_some()
+            && find_bytes(line, b"\"guest\": true").is_some())
+        {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+/// One step of a run-state sequence: the command, then `query-status` and HMP
+/// `info status` (`quit` alone: it ends the connection).
+fn step_input(i: usize, command: &str) -> (Vec<u8>, Option<String>) {
+    let cmd = format!(r#"{{"execute": "{command}", "id": "step-{i}"}}"#);
+    if command == "quit" {
+        return (cmd.into_bytes(), None);
+    }
+    let input = format!(
+        r#"{cmd}{{"execute": "query-status", "id": "status-{i}"}}{{"execute": "human-monitor-command", "arguments": {{"command-line": "info status"}}, "id": "info-{i}"}}"#
+    );
+    (input.into_bytes(), Some(format!(r#""id": "info-{i}""#)))
+}
+
+/// Reads until EOF (after `quit`), or panics after 10 s.
+fn read_to_eof(s: &mut UnixStream, buf: &mut Vec<u8>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut chunk = [0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no EOF; got {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            // QEMU may reset the connection as it exits.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Runs a sequence of run-state commands on a new `-M pc -accel tcg -S` VM and on a fake in
+/// `prelaunch`; returns both transcripts (guest events dropped, timestamps zeroed, `<EOF>`
+/// where the connection ended).
+fn run_state_transcripts(commands: &[&str]) -> Option<(String, String)> {
+    let peer = system(&["-M", "pc", "-accel", "tcg", "-S"])?;
+    let mut s = UnixStream::connect(&peer.sock).unwrap();
+    let mut greeting = Vec::new();
+    read_until(&mut s, &mut greeting, b"\"QMP\"");
+    let package = package_of(&greeting);
+    s.write_all(NEGOTIATE).unwrap();
+    read_until(&mut s, &mut Vec::new(), b"\"return\"");
+
+    let fake = FakeQemu::new().prelaunch().version(10, 0, 2, &package);
+    let now = Instant::now();
+    let mut server = Server::new(fake.server_config(), fake);
+    server.accept(now);
+    server.take_output();
+    server.handle_input(now, NEGOTIATE);
+    server.take_output();
+
+    let (mut real, mut ours) = (String::new(), String::new());
+    for (i, command) in commands.iter().enumerate() {
+        let (input, marker) = step_input(i, command);
+        let header = format!("-> {command}\n");
+        real.push_str(&header);
+        ours.push_str(&header);
+
+        s.write_all(&input).unwrap();
+        let mut got = Vec::new();
+        match &marker {
+            Some(m) => read_until(&mut s, &mut got, m.as_bytes()),
+            None => read_to_eof(&mut s, &mut got),
+        }
+        real.push_str(&show(&zero_timestamps(&without_guest_events(&got))));
+        if marker.is_none() {
+            real.push_str("<EOF>\n");
+        }
+
+        server.handle_input(now, &input);
+        ours.push_str(&show(&zero_timestamps(&server.take_output())));
+        if server.poll_event().is_some() {
+            ours.push_str("<EOF>\n");
+        }
+    }
+    Some((real, ours))
+}
+
+/// QEMU's run-state rules: `stop`, `cont`, `system_reset`, `system_powerdown` and `quit`
+/// in sequences from `prelaunch`, each followed by `query-status` and HMP `info status`.
+/// The replies, the events (names and data) and their order relative to the replies must
+/// be QEMU's.
+#[test]
+fn fake_follows_qemu_run_state_rules() {
+    let sequences: &[&[&str]] = &[
+        &[
+            "stop",
+            "system_reset",
+            "system_powerdown",
+            "cont",
+            "cont",
+            "system_powerdown",
+            "system_reset",
+            "stop",
+            "stop",
+            "system_powerdown",
+            "cont",
+            "stop",
+            "system_reset",
+            "stop",
+            "cont",
+            "quit",
+        ],
+        &["quit"],
+        &["cont", "stop", "quit"],
+        &["system_reset", "cont", "system_reset", "quit"],
+    ];
+    let mut failures = Vec::new();
+    for commands in sequences {
+        let Some((real, ours)) = run_state_transcripts(commands) else {
+            return;
+        };
+        if real != ours {
+            failures.push(format!("QEMU:\n{real}\nfake:\n{ours}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n=====\n"));
 }

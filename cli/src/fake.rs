@@ -4,7 +4,11 @@
 use std::io;
 use std::net::TcpListener;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_signal::{Signal, Signals};
+use futures_lite::StreamExt;
 
 use qmp_proto::server::{FakeQemu, Server, ServerConfig};
 
@@ -47,37 +51,59 @@ pub fn spawn_in_process(prelaunch: bool) -> io::Result<UnixStream> {
 }
 
 /// Serves clients on `listen`, one at a time, until a client runs `quit` (the fake then
-/// exits, as QEMU does) or the process is interrupted. The VM state (run status, block
-/// nodes, jobs, file descriptors) carries over from one client to the next, as in QEMU.
-/// The unix socket is created owner-only (mode 0600) and removed at the end; an existing
-/// file at the path is an error, never replaced.
+/// exits, as QEMU does) or the process gets SIGTERM, SIGHUP or SIGINT. The VM state (run
+/// status, block nodes, jobs, file descriptors) carries over from one client to the next, as
+/// in QEMU. The unix socket is created owner-only (mode 0600) and removed at the end, signals
+/// included. A stale socket at the path (nobody listens on it) is replaced; a socket another
+/// process listens on, or any other file, is an error, never replaced.
 pub fn serve(listen: &Target, prelaunch: bool, pretty: bool) -> io::Result<()> {
     let fake = fake_qemu(prelaunch);
     let mut server = Server::new(server_config(&fake, pretty), fake);
     let quit = |server: &Server<FakeQemu>| server.handler().status() == "shutdown";
     match listen {
         Target::Unix(path) => {
+            // The handlers go in before the socket exists, so that no signal can leave it
+            // behind.
+            let signals = Signals::new([Signal::Term, Signal::Hup, Signal::Int])?;
+            qmp_kit::socket::remove_stale_socket(path)?;
             let (fd, socket) = qmp_kit::socket::bind_owner_only(path)?;
             let listener = UnixListener::from(fd);
-            let shown = path.display().to_string();
-            let _ = ctrlc::set_handler(move || {
-                // Interrupted: remove the socket file (it is ours: bind made it) and leave.
-                let _ = std::fs::remove_file(&shown);
-                std::process::exit(0);
-            });
-            crate::note(&format!(
-                "fake QEMU listening on {} (Ctrl-C stops)",
-                socket.path().display()
-            ));
-            for stream in listener.incoming() {
-                if let Err(e) = qmp_blocking::serve_unix(stream?, &mut server) {
-                    crate::note(&format!("client connection failed: {e}"));
+            let shown = socket.path().display().to_string();
+            let socket = Arc::new(Mutex::new(Some(socket)));
+            let guard = Arc::clone(&socket);
+            std::thread::Builder::new()
+                .name("signals".into())
+                .spawn(move || {
+                    let signal = smol::block_on(async {
+                        let mut signals = signals;
+                        signals.next().await
+                    });
+                    // Remove the socket file (if it is still ours) and leave, as QEMU does.
+                    if let Ok(mut s) = guard.lock() {
+                        drop(s.take());
+                    }
+                    if let Some(Ok(signal)) = signal {
+                        crate::note(&format!("terminating on signal {}", signal_name(signal)));
+                    }
+                    std::process::exit(0);
+                })?;
+            crate::note(&format!("fake QEMU listening on {shown} (Ctrl-C stops)"));
+            let served = (|| -> io::Result<()> {
+                for stream in listener.incoming() {
+                    if let Err(e) = qmp_blocking::serve_unix(stream?, &mut server) {
+                        crate::note(&format!("client connection failed: {e}"));
+                    }
+                    if quit(&server) {
+                        break;
+                    }
                 }
-                if quit(&server) {
-                    break;
-                }
+                Ok(())
+            })();
+            drop(listener);
+            if let Ok(mut s) = socket.lock() {
+                drop(s.take());
             }
-            drop(socket);
+            served?;
         }
         Target::Tcp(addr) => {
             let listener = TcpListener::bind(addr.as_str())?;
@@ -96,4 +122,13 @@ pub fn serve(listen: &Target, prelaunch: bool, pretty: bool) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Term => "SIGTERM",
+        Signal::Hup => "SIGHUP",
+        Signal::Int => "SIGINT",
+        _ => "a signal",
+    }
 }

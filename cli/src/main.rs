@@ -95,7 +95,8 @@ enum Cmd {
     },
     /// Serves a fake QEMU on a socket, one client at a time, until a client runs `quit`.
     Fake {
-        /// A unix socket path (created mode 0600), or HOST:PORT.
+        /// A unix socket path (created mode 0600, removed on exit and on SIGTERM, SIGHUP
+        /// and SIGINT; a stale one is replaced, a live one refused), or HOST:PORT.
         #[arg(long, env = "QMP_SOCKET", default_value = "qmp-fake.sock")]
         listen: String,
         /// Start paused, as `qemu -S` does (status `prelaunch`).

@@ -219,10 +219,8 @@ fn traffic_log() {
             "query-jobs",
             "query-commands",
             "query-qmp-schema",
-            // Asked again before the first prompt, which shows the status.
-            "query-status",
-            "query-jobs",
-            // The user's.
+            // The first prompt waits for the tracker's queries in flight instead of asking
+            // again. The user's:
             "query-status"
         ]
     );

@@ -29,9 +29,9 @@ struct Custom {
 /// A fake QEMU for tests: answers like qemu-system-x86_64 10.0.2 for the commands it knows,
 /// with their events, and lets a test add commands and inject faults.
 ///
-/// Commands: `query-version`, `query-status`, `stop` and `cont` (STOP/RESUME events, status
-/// tracking), `system_reset` (RESET), `system_powerdown` (POWERDOWN), `quit` (SHUTDOWN, then
-/// the reply, then the connection closes), `query-name`, `query-commands`,
+/// Commands: `query-version`, `query-status`, `stop` and `cont` (STOP/RESUME events),
+/// `system_reset` (RESET), `system_powerdown` (POWERDOWN), `quit` (SHUTDOWN, then the reply,
+/// then the connection closes), `query-name`, `query-commands`,
 /// `query-qmp-schema` (generated from the commands, with the arguments of the built-in
 /// ones and their enum values, or one set with
 /// [`schema`](Self::schema), such as a schema captured from QEMU), `getfd`, `closefd`,
@@ -40,6 +40,15 @@ struct Custom {
 /// virtual time when [`job_duration`](Self::job_duration) is set), `query-jobs`,
 /// `human-monitor-command` (a few `info` commands), and the OOB-capable `query-yank` and
 /// `migrate-pause`. Everything else is `CommandNotFound`.
+///
+/// Run states follow QEMU's rules, events before the reply as QEMU sends them: `stop` of a
+/// running VM sends STOP and pauses it, of any other VM does nothing (a VM in `prelaunch`
+/// stays there); `cont` of a VM that is not running sends RESUME and runs it, of a running
+/// one does nothing; `system_reset` sends RESET and puts a VM that is not running in
+/// `prelaunch`; `system_powerdown` only sends POWERDOWN (there is no guest OS to act on it);
+/// HMP `info status` prints `VM status: running`, `VM status: paused` or
+/// `VM status: paused (STATUS)`. Events that a guest would cause (a firmware's reset, a
+/// guest's shutdown) never come.
 ///
 /// Faults: [`delay`](Self::delay) a command's reply; and through the
 /// [`Server`](super::Server): events, raw bytes and dropped connections.
@@ -115,6 +124,9 @@ const EVENTS: &[&str] = &[
     "SHUTDOWN",
     "STOP",
 ];
+
+/// The run states in which QEMU's `cont` asks for a reset first (`runstate_needs_reset`).
+const NEEDS_RESET: &[&str] = &["shutdown", "internal-error", "guest-panicked"];
 
 /// The enums of the generated schema.
 const SCHEMA_ENUMS: &[(&str, &[&str])] = &[
@@ -264,6 +276,24 @@ impl FakeQemu {
         self.fds.keys().cloned().collect()
     }
 
+    /// Sets the run status; the VM runs in `running` only.
+    fn set_status(&mut self, status: &'static str) {
+        self.status = status;
+        self.running = status == "running";
+    }
+
+    /// HMP `info status`, as QEMU's `hmp_info_status` prints it: `running` or `paused`,
+    /// and the status in parentheses when the VM is neither running nor plainly paused.
+    fn info_status(&self) -> String {
+        if self.running {
+            "VM status: running\r\n".to_owned()
+        } else if self.status == "paused" {
+            "VM status: paused\r\n".to_owned()
+        } else {
+            format!("VM status: paused ({})\r\n", self.status)
+        }
+    }
+
     fn schedule(&mut self, ctx: &mut Context<'_>, at: Instant, timer: Timer) {
         self.timers.push((at, timer));
         ctx.wake_at(at);
@@ -373,36 +403,46 @@ impl FakeQemu {
                 None => json!({}),
             }),
             "stop" => {
+                // QEMU's `vm_stop`: only a live VM stops (with STOP); a paused one, even in
+                // `prelaunch`, keeps its status and sends nothing.
                 if self.running {
                     ctx.emit_event("STOP", None);
+                    self.set_status("paused");
                 }
-                self.running = false;
-                self.status = "paused";
                 Outcome::empty()
             }
             "cont" => {
+                // QEMU's `qmp_cont` and `vm_start`: a VM that needs a reset refuses; a running
+                // one sends nothing; any other resumes with RESUME.
+                if NEEDS_RESET.contains(&self.status) {
+                    return Outcome::generic_error("Resetting the Virtual Machine is required");
+                }
                 if !self.running {
                     ctx.emit_event("RESUME", None);
+                    self.set_status("running");
                 }
-                self.running = true;
-                self.status = "running";
                 Outcome::empty()
             }
             "system_reset" => {
+                // QEMU's main loop after a reset request: RESET, then a VM that is not
+                // running is in `prelaunch` (a running one keeps running).
                 ctx.emit_event_json(
                     "RESET",
                     r#"{"guest": false, "reason": "host-qmp-system-reset"}"#,
                 );
+                if !self.running {
+                    self.set_status("prelaunch");
+                }
                 Outcome::empty()
             }
             "system_powerdown" => {
+                // Without a guest OS to act on the ACPI power button, nothing else happens.
                 ctx.emit_event("POWERDOWN", None);
                 Outcome::empty()
             }
             "quit" => {
                 ctx.emit_event_json("SHUTDOWN", r#"{"guest": false, "reason": "host-qmp-quit"}"#);
-                self.running = false;
-                self.status = "shutdown";
+                self.set_status("shutdown");
                 ctx.close();
                 Outcome::empty()
             }
@@ -423,10 +463,7 @@ impl FakeQemu {
             "human-monitor-command" => match arg_str(args, "command-line") {
                 Err(e) => e,
                 Ok(line) => Outcome::Return(Value::String(match line.trim() {
-                    "info status" => format!(
-                        "VM status: {}\r\n",
-                        if self.running { "running" } else { "paused" }
-                    ),
+                    "info status" => self.info_status(),
                     "info version" => format!("{major}.{minor}.{micro}{}\r\n", self.package),
                     "info name" => self.name.clone().map(|n| n + "\r\n").unwrap_or_default(),
                     "" => String::new(),

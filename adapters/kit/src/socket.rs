@@ -3,6 +3,8 @@
 //! * [`bind_owner_only`]: a listening unix socket that only its owner can connect to, and a
 //!   [`SocketFile`] guard that removes the socket file on drop, but only if the path still
 //!   names the socket that was created (never a file someone else put there).
+//! * [`remove_stale_socket`]: removes a socket file that nobody listens on any more, and
+//!   refuses one that a process listens on.
 //! * [`send_with_fds`]: a non-blocking send of bytes with file descriptors attached as
 //!   `SCM_RIGHTS` ancillary data on the first byte, without `SIGPIPE`.
 //! * [`recv`]: a plain receive, for adapters that take readiness in their own hands.
@@ -104,6 +106,43 @@ pub fn bind_owner_only(path: &Path) -> io::Result<(OwnedFd, SocketFile)> {
     fs::set_permissions(path, Permissions::from_mode(0o600))?;
     rustix::net::listen(&fd, 1)?;
     Ok((fd, file))
+}
+
+/// Removes a stale socket file at `path`: a unix socket that nobody listens on (its
+/// process died without removing it), so that [`bind_owner_only`] can take the path. A
+/// socket that a process listens on is never removed: that is an `AddrInUse` error. Anything
+/// else at the path (or nothing) is left alone, and `Ok` is returned (binding then fails if
+/// something exists). Never blocks: the probe connects without waiting, and a listener whose
+/// queue is full counts as live.
+pub fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    let identity = |m: &fs::Metadata| (m.dev(), m.ino());
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => m,
+        _ => return Ok(()),
+    };
+    let probe = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::io::ioctl_fionbio(&probe, true)?;
+    match rustix::net::connect(&probe, &SocketAddrUnix::new(path)?) {
+        Err(rustix::io::Errno::CONNREFUSED) => {}
+        Ok(()) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INPROGRESS) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{}: another process listens on this socket", path.display()),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    drop(probe);
+    // Still the same file (nobody replaced it meanwhile): remove it.
+    if fs::symlink_metadata(path).is_ok_and(|m| identity(&m) == identity(&meta)) {
+        fs::remove_file(path)?;
+    }
+    Ok(())
 }
 
 /// Sends what the socket takes of `data`, with `fds` as `SCM_RIGHTS` ancillary data on its
@@ -214,6 +253,33 @@ mod tests {
         fs::write(&path, b"someone else's").unwrap();
         drop(file);
         assert_eq!(fs::read(&path).unwrap(), b"someone else's");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_sockets_are_removed_live_ones_refused() {
+        let dir = std::env::temp_dir().join(format!("qmp-kit-stale-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.sock");
+        // Nothing there: nothing to do.
+        remove_stale_socket(&path).unwrap();
+        // A live listener is refused and its socket left alone.
+        let listener = UnixListener::bind(&path).unwrap();
+        let e = remove_stale_socket(&path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(path.exists());
+        // Its process gone (the file left behind): removed, and the path can be bound.
+        drop(listener);
+        assert!(path.exists());
+        remove_stale_socket(&path).unwrap();
+        assert!(!path.exists());
+        let (_fd, _file) = bind_owner_only(&path).unwrap();
+        // Something that is not a socket is left alone.
+        let other = dir.join("file");
+        fs::write(&other, b"mine").unwrap();
+        remove_stale_socket(&other).unwrap();
+        assert_eq!(fs::read(&other).unwrap(), b"mine");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -171,7 +171,10 @@ impl Parser<'_> {
             b"false" => Some(QValue::Bool(false)),
             b"null" => Some(QValue::Null),
             _ => {
-                let msg = format!("invalid keyword '{}'", String::from_utf8_lossy(&text));
+                let msg = format!(
+                    "invalid keyword '{}'",
+                    String::from_utf8_lossy(super::streamer::c_string(&text))
+                );
                 self.error(msg);
                 None
             }
@@ -291,7 +294,7 @@ fn parse_string(tok: &[u8]) -> Result<Vec<u8>, String> {
                         let end = i.min(tok.len());
                         return Err(format!(
                             "{} is not a valid Unicode character",
-                            String::from_utf8_lossy(&tok[beg..end])
+                            String::from_utf8_lossy(super::streamer::c_string(&tok[beg..end]))
                         ));
                     }
                 }

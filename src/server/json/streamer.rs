@@ -93,8 +93,9 @@ impl Streamer {
             Kind::LSquare => self.bracket += 1,
             Kind::RSquare => self.bracket -= 1,
             Kind::Error => {
+                // QEMU formats the token as a C string: the text stops at a NUL byte.
                 let mut msg = b"JSON parse error, stray '".to_vec();
-                msg.extend_from_slice(&token);
+                msg.extend_from_slice(c_string(&token));
                 msg.push(b'\'');
                 self.reset();
                 out.push_back(Err(msg));
@@ -125,4 +126,9 @@ impl Streamer {
         self.reset();
         out.push_back(parse(&tokens).map_err(|m| format!("JSON parse error, {m}").into_bytes()));
     }
+}
+
+/// `bytes` up to its first NUL byte, as C's `%s` prints it.
+pub(super) fn c_string(bytes: &[u8]) -> &[u8] {
+    bytes.split(|&b| b == 0).next().unwrap_or_default()
 }
