@@ -118,9 +118,18 @@ fn signals_remove_the_socket() {
 fn a_stale_socket_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("fake.sock");
-    // A socket whose listener is gone: the file stays behind.
+    // A socket whose listener is gone: the file stays behind. (Another test's child may hold
+    // the listener for a moment, between its fork and its exec: wait until it is gone.)
     drop(UnixListener::bind(&sock).unwrap());
     assert!(sock.exists());
+    let deadline = Instant::now() + WAIT;
+    while UnixStream::connect(&sock).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the stale socket still takes connections"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut fake = Fake::start(&sock);
     assert!(greeting(&sock).contains("\"QMP\""));
     fake.signal("TERM");
