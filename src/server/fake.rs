@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 
 use serde_json::{json, Map, Value};
 
+use super::qapi;
 use super::{Call, CallToken, CommandInfo, Context, Handler, Outcome, ServerConfig};
 
 /// A custom command: runs with the context and the arguments.
@@ -105,52 +106,6 @@ const BUILTIN: &[(&str, bool)] = &[
     ("system_powerdown", false),
     ("system_reset", false),
 ];
-
-const EVENTS: &[&str] = &[
-    "BLOCK_JOB_COMPLETED",
-    "JOB_STATUS_CHANGE",
-    "POWERDOWN",
-    "RESET",
-    "RESUME",
-    "SHUTDOWN",
-    "STOP",
-];
-
-/// The enums of the generated schema.
-const SCHEMA_ENUMS: &[(&str, &[&str])] = &[
-    ("BlockdevDriver", &["null-co"]),
-    (
-        "MirrorSyncMode",
-        &["top", "full", "none", "incremental", "bitmap"],
-    ),
-    ("QMPCapability", &["oob"]),
-];
-
-/// The arguments of the built-in commands, for the generated schema (what
-/// `query-qmp-schema` tells a client, such as a shell completing argument names): name,
-/// type, optional.
-fn builtin_arguments(command: &str) -> &'static [(&'static str, &'static str, bool)] {
-    match command {
-        "qmp_capabilities" => &[("enable", "[QMPCapability]", true)],
-        "blockdev-add" => &[
-            ("driver", "BlockdevDriver", false),
-            ("node-name", "str", false),
-            ("size", "int", true),
-        ],
-        "blockdev-del" => &[("node-name", "str", false)],
-        "blockdev-backup" => &[
-            ("job-id", "str", false),
-            ("device", "str", false),
-            ("target", "str", false),
-            ("sync", "MirrorSyncMode", false),
-        ],
-        "getfd" | "closefd" => &[("fdname", "str", false)],
-        "add-fd" => &[("fdset-id", "int", true), ("opaque", "str", true)],
-        "remove-fd" => &[("fdset-id", "int", false), ("fd", "int", true)],
-        "human-monitor-command" => &[("command-line", "str", false), ("cpu-index", "int", true)],
-        _ => &[],
-    }
-}
 
 fn arg_str<'a>(args: &'a Map<String, Value>, name: &str) -> Result<&'a str, Outcome> {
     match args.get(name) {
@@ -293,63 +248,64 @@ impl FakeQemu {
         self.jobs.remove(id);
     }
 
-    fn schema_value(&self) -> Value {
+    /// The reply to `query-qmp-schema`: the one set with [`schema`](Self::schema), or
+    /// QEMU's with an entry for each added command QEMU does not have.
+    fn schema_reply(&self) -> Outcome {
         if let Some(s) = &self.schema {
-            return s.clone();
+            return Outcome::Return(s.clone());
         }
-        let mut entries = Vec::new();
-        let mut names: Vec<(String, bool)> = BUILTIN
+        let Some(schema) = qapi::schema() else {
+            return Outcome::Return(Value::Array(Vec::new()));
+        };
+        let extra: Vec<String> = self
+            .custom
             .iter()
-            .filter(|(n, _)| !self.custom.contains_key(*n))
-            .map(|(n, o)| ((*n).to_owned(), *o))
+            .filter(|(name, _)| !schema.has_command(name))
+            .map(|(name, c)| {
+                let oob = if c.allow_oob { ", \"allow-oob\": true" } else { "" };
+                // "0" is the empty object type of QEMU's schema.
+                format!(
+                    r#"{{"name": {}, "ret-type": "any", "meta-type": "command", "arg-type": "0"{oob}}}"#,
+                    Value::String(name.clone())
+                )
+            })
             .collect();
-        names.extend(self.custom.iter().map(|(n, c)| (n.clone(), c.allow_oob)));
-        for (name, oob) in names {
-            let members = if self.custom.contains_key(&name) {
-                &[][..]
-            } else {
-                builtin_arguments(&name)
-            };
-            // Each built-in command with arguments has its own argument object, named
-            // after it; the others share the empty object "0".
-            let arg_type = if members.is_empty() {
-                "0".to_owned()
-            } else {
-                let arg_type = format!("{name}-arg");
-                let members: Vec<Value> = members
-                    .iter()
-                    .map(|(member, ty, optional)| {
-                        let mut m = json!({"name": member, "type": ty});
-                        if *optional {
-                            m["default"] = Value::Null;
-                        }
-                        m
-                    })
-                    .collect();
-                entries.push(json!({"name": arg_type, "members": members, "meta-type": "object"}));
-                arg_type
-            };
-            let mut e = json!({"name": name, "meta-type": "command", "arg-type": arg_type, "ret-type": "0"});
-            if oob {
-                e["allow-oob"] = Value::Bool(true);
+        Outcome::Json(append_to_array(schema.text, &extra))
+    }
+
+    /// The reply to `query-commands`: QEMU's, plus the added commands QEMU does not have.
+    fn commands_reply(&self) -> Outcome {
+        let Some(schema) = qapi::schema() else {
+            return Outcome::Return(Value::Array(Vec::new()));
+        };
+        let extra: Vec<String> = self
+            .custom
+            .keys()
+            .filter(|name| !schema.has_command(name))
+            .map(|name| format!(r#"{{"name": {}}}"#, Value::String(name.clone())))
+            .collect();
+        match schema.query_reply("query-commands") {
+            Some(Ok(text)) => Outcome::Json(append_to_array(text, &extra)),
+            _ => Outcome::Json(append_to_array("[]", &extra)),
+        }
+    }
+
+    /// A command of QEMU's that the fake does not model: QEMU's recorded answer to an
+    /// argument-free query, else an error that says so.
+    fn unmodelled(name: &str, args: &Map<String, Value>) -> Outcome {
+        if args.is_empty() {
+            match qapi::schema().and_then(|s| s.query_reply(name)) {
+                Some(Ok(text)) => return Outcome::Json(text.clone()),
+                Some(Err((class, desc))) => {
+                    return Outcome::Error {
+                        class: class.clone(),
+                        desc: desc.clone(),
+                    }
+                }
+                None => {}
             }
-            entries.push(e);
         }
-        for ev in EVENTS {
-            entries.push(json!({"name": ev, "meta-type": "event", "arg-type": "0"}));
-        }
-        entries.push(json!({"name": "0", "members": [], "meta-type": "object"}));
-        for (name, values) in SCHEMA_ENUMS {
-            let members: Vec<Value> = values.iter().map(|v| json!({"name": v})).collect();
-            entries.push(
-                json!({"name": name, "meta-type": "enum", "members": members, "values": values}),
-            );
-        }
-        entries.push(json!({"name": "[QMPCapability]", "element-type": "QMPCapability", "meta-type": "array"}));
-        for (name, json_type) in [("str", "string"), ("int", "int"), ("bool", "boolean")] {
-            entries.push(json!({"name": name, "json-type": json_type, "meta-type": "builtin"}));
-        }
-        Value::Array(entries)
+        Outcome::generic_error(format!("The fake QEMU does not model '{name}'"))
     }
 
     fn run(&mut self, ctx: &mut Context<'_>, call: Call) -> Outcome {
@@ -357,6 +313,10 @@ impl FakeQemu {
         // A command added with `add_command` replaces a built-in one of the same name.
         if let Some(c) = self.custom.get_mut(call.name.as_str()) {
             return (c.run)(ctx, args);
+        }
+        // QEMU's generated marshaller checks the arguments before the command runs.
+        if let Some(Err(desc)) = qapi::schema().map(|s| s.check_arguments(&call.name, args)) {
+            return Outcome::generic_error(desc);
         }
         let (major, minor, micro) = self.version;
         match call.name.as_str() {
@@ -406,16 +366,8 @@ impl FakeQemu {
                 ctx.close();
                 Outcome::empty()
             }
-            "query-commands" => {
-                let mut names: Vec<String> = BUILTIN.iter().map(|(n, _)| (*n).to_owned()).collect();
-                names.extend(self.custom.keys().cloned());
-                names.sort();
-                names.dedup();
-                Outcome::Return(Value::Array(
-                    names.into_iter().map(|n| json!({"name": n})).collect(),
-                ))
-            }
-            "query-qmp-schema" => Outcome::Return(self.schema_value()),
+            "query-commands" => self.commands_reply(),
+            "query-qmp-schema" => self.schema_reply(),
             "query-yank" => Outcome::Json(r#"[{"type": "chardev", "id": "compat_monitor0"}]"#.into()),
             "migrate-pause" => Outcome::generic_error(
                 "migrate-pause is currently only supported during postcopy-active or postcopy-recover state",
@@ -515,6 +467,9 @@ impl FakeQemu {
             )),
             name => match self.custom.get_mut(name) {
                 Some(c) => (c.run)(ctx, args),
+                None if qapi::schema().is_some_and(|s| s.has_command(name)) => {
+                    Self::unmodelled(name, args)
+                }
                 None => Outcome::Error {
                     class: "CommandNotFound".into(),
                     desc: format!("The command {name} has not been found"),
@@ -628,6 +583,13 @@ impl Handler for FakeQemu {
                 allow_oob: c.allow_oob,
             });
         }
+        if let Some(schema) = qapi::schema() {
+            return schema
+                .commands
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, oob)| CommandInfo { allow_oob: *oob });
+        }
         BUILTIN
             .iter()
             .find(|(n, _)| *n == name)
@@ -672,12 +634,26 @@ impl Handler for FakeQemu {
     }
 
     fn command_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = BUILTIN
-            .iter()
-            .filter(|(n, _)| !self.custom.contains_key(*n))
-            .map(|(n, _)| (*n).to_owned())
+        let known: Vec<&str> = match qapi::schema() {
+            Some(schema) => schema.commands.iter().map(|(n, _)| n.as_str()).collect(),
+            None => BUILTIN.iter().map(|(n, _)| *n).collect(),
+        };
+        let mut names: Vec<String> = known
+            .into_iter()
+            .filter(|n| !self.custom.contains_key(*n))
+            .map(str::to_owned)
             .collect();
         names.extend(self.custom.keys().cloned());
         names
     }
+}
+
+/// A JSON array's text with more elements (JSON texts) appended.
+fn append_to_array(array: &str, extra: &[String]) -> String {
+    if extra.is_empty() {
+        return array.to_owned();
+    }
+    let inner = array.trim_end().strip_suffix(']').unwrap_or("[").trim_end();
+    let sep = if inner.ends_with('[') { "" } else { ", " };
+    format!("{inner}{sep}{}]", extra.join(", "))
 }

@@ -39,6 +39,7 @@
 
 mod dispatch;
 mod fake;
+mod qapi;
 pub(crate) mod json;
 mod script;
 mod state;
