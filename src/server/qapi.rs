@@ -5,8 +5,9 @@
 //! The data files beside this one were recorded from the real binary with
 //! `python3 tools/record_fake_qemu.py` (run it again to re-record them):
 //! `qemu-schema.json` is the return value of `query-qmp-schema`, `qemu-queries.txt` holds
-//! QEMU's answers to the `query-*` commands that need no argument (`NAME<TAB>REPLY`).
-//! Both are parsed once, on first use.
+//! QEMU's answers to the `query-*` commands that need no argument (`NAME<TAB>REPLY`),
+//! `qemu-ints.txt` the C types of integer members (see below). They are parsed once, on
+//! first use.
 //!
 //! What the visitor checks, in its order: each member of an object in schema order (a
 //! mandatory one that is absent: `Parameter 'x' is missing`; a present one of the wrong
@@ -17,9 +18,10 @@
 //! (`file.filename`, `caps[0].state`), except in enum and alternate errors, which name the
 //! member alone (`null` for an array element), as QEMU does.
 //!
-//! Not reproduced: the introspection schema shows every integer as `int`, so the checks of
-//! the sized and unsigned integer types (`Parameter 'x' expects uint64`, ranges of `uint8`,
-//! ...) are those of `int`.
+//! The introspection schema shows every integer as `int`; the members of other C integer
+//! types were found by asking QEMU (`qemu-ints.txt`) and get their checks
+//! (`Parameter 'x' expects uint64`, `Parameter 'x' expects uint8_t`), in arrays too.
+//! Integers in alternates are checked as `int64`.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -30,6 +32,7 @@ use super::json::{qdict_order, QValue};
 
 const SCHEMA_TEXT: &str = include_str!("qemu-schema.json");
 const QUERIES_TEXT: &str = include_str!("qemu-queries.txt");
+const INTS_TEXT: &str = include_str!("qemu-ints.txt");
 
 /// The names QEMU's generated code gives its alternates in errors (the introspection
 /// schema masks them), told apart by the JSON types of their branches.
@@ -53,6 +56,8 @@ pub(crate) struct Schema {
     /// Recorded replies of argument-free queries: name, then `Ok(return JSON text)` or
     /// `Err((class, desc))`.
     queries: HashMap<String, Result<String, (String, String)>>,
+    /// The integer members whose C type is not `int64`: (object type, member) to C type.
+    ints: HashMap<(&'static str, &'static str), &'static str>,
 }
 
 /// The schema, parsed on first use (`None` if the recorded data does not parse, which the
@@ -92,8 +97,16 @@ fn load() -> Option<Schema> {
         };
         queries.insert(name.to_owned(), answer);
     }
+    let mut ints = HashMap::new();
+    for line in INTS_TEXT.lines() {
+        let mut fields = line.split('\t');
+        if let (Some(owner), Some(member), Some(ctype)) = (fields.next(), fields.next(), fields.next()) {
+            ints.insert((owner, member), ctype);
+        }
+    }
     Some(Schema {
         text: SCHEMA_TEXT.trim_end(),
+        ints,
         entities,
         by_name,
         commands,
@@ -139,6 +152,59 @@ fn type_error(path: &[Seg<'_>], expected: &str) -> String {
         "Invalid parameter type for '{}', expected: {expected}",
         full_name(path)
     )
+}
+
+/// `visit_type_uint64` / `visit_type_size` and the sized integer visitors
+/// (`visit_type_uintN` / `visit_type_intN` check the range after the 64-bit visit and name
+/// the member alone).
+fn check_int(ctype: &str, value: &Value, path: &[Seg<'_>]) -> Result<(), String> {
+    let range_error = || format!("Parameter '{}' expects {ctype}", own_name(path));
+    if let Some(bits) = ctype.strip_prefix("uint").and_then(|t| t.strip_suffix("_t")) {
+        // Negative values are taken (and wrap around) for backward compatibility.
+        let Some(v) = value.as_u64().or_else(|| value.as_i64().map(|v| v as u64)) else {
+            return Err(format!("Parameter '{}' expects uint64", full_name(path)));
+        };
+        let max = match bits {
+            "8" => u64::from(u8::MAX),
+            "16" => u64::from(u16::MAX),
+            _ => u64::from(u32::MAX),
+        };
+        return if v > max { Err(range_error()) } else { Ok(()) };
+    }
+    if ctype == "uint64" {
+        return match value.as_u64().or_else(|| value.as_i64().map(|v| v as u64)) {
+            Some(_) => Ok(()),
+            None => Err(format!("Parameter '{}' expects uint64", full_name(path))),
+        };
+    }
+    let Some(v) = value.as_i64() else {
+        return Err(type_error(path, "integer"));
+    };
+    let (min, max) = match ctype {
+        "int8_t" => (i64::from(i8::MIN), i64::from(i8::MAX)),
+        "int16_t" => (i64::from(i16::MIN), i64::from(i16::MAX)),
+        "int32_t" => (i64::from(i32::MIN), i64::from(i32::MAX)),
+        _ => (i64::MIN, i64::MAX),
+    };
+    if v < min || v > max {
+        Err(range_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// An array of integers of the C type `ctype`.
+fn check_int_array<'a>(ctype: &str, value: &'a Value, path: &mut Vec<Seg<'a>>) -> Result<(), String> {
+    let Value::Array(items) = value else {
+        return Err(type_error(path, "array"));
+    };
+    for (i, item) in items.iter().enumerate() {
+        path.push(Seg::Index(i));
+        let r = check_int(ctype, item, path);
+        path.pop();
+        r?;
+    }
+    Ok(())
 }
 
 /// Deeper than this, a value is not looked into (QEMU's parser allows 1024 levels; the
@@ -238,7 +304,13 @@ impl Schema {
             };
             unvisited.remove(name);
             path.push(Seg::Member(key));
-            let r = self.visit(mtype, value, path, depth + 1);
+            let r = match self.ints.get(&(type_name, name)) {
+                Some(ctype) => match ctype.strip_prefix('[').and_then(|c| c.strip_suffix(']')) {
+                    Some(elem) => check_int_array(elem, value, path),
+                    None => check_int(ctype, value, path),
+                },
+                None => self.visit(mtype, value, path, depth + 1),
+            };
             path.pop();
             r?;
         }
