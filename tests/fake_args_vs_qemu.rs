@@ -137,6 +137,11 @@ const CASES: &[(&str, &str)] = &[
     ("blockdev-add", r#"{"driver": "nbd", "node-name": "nb", "server": {"type": "inet", "host": "h", "port": 1}}"#),
     ("blockdev-add", r#"{"driver": "nbd", "node-name": "nb"}"#),
     ("blockdev-add", r#"{"driver": "throttle", "node-name": "t0", "file": "f0"}"#),
+    ("blockdev-add", r#"{"driver": "null-co"}"#),
+    ("blockdev-add", r#"{"driver": "null-co", "node-name": "1bad"}"#),
+    ("blockdev-add", r#"{"driver": "null-co", "node-name": "a b"}"#),
+    ("blockdev-add", r#"{"driver": "null-co", "node-name": ""}"#),
+    ("blockdev-add", r#"{"driver": "null-co", "node-name": "_x"}"#),
     ("blockdev-del", "{}"),
     ("blockdev-del", r#"{"node-name": 1}"#),
     ("blockdev-del", r#"{"node-name": "n", "force": true}"#),
@@ -491,4 +496,115 @@ fn wrong_arguments_are_refused_as_qemu_refuses_them() {
     );
     assert!(succeeded.is_empty(), "valid on QEMU, not a wrong request:\n{}", succeeded.join("\n"));
     assert!(failures.is_empty(), "{} differences:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Runs requests on a negotiated fake and returns its answers (events left out).
+fn on_fake(fake: FakeQemu, requests: &[Vec<u8>]) -> Vec<Value> {
+    let now = Instant::now();
+    let mut server = Server::new(fake.server_config(), fake);
+    server.accept(now);
+    server.take_output();
+    server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
+    server.take_output();
+    let mut out = Vec::new();
+    for r in requests {
+        server.handle_input(now, r);
+        let bytes = server.take_output();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let v: Value = serde_json::from_slice(line).unwrap();
+            if v.get("event").is_none() {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+/// Every command of the schema the fake tells answers something other than
+/// `CommandNotFound`; `query-commands` lists the same commands; an added command joins both.
+#[test]
+fn every_command_of_the_schema_answers() {
+    let mut fake = FakeQemu::new();
+    fake.add_command("x-custom", true, |_, _| qmp_proto::server::Outcome::empty());
+    let answers = on_fake(
+        fake,
+        &[
+            request(0, "query-qmp-schema", "{}"),
+            request(1, "query-commands", "{}"),
+        ],
+    );
+    let schema = answers[0]["return"].as_array().unwrap();
+    let mut in_schema: Vec<&str> = schema
+        .iter()
+        .filter(|e| e["meta-type"] == "command")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    let mut listed: Vec<&str> = answers[1]["return"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    in_schema.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(in_schema, listed);
+    assert!(in_schema.len() > 200, "{}", in_schema.len());
+    assert!(in_schema.contains(&"x-custom"));
+    let custom = schema.iter().find(|e| e["name"] == "x-custom").unwrap();
+    assert_eq!(custom["allow-oob"], json!(true));
+    // Each command, without arguments (commands that end the session or change the run
+    // state are left to their own tests; a second `qmp_capabilities` is CommandNotFound on
+    // QEMU too).
+    let skip = ["quit", "x-custom", "qmp_capabilities"];
+    let requests: Vec<Vec<u8>> = in_schema
+        .iter()
+        .filter(|c| !skip.contains(c))
+        .enumerate()
+        .map(|(i, c)| request(i, c, "{}"))
+        .collect();
+    let answers = on_fake(FakeQemu::new().prelaunch(), &requests);
+    assert_eq!(answers.len(), requests.len());
+    for a in &answers {
+        assert_ne!(a["error"]["class"], "CommandNotFound", "{a}");
+    }
+    // An argument-free query QEMU's reply was recorded for; a command the fake does not model.
+    let answers = on_fake(
+        FakeQemu::new(),
+        &[
+            request(0, "query-target", "{}"),
+            request(1, "query-balloon", "{}"),
+            request(2, "x-exit-preconfig", "{}"),
+            request(3, "nope", "{}"),
+        ],
+    );
+    assert_eq!(answers[0]["return"], json!({"arch": "x86_64"}));
+    assert_eq!(answers[1]["error"]["class"], "DeviceNotActive");
+    assert_eq!(
+        answers[2]["error"]["desc"],
+        "The fake QEMU does not model 'x-exit-preconfig'"
+    );
+    assert_eq!(answers[3]["error"]["class"], "CommandNotFound");
+}
+
+/// Hostile arguments never make the checks panic: deep nesting, odd numbers, many members.
+#[test]
+fn hostile_arguments_are_answered() {
+    let deep = format!(
+        r#"{{"driver": "qcow2", "file": {}1{}}}"#,
+        r#"{"driver": "qcow2", "file": "#.repeat(300),
+        "}".repeat(300)
+    );
+    let many: Vec<String> = (0..2000).map(|i| format!(r#""k{i}": {i}"#)).collect();
+    let many = format!("{{{}}}", many.join(", "));
+    let requests = vec![
+        request(0, "blockdev-add", &deep),
+        request(1, "query-status", &many),
+        request(2, "migrate-set-parameters", r#"{"cpu-throttle-initial": -1e308}"#),
+        request(3, "transaction", &format!(r#"{{"actions": [{}]}}"#, r#"{"type": "abort"}, "#.repeat(500) + "1")),
+    ];
+    let answers = on_fake(FakeQemu::new(), &requests);
+    assert_eq!(answers.len(), 4);
+    for a in &answers {
+        assert!(a["error"]["class"] == "GenericError", "{a}");
+    }
 }

@@ -107,6 +107,14 @@ const BUILTIN: &[(&str, bool)] = &[
     ("system_reset", false),
 ];
 
+/// QEMU's `id_wellformed`: a letter, then letters, digits, `-`, `.` and `_`.
+fn id_wellformed(id: &str) -> bool {
+    id.starts_with(|c: char| c.is_ascii_alphabetic())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}
+
 fn arg_str<'a>(args: &'a Map<String, Value>, name: &str) -> Result<&'a str, Outcome> {
     match args.get(name) {
         Some(Value::String(s)) => Ok(s),
@@ -392,18 +400,15 @@ impl FakeQemu {
                 self.fd_command(call)
             }
             "blockdev-add" => {
-                let name = match arg_str(args, "node-name") {
-                    Ok(n) => n.to_owned(),
-                    Err(e) => return e,
+                if args.get("driver").and_then(Value::as_str) != Some("null-co") {
+                    return Self::unmodelled("blockdev-add", args);
+                }
+                let Some(name) = args.get("node-name").and_then(Value::as_str) else {
+                    return Outcome::generic_error("'node-name' must be specified for the root node");
                 };
-                match args.get("driver").and_then(Value::as_str) {
-                    Some("null-co") => {}
-                    Some(other) => {
-                        return Outcome::generic_error(format!(
-                            "Unknown driver '{other}'"
-                        ))
-                    }
-                    None => return Outcome::generic_error("Parameter 'driver' is missing"),
+                let name = name.to_owned();
+                if !id_wellformed(&name) {
+                    return Outcome::generic_error(format!("Invalid node-name: '{name}'"));
                 }
                 if self.nodes.contains_key(&name) {
                     return Outcome::generic_error(format!(
