@@ -54,19 +54,43 @@ const CASES: &[(&str, &str)] = &[
     // Several unexpected members: which one QEMU names.
     ("query-status", r#"{"a": 1, "b": 2}"#),
     ("query-status", r#"{"b": 1, "a": 2, "c": 3}"#),
-    ("query-status", r#"{"zz": 1, "id": 2, "node-name": 3, "x": 4}"#),
-    ("stop", r#"{"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}"#),
-    ("stop", r#"{"k1": 1, "k2": 2, "k3": 3, "k4": 4, "k5": 5, "k6": 6, "k7": 7, "k8": 8, "k9": 9}"#),
-    ("cont", r#"{"alpha": 1, "beta": 2, "gamma": 3, "delta": 4, "epsilon": 5, "zeta": 6, "eta": 7, "theta": 8, "iota": 9, "kappa": 10, "lambda": 11, "mu": 12, "nu": 13, "xi": 14, "omicron": 15, "pi": 16, "rho": 17}"#),
+    (
+        "query-status",
+        r#"{"zz": 1, "id": 2, "node-name": 3, "x": 4}"#,
+    ),
+    (
+        "stop",
+        r#"{"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}"#,
+    ),
+    (
+        "stop",
+        r#"{"k1": 1, "k2": 2, "k3": 3, "k4": 4, "k5": 5, "k6": 6, "k7": 7, "k8": 8, "k9": 9}"#,
+    ),
+    (
+        "cont",
+        r#"{"alpha": 1, "beta": 2, "gamma": 3, "delta": 4, "epsilon": 5, "zeta": 6, "eta": 7, "theta": 8, "iota": 9, "kappa": 10, "lambda": 11, "mu": 12, "nu": 13, "xi": 14, "omicron": 15, "pi": 16, "rho": 17}"#,
+    ),
     // human-monitor-command.
     ("human-monitor-command", "{}"),
     ("human-monitor-command", r#"{"command-line": 1}"#),
     ("human-monitor-command", r#"{"command-line": null}"#),
     ("human-monitor-command", r#"{"command-line": ["info"]}"#),
-    ("human-monitor-command", r#"{"command-line": "info status", "cpu-index": "0"}"#),
-    ("human-monitor-command", r#"{"command-line": "info status", "cpu-index": 1.5}"#),
-    ("human-monitor-command", r#"{"command-line": "info status", "cpu-index": 18446744073709551615}"#),
-    ("human-monitor-command", r#"{"command-line": "info status", "cpu": 0}"#),
+    (
+        "human-monitor-command",
+        r#"{"command-line": "info status", "cpu-index": "0"}"#,
+    ),
+    (
+        "human-monitor-command",
+        r#"{"command-line": "info status", "cpu-index": 1.5}"#,
+    ),
+    (
+        "human-monitor-command",
+        r#"{"command-line": "info status", "cpu-index": 18446744073709551615}"#,
+    ),
+    (
+        "human-monitor-command",
+        r#"{"command-line": "info status", "cpu": 0}"#,
+    ),
     ("human-monitor-command", r#"{"cpu-index": "x"}"#),
     ("human-monitor-command", r#"{"cmd": "info status"}"#),
     // qom-get / qom-set / qom-list.
@@ -75,7 +99,10 @@ const CASES: &[(&str, &str)] = &[
     ("qom-get", r#"{"property": "type"}"#),
     ("qom-get", r#"{"path": 1, "property": "type"}"#),
     ("qom-get", r#"{"path": "/machine", "property": false}"#),
-    ("qom-get", r#"{"path": "/machine", "property": "type", "x": 1}"#),
+    (
+        "qom-get",
+        r#"{"path": "/machine", "property": "type", "x": 1}"#,
+    ),
     ("qom-set", r#"{"path": "/machine", "property": "x"}"#),
     ("qom-set", r#"{"path": "/machine", "value": 1}"#),
     ("qom-set", r#"{"path": [], "property": "x", "value": 1}"#),
@@ -91,82 +118,259 @@ const CASES: &[(&str, &str)] = &[
     ("blockdev-add", r#"{"driver": 1, "node-name": "n0"}"#),
     ("blockdev-add", r#"{"driver": null, "node-name": "n0"}"#),
     ("blockdev-add", r#"{"driver": "null-co", "node-name": 5}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "size": "1M"}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "size": 1.5}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "read-zeroes": "yes"}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "bogus": 1}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "filename": "x"}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "read-only": 1}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "discard": "maybe"}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "discard": 1}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "detect-zeroes": "sometimes"}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "cache": 1}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "cache": {"direct": "x"}}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "cache": {"bogus": true}}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "n0", "cache": {"direct": false, "no-flush": 0}}"#),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "size": "1M"}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "size": 1.5}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "read-zeroes": "yes"}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "bogus": 1}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "filename": "x"}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "read-only": 1}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "discard": "maybe"}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "discard": 1}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "detect-zeroes": "sometimes"}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "cache": 1}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "cache": {"direct": "x"}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "cache": {"bogus": true}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "n0", "cache": {"direct": false, "no-flush": 0}}"#,
+    ),
     ("blockdev-add", r#"{"driver": "file", "node-name": "f0"}"#),
-    ("blockdev-add", r#"{"driver": "file", "node-name": "f0", "filename": 1}"#),
-    ("blockdev-add", r#"{"driver": "file", "node-name": "f0", "filename": "/nonexistent", "aio": "fast"}"#),
-    ("blockdev-add", r#"{"driver": "file", "node-name": "f0", "filename": "/nonexistent", "locking": "perhaps"}"#),
-    ("blockdev-add", r#"{"driver": "file", "node-name": "f0", "filename": "/nonexistent", "size": 1}"#),
+    (
+        "blockdev-add",
+        r#"{"driver": "file", "node-name": "f0", "filename": 1}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "file", "node-name": "f0", "filename": "/nonexistent", "aio": "fast"}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "file", "node-name": "f0", "filename": "/nonexistent", "locking": "perhaps"}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "file", "node-name": "f0", "filename": "/nonexistent", "size": 1}"#,
+    ),
     ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0"}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": 1}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": null}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": []}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": {}}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": {"driver": "file"}}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": {"driver": "file", "filename": 3}}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": {"driver": "nope"}}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": {"driver": "file", "filename": "/x", "bogus": 1}}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "backing": 1}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "backing": true}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "overlap-check": 1}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "overlap-check": "some"}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "overlap-check": {"template": "x"}}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "encrypt": {"format": "x"}}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "encrypt": {}}"#),
-    ("blockdev-add", r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "lazy-refcounts": "on"}"#),
-    ("blockdev-add", r#"{"driver": "raw", "node-name": "r0", "file": "f0", "offset": "0"}"#),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": 1}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": null}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": []}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": {}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": {"driver": "file"}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": {"driver": "file", "filename": 3}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": {"driver": "nope"}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": {"driver": "file", "filename": "/x", "bogus": 1}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "backing": 1}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "backing": true}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "overlap-check": 1}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "overlap-check": "some"}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "overlap-check": {"template": "x"}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "encrypt": {"format": "x"}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "encrypt": {}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "qcow2", "node-name": "q0", "file": "f0", "lazy-refcounts": "on"}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "raw", "node-name": "r0", "file": "f0", "offset": "0"}"#,
+    ),
     ("blockdev-add", r#"{"driver": "raw", "node-name": "r0"}"#),
-    ("blockdev-add", r#"{"driver": "quorum", "node-name": "qu", "children": "x", "vote-threshold": 1}"#),
-    ("blockdev-add", r#"{"driver": "quorum", "node-name": "qu", "children": [1], "vote-threshold": 1}"#),
-    ("blockdev-add", r#"{"driver": "quorum", "node-name": "qu", "children": []}"#),
-    ("blockdev-add", r#"{"driver": "nbd", "node-name": "nb", "server": {"type": "nope"}}"#),
-    ("blockdev-add", r#"{"driver": "nbd", "node-name": "nb", "server": {"type": "unix"}}"#),
-    ("blockdev-add", r#"{"driver": "nbd", "node-name": "nb", "server": {"type": "inet", "host": "h"}}"#),
-    ("blockdev-add", r#"{"driver": "nbd", "node-name": "nb", "server": {"type": "inet", "host": "h", "port": 1}}"#),
+    (
+        "blockdev-add",
+        r#"{"driver": "quorum", "node-name": "qu", "children": "x", "vote-threshold": 1}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "quorum", "node-name": "qu", "children": [1], "vote-threshold": 1}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "quorum", "node-name": "qu", "children": []}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "nbd", "node-name": "nb", "server": {"type": "nope"}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "nbd", "node-name": "nb", "server": {"type": "unix"}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "nbd", "node-name": "nb", "server": {"type": "inet", "host": "h"}}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "nbd", "node-name": "nb", "server": {"type": "inet", "host": "h", "port": 1}}"#,
+    ),
     ("blockdev-add", r#"{"driver": "nbd", "node-name": "nb"}"#),
-    ("blockdev-add", r#"{"driver": "throttle", "node-name": "t0", "file": "f0"}"#),
+    (
+        "blockdev-add",
+        r#"{"driver": "throttle", "node-name": "t0", "file": "f0"}"#,
+    ),
     ("blockdev-add", r#"{"driver": "null-co"}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "1bad"}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "a b"}"#),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "1bad"}"#,
+    ),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "a b"}"#,
+    ),
     ("blockdev-add", r#"{"driver": "null-co", "node-name": ""}"#),
-    ("blockdev-add", r#"{"driver": "null-co", "node-name": "_x"}"#),
+    (
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "_x"}"#,
+    ),
     ("blockdev-del", "{}"),
     ("blockdev-del", r#"{"node-name": 1}"#),
     ("blockdev-del", r#"{"node-name": "n", "force": true}"#),
     ("blockdev-backup", "{}"),
     ("blockdev-backup", r#"{"device": "a", "target": "b"}"#),
-    ("blockdev-backup", r#"{"device": "a", "target": "b", "sync": "most"}"#),
-    ("blockdev-backup", r#"{"device": "a", "target": "b", "sync": "full", "speed": "fast"}"#),
-    ("blockdev-backup", r#"{"device": "a", "target": "b", "sync": "full", "on-source-error": "panic"}"#),
-    ("blockdev-create", r#"{"job-id": "j", "options": {"driver": "nope"}}"#),
-    ("blockdev-create", r#"{"job-id": "j", "options": {"driver": "qcow2"}}"#),
-    ("blockdev-create", r#"{"job-id": "j", "options": {"driver": "qcow2", "file": "f", "size": "1G"}}"#),
+    (
+        "blockdev-backup",
+        r#"{"device": "a", "target": "b", "sync": "most"}"#,
+    ),
+    (
+        "blockdev-backup",
+        r#"{"device": "a", "target": "b", "sync": "full", "speed": "fast"}"#,
+    ),
+    (
+        "blockdev-backup",
+        r#"{"device": "a", "target": "b", "sync": "full", "on-source-error": "panic"}"#,
+    ),
+    (
+        "blockdev-create",
+        r#"{"job-id": "j", "options": {"driver": "nope"}}"#,
+    ),
+    (
+        "blockdev-create",
+        r#"{"job-id": "j", "options": {"driver": "qcow2"}}"#,
+    ),
+    (
+        "blockdev-create",
+        r#"{"job-id": "j", "options": {"driver": "qcow2", "file": "f", "size": "1G"}}"#,
+    ),
     ("block_resize", r#"{"node-name": "n"}"#),
     ("block_resize", r#"{"node-name": "n", "size": "1G"}"#),
     ("block-commit", r#"{"device": "d", "speed": "x"}"#),
     ("block-commit", r#"{"device": "d", "on-error": "explode"}"#),
     ("drive-mirror", r#"{"device": "d", "target": "t"}"#),
-    ("drive-mirror", r#"{"device": "d", "target": "t", "sync": "full", "mode": "x"}"#),
-    ("drive-mirror", r#"{"device": "d", "target": "t", "sync": "full", "buf-size": "x"}"#),
+    (
+        "drive-mirror",
+        r#"{"device": "d", "target": "t", "sync": "full", "mode": "x"}"#,
+    ),
+    (
+        "drive-mirror",
+        r#"{"device": "d", "target": "t", "sync": "full", "buf-size": "x"}"#,
+    ),
     ("blockdev-snapshot-sync", r#"{"device": "d"}"#),
-    ("blockdev-snapshot-sync", r#"{"device": "d", "snapshot-file": "/x", "mode": "y"}"#),
-    ("block-dirty-bitmap-merge", r#"{"node": "n", "target": "t", "bitmaps": 1}"#),
-    ("block-dirty-bitmap-merge", r#"{"node": "n", "target": "t", "bitmaps": [1]}"#),
-    ("block-dirty-bitmap-merge", r#"{"node": "n", "target": "t", "bitmaps": [{"node": "n"}]}"#),
-    ("block-dirty-bitmap-merge", r#"{"node": "n", "target": "t", "bitmaps": ["b", {"node": 1, "name": "b"}]}"#),
-    ("block-dirty-bitmap-merge", r#"{"node": "n", "target": "t"}"#),
+    (
+        "blockdev-snapshot-sync",
+        r#"{"device": "d", "snapshot-file": "/x", "mode": "y"}"#,
+    ),
+    (
+        "block-dirty-bitmap-merge",
+        r#"{"node": "n", "target": "t", "bitmaps": 1}"#,
+    ),
+    (
+        "block-dirty-bitmap-merge",
+        r#"{"node": "n", "target": "t", "bitmaps": [1]}"#,
+    ),
+    (
+        "block-dirty-bitmap-merge",
+        r#"{"node": "n", "target": "t", "bitmaps": [{"node": "n"}]}"#,
+    ),
+    (
+        "block-dirty-bitmap-merge",
+        r#"{"node": "n", "target": "t", "bitmaps": ["b", {"node": 1, "name": "b"}]}"#,
+    ),
+    (
+        "block-dirty-bitmap-merge",
+        r#"{"node": "n", "target": "t"}"#,
+    ),
     // device_add, device_del.
     ("device_add", "{}"),
     ("device_add", r#"{"driver": 1}"#),
@@ -179,47 +383,119 @@ const CASES: &[(&str, &str)] = &[
     ("migrate-set-capabilities", r#"{"capabilities": {}}"#),
     ("migrate-set-capabilities", r#"{"capabilities": [1]}"#),
     ("migrate-set-capabilities", r#"{"capabilities": [{}]}"#),
-    ("migrate-set-capabilities", r#"{"capabilities": [{"capability": "xbzrle"}]}"#),
-    ("migrate-set-capabilities", r#"{"capabilities": [{"state": true}]}"#),
-    ("migrate-set-capabilities", r#"{"capabilities": [{"capability": "nope", "state": true}]}"#),
-    ("migrate-set-capabilities", r#"{"capabilities": [{"capability": "xbzrle", "state": "on"}]}"#),
-    ("migrate-set-capabilities", r#"{"capabilities": [{"capability": "xbzrle", "state": true, "x": 1}]}"#),
-    ("migrate-set-capabilities", r#"{"capabilities": [{"capability": "xbzrle", "state": true}, {"capability": 7, "state": true}]}"#),
-    ("migrate-set-capabilities", r#"{"capabilities": [{"capability": "xbzrle", "state": true}, 5]}"#),
-    ("migrate-set-capabilities", r#"{"capabilities": [], "extra": 1}"#),
+    (
+        "migrate-set-capabilities",
+        r#"{"capabilities": [{"capability": "xbzrle"}]}"#,
+    ),
+    (
+        "migrate-set-capabilities",
+        r#"{"capabilities": [{"state": true}]}"#,
+    ),
+    (
+        "migrate-set-capabilities",
+        r#"{"capabilities": [{"capability": "nope", "state": true}]}"#,
+    ),
+    (
+        "migrate-set-capabilities",
+        r#"{"capabilities": [{"capability": "xbzrle", "state": "on"}]}"#,
+    ),
+    (
+        "migrate-set-capabilities",
+        r#"{"capabilities": [{"capability": "xbzrle", "state": true, "x": 1}]}"#,
+    ),
+    (
+        "migrate-set-capabilities",
+        r#"{"capabilities": [{"capability": "xbzrle", "state": true}, {"capability": 7, "state": true}]}"#,
+    ),
+    (
+        "migrate-set-capabilities",
+        r#"{"capabilities": [{"capability": "xbzrle", "state": true}, 5]}"#,
+    ),
+    (
+        "migrate-set-capabilities",
+        r#"{"capabilities": [], "extra": 1}"#,
+    ),
     ("migrate-set-parameters", r#"{"announce-rounds": "x"}"#),
     ("migrate-set-parameters", r#"{"tls-creds": 1}"#),
     ("migrate-set-parameters", r#"{"tls-hostname": []}"#),
-    ("migrate-set-parameters", r#"{"multifd-compression": "lzma"}"#),
-    ("migrate-set-parameters", r#"{"block-bitmap-mapping": [{"node-name": "n"}]}"#),
+    (
+        "migrate-set-parameters",
+        r#"{"multifd-compression": "lzma"}"#,
+    ),
+    (
+        "migrate-set-parameters",
+        r#"{"block-bitmap-mapping": [{"node-name": "n"}]}"#,
+    ),
     ("migrate-set-parameters", r#"{"mode": "fast"}"#),
     ("migrate-set-parameters", r#"{"cpu-throttle-tailslow": 1}"#),
     ("migrate-set-parameters", r#"{"bogus-param": 1}"#),
     ("migrate-set-parameters", r#"{"cpu-throttle-initial": 300}"#),
     ("migrate-set-parameters", r#"{"cpu-throttle-initial": -1}"#),
     ("migrate-set-parameters", r#"{"cpu-throttle-initial": 1.5}"#),
-    ("migrate-set-parameters", r#"{"cpu-throttle-initial": 18446744073709551615}"#),
-    ("migrate-set-parameters", r#"{"announce-rounds": -5, "zzz": 1}"#),
-    ("migrate-set-parameters", r#"{"announce-rounds": 18446744073709551615, "zzz": 1}"#),
+    (
+        "migrate-set-parameters",
+        r#"{"cpu-throttle-initial": 18446744073709551615}"#,
+    ),
+    (
+        "migrate-set-parameters",
+        r#"{"announce-rounds": -5, "zzz": 1}"#,
+    ),
+    (
+        "migrate-set-parameters",
+        r#"{"announce-rounds": 18446744073709551615, "zzz": 1}"#,
+    ),
     ("migrate-set-parameters", r#"{"announce-rounds": 1e30}"#),
     ("migrate-set-parameters", r#"{"multifd-channels": 256}"#),
     ("migrate-set-parameters", r#"{"downtime-limit": true}"#),
     ("migrate-set-parameters", r#"{"max-bandwidth": "1G"}"#),
     ("memsave", r#"{"val": 1.5, "size": 1, "filename": "x"}"#),
-    ("memsave", r#"{"val": 18446744073709551615, "size": 1, "filename": "x", "zzz": 1}"#),
-    ("object-add", r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1.5}"#),
-    ("object-add", r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "host-nodes": [70000]}"#),
+    (
+        "memsave",
+        r#"{"val": 18446744073709551615, "size": 1, "filename": "x", "zzz": 1}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1.5}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "host-nodes": [70000]}"#,
+    ),
     ("set-numa-node", r#"{"type": "node", "nodeid": 70000}"#),
-    ("object-add", r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "host-nodes": [1, "x"]}"#),
-    ("object-add", r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "host-nodes": 1}"#),
-    ("set-numa-node", r#"{"type": "dist", "src": 1, "dst": 1, "val": 300}"#),
-    ("human-monitor-command", r#"{"command-line": "info status", "cpu-index": 9223372036854775808}"#),
-    ("human-monitor-command", r#"{"command-line": "info status", "cpu-index": -9223372036854775808, "x": 1}"#),
-    ("screendump", r#"{"filename": "/nonexistent/x", "head": 1.0}"#),
+    (
+        "object-add",
+        r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "host-nodes": [1, "x"]}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "host-nodes": 1}"#,
+    ),
+    (
+        "set-numa-node",
+        r#"{"type": "dist", "src": 1, "dst": 1, "val": 300}"#,
+    ),
+    (
+        "human-monitor-command",
+        r#"{"command-line": "info status", "cpu-index": 9223372036854775808}"#,
+    ),
+    (
+        "human-monitor-command",
+        r#"{"command-line": "info status", "cpu-index": -9223372036854775808, "x": 1}"#,
+    ),
+    (
+        "screendump",
+        r#"{"filename": "/nonexistent/x", "head": 1.0}"#,
+    ),
     ("migrate", r#"{"uri": 1}"#),
     ("migrate", r#"{"channels": [{"channel-type": "main"}]}"#),
-    ("migrate", r#"{"channels": [{"channel-type": "main", "addr": {"transport": "warp"}}]}"#),
-    ("migrate", r#"{"channels": [{"channel-type": "main", "addr": {"transport": "socket", "type": "unix"}}]}"#),
+    (
+        "migrate",
+        r#"{"channels": [{"channel-type": "main", "addr": {"transport": "warp"}}]}"#,
+    ),
+    (
+        "migrate",
+        r#"{"channels": [{"channel-type": "main", "addr": {"transport": "socket", "type": "unix"}}]}"#,
+    ),
     ("migrate", r#"{"uri": "x", "detach": "yes"}"#),
     ("migrate-incoming", r#"{"uri": 1}"#),
     ("migrate-pause", r#"{"x": 1}"#),
@@ -227,25 +503,64 @@ const CASES: &[(&str, &str)] = &[
     ("calc-dirty-rate", "{}"),
     ("calc-dirty-rate", r#"{"calc-time": "1"}"#),
     ("calc-dirty-rate", r#"{"calc-time": 1, "mode": "fast"}"#),
-    ("calc-dirty-rate", r#"{"calc-time": 1, "calc-time-unit": "hour"}"#),
+    (
+        "calc-dirty-rate",
+        r#"{"calc-time": 1, "calc-time-unit": "hour"}"#,
+    ),
     // object-add / object-del.
     ("object-add", "{}"),
     ("object-add", r#"{"id": "o0"}"#),
     ("object-add", r#"{"qom-type": "nope", "id": "o0"}"#),
     ("object-add", r#"{"qom-type": "memory-backend-ram"}"#),
-    ("object-add", r#"{"qom-type": "memory-backend-ram", "id": "m0"}"#),
-    ("object-add", r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": "1M"}"#),
-    ("object-add", r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "bogus": 1}"#),
-    ("object-add", r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "policy": "random"}"#),
-    ("object-add", r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "host-nodes": 1}"#),
-    ("object-add", r#"{"qom-type": "memory-backend-file", "id": "m0", "size": 1048576}"#),
-    ("object-add", r#"{"qom-type": "secret", "id": "s0", "data": 1}"#),
-    ("object-add", r#"{"qom-type": "secret", "id": "s0", "data": "x", "format": "hex"}"#),
-    ("object-add", r#"{"qom-type": "throttle-group", "id": "t0", "limits": {"iops-total": "x"}}"#),
-    ("object-add", r#"{"qom-type": "throttle-group", "id": "t0", "limits": 1}"#),
-    ("object-add", r#"{"qom-type": "iothread", "id": "io0", "poll-max-ns": "x"}"#),
+    (
+        "object-add",
+        r#"{"qom-type": "memory-backend-ram", "id": "m0"}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": "1M"}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "bogus": 1}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "policy": "random"}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "memory-backend-ram", "id": "m0", "size": 1048576, "host-nodes": 1}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "memory-backend-file", "id": "m0", "size": 1048576}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "secret", "id": "s0", "data": 1}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "secret", "id": "s0", "data": "x", "format": "hex"}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "throttle-group", "id": "t0", "limits": {"iops-total": "x"}}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "throttle-group", "id": "t0", "limits": 1}"#,
+    ),
+    (
+        "object-add",
+        r#"{"qom-type": "iothread", "id": "io0", "poll-max-ns": "x"}"#,
+    ),
     ("object-add", r#"{"qom-type": "iothread", "id": 1}"#),
-    ("object-add", r#"{"qom-type": "rng-random", "id": "r0", "filename": 1}"#),
+    (
+        "object-add",
+        r#"{"qom-type": "rng-random", "id": "r0", "filename": 1}"#,
+    ),
     ("object-del", "{}"),
     ("object-del", r#"{"id": false}"#),
     // chardev-add / chardev-remove.
@@ -253,30 +568,78 @@ const CASES: &[(&str, &str)] = &[
     ("chardev-add", r#"{"id": "c0"}"#),
     ("chardev-add", r#"{"id": "c0", "backend": 1}"#),
     ("chardev-add", r#"{"id": "c0", "backend": {}}"#),
-    ("chardev-add", r#"{"id": "c0", "backend": {"type": "nope"}}"#),
-    ("chardev-add", r#"{"id": "c0", "backend": {"type": "null"}}"#),
-    ("chardev-add", r#"{"id": "c0", "backend": {"type": "null", "data": 1}}"#),
-    ("chardev-add", r#"{"id": "c0", "backend": {"type": "null", "data": {"x": 1}}}"#),
-    ("chardev-add", r#"{"id": "c0", "backend": {"type": "file", "data": {}}}"#),
-    ("chardev-add", r#"{"id": "c0", "backend": {"type": "file", "data": {"out": 1}}}"#),
-    ("chardev-add", r#"{"id": "c0", "backend": {"type": "socket", "data": {"addr": {"type": "unix"}}}}"#),
-    ("chardev-add", r#"{"id": "c0", "backend": {"type": "socket", "data": {"addr": {"type": "unix", "data": {"path": 1}}}}}"#),
-    ("chardev-add", r#"{"id": "c0", "backend": {"type": "ringbuf", "data": {"size": "x"}}}"#),
-    ("chardev-add", r#"{"id": "c0", "backend": {"type": "null"}, "extra": 1}"#),
+    (
+        "chardev-add",
+        r#"{"id": "c0", "backend": {"type": "nope"}}"#,
+    ),
+    (
+        "chardev-add",
+        r#"{"id": "c0", "backend": {"type": "null"}}"#,
+    ),
+    (
+        "chardev-add",
+        r#"{"id": "c0", "backend": {"type": "null", "data": 1}}"#,
+    ),
+    (
+        "chardev-add",
+        r#"{"id": "c0", "backend": {"type": "null", "data": {"x": 1}}}"#,
+    ),
+    (
+        "chardev-add",
+        r#"{"id": "c0", "backend": {"type": "file", "data": {}}}"#,
+    ),
+    (
+        "chardev-add",
+        r#"{"id": "c0", "backend": {"type": "file", "data": {"out": 1}}}"#,
+    ),
+    (
+        "chardev-add",
+        r#"{"id": "c0", "backend": {"type": "socket", "data": {"addr": {"type": "unix"}}}}"#,
+    ),
+    (
+        "chardev-add",
+        r#"{"id": "c0", "backend": {"type": "socket", "data": {"addr": {"type": "unix", "data": {"path": 1}}}}}"#,
+    ),
+    (
+        "chardev-add",
+        r#"{"id": "c0", "backend": {"type": "ringbuf", "data": {"size": "x"}}}"#,
+    ),
+    (
+        "chardev-add",
+        r#"{"id": "c0", "backend": {"type": "null"}, "extra": 1}"#,
+    ),
     ("chardev-remove", r#"{"id": 1}"#),
     // netdev_add / netdev_del.
     ("netdev_add", "{}"),
     ("netdev_add", r#"{"id": "n0"}"#),
     ("netdev_add", r#"{"id": "n0", "type": "warp"}"#),
     ("netdev_add", r#"{"type": "user"}"#),
-    ("netdev_add", r#"{"id": "n0", "type": "user", "ipv6": "yes"}"#),
+    (
+        "netdev_add",
+        r#"{"id": "n0", "type": "user", "ipv6": "yes"}"#,
+    ),
     ("netdev_add", r#"{"id": "n0", "type": "user", "bogus": 1}"#),
-    ("netdev_add", r#"{"id": "n0", "type": "user", "hostfwd": "tcp::2222-:22"}"#),
-    ("netdev_add", r#"{"id": "n0", "type": "user", "hostfwd": [{"bogus": "x"}]}"#),
+    (
+        "netdev_add",
+        r#"{"id": "n0", "type": "user", "hostfwd": "tcp::2222-:22"}"#,
+    ),
+    (
+        "netdev_add",
+        r#"{"id": "n0", "type": "user", "hostfwd": [{"bogus": "x"}]}"#,
+    ),
     ("netdev_add", r#"{"id": "n0", "type": "socket", "fd": 1}"#),
-    ("netdev_add", r#"{"id": "n0", "type": "tap", "vhost": "on"}"#),
-    ("netdev_add", r#"{"id": "n0", "type": "stream", "addr": {"type": "unix"}}"#),
-    ("netdev_add", r#"{"id": "n0", "type": "stream", "server": true}"#),
+    (
+        "netdev_add",
+        r#"{"id": "n0", "type": "tap", "vhost": "on"}"#,
+    ),
+    (
+        "netdev_add",
+        r#"{"id": "n0", "type": "stream", "addr": {"type": "unix"}}"#,
+    ),
+    (
+        "netdev_add",
+        r#"{"id": "n0", "type": "stream", "server": true}"#,
+    ),
     ("netdev_del", "{}"),
     ("netdev_del", r#"{"id": []}"#),
     // Assorted.
@@ -285,26 +648,59 @@ const CASES: &[(&str, &str)] = &[
     ("transaction", r#"{"actions": [{}]}"#),
     ("transaction", r#"{"actions": [{"type": "nope"}]}"#),
     ("transaction", r#"{"actions": [{"type": "abort"}]}"#),
-    ("transaction", r#"{"actions": [{"type": "abort", "data": 1}]}"#),
-    ("transaction", r#"{"actions": [{"type": "block-dirty-bitmap-add", "data": {"node": "n"}}]}"#),
-    ("transaction", r#"{"actions": [], "properties": {"completion-mode": "sometimes"}}"#),
+    (
+        "transaction",
+        r#"{"actions": [{"type": "abort", "data": 1}]}"#,
+    ),
+    (
+        "transaction",
+        r#"{"actions": [{"type": "block-dirty-bitmap-add", "data": {"node": "n"}}]}"#,
+    ),
+    (
+        "transaction",
+        r#"{"actions": [], "properties": {"completion-mode": "sometimes"}}"#,
+    ),
     ("screendump", "{}"),
-    ("screendump", r#"{"filename": "/nonexistent/x", "format": "gif"}"#),
-    ("screendump", r#"{"filename": "/nonexistent/x", "head": "0"}"#),
+    (
+        "screendump",
+        r#"{"filename": "/nonexistent/x", "format": "gif"}"#,
+    ),
+    (
+        "screendump",
+        r#"{"filename": "/nonexistent/x", "head": "0"}"#,
+    ),
     ("send-key", "{}"),
-    ("send-key", r#"{"keys": [{"type": "qcode", "data": "nokey"}]}"#),
+    (
+        "send-key",
+        r#"{"keys": [{"type": "qcode", "data": "nokey"}]}"#,
+    ),
     ("send-key", r#"{"keys": [{"type": "number", "data": "x"}]}"#),
     ("send-key", r#"{"keys": [{"type": "bogus", "data": 1}]}"#),
-    ("send-key", r#"{"keys": [{"type": "qcode", "data": "a"}], "hold-time": "x"}"#),
+    (
+        "send-key",
+        r#"{"keys": [{"type": "qcode", "data": "a"}], "hold-time": "x"}"#,
+    ),
     ("input-send-event", r#"{"events": [{"type": "key"}]}"#),
-    ("input-send-event", r#"{"events": [{"type": "rel", "data": {"axis": "z", "value": 1}}]}"#),
+    (
+        "input-send-event",
+        r#"{"events": [{"type": "rel", "data": {"axis": "z", "value": 1}}]}"#,
+    ),
     ("balloon", "{}"),
     ("balloon", r#"{"value": "1G"}"#),
     ("memsave", r#"{"val": 0, "size": 1}"#),
-    ("memsave", r#"{"val": "0", "size": 1, "filename": "/nonexistent/x"}"#),
-    ("dump-guest-memory", r#"{"paging": "no", "protocol": "file:/nonexistent/x"}"#),
+    (
+        "memsave",
+        r#"{"val": "0", "size": 1, "filename": "/nonexistent/x"}"#,
+    ),
+    (
+        "dump-guest-memory",
+        r#"{"paging": "no", "protocol": "file:/nonexistent/x"}"#,
+    ),
     ("dump-guest-memory", r#"{"paging": false}"#),
-    ("dump-guest-memory", r#"{"paging": false, "protocol": "file:/nonexistent/x", "format": "pdf"}"#),
+    (
+        "dump-guest-memory",
+        r#"{"paging": false, "protocol": "file:/nonexistent/x", "format": "pdf"}"#,
+    ),
     ("set_password", r#"{"password": "x"}"#),
     ("set_password", r#"{"protocol": "rdp", "password": "x"}"#),
     ("set_password", r#"{"protocol": "vnc"}"#),
@@ -312,17 +708,29 @@ const CASES: &[(&str, &str)] = &[
     ("display-reload", r#"{"type": "sdl"}"#),
     ("display-reload", r#"{"type": "vnc", "tls-certs": "yes"}"#),
     ("trace-event-set-state", r#"{"name": "x"}"#),
-    ("trace-event-set-state", r#"{"name": "x", "enable": "true"}"#),
+    (
+        "trace-event-set-state",
+        r#"{"name": "x", "enable": "true"}"#,
+    ),
     ("trace-event-get-state", r#"{"name": 1}"#),
     ("set-action", r#"{"reboot": "explode"}"#),
     ("set-action", r#"{"panic": 1}"#),
     ("set-numa-node", r#"{"type": "galaxy"}"#),
     ("set-numa-node", r#"{"type": "node", "nodeid": "x"}"#),
     ("query-cpu-model-expansion", r#"{"type": "static"}"#),
-    ("query-cpu-model-expansion", r#"{"type": "huge", "model": {"name": "max"}}"#),
-    ("query-cpu-model-expansion", r#"{"type": "static", "model": {}}"#),
+    (
+        "query-cpu-model-expansion",
+        r#"{"type": "huge", "model": {"name": "max"}}"#,
+    ),
+    (
+        "query-cpu-model-expansion",
+        r#"{"type": "static", "model": {}}"#,
+    ),
     ("query-stats", "{}"),
-    ("query-stats", r#"{"target": "vm", "providers": [{"provider": "nope"}]}"#),
+    (
+        "query-stats",
+        r#"{"target": "vm", "providers": [{"provider": "nope"}]}"#,
+    ),
     ("query-stats", r#"{"target": "vcpu", "vcpus": "x"}"#),
     ("query-rocker", "{}"),
     ("query-rx-filter", r#"{"name": 1}"#),
@@ -343,7 +751,10 @@ const CASES: &[(&str, &str)] = &[
     ("nbd-server-start", r#"{"addr": {"type": "inet"}}"#),
     ("nbd-server-add", r#"{"device": "d", "writable": 1}"#),
     ("block-export-add", r#"{"type": "nbd"}"#),
-    ("block-export-add", r#"{"type": "nope", "id": "e", "node-name": "n"}"#),
+    (
+        "block-export-add",
+        r#"{"type": "nope", "id": "e", "node-name": "n"}"#,
+    ),
     ("system_wakeup", r#"{"a": 1}"#),
     ("cpu-add", r#"{"id": 1}"#),
     ("qmp_capabilities", r#"{"enable": ["oob"]}"#),
@@ -371,7 +782,7 @@ impl Drop for Peer {
     }
 }
 
-fn qemu() -> Option<(Peer, UnixStream)> {
+fn qemu(tag: &str) -> Option<(Peer, UnixStream)> {
     let Some(bin) = find("qemu-system-x86_64") else {
         if std::env::var("QMP_REQUIRE_QEMU").as_deref() == Ok("1") {
             panic!("qemu-system-x86_64 is required (QMP_REQUIRE_QEMU=1) but not on PATH");
@@ -379,12 +790,22 @@ fn qemu() -> Option<(Peer, UnixStream)> {
         eprintln!("skipping: qemu-system-x86_64 not found on PATH");
         return None;
     };
-    let dir = std::env::temp_dir().join(format!("qmp-proto-args-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("qmp-proto-args-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("qmp.sock");
     let child = Command::new(bin)
-        .args(["-M", "pc", "-accel", "tcg", "-S", "-nodefaults", "-display", "none", "-qmp"])
+        .args([
+            "-M",
+            "pc",
+            "-accel",
+            "tcg",
+            "-S",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-qmp",
+        ])
         .arg(format!("unix:{},server=on,wait=off", sock.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -394,22 +815,39 @@ fn qemu() -> Option<(Peer, UnixStream)> {
     let peer = Peer { child, dir };
     let start = Instant::now();
     while !sock.exists() {
-        assert!(start.elapsed() < Duration::from_secs(10), "no monitor socket");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no monitor socket"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let s = UnixStream::connect(&sock).unwrap();
+    // The socket file can appear before QEMU listens on it.
+    let s = loop {
+        match UnixStream::connect(&sock) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(10), "{e}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     Some((peer, s))
 }
 
 /// Reads one line that is not an event.
 fn reply(s: &mut UnixStream, buf: &mut Vec<u8>) -> Value {
+    serde_json::from_slice(&raw_reply(s, buf)).unwrap()
+}
+
+/// Reads one line that is not an event, as QEMU wrote it (with its line end).
+fn raw_reply(s: &mut UnixStream, buf: &mut Vec<u8>) -> Vec<u8> {
     loop {
         if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
             let line: Vec<u8> = buf.drain(..at + 2).collect();
             let v: Value = serde_json::from_slice(&line[..at]).unwrap();
             if v.get("event").is_none() {
-                return v;
+                return line;
             }
             continue;
         }
@@ -423,7 +861,11 @@ fn reply(s: &mut UnixStream, buf: &mut Vec<u8>) -> Value {
 /// The class and description of an answer, or `return`.
 fn summary(v: &Value) -> String {
     match v.get("error") {
-        Some(e) => format!("{}: {}", e["class"].as_str().unwrap(), e["desc"].as_str().unwrap()),
+        Some(e) => format!(
+            "{}: {}",
+            e["class"].as_str().unwrap(),
+            e["desc"].as_str().unwrap()
+        ),
         None => "return".into(),
     }
 }
@@ -466,7 +908,9 @@ fn wrong_arguments_are_refused_as_qemu_refuses_them() {
         .map(|(i, (c, a))| request(i, c, a))
         .collect();
     let ours = fake_answers(&requests);
-    let Some((_peer, mut s)) = qemu() else { return };
+    let Some((_peer, mut s)) = qemu("wrong") else {
+        return;
+    };
     let mut buf = Vec::new();
     let greeting = reply(&mut s, &mut buf);
     assert!(greeting.get("QMP").is_some());
@@ -494,8 +938,17 @@ fn wrong_arguments_are_refused_as_qemu_refuses_them() {
         CASES.len(),
         failures.len()
     );
-    assert!(succeeded.is_empty(), "valid on QEMU, not a wrong request:\n{}", succeeded.join("\n"));
-    assert!(failures.is_empty(), "{} differences:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        succeeded.is_empty(),
+        "valid on QEMU, not a wrong request:\n{}",
+        succeeded.join("\n")
+    );
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Runs requests on a negotiated fake and returns its answers (events left out).
@@ -599,12 +1052,73 @@ fn hostile_arguments_are_answered() {
     let requests = vec![
         request(0, "blockdev-add", &deep),
         request(1, "query-status", &many),
-        request(2, "migrate-set-parameters", r#"{"cpu-throttle-initial": -1e308}"#),
-        request(3, "transaction", &format!(r#"{{"actions": [{}]}}"#, r#"{"type": "abort"}, "#.repeat(500) + "1")),
+        request(
+            2,
+            "migrate-set-parameters",
+            r#"{"cpu-throttle-initial": -1e308}"#,
+        ),
+        request(
+            3,
+            "transaction",
+            &format!(
+                r#"{{"actions": [{}]}}"#,
+                r#"{"type": "abort"}, "#.repeat(500) + "1"
+            ),
+        ),
     ];
     let answers = on_fake(FakeQemu::new(), &requests);
     assert_eq!(answers.len(), 4);
     for a in &answers {
         assert!(a["error"]["class"] == "GenericError", "{a}");
+    }
+}
+
+/// QEMU's schema and recorded replies come out of the fake byte for byte as out of QEMU.
+#[test]
+fn recorded_replies_are_byte_for_byte_qemus() {
+    let names = [
+        "query-qmp-schema",
+        "query-commands",
+        "query-machines",
+        "query-pci",
+        "query-target",
+        "query-migrate-parameters",
+        "query-cpu-definitions",
+        "query-balloon",
+    ];
+    let requests: Vec<Vec<u8>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!(r#"{{"execute": "{c}", "id": {i}}}"#).into_bytes())
+        .collect();
+    let now = Instant::now();
+    let fake = FakeQemu::new().prelaunch();
+    let mut server = Server::new(fake.server_config(), fake);
+    server.accept(now);
+    server.take_output();
+    server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
+    server.take_output();
+    let ours: Vec<Vec<u8>> = requests
+        .iter()
+        .map(|r| {
+            server.handle_input(now, r);
+            server.take_output()
+        })
+        .collect();
+    let Some((_peer, mut s)) = qemu("replies") else {
+        return;
+    };
+    let mut buf = Vec::new();
+    reply(&mut s, &mut buf);
+    s.write_all(br#"{"execute": "qmp_capabilities"}"#).unwrap();
+    reply(&mut s, &mut buf);
+    for (i, r) in requests.iter().enumerate() {
+        s.write_all(r).unwrap();
+        let real = raw_reply(&mut s, &mut buf);
+        assert!(
+            real == ours[i],
+            "{}: the fake's reply differs from QEMU's",
+            names[i]
+        );
     }
 }

@@ -39,8 +39,8 @@
 
 mod dispatch;
 mod fake;
-mod qapi;
 pub(crate) mod json;
+mod qapi;
 mod script;
 mod state;
 

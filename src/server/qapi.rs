@@ -28,7 +28,8 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use super::json::{qdict_order, QValue};
+use super::json::{qdict_order, reverse_members, write_as_is, QValue};
+use super::parse_ordered;
 
 const SCHEMA_TEXT: &str = include_str!("qemu-schema.json");
 const QUERIES_TEXT: &str = include_str!("qemu-queries.txt");
@@ -42,13 +43,17 @@ const ALTERNATES: &[(&[&str], &str)] = &[
     (&["object", "string"], "BlockdevRef"),
     (&["object", "string", "null"], "BlockdevRefOrNull"),
     (&["object", "string:enum"], "Qcow2OverlapChecks"),
-    (&["int", "boolean", "array"], "BlockdevQcow2EncryptionFormat"),
+    (
+        &["int", "boolean", "array"],
+        "BlockdevQcow2EncryptionFormat",
+    ),
 ];
 
 /// The recorded schema, indexed.
 pub(crate) struct Schema {
-    /// The return value of `query-qmp-schema`, as QEMU printed it.
-    pub(crate) text: &'static str,
+    /// The return value of `query-qmp-schema`, in the order that makes QEMU's writer print
+    /// it as QEMU printed it (see [`insertion_order`]).
+    pub(crate) text: String,
     entities: Vec<Value>,
     by_name: HashMap<String, usize>,
     /// The commands, in schema order, with whether they allow OOB.
@@ -88,7 +93,7 @@ fn load() -> Option<Schema> {
             .strip_prefix("{\"return\": ")
             .and_then(|r| r.strip_suffix('}'))
         {
-            Ok(ret.to_owned())
+            Ok(insertion_order(ret))
         } else {
             let v: Value = serde_json::from_str(reply).ok()?;
             let class = v.pointer("/error/class")?.as_str()?.to_owned();
@@ -100,18 +105,35 @@ fn load() -> Option<Schema> {
     let mut ints = HashMap::new();
     for line in INTS_TEXT.lines() {
         let mut fields = line.split('\t');
-        if let (Some(owner), Some(member), Some(ctype)) = (fields.next(), fields.next(), fields.next()) {
+        if let (Some(owner), Some(member), Some(ctype)) =
+            (fields.next(), fields.next(), fields.next())
+        {
             ints.insert((owner, member), ctype);
         }
     }
     Some(Schema {
-        text: SCHEMA_TEXT.trim_end(),
+        text: insertion_order(SCHEMA_TEXT.trim_end()),
         ints,
         entities,
         by_name,
         commands,
         queries,
     })
+}
+
+/// JSON text as QEMU printed it, rewritten so that reading it back in order and printing it
+/// the way QEMU does (members in hash-table order, the later of two members that share a
+/// bucket first) gives QEMU's text again.
+fn insertion_order(text: &str) -> String {
+    match parse_ordered(text) {
+        Ok(mut v) => {
+            reverse_members(&mut v);
+            let mut out = Vec::new();
+            write_as_is(&mut out, &v);
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        Err(_) => text.to_owned(),
+    }
 }
 
 /// One step of the path to a value: a member name or an array index.
@@ -159,7 +181,10 @@ fn type_error(path: &[Seg<'_>], expected: &str) -> String {
 /// the member alone).
 fn check_int(ctype: &str, value: &Value, path: &[Seg<'_>]) -> Result<(), String> {
     let range_error = || format!("Parameter '{}' expects {ctype}", own_name(path));
-    if let Some(bits) = ctype.strip_prefix("uint").and_then(|t| t.strip_suffix("_t")) {
+    if let Some(bits) = ctype
+        .strip_prefix("uint")
+        .and_then(|t| t.strip_suffix("_t"))
+    {
         // Negative values are taken (and wrap around) for backward compatibility.
         let Some(v) = value.as_u64().or_else(|| value.as_i64().map(|v| v as u64)) else {
             return Err(format!("Parameter '{}' expects uint64", full_name(path)));
@@ -194,7 +219,11 @@ fn check_int(ctype: &str, value: &Value, path: &[Seg<'_>]) -> Result<(), String>
 }
 
 /// An array of integers of the C type `ctype`.
-fn check_int_array<'a>(ctype: &str, value: &'a Value, path: &mut Vec<Seg<'a>>) -> Result<(), String> {
+fn check_int_array<'a>(
+    ctype: &str,
+    value: &'a Value,
+    path: &mut Vec<Seg<'a>>,
+) -> Result<(), String> {
     let Value::Array(items) = value else {
         return Err(type_error(path, "array"));
     };
@@ -229,7 +258,11 @@ impl Schema {
 
     /// Checks the arguments of the command `name` as QEMU's generated marshaller does;
     /// `Err` holds the description of QEMU's `GenericError`.
-    pub(crate) fn check_arguments(&self, name: &str, args: &Map<String, Value>) -> Result<(), String> {
+    pub(crate) fn check_arguments(
+        &self,
+        name: &str,
+        args: &Map<String, Value>,
+    ) -> Result<(), String> {
         let Some(cmd) = self.entity(name) else {
             return Ok(());
         };
@@ -319,7 +352,8 @@ impl Schema {
         if let (Some(tag), Some(variants)) = (tag, variants) {
             let chosen = dict.get(tag).and_then(Value::as_str);
             let branch = variants.iter().find(|v| {
-                v.get("case").and_then(Value::as_str).is_some() && v.get("case").and_then(Value::as_str) == chosen
+                v.get("case").and_then(Value::as_str).is_some()
+                    && v.get("case").and_then(Value::as_str) == chosen
             });
             if let Some(branch_type) = branch.and_then(|b| b.get("type")).and_then(Value::as_str) {
                 self.visit_members(branch_type, dict, path, depth + 1, unvisited)?;
@@ -380,7 +414,10 @@ impl Schema {
                 let Value::Array(items) = value else {
                     return Err(type_error(path, "array"));
                 };
-                let elem = ty.get("element-type").and_then(Value::as_str).unwrap_or("any");
+                let elem = ty
+                    .get("element-type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("any");
                 for (i, item) in items.iter().enumerate() {
                     path.push(Seg::Index(i));
                     let r = self.visit(elem, item, path, depth + 1);
@@ -467,8 +504,8 @@ struct KeySet<'a> {
 
 const PRIME_MOD: [u32; 32] = [
     1, 2, 3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
-    262139, 524287, 1048573, 2097143, 4194301, 8388593, 16777213, 33554393, 67108859,
-    134217689, 268435399, 536870909, 1073741789, 2147483647,
+    262139, 524287, 1048573, 2097143, 4194301, 8388593, 16777213, 33554393, 67108859, 134217689,
+    268435399, 536870909, 1073741789, 2147483647,
 ];
 const MIN_SHIFT: u32 = 3;
 
@@ -476,7 +513,9 @@ fn g_str_hash(s: &str) -> u32 {
     let mut h: u32 = 5381;
     for &b in s.as_bytes() {
         // GLib reads the string as signed chars.
-        h = (h << 5).wrapping_add(h).wrapping_add(i32::from(b as i8) as u32);
+        h = (h << 5)
+            .wrapping_add(h)
+            .wrapping_add(i32::from(b as i8) as u32);
     }
     if h < 2 {
         2
