@@ -61,7 +61,8 @@ fn tab_completes_command_names() {
     let Some((term, _dir)) = fake_shell(&[]) else {
         return;
     };
-    term.type_text("query-st");
+    // (`query-st` would be ambiguous: QEMU also has `query-stats`.)
+    term.type_text("query-statu");
     term.keys(&["Tab"]);
     term.wait_until("the completed command", |s| {
         s.lines()
@@ -269,7 +270,7 @@ fn commands_from_a_pipe() {
     );
     assert_eq!(
         lines[3],
-        r#"{"error": {"class": "CommandNotFound", "desc": "The command transaction has not been found"}}"#
+        r#"{"error": {"class": "GenericError", "desc": "The fake QEMU does not model 'transaction'"}}"#
     );
     assert_eq!(lines[4], "error: Expected a key=value pair, got 'x'");
     assert_eq!(
@@ -285,11 +286,13 @@ fn tab_completes_arguments_and_values() {
     let Some((term, _dir)) = fake_shell(&[]) else {
         return;
     };
-    term.type_text("blockdev-add d");
+    // QEMU's schema: `dr` and `nu` would be ambiguous (`drop-cache`, `null-aio`).
+    term.type_text("blockdev-add dri");
     term.keys(&["Tab"]);
     term.wait_until("the completed argument", |_| {
         term.last_line().trim_end() == "(QEMU running) blockdev-add driver="
     });
+    term.type_text("null-c");
     term.keys(&["Tab"]);
     term.wait_until("the only value", |_| {
         term.last_line().trim_end() == "(QEMU running) blockdev-add driver=null-co"
