@@ -61,7 +61,8 @@ fn tab_completes_command_names() {
     let Some((term, _dir)) = fake_shell(&[]) else {
         return;
     };
-    term.type_text("query-st");
+    // (`query-st` would be ambiguous: QEMU also has `query-stats`.)
+    term.type_text("query-statu");
     term.keys(&["Tab"]);
     term.wait_until("the completed command", |s| {
         s.lines()
@@ -144,8 +145,8 @@ fn history_is_kept_across_runs() {
 }
 
 /// Transaction mode collects actions under the TRANS> prompt and sends one `transaction`;
-/// the verbose echo shows exactly what went out. (The fake has no `transaction` command:
-/// its CommandNotFound proves the request reached it.)
+/// the verbose echo shows exactly what went out. (The fake checks the arguments of
+/// `transaction` but does not model it: its error proves the request reached it.)
 #[test]
 fn transaction_mode() {
     let Some((term, _dir)) = fake_shell(&["-v"]) else {
@@ -155,7 +156,7 @@ fn transaction_mode() {
     term.wait_for("TRANS> ");
     term.line("block-dirty-bitmap-add node=drive0 name=bitmap1");
     term.line("block-dirty-bitmap-clear node=drive0 name=bitmap0 )");
-    let screen = term.wait_for("The command transaction has not been found");
+    let screen = term.wait_for("The fake QEMU does not model 'transaction'");
     assert!(
         screen.contains(
             r#"{"execute":"transaction","arguments":{"actions":[{"data":{"name":"bitmap1","node":"drive0"},"type":"block-dirty-bitmap-add"},{"data":{"name":"bitmap0","node":"drive0"},"type":"block-dirty-bitmap-clear"}]},"id":"#
@@ -267,7 +268,7 @@ fn commands_from_a_pipe() {
     );
     assert_eq!(
         lines[3],
-        r#"{"error": {"class": "CommandNotFound", "desc": "The command transaction has not been found"}}"#
+        r#"{"error": {"class": "GenericError", "desc": "The fake QEMU does not model 'transaction'"}}"#
     );
     assert_eq!(lines[4], "error: Expected a key=value pair, got 'x'");
     assert_eq!(
@@ -283,11 +284,13 @@ fn tab_completes_arguments_and_values() {
     let Some((term, _dir)) = fake_shell(&[]) else {
         return;
     };
-    term.type_text("blockdev-add d");
+    // QEMU's schema: `dr` and `nu` would be ambiguous (`drop-cache`, `null-aio`).
+    term.type_text("blockdev-add dri");
     term.keys(&["Tab"]);
     term.wait_until("the completed argument", |_| {
         term.last_line().trim_end() == "(QEMU running) blockdev-add driver="
     });
+    term.type_text("null-c");
     term.keys(&["Tab"]);
     term.wait_until("the only value", |_| {
         term.last_line().trim_end() == "(QEMU running) blockdev-add driver=null-co"

@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 
 use serde_json::{json, Map, Value};
 
+use super::qapi;
 use super::{Call, CallToken, CommandInfo, Context, Handler, Outcome, ServerConfig};
 
 /// A custom command: runs with the context and the arguments.
@@ -31,15 +32,22 @@ struct Custom {
 ///
 /// Commands: `query-version`, `query-status`, `stop` and `cont` (STOP/RESUME events),
 /// `system_reset` (RESET), `system_powerdown` (POWERDOWN), `quit` (SHUTDOWN, then the reply,
-/// then the connection closes), `query-name`, `query-commands`,
-/// `query-qmp-schema` (generated from the commands, with the arguments of the built-in
-/// ones and their enum values, or one set with
-/// [`schema`](Self::schema), such as a schema captured from QEMU), `getfd`, `closefd`,
+/// then the connection closes), `query-name`, `query-commands` and `query-qmp-schema`
+/// (QEMU's, with the added commands, or a schema set with [`schema`](Self::schema)),
+/// `getfd`, `closefd`,
 /// `add-fd`, `remove-fd`, `query-fdsets`, `blockdev-add` and `blockdev-del` (null-co nodes),
 /// `blockdev-backup` (a job with JOB_STATUS_CHANGE and BLOCK_JOB_COMPLETED events, over
 /// virtual time when [`job_duration`](Self::job_duration) is set), `query-jobs`,
 /// `human-monitor-command` (a few `info` commands), and the OOB-capable `query-yank` and
-/// `migrate-pause`. Everything else is `CommandNotFound`.
+/// `migrate-pause`.
+///
+/// Every other command of QEMU's schema answers too: the `query-*` commands that take no
+/// argument with QEMU's recorded reply (when called without arguments), the rest with a
+/// `GenericError` saying that the fake does not model it. Commands QEMU does not have are
+/// `CommandNotFound`. Before any of QEMU's commands runs, its arguments are checked
+/// against QEMU's schema as QEMU checks them, with QEMU's errors (`Parameter 'x' is
+/// missing`, `Invalid parameter type for 'x', expected: integer`, ...). QEMU's schema and
+/// replies were recorded from qemu-system-x86_64 10.0.2 (`tools/record_fake_qemu.py`).
 ///
 /// Run states follow QEMU's rules, events before the reply as QEMU sends them: `stop` of a
 /// running VM sends STOP and pauses it, of any other VM does nothing (a VM in `prelaunch`
@@ -115,53 +123,15 @@ const BUILTIN: &[(&str, bool)] = &[
     ("system_reset", false),
 ];
 
-const EVENTS: &[&str] = &[
-    "BLOCK_JOB_COMPLETED",
-    "JOB_STATUS_CHANGE",
-    "POWERDOWN",
-    "RESET",
-    "RESUME",
-    "SHUTDOWN",
-    "STOP",
-];
-
 /// The run states in which QEMU's `cont` asks for a reset first (`runstate_needs_reset`).
 const NEEDS_RESET: &[&str] = &["shutdown", "internal-error", "guest-panicked"];
 
-/// The enums of the generated schema.
-const SCHEMA_ENUMS: &[(&str, &[&str])] = &[
-    ("BlockdevDriver", &["null-co"]),
-    (
-        "MirrorSyncMode",
-        &["top", "full", "none", "incremental", "bitmap"],
-    ),
-    ("QMPCapability", &["oob"]),
-];
-
-/// The arguments of the built-in commands, for the generated schema (what
-/// `query-qmp-schema` tells a client, such as a shell completing argument names): name,
-/// type, optional.
-fn builtin_arguments(command: &str) -> &'static [(&'static str, &'static str, bool)] {
-    match command {
-        "qmp_capabilities" => &[("enable", "[QMPCapability]", true)],
-        "blockdev-add" => &[
-            ("driver", "BlockdevDriver", false),
-            ("node-name", "str", false),
-            ("size", "int", true),
-        ],
-        "blockdev-del" => &[("node-name", "str", false)],
-        "blockdev-backup" => &[
-            ("job-id", "str", false),
-            ("device", "str", false),
-            ("target", "str", false),
-            ("sync", "MirrorSyncMode", false),
-        ],
-        "getfd" | "closefd" => &[("fdname", "str", false)],
-        "add-fd" => &[("fdset-id", "int", true), ("opaque", "str", true)],
-        "remove-fd" => &[("fdset-id", "int", false), ("fd", "int", true)],
-        "human-monitor-command" => &[("command-line", "str", false), ("cpu-index", "int", true)],
-        _ => &[],
-    }
+/// QEMU's `id_wellformed`: a letter, then letters, digits, `-`, `.` and `_`.
+fn id_wellformed(id: &str) -> bool {
+    id.starts_with(|c: char| c.is_ascii_alphabetic())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
 fn arg_str<'a>(args: &'a Map<String, Value>, name: &str) -> Result<&'a str, Outcome> {
@@ -234,13 +204,16 @@ impl FakeQemu {
         self
     }
 
-    /// The reply to `query-qmp-schema`, such as a schema captured from real QEMU.
+    /// The reply to `query-qmp-schema`, instead of QEMU's (arguments are still checked
+    /// against QEMU's schema).
     pub fn schema(mut self, schema: Value) -> Self {
         self.schema = Some(schema);
         self
     }
 
-    /// Adds (or replaces) a command.
+    /// Adds (or replaces) a command. Its arguments are not checked: it gets them as they
+    /// came. One QEMU does not have joins `query-commands` and `query-qmp-schema` (taking
+    /// no arguments, returning `any`); one that replaces QEMU's keeps QEMU's entries.
     pub fn add_command(
         &mut self,
         name: &str,
@@ -323,63 +296,64 @@ impl FakeQemu {
         self.jobs.remove(id);
     }
 
-    fn schema_value(&self) -> Value {
+    /// The reply to `query-qmp-schema`: the one set with [`schema`](Self::schema), or
+    /// QEMU's with an entry for each added command QEMU does not have.
+    fn schema_reply(&self) -> Outcome {
         if let Some(s) = &self.schema {
-            return s.clone();
+            return Outcome::Return(s.clone());
         }
-        let mut entries = Vec::new();
-        let mut names: Vec<(String, bool)> = BUILTIN
+        let Some(schema) = qapi::schema() else {
+            return Outcome::Return(Value::Array(Vec::new()));
+        };
+        let extra: Vec<String> = self
+            .custom
             .iter()
-            .filter(|(n, _)| !self.custom.contains_key(*n))
-            .map(|(n, o)| ((*n).to_owned(), *o))
+            .filter(|(name, _)| !schema.has_command(name))
+            .map(|(name, c)| {
+                let oob = if c.allow_oob { ", \"allow-oob\": true" } else { "" };
+                // "0" is the empty object type of QEMU's schema.
+                format!(
+                    r#"{{"name": {}, "ret-type": "any", "meta-type": "command", "arg-type": "0"{oob}}}"#,
+                    Value::String(name.clone())
+                )
+            })
             .collect();
-        names.extend(self.custom.iter().map(|(n, c)| (n.clone(), c.allow_oob)));
-        for (name, oob) in names {
-            let members = if self.custom.contains_key(&name) {
-                &[][..]
-            } else {
-                builtin_arguments(&name)
-            };
-            // Each built-in command with arguments has its own argument object, named
-            // after it; the others share the empty object "0".
-            let arg_type = if members.is_empty() {
-                "0".to_owned()
-            } else {
-                let arg_type = format!("{name}-arg");
-                let members: Vec<Value> = members
-                    .iter()
-                    .map(|(member, ty, optional)| {
-                        let mut m = json!({"name": member, "type": ty});
-                        if *optional {
-                            m["default"] = Value::Null;
-                        }
-                        m
-                    })
-                    .collect();
-                entries.push(json!({"name": arg_type, "members": members, "meta-type": "object"}));
-                arg_type
-            };
-            let mut e = json!({"name": name, "meta-type": "command", "arg-type": arg_type, "ret-type": "0"});
-            if oob {
-                e["allow-oob"] = Value::Bool(true);
+        Outcome::Json(append_to_array(&schema.text, &extra))
+    }
+
+    /// The reply to `query-commands`: QEMU's, plus the added commands QEMU does not have.
+    fn commands_reply(&self) -> Outcome {
+        let Some(schema) = qapi::schema() else {
+            return Outcome::Return(Value::Array(Vec::new()));
+        };
+        let extra: Vec<String> = self
+            .custom
+            .keys()
+            .filter(|name| !schema.has_command(name))
+            .map(|name| format!(r#"{{"name": {}}}"#, Value::String(name.clone())))
+            .collect();
+        match schema.query_reply("query-commands") {
+            Some(Ok(text)) => Outcome::Json(append_to_array(text, &extra)),
+            _ => Outcome::Json(append_to_array("[]", &extra)),
+        }
+    }
+
+    /// A command of QEMU's that the fake does not model: QEMU's recorded answer to an
+    /// argument-free query, else an error that says so.
+    fn unmodelled(name: &str, args: &Map<String, Value>) -> Outcome {
+        if args.is_empty() {
+            match qapi::schema().and_then(|s| s.query_reply(name)) {
+                Some(Ok(text)) => return Outcome::Json(text.clone()),
+                Some(Err((class, desc))) => {
+                    return Outcome::Error {
+                        class: class.clone(),
+                        desc: desc.clone(),
+                    }
+                }
+                None => {}
             }
-            entries.push(e);
         }
-        for ev in EVENTS {
-            entries.push(json!({"name": ev, "meta-type": "event", "arg-type": "0"}));
-        }
-        entries.push(json!({"name": "0", "members": [], "meta-type": "object"}));
-        for (name, values) in SCHEMA_ENUMS {
-            let members: Vec<Value> = values.iter().map(|v| json!({"name": v})).collect();
-            entries.push(
-                json!({"name": name, "meta-type": "enum", "members": members, "values": values}),
-            );
-        }
-        entries.push(json!({"name": "[QMPCapability]", "element-type": "QMPCapability", "meta-type": "array"}));
-        for (name, json_type) in [("str", "string"), ("int", "int"), ("bool", "boolean")] {
-            entries.push(json!({"name": name, "json-type": json_type, "meta-type": "builtin"}));
-        }
-        Value::Array(entries)
+        Outcome::generic_error(format!("The fake QEMU does not model '{name}'"))
     }
 
     fn run(&mut self, ctx: &mut Context<'_>, call: Call) -> Outcome {
@@ -387,6 +361,10 @@ impl FakeQemu {
         // A command added with `add_command` replaces a built-in one of the same name.
         if let Some(c) = self.custom.get_mut(call.name.as_str()) {
             return (c.run)(ctx, args);
+        }
+        // QEMU's generated marshaller checks the arguments before the command runs.
+        if let Some(Err(desc)) = qapi::schema().map(|s| s.check_arguments(&call.name, args)) {
+            return Outcome::generic_error(desc);
         }
         let (major, minor, micro) = self.version;
         match call.name.as_str() {
@@ -446,16 +424,8 @@ impl FakeQemu {
                 ctx.close();
                 Outcome::empty()
             }
-            "query-commands" => {
-                let mut names: Vec<String> = BUILTIN.iter().map(|(n, _)| (*n).to_owned()).collect();
-                names.extend(self.custom.keys().cloned());
-                names.sort();
-                names.dedup();
-                Outcome::Return(Value::Array(
-                    names.into_iter().map(|n| json!({"name": n})).collect(),
-                ))
-            }
-            "query-qmp-schema" => Outcome::Return(self.schema_value()),
+            "query-commands" => self.commands_reply(),
+            "query-qmp-schema" => self.schema_reply(),
             "query-yank" => Outcome::Json(r#"[{"type": "chardev", "id": "compat_monitor0"}]"#.into()),
             "migrate-pause" => Outcome::generic_error(
                 "migrate-pause is currently only supported during postcopy-active or postcopy-recover state",
@@ -477,18 +447,15 @@ impl FakeQemu {
                 self.fd_command(call)
             }
             "blockdev-add" => {
-                let name = match arg_str(args, "node-name") {
-                    Ok(n) => n.to_owned(),
-                    Err(e) => return e,
+                if args.get("driver").and_then(Value::as_str) != Some("null-co") {
+                    return Self::unmodelled("blockdev-add", args);
+                }
+                let Some(name) = args.get("node-name").and_then(Value::as_str) else {
+                    return Outcome::generic_error("'node-name' must be specified for the root node");
                 };
-                match args.get("driver").and_then(Value::as_str) {
-                    Some("null-co") => {}
-                    Some(other) => {
-                        return Outcome::generic_error(format!(
-                            "Unknown driver '{other}'"
-                        ))
-                    }
-                    None => return Outcome::generic_error("Parameter 'driver' is missing"),
+                let name = name.to_owned();
+                if !id_wellformed(&name) {
+                    return Outcome::generic_error(format!("Invalid node-name: '{name}'"));
                 }
                 if self.nodes.contains_key(&name) {
                     return Outcome::generic_error(format!(
@@ -512,13 +479,14 @@ impl FakeQemu {
                 }
             },
             "blockdev-backup" => {
-                let (id, device, target) = match (
-                    arg_str(args, "job-id"),
-                    arg_str(args, "device"),
-                    arg_str(args, "target"),
-                ) {
-                    (Ok(i), Ok(d), Ok(t)) => (i.to_owned(), d.to_owned(), t.to_owned()),
-                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+                let (device, target) = match (arg_str(args, "device"), arg_str(args, "target")) {
+                    (Ok(d), Ok(t)) => (d.to_owned(), t.to_owned()),
+                    (Err(e), _) | (_, Err(e)) => return e,
+                };
+                // Without a job id, QEMU names the job after its device.
+                let id = match args.get("job-id").and_then(Value::as_str) {
+                    Some(i) => i.to_owned(),
+                    None => device.clone(),
                 };
                 for node in [&device, &target] {
                     if !self.nodes.contains_key(node.as_str()) {
@@ -552,6 +520,9 @@ impl FakeQemu {
             )),
             name => match self.custom.get_mut(name) {
                 Some(c) => (c.run)(ctx, args),
+                None if qapi::schema().is_some_and(|s| s.has_command(name)) => {
+                    Self::unmodelled(name, args)
+                }
                 None => Outcome::Error {
                     class: "CommandNotFound".into(),
                     desc: format!("The command {name} has not been found"),
@@ -665,6 +636,13 @@ impl Handler for FakeQemu {
                 allow_oob: c.allow_oob,
             });
         }
+        if let Some(schema) = qapi::schema() {
+            return schema
+                .commands
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, oob)| CommandInfo { allow_oob: *oob });
+        }
         BUILTIN
             .iter()
             .find(|(n, _)| *n == name)
@@ -709,12 +687,26 @@ impl Handler for FakeQemu {
     }
 
     fn command_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = BUILTIN
-            .iter()
-            .filter(|(n, _)| !self.custom.contains_key(*n))
-            .map(|(n, _)| (*n).to_owned())
+        let known: Vec<&str> = match qapi::schema() {
+            Some(schema) => schema.commands.iter().map(|(n, _)| n.as_str()).collect(),
+            None => BUILTIN.iter().map(|(n, _)| *n).collect(),
+        };
+        let mut names: Vec<String> = known
+            .into_iter()
+            .filter(|n| !self.custom.contains_key(*n))
+            .map(str::to_owned)
             .collect();
         names.extend(self.custom.keys().cloned());
         names
     }
+}
+
+/// A JSON array's text with more elements (JSON texts) appended.
+fn append_to_array(array: &str, extra: &[String]) -> String {
+    if extra.is_empty() {
+        return array.to_owned();
+    }
+    let inner = array.trim_end().strip_suffix(']').unwrap_or("[").trim_end();
+    let sep = if inner.ends_with('[') { "" } else { ", " };
+    format!("{inner}{sep}{}]", extra.join(", "))
 }

@@ -40,6 +40,7 @@
 mod dispatch;
 mod fake;
 pub(crate) mod json;
+mod qapi;
 mod script;
 mod state;
 
