@@ -13,7 +13,7 @@ use qmp_cli::target::Target;
 #[command(
     name = "qmp",
     version,
-    about = "Talk to QEMU over QMP: a shell, one-shot commands, events, the VM and job status, a wrapper and a fake QEMU"
+    about = "Talk to QEMU over QMP: a shell, one-shot commands, events, the VM and job status, a wrapper, a fake QEMU, and recording and replaying sessions"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -105,6 +105,42 @@ enum Cmd {
         /// Pretty-print output, as a `pretty=on` monitor does.
         #[arg(long)]
         pretty: bool,
+    },
+    /// Records one client session with QEMU as a transcript fixture, as a transparent proxy.
+    ///
+    /// Waits for one client on --listen, connects to QEMU at --connect and forwards bytes
+    /// both ways unchanged (file descriptors too when both sockets are unix sockets; over
+    /// TCP they are not forwarded, and a note says so). The transcript has `-> ` lines for
+    /// what the client sent and `<- ` lines for what QEMU sent, one JSON message per line
+    /// (cut by JSON structure), `<- EOF` when QEMU closed first, and `#` comments (date,
+    /// peers). It is written when either side closes, or on SIGTERM, SIGHUP or SIGINT (what
+    /// was seen so far; the listening socket is removed). `qmp replay` serves it again.
+    Record {
+        /// Where the client connects: a unix socket path (created mode 0600, removed on exit;
+        /// a stale one is replaced, a live one refused), or HOST:PORT.
+        #[arg(long)]
+        listen: String,
+        /// Where QEMU's QMP monitor is: a unix socket path, or HOST:PORT.
+        #[arg(long)]
+        connect: String,
+        /// The transcript file [default: stdout].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Serves a transcript fixture (as `qmp record` writes) to one client, as QEMU did.
+    ///
+    /// The greeting is the recorded one; each request must be the next recorded one (same
+    /// command and arguments; ids are the client's own), and gets the recorded events (with
+    /// fresh timestamps) and reply. A request that does not match is answered with an error
+    /// that shows what was expected, and printed on stderr. Exit status: 0 when every request
+    /// matched and the whole transcript was played, 1 otherwise, 3 when it could not run.
+    Replay {
+        /// The transcript file.
+        fixture: PathBuf,
+        /// Where the client connects: a unix socket path (created mode 0600, removed on exit;
+        /// a stale one is replaced, a live one refused), or HOST:PORT.
+        #[arg(long)]
+        listen: String,
     },
 }
 
@@ -224,5 +260,26 @@ fn main() -> ExitCode {
                 ExitCode::from(qmp_cli::EXIT_FAILURE)
             }
         },
+        Cmd::Record {
+            listen,
+            connect,
+            output,
+        } => match qmp_cli::record::run(&qmp_cli::record::RecordOptions {
+            listen: Target::parse(&listen),
+            connect: Target::parse(&connect),
+            output,
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                qmp_cli::fail(&format!("qmp record: {e}"));
+                ExitCode::from(qmp_cli::EXIT_FAILURE)
+            }
+        },
+        Cmd::Replay { fixture, listen } => {
+            qmp_cli::replay::run(&qmp_cli::replay::ReplayOptions {
+                fixture,
+                listen: Target::parse(&listen),
+            })
+        }
     }
 }
