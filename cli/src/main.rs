@@ -275,11 +275,9 @@ fn main() -> ExitCode {
                 ExitCode::from(qmp_cli::EXIT_FAILURE)
             }
         },
-        Cmd::Replay { fixture, listen } => {
-            qmp_cli::replay::run(&qmp_cli::replay::ReplayOptions {
-                fixture,
-                listen: Target::parse(&listen),
-            })
-        }
+        Cmd::Replay { fixture, listen } => qmp_cli::replay::run(&qmp_cli::replay::ReplayOptions {
+            fixture,
+            listen: Target::parse(&listen),
+        }),
     }
 }

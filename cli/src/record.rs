@@ -421,7 +421,9 @@ pub fn run(opts: &RecordOptions) -> io::Result<()> {
         }
         match write_out(&t, output.as_deref()) {
             Ok(()) => {
-                crate::note(&format!("recording stopped by {signal}; transcript written"));
+                crate::note(&format!(
+                    "recording stopped by {signal}; transcript written"
+                ));
                 0
             }
             Err(e) => {
@@ -441,7 +443,11 @@ pub fn run(opts: &RecordOptions) -> io::Result<()> {
     result.and(written)
 }
 
-fn session(client: Conn, opts: &RecordOptions, transcript: &Arc<Mutex<Transcript>>) -> io::Result<()> {
+fn session(
+    client: Conn,
+    opts: &RecordOptions,
+    transcript: &Arc<Mutex<Transcript>>,
+) -> io::Result<()> {
     let peer = client.describe();
     let qemu = match Conn::connect(&opts.connect) {
         Ok(q) => q,
@@ -454,7 +460,8 @@ fn session(client: Conn, opts: &RecordOptions, transcript: &Arc<Mutex<Transcript
         }
     };
     if let Ok(mut t) = transcript.lock() {
-        t.header.push(format!("# recorded by qmp record on {}", utc_now()));
+        t.header
+            .push(format!("# recorded by qmp record on {}", utc_now()));
         t.header.push(format!("# client: {peer}"));
         t.header.push(format!("# qemu: {}", opts.connect));
     }

@@ -37,9 +37,11 @@ pub fn server_config(text: &str) -> ServerConfig {
         return config;
     };
     let q = &g["version"]["qemu"];
-    if let (Some(major), Some(minor), Some(micro)) =
-        (q["major"].as_u64(), q["minor"].as_u64(), q["micro"].as_u64())
-    {
+    if let (Some(major), Some(minor), Some(micro)) = (
+        q["major"].as_u64(),
+        q["minor"].as_u64(),
+        q["micro"].as_u64(),
+    ) {
         config = config.version(major, minor, micro);
     }
     if let Some(p) = g["version"]["package"].as_str() {
