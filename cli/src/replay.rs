@@ -75,7 +75,7 @@ pub fn run(opts: &ReplayOptions) -> ExitCode {
         Err(e) => return failure(&e.to_string()),
     };
     crate::note(&format!(
-        "replaying {} on {} (Ctrl-C stops)",
+        "replaying {}: listening on {} (Ctrl-C stops)",
         opts.fixture.display(),
         listening.shown
     ));

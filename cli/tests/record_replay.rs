@@ -387,3 +387,104 @@ fn record_forwards_file_descriptors() {
     );
     Script::parse(&fixture).unwrap();
 }
+
+/// The address in a "... listening on ADDR (Ctrl-C stops)" line.
+fn address(said: &str) -> String {
+    let rest = said.split("listening on ").nth(1).unwrap();
+    rest.split([' ', ',']).next().unwrap().to_owned()
+}
+
+/// A `pretty=on` monitor's many-line messages become one line each, and the transcript
+/// replays; over TCP on both sides.
+#[test]
+fn record_over_tcp_from_a_pretty_monitor() {
+    let dir = support::tempdir();
+    let fake = Qmp::start(&["fake", "--pretty", "--listen", "127.0.0.1:0"]);
+    let fake_addr = address(&fake.said);
+    let mut rec = Qmp::start(&[
+        "record",
+        "--listen",
+        "127.0.0.1:0",
+        "--connect",
+        &fake_addr,
+        "--output",
+        path_str(&dir.path().join("session.qmp")),
+    ]);
+    let rec_addr = address(&rec.said);
+    let client = |addr: &str| {
+        let mut qmp = Builder::new().connect_tcp(addr).unwrap();
+        let status: Value = qmp.execute("query-status", &()).unwrap();
+        let (_, stop) = qmp
+            .execute_and_wait::<IgnoredAny>(
+                "stop",
+                &(),
+                CallOptions::new().timeout(WAIT),
+                EventFilter::name("STOP"),
+            )
+            .unwrap();
+        let paused: Value = qmp.execute("query-status", &()).unwrap();
+        qmp.close();
+        json!([status, stop.name, paused])
+    };
+    let live = client(&rec_addr);
+    let (status, said) = rec.wait();
+    assert!(status.success(), "{status:?}\n{said}");
+    let fixture = std::fs::read_to_string(dir.path().join("session.qmp")).unwrap();
+    assert!(
+        fixture.contains("<- {\"return\": {\"status\": \"running\", \"running\": true}"),
+        "{fixture}"
+    );
+    for l in fixture.lines().filter(|l| !l.starts_with('#')) {
+        let _: Value = serde_json::from_str(&l[3..]).unwrap();
+    }
+    assert_eq!(Script::parse(&fixture).unwrap().remaining(), 3);
+    drop(fake);
+
+    let path = dir.path().join("session.qmp");
+    let mut rep = Qmp::start(&["replay", path_str(&path), "--listen", "127.0.0.1:0"]);
+    let rep_addr = address(&rep.said);
+    let replayed = client(&rep_addr);
+    let (status, said) = rep.wait();
+    assert!(status.success(), "{status:?}\n{said}");
+    assert_eq!(replayed, live);
+}
+
+/// File descriptors cannot cross a TCP socket: the recorder says so, and QEMU gets none.
+#[test]
+fn record_says_file_descriptors_do_not_cross_tcp() {
+    let dir = support::tempdir();
+    let fake = Qmp::start(&["fake", "--listen", "127.0.0.1:0"]);
+    let fake_addr = address(&fake.said);
+    let listen = dir.path().join("record.sock");
+    let fixture = dir.path().join("session.qmp");
+    let mut rec = Qmp::start(&[
+        "record",
+        "--listen",
+        path_str(&listen),
+        "--connect",
+        &fake_addr,
+        "--output",
+        path_str(&fixture),
+    ]);
+    let mut qmp = Builder::new().connect_unix(&listen).unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let err = qmp
+        .execute_with::<Value>(
+            "add-fd",
+            &json!({"fdset-id": 3}),
+            CallOptions::new().fd(file),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SCM_RIGHTS"), "{err}");
+    qmp.close();
+    let (status, said) = rec.wait();
+    assert!(status.success(), "{status:?}\n{said}");
+    assert!(said.contains("cannot cross a TCP socket"), "{said}");
+    let text = std::fs::read_to_string(&fixture).unwrap();
+    assert!(
+        text.contains("# 1 file descriptor(s) from the client dropped (TCP)"),
+        "{text}"
+    );
+    drop(fake);
+}
