@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 
 use serde_json::{json, Map, Value};
 
+use super::fake_qom::Qom;
 use super::qapi;
 use super::{Call, CallToken, CommandInfo, Context, Handler, Outcome, ServerConfig};
 
@@ -20,6 +21,8 @@ enum Timer {
     Complete(CallToken, Outcome),
     /// Finish a running job.
     FinishJob(String),
+    /// Send an event that comes after the reply of the command that caused it.
+    Event(&'static str, Value),
 }
 
 struct Custom {
@@ -78,6 +81,8 @@ pub struct FakeQemu {
     timers: Vec<(Instant, Timer)>,
     custom: BTreeMap<String, Custom>,
     schema: Option<Value>,
+    qom: Qom,
+    monitor_path: String,
 }
 
 impl fmt::Debug for FakeQemu {
@@ -86,6 +91,7 @@ impl fmt::Debug for FakeQemu {
             .field("status", &self.status)
             .field("nodes", &self.nodes)
             .field("jobs", &self.jobs)
+            .field("qom", &self.qom)
             .field("custom", &self.custom.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -104,10 +110,18 @@ const BUILTIN: &[(&str, bool)] = &[
     ("blockdev-del", false),
     ("closefd", false),
     ("cont", false),
+    ("device_add", false),
+    ("device_del", false),
     ("getfd", false),
     ("human-monitor-command", false),
     ("migrate-pause", true),
+    ("object-add", false),
+    ("object-del", false),
     ("qmp_capabilities", false),
+    ("qom-get", false),
+    ("qom-list", false),
+    ("qom-set", false),
+    ("query-chardev", false),
     ("query-commands", false),
     ("query-fdsets", false),
     ("query-jobs", false),
@@ -127,7 +141,7 @@ const BUILTIN: &[(&str, bool)] = &[
 const NEEDS_RESET: &[&str] = &["shutdown", "internal-error", "guest-panicked"];
 
 /// QEMU's `id_wellformed`: a letter, then letters, digits, `-`, `.` and `_`.
-fn id_wellformed(id: &str) -> bool {
+pub(crate) fn id_wellformed(id: &str) -> bool {
     id.starts_with(|c: char| c.is_ascii_alphabetic())
         && id
             .chars()
@@ -167,6 +181,8 @@ impl FakeQemu {
             timers: Vec::new(),
             custom: BTreeMap::new(),
             schema: None,
+            qom: Qom::new(),
+            monitor_path: "qmp.sock".to_owned(),
         }
     }
 
@@ -174,6 +190,13 @@ impl FakeQemu {
     pub fn prelaunch(mut self) -> Self {
         self.status = "prelaunch";
         self.running = false;
+        self
+    }
+
+    /// The path of the monitor's unix socket, as `query-chardev` shows it (default
+    /// `qmp.sock`).
+    pub fn monitor_path(mut self, path: impl Into<String>) -> Self {
+        self.monitor_path = path.into();
         self
     }
 
@@ -512,6 +535,45 @@ impl FakeQemu {
                 }
                 Outcome::empty()
             }
+            "object-add" => self
+                .qom
+                .object_add(args)
+                .unwrap_or_else(|| Self::unmodelled("object-add", args)),
+            "object-del" => self
+                .qom
+                .object_del(args)
+                .unwrap_or_else(|| Self::unmodelled("object-del", args)),
+            "device_add" => self
+                .qom
+                .device_add(args)
+                .unwrap_or_else(|| Self::unmodelled("device_add", args)),
+            "device_del" => match self.qom.device_del(args, ctx.now(), self.running) {
+                None => Self::unmodelled("device_del", args),
+                Some((outcome, events)) => {
+                    let at = ctx.now();
+                    for (name, data) in events {
+                        self.schedule(ctx, at, Timer::Event(name, data));
+                    }
+                    outcome
+                }
+            },
+            "qom-list" => self
+                .qom
+                .qom_list(args)
+                .unwrap_or_else(|| Self::unmodelled("qom-list", args)),
+            "qom-get" => self
+                .qom
+                .qom_get(args)
+                .unwrap_or_else(|| Self::unmodelled("qom-get", args)),
+            "qom-set" => self
+                .qom
+                .qom_set(args)
+                .unwrap_or_else(|| Self::unmodelled("qom-set", args)),
+            "query-chardev" => Outcome::Return(json!([{
+                "frontend-open": true,
+                "filename": format!("unix:{},server=on", self.monitor_path),
+                "label": "compat_monitor0",
+            }])),
             "query-jobs" => Outcome::Return(Value::Array(
                 self.jobs
                     .iter()
@@ -679,6 +741,7 @@ impl Handler for FakeQemu {
             match timer {
                 Timer::Complete(token, outcome) => ctx.complete(token, outcome),
                 Timer::FinishJob(id) => self.finish_job(ctx, &id),
+                Timer::Event(name, data) => ctx.emit_event(name, Some(data)),
             }
         }
         if let Some(next) = self.timers.iter().map(|(at, _)| *at).min() {
