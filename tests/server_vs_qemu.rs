@@ -743,7 +743,31 @@ fn fake_models_objects_and_devices_like_qemu_system() {
     server.take_output();
 
     let (mut real, mut ours) = (String::new(), String::new());
-    for (i, (command, args)) in QOM_STEPS.iter().enumerate() {
+    // Many objects, then some deleted: the order `qom-list` shows follows QEMU's hash
+    // table through its growth, tombstones and shrinking.
+    let mut steps: Vec<(&str, String)> = QOM_STEPS
+        .iter()
+        .map(|(c, a)| (*c, (*a).to_owned()))
+        .collect();
+    for k in 0..40 {
+        steps.push((
+            "object-add",
+            format!(r#"{{"qom-type": "secret", "id": "k{k}", "data": "{k}"}}"#),
+        ));
+    }
+    steps.push(("qom-list", r#"{"path": "/objects"}"#.to_owned()));
+    for k in (0..40).filter(|k| k % 3 != 0) {
+        steps.push(("object-del", format!(r#"{{"id": "k{k}"}}"#)));
+    }
+    steps.push(("qom-list", r#"{"path": "/objects"}"#.to_owned()));
+    for k in 0..12 {
+        steps.push((
+            "device_add",
+            format!(r#"{{"driver": "pci-testdev", "id": "p{k}"}}"#),
+        ));
+    }
+    steps.push(("qom-list", r#"{"path": "/machine/peripheral"}"#.to_owned()));
+    for (i, (command, args)) in steps.iter().enumerate() {
         let input = format!(r#"{{"execute": "{command}", "arguments": {args}, "id": "step-{i}"}}"#);
         let header = format!("-> {command} {args}\n");
         real.push_str(&header);

@@ -41,8 +41,33 @@ struct Custom {
 /// `add-fd`, `remove-fd`, `query-fdsets`, `blockdev-add` and `blockdev-del` (null-co nodes),
 /// `blockdev-backup` (a job with JOB_STATUS_CHANGE and BLOCK_JOB_COMPLETED events, over
 /// virtual time when [`job_duration`](Self::job_duration) is set), `query-jobs`,
-/// `human-monitor-command` (a few `info` commands), and the OOB-capable `query-yank` and
-/// `migrate-pause`.
+/// `human-monitor-command` (a few `info` commands), the OOB-capable `query-yank` and
+/// `migrate-pause`, `query-chardev` (the monitor, `compat_monitor0`, on the socket set with
+/// [`monitor_path`](Self::monitor_path)), and objects, devices and the QOM tree of
+/// `-M pc -nodefaults`, as listed below.
+///
+/// Objects: `object-add` of a `memory-backend-ram` (`size` only, a multiple of 4 KiB up to
+/// 1 GiB) or a `secret` (`data` only), `object-del` (QEMU's errors: a duplicate id, a
+/// malformed id, `size` 0, a secret without `data` or with `data` and `file`, an unknown
+/// id, `pc.ram` in use). Devices: `device_add` of `pci-testdev`, `virtio-rng-pci`,
+/// `piix3-usb-uhci` (up to 29 PCI devices, on `pci.0`) and `usb-tablet`, `usb-kbd`,
+/// `usb-mouse` (on one UHCI controller, two at most), with an id (under
+/// `/machine/peripheral`) or without (`device[N]` under `/machine/peripheral-anon`), and
+/// QEMU's errors (`'x' is not a valid device model name`, an abstract type, a duplicate
+/// id, no USB bus, an unknown property of `pci-testdev`). `device_del` by id or path: a USB
+/// device leaves at once and DEVICE_DELETED (`device` and `path`, or `path` alone) comes
+/// after the reply (on the next [`Server::handle_timeout`](super::Server::handle_timeout));
+/// a PCI device waits for a guest that never answers: no event, and a second request is
+/// refused (`Device x is already in the process of unplug`) until it expires five seconds
+/// later, which the fake only lets happen while the VM runs. `qom-list` of `/`, `/objects`,
+/// the two peripheral containers (children in QEMU's hash-table order), an object and a
+/// `pci-testdev`; `qom-get` of `type`, a container's children, `/machine` `type`, an
+/// object's `size` or `data`, a device's `realized` and `hotplugged`; `qom-set` errors
+/// (`Property 'T.x' not found`, `... is not writable`, a backend's `size`) and `realized`
+/// true; unknown paths are `DeviceNotFound`. Left out (answered as not modelled): other
+/// object types and properties, other device types, aliases and buses, partial paths,
+/// `qom-list` of `/machine` and of other devices, reading or writing any other property,
+/// and what a PCI device's unplug would do with a guest's help.
 ///
 /// Every other command of QEMU's schema answers too: the `query-*` commands that take no
 /// argument with QEMU's recorded reply (when called without arguments), the rest with a
