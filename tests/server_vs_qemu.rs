@@ -815,3 +815,57 @@ fn fake_models_objects_and_devices_like_qemu_system() {
         panic!("{} lines differ:\n{}", diff.len(), diff.join("\n"));
     }
 }
+
+/// A PCI device's unplug request waits for a guest that never answers: every later
+/// `device_del` is refused, paused or running, even after more than five seconds of
+/// running (QEMU 10.0's ACPI hotplug sets no expiry): on a VM started with `-S` and on a
+/// fake in `prelaunch`, with the same pause (real time for QEMU, the fake's clock for the
+/// fake).
+#[test]
+fn fake_keeps_pci_unplug_requests_pending_like_qemu_system() {
+    let Some(peer) = system(&["-M", "pc", "-accel", "tcg", "-S"]) else {
+        return;
+    };
+    let mut s = UnixStream::connect(&peer.sock).unwrap();
+    let mut greeting = Vec::new();
+    read_until(&mut s, &mut greeting, b"\"QMP\"");
+    let package = package_of(&greeting);
+    s.write_all(NEGOTIATE).unwrap();
+    read_until(&mut s, &mut Vec::new(), b"\"return\"");
+
+    let fake = FakeQemu::new().prelaunch().version(10, 0, 2, &package);
+    let mut now = Instant::now();
+    let mut server = Server::new(fake.server_config(), fake);
+    server.accept(now);
+    server.take_output();
+    server.handle_input(now, NEGOTIATE);
+    server.take_output();
+
+    let pause = Duration::from_millis(5500);
+    let del = r#"{"execute": "device_del", "arguments": {"id": "d0"}, "id": "del"}"#;
+    // (input, pause before it)
+    let steps: Vec<(&str, Duration)> = vec![
+        (
+            r#"{"execute": "device_add", "arguments": {"driver": "pci-testdev", "id": "d0"}, "id": "add"}"#,
+            Duration::ZERO,
+        ),
+        (del, Duration::ZERO),
+        (del, Duration::ZERO),
+        (r#"{"execute": "cont", "id": "cont"}"#, Duration::ZERO),
+        (del, Duration::ZERO),
+        (del, pause),
+    ];
+    let (mut real, mut ours) = (String::new(), String::new());
+    for (input, wait) in steps {
+        std::thread::sleep(wait);
+        now += wait;
+        s.write_all(input.as_bytes()).unwrap();
+        let marker = &input[input.rfind("\"id\"").unwrap()..input.len() - 1];
+        let mut got = Vec::new();
+        read_until(&mut s, &mut got, marker.as_bytes());
+        real.push_str(&show(&zero_timestamps(&without_guest_events(&got))));
+        server.handle_input(now, input.as_bytes());
+        ours.push_str(&show(&zero_timestamps(&server.take_output())));
+    }
+    assert_eq!(real, ours);
+}

@@ -57,9 +57,9 @@ struct Custom {
 /// id, no USB bus, an unknown property of `pci-testdev`). `device_del` by id or path: a USB
 /// device leaves at once and DEVICE_DELETED (`device` and `path`, or `path` alone) comes
 /// after the reply (on the next [`Server::handle_timeout`](super::Server::handle_timeout));
-/// a PCI device waits for a guest that never answers: no event, and a second request is
-/// refused (`Device x is already in the process of unplug`) until it expires five seconds
-/// later, which the fake only lets happen while the VM runs. `qom-list` of `/`, `/objects`,
+/// a PCI device waits for a guest that never answers: no event, the device stays, and every
+/// later request is refused (`Device x is already in the process of unplug`; QEMU 10.0's
+/// ACPI PCI hotplug sets no expiry to the request, paused or running). `qom-list` of `/`, `/objects`,
 /// the two peripheral containers (children in QEMU's hash-table order), an object and a
 /// `pci-testdev`; `qom-get` of `type`, a container's children, `/machine` `type`, an
 /// object's `size` or `data`, a device's `realized` and `hotplugged`; `qom-set` errors
@@ -572,7 +572,7 @@ impl FakeQemu {
                 .qom
                 .device_add(args)
                 .unwrap_or_else(|| Self::unmodelled("device_add", args)),
-            "device_del" => match self.qom.device_del(args, ctx.now(), self.running) {
+            "device_del" => match self.qom.device_del(args) {
                 None => Self::unmodelled("device_del", args),
                 Some((outcome, events)) => {
                     let at = ctx.now();

@@ -7,7 +7,6 @@
 //! answer exactly is `None` here, which the fake turns into "does not model".
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
@@ -26,10 +25,6 @@ const MAX_RAM_SIZE: u64 = 1 << 30;
 /// PCI devices the model plugs in before it stops answering (`-M pc` has 32 slots, 2
 /// taken by the host bridge and the PIIX3).
 const MAX_PCI: usize = 29;
-
-/// How long QEMU's ACPI PCI hotplug waits (in virtual time) for the guest before a
-/// second `device_del` may ask again.
-const UNPLUG_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The properties of a `memory-backend-ram` as `qom-list` prints them, but for the child
 /// memory region (`ID[0]`), which comes last.
@@ -114,9 +109,8 @@ impl Obj {
 #[derive(Debug)]
 struct Dev {
     driver: &'static str,
-    /// `device_del` asked the guest: `Some(None)` until the VM runs, `Some(Some(t))` if it
-    /// ran, with the time the request expires.
-    unplug: Option<Option<Instant>>,
+    /// `device_del` asked the guest (who never answers).
+    unplug: bool,
 }
 
 impl Dev {
@@ -464,7 +458,7 @@ impl Qom {
         };
         let dev = Dev {
             driver,
-            unplug: None,
+            unplug: false,
         };
         match str_arg(args, "id") {
             Some(id) => {
@@ -496,8 +490,6 @@ impl Qom {
     pub(crate) fn device_del(
         &mut self,
         args: &Map<String, Value>,
-        now: Instant,
-        running: bool,
     ) -> Option<(Outcome, Vec<Deferred>)> {
         let id = str_arg(args, "id")?;
         let (which, name) = if id.starts_with('/') {
@@ -533,22 +525,16 @@ impl Qom {
             };
             return Some((Outcome::empty(), vec![("DEVICE_DELETED", data)]));
         }
-        // ACPI PCI hotplug: the guest is asked, and never answers. The request expires
-        // after five seconds of virtual time (the virtual clock stands while the VM does
-        // not run; the model only lets it expire if the VM ran at both requests).
-        let pending = match dev.unplug {
-            Some(None) => true,
-            Some(Some(expires)) => !running || now < expires,
-            None => false,
-        };
-        if pending {
+        // ACPI PCI hotplug: the guest is asked, and never answers; QEMU 10.0 sets no expiry
+        // to the request (`pending_deleted_expires_ms` stays 0).
+        if dev.unplug {
             // QEMU names the device as the request did (an id or a path).
             return Some((
                 Outcome::generic_error(format!("Device {id} is already in the process of unplug")),
                 Vec::new(),
             ));
         }
-        dev.unplug = Some(running.then(|| now + UNPLUG_TIMEOUT));
+        dev.unplug = true;
         Some((Outcome::empty(), Vec::new()))
     }
 
