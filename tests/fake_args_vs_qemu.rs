@@ -1190,3 +1190,64 @@ fn hostile_qom_requests_are_answered() {
     // The PCI devices beyond the 29 slots the model fills are not modelled.
     assert_eq!(anon.len(), 1 + 29);
 }
+
+/// Without QEMU: a USB device leaves at once, its DEVICE_DELETED comes after the reply
+/// (once the server's timer runs); a PCI device's unplug stays pending.
+#[test]
+fn device_del_events_come_after_the_reply() {
+    let now = Instant::now();
+    let fake = FakeQemu::new().prelaunch();
+    let mut server = Server::new(fake.server_config(), fake);
+    server.accept(now);
+    server.take_output();
+    server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
+    server.take_output();
+    let mut run = |r: Vec<u8>| {
+        server.handle_input(now, &r);
+        let reply = String::from_utf8(server.take_output()).unwrap();
+        server.handle_timeout(now);
+        let after = String::from_utf8(server.take_output()).unwrap();
+        (reply, after)
+    };
+    run(request(
+        1,
+        "device_add",
+        r#"{"driver": "piix3-usb-uhci", "id": "usb0"}"#,
+    ));
+    run(request(
+        2,
+        "device_add",
+        r#"{"driver": "usb-tablet", "id": "t0"}"#,
+    ));
+    run(request(3, "device_add", r#"{"driver": "usb-kbd"}"#));
+    let (reply, after) = run(request(4, "device_del", r#"{"id": "t0"}"#));
+    assert_eq!(reply, "{\"return\": {}, \"id\": 4}\r\n");
+    assert!(
+        after.contains(
+            r#""event": "DEVICE_DELETED", "data": {"device": "t0", "path": "/machine/peripheral/t0"}"#
+        ),
+        "{after}"
+    );
+    let (_, after) = run(request(
+        5,
+        "device_del",
+        r#"{"id": "/machine/peripheral-anon/device[0]"}"#,
+    ));
+    assert!(
+        after.contains(r#""data": {"path": "/machine/peripheral-anon/device[0]"}"#),
+        "{after}"
+    );
+    let (reply, after) = run(request(6, "device_del", r#"{"id": "usb0"}"#));
+    assert_eq!(reply, "{\"return\": {}, \"id\": 6}\r\n");
+    assert_eq!(after, "");
+    let (reply, _) = run(request(7, "device_del", r#"{"id": "usb0"}"#));
+    assert!(
+        reply.contains("Device usb0 is already in the process of unplug"),
+        "{reply}"
+    );
+    let (reply, _) = run(request(8, "qom-list", r#"{"path": "/machine/peripheral"}"#));
+    assert_eq!(
+        reply,
+        "{\"return\": [{\"name\": \"type\", \"type\": \"string\"}, {\"name\": \"usb0\", \"type\": \"child<piix3-usb-uhci>\"}], \"id\": 8}\r\n"
+    );
+}

@@ -727,6 +727,26 @@ mod tests {
         assert!(s.query_reply("query-target").is_some());
     }
 
+    /// Orders qemu-system-x86_64 10.0.2 showed (`qom-list` reverses them).
+    #[test]
+    fn ghash_order_follows_glib() {
+        let ops = |names: &[&str]| -> Vec<(bool, String)> {
+            names.iter().map(|n| (true, (*n).to_owned())).collect()
+        };
+        assert_eq!(
+            ghash_order(&ops(&["pc.ram", "m0", "s0"])),
+            ["pc.ram", "m0", "s0"]
+        );
+        assert_eq!(
+            ghash_order(&ops(&["d0", "rng0", "1bad"])),
+            ["d0", "rng0", "1bad"]
+        );
+        let mut o = ops(&["d0", "d 0", ""]);
+        assert_eq!(ghash_order(&o), ["d0", "d 0", ""]);
+        o.push((false, "d 0".to_owned()));
+        assert_eq!(ghash_order(&o), ["d0", ""]);
+    }
+
     #[test]
     fn many_keys_do_not_panic() {
         let mut m = Map::new();
