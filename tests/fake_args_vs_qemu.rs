@@ -1122,3 +1122,132 @@ fn recorded_replies_are_byte_for_byte_qemus() {
         );
     }
 }
+
+/// Odd paths, ids and long sequences of objects and devices never make the QOM model
+/// panic, and every request is answered.
+#[test]
+fn hostile_qom_requests_are_answered() {
+    let long = "/".repeat(10_000) + &"x/".repeat(5_000);
+    let mut requests: Vec<(&str, String)> = vec![
+        ("qom-list", format!(r#"{{"path": "{long}"}}"#)),
+        (
+            "qom-get",
+            format!(r#"{{"path": "{long}", "property": "type"}}"#),
+        ),
+        (
+            "qom-set",
+            r#"{"path": "", "property": "", "value": null}"#.into(),
+        ),
+        ("qom-list", r#"{"path": "/objects/\u0000"}"#.into()),
+        ("device_del", r#"{"id": ""}"#.into()),
+        ("device_del", r#"{"id": "/"}"#.into()),
+        (
+            "device_del",
+            r#"{"id": "/machine/peripheral-anon/"}"#.into(),
+        ),
+        ("device_add", r#"{"driver": ""}"#.into()),
+        (
+            "device_add",
+            r#"{"driver": "usb-kbd", "id": "\u00e9"}"#.into(),
+        ),
+        (
+            "device_add",
+            r#"{"driver": "pci-testdev", "id": "", "a": 1, "b": 2}"#.into(),
+        ),
+        (
+            "object-add",
+            r#"{"qom-type": "memory-backend-ram", "id": "m", "size": 18446744073709551615}"#.into(),
+        ),
+        ("object-del", r#"{"id": "\ud83d\ude00"}"#.into()),
+    ];
+    for i in 0..300 {
+        requests.push((
+            "object-add",
+            format!(r#"{{"qom-type": "secret", "id": "s{i}", "data": "x"}}"#),
+        ));
+        requests.push(("device_add", r#"{"driver": "pci-testdev"}"#.into()));
+        if i % 2 == 0 {
+            requests.push(("object-del", format!(r#"{{"id": "s{}"}}"#, i / 2)));
+            requests.push((
+                "device_del",
+                format!(r#"{{"id": "/machine/peripheral-anon/device[{}]"}}"#, i / 3),
+            ));
+        }
+    }
+    requests.push(("qom-list", r#"{"path": "/objects"}"#.into()));
+    requests.push(("qom-list", r#"{"path": "/machine/peripheral-anon"}"#.into()));
+    let bytes: Vec<Vec<u8>> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, (c, a))| request(i, c, a))
+        .collect();
+    let answers = on_fake(FakeQemu::new(), &bytes);
+    assert_eq!(answers.len(), bytes.len());
+    let objects = answers[answers.len() - 2]["return"].as_array().unwrap();
+    // pc.ram, and the 150 secrets not deleted.
+    assert_eq!(objects.len(), 1 + 1 + 150);
+    let anon = answers[answers.len() - 1]["return"].as_array().unwrap();
+    // The PCI devices beyond the 29 slots the model fills are not modelled.
+    assert_eq!(anon.len(), 1 + 29);
+}
+
+/// Without QEMU: a USB device leaves at once, its DEVICE_DELETED comes after the reply
+/// (once the server's timer runs); a PCI device's unplug stays pending.
+#[test]
+fn device_del_events_come_after_the_reply() {
+    let now = Instant::now();
+    let fake = FakeQemu::new().prelaunch();
+    let mut server = Server::new(fake.server_config(), fake);
+    server.accept(now);
+    server.take_output();
+    server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
+    server.take_output();
+    let mut run = |r: Vec<u8>| {
+        server.handle_input(now, &r);
+        let reply = String::from_utf8(server.take_output()).unwrap();
+        server.handle_timeout(now);
+        let after = String::from_utf8(server.take_output()).unwrap();
+        (reply, after)
+    };
+    run(request(
+        1,
+        "device_add",
+        r#"{"driver": "piix3-usb-uhci", "id": "usb0"}"#,
+    ));
+    run(request(
+        2,
+        "device_add",
+        r#"{"driver": "usb-tablet", "id": "t0"}"#,
+    ));
+    run(request(3, "device_add", r#"{"driver": "usb-kbd"}"#));
+    let (reply, after) = run(request(4, "device_del", r#"{"id": "t0"}"#));
+    assert_eq!(reply, "{\"return\": {}, \"id\": 4}\r\n");
+    assert!(
+        after.contains(
+            r#""event": "DEVICE_DELETED", "data": {"device": "t0", "path": "/machine/peripheral/t0"}"#
+        ),
+        "{after}"
+    );
+    let (_, after) = run(request(
+        5,
+        "device_del",
+        r#"{"id": "/machine/peripheral-anon/device[0]"}"#,
+    ));
+    assert!(
+        after.contains(r#""data": {"path": "/machine/peripheral-anon/device[0]"}"#),
+        "{after}"
+    );
+    let (reply, after) = run(request(6, "device_del", r#"{"id": "usb0"}"#));
+    assert_eq!(reply, "{\"return\": {}, \"id\": 6}\r\n");
+    assert_eq!(after, "");
+    let (reply, _) = run(request(7, "device_del", r#"{"id": "usb0"}"#));
+    assert!(
+        reply.contains("Device usb0 is already in the process of unplug"),
+        "{reply}"
+    );
+    let (reply, _) = run(request(8, "qom-list", r#"{"path": "/machine/peripheral"}"#));
+    assert_eq!(
+        reply,
+        "{\"return\": [{\"name\": \"type\", \"type\": \"string\"}, {\"name\": \"usb0\", \"type\": \"child<piix3-usb-uhci>\"}], \"id\": 8}\r\n"
+    );
+}

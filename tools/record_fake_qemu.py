@@ -11,6 +11,8 @@ Starts `qemu-system-x86_64 -M pc -accel tcg -S -nodefaults -display none` twice 
   (`{"return": ...}` or `{"error": ...}`) as QEMU printed it. Commands whose answer differs
   between the two runs or names the run's socket, process or threads are left out (listed
   on stderr), as are the ones the fake models itself.
+* src/server/qemu-devices.txt: the device types, `NAME<TAB>concrete` or `NAME<TAB>abstract`
+  (`qom-list-types` with `implements: device`), sorted by name;
 * src/server/qemu-ints.txt: the integer members whose C type is not `int64` (the schema
   shows them all as `int`), one line `TYPE<TAB>MEMBER<TAB>CTYPE` (TYPE is the schema's
   masked object type name; CTYPE `uint64` for uint64 and size, or `uint8_t` ... `int32_t`;
@@ -31,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "src", "server")
 # Modelled by the fake itself.
-MODELLED = {"query-qmp-schema", "query-version", "query-status", "query-name",
+MODELLED = {"query-qmp-schema", "query-version", "query-status", "query-name", "query-chardev",
             "query-fdsets", "query-jobs", "query-yank"}
 # Host-specific (thread ids, host CPU features).
 HOST = {"query-cpus-fast", "query-iothreads", "query-sev-capabilities",
@@ -101,6 +103,7 @@ def main():
             continue
         out.append(name + "\t" + ra + "\n")
     ints = probe_ints(a, types)
+    devices = device_types(a)
     a.close()
     b.close()
     with open(os.path.join(OUT, "qemu-schema.json"), "w") as f:
@@ -109,6 +112,19 @@ def main():
         f.writelines(out)
     with open(os.path.join(OUT, "qemu-ints.txt"), "w") as f:
         f.writelines("%s\t%s\t%s\n" % k for k in sorted(ints))
+    with open(os.path.join(OUT, "qemu-devices.txt"), "w") as f:
+        f.writelines(devices)
+
+
+def device_types(q):
+    """The device types: `NAME<TAB>abstract` or `NAME<TAB>concrete`, sorted."""
+    def names(abstract):
+        r = json.loads(q.ask({"execute": "qom-list-types",
+                              "arguments": {"implements": "device", "abstract": abstract}}))
+        return {t["name"] for t in r["return"]}
+    concrete = names(False)
+    every = names(True)
+    return ["%s\t%s\n" % (n, "concrete" if n in concrete else "abstract") for n in sorted(every)]
 
 
 PROBE = "zzz-probe"

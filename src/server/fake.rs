@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 
 use serde_json::{json, Map, Value};
 
+use super::fake_qom::Qom;
 use super::qapi;
 use super::{Call, CallToken, CommandInfo, Context, Handler, Outcome, ServerConfig};
 
@@ -20,6 +21,8 @@ enum Timer {
     Complete(CallToken, Outcome),
     /// Finish a running job.
     FinishJob(String),
+    /// Send an event that comes after the reply of the command that caused it.
+    Event(&'static str, Value),
 }
 
 struct Custom {
@@ -38,8 +41,33 @@ struct Custom {
 /// `add-fd`, `remove-fd`, `query-fdsets`, `blockdev-add` and `blockdev-del` (null-co nodes),
 /// `blockdev-backup` (a job with JOB_STATUS_CHANGE and BLOCK_JOB_COMPLETED events, over
 /// virtual time when [`job_duration`](Self::job_duration) is set), `query-jobs`,
-/// `human-monitor-command` (a few `info` commands), and the OOB-capable `query-yank` and
-/// `migrate-pause`.
+/// `human-monitor-command` (a few `info` commands), the OOB-capable `query-yank` and
+/// `migrate-pause`, `query-chardev` (the monitor, `compat_monitor0`, on the socket set with
+/// [`monitor_path`](Self::monitor_path)), and objects, devices and the QOM tree of
+/// `-M pc -nodefaults`, as listed below.
+///
+/// Objects: `object-add` of a `memory-backend-ram` (`size` only, a multiple of 4 KiB up to
+/// 1 GiB) or a `secret` (`data` only), `object-del` (QEMU's errors: a duplicate id, a
+/// malformed id, `size` 0, a secret without `data` or with `data` and `file`, an unknown
+/// id, `pc.ram` in use). Devices: `device_add` of `pci-testdev`, `virtio-rng-pci`,
+/// `piix3-usb-uhci` (up to 29 PCI devices, on `pci.0`) and `usb-tablet`, `usb-kbd`,
+/// `usb-mouse` (on one UHCI controller, two at most), with an id (under
+/// `/machine/peripheral`) or without (`device[N]` under `/machine/peripheral-anon`), and
+/// QEMU's errors (`'x' is not a valid device model name`, an abstract type, a duplicate
+/// id, no USB bus, an unknown property of `pci-testdev`). `device_del` by id or path: a USB
+/// device leaves at once and DEVICE_DELETED (`device` and `path`, or `path` alone) comes
+/// after the reply (on the next [`Server::handle_timeout`](super::Server::handle_timeout));
+/// a PCI device waits for a guest that never answers: no event, the device stays, and every
+/// later request is refused (`Device x is already in the process of unplug`; QEMU 10.0's
+/// ACPI PCI hotplug sets no expiry to the request, paused or running). `qom-list` of `/`, `/objects`,
+/// the two peripheral containers (children in QEMU's hash-table order), an object and a
+/// `pci-testdev`; `qom-get` of `type`, a container's children, `/machine` `type`, an
+/// object's `size` or `data`, a device's `realized` and `hotplugged`; `qom-set` errors
+/// (`Property 'T.x' not found`, `... is not writable`, a backend's `size`) and `realized`
+/// true; unknown paths are `DeviceNotFound`. Left out (answered as not modelled): other
+/// object types and properties, other device types, aliases and buses, partial paths,
+/// `qom-list` of `/machine` and of other devices, reading or writing any other property,
+/// and what a PCI device's unplug would do with a guest's help.
 ///
 /// Every other command of QEMU's schema answers too: the `query-*` commands that take no
 /// argument with QEMU's recorded reply (when called without arguments), the rest with a
@@ -78,6 +106,8 @@ pub struct FakeQemu {
     timers: Vec<(Instant, Timer)>,
     custom: BTreeMap<String, Custom>,
     schema: Option<Value>,
+    qom: Qom,
+    monitor_path: String,
 }
 
 impl fmt::Debug for FakeQemu {
@@ -86,6 +116,7 @@ impl fmt::Debug for FakeQemu {
             .field("status", &self.status)
             .field("nodes", &self.nodes)
             .field("jobs", &self.jobs)
+            .field("qom", &self.qom)
             .field("custom", &self.custom.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -104,10 +135,18 @@ const BUILTIN: &[(&str, bool)] = &[
     ("blockdev-del", false),
     ("closefd", false),
     ("cont", false),
+    ("device_add", false),
+    ("device_del", false),
     ("getfd", false),
     ("human-monitor-command", false),
     ("migrate-pause", true),
+    ("object-add", false),
+    ("object-del", false),
     ("qmp_capabilities", false),
+    ("qom-get", false),
+    ("qom-list", false),
+    ("qom-set", false),
+    ("query-chardev", false),
     ("query-commands", false),
     ("query-fdsets", false),
     ("query-jobs", false),
@@ -127,7 +166,7 @@ const BUILTIN: &[(&str, bool)] = &[
 const NEEDS_RESET: &[&str] = &["shutdown", "internal-error", "guest-panicked"];
 
 /// QEMU's `id_wellformed`: a letter, then letters, digits, `-`, `.` and `_`.
-fn id_wellformed(id: &str) -> bool {
+pub(crate) fn id_wellformed(id: &str) -> bool {
     id.starts_with(|c: char| c.is_ascii_alphabetic())
         && id
             .chars()
@@ -167,6 +206,8 @@ impl FakeQemu {
             timers: Vec::new(),
             custom: BTreeMap::new(),
             schema: None,
+            qom: Qom::new(),
+            monitor_path: "qmp.sock".to_owned(),
         }
     }
 
@@ -174,6 +215,13 @@ impl FakeQemu {
     pub fn prelaunch(mut self) -> Self {
         self.status = "prelaunch";
         self.running = false;
+        self
+    }
+
+    /// The path of the monitor's unix socket, as `query-chardev` shows it (default
+    /// `qmp.sock`).
+    pub fn monitor_path(mut self, path: impl Into<String>) -> Self {
+        self.monitor_path = path.into();
         self
     }
 
@@ -512,6 +560,45 @@ impl FakeQemu {
                 }
                 Outcome::empty()
             }
+            "object-add" => self
+                .qom
+                .object_add(args)
+                .unwrap_or_else(|| Self::unmodelled("object-add", args)),
+            "object-del" => self
+                .qom
+                .object_del(args)
+                .unwrap_or_else(|| Self::unmodelled("object-del", args)),
+            "device_add" => self
+                .qom
+                .device_add(args)
+                .unwrap_or_else(|| Self::unmodelled("device_add", args)),
+            "device_del" => match self.qom.device_del(args) {
+                None => Self::unmodelled("device_del", args),
+                Some((outcome, events)) => {
+                    let at = ctx.now();
+                    for (name, data) in events {
+                        self.schedule(ctx, at, Timer::Event(name, data));
+                    }
+                    outcome
+                }
+            },
+            "qom-list" => self
+                .qom
+                .qom_list(args)
+                .unwrap_or_else(|| Self::unmodelled("qom-list", args)),
+            "qom-get" => self
+                .qom
+                .qom_get(args)
+                .unwrap_or_else(|| Self::unmodelled("qom-get", args)),
+            "qom-set" => self
+                .qom
+                .qom_set(args)
+                .unwrap_or_else(|| Self::unmodelled("qom-set", args)),
+            "query-chardev" => Outcome::Return(json!([{
+                "frontend-open": true,
+                "filename": format!("unix:{},server=on", self.monitor_path),
+                "label": "compat_monitor0",
+            }])),
             "query-jobs" => Outcome::Return(Value::Array(
                 self.jobs
                     .iter()
@@ -679,6 +766,7 @@ impl Handler for FakeQemu {
             match timer {
                 Timer::Complete(token, outcome) => ctx.complete(token, outcome),
                 Timer::FinishJob(id) => self.finish_job(ctx, &id),
+                Timer::Event(name, data) => ctx.emit_event(name, Some(data)),
             }
         }
         if let Some(next) = self.timers.iter().map(|(at, _)| *at).min() {

@@ -6,7 +6,8 @@
 //! `python3 tools/record_fake_qemu.py` (run it again to re-record them):
 //! `qemu-schema.json` is the return value of `query-qmp-schema`, `qemu-queries.txt` holds
 //! QEMU's answers to the `query-*` commands that need no argument (`NAME<TAB>REPLY`),
-//! `qemu-ints.txt` the C types of integer members (see below). They are parsed once, on
+//! `qemu-ints.txt` the C types of integer members (see below), `qemu-devices.txt` the
+//! device types (abstract or not). They are parsed once, on
 //! first use.
 //!
 //! What the visitor checks, in its order: each member of an object in schema order (a
@@ -34,6 +35,16 @@ use super::parse_ordered;
 const SCHEMA_TEXT: &str = include_str!("qemu-schema.json");
 const QUERIES_TEXT: &str = include_str!("qemu-queries.txt");
 const INTS_TEXT: &str = include_str!("qemu-ints.txt");
+const DEVICES_TEXT: &str = include_str!("qemu-devices.txt");
+
+/// Whether QEMU has a device type of this name: `Some(true)` for an abstract one,
+/// `Some(false)` for one `device_add` can name, `None` for none (`qemu-devices.txt`).
+pub(crate) fn device_type(name: &str) -> Option<bool> {
+    DEVICES_TEXT.lines().find_map(|line| {
+        let (n, kind) = line.split_once('\t')?;
+        (n == name).then_some(kind == "abstract")
+    })
+}
 
 /// The names QEMU's generated code gives its alternates in errors (the introspection
 /// schema masks them), told apart by the JSON types of their branches.
@@ -524,15 +535,38 @@ fn g_str_hash(s: &str) -> u32 {
     }
 }
 
+/// The iteration order of a GLib `GHashTable` keyed with `g_str_hash` (as QOM keeps an
+/// object's properties) after these insertions (`true`) and removals (`false`), in order.
+pub(crate) fn ghash_order(ops: &[(bool, String)]) -> Vec<&str> {
+    let mut set = KeySet::empty();
+    for (insert, key) in ops {
+        if *insert {
+            set.insert(key);
+        } else {
+            set.remove(key);
+        }
+    }
+    set.hashes
+        .iter()
+        .zip(&set.slots)
+        .filter(|(h, _)| **h > 1)
+        .filter_map(|(_, k)| *k)
+        .collect()
+}
+
 impl<'a> KeySet<'a> {
-    fn new(dict: &'a Map<String, Value>) -> Self {
-        let mut set = KeySet {
+    fn empty() -> Self {
+        KeySet {
             hashes: vec![0; 1 << MIN_SHIFT],
             slots: vec![None; 1 << MIN_SHIFT],
             nnodes: 0,
             noccupied: 0,
             shift: MIN_SHIFT,
-        };
+        }
+    }
+
+    fn new(dict: &'a Map<String, Value>) -> Self {
+        let mut set = KeySet::empty();
         // The dict's own iteration order (QEMU's qdict hash order).
         let members: Vec<(String, QValue)> =
             dict.keys().map(|k| (k.clone(), QValue::Null)).collect();
@@ -691,6 +725,26 @@ mod tests {
         assert!(s.has_command("blockdev-add"));
         assert!(s.commands.len() > 200);
         assert!(s.query_reply("query-target").is_some());
+    }
+
+    /// Orders qemu-system-x86_64 10.0.2 showed (`qom-list` reverses them).
+    #[test]
+    fn ghash_order_follows_glib() {
+        let ops = |names: &[&str]| -> Vec<(bool, String)> {
+            names.iter().map(|n| (true, (*n).to_owned())).collect()
+        };
+        assert_eq!(
+            ghash_order(&ops(&["pc.ram", "m0", "s0"])),
+            ["pc.ram", "m0", "s0"]
+        );
+        assert_eq!(
+            ghash_order(&ops(&["d0", "rng0", "1bad"])),
+            ["d0", "rng0", "1bad"]
+        );
+        let mut o = ops(&["d0", "d 0", ""]);
+        assert_eq!(ghash_order(&o), ["d0", "d 0", ""]);
+        o.push((false, "d 0".to_owned()));
+        assert_eq!(ghash_order(&o), ["d0", ""]);
     }
 
     #[test]
