@@ -1,7 +1,7 @@
 //! The library behind `qmp`, the command-line tool of the qmp-proto project: an
 //! interactive QMP shell, one-shot commands, an event stream, a QEMU wrapper and a fake
 //! QEMU. The binary is a thin argument parser over the modules `shell`, `exec`, `events`,
-//! `status`, `wrap`, `fake`, `record` and `replay`; `syntax` is the shell's input syntax.
+//! `status`, `qom`, `wrap`, `fake`, `record` and `replay`; `syntax` is the shell's input syntax.
 //!
 //! **Not a stable API.** This library exists only for the `qmp` binary and its tests: its
 //! items are hidden from the documentation and may change in any release, patch releases
@@ -24,6 +24,8 @@ pub mod fake;
 pub mod format;
 #[doc(hidden)]
 pub mod out;
+#[doc(hidden)]
+pub mod qom;
 #[doc(hidden)]
 pub mod record;
 #[doc(hidden)]

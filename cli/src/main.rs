@@ -85,6 +85,15 @@ enum Cmd {
         #[arg(long)]
         watch: bool,
     },
+    /// The QEMU Object Model: list, get, set and tree, as QEMU's scripts/qmp/qom-* do.
+    ///
+    /// Exit status: 0 success; 1 QEMU answered with an error (its class and description on
+    /// stderr); 2 bad command line; 3 the command could not run, or a tree was cut short by
+    /// --max-depth or --max-objects (what was shown is printed, a note says what was not).
+    Qom {
+        #[command(subcommand)]
+        command: QomCmd,
+    },
     /// Starts QEMU with a private QMP socket and runs the shell on it.
     Wrap {
         #[command(flatten)]
@@ -141,6 +150,55 @@ enum Cmd {
         /// a stale one is replaced, a live one refused), or HOST:PORT.
         #[arg(long)]
         listen: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QomCmd {
+    /// Lists an object's properties, one a line: `name/` for a child, `@name/` for a link,
+    /// else `name`.
+    List {
+        /// A unix socket path, or HOST:PORT.
+        target: String,
+        /// The object's QOM path.
+        #[arg(default_value = "/")]
+        path: String,
+    },
+    /// Prints a property's value: a string as it is, anything else as JSON.
+    Get {
+        /// A unix socket path, or HOST:PORT.
+        target: String,
+        /// The object's QOM path and the property, split at the last `.` (`/machine.type`).
+        #[arg(value_name = "PATH.PROPERTY")]
+        path_property: String,
+    },
+    /// Sets a property; prints nothing on success.
+    Set {
+        /// A unix socket path, or HOST:PORT.
+        target: String,
+        /// The object's QOM path and the property, split at the last `.` (`/objects/m0.prealloc`).
+        #[arg(value_name = "PATH.PROPERTY")]
+        path_property: String,
+        /// The new value: JSON when it parses as JSON (`1048576`, `true`, `"1"`), else a string.
+        value: String,
+    },
+    /// Prints the tree below an object, depth first.
+    ///
+    /// Each object's path, then `  name: value (type)` for each of its properties but its
+    /// children (`<EXCEPTION: desc>` for a value QEMU refuses to give), a blank line, and
+    /// then its children the same way.
+    Tree {
+        /// A unix socket path, or HOST:PORT.
+        target: String,
+        /// The root's QOM path.
+        #[arg(default_value = "/")]
+        path: String,
+        /// Show no object deeper than this many levels below the root.
+        #[arg(long, default_value_t = 64)]
+        max_depth: usize,
+        /// Show at most this many objects.
+        #[arg(long, default_value_t = 10_000)]
+        max_objects: usize,
     },
 }
 
@@ -245,6 +303,41 @@ fn main() -> ExitCode {
         }
         Cmd::Events { target, names } => qmp_cli::events::run(&Target::parse(&target), &names),
         Cmd::Status { target, watch } => qmp_cli::status::run(&Target::parse(&target), watch),
+        Cmd::Qom { command } => {
+            use qmp_cli::qom::QomCommand;
+            let (target, command) = match command {
+                QomCmd::List { target, path } => (target, QomCommand::List { path }),
+                QomCmd::Get {
+                    target,
+                    path_property,
+                } => (target, QomCommand::Get { path_property }),
+                QomCmd::Set {
+                    target,
+                    path_property,
+                    value,
+                } => (
+                    target,
+                    QomCommand::Set {
+                        path_property,
+                        value,
+                    },
+                ),
+                QomCmd::Tree {
+                    target,
+                    path,
+                    max_depth,
+                    max_objects,
+                } => (
+                    target,
+                    QomCommand::Tree {
+                        path,
+                        max_depth,
+                        max_objects,
+                    },
+                ),
+            };
+            qmp_cli::qom::run(&Target::parse(&target), &command)
+        }
         Cmd::Wrap { common, qemu } => match common.options(false) {
             Ok(opts) => qmp_cli::wrap::run(opts, &qemu),
             Err(e) => usage(&e),
