@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use qmp_blocking::{Connection, Error};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::target::Target;
@@ -99,21 +100,27 @@ pub fn set_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
-/// A property value as the tools print it: strings raw, anything else as JSON.
+/// A property value as the tools print it: a string as it is, anything else as the JSON
+/// QEMU sent (its member order and spacing kept).
 ///
 /// ```
 /// use qmp_cli::qom::show_value;
-/// use serde_json::json;
+/// use serde_json::value::RawValue;
 ///
-/// assert_eq!(show_value(&json!("pc-i440fx-10.0")), "pc-i440fx-10.0");
-/// assert_eq!(show_value(&json!(1048576)), "1048576");
-/// assert_eq!(show_value(&json!([1, 2])), "[1, 2]");
+/// let raw = |t: &str| RawValue::from_string(t.to_owned()).unwrap();
+/// assert_eq!(show_value(&raw(r#""pc-i440fx-10.0""#)), "pc-i440fx-10.0");
+/// assert_eq!(show_value(&raw(r#""a\"b""#)), "a\"b");
+/// assert_eq!(show_value(&raw("1048576")), "1048576");
+/// assert_eq!(show_value(&raw(r#"{"size": 0, "max-size": 0}"#)), r#"{"size": 0, "max-size": 0}"#);
 /// ```
-pub fn show_value(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => format::json(&other.to_string(), false),
+pub fn show_value(value: &RawValue) -> String {
+    let text = value.get();
+    if text.starts_with('"') {
+        if let Ok(s) = serde_json::from_str::<String>(text) {
+            return s;
+        }
     }
+    format::json(text, false)
 }
 
 /// One line of `qom-list`: the name and the type.
@@ -164,7 +171,7 @@ fn qom_list(conn: &mut Connection, path: &str) -> Result<Vec<Property>, Failure>
         .collect()
 }
 
-fn qom_get(conn: &mut Connection, path: &str, property: &str) -> Result<Value, Failure> {
+fn qom_get(conn: &mut Connection, path: &str, property: &str) -> Result<Box<RawValue>, Failure> {
     Ok(conn.execute("qom-get", &json!({ "path": path, "property": property }))?)
 }
 
@@ -212,11 +219,17 @@ fn tree(
             )));
         }
         shown += 1;
+        let listed = qom_list(conn, &path);
+        // The root must exist; an object gone since its parent was listed is shown so.
+        if depth == 0 {
+            if let Err(e) = listed {
+                return Err(e);
+            }
+        }
         writeln!(out, "{path}").map_err(io)?;
-        let items = match qom_list(conn, &path) {
+        let items = match listed {
             Ok(items) => items,
-            // The root must exist; an object gone since its parent was listed is shown so.
-            Err(Failure::Qmp { desc, .. }) if depth > 0 => {
+            Err(Failure::Qmp { desc, .. }) => {
                 writeln!(out, "  <EXCEPTION: {desc}>\n").map_err(io)?;
                 continue;
             }
@@ -270,7 +283,7 @@ fn execute(conn: &mut Connection, command: &QomCommand) -> Result<Option<String>
         } => {
             let (path, property) = split_path_property(path_property).map_err(Failure::Other)?;
             let args = json!({ "path": path, "property": property, "value": set_value(value) });
-            conn.execute::<Value>("qom-set", &args)?;
+            conn.execute::<qmp_blocking::IgnoredAny>("qom-set", &args)?;
             None
         }
         QomCommand::Tree {
