@@ -753,3 +753,87 @@ fn status_watch_on_qemu_system() {
     peer.quit(&mut other);
     assert!(wait_child(&mut child).success());
 }
+
+/// `qmp qom` on qemu-system-x86_64 -M pc -S: the root listed as QEMU's script lists it, a
+/// string property read raw and a JSON one as QEMU sent it, a property set and read back,
+/// QEMU's errors with exit status 1, and trees with values and refused reads.
+#[test]
+fn qom_on_qemu_system() {
+    let Some(mut peer) = Peer::system(&["-M", "pc", "-accel", "tcg", "-S"]) else {
+        return;
+    };
+    ready(&mut peer);
+    let sock = path_str(&peer.sock).to_owned();
+    let run = |args: &[&str]| {
+        let mut all = vec!["qom", args[0], sock.as_str()];
+        all.extend_from_slice(&args[1..]);
+        let out = qmp(&all);
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, err) = run(&["list", "/"]);
+    assert_eq!(code, 0, "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        ["backend/", "chardevs/", "machine/", "objects/", "type"]
+    );
+    let (code, out, _) = run(&["list", "/machine/unattached/device[0]"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l == "crash-information"), "{out}");
+
+    let (code, out, err) = run(&["get", "/machine.type"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "pc-i440fx-10.0-machine\n"),
+        "{err}"
+    );
+    let (code, out, _) = run(&["get", "/machine.memory"]);
+    assert_eq!((code, out.as_str()), (0, "{\"size\": 134217728}\n"));
+    let (code, out, err) = run(&["get", "/machine/unattached/device[0].crash-information"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(err, "GenericError: No crash occurred\n");
+
+    let (code, out, err) = run(&["set", "/machine.dump-guest-core", "false"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+    let (_, out, _) = run(&["get", "/machine.dump-guest-core"]);
+    assert_eq!(out, "false\n");
+    let (code, _, err) = run(&["set", "/machine.type", "isapc"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "GenericError: Property 'pc-i440fx-10.0-machine.type' is not writable\n"
+    );
+
+    let (code, out, err) = run(&["tree", "/machine/peripheral"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "/machine/peripheral\n  type: container (string)\n\n");
+    let (code, out, err) = run(&["tree", "/machine/unattached/device[0]"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("/machine/unattached/device[0]\n"), "{out}");
+    assert!(
+        out.contains(
+            "\n  crash-information: <EXCEPTION: No crash occurred> (GuestPanicInformation)\n"
+        ),
+        "{out}"
+    );
+    // The whole tree, within the default limits (to a file: it is more than a pipe holds).
+    let file = peer.dir.path().join("tree.txt");
+    let mut child = Command::new(support::qmp_bin())
+        .args(["qom", "tree", &sock])
+        .stdout(std::fs::File::create(&file).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_child(&mut child).success());
+    let out = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        out.starts_with("/\n  type: container (string)\n\n"),
+        "{out}"
+    );
+    assert!(out.contains("\n/machine\n  type: pc-i440fx-10.0-machine (string)\n"));
+}
