@@ -13,7 +13,7 @@ use qmp_cli::target::Target;
 #[command(
     name = "qmp",
     version,
-    about = "Talk to QEMU over QMP: a shell, one-shot commands, events, the VM and job status, a wrapper, a fake QEMU, and recording and replaying sessions"
+    about = "Talk to QEMU over QMP: a shell, one-shot commands, events, the VM and job status, the QOM tree, a wrapper, a fake QEMU, and recording and replaying sessions"
 )]
 struct Cli {
     #[command(subcommand)]
