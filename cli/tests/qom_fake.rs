@@ -251,3 +251,83 @@ fn no_connection_is_exit_status_3() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(text(&out.stderr).starts_with("qmp qom list: "), "{out:?}");
 }
+
+/// A hostile QMP server for one client: every object has a child `c` and, with `wide`, 99
+/// more (`c0`...), so the tree is endless; every property reads as `"x"`.
+fn endless_tree_server(sock: &std::path::Path, wide: bool) -> std::thread::JoinHandle<()> {
+    use std::io::{BufReader, Write};
+    let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut out = stream.try_clone().unwrap();
+        let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}}"#;
+        writeln!(out, "{greeting}").unwrap();
+        let mut children: Vec<serde_json::Value> =
+            vec![serde_json::json!({"name": "c", "type": "child<container>"})];
+        if wide {
+            for i in 0..99 {
+                children.push(serde_json::json!({"name": format!("c{i}"), "type": "child<x>"}));
+            }
+        }
+        children.insert(0, serde_json::json!({"name": "type", "type": "string"}));
+        let list = serde_json::Value::Array(children);
+        // Requests need not end with a newline: read them as a JSON stream.
+        let requests = serde_json::Deserializer::from_reader(BufReader::new(stream))
+            .into_iter::<serde_json::Value>();
+        for request in requests {
+            let Ok(request) = request else { return };
+            let ret = match request["execute"].as_str().unwrap() {
+                "qom-list" => list.clone(),
+                "qom-get" => serde_json::json!("x"),
+                _ => serde_json::json!({}),
+            };
+            let mut reply = serde_json::json!({ "return": ret });
+            if let Some(id) = request.get("id") {
+                reply["id"] = id.clone();
+            }
+            if writeln!(out, "{reply}").is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn tree_of_an_endless_tree_stops_at_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    // Deep: the default depth limit.
+    let sock = dir.path().join("deep.sock");
+    let server = endless_tree_server(&sock, false);
+    let out = qmp(&["qom", "tree", sock.to_str().unwrap()]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = text(&out.stdout);
+    let paths: Vec<&str> = stdout.lines().filter(|l| l.starts_with('/')).collect();
+    assert_eq!(paths.len(), 65);
+    assert_eq!(paths[0], "/");
+    assert_eq!(paths[64], "/c".repeat(64));
+    assert!(stdout.contains("\n  type: x (string)\n"), "{stdout}");
+    assert_eq!(
+        text(&out.stderr),
+        "qmp qom tree: 1 objects more than 64 levels below / (--max-depth) not shown\n"
+    );
+    // Wide: the object limit.
+    let sock = dir.path().join("wide.sock");
+    let server = endless_tree_server(&sock, true);
+    let out = qmp(&[
+        "qom",
+        "tree",
+        "--max-objects",
+        "150",
+        sock.to_str().unwrap(),
+    ]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with('/')).count(), 150);
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("qmp qom tree: stopped after 150 objects (--max-objects); at least "),
+        "{err}"
+    );
+}
