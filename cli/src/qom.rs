@@ -255,7 +255,7 @@ fn tree(
     }
     Ok((too_deep > 0).then(|| {
         format!(
-            "{too_deep} objects more than {max_depth} levels below {root} (--max-depth) not shown"
+            "stopped at {max_depth} levels below {root} (--max-depth); deeper objects not shown: {too_deep}"
         )
     }))
 }
