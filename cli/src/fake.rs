@@ -2,16 +2,12 @@
 //! time like QEMU's monitor (each client gets a fresh session with the same VM state).
 
 use std::io;
-use std::net::TcpListener;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::{Arc, Mutex};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use async_signal::{Signal, Signals};
-use futures_lite::StreamExt;
 
 use qmp_proto::server::{FakeQemu, Server, ServerConfig};
 
+use crate::record::{Conn, Listening};
 use crate::target::Target;
 
 /// How long the fake's block jobs run, so their events come after the reply, as real
@@ -59,76 +55,29 @@ pub fn spawn_in_process(prelaunch: bool) -> io::Result<UnixStream> {
 pub fn serve(listen: &Target, prelaunch: bool, pretty: bool) -> io::Result<()> {
     let fake = fake_qemu(prelaunch);
     let mut server = Server::new(server_config(&fake, pretty), fake);
-    let quit = |server: &Server<FakeQemu>| server.handler().status() == "shutdown";
-    match listen {
-        Target::Unix(path) => {
-            // The handlers go in before the socket exists, so that no signal can leave it
-            // behind.
-            let signals = Signals::new([Signal::Term, Signal::Hup, Signal::Int])?;
-            qmp_kit::socket::remove_stale_socket(path)?;
-            let (fd, socket) = qmp_kit::socket::bind_owner_only(path)?;
-            let listener = UnixListener::from(fd);
-            let shown = socket.path().display().to_string();
-            let socket = Arc::new(Mutex::new(Some(socket)));
-            let guard = Arc::clone(&socket);
-            std::thread::Builder::new()
-                .name("signals".into())
-                .spawn(move || {
-                    let signal = smol::block_on(async {
-                        let mut signals = signals;
-                        signals.next().await
-                    });
-                    // Remove the socket file (if it is still ours) and leave, as QEMU does.
-                    if let Ok(mut s) = guard.lock() {
-                        drop(s.take());
-                    }
-                    if let Some(Ok(signal)) = signal {
-                        crate::note(&format!("terminating on signal {}", signal_name(signal)));
-                    }
-                    std::process::exit(0);
-                })?;
-            crate::note(&format!("fake QEMU listening on {shown} (Ctrl-C stops)"));
-            let served = (|| -> io::Result<()> {
-                for stream in listener.incoming() {
-                    if let Err(e) = qmp_blocking::serve_unix(stream?, &mut server) {
-                        crate::note(&format!("client connection failed: {e}"));
-                    }
-                    if quit(&server) {
-                        break;
-                    }
-                }
-                Ok(())
-            })();
-            drop(listener);
-            if let Ok(mut s) = socket.lock() {
-                drop(s.take());
+    let listening = Listening::bind(listen, |signal| {
+        // The socket file goes (if it is still ours) and the fake leaves, as QEMU does.
+        crate::note(&format!("terminating on signal {signal}"));
+        0
+    })?;
+    crate::note(&format!(
+        "fake QEMU listening on {} (Ctrl-C stops)",
+        listening.shown
+    ));
+    let served = (|| -> io::Result<()> {
+        loop {
+            let served = match listening.accept()? {
+                Conn::Unix(s) => qmp_blocking::serve_unix(s, &mut server),
+                Conn::Tcp(s) => qmp_blocking::serve_tcp(s, &mut server),
+            };
+            if let Err(e) = served {
+                crate::note(&format!("client connection failed: {e}"));
             }
-            served?;
-        }
-        Target::Tcp(addr) => {
-            let listener = TcpListener::bind(addr.as_str())?;
-            crate::note(&format!(
-                "fake QEMU listening on {} (Ctrl-C stops)",
-                listener.local_addr()?
-            ));
-            for stream in listener.incoming() {
-                if let Err(e) = qmp_blocking::serve_tcp(stream?, &mut server) {
-                    crate::note(&format!("client connection failed: {e}"));
-                }
-                if quit(&server) {
-                    break;
-                }
+            if server.handler().status() == "shutdown" {
+                return Ok(());
             }
         }
-    }
-    Ok(())
-}
-
-fn signal_name(signal: Signal) -> &'static str {
-    match signal {
-        Signal::Term => "SIGTERM",
-        Signal::Hup => "SIGHUP",
-        Signal::Int => "SIGINT",
-        _ => "a signal",
-    }
+    })();
+    listening.close();
+    served
 }

@@ -105,7 +105,7 @@ impl Conn {
 
 /// A listening socket of either kind. For a unix socket, the file is created mode 0600 and
 /// removed when the process ends normally or on SIGTERM, SIGHUP or SIGINT; a stale one is
-/// replaced, a live one refused (as `qmp fake` does).
+/// replaced, a live one refused. `qmp fake`, `qmp record` and `qmp replay` listen through it.
 pub struct Listening {
     listener: Either,
     socket: Arc<Mutex<Option<SocketFile>>>,
