@@ -153,6 +153,14 @@ struct BlockJobEvent {
     error: Option<String>,
 }
 
+/// The `BLOCK_JOB_*` events whose data the job tracker reads.
+fn is_block_job_event(name: &str) -> bool {
+    matches!(
+        name,
+        "BLOCK_JOB_COMPLETED" | "BLOCK_JOB_CANCELLED" | "BLOCK_JOB_READY" | "BLOCK_JOB_PENDING"
+    )
+}
+
 impl Trackers {
     pub(super) fn new(track_vm: bool, track_jobs: bool, max_jobs: usize) -> Self {
         Trackers {
@@ -228,15 +236,7 @@ impl Trackers {
     /// Whether an event of this name may change what the trackers hold.
     pub(super) fn concerns(&self, name: &str) -> bool {
         (self.track_vm && (name == "RESUME" || crate::status::asks_vm_status(name)))
-            || (self.track_jobs
-                && matches!(
-                    name,
-                    "JOB_STATUS_CHANGE"
-                        | "BLOCK_JOB_COMPLETED"
-                        | "BLOCK_JOB_CANCELLED"
-                        | "BLOCK_JOB_READY"
-                        | "BLOCK_JOB_PENDING"
-                ))
+            || (self.track_jobs && (name == "JOB_STATUS_CHANGE" || is_block_job_event(name)))
     }
 
     /// A QMP event (already queued for the application).
@@ -277,10 +277,7 @@ impl Trackers {
                 };
                 self.on_job_status(change.id, change.status, out)
             }
-            "BLOCK_JOB_COMPLETED"
-            | "BLOCK_JOB_CANCELLED"
-            | "BLOCK_JOB_READY"
-            | "BLOCK_JOB_PENDING" => {
+            name if is_block_job_event(name) => {
                 let Ok(e) = serde_json::from_str::<BlockJobEvent>(data) else {
                     return Asks::default();
                 };
