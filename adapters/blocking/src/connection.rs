@@ -644,25 +644,11 @@ impl Connection {
     /// reconnection, [`Builder::reconnect`]) as a [`SessionItem::NewSession`] marker between
     /// the events of the ended session, which stay buffered, and those of the new one.
     pub fn next_item(&mut self, timeout: Duration) -> Result<Option<SessionItem>, Error> {
-        let deadline = deadline_after(timeout);
-        loop {
-            self.run_until(deadline, |c| !c.events.is_empty());
-            if let Some(b) = self.events.pop_front() {
-                return Ok(Some(match b.event {
-                    Some(event) => SessionItem::Event(Arc::new(event)),
-                    None => SessionItem::NewSession { session: b.session },
-                }));
-            }
-            if self.ended().is_none() {
-                return Ok(None);
-            }
-            // The session ended: with reconnection, go on waiting in the next one.
-            match self.ensure_session(deadline) {
-                Ok(()) => {}
-                Err(Error::Timeout) => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
+        let b = self.next_queued(timeout, |c| !c.events.is_empty(), |c| c.events.pop_front())?;
+        Ok(b.map(|b| match b.event {
+            Some(event) => SessionItem::Event(Arc::new(event)),
+            None => SessionItem::NewSession { session: b.session },
+        }))
     }
 
     /// Waits up to `timeout` for an event named `name`, looking at buffered events first,
@@ -751,21 +737,11 @@ impl Connection {
     /// `Ok(None)` when none came in time; [`Error::Disconnected`] once the session ended and
     /// none is left.
     pub fn next_change(&mut self, timeout: Duration) -> Result<Option<Change>, Error> {
-        let deadline = deadline_after(timeout);
-        loop {
-            self.run_until(deadline, |c| !c.changes.is_empty());
-            if let Some(change) = self.changes.pop_front() {
-                return Ok(Some(change));
-            }
-            if self.ended().is_none() {
-                return Ok(None);
-            }
-            match self.ensure_session(deadline) {
-                Ok(()) => {}
-                Err(Error::Timeout) => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
+        self.next_queued(
+            timeout,
+            |c| !c.changes.is_empty(),
+            |c| c.changes.pop_front(),
+        )
     }
 
     /// Reads what has already arrived, without waiting, and takes every change not taken
@@ -1016,6 +992,34 @@ impl Connection {
         opts.get_timeout()
             .or(self.engine.config().get_command_timeout())
             .and_then(deadline_after)
+    }
+
+    /// The first thing `take` takes from a queue of this connection (events, changes), waiting
+    /// up to `timeout` until `queued` says there is one: `Ok(None)` when none came in time. When the session ends,
+    /// with reconnection the wait goes on in the next one; without, what is queued is still
+    /// taken, then [`Error::Disconnected`].
+    fn next_queued<T>(
+        &mut self,
+        timeout: Duration,
+        queued: fn(&Self) -> bool,
+        take: fn(&mut Self) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
+        let deadline = deadline_after(timeout);
+        loop {
+            self.run_until(deadline, queued);
+            if let Some(item) = take(self) {
+                return Ok(Some(item));
+            }
+            if self.ended().is_none() {
+                return Ok(None);
+            }
+            // The session ended: with reconnection, go on waiting in the next one.
+            match self.ensure_session(deadline) {
+                Ok(()) => {}
+                Err(Error::Timeout) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Issues a command through `issue` (an engine call) and tracks its id.
