@@ -362,7 +362,7 @@ impl Shell {
     /// queries are answered and their changes reported.
     fn settle_status(&self, limit: Duration) {
         self.status_cause.store(false, Ordering::Relaxed);
-        let _ = smol::block_on(crate::status::within(limit, self.qmp.status_settled()));
+        let _ = smol::block_on(qmp_async::timeout(limit, self.qmp.status_settled()));
     }
 
     /// Prints the changes of the VM status and of the jobs, above the prompt.

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use futures_lite::StreamExt;
 use qmp_async::status::{Job, VmStatus};
@@ -89,15 +88,6 @@ fn job_transition_line(id: &str, from: Option<&Job>, to: Option<&Job>) -> Option
     }
 }
 
-/// Bounds a future by `limit`: `None` when it takes longer.
-pub async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(fut.await) }, async {
-        smol::Timer::after(limit).await;
-        None
-    })
-    .await
-}
-
 /// Connects with status tracking on, and starts the driver.
 async fn connect(target: &Target) -> Result<Qmp, qmp_async::Error> {
     let builder = Builder::new()
@@ -136,13 +126,13 @@ pub fn run(target: &Target, watch: bool) -> ExitCode {
 }
 
 async fn report(qmp: &Qmp, watch: bool) -> ExitCode {
-    match within(crate::shell::CONNECT_TIMEOUT, qmp.refresh_status()).await {
-        Some(Ok(())) => {}
-        Some(Err(e)) => {
+    match qmp_async::timeout(crate::shell::CONNECT_TIMEOUT, qmp.refresh_status()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
             crate::fail(&format!("qmp status: {e}"));
             return ExitCode::from(EXIT_FAILURE);
         }
-        None => {
+        Err(_) => {
             crate::fail("qmp status: no answer to query-status and query-jobs");
             return ExitCode::from(EXIT_FAILURE);
         }
