@@ -90,9 +90,7 @@ fn shell_against_qemu_system() {
     assert!(screen.lines().last().is_some());
     // The status change shows too; the prompt, drawn before it, is redrawn as it was.
     term.wait_for("VM status: running -> paused");
-    term.wait_until("the prompt below the event", |_| {
-        term.last_line().trim_end() == "(QEMU running)"
-    });
+    term.wait_prompt("(QEMU running)");
     other.execute::<IgnoredAny>("cont", &()).unwrap();
     term.wait_for("] RESUME");
     term.wait_for("VM status: paused -> running");
@@ -100,14 +98,10 @@ fn shell_against_qemu_system() {
     // Completion from query-qmp-schema.
     term.type_text("blockdev-add dri");
     term.keys(&["Tab"]);
-    term.wait_until("the completed argument", |_| {
-        term.last_line().trim_end() == "(QEMU running) blockdev-add driver="
-    });
+    term.wait_prompt("(QEMU running) blockdev-add driver=");
     term.type_text("vvf");
     term.keys(&["Tab"]);
-    term.wait_until("the completed value", |_| {
-        term.last_line().trim_end() == "(QEMU running) blockdev-add driver=vvfat"
-    });
+    term.wait_prompt("(QEMU running) blockdev-add driver=vvfat");
     // Knowing driver=vvfat, only vvfat's members are offered.
     term.type_text("f");
     term.keys(&["Tab", "Tab"]);
@@ -121,9 +115,7 @@ fn shell_against_qemu_system() {
     term.keys(&["C-u"]);
     term.type_text("query-statu");
     term.keys(&["Tab"]);
-    term.wait_until("the completed command", |_| {
-        term.last_line().trim_end() == "(QEMU running) query-status"
-    });
+    term.wait_prompt("(QEMU running) query-status");
     term.keys(&["Enter"]);
     term.wait_for(r#"{"return": {"status": "running", "running": true}}"#);
 
@@ -224,14 +216,9 @@ fn history_across_runs_on_qemu_system() {
     let term = Term::start(&qmp_command(&args)).unwrap();
     term.wait_for("(QEMU running) ");
     term.keys(&["Up"]);
-    term.wait_until("the last line recalled", |_| {
-        term.last_line().trim_end()
-            == "(QEMU running) human-monitor-command command-line=\"info version\""
-    });
+    term.wait_prompt("(QEMU running) human-monitor-command command-line=\"info version\"");
     term.keys(&["Up"]);
-    term.wait_until("the line before", |_| {
-        term.last_line().trim_end() == "(QEMU running) query-name"
-    });
+    term.wait_prompt("(QEMU running) query-name");
     term.keys(&["Enter"]);
     term.wait_for(r#"{"return": {}}"#);
     term.keys(&["C-d"]);
@@ -262,9 +249,7 @@ fn shell_and_exec_on_a_guest_agent() {
     term.wait_for(r#"{"return": {}}"#);
     term.type_text("guest-get-os");
     term.keys(&["Tab"]);
-    term.wait_until("the completed command", |_| {
-        term.last_line().trim_end() == "(QGA) guest-get-osinfo"
-    });
+    term.wait_prompt("(QGA) guest-get-osinfo");
     term.keys(&["Enter"]);
     term.wait_for(r#""kernel-release""#);
     term.keys(&["C-d"]);
@@ -590,19 +575,13 @@ fn shell_prompt_shows_the_vm_status_of_qemu_system() {
     term.wait_for("(QEMU prelaunch) ");
     term.line("cont");
     term.wait_for("VM status: prelaunch -> running");
-    term.wait_until("the running prompt", |_| {
-        term.last_line().trim_end() == "(QEMU running)"
-    });
+    term.wait_prompt("(QEMU running)");
     term.line("stop");
     term.wait_for("VM status: running -> paused");
-    term.wait_until("the paused prompt", |_| {
-        term.last_line().trim_end() == "(QEMU paused)"
-    });
+    term.wait_prompt("(QEMU paused)");
     // HMP mode shows it too.
     term.line("/hmp");
-    term.wait_until("the HMP prompt", |_| {
-        term.last_line().trim_end() == "(HMP paused)"
-    });
+    term.wait_prompt("(HMP paused)");
     term.line("/qmp");
     term.line("quit");
     assert_eq!(term.wait_exit(), 0);
@@ -622,9 +601,7 @@ fn shell_prompt_without_a_vm_status_on_the_storage_daemon() {
     };
     term.line("query-version");
     term.wait_for(r#"{"return": {"qemu": {"micro": 2"#);
-    term.wait_until("the plain prompt", |_| {
-        term.last_line().trim_end() == "(QEMU)"
-    });
+    term.wait_prompt("(QEMU)");
     term.line("quit");
     assert_eq!(term.wait_exit(), 0);
 }

@@ -104,9 +104,7 @@ fn events_show_while_idle_and_while_typing() {
         "{line}"
     );
     // The line being typed is still there, below the events.
-    term.wait_until("the half-typed line", |_| {
-        term.last_line().trim_end() == "(QEMU running) query-"
-    });
+    term.wait_prompt("(QEMU running) query-");
     term.type_text("jobs");
     term.keys(&["Enter"]);
     term.wait_for(r#""id": "j0""#);
@@ -137,9 +135,7 @@ fn history_is_kept_across_runs() {
     let term = Term::start(&qmp_command(&args)).unwrap();
     term.wait_for("(QEMU running) ");
     term.keys(&["Up", "Up"]);
-    term.wait_until("the recalled line", |_| {
-        term.last_line().trim_end() == "(QEMU running) query-name"
-    });
+    term.wait_prompt("(QEMU running) query-name");
     term.keys(&["Enter"]);
     term.wait_for(r#"{"return": {}}"#);
 }
@@ -170,9 +166,7 @@ fn transaction_mode() {
     term.wait_count("TRANS> ", 4);
     term.keys(&["C-c"]);
     term.wait_for("*** transaction abandoned (1 actions dropped)");
-    term.wait_until("the QMP prompt", |_| {
-        term.last_line().trim_end() == "(QEMU running)"
-    });
+    term.wait_prompt("(QEMU running)");
 }
 
 #[test]
@@ -287,20 +281,13 @@ fn tab_completes_arguments_and_values() {
     // QEMU's schema: `dr` and `nu` would be ambiguous (`drop-cache`, `null-aio`).
     term.type_text("blockdev-add dri");
     term.keys(&["Tab"]);
-    term.wait_until("the completed argument", |_| {
-        term.last_line().trim_end() == "(QEMU running) blockdev-add driver="
-    });
+    term.wait_prompt("(QEMU running) blockdev-add driver=");
     term.type_text("null-c");
     term.keys(&["Tab"]);
-    term.wait_until("the only value", |_| {
-        term.last_line().trim_end() == "(QEMU running) blockdev-add driver=null-co"
-    });
+    term.wait_prompt("(QEMU running) blockdev-add driver=null-co");
     term.type_text("node-name=n0 s");
     term.keys(&["Tab"]);
-    term.wait_until("the optional argument", |_| {
-        term.last_line().trim_end()
-            == "(QEMU running) blockdev-add driver=null-co node-name=n0 size="
-    });
+    term.wait_prompt("(QEMU running) blockdev-add driver=null-co node-name=n0 size=");
     term.type_text("4096");
     term.keys(&["Enter"]);
     term.wait_for(r#"{"return": {}}"#);
@@ -352,20 +339,14 @@ fn prompt_shows_the_vm_status() {
     term.wait_for("(QEMU prelaunch) ");
     term.line("cont");
     term.wait_for("VM status: prelaunch -> running");
-    term.wait_until("the running prompt", |_| {
-        term.last_line().trim_end() == "(QEMU running)"
-    });
+    term.wait_prompt("(QEMU running)");
     term.line("stop");
     let screen = term.wait_for("VM status: running -> paused");
     assert!(screen.contains("] STOP"), "{screen}");
-    term.wait_until("the paused prompt", |_| {
-        term.last_line().trim_end() == "(QEMU paused)"
-    });
+    term.wait_prompt("(QEMU paused)");
     term.line("cont");
     term.wait_for("VM status: paused -> running");
-    term.wait_until("the running prompt again", |_| {
-        term.last_line().trim_end() == "(QEMU running)"
-    });
+    term.wait_prompt("(QEMU running)");
     term.line("quit");
     assert_eq!(term.wait_exit(), 0);
     assert!(fake.0.wait().unwrap().success());
@@ -380,19 +361,13 @@ fn stop_and_cont_print_the_status_changes() {
     };
     term.line("stop");
     term.wait_for("VM status: running -> paused");
-    term.wait_until("the paused prompt", |_| {
-        term.last_line().trim_end() == "(QEMU paused)"
-    });
+    term.wait_prompt("(QEMU paused)");
     term.line("cont");
     term.wait_for("VM status: paused -> running");
-    term.wait_until("the running prompt", |_| {
-        term.last_line().trim_end() == "(QEMU running)"
-    });
+    term.wait_prompt("(QEMU running)");
     // A transaction's prompt has no status; the status is back after it.
     term.line("transaction(");
-    term.wait_until("the transaction prompt", |_| {
-        term.last_line().trim_end() == "TRANS>"
-    });
+    term.wait_prompt("TRANS>");
 }
 
 /// A backup job's changes print as lines: it appears, changes status, and goes away.

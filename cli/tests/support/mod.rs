@@ -121,6 +121,14 @@ impl Term {
             .to_owned()
     }
 
+    /// Waits until the last line of the screen is `prompt` and what is typed after it
+    /// (trailing spaces aside).
+    pub fn wait_prompt(&self, prompt: &str) {
+        self.wait_until(&format!("the prompt {prompt:?}"), |_| {
+            self.last_line().trim_end() == prompt
+        });
+    }
+
     /// Waits until `pred` holds for the screen, and returns it.
     pub fn wait_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
