@@ -1195,7 +1195,7 @@ fn hostile_qom_requests_are_answered() {
 /// (once the server's timer runs); a PCI device's unplug stays pending.
 #[test]
 fn device_del_events_come_after_the_reply() {
-    let now = Instant::now();
+    let mut now = Instant::now();
     let fake = FakeQemu::new().prelaunch();
     let mut server = Server::new(fake.server_config(), fake);
     server.accept(now);
@@ -1205,6 +1205,10 @@ fn device_del_events_come_after_the_reply() {
     let mut run = |r: Vec<u8>| {
         server.handle_input(now, &r);
         let reply = String::from_utf8(server.take_output()).unwrap();
+        // Nothing before QEMU's RCU thread would finalize the device, 50 ms on.
+        server.handle_timeout(now + Duration::from_millis(49));
+        assert_eq!(server.take_output(), b"");
+        now += Duration::from_millis(50);
         server.handle_timeout(now);
         let after = String::from_utf8(server.take_output()).unwrap();
         (reply, after)

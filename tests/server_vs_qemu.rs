@@ -623,6 +623,10 @@ const QOM_STEPS: &[(&str, &str)] = &[
     ),
     ("device_add", r#"{"driver": "usb-tablet", "id": "t0"}"#),
     ("device_add", r#"{"driver": "usb-kbd"}"#),
+    ("query-pci", "{}"),
+    ("query-mice", "{}"),
+    ("query-memdev", "{}"),
+    ("query-iothreads", "{}"),
     ("qom-list", r#"{"path": "/machine/peripheral"}"#),
     ("qom-list", r#"{"path": "/machine/peripheral-anon"}"#),
     ("qom-list", r#"{"path": "/machine/peripheral/d0"}"#),
@@ -701,8 +705,12 @@ const QOM_STEPS: &[(&str, &str)] = &[
     ),
     ("device_add", r#"{"driver": "usb-mouse", "id": "t0"}"#),
     ("qom-list", r#"{"path": "/machine/peripheral"}"#),
+    ("query-mice", "{}"),
     ("device_del", r#"{"id": "/machine/peripheral/t0"}"#),
     ("qom-list", r#"{"path": "/machine/peripheral"}"#),
+    ("query-mice", "{}"),
+    ("query-pci", "{}"),
+    ("query-memdev", "{}"),
     ("query-chardev", "{}"),
 ];
 
@@ -735,7 +743,7 @@ fn fake_models_objects_and_devices_like_qemu_system() {
         .prelaunch()
         .version(10, 0, 2, &package)
         .monitor_path(peer.sock.display().to_string());
-    let now = Instant::now();
+    let mut now = Instant::now();
     let mut server = Server::new(fake.server_config(), fake);
     server.accept(now);
     server.take_output();
@@ -774,6 +782,8 @@ fn fake_models_objects_and_devices_like_qemu_system() {
         ours.push_str(&header);
 
         server.handle_input(now, input.as_bytes());
+        // Each step lasts long enough for a DEVICE_DELETED to come (50 ms after the reply).
+        now += Duration::from_millis(100);
         server.handle_timeout(now);
         let fake_out = server.take_output();
         ours.push_str(&show(&zero_timestamps(&fake_out)));

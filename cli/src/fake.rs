@@ -53,7 +53,11 @@ pub fn spawn_in_process(prelaunch: bool) -> io::Result<UnixStream> {
 /// included. A stale socket at the path (nobody listens on it) is replaced; a socket another
 /// process listens on, or any other file, is an error, never replaced.
 pub fn serve(listen: &Target, prelaunch: bool, pretty: bool) -> io::Result<()> {
-    let fake = fake_qemu(prelaunch);
+    let mut fake = fake_qemu(prelaunch);
+    if let Target::Unix(path) = listen {
+        // `query-chardev` shows the monitor's socket as QEMU would.
+        fake = fake.monitor_path(path.display().to_string());
+    }
     let mut server = Server::new(server_config(&fake, pretty), fake);
     let listening = Listening::bind(listen, |signal| {
         // The socket file goes (if it is still ours) and the fake leaves, as QEMU does.

@@ -42,7 +42,8 @@ struct Custom {
 /// `blockdev-backup` (a job with JOB_STATUS_CHANGE and BLOCK_JOB_COMPLETED events, over
 /// virtual time when [`job_duration`](Self::job_duration) is set), `query-jobs`,
 /// `human-monitor-command` (a few `info` commands), the OOB-capable `query-yank` and
-/// `migrate-pause`, `query-chardev` (the monitor, `compat_monitor0`, on the socket set with
+/// `migrate-pause`, `query-iothreads` (none), `query-cpus-fast` (one vCPU, whose
+/// `thread-id` is 1), `query-chardev` (the monitor, `compat_monitor0`, on the socket set with
 /// [`monitor_path`](Self::monitor_path)), and objects, devices and the QOM tree of
 /// `-M pc -nodefaults`, as listed below.
 ///
@@ -54,9 +55,13 @@ struct Custom {
 /// `usb-mouse` (on one UHCI controller, two at most), with an id (under
 /// `/machine/peripheral`) or without (`device[N]` under `/machine/peripheral-anon`), and
 /// QEMU's errors (`'x' is not a valid device model name`, an abstract type, a duplicate
-/// id, no USB bus, an unknown property of `pci-testdev`). `device_del` by id or path: a USB
+/// id, no USB bus, an unknown property of `pci-testdev`); `query-pci` (each PCI device in
+/// the first free slot, with its ids, class and unmapped BARs), `query-mice` (USB mice and
+/// tablets with QEMU's handler indexes, the PS/2 mouse current) and `query-memdev` follow
+/// them. `device_del` by id or path: a USB
 /// device leaves at once and DEVICE_DELETED (`device` and `path`, or `path` alone) comes
-/// after the reply (on the next [`Server::handle_timeout`](super::Server::handle_timeout));
+/// 50 ms of virtual time after the reply, as QEMU sends it once its RCU thread finalizes the
+/// device (a `quit` before then means no event, as in QEMU);
 /// a PCI device waits for a guest that never answers: no event, the device stays, and every
 /// later request is refused (`Device x is already in the process of unplug`; QEMU 10.0's
 /// ACPI PCI hotplug sets no expiry to the request, paused or running). `qom-list` of `/`, `/objects`,
@@ -161,6 +166,14 @@ const BUILTIN: &[(&str, bool)] = &[
     ("system_powerdown", false),
     ("system_reset", false),
 ];
+
+/// How long after `device_del`'s reply a USB device's DEVICE_DELETED comes: QEMU sends it
+/// when the device is finalized, from its RCU thread, which first waits five times 10 ms
+/// for more callbacks to pile up (measured: 50 to 60 ms).
+const FINALIZE_DELAY: Duration = Duration::from_millis(50);
+
+/// The host thread id `query-cpus-fast` gives the one vCPU.
+const FAKE_THREAD_ID: u32 = 1;
 
 /// The run states in which QEMU's `cont` asks for a reset first (`runstate_needs_reset`).
 const NEEDS_RESET: &[&str] = &["shutdown", "internal-error", "guest-panicked"];
@@ -575,7 +588,7 @@ impl FakeQemu {
             "device_del" => match self.qom.device_del(args) {
                 None => Self::unmodelled("device_del", args),
                 Some((outcome, events)) => {
-                    let at = ctx.now();
+                    let at = ctx.now() + FINALIZE_DELAY;
                     for (name, data) in events {
                         self.schedule(ctx, at, Timer::Event(name, data));
                     }
@@ -594,6 +607,14 @@ impl FakeQemu {
                 .qom
                 .qom_set(args)
                 .unwrap_or_else(|| Self::unmodelled("qom-set", args)),
+            "query-memdev" if args.is_empty() => self.qom.query_memdev(),
+            "query-pci" if args.is_empty() => self.qom.query_pci(),
+            "query-mice" if args.is_empty() => self.qom.query_mice(),
+            "query-iothreads" if args.is_empty() => Outcome::Json("[]".into()),
+            // One vCPU; its thread id is the fake's own choice (QEMU's is the host thread's).
+            "query-cpus-fast" if args.is_empty() => Outcome::Json(format!(
+                r#"[{{"cpu-index": 0, "qom-path": "/machine/unattached/device[0]", "thread-id": {FAKE_THREAD_ID}, "props": {{"socket-id": 0, "core-id": 0, "thread-id": 0}}, "target": "x86_64"}}]"#
+            )),
             "query-chardev" => Outcome::Return(json!([{
                 "frontend-open": true,
                 "filename": format!("unix:{},server=on", self.monitor_path),

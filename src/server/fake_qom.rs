@@ -82,6 +82,47 @@ const PCI_TESTDEV_PROPS: &[(&str, &str)] = &[
 
 /// The device models: PCI ones (unplugged only with the guest's help, which never comes)
 /// and USB ones (unplugged at once).
+/// The first slot of `pci.0` that `-M pc` leaves free (0: the host bridge, 1: PIIX3's
+/// functions).
+const FIRST_FREE_SLOT: u8 = 2;
+
+/// The first input handler id left for devices: the PS/2 keyboard has 1, the PS/2 mouse 2.
+const FIRST_INPUT_ID: u32 = 3;
+
+/// `query-pci`'s facts of a modelled PCI type, as QEMU 10.0.2 shows them before a guest
+/// maps the BARs: the interrupt pin, whether an `irq` line shows, the class and ids, and
+/// the regions.
+fn pci_info(driver: &str) -> (u8, bool, &'static str, &'static str) {
+    match driver {
+        "pci-testdev" => (
+            0,
+            false,
+            r#""class_info": {"class": 255}, "id": {"device": 5, "vendor": 6966, "subsystem": 4352, "subsystem-vendor": 6900}"#,
+            r#"[{"bar": 0, "type": "memory", "address": -1, "size": 4096, "prefetch": false, "mem_type_64": false}, {"bar": 1, "type": "io", "address": -1, "size": 256}]"#,
+        ),
+        "virtio-rng-pci" => (
+            1,
+            true,
+            r#""class_info": {"class": 255}, "id": {"device": 4101, "vendor": 6900, "subsystem": 4, "subsystem-vendor": 6900}"#,
+            r#"[{"bar": 0, "type": "io", "address": -1, "size": 32}, {"bar": 1, "type": "memory", "address": -1, "size": 4096, "prefetch": false, "mem_type_64": false}, {"bar": 4, "type": "memory", "address": -1, "size": 16384, "prefetch": true, "mem_type_64": true}]"#,
+        ),
+        _ => (
+            4,
+            true,
+            r#""class_info": {"desc": "USB controller", "class": 3075}, "id": {"device": 28704, "vendor": 32902, "subsystem": 4352, "subsystem-vendor": 6900}"#,
+            r#"[{"bar": 4, "type": "io", "address": -1, "size": 32}]"#,
+        ),
+    }
+}
+
+/// `query-pci`'s entries for the board's own functions (`-M pc -nodefaults`), by slot.
+const BOARD_PCI: &str = concat!(
+    r#"{"bus": 0, "slot": 0, "function": 0, "class_info": {"desc": "Host bridge", "class": 1536}, "id": {"device": 4663, "vendor": 32902, "subsystem": 4352, "subsystem-vendor": 6900}, "irq_pin": 0, "qdev_id": "", "regions": []}, "#,
+    r#"{"bus": 0, "slot": 1, "function": 0, "class_info": {"desc": "ISA bridge", "class": 1537}, "id": {"device": 28672, "vendor": 32902, "subsystem": 4352, "subsystem-vendor": 6900}, "irq_pin": 0, "qdev_id": "", "regions": []}, "#,
+    r#"{"bus": 0, "slot": 1, "function": 1, "class_info": {"desc": "IDE controller", "class": 257}, "id": {"device": 28688, "vendor": 32902, "subsystem": 4352, "subsystem-vendor": 6900}, "irq_pin": 0, "qdev_id": "", "regions": [{"bar": 4, "type": "io", "address": -1, "size": 16}]}, "#,
+    r#"{"bus": 0, "slot": 1, "function": 3, "class_info": {"desc": "Bridge", "class": 1664}, "id": {"device": 28947, "vendor": 32902, "subsystem": 4352, "subsystem-vendor": 6900}, "irq": 0, "irq_pin": 1, "qdev_id": "", "regions": []}"#,
+);
+
 const PCI_MODELS: &[&str] = &["pci-testdev", "virtio-rng-pci", "piix3-usb-uhci"];
 const USB_MODELS: &[&str] = &["usb-tablet", "usb-kbd", "usb-mouse"];
 
@@ -111,6 +152,10 @@ struct Dev {
     driver: &'static str,
     /// `device_del` asked the guest (who never answers).
     unplug: bool,
+    /// A PCI device's slot on `pci.0` (function 0).
+    slot: Option<u8>,
+    /// A USB HID device's input handler id (`query-mice`'s `index`).
+    input: Option<u32>,
 }
 
 impl Dev {
@@ -153,14 +198,23 @@ impl<T> Container<T> {
         self.history.push((false, name.to_owned()));
     }
 
-    /// `qom-list`: `type`, then the children in reverse table order (QEMU prepends).
+    /// The children in the order QEMU lists them: reverse table order (its lists are
+    /// built by prepending while walking the table).
+    fn ordered(&self) -> Vec<(&str, &T)> {
+        let order = qapi::ghash_order(&self.history);
+        order
+            .into_iter()
+            .rev()
+            .filter_map(|name| self.items.get_key_value(name))
+            .map(|(name, item)| (name.as_str(), item))
+            .collect()
+    }
+
+    /// `qom-list`: `type`, then the children.
     fn list(&self, type_of: impl Fn(&T) -> &'static str) -> Value {
         let mut out = vec![json!({"name": "type", "type": "string"})];
-        let order = qapi::ghash_order(&self.history);
-        for name in order.into_iter().rev() {
-            if let Some(item) = self.items.get(name) {
-                out.push(json!({"name": name, "type": format!("child<{}>", type_of(item))}));
-            }
+        for (name, item) in self.ordered() {
+            out.push(json!({"name": name, "type": format!("child<{}>", type_of(item))}));
         }
         Value::Array(out)
     }
@@ -211,6 +265,8 @@ pub(crate) struct Qom {
     peripheral: Container<Dev>,
     anon: Container<Dev>,
     anon_count: u64,
+    /// The id the next input handler gets.
+    next_input: u32,
 }
 
 fn not_found(path: &str) -> Outcome {
@@ -247,6 +303,7 @@ impl Qom {
             peripheral: Container::new(),
             anon: Container::new(),
             anon_count: 0,
+            next_input: FIRST_INPUT_ID,
         }
     }
 
@@ -456,10 +513,23 @@ impl Qom {
             }
             _ => return None,
         };
-        let dev = Dev {
+        let mut dev = Dev {
             driver,
             unplug: false,
+            slot: None,
+            input: None,
         };
+        // Realized: a PCI device takes the first free slot (QEMU's devfn allocation); a USB
+        // HID device registers an input handler, whose id QEMU never reuses.
+        if bad_prop.is_none() {
+            if usb {
+                dev.input = Some(self.next_input);
+                self.next_input += 1;
+            } else {
+                let used: Vec<u8> = self.all_devices().filter_map(|d| d.slot).collect();
+                dev.slot = (FIRST_FREE_SLOT..32).find(|s| !used.contains(s));
+            }
+        }
         match str_arg(args, "id") {
             Some(id) => {
                 if self.peripheral.items.contains_key(id) {
@@ -536,6 +606,87 @@ impl Qom {
         }
         dev.unplug = true;
         Some((Outcome::empty(), Vec::new()))
+    }
+
+    /// `query-memdev`: the memory backends under `/objects`, in `qom-list`'s order.
+    pub(crate) fn query_memdev(&self) -> Outcome {
+        let entries: Vec<String> = self
+            .objects
+            .ordered()
+            .into_iter()
+            .filter_map(|(id, obj)| match obj {
+                Obj::Ram { size, .. } => Some(format!(
+                    r#"{{"id": {}, "size": {size}, "merge": true, "dump": true, "prealloc": false, "share": false, "reserve": true, "host-nodes": [], "policy": "default"}}"#,
+                    Value::String(id.to_owned())
+                )),
+                Obj::Secret { .. } => None,
+            })
+            .collect();
+        Outcome::Json(format!("[{}]", entries.join(", ")))
+    }
+
+    /// `query-pci`: the board's functions, then the devices on `pci.0` by slot.
+    pub(crate) fn query_pci(&self) -> Outcome {
+        let mut devices: Vec<(u8, String)> = self
+            .peripheral
+            .items
+            .iter()
+            .map(|(id, d)| (id.as_str(), d))
+            .chain(self.anon.items.values().map(|d| ("", d)))
+            .filter_map(|(id, d)| {
+                let slot = d.slot?;
+                let (pin, irq, ids, regions) = pci_info(d.driver);
+                let irq = if irq { r#""irq": 0, "# } else { "" };
+                let id = Value::String(id.to_owned());
+                Some((
+                    slot,
+                    format!(
+                        r#"{{"bus": 0, "slot": {slot}, "function": 0, {ids}, {irq}"irq_pin": {pin}, "qdev_id": {id}, "regions": {regions}}}"#
+                    ),
+                ))
+            })
+            .collect();
+        devices.sort_by_key(|(slot, _)| *slot);
+        let mut text = String::from(r#"[{"bus": 0, "devices": ["#);
+        text.push_str(BOARD_PCI);
+        for (_, d) in devices {
+            text.push_str(", ");
+            text.push_str(&d);
+        }
+        text.push_str("]}]");
+        Outcome::Json(text)
+    }
+
+    /// `query-mice`: the USB mice and tablets, newest first, then the PS/2 mouse, which
+    /// stays current (a guest would make another one current).
+    pub(crate) fn query_mice(&self) -> Outcome {
+        let mut mice: Vec<(u32, bool)> = self
+            .all_devices()
+            .filter_map(|d| match (d.input, d.driver) {
+                (Some(i), "usb-tablet") => Some((i, true)),
+                (Some(i), "usb-mouse") => Some((i, false)),
+                _ => None,
+            })
+            .collect();
+        mice.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+        let mut entries: Vec<String> = mice
+            .into_iter()
+            .map(|(i, absolute)| {
+                let name = if absolute {
+                    "QEMU HID Tablet"
+                } else {
+                    "QEMU HID Mouse"
+                };
+                format!(
+                    r#"{{"name": "{name}", "index": {i}, "current": false, "absolute": {absolute}}}"#
+                )
+            })
+            .collect();
+        entries.push(
+            r#"{"name": "QEMU PS/2 Mouse", "index": 2, "current": true, "absolute": false}"#
+                .to_owned(),
+        );
+        Outcome::Json(format!("[{}]", entries.join(", ")))
     }
 
     pub(crate) fn qom_list(&self, args: &Map<String, Value>) -> Option<Outcome> {
