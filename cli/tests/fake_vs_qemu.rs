@@ -12,14 +12,16 @@
 // Real processes: the test reads the clock for its own timeouts.
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
+use support::qemu_and_fake;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -227,24 +229,6 @@ const STEPS: &[(&str, &str, Compare)] = &[
     ("query-yank", "", Same),
 ];
 
-/// A process killed and reaped when the test ends, passed or not.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn find(binary: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(binary))
-            .find(|p| p.is_file())
-    })
-}
-
 /// A line-by-line QMP client that keeps the events it reads.
 struct Monitor {
     lines: BufReader<UnixStream>,
@@ -361,45 +345,10 @@ fn unpath(v: &Value, sock: &Path) -> Value {
 fn sixty_commands_answer_as_qemu_answers() {
     let commands: BTreeSet<&str> = STEPS.iter().map(|(c, _, _)| *c).collect();
     assert!(commands.len() >= 60, "{} commands", commands.len());
-    let Some(bin) = find("qemu-system-x86_64") else {
-        if std::env::var("QMP_REQUIRE_QEMU").as_deref() == Ok("1") {
-            panic!("qemu-system-x86_64 is required (QMP_REQUIRE_QEMU=1) but not on PATH");
-        }
-        eprintln!("skipping: qemu-system-x86_64 not found on PATH");
+    let Some((peer, fake_process)) = qemu_and_fake() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (qemu_sock, fake_sock) = (dir.path().join("qemu.sock"), dir.path().join("fake.sock"));
-    let _qemu = Proc(
-        Command::new(bin)
-            .args([
-                "-M",
-                "pc",
-                "-accel",
-                "tcg",
-                "-S",
-                "-nodefaults",
-                "-display",
-                "none",
-            ])
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qemu_sock.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let _fake = Proc(
-        Command::new(env!("CARGO_BIN_EXE_qmp"))
-            .args(["fake", "--prelaunch", "--listen"])
-            .arg(&fake_sock)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (qemu_sock, fake_sock) = (peer.sock.clone(), fake_process.sock.clone());
     let mut qemu = Monitor::open(&qemu_sock);
     let mut fake = Monitor::open(&fake_sock);
     let mut differ = Vec::new();

@@ -193,3 +193,50 @@ pub fn qmp_command(args: &[&str]) -> String {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
 }
+
+/// `qmp fake --prelaunch` listening on a unix socket, killed when dropped.
+pub struct Fake {
+    child: std::process::Child,
+    /// Its socket.
+    pub sock: PathBuf,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Real `qemu-system-x86_64` 10.0 `-M pc -accel tcg -S -nodefaults` (the machine the fake models)
+/// and `qmp fake --prelaunch` beside it, in QEMU's directory; `None` (after saying why)
+/// when QEMU is not installed. Neither socket need be ready yet.
+pub fn qemu_and_fake() -> Option<(Peer, Fake)> {
+    let peer = Peer::system_of(
+        qmp_testkit::QemuVersion::V10_0,
+        &["-M", "pc", "-accel", "tcg", "-S"],
+    )?;
+    let sock = peer.dir.path().join("fake.sock");
+    let child = Command::new(qmp_bin())
+        .args(["fake", "--prelaunch", "--listen"])
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start qmp fake");
+    Some((peer, Fake { child, sock }))
+}
+
+/// Waits until something listens on the unix socket `sock`.
+pub fn wait_listening(sock: &Path) {
+    let deadline = Instant::now() + WAIT;
+    while std::os::unix::net::UnixStream::connect(sock).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {}",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
