@@ -516,6 +516,85 @@ fn script_reports_a_clear_diff() {
     assert_eq!(p.server.handler().remaining(), 1);
 }
 
+/// Events recorded after a reply come after it in replay, before the next reply, whether
+/// the server's timer runs first or the next command comes first; with an `EOF` after them,
+/// the connection closes once they are sent.
+#[test]
+fn script_sends_events_after_the_reply_they_followed() {
+    let text = r#"
+-> {"execute": "device_del", "arguments": {"id": "t0"}}
+<- {"return": {}}
+<- {"event": "DEVICE_DELETED", "data": {"device": "t0", "path": "/machine/peripheral/t0"}, "timestamp": {"seconds": 1, "microseconds": 2}}
+-> {"execute": "stop"}
+<- {"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 3}}
+<- {"return": {}}
+<- {"event": "X_AFTER", "timestamp": {"seconds": 1, "microseconds": 4}}
+-> {"execute": "quit"}
+<- {"event": "SHUTDOWN", "data": {"guest": false, "reason": "host-qmp-quit"}, "timestamp": {"seconds": 1, "microseconds": 5}}
+<- {"return": {}}
+<- {"event": "X_LAST", "timestamp": {"seconds": 1, "microseconds": 6}}
+<- EOF
+"#;
+    let order = |out: &str| -> Vec<String> {
+        out.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                match v.get("event") {
+                    Some(e) => e.as_str().unwrap().to_owned(),
+                    None => format!("reply {}", v["id"]),
+                }
+            })
+            .collect()
+    };
+    let expected = [
+        "reply 1",
+        "DEVICE_DELETED",
+        "STOP",
+        "reply 2",
+        "X_AFTER",
+        "SHUTDOWN",
+        "reply 3",
+        "X_LAST",
+    ];
+    let requests = [
+        r#"{"execute": "device_del", "arguments": {"id": "t0"}, "id": 1}"#,
+        r#"{"execute": "stop", "id": 2}"#,
+        r#"{"execute": "quit", "id": 3}"#,
+    ];
+    for timers_first in [true, false] {
+        let now = t0();
+        let mut server = Server::new(ServerConfig::default(), Script::parse(text).unwrap());
+        server.accept(now);
+        server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
+        server.take_output();
+        let mut out = String::new();
+        if timers_first {
+            for r in requests {
+                server.handle_input(now, r.as_bytes());
+                server.handle_timeout(now);
+                out.push_str(&String::from_utf8(server.take_output()).unwrap());
+            }
+        } else {
+            // All at once: the next command comes before any timer runs.
+            server.handle_input(now, requests.concat().as_bytes());
+            out.push_str(&String::from_utf8(server.take_output()).unwrap());
+            assert_eq!(server.state(), ServerState::Running, "not closed yet");
+            server.handle_timeout(now);
+            out.push_str(&String::from_utf8(server.take_output()).unwrap());
+        }
+        assert_eq!(order(&out), expected, "timers first: {timers_first}");
+        assert!(
+            matches!(
+                server.state(),
+                ServerState::Closing { .. } | ServerState::Idle
+            ),
+            "{:?}",
+            server.state()
+        );
+        assert!(server.handler().mismatches().is_empty());
+    }
+}
+
 #[test]
 fn pretty_output_equals_a_real_pretty_monitor() {
     // captures/qsys-pretty.*: qemu-system-x86_64 10.0.2 with -mon pretty=on.

@@ -57,8 +57,11 @@ impl fmt::Display for Mismatch {
 /// (compared by command name, `execute` or `exec-oob`, and arguments; ids are ignored and
 /// the client's own id is put in the reply), `<- ` lines are what QEMU answered: events
 /// (emitted with fresh timestamps) and then the reply; `<- EOF` closes the connection after
-/// the reply (as QEMU does after `quit`). Blank lines and `#` comments are skipped; a
-/// greeting line is ignored (the [`Server`](super::Server) sends its own).
+/// the reply (as QEMU does after `quit`). Events recorded after a reply (a
+/// `DEVICE_DELETED`, a job's) come after that reply in replay too, before the next reply.
+/// Blank lines and `#` comments are skipped; a greeting line, the `qmp_capabilities`
+/// exchange and events before the first request are ignored (the
+/// [`Server`](super::Server) sends its own greeting).
 ///
 /// A request other than the next expected one is answered with a `GenericError` that shows
 /// both, and recorded: check [`mismatches`](Self::mismatches) and
@@ -87,6 +90,9 @@ pub struct Script {
     steps: Vec<Step>,
     next: usize,
     mismatches: Vec<Mismatch>,
+    /// What was recorded after the last reply (events, the end of the connection), sent
+    /// after that reply: on the next timer, or before the next command runs.
+    after_reply: Vec<Answer>,
 }
 
 /// A transcript that could not be read.
@@ -190,6 +196,7 @@ impl Script {
             steps,
             next: 0,
             mismatches: Vec::new(),
+            after_reply: Vec::new(),
         })
     }
 
@@ -221,6 +228,8 @@ impl Handler for Script {
     }
 
     fn execute(&mut self, ctx: &mut Context<'_>, call: Call) -> Outcome {
+        // What came after the previous reply comes before this command's answers.
+        Self::send(ctx, std::mem::take(&mut self.after_reply));
         let args = Value::Object(call.arguments);
         let got = describe(&call.name, call.oob, &args);
         let Some(step) = self.steps.get(self.next) else {
@@ -244,17 +253,43 @@ impl Handler for Script {
             return Outcome::generic_error(desc);
         }
         self.next += 1;
-        let mut reply = Outcome::NoResponse;
-        for answer in step.answers.clone() {
+        let mut answers = step.answers.clone();
+        let Some(at) = answers.iter().position(|a| matches!(a, Answer::Reply(_))) else {
+            Self::send(ctx, answers);
+            return Outcome::NoResponse;
+        };
+        let later = answers.split_off(at + 1);
+        let Some(Answer::Reply(reply)) = answers.pop() else {
+            return Outcome::NoResponse;
+        };
+        Self::send(ctx, answers);
+        if later.iter().all(|a| matches!(a, Answer::Close)) {
+            // Nothing to send after the reply: the connection closes once it is written.
+            Self::send(ctx, later);
+        } else {
+            self.after_reply = later;
+            ctx.wake_at(ctx.now());
+        }
+        reply
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>) {
+        Self::send(ctx, std::mem::take(&mut self.after_reply));
+    }
+}
+
+impl Script {
+    /// Sends recorded events, and closes where the recording ended.
+    fn send(ctx: &mut Context<'_>, answers: Vec<Answer>) {
+        for answer in answers {
             match answer {
                 Answer::Event { name, data } => match data {
                     Some(d) => ctx.emit_event_json(&name, &d),
                     None => ctx.emit_event(&name, None),
                 },
-                Answer::Reply(outcome) => reply = outcome,
+                Answer::Reply(_) => {}
                 Answer::Close => ctx.close(),
             }
         }
-        reply
     }
 }
