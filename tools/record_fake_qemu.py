@@ -11,6 +11,10 @@ Starts `qemu-system-x86_64 -M pc -accel tcg -S -nodefaults -display none` twice 
   (`{"return": ...}` or `{"error": ...}`) as QEMU printed it. Commands whose answer differs
   between the two runs or names the run's socket, process or threads are left out (listed
   on stderr), as are the ones the fake models itself.
+* src/server/qemu-machine.txt: the machine object, `/machine`: a line
+  `qom-list /machine<TAB>REPLY`, then one `qom-get /machine PROPERTY<TAB>REPLY` per
+  property (REPLY as above; the RTC's time, and any property whose value differs between
+  the runs, are left out);
 * src/server/qemu-devices.txt: the device types, `NAME<TAB>concrete` or `NAME<TAB>abstract`
   (`qom-list-types` with `implements: device`), sorted by name;
 * src/server/qemu-ints.txt: the integer members whose C type is not `int64` (the schema
@@ -34,7 +38,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "src", "server")
 # Modelled by the fake itself.
 MODELLED = {"query-qmp-schema", "query-version", "query-status", "query-name", "query-chardev",
-            "query-fdsets", "query-jobs", "query-yank"}
+            "query-fdsets", "query-jobs", "query-yank", "query-pci", "query-mice",
+            "query-memdev"}
+# Properties of /machine that follow the host's clock.
+CLOCK = {"rtc-time"}
 # Host-specific (thread ids, host CPU features).
 HOST = {"query-cpus-fast", "query-iothreads", "query-sev-capabilities",
         "query-sgx-capabilities", "query-migrationthreads"}
@@ -104,6 +111,7 @@ def main():
         out.append(name + "\t" + ra + "\n")
     ints = probe_ints(a, types)
     devices = device_types(a)
+    machine = machine_object(a, b)
     a.close()
     b.close()
     with open(os.path.join(OUT, "qemu-schema.json"), "w") as f:
@@ -114,6 +122,23 @@ def main():
         f.writelines("%s\t%s\t%s\n" % k for k in sorted(ints))
     with open(os.path.join(OUT, "qemu-devices.txt"), "w") as f:
         f.writelines(devices)
+    with open(os.path.join(OUT, "qemu-machine.txt"), "w") as f:
+        f.writelines(machine)
+
+
+def machine_object(a, b):
+    """`qom-list /machine`, and `qom-get` of each of its properties, as lines."""
+    listed = a.ask({"execute": "qom-list", "arguments": {"path": "/machine"}})
+    assert listed == b.ask({"execute": "qom-list", "arguments": {"path": "/machine"}})
+    out = ["qom-list /machine\t" + listed + "\n"]
+    for prop in json.loads(listed)["return"]:
+        req = {"execute": "qom-get", "arguments": {"path": "/machine", "property": prop["name"]}}
+        ra, rb = a.ask(req), b.ask(req)
+        if ra != rb or prop["name"] in CLOCK:
+            print("left out (differs between runs): /machine " + prop["name"], file=sys.stderr)
+            continue
+        out.append("qom-get /machine %s\t%s\n" % (prop["name"], ra))
+    return out
 
 
 def device_types(q):

@@ -176,6 +176,37 @@ const STEPS: &[(&str, &str, Compare)] = &[
         r#"{"path": "/machine", "property": "type"}"#,
         Same,
     ),
+    ("qom-list", r#"{"path": "/machine"}"#, Same),
+    (
+        "qom-get",
+        r#"{"path": "/machine", "property": "smp"}"#,
+        Same,
+    ),
+    (
+        "qom-get",
+        r#"{"path": "/machine", "property": "memory"}"#,
+        Same,
+    ),
+    (
+        "qom-get",
+        r#"{"path": "/machine", "property": "smram"}"#,
+        Same,
+    ),
+    (
+        "qom-get",
+        r#"{"path": "/machine", "property": "nope"}"#,
+        Same,
+    ),
+    (
+        "qom-set",
+        r#"{"path": "/machine", "property": "peripheral", "value": "x"}"#,
+        Same,
+    ),
+    (
+        "qom-set",
+        r#"{"path": "/machine", "property": "nope", "value": 1}"#,
+        Same,
+    ),
     ("qom-list", r#"{"path": "/nowhere"}"#, Same),
     ("device_del", r#"{"id": "t"}"#, Same),
     ("query-mice", "", Same),

@@ -64,15 +64,17 @@ struct Custom {
 /// device (a `quit` before then means no event, as in QEMU);
 /// a PCI device waits for a guest that never answers: no event, the device stays, and every
 /// later request is refused (`Device x is already in the process of unplug`; QEMU 10.0's
-/// ACPI PCI hotplug sets no expiry to the request, paused or running). `qom-list` of `/`, `/objects`,
-/// the two peripheral containers (children in QEMU's hash-table order), an object and a
-/// `pci-testdev`; `qom-get` of `type`, a container's children, `/machine` `type`, an
-/// object's `size` or `data`, a device's `realized` and `hotplugged`; `qom-set` errors
-/// (`Property 'T.x' not found`, `... is not writable`, a backend's `size`) and `realized`
-/// true; unknown paths are `DeviceNotFound`. Left out (answered as not modelled): other
-/// object types and properties, other device types, aliases and buses, partial paths,
-/// `qom-list` of `/machine` and of other devices, reading or writing any other property,
-/// and what a PCI device's unplug would do with a guest's help.
+/// ACPI PCI hotplug sets no expiry to the request, paused or running). `qom-list` of `/`,
+/// `/machine` (QEMU's recorded list), `/objects`, the two peripheral containers (children
+/// in QEMU's hash-table order), an object and a `pci-testdev`; `qom-get` of `type`, a
+/// container's children, every property of `/machine` but `rtc-time` (QEMU's recorded
+/// values), an object's `size` or `data`, a device's `realized` and `hotplugged`; `qom-set`
+/// errors (`Property 'T.x' not found`, `... is not writable`, a backend's `size`) and
+/// `realized` true; unknown paths are `DeviceNotFound`. Left out (answered as not
+/// modelled): other object types and properties, other device types, aliases and buses,
+/// partial paths, `qom-list` of other devices and of `/machine`'s children, writing the
+/// machine's settings, reading or writing any other property, and what a PCI device's
+/// unplug would do with a guest's help.
 ///
 /// Every other command of QEMU's schema answers too: the `query-*` commands that take no
 /// argument with QEMU's recorded reply (when called without arguments), the rest with a

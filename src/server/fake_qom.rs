@@ -269,6 +269,28 @@ pub(crate) struct Qom {
     next_input: u32,
 }
 
+/// QEMU's recorded answer about `/machine` (`qom-list /machine`, `qom-get /machine P`).
+fn machine_reply(key: &str) -> Option<Outcome> {
+    Some(match qapi::schema()?.query_reply(key)? {
+        Ok(text) => Outcome::Json(text.clone()),
+        Err((class, desc)) => Outcome::Error {
+            class: class.clone(),
+            desc: desc.clone(),
+        },
+    })
+}
+
+/// Whether `/machine` has the property `prop` (in QEMU's recorded `qom-list`).
+fn machine_has(prop: &str) -> bool {
+    let Some(Outcome::Json(list)) = machine_reply("qom-list /machine") else {
+        return false;
+    };
+    serde_json::from_str::<Value>(&list).is_ok_and(|v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|p| p["name"] == prop))
+    })
+}
+
 fn not_found(path: &str) -> Outcome {
     Outcome::Error {
         class: "DeviceNotFound".into(),
@@ -710,7 +732,7 @@ impl Qom {
                 ("objects", "child<container>"),
                 ("chardevs", "child<container>"),
             ])),
-            Node::Machine => return None,
+            Node::Machine => return machine_reply("qom-list /machine"),
             Node::Container(Which::Objects) => self.objects.list(Obj::type_name),
             Node::Container(which) => self.devices(which).list(|d| d.driver),
             Node::Object(id) => match self.objects.items.get(&id)? {
@@ -749,9 +771,11 @@ impl Qom {
                 "backend" | "machine" | "objects" | "chardevs" => child(""),
                 _ => Some(prop_not_found("container", prop)),
             },
-            Node::Machine => match prop {
-                "type" => Some(Outcome::Return(json!(MACHINE_TYPE))),
-                _ => None,
+            Node::Machine => match machine_reply(&format!("qom-get /machine {prop}")) {
+                Some(answer) => Some(answer),
+                // A property QEMU lists (the RTC's time) whose value the fake does not know.
+                None if machine_has(prop) => None,
+                None => Some(prop_not_found(MACHINE_TYPE, prop)),
             },
             Node::Container(which) => {
                 let has = match which {
@@ -816,7 +840,11 @@ impl Qom {
                 }
             }
             Node::Machine => match prop {
-                "type" => Some(not_writable(MACHINE_TYPE, prop)),
+                "type" | "peripheral" | "peripheral-anon" | "unattached" | "fw_cfg" | "i440fx" => {
+                    Some(not_writable(MACHINE_TYPE, prop))
+                }
+                _ if !machine_has(prop) => Some(prop_not_found(MACHINE_TYPE, prop)),
+                // The machine's own settings are writable (and kept); not modelled.
                 _ => None,
             },
             Node::Object(id) => {

@@ -7,7 +7,9 @@
 //! `qemu-schema.json` is the return value of `query-qmp-schema`, `qemu-queries.txt` holds
 //! QEMU's answers to the `query-*` commands that need no argument (`NAME<TAB>REPLY`),
 //! `qemu-ints.txt` the C types of integer members (see below), `qemu-devices.txt` the
-//! device types (abstract or not). They are parsed once, on
+//! device types (abstract or not), `qemu-machine.txt` the answers of `qom-list /machine`
+//! and of `qom-get` of each of its properties (`qom-list /machine<TAB>REPLY`,
+//! `qom-get /machine PROPERTY<TAB>REPLY`). They are parsed once, on
 //! first use.
 //!
 //! What the visitor checks, in its order: each member of an object in schema order (a
@@ -36,6 +38,7 @@ const SCHEMA_TEXT: &str = include_str!("qemu-schema.json");
 const QUERIES_TEXT: &str = include_str!("qemu-queries.txt");
 const INTS_TEXT: &str = include_str!("qemu-ints.txt");
 const DEVICES_TEXT: &str = include_str!("qemu-devices.txt");
+const MACHINE_TEXT: &str = include_str!("qemu-machine.txt");
 
 /// Whether QEMU has a device type of this name: `Some(true)` for an abstract one,
 /// `Some(false)` for one `device_add` can name, `None` for none (`qemu-devices.txt`).
@@ -96,7 +99,7 @@ fn load() -> Option<Schema> {
         by_name.insert(name, i);
     }
     let mut queries = HashMap::new();
-    for line in QUERIES_TEXT.lines() {
+    for line in QUERIES_TEXT.lines().chain(MACHINE_TEXT.lines()) {
         let Some((name, reply)) = line.split_once('\t') else {
             continue;
         };
@@ -262,7 +265,8 @@ impl Schema {
             .is_some_and(|e| e.get("meta-type").and_then(Value::as_str) == Some("command"))
     }
 
-    /// QEMU's recorded answer to the argument-free query `name`.
+    /// QEMU's recorded answer to the argument-free query `name`, or to `qom-list /machine`
+    /// or `qom-get /machine PROPERTY`.
     pub(crate) fn query_reply(&self, name: &str) -> Option<&Result<String, (String, String)>> {
         self.queries.get(name)
     }
