@@ -36,13 +36,15 @@ enum Step {
     /// A command whose events QEMU may send before or after its reply (they come from the
     /// migration thread): the transcript has the reply first, then the events.
     Racy(&'static str, &'static str),
+    /// Let this many milliseconds pass (of virtual time, on the fake).
+    Sleep(u64),
     /// Wait until QEMU's main loop has finished a migration: QEMU sends `completed` from
     /// the migration thread before its main loop sets the run state (`postmigrate`), and
     /// a command in between still sees `finish-migrate`. The fake has no such window.
     Settle,
 }
 
-use Step::{Cmd, Racy, Settle, Shape, Wait};
+use Step::{Cmd, Racy, Settle, Shape, Sleep, Wait};
 
 const EVENTS_ON: &str = r#"{"capabilities": [{"capability": "events", "state": true}]}"#;
 const TO_NULL: &str = r#"{"uri": "exec:cat > /dev/null"}"#;
@@ -121,6 +123,7 @@ const CANCELLED: &[Step] = &[
     Cmd("migrate-set-capabilities", EVENTS_ON),
     Cmd("migrate-set-parameters", r#"{"max-bandwidth": 2000}"#),
     Cmd("migrate-continue", r#"{"state": "pre-switchover"}"#),
+    Cmd("migrate-continue", r#"{"state": "active"}"#),
     Cmd("migrate-pause", "{}"),
     Cmd("migrate_cancel", "{}"),
     Shape("query-migrate", "{}"),
@@ -158,8 +161,17 @@ const CANCELLED: &[Step] = &[
     Wait("cancelled"),
     Cmd("query-migrate", "{}"),
     Cmd("query-status", "{}"),
-    // Paused before the switchover, then released.
+    // Paused before the switchover (a `migrate-continue` while `active` does not
+    // release the pause to come), then released. The VM is stopped: a running guest
+    // would dirty RAM during the slow part, which takes more passes.
+    Cmd("stop", "{}"),
+    Cmd("migrate-set-parameters", r#"{"max-bandwidth": 1000}"#),
     Cmd("migrate", TO_NULL),
+    Wait("active"),
+    // Long enough for QEMU to measure the bandwidth: it syncs once more at the end.
+    Sleep(300),
+    Cmd("migrate-continue", r#"{"state": "active"}"#),
+    Cmd("migrate-set-parameters", r#"{"max-bandwidth": 134217728}"#),
     Wait("pre-switchover"),
     Cmd("migrate-continue", r#"{"state": "pre-switchover"}"#),
     Wait("completed"),
@@ -515,6 +527,10 @@ fn run_real(s: &mut UnixStream, steps: &[Step], dir: &str) -> Vec<String> {
                 settle(s, &mut buf);
                 continue;
             }
+            Sleep(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                continue;
+            }
         };
         loop {
             let Some(raw) = next_line(s, &mut buf) else {
@@ -572,6 +588,15 @@ fn run_fake(steps: &[Step], dir: &str) -> Vec<String> {
                 out.extend(got);
             }
             Settle => {}
+            Sleep(ms) => {
+                let target = now + Duration::from_millis(ms);
+                while let Some(at) = server.poll_timeout().filter(|at| *at <= target) {
+                    now = now.max(at);
+                    server.handle_timeout(now);
+                    out.extend(lines(&mut server, false));
+                }
+                now = target;
+            }
             Wait(status) => {
                 let last = out.iter().rposition(|l| l.starts_with("->")).unwrap_or(0);
                 let mut done = out[last..].iter().any(|l| is_status(l, status));
@@ -749,19 +774,20 @@ impl Fake {
     }
 }
 
-const MIB: u64 = 1 << 20;
-/// `ram.total` of the modelled VM.
+/// `ram.total` of the modelled VM, and the bytes QEMU sends of it.
 const RAM_TOTAL: u64 = 134_750_208;
+const WIRE_TOTAL: u64 = 617_030;
 
 fn ram(v: &Value, member: &str) -> u64 {
     v["ram"][member].as_u64().unwrap()
 }
 
-/// Without QEMU: a migration of a running VM sends its RAM at `max-bandwidth` (128 MiB/s)
-/// over virtual time, then stops the VM and completes.
+/// Without QEMU: a migration of a running VM sends its RAM at the link's speed over
+/// virtual time, then stops the VM and completes.
 #[test]
 fn migration_progresses_in_virtual_time() {
-    let mut f = Fake::new(FakeQemu::new());
+    // 617030 bytes at 61703 bytes per second: ten seconds.
+    let mut f = Fake::new(FakeQemu::new().migration_speed(61_703));
     f.cmd("migrate-set-capabilities", EVENTS_ON);
     let out = f.cmd("migrate", TO_NULL);
     assert_eq!(
@@ -783,44 +809,45 @@ fn migration_progresses_in_virtual_time() {
             r#"event MIGRATION {"status":"active"}"#
         ]
     );
-    let mut last = 0;
+    let mut last = (0, RAM_TOTAL);
     for quarter in 1..=3u64 {
-        assert!(f.advance(Duration::from_millis(250)).is_empty());
+        assert!(f.advance(Duration::from_millis(2500)).is_empty());
         let info = f.ret("query-migrate", "{}");
         assert_eq!(info["status"], "active");
-        assert_eq!(info["total-time"], 250 * quarter);
+        assert_eq!(info["total-time"], 2500 * quarter);
         assert_eq!(info["expected-downtime"], 300);
         let sent = ram(&info, "transferred");
-        assert_eq!(sent, 128 * MIB * quarter / 4);
-        assert!(sent > last);
-        last = sent;
-        assert_eq!(ram(&info, "remaining"), RAM_TOTAL - sent);
+        assert_eq!(sent, 61_703 * 10 * quarter / 4);
+        let remaining = ram(&info, "remaining");
+        assert!(sent > last.0 && remaining < last.1, "{info}");
+        last = (sent, remaining);
         assert_eq!(ram(&info, "total"), RAM_TOTAL);
-        assert_eq!(ram(&info, "normal"), sent / 4096);
-        assert_eq!(info["ram"]["mbps"], 1073.741824);
+        assert_eq!(ram(&info, "dirty-sync-count"), 1);
         assert_eq!(
             f.ret("query-status", "{}"),
             serde_json::json!({"status": "running", "running": true})
         );
     }
-    // 134750208 bytes at 128 MiB/s: 1.00397 s.
-    assert!(f.advance(Duration::from_millis(253)).is_empty());
+    assert!(f.advance(Duration::from_millis(2499)).is_empty());
     let out = f.advance(Duration::from_millis(2));
     assert_eq!(
         out,
         [
+            r#"event MIGRATION_PASS {"pass":2}"#,
             "event STOP",
             r#"event MIGRATION {"status":"device"}"#,
-            r#"event MIGRATION_PASS {"pass":2}"#,
+            r#"event MIGRATION_PASS {"pass":3}"#,
             r#"event MIGRATION {"status":"completed"}"#,
         ]
     );
     let info = f.ret("query-migrate", "{}");
     assert_eq!(info["status"], "completed");
-    assert_eq!(info["total-time"], 1003);
-    assert_eq!(ram(&info, "transferred"), RAM_TOTAL);
+    assert_eq!(info["total-time"], 10_000);
+    assert_eq!(ram(&info, "transferred"), WIRE_TOTAL);
     assert_eq!(ram(&info, "remaining"), 0);
-    assert_eq!(ram(&info, "dirty-sync-count"), 2);
+    assert_eq!(ram(&info, "normal"), 51);
+    assert_eq!(ram(&info, "duplicate"), RAM_TOTAL / 4096 - 51);
+    assert_eq!(ram(&info, "dirty-sync-count"), 3);
     assert_eq!(
         f.ret("query-status", "{}"),
         serde_json::json!({"status": "postmigrate", "running": false})
@@ -829,31 +856,68 @@ fn migration_progresses_in_virtual_time() {
     assert!(f.advance(Duration::from_secs(60)).is_empty());
 }
 
-/// Without QEMU: the link's speed and a new `max-bandwidth` decide how long the rest of
-/// the RAM takes.
+/// Without QEMU: at the default `max-bandwidth` (128 MiB/s) a migration takes less than
+/// QEMU's first bandwidth measurement, so it has two passes, as QEMU's.
+#[test]
+fn a_fast_migration_has_two_passes() {
+    let mut f = Fake::new(FakeQemu::new().prelaunch());
+    f.cmd("migrate-set-capabilities", EVENTS_ON);
+    f.cmd("migrate", TO_NULL);
+    assert_eq!(f.advance(Duration::ZERO).len(), 2);
+    assert_eq!(
+        f.advance(Duration::from_millis(5)),
+        [
+            r#"event MIGRATION {"status":"device"}"#,
+            r#"event MIGRATION_PASS {"pass":2}"#,
+            r#"event MIGRATION {"status":"completed"}"#,
+        ]
+    );
+    assert_eq!(f.ret("query-migrate", "{}")["total-time"], 4);
+}
+
+/// Without QEMU: the link's speed and a new `max-bandwidth` decide how long the rest
+/// takes.
 #[test]
 fn migration_speed_and_bandwidth_change_set_the_pace() {
-    let mut f = Fake::new(FakeQemu::new().prelaunch().migration_speed(MIB));
+    let mut f = Fake::new(FakeQemu::new().prelaunch().migration_speed(10_000));
     f.cmd("migrate", TO_NULL);
     f.advance(Duration::from_secs(10));
     let info = f.ret("query-migrate", "{}");
-    assert_eq!(ram(&info, "transferred"), 10 * MIB);
-    // Slower than the link: half a MiB per second from now on.
-    f.cmd("migrate-set-parameters", r#"{"max-bandwidth": 524288}"#);
+    assert_eq!(ram(&info, "transferred"), 100_000);
+    // Slower than the link from now on.
+    f.cmd("migrate-set-parameters", r#"{"max-bandwidth": 5000}"#);
     f.advance(Duration::from_secs(10));
     let info = f.ret("query-migrate", "{}");
-    assert_eq!(ram(&info, "transferred"), 15 * MIB);
-    // No `max-bandwidth`: the link's speed again.
+    assert_eq!(ram(&info, "transferred"), 150_000);
+    // No `max-bandwidth`: the link's speed again; 467030 bytes left.
     f.cmd("migrate-set-parameters", r#"{"max-bandwidth": 0}"#);
-    let left = RAM_TOTAL - 15 * MIB;
-    let secs = left as f64 / MIB as f64;
-    assert!(f.advance(Duration::from_secs_f64(secs - 0.01)).is_empty());
+    assert!(f.advance(Duration::from_millis(46_700)).is_empty());
     assert_eq!(f.ret("query-migrate", "{}")["status"], "active");
-    f.advance(Duration::from_millis(20));
+    f.advance(Duration::from_millis(10));
     let info = f.ret("query-migrate", "{}");
     assert_eq!(info["status"], "completed");
     // A VM that was not running stays stopped, with no STOP.
     assert_eq!(f.server.handler().status(), "postmigrate");
+    // A bandwidth so low that the migration would outlast the clock: no panic, and
+    // changing it back and forth leaves the fake working.
+    let mut f = Fake::new(FakeQemu::new().prelaunch());
+    f.cmd("migrate-set-parameters", r#"{"max-bandwidth": 1}"#);
+    f.cmd("migrate", TO_NULL);
+    f.advance(Duration::from_secs(1));
+    for bw in [1u64, u64::MAX, 2, 134_217_728, 1]
+        .iter()
+        .cycle()
+        .take(5_000)
+    {
+        let args = format!(r#"{{"max-bandwidth": {}}}"#, *bw as i64);
+        let out = f.cmd("migrate-set-parameters", &args);
+        assert_eq!(out, [r#"<- {"return": {}}"#]);
+    }
+    f.advance(Duration::from_secs(1));
+    assert_eq!(f.ret("query-migrate", "{}")["status"], "active");
+    f.cmd("migrate_cancel", "{}");
+    f.advance(Duration::ZERO);
+    assert_eq!(f.ret("query-migrate", "{}")["status"], "cancelled");
 }
 
 /// Without QEMU: `migrate_cancel` right after `migrate`, before the migration thread

@@ -85,13 +85,17 @@ struct Custom {
 /// addresses, `unknown migration protocol: x`, a migration already running, a VM in
 /// `postmigrate`, `resume`; and with MIGRATION events `failed` before the error for an
 /// empty `file:` name, an unknown `fd:` name or an `exec` channel whose program has no
-/// `/`. Nothing is written, run or connected to: the migration sends the 134750208 bytes
-/// of `-M pc`'s 128 MiB RAM and ROMs over virtual time, at `max-bandwidth` (128 MiB/s by
-/// default, changed on the fly; 0 is no limit) or [`migration_speed`](Self::migration_speed)
-/// if slower. Its events, with the `events` capability: MIGRATION `setup` before the reply,
-/// then MIGRATION_PASS 1 and `active` on the next [`Server::handle_timeout`](super::Server::handle_timeout),
-/// then when all is sent STOP (of a running VM; the VM is in `finish-migrate`), `device`,
-/// MIGRATION_PASS 2, `completed`, and the VM in `postmigrate` (`cont` runs it again).
+/// `/`. Nothing is written, run or connected to: the migration sends `-M pc`'s 128 MiB of
+/// RAM and ROMs (`ram.total` 134750208) as QEMU sends that VM in `prelaunch`, mostly zero
+/// pages, 617030 bytes on the wire (`ram.transferred`), over virtual time at
+/// `max-bandwidth` (128 MiB/s by default, so about 5 ms; changed on the fly; 0 is no
+/// limit) or [`migration_speed`](Self::migration_speed) if slower. Its events, with the
+/// `events` capability: MIGRATION `setup` before the reply, then MIGRATION_PASS 1 and
+/// `active` on the next [`Server::handle_timeout`](super::Server::handle_timeout), then
+/// when all is sent one more pass if that took 100 ms or more (QEMU has measured a
+/// bandwidth by then and syncs once more), STOP (of a running VM; the VM is in
+/// `finish-migrate`), `device`, the last MIGRATION_PASS, `completed`, and the VM in
+/// `postmigrate` (`cont` runs it again).
 /// With `pause-before-switchover`, the migration waits in `pre-switchover` for
 /// `migrate-continue` (`Migration not in expected state: x` otherwise; `cont` there is
 /// `Migration is not finalized yet`). `migrate_cancel` of a running migration sends
@@ -286,8 +290,8 @@ impl FakeQemu {
 
     /// The speed of the link an outgoing migration sends the VM's RAM over, in bytes per
     /// second (default 0: only the `max-bandwidth` parameter limits it, 128 MiB/s unless
-    /// changed, so a migration of the modelled 128 MiB VM takes about a second of virtual
-    /// time). With both at 0, all of RAM goes at once.
+    /// changed, so the 617030 bytes QEMU sends of the modelled VM take about 5 ms of
+    /// virtual time). With both at 0, all goes at once.
     pub fn migration_speed(mut self, bytes_per_sec: u64) -> Self {
         self.migration.set_link_speed(bytes_per_sec);
         self

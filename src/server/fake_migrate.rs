@@ -1,6 +1,6 @@
 //! The fake QEMU's outgoing migration: capabilities, parameters, and a migration that runs
-//! in virtual time over the RAM of `-M pc -nodefaults` (128 MiB and the firmware's ROMs),
-//! with QEMU's MIGRATION and MIGRATION_PASS events and run states (`finish-migrate`,
+//! in virtual time over the RAM of `-M pc -nodefaults` (128 MiB and the firmware's ROMs,
+//! mostly zero pages: 617030 bytes on the wire), with QEMU's MIGRATION and MIGRATION_PASS events and run states (`finish-migrate`,
 //! `postmigrate`). Nothing is written anywhere: an `exec:` command never runs, a `unix:` or
 //! `tcp:` address is never connected to, a `file:` is never created.
 //!
@@ -15,9 +15,20 @@ use super::{Context, Outcome};
 
 /// `ram.total` of `-M pc -nodefaults` with its default 128 MiB (`pc.ram`, the BIOS and
 /// the option ROMs), as `query-migrate` reports it.
-pub(crate) const RAM_TOTAL: u64 = 134_750_208;
+const RAM_TOTAL: u64 = 134_750_208;
 
 const PAGE_SIZE: u64 = 4096;
+
+/// What QEMU 10.0.2 sends of that VM in `prelaunch`: almost all pages are zero pages
+/// (`duplicate`, a few bytes each on the wire), a few hold data (`normal`); `transferred`
+/// counts the bytes on the wire.
+const WIRE_TOTAL: u64 = 617_030;
+const PAGES: u64 = RAM_TOTAL / PAGE_SIZE;
+const NORMAL_PAGES: u64 = 51;
+
+/// QEMU measures the bandwidth (and so the threshold under which it syncs the dirty
+/// bitmap once more before the switchover) every 100 ms of a migration.
+const BANDWIDTH_PERIOD: Duration = Duration::from_millis(100);
 
 /// QEMU's capabilities, in `query-migrate-capabilities` order.
 const CAPS: [&str; 22] = [
@@ -278,8 +289,6 @@ pub(crate) struct Migration {
     error_desc: Option<String>,
     /// The VM's state when the migration stopped it for the switchover.
     old_status: Option<&'static str>,
-    /// `migrate-continue` was called before the pause it releases.
-    continued: bool,
     generation: u64,
     pending: Option<(u64, Next)>,
     wake: Option<(Instant, u64)>,
@@ -495,7 +504,6 @@ impl Migration {
             expected_downtime: 0,
             error_desc: None,
             old_status: None,
-            continued: false,
             generation: 0,
             pending: None,
             wake: None,
@@ -575,7 +583,7 @@ impl Migration {
             return self.base_bytes;
         }
         if self.rate == 0 {
-            return RAM_TOTAL;
+            return WIRE_TOTAL;
         }
         let Some(base_at) = self.base_at else {
             return self.base_bytes;
@@ -583,7 +591,7 @@ impl Migration {
         let elapsed = now.saturating_duration_since(base_at).as_nanos();
         let sent = elapsed.saturating_mul(u128::from(self.rate)) / 1_000_000_000;
         let sent = u64::try_from(sent).unwrap_or(u64::MAX);
-        self.base_bytes.saturating_add(sent).min(RAM_TOTAL)
+        self.base_bytes.saturating_add(sent).min(WIRE_TOTAL)
     }
 
     /// Freezes the transfer at what was sent by `now`.
@@ -600,7 +608,7 @@ impl Migration {
         self.base_at = Some(now);
         self.frozen = false;
         self.rate = self.current_rate();
-        let left = RAM_TOTAL - self.base_bytes;
+        let left = WIRE_TOTAL - self.base_bytes;
         let at = if self.rate == 0 {
             Some(now)
         } else {
@@ -662,10 +670,10 @@ impl Migration {
                         self.phase.name()
                     )));
                 }
+                // Elsewhere than in `pre-switchover` it releases nothing: QEMU drains the
+                // semaphore before it waits on it.
                 if self.phase == Phase::PreSwitchover {
                     self.set_timer(ctx.now(), Next::Complete);
-                } else {
-                    self.continued = true;
                 }
                 Outcome::empty()
             }
@@ -897,7 +905,6 @@ impl Migration {
         self.passes = 0;
         self.error_desc = None;
         self.old_status = None;
-        self.continued = false;
         self.pending = None;
         self.expected_downtime = Self::param_u64(&self.params, "downtime-limit");
         self.set_phase(ctx, Phase::Setup);
@@ -993,7 +1000,15 @@ impl Migration {
     fn finish(&mut self, ctx: &mut Context<'_>, status: &mut &'static str) {
         let now = ctx.now();
         self.freeze(now);
-        self.base_bytes = RAM_TOTAL;
+        self.base_bytes = WIRE_TOTAL;
+        // A migration that ran long enough for QEMU to measure its bandwidth has a
+        // threshold above the nothing that is left: one more sync (a pass) first.
+        if self
+            .active_at
+            .is_some_and(|a| now.saturating_duration_since(a) >= BANDWIDTH_PERIOD)
+        {
+            self.pass(ctx);
+        }
         self.old_status = Some(*status);
         if *status == "running" {
             ctx.emit_event("STOP", None);
@@ -1001,10 +1016,6 @@ impl Migration {
         *status = "finish-migrate";
         if self.cap("pause-before-switchover") {
             self.set_phase(ctx, Phase::PreSwitchover);
-            if self.continued {
-                self.continued = false;
-                self.set_timer(now, Next::Complete);
-            }
             return;
         }
         self.complete(ctx, status);
@@ -1058,7 +1069,12 @@ impl Migration {
             now
         };
         let sent = self.transferred(at);
-        let pages = sent / PAGE_SIZE;
+        // The pages gone so far, in proportion to the bytes on the wire.
+        let done = u64::try_from(u128::from(PAGES) * u128::from(sent) / u128::from(WIRE_TOTAL))
+            .unwrap_or(PAGES);
+        let normal =
+            u64::try_from(u128::from(NORMAL_PAGES) * u128::from(sent) / u128::from(WIRE_TOTAL))
+                .unwrap_or(NORMAL_PAGES);
         let secs = self
             .active_at
             .map_or(0.0, |a| at.saturating_duration_since(a).as_secs_f64());
@@ -1070,11 +1086,16 @@ impl Migration {
         } else {
             0.0
         };
-        let pps = if sending { self.rate / PAGE_SIZE } else { 0 };
+        let pps = if sending {
+            u64::try_from(u128::from(self.rate) * u128::from(PAGES) / u128::from(WIRE_TOTAL))
+                .unwrap_or(u64::MAX)
+        } else {
+            0
+        };
         format!(
             concat!(
                 r#"{{"transferred": {sent}, "remaining": {remaining}, "total": {total}, "#,
-                r#""duplicate": 0, "normal": {pages}, "normal-bytes": {normal_bytes}, "#,
+                r#""duplicate": {duplicate}, "normal": {normal}, "normal-bytes": {normal_bytes}, "#,
                 r#""dirty-pages-rate": 0, "mbps": {mbps}, "dirty-sync-count": {syncs}, "#,
                 r#""postcopy-requests": 0, "page-size": 4096, "multifd-bytes": 0, "#,
                 r#""pages-per-second": {pps}, "precopy-bytes": {sent}, "downtime-bytes": 0, "#,
@@ -1083,11 +1104,12 @@ impl Migration {
             total = RAM_TOTAL,
             syncs = self.passes.max(1),
             pps = pps,
-            remaining = RAM_TOTAL - sent,
+            remaining = RAM_TOTAL - done * PAGE_SIZE,
+            duplicate = done - normal,
             mbps = float_text(mbps),
             sent = sent,
-            normal_bytes = pages * PAGE_SIZE,
-            pages = pages,
+            normal_bytes = normal * PAGE_SIZE,
+            normal = normal,
         )
     }
 }
