@@ -127,6 +127,8 @@ const CANCELLED: &[Step] = &[
     Cmd("migrate-pause", "{}"),
     Cmd("migrate_cancel", "{}"),
     Shape("query-migrate", "{}"),
+    // Cancelled again while `cancelling`: the same event once more.
+    Cmd("migrate_cancel", "{}"),
     Wait("cancelled"),
     Cmd("query-migrate", "{}"),
     Cmd("query-status", "{}"),

@@ -99,8 +99,9 @@ struct Custom {
 /// With `pause-before-switchover`, the migration waits in `pre-switchover` for
 /// `migrate-continue` (`Migration not in expected state: x` otherwise; `cont` there is
 /// `Migration is not finalized yet`). `migrate_cancel` of a running migration sends
-/// `cancelling` before its reply, then `cancelled` (a VM the migration stopped runs again
-/// with RESUME; `error-desc` as QEMU sets it); of any other, nothing. `migrate-pause`,
+/// `cancelling` before its reply (again if it is `cancelling` already), then `cancelled`
+/// (a VM the migration stopped runs again with RESUME; `error-desc` as QEMU sets it); of
+/// any other, nothing. `migrate-pause`,
 /// `migrate-incoming`, `migrate-recover` and `migrate-start-postcopy` (without
 /// `postcopy-ram`) answer QEMU's errors for a VM with no postcopy and no `-incoming`. Left
 /// out (answered as not modelled): `migrate` with any capability but `events` and

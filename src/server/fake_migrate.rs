@@ -4,7 +4,8 @@
 //! `postmigrate`). Nothing is written anywhere: an `exec:` command never runs, a `unix:` or
 //! `tcp:` address is never connected to, a `file:` is never created.
 //!
-//! Each answer was compared with qemu-system-x86_64 10.0.2. Whatever the model cannot
+//! Each answer was compared with qemu-system-x86_64 10.0.2 (`-M pc -nodefaults -S`;
+//! `-machine none` answers the same but for its RAM: `ram.total` 0, 1089 bytes sent). Whatever the model cannot
 //! answer exactly is `None` here, which the fake turns into "does not model".
 
 use std::time::{Duration, Instant};
@@ -924,9 +925,14 @@ impl Migration {
     }
 
     /// QEMU's `migration_cancel`: a running migration is `cancelling`, and ends on the
-    /// next timer; otherwise nothing happens.
+    /// next timer; one `cancelling` already says so again; otherwise nothing happens.
     fn cancel(&mut self, ctx: &mut Context<'_>) -> Outcome {
         let from = self.phase;
+        // Once more while `cancelling`: QEMU sets the same status again, with its event.
+        if from == Phase::Cancelling {
+            self.set_phase(ctx, Phase::Cancelling);
+            return Outcome::empty();
+        }
         if !matches!(from, Phase::Setup | Phase::Active | Phase::PreSwitchover) {
             return Outcome::empty();
         }
