@@ -181,6 +181,22 @@ const CANCELLED: &[Step] = &[
     Cmd("query-status", "{}"),
 ];
 
+/// Capabilities that change nothing (or, `xbzrle`, only `query-migrate`) of a
+/// migration of this VM to `exec:`.
+const HARMLESS_CAPABILITIES: &[&str] = &[
+    "xbzrle",
+    "rdma-pin-all",
+    "auto-converge",
+    "zero-blocks",
+    "x-colo",
+    "release-ram",
+    "dirty-bitmaps",
+    "postcopy-blocktime",
+    "late-block-activate",
+    "x-ignore-shared",
+    "validate-uuid",
+];
+
 /// Wrong requests and settings, each followed by what QEMU reads back.
 const SETTINGS: &[Step] = &[
     // Addresses.
@@ -669,6 +685,45 @@ fn cancelled_migrations_are_qemus() {
     compare("cancelled", CANCELLED);
 }
 
+/// A migration of a stopped VM with each capability that the model takes; `multifd`
+/// refuses `exec:`.
+#[test]
+fn migrations_with_other_capabilities_are_qemus() {
+    let texts: &'static mut Vec<(String, String)> = Box::leak(Box::default());
+    for cap in HARMLESS_CAPABILITIES {
+        let list = |state: bool| {
+            format!(
+                r#"{{"capabilities": [{{"capability": "events", "state": true}}, {{"capability": "{cap}", "state": {state}}}]}}"#
+            )
+        };
+        texts.push((list(true), list(false)));
+    }
+    let mut steps = Vec::new();
+    for (on, off) in texts.iter() {
+        steps.extend([
+            Cmd("migrate-set-capabilities", on),
+            Cmd("migrate", TO_NULL),
+            Wait("completed"),
+            Settle,
+            Shape("query-migrate", "{}"),
+            Cmd("query-status", "{}"),
+            Cmd("cont", "{}"),
+            Cmd("stop", "{}"),
+            Cmd("migrate-set-capabilities", off),
+        ]);
+    }
+    steps.extend([
+        Cmd(
+            "migrate-set-capabilities",
+            r#"{"capabilities": [{"capability": "multifd", "state": true}]}"#,
+        ),
+        Cmd("migrate", TO_NULL),
+        Shape("query-migrate", "{}"),
+        Cmd("query-status", "{}"),
+    ]);
+    compare("capabilities", &steps);
+}
+
 #[test]
 fn settings_and_wrong_addresses_are_qemus() {
     let mut steps: Vec<Step> = SETTINGS.to_vec();
@@ -959,7 +1014,7 @@ fn unmodelled_migrations_say_so() {
     let mut f = Fake::new(FakeQemu::new().prelaunch());
     f.cmd(
         "migrate-set-capabilities",
-        r#"{"capabilities": [{"capability": "xbzrle", "state": true}]}"#,
+        r#"{"capabilities": [{"capability": "return-path", "state": true}]}"#,
     );
     let out = f.cmd("migrate", TO_NULL);
     assert!(
@@ -968,7 +1023,7 @@ fn unmodelled_migrations_say_so() {
     );
     f.cmd(
         "migrate-set-capabilities",
-        r#"{"capabilities": [{"capability": "xbzrle", "state": false}]}"#,
+        r#"{"capabilities": [{"capability": "return-path", "state": false}]}"#,
     );
     for args in [
         r#"{"uri": "rdma:host:1"}"#,

@@ -95,21 +95,26 @@ struct Custom {
 /// when all is sent one more pass if that took 100 ms or more (QEMU has measured a
 /// bandwidth by then and syncs once more), STOP (of a running VM; the VM is in
 /// `finish-migrate`), `device`, the last MIGRATION_PASS, `completed`, and the VM in
-/// `postmigrate` (`cont` runs it again).
-/// With `pause-before-switchover`, the migration waits in `pre-switchover` for
+/// `postmigrate` (`cont` runs it again). With `pause-before-switchover`, the migration waits in `pre-switchover` for
 /// `migrate-continue` (`Migration not in expected state: x` otherwise; `cont` there is
 /// `Migration is not finalized yet`). `migrate_cancel` of a running migration sends
 /// `cancelling` before its reply (again if it is `cancelling` already), then `cancelled`
 /// (a VM the migration stopped runs again with RESUME; `error-desc` as QEMU sets it); of
-/// any other, nothing. `migrate-pause`,
-/// `migrate-incoming`, `migrate-recover` and `migrate-start-postcopy` (without
-/// `postcopy-ram`) answer QEMU's errors for a VM with no postcopy and no `-incoming`. Left
-/// out (answered as not modelled): `migrate` with any capability but `events` and
-/// `pause-before-switchover`, with `tls-creds` or a `mode` other than `normal`, to `rdma:`
-/// or a numbered `fd:`; `block-bitmap-mapping`; postcopy, incoming migration, a guest
-/// dirtying its RAM (one pass only), failures of the transport (an `exec:` command that
-/// fails, a `unix:` or `tcp:` address nobody listens on); the short window in which QEMU
-/// has sent `completed` but still reports `finish-migrate`.
+/// any other, nothing. `migrate-pause`, `migrate-incoming`, `migrate-recover` and
+/// `migrate-start-postcopy` (without `postcopy-ram`) answer QEMU's errors for a VM with no postcopy and no `-incoming`.
+/// `xbzrle` adds its (empty) cache's statistics to `query-migrate`; `rdma-pin-all`,
+/// `auto-converge`, `zero-blocks`, `x-colo`, `release-ram`, `dirty-bitmaps`,
+/// `postcopy-blocktime`, `late-block-activate`, `x-ignore-shared` and `validate-uuid`
+/// change nothing of what QEMU shows of this migration; `multifd` refuses `exec:`
+/// (`Migration requires multi-channel URIs (e.g. tcp)`). Left out (answered as not
+/// modelled): `migrate` with the other capabilities (postcopy, `return-path`, `multifd`
+/// elsewhere, `mapped-ram`, `background-snapshot`, ...), with `tls-creds` or a `mode`
+/// other than `normal`, to `rdma:` or a numbered `fd:`; `block-bitmap-mapping`; postcopy,
+/// incoming migration, HMP `info migrate`; a running guest dirtying its RAM (more passes
+/// in QEMU), failures of the transport (an `exec:` command that fails, a `unix:` or `tcp:`
+/// address nobody listens on); the short window in which QEMU has sent `completed` but
+/// still reports `finish-migrate`; a `migrate_cancel` that QEMU's migration thread races
+/// (the fake's `migrate` stays in `setup` until the next timer).
 ///
 /// Every other command of QEMU's schema answers too: the `query-*` commands that take no
 /// argument with QEMU's recorded reply (when called without arguments), the rest with a

@@ -57,8 +57,24 @@ const CAPS: [&str; 22] = [
     "mapped-ram",
 ];
 
-/// The capabilities whose effect on `migrate` the model knows.
-const MODELLED_CAPS: &[&str] = &["events", "pause-before-switchover"];
+/// The capabilities whose effect on `migrate` the model knows: those two, and those that
+/// change nothing of what QEMU shows of a migration of this VM to `exec:` (`xbzrle` adds
+/// its cache's statistics to `query-migrate`).
+const MODELLED_CAPS: &[&str] = &[
+    "events",
+    "pause-before-switchover",
+    "xbzrle",
+    "rdma-pin-all",
+    "auto-converge",
+    "zero-blocks",
+    "x-colo",
+    "release-ram",
+    "dirty-bitmaps",
+    "postcopy-blocktime",
+    "late-block-activate",
+    "x-ignore-shared",
+    "validate-uuid",
+];
 
 /// The capabilities `background-snapshot` refuses, in the order QEMU checks them.
 const BACKGROUND_SNAPSHOT_INCOMPATIBLE: &[&str] = &[
@@ -376,6 +392,8 @@ fn inet_parse(addr: &str) -> Result<(), String> {
 enum Target {
     /// Somewhere the model can pretend to write to.
     Sink,
+    /// A program's standard input (`exec`): one channel only.
+    Exec,
     /// A `file:` that cannot be created (an empty name) or a program that cannot run:
     /// QEMU's message.
     CannotCreate(String),
@@ -385,8 +403,8 @@ enum Target {
 
 /// QEMU's `migrate_uri_parse` for the URIs the model knows; `None` for the others.
 fn parse_uri(uri: &str) -> Option<Result<Target, String>> {
-    if let Some(_cmd) = uri.strip_prefix("exec:") {
-        return Some(Ok(Target::Sink));
+    if uri.starts_with("exec:") {
+        return Some(Ok(Target::Exec));
     }
     if let Some(path) = uri.strip_prefix("unix:") {
         return Some(if path.is_empty() {
@@ -464,7 +482,7 @@ fn parse_channels(channels: &[Value]) -> Option<Result<Target, String>> {
             // of the current directory, which the model takes as missing.
             let program = addr.get("args")?.as_array()?.first()?.as_str()?;
             Some(Ok(if program.contains('/') {
-                Target::Sink
+                Target::Exec
             } else {
                 Target::CannotCreate(format!(
                     "Failed to execute child process \u{201c}{program}\u{201d} (No such file or directory)"
@@ -868,6 +886,12 @@ impl Migration {
             Ok(t) => t,
             Err(e) => return Some(Outcome::generic_error(e)),
         };
+        // `migration_transport_compatible`.
+        if self.cap("multifd") && matches!(target, Target::Exec) {
+            return Some(Outcome::generic_error(
+                "Migration requires multi-channel URIs (e.g. tcp)",
+            ));
+        }
         if args.get("resume").and_then(Value::as_bool) == Some(true) {
             return Some(Outcome::generic_error(
                 "Cannot resume if there is no paused migration",
@@ -910,7 +934,7 @@ impl Migration {
         self.expected_downtime = Self::param_u64(&self.params, "downtime-limit");
         self.set_phase(ctx, Phase::Setup);
         let error = match target {
-            Target::Sink => None,
+            Target::Sink | Target::Exec => None,
             Target::CannotCreate(e) => Some(e),
             Target::Fd(name) => (!take_fd(&name))
                 .then(|| format!("File descriptor named '{name}' has not been found")),
@@ -1050,20 +1074,34 @@ impl Migration {
                 None => format!(r#"{{"status": "{status}"}}"#),
             },
             Phase::Active | Phase::PreSwitchover | Phase::Cancelling => format!(
-                r#"{{"status": "{status}", "ram": {}, "total-time": {}, "expected-downtime": {}, "setup-time": {}}}"#,
+                r#"{{"status": "{status}", "ram": {}{}, "total-time": {}, "expected-downtime": {}, "setup-time": {}}}"#,
                 self.ram_text(now),
+                self.xbzrle_text(),
                 ms(self.start, Some(now)),
                 self.expected_downtime,
                 ms(self.start, self.active_at),
             ),
             Phase::Completed => format!(
-                r#"{{"status": "{status}", "ram": {}, "total-time": {}, "downtime": 0, "setup-time": {}}}"#,
+                r#"{{"status": "{status}", "ram": {}{}, "total-time": {}, "downtime": 0, "setup-time": {}}}"#,
                 self.ram_text(now),
+                self.xbzrle_text(),
                 ms(self.start, self.end),
                 ms(self.start, self.active_at),
             ),
         };
         Outcome::Json(text)
+    }
+
+    /// The `xbzrle-cache` member of `query-migrate` (after `ram`), with `xbzrle`: an empty
+    /// cache, the VM's pages never change.
+    fn xbzrle_text(&self) -> String {
+        if !self.cap("xbzrle") {
+            return String::new();
+        }
+        format!(
+            r#", "xbzrle-cache": {{"cache-size": {}, "bytes": 0, "pages": 0, "cache-miss": 0, "cache-miss-rate": 0, "encoding-rate": 0, "overflow": 0}}"#,
+            Self::param_u64(&self.params, "xbzrle-cache-size")
+        )
     }
 
     /// The `ram` member of `query-migrate`.
