@@ -247,6 +247,21 @@ const SETTINGS: &[Step] = &[
     Cmd("query-migrate", "{}"),
     Cmd("migrate_cancel", "{}"),
     Cmd("query-status", "{}"),
+    // TLS credentials that do not exist, or an object that is not one: the migration
+    // fails, `migrate` succeeds.
+    Cmd("migrate-set-parameters", r#"{"tls-creds": "nope"}"#),
+    Cmd("migrate", TO_NULL),
+    Cmd("query-migrate", "{}"),
+    Cmd(
+        "object-add",
+        r#"{"qom-type": "secret", "id": "sec0", "data": "x"}"#,
+    ),
+    Cmd("migrate-set-parameters", r#"{"tls-creds": "sec0"}"#),
+    Cmd("migrate", TO_NULL),
+    Cmd("query-migrate", "{}"),
+    Cmd("migrate-set-parameters", r#"{"tls-creds": ""}"#),
+    Cmd("object-del", r#"{"id": "sec0"}"#),
+    Cmd("query-status", "{}"),
 ];
 
 /// `migrate-set-parameters` cases: each is followed by `query-migrate-parameters`.
@@ -1046,4 +1061,32 @@ fn unmodelled_migrations_say_so() {
     assert!(f.server.handler().fd_names().is_empty());
     f.advance(Duration::from_secs(2));
     assert_eq!(f.ret("query-migrate", "{}")["status"], "completed");
+}
+
+/// Without QEMU: with `tls-creds` (the fake has no TLS credentials), a migration over a
+/// socket fails once connected, after the reply; over `exec:` before it (compared with
+/// QEMU above); over a file the model does not say.
+#[test]
+fn tls_over_a_socket_fails_after_the_reply() {
+    let mut f = Fake::new(FakeQemu::new().prelaunch());
+    f.cmd("migrate-set-capabilities", EVENTS_ON);
+    f.cmd("migrate-set-parameters", r#"{"tls-creds": "t0"}"#);
+    assert_eq!(
+        f.cmd("migrate", r#"{"uri": "tcp:127.0.0.1:4444"}"#),
+        [
+            r#"event MIGRATION {"status":"setup"}"#,
+            r#"<- {"return": {}}"#
+        ]
+    );
+    assert_eq!(
+        f.advance(Duration::ZERO),
+        [r#"event MIGRATION {"status":"failed"}"#]
+    );
+    assert_eq!(
+        f.ret("query-migrate", "{}"),
+        serde_json::json!({"status": "failed", "error-desc": "No TLS credentials with id 't0'"})
+    );
+    let out = f.cmd("migrate", r#"{"uri": "file:/tmp/x"}"#);
+    assert!(out[0].contains("does not model"), "{out:?}");
+    assert_eq!(f.server.handler().status(), "prelaunch");
 }

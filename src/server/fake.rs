@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 
 use serde_json::{json, Map, Value};
 
-use super::fake_migrate::Migration;
+use super::fake_migrate::{Host, Migration};
 use super::fake_qom::Qom;
 use super::qapi;
 use super::{Call, CallToken, CommandInfo, Context, Handler, Outcome, ServerConfig};
@@ -26,6 +26,29 @@ enum Timer {
     Event(&'static str, Value),
     /// The next step of a migration (stale when its generation is not the current one).
     Migration(u64),
+}
+
+/// What a migration sees of the fake: the named descriptors and the objects.
+struct MigrationHost<'a> {
+    #[cfg(unix)]
+    fds: &'a mut BTreeMap<String, OwnedFd>,
+    qom: &'a Qom,
+}
+
+impl Host for MigrationHost<'_> {
+    fn take_fd(&mut self, name: &str) -> bool {
+        #[cfg(unix)]
+        return self.fds.remove(name).is_some();
+        #[cfg(not(unix))]
+        return {
+            let _ = name;
+            false
+        };
+    }
+
+    fn has_object(&self, id: &str) -> bool {
+        self.qom.has_object(id)
+    }
 }
 
 struct Custom {
@@ -106,10 +129,14 @@ struct Custom {
 /// `auto-converge`, `zero-blocks`, `x-colo`, `release-ram`, `dirty-bitmaps`,
 /// `postcopy-blocktime`, `late-block-activate`, `x-ignore-shared` and `validate-uuid`
 /// change nothing of what QEMU shows of this migration; `multifd` refuses `exec:`
-/// (`Migration requires multi-channel URIs (e.g. tcp)`). Left out (answered as not
-/// modelled): `migrate` with the other capabilities (postcopy, `return-path`, `multifd`
-/// elsewhere, `mapped-ram`, `background-snapshot`, ...), with `tls-creds` or a `mode`
-/// other than `normal`, to `rdma:` or a numbered `fd:`; `block-bitmap-mapping`; postcopy,
+/// (`Migration requires multi-channel URIs (e.g. tcp)`). With `tls-creds` (the fake has
+/// no TLS credentials objects) a migration to `exec:` or a socket fails, `migrate`
+/// itself succeeds: `No TLS credentials with id 'x'` (or `Object with id 'x' is not TLS
+/// credentials`), events before the reply for `exec:`, after it for a socket. Left out
+/// (answered as not modelled): `migrate` with the other capabilities (postcopy,
+/// `return-path`, `multifd` elsewhere, `mapped-ram`, `background-snapshot`, ...), with
+/// `tls-creds` to a file or `fd:`, with a `mode` other than `normal`, to `rdma:` or a
+/// numbered `fd:`; `block-bitmap-mapping`; postcopy,
 /// incoming migration, HMP `info migrate`; a running guest dirtying its RAM (more passes
 /// in QEMU), failures of the transport (an `exec:` command that fails, a `unix:` or `tcp:`
 /// address nobody listens on); the short window in which QEMU has sent `completed` but
@@ -386,20 +413,14 @@ impl FakeQemu {
         args: &Map<String, Value>,
     ) -> Outcome {
         let mut status = self.status;
-        #[cfg(unix)]
-        let fds = &mut self.fds;
-        let mut take_fd = |fd_name: &str| {
+        let mut host = MigrationHost {
             #[cfg(unix)]
-            return fds.remove(fd_name).is_some();
-            #[cfg(not(unix))]
-            return {
-                let _ = fd_name;
-                false
-            };
+            fds: &mut self.fds,
+            qom: &self.qom,
         };
         let outcome = self
             .migration
-            .command(ctx, name, args, &mut status, &mut take_fd);
+            .command(ctx, name, args, &mut status, &mut host);
         self.set_status(status);
         self.schedule_migration(ctx);
         outcome.unwrap_or_else(|| Self::unmodelled(name, args))

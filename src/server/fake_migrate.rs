@@ -271,7 +271,7 @@ impl Phase {
 }
 
 /// What the migration's next timer does.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 enum Next {
     /// The migration thread starts: MIGRATION_PASS 1, `active`.
     Start,
@@ -281,6 +281,8 @@ enum Next {
     Complete,
     /// A cancelled migration ends.
     Cancelled(Phase),
+    /// The migration fails with this error.
+    Fail(String),
 }
 
 /// The state of outgoing migration: capabilities, parameters, the last migration.
@@ -388,10 +390,20 @@ fn inet_parse(addr: &str) -> Result<(), String> {
     }
 }
 
+/// What a migration needs of the rest of the fake.
+pub(crate) trait Host {
+    /// Takes the descriptor passed with `getfd` under this name, if there is one.
+    fn take_fd(&mut self, name: &str) -> bool;
+    /// Whether `/objects` has an object with this id.
+    fn has_object(&self, id: &str) -> bool;
+}
+
 /// Where a migration goes, once its address is understood.
 enum Target {
-    /// Somewhere the model can pretend to write to.
-    Sink,
+    /// A socket (`unix`, `inet`, `vsock`), connected in the background.
+    Socket,
+    /// A file.
+    File,
     /// A program's standard input (`exec`): one channel only.
     Exec,
     /// A `file:` that cannot be created (an empty name) or a program that cannot run:
@@ -410,15 +422,15 @@ fn parse_uri(uri: &str) -> Option<Result<Target, String>> {
         return Some(if path.is_empty() {
             Err("invalid Unix socket address".to_owned())
         } else {
-            Ok(Target::Sink)
+            Ok(Target::Socket)
         });
     }
     if let Some(addr) = uri.strip_prefix("tcp:") {
-        return Some(inet_parse(addr).map(|()| Target::Sink));
+        return Some(inet_parse(addr).map(|()| Target::Socket));
     }
     if let Some(addr) = uri.strip_prefix("vsock:") {
         return Some(match addr.split_once(':') {
-            Some((cid, port)) if !cid.is_empty() && !port.is_empty() => Ok(Target::Sink),
+            Some((cid, port)) if !cid.is_empty() && !port.is_empty() => Ok(Target::Socket),
             _ => Err(format!("error parsing address '{addr}'")),
         });
     }
@@ -456,7 +468,7 @@ fn file_target(name: &str) -> Target {
             "Could not create '{name}': No such file or directory"
         ))
     } else {
-        Target::Sink
+        Target::File
     }
 }
 
@@ -491,7 +503,7 @@ fn parse_channels(channels: &[Value]) -> Option<Result<Target, String>> {
         }
         "file" => Some(Ok(file_target(addr.get("filename")?.as_str()?))),
         "socket" => match addr.get("type").and_then(Value::as_str)? {
-            "unix" | "inet" | "vsock" => Some(Ok(Target::Sink)),
+            "unix" | "inet" | "vsock" => Some(Ok(Target::Socket)),
             _ => None,
         },
         _ => None,
@@ -647,14 +659,14 @@ impl Migration {
     }
 
     /// Runs a migration command; `None` for the other commands. `status` is the VM's run
-    /// state, which a migration changes; `take_fd` takes a descriptor passed with `getfd`.
+    /// state, which a migration changes.
     pub(crate) fn command(
         &mut self,
         ctx: &mut Context<'_>,
         name: &str,
         args: &Map<String, Value>,
         status: &mut &'static str,
-        take_fd: &mut dyn FnMut(&str) -> bool,
+        host: &mut dyn Host,
     ) -> Option<Outcome> {
         Some(match name {
             "query-migrate-capabilities" => {
@@ -676,7 +688,7 @@ impl Migration {
             }
             "migrate-set-parameters" => return self.set_parameters(ctx, args),
             "query-migrate" => self.query(ctx.now()),
-            "migrate" => return self.migrate(ctx, args, status, take_fd),
+            "migrate" => return self.migrate(ctx, args, status, host),
             "migrate_cancel" => self.cancel(ctx),
             "migrate-continue" => {
                 let want = args
@@ -866,7 +878,7 @@ impl Migration {
         ctx: &mut Context<'_>,
         args: &Map<String, Value>,
         status: &mut &'static str,
-        take_fd: &mut dyn FnMut(&str) -> bool,
+        host: &mut dyn Host,
     ) -> Option<Outcome> {
         let uri = args.get("uri").and_then(Value::as_str);
         let channels = args
@@ -911,9 +923,10 @@ impl Migration {
             .iter()
             .zip(self.caps)
             .any(|(c, on)| on && !MODELLED_CAPS.contains(c));
+        let tls = Self::param_str(&self.params, "tls-creds").to_owned();
         if unmodelled_cap
             || Self::param_str(&self.params, "mode") != "normal"
-            || !Self::param_str(&self.params, "tls-creds").is_empty()
+            || (!tls.is_empty() && !matches!(target, Target::Exec | Target::Socket))
         {
             return None;
         }
@@ -933,19 +946,41 @@ impl Migration {
         self.pending = None;
         self.expected_downtime = Self::param_u64(&self.params, "downtime-limit");
         self.set_phase(ctx, Phase::Setup);
-        let error = match target {
-            Target::Sink | Target::Exec => None,
-            Target::CannotCreate(e) => Some(e),
-            Target::Fd(name) => (!take_fd(&name))
+        let error = match &target {
+            Target::Socket | Target::File | Target::Exec => None,
+            Target::CannotCreate(e) => Some(e.clone()),
+            Target::Fd(name) => (!host.take_fd(name))
                 .then(|| format!("File descriptor named '{name}' has not been found")),
         };
         if let Some(e) = error {
-            self.set_phase(ctx, Phase::Failed);
-            self.error_desc = Some(e.clone());
+            self.fail(ctx, e.clone());
             return Some(Outcome::generic_error(e));
+        }
+        // The channel's TLS handshake finds no credentials (the fake has no `tls-creds-*`
+        // objects): the migration fails, and `migrate` itself succeeds. A socket gets
+        // there once connected, after the reply.
+        if !tls.is_empty() {
+            let e = if host.has_object(&tls) {
+                format!("Object with id '{tls}' is not TLS credentials")
+            } else {
+                format!("No TLS credentials with id '{tls}'")
+            };
+            if matches!(target, Target::Socket) {
+                self.set_timer(now, Next::Fail(e));
+            } else {
+                self.fail(ctx, e);
+            }
+            return Some(Outcome::empty());
         }
         self.set_timer(now, Next::Start);
         Some(Outcome::empty())
+    }
+
+    /// The migration fails with this error.
+    fn fail(&mut self, ctx: &mut Context<'_>, e: String) {
+        self.end = Some(ctx.now());
+        self.error_desc = Some(e);
+        self.set_phase(ctx, Phase::Failed);
     }
 
     /// QEMU's `migration_cancel`: a running migration is `cancelling`, and ends on the
@@ -976,13 +1011,13 @@ impl Migration {
         generation: u64,
         status: &mut &'static str,
     ) {
-        let Some((g, next)) = self.pending else {
+        let Some((g, next)) = self.pending.take() else {
             return;
         };
         if g != generation {
+            self.pending = Some((g, next));
             return;
         }
-        self.pending = None;
         let now = ctx.now();
         match next {
             Next::Start => {
@@ -998,6 +1033,7 @@ impl Migration {
             }
             Next::Finish => self.finish(ctx, status),
             Next::Complete => self.complete(ctx, status),
+            Next::Fail(e) => self.fail(ctx, e),
             Next::Cancelled(from) => {
                 match from {
                     Phase::Setup => {
