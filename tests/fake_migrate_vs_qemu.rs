@@ -320,6 +320,19 @@ const PARAMETERS: &[&str] = &[
     r#"{"tls-creds": "nope", "tls-hostname": "h", "tls-authz": "a"}"#,
     r#"{"tls-creds": null}"#,
     r#"{"x-checkpoint-delay": 5, "downtime-limit": 5, "announce-rounds": 0}"#,
+    // Out of the C type's range: the input visitor's errors.
+    r#"{"x-checkpoint-delay": 4294967296}"#,
+    r#"{"x-checkpoint-delay": -1}"#,
+    r#"{"multifd-zlib-level": 256}"#,
+    r#"{"multifd-zstd-level": -1}"#,
+    r#"{"multifd-qatzip-level": 256}"#,
+    r#"{"max-cpu-throttle": 256}"#,
+    r#"{"multifd-channels": 256}"#,
+    r#"{"x-vcpu-dirty-limit-period": -1}"#,
+    r#"{"vcpu-dirty-limit": -1}"#,
+    r#"{"xbzrle-cache-size": -4096}"#,
+    r#"{"announce-step": -1}"#,
+    r#"{"downtime-limit": 18446744073709551615}"#,
     "{}",
 ];
 
