@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 
 use serde_json::{json, Map, Value};
 
+use super::fake_migrate::{Host, Migration};
 use super::fake_qom::Qom;
 use super::qapi;
 use super::{Call, CallToken, CommandInfo, Context, Handler, Outcome, ServerConfig};
@@ -23,6 +24,31 @@ enum Timer {
     FinishJob(String),
     /// Send an event that comes after the reply of the command that caused it.
     Event(&'static str, Value),
+    /// The next step of a migration (stale when its generation is not the current one).
+    Migration(u64),
+}
+
+/// What a migration sees of the fake: the named descriptors and the objects.
+struct MigrationHost<'a> {
+    #[cfg(unix)]
+    fds: &'a mut BTreeMap<String, OwnedFd>,
+    qom: &'a Qom,
+}
+
+impl Host for MigrationHost<'_> {
+    fn take_fd(&mut self, name: &str) -> bool {
+        #[cfg(unix)]
+        return self.fds.remove(name).is_some();
+        #[cfg(not(unix))]
+        return {
+            let _ = name;
+            false
+        };
+    }
+
+    fn has_object(&self, id: &str) -> bool {
+        self.qom.has_object(id)
+    }
 }
 
 struct Custom {
@@ -41,11 +67,11 @@ struct Custom {
 /// `add-fd`, `remove-fd`, `query-fdsets`, `blockdev-add` and `blockdev-del` (null-co nodes),
 /// `blockdev-backup` (a job with JOB_STATUS_CHANGE and BLOCK_JOB_COMPLETED events, over
 /// virtual time when [`job_duration`](Self::job_duration) is set), `query-jobs`,
-/// `human-monitor-command` (a few `info` commands), the OOB-capable `query-yank` and
-/// `migrate-pause`, `query-iothreads` (none), `query-cpus-fast` (one vCPU, whose
-/// `thread-id` is 1), `query-chardev` (the monitor, `compat_monitor0`, on the socket set with
-/// [`monitor_path`](Self::monitor_path)), and objects, devices and the QOM tree of
-/// `-M pc -nodefaults`, as listed below.
+/// `human-monitor-command` (a few `info` commands), the OOB-capable `query-yank`,
+/// `query-iothreads` (none), `query-cpus-fast` (one vCPU, whose `thread-id` is 1),
+/// `query-chardev` (the monitor, `compat_monitor0`, on the socket set with
+/// [`monitor_path`](Self::monitor_path)), outgoing migration, and objects, devices and the
+/// QOM tree of `-M pc -nodefaults`, as listed below.
 ///
 /// Objects: `object-add` of a `memory-backend-ram` (`size` only, a multiple of 4 KiB up to
 /// 1 GiB) or a `secret` (`data` only), `object-del` (QEMU's errors: a duplicate id, a
@@ -76,6 +102,54 @@ struct Custom {
 /// machine's settings, reading or writing any other property, and what a PCI device's
 /// unplug would do with a guest's help.
 ///
+/// Migration (compared with QEMU in `tests/fake_migrate_vs_qemu.rs`):
+/// `query-migrate-capabilities` and `migrate-set-capabilities` (QEMU's 22 capabilities and
+/// its compatibility errors, such as `Postcopy is not yet compatible with multifd`; `There's
+/// a migration process in progress` while one runs), `query-migrate-parameters` and
+/// `migrate-set-parameters` (every parameter read back but `block-bitmap-mapping`, checked
+/// as QEMU checks them, e.g. `Parameter 'downtime_limit' expects an integer in the range of
+/// 0 to (2000 * 1000) ms`), `query-migrate` (`{}` before any migration, then QEMU's members
+/// for each status, with `ram` progress). `migrate` to `exec:`, `unix:`, `tcp:`, `vsock:`,
+/// `file:` (with `,offset=`), `fd:NAME` (a descriptor passed with `getfd`, which it takes)
+/// or one `main` channel of the `channels` form, with QEMU's errors for malformed
+/// addresses, `unknown migration protocol: x`, a migration already running, a VM in
+/// `postmigrate`, `resume`; and with MIGRATION events `failed` before the error for an
+/// empty `file:` name, an unknown `fd:` name or an `exec` channel whose program has no
+/// `/`. Nothing is written, run or connected to: the migration sends `-M pc`'s 128 MiB of
+/// RAM and ROMs (`ram.total` 134750208) as QEMU sends that VM in `prelaunch`, mostly zero
+/// pages, 617030 bytes on the wire (`ram.transferred`), over virtual time at
+/// `max-bandwidth` (128 MiB/s by default, so about 5 ms; changed on the fly; 0 is no
+/// limit) or [`migration_speed`](Self::migration_speed) if slower. Its events, with the
+/// `events` capability: MIGRATION `setup` before the reply, then MIGRATION_PASS 1 and
+/// `active` on the next [`Server::handle_timeout`](super::Server::handle_timeout), then
+/// when all is sent one more pass if that took 100 ms or more (QEMU has measured a
+/// bandwidth by then and syncs once more), STOP (of a running VM; the VM is in
+/// `finish-migrate`), `device`, the last MIGRATION_PASS, `completed`, and the VM in
+/// `postmigrate` (`cont` runs it again). With `pause-before-switchover`, the migration waits in `pre-switchover` for
+/// `migrate-continue` (`Migration not in expected state: x` otherwise; `cont` there is
+/// `Migration is not finalized yet`). `migrate_cancel` of a running migration sends
+/// `cancelling` before its reply (again if it is `cancelling` already), then `cancelled`
+/// (a VM the migration stopped runs again with RESUME; `error-desc` as QEMU sets it); of
+/// any other, nothing. `migrate-pause`, `migrate-incoming`, `migrate-recover` and
+/// `migrate-start-postcopy` (without `postcopy-ram`) answer QEMU's errors for a VM with no postcopy and no `-incoming`.
+/// `xbzrle` adds its (empty) cache's statistics to `query-migrate`; `rdma-pin-all`,
+/// `auto-converge`, `zero-blocks`, `x-colo`, `release-ram`, `dirty-bitmaps`,
+/// `postcopy-blocktime`, `late-block-activate`, `x-ignore-shared` and `validate-uuid`
+/// change nothing of what QEMU shows of this migration; `multifd` refuses `exec:`
+/// (`Migration requires multi-channel URIs (e.g. tcp)`). With `tls-creds` (the fake has
+/// no TLS credentials objects) a migration to `exec:` or a socket fails, `migrate`
+/// itself succeeds: `No TLS credentials with id 'x'` (or `Object with id 'x' is not TLS
+/// credentials`), events before the reply for `exec:`, after it for a socket. Left out
+/// (answered as not modelled): `migrate` with the other capabilities (postcopy,
+/// `return-path`, `multifd` elsewhere, `mapped-ram`, `background-snapshot`, ...), with
+/// `tls-creds` to a file or `fd:`, with a `mode` other than `normal`, to `rdma:` or a
+/// numbered `fd:`; `block-bitmap-mapping`; postcopy,
+/// incoming migration, HMP `info migrate`; a running guest dirtying its RAM (more passes
+/// in QEMU), failures of the transport (an `exec:` command that fails, a `unix:` or `tcp:`
+/// address nobody listens on); the short window in which QEMU has sent `completed` but
+/// still reports `finish-migrate`; a `migrate_cancel` that QEMU's migration thread races
+/// (the fake's `migrate` stays in `setup` until the next timer).
+///
 /// Every other command of QEMU's schema answers too: the `query-*` commands that take no
 /// argument with QEMU's recorded reply (when called without arguments), the rest with a
 /// `GenericError` saying that the fake does not model it. Commands QEMU does not have are
@@ -88,7 +162,7 @@ struct Custom {
 /// running VM sends STOP and pauses it, of any other VM does nothing (a VM in `prelaunch`
 /// stays there); `cont` of a VM that is not running sends RESUME and runs it, of a running
 /// one does nothing; `system_reset` sends RESET and puts a VM that is not running in
-/// `prelaunch`; `system_powerdown` only sends POWERDOWN (there is no guest OS to act on it);
+/// `prelaunch` (but for `finish-migrate`); `system_powerdown` only sends POWERDOWN (there is no guest OS to act on it);
 /// HMP `info status` prints `VM status: running`, `VM status: paused` or
 /// `VM status: paused (STATUS)`. Events that a guest would cause (a firmware's reset, a
 /// guest's shutdown) never come.
@@ -114,6 +188,7 @@ pub struct FakeQemu {
     custom: BTreeMap<String, Custom>,
     schema: Option<Value>,
     qom: Qom,
+    migration: Migration,
     monitor_path: String,
 }
 
@@ -222,6 +297,7 @@ impl FakeQemu {
             custom: BTreeMap::new(),
             schema: None,
             qom: Qom::new(),
+            migration: Migration::new(),
             monitor_path: "qmp.sock".to_owned(),
         }
     }
@@ -257,6 +333,15 @@ impl FakeQemu {
     /// come before its reply, as with null-co nodes on real QEMU).
     pub fn job_duration(mut self, d: Duration) -> Self {
         self.job_duration = d;
+        self
+    }
+
+    /// The speed of the link an outgoing migration sends the VM's RAM over, in bytes per
+    /// second (default 0: only the `max-bandwidth` parameter limits it, 128 MiB/s unless
+    /// changed, so the 617030 bytes QEMU sends of the modelled VM take about 5 ms of
+    /// virtual time). With both at 0, all goes at once.
+    pub fn migration_speed(mut self, bytes_per_sec: u64) -> Self {
+        self.migration.set_link_speed(bytes_per_sec);
         self
     }
 
@@ -333,6 +418,36 @@ impl FakeQemu {
     fn schedule(&mut self, ctx: &mut Context<'_>, at: Instant, timer: Timer) {
         self.timers.push((at, timer));
         ctx.wake_at(at);
+    }
+
+    /// A migration command, with the VM's run state and the named descriptors it may use.
+    fn migration_command(
+        &mut self,
+        ctx: &mut Context<'_>,
+        name: &str,
+        args: &Map<String, Value>,
+    ) -> Outcome {
+        let mut status = self.status;
+        let mut host = MigrationHost {
+            #[cfg(unix)]
+            fds: &mut self.fds,
+            qom: &self.qom,
+        };
+        let outcome = self
+            .migration
+            .command(ctx, name, args, &mut status, &mut host);
+        self.set_status(status);
+        self.schedule_migration(ctx);
+        outcome.unwrap_or_else(|| Self::unmodelled(name, args))
+    }
+
+    fn schedule_migration(&mut self, ctx: &mut Context<'_>) {
+        if let Some((at, generation)) = self.migration.take_wake() {
+            // A migration has one timer at most: a new one replaces the one before.
+            self.timers
+                .retain(|(_, t)| !matches!(t, Timer::Migration(_)));
+            self.schedule(ctx, at, Timer::Migration(generation));
+        }
     }
 
     fn job_event(ctx: &mut Context<'_>, id: &str, status: &str) {
@@ -458,6 +573,10 @@ impl FakeQemu {
                 if NEEDS_RESET.contains(&self.status) {
                     return Outcome::generic_error("Resetting the Virtual Machine is required");
                 }
+                // Stopped for a migration's switchover (`pause-before-switchover`).
+                if self.status == "finish-migrate" {
+                    return Outcome::generic_error("Migration is not finalized yet");
+                }
                 if !self.running {
                     ctx.emit_event("RESUME", None);
                     self.set_status("running");
@@ -466,12 +585,13 @@ impl FakeQemu {
             }
             "system_reset" => {
                 // QEMU's main loop after a reset request: RESET, then a VM that is not
-                // running is in `prelaunch` (a running one keeps running).
+                // running is in `prelaunch` (a running one keeps running, one stopped for a
+                // migration's switchover stays in `finish-migrate`).
                 ctx.emit_event_json(
                     "RESET",
                     r#"{"guest": false, "reason": "host-qmp-system-reset"}"#,
                 );
-                if !self.running {
+                if !self.running && self.status != "finish-migrate" {
                     self.set_status("prelaunch");
                 }
                 Outcome::empty()
@@ -490,9 +610,18 @@ impl FakeQemu {
             "query-commands" => self.commands_reply(),
             "query-qmp-schema" => self.schema_reply(),
             "query-yank" => Outcome::Json(r#"[{"type": "chardev", "id": "compat_monitor0"}]"#.into()),
-            "migrate-pause" => Outcome::generic_error(
-                "migrate-pause is currently only supported during postcopy-active or postcopy-recover state",
-            ),
+            "migrate-pause" => Migration::pause_error(),
+            "query-migrate"
+            | "query-migrate-capabilities"
+            | "query-migrate-parameters"
+            | "migrate"
+            | "migrate_cancel"
+            | "migrate-continue"
+            | "migrate-set-capabilities"
+            | "migrate-set-parameters"
+            | "migrate-incoming"
+            | "migrate-recover"
+            | "migrate-start-postcopy" => self.migration_command(ctx, &call.name, args),
             "human-monitor-command" => match arg_str(args, "command-line") {
                 Err(e) => e,
                 Ok(line) => Outcome::Return(Value::String(match line.trim() {
@@ -790,6 +919,12 @@ impl Handler for FakeQemu {
                 Timer::Complete(token, outcome) => ctx.complete(token, outcome),
                 Timer::FinishJob(id) => self.finish_job(ctx, &id),
                 Timer::Event(name, data) => ctx.emit_event(name, Some(data)),
+                Timer::Migration(generation) => {
+                    let mut status = self.status;
+                    self.migration.on_timer(ctx, generation, &mut status);
+                    self.set_status(status);
+                    self.schedule_migration(ctx);
+                }
             }
         }
         if let Some(next) = self.timers.iter().map(|(at, _)| *at).min() {

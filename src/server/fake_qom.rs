@@ -396,6 +396,11 @@ impl Qom {
 
     /// `object-add` of a `memory-backend-ram` or a `secret` (arguments already checked
     /// against the schema).
+    /// Whether `/objects` has an object with this id.
+    pub(crate) fn has_object(&self, id: &str) -> bool {
+        self.objects.items.contains_key(id)
+    }
+
     pub(crate) fn object_add(&mut self, args: &Map<String, Value>) -> Option<Outcome> {
         let qom_type = str_arg(args, "qom-type")?;
         let id = str_arg(args, "id")?;
