@@ -134,6 +134,50 @@ fn system(extra: &[&str]) -> Option<Peer> {
     Some(spawn(&bin, &args, dir, sock))
 }
 
+/// Connects to a peer's monitor socket, which can exist a moment before QEMU listens on it.
+fn connect(sock: &Path) -> UnixStream {
+    let start = Instant::now();
+    loop {
+        match UnixStream::connect(sock) {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(10), "{e}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Reads until `buf` holds `count` complete lines containing `marker`, or panics after 10 s.
+fn read_until_count(s: &mut UnixStream, buf: &mut Vec<u8>, marker: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut chunk = [0u8; 65536];
+    while count_events_text(buf, marker) < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "timed out waiting for {count} {marker:?}; got {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut chunk) {
+            Ok(0) => panic!("EOF; got {:?}", String::from_utf8_lossy(buf)),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// How many complete lines of `out` contain `marker`.
+fn count_events_text(out: &[u8], marker: &str) -> usize {
+    out.split_inclusive(|&c| c == b'\n')
+        .filter(|l| l.ends_with(b"\n") && find_bytes(l, marker.as_bytes()).is_some())
+        .count()
+}
+
 /// Reads until `buf` ends with a complete line containing `marker`, or panics after 10 s.
 fn read_until(s: &mut UnixStream, buf: &mut Vec<u8>, marker: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -170,7 +214,7 @@ fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Runs one case against real QEMU: greeting, optional negotiation, the input, then a
 /// sentinel command; returns what came after the negotiation.
 fn run_qemu(peer: &Peer, negotiate: bool, input: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let mut s = UnixStream::connect(&peer.sock).unwrap();
+    let mut s = connect(&peer.sock);
     let mut greeting = Vec::new();
     read_until(&mut s, &mut greeting, b"\"QMP\"");
     if negotiate {
@@ -403,7 +447,7 @@ fn read_to_eof(s: &mut UnixStream, buf: &mut Vec<u8>) {
 /// where the connection ended).
 fn run_state_transcripts(commands: &[&str]) -> Option<(String, String)> {
     let peer = system(&["-M", "pc", "-accel", "tcg", "-S"])?;
-    let mut s = UnixStream::connect(&peer.sock).unwrap();
+    let mut s = connect(&peer.sock);
     let mut greeting = Vec::new();
     read_until(&mut s, &mut greeting, b"\"QMP\"");
     let package = package_of(&greeting);
@@ -720,6 +764,15 @@ const QOM_STEPS: &[(&str, &str)] = &[
     ("query-pci", "{}"),
     ("query-memdev", "{}"),
     ("query-chardev", "{}"),
+    // A reset ejects the PCI devices whose unplug is pending (a virtio proxy's backend
+    // first), in slot order.
+    ("device_del", r#"{"id": "rng0"}"#),
+    ("system_reset", "{}"),
+    ("qom-list", r#"{"path": "/machine/peripheral"}"#),
+    ("qom-list", r#"{"path": "/machine/peripheral-anon"}"#),
+    ("query-pci", "{}"),
+    ("device_add", r#"{"driver": "pci-testdev", "id": "d0"}"#),
+    ("query-pci", "{}"),
 ];
 
 /// Counts the lines of `out` that are `name` events.
@@ -740,7 +793,7 @@ fn fake_models_objects_and_devices_like_qemu_system() {
     let Some(peer) = system(&["-M", "pc", "-accel", "tcg", "-S"]) else {
         return;
     };
-    let mut s = UnixStream::connect(&peer.sock).unwrap();
+    let mut s = connect(&peer.sock);
     let mut greeting = Vec::new();
     read_until(&mut s, &mut greeting, b"\"QMP\"");
     let package = package_of(&greeting);
@@ -801,13 +854,12 @@ fn fake_models_objects_and_devices_like_qemu_system() {
         read_until(&mut s, &mut got, format!(r#""id": "step-{i}""#).as_bytes());
         // QEMU sends DEVICE_DELETED once the device is finalized, after the reply: wait
         // for as many as the fake sent.
-        while count_events(&got, "DEVICE_DELETED") < count_events(&fake_out, "DEVICE_DELETED") {
-            let before = got.len();
-            read_until(&mut s, &mut got, b"DEVICE_DELETED");
-            if got.len() == before {
-                break;
-            }
-        }
+        read_until_count(
+            &mut s,
+            &mut got,
+            "\"event\": \"DEVICE_DELETED\"",
+            count_events(&fake_out, "DEVICE_DELETED"),
+        );
         real.push_str(&show(&zero_timestamps(&got)));
     }
     // Nothing more comes from QEMU (a late event would show here).
@@ -844,7 +896,7 @@ fn fake_keeps_pci_unplug_requests_pending_like_qemu_system() {
     let Some(peer) = system(&["-M", "pc", "-accel", "tcg", "-S"]) else {
         return;
     };
-    let mut s = UnixStream::connect(&peer.sock).unwrap();
+    let mut s = connect(&peer.sock);
     let mut greeting = Vec::new();
     read_until(&mut s, &mut greeting, b"\"QMP\"");
     let package = package_of(&greeting);

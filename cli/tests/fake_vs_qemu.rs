@@ -258,6 +258,35 @@ const STEPS: &[(&str, &str, Compare)] = &[
     ("system_reset", "", Same),
     ("query-status", "", Same),
     ("query-yank", "", Same),
+    // Migration, last: the VM ends in postmigrate.
+    (
+        "migrate-set-capabilities",
+        r#"{"capabilities": [{"capability": "events", "state": true}]}"#,
+        Same,
+    ),
+    (
+        "migrate-set-capabilities",
+        r#"{"capabilities": [{"capability": "postcopy-ram", "state": true}, {"capability": "x-ignore-shared", "state": true}]}"#,
+        Same,
+    ),
+    ("query-migrate-capabilities", "", Same),
+    (
+        "migrate-set-parameters",
+        r#"{"max-bandwidth": 1073741824, "downtime-limit": 500}"#,
+        Same,
+    ),
+    (
+        "migrate-set-parameters",
+        r#"{"downtime-limit": 2000001}"#,
+        Same,
+    ),
+    ("query-migrate-parameters", "", Same),
+    ("migrate_cancel", "", Same),
+    ("migrate", r#"{"uri": "nope:x"}"#, Same),
+    ("migrate", r#"{"uri": "exec:cat > /dev/null"}"#, Same),
+    ("query-migrate", "", Shape),
+    ("query-status", "", Same),
+    ("migrate", r#"{"uri": "exec:cat > /dev/null"}"#, Same),
 ];
 
 /// A line-by-line QMP client that keeps the events it reads.
@@ -390,9 +419,10 @@ fn sixty_commands_answer_as_qemu_answers() {
             (Some(r), Some(o), Shape) => shape(r) == shape(o),
             _ => real == ours,
         };
-        if *command == "device_del" {
+        if matches!(*command, "device_del" | "system_reset" | "migrate") {
             // DEVICE_DELETED comes some 50 ms after the reply, or never (a PCI device
-            // waits for its guest): let it come before the next step, on both.
+            // waits for its guest, or for a reset that ejects it); a migration's events
+            // come as it runs: let them come before the next step, on both.
             qemu.settle(Duration::from_millis(300));
             fake.settle(Duration::from_millis(300));
         }
@@ -433,6 +463,8 @@ fn sixty_commands_answer_as_qemu_answers() {
         names,
         BTreeSet::from([
             "DEVICE_DELETED",
+            "MIGRATION",
+            "MIGRATION_PASS",
             "POWERDOWN",
             "RESET",
             "RESUME",

@@ -90,7 +90,9 @@ struct Custom {
 /// device (a `quit` before then means no event, as in QEMU);
 /// a PCI device waits for a guest that never answers: no event, the device stays, and every
 /// later request is refused (`Device x is already in the process of unplug`; QEMU 10.0's
-/// ACPI PCI hotplug sets no expiry to the request, paused or running). `qom-list` of `/`,
+/// ACPI PCI hotplug sets no expiry to the request, paused or running), until
+/// `system_reset` ejects it (DEVICE_DELETED after the reply, a virtio device's
+/// `virtio-backend` child first, in slot order). `qom-list` of `/`,
 /// `/machine` (QEMU's recorded list), `/objects`, the two peripheral containers (children
 /// in QEMU's hash-table order), an object and a `pci-testdev`; `qom-get` of `type`, a
 /// container's children, every property of `/machine` but `rtc-time` (QEMU's recorded
@@ -593,6 +595,11 @@ impl FakeQemu {
                 );
                 if !self.running && self.status != "finish-migrate" {
                     self.set_status("prelaunch");
+                }
+                // The reset ejects the PCI devices whose unplug the guest never answered.
+                let at = ctx.now() + FINALIZE_DELAY;
+                for (name, data) in self.qom.reset() {
+                    self.schedule(ctx, at, Timer::Event(name, data));
                 }
                 Outcome::empty()
             }

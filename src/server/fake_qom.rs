@@ -291,6 +291,29 @@ fn machine_has(prop: &str) -> bool {
     })
 }
 
+/// The DEVICE_DELETED events of a device that leaves, as QEMU sends them: first for its
+/// children that are devices (a virtio proxy's `virtio-backend`, by path alone), then for
+/// the device (`device` and `path`, or `path` alone for a device without an id).
+fn deleted_events(which: Which, name: &str, dev: &Dev) -> Vec<Deferred> {
+    let path = format!("{}/{name}", which.path());
+    let mut events = Vec::new();
+    if dev.driver.starts_with("virtio-") {
+        events.push((
+            "DEVICE_DELETED",
+            json!({"path": format!("{path}/virtio-backend")}),
+        ));
+    }
+    events.push((
+        "DEVICE_DELETED",
+        if which == Which::Peripheral {
+            json!({"device": name, "path": path})
+        } else {
+            json!({"path": path})
+        },
+    ));
+    events
+}
+
 fn not_found(path: &str) -> Outcome {
     Outcome::Error {
         class: "DeviceNotFound".into(),
@@ -612,15 +635,9 @@ impl Qom {
             &mut self.peripheral
         };
         let dev = container.items.get_mut(&name)?;
-        let path = format!("{}/{name}", which.path());
         if dev.is_usb() {
-            container.remove(&name);
-            let data = if which == Which::Peripheral {
-                json!({"device": name, "path": path})
-            } else {
-                json!({"path": path})
-            };
-            return Some((Outcome::empty(), vec![("DEVICE_DELETED", data)]));
+            let dev = container.remove(&name)?;
+            return Some((Outcome::empty(), deleted_events(which, &name, &dev)));
         }
         // ACPI PCI hotplug: the guest is asked, and never answers; QEMU 10.0 sets no expiry
         // to the request (`pending_deleted_expires_ms` stays 0).
@@ -633,6 +650,34 @@ impl Qom {
         }
         dev.unplug = true;
         Some((Outcome::empty(), Vec::new()))
+    }
+
+    /// A system reset: the PCI devices whose unplug is pending leave (ACPI PCI hotplug
+    /// ejects them), in slot order; returns their DEVICE_DELETED events.
+    pub(crate) fn reset(&mut self) -> Vec<Deferred> {
+        let mut pending: Vec<(u8, Which, String)> = [Which::Peripheral, Which::Anon]
+            .into_iter()
+            .flat_map(|which| {
+                self.devices(which)
+                    .items
+                    .iter()
+                    .filter(|(_, d)| d.unplug)
+                    .map(move |(name, d)| (d.slot.unwrap_or(0), which, name.clone()))
+            })
+            .collect();
+        pending.sort_by_key(|(slot, _, _)| *slot);
+        let mut events = Vec::new();
+        for (_, which, name) in pending {
+            let container = if which == Which::Anon {
+                &mut self.anon
+            } else {
+                &mut self.peripheral
+            };
+            if let Some(dev) = container.remove(&name) {
+                events.extend(deleted_events(which, &name, &dev));
+            }
+        }
+        events
     }
 
     /// `query-memdev`: the memory backends under `/objects`, in `qom-list`'s order.
