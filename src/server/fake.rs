@@ -44,22 +44,28 @@ struct Custom {
 /// `-M pc -nodefaults`, as listed below.
 ///
 /// Block layer (compared with qemu-storage-daemon 10.0.2). Images are in memory: files
-/// registered with [`image`](Self::image) (raw) or [`qcow2_image`](Self::qcow2_image), or
-/// made by `blockdev-create`. `blockdev-add` of `null-co` (`size`), `file` (`filename`: a
+/// registered with [`image`](Self::image) (raw), [`qcow2_image`](Self::qcow2_image) or
+/// [`qcow2_overlay`](Self::qcow2_overlay) (qcow2 over a backing file), or made by
+/// `blockdev-create`. `blockdev-add` of `null-co` (`size`), `file` (`filename`: a
 /// registered path, else `Could not open 'P': No such file or directory`; a file under a
 /// qcow2 node is locked: `Failed to get "write" lock`), `raw` and `qcow2` (`file`: a
 /// node's name or an inline `{"driver": "file", "filename": P}`, which becomes a generated
-/// `#blockNNN` node; qcow2 refuses a file that holds no qcow2 image), with QEMU's errors
-/// (missing, malformed or duplicate node-name, unknown child). `blockdev-del` with QEMU's
+/// `#blockNNN` node; qcow2 refuses a file that holds no qcow2 image, and a file another
+/// qcow2 node uses (`Permission conflict on node ...`); its `backing` is a node's name or
+/// null), with QEMU's errors (missing, malformed or duplicate node-name, unknown child or
+/// backing node). `blockdev-del` with QEMU's
 /// errors in QEMU's order: no such node, a job's target or a file being formatted
 /// (`Node x is in use`), a job's source (`Node 'x' is busy: block device is in use by block
-/// job: mirror`), a generated node (`not owned by the monitor`), a node with parents
+/// job: mirror`), a backing node (`Node 'x' is busy: node is used as backing hd of 'y'`), a
+/// generated node (`not owned by the monitor`), a node with parents
 /// (`Block device x is in use`); an inline child goes with its parent.
 /// `query-named-block-nodes` (newest first, with `flat`) shows QEMU's fields and values:
 /// sizes, file names (`json:{...}` or `null-co://` for null-co), qcow2's format-specific
 /// data, `actual-size` (0 for registered raw files, QEMU's 200704 for a fresh qcow2 image,
-/// 4096 for a file made by `blockdev-create`), the `mirror_top` filter of a running mirror
-/// and `dirty-bitmaps`. `query-block` is QEMU's empty list (no device has a drive).
+/// 4096 for a file made by `blockdev-create`; a qcow2 image a job wrote zeroes to has its
+/// L2 tables allocated, as on QEMU), backing files and chains (`backing_file`,
+/// `backing-filename`, `backing-image` and the depth unless `flat`), the `mirror_top`
+/// filter of a running mirror or active commit, and `dirty-bitmaps`. `query-block` is QEMU's empty list (no device has a drive).
 ///
 /// Dirty bitmaps: `block-dirty-bitmap-add` (granularity a power of two from 512, default
 /// 64 KiB; `persistent` only on qcow2; `disabled`), `-remove`, `-clear`, `-enable`,
@@ -71,19 +77,25 @@ struct Custom {
 /// `error` when the node is missing or the size is not a multiple of 512; kept until
 /// `job-dismiss`), `blockdev-mirror` (to `ready` with BLOCK_JOB_READY; nodes of different
 /// sizes fail with BLOCK_JOB_COMPLETED's `error`; `job-complete` switches the source's
-/// parents to the target), `blockdev-backup` (`sync: full`), with `auto-finalize` and
+/// parents to the target), `blockdev-backup` (`sync: full`), `block-stream` (with
+/// `base-node`: the node then backs onto the base, as its image's header says) and
+/// `block-commit` (of an intermediate node: its overlay then backs onto the base; of the
+/// active layer: `ready`, then completed like a mirror), with `auto-finalize` and
 /// `auto-dismiss` (BLOCK_JOB_PENDING, `job-finalize`, `job-dismiss`), `job-pause`/`resume`
 /// (`paused`/`standby` and back, before the reply), `job-cancel` (`aborting`,
 /// BLOCK_JOB_CANCELLED), `block-job-cancel` (of a ready mirror without `force`: completes
 /// without switching), `job-complete`, their `block-job-*` forms (`DeviceNotActive` for
 /// an unknown job), `query-jobs` and `query-block-jobs`, and QEMU's verb errors (`Job 'x' in
 /// state 's' cannot accept command verb 'v'`, `Job not found`, a job id that is missing,
-/// malformed or in use, `Need a root block node`, the same node twice). Events come in
+/// malformed or in use, `Need a root block node`, the same node twice, a base outside the
+/// chain). Events come in
 /// QEMU's order with its data: what QEMU does before its reply comes before the fake's,
 /// the rest after it (on the next [`Server::handle_timeout`](super::Server::handle_timeout)),
 /// and the jobs' work takes [`job_duration`](Self::job_duration) of virtual time. Left
-/// out (answered as not modelled): other drivers and node options, backing files and
-/// `block-stream`/`block-commit`, other sync modes of backup, other transaction actions,
+/// out (answered as not modelled): other drivers and node options, opening a backing
+/// chain from an image's header (a qcow2 node over a backing file needs `backing`), the
+/// filter a running stream inserts, base and top given as file names, other sync modes of
+/// backup, other transaction actions,
 /// bitmap contents and busy bitmaps, persistent bitmaps written into the image, permission
 /// conflicts but the qcow2 file lock, `job-set-speed`, the pauses that QEMU's drains give
 /// other ready jobs while a backup starts, and a merge of an empty list (which aborts
@@ -171,6 +183,7 @@ impl Default for FakeQemu {
 
 const BUILTIN: &[(&str, bool)] = &[
     ("add-fd", false),
+    ("block-commit", false),
     ("block-dirty-bitmap-add", false),
     ("block-dirty-bitmap-clear", false),
     ("block-dirty-bitmap-disable", false),
@@ -183,6 +196,7 @@ const BUILTIN: &[(&str, bool)] = &[
     ("block-job-finalize", false),
     ("block-job-pause", false),
     ("block-job-resume", false),
+    ("block-stream", false),
     ("blockdev-add", false),
     ("blockdev-backup", false),
     ("blockdev-create", false),
@@ -321,6 +335,16 @@ impl FakeQemu {
     /// `qemu-img create -f qcow2 PATH SIZE` makes it (64 KiB clusters, no backing file).
     pub fn qcow2_image(mut self, path: impl Into<String>, size: u64) -> Self {
         self.block.add_image(&path.into(), Image::qcow2(size));
+        self
+    }
+
+    /// Registers an in-memory qcow2 image of `size` virtual bytes at `path` whose header
+    /// names `backing` as its backing file, as `qemu-img create -f qcow2 -b BACKING -F qcow2
+    /// PATH SIZE` makes it. Its qcow2 node needs a `backing` option (a node's name or null):
+    /// the fake does not open backing chains by itself.
+    pub fn qcow2_overlay(mut self, path: impl Into<String>, size: u64, backing: &str) -> Self {
+        self.block
+            .add_image(&path.into(), Image::qcow2_overlay(size, backing));
         self
     }
 
@@ -554,6 +578,8 @@ impl FakeQemu {
             | "blockdev-create"
             | "blockdev-mirror"
             | "blockdev-backup"
+            | "block-stream"
+            | "block-commit"
             | "query-named-block-nodes"
             | "transaction"
             | "query-jobs"

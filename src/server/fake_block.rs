@@ -1,7 +1,15 @@
 //! The fake QEMU's block layer: in-memory images, a graph of block nodes (`null-co`,
-//! `file`, `raw`, `qcow2`), dirty bitmaps, transactions of bitmap actions, and block jobs
-//! (`blockdev-create`, `blockdev-mirror`, `blockdev-backup`) with their events over virtual
-//! time.
+//! `file`, `raw`, `qcow2` with backing nodes), dirty bitmaps, transactions of bitmap
+//! actions, and block jobs (`blockdev-create`, `blockdev-mirror`, `blockdev-backup`,
+//! `block-stream`, `block-commit`) with their events over virtual time.
+//!
+//! A job's life: `created` and `running` before the reply; its work (`Step::Work`) is due
+//! after the job duration, or done before the reply when QEMU's would not wait for IO
+//! (null-co on both ends, nothing to stream); then `ready` (mirror, active commit) or
+//! `waiting`, `pending` and, unless it waits for `job-finalize`, its effect on the graph,
+//! BLOCK_JOB_COMPLETED, `concluded` and (with auto-dismiss) `null`. A cancel or a failure
+//! goes through `aborting` instead. Every transition is in `run_due`, `finish`, `finalize`,
+//! `abort` and `conclude`.
 //!
 //! Each answer was compared with qemu-storage-daemon 10.0.2 (`tests/fake_block_vs_qemu.rs`).
 //! Whatever the model cannot answer exactly is `None` here, which the fake turns into "does
@@ -59,6 +67,8 @@ pub(crate) struct Image {
     qcow2: Option<u64>,
     /// Whether a job wrote to the qcow2 image (its L2 tables are allocated).
     written: bool,
+    /// The backing file named in the qcow2 header.
+    backing: Option<String>,
 }
 
 impl Image {
@@ -69,6 +79,7 @@ impl Image {
             actual: 0,
             qcow2: None,
             written: false,
+            backing: None,
         }
     }
 
@@ -79,6 +90,15 @@ impl Image {
             actual: QCOW2_ACTUAL_SIZE,
             qcow2: Some(size),
             written: false,
+            backing: None,
+        }
+    }
+
+    /// A fresh qcow2 image of `size` virtual bytes over the qcow2 image at `backing`.
+    pub(crate) fn qcow2_overlay(size: u64, backing: &str) -> Image {
+        Image {
+            backing: Some(backing.to_owned()),
+            ..Image::qcow2(size)
         }
     }
 
@@ -137,6 +157,10 @@ struct Node {
     drv: Drv,
     /// The `file` child (`raw`, `qcow2`) or the filtered node (`mirror_top`).
     child: Option<String>,
+    /// The backing node (qcow2).
+    backing: Option<String>,
+    /// `backing: null` was given (it shows in the filename).
+    no_backing: bool,
     /// Made by QEMU (an inline child or a job's filter): not the monitor's.
     implicit: bool,
     /// Newest last.
@@ -148,6 +172,8 @@ enum JobType {
     Create,
     Mirror,
     Backup,
+    Stream,
+    Commit,
 }
 
 impl JobType {
@@ -156,6 +182,8 @@ impl JobType {
             JobType::Create => "create",
             JobType::Mirror => "mirror",
             JobType::Backup => "backup",
+            JobType::Stream => "stream",
+            JobType::Commit => "commit",
         }
     }
 }
@@ -198,6 +226,11 @@ struct Job {
     source: Option<String>,
     target: Option<String>,
     filter: Option<String>,
+    /// Whether its work ends in `ready` (a mirror, an active commit).
+    readies: bool,
+    /// A stream's new backing node, or the overlay whose backing a commit changes.
+    base: Option<String>,
+    overlay: Option<String>,
     create: Option<Create>,
     user_paused: bool,
     due: Option<(Instant, Step)>,
@@ -322,8 +355,47 @@ impl Block {
     fn parents(&self, name: &str) -> usize {
         self.nodes
             .iter()
-            .filter(|n| n.child.as_deref() == Some(name))
+            .filter(|n| n.child.as_deref() == Some(name) || n.backing.as_deref() == Some(name))
             .count()
+    }
+
+    /// The node that has `name` as its backing node.
+    fn overlay(&self, name: &str) -> Option<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| n.backing.as_deref() == Some(name))
+    }
+
+    /// The backing chain below a node (its backing node, that one's, ...), bounded by the
+    /// node count.
+    fn chain(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut at = self.node(name).and_then(|n| n.backing.clone());
+        while let Some(b) = at {
+            if out.len() > self.nodes.len() {
+                break;
+            }
+            at = self.node(&b).and_then(|n| n.backing.clone());
+            out.push(b);
+        }
+        out
+    }
+
+    /// `backing_file_depth`: the length of the chain below (a filter's child counts).
+    fn depth(&self, node: &Node) -> usize {
+        match node.drv {
+            Drv::MirrorTop => node.child.as_deref().map_or(0, |c| 1 + self.chain(c).len()),
+            _ => self.chain(&node.name).len(),
+        }
+    }
+
+    /// The backing file in the header of a qcow2 node's image.
+    fn header_backing(&self, node: &Node) -> Option<String> {
+        if !matches!(node.drv, Drv::Qcow2(_)) {
+            return None;
+        }
+        let path = self.path_of(node)?;
+        self.images.get(&path)?.backing.clone()
     }
 
     /// The job whose operation blocker is on the node (its source).
@@ -360,6 +432,17 @@ impl Block {
             Drv::Null(size, true) => format!(r#"json:{{"driver": "null-co", "size": {size}}}"#),
             Drv::Null(_, false) => "null-co://".to_owned(),
             Drv::File(path) => path.clone(),
+            Drv::Qcow2(_) if node.no_backing => {
+                let file = node
+                    .child
+                    .as_deref()
+                    .and_then(|c| self.node(c))
+                    .map_or_else(String::new, |c| self.filename(c));
+                format!(
+                    r#"json:{{"backing": null, "driver": "qcow2", "file": {{"driver": "file", "filename": {}}}}}"#,
+                    Value::String(file)
+                )
+            }
             _ => node
                 .child
                 .as_deref()
@@ -411,12 +494,25 @@ impl Block {
                         "extended-l2": false}}),
                 );
                 m.insert("dirty-flag".into(), json!(false));
+                if let Some(b) = self.header_backing(node) {
+                    m.insert("backing-filename-format".into(), json!("qcow2"));
+                    m.insert("full-backing-filename".into(), json!(b));
+                    m.insert("backing-filename".into(), json!(b));
+                }
+                if let Some(b) = node.backing.as_deref().and_then(|b| self.node(b)) {
+                    if !flat {
+                        m.insert("backing-image".into(), self.image_info(b, flat));
+                    }
+                }
             }
             Drv::MirrorTop => {
                 // The filter passes on its child's `dirty-flag` (null-co has none).
                 if let Some(c) = node.child.as_deref().and_then(|c| self.node(c)) {
                     if !matches!(c.drv, Drv::Null(..)) {
                         m.insert("dirty-flag".into(), json!(false));
+                    }
+                    if matches!(c.drv, Drv::Qcow2(_)) {
+                        m.insert("cluster-size".into(), json!(65536));
                     }
                     if !flat {
                         m.insert("backing-image".into(), self.image_info(c, flat));
@@ -434,12 +530,19 @@ impl Block {
             "iops_rd": 0, "detect_zeroes": "off", "active": true,
             "image": self.image_info(node, flat),
             "iops_wr": 0, "ro": false, "node-name": node.name,
-            "backing_file_depth": u8::from(node.drv == Drv::MirrorTop && !flat),
+            "backing_file_depth": if flat { 0 } else { self.depth(node) },
             "drv": node.drv.name(), "iops": 0, "bps_wr": 0, "write_threshold": 0,
             "encrypted": false, "bps": 0, "bps_rd": 0,
             "cache": {"no-flush": false, "direct": false, "writeback": true},
             "file": self.filename(node),
         });
+        if node.backing.is_some() {
+            if let Some(b) = self.header_backing(node) {
+                info.as_object_mut()
+                    .expect("an object")
+                    .insert("backing_file".into(), json!(b));
+            }
+        }
         let bitmaps: Vec<Value> = if node.drv == Drv::MirrorTop {
             // The mirror's own bitmap, which has no name.
             vec![
@@ -496,6 +599,8 @@ impl Block {
             "blockdev-create" => return self.blockdev_create(ctx, args),
             "blockdev-mirror" => return self.blockdev_mirror(ctx, args),
             "blockdev-backup" => return self.blockdev_backup(ctx, args),
+            "block-stream" => return self.block_stream(ctx, args),
+            "block-commit" => return self.block_commit(ctx, args),
             "query-jobs" => Outcome::Return(Value::Array(
                 self.jobs.iter().rev().map(Self::job_info).collect(),
             )),
@@ -545,7 +650,8 @@ impl Block {
         let keys: &[&str] = match driver {
             "null-co" => &["driver", "node-name", "size"],
             "file" => &["driver", "node-name", "filename"],
-            "raw" | "qcow2" => &["driver", "node-name", "file"],
+            "raw" => &["driver", "node-name", "file"],
+            "qcow2" => &["driver", "node-name", "file", "backing"],
             _ => return None,
         };
         if !only_keys(args, keys) {
@@ -572,6 +678,8 @@ impl Block {
                     name: name.to_owned(),
                     drv: Drv::Null(size.unwrap_or(NULL_CO_DEFAULT_SIZE), size.is_some()),
                     child: None,
+                    backing: None,
+                    no_backing: false,
                     implicit: false,
                     bitmaps: Vec::new(),
                 }
@@ -585,6 +693,8 @@ impl Block {
                     name: name.to_owned(),
                     drv: Drv::File(path.to_owned()),
                     child: None,
+                    backing: None,
+                    no_backing: false,
                     implicit: false,
                     bitmaps: Vec::new(),
                 }
@@ -614,23 +724,53 @@ impl Block {
                     None => self.node(&child).and_then(|c| self.path_of(c)),
                 };
                 let image = path.and_then(|p| self.images.get(&p)).cloned();
+                let mut backing = None;
                 let drv = if driver == "raw" {
                     Drv::Raw
                 } else {
-                    match image {
+                    let (size, header) = match image {
                         Some(Image {
-                            qcow2: Some(size), ..
-                        }) => Drv::Qcow2(size),
+                            qcow2: Some(size),
+                            backing,
+                            ..
+                        }) => (size, backing),
                         Some(_) => return Some(err("Image is not in qcow2 format")),
                         // A qcow2 node on a null-co or a filter: not modelled.
                         None => return None,
+                    };
+                    // qcow2 does not share writing and resizing its file.
+                    if let Some(other) = self.nodes.iter().find(|n| {
+                        matches!(n.drv, Drv::Qcow2(_)) && n.child.as_deref() == Some(child.as_str())
+                    }) {
+                        return Some(err(format!(
+                            "Permission conflict on node '{child}': permissions 'write, resize' are both required by node '{}' (uses node '{child}' as 'file' child) and unshared by node '{name}' (uses node '{child}' as 'file' child).",
+                            other.name
+                        )));
                     }
+                    match args.get("backing") {
+                        Some(Value::String(b)) => match self.node(b) {
+                            Some(_) => backing = Some(b.clone()),
+                            None => {
+                                return Some(err(format!(
+                                    "Could not open backing file: Cannot find device='{b}' nor node-name='{b}'"
+                                )))
+                            }
+                        },
+                        Some(Value::Null) => {}
+                        // Opening the backing chain of the header: not modelled.
+                        None if header.is_some() => return None,
+                        None => {}
+                        Some(_) => return None,
+                    }
+                    Drv::Qcow2(size)
                 };
                 if let Some(path) = inline {
                     self.nodes.push(Node {
                         name: child.clone(),
                         drv: Drv::File(path),
                         child: None,
+                        backing: None,
+                        no_backing: false,
                         implicit: true,
                         bitmaps: Vec::new(),
                     });
@@ -639,6 +779,8 @@ impl Block {
                     name: name.to_owned(),
                     drv,
                     child: Some(child),
+                    no_backing: args.get("backing") == Some(&Value::Null),
+                    backing,
                     implicit: false,
                     bitmaps: Vec::new(),
                 }
@@ -686,6 +828,12 @@ impl Block {
             return err(format!(
                 "Node '{name}' is busy: block device is in use by block job: {}",
                 job.kind.name()
+            ));
+        }
+        if let Some(overlay) = self.overlay(name) {
+            return err(format!(
+                "Node '{name}' is busy: node is used as backing hd of '{}'",
+                overlay.name
             ));
         }
         if node.implicit {
@@ -905,6 +1053,9 @@ impl Block {
             source: None,
             target: None,
             filter: None,
+            readies: kind == JobType::Mirror,
+            base: None,
+            overlay: None,
             create: None,
             user_paused: false,
             due: None,
@@ -1075,6 +1226,8 @@ impl Block {
             name: filter.clone(),
             drv: Drv::MirrorTop,
             child: Some(device.clone()),
+            backing: None,
+            no_backing: false,
             implicit: true,
             bitmaps: Vec::new(),
         });
@@ -1090,6 +1243,133 @@ impl Block {
             Step::Fail("Source and target image have different sizes".into())
         };
         self.start(ctx, job, sync && src_size == dst_size, step);
+        Some(Outcome::empty())
+    }
+
+    fn block_stream(
+        &mut self,
+        ctx: &mut Context<'_>,
+        args: &Map<String, Value>,
+    ) -> Option<Outcome> {
+        let known = [
+            "job-id",
+            "device",
+            "base-node",
+            "speed",
+            "auto-finalize",
+            "auto-dismiss",
+        ];
+        if !only_keys(args, &known) {
+            return None;
+        }
+        let device = str_arg(args, "device")?;
+        let Some(node) = self.node(device) else {
+            return Some(not_found(device));
+        };
+        let chain = self.chain(device);
+        let base = str_arg(args, "base-node");
+        if let Some(b) = base {
+            if !chain.iter().any(|c| c == b) {
+                return Some(err(format!(
+                    "Node '{b}' is not a backing image of '{device}'"
+                )));
+            }
+        }
+        if self.blocking_job(device).is_some() || self.has_blk(device) {
+            return None;
+        }
+        let id = str_arg(args, "job-id").unwrap_or("");
+        if let Err(e) = self.check_job_id(id) {
+            return Some(e);
+        }
+        let size = self.virtual_size(node);
+        let mut job = self.new_job(id, JobType::Stream, args);
+        job.source = Some(device.to_owned());
+        job.base = base.map(str::to_owned);
+        // Nothing to copy without a backing node: the job ends before its reply.
+        let sync = chain.is_empty() && self.job_duration.is_zero();
+        job.len = if chain.is_empty() { 0 } else { size };
+        self.start(ctx, job, sync, Step::Work);
+        Some(Outcome::empty())
+    }
+
+    fn block_commit(
+        &mut self,
+        ctx: &mut Context<'_>,
+        args: &Map<String, Value>,
+    ) -> Option<Outcome> {
+        let known = [
+            "job-id",
+            "device",
+            "top-node",
+            "base-node",
+            "speed",
+            "auto-finalize",
+            "auto-dismiss",
+        ];
+        if !only_keys(args, &known) {
+            return None;
+        }
+        let device = str_arg(args, "device")?;
+        if self.node(device).is_none() {
+            return Some(Outcome::Error {
+                class: "DeviceNotFound".into(),
+                desc: format!("Device '{device}' not found"),
+            });
+        }
+        if self.parents(device) > 0 || self.has_blk(device) {
+            return Some(err("Need a root block node"));
+        }
+        if self.blocking_job(device).is_some() {
+            return None;
+        }
+        let top = str_arg(args, "top-node").unwrap_or(device);
+        if top != device && !self.chain(device).iter().any(|c| c == top) {
+            return None;
+        }
+        let below = self.chain(top);
+        let base = match str_arg(args, "base-node") {
+            Some(b) => b.to_owned(),
+            None => below.last()?.clone(),
+        };
+        if base == top {
+            return Some(err("cannot commit an image into itself"));
+        }
+        if !below.contains(&base) {
+            return Some(err(format!("'{base}' is not in this backing file chain")));
+        }
+        let id = str_arg(args, "job-id").unwrap_or("");
+        if let Err(e) = self.check_job_id(id) {
+            return Some(e);
+        }
+        if self.nodes.len() >= MAX_NODES {
+            return Some(err(format!(
+                "The fake QEMU does not model more than {MAX_NODES} block nodes"
+            )));
+        }
+        let mut job = self.new_job(id, JobType::Commit, args);
+        job.source = Some(device.to_owned());
+        job.target = Some(base);
+        if top == device {
+            // An active commit: a mirror of the top into the base, with nothing to copy
+            // (the fake's images hold no data), ready after its reply.
+            let filter = self.generate_name();
+            self.nodes.push(Node {
+                name: filter.clone(),
+                drv: Drv::MirrorTop,
+                child: Some(device.to_owned()),
+                backing: None,
+                no_backing: false,
+                implicit: true,
+                bitmaps: Vec::new(),
+            });
+            job.filter = Some(filter);
+            job.readies = true;
+        } else {
+            job.len = self.virtual_size(self.node(top)?);
+            job.overlay = self.overlay(top).map(|n| n.name.clone());
+        }
+        self.start(ctx, job, false, Step::Work);
         Some(Outcome::empty())
     }
 
@@ -1259,7 +1539,10 @@ impl Block {
         };
         match step {
             Step::Work => {
-                let target = self.jobs[i].target.clone();
+                let target = match self.jobs[i].kind {
+                    JobType::Mirror | JobType::Backup => self.jobs[i].target.clone(),
+                    _ => None,
+                };
                 if let Some(path) = target
                     .as_deref()
                     .and_then(|t| self.node(t))
@@ -1272,7 +1555,7 @@ impl Block {
                 }
                 let job = &mut self.jobs[i];
                 job.offset = job.len;
-                if job.kind == JobType::Mirror {
+                if job.readies {
                     Self::status(ctx, job, "ready");
                     ctx.emit_event_json("BLOCK_JOB_READY", &format!("{{{}}}", job.progress_data()));
                 } else {
@@ -1334,9 +1617,31 @@ impl Block {
                             actual: CREATED_RAW_ACTUAL_SIZE,
                             qcow2: None,
                             written: false,
+                            backing: None,
                         },
                     );
                 }
+            }
+        }
+        let job = &self.jobs[i];
+        let relink = match job.kind {
+            // The streamed node's backing is the base now (the header says so too).
+            JobType::Stream => job.source.clone().map(|s| (s, job.base.clone())),
+            // The committed nodes leave the chain: the top's overlay backs onto the base.
+            JobType::Commit => job.overlay.clone().map(|o| (o, job.target.clone())),
+            _ => None,
+        };
+        if let Some((node, base)) = relink {
+            let base_path = base
+                .as_deref()
+                .and_then(|b| self.node(b))
+                .and_then(|b| self.path_of(b));
+            let path = self.node(&node).and_then(|n| self.path_of(n));
+            if let Some(n) = self.node_mut(&node) {
+                n.backing = base;
+            }
+            if let Some(image) = path.and_then(|p| self.images.get_mut(&p)) {
+                image.backing = base_path;
             }
         }
         let job = &self.jobs[i];
