@@ -588,6 +588,34 @@ fn job_control_matches_qemu() {
         ("block-job-cancel", json!({"device": "nope"})),
         ("block-job-complete", json!({"device": "nope"})),
         ("query-jobs", Value::Null),
+        // A ready job pauses and resumes while QEMU drains the graph: in a transaction,
+        // in blockdev-del; not when it is paused.
+        (
+            "blockdev-mirror",
+            json!({"job-id": "m7", "device": "a", "target": "b", "sync": "full"}),
+        ),
+        ("block-dirty-bitmap-add", json!({"node": "c", "name": "x"})),
+        (
+            "transaction",
+            json!({"actions": [{"type": "block-dirty-bitmap-add", "data": {"node": "c", "name": "y"}}]}),
+        ),
+        (
+            "transaction",
+            json!({"actions": [{"type": "block-dirty-bitmap-add", "data": {"node": "c", "name": "y"}}]}),
+        ),
+        ("transaction", json!({"actions": []})),
+        null_co("h"),
+        ("blockdev-del", json!({"node-name": "h"})),
+        ("blockdev-del", json!({"node-name": "h"})),
+        ("job-pause", json!({"id": "m7"})),
+        null_co("h"),
+        ("blockdev-del", json!({"node-name": "h"})),
+        (
+            "transaction",
+            json!({"actions": [{"type": "block-dirty-bitmap-remove", "data": {"node": "c", "name": "y"}}]}),
+        ),
+        ("job-resume", json!({"id": "m7"})),
+        ("job-cancel", json!({"id": "m7"})),
     ];
     let n = compare("jobs", &[], &steps);
     eprintln!("{n} job steps compared");

@@ -88,19 +88,22 @@ struct Custom {
 /// an unknown job), `query-jobs` and `query-block-jobs`, and QEMU's verb errors (`Job 'x' in
 /// state 's' cannot accept command verb 'v'`, `Job not found`, a job id that is missing,
 /// malformed or in use, `Need a root block node`, the same node twice, a base outside the
-/// chain). Events come in
-/// QEMU's order with its data: what QEMU does before its reply comes before the fake's,
-/// the rest after it (on the next [`Server::handle_timeout`](super::Server::handle_timeout)),
-/// and the jobs' work takes [`job_duration`](Self::job_duration) of virtual time. Left
-/// out (answered as not modelled): other drivers and node options, opening a backing
-/// chain from an image's header (a qcow2 node over a backing file needs `backing`), the
-/// filter a running stream inserts, base and top given as file names, other sync modes of
-/// backup, other transaction actions,
-/// bitmap contents and busy bitmaps, persistent bitmaps written into the image, permission
-/// conflicts but the qcow2 file lock, `job-set-speed`, the pauses that QEMU's drains give
-/// other ready jobs while a backup starts, and a merge of an empty list (which aborts
-/// 10.0.2). Caps: 64 images, 64 nodes, 32 bitmaps per node, 16 jobs; past a cap the fake
-/// answers with a `GenericError` that names it (QEMU has no such limit).
+/// chain). Events come in QEMU's order with its data: what QEMU does before its reply
+/// comes before the fake's, the rest after it (on the next
+/// [`Server::handle_timeout`](super::Server::handle_timeout)), and the jobs' work takes
+/// [`job_duration`](Self::job_duration) of virtual time. As on QEMU, a `transaction` and a
+/// `blockdev-del` drain the graph: every running or ready job that is not paused sends
+/// `paused` and `running` (or `standby` and `ready`) before the reply. Left out (answered
+/// as not modelled, or not sent): other drivers and node options, opening a backing chain
+/// from an image's header (a qcow2 node over a backing file needs `backing`), the filter a
+/// running stream inserts, base and top given as file names, other sync modes of backup,
+/// other transaction actions, bitmap contents and busy bitmaps, persistent bitmaps written
+/// into the image, permission conflicts but those of qcow2 on its file, `job-set-speed`,
+/// the `standby`/`ready` pairs that ready jobs send while other jobs start and end (QEMU
+/// sends several, interleaved with the other job's events), and a merge of an empty list
+/// (which aborts QEMU 10.0.2). Caps: 64 images, 64 nodes, 32 bitmaps per node, 16 jobs;
+/// past a cap the fake answers with a `GenericError` that names it (QEMU has no such
+/// limit).
 ///
 /// Objects: `object-add` of a `memory-backend-ram` (`size` only, a multiple of 4 KiB up to
 /// 1 GiB) or a `secret` (`data` only), `object-del` (QEMU's errors: a duplicate id, a

@@ -578,7 +578,13 @@ impl Block {
     ) -> Option<Outcome> {
         Some(match name {
             "blockdev-add" => return self.blockdev_add(args),
-            "blockdev-del" => self.blockdev_del(str_arg(args, "node-name")?),
+            "blockdev-del" => {
+                let outcome = self.blockdev_del(str_arg(args, "node-name")?);
+                if outcome == Outcome::empty() {
+                    self.drain(ctx);
+                }
+                outcome
+            }
             "query-named-block-nodes" => Outcome::Return(Value::Array(
                 self.nodes
                     .iter()
@@ -595,7 +601,12 @@ impl Block {
                 Ok(()) => Outcome::empty(),
                 Err(e) => e,
             },
-            "transaction" => return self.transaction(args),
+            "transaction" => {
+                // QEMU drains first, whatever the actions and their outcome.
+                let outcome = self.transaction(args)?;
+                self.drain(ctx);
+                outcome
+            }
             "blockdev-create" => return self.blockdev_create(ctx, args),
             "blockdev-mirror" => return self.blockdev_mirror(ctx, args),
             "blockdev-backup" => return self.blockdev_backup(ctx, args),
@@ -969,6 +980,24 @@ impl Block {
             });
         }
         Ok(())
+    }
+
+    /// QEMU drains the whole graph (`bdrv_drain_all`): every job that is running or ready,
+    /// and not paused, reaches its pause point and goes on (`paused` and `running`, or
+    /// `standby` and `ready`), before the reply.
+    fn drain(&mut self, ctx: &mut Context<'_>) {
+        for job in &mut self.jobs {
+            if job.user_paused {
+                continue;
+            }
+            let (paused, back) = match job.status {
+                "running" => ("paused", "running"),
+                "ready" => ("standby", "ready"),
+                _ => continue,
+            };
+            Self::status(ctx, job, paused);
+            Self::status(ctx, job, back);
+        }
     }
 
     /// `transaction` of bitmap actions: all or nothing, the first error wins.
