@@ -1073,3 +1073,123 @@ fn block_tables_are_capped() {
         .iter()
         .all(|j| j["status"] == "concluded"));
 }
+
+/// Hostile sequences: random block commands on a small pool of names never panic the fake,
+/// every request is answered, and the tables stay within their caps.
+#[test]
+fn random_block_commands_are_answered() {
+    let fake = FakeQemu::new()
+        .image("/i/a", 1 << 20)
+        .qcow2_image("/i/q", 1 << 20)
+        .qcow2_overlay("/i/o", 1 << 20, "/i/q");
+    let mut fake = Fake::new(fake);
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        usize::try_from(seed % n as u64).unwrap()
+    };
+    let names = ["a", "b", "c", "d", "#block011", "", "1x"];
+    let jobs = ["j0", "j1", ""];
+    let mut succeeded = std::collections::BTreeMap::new();
+    let paths = ["/i/a", "/i/q", "/i/o", "/i/new", "/nope"];
+    for step in 0..3000 {
+        let n = |k: &mut dyn FnMut(usize) -> usize| names[k(names.len())];
+        let (command, args) = match next(16) {
+            0 => (
+                "blockdev-add",
+                json!({"driver": "null-co", "node-name": n(&mut next), "size": (1 + next(4) / 3) << 20}),
+            ),
+            1 => (
+                "blockdev-add",
+                json!({"driver": "file", "node-name": n(&mut next), "filename": paths[next(5)]}),
+            ),
+            2 => {
+                let driver = ["raw", "qcow2"][next(2)];
+                (
+                    "blockdev-add",
+                    json!({"driver": driver, "node-name": n(&mut next), "file": n(&mut next)}),
+                )
+            }
+            3 => (
+                "blockdev-add",
+                json!({"driver": "qcow2", "node-name": n(&mut next), "file": n(&mut next),
+                    "backing": n(&mut next)}),
+            ),
+            4 => ("blockdev-del", json!({"node-name": n(&mut next)})),
+            5 => (
+                "block-dirty-bitmap-add",
+                json!({"node": n(&mut next), "name": n(&mut next), "persistent": next(2) == 1}),
+            ),
+            6 => (
+                "block-dirty-bitmap-merge",
+                json!({"node": n(&mut next), "target": n(&mut next), "bitmaps": [n(&mut next)]}),
+            ),
+            7 => (
+                "transaction",
+                json!({"actions": [{"type": "block-dirty-bitmap-remove",
+                    "data": {"node": n(&mut next), "name": n(&mut next)}}]}),
+            ),
+            8 => (
+                "blockdev-mirror",
+                json!({"job-id": jobs[next(3)], "device": n(&mut next), "target": n(&mut next),
+                    "sync": "full", "auto-finalize": next(2) == 1}),
+            ),
+            9 => (
+                "blockdev-backup",
+                json!({"job-id": jobs[next(3)], "device": n(&mut next), "target": n(&mut next),
+                    "sync": "full", "auto-dismiss": next(2) == 1}),
+            ),
+            10 => (
+                "blockdev-create",
+                json!({"job-id": jobs[next(3)], "options": {"driver": "qcow2",
+                    "file": n(&mut next), "size": next(3) << 20}}),
+            ),
+            11 => (
+                "block-stream",
+                json!({"job-id": jobs[next(3)], "device": n(&mut next)}),
+            ),
+            12 => (
+                "block-commit",
+                json!({"job-id": jobs[next(3)], "device": n(&mut next)}),
+            ),
+            13 => {
+                let verbs = [
+                    "job-pause",
+                    "job-resume",
+                    "job-cancel",
+                    "job-complete",
+                    "job-finalize",
+                    "job-dismiss",
+                ];
+                (verbs[next(6)], json!({"id": jobs[next(3)]}))
+            }
+            14 => ("query-named-block-nodes", json!({"flat": next(2) == 1})),
+            _ => {
+                fake.now += Duration::from_millis(next(3) as u64);
+                ("query-block-jobs", Value::Null)
+            }
+        };
+        let out = fake.step(command, &args);
+        let reply = out.iter().find(|m| m.get("event").is_none());
+        let reply = reply.unwrap_or_else(|| panic!("step {step}: no reply to {command} {args}"));
+        if reply.get("return").is_some() {
+            *succeeded.entry(command).or_insert(0) += 1;
+        }
+    }
+    // The sequence reaches the models, not only their errors.
+    for command in [
+        "blockdev-add",
+        "blockdev-del",
+        "block-dirty-bitmap-add",
+        "blockdev-mirror",
+        "blockdev-backup",
+        "block-stream",
+        "job-cancel",
+    ] {
+        assert!(succeeded.contains_key(command), "{succeeded:?}");
+    }
+    let out = fake.step("query-named-block-nodes", &Value::Null);
+    assert!(out.last().unwrap()["return"].as_array().unwrap().len() <= 64);
+}
