@@ -582,6 +582,18 @@ fn job_control_matches_qemu() {
             "blockdev-backup",
             json!({"job-id": "1b", "device": "a", "target": "b", "sync": "full"}),
         ),
+        (
+            "blockdev-backup",
+            json!({"job-id": "b4", "device": "a", "target": "c", "sync": "full"}),
+        ),
+        (
+            "blockdev-backup",
+            json!({"device": "a", "target": "b", "sync": "full"}),
+        ),
+        (
+            "blockdev-mirror",
+            json!({"job-id": "m8", "device": "a", "target": "a", "sync": "full"}),
+        ),
         // Missing jobs.
         ("job-cancel", json!({"id": "nope"})),
         ("job-pause", json!({"id": "nope"})),
@@ -615,6 +627,18 @@ fn job_control_matches_qemu() {
             json!({"actions": [{"type": "block-dirty-bitmap-remove", "data": {"node": "c", "name": "y"}}]}),
         ),
         ("job-resume", json!({"id": "m7"})),
+        ("block-stream", json!({"job-id": "s", "device": "a"})),
+        ("block-commit", json!({"job-id": "s", "device": "a"})),
+        (
+            "blockdev-mirror",
+            json!({"job-id": "m9", "device": "c", "target": "b", "sync": "full"}),
+        ),
+        ("block-job-set-speed", json!({"device": "m7", "speed": 100})),
+        (
+            "block-job-set-speed",
+            json!({"device": "nope", "speed": 100}),
+        ),
+        ("query-block-jobs", Value::Null),
         ("job-cancel", json!({"id": "m7"})),
     ];
     let n = compare("jobs", &[], &steps);

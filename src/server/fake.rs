@@ -85,7 +85,8 @@ struct Custom {
 /// (`paused`/`standby` and back, before the reply), `job-cancel` (`aborting`,
 /// BLOCK_JOB_CANCELLED), `block-job-cancel` (of a ready mirror without `force`: completes
 /// without switching), `job-complete`, their `block-job-*` forms (`DeviceNotActive` for
-/// an unknown job), `query-jobs` and `query-block-jobs`, and QEMU's verb errors (`Job 'x' in
+/// an unknown job), `block-job-set-speed` (the speed events and queries show; jobs take
+/// no longer), `query-jobs` and `query-block-jobs`, and QEMU's verb errors (`Job 'x' in
 /// state 's' cannot accept command verb 'v'`, `Job not found`, a job id that is missing,
 /// malformed or in use, `Need a root block node`, the same node twice, a base outside the
 /// chain). Events come in QEMU's order with its data: what QEMU does before its reply
@@ -98,7 +99,7 @@ struct Custom {
 /// from an image's header (a qcow2 node over a backing file needs `backing`), the filter a
 /// running stream inserts, base and top given as file names, other sync modes of backup,
 /// other transaction actions, bitmap contents and busy bitmaps, persistent bitmaps written
-/// into the image, permission conflicts but those of qcow2 on its file, `job-set-speed`,
+/// into the image, permission conflicts but those of qcow2 on its file,
 /// the `standby`/`ready` pairs that ready jobs send while other jobs start and end (QEMU
 /// sends several, interleaved with the other job's events), and a merge of an empty list
 /// (which aborts QEMU 10.0.2). Caps: 64 images, 64 nodes, 32 bitmaps per node, 16 jobs;
@@ -199,6 +200,7 @@ const BUILTIN: &[(&str, bool)] = &[
     ("block-job-finalize", false),
     ("block-job-pause", false),
     ("block-job-resume", false),
+    ("block-job-set-speed", false),
     ("block-stream", false),
     ("blockdev-add", false),
     ("blockdev-backup", false),
@@ -588,6 +590,7 @@ impl FakeQemu {
             | "query-jobs"
             | "query-block-jobs" => self.block_command(ctx, &call.name, args),
             name if name.starts_with("block-dirty-bitmap-")
+                || name == "block-job-set-speed"
                 || name.starts_with("job-")
                 || name.starts_with("block-job-") =>
             {

@@ -272,7 +272,7 @@ fn verb_allowed(verb: &str, status: &str) -> bool {
         "cancel" => &[
             "created", "running", "paused", "ready", "standby", "waiting", "pending",
         ],
-        "pause" | "resume" => &["created", "running", "paused", "ready", "standby"],
+        "pause" | "resume" | "set-speed" => &["created", "running", "paused", "ready", "standby"],
         "complete" => &["ready", "standby"],
         "finalize" => &["pending"],
         "dismiss" => &["concluded"],
@@ -398,11 +398,22 @@ impl Block {
         self.images.get(&path)?.backing.clone()
     }
 
-    /// The job whose operation blocker is on the node (its source).
+    /// The job whose operation blocker is on the node (its source or target).
     fn blocking_job(&self, name: &str) -> Option<&Job> {
-        self.jobs
-            .iter()
-            .find(|j| j.active() && j.source.as_deref() == Some(name) && j.is_block_job())
+        self.jobs.iter().find(|j| {
+            j.active()
+                && j.is_block_job()
+                && (j.source.as_deref() == Some(name) || j.target.as_deref() == Some(name))
+        })
+    }
+
+    /// QEMU's error for a node a job blocks.
+    fn busy(&self, name: &str) -> Option<Outcome> {
+        let job = self.blocking_job(name)?;
+        Some(err(format!(
+            "Node '{name}' is busy: block device is in use by block job: {}",
+            job.kind.name()
+        )))
     }
 
     /// Whether a job has a BlockBackend on the node (a target, a file being formatted).
@@ -630,6 +641,28 @@ impl Block {
                     return Some(err("Job not found"));
                 };
                 self.job_verb(ctx, i, &name["job-".len()..])
+            }
+            "block-job-set-speed" => {
+                let device = str_arg(args, "device")?;
+                let speed = args.get("speed")?.as_u64()?;
+                let Some(i) = self
+                    .job_index(device)
+                    .filter(|&i| self.jobs[i].is_block_job())
+                else {
+                    return Some(Outcome::Error {
+                        class: "DeviceNotActive".into(),
+                        desc: format!("Block job '{device}' not found"),
+                    });
+                };
+                let job = &mut self.jobs[i];
+                if !verb_allowed("set-speed", job.status) {
+                    return Some(err(format!(
+                        "Job '{}' in state '{}' cannot accept command verb 'set-speed'",
+                        job.id, job.status
+                    )));
+                }
+                job.speed = speed;
+                Outcome::empty()
             }
             "block-job-pause" | "block-job-resume" | "block-job-cancel" | "block-job-complete"
             | "block-job-finalize" | "block-job-dismiss" => {
@@ -1189,22 +1222,27 @@ impl Block {
                 return Some(Err(not_found(node)));
             }
         }
-        if let Some(job) = self.blocking_job(device) {
-            if kind == JobType::Backup {
-                return Some(Err(err(format!(
-                    "Node '{device}' is busy: block device is in use by block job: {}",
-                    job.kind.name()
-                ))));
+        if kind == JobType::Backup {
+            if let Some(e) = self.busy(device) {
+                return Some(Err(e));
             }
         }
         if kind == JobType::Mirror && (self.parents(device) > 0 || self.has_blk(device)) {
             return Some(Err(err("Need a root block node")));
+        }
+        if let Some(e) = self.busy(target) {
+            return Some(Err(e));
         }
         if device == target {
             return Some(Err(err(match kind {
                 JobType::Backup => "Source and target cannot be the same",
                 _ => "Can't mirror node into itself",
             })));
+        }
+        if kind == JobType::Backup
+            && self.virtual_size(self.node(device)?) != self.virtual_size(self.node(target)?)
+        {
+            return Some(Err(err("Source and target image have different sizes")));
         }
         if let Err(e) = self.check_job_id(id) {
             return Some(Err(e));
@@ -1304,7 +1342,10 @@ impl Block {
                 )));
             }
         }
-        if self.blocking_job(device).is_some() || self.has_blk(device) {
+        if let Some(e) = self.busy(device) {
+            return Some(e);
+        }
+        if self.has_blk(device) {
             return None;
         }
         let id = str_arg(args, "job-id").unwrap_or("");
@@ -1424,9 +1465,6 @@ impl Block {
             Err(e) => return Some(e),
         };
         let src_size = self.virtual_size(self.node(&device)?);
-        if self.virtual_size(self.node(&target)?) != src_size {
-            return None;
-        }
         let sync = self.synchronous(&device, &target);
         let mut job = self.new_job(&id, JobType::Backup, args);
         job.source = Some(device);
