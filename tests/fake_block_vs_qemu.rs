@@ -703,6 +703,27 @@ fn graph_and_bitmaps_match_qemu() {
             "blockdev-add",
             json!({"driver": "raw", "node-name": "in", "file": {"driver": "file", "filename": "DIR/inline.raw"}}),
         ),
+        // The image of a qcow2 node, opened again: a plain file node may, a writer may not.
+        (
+            "blockdev-add",
+            json!({"driver": "file", "node-name": "fz", "filename": "DIR/b.qcow2"}),
+        ),
+        (
+            "blockdev-add",
+            json!({"driver": "qcow2", "node-name": "qz", "file": "fz"}),
+        ),
+        (
+            "blockdev-add",
+            json!({"driver": "raw", "node-name": "rz", "file": "fz"}),
+        ),
+        (
+            "blockdev-add",
+            json!({"driver": "raw", "node-name": "rz2", "file": {"driver": "file", "filename": "DIR/b.qcow2"}}),
+        ),
+        ("blockdev-del", json!({"node-name": "fz"})),
+        ("blockdev-del", json!({"node-name": "rz"})),
+        ("blockdev-del", json!({"node-name": "rz2"})),
+        ("blockdev-del", json!({"node-name": "fz"})),
         ("query-named-block-nodes", json!({"flat": true})),
         (
             "blockdev-add",
@@ -871,6 +892,9 @@ fn backing_chains_stream_and_commit_match_qemu() {
         File::Overlay("top.qcow2", 1 << 20, "mid.qcow2"),
         File::Overlay("o2.qcow2", 1 << 20, "base.qcow2"),
         File::Overlay("o3.qcow2", 1 << 20, "base.qcow2"),
+        File::Qcow2("b2.qcow2", 1 << 20),
+        File::Overlay("m2.qcow2", 1 << 20, "b2.qcow2"),
+        File::Overlay("t2.qcow2", 1 << 20, "m2.qcow2"),
     ];
     let add = |args: Value| ("blockdev-add", args);
     let steps = [
@@ -934,6 +958,14 @@ fn backing_chains_stream_and_commit_match_qemu() {
         ("query-named-block-nodes", Value::Null),
         ("blockdev-del", json!({"node-name": "top"})),
         ("blockdev-del", json!({"node-name": "base"})),
+        ("query-named-block-nodes", json!({"flat": true})),
+        // Without `backing`, QEMU opens the chain of the image's header, read-only.
+        add(json!({"driver": "file", "node-name": "f4", "filename": "DIR/t2.qcow2"})),
+        add(json!({"driver": "qcow2", "node-name": "t2", "file": "f4"})),
+        ("query-named-block-nodes", Value::Null),
+        ("block-stream", json!({"job-id": "s2", "device": "t2"})),
+        ("query-named-block-nodes", json!({"flat": true})),
+        ("blockdev-del", json!({"node-name": "t2"})),
         ("query-named-block-nodes", json!({"flat": true})),
     ];
     let n = compare("chains", &files, &steps);

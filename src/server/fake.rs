@@ -47,12 +47,13 @@ struct Custom {
 /// registered with [`image`](Self::image) (raw), [`qcow2_image`](Self::qcow2_image) or
 /// [`qcow2_overlay`](Self::qcow2_overlay) (qcow2 over a backing file), or made by
 /// `blockdev-create`. `blockdev-add` of `null-co` (`size`), `file` (`filename`: a
-/// registered path, else `Could not open 'P': No such file or directory`; a file under a
-/// qcow2 node is locked: `Failed to get "write" lock`), `raw` and `qcow2` (`file`: a
-/// node's name or an inline `{"driver": "file", "filename": P}`, which becomes a generated
-/// `#blockNNN` node; qcow2 refuses a file that holds no qcow2 image, and a file another
-/// qcow2 node uses (`Permission conflict on node ...`); its `backing` is a node's name or
-/// null), with QEMU's errors (missing, malformed or duplicate node-name, unknown child or
+/// registered path, else `Could not open 'P': No such file or directory`), `raw` and
+/// `qcow2` (`file`: a node's name or an inline `{"driver": "file", "filename": P}`, which
+/// becomes a generated `#blockNNN` node; qcow2 refuses a file that holds no qcow2 image, a
+/// file node another qcow2 node uses (`Permission conflict on node ...`) and an image
+/// another qcow2 node writes (`Failed to get "write" lock`); its `backing` is a node's
+/// name or null, and without it QEMU's chain of backing files is opened read-only as
+/// generated nodes, which go when nothing uses them any more), with QEMU's errors (missing, malformed or duplicate node-name, unknown child or
 /// backing node). `blockdev-del` with QEMU's
 /// errors in QEMU's order: no such node, a job's target or a file being formatted
 /// (`Node x is in use`), a job's source (`Node 'x' is busy: block device is in use by block
@@ -95,9 +96,8 @@ struct Custom {
 /// [`job_duration`](Self::job_duration) of virtual time. As on QEMU, a `transaction` and a
 /// `blockdev-del` drain the graph: every running or ready job that is not paused sends
 /// `paused` and `running` (or `standby` and `ready`) before the reply. Left out (answered
-/// as not modelled, or not sent): other drivers and node options, opening a backing chain
-/// from an image's header (a qcow2 node over a backing file needs `backing`), the filter a
-/// running stream inserts, base and top given as file names, other sync modes of backup,
+/// as not modelled, or not sent): other drivers and node options, a backing file that
+/// is missing, raw or already open, the filter a running stream inserts, base and top given as file names, other sync modes of backup,
 /// other transaction actions, bitmap contents and busy bitmaps, persistent bitmaps written
 /// into the image, permission conflicts but those of qcow2 on its file,
 /// the `standby`/`ready` pairs that ready jobs send while other jobs start and end (QEMU
@@ -345,8 +345,8 @@ impl FakeQemu {
 
     /// Registers an in-memory qcow2 image of `size` virtual bytes at `path` whose header
     /// names `backing` as its backing file, as `qemu-img create -f qcow2 -b BACKING -F qcow2
-    /// PATH SIZE` makes it. Its qcow2 node needs a `backing` option (a node's name or null):
-    /// the fake does not open backing chains by itself.
+    /// PATH SIZE` makes it. A qcow2 node on it without a `backing` option opens the chain
+    /// (read-only, as generated nodes), as QEMU does.
     pub fn qcow2_overlay(mut self, path: impl Into<String>, size: u64, backing: &str) -> Self {
         self.block
             .add_image(&path.into(), Image::qcow2_overlay(size, backing));

@@ -540,7 +540,7 @@ impl Block {
         let mut info = json!({
             "iops_rd": 0, "detect_zeroes": "off", "active": true,
             "image": self.image_info(node, flat),
-            "iops_wr": 0, "ro": false, "node-name": node.name,
+            "iops_wr": 0, "ro": self.read_only(node), "node-name": node.name,
             "backing_file_depth": if flat { 0 } else { self.depth(node) },
             "drv": node.drv.name(), "iops": 0, "bps_wr": 0, "write_threshold": 0,
             "encrypted": false, "bps": 0, "bps_rd": 0,
@@ -769,6 +769,7 @@ impl Block {
                 };
                 let image = path.and_then(|p| self.images.get(&p)).cloned();
                 let mut backing = None;
+                let mut open_header = None;
                 let drv = if driver == "raw" {
                     Drv::Raw
                 } else {
@@ -782,7 +783,16 @@ impl Block {
                         // A qcow2 node on a null-co or a filter: not modelled.
                         None => return None,
                     };
-                    // qcow2 does not share writing and resizing its file.
+                    // qcow2 does not share writing and resizing its file, nor its image's
+                    // write lock.
+                    let image_path = match &inline {
+                        Some(p) => Some(p.clone()),
+                        None => self.node(&child).and_then(|c| self.path_of(c)),
+                    };
+                    let except = inline.is_none().then_some(child.as_str());
+                    if image_path.is_some_and(|p| self.write_locked(&p, except)) {
+                        return Some(err("Failed to get \"write\" lock"));
+                    }
                     if let Some(other) = self.nodes.iter().find(|n| {
                         matches!(n.drv, Drv::Qcow2(_)) && n.child.as_deref() == Some(child.as_str())
                     }) {
@@ -800,11 +810,12 @@ impl Block {
                                 )))
                             }
                         },
-                        Some(Value::Null) => {}
-                        // Opening the backing chain of the header: not modelled.
-                        None if header.is_some() => return None,
-                        None => {}
+                        Some(Value::Null) | None => {}
                         Some(_) => return None,
+                    }
+                    // Without `backing`, QEMU opens the header's backing file itself.
+                    if args.get("backing").is_none() {
+                        open_header = header;
                     }
                     Drv::Qcow2(size)
                 };
@@ -819,7 +830,7 @@ impl Block {
                         bitmaps: Vec::new(),
                     });
                 }
-                Node {
+                let node = Node {
                     name: name.to_owned(),
                     drv,
                     child: Some(child),
@@ -827,11 +838,111 @@ impl Block {
                     backing,
                     implicit: false,
                     bitmaps: Vec::new(),
+                };
+                if let Some(path) = open_header {
+                    // The node first, then its backing chain (as QEMU names them).
+                    let (nodes, generated) = (self.nodes.len(), self.generated);
+                    self.nodes.push(node);
+                    let chain = self.open_chain(&path, 0);
+                    match chain {
+                        Some(Ok(b)) => {
+                            if let Some(n) = self.node_mut(name) {
+                                n.backing = Some(b);
+                            }
+                            return Some(Outcome::empty());
+                        }
+                        failed => {
+                            self.nodes.truncate(nodes);
+                            self.generated = generated;
+                            return failed
+                                .map(|r| r.map(|_| Outcome::empty()).unwrap_or_else(|e| e));
+                        }
+                    }
                 }
+                node
             }
         };
         self.nodes.push(node);
         Some(Outcome::empty())
+    }
+
+    /// Opens the qcow2 image at `path` as a backing node, read-only, with its own backing
+    /// chain: a generated `file` node, then a generated `qcow2` node over it, then what
+    /// its header names. `None` when the model does not know what QEMU would do (a missing
+    /// or raw backing file, or one already open).
+    fn open_chain(&mut self, path: &str, depth: usize) -> Option<Result<String, Outcome>> {
+        let image = self.images.get(path)?.clone();
+        let size = image.qcow2?;
+        if depth > MAX_NODES
+            || self
+                .nodes
+                .iter()
+                .any(|n| matches!(&n.drv, Drv::File(p) if p == path))
+        {
+            return None;
+        }
+        if self.nodes.len() + 2 > MAX_NODES {
+            return Some(Err(err(format!(
+                "The fake QEMU does not model more than {MAX_NODES} block nodes"
+            ))));
+        }
+        let file = self.generate_name();
+        self.nodes.push(Node {
+            name: file.clone(),
+            drv: Drv::File(path.to_owned()),
+            child: None,
+            backing: None,
+            no_backing: false,
+            implicit: true,
+            bitmaps: Vec::new(),
+        });
+        let name = self.generate_name();
+        self.nodes.push(Node {
+            name: name.clone(),
+            drv: Drv::Qcow2(size),
+            child: Some(file),
+            backing: None,
+            no_backing: false,
+            implicit: true,
+            bitmaps: Vec::new(),
+        });
+        if let Some(b) = image.backing {
+            match self.open_chain(&b, depth + 1)? {
+                Ok(inner) => {
+                    if let Some(n) = self.node_mut(&name) {
+                        n.backing = Some(inner);
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(name))
+    }
+
+    /// Whether QEMU opened the node read-only: a backing node it opened itself, and the
+    /// file under one.
+    fn read_only(&self, node: &Node) -> bool {
+        node.implicit
+            && (self.overlay(&node.name).is_some()
+                || self.nodes.iter().any(|p| {
+                    p.child.as_deref() == Some(node.name.as_str())
+                        && p.drv != Drv::MirrorTop
+                        && self.read_only(p)
+                }))
+    }
+
+    /// Whether a qcow2 node writes the image at `path` through a file node other than
+    /// `except`: it holds the image's write lock, which it does not share.
+    fn write_locked(&self, path: &str, except: Option<&str>) -> bool {
+        self.nodes.iter().any(|n| {
+            matches!(n.drv, Drv::Qcow2(_))
+                && !self.read_only(n)
+                && n.child.as_deref().is_some_and(|c| Some(c) != except)
+                && n.child
+                    .as_deref()
+                    .and_then(|c| self.node(c))
+                    .is_some_and(|c| matches!(&c.drv, Drv::File(p) if p == path))
+        })
     }
 
     /// Whether a `file` node may open `path`, with room for `new` nodes.
@@ -840,18 +951,6 @@ impl Block {
             return Err(err(format!(
                 "Could not open '{path}': No such file or directory"
             )));
-        }
-        // A qcow2 node does not share writing its file: another file node cannot take
-        // the image's lock.
-        let locked = self.nodes.iter().any(|n| {
-            matches!(n.drv, Drv::Qcow2(_))
-                && n.child
-                    .as_deref()
-                    .and_then(|c| self.node(c))
-                    .is_some_and(|c| matches!(&c.drv, Drv::File(p) if p == path))
-        });
-        if locked {
-            return Err(err("Failed to get \"write\" lock"));
         }
         if self.nodes.len() + new > MAX_NODES {
             return Err(err(format!(
@@ -890,13 +989,34 @@ impl Block {
         Outcome::empty()
     }
 
+    /// Removes the nodes QEMU made (but jobs' filters) that nothing uses any more, as the
+    /// backing nodes a stream or a commit drops from a chain.
+    fn collect(&mut self) {
+        loop {
+            let orphan = self.nodes.iter().find(|n| {
+                n.implicit
+                    && n.drv != Drv::MirrorTop
+                    && self.parents(&n.name) == 0
+                    && !self.jobs.iter().any(|j| {
+                        j.active()
+                            && (j.source.as_deref() == Some(n.name.as_str())
+                                || j.target.as_deref() == Some(n.name.as_str()))
+                    })
+            });
+            let Some(name) = orphan.map(|n| n.name.clone()) else {
+                return;
+            };
+            self.remove_node(&name);
+        }
+    }
+
     /// Removes a node, and its implicit child once nothing else uses it.
     fn remove_node(&mut self, name: &str) {
         let Some(i) = self.nodes.iter().position(|n| n.name == name) else {
             return;
         };
         let node = self.nodes.remove(i);
-        if let Some(child) = node.child {
+        for child in [node.child, node.backing].into_iter().flatten() {
             if self.node(&child).is_some_and(|c| c.implicit) && self.parents(&child) == 0 {
                 self.remove_node(&child);
             }
@@ -1710,6 +1830,7 @@ impl Block {
             if let Some(image) = path.and_then(|p| self.images.get_mut(&p)) {
                 image.backing = base_path;
             }
+            self.collect();
         }
         let job = &self.jobs[i];
         if job.is_block_job() {
