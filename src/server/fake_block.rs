@@ -167,6 +167,21 @@ struct Node {
     bitmaps: Vec<Bitmap>,
 }
 
+impl Node {
+    /// A node the monitor made, without children or bitmaps.
+    fn new(name: impl Into<String>, drv: Drv) -> Node {
+        Node {
+            name: name.into(),
+            drv,
+            child: None,
+            backing: None,
+            no_backing: false,
+            implicit: false,
+            bitmaps: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum JobType {
     Create,
@@ -718,30 +733,17 @@ impl Block {
         let node = match driver {
             "null-co" => {
                 let size = args.get("size").and_then(Value::as_u64);
-                Node {
-                    name: name.to_owned(),
-                    drv: Drv::Null(size.unwrap_or(NULL_CO_DEFAULT_SIZE), size.is_some()),
-                    child: None,
-                    backing: None,
-                    no_backing: false,
-                    implicit: false,
-                    bitmaps: Vec::new(),
-                }
+                Node::new(
+                    name.to_owned(),
+                    Drv::Null(size.unwrap_or(NULL_CO_DEFAULT_SIZE), size.is_some()),
+                )
             }
             "file" => {
                 let path = str_arg(args, "filename")?;
                 if let Err(e) = self.check_file(path, 1) {
                     return Some(e);
                 }
-                Node {
-                    name: name.to_owned(),
-                    drv: Drv::File(path.to_owned()),
-                    child: None,
-                    backing: None,
-                    no_backing: false,
-                    implicit: false,
-                    bitmaps: Vec::new(),
-                }
+                Node::new(name.to_owned(), Drv::File(path.to_owned()))
             }
             _ => {
                 // The child: a node's name, or an inline `file` node.
@@ -821,23 +823,15 @@ impl Block {
                 };
                 if let Some(path) = inline {
                     self.nodes.push(Node {
-                        name: child.clone(),
-                        drv: Drv::File(path),
-                        child: None,
-                        backing: None,
-                        no_backing: false,
                         implicit: true,
-                        bitmaps: Vec::new(),
+                        ..Node::new(child.clone(), Drv::File(path))
                     });
                 }
                 let node = Node {
-                    name: name.to_owned(),
-                    drv,
                     child: Some(child),
                     no_backing: args.get("backing") == Some(&Value::Null),
                     backing,
-                    implicit: false,
-                    bitmaps: Vec::new(),
+                    ..Node::new(name.to_owned(), drv)
                 };
                 if let Some(path) = open_header {
                     // The node first, then its backing chain (as QEMU names them).
@@ -888,23 +882,14 @@ impl Block {
         }
         let file = self.generate_name();
         self.nodes.push(Node {
-            name: file.clone(),
-            drv: Drv::File(path.to_owned()),
-            child: None,
-            backing: None,
-            no_backing: false,
             implicit: true,
-            bitmaps: Vec::new(),
+            ..Node::new(file.clone(), Drv::File(path.to_owned()))
         });
         let name = self.generate_name();
         self.nodes.push(Node {
-            name: name.clone(),
-            drv: Drv::Qcow2(size),
             child: Some(file),
-            backing: None,
-            no_backing: false,
             implicit: true,
-            bitmaps: Vec::new(),
+            ..Node::new(name.clone(), Drv::Qcow2(size))
         });
         if let Some(b) = image.backing {
             match self.open_chain(&b, depth + 1)? {
@@ -1410,13 +1395,9 @@ impl Block {
         let sync = self.synchronous(&device, &target);
         let filter = self.generate_name();
         self.nodes.push(Node {
-            name: filter.clone(),
-            drv: Drv::MirrorTop,
             child: Some(device.clone()),
-            backing: None,
-            no_backing: false,
             implicit: true,
-            bitmaps: Vec::new(),
+            ..Node::new(filter.clone(), Drv::MirrorTop)
         });
         let mut job = self.new_job(&id, JobType::Mirror, args);
         job.source = Some(device);
@@ -1545,13 +1526,9 @@ impl Block {
             // (the fake's images hold no data), ready after its reply.
             let filter = self.generate_name();
             self.nodes.push(Node {
-                name: filter.clone(),
-                drv: Drv::MirrorTop,
                 child: Some(device.to_owned()),
-                backing: None,
-                no_backing: false,
                 implicit: true,
-                bitmaps: Vec::new(),
+                ..Node::new(filter.clone(), Drv::MirrorTop)
             });
             job.filter = Some(filter);
             job.readies = true;
