@@ -206,12 +206,16 @@ impl Daemon {
                 break;
             }
         }
-        while let Some(m) = self.message(Duration::from_millis(150)) {
+        while let Some(m) = self.message(QUIET) {
             out.push(m);
         }
         out
     }
 }
+
+/// How long the daemon must stay quiet after a reply before the next step: the events a
+/// job sends after its reply (its IO done on QEMU's thread pool) come well within it.
+const QUIET: Duration = Duration::from_millis(250);
 
 fn request(command: &str, args: &Value) -> Value {
     if args.is_null() {
