@@ -590,7 +590,6 @@ impl FakeQemu {
             | "query-jobs"
             | "query-block-jobs" => self.block_command(ctx, &call.name, args),
             name if name.starts_with("block-dirty-bitmap-")
-                || name == "block-job-set-speed"
                 || name.starts_with("job-")
                 || name.starts_with("block-job-") =>
             {
