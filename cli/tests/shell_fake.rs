@@ -152,7 +152,8 @@ fn transaction_mode() {
     term.wait_for("TRANS> ");
     term.line("block-dirty-bitmap-add node=drive0 name=bitmap1");
     term.line("block-dirty-bitmap-clear node=drive0 name=bitmap0 )");
-    let screen = term.wait_for("The fake QEMU does not model 'transaction'");
+    // The fake answers as QEMU does: there is no node drive0.
+    let screen = term.wait_for("Cannot find device='drive0' nor node-name='drive0'");
     assert!(
         screen.contains(
             r#"{"execute":"transaction","arguments":{"actions":[{"data":{"name":"bitmap1","node":"drive0"},"type":"block-dirty-bitmap-add"},{"data":{"name":"bitmap0","node":"drive0"},"type":"block-dirty-bitmap-clear"}]},"id":"#

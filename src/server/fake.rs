@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 
 use serde_json::{json, Map, Value};
 
+use super::fake_block::{Block, Image};
 use super::fake_migrate::{Host, Migration};
 use super::fake_qom::Qom;
 use super::qapi;
@@ -20,8 +21,6 @@ pub type CustomCommand = Box<dyn FnMut(&mut Context<'_>, &Map<String, Value>) ->
 enum Timer {
     /// Complete a delayed command with its outcome.
     Complete(CallToken, Outcome),
-    /// Finish a running job.
-    FinishJob(String),
     /// Send an event that comes after the reply of the command that caused it.
     Event(&'static str, Value),
     /// The next step of a migration (stale when its generation is not the current one).
@@ -64,14 +63,75 @@ struct Custom {
 /// then the connection closes), `query-name`, `query-commands` and `query-qmp-schema`
 /// (QEMU's, with the added commands, or a schema set with [`schema`](Self::schema)),
 /// `getfd`, `closefd`,
-/// `add-fd`, `remove-fd`, `query-fdsets`, `blockdev-add` and `blockdev-del` (null-co nodes),
-/// `blockdev-backup` (a job with JOB_STATUS_CHANGE and BLOCK_JOB_COMPLETED events, over
-/// virtual time when [`job_duration`](Self::job_duration) is set), `query-jobs`,
+/// `add-fd`, `remove-fd`, `query-fdsets`, the block layer and its jobs (below),
 /// `human-monitor-command` (a few `info` commands), the OOB-capable `query-yank`,
 /// `query-iothreads` (none), `query-cpus-fast` (one vCPU, whose `thread-id` is 1),
 /// `query-chardev` (the monitor, `compat_monitor0`, on the socket set with
 /// [`monitor_path`](Self::monitor_path)), outgoing migration, and objects, devices and the
 /// QOM tree of `-M pc -nodefaults`, as listed below.
+///
+/// Block layer (compared with qemu-storage-daemon 10.0.2). Images are in memory: files
+/// registered with [`image`](Self::image) (raw), [`qcow2_image`](Self::qcow2_image) or
+/// [`qcow2_overlay`](Self::qcow2_overlay) (qcow2 over a backing file), or made by
+/// `blockdev-create`. `blockdev-add` of `null-co` (`size`), `file` (`filename`: a
+/// registered path, else `Could not open 'P': No such file or directory`), `raw` and
+/// `qcow2` (`file`: a node's name or an inline `{"driver": "file", "filename": P}`, which
+/// becomes a generated `#blockNNN` node; qcow2 refuses a file that holds no qcow2 image, a
+/// file node another qcow2 node uses (`Permission conflict on node ...`) and an image
+/// another qcow2 node writes (`Failed to get "write" lock`); its `backing` is a node's
+/// name or null, and without it QEMU's chain of backing files is opened read-only as
+/// generated nodes, which go when nothing uses them any more), with QEMU's errors (missing, malformed or duplicate node-name, unknown child or
+/// backing node). `blockdev-del` with QEMU's
+/// errors in QEMU's order: no such node, a job's target or a file being formatted
+/// (`Node x is in use`), a job's source (`Node 'x' is busy: block device is in use by block
+/// job: mirror`), a backing node (`Node 'x' is busy: node is used as backing hd of 'y'`), a
+/// generated node (`not owned by the monitor`), a node with parents
+/// (`Block device x is in use`); an inline child goes with its parent.
+/// `query-named-block-nodes` (newest first, with `flat`) shows QEMU's fields and values:
+/// sizes, file names (`json:{...}` or `null-co://` for null-co), qcow2's format-specific
+/// data, `actual-size` (0 for registered raw files, QEMU's 200704 for a fresh qcow2 image,
+/// 4096 for a file made by `blockdev-create`; a qcow2 image a job wrote zeroes to has its
+/// L2 tables allocated, as on QEMU), backing files and chains (`backing_file`,
+/// `backing-filename`, `backing-image` and the depth unless `flat`), the `mirror_top`
+/// filter of a running mirror or active commit, and `dirty-bitmaps`. `query-block` is QEMU's empty list (no device has a drive).
+///
+/// Dirty bitmaps: `block-dirty-bitmap-add` (granularity a power of two from 512, default
+/// 64 KiB; `persistent` only on qcow2; `disabled`), `-remove`, `-clear`, `-enable`,
+/// `-disable`, `-merge` (bitmaps of nodes of the same size), with QEMU's errors; they count
+/// no dirty bytes (no IO). `transaction` of these actions is all or nothing: the first
+/// failing action's error, and nothing changes.
+///
+/// Jobs: `blockdev-create` (qcow2 on a file node, or a new `file`; `concluded` with an
+/// `error` when the node is missing or the size is not a multiple of 512; kept until
+/// `job-dismiss`), `blockdev-mirror` (to `ready` with BLOCK_JOB_READY; nodes of different
+/// sizes fail with BLOCK_JOB_COMPLETED's `error`; `job-complete` switches the source's
+/// parents to the target), `blockdev-backup` (`sync: full`), `block-stream` (with
+/// `base-node`: the node then backs onto the base, as its image's header says) and
+/// `block-commit` (of an intermediate node: its overlay then backs onto the base; of the
+/// active layer: `ready`, then completed like a mirror), with `auto-finalize` and
+/// `auto-dismiss` (BLOCK_JOB_PENDING, `job-finalize`, `job-dismiss`), `job-pause`/`resume`
+/// (`paused`/`standby` and back, before the reply), `job-cancel` (`aborting`,
+/// BLOCK_JOB_CANCELLED), `block-job-cancel` (of a ready mirror without `force`: completes
+/// without switching), `job-complete`, their `block-job-*` forms (`DeviceNotActive` for
+/// an unknown job), `block-job-set-speed` (the speed events and queries show; jobs take
+/// no longer), `query-jobs` and `query-block-jobs`, and QEMU's verb errors (`Job 'x' in
+/// state 's' cannot accept command verb 'v'`, `Job not found`, a job id that is missing,
+/// malformed or in use, `Need a root block node`, the same node twice, a base outside the
+/// chain). Events come in QEMU's order with its data: what QEMU does before its reply
+/// comes before the fake's, the rest after it (on the next
+/// [`Server::handle_timeout`](super::Server::handle_timeout)), and the jobs' work takes
+/// [`job_duration`](Self::job_duration) of virtual time. As on QEMU, a `transaction` and a
+/// `blockdev-del` drain the graph: every running or ready job that is not paused sends
+/// `paused` and `running` (or `standby` and `ready`) before the reply. Left out (answered
+/// as not modelled, or not sent): other drivers and node options, a backing file that
+/// is missing, raw or already open, the filter a running stream inserts, base and top given as file names, other sync modes of backup,
+/// other transaction actions, bitmap contents and busy bitmaps, persistent bitmaps written
+/// into the image, permission conflicts but those of qcow2 on its file,
+/// the `standby`/`ready` pairs that ready jobs send while other jobs start and end (QEMU
+/// sends several, interleaved with the other job's events), and a merge of an empty list
+/// (which aborts QEMU 10.0.2). Caps: 64 images, 64 nodes, 32 bitmaps per node, 16 jobs;
+/// past a cap the fake answers with a `GenericError` that names it (QEMU has no such
+/// limit).
 ///
 /// Objects: `object-add` of a `memory-backend-ram` (`size` only, a multiple of 4 KiB up to
 /// 1 GiB) or a `secret` (`data` only), `object-del` (QEMU's errors: a duplicate id, a
@@ -182,9 +242,7 @@ pub struct FakeQemu {
     #[cfg(unix)]
     fdsets: BTreeMap<i64, Vec<(i64, OwnedFd, Option<String>)>>,
     next_fd: i64,
-    nodes: BTreeMap<String, u64>,
-    jobs: BTreeMap<String, &'static str>,
-    job_duration: Duration,
+    block: Block,
     delays: BTreeMap<String, Duration>,
     timers: Vec<(Instant, Timer)>,
     custom: BTreeMap<String, Custom>,
@@ -198,8 +256,7 @@ impl fmt::Debug for FakeQemu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FakeQemu")
             .field("status", &self.status)
-            .field("nodes", &self.nodes)
-            .field("jobs", &self.jobs)
+            .field("nodes", &self.block.node_names())
             .field("qom", &self.qom)
             .field("custom", &self.custom.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -214,15 +271,38 @@ impl Default for FakeQemu {
 
 const BUILTIN: &[(&str, bool)] = &[
     ("add-fd", false),
+    ("block-commit", false),
+    ("block-dirty-bitmap-add", false),
+    ("block-dirty-bitmap-clear", false),
+    ("block-dirty-bitmap-disable", false),
+    ("block-dirty-bitmap-enable", false),
+    ("block-dirty-bitmap-merge", false),
+    ("block-dirty-bitmap-remove", false),
+    ("block-job-cancel", false),
+    ("block-job-complete", false),
+    ("block-job-dismiss", false),
+    ("block-job-finalize", false),
+    ("block-job-pause", false),
+    ("block-job-resume", false),
+    ("block-job-set-speed", false),
+    ("block-stream", false),
     ("blockdev-add", false),
     ("blockdev-backup", false),
+    ("blockdev-create", false),
     ("blockdev-del", false),
+    ("blockdev-mirror", false),
     ("closefd", false),
     ("cont", false),
     ("device_add", false),
     ("device_del", false),
     ("getfd", false),
     ("human-monitor-command", false),
+    ("job-cancel", false),
+    ("job-complete", false),
+    ("job-dismiss", false),
+    ("job-finalize", false),
+    ("job-pause", false),
+    ("job-resume", false),
     ("migrate-pause", true),
     ("object-add", false),
     ("object-del", false),
@@ -233,8 +313,10 @@ const BUILTIN: &[(&str, bool)] = &[
     ("query-chardev", false),
     ("query-commands", false),
     ("query-fdsets", false),
+    ("query-block-jobs", false),
     ("query-jobs", false),
     ("query-name", false),
+    ("query-named-block-nodes", false),
     ("query-qmp-schema", false),
     ("query-status", false),
     ("query-version", false),
@@ -244,6 +326,7 @@ const BUILTIN: &[(&str, bool)] = &[
     ("stop", false),
     ("system_powerdown", false),
     ("system_reset", false),
+    ("transaction", false),
 ];
 
 /// How long after `device_del`'s reply a USB device's DEVICE_DELETED comes: QEMU sends it
@@ -291,9 +374,7 @@ impl FakeQemu {
             #[cfg(unix)]
             fdsets: BTreeMap::new(),
             next_fd: 100,
-            nodes: BTreeMap::new(),
-            jobs: BTreeMap::new(),
-            job_duration: Duration::ZERO,
+            block: Block::default(),
             delays: BTreeMap::new(),
             timers: Vec::new(),
             custom: BTreeMap::new(),
@@ -331,10 +412,37 @@ impl FakeQemu {
         self
     }
 
-    /// How long a `blockdev-backup` job runs in virtual time (default zero: all its events
-    /// come before its reply, as with null-co nodes on real QEMU).
+    /// How long a block job's work takes in virtual time (default zero). With zero, a
+    /// `blockdev-backup` or `blockdev-mirror` between two `null-co` nodes runs to its end
+    /// (to `ready` for a mirror) before its reply, as on real QEMU, whose null-co IO never
+    /// waits; other jobs do their work right after the reply.
     pub fn job_duration(mut self, d: Duration) -> Self {
-        self.job_duration = d;
+        self.block.job_duration = d;
+        self
+    }
+
+    /// Registers an in-memory raw file of `size` bytes at `path`, which `file` nodes can
+    /// open (QEMU's error for any other path) and `blockdev-create` can format. At most
+    /// 64 files; more are ignored.
+    pub fn image(mut self, path: impl Into<String>, size: u64) -> Self {
+        self.block.add_image(&path.into(), Image::raw(size));
+        self
+    }
+
+    /// Registers an in-memory qcow2 image of `size` virtual bytes at `path`, as
+    /// `qemu-img create -f qcow2 PATH SIZE` makes it (64 KiB clusters, no backing file).
+    pub fn qcow2_image(mut self, path: impl Into<String>, size: u64) -> Self {
+        self.block.add_image(&path.into(), Image::qcow2(size));
+        self
+    }
+
+    /// Registers an in-memory qcow2 image of `size` virtual bytes at `path` whose header
+    /// names `backing` as its backing file, as `qemu-img create -f qcow2 -b BACKING -F qcow2
+    /// PATH SIZE` makes it. A qcow2 node on it without a `backing` option opens the chain
+    /// (read-only, as generated nodes), as QEMU does.
+    pub fn qcow2_overlay(mut self, path: impl Into<String>, size: u64, backing: &str) -> Self {
+        self.block
+            .add_image(&path.into(), Image::qcow2_overlay(size, backing));
         self
     }
 
@@ -450,30 +558,6 @@ impl FakeQemu {
                 .retain(|(_, t)| !matches!(t, Timer::Migration(_)));
             self.schedule(ctx, at, Timer::Migration(generation));
         }
-    }
-
-    fn job_event(ctx: &mut Context<'_>, id: &str, status: &str) {
-        let id = Value::String(id.to_owned());
-        ctx.emit_event_json(
-            "JOB_STATUS_CHANGE",
-            &format!(r#"{{"id": {id}, "status": "{status}"}}"#),
-        );
-    }
-
-    fn finish_job(&mut self, ctx: &mut Context<'_>, id: &str) {
-        let len = self.nodes.values().copied().max().unwrap_or(0);
-        Self::job_event(ctx, id, "waiting");
-        Self::job_event(ctx, id, "pending");
-        let device = Value::String(id.to_owned());
-        ctx.emit_event_json(
-            "BLOCK_JOB_COMPLETED",
-            &format!(
-                r#"{{"type": "backup", "device": {device}, "len": {len}, "offset": {len}, "speed": 0}}"#
-            ),
-        );
-        Self::job_event(ctx, id, "concluded");
-        Self::job_event(ctx, id, "null");
-        self.jobs.remove(id);
     }
 
     /// The reply to `query-qmp-schema`: the one set with [`schema`](Self::schema), or
@@ -645,71 +729,22 @@ impl FakeQemu {
             "getfd" | "add-fd" | "closefd" | "remove-fd" | "query-fdsets" => {
                 self.fd_command(call)
             }
-            "blockdev-add" => {
-                if args.get("driver").and_then(Value::as_str) != Some("null-co") {
-                    return Self::unmodelled("blockdev-add", args);
-                }
-                let Some(name) = args.get("node-name").and_then(Value::as_str) else {
-                    return Outcome::generic_error("'node-name' must be specified for the root node");
-                };
-                let name = name.to_owned();
-                if !id_wellformed(&name) {
-                    return Outcome::generic_error(format!("Invalid node-name: '{name}'"));
-                }
-                if self.nodes.contains_key(&name) {
-                    return Outcome::generic_error(format!(
-                        "Duplicate nodes with node-name='{name}'"
-                    ));
-                }
-                let size = args.get("size").and_then(Value::as_u64).unwrap_or(1 << 30);
-                self.nodes.insert(name, size);
-                Outcome::empty()
-            }
-            "blockdev-del" => match arg_str(args, "node-name") {
-                Err(e) => e,
-                Ok(name) => {
-                    if self.nodes.remove(name).is_some() {
-                        Outcome::empty()
-                    } else {
-                        Outcome::generic_error(format!(
-                            "Failed to find node with node-name='{name}'"
-                        ))
-                    }
-                }
-            },
-            "blockdev-backup" => {
-                let (device, target) = match (arg_str(args, "device"), arg_str(args, "target")) {
-                    (Ok(d), Ok(t)) => (d.to_owned(), t.to_owned()),
-                    (Err(e), _) | (_, Err(e)) => return e,
-                };
-                // Without a job id, QEMU names the job after its device.
-                let id = match args.get("job-id").and_then(Value::as_str) {
-                    Some(i) => i.to_owned(),
-                    None => device.clone(),
-                };
-                for node in [&device, &target] {
-                    if !self.nodes.contains_key(node.as_str()) {
-                        return Outcome::Error {
-                            class: "GenericError".into(),
-                            desc: format!("Cannot find device='{node}' nor node-name='{node}'"),
-                        };
-                    }
-                }
-                if self.jobs.contains_key(&id) {
-                    return Outcome::generic_error(format!("Job ID '{id}' already in use"));
-                }
-                self.jobs.insert(id.clone(), "running");
-                Self::job_event(ctx, &id, "created");
-                Self::job_event(ctx, &id, "running");
-                if self.job_duration.is_zero() {
-                    Self::job_event(ctx, &id, "paused");
-                    Self::job_event(ctx, &id, "running");
-                    self.finish_job(ctx, &id);
-                } else {
-                    let at = ctx.now() + self.job_duration;
-                    self.schedule(ctx, at, Timer::FinishJob(id));
-                }
-                Outcome::empty()
+            "blockdev-add"
+            | "blockdev-del"
+            | "blockdev-create"
+            | "blockdev-mirror"
+            | "blockdev-backup"
+            | "block-stream"
+            | "block-commit"
+            | "query-named-block-nodes"
+            | "transaction"
+            | "query-jobs"
+            | "query-block-jobs" => self.block_command(ctx, &call.name, args),
+            name if name.starts_with("block-dirty-bitmap-")
+                || name.starts_with("job-")
+                || name.starts_with("block-job-") =>
+            {
+                self.block_command(ctx, name, args)
             }
             "object-add" => self
                 .qom
@@ -758,12 +793,6 @@ impl FakeQemu {
                 "filename": format!("unix:{},server=on", self.monitor_path),
                 "label": "compat_monitor0",
             }])),
-            "query-jobs" => Outcome::Return(Value::Array(
-                self.jobs
-                    .iter()
-                    .map(|(id, status)| json!({"id": id, "type": "backup", "status": status, "current-progress": 0, "total-progress": 1}))
-                    .collect(),
-            )),
             name => match self.custom.get_mut(name) {
                 Some(c) => (c.run)(ctx, args),
                 None if qapi::schema().is_some_and(|s| s.has_command(name)) => {
@@ -774,6 +803,28 @@ impl FakeQemu {
                     desc: format!("The command {name} has not been found"),
                 },
             },
+        }
+    }
+
+    /// A command of the block layer (`fake_block`), or "not modelled".
+    fn block_command(
+        &mut self,
+        ctx: &mut Context<'_>,
+        name: &str,
+        args: &Map<String, Value>,
+    ) -> Outcome {
+        let outcome = self
+            .block
+            .command(ctx, name, args)
+            .unwrap_or_else(|| Self::unmodelled(name, args));
+        self.wake_block(ctx);
+        outcome
+    }
+
+    /// Asks for a timer when a job has a step due.
+    fn wake_block(&self, ctx: &mut Context<'_>) {
+        if let Some(at) = self.block.next_wake() {
+            ctx.wake_at(at);
         }
     }
 
@@ -924,7 +975,6 @@ impl Handler for FakeQemu {
         for (_, timer) in due {
             match timer {
                 Timer::Complete(token, outcome) => ctx.complete(token, outcome),
-                Timer::FinishJob(id) => self.finish_job(ctx, &id),
                 Timer::Event(name, data) => ctx.emit_event(name, Some(data)),
                 Timer::Migration(generation) => {
                     let mut status = self.status;
@@ -934,6 +984,8 @@ impl Handler for FakeQemu {
                 }
             }
         }
+        self.block.on_timer(ctx);
+        self.wake_block(ctx);
         if let Some(next) = self.timers.iter().map(|(at, _)| *at).min() {
             ctx.wake_at(next);
         }

@@ -39,6 +39,7 @@
 
 mod dispatch;
 mod fake;
+mod fake_block;
 mod fake_migrate;
 mod fake_qom;
 pub(crate) mod json;
