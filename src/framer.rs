@@ -37,7 +37,8 @@ pub(crate) trait FrameSink {
 
     /// Offered at the start of each message that begins in the input being fed: `input`
     /// starts with `{`, is valid UTF-8, and is cut at the size limit (and after its last
-    /// `}`, as a complete object ends with one). A sink that finds a whole, valid message at
+    /// `}`, as a complete object ends with one; and shorter where the input likely ends
+    /// inside a message). A sink that finds a whole, valid message at
     /// its start, nested no deeper than `max_depth`, takes it and returns its length with the
     /// flow, as [`frame`](FrameSink::frame) would for the same bytes; `None` leaves the
     /// message to the scan (which then finds the same frame, or the error).
@@ -84,6 +85,8 @@ struct Window<'a> {
     base: usize,
     /// Where the last `}` of `text` is in the input.
     last_close: Option<usize>,
+    /// Whether that `}` is the input's last byte but for whitespace.
+    ends_closed: bool,
 }
 
 /// The longest prefix of `input` that is valid UTF-8.
@@ -274,9 +277,12 @@ impl Framer {
     }
 
     /// Offers the message that starts at `input[at]` to the sink whole, cut at the size
-    /// limit and after the input's last `}`. `window` is the input's valid UTF-8 from where it
-    /// was last checked up to its end or its first invalid byte, with the position of its
-    /// last `}`: checked afresh only for a message that begins past it, so each byte is
+    /// limit and after the input's last `}`. An input that does not end with a `}` (but for
+    /// whitespace) likely ends inside a message (a long reply arriving in several reads):
+    /// there the cut is also at twice the depth limit, so that a message the sink cannot
+    /// finish costs it little more than a short one (one longer is scanned instead). `window`
+    /// is the input's valid UTF-8 from where it was last checked up to its end or its first
+    /// invalid byte: checked afresh only for a message that begins past it, so each byte is
     /// checked at most once however many messages the input holds.
     #[inline(never)]
     fn offer_whole<'a>(
@@ -291,15 +297,22 @@ impl Framer {
             _ => {
                 let text = utf8_prefix(&input[at..]);
                 let last_close = text.as_bytes().iter().rposition(|&b| b == b'}');
+                let last = input.iter().rposition(|&b| !is_ws(b));
                 *window.insert(Window {
                     text,
                     base: at,
                     last_close: last_close.map(|c| at + c),
+                    ends_closed: last_close.map(|c| at + c) == last,
                 })
             }
         };
         let close = w.last_close.filter(|&c| c > at)?;
-        let mut end = (close + 1).min(at.saturating_add(self.max_size));
+        let limit = if w.ends_closed {
+            self.max_size
+        } else {
+            self.max_size.min(self.max_depth.saturating_mul(2))
+        };
+        let mut end = (close + 1).min(at.saturating_add(limit));
         while !w.text.is_char_boundary(end - w.base) {
             end -= 1;
         }
