@@ -768,6 +768,35 @@ mod tests {
     }
 
     #[test]
+    fn an_input_that_ends_inside_a_message_is_offered_cut() {
+        struct Offers<'a>(&'a mut Vec<usize>);
+        impl FrameSink for Offers<'_> {
+            fn frame(&mut self, _: Frame<'_>) -> ControlFlow<()> {
+                ControlFlow::Continue(())
+            }
+            fn whole(&mut self, input: &str, _: usize) -> Option<(usize, ControlFlow<()>)> {
+                self.0.push(input.len());
+                None
+            }
+        }
+        let long = format!("{{\"a\": \"{}\", \"b\": {{}}}}", "x".repeat(10_000));
+        let offers = |input: &str| {
+            let mut offered = Vec::new();
+            Framer::new(1 << 20, 64)
+                .feed(input.as_bytes(), Offers(&mut offered))
+                .unwrap();
+            offered
+        };
+        // Ending with `}` (and whitespace): offered up to it; else cut at twice the depth.
+        assert_eq!(offers(&format!("{long}\r\n")), vec![long.len()]);
+        assert_eq!(offers(&format!("{long}\r\n{{\"c\": {{}}, ")), vec![128, 8]);
+        let list = format!("{{\"a\": [{}]}}", vec!["{}"; 3000].join(", "));
+        let comma = list[..5000].rfind(',').unwrap();
+        assert_eq!(offers(&list[..=comma]), vec![128]);
+        assert_eq!(offers(&list[..comma]), vec![comma]);
+    }
+
+    #[test]
     fn depth_limit() {
         let mut f = Framer::new(1 << 20, 3);
         assert_eq!(frames(&mut f, b"[[[]]]").unwrap().len(), 1);
