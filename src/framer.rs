@@ -36,13 +36,14 @@ pub(crate) trait FrameSink {
     fn frame(&mut self, frame: Frame<'_>) -> ControlFlow<()>;
 
     /// Offered at the start of each message that begins in the input being fed: `input`
-    /// starts with `{`, is valid UTF-8, and is cut at a length where a complete message
-    /// cannot exceed the size or depth limits. A sink that finds a whole, valid message at
-    /// its start takes it and returns its length with the flow, as
-    /// [`frame`](FrameSink::frame) would for the same bytes; `None` leaves the message to the
-    /// scan (which then finds the same frame, or the error).
-    fn whole(&mut self, input: &str) -> Option<(usize, ControlFlow<()>)> {
-        let _ = input;
+    /// starts with `{`, is valid UTF-8, and is cut at the size limit (and after its last
+    /// `}`, as a complete object ends with one; and shorter where the input likely ends
+    /// inside a message). A sink that finds a whole, valid message at
+    /// its start, nested no deeper than `max_depth`, takes it and returns its length with the
+    /// flow, as [`frame`](FrameSink::frame) would for the same bytes; `None` leaves the
+    /// message to the scan (which then finds the same frame, or the error).
+    fn whole(&mut self, input: &str, max_depth: usize) -> Option<(usize, ControlFlow<()>)> {
+        let _ = (input, max_depth);
         None
     }
 }
@@ -74,6 +75,18 @@ pub(crate) struct Framer {
     /// Bytes looked at by `scan`, to prove each byte is scanned once.
     #[cfg(test)]
     scanned: usize,
+}
+
+/// The valid UTF-8 of the input being fed, for the messages offered whole.
+#[derive(Debug, Clone, Copy)]
+struct Window<'a> {
+    /// From `base` to the end of the input or its first invalid byte.
+    text: &'a str,
+    base: usize,
+    /// Where the last `}` of `text` is in the input.
+    last_close: Option<usize>,
+    /// Whether that `}` is the input's last byte but for whitespace.
+    ends_closed: bool,
 }
 
 /// The longest prefix of `input` that is valid UTF-8.
@@ -156,7 +169,7 @@ impl Framer {
         mut sink: impl FrameSink,
     ) -> Result<usize, ProtocolError> {
         // The input's UTF-8 window for the messages offered whole (see `offer_whole`).
-        let mut text = ("", 0);
+        let mut window = None;
         let mut i = 0;
         loop {
             if self.garbage {
@@ -191,7 +204,7 @@ impl Framer {
                     return Ok(i);
                 }
                 if input[i] == b'{' {
-                    let whole = self.offer_whole(input, i, &mut text, &mut sink);
+                    let whole = self.offer_whole(input, i, &mut window, &mut sink);
                     if let Some((len @ 1.., flow)) = whole {
                         i += len;
                         if flow.is_break() {
@@ -263,34 +276,48 @@ impl Framer {
         }
     }
 
-    /// Offers the message that starts at `input[at]` to the sink whole, cut where a complete
-    /// message cannot exceed the limits: a message no longer than twice the depth limit is
-    /// within it, as each level takes two bytes. `text` is a UTF-8 window of the input (its
-    /// text and offset), checked afresh, twice as long as a cut, only when a cut leaves it:
-    /// each byte is checked at most twice however many messages the input holds.
+    /// Offers the message that starts at `input[at]` to the sink whole, cut at the size
+    /// limit and after the input's last `}`. An input that does not end with a `}` (but for
+    /// whitespace) likely ends inside a message (a long reply arriving in several reads):
+    /// there the cut is also at twice the depth limit, so that a message the sink cannot
+    /// finish costs it little more than a short one (one longer is scanned instead). `window`
+    /// is the input's valid UTF-8 from where it was last checked up to its end or its first
+    /// invalid byte: checked afresh only for a message that begins past it, so each byte is
+    /// checked at most once however many messages the input holds.
     #[inline(never)]
     fn offer_whole<'a>(
         &self,
         input: &'a [u8],
         at: usize,
-        text: &mut (&'a str, usize),
+        window: &mut Option<Window<'a>>,
         sink: &mut impl FrameSink,
     ) -> Option<(usize, ControlFlow<()>)> {
-        let limit = self.max_size.min(self.max_depth.saturating_mul(2));
-        let want = input.len().min(at.saturating_add(limit));
-        if at < text.1 || want > text.1 + text.0.len() {
-            let end = input.len().min(at.saturating_add(limit.saturating_mul(2)));
-            *text = (utf8_prefix(&input[at..end]), at);
+        let w = match *window {
+            Some(w) if at >= w.base && at < w.base + w.text.len() => w,
+            _ => {
+                let text = utf8_prefix(&input[at..]);
+                let last_close = text.as_bytes().iter().rposition(|&b| b == b'}');
+                let last = input.iter().rposition(|&b| !is_ws(b));
+                *window.insert(Window {
+                    text,
+                    base: at,
+                    last_close: last_close.map(|c| at + c),
+                    ends_closed: last_close.map(|c| at + c) == last,
+                })
+            }
+        };
+        let close = w.last_close.filter(|&c| c > at)?;
+        let limit = if w.ends_closed {
+            self.max_size
+        } else {
+            self.max_size.min(self.max_depth.saturating_mul(2))
+        };
+        let mut end = (close + 1).min(at.saturating_add(limit));
+        while !w.text.is_char_boundary(end - w.base) {
+            end -= 1;
         }
-        let (window, base) = *text;
-        let mut cut = window.len().min(want - base);
-        while !window.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        match window.get(at - base..cut) {
-            Some(message) if !message.is_empty() => sink.whole(message),
-            _ => None,
-        }
+        let message = w.text.get(at - w.base..end - w.base)?;
+        sink.whole(message, self.max_depth)
     }
 
     /// An excerpt of the open frame: the buffered bytes followed by `tail`, which runs up to
@@ -738,6 +765,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_input_that_ends_inside_a_message_is_offered_cut() {
+        struct Offers<'a>(&'a mut Vec<usize>);
+        impl FrameSink for Offers<'_> {
+            fn frame(&mut self, _: Frame<'_>) -> ControlFlow<()> {
+                ControlFlow::Continue(())
+            }
+            fn whole(&mut self, input: &str, _: usize) -> Option<(usize, ControlFlow<()>)> {
+                self.0.push(input.len());
+                None
+            }
+        }
+        let long = format!("{{\"a\": \"{}\", \"b\": {{}}}}", "x".repeat(10_000));
+        let offers = |input: &str| {
+            let mut offered = Vec::new();
+            Framer::new(1 << 20, 64)
+                .feed(input.as_bytes(), Offers(&mut offered))
+                .unwrap();
+            offered
+        };
+        // Ending with `}` (and whitespace): offered up to it; else cut at twice the depth.
+        assert_eq!(offers(&format!("{long}\r\n")), vec![long.len()]);
+        assert_eq!(offers(&format!("{long}\r\n{{\"c\": {{}}, ")), vec![128, 8]);
+        let list = format!("{{\"a\": [{}]}}", vec!["{}"; 3000].join(", "));
+        let comma = list[..5000].rfind(',').unwrap();
+        assert_eq!(offers(&list[..=comma]), vec![128]);
+        assert_eq!(offers(&list[..comma]), vec![comma]);
     }
 
     #[test]

@@ -244,6 +244,7 @@ pub mod status;
 pub mod testing;
 mod transmit;
 mod typed;
+mod whole;
 mod wire;
 
 pub use client::{Client, Diagnostic, Direction, Event};

@@ -18,8 +18,8 @@ use crate::client::{Client, Inner};
 use crate::error::{CommandError, DisconnectReason, Excerpt, ProtocolError, QmpError};
 use crate::framer::{Frame, FrameSink};
 use crate::id::{CommandId, CommandResult};
-use crate::message::{Envelope, ErrorBody, Greeting, QmpEvent, Timestamp};
-use crate::wire;
+use crate::message::{qemu_timestamp, Envelope, ErrorBody, Greeting, QmpEvent, Timestamp};
+use crate::{whole, wire};
 use serde_json::value::RawValue;
 
 /// How long unexpected bytes may wait for the end of their line before they are reported:
@@ -92,8 +92,8 @@ impl FrameSink for Sink<'_> {
         self.inner.stop_if_syncing(flow)
     }
 
-    fn whole(&mut self, input: &str) -> Option<(usize, ControlFlow<()>)> {
-        let (len, flow) = self.inner.on_whole(self.now, input)?;
+    fn whole(&mut self, input: &str, max_depth: usize) -> Option<(usize, ControlFlow<()>)> {
+        let (len, flow) = self.inner.on_whole(self.now, input, max_depth)?;
         Some((len, self.inner.stop_if_syncing(flow)))
     }
 }
@@ -152,23 +152,23 @@ impl Inner {
         self.on_message(now, &env, frame)
     }
 
-    /// A whole message at the start of `input` (cut within the limits by the framer),
+    /// A whole message at the start of `input` (cut at the size limit by the framer),
     /// parsed where it lies rather than scanned first: its length and flow, or `None` if
-    /// it is not a whole, valid message there, which leaves it to the scan and
-    /// [`on_frame`](Self::on_frame) (the same frame, or the same error).
-    fn on_whole(&mut self, now: Instant, input: &str) -> Option<(usize, ControlFlow<()>)> {
+    /// it is not a whole, valid message there nested within `max_depth`, which leaves it to
+    /// the scan and [`on_frame`](Self::on_frame) (the same frame, or the same error).
+    fn on_whole(
+        &mut self,
+        now: Instant,
+        input: &str,
+        max_depth: usize,
+    ) -> Option<(usize, ControlFlow<()>)> {
         if !self.session.is_live() {
             return None;
         }
-        // A complete object ends with `}`: input without one (the first bytes of a message
-        // fed in pieces) is left to the scan without a parse.
-        let last = input.rfind('}')?;
-        let input = &input[..=last];
-        let mut messages = serde_json::Deserializer::from_str(input).into_iter::<Envelope<'_>>();
-        let env = messages.next()?.ok()?;
-        let frame = input.as_bytes().get(..messages.byte_offset())?;
+        let (env, len) = whole::envelope(input, max_depth)?;
+        let frame = &input.as_bytes()[..len];
         self.trace_in(frame);
-        Some((frame.len(), self.on_message(now, &env, frame)))
+        Some((len, self.on_message(now, &env, frame)))
     }
 
     /// The peer's message as traffic, when traced.
@@ -262,7 +262,7 @@ impl Inner {
             }
         };
         if let (Stage::Negotiating { id }, Some(reply_id)) = (self.session.stage(), env.id) {
-            if reply_id.get().parse::<u64>() == Ok(id) {
+            if reply_id.parse::<u64>() == Ok(id) {
                 self.on_negotiated(now, decode(), frame);
                 self.pump(now);
                 return;
@@ -286,7 +286,7 @@ impl Inner {
                 return;
             }
             self.out.diagnostic(Diagnostic::UnknownReply {
-                id: env.id.map(|id| id.get().to_owned()),
+                id: env.id.map(ToOwned::to_owned),
                 excerpt: Excerpt::new(frame),
             });
             return;
@@ -355,14 +355,15 @@ fn decode_event(env: &Envelope<'_>) -> Option<QmpEvent> {
     Some(QmpEvent {
         name: event_name(env.event?)?,
         data: env.data.map(ToOwned::to_owned),
-        timestamp: env.timestamp.and_then(timestamp),
+        timestamp: env
+            .qemu_timestamp
+            .or_else(|| env.timestamp.and_then(timestamp)),
     })
 }
 
 /// The event name from its raw JSON: a string without escapes is its text (the envelope's
 /// parse validated it); anything else is decoded by serde (`None` if not a string).
-fn event_name(raw: &RawValue) -> Option<String> {
-    let text = raw.get();
+fn event_name(text: &str) -> Option<String> {
     match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         Some(inner) if !inner.contains('\\') => Some(inner.to_owned()),
         _ => serde_json::from_str::<String>(text).ok(),
@@ -376,145 +377,15 @@ fn timestamp(raw: &RawValue) -> Option<Timestamp> {
     qemu_timestamp(raw.get()).or_else(|| serde_json::from_str::<Timestamp>(raw.get()).ok())
 }
 
-/// `{"seconds": N, "microseconds": M}` with `N` and `M` integers in range, any JSON
-/// whitespace between tokens; `None` for anything else.
-fn qemu_timestamp(text: &str) -> Option<Timestamp> {
-    let mut c = Cursor(text);
-    c.token("{")?;
-    c.token("\"seconds\"")?;
-    c.token(":")?;
-    let seconds = c.integer()?;
-    c.token(",")?;
-    c.token("\"microseconds\"")?;
-    c.token(":")?;
-    let microseconds = c.integer()?;
-    c.token("}")?;
-    c.at_end().then_some(Timestamp {
-        seconds,
-        microseconds,
-    })
-}
-
-/// Reads JSON tokens from the start of a text.
-struct Cursor<'a>(&'a str);
-
-impl Cursor<'_> {
-    fn skip_whitespace(&mut self) {
-        self.0 = self.0.trim_start_matches([' ', '\t', '\n', '\r']);
-    }
-
-    fn token(&mut self, token: &str) -> Option<()> {
-        self.skip_whitespace();
-        self.0 = self.0.strip_prefix(token)?;
-        Some(())
-    }
-
-    fn at_end(&mut self) -> bool {
-        self.skip_whitespace();
-        self.0.is_empty()
-    }
-
-    /// A JSON integer that serde would read into an `i64`: in range, and not `-0` (which
-    /// serde reads as a float).
-    fn integer(&mut self) -> Option<i64> {
-        self.skip_whitespace();
-        let (negative, rest) = match self.0.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, self.0),
-        };
-        let len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let (digits, after) = rest.split_at(len);
-        // No digits, a leading zero, `-0`, or a fraction or exponent (a float).
-        if len == 0
-            || (len > 1 && digits.starts_with('0'))
-            || (negative && digits == "0")
-            || after.starts_with(['.', 'e', 'E'])
-        {
-            return None;
-        }
-        let mut value: i64 = 0;
-        for d in digits.bytes().map(|d| i64::from(d - b'0')) {
-            value = value.checked_mul(10)?;
-            value = if negative {
-                value.checked_sub(d)?
-            } else {
-                value.checked_add(d)?
-            };
-        }
-        self.0 = after;
-        Some(value)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Wherever the direct read gives a timestamp, serde gives the same one; and it reads
-    /// QEMU's own form.
-    #[test]
-    fn the_direct_timestamp_read_agrees_with_serde() {
-        let numbers = [
-            "0",
-            "-0",
-            "1",
-            "-1",
-            "00",
-            "01",
-            "1.0",
-            "1e3",
-            "1E3",
-            "-",
-            "",
-            "9223372036854775807",
-            "9223372036854775808",
-            "-9223372036854775808",
-            "-9223372036854775809",
-            "18446744073709551615",
-            "123456789012345678901234",
-            "446941",
-            "1795321860",
-            "- 1",
-            "1 2",
-            "\"1\"",
-            "true",
-            "null",
-        ];
-        let mut direct = 0;
-        for s in numbers {
-            for m in numbers {
-                for (a, b) in [(" ", " "), ("", ""), ("\n  ", "\r\n\t")] {
-                    let text =
-                        format!("{{{a}\"seconds\"{a}:{a}{s}{b},{a}\"microseconds\"{b}:{b}{m}{a}}}");
-                    let serde = serde_json::from_str::<Timestamp>(&text).ok();
-                    if let Some(t) = qemu_timestamp(&text) {
-                        direct += 1;
-                        assert_eq!(Some(t), serde, "{text}");
-                    } else if serde.is_some() {
-                        panic!("serde reads {text} and the direct read does not");
-                    }
-                }
-            }
-        }
-        assert!(direct > 50, "{direct}");
-        assert_eq!(
-            qemu_timestamp(r#"{"seconds": 1795321860, "microseconds": 446941}"#),
-            Some(Timestamp {
-                seconds: 1_795_321_860,
-                microseconds: 446_941
-            })
-        );
-        for other in [r#"{"microseconds": 1, "seconds": 2}"#, "[1, 2]", "null"] {
-            assert_eq!(qemu_timestamp(other), None, "{other}");
-        }
-    }
-
     #[test]
     fn event_names_with_and_without_escapes() {
-        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
-        assert_eq!(event_name(&raw(r#""STOP""#)).as_deref(), Some("STOP"));
-        assert_eq!(event_name(&raw(r#""A\u0042\"""#)).as_deref(), Some("AB\""));
-        assert_eq!(event_name(&raw("5")), None);
-        assert_eq!(event_name(&raw(r#""\ud800""#)), None);
+        assert_eq!(event_name(r#""STOP""#).as_deref(), Some("STOP"));
+        assert_eq!(event_name(r#""A\u0042\"""#).as_deref(), Some("AB\""));
+        assert_eq!(event_name("5"), None);
+        assert_eq!(event_name(r#""\ud800""#), None);
     }
 }

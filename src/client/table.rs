@@ -21,13 +21,14 @@
 //! reply finds it), the caller-id index, the id-less slot, the in-band count and its deadline
 //! in the [`Timers`] table. Nothing else touches per-command state.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::hash_map::Entry::Occupied;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 #[cfg(unix)]
 use std::os::fd::OwnedFd;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::client::timers::Timers;
@@ -107,7 +108,8 @@ pub(super) struct Resolved {
 pub(super) struct Table {
     /// The next command id; engine-assigned wire ids are the same numbers.
     next_id: u64,
-    entries: BTreeMap<u64, Entry>,
+    /// By command id (unordered: what needs id order sorts).
+    entries: HashMap<u64, Entry, BuildHasherDefault<IdHasher>>,
     /// Queued commands, in order.
     queue: VecDeque<u64>,
     /// Caller-supplied wire ids of queued or sent commands.
@@ -123,7 +125,7 @@ impl Table {
     pub(super) fn new() -> Self {
         Table {
             next_id: 1,
-            entries: BTreeMap::new(),
+            entries: HashMap::default(),
             queue: VecDeque::new(),
             caller_ids: Vec::new(),
             idless: None,
@@ -259,9 +261,9 @@ impl Table {
 
     // ----- routing replies -----
 
-    /// The sent (or abandoned) command a reply's id designates.
-    pub(super) fn route(&self, id: &RawValue) -> Option<u64> {
-        if let Ok(n) = id.get().parse::<u64>() {
+    /// The sent (or abandoned) command a reply's id (raw JSON text) designates.
+    pub(super) fn route(&self, id: &str) -> Option<u64> {
+        if let Ok(n) = id.parse::<u64>() {
             if self
                 .entries
                 .get(&n)
@@ -273,7 +275,7 @@ impl Table {
         if self.caller_ids.is_empty() {
             return None;
         }
-        let v: Value = serde_json::from_str(id.get()).ok()?;
+        let v: Value = serde_json::from_str(id).ok()?;
         self.caller_ids
             .iter()
             .find(|(c, cid)| json_eq(c, &v) && self.entries.get(cid).is_some_and(Entry::is_out))
@@ -300,12 +302,12 @@ impl Table {
     /// it had been abandoned (its reply is then late) and whose query it is, or `None` if
     /// `id` is not out.
     pub(super) fn resolve(&mut self, id: u64, timers: &mut Timers) -> Option<Resolved> {
-        let entry = self.entries.remove(&id)?;
-        if !entry.is_out() {
+        let entry = match self.entries.entry(id) {
+            Occupied(e) if e.get().is_out() => e.remove(),
             // Not sent yet: replies never route to it.
-            self.entries.insert(id, entry);
-            return None;
-        }
+            _ => return None,
+        };
+        self.shrink();
         self.forget(id, &entry, timers);
         if !entry.command.oob {
             self.in_band -= 1;
@@ -341,12 +343,13 @@ impl Table {
     /// (freeing the slots) and returns them, in id order, each with whether it is silent on
     /// success and whether it was abandoned. Queued commands stay.
     pub(super) fn synced(&mut self, timers: &mut Timers) -> Vec<(u64, bool, bool)> {
-        let out: Vec<u64> = self
+        let mut out: Vec<u64> = self
             .entries
             .iter()
             .filter(|(_, e)| e.is_out())
             .map(|(id, _)| *id)
             .collect();
+        out.sort_unstable();
         let mut unanswered = Vec::new();
         for id in out {
             if let Some(entry) = self.remove(id, timers) {
@@ -361,7 +364,10 @@ impl Table {
     /// The session ended: every pending command (sent or queued; not abandoned), in id
     /// order. Empties the table; the caller clears the timers.
     pub(super) fn drain(&mut self) -> Vec<Drained> {
-        let pending = std::mem::take(&mut self.entries)
+        let mut entries: Vec<(u64, Entry)> =
+            std::mem::take(&mut self.entries).into_iter().collect();
+        entries.sort_unstable_by_key(|(id, _)| *id);
+        let pending = entries
             .into_iter()
             .filter_map(|(id, e)| match e.status {
                 Status::Abandoned => None,
@@ -387,8 +393,17 @@ impl Table {
     /// Removes entry `id` and everything that refers to it but the queue and the count.
     fn remove(&mut self, id: u64, timers: &mut Timers) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
+        self.shrink();
         self.forget(id, &entry, timers);
         Some(entry)
+    }
+
+    /// After a removal: memory follows the commands pending, not the most there ever were.
+    fn shrink(&mut self) {
+        let capacity = self.entries.capacity();
+        if capacity > 1024 && self.entries.len() * 8 < capacity {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
     }
 
     /// Drops what refers to the removed entry `id`: its deadline, its route.
@@ -399,6 +414,27 @@ impl Table {
             Route::Caller(_) => self.caller_ids.retain(|(_, cid)| *cid != id),
             Route::Idless => self.idless = None,
         }
+    }
+}
+
+/// Hashes a command id: ids are the engine's own sequential numbers (never the peer's), so
+/// one multiplication spreads them over the table.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

@@ -1,0 +1,618 @@
+//! A server message parsed where it lies, in one validating pass that also finds its end.
+//!
+//! The framer offers each message that begins in the input it is fed (see
+//! [`FrameSink::whole`](crate::framer::FrameSink::whole)); [`envelope`] reads the envelope of
+//! the JSON object at the start of that input and says where the object ends, or gives up
+//! (`None`) whenever its answer could differ from the framer's scan followed by the parse of
+//! the frame (the reference, which then runs instead): anything that is not valid JSON, a key
+//! with an escape, a known member given twice (an error for the reference), an object that
+//! does not end within the input, or nesting it cannot prove within the depth limit.
+//!
+//! The envelope's own structure (braces, keys, colons, commas) is read here; every member's
+//! value is validated by serde_json as a `&RawValue` (QEMU's form of `timestamp` is read
+//! here, with its numbers). serde_json does not limit the nesting of a raw value, so the
+//! depth limit is proved from lengths: a value `n` bytes long nests at most `n / 2` levels
+//! deep, as each level takes an opening and a closing bracket. A container value is
+//! therefore parsed within a cut of `2 * budget + 1` bytes, where `budget` is the depth left
+//! to it; one that runs past its cut is walked, one level at a time, down to [`MAX_WALK`]
+//! levels. An object is walked member by member, each value parsed (or walked) the same way
+//! with a budget one smaller. An array is parsed whole as a sequence of raw values: an
+//! element within its cut is within its budget, and so is a longer one that holds no more
+//! opening brackets (in strings or not) than its budget; any other is walked in turn. A large
+//! reply (the schema, a long list of block nodes) is an array of small objects: it is
+//! validated in one pass, plus the cut it ran past. The work stays linear in any case: each
+//! level of walking parses a byte at most once more, and so does a cut that fails (it parses
+//! less than the container it was cut from).
+
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{forward_to_deserialize_any, Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::message::{qemu_timestamp_prefix, Envelope};
+
+/// How many container levels below the envelope may be walked (beyond, the message is left
+/// to the framer's scan).
+const MAX_WALK: usize = 8;
+
+/// The envelope of the JSON object at the start of `text` and the object's length in bytes,
+/// or `None` if it is not a whole, valid object whose nesting is proved within `max_depth`
+/// (the envelope itself counting as one level), or cannot be read here for another reason.
+/// When it answers, the answer is what the framer and the parse of its frame would give.
+pub(crate) fn envelope(text: &str, max_depth: usize) -> Option<(Envelope<'_>, usize)> {
+    let mut p = Parser { text, pos: 0 };
+    p.expect(b'{')?;
+    let budget = max_depth.checked_sub(1)?;
+    let mut env = Envelope::default();
+    p.ws();
+    if p.peek()? == b'}' {
+        p.pos += 1;
+        return Some((env, p.pos));
+    }
+    loop {
+        let key = p.key()?;
+        p.ws();
+        p.expect(b':')?;
+        p.ws();
+        if key == "timestamp" && budget > 0 && p.peek() == Some(b'{') {
+            if let Some((timestamp, len)) = qemu_timestamp_prefix(&text[p.pos..]) {
+                if env.timestamp.is_some() || env.qemu_timestamp.replace(timestamp).is_some() {
+                    return None;
+                }
+                p.pos += len;
+                if !p.after_member()? {
+                    return Some((env, p.pos));
+                }
+                continue;
+            }
+        }
+        // A known member given twice: the reference rejects the message.
+        if let "id" | "event" = key {
+            // Kept as text: a plain number or string is read here.
+            let text = match p.plain_scalar() {
+                Some(text) => text,
+                None => p.value(budget, 0)?.get(),
+            };
+            let slot = if key == "id" {
+                &mut env.id
+            } else {
+                &mut env.event
+            };
+            if slot.replace(text).is_some() {
+                return None;
+            }
+        } else {
+            let value = p.value(budget, 0)?;
+            let slot = match key {
+                "QMP" => &mut env.qmp,
+                "return" => &mut env.ret,
+                "error" => &mut env.error,
+                "data" => &mut env.data,
+                "timestamp" => &mut env.timestamp,
+                _ => &mut None,
+            };
+            if slot.replace(value).is_some() || (key == "timestamp" && env.qemu_timestamp.is_some())
+            {
+                return None;
+            }
+        }
+        if !p.after_member()? {
+            return Some((env, p.pos));
+        }
+    }
+}
+
+/// The bytes that end a key's plain run: its closing quote, a backslash, and the control
+/// characters (which JSON does not allow in a string).
+const KEY_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.next()? == b).then_some(())
+    }
+
+    /// After a member of the envelope: whether another follows (`,`) or the envelope ends
+    /// (`}`); `None` for anything else.
+    fn after_member(&mut self) -> Option<bool> {
+        self.ws();
+        match self.next()? {
+            b',' => {
+                self.ws();
+                Some(true)
+            }
+            b'}' => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Skips JSON whitespace (what serde_json skips).
+    fn ws(&mut self) {
+        let bytes = self.text.as_bytes();
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// A key without escapes or control characters (its text), `None` for any other.
+    fn key(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let rest = &self.text.as_bytes()[start..];
+        let len = rest.iter().position(|&b| KEY_STOP[usize::from(b)])?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        self.pos = start + len + 1;
+        self.text.get(start..start + len)
+    }
+
+    /// A string without escapes or control characters, or an integer without fraction or
+    /// exponent, at the current position (valid JSON, as its text); `None` (having read
+    /// nothing) for any other value.
+    fn plain_scalar(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        let start = self.pos;
+        let end = match *bytes.get(start)? {
+            b'"' => {
+                let len = bytes[start + 1..]
+                    .iter()
+                    .position(|&b| KEY_STOP[usize::from(b)])?;
+                let end = start + 1 + len;
+                (bytes[end] == b'"').then_some(end + 1)?
+            }
+            b'-' | b'0'..=b'9' => {
+                let digits = start + usize::from(bytes[start] == b'-');
+                let len = bytes[digits..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                let end = digits + len;
+                // At least one digit, no leading zero, and no fraction or exponent.
+                let plain = len > 0
+                    && (len == 1 || bytes[digits] != b'0')
+                    && !matches!(bytes.get(end), Some(b'.' | b'e' | b'E'));
+                plain.then_some(end)?
+            }
+            _ => return None,
+        };
+        self.pos = end;
+        self.text.get(start..end)
+    }
+
+    /// The value at the current position (no whitespace before it), validated, whose
+    /// nesting is within `budget` levels; `walked` containers enclose it below the envelope.
+    fn value(&mut self, budget: usize, walked: usize) -> Option<&'a RawValue> {
+        let start = self.pos;
+        let container = matches!(self.peek()?, b'{' | b'[');
+        let mut end = self.text.len();
+        if container {
+            if budget == 0 {
+                return None;
+            }
+            // Within the cut, the value cannot nest deeper than its budget.
+            end = end.min(start.saturating_add(budget.saturating_mul(2).saturating_add(1)));
+            while !self.text.is_char_boundary(end) {
+                end -= 1;
+            }
+        }
+        let mut de = serde_json::Deserializer::from_str(&self.text[start..end]);
+        match <&RawValue>::deserialize(&mut de) {
+            Ok(raw) => {
+                self.pos = start + raw.get().len();
+                Some(raw)
+            }
+            Err(e) if container && e.is_eof() && end < self.text.len() => self.walk(budget, walked),
+            Err(_) => None,
+        }
+    }
+
+    /// The container at the current position, longer than its cut. An array is validated
+    /// in one parse that measures its elements; those longer than their own cut are then
+    /// walked in turn with a budget one smaller (parsed a second time, which only an element
+    /// at least `2 * budget` bytes long costs, and only if it holds more brackets than its
+    /// budget). An object is read here member by member (few members, one of them long, is
+    /// its usual shape: `{"return": {"list": [...]}}`).
+    fn walk(&mut self, budget: usize, walked: usize) -> Option<&'a RawValue> {
+        if walked >= MAX_WALK {
+            return None;
+        }
+        let start = self.pos;
+        if self.peek()? == b'{' {
+            return self.walk_object(budget, walked);
+        }
+        let text = &self.text[start..];
+        let mut de = serde_json::Deserializer::from_str(text);
+        let inner = budget - 1;
+        let long = Members {
+            limit: inner.saturating_mul(2).saturating_add(1),
+        }
+        .deserialize(&mut de)
+        .ok()?;
+        let len = de.into_iter::<IgnoredAny>().byte_offset();
+        for member in long {
+            // A member holding no more opening brackets than its budget, counted strings
+            // and all, nests within it.
+            if matches!(member.as_bytes().first(), Some(b'{' | b'['))
+                && opening_brackets(member) > inner
+            {
+                let mut sub = Parser {
+                    text: self.text,
+                    pos: member.as_ptr() as usize - self.text.as_ptr() as usize,
+                };
+                if inner == 0 || sub.walk(inner, walked + 1)?.get().len() != member.len() {
+                    return None;
+                }
+            }
+        }
+        self.pos = start + len;
+        validated_raw(text.get(..len)?)
+    }
+}
+
+impl<'a> Parser<'a> {
+    /// The object at the current position, its members' values parsed (or walked) with a
+    /// budget one smaller.
+    fn walk_object(&mut self, budget: usize, walked: usize) -> Option<&'a RawValue> {
+        let start = self.pos;
+        self.expect(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+        } else {
+            loop {
+                self.key()?;
+                self.ws();
+                self.expect(b':')?;
+                self.ws();
+                self.value(budget - 1, walked + 1)?;
+                self.ws();
+                match self.next()? {
+                    b',' => self.ws(),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        validated_raw(&self.text[start..self.pos])
+    }
+}
+
+/// How many bytes of `text` are `{` or `[` (which differ in one bit), inside strings or not.
+fn opening_brackets(text: &str) -> usize {
+    text.bytes().filter(|&b| b | 0x20 == b'{').count()
+}
+
+/// Validates an array, collecting its elements longer than `limit` bytes.
+struct Members {
+    limit: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Members {
+    type Value = Vec<&'de str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Members {
+    type Value = Vec<&'de str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut long = Vec::new();
+        while let Some(raw) = seq.next_element::<&RawValue>()? {
+            if raw.get().len() > self.limit {
+                long.push(raw.get());
+            }
+        }
+        Ok(long)
+    }
+}
+
+/// The name by which serde_json recognises a raw value in its data model.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// `json`, which the caller has validated, as a `&RawValue` without parsing it again: the
+/// text is handed to `RawValue`'s `Deserialize` as serde_json's own deserializer hands over
+/// a raw value. `None` if serde_json no longer takes it that way (the caller then gives up).
+fn validated_raw(json: &str) -> Option<&RawValue> {
+    <&RawValue>::deserialize(Validated(json)).ok()
+}
+
+/// A deserializer presenting validated JSON text as serde_json presents a raw value: a map
+/// with one entry, from [`RAW_VALUE_TOKEN`] to the text.
+struct Validated<'a>(&'a str);
+
+impl<'de> Deserializer<'de> for Validated<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(ValidatedMap(Some(self.0), true))
+    }
+
+    forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+/// The one entry of [`Validated`]: the text, and whether the key is still to be read.
+struct ValidatedMap<'a>(Option<&'a str>, bool);
+
+impl<'de> MapAccess<'de> for ValidatedMap<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        if !std::mem::take(&mut self.1) {
+            return Ok(None);
+        }
+        seed.deserialize(BorrowedStrDeserializer::new(RAW_VALUE_TOKEN))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        let json = self.0.take().unwrap_or("null");
+        seed.deserialize(BorrowedStrDeserializer::new(json))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::ControlFlow;
+
+    use super::*;
+    use crate::framer::{Frame, FrameSink, Framer};
+    use crate::message::Timestamp;
+
+    #[test]
+    fn a_validated_text_becomes_a_raw_value_as_it_is() {
+        let text = r#"[1, {"a": "b"}]"#;
+        let raw = validated_raw(text).expect("serde_json takes a raw value this way");
+        assert_eq!(raw.get(), text);
+        assert!(std::ptr::eq(raw.get(), text));
+    }
+
+    /// What routing sees of an envelope.
+    fn summary(env: &Envelope<'_>) -> String {
+        let raw = |r: Option<&RawValue>| r.map(|r| r.get().to_owned());
+        let timestamp = env.qemu_timestamp.or_else(|| {
+            env.timestamp
+                .and_then(|t| serde_json::from_str::<Timestamp>(t.get()).ok())
+        });
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {}",
+            raw(env.qmp),
+            raw(env.ret),
+            raw(env.error),
+            env.id,
+            env.event,
+            raw(env.data),
+            timestamp,
+            env.timestamp.is_some() || env.qemu_timestamp.is_some()
+        )
+    }
+
+    /// The framer's frames as the reference reads them (scan, then a parse of the frame),
+    /// or, with `fast`, with the messages it offers whole read by [`envelope`]; and how many
+    /// of them were read that way.
+    fn outcomes(
+        input: &[u8],
+        max_size: usize,
+        max_depth: usize,
+        fast: bool,
+    ) -> (Vec<String>, usize) {
+        struct Sink<'a> {
+            out: &'a mut Vec<String>,
+            fast: bool,
+            taken: &'a mut usize,
+        }
+        impl FrameSink for Sink<'_> {
+            fn frame(&mut self, frame: Frame<'_>) -> ControlFlow<()> {
+                let Frame::Message(frame) = frame else {
+                    self.out.push("garbage".into());
+                    return ControlFlow::Break(());
+                };
+                let parsed = std::str::from_utf8(frame)
+                    .ok()
+                    .filter(|t| t.starts_with('{'))
+                    .and_then(|t| serde_json::from_str::<Envelope<'_>>(t).ok());
+                match parsed {
+                    Some(env) => {
+                        self.out.push(format!("{} {}", frame.len(), summary(&env)));
+                        ControlFlow::Continue(())
+                    }
+                    None => {
+                        self.out.push("invalid".into());
+                        ControlFlow::Break(())
+                    }
+                }
+            }
+
+            fn whole(&mut self, input: &str, max_depth: usize) -> Option<(usize, ControlFlow<()>)> {
+                if !self.fast {
+                    return None;
+                }
+                let (env, len) = envelope(input, max_depth)?;
+                self.out.push(format!("{len} {}", summary(&env)));
+                *self.taken += 1;
+                Some((len, ControlFlow::Continue(())))
+            }
+        }
+        let (mut out, mut taken) = (Vec::new(), 0);
+        let sink = Sink {
+            out: &mut out,
+            fast,
+            taken: &mut taken,
+        };
+        let mut framer = Framer::new(max_size, max_depth);
+        if let Err(e) = framer.feed(input, sink) {
+            out.push(format!("error: {e}"));
+        }
+        (out, taken)
+    }
+
+    /// Checks that reading messages where they lie gives what the reference gives; returns
+    /// how many were read that way.
+    fn check(input: &[u8], max_size: usize, max_depth: usize) -> usize {
+        let (reference, _) = outcomes(input, max_size, max_depth, false);
+        let (fast, taken) = outcomes(input, max_size, max_depth, true);
+        assert_eq!(
+            fast,
+            reference,
+            "input {:?}, size {max_size}, depth {max_depth}",
+            String::from_utf8_lossy(input)
+        );
+        taken
+    }
+
+    const SEEDS: &[&str] = &[
+        r#"{"return": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "v"}, "id": 42}"#,
+        r#"{"timestamp": {"seconds": 1763812345, "microseconds": 678901}, "event": "SHUTDOWN", "data": {"guest": false}}"#,
+        r#"{"error": {"class": "GenericError", "desc": "x\"y\u00e9"}, "id": "a"}"#,
+        r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}}"#,
+        r#"{"return": [[1, [2, [3]]], {"a": {"b": {}}}, "[{", -0.5e3, true, null], "x": [], "id": null}"#,
+        "{ \"id\" :\t1 ,\r\n\"return\" : { } }",
+        r#"{"event": "A\u0042", "timestamp": {"seconds": -1, "microseconds": -1}}"#,
+        r#"{"timestamp": {"microseconds": 1, "seconds": 2}, "timestamp2": 1, "event": "X"}"#,
+        r#"{"id": 1, "idx": [2], "return": 0, "returnx": {}, "data": 3, "datax": 4}"#,
+    ];
+
+    #[test]
+    fn agrees_with_the_reference_on_mutated_messages() {
+        let mut taken = 0;
+        let mut total = 0;
+        let edits: &[&[u8]] = &[
+            b"", b"{", b"}", b"[", b"]", b"\"", b"\\", b",", b":", b" ", b"0", b"-", b"e", b".",
+            b"\x01", b"\xff", b"\xc3", b"x",
+        ];
+        for seed in SEEDS {
+            let seed = seed.as_bytes();
+            for at in 0..=seed.len() {
+                for edit in edits {
+                    for replace in [false, true] {
+                        if replace && at == seed.len() {
+                            continue;
+                        }
+                        let mut input = seed[..at].to_vec();
+                        input.extend_from_slice(edit);
+                        input.extend_from_slice(&seed[at + usize::from(replace)..]);
+                        input.extend_from_slice(b"\r\n{\"id\": 7}");
+                        for (size, depth) in [
+                            (1 << 20, 1024),
+                            (1 << 20, 3),
+                            (1 << 20, 2),
+                            (40, 1024),
+                            (1 << 20, 1),
+                        ] {
+                            taken += check(&input, size, depth);
+                            total += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // Many inputs stay valid (one member's text changed) and are read where they lie
+        // (not under the smallest limits).
+        assert!(taken > total / 4, "{taken} of {total}");
+    }
+
+    #[test]
+    fn long_containers_are_walked_within_the_depth_limit() {
+        // Arrays and objects longer than their cut, nested to various depths, against depth
+        // limits around their depth: walked, and the walk agrees with the reference.
+        let mut taken = 0;
+        for depth in 1..7 {
+            let mut leaf = String::from("\"p\"");
+            for level in 0..depth {
+                leaf = if level % 2 == 0 {
+                    format!("[{leaf}, \"{}\"]", "y".repeat(level * 7))
+                } else {
+                    format!("{{\"k{level}\": {leaf}, \"z\": [1, 2]}}")
+                };
+            }
+            let list = vec![leaf.as_str(); 40].join(", ");
+            for message in [
+                format!("{{\"return\": [{list}], \"id\": 1}}"),
+                format!(
+                    "{{\"return\": {{\"a\": [{list}], \"b\": {{\"c\": [{list}]}}}}, \"id\": 1}}"
+                ),
+                format!("{{\"return\": [[[{list}]]], \"id\": 1}}"),
+                format!("{{\"pad\": [{list}], \"return\": [{{\"x\": [{list}]}}], \"id\": 1}}"),
+            ] {
+                for limit in 1..12 {
+                    for size in [1 << 20, message.len(), message.len() - 1] {
+                        taken += check(message.as_bytes(), size, limit);
+                    }
+                }
+                // The messages are long enough for every cut and walk.
+                for cut in [message.len() / 3, message.len() / 2] {
+                    check(&message.as_bytes()[..cut], 1 << 20, 1024);
+                }
+            }
+        }
+        assert!(taken > 100, "{taken}");
+    }
+
+    #[test]
+    fn a_container_deeper_than_its_budget_is_left_to_the_scan() {
+        // Brackets in strings count against a long member's cheap bound, not its depth.
+        let strings = vec!["\"[[[[{{{{\""; 50].join(", ");
+        let message = format!("{{\"return\": [[{strings}], [{strings}]], \"id\": 1}}");
+        assert_eq!(check(message.as_bytes(), 1 << 20, 3), 1);
+        assert_eq!(check(message.as_bytes(), 1 << 20, 2), 0);
+        let deep = format!(
+            "{{\"return\": {}1{}, \"id\": 1}}",
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        assert_eq!(check(deep.as_bytes(), 1 << 20, 301), 1);
+        assert_eq!(check(deep.as_bytes(), 1 << 20, 300), 0);
+        // Long containers nested deeper than the walk goes: left to the scan, which takes
+        // them; one level less is walked.
+        let wide = vec!["\"[[[[\""; 50].join(", ");
+        for (levels, taken) in [(MAX_WALK, 1), (MAX_WALK + 1, 0)] {
+            let mut nested = format!("[{wide}]");
+            for _ in 1..levels {
+                nested = format!("[{wide}, {nested}]");
+            }
+            let message = format!("{{\"return\": {nested}}}");
+            assert_eq!(check(message.as_bytes(), 1 << 20, 20), taken, "{levels}");
+        }
+    }
+}
