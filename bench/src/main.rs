@@ -30,7 +30,7 @@ const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the t
        qmp-bench serve SOCK         serve fake QEMUs on SOCK until killed
        qmp-bench serve-instant SOCK serve instant peers on SOCK until killed
        qmp-bench client CLIENT SOCK N
-         CLIENT: floor | floor-epoll | tokio-floor | tokio-floor-task | async-io-floor | blocking | async | async-concurrent | tokio |
+         CLIENT: floor | floor-epoll | tokio-floor | tokio-floor-task | async-io-floor | async-io-floor-spawned | blocking | async | async-concurrent | async-smol-spawn | tokio |
                  tokio-concurrent | tokio-mt | tokio-spawned, and with the qapi feature:
                  qapi | qapi-tokio | qapi-tokio-concurrent | qmp-crate | qmp-crate-concurrent
        qmp-bench fleet-serve SOCK   serve the fleet's fake QEMUs on SOCK until killed

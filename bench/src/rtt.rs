@@ -161,12 +161,19 @@ pub enum Client {
     /// The floor's loop on async-io's `Async<UnixStream>` in `async_io::block_on`: what
     /// async-io itself costs.
     AsyncIoFloor,
+    /// The async-io floor's loop in a task spawned with `smol::spawn`, the caller in
+    /// `smol::block_on` handing it each command and taking each reply over channels: what
+    /// the spawned-driver shape costs with no engine.
+    AsyncIoFloorSpawned,
     /// `qmp_blocking::Connection::execute`.
     Blocking,
     /// `qmp_async::Qmp::execute`, one caller.
     AsyncSequential,
     /// `qmp_async::Qmp::execute`, [`CALLERS`] callers at once on one connection.
     AsyncConcurrent,
+    /// `qmp_async::Qmp::execute` as the README shows it: one caller in `smol::block_on`, the
+    /// driver spawned with `smol::spawn` (smol's global executor, on its own thread).
+    AsyncSmolSpawn,
     /// `qmp_tokio::Qmp::execute`, one caller, on a current-thread runtime.
     TokioSequential,
     /// `qmp_tokio::Qmp::execute`, [`CALLERS`] tasks at once on one connection, on a
@@ -207,9 +214,11 @@ impl Client {
         Client::TokioFloor,
         Client::TokioFloorTask,
         Client::AsyncIoFloor,
+        Client::AsyncIoFloorSpawned,
         Client::Blocking,
         Client::AsyncSequential,
         Client::AsyncConcurrent,
+        Client::AsyncSmolSpawn,
         Client::TokioSequential,
         Client::TokioConcurrent,
         Client::TokioMultiThread,
@@ -236,9 +245,13 @@ impl Client {
                 "hand-written tokio client: reader task and oneshot per call, no engine"
             }
             Client::AsyncIoFloor => "hand-written loop on async-io, no engine (async-io floor)",
+            Client::AsyncIoFloorSpawned => {
+                "async-io floor in smol::spawn, caller in smol::block_on, no engine"
+            }
             Client::Blocking => "qmp-blocking",
             Client::AsyncSequential => "qmp-async, sequential",
             Client::AsyncConcurrent => "qmp-async, 100 concurrent callers",
+            Client::AsyncSmolSpawn => "qmp-async, caller in smol::block_on, driver in smol::spawn",
             Client::TokioSequential => "qmp-tokio, sequential",
             Client::TokioConcurrent => "qmp-tokio, 100 concurrent callers",
             Client::TokioMultiThread => "qmp-tokio, multi-thread runtime, sequential",
@@ -264,9 +277,11 @@ impl Client {
             Client::TokioFloor => "tokio-floor",
             Client::TokioFloorTask => "tokio-floor-task",
             Client::AsyncIoFloor => "async-io-floor",
+            Client::AsyncIoFloorSpawned => "async-io-floor-spawned",
             Client::Blocking => "blocking",
             Client::AsyncSequential => "async",
             Client::AsyncConcurrent => "async-concurrent",
+            Client::AsyncSmolSpawn => "async-smol-spawn",
             Client::TokioSequential => "tokio",
             Client::TokioConcurrent => "tokio-concurrent",
             Client::TokioMultiThread => "tokio-mt",
@@ -292,9 +307,11 @@ impl Client {
             Client::TokioFloor => tokio_floor(peer.connect(), n),
             Client::TokioFloorTask => tokio_floor_task(peer.connect(), n),
             Client::AsyncIoFloor => async_io_floor(peer.connect(), n),
+            Client::AsyncIoFloorSpawned => async_io_floor_spawned(peer.connect(), n),
             Client::Blocking => blocking(peer.connect(), n),
             Client::AsyncSequential => asynchronous(peer.connect(), n, 1),
             Client::AsyncConcurrent => asynchronous(peer.connect(), n, CALLERS),
+            Client::AsyncSmolSpawn => async_smol_spawn(peer.connect(), n),
             Client::TokioSequential => tokio_adapter(peer.connect(), n, Callers::InBlockOn, false),
             Client::TokioConcurrent => {
                 tokio_adapter(peer.connect(), n, Callers::Tasks(CALLERS), false)
@@ -500,6 +517,44 @@ pub fn async_io_floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
     })
 }
 
+/// The async-io floor's loop in a task on smol's global executor (its own thread); the
+/// caller, in `smol::block_on`, hands it each command and waits for each reply over
+/// channels, as a caller of a spawned driver does.
+pub fn async_io_floor_spawned(mut stream: UnixStream, n: u64) -> (u64, Duration) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    let command = negotiate_plain(&mut stream, &mut buf, &mut chunk);
+    let (to_io, requests) = smol::channel::bounded::<()>(1);
+    let (to_caller, replies) = smol::channel::bounded::<()>(1);
+    let io = smol::spawn(async move {
+        let mut stream = async_io::Async::new(stream).expect("an async socket");
+        while requests.recv().await.is_ok() {
+            stream.write_all(command.as_bytes()).await.expect("write");
+            let mut scanned = 0;
+            while !take_line(&mut buf, &mut scanned) {
+                let got = stream.read(&mut chunk).await.expect("read");
+                assert!(got > 0, "the peer closed the connection");
+                buf.extend_from_slice(&chunk[..got]);
+            }
+            if to_caller.send(()).await.is_err() {
+                break;
+            }
+        }
+    });
+    smol::block_on(async move {
+        let start = Instant::now();
+        for _ in 0..n {
+            to_io.send(()).await.expect("the I/O task runs");
+            replies.recv().await.expect("a reply");
+        }
+        let took = start.elapsed();
+        drop(to_io);
+        io.await;
+        (n, took)
+    })
+}
+
 /// The blocking adapter.
 pub fn blocking(stream: UnixStream, n: u64) -> (u64, Duration) {
     let mut qmp = qmp_blocking::Builder::new()
@@ -544,6 +599,29 @@ pub fn asynchronous(stream: UnixStream, n: u64, callers: usize) -> (u64, Duratio
         driver.await;
         (per_caller * callers as u64, took)
     }))
+}
+
+/// The async adapter as the README runs it: the caller in `smol::block_on`, the driver on
+/// smol's global executor (a thread of its own, so each reply wakes the caller across
+/// threads).
+pub fn async_smol_spawn(stream: UnixStream, n: u64) -> (u64, Duration) {
+    smol::block_on(async {
+        let (qmp, driver) = qmp_async::Builder::new()
+            .unix_stream(stream)
+            .await
+            .expect("negotiated");
+        let driver = smol::spawn(driver);
+        let start = Instant::now();
+        for _ in 0..n {
+            qmp.execute::<qmp_async::IgnoredAny, _>(COMMAND, &())
+                .await
+                .expect("a reply");
+        }
+        let took = start.elapsed();
+        drop(qmp);
+        driver.await;
+        (n, took)
+    })
 }
 
 /// A tokio runtime: current-thread, or multi-thread (its workers as many as the CPUs this
