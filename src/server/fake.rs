@@ -700,7 +700,9 @@ impl FakeQemu {
             }
             "query-commands" => self.commands_reply(),
             "query-qmp-schema" => self.schema_reply(),
-            "query-yank" => Outcome::Json(r#"[{"type": "chardev", "id": "compat_monitor0"}]"#.into()),
+            "query-yank" => {
+                Outcome::Json(r#"[{"type": "chardev", "id": "compat_monitor0"}]"#.into())
+            }
             "migrate-pause" => Migration::pause_error(),
             "query-migrate"
             | "query-migrate-capabilities"
@@ -726,9 +728,7 @@ impl FakeQemu {
                     ),
                 })),
             },
-            "getfd" | "add-fd" | "closefd" | "remove-fd" | "query-fdsets" => {
-                self.fd_command(call)
-            }
+            "getfd" | "add-fd" | "closefd" | "remove-fd" | "query-fdsets" => self.fd_command(call),
             "blockdev-add"
             | "blockdev-del"
             | "blockdev-create"
