@@ -297,6 +297,7 @@ pub fn verdicts(rows: &[Row]) -> Vec<Verdict> {
     for (measure, floor, calls) in [
         ("qmp-blocking", 0.95, None),
         ("qmp-async, sequential", 0.8, Some(6.0)),
+        ("qmp-async, caller in smol::block_on", 0.7, Some(6.0)),
         ("qmp-tokio, sequential", 0.9, Some(4.0)),
     ] {
         check(
