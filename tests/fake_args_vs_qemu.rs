@@ -10,14 +10,15 @@
 // A real process and socket: this test reads the clock for its own timeouts.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::qemu::{system_pc, Peer};
 use qmp_proto::server::{FakeQemu, Server};
 
 /// Wrong requests: command and arguments (JSON text). None of them may succeed on QEMU, and
@@ -760,79 +761,9 @@ const CASES: &[(&str, &str)] = &[
     ("qmp_capabilities", r#"{"enable": ["oob"]}"#),
 ];
 
-fn find(binary: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(binary))
-            .find(|p| p.is_file())
-    })
-}
-
-/// qemu-system-x86_64 with its monitor socket, killed on drop.
-struct Peer {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
+/// qemu-system-x86_64 `-M pc -S` and its monitor.
 fn qemu(tag: &str) -> Option<(Peer, UnixStream)> {
-    let Some(bin) = find("qemu-system-x86_64") else {
-        if std::env::var("QMP_REQUIRE_QEMU").as_deref() == Ok("1") {
-            panic!("qemu-system-x86_64 is required (QMP_REQUIRE_QEMU=1) but not on PATH");
-        }
-        eprintln!("skipping: qemu-system-x86_64 not found on PATH");
-        return None;
-    };
-    let dir = std::env::temp_dir().join(format!("qmp-proto-args-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("qmp.sock");
-    let child = Command::new(bin)
-        .args([
-            "-M",
-            "pc",
-            "-accel",
-            "tcg",
-            "-S",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-qmp",
-        ])
-        .arg(format!("unix:{},server=on,wait=off", sock.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let peer = Peer { child, dir };
-    let start = Instant::now();
-    while !sock.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no monitor socket"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // The socket file can appear before QEMU listens on it.
-    let s = loop {
-        match UnixStream::connect(&sock) {
-            Ok(s) => break s,
-            Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(10), "{e}");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    Some((peer, s))
+    system_pc(tag, Duration::from_secs(10))
 }
 
 /// Reads one line that is not an event.

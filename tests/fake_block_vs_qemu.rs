@@ -15,53 +15,17 @@
 // A real process and socket: this test reads the clock for its own timeouts.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::qemu::{require, temp_dir, TempDir};
 use qmp_proto::server::{FakeQemu, Server};
-
-fn find(binary: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(binary))
-            .find(|p| p.is_file())
-    })
-}
-
-fn require(binary: &str) -> Option<PathBuf> {
-    match find(binary) {
-        Some(p) => Some(p),
-        None if std::env::var("QMP_REQUIRE_QEMU").as_deref() == Ok("1") => {
-            panic!("{binary} is required (QMP_REQUIRE_QEMU=1) but not on PATH")
-        }
-        None => {
-            eprintln!("skipping: {binary} not found on PATH");
-            None
-        }
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("qmp-block-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
 
 /// qemu-storage-daemon on a monitor socket in its directory, killed on drop.
 struct Daemon {

@@ -14,14 +14,15 @@
 // A real process and socket: this test reads the clock for its own timeouts.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::qemu::{system_pc, temp_dir, Peer};
 use qmp_proto::server::{FakeQemu, Server};
 
 /// One step of a scenario.
@@ -371,76 +372,9 @@ const CAPABILITIES: &[&[&str]] = &[
     &[],
 ];
 
-fn find(binary: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(binary))
-            .find(|p| p.is_file())
-    })
-}
-
-/// qemu-system-x86_64 with its monitor socket, killed on drop.
-struct Peer {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("qmp-proto-mig-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
+/// qemu-system-x86_64 `-M pc -S` and its monitor.
 fn qemu(tag: &str) -> Option<(Peer, UnixStream)> {
-    let Some(bin) = find("qemu-system-x86_64") else {
-        if std::env::var("QMP_REQUIRE_QEMU").as_deref() == Ok("1") {
-            panic!("qemu-system-x86_64 is required (QMP_REQUIRE_QEMU=1) but not on PATH");
-        }
-        eprintln!("skipping: qemu-system-x86_64 not found on PATH");
-        return None;
-    };
-    let dir = temp_dir(tag);
-    let sock = dir.join("qmp.sock");
-    let child = Command::new(bin)
-        .args([
-            "-M",
-            "pc",
-            "-accel",
-            "tcg",
-            "-S",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-qmp",
-        ])
-        .arg(format!("unix:{},server=on,wait=off", sock.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let peer = Peer { child, dir };
-    let start = Instant::now();
-    let s = loop {
-        match UnixStream::connect(&sock) {
-            Ok(s) => break s,
-            Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(10), "{e}");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    Some((peer, s))
+    system_pc(tag, Duration::from_secs(20))
 }
 
 /// Zeroes the numbers of a JSON text, keeping its keys in their order.
@@ -676,15 +610,15 @@ fn compare(tag: &str, steps: &[Step]) {
         })
         .collect();
     let steps = &steps[..];
-    let dir = temp_dir(&format!("{tag}-fake"));
-    let dir_text = dir.display().to_string();
+    let dir = temp_dir(&format!("mig-{tag}-fake"));
+    let dir_text = dir.0.display().to_string();
     let ours = run_fake(steps, &dir_text);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     let Some((peer, mut s)) = qemu(tag) else {
         return;
     };
     // The fake's transcript names the same directory as QEMU's.
-    let real_dir = peer.dir.display().to_string();
+    let real_dir = peer.dir.0.display().to_string();
     let ours: Vec<String> = ours
         .iter()
         .map(|l| l.replace(&dir_text, &real_dir))

@@ -9,37 +9,19 @@
 // Real processes and sockets: this test reads the clock for its own timeouts.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::qemu::{connect, require, temp_dir, TempDir};
 use qmp_proto::server::{FakeQemu, Server};
 
 const SENTINEL: &[u8] = b"\n{\"execute\": \"query-version\", \"id\": \"end\"}";
 const NEGOTIATE: &[u8] = br#"{"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}}"#;
-
-fn find(binary: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(binary))
-            .find(|p| p.is_file())
-    })
-}
-
-fn require(binary: &str) -> Option<PathBuf> {
-    match find(binary) {
-        Some(p) => Some(p),
-        None if std::env::var("QMP_REQUIRE_QEMU").as_deref() == Ok("1") => {
-            panic!("{binary} is required (QMP_REQUIRE_QEMU=1) but not on PATH")
-        }
-        None => {
-            eprintln!("skipping: {binary} not found on PATH");
-            None
-        }
-    }
-}
 
 /// A QEMU process with its monitor socket, killed on drop.
 struct Peer {
@@ -48,29 +30,11 @@ struct Peer {
     _dir: TempDir,
 }
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    // Tests run in parallel and may start several peers of a kind: each gets its own.
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("qmp-proto-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
 }
 
 fn spawn(binary: &Path, args: &[String], dir: TempDir, sock: PathBuf) -> Peer {
@@ -134,40 +98,32 @@ fn system(extra: &[&str]) -> Option<Peer> {
     Some(spawn(&bin, &args, dir, sock))
 }
 
-/// Connects to a peer's monitor socket, which can exist a moment before QEMU listens on it.
-fn connect(sock: &Path) -> UnixStream {
-    let start = Instant::now();
-    loop {
-        match UnixStream::connect(sock) {
-            Ok(s) => return s,
-            Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(10), "{e}");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
-}
-
 /// Reads until `buf` holds `count` complete lines containing `marker`, or panics after 10 s.
 fn read_until_count(s: &mut UnixStream, buf: &mut Vec<u8>, marker: &str, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut chunk = [0u8; 65536];
     while count_events_text(buf, marker) < count {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "timed out waiting for {count} {marker:?}; got {:?}",
-            String::from_utf8_lossy(buf)
-        );
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut chunk) {
-            Ok(0) => panic!("EOF; got {:?}", String::from_utf8_lossy(buf)),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("{e}"),
-        }
+        read_more(s, buf, deadline, marker);
+    }
+}
+
+/// Reads what comes next into `buf`, or nothing after a timeout; panics past `deadline`,
+/// or at the end of the stream.
+fn read_more(s: &mut UnixStream, buf: &mut Vec<u8>, deadline: Instant, waiting_for: &str) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    assert!(
+        !left.is_zero(),
+        "timed out waiting for {waiting_for:?}; got {:?}",
+        String::from_utf8_lossy(buf)
+    );
+    s.set_read_timeout(Some(left)).unwrap();
+    let mut chunk = [0u8; 65536];
+    match s.read(&mut chunk) {
+        Ok(0) => panic!("EOF; got {:?}", String::from_utf8_lossy(buf)),
+        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut => {}
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -181,29 +137,13 @@ fn count_events_text(out: &[u8], marker: &str) -> usize {
 /// Reads until `buf` ends with a complete line containing `marker`, or panics after 10 s.
 fn read_until(s: &mut UnixStream, buf: &mut Vec<u8>, marker: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut chunk = [0u8; 65536];
     loop {
         if let Some(at) = find_bytes(buf, marker) {
             if buf[at..].windows(2).any(|w| w == b"\r\n") {
                 return;
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "timed out waiting for {:?}; got {:?}",
-            String::from_utf8_lossy(marker),
-            String::from_utf8_lossy(buf)
-        );
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut chunk) {
-            Ok(0) => panic!("EOF; got {:?}", String::from_utf8_lossy(buf)),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("{e}"),
-        }
+        read_more(s, buf, deadline, &String::from_utf8_lossy(marker));
     }
 }
 

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(unix)]
+pub mod qemu;
+
 use std::time::Instant;
 
 use qmp_proto::{Client, ClientConfig, Event};
