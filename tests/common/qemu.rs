@@ -2,7 +2,7 @@
 //! skips the test, or fails it under `QMP_REQUIRE_QEMU=1`), private directories, and
 //! qemu-system-x86_64 `-M pc -S` with a connected monitor.
 // Real processes and sockets: these helpers read the clock for their own timeouts.
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::print_stderr, clippy::panic)]
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
