@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::negotiated;
 use common::qemu::{system_pc, Peer};
-use qmp_proto::server::{FakeQemu, Server};
+use qmp_proto::server::FakeQemu;
 
 /// Wrong requests: command and arguments (JSON text). None of them may succeed on QEMU, and
 /// none may make it do anything harmful (no negative null-co size: QEMU aborts).
@@ -809,11 +810,7 @@ fn request(id: usize, command: &str, args: &str) -> Vec<u8> {
 fn fake_answers(requests: &[Vec<u8>]) -> Vec<Value> {
     let now = Instant::now();
     let fake = FakeQemu::new().prelaunch();
-    let mut server = Server::new(fake.server_config(), fake);
-    server.accept(now);
-    server.take_output();
-    server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
-    server.take_output();
+    let mut server = negotiated(fake, now);
     let mut out = Vec::new();
     for r in requests {
         server.handle_input(now, r);
@@ -885,11 +882,7 @@ fn wrong_arguments_are_refused_as_qemu_refuses_them() {
 /// Runs requests on a negotiated fake and returns its answers (events left out).
 fn on_fake(fake: FakeQemu, requests: &[Vec<u8>]) -> Vec<Value> {
     let now = Instant::now();
-    let mut server = Server::new(fake.server_config(), fake);
-    server.accept(now);
-    server.take_output();
-    server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
-    server.take_output();
+    let mut server = negotiated(fake, now);
     let mut out = Vec::new();
     for r in requests {
         server.handle_input(now, r);
@@ -1024,11 +1017,7 @@ fn recorded_replies_are_byte_for_byte_qemus() {
         .collect();
     let now = Instant::now();
     let fake = FakeQemu::new().prelaunch();
-    let mut server = Server::new(fake.server_config(), fake);
-    server.accept(now);
-    server.take_output();
-    server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
-    server.take_output();
+    let mut server = negotiated(fake, now);
     let ours: Vec<Vec<u8>> = requests
         .iter()
         .map(|r| {
@@ -1128,11 +1117,7 @@ fn hostile_qom_requests_are_answered() {
 fn device_del_events_come_after_the_reply() {
     let mut now = Instant::now();
     let fake = FakeQemu::new().prelaunch();
-    let mut server = Server::new(fake.server_config(), fake);
-    server.accept(now);
-    server.take_output();
-    server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
-    server.take_output();
+    let mut server = negotiated(fake, now);
     let mut run = |r: Vec<u8>| {
         server.handle_input(now, &r);
         let reply = String::from_utf8(server.take_output()).unwrap();

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::negotiated;
 use common::qemu::{require, temp_dir, TempDir};
 use qmp_proto::server::{FakeQemu, Server};
 
@@ -198,11 +199,7 @@ struct Fake {
 impl Fake {
     fn new(fake: FakeQemu) -> Fake {
         let now = Instant::now();
-        let mut server = Server::new(fake.server_config(), fake);
-        server.accept(now);
-        server.take_output();
-        server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
-        server.take_output();
+        let server = negotiated(fake, now);
         Fake { server, now }
     }
 

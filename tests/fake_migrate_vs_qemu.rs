@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::negotiated;
 use common::qemu::{system_pc, temp_dir, Peer};
 use qmp_proto::server::{FakeQemu, Server};
 
@@ -542,11 +543,7 @@ fn reply_first(lines: &mut [String]) {
 fn run_fake(steps: &[Step], dir: &str) -> Vec<String> {
     let mut now = Instant::now();
     let fake = FakeQemu::new().prelaunch();
-    let mut server = Server::new(fake.server_config(), fake);
-    server.accept(now);
-    server.take_output();
-    server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
-    server.take_output();
+    let mut server = negotiated(fake, now);
     let mut out = Vec::new();
     let lines = |server: &mut Server<FakeQemu>, shape: bool| -> Vec<String> {
         let bytes = String::from_utf8(server.take_output()).unwrap();

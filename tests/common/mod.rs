@@ -41,3 +41,17 @@ pub fn running(config: ClientConfig, now: Instant) -> Client {
     events(&mut c);
     c
 }
+
+/// A server for `fake`, accepted and negotiated at `now`, its output so far taken.
+#[cfg(feature = "server")]
+pub fn negotiated(
+    fake: qmp_proto::server::FakeQemu,
+    now: Instant,
+) -> qmp_proto::server::Server<qmp_proto::server::FakeQemu> {
+    let mut server = qmp_proto::server::Server::new(fake.server_config(), fake);
+    server.accept(now);
+    server.take_output();
+    server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
+    server.take_output();
+    server
+}
