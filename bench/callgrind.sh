@@ -30,9 +30,9 @@ collected() {
 
 echo "| message | measure | instructions/message | ratio to RawValue |"
 echo "|---|---|---:|---:|"
-for message in small-reply event schema 10mb-reply; do
+for message in empty-reply small-reply event schema 10mb-reply; do
     case $message in
-        small-reply | event) n=2000 ;;
+        empty-reply | small-reply | event) n=2000 ;;
         schema) n=20 ;;
         *) n=2 ;;
     esac

@@ -208,6 +208,15 @@ impl<'a> Parser<'a> {
     /// nesting is within `budget` levels; `walked` containers enclose it below the envelope.
     fn value(&mut self, budget: usize, walked: usize) -> Option<&'a RawValue> {
         let start = self.pos;
+        // An empty object or array (most commands return `{}`) needs no parser.
+        if let Some(b"{}" | b"[]") = self.text.as_bytes().get(start..start + 2) {
+            if budget == 0 {
+                return None;
+            }
+            let raw = validated_raw(self.text.get(start..start + 2)?)?;
+            self.pos = start + 2;
+            return Some(raw);
+        }
         let container = matches!(self.peek()?, b'{' | b'[');
         let mut end = self.text.len();
         if container {

@@ -13,7 +13,13 @@ fn main() {
     divan::main();
 }
 
-const MESSAGES: [&str; 4] = ["small-reply", "event", "schema", "10mb-reply"];
+const MESSAGES: [&str; 5] = [
+    "empty-reply",
+    "small-reply",
+    "event",
+    "schema",
+    "10mb-reply",
+];
 
 fn message(name: &str) -> Message {
     Message::from_name(name).expect("a known message")

@@ -30,6 +30,9 @@ const ID_WIDTH: usize = 20;
 /// The messages measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message {
+    /// `{"return": {}, "id": N}`: the reply of most commands (`stop`, `cont`, ...), its id
+    /// field space-padded like every reply here (42 bytes).
+    EmptyReply,
     /// The `query-version` reply of qemu-storage-daemon 10.0.2 (about 120 bytes).
     SmallReply,
     /// A `SHUTDOWN` event with data, as qemu-system-x86_64 sends it after `quit`.
@@ -42,7 +45,8 @@ pub enum Message {
 
 impl Message {
     /// Every message, smallest first.
-    pub const ALL: [Message; 4] = [
+    pub const ALL: [Message; 5] = [
+        Message::EmptyReply,
         Message::SmallReply,
         Message::Event,
         Message::Schema,
@@ -52,6 +56,7 @@ impl Message {
     /// Its name in reports and on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            Message::EmptyReply => "empty-reply",
             Message::SmallReply => "small-reply",
             Message::Event => "event",
             Message::Schema => "schema",
@@ -73,6 +78,7 @@ impl Message {
     /// 0 until [`Wire::set_id`].
     pub fn wire(self) -> Wire {
         match self {
+            Message::EmptyReply => Wire::reply(b"{}"),
             Message::SmallReply => Wire::reply(
                 br#"{"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1"}"#,
             ),

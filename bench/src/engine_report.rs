@@ -12,7 +12,7 @@ use crate::Row;
 /// How many messages one sample feeds, and how many rounds to run, for a message.
 fn plan(message: Message, quick: bool) -> (usize, usize) {
     let (batch, rounds) = match message {
-        Message::SmallReply | Message::Event => (1024, 101),
+        Message::EmptyReply | Message::SmallReply | Message::Event => (1024, 101),
         Message::Schema => (2, 101),
         Message::Large => (1, 15),
     };

@@ -37,7 +37,7 @@ const USAGE: &str = "usage: qmp-bench all [--quick]      every table, then the t
        qmp-bench fleet-client tokio|tokio-mt|async N SOCK SECS [mixed|events|commands [SERVER_PID]]
        qmp-bench memory-one idle|async-flood|blocking-flood N SOCK
        qmp-bench instructions MESSAGE MEASURE N
-         MESSAGE: small-reply | event | schema | 10mb-reply
+         MESSAGE: empty-reply | small-reply | event | schema | 10mb-reply
          MEASURE: raw-value | value | whole | 4k-chunks | byte-by-byte";
 
 fn main() -> ExitCode {

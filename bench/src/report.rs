@@ -252,7 +252,7 @@ pub fn verdicts(rows: &[Row]) -> Vec<Verdict> {
         below_value,
         &|x| x < 1.0,
     );
-    for case in ["small-reply", "event"] {
+    for case in ["empty-reply", "small-reply", "event"] {
         check(
             &format!("{case}: engine ≤ 2× the RawValue floor"),
             ratio("engine", case, "engine, whole"),
