@@ -31,7 +31,7 @@ const ID_WIDTH: usize = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message {
     /// `{"return": {}, "id": N}`: the reply of most commands (`stop`, `cont`, ...), its id
-    /// field space-padded like every reply here (42 bytes).
+    /// field space-padded like every reply here (43 bytes).
     EmptyReply,
     /// The `query-version` reply of qemu-storage-daemon 10.0.2 (about 120 bytes).
     SmallReply,
