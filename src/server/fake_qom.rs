@@ -574,7 +574,7 @@ impl Qom {
         if bad_prop.is_none() {
             if usb {
                 dev.input = Some(self.next_input);
-                self.next_input += 1;
+                self.next_input = self.next_input.saturating_add(1);
             } else {
                 let used: Vec<u8> = self.all_devices().filter_map(|d| d.slot).collect();
                 dev.slot = (FIRST_FREE_SLOT..32).find(|s| !used.contains(s));
