@@ -382,10 +382,9 @@ fn read_to_eof(s: &mut UnixStream, buf: &mut Vec<u8>) {
     }
 }
 
-/// Runs a sequence of run-state commands on a new `-M pc -accel tcg -S` VM and on a fake in
-/// `prelaunch`; returns both transcripts (guest events dropped, timestamps zeroed, `<EOF>`
-/// where the connection ended).
-fn run_state_transcripts(commands: &[&str]) -> Option<(String, String)> {
+/// A new `-M pc -accel tcg -S` VM, a connection to its monitor, negotiated (OOB on), and
+/// its package string (for the fake's greeting).
+fn negotiated_pc() -> Option<(Peer, UnixStream, String)> {
     let peer = system(&["-M", "pc", "-accel", "tcg", "-S"])?;
     let mut s = connect(&peer.sock);
     let mut greeting = Vec::new();
@@ -393,6 +392,14 @@ fn run_state_transcripts(commands: &[&str]) -> Option<(String, String)> {
     let package = package_of(&greeting);
     s.write_all(NEGOTIATE).unwrap();
     read_until(&mut s, &mut Vec::new(), b"\"return\"");
+    Some((peer, s, package))
+}
+
+/// Runs a sequence of run-state commands on a new `-M pc -accel tcg -S` VM and on a fake in
+/// `prelaunch`; returns both transcripts (guest events dropped, timestamps zeroed, `<EOF>`
+/// where the connection ended).
+fn run_state_transcripts(commands: &[&str]) -> Option<(String, String)> {
+    let (_peer, mut s, package) = negotiated_pc()?;
 
     let fake = FakeQemu::new().prelaunch().version(10, 0, 2, &package);
     let now = Instant::now();
@@ -730,15 +737,9 @@ fn count_events(out: &[u8], name: &str) -> usize {
 /// their order) must be QEMU's byte for byte, timestamps aside.
 #[test]
 fn fake_models_objects_and_devices_like_qemu_system() {
-    let Some(peer) = system(&["-M", "pc", "-accel", "tcg", "-S"]) else {
+    let Some((peer, mut s, package)) = negotiated_pc() else {
         return;
     };
-    let mut s = connect(&peer.sock);
-    let mut greeting = Vec::new();
-    read_until(&mut s, &mut greeting, b"\"QMP\"");
-    let package = package_of(&greeting);
-    s.write_all(NEGOTIATE).unwrap();
-    read_until(&mut s, &mut Vec::new(), b"\"return\"");
 
     let fake = FakeQemu::new()
         .prelaunch()
@@ -833,15 +834,9 @@ fn fake_models_objects_and_devices_like_qemu_system() {
 /// fake).
 #[test]
 fn fake_keeps_pci_unplug_requests_pending_like_qemu_system() {
-    let Some(peer) = system(&["-M", "pc", "-accel", "tcg", "-S"]) else {
+    let Some((_peer, mut s, package)) = negotiated_pc() else {
         return;
     };
-    let mut s = connect(&peer.sock);
-    let mut greeting = Vec::new();
-    read_until(&mut s, &mut greeting, b"\"QMP\"");
-    let package = package_of(&greeting);
-    s.write_all(NEGOTIATE).unwrap();
-    read_until(&mut s, &mut Vec::new(), b"\"return\"");
 
     let fake = FakeQemu::new().prelaunch().version(10, 0, 2, &package);
     let mut now = Instant::now();
