@@ -35,69 +35,105 @@ use crate::message::{qemu_timestamp_prefix, Envelope};
 /// to the framer's scan).
 const MAX_WALK: usize = 8;
 
-/// The envelope of the JSON object at the start of `text` and the object's length in bytes,
-/// or `None` if it is not a whole, valid object whose nesting is proved within `max_depth`
-/// (the envelope itself counting as one level), or cannot be read here for another reason.
-/// When it answers, the answer is what the framer and the parse of its frame would give.
-pub(crate) fn envelope(text: &str, max_depth: usize) -> Option<(Envelope<'_>, usize)> {
+/// Reads the envelope of the JSON object at the start of `text` into `env` (which starts
+/// empty) and says the object's length in bytes, or `None` if it is not a whole, valid object
+/// whose nesting is proved within `max_depth` (the envelope itself counting as one level), or
+/// cannot be read here for another reason (`env` then holds nothing of use). When it answers,
+/// the answer is what the framer and the parse of its frame would give. The envelope is
+/// filled in place: it is large, and returning it would copy it.
+pub(crate) fn envelope<'a>(
+    text: &'a str,
+    max_depth: usize,
+    env: &mut Envelope<'a>,
+) -> Option<usize> {
     let mut p = Parser { text, pos: 0 };
     p.expect(b'{')?;
     let budget = max_depth.checked_sub(1)?;
-    let mut env = Envelope::default();
     p.ws();
     if p.peek()? == b'}' {
-        p.pos += 1;
-        return Some((env, p.pos));
+        return Some(p.pos + 1);
     }
     loop {
-        let key = p.key()?;
+        let key = Member::of(p.key()?);
         p.ws();
         p.expect(b':')?;
         p.ws();
-        if key == "timestamp" && budget > 0 && p.peek() == Some(b'{') {
-            if let Some((timestamp, len)) = qemu_timestamp_prefix(&text[p.pos..]) {
-                if env.timestamp.is_some() || env.qemu_timestamp.replace(timestamp).is_some() {
+        // A known member given twice: the reference rejects the message.
+        match key {
+            Member::Id | Member::Event => {
+                // Kept as text: a plain number or string is read here.
+                let text = match p.plain_scalar() {
+                    Some(text) => text,
+                    None => p.value(budget, 0)?.get(),
+                };
+                let slot = if let Member::Id = key {
+                    &mut env.id
+                } else {
+                    &mut env.event
+                };
+                if slot.replace(text).is_some() {
                     return None;
                 }
-                p.pos += len;
-                if !p.after_member()? {
-                    return Some((env, p.pos));
+            }
+            Member::Timestamp if budget > 0 && p.peek() == Some(b'{') => {
+                if env.timestamp.is_some() || env.qemu_timestamp.is_some() {
+                    return None;
                 }
-                continue;
+                if let Some((timestamp, len)) = qemu_timestamp_prefix(&text[p.pos..]) {
+                    env.qemu_timestamp = Some(timestamp);
+                    p.pos += len;
+                } else {
+                    env.timestamp = Some(p.value(budget, 0)?);
+                }
             }
-        }
-        // A known member given twice: the reference rejects the message.
-        if let "id" | "event" = key {
-            // Kept as text: a plain number or string is read here.
-            let text = match p.plain_scalar() {
-                Some(text) => text,
-                None => p.value(budget, 0)?.get(),
-            };
-            let slot = if key == "id" {
-                &mut env.id
-            } else {
-                &mut env.event
-            };
-            if slot.replace(text).is_some() {
-                return None;
-            }
-        } else {
-            let value = p.value(budget, 0)?;
-            let slot = match key {
-                "QMP" => &mut env.qmp,
-                "return" => &mut env.ret,
-                "error" => &mut env.error,
-                "data" => &mut env.data,
-                "timestamp" => &mut env.timestamp,
-                _ => &mut None,
-            };
-            if slot.replace(value).is_some() || (key == "timestamp" && env.qemu_timestamp.is_some())
-            {
-                return None;
+            _ => {
+                let value = p.value(budget, 0)?;
+                let slot = match key {
+                    Member::Qmp => &mut env.qmp,
+                    Member::Return => &mut env.ret,
+                    Member::Error => &mut env.error,
+                    Member::Data => &mut env.data,
+                    Member::Timestamp => &mut env.timestamp,
+                    _ => &mut None,
+                };
+                if slot.replace(value).is_some()
+                    || (matches!(key, Member::Timestamp) && env.qemu_timestamp.is_some())
+                {
+                    return None;
+                }
             }
         }
         if !p.after_member()? {
-            return Some((env, p.pos));
+            return Some(p.pos);
+        }
+    }
+}
+
+/// The envelope's members, by key.
+#[derive(Clone, Copy)]
+enum Member {
+    Qmp,
+    Return,
+    Error,
+    Id,
+    Event,
+    Data,
+    Timestamp,
+    /// Any other key (ignored, as the reference ignores it).
+    Other,
+}
+
+impl Member {
+    fn of(key: &str) -> Member {
+        match key {
+            "return" => Member::Return,
+            "id" => Member::Id,
+            "event" => Member::Event,
+            "data" => Member::Data,
+            "timestamp" => Member::Timestamp,
+            "error" => Member::Error,
+            "QMP" => Member::Qmp,
+            _ => Member::Other,
         }
     }
 }
@@ -150,11 +186,23 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Skips JSON whitespace (what serde_json skips).
+    /// Skips JSON whitespace (what serde_json skips); a run of spaces (padding, a
+    /// pretty-printed peer's indentation) eight bytes at a time.
     fn ws(&mut self) {
+        const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
         let bytes = self.text.as_bytes();
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(self.pos) {
-            self.pos += 1;
+        loop {
+            match bytes.get(self.pos) {
+                Some(b' ') => {
+                    let eight = bytes.get(self.pos..self.pos + 8);
+                    match eight.and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                        Some(b) if u64::from_ne_bytes(b) == SPACES => self.pos += 8,
+                        _ => self.pos += 1,
+                    }
+                }
+                Some(b'\n' | b'\t' | b'\r') => self.pos += 1,
+                _ => return,
+            }
         }
     }
 
@@ -208,13 +256,19 @@ impl<'a> Parser<'a> {
     /// nesting is within `budget` levels; `walked` containers enclose it below the envelope.
     fn value(&mut self, budget: usize, walked: usize) -> Option<&'a RawValue> {
         let start = self.pos;
-        // An empty object or array (most commands return `{}`) needs no parser.
+        // An empty object or array (most commands return `{}`) needs no pass.
         if let Some(b"{}" | b"[]") = self.text.as_bytes().get(start..start + 2) {
             if budget == 0 {
                 return None;
             }
             let raw = validated_raw(self.text.get(start..start + 2)?)?;
             self.pos = start + 2;
+            return Some(raw);
+        }
+        // Most values are validated here, in one quick pass; serde_json decides the rest.
+        if let Some(end) = valid_value(self.text.as_bytes(), start, budget) {
+            let raw = validated_raw(self.text.get(start..end)?)?;
+            self.pos = end;
             return Some(raw);
         }
         let container = matches!(self.peek()?, b'{' | b'[');
@@ -309,6 +363,161 @@ impl<'a> Parser<'a> {
         }
         validated_raw(&self.text[start..self.pos])
     }
+}
+
+/// The deepest nesting [`valid_value`] follows (one bit per level).
+const MAX_QUICK_DEPTH: usize = 64;
+
+/// The end of the JSON value at `bytes[start]` (no whitespace before it), if it is valid
+/// JSON nested within `budget` levels (and [`MAX_QUICK_DEPTH`]); `None` if it is not, or
+/// anything here is unsure: serde_json, the reference, then decides. It accepts only what
+/// serde_json accepts as a raw value, with the same end, and takes `bytes` as valid UTF-8
+/// (they come from a `&str`): whitespace between tokens, strings of any bytes but control
+/// characters, `"` and `\` (or one of JSON's escapes, `\u` with four hex digits), numbers in
+/// JSON's grammar, `true`, `false`, `null`.
+fn valid_value(bytes: &[u8], start: usize, budget: usize) -> Option<usize> {
+    let mut i = start;
+    // One bit per open container, the innermost lowest: 1 for an object.
+    let mut objects = 0u64;
+    let mut depth = 0;
+    loop {
+        // A value at `i`.
+        match *bytes.get(i)? {
+            open @ (b'{' | b'[') => {
+                depth += 1;
+                if depth > budget || depth > MAX_QUICK_DEPTH {
+                    return None;
+                }
+                let object = open == b'{';
+                objects = objects << 1 | u64::from(object);
+                i = skip_ws(bytes, i + 1);
+                if *bytes.get(i)? != open + 2 {
+                    // Not empty (`}` and `]` are two after `{` and `[`): its first member.
+                    if object {
+                        i = member_key(bytes, i)?;
+                    }
+                    continue;
+                }
+                i += 1;
+                depth -= 1;
+                objects >>= 1;
+            }
+            b'"' => i = string_end(bytes, i)?,
+            b'-' | b'0'..=b'9' => i = number_end(bytes, i)?,
+            b't' => i = literal_end(bytes, i, b"true")?,
+            b'f' => i = literal_end(bytes, i, b"false")?,
+            b'n' => i = literal_end(bytes, i, b"null")?,
+            _ => return None,
+        }
+        // After a value: the containers it closes, up to the next value.
+        loop {
+            if depth == 0 {
+                return Some(i);
+            }
+            i = skip_ws(bytes, i);
+            let object = objects & 1 == 1;
+            match *bytes.get(i)? {
+                b',' => {
+                    i = skip_ws(bytes, i + 1);
+                    if object {
+                        i = member_key(bytes, i)?;
+                    }
+                    break;
+                }
+                b'}' if object => {}
+                b']' if !object => {}
+                _ => return None,
+            }
+            i += 1;
+            depth -= 1;
+            objects >>= 1;
+        }
+    }
+}
+
+/// Past JSON whitespace from `i`.
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Past an object member's key, its colon and the whitespace after it, from `i` (at the
+/// key's opening quote).
+fn member_key(bytes: &[u8], i: usize) -> Option<usize> {
+    if *bytes.get(i)? != b'"' {
+        return None;
+    }
+    let i = skip_ws(bytes, string_end(bytes, i)?);
+    (*bytes.get(i)? == b':').then(|| skip_ws(bytes, i + 1))
+}
+
+/// Past the string whose opening quote is at `i`.
+fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    loop {
+        i += bytes
+            .get(i..)?
+            .iter()
+            .position(|&b| KEY_STOP[usize::from(b)])?;
+        match bytes[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => match *bytes.get(i + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' => {
+                    let hex = bytes.get(i + 2..i + 6)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    i += 6;
+                }
+                _ => return None,
+            },
+            // A control character.
+            _ => return None,
+        }
+    }
+}
+
+/// Past the number that starts at `i`: `-`, then `0` or a digit run not starting with `0`,
+/// then optionally a fraction, then optionally an exponent, each with at least one digit.
+fn number_end(bytes: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |i: usize| {
+        bytes
+            .get(i..)
+            .map_or(0, |b| b.iter().take_while(|b| b.is_ascii_digit()).count())
+    };
+    i += usize::from(bytes[i] == b'-');
+    match bytes.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i += digits(i),
+        _ => return None,
+    }
+    if bytes.get(i) == Some(&b'.') {
+        let n = digits(i + 1);
+        if n == 0 {
+            return None;
+        }
+        i += 1 + n;
+    }
+    if let Some(b'e' | b'E') = bytes.get(i) {
+        i += 1;
+        i += usize::from(matches!(bytes.get(i), Some(b'+' | b'-')));
+        let n = digits(i);
+        if n == 0 {
+            return None;
+        }
+        i += n;
+    }
+    // serde_json rejects a digit after a leading zero.
+    (!bytes.get(i).is_some_and(u8::is_ascii_digit)).then_some(i)
+}
+
+/// Past `literal`, if it is at `i`.
+fn literal_end(bytes: &[u8], i: usize, literal: &[u8]) -> Option<usize> {
+    let end = i + literal.len();
+    (bytes.get(i..end)? == literal).then_some(end)
 }
 
 /// How many bytes of `text` are `{` or `[` (which differ in one bit), inside strings or not.
@@ -477,7 +686,8 @@ mod tests {
                 if !self.fast {
                     return None;
                 }
-                let (env, len) = envelope(input, max_depth)?;
+                let mut env = Envelope::default();
+                let len = envelope(input, max_depth, &mut env)?;
                 self.out.push(format!("{len} {}", summary(&env)));
                 *self.taken += 1;
                 Some((len, ControlFlow::Continue(())))
@@ -561,13 +771,123 @@ mod tests {
         assert!(taken > total / 4, "{taken} of {total}");
     }
 
+    /// The nesting of a valid JSON value (a scalar is 0 deep).
+    fn depth(json: &str) -> usize {
+        let (mut depth, mut deepest, mut in_string, mut escape) = (0, 0, false, false);
+        for b in json.bytes() {
+            match (in_string, escape, b) {
+                (true, true, _) => escape = false,
+                (true, false, b'\\') => escape = true,
+                (_, false, b'"') => in_string = !in_string,
+                (false, _, b'[' | b'{') => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                (false, _, b']' | b'}') => depth -= 1,
+                _ => {}
+            }
+        }
+        deepest
+    }
+
+    #[test]
+    fn quick_validation_is_serde_json_within_its_depth() {
+        // Values, mutated a byte at a time: the quick pass gives an end exactly when
+        // serde_json takes the value as a raw value (with that end) nested within the
+        // budget and the quick depth, and `None` for every other.
+        let seeds = [
+            r#"{"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "v"}"#,
+            r#"[[1, [2, [3]]], {"a": {"b": {}}}, "[{", -0.5e3, true, null, false]"#,
+            r#"{"desc": "x\"y\u00e9\/\b\f\n\r\t\\", "n": [0, -0, 1.25, 3E+7, 4e-2, 10]}"#,
+            " [ { \"a\" :\t[ ] , \"b\" : { }\r\n} ] ",
+            r#""é\u00E9 plain \ud800""#,
+            "-12.5e10",
+            "[[[[[[1]]]]]]",
+        ];
+        let edits: &[&[u8]] = &[
+            b"",
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b"\"",
+            b"\\",
+            b",",
+            b":",
+            b" ",
+            b"0",
+            b"-",
+            b"+",
+            b"e",
+            b".",
+            b"\x01",
+            b"\x7f",
+            b"x",
+            b"u",
+            b"t",
+            b"n",
+            b"1",
+            b"\n",
+            b"\xc3\xa9",
+        ];
+        let (mut valid, mut total) = (0, 0);
+        for seed in seeds {
+            let seed = seed.trim_start().as_bytes();
+            for at in 0..=seed.len() {
+                for edit in edits {
+                    for replace in [false, true] {
+                        if replace && at == seed.len() {
+                            continue;
+                        }
+                        let mut input = seed[..at].to_vec();
+                        input.extend_from_slice(edit);
+                        input.extend_from_slice(&seed[at + usize::from(replace)..]);
+                        // (A value is read with no whitespace before it.)
+                        let Ok(text) = std::str::from_utf8(&input) else {
+                            continue;
+                        };
+                        if text.starts_with(|c: char| c.is_ascii_whitespace()) {
+                            continue;
+                        }
+                        let serde = serde_json::from_str::<&RawValue>(text)
+                            .map_err(|_| ())
+                            .or_else(|()| {
+                                // A value with text after it: serde_json's raw value ends
+                                // where the value does.
+                                let mut de = serde_json::Deserializer::from_str(text);
+                                <&RawValue>::deserialize(&mut de).map_err(|_| ())
+                            });
+                        for budget in [0, 1, 2, 3, 6, 1024] {
+                            let expected = serde.ok().and_then(|raw| {
+                                let d = depth(raw.get());
+                                (d <= budget && d <= MAX_QUICK_DEPTH).then_some(raw.get().len())
+                            });
+                            let quick = valid_value(text.as_bytes(), 0, budget);
+                            assert_eq!(quick, expected, "{text:?} within {budget}");
+                            valid += usize::from(quick.is_some());
+                            total += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(valid > total / 8, "{valid} of {total}");
+        // Deeper than the quick depth: left to serde_json.
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert_eq!(valid_value(deep.as_bytes(), 0, 1024), None);
+        let within = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert_eq!(valid_value(within.as_bytes(), 0, 1024), Some(128));
+    }
+
     #[test]
     fn long_containers_are_walked_within_the_depth_limit() {
         // Arrays and objects longer than their cut, nested to various depths, against depth
-        // limits around their depth: walked, and the walk agrees with the reference.
+        // limits around their depth: walked, and the walk agrees with the reference. Each
+        // leaf is deeper than the quick pass goes, so that it leaves them to the walk.
         let mut taken = 0;
+        let deep = MAX_QUICK_DEPTH;
         for depth in 1..7 {
-            let mut leaf = String::from("\"p\"");
+            let mut leaf = format!("{}\"p\"{}", "[".repeat(deep), "]".repeat(deep));
             for level in 0..depth {
                 leaf = if level % 2 == 0 {
                     format!("[{leaf}, \"{}\"]", "y".repeat(level * 7))
@@ -584,7 +904,7 @@ mod tests {
                 format!("{{\"return\": [[[{list}]]], \"id\": 1}}"),
                 format!("{{\"pad\": [{list}], \"return\": [{{\"x\": [{list}]}}], \"id\": 1}}"),
             ] {
-                for limit in 1..12 {
+                for limit in (1..12).chain(deep..deep + 12) {
                     for size in [1 << 20, message.len(), message.len() - 1] {
                         taken += check(message.as_bytes(), size, limit);
                     }
@@ -612,16 +932,21 @@ mod tests {
         );
         assert_eq!(check(deep.as_bytes(), 1 << 20, 301), 1);
         assert_eq!(check(deep.as_bytes(), 1 << 20, 300), 0);
-        // Long containers nested deeper than the walk goes: left to the scan, which takes
-        // them; one level less is walked.
+        // Long containers nested deeper than the walk goes (around a leaf deeper than the
+        // quick pass goes): left to the scan, which takes them; one level less is walked.
         let wide = vec!["\"[[[[\""; 50].join(", ");
+        let leaf = format!(
+            "{}1{}",
+            "[".repeat(MAX_QUICK_DEPTH),
+            "]".repeat(MAX_QUICK_DEPTH)
+        );
         for (levels, taken) in [(MAX_WALK, 1), (MAX_WALK + 1, 0)] {
-            let mut nested = format!("[{wide}]");
+            let mut nested = format!("[{wide}, {leaf}]");
             for _ in 1..levels {
                 nested = format!("[{wide}, {nested}]");
             }
             let message = format!("{{\"return\": {nested}}}");
-            assert_eq!(check(message.as_bytes(), 1 << 20, 20), taken, "{levels}");
+            assert_eq!(check(message.as_bytes(), 1 << 20, 100), taken, "{levels}");
         }
     }
 }

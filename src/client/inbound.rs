@@ -92,6 +92,7 @@ impl FrameSink for Sink<'_> {
         self.inner.stop_if_syncing(flow)
     }
 
+    #[inline(always)]
     fn whole(&mut self, input: &str, max_depth: usize) -> Option<(usize, ControlFlow<()>)> {
         let (len, flow) = self.inner.on_whole(self.now, input, max_depth)?;
         Some((len, self.inner.stop_if_syncing(flow)))
@@ -165,7 +166,8 @@ impl Inner {
         if !self.session.is_live() {
             return None;
         }
-        let (env, len) = whole::envelope(input, max_depth)?;
+        let mut env = Envelope::default();
+        let len = whole::envelope(input, max_depth, &mut env)?;
         let frame = &input.as_bytes()[..len];
         self.trace_in(frame);
         Some((len, self.on_message(now, &env, frame)))

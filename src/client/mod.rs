@@ -691,7 +691,7 @@ impl Inner {
         write: impl FnOnce(&mut Vec<u8>, Option<u64>) -> Result<(), CallError>,
     ) -> Result<CommandId, CallError> {
         let id = self.table.peek_id();
-        let wire_id = (command.route == Route::Engine).then_some(id);
+        let wire_id = matches!(command.route, Route::Engine).then_some(id);
         #[cfg(unix)]
         let fds = opts.fds;
         #[cfg(not(unix))]

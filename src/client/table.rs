@@ -166,7 +166,7 @@ impl Table {
                     || self
                         .entries
                         .get(&n)
-                        .is_some_and(|e| e.command.route == Route::Engine)
+                        .is_some_and(|e| matches!(e.command.route, Route::Engine))
             });
         if clash {
             return Err(CallError::DuplicateId(wire.to_string()));
@@ -263,11 +263,11 @@ impl Table {
 
     /// The sent (or abandoned) command a reply's id (raw JSON text) designates.
     pub(super) fn route(&self, id: &str) -> Option<u64> {
-        if let Ok(n) = id.parse::<u64>() {
+        if let Some(n) = engine_id(id) {
             if self
                 .entries
                 .get(&n)
-                .is_some_and(|e| e.command.route == Route::Engine && e.is_out())
+                .is_some_and(|e| matches!(e.command.route, Route::Engine) && e.is_out())
             {
                 return Some(n);
             }
@@ -417,6 +417,22 @@ impl Table {
     }
 }
 
+/// The number a reply's id (raw JSON text) is, if it is a JSON integer within `u64`: what
+/// an engine-assigned id is echoed as. (Digits only: JSON has no `+` and no leading zeros,
+/// and a sign, fraction or exponent is never an engine id.)
+fn engine_id(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if bytes.len() > 19 {
+        // Might not fit.
+        return text.parse().ok();
+    }
+    // 19 digits always fit.
+    Some(bytes.iter().fold(0, |n, b| n * 10 + u64::from(b - b'0')))
+}
+
 /// Hashes a command id: ids are the engine's own sequential numbers (never the peer's), so
 /// one multiplication spreads them over the table.
 #[derive(Default)]
@@ -498,5 +514,22 @@ mod tests {
         assert!(!eq("1", "\"1\""));
         assert!(!eq(r#"{"a":1}"#, r#"{"a":1,"b":2}"#));
         assert!(eq("18446744073709551616", "1.8446744073709552e19"));
+    }
+
+    #[test]
+    fn engine_ids_are_the_json_integers_within_u64() {
+        for text in ["0", "7", "1234", "18446744073709551615", "00018446744073709551615"] {
+            let json = serde_json::from_str::<Value>(text).ok();
+            let expected = json.as_ref().and_then(Value::as_u64);
+            if json.is_some() {
+                assert_eq!(engine_id(text), expected, "{text}");
+            }
+        }
+        for text in [
+            "", "-1", "1.0", "1e2", "\"7\"", "18446744073709551616", "+7", "7 ", "null",
+            "99999999999999999999",
+        ] {
+            assert_eq!(engine_id(text), None, "{text}");
+        }
     }
 }

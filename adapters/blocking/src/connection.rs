@@ -313,7 +313,7 @@ impl Connection {
     ) -> Result<T, Error> {
         let id = self.send(name, args, opts)?;
         let raw = self.wait(id)?;
-        Ok(serde_json::from_str(raw.get())?)
+        Ok(qmp_proto::decode_value(&raw)?)
     }
 
     /// Runs a typed command: the typed form of [`execute`](Self::execute). The command's
@@ -409,7 +409,7 @@ impl Connection {
         let mark = self.next_seq;
         let id = self.send(name, args, opts)?;
         let raw = self.wait(id)?;
-        let result = serde_json::from_str(raw.get())?;
+        let result = qmp_proto::decode_value(&raw)?;
         let event = self.wait_event_since(mark, deadline, |e| filter.matches(e))?;
         Ok((result, event))
     }

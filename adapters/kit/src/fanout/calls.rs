@@ -156,7 +156,7 @@ impl Body {
 
 /// Decodes a raw result into `T`.
 pub fn decode<T: DeserializeOwned>(raw: &RawValue) -> Result<T, Error> {
-    Ok(serde_json::from_str(raw.get())?)
+    Ok(qmp_proto::decode_value(raw)?)
 }
 
 /// Arguments serialised on the caller's side, once: the driver copies them into the send
