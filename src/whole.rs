@@ -54,7 +54,7 @@ pub(crate) fn envelope<'a>(
         return Some(p.pos + 1);
     }
     loop {
-        let key = Member::of(p.key()?);
+        let key = p.member()?;
         p.ws();
         p.expect(b':')?;
         p.ws();
@@ -124,33 +124,42 @@ enum Member {
 }
 
 impl Member {
-    fn of(key: &str) -> Member {
-        match key {
-            "return" => Member::Return,
-            "id" => Member::Id,
-            "event" => Member::Event,
-            "data" => Member::Data,
-            "timestamp" => Member::Timestamp,
-            "error" => Member::Error,
-            "QMP" => Member::Qmp,
-            _ => Member::Other,
-        }
-    }
+    /// The envelope's keys, each with its closing quote, the most frequent first.
+    const KEYS: [(&'static [u8], Member); 7] = [
+        (b"return\"", Member::Return),
+        (b"id\"", Member::Id),
+        (b"timestamp\"", Member::Timestamp),
+        (b"event\"", Member::Event),
+        (b"data\"", Member::Data),
+        (b"error\"", Member::Error),
+        (b"QMP\"", Member::Qmp),
+    ];
 }
 
-/// The bytes that end a key's plain run: its closing quote, a backslash, and the control
-/// characters (which JSON does not allow in a string).
-const KEY_STOP: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
-        b += 1;
+/// Where the plain run of string bytes from `i` ends: the first `"`, `\` or control
+/// character (which JSON does not allow in a string) at or after `i`, or `None` if there is
+/// none. Eight bytes at a time: in each, a byte equal to `"` or `\` or below 0x20 sets its
+/// top bit in a mask, the lowest set bit marking the first such byte (a borrow only ever
+/// sets bits above a true one).
+fn plain_run(bytes: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const TOPS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & TOPS;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+        let stops = below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1)
+            | below(x, 0x20);
+        if stops != 0 {
+            return Some(i + (stops.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
     }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
+    let rest = bytes.get(i..)?;
+    rest.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|at| i + at)
+}
 
 struct Parser<'a> {
     text: &'a str,
@@ -206,17 +215,30 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The member whose key is at the current position (a key without escapes or control
+    /// characters), `None` for any other key. The envelope's own keys are matched as they
+    /// lie, before any other is scanned.
+    fn member(&mut self) -> Option<Member> {
+        let rest = self.text.as_bytes().get(self.pos + 1..)?;
+        for (key, member) in Member::KEYS {
+            if rest.starts_with(key) && self.peek() == Some(b'"') {
+                self.pos += 1 + key.len();
+                return Some(member);
+            }
+        }
+        self.key().map(|_| Member::Other)
+    }
+
     /// A key without escapes or control characters (its text), `None` for any other.
     fn key(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.pos;
-        let rest = &self.text.as_bytes()[start..];
-        let len = rest.iter().position(|&b| KEY_STOP[usize::from(b)])?;
-        if rest[len] != b'"' {
+        let end = plain_run(self.text.as_bytes(), start)?;
+        if self.text.as_bytes()[end] != b'"' {
             return None;
         }
-        self.pos = start + len + 1;
-        self.text.get(start..start + len)
+        self.pos = end + 1;
+        self.text.get(start..end)
     }
 
     /// A string without escapes or control characters, or an integer without fraction or
@@ -227,10 +249,7 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         let end = match *bytes.get(start)? {
             b'"' => {
-                let len = bytes[start + 1..]
-                    .iter()
-                    .position(|&b| KEY_STOP[usize::from(b)])?;
-                let end = start + 1 + len;
+                let end = plain_run(bytes, start + 1)?;
                 (bytes[end] == b'"').then_some(end + 1)?
             }
             b'-' | b'0'..=b'9' => {
@@ -457,10 +476,7 @@ fn member_key(bytes: &[u8], i: usize) -> Option<usize> {
 fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
     i += 1;
     loop {
-        i += bytes
-            .get(i..)?
-            .iter()
-            .position(|&b| KEY_STOP[usize::from(b)])?;
+        i = plain_run(bytes, i)?;
         match bytes[i] {
             b'"' => return Some(i + 1),
             b'\\' => match *bytes.get(i + 1)? {
@@ -769,6 +785,29 @@ mod tests {
         // Many inputs stay valid (one member's text changed) and are read where they lie
         // (not under the smallest limits).
         assert!(taken > total / 4, "{taken} of {total}");
+    }
+
+    #[test]
+    fn plain_runs_end_at_the_first_quote_backslash_or_control_character() {
+        // Every stop byte (and bytes around the thresholds) at every offset of a run, after
+        // bytes of every kind that do not stop it, including non-ASCII and 0x20.
+        let plain: Vec<u8> = (0x20..=0xffu8)
+            .filter(|&b| b != b'"' && b != b'\\')
+            .collect();
+        let stops: Vec<u8> = (0..0x20).chain([b'"', b'\\']).collect();
+        for len in 0..24 {
+            for start in 0..3 {
+                for (k, &stop) in stops.iter().enumerate() {
+                    let mut bytes: Vec<u8> = (0..start + len)
+                        .map(|j| plain[(j * 7 + k) % plain.len()])
+                        .collect();
+                    assert_eq!(plain_run(&bytes, start), None);
+                    bytes.push(stop);
+                    bytes.extend_from_slice(b"\x00\"ab");
+                    assert_eq!(plain_run(&bytes, start), Some(start + len), "{bytes:?}");
+                }
+            }
+        }
     }
 
     /// The nesting of a valid JSON value (a scalar is 0 deep).

@@ -518,7 +518,13 @@ mod tests {
 
     #[test]
     fn engine_ids_are_the_json_integers_within_u64() {
-        for text in ["0", "7", "1234", "18446744073709551615", "00018446744073709551615"] {
+        for text in [
+            "0",
+            "7",
+            "1234",
+            "18446744073709551615",
+            "00018446744073709551615",
+        ] {
             let json = serde_json::from_str::<Value>(text).ok();
             let expected = json.as_ref().and_then(Value::as_u64);
             if json.is_some() {
@@ -526,7 +532,15 @@ mod tests {
             }
         }
         for text in [
-            "", "-1", "1.0", "1e2", "\"7\"", "18446744073709551616", "+7", "7 ", "null",
+            "",
+            "-1",
+            "1.0",
+            "1e2",
+            "\"7\"",
+            "18446744073709551616",
+            "+7",
+            "7 ",
+            "null",
             "99999999999999999999",
         ] {
             assert_eq!(engine_id(text), None, "{text}");
