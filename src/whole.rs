@@ -8,9 +8,12 @@
 //! with an escape, a known member given twice (an error for the reference), an object that
 //! does not end within the input, or nesting it cannot prove within the depth limit.
 //!
-//! The envelope's own structure (braces, keys, colons, commas) is read here; every member's
-//! value is validated by serde_json as a `&RawValue` (QEMU's form of `timestamp` is read
-//! here, with its numbers). serde_json does not limit the nesting of a raw value, so the
+//! The envelope's own structure (braces, keys, colons, commas) is read here (QEMU's form of
+//! `timestamp` too, with its numbers), and so is every member's value, in one quick pass
+//! ([`valid_value`]) that accepts only what serde_json accepts as a `&RawValue`, tracking
+//! its nesting (up to [`MAX_QUICK_DEPTH`] levels) against the depth left to it. Whatever the
+//! quick pass is unsure of (invalid JSON, deeper nesting) is left to serde_json, the
+//! reference, as follows. serde_json does not limit the nesting of a raw value, so the
 //! depth limit is proved from lengths: a value `n` bytes long nests at most `n / 2` levels
 //! deep, as each level takes an opening and a closing bracket. A container value is
 //! therefore parsed within a cut of `2 * budget + 1` bytes, where `budget` is the depth left
@@ -18,11 +21,10 @@
 //! levels. An object is walked member by member, each value parsed (or walked) the same way
 //! with a budget one smaller. An array is parsed whole as a sequence of raw values: an
 //! element within its cut is within its budget, and so is a longer one that holds no more
-//! opening brackets (in strings or not) than its budget; any other is walked in turn. A large
-//! reply (the schema, a long list of block nodes) is an array of small objects: it is
-//! validated in one pass, plus the cut it ran past. The work stays linear in any case: each
-//! level of walking parses a byte at most once more, and so does a cut that fails (it parses
-//! less than the container it was cut from).
+//! opening brackets (in strings or not) than its budget; any other is walked in turn. The
+//! work stays linear in any case: the quick pass reads a value's bytes at most once before
+//! it gives up, each level of walking parses a byte at most once more, and so does a cut
+//! that fails (it parses less than the container it was cut from).
 
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -141,6 +143,7 @@ impl Member {
 /// none. Eight bytes at a time: in each, a byte equal to `"` or `\` or below 0x20 sets its
 /// top bit in a mask, the lowest set bit marking the first such byte (a borrow only ever
 /// sets bits above a true one).
+#[inline(always)]
 fn plain_run(bytes: &[u8], mut i: usize) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const TOPS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -455,6 +458,7 @@ fn valid_value(bytes: &[u8], start: usize, budget: usize) -> Option<usize> {
 }
 
 /// Past JSON whitespace from `i`.
+#[inline(always)]
 fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(i) {
         i += 1;
@@ -464,6 +468,7 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
 
 /// Past an object member's key, its colon and the whitespace after it, from `i` (at the
 /// key's opening quote).
+#[inline(always)]
 fn member_key(bytes: &[u8], i: usize) -> Option<usize> {
     if *bytes.get(i)? != b'"' {
         return None;
@@ -473,6 +478,7 @@ fn member_key(bytes: &[u8], i: usize) -> Option<usize> {
 }
 
 /// Past the string whose opening quote is at `i`.
+#[inline(always)]
 fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
     i += 1;
     loop {

@@ -69,10 +69,17 @@ pub(crate) fn command<A: Serialize + ?Sized>(
 /// control characters, and is copied as it is; anything else goes through serde_json's
 /// escaping.
 fn string(out: &mut Vec<u8>, text: &str) {
-    if text
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    /// The bytes copied as they are: printable ASCII but `"` and `\`.
+    const PLAIN: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0x20;
+        while b < 0x7f {
+            table[b] = b != b'"' as usize && b != b'\\' as usize;
+            b += 1;
+        }
+        table
+    };
+    if text.bytes().all(|b| PLAIN[usize::from(b)]) {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');

@@ -1092,19 +1092,25 @@ impl Connection {
             if self.ended().is_some() {
                 return false;
             }
-            let now = Instant::now();
             let timer = self.engine.poll_timeout();
-            if timer.is_some_and(|t| t <= now) {
-                self.engine.handle_timeout(now);
-                continue;
-            }
-            let last = deadline.is_some_and(|d| d <= now);
-            let wake = match (timer, deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+            // The time matters only to a timer or a deadline (most calls have neither).
+            let (timeout, last) = match (timer, deadline) {
+                (None, None) => (None, false),
+                (timer, deadline) => {
+                    let now = Instant::now();
+                    if timer.is_some_and(|t| t <= now) {
+                        self.engine.handle_timeout(now);
+                        continue;
+                    }
+                    let wake = match (timer, deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let last = deadline.is_some_and(|d| d <= now);
+                    (wake.map(|w| w.saturating_duration_since(now)), last)
+                }
             };
             let write = self.engine.poll_transmit().is_some();
-            let timeout = wake.map(|w| w.saturating_duration_since(now));
             if !write && timeout.map_or(true, |t| t >= SHORTEST_READ_TIMEOUT) {
                 // Only input can come: wait for it in the read itself.
                 self.read_waiting(timeout);
