@@ -109,6 +109,13 @@ pub struct Driver {
     /// of making a system call that can only find it empty. A write clears it (a reply may
     /// already be there when the driver reads next).
     drained: bool,
+    /// The socket was found drained by a read that brought input in this poll: before it is
+    /// armed with the reactor (a system call with async-io's one-shot registrations), the
+    /// driver yields once, since the input likely woke a caller whose next command will
+    /// make the driver write, and then read, instead of sleeping.
+    arm_later: bool,
+    /// The driver woke itself to come back before arming (see `arm_later`).
+    yielding: bool,
     /// Bytes were handed to the stream since it was last flushed (a wrapped stream may
     /// buffer them; flushing a socket does nothing).
     unflushed: bool,
@@ -143,6 +150,8 @@ impl Driver {
             held_at: None,
             buf: ReadBuf::new(),
             drained: false,
+            arm_later: false,
+            yielding: false,
             unflushed: false,
             phase: Phase::Done,
             redial: None,
@@ -157,6 +166,7 @@ impl Driver {
         self.engine.peer(|| transport.describe());
         self.transport = Some(transport);
         self.drained = false;
+        self.arm_later = false;
         self.unflushed = false;
         self.phase = Phase::Live;
         if let Err(e) = self.engine.connect(Instant::now()) {
@@ -218,6 +228,11 @@ impl Driver {
                 }
             };
             if !progress {
+                if std::mem::take(&mut self.yielding) {
+                    // Come back once the tasks this input woke have run (see `arm_later`).
+                    cx.waker().wake_by_ref();
+                }
+                self.arm_later = false;
                 return Poll::Pending;
             }
             if budget.spent() {
@@ -351,6 +366,11 @@ impl Driver {
             };
             // Drained: wait for the reactor instead of reading.
             if self.drained {
+                if self.arm_later {
+                    // Not armed yet: the driver yields first (see `arm_later`).
+                    self.yielding = true;
+                    break;
+                }
                 if transport.poll_readable(cx).is_pending() {
                     break;
                 }
@@ -367,8 +387,9 @@ impl Driver {
                     budget.read = budget.read.saturating_sub(n);
                     if !self.buf.filled(n) && transport.short_read_drains() {
                         // Everything that had arrived: wait for the reactor before reading
-                        // again (the next turn of this loop registers the waker).
+                        // again (a later turn of this loop registers the waker).
                         self.drained = true;
+                        self.arm_later = true;
                     }
                     progress = true;
                 }
