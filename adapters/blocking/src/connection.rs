@@ -84,6 +84,10 @@ pub struct Connection {
     pending: IdSet,
     /// Results that arrived for pending commands.
     replies: IdMap<Result<Box<RawValue>, Error>>,
+    /// The command [`wait`](Self::wait) waits for (no longer in `pending`), and its result
+    /// once it arrives: kept apart from `replies`, the usual case costs no map.
+    awaiting: Option<CommandId>,
+    awaited: Option<Result<Box<RawValue>, Error>>,
     /// QMP events, each with its arrival number.
     events: VecDeque<Buffered>,
     next_seq: u64,
@@ -159,6 +163,8 @@ impl Connection {
             read_timeout: None,
             pending: IdSet::default(),
             replies: IdMap::default(),
+            awaiting: None,
+            awaited: None,
             events: VecDeque::new(),
             next_seq: 0,
             events_lost: 0,
@@ -526,13 +532,20 @@ impl Connection {
     /// raw JSON. Waits as long as the command's timeout allows (without one, until the reply
     /// or the end of the session).
     pub fn wait(&mut self, id: CommandId) -> Result<Box<RawValue>, Error> {
-        if !self.pending.contains(&id) {
+        if !self.pending.remove(&id) {
             return Err(Error::UnknownCommand(id));
         }
+        // (Already arrived: a call that sent several commands before waiting.)
+        if !self.replies.is_empty() {
+            if let Some(result) = self.replies.remove(&id) {
+                return result;
+            }
+        }
         // The engine resolves every command: by its reply, its deadline or the session end.
-        self.run_until(None, |c| c.replies.contains_key(&id));
-        self.pending.remove(&id);
-        match self.replies.remove(&id) {
+        self.awaiting = Some(id);
+        self.run_until(None, |c| c.awaited.is_some());
+        self.awaiting = None;
+        match self.awaited.take() {
             Some(result) => result,
             None => Err(Error::Disconnected(
                 self.ended().cloned().unwrap_or(DisconnectReason::Closed),
@@ -1190,6 +1203,9 @@ impl Connection {
     fn drain_engine(&mut self) {
         while let Some(output) = self.engine.next_output() {
             match output {
+                Output::Reply { id, result } if self.awaiting == Some(id) => {
+                    self.awaited = Some(result);
+                }
                 Output::Reply { id, result } if self.pending.contains(&id) => {
                     self.replies.insert(id, result);
                 }

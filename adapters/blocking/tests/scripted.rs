@@ -299,3 +299,28 @@ fn tcp_connect_and_no_fds_over_tcp() {
     assert!(server.handler().mismatches().is_empty());
     assert_eq!(server.handler().remaining(), 0);
 }
+
+#[test]
+fn results_are_taken_in_any_order() {
+    // Several commands out at once, waited for out of order: each wait takes its own
+    // command's result, whether it arrived while waiting for another or is awaited itself.
+    let peer = FakePeer::serve(FakeQemu::new());
+    let mut qmp = peer.connect();
+    let status = qmp.send("query-status", &(), CallOptions::new()).unwrap();
+    let version = qmp.send("query-version", &(), CallOptions::new()).unwrap();
+    let nope = qmp.send("nope", &(), CallOptions::new()).unwrap();
+    let name = qmp.send("query-name", &(), CallOptions::new()).unwrap();
+    let version = qmp.wait(version).unwrap();
+    assert!(version.get().contains("\"qemu\""), "{}", version.get());
+    assert!(matches!(qmp.wait(nope), Err(Error::Qmp(e)) if e.class == "CommandNotFound"));
+    // QEMU answers in order: the first command's result came before the second's.
+    assert!(qmp.has_reply(status));
+    let status = qmp.wait(status).unwrap();
+    assert!(status.get().contains("\"status\""), "{}", status.get());
+    assert_eq!(qmp.wait(name).unwrap().get(), "{}");
+    // Taken once.
+    assert!(matches!(qmp.wait(name), Err(Error::UnknownCommand(_))));
+    // And the next call is awaited as usual.
+    let again: Value = qmp.execute("query-name", &()).unwrap();
+    assert_eq!(again, json!({}));
+}
