@@ -258,7 +258,7 @@ pub use message::{Greeting, QemuVersion, QmpEvent, Timestamp};
 pub use serde_json::value::RawValue;
 pub use state::RunState;
 pub use transmit::Transmit;
-pub use typed::{decode_return, decode_value, Command, Pending};
+pub use typed::{decode_return, decode_value, to_raw_value, Command, Pending};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

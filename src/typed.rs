@@ -202,6 +202,26 @@ pub fn decode_value<T: DeserializeOwned>(raw: &RawValue) -> Result<T, serde_json
     T::deserialize(Validated(serde_json::Deserializer::from_str(raw.get())))
 }
 
+/// Serialises `value` as a [`RawValue`], as `serde_json::value::to_raw_value` does, but into
+/// an allocation of exactly the text's size: serde_json's shrinks a 128-byte buffer to the
+/// text, which splits the allocator's chunk on every call and leaves the fragments for later
+/// allocations to sort out. The adapters serialise call arguments with it.
+///
+/// ```
+/// let raw = qmp_proto::to_raw_value(&serde_json::json!({"id": "drive0"}))?;
+/// assert_eq!(raw.get(), r#"{"id":"drive0"}"#);
+/// assert_eq!(qmp_proto::to_raw_value(&())?.get(), "null");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn to_raw_value<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawValue>, serde_json::Error> {
+    let text = serde_json::to_string(value)?;
+    match crate::whole::validated_boxed_raw(&text) {
+        Some(raw) => Ok(raw),
+        // serde_json no longer takes the shortcut: its own (validating) conversion.
+        None => RawValue::from_string(text),
+    }
+}
+
 /// serde_json's deserializer over one valid JSON value (a [`RawValue`]'s text, which holds
 /// nothing after the value), skipping the value when the target ignores it as a whole.
 struct Validated<'de>(serde_json::Deserializer<serde_json::de::StrRead<'de>>);

@@ -588,6 +588,13 @@ fn validated_raw(json: &str) -> Option<&RawValue> {
     <&RawValue>::deserialize(Validated(json)).ok()
 }
 
+/// `json`, which the caller has validated, as a `Box<RawValue>` of exactly its length,
+/// without parsing it again (see [`validated_raw`]). `None` if serde_json no longer takes it
+/// that way.
+pub(crate) fn validated_boxed_raw(json: &str) -> Option<Box<RawValue>> {
+    <Box<RawValue>>::deserialize(Validated(json)).ok()
+}
+
 /// A deserializer presenting validated JSON text as serde_json presents a raw value: a map
 /// with one entry, from [`RAW_VALUE_TOKEN`] to the text.
 struct Validated<'a>(&'a str);
@@ -646,6 +653,8 @@ mod tests {
         let raw = validated_raw(text).expect("serde_json takes a raw value this way");
         assert_eq!(raw.get(), text);
         assert!(std::ptr::eq(raw.get(), text));
+        let boxed = validated_boxed_raw(text).expect("and a boxed one");
+        assert_eq!(boxed.get(), text);
     }
 
     /// What routing sees of an envelope.

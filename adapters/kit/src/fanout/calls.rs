@@ -162,8 +162,7 @@ pub fn decode<T: DeserializeOwned>(raw: &RawValue) -> Result<T, Error> {
 /// Arguments serialised on the caller's side, once: the driver copies them into the send
 /// buffer as they are.
 fn serialize<A: Serialize + ?Sized>(args: &A) -> Result<Box<RawValue>, Error> {
-    serde_json::value::to_raw_value(args)
-        .map_err(|e| Error::Call(CallError::Serialize(e.to_string())))
+    qmp_proto::to_raw_value(args).map_err(|e| Error::Call(CallError::Serialize(e.to_string())))
 }
 
 /// Issues a `C` whose arguments are `args` through the engine's typed call, so that the
