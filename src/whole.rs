@@ -457,15 +457,10 @@ fn valid_value(bytes: &[u8], start: usize, budget: usize) -> Option<usize> {
     }
 }
 
-/// Past JSON whitespace from `i`. (QEMU writes one space after a colon or a comma and none
-/// elsewhere: that case is tested first.)
+/// Past JSON whitespace from `i`.
 #[inline(always)]
 fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
-    let is_ws = |b: Option<&u8>| matches!(b, Some(b' ' | b'\n' | b'\t' | b'\r'));
-    if bytes.get(i) == Some(&b' ') {
-        i += 1;
-    }
-    while is_ws(bytes.get(i)) {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(i) {
         i += 1;
     }
     i
@@ -510,12 +505,10 @@ fn string_end(bytes: &[u8], mut i: usize) -> Option<usize> {
 /// Past the number that starts at `i`: `-`, then `0` or a digit run not starting with `0`,
 /// then optionally a fraction, then optionally an exponent, each with at least one digit.
 fn number_end(bytes: &[u8], mut i: usize) -> Option<usize> {
-    let digits = |start: usize| {
-        let mut end = start;
-        while bytes.get(end).is_some_and(u8::is_ascii_digit) {
-            end += 1;
-        }
-        end - start
+    let digits = |i: usize| {
+        bytes
+            .get(i..)
+            .map_or(0, |b| b.iter().take_while(|b| b.is_ascii_digit()).count())
     };
     i += usize::from(bytes[i] == b'-');
     match bytes.get(i)? {
