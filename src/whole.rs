@@ -218,9 +218,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The member whose key is at the current position (a key without escapes or control
-    /// characters), `None` for any other key. The envelope's own keys are matched as they
-    /// lie, before any other is scanned.
+    /// The member whose key is at the current position ([`Member::Other`] for a key that is
+    /// not the envelope's), `None` if no key without escapes or control characters is there.
+    /// The envelope's own keys are matched as they lie, before any other is scanned.
     fn member(&mut self) -> Option<Member> {
         let rest = self.text.as_bytes().get(self.pos + 1..)?;
         for (key, member) in Member::KEYS {

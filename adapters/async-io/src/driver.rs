@@ -12,7 +12,8 @@
 //!    offering bytes and decides, through its own timer, how the session ends);
 //! 3. read what has arrived and feed it to the engine, taking its outputs after each read
 //!    (once a socket was found drained, it is read again after the reactor reports it
-//!    readable or after the next write, not before);
+//!    readable or after the next write, not before; a read that drained it makes the driver
+//!    yield once before it arms the reactor, as the input usually brings the next request);
 //! 4. arm the timer for [`Client::poll_timeout`] and fire it when due;
 //! 5. take the engine's outputs ([`Engine::next_output`], which logs them and feeds the
 //!    traffic tap): replies to their callers, events to listeners, runstate transitions to
