@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 features=
-clients="floor floor-epoll tokio-floor tokio-floor-task async-io-floor async-io-floor-spawned blocking async async-concurrent async-smol-spawn tokio tokio-concurrent tokio-mt tokio-spawned"
+clients="floor floor-epoll tokio-floor tokio-floor-task async-io-floor async-io-floor-spawned floor-validating blocking async async-concurrent async-smol-spawn tokio tokio-concurrent tokio-mt tokio-spawned"
 if [ "${QMP_BENCH_PEERS:-}" = 1 ]; then
     features=--features=qapi
     clients="$clients qapi qapi-tokio qapi-tokio-concurrent qmp-crate qmp-crate-concurrent"

@@ -158,6 +158,11 @@ pub enum Client {
     /// The least a tokio client that serves events and concurrent callers does: a reader
     /// task that completes each call's oneshot, the caller writing its command itself.
     TokioFloorTask,
+    /// The floor numbering each command and checking each reply: the reply parsed with
+    /// serde_json (its `return` as a `&RawValue`, validated, and its `id`, compared), the
+    /// value copied out. What a blocking client that hands out validated results cannot
+    /// avoid.
+    FloorValidating,
     /// The floor's loop on async-io's `Async<UnixStream>` in `async_io::block_on`: what
     /// async-io itself costs.
     AsyncIoFloor,
@@ -215,6 +220,7 @@ impl Client {
         Client::TokioFloorTask,
         Client::AsyncIoFloor,
         Client::AsyncIoFloorSpawned,
+        Client::FloorValidating,
         Client::Blocking,
         Client::AsyncSequential,
         Client::AsyncConcurrent,
@@ -248,6 +254,9 @@ impl Client {
             Client::AsyncIoFloorSpawned => {
                 "async-io floor in smol::spawn, caller in smol::block_on, no engine"
             }
+            Client::FloorValidating => {
+                "hand-written loop numbering commands and validating replies, no engine (validating floor)"
+            }
             Client::Blocking => "qmp-blocking",
             Client::AsyncSequential => "qmp-async, sequential",
             Client::AsyncConcurrent => "qmp-async, 100 concurrent callers",
@@ -278,6 +287,7 @@ impl Client {
             Client::TokioFloorTask => "tokio-floor-task",
             Client::AsyncIoFloor => "async-io-floor",
             Client::AsyncIoFloorSpawned => "async-io-floor-spawned",
+            Client::FloorValidating => "floor-validating",
             Client::Blocking => "blocking",
             Client::AsyncSequential => "async",
             Client::AsyncConcurrent => "async-concurrent",
@@ -308,6 +318,7 @@ impl Client {
             Client::TokioFloorTask => tokio_floor_task(peer.connect(), n),
             Client::AsyncIoFloor => async_io_floor(peer.connect(), n),
             Client::AsyncIoFloorSpawned => async_io_floor_spawned(peer.connect(), n),
+            Client::FloorValidating => floor_validating(peer.connect(), n),
             Client::Blocking => blocking(peer.connect(), n),
             Client::AsyncSequential => asynchronous(peer.connect(), n, 1),
             Client::AsyncConcurrent => asynchronous(peer.connect(), n, CALLERS),
@@ -373,6 +384,53 @@ pub fn floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
         buf.drain(..end);
     }
     (n, start.elapsed())
+}
+
+/// The validating floor: `n` times, write the command with the next id, read one reply line,
+/// parse it with serde_json (its `return` validated as a `&RawValue`, its `id` compared with
+/// the command's) and copy the value out.
+pub fn floor_validating(mut stream: UnixStream, n: u64) -> (u64, Duration) {
+    use serde_json::value::RawValue;
+    #[derive(serde::Deserialize)]
+    struct Reply<'a> {
+        #[serde(rename = "return", borrow)]
+        ret: &'a RawValue,
+        id: u64,
+    }
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    negotiate_plain(&mut stream, &mut buf, &mut chunk);
+    let head = format!(r#"{{"execute":"{COMMAND}","id":"#);
+    let mut command = Vec::with_capacity(64);
+    let start = Instant::now();
+    for id in 1..=n {
+        command.clear();
+        command.extend_from_slice(head.as_bytes());
+        push_decimal(&mut command, id);
+        command.push(b'}');
+        stream.write_all(&command).expect("write");
+        let end = read_line(&mut stream, &mut buf, &mut chunk);
+        let reply: Reply<'_> = serde_json::from_slice(&buf[..end]).expect("a reply");
+        assert_eq!(reply.id, id, "the reply to this command");
+        std::hint::black_box(reply.ret.to_owned());
+        buf.drain(..end);
+    }
+    (n, start.elapsed())
+}
+
+/// `n` in decimal, appended to `out`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The floor's greeting and negotiation (blocking reads); returns the command to send.
