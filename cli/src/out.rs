@@ -63,7 +63,16 @@ impl Printer {
         let mut state = self.lock();
         if state.reading {
             if let Some(p) = state.external.as_mut() {
-                if p.print(text.clone()).is_ok() {
+                // With its line end: just before the editor enters raw mode (or just after
+                // it leaves it), its printer writes the text to the terminal as it is, and
+                // the prompt drawn next would start on the same line and erase it. (In raw
+                // mode the editor adds the line end only where it is missing.)
+                let ended = if text.ends_with('\n') {
+                    text.clone()
+                } else {
+                    format!("{text}\n")
+                };
+                if p.print(ended).is_ok() {
                     return;
                 }
             }
