@@ -751,6 +751,23 @@ mod tests {
         taken
     }
 
+    /// `seed` with each of `edits` inserted at, and put in place of, every byte.
+    fn mutations<'a>(seed: &'a [u8], edits: &'a [&[u8]]) -> impl Iterator<Item = Vec<u8>> + 'a {
+        (0..=seed.len()).flat_map(move |at| {
+            edits.iter().flat_map(move |edit| {
+                [false, true]
+                    .into_iter()
+                    .filter(move |&replace| !(replace && at == seed.len()))
+                    .map(move |replace| {
+                        let mut input = seed[..at].to_vec();
+                        input.extend_from_slice(edit);
+                        input.extend_from_slice(&seed[at + usize::from(replace)..]);
+                        input
+                    })
+            })
+        })
+    }
+
     const SEEDS: &[&str] = &[
         r#"{"return": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "v"}, "id": 42}"#,
         r#"{"timestamp": {"seconds": 1763812345, "microseconds": 678901}, "event": "SHUTDOWN", "data": {"guest": false}}"#,
@@ -772,28 +789,17 @@ mod tests {
             b"\x01", b"\xff", b"\xc3", b"x",
         ];
         for seed in SEEDS {
-            let seed = seed.as_bytes();
-            for at in 0..=seed.len() {
-                for edit in edits {
-                    for replace in [false, true] {
-                        if replace && at == seed.len() {
-                            continue;
-                        }
-                        let mut input = seed[..at].to_vec();
-                        input.extend_from_slice(edit);
-                        input.extend_from_slice(&seed[at + usize::from(replace)..]);
-                        input.extend_from_slice(b"\r\n{\"id\": 7}");
-                        for (size, depth) in [
-                            (1 << 20, 1024),
-                            (1 << 20, 3),
-                            (1 << 20, 2),
-                            (40, 1024),
-                            (1 << 20, 1),
-                        ] {
-                            taken += check(&input, size, depth);
-                            total += 1;
-                        }
-                    }
+            for mut input in mutations(seed.as_bytes(), edits) {
+                input.extend_from_slice(b"\r\n{\"id\": 7}");
+                for (size, depth) in [
+                    (1 << 20, 1024),
+                    (1 << 20, 3),
+                    (1 << 20, 2),
+                    (40, 1024),
+                    (1 << 20, 1),
+                ] {
+                    taken += check(&input, size, depth);
+                    total += 1;
                 }
             }
         }
@@ -886,42 +892,31 @@ mod tests {
         ];
         let (mut valid, mut total) = (0, 0);
         for seed in seeds {
-            let seed = seed.trim_start().as_bytes();
-            for at in 0..=seed.len() {
-                for edit in edits {
-                    for replace in [false, true] {
-                        if replace && at == seed.len() {
-                            continue;
-                        }
-                        let mut input = seed[..at].to_vec();
-                        input.extend_from_slice(edit);
-                        input.extend_from_slice(&seed[at + usize::from(replace)..]);
-                        // (A value is read with no whitespace before it.)
-                        let Ok(text) = std::str::from_utf8(&input) else {
-                            continue;
-                        };
-                        if text.starts_with(|c: char| c.is_ascii_whitespace()) {
-                            continue;
-                        }
-                        let serde = serde_json::from_str::<&RawValue>(text)
-                            .map_err(|_| ())
-                            .or_else(|()| {
-                                // A value with text after it: serde_json's raw value ends
-                                // where the value does.
-                                let mut de = serde_json::Deserializer::from_str(text);
-                                <&RawValue>::deserialize(&mut de).map_err(|_| ())
-                            });
-                        for budget in [0, 1, 2, 3, 6, 1024] {
-                            let expected = serde.ok().and_then(|raw| {
-                                let d = depth(raw.get());
-                                (d <= budget && d <= MAX_QUICK_DEPTH).then_some(raw.get().len())
-                            });
-                            let quick = valid_value(text.as_bytes(), 0, budget);
-                            assert_eq!(quick, expected, "{text:?} within {budget}");
-                            valid += usize::from(quick.is_some());
-                            total += 1;
-                        }
-                    }
+            for input in mutations(seed.trim_start().as_bytes(), edits) {
+                // (A value is read with no whitespace before it.)
+                let Ok(text) = std::str::from_utf8(&input) else {
+                    continue;
+                };
+                if text.starts_with(|c: char| c.is_ascii_whitespace()) {
+                    continue;
+                }
+                let serde = serde_json::from_str::<&RawValue>(text)
+                    .map_err(|_| ())
+                    .or_else(|()| {
+                        // A value with text after it: serde_json's raw value ends where
+                        // the value does.
+                        let mut de = serde_json::Deserializer::from_str(text);
+                        <&RawValue>::deserialize(&mut de).map_err(|_| ())
+                    });
+                for budget in [0, 1, 2, 3, 6, 1024] {
+                    let expected = serde.ok().and_then(|raw| {
+                        let d = depth(raw.get());
+                        (d <= budget && d <= MAX_QUICK_DEPTH).then_some(raw.get().len())
+                    });
+                    let quick = valid_value(text.as_bytes(), 0, budget);
+                    assert_eq!(quick, expected, "{text:?} within {budget}");
+                    valid += usize::from(quick.is_some());
+                    total += 1;
                 }
             }
         }
