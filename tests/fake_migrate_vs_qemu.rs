@@ -765,10 +765,7 @@ struct Fake {
 impl Fake {
     fn new(fake: FakeQemu) -> Fake {
         let now = Instant::now();
-        let mut server = Server::new(fake.server_config(), fake);
-        server.accept(now);
-        server.handle_input(now, br#"{"execute": "qmp_capabilities"}"#);
-        server.take_output();
+        let server = negotiated(fake, now);
         Fake { server, now }
     }
 
