@@ -4,13 +4,15 @@
 // Real processes: the test reads the clock for its own timeouts.
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use std::io::Read;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(15);
+use support::WAIT;
 
 /// A `qmp fake` process, killed when the test ends, passed or not.
 struct Fake(Child);
@@ -69,16 +71,7 @@ impl Fake {
 /// Connects to `sock` and reads QEMU's greeting (the fake serves there), waiting for the
 /// socket to appear.
 fn greeting(sock: &Path) -> String {
-    let deadline = Instant::now() + WAIT;
-    let mut s = loop {
-        match UnixStream::connect(sock) {
-            Ok(s) => break s,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "cannot connect: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    };
+    let mut s = support::connect(sock);
     s.set_read_timeout(Some(WAIT)).unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];

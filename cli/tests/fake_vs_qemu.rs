@@ -18,12 +18,10 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use support::qemu_and_fake;
-
-const WAIT: Duration = Duration::from_secs(15);
+use support::{qemu_and_fake, WAIT};
 
 /// How an answer is compared, beyond error class and text (always compared).
 #[derive(Clone, Copy, PartialEq)]
@@ -299,16 +297,7 @@ struct Monitor {
 impl Monitor {
     /// Connects (waiting for the socket), reads the greeting and negotiates.
     fn open(sock: &Path) -> Monitor {
-        let deadline = Instant::now() + WAIT;
-        let s = loop {
-            match UnixStream::connect(sock) {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "cannot connect: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        };
+        let s = support::connect(sock);
         s.set_read_timeout(Some(WAIT)).unwrap();
         let mut m = Monitor {
             out: s.try_clone().unwrap(),

@@ -230,13 +230,24 @@ pub fn qemu_and_fake() -> Option<(Peer, Fake)> {
 
 /// Waits until something listens on the unix socket `sock`.
 pub fn wait_listening(sock: &Path) {
+    drop(connect(sock));
+}
+
+/// A connection to the unix socket `sock`, waiting (up to [`WAIT`]) until something listens
+/// on it.
+pub fn connect(sock: &Path) -> std::os::unix::net::UnixStream {
     let deadline = Instant::now() + WAIT;
-    while std::os::unix::net::UnixStream::connect(sock).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on {}",
-            sock.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
+    loop {
+        match std::os::unix::net::UnixStream::connect(sock) {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "nothing listens on {}: {e}",
+                    sock.display()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 }
