@@ -555,7 +555,6 @@ pub fn tokio_floor_task(mut stream: UnixStream, n: u64) -> (u64, Duration) {
 /// on an `Async<UnixStream>` in `async_io::block_on` (negotiated blocking, as the floor
 /// does).
 pub fn async_io_floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
-    use futures_lite::{AsyncReadExt, AsyncWriteExt};
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 4096];
     let command = negotiate_plain(&mut stream, &mut buf, &mut chunk);
@@ -563,23 +562,34 @@ pub fn async_io_floor(mut stream: UnixStream, n: u64) -> (u64, Duration) {
         let mut stream = async_io::Async::new(stream).expect("an async socket");
         let start = Instant::now();
         for _ in 0..n {
-            stream.write_all(command.as_bytes()).await.expect("write");
-            let mut scanned = 0;
-            while !take_line(&mut buf, &mut scanned) {
-                let got = stream.read(&mut chunk).await.expect("read");
-                assert!(got > 0, "the peer closed the connection");
-                buf.extend_from_slice(&chunk[..got]);
-            }
+            async_io_round_trip(&mut stream, &command, &mut buf, &mut chunk).await;
         }
         (n, start.elapsed())
     })
+}
+
+/// The async-io floors' round trip: writes `command`, then reads until a reply line is in
+/// `buf` (and takes it off).
+async fn async_io_round_trip(
+    stream: &mut async_io::Async<UnixStream>,
+    command: &str,
+    buf: &mut Vec<u8>,
+    chunk: &mut [u8],
+) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(command.as_bytes()).await.expect("write");
+    let mut scanned = 0;
+    while !take_line(buf, &mut scanned) {
+        let got = stream.read(chunk).await.expect("read");
+        assert!(got > 0, "the peer closed the connection");
+        buf.extend_from_slice(&chunk[..got]);
+    }
 }
 
 /// The async-io floor's loop in a task on smol's global executor (its own thread); the
 /// caller, in `smol::block_on`, hands it each command and waits for each reply over
 /// channels, as a caller of a spawned driver does.
 pub fn async_io_floor_spawned(mut stream: UnixStream, n: u64) -> (u64, Duration) {
-    use futures_lite::{AsyncReadExt, AsyncWriteExt};
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 4096];
     let command = negotiate_plain(&mut stream, &mut buf, &mut chunk);
@@ -588,13 +598,7 @@ pub fn async_io_floor_spawned(mut stream: UnixStream, n: u64) -> (u64, Duration)
     let io = smol::spawn(async move {
         let mut stream = async_io::Async::new(stream).expect("an async socket");
         while requests.recv().await.is_ok() {
-            stream.write_all(command.as_bytes()).await.expect("write");
-            let mut scanned = 0;
-            while !take_line(&mut buf, &mut scanned) {
-                let got = stream.read(&mut chunk).await.expect("read");
-                assert!(got > 0, "the peer closed the connection");
-                buf.extend_from_slice(&chunk[..got]);
-            }
+            async_io_round_trip(&mut stream, &command, &mut buf, &mut chunk).await;
             if to_caller.send(()).await.is_err() {
                 break;
             }
